@@ -1,0 +1,138 @@
+//! Jobs API wire types: what customers send and receive.
+
+use idlegrid_domain::{JobId, JobState};
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `POST /v1/jobs`: create a job. It waits in `created` until its input is uploaded and `run`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    /// App (service) to run, e.g. `python-map`; `GET /v1/apps` lists them.
+    pub app: String,
+    /// App parameters; the task script receives them as JSON in `IDLEGRID_PARAMS`.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    /// The customer's Python task script, for apps that run one (python-map).
+    #[serde(default)]
+    pub script: Option<String>,
+    /// Lines per chunk, for line-partitioned apps (python-map). Default 1000.
+    #[serde(default)]
+    pub chunk_lines: Option<u64>,
+    /// How the job should be run.
+    #[serde(default)]
+    pub preferences: Preferences,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// How a job should be run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Preferences {
+    /// Higher runs first among the customer's and other customers' jobs. -100..=100.
+    pub priority: i32,
+    /// Failed attempts (script error, timeout, lost worker, rejected result) a chunk may have
+    /// before the job fails. 1..=20.
+    pub max_attempts: u32,
+    /// Wall-clock limit for one chunk on a worker, in seconds. 1..=86400.
+    pub task_timeout_secs: u64,
+}
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Preferences {
+            priority: 0,
+            max_attempts: 3,
+            task_timeout_secs: 600,
+        }
+    }
+}
+
+/// A job's status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Job {
+    /// Job id.
+    pub id: JobId,
+    /// App the job runs.
+    pub app: String,
+    /// Version of the app bundle the job was created with.
+    pub app_version: String,
+    /// Where the job is in its life.
+    pub state: JobState,
+    /// Why the job failed, in plain words; set only when `state` is `failed`.
+    pub error: Option<String>,
+    /// App parameters as given.
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    /// How the job is run.
+    pub preferences: Preferences,
+    /// Chunk counts.
+    pub chunks: ChunkCounts,
+    /// The uploaded input, once there is one.
+    pub input: Option<BlobInfo>,
+    /// The assembled output, once the job completed.
+    pub output: Option<BlobInfo>,
+    /// When the job was created.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When `run` was called.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub submitted_at: Option<Timestamp>,
+    /// When the first chunk was created.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started_at: Option<Timestamp>,
+    /// When the job reached a final state.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished_at: Option<Timestamp>,
+}
+
+/// Chunk counts of a job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChunkCounts {
+    /// Chunks the input was split into; `null` until the partitioner has finished.
+    pub total: Option<u64>,
+    /// Chunks created so far.
+    pub created: u64,
+    /// Chunks with a validated result.
+    pub done: u64,
+    /// Chunks waiting for a device.
+    pub queued: u64,
+    /// Chunks leased to a worker right now.
+    pub running: u64,
+    /// Chunks that exhausted their attempts (any makes the job fail).
+    pub failed: u64,
+    /// Attempts that failed and were retried (script errors, lost workers, rejected results).
+    pub failed_attempts: u64,
+}
+
+/// Size and SHA-256 of a stored input or output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BlobInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the content.
+    pub sha256: String,
+}
+
+/// `GET /v1/jobs`: a page of jobs, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    /// Jobs on this page.
+    pub jobs: Vec<Job>,
+    /// Pass as `before` to get the next page; absent on the last page.
+    pub next_before: Option<JobId>,
+}
+
+/// An app the coordinator offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AppInfo {
+    /// Manifest of the app's bundle.
+    pub manifest: idlegrid_domain::AppManifest,
+    /// SHA-256 of the bundle (for apps without a customer script).
+    pub bundle_sha256: Option<String>,
+}

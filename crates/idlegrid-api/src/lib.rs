@@ -1,0 +1,52 @@
+//! Wire types of idlegrid's two HTTP APIs, shared by the coordinator, the worker and the CLI.
+//!
+//! - [`jobs`]: the Jobs API, for customers (authenticated with an API key).
+//! - [`tasks`]: the Tasks API, for worker devices (authenticated with a worker token).
+//! - [`error`]: the JSON body every failed request carries.
+//! - [`paths`]: URL paths and header names, so client and server cannot drift apart.
+//!
+//! Only this crate decides how things look on the wire; the domain types it reuses
+//! ([`idlegrid_domain`]) are plain data.
+
+pub mod error;
+pub mod jobs;
+pub mod paths;
+pub mod tasks;
+
+pub use error::{ErrorBody, ErrorDetail};
+pub use idlegrid_domain::{
+    AppManifest, AttemptOutcome, Capabilities, JobId, JobState, LeaseId, Requirements, TaskId,
+    TaskState, TenantId, WorkerId,
+};
+
+/// Receipt of an upload (a job's input or a task's output).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct UploadReceipt {
+    /// Bytes stored.
+    pub size: u64,
+    /// Their SHA-256, as verified.
+    pub sha256: String,
+}
+
+/// An app bundle as served at `GET /v1/bundles/{sha256}`: the manifest and the app's files
+/// (the task script and anything it imports), as UTF-8 text. Its SHA-256 is the hash of this
+/// document's JSON bytes as served, so workers can cache bundles by hash and verify them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Bundle {
+    /// The app's manifest; `manifest.entrypoint` names the file to run.
+    pub manifest: AppManifest,
+    /// File name (plain name, no directories) to content.
+    pub files: std::collections::BTreeMap<String, String>,
+}
+
+impl Bundle {
+    /// Whether a bundle file name is a plain name that stays inside the bundle directory.
+    pub fn is_safe_file_name(name: &str) -> bool {
+        !name.is_empty()
+            && name != "."
+            && name != ".."
+            && !name.contains(['/', '\\', '\0'])
+            && name.len() <= 128
+    }
+}

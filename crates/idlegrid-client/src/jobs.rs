@@ -1,0 +1,226 @@
+//! Jobs API calls, made with a customer's API key.
+
+use crate::sse::SseParser;
+use crate::transfer::{body_to_file, file_body, sha256_file_async, transfer_timeout, with_path};
+use crate::{Client, ClientError, decode, send, send_json};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use idlegrid_api::jobs::{AppInfo, CreateJob, Job, JobList};
+use idlegrid_api::{JobId, UploadReceipt, paths};
+use reqwest::{Method, header};
+use std::collections::VecDeque;
+use std::path::Path;
+use std::pin::Pin;
+
+impl Client {
+    /// `POST /v1/jobs`: creates a job, which then waits for its input and [`Client::run_job`].
+    pub async fn create_job(&self, job: &CreateJob) -> Result<Job, ClientError> {
+        send_json(self.request(Method::POST, paths::JOBS).json(job)).await
+    }
+
+    /// `PUT /v1/jobs/{id}/input` from a file, streamed; the file is hashed first so the
+    /// coordinator can verify what it received.
+    pub async fn upload_input_file(
+        &self,
+        job: JobId,
+        path: &Path,
+    ) -> Result<UploadReceipt, ClientError> {
+        let (sha256, _) = sha256_file_async(path).await?;
+        let request = self.streaming_request(Method::PUT, &paths::job_input(job));
+        send_json(file_body(request, path, &sha256).await?).await
+    }
+
+    /// `PUT /v1/jobs/{id}/input` from memory.
+    pub async fn upload_input_bytes(
+        &self,
+        job: JobId,
+        bytes: Bytes,
+    ) -> Result<UploadReceipt, ClientError> {
+        let sha256 = crate::sha256_bytes(&bytes);
+        let request = self
+            .streaming_request(Method::PUT, &paths::job_input(job))
+            .timeout(transfer_timeout(bytes.len() as u64))
+            .header(paths::CONTENT_SHA256, sha256)
+            .body(bytes);
+        send_json(request).await
+    }
+
+    /// `POST /v1/jobs/{id}/run`: starts processing an uploaded job.
+    pub async fn run_job(&self, job: JobId) -> Result<Job, ClientError> {
+        send_json(self.request(Method::POST, &paths::job_run(job))).await
+    }
+
+    /// `GET /v1/jobs/{id}`: a job's status.
+    pub async fn job(&self, job: JobId) -> Result<Job, ClientError> {
+        send_json(self.request(Method::GET, &paths::job(job))).await
+    }
+
+    /// `GET /v1/jobs`: a page of at most `limit` jobs, newest first, older than `before` if
+    /// given (pass the previous page's `next_before`).
+    pub async fn list_jobs(
+        &self,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> Result<JobList, ClientError> {
+        let mut path = format!("{}?limit={limit}", paths::JOBS);
+        if let Some(before) = before {
+            path.push_str(&format!("&before={before}"));
+        }
+        send_json(self.request(Method::GET, &path)).await
+    }
+
+    /// `POST /v1/jobs/{id}/cancel`.
+    pub async fn cancel_job(&self, job: JobId) -> Result<Job, ClientError> {
+        send_json(self.request(Method::POST, &paths::job_cancel(job))).await
+    }
+
+    /// `GET /v1/jobs/{id}/output`, streamed into a temporary file next to `path` that replaces
+    /// `path` only once its SHA-256 matches `expected_sha256` (from the job's `output`), so a
+    /// broken download never leaves a plausible-looking file behind. Returns the size.
+    pub async fn download_output(
+        &self,
+        job: JobId,
+        path: &Path,
+        expected_sha256: &str,
+    ) -> Result<u64, ClientError> {
+        let response = send(self.streaming_request(Method::GET, &paths::job_output(job))).await?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let temp = tempfile::Builder::new()
+            .prefix(".idlegrid-download-")
+            .tempfile_in(dir)
+            .map_err(|err| with_path(err, "cannot create a temporary file in", dir))?;
+        let mut file = tokio::fs::File::from_std(
+            temp.as_file()
+                .try_clone()
+                .map_err(|err| with_path(err, "cannot open", temp.path()))?,
+        );
+        let (size, actual) = body_to_file(response, &mut file, temp.path()).await?;
+        file.sync_all()
+            .await
+            .map_err(|err| with_path(err, "cannot write", temp.path()))?;
+        if !actual.eq_ignore_ascii_case(expected_sha256) {
+            return Err(ClientError::Digest {
+                expected: expected_sha256.to_string(),
+                actual,
+            });
+        }
+        temp.persist(path)
+            .map_err(|err| with_path(err.error, "cannot create", path))?;
+        Ok(size)
+    }
+
+    /// `GET /v1/jobs/{id}/events`: the job's status each time it changes, until the coordinator
+    /// closes the stream (after the job ends). Errors of the initial request (unknown job, bad
+    /// key) come back at once; a connection lost later ends the stream with an error item.
+    pub async fn job_events(
+        &self,
+        job: JobId,
+    ) -> Result<impl Stream<Item = Result<Job, ClientError>> + Send + 'static, ClientError> {
+        let request = self
+            .streaming_request(Method::GET, &paths::job_events(job))
+            .header(header::ACCEPT, "text/event-stream");
+        let response = send(request).await?;
+        Ok(job_stream(response.bytes_stream()))
+    }
+
+    /// `GET /v1/apps`: the apps this coordinator offers.
+    pub async fn apps(&self) -> Result<Vec<AppInfo>, ClientError> {
+        send_json(self.request(Method::GET, paths::APPS)).await
+    }
+}
+
+/// Turns an event-stream body into the `job` events it carries; other event types are skipped
+/// so the coordinator can add some without breaking old clients.
+fn job_stream<S, E>(bytes: S) -> impl Stream<Item = Result<Job, ClientError>> + Send + 'static
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Into<ClientError>,
+{
+    struct State<S> {
+        bytes: Pin<Box<S>>,
+        parser: SseParser,
+        ready: VecDeque<Result<Job, ClientError>>,
+        done: bool,
+    }
+    let state = State {
+        bytes: Box::pin(bytes),
+        parser: SseParser::new(),
+        ready: VecDeque::new(),
+        done: false,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(item) = state.ready.pop_front() {
+                return Some((item, state));
+            }
+            if state.done {
+                return None;
+            }
+            match state.bytes.next().await {
+                None => state.done = true,
+                Some(Err(err)) => {
+                    state.done = true;
+                    state.ready.push_back(Err(err.into()));
+                }
+                Some(Ok(chunk)) => match state.parser.push(&chunk) {
+                    Ok(events) => state.ready.extend(
+                        events
+                            .into_iter()
+                            .filter(|event| event.event == "job")
+                            .map(|event| decode("job event", event.data.as_bytes())),
+                    ),
+                    Err(message) => {
+                        state.done = true;
+                        state.ready.push_back(Err(ClientError::Decode(message)));
+                    }
+                },
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idlegrid_api::JobState;
+
+    const JOB: &str = r#"{"id":7,"app":"python-map","app_version":"1","state":"running","error":null,"params":{},"preferences":{"priority":0,"max_attempts":3,"task_timeout_secs":600},"chunks":{"total":4,"created":4,"done":1,"running":2,"failed":0,"failed_attempts":0},"input":{"size":10,"sha256":"ab"},"output":null,"created_at":"2025-01-01T00:00:00Z","submitted_at":null,"started_at":null,"finished_at":null}"#;
+
+    #[tokio::test]
+    async fn job_events_survive_any_chunking() {
+        let done = JOB.replace(r#""state":"running""#, r#""state":"completed""#);
+        let body = format!(
+            ": hi\n\nevent: job\ndata: {JOB}\n\nevent: other\ndata: x\n\nevent: job\r\ndata: {done}\r\n\r\n"
+        );
+        for size in [1, 2, 7, 64, body.len()] {
+            let chunks: Vec<Result<Bytes, ClientError>> = body
+                .as_bytes()
+                .chunks(size)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            let jobs: Vec<Job> = job_stream(futures::stream::iter(chunks))
+                .map(|job| job.unwrap())
+                .collect()
+                .await;
+            let states: Vec<JobState> = jobs.iter().map(|job| job.state).collect();
+            assert_eq!(
+                states,
+                [JobState::Running, JobState::Completed],
+                "size {size}"
+            );
+            assert_eq!(jobs[0].id, JobId(7));
+        }
+    }
+
+    #[tokio::test]
+    async fn broken_job_event_is_an_error_item() {
+        let chunks: Vec<Result<Bytes, ClientError>> =
+            vec![Ok(Bytes::from_static(b"event: job\ndata: {nope\n\n"))];
+        let items: Vec<_> = job_stream(futures::stream::iter(chunks)).collect().await;
+        assert_eq!(items.len(), 1);
+        assert!(matches!(&items[0], Err(ClientError::Decode(m)) if m.starts_with("job event")));
+    }
+}

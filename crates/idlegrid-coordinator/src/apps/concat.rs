@@ -1,0 +1,93 @@
+//! The `concat` assembler: the job's output is its chunks' accepted outputs, concatenated in
+//! input order, streamed into the blob store without holding the whole output in memory.
+
+use crate::assembler::{AssembleError, Assembler};
+use crate::grid::Grid;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use idlegrid_storage::records::{JobRecord, OutputRef, StoredBlob};
+use tokio::sync::mpsc;
+
+/// The concatenating assembler.
+pub struct Concat;
+
+/// Chunk outputs read from the records per query.
+const PAGE: u32 = 1000;
+
+#[async_trait]
+impl Assembler for Concat {
+    async fn assemble(
+        &self,
+        job: &JobRecord,
+        grid: &Grid,
+        output_key: &str,
+    ) -> Result<StoredBlob, AssembleError> {
+        let total = job.chunks_total.unwrap_or(0);
+        let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+        let body = tokio_stream_from(rx);
+        let store = grid.store.clone();
+        let blobs = grid.blobs.clone();
+        let job_id = job.id;
+        let produce = async |tx: &mpsc::Sender<Result<Bytes, std::io::Error>>| {
+            let mut next = 0u64;
+            while next < total {
+                let page = store.accepted_outputs(job_id, next, PAGE).await?;
+                if page.is_empty() {
+                    break;
+                }
+                for (index, output) in page {
+                    if index != next {
+                        return Err(AssembleError::Inconsistent(format!(
+                            "chunk {next} has no accepted output"
+                        )));
+                    }
+                    match output {
+                        OutputRef::Inline(bytes) => {
+                            if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        OutputRef::Blob(key) => {
+                            let mut stream = blobs.get(&key, None).await?;
+                            while let Some(part) = stream.next().await {
+                                if tx.send(Ok(part?)).await.is_err() {
+                                    return Ok(());
+                                }
+                            }
+                        }
+                    }
+                    next += 1;
+                }
+            }
+            if next != total {
+                return Err(AssembleError::Inconsistent(format!(
+                    "chunk {next} of {total} has no accepted output"
+                )));
+            }
+            Ok(())
+        };
+        let producer = async move {
+            let produced = produce(&tx).await;
+            if produced.is_err() {
+                // Make the blob store refuse the partial output instead of storing it.
+                let _ = tx
+                    .send(Err(std::io::Error::other("assembly stopped")))
+                    .await;
+            }
+            produced
+        };
+        let consumer = grid.blobs.put_stream(output_key, body, None, u64::MAX);
+        let (produced, stored) = tokio::join!(producer, consumer);
+        produced?;
+        stored.map_err(|e| {
+            AssembleError::Storage(idlegrid_storage::StorageError::Backend(e.to_string()))
+        })
+    }
+}
+
+fn tokio_stream_from(
+    mut rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> idlegrid_storage::blobs::UploadStream {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}

@@ -1,0 +1,132 @@
+//! The apps (services) this coordinator offers, and the app-specific parts the coordinator runs
+//! for them: partitioners, validators and assemblers, chosen by the names in each manifest.
+//!
+//! An app is a versioned bundle — manifest plus Python task script — kept in the repository under
+//! `crates/idlegrid-coordinator/apps/<name>/`. For apps whose customers bring their own script
+//! (python-map), each job gets a bundle of its own: the app's manifest plus that script.
+
+mod concat;
+mod integrity;
+mod lines;
+
+use crate::assembler::Assembler;
+use crate::partitioner::Partitioner;
+use crate::validator::Validator;
+use bytes::Bytes;
+use idlegrid_api::Bundle;
+use idlegrid_domain::AppManifest;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Name of the task script file inside a bundle built from a customer's script.
+pub const CUSTOMER_SCRIPT_FILE: &str = "task.py";
+
+/// One app: its manifest and the coordinator-side parts it names.
+pub struct App {
+    /// The manifest.
+    pub manifest: AppManifest,
+    /// The app's own files (its task script), for apps without a customer script.
+    pub files: BTreeMap<String, String>,
+    /// Splits inputs.
+    pub partitioner: Arc<dyn Partitioner>,
+    /// Judges results.
+    pub validator: Arc<dyn Validator>,
+    /// Merges results.
+    pub assembler: Arc<dyn Assembler>,
+}
+
+impl App {
+    /// The bundle workers run for a job of this app: its manifest plus either the customer's
+    /// script (as the entrypoint) or the app's own files. Returns the served bytes and their
+    /// SHA-256.
+    pub fn bundle(&self, customer_script: Option<&str>) -> (Bytes, String) {
+        let mut manifest = self.manifest.clone();
+        let files = match customer_script {
+            Some(script) => {
+                manifest.entrypoint = CUSTOMER_SCRIPT_FILE.to_string();
+                BTreeMap::from([(CUSTOMER_SCRIPT_FILE.to_string(), script.to_string())])
+            }
+            None => self.files.clone(),
+        };
+        let bundle = Bundle { manifest, files };
+        // Serializing plain data (strings, maps) cannot fail.
+        let bytes = Bytes::from(serde_json::to_vec(&bundle).unwrap_or_default());
+        let sha = idlegrid_storage::blobs::sha256_hex(&bytes);
+        (bytes, sha)
+    }
+
+    /// Memory one task may use, in MiB.
+    pub fn task_memory_mb(&self) -> u64 {
+        self.manifest.requirements.memory_mb.unwrap_or(1024)
+    }
+}
+
+/// The apps on offer, by name.
+pub struct AppRegistry {
+    apps: BTreeMap<String, Arc<App>>,
+}
+
+fn manifest(json: &str) -> AppManifest {
+    // The built-in manifests are part of the binary and checked by the tests below.
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("built-in app manifest is invalid: {e}"))
+}
+
+impl AppRegistry {
+    /// The apps built into this coordinator.
+    pub fn builtin() -> Self {
+        let python_map = App {
+            manifest: manifest(include_str!("../../apps/python-map/manifest.json")),
+            files: BTreeMap::new(),
+            partitioner: Arc::new(lines::Lines),
+            validator: Arc::new(integrity::Integrity),
+            assembler: Arc::new(concat::Concat),
+        };
+        let apps = [python_map]
+            .into_iter()
+            .map(|app| (app.manifest.name.clone(), Arc::new(app)))
+            .collect();
+        AppRegistry { apps }
+    }
+
+    /// An app by name.
+    pub fn get(&self, name: &str) -> Option<Arc<App>> {
+        self.apps.get(name).cloned()
+    }
+
+    /// All apps, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<App>> {
+        self.apps.values()
+    }
+
+    /// Names of all apps, for error messages.
+    pub fn names(&self) -> String {
+        self.apps.keys().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_apps_load_and_name_their_parts() {
+        let apps = AppRegistry::builtin();
+        let python_map = apps.get("python-map").expect("python-map is built in");
+        assert_eq!(python_map.manifest.partitioner, "lines");
+        assert!(python_map.manifest.customer_script);
+        assert!(apps.get("nope").is_none());
+    }
+
+    #[test]
+    fn customer_bundles_are_content_addressed() {
+        let apps = AppRegistry::builtin();
+        let app = apps.get("python-map").unwrap();
+        let (bytes, sha) = app.bundle(Some("print(1)"));
+        let (_, same) = app.bundle(Some("print(1)"));
+        let (_, other) = app.bundle(Some("print(2)"));
+        assert_eq!(sha, same);
+        assert_ne!(sha, other);
+        let bundle: Bundle = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(bundle.files[&bundle.manifest.entrypoint], "print(1)");
+    }
+}

@@ -1,0 +1,110 @@
+//! The Assembler stage: takes jobs whose every chunk has an accepted result from the `assemble`
+//! queue, merges the results with the app's assembler into the job's output blob, and completes
+//! the job. Re-running it after a crash rebuilds the same output from the same records.
+
+use crate::grid::Grid;
+use async_trait::async_trait;
+use idlegrid_domain::{JobId, JobState};
+use idlegrid_storage::StorageError;
+use idlegrid_storage::queue::Stage;
+use idlegrid_storage::records::{JobRecord, StoredBlob};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Why assembly stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AssembleError {
+    /// The results do not add up to an output; the job fails with this reason.
+    #[error("{0}")]
+    Inconsistent(String),
+    /// Storage failed; assembly is retried later.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// An app-specific assembler.
+#[async_trait]
+pub trait Assembler: Send + Sync {
+    /// Builds the job's output under `output_key` from its accepted results.
+    async fn assemble(
+        &self,
+        job: &JobRecord,
+        grid: &Grid,
+        output_key: &str,
+    ) -> Result<StoredBlob, AssembleError>;
+}
+
+/// Blob key of a job's output.
+pub fn output_key(job: JobId) -> String {
+    format!("jobs/{job}/output")
+}
+
+/// Runs the stage until `shutdown`.
+pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let items = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            items = grid.queues.pop(Stage::Assemble, 1, Duration::from_secs(1)) => items,
+        };
+        let items = match items {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::error!(error = %e, "assemble queue failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        for item in items {
+            let outcome = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                outcome = assemble_job(&grid, item.job) => outcome,
+            };
+            if let Err(e) = outcome {
+                tracing::error!(job = %item.job, error = %e, "assembly failed; will retry");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let _ = grid.queues.push(Stage::Assemble, &[item]).await;
+            }
+        }
+    }
+}
+
+/// Assembles one job. Storage errors are returned for a retry.
+pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError> {
+    let Some(job) = grid.store.job(job_id).await? else {
+        return Ok(());
+    };
+    if job.state != JobState::Assembling {
+        return Ok(());
+    }
+    let Some(app) = grid.apps.get(&job.spec.app) else {
+        grid.end_job(job_id, JobState::Failed, Some("the job's app is gone"))
+            .await?;
+        return Ok(());
+    };
+    let started = std::time::Instant::now();
+    match app
+        .assembler
+        .assemble(&job, grid, &output_key(job_id))
+        .await
+    {
+        Ok(output) => {
+            if grid.store.complete_job(job_id, &output).await? {
+                grid.stop_dispatching(job_id).await?;
+                grid.events.job_changed(job_id);
+                tracing::info!(job = %job_id, bytes = output.size, elapsed_ms = started.elapsed().as_millis() as u64, "job completed");
+            }
+            Ok(())
+        }
+        Err(AssembleError::Inconsistent(reason)) => {
+            grid.end_job(
+                job_id,
+                JobState::Failed,
+                Some(&format!("assembly failed: {reason}")),
+            )
+            .await?;
+            Ok(())
+        }
+        Err(AssembleError::Storage(e)) => Err(e),
+    }
+}

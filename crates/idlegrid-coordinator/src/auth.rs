@@ -1,0 +1,162 @@
+//! Authentication: bearer secrets, stored only as SHA-256 hashes, and the extractors that turn a
+//! request's `Authorization` header into a tenant, a device owner or a worker.
+//!
+//! Secrets are 256 random bits, so a plain SHA-256 is enough to make a leaked database useless
+//! for logging in (no password stretching needed). Looked-up hashes are cached in memory: the
+//! Tasks API authenticates thousands of calls a second.
+
+use crate::error::ApiError;
+use crate::grid::Grid;
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use base64::Engine;
+use idlegrid_domain::{TenantId, WorkerId};
+use idlegrid_storage::records::Principal;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A fresh secret: `prefix` + 256 random bits, base64url.
+pub fn new_secret(prefix: &str) -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+/// The stored form of a secret.
+pub fn hash_secret(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Known secret hashes.
+#[derive(Default)]
+pub struct AuthCache {
+    known: Mutex<HashMap<[u8; 32], Principal>>,
+}
+
+impl AuthCache {
+    fn get(&self, hash: &[u8; 32]) -> Option<Principal> {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(hash)
+            .copied()
+    }
+
+    fn put(&self, hash: [u8; 32], principal: Principal) {
+        self.known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash, principal);
+    }
+}
+
+async fn principal(parts: &Parts, grid: &Grid) -> Result<Principal, ApiError> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing_credentials",
+                "this endpoint needs an `Authorization: Bearer <secret>` header",
+            )
+        })?;
+    let secret = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "malformed_credentials",
+                "the Authorization header must read `Bearer <secret>`",
+            )
+        })?;
+    let hash = hash_secret(secret);
+    if let Some(principal) = grid.auth.get(&hash) {
+        return Ok(principal);
+    }
+    let principal = grid.store.credential(hash).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "the secret in the Authorization header is not known to this coordinator",
+        )
+    })?;
+    grid.auth.put(hash, principal);
+    Ok(principal)
+}
+
+fn wrong_kind(needed: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "wrong_credentials",
+        format!("this endpoint needs {needed}"),
+    )
+}
+
+/// A request authenticated with a customer's API key.
+#[derive(Debug, Clone, Copy)]
+pub struct Customer(pub TenantId);
+
+impl FromRequestParts<Arc<Grid>> for Customer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, grid: &Arc<Grid>) -> Result<Self, ApiError> {
+        match principal(parts, grid).await? {
+            Principal::Tenant(t) => Ok(Customer(t)),
+            _ => Err(wrong_kind("a customer API key")),
+        }
+    }
+}
+
+/// A request authenticated with a device owner's enrollment token.
+#[derive(Debug, Clone, Copy)]
+pub struct Enroller(pub i64);
+
+impl FromRequestParts<Arc<Grid>> for Enroller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, grid: &Arc<Grid>) -> Result<Self, ApiError> {
+        match principal(parts, grid).await? {
+            Principal::Owner(o) => Ok(Enroller(o)),
+            _ => Err(wrong_kind("a device owner's enrollment token")),
+        }
+    }
+}
+
+/// A request authenticated with a worker token.
+#[derive(Debug, Clone, Copy)]
+pub struct Device(pub WorkerId);
+
+impl FromRequestParts<Arc<Grid>> for Device {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, grid: &Arc<Grid>) -> Result<Self, ApiError> {
+        match principal(parts, grid).await? {
+            Principal::Worker(w) => Ok(Device(w)),
+            _ => Err(wrong_kind("a worker token (register first)")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_unique_and_hash_stably() {
+        let a = new_secret("igk_");
+        let b = new_secret("igk_");
+        assert_ne!(a, b);
+        assert!(a.starts_with("igk_") && a.len() == 4 + 43);
+        assert_eq!(hash_secret(&a), hash_secret(&a));
+        assert_ne!(hash_secret(&a), hash_secret(&b));
+    }
+}

@@ -1,0 +1,42 @@
+//! Coordinator settings, with the defaults a laptop grid wants.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a coordinator runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory holding the SQLite records (`records.db`), the blobs (`blobs/`) and the
+    /// bootstrap credentials (`credentials.json`).
+    pub data_dir: PathBuf,
+    /// How long a lease lasts without a heartbeat.
+    pub lease_ttl: Duration,
+    /// Largest job input accepted, in bytes.
+    pub max_upload_bytes: u64,
+    /// Largest output one task may return, in bytes.
+    pub max_task_output_bytes: u64,
+    /// Largest customer task script, in bytes.
+    pub max_script_bytes: usize,
+    /// How often the reaper looks for expired leases.
+    pub reap_interval: Duration,
+}
+
+impl Config {
+    /// Defaults for a coordinator keeping its data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            lease_ttl: Duration::from_secs(30),
+            max_upload_bytes: 10 * 1024 * 1024 * 1024,
+            max_task_output_bytes: 512 * 1024 * 1024,
+            max_script_bytes: 1024 * 1024,
+            reap_interval: Duration::from_millis(250),
+        }
+    }
+
+    /// Seconds between the heartbeats workers are asked to send: a quarter of the lease, so
+    /// three can be lost before the lease expires.
+    pub fn heartbeat_secs(&self) -> u64 {
+        (self.lease_ttl.as_secs() / 4).max(1)
+    }
+}

@@ -1,0 +1,154 @@
+//! The one error type of both HTTP APIs: every failure becomes a status code and a JSON body
+//! (`idlegrid_api::ErrorBody`) whose message names the problem.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use idlegrid_api::ErrorBody;
+use idlegrid_storage::StorageError;
+
+/// A failed request.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The body.
+    pub body: ErrorBody,
+}
+
+/// Result type of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    /// An error with a status, a stable code and a message.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody::new(code, message),
+        }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404: no such thing (or not the caller's).
+    pub fn not_found(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 409: the request conflicts with the current state.
+    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// 422: well-formed but unacceptable values.
+    pub fn invalid(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        tracing::error!(error = %e, "storage failure");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            format!("the coordinator's storage failed ({e}); retry shortly"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// Turns axum's JSON extraction failures into our error body, so a malformed request says what
+/// is wrong with it in the same shape as every other error.
+pub fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
+    ApiError::new(
+        rejection.status(),
+        "malformed_json",
+        format!(
+            "request body is not acceptable JSON: {}",
+            rejection.body_text()
+        ),
+    )
+}
+
+/// `Json` whose rejection is an [`ApiError`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>:
+        axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        axum::Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(value)| ApiJson(value))
+            .map_err(json_rejection)
+    }
+}
+
+/// `Path` whose rejection is an [`ApiError`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|rejection| {
+                ApiError::bad_request(
+                    "malformed_path",
+                    format!("bad path parameter: {}", rejection.body_text()),
+                )
+            })
+    }
+}
+
+/// `Query` whose rejection is an [`ApiError`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ApiQuery(value))
+            .map_err(|rejection| {
+                ApiError::bad_request(
+                    "malformed_query",
+                    format!("bad query string: {}", rejection.body_text()),
+                )
+            })
+    }
+}

@@ -1,0 +1,167 @@
+//! The Feeder stage: moves task ids from the partitioner's queue into per-job task queues, and
+//! keeps the scheduling table — the jobs being dispatched, with what their tasks need — that
+//! the Tasks API consults, through the policy in [`idlegrid_domain::schedule`], to decide which
+//! job's tasks a requesting device gets.
+
+use crate::grid::Grid;
+use idlegrid_api::tasks::{JobSpec, TaskLimits};
+use idlegrid_domain::schedule::{JobEntry, order_for};
+use idlegrid_domain::{Capabilities, JobId, TaskId, TenantId};
+use idlegrid_storage::StorageError;
+use idlegrid_storage::queue::{Item, Stage};
+use idlegrid_storage::records::JobRecord;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Task ids moved per queue operation.
+const BATCH: usize = 10_000;
+
+/// What the scheduler and the Tasks API need to know about a dispatching job.
+#[derive(Debug)]
+pub struct ActiveJob {
+    /// Owner, for fair share.
+    pub tenant: TenantId,
+    /// Customer priority.
+    pub priority: i32,
+    /// What its tasks need from a device.
+    pub requirements: idlegrid_domain::Requirements,
+    /// What workers are told about the job.
+    pub spec: JobSpec,
+    /// File name of a chunk inside `input/`.
+    pub input_name: String,
+    /// Key of the job's input blob (chunks without a blob of their own are ranges of it).
+    pub input_key: Option<String>,
+}
+
+/// The scheduling table.
+#[derive(Default)]
+pub struct Schedule {
+    active: RwLock<HashMap<JobId, Arc<ActiveJob>>>,
+}
+
+impl Schedule {
+    /// Adds a dispatching job to the table (no-op if present or its app is gone).
+    pub fn activate(&self, grid: &Grid, job: &JobRecord) -> Result<(), StorageError> {
+        if self.get(job.id).is_some() {
+            return Ok(());
+        }
+        let Some(app) = grid.apps.get(&job.spec.app) else {
+            return Ok(());
+        };
+        let entry = ActiveJob {
+            tenant: job.spec.tenant,
+            priority: job.spec.priority,
+            requirements: app.manifest.requirements.clone(),
+            spec: JobSpec {
+                job_id: job.id,
+                app: job.spec.app.clone(),
+                bundle_sha256: job.spec.bundle_sha256.clone(),
+                params: job.spec.params.clone(),
+                limits: TaskLimits {
+                    timeout_secs: job.spec.task_timeout_secs,
+                    memory_mb: app.task_memory_mb(),
+                    max_output_bytes: grid.config.max_task_output_bytes,
+                },
+            },
+            input_name: app.manifest.input_name.clone(),
+            input_key: job.input.as_ref().map(|i| i.key.clone()),
+        };
+        self.write().insert(job.id, Arc::new(entry));
+        Ok(())
+    }
+
+    /// Removes a job from the table.
+    pub fn forget(&self, job: JobId) {
+        self.write().remove(&job);
+    }
+
+    /// A dispatching job.
+    pub fn get(&self, job: JobId) -> Option<Arc<ActiveJob>> {
+        self.active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&job)
+            .cloned()
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<JobId, Arc<ActiveJob>>> {
+        self.active.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Jobs with queued tasks the device may run, in the order it should get them.
+    pub async fn order_for(
+        &self,
+        grid: &Grid,
+        device: &Capabilities,
+    ) -> Result<Vec<JobId>, StorageError> {
+        let jobs: Vec<(JobId, Arc<ActiveJob>)> = self
+            .active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, job)| (*id, job.clone()))
+            .collect();
+        let mut entries = Vec::with_capacity(jobs.len());
+        for (id, job) in jobs {
+            let depth = grid.queues.job_depth(id).await?;
+            if depth.queued == 0 {
+                continue;
+            }
+            entries.push(JobEntry {
+                job: id,
+                tenant: job.tenant,
+                priority: job.priority,
+                requirements: job.requirements.clone(),
+                running: depth.leased,
+            });
+        }
+        Ok(order_for(device, &entries))
+    }
+}
+
+/// Runs the stage until `shutdown`.
+pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let items = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            items = grid.queues.pop(Stage::Feed, BATCH, Duration::from_secs(1)) => items,
+        };
+        let result = match items {
+            Ok(items) => feed(&grid, &items).await.map_err(|e| (e, items)),
+            Err(e) => Err((e, Vec::new())),
+        };
+        if let Err((e, items)) = result {
+            tracing::error!(error = %e, "feeding failed; will retry");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let _ = grid.queues.push(Stage::Feed, &items).await;
+        }
+    }
+}
+
+/// Moves created tasks into their jobs' task queues, in the order they came.
+pub async fn feed(grid: &Grid, items: &[Item]) -> Result<(), StorageError> {
+    let mut start = 0;
+    while start < items.len() {
+        let job = items[start].job;
+        let end = start
+            + items[start..]
+                .iter()
+                .position(|i| i.job != job)
+                .unwrap_or(items.len() - start);
+        let tasks: Vec<TaskId> = items[start..end].iter().map(|i| TaskId(i.id)).collect();
+        start = end;
+        if grid.schedule.get(job).is_none() {
+            match grid.store.job(job).await? {
+                Some(record) if record.state.is_dispatching() => {
+                    grid.schedule.activate(grid, &record)?;
+                }
+                // Ended or unknown: its tasks are not dispatched.
+                _ => continue,
+            }
+        }
+        grid.queues.enqueue_tasks(job, &tasks, false).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! The handles every coordinator module receives: storage, queues, apps, settings, the
+//! scheduling table and the event bus; plus opening a coordinator's data directory.
+
+use crate::apps::AppRegistry;
+use crate::auth::{AuthCache, hash_secret, new_secret};
+use crate::config::Config;
+use crate::events::EventBus;
+use crate::feeder::Schedule;
+use idlegrid_domain::{Capabilities, JobId, JobState, WorkerId};
+use idlegrid_storage::blobs::{BlobStore, ObjectBlobStore};
+use idlegrid_storage::queue::{MemoryQueues, Queues};
+use idlegrid_storage::records::{JobRecord, Principal, SqliteStore, Store};
+use idlegrid_storage::{Result as StorageResult, StorageError};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Everything a coordinator module works with.
+pub struct Grid {
+    /// Durable records.
+    pub store: Arc<dyn Store>,
+    /// Stage and task queues.
+    pub queues: Arc<dyn Queues>,
+    /// Blobs.
+    pub blobs: Arc<dyn BlobStore>,
+    /// Apps offered.
+    pub apps: AppRegistry,
+    /// Settings.
+    pub config: Config,
+    /// Job change announcements.
+    pub events: EventBus,
+    /// The Feeder's table of dispatching jobs.
+    pub schedule: Schedule,
+    /// Known secret hashes.
+    pub auth: AuthCache,
+    /// Capabilities of workers seen since start-up.
+    devices: Mutex<HashMap<WorkerId, Arc<Capabilities>>>,
+}
+
+/// The secrets a fresh coordinator creates for its first customer and device owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// API key of the `default` tenant.
+    pub api_key: String,
+    /// Enrollment token of the `default` device owner.
+    pub enrollment_token: String,
+}
+
+const CREDENTIALS_FILE: &str = "credentials.json";
+
+impl Grid {
+    /// Opens the embedded backends in `config.data_dir`, creating the bootstrap credentials on
+    /// first use, and returns the grid with those credentials. Queues start empty: call
+    /// [`crate::recovery::rebuild_queues`] before serving.
+    pub async fn open_embedded(config: Config) -> anyhow::Result<(Arc<Grid>, Credentials)> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let store = SqliteStore::open(&config.data_dir.join("records.db")).await?;
+        let blobs = ObjectBlobStore::local(&config.data_dir.join("blobs"))?;
+        let grid = Grid::new(
+            config,
+            Arc::new(store),
+            Arc::new(MemoryQueues::new()),
+            Arc::new(blobs),
+        );
+        let credentials = grid.bootstrap_credentials().await?;
+        Ok((Arc::new(grid), credentials))
+    }
+
+    /// A grid over the given backends.
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        queues: Arc<dyn Queues>,
+        blobs: Arc<dyn BlobStore>,
+    ) -> Grid {
+        Grid {
+            store,
+            queues,
+            blobs,
+            apps: AppRegistry::builtin(),
+            config,
+            events: EventBus::default(),
+            schedule: Schedule::default(),
+            auth: AuthCache::default(),
+            devices: Mutex::default(),
+        }
+    }
+
+    async fn bootstrap_credentials(&self) -> anyhow::Result<Credentials> {
+        let path = self.config.data_dir.join(CREDENTIALS_FILE);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not valid: {e}", path.display()));
+        }
+        let credentials = Credentials {
+            api_key: new_secret("igk_"),
+            enrollment_token: new_secret("ige_"),
+        };
+        let tenant = self.store.ensure_tenant("default").await?;
+        let owner = self.store.ensure_owner("default").await?;
+        self.store
+            .add_credential(hash_secret(&credentials.api_key), Principal::Tenant(tenant))
+            .await?;
+        self.store
+            .add_credential(
+                hash_secret(&credentials.enrollment_token),
+                Principal::Owner(owner),
+            )
+            .await?;
+        let tmp = path.with_extension("json.tmp");
+        write_private(&tmp, serde_json::to_string_pretty(&credentials)?.as_bytes())?;
+        std::fs::rename(&tmp, &path)?;
+        Ok(credentials)
+    }
+
+    /// A worker's capabilities (cached).
+    pub async fn device(&self, worker: WorkerId) -> StorageResult<Arc<Capabilities>> {
+        if let Some(caps) = self.devices_lock().get(&worker) {
+            return Ok(caps.clone());
+        }
+        let caps = self
+            .store
+            .worker_capabilities(worker)
+            .await?
+            .ok_or_else(|| StorageError::NotFound(format!("worker {worker}")))?;
+        let caps = Arc::new(caps);
+        self.devices_lock().insert(worker, caps.clone());
+        Ok(caps)
+    }
+
+    fn devices_lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkerId, Arc<Capabilities>>> {
+        self.devices.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Ends a job as `failed` (with `reason`) or `cancelled`: records it, stops dispatching its
+    /// tasks and tells watchers. Returns the record, or `None` if the job was already final.
+    pub async fn end_job(
+        &self,
+        job: JobId,
+        state: JobState,
+        reason: Option<&str>,
+    ) -> StorageResult<Option<JobRecord>> {
+        let ended = self.store.transition_job(job, state, reason).await?;
+        if ended.is_some() {
+            self.stop_dispatching(job).await?;
+            self.events.job_changed(job);
+            tracing::info!(%job, %state, reason = reason.unwrap_or(""), "job ended");
+        }
+        Ok(ended)
+    }
+
+    /// Removes a job's task queue, leases and scheduling entry.
+    pub async fn stop_dispatching(&self, job: JobId) -> StorageResult<()> {
+        self.schedule.forget(job);
+        self.queues.drop_job(job).await
+    }
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}

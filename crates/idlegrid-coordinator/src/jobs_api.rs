@@ -1,0 +1,543 @@
+//! The Jobs API: customers create jobs, upload inputs, run them, follow their progress, cancel
+//! them and download their outputs. Every call is authenticated with the customer's API key, and
+//! a job of another tenant is reported as not found.
+
+use crate::auth::Customer;
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::grid::Grid;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt, TryStreamExt};
+use idlegrid_api::jobs::{AppInfo, BlobInfo, ChunkCounts, CreateJob, Job, JobList, Preferences};
+use idlegrid_api::paths::CONTENT_SHA256;
+use idlegrid_api::{ErrorBody, JobId, JobState, UploadReceipt};
+use idlegrid_storage::blobs::PutError;
+use idlegrid_storage::queue::{Item, Stage};
+use idlegrid_storage::records::{JobRecord, NewJob, StoredBlob};
+use jiff::Timestamp;
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most jobs per page of `GET /v1/jobs`.
+const MAX_PAGE: u32 = 500;
+
+fn timestamp(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn blob_info(blob: &Option<StoredBlob>) -> Option<BlobInfo> {
+    blob.as_ref().map(|b| BlobInfo {
+        size: b.size,
+        sha256: b.sha256.clone(),
+    })
+}
+
+/// A job record as customers see it.
+pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
+    let depth = if job.state.is_dispatching() {
+        grid.queues.job_depth(job.id).await?
+    } else {
+        Default::default()
+    };
+    Ok(Job {
+        id: job.id,
+        app: job.spec.app.clone(),
+        app_version: job.spec.app_version.clone(),
+        state: job.state,
+        error: job.error.clone(),
+        params: job.spec.params.clone(),
+        preferences: Preferences {
+            priority: job.spec.priority,
+            max_attempts: job.spec.max_attempts,
+            task_timeout_secs: job.spec.task_timeout_secs,
+        },
+        chunks: ChunkCounts {
+            total: job.chunks_total,
+            created: job.chunks_created,
+            done: job.chunks_done,
+            queued: depth.queued,
+            running: depth.leased,
+            failed: job.chunks_failed,
+            failed_attempts: job.failed_attempts,
+        },
+        input: blob_info(&job.input),
+        output: blob_info(&job.output),
+        created_at: timestamp(job.created_at),
+        submitted_at: job.submitted_at.map(timestamp),
+        started_at: job.started_at.map(timestamp),
+        finished_at: job.finished_at.map(timestamp),
+    })
+}
+
+/// The caller's job, or 404 — also for another tenant's job, so ids reveal nothing.
+async fn own_job(grid: &Grid, customer: Customer, id: JobId) -> ApiResult<JobRecord> {
+    match grid.store.job(id).await? {
+        Some(job) if job.spec.tenant == customer.0 => Ok(job),
+        _ => Err(ApiError::not_found(
+            "job_not_found",
+            format!("there is no job {id} in your account"),
+        )),
+    }
+}
+
+fn check_preferences(p: &Preferences) -> Result<(), String> {
+    if !(-100..=100).contains(&p.priority) {
+        return Err(format!(
+            "priority must be from -100 to 100, got {}",
+            p.priority
+        ));
+    }
+    if !(1..=20).contains(&p.max_attempts) {
+        return Err(format!(
+            "max_attempts must be from 1 to 20, got {}",
+            p.max_attempts
+        ));
+    }
+    if !(1..=86_400).contains(&p.task_timeout_secs) {
+        return Err(format!(
+            "task_timeout_secs must be from 1 to 86400, got {}",
+            p.task_timeout_secs
+        ));
+    }
+    Ok(())
+}
+
+/// Create a job.
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = CreateJob,
+    security(("api_key" = [])),
+    responses((status = 201, body = Job), (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn create_job(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+    ApiJson(request): ApiJson<CreateJob>,
+) -> ApiResult<(StatusCode, Json<Job>)> {
+    let app = grid.apps.get(&request.app).ok_or_else(|| {
+        ApiError::invalid(
+            "unknown_app",
+            format!(
+                "there is no app {:?}; this coordinator offers: {}",
+                request.app,
+                grid.apps.names()
+            ),
+        )
+    })?;
+    if !request.params.is_object() {
+        return Err(ApiError::invalid(
+            "invalid_params",
+            "params must be a JSON object",
+        ));
+    }
+    check_preferences(&request.preferences)
+        .map_err(|m| ApiError::invalid("invalid_preferences", m))?;
+    let partition_options = serde_json::json!({ "lines": request.chunk_lines });
+    app.partitioner
+        .check_options(&partition_options)
+        .map_err(|m| ApiError::invalid("invalid_chunking", m))?;
+    let script = match (&request.script, app.manifest.customer_script) {
+        (Some(script), true) if script.trim().is_empty() => {
+            return Err(ApiError::invalid(
+                "missing_script",
+                "the task script is empty",
+            ));
+        }
+        (Some(script), true) if script.len() > grid.config.max_script_bytes => {
+            return Err(ApiError::invalid(
+                "script_too_large",
+                format!(
+                    "the task script is {} bytes; the limit is {}",
+                    script.len(),
+                    grid.config.max_script_bytes
+                ),
+            ));
+        }
+        (Some(script), true) => Some(script.as_str()),
+        (None, true) => {
+            return Err(ApiError::invalid(
+                "missing_script",
+                format!(
+                    "app {} runs your own Python script: send it in `script`",
+                    request.app
+                ),
+            ));
+        }
+        (Some(_), false) => {
+            return Err(ApiError::invalid(
+                "unexpected_script",
+                format!(
+                    "app {} brings its own task script; leave `script` out",
+                    request.app
+                ),
+            ));
+        }
+        (None, false) => None,
+    };
+    let (bundle, bundle_sha256) = app.bundle(script);
+    let bundle_key = format!("bundles/{bundle_sha256}");
+    if grid.blobs.size(&bundle_key).await?.is_none() {
+        grid.blobs.put_bytes(&bundle_key, bundle).await?;
+    }
+    let record = grid
+        .store
+        .create_job(&NewJob {
+            tenant: customer.0,
+            app: app.manifest.name.clone(),
+            app_version: app.manifest.version.clone(),
+            bundle_sha256,
+            params: request.params,
+            partition_options,
+            priority: request.preferences.priority,
+            max_attempts: request.preferences.max_attempts,
+            task_timeout_secs: request.preferences.task_timeout_secs,
+        })
+        .await?;
+    tracing::info!(job = %record.id, app = %record.spec.app, "job created");
+    Ok((StatusCode::CREATED, Json(job_view(&grid, &record).await?)))
+}
+
+fn declared_sha256(headers: &HeaderMap) -> ApiResult<String> {
+    let value = headers.get(CONTENT_SHA256).ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_digest",
+            format!("send the upload's SHA-256 (hex) in the {CONTENT_SHA256} header"),
+        )
+    })?;
+    let text = value
+        .to_str()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(
+            "malformed_digest",
+            format!("{CONTENT_SHA256} must be 64 hex digits"),
+        ));
+    }
+    Ok(text)
+}
+
+/// Refuses a body whose declared length is already over `limit`.
+pub fn check_content_length(headers: &HeaderMap, limit: u64, what: &str) -> ApiResult<()> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the {what} is {n} bytes; the limit is {limit}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Streams a request body into the blob store, verifying it against the declared SHA-256.
+pub async fn store_upload(
+    grid: &Grid,
+    key: &str,
+    headers: &HeaderMap,
+    body: Body,
+    limit: u64,
+    what: &str,
+) -> ApiResult<StoredBlob> {
+    let sha = declared_sha256(headers)?;
+    check_content_length(headers, limit, what)?;
+    let stream = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .boxed();
+    grid.blobs
+        .put_stream(key, stream, Some(&sha), limit)
+        .await
+        .map_err(|e| match e {
+            PutError::TooLarge { limit } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the {what} exceeds the limit of {limit} bytes"),
+            ),
+            PutError::DigestMismatch { expected, actual } => ApiError::bad_request(
+                "digest_mismatch",
+                format!("the {what} received hashes to {actual}, not to the declared {expected}; it was not stored"),
+            ),
+            PutError::Interrupted(e) => ApiError::bad_request(
+                "upload_interrupted",
+                format!("the {what} upload broke off: {e}"),
+            ),
+            PutError::Storage(e) => e.into(),
+        })
+}
+
+/// Upload a job's input (streamed; `x-content-sha256` required). Allowed until the job is run.
+#[utoipa::path(put, path = "/v1/jobs/{id}/input", tag = "jobs",
+    params(("id" = i64, Path, description = "job id"),
+           ("x-content-sha256" = String, Header, description = "hex SHA-256 of the body")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    security(("api_key" = [])),
+    responses((status = 200, body = UploadReceipt), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn upload_input(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+    ApiPath(id): ApiPath<JobId>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<UploadReceipt>> {
+    let job = own_job(&grid, customer, id).await?;
+    let not_editable = |state: JobState| {
+        ApiError::conflict(
+            "job_not_editable",
+            format!("job {id} is {state}; its input can only be uploaded before it is run"),
+        )
+    };
+    if job.state != JobState::Created {
+        return Err(not_editable(job.state));
+    }
+    let stored = store_upload(
+        &grid,
+        &format!("jobs/{id}/input"),
+        &headers,
+        body,
+        grid.config.max_upload_bytes,
+        "input",
+    )
+    .await?;
+    if !grid.store.set_job_input(id, &stored).await? {
+        return Err(not_editable(own_job(&grid, customer, id).await?.state));
+    }
+    grid.events.job_changed(id);
+    Ok(Json(UploadReceipt {
+        size: stored.size,
+        sha256: stored.sha256,
+    }))
+}
+
+/// Start processing a job whose input is uploaded.
+#[utoipa::path(post, path = "/v1/jobs/{id}/run", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")), security(("api_key" = [])),
+    responses((status = 202, body = Job), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn run_job(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+    ApiPath(id): ApiPath<JobId>,
+) -> ApiResult<(StatusCode, Json<Job>)> {
+    let job = own_job(&grid, customer, id).await?;
+    if job.input.is_none() {
+        return Err(ApiError::conflict(
+            "missing_input",
+            format!("job {id} has no input yet: upload it with PUT /v1/jobs/{id}/input first"),
+        ));
+    }
+    let Some(job) = grid
+        .store
+        .transition_job(id, JobState::Submitted, None)
+        .await?
+    else {
+        let state = own_job(&grid, customer, id).await?.state;
+        return Err(ApiError::conflict(
+            "job_not_runnable",
+            format!("job {id} is {state}; only a created job can be run"),
+        ));
+    };
+    grid.queues
+        .push(Stage::Partition, &[Item { job: id, id: id.0 }])
+        .await?;
+    grid.events.job_changed(id);
+    Ok((StatusCode::ACCEPTED, Json(job_view(&grid, &job).await?)))
+}
+
+/// A job's status.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")), security(("api_key" = [])),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
+pub async fn get_job(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+    ApiPath(id): ApiPath<JobId>,
+) -> ApiResult<Json<Job>> {
+    let job = own_job(&grid, customer, id).await?;
+    Ok(Json(job_view(&grid, &job).await?))
+}
+
+/// Query of `GET /v1/jobs`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Only jobs with ids below this (the previous page's `next_before`).
+    pub before: Option<JobId>,
+    /// Page size, 1..=500 (default 50).
+    pub limit: Option<u32>,
+}
+
+/// The caller's jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListQuery), security(("api_key" = [])),
+    responses((status = 200, body = JobList), (status = 400, body = ErrorBody)))]
+pub async fn list_jobs(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<Json<JobList>> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be from 1 to {MAX_PAGE}"),
+        ));
+    }
+    let records = grid
+        .store
+        .list_jobs(customer.0, query.before, limit)
+        .await?;
+    let next_before = (records.len() == limit as usize)
+        .then(|| records.last().map(|j| j.id))
+        .flatten();
+    let mut jobs = Vec::with_capacity(records.len());
+    for record in &records {
+        jobs.push(job_view(&grid, record).await?);
+    }
+    Ok(Json(JobList { jobs, next_before }))
+}
+
+/// Cancel a job that has not finished.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")), security(("api_key" = [])),
+    responses((status = 200, body = Job), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn cancel_job(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+    ApiPath(id): ApiPath<JobId>,
+) -> ApiResult<Json<Job>> {
+    own_job(&grid, customer, id).await?;
+    match grid.end_job(id, JobState::Cancelled, None).await? {
+        Some(job) => Ok(Json(job_view(&grid, &job).await?)),
+        None => {
+            let state = own_job(&grid, customer, id).await?.state;
+            Err(ApiError::conflict(
+                "job_finished",
+                format!("job {id} is already {state}"),
+            ))
+        }
+    }
+}
+
+/// Download a completed job's output.
+#[utoipa::path(get, path = "/v1/jobs/{id}/output", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")), security(("api_key" = [])),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>,
+               headers(("x-content-sha256" = String, description = "hex SHA-256 of the output"))),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn download_output(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+    ApiPath(id): ApiPath<JobId>,
+) -> ApiResult<Response> {
+    let job = own_job(&grid, customer, id).await?;
+    let Some(output) = job.output.filter(|_| job.state == JobState::Completed) else {
+        return Err(ApiError::conflict(
+            "output_not_ready",
+            format!(
+                "job {id} is {}; its output can be downloaded once it is completed",
+                job.state
+            ),
+        ));
+    };
+    let stream = grid.blobs.get(&output.key, None).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, output.size.to_string()),
+            (
+                header::HeaderName::from_static(CONTENT_SHA256),
+                output.sha256,
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Server-sent events of a job's state and progress: an `event: job` with the job's status as
+/// `data` on connection and at every change (at most five a second), ending after a final state.
+#[utoipa::path(get, path = "/v1/jobs/{id}/events", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")), security(("api_key" = [])),
+    responses((status = 200, content_type = "text/event-stream", body = Job,
+               description = "a stream of `job` events"), (status = 404, body = ErrorBody)))]
+pub async fn job_events(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+    ApiPath(id): ApiPath<JobId>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    own_job(&grid, customer, id).await?;
+    let changes = grid.events.subscribe();
+    Ok(Sse::new(job_event_stream(grid, id, changes)).keep_alive(KeepAlive::default()))
+}
+
+struct Watch {
+    grid: Arc<Grid>,
+    job: JobId,
+    changes: tokio::sync::broadcast::Receiver<JobId>,
+    last: Option<Job>,
+    finished: bool,
+}
+
+fn job_event_stream(
+    grid: Arc<Grid>,
+    job: JobId,
+    changes: tokio::sync::broadcast::Receiver<JobId>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let watch = Watch {
+        grid,
+        job,
+        changes,
+        last: None,
+        finished: false,
+    };
+    futures::stream::unfold(watch, |mut w| async move {
+        if w.finished {
+            return None;
+        }
+        loop {
+            if let Ok(Some(record)) = w.grid.store.job(w.job).await
+                && let Ok(view) = job_view(&w.grid, &record).await
+                && w.last.as_ref() != Some(&view)
+            {
+                w.finished = view.state.is_terminal();
+                let event = Event::default()
+                    .event("job")
+                    .json_data(&view)
+                    .unwrap_or_else(|_| Event::default().comment("unserializable job"));
+                w.last = Some(view);
+                return Some((Ok(event), w));
+            }
+            // Wait for a change of this job, re-reading at least every second.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+            loop {
+                match tokio::time::timeout_at(deadline, w.changes.recv()).await {
+                    Ok(Ok(id)) if id != w.job => continue,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                    _ => break,
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// The apps this coordinator offers.
+#[utoipa::path(get, path = "/v1/apps", tag = "jobs", security(("api_key" = [])),
+    responses((status = 200, body = Vec<AppInfo>)))]
+pub async fn list_apps(State(grid): State<Arc<Grid>>, _customer: Customer) -> Json<Vec<AppInfo>> {
+    Json(
+        grid.apps
+            .all()
+            .map(|app| AppInfo {
+                manifest: app.manifest.clone(),
+                bundle_sha256: (!app.manifest.customer_script).then(|| app.bundle(None).1),
+            })
+            .collect(),
+    )
+}

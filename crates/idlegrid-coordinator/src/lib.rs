@@ -1,0 +1,44 @@
+//! The idlegrid coordinator: the trusted side of the grid.
+//!
+//! Layout — the deck's components, each a module that hands work to the next only through the
+//! records ([`idlegrid_storage::records`]) and the queues ([`idlegrid_storage::queue`]), so a
+//! crash between any two steps loses nothing:
+//!
+//! ```text
+//! customer ─▶ jobs_api ─[partition]▶ partitioner ─[feed]▶ feeder ─[job queues]▶ tasks_api ◀─ workers
+//!                                                                                   │
+//!             jobs_api ◀─ output ── assembler ◀─[assemble]── validator ◀─[validate]─┘
+//! ```
+//!
+//! - [`jobs_api`]: customers create jobs, upload inputs, run, watch (SSE), cancel, download.
+//! - [`partitioner`]: verifies a job's input and splits it into chunks (one task record each).
+//! - [`feeder`]: moves created tasks into per-job task queues and keeps the scheduling table.
+//! - [`tasks_api`]: workers register, lease, heartbeat, fetch chunks and bundles, report; the
+//!   reaper takes back expired leases.
+//! - [`validator`]: judges each reported result with its app's validator.
+//! - [`assembler`]: merges a job's accepted results into its output.
+//! - [`apps`]: the built-in apps and the app-specific partitioners, validators and assemblers.
+//! - [`retry`]: what happens after a failed attempt, shared by the Tasks API and the validator.
+//! - [`recovery`]: rebuilds the queues from the records at start-up.
+//! - [`grid`]: the shared handles (store, queues, blobs, apps, config) every module receives.
+//! - [`server`]: the HTTP router, OpenAPI document, and [`server::serve`] with graceful shutdown.
+
+pub mod apps;
+pub mod assembler;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod feeder;
+pub mod grid;
+pub mod jobs_api;
+pub mod partitioner;
+pub mod recovery;
+pub mod retry;
+pub mod server;
+pub mod tasks_api;
+pub mod validator;
+
+pub use config::Config;
+pub use grid::{Credentials, Grid};
+pub use server::serve;

@@ -1,0 +1,121 @@
+//! The HTTP front: the router of both APIs, the OpenAPI document generated from the handlers,
+//! and [`serve`], which rebuilds the queues, starts the background stages, serves until the
+//! shutdown token fires, then lets the stages stop.
+
+use crate::grid::Grid;
+use crate::{assembler, feeder, jobs_api, partitioner, recovery, tasks_api, validator};
+use axum::Json;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+
+/// The OpenAPI document of both APIs.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "idlegrid", description = "Jobs API (customers) and Tasks API (worker devices) of an idlegrid coordinator."),
+    paths(
+        jobs_api::create_job, jobs_api::upload_input, jobs_api::run_job, jobs_api::get_job,
+        jobs_api::list_jobs, jobs_api::cancel_job, jobs_api::download_output, jobs_api::job_events,
+        jobs_api::list_apps,
+        tasks_api::register, tasks_api::lease, tasks_api::heartbeat, tasks_api::report,
+        tasks_api::lease_input, tasks_api::lease_output, tasks_api::bundle,
+    ),
+    modifiers(&SecuritySchemes),
+    tags((name = "jobs", description = "Jobs API, for customers"),
+         (name = "tasks", description = "Tasks API, for worker devices"))
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for name in ["api_key", "enrollment_token", "worker_token"] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
+        }
+    }
+}
+
+/// Largest JSON body of a report (outputs inline, base64).
+const REPORT_BODY_LIMIT: usize = 32 * 1024 * 1024;
+
+/// The router of both APIs over a grid.
+pub fn router(grid: Arc<Grid>) -> Router {
+    Router::new()
+        .route(
+            idlegrid_api::paths::JOBS,
+            post(jobs_api::create_job).get(jobs_api::list_jobs),
+        )
+        .route("/v1/jobs/{id}", get(jobs_api::get_job))
+        .route("/v1/jobs/{id}/input", put(jobs_api::upload_input))
+        .route("/v1/jobs/{id}/run", post(jobs_api::run_job))
+        .route("/v1/jobs/{id}/cancel", post(jobs_api::cancel_job))
+        .route("/v1/jobs/{id}/output", get(jobs_api::download_output))
+        .route("/v1/jobs/{id}/events", get(jobs_api::job_events))
+        .route(idlegrid_api::paths::APPS, get(jobs_api::list_apps))
+        .route(
+            idlegrid_api::paths::WORKERS_REGISTER,
+            post(tasks_api::register),
+        )
+        .route(idlegrid_api::paths::LEASES, post(tasks_api::lease))
+        .route(
+            idlegrid_api::paths::LEASES_HEARTBEAT,
+            post(tasks_api::heartbeat),
+        )
+        .route(
+            idlegrid_api::paths::LEASES_REPORT,
+            post(tasks_api::report).layer(DefaultBodyLimit::max(REPORT_BODY_LIMIT)),
+        )
+        .route("/v1/leases/{id}/input", get(tasks_api::lease_input))
+        .route("/v1/leases/{id}/output", put(tasks_api::lease_output))
+        .route("/v1/bundles/{sha256}", get(tasks_api::bundle))
+        .route(
+            idlegrid_api::paths::OPENAPI,
+            get(|| async { Json(ApiDoc::openapi()) }),
+        )
+        .route(
+            idlegrid_api::paths::HEALTH,
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .fallback(|| async {
+            crate::error::ApiError::not_found(
+                "no_such_endpoint",
+                "there is no such endpoint; see /openapi.json",
+            )
+        })
+        .with_state(grid)
+}
+
+/// Rebuilds the queues from the records, starts the background stages and serves both APIs on
+/// `listener` until `shutdown` is cancelled; then stops accepting requests, lets in-flight ones
+/// finish, and stops the stages.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    grid: Arc<Grid>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let recovered = recovery::rebuild_queues(&grid).await?;
+    tracing::info!(?recovered, "queues rebuilt from the records");
+    let stages = shutdown.child_token();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(partitioner::run(grid.clone(), stages.clone()));
+    tasks.spawn(feeder::run(grid.clone(), stages.clone()));
+    tasks.spawn(validator::run(grid.clone(), stages.clone()));
+    tasks.spawn(assembler::run(grid.clone(), stages.clone()));
+    tasks.spawn(tasks_api::reap(grid.clone(), stages.clone()));
+    let served = axum::serve(listener, router(grid))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    stages.cancel();
+    while tasks.join_next().await.is_some() {}
+    served?;
+    Ok(())
+}

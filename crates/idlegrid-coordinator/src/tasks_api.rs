@@ -1,0 +1,627 @@
+//! The Tasks API: worker devices register, lease tasks (long-poll, several at once), heartbeat,
+//! fetch chunks and bundles, upload outputs and report outcomes. It also owns disconnection and
+//! failure handling: the reaper takes back leases whose deadline passed and charges the attempt.
+//!
+//! A worker may only touch what it leases: chunk downloads, output uploads, heartbeats and
+//! reports all name a lease, and each is checked against the lease's holder.
+
+use crate::auth::{Device, Enroller, hash_secret, new_secret};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
+use crate::grid::Grid;
+use crate::jobs_api::store_upload;
+use crate::retry;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use idlegrid_api::tasks::{
+    Heartbeat, HeartbeatReply, Lease as WireLease, LeaseGrant, LeaseRequest, LeaseStatus,
+    MAX_INLINE_OUTPUT, RegisterWorker, Registered, Report, ReportOutcome, ReportReply,
+    ReportStatus,
+};
+use idlegrid_api::{ErrorBody, ErrorDetail, LeaseId, UploadReceipt};
+use idlegrid_domain::{AttemptOutcome, TaskId, TaskState, WorkerId};
+use idlegrid_storage::StorageError;
+use idlegrid_storage::blobs::sha256_hex;
+use idlegrid_storage::queue::{Item, Lease, Stage};
+use idlegrid_storage::records::{NewFailure, NewResult, OutputRef};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Most tasks per lease request and reports per report request.
+pub const MAX_BATCH: usize = 1000;
+/// Longest long-poll.
+const MAX_WAIT_MS: u64 = 30_000;
+/// Longest failure reason kept from a worker.
+const MAX_REASON_BYTES: usize = 4096;
+
+/// Register a device with an owner's enrollment token; returns its worker token.
+#[utoipa::path(post, path = "/v1/workers/register", tag = "tasks", request_body = RegisterWorker,
+    security(("enrollment_token" = [])),
+    responses((status = 201, body = Registered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn register(
+    State(grid): State<Arc<Grid>>,
+    owner: Enroller,
+    ApiJson(request): ApiJson<RegisterWorker>,
+) -> ApiResult<(StatusCode, Json<Registered>)> {
+    let name = request.name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::invalid(
+            "invalid_name",
+            "the device name must be 1 to 200 characters",
+        ));
+    }
+    let token = new_secret("igw_");
+    let worker = grid
+        .store
+        .register_worker(owner.0, name, &request.capabilities, hash_secret(&token))
+        .await?;
+    tracing::info!(%worker, name, cores = request.capabilities.cores, python = ?request.capabilities.python, "worker registered");
+    Ok((
+        StatusCode::CREATED,
+        Json(Registered {
+            worker_id: worker,
+            token,
+            lease_secs: grid.config.lease_ttl.as_secs(),
+            heartbeat_secs: grid.config.heartbeat_secs(),
+        }),
+    ))
+}
+
+/// Lease up to `max_tasks` tasks, waiting up to `wait_ms` for the first.
+#[utoipa::path(post, path = "/v1/leases", tag = "tasks", request_body = LeaseRequest,
+    security(("worker_token" = [])),
+    responses((status = 200, body = LeaseGrant), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn lease(
+    State(grid): State<Arc<Grid>>,
+    device: Device,
+    ApiJson(request): ApiJson<LeaseRequest>,
+) -> ApiResult<Json<LeaseGrant>> {
+    let max = request.max_tasks as usize;
+    if !(1..=MAX_BATCH).contains(&max) {
+        return Err(ApiError::bad_request(
+            "invalid_max_tasks",
+            format!("max_tasks must be from 1 to {MAX_BATCH}"),
+        ));
+    }
+    if request.wait_ms > MAX_WAIT_MS {
+        return Err(ApiError::bad_request(
+            "invalid_wait",
+            format!("wait_ms must be at most {MAX_WAIT_MS}"),
+        ));
+    }
+    let caps = grid.device(device.0).await?;
+    let deadline = Instant::now() + Duration::from_millis(request.wait_ms);
+    loop {
+        let mut leases = Vec::new();
+        for job in grid.schedule.order_for(&grid, &caps).await? {
+            let got = grid
+                .queues
+                .lease_tasks(job, device.0, max - leases.len(), grid.config.lease_ttl)
+                .await?;
+            leases.extend(got);
+            if leases.len() == max {
+                break;
+            }
+        }
+        if !leases.is_empty() {
+            return match grant(&grid, &leases).await {
+                Ok(grant) if grant.leases.is_empty() => continue,
+                Ok(grant) => Ok(Json(grant)),
+                Err(e) => {
+                    // Not delivered: give the tasks back rather than let the leases expire
+                    // and be charged to the tasks.
+                    hand_back(&grid, &leases).await;
+                    Err(e)
+                }
+            };
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(Json(LeaseGrant {
+                jobs: Vec::new(),
+                leases: Vec::new(),
+            }));
+        }
+        grid.queues
+            .wait_for_tasks((deadline - now).min(Duration::from_secs(1)))
+            .await?;
+    }
+}
+
+async fn hand_back(grid: &Grid, leases: &[Lease]) {
+    let pairs: Vec<(LeaseId, WorkerId)> = leases.iter().map(|l| (l.id, l.worker)).collect();
+    if let Ok(settled) = grid.queues.settle(&pairs).await {
+        for lease in settled.into_iter().flatten() {
+            let _ = retry::requeue(grid, lease.job, &[lease.task]).await;
+        }
+    }
+}
+
+/// What a worker needs to run the leased tasks. Leases on tasks that no longer wait for work
+/// (a duplicate queue entry after a restart) are dropped on the way.
+async fn grant(grid: &Grid, leases: &[Lease]) -> ApiResult<LeaseGrant> {
+    let ids: Vec<TaskId> = leases.iter().map(|l| l.task).collect();
+    let tasks: HashMap<TaskId, _> = grid
+        .store
+        .tasks(&ids)
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t))
+        .collect();
+    let mut jobs = BTreeMap::new();
+    let mut granted = Vec::with_capacity(leases.len());
+    let mut stale = Vec::new();
+    let now = idlegrid_storage::now_ms();
+    for lease in leases {
+        let (Some(task), Some(job)) = (tasks.get(&lease.task), grid.schedule.get(lease.job)) else {
+            stale.push((lease.id, lease.worker));
+            continue;
+        };
+        if task.state != TaskState::Pending {
+            stale.push((lease.id, lease.worker));
+            continue;
+        }
+        granted.push(WireLease {
+            lease_id: lease.id,
+            task_id: lease.task,
+            job_id: lease.job,
+            chunk_index: task.chunk.index,
+            input_name: job.input_name.clone(),
+            input_size: task.chunk.len,
+            expires_in_ms: (lease.expires_at_ms - now).max(0) as u64,
+        });
+        jobs.entry(lease.job).or_insert_with(|| job.spec.clone());
+    }
+    if !stale.is_empty() {
+        grid.queues.settle(&stale).await?;
+    }
+    Ok(LeaseGrant {
+        jobs: jobs.into_values().collect(),
+        leases: granted,
+    })
+}
+
+/// Extend held leases; says which are no longer held.
+#[utoipa::path(post, path = "/v1/leases/heartbeat", tag = "tasks", request_body = Heartbeat,
+    security(("worker_token" = [])),
+    responses((status = 200, body = HeartbeatReply), (status = 400, body = ErrorBody)))]
+pub async fn heartbeat(
+    State(grid): State<Arc<Grid>>,
+    device: Device,
+    ApiJson(request): ApiJson<Heartbeat>,
+) -> ApiResult<Json<HeartbeatReply>> {
+    if request.leases.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(
+            "too_many_leases",
+            format!("at most {MAX_BATCH} leases per heartbeat"),
+        ));
+    }
+    let now = idlegrid_storage::now_ms();
+    let mut leases = Vec::with_capacity(request.leases.len());
+    for item in &request.leases {
+        let renewed = grid
+            .queues
+            .renew(item.lease_id, device.0, grid.config.lease_ttl)
+            .await?;
+        leases.push(LeaseStatus {
+            lease_id: item.lease_id,
+            held: renewed.is_some(),
+            expires_in_ms: renewed.map(|l| (l.expires_at_ms - now).max(0) as u64),
+        });
+    }
+    Ok(Json(HeartbeatReply { leases }))
+}
+
+fn lease_not_held(lease: LeaseId) -> ApiError {
+    ApiError::conflict(
+        "lease_not_held",
+        format!(
+            "lease {lease} is not held by this worker: it expired, was handed back, was already reported, or its job ended"
+        ),
+    )
+}
+
+/// The lease, if this worker holds it.
+async fn held(grid: &Grid, device: Device, lease: LeaseId) -> ApiResult<Lease> {
+    grid.queues
+        .held(lease, device.0)
+        .await?
+        .ok_or_else(|| lease_not_held(lease))
+}
+
+/// Blob key of an uploaded task output; it names the verified SHA-256, so finding the key
+/// proves the content.
+fn result_key(lease: &Lease, sha256: &str) -> String {
+    format!("results/{}/{}/{}-{sha256}", lease.job, lease.task, lease.id)
+}
+
+/// Download the chunk of a held lease.
+#[utoipa::path(get, path = "/v1/leases/{id}/input", tag = "tasks",
+    params(("id" = u64, Path, description = "lease id")), security(("worker_token" = [])),
+    responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>),
+              (status = 409, body = ErrorBody)))]
+pub async fn lease_input(
+    State(grid): State<Arc<Grid>>,
+    device: Device,
+    ApiPath(id): ApiPath<LeaseId>,
+) -> ApiResult<Response> {
+    let lease = held(&grid, device, id).await?;
+    let task = grid
+        .store
+        .tasks(&[lease.task])
+        .await?
+        .pop()
+        .ok_or_else(|| lease_not_held(id))?;
+    let key = match task.chunk.input_key {
+        Some(key) => key,
+        None => grid
+            .schedule
+            .get(lease.job)
+            .and_then(|job| job.input_key.clone())
+            .ok_or_else(|| lease_not_held(id))?,
+    };
+    let range = task.chunk.offset..task.chunk.offset + task.chunk.len;
+    let stream = grid.blobs.get(&key, Some(range)).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, task.chunk.len.to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Upload the output of a held lease before reporting it (outputs over the inline limit).
+#[utoipa::path(put, path = "/v1/leases/{id}/output", tag = "tasks",
+    params(("id" = u64, Path, description = "lease id"),
+           ("x-content-sha256" = String, Header, description = "hex SHA-256 of the body")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    security(("worker_token" = [])),
+    responses((status = 200, body = UploadReceipt), (status = 400, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn lease_output(
+    State(grid): State<Arc<Grid>>,
+    device: Device,
+    ApiPath(id): ApiPath<LeaseId>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<UploadReceipt>> {
+    let lease = held(&grid, device, id).await?;
+    let sha = headers
+        .get(idlegrid_api::paths::CONTENT_SHA256)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let stored = store_upload(
+        &grid,
+        &result_key(&lease, &sha),
+        &headers,
+        body,
+        grid.config.max_task_output_bytes,
+        "task output",
+    )
+    .await?;
+    Ok(Json(UploadReceipt {
+        size: stored.size,
+        sha256: stored.sha256,
+    }))
+}
+
+/// Download an app bundle by its SHA-256.
+#[utoipa::path(get, path = "/v1/bundles/{sha256}", tag = "tasks",
+    params(("sha256" = String, Path, description = "hex SHA-256 of the bundle")),
+    security(("worker_token" = [])),
+    responses((status = 200, content_type = "application/json", body = idlegrid_api::Bundle),
+              (status = 404, body = ErrorBody)))]
+pub async fn bundle(
+    State(grid): State<Arc<Grid>>,
+    _device: Device,
+    ApiPath(sha): ApiPath<String>,
+) -> ApiResult<Response> {
+    let not_found = || ApiError::not_found("bundle_not_found", format!("there is no bundle {sha}"));
+    if sha.len() != 64 || !sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(not_found());
+    }
+    let bytes = match grid.blobs.get_bytes(&format!("bundles/{sha}"), None).await {
+        Ok(bytes) => bytes,
+        Err(StorageError::NotFound(_)) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
+/// A report that passed its checks, waiting to be recorded.
+enum Checked {
+    Result(OutputRef, String, u64),
+    Failure(String),
+    Released,
+}
+
+fn refuse(code: &str, message: String) -> ErrorDetail {
+    ErrorDetail {
+        code: code.to_string(),
+        message,
+    }
+}
+
+/// Checks one report against its lease, without changing anything.
+async fn check_report(
+    grid: &Grid,
+    device: Device,
+    item: &idlegrid_api::tasks::ReportItem,
+) -> Result<(Lease, Checked), ErrorDetail> {
+    let lease = match grid.queues.held(item.lease_id, device.0).await {
+        Ok(Some(lease)) => lease,
+        Ok(None) => return Err(lease_not_held(item.lease_id).body.error),
+        Err(e) => return Err(ApiError::from(e).body.error),
+    };
+    if lease.task != item.task_id {
+        return Err(refuse(
+            "task_mismatch",
+            format!(
+                "lease {} is for task {}, not {}",
+                lease.id, lease.task, item.task_id
+            ),
+        ));
+    }
+    let checked = match &item.outcome {
+        ReportOutcome::Completed {
+            sha256,
+            size,
+            inline_base64: Some(encoded),
+        } => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|e| {
+                    refuse(
+                        "malformed_output",
+                        format!("inline_base64 is not base64: {e}"),
+                    )
+                })?;
+            if bytes.len() > MAX_INLINE_OUTPUT {
+                return Err(refuse(
+                    "output_too_large",
+                    format!(
+                        "inline outputs are limited to {MAX_INLINE_OUTPUT} bytes; upload it first"
+                    ),
+                ));
+            }
+            if bytes.len() as u64 != *size {
+                return Err(refuse(
+                    "size_mismatch",
+                    format!(
+                        "inline output is {} bytes, the report says {size}",
+                        bytes.len()
+                    ),
+                ));
+            }
+            let actual = sha256_hex(&bytes);
+            if !actual.eq_ignore_ascii_case(sha256) {
+                return Err(refuse(
+                    "digest_mismatch",
+                    format!("inline output hashes to {actual}, the report says {sha256}"),
+                ));
+            }
+            Checked::Result(OutputRef::Inline(bytes), actual, *size)
+        }
+        ReportOutcome::Completed {
+            sha256,
+            size,
+            inline_base64: None,
+        } => {
+            let sha256 = sha256.to_ascii_lowercase();
+            let key = result_key(&lease, &sha256);
+            match grid.blobs.size(&key).await {
+                Ok(Some(stored)) if stored == *size => {
+                    Checked::Result(OutputRef::Blob(key), sha256, *size)
+                }
+                Ok(Some(stored)) => {
+                    return Err(refuse(
+                        "size_mismatch",
+                        format!("uploaded output is {stored} bytes, the report says {size}"),
+                    ));
+                }
+                Ok(None) => {
+                    return Err(refuse(
+                        "output_not_uploaded",
+                        format!(
+                            "no output with SHA-256 {sha256} was uploaded for lease {}: PUT it to /v1/leases/{}/output first, or send it inline",
+                            lease.id, lease.id
+                        ),
+                    ));
+                }
+                Err(e) => return Err(ApiError::from(e).body.error),
+            }
+        }
+        ReportOutcome::Failed { reason } => {
+            let mut reason = reason.clone();
+            if reason.len() > MAX_REASON_BYTES {
+                let mut cut = MAX_REASON_BYTES;
+                while !reason.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                reason.truncate(cut);
+            }
+            Checked::Failure(reason)
+        }
+        ReportOutcome::Released => Checked::Released,
+    };
+    Ok((lease, checked))
+}
+
+/// Report outcomes of leases: completed (output inline or uploaded), failed, or handed back.
+#[utoipa::path(post, path = "/v1/leases/report", tag = "tasks", request_body = Report,
+    security(("worker_token" = [])),
+    responses((status = 200, body = ReportReply, description = "every report recorded"),
+              (status = 409, body = ReportReply, description = "some reports refused; `error` names the first problem"),
+              (status = 400, body = ErrorBody)))]
+pub async fn report(
+    State(grid): State<Arc<Grid>>,
+    device: Device,
+    ApiJson(request): ApiJson<Report>,
+) -> ApiResult<Response> {
+    if request.reports.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(
+            "too_many_reports",
+            format!("at most {MAX_BATCH} reports per request"),
+        ));
+    }
+    let mut statuses: Vec<Option<ErrorDetail>> = vec![None; request.reports.len()];
+    let mut checked = Vec::with_capacity(request.reports.len());
+    for (i, item) in request.reports.iter().enumerate() {
+        match check_report(&grid, device, item).await {
+            Ok(ok) => checked.push((i, ok)),
+            Err(refusal) => statuses[i] = Some(refusal),
+        }
+    }
+    // Claim the leases: a concurrent duplicate report loses here.
+    let pairs: Vec<(LeaseId, WorkerId)> =
+        checked.iter().map(|(_, (l, _))| (l.id, device.0)).collect();
+    let settled = grid.queues.settle(&pairs).await?;
+    let mut results = Vec::new();
+    let mut failures = Vec::new();
+    let mut released: Vec<Lease> = Vec::new();
+    for ((i, (lease, outcome)), won) in checked.into_iter().zip(settled) {
+        if won.is_none() {
+            statuses[i] = Some(lease_not_held(lease.id).body.error);
+            continue;
+        }
+        match outcome {
+            Checked::Result(output, sha256, size) => results.push(NewResult {
+                task: lease.task,
+                job: lease.job,
+                worker: device.0,
+                sha256,
+                size,
+                output,
+            }),
+            Checked::Failure(reason) => failures.push(NewFailure {
+                task: lease.task,
+                job: lease.job,
+                worker: device.0,
+                outcome: AttemptOutcome::ClientError,
+                reason,
+            }),
+            Checked::Released => {
+                failures.push(NewFailure {
+                    task: lease.task,
+                    job: lease.job,
+                    worker: device.0,
+                    outcome: AttemptOutcome::Abandoned,
+                    reason: "handed back by the worker".into(),
+                });
+                released.push(lease);
+            }
+        }
+    }
+    if let Err(e) = record_reports(&grid, &results, &failures, &released).await {
+        // Nothing of this batch is known to be recorded: put the tasks back in their queues.
+        for task in results
+            .iter()
+            .map(|r| (r.job, r.task))
+            .chain(failures.iter().map(|f| (f.job, f.task)))
+        {
+            let _ = retry::requeue(&grid, task.0, &[task.1]).await;
+        }
+        return Err(e.into());
+    }
+    let reply = ReportReply {
+        error: statuses.iter().flatten().next().cloned(),
+        results: request
+            .reports
+            .iter()
+            .zip(statuses)
+            .map(|(item, error)| ReportStatus {
+                lease_id: item.lease_id,
+                accepted: error.is_none(),
+                error,
+            })
+            .collect(),
+    };
+    let status = if reply.error.is_some() {
+        StatusCode::CONFLICT
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(reply)).into_response())
+}
+
+async fn record_reports(
+    grid: &Grid,
+    results: &[NewResult],
+    failures: &[NewFailure],
+    released: &[Lease],
+) -> Result<(), StorageError> {
+    if !results.is_empty() {
+        let ids = grid.store.record_results(results).await?;
+        let items: Vec<Item> = results
+            .iter()
+            .zip(ids)
+            .filter_map(|(r, id)| {
+                id.map(|id| Item {
+                    job: r.job,
+                    id: id.0,
+                })
+            })
+            .collect();
+        grid.queues.push(Stage::Validate, &items).await?;
+    }
+    if !failures.is_empty() {
+        let charged = grid.store.record_failures(failures).await?;
+        retry::after_failures(grid, &charged).await?;
+        for lease in released {
+            retry::requeue(grid, lease.job, &[lease.task]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes back expired leases until `shutdown`: each is a `no_reply` attempt charged to its task.
+pub async fn reap(grid: Arc<Grid>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(grid.config.reap_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !shutdown.is_cancelled() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = reap_once(&grid).await {
+            tracing::error!(error = %e, "reaping expired leases failed");
+        }
+    }
+}
+
+/// Takes back every lease expired by now.
+pub async fn reap_once(grid: &Grid) -> Result<usize, StorageError> {
+    let expired = grid
+        .queues
+        .take_expired(idlegrid_storage::now_ms(), MAX_BATCH)
+        .await?;
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    let secs = grid.config.lease_ttl.as_secs();
+    let failures: Vec<NewFailure> = expired
+        .iter()
+        .map(|lease| NewFailure {
+            task: lease.task,
+            job: lease.job,
+            worker: lease.worker,
+            outcome: AttemptOutcome::NoReply,
+            reason: format!(
+                "lease expired: worker {} sent no report or heartbeat for {secs} s (disconnected or stopped)",
+                lease.worker
+            ),
+        })
+        .collect();
+    tracing::warn!(count = expired.len(), "leases expired");
+    let charged = grid.store.record_failures(&failures).await?;
+    retry::after_failures(grid, &charged).await?;
+    Ok(expired.len())
+}

@@ -1,0 +1,182 @@
+//! Apps: what a service is made of, what it needs from a device, and what a device offers.
+//!
+//! An app is a versioned bundle — this manifest plus its Python task script — that names the
+//! partitioner, validator and assembler the coordinator runs for it. Workers only ever see the
+//! bundle, so adding an app needs no worker update.
+
+use serde::{Deserialize, Serialize};
+
+/// An app's manifest, shipped inside its bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AppManifest {
+    /// Service name customers ask for, e.g. `python-map`.
+    pub name: String,
+    /// Version of the bundle; changes whenever the task script or manifest changes.
+    pub version: String,
+    /// One line for humans.
+    pub description: String,
+    /// Python file in the bundle that the worker runs.
+    pub entrypoint: String,
+    /// File name the chunk gets inside the task's `input/` directory.
+    pub input_name: String,
+    /// Name of the coordinator-side partitioner that splits the input.
+    pub partitioner: String,
+    /// Name of the coordinator-side validator that judges each result.
+    pub validator: String,
+    /// Name of the coordinator-side assembler that merges validated results.
+    pub assembler: String,
+    /// Whether the customer supplies the task script with the job (python-map does).
+    #[serde(default)]
+    pub customer_script: bool,
+    /// What a device needs to run this app's tasks.
+    #[serde(default)]
+    pub requirements: Requirements,
+}
+
+/// What a task needs from a device.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Requirements {
+    /// Lowest Python version, as `MAJOR.MINOR`.
+    #[serde(default)]
+    pub python: Option<String>,
+    /// Whether FFmpeg must be installed.
+    #[serde(default)]
+    pub ffmpeg: bool,
+    /// Memory one task may use, in MiB; also the task's address-space limit on the worker.
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+}
+
+/// What a device offers, reported when it registers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Capabilities {
+    /// Logical CPU cores.
+    pub cores: u32,
+    /// Physical memory in MiB.
+    pub memory_mb: u64,
+    /// Operating system, e.g. `linux`.
+    pub os: String,
+    /// CPU architecture, e.g. `x86_64`.
+    pub arch: String,
+    /// Python version, e.g. `3.11.7`, if Python is installed.
+    pub python: Option<String>,
+    /// FFmpeg version, if installed.
+    pub ffmpeg: Option<String>,
+    /// Single-core speed score from the worker's start-up benchmark (higher is faster).
+    pub benchmark: f64,
+    /// Task slots the device runs at once.
+    pub slots: u32,
+}
+
+/// Parses the leading `MAJOR.MINOR` of a version string such as `3.11.7` or `Python 3.8`.
+fn major_minor(version: &str) -> Option<(u32, u32)> {
+    let digits = version.trim_start_matches(|c: char| !c.is_ascii_digit());
+    let mut parts = digits.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+impl Requirements {
+    /// Checks a device against these requirements; the error names the first thing missing.
+    pub fn check(&self, caps: &Capabilities) -> Result<(), String> {
+        if let Some(wanted) = &self.python {
+            let need = major_minor(wanted)
+                .ok_or_else(|| format!("requirement python={wanted:?} is not MAJOR.MINOR"))?;
+            match caps.python.as_deref().and_then(major_minor) {
+                Some(have) if have >= need => {}
+                Some(_) => {
+                    return Err(format!(
+                        "needs Python {wanted}, device has {}",
+                        caps.python.as_deref().unwrap_or_default()
+                    ));
+                }
+                None => return Err(format!("needs Python {wanted}, device has none")),
+            }
+        }
+        if self.ffmpeg && caps.ffmpeg.is_none() {
+            return Err("needs FFmpeg, device has none".into());
+        }
+        if let Some(mb) = self.memory_mb
+            && caps.memory_mb < mb
+        {
+            return Err(format!(
+                "needs {mb} MiB of memory, device has {}",
+                caps.memory_mb
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> Capabilities {
+        Capabilities {
+            cores: 4,
+            memory_mb: 8192,
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            python: Some("3.11.7".into()),
+            ffmpeg: None,
+            benchmark: 100.0,
+            slots: 4,
+        }
+    }
+
+    #[test]
+    fn python_versions_compare_numerically() {
+        let req = Requirements {
+            python: Some("3.8".into()),
+            ..Default::default()
+        };
+        assert!(req.check(&device()).is_ok());
+        let req = Requirements {
+            python: Some("3.12".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            req.check(&device()),
+            Err("needs Python 3.12, device has 3.11.7".into())
+        );
+        let mut none = device();
+        none.python = None;
+        assert!(
+            Requirements {
+                python: Some("3.8".into()),
+                ..Default::default()
+            }
+            .check(&none)
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn ffmpeg_and_memory_are_checked() {
+        let req = Requirements {
+            ffmpeg: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            req.check(&device()),
+            Err("needs FFmpeg, device has none".into())
+        );
+        let req = Requirements {
+            memory_mb: Some(16384),
+            ..Default::default()
+        };
+        assert!(req.check(&device()).unwrap_err().contains("16384 MiB"));
+    }
+
+    #[test]
+    fn major_minor_parses_common_forms() {
+        assert_eq!(major_minor("3.11.7"), Some((3, 11)));
+        assert_eq!(major_minor("Python 3.8"), Some((3, 8)));
+        assert_eq!(major_minor("3"), None);
+    }
+}

@@ -1,0 +1,22 @@
+//! The idlegrid domain: plain data and the rules over it, with no I/O.
+//!
+//! Layout:
+//! - [`ids`]: typed identifiers of tenants, jobs, tasks, results, workers and leases.
+//! - [`job`]: a customer's job and its state machine; the one place job transitions are decided.
+//! - [`task`]: a chunk of a job, the outcomes of attempts at it, and the retry rule.
+//! - [`app`]: app manifests (what a service needs to run) and worker capabilities.
+//! - [`schedule`]: the scheduling policy that orders jobs for a requesting worker.
+//!
+//! Every other crate speaks in these types; only the storage backends translate them to rows and
+//! only the API crate gives them a wire schema.
+
+pub mod app;
+pub mod ids;
+pub mod job;
+pub mod schedule;
+pub mod task;
+
+pub use app::{AppManifest, Capabilities, Requirements};
+pub use ids::{JobId, LeaseId, ResultId, TaskId, TenantId, WorkerId};
+pub use job::{JobState, TransitionError};
+pub use task::{AttemptOutcome, RetryDecision, TaskState};

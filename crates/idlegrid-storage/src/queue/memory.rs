@@ -1,0 +1,362 @@
+//! In-process queues for the embedded mode: one mutex over plain collections, with `Notify`
+//! wake-ups for waiting consumers. Contents do not survive the process; the coordinator rebuilds
+//! them from the records at start-up.
+
+use super::{Item, JobDepth, Lease, Queues, Stage};
+use crate::{Result, now_ms};
+use async_trait::async_trait;
+use idlegrid_domain::{JobId, LeaseId, TaskId, WorkerId};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+#[derive(Default)]
+struct JobQueue {
+    queued: VecDeque<TaskId>,
+    leased: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    stages: HashMap<Stage, VecDeque<Item>>,
+    jobs: HashMap<JobId, JobQueue>,
+    leases: HashMap<LeaseId, Lease>,
+    /// Leases ordered by deadline, for the reaper.
+    deadlines: BTreeSet<(i64, LeaseId)>,
+}
+
+/// The embedded queue backend.
+#[derive(Default)]
+pub struct MemoryQueues {
+    inner: Mutex<Inner>,
+    stage_ready: [Notify; 4],
+    tasks_ready: Notify,
+}
+
+fn stage_slot(stage: Stage) -> usize {
+    match stage {
+        Stage::Partition => 0,
+        Stage::Feed => 1,
+        Stage::Validate => 2,
+        Stage::Assemble => 3,
+    }
+}
+
+impl MemoryQueues {
+    /// Empty queues.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain collections that are still consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn remove_lease(&mut self, id: LeaseId) -> Option<Lease> {
+        let lease = self.leases.remove(&id)?;
+        self.deadlines.remove(&(lease.expires_at_ms, id));
+        if let Some(q) = self.jobs.get_mut(&lease.job) {
+            q.leased = q.leased.saturating_sub(1);
+        }
+        Some(lease)
+    }
+}
+
+#[async_trait]
+impl Queues for MemoryQueues {
+    async fn push(&self, stage: Stage, items: &[Item]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        self.lock()
+            .stages
+            .entry(stage)
+            .or_default()
+            .extend(items.iter().copied());
+        self.stage_ready[stage_slot(stage)].notify_waiters();
+        self.stage_ready[stage_slot(stage)].notify_one();
+        Ok(())
+    }
+
+    async fn pop(&self, stage: Stage, max: usize, wait: Duration) -> Result<Vec<Item>> {
+        let notify = &self.stage_ready[stage_slot(stage)];
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut inner = self.lock();
+                let queue = inner.stages.entry(stage).or_default();
+                if !queue.is_empty() {
+                    let n = max.min(queue.len());
+                    return Ok(queue.drain(..n).collect());
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    async fn stage_len(&self, stage: Stage) -> Result<u64> {
+        Ok(self.lock().stages.get(&stage).map_or(0, |q| q.len() as u64))
+    }
+
+    async fn enqueue_tasks(&self, job: JobId, tasks: &[TaskId], front: bool) -> Result<()> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut inner = self.lock();
+            let queue = &mut inner.jobs.entry(job).or_default().queued;
+            if front {
+                for task in tasks.iter().rev() {
+                    queue.push_front(*task);
+                }
+            } else {
+                queue.extend(tasks.iter().copied());
+            }
+        }
+        self.tasks_ready.notify_waiters();
+        Ok(())
+    }
+
+    async fn lease_tasks(
+        &self,
+        job: JobId,
+        worker: WorkerId,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<Vec<Lease>> {
+        let expires_at_ms = now_ms() + ttl.as_millis() as i64;
+        let mut inner = self.lock();
+        let Some(queue) = inner.jobs.get_mut(&job) else {
+            return Ok(Vec::new());
+        };
+        let n = max.min(queue.queued.len());
+        let tasks: Vec<TaskId> = queue.queued.drain(..n).collect();
+        queue.leased += n as u64;
+        let mut leases = Vec::with_capacity(n);
+        for task in tasks {
+            let lease = Lease {
+                id: LeaseId(rand::random()),
+                task,
+                job,
+                worker,
+                expires_at_ms,
+            };
+            inner.deadlines.insert((expires_at_ms, lease.id));
+            inner.leases.insert(lease.id, lease);
+            leases.push(lease);
+        }
+        Ok(leases)
+    }
+
+    async fn wait_for_tasks(&self, wait: Duration) -> Result<()> {
+        let _ = tokio::time::timeout(wait, self.tasks_ready.notified()).await;
+        Ok(())
+    }
+
+    async fn renew(
+        &self,
+        lease: LeaseId,
+        worker: WorkerId,
+        ttl: Duration,
+    ) -> Result<Option<Lease>> {
+        let expires_at_ms = now_ms() + ttl.as_millis() as i64;
+        let mut inner = self.lock();
+        let Some(held) = inner.leases.get_mut(&lease).filter(|l| l.worker == worker) else {
+            return Ok(None);
+        };
+        let old = held.expires_at_ms;
+        held.expires_at_ms = expires_at_ms.max(old);
+        let renewed = *held;
+        inner.deadlines.remove(&(old, lease));
+        inner.deadlines.insert((renewed.expires_at_ms, lease));
+        Ok(Some(renewed))
+    }
+
+    async fn held(&self, lease: LeaseId, worker: WorkerId) -> Result<Option<Lease>> {
+        Ok(self
+            .lock()
+            .leases
+            .get(&lease)
+            .filter(|l| l.worker == worker)
+            .copied())
+    }
+
+    async fn settle(&self, leases: &[(LeaseId, WorkerId)]) -> Result<Vec<Option<Lease>>> {
+        let mut inner = self.lock();
+        Ok(leases
+            .iter()
+            .map(|&(id, worker)| {
+                if inner.leases.get(&id).is_some_and(|l| l.worker == worker) {
+                    inner.remove_lease(id)
+                } else {
+                    None
+                }
+            })
+            .collect())
+    }
+
+    async fn take_expired(&self, now_ms: i64, max: usize) -> Result<Vec<Lease>> {
+        let mut inner = self.lock();
+        let due: Vec<LeaseId> = inner
+            .deadlines
+            .iter()
+            .take_while(|(deadline, _)| *deadline < now_ms)
+            .take(max)
+            .map(|&(_, id)| id)
+            .collect();
+        Ok(due
+            .into_iter()
+            .filter_map(|id| inner.remove_lease(id))
+            .collect())
+    }
+
+    async fn drop_job(&self, job: JobId) -> Result<()> {
+        let mut inner = self.lock();
+        inner.jobs.remove(&job);
+        let leases: Vec<LeaseId> = inner
+            .leases
+            .values()
+            .filter(|l| l.job == job)
+            .map(|l| l.id)
+            .collect();
+        for id in leases {
+            inner.remove_lease(id);
+        }
+        Ok(())
+    }
+
+    async fn job_depth(&self, job: JobId) -> Result<JobDepth> {
+        Ok(self
+            .lock()
+            .jobs
+            .get(&job)
+            .map_or(JobDepth::default(), |q| JobDepth {
+                queued: q.queued.len() as u64,
+                leased: q.leased,
+            }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W1: WorkerId = WorkerId(1);
+    const W2: WorkerId = WorkerId(2);
+    const J: JobId = JobId(7);
+
+    #[tokio::test]
+    async fn stage_queue_is_fifo_and_pop_waits() {
+        let q = std::sync::Arc::new(MemoryQueues::new());
+        let empty = q
+            .pop(Stage::Feed, 10, Duration::from_millis(10))
+            .await
+            .unwrap();
+        assert!(empty.is_empty());
+        let waiter = {
+            let q = q.clone();
+            tokio::spawn(async move { q.pop(Stage::Feed, 10, Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let items: Vec<Item> = (1..=3).map(|id| Item { job: J, id }).collect();
+        q.push(Stage::Feed, &items).await.unwrap();
+        assert_eq!(waiter.await.unwrap().unwrap(), items);
+    }
+
+    #[tokio::test]
+    async fn leases_are_exclusive_and_settle_once() {
+        let q = MemoryQueues::new();
+        q.enqueue_tasks(J, &[TaskId(1), TaskId(2), TaskId(3)], false)
+            .await
+            .unwrap();
+        let a = q
+            .lease_tasks(J, W1, 2, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let b = q
+            .lease_tasks(J, W2, 5, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(
+            a.iter().map(|l| l.task).collect::<Vec<_>>(),
+            [TaskId(1), TaskId(2)]
+        );
+        assert_eq!(b.iter().map(|l| l.task).collect::<Vec<_>>(), [TaskId(3)]);
+        assert_eq!(
+            q.job_depth(J).await.unwrap(),
+            JobDepth {
+                queued: 0,
+                leased: 3
+            }
+        );
+        // The wrong worker can neither renew nor settle.
+        assert!(
+            q.renew(a[0].id, W2, Duration::from_secs(1))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(q.settle(&[(a[0].id, W2)]).await.unwrap(), [None]);
+        assert_eq!(q.settle(&[(a[0].id, W1)]).await.unwrap(), [Some(a[0])]);
+        assert_eq!(q.settle(&[(a[0].id, W1)]).await.unwrap(), [None]);
+        assert_eq!(q.job_depth(J).await.unwrap().leased, 2);
+    }
+
+    #[tokio::test]
+    async fn expired_leases_are_taken_back_in_deadline_order() {
+        let q = MemoryQueues::new();
+        q.enqueue_tasks(J, &[TaskId(1), TaskId(2)], false)
+            .await
+            .unwrap();
+        let short = q
+            .lease_tasks(J, W1, 1, Duration::from_millis(0))
+            .await
+            .unwrap();
+        let long = q
+            .lease_tasks(J, W1, 1, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let expired = q.take_expired(now_ms() + 1, 10).await.unwrap();
+        assert_eq!(expired, short);
+        assert!(q.held(long[0].id, W1).await.unwrap().is_some());
+        // Renewal moves the deadline forward.
+        let renewed = q
+            .renew(long[0].id, W1, Duration::from_secs(120))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(renewed.expires_at_ms > long[0].expires_at_ms);
+        assert!(
+            q.take_expired(now_ms() + 61_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn retries_go_to_the_front_and_dropped_jobs_vanish() {
+        let q = MemoryQueues::new();
+        q.enqueue_tasks(J, &[TaskId(1), TaskId(2)], false)
+            .await
+            .unwrap();
+        q.enqueue_tasks(J, &[TaskId(9)], true).await.unwrap();
+        let leases = q
+            .lease_tasks(J, W1, 1, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(leases[0].task, TaskId(9));
+        q.drop_job(J).await.unwrap();
+        assert!(q.held(leases[0].id, W1).await.unwrap().is_none());
+        assert_eq!(q.job_depth(J).await.unwrap(), JobDepth::default());
+    }
+}

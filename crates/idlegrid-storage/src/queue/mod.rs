@@ -1,0 +1,124 @@
+//! The queues that carry work between coordinator stages, and the per-job task queues from which
+//! workers lease tasks.
+//!
+//! ```text
+//! Jobs API ─[partition]→ Partitioner ─[feed]→ Feeder ─[job task queues]→ Tasks API
+//! Tasks API ─[validate]→ Validator ─[assemble]→ Assembler
+//! ```
+//!
+//! Queues carry ids only; the records say what they mean. Delivery is at least once: every
+//! consumer is idempotent, and the embedded backend loses its contents on a crash by design —
+//! the coordinator rebuilds them from the records at start-up. A lease is a worker's claim on one
+//! task until a deadline; expired leases are taken back by the coordinator's reaper.
+
+mod memory;
+
+pub use memory::MemoryQueues;
+
+use crate::Result;
+use async_trait::async_trait;
+use idlegrid_domain::{JobId, LeaseId, TaskId, WorkerId};
+use std::time::Duration;
+
+/// A hand-off queue between two coordinator stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Job ids waiting for the partitioner.
+    Partition,
+    /// Task ids created by the partitioner, waiting for the feeder (the deck's partitioner queue).
+    Feed,
+    /// Result ids waiting for the validator.
+    Validate,
+    /// Job ids waiting for the assembler.
+    Assemble,
+}
+
+impl Stage {
+    /// Every stage, in pipeline order.
+    pub const ALL: [Stage; 4] = [
+        Stage::Partition,
+        Stage::Feed,
+        Stage::Validate,
+        Stage::Assemble,
+    ];
+
+    /// Short name for metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Partition => "partition",
+            Stage::Feed => "feed",
+            Stage::Validate => "validate",
+            Stage::Assemble => "assemble",
+        }
+    }
+}
+
+/// One queued reference: a job, and the id of the thing (job, task or result) to work on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Item {
+    /// The job it belongs to.
+    pub job: JobId,
+    /// The job, task or result id, depending on the stage.
+    pub id: i64,
+}
+
+/// A worker's claim on one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    /// Lease id.
+    pub id: LeaseId,
+    /// The task.
+    pub task: TaskId,
+    /// Its job.
+    pub job: JobId,
+    /// The holder.
+    pub worker: WorkerId,
+    /// Unix ms after which the lease may be taken back.
+    pub expires_at_ms: i64,
+}
+
+/// Queue lengths, for status and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobDepth {
+    /// Tasks waiting for a worker.
+    pub queued: u64,
+    /// Tasks leased.
+    pub leased: u64,
+}
+
+/// The queue backend.
+#[async_trait]
+pub trait Queues: Send + Sync + 'static {
+    /// Appends items to a stage queue.
+    async fn push(&self, stage: Stage, items: &[Item]) -> Result<()>;
+    /// Takes up to `max` items, waiting up to `wait` for the first.
+    async fn pop(&self, stage: Stage, max: usize, wait: Duration) -> Result<Vec<Item>>;
+    /// Items waiting in a stage queue.
+    async fn stage_len(&self, stage: Stage) -> Result<u64>;
+
+    /// Adds tasks to a job's task queue; `front` puts them before the others (retries).
+    async fn enqueue_tasks(&self, job: JobId, tasks: &[TaskId], front: bool) -> Result<()>;
+    /// Leases up to `max` tasks of one job to a worker for `ttl`.
+    async fn lease_tasks(
+        &self,
+        job: JobId,
+        worker: WorkerId,
+        max: usize,
+        ttl: Duration,
+    ) -> Result<Vec<Lease>>;
+    /// Returns when tasks may have been enqueued, or after `wait`.
+    async fn wait_for_tasks(&self, wait: Duration) -> Result<()>;
+    /// Extends a lease held by `worker`; `None` if it does not hold it.
+    async fn renew(&self, lease: LeaseId, worker: WorkerId, ttl: Duration)
+    -> Result<Option<Lease>>;
+    /// The lease, if `worker` holds it.
+    async fn held(&self, lease: LeaseId, worker: WorkerId) -> Result<Option<Lease>>;
+    /// Ends leases held by their workers, returning each one that was held.
+    async fn settle(&self, leases: &[(LeaseId, WorkerId)]) -> Result<Vec<Option<Lease>>>;
+    /// Removes and returns up to `max` leases that expired before `now_ms`.
+    async fn take_expired(&self, now_ms: i64, max: usize) -> Result<Vec<Lease>>;
+    /// Drops a job's task queue and leases (job finished, failed or cancelled).
+    async fn drop_job(&self, job: JobId) -> Result<()>;
+    /// Depth of a job's task queue.
+    async fn job_depth(&self, job: JobId) -> Result<JobDepth>;
+}

@@ -1,0 +1,317 @@
+//! The durable records: accounts, jobs, tasks and results.
+//!
+//! Every method is one atomic step of a coordinator stage; a crash between two calls leaves the
+//! records consistent and the step can be redone. Batch methods exist because the hot path
+//! (reports, validation) moves thousands of tasks a second: backends do each batch in one
+//! transaction.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::Result;
+use async_trait::async_trait;
+use idlegrid_domain::{
+    AttemptOutcome, Capabilities, JobId, JobState, ResultId, TaskId, TaskState, TenantId, WorkerId,
+};
+
+/// What a secret authenticates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    /// A customer's API key.
+    Tenant(TenantId),
+    /// A device owner's enrollment token (registers workers).
+    Owner(i64),
+    /// A registered worker's token.
+    Worker(WorkerId),
+}
+
+/// A new job, as the Jobs API creates it.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Owner.
+    pub tenant: TenantId,
+    /// App name.
+    pub app: String,
+    /// App bundle version.
+    pub app_version: String,
+    /// Bundle the workers run.
+    pub bundle_sha256: String,
+    /// App parameters (JSON object).
+    pub params: serde_json::Value,
+    /// Partitioner options (JSON object), e.g. `{"lines": 1000}`.
+    pub partition_options: serde_json::Value,
+    /// Scheduling priority.
+    pub priority: i32,
+    /// Failed attempts a chunk may have.
+    pub max_attempts: u32,
+    /// Wall-clock limit per chunk.
+    pub task_timeout_secs: u64,
+}
+
+/// A stored blob referenced by a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// Blob store key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Hex SHA-256.
+    pub sha256: String,
+}
+
+/// A job as recorded.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    /// Id.
+    pub id: JobId,
+    /// The job as created.
+    pub spec: NewJob,
+    /// Current state.
+    pub state: JobState,
+    /// Failure reason.
+    pub error: Option<String>,
+    /// Uploaded input.
+    pub input: Option<StoredBlob>,
+    /// Assembled output.
+    pub output: Option<StoredBlob>,
+    /// Chunk count once partitioning finished.
+    pub chunks_total: Option<u64>,
+    /// Chunks created so far.
+    pub chunks_created: u64,
+    /// Chunks with an accepted result.
+    pub chunks_done: u64,
+    /// Chunks that exhausted their attempts.
+    pub chunks_failed: u64,
+    /// Failed attempts over all chunks.
+    pub failed_attempts: u64,
+    /// Unix ms timestamps.
+    pub created_at: i64,
+    /// When `run` was called.
+    pub submitted_at: Option<i64>,
+    /// When partitioning started.
+    pub started_at: Option<i64>,
+    /// When the job reached a final state.
+    pub finished_at: Option<i64>,
+}
+
+/// A chunk the partitioner created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    /// Position in the job's input.
+    pub index: u64,
+    /// Where the chunk's bytes are: `None` for a range of the job's input, or a blob of its own.
+    pub input_key: Option<String>,
+    /// Offset of the chunk in that blob.
+    pub offset: u64,
+    /// Length of the chunk.
+    pub len: u64,
+}
+
+/// A task as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// Id.
+    pub id: TaskId,
+    /// Its job.
+    pub job: JobId,
+    /// The chunk.
+    pub chunk: NewTask,
+    /// Current state.
+    pub state: TaskState,
+    /// Failed attempts so far.
+    pub failures: u32,
+}
+
+/// Where an output is: small ones inline in the record, others in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutputRef {
+    /// The bytes themselves.
+    Inline(Vec<u8>),
+    /// A blob store key.
+    Blob(String),
+}
+
+/// A successful report from a worker.
+#[derive(Debug, Clone)]
+pub struct NewResult {
+    /// The task.
+    pub task: TaskId,
+    /// Its job.
+    pub job: JobId,
+    /// The reporting worker.
+    pub worker: WorkerId,
+    /// Hex SHA-256 of the output.
+    pub sha256: String,
+    /// Output size.
+    pub size: u64,
+    /// The output.
+    pub output: OutputRef,
+}
+
+/// A failed attempt: a script error or an expired lease, reported by a worker or the reaper.
+#[derive(Debug, Clone)]
+pub struct NewFailure {
+    /// The task.
+    pub task: TaskId,
+    /// Its job.
+    pub job: JobId,
+    /// The worker that held the lease.
+    pub worker: WorkerId,
+    /// How the attempt ended; one that [`AttemptOutcome::counts_as_failure`] is charged to the task.
+    pub outcome: AttemptOutcome,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// A result waiting for the validator.
+#[derive(Debug, Clone)]
+pub struct ResultRecord {
+    /// Id.
+    pub id: ResultId,
+    /// The task.
+    pub task: TaskRecord,
+    /// Who sent it.
+    pub worker: WorkerId,
+    /// Hex SHA-256.
+    pub sha256: String,
+    /// Size.
+    pub size: u64,
+    /// The output.
+    pub output: OutputRef,
+}
+
+/// A validator's judgement, to be recorded.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Accept the result as the task's output.
+    Valid(ResultId),
+    /// Reject it; the task is charged a failed attempt.
+    Invalid(ResultId, String),
+}
+
+/// What recording a failed attempt did to its task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureCharged {
+    /// The task.
+    pub task: TaskId,
+    /// Its job.
+    pub job: JobId,
+    /// Failed attempts now on the task.
+    pub failures: u32,
+    /// The job's attempt budget.
+    pub max_attempts: u32,
+    /// Whether the task still waits for work (false if it was done, failed, or its job ended).
+    pub still_pending: bool,
+}
+
+/// What recording verdicts did.
+#[derive(Debug, Clone, Default)]
+pub struct VerdictsApplied {
+    /// Jobs whose last chunk was accepted: they are now `assembling`.
+    pub ready_to_assemble: Vec<JobId>,
+    /// Failures charged by rejected results.
+    pub charged: Vec<FailureCharged>,
+}
+
+/// One failed attempt, for the job's error message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// Who ran it.
+    pub worker: WorkerId,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// Why.
+    pub reason: String,
+}
+
+/// The records store.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- accounts ---
+
+    /// Creates the tenant if missing; returns its id.
+    async fn ensure_tenant(&self, name: &str) -> Result<TenantId>;
+    /// Creates the device owner if missing; returns its id.
+    async fn ensure_owner(&self, name: &str) -> Result<i64>;
+    /// Stores the hash of a secret that authenticates `principal`.
+    async fn add_credential(&self, secret_hash: [u8; 32], principal: Principal) -> Result<()>;
+    /// Looks a secret's hash up.
+    async fn credential(&self, secret_hash: [u8; 32]) -> Result<Option<Principal>>;
+    /// Registers a worker for an owner, with the hash of its token.
+    async fn register_worker(
+        &self,
+        owner: i64,
+        name: &str,
+        capabilities: &Capabilities,
+        token_hash: [u8; 32],
+    ) -> Result<WorkerId>;
+    /// A worker's capabilities.
+    async fn worker_capabilities(&self, worker: WorkerId) -> Result<Option<Capabilities>>;
+
+    // --- jobs ---
+
+    /// Creates a job in state `created`.
+    async fn create_job(&self, job: &NewJob) -> Result<JobRecord>;
+    /// One job.
+    async fn job(&self, id: JobId) -> Result<Option<JobRecord>>;
+    /// A tenant's jobs, newest first, with ids below `before`.
+    async fn list_jobs(
+        &self,
+        tenant: TenantId,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>>;
+    /// All jobs in the given states, oldest first.
+    async fn jobs_in_states(&self, states: &[JobState]) -> Result<Vec<JobRecord>>;
+    /// Records the job's input; only while the job is `created`. Returns false otherwise.
+    async fn set_job_input(&self, id: JobId, input: &StoredBlob) -> Result<bool>;
+    /// Moves the job to `to` if the state machine allows it from its current state, recording
+    /// `error` for `failed`. Returns the new record, or `None` if the transition was refused.
+    async fn transition_job(
+        &self,
+        id: JobId,
+        to: JobState,
+        error: Option<&str>,
+    ) -> Result<Option<JobRecord>>;
+    /// Records the assembled output and completes the job (from `assembling` only).
+    async fn complete_job(&self, id: JobId, output: &StoredBlob) -> Result<bool>;
+
+    // --- tasks (partitioner) ---
+
+    /// Inserts chunks; chunks whose index already exists are skipped. Returns the ids of the
+    /// chunks inserted, in order.
+    async fn insert_tasks(&self, job: JobId, tasks: &[NewTask]) -> Result<Vec<TaskId>>;
+    /// Records that partitioning finished with `total` chunks: the job becomes `running`, or
+    /// `assembling` if every chunk is already done. Returns the new state.
+    async fn finish_partition(&self, job: JobId, total: u64) -> Result<Option<JobState>>;
+    /// The tasks with these ids that exist, in id order.
+    async fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskRecord>>;
+    /// Ids of the job's tasks that wait for a worker, in index order.
+    async fn pending_tasks(&self, job: JobId) -> Result<Vec<TaskId>>;
+
+    // --- results (Tasks API, validator, assembler) ---
+
+    /// Records successful reports; each task waiting for work moves to `validating`. Returns
+    /// the new result ids, in order (`None` where the task no longer waited for a result).
+    async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>>;
+    /// Records failed attempts and charges them to their tasks.
+    async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<FailureCharged>>;
+    /// Results waiting for validation, with their tasks.
+    async fn results_for_validation(&self, ids: &[ResultId]) -> Result<Vec<ResultRecord>>;
+    /// Ids (and jobs) of every result still waiting for validation, oldest first.
+    async fn unvalidated_results(&self) -> Result<Vec<(JobId, ResultId)>>;
+    /// Applies validators' verdicts.
+    async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied>;
+    /// Marks a task failed (its attempts are spent). Returns false if it was already final.
+    async fn fail_task(&self, task: TaskId) -> Result<bool>;
+    /// Failed attempts at a task, oldest first.
+    async fn attempts(&self, task: TaskId) -> Result<Vec<AttemptRecord>>;
+    /// Accepted outputs of a job's chunks with index ≥ `from_index`, in index order.
+    async fn accepted_outputs(
+        &self,
+        job: JobId,
+        from_index: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, OutputRef)>>;
+}

@@ -1,0 +1,617 @@
+//! The worker's main loops: leasing into free slots, one heartbeat for all running leases,
+//! reporting outcomes until the coordinator takes them, and the drain on shutdown.
+
+use crate::backoff::Backoff;
+use crate::bundles::BundleCache;
+use crate::identity::{Enrollment, Identity};
+use crate::runner::Progress;
+use crate::sandbox::{RlimitSandbox, Sandbox};
+use crate::task::{Outcome, Tasks};
+use crate::{WorkerConfig, WorkerSummary, capabilities};
+use anyhow::Context;
+use idlegrid_api::tasks::{
+    Heartbeat, HeartbeatItem, JobSpec, Lease, LeaseRequest, Report, ReportItem, ReportOutcome,
+};
+use idlegrid_api::{LeaseId, TaskId};
+use idlegrid_client::Client;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// How long the coordinator may hold a lease request when no task is ready.
+const LEASE_WAIT_MS: u64 = 20_000;
+/// Largest `max_tasks` the Tasks API accepts.
+const MAX_LEASE_BATCH: usize = 1000;
+/// Shortest time between two lease requests that came back empty, in case the coordinator
+/// answers at once instead of waiting.
+const MIN_EMPTY_POLL: Duration = Duration::from_secs(1);
+/// After the drain timeout, how long killed tasks get to report `released` before the worker
+/// stops trying (the coordinator will see the leases expire instead).
+const REPORT_GRACE: Duration = Duration::from_secs(10);
+
+/// A task the heartbeat loop knows about.
+struct Running {
+    progress: Progress,
+    /// Fired when the coordinator says the lease is no longer held.
+    lost: CancellationToken,
+    /// Fired to kill the script: on `lost`, or on forced shutdown (a child of `kill`).
+    stop: CancellationToken,
+}
+
+/// What all loops share.
+struct Shared {
+    tasks: Tasks,
+    running: Mutex<HashMap<LeaseId, Running>>,
+    /// Kills every script (forced shutdown).
+    kill: CancellationToken,
+    /// Gives up on undelivered reports.
+    abandon: CancellationToken,
+    summary: Mutex<WorkerSummary>,
+}
+
+impl Shared {
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<LeaseId, Running>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn count(&self, update: impl FnOnce(&mut WorkerSummary)) {
+        update(&mut self.summary.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Marks a lease lost, killing its script and cancelling its report.
+    fn lose(&self, lease: LeaseId) {
+        if let Some(running) = self.running().get(&lease) {
+            running.lost.cancel();
+            running.stop.cancel();
+        }
+    }
+
+    fn lose_all(&self) {
+        for running in self.running().values() {
+            running.lost.cancel();
+            running.stop.cancel();
+        }
+    }
+}
+
+/// See [`crate::run`].
+pub(crate) async fn run(
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<WorkerSummary> {
+    anyhow::ensure!(config.slots >= 1, "slots must be at least 1");
+    let state_dir = &config.state_dir;
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
+    let _lock = lock_state_dir(state_dir)?;
+    let bundles_dir = state_dir.join("bundles");
+    let scratch_root = state_dir.join("scratch");
+    // Scratch directories of a previous run that crashed are garbage now.
+    match std::fs::remove_dir_all(&scratch_root) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(err).with_context(|| format!("cannot clear {}", scratch_root.display()));
+        }
+        _ => {}
+    }
+    for dir in [&bundles_dir, &scratch_root] {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    crate::bundles::remove_leftovers(&bundles_dir)
+        .with_context(|| format!("cannot clean {}", bundles_dir.display()))?;
+
+    let detected = capabilities::detect(&config.python, config.slots).await;
+    let caps = &detected.capabilities;
+    let sandbox = RlimitSandbox;
+    tracing::info!(
+        cores = caps.cores,
+        memory_mb = caps.memory_mb,
+        os = %caps.os,
+        arch = %caps.arch,
+        python = caps.python.as_deref().unwrap_or("none"),
+        ffmpeg = caps.ffmpeg.as_deref().unwrap_or("none"),
+        benchmark = caps.benchmark,
+        slots = caps.slots,
+        interpreter = %detected.python.display(),
+        sandbox = sandbox.name(),
+        "worker capabilities"
+    );
+    if caps.python.is_none() {
+        tracing::warn!(
+            python = %config.python.display(),
+            "Python not found; the coordinator will send no Python tasks"
+        );
+    }
+
+    let enrollment = Enrollment {
+        coordinator: &config.coordinator,
+        enrollment_token: &config.enrollment_token,
+        name: &config.name,
+        capabilities: caps,
+        state_dir,
+    };
+    let identity = tokio::select! {
+        () = shutdown.cancelled() => return Ok(WorkerSummary::default()),
+        identity = enrollment.load_or_register() => identity?,
+    };
+    tracing::info!(worker_id = %identity.worker_id, coordinator = %identity.client.base(), "worker started");
+
+    let shared = Arc::new(Shared {
+        tasks: Tasks {
+            python: detected.python.clone(),
+            scratch_root,
+            bundles: BundleCache::new(bundles_dir),
+            sandbox: Box::new(sandbox),
+        },
+        running: Mutex::new(HashMap::new()),
+        kill: CancellationToken::new(),
+        abandon: CancellationToken::new(),
+        summary: Mutex::new(WorkerSummary::default()),
+    });
+    let (identity_tx, identity_rx) = watch::channel(identity);
+    let heartbeat_stop = CancellationToken::new();
+    let heartbeat = tokio::spawn(heartbeat_loop(
+        shared.clone(),
+        identity_rx,
+        heartbeat_stop.clone(),
+    ));
+
+    let mut tasks = JoinSet::new();
+    let leased = lease_loop(
+        &config,
+        &enrollment,
+        &shared,
+        &identity_tx,
+        &mut tasks,
+        &shutdown,
+    )
+    .await;
+
+    let drain = if leased.is_ok() {
+        config.drain_timeout
+    } else {
+        Duration::ZERO
+    };
+    if !tasks.is_empty() {
+        tracing::info!(
+            running = tasks.len(),
+            "stopped leasing; letting running tasks finish for up to {drain:?}"
+        );
+    }
+    if tokio::time::timeout(drain, join_all(&mut tasks))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            running = tasks.len(),
+            "killing the remaining tasks and handing them back"
+        );
+        shared.kill.cancel();
+        if tokio::time::timeout(REPORT_GRACE, join_all(&mut tasks))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "giving up on undelivered reports; the coordinator will expire those leases"
+            );
+            shared.abandon.cancel();
+            join_all(&mut tasks).await;
+        }
+    }
+    heartbeat_stop.cancel();
+    let _ = heartbeat.await;
+    leased?;
+    let summary = *shared
+        .summary
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    tracing::info!(
+        succeeded = summary.succeeded,
+        failed = summary.failed,
+        released = summary.released,
+        lost = summary.lost,
+        "worker stopped"
+    );
+    Ok(summary)
+}
+
+/// Holds an exclusive lock on the state directory, so two workers never share (and wipe) the
+/// same scratch space.
+fn lock_state_dir(state_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = state_dir.join("lock");
+    let file = std::fs::File::create(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another worker is using the state directory {}",
+            state_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(err)) => {
+            Err(err).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+async fn join_all(tasks: &mut JoinSet<()>) {
+    while let Some(result) = tasks.join_next().await {
+        if let Err(err) = result
+            && err.is_panic()
+        {
+            tracing::error!("a task panicked: {err}");
+        }
+    }
+}
+
+/// Leases tasks into free slots until `shutdown`; each lease runs as its own tokio task in
+/// `tasks`. Returns an error only when the worker cannot go on (its enrollment was refused).
+async fn lease_loop(
+    config: &WorkerConfig,
+    enrollment: &Enrollment<'_>,
+    shared: &Arc<Shared>,
+    identity: &watch::Sender<Identity>,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let slots = Arc::new(Semaphore::new(config.slots));
+    let mut backoff = Backoff::new();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            permit = slots.clone().acquire_owned() => permit?,
+        };
+        let free = (1 + slots.available_permits()).min(MAX_LEASE_BATCH);
+        let client = identity.borrow().client.clone();
+        let request = LeaseRequest {
+            max_tasks: u32::try_from(free).unwrap_or(1),
+            wait_ms: LEASE_WAIT_MS,
+        };
+        let asked = Instant::now();
+        let result = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            result = client.lease(&request) => result,
+        };
+        match result {
+            Ok(grant) => {
+                backoff.reset();
+                if grant.leases.is_empty() {
+                    drop(first);
+                    if let Some(rest) = MIN_EMPTY_POLL.checked_sub(asked.elapsed()) {
+                        sleep_unless(shutdown, rest).await;
+                    }
+                    continue;
+                }
+                let mut first = Some(first);
+                for lease in grant.leases {
+                    let job = grant
+                        .jobs
+                        .iter()
+                        .find(|j| j.job_id == lease.job_id)
+                        .cloned();
+                    match first
+                        .take()
+                        .or_else(|| slots.clone().try_acquire_owned().ok())
+                    {
+                        Some(permit) => {
+                            let span = tracing::info_span!(
+                                "task",
+                                lease = %lease.lease_id,
+                                task = %lease.task_id,
+                                job = %lease.job_id,
+                                chunk = lease.chunk_index,
+                            );
+                            let task = run_task(shared.clone(), client.clone(), lease, job, permit);
+                            tasks.spawn(task.instrument(span));
+                        }
+                        None => {
+                            tracing::warn!(lease = %lease.lease_id, "the coordinator granted more leases than asked for; handing it back");
+                            tasks.spawn(hand_back(shared.clone(), client.clone(), lease));
+                        }
+                    }
+                }
+            }
+            Err(err) if err.status() == Some(401) => {
+                drop(first);
+                tracing::warn!(
+                    "the coordinator no longer accepts this worker's token ({err}); registering anew"
+                );
+                // Leases of the old identity cannot be reported any more.
+                shared.lose_all();
+                let fresh = tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    fresh = enrollment.register() => fresh?,
+                };
+                identity.send_replace(fresh);
+            }
+            Err(err) => {
+                drop(first);
+                let delay = backoff.next_delay();
+                if err.is_retryable() {
+                    tracing::warn!("cannot lease tasks ({err}); retrying in {delay:?}");
+                } else {
+                    tracing::error!("lease request refused ({err}); retrying in {delay:?}");
+                }
+                sleep_unless(shutdown, delay).await;
+            }
+        }
+    }
+}
+
+async fn sleep_unless(token: &CancellationToken, delay: Duration) {
+    tokio::select! {
+        () = token.cancelled() => {}
+        () = tokio::time::sleep(delay) => {}
+    }
+}
+
+/// Runs one leased task and reports its outcome; the slot is freed when this returns.
+async fn run_task(
+    shared: Arc<Shared>,
+    client: Client,
+    lease: Lease,
+    job: Option<JobSpec>,
+    permit: OwnedSemaphorePermit,
+) {
+    let progress = Progress::default();
+    let lost = CancellationToken::new();
+    let stop = shared.kill.child_token();
+    shared.running().insert(
+        lease.lease_id,
+        Running {
+            progress: progress.clone(),
+            lost: lost.clone(),
+            stop: stop.clone(),
+        },
+    );
+    let started = Instant::now();
+    let outcome = match &job {
+        Some(job) => {
+            tracing::info!(app = %job.app, "task started");
+            shared
+                .tasks
+                .execute(&client, &lease, job, &progress, &stop)
+                .await
+        }
+        None => {
+            tracing::error!("the coordinator sent no job details for this lease; handing it back");
+            Outcome::Report(ReportOutcome::Released)
+        }
+    };
+    let elapsed = started.elapsed();
+    let report = match outcome {
+        Outcome::Report(report) => Some(report),
+        Outcome::Stopped if lost.is_cancelled() => {
+            tracing::info!(?elapsed, "task stopped: the lease is no longer held");
+            None
+        }
+        Outcome::Stopped => Some(ReportOutcome::Released),
+        Outcome::Lost(why) => {
+            tracing::info!(?elapsed, "task abandoned: the lease is gone ({why})");
+            None
+        }
+    };
+    match report {
+        Some(report) => {
+            match &report {
+                ReportOutcome::Completed { size, .. } => {
+                    tracing::info!(?elapsed, size, "task succeeded")
+                }
+                ReportOutcome::Failed { reason } => {
+                    tracing::info!(?elapsed, reason = %reason, "task failed")
+                }
+                ReportOutcome::Released => tracing::info!(?elapsed, "task handed back"),
+            }
+            deliver(
+                &shared,
+                &client,
+                lease.lease_id,
+                lease.task_id,
+                report,
+                &lost,
+            )
+            .await;
+        }
+        None => shared.count(|s| s.lost += 1),
+    }
+    shared.running().remove(&lease.lease_id);
+    drop(permit);
+}
+
+/// Reports a lease the worker has no slot for as released.
+async fn hand_back(shared: Arc<Shared>, client: Client, lease: Lease) {
+    let never = CancellationToken::new();
+    deliver(
+        &shared,
+        &client,
+        lease.lease_id,
+        lease.task_id,
+        ReportOutcome::Released,
+        &never,
+    )
+    .await;
+}
+
+/// Sends one report until the coordinator takes or refuses it, the lease is lost, or the
+/// worker gives up on reports.
+async fn deliver(
+    shared: &Shared,
+    client: &Client,
+    lease_id: LeaseId,
+    task_id: TaskId,
+    outcome: ReportOutcome,
+    lost: &CancellationToken,
+) {
+    let kind = match outcome {
+        ReportOutcome::Completed { .. } => Kind::Succeeded,
+        ReportOutcome::Failed { .. } => Kind::Failed,
+        ReportOutcome::Released => Kind::Released,
+    };
+    let report = Report {
+        reports: vec![ReportItem {
+            lease_id,
+            task_id,
+            outcome,
+        }],
+    };
+    let mut backoff = Backoff::new();
+    let accepted = loop {
+        // A request in flight is not cut short when the lease is lost: the coordinator may be
+        // taking it right now.
+        let result = tokio::select! {
+            () = shared.abandon.cancelled() => break false,
+            result = client.report(&report) => result,
+        };
+        match result {
+            Ok(reply) => match reply.results.into_iter().next() {
+                Some(status) if status.accepted => break true,
+                Some(status) => {
+                    let why = status.error.map_or_else(
+                        || "no reason given".to_string(),
+                        |e| format!("{} ({})", e.message, e.code),
+                    );
+                    tracing::warn!("the coordinator refused the report: {why}");
+                    break false;
+                }
+                None => {
+                    tracing::warn!("the coordinator's reply to the report was empty");
+                    break false;
+                }
+            },
+            Err(err) if err.is_retryable() => {
+                let delay = backoff.next_delay();
+                tracing::warn!("cannot report ({err}); retrying in {delay:?}");
+                tokio::select! {
+                    () = lost.cancelled() => {
+                        tracing::warn!("dropping the report: the lease is no longer held");
+                        break false;
+                    }
+                    () = shared.abandon.cancelled() => break false,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!("the coordinator refused the report: {err}");
+                break false;
+            }
+        }
+    };
+    shared.count(|summary| match (accepted, kind) {
+        (false, _) => summary.lost += 1,
+        (true, Kind::Succeeded) => summary.succeeded += 1,
+        (true, Kind::Failed) => summary.failed += 1,
+        (true, Kind::Released) => summary.released += 1,
+    });
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Succeeded,
+    Failed,
+    Released,
+}
+
+/// Heartbeats all running leases every period, and stops the tasks whose leases the
+/// coordinator says are no longer held.
+async fn heartbeat_loop(
+    shared: Arc<Shared>,
+    identity: watch::Receiver<Identity>,
+    stop: CancellationToken,
+) {
+    let mut backoff = Backoff::new();
+    let mut wait = identity.borrow().heartbeat;
+    loop {
+        sleep_unless(&stop, wait).await;
+        if stop.is_cancelled() {
+            return;
+        }
+        let (client, period) = {
+            let current = identity.borrow();
+            (current.client.clone(), current.heartbeat)
+        };
+        wait = period;
+        let leases: Vec<HeartbeatItem> = shared
+            .running()
+            .iter()
+            .map(|(lease_id, running)| HeartbeatItem {
+                lease_id: *lease_id,
+                progress: running.progress.get(),
+            })
+            .collect();
+        if leases.is_empty() {
+            continue;
+        }
+        let heartbeat = Heartbeat { leases };
+        let result = tokio::select! {
+            () = stop.cancelled() => return,
+            result = client.heartbeat(&heartbeat) => result,
+        };
+        match result {
+            Ok(reply) => {
+                backoff.reset();
+                for status in reply.leases.iter().filter(|s| !s.held) {
+                    tracing::info!(lease = %status.lease_id, "lease no longer held; stopping its task");
+                    shared.lose(status.lease_id);
+                }
+            }
+            Err(err) if err.status() == Some(401) => {
+                tracing::warn!("heartbeat refused ({err}); the leases of this identity are lost");
+                shared.lose_all();
+            }
+            Err(err) => {
+                // Retry sooner than a full period so leases do not expire meanwhile.
+                wait = backoff.next_delay().min(period);
+                tracing::warn!("heartbeat failed ({err}); retrying in {wait:?}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(state_dir: &std::path::Path) -> WorkerConfig {
+        WorkerConfig {
+            // Port 9 (discard) refuses connections: a coordinator that is away.
+            coordinator: "http://127.0.0.1:9".into(),
+            enrollment_token: "enroll".into(),
+            state_dir: state_dir.to_path_buf(),
+            name: "test".into(),
+            slots: 1,
+            python: "python3".into(),
+            drain_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_interrupts_waiting_for_the_coordinator() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("scratch/lease-1-old")).unwrap();
+        let shutdown = CancellationToken::new();
+        let worker = tokio::spawn(run(config(dir.path()), shutdown.clone()));
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // A second worker on the same state directory is refused.
+        let err = run(config(dir.path()), CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("another worker"), "{err}");
+        shutdown.cancel();
+        let summary = tokio::time::timeout(Duration::from_secs(5), worker)
+            .await
+            .expect("the worker did not stop")
+            .unwrap()
+            .unwrap();
+        assert_eq!(summary, WorkerSummary::default());
+        // Leftovers of a crashed run are gone.
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("scratch"))
+                .unwrap()
+                .count(),
+            0
+        );
+    }
+}

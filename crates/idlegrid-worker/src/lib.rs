@@ -1,0 +1,75 @@
+//! The idlegrid worker agent: registers a device with a coordinator, leases tasks into its
+//! free slots, runs each task's Python script under limits, and reports the outcomes.
+//!
+//! Layout:
+//! - [`run`] and [`WorkerConfig`]: the entry point (`idlegrid worker`, `idlegrid local`).
+//! - `agent`: the lease loop, the heartbeat loop, report delivery and shutdown.
+//! - `task`: one task from bundle to outcome.
+//! - [`runner`]: running a script and judging its `output/`.
+//! - [`sandbox`]: the seam where the script's process is confined.
+//! - `bundles`: the on-disk bundle cache; `identity`: registration and saved credentials;
+//!   [`capabilities`]: what the device offers.
+//!
+//! Everything the worker keeps lives in [`WorkerConfig::state_dir`]: `credentials.json`,
+//! `bundles/<sha256>/` and `scratch/` (one directory per running task, removed afterwards).
+
+mod agent;
+mod backoff;
+mod bundles;
+pub mod capabilities;
+mod identity;
+pub mod runner;
+pub mod sandbox;
+mod task;
+
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub use identity::CREDENTIALS_FILE;
+
+/// How to run a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Coordinator base URL, e.g. `http://127.0.0.1:8080`.
+    pub coordinator: String,
+    /// The device owner's enrollment token, used to register when there are no saved
+    /// credentials for this coordinator or they were revoked.
+    pub enrollment_token: String,
+    /// Where credentials, cached bundles and scratch directories live; one worker per
+    /// directory (it is locked).
+    pub state_dir: PathBuf,
+    /// Device name shown to its owner.
+    pub name: String,
+    /// Tasks run at once; at least 1.
+    pub slots: usize,
+    /// Python interpreter to run scripts with (usually `python3`, found on `PATH`).
+    pub python: PathBuf,
+    /// On shutdown, how long running tasks may go on before they are killed and handed back.
+    pub drain_timeout: Duration,
+}
+
+/// What a worker did before it stopped. Counts reports the coordinator accepted; `lost` counts
+/// tasks whose outcome was not recorded (lease lost or expired, report refused or abandoned).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerSummary {
+    /// Tasks reported completed.
+    pub succeeded: u64,
+    /// Tasks reported failed.
+    pub failed: u64,
+    /// Tasks handed back unfinished.
+    pub released: u64,
+    /// Tasks whose outcome the coordinator did not record.
+    pub lost: u64,
+}
+
+/// Runs the worker until `shutdown` is cancelled (the caller does so on Ctrl-C or SIGTERM).
+/// Leasing stops at once; running tasks get [`WorkerConfig::drain_timeout`] to finish, then
+/// their scripts are killed and their leases handed back. Errors are setup problems (state
+/// directory unusable, enrollment refused).
+pub async fn run(
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<WorkerSummary> {
+    agent::run(config, shutdown).await
+}

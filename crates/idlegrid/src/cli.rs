@@ -1,0 +1,209 @@
+//! Command-line arguments, and dispatch to the command modules.
+
+use crate::{bench, customer, local, serve};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// idlegrid: compute jobs split into chunks and run on many ordinary devices.
+#[derive(Debug, Parser)]
+#[command(name = "idlegrid", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a coordinator (Jobs API, Tasks API and the background stages).
+    Serve(ServeArgs),
+    /// Run a worker agent that lends this device to a coordinator.
+    Worker(WorkerArgs),
+    /// Run a coordinator and N workers on this machine; other commands find it by themselves.
+    Local(LocalArgs),
+    /// Run a Python script over every chunk of lines of a file (the python-map app).
+    Run(RunArgs),
+    /// List your jobs.
+    Jobs(JobsArgs),
+    /// Show one job.
+    Job(JobArgs),
+    /// Cancel a job.
+    Cancel(JobArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+impl Command {
+    /// Log level when RUST_LOG is not set: servers log their work, client commands only
+    /// problems (their output is for people and scripts).
+    pub fn default_log_level(&self) -> &'static str {
+        match self {
+            Command::Serve(_) | Command::Worker(_) => "info",
+            Command::Local(_) => "info,idlegrid_worker=warn",
+            _ => "warn",
+        }
+    }
+}
+
+/// Coordinator settings shared by `serve` and `local`.
+#[derive(Debug, Clone, Args)]
+pub struct CoordinatorArgs {
+    /// Seconds a lease lasts without a heartbeat.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_secs: u64,
+    /// Largest job input accepted, in bytes.
+    #[arg(long, default_value_t = 10 * 1024 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+}
+
+impl Default for CoordinatorArgs {
+    fn default() -> Self {
+        CoordinatorArgs {
+            lease_secs: 30,
+            max_upload_bytes: 10 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "IDLEGRID_LISTEN")]
+    pub listen: String,
+    /// Directory for records, blobs and credentials.
+    #[arg(long, default_value = "idlegrid-data", env = "IDLEGRID_DATA_DIR")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub coordinator: CoordinatorArgs,
+    /// Print one JSON line (url, api_key, enrollment_token) when ready, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Coordinator URL, e.g. http://192.168.1.10:8080.
+    #[arg(long, env = "IDLEGRID_URL")]
+    pub coordinator: String,
+    /// The device owner's enrollment token (printed by `idlegrid serve`).
+    #[arg(long, env = "IDLEGRID_TOKEN")]
+    pub token: String,
+    /// Where the worker keeps its identity, bundle cache and scratch space.
+    #[arg(long, env = "IDLEGRID_WORKER_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Tasks to run at once (default: the number of cores).
+    #[arg(long)]
+    pub slots: Option<usize>,
+    /// Name of this device, for its owner.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Python interpreter for task scripts.
+    #[arg(long, default_value = "python3")]
+    pub python: PathBuf,
+    /// Seconds to let running tasks finish on Ctrl-C/SIGTERM before handing them back.
+    #[arg(long, default_value_t = 30)]
+    pub drain_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// Worker agents to start.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Directory for the grid's data (default: ~/.idlegrid/local).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub coordinator: CoordinatorArgs,
+}
+
+/// How client commands find the coordinator.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Coordinator URL (default: the grid started by `idlegrid local`).
+    #[arg(long, env = "IDLEGRID_URL")]
+    pub coordinator: Option<String>,
+    /// Customer API key (default: the local grid's).
+    #[arg(long, env = "IDLEGRID_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Python script run on each chunk (see the README's task script contract).
+    pub script: PathBuf,
+    /// Input file: text or records, one per line.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the concatenated output.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Lines per chunk.
+    #[arg(long, default_value_t = 1000)]
+    pub chunk_lines: u64,
+    /// Parameters for the script, as a JSON object (given to it in IDLEGRID_PARAMS).
+    #[arg(long, default_value = "{}")]
+    pub params: String,
+    /// Failed attempts a chunk may have before the job fails.
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Wall-clock limit per chunk, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub task_timeout: u64,
+    /// Workers of the throw-away grid started when no coordinator is configured
+    /// (default: the number of cores).
+    #[arg(long)]
+    pub local_workers: Option<usize>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print the finished job as JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// Most jobs to list.
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// Job id.
+    pub id: i64,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Task dispatch throughput and lease latency of a coordinator over real HTTP.
+    Dispatch(bench::DispatchArgs),
+}
+
+/// Runs the parsed command.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Worker(args) => serve::worker(args).await,
+        Command::Local(args) => local::local(args).await,
+        Command::Run(args) => customer::run(args).await,
+        Command::Jobs(args) => customer::jobs(args).await,
+        Command::Job(args) => customer::job(args).await,
+        Command::Cancel(args) => customer::cancel(args).await,
+        Command::Bench(BenchCommand::Dispatch(args)) => bench::dispatch(args).await,
+    }
+}

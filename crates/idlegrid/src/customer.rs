@@ -1,0 +1,217 @@
+//! The customer's commands: `run` (a python-map job from start to downloaded output), `jobs`,
+//! `job` and `cancel`.
+
+use crate::cli::{CoordinatorArgs, JobArgs, JobsArgs, RunArgs};
+use crate::local::LocalGrid;
+use crate::{output, shutdown, target};
+use anyhow::Context;
+use futures::StreamExt;
+use idlegrid_api::jobs::{CreateJob, Job, Preferences};
+use idlegrid_api::{JobId, JobState};
+use idlegrid_client::Client;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let script = std::fs::read_to_string(&args.script)
+        .with_context(|| format!("cannot read the script {}", args.script.display()))?;
+    std::fs::metadata(&args.input)
+        .with_context(|| format!("cannot read the input {}", args.input.display()))?;
+    let params: serde_json::Value = serde_json::from_str(&args.params)
+        .context("--params must be a JSON object, e.g. '{\"factor\": 2}'")?;
+    let interrupt = shutdown::on_signal();
+    let (client, local) = match target::configured(&args.target).await? {
+        Some(client) => (client, None),
+        None => {
+            let dir =
+                tempfile::tempdir().context("cannot create a directory for the local grid")?;
+            let workers = args
+                .local_workers
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let grid =
+                LocalGrid::start(dir.path(), 0, workers, &CoordinatorArgs::default()).await?;
+            if !args.json {
+                eprintln!(
+                    "no coordinator configured: started a throw-away local grid with {workers} workers"
+                );
+            }
+            let client = Client::new(&grid.url, &grid.credentials.api_key)?;
+            (client, Some((grid, dir)))
+        }
+    };
+    let request = CreateJob {
+        app: "python-map".into(),
+        params,
+        script: Some(script),
+        chunk_lines: Some(args.chunk_lines),
+        preferences: Preferences {
+            max_attempts: args.max_attempts,
+            task_timeout_secs: args.task_timeout,
+            ..Preferences::default()
+        },
+    };
+    let outcome = run_job(&client, &args, request, &interrupt, local.is_some()).await;
+    if let Some((grid, _dir)) = local {
+        grid.stop().await?;
+    }
+    outcome
+}
+
+async fn run_job(
+    client: &Client,
+    args: &RunArgs,
+    request: CreateJob,
+    interrupt: &CancellationToken,
+    throw_away: bool,
+) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let job = client.create_job(&request).await?;
+    let bar = progress_bar(args.json);
+    bar.set_message(format!(
+        "job {}: uploading {}",
+        job.id,
+        args.input.display()
+    ));
+    client.upload_input_file(job.id, &args.input).await?;
+    client.run_job(job.id).await?;
+    let finished = tokio::select! {
+        job = follow(client, job.id, &bar) => job?,
+        _ = interrupt.cancelled() => {
+            bar.abandon();
+            if throw_away {
+                eprintln!("interrupted: stopping the local grid; job {} is abandoned", job.id);
+            } else {
+                eprintln!("interrupted: job {} keeps running; see `idlegrid job {}`", job.id, job.id);
+            }
+            return Ok(ExitCode::from(130));
+        }
+    };
+    bar.finish_and_clear();
+    if finished.state != JobState::Completed {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&finished)?);
+        }
+        eprintln!(
+            "job {} {}: {}",
+            finished.id,
+            finished.state,
+            finished.error.as_deref().unwrap_or("no reason given")
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let sha = finished
+        .output
+        .as_ref()
+        .map(|o| o.sha256.clone())
+        .context("the coordinator reported no output for a completed job")?;
+    let bytes = client
+        .download_output(finished.id, &args.output, &sha)
+        .await
+        .with_context(|| format!("downloading the output to {}", args.output.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&finished)?);
+    } else {
+        println!(
+            "job {} completed: {} chunks, {} failed attempts retried, {bytes} bytes written to {} in {:.1} s",
+            finished.id,
+            finished.chunks.done,
+            finished.chunks.failed_attempts,
+            args.output.display(),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn progress_bar(hidden: bool) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} chunks  ETA {eta}  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// Follows a job's events until it ends, updating the bar; reconnects if the stream breaks
+/// (the coordinator restarted).
+async fn follow(client: &Client, id: JobId, bar: &ProgressBar) -> anyhow::Result<Job> {
+    let mut failures = 0;
+    loop {
+        let mut events = Box::pin(client.job_events(id).await?);
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(job) => {
+                    failures = 0;
+                    bar.set_length(job.chunks.total.unwrap_or(job.chunks.created));
+                    bar.set_position(job.chunks.done);
+                    bar.set_message(format!(
+                        "job {} {}  {} running, {} retried",
+                        job.id, job.state, job.chunks.running, job.chunks.failed_attempts
+                    ));
+                    if job.state.is_terminal() {
+                        return Ok(job);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "event stream broke");
+                    break;
+                }
+            }
+        }
+        failures += 1;
+        if failures > 120 {
+            anyhow::bail!("lost contact with the coordinator while following job {id}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The stream may have ended because the job finished between two events.
+        if let Ok(job) = client.job(id).await
+            && job.state.is_terminal()
+        {
+            return Ok(job);
+        }
+    }
+}
+
+pub async fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
+    let client = target::required(&args.target).await?;
+    let list = client.list_jobs(None, args.limit).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+    } else if list.jobs.is_empty() {
+        println!("no jobs yet");
+    } else {
+        print!("{}", output::job_table(&list.jobs));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
+    let client = target::required(&args.target).await?;
+    let job = client.job(JobId(args.id)).await?;
+    print_job(&job, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn cancel(args: JobArgs) -> anyhow::Result<ExitCode> {
+    let client = target::required(&args.target).await?;
+    let job = client.cancel_job(JobId(args.id)).await?;
+    print_job(&job, args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_job(job: &Job, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(job)?);
+    } else {
+        print!("{}", output::job_details(job));
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! `idlegrid`: one binary for every role — coordinator (`serve`), worker (`worker`), a whole
+//! grid on one machine (`local`), the customer's commands (`run`, `jobs`, `job`, `cancel`) and
+//! benchmarks (`bench`). This file only parses arguments, sets up logging and maps errors to
+//! exit codes; each command lives in its own module.
+
+mod bench;
+mod cli;
+mod customer;
+mod local;
+mod output;
+mod serve;
+mod shutdown;
+mod target;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(cli.command.default_log_level());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,79 @@
+//! `idlegrid serve` (a coordinator) and `idlegrid worker` (a worker agent).
+
+use crate::cli::{CoordinatorArgs, ServeArgs, WorkerArgs};
+use crate::shutdown;
+use idlegrid_coordinator::{Config, Grid};
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Coordinator settings from the command line.
+pub fn config(data_dir: &Path, args: &CoordinatorArgs) -> Config {
+    let mut config = Config::new(data_dir);
+    config.lease_ttl = Duration::from_secs(args.lease_secs);
+    config.max_upload_bytes = args.max_upload_bytes;
+    config
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = shutdown::on_signal();
+    let (grid, credentials) =
+        Grid::open_embedded(config(&args.data_dir, &args.coordinator)).await?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "url": url,
+                "api_key": credentials.api_key,
+                "enrollment_token": credentials.enrollment_token,
+                "data_dir": args.data_dir,
+            })
+        );
+    } else {
+        println!("idlegrid coordinator listening on {url}");
+        println!("  data:             {}", args.data_dir.display());
+        println!("  customer API key: {}", credentials.api_key);
+        println!("  enrollment token: {}", credentials.enrollment_token);
+        println!(
+            "add a worker:  idlegrid worker --coordinator {url} --token {}",
+            credentials.enrollment_token
+        );
+    }
+    idlegrid_coordinator::serve(listener, grid, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let shutdown = shutdown::on_signal();
+    let state_dir = match args.state_dir {
+        Some(dir) => dir,
+        None => crate::local::home()?.join("worker"),
+    };
+    let config = idlegrid_worker::WorkerConfig {
+        coordinator: args.coordinator.trim_end_matches('/').to_string(),
+        enrollment_token: args.token,
+        state_dir,
+        name: args.name.unwrap_or_else(default_device_name),
+        slots: args
+            .slots
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        python: args.python,
+        drain_timeout: Duration::from_secs(args.drain_secs),
+    };
+    let summary = idlegrid_worker::run(config, shutdown).await?;
+    tracing::info!(?summary, "worker stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The machine's host name, for naming a device.
+pub fn default_device_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "device".to_string())
+}
