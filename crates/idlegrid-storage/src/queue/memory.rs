@@ -144,7 +144,8 @@ impl Queues for MemoryQueues {
         let mut leases = Vec::with_capacity(n);
         for task in tasks {
             let lease = Lease {
-                id: LeaseId(rand::random()),
+                // 53 bits: exact in JSON numbers read by JavaScript clients.
+                id: LeaseId(rand::random::<u64>() >> 11),
                 task,
                 job,
                 worker,

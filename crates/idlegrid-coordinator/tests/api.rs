@@ -1,0 +1,608 @@
+//! The coordinator's HTTP APIs, served for real on a loopback port over a SQLite file and local
+//! blobs, driven with the project's own client and, for malformed requests, raw HTTP. Workers
+//! here are played by the test itself, so every step of a task's life is visible.
+
+use base64::Engine;
+use futures::StreamExt;
+use idlegrid_api::jobs::{CreateJob, Job, Preferences};
+use idlegrid_api::tasks::{
+    Heartbeat, HeartbeatItem, LeaseGrant, LeaseRequest, RegisterWorker, Report, ReportItem,
+    ReportOutcome,
+};
+use idlegrid_api::{Capabilities, JobId, JobState};
+use idlegrid_client::{Client, ClientError, sha256_bytes};
+use idlegrid_coordinator::{Config, Credentials, Grid};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+struct TestGrid {
+    url: String,
+    credentials: Credentials,
+    grid: Arc<Grid>,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    dir: tempfile::TempDir,
+}
+
+impl TestGrid {
+    async fn start(tweak: impl FnOnce(&mut Config)) -> TestGrid {
+        Self::start_in(tempfile::tempdir().unwrap(), tweak).await
+    }
+
+    async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestGrid {
+        let mut config = Config::new(dir.path());
+        tweak(&mut config);
+        let (grid, credentials) = Grid::open_embedded(config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(idlegrid_coordinator::serve(
+            listener,
+            grid.clone(),
+            stop.clone(),
+        ));
+        TestGrid {
+            url,
+            credentials,
+            grid,
+            stop,
+            server,
+            dir,
+        }
+    }
+
+    async fn stop(self) -> tempfile::TempDir {
+        self.stop.cancel();
+        self.server.await.unwrap().unwrap();
+        self.dir
+    }
+
+    fn customer(&self) -> Client {
+        Client::new(&self.url, &self.credentials.api_key).unwrap()
+    }
+
+    async fn worker(&self, name: &str) -> Client {
+        let registered = Client::register(
+            &self.url,
+            &self.credentials.enrollment_token,
+            &RegisterWorker {
+                name: name.into(),
+                capabilities: Capabilities {
+                    cores: 2,
+                    memory_mb: 4096,
+                    os: "linux".into(),
+                    arch: "x86_64".into(),
+                    python: Some("3.11.7".into()),
+                    ffmpeg: None,
+                    benchmark: 100.0,
+                    slots: 2,
+                },
+            },
+        )
+        .await
+        .unwrap();
+        Client::new(&self.url, &registered.token).unwrap()
+    }
+
+    /// Creates, uploads and runs a python-map job over `input`.
+    async fn submit(&self, input: &str, chunk_lines: u64, max_attempts: u32) -> Job {
+        let customer = self.customer();
+        let job = customer
+            .create_job(&CreateJob {
+                app: "python-map".into(),
+                params: serde_json::json!({"n": 1}),
+                script: Some("print('hi')\n".into()),
+                chunk_lines: Some(chunk_lines),
+                preferences: Preferences {
+                    max_attempts,
+                    ..Preferences::default()
+                },
+            })
+            .await
+            .unwrap();
+        customer
+            .upload_input_bytes(job.id, input.to_string().into())
+            .await
+            .unwrap();
+        customer.run_job(job.id).await.unwrap()
+    }
+}
+
+async fn lease(worker: &Client, max: u32) -> LeaseGrant {
+    worker
+        .lease(&LeaseRequest {
+            max_tasks: max,
+            wait_ms: 5000,
+        })
+        .await
+        .unwrap()
+}
+
+fn completed(output: &[u8]) -> ReportOutcome {
+    ReportOutcome::Completed {
+        sha256: sha256_bytes(output),
+        size: output.len() as u64,
+        inline_base64: Some(base64::engine::general_purpose::STANDARD.encode(output)),
+    }
+}
+
+async fn wait_for(customer: &Client, job: JobId, state: JobState) -> Job {
+    for _ in 0..200 {
+        let status = customer.job(job).await.unwrap();
+        if status.state == state {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "job {job} never became {state}: {:?}",
+        customer.job(job).await.unwrap()
+    );
+}
+
+fn api_code(e: ClientError) -> (u16, String) {
+    (
+        e.status().unwrap_or(0),
+        e.code().unwrap_or_default().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_job_runs_through_every_stage_to_its_output() {
+    let grid = TestGrid::start(|_| {}).await;
+    let job = grid.submit("a\nb\nc\nd\ne\n", 2, 3).await;
+    assert_eq!(job.state, JobState::Submitted);
+    let worker = grid.worker("w1").await;
+    let mut grant = lease(&worker, 10).await;
+    while grant.leases.len() < 3 {
+        grant.leases.extend(lease(&worker, 10).await.leases);
+    }
+    let spec = &grant.jobs[0];
+    assert_eq!(spec.params, serde_json::json!({"n": 1}));
+    let bundle = worker.bundle(&spec.bundle_sha256).await.unwrap();
+    assert_eq!(bundle.files[&bundle.manifest.entrypoint], "print('hi')\n");
+    // Each chunk's input is its own lines; reverse them as the "script" would.
+    let mut reports = Vec::new();
+    for l in &grant.leases {
+        let path = grid.dir.path().join(format!("chunk-{}", l.chunk_index));
+        worker
+            .download_lease_input(l.lease_id, &path)
+            .await
+            .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.len() as u64, l.input_size);
+        reports.push(ReportItem {
+            lease_id: l.lease_id,
+            task_id: l.task_id,
+            outcome: completed(text.to_uppercase().as_bytes()),
+        });
+    }
+    let reply = worker.report(&Report { reports }).await.unwrap();
+    assert!(reply.results.iter().all(|r| r.accepted), "{reply:?}");
+    let done = wait_for(&grid.customer(), job.id, JobState::Completed).await;
+    assert_eq!((done.chunks.total, done.chunks.done), (Some(3), 3));
+    let out = grid.dir.path().join("out");
+    let sha = done.output.unwrap().sha256;
+    grid.customer()
+        .download_output(job.id, &out, &sha)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(out).unwrap(), "A\nB\nC\nD\nE\n");
+    grid.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let grid = TestGrid::start(|c| c.max_upload_bytes = 1000).await;
+    let http = reqwest::Client::new();
+    let key = &grid.credentials.api_key;
+
+    let malformed = http
+        .post(format!("{}/v1/jobs", grid.url))
+        .bearer_auth(key)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), 400);
+    let body: serde_json::Value = malformed.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "malformed_json");
+
+    let unauthenticated = http
+        .get(format!("{}/v1/jobs", grid.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), 401);
+    let wrong = http
+        .get(format!("{}/v1/jobs", grid.url))
+        .bearer_auth("igk_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    let customer = grid.customer();
+    let request = |app: &str, script: Option<&str>| CreateJob {
+        app: app.into(),
+        params: serde_json::json!({}),
+        script: script.map(str::to_string),
+        chunk_lines: None,
+        preferences: Preferences::default(),
+    };
+    let err = customer
+        .create_job(&request("ffmpeg-magic", None))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("python-map"), "{err}");
+    assert_eq!(api_code(err), (422, "unknown_app".into()));
+    let err = customer
+        .create_job(&request("python-map", None))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err), (422, "missing_script".into()));
+    let mut bad_chunks = request("python-map", Some("pass"));
+    bad_chunks.chunk_lines = Some(0);
+    let err = customer.create_job(&bad_chunks).await.unwrap_err();
+    assert_eq!(api_code(err), (422, "invalid_chunking".into()));
+
+    let job = customer
+        .create_job(&request("python-map", Some("pass")))
+        .await
+        .unwrap();
+    let err = customer.run_job(job.id).await.unwrap_err();
+    assert_eq!(api_code(err), (409, "missing_input".into()));
+    let mismatch = http
+        .put(format!("{}/v1/jobs/{}/input", grid.url, job.id))
+        .bearer_auth(key)
+        .header("x-content-sha256", sha256_bytes(b"something else"))
+        .body("1\n2\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mismatch.status(), 400);
+    let body: serde_json::Value = mismatch.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "digest_mismatch");
+    let no_digest = http
+        .put(format!("{}/v1/jobs/{}/input", grid.url, job.id))
+        .bearer_auth(key)
+        .body("1\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_digest.status(), 400);
+    assert!(
+        customer.job(job.id).await.unwrap().input.is_none(),
+        "a refused upload is not kept"
+    );
+    let err = customer
+        .upload_input_bytes(job.id, vec![b'x'; 2000].into())
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err), (413, "too_large".into()));
+    let err = customer.job(JobId(999)).await.unwrap_err();
+    assert_eq!(api_code(err), (404, "job_not_found".into()));
+    let err = customer
+        .download_output(job.id, &grid.dir.path().join("x"), "00")
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err), (409, "output_not_ready".into()));
+
+    // Another tenant cannot see or touch the job.
+    let other = grid.grid.store.ensure_tenant("other").await.unwrap();
+    grid.grid
+        .store
+        .add_credential(
+            idlegrid_coordinator::auth::hash_secret("igk_other"),
+            idlegrid_storage::records::Principal::Tenant(other),
+        )
+        .await
+        .unwrap();
+    let intruder = Client::new(&grid.url, "igk_other").unwrap();
+    assert_eq!(api_code(intruder.job(job.id).await.unwrap_err()).0, 404);
+    assert_eq!(
+        api_code(intruder.cancel_job(job.id).await.unwrap_err()).0,
+        404
+    );
+    assert!(intruder.list_jobs(None, 10).await.unwrap().jobs.is_empty());
+    // A customer key is not a worker token.
+    let as_worker = Client::new(&grid.url, key).unwrap();
+    let err = as_worker
+        .lease(&LeaseRequest {
+            max_tasks: 1,
+            wait_ms: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err).0, 403);
+
+    let openapi: serde_json::Value = http
+        .get(format!("{}/openapi.json", grid.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/v1/jobs",
+        "/v1/jobs/{id}/input",
+        "/v1/leases",
+        "/v1/leases/report",
+    ] {
+        assert!(
+            openapi["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    grid.stop().await;
+}
+
+#[tokio::test]
+async fn workers_may_only_report_on_leases_they_hold() {
+    let grid = TestGrid::start(|_| {}).await;
+    let job = grid.submit("1\n2\n", 1, 3).await;
+    let honest = grid.worker("honest").await;
+    let other = grid.worker("other").await;
+    let mut grant = lease(&honest, 1).await;
+    assert_eq!(grant.leases.len(), 1);
+    let l = grant.leases.remove(0);
+    let item = |lease_id, task_id, outcome| Report {
+        reports: vec![ReportItem {
+            lease_id,
+            task_id,
+            outcome,
+        }],
+    };
+    let reply = other
+        .report(&item(l.lease_id, l.task_id, completed(b"x\n")))
+        .await
+        .unwrap();
+    assert_eq!(reply.error.unwrap().code, "lease_not_held");
+    let err = other
+        .download_lease_input(l.lease_id, &grid.dir.path().join("steal"))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err), (409, "lease_not_held".into()));
+    let reply = honest
+        .report(&item(
+            l.lease_id,
+            idlegrid_api::TaskId(l.task_id.0 + 1000),
+            completed(b"x\n"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(reply.error.unwrap().code, "task_mismatch");
+    let forged = ReportOutcome::Completed {
+        sha256: sha256_bytes(b"something else"),
+        size: 2,
+        inline_base64: Some(base64::engine::general_purpose::STANDARD.encode(b"x\n")),
+    };
+    let reply = honest
+        .report(&item(l.lease_id, l.task_id, forged))
+        .await
+        .unwrap();
+    assert_eq!(reply.error.unwrap().code, "digest_mismatch");
+    // The lease survived the refused reports; the real one goes through, and only once.
+    let ok = honest
+        .report(&item(l.lease_id, l.task_id, completed(b"one\n")))
+        .await
+        .unwrap();
+    assert!(ok.results[0].accepted && ok.error.is_none());
+    let again = honest
+        .report(&item(l.lease_id, l.task_id, completed(b"one\n")))
+        .await
+        .unwrap();
+    assert_eq!(again.error.unwrap().code, "lease_not_held");
+    let beat = honest
+        .heartbeat(&Heartbeat {
+            leases: vec![HeartbeatItem {
+                lease_id: l.lease_id,
+                progress: None,
+            }],
+        })
+        .await
+        .unwrap();
+    assert!(!beat.leases[0].held);
+    assert_eq!(
+        grid.customer().job(job.id).await.unwrap().state,
+        JobState::Running
+    );
+    grid.stop().await;
+}
+
+#[tokio::test]
+async fn a_chunk_failing_too_often_fails_its_job_but_not_the_others() {
+    let grid = TestGrid::start(|_| {}).await;
+    let doomed = grid.submit("boom\n", 1, 2).await;
+    let worker = grid.worker("w").await;
+    for attempt in 0..2 {
+        let grant = lease(&worker, 1).await;
+        let l = &grant.leases[0];
+        assert_eq!(l.job_id, doomed.id);
+        let reply = worker
+            .report(&Report {
+                reports: vec![ReportItem {
+                    lease_id: l.lease_id,
+                    task_id: l.task_id,
+                    outcome: ReportOutcome::Failed {
+                        reason: format!(
+                            "script exited with status 1: ValueError attempt {attempt}"
+                        ),
+                    },
+                }],
+            })
+            .await
+            .unwrap();
+        assert!(reply.results[0].accepted);
+    }
+    let failed = wait_for(&grid.customer(), doomed.id, JobState::Failed).await;
+    let error = failed.error.unwrap();
+    assert!(error.contains("chunk 0 failed 2 times"), "{error}");
+    assert!(
+        error.contains("ValueError attempt 0") && error.contains("ValueError attempt 1"),
+        "{error}"
+    );
+    assert_eq!(failed.chunks.failed, 1);
+
+    let fine = grid.submit("ok\n", 1, 2).await;
+    let grant = lease(&worker, 1).await;
+    assert_eq!(grant.leases[0].job_id, fine.id);
+    let l = &grant.leases[0];
+    worker
+        .report(&Report {
+            reports: vec![ReportItem {
+                lease_id: l.lease_id,
+                task_id: l.task_id,
+                outcome: completed(b"OK\n"),
+            }],
+        })
+        .await
+        .unwrap();
+    wait_for(&grid.customer(), fine.id, JobState::Completed).await;
+    grid.stop().await;
+}
+
+#[tokio::test]
+async fn expired_leases_go_back_to_the_queue() {
+    let grid = TestGrid::start(|c| {
+        c.lease_ttl = Duration::from_secs(1);
+        c.reap_interval = Duration::from_millis(50);
+    })
+    .await;
+    let job = grid.submit("x\n", 1, 3).await;
+    let vanished = grid.worker("vanished").await;
+    let first = lease(&vanished, 1).await.leases.remove(0);
+    let rescuer = grid.worker("rescuer").await;
+    let second = lease(&rescuer, 1).await.leases.remove(0);
+    assert_eq!(
+        first.task_id, second.task_id,
+        "the expired task is leased again"
+    );
+    rescuer
+        .report(&Report {
+            reports: vec![ReportItem {
+                lease_id: second.lease_id,
+                task_id: second.task_id,
+                outcome: completed(b"X\n"),
+            }],
+        })
+        .await
+        .unwrap();
+    let done = wait_for(&grid.customer(), job.id, JobState::Completed).await;
+    assert_eq!(done.chunks.failed_attempts, 1);
+    let late = vanished
+        .report(&Report {
+            reports: vec![ReportItem {
+                lease_id: first.lease_id,
+                task_id: first.task_id,
+                outcome: completed(b"late\n"),
+            }],
+        })
+        .await
+        .unwrap();
+    assert_eq!(late.error.unwrap().code, "lease_not_held");
+    grid.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_stops_dispatch_and_events_follow_the_job() {
+    let grid = TestGrid::start(|_| {}).await;
+    let job = grid.submit("1\n2\n3\n", 1, 3).await;
+    let customer = grid.customer();
+    let mut events = Box::pin(customer.job_events(job.id).await.unwrap());
+    let first = events.next().await.unwrap().unwrap();
+    assert_eq!(first.id, job.id);
+    let worker = grid.worker("w").await;
+    let held = lease(&worker, 1).await.leases.remove(0);
+    let cancelled = customer.cancel_job(job.id).await.unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    let err = customer.cancel_job(job.id).await.unwrap_err();
+    assert_eq!(api_code(err), (409, "job_finished".into()));
+    let beat = worker
+        .heartbeat(&Heartbeat {
+            leases: vec![HeartbeatItem {
+                lease_id: held.lease_id,
+                progress: Some(0.5),
+            }],
+        })
+        .await
+        .unwrap();
+    assert!(!beat.leases[0].held, "a cancelled job's leases are gone");
+    let nothing = worker
+        .lease(&LeaseRequest {
+            max_tasks: 5,
+            wait_ms: 100,
+        })
+        .await
+        .unwrap();
+    assert!(nothing.leases.is_empty());
+    let mut last = first;
+    while let Some(event) = events.next().await {
+        last = event.unwrap();
+    }
+    assert_eq!(
+        last.state,
+        JobState::Cancelled,
+        "the stream ends with the final state"
+    );
+    grid.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_coordinator_rebuilds_its_queues_from_the_records() {
+    let grid = TestGrid::start(|_| {}).await;
+    let job = grid.submit("1\n2\n3\n4\n", 1, 3).await;
+    let worker = grid.worker("w").await;
+    let grant = lease(&worker, 2).await;
+    let l = &grant.leases[0];
+    worker
+        .report(&Report {
+            reports: vec![ReportItem {
+                lease_id: l.lease_id,
+                task_id: l.task_id,
+                outcome: completed(b"first\n"),
+            }],
+        })
+        .await
+        .unwrap();
+    wait_for(&grid.customer(), job.id, JobState::Running).await;
+    let dir = grid.stop().await;
+
+    let grid = TestGrid::start_in(dir, |_| {}).await;
+    let worker = grid.worker("w2").await;
+    let mut leases = Vec::new();
+    while leases.len() < 3 {
+        leases.extend(lease(&worker, 10).await.leases);
+    }
+    let reports = leases
+        .iter()
+        .map(|l| ReportItem {
+            lease_id: l.lease_id,
+            task_id: l.task_id,
+            outcome: completed(format!("{}\n", l.chunk_index).as_bytes()),
+        })
+        .collect();
+    worker.report(&Report { reports }).await.unwrap();
+    let done = wait_for(&grid.customer(), job.id, JobState::Completed).await;
+    let out = grid.dir.path().join("out");
+    grid.customer()
+        .download_output(job.id, &out, &done.output.unwrap().sha256)
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(out).unwrap();
+    let first_index = grant.leases[0].chunk_index as usize;
+    let expected: String = (0..4)
+        .map(|i| {
+            if i == first_index {
+                "first\n".to_string()
+            } else {
+                format!("{i}\n")
+            }
+        })
+        .collect();
+    assert_eq!(text, expected);
+    grid.stop().await;
+}
