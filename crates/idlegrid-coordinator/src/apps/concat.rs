@@ -14,6 +14,8 @@ pub struct Concat;
 
 /// Chunk outputs read from the records per query.
 const PAGE: u32 = 1000;
+/// Small outputs are gathered into pieces of about this size before they are written.
+const PIECE: usize = 1024 * 1024;
 
 #[async_trait]
 impl Assembler for Concat {
@@ -31,6 +33,7 @@ impl Assembler for Concat {
         let job_id = job.id;
         let produce = async |tx: &mpsc::Sender<Result<Bytes, std::io::Error>>| {
             let mut next = 0u64;
+            let mut piece: Vec<u8> = Vec::with_capacity(PIECE);
             while next < total {
                 let page = store.accepted_outputs(job_id, next, PAGE).await?;
                 if page.is_empty() {
@@ -44,11 +47,15 @@ impl Assembler for Concat {
                     }
                     match output {
                         OutputRef::Inline(bytes) => {
-                            if tx.send(Ok(Bytes::from(bytes))).await.is_err() {
+                            piece.extend_from_slice(&bytes);
+                            if piece.len() >= PIECE && !send_piece(tx, &mut piece).await {
                                 return Ok(());
                             }
                         }
                         OutputRef::Blob(key) => {
+                            if !send_piece(tx, &mut piece).await {
+                                return Ok(());
+                            }
                             let mut stream = blobs.get(&key, None).await?;
                             while let Some(part) = stream.next().await {
                                 if tx.send(Ok(part?)).await.is_err() {
@@ -65,6 +72,7 @@ impl Assembler for Concat {
                     "chunk {next} of {total} has no accepted output"
                 )));
             }
+            send_piece(tx, &mut piece).await;
             Ok(())
         };
         let producer = async move {
@@ -84,6 +92,15 @@ impl Assembler for Concat {
             AssembleError::Storage(idlegrid_storage::StorageError::Backend(e.to_string()))
         })
     }
+}
+
+/// Sends the gathered bytes, if any; false when the receiver is gone.
+async fn send_piece(tx: &mpsc::Sender<Result<Bytes, std::io::Error>>, piece: &mut Vec<u8>) -> bool {
+    if piece.is_empty() {
+        return true;
+    }
+    let full = std::mem::replace(piece, Vec::with_capacity(PIECE));
+    tx.send(Ok(Bytes::from(full))).await.is_ok()
 }
 
 fn tokio_stream_from(

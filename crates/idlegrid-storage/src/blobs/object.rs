@@ -74,7 +74,8 @@ impl BlobStore for ObjectBlobStore {
             if let Err(e) = writer.wait_for_capacity(4).await {
                 break Some(PutError::Storage(storage(e)));
             }
-            writer.put(chunk);
+            // Copied into the part buffer: many tiny chunks must not become many allocations.
+            writer.write(&chunk);
         };
         let sha256 = hex::encode(hasher.finalize());
         let failure = failure.or_else(|| match expected_sha256 {
