@@ -33,6 +33,8 @@ pub struct Grid {
     pub schedule: Schedule,
     /// Known secret hashes.
     pub auth: AuthCache,
+    /// Group commit of worker reports.
+    pub recorder: crate::tasks_api::recorder::Recorder,
     /// Capabilities of workers seen since start-up.
     devices: Mutex<HashMap<WorkerId, Arc<Capabilities>>>,
 }
@@ -82,6 +84,7 @@ impl Grid {
             events: EventBus::default(),
             schedule: Schedule::default(),
             auth: AuthCache::default(),
+            recorder: Default::default(),
             devices: Mutex::default(),
         }
     }

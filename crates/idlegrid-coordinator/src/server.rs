@@ -111,6 +111,7 @@ pub async fn serve(
     tasks.spawn(validator::run(grid.clone(), stages.clone()));
     tasks.spawn(assembler::run(grid.clone(), stages.clone()));
     tasks.spawn(tasks_api::reap(grid.clone(), stages.clone()));
+    tasks.spawn(tasks_api::recorder::run(grid.clone(), stages.clone()));
     let served = axum::serve(listener, router(grid))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;

@@ -2,6 +2,9 @@
 //! fetch chunks and bundles, upload outputs and report outcomes. It also owns disconnection and
 //! failure handling: the reaper takes back leases whose deadline passed and charges the attempt.
 //!
+//! Reports are written through the [`recorder`], which commits the reports of concurrent
+//! requests together.
+//!
 //! A worker may only touch what it leases: chunk downloads, output uploads, heartbeats and
 //! reports all name a lease, and each is checked against the lease's holder.
 
@@ -11,6 +14,8 @@ use crate::grid::Grid;
 use crate::jobs_api::store_upload;
 use crate::retry;
 use axum::Json;
+
+pub mod recorder;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -25,7 +30,7 @@ use idlegrid_api::{ErrorBody, ErrorDetail, LeaseId, UploadReceipt};
 use idlegrid_domain::{AttemptOutcome, TaskId, TaskState, WorkerId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::sha256_hex;
-use idlegrid_storage::queue::{Item, Lease, Stage};
+use idlegrid_storage::queue::Lease;
 use idlegrid_storage::records::{NewFailure, NewResult, OutputRef};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -520,17 +525,12 @@ pub async fn report(
             }
         }
     }
-    if let Err(e) = record_reports(&grid, &results, &failures, &released).await {
-        // Nothing of this batch is known to be recorded: put the tasks back in their queues.
-        for task in results
-            .iter()
-            .map(|r| (r.job, r.task))
-            .chain(failures.iter().map(|f| (f.job, f.task)))
-        {
-            let _ = retry::requeue(&grid, task.0, &[task.1]).await;
-        }
-        return Err(e.into());
-    }
+    let batch = recorder::Batch {
+        results,
+        failures,
+        released,
+    };
+    grid.recorder.record(batch).await?;
     let reply = ReportReply {
         error: statuses.iter().flatten().next().cloned(),
         results: request
@@ -550,36 +550,6 @@ pub async fn report(
         StatusCode::OK
     };
     Ok((status, Json(reply)).into_response())
-}
-
-async fn record_reports(
-    grid: &Grid,
-    results: &[NewResult],
-    failures: &[NewFailure],
-    released: &[Lease],
-) -> Result<(), StorageError> {
-    if !results.is_empty() {
-        let ids = grid.store.record_results(results).await?;
-        let items: Vec<Item> = results
-            .iter()
-            .zip(ids)
-            .filter_map(|(r, id)| {
-                id.map(|id| Item {
-                    job: r.job,
-                    id: id.0,
-                })
-            })
-            .collect();
-        grid.queues.push(Stage::Validate, &items).await?;
-    }
-    if !failures.is_empty() {
-        let charged = grid.store.record_failures(failures).await?;
-        retry::after_failures(grid, &charged).await?;
-        for lease in released {
-            retry::requeue(grid, lease.job, &[lease.task]).await?;
-        }
-    }
-    Ok(())
 }
 
 /// Takes back expired leases until `shutdown`: each is a `no_reply` attempt charged to its task.
