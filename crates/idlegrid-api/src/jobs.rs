@@ -92,7 +92,7 @@ pub struct Job {
 }
 
 /// Chunk counts of a job.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChunkCounts {
     /// Chunks the input was split into; `null` until the partitioner has finished.
     pub total: Option<u64>,
@@ -104,6 +104,9 @@ pub struct ChunkCounts {
     pub queued: u64,
     /// Chunks leased to a worker right now.
     pub running: u64,
+    /// Sum of the running chunks' progress fractions, from workers' heartbeats:
+    /// `(done + running_progress) / total` is the job's progress.
+    pub running_progress: f64,
     /// Chunks that exhausted their attempts (any makes the job fail).
     pub failed: u64,
     /// Attempts that failed and were retried (script errors, lost workers, rejected results).

@@ -63,6 +63,7 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
             done: job.chunks_done,
             queued: depth.queued,
             running: depth.leased,
+            running_progress: depth.leased_progress,
             failed: job.chunks_failed,
             failed_attempts: job.failed_attempts,
         },

@@ -159,6 +159,19 @@ async fn a_job_runs_through_every_stage_to_its_output() {
         grant.leases.extend(lease(&worker, 10).await.leases);
     }
     let spec = &grant.jobs[0];
+    // Progress from heartbeats shows in the job's status.
+    let beat = Heartbeat {
+        leases: vec![HeartbeatItem {
+            lease_id: grant.leases[0].lease_id,
+            progress: Some(0.5),
+        }],
+    };
+    assert!(worker.heartbeat(&beat).await.unwrap().leases[0].held);
+    let status = grid.customer().job(job.id).await.unwrap();
+    assert_eq!(
+        (status.chunks.running, status.chunks.running_progress),
+        (3, 0.5)
+    );
     assert_eq!(spec.params, serde_json::json!({"n": 1}));
     let bundle = worker.bundle(&spec.bundle_sha256).await.unwrap();
     assert_eq!(bundle.files[&bundle.manifest.entrypoint], "print('hi')\n");

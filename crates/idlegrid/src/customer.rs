@@ -132,7 +132,7 @@ fn progress_bar(hidden: bool) -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} chunks  ETA {eta}  {msg}",
+            "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}%  ETA {eta}  {msg}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
@@ -150,11 +150,19 @@ async fn follow(client: &Client, id: JobId, bar: &ProgressBar) -> anyhow::Result
             match event {
                 Ok(job) => {
                     failures = 0;
-                    bar.set_length(job.chunks.total.unwrap_or(job.chunks.created));
-                    bar.set_position(job.chunks.done);
+                    // The bar counts thousandths of chunks so running chunks' progress shows.
+                    let total = job.chunks.total.unwrap_or(job.chunks.created);
+                    bar.set_length(total * 1000);
+                    bar.set_position(
+                        ((job.chunks.done as f64 + job.chunks.running_progress) * 1000.0) as u64,
+                    );
                     bar.set_message(format!(
-                        "job {} {}  {} running, {} retried",
-                        job.id, job.state, job.chunks.running, job.chunks.failed_attempts
+                        "job {} {}: {}/{total} chunks done, {} running, {} retried",
+                        job.id,
+                        job.state,
+                        job.chunks.done,
+                        job.chunks.running,
+                        job.chunks.failed_attempts
                     ));
                     if job.state.is_terminal() {
                         return Ok(job);

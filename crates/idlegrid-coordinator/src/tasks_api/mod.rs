@@ -211,7 +211,12 @@ pub async fn heartbeat(
     for item in &request.leases {
         let renewed = grid
             .queues
-            .renew(item.lease_id, device.0, grid.config.lease_ttl)
+            .renew(
+                item.lease_id,
+                device.0,
+                grid.config.lease_ttl,
+                item.progress,
+            )
             .await?;
         leases.push(LeaseStatus {
             lease_id: item.lease_id,

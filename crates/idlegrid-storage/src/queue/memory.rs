@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 struct JobQueue {
     queued: VecDeque<TaskId>,
     leased: u64,
+    leased_progress: f64,
 }
 
 #[derive(Default)]
@@ -61,6 +62,7 @@ impl Inner {
         self.deadlines.remove(&(lease.expires_at_ms, id));
         if let Some(q) = self.jobs.get_mut(&lease.job) {
             q.leased = q.leased.saturating_sub(1);
+            q.leased_progress = (q.leased_progress - f64::from(lease.progress)).max(0.0);
         }
         Some(lease)
     }
@@ -150,6 +152,7 @@ impl Queues for MemoryQueues {
                 job,
                 worker,
                 expires_at_ms,
+                progress: 0.0,
             };
             inner.deadlines.insert((expires_at_ms, lease.id));
             inner.leases.insert(lease.id, lease);
@@ -168,6 +171,7 @@ impl Queues for MemoryQueues {
         lease: LeaseId,
         worker: WorkerId,
         ttl: Duration,
+        progress: Option<f32>,
     ) -> Result<Option<Lease>> {
         let expires_at_ms = now_ms() + ttl.as_millis() as i64;
         let mut inner = self.lock();
@@ -176,7 +180,14 @@ impl Queues for MemoryQueues {
         };
         let old = held.expires_at_ms;
         held.expires_at_ms = expires_at_ms.max(old);
+        let before = held.progress;
+        if let Some(p) = progress.filter(|p| p.is_finite()) {
+            held.progress = p.clamp(0.0, 1.0);
+        }
         let renewed = *held;
+        if let Some(q) = inner.jobs.get_mut(&renewed.job) {
+            q.leased_progress += f64::from(renewed.progress) - f64::from(before);
+        }
         inner.deadlines.remove(&(old, lease));
         inner.deadlines.insert((renewed.expires_at_ms, lease));
         Ok(Some(renewed))
@@ -243,6 +254,7 @@ impl Queues for MemoryQueues {
             .map_or(JobDepth::default(), |q| JobDepth {
                 queued: q.queued.len() as u64,
                 leased: q.leased,
+                leased_progress: q.leased_progress,
             }))
     }
 }
@@ -292,24 +304,28 @@ mod tests {
             [TaskId(1), TaskId(2)]
         );
         assert_eq!(b.iter().map(|l| l.task).collect::<Vec<_>>(), [TaskId(3)]);
-        assert_eq!(
-            q.job_depth(J).await.unwrap(),
-            JobDepth {
-                queued: 0,
-                leased: 3
-            }
-        );
+        let depth = q.job_depth(J).await.unwrap();
+        assert_eq!((depth.queued, depth.leased), (0, 3));
+        // Progress reported in renewals adds up per job, clamped to 0..=1, and leaves with the
+        // lease.
+        let minute = Duration::from_secs(60);
+        q.renew(a[0].id, W1, minute, Some(0.5)).await.unwrap();
+        q.renew(a[1].id, W1, minute, Some(0.25)).await.unwrap();
+        q.renew(a[1].id, W1, minute, Some(7.0)).await.unwrap();
+        assert_eq!(q.job_depth(J).await.unwrap().leased_progress, 1.5);
         // The wrong worker can neither renew nor settle.
         assert!(
-            q.renew(a[0].id, W2, Duration::from_secs(1))
+            q.renew(a[0].id, W2, Duration::from_secs(1), None)
                 .await
                 .unwrap()
                 .is_none()
         );
         assert_eq!(q.settle(&[(a[0].id, W2)]).await.unwrap(), [None]);
-        assert_eq!(q.settle(&[(a[0].id, W1)]).await.unwrap(), [Some(a[0])]);
+        let settled = q.settle(&[(a[0].id, W1)]).await.unwrap();
+        assert_eq!(settled[0].map(|l| (l.id, l.progress)), Some((a[0].id, 0.5)));
         assert_eq!(q.settle(&[(a[0].id, W1)]).await.unwrap(), [None]);
-        assert_eq!(q.job_depth(J).await.unwrap().leased, 2);
+        let depth = q.job_depth(J).await.unwrap();
+        assert_eq!((depth.leased, depth.leased_progress), (2, 1.0));
     }
 
     #[tokio::test]
@@ -331,7 +347,7 @@ mod tests {
         assert!(q.held(long[0].id, W1).await.unwrap().is_some());
         // Renewal moves the deadline forward.
         let renewed = q
-            .renew(long[0].id, W1, Duration::from_secs(120))
+            .renew(long[0].id, W1, Duration::from_secs(120), None)
             .await
             .unwrap()
             .unwrap();

@@ -63,7 +63,7 @@ pub struct Item {
 }
 
 /// A worker's claim on one task.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lease {
     /// Lease id.
     pub id: LeaseId,
@@ -75,15 +75,19 @@ pub struct Lease {
     pub worker: WorkerId,
     /// Unix ms after which the lease may be taken back.
     pub expires_at_ms: i64,
+    /// Fraction of the task done, as last reported in a heartbeat.
+    pub progress: f32,
 }
 
 /// Queue lengths, for status and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct JobDepth {
     /// Tasks waiting for a worker.
     pub queued: u64,
     /// Tasks leased.
     pub leased: u64,
+    /// Sum of the leased tasks' progress fractions.
+    pub leased_progress: f64,
 }
 
 /// The queue backend.
@@ -108,9 +112,15 @@ pub trait Queues: Send + Sync + 'static {
     ) -> Result<Vec<Lease>>;
     /// Returns when tasks may have been enqueued, or after `wait`.
     async fn wait_for_tasks(&self, wait: Duration) -> Result<()>;
-    /// Extends a lease held by `worker`; `None` if it does not hold it.
-    async fn renew(&self, lease: LeaseId, worker: WorkerId, ttl: Duration)
-    -> Result<Option<Lease>>;
+    /// Extends a lease held by `worker`, recording its progress (0..=1) when given; `None` if
+    /// it does not hold it.
+    async fn renew(
+        &self,
+        lease: LeaseId,
+        worker: WorkerId,
+        ttl: Duration,
+        progress: Option<f32>,
+    ) -> Result<Option<Lease>>;
     /// The lease, if `worker` holds it.
     async fn held(&self, lease: LeaseId, worker: WorkerId) -> Result<Option<Lease>>;
     /// Ends leases held by their workers, returning each one that was held.
