@@ -4,6 +4,10 @@ use idlegrid_domain::{Capabilities, JobId, LeaseId, TaskId, WorkerId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
 /// Largest output a worker may send inline in a report instead of uploading it.
 pub const MAX_INLINE_OUTPUT: usize = 64 * 1024;
 
@@ -92,6 +96,11 @@ pub struct Lease {
     pub input_name: String,
     /// Size of the chunk in bytes (`GET /v1/leases/{lease_id}/input`).
     pub input_size: u64,
+    /// Parameters of this chunk set by the app's partitioner (e.g. a video chunk's frame
+    /// count), given to the script as JSON in `IDLEGRID_TASK`; `{}` when there are none.
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub task_params: serde_json::Value,
     /// Milliseconds until the lease expires unless a heartbeat extends it.
     pub expires_in_ms: u64,
 }

@@ -47,6 +47,8 @@ pub struct Script<'a> {
     pub workdir: &'a Path,
     /// Job parameters, passed as JSON in `IDLEGRID_PARAMS`.
     pub params: &'a serde_json::Value,
+    /// The chunk's own parameters, passed as JSON in `IDLEGRID_TASK`.
+    pub task_params: &'a serde_json::Value,
     /// Passed as `IDLEGRID_TASK_ID`.
     pub task_id: TaskId,
     /// Passed as `IDLEGRID_CHUNK_INDEX`.
@@ -183,6 +185,7 @@ fn environment(script: &Script<'_>) -> Vec<(&'static str, String)> {
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
     vec![
         ("IDLEGRID_PARAMS", script.params.to_string()),
+        ("IDLEGRID_TASK", script.task_params.to_string()),
         ("IDLEGRID_TASK_ID", script.task_id.to_string()),
         ("IDLEGRID_CHUNK_INDEX", script.chunk_index.to_string()),
         ("PATH", path),

@@ -133,6 +133,7 @@ impl Run<'_> {
             entrypoint,
             workdir: scratch,
             params: &self.job.params,
+            task_params: &lease.task_params,
             task_id: lease.task_id,
             chunk_index: lease.chunk_index,
             limits: &self.job.limits,

@@ -58,6 +58,7 @@ impl Partitioner for Lines {
                 input_key: None,
                 offset: start,
                 len: end - start,
+                meta: None,
             });
             index += 1;
         };

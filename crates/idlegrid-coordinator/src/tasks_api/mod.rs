@@ -178,6 +178,11 @@ async fn grant(grid: &Grid, leases: &[Lease]) -> ApiResult<LeaseGrant> {
             chunk_index: task.chunk.index,
             input_name: job.input_name.clone(),
             input_size: task.chunk.len,
+            task_params: task
+                .chunk
+                .meta
+                .clone()
+                .unwrap_or_else(|| serde_json::json!({})),
             expires_in_ms: (lease.expires_at_ms - now).max(0) as u64,
         });
         jobs.entry(lease.job).or_insert_with(|| job.spec.clone());

@@ -96,7 +96,7 @@ pub struct JobRecord {
 }
 
 /// A chunk the partitioner created.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewTask {
     /// Position in the job's input.
     pub index: u64,
@@ -106,10 +106,13 @@ pub struct NewTask {
     pub offset: u64,
     /// Length of the chunk.
     pub len: u64,
+    /// Parameters of this chunk for the task script and the app's validator (JSON object),
+    /// e.g. a video chunk's kind and frame count.
+    pub meta: Option<serde_json::Value>,
 }
 
 /// A task as recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TaskRecord {
     /// Id.
     pub id: TaskId,

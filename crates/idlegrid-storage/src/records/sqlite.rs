@@ -141,6 +141,14 @@ fn task_from_row(row: &SqliteRow) -> Result<TaskRecord> {
             input_key: row.try_get("input_key").map_err(backend)?,
             offset: get_i64("input_offset")? as u64,
             len: get_i64("input_len")? as u64,
+            meta: {
+                let text: Option<String> = row.try_get("meta").map_err(backend)?;
+                text.map(|t| {
+                    serde_json::from_str(&t)
+                        .map_err(|e| StorageError::Corrupt(format!("task meta: {e}")))
+                })
+                .transpose()?
+            },
         },
         state: task_state(&row.try_get::<String, _>("state").map_err(backend)?)?,
         failures: get_i64("failures")? as u32,
@@ -403,12 +411,16 @@ impl Store for SqliteStore {
         }
         let batch: Vec<serde_json::Value> = tasks
             .iter()
-            .map(|t| json!([t.index, t.input_key, t.offset, t.len]))
+            .map(|t| {
+                let meta = t.meta.as_ref().map(|m| m.to_string());
+                json!([t.index, t.input_key, t.offset, t.len, meta])
+            })
             .collect();
         let mut tx = self.writer.begin().await.map_err(backend)?;
         let mut inserted: Vec<(i64, i64)> = sqlx::query_as(
-            "INSERT INTO tasks (job_id, idx, state, input_key, input_offset, input_len) \
-             SELECT ?1, value->>0, 'pending', value->>1, value->>2, value->>3 FROM json_each(?2) WHERE true \
+            "INSERT INTO tasks (job_id, idx, state, input_key, input_offset, input_len, meta) \
+             SELECT ?1, value->>0, 'pending', value->>1, value->>2, value->>3, value->>4 \
+             FROM json_each(?2) WHERE true \
              ON CONFLICT (job_id, idx) DO NOTHING RETURNING idx, id",
         )
         .bind(job.0)
@@ -826,6 +838,7 @@ mod tests {
                 input_key: None,
                 offset: i * 2,
                 len: 2,
+                meta: (i == 1).then(|| json!({"frames": 48})),
             })
             .collect();
         let ids = store.insert_tasks(job.id, &tasks).await.unwrap();
@@ -856,6 +869,9 @@ mod tests {
         assert_eq!(records.len(), 2);
         assert_eq!((records[0].id, records[0].chunk.offset), (tasks[0], 0));
         assert_eq!((records[1].chunk.index, records[1].chunk.len), (2, 2));
+        assert_eq!(records[0].chunk.meta, None);
+        let second = store.tasks(&[tasks[1]]).await.unwrap();
+        assert_eq!(second[0].chunk.meta, Some(json!({"frames": 48})));
 
         let ids = store
             .record_results(&[

@@ -58,6 +58,7 @@ impl Case {
             entrypoint: &entrypoint,
             workdir: &work,
             params: &params,
+            task_params: &serde_json::json!({"frames": 48}),
             task_id: TaskId(41),
             chunk_index: 3,
             limits: &self.limits,
@@ -335,6 +336,7 @@ async fn environment_holds_only_the_documented_variables() {
             "HOME",
             "IDLEGRID_CHUNK_INDEX",
             "IDLEGRID_PARAMS",
+            "IDLEGRID_TASK",
             "IDLEGRID_TASK_ID",
             "LANG",
             "PATH",
@@ -343,6 +345,7 @@ async fn environment_holds_only_the_documented_variables() {
         ]
     );
     assert_eq!(env["IDLEGRID_PARAMS"], r#"{"factor":2}"#);
+    assert_eq!(env["IDLEGRID_TASK"], r#"{"frames":48}"#);
     assert_eq!(env["IDLEGRID_TASK_ID"], "41");
     assert_eq!(env["IDLEGRID_CHUNK_INDEX"], "3");
     assert_eq!(env["HOME"], case.work().display().to_string());
