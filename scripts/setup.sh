@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs what idlegrid needs that this machine lacks. Sourced by demo.sh and test.sh.
-# Needs: a Rust toolchain (cargo), Python 3 for task scripts. Uses apt-get (Debian/Ubuntu) when
-# something is missing and we are root; otherwise says what to install.
+# Needs: a Rust toolchain (cargo), Python 3 for task scripts, FFmpeg (ffmpeg + ffprobe) for the
+# video app on coordinators and workers. Uses apt-get (Debian/Ubuntu) when something is missing
+# and we are root; otherwise says what to install.
 set -euo pipefail
 
 need_apt=()
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+{ command -v ffmpeg && command -v ffprobe; } >/dev/null 2>&1 || need_apt+=(ffmpeg)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

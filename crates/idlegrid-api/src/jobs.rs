@@ -21,6 +21,9 @@ pub struct CreateJob {
     /// Lines per chunk, for line-partitioned apps (python-map). Default 1000.
     #[serde(default)]
     pub chunk_lines: Option<u64>,
+    /// Seconds of media per chunk, for video apps. Default 10.
+    #[serde(default)]
+    pub chunk_seconds: Option<f64>,
     /// How the job should be run.
     #[serde(default)]
     pub preferences: Preferences,
@@ -73,6 +76,10 @@ pub struct Job {
     pub preferences: Preferences,
     /// Chunk counts.
     pub chunks: ChunkCounts,
+    /// What the partitioner found out about the input (for a video: container, codec,
+    /// resolution, frame rate, counted frames, audio streams) and notes on how it is handled.
+    #[schema(value_type = Option<Object>)]
+    pub facts: Option<serde_json::Value>,
     /// The uploaded input, once there is one.
     pub input: Option<BlobInfo>,
     /// The assembled output, once the job completed.

@@ -57,6 +57,7 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
             max_attempts: job.spec.max_attempts,
             task_timeout_secs: job.spec.task_timeout_secs,
         },
+        facts: job.facts.clone(),
         chunks: ChunkCounts {
             total: job.chunks_total,
             created: job.chunks_created,
@@ -136,10 +137,13 @@ pub async fn create_job(
     }
     check_preferences(&request.preferences)
         .map_err(|m| ApiError::invalid("invalid_preferences", m))?;
-    let partition_options = serde_json::json!({ "lines": request.chunk_lines });
+    let partition_options = serde_json::json!({
+        "lines": request.chunk_lines,
+        "seconds": request.chunk_seconds,
+    });
     app.partitioner
-        .check_options(&partition_options)
-        .map_err(|m| ApiError::invalid("invalid_chunking", m))?;
+        .check_job(&request.params, &partition_options)
+        .map_err(|m| ApiError::invalid("invalid_params", m))?;
     let script = match (&request.script, app.manifest.customer_script) {
         (Some(script), true) if script.trim().is_empty() => {
             return Err(ApiError::invalid(

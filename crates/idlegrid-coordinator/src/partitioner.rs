@@ -35,17 +35,22 @@ pub enum PartitionError {
 /// An app-specific partitioner.
 #[async_trait]
 pub trait Partitioner: Send + Sync {
-    /// Checks a job's partition options when the job is created; the error is shown to the
-    /// customer.
-    fn check_options(&self, options: &serde_json::Value) -> Result<(), String>;
+    /// Checks a job's app parameters and partition options when the job is created; the error
+    /// is shown to the customer.
+    fn check_job(
+        &self,
+        params: &serde_json::Value,
+        options: &serde_json::Value,
+    ) -> Result<(), String>;
 
-    /// Verifies the job's input and sends its chunks, in index order, in batches.
+    /// Verifies the job's input and sends its chunks, in index order, in batches. Returns the
+    /// facts found out about the input, to be recorded on the job.
     async fn split(
         &self,
         job: &JobRecord,
         blobs: &dyn BlobStore,
         out: mpsc::Sender<Vec<NewTask>>,
-    ) -> Result<(), PartitionError>;
+    ) -> Result<Option<serde_json::Value>, PartitionError>;
 }
 
 /// Runs the stage until `shutdown`.
@@ -119,7 +124,8 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
     let (split, total) = tokio::join!(split, record);
     let total = total?;
     match split {
-        Ok(()) => {}
+        Ok(Some(facts)) => grid.store.set_job_facts(job_id, &facts).await?,
+        Ok(None) => {}
         Err(PartitionError::Rejected(reason)) => {
             grid.end_job(
                 job_id,

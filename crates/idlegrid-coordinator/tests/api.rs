@@ -94,6 +94,7 @@ impl TestGrid {
                 params: serde_json::json!({"n": 1}),
                 script: Some("print('hi')\n".into()),
                 chunk_lines: Some(chunk_lines),
+                chunk_seconds: None,
                 preferences: Preferences {
                     max_attempts,
                     ..Preferences::default()
@@ -243,6 +244,7 @@ async fn bad_requests_get_clear_errors() {
         params: serde_json::json!({}),
         script: script.map(str::to_string),
         chunk_lines: None,
+        chunk_seconds: None,
         preferences: Preferences::default(),
     };
     let err = customer
@@ -259,7 +261,7 @@ async fn bad_requests_get_clear_errors() {
     let mut bad_chunks = request("python-map", Some("pass"));
     bad_chunks.chunk_lines = Some(0);
     let err = customer.create_job(&bad_chunks).await.unwrap_err();
-    assert_eq!(api_code(err), (422, "invalid_chunking".into()));
+    assert_eq!(api_code(err), (422, "invalid_params".into()));
 
     let job = customer
         .create_job(&request("python-map", Some("pass")))

@@ -162,6 +162,7 @@ pub async fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
             params: serde_json::json!({}),
             script: Some("# never run: the benchmark's workers are simulated\n".into()),
             chunk_lines: Some(1),
+            chunk_seconds: None,
             preferences: Preferences::default(),
         })
         .await?;

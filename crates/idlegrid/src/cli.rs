@@ -23,6 +23,8 @@ pub enum Command {
     Local(LocalArgs),
     /// Run a Python script over every chunk of lines of a file (the python-map app).
     Run(RunArgs),
+    /// Transcode a video to H.264 + AAC (MP4), split across the grid, frame-exact and verified.
+    Transcode(TranscodeArgs),
     /// List your jobs.
     Jobs(JobsArgs),
     /// Show one job.
@@ -166,6 +168,45 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct TranscodeArgs {
+    /// The video to transcode (MP4, MKV, MOV, WebM, ...).
+    pub input: PathBuf,
+    /// Where to write the MP4.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Output preset: 1080p, 720p, 480p, 360p or source (never upscales).
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// Output size as WxH (fitted, aspect kept), instead of --preset.
+    #[arg(long, conflicts_with = "preset")]
+    pub resolution: Option<String>,
+    /// Constant rate factor, 0-51 (default 23; lower is better and bigger).
+    #[arg(long)]
+    pub crf: Option<u8>,
+    /// Average video bitrate such as 3M, instead of --crf.
+    #[arg(long, conflicts_with = "crf")]
+    pub bitrate: Option<String>,
+    /// x264 preset: ultrafast … veryslow (default medium).
+    #[arg(long)]
+    pub x264_preset: Option<String>,
+    /// AAC bitrate such as 128k.
+    #[arg(long)]
+    pub audio_bitrate: Option<String>,
+    /// Seconds of video per chunk (default 10).
+    #[arg(long)]
+    pub chunk_seconds: Option<f64>,
+    /// Workers of the throw-away grid started when no coordinator is configured
+    /// (default: the number of cores).
+    #[arg(long)]
+    pub local_workers: Option<usize>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print the finished job as JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct JobsArgs {
     /// Most jobs to list.
     #[arg(long, default_value_t = 20)]
@@ -201,6 +242,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => serve::worker(args).await,
         Command::Local(args) => local::local(args).await,
         Command::Run(args) => customer::run(args).await,
+        Command::Transcode(args) => customer::transcode(args).await,
         Command::Jobs(args) => customer::jobs(args).await,
         Command::Job(args) => customer::job(args).await,
         Command::Cancel(args) => customer::cancel(args).await,

@@ -1,7 +1,7 @@
-//! The customer's commands: `run` (a python-map job from start to downloaded output), `jobs`,
-//! `job` and `cancel`.
+//! The customer's commands: `run` (a python-map job from start to downloaded output),
+//! `transcode` (the same for a video), `jobs`, `job` and `cancel`.
 
-use crate::cli::{CoordinatorArgs, JobArgs, JobsArgs, RunArgs};
+use crate::cli::{CoordinatorArgs, JobArgs, JobsArgs, RunArgs, TargetArgs, TranscodeArgs};
 use crate::local::LocalGrid;
 use crate::{output, shutdown, target};
 use anyhow::Context;
@@ -10,6 +10,7 @@ use idlegrid_api::jobs::{CreateJob, Job, Preferences};
 use idlegrid_api::{JobId, JobState};
 use idlegrid_client::Client;
 use indicatif::{ProgressBar, ProgressStyle};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -17,112 +18,172 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let script = std::fs::read_to_string(&args.script)
         .with_context(|| format!("cannot read the script {}", args.script.display()))?;
-    std::fs::metadata(&args.input)
-        .with_context(|| format!("cannot read the input {}", args.input.display()))?;
     let params: serde_json::Value = serde_json::from_str(&args.params)
         .context("--params must be a JSON object, e.g. '{\"factor\": 2}'")?;
-    let interrupt = shutdown::on_signal();
-    let (client, local) = match target::configured(&args.target).await? {
-        Some(client) => (client, None),
-        None => {
-            let dir =
-                tempfile::tempdir().context("cannot create a directory for the local grid")?;
-            let workers = args
-                .local_workers
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            let grid =
-                LocalGrid::start(dir.path(), 0, workers, &CoordinatorArgs::default()).await?;
-            if !args.json {
-                eprintln!(
-                    "no coordinator configured: started a throw-away local grid with {workers} workers"
-                );
-            }
-            let client = Client::new(&grid.url, &grid.credentials.api_key)?;
-            (client, Some((grid, dir)))
-        }
-    };
     let request = CreateJob {
         app: "python-map".into(),
         params,
         script: Some(script),
         chunk_lines: Some(args.chunk_lines),
+        chunk_seconds: None,
         preferences: Preferences {
             max_attempts: args.max_attempts,
             task_timeout_secs: args.task_timeout,
             ..Preferences::default()
         },
     };
-    let outcome = run_job(&client, &args, request, &interrupt, local.is_some()).await;
-    if let Some((grid, _dir)) = local {
-        grid.stop().await?;
-    }
-    outcome
+    let submission = Submission {
+        request,
+        input: &args.input,
+        output: &args.output,
+        json: args.json,
+        local_workers: args.local_workers,
+        target: &args.target,
+    };
+    submission.submit().await
 }
 
-async fn run_job(
-    client: &Client,
-    args: &RunArgs,
-    request: CreateJob,
-    interrupt: &CancellationToken,
-    throw_away: bool,
-) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
-    let job = client.create_job(&request).await?;
-    let bar = progress_bar(args.json);
-    bar.set_message(format!(
-        "job {}: uploading {}",
-        job.id,
-        args.input.display()
-    ));
-    client.upload_input_file(job.id, &args.input).await?;
-    client.run_job(job.id).await?;
-    let finished = tokio::select! {
-        job = follow(client, job.id, &bar) => job?,
-        _ = interrupt.cancelled() => {
-            bar.abandon();
-            if throw_away {
-                eprintln!("interrupted: stopping the local grid; job {} is abandoned", job.id);
-            } else {
-                eprintln!("interrupted: job {} keeps running; see `idlegrid job {}`", job.id, job.id);
-            }
-            return Ok(ExitCode::from(130));
+pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
+    let mut params = serde_json::Map::new();
+    let mut set = |name: &str, value: Option<serde_json::Value>| {
+        if let Some(value) = value {
+            params.insert(name.to_string(), value);
         }
     };
-    bar.finish_and_clear();
-    if finished.state != JobState::Completed {
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&finished)?);
+    set("preset", args.preset.map(Into::into));
+    set("resolution", args.resolution.map(Into::into));
+    set("crf", args.crf.map(Into::into));
+    set("bitrate", args.bitrate.map(Into::into));
+    set("x264_preset", args.x264_preset.map(Into::into));
+    set("audio_bitrate", args.audio_bitrate.map(Into::into));
+    let request = CreateJob {
+        app: "video-transcode".into(),
+        params: serde_json::Value::Object(params),
+        script: None,
+        chunk_lines: None,
+        chunk_seconds: args.chunk_seconds,
+        preferences: Preferences::default(),
+    };
+    let submission = Submission {
+        request,
+        input: &args.input,
+        output: &args.output,
+        json: args.json,
+        local_workers: args.local_workers,
+        target: &args.target,
+    };
+    submission.submit().await
+}
+
+/// A job to create, feed, follow and collect.
+struct Submission<'a> {
+    request: CreateJob,
+    input: &'a Path,
+    output: &'a Path,
+    json: bool,
+    local_workers: Option<usize>,
+    target: &'a TargetArgs,
+}
+
+impl Submission<'_> {
+    /// Runs the job on the configured coordinator, or on a throw-away local grid.
+    async fn submit(self) -> anyhow::Result<ExitCode> {
+        std::fs::metadata(self.input)
+            .with_context(|| format!("cannot read the input {}", self.input.display()))?;
+        let interrupt = shutdown::on_signal();
+        let (client, local) = match target::configured(self.target).await? {
+            Some(client) => (client, None),
+            None => {
+                let dir =
+                    tempfile::tempdir().context("cannot create a directory for the local grid")?;
+                let workers = self
+                    .local_workers
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                let grid =
+                    LocalGrid::start(dir.path(), 0, workers, &CoordinatorArgs::default()).await?;
+                if !self.json {
+                    eprintln!(
+                        "no coordinator configured: started a throw-away local grid with {workers} workers"
+                    );
+                }
+                let client = Client::new(&grid.url, &grid.credentials.api_key)?;
+                (client, Some((grid, dir)))
+            }
+        };
+        let outcome = self.run_job(&client, &interrupt, local.is_some()).await;
+        if let Some((grid, _dir)) = local {
+            grid.stop().await?;
         }
-        eprintln!(
-            "job {} {}: {}",
-            finished.id,
-            finished.state,
-            finished.error.as_deref().unwrap_or("no reason given")
-        );
-        return Ok(ExitCode::FAILURE);
+        outcome
     }
-    let sha = finished
-        .output
-        .as_ref()
-        .map(|o| o.sha256.clone())
-        .context("the coordinator reported no output for a completed job")?;
-    let bytes = client
-        .download_output(finished.id, &args.output, &sha)
-        .await
-        .with_context(|| format!("downloading the output to {}", args.output.display()))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&finished)?);
-    } else {
-        println!(
-            "job {} completed: {} chunks, {} failed attempts retried, {bytes} bytes written to {} in {:.1} s",
-            finished.id,
-            finished.chunks.done,
-            finished.chunks.failed_attempts,
-            args.output.display(),
-            started.elapsed().as_secs_f64()
-        );
+
+    async fn run_job(
+        &self,
+        client: &Client,
+        interrupt: &CancellationToken,
+        throw_away: bool,
+    ) -> anyhow::Result<ExitCode> {
+        let started = Instant::now();
+        let job = client.create_job(&self.request).await?;
+        let bar = progress_bar(self.json);
+        bar.set_message(format!(
+            "job {}: uploading {}",
+            job.id,
+            self.input.display()
+        ));
+        client.upload_input_file(job.id, self.input).await?;
+        client.run_job(job.id).await?;
+        let finished = tokio::select! {
+            job = follow(client, job.id, &bar) => job?,
+            _ = interrupt.cancelled() => {
+                bar.abandon();
+                if throw_away {
+                    eprintln!("interrupted: stopping the local grid; job {} is abandoned", job.id);
+                } else {
+                    eprintln!("interrupted: job {} keeps running; see `idlegrid job {}`", job.id, job.id);
+                }
+                return Ok(ExitCode::from(130));
+            }
+        };
+        bar.finish_and_clear();
+        if finished.state != JobState::Completed {
+            if self.json {
+                println!("{}", serde_json::to_string_pretty(&finished)?);
+            }
+            eprintln!(
+                "job {} {}: {}",
+                finished.id,
+                finished.state,
+                finished.error.as_deref().unwrap_or("no reason given")
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        let sha = finished
+            .output
+            .as_ref()
+            .map(|o| o.sha256.clone())
+            .context("the coordinator reported no output for a completed job")?;
+        let bytes = client
+            .download_output(finished.id, self.output, &sha)
+            .await
+            .with_context(|| format!("downloading the output to {}", self.output.display()))?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&finished)?);
+        } else {
+            println!(
+                "job {} completed: {} chunks, {} failed attempts retried, {bytes} bytes written to {} in {:.1} s",
+                finished.id,
+                finished.chunks.done,
+                finished.chunks.failed_attempts,
+                self.output.display(),
+                started.elapsed().as_secs_f64()
+            );
+            if let Some(facts) = &finished.facts {
+                print!("{}", output::facts_summary(facts));
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn progress_bar(hidden: bool) -> ProgressBar {

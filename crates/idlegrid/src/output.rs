@@ -70,3 +70,39 @@ pub fn job_table(jobs: &[Job]) -> String {
     }
     s
 }
+
+/// What the partitioner found out about the input, for people: a video's facts and notes.
+pub fn facts_summary(facts: &serde_json::Value) -> String {
+    let mut s = String::new();
+    if let (Some(codec), Some(frames)) = (facts["codec"].as_str(), facts["frames"].as_u64()) {
+        let _ = writeln!(
+            s,
+            "  source:  {} {}x{} {:.3} fps, {frames} frames ({:.2} s), {} audio stream(s), in {}",
+            codec,
+            facts["width"],
+            facts["height"],
+            facts["fps"].as_f64().unwrap_or(0.0),
+            facts["duration"].as_f64().unwrap_or(0.0),
+            facts["audio_streams"],
+            facts["container"].as_str().unwrap_or("?")
+        );
+        let out = &facts["output"];
+        let _ = writeln!(
+            s,
+            "  output:  h264 {}x{}{}, {frames} frames verified; {} video chunks split at {}",
+            out["width"],
+            out["height"],
+            if out["audio"].as_bool() == Some(true) {
+                " + aac"
+            } else {
+                ""
+            },
+            facts["video_chunks"],
+            facts["split"].as_str().unwrap_or("?")
+        );
+    }
+    for note in facts["notes"].as_array().into_iter().flatten() {
+        let _ = writeln!(s, "  note:    {}", note.as_str().unwrap_or_default());
+    }
+    s
+}

@@ -32,7 +32,11 @@ fn chunk_lines(options: &serde_json::Value) -> Result<u64, String> {
 
 #[async_trait]
 impl Partitioner for Lines {
-    fn check_options(&self, options: &serde_json::Value) -> Result<(), String> {
+    fn check_job(
+        &self,
+        _params: &serde_json::Value,
+        options: &serde_json::Value,
+    ) -> Result<(), String> {
         chunk_lines(options).map(|_| ())
     }
 
@@ -41,7 +45,7 @@ impl Partitioner for Lines {
         job: &JobRecord,
         blobs: &dyn BlobStore,
         out: mpsc::Sender<Vec<NewTask>>,
-    ) -> Result<(), PartitionError> {
+    ) -> Result<Option<serde_json::Value>, PartitionError> {
         let lines_per_chunk =
             chunk_lines(&job.spec.partition_options).map_err(PartitionError::Rejected)?;
         let input = job
@@ -91,7 +95,9 @@ impl Partitioner for Lines {
         if !batch.is_empty() {
             out.send(batch).await.map_err(|_| PartitionError::Stopped)?;
         }
-        Ok(())
+        Ok(Some(
+            serde_json::json!({ "bytes": offset, "chunks": index }),
+        ))
     }
 }
 

@@ -8,6 +8,7 @@
 mod concat;
 mod integrity;
 mod lines;
+pub mod video;
 
 use crate::assembler::Assembler;
 use crate::partitioner::Partitioner;
@@ -81,7 +82,23 @@ impl AppRegistry {
             validator: Arc::new(integrity::Integrity),
             assembler: Arc::new(concat::Concat),
         };
-        let apps = [python_map]
+        let files = |entries: &[(&str, &str)]| {
+            entries
+                .iter()
+                .map(|(name, text)| (name.to_string(), text.to_string()))
+                .collect()
+        };
+        let video_transcode = App {
+            manifest: manifest(include_str!("../../apps/video-transcode/manifest.json")),
+            files: files(&[(
+                "task.py",
+                include_str!("../../apps/video-transcode/task.py"),
+            )]),
+            partitioner: Arc::new(video::VideoPartitioner),
+            validator: Arc::new(video::VideoValidator),
+            assembler: Arc::new(video::VideoAssembler),
+        };
+        let apps = [python_map, video_transcode]
             .into_iter()
             .map(|app| (app.manifest.name.clone(), Arc::new(app)))
             .collect();
@@ -115,6 +132,11 @@ mod tests {
         assert_eq!(python_map.manifest.partitioner, "lines");
         assert!(python_map.manifest.customer_script);
         assert!(apps.get("nope").is_none());
+        let video = apps
+            .get("video-transcode")
+            .expect("video-transcode is built in");
+        assert!(video.files.contains_key(&video.manifest.entrypoint));
+        assert!(video.manifest.requirements.ffmpeg);
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct JobRecord {
     pub input: Option<StoredBlob>,
     /// Assembled output.
     pub output: Option<StoredBlob>,
+    /// What the partitioner found out about the input (JSON object).
+    pub facts: Option<serde_json::Value>,
     /// Chunk count once partitioning finished.
     pub chunks_total: Option<u64>,
     /// Chunks created so far.
@@ -277,6 +279,8 @@ pub trait Store: Send + Sync + 'static {
         to: JobState,
         error: Option<&str>,
     ) -> Result<Option<JobRecord>>;
+    /// Records what the partitioner found out about the job's input.
+    async fn set_job_facts(&self, id: JobId, facts: &serde_json::Value) -> Result<()>;
     /// Records the assembled output and completes the job (from `assembling` only).
     async fn complete_job(&self, id: JobId, output: &StoredBlob) -> Result<bool>;
 

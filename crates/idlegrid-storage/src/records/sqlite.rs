@@ -119,6 +119,14 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
         error: row.try_get("error").map_err(backend)?,
         input: blob_columns(row, "input")?,
         output: blob_columns(row, "output")?,
+        facts: {
+            let text: Option<String> = row.try_get("facts").map_err(backend)?;
+            text.map(|t| {
+                serde_json::from_str(&t)
+                    .map_err(|e| StorageError::Corrupt(format!("job facts: {e}")))
+            })
+            .transpose()?
+        },
         chunks_total: get_opt("chunks_total")?.map(|n| n as u64),
         chunks_created: get_i64("chunks_created")? as u64,
         chunks_done: get_i64("chunks_done")? as u64,
@@ -387,6 +395,16 @@ impl Store for SqliteStore {
         .await
         .map_err(backend)?;
         row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn set_job_facts(&self, id: JobId, facts: &serde_json::Value) -> Result<()> {
+        sqlx::query("UPDATE jobs SET facts = ?2 WHERE id = ?1")
+            .bind(id.0)
+            .bind(facts.to_string())
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn complete_job(&self, id: JobId, output: &StoredBlob) -> Result<bool> {
@@ -823,6 +841,10 @@ mod tests {
             sha256: "cd".into(),
         };
         assert!(store.set_job_input(job.id, &input).await.unwrap());
+        store
+            .set_job_facts(job.id, &json!({"lines": 3}))
+            .await
+            .unwrap();
         for to in [JobState::Submitted, JobState::Partitioning] {
             assert!(
                 store
@@ -863,6 +885,7 @@ mod tests {
         let (_dir, store) = store().await;
         let (job, tasks) = running_job(&store, 3).await;
         assert_eq!(job.chunks_created, 3);
+        assert_eq!(job.facts, Some(json!({"lines": 3})));
         assert_eq!(job.state, JobState::Partitioning);
         assert_eq!(store.pending_tasks(job.id).await.unwrap(), tasks);
         let records = store.tasks(&[tasks[2], tasks[0]]).await.unwrap();

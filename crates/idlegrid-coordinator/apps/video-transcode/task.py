@@ -1,0 +1,60 @@
+"""video-transcode task script: encodes one chunk with FFmpeg on the worker.
+
+IDLEGRID_TASK (set by the coordinator's video partitioner) says what to do:
+  {"kind": "video", "frames": N, "width": W, "height": H, "encoder": {...}}
+      encode input/chunk.mkv's video to H.264 (libx264, closed GOP starting on an IDR frame,
+      fixed thread count, timestamps passed through so every frame is kept) as output/chunk.mkv
+  {"kind": "audio", "encoder": {...}}
+      encode input/chunk.mkv's first audio stream to AAC-LC as output/audio.m4a
+Progress is printed as `idlegrid:progress <fraction>` for the worker's heartbeats.
+"""
+import json
+import os
+import subprocess
+import sys
+
+task = json.loads(os.environ["IDLEGRID_TASK"])
+enc = task["encoder"]
+source = os.path.join("input", "chunk.mkv")
+
+if task["kind"] == "video":
+    out = os.path.join("output", "chunk.mkv")
+    cmd = [
+        "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-progress", "pipe:1",
+        "-i", source, "-map", "0:v:0", "-an", "-sn", "-dn",
+        "-vf", f"scale={task['width']}:{task['height']}:flags=bicubic,format=yuv420p",
+        "-c:v", "libx264", "-preset", enc["preset"],
+        "-threads", str(enc["threads"]),
+        "-x264-params", "stitchable=1",
+        "-fps_mode", "passthrough",
+    ]
+    if enc.get("bitrate"):
+        cmd += ["-b:v", enc["bitrate"], "-maxrate", enc["maxrate"], "-bufsize", enc["bufsize"]]
+    else:
+        cmd += ["-crf", str(enc["crf"])]
+    if enc.get("profile"):
+        cmd += ["-profile:v", enc["profile"]]
+    if enc.get("level"):
+        cmd += ["-level:v", enc["level"]]
+    cmd += ["-f", "matroska", out]
+    frames = max(1, int(task["frames"]))
+elif task["kind"] == "audio":
+    out = os.path.join("output", "audio.m4a")
+    cmd = [
+        "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-progress", "pipe:1",
+        "-i", source, "-map", "0:a:0", "-vn", "-sn", "-dn",
+        "-c:a", "aac", "-profile:a", "aac_low",
+        "-b:a", enc["audio_bitrate"], "-ac", str(enc["audio_channels"]),
+        "-ar", str(enc["audio_sample_rate"]),
+        "-f", "mp4", out,
+    ]
+    frames = None
+else:
+    sys.exit(f"unknown task kind {task['kind']!r}")
+
+proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+for line in proc.stdout:
+    if frames and line.startswith("frame="):
+        done = int(line.split("=", 1)[1].strip() or 0)
+        print(f"idlegrid:progress {min(done / frames, 1.0):.3f}", flush=True)
+sys.exit(proc.wait())

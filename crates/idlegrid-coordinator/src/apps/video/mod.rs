@@ -1,0 +1,113 @@
+//! The `video-transcode` app's coordinator side: the video partitioner, validator and
+//! assembler, and what they share — the customer's parameters in the terms transcoding
+//! customers know, and running FFmpeg's tools.
+//!
+//! The coordinator is trusted and has FFmpeg installed: it probes and splits inputs, checks
+//! every chunk a worker returns, and joins the parts. Workers only encode (`task.py`).
+
+mod assemble;
+mod params;
+mod partition;
+mod probe;
+mod validate;
+
+pub use assemble::VideoAssembler;
+pub use params::{Encoder, VideoParams};
+pub use partition::VideoPartitioner;
+pub use validate::VideoValidator;
+
+use futures::StreamExt;
+use idlegrid_storage::StorageError;
+use idlegrid_storage::blobs::BlobStore;
+use idlegrid_storage::records::{OutputRef, StoredBlob};
+use std::path::Path;
+use tokio::io::AsyncWriteExt;
+
+/// Runs an FFmpeg tool and returns its stdout; the error carries the program's stderr.
+pub(crate) async fn tool(program: &str, args: &[&str]) -> Result<String, String> {
+    let output = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| {
+            format!("cannot run {program}: {e} (is FFmpeg installed on the coordinator?)")
+        })?;
+    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+    if !output.status.success() {
+        return Err(if stderr.is_empty() {
+            format!("{program} failed ({})", output.status)
+        } else {
+            last_lines(&stderr, 3)
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The last `n` lines of a tool's complaint, which name the problem.
+pub(crate) fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("; ")
+}
+
+/// Copies a blob into a local file.
+pub(crate) async fn fetch(
+    blobs: &dyn BlobStore,
+    key: &str,
+    path: &Path,
+) -> Result<(), StorageError> {
+    let mut stream = blobs.get(key, None).await?;
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| StorageError::Backend(format!("creating {}: {e}", path.display())))?;
+    while let Some(bytes) = stream.next().await {
+        file.write_all(&bytes?)
+            .await
+            .map_err(|e| StorageError::Backend(format!("writing {}: {e}", path.display())))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| StorageError::Backend(format!("writing {}: {e}", path.display())))
+}
+
+/// Writes a result's output into a local file.
+pub(crate) async fn fetch_output(
+    blobs: &dyn BlobStore,
+    output: &OutputRef,
+    path: &Path,
+) -> Result<(), StorageError> {
+    match output {
+        OutputRef::Inline(bytes) => tokio::fs::write(path, bytes)
+            .await
+            .map_err(|e| StorageError::Backend(format!("writing {}: {e}", path.display()))),
+        OutputRef::Blob(key) => fetch(blobs, key, path).await,
+    }
+}
+
+/// Stores a local file as a blob.
+pub(crate) async fn store_file(
+    blobs: &dyn BlobStore,
+    key: &str,
+    path: &Path,
+) -> Result<StoredBlob, StorageError> {
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| StorageError::Backend(format!("opening {}: {e}", path.display())))?;
+    let stream = tokio_util::io::ReaderStream::new(file).boxed();
+    blobs
+        .put_stream(key, stream, None, u64::MAX)
+        .await
+        .map_err(|e| match e {
+            idlegrid_storage::blobs::PutError::Storage(e) => e,
+            other => StorageError::Backend(other.to_string()),
+        })
+}
+
+/// A scratch directory for FFmpeg's files.
+pub(crate) fn scratch() -> Result<tempfile::TempDir, StorageError> {
+    tempfile::Builder::new()
+        .prefix("idlegrid-video-")
+        .tempdir()
+        .map_err(|e| StorageError::Backend(format!("creating a scratch directory: {e}")))
+}

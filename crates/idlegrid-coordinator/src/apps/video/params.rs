@@ -1,0 +1,305 @@
+//! The video app's parameters, in the terms transcoding customers know, checked when the job
+//! is created and turned into encoder settings for the task script.
+//!
+//! ```json
+//! {"preset": "720p", "crf": 23, "x264_preset": "medium", "profile": "high", "level": "4.1",
+//!  "bitrate": "3M", "maxrate": "4M", "bufsize": "8M",
+//!  "audio_bitrate": "128k", "audio_channels": 2, "audio_sample_rate": 48000}
+//! ```
+//! `preset` (or `resolution`) is one of `1080p`, `720p`, `480p`, `360p`, `source` or `WxH`;
+//! outputs are never upscaled and never larger than 1920×1080's pixel count.
+
+use serde::{Deserialize, Serialize};
+
+/// What the customer asked for, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoParams {
+    /// Target frame size.
+    pub resolution: Resolution,
+    /// Encoder settings for every chunk.
+    pub encoder: Encoder,
+}
+
+/// Target frame size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// The source's size (made even).
+    Source,
+    /// This height, width from the aspect ratio.
+    Height(u32),
+    /// Exactly this size (fitted, aspect kept, within the source).
+    Exact(u32, u32),
+}
+
+/// Encoder settings the task script applies, sent to it in each chunk's parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Encoder {
+    /// x264 preset.
+    pub preset: String,
+    /// Constant rate factor, when not encoding to a bitrate.
+    pub crf: Option<u8>,
+    /// Average bitrate, e.g. `3M`.
+    pub bitrate: Option<String>,
+    /// Peak bitrate with `bitrate`.
+    pub maxrate: Option<String>,
+    /// VBV buffer with `bitrate`.
+    pub bufsize: Option<String>,
+    /// H.264 profile.
+    pub profile: Option<String>,
+    /// H.264 level.
+    pub level: Option<String>,
+    /// Encoder threads: fixed, so the same chunk always gives the same bytes.
+    pub threads: u32,
+    /// AAC bitrate, e.g. `128k`.
+    pub audio_bitrate: String,
+    /// Audio channels.
+    pub audio_channels: u32,
+    /// Audio sample rate.
+    pub audio_sample_rate: u32,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    preset: Option<String>,
+    resolution: Option<String>,
+    crf: Option<u8>,
+    bitrate: Option<String>,
+    maxrate: Option<String>,
+    bufsize: Option<String>,
+    x264_preset: Option<String>,
+    profile: Option<String>,
+    level: Option<String>,
+    audio_bitrate: Option<String>,
+    audio_channels: Option<u32>,
+    audio_sample_rate: Option<u32>,
+}
+
+const X264_PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
+const PROFILES: [&str; 3] = ["baseline", "main", "high"];
+const LEVELS: [&str; 16] = [
+    "1", "1.1", "1.2", "1.3", "2", "2.1", "2.2", "3", "3.1", "3.2", "4", "4.1", "4.2", "5", "5.1",
+    "5.2",
+];
+const SAMPLE_RATES: [u32; 6] = [22050, 24000, 32000, 44100, 48000, 96000];
+
+/// Largest output frame, in pixels (1920×1080).
+pub const MAX_PIXELS: u64 = 1920 * 1080;
+
+fn rate(name: &str, value: &str) -> Result<String, String> {
+    let digits = value.trim_end_matches(['k', 'K', 'm', 'M']);
+    match digits.parse::<f64>() {
+        Ok(n) if n > 0.0 && digits.len() < value.len() || n >= 1000.0 => Ok(value.to_string()),
+        _ => Err(format!("{name} must look like 800k or 3M, got {value:?}")),
+    }
+}
+
+fn resolution(value: &str) -> Result<Resolution, String> {
+    let height = |h: u32| Ok(Resolution::Height(h));
+    match value {
+        "source" => Ok(Resolution::Source),
+        "1080p" => height(1080),
+        "720p" => height(720),
+        "480p" => height(480),
+        "360p" => height(360),
+        other => {
+            let parsed = other
+                .split_once('x')
+                .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)));
+            match parsed {
+                Some((w, h)) if (16..=1920).contains(&w) && (16..=1920).contains(&h) => {
+                    Ok(Resolution::Exact(w, h))
+                }
+                _ => Err(format!(
+                    "resolution must be 1080p, 720p, 480p, 360p, source or WxH (16..1920 each), got {other:?}"
+                )),
+            }
+        }
+    }
+}
+
+impl VideoParams {
+    /// Checks the customer's parameters; the error names the offending one.
+    pub fn parse(params: &serde_json::Value) -> Result<VideoParams, String> {
+        let raw: Raw =
+            serde_json::from_value(params.clone()).map_err(|e| format!("video parameters: {e}"))?;
+        if raw.preset.is_some() && raw.resolution.is_some() {
+            return Err("give either preset or resolution, not both".into());
+        }
+        let resolution = resolution(
+            raw.preset
+                .as_deref()
+                .or(raw.resolution.as_deref())
+                .unwrap_or("source"),
+        )?;
+        if let Some(crf) = raw.crf
+            && crf > 51
+        {
+            return Err(format!("crf must be from 0 to 51, got {crf}"));
+        }
+        let bitrate = raw
+            .bitrate
+            .as_deref()
+            .map(|b| rate("bitrate", b))
+            .transpose()?;
+        if bitrate.is_some() && raw.crf.is_some() {
+            return Err("give either crf or bitrate, not both".into());
+        }
+        if bitrate.is_none() && (raw.maxrate.is_some() || raw.bufsize.is_some()) {
+            return Err("maxrate and bufsize go with bitrate".into());
+        }
+        let maxrate = match (&bitrate, raw.maxrate.as_deref()) {
+            (Some(_), Some(m)) => Some(rate("maxrate", m)?),
+            (Some(b), None) => Some(b.clone()),
+            _ => None,
+        };
+        let bufsize = match (&bitrate, raw.bufsize.as_deref()) {
+            (Some(_), Some(s)) => Some(rate("bufsize", s)?),
+            (Some(_), None) => maxrate.clone(),
+            _ => None,
+        };
+        let x264_preset = raw.x264_preset.unwrap_or_else(|| "medium".into());
+        if !X264_PRESETS.contains(&x264_preset.as_str()) {
+            return Err(format!(
+                "x264_preset must be one of {}, got {x264_preset:?}",
+                X264_PRESETS.join(", ")
+            ));
+        }
+        if let Some(p) = &raw.profile
+            && !PROFILES.contains(&p.as_str())
+        {
+            return Err(format!("profile must be baseline, main or high, got {p:?}"));
+        }
+        if let Some(l) = &raw.level
+            && !LEVELS.contains(&l.as_str())
+        {
+            return Err(format!(
+                "level must be an H.264 level such as 4.1, got {l:?}"
+            ));
+        }
+        let audio_bitrate = raw
+            .audio_bitrate
+            .as_deref()
+            .map(|b| rate("audio_bitrate", b))
+            .transpose()?;
+        let audio_channels = raw.audio_channels.unwrap_or(2);
+        if !(1..=8).contains(&audio_channels) {
+            return Err(format!(
+                "audio_channels must be from 1 to 8, got {audio_channels}"
+            ));
+        }
+        let audio_sample_rate = raw.audio_sample_rate.unwrap_or(48_000);
+        if !SAMPLE_RATES.contains(&audio_sample_rate) {
+            return Err(format!(
+                "audio_sample_rate must be one of {SAMPLE_RATES:?}, got {audio_sample_rate}"
+            ));
+        }
+        Ok(VideoParams {
+            resolution,
+            encoder: Encoder {
+                preset: x264_preset,
+                crf: if bitrate.is_none() {
+                    Some(raw.crf.unwrap_or(23))
+                } else {
+                    None
+                },
+                bitrate,
+                maxrate,
+                bufsize,
+                profile: raw.profile,
+                level: raw.level,
+                threads: 2,
+                audio_bitrate: audio_bitrate.unwrap_or_else(|| "128k".into()),
+                audio_channels,
+                audio_sample_rate,
+            },
+        })
+    }
+
+    /// The output frame size for a source of `width`×`height` (as displayed): never upscaled,
+    /// at most 1080p's pixel count, aspect ratio kept, both sides even (H.264 4:2:0).
+    pub fn target_size(&self, width: u32, height: u32) -> (u32, u32) {
+        let (w, h) = (f64::from(width), f64::from(height));
+        let mut scale: f64 = match self.resolution {
+            Resolution::Source => 1.0,
+            Resolution::Height(target) => f64::from(target) / h,
+            Resolution::Exact(tw, th) => (f64::from(tw) / w).min(f64::from(th) / h),
+        };
+        scale = scale.min(1.0).min((MAX_PIXELS as f64 / (w * h)).sqrt());
+        let even = |x: f64| ((x / 2.0).floor() as u32 * 2).max(2);
+        (even(w * scale), even(h * scale))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn defaults_and_presets() {
+        let p = VideoParams::parse(&json!({})).unwrap();
+        assert_eq!(p.resolution, Resolution::Source);
+        assert_eq!(p.encoder.crf, Some(23));
+        assert_eq!(p.encoder.audio_bitrate, "128k");
+        let p = VideoParams::parse(&json!({"preset": "720p", "crf": 20})).unwrap();
+        assert_eq!(p.resolution, Resolution::Height(720));
+        assert_eq!(p.encoder.crf, Some(20));
+        let p = VideoParams::parse(&json!({"bitrate": "3M"})).unwrap();
+        assert_eq!(
+            (p.encoder.crf, p.encoder.maxrate.as_deref()),
+            (None, Some("3M"))
+        );
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        for (params, needle) in [
+            (json!({"crf": 60}), "crf"),
+            (json!({"preset": "4k"}), "resolution"),
+            (json!({"bitrate": "fast"}), "bitrate"),
+            (json!({"crf": 20, "bitrate": "3M"}), "either crf or bitrate"),
+            (json!({"x264_preset": "warp"}), "x264_preset"),
+            (json!({"level": "9"}), "level"),
+            (json!({"audio_sample_rate": 1}), "audio_sample_rate"),
+            (json!({"colour": "red"}), "unknown field"),
+        ] {
+            let err = VideoParams::parse(&params).unwrap_err();
+            assert!(err.contains(needle), "{params}: {err}");
+        }
+    }
+
+    #[test]
+    fn target_sizes_never_upscale_and_stay_even() {
+        let p = |v: serde_json::Value| VideoParams::parse(&v).unwrap();
+        assert_eq!(
+            p(json!({"preset": "720p"})).target_size(1920, 1080),
+            (1280, 720)
+        );
+        assert_eq!(
+            p(json!({"preset": "1080p"})).target_size(1280, 720),
+            (1280, 720)
+        );
+        assert_eq!(p(json!({})).target_size(641, 361), (640, 360));
+        assert_eq!(p(json!({})).target_size(3840, 2160), (1920, 1080));
+        assert_eq!(
+            p(json!({"resolution": "640x640"})).target_size(1280, 720),
+            (640, 360)
+        );
+        assert_eq!(
+            p(json!({"preset": "480p"})).target_size(1080, 1920),
+            (270, 480)
+        );
+    }
+}

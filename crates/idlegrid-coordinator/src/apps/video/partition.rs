@@ -1,0 +1,300 @@
+//! The `video` partitioner: probes the upload (rejecting what is not decodable video), records
+//! its facts, splits the video stream into chunks — at source keyframes by stream copy when they
+//! allow the wanted chunk length, otherwise frame-exactly through a lossless intermediate — and
+//! extracts the first audio stream as one more chunk, encoded once for the whole file.
+
+use super::probe::{self, Facts, count_packets, keyframes};
+use super::{VideoParams, fetch, scratch, store_file, tool};
+use crate::partitioner::{PartitionError, Partitioner};
+use async_trait::async_trait;
+use idlegrid_storage::blobs::BlobStore;
+use idlegrid_storage::records::{JobRecord, NewTask};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use tokio::sync::mpsc;
+
+/// Seconds per chunk when the job does not say.
+pub const DEFAULT_CHUNK_SECONDS: f64 = 10.0;
+
+/// The video partitioner.
+pub struct VideoPartitioner;
+
+fn chunk_seconds(options: &serde_json::Value) -> Result<f64, String> {
+    match options.get("seconds") {
+        None | Some(serde_json::Value::Null) => Ok(DEFAULT_CHUNK_SECONDS),
+        Some(v) => match v.as_f64() {
+            Some(s) if (1.0..=600.0).contains(&s) => Ok(s),
+            _ => Err(format!("chunk_seconds must be from 1 to 600, got {v}")),
+        },
+    }
+}
+
+/// Cut times at source keyframes, each chunk at least `target` seconds; `None` when keyframes
+/// are too sparse for chunks of at most twice the target.
+pub fn keyframe_cuts(keyframes: &[f64], duration: f64, target: f64) -> Option<Vec<f64>> {
+    let mut cuts = Vec::new();
+    let mut last = 0.0;
+    for &k in keyframes {
+        if k - last >= target - 1e-6 && duration - k > 1e-3 {
+            cuts.push(k);
+            last = k;
+        }
+    }
+    let mut start = 0.0;
+    for &end in cuts.iter().chain(std::iter::once(&duration)) {
+        if end - start > 2.0 * target + 1e-6 {
+            return None;
+        }
+        start = end;
+    }
+    Some(cuts)
+}
+
+fn rejected(e: String) -> PartitionError {
+    PartitionError::Rejected(e)
+}
+
+fn list_chunks(dir: &Path) -> Result<Vec<PathBuf>, PartitionError> {
+    let mut chunks: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| rejected(format!("splitting produced no chunks: {e}")))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    chunks.sort();
+    Ok(chunks)
+}
+
+/// Splits the video stream into `dir`; returns how it was split.
+async fn split_video(
+    source: &Path,
+    dir: &Path,
+    facts: &Facts,
+    target: f64,
+) -> Result<&'static str, String> {
+    let src = source.to_string_lossy();
+    let pattern = dir.join("%05d.mkv");
+    let pattern = pattern.to_string_lossy();
+    let marks = keyframes(source).await?;
+    if let Some(cuts) = keyframe_cuts(&marks, facts.duration, target) {
+        let times: Vec<String> = cuts.iter().map(|c| format!("{c:.6}")).collect();
+        let times = if times.is_empty() {
+            format!("{}", facts.duration + 1.0)
+        } else {
+            times.join(",")
+        };
+        tool(
+            "ffmpeg",
+            &[
+                "-nostdin",
+                "-v",
+                "error",
+                "-i",
+                &src,
+                "-map",
+                "0:v:0",
+                "-an",
+                "-sn",
+                "-dn",
+                "-c",
+                "copy",
+                "-f",
+                "segment",
+                "-segment_times",
+                &times,
+                "-reset_timestamps",
+                "1",
+                "-segment_format",
+                "matroska",
+                &pattern,
+            ],
+        )
+        .await?;
+        return Ok("keyframes");
+    }
+    let target_s = format!("{target}");
+    let force = format!("expr:gte(t,n_forced*{target})");
+    tool(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            &src,
+            "-map",
+            "0:v:0",
+            "-an",
+            "-sn",
+            "-dn",
+            "-c:v",
+            "libx264",
+            "-qp",
+            "0",
+            "-preset",
+            "ultrafast",
+            "-force_key_frames",
+            &force,
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "segment",
+            "-segment_time",
+            &target_s,
+            "-reset_timestamps",
+            "1",
+            "-segment_format",
+            "matroska",
+            &pattern,
+        ],
+    )
+    .await?;
+    Ok("exact (lossless intermediate: source keyframes too sparse)")
+}
+
+#[async_trait]
+impl Partitioner for VideoPartitioner {
+    fn check_job(
+        &self,
+        params: &serde_json::Value,
+        options: &serde_json::Value,
+    ) -> Result<(), String> {
+        VideoParams::parse(params)?;
+        chunk_seconds(options).map(|_| ())
+    }
+
+    async fn split(
+        &self,
+        job: &JobRecord,
+        blobs: &dyn BlobStore,
+        out: mpsc::Sender<Vec<NewTask>>,
+    ) -> Result<Option<serde_json::Value>, PartitionError> {
+        let params = VideoParams::parse(&job.spec.params).map_err(rejected)?;
+        let target = chunk_seconds(&job.spec.partition_options).map_err(rejected)?;
+        let input = job
+            .input
+            .as_ref()
+            .ok_or_else(|| rejected("the job has no input".into()))?;
+        let dir = scratch()?;
+        let source = dir.path().join("source");
+        fetch(blobs, &input.key, &source).await?;
+        let facts = probe::probe(&source).await.map_err(rejected)?;
+        let chunks_dir = dir.path().join("chunks");
+        std::fs::create_dir_all(&chunks_dir).map_err(|e| {
+            PartitionError::Storage(idlegrid_storage::StorageError::Backend(e.to_string()))
+        })?;
+        let split = split_video(&source, &chunks_dir, &facts, target)
+            .await
+            .map_err(|e| rejected(format!("splitting the video failed: {e}")))?;
+        let chunks = list_chunks(&chunks_dir)?;
+        let (width, height) = params.target_size(facts.width, facts.height);
+        let encoder = serde_json::to_value(&params.encoder).unwrap_or_default();
+        let mut tasks = Vec::with_capacity(chunks.len() + 1);
+        let mut counted = 0;
+        for (index, chunk) in chunks.iter().enumerate() {
+            let frames = count_packets(chunk).await.map_err(rejected)?;
+            counted += frames;
+            let key = format!("jobs/{}/chunks/{index:05}.mkv", job.id);
+            let stored = store_file(blobs, &key, chunk).await?;
+            tasks.push(NewTask {
+                index: index as u64,
+                input_key: Some(key),
+                offset: 0,
+                len: stored.size,
+                meta: Some(json!({
+                    "kind": "video", "frames": frames, "width": width, "height": height,
+                    "encoder": encoder,
+                })),
+            });
+        }
+        if counted != facts.frames {
+            return Err(rejected(format!(
+                "the chunks hold {counted} frames but the source has {}; the source's timing is too irregular to split exactly",
+                facts.frames
+            )));
+        }
+        let mut notes = Vec::new();
+        if facts.audio_streams > 0 {
+            let audio = dir.path().join("audio.mka");
+            tool(
+                "ffmpeg",
+                &[
+                    "-nostdin",
+                    "-v",
+                    "error",
+                    "-i",
+                    &source.to_string_lossy(),
+                    "-map",
+                    "0:a:0",
+                    "-vn",
+                    "-sn",
+                    "-dn",
+                    "-c",
+                    "copy",
+                    "-f",
+                    "matroska",
+                    &audio.to_string_lossy(),
+                ],
+            )
+            .await
+            .map_err(|e| rejected(format!("extracting the audio failed: {e}")))?;
+            let key = format!("jobs/{}/chunks/audio.mka", job.id);
+            let stored = store_file(blobs, &key, &audio).await?;
+            tasks.push(NewTask {
+                index: chunks.len() as u64,
+                input_key: Some(key),
+                offset: 0,
+                len: stored.size,
+                meta: Some(json!({
+                    "kind": "audio", "duration": facts.audio_duration, "encoder": encoder,
+                })),
+            });
+            if facts.audio_streams > 1 {
+                notes.push(format!(
+                    "the input has {} audio streams: only the first is kept",
+                    facts.audio_streams
+                ));
+            }
+        } else {
+            notes.push("the input has no audio: neither has the output".to_string());
+        }
+        if facts.variable_frame_rate {
+            notes.push("variable frame rate: every frame and its timing are kept".to_string());
+        }
+        if facts.rotation != 0 {
+            notes.push(format!(
+                "rotation metadata ({}°) is carried over to the output",
+                facts.rotation
+            ));
+        }
+        if (width, height) != (facts.width, facts.height) {
+            notes.push(format!(
+                "scaled from {}x{} to {width}x{height}",
+                facts.width, facts.height
+            ));
+        }
+        out.send(tasks).await.map_err(|_| PartitionError::Stopped)?;
+        let mut recorded = serde_json::to_value(&facts).unwrap_or_default();
+        recorded["video_chunks"] = json!(chunks.len());
+        recorded["split"] = json!(split);
+        recorded["output"] = json!({"width": width, "height": height, "codec": "h264", "audio": facts.audio_streams > 0});
+        recorded["notes"] = json!(notes);
+        Ok(Some(recorded))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyframe_cuts_respect_the_target_and_detect_sparse_keyframes() {
+        let every_2s: Vec<f64> = (0..10).map(|i| f64::from(i) * 2.0).collect();
+        assert_eq!(
+            keyframe_cuts(&every_2s, 20.0, 6.0),
+            Some(vec![6.0, 12.0, 18.0])
+        );
+        assert_eq!(keyframe_cuts(&every_2s, 20.0, 30.0), Some(vec![]));
+        assert_eq!(keyframe_cuts(&[0.0], 30.0, 10.0), None);
+        assert_eq!(keyframe_cuts(&[0.0, 10.0, 20.0], 30.0, 2.0), None);
+        assert_eq!(keyframe_cuts(&[0.0], 5.0, 10.0), Some(vec![]));
+    }
+}

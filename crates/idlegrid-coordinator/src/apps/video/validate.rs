@@ -1,0 +1,188 @@
+//! The `video` validator. A video chunk's result must be H.264 in 4:2:0 at the size asked,
+//! decode without error, hold exactly as many frames as the source chunk, and look like it: the
+//! PSNR of sampled frames against the source chunk (aligned by frame index) must reach
+//! [`MIN_PSNR_DB`]. The audio result must be AAC-LC lasting as long as the source audio.
+
+use super::{fetch, fetch_output, scratch, tool};
+use crate::validator::Validator;
+use async_trait::async_trait;
+use idlegrid_storage::StorageError;
+use idlegrid_storage::blobs::BlobStore;
+use idlegrid_storage::records::{JobRecord, ResultRecord};
+use std::path::Path;
+
+/// Lowest PSNR of sampled frames accepted. Honest encodes at any sensible quality score well
+/// above it (CRF 23 on test footage: about 43 dB); another chunk's frames or garbage score far
+/// below.
+pub const MIN_PSNR_DB: f64 = 25.0;
+/// Frames compared per chunk, at most.
+const PSNR_SAMPLES: u64 = 12;
+
+/// The video validator.
+pub struct VideoValidator;
+
+async fn check_video(result: &Path, source: &Path, meta: &serde_json::Value) -> Result<(), String> {
+    let probed = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,width,height,pix_fmt,nb_read_frames",
+            "-of",
+            "json",
+            &result.to_string_lossy(),
+        ],
+    )
+    .await
+    .map_err(|e| format!("the chunk does not decode: {e}"))?;
+    let info: serde_json::Value = serde_json::from_str(&probed).map_err(|e| e.to_string())?;
+    let stream = &info["streams"][0];
+    if stream["codec_name"] != "h264" {
+        return Err(format!(
+            "the chunk is {} video, not H.264",
+            stream["codec_name"]
+        ));
+    }
+    if stream["pix_fmt"] != "yuv420p" {
+        return Err(format!(
+            "the chunk's pixel format is {}, not yuv420p",
+            stream["pix_fmt"]
+        ));
+    }
+    let (w, h) = (stream["width"].as_u64(), stream["height"].as_u64());
+    if (w, h) != (meta["width"].as_u64(), meta["height"].as_u64()) {
+        return Err(format!(
+            "the chunk is {}x{}, not {}x{}",
+            w.unwrap_or(0),
+            h.unwrap_or(0),
+            meta["width"],
+            meta["height"]
+        ));
+    }
+    let frames: u64 = stream["nb_read_frames"]
+        .as_str()
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0);
+    let expected = meta["frames"].as_u64().unwrap_or(0);
+    if frames != expected {
+        return Err(format!(
+            "the chunk has {frames} frames, the source chunk {expected}"
+        ));
+    }
+    let step = (expected / PSNR_SAMPLES).max(1);
+    let graph = format!(
+        "[0:v]select='not(mod(n\\,{step}))',setpts=N/TB[a];\
+         [1:v]scale={}:{}:flags=bicubic,format=yuv420p,select='not(mod(n\\,{step}))',setpts=N/TB[b];\
+         [a][b]psnr=stats_file=-",
+        meta["width"], meta["height"]
+    );
+    let stats = tool(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            &result.to_string_lossy(),
+            "-i",
+            &source.to_string_lossy(),
+            "-lavfi",
+            &graph,
+            "-f",
+            "null",
+            "-",
+        ],
+    )
+    .await
+    .map_err(|e| format!("comparing the chunk with its source failed: {e}"))?;
+    let psnrs: Vec<f64> = stats
+        .lines()
+        .filter_map(|l| {
+            let v = l
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("psnr_avg:"))?;
+            Some(if v == "inf" { 100.0 } else { v.parse().ok()? })
+        })
+        .collect();
+    if psnrs.is_empty() {
+        return Err("no frames could be compared with the source".into());
+    }
+    let worst = psnrs.iter().copied().fold(f64::INFINITY, f64::min);
+    if worst < MIN_PSNR_DB {
+        return Err(format!(
+            "the chunk does not match its source: a sampled frame has PSNR {worst:.1} dB (at least {MIN_PSNR_DB} dB expected)"
+        ));
+    }
+    Ok(())
+}
+
+async fn check_audio(result: &Path, meta: &serde_json::Value) -> Result<(), String> {
+    let probed = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=codec_name,profile,duration",
+            "-of",
+            "json",
+            &result.to_string_lossy(),
+        ],
+    )
+    .await
+    .map_err(|e| format!("the audio does not decode: {e}"))?;
+    let info: serde_json::Value = serde_json::from_str(&probed).map_err(|e| e.to_string())?;
+    let stream = &info["streams"][0];
+    if stream["codec_name"] != "aac" || stream["profile"] != "LC" {
+        return Err(format!(
+            "the audio is {} {}, not AAC-LC",
+            stream["codec_name"], stream["profile"]
+        ));
+    }
+    let duration: f64 = stream["duration"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .unwrap_or(0.0);
+    if let Some(expected) = meta["duration"].as_f64()
+        && (duration - expected).abs() > 0.1
+    {
+        return Err(format!(
+            "the audio lasts {duration:.3} s, the source {expected:.3} s"
+        ));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Validator for VideoValidator {
+    async fn validate(
+        &self,
+        _job: &JobRecord,
+        result: &ResultRecord,
+        blobs: &dyn BlobStore,
+    ) -> Result<Result<(), String>, StorageError> {
+        let meta = result.task.chunk.meta.clone().unwrap_or_default();
+        let dir = scratch()?;
+        let output = dir.path().join("result");
+        fetch_output(blobs, &result.output, &output).await?;
+        let verdict = match meta["kind"].as_str() {
+            Some("video") => {
+                let Some(key) = &result.task.chunk.input_key else {
+                    return Ok(Err("the chunk has no source to compare with".into()));
+                };
+                let source = dir.path().join("source.mkv");
+                fetch(blobs, key, &source).await?;
+                check_video(&output, &source, &meta).await
+            }
+            Some("audio") => check_audio(&output, &meta).await,
+            other => Err(format!("unknown chunk kind {other:?}")),
+        };
+        Ok(verdict)
+    }
+}

@@ -1,0 +1,270 @@
+//! The video-transcode app end to end: `idlegrid transcode` on clips made with FFmpeg's test
+//! sources, through a throw-away local grid of the real binary; outputs checked with ffprobe
+//! (counted frames, codecs, sizes, durations) and PSNR against the source, frames aligned by
+//! index. Needs `ffmpeg` and `ffprobe` on PATH (scripts/setup.sh installs them).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sh(program: &str, args: &[&str]) -> Output {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (is FFmpeg installed?): {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Makes a test clip: `video` and `audio` are lavfi source descriptions, `codec` the encoder
+/// arguments.
+fn clip(dir: &Path, name: &str, video: &str, audio: Option<&str>, codec: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    let mut args = vec!["-v", "error", "-f", "lavfi", "-i", video];
+    if let Some(audio) = audio {
+        args.extend(["-f", "lavfi", "-i", audio]);
+    }
+    args.extend(codec);
+    if audio.is_some() {
+        args.push("-shortest");
+    }
+    let out = path.to_string_lossy().into_owned();
+    args.push(&out);
+    sh("ffmpeg", &args);
+    path
+}
+
+struct Probe {
+    video: serde_json::Value,
+    audio: Option<serde_json::Value>,
+}
+
+fn probe(path: &Path) -> Probe {
+    let out = sh(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,codec_name,profile,width,height,pix_fmt,nb_read_frames,duration",
+            "-of",
+            "json",
+            &path.to_string_lossy(),
+        ],
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let streams = info["streams"].as_array().unwrap().clone();
+    let find = |kind: &str| streams.iter().find(|s| s["codec_type"] == kind).cloned();
+    Probe {
+        video: find("video").expect("no video stream"),
+        audio: find("audio"),
+    }
+}
+
+fn frames(stream: &serde_json::Value) -> u64 {
+    stream["nb_read_frames"].as_str().unwrap().parse().unwrap()
+}
+
+/// Average PSNR of `output` against `source` scaled to the output's size, frames aligned by
+/// index.
+fn psnr(output: &Path, source: &Path, width: u64, height: u64) -> f64 {
+    let graph = format!(
+        "[0:v]settb=1/30,setpts=N[a];[1:v]scale={width}:{height}:flags=bicubic,format=yuv420p,settb=1/30,setpts=N[b];[a][b]psnr"
+    );
+    let out = sh(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-i",
+            &output.to_string_lossy(),
+            "-i",
+            &source.to_string_lossy(),
+            "-lavfi",
+            &graph,
+            "-f",
+            "null",
+            "-",
+        ],
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    let average = log
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("average:"))
+        .unwrap_or_else(|| panic!("no PSNR in {log}"));
+    if average == "inf" {
+        100.0
+    } else {
+        average.parse().unwrap()
+    }
+}
+
+/// Runs `idlegrid transcode` with no coordinator configured; returns (success, stdout, stderr).
+fn transcode(dir: &Path, input: &Path, output: &Path, extra: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_idlegrid"))
+        .arg("transcode")
+        .arg(input)
+        .arg("-o")
+        .arg(output)
+        .args(["--local-workers", "2"])
+        .args(extra)
+        .env("IDLEGRID_HOME", dir.join("home"))
+        .env_remove("IDLEGRID_URL")
+        .env_remove("IDLEGRID_API_KEY")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_mp4_with_audio_is_transcoded_frame_exact_and_scaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "source.mp4",
+        "testsrc2=size=640x360:rate=30:duration=8",
+        Some("sine=frequency=440:duration=8"),
+        &["-c:v", "libx264", "-g", "45", "-bf", "2", "-c:a", "aac"],
+    );
+    let output = dir.path().join("out.mp4");
+    let (ok, stdout, stderr) = transcode(
+        dir.path(),
+        &source,
+        &output,
+        &["--preset", "360p", "--chunk-seconds", "2"],
+    );
+    assert!(ok, "transcode failed: {stderr}");
+    assert!(stdout.contains("240 frames verified"), "{stdout}");
+    let (src, out) = (probe(&source), probe(&output));
+    assert_eq!(frames(&out.video), frames(&src.video));
+    assert_eq!(out.video["codec_name"], "h264");
+    assert_eq!(out.video["pix_fmt"], "yuv420p");
+    assert_eq!(
+        (out.video["width"].as_u64(), out.video["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    let audio = out.audio.expect("the audio is kept");
+    assert_eq!(
+        (audio["codec_name"].as_str(), audio["profile"].as_str()),
+        (Some("aac"), Some("LC"))
+    );
+    let seconds = |s: &serde_json::Value| s["duration"].as_str().unwrap().parse::<f64>().unwrap();
+    assert!(
+        (seconds(&audio) - seconds(&out.video)).abs() < 0.1,
+        "{audio} vs {}",
+        out.video
+    );
+    let quality = psnr(&output, &source, 640, 360);
+    assert!(quality > 35.0, "PSNR {quality} dB");
+}
+
+#[test]
+fn odd_sized_vp9_in_mkv_without_audio_and_a_downscale() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "source.mkv",
+        "testsrc2=size=321x241:rate=25:duration=4",
+        None,
+        &[
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-g",
+            "25",
+        ],
+    );
+    let output = dir.path().join("out.mp4");
+    let (ok, stdout, stderr) = transcode(dir.path(), &source, &output, &["--chunk-seconds", "1"]);
+    assert!(ok, "transcode failed: {stderr}");
+    assert!(
+        stdout.contains("no audio"),
+        "the job says the input has no audio: {stdout}"
+    );
+    let (src, out) = (probe(&source), probe(&output));
+    assert_eq!(frames(&out.video), frames(&src.video));
+    assert_eq!(
+        (out.video["width"].as_u64(), out.video["height"].as_u64()),
+        (Some(320), Some(240))
+    );
+    assert!(out.audio.is_none());
+    let quality = psnr(&output, &source, 320, 240);
+    assert!(quality > 30.0, "PSNR {quality} dB");
+}
+
+#[test]
+fn a_long_gop_source_is_split_frame_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "source.mov",
+        "testsrc2=size=320x240:rate=24:duration=6",
+        Some("sine=frequency=300:duration=6"),
+        &[
+            "-c:v",
+            "libx264",
+            "-g",
+            "1000",
+            "-keyint_min",
+            "1000",
+            "-sc_threshold",
+            "0",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let output = dir.path().join("out.mp4");
+    let (ok, stdout, stderr) = transcode(dir.path(), &source, &output, &["--chunk-seconds", "1"]);
+    assert!(ok, "transcode failed: {stderr}");
+    assert!(
+        stdout.contains("exact"),
+        "sparse keyframes force the exact split: {stdout}"
+    );
+    let (src, out) = (probe(&source), probe(&output));
+    assert_eq!(frames(&out.video), frames(&src.video));
+    assert!(psnr(&output, &source, 320, 240) > 35.0);
+}
+
+#[test]
+fn unusable_inputs_fail_with_a_reason_that_names_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.mp4");
+    std::fs::write(&empty, b"").unwrap();
+    let text = dir.path().join("notes.mp4");
+    std::fs::write(&text, "this is not a video\n".repeat(100)).unwrap();
+    let audio_only = clip(
+        dir.path(),
+        "audio.m4a",
+        "sine=frequency=440:duration=2",
+        None,
+        &["-c:a", "aac"],
+    );
+    for (input, reason) in [
+        (&empty, "empty"),
+        (&text, "not a media file"),
+        (&audio_only, "no video stream (audio only)"),
+    ] {
+        let (ok, _, stderr) = transcode(dir.path(), input, &dir.path().join("out.mp4"), &[]);
+        assert!(!ok, "{} should fail", input.display());
+        assert!(stderr.contains(reason), "{}: {stderr}", input.display());
+    }
+    let (ok, _, stderr) = transcode(
+        dir.path(),
+        &text,
+        &dir.path().join("o.mp4"),
+        &["--crf", "99"],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("crf must be from 0 to 51"), "{stderr}");
+}
