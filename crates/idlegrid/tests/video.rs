@@ -268,3 +268,185 @@ fn unusable_inputs_fail_with_a_reason_that_names_the_problem() {
     assert!(!ok);
     assert!(stderr.contains("crf must be from 0 to 51"), "{stderr}");
 }
+
+/// A child process killed when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn tampered_chunks_are_caught_and_the_job_still_completes() {
+    use base64::Engine;
+    use idlegrid_api::tasks::{LeaseRequest, RegisterWorker, Report, ReportItem, ReportOutcome};
+    use idlegrid_client::{Client, sha256_bytes};
+    use std::io::BufRead;
+
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "source.mp4",
+        "testsrc2=size=320x240:rate=25:duration=6",
+        None,
+        &["-c:v", "libx264", "-g", "25"],
+    );
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_idlegrid"));
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0", "--json", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(log);
+    let mut coordinator = Child(serve.spawn().unwrap());
+    let mut line = String::new();
+    std::io::BufReader::new(coordinator.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let (url, key, enroll) = (
+        ready["url"].as_str().unwrap().to_string(),
+        ready["api_key"].as_str().unwrap().to_string(),
+        ready["enrollment_token"].as_str().unwrap().to_string(),
+    );
+
+    let customer = Client::new(&url, &key).unwrap();
+    let job = customer
+        .create_job(&idlegrid_api::jobs::CreateJob {
+            app: "video-transcode".into(),
+            params: serde_json::json!({"x264_preset": "veryfast"}),
+            script: None,
+            chunk_lines: None,
+            chunk_seconds: Some(2.0),
+            preferences: Default::default(),
+        })
+        .await
+        .unwrap();
+    customer.upload_input_file(job.id, &source).await.unwrap();
+    customer.run_job(job.id).await.unwrap();
+
+    // A lying device takes every chunk first: one comes back a frame short, the rest garbage.
+    let liar = Client::register(
+        &url,
+        &enroll,
+        &RegisterWorker {
+            name: "liar".into(),
+            capabilities: idlegrid_api::Capabilities {
+                cores: 2,
+                memory_mb: 8192,
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                python: Some("3.11".into()),
+                ffmpeg: Some("5.1".into()),
+                benchmark: 1.0,
+                slots: 10,
+            },
+        },
+    )
+    .await
+    .unwrap();
+    let liar = Client::new(&url, &liar.token).unwrap();
+    let mut leases = Vec::new();
+    while leases.len() < 3 {
+        leases.extend(
+            liar.lease(&LeaseRequest {
+                max_tasks: 10,
+                wait_ms: 5000,
+            })
+            .await
+            .unwrap()
+            .leases,
+        );
+    }
+    let mut reports = Vec::new();
+    for (i, lease) in leases.iter().enumerate() {
+        let bytes = if i == 0 {
+            let chunk = dir.path().join("chunk.mkv");
+            liar.download_lease_input(lease.lease_id, &chunk)
+                .await
+                .unwrap();
+            let short = dir.path().join("short.mkv");
+            let frames = (lease.task_params["frames"].as_u64().unwrap() - 1).to_string();
+            sh(
+                "ffmpeg",
+                &[
+                    "-v",
+                    "error",
+                    "-i",
+                    &chunk.to_string_lossy(),
+                    "-frames:v",
+                    &frames,
+                    "-c:v",
+                    "libx264",
+                    "-f",
+                    "matroska",
+                    &short.to_string_lossy(),
+                ],
+            );
+            std::fs::read(short).unwrap()
+        } else {
+            (0..5000u32)
+                .map(|n| (n.wrapping_mul(2_654_435_761) >> 24) as u8)
+                .collect()
+        };
+        reports.push(ReportItem {
+            lease_id: lease.lease_id,
+            task_id: lease.task_id,
+            outcome: ReportOutcome::Completed {
+                sha256: sha256_bytes(&bytes),
+                size: bytes.len() as u64,
+                inline_base64: Some(base64::engine::general_purpose::STANDARD.encode(&bytes)),
+            },
+        });
+    }
+    let reply = liar.report(&Report { reports }).await.unwrap();
+    assert!(reply.results.iter().all(|r| r.accepted), "{reply:?}");
+
+    // An honest worker does the work again.
+    let _worker = Child(
+        Command::new(env!("CARGO_BIN_EXE_idlegrid"))
+            .args([
+                "worker",
+                "--coordinator",
+                &url,
+                "--token",
+                &enroll,
+                "--slots",
+                "2",
+                "--state-dir",
+            ])
+            .arg(dir.path().join("worker"))
+            .stderr(std::fs::File::create(dir.path().join("worker.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let mut status = customer.job(job.id).await.unwrap();
+    for _ in 0..600 {
+        if status.state.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        status = customer.job(job.id).await.unwrap();
+    }
+    assert_eq!(
+        status.state,
+        idlegrid_api::JobState::Completed,
+        "{:?}",
+        status.error
+    );
+    assert_eq!(
+        status.chunks.failed_attempts,
+        leases.len() as u64,
+        "every forgery was caught"
+    );
+    let output = dir.path().join("out.mp4");
+    customer
+        .download_output(job.id, &output, &status.output.unwrap().sha256)
+        .await
+        .unwrap();
+    assert_eq!(frames(&probe(&output).video), frames(&probe(&source).video));
+    assert!(psnr(&output, &source, 320, 240) > 35.0);
+}
