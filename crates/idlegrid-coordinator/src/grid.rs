@@ -35,6 +35,9 @@ pub struct Grid {
     pub auth: AuthCache,
     /// Group commit of worker reports.
     pub recorder: crate::tasks_api::recorder::Recorder,
+    /// Cancelled when the coordinator starts shutting down, so long-lived requests (event
+    /// streams, long-polls) end instead of holding the shutdown up.
+    pub stopping: tokio_util::sync::CancellationToken,
     /// Capabilities of workers seen since start-up.
     devices: Mutex<HashMap<WorkerId, Arc<Capabilities>>>,
 }
@@ -85,6 +88,7 @@ impl Grid {
             schedule: Schedule::default(),
             auth: AuthCache::default(),
             recorder: Default::default(),
+            stopping: Default::default(),
             devices: Mutex::default(),
         }
     }

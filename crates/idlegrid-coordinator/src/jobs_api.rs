@@ -518,16 +518,24 @@ fn job_event_stream(
                 w.last = Some(view);
                 return Some((Ok(event), w));
             }
-            // Wait for a change of this job, re-reading at least every second.
+            // Wait for a change of this job, re-reading at least every second; end the stream
+            // when the coordinator shuts down (clients reconnect).
             let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
             loop {
-                match tokio::time::timeout_at(deadline, w.changes.recv()).await {
+                let change = tokio::select! {
+                    _ = w.grid.stopping.cancelled() => return None,
+                    change = tokio::time::timeout_at(deadline, w.changes.recv()) => change,
+                };
+                match change {
                     Ok(Ok(id)) if id != w.job => continue,
                     Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
                     _ => break,
                 }
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::select! {
+                _ = w.grid.stopping.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
         }
     })
 }

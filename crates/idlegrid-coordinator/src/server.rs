@@ -112,8 +112,12 @@ pub async fn serve(
     tasks.spawn(assembler::run(grid.clone(), stages.clone()));
     tasks.spawn(tasks_api::reap(grid.clone(), stages.clone()));
     tasks.spawn(tasks_api::recorder::run(grid.clone(), stages.clone()));
+    let stopping = grid.stopping.clone();
     let served = axum::serve(listener, router(grid))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            stopping.cancel();
+        })
         .await;
     stages.cancel();
     while tasks.join_next().await.is_some() {}

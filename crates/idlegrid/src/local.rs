@@ -45,7 +45,10 @@ pub struct LocalGrid {
     pub url: String,
     /// Its credentials.
     pub credentials: Credentials,
-    stop: CancellationToken,
+    /// Stops the coordinator.
+    stop_server: CancellationToken,
+    /// Stops the workers.
+    stop_workers: CancellationToken,
     server: JoinHandle<anyhow::Result<()>>,
     workers: Vec<JoinHandle<anyhow::Result<idlegrid_worker::WorkerSummary>>>,
 }
@@ -64,8 +67,13 @@ impl LocalGrid {
             .await
             .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
         let url = format!("http://{}", listener.local_addr()?);
-        let stop = CancellationToken::new();
-        let server = tokio::spawn(idlegrid_coordinator::serve(listener, grid, stop.clone()));
+        let stop_server = CancellationToken::new();
+        let stop_workers = CancellationToken::new();
+        let server = tokio::spawn(idlegrid_coordinator::serve(
+            listener,
+            grid,
+            stop_server.clone(),
+        ));
         let workers = (0..workers)
             .map(|i| {
                 let config = idlegrid_worker::WorkerConfig {
@@ -77,21 +85,23 @@ impl LocalGrid {
                     python: PathBuf::from("python3"),
                     drain_timeout: Duration::from_secs(10),
                 };
-                tokio::spawn(idlegrid_worker::run(config, stop.child_token()))
+                tokio::spawn(idlegrid_worker::run(config, stop_workers.child_token()))
             })
             .collect();
         Ok(LocalGrid {
             url,
             credentials,
-            stop,
+            stop_server,
+            stop_workers,
             server,
             workers,
         })
     }
 
-    /// Stops the workers (they hand back unfinished tasks), then the coordinator.
+    /// Stops the workers (running tasks finish and report, or are handed back after the drain
+    /// timeout), then the coordinator, which must still be up to take their reports.
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.stop.cancel();
+        self.stop_workers.cancel();
         for worker in self.workers {
             match worker.await {
                 Ok(Ok(_)) => {}
@@ -99,6 +109,7 @@ impl LocalGrid {
                 Err(e) => tracing::warn!(error = %e, "worker task failed"),
             }
         }
+        self.stop_server.cancel();
         self.server.await??;
         Ok(())
     }

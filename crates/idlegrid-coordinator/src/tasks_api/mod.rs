@@ -126,15 +126,17 @@ pub async fn lease(
             };
         }
         let now = Instant::now();
-        if now >= deadline {
+        if now >= deadline || grid.stopping.is_cancelled() {
             return Ok(Json(LeaseGrant {
                 jobs: Vec::new(),
                 leases: Vec::new(),
             }));
         }
-        grid.queues
-            .wait_for_tasks((deadline - now).min(Duration::from_secs(1)))
-            .await?;
+        tokio::select! {
+            // Shutting down: answer the long-poll now rather than hold the shutdown up.
+            _ = grid.stopping.cancelled() => {}
+            waited = grid.queues.wait_for_tasks((deadline - now).min(Duration::from_secs(1))) => waited?,
+        }
     }
 }
 
