@@ -1,0 +1,1145 @@
+//! End-to-end tests of the real `idlegrid` binary: coordinators, worker agents, the local grid
+//! and the customer's commands run as separate processes talking HTTP on loopback, with real
+//! Python task scripts (fixtures in `tests/scripts/`). Each test keeps everything in its own
+//! temporary directory and never reads the user's configuration: `IDLEGRID_HOME` points into
+//! the temporary directory and the `IDLEGRID_*` target variables are removed.
+//!
+//! Every child process is owned by a [`Proc`] guard that SIGKILLs it when dropped, so a failing
+//! (panicking) test leaves nothing running. Every wait is bounded, and failures show the tail of
+//! the coordinator's and workers' logs.
+
+use futures::StreamExt;
+use idlegrid_api::jobs::{CreateJob, Job, JobList, Preferences};
+use idlegrid_api::{JobId, JobState};
+use idlegrid_client::{Client, sha256_bytes};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+use tempfile::TempDir;
+
+/// How long a coordinator may take to print its ready line.
+const STARTUP: Duration = Duration::from_secs(30);
+
+/// A fixture script's path.
+fn script_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/scripts")
+        .join(name)
+}
+
+fn script_text(name: &str) -> String {
+    std::fs::read_to_string(script_path(name)).expect("fixture script")
+}
+
+/// The binary, with an environment that cannot reach the user's grid or configuration.
+fn idlegrid(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_idlegrid"));
+    for var in [
+        "IDLEGRID_URL",
+        "IDLEGRID_API_KEY",
+        "IDLEGRID_TOKEN",
+        "IDLEGRID_WORKER_DIR",
+        "IDLEGRID_LISTEN",
+        "IDLEGRID_DATA_DIR",
+        "RUST_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("IDLEGRID_HOME", home).stdin(Stdio::null());
+    cmd
+}
+
+/// A file to append a process's output to (appending, so a restarted process keeps its
+/// predecessor's log).
+fn log_file(path: &Path) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
+}
+
+/// The last `lines` lines of a log file.
+fn tail(path: &Path, lines: usize) -> String {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A child process that is SIGKILLed (and reaped) when dropped, unless it already ended.
+struct Proc {
+    name: String,
+    child: Child,
+    /// Where its stderr goes.
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `cmd`, whose stdio the caller has set up; `log` is where its stderr goes.
+    fn spawn(name: &str, mut cmd: Command, log: &Path) -> Proc {
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal)
+            .unwrap_or_else(|e| panic!("cannot send {signal} to {}: {e}", self.name));
+    }
+
+    /// Waits for the process to end, at most `timeout`.
+    fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILLs the process and reaps it.
+    fn kill_hard(&mut self) -> ExitStatus {
+        self.signal(Signal::SIGKILL);
+        self.wait_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("{} survived SIGKILL for 10 s", self.name))
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log, lines)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(self.pid(), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What a finished command printed.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Finished {
+    fn describe(&self) -> String {
+        format!(
+            "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs a command to its end, at most `timeout` (then it is killed and the test fails). Its
+/// output is kept in `dir/<name>.stdout` and `.stderr`.
+fn run_bounded(mut cmd: Command, dir: &Path, name: &str, timeout: Duration) -> Finished {
+    let out = dir.join(format!("{name}.stdout"));
+    let err = dir.join(format!("{name}.stderr"));
+    cmd.stdout(log_file(&out)).stderr(log_file(&err));
+    let mut proc = Proc::spawn(name, cmd, &err);
+    let Some(status) = proc.wait_timeout(timeout) else {
+        panic!(
+            "`{name}` did not finish within {timeout:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            tail(&out, 40),
+            tail(&err, 40)
+        );
+    };
+    Finished {
+        status,
+        stdout: String::from_utf8_lossy(&std::fs::read(&out).unwrap_or_default()).into_owned(),
+        stderr: String::from_utf8_lossy(&std::fs::read(&err).unwrap_or_default()).into_owned(),
+    }
+}
+
+/// The test input: `n` lines with ASCII, accents, other scripts, an emoji, tabs, and a few
+/// empty lines.
+fn input_lines(n: usize) -> Vec<String> {
+    const WORDS: [&str; 7] = [
+        "alpha",
+        "Beta",
+        "gämma",
+        "δέλτα",
+        "日本語",
+        "🦀 crab",
+        "tab\there",
+    ];
+    (0..n)
+        .map(|i| {
+            if i % 997 == 500 {
+                String::new()
+            } else {
+                format!("{i:05} {} {}", WORDS[i % WORDS.len()], "x".repeat(i % 13))
+            }
+        })
+        .collect()
+}
+
+fn join_lines(lines: &[String]) -> Vec<u8> {
+    lines
+        .iter()
+        .flat_map(|l| l.bytes().chain(std::iter::once(b'\n')))
+        .collect()
+}
+
+/// What `scripts/transform.py` turns the whole input into.
+fn expected_output(lines: &[String]) -> Vec<u8> {
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let digest = sha256_bytes(line.as_bytes());
+        let reversed: String = line.chars().rev().collect();
+        out.push_str(&format!("{i}:{}:{reversed}\n", &digest[..16]));
+    }
+    out.into_bytes()
+}
+
+/// `None` if equal, else where the first difference is.
+fn difference(actual: &[u8], expected: &[u8]) -> Option<String> {
+    if actual == expected {
+        return None;
+    }
+    let actual_lines: Vec<&[u8]> = actual.split(|&b| b == b'\n').collect();
+    let expected_lines: Vec<&[u8]> = expected.split(|&b| b == b'\n').collect();
+    let at = actual_lines
+        .iter()
+        .zip(&expected_lines)
+        .position(|(a, e)| a != e)
+        .unwrap_or(actual_lines.len().min(expected_lines.len()));
+    let show = |lines: &[&[u8]]| {
+        lines.get(at).map_or("<none>".to_string(), |l| {
+            String::from_utf8_lossy(l).into_owned()
+        })
+    };
+    Some(format!(
+        "output differs: {} bytes / {} lines, expected {} bytes / {} lines; first difference at \
+         line {at}:\n  actual:   {:?}\n  expected: {:?}",
+        actual.len(),
+        actual_lines.len(),
+        expected.len(),
+        expected_lines.len(),
+        show(&actual_lines),
+        show(&expected_lines),
+    ))
+}
+
+/// The ready line of `idlegrid serve --json`.
+#[derive(Debug, Clone, PartialEq)]
+struct Ready {
+    url: String,
+    api_key: String,
+    enrollment_token: String,
+}
+
+impl Ready {
+    fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {}", self.url))
+    }
+}
+
+/// A coordinator process and worker processes, all in one temporary directory.
+struct Cluster {
+    coordinator: Proc,
+    workers: Vec<Proc>,
+    ready: Ready,
+    lease_secs: u64,
+    /// Dropped last, after every process is dead.
+    dir: TempDir,
+}
+
+impl Cluster {
+    /// Starts a coordinator with `--lease-secs lease_secs` on a free port.
+    fn start(lease_secs: u64) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        let (coordinator, ready) = start_coordinator(dir.path(), "127.0.0.1:0", lease_secs);
+        Cluster {
+            coordinator,
+            workers: Vec::new(),
+            ready,
+            lease_secs,
+            dir,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn home(&self) -> PathBuf {
+        self.path().join("home")
+    }
+
+    /// Starts `n` more worker processes, one task slot each.
+    fn add_workers(&mut self, n: usize) {
+        for _ in 0..n {
+            let name = format!("w{}", self.workers.len());
+            let log = self.path().join(format!("{name}.log"));
+            let mut cmd = idlegrid(&self.home());
+            cmd.args(["worker", "--coordinator", &self.ready.url])
+                .args(["--token", &self.ready.enrollment_token])
+                .args(["--slots", "1", "--name", &name])
+                .arg("--state-dir")
+                .arg(self.path().join(&name))
+                .stdout(log_file(&log))
+                .stderr(log_file(&log));
+            self.workers.push(Proc::spawn(&name, cmd, &log));
+        }
+    }
+
+    /// The customer's client.
+    fn client(&self) -> Client {
+        Client::new(&self.ready.url, &self.ready.api_key).expect("client")
+    }
+
+    /// SIGKILLs the coordinator.
+    fn kill_coordinator(&mut self) {
+        let status = self.coordinator.kill_hard();
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "the coordinator ended before it was killed: {status:?}\n{}",
+            self.diag()
+        );
+    }
+
+    /// Starts the coordinator again on the same address and data directory; it must come back
+    /// with the same URL and credentials.
+    fn restart_coordinator(&mut self) {
+        assert!(
+            !self.coordinator.is_running(),
+            "restart_coordinator: the old one is still running"
+        );
+        let listen = format!("127.0.0.1:{}", self.ready.port());
+        let (coordinator, ready) = start_coordinator(self.path(), &listen, self.lease_secs);
+        self.coordinator = coordinator;
+        assert_eq!(
+            ready,
+            self.ready,
+            "the restarted coordinator has other credentials\n{}",
+            self.diag()
+        );
+    }
+
+    /// Log tails of every process, for failure messages.
+    fn diag(&self) -> String {
+        let mut s = format!(
+            "--- coordinator log ({}) ---\n{}\n",
+            self.coordinator.log.display(),
+            self.coordinator.log_tail(60)
+        );
+        for worker in &self.workers {
+            s.push_str(&format!(
+                "--- {} log ---\n{}\n",
+                worker.name,
+                worker.log_tail(15)
+            ));
+        }
+        s
+    }
+
+    /// Fails the test with `message` and the logs.
+    fn fail(&self, message: &str) -> ! {
+        panic!("{message}\n{}", self.diag())
+    }
+
+    /// [`wait_job`] with this cluster's logs on failure.
+    async fn wait_job(
+        &self,
+        client: &Client,
+        id: JobId,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&Job) -> bool,
+    ) -> Job {
+        wait_job(client, id, timeout, what, done, || self.diag()).await
+    }
+
+    /// Downloads a completed job's output and checks it is exactly `expected`.
+    async fn check_output(&self, client: &Client, job: &Job, expected: &[u8]) {
+        let Some(output) = &job.output else {
+            self.fail(&format!("completed job without output: {job:#?}"));
+        };
+        let path = self.path().join(format!("output-{}", job.id));
+        if let Err(e) = client.download_output(job.id, &path, &output.sha256).await {
+            self.fail(&format!("cannot download job {}'s output: {e}", job.id));
+        }
+        let actual = std::fs::read(&path).expect("downloaded output");
+        if let Some(diff) = difference(&actual, expected) {
+            self.fail(&diff);
+        }
+        assert_eq!(output.sha256, sha256_bytes(expected));
+    }
+
+    /// Index of a live worker whose script has been running for less than `max_age` (its
+    /// `started` marker in the scratch directory is that fresh).
+    fn worker_mid_task(&mut self, max_age: Duration) -> Option<usize> {
+        let now = SystemTime::now();
+        for (i, worker) in self.workers.iter_mut().enumerate() {
+            if !worker.is_running() {
+                continue;
+            }
+            let scratch = self.dir.path().join(&worker.name).join("scratch");
+            let Ok(entries) = std::fs::read_dir(&scratch) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let fresh = std::fs::metadata(entry.path().join("started"))
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age < max_age);
+                if fresh {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Polls the job until `done` holds, at most `timeout`. A job that ends without satisfying
+/// `done` fails the test at once. Errors (coordinator away) are tolerated until the deadline.
+/// Failure messages end with `diag()`.
+async fn wait_job(
+    client: &Client,
+    id: JobId,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&Job) -> bool,
+    diag: impl Fn() -> String,
+) -> Job {
+    let deadline = Instant::now() + timeout;
+    let mut last;
+    loop {
+        match client.job(id).await {
+            Ok(job) if done(&job) => return job,
+            Ok(job) if job.state.is_terminal() => panic!(
+                "job {id} ended while waiting for it to be {what}: {job:#?}\n{}",
+                diag()
+            ),
+            Ok(job) => last = format!("{job:#?}"),
+            Err(e) => last = format!("error: {e}"),
+        }
+        if Instant::now() >= deadline {
+            panic!(
+                "job {id} was not {what} within {timeout:?}; last status: {last}\n{}",
+                diag()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts `idlegrid serve --json` with its data in `dir/coordinator` and its stderr appended to
+/// `dir/coordinator.log`; returns once it printed its ready line. Its stdout is drained by a
+/// thread so the pipe never fills.
+fn start_coordinator(dir: &Path, listen: &str, lease_secs: u64) -> (Proc, Ready) {
+    let log = dir.join("coordinator.log");
+    let mut cmd = idlegrid(&dir.join("home"));
+    cmd.args(["serve", "--listen", listen, "--json"])
+        .args(["--lease-secs", &lease_secs.to_string()])
+        .arg("--data-dir")
+        .arg(dir.join("coordinator"))
+        .stdout(Stdio::piped())
+        .stderr(log_file(&log));
+    let mut proc = Proc::spawn("coordinator", cmd, &log);
+    let stdout = proc.child.stdout.take().expect("coordinator stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        for _ in lines {}
+    });
+    let line = match rx.recv_timeout(STARTUP) {
+        Ok(line) => line,
+        Err(e) => {
+            let status = proc.wait_timeout(Duration::ZERO);
+            panic!(
+                "the coordinator printed no ready line ({e}; exit status {status:?})\n--- log ---\n{}",
+                tail(&log, 60)
+            );
+        }
+    };
+    let value: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("coordinator ready line {line:?} is not JSON: {e}"));
+    let field = |name: &str| {
+        value[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("ready line {line:?} lacks {name}"))
+            .to_string()
+    };
+    let ready = Ready {
+        url: field("url"),
+        api_key: field("api_key"),
+        enrollment_token: field("enrollment_token"),
+    };
+    assert!(
+        ready.url.starts_with("http://127.0.0.1:"),
+        "unexpected url in {line:?}"
+    );
+    (proc, ready)
+}
+
+/// Creates, uploads and runs a python-map job with `scripts/transform.py`.
+/// `params` must include `chunk_lines`.
+async fn try_submit_transform(
+    client: &Client,
+    input: Vec<u8>,
+    chunk_lines: u64,
+    params: serde_json::Value,
+) -> Result<JobId, String> {
+    let job = client
+        .create_job(&CreateJob {
+            app: "python-map".into(),
+            params,
+            script: Some(script_text("transform.py")),
+            chunk_lines: Some(chunk_lines),
+            chunk_seconds: None,
+            preferences: Preferences::default(),
+        })
+        .await
+        .map_err(|e| format!("create_job: {e}"))?;
+    client
+        .upload_input_bytes(job.id, input.into())
+        .await
+        .map_err(|e| format!("upload: {e}"))?;
+    client
+        .run_job(job.id)
+        .await
+        .map_err(|e| format!("run_job: {e}"))?;
+    Ok(job.id)
+}
+
+/// [`try_submit_transform`], failing the test with the cluster's logs.
+async fn submit_transform(
+    cluster: &Cluster,
+    client: &Client,
+    input: Vec<u8>,
+    chunk_lines: u64,
+    sleep_secs: f64,
+) -> JobId {
+    let params = serde_json::json!({"chunk_lines": chunk_lines, "sleep": sleep_secs});
+    try_submit_transform(client, input, chunk_lines, params)
+        .await
+        .unwrap_or_else(|e| cluster.fail(&e))
+}
+
+/// Starts `idlegrid local` with `args`, output appended to `log`, and waits for it to write
+/// `home/local.json` with its own pid; returns the process and the file's content.
+fn start_local(home: &Path, log: &Path, args: &[&str]) -> (Proc, serde_json::Value) {
+    let grid_file = home.join("local.json");
+    let _ = std::fs::remove_file(&grid_file);
+    let mut cmd = idlegrid(home);
+    cmd.arg("local")
+        .args(args)
+        .stdout(log_file(log))
+        .stderr(log_file(log));
+    let mut local = Proc::spawn("local", cmd, log);
+    let deadline = Instant::now() + STARTUP;
+    let record: serde_json::Value = loop {
+        if let Ok(text) = std::fs::read_to_string(&grid_file)
+            && let Ok(value) = serde_json::from_str(&text)
+        {
+            break value;
+        }
+        if !local.is_running() || Instant::now() >= deadline {
+            panic!(
+                "idlegrid local wrote no {} (running: {})\n{}",
+                grid_file.display(),
+                local.is_running(),
+                local.log_tail(40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        record["pid"].as_u64(),
+        Some(u64::from(local.child.id())),
+        "{record}"
+    );
+    assert!(
+        record["url"].is_string() && record["api_key"].is_string(),
+        "{record}"
+    );
+    (local, record)
+}
+
+/// A client for the grid a `local.json` record describes.
+fn local_client(record: &serde_json::Value) -> Client {
+    Client::new(
+        record["url"].as_str().expect("url"),
+        record["api_key"].as_str().expect("api_key"),
+    )
+    .expect("client")
+}
+
+/// 10,000 lines over 20 chunks, three `idlegrid worker` processes, submitted with
+/// `idlegrid run --coordinator --api-key`: the output is exactly the expected bytes.
+#[test]
+fn ten_thousand_lines_on_three_workers_give_the_exact_output() {
+    let mut cluster = Cluster::start(3);
+    cluster.add_workers(3);
+    let lines = input_lines(10_000);
+    let input = cluster.path().join("input.txt");
+    let output = cluster.path().join("output.txt");
+    std::fs::write(&input, join_lines(&lines)).unwrap();
+    let expected = expected_output(&lines);
+
+    let mut cmd = idlegrid(&cluster.home());
+    cmd.arg("run")
+        .arg(script_path("transform.py"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .args([
+            "--chunk-lines",
+            "500",
+            "--params",
+            r#"{"chunk_lines": 500}"#,
+        ])
+        .args(["--coordinator", &cluster.ready.url])
+        .args(["--api-key", &cluster.ready.api_key, "--json"]);
+    let run = run_bounded(cmd, cluster.path(), "run", Duration::from_secs(120));
+    if !run.status.success() {
+        cluster.fail(&format!("idlegrid run failed: {}", run.describe()));
+    }
+    assert!(
+        !run.stderr.contains("throw-away"),
+        "run started its own grid despite --coordinator: {}",
+        run.describe()
+    );
+    let job: Job = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("run --json printed no job ({e}): {}", run.describe()));
+    assert_eq!(job.state, JobState::Completed, "{job:#?}");
+    assert_eq!(
+        (job.chunks.total, job.chunks.done, job.chunks.failed),
+        (Some(20), 20, 0),
+        "{job:#?}"
+    );
+    let actual = std::fs::read(&output).expect("run wrote no output file");
+    if let Some(diff) = difference(&actual, &expected) {
+        cluster.fail(&diff);
+    }
+    assert_eq!(
+        job.output.map(|o| o.sha256),
+        Some(sha256_bytes(&expected)),
+        "the job's reported output hash"
+    );
+}
+
+/// A worker process SIGKILLed while its script runs: its lease expires, the chunk runs
+/// elsewhere, and the job completes with the exact output and the lost attempt counted.
+#[tokio::test]
+async fn a_worker_killed_mid_task_costs_one_attempt_not_the_job() {
+    let mut cluster = Cluster::start(3);
+    cluster.add_workers(3);
+    let client = cluster.client();
+    // 9 chunks of 5 lines, 1.5 s each: every worker stays busy for a while.
+    let lines = input_lines(45);
+    let expected = expected_output(&lines);
+    let id = submit_transform(&cluster, &client, join_lines(&lines), 5, 1.5).await;
+    cluster
+        .wait_job(
+            &client,
+            id,
+            Duration::from_secs(60),
+            "one chunk done",
+            |j| j.chunks.done >= 1,
+        )
+        .await;
+
+    // Kill a worker whose script started under 0.6 s ago: it is asleep for ~0.9 s more, so
+    // it cannot have reported.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let victim = loop {
+        if let Some(i) = cluster.worker_mid_task(Duration::from_millis(600)) {
+            break i;
+        }
+        if Instant::now() >= deadline {
+            cluster.fail("no worker was seen starting a task within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let status = cluster.workers[victim].kill_hard();
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "worker ended by itself: {status:?}"
+    );
+
+    let job = cluster
+        .wait_job(&client, id, Duration::from_secs(90), "completed", |j| {
+            j.state == JobState::Completed
+        })
+        .await;
+    if job.chunks.failed_attempts < 1 || job.chunks.failed != 0 {
+        cluster.fail(&format!(
+            "the killed task should count as one retried attempt: {job:#?}"
+        ));
+    }
+    cluster.check_output(&client, &job, &expected).await;
+}
+
+/// The coordinator SIGKILLed mid-job and restarted on the same port and data directory: the
+/// worker processes ride it out, no validated chunk is lost, and the job completes with the
+/// exact output.
+#[tokio::test]
+async fn a_coordinator_killed_mid_job_and_restarted_finishes_the_job() {
+    let mut cluster = Cluster::start(3);
+    cluster.add_workers(2);
+    let client = cluster.client();
+    // 12 chunks of 5 lines, 0.4 s each, on 2 workers: ~2.5 s of work.
+    let lines = input_lines(60);
+    let expected = expected_output(&lines);
+    let id = submit_transform(&cluster, &client, join_lines(&lines), 5, 0.4).await;
+    let before = cluster
+        .wait_job(&client, id, Duration::from_secs(60), "3 chunks done", |j| {
+            j.chunks.done >= 3
+        })
+        .await;
+    if before.state == JobState::Completed || before.chunks.done >= 12 {
+        cluster.fail(&format!(
+            "the job finished before the coordinator could be killed: {before:#?}"
+        ));
+    }
+
+    cluster.kill_coordinator();
+    // Running scripts finish while it is away; their reports and new leases fail for now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.restart_coordinator();
+
+    let client = cluster.client();
+    let after = cluster
+        .wait_job(
+            &client,
+            id,
+            Duration::from_secs(30),
+            "answering after the restart",
+            |_| true,
+        )
+        .await;
+    if after.chunks.done < before.chunks.done {
+        cluster.fail(&format!(
+            "validated chunks were lost in the restart: {} done before, {} after: {after:#?}",
+            before.chunks.done, after.chunks.done
+        ));
+    }
+    let job = cluster
+        .wait_job(&client, id, Duration::from_secs(90), "completed", |j| {
+            j.state == JobState::Completed
+        })
+        .await;
+    assert_eq!(job.chunks.failed, 0, "{job:#?}");
+    cluster.check_output(&client, &job, &expected).await;
+    for i in 0..cluster.workers.len() {
+        if !cluster.workers[i].is_running() {
+            let name = cluster.workers[i].name.clone();
+            cluster.fail(&format!("worker {name} exited during the outage"));
+        }
+    }
+}
+
+/// `idlegrid run` with no coordinator configured starts a throw-away grid: a good script gives
+/// the exact output; a crashing, a hanging and a silent script fail the command with the
+/// reason on stderr and no output file.
+#[test]
+fn run_without_a_coordinator_uses_a_throw_away_grid_and_reports_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let lines = input_lines(1000);
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, join_lines(&lines)).unwrap();
+    let expected = expected_output(&lines);
+
+    let run = |name: &str, script: &str, extra: &[&str]| {
+        let output = dir.path().join(format!("{name}.out"));
+        let mut cmd = idlegrid(&home);
+        cmd.arg("run")
+            .arg(script_path(script))
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&output)
+            .args(["--local-workers", "2"])
+            .args(extra);
+        let finished = run_bounded(cmd, dir.path(), name, Duration::from_secs(90));
+        (finished, output)
+    };
+    let failing = |name: &str, script: &str, extra: &[&str], reason: &str| {
+        let started = Instant::now();
+        let (finished, output) = run(name, script, extra);
+        assert!(
+            !finished.status.success(),
+            "{name}: run succeeded: {}",
+            finished.describe()
+        );
+        assert!(
+            finished.stderr.contains("failed") && finished.stderr.contains(reason),
+            "{name}: stderr should say the job failed because of {reason:?}: {}",
+            finished.describe()
+        );
+        assert!(!output.exists(), "{name}: a failed job left an output file");
+        started.elapsed()
+    };
+
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let (finished, output) = run(
+                "ok",
+                "transform.py",
+                &[
+                    "--chunk-lines",
+                    "100",
+                    "--params",
+                    r#"{"chunk_lines": 100}"#,
+                ],
+            );
+            assert!(finished.status.success(), "ok: {}", finished.describe());
+            assert!(
+                finished.stderr.contains("throw-away"),
+                "ok: run should say it started a throw-away grid: {}",
+                finished.describe()
+            );
+            let actual = std::fs::read(&output).expect("ok: no output file");
+            if let Some(diff) = difference(&actual, &expected) {
+                panic!("ok: {diff}");
+            }
+        });
+        s.spawn(|| failing("crash", "crash.py", &[], "ZeroDivisionError"));
+        s.spawn(|| {
+            let took = failing(
+                "hang",
+                "hang.py",
+                &["--task-timeout", "2", "--max-attempts", "1"],
+                "timed out",
+            );
+            assert!(
+                took < Duration::from_secs(25),
+                "hang: a 2 s task timeout took {took:?} to fail the job"
+            );
+        });
+        s.spawn(|| failing("silent", "no_output.py", &[], "output/ is empty"));
+    });
+}
+
+/// `idlegrid local` runs a grid that `run`, `jobs`, `job` and `cancel` find through
+/// `$IDLEGRID_HOME/local.json`; SIGTERM stops it cleanly and removes the file.
+#[test]
+fn local_grid_serves_the_client_commands_until_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let log = dir.path().join("local.log");
+    let (mut local, _) = start_local(&home, &log, &["--workers", "2", "--port", "0"]);
+    let grid_file = home.join("local.json");
+
+    let client_cmd = |args: &[&str]| {
+        let name = args.join("-");
+        let mut cmd = idlegrid(&home);
+        cmd.args(args);
+        run_bounded(cmd, dir.path(), &name, Duration::from_secs(30))
+    };
+    let context = |what: &str, finished: &Finished| {
+        format!(
+            "{what}: {}\n--- local log ---\n{}",
+            finished.describe(),
+            tail(&log, 40)
+        )
+    };
+
+    let lines = input_lines(300);
+    let input = dir.path().join("input.txt");
+    let output = dir.path().join("output.txt");
+    std::fs::write(&input, join_lines(&lines)).unwrap();
+    let expected = expected_output(&lines);
+    let mut cmd = idlegrid(&home);
+    cmd.arg("run")
+        .arg(script_path("transform.py"))
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .args(["--chunk-lines", "50", "--params", r#"{"chunk_lines": 50}"#]);
+    let run = run_bounded(cmd, dir.path(), "run", Duration::from_secs(60));
+    assert!(run.status.success(), "{}", context("run", &run));
+    assert!(
+        !run.stderr.contains("throw-away"),
+        "{}",
+        context("run should use the local grid", &run)
+    );
+    let actual = std::fs::read(&output).expect("run wrote no output");
+    if let Some(diff) = difference(&actual, &expected) {
+        panic!("{diff}");
+    }
+    // "job N completed: ..."
+    let id: i64 = run
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "job")
+        .nth(1)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("{}", context("no job id in run's summary", &run)));
+
+    let jobs = client_cmd(&["jobs", "--json"]);
+    assert!(jobs.status.success(), "{}", context("jobs", &jobs));
+    let list: JobList = serde_json::from_str(&jobs.stdout)
+        .unwrap_or_else(|e| panic!("{}", context(&format!("jobs --json: {e}"), &jobs)));
+    assert!(
+        list.jobs
+            .iter()
+            .any(|j| j.id == JobId(id) && j.state == JobState::Completed),
+        "{}",
+        context(&format!("jobs should list job {id} as completed"), &jobs)
+    );
+
+    let id_arg = id.to_string();
+    let shown = client_cmd(&["job", &id_arg, "--json"]);
+    assert!(shown.status.success(), "{}", context("job", &shown));
+    let job: Job = serde_json::from_str(&shown.stdout)
+        .unwrap_or_else(|e| panic!("{}", context(&format!("job --json: {e}"), &shown)));
+    assert_eq!(job.state, JobState::Completed, "{job:#?}");
+    assert_eq!(
+        job.output.map(|o| o.sha256),
+        Some(sha256_bytes(&expected)),
+        "job's output hash"
+    );
+
+    let cancel = client_cmd(&["cancel", &id_arg]);
+    assert!(
+        !cancel.status.success() && cancel.stderr.contains("already completed"),
+        "{}",
+        context("cancelling a completed job should fail saying so", &cancel)
+    );
+
+    local.signal(Signal::SIGTERM);
+    let status = local
+        .wait_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|| {
+            panic!(
+                "idlegrid local ignored SIGTERM for 30 s\n{}",
+                tail(&log, 40)
+            )
+        });
+    assert!(
+        status.success(),
+        "idlegrid local exited with {status:?} on SIGTERM\n{}",
+        tail(&log, 40)
+    );
+    assert!(
+        !grid_file.exists(),
+        "idlegrid local left {} behind",
+        grid_file.display()
+    );
+    let jobs = client_cmd(&["jobs"]);
+    assert!(
+        !jobs.status.success() && jobs.stderr.contains("no coordinator"),
+        "{}",
+        context("jobs with no grid running should fail", &jobs)
+    );
+}
+
+/// `idlegrid serve` stops on SIGTERM even while a customer follows a running job's events, as
+/// `idlegrid run` does for as long as its job runs.
+#[tokio::test]
+async fn serve_stops_on_sigterm_while_a_client_follows_a_running_job() {
+    let mut cluster = Cluster::start(3);
+    let client = cluster.client();
+    // No workers: the job stays queued.
+    let id = submit_transform(&cluster, &client, join_lines(&input_lines(10)), 5, 0.0).await;
+    let events = client.job_events(id).await;
+    let mut events = Box::pin(events.unwrap_or_else(|e| cluster.fail(&format!("events: {e}"))));
+    match tokio::time::timeout(Duration::from_secs(10), events.next()).await {
+        Ok(Some(Ok(job))) if !job.state.is_terminal() => {}
+        other => cluster.fail(&format!("no first event of a running job: {other:?}")),
+    }
+
+    cluster.coordinator.signal(Signal::SIGTERM);
+    match cluster.coordinator.wait_timeout(Duration::from_secs(10)) {
+        Some(status) if status.success() => {}
+        Some(status) => cluster.fail(&format!("serve exited with {status:?} on SIGTERM")),
+        None => cluster.fail(
+            "idlegrid serve was still running 10 s after SIGTERM while a client followed a \
+             running job's events (GET /v1/jobs/{id}/events)",
+        ),
+    }
+    drop(events);
+}
+
+/// Stopping `idlegrid local` lets a running task finish and report to the grid's coordinator
+/// before the coordinator stops: the stop is prompt and loses no work.
+#[tokio::test]
+async fn stopping_a_local_grid_lets_running_tasks_report_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let log = dir.path().join("local.log");
+    let args = ["--workers", "1", "--port", "0", "--lease-secs", "2"];
+    let (mut local, record) = start_local(&home, &log, &args);
+    let client = local_client(&record);
+    let lines = input_lines(5);
+    let expected = expected_output(&lines);
+    // One chunk whose script takes 2 s: well within the workers' 10 s drain.
+    let runs_log = dir.path().join("runs.log");
+    let params = serde_json::json!({"chunk_lines": 5, "sleep": 2.0, "runs_log": runs_log});
+    let id = try_submit_transform(&client, join_lines(&lines), 5, params)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", tail(&log, 40)));
+
+    let scratch = home.join("local/workers/0/scratch");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_dir(&scratch)
+        .map(|entries| entries.flatten().any(|e| e.path().join("started").exists()))
+        .unwrap_or(false)
+    {
+        if Instant::now() >= deadline {
+            panic!(
+                "the task never started in {}\n{}",
+                scratch.display(),
+                tail(&log, 40)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    local.signal(Signal::SIGTERM);
+    let signalled = Instant::now();
+    let status = local
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|| {
+            panic!(
+                "idlegrid local ignored SIGTERM for 60 s\n{}",
+                tail(&log, 40)
+            )
+        });
+    let took = signalled.elapsed();
+
+    // Start the grid again on the same data and see what the first one recorded.
+    let (_local, record) = start_local(&home, &log, &args);
+    let client = local_client(&record);
+    let job = wait_job(
+        &client,
+        id,
+        Duration::from_secs(60),
+        "completed",
+        |j| j.state == JobState::Completed,
+        || tail(&log, 60),
+    )
+    .await;
+    let mut problems = Vec::new();
+    if !status.success() {
+        problems.push(format!("idlegrid local exited with {status:?} on SIGTERM"));
+    }
+    if took > Duration::from_secs(8) {
+        problems.push(format!(
+            "idlegrid local took {took:.1?} to stop on SIGTERM, though its one task needed \
+             under 2 s more"
+        ));
+    }
+    let runs = std::fs::read_to_string(&runs_log).unwrap_or_default();
+    if runs.lines().count() != 1 || job.chunks.failed_attempts != 0 {
+        problems.push(format!(
+            "the task that finished during the stop was not recorded: it ran {} times \
+             ({} failed attempts)",
+            runs.lines().count(),
+            job.chunks.failed_attempts
+        ));
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\n{job:#?}\n--- local log ---\n{}",
+        problems.join("\n"),
+        tail(&log, 60)
+    );
+    let path = dir.path().join("output.txt");
+    let sha = job
+        .output
+        .as_ref()
+        .map(|o| o.sha256.clone())
+        .unwrap_or_default();
+    client
+        .download_output(id, &path, &sha)
+        .await
+        .unwrap_or_else(|e| panic!("download: {e}"));
+    if let Some(diff) = difference(&std::fs::read(&path).unwrap(), &expected) {
+        panic!("{diff}");
+    }
+}
+
+/// `idlegrid bench dispatch` runs end to end and reports sane figures (not a timing test).
+#[test]
+fn bench_dispatch_smoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = idlegrid(dir.path());
+    cmd.args(["bench", "dispatch", "--tasks", "3000", "--workers", "4"])
+        .args(["--batch", "50", "--json"]);
+    let bench = run_bounded(cmd, dir.path(), "bench", Duration::from_secs(120));
+    assert!(bench.status.success(), "{}", bench.describe());
+    let figures: serde_json::Value = serde_json::from_str(&bench.stdout)
+        .unwrap_or_else(|e| panic!("bench printed no JSON ({e}): {}", bench.describe()));
+    let number = |pointer: &str| {
+        figures
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or_else(|| panic!("no number at {pointer} in {figures:#}"))
+    };
+    assert_eq!(number("/tasks"), 3000.0, "{figures:#}");
+    assert_eq!(figures["output_verified"], true, "{figures:#}");
+    for pointer in [
+        "/lifecycles_per_sec",
+        "/lease_latency_ms/p50",
+        "/lease_latency_ms/p99",
+        "/lease_latency_ms/max",
+        "/coordinator_rss_queued_mib",
+        "/coordinator_peak_rss_mib",
+    ] {
+        let value = number(pointer);
+        assert!(
+            value.is_finite() && value > 0.0,
+            "{pointer} = {value}: {figures:#}"
+        );
+    }
+    let (p50, p99, max) = (
+        number("/lease_latency_ms/p50"),
+        number("/lease_latency_ms/p99"),
+        number("/lease_latency_ms/max"),
+    );
+    assert!(p50 <= p99 && p99 <= max, "latency order: {figures:#}");
+    assert!(
+        number("/coordinator_peak_rss_mib") >= number("/coordinator_rss_queued_mib"),
+        "peak RSS below the queued RSS: {figures:#}"
+    );
+}

@@ -1,0 +1,3 @@
+import os
+print("about to fail")
+1 / 0

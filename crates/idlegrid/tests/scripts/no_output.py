@@ -1,0 +1,3 @@
+# Exits 0 and writes nothing into output/.
+import os
+os.listdir("input")
