@@ -233,6 +233,8 @@ pub struct JobArgs {
 pub enum BenchCommand {
     /// Task dispatch throughput and lease latency of a coordinator over real HTTP.
     Dispatch(bench::DispatchArgs),
+    /// A video through the local grid against one plain ffmpeg process.
+    Transcode(bench::TranscodeArgs),
 }
 
 /// Runs the parsed command.
@@ -247,5 +249,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Job(args) => customer::job(args).await,
         Command::Cancel(args) => customer::cancel(args).await,
         Command::Bench(BenchCommand::Dispatch(args)) => bench::dispatch(args).await,
+        Command::Bench(BenchCommand::Transcode(args)) => bench::transcode(args).await,
     }
 }

@@ -1,0 +1,388 @@
+//! `idlegrid bench transcode`: one clip through the local grid and through one plain `ffmpeg`
+//! process with the same settings using all cores. Prints both wall times and their ratio,
+//! frame counts, PSNR of each against the source (frames aligned by index) and sizes, and a
+//! model of the speed-up with W remote devices built from the measured phases.
+
+use crate::cli::CoordinatorArgs;
+use crate::local::LocalGrid;
+use anyhow::Context;
+use clap::Args;
+use idlegrid_api::JobState;
+use idlegrid_api::jobs::{CreateJob, Preferences};
+use idlegrid_client::Client;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct TranscodeArgs {
+    /// Source clip; default: a generated test clip of --seconds at --size, 30 fps, with audio.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Length of the generated clip, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u32,
+    /// Size of the generated clip.
+    #[arg(long, default_value = "1920x1080")]
+    pub size: String,
+    /// Constant rate factor for both encodes.
+    #[arg(long, default_value_t = 23)]
+    pub crf: u8,
+    /// x264 preset for both encodes.
+    #[arg(long, default_value = "medium")]
+    pub x264_preset: String,
+    /// Seconds of video per chunk.
+    #[arg(long, default_value_t = 10.0)]
+    pub chunk_seconds: f64,
+    /// Workers of the local grid (default: the number of cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One encode's figures.
+#[derive(Debug, Serialize)]
+pub struct Encode {
+    /// Wall time, seconds.
+    pub wall_secs: f64,
+    /// Output size, bytes.
+    pub bytes: u64,
+    /// Frames counted in the output.
+    pub frames: u64,
+    /// Average PSNR against the source, dB.
+    pub psnr_db: f64,
+}
+
+/// Modelled grid time with W devices.
+#[derive(Debug, Serialize)]
+pub struct Modelled {
+    /// Devices.
+    pub devices: u32,
+    /// plain / W + split + stitch, seconds.
+    pub ideal_secs: f64,
+    /// The same with no more devices than video chunks helping, seconds.
+    pub chunk_bound_secs: f64,
+    /// plain time / chunk-bound time.
+    pub speedup: f64,
+}
+
+/// The measured figures.
+#[derive(Debug, Serialize)]
+pub struct TranscodeFigures {
+    /// Source frames (counted).
+    pub source_frames: u64,
+    /// Video chunks the grid made.
+    pub video_chunks: u64,
+    /// Local grid workers.
+    pub workers: usize,
+    /// The grid's encode (upload → completed → downloaded).
+    pub grid: Encode,
+    /// One ffmpeg process.
+    pub plain: Encode,
+    /// grid wall / plain wall.
+    pub wall_ratio: f64,
+    /// grid PSNR − plain PSNR, dB.
+    pub psnr_delta_db: f64,
+    /// grid size / plain size − 1.
+    pub size_delta: f64,
+    /// Seconds from `run` until the job left `partitioning` (probe + split + chunk upload).
+    pub split_secs: f64,
+    /// Seconds the job spent `assembling` (join, mux, final checks).
+    pub stitch_secs: f64,
+    /// Whether both outputs have every source frame.
+    pub frame_exact: bool,
+    /// Speed-up model for W remote devices.
+    pub model: Vec<Modelled>,
+}
+
+fn ffmpeg(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("ffmpeg")
+        .args(args)
+        .output()
+        .context("cannot run ffmpeg (is FFmpeg installed?)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn count_frames(path: &Path) -> anyhow::Result<u64> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_packets",
+            "-show_entries",
+        ])
+        .args(["stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .context("cannot run ffprobe")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .trim_end_matches(',')
+        .parse()
+        .with_context(|| format!("ffprobe could not count frames of {}", path.display()))
+}
+
+fn psnr(output: &Path, source: &Path) -> anyhow::Result<f64> {
+    let log = ffmpeg(&[
+        "-nostdin",
+        "-i",
+        &output.to_string_lossy(),
+        "-i",
+        &source.to_string_lossy(),
+        "-lavfi",
+        "[0:v]settb=1/30,setpts=N[a];[1:v]settb=1/30,setpts=N[b];[a][b]psnr",
+        "-f",
+        "null",
+        "-",
+    ])?;
+    let average = log
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("average:"))
+        .context("ffmpeg printed no PSNR")?;
+    Ok(if average == "inf" {
+        100.0
+    } else {
+        average.parse()?
+    })
+}
+
+pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
+    let dir = tempfile::tempdir()?;
+    let source = match &args.input {
+        Some(path) => path.clone(),
+        None => {
+            let path = dir.path().join("source.mp4");
+            if !args.json {
+                eprintln!("making a {} s {} test clip", args.seconds, args.size);
+            }
+            let video = format!(
+                "testsrc2=size={}:rate=30:duration={}",
+                args.size, args.seconds
+            );
+            let audio = format!("sine=frequency=440:duration={}", args.seconds);
+            ffmpeg(&[
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                &video,
+                "-f",
+                "lavfi",
+                "-i",
+                &audio,
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-crf",
+                "12",
+                "-g",
+                "60",
+                "-c:a",
+                "aac",
+                "-shortest",
+                &path.to_string_lossy(),
+            ])?;
+            path
+        }
+    };
+    let source_frames = count_frames(&source)?;
+    let crf = args.crf.to_string();
+
+    // One plain ffmpeg process, all cores.
+    let plain_out = dir.path().join("plain.mp4");
+    if !args.json {
+        eprintln!("encoding with one ffmpeg process");
+    }
+    let started = Instant::now();
+    ffmpeg(&[
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        &source.to_string_lossy(),
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0?",
+        "-c:v",
+        "libx264",
+        "-preset",
+        &args.x264_preset,
+        "-crf",
+        &crf,
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        "-ac",
+        "2",
+        "-ar",
+        "48000",
+        "-movflags",
+        "+faststart",
+        &plain_out.to_string_lossy(),
+    ])?;
+    let plain_wall = started.elapsed().as_secs_f64();
+
+    // The local grid.
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    if !args.json {
+        eprintln!("encoding on a local grid with {workers} workers");
+    }
+    let grid_dir = dir.path().join("grid");
+    let grid = LocalGrid::start(&grid_dir, 0, workers, &CoordinatorArgs::default()).await?;
+    let client = Client::new(&grid.url, &grid.credentials.api_key)?;
+    let grid_out = dir.path().join("grid.mp4");
+    let started = Instant::now();
+    let job = client
+        .create_job(&CreateJob {
+            app: "video-transcode".into(),
+            params: serde_json::json!({"crf": args.crf, "x264_preset": args.x264_preset}),
+            script: None,
+            chunk_lines: None,
+            chunk_seconds: Some(args.chunk_seconds),
+            preferences: Preferences::default(),
+        })
+        .await?;
+    client.upload_input_file(job.id, &source).await?;
+    let submitted = Instant::now();
+    client.run_job(job.id).await?;
+    let (mut split_done, mut stitch_start) = (None, None);
+    let finished = loop {
+        let status = client.job(job.id).await?;
+        if split_done.is_none()
+            && !matches!(status.state, JobState::Submitted | JobState::Partitioning)
+        {
+            split_done = Some(submitted.elapsed());
+        }
+        if stitch_start.is_none()
+            && matches!(status.state, JobState::Assembling | JobState::Completed)
+        {
+            stitch_start = Some(submitted.elapsed());
+        }
+        if status.state.is_terminal() {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let stitch_end = submitted.elapsed();
+    anyhow::ensure!(
+        finished.state == JobState::Completed,
+        "the grid job {}: {:?}",
+        finished.state,
+        finished.error
+    );
+    let sha = finished
+        .output
+        .as_ref()
+        .map(|o| o.sha256.clone())
+        .unwrap_or_default();
+    client.download_output(job.id, &grid_out, &sha).await?;
+    let grid_wall = started.elapsed().as_secs_f64();
+    grid.stop().await?;
+
+    let encode = |path: &Path, wall: f64| -> anyhow::Result<Encode> {
+        Ok(Encode {
+            wall_secs: wall,
+            bytes: std::fs::metadata(path)?.len(),
+            frames: count_frames(path)?,
+            psnr_db: psnr(path, &source)?,
+        })
+    };
+    let grid_figures = encode(&grid_out, grid_wall)?;
+    let plain = encode(&plain_out, plain_wall)?;
+    let split = split_done.unwrap_or_default().as_secs_f64();
+    let stitch = (stitch_end - stitch_start.unwrap_or(stitch_end)).as_secs_f64();
+    let video_chunks = finished
+        .facts
+        .as_ref()
+        .and_then(|f| f["video_chunks"].as_u64())
+        .unwrap_or(1);
+    let model = [1u32, 2, 4, 8, 16, 32, 64]
+        .into_iter()
+        .map(|w| {
+            let ideal = plain_wall / f64::from(w) + split + stitch;
+            let bound = plain_wall / f64::from(w).min(video_chunks as f64) + split + stitch;
+            Modelled {
+                devices: w,
+                ideal_secs: ideal,
+                chunk_bound_secs: bound,
+                speedup: plain_wall / bound,
+            }
+        })
+        .collect();
+    let figures = TranscodeFigures {
+        source_frames,
+        video_chunks,
+        workers,
+        wall_ratio: grid_figures.wall_secs / plain.wall_secs,
+        psnr_delta_db: grid_figures.psnr_db - plain.psnr_db,
+        size_delta: grid_figures.bytes as f64 / plain.bytes as f64 - 1.0,
+        frame_exact: grid_figures.frames == source_frames && plain.frames == source_frames,
+        grid: grid_figures,
+        plain,
+        split_secs: split,
+        stitch_secs: stitch,
+        model,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&figures)?);
+    } else {
+        let f = &figures;
+        println!(
+            "transcode benchmark: {} frames, {} video chunks, {} local workers",
+            f.source_frames, f.video_chunks, f.workers
+        );
+        println!(
+            "  {:<8} {:>9} {:>12} {:>8} {:>10}",
+            "", "wall s", "bytes", "frames", "PSNR dB"
+        );
+        for (name, e) in [("grid", &f.grid), ("ffmpeg", &f.plain)] {
+            println!(
+                "  {name:<8} {:>9.2} {:>12} {:>8} {:>10.3}",
+                e.wall_secs, e.bytes, e.frames, e.psnr_db
+            );
+        }
+        println!(
+            "  grid/plain wall time {:.3}, PSNR {:+.3} dB, size {:+.2}%, frame-exact {}",
+            f.wall_ratio,
+            f.psnr_delta_db,
+            f.size_delta * 100.0,
+            f.frame_exact
+        );
+        println!(
+            "  split {:.2} s, stitch {:.2} s",
+            f.split_secs, f.stitch_secs
+        );
+        println!(
+            "  model with W remote devices (plain/W + split + stitch; at most one device per chunk helps):"
+        );
+        for m in &f.model {
+            println!(
+                "    W={:<3} ideal {:>7.2} s   chunk-bound {:>7.2} s   speed-up {:>5.2}x",
+                m.devices, m.ideal_secs, m.chunk_bound_secs, m.speedup
+            );
+        }
+    }
+    Ok(if figures.frame_exact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
