@@ -70,7 +70,7 @@ fn frames(stream: &serde_json::Value) -> u64 {
 }
 
 /// Average PSNR of `output` against `source` scaled to the output's size, frames aligned by
-/// index.
+/// index, both as coded (rotation metadata is checked separately).
 fn psnr(output: &Path, source: &Path, width: u64, height: u64) -> f64 {
     let graph = format!(
         "[0:v]settb=1/30,setpts=N[a];[1:v]scale={width}:{height}:flags=bicubic,format=yuv420p,settb=1/30,setpts=N[b];[a][b]psnr"
@@ -79,8 +79,10 @@ fn psnr(output: &Path, source: &Path, width: u64, height: u64) -> f64 {
         "ffmpeg",
         &[
             "-nostdin",
+            "-noautorotate",
             "-i",
             &output.to_string_lossy(),
+            "-noautorotate",
             "-i",
             &source.to_string_lossy(),
             "-lavfi",
@@ -449,4 +451,198 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
         .unwrap();
     assert_eq!(frames(&probe(&output).video), frames(&probe(&source).video));
     assert!(psnr(&output, &source, 320, 240) > 35.0);
+}
+
+/// Transcodes `source` with the given extra arguments and checks the output has every source
+/// frame, is H.264, and looks like the source; returns (stdout, output probe).
+fn transcode_checked(dir: &Path, source: &Path, extra: &[&str], min_psnr: f64) -> (String, Probe) {
+    let output = dir.join("out.mp4");
+    let (ok, stdout, stderr) = transcode(dir, source, &output, extra);
+    assert!(ok, "transcoding {} failed: {stderr}", source.display());
+    let (src, out) = (probe(source), probe(&output));
+    assert_eq!(
+        frames(&out.video),
+        frames(&src.video),
+        "{}",
+        source.display()
+    );
+    assert_eq!(out.video["codec_name"], "h264");
+    let (w, h) = (
+        out.video["width"].as_u64().unwrap(),
+        out.video["height"].as_u64().unwrap(),
+    );
+    let quality = psnr(&output, source, w, h);
+    assert!(
+        quality > min_psnr,
+        "{}: PSNR {quality} dB",
+        source.display()
+    );
+    (stdout, out)
+}
+
+#[test]
+fn hevc_in_mp4_with_b_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "hevc.mp4",
+        "testsrc2=size=320x240:rate=30:duration=4",
+        Some("sine=frequency=500:duration=4"),
+        &[
+            "-c:v",
+            "libx265",
+            "-x265-params",
+            "keyint=30:bframes=4:log-level=error",
+            "-tag:v",
+            "hvc1",
+            "-c:a",
+            "aac",
+        ],
+    );
+    transcode_checked(dir.path(), &source, &["--chunk-seconds", "1"], 33.0);
+}
+
+#[test]
+fn mpeg4_part2_and_open_gop_h264_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let mpeg4 = clip(
+        dir.path(),
+        "mpeg4.mp4",
+        "testsrc2=size=352x288:rate=25:duration=4",
+        None,
+        &["-c:v", "mpeg4", "-q:v", "3", "-g", "25", "-bf", "2"],
+    );
+    transcode_checked(dir.path(), &mpeg4, &["--chunk-seconds", "1"], 30.0);
+    let open_gop = clip(
+        dir.path(),
+        "open.mkv",
+        "testsrc2=size=320x240:rate=30:duration=4",
+        None,
+        &[
+            "-c:v",
+            "libx264",
+            "-x264-params",
+            "open-gop=1:keyint=30:bframes=3",
+        ],
+    );
+    transcode_checked(dir.path(), &open_gop, &["--chunk-seconds", "1"], 33.0);
+}
+
+#[test]
+fn webm_vp9_opus_shorter_than_one_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "short.webm",
+        "testsrc2=size=320x240:rate=30:duration=1.5",
+        Some("sine=frequency=440:duration=1.5"),
+        &[
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-c:a",
+            "libopus",
+        ],
+    );
+    let (stdout, out) = transcode_checked(dir.path(), &source, &[], 30.0);
+    assert!(stdout.contains("1 video chunks"), "{stdout}");
+    assert_eq!(out.audio.unwrap()["codec_name"], "aac");
+}
+
+#[test]
+fn several_audio_tracks_keep_the_first_and_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("two-tracks.mkv");
+    sh(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30:duration=3",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=3",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=880:duration=3",
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-map",
+            "2",
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "aac",
+            &source.to_string_lossy(),
+        ],
+    );
+    let (stdout, out) = transcode_checked(dir.path(), &source, &[], 33.0);
+    assert!(
+        stdout.contains("2 audio streams: only the first is kept"),
+        "{stdout}"
+    );
+    assert!(out.audio.is_some());
+}
+
+#[test]
+fn rotation_metadata_is_carried_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let upright = clip(
+        dir.path(),
+        "upright.mp4",
+        "testsrc2=size=320x240:rate=30:duration=2",
+        None,
+        &["-c:v", "libx264"],
+    );
+    // FFmpeg 5.1 writes the rotate tag as a display matrix when it copies the stream.
+    let source = dir.path().join("rotated.mov");
+    sh(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            &upright.to_string_lossy(),
+            "-c",
+            "copy",
+            "-metadata:s:v:0",
+            "rotate=90",
+            &source.to_string_lossy(),
+        ],
+    );
+    let rotation = |path: &Path| {
+        let out = sh(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream_side_data=rotation",
+                "-of",
+                "csv=p=0",
+                &path.to_string_lossy(),
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let rotated = rotation(&source);
+    assert!(
+        !rotated.is_empty() && rotated != "0",
+        "the test clip carries a rotation"
+    );
+    let (stdout, _) = transcode_checked(dir.path(), &source, &[], 33.0);
+    assert!(stdout.contains("rotation"), "{stdout}");
+    assert_eq!(rotation(&dir.path().join("out.mp4")), rotated);
 }

@@ -75,7 +75,7 @@ impl Assembler for VideoAssembler {
         let rotation = facts["rotation"].as_i64().unwrap_or(0);
         if rotation != 0 {
             args.push("-metadata:s:v:0".into());
-            args.push(format!("rotate={}", (-rotation).rem_euclid(360)));
+            args.push(format!("rotate={}", rotation.rem_euclid(360)));
         }
         args.extend(["-movflags", "+faststart", "-f", "mp4"].map(String::from));
         args.push(out_arg);

@@ -3,7 +3,7 @@
 //! allow the wanted chunk length, otherwise frame-exactly through a lossless intermediate — and
 //! extracts the first audio stream as one more chunk, encoded once for the whole file.
 
-use super::probe::{self, Facts, count_packets, keyframes};
+use super::probe::{self, Facts, count_frames, count_packets, keyframes};
 use super::{VideoParams, fetch, scratch, store_file, tool};
 use crate::partitioner::{PartitionError, Partitioner};
 use async_trait::async_trait;
@@ -54,22 +54,35 @@ fn rejected(e: String) -> PartitionError {
     PartitionError::Rejected(e)
 }
 
-fn list_chunks(dir: &Path) -> Result<Vec<PathBuf>, PartitionError> {
+fn list_chunks(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut chunks: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| rejected(format!("splitting produced no chunks: {e}")))?
+        .map_err(|e| format!("splitting produced no chunks: {e}"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     chunks.sort();
     Ok(chunks)
 }
 
-/// Splits the video stream into `dir`; returns how it was split.
+/// Frames that decode from each chunk file in `dir`, in order.
+async fn decoded_frames(chunks: &[PathBuf]) -> Result<Vec<u64>, String> {
+    let mut counts = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        counts.push(count_frames(chunk).await?);
+    }
+    Ok(counts)
+}
+
+/// Splits the video stream into chunk files in `dir`, each with the frames it holds; returns
+/// the chunks and how they were made. A cut at a source keyframe by stream copy is used only if
+/// every frame still decodes from its chunk — with open GOPs or leading B-frames the frames
+/// before a cut's keyframe need the previous chunk, and the cut is redone frame-exactly through
+/// a lossless all-keyframe intermediate.
 async fn split_video(
     source: &Path,
     dir: &Path,
     facts: &Facts,
     target: f64,
-) -> Result<&'static str, String> {
+) -> Result<(Vec<(PathBuf, u64)>, &'static str), String> {
     let src = source.to_string_lossy();
     let pattern = dir.join("%05d.mkv");
     let pattern = pattern.to_string_lossy();
@@ -108,7 +121,14 @@ async fn split_video(
             ],
         )
         .await?;
-        return Ok("keyframes");
+        let chunks = list_chunks(dir)?;
+        let frames = decoded_frames(&chunks).await?;
+        if frames.iter().sum::<u64>() == facts.frames {
+            return Ok((chunks.into_iter().zip(frames).collect(), "keyframes"));
+        }
+        for chunk in &chunks {
+            std::fs::remove_file(chunk).map_err(|e| e.to_string())?;
+        }
     }
     let target_s = format!("{target}");
     let force = format!("expr:gte(t,n_forced*{target})");
@@ -147,7 +167,16 @@ async fn split_video(
         ],
     )
     .await?;
-    Ok("exact (lossless intermediate: source keyframes too sparse)")
+    let chunks = list_chunks(dir)?;
+    // The intermediate has no B-frames and starts every chunk on a keyframe: packets are frames.
+    let mut frames = Vec::with_capacity(chunks.len());
+    for chunk in &chunks {
+        frames.push(count_packets(chunk).await?);
+    }
+    Ok((
+        chunks.into_iter().zip(frames).collect(),
+        "exact frames (lossless intermediate: the source's keyframes do not allow clean cuts)",
+    ))
 }
 
 #[async_trait]
@@ -181,16 +210,15 @@ impl Partitioner for VideoPartitioner {
         std::fs::create_dir_all(&chunks_dir).map_err(|e| {
             PartitionError::Storage(idlegrid_storage::StorageError::Backend(e.to_string()))
         })?;
-        let split = split_video(&source, &chunks_dir, &facts, target)
+        let (chunks, split) = split_video(&source, &chunks_dir, &facts, target)
             .await
             .map_err(|e| rejected(format!("splitting the video failed: {e}")))?;
-        let chunks = list_chunks(&chunks_dir)?;
         let (width, height) = params.target_size(facts.width, facts.height);
         let encoder = serde_json::to_value(&params.encoder).unwrap_or_default();
         let mut tasks = Vec::with_capacity(chunks.len() + 1);
         let mut counted = 0;
-        for (index, chunk) in chunks.iter().enumerate() {
-            let frames = count_packets(chunk).await.map_err(rejected)?;
+        for (index, (chunk, frames)) in chunks.iter().enumerate() {
+            let frames = *frames;
             counted += frames;
             let key = format!("jobs/{}/chunks/{index:05}.mkv", job.id);
             let stored = store_file(blobs, &key, chunk).await?;

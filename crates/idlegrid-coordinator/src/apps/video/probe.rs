@@ -100,27 +100,9 @@ pub async fn probe(path: &Path) -> Result<Facts, String> {
         .unwrap_or(0.0) as i32;
     let avg = ratio(video.get("avg_frame_rate"));
     let real = ratio(video.get("r_frame_rate"));
-    let counted = tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_frames",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-            &file,
-        ],
-    )
-    .await
-    .map_err(|e| format!("the video does not decode cleanly ({e})"))?;
-    let frames: u64 =
-        counted.trim().trim_end_matches(',').parse().map_err(|_| {
-            format!("could not count the video's frames (ffprobe said {counted:?})")
-        })?;
+    let frames = count_frames(path)
+        .await
+        .map_err(|e| format!("the video does not decode cleanly ({e})"))?;
     if frames == 0 {
         return Err("the video stream has no frames".into());
     }
@@ -199,4 +181,28 @@ pub async fn count_packets(path: &Path) -> Result<u64, String> {
         .trim_end_matches(',')
         .parse()
         .map_err(|_| format!("could not count packets (ffprobe said {out:?})"))
+}
+
+/// Frames of the first video stream that decode, counted by decoding.
+pub async fn count_frames(path: &Path) -> Result<u64, String> {
+    let out = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            &path.to_string_lossy(),
+        ],
+    )
+    .await?;
+    out.trim()
+        .trim_end_matches(',')
+        .parse()
+        .map_err(|_| format!("could not count frames (ffprobe said {out:?})"))
 }
