@@ -665,3 +665,60 @@ fn rotation_metadata_is_carried_over() {
     assert!(stdout.contains("rotation"), "{stdout}");
     assert_eq!(rotation(&dir.path().join("out.mp4")), rotated);
 }
+
+#[test]
+fn a_variable_frame_rate_is_made_constant_at_the_average_and_the_job_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    // 90 frames at 30 fps with a 0.7 s pause after frame 45: 3.7 s, 24.3 fps on average.
+    let source = clip(
+        dir.path(),
+        "vfr.mp4",
+        "testsrc2=size=320x240:rate=30:duration=3",
+        None,
+        &[
+            "-vf",
+            "setpts='if(gte(N,45),PTS+0.7/TB,PTS)'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+        ],
+    );
+    let output = dir.path().join("out.mp4");
+    let (ok, stdout, stderr) = transcode(dir.path(), &source, &output, &["--chunk-seconds", "1"]);
+    assert!(ok, "transcode failed: {stderr}");
+    assert!(
+        stdout.contains("made constant at the average, 24.324 fps"),
+        "{stdout}"
+    );
+    let out = sh(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-count_frames",
+            "-show_entries",
+            "stream=r_frame_rate,avg_frame_rate,nb_read_frames",
+            "-of",
+            "json",
+            &output.to_string_lossy(),
+        ],
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stream = &info["streams"][0];
+    let rate = |name: &str| {
+        let (n, d) = stream[name].as_str().unwrap().split_once('/').unwrap();
+        n.parse::<f64>().unwrap() / d.parse::<f64>().unwrap()
+    };
+    // Constant up to the chunks' millisecond timestamps.
+    for name in ["r_frame_rate", "avg_frame_rate"] {
+        assert!((rate(name) - 24.324).abs() < 0.05, "{name}: {stream}");
+    }
+    let frames: u64 = stream["nb_read_frames"].as_str().unwrap().parse().unwrap();
+    assert!(
+        (88..=93).contains(&frames),
+        "3.7 s at 24.3 fps is about 90 frames, got {frames}"
+    );
+}

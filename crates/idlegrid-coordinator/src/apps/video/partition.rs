@@ -91,7 +91,13 @@ async fn split_video(
     let pattern = dir.join("%05d.mkv");
     let pattern = pattern.to_string_lossy();
     let marks = keyframes(source).await?;
-    if let Some(cuts) = keyframe_cuts(&marks, facts.duration, target) {
+    // A variable frame rate is made constant at the average by the frame-exact cut below.
+    let cuts = if facts.variable_frame_rate {
+        None
+    } else {
+        keyframe_cuts(&marks, facts.duration, target)
+    };
+    if let Some(cuts) = cuts {
         let times: Vec<String> = cuts.iter().map(|c| format!("{c:.6}")).collect();
         let times = if times.is_empty() {
             format!("{}", facts.duration + 1.0)
@@ -136,51 +142,57 @@ async fn split_video(
     }
     let target_s = format!("{target}");
     let force = format!("expr:gte(t,n_forced*{target})");
-    tool(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-i",
-            &src,
-            "-map",
-            "0:v:0",
-            "-an",
-            "-sn",
-            "-dn",
-            "-c:v",
-            "libx264",
-            "-qp",
-            "0",
-            "-preset",
-            "ultrafast",
-            "-force_key_frames",
-            &force,
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "segment",
-            "-segment_time",
-            &target_s,
-            "-reset_timestamps",
-            "1",
-            "-segment_format",
-            "matroska",
-            &pattern,
-        ],
-    )
-    .await?;
+    let rate = format!("{:.6}", facts.fps);
+    let mut args = vec![
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        &src,
+        "-map",
+        "0:v:0",
+        "-an",
+        "-sn",
+        "-dn",
+        "-c:v",
+        "libx264",
+        "-qp",
+        "0",
+        "-preset",
+        "ultrafast",
+        "-force_key_frames",
+        &force,
+    ];
+    if facts.variable_frame_rate {
+        // Made constant at the average rate: frames are duplicated or dropped to fit.
+        args.extend(["-fps_mode", "cfr", "-r", &rate]);
+    } else {
+        args.extend(["-fps_mode", "passthrough"]);
+    }
+    args.extend([
+        "-f",
+        "segment",
+        "-segment_time",
+        &target_s,
+        "-reset_timestamps",
+        "1",
+        "-segment_format",
+        "matroska",
+        &pattern,
+    ]);
+    tool("ffmpeg", &args).await?;
     let chunks = list_chunks(dir)?;
     // The intermediate has no B-frames and starts every chunk on a keyframe: packets are frames.
     let mut frames = Vec::with_capacity(chunks.len());
     for chunk in &chunks {
         frames.push(count_packets(chunk).await?);
     }
-    Ok((
-        chunks.into_iter().zip(frames).collect(),
-        "exact frames (lossless intermediate: the source's keyframes do not allow clean cuts)",
-    ))
+    let how = if facts.variable_frame_rate {
+        "exact frames (lossless intermediate at a constant frame rate)"
+    } else {
+        "exact frames (lossless intermediate: the source's keyframes do not allow clean cuts)"
+    };
+    Ok((chunks.into_iter().zip(frames).collect(), how))
 }
 
 #[async_trait]
@@ -209,7 +221,7 @@ impl Partitioner for VideoPartitioner {
         let dir = scratch()?;
         let source = dir.path().join("source");
         fetch(blobs, &input.key, &source).await?;
-        let facts = probe::probe(&source).await.map_err(rejected)?;
+        let mut facts = probe::probe(&source).await.map_err(rejected)?;
         let chunks_dir = dir.path().join("chunks");
         std::fs::create_dir_all(&chunks_dir).map_err(|e| {
             PartitionError::Storage(idlegrid_storage::StorageError::Backend(e.to_string()))
@@ -221,6 +233,7 @@ impl Partitioner for VideoPartitioner {
         let encoder = serde_json::to_value(&params.encoder).unwrap_or_default();
         let mut tasks = Vec::with_capacity(chunks.len() + 1);
         let mut counted: u64 = 0;
+        let mut notes = Vec::new();
         for (index, (chunk, frames)) in chunks.iter().enumerate() {
             let frames = *frames;
             counted += frames;
@@ -237,13 +250,18 @@ impl Partitioner for VideoPartitioner {
                 })),
             });
         }
-        if counted != facts.frames {
+        if facts.variable_frame_rate {
+            notes.push(format!(
+                "variable frame rate: made constant at the average, {:.3} fps ({counted} frames from the source's {})",
+                facts.fps, facts.frames
+            ));
+            facts.frames = counted;
+        } else if counted != facts.frames {
             return Err(rejected(format!(
                 "the video is damaged or truncated: {counted} of its {} frames decode",
                 facts.frames
             )));
         }
-        let mut notes = Vec::new();
         if facts.audio_streams > 0 {
             let audio = dir.path().join("audio.mka");
             tool(
@@ -287,9 +305,6 @@ impl Partitioner for VideoPartitioner {
             }
         } else {
             notes.push("the input has no audio: neither has the output".to_string());
-        }
-        if facts.variable_frame_rate {
-            notes.push("variable frame rate: every frame and its timing are kept".to_string());
         }
         if facts.rotation != 0 {
             notes.push(format!(
