@@ -172,8 +172,12 @@ pub struct TranscodeArgs {
     /// The video to transcode (MP4, MKV, MOV, WebM, ...).
     pub input: PathBuf,
     /// Where to write the MP4.
-    #[arg(short, long)]
-    pub output: PathBuf,
+    #[arg(short, long, required_unless_present = "hls")]
+    pub output: Option<PathBuf>,
+    /// Write HLS into this directory instead: a rendition ladder (every standard height up to
+    /// the output's) with `master.m3u8`.
+    #[arg(long, conflicts_with = "output")]
+    pub hls: Option<PathBuf>,
     /// Output preset: 1080p, 720p, 480p, 360p or source (never upscales).
     #[arg(long)]
     pub preset: Option<String>,

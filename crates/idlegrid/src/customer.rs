@@ -56,6 +56,13 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     set("bitrate", args.bitrate.map(Into::into));
     set("x264_preset", args.x264_preset.map(Into::into));
     set("audio_bitrate", args.audio_bitrate.map(Into::into));
+    set("hls", args.hls.as_ref().map(|_| true.into()));
+    // HLS arrives as a tar archive of playlists and segments, unpacked into the directory.
+    let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
+    let output = match (&args.output, &args.hls) {
+        (Some(path), _) => path.clone(),
+        (None, _) => scratch.path().join("hls.tar"),
+    };
     let request = CreateJob {
         app: "video-transcode".into(),
         params: serde_json::Value::Object(params),
@@ -67,12 +74,23 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     let submission = Submission {
         request,
         input: &args.input,
-        output: &args.output,
+        output: &output,
         json: args.json,
         local_workers: args.local_workers,
         target: &args.target,
     };
-    submission.submit().await
+    let code = submission.submit().await?;
+    if let (Some(dir), true) = (&args.hls, code == ExitCode::SUCCESS) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let archive = std::fs::File::open(&output).context("opening the HLS archive")?;
+        tar::Archive::new(archive)
+            .unpack(dir)
+            .with_context(|| format!("unpacking the HLS output into {}", dir.display()))?;
+        if !args.json {
+            println!("HLS written to {}", dir.join("master.m3u8").display());
+        }
+    }
+    Ok(code)
 }
 
 /// A job to create, feed, follow and collect.

@@ -722,3 +722,111 @@ fn a_variable_frame_rate_is_made_constant_at_the_average_and_the_job_says_so() {
         "3.7 s at 24.3 fps is about 90 frames, got {frames}"
     );
 }
+
+#[test]
+fn hls_output_is_a_ladder_of_aligned_renditions_with_a_master_playlist() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "source.mp4",
+        "testsrc2=size=1280x720:rate=30:duration=7",
+        Some("sine=frequency=440:duration=7"),
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let hls = dir.path().join("hls");
+    let out = Command::new(env!("CARGO_BIN_EXE_idlegrid"))
+        .arg("transcode")
+        .arg(&source)
+        .arg("--hls")
+        .arg(&hls)
+        .args([
+            "--chunk-seconds",
+            "3",
+            "--x264-preset",
+            "veryfast",
+            "--local-workers",
+            "2",
+        ])
+        .env("IDLEGRID_HOME", dir.path().join("home"))
+        .env_remove("IDLEGRID_URL")
+        .env_remove("IDLEGRID_API_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let master = std::fs::read_to_string(hls.join("master.m3u8")).unwrap();
+    // The default ladder up to the source's 720p; nothing is upscaled.
+    let playlists: Vec<&str> = master
+        .lines()
+        .filter(|l| l.ends_with("index.m3u8"))
+        .collect();
+    assert_eq!(
+        playlists,
+        [
+            "1280x720/index.m3u8",
+            "852x480/index.m3u8",
+            "640x360/index.m3u8"
+        ],
+        "{master}"
+    );
+    assert!(
+        master.contains("RESOLUTION=852x480") && master.contains("mp4a.40.2"),
+        "{master}"
+    );
+    let source_frames = frames(&probe(&source).video);
+    let mut segment_times = Vec::new();
+    for playlist in playlists {
+        let path = hls.join(playlist);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
+        let durations: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .map(str::to_string)
+            .collect();
+        assert!(durations.len() >= 2, "{text}");
+        segment_times.push(durations);
+        let packets = sh(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-count_packets",
+                "-show_entries",
+                "stream=nb_read_packets",
+                "-of",
+                "csv=p=0",
+                &path.to_string_lossy(),
+            ],
+        );
+        let text = String::from_utf8_lossy(&packets.stdout);
+        let counted: u64 = text
+            .lines()
+            .next()
+            .unwrap()
+            .trim()
+            .trim_end_matches(',')
+            .parse()
+            .unwrap();
+        assert_eq!(counted, source_frames, "{playlist} has every frame");
+    }
+    // Aligned: every rendition is cut at the same times, so players can switch between them.
+    assert!(
+        segment_times.windows(2).all(|w| w[0] == w[1]),
+        "{segment_times:?}"
+    );
+}

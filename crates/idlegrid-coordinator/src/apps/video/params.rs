@@ -8,6 +8,8 @@
 //! ```
 //! `preset` (or `resolution`) is one of `1080p`, `720p`, `480p`, `360p`, `source` or `WxH`;
 //! outputs are never upscaled and never larger than 1920×1080's pixel count.
+//! `"hls": true` asks for HLS instead of one MP4: a rendition ladder (`"ladder": ["720p",
+//! "480p"]`, by default every standard height up to the output's) with a master playlist.
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +20,14 @@ pub struct VideoParams {
     pub resolution: Resolution,
     /// Encoder settings for every chunk.
     pub encoder: Encoder,
+    /// Rendition heights of an HLS ladder, highest first; `None` for one MP4.
+    pub hls_ladder: Option<Vec<u32>>,
 }
+
+/// Heights of the default HLS ladder.
+const LADDER: [u32; 4] = [1080, 720, 480, 360];
+/// Seconds between keyframes (and so the HLS segment length) of HLS renditions.
+pub const HLS_SEGMENT_SECONDS: f64 = 6.0;
 
 /// Target frame size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +41,7 @@ pub enum Resolution {
 }
 
 /// Encoder settings the task script applies, sent to it in each chunk's parameters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Encoder {
     /// x264 preset.
     pub preset: String,
@@ -50,6 +59,9 @@ pub struct Encoder {
     pub level: Option<String>,
     /// Encoder threads: fixed, so the same chunk always gives the same bytes.
     pub threads: u32,
+    /// Force a keyframe every this many seconds of each chunk (HLS renditions, so segments
+    /// line up across the ladder).
+    pub keyframe_seconds: Option<f64>,
     /// AAC bitrate, e.g. `128k`.
     pub audio_bitrate: String,
     /// Audio channels.
@@ -73,6 +85,8 @@ struct Raw {
     audio_bitrate: Option<String>,
     audio_channels: Option<u32>,
     audio_sample_rate: Option<u32>,
+    hls: Option<bool>,
+    ladder: Option<Vec<String>>,
 }
 
 const X264_PRESETS: [&str; 10] = [
@@ -205,7 +219,32 @@ impl VideoParams {
                 "audio_sample_rate must be one of {SAMPLE_RATES:?}, got {audio_sample_rate}"
             ));
         }
+        let hls_ladder = match (raw.hls.unwrap_or(false), raw.ladder) {
+            (false, None) => None,
+            (false, Some(_)) => return Err("ladder goes with \"hls\": true".into()),
+            (true, None) => Some(LADDER.to_vec()),
+            (true, Some(names)) => {
+                let mut heights = Vec::new();
+                for name in &names {
+                    match self::resolution(name)? {
+                        Resolution::Height(h) => heights.push(h),
+                        _ => {
+                            return Err(format!(
+                                "ladder entries must be 1080p, 720p, 480p or 360p, got {name:?}"
+                            ));
+                        }
+                    }
+                }
+                heights.sort_unstable_by(|a, b| b.cmp(a));
+                heights.dedup();
+                if heights.is_empty() {
+                    return Err("the ladder is empty".into());
+                }
+                Some(heights)
+            }
+        };
         Ok(VideoParams {
+            hls_ladder: hls_ladder.clone(),
             resolution,
             encoder: Encoder {
                 preset: x264_preset,
@@ -220,11 +259,33 @@ impl VideoParams {
                 profile: raw.profile,
                 level: raw.level,
                 threads: 2,
+                keyframe_seconds: hls_ladder.map(|_| HLS_SEGMENT_SECONDS),
                 audio_bitrate: audio_bitrate.unwrap_or_else(|| "128k".into()),
                 audio_channels,
                 audio_sample_rate,
             },
         })
+    }
+
+    /// Output frame sizes: one for an MP4, the ladder's (distinct, highest first) for HLS.
+    pub fn output_sizes(&self, width: u32, height: u32) -> Vec<(u32, u32)> {
+        let top = self.target_size(width, height);
+        let Some(ladder) = &self.hls_ladder else {
+            return vec![top];
+        };
+        let mut sizes: Vec<(u32, u32)> = ladder
+            .iter()
+            .map(|&h| {
+                let rung = VideoParams {
+                    resolution: Resolution::Height(h),
+                    ..self.clone()
+                };
+                let size = rung.target_size(width, height);
+                if size.1 > top.1 { top } else { size }
+            })
+            .collect();
+        sizes.dedup();
+        sizes
     }
 
     /// The output frame size for a source of `width`×`height` (as displayed): never upscaled,
@@ -300,6 +361,28 @@ mod tests {
         assert_eq!(
             p(json!({"preset": "480p"})).target_size(1080, 1920),
             (270, 480)
+        );
+    }
+
+    #[test]
+    fn hls_ladders_stop_at_the_source() {
+        let p = VideoParams::parse(&json!({"hls": true})).unwrap();
+        assert_eq!(p.encoder.keyframe_seconds, Some(HLS_SEGMENT_SECONDS));
+        assert_eq!(
+            p.output_sizes(1280, 720),
+            [(1280, 720), (852, 480), (640, 360)]
+        );
+        let p =
+            VideoParams::parse(&json!({"hls": true, "ladder": ["360p", "720p", "360p"]})).unwrap();
+        assert_eq!(p.hls_ladder, Some(vec![720, 360]));
+        assert_eq!(p.output_sizes(640, 360), [(640, 360)]);
+        assert!(VideoParams::parse(&json!({"ladder": ["720p"]})).is_err());
+        assert!(VideoParams::parse(&json!({"hls": true, "ladder": ["source"]})).is_err());
+        assert_eq!(
+            VideoParams::parse(&json!({}))
+                .unwrap()
+                .output_sizes(640, 360),
+            [(640, 360)]
         );
     }
 }

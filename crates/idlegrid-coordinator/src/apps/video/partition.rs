@@ -229,26 +229,33 @@ impl Partitioner for VideoPartitioner {
         let (chunks, split) = split_video(&source, &chunks_dir, &facts, target)
             .await
             .map_err(|e| rejected(format!("splitting the video failed: {e}")))?;
-        let (width, height) = params.target_size(facts.width, facts.height);
+        // One MP4, or the renditions of an HLS ladder: every rendition encodes every chunk.
+        let sizes = params.output_sizes(facts.width, facts.height);
+        let (width, height) = sizes[0];
         let encoder = serde_json::to_value(&params.encoder).unwrap_or_default();
-        let mut tasks = Vec::with_capacity(chunks.len() + 1);
+        let mut tasks = Vec::with_capacity(chunks.len() * sizes.len() + 1);
         let mut counted: u64 = 0;
         let mut notes = Vec::new();
+        let mut stored_chunks = Vec::with_capacity(chunks.len());
         for (index, (chunk, frames)) in chunks.iter().enumerate() {
-            let frames = *frames;
             counted += frames;
             let key = format!("jobs/{}/chunks/{index:05}.mkv", job.id);
             let stored = store_file(blobs, &key, chunk).await?;
-            tasks.push(NewTask {
-                index: index as u64,
-                input_key: Some(key),
-                offset: 0,
-                len: stored.size,
-                meta: Some(json!({
-                    "kind": "video", "frames": frames, "width": width, "height": height,
-                    "encoder": encoder,
-                })),
-            });
+            stored_chunks.push((key, stored.size, *frames));
+        }
+        for (rendition, (w, h)) in sizes.iter().enumerate() {
+            for (index, (key, size, frames)) in stored_chunks.iter().enumerate() {
+                tasks.push(NewTask {
+                    index: (rendition * chunks.len() + index) as u64,
+                    input_key: Some(key.clone()),
+                    offset: 0,
+                    len: *size,
+                    meta: Some(json!({
+                        "kind": "video", "frames": frames, "width": w, "height": h,
+                        "rendition": rendition, "encoder": encoder,
+                    })),
+                });
+            }
         }
         if facts.variable_frame_rate {
             notes.push(format!(
@@ -289,7 +296,7 @@ impl Partitioner for VideoPartitioner {
             let key = format!("jobs/{}/chunks/audio.mka", job.id);
             let stored = store_file(blobs, &key, &audio).await?;
             tasks.push(NewTask {
-                index: chunks.len() as u64,
+                index: (chunks.len() * sizes.len()) as u64,
                 input_key: Some(key),
                 offset: 0,
                 len: stored.size,
@@ -323,6 +330,21 @@ impl Partitioner for VideoPartitioner {
         recorded["video_chunks"] = json!(chunks.len());
         recorded["split"] = json!(split);
         recorded["output"] = json!({"width": width, "height": height, "codec": "h264", "audio": facts.audio_streams > 0});
+        if params.hls_ladder.is_some() {
+            recorded["hls"] = json!({
+                "renditions": sizes.iter().map(|(w, h)| json!({"width": w, "height": h})).collect::<Vec<_>>(),
+                "segment_seconds": super::params::HLS_SEGMENT_SECONDS,
+            });
+            notes.push(format!(
+                "HLS: {} renditions ({})",
+                sizes.len(),
+                sizes
+                    .iter()
+                    .map(|(w, h)| format!("{w}x{h}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
         recorded["notes"] = json!(notes);
         Ok(Some(recorded))
     }
