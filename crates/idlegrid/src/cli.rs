@@ -196,6 +196,9 @@ pub struct TranscodeArgs {
     /// AAC bitrate such as 128k.
     #[arg(long)]
     pub audio_bitrate: Option<String>,
+    /// Output frame rate (default: the source's; a variable rate becomes its average).
+    #[arg(long)]
+    pub fps: Option<f64>,
     /// Seconds of video per chunk (default 10).
     #[arg(long)]
     pub chunk_seconds: Option<f64>,

@@ -56,6 +56,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     set("bitrate", args.bitrate.map(Into::into));
     set("x264_preset", args.x264_preset.map(Into::into));
     set("audio_bitrate", args.audio_bitrate.map(Into::into));
+    set("fps", args.fps.map(Into::into));
     set("hls", args.hls.as_ref().map(|_| true.into()));
     // HLS arrives as a tar archive of playlists and segments, unpacked into the directory.
     let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
@@ -222,6 +223,7 @@ fn progress_bar(hidden: bool) -> ProgressBar {
 /// Follows a job's events until it ends, updating the bar; reconnects if the stream breaks
 /// (the coordinator restarted).
 async fn follow(client: &Client, id: JobId, bar: &ProgressBar) -> anyhow::Result<Job> {
+    let started = Instant::now();
     let mut failures = 0;
     loop {
         let mut events = Box::pin(client.job_events(id).await?);
@@ -235,14 +237,25 @@ async fn follow(client: &Client, id: JobId, bar: &ProgressBar) -> anyhow::Result
                     bar.set_position(
                         ((job.chunks.done as f64 + job.chunks.running_progress) * 1000.0) as u64,
                     );
-                    bar.set_message(format!(
+                    let mut message = format!(
                         "job {} {}: {}/{total} chunks done, {} running, {} retried",
                         job.id,
                         job.state,
                         job.chunks.done,
                         job.chunks.running,
                         job.chunks.failed_attempts
-                    ));
+                    );
+                    // Video jobs: frames encoded per second, from the share of chunks done.
+                    if let Some(frames) = job.facts.as_ref().and_then(|f| f["frames"].as_u64())
+                        && total > 0
+                    {
+                        let done = (job.chunks.done as f64 + job.chunks.running_progress)
+                            / total as f64
+                            * frames as f64;
+                        let rate = done / started.elapsed().as_secs_f64().max(0.001);
+                        message.push_str(&format!(", {rate:.0} frames/s"));
+                    }
+                    bar.set_message(message);
                     if job.state.is_terminal() {
                         return Ok(job);
                     }

@@ -830,3 +830,69 @@ fn hls_output_is_a_ladder_of_aligned_renditions_with_a_master_playlist() {
         "{segment_times:?}"
     );
 }
+
+#[test]
+fn a_frame_rate_asked_for_replaces_the_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "source.mp4",
+        "testsrc2=size=320x240:rate=30:duration=4",
+        None,
+        &["-c:v", "libx264", "-g", "30"],
+    );
+    let output = dir.path().join("out.mp4");
+    let (ok, stdout, stderr) = transcode(dir.path(), &source, &output, &["--fps", "15"]);
+    assert!(ok, "transcode failed: {stderr}");
+    assert!(
+        stdout.contains("frame rate converted from 30.000 to 15.000 fps"),
+        "{stdout}"
+    );
+    let out = probe(&output);
+    assert_eq!(frames(&out.video), 60, "4 s at 15 fps");
+}
+
+/// The task script, run by hand twice on the same chunk with the same parameters, writes the
+/// same bytes: results from different devices can be compared by hash.
+#[test]
+fn the_task_script_is_deterministic() {
+    let dir = tempfile::tempdir().unwrap();
+    let chunk = clip(
+        dir.path(),
+        "chunk.mkv",
+        "testsrc2=size=320x240:rate=25:duration=2",
+        None,
+        &["-c:v", "libx264", "-g", "25"],
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../idlegrid-coordinator/apps/video-transcode/task.py");
+    let task = serde_json::json!({
+        "kind": "video", "frames": 50, "width": 160, "height": 120, "rendition": 0,
+        "encoder": {"preset": "medium", "crf": 23, "bitrate": null, "maxrate": null,
+                    "bufsize": null, "profile": null, "level": null, "threads": 2,
+                    "keyframe_seconds": null, "audio_bitrate": "128k", "audio_channels": 2,
+                    "audio_sample_rate": 48000},
+    });
+    let run = |name: &str| {
+        let scratch = dir.path().join(name);
+        std::fs::create_dir_all(scratch.join("input")).unwrap();
+        std::fs::create_dir_all(scratch.join("output")).unwrap();
+        std::fs::copy(&chunk, scratch.join("input/chunk.mkv")).unwrap();
+        let out = Command::new("python3")
+            .arg(&script)
+            .current_dir(&scratch)
+            .env("IDLEGRID_TASK", task.to_string())
+            .env("IDLEGRID_PARAMS", "{}")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read(scratch.join("output/chunk.mkv")).unwrap()
+    };
+    let (first, second) = (run("a"), run("b"));
+    assert!(!first.is_empty());
+    assert!(first == second, "two encodes of the same chunk differ");
+}

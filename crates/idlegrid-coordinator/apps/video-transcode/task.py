@@ -39,7 +39,8 @@ if task["kind"] == "video":
         cmd += ["-profile:v", enc["profile"]]
     if enc.get("level"):
         cmd += ["-level:v", enc["level"]]
-    cmd += ["-f", "matroska", out]
+    # bitexact: no random segment id or version string, so equal encodes are equal bytes.
+    cmd += ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "matroska", out]
     frames = max(1, int(task["frames"]))
 elif task["kind"] == "audio":
     out = os.path.join("output", "audio.m4a")
@@ -49,7 +50,7 @@ elif task["kind"] == "audio":
         "-c:a", "aac", "-profile:a", "aac_low",
         "-b:a", enc["audio_bitrate"], "-ac", str(enc["audio_channels"]),
         "-ar", str(enc["audio_sample_rate"]),
-        "-f", "mp4", out,
+        "-fflags", "+bitexact", "-flags:a", "+bitexact", "-f", "mp4", out,
     ]
     frames = None
 else:

@@ -2,7 +2,7 @@
 //! is created and turned into encoder settings for the task script.
 //!
 //! ```json
-//! {"preset": "720p", "crf": 23, "x264_preset": "medium", "profile": "high", "level": "4.1",
+//! {"preset": "720p", "crf": 23, "fps": 25, "x264_preset": "medium", "profile": "high", "level": "4.1",
 //!  "bitrate": "3M", "maxrate": "4M", "bufsize": "8M",
 //!  "audio_bitrate": "128k", "audio_channels": 2, "audio_sample_rate": 48000}
 //! ```
@@ -22,6 +22,8 @@ pub struct VideoParams {
     pub encoder: Encoder,
     /// Rendition heights of an HLS ladder, highest first; `None` for one MP4.
     pub hls_ladder: Option<Vec<u32>>,
+    /// Output frame rate; `None` keeps the source's.
+    pub fps: Option<f64>,
 }
 
 /// Heights of the default HLS ladder.
@@ -87,6 +89,7 @@ struct Raw {
     audio_sample_rate: Option<u32>,
     hls: Option<bool>,
     ladder: Option<Vec<String>>,
+    fps: Option<f64>,
 }
 
 const X264_PRESETS: [&str; 10] = [
@@ -243,7 +246,13 @@ impl VideoParams {
                 Some(heights)
             }
         };
+        if let Some(fps) = raw.fps
+            && !(1.0..=120.0).contains(&fps)
+        {
+            return Err(format!("fps must be from 1 to 120, got {fps}"));
+        }
         Ok(VideoParams {
+            fps: raw.fps,
             hls_ladder: hls_ladder.clone(),
             resolution,
             encoder: Encoder {
@@ -335,6 +344,7 @@ mod tests {
             (json!({"level": "9"}), "level"),
             (json!({"audio_sample_rate": 1}), "audio_sample_rate"),
             (json!({"colour": "red"}), "unknown field"),
+            (json!({"fps": 500}), "fps"),
         ] {
             let err = VideoParams::parse(&params).unwrap_err();
             assert!(err.contains(needle), "{params}: {err}");

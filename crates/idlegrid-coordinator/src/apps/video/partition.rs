@@ -86,13 +86,14 @@ async fn split_video(
     dir: &Path,
     facts: &Facts,
     target: f64,
+    constant_rate: Option<f64>,
 ) -> Result<(Vec<(PathBuf, u64)>, &'static str), String> {
     let src = source.to_string_lossy();
     let pattern = dir.join("%05d.mkv");
     let pattern = pattern.to_string_lossy();
     let marks = keyframes(source).await?;
     // A variable frame rate is made constant at the average by the frame-exact cut below.
-    let cuts = if facts.variable_frame_rate {
+    let cuts = if constant_rate.is_some() {
         None
     } else {
         keyframe_cuts(&marks, facts.duration, target)
@@ -142,7 +143,7 @@ async fn split_video(
     }
     let target_s = format!("{target}");
     let force = format!("expr:gte(t,n_forced*{target})");
-    let rate = format!("{:.6}", facts.fps);
+    let rate = format!("fps={:.6}", constant_rate.unwrap_or(facts.fps));
     let mut args = vec![
         "-nostdin",
         "-v",
@@ -163,12 +164,11 @@ async fn split_video(
         "-force_key_frames",
         &force,
     ];
-    if facts.variable_frame_rate {
-        // Made constant at the average rate: frames are duplicated or dropped to fit.
-        args.extend(["-fps_mode", "cfr", "-r", &rate]);
-    } else {
-        args.extend(["-fps_mode", "passthrough"]);
+    if constant_rate.is_some() {
+        // A constant rate: the fps filter duplicates or drops frames to fit.
+        args.extend(["-vf", &rate]);
     }
+    args.extend(["-fps_mode", "passthrough"]);
     args.extend([
         "-f",
         "segment",
@@ -187,7 +187,7 @@ async fn split_video(
     for chunk in &chunks {
         frames.push(count_packets(chunk).await?);
     }
-    let how = if facts.variable_frame_rate {
+    let how = if constant_rate.is_some() {
         "exact frames (lossless intermediate at a constant frame rate)"
     } else {
         "exact frames (lossless intermediate: the source's keyframes do not allow clean cuts)"
@@ -226,7 +226,14 @@ impl Partitioner for VideoPartitioner {
         std::fs::create_dir_all(&chunks_dir).map_err(|e| {
             PartitionError::Storage(idlegrid_storage::StorageError::Backend(e.to_string()))
         })?;
-        let (chunks, split) = split_video(&source, &chunks_dir, &facts, target)
+        // A variable frame rate is made constant at the average; a frame rate asked for
+        // replaces the source's.
+        let constant_rate = match params.fps {
+            Some(fps) if (fps - facts.fps).abs() > 0.001 => Some(fps),
+            _ if facts.variable_frame_rate => Some(facts.fps),
+            _ => None,
+        };
+        let (chunks, split) = split_video(&source, &chunks_dir, &facts, target, constant_rate)
             .await
             .map_err(|e| rejected(format!("splitting the video failed: {e}")))?;
         // One MP4, or the renditions of an HLS ladder: every rendition encodes every chunk.
@@ -257,12 +264,20 @@ impl Partitioner for VideoPartitioner {
                 });
             }
         }
-        if facts.variable_frame_rate {
-            notes.push(format!(
-                "variable frame rate: made constant at the average, {:.3} fps ({counted} frames from the source's {})",
-                facts.fps, facts.frames
-            ));
+        if let Some(rate) = constant_rate {
+            notes.push(if facts.variable_frame_rate && params.fps.is_none() {
+                format!(
+                    "variable frame rate: made constant at the average, {rate:.3} fps ({counted} frames from the source's {})",
+                    facts.frames
+                )
+            } else {
+                format!(
+                    "frame rate converted from {:.3} to {rate:.3} fps ({counted} frames from the source's {})",
+                    facts.fps, facts.frames
+                )
+            });
             facts.frames = counted;
+            facts.fps = rate;
         } else if counted != facts.frames {
             return Err(rejected(format!(
                 "the video is damaged or truncated: {counted} of its {} frames decode",
