@@ -22,7 +22,11 @@ if task["kind"] == "video":
     cmd = [
         "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-progress", "pipe:1",
         "-i", source, "-map", "0:v:0", "-an", "-sn", "-dn",
-        "-vf", f"scale={task['width']}:{task['height']}:flags=bicubic,format=yuv420p",
+    ]
+    if task.get("scale", True):
+        cmd += ["-vf", f"scale={task['width']}:{task['height']}:flags=bicubic"]
+    cmd += [
+        "-pix_fmt", "yuv420p",
         "-c:v", "libx264", "-preset", enc["preset"],
         "-threads", str(enc["threads"]),
         "-x264-params", "stitchable=1",

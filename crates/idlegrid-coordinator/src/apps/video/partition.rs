@@ -259,6 +259,7 @@ impl Partitioner for VideoPartitioner {
                     len: *size,
                     meta: Some(json!({
                         "kind": "video", "frames": frames, "width": w, "height": h,
+                        "scale": (*w, *h) != (facts.width, facts.height),
                         "rendition": rendition, "encoder": encoder,
                     })),
                 });

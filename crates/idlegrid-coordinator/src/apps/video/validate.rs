@@ -73,10 +73,13 @@ async fn check_video(result: &Path, source: &Path, meta: &serde_json::Value) -> 
     }
     // One pass decodes every frame of both (failing on a decoding error), compares each pair
     // by index, and so also counts the decoded frames.
+    let resize = if meta["scale"].as_bool().unwrap_or(true) {
+        format!("scale={}:{}:flags=bicubic,", meta["width"], meta["height"])
+    } else {
+        String::new()
+    };
     let graph = format!(
-        "[0:v]setpts=N/TB[a];[1:v]scale={}:{}:flags=bicubic,format=yuv420p,setpts=N/TB[b];\
-         [a][b]psnr=stats_file=-",
-        meta["width"], meta["height"]
+        "[0:v]setpts=N/TB[a];[1:v]{resize}format=yuv420p,setpts=N/TB[b];[a][b]psnr=stats_file=-"
     );
     let stats = tool(
         "ffmpeg",
