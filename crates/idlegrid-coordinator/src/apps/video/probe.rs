@@ -162,30 +162,18 @@ pub async fn keyframes(path: &Path) -> Result<Vec<f64>, String> {
 
 /// Packets (= frames) of the first video stream, counted without decoding.
 pub async fn count_packets(path: &Path) -> Result<u64, String> {
-    let out = tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_packets",
-            "-show_entries",
-            "stream=nb_read_packets",
-            "-of",
-            "csv=p=0",
-            &path.to_string_lossy(),
-        ],
-    )
-    .await?;
-    out.trim()
-        .trim_end_matches(',')
-        .parse()
-        .map_err(|_| format!("could not count packets (ffprobe said {out:?})"))
+    count(path, "packets").await
 }
 
 /// Frames of the first video stream that decode, counted by decoding.
 pub async fn count_frames(path: &Path) -> Result<u64, String> {
+    count(path, "frames").await
+}
+
+/// FFprobe's `-count_packets` or `-count_frames` over the first video stream.
+async fn count(path: &Path, what: &str) -> Result<u64, String> {
+    let flag = format!("-count_{what}");
+    let entry = format!("stream=nb_read_{what}");
     let out = tool(
         "ffprobe",
         &[
@@ -193,9 +181,9 @@ pub async fn count_frames(path: &Path) -> Result<u64, String> {
             "error",
             "-select_streams",
             "v:0",
-            "-count_frames",
+            &flag,
             "-show_entries",
-            "stream=nb_read_frames",
+            &entry,
             "-of",
             "csv=p=0",
             &path.to_string_lossy(),
@@ -205,5 +193,5 @@ pub async fn count_frames(path: &Path) -> Result<u64, String> {
     out.trim()
         .trim_end_matches(',')
         .parse()
-        .map_err(|_| format!("could not count frames (ffprobe said {out:?})"))
+        .map_err(|_| format!("could not count {what} (ffprobe said {out:?})"))
 }
