@@ -91,6 +91,7 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
         Ok(output) => {
             if grid.store.complete_job(job_id, &output).await? {
                 grid.stop_dispatching(job_id).await?;
+                grid.discard_work_blobs(job_id).await;
                 grid.events.job_changed(job_id);
                 tracing::info!(job = %job_id, bytes = output.size, elapsed_ms = started.elapsed().as_millis() as u64, "job completed");
             }

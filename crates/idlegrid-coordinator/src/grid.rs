@@ -150,10 +150,23 @@ impl Grid {
         let ended = self.store.transition_job(job, state, reason).await?;
         if ended.is_some() {
             self.stop_dispatching(job).await?;
+            self.discard_work_blobs(job).await;
             self.events.job_changed(job);
             tracing::info!(%job, %state, reason = reason.unwrap_or(""), "job ended");
         }
         Ok(ended)
+    }
+
+    /// Deletes the blobs that only served a job's processing — its chunks and the workers'
+    /// results — once it has ended. The input and the output stay.
+    pub async fn discard_work_blobs(&self, job: JobId) {
+        for prefix in [format!("jobs/{job}/chunks"), format!("results/{job}")] {
+            match self.blobs.delete_prefix(&prefix).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(%job, blobs = n, prefix, "work blobs deleted"),
+                Err(e) => tracing::warn!(%job, error = %e, prefix, "could not delete work blobs"),
+            }
+        }
     }
 
     /// Removes a job's task queue, leases and scheduling entry.

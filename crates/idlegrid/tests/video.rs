@@ -470,6 +470,30 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
         .unwrap();
     assert_eq!(frames(&probe(&output).video), frames(&probe(&source).video));
     assert!(psnr(&output, &source, 320, 240) > 35.0);
+    // Chunks and workers' results are deleted once the job completed; input and output stay.
+    let blobs = dir.path().join("data/blobs");
+    for (what, path, expected) in [
+        ("chunks", format!("jobs/{}/chunks", job.id), 0),
+        ("results", format!("results/{}", job.id), 0),
+        ("input and output", format!("jobs/{}", job.id), 2),
+    ] {
+        assert_eq!(
+            files_under(&blobs.join(&path)),
+            expected,
+            "{what} in {path}"
+        );
+    }
+}
+
+/// Files (not directories) below `dir`; 0 if it does not exist.
+fn files_under(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+        .sum()
 }
 
 /// Transcodes `source` with the given extra arguments and checks the output has every source

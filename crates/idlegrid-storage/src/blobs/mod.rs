@@ -69,6 +69,8 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn size(&self, key: &str) -> Result<Option<u64>>;
     /// Deletes a blob; deleting a missing blob is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// Deletes every blob whose key starts with `prefix/`; returns how many.
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64>;
 }
 
 /// Lower-case hex SHA-256 of some bytes: the one digest helper of the coordinator side.

@@ -149,6 +149,23 @@ impl BlobStore for ObjectBlobStore {
             Err(e) => Err(storage(e)),
         }
     }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        let keys: Vec<ObjectPath> = self
+            .store
+            .list(Some(&path(prefix)?))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(storage)?;
+        for key in &keys {
+            match self.store.delete(key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(storage(e)),
+            }
+        }
+        Ok(keys.len() as u64)
+    }
 }
 
 #[cfg(test)]
@@ -185,6 +202,23 @@ mod tests {
         );
         assert_eq!(blobs.size("jobs/1/input").await.unwrap(), Some(11));
         assert_eq!(blobs.size("jobs/2/input").await.unwrap(), None);
+        blobs
+            .put_bytes("jobs/1/chunks/0", Bytes::from_static(b"a"))
+            .await
+            .unwrap();
+        blobs
+            .put_bytes("jobs/1/chunks/1", Bytes::from_static(b"b"))
+            .await
+            .unwrap();
+        blobs
+            .put_bytes("jobs/10/chunks/0", Bytes::from_static(b"c"))
+            .await
+            .unwrap();
+        assert_eq!(blobs.delete_prefix("jobs/1/chunks").await.unwrap(), 2);
+        assert_eq!(blobs.size("jobs/1/chunks/0").await.unwrap(), None);
+        assert_eq!(blobs.size("jobs/10/chunks/0").await.unwrap(), Some(1));
+        assert_eq!(blobs.size("jobs/1/input").await.unwrap(), Some(11));
+        assert_eq!(blobs.delete_prefix("nothing/here").await.unwrap(), 0);
     }
 
     #[tokio::test]
