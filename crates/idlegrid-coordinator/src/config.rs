@@ -19,6 +19,9 @@ pub struct Config {
     pub max_script_bytes: usize,
     /// How often the reaper looks for expired leases.
     pub reap_interval: Duration,
+    /// How long a retried task is kept from the worker whose attempt failed (then anyone may
+    /// take it, so a grid of one device still retries).
+    pub retry_elsewhere: Duration,
 }
 
 impl Config {
@@ -31,6 +34,7 @@ impl Config {
             max_task_output_bytes: 512 * 1024 * 1024,
             max_script_bytes: 1024 * 1024,
             reap_interval: Duration::from_millis(250),
+            retry_elsewhere: Duration::from_secs(30),
         }
     }
 

@@ -1,6 +1,7 @@
 //! What happens after a failed attempt — a script error, a lost worker, a rejected result:
-//! retry the task at the front of its job's queue, or, once its attempts are spent, fail the
-//! task and its job with the reasons collected from every attempt.
+//! retry the task at the front of its job's queue, kept for a while from the worker whose
+//! attempt failed so another device tries it, or, once its attempts are spent, fail the task and
+//! its job with the reasons collected from every attempt.
 
 use crate::grid::Grid;
 use idlegrid_domain::task::{RetryDecision, after_failure};
@@ -18,7 +19,11 @@ pub async fn after_failures(grid: &Grid, charged: &[FailureCharged]) -> Result<(
             continue;
         }
         match after_failure(c.failures, c.max_attempts) {
-            RetryDecision::Retry => grid.queues.enqueue_tasks(c.job, &[c.task], true).await?,
+            RetryDecision::Retry => {
+                grid.queues
+                    .enqueue_retry(c.job, c.task, c.worker, grid.config.retry_elsewhere)
+                    .await?
+            }
             RetryDecision::GiveUp => give_up(grid, c).await?,
         }
         grid.events.job_changed(c.job);

@@ -469,9 +469,24 @@ async fn workers_may_only_report_on_leases_they_hold() {
 async fn a_chunk_failing_too_often_fails_its_job_but_not_the_others() {
     let grid = TestGrid::start(|_| {}).await;
     let doomed = grid.submit("boom\n", 1, 2).await;
-    let worker = grid.worker("w").await;
+    let workers = [grid.worker("w1").await, grid.worker("w2").await];
     for attempt in 0..2 {
-        let grant = lease(&worker, 1).await;
+        let worker = &workers[attempt];
+        if attempt == 1 {
+            // The retry is kept from the worker whose attempt failed.
+            let nothing = workers[0]
+                .lease(&LeaseRequest {
+                    max_tasks: 1,
+                    wait_ms: 300,
+                })
+                .await
+                .unwrap();
+            assert!(
+                nothing.leases.is_empty(),
+                "the failed task went back to its worker"
+            );
+        }
+        let grant = lease(worker, 1).await;
         let l = &grant.leases[0];
         assert_eq!(l.job_id, doomed.id);
         let reply = worker
@@ -500,7 +515,8 @@ async fn a_chunk_failing_too_often_fails_its_job_but_not_the_others() {
     assert_eq!(failed.chunks.failed, 1);
 
     let fine = grid.submit("ok\n", 1, 2).await;
-    let grant = lease(&worker, 1).await;
+    let worker = &workers[0];
+    let grant = lease(worker, 1).await;
     assert_eq!(grant.leases[0].job_id, fine.id);
     let l = &grant.leases[0];
     worker

@@ -16,6 +16,8 @@ struct JobQueue {
     queued: VecDeque<TaskId>,
     leased: u64,
     leased_progress: f64,
+    /// Retried tasks kept from the worker that failed them, until a deadline (unix ms).
+    avoid: HashMap<TaskId, (WorkerId, i64)>,
 }
 
 #[derive(Default)]
@@ -128,6 +130,24 @@ impl Queues for MemoryQueues {
         Ok(())
     }
 
+    async fn enqueue_retry(
+        &self,
+        job: JobId,
+        task: TaskId,
+        avoid: WorkerId,
+        avoid_for: Duration,
+    ) -> Result<()> {
+        let until = now_ms() + avoid_for.as_millis() as i64;
+        {
+            let mut inner = self.lock();
+            let queue = inner.jobs.entry(job).or_default();
+            queue.queued.push_front(task);
+            queue.avoid.insert(task, (avoid, until));
+        }
+        self.tasks_ready.notify_waiters();
+        Ok(())
+    }
+
     async fn lease_tasks(
         &self,
         job: JobId,
@@ -136,12 +156,35 @@ impl Queues for MemoryQueues {
         ttl: Duration,
     ) -> Result<Vec<Lease>> {
         let expires_at_ms = now_ms() + ttl.as_millis() as i64;
+        let now = now_ms();
         let mut inner = self.lock();
         let Some(queue) = inner.jobs.get_mut(&job) else {
             return Ok(Vec::new());
         };
-        let n = max.min(queue.queued.len());
-        let tasks: Vec<TaskId> = queue.queued.drain(..n).collect();
+        queue.avoid.retain(|_, (_, until)| *until > now);
+        let tasks: Vec<TaskId> = if queue.avoid.is_empty() {
+            let n = max.min(queue.queued.len());
+            queue.queued.drain(..n).collect()
+        } else {
+            let mut taken = Vec::new();
+            let mut skipped = Vec::new();
+            while taken.len() < max {
+                let Some(task) = queue.queued.pop_front() else {
+                    break;
+                };
+                if queue.avoid.get(&task).is_some_and(|(w, _)| *w == worker) {
+                    skipped.push(task);
+                } else {
+                    queue.avoid.remove(&task);
+                    taken.push(task);
+                }
+            }
+            for task in skipped.into_iter().rev() {
+                queue.queued.push_front(task);
+            }
+            taken
+        };
+        let n = tasks.len();
         queue.leased += n as u64;
         let mut leases = Vec::with_capacity(n);
         for task in tasks {
@@ -326,6 +369,29 @@ mod tests {
         assert_eq!(q.settle(&[(a[0].id, W1)]).await.unwrap(), [None]);
         let depth = q.job_depth(J).await.unwrap();
         assert_eq!((depth.leased, depth.leased_progress), (2, 1.0));
+    }
+
+    #[tokio::test]
+    async fn a_retried_task_is_kept_from_the_worker_that_failed_it_for_a_while() {
+        let q = MemoryQueues::new();
+        q.enqueue_tasks(J, &[TaskId(1), TaskId(2)], false)
+            .await
+            .unwrap();
+        q.enqueue_retry(J, TaskId(9), W1, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let minute = Duration::from_secs(60);
+        let first = q.lease_tasks(J, W1, 1, minute).await.unwrap();
+        assert_eq!(first[0].task, TaskId(1), "W1 skips the task it failed");
+        let second = q.lease_tasks(J, W2, 1, minute).await.unwrap();
+        assert_eq!(second[0].task, TaskId(9), "another worker gets it first");
+        // Once the avoidance runs out, the same worker may take a retry.
+        q.enqueue_retry(J, TaskId(8), W1, Duration::ZERO)
+            .await
+            .unwrap();
+        let third = q.lease_tasks(J, W1, 5, minute).await.unwrap();
+        let tasks: Vec<TaskId> = third.iter().map(|l| l.task).collect();
+        assert_eq!(tasks, [TaskId(8), TaskId(2)]);
     }
 
     #[tokio::test]

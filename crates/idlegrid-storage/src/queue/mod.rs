@@ -102,6 +102,16 @@ pub trait Queues: Send + Sync + 'static {
 
     /// Adds tasks to a job's task queue; `front` puts them before the others (retries).
     async fn enqueue_tasks(&self, job: JobId, tasks: &[TaskId], front: bool) -> Result<()>;
+    /// Puts a task whose attempt failed back at the front of its job's queue, kept from the
+    /// worker that failed it for `avoid_for` (after that anyone may take it, so a grid of one
+    /// device still retries).
+    async fn enqueue_retry(
+        &self,
+        job: JobId,
+        task: TaskId,
+        avoid: WorkerId,
+        avoid_for: Duration,
+    ) -> Result<()>;
     /// Leases up to `max` tasks of one job to a worker for `ttl`.
     async fn lease_tasks(
         &self,

@@ -202,6 +202,8 @@ pub struct FailureCharged {
     pub task: TaskId,
     /// Its job.
     pub job: JobId,
+    /// The worker whose attempt failed.
+    pub worker: WorkerId,
     /// Failed attempts now on the task.
     pub failures: u32,
     /// The job's attempt budget.

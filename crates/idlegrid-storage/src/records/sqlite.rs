@@ -591,6 +591,7 @@ impl Store for SqliteStore {
             charged.push(FailureCharged {
                 task: failure.task,
                 job: failure.job,
+                worker: failure.worker,
                 failures: failures_now as u32,
                 max_attempts: max_attempts as u32,
                 still_pending: task_state(&state)? == TaskState::Pending
@@ -697,16 +698,18 @@ impl Store for SqliteStore {
             let Verdict::Invalid(id, reason) = verdict else {
                 continue;
             };
-            let row: Option<(i64, i64)> = sqlx::query_as(
+            let row: Option<(i64, i64, i64)> = sqlx::query_as(
                 "UPDATE results SET validate_state = 'invalid', outcome = 'validate_error', reason = ?2 \
-                 WHERE id = ?1 AND validate_state = 'pending' RETURNING task_id, job_id",
+                 WHERE id = ?1 AND validate_state = 'pending' RETURNING task_id, job_id, worker_id",
             )
             .bind(id.0)
             .bind(reason)
             .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
-            let Some((task, job)) = row else { continue };
+            let Some((task, job, worker)) = row else {
+                continue;
+            };
             let row: Option<(i64, String, i64, String)> = sqlx::query_as(
                 "UPDATE tasks SET failures = failures + 1, \
                  state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
@@ -727,6 +730,7 @@ impl Store for SqliteStore {
                 applied.charged.push(FailureCharged {
                     task: TaskId(task),
                     job: JobId(job),
+                    worker: WorkerId(worker),
                     failures: failures as u32,
                     max_attempts: max_attempts as u32,
                     still_pending: task_state(&state)? == TaskState::Pending
