@@ -9,7 +9,6 @@ use idlegrid_storage::StorageError;
 use idlegrid_storage::queue::Stage;
 use idlegrid_storage::records::{JobRecord, StoredBlob};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Why assembly stopped.
@@ -40,33 +39,19 @@ pub fn output_key(job: JobId) -> String {
     format!("jobs/{job}/output")
 }
 
-/// Runs the stage until `shutdown`.
+/// Jobs worked on at once.
+pub const PARALLEL_JOBS: usize = 4;
+
+/// Runs the stage until `shutdown`, assembling up to [`PARALLEL_JOBS`] jobs at once.
 pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
-        let items = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            items = grid.queues.pop(Stage::Assemble, 1, Duration::from_secs(1)) => items,
-        };
-        let items = match items {
-            Ok(items) => items,
-            Err(e) => {
-                tracing::error!(error = %e, "assemble queue failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        for item in items {
-            let outcome = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                outcome = assemble_job(&grid, item.job) => outcome,
-            };
-            if let Err(e) = outcome {
-                tracing::error!(job = %item.job, error = %e, "assembly failed; will retry");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let _ = grid.queues.push(Stage::Assemble, &[item]).await;
-            }
-        }
-    }
+    crate::stage::run_per_job(
+        grid,
+        Stage::Assemble,
+        PARALLEL_JOBS,
+        shutdown,
+        |grid, job| async move { assemble_job(&grid, job).await },
+    )
+    .await;
 }
 
 /// Assembles one job. Storage errors are returned for a retry.

@@ -21,6 +21,7 @@
 //! - [`retry`]: what happens after a failed attempt, shared by the Tasks API and the validator.
 //! - [`recovery`]: rebuilds the queues from the records at start-up.
 //! - [`grid`]: the shared handles (store, queues, blobs, apps, config) every module receives.
+//! - [`stage`]: the loop of the job-level stages, several jobs at once.
 //! - [`server`]: the HTTP router, OpenAPI document, and [`server::serve`] with graceful shutdown.
 
 pub mod apps;
@@ -36,6 +37,7 @@ pub mod partitioner;
 pub mod recovery;
 pub mod retry;
 pub mod server;
+pub mod stage;
 pub mod tasks_api;
 pub mod validator;
 

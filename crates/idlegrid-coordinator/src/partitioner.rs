@@ -14,7 +14,6 @@ use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::queue::{Item, Stage};
 use idlegrid_storage::records::{JobRecord, NewTask};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -53,33 +52,19 @@ pub trait Partitioner: Send + Sync {
     ) -> Result<Option<serde_json::Value>, PartitionError>;
 }
 
-/// Runs the stage until `shutdown`.
+/// Jobs worked on at once.
+pub const PARALLEL_JOBS: usize = 4;
+
+/// Runs the stage until `shutdown`, partitioning up to [`PARALLEL_JOBS`] jobs at once.
 pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
-        let items = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            items = grid.queues.pop(Stage::Partition, 1, Duration::from_secs(1)) => items,
-        };
-        let items = match items {
-            Ok(items) => items,
-            Err(e) => {
-                tracing::error!(error = %e, "partition queue failed");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        for item in items {
-            let outcome = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                outcome = partition_job(&grid, item.job) => outcome,
-            };
-            if let Err(e) = outcome {
-                tracing::error!(job = %item.job, error = %e, "partitioning failed; will retry");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let _ = grid.queues.push(Stage::Partition, &[item]).await;
-            }
-        }
-    }
+    crate::stage::run_per_job(
+        grid,
+        Stage::Partition,
+        PARALLEL_JOBS,
+        shutdown,
+        |grid, job| async move { partition_job(&grid, job).await },
+    )
+    .await;
 }
 
 /// Partitions one job. Storage errors are returned for a retry; bad input fails the job.

@@ -5,6 +5,7 @@
 use crate::grid::Grid;
 use crate::retry;
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
 use idlegrid_domain::{JobId, ResultId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::BlobStore;
@@ -31,6 +32,37 @@ pub trait Validator: Send + Sync {
     ) -> Result<Result<(), String>, StorageError>;
 }
 
+/// One result's verdict; `None` when its job is gone.
+async fn judge(
+    grid: &Grid,
+    job: Option<Arc<JobRecord>>,
+    result: ResultRecord,
+) -> Result<Option<Verdict>, StorageError> {
+    let Some(job) = job else { return Ok(None) };
+    let Some(app) = grid.apps.get(&job.spec.app) else {
+        return Ok(Some(Verdict::Invalid(
+            result.id,
+            "the job's app is gone".into(),
+        )));
+    };
+    Ok(Some(
+        match app
+            .validator
+            .validate(&job, &result, grid.blobs.as_ref())
+            .await?
+        {
+            Ok(()) => Verdict::Valid(result.id),
+            Err(reason) => {
+                tracing::warn!(job = %job.id, task = %result.task.id, worker = %result.worker, %reason, "result rejected");
+                Verdict::Invalid(result.id, format!("result rejected: {reason}"))
+            }
+        },
+    ))
+}
+
+/// Results judged at once.
+const PARALLEL_VALIDATIONS: usize = 4;
+
 /// Runs the stage until `shutdown`.
 pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
@@ -54,30 +86,26 @@ pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
 pub async fn validate_batch(grid: &Grid, items: &[Item]) -> Result<(), StorageError> {
     let ids: Vec<ResultId> = items.iter().map(|i| ResultId(i.id)).collect();
     let results = grid.store.results_for_validation(&ids).await?;
-    let mut jobs: HashMap<JobId, Option<JobRecord>> = HashMap::new();
-    let mut verdicts = Vec::with_capacity(results.len());
+    let mut jobs: HashMap<JobId, Option<Arc<JobRecord>>> = HashMap::new();
     for result in &results {
-        let job_id = result.task.job;
-        if let std::collections::hash_map::Entry::Vacant(slot) = jobs.entry(job_id) {
-            slot.insert(grid.store.job(job_id).await?);
+        if let std::collections::hash_map::Entry::Vacant(slot) = jobs.entry(result.task.job) {
+            slot.insert(grid.store.job(result.task.job).await?.map(Arc::new));
         }
-        let Some(job) = jobs.get(&job_id).and_then(Option::as_ref) else {
-            continue;
-        };
-        let Some(app) = grid.apps.get(&job.spec.app) else {
-            verdicts.push(Verdict::Invalid(result.id, "the job's app is gone".into()));
-            continue;
-        };
-        verdicts.push(
-            match app.validator.validate(job, result, grid.blobs.as_ref()).await? {
-                Ok(()) => Verdict::Valid(result.id),
-                Err(reason) => {
-                    tracing::warn!(job = %job_id, task = %result.task.id, worker = %result.worker, %reason, "result rejected");
-                    Verdict::Invalid(result.id, format!("result rejected: {reason}"))
-                }
-            },
-        );
     }
+    // Judged several at once: a video chunk takes FFmpeg seconds, and results of other jobs
+    // must not queue behind it.
+    let pending: Vec<_> = results
+        .iter()
+        .map(|result| {
+            let job = jobs.get(&result.task.job).cloned().flatten();
+            judge(grid, job, result.clone())
+        })
+        .collect();
+    let judged: Vec<Option<Verdict>> = futures::stream::iter(pending)
+        .buffered(PARALLEL_VALIDATIONS)
+        .try_collect()
+        .await?;
+    let verdicts: Vec<Verdict> = judged.into_iter().flatten().collect();
     let applied = grid.store.apply_verdicts(&verdicts).await?;
     let assemble: Vec<Item> = applied
         .ready_to_assemble
