@@ -375,6 +375,7 @@ pub struct ListQuery {
     /// Only jobs with ids below this (the previous page's `next_before`).
     pub before: Option<JobId>,
     /// Page size, 1..=500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
 }
 

@@ -41,7 +41,53 @@ impl utoipa::Modify for SecuritySchemes {
                 SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
             );
         }
+        // Answers every operation can give, whatever its own: a malformed request, a missing
+        // or unknown secret, the wrong kind of secret, and storage trouble.
+        let common = [
+            ("400", "malformed request (body, path or query)"),
+            ("401", "missing or unknown credentials"),
+            ("403", "credentials of the wrong kind for this endpoint"),
+            ("503", "the coordinator's storage failed; retry shortly"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post];
+            for operation in operations.into_iter().flatten() {
+                let json_body = operation
+                    .request_body
+                    .as_ref()
+                    .is_some_and(|body| match body {
+                        utoipa::openapi::RefOr::T(body) => {
+                            body.content.contains_key("application/json")
+                        }
+                        utoipa::openapi::RefOr::Ref(_) => false,
+                    });
+                let unsupported = ("415", "the body is not `Content-Type: application/json`");
+                for (status, description) in
+                    common.into_iter().chain(json_body.then_some(unsupported))
+                {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| error_response(description));
+                }
+            }
+        }
     }
+}
+
+fn error_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
 }
 
 /// Largest JSON body of a report (outputs inline, base64).

@@ -388,7 +388,15 @@ async fn bad_requests_get_clear_errors() {
             openapi["paths"][path].is_object(),
             "{path} missing from the OpenAPI document"
         );
+    } // Every operation documents the errors any request can get.
+    for status in ["400", "401", "403", "503"] {
+        assert!(
+            openapi["paths"]["/v1/leases"]["post"]["responses"][status].is_object(),
+            "{status}"
+        );
     }
+    assert!(openapi["paths"]["/v1/jobs"]["post"]["responses"]["415"].is_object());
+
     grid.stop().await;
 }
 
