@@ -349,7 +349,8 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
     customer.upload_input_file(job.id, &source).await.unwrap();
     customer.run_job(job.id).await.unwrap();
 
-    // A lying device takes every chunk first: one comes back a frame short, the rest garbage.
+    // A lying device takes every chunk first: one comes back a frame short, one is a
+    // well-formed encode of other pictures, the rest is garbage.
     let liar = Client::register(
         &url,
         &enroll,
@@ -408,6 +409,36 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
                 ],
             );
             std::fs::read(short).unwrap()
+        } else if i == 1 {
+            // The right codec, size and frame count, but not the source's pictures.
+            let fake = dir.path().join("fake.mkv");
+            let params = &lease.task_params;
+            let source = format!(
+                "testsrc=size={}x{}:rate=25",
+                params["width"], params["height"]
+            );
+            let frames = params["frames"].as_u64().unwrap().to_string();
+            sh(
+                "ffmpeg",
+                &[
+                    "-v",
+                    "error",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    &source,
+                    "-frames:v",
+                    &frames,
+                    "-c:v",
+                    "libx264",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-f",
+                    "matroska",
+                    &fake.to_string_lossy(),
+                ],
+            );
+            std::fs::read(fake).unwrap()
         } else {
             (0..5000u32)
                 .map(|n| (n.wrapping_mul(2_654_435_761) >> 24) as u8)

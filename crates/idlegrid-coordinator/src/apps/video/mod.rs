@@ -45,6 +45,34 @@ pub(crate) async fn tool(program: &str, args: &[&str]) -> Result<String, String>
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// Size of the reference thumbnails kept of each source chunk: the validator compares a
+/// worker's frames with them, so it never decodes the source chunk again.
+pub const REF_WIDTH: u32 = 256;
+/// See [`REF_WIDTH`].
+pub const REF_HEIGHT: u32 = 144;
+/// About this many frames of each chunk are kept as references.
+pub const REF_SAMPLES: u64 = 12;
+
+/// The filter that turns a chunk's decoded frames into reference thumbnails: every `step`-th
+/// frame, scaled to [`REF_WIDTH`]×[`REF_HEIGHT`] grey. The partitioner and the validator run the
+/// very same filter, so an honest result's thumbnails match the source's closely.
+pub fn reference_filter(step: u64) -> String {
+    format!(
+        "select='not(mod(n\\,{step}))',scale={REF_WIDTH}:{REF_HEIGHT}:flags=bilinear,format=gray"
+    )
+}
+
+/// The last frame count in FFmpeg's `-progress` output: frames written to the first output.
+pub(crate) fn progress_frames(progress: &str) -> Option<u64> {
+    progress
+        .lines()
+        .filter_map(|l| l.strip_prefix("frame="))
+        .next_back()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The last `n` lines of a tool's complaint, which name the problem.
 pub(crate) fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();

@@ -3,8 +3,10 @@
 //! allow the wanted chunk length, otherwise frame-exactly through a lossless intermediate — and
 //! extracts the first audio stream as one more chunk, encoded once for the whole file.
 
-use super::probe::{self, Facts, count_frames, count_packets, keyframes};
-use super::{VideoParams, fetch, scratch, store_file, tool};
+use super::probe::{self, Facts, count_packets, keyframes};
+use super::{
+    REF_SAMPLES, VideoParams, fetch, progress_frames, reference_filter, scratch, store_file, tool,
+};
 use crate::partitioner::{PartitionError, Partitioner};
 use async_trait::async_trait;
 use idlegrid_storage::blobs::BlobStore;
@@ -58,18 +60,80 @@ fn list_chunks(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut chunks: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("splitting produced no chunks: {e}"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "mkv"))
         .collect();
     chunks.sort();
     Ok(chunks)
 }
 
-/// Frames that decode from each chunk file, in order, decoding as many chunks at once as the
-/// machine has cores. This is the one full decode of the source the partitioner does.
-async fn decoded_frames(chunks: &[PathBuf]) -> Result<Vec<u64>, String> {
+/// One chunk file of the split, with what the validator needs to judge results for it.
+#[derive(Debug)]
+struct Chunk {
+    /// The chunk file.
+    path: PathBuf,
+    /// Frames that decode from it.
+    frames: u64,
+    /// Its reference thumbnails (raw grey frames).
+    refs: PathBuf,
+    /// Every `ref_step`-th frame is a reference.
+    ref_step: u64,
+}
+
+/// Decodes a chunk once: counts the frames that decode and keeps reference thumbnails.
+async fn fingerprint(path: PathBuf) -> Result<Chunk, String> {
+    let packets = count_packets(&path).await?;
+    let ref_step = (packets / REF_SAMPLES).max(1);
+    let refs = path.with_extension("ref");
+    let graph = format!("[0:v]split[all][s];[s]{}[t]", reference_filter(ref_step));
+    let progress = tool(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            &path.to_string_lossy(),
+            "-filter_complex",
+            &graph,
+            "-map",
+            "[all]",
+            "-f",
+            "null",
+            "-",
+            "-map",
+            "[t]",
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            &refs.to_string_lossy(),
+            "-progress",
+            "pipe:1",
+        ],
+    )
+    .await?;
+    let frames = progress_frames(&progress).ok_or_else(|| {
+        format!(
+            "FFmpeg did not say how many frames {} holds",
+            path.display()
+        )
+    })?;
+    Ok(Chunk {
+        path,
+        frames,
+        refs,
+        ref_step,
+    })
+}
+
+/// Fingerprints every chunk, as many at once as the machine has cores. This is the one full
+/// decode of the source the partitioner does.
+async fn fingerprint_all(paths: Vec<PathBuf>) -> Result<Vec<Chunk>, String> {
     use futures::{StreamExt, TryStreamExt};
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    futures::stream::iter(chunks.to_vec())
-        .map(|chunk| async move { count_frames(&chunk).await })
+    futures::stream::iter(paths)
+        .map(fingerprint)
         .buffered(cores)
         .try_collect()
         .await
@@ -87,7 +151,7 @@ async fn split_video(
     facts: &Facts,
     target: f64,
     constant_rate: Option<f64>,
-) -> Result<(Vec<(PathBuf, u64)>, &'static str), String> {
+) -> Result<(Vec<Chunk>, &'static str), String> {
     let src = source.to_string_lossy();
     let pattern = dir.join("%05d.mkv");
     let pattern = pattern.to_string_lossy();
@@ -132,13 +196,13 @@ async fn split_video(
             ],
         )
         .await?;
-        let chunks = list_chunks(dir)?;
-        let frames = decoded_frames(&chunks).await?;
-        if frames.iter().sum::<u64>() == facts.frames {
-            return Ok((chunks.into_iter().zip(frames).collect(), "keyframes"));
+        let chunks = fingerprint_all(list_chunks(dir)?).await?;
+        if chunks.iter().map(|c| c.frames).sum::<u64>() == facts.frames {
+            return Ok((chunks, "keyframes"));
         }
         for chunk in &chunks {
-            std::fs::remove_file(chunk).map_err(|e| e.to_string())?;
+            std::fs::remove_file(&chunk.path).map_err(|e| e.to_string())?;
+            std::fs::remove_file(&chunk.refs).map_err(|e| e.to_string())?;
         }
     }
     let target_s = format!("{target}");
@@ -181,18 +245,13 @@ async fn split_video(
         &pattern,
     ]);
     tool("ffmpeg", &args).await?;
-    let chunks = list_chunks(dir)?;
-    // The intermediate has no B-frames and starts every chunk on a keyframe: packets are frames.
-    let mut frames = Vec::with_capacity(chunks.len());
-    for chunk in &chunks {
-        frames.push(count_packets(chunk).await?);
-    }
+    let chunks = fingerprint_all(list_chunks(dir)?).await?;
     let how = if constant_rate.is_some() {
         "exact frames (lossless intermediate at a constant frame rate)"
     } else {
         "exact frames (lossless intermediate: the source's keyframes do not allow clean cuts)"
     };
-    Ok((chunks.into_iter().zip(frames).collect(), how))
+    Ok((chunks, how))
 }
 
 #[async_trait]
@@ -244,14 +303,16 @@ impl Partitioner for VideoPartitioner {
         let mut counted: u64 = 0;
         let mut notes = Vec::new();
         let mut stored_chunks = Vec::with_capacity(chunks.len());
-        for (index, (chunk, frames)) in chunks.iter().enumerate() {
-            counted += frames;
+        for (index, chunk) in chunks.iter().enumerate() {
+            counted += chunk.frames;
             let key = format!("jobs/{}/chunks/{index:05}.mkv", job.id);
-            let stored = store_file(blobs, &key, chunk).await?;
-            stored_chunks.push((key, stored.size, *frames));
+            let stored = store_file(blobs, &key, &chunk.path).await?;
+            let refs_key = format!("jobs/{}/chunks/{index:05}.ref", job.id);
+            store_file(blobs, &refs_key, &chunk.refs).await?;
+            stored_chunks.push((key, stored.size, chunk.frames, refs_key, chunk.ref_step));
         }
         for (rendition, (w, h)) in sizes.iter().enumerate() {
-            for (index, (key, size, frames)) in stored_chunks.iter().enumerate() {
+            for (index, (key, size, frames, refs, ref_step)) in stored_chunks.iter().enumerate() {
                 tasks.push(NewTask {
                     index: (rendition * chunks.len() + index) as u64,
                     input_key: Some(key.clone()),
@@ -261,6 +322,7 @@ impl Partitioner for VideoPartitioner {
                         "kind": "video", "frames": frames, "width": w, "height": h,
                         "scale": (*w, *h) != (facts.width, facts.height),
                         "rendition": rendition, "encoder": encoder,
+                        "refs": refs, "ref_step": ref_step,
                     })),
                 });
             }

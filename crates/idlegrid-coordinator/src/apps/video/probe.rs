@@ -162,18 +162,6 @@ pub async fn keyframes(path: &Path) -> Result<Vec<f64>, String> {
 
 /// Packets (= frames) of the first video stream, counted without decoding.
 pub async fn count_packets(path: &Path) -> Result<u64, String> {
-    count(path, "packets").await
-}
-
-/// Frames of the first video stream that decode, counted by decoding.
-pub async fn count_frames(path: &Path) -> Result<u64, String> {
-    count(path, "frames").await
-}
-
-/// FFprobe's `-count_packets` or `-count_frames` over the first video stream.
-async fn count(path: &Path, what: &str) -> Result<u64, String> {
-    let flag = format!("-count_{what}");
-    let entry = format!("stream=nb_read_{what}");
     let out = tool(
         "ffprobe",
         &[
@@ -181,9 +169,9 @@ async fn count(path: &Path, what: &str) -> Result<u64, String> {
             "error",
             "-select_streams",
             "v:0",
-            &flag,
+            "-count_packets",
             "-show_entries",
-            &entry,
+            "stream=nb_read_packets",
             "-of",
             "csv=p=0",
             &path.to_string_lossy(),
@@ -193,5 +181,5 @@ async fn count(path: &Path, what: &str) -> Result<u64, String> {
     out.trim()
         .trim_end_matches(',')
         .parse()
-        .map_err(|_| format!("could not count {what} (ffprobe said {out:?})"))
+        .map_err(|_| format!("could not count packets (ffprobe said {out:?})"))
 }

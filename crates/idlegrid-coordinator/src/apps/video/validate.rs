@@ -1,9 +1,12 @@
 //! The `video` validator. A video chunk's result must be H.264 in 4:2:0 at the size asked,
-//! decode without error, hold exactly as many frames as the source chunk, and look like it: the
-//! PSNR of every frame against the source chunk's frame of the same index must reach
-//! [`MIN_PSNR_DB`]. The audio result must be AAC-LC lasting as long as the source audio.
+//! decode without error, hold exactly as many frames as the source chunk, and look like it:
+//! sampled frames, reduced to thumbnails exactly as the source chunk's were when it was split,
+//! must each reach [`MIN_PSNR_DB`] against the source's thumbnail of the same frame index. The
+//! source chunk itself is not decoded again. The audio result must be AAC-LC lasting as long as the source audio.
 
-use super::{fetch, fetch_output, scratch, tool};
+use super::{
+    REF_HEIGHT, REF_WIDTH, fetch, fetch_output, progress_frames, reference_filter, scratch, tool,
+};
 use crate::validator::Validator;
 use async_trait::async_trait;
 use idlegrid_storage::StorageError;
@@ -19,7 +22,7 @@ pub const MIN_PSNR_DB: f64 = 25.0;
 /// The video validator.
 pub struct VideoValidator;
 
-async fn check_video(result: &Path, source: &Path, meta: &serde_json::Value) -> Result<(), String> {
+async fn check_video(result: &Path, refs: &Path, meta: &serde_json::Value) -> Result<(), String> {
     let probed = tool(
         "ffprobe",
         &[
@@ -71,17 +74,18 @@ async fn check_video(result: &Path, source: &Path, meta: &serde_json::Value) -> 
             "the chunk has {packets} frames, the source chunk {expected}"
         ));
     }
-    // One pass decodes every frame of both (failing on a decoding error), compares each pair
-    // by index, and so also counts the decoded frames.
-    let resize = if meta["scale"].as_bool().unwrap_or(true) {
-        format!("scale={}:{}:flags=bicubic,", meta["width"], meta["height"])
-    } else {
-        String::new()
-    };
+    // One pass decodes every frame of the result (failing on a decoding error), counts them,
+    // and compares the sampled ones with the source chunk's reference thumbnails, taken by
+    // the same filter when the source was split.
+    let step = meta["ref_step"].as_u64().unwrap_or(1).max(1);
+    let stats_path = refs.with_extension("psnr");
     let graph = format!(
-        "[0:v]setpts=N/TB[a];[1:v]{resize}format=yuv420p,setpts=N/TB[b];[a][b]psnr=stats_file=-"
+        "[0:v]split[all][s];[s]{},setpts=N/TB[a];[1:v]setpts=N/TB[b];[a][b]psnr=stats_file={}[compared]",
+        reference_filter(step),
+        stats_path.display()
     );
-    let stats = tool(
+    let size = format!("{REF_WIDTH}x{REF_HEIGHT}");
+    let progress = tool(
         "ffmpeg",
         &[
             "-nostdin",
@@ -90,17 +94,39 @@ async fn check_video(result: &Path, source: &Path, meta: &serde_json::Value) -> 
             "-xerror",
             "-i",
             &result.to_string_lossy(),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-s",
+            &size,
             "-i",
-            &source.to_string_lossy(),
-            "-lavfi",
+            &refs.to_string_lossy(),
+            "-filter_complex",
             &graph,
+            "-map",
+            "[all]",
             "-f",
             "null",
             "-",
+            "-map",
+            "[compared]",
+            "-f",
+            "null",
+            "-",
+            "-progress",
+            "pipe:1",
         ],
     )
     .await
     .map_err(|e| format!("the chunk does not decode cleanly: {e}"))?;
+    let decoded = progress_frames(&progress).unwrap_or(0);
+    if decoded != expected {
+        return Err(format!(
+            "the chunk decodes to {decoded} frames, the source chunk has {expected}"
+        ));
+    }
+    let stats = std::fs::read_to_string(&stats_path).unwrap_or_default();
     let psnrs: Vec<f64> = stats
         .lines()
         .filter_map(|l| {
@@ -110,9 +136,10 @@ async fn check_video(result: &Path, source: &Path, meta: &serde_json::Value) -> 
             Some(if v == "inf" { 100.0 } else { v.parse().ok()? })
         })
         .collect();
-    if psnrs.len() as u64 != expected {
+    let samples = expected.div_ceil(step);
+    if psnrs.len() as u64 != samples {
         return Err(format!(
-            "the chunk decodes to {} frames, the source chunk has {expected}",
+            "{} of the chunk's {samples} sampled frames could be compared with the source",
             psnrs.len()
         ));
     }
@@ -178,12 +205,12 @@ impl Validator for VideoValidator {
         fetch_output(blobs, &result.output, &output).await?;
         let verdict = match meta["kind"].as_str() {
             Some("video") => {
-                let Some(key) = &result.task.chunk.input_key else {
-                    return Ok(Err("the chunk has no source to compare with".into()));
+                let Some(key) = meta["refs"].as_str() else {
+                    return Ok(Err("the chunk has no references to compare with".into()));
                 };
-                let source = dir.path().join("source.mkv");
-                fetch(blobs, key, &source).await?;
-                check_video(&output, &source, &meta).await
+                let refs = dir.path().join("refs.gray");
+                fetch(blobs, key, &refs).await?;
+                check_video(&output, &refs, &meta).await
             }
             Some("audio") => check_audio(&output, &meta).await,
             other => Err(format!("unknown chunk kind {other:?}")),
