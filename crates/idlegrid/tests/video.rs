@@ -951,3 +951,40 @@ fn the_task_script_is_deterministic() {
     assert!(!first.is_empty());
     assert!(first == second, "two encodes of the same chunk differ");
 }
+
+/// `idlegrid bench transcode` runs end to end on a small clip and reports sane figures (nothing
+/// here is timed).
+#[test]
+fn bench_transcode_smoke() {
+    let out = Command::new(env!("CARGO_BIN_EXE_idlegrid"))
+        .args(["bench", "transcode", "--seconds", "3", "--size", "320x240"])
+        .args([
+            "--chunk-seconds",
+            "1",
+            "--x264-preset",
+            "veryfast",
+            "--json",
+        ])
+        .env_remove("IDLEGRID_URL")
+        .env_remove("IDLEGRID_API_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(figures["frame_exact"], true, "{figures}");
+    assert_eq!(figures["source_frames"], 90);
+    assert_eq!(figures["grid"]["frames"], 90);
+    for side in ["grid", "plain"] {
+        assert!(figures[side]["wall_secs"].as_f64().unwrap() > 0.0);
+        assert!(
+            figures[side]["psnr_db"].as_f64().unwrap() > 30.0,
+            "{figures}"
+        );
+    }
+    assert!(figures["video_chunks"].as_u64().unwrap() >= 2, "{figures}");
+    assert_eq!(figures["model"].as_array().unwrap().len(), 7);
+}
