@@ -187,22 +187,16 @@ fn odd_sized_vp9_in_mkv_without_audio_and_a_downscale() {
             "25",
         ],
     );
-    let output = dir.path().join("out.mp4");
-    let (ok, stdout, stderr) = transcode(dir.path(), &source, &output, &["--chunk-seconds", "1"]);
-    assert!(ok, "transcode failed: {stderr}");
+    let (stdout, out) = transcode_checked(dir.path(), &source, &["--chunk-seconds", "1"], 30.0);
     assert!(
         stdout.contains("no audio"),
         "the job says the input has no audio: {stdout}"
     );
-    let (src, out) = (probe(&source), probe(&output));
-    assert_eq!(frames(&out.video), frames(&src.video));
     assert_eq!(
         (out.video["width"].as_u64(), out.video["height"].as_u64()),
         (Some(320), Some(240))
     );
     assert!(out.audio.is_none());
-    let quality = psnr(&output, &source, 320, 240);
-    assert!(quality > 30.0, "PSNR {quality} dB");
 }
 
 #[test]
@@ -226,16 +220,11 @@ fn a_long_gop_source_is_split_frame_exactly() {
             "aac",
         ],
     );
-    let output = dir.path().join("out.mp4");
-    let (ok, stdout, stderr) = transcode(dir.path(), &source, &output, &["--chunk-seconds", "1"]);
-    assert!(ok, "transcode failed: {stderr}");
+    let (stdout, _) = transcode_checked(dir.path(), &source, &["--chunk-seconds", "1"], 35.0);
     assert!(
         stdout.contains("exact"),
         "sparse keyframes force the exact split: {stdout}"
     );
-    let (src, out) = (probe(&source), probe(&output));
-    assert_eq!(frames(&out.video), frames(&src.video));
-    assert!(psnr(&output, &source, 320, 240) > 35.0);
 }
 
 #[test]

@@ -6,7 +6,7 @@
 //! is a tar archive of the renditions' playlists and segments with a master playlist.
 
 use super::probe::count_packets;
-use super::{fetch_output, scratch, store_file, tool};
+use super::{fetch_output, probe_stream, scratch, store_file, tool};
 use crate::assembler::{AssembleError, Assembler};
 use crate::grid::Grid;
 use async_trait::async_trait;
@@ -73,24 +73,9 @@ async fn join(
         )));
     }
     if audio.is_some() {
-        let probed = tool(
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-select_streams",
-                "a:0",
-                "-show_entries",
-                "stream=duration,sample_rate",
-                "-of",
-                "json",
-                &out.to_string_lossy(),
-            ],
-        )
-        .await
-        .map_err(inconsistent)?;
-        let info: serde_json::Value = serde_json::from_str(&probed).map_err(inconsistent)?;
-        let stream = &info["streams"][0];
+        let stream = probe_stream(out, "a:0", "duration,sample_rate", &[])
+            .await
+            .map_err(inconsistent)?;
         let duration: f64 = stream["duration"]
             .as_str()
             .and_then(|d| d.parse().ok())
@@ -112,24 +97,9 @@ async fn join(
 
 /// The RFC 6381 codec string of an H.264 + AAC-LC rendition, from FFprobe's profile and level.
 async fn codecs(mp4: &Path, with_audio: bool) -> Result<String, AssembleError> {
-    let probed = tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=profile,level",
-            "-of",
-            "json",
-            &mp4.to_string_lossy(),
-        ],
-    )
-    .await
-    .map_err(inconsistent)?;
-    let info: serde_json::Value = serde_json::from_str(&probed).map_err(inconsistent)?;
-    let stream = &info["streams"][0];
+    let stream = probe_stream(mp4, "v:0", "profile,level", &[])
+        .await
+        .map_err(inconsistent)?;
     let profile = match stream["profile"].as_str().unwrap_or("High") {
         "Constrained Baseline" => "42E0",
         "Baseline" => "4200",

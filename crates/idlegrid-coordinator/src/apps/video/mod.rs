@@ -73,6 +73,25 @@ pub(crate) fn progress_frames(progress: &str) -> Option<u64> {
         .ok()
 }
 
+/// FFprobe's view of one stream: `select` is a stream specifier (`v:0`, `a:0`), `entries` the
+/// `stream=` fields; `extra` goes before the file (e.g. `-count_packets`).
+pub(crate) async fn probe_stream(
+    path: &Path,
+    select: &str,
+    entries: &str,
+    extra: &[&str],
+) -> Result<serde_json::Value, String> {
+    let entries = format!("stream={entries}");
+    let file = path.to_string_lossy();
+    let mut args = vec!["-v", "error", "-select_streams", select];
+    args.extend(extra);
+    args.extend(["-show_entries", &entries, "-of", "json", &file]);
+    let json = tool("ffprobe", &args).await?;
+    let info: serde_json::Value =
+        serde_json::from_str(&json).map_err(|e| format!("ffprobe gave unreadable output: {e}"))?;
+    Ok(info["streams"][0].clone())
+}
+
 /// The last `n` lines of a tool's complaint, which name the problem.
 pub(crate) fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();

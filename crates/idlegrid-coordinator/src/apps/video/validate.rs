@@ -5,7 +5,8 @@
 //! source chunk itself is not decoded again. The audio result must be AAC-LC lasting as long as the source audio.
 
 use super::{
-    REF_HEIGHT, REF_WIDTH, fetch, fetch_output, progress_frames, reference_filter, scratch, tool,
+    REF_HEIGHT, REF_WIDTH, fetch, fetch_output, probe_stream, progress_frames, reference_filter,
+    scratch, tool,
 };
 use crate::validator::Validator;
 use async_trait::async_trait;
@@ -23,25 +24,14 @@ pub const MIN_PSNR_DB: f64 = 25.0;
 pub struct VideoValidator;
 
 async fn check_video(result: &Path, refs: &Path, meta: &serde_json::Value) -> Result<(), String> {
-    let probed = tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-count_packets",
-            "-show_entries",
-            "stream=codec_name,width,height,pix_fmt,nb_read_packets",
-            "-of",
-            "json",
-            &result.to_string_lossy(),
-        ],
+    let stream = probe_stream(
+        result,
+        "v:0",
+        "codec_name,width,height,pix_fmt,nb_read_packets",
+        &["-count_packets"],
     )
     .await
     .map_err(|e| format!("the chunk is not readable video: {e}"))?;
-    let info: serde_json::Value = serde_json::from_str(&probed).map_err(|e| e.to_string())?;
-    let stream = &info["streams"][0];
     if stream["codec_name"] != "h264" {
         return Err(format!(
             "the chunk is {} video, not H.264",
@@ -153,24 +143,9 @@ async fn check_video(result: &Path, refs: &Path, meta: &serde_json::Value) -> Re
 }
 
 async fn check_audio(result: &Path, meta: &serde_json::Value) -> Result<(), String> {
-    let probed = tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "a:0",
-            "-show_entries",
-            "stream=codec_name,profile,duration",
-            "-of",
-            "json",
-            &result.to_string_lossy(),
-        ],
-    )
-    .await
-    .map_err(|e| format!("the audio does not decode: {e}"))?;
-    let info: serde_json::Value = serde_json::from_str(&probed).map_err(|e| e.to_string())?;
-    let stream = &info["streams"][0];
+    let stream = probe_stream(result, "a:0", "codec_name,profile,duration", &[])
+        .await
+        .map_err(|e| format!("the audio does not decode: {e}"))?;
     if stream["codec_name"] != "aac" || stream["profile"] != "LC" {
         return Err(format!(
             "the audio is {} {}, not AAC-LC",
