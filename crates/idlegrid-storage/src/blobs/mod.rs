@@ -69,6 +69,10 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn size(&self, key: &str) -> Result<Option<u64>>;
     /// Deletes a blob; deleting a missing blob is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+    /// The blob's file when the backend keeps blobs as local files, so tools can read it in
+    /// place instead of copying it (blobs are never changed once written); `None` otherwise, or
+    /// if it does not exist.
+    fn local_path(&self, key: &str) -> Option<std::path::PathBuf>;
     /// Deletes every blob whose key starts with `prefix/`; returns how many.
     async fn delete_prefix(&self, prefix: &str) -> Result<u64>;
 }

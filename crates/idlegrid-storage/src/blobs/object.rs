@@ -18,6 +18,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct ObjectBlobStore {
     store: Arc<dyn ObjectStore>,
+    /// The directory of a local-files store.
+    root: Option<std::path::PathBuf>,
 }
 
 /// Multipart part size: large enough for S3's 5 MiB minimum, small enough to bound memory.
@@ -42,6 +44,7 @@ impl ObjectBlobStore {
         let store = LocalFileSystem::new_with_prefix(dir).map_err(storage)?;
         Ok(ObjectBlobStore {
             store: Arc::new(store),
+            root: Some(dir.to_path_buf()),
         })
     }
 }
@@ -150,6 +153,13 @@ impl BlobStore for ObjectBlobStore {
         }
     }
 
+    fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
+        // Parsing refuses `..` and empty segments, so the path stays inside the root.
+        let location = path(key).ok()?;
+        let file = self.root.as_ref()?.join(location.as_ref());
+        file.is_file().then_some(file)
+    }
+
     async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
         let keys: Vec<ObjectPath> = self
             .store
@@ -202,6 +212,10 @@ mod tests {
         );
         assert_eq!(blobs.size("jobs/1/input").await.unwrap(), Some(11));
         assert_eq!(blobs.size("jobs/2/input").await.unwrap(), None);
+        let file = blobs.local_path("jobs/1/input").unwrap();
+        assert_eq!(std::fs::read(file).unwrap(), b"hello world");
+        assert_eq!(blobs.local_path("jobs/2/input"), None);
+        assert_eq!(blobs.local_path("jobs/../../etc/passwd"), None);
         blobs
             .put_bytes("jobs/1/chunks/0", Bytes::from_static(b"a"))
             .await

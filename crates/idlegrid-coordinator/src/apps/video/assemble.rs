@@ -6,7 +6,7 @@
 //! is a tar archive of the renditions' playlists and segments with a master playlist.
 
 use super::probe::count_packets;
-use super::{fetch_output, probe_stream, scratch, store_file, tool};
+use super::{probe_stream, readable_output, scratch, store_file, tool};
 use crate::assembler::{AssembleError, Assembler};
 use crate::grid::Grid;
 use async_trait::async_trait;
@@ -34,7 +34,13 @@ async fn join(
 ) -> Result<(), AssembleError> {
     let list: String = chunks
         .iter()
-        .map(|c| format!("file '{}'\n", c.display()))
+        // The concat demuxer's quoting: a quote inside becomes '\''.
+        .map(|c| {
+            format!(
+                "file '{}'\n",
+                c.display().to_string().replace('\'', "'\\''")
+            )
+        })
         .collect();
     let list_path = dir.join(format!(
         "{}.txt",
@@ -220,13 +226,11 @@ impl Assembler for VideoAssembler {
         let mut audio = None;
         for (index, output) in &outputs {
             if *index < video_tasks {
-                let path = dir.path().join(format!("{index:05}.mkv"));
-                fetch_output(grid.blobs.as_ref(), output, &path).await?;
-                chunk_files.push(path);
+                let copy = dir.path().join(format!("{index:05}.mkv"));
+                chunk_files.push(readable_output(grid.blobs.as_ref(), output, &copy).await?);
             } else {
-                let path = dir.path().join("audio.m4a");
-                fetch_output(grid.blobs.as_ref(), output, &path).await?;
-                audio = Some(path);
+                let copy = dir.path().join("audio.m4a");
+                audio = Some(readable_output(grid.blobs.as_ref(), output, &copy).await?);
             }
         }
         let mut renditions = Vec::with_capacity(sizes.len());

@@ -20,7 +20,7 @@ use futures::StreamExt;
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::records::{OutputRef, StoredBlob};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
 /// Runs an FFmpeg tool and returns its stdout; the error carries the program's stderr.
@@ -98,37 +98,46 @@ pub(crate) fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("; ")
 }
 
-/// Copies a blob into a local file.
-pub(crate) async fn fetch(
+/// A local file holding the blob: the blob's own file when the store keeps local files (read
+/// in place, never written), else a copy made at `copy`.
+pub(crate) async fn readable(
     blobs: &dyn BlobStore,
     key: &str,
-    path: &Path,
-) -> Result<(), StorageError> {
+    copy: &Path,
+) -> Result<PathBuf, StorageError> {
+    if let Some(file) = blobs.local_path(key) {
+        return Ok(file);
+    }
     let mut stream = blobs.get(key, None).await?;
-    let mut file = tokio::fs::File::create(path)
+    let mut file = tokio::fs::File::create(copy)
         .await
-        .map_err(|e| StorageError::Backend(format!("creating {}: {e}", path.display())))?;
+        .map_err(|e| StorageError::Backend(format!("creating {}: {e}", copy.display())))?;
     while let Some(bytes) = stream.next().await {
         file.write_all(&bytes?)
             .await
-            .map_err(|e| StorageError::Backend(format!("writing {}: {e}", path.display())))?;
+            .map_err(|e| StorageError::Backend(format!("writing {}: {e}", copy.display())))?;
     }
     file.flush()
         .await
-        .map_err(|e| StorageError::Backend(format!("writing {}: {e}", path.display())))
+        .map_err(|e| StorageError::Backend(format!("writing {}: {e}", copy.display())))?;
+    Ok(copy.to_path_buf())
 }
 
-/// Writes a result's output into a local file.
-pub(crate) async fn fetch_output(
+/// A local file holding a result's output (see [`readable`]); inline outputs are written to
+/// `copy`.
+pub(crate) async fn readable_output(
     blobs: &dyn BlobStore,
     output: &OutputRef,
-    path: &Path,
-) -> Result<(), StorageError> {
+    copy: &Path,
+) -> Result<PathBuf, StorageError> {
     match output {
-        OutputRef::Inline(bytes) => tokio::fs::write(path, bytes)
-            .await
-            .map_err(|e| StorageError::Backend(format!("writing {}: {e}", path.display()))),
-        OutputRef::Blob(key) => fetch(blobs, key, path).await,
+        OutputRef::Inline(bytes) => {
+            tokio::fs::write(copy, bytes)
+                .await
+                .map_err(|e| StorageError::Backend(format!("writing {}: {e}", copy.display())))?;
+            Ok(copy.to_path_buf())
+        }
+        OutputRef::Blob(key) => readable(blobs, key, copy).await,
     }
 }
 

@@ -5,7 +5,8 @@
 
 use super::probe::{self, Facts, count_packets, keyframes};
 use super::{
-    REF_SAMPLES, VideoParams, fetch, progress_frames, reference_filter, scratch, store_file, tool,
+    REF_SAMPLES, VideoParams, progress_frames, readable, reference_filter, scratch, store_file,
+    tool,
 };
 use crate::partitioner::{PartitionError, Partitioner};
 use async_trait::async_trait;
@@ -278,8 +279,7 @@ impl Partitioner for VideoPartitioner {
             .as_ref()
             .ok_or_else(|| rejected("the job has no input".into()))?;
         let dir = scratch()?;
-        let source = dir.path().join("source");
-        fetch(blobs, &input.key, &source).await?;
+        let source = readable(blobs, &input.key, &dir.path().join("source")).await?;
         let mut facts = probe::probe(&source).await.map_err(rejected)?;
         let chunks_dir = dir.path().join("chunks");
         std::fs::create_dir_all(&chunks_dir).map_err(|e| {

@@ -5,8 +5,8 @@
 //! source chunk itself is not decoded again. The audio result must be AAC-LC lasting as long as the source audio.
 
 use super::{
-    REF_HEIGHT, REF_WIDTH, fetch, fetch_output, probe_stream, progress_frames, reference_filter,
-    scratch, tool,
+    REF_HEIGHT, REF_WIDTH, probe_stream, progress_frames, readable, readable_output,
+    reference_filter, scratch, tool,
 };
 use crate::validator::Validator;
 use async_trait::async_trait;
@@ -23,7 +23,14 @@ pub const MIN_PSNR_DB: f64 = 25.0;
 /// The video validator.
 pub struct VideoValidator;
 
-async fn check_video(result: &Path, refs: &Path, meta: &serde_json::Value) -> Result<(), String> {
+/// Checks a video result; `work` is a scratch directory (the inputs may be the blob store's own
+/// files, never written to).
+async fn check_video(
+    result: &Path,
+    refs: &Path,
+    meta: &serde_json::Value,
+    work: &Path,
+) -> Result<(), String> {
     let stream = probe_stream(
         result,
         "v:0",
@@ -68,7 +75,7 @@ async fn check_video(result: &Path, refs: &Path, meta: &serde_json::Value) -> Re
     // and compares the sampled ones with the source chunk's reference thumbnails, taken by
     // the same filter when the source was split.
     let step = meta["ref_step"].as_u64().unwrap_or(1).max(1);
-    let stats_path = refs.with_extension("psnr");
+    let stats_path = work.join("psnr.log");
     let graph = format!(
         "[0:v]split[all][s];[s]{},setpts=N/TB[a];[1:v]setpts=N/TB[b];[a][b]psnr=stats_file={}[compared]",
         reference_filter(step),
@@ -176,16 +183,14 @@ impl Validator for VideoValidator {
     ) -> Result<Result<(), String>, StorageError> {
         let meta = result.task.chunk.meta.clone().unwrap_or_default();
         let dir = scratch()?;
-        let output = dir.path().join("result");
-        fetch_output(blobs, &result.output, &output).await?;
+        let output = readable_output(blobs, &result.output, &dir.path().join("result")).await?;
         let verdict = match meta["kind"].as_str() {
             Some("video") => {
                 let Some(key) = meta["refs"].as_str() else {
                     return Ok(Err("the chunk has no references to compare with".into()));
                 };
-                let refs = dir.path().join("refs.gray");
-                fetch(blobs, key, &refs).await?;
-                check_video(&output, &refs, &meta).await
+                let refs = readable(blobs, key, &dir.path().join("refs.gray")).await?;
+                check_video(&output, &refs, &meta, dir.path()).await
             }
             Some("audio") => check_audio(&output, &meta).await,
             other => Err(format!("unknown chunk kind {other:?}")),
