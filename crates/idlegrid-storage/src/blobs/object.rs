@@ -174,8 +174,25 @@ impl BlobStore for ObjectBlobStore {
                 Err(e) => return Err(storage(e)),
             }
         }
+        // Local files leave their directories behind; remove the ones now empty.
+        if let Some(root) = &self.root {
+            remove_empty_dirs(&root.join(path(prefix)?.as_ref()));
+        }
         Ok(keys.len() as u64)
     }
+}
+
+/// Removes `dir` and the directories below it that hold no file. A directory that is not
+/// empty (a blob written meanwhile) is left alone.
+fn remove_empty_dirs(dir: &std::path::Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_dirs(&entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 #[cfg(test)]
@@ -229,6 +246,11 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(blobs.delete_prefix("jobs/1/chunks").await.unwrap(), 2);
+        assert!(
+            !dir.path().join("jobs/1/chunks").exists(),
+            "no empty directory is left"
+        );
+        assert!(dir.path().join("jobs/1").exists());
         assert_eq!(blobs.size("jobs/1/chunks/0").await.unwrap(), None);
         assert_eq!(blobs.size("jobs/10/chunks/0").await.unwrap(), Some(1));
         assert_eq!(blobs.size("jobs/1/input").await.unwrap(), Some(11));
