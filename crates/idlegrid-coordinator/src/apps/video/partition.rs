@@ -67,6 +67,25 @@ fn list_chunks(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(chunks)
 }
 
+/// Writes the source's first video stream, passed through `codec`, as Matroska chunk files
+/// named by `pattern`, cut by the segment muxer's `cuts` options.
+async fn segment(src: &str, codec: &[&str], cuts: &[&str], pattern: &str) -> Result<(), String> {
+    let mut args = vec![
+        "-nostdin", "-v", "error", "-i", src, "-map", "0:v:0", "-an", "-sn", "-dn",
+    ];
+    args.extend(codec);
+    args.extend(["-f", "segment"]);
+    args.extend(cuts);
+    args.extend([
+        "-reset_timestamps",
+        "1",
+        "-segment_format",
+        "matroska",
+        pattern,
+    ]);
+    tool("ffmpeg", &args).await.map(|_| ())
+}
+
 /// One chunk file of the split, with what the validator needs to judge results for it.
 #[derive(Debug)]
 struct Chunk {
@@ -170,33 +189,7 @@ async fn split_video(
         } else {
             times.join(",")
         };
-        tool(
-            "ffmpeg",
-            &[
-                "-nostdin",
-                "-v",
-                "error",
-                "-i",
-                &src,
-                "-map",
-                "0:v:0",
-                "-an",
-                "-sn",
-                "-dn",
-                "-c",
-                "copy",
-                "-f",
-                "segment",
-                "-segment_times",
-                &times,
-                "-reset_timestamps",
-                "1",
-                "-segment_format",
-                "matroska",
-                &pattern,
-            ],
-        )
-        .await?;
+        segment(&src, &["-c", "copy"], &["-segment_times", &times], &pattern).await?;
         let chunks = fingerprint_all(list_chunks(dir)?).await?;
         if chunks.iter().map(|c| c.frames).sum::<u64>() == facts.frames {
             return Ok((chunks, "keyframes"));
@@ -209,17 +202,7 @@ async fn split_video(
     let target_s = format!("{target}");
     let force = format!("expr:gte(t,n_forced*{target})");
     let rate = format!("fps={:.6}", constant_rate.unwrap_or(facts.fps));
-    let mut args = vec![
-        "-nostdin",
-        "-v",
-        "error",
-        "-i",
-        &src,
-        "-map",
-        "0:v:0",
-        "-an",
-        "-sn",
-        "-dn",
+    let mut codec = vec![
         "-c:v",
         "libx264",
         "-qp",
@@ -231,21 +214,10 @@ async fn split_video(
     ];
     if constant_rate.is_some() {
         // A constant rate: the fps filter duplicates or drops frames to fit.
-        args.extend(["-vf", &rate]);
+        codec.extend(["-vf", &rate]);
     }
-    args.extend(["-fps_mode", "passthrough"]);
-    args.extend([
-        "-f",
-        "segment",
-        "-segment_time",
-        &target_s,
-        "-reset_timestamps",
-        "1",
-        "-segment_format",
-        "matroska",
-        &pattern,
-    ]);
-    tool("ffmpeg", &args).await?;
+    codec.extend(["-fps_mode", "passthrough"]);
+    segment(&src, &codec, &["-segment_time", &target_s], &pattern).await?;
     let chunks = fingerprint_all(list_chunks(dir)?).await?;
     let how = if constant_rate.is_some() {
         "exact frames (lossless intermediate at a constant frame rate)"
