@@ -120,6 +120,25 @@ async fn lease(worker: &Client, max: u32) -> LeaseGrant {
         .unwrap()
 }
 
+/// Reports one lease's outcome; the reply says whether it was taken.
+async fn report_one(
+    worker: &Client,
+    lease_id: idlegrid_api::LeaseId,
+    task_id: idlegrid_api::TaskId,
+    outcome: ReportOutcome,
+) -> idlegrid_api::tasks::ReportReply {
+    worker
+        .report(&Report {
+            reports: vec![ReportItem {
+                lease_id,
+                task_id,
+                outcome,
+            }],
+        })
+        .await
+        .unwrap()
+}
+
 fn completed(output: &[u8]) -> ReportOutcome {
     ReportOutcome::Completed {
         sha256: sha256_bytes(output),
@@ -497,20 +516,15 @@ async fn a_chunk_failing_too_often_fails_its_job_but_not_the_others() {
         let grant = lease(worker, 1).await;
         let l = &grant.leases[0];
         assert_eq!(l.job_id, doomed.id);
-        let reply = worker
-            .report(&Report {
-                reports: vec![ReportItem {
-                    lease_id: l.lease_id,
-                    task_id: l.task_id,
-                    outcome: ReportOutcome::Failed {
-                        reason: format!(
-                            "script exited with status 1: ValueError attempt {attempt}"
-                        ),
-                    },
-                }],
-            })
-            .await
-            .unwrap();
+        let reply = report_one(
+            worker,
+            l.lease_id,
+            l.task_id,
+            ReportOutcome::Failed {
+                reason: format!("script exited with status 1: ValueError attempt {attempt}"),
+            },
+        )
+        .await;
         assert!(reply.results[0].accepted);
     }
     let failed = wait_for(&grid.customer(), doomed.id, JobState::Failed).await;
@@ -527,16 +541,7 @@ async fn a_chunk_failing_too_often_fails_its_job_but_not_the_others() {
     let grant = lease(worker, 1).await;
     assert_eq!(grant.leases[0].job_id, fine.id);
     let l = &grant.leases[0];
-    worker
-        .report(&Report {
-            reports: vec![ReportItem {
-                lease_id: l.lease_id,
-                task_id: l.task_id,
-                outcome: completed(b"OK\n"),
-            }],
-        })
-        .await
-        .unwrap();
+    report_one(worker, l.lease_id, l.task_id, completed(b"OK\n")).await;
     wait_for(&grid.customer(), fine.id, JobState::Completed).await;
     grid.stop().await;
 }
@@ -557,28 +562,16 @@ async fn expired_leases_go_back_to_the_queue() {
         first.task_id, second.task_id,
         "the expired task is leased again"
     );
-    rescuer
-        .report(&Report {
-            reports: vec![ReportItem {
-                lease_id: second.lease_id,
-                task_id: second.task_id,
-                outcome: completed(b"X\n"),
-            }],
-        })
-        .await
-        .unwrap();
+    report_one(&rescuer, second.lease_id, second.task_id, completed(b"X\n")).await;
     let done = wait_for(&grid.customer(), job.id, JobState::Completed).await;
     assert_eq!(done.chunks.failed_attempts, 1);
-    let late = vanished
-        .report(&Report {
-            reports: vec![ReportItem {
-                lease_id: first.lease_id,
-                task_id: first.task_id,
-                outcome: completed(b"late\n"),
-            }],
-        })
-        .await
-        .unwrap();
+    let late = report_one(
+        &vanished,
+        first.lease_id,
+        first.task_id,
+        completed(b"late\n"),
+    )
+    .await;
     assert_eq!(late.error.unwrap().code, "lease_not_held");
     grid.stop().await;
 }
@@ -634,16 +627,7 @@ async fn a_restarted_coordinator_rebuilds_its_queues_from_the_records() {
     let worker = grid.worker("w").await;
     let grant = lease(&worker, 2).await;
     let l = &grant.leases[0];
-    worker
-        .report(&Report {
-            reports: vec![ReportItem {
-                lease_id: l.lease_id,
-                task_id: l.task_id,
-                outcome: completed(b"first\n"),
-            }],
-        })
-        .await
-        .unwrap();
+    report_one(&worker, l.lease_id, l.task_id, completed(b"first\n")).await;
     wait_for(&grid.customer(), job.id, JobState::Running).await;
     let dir = grid.stop().await;
 
