@@ -90,6 +90,8 @@ pub(crate) async fn body_to_file(
 ) -> Result<(u64, String), ClientError> {
     let what = response.url().path().to_string();
     let mut stream = response.bytes_stream();
+    // Response pieces are small; each write to a tokio file is a hop to the blocking pool.
+    let mut file = tokio::io::BufWriter::with_capacity(1024 * 1024, file);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     loop {

@@ -59,6 +59,12 @@ pub trait BlobStore: Send + Sync + 'static {
         expected_sha256: Option<&str>,
         max_size: u64,
     ) -> Result<StoredBlob, PutError>;
+    /// Stores the file at `path` under `key`, taking it over: the caller must not use the file
+    /// afterwards. A local-files store moves it into place when it is on the same file system
+    /// (no copy); otherwise the file is streamed in and left where it was.
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<StoredBlob> {
+        stream_file(self, key, path).await
+    }
     /// Stores bytes under `key`.
     async fn put_bytes(&self, key: &str, bytes: Bytes) -> Result<StoredBlob>;
     /// Streams a blob, or the given byte range of it.
@@ -81,4 +87,28 @@ pub trait BlobStore: Send + Sync + 'static {
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Bytes per read when streaming a file: each read of a tokio file is a hop to the blocking
+/// pool, so small reads cost more CPU than the copy itself.
+pub const FILE_READ: usize = 1024 * 1024;
+
+/// [`BlobStore::put_file`] by streaming the file through [`BlobStore::put_stream`].
+pub async fn stream_file<B: BlobStore + ?Sized>(
+    blobs: &B,
+    key: &str,
+    path: &std::path::Path,
+) -> Result<StoredBlob> {
+    use futures::StreamExt;
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| StorageError::Backend(format!("opening {}: {e}", path.display())))?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, FILE_READ).boxed();
+    blobs
+        .put_stream(key, stream, None, u64::MAX)
+        .await
+        .map_err(|e| match e {
+            PutError::Storage(e) => e,
+            other => StorageError::Backend(other.to_string()),
+        })
 }

@@ -147,17 +147,8 @@ pub(crate) async fn store_file(
     key: &str,
     path: &Path,
 ) -> Result<StoredBlob, StorageError> {
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| StorageError::Backend(format!("opening {}: {e}", path.display())))?;
-    let stream = tokio_util::io::ReaderStream::new(file).boxed();
-    blobs
-        .put_stream(key, stream, None, u64::MAX)
-        .await
-        .map_err(|e| match e {
-            idlegrid_storage::blobs::PutError::Storage(e) => e,
-            other => StorageError::Backend(other.to_string()),
-        })
+    // Scratch files are never used again once stored: they may be moved, not copied.
+    blobs.put_file(key, path).await
 }
 
 /// A scratch directory for FFmpeg's files.

@@ -3,7 +3,7 @@
 //! allow the wanted chunk length, otherwise frame-exactly through a lossless intermediate — and
 //! extracts the first audio stream as one more chunk, encoded once for the whole file.
 
-use super::probe::{self, Facts, count_packets, keyframes};
+use super::probe::{self, Facts, keyframes};
 use super::{
     REF_SAMPLES, VideoParams, progress_frames, readable, reference_filter, scratch, store_file,
     tool,
@@ -99,10 +99,9 @@ struct Chunk {
     ref_step: u64,
 }
 
-/// Decodes a chunk once: counts the frames that decode and keeps reference thumbnails.
-async fn fingerprint(path: PathBuf) -> Result<Chunk, String> {
-    let packets = count_packets(&path).await?;
-    let ref_step = (packets / REF_SAMPLES).max(1);
+/// Decodes a chunk once: counts the frames that decode and keeps every `ref_step`-th frame as
+/// a reference thumbnail.
+async fn fingerprint(path: PathBuf, ref_step: u64) -> Result<Chunk, String> {
     let refs = path.with_extension("ref");
     let graph = format!("[0:v]split[all][s];[s]{}[t]", reference_filter(ref_step));
     let progress = tool(
@@ -112,6 +111,9 @@ async fn fingerprint(path: PathBuf) -> Result<Chunk, String> {
             "-v",
             "error",
             "-y",
+            // One decoding thread: chunks are decoded side by side, and threads cost CPU.
+            "-threads",
+            "1",
             "-i",
             &path.to_string_lossy(),
             "-filter_complex",
@@ -149,11 +151,11 @@ async fn fingerprint(path: PathBuf) -> Result<Chunk, String> {
 
 /// Fingerprints every chunk, as many at once as the machine has cores. This is the one full
 /// decode of the source the partitioner does.
-async fn fingerprint_all(paths: Vec<PathBuf>) -> Result<Vec<Chunk>, String> {
+async fn fingerprint_all(paths: Vec<PathBuf>, ref_step: u64) -> Result<Vec<Chunk>, String> {
     use futures::{StreamExt, TryStreamExt};
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     futures::stream::iter(paths)
-        .map(fingerprint)
+        .map(|path| fingerprint(path, ref_step))
         .buffered(cores)
         .try_collect()
         .await
@@ -176,6 +178,9 @@ async fn split_video(
     let pattern = dir.join("%05d.mkv");
     let pattern = pattern.to_string_lossy();
     let marks = keyframes(source).await?;
+    // About REF_SAMPLES references in a chunk of the target length.
+    let chunk_frames = target * constant_rate.unwrap_or(facts.fps);
+    let ref_step = ((chunk_frames / REF_SAMPLES as f64) as u64).max(1);
     // A variable frame rate is made constant at the average by the frame-exact cut below.
     let cuts = if constant_rate.is_some() {
         None
@@ -190,7 +195,7 @@ async fn split_video(
             times.join(",")
         };
         segment(&src, &["-c", "copy"], &["-segment_times", &times], &pattern).await?;
-        let chunks = fingerprint_all(list_chunks(dir)?).await?;
+        let chunks = fingerprint_all(list_chunks(dir)?, ref_step).await?;
         if chunks.iter().map(|c| c.frames).sum::<u64>() == facts.frames {
             return Ok((chunks, "keyframes"));
         }
@@ -218,7 +223,7 @@ async fn split_video(
     }
     codec.extend(["-fps_mode", "passthrough"]);
     segment(&src, &codec, &["-segment_time", &target_s], &pattern).await?;
-    let chunks = fingerprint_all(list_chunks(dir)?).await?;
+    let chunks = fingerprint_all(list_chunks(dir)?, ref_step).await?;
     let how = if constant_rate.is_some() {
         "exact frames (lossless intermediate at a constant frame rate)"
     } else {

@@ -89,6 +89,9 @@ async fn check_video(
             "-v",
             "error",
             "-xerror",
+            // One decoding thread: results are validated side by side, and threads cost CPU.
+            "-threads",
+            "1",
             "-i",
             &result.to_string_lossy(),
             "-f",
