@@ -21,6 +21,8 @@ if task["kind"] == "video":
     out = os.path.join("output", "chunk.mkv")
     cmd = [
         "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-progress", "pipe:1",
+        # One decoding thread: decoding is cheap next to encoding, and threads cost CPU.
+        "-threads", "1",
         "-i", source, "-map", "0:v:0", "-an", "-sn", "-dn",
     ]
     if task.get("scale", True):

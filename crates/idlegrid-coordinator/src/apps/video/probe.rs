@@ -58,6 +58,7 @@ pub async fn probe(path: &Path) -> Result<Facts, String> {
             "error",
             "-print_format",
             "json",
+            "-count_packets",
             "-show_format",
             "-show_streams",
             &file,
@@ -101,9 +102,10 @@ pub async fn probe(path: &Path) -> Result<Facts, String> {
     let avg = ratio(video.get("avg_frame_rate"));
     let real = ratio(video.get("r_frame_rate"));
     // Packets for now; the partitioner replaces this with the frames that decode.
-    let frames = count_packets(path)
-        .await
-        .map_err(|e| format!("the video stream cannot be read ({e})"))?;
+    let frames = video["nb_read_packets"]
+        .as_str()
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or("the video stream cannot be read (its packets could not be counted)")?;
     if frames == 0 {
         return Err("the video stream has no frames".into());
     }
@@ -135,7 +137,8 @@ pub async fn probe(path: &Path) -> Result<Facts, String> {
     })
 }
 
-/// Times of the video's keyframes, in seconds.
+/// Times of the video's keyframes, in seconds, ascending: the packets flagged as keyframes,
+/// which are where the segment muxer can cut (read without decoding).
 pub async fn keyframes(path: &Path) -> Result<Vec<f64>, String> {
     let out = tool(
         "ffprobe",
@@ -144,20 +147,26 @@ pub async fn keyframes(path: &Path) -> Result<Vec<f64>, String> {
             "error",
             "-select_streams",
             "v:0",
-            "-skip_frame",
-            "nokey",
             "-show_entries",
-            "frame=pts_time",
+            "packet=pts_time,flags",
             "-of",
             "csv=p=0",
             &path.to_string_lossy(),
         ],
     )
     .await?;
-    Ok(out
+    let mut times: Vec<f64> = out
         .lines()
-        .filter_map(|l| l.split(',').next()?.trim().parse::<f64>().ok())
-        .collect())
+        .filter_map(|l| {
+            let (time, flags) = l.split_once(',')?;
+            flags
+                .contains('K')
+                .then(|| time.trim().parse::<f64>().ok())
+                .flatten()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    Ok(times)
 }
 
 /// Packets (= frames) of the first video stream, counted without decoding.
