@@ -75,13 +75,14 @@ impl Partitioner for Lines {
                     emit(chunk_start, end, &mut batch);
                     chunk_start = end;
                     lines = 0;
+                    // Full batches go at once: one read may hold many thousands of chunks.
+                    if batch.len() >= BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        out.send(full).await.map_err(|_| PartitionError::Stopped)?;
+                    }
                 }
             }
             offset += bytes.len() as u64;
-            if batch.len() >= BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                out.send(full).await.map_err(|_| PartitionError::Stopped)?;
-            }
         }
         if offset != input.size {
             return Err(PartitionError::Rejected(format!(
