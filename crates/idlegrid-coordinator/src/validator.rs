@@ -5,7 +5,9 @@
 use crate::grid::Grid;
 use crate::retry;
 use async_trait::async_trait;
-use futures::{StreamExt, TryStreamExt};
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use idlegrid_domain::{JobId, ResultId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::BlobStore;
@@ -60,30 +62,57 @@ async fn judge(
     ))
 }
 
-/// Results judged at once.
-const PARALLEL_VALIDATIONS: usize = 4;
+/// Results being judged at most at once. Apps whose validation is heavy (FFmpeg) limit their
+/// own concurrency; cheap judgments are never held up behind them.
+const MAX_IN_FLIGHT: usize = BATCH;
 
-/// Runs the stage until `shutdown`.
+/// One judgment: the queue item, and its verdict or the storage error that stopped it.
+type Judged = (Item, Result<Option<Verdict>, StorageError>);
+
+/// Runs the stage until `shutdown`. Results are judged as a pipeline: new results start as soon
+/// as they are reported, and verdicts are recorded as they come, those that finish together
+/// in one write; a slow judgment never holds up another result's.
 pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
-    while !shutdown.is_cancelled() {
-        let items = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            items = grid.queues.pop(Stage::Validate, BATCH, Duration::from_secs(1)) => items,
-        };
-        let result = match items {
-            Ok(items) => validate_batch(&grid, &items).await.map_err(|e| (e, items)),
-            Err(e) => Err((e, Vec::new())),
-        };
-        if let Err((e, items)) = result {
-            tracing::error!(error = %e, "validation failed; will retry");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let _ = grid.queues.push(Stage::Validate, &items).await;
+    let mut judging: FuturesUnordered<BoxFuture<'static, Judged>> = FuturesUnordered::new();
+    loop {
+        let room = MAX_IN_FLIGHT.saturating_sub(judging.len());
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            items = grid.queues.pop(Stage::Validate, room, Duration::from_secs(1)), if room > 0 => {
+                let items = match items {
+                    Ok(items) => items,
+                    Err(e) => {
+                        tracing::error!(error = %e, "validate queue failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = start(&grid, &items, &mut judging).await {
+                    tracing::error!(error = %e, "reading results to validate failed; will retry");
+                    requeue_later(&grid, items);
+                }
+            }
+            Some(first) = judging.next() => {
+                let mut done = vec![first];
+                while let Some(Some(more)) = judging.next().now_or_never() {
+                    done.push(more);
+                }
+                record(&grid, done).await;
+            }
         }
     }
+    // Unjudged results stay unjudged in the records and are queued again at start-up.
 }
 
-/// Judges a batch of results and records the verdicts.
-pub async fn validate_batch(grid: &Grid, items: &[Item]) -> Result<(), StorageError> {
+/// Reads the results behind `items` and starts judging them.
+async fn start(
+    grid: &Arc<Grid>,
+    items: &[Item],
+    judging: &mut FuturesUnordered<BoxFuture<'static, Judged>>,
+) -> Result<(), StorageError> {
+    if items.is_empty() {
+        return Ok(());
+    }
     let ids: Vec<ResultId> = items.iter().map(|i| ResultId(i.id)).collect();
     let results = grid.store.results_for_validation(&ids).await?;
     let mut jobs: HashMap<JobId, Option<Arc<JobRecord>>> = HashMap::new();
@@ -92,21 +121,69 @@ pub async fn validate_batch(grid: &Grid, items: &[Item]) -> Result<(), StorageEr
             slot.insert(grid.store.job(result.task.job).await?.map(Arc::new));
         }
     }
-    // Judged several at once: a video chunk takes FFmpeg seconds, and results of other jobs
-    // must not queue behind it.
-    let pending: Vec<_> = results
-        .iter()
-        .map(|result| {
-            let job = jobs.get(&result.task.job).cloned().flatten();
-            judge(grid, job, result.clone())
-        })
-        .collect();
-    let judged: Vec<Option<Verdict>> = futures::stream::iter(pending)
-        .buffered(PARALLEL_VALIDATIONS)
-        .try_collect()
-        .await?;
-    let verdicts: Vec<Verdict> = judged.into_iter().flatten().collect();
-    let applied = grid.store.apply_verdicts(&verdicts).await?;
+    for result in results {
+        let item = Item {
+            job: result.task.job,
+            id: result.id.0,
+        };
+        let job = jobs.get(&result.task.job).cloned().flatten();
+        let grid = grid.clone();
+        judging.push(async move { (item, judge(&grid, job, result).await) }.boxed());
+    }
+    Ok(())
+}
+
+/// Puts items back on the validate queue after a pause, without holding up the stage.
+fn requeue_later(grid: &Arc<Grid>, items: Vec<Item>) {
+    if items.is_empty() {
+        return;
+    }
+    let grid = grid.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if let Err(e) = grid.queues.push(Stage::Validate, &items).await {
+            tracing::error!(error = %e, "could not queue results for validation again");
+        }
+    });
+}
+
+/// Records the verdicts of finished judgments; judgments stopped by a storage error, and all
+/// of them if recording fails, are queued again.
+async fn record(grid: &Arc<Grid>, done: Vec<Judged>) {
+    let mut verdicts = Vec::with_capacity(done.len());
+    let mut recorded = Vec::with_capacity(done.len());
+    let mut again = Vec::new();
+    for (item, judged) in done {
+        match judged {
+            Ok(verdict) => {
+                verdicts.extend(verdict);
+                recorded.push(item);
+            }
+            Err(e) => {
+                tracing::error!(job = %item.job, error = %e, "validation failed; will retry");
+                again.push(item);
+            }
+        }
+    }
+    let changed = recorded.iter().map(|item| item.job).collect();
+    if let Err(e) = apply(grid, &verdicts, changed).await {
+        tracing::error!(error = %e, "recording verdicts failed; will judge again");
+        again.extend(recorded);
+    }
+    requeue_later(grid, again);
+}
+
+/// Records verdicts: accepted chunks, rejected ones charged and retried, jobs whose last chunk
+/// was accepted queued for assembly.
+async fn apply(
+    grid: &Grid,
+    verdicts: &[Verdict],
+    changed: BTreeSet<JobId>,
+) -> Result<(), StorageError> {
+    if verdicts.is_empty() {
+        return Ok(());
+    }
+    let applied = grid.store.apply_verdicts(verdicts).await?;
     let assemble: Vec<Item> = applied
         .ready_to_assemble
         .iter()
@@ -117,7 +194,6 @@ pub async fn validate_batch(grid: &Grid, items: &[Item]) -> Result<(), StorageEr
     }
     grid.queues.push(Stage::Assemble, &assemble).await?;
     retry::after_failures(grid, &applied.charged).await?;
-    let changed: BTreeSet<JobId> = results.iter().map(|r| r.task.job).collect();
     for job in changed {
         grid.events.job_changed(job);
     }

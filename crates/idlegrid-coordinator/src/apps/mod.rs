@@ -95,7 +95,7 @@ impl AppRegistry {
                 include_str!("../../apps/video-transcode/task.py"),
             )]),
             partitioner: Arc::new(video::VideoPartitioner),
-            validator: Arc::new(video::VideoValidator),
+            validator: Arc::new(video::VideoValidator::default()),
             assembler: Arc::new(video::VideoAssembler),
         };
         let apps = [python_map, video_transcode]

@@ -21,7 +21,20 @@ use std::path::Path;
 pub const MIN_PSNR_DB: f64 = 25.0;
 
 /// The video validator.
-pub struct VideoValidator;
+pub struct VideoValidator {
+    /// Chunks checked at once: each check runs FFmpeg for about a second of CPU per 10 s of
+    /// 1080p, so more than the cores would only thrash.
+    slots: tokio::sync::Semaphore,
+}
+
+impl Default for VideoValidator {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        VideoValidator {
+            slots: tokio::sync::Semaphore::new(cores.max(2)),
+        }
+    }
+}
 
 /// Checks a video result; `work` is a scratch directory (the inputs may be the blob store's own
 /// files, never written to).
@@ -184,6 +197,10 @@ impl Validator for VideoValidator {
         result: &ResultRecord,
         blobs: &dyn BlobStore,
     ) -> Result<Result<(), String>, StorageError> {
+        let _slot =
+            self.slots.acquire().await.map_err(|_| {
+                StorageError::Backend("the video validator is shutting down".into())
+            })?;
         let meta = result.task.chunk.meta.clone().unwrap_or_default();
         let dir = scratch()?;
         let output = readable_output(blobs, &result.output, &dir.path().join("result")).await?;
