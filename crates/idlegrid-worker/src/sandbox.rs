@@ -54,10 +54,17 @@ impl Sandbox for RlimitSandbox {
             )?;
             limit(Resource::RLIMIT_FSIZE, file_size, file_size)?;
             limit(Resource::RLIMIT_CORE, 0, 0)?;
+            // No transparent huge pages: encoders ask for them, and on a device that is busy
+            // with its owner's work, faulting them in means the kernel compacting memory on
+            // the script's behalf (measured: twice the system time of an x264 encode, 1-3 %
+            // slower). Inherited by everything the script starts.
+            #[cfg(target_os = "linux")]
+            nix::sys::prctl::set_thp_disable(true)
+                .map_err(|errno| std::io::Error::from_raw_os_error(errno as i32))?;
             Ok(())
         };
         // SAFETY: the closure runs between fork and exec, where only async-signal-safe calls
-        // are allowed; it only makes setrlimit system calls on values computed beforehand and
+        // are allowed; it only makes setrlimit and prctl system calls on values computed beforehand and
         // builds io::Errors from raw codes, neither of which allocates or takes locks.
         unsafe {
             command.pre_exec(set_limits);

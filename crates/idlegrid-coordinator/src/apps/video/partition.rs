@@ -3,13 +3,14 @@
 //! allow the wanted chunk length, otherwise frame-exactly through a lossless intermediate — and
 //! extracts the first audio stream as one more chunk, encoded once for the whole file.
 
-use super::probe::{self, Facts, keyframes};
+use super::probe::{self, Facts};
 use super::{
-    REF_SAMPLES, VideoParams, progress_frames, readable, reference_filter, scratch, store_file,
-    tool,
+    Picks, REF_SAMPLES, VideoParams, every_nth, progress_frames, readable, reference_filter,
+    scratch, spread, store_file, tool,
 };
 use crate::partitioner::{PartitionError, Partitioner};
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::records::{JobRecord, NewTask};
 use serde_json::json;
@@ -95,78 +96,177 @@ struct Chunk {
     frames: u64,
     /// Its reference thumbnails (raw grey frames).
     refs: PathBuf,
-    /// Every `ref_step`-th frame is a reference.
-    ref_step: u64,
+    /// The index of the frame each reference shows, ascending.
+    ref_frames: Vec<u64>,
 }
 
-/// Decodes a chunk once: counts the frames that decode and keeps every `ref_step`-th frame as
-/// a reference thumbnail.
-async fn fingerprint(path: PathBuf, ref_step: u64) -> Result<Chunk, String> {
-    let refs = path.with_extension("ref");
-    let graph = format!("[0:v]split[all][s];[s]{}[t]", reference_filter(ref_step));
-    let progress = tool(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            // One decoding thread: chunks are decoded side by side, and threads cost CPU.
-            "-threads",
-            "1",
-            "-i",
-            &path.to_string_lossy(),
-            "-filter_complex",
-            &graph,
-            "-map",
-            "[all]",
-            "-f",
-            "null",
-            "-",
-            "-map",
-            "[t]",
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "rawvideo",
-            &refs.to_string_lossy(),
-            "-progress",
-            "pipe:1",
-        ],
-    )
-    .await?;
-    let frames = progress_frames(&progress).ok_or_else(|| {
+/// A chunk's references are its keyframes when it has at least this many; otherwise it is
+/// decoded in full.
+const MIN_KEYFRAME_REFS: usize = 3;
+
+/// Runs FFmpeg over a chunk: every decoded frame goes to a null output (whose count the
+/// progress reports), the picked ones become thumbnails in `refs`. `decode` holds decoder
+/// options. Returns the frames decoded.
+async fn thumbnails(
+    path: &Path,
+    decode: &[&str],
+    picks: Picks<'_>,
+    refs: &Path,
+) -> Result<u64, String> {
+    let graph = format!("[0:v]split[all][s];[s]{}[t]", reference_filter(picks));
+    let input = path.to_string_lossy();
+    let refs = refs.to_string_lossy();
+    // One decoding thread: chunks are decoded side by side, and threads cost CPU.
+    let mut args = vec!["-nostdin", "-v", "error", "-y", "-threads", "1"];
+    args.extend(decode);
+    args.extend([
+        "-i",
+        &input,
+        "-filter_complex",
+        &graph,
+        "-map",
+        "[all]",
+        "-f",
+        "null",
+        "-",
+        "-map",
+        "[t]",
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "rawvideo",
+        &refs,
+        "-progress",
+        "pipe:1",
+    ]);
+    let progress = tool("ffmpeg", &args).await?;
+    progress_frames(&progress).ok_or_else(|| {
         format!(
             "FFmpeg did not say how many frames {} holds",
             path.display()
         )
-    })?;
-    Ok(Chunk {
-        path,
-        frames,
-        refs,
-        ref_step,
     })
 }
 
-/// Fingerprints every chunk, as many at once as the machine has cores. This is the one full
-/// decode of the source the partitioner does.
+/// Decodes a chunk in full: counts the frames that decode and keeps every `ref_step`-th one
+/// as a reference thumbnail.
+async fn fingerprint(path: PathBuf, ref_step: u64) -> Result<Chunk, String> {
+    let refs = path.with_extension("ref");
+    let frames = thumbnails(&path, &[], Picks::Every(ref_step), &refs).await?;
+    Ok(Chunk {
+        ref_frames: every_nth(frames, ref_step),
+        path,
+        frames,
+        refs,
+    })
+}
+
+/// A self-contained chunk cut at a source keyframe (see [`probe::self_contained`]) holding
+/// `frames` frames: decodes only its keyframes, a small part of the cost of a full decode,
+/// and keeps up to [`REF_SAMPLES`] of them as references. `None` when it has fewer than
+/// [`MIN_KEYFRAME_REFS`] keyframes, or the decoder's keyframes are not the flagged packets.
+async fn fingerprint_keyframes(
+    path: &Path,
+    frames: u64,
+    keyframes: &[u64],
+) -> Result<Option<Chunk>, String> {
+    if keyframes.len() < MIN_KEYFRAME_REFS {
+        return Ok(None);
+    }
+    let ordinals: Vec<u64> = (0..keyframes.len() as u64).collect();
+    let picked = spread(&ordinals, REF_SAMPLES as usize);
+    let refs = path.with_extension("ref");
+    let decoded = thumbnails(
+        path,
+        &["-skip_frame", "nokey"],
+        Picks::Frames(&picked),
+        &refs,
+    )
+    .await?;
+    if decoded != keyframes.len() as u64 {
+        return Ok(None);
+    }
+    Ok(Some(Chunk {
+        path: path.to_path_buf(),
+        frames,
+        refs,
+        ref_frames: picked.iter().map(|&k| keyframes[k as usize]).collect(),
+    }))
+}
+
+/// Fingerprints every chunk in full, as many at once as the machine has cores.
 async fn fingerprint_all(paths: Vec<PathBuf>, ref_step: u64) -> Result<Vec<Chunk>, String> {
-    use futures::{StreamExt, TryStreamExt};
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     futures::stream::iter(paths)
         .map(|path| fingerprint(path, ref_step))
-        .buffered(cores)
+        .buffered(cores())
         .try_collect()
         .await
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Fingerprints chunks cut at source keyframes without decoding them in full where that is
+/// safe: `None` if a chunk does not decode on its own frame for frame (open GOPs), and the
+/// split must be redone frame-exactly.
+///
+/// A chunk's frames are its packets when its packets show it is self-contained; its
+/// references are then its keyframes, decoded alone. The first chunk is still decoded in
+/// full, and must decode to as many frames as it has packets — a codec whose packets are not
+/// frames one for one (hidden frames) has every chunk decoded in full instead. Chunks with too
+/// few keyframes to sample are decoded in full too.
+async fn fingerprint_cut(paths: Vec<PathBuf>, ref_step: u64) -> Result<Option<Vec<Chunk>>, String> {
+    let packets: Vec<Vec<probe::Packet>> = futures::stream::iter(paths.clone())
+        .map(|path| async move { probe::packets(&path).await })
+        .buffered(cores())
+        .try_collect()
+        .await?;
+    let Some(contents) = packets
+        .iter()
+        .map(|p| probe::self_contained(p))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Ok(None);
+    };
+    let work: Vec<_> = paths
+        .iter()
+        .cloned()
+        .zip(contents.iter().cloned())
+        .enumerate()
+        .collect();
+    let work = work
+        .into_iter()
+        .map(|(i, (path, (frames, keys)))| async move {
+            if i > 0
+                && let Some(chunk) = fingerprint_keyframes(&path, frames, &keys).await?
+            {
+                return Ok::<_, String>(chunk);
+            }
+            fingerprint(path, ref_step).await
+        });
+    let chunks: Vec<Chunk> = futures::stream::iter(work)
+        .buffered(cores())
+        .try_collect()
+        .await?;
+    if chunks[0].frames == contents[0].0 {
+        return Ok(Some(chunks));
+    }
+    // Packets are not frames here: count every chunk by decoding it.
+    for chunk in chunks.iter().skip(1) {
+        std::fs::remove_file(&chunk.refs).map_err(|e| e.to_string())?;
+    }
+    let mut all = vec![chunks.into_iter().next().ok_or("no chunks")?];
+    all.extend(fingerprint_all(paths[1..].to_vec(), ref_step).await?);
+    Ok(Some(all))
+}
+
 /// Splits the video stream into chunk files in `dir`, each with the frames that decode from
 /// it; returns the chunks and how they were made. `facts.frames` holds the source's packet
-/// count: every one of them must come out as a decoded frame of some chunk. A cut at a source keyframe by stream copy is used only if
-/// every frame still decodes from its chunk — with open GOPs or leading B-frames the frames
-/// before a cut's keyframe need the previous chunk, and the cut is redone frame-exactly through
-/// a lossless all-keyframe intermediate.
+/// count: every one of them must come out as a decoded frame of some chunk. A cut at a source
+/// keyframe by stream copy is used only if every frame still decodes from its chunk — with
+/// open GOPs or leading B-frames the frames before a cut's keyframe need the previous chunk,
+/// and the cut is redone frame-exactly through a lossless all-keyframe intermediate.
 async fn split_video(
     source: &Path,
     dir: &Path,
@@ -177,7 +277,7 @@ async fn split_video(
     let src = source.to_string_lossy();
     let pattern = dir.join("%05d.mkv");
     let pattern = pattern.to_string_lossy();
-    let marks = keyframes(source).await?;
+    let marks = probe::keyframe_times(&probe::packets(source).await?);
     // About REF_SAMPLES references in a chunk of the target length.
     let chunk_frames = target * constant_rate.unwrap_or(facts.fps);
     let ref_step = ((chunk_frames / REF_SAMPLES as f64) as u64).max(1);
@@ -195,13 +295,18 @@ async fn split_video(
             times.join(",")
         };
         segment(&src, &["-c", "copy"], &["-segment_times", &times], &pattern).await?;
-        let chunks = fingerprint_all(list_chunks(dir)?, ref_step).await?;
-        if chunks.iter().map(|c| c.frames).sum::<u64>() == facts.frames {
+        let paths = list_chunks(dir)?;
+        if let Some(chunks) = fingerprint_cut(paths.clone(), ref_step).await?
+            && chunks.iter().map(|c| c.frames).sum::<u64>() == facts.frames
+        {
             return Ok((chunks, "keyframes"));
         }
-        for chunk in &chunks {
-            std::fs::remove_file(&chunk.path).map_err(|e| e.to_string())?;
-            std::fs::remove_file(&chunk.refs).map_err(|e| e.to_string())?;
+        for path in &paths {
+            std::fs::remove_file(path).map_err(|e| e.to_string())?;
+            let refs = path.with_extension("ref");
+            if refs.exists() {
+                std::fs::remove_file(&refs).map_err(|e| e.to_string())?;
+            }
         }
     }
     let target_s = format!("{target}");
@@ -286,10 +391,10 @@ impl Partitioner for VideoPartitioner {
             let stored = store_file(blobs, &key, &chunk.path).await?;
             let refs_key = format!("jobs/{}/chunks/{index:05}.ref", job.id);
             store_file(blobs, &refs_key, &chunk.refs).await?;
-            stored_chunks.push((key, stored.size, chunk.frames, refs_key, chunk.ref_step));
+            stored_chunks.push((key, stored.size, chunk.frames, refs_key, &chunk.ref_frames));
         }
         for (rendition, (w, h)) in sizes.iter().enumerate() {
-            for (index, (key, size, frames, refs, ref_step)) in stored_chunks.iter().enumerate() {
+            for (index, (key, size, frames, refs, ref_frames)) in stored_chunks.iter().enumerate() {
                 tasks.push(NewTask {
                     index: (rendition * chunks.len() + index) as u64,
                     input_key: Some(key.clone()),
@@ -299,7 +404,7 @@ impl Partitioner for VideoPartitioner {
                         "kind": "video", "frames": frames, "width": w, "height": h,
                         "scale": (*w, *h) != (facts.width, facts.height),
                         "rendition": rendition, "encoder": encoder,
-                        "refs": refs, "ref_step": ref_step,
+                        "refs": refs, "ref_frames": ref_frames,
                     })),
                 });
             }

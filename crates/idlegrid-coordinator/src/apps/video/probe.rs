@@ -1,6 +1,6 @@
 //! What FFprobe says about a media file, and the checks that turn a file into acceptable video.
 
-use super::tool;
+use super::{tool, tool_with_complaints};
 use serde::Serialize;
 use std::path::Path;
 
@@ -109,6 +109,17 @@ pub async fn probe(path: &Path) -> Result<Facts, String> {
     if frames == 0 {
         return Err("the video stream has no frames".into());
     }
+    // The container's index (MP4, MOV) says how many frames it holds; fewer readable ones
+    // mean the file was cut short.
+    if let Some(indexed) = video["nb_frames"]
+        .as_str()
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|&n| n > frames)
+    {
+        return Err(format!(
+            "the video is damaged or truncated: its index lists {indexed} frames, but only {frames} can be read"
+        ));
+    }
     let fps = avg.or(real).unwrap_or(0.0);
     let duration = seconds(video.get("duration"))
         .or_else(|| seconds(info["format"].get("duration")))
@@ -137,10 +148,20 @@ pub async fn probe(path: &Path) -> Result<Facts, String> {
     })
 }
 
-/// Times of the video's keyframes, in seconds, ascending: the packets flagged as keyframes,
-/// which are where the segment muxer can cut (read without decoding).
-pub async fn keyframes(path: &Path) -> Result<Vec<f64>, String> {
-    let out = tool(
+/// One packet of a video stream, read without decoding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Packet {
+    /// Presentation time, in seconds; `None` when the container has none.
+    pub pts: Option<f64>,
+    /// Flagged as a keyframe (where the segment muxer can cut).
+    pub key: bool,
+}
+
+/// The first video stream's packets in decode order, read without decoding. A file that ends
+/// early or breaks off mid-packet is refused: its damage would otherwise surface as chunks
+/// that no worker can encode.
+pub async fn packets(path: &Path) -> Result<Vec<Packet>, String> {
+    let (out, complaints) = tool_with_complaints(
         "ffprobe",
         &[
             "-v",
@@ -155,18 +176,70 @@ pub async fn keyframes(path: &Path) -> Result<Vec<f64>, String> {
         ],
     )
     .await?;
-    let mut times: Vec<f64> = out
+    if let Some(problem) = complaints
         .lines()
+        .find(|l| l.contains("partial file") || l.contains("ended prematurely"))
+    {
+        return Err(format!(
+            "the video is damaged or truncated: {}",
+            problem.trim()
+        ));
+    }
+    Ok(parse_packets(&out))
+}
+
+/// Parses `ffprobe -show_entries packet=pts_time,flags -of csv=p=0`.
+fn parse_packets(csv: &str) -> Vec<Packet> {
+    csv.lines()
         .filter_map(|l| {
             let (time, flags) = l.split_once(',')?;
-            flags
-                .contains('K')
-                .then(|| time.trim().parse::<f64>().ok())
-                .flatten()
+            Some(Packet {
+                pts: time.trim().parse::<f64>().ok(),
+                key: flags.contains('K'),
+            })
         })
+        .collect()
+}
+
+/// Times of the keyframes among `packets`, in seconds, ascending.
+pub fn keyframe_times(packets: &[Packet]) -> Vec<f64> {
+    let mut times: Vec<f64> = packets
+        .iter()
+        .filter(|p| p.key)
+        .filter_map(|p| p.pts)
         .collect();
     times.sort_by(f64::total_cmp);
-    Ok(times)
+    times
+}
+
+/// What a chunk cut at a keyframe holds, from its packets: their count, which equals the
+/// frames it decodes to, and the presentation index of each keyframe. `None` if the chunk
+/// cannot be decoded on its own frame for frame: its first packet is not a keyframe, a packet
+/// lacks a time, or a later packet is shown before the first (the leading pictures of an open
+/// GOP, which need the previous chunk).
+pub fn self_contained(packets: &[Packet]) -> Option<(u64, Vec<u64>)> {
+    let first = packets.first()?;
+    if !first.key {
+        return None;
+    }
+    let start = first.pts?;
+    let mut times = Vec::with_capacity(packets.len());
+    for p in packets {
+        let pts = p.pts?;
+        if pts < start {
+            return None;
+        }
+        times.push(pts);
+    }
+    let mut order = times.clone();
+    order.sort_by(f64::total_cmp);
+    let keyframes = packets
+        .iter()
+        .zip(&times)
+        .filter(|(p, _)| p.key)
+        .map(|(_, t)| order.partition_point(|o| o < t) as u64)
+        .collect();
+    Some((packets.len() as u64, keyframes))
 }
 
 /// Packets (= frames) of the first video stream, counted without decoding.
@@ -191,4 +264,55 @@ pub async fn count_packets(path: &Path) -> Result<u64, String> {
         .trim_end_matches(',')
         .parse()
         .map_err(|_| format!("could not count packets (ffprobe said {out:?})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packets_parse_and_keyframes_come_out_in_time_order() {
+        let packets =
+            parse_packets("0.000000,K_\n0.100000,__\n0.066667,__\nN/A,__\n2.0,K_\n1.0,K__\n");
+        assert_eq!(packets.len(), 6);
+        assert_eq!(packets[3].pts, None);
+        assert!(packets[0].key && !packets[1].key);
+        assert_eq!(keyframe_times(&packets), vec![0.0, 1.0, 2.0]);
+    }
+
+    fn p(pts: f64, key: bool) -> Packet {
+        Packet {
+            pts: Some(pts),
+            key,
+        }
+    }
+
+    #[test]
+    fn a_chunk_is_self_contained_unless_it_has_leading_pictures() {
+        // Closed GOP with B-frames, decode order I P B B I P B: keyframes at display 0 and 4.
+        let closed = [
+            p(0.0, true),
+            p(3.0, false),
+            p(1.0, false),
+            p(2.0, false),
+            p(4.0, true),
+            p(6.0, false),
+            p(5.0, false),
+        ];
+        assert_eq!(self_contained(&closed), Some((7, vec![0, 4])));
+        // Open GOP: B-frames after the first keyframe are shown before it.
+        let open = [p(2.0, true), p(0.0, false), p(1.0, false), p(5.0, false)];
+        assert_eq!(self_contained(&open), None);
+        // Not starting on a keyframe, no times, or nothing at all.
+        assert_eq!(self_contained(&[p(0.0, false), p(1.0, true)]), None);
+        let untimed = [
+            p(0.0, true),
+            Packet {
+                pts: None,
+                key: false,
+            },
+        ];
+        assert_eq!(self_contained(&untimed), None);
+        assert_eq!(self_contained(&[]), None);
+    }
 }

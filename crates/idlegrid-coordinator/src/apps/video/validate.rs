@@ -5,8 +5,8 @@
 //! source chunk itself is not decoded again. The audio result must be AAC-LC lasting as long as the source audio.
 
 use super::{
-    REF_HEIGHT, REF_WIDTH, probe_stream, progress_frames, readable, readable_output,
-    reference_filter, scratch, tool,
+    Picks, REF_HEIGHT, REF_WIDTH, every_nth, probe_stream, progress_frames, readable,
+    readable_output, reference_filter, scratch, tool,
 };
 use crate::validator::Validator;
 use async_trait::async_trait;
@@ -87,11 +87,19 @@ async fn check_video(
     // One pass decodes every frame of the result (failing on a decoding error), counts them,
     // and compares the sampled ones with the source chunk's reference thumbnails, taken by
     // the same filter when the source was split.
-    let step = meta["ref_step"].as_u64().unwrap_or(1).max(1);
+    // The frames the references show; chunks split before references were listed kept every
+    // `ref_step`-th frame.
+    let picks: Vec<u64> = match meta["ref_frames"].as_array() {
+        Some(frames) => frames
+            .iter()
+            .filter_map(serde_json::Value::as_u64)
+            .collect(),
+        None => every_nth(expected, meta["ref_step"].as_u64().unwrap_or(1)),
+    };
     let stats_path = work.join("psnr.log");
     let graph = format!(
         "[0:v]split[all][s];[s]{},setpts=N/TB[a];[1:v]setpts=N/TB[b];[a][b]psnr=stats_file={}[compared]",
-        reference_filter(step),
+        reference_filter(Picks::Frames(&picks)),
         stats_path.display()
     );
     let size = format!("{REF_WIDTH}x{REF_HEIGHT}");
@@ -149,8 +157,8 @@ async fn check_video(
             Some(if v == "inf" { 100.0 } else { v.parse().ok()? })
         })
         .collect();
-    let samples = expected.div_ceil(step);
-    if psnrs.len() as u64 != samples {
+    let samples = picks.len() as u64;
+    if samples == 0 || psnrs.len() as u64 != samples {
         return Err(format!(
             "{} of the chunk's {samples} sampled frames could be compared with the source",
             psnrs.len()
