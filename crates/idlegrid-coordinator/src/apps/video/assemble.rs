@@ -233,10 +233,23 @@ impl Assembler for VideoAssembler {
                 audio = Some(readable_output(grid.blobs.as_ref(), output, &copy).await?);
             }
         }
+        // Tasks are numbered chunk by chunk (chunk i, rendition r is i × renditions + r);
+        // jobs split before that numbered them rendition by rendition.
+        let chunk_major = facts["task_order"] == "chunk-major";
         let mut renditions = Vec::with_capacity(sizes.len());
-        for (rendition, chunks) in chunk_files.chunks(video_chunks as usize).enumerate() {
+        for rendition in 0..sizes.len() {
+            let chunks: Vec<PathBuf> = (0..video_chunks as usize)
+                .map(|i| {
+                    let index = if chunk_major {
+                        i * sizes.len() + rendition
+                    } else {
+                        rendition * video_chunks as usize + i
+                    };
+                    chunk_files[index].clone()
+                })
+                .collect();
             let out = dir.path().join(format!("rendition-{rendition}.mp4"));
-            join(chunks, audio.as_deref(), &facts, dir.path(), &out).await?;
+            join(&chunks, audio.as_deref(), &facts, dir.path(), &out).await?;
             let (w, h) = sizes[rendition];
             renditions.push((out, w, h));
         }

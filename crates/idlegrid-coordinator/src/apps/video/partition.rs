@@ -194,29 +194,48 @@ async fn fingerprint_keyframes(
     }))
 }
 
-/// Fingerprints every chunk in full, as many at once as the machine has cores.
-async fn fingerprint_all(paths: Vec<PathBuf>, ref_step: u64) -> Result<Vec<Chunk>, String> {
-    futures::stream::iter(paths)
+/// Fingerprints every chunk in full, as many at once as the machine has cores, and sends
+/// them on in order.
+async fn fingerprint_all(
+    paths: Vec<PathBuf>,
+    ref_step: u64,
+    out: &mpsc::Sender<Chunk>,
+) -> Result<(), String> {
+    let mut chunks = futures::stream::iter(paths)
         .map(|path| fingerprint(path, ref_step))
-        .buffered(cores())
-        .try_collect()
-        .await
+        .buffered(cores());
+    while let Some(chunk) = chunks.next().await {
+        out.send(chunk?).await.map_err(|_| STOPPED.to_string())?;
+    }
+    Ok(())
 }
+
+/// Why splitting ends when the job's partitioning was stopped.
+const STOPPED: &str = "stopped";
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Fingerprints chunks cut at source keyframes without decoding them in full where that is
-/// safe: `None` if a chunk does not decode on its own frame for frame (open GOPs), and the
-/// split must be redone frame-exactly.
+/// Codecs whose packets hold exactly one frame each in any container FFmpeg demuxes.
+const ONE_FRAME_PER_PACKET: &[&str] = &["h264", "hevc"];
+
+/// Fingerprints chunks cut at source keyframes, without decoding them in full where that is
+/// safe, and sends them on in order. `Ok(false)` — before anything was sent — when a chunk does
+/// not decode on its own frame for frame (open GOPs) and the split must be redone
+/// frame-exactly.
 ///
 /// A chunk's frames are its packets when its packets show it is self-contained; its
-/// references are then its keyframes, decoded alone. The first chunk is still decoded in
-/// full, and must decode to as many frames as it has packets — a codec whose packets are not
-/// frames one for one (hidden frames) has every chunk decoded in full instead. Chunks with too
-/// few keyframes to sample are decoded in full too.
-async fn fingerprint_cut(paths: Vec<PathBuf>, ref_step: u64) -> Result<Option<Vec<Chunk>>, String> {
+/// references are then its keyframes, decoded alone. For codecs not known to put one frame in
+/// each packet, the first chunk is decoded in full and must decode to as many frames as it
+/// has packets, or every chunk is decoded in full. Chunks with too few keyframes to sample are
+/// decoded in full too.
+async fn fingerprint_cut(
+    paths: Vec<PathBuf>,
+    codec: &str,
+    ref_step: u64,
+    out: &mpsc::Sender<Chunk>,
+) -> Result<bool, String> {
     let packets: Vec<Vec<probe::Packet>> = futures::stream::iter(paths.clone())
         .map(|path| async move { probe::packets(&path).await })
         .buffered(cores())
@@ -227,53 +246,50 @@ async fn fingerprint_cut(paths: Vec<PathBuf>, ref_step: u64) -> Result<Option<Ve
         .map(|p| probe::self_contained(p))
         .collect::<Option<Vec<_>>>()
     else {
-        return Ok(None);
+        return Ok(false);
     };
-    let work: Vec<_> = paths
-        .iter()
-        .cloned()
-        .zip(contents.iter().cloned())
-        .enumerate()
-        .collect();
-    let work = work
-        .into_iter()
-        .map(|(i, (path, (frames, keys)))| async move {
-            if i > 0
-                && let Some(chunk) = fingerprint_keyframes(&path, frames, &keys).await?
-            {
-                return Ok::<_, String>(chunk);
-            }
-            fingerprint(path, ref_step).await
-        });
-    let chunks: Vec<Chunk> = futures::stream::iter(work)
-        .buffered(cores())
-        .try_collect()
-        .await?;
-    if chunks[0].frames == contents[0].0 {
-        return Ok(Some(chunks));
+    let mut rest = paths.into_iter().zip(contents).peekable();
+    if !ONE_FRAME_PER_PACKET.contains(&codec)
+        && let Some((path, (frames, _))) = rest.next()
+    {
+        let first = fingerprint(path, ref_step).await?;
+        let calibrated = first.frames == frames;
+        out.send(first).await.map_err(|_| STOPPED.to_string())?;
+        if !calibrated {
+            // Packets are not frames here: count every chunk by decoding it.
+            return fingerprint_all(rest.map(|(path, _)| path).collect(), ref_step, out)
+                .await
+                .map(|()| true);
+        }
     }
-    // Packets are not frames here: count every chunk by decoding it.
-    for chunk in chunks.iter().skip(1) {
-        std::fs::remove_file(&chunk.refs).map_err(|e| e.to_string())?;
+    let work = rest.map(|(path, (frames, keys))| async move {
+        match fingerprint_keyframes(&path, frames, &keys).await? {
+            Some(chunk) => Ok::<_, String>(chunk),
+            None => fingerprint(path, ref_step).await,
+        }
+    });
+    let mut chunks = futures::stream::iter(work).buffered(cores());
+    while let Some(chunk) = chunks.next().await {
+        out.send(chunk?).await.map_err(|_| STOPPED.to_string())?;
     }
-    let mut all = vec![chunks.into_iter().next().ok_or("no chunks")?];
-    all.extend(fingerprint_all(paths[1..].to_vec(), ref_step).await?);
-    Ok(Some(all))
+    Ok(true)
 }
 
-/// Splits the video stream into chunk files in `dir`, each with the frames that decode from
-/// it; returns the chunks and how they were made. `facts.frames` holds the source's packet
-/// count: every one of them must come out as a decoded frame of some chunk. A cut at a source
-/// keyframe by stream copy is used only if every frame still decodes from its chunk — with
-/// open GOPs or leading B-frames the frames before a cut's keyframe need the previous chunk,
-/// and the cut is redone frame-exactly through a lossless all-keyframe intermediate.
+/// Splits the video stream into chunk files in `dir` and sends each on, in order, with the
+/// frames that decode from it as soon as it is fingerprinted; returns how they were made.
+/// Every one of the source's `facts.frames` packets must come out as a decoded frame of some
+/// chunk. A cut at a source keyframe by stream copy is used only if every frame still decodes
+/// from its chunk — with open GOPs or leading B-frames the frames before a cut's keyframe need
+/// the previous chunk, and the cut is redone frame-exactly through a lossless all-keyframe
+/// intermediate.
 async fn split_video(
     source: &Path,
     dir: &Path,
     facts: &Facts,
     target: f64,
     constant_rate: Option<f64>,
-) -> Result<(Vec<Chunk>, &'static str), String> {
+    out: mpsc::Sender<Chunk>,
+) -> Result<&'static str, String> {
     let src = source.to_string_lossy();
     let pattern = dir.join("%05d.mkv");
     let pattern = pattern.to_string_lossy();
@@ -296,17 +312,11 @@ async fn split_video(
         };
         segment(&src, &["-c", "copy"], &["-segment_times", &times], &pattern).await?;
         let paths = list_chunks(dir)?;
-        if let Some(chunks) = fingerprint_cut(paths.clone(), ref_step).await?
-            && chunks.iter().map(|c| c.frames).sum::<u64>() == facts.frames
-        {
-            return Ok((chunks, "keyframes"));
+        if fingerprint_cut(paths.clone(), &facts.codec, ref_step, &out).await? {
+            return Ok("keyframes");
         }
         for path in &paths {
             std::fs::remove_file(path).map_err(|e| e.to_string())?;
-            let refs = path.with_extension("ref");
-            if refs.exists() {
-                std::fs::remove_file(&refs).map_err(|e| e.to_string())?;
-            }
         }
     }
     let target_s = format!("{target}");
@@ -328,13 +338,12 @@ async fn split_video(
     }
     codec.extend(["-fps_mode", "passthrough"]);
     segment(&src, &codec, &["-segment_time", &target_s], &pattern).await?;
-    let chunks = fingerprint_all(list_chunks(dir)?, ref_step).await?;
-    let how = if constant_rate.is_some() {
+    fingerprint_all(list_chunks(dir)?, ref_step, &out).await?;
+    Ok(if constant_rate.is_some() {
         "exact frames (lossless intermediate at a constant frame rate)"
     } else {
         "exact frames (lossless intermediate: the source's keyframes do not allow clean cuts)"
-    };
-    Ok((chunks, how))
+    })
 }
 
 #[async_trait]
@@ -374,41 +383,58 @@ impl Partitioner for VideoPartitioner {
             _ if facts.variable_frame_rate => Some(facts.fps),
             _ => None,
         };
-        let (chunks, split) = split_video(&source, &chunks_dir, &facts, target, constant_rate)
-            .await
-            .map_err(|e| rejected(format!("splitting the video failed: {e}")))?;
         // One MP4, or the renditions of an HLS ladder: every rendition encodes every chunk.
         let sizes = params.output_sizes(facts.width, facts.height);
         let (width, height) = sizes[0];
         let encoder = serde_json::to_value(&params.encoder).unwrap_or_default();
-        let mut tasks = Vec::with_capacity(chunks.len() * sizes.len() + 1);
-        let mut counted: u64 = 0;
-        let mut notes = Vec::new();
-        let mut stored_chunks = Vec::with_capacity(chunks.len());
-        for (index, chunk) in chunks.iter().enumerate() {
-            counted += chunk.frames;
-            let key = format!("jobs/{}/chunks/{index:05}.mkv", job.id);
-            let stored = store_file(blobs, &key, &chunk.path).await?;
-            let refs_key = format!("jobs/{}/chunks/{index:05}.ref", job.id);
-            store_file(blobs, &refs_key, &chunk.refs).await?;
-            stored_chunks.push((key, stored.size, chunk.frames, refs_key, &chunk.ref_frames));
-        }
-        for (rendition, (w, h)) in sizes.iter().enumerate() {
-            for (index, (key, size, frames, refs, ref_frames)) in stored_chunks.iter().enumerate() {
-                tasks.push(NewTask {
-                    index: (rendition * chunks.len() + index) as u64,
-                    input_key: Some(key.clone()),
-                    offset: 0,
-                    len: *size,
-                    meta: Some(json!({
-                        "kind": "video", "frames": frames, "width": w, "height": h,
-                        "scale": (*w, *h) != (facts.width, facts.height),
-                        "rendition": rendition, "encoder": encoder,
-                        "refs": refs, "ref_frames": ref_frames,
-                    })),
-                });
+        // Chunks are stored and their tasks sent as soon as each is split and fingerprinted, so
+        // workers start on the first while the rest are being made. Tasks are numbered chunk
+        // by chunk: chunk i, rendition r is task i × renditions + r.
+        let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(2);
+        let splitting = split_video(
+            &source,
+            &chunks_dir,
+            &facts,
+            target,
+            constant_rate,
+            chunk_tx,
+        );
+        let source_size = (facts.width, facts.height);
+        let dispatching = async {
+            let (mut chunks, mut counted) = (0u64, 0u64);
+            while let Some(chunk) = chunk_rx.recv().await {
+                let index = chunks;
+                chunks += 1;
+                counted += chunk.frames;
+                let key = format!("jobs/{}/chunks/{index:05}.mkv", job.id);
+                let stored = store_file(blobs, &key, &chunk.path).await?;
+                let refs_key = format!("jobs/{}/chunks/{index:05}.ref", job.id);
+                store_file(blobs, &refs_key, &chunk.refs).await?;
+                let tasks = sizes
+                    .iter()
+                    .enumerate()
+                    .map(|(rendition, &(w, h))| NewTask {
+                        index: index * sizes.len() as u64 + rendition as u64,
+                        input_key: Some(key.clone()),
+                        offset: 0,
+                        len: stored.size,
+                        meta: Some(json!({
+                            "kind": "video", "frames": chunk.frames, "width": w, "height": h,
+                            "scale": (w, h) != source_size,
+                            "rendition": rendition, "encoder": encoder,
+                            "refs": refs_key, "ref_frames": chunk.ref_frames,
+                        })),
+                    })
+                    .collect();
+                out.send(tasks).await.map_err(|_| PartitionError::Stopped)?;
             }
-        }
+            Ok::<_, PartitionError>((chunks, counted))
+        };
+        let (split, dispatched) = tokio::join!(splitting, dispatching);
+        let (chunks, counted) = dispatched?;
+        let split = split.map_err(|e| rejected(format!("splitting the video failed: {e}")))?;
+        let mut notes = Vec::new();
+        let mut tasks = Vec::new();
         if let Some(rate) = constant_rate {
             notes.push(if facts.variable_frame_rate && params.fps.is_none() {
                 format!(
@@ -456,7 +482,7 @@ impl Partitioner for VideoPartitioner {
             let key = format!("jobs/{}/chunks/audio.mka", job.id);
             let stored = store_file(blobs, &key, &audio).await?;
             tasks.push(NewTask {
-                index: (chunks.len() * sizes.len()) as u64,
+                index: chunks * sizes.len() as u64,
                 input_key: Some(key),
                 offset: 0,
                 len: stored.size,
@@ -485,9 +511,12 @@ impl Partitioner for VideoPartitioner {
                 facts.width, facts.height
             ));
         }
-        out.send(tasks).await.map_err(|_| PartitionError::Stopped)?;
+        if !tasks.is_empty() {
+            out.send(tasks).await.map_err(|_| PartitionError::Stopped)?;
+        }
         let mut recorded = serde_json::to_value(&facts).unwrap_or_default();
-        recorded["video_chunks"] = json!(chunks.len());
+        recorded["video_chunks"] = json!(chunks);
+        recorded["task_order"] = json!("chunk-major");
         recorded["split"] = json!(split);
         recorded["output"] = json!({"width": width, "height": height, "codec": "h264", "audio": facts.audio_streams > 0});
         if params.hls_ladder.is_some() {
