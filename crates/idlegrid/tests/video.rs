@@ -251,6 +251,17 @@ fn unusable_inputs_fail_with_a_reason_that_names_the_problem() {
     let bytes = std::fs::read(&whole).unwrap();
     let truncated = dir.path().join("truncated.mp4");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    // Matroska has no frame index: the cut shows only when the demuxer runs out of file.
+    let whole_mkv = clip(
+        dir.path(),
+        "whole.mkv",
+        "testsrc2=size=320x240:rate=30:duration=8",
+        None,
+        &["-c:v", "libx264", "-g", "30"],
+    );
+    let bytes = std::fs::read(&whole_mkv).unwrap();
+    let truncated_mkv = dir.path().join("truncated.mkv");
+    std::fs::write(&truncated_mkv, &bytes[..bytes.len() * 6 / 10]).unwrap();
     let absurd = clip(
         dir.path(),
         "absurd.mkv",
@@ -263,6 +274,10 @@ fn unusable_inputs_fail_with_a_reason_that_names_the_problem() {
         (&text, "not a media file"),
         (&audio_only, "no video stream (audio only)"),
         (&truncated, "damaged or truncated"),
+        (
+            &truncated_mkv,
+            "damaged or truncated: File ended prematurely",
+        ),
         (&absurd, "9000x16"),
     ] {
         let (ok, _, stderr) = transcode(dir.path(), input, &dir.path().join("out.mp4"), &[]);

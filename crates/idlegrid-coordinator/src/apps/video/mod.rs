@@ -56,6 +56,24 @@ pub(crate) async fn tool_with_complaints(
     Ok((String::from_utf8_lossy(&output.stdout).into_owned(), stderr))
 }
 
+/// The damage FFmpeg reported while reading a file it could still read (a file that ends
+/// early or breaks off mid-packet), as a reason naming the problem.
+pub(crate) fn damage(complaints: &str) -> Option<String> {
+    let line = complaints
+        .lines()
+        .find(|l| l.contains("partial file") || l.contains("ended prematurely"))?
+        .trim();
+    // "[matroska,webm @ 0x55…] File ended prematurely": the component's address says nothing.
+    let line = match line
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+    {
+        Some((_, message)) => message,
+        None => line,
+    };
+    Some(format!("the video is damaged or truncated: {line}"))
+}
+
 /// Size of the reference thumbnails kept of each source chunk: the validator compares a
 /// worker's frames with them, so it never decodes the source chunk again.
 pub const REF_WIDTH: u32 = 256;
@@ -202,6 +220,15 @@ pub(crate) fn scratch() -> Result<tempfile::TempDir, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn damage_is_named_without_ffmpeg_internals() {
+        assert_eq!(
+            damage("[matroska,webm @ 0x55be74deda00] File ended prematurely\n").as_deref(),
+            Some("the video is damaged or truncated: File ended prematurely")
+        );
+        assert!(damage("[h264 @ 0x1] some other complaint").is_none());
+    }
 
     #[test]
     fn references_are_picked_by_stride_or_by_list() {

@@ -6,7 +6,7 @@
 use super::probe::{self, Facts};
 use super::{
     Picks, REF_SAMPLES, VideoParams, every_nth, progress_frames, readable, reference_filter,
-    scratch, spread, store_file, tool,
+    scratch, spread, store_file, tool, tool_with_complaints,
 };
 use crate::partitioner::{PartitionError, Partitioner};
 use async_trait::async_trait;
@@ -33,25 +33,10 @@ fn chunk_seconds(options: &serde_json::Value) -> Result<f64, String> {
     }
 }
 
-/// Cut times at source keyframes, each chunk at least `target` seconds; `None` when keyframes
-/// are too sparse for chunks of at most twice the target.
-pub fn keyframe_cuts(keyframes: &[f64], duration: f64, target: f64) -> Option<Vec<f64>> {
-    let mut cuts = Vec::new();
-    let mut last = 0.0;
-    for &k in keyframes {
-        if k - last >= target - 1e-6 && duration - k > 1e-3 {
-            cuts.push(k);
-            last = k;
-        }
-    }
-    let mut start = 0.0;
-    for &end in cuts.iter().chain(std::iter::once(&duration)) {
-        if end - start > 2.0 * target + 1e-6 {
-            return None;
-        }
-        start = end;
-    }
-    Some(cuts)
+/// A chunk cut at keyframes is too long when it holds more than twice the target: the
+/// source's keyframes are too sparse for the chunk length asked for.
+fn too_long(frames: u64, fps: f64, target: f64) -> bool {
+    fps > 0.0 && frames as f64 / fps > 2.0 * target + 1e-6
 }
 
 fn rejected(e: String) -> PartitionError {
@@ -69,22 +54,29 @@ fn list_chunks(dir: &Path) -> Result<Vec<PathBuf>, String> {
 }
 
 /// Writes the source's first video stream, passed through `codec`, as Matroska chunk files
-/// named by `pattern`, cut by the segment muxer's `cuts` options.
-async fn segment(src: &str, codec: &[&str], cuts: &[&str], pattern: &str) -> Result<(), String> {
+/// named by `pattern`, cut by the segment muxer every `seconds` (at the first keyframe after
+/// each multiple). A source that ends early or breaks off is refused as damaged.
+async fn segment(src: &str, codec: &[&str], seconds: &str, pattern: &str) -> Result<(), String> {
     let mut args = vec![
         "-nostdin", "-v", "error", "-i", src, "-map", "0:v:0", "-an", "-sn", "-dn",
     ];
     args.extend(codec);
-    args.extend(["-f", "segment"]);
-    args.extend(cuts);
     args.extend([
+        "-f",
+        "segment",
+        "-segment_time",
+        seconds,
         "-reset_timestamps",
         "1",
         "-segment_format",
         "matroska",
         pattern,
     ]);
-    tool("ffmpeg", &args).await.map(|_| ())
+    let (_, complaints) = tool_with_complaints("ffmpeg", &args).await?;
+    match super::damage(&complaints) {
+        Some(problem) => Err(problem),
+        None => Ok(()),
+    }
 }
 
 /// One chunk file of the split, with what the validator needs to judge results for it.
@@ -222,8 +214,8 @@ const ONE_FRAME_PER_PACKET: &[&str] = &["h264", "hevc"];
 
 /// Fingerprints chunks cut at source keyframes, without decoding them in full where that is
 /// safe, and sends them on in order. `Ok(false)` — before anything was sent — when a chunk does
-/// not decode on its own frame for frame (open GOPs) and the split must be redone
-/// frame-exactly.
+/// not decode on its own frame for frame (open GOPs), or is more than twice the `target`
+/// seconds long (sparse keyframes), and the split must be redone frame-exactly.
 ///
 /// A chunk's frames are its packets when its packets show it is self-contained; its
 /// references are then its keyframes, decoded alone. For codecs not known to put one frame in
@@ -232,7 +224,8 @@ const ONE_FRAME_PER_PACKET: &[&str] = &["h264", "hevc"];
 /// decoded in full too.
 async fn fingerprint_cut(
     paths: Vec<PathBuf>,
-    codec: &str,
+    facts: &Facts,
+    target: f64,
     ref_step: u64,
     out: &mpsc::Sender<Chunk>,
 ) -> Result<bool, String> {
@@ -248,8 +241,14 @@ async fn fingerprint_cut(
     else {
         return Ok(false);
     };
+    if contents
+        .iter()
+        .any(|(frames, _)| too_long(*frames, facts.fps, target))
+    {
+        return Ok(false);
+    }
     let mut rest = paths.into_iter().zip(contents).peekable();
-    if !ONE_FRAME_PER_PACKET.contains(&codec)
+    if !ONE_FRAME_PER_PACKET.contains(&facts.codec.as_str())
         && let Some((path, (frames, _))) = rest.next()
     {
         let first = fingerprint(path, ref_step).await?;
@@ -293,33 +292,21 @@ async fn split_video(
     let src = source.to_string_lossy();
     let pattern = dir.join("%05d.mkv");
     let pattern = pattern.to_string_lossy();
-    let marks = probe::keyframe_times(&probe::packets(source).await?);
     // About REF_SAMPLES references in a chunk of the target length.
     let chunk_frames = target * constant_rate.unwrap_or(facts.fps);
     let ref_step = ((chunk_frames / REF_SAMPLES as f64) as u64).max(1);
+    let target_s = format!("{target}");
     // A variable frame rate is made constant at the average by the frame-exact cut below.
-    let cuts = if constant_rate.is_some() {
-        None
-    } else {
-        keyframe_cuts(&marks, facts.duration, target)
-    };
-    if let Some(cuts) = cuts {
-        let times: Vec<String> = cuts.iter().map(|c| format!("{c:.6}")).collect();
-        let times = if times.is_empty() {
-            format!("{}", facts.duration + 1.0)
-        } else {
-            times.join(",")
-        };
-        segment(&src, &["-c", "copy"], &["-segment_times", &times], &pattern).await?;
+    if constant_rate.is_none() {
+        segment(&src, &["-c", "copy"], &target_s, &pattern).await?;
         let paths = list_chunks(dir)?;
-        if fingerprint_cut(paths.clone(), &facts.codec, ref_step, &out).await? {
+        if fingerprint_cut(paths.clone(), facts, target, ref_step, &out).await? {
             return Ok("keyframes");
         }
         for path in &paths {
             std::fs::remove_file(path).map_err(|e| e.to_string())?;
         }
     }
-    let target_s = format!("{target}");
     let force = format!("expr:gte(t,n_forced*{target})");
     let rate = format!("fps={:.6}", constant_rate.unwrap_or(facts.fps));
     let mut codec = vec![
@@ -337,7 +324,7 @@ async fn split_video(
         codec.extend(["-vf", &rate]);
     }
     codec.extend(["-fps_mode", "passthrough"]);
-    segment(&src, &codec, &["-segment_time", &target_s], &pattern).await?;
+    segment(&src, &codec, &target_s, &pattern).await?;
     fingerprint_all(list_chunks(dir)?, ref_step, &out).await?;
     Ok(if constant_rate.is_some() {
         "exact frames (lossless intermediate at a constant frame rate)"
@@ -544,15 +531,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keyframe_cuts_respect_the_target_and_detect_sparse_keyframes() {
-        let every_2s: Vec<f64> = (0..10).map(|i| f64::from(i) * 2.0).collect();
-        assert_eq!(
-            keyframe_cuts(&every_2s, 20.0, 6.0),
-            Some(vec![6.0, 12.0, 18.0])
-        );
-        assert_eq!(keyframe_cuts(&every_2s, 20.0, 30.0), Some(vec![]));
-        assert_eq!(keyframe_cuts(&[0.0], 30.0, 10.0), None);
-        assert_eq!(keyframe_cuts(&[0.0, 10.0, 20.0], 30.0, 2.0), None);
-        assert_eq!(keyframe_cuts(&[0.0], 5.0, 10.0), Some(vec![]));
+    fn chunks_longer_than_twice_the_target_are_too_long() {
+        assert!(!too_long(300, 30.0, 10.0));
+        assert!(!too_long(600, 30.0, 10.0));
+        assert!(too_long(601, 30.0, 10.0));
+        assert!(!too_long(601, 0.0, 10.0));
     }
 }

@@ -176,14 +176,8 @@ pub async fn packets(path: &Path) -> Result<Vec<Packet>, String> {
         ],
     )
     .await?;
-    if let Some(problem) = complaints
-        .lines()
-        .find(|l| l.contains("partial file") || l.contains("ended prematurely"))
-    {
-        return Err(format!(
-            "the video is damaged or truncated: {}",
-            problem.trim()
-        ));
+    if let Some(problem) = super::damage(&complaints) {
+        return Err(problem);
     }
     Ok(parse_packets(&out))
 }
@@ -199,17 +193,6 @@ fn parse_packets(csv: &str) -> Vec<Packet> {
             })
         })
         .collect()
-}
-
-/// Times of the keyframes among `packets`, in seconds, ascending.
-pub fn keyframe_times(packets: &[Packet]) -> Vec<f64> {
-    let mut times: Vec<f64> = packets
-        .iter()
-        .filter(|p| p.key)
-        .filter_map(|p| p.pts)
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times
 }
 
 /// What a chunk cut at a keyframe holds, from its packets: their count, which equals the
@@ -271,13 +254,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn packets_parse_and_keyframes_come_out_in_time_order() {
+    fn packets_parse() {
         let packets =
             parse_packets("0.000000,K_\n0.100000,__\n0.066667,__\nN/A,__\n2.0,K_\n1.0,K__\n");
         assert_eq!(packets.len(), 6);
         assert_eq!(packets[3].pts, None);
         assert!(packets[0].key && !packets[1].key);
-        assert_eq!(keyframe_times(&packets), vec![0.0, 1.0, 2.0]);
     }
 
     fn p(pts: f64, key: bool) -> Packet {
