@@ -7,6 +7,9 @@ set -euo pipefail
 
 need_apt=()
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+# A worker running as root runs task scripts as `nobody`, who cannot reach an interpreter under
+# /root (pyenv and the like): the system's Python must be there too.
+if [ "$(id -u)" = 0 ] && [ ! -x /usr/bin/python3 ]; then need_apt+=(python3); fi
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 { command -v ffmpeg && command -v ffprobe; } >/dev/null 2>&1 || need_apt+=(ffmpeg)
 

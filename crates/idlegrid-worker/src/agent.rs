@@ -5,7 +5,7 @@ use crate::backoff::Backoff;
 use crate::bundles::BundleCache;
 use crate::identity::{Enrollment, Identity};
 use crate::runner::Progress;
-use crate::sandbox::{RlimitSandbox, Sandbox};
+
 use crate::task::{Outcome, Tasks};
 use crate::{WorkerConfig, WorkerSummary, capabilities};
 use anyhow::Context;
@@ -89,7 +89,7 @@ pub(crate) async fn run(
         .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
     let _lock = lock_state_dir(state_dir)?;
     let bundles_dir = state_dir.join("bundles");
-    let scratch_root = state_dir.join("scratch");
+    let scratch_root = scratch_root_for(state_dir);
     // Scratch directories of a previous run that crashed are garbage now.
     match std::fs::remove_dir_all(&scratch_root) {
         Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
@@ -100,12 +100,52 @@ pub(crate) async fn run(
     for dir in [&bundles_dir, &scratch_root] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    // Scratch directories elsewhere: `scratch` in the state directory points there.
+    let link = state_dir.join("scratch");
+    if link != scratch_root {
+        match std::fs::symlink_metadata(&link) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&link),
+            Ok(_) => std::fs::remove_file(&link),
+            Err(_) => Ok(()),
+        }
+        .and_then(|()| std::os::unix::fs::symlink(&scratch_root, &link))
+        .with_context(|| {
+            format!(
+                "cannot link {} to {}",
+                link.display(),
+                scratch_root.display()
+            )
+        })?;
+    }
+    // Scripts may run as another user: they must reach their scratch directory (but not list
+    // the others).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&scratch_root, std::fs::Permissions::from_mode(0o711))
+            .with_context(|| format!("cannot set the permissions of {}", scratch_root.display()))?;
+    }
     crate::bundles::remove_leftovers(&bundles_dir)
         .with_context(|| format!("cannot clean {}", bundles_dir.display()))?;
 
     let detected = capabilities::detect(&config.python, config.slots).await;
+    let chosen = crate::selftest::choose(
+        &detected.python,
+        state_dir,
+        &scratch_root,
+        config.weak_sandbox,
+    )
+    .await?;
+    if chosen.leaks.is_empty() {
+        tracing::info!(sandbox = chosen.sandbox.name(), user = %chosen.user, "the task sandbox holds");
+    } else {
+        tracing::warn!(
+            sandbox = chosen.sandbox.name(),
+            leaks = %chosen.leaks.join("; "),
+            "the task sandbox is weak on this system (--weak-sandbox)"
+        );
+    }
     let caps = &detected.capabilities;
-    let sandbox = RlimitSandbox;
+    let sandbox = chosen.sandbox;
     tracing::info!(
         cores = caps.cores,
         memory_mb = caps.memory_mb,
@@ -115,7 +155,7 @@ pub(crate) async fn run(
         ffmpeg = caps.ffmpeg.as_deref().unwrap_or("none"),
         benchmark = caps.benchmark,
         slots = caps.slots,
-        interpreter = %detected.python.display(),
+        interpreter = %chosen.python.display(),
         sandbox = sandbox.name(),
         "worker capabilities"
     );
@@ -141,10 +181,10 @@ pub(crate) async fn run(
 
     let shared = Arc::new(Shared {
         tasks: Tasks {
-            python: detected.python.clone(),
+            python: chosen.python.clone(),
             scratch_root,
             bundles: BundleCache::new(bundles_dir),
-            sandbox: Box::new(sandbox),
+            sandbox,
         },
         running: Mutex::new(HashMap::new()),
         kill: CancellationToken::new(),
@@ -570,6 +610,18 @@ async fn heartbeat_loop(
     }
 }
 
+/// Where a worker's scratch directories go. A worker running as root runs scripts as another
+/// user, who must be able to reach them: they go under the system's temporary directory
+/// (state directories, e.g. under `/root`, are usually closed to other users).
+fn scratch_root_for(state_dir: &std::path::Path) -> std::path::PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        let tag = idlegrid_client::sha256_bytes(state_dir.as_os_str().as_encoded_bytes());
+        std::env::temp_dir().join(format!("idlegrid-scratch-{}", &tag[..16]))
+    } else {
+        state_dir.join("scratch")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,13 +636,15 @@ mod tests {
             slots: 1,
             python: "python3".into(),
             drain_timeout: Duration::from_secs(1),
+            weak_sandbox: false,
         }
     }
 
     #[tokio::test]
     async fn shutdown_interrupts_waiting_for_the_coordinator() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("scratch/lease-1-old")).unwrap();
+        let scratch = scratch_root_for(dir.path());
+        std::fs::create_dir_all(scratch.join("lease-1-old")).unwrap();
         let shutdown = CancellationToken::new();
         let worker = tokio::spawn(run(config(dir.path()), shutdown.clone()));
         tokio::time::sleep(Duration::from_millis(800)).await;
@@ -608,10 +662,12 @@ mod tests {
         assert_eq!(summary, WorkerSummary::default());
         // Leftovers of a crashed run are gone.
         assert_eq!(
-            std::fs::read_dir(dir.path().join("scratch"))
+            std::fs::read_dir(&scratch)
                 .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name() != "probe")
                 .count(),
             0
         );
+        let _ = std::fs::remove_dir_all(&scratch);
     }
 }

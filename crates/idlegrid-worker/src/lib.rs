@@ -20,6 +20,7 @@ pub mod capabilities;
 mod identity;
 pub mod runner;
 pub mod sandbox;
+pub mod selftest;
 mod task;
 
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ pub struct WorkerConfig {
     pub python: PathBuf,
     /// On shutdown, how long running tasks may go on before they are killed and handed back.
     pub drain_timeout: Duration,
+    /// Run tasks even where the task sandbox does not hold (the worker says what leaks).
+    pub weak_sandbox: bool,
 }
 
 /// What a worker did before it stopped. Counts reports the coordinator accepted; `lost` counts

@@ -128,7 +128,7 @@ pub async fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    sandbox.prepare(&mut command, script.limits);
+    sandbox.prepare(&mut command, script.limits, script.workdir)?;
 
     let started = Instant::now();
     let mut child = command.spawn().map_err(|err| {
@@ -190,6 +190,7 @@ fn environment(script: &Script<'_>) -> Vec<(&'static str, String)> {
         ("IDLEGRID_CHUNK_INDEX", script.chunk_index.to_string()),
         ("PATH", path),
         ("HOME", script.workdir.display().to_string()),
+        ("TMPDIR", script.workdir.display().to_string()),
         ("LANG", "C.UTF-8".into()),
         ("PYTHONDONTWRITEBYTECODE", "1".into()),
         ("PYTHONUNBUFFERED", "1".into()),

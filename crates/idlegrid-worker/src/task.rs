@@ -128,9 +128,14 @@ impl Run<'_> {
             )));
         }
 
+        // The script runs from its own copy of the bundle: the sandbox lets it see nothing of
+        // the worker's state directory.
+        let entrypoint = copy_app(entrypoint, &scratch.join("app")).map_err(|err| {
+            Abort::Failed(format!("the worker cannot copy the app bundle: {err}"))
+        })?;
         let script = Script {
             python: &self.tasks.python,
-            entrypoint,
+            entrypoint: &entrypoint,
             workdir: scratch,
             params: &self.job.params,
             task_params: &lease.task_params,
@@ -259,4 +264,20 @@ async fn pause(stop: &CancellationToken, delay: std::time::Duration) -> Result<(
         () = stop.cancelled() => Err(Abort::Stopped),
         () = tokio::time::sleep(delay) => Ok(()),
     }
+}
+
+/// Copies the bundle's files (a flat directory) beside `entrypoint` into `app`; returns the
+/// entrypoint's copy.
+fn copy_app(entrypoint: &Path, app: &Path) -> std::io::Result<PathBuf> {
+    let source = entrypoint
+        .parent()
+        .ok_or_else(|| std::io::Error::other("the entrypoint has no directory"))?;
+    std::fs::create_dir(app)?;
+    for entry in std::fs::read_dir(source)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), app.join(entry.file_name()))?;
+        }
+    }
+    Ok(app.join(entrypoint.file_name().unwrap_or_default()))
 }

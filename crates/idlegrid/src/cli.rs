@@ -106,6 +106,11 @@ pub struct WorkerArgs {
     /// Seconds to let running tasks finish on Ctrl-C/SIGTERM before handing them back.
     #[arg(long, default_value_t = 30)]
     pub drain_secs: u64,
+    /// Run tasks even where the task sandbox does not hold on this system (the worker says at
+    /// start-up what leaks). Task scripts are other people's code: only for machines you do
+    /// not mind them reading.
+    #[arg(long)]
+    pub weak_sandbox: bool,
 }
 
 #[derive(Debug, Args)]

@@ -84,6 +84,9 @@ impl LocalGrid {
                     slots: 1,
                     python: PathBuf::from("python3"),
                     drain_timeout: Duration::from_secs(10),
+                    // The customer's own scripts on their own machine: where the kernel offers
+                    // no sandbox (macOS, Windows), run them anyway.
+                    weak_sandbox: !cfg!(target_os = "linux"),
                 };
                 tokio::spawn(idlegrid_worker::run(config, stop_workers.child_token()))
             })

@@ -63,6 +63,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         python: args.python,
         drain_timeout: Duration::from_secs(args.drain_secs),
+        weak_sandbox: args.weak_sandbox,
     };
     let summary = idlegrid_worker::run(config, shutdown).await?;
     tracing::info!(?summary, "worker stopped");

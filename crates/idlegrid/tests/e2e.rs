@@ -1014,8 +1014,9 @@ async fn stopping_a_local_grid_lets_running_tasks_report_first() {
     let lines = input_lines(5);
     let expected = expected_output(&lines);
     // One chunk whose script takes 2 s: well within the workers' 10 s drain.
-    let runs_log = dir.path().join("runs.log");
-    let params = serde_json::json!({"chunk_lines": 5, "sleep": 2.0, "runs_log": runs_log});
+    // (The script cannot log its runs outside its sandbox: a second run would show as a
+    // failed attempt, the expired lease of the first.)
+    let params = serde_json::json!({"chunk_lines": 5, "sleep": 2.0});
     let id = try_submit_transform(&client, join_lines(&lines), 5, params)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", tail(&log, 40)));
@@ -1069,12 +1070,9 @@ async fn stopping_a_local_grid_lets_running_tasks_report_first() {
              under 2 s more"
         ));
     }
-    let runs = std::fs::read_to_string(&runs_log).unwrap_or_default();
-    if runs.lines().count() != 1 || job.chunks.failed_attempts != 0 {
+    if job.chunks.failed_attempts != 0 {
         problems.push(format!(
-            "the task that finished during the stop was not recorded: it ran {} times \
-             ({} failed attempts)",
-            runs.lines().count(),
+            "the task that finished during the stop was not recorded: {} failed attempts",
             job.chunks.failed_attempts
         ));
     }

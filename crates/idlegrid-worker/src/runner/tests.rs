@@ -342,6 +342,7 @@ async fn environment_holds_only_the_documented_variables() {
             "PATH",
             "PYTHONDONTWRITEBYTECODE",
             "PYTHONUNBUFFERED",
+            "TMPDIR",
         ]
     );
     assert_eq!(env["IDLEGRID_PARAMS"], r#"{"factor":2}"#);

@@ -1,0 +1,344 @@
+//! Hostile task scripts, each its own test, run in the sandbox the worker chooses at start-up
+//! (on this Linux machine: Landlock + seccomp + rlimits, as `nobody` when the tests run as
+//! root). Each attempt must be contained, the task must fail with a reason that says what
+//! happened, and the next task must still run.
+#![cfg(target_os = "linux")]
+
+use idlegrid_api::TaskId;
+use idlegrid_api::tasks::TaskLimits;
+use idlegrid_worker::runner::{self, Progress, Script};
+use idlegrid_worker::selftest::{self, Chosen};
+use std::path::{Path, PathBuf};
+use tokio_util::sync::CancellationToken;
+
+/// A worker's surroundings: a state directory holding a token file and an SSH key beside it,
+/// and a scratch root.
+struct Device {
+    dir: tempfile::TempDir,
+    scratch_root: PathBuf,
+    chosen: Chosen,
+}
+
+impl Device {
+    async fn new() -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        std::fs::write(state.join("credentials.json"), r#"{"token":"igw_secret"}"#).unwrap();
+        std::fs::create_dir_all(dir.path().join("home/.ssh")).unwrap();
+        std::fs::write(dir.path().join("home/.ssh/id_ed25519"), "PRIVATE KEY").unwrap();
+        let scratch_root = dir.path().join("scratch");
+        std::fs::create_dir_all(&scratch_root).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Reachable by the unprivileged user scripts run as.
+            for d in [dir.path(), scratch_root.as_path()] {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711)).unwrap();
+            }
+        }
+        let chosen = selftest::choose(Path::new("python3"), &state, &scratch_root, false)
+            .await
+            .expect("the sandbox holds on this machine");
+        Device {
+            dir,
+            scratch_root,
+            chosen,
+        }
+    }
+
+    /// Runs `source` as a task script with `limits`; `Ok` is the output's size, `Err` the
+    /// failure reason.
+    async fn run(&self, source: &str, limits: &TaskLimits) -> Result<u64, String> {
+        let scratch = tempfile::Builder::new()
+            .prefix("lease-")
+            .tempdir_in(&self.scratch_root)
+            .unwrap();
+        let output = scratch.path().join("output");
+        std::fs::create_dir(&output).unwrap();
+        let entrypoint = scratch.path().join("task.py");
+        std::fs::write(&entrypoint, source).unwrap();
+        let params = serde_json::json!({
+            "state": self.dir.path().join("state"),
+            "home": self.dir.path().join("home"),
+            "outside": self.dir.path(),
+            "worker_pid": std::process::id(),
+        });
+        let script = Script {
+            python: &self.chosen.python,
+            entrypoint: &entrypoint,
+            workdir: scratch.path(),
+            params: &params,
+            task_params: &params,
+            task_id: TaskId(1),
+            chunk_index: 0,
+            limits,
+        };
+        let finished = runner::run(
+            &script,
+            self.chosen.sandbox.as_ref(),
+            &Progress::default(),
+            &CancellationToken::new(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        runner::judge(&finished, &output, limits).map(|o| o.size)
+    }
+
+    /// Runs `source` and expects it to fail with a reason containing `reason`; then checks
+    /// the device still runs an honest task.
+    async fn contained(&self, source: &str, limits: &TaskLimits, reason: &str) {
+        let err = self
+            .run(source, limits)
+            .await
+            .expect_err("the hostile script must fail");
+        eprintln!("contained: {err}");
+        assert!(err.contains(reason), "expected {reason:?} in: {err}");
+        let honest = "open('output/out.txt', 'w').write('ok')\n";
+        assert_eq!(self.run(honest, &limits_default()).await, Ok(2));
+        // Nothing changed outside the scratch directories.
+        assert!(
+            !self.dir.path().join("pwned").exists(),
+            "a file was written outside"
+        );
+        assert_eq!(
+            std::fs::read_to_string(self.dir.path().join("state/credentials.json")).unwrap(),
+            r#"{"token":"igw_secret"}"#
+        );
+    }
+}
+
+fn limits_default() -> TaskLimits {
+    TaskLimits {
+        timeout_secs: 20,
+        memory_mb: 512,
+        max_output_bytes: 4 * 1024 * 1024,
+    }
+}
+
+/// Python prelude: the test's paths.
+const PRELUDE: &str = "import json, os, sys\nP = json.loads(os.environ['IDLEGRID_PARAMS'])\n";
+
+fn script(body: &str) -> String {
+    format!("{PRELUDE}{body}")
+}
+
+#[tokio::test]
+async fn reading_etc_shadow_is_refused() {
+    let device = Device::new().await;
+    device
+        .contained(
+            &script("print(open('/etc/shadow').read())\n"),
+            &limits_default(),
+            "PermissionError",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn reading_ssh_keys_is_refused() {
+    let device = Device::new().await;
+    device
+        .contained(
+            &script("print(open(os.path.join(P['home'], '.ssh', 'id_ed25519')).read())\n"),
+            &limits_default(),
+            "PermissionError",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn reading_the_worker_token_is_refused() {
+    let device = Device::new().await;
+    device
+        .contained(
+            &script("print(open(os.path.join(P['state'], 'credentials.json')).read())\n"),
+            &limits_default(),
+            "PermissionError",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn writing_outside_the_scratch_directory_is_refused() {
+    let device = Device::new().await;
+    device
+        .contained(
+            &script("open(os.path.join(P['outside'], 'pwned'), 'w').write('x')\n"),
+            &limits_default(),
+            "PermissionError",
+        )
+        .await;
+    let err = device
+        .run(
+            &script("open('/tmp/pwned-by-task', 'w').write('x')\n"),
+            &limits_default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.contains("PermissionError"), "{err}");
+    assert!(!Path::new("/tmp/pwned-by-task").exists());
+}
+
+#[tokio::test]
+async fn tcp_connections_are_refused() {
+    let device = Device::new().await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    device
+        .contained(
+            &script(&format!(
+                "import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
+            )),
+            &limits_default(),
+            "PermissionError",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn udp_is_refused() {
+    let device = Device::new().await;
+    device
+        .contained(
+            &script(
+                "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.sendto(b'x', ('127.0.0.1', 9))\n",
+            ),
+            &limits_default(),
+            "PermissionError",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn dns_lookups_fail() {
+    let device = Device::new().await;
+    device
+        .contained(
+            &script("import socket\nprint(socket.getaddrinfo('example.com', 80))\n"),
+            &limits_default(),
+            "gaierror",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_fork_bomb_is_contained() {
+    let device = Device::new().await;
+    let limits = TaskLimits {
+        timeout_secs: 10,
+        ..limits_default()
+    };
+    device
+        .contained(
+            &script("while True:\n    os.fork()\n"),
+            &limits,
+            "Resource temporarily unavailable",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_contained() {
+    let device = Device::new().await;
+    device
+        .contained(
+            &script("x = []\nwhile True:\n    x.append(bytearray(64 * 1024 * 1024))\n"),
+            &limits_default(),
+            "MemoryError",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn filling_the_disk_is_stopped_at_the_file_size_limit() {
+    let device = Device::new().await;
+    let limits = TaskLimits {
+        max_output_bytes: 1024 * 1024,
+        ..limits_default()
+    };
+    device
+        .contained(
+            &script(
+                "with open('output/big', 'wb') as f:\n    while True:\n        f.write(b'x' * 65536)\n",
+            ),
+            &limits,
+            "File too large",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn spinning_forever_is_killed_at_the_timeout() {
+    let device = Device::new().await;
+    let limits = TaskLimits {
+        timeout_secs: 2,
+        ..limits_default()
+    };
+    device
+        .contained(&script("while True:\n    pass\n"), &limits, "timed out")
+        .await;
+}
+
+#[tokio::test]
+async fn signalling_the_worker_is_refused() {
+    let device = Device::new().await;
+    device
+        .contained(
+            &script("import signal\nos.kill(P['worker_pid'], signal.SIGKILL)\n"),
+            &limits_default(),
+            "PermissionError",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn ptrace_is_refused() {
+    let device = Device::new().await;
+    device
+        .contained(
+            &script(
+                "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nif libc.ptrace(16, P['worker_pid'], 0, 0) != 0:\n    sys.exit('ptrace refused: errno %d' % ctypes.get_errno())\n",
+            ),
+            &limits_default(),
+            "ptrace refused",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn raising_its_own_limits_is_refused() {
+    let device = Device::new().await;
+    device
+        .contained(
+            &script(
+                "import resource\nresource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n",
+            ),
+            &limits_default(),
+            "ValueError",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn new_namespaces_are_refused() {
+    let device = Device::new().await;
+    device
+        .contained(
+            &script("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nif libc.unshare(0x10000000) != 0:\n    sys.exit('unshare refused: errno %d' % ctypes.get_errno())\n"),
+            &limits_default(),
+            "unshare refused",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn an_output_symlink_out_of_the_scratch_directory_is_refused() {
+    let device = Device::new().await;
+    device
+        .contained(
+            &script("os.symlink(os.path.join(P['state'], 'credentials.json'), 'output/out.txt')\n"),
+            &limits_default(),
+            "is a symbolic link",
+        )
+        .await;
+}
