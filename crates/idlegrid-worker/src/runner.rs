@@ -66,6 +66,43 @@ pub enum Ended {
     TimedOut,
     /// It was killed because the caller cancelled it.
     Cancelled,
+    /// It was killed for writing more than its share of disk (bytes in its scratch directory
+    /// beyond what was there when it started).
+    DiskFull(u64),
+}
+
+/// Disk a script may fill in its scratch directory beyond the input it was given: room for
+/// its output and as much again in temporary files.
+pub fn disk_allowance(limits: &TaskLimits) -> u64 {
+    limits.max_output_bytes.saturating_mul(2)
+}
+
+/// How often the scratch directory's size is checked.
+const DISK_CHECK: Duration = Duration::from_millis(500);
+
+/// Bytes of the regular files under `dir` (symlinks not followed); stops counting past
+/// `stop_at`.
+fn disk_usage(dir: &Path, stop_at: u64) -> u64 {
+    let mut total = 0u64;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else if meta.is_file() {
+                // Allocated bytes: a sparse file costs only what it holds.
+                total = total.saturating_add(meta.blocks().saturating_mul(512));
+                if total > stop_at {
+                    return total;
+                }
+            }
+        }
+    }
+    total
 }
 
 /// The result of running a script.
@@ -152,10 +189,28 @@ pub async fn run(
         .map(|err| AbortOnDropHandle::new(tokio::spawn(tail(err))));
 
     let timeout = Duration::from_secs(script.limits.timeout_secs);
+    // Files are bounded one by one (RLIMIT_FSIZE), not in number: the directory as a whole is
+    // watched.
+    let baseline = disk_usage(script.workdir, u64::MAX);
+    let quota = baseline.saturating_add(disk_allowance(script.limits));
+    let workdir = script.workdir.to_path_buf();
+    let over_quota = async move {
+        loop {
+            tokio::time::sleep(DISK_CHECK).await;
+            let dir = workdir.clone();
+            let used = tokio::task::spawn_blocking(move || disk_usage(&dir, quota))
+                .await
+                .unwrap_or(0);
+            if used > quota {
+                return used - baseline;
+            }
+        }
+    };
     let ended = tokio::select! {
         status = child.wait() => Ended::Exited(status?),
         () = tokio::time::sleep(timeout) => Ended::TimedOut,
         () = cancel.cancelled() => Ended::Cancelled,
+        used = over_quota => Ended::DiskFull(used),
     };
     let elapsed = started.elapsed();
     // Kill stray children of a script that exited, or the whole script on timeout/cancel.
@@ -317,6 +372,15 @@ pub fn judge(
             ));
         }
         Ended::Cancelled => return Err("script was stopped before it finished".into()),
+        Ended::DiskFull(used) => {
+            return Err(with_stderr(
+                format!(
+                    "script wrote more than {} bytes to its scratch directory ({used} and counting) and was killed",
+                    disk_allowance(limits)
+                ),
+                &finished.stderr_tail,
+            ));
+        }
     };
     if let Some(signal) = status.signal() {
         return Err(with_stderr(

@@ -268,6 +268,24 @@ async fn filling_the_disk_is_stopped_at_the_file_size_limit() {
 }
 
 #[tokio::test]
+async fn filling_the_disk_with_many_files_is_stopped_at_the_scratch_quota() {
+    let device = Device::new().await;
+    let limits = TaskLimits {
+        max_output_bytes: 1024 * 1024,
+        ..limits_default()
+    };
+    device
+        .contained(
+            &script(
+                "import time\ni = 0\nwhile True:\n    open('f%d' % i, 'wb').write(os.urandom(512 * 1024))\n    i += 1\n    time.sleep(0.01)\n",
+            ),
+            &limits,
+            "bytes to its scratch directory",
+        )
+        .await;
+}
+
+#[tokio::test]
 async fn spinning_forever_is_killed_at_the_timeout() {
     let device = Device::new().await;
     let limits = TaskLimits {
