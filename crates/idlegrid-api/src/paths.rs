@@ -49,9 +49,9 @@ pub fn lease_input(id: crate::LeaseId) -> String {
 pub fn lease_output(id: crate::LeaseId) -> String {
     format!("/v1/leases/{id}/output")
 }
-/// `GET` an app bundle by its SHA-256.
-pub fn bundle(sha256: &str) -> String {
-    format!("/v1/bundles/{sha256}")
+/// `GET` an app bundle by its SHA-256, for the task of a lease the worker holds.
+pub fn bundle(sha256: &str, lease: crate::LeaseId) -> String {
+    format!("/v1/bundles/{sha256}?lease={lease}")
 }
 
 /// `GET` liveness.

@@ -112,14 +112,15 @@ impl Client {
         send_json(file_body(request, path, sha256).await?).await
     }
 
-    /// `GET /v1/bundles/{sha256}`: an app bundle, checked against the hash it was asked by.
-    pub async fn bundle(&self, sha256: &str) -> Result<Bundle, ClientError> {
+    /// `GET /v1/bundles/{sha256}?lease=`: an app bundle, for a lease this worker holds,
+    /// checked against the hash it was asked by.
+    pub async fn bundle(&self, sha256: &str, lease: LeaseId) -> Result<Bundle, ClientError> {
         if !crate::is_sha256_hex(sha256) {
             return Err(ClientError::Decode(format!(
                 "bundle hash {sha256:?} is not a hex SHA-256"
             )));
         }
-        let response = send(self.request(Method::GET, &paths::bundle(sha256))).await?;
+        let response = send(self.request(Method::GET, &paths::bundle(sha256, lease))).await?;
         let bytes = response.bytes().await?;
         let actual = crate::sha256_bytes(&bytes);
         if !actual.eq_ignore_ascii_case(sha256) {

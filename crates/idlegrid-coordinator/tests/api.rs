@@ -204,7 +204,10 @@ async fn a_job_runs_through_every_stage_to_its_output() {
         (3, 0.5)
     );
     assert_eq!(spec.params, serde_json::json!({"n": 1}));
-    let bundle = worker.bundle(&spec.bundle_sha256).await.unwrap();
+    let bundle = worker
+        .bundle(&spec.bundle_sha256, grant.leases[0].lease_id)
+        .await
+        .unwrap();
     assert_eq!(bundle.files[&bundle.manifest.entrypoint], "print('hi')\n");
     // Each chunk's input is its own lines; reverse them as the "script" would.
     let mut reports = Vec::new();
@@ -445,6 +448,14 @@ async fn workers_may_only_report_on_leases_they_hold() {
         .await
         .unwrap_err();
     assert_eq!(api_code(err), (409, "lease_not_held".into()));
+    // Bundles too go only to the holder of a lease on a job that runs them.
+    let sha = &grant.jobs[0].bundle_sha256;
+    let err = other.bundle(sha, l.lease_id).await.unwrap_err();
+    assert_eq!(api_code(err), (409, "lease_not_held".into()));
+    honest.bundle(sha, l.lease_id).await.unwrap();
+    let python_map = "0".repeat(64);
+    let err = honest.bundle(&python_map, l.lease_id).await.unwrap_err();
+    assert_eq!(api_code(err), (404, "bundle_not_found".into()));
     let reply = honest
         .report(&item(
             l.lease_id,

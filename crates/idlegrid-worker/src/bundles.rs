@@ -51,6 +51,7 @@ impl BundleCache {
         &self,
         client: &Client,
         sha256: &str,
+        lease: idlegrid_api::LeaseId,
     ) -> Result<CachedBundle, BundleError> {
         if !idlegrid_client::is_sha256_hex(sha256) {
             return Err(BundleError::Invalid(format!(
@@ -63,7 +64,7 @@ impl BundleCache {
         if dir.is_dir() {
             return open(dir).await;
         }
-        let bundle = client.bundle(&sha256).await?;
+        let bundle = client.bundle(&sha256, lease).await?;
         check(&bundle)?;
         let root = self.root.clone();
         let target = dir.clone();

@@ -167,7 +167,7 @@ impl Run<'_> {
         loop {
             let result = tokio::select! {
                 () = self.stop.cancelled() => return Err(Abort::Stopped),
-                result = self.tasks.bundles.get(self.client, sha256) => result,
+                result = self.tasks.bundles.get(self.client, sha256, self.lease.lease_id) => result,
             };
             match result {
                 Ok(bundle) => return Ok(bundle.entrypoint),

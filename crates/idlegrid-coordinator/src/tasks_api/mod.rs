@@ -9,7 +9,7 @@
 //! reports all name a lease, and each is checked against the lease's holder.
 
 use crate::auth::{Device, Enroller, hash_secret, new_secret};
-use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::grid::Grid;
 use crate::jobs_api::store_upload;
 use crate::retry;
@@ -330,19 +330,43 @@ pub async fn lease_output(
     }))
 }
 
-/// Download an app bundle by its SHA-256.
+/// Which lease a bundle is fetched for.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct BundleQuery {
+    /// A lease the worker holds, on a task of a job that runs this bundle.
+    pub lease: u64,
+}
+
+/// Download an app bundle by its SHA-256. Only for a lease the worker holds on a job that runs
+/// the bundle: a worker never sees customers' scripts it was not given work for.
 #[utoipa::path(get, path = "/v1/bundles/{sha256}", tag = "tasks",
-    params(("sha256" = String, Path, description = "hex SHA-256 of the bundle")),
+    params(("sha256" = String, Path, description = "hex SHA-256 of the bundle"), BundleQuery),
     security(("worker_token" = [])),
     responses((status = 200, content_type = "application/json", body = idlegrid_api::Bundle),
-              (status = 404, body = ErrorBody)))]
+              (status = 404, body = ErrorBody),
+              (status = 409, description = "the worker does not hold the lease", body = ErrorBody)))]
 pub async fn bundle(
     State(grid): State<Arc<Grid>>,
-    _device: Device,
+    device: Device,
     ApiPath(sha): ApiPath<String>,
+    ApiQuery(query): ApiQuery<BundleQuery>,
 ) -> ApiResult<Response> {
     let not_found = || ApiError::not_found("bundle_not_found", format!("there is no bundle {sha}"));
     if sha.len() != 64 || !sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(not_found());
+    }
+    let lease_id = LeaseId(query.lease);
+    let lease = grid
+        .queues
+        .held(lease_id, device.0)
+        .await?
+        .ok_or_else(|| lease_not_held(lease_id))?;
+    // The same answer whether the bundle exists or not: no probing for other jobs' bundles.
+    let runs_it = grid
+        .schedule
+        .get(lease.job)
+        .is_some_and(|job| job.spec.bundle_sha256 == sha);
+    if !runs_it {
         return Err(not_found());
     }
     let bytes = match grid.blobs.get_bytes(&format!("bundles/{sha}"), None).await {
