@@ -31,13 +31,62 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// Known secret hashes.
+/// Requests admitted per credential (keyed by the secret's hash).
+type Limiter = governor::DefaultKeyedRateLimiter<[u8; 32]>;
+
+/// Known secret hashes, and how fast each may make requests.
 #[derive(Default)]
 pub struct AuthCache {
     known: Mutex<HashMap<[u8; 32], Principal>>,
+    customers: Option<(Limiter, u32)>,
+    workers: Option<(Limiter, u32)>,
+}
+
+fn limiter(per_sec: u32) -> Option<(Limiter, u32)> {
+    let rate = std::num::NonZeroU32::new(per_sec)?;
+    let burst = rate.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1));
+    let quota = governor::Quota::per_second(rate).allow_burst(burst);
+    Some((governor::RateLimiter::keyed(quota), per_sec))
 }
 
 impl AuthCache {
+    /// A cache admitting `customer_per_sec` requests per second per customer key or enrollment
+    /// token and `worker_per_sec` per worker (0: no limit), each with bursts of twice that.
+    pub fn new(customer_per_sec: u32, worker_per_sec: u32) -> Self {
+        AuthCache {
+            known: Mutex::default(),
+            customers: limiter(customer_per_sec),
+            workers: limiter(worker_per_sec),
+        }
+    }
+
+    /// Admits one more request with this credential, or says to slow down.
+    fn admit(&self, hash: &[u8; 32], principal: Principal) -> Result<(), ApiError> {
+        let limit = match principal {
+            Principal::Worker(_) => &self.workers,
+            _ => &self.customers,
+        };
+        let Some((limiter, per_sec)) = limit else {
+            return Ok(());
+        };
+        limiter.check_key(hash).map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "too many requests with this credential: at most {per_sec} a second (bursts of twice that); retry after a second"
+                ),
+            )
+        })
+    }
+
+    /// Forgets the rate state of credentials idle long enough to be back at full burst.
+    pub fn forget_idle(&self) {
+        for (limiter, _) in [&self.customers, &self.workers].into_iter().flatten() {
+            limiter.retain_recent();
+        }
+    }
+
     fn get(&self, hash: &[u8; 32]) -> Option<Principal> {
         self.known
             .lock()
@@ -80,6 +129,7 @@ async fn principal(parts: &Parts, grid: &Grid) -> Result<Principal, ApiError> {
         })?;
     let hash = hash_secret(secret);
     if let Some(principal) = grid.auth.get(&hash) {
+        grid.auth.admit(&hash, principal)?;
         return Ok(principal);
     }
     let principal = grid.store.credential(hash).await?.ok_or_else(|| {
@@ -90,6 +140,7 @@ async fn principal(parts: &Parts, grid: &Grid) -> Result<Principal, ApiError> {
         )
     })?;
     grid.auth.put(hash, principal);
+    grid.auth.admit(&hash, principal)?;
     Ok(principal)
 }
 

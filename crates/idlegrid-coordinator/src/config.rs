@@ -22,6 +22,12 @@ pub struct Config {
     /// How long a retried task is kept from the worker whose attempt failed (then anyone may
     /// take it, so a grid of one device still retries).
     pub retry_elsewhere: Duration,
+    /// Requests per second one customer API key (or enrollment token) may make, with bursts of
+    /// twice as many; 0 for no limit.
+    pub customer_requests_per_sec: u32,
+    /// Requests per second one worker may make, with bursts of twice as many; 0 for no limit.
+    /// Workers batch their leases and reports, so even a busy one needs few.
+    pub worker_requests_per_sec: u32,
 }
 
 impl Config {
@@ -35,6 +41,8 @@ impl Config {
             max_script_bytes: 1024 * 1024,
             reap_interval: Duration::from_millis(250),
             retry_elsewhere: Duration::from_secs(30),
+            customer_requests_per_sec: 100,
+            worker_requests_per_sec: 2000,
         }
     }
 

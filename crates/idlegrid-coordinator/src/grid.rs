@@ -78,6 +78,10 @@ impl Grid {
         queues: Arc<dyn Queues>,
         blobs: Arc<dyn BlobStore>,
     ) -> Grid {
+        let auth = AuthCache::new(
+            config.customer_requests_per_sec,
+            config.worker_requests_per_sec,
+        );
         Grid {
             store,
             queues,
@@ -86,7 +90,7 @@ impl Grid {
             config,
             events: EventBus::default(),
             schedule: Schedule::default(),
-            auth: AuthCache::default(),
+            auth,
             recorder: Default::default(),
             stopping: Default::default(),
             devices: Mutex::default(),

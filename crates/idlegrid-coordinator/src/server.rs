@@ -42,11 +42,15 @@ impl utoipa::Modify for SecuritySchemes {
             );
         }
         // Answers every operation can give, whatever its own: a malformed request, a missing
-        // or unknown secret, the wrong kind of secret, and storage trouble.
+        // or unknown secret, the wrong kind of secret, too many requests, and storage trouble.
         let common = [
             ("400", "malformed request (body, path or query)"),
             ("401", "missing or unknown credentials"),
             ("403", "credentials of the wrong kind for this endpoint"),
+            (
+                "429",
+                "too many requests with this credential; retry after the Retry-After seconds",
+            ),
             ("503", "the coordinator's storage failed; retry shortly"),
         ];
         for item in openapi.paths.paths.values_mut() {

@@ -677,3 +677,32 @@ async fn a_restarted_coordinator_rebuilds_its_queues_from_the_records() {
     assert_eq!(text, expected);
     grid.stop().await;
 }
+
+#[tokio::test]
+async fn requests_beyond_a_credentials_rate_get_429_and_others_are_unaffected() {
+    let grid = TestGrid::start(|config| {
+        config.customer_requests_per_sec = 5;
+        config.worker_requests_per_sec = 5;
+    })
+    .await;
+    let customer = grid.customer();
+    // A burst of twice the rate goes through; then the key is refused until it refills.
+    let mut refused = None;
+    for i in 0..40 {
+        match customer.list_jobs(None, 10).await {
+            Ok(_) => {}
+            Err(err) => {
+                refused = Some((i, api_code(err)));
+                break;
+            }
+        }
+    }
+    let (after, code) = refused.expect("a burst of 40 requests at 5/s must be refused");
+    assert!(after >= 10, "refused after only {after} requests");
+    assert_eq!(code, (429, "rate_limited".into()));
+    // A worker has its own allowance.
+    let worker = grid.worker("w").await;
+    lease(&worker, 1).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    customer.list_jobs(None, 10).await.unwrap();
+}

@@ -589,13 +589,19 @@ pub async fn report(
 }
 
 /// Takes back expired leases until `shutdown`: each is a `no_reply` attempt charged to its task.
+/// Once a minute it also drops the rate state of idle credentials.
 pub async fn reap(grid: Arc<Grid>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(grid.config.reap_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_forget = Instant::now();
     while !shutdown.is_cancelled() {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if last_forget.elapsed() >= Duration::from_secs(60) {
+            grid.auth.forget_idle();
+            last_forget = Instant::now();
         }
         if let Err(e) = reap_once(&grid).await {
             tracing::error!(error = %e, "reaping expired leases failed");
