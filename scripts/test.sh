@@ -6,6 +6,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
+# Schemathesis (PyPI) checks the API against its OpenAPI document in the end-to-end tests.
+SCHEMATHESIS_VERSION=4.32.5
+export SCHEMATHESIS="$PWD/target/pytools/bin/schemathesis"
+if ! "$SCHEMATHESIS" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  echo "== installing schemathesis $SCHEMATHESIS_VERSION into target/pytools"
+  rm -rf target/pytools
+  mkdir -p target
+  if ! python3 -m venv target/pytools 2>/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv target/pytools
+    else
+      echo "setup: python3 cannot make a virtual environment: install python3-venv" >&2
+      exit 1
+    fi
+  fi
+  target/pytools/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

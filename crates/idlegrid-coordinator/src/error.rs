@@ -77,8 +77,14 @@ impl IntoResponse for ApiError {
 /// Turns axum's JSON extraction failures into our error body, so a malformed request says what
 /// is wrong with it in the same shape as every other error.
 pub fn json_rejection(rejection: axum::extract::rejection::JsonRejection) -> ApiError {
+    // JSON of the wrong shape is a malformed request like any other (axum says 422): one
+    // status for "fix your request", as the API documents.
+    let status = match rejection.status() {
+        StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+        other => other,
+    };
     ApiError::new(
-        rejection.status(),
+        status,
         "malformed_json",
         format!(
             "request body is not acceptable JSON: {}",

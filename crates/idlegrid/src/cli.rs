@@ -57,6 +57,12 @@ pub struct CoordinatorArgs {
     /// Largest job input accepted, in bytes.
     #[arg(long, default_value_t = 10 * 1024 * 1024 * 1024)]
     pub max_upload_bytes: u64,
+    /// Requests per second one customer key may make (bursts of twice that); 0 for no limit.
+    #[arg(long, default_value_t = 100)]
+    pub customer_rps: u32,
+    /// Requests per second one worker may make (bursts of twice that); 0 for no limit.
+    #[arg(long, default_value_t = 2000)]
+    pub worker_rps: u32,
 }
 
 impl Default for CoordinatorArgs {
@@ -64,6 +70,8 @@ impl Default for CoordinatorArgs {
         CoordinatorArgs {
             lease_secs: 30,
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
+            customer_rps: 100,
+            worker_rps: 2000,
         }
     }
 }

@@ -12,6 +12,8 @@ pub fn config(data_dir: &Path, args: &CoordinatorArgs) -> Config {
     let mut config = Config::new(data_dir);
     config.lease_ttl = Duration::from_secs(args.lease_secs);
     config.max_upload_bytes = args.max_upload_bytes;
+    config.customer_requests_per_sec = args.customer_rps;
+    config.worker_requests_per_sec = args.worker_rps;
     config
 }
 

@@ -465,10 +465,21 @@ async fn wait_job(
 /// `dir/coordinator.log`; returns once it printed its ready line. Its stdout is drained by a
 /// thread so the pipe never fills.
 fn start_coordinator(dir: &Path, listen: &str, lease_secs: u64) -> (Proc, Ready) {
+    start_coordinator_with(dir, listen, lease_secs, &[])
+}
+
+/// [`start_coordinator`] with more `serve` arguments.
+fn start_coordinator_with(
+    dir: &Path,
+    listen: &str,
+    lease_secs: u64,
+    extra: &[&str],
+) -> (Proc, Ready) {
     let log = dir.join("coordinator.log");
     let mut cmd = idlegrid(&dir.join("home"));
     cmd.args(["serve", "--listen", listen, "--json"])
         .args(["--lease-secs", &lease_secs.to_string()])
+        .args(extra)
         .arg("--data-dir")
         .arg(dir.join("coordinator"))
         .stdout(Stdio::piped())
@@ -1140,4 +1151,68 @@ fn bench_dispatch_smoke() {
         number("/coordinator_peak_rss_mib") >= number("/coordinator_rss_queued_mib"),
         "peak RSS below the queued RSS: {figures:#}"
     );
+}
+
+/// Schemathesis (from PyPI, installed by `scripts/test.sh` into `target/pytools`) generates
+/// requests from `/openapi.json` for every operation, with a customer key and with a worker
+/// token: no answer may be a 5xx or contradict the document.
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
+    let tool = std::env::var_os("SCHEMATHESIS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/pytools/bin/schemathesis")
+        });
+    assert!(
+        tool.exists(),
+        "{} is missing: scripts/test.sh installs Schemathesis there",
+        tool.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // No rate limit: the point is what each operation answers, not how fast it may be asked.
+    let (_coordinator, ready) = start_coordinator_with(
+        dir.path(),
+        "127.0.0.1:0",
+        30,
+        &["--customer-rps", "0", "--worker-rps", "0"],
+    );
+    let registered = Client::register(
+        &ready.url,
+        &ready.enrollment_token,
+        &idlegrid_api::tasks::RegisterWorker {
+            name: "schemathesis".into(),
+            capabilities: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let schema = format!("{}/openapi.json", ready.url);
+    for (who, secret) in [
+        ("customer key", ready.api_key.clone()),
+        ("worker token", registered.token.clone()),
+    ] {
+        let output = std::process::Command::new(&tool)
+            .args(["run", &schema, "--max-examples", "25", "--request-timeout", "20"])
+            .args([
+                "--checks",
+                "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            ])
+            .args(["--header", &format!("Authorization: Bearer {secret}")])
+            .output()
+            .expect("schemathesis runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "schemathesis with a {who} found problems:\n{text}\n--- coordinator log ---\n{}",
+            tail(&dir.path().join("coordinator.log"), 40)
+        );
+        assert!(
+            text.contains("passed"),
+            "no test cases ran with a {who}:\n{text}"
+        );
+    }
 }
