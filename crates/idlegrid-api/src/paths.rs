@@ -35,6 +35,8 @@ pub const APPS: &str = "/v1/apps";
 
 /// `POST` register a device (enrollment token) and receive a worker token.
 pub const WORKERS_REGISTER: &str = "/v1/workers/register";
+/// `GET` the calling device's own record (reputation, quarantine).
+pub const WORKERS_ME: &str = "/v1/workers/me";
 /// `POST` lease tasks (long-poll).
 pub const LEASES: &str = "/v1/leases";
 /// `POST` heartbeat held leases.

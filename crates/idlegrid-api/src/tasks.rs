@@ -208,3 +208,18 @@ pub struct ReportStatus {
     /// Why not, when it was refused.
     pub error: Option<crate::ErrorDetail>,
 }
+
+/// A device's own record, as the coordinator keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerStatus {
+    /// Worker id.
+    pub worker_id: WorkerId,
+    /// Results accepted.
+    pub valid: u64,
+    /// Results rejected by a validator, or discarded when the device was quarantined.
+    pub invalid: u64,
+    /// Leases that expired without a report.
+    pub timed_out: u64,
+    /// Whether the device is quarantined (it gets no work).
+    pub quarantined: bool,
+}

@@ -112,6 +112,11 @@ impl Client {
         send_json(file_body(request, path, sha256).await?).await
     }
 
+    /// `GET /v1/workers/me`: this device's record (reputation, quarantine).
+    pub async fn me(&self) -> Result<idlegrid_api::tasks::WorkerStatus, ClientError> {
+        send_json(self.request(Method::GET, paths::WORKERS_ME)).await
+    }
+
     /// `GET /v1/bundles/{sha256}?lease=`: an app bundle, for a lease this worker holds,
     /// checked against the hash it was asked by.
     pub async fn bundle(&self, sha256: &str, lease: LeaseId) -> Result<Bundle, ClientError> {

@@ -190,8 +190,29 @@ impl FromRequestParts<Arc<Grid>> for Device {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, grid: &Arc<Grid>) -> Result<Self, ApiError> {
+        let AnyDevice(worker) = AnyDevice::from_request_parts(parts, grid).await?;
+        if grid.is_quarantined(worker) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "worker_quarantined",
+                "this device is quarantined: too many of its results were invalid; it gets no more work (see GET /v1/workers/me)",
+            ));
+        }
+        Ok(Device(worker))
+    }
+}
+
+/// A request authenticated with a worker token, quarantined or not: for the endpoint where a
+/// device reads its own record.
+#[derive(Debug, Clone, Copy)]
+pub struct AnyDevice(pub WorkerId);
+
+impl FromRequestParts<Arc<Grid>> for AnyDevice {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, grid: &Arc<Grid>) -> Result<Self, ApiError> {
         match principal(parts, grid).await? {
-            Principal::Worker(w) => Ok(Device(w)),
+            Principal::Worker(w) => Ok(AnyDevice(w)),
             _ => Err(wrong_kind("a worker token (register first)")),
         }
     }

@@ -28,6 +28,9 @@ pub struct Config {
     /// Requests per second one worker may make, with bursts of twice as many; 0 for no limit.
     /// Workers batch their leases and reports, so even a busy one needs few.
     pub worker_requests_per_sec: u32,
+    /// Invalid results after which a device is quarantined: it gets no more work, and its
+    /// results not yet judged are discarded.
+    pub quarantine_after_invalid: u64,
 }
 
 impl Config {
@@ -43,6 +46,7 @@ impl Config {
             retry_elsewhere: Duration::from_secs(30),
             customer_requests_per_sec: 100,
             worker_requests_per_sec: 2000,
+            quarantine_after_invalid: 3,
         }
     }
 

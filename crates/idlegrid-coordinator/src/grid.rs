@@ -38,6 +38,8 @@ pub struct Grid {
     /// Cancelled when the coordinator starts shutting down, so long-lived requests (event
     /// streams, long-polls) end instead of holding the shutdown up.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Quarantined devices (loaded from the records at start-up, kept by the validator).
+    quarantined: std::sync::RwLock<std::collections::HashSet<WorkerId>>,
     /// Capabilities of workers seen since start-up.
     devices: Mutex<HashMap<WorkerId, Arc<Capabilities>>>,
 }
@@ -54,6 +56,22 @@ pub struct Credentials {
 const CREDENTIALS_FILE: &str = "credentials.json";
 
 impl Grid {
+    /// Whether a device is quarantined.
+    pub fn is_quarantined(&self, worker: WorkerId) -> bool {
+        self.quarantined
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&worker)
+    }
+
+    /// Marks devices quarantined.
+    pub fn quarantine(&self, workers: &[WorkerId]) {
+        self.quarantined
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(workers.iter().copied());
+    }
+
     /// Opens the embedded backends in `config.data_dir`, creating the bootstrap credentials on
     /// first use, and returns the grid with those credentials. Queues start empty: call
     /// [`crate::recovery::rebuild_queues`] before serving.
@@ -93,6 +111,7 @@ impl Grid {
             auth,
             recorder: Default::default(),
             stopping: Default::default(),
+            quarantined: Default::default(),
             devices: Mutex::default(),
         }
     }

@@ -23,6 +23,7 @@ pub struct Recovered {
 /// Rebuilds every queue from the records.
 pub async fn rebuild_queues(grid: &Grid) -> Result<Recovered, StorageError> {
     let mut recovered = Recovered::default();
+    grid.quarantine(&grid.store.quarantined_workers().await?);
     let unfinished = grid
         .store
         .jobs_in_states(&[

@@ -22,7 +22,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         jobs_api::list_jobs, jobs_api::cancel_job, jobs_api::download_output, jobs_api::job_events,
         jobs_api::list_apps,
         tasks_api::register, tasks_api::lease, tasks_api::heartbeat, tasks_api::report,
-        tasks_api::lease_input, tasks_api::lease_output, tasks_api::bundle,
+        tasks_api::lease_input, tasks_api::lease_output, tasks_api::bundle, tasks_api::me,
     ),
     modifiers(&SecuritySchemes),
     tags((name = "jobs", description = "Jobs API, for customers"),
@@ -115,6 +115,7 @@ pub fn router(grid: Arc<Grid>) -> Router {
             idlegrid_api::paths::WORKERS_REGISTER,
             post(tasks_api::register),
         )
+        .route(idlegrid_api::paths::WORKERS_ME, get(tasks_api::me))
         .route(idlegrid_api::paths::LEASES, post(tasks_api::lease))
         .route(
             idlegrid_api::paths::LEASES_HEARTBEAT,

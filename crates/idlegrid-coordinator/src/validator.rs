@@ -194,8 +194,49 @@ async fn apply(
     }
     grid.queues.push(Stage::Assemble, &assemble).await?;
     retry::after_failures(grid, &applied.charged).await?;
+    quarantine(grid, &applied.charged).await?;
     for job in changed {
         grid.events.job_changed(job);
+    }
+    Ok(())
+}
+
+/// Quarantines the devices among those just charged with an invalid result that now have too
+/// many, and discards their results not yet judged (their tasks go to other devices).
+async fn quarantine(
+    grid: &Grid,
+    charged: &[idlegrid_storage::records::FailureCharged],
+) -> Result<(), StorageError> {
+    let mut workers: Vec<_> = charged.iter().map(|c| c.worker).collect();
+    workers.sort();
+    workers.dedup();
+    if workers.is_empty() {
+        return Ok(());
+    }
+    let newly = grid
+        .store
+        .quarantine_untrusted(&workers, grid.config.quarantine_after_invalid)
+        .await?;
+    if newly.is_empty() {
+        return Ok(());
+    }
+    grid.quarantine(&newly);
+    for worker in newly {
+        let pending = grid.store.pending_results_of(worker).await?;
+        tracing::warn!(%worker, discarded = pending.len(), "device quarantined after invalid results");
+        let verdicts: Vec<Verdict> = pending
+            .into_iter()
+            .map(|id| {
+                Verdict::Invalid(
+                    id,
+                    "discarded: the device that sent it was quarantined".into(),
+                )
+            })
+            .collect();
+        if !verdicts.is_empty() {
+            let applied = grid.store.apply_verdicts(&verdicts).await?;
+            retry::after_failures(grid, &applied.charged).await?;
+        }
     }
     Ok(())
 }

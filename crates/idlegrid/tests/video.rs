@@ -498,6 +498,20 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
         leases.len() as u64,
         "every forgery was caught"
     );
+    // The liar's record shows it, and with that many invalid results it gets no more work.
+    let record = liar.me().await.unwrap();
+    assert_eq!(record.invalid, leases.len() as u64, "{record:?}");
+    assert_eq!(record.valid, 0, "{record:?}");
+    assert!(record.quarantined, "{record:?}");
+    let refused = liar
+        .lease(&LeaseRequest {
+            max_tasks: 1,
+            wait_ms: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(403), "{refused}");
+    assert!(refused.to_string().contains("quarantined"), "{refused}");
     let output = dir.path().join("out.mp4");
     customer
         .download_output(job.id, &output, &status.output.unwrap().sha256)

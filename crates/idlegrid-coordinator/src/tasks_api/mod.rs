@@ -8,7 +8,7 @@
 //! A worker may only touch what it leases: chunk downloads, output uploads, heartbeats and
 //! reports all name a lease, and each is checked against the lease's holder.
 
-use crate::auth::{Device, Enroller, hash_secret, new_secret};
+use crate::auth::{AnyDevice, Device, Enroller, hash_secret, new_secret};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::grid::Grid;
 use crate::jobs_api::store_upload;
@@ -327,6 +327,25 @@ pub async fn lease_output(
     Ok(Json(UploadReceipt {
         size: stored.size,
         sha256: stored.sha256,
+    }))
+}
+
+/// The calling device's own record: results accepted and rejected, silent leases, and whether
+/// it is quarantined. Open to quarantined devices, so they can learn why they get no work.
+#[utoipa::path(get, path = "/v1/workers/me", tag = "tasks",
+    security(("worker_token" = [])),
+    responses((status = 200, body = idlegrid_api::tasks::WorkerStatus)))]
+pub async fn me(
+    State(grid): State<Arc<Grid>>,
+    AnyDevice(worker): AnyDevice,
+) -> ApiResult<Json<idlegrid_api::tasks::WorkerStatus>> {
+    let reputation = grid.store.reputation(worker).await?.unwrap_or_default();
+    Ok(Json(idlegrid_api::tasks::WorkerStatus {
+        worker_id: worker,
+        valid: reputation.valid,
+        invalid: reputation.invalid,
+        timed_out: reputation.timed_out,
+        quarantined: reputation.quarantined_at_ms.is_some() || grid.is_quarantined(worker),
     }))
 }
 

@@ -195,6 +195,20 @@ pub enum Verdict {
     Invalid(ResultId, String),
 }
 
+/// A device's record: its results judged valid and invalid, its attempts that went silent,
+/// and whether it is quarantined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reputation {
+    /// Results accepted.
+    pub valid: u64,
+    /// Results rejected by a validator (or discarded at quarantine).
+    pub invalid: u64,
+    /// Leases that expired without a report.
+    pub timed_out: u64,
+    /// Quarantined since (Unix ms).
+    pub quarantined_at_ms: Option<i64>,
+}
+
 /// What recording a failed attempt did to its task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailureCharged {
@@ -255,6 +269,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<WorkerId>;
     /// A worker's capabilities.
     async fn worker_capabilities(&self, worker: WorkerId) -> Result<Option<Capabilities>>;
+    /// A worker's record of results, if it exists.
+    async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>>;
+    /// Quarantines those of `workers` with at least `max_invalid` invalid results; returns the
+    /// ones newly quarantined.
+    async fn quarantine_untrusted(
+        &self,
+        workers: &[WorkerId],
+        max_invalid: u64,
+    ) -> Result<Vec<WorkerId>>;
+    /// Every quarantined worker.
+    async fn quarantined_workers(&self) -> Result<Vec<WorkerId>>;
+    /// A worker's results still waiting for a verdict.
+    async fn pending_results_of(&self, worker: WorkerId) -> Result<Vec<ResultId>>;
 
     // --- jobs ---
 

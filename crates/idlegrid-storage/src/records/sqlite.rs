@@ -9,7 +9,7 @@
 
 use super::{
     AttemptRecord, FailureCharged, JobRecord, NewFailure, NewJob, NewResult, NewTask, OutputRef,
-    Principal, ResultRecord, Store, StoredBlob, TaskRecord, Verdict, VerdictsApplied,
+    Principal, Reputation, ResultRecord, Store, StoredBlob, TaskRecord, Verdict, VerdictsApplied,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
@@ -294,6 +294,71 @@ impl Store for SqliteStore {
                 .map_err(|e| StorageError::Corrupt(format!("worker capabilities: {e}")))
         })
         .transpose()
+    }
+
+    async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>> {
+        let row: Option<(i64, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT \
+             (SELECT count(*) FROM results WHERE worker_id = ?1 AND validate_state = 'valid'), \
+             (SELECT count(*) FROM results WHERE worker_id = ?1 AND validate_state = 'invalid'), \
+             (SELECT count(*) FROM results WHERE worker_id = ?1 AND outcome = 'no_reply'), \
+             quarantined_at FROM workers WHERE id = ?1",
+        )
+        .bind(worker.0)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(
+            |(valid, invalid, timed_out, quarantined_at_ms)| Reputation {
+                valid: valid as u64,
+                invalid: invalid as u64,
+                timed_out: timed_out as u64,
+                quarantined_at_ms,
+            },
+        ))
+    }
+
+    async fn quarantine_untrusted(
+        &self,
+        workers: &[WorkerId],
+        max_invalid: u64,
+    ) -> Result<Vec<WorkerId>> {
+        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
+        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+        let quarantined: Vec<i64> = sqlx::query_scalar(
+            "UPDATE workers SET quarantined_at = ?3 \
+             WHERE id IN (SELECT value FROM json_each(?1)) AND quarantined_at IS NULL \
+             AND (SELECT count(*) FROM results WHERE results.worker_id = workers.id \
+                  AND validate_state = 'invalid') >= ?2 \
+             RETURNING id",
+        )
+        .bind(&ids)
+        .bind(max_invalid as i64)
+        .bind(now_ms())
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(quarantined.into_iter().map(WorkerId).collect())
+    }
+
+    async fn quarantined_workers(&self) -> Result<Vec<WorkerId>> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM workers WHERE quarantined_at IS NOT NULL")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(backend)?;
+        Ok(ids.into_iter().map(WorkerId).collect())
+    }
+
+    async fn pending_results_of(&self, worker: WorkerId) -> Result<Vec<ResultId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM results WHERE worker_id = ?1 AND validate_state = 'pending'",
+        )
+        .bind(worker.0)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(ids.into_iter().map(ResultId).collect())
     }
 
     async fn create_job(&self, job: &NewJob) -> Result<JobRecord> {
