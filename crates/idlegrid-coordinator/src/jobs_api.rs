@@ -325,7 +325,7 @@ pub async fn upload_input(
 /// Start processing a job whose input is uploaded.
 #[utoipa::path(post, path = "/v1/jobs/{id}/run", tag = "jobs",
     params(("id" = i64, Path, description = "job id")), security(("api_key" = [])),
-    responses((status = 202, body = Job), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 202, body = Job), (status = 200, description = "the job had already been run: as it is now", body = Job), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn run_job(
     State(grid): State<Arc<Grid>>,
     customer: Customer,
@@ -343,11 +343,16 @@ pub async fn run_job(
         .transition_job(id, JobState::Submitted, None)
         .await?
     else {
-        let state = own_job(&grid, customer, id).await?.state;
-        return Err(ApiError::conflict(
-            "job_not_runnable",
-            format!("job {id} is {state}; only a created job can be run"),
-        ));
+        // Already run (a retry whose first reply was lost): the job as it is now. A job
+        // cancelled before it ran cannot run.
+        let job = own_job(&grid, customer, id).await?;
+        if job.state == JobState::Cancelled && job.chunks_total.is_none() {
+            return Err(ApiError::conflict(
+                "job_not_runnable",
+                format!("job {id} was cancelled before it ran"),
+            ));
+        }
+        return Ok((StatusCode::OK, Json(job_view(&grid, &job).await?)));
     };
     grid.queues
         .push(Stage::Partition, &[Item { job: id, id: id.0 }])
@@ -421,10 +426,14 @@ pub async fn cancel_job(
     match grid.end_job(id, JobState::Cancelled, None).await? {
         Some(job) => Ok(Json(job_view(&grid, &job).await?)),
         None => {
-            let state = own_job(&grid, customer, id).await?.state;
+            let job = own_job(&grid, customer, id).await?;
+            // Cancelling a cancelled job (a retry whose first reply was lost) is done already.
+            if job.state == JobState::Cancelled {
+                return Ok(Json(job_view(&grid, &job).await?));
+            }
             Err(ApiError::conflict(
                 "job_finished",
-                format!("job {id} is already {state}"),
+                format!("job {id} is already {}", job.state),
             ))
         }
     }

@@ -599,8 +599,9 @@ async fn cancelling_stops_dispatch_and_events_follow_the_job() {
     let held = lease(&worker, 1).await.leases.remove(0);
     let cancelled = customer.cancel_job(job.id).await.unwrap();
     assert_eq!(cancelled.state, JobState::Cancelled);
-    let err = customer.cancel_job(job.id).await.unwrap_err();
-    assert_eq!(api_code(err), (409, "job_finished".into()));
+    // Cancelling again is a retry, not an error.
+    let again = customer.cancel_job(job.id).await.unwrap();
+    assert_eq!(again.state, JobState::Cancelled);
     let beat = worker
         .heartbeat(&Heartbeat {
             leases: vec![HeartbeatItem {
@@ -705,4 +706,49 @@ async fn requests_beyond_a_credentials_rate_get_429_and_others_are_unaffected() 
     lease(&worker, 1).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     customer.list_jobs(None, 10).await.unwrap();
+}
+
+#[tokio::test]
+async fn customer_writes_are_idempotent_under_retries() {
+    let grid = TestGrid::start(|_| {}).await;
+    let customer = grid.customer();
+    let job = customer
+        .create_job(&CreateJob {
+            app: "python-map".into(),
+            params: serde_json::json!({}),
+            script: Some("print('hi')\n".into()),
+            chunk_lines: Some(1),
+            chunk_seconds: None,
+            preferences: Preferences::default(),
+        })
+        .await
+        .unwrap();
+    // The same upload twice (a retry after a lost reply): the same receipt.
+    let first = customer
+        .upload_input_bytes(job.id, "a\nb\n".to_string().into())
+        .await
+        .unwrap();
+    let again = customer
+        .upload_input_bytes(job.id, "a\nb\n".to_string().into())
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    // Run twice: the second answers the job as it is.
+    let ran = customer.run_job(job.id).await.unwrap();
+    let ran_again = customer.run_job(job.id).await.unwrap();
+    assert_eq!(ran.id, ran_again.id);
+    assert!(!ran_again.state.is_terminal(), "{:?}", ran_again.state);
+    // Other bytes once the job runs: refused, and the input is unchanged.
+    let err = customer
+        .upload_input_bytes(job.id, "other\n".to_string().into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(409), "{err}");
+    // Cancel twice: cancelled both times.
+    let cancelled = customer.cancel_job(job.id).await.unwrap();
+    let cancelled_again = customer.cancel_job(job.id).await.unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert_eq!(cancelled_again.state, JobState::Cancelled);
+    let status = customer.job(job.id).await.unwrap();
+    assert_eq!(status.input.unwrap().sha256, first.sha256);
 }
