@@ -1216,3 +1216,131 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
         );
     }
 }
+
+/// Creates, uploads and runs a video-transcode job of `clip` in 1 s chunks.
+async fn run_video_job(client: &Client, clip: &Path) -> JobId {
+    let job = client
+        .create_job(&idlegrid_api::jobs::CreateJob {
+            app: "video-transcode".into(),
+            params: serde_json::json!({"x264_preset": "veryfast"}),
+            script: None,
+            chunk_lines: None,
+            chunk_seconds: Some(1.0),
+            preferences: Default::default(),
+        })
+        .await
+        .unwrap();
+    client.upload_input_file(job.id, clip).await.unwrap();
+    client.run_job(job.id).await.unwrap();
+    job.id
+}
+
+/// The coordinator is SIGKILLed and restarted while a video job is partitioned, while its
+/// chunks are dispatched and validated, and while it is assembled (when that window is caught:
+/// it is short); the job completes with the very bytes of a run without faults.
+#[tokio::test]
+async fn a_video_job_survives_the_coordinator_killed_in_each_stage() {
+    let scratch = tempfile::tempdir().unwrap();
+    let clip = scratch.path().join("clip.mp4");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25:duration=12",
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=12"])
+        .args(["-c:v", "libx264", "-g", "12", "-c:a", "aac", "-shortest"])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(made.success());
+
+    // Without faults.
+    let mut calm = Cluster::start(3);
+    calm.add_workers(2);
+    let client = calm.client();
+    let id = run_video_job(&client, &clip).await;
+    let reference = calm
+        .wait_job(&client, id, Duration::from_secs(120), "completed", |j| {
+            j.state == JobState::Completed
+        })
+        .await;
+    let reference_sha = reference.output.expect("output").sha256;
+    drop(calm);
+
+    let mut cluster = Cluster::start(3);
+    cluster.add_workers(2);
+    let client = cluster.client();
+    let id = run_video_job(&client, &clip).await;
+    let mut kills = Vec::new();
+    // Partitioning: the split of 12 chunks has only begun when `run` answers.
+    let mut state = client.job(id).await.unwrap().state;
+    while state == JobState::Submitted {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        state = client.job(id).await.unwrap().state;
+    }
+    cluster.kill_coordinator();
+    kills.push(format!("in {state}"));
+    cluster.restart_coordinator();
+    // Dispatching and validating: a third of the chunks done.
+    let client = cluster.client();
+    let status = cluster
+        .wait_job(
+            &client,
+            id,
+            Duration::from_secs(120),
+            "4 chunks done",
+            |j| j.chunks.done >= 4,
+        )
+        .await;
+    // (Chunks are dispatched while the split goes on, so the job may still be partitioning.)
+    if matches!(status.state, JobState::Partitioning | JobState::Running) {
+        cluster.kill_coordinator();
+        kills.push(format!(
+            "in running, {} of {:?} chunks done",
+            status.chunks.done, status.chunks.total
+        ));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cluster.restart_coordinator();
+    }
+    // Assembling, if it is caught.
+    let client = cluster.client();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let job = client.job(id).await.unwrap();
+        if job.state == JobState::Assembling {
+            cluster.kill_coordinator();
+            kills.push("in assembling".to_string());
+            cluster.restart_coordinator();
+            break;
+        }
+        if job.state.is_terminal() || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let client = cluster.client();
+    let job = cluster
+        .wait_job(&client, id, Duration::from_secs(120), "completed", |j| {
+            j.state == JobState::Completed
+        })
+        .await;
+    eprintln!(
+        "coordinator killed {} times: {}",
+        kills.len(),
+        kills.join("; ")
+    );
+    assert!(kills.len() >= 2, "{kills:?}");
+    assert!(
+        kills[0].contains("partitioning"),
+        "the first kill missed the split: {kills:?}"
+    );
+    assert_eq!(
+        job.output.expect("output").sha256,
+        reference_sha,
+        "the output differs from a run without faults (kills: {kills:?})"
+    );
+}
