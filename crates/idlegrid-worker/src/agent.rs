@@ -354,6 +354,13 @@ async fn lease_loop(
                     }
                 }
             }
+            Err(err) if err.code() == Some("worker_quarantined") => {
+                drop(first);
+                // No more work will come: say so and stop, rather than ask forever.
+                anyhow::bail!(
+                    "the coordinator quarantined this device after invalid results ({err}); it stops asking for work"
+                );
+            }
             Err(err) if err.status() == Some(401) => {
                 drop(first);
                 tracing::warn!(
