@@ -1344,3 +1344,89 @@ async fn a_video_job_survives_the_coordinator_killed_in_each_stage() {
         "the output differs from a run without faults (kills: {kills:?})"
     );
 }
+
+/// The coordinator SIGKILLed while an input is being uploaded: the upload fails, nothing of it
+/// is kept (the job has no input, the blob store no partial file), and after a restart the
+/// same upload goes through and the job completes with the exact output.
+#[tokio::test]
+async fn a_coordinator_killed_during_an_upload_keeps_nothing_of_it() {
+    let mut cluster = Cluster::start(3);
+    cluster.add_workers(2);
+    let client = cluster.client();
+    let job = client
+        .create_job(&CreateJob {
+            app: "python-map".into(),
+            params: serde_json::json!({"chunk_lines": 20000}),
+            script: Some(script_text("transform.py")),
+            chunk_lines: Some(20000),
+            chunk_seconds: None,
+            preferences: Preferences::default(),
+        })
+        .await
+        .unwrap();
+    // Large enough to be still streaming when the coordinator dies.
+    let lines = input_lines(400_000);
+    let input = join_lines(&lines);
+    let file = cluster.path().join("input.txt");
+    std::fs::write(&file, &input).unwrap();
+    let uploading = {
+        let client = cluster.client();
+        let file = file.clone();
+        tokio::spawn(async move { client.upload_input_file(job.id, &file).await })
+    };
+    let blobs = cluster.path().join("coordinator/blobs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Kill once bytes are arriving (a staging file exists under the blob store).
+    let job_blobs = blobs.join(format!("jobs/{}", job.id));
+    while files_in(&job_blobs) == 0 && !uploading.is_finished() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(
+        !uploading.is_finished(),
+        "the upload ended before the coordinator could be killed; use a larger input"
+    );
+    cluster.kill_coordinator();
+    let failed = uploading.await.unwrap();
+    assert!(
+        failed.is_err(),
+        "the upload cannot have succeeded: {failed:?}"
+    );
+    cluster.restart_coordinator();
+    let client = cluster.client();
+    let status = client.job(job.id).await.unwrap();
+    assert!(
+        status.input.is_none(),
+        "a broken upload became the input: {status:#?}"
+    );
+    // The same upload again, then the job.
+    client.upload_input_file(job.id, &file).await.unwrap();
+    client.run_job(job.id).await.unwrap();
+    let done = cluster
+        .wait_job(
+            &client,
+            job.id,
+            Duration::from_secs(120),
+            "completed",
+            |j| j.state == JobState::Completed,
+        )
+        .await;
+    cluster
+        .check_output(&client, &done, &expected_output(&lines))
+        .await;
+    // Only the input and the output remain in the blob store for the job (no staging files).
+    assert_eq!(files_in(&job_blobs), 2);
+}
+
+/// Regular files under `dir`, recursively (0 if it does not exist).
+fn files_in(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() { files_in(&path) } else { 1 }
+        })
+        .sum()
+}

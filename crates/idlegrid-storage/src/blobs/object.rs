@@ -41,6 +41,9 @@ impl ObjectBlobStore {
     pub fn local(dir: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StorageError::Backend(format!("creating {}: {e}", dir.display())))?;
+        // Uploads cut short by a crash leave their staging files behind; nothing else is
+        // writing yet.
+        remove_staging_leftovers(dir);
         let store = LocalFileSystem::new_with_prefix(dir).map_err(storage)?;
         Ok(ObjectBlobStore {
             store: Arc::new(store),
@@ -279,6 +282,36 @@ async fn local_get(
     )
 }
 
+/// Removes the staging files of unfinished uploads under `dir`: `object_store` writes an upload
+/// to `<key>#<n>` and renames it into place when complete. Blob keys never hold `#`.
+fn remove_staging_leftovers(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_staging_leftovers(&path);
+        } else if is_staging_name(&entry.file_name().to_string_lossy()) {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "removed the staging file of an unfinished upload")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot remove a staging file")
+                }
+            }
+        }
+    }
+}
+
+/// `name#123`: a staging file.
+fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(base, suffix)| {
+        !base.is_empty() && !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
 /// Removes `dir` and the directories below it that hold no file. A directory that is not
 /// empty (a blob written meanwhile) is left alone.
 fn remove_empty_dirs(dir: &std::path::Path) {
@@ -422,6 +455,18 @@ mod tests {
             blobs.get("jobs/3/chunks/9", None).await,
             Err(StorageError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn staging_files_of_a_crashed_upload_are_removed_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("jobs/1")).unwrap();
+        std::fs::write(dir.path().join("jobs/1/input#7"), b"half").unwrap();
+        std::fs::write(dir.path().join("jobs/1/output"), b"kept").unwrap();
+        let _blobs = ObjectBlobStore::local(dir.path()).unwrap();
+        assert!(!dir.path().join("jobs/1/input#7").exists());
+        assert!(dir.path().join("jobs/1/output").exists());
+        assert!(is_staging_name("input#12") && !is_staging_name("a#b") && !is_staging_name("#1"));
     }
 
     fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
