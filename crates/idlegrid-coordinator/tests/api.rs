@@ -381,6 +381,25 @@ async fn bad_requests_get_clear_errors() {
         404
     );
     assert!(intruder.list_jobs(None, 10).await.unwrap().jobs.is_empty());
+    // Nor its input, its output, its run or its events; ids next to it are as unknown.
+    let err = intruder
+        .upload_input_bytes(job.id, "x\n".to_string().into())
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err).0, 404);
+    let err = intruder.run_job(job.id).await.unwrap_err();
+    assert_eq!(api_code(err).0, 404);
+    let err = intruder
+        .download_output(job.id, &grid.dir.path().join("stolen"), &"0".repeat(64))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err).0, 404);
+    assert!(!grid.dir.path().join("stolen").exists());
+    assert!(intruder.job_events(job.id).await.is_err());
+    for guess in [job.id.0 + 1, job.id.0 + 1000, 0, -1] {
+        let err = intruder.job(idlegrid_api::JobId(guess)).await.unwrap_err();
+        assert_eq!(api_code(err).0, 404, "job {guess}");
+    }
     // A customer key is not a worker token.
     let as_worker = Client::new(&grid.url, key).unwrap();
     let err = as_worker
