@@ -100,8 +100,11 @@ pub(crate) async fn run(
     for dir in [&bundles_dir, &scratch_root] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    // Scratch directories elsewhere: `scratch` in the state directory points there.
+    // Scratch directories elsewhere: `scratch` in the state directory points there, and both
+    // go when the worker stops.
     let link = state_dir.join("scratch");
+    let _cleanup =
+        (link != scratch_root).then(|| RemoveOnDrop(vec![scratch_root.clone(), link.clone()]));
     if link != scratch_root {
         match std::fs::symlink_metadata(&link) {
             Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&link),
@@ -617,6 +620,24 @@ async fn heartbeat_loop(
     }
 }
 
+/// Removes its paths (directories recursively, links themselves) when dropped.
+struct RemoveOnDrop(Vec<std::path::PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let removed = match std::fs::symlink_metadata(path) {
+                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+                Ok(_) => std::fs::remove_file(path),
+                Err(_) => Ok(()),
+            };
+            if let Err(err) = removed {
+                tracing::warn!(path = %path.display(), "cannot remove: {err}");
+            }
+        }
+    }
+}
+
 /// Where a worker's scratch directories go. A worker running as root runs scripts as another
 /// user, who must be able to reach them: they go under the system's temporary directory
 /// (state directories, e.g. under `/root`, are usually closed to other users).
@@ -667,14 +688,14 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(summary, WorkerSummary::default());
-        // Leftovers of a crashed run are gone.
-        assert_eq!(
-            std::fs::read_dir(&scratch)
-                .unwrap()
-                .filter(|e| e.as_ref().unwrap().file_name() != "probe")
-                .count(),
-            0
-        );
-        let _ = std::fs::remove_dir_all(&scratch);
+        // Leftovers of a crashed run are gone; a scratch root outside the state directory
+        // goes with the worker.
+        match std::fs::read_dir(&scratch) {
+            Ok(entries) => assert_eq!(entries.count(), 0),
+            Err(err) => {
+                assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+                assert_ne!(scratch, dir.path().join("scratch"));
+            }
+        }
     }
 }
