@@ -6,7 +6,7 @@
 //! is a tar archive of the renditions' playlists and segments with a master playlist.
 
 use super::probe::count_packets;
-use super::{probe_stream, readable_output, scratch, store_file, tool};
+use super::{probe_stream, readable_output, scratch, tool};
 use crate::assembler::{AssembleError, Assembler};
 use crate::grid::Grid;
 use async_trait::async_trait;
@@ -258,6 +258,6 @@ impl Assembler for VideoAssembler {
         } else {
             renditions.swap_remove(0).0
         };
-        Ok(store_file(grid.blobs.as_ref(), output_key, &output).await?)
+        Ok(grid.blobs.put_file(output_key, &output).await?)
     }
 }

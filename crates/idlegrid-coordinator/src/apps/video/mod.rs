@@ -19,7 +19,7 @@ pub use validate::VideoValidator;
 use futures::StreamExt;
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::BlobStore;
-use idlegrid_storage::records::{OutputRef, StoredBlob};
+use idlegrid_storage::records::OutputRef;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
@@ -197,16 +197,6 @@ pub(crate) async fn readable_output(
         }
         OutputRef::Blob(key) => readable(blobs, key, copy).await,
     }
-}
-
-/// Stores a local file as a blob.
-pub(crate) async fn store_file(
-    blobs: &dyn BlobStore,
-    key: &str,
-    path: &Path,
-) -> Result<StoredBlob, StorageError> {
-    // Scratch files are never used again once stored: they may be moved, not copied.
-    blobs.put_file(key, path).await
 }
 
 /// A scratch directory for FFmpeg's files.

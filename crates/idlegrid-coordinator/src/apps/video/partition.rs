@@ -6,7 +6,7 @@
 use super::probe::{self, Facts};
 use super::{
     Picks, REF_SAMPLES, VideoParams, every_nth, progress_frames, readable, reference_filter,
-    scratch, spread, store_file, tool, tool_with_complaints,
+    scratch, spread, tool, tool_with_complaints,
 };
 use crate::partitioner::{PartitionError, Partitioner};
 use async_trait::async_trait;
@@ -394,9 +394,10 @@ impl Partitioner for VideoPartitioner {
                 chunks += 1;
                 counted += chunk.frames;
                 let key = format!("jobs/{}/chunks/{index:05}.mkv", job.id);
-                let stored = store_file(blobs, &key, &chunk.path).await?;
+                // Scratch files are never used again once stored: moved, not copied.
+                let stored = blobs.put_file(&key, &chunk.path).await?;
                 let refs_key = format!("jobs/{}/chunks/{index:05}.ref", job.id);
-                store_file(blobs, &refs_key, &chunk.refs).await?;
+                blobs.put_file(&refs_key, &chunk.refs).await?;
                 let tasks = sizes
                     .iter()
                     .enumerate()
@@ -467,7 +468,7 @@ impl Partitioner for VideoPartitioner {
             .await
             .map_err(|e| rejected(format!("extracting the audio failed: {e}")))?;
             let key = format!("jobs/{}/chunks/audio.mka", job.id);
-            let stored = store_file(blobs, &key, &audio).await?;
+            let stored = blobs.put_file(&key, &audio).await?;
             tasks.push(NewTask {
                 index: chunks * sizes.len() as u64,
                 input_key: Some(key),
