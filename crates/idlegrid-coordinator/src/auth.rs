@@ -43,9 +43,9 @@ pub struct AuthCache {
 }
 
 fn limiter(per_sec: u32) -> Option<(Limiter, u32)> {
+    const TWO: std::num::NonZeroU32 = std::num::NonZeroU32::new(2).unwrap();
     let rate = std::num::NonZeroU32::new(per_sec)?;
-    let burst = rate.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1));
-    let quota = governor::Quota::per_second(rate).allow_burst(burst);
+    let quota = governor::Quota::per_second(rate).allow_burst(rate.saturating_mul(TWO));
     Some((governor::RateLimiter::keyed(quota), per_sec))
 }
 
@@ -128,18 +128,20 @@ async fn principal(parts: &Parts, grid: &Grid) -> Result<Principal, ApiError> {
             )
         })?;
     let hash = hash_secret(secret);
-    if let Some(principal) = grid.auth.get(&hash) {
-        grid.auth.admit(&hash, principal)?;
-        return Ok(principal);
-    }
-    let principal = grid.store.credential(hash).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_credentials",
-            "the secret in the Authorization header is not known to this coordinator",
-        )
-    })?;
-    grid.auth.put(hash, principal);
+    let principal = match grid.auth.get(&hash) {
+        Some(principal) => principal,
+        None => {
+            let principal = grid.store.credential(hash).await?.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_credentials",
+                    "the secret in the Authorization header is not known to this coordinator",
+                )
+            })?;
+            grid.auth.put(hash, principal);
+            principal
+        }
+    };
     grid.auth.admit(&hash, principal)?;
     Ok(principal)
 }

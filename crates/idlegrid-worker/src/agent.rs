@@ -103,23 +103,20 @@ pub(crate) async fn run(
     // Scratch directories elsewhere: `scratch` in the state directory points there, and both
     // go when the worker stops.
     let link = state_dir.join("scratch");
-    let _cleanup =
-        (link != scratch_root).then(|| RemoveOnDrop(vec![scratch_root.clone(), link.clone()]));
-    if link != scratch_root {
-        match std::fs::symlink_metadata(&link) {
-            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&link),
-            Ok(_) => std::fs::remove_file(&link),
-            Err(_) => Ok(()),
-        }
-        .and_then(|()| std::os::unix::fs::symlink(&scratch_root, &link))
-        .with_context(|| {
-            format!(
-                "cannot link {} to {}",
-                link.display(),
-                scratch_root.display()
-            )
-        })?;
-    }
+    let _cleanup = if link != scratch_root {
+        remove_path(&link)
+            .and_then(|()| std::os::unix::fs::symlink(&scratch_root, &link))
+            .with_context(|| {
+                format!(
+                    "cannot link {} to {}",
+                    link.display(),
+                    scratch_root.display()
+                )
+            })?;
+        Some(RemoveOnDrop(vec![scratch_root.clone(), link.clone()]))
+    } else {
+        None
+    };
     // Scripts may run as another user: they must reach their scratch directory (but not list
     // the others).
     {
@@ -620,18 +617,22 @@ async fn heartbeat_loop(
     }
 }
 
-/// Removes its paths (directories recursively, links themselves) when dropped.
+/// Removes `path` if it exists: a directory with what it holds, a file or a link itself.
+fn remove_path(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Removes its paths (see [`remove_path`]) when dropped.
 struct RemoveOnDrop(Vec<std::path::PathBuf>);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         for path in &self.0 {
-            let removed = match std::fs::symlink_metadata(path) {
-                Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
-                Ok(_) => std::fs::remove_file(path),
-                Err(_) => Ok(()),
-            };
-            if let Err(err) = removed {
+            if let Err(err) = remove_path(path) {
                 tracing::warn!(path = %path.display(), "cannot remove: {err}");
             }
         }

@@ -345,7 +345,7 @@ pub async fn me(
         valid: reputation.valid,
         invalid: reputation.invalid,
         timed_out: reputation.timed_out,
-        quarantined: reputation.quarantined_at_ms.is_some() || grid.is_quarantined(worker),
+        quarantined: reputation.quarantined_at_ms.is_some(),
     }))
 }
 
