@@ -524,15 +524,13 @@ fn start_coordinator_with(
     (proc, ready)
 }
 
-/// Creates, uploads and runs a python-map job with `scripts/transform.py`.
-/// `params` must include `chunk_lines`.
-async fn try_submit_transform(
+/// Creates a python-map job with `scripts/transform.py`.
+async fn create_transform(
     client: &Client,
-    input: Vec<u8>,
     chunk_lines: u64,
     params: serde_json::Value,
-) -> Result<JobId, String> {
-    let job = client
+) -> Result<Job, idlegrid_client::ClientError> {
+    client
         .create_job(&CreateJob {
             app: "python-map".into(),
             params,
@@ -541,6 +539,18 @@ async fn try_submit_transform(
             chunk_seconds: None,
             preferences: Preferences::default(),
         })
+        .await
+}
+
+/// Creates, uploads and runs a python-map job with `scripts/transform.py`.
+/// `params` must include `chunk_lines`.
+async fn try_submit_transform(
+    client: &Client,
+    input: Vec<u8>,
+    chunk_lines: u64,
+    params: serde_json::Value,
+) -> Result<JobId, String> {
+    let job = create_transform(client, chunk_lines, params)
         .await
         .map_err(|e| format!("create_job: {e}"))?;
     client
@@ -1353,15 +1363,7 @@ async fn a_coordinator_killed_during_an_upload_keeps_nothing_of_it() {
     let mut cluster = Cluster::start(3);
     cluster.add_workers(2);
     let client = cluster.client();
-    let job = client
-        .create_job(&CreateJob {
-            app: "python-map".into(),
-            params: serde_json::json!({"chunk_lines": 20000}),
-            script: Some(script_text("transform.py")),
-            chunk_lines: Some(20000),
-            chunk_seconds: None,
-            preferences: Preferences::default(),
-        })
+    let job = create_transform(&client, 20000, serde_json::json!({"chunk_lines": 20000}))
         .await
         .unwrap();
     // Large enough to be still streaming when the coordinator dies.
