@@ -44,6 +44,9 @@ pub struct Preferences {
     pub max_attempts: u32,
     /// Wall-clock limit for one chunk on a worker, in seconds. 1..=86400.
     pub task_timeout_secs: u64,
+    /// Whether chunks run on several devices whose results must agree (deterministic apps),
+    /// and how many.
+    pub replication: idlegrid_domain::Replication,
 }
 
 impl Default for Preferences {
@@ -52,6 +55,7 @@ impl Default for Preferences {
             priority: 0,
             max_attempts: 3,
             task_timeout_secs: 600,
+            replication: idlegrid_domain::Replication::NONE,
         }
     }
 }
@@ -118,6 +122,12 @@ pub struct ChunkCounts {
     pub failed: u64,
     /// Attempts that failed and were retried (script errors, lost workers, rejected results).
     pub failed_attempts: u64,
+    /// Results devices sent in (with replication, several per chunk).
+    #[serde(default)]
+    pub results: u64,
+    /// Results rejected by the app's validator or for disagreeing with the other replicas.
+    #[serde(default)]
+    pub rejected: u64,
 }
 
 /// Size and SHA-256 of a stored input or output.

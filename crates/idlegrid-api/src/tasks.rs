@@ -220,6 +220,9 @@ pub struct WorkerStatus {
     pub invalid: u64,
     /// Leases that expired without a report.
     pub timed_out: u64,
+    /// Consecutive valid results up to now; with adaptive replication, a long run means the
+    /// device's results are checked less often.
+    pub streak: u64,
     /// Whether the device is quarantined (it gets no work).
     pub quarantined: bool,
 }

@@ -6,7 +6,7 @@
 use crate::grid::Grid;
 use idlegrid_api::tasks::{JobSpec, TaskLimits};
 use idlegrid_domain::schedule::{JobEntry, order_for};
-use idlegrid_domain::{Capabilities, JobId, TaskId, TenantId};
+use idlegrid_domain::{Capabilities, JobId, Replication, TaskId, TaskState, TenantId, WorkerId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::queue::{Item, Stage};
 use idlegrid_storage::records::JobRecord;
@@ -33,6 +33,8 @@ pub struct ActiveJob {
     pub input_name: String,
     /// Key of the job's input blob (chunks without a blob of their own are ranges of it).
     pub input_key: Option<String>,
+    /// How its chunks are replicated.
+    pub replication: Replication,
 }
 
 /// The scheduling table.
@@ -67,6 +69,7 @@ impl Schedule {
             },
             input_name: app.manifest.input_name.clone(),
             input_key: job.input.as_ref().map(|i| i.key.clone()),
+            replication: job.spec.replication,
         };
         self.write().insert(job.id, Arc::new(entry));
         Ok(())
@@ -140,7 +143,9 @@ pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
     }
 }
 
-/// Moves created tasks into their jobs' task queues, in the order they came.
+/// Moves created tasks into their jobs' task queues, in the order they came. A replicated
+/// job's task is queued once for each result it still lacks, kept from the devices that sent
+/// the others (so this also restores replicas after a restart).
 pub async fn feed(grid: &Grid, items: &[Item]) -> Result<(), StorageError> {
     let mut start = 0;
     while start < items.len() {
@@ -161,7 +166,23 @@ pub async fn feed(grid: &Grid, items: &[Item]) -> Result<(), StorageError> {
                 _ => continue,
             }
         }
-        grid.queues.enqueue_tasks(job, &tasks, false).await?;
+        let Some(active) = grid.schedule.get(job) else {
+            continue;
+        };
+        if !active.replication.is_replicated() {
+            grid.queues.enqueue_tasks(job, &tasks, false).await?;
+            continue;
+        }
+        for state in grid.store.replica_states(&tasks).await? {
+            if state.state != TaskState::Pending {
+                continue;
+            }
+            let sent: Vec<WorkerId> = state.results.iter().map(|r| r.worker).collect();
+            let copies = state.wanted.saturating_sub(sent.len() as u32);
+            grid.queues
+                .enqueue_replicas(job, state.task, copies, &sent, false)
+                .await?;
+        }
     }
     Ok(())
 }

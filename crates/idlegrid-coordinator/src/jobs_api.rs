@@ -56,6 +56,7 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
             priority: job.spec.priority,
             max_attempts: job.spec.max_attempts,
             task_timeout_secs: job.spec.task_timeout_secs,
+            replication: job.spec.replication,
         },
         facts: job.facts.clone(),
         chunks: ChunkCounts {
@@ -67,6 +68,8 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
             running_progress: depth.leased_progress,
             failed: job.chunks_failed,
             failed_attempts: job.failed_attempts,
+            results: job.results_received,
+            rejected: job.results_rejected,
         },
         input: blob_info(&job.input),
         output: blob_info(&job.output),
@@ -107,7 +110,7 @@ fn check_preferences(p: &Preferences) -> Result<(), String> {
             p.task_timeout_secs
         ));
     }
-    Ok(())
+    p.replication.check()
 }
 
 /// Create a job.
@@ -137,6 +140,18 @@ pub async fn create_job(
     }
     check_preferences(&request.preferences)
         .map_err(|m| ApiError::invalid("invalid_preferences", m))?;
+    let manifest = &app.manifest;
+    if request.preferences.replication.is_replicated()
+        && !(manifest.deterministic || manifest.customer_script)
+    {
+        return Err(ApiError::invalid(
+            "invalid_preferences",
+            format!(
+                "replication compares results by hash and needs a deterministic app; {} is not",
+                manifest.name
+            ),
+        ));
+    }
     let partition_options = serde_json::json!({
         "lines": request.chunk_lines,
         "seconds": request.chunk_seconds,
@@ -199,6 +214,7 @@ pub async fn create_job(
             priority: request.preferences.priority,
             max_attempts: request.preferences.max_attempts,
             task_timeout_secs: request.preferences.task_timeout_secs,
+            replication: request.preferences.replication,
         })
         .await?;
     tracing::info!(job = %record.id, app = %record.spec.app, "job created");

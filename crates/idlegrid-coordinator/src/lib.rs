@@ -16,6 +16,7 @@
 //! - [`tasks_api`]: workers register, lease, heartbeat, fetch chunks and bundles, report; the
 //!   reaper takes back expired leases.
 //! - [`validator`]: judges each reported result with its app's validator.
+//! - [`quorum`]: for replicated jobs, accepts a result only when enough devices agree on it.
 //! - [`assembler`]: merges a job's accepted results into its output.
 //! - [`apps`]: the built-in apps and the app-specific partitioners, validators and assemblers.
 //! - [`retry`]: what happens after a failed attempt, shared by the Tasks API and the validator.
@@ -34,6 +35,7 @@ pub mod feeder;
 pub mod grid;
 pub mod jobs_api;
 pub mod partitioner;
+pub mod quorum;
 pub mod recovery;
 pub mod retry;
 pub mod server;

@@ -88,13 +88,14 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
         return Ok(());
     };
     grid.schedule.activate(grid, &job)?;
+    let replicas = job.spec.replication.initial_replicas();
     let (tx, mut rx) = mpsc::channel::<Vec<NewTask>>(2);
     let split = app.partitioner.split(&job, grid.blobs.as_ref(), tx);
     let record = async {
         let mut total = 0u64;
         while let Some(batch) = rx.recv().await {
             total += batch.len() as u64;
-            let ids = grid.store.insert_tasks(job_id, &batch).await?;
+            let ids = grid.store.insert_tasks(job_id, &batch, replicas).await?;
             let items: Vec<Item> = ids
                 .iter()
                 .map(|t| Item {

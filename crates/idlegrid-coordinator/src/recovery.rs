@@ -49,6 +49,11 @@ pub async fn rebuild_queues(grid: &Grid) -> Result<Recovered, StorageError> {
             }
             _ => {}
         }
+        if job.state.is_dispatching() && job.chunks_failed > 0 {
+            // A chunk failed but the job was not ended before the crash: end it now.
+            crate::retry::fail_failed_job(grid, job).await?;
+            continue;
+        }
         if job.state.is_dispatching() {
             let tasks = grid.store.pending_tasks(job.id).await?;
             let items: Vec<Item> = tasks

@@ -5,9 +5,10 @@
 
 use crate::grid::Grid;
 use idlegrid_domain::task::{RetryDecision, after_failure};
-use idlegrid_domain::{JobState, TaskId};
+use idlegrid_domain::{JobId, JobState, TaskId, WorkerId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::records::FailureCharged;
+use std::time::Duration;
 
 /// Longest stretch of one attempt's reason quoted in a job's error.
 const REASON_CHARS: usize = 600;
@@ -31,15 +32,57 @@ pub async fn after_failures(grid: &Grid, charged: &[FailureCharged]) -> Result<(
     Ok(())
 }
 
-/// Requeues tasks whose leases ended without being charged (handed back).
+/// Requeues a task whose lease ended without being charged (handed back, or its report could
+/// not be recorded); the worker that held it may take it again at once.
 pub async fn requeue(
     grid: &Grid,
-    job: idlegrid_domain::JobId,
-    tasks: &[TaskId],
+    job: JobId,
+    task: TaskId,
+    worker: WorkerId,
 ) -> Result<(), StorageError> {
     if grid.schedule.get(job).is_some() {
-        grid.queues.enqueue_tasks(job, tasks, true).await?;
+        grid.queues
+            .enqueue_retry(job, task, worker, Duration::ZERO)
+            .await?;
     }
+    Ok(())
+}
+
+/// Fails a job because one of its chunks failed for `reason` (the task is already failed).
+pub async fn fail_job(
+    grid: &Grid,
+    job: JobId,
+    task: TaskId,
+    reason: &str,
+) -> Result<(), StorageError> {
+    let index = grid
+        .store
+        .tasks(&[task])
+        .await?
+        .first()
+        .map_or(0, |t| t.chunk.index);
+    grid.end_job(
+        job,
+        JobState::Failed,
+        Some(&format!("chunk {index} failed: {reason}")),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Ends a job that has a failed chunk but was still running (the coordinator stopped between
+/// failing the chunk and the job).
+pub async fn fail_failed_job(
+    grid: &Grid,
+    job: &idlegrid_storage::records::JobRecord,
+) -> Result<(), StorageError> {
+    let message = format!(
+        "{} of its chunks failed (the coordinator restarted before it could say why; \
+         {} failed attempts were recorded)",
+        job.chunks_failed, job.failed_attempts
+    );
+    grid.end_job(job.id, JobState::Failed, Some(&message))
+        .await?;
     Ok(())
 }
 

@@ -1,18 +1,20 @@
 //! The Validator stage: takes reported results from the `validate` queue, judges each with its
 //! app's validator, records the verdicts, queues jobs whose last chunk was accepted for the
-//! Assembler, and sends rejected chunks back for another attempt.
+//! Assembler, and sends rejected chunks back for another attempt. For replicated jobs a result
+//! the app's validator accepts still needs its replicas to agree ([`crate::quorum`]).
 
 use crate::grid::Grid;
+use crate::quorum;
 use crate::retry;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use idlegrid_domain::{JobId, ResultId};
+use idlegrid_domain::{AttemptOutcome, JobId, Replication, ResultId, TaskId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::queue::{Item, Stage};
-use idlegrid_storage::records::{JobRecord, ResultRecord, Verdict};
+use idlegrid_storage::records::{JobRecord, NewFailure, ResultRecord, Verdict};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,8 +68,13 @@ async fn judge(
 /// own concurrency; cheap judgments are never held up behind them.
 const MAX_IN_FLIGHT: usize = BATCH;
 
-/// One judgment: the queue item, and its verdict or the storage error that stopped it.
-type Judged = (Item, Result<Option<Verdict>, StorageError>);
+/// One judgment: the queue item, its task and replication policy when its job is replicated,
+/// and its verdict or the storage error that stopped it.
+type Judged = (
+    Item,
+    Option<(TaskId, Replication)>,
+    Result<Option<Verdict>, StorageError>,
+);
 
 /// Runs the stage until `shutdown`. Results are judged as a pipeline: new results start as soon
 /// as they are reported, and verdicts are recorded as they come, those that finish together
@@ -127,8 +134,13 @@ async fn start(
             id: result.id.0,
         };
         let job = jobs.get(&result.task.job).cloned().flatten();
+        let replicated = job
+            .as_ref()
+            .map(|j| j.spec.replication)
+            .filter(|p| p.is_replicated())
+            .map(|p| (result.task.id, p));
         let grid = grid.clone();
-        judging.push(async move { (item, judge(&grid, job, result).await) }.boxed());
+        judging.push(async move { (item, replicated, judge(&grid, job, result).await) }.boxed());
     }
     Ok(())
 }
@@ -151,12 +163,22 @@ fn requeue_later(grid: &Arc<Grid>, items: Vec<Item>) {
 /// of them if recording fails, are queued again.
 async fn record(grid: &Arc<Grid>, done: Vec<Judged>) {
     let mut verdicts = Vec::with_capacity(done.len());
+    let mut passed = Vec::new();
     let mut recorded = Vec::with_capacity(done.len());
     let mut again = Vec::new();
-    for (item, judged) in done {
+    for (item, replicated, judged) in done {
         match judged {
             Ok(verdict) => {
-                verdicts.extend(verdict);
+                match (verdict, replicated) {
+                    (Some(Verdict::Valid(result)), Some((task, policy))) => {
+                        passed.push(quorum::Passed {
+                            result,
+                            task,
+                            policy,
+                        })
+                    }
+                    (verdict, _) => verdicts.extend(verdict),
+                }
                 recorded.push(item);
             }
             Err(e) => {
@@ -166,7 +188,14 @@ async fn record(grid: &Arc<Grid>, done: Vec<Judged>) {
         }
     }
     let changed = recorded.iter().map(|item| item.job).collect();
-    if let Err(e) = apply(grid, &verdicts, changed).await {
+    let applied = match quorum::verdicts(grid, &passed).await {
+        Ok(more) => {
+            verdicts.extend(more);
+            apply(grid, &verdicts, changed).await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = applied {
         tracing::error!(error = %e, "recording verdicts failed; will judge again");
         again.extend(recorded);
     }
@@ -194,6 +223,10 @@ async fn apply(
     }
     grid.queues.push(Stage::Assemble, &assemble).await?;
     retry::after_failures(grid, &applied.charged).await?;
+    quorum::queue_replicas(grid, &applied.replicate).await?;
+    for (job, task, reason) in &applied.failed {
+        retry::fail_job(grid, *job, *task, reason).await?;
+    }
     quarantine(grid, &applied.charged).await?;
     for job in changed {
         grid.events.job_changed(job);
@@ -223,7 +256,8 @@ async fn quarantine(
     grid.quarantine(&newly);
     for worker in newly {
         let pending = grid.store.pending_results_of(worker).await?;
-        tracing::warn!(%worker, discarded = pending.len(), "device quarantined after invalid results");
+        let revoked = grid.queues.revoke(worker).await?;
+        tracing::warn!(%worker, discarded = pending.len(), revoked = revoked.len(), "device quarantined after invalid results");
         let verdicts: Vec<Verdict> = pending
             .into_iter()
             .map(|id| {
@@ -236,6 +270,21 @@ async fn quarantine(
         if !verdicts.is_empty() {
             let applied = grid.store.apply_verdicts(&verdicts).await?;
             retry::after_failures(grid, &applied.charged).await?;
+        }
+        // Its running tasks go to other devices now rather than when the leases expire.
+        let handed_back: Vec<NewFailure> = revoked
+            .iter()
+            .map(|lease| NewFailure {
+                task: lease.task,
+                job: lease.job,
+                worker,
+                outcome: AttemptOutcome::Abandoned,
+                reason: "taken back: the device was quarantined".into(),
+            })
+            .collect();
+        if !handed_back.is_empty() {
+            let charged = grid.store.record_failures(&handed_back).await?;
+            retry::after_failures(grid, &charged).await?;
         }
     }
     Ok(())

@@ -87,6 +87,15 @@ impl TestGrid {
 
     /// Creates, uploads and runs a python-map job over `input`.
     async fn submit(&self, input: &str, chunk_lines: u64, max_attempts: u32) -> Job {
+        let preferences = Preferences {
+            max_attempts,
+            ..Preferences::default()
+        };
+        self.submit_with(input, chunk_lines, preferences).await
+    }
+
+    /// Creates, uploads and runs a python-map job over `input`, run as `preferences` say.
+    async fn submit_with(&self, input: &str, chunk_lines: u64, preferences: Preferences) -> Job {
         let customer = self.customer();
         let job = customer
             .create_job(&CreateJob {
@@ -95,10 +104,7 @@ impl TestGrid {
                 script: Some("print('hi')\n".into()),
                 chunk_lines: Some(chunk_lines),
                 chunk_seconds: None,
-                preferences: Preferences {
-                    max_attempts,
-                    ..Preferences::default()
-                },
+                preferences,
             })
             .await
             .unwrap();
@@ -770,4 +776,195 @@ async fn customer_writes_are_idempotent_under_retries() {
     assert_eq!(cancelled_again.state, JobState::Cancelled);
     let status = customer.job(job.id).await.unwrap();
     assert_eq!(status.input.unwrap().sha256, first.sha256);
+}
+
+/// What one simulated device did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Served {
+    results: u64,
+    forged: u64,
+}
+
+/// A simulated device: leases tasks and reports, for each, the output an honest device would
+/// compute (`<job>:<chunk>`), or, when `forges(n)` says so for its n-th result, a forgery.
+/// Stops when `stop` is cancelled or the device is quarantined.
+async fn device(worker: Client, forges: impl Fn(u64) -> bool, stop: CancellationToken) -> Served {
+    let mut served = Served::default();
+    while !stop.is_cancelled() {
+        let grant = match worker
+            .lease(&LeaseRequest {
+                max_tasks: 4,
+                wait_ms: 100,
+            })
+            .await
+        {
+            Ok(grant) => grant,
+            Err(e) if e.code() == Some("worker_quarantined") => break,
+            Err(e) => panic!("lease failed: {e}"),
+        };
+        for l in grant.leases {
+            let forged = forges(served.results);
+            let output = if forged {
+                format!("forged {}\n", served.results)
+            } else {
+                format!("{}:{}\n", l.job_id, l.chunk_index)
+            };
+            served.results += 1;
+            served.forged += u64::from(forged);
+            match worker
+                .report(&Report {
+                    reports: vec![ReportItem {
+                        lease_id: l.lease_id,
+                        task_id: l.task_id,
+                        outcome: completed(output.as_bytes()),
+                    }],
+                })
+                .await
+            {
+                Ok(_) => {}
+                Err(e) if e.code() == Some("worker_quarantined") => return served,
+                Err(e) => panic!("report failed: {e}"),
+            }
+        }
+    }
+    served
+}
+
+/// The output honest devices give for a job of `chunks` one-line chunks.
+fn honest_output(job: JobId, chunks: u64) -> String {
+    (0..chunks).map(|i| format!("{job}:{i}\n")).collect()
+}
+
+/// Runs `jobs` jobs of `chunks` one-line chunks with `replication` on `honest` devices plus one
+/// that forges 30% of its results (3 of every 10, never more than 3 valid results in a row);
+/// returns the finished jobs and the forger's record.
+async fn run_with_a_forger(
+    replication: idlegrid_domain::Replication,
+    honest: usize,
+    jobs: usize,
+    chunks: u64,
+) -> (Vec<Job>, Served) {
+    let grid = TestGrid::start(|_| {}).await;
+    let input: String = (0..chunks).map(|i| format!("line {i}\n")).collect();
+    let preferences = Preferences {
+        max_attempts: 10,
+        replication,
+        ..Preferences::default()
+    };
+    let mut submitted = Vec::new();
+    for _ in 0..jobs {
+        submitted.push(grid.submit_with(&input, 1, preferences.clone()).await);
+    }
+    let stop = CancellationToken::new();
+    let mut devices = Vec::new();
+    for i in 0..honest {
+        let worker = grid.worker(&format!("honest-{i}")).await;
+        devices.push(tokio::spawn(device(worker, |_| false, stop.clone())));
+    }
+    let forger = grid.worker("forger").await;
+    let forger = tokio::spawn(device(
+        forger,
+        |n| matches!(n % 10, 0 | 3 | 6),
+        stop.clone(),
+    ));
+    let customer = grid.customer();
+    let mut finished = Vec::new();
+    for job in &submitted {
+        let mut status = customer.job(job.id).await.unwrap();
+        for _ in 0..1200 {
+            if status.state.is_terminal() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            status = customer.job(job.id).await.unwrap();
+        }
+        assert_eq!(status.state, JobState::Completed, "{status:?}");
+        let path = grid.dir.path().join(format!("out-{}", job.id));
+        let sha = status.output.as_ref().unwrap().sha256.clone();
+        customer.download_output(job.id, &path, &sha).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            honest_output(job.id, chunks),
+            "a forged result was accepted in job {}",
+            job.id
+        );
+        finished.push(status);
+    }
+    stop.cancel();
+    for d in devices {
+        d.await.unwrap();
+    }
+    let forger = forger.await.unwrap();
+    grid.stop().await;
+    (finished, forger)
+}
+
+#[tokio::test]
+async fn adaptive_replication_accepts_no_forgery_and_checks_trusted_devices_less() {
+    let policy = idlegrid_domain::Replication {
+        mode: idlegrid_domain::ReplicationMode::Adaptive,
+        trust_after: 10,
+        spot_check: 0.05,
+        ..idlegrid_domain::Replication::NONE
+    };
+    let (jobs, forger) = run_with_a_forger(policy, 5, 4, 150).await;
+    let tasks: u64 = jobs.iter().map(|j| j.chunks.done).sum();
+    let results: u64 = jobs.iter().map(|j| j.chunks.results).sum();
+    let rejected: u64 = jobs.iter().map(|j| j.chunks.rejected).sum();
+    let overhead = (results - tasks) as f64 / tasks as f64;
+    println!(
+        "adaptive replication: {tasks} tasks, {results} results, overhead {:.1}% extra \
+         executions; forger sent {} results, {} forged, {rejected} rejected, 0 accepted",
+        overhead * 100.0,
+        forger.results,
+        forger.forged
+    );
+    assert!(forger.forged >= 3, "the forger forged {forger:?}");
+    assert!(rejected >= 3, "forgeries must be caught: {rejected}");
+    // Every new device is checked until trusted; trusted ones far less: well under the 100%
+    // that running every chunk twice costs.
+    assert!(overhead < 0.7, "overhead {overhead}");
+}
+
+#[tokio::test]
+async fn fixed_replication_outvotes_a_forger_and_fails_a_chunk_whose_replicas_never_agree() {
+    let policy = idlegrid_domain::Replication {
+        mode: idlegrid_domain::ReplicationMode::Fixed,
+        replicas: 2,
+        quorum: 2,
+        max_replicas: 4,
+        ..idlegrid_domain::Replication::NONE
+    };
+    let (jobs, forger) = run_with_a_forger(policy, 3, 2, 40).await;
+    let tasks: u64 = jobs.iter().map(|j| j.chunks.done).sum();
+    let results: u64 = jobs.iter().map(|j| j.chunks.results).sum();
+    println!(
+        "fixed replication 2/2: {tasks} tasks, {results} results; forger sent {} results, {} forged",
+        forger.results, forger.forged
+    );
+    assert!(results >= 2 * tasks);
+    assert!(forger.forged >= 1);
+
+    // Two devices that always disagree, and a bound of two replicas: the chunk fails, and the
+    // job says why.
+    let grid = TestGrid::start(|c| c.quarantine_after_invalid = 100).await;
+    let preferences = Preferences {
+        replication: idlegrid_domain::Replication {
+            max_replicas: 2,
+            ..policy
+        },
+        ..Preferences::default()
+    };
+    let job = grid.submit_with("only line\n", 1, preferences).await;
+    let stop = CancellationToken::new();
+    let a = tokio::spawn(device(grid.worker("a").await, |_| false, stop.clone()));
+    let b = tokio::spawn(device(grid.worker("b").await, |_| true, stop.clone()));
+    let failed = wait_for(&grid.customer(), job.id, JobState::Failed).await;
+    stop.cancel();
+    a.await.unwrap();
+    b.await.unwrap();
+    let error = failed.error.unwrap();
+    assert!(error.contains("replicas disagree"), "{error}");
+    assert!(error.contains("quorum of 2"), "{error}");
+    grid.stop().await;
 }

@@ -30,6 +30,11 @@ pub struct AppManifest {
     /// Whether the customer supplies the task script with the job (python-map does).
     #[serde(default)]
     pub customer_script: bool,
+    /// Whether the same chunk and parameters always give the same bytes on any device, so
+    /// replicas can be compared by hash. With a customer script, the customer vouches for it
+    /// by asking for replication.
+    #[serde(default)]
+    pub deterministic: bool,
     /// What a device needs to run this app's tasks.
     #[serde(default)]
     pub requirements: Requirements,

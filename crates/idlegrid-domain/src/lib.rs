@@ -6,6 +6,7 @@
 //! - [`task`]: a chunk of a job, the outcomes of attempts at it, and the retry rule.
 //! - [`app`]: app manifests (what a service needs to run) and worker capabilities.
 //! - [`schedule`]: the scheduling policy that orders jobs for a requesting worker.
+//! - [`replication`]: how many devices run a chunk and when their results are believed.
 //!
 //! Every other crate speaks in these types; only the storage backends translate them to rows and
 //! only the API crate gives them a wire schema.
@@ -13,10 +14,12 @@
 pub mod app;
 pub mod ids;
 pub mod job;
+pub mod replication;
 pub mod schedule;
 pub mod task;
 
 pub use app::{AppManifest, Capabilities, Requirements};
 pub use ids::{JobId, LeaseId, ResultId, TaskId, TenantId, WorkerId};
 pub use job::{JobState, TransitionError};
+pub use replication::{Replication, ReplicationMode};
 pub use task::{AttemptOutcome, RetryDecision, TaskState};

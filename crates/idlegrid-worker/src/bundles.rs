@@ -154,6 +154,7 @@ mod tests {
                 validator: "any".into(),
                 assembler: "concat".into(),
                 customer_script: false,
+                deterministic: false,
                 requirements: Default::default(),
             },
             files: files

@@ -144,7 +144,7 @@ async fn hand_back(grid: &Grid, leases: &[Lease]) {
     let pairs: Vec<(LeaseId, WorkerId)> = leases.iter().map(|l| (l.id, l.worker)).collect();
     if let Ok(settled) = grid.queues.settle(&pairs).await {
         for lease in settled.into_iter().flatten() {
-            let _ = retry::requeue(grid, lease.job, &[lease.task]).await;
+            let _ = retry::requeue(grid, lease.job, lease.task, lease.worker).await;
         }
     }
 }
@@ -345,6 +345,7 @@ pub async fn me(
         valid: reputation.valid,
         invalid: reputation.invalid,
         timed_out: reputation.timed_out,
+        streak: reputation.streak,
         quarantined: reputation.quarantined_at_ms.is_some(),
     }))
 }
@@ -546,7 +547,6 @@ pub async fn report(
     let settled = grid.queues.settle(&pairs).await?;
     let mut results = Vec::new();
     let mut failures = Vec::new();
-    let mut released: Vec<Lease> = Vec::new();
     for ((i, (lease, outcome)), won) in checked.into_iter().zip(settled) {
         if won.is_none() {
             statuses[i] = Some(lease_not_held(lease.id).body.error);
@@ -576,15 +576,10 @@ pub async fn report(
                     outcome: AttemptOutcome::Abandoned,
                     reason: "handed back by the worker".into(),
                 });
-                released.push(lease);
             }
         }
     }
-    let batch = recorder::Batch {
-        results,
-        failures,
-        released,
-    };
+    let batch = recorder::Batch { results, failures };
     grid.recorder.record(batch).await?;
     let reply = ReportReply {
         error: statuses.iter().flatten().next().cloned(),

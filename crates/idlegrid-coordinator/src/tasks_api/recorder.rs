@@ -7,7 +7,7 @@
 use crate::grid::Grid;
 use crate::retry;
 use idlegrid_storage::StorageError;
-use idlegrid_storage::queue::{Item, Lease, Stage};
+use idlegrid_storage::queue::{Item, Stage};
 use idlegrid_storage::records::{NewFailure, NewResult};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
@@ -21,10 +21,9 @@ const MAX_BATCH: usize = 4096;
 pub struct Batch {
     /// Completed tasks.
     pub results: Vec<NewResult>,
-    /// Failed attempts, and hand-backs (outcome `abandoned`).
+    /// Failed attempts, and hand-backs (outcome `abandoned`, not charged); either way the
+    /// task goes back to its queue.
     pub failures: Vec<NewFailure>,
-    /// Leases handed back, whose tasks go back to the queue uncharged.
-    pub released: Vec<Lease>,
 }
 
 struct Waiting {
@@ -104,19 +103,18 @@ pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
         for waiting in &mut group {
             all.results.append(&mut waiting.batch.results);
             all.failures.append(&mut waiting.batch.failures);
-            all.released.append(&mut waiting.batch.released);
         }
         let outcome = write(&grid, &all).await;
         if let Err(e) = &outcome {
             tracing::error!(error = %e, reports = all.results.len() + all.failures.len(), "recording reports failed");
             // Nothing of this batch is known to be recorded: the tasks go back to their queues.
-            for (job, task) in all
+            for (job, task, worker) in all
                 .results
                 .iter()
-                .map(|r| (r.job, r.task))
-                .chain(all.failures.iter().map(|f| (f.job, f.task)))
+                .map(|r| (r.job, r.task, r.worker))
+                .chain(all.failures.iter().map(|f| (f.job, f.task, f.worker)))
             {
-                let _ = retry::requeue(&grid, job, &[task]).await;
+                let _ = retry::requeue(&grid, job, task, worker).await;
             }
         }
         for waiting in group {
@@ -146,9 +144,6 @@ async fn write(grid: &Grid, batch: &Batch) -> Result<(), StorageError> {
     if !batch.failures.is_empty() {
         let charged = grid.store.record_failures(&batch.failures).await?;
         retry::after_failures(grid, &charged).await?;
-        for lease in &batch.released {
-            retry::requeue(grid, lease.job, &[lease.task]).await?;
-        }
     }
     Ok(())
 }

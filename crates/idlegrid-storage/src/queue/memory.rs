@@ -6,7 +6,7 @@ use super::{Item, JobDepth, Lease, Queues, Stage};
 use crate::{Result, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{JobId, LeaseId, TaskId, WorkerId};
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -18,7 +18,20 @@ struct JobQueue {
     leased_progress: f64,
     /// Retried tasks kept from the worker that failed them, until a deadline (unix ms).
     avoid: HashMap<TaskId, (WorkerId, i64)>,
+    /// Replicated tasks: the workers that hold or held a copy and may not take another.
+    holders: HashMap<TaskId, HashSet<WorkerId>>,
 }
+
+impl JobQueue {
+    /// Whether `worker` must pass over this queued copy of `task`.
+    fn keeps_from(&self, task: TaskId, worker: WorkerId) -> bool {
+        self.avoid.get(&task).is_some_and(|(w, _)| *w == worker)
+            || self.holders.get(&task).is_some_and(|h| h.contains(&worker))
+    }
+}
+
+/// Most queued tasks a worker passes over (copies it may not take) in one lease request.
+const MAX_SKIPPED: usize = 4096;
 
 #[derive(Default)]
 struct Inner {
@@ -130,6 +143,37 @@ impl Queues for MemoryQueues {
         Ok(())
     }
 
+    async fn enqueue_replicas(
+        &self,
+        job: JobId,
+        task: TaskId,
+        copies: u32,
+        exclude: &[WorkerId],
+        front: bool,
+    ) -> Result<()> {
+        if copies == 0 {
+            return Ok(());
+        }
+        {
+            let mut inner = self.lock();
+            let queue = inner.jobs.entry(job).or_default();
+            queue
+                .holders
+                .entry(task)
+                .or_default()
+                .extend(exclude.iter().copied());
+            for _ in 0..copies {
+                if front {
+                    queue.queued.push_front(task);
+                } else {
+                    queue.queued.push_back(task);
+                }
+            }
+        }
+        self.tasks_ready.notify_waiters();
+        Ok(())
+    }
+
     async fn enqueue_retry(
         &self,
         job: JobId,
@@ -143,6 +187,10 @@ impl Queues for MemoryQueues {
             let queue = inner.jobs.entry(job).or_default();
             queue.queued.push_front(task);
             queue.avoid.insert(task, (avoid, until));
+            // Its attempt failed: it holds no copy now, and may take one once the avoidance ends.
+            if let Some(holders) = queue.holders.get_mut(&task) {
+                holders.remove(&avoid);
+            }
         }
         self.tasks_ready.notify_waiters();
         Ok(())
@@ -162,20 +210,23 @@ impl Queues for MemoryQueues {
             return Ok(Vec::new());
         };
         queue.avoid.retain(|_, (_, until)| *until > now);
-        let tasks: Vec<TaskId> = if queue.avoid.is_empty() {
+        let tasks: Vec<TaskId> = if queue.avoid.is_empty() && queue.holders.is_empty() {
             let n = max.min(queue.queued.len());
             queue.queued.drain(..n).collect()
         } else {
             let mut taken = Vec::new();
             let mut skipped = Vec::new();
-            while taken.len() < max {
+            while taken.len() < max && skipped.len() < MAX_SKIPPED {
                 let Some(task) = queue.queued.pop_front() else {
                     break;
                 };
-                if queue.avoid.get(&task).is_some_and(|(w, _)| *w == worker) {
+                if queue.keeps_from(task, worker) {
                     skipped.push(task);
                 } else {
                     queue.avoid.remove(&task);
+                    if let Some(holders) = queue.holders.get_mut(&task) {
+                        holders.insert(worker);
+                    }
                     taken.push(task);
                 }
             }
@@ -268,10 +319,41 @@ impl Queues for MemoryQueues {
             .take(max)
             .map(|&(_, id)| id)
             .collect();
-        Ok(due
+        let expired: Vec<Lease> = due
             .into_iter()
             .filter_map(|id| inner.remove_lease(id))
-            .collect())
+            .collect();
+        // A silent holder's copy goes back to the queue through a retry; it may take it again.
+        for lease in &expired {
+            if let Some(q) = inner.jobs.get_mut(&lease.job)
+                && let Some(holders) = q.holders.get_mut(&lease.task)
+            {
+                holders.remove(&lease.worker);
+            }
+        }
+        Ok(expired)
+    }
+
+    async fn revoke(&self, worker: WorkerId) -> Result<Vec<Lease>> {
+        let mut inner = self.lock();
+        let held: Vec<LeaseId> = inner
+            .leases
+            .values()
+            .filter(|l| l.worker == worker)
+            .map(|l| l.id)
+            .collect();
+        let revoked: Vec<Lease> = held
+            .into_iter()
+            .filter_map(|id| inner.remove_lease(id))
+            .collect();
+        for lease in &revoked {
+            if let Some(q) = inner.jobs.get_mut(&lease.job)
+                && let Some(holders) = q.holders.get_mut(&lease.task)
+            {
+                holders.remove(&lease.worker);
+            }
+        }
+        Ok(revoked)
     }
 
     async fn drop_job(&self, job: JobId) -> Result<()> {
@@ -392,6 +474,37 @@ mod tests {
         let third = q.lease_tasks(J, W1, 5, minute).await.unwrap();
         let tasks: Vec<TaskId> = third.iter().map(|l| l.task).collect();
         assert_eq!(tasks, [TaskId(8), TaskId(2)]);
+    }
+
+    #[tokio::test]
+    async fn a_worker_never_gets_two_copies_of_a_replicated_task() {
+        let q = MemoryQueues::new();
+        let minute = Duration::from_secs(60);
+        const W3: WorkerId = WorkerId(3);
+        q.enqueue_replicas(J, TaskId(1), 2, &[], false)
+            .await
+            .unwrap();
+        q.enqueue_tasks(J, &[TaskId(2)], false).await.unwrap();
+        q.enqueue_replicas(J, TaskId(3), 1, &[W1], false)
+            .await
+            .unwrap();
+        let a = q.lease_tasks(J, W1, 10, minute).await.unwrap();
+        let tasks: Vec<TaskId> = a.iter().map(|l| l.task).collect();
+        assert_eq!(tasks, [TaskId(1), TaskId(2)], "one copy, and not task 3");
+        let b = q.lease_tasks(J, W2, 10, Duration::ZERO).await.unwrap();
+        let tasks: Vec<TaskId> = b.iter().map(|l| l.task).collect();
+        assert_eq!(tasks, [TaskId(1), TaskId(3)]);
+        // W2's attempts are lost: task 1's copy goes back, and W1, which holds the other
+        // copy, still may not take it; a third worker may.
+        let expired = q.take_expired(now_ms() + 1, 10).await.unwrap();
+        assert_eq!(expired.len(), 2);
+        q.enqueue_retry(J, TaskId(1), W2, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(q.lease_tasks(J, W1, 10, minute).await.unwrap().is_empty());
+        assert!(q.lease_tasks(J, W2, 10, minute).await.unwrap().is_empty());
+        let c = q.lease_tasks(J, W3, 10, minute).await.unwrap();
+        assert_eq!(c[0].task, TaskId(1));
     }
 
     #[tokio::test]

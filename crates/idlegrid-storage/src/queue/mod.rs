@@ -102,6 +102,18 @@ pub trait Queues: Send + Sync + 'static {
 
     /// Adds tasks to a job's task queue; `front` puts them before the others (retries).
     async fn enqueue_tasks(&self, job: JobId, tasks: &[TaskId], front: bool) -> Result<()>;
+    /// Adds `copies` entries of a replicated task to its job's queue (`front`: before the
+    /// others). No worker ever holds two of a task's copies, and no worker in `exclude` (those
+    /// that already sent a result for it) gets one; a worker whose attempt fails may take a
+    /// copy again (see [`Queues::enqueue_retry`]).
+    async fn enqueue_replicas(
+        &self,
+        job: JobId,
+        task: TaskId,
+        copies: u32,
+        exclude: &[WorkerId],
+        front: bool,
+    ) -> Result<()>;
     /// Puts a task whose attempt failed back at the front of its job's queue, kept from the
     /// worker that failed it for `avoid_for` (after that anyone may take it, so a grid of one
     /// device still retries).
@@ -137,6 +149,8 @@ pub trait Queues: Send + Sync + 'static {
     async fn settle(&self, leases: &[(LeaseId, WorkerId)]) -> Result<Vec<Option<Lease>>>;
     /// Removes and returns up to `max` leases that expired before `now_ms`.
     async fn take_expired(&self, now_ms: i64, max: usize) -> Result<Vec<Lease>>;
+    /// Ends every lease `worker` holds (it was quarantined) and returns them.
+    async fn revoke(&self, worker: WorkerId) -> Result<Vec<Lease>>;
     /// Drops a job's task queue and leases (job finished, failed or cancelled).
     async fn drop_job(&self, job: JobId) -> Result<()>;
     /// Depth of a job's task queue.

@@ -12,7 +12,8 @@ pub use sqlite::SqliteStore;
 use crate::Result;
 use async_trait::async_trait;
 use idlegrid_domain::{
-    AttemptOutcome, Capabilities, JobId, JobState, ResultId, TaskId, TaskState, TenantId, WorkerId,
+    AttemptOutcome, Capabilities, JobId, JobState, Replication, ResultId, TaskId, TaskState,
+    TenantId, WorkerId,
 };
 
 /// What a secret authenticates.
@@ -47,6 +48,8 @@ pub struct NewJob {
     pub max_attempts: u32,
     /// Wall-clock limit per chunk.
     pub task_timeout_secs: u64,
+    /// How chunks are replicated across devices.
+    pub replication: Replication,
 }
 
 /// A stored blob referenced by a record.
@@ -87,6 +90,10 @@ pub struct JobRecord {
     pub chunks_failed: u64,
     /// Failed attempts over all chunks.
     pub failed_attempts: u64,
+    /// Successful reports recorded (every replica counts).
+    pub results_received: u64,
+    /// Results rejected by the app's validator or for disagreeing with a quorum.
+    pub results_rejected: u64,
     /// Unix ms timestamps.
     pub created_at: i64,
     /// When `run` was called.
@@ -189,10 +196,64 @@ pub struct ResultRecord {
 /// A validator's judgement, to be recorded.
 #[derive(Debug, Clone)]
 pub enum Verdict {
-    /// Accept the result as the task's output.
+    /// Accept the result as the task's output (or, when the task already has one, as agreeing
+    /// with it). The device's run of valid results grows.
     Valid(ResultId),
-    /// Reject it; the task is charged a failed attempt.
+    /// Reject it; the task is charged a failed attempt and the device's run of valid results
+    /// ends.
     Invalid(ResultId, String),
+    /// It passed the app's validator and waits for replicas to agree with it.
+    Passed(ResultId),
+    /// The task needs this many more results (its replicas disagree or need checking); it
+    /// waits for work again.
+    MoreReplicas(TaskId, u32),
+    /// Fail the task (its replicas never agreed), for this reason.
+    FailTask(TaskId, String),
+}
+
+/// A task whose results are compared across devices, as the quorum rule needs it.
+#[derive(Debug, Clone)]
+pub struct ReplicaState {
+    /// The task.
+    pub task: TaskId,
+    /// Its job.
+    pub job: JobId,
+    /// Its state.
+    pub state: TaskState,
+    /// Results it was sent out for so far.
+    pub wanted: u32,
+    /// Hash of the accepted result, once there is one.
+    pub accepted_sha256: Option<String>,
+    /// Its live results: reported, not rejected, not yet decided.
+    pub results: Vec<ReplicaResult>,
+}
+
+/// One live result of a replicated task.
+#[derive(Debug, Clone)]
+pub struct ReplicaResult {
+    /// Id.
+    pub id: ResultId,
+    /// Who sent it.
+    pub worker: WorkerId,
+    /// Hex SHA-256 of the output.
+    pub sha256: String,
+    /// Whether it passed the app's validator (otherwise it waits for it).
+    pub passed: bool,
+    /// The device's run of consecutive valid results.
+    pub streak: u64,
+}
+
+/// More replicas a task needs, to be queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replicate {
+    /// The task.
+    pub task: TaskId,
+    /// Its job.
+    pub job: JobId,
+    /// How many.
+    pub copies: u32,
+    /// Devices that already sent a live result for it.
+    pub exclude: Vec<WorkerId>,
 }
 
 /// A device's record: its results judged valid and invalid, its attempts that went silent,
@@ -205,6 +266,8 @@ pub struct Reputation {
     pub invalid: u64,
     /// Leases that expired without a report.
     pub timed_out: u64,
+    /// Consecutive valid results, up to now (adaptive replication's trust).
+    pub streak: u64,
     /// Quarantined since (Unix ms).
     pub quarantined_at_ms: Option<i64>,
 }
@@ -233,6 +296,10 @@ pub struct VerdictsApplied {
     pub ready_to_assemble: Vec<JobId>,
     /// Failures charged by rejected results.
     pub charged: Vec<FailureCharged>,
+    /// Tasks that need more replicas (their jobs still dispatch).
+    pub replicate: Vec<Replicate>,
+    /// Tasks failed by a [`Verdict::FailTask`], with their jobs and reasons.
+    pub failed: Vec<(JobId, TaskId, String)>,
 }
 
 /// One failed attempt, for the job's error message.
@@ -280,7 +347,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<WorkerId>>;
     /// Every quarantined worker.
     async fn quarantined_workers(&self) -> Result<Vec<WorkerId>>;
-    /// A worker's results still waiting for a verdict.
+    /// A worker's results still waiting for a verdict (or for their replicas).
     async fn pending_results_of(&self, worker: WorkerId) -> Result<Vec<ResultId>>;
 
     // --- jobs ---
@@ -315,9 +382,14 @@ pub trait Store: Send + Sync + 'static {
 
     // --- tasks (partitioner) ---
 
-    /// Inserts chunks; chunks whose index already exists are skipped. Returns the ids of the
-    /// chunks inserted, in order.
-    async fn insert_tasks(&self, job: JobId, tasks: &[NewTask]) -> Result<Vec<TaskId>>;
+    /// Inserts chunks, each to be sent out for `replicas` results; chunks whose index already
+    /// exists are skipped. Returns the ids of the chunks inserted, in order.
+    async fn insert_tasks(
+        &self,
+        job: JobId,
+        tasks: &[NewTask],
+        replicas: u32,
+    ) -> Result<Vec<TaskId>>;
     /// Records that partitioning finished with `total` chunks: the job becomes `running`, or
     /// `assembling` if every chunk is already done. Returns the new state.
     async fn finish_partition(&self, job: JobId, total: u64) -> Result<Option<JobState>>;
@@ -328,8 +400,10 @@ pub trait Store: Send + Sync + 'static {
 
     // --- results (Tasks API, validator, assembler) ---
 
-    /// Records successful reports; each task waiting for work moves to `validating`. Returns
-    /// the new result ids, in order (`None` where the task no longer waited for a result).
+    /// Records successful reports of tasks waiting for work, at most one live result per task
+    /// and device; a task moves to `validating` once it has as many live results as it was
+    /// sent out for. Returns the new result ids, in order (`None` where the task no longer
+    /// waited for a result).
     async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>>;
     /// Records failed attempts and charges them to their tasks.
     async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<FailureCharged>>;
@@ -337,8 +411,10 @@ pub trait Store: Send + Sync + 'static {
     async fn results_for_validation(&self, ids: &[ResultId]) -> Result<Vec<ResultRecord>>;
     /// Ids (and jobs) of every result still waiting for validation, oldest first.
     async fn unvalidated_results(&self) -> Result<Vec<(JobId, ResultId)>>;
-    /// Applies validators' verdicts.
+    /// Applies verdicts, all in one transaction.
     async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied>;
+    /// The replication state of these tasks (those that exist), in id order.
+    async fn replica_states(&self, tasks: &[TaskId]) -> Result<Vec<ReplicaState>>;
     /// Marks a task failed (its attempts are spent). Returns false if it was already final.
     async fn fail_task(&self, task: TaskId) -> Result<bool>;
     /// Failed attempts at a task, oldest first.

@@ -9,12 +9,14 @@
 
 use super::{
     AttemptRecord, FailureCharged, JobRecord, NewFailure, NewJob, NewResult, NewTask, OutputRef,
-    Principal, Reputation, ResultRecord, Store, StoredBlob, TaskRecord, Verdict, VerdictsApplied,
+    Principal, ReplicaResult, ReplicaState, Replicate, Reputation, ResultRecord, Store, StoredBlob,
+    TaskRecord, Verdict, VerdictsApplied,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{
-    AttemptOutcome, Capabilities, JobId, JobState, ResultId, TaskId, TaskState, TenantId, WorkerId,
+    AttemptOutcome, Capabilities, JobId, JobState, Replication, ResultId, TaskId, TaskState,
+    TenantId, WorkerId,
 };
 use serde_json::json;
 use sqlx::sqlite::{
@@ -114,6 +116,15 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
             priority: get_i64("priority")? as i32,
             max_attempts: get_i64("max_attempts")? as u32,
             task_timeout_secs: get_i64("task_timeout_secs")? as u64,
+            replication: {
+                let text: Option<String> = row.try_get("replication").map_err(backend)?;
+                text.map(|t| {
+                    serde_json::from_str(&t)
+                        .map_err(|e| StorageError::Corrupt(format!("job replication: {e}")))
+                })
+                .transpose()?
+                .unwrap_or(Replication::NONE)
+            },
         },
         state: job_state(&row.try_get::<String, _>("state").map_err(backend)?)?,
         error: row.try_get("error").map_err(backend)?,
@@ -132,6 +143,8 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
         chunks_done: get_i64("chunks_done")? as u64,
         chunks_failed: get_i64("chunks_failed")? as u64,
         failed_attempts: get_i64("failed_attempts")? as u64,
+        results_received: get_i64("results_received")? as u64,
+        results_rejected: get_i64("results_rejected")? as u64,
         created_at: get_i64("created_at")?,
         submitted_at: get_opt("submitted_at")?,
         started_at: get_opt("started_at")?,
@@ -185,6 +198,117 @@ fn ids_json(ids: &[ResultId]) -> String {
 }
 
 const JOB_COLUMNS: &str = "SELECT * FROM jobs";
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+
+/// Rejects a result not yet decided: the task is charged a failed attempt (and waits for work
+/// again if it was waiting for this verdict), the device's run of valid results ends.
+async fn reject(tx: &mut Tx<'_>, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
+    let row: Option<(i64, i64, i64)> = sqlx::query_as(
+        "UPDATE results SET validate_state = 'invalid', outcome = 'validate_error', reason = ?2 \
+         WHERE id = ?1 AND validate_state IN ('pending', 'passed') \
+         RETURNING task_id, job_id, worker_id",
+    )
+    .bind(id.0)
+    .bind(reason)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some((task, job, worker)) = row else {
+        return Ok(None);
+    };
+    sqlx::query("UPDATE workers SET valid_streak = 0 WHERE id = ?1")
+        .bind(worker)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    let row: Option<(i64, String, i64, String)> = sqlx::query_as(
+        "UPDATE tasks SET failures = failures + 1, \
+         state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
+         WHERE id = ?1 RETURNING failures, state, \
+         (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id), \
+         (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
+    )
+    .bind(task)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    sqlx::query(
+        "UPDATE jobs SET failed_attempts = failed_attempts + 1, \
+         results_rejected = results_rejected + 1 WHERE id = ?1",
+    )
+    .bind(job)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some((failures, state, max_attempts, job_state_name)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(FailureCharged {
+        task: TaskId(task),
+        job: JobId(job),
+        worker: WorkerId(worker),
+        failures: failures as u32,
+        max_attempts: max_attempts as u32,
+        still_pending: task_state(&state)? == TaskState::Pending
+            && job_state(&job_state_name)?.is_dispatching(),
+    }))
+}
+
+/// Sends a task out for `copies` more results; says what to queue if its job still dispatches.
+async fn add_replicas(tx: &mut Tx<'_>, task: TaskId, copies: u32) -> Result<Option<Replicate>> {
+    let row: Option<(i64, String)> = sqlx::query_as(
+        "UPDATE tasks SET replicas = replicas + ?2, \
+         state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
+         WHERE id = ?1 AND state IN ('pending', 'validating') \
+         RETURNING job_id, (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
+    )
+    .bind(task.0)
+    .bind(i64::from(copies))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some((job, job_state_name)) = row else {
+        return Ok(None);
+    };
+    if !job_state(&job_state_name)?.is_dispatching() {
+        return Ok(None);
+    }
+    let exclude: Vec<i64> = sqlx::query_scalar(
+        "SELECT worker_id FROM results WHERE task_id = ?1 AND outcome = 'success' \
+         AND validate_state IN ('pending', 'passed')",
+    )
+    .bind(task.0)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(Some(Replicate {
+        task,
+        job: JobId(job),
+        copies,
+        exclude: exclude.into_iter().map(WorkerId).collect(),
+    }))
+}
+
+/// Marks a task failed unless it is final already; returns its job.
+async fn fail_task_in(tx: &mut Tx<'_>, task: TaskId) -> Result<Option<JobId>> {
+    let job: Option<i64> = sqlx::query_scalar(
+        "UPDATE tasks SET state = 'failed' WHERE id = ?1 AND state IN ('pending', 'validating') \
+         RETURNING job_id",
+    )
+    .bind(task.0)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    if let Some(job) = job {
+        sqlx::query("UPDATE jobs SET chunks_failed = chunks_failed + 1 WHERE id = ?1")
+            .bind(job)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(job.map(JobId))
+}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -297,22 +421,24 @@ impl Store for SqliteStore {
     }
 
     async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>> {
-        let row: Option<(i64, i64, i64, Option<i64>)> = sqlx::query_as(
+        let row: Option<(i64, i64, i64, i64, Option<i64>)> = sqlx::query_as(
             "SELECT \
-             (SELECT count(*) FROM results WHERE worker_id = ?1 AND validate_state = 'valid'), \
+             (SELECT count(*) FROM results WHERE worker_id = ?1 \
+              AND validate_state IN ('valid', 'redundant')), \
              (SELECT count(*) FROM results WHERE worker_id = ?1 AND validate_state = 'invalid'), \
              (SELECT count(*) FROM results WHERE worker_id = ?1 AND outcome = 'no_reply'), \
-             quarantined_at FROM workers WHERE id = ?1",
+             valid_streak, quarantined_at FROM workers WHERE id = ?1",
         )
         .bind(worker.0)
         .fetch_optional(&self.reader)
         .await
         .map_err(backend)?;
         Ok(row.map(
-            |(valid, invalid, timed_out, quarantined_at_ms)| Reputation {
+            |(valid, invalid, timed_out, streak, quarantined_at_ms)| Reputation {
                 valid: valid as u64,
                 invalid: invalid as u64,
                 timed_out: timed_out as u64,
+                streak: streak as u64,
                 quarantined_at_ms,
             },
         ))
@@ -352,7 +478,8 @@ impl Store for SqliteStore {
 
     async fn pending_results_of(&self, worker: WorkerId) -> Result<Vec<ResultId>> {
         let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM results WHERE worker_id = ?1 AND validate_state = 'pending'",
+            "SELECT id FROM results WHERE worker_id = ?1 \
+             AND validate_state IN ('pending', 'passed')",
         )
         .bind(worker.0)
         .fetch_all(&self.reader)
@@ -364,8 +491,8 @@ impl Store for SqliteStore {
     async fn create_job(&self, job: &NewJob) -> Result<JobRecord> {
         let row = sqlx::query(
             "INSERT INTO jobs (tenant_id, app, app_version, bundle_sha256, params, partition_options, \
-             priority, max_attempts, task_timeout_secs, state, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'created', ?10) RETURNING *",
+             priority, max_attempts, task_timeout_secs, replication, state, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, 'created', ?10) RETURNING *",
         )
         .bind(job.tenant.0)
         .bind(&job.app)
@@ -377,6 +504,11 @@ impl Store for SqliteStore {
         .bind(job.max_attempts as i64)
         .bind(job.task_timeout_secs as i64)
         .bind(now_ms())
+        .bind(
+            job.replication
+                .is_replicated()
+                .then(|| serde_json::to_string(&job.replication).unwrap_or_default()),
+        )
         .fetch_one(&self.writer)
         .await
         .map_err(backend)?;
@@ -488,7 +620,12 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn insert_tasks(&self, job: JobId, tasks: &[NewTask]) -> Result<Vec<TaskId>> {
+    async fn insert_tasks(
+        &self,
+        job: JobId,
+        tasks: &[NewTask],
+        replicas: u32,
+    ) -> Result<Vec<TaskId>> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
@@ -501,13 +638,15 @@ impl Store for SqliteStore {
             .collect();
         let mut tx = self.writer.begin().await.map_err(backend)?;
         let mut inserted: Vec<(i64, i64)> = sqlx::query_as(
-            "INSERT INTO tasks (job_id, idx, state, input_key, input_offset, input_len, meta) \
-             SELECT ?1, value->>0, 'pending', value->>1, value->>2, value->>3, value->>4 \
+            "INSERT INTO tasks (job_id, idx, state, input_key, input_offset, input_len, meta, \
+             replicas) \
+             SELECT ?1, value->>0, 'pending', value->>1, value->>2, value->>3, value->>4, ?3 \
              FROM json_each(?2) WHERE true \
              ON CONFLICT (job_id, idx) DO NOTHING RETURNING idx, id",
         )
         .bind(job.0)
         .bind(serde_json::Value::Array(batch).to_string())
+        .bind(i64::from(replicas.max(1)))
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
@@ -563,9 +702,12 @@ impl Store for SqliteStore {
         if results.is_empty() {
             return Ok(Vec::new());
         }
-        // The first report per task wins; later duplicates in the batch get no row.
+        // One report per task and device: a later duplicate in the batch gets no row.
         let mut seen = std::collections::HashSet::new();
-        let first: Vec<bool> = results.iter().map(|r| seen.insert(r.task.0)).collect();
+        let first: Vec<bool> = results
+            .iter()
+            .map(|r| seen.insert((r.task.0, r.worker.0)))
+            .collect();
         let batch: Vec<serde_json::Value> = results
             .iter()
             .zip(&first)
@@ -579,35 +721,63 @@ impl Store for SqliteStore {
             })
             .collect();
         let mut tx = self.writer.begin().await.map_err(backend)?;
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
+        // A replicated task takes one result per device; the common unreplicated task never
+        // evaluates that check.
+        let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
             "INSERT INTO results (task_id, job_id, worker_id, outcome, sha256, size, inline_output, \
              blob_key, validate_state, created_at) \
              SELECT t.id, t.job_id, b.value->>1, 'success', b.value->>2, b.value->>3, \
              unhex(b.value->>4), b.value->>5, 'pending', ?2 \
              FROM json_each(?1) b JOIN tasks t ON t.id = b.value->>0 \
-             WHERE t.state = 'pending' RETURNING task_id, id",
+             WHERE t.state = 'pending' AND (t.replicas = 1 OR NOT EXISTS ( \
+                 SELECT 1 FROM results o WHERE o.task_id = t.id \
+                 AND o.worker_id = b.value->>1 AND o.outcome = 'success')) \
+             RETURNING task_id, worker_id, id, job_id",
         )
         .bind(serde_json::Value::Array(batch).to_string())
         .bind(now_ms())
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        let task_ids: Vec<i64> = rows.iter().map(|(task, _)| *task).collect();
+        let task_ids: Vec<i64> = rows.iter().map(|(task, ..)| *task).collect();
         sqlx::query(
-            "UPDATE tasks SET state = 'validating' WHERE id IN (SELECT value FROM json_each(?1))",
+            "UPDATE tasks SET state = 'validating' \
+             WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'pending' \
+             AND (replicas = 1 OR replicas <= (SELECT count(*) FROM results r \
+                  WHERE r.task_id = tasks.id AND r.outcome = 'success' \
+                  AND r.validate_state IN ('pending', 'passed')))",
         )
         .bind(serde_json::to_string(&task_ids).unwrap_or_default())
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        let mut per_job: BTreeMap<i64, i64> = BTreeMap::new();
+        for (.., job) in &rows {
+            *per_job.entry(*job).or_default() += 1;
+        }
+        for (job, n) in per_job {
+            sqlx::query("UPDATE jobs SET results_received = results_received + ?2 WHERE id = ?1")
+                .bind(job)
+                .bind(n)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
         tx.commit().await.map_err(backend)?;
-        let by_task: BTreeMap<i64, i64> = rows.into_iter().collect();
+        let by_report: std::collections::HashMap<(i64, i64), i64> = rows
+            .into_iter()
+            .map(|(task, worker, id, _)| ((task, worker), id))
+            .collect();
         Ok(results
             .iter()
             .zip(first)
             .map(|(r, first)| {
                 first
-                    .then(|| by_task.get(&r.task.0).map(|&id| ResultId(id)))
+                    .then(|| {
+                        by_report
+                            .get(&(r.task.0, r.worker.0))
+                            .map(|&id| ResultId(id))
+                    })
                     .flatten()
             })
             .collect())
@@ -707,21 +877,34 @@ impl Store for SqliteStore {
 
     async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
         let mut applied = VerdictsApplied::default();
-        let valid: Vec<ResultId> = verdicts
-            .iter()
-            .filter_map(|v| match v {
-                Verdict::Valid(id) => Some(*id),
-                Verdict::Invalid(..) => None,
-            })
-            .collect();
+        let (mut valid, mut passed) = (Vec::new(), Vec::new());
+        for verdict in verdicts {
+            match verdict {
+                Verdict::Valid(id) => valid.push(*id),
+                Verdict::Passed(id) => passed.push(*id),
+                _ => {}
+            }
+        }
         let mut tx = self.writer.begin().await.map_err(backend)?;
+        if !passed.is_empty() {
+            sqlx::query(
+                "UPDATE results SET validate_state = 'passed' \
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND validate_state = 'pending'",
+            )
+            .bind(ids_json(&passed))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
         if !valid.is_empty() {
             let ids = ids_json(&valid);
             let done_jobs: Vec<i64> = sqlx::query_scalar(
                 "UPDATE tasks SET state = 'done', canonical_result = v.rid \
                  FROM (SELECT r.id AS rid, r.task_id AS tid FROM json_each(?1) j \
-                       JOIN results r ON r.id = j.value) AS v \
-                 WHERE tasks.id = v.tid AND tasks.state = 'validating' RETURNING tasks.job_id",
+                       JOIN results r ON r.id = j.value \
+                       WHERE r.validate_state IN ('pending', 'passed')) AS v \
+                 WHERE tasks.id = v.tid AND tasks.state IN ('pending', 'validating') \
+                 RETURNING tasks.job_id",
             )
             .bind(&ids)
             .fetch_all(&mut *tx)
@@ -731,7 +914,18 @@ impl Store for SqliteStore {
                 "UPDATE results SET validate_state = CASE WHEN \
                  (SELECT canonical_result FROM tasks WHERE tasks.id = results.task_id) = results.id \
                  THEN 'valid' ELSE 'redundant' END \
-                 WHERE id IN (SELECT value FROM json_each(?1))",
+                 WHERE id IN (SELECT value FROM json_each(?1)) \
+                 AND validate_state IN ('pending', 'passed')",
+            )
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            sqlx::query(
+                "UPDATE workers SET valid_streak = valid_streak + c.n \
+                 FROM (SELECT worker_id AS w, count(*) AS n FROM results \
+                       WHERE id IN (SELECT value FROM json_each(?1)) GROUP BY worker_id) AS c \
+                 WHERE workers.id = c.w",
             )
             .bind(&ids)
             .execute(&mut *tx)
@@ -760,70 +954,78 @@ impl Store for SqliteStore {
             }
         }
         for verdict in verdicts {
-            let Verdict::Invalid(id, reason) = verdict else {
-                continue;
-            };
-            let row: Option<(i64, i64, i64)> = sqlx::query_as(
-                "UPDATE results SET validate_state = 'invalid', outcome = 'validate_error', reason = ?2 \
-                 WHERE id = ?1 AND validate_state = 'pending' RETURNING task_id, job_id, worker_id",
-            )
-            .bind(id.0)
-            .bind(reason)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-            let Some((task, job, worker)) = row else {
-                continue;
-            };
-            let row: Option<(i64, String, i64, String)> = sqlx::query_as(
-                "UPDATE tasks SET failures = failures + 1, \
-                 state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
-                 WHERE id = ?1 RETURNING failures, state, \
-                 (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id), \
-                 (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
-            )
-            .bind(task)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-            sqlx::query("UPDATE jobs SET failed_attempts = failed_attempts + 1 WHERE id = ?1")
-                .bind(job)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-            if let Some((failures, state, max_attempts, job_state_name)) = row {
-                applied.charged.push(FailureCharged {
-                    task: TaskId(task),
-                    job: JobId(job),
-                    worker: WorkerId(worker),
-                    failures: failures as u32,
-                    max_attempts: max_attempts as u32,
-                    still_pending: task_state(&state)? == TaskState::Pending
-                        && job_state(&job_state_name)?.is_dispatching(),
-                });
+            match verdict {
+                Verdict::Invalid(id, reason) => {
+                    if let Some(charged) = reject(&mut tx, *id, reason).await? {
+                        applied.charged.push(charged);
+                    }
+                }
+                Verdict::MoreReplicas(task, copies) => {
+                    if let Some(more) = add_replicas(&mut tx, *task, *copies).await? {
+                        applied.replicate.push(more);
+                    }
+                }
+                Verdict::FailTask(task, reason) => {
+                    if let Some(job) = fail_task_in(&mut tx, *task).await? {
+                        applied.failed.push((job, *task, reason.clone()));
+                    }
+                }
+                Verdict::Valid(_) | Verdict::Passed(_) => {}
             }
         }
         tx.commit().await.map_err(backend)?;
         Ok(applied)
     }
 
-    async fn fail_task(&self, task: TaskId) -> Result<bool> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let job: Option<i64> = sqlx::query_scalar(
-            "UPDATE tasks SET state = 'failed' WHERE id = ?1 AND state IN ('pending', 'validating') \
-             RETURNING job_id",
+    async fn replica_states(&self, tasks: &[TaskId]) -> Result<Vec<ReplicaState>> {
+        let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
+        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+        let rows: Vec<(i64, i64, String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT t.id, t.job_id, t.state, t.replicas, \
+             (SELECT sha256 FROM results WHERE id = t.canonical_result) \
+             FROM tasks t WHERE t.id IN (SELECT value FROM json_each(?1)) ORDER BY t.id",
         )
-        .bind(task.0)
-        .fetch_optional(&mut *tx)
+        .bind(&ids)
+        .fetch_all(&self.writer)
         .await
         .map_err(backend)?;
-        if let Some(job) = job {
-            sqlx::query("UPDATE jobs SET chunks_failed = chunks_failed + 1 WHERE id = ?1")
-                .bind(job)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+        let live: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
+            "SELECT r.task_id, r.id, r.worker_id, r.sha256, r.validate_state, w.valid_streak \
+             FROM results r JOIN workers w ON w.id = r.worker_id \
+             WHERE r.task_id IN (SELECT value FROM json_each(?1)) AND r.outcome = 'success' \
+             AND r.validate_state IN ('pending', 'passed') ORDER BY r.id",
+        )
+        .bind(&ids)
+        .fetch_all(&self.writer)
+        .await
+        .map_err(backend)?;
+        let mut by_task: BTreeMap<i64, Vec<ReplicaResult>> = BTreeMap::new();
+        for (task, id, worker, sha256, state, streak) in live {
+            by_task.entry(task).or_default().push(ReplicaResult {
+                id: ResultId(id),
+                worker: WorkerId(worker),
+                sha256,
+                passed: state == "passed",
+                streak: streak.max(0) as u64,
+            });
         }
+        rows.into_iter()
+            .map(|(id, job, state, wanted, accepted_sha256)| {
+                Ok(ReplicaState {
+                    task: TaskId(id),
+                    job: JobId(job),
+                    state: task_state(&state)?,
+                    wanted: wanted.max(1) as u32,
+                    accepted_sha256,
+                    results: by_task.remove(&id).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn fail_task(&self, task: TaskId) -> Result<bool> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let job = fail_task_in(&mut tx, task).await?;
         tx.commit().await.map_err(backend)?;
         Ok(job.is_some())
     }
@@ -901,6 +1103,7 @@ mod tests {
                 priority: 0,
                 max_attempts: 2,
                 task_timeout_secs: 60,
+                replication: Replication::NONE,
             })
             .await
             .unwrap();
@@ -932,9 +1135,15 @@ mod tests {
                 meta: (i == 1).then(|| json!({"frames": 48})),
             })
             .collect();
-        let ids = store.insert_tasks(job.id, &tasks).await.unwrap();
+        let ids = store.insert_tasks(job.id, &tasks, 1).await.unwrap();
         // Re-inserting (a restarted partitioner) creates nothing new.
-        assert!(store.insert_tasks(job.id, &tasks).await.unwrap().is_empty());
+        assert!(
+            store
+                .insert_tasks(job.id, &tasks, 1)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         (store.job(job.id).await.unwrap().unwrap(), ids)
     }
 

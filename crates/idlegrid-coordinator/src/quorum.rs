@@ -1,0 +1,227 @@
+//! Replicated chunks: turns the app validator's acceptances of replicated jobs' results into
+//! quorum verdicts with the rule in [`idlegrid_domain::replication`], and queues the replicas
+//! those verdicts ask for.
+//!
+//! Called only from the Validator stage, which records one group of verdicts at a time, so the
+//! state read here is not changed by another verdict before the decision is recorded. Results
+//! arriving meanwhile are only added, and are judged on their own turn.
+
+use crate::grid::Grid;
+use idlegrid_domain::replication::{Decision, decide};
+use idlegrid_domain::{Replication, ResultId, TaskId, TaskState};
+use idlegrid_storage::StorageError;
+use idlegrid_storage::records::{ReplicaResult, ReplicaState, Replicate, Verdict};
+use std::collections::BTreeMap;
+
+/// A result of a replicated job that passed its app's validator.
+#[derive(Debug, Clone, Copy)]
+pub struct Passed {
+    /// The result.
+    pub result: ResultId,
+    /// Its task.
+    pub task: TaskId,
+    /// Its job's policy.
+    pub policy: Replication,
+}
+
+/// The verdicts for results that passed their app's validator: accepted by quorum, rejected
+/// for disagreeing with it, or kept waiting for replicas (with more replicas asked for, or the
+/// task failed, when the replicas cannot agree).
+pub async fn verdicts(grid: &Grid, passed: &[Passed]) -> Result<Vec<Verdict>, StorageError> {
+    let mut by_task: BTreeMap<TaskId, (Replication, Vec<ResultId>)> = BTreeMap::new();
+    for p in passed {
+        by_task
+            .entry(p.task)
+            .or_insert_with(|| (p.policy, Vec::new()))
+            .1
+            .push(p.result);
+    }
+    let tasks: Vec<TaskId> = by_task.keys().copied().collect();
+    let mut verdicts = Vec::new();
+    for state in grid.store.replica_states(&tasks).await? {
+        let Some((policy, new)) = by_task.get(&state.task) else {
+            continue;
+        };
+        verdicts.extend(task_verdicts(policy, &state, new, rand::random()));
+    }
+    Ok(verdicts)
+}
+
+/// The verdicts for one task; `u` is a uniform sample in `[0, 1)` for the spot check.
+fn task_verdicts(
+    policy: &Replication,
+    state: &ReplicaState,
+    new: &[ResultId],
+    u: f64,
+) -> Vec<Verdict> {
+    let is_new = |r: &&ReplicaResult| new.contains(&r.id);
+    match state.state {
+        // Late replicas of a decided task: they agree with the accepted output or are wrong.
+        TaskState::Done => state
+            .results
+            .iter()
+            .filter(is_new)
+            .map(|r| {
+                if Some(&r.sha256) == state.accepted_sha256.as_ref() {
+                    Verdict::Valid(r.id)
+                } else {
+                    Verdict::Invalid(
+                        r.id,
+                        "its output differs from the one accepted for this chunk".into(),
+                    )
+                }
+            })
+            .collect(),
+        TaskState::Failed => Vec::new(),
+        TaskState::Pending | TaskState::Validating => {
+            let passed: Vec<&ReplicaResult> = state
+                .results
+                .iter()
+                .filter(|r| r.passed || new.contains(&r.id))
+                .collect();
+            let hashes: Vec<&str> = passed.iter().map(|r| r.sha256.as_str()).collect();
+            let lone_trusted = match passed.as_slice() {
+                [only] => !policy.needs_check(only.streak, u),
+                _ => false,
+            };
+            let keep_waiting = || {
+                state
+                    .results
+                    .iter()
+                    .filter(is_new)
+                    .map(|r| Verdict::Passed(r.id))
+            };
+            match decide(policy, state.wanted, &hashes, lone_trusted) {
+                Decision::Accept(sha) => {
+                    let agreeing = passed.iter().filter(|r| r.sha256 == sha).count();
+                    passed
+                        .iter()
+                        .map(|r| {
+                            if r.sha256 == sha {
+                                Verdict::Valid(r.id)
+                            } else {
+                                Verdict::Invalid(
+                                    r.id,
+                                    format!(
+                                        "its output differs from the one {agreeing} other \
+                                         devices agreed on"
+                                    ),
+                                )
+                            }
+                        })
+                        .collect()
+                }
+                Decision::Wait => keep_waiting().collect(),
+                Decision::More(copies) => keep_waiting()
+                    .chain([Verdict::MoreReplicas(state.task, copies)])
+                    .collect(),
+                Decision::Fail(reason) => keep_waiting()
+                    .chain([Verdict::FailTask(state.task, reason)])
+                    .collect(),
+            }
+        }
+    }
+}
+
+/// Queues the replicas that recorded verdicts asked for, before the chunk's other tasks.
+pub async fn queue_replicas(grid: &Grid, replicate: &[Replicate]) -> Result<(), StorageError> {
+    for r in replicate {
+        if grid.schedule.get(r.job).is_some() {
+            grid.queues
+                .enqueue_replicas(r.job, r.task, r.copies, &r.exclude, true)
+                .await?;
+            tracing::debug!(job = %r.job, task = %r.task, copies = r.copies, "replicas queued");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idlegrid_domain::{JobId, ReplicationMode, WorkerId};
+
+    fn result(id: i64, sha: &str, passed: bool, streak: u64) -> ReplicaResult {
+        ReplicaResult {
+            id: ResultId(id),
+            worker: WorkerId(id),
+            sha256: sha.into(),
+            passed,
+            streak,
+        }
+    }
+
+    fn state(wanted: u32, results: Vec<ReplicaResult>) -> ReplicaState {
+        ReplicaState {
+            task: TaskId(1),
+            job: JobId(1),
+            state: TaskState::Validating,
+            wanted,
+            accepted_sha256: None,
+            results,
+        }
+    }
+
+    const ADAPTIVE: Replication = Replication {
+        mode: ReplicationMode::Adaptive,
+        ..Replication::NONE
+    };
+
+    #[test]
+    fn a_lone_result_of_a_new_device_asks_for_a_check() {
+        let s = state(1, vec![result(7, "a", false, 0)]);
+        let v = task_verdicts(&ADAPTIVE, &s, &[ResultId(7)], 0.99);
+        assert!(matches!(
+            v[..],
+            [
+                Verdict::Passed(ResultId(7)),
+                Verdict::MoreReplicas(TaskId(1), 1)
+            ]
+        ));
+        // A trusted device's result is accepted alone unless sampled.
+        let s = state(1, vec![result(7, "a", false, 1000)]);
+        let v = task_verdicts(&ADAPTIVE, &s, &[ResultId(7)], 0.99);
+        assert!(matches!(v[..], [Verdict::Valid(ResultId(7))]));
+        let v = task_verdicts(&ADAPTIVE, &s, &[ResultId(7)], 0.0);
+        assert!(matches!(
+            v[..],
+            [Verdict::Passed(_), Verdict::MoreReplicas(_, 1)]
+        ));
+    }
+
+    #[test]
+    fn the_quorum_accepts_agreeing_results_and_rejects_the_odd_one() {
+        let s = state(
+            3,
+            vec![
+                result(1, "a", true, 0),
+                result(2, "b", true, 0),
+                result(3, "a", false, 0),
+            ],
+        );
+        let v = task_verdicts(&ADAPTIVE, &s, &[ResultId(3)], 0.5);
+        assert!(matches!(
+            v[..],
+            [
+                Verdict::Valid(ResultId(1)),
+                Verdict::Invalid(ResultId(2), _),
+                Verdict::Valid(ResultId(3))
+            ]
+        ));
+    }
+
+    #[test]
+    fn late_replicas_are_compared_with_the_accepted_output() {
+        let mut s = state(2, vec![result(4, "a", false, 0), result(5, "x", false, 0)]);
+        s.state = TaskState::Done;
+        s.accepted_sha256 = Some("a".into());
+        let v = task_verdicts(&ADAPTIVE, &s, &[ResultId(4), ResultId(5)], 0.5);
+        assert!(matches!(
+            v[..],
+            [
+                Verdict::Valid(ResultId(4)),
+                Verdict::Invalid(ResultId(5), _)
+            ]
+        ));
+    }
+}
