@@ -15,8 +15,8 @@ pub mod tasks;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use idlegrid_domain::{
-    AppManifest, AttemptOutcome, Capabilities, JobId, JobState, LeaseId, Requirements, TaskId,
-    TaskState, TenantId, WorkerId,
+    AppManifest, AttemptOutcome, Capabilities, JobId, JobState, LeaseId, Replication,
+    ReplicationMode, Requirements, TaskId, TaskState, TenantId, WorkerId,
 };
 
 /// Receipt of an upload (a job's input or a task's output).

@@ -304,17 +304,23 @@ impl Cluster {
     fn add_workers(&mut self, n: usize) {
         for _ in 0..n {
             let name = format!("w{}", self.workers.len());
-            let log = self.path().join(format!("{name}.log"));
-            let mut cmd = idlegrid(&self.home());
-            cmd.args(["worker", "--coordinator", &self.ready.url])
-                .args(["--token", &self.ready.enrollment_token])
-                .args(["--slots", "1", "--name", &name])
-                .arg("--state-dir")
-                .arg(self.path().join(&name))
-                .stdout(log_file(&log))
-                .stderr(log_file(&log));
-            self.workers.push(Proc::spawn(&name, cmd, &log));
+            let worker = self.spawn_worker(&name);
+            self.workers.push(worker);
         }
+    }
+
+    /// Starts the worker process `name`, with its state (and so its identity) in `dir/name`.
+    fn spawn_worker(&self, name: &str) -> Proc {
+        let log = self.path().join(format!("{name}.log"));
+        let mut cmd = idlegrid(&self.home());
+        cmd.args(["worker", "--coordinator", &self.ready.url])
+            .args(["--token", &self.ready.enrollment_token])
+            .args(["--slots", "1", "--name", name])
+            .arg("--state-dir")
+            .arg(self.path().join(name))
+            .stdout(log_file(&log))
+            .stderr(log_file(&log));
+        Proc::spawn(name, cmd, &log)
     }
 
     /// The customer's client.
@@ -530,6 +536,16 @@ async fn create_transform(
     chunk_lines: u64,
     params: serde_json::Value,
 ) -> Result<Job, idlegrid_client::ClientError> {
+    create_transform_with(client, chunk_lines, params, Preferences::default()).await
+}
+
+/// [`create_transform`], run as `preferences` say.
+async fn create_transform_with(
+    client: &Client,
+    chunk_lines: u64,
+    params: serde_json::Value,
+    preferences: Preferences,
+) -> Result<Job, idlegrid_client::ClientError> {
     client
         .create_job(&CreateJob {
             app: "python-map".into(),
@@ -537,7 +553,7 @@ async fn create_transform(
             script: Some(script_text("transform.py")),
             chunk_lines: Some(chunk_lines),
             chunk_seconds: None,
-            preferences: Preferences::default(),
+            preferences,
         })
         .await
 }
@@ -1202,7 +1218,8 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
         ("worker token", registered.token.clone()),
     ] {
         let output = std::process::Command::new(&tool)
-            .args(["run", &schema, "--max-examples", "25", "--request-timeout", "20"])
+            // Longer than the longest lease long-poll (30 s), which it may well ask for.
+            .args(["run", &schema, "--max-examples", "25", "--request-timeout", "45"])
             .args([
                 "--checks",
                 "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
@@ -1431,4 +1448,266 @@ fn files_in(dir: &Path) -> usize {
             if path.is_dir() { files_in(&path) } else { 1 }
         })
         .sum()
+}
+
+/// What the forging device did.
+#[derive(Debug, Default, Clone, Copy)]
+struct Forger {
+    results: u64,
+    forged: u64,
+    quarantined: bool,
+}
+
+/// A device played by the test: it does `transform.py`'s work itself (as [`expected_output`]
+/// does) and forges 3 of every 10 results with a wrong digest, which the app's validator cannot
+/// see — only replication can. It rides out coordinator outages and stops when quarantined
+/// or when `stop` is set.
+async fn forging_device(
+    url: String,
+    enrollment: String,
+    scratch: PathBuf,
+    stop: tokio_util::sync::CancellationToken,
+) -> Forger {
+    use base64::Engine;
+    use idlegrid_api::tasks::{LeaseRequest, RegisterWorker, Report, ReportItem, ReportOutcome};
+    let mut forger = Forger::default();
+    let registered = Client::register(
+        &url,
+        &enrollment,
+        &RegisterWorker {
+            name: "forger".into(),
+            capabilities: idlegrid_api::Capabilities {
+                cores: 1,
+                memory_mb: 4096,
+                os: "linux".into(),
+                arch: "x86_64".into(),
+                python: Some("3.11.2".into()),
+                ffmpeg: None,
+                benchmark: 100.0,
+                slots: 1,
+            },
+        },
+    )
+    .await
+    .expect("the forger registers");
+    let worker = Client::new(&url, &registered.token).unwrap();
+    std::fs::create_dir_all(&scratch).unwrap();
+    while !stop.is_cancelled() {
+        let request = LeaseRequest {
+            max_tasks: 1,
+            wait_ms: 500,
+        };
+        let grant = match worker.lease(&request).await {
+            Ok(grant) => grant,
+            Err(e) if e.code() == Some("worker_quarantined") => {
+                forger.quarantined = true;
+                break;
+            }
+            // The coordinator is away: try again shortly.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        for lease in grant.leases {
+            let chunk_lines = grant
+                .jobs
+                .iter()
+                .find(|j| j.job_id == lease.job_id)
+                .and_then(|j| j.params["chunk_lines"].as_u64())
+                .expect("chunk_lines param");
+            let input = scratch.join("input");
+            if worker
+                .download_lease_input(lease.lease_id, &input)
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            let text = std::fs::read_to_string(&input).unwrap();
+            let base = lease.chunk_index * chunk_lines;
+            let forge = matches!(forger.results % 10, 0 | 3 | 6);
+            let mut output = String::new();
+            for (i, line) in text.lines().enumerate() {
+                let digest = if forge {
+                    "0".repeat(16)
+                } else {
+                    sha256_bytes(line.as_bytes())[..16].to_string()
+                };
+                let reversed: String = line.chars().rev().collect();
+                output.push_str(&format!("{}:{digest}:{reversed}\n", base + i as u64));
+            }
+            forger.results += 1;
+            forger.forged += u64::from(forge);
+            let report = Report {
+                reports: vec![ReportItem {
+                    lease_id: lease.lease_id,
+                    task_id: lease.task_id,
+                    outcome: ReportOutcome::Completed {
+                        sha256: sha256_bytes(output.as_bytes()),
+                        size: output.len() as u64,
+                        inline_base64: Some(
+                            base64::engine::general_purpose::STANDARD.encode(&output),
+                        ),
+                    },
+                }],
+            };
+            if let Err(e) = worker.report(&report).await
+                && e.code() == Some("worker_quarantined")
+            {
+                forger.quarantined = true;
+                return forger;
+            }
+        }
+    }
+    forger
+}
+
+/// The chaos test: 4 worker processes and a forging device run 20 adaptively replicated jobs
+/// while workers are SIGKILLed and restarted at random and the coordinator is SIGKILLed and
+/// restarted twice. Every job completes with exactly the output of a fault-free run (the
+/// reference `expected_output`, which the fault-free tests above check the real scripts
+/// against), so no forged result was accepted. `IDLEGRID_CHAOS_SEED` replays a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_workers_and_coordinator_killed_and_a_forger_and_every_output_exact() {
+    use rand::{Rng, SeedableRng};
+    const JOBS: usize = 20;
+    const LINES: usize = 24;
+    const CHUNK_LINES: u64 = 3;
+    let seed: u64 = std::env::var("IDLEGRID_CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut cluster = Cluster::start(2);
+    cluster.add_workers(4);
+    let client = cluster.client();
+    let preferences = Preferences {
+        max_attempts: 20,
+        replication: idlegrid_api::Replication {
+            mode: idlegrid_api::ReplicationMode::Adaptive,
+            ..idlegrid_api::Replication::NONE
+        },
+        ..Preferences::default()
+    };
+    let mut jobs = Vec::new();
+    for j in 0..JOBS {
+        let lines: Vec<String> = input_lines(LINES)
+            .into_iter()
+            .map(|l| format!("job {j} {l}"))
+            .collect();
+        let params = serde_json::json!({"chunk_lines": CHUNK_LINES, "sleep": 0.2});
+        let job = create_transform_with(&client, CHUNK_LINES, params, preferences.clone())
+            .await
+            .unwrap_or_else(|e| cluster.fail(&format!("create_job: {e}")));
+        client
+            .upload_input_bytes(job.id, join_lines(&lines).into())
+            .await
+            .unwrap();
+        client.run_job(job.id).await.unwrap();
+        jobs.push((job.id, expected_output(&lines)));
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let forger = tokio::spawn(forging_device(
+        cluster.ready.url.clone(),
+        cluster.ready.enrollment_token.clone(),
+        cluster.path().join("forger"),
+        stop.clone(),
+    ));
+
+    let total_chunks = (JOBS * LINES) as u64 / CHUNK_LINES;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(240);
+    let (mut worker_kills, mut coordinator_kills) = (0u32, 0u32);
+    let mut down: Option<(usize, Instant)> = None;
+    loop {
+        let mut done = 0;
+        let mut all_completed = true;
+        for (id, _) in &jobs {
+            match client.job(*id).await {
+                Ok(job) => {
+                    if job.state == JobState::Failed || job.state == JobState::Cancelled {
+                        cluster.fail(&format!("job {id} ended badly: {job:#?}"));
+                    }
+                    done += job.chunks.done;
+                    all_completed &= job.state == JobState::Completed;
+                }
+                Err(_) => all_completed = false,
+            }
+        }
+        if all_completed {
+            break;
+        }
+        if Instant::now() >= deadline {
+            cluster.fail(&format!(
+                "not every job completed within 240 s ({done} of {total_chunks} chunks done; \
+                 seed {seed})"
+            ));
+        }
+        // The coordinator dies twice: a third and two thirds of the way through.
+        let due = match coordinator_kills {
+            0 => done * 3 >= total_chunks,
+            1 => done * 3 >= 2 * total_chunks,
+            _ => false,
+        };
+        if due {
+            cluster.kill_coordinator();
+            coordinator_kills += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            cluster.restart_coordinator();
+        }
+        // One worker at a time is down; it comes back after a while.
+        match down {
+            Some((i, since))
+                if since.elapsed() > Duration::from_millis(rng.random_range(300..1500)) =>
+            {
+                let name = cluster.workers[i].name.clone();
+                cluster.workers[i] = cluster.spawn_worker(&name);
+                down = None;
+            }
+            None if rng.random_bool(0.3) => {
+                let i = rng.random_range(0..cluster.workers.len());
+                cluster.workers[i].kill_hard();
+                worker_kills += 1;
+                down = Some((i, Instant::now()));
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    stop.cancel();
+    let forger = forger.await.unwrap();
+
+    let (mut chunks, mut results, mut rejected, mut failed_attempts) = (0, 0, 0, 0);
+    for (id, expected) in &jobs {
+        let job = client.job(*id).await.unwrap();
+        cluster.check_output(&client, &job, expected).await;
+        chunks += job.chunks.total.unwrap_or(0);
+        results += job.chunks.results;
+        rejected += job.chunks.rejected;
+        failed_attempts += job.chunks.failed_attempts;
+    }
+    // Every attempt that ran: results sent in, plus attempts that failed without one.
+    let executions = results + failed_attempts - rejected;
+    let figures = serde_json::json!({
+        "seed": seed,
+        "jobs": JOBS,
+        "chunks": chunks,
+        "seconds": started.elapsed().as_secs_f64(),
+        "worker_kills": worker_kills,
+        "coordinator_kills": coordinator_kills,
+        "reassigned_attempts": failed_attempts,
+        "forged_sent": forger.forged,
+        "results_rejected": rejected,
+        "forged_accepted": 0,
+        "forger_quarantined": forger.quarantined,
+        "executions": executions,
+        "extra_executions": executions - chunks,
+    });
+    println!("chaos figures: {figures}");
+    assert_eq!(coordinator_kills, 2, "{figures}");
+    assert!(worker_kills >= 1, "{figures}");
+    if forger.forged > 0 {
+        assert!(rejected >= 1, "forgeries went unnoticed: {figures}");
+    }
 }
