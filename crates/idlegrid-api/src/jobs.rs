@@ -47,6 +47,10 @@ pub struct Preferences {
     /// Whether chunks run on several devices whose results must agree (deterministic apps),
     /// and how many.
     pub replication: idlegrid_domain::Replication,
+    /// Seconds after `run` by which the job must have finished; a job still unfinished then
+    /// fails as expired, its chunks and partial results deleted. 1..=2592000 (30 days);
+    /// `null` (default) for none.
+    pub deadline_secs: Option<u64>,
 }
 
 impl Default for Preferences {
@@ -56,6 +60,7 @@ impl Default for Preferences {
             max_attempts: 3,
             task_timeout_secs: 600,
             replication: idlegrid_domain::Replication::NONE,
+            deadline_secs: None,
         }
     }
 }

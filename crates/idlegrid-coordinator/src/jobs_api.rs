@@ -57,6 +57,7 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
             max_attempts: job.spec.max_attempts,
             task_timeout_secs: job.spec.task_timeout_secs,
             replication: job.spec.replication,
+            deadline_secs: job.spec.deadline_secs,
         },
         facts: job.facts.clone(),
         chunks: ChunkCounts {
@@ -108,6 +109,13 @@ fn check_preferences(p: &Preferences) -> Result<(), String> {
         return Err(format!(
             "task_timeout_secs must be from 1 to 86400, got {}",
             p.task_timeout_secs
+        ));
+    }
+    if let Some(secs) = p.deadline_secs
+        && !(1..=2_592_000).contains(&secs)
+    {
+        return Err(format!(
+            "deadline_secs must be from 1 to 2592000 (30 days), got {secs}"
         ));
     }
     p.replication.check()
@@ -215,6 +223,7 @@ pub async fn create_job(
             max_attempts: request.preferences.max_attempts,
             task_timeout_secs: request.preferences.task_timeout_secs,
             replication: request.preferences.replication,
+            deadline_secs: request.preferences.deadline_secs,
         })
         .await?;
     tracing::info!(job = %record.id, app = %record.spec.app, "job created");

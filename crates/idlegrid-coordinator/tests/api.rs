@@ -968,3 +968,57 @@ async fn fixed_replication_outvotes_a_forger_and_fails_a_chunk_whose_replicas_ne
     assert!(error.contains("quorum of 2"), "{error}");
     grid.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_past_its_deadline_expires_and_its_work_blobs_go_with_it() {
+    let grid = TestGrid::start(|c| c.reap_interval = Duration::from_millis(50)).await;
+    let preferences = Preferences {
+        deadline_secs: Some(1),
+        ..Preferences::default()
+    };
+    let job = grid.submit_with("a\nb\n", 1, preferences).await;
+    // A worker uploads an output for one chunk but never reports it.
+    let worker = grid.worker("slow").await;
+    let grant = lease(&worker, 1).await;
+    let l = &grant.leases[0];
+    let out = grid.dir.path().join("partial");
+    std::fs::write(&out, "A\n").unwrap();
+    worker
+        .upload_lease_output(l.lease_id, &out, &sha256_bytes(b"A\n"))
+        .await
+        .unwrap();
+    let results = grid.dir.path().join(format!("blobs/results/{}", job.id));
+    assert_eq!(files_under(&results), 1);
+    let failed = wait_for(&grid.customer(), job.id, JobState::Failed).await;
+    let error = failed.error.unwrap();
+    assert!(error.contains("deadline of 1 s"), "{error}");
+    assert_eq!(failed.preferences.deadline_secs, Some(1));
+    // The state is recorded first, then the blobs are deleted.
+    for _ in 0..100 {
+        if files_under(&results) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(files_under(&results), 0, "result blobs outlived the job");
+    let inputs = grid.dir.path().join(format!("blobs/jobs/{}", job.id));
+    assert!(files_under(&inputs) >= 1, "the input must stay");
+    // A deadline out of range is refused with the field named.
+    let refused = grid
+        .customer()
+        .create_job(&CreateJob {
+            app: "python-map".into(),
+            params: serde_json::json!({}),
+            script: Some("print(1)\n".into()),
+            chunk_lines: None,
+            chunk_seconds: None,
+            preferences: Preferences {
+                deadline_secs: Some(0),
+                ..Preferences::default()
+            },
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(refused).1, "invalid_preferences");
+    grid.stop().await;
+}

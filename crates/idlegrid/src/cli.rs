@@ -147,6 +147,25 @@ pub struct TargetArgs {
     pub api_key: Option<String>,
 }
 
+/// How a customer's job is run: replication across devices and a deadline.
+#[derive(Debug, Clone, Args)]
+pub struct RunAsArgs {
+    /// Run every chunk on N devices and accept an output only when --quorum of them give the
+    /// same bytes (default: each chunk runs once, checked by the app's validator).
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<u32>,
+    /// Adaptive replication: each chunk runs once; results of devices that have not earned
+    /// trust, and a falling share of the others, are checked on another device.
+    #[arg(long, conflicts_with = "replicas")]
+    pub adaptive: bool,
+    /// Devices whose outputs must agree, with --replicas or --adaptive (default 2).
+    #[arg(long, value_name = "Q")]
+    pub quorum: Option<u32>,
+    /// Fail the job if it has not finished this many seconds after it starts.
+    #[arg(long, value_name = "SECS")]
+    pub deadline: Option<u64>,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Python script run on each chunk (see the README's task script contract).
@@ -169,6 +188,8 @@ pub struct RunArgs {
     /// Wall-clock limit per chunk, in seconds.
     #[arg(long, default_value_t = 600)]
     pub task_timeout: u64,
+    #[command(flatten)]
+    pub run_as: RunAsArgs,
     /// Workers of the throw-away grid started when no coordinator is configured
     /// (default: the number of cores).
     #[arg(long)]
@@ -215,6 +236,8 @@ pub struct TranscodeArgs {
     /// Seconds of video per chunk (default 10).
     #[arg(long)]
     pub chunk_seconds: Option<f64>,
+    #[command(flatten)]
+    pub run_as: RunAsArgs,
     /// Workers of the throw-away grid started when no coordinator is configured
     /// (default: the number of cores).
     #[arg(long)]

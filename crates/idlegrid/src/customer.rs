@@ -1,13 +1,15 @@
 //! The customer's commands: `run` (a python-map job from start to downloaded output),
 //! `transcode` (the same for a video), `jobs`, `job` and `cancel`.
 
-use crate::cli::{CoordinatorArgs, JobArgs, JobsArgs, RunArgs, TargetArgs, TranscodeArgs};
+use crate::cli::{
+    CoordinatorArgs, JobArgs, JobsArgs, RunArgs, RunAsArgs, TargetArgs, TranscodeArgs,
+};
 use crate::local::LocalGrid;
 use crate::{output, shutdown, target};
 use anyhow::Context;
 use futures::StreamExt;
 use idlegrid_api::jobs::{CreateJob, Job, Preferences};
-use idlegrid_api::{JobId, JobState};
+use idlegrid_api::{JobId, JobState, ReplicationMode};
 use idlegrid_client::Client;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
@@ -26,11 +28,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         script: Some(script),
         chunk_lines: Some(args.chunk_lines),
         chunk_seconds: None,
-        preferences: Preferences {
+        preferences: args.run_as.preferences(Preferences {
             max_attempts: args.max_attempts,
             task_timeout_secs: args.task_timeout,
             ..Preferences::default()
-        },
+        }),
     };
     let submission = Submission {
         request,
@@ -70,7 +72,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         script: None,
         chunk_lines: None,
         chunk_seconds: args.chunk_seconds,
-        preferences: Preferences::default(),
+        preferences: args.run_as.preferences(Preferences::default()),
     };
     let submission = Submission {
         request,
@@ -94,6 +96,29 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
+impl RunAsArgs {
+    /// `base` with the replication and deadline asked for.
+    fn preferences(&self, base: Preferences) -> Preferences {
+        let mut replication = base.replication;
+        if let Some(n) = self.replicas {
+            replication.mode = ReplicationMode::Fixed;
+            replication.replicas = n;
+            replication.max_replicas = replication.max_replicas.max(n);
+        }
+        if self.adaptive {
+            replication.mode = ReplicationMode::Adaptive;
+        }
+        if let Some(q) = self.quorum {
+            replication.quorum = q;
+        }
+        Preferences {
+            replication,
+            deadline_secs: self.deadline.or(base.deadline_secs),
+            ..base
+        }
+    }
+}
+
 /// A job to create, feed, follow and collect.
 struct Submission<'a> {
     request: CreateJob,
@@ -115,9 +140,24 @@ impl Submission<'_> {
             None => {
                 let dir =
                     tempfile::tempdir().context("cannot create a directory for the local grid")?;
-                let workers = self
-                    .local_workers
-                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                // A replicated chunk needs as many different devices as it has replicas.
+                let replication = &self.request.preferences.replication;
+                let needed = if replication.is_replicated() {
+                    replication.replicas as usize
+                } else {
+                    1
+                };
+                let workers = self.local_workers.unwrap_or_else(|| {
+                    std::thread::available_parallelism()
+                        .map_or(1, |n| n.get())
+                        .max(needed)
+                });
+                if workers < needed {
+                    anyhow::bail!(
+                        "each chunk must run on {needed} different devices, but the local grid \
+                         would have {workers} workers: raise --local-workers to {needed}"
+                    );
+                }
                 let grid =
                     LocalGrid::start(dir.path(), 0, workers, &CoordinatorArgs::default()).await?;
                 if !self.json {
@@ -197,6 +237,9 @@ impl Submission<'_> {
                 self.output.display(),
                 started.elapsed().as_secs_f64()
             );
+            if finished.preferences.replication.is_replicated() {
+                println!("{}", output::replication_summary(&finished));
+            }
             if let Some(facts) = &finished.facts {
                 print!("{}", output::facts_summary(facts));
             }

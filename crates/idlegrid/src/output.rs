@@ -27,6 +27,9 @@ pub fn job_details(job: &Job) -> String {
         job.chunks.failed,
         job.chunks.failed_attempts
     );
+    if job.preferences.replication.is_replicated() {
+        let _ = writeln!(s, "  {}", replication_summary(job));
+    }
     if let Some(input) = &job.input {
         let _ = writeln!(
             s,
@@ -105,4 +108,20 @@ pub fn facts_summary(facts: &serde_json::Value) -> String {
         let _ = writeln!(s, "  note:    {}", note.as_str().unwrap_or_default());
     }
     s
+}
+
+/// What replication cost and caught: results per chunk and results rejected.
+pub fn replication_summary(job: &Job) -> String {
+    let chunks = job.chunks.done.max(1);
+    format!(
+        "replication ({}): {} results for {} chunks ({:.2} per chunk), {} rejected",
+        serde_json::to_value(job.preferences.replication.mode)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        job.chunks.results,
+        job.chunks.done,
+        job.chunks.results as f64 / chunks as f64,
+        job.chunks.rejected
+    )
 }

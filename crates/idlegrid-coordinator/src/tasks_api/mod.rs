@@ -620,7 +620,30 @@ pub async fn reap(grid: Arc<Grid>, shutdown: CancellationToken) {
         if let Err(e) = reap_once(&grid).await {
             tracing::error!(error = %e, "reaping expired leases failed");
         }
+        if let Err(e) = expire_jobs(&grid).await {
+            tracing::error!(error = %e, "expiring jobs past their deadline failed");
+        }
     }
+}
+
+/// Fails the jobs whose deadline passed; their chunks and results are deleted with them.
+pub async fn expire_jobs(grid: &Grid) -> Result<usize, StorageError> {
+    let due = grid
+        .store
+        .jobs_past_deadline(idlegrid_storage::now_ms())
+        .await?;
+    for &job in &due {
+        let deadline = grid
+            .store
+            .job(job)
+            .await?
+            .and_then(|j| j.spec.deadline_secs)
+            .unwrap_or_default();
+        let reason = format!("expired: the job did not finish within its deadline of {deadline} s");
+        grid.end_job(job, idlegrid_domain::JobState::Failed, Some(&reason))
+            .await?;
+    }
+    Ok(due.len())
 }
 
 /// Takes back every lease expired by now.

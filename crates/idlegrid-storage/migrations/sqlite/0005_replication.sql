@@ -9,3 +9,5 @@ ALTER TABLE tasks ADD COLUMN replicas INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE workers ADD COLUMN valid_streak INTEGER NOT NULL DEFAULT 0;
 -- Results that passed the app's validator and wait for their replicas to agree (rare, small).
 CREATE INDEX results_awaiting_quorum ON results (task_id) WHERE validate_state = 'passed';
+-- A job not finished this many seconds after `run` fails as expired (NULL: no deadline).
+ALTER TABLE jobs ADD COLUMN deadline_secs INTEGER;

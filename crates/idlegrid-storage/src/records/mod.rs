@@ -50,6 +50,8 @@ pub struct NewJob {
     pub task_timeout_secs: u64,
     /// How chunks are replicated across devices.
     pub replication: Replication,
+    /// Seconds after `run` by which the job must be finished, or it expires.
+    pub deadline_secs: Option<u64>,
 }
 
 /// A stored blob referenced by a record.
@@ -363,6 +365,8 @@ pub trait Store: Send + Sync + 'static {
         before: Option<JobId>,
         limit: u32,
     ) -> Result<Vec<JobRecord>>;
+    /// Unfinished jobs whose deadline passed before `now_ms`.
+    async fn jobs_past_deadline(&self, now_ms: i64) -> Result<Vec<JobId>>;
     /// All jobs in the given states, oldest first.
     async fn jobs_in_states(&self, states: &[JobState]) -> Result<Vec<JobRecord>>;
     /// Records the job's input; only while the job is `created`. Returns false otherwise.

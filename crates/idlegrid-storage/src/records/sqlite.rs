@@ -125,6 +125,7 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
                 .transpose()?
                 .unwrap_or(Replication::NONE)
             },
+            deadline_secs: get_opt("deadline_secs")?.map(|s| s as u64),
         },
         state: job_state(&row.try_get::<String, _>("state").map_err(backend)?)?,
         error: row.try_get("error").map_err(backend)?,
@@ -491,8 +492,9 @@ impl Store for SqliteStore {
     async fn create_job(&self, job: &NewJob) -> Result<JobRecord> {
         let row = sqlx::query(
             "INSERT INTO jobs (tenant_id, app, app_version, bundle_sha256, params, partition_options, \
-             priority, max_attempts, task_timeout_secs, replication, state, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, 'created', ?10) RETURNING *",
+             priority, max_attempts, task_timeout_secs, replication, deadline_secs, state, \
+             created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?12, 'created', ?10) RETURNING *",
         )
         .bind(job.tenant.0)
         .bind(&job.app)
@@ -509,6 +511,7 @@ impl Store for SqliteStore {
                 .is_replicated()
                 .then(|| serde_json::to_string(&job.replication).unwrap_or_default()),
         )
+        .bind(job.deadline_secs.map(|s| s as i64))
         .fetch_one(&self.writer)
         .await
         .map_err(backend)?;
@@ -540,6 +543,19 @@ impl Store for SqliteStore {
         .await
         .map_err(backend)?;
         rows.iter().map(job_from_row).collect()
+    }
+
+    async fn jobs_past_deadline(&self, now_ms: i64) -> Result<Vec<JobId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE deadline_secs IS NOT NULL \
+             AND state IN ('submitted', 'partitioning', 'running', 'assembling') \
+             AND submitted_at + deadline_secs * 1000 < ?1",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(ids.into_iter().map(JobId).collect())
     }
 
     async fn jobs_in_states(&self, states: &[JobState]) -> Result<Vec<JobRecord>> {
@@ -1104,6 +1120,7 @@ mod tests {
                 max_attempts: 2,
                 task_timeout_secs: 60,
                 replication: Replication::NONE,
+                deadline_secs: None,
             })
             .await
             .unwrap();
