@@ -1324,11 +1324,30 @@ async fn a_video_job_survives_the_coordinator_killed_in_each_stage() {
         )
         .await;
     // (Chunks are dispatched while the split goes on, so the job may still be partitioning.)
+    // Best with a result reported but not yet judged (the validator decodes it): wait a little
+    // for one.
+    let mut status = status;
+    let mut validating = false;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && !status.state.is_terminal() {
+        if status.chunks.results > status.chunks.done + status.chunks.rejected {
+            validating = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        status = client.job(id).await.unwrap();
+    }
     if matches!(status.state, JobState::Partitioning | JobState::Running) {
         cluster.kill_coordinator();
         kills.push(format!(
-            "in running, {} of {:?} chunks done",
-            status.chunks.done, status.chunks.total
+            "in running{}, {} of {:?} chunks done",
+            if validating {
+                " with a result being validated"
+            } else {
+                ""
+            },
+            status.chunks.done,
+            status.chunks.total
         ));
         tokio::time::sleep(Duration::from_millis(500)).await;
         cluster.restart_coordinator();
