@@ -80,8 +80,12 @@ pub fn disk_allowance(limits: &TaskLimits) -> u64 {
 /// How often the scratch directory's size is checked.
 const DISK_CHECK: Duration = Duration::from_millis(500);
 
-/// Bytes of the regular files under `dir` (symlinks not followed); stops counting past
-/// `stop_at`.
+/// What any directory entry costs at least: empty files, directories and links use inodes
+/// and directory blocks, so millions of them fill a disk as surely as bytes do.
+const ENTRY_COST: u64 = 4096;
+
+/// Disk used under `dir` (symlinks not followed): each entry's allocated bytes (a sparse file
+/// costs only what it holds), at least [`ENTRY_COST`] each; stops counting past `stop_at`.
 fn disk_usage(dir: &Path, stop_at: u64) -> u64 {
     let mut total = 0u64;
     let mut pending = vec![dir.to_path_buf()];
@@ -90,15 +94,16 @@ fn disk_usage(dir: &Path, stop_at: u64) -> u64 {
             continue;
         };
         for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
             if meta.is_dir() {
                 pending.push(entry.path());
-            } else if meta.is_file() {
-                // Allocated bytes: a sparse file costs only what it holds.
-                total = total.saturating_add(meta.blocks().saturating_mul(512));
-                if total > stop_at {
-                    return total;
-                }
+            }
+            let bytes = meta.blocks().saturating_mul(512).max(ENTRY_COST);
+            total = total.saturating_add(bytes);
+            if total > stop_at {
+                return total;
             }
         }
     }
@@ -190,7 +195,7 @@ pub async fn run(
 
     let timeout = Duration::from_secs(script.limits.timeout_secs);
     // Files are bounded one by one (RLIMIT_FSIZE), not in number: the directory as a whole is
-    // watched.
+    // watched, bytes and entries.
     let baseline = disk_usage(script.workdir, u64::MAX);
     let quota = baseline.saturating_add(disk_allowance(script.limits));
     let workdir = script.workdir.to_path_buf();

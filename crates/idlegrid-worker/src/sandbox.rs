@@ -9,8 +9,9 @@
 //! - Landlock: read-only access to what the runtime needs (system libraries, Python, FFmpeg),
 //!   read-write access to the task's scratch directory only, no TCP bind or connect, and no
 //!   signals or abstract Unix sockets reaching outside the sandbox;
-//! - a seccomp filter: no sockets but Unix ones, no `ptrace`, no mounts, no namespaces, no
-//!   kernel keyrings, modules, BPF or `io_uring`; `no_new_privs`.
+//! - a seccomp filter: no sockets but Unix ones, and no `connect` or addressed datagrams even
+//!   for those (so no Unix socket bound to a path is reachable either), no `ptrace`, no mounts,
+//!   no namespaces, no kernel keyrings, modules, BPF or `io_uring`; `no_new_privs`.
 //!
 //! What a sandbox really enforces on this kernel is checked at start-up by running a probe
 //! script in it (`crate::selftest`). macOS and Windows get only [`RlimitSandbox`]'s process
@@ -294,6 +295,13 @@ mod linux {
 
     /// System calls refused outright (`EACCES`), whatever their arguments.
     const DENIED: &[i64] = &[
+        // Unix sockets bound to a path (a desktop bus, a container engine, an SSH agent, the
+        // system log) are reached by connect or by a datagram's address, which neither
+        // Landlock nor a filter's view of the arguments can tell apart from harmless ones:
+        // scripts may not connect at all, nor address datagrams (socketpair still works).
+        libc_sys::SYS_connect,
+        libc_sys::SYS_sendmsg,
+        libc_sys::SYS_sendmmsg,
         libc_sys::SYS_ptrace,
         libc_sys::SYS_process_vm_readv,
         libc_sys::SYS_process_vm_writev,
@@ -363,6 +371,11 @@ mod linux {
         for call in [libc_sys::SYS_socket, libc_sys::SYS_socketpair] {
             denied.insert(call, vec![rule(vec![cond(0, SeccompCmpOp::Ne, AF_UNIX)?])?]);
         }
+        // Datagrams with a destination address (sendto's fifth argument).
+        denied.insert(
+            libc_sys::SYS_sendto,
+            vec![rule(vec![cond(4, SeccompCmpOp::Ne, 0)?])?],
+        );
         // New namespaces through clone's flags.
         let mut clone_rules = Vec::new();
         for &flag in NAMESPACE_FLAGS {

@@ -196,6 +196,55 @@ async fn tcp_connections_are_refused() {
 }
 
 #[tokio::test]
+async fn unix_sockets_bound_to_a_path_are_unreachable() {
+    use std::os::unix::fs::PermissionsExt;
+    let device = Device::new().await;
+    // A socket anyone could connect to, as a desktop bus or the system log would be.
+    let dir = tempfile::Builder::new()
+        .prefix("idlegrid-hostile-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let stream = dir.path().join("bus.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&stream).unwrap();
+    let log = dir.path().join("log.sock");
+    let _log = std::os::unix::net::UnixDatagram::bind(&log).unwrap();
+    for path in [&stream, &log] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    device
+        .contained(
+            &script(&format!(
+                "import socket\ns = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\ns.connect({:?})\n",
+                stream.display().to_string()
+            )),
+            &limits_default(),
+            "PermissionError",
+        )
+        .await;
+    device
+        .contained(
+            &script(&format!(
+                "import socket\ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\ns.sendto(b'x', {:?})\n",
+                log.display().to_string()
+            )),
+            &limits_default(),
+            "PermissionError",
+        )
+        .await;
+    // Unix socket pairs, which the runtime itself uses, still work.
+    device
+        .run(
+            &script(
+                "import socket\na, b = socket.socketpair()\na.sendall(b'ok')\nassert b.recv(2) == b'ok'\nopen('output/out.txt', 'w').write('ok')\n",
+            ),
+            &limits_default(),
+        )
+        .await
+        .expect("a socket pair works in the sandbox");
+}
+
+#[tokio::test]
 async fn udp_is_refused() {
     let device = Device::new().await;
     device
@@ -279,6 +328,23 @@ async fn filling_the_disk_with_many_files_is_stopped_at_the_scratch_quota() {
             &script(
                 "import time\ni = 0\nwhile True:\n    open('f%d' % i, 'wb').write(os.urandom(512 * 1024))\n    i += 1\n    time.sleep(0.01)\n",
             ),
+            &limits,
+            "bytes to its scratch directory",
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn filling_the_disk_with_empty_files_is_stopped_at_the_scratch_quota() {
+    let device = Device::new().await;
+    let limits = TaskLimits {
+        max_output_bytes: 1024 * 1024,
+        ..limits_default()
+    };
+    // Empty files hold no bytes but use inodes; each counts as a block.
+    device
+        .contained(
+            &script("i = 0\nwhile True:\n    open('e%d' % i, 'wb').close()\n    i += 1\n"),
             &limits,
             "bytes to its scratch directory",
         )
