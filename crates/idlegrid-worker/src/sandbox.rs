@@ -248,8 +248,14 @@ mod linux {
             workdir: &Path,
         ) -> std::io::Result<()> {
             command.process_group(0);
-            // Process counts are per user: a limit is only meaningful for a user of its own.
-            let limits = rlimits(limits, self.user.map(|_| MAX_PROCESSES));
+            // Process counts are per user. A script with a user of its own gets its share;
+            // one running as the worker's user may add its share to what that user already
+            // runs (a limit of 256 would stop a desktop user's script from forking at all).
+            let processes = match self.user {
+                Some(_) => MAX_PROCESSES,
+                None => threads_of_user(nix::unistd::getuid().as_raw()) + MAX_PROCESSES,
+            };
+            let limits = rlimits(limits, Some(processes));
             if let Some((uid, gid)) = self.user {
                 chown_tree(workdir, uid, gid)?;
             }
@@ -355,6 +361,38 @@ mod linux {
 
     const AF_UNIX: u64 = 1;
 
+    /// Threads (what `RLIMIT_NPROC` counts) of the processes whose real user is `uid`.
+    pub(super) fn threads_of_user(uid: u32) -> u64 {
+        let Ok(procs) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        let mut threads = 0u64;
+        for entry in procs.flatten() {
+            if !entry
+                .file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+            {
+                continue;
+            }
+            let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+                continue;
+            };
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            if field("Uid:") == Some(u64::from(uid)) {
+                threads += field("Threads:").unwrap_or(1);
+            }
+        }
+        threads
+    }
+
     fn seccomp_filters() -> Result<Vec<BpfProgram>, String> {
         let arch = TargetArch::try_from(std::env::consts::ARCH)
             .map_err(|e| format!("no seccomp filter for this architecture: {e}"))?;
@@ -414,5 +452,17 @@ mod linux {
     /// System call numbers of this architecture.
     mod libc_sys {
         pub use nix::libc::*;
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    #[test]
+    fn threads_of_a_user_include_this_process() {
+        let uid = nix::unistd::getuid().as_raw();
+        let threads = super::linux::threads_of_user(uid);
+        // At least this test's own thread and its main thread.
+        assert!(threads >= 2, "{threads}");
+        assert_eq!(super::linux::threads_of_user(u32::MAX - 7), 0);
     }
 }
