@@ -609,6 +609,17 @@ async fn expired_leases_go_back_to_the_queue() {
     )
     .await;
     assert_eq!(late.error.unwrap().code, "lease_not_held");
+    // Its heartbeat for the expired lease is answered, not refused: the lease is not held.
+    let beat = vanished
+        .heartbeat(&Heartbeat {
+            leases: vec![HeartbeatItem {
+                lease_id: first.lease_id,
+                progress: Some(0.9),
+            }],
+        })
+        .await
+        .unwrap();
+    assert!(!beat.leases[0].held);
     grid.stop().await;
 }
 

@@ -1264,6 +1264,78 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_replicated_task_takes_one_result_per_device_and_asks_for_more() {
+        let (_dir, store) = store().await;
+        let (job, _) = running_job(&store, 0).await;
+        let chunk = NewTask {
+            index: 9,
+            input_key: None,
+            offset: 0,
+            len: 1,
+            meta: None,
+        };
+        let task = store.insert_tasks(job.id, &[chunk], 2).await.unwrap()[0];
+        let caps = Capabilities::default();
+        let owner = store.ensure_owner("o").await.unwrap();
+        let w1 = store
+            .register_worker(owner, "a", &caps, [1; 32])
+            .await
+            .unwrap();
+        let w2 = store
+            .register_worker(owner, "b", &caps, [2; 32])
+            .await
+            .unwrap();
+        let by = |worker, bytes: &[u8]| NewResult {
+            worker,
+            ..result(task, job.id, bytes)
+        };
+        // The same device twice (in one batch and later) gives one result.
+        let ids = store
+            .record_results(&[by(w1, b"x"), by(w1, b"x")])
+            .await
+            .unwrap();
+        assert!(ids[0].is_some() && ids[1].is_none());
+        assert!(store.record_results(&[by(w1, b"y")]).await.unwrap()[0].is_none());
+        assert_eq!(
+            store.tasks(&[task]).await.unwrap()[0].state,
+            TaskState::Pending
+        );
+        let second = store.record_results(&[by(w2, b"z")]).await.unwrap()[0].unwrap();
+        let state = &store.replica_states(&[task]).await.unwrap()[0];
+        assert_eq!((state.state, state.wanted), (TaskState::Validating, 2));
+        assert_eq!(state.results.len(), 2);
+        // They disagree: both wait, and one more replica is asked for, kept from both devices.
+        let applied = store
+            .apply_verdicts(&[
+                Verdict::Passed(ids[0].unwrap()),
+                Verdict::Passed(second),
+                Verdict::MoreReplicas(task, 1),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(applied.replicate.len(), 1);
+        let mut exclude = applied.replicate[0].exclude.clone();
+        exclude.sort();
+        assert_eq!(exclude, [w1, w2]);
+        let state = &store.replica_states(&[task]).await.unwrap()[0];
+        assert_eq!((state.state, state.wanted), (TaskState::Pending, 3));
+        assert!(state.results.iter().all(|r| r.passed));
+        // The quorum settles it: the odd one out is rejected and its device's run ends.
+        let applied = store
+            .apply_verdicts(&[
+                Verdict::Valid(ids[0].unwrap()),
+                Verdict::Invalid(second, "differs".into()),
+            ])
+            .await
+            .unwrap();
+        assert!(!applied.charged[0].still_pending);
+        assert_eq!(store.reputation(w1).await.unwrap().unwrap().streak, 1);
+        assert_eq!(store.reputation(w2).await.unwrap().unwrap().streak, 0);
+        let job = store.job(job.id).await.unwrap().unwrap();
+        assert_eq!((job.results_received, job.results_rejected), (2, 1));
+    }
+
+    #[tokio::test]
     async fn failures_are_charged_and_transitions_are_compare_and_set() {
         let (_dir, store) = store().await;
         let (job, tasks) = running_job(&store, 1).await;
