@@ -2,15 +2,17 @@
 //! quorum verdicts with the rule in [`idlegrid_domain::replication`], and queues the replicas
 //! those verdicts ask for.
 //!
-//! Called only from the Validator stage, which records one group of verdicts at a time, so the
-//! state read here is not changed by another verdict before the decision is recorded. Results
-//! arriving meanwhile are only added, and are judged on their own turn.
+//! A task is decided inside one records transaction that holds it ([`Store::settle_replicas`]),
+//! so validators deciding at once — in one coordinator or several — never decide it on stale
+//! state. Results arriving meanwhile are only added, and are judged on their own turn.
+//!
+//! [`Store::settle_replicas`]: idlegrid_storage::records::Store::settle_replicas
 
 use crate::grid::Grid;
 use idlegrid_domain::replication::{Decision, decide};
 use idlegrid_domain::{Replication, ResultId, TaskId, TaskState};
 use idlegrid_storage::StorageError;
-use idlegrid_storage::records::{ReplicaResult, ReplicaState, Replicate, Verdict};
+use idlegrid_storage::records::{ReplicaResult, ReplicaState, Replicate, Verdict, VerdictsApplied};
 use std::collections::BTreeMap;
 
 /// A result of a replicated job that passed its app's validator.
@@ -24,10 +26,11 @@ pub struct Passed {
     pub policy: Replication,
 }
 
-/// The verdicts for results that passed their app's validator: accepted by quorum, rejected
-/// for disagreeing with it, or kept waiting for replicas (with more replicas asked for, or the
-/// task failed, when the replicas cannot agree).
-pub async fn verdicts(grid: &Grid, passed: &[Passed]) -> Result<Vec<Verdict>, StorageError> {
+/// Records the verdicts for results that passed their app's validator: accepted by quorum,
+/// rejected for disagreeing with it, or kept waiting for replicas (with more replicas asked
+/// for, or the task failed, when the replicas cannot agree). Each task is decided on its state
+/// as of the decision, in the same transaction.
+pub async fn settle(grid: &Grid, passed: &[Passed]) -> Result<VerdictsApplied, StorageError> {
     let mut by_task: BTreeMap<TaskId, (Replication, Vec<ResultId>)> = BTreeMap::new();
     for p in passed {
         by_task
@@ -37,14 +40,13 @@ pub async fn verdicts(grid: &Grid, passed: &[Passed]) -> Result<Vec<Verdict>, St
             .push(p.result);
     }
     let tasks: Vec<TaskId> = by_task.keys().copied().collect();
-    let mut verdicts = Vec::new();
-    for state in grid.store.replica_states(&tasks).await? {
-        let Some((policy, new)) = by_task.get(&state.task) else {
-            continue;
-        };
-        verdicts.extend(task_verdicts(policy, &state, new, rand::random()));
-    }
-    Ok(verdicts)
+    let decide = move |state: &ReplicaState| -> Vec<Verdict> {
+        match by_task.get(&state.task) {
+            Some((policy, new)) => task_verdicts(policy, state, new, rand::random()),
+            None => Vec::new(),
+        }
+    };
+    grid.store.settle_replicas(&tasks, &decide).await
 }
 
 /// The verdicts for one task; `u` is a uniform sample in `[0, 1)` for the spot check.

@@ -14,7 +14,7 @@ use idlegrid_domain::{AttemptOutcome, JobId, Replication, ResultId, TaskId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::queue::{Item, Stage};
-use idlegrid_storage::records::{JobRecord, NewFailure, ResultRecord, Verdict};
+use idlegrid_storage::records::{JobRecord, NewFailure, ResultRecord, Verdict, VerdictsApplied};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -188,31 +188,30 @@ async fn record(grid: &Arc<Grid>, done: Vec<Judged>) {
         }
     }
     let changed = recorded.iter().map(|item| item.job).collect();
-    let applied = match quorum::verdicts(grid, &passed).await {
-        Ok(more) => {
-            verdicts.extend(more);
-            apply(grid, &verdicts, changed).await
-        }
-        Err(e) => Err(e),
-    };
-    if let Err(e) = applied {
+    if let Err(e) = apply(grid, &verdicts, &passed, changed).await {
         tracing::error!(error = %e, "recording verdicts failed; will judge again");
         again.extend(recorded);
     }
     requeue_later(grid, again);
 }
 
-/// Records verdicts: accepted chunks, rejected ones charged and retried, jobs whose last chunk
-/// was accepted queued for assembly.
+/// Records verdicts (those of replicated results through the quorum), then acts on them:
+/// jobs whose last chunk was accepted queued for assembly, rejected chunks charged and
+/// retried, replicas queued, chunks whose replicas never agreed failed with their jobs.
 async fn apply(
     grid: &Grid,
     verdicts: &[Verdict],
+    passed: &[quorum::Passed],
     changed: BTreeSet<JobId>,
 ) -> Result<(), StorageError> {
-    if verdicts.is_empty() {
-        return Ok(());
+    let mut applied = if verdicts.is_empty() {
+        VerdictsApplied::default()
+    } else {
+        grid.store.apply_verdicts(verdicts).await?
+    };
+    if !passed.is_empty() {
+        applied.merge(quorum::settle(grid, passed).await?);
     }
-    let applied = grid.store.apply_verdicts(verdicts).await?;
     let assemble: Vec<Item> = applied
         .ready_to_assemble
         .iter()

@@ -245,6 +245,9 @@ pub struct ReplicaResult {
     pub streak: u64,
 }
 
+/// The quorum rule as [`Store::settle_replicas`] applies it: verdicts for one task's state.
+pub type Decide = dyn Fn(&ReplicaState) -> Vec<Verdict> + Send + Sync;
+
 /// More replicas a task needs, to be queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replicate {
@@ -302,6 +305,16 @@ pub struct VerdictsApplied {
     pub replicate: Vec<Replicate>,
     /// Tasks failed by a [`Verdict::FailTask`], with their jobs and reasons.
     pub failed: Vec<(JobId, TaskId, String)>,
+}
+
+impl VerdictsApplied {
+    /// Adds what another application of verdicts did.
+    pub fn merge(&mut self, other: VerdictsApplied) {
+        self.ready_to_assemble.extend(other.ready_to_assemble);
+        self.charged.extend(other.charged);
+        self.replicate.extend(other.replicate);
+        self.failed.extend(other.failed);
+    }
 }
 
 /// One failed attempt, for the job's error message.
@@ -419,6 +432,10 @@ pub trait Store: Send + Sync + 'static {
     async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied>;
     /// The replication state of these tasks (those that exist), in id order.
     async fn replica_states(&self, tasks: &[TaskId]) -> Result<Vec<ReplicaState>>;
+    /// Decides replicated tasks: reads their states and applies the verdicts `decide` gives
+    /// for each, in one transaction that holds the tasks, so coordinators deciding at once
+    /// never decide one task on stale state.
+    async fn settle_replicas(&self, tasks: &[TaskId], decide: &Decide) -> Result<VerdictsApplied>;
     /// Marks a task failed (its attempts are spent). Returns false if it was already final.
     async fn fail_task(&self, task: TaskId) -> Result<bool>;
     /// Failed attempts at a task, oldest first.

@@ -8,9 +8,9 @@
 //! thousand-row batch is one statement, not a thousand round trips to the sqlx worker thread.
 
 use super::{
-    AttemptRecord, FailureCharged, JobRecord, NewFailure, NewJob, NewResult, NewTask, OutputRef,
-    Principal, ReplicaResult, ReplicaState, Replicate, Reputation, ResultRecord, Store, StoredBlob,
-    TaskRecord, Verdict, VerdictsApplied,
+    AttemptRecord, Decide, FailureCharged, JobRecord, NewFailure, NewJob, NewResult, NewTask,
+    OutputRef, Principal, ReplicaResult, ReplicaState, Replicate, Reputation, ResultRecord, Store,
+    StoredBlob, TaskRecord, Verdict, VerdictsApplied,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
@@ -309,6 +309,155 @@ async fn fail_task_in(tx: &mut Tx<'_>, task: TaskId) -> Result<Option<JobId>> {
             .map_err(backend)?;
     }
     Ok(job.map(JobId))
+}
+
+async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
+    let mut applied = VerdictsApplied::default();
+    let (mut valid, mut passed) = (Vec::new(), Vec::new());
+    for verdict in verdicts {
+        match verdict {
+            Verdict::Valid(id) => valid.push(*id),
+            Verdict::Passed(id) => passed.push(*id),
+            _ => {}
+        }
+    }
+    if !passed.is_empty() {
+        sqlx::query(
+            "UPDATE results SET validate_state = 'passed' \
+             WHERE id IN (SELECT value FROM json_each(?1)) AND validate_state = 'pending'",
+        )
+        .bind(ids_json(&passed))
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    if !valid.is_empty() {
+        let ids = ids_json(&valid);
+        let done_jobs: Vec<i64> = sqlx::query_scalar(
+            "UPDATE tasks SET state = 'done', canonical_result = v.rid \
+             FROM (SELECT r.id AS rid, r.task_id AS tid FROM json_each(?1) j \
+                   JOIN results r ON r.id = j.value \
+                   WHERE r.validate_state IN ('pending', 'passed')) AS v \
+             WHERE tasks.id = v.tid AND tasks.state IN ('pending', 'validating') \
+             RETURNING tasks.job_id",
+        )
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(
+            "UPDATE results SET validate_state = CASE WHEN \
+             (SELECT canonical_result FROM tasks WHERE tasks.id = results.task_id) = results.id \
+             THEN 'valid' ELSE 'redundant' END \
+             WHERE id IN (SELECT value FROM json_each(?1)) \
+             AND validate_state IN ('pending', 'passed')",
+        )
+        .bind(&ids)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query(
+            "UPDATE workers SET valid_streak = valid_streak + c.n \
+             FROM (SELECT worker_id AS w, count(*) AS n FROM results \
+                   WHERE id IN (SELECT value FROM json_each(?1)) GROUP BY worker_id) AS c \
+             WHERE workers.id = c.w",
+        )
+        .bind(&ids)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        let mut per_job: BTreeMap<i64, i64> = BTreeMap::new();
+        for job in done_jobs {
+            *per_job.entry(job).or_default() += 1;
+        }
+        for (job, n) in per_job {
+            let state: Option<String> = sqlx::query_scalar(
+                "UPDATE jobs SET chunks_done = chunks_done + ?2, \
+                 state = CASE WHEN chunks_total IS NOT NULL AND chunks_done + ?2 >= chunks_total \
+                              AND state IN ('partitioning', 'running') \
+                         THEN 'assembling' ELSE state END \
+                 WHERE id = ?1 RETURNING state",
+            )
+            .bind(job)
+            .bind(n)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+            if state.as_deref() == Some(JobState::Assembling.as_str()) {
+                applied.ready_to_assemble.push(JobId(job));
+            }
+        }
+    }
+    for verdict in verdicts {
+        match verdict {
+            Verdict::Invalid(id, reason) => {
+                if let Some(charged) = reject(tx, *id, reason).await? {
+                    applied.charged.push(charged);
+                }
+            }
+            Verdict::MoreReplicas(task, copies) => {
+                if let Some(more) = add_replicas(tx, *task, *copies).await? {
+                    applied.replicate.push(more);
+                }
+            }
+            Verdict::FailTask(task, reason) => {
+                if let Some(job) = fail_task_in(tx, *task).await? {
+                    applied.failed.push((job, *task, reason.clone()));
+                }
+            }
+            Verdict::Valid(_) | Verdict::Passed(_) => {}
+        }
+    }
+    Ok(applied)
+}
+
+async fn read_replica_states(
+    conn: &mut sqlx::SqliteConnection,
+    tasks: &[TaskId],
+) -> Result<Vec<ReplicaState>> {
+    let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
+    let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+    let rows: Vec<(i64, i64, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT t.id, t.job_id, t.state, t.replicas, \
+         (SELECT sha256 FROM results WHERE id = t.canonical_result) \
+         FROM tasks t WHERE t.id IN (SELECT value FROM json_each(?1)) ORDER BY t.id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let live: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
+        "SELECT r.task_id, r.id, r.worker_id, r.sha256, r.validate_state, w.valid_streak \
+         FROM results r JOIN workers w ON w.id = r.worker_id \
+         WHERE r.task_id IN (SELECT value FROM json_each(?1)) AND r.outcome = 'success' \
+         AND r.validate_state IN ('pending', 'passed') ORDER BY r.id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let mut by_task: BTreeMap<i64, Vec<ReplicaResult>> = BTreeMap::new();
+    for (task, id, worker, sha256, state, streak) in live {
+        by_task.entry(task).or_default().push(ReplicaResult {
+            id: ResultId(id),
+            worker: WorkerId(worker),
+            sha256,
+            passed: state == "passed",
+            streak: streak.max(0) as u64,
+        });
+    }
+    rows.into_iter()
+        .map(|(id, job, state, wanted, accepted_sha256)| {
+            Ok(ReplicaState {
+                task: TaskId(id),
+                job: JobId(job),
+                state: task_state(&state)?,
+                wanted: wanted.max(1) as u32,
+                accepted_sha256,
+                results: by_task.remove(&id).unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 #[async_trait]
@@ -892,151 +1041,25 @@ impl Store for SqliteStore {
     }
 
     async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
-        let mut applied = VerdictsApplied::default();
-        let (mut valid, mut passed) = (Vec::new(), Vec::new());
-        for verdict in verdicts {
-            match verdict {
-                Verdict::Valid(id) => valid.push(*id),
-                Verdict::Passed(id) => passed.push(*id),
-                _ => {}
-            }
-        }
         let mut tx = self.writer.begin().await.map_err(backend)?;
-        if !passed.is_empty() {
-            sqlx::query(
-                "UPDATE results SET validate_state = 'passed' \
-                 WHERE id IN (SELECT value FROM json_each(?1)) AND validate_state = 'pending'",
-            )
-            .bind(ids_json(&passed))
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        }
-        if !valid.is_empty() {
-            let ids = ids_json(&valid);
-            let done_jobs: Vec<i64> = sqlx::query_scalar(
-                "UPDATE tasks SET state = 'done', canonical_result = v.rid \
-                 FROM (SELECT r.id AS rid, r.task_id AS tid FROM json_each(?1) j \
-                       JOIN results r ON r.id = j.value \
-                       WHERE r.validate_state IN ('pending', 'passed')) AS v \
-                 WHERE tasks.id = v.tid AND tasks.state IN ('pending', 'validating') \
-                 RETURNING tasks.job_id",
-            )
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?;
-            sqlx::query(
-                "UPDATE results SET validate_state = CASE WHEN \
-                 (SELECT canonical_result FROM tasks WHERE tasks.id = results.task_id) = results.id \
-                 THEN 'valid' ELSE 'redundant' END \
-                 WHERE id IN (SELECT value FROM json_each(?1)) \
-                 AND validate_state IN ('pending', 'passed')",
-            )
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            sqlx::query(
-                "UPDATE workers SET valid_streak = valid_streak + c.n \
-                 FROM (SELECT worker_id AS w, count(*) AS n FROM results \
-                       WHERE id IN (SELECT value FROM json_each(?1)) GROUP BY worker_id) AS c \
-                 WHERE workers.id = c.w",
-            )
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            let mut per_job: BTreeMap<i64, i64> = BTreeMap::new();
-            for job in done_jobs {
-                *per_job.entry(job).or_default() += 1;
-            }
-            for (job, n) in per_job {
-                let state: Option<String> = sqlx::query_scalar(
-                    "UPDATE jobs SET chunks_done = chunks_done + ?2, \
-                     state = CASE WHEN chunks_total IS NOT NULL AND chunks_done + ?2 >= chunks_total \
-                                  AND state IN ('partitioning', 'running') \
-                             THEN 'assembling' ELSE state END \
-                     WHERE id = ?1 RETURNING state",
-                )
-                .bind(job)
-                .bind(n)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-                if state.as_deref() == Some(JobState::Assembling.as_str()) {
-                    applied.ready_to_assemble.push(JobId(job));
-                }
-            }
-        }
-        for verdict in verdicts {
-            match verdict {
-                Verdict::Invalid(id, reason) => {
-                    if let Some(charged) = reject(&mut tx, *id, reason).await? {
-                        applied.charged.push(charged);
-                    }
-                }
-                Verdict::MoreReplicas(task, copies) => {
-                    if let Some(more) = add_replicas(&mut tx, *task, *copies).await? {
-                        applied.replicate.push(more);
-                    }
-                }
-                Verdict::FailTask(task, reason) => {
-                    if let Some(job) = fail_task_in(&mut tx, *task).await? {
-                        applied.failed.push((job, *task, reason.clone()));
-                    }
-                }
-                Verdict::Valid(_) | Verdict::Passed(_) => {}
-            }
-        }
+        let applied = apply_in(&mut tx, verdicts).await?;
         tx.commit().await.map_err(backend)?;
         Ok(applied)
     }
 
     async fn replica_states(&self, tasks: &[TaskId]) -> Result<Vec<ReplicaState>> {
-        let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
-        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-        let rows: Vec<(i64, i64, String, i64, Option<String>)> = sqlx::query_as(
-            "SELECT t.id, t.job_id, t.state, t.replicas, \
-             (SELECT sha256 FROM results WHERE id = t.canonical_result) \
-             FROM tasks t WHERE t.id IN (SELECT value FROM json_each(?1)) ORDER BY t.id",
-        )
-        .bind(&ids)
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        let live: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
-            "SELECT r.task_id, r.id, r.worker_id, r.sha256, r.validate_state, w.valid_streak \
-             FROM results r JOIN workers w ON w.id = r.worker_id \
-             WHERE r.task_id IN (SELECT value FROM json_each(?1)) AND r.outcome = 'success' \
-             AND r.validate_state IN ('pending', 'passed') ORDER BY r.id",
-        )
-        .bind(&ids)
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        let mut by_task: BTreeMap<i64, Vec<ReplicaResult>> = BTreeMap::new();
-        for (task, id, worker, sha256, state, streak) in live {
-            by_task.entry(task).or_default().push(ReplicaResult {
-                id: ResultId(id),
-                worker: WorkerId(worker),
-                sha256,
-                passed: state == "passed",
-                streak: streak.max(0) as u64,
-            });
-        }
-        rows.into_iter()
-            .map(|(id, job, state, wanted, accepted_sha256)| {
-                Ok(ReplicaState {
-                    task: TaskId(id),
-                    job: JobId(job),
-                    state: task_state(&state)?,
-                    wanted: wanted.max(1) as u32,
-                    accepted_sha256,
-                    results: by_task.remove(&id).unwrap_or_default(),
-                })
-            })
-            .collect()
+        let mut conn = self.writer.acquire().await.map_err(backend)?;
+        read_replica_states(&mut conn, tasks).await
+    }
+
+    async fn settle_replicas(&self, tasks: &[TaskId], decide: &Decide) -> Result<VerdictsApplied> {
+        // The single writer connection serialises this with every other write.
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let states = read_replica_states(&mut tx, tasks).await?;
+        let verdicts: Vec<Verdict> = states.iter().flat_map(decide).collect();
+        let applied = apply_in(&mut tx, &verdicts).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(applied)
     }
 
     async fn fail_task(&self, task: TaskId) -> Result<bool> {
