@@ -25,6 +25,12 @@ if ! "$SCHEMATHESIS" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; th
   target/pytools/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
+# PostgreSQL, Redis and an S3 server on loopback for the scale-out backends' tests; stopped on
+# exit. The tests fail rather than skip when they cannot reach them.
+eval "$(scripts/services.sh start)"
+trap 'scripts/services.sh stop' EXIT
+export IDLEGRID_REQUIRE_SERVICES=1
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -1,5 +1,6 @@
 //! Blob store on the `object_store` crate: local files in embedded mode (`LocalFileSystem`
-//! writes multipart uploads to a staging file and renames it into place on completion).
+//! writes multipart uploads to a staging file and renames it into place on completion), or any
+//! S3-compatible bucket when coordinators share one (multipart uploads complete atomically).
 
 use super::{BlobStore, ByteStream, PutError, UploadStream};
 use crate::records::StoredBlob;
@@ -37,6 +38,49 @@ fn path(key: &str) -> Result<ObjectPath> {
 }
 
 impl ObjectBlobStore {
+    /// The blob store a URL names: `s3://bucket[/prefix][?endpoint=URL&region=R]` for an
+    /// S3-compatible bucket, anything else (`file:///dir` or a plain path) for local files.
+    pub fn open(url: &str) -> Result<Self> {
+        if url.starts_with("s3://") {
+            Self::s3(url)
+        } else {
+            let dir = url.strip_prefix("file://").unwrap_or(url);
+            Self::local(std::path::Path::new(dir))
+        }
+    }
+
+    /// Blobs in an S3-compatible bucket: `s3://bucket[/prefix]` with optional query parameters
+    /// `endpoint` (a server other than AWS, e.g. `http://127.0.0.1:9000`; plain HTTP is then
+    /// allowed and requests are path-style) and `region`. Credentials come from the usual
+    /// `AWS_*` environment variables.
+    pub fn s3(url: &str) -> Result<Self> {
+        let bad = |why: &str| StorageError::Backend(format!("blob store URL {url:?}: {why}"));
+        let rest = url.strip_prefix("s3://").ok_or_else(|| bad("must start with s3://"))?;
+        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+        if bucket.is_empty() {
+            return Err(bad("names no bucket"));
+        }
+        let mut builder = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            builder = match name {
+                "endpoint" => builder
+                    .with_endpoint(value)
+                    .with_allow_http(value.starts_with("http://"))
+                    .with_virtual_hosted_style_request(false),
+                "region" => builder.with_region(value),
+                other => return Err(bad(&format!("unknown parameter {other:?}"))),
+            };
+        }
+        let s3 = builder.build().map_err(|e| bad(&e.to_string()))?;
+        let store: Arc<dyn ObjectStore> = match prefix.trim_matches('/') {
+            "" => Arc::new(s3),
+            prefix => Arc::new(object_store::prefix::PrefixStore::new(s3, prefix)),
+        };
+        Ok(ObjectBlobStore { store, root: None })
+    }
+
     /// Blobs as files under `dir`, which is created if missing.
     pub fn local(dir: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
@@ -455,6 +499,70 @@ mod tests {
             blobs.get("jobs/3/chunks/9", None).await,
             Err(StorageError::NotFound(_))
         ));
+    }
+
+    /// A fresh prefix in the test bucket named by `IDLEGRID_TEST_S3`
+    /// (`s3://bucket?endpoint=...`, set by `scripts/services.sh`).
+    fn test_bucket() -> Option<String> {
+        let Ok(url) = std::env::var("IDLEGRID_TEST_S3") else {
+            assert!(
+                std::env::var("IDLEGRID_REQUIRE_SERVICES").as_deref() != Ok("1"),
+                "IDLEGRID_TEST_S3 is not set: start the services with scripts/services.sh"
+            );
+            eprintln!("IDLEGRID_TEST_S3 is not set: S3 blob tests skipped");
+            return None;
+        };
+        let (bucket, query) = url.split_once('?').unwrap_or((&url, ""));
+        let prefix = format!("t{:016x}", rand::random::<u64>());
+        Some(format!("{}/{prefix}?{query}", bucket.trim_end_matches('/')))
+    }
+
+    #[tokio::test]
+    async fn an_s3_bucket_keeps_the_same_contract() {
+        let Some(url) = test_bucket() else { return };
+        let blobs = ObjectBlobStore::open(&url).unwrap();
+        let sha = super::super::sha256_hex(b"hello world");
+        let stored = blobs
+            .put_stream("jobs/1/input", body(&[b"hello ", b"world"]), Some(&sha), 100)
+            .await
+            .unwrap();
+        assert_eq!((stored.size, stored.sha256.as_str()), (11, sha.as_str()));
+        assert_eq!(
+            blobs.get_bytes("jobs/1/input", Some(6..11)).await.unwrap(),
+            "world"
+        );
+        assert_eq!(blobs.size("jobs/1/input").await.unwrap(), Some(11));
+        assert_eq!(blobs.local_path("jobs/1/input"), None);
+        // Larger than one multipart part, streamed from a file.
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(PART_SIZE + 12_345)).map(|i| (i % 251) as u8).collect();
+        let file = dir.path().join("big");
+        std::fs::write(&file, &data).unwrap();
+        let stored = blobs.put_file("jobs/1/chunks/0", &file).await.unwrap();
+        assert_eq!(stored.sha256, super::super::sha256_hex(&data));
+        assert_eq!(blobs.get_bytes("jobs/1/chunks/0", None).await.unwrap(), data);
+        // Refused uploads leave nothing behind.
+        let err = blobs
+            .put_stream("jobs/1/bad", body(&[b"data"]), Some(&"0".repeat(64)), 100)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PutError::DigestMismatch { .. }), "{err}");
+        assert_eq!(blobs.size("jobs/1/bad").await.unwrap(), None);
+        assert_eq!(blobs.delete_prefix("jobs/1/chunks").await.unwrap(), 1);
+        assert_eq!(blobs.size("jobs/1/input").await.unwrap(), Some(11));
+        assert!(matches!(
+            blobs.get("jobs/1/chunks/0", None).await,
+            Err(StorageError::NotFound(_))
+        ));
+        blobs.delete_prefix("jobs").await.unwrap();
+    }
+
+    #[test]
+    fn blob_store_urls_are_checked() {
+        for bad in ["s3://", "s3://b?colour=red"] {
+            let err = ObjectBlobStore::open(bad).unwrap_err().to_string();
+            assert!(err.contains("blob store URL"), "{err}");
+        }
     }
 
     #[test]
