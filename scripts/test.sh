@@ -27,8 +27,9 @@ fi
 
 # PostgreSQL, Redis and an S3 server on loopback for the scale-out backends' tests; stopped on
 # exit. The tests fail rather than skip when they cannot reach them.
-eval "$(scripts/services.sh start)"
 trap 'scripts/services.sh stop' EXIT
+services_env=$(scripts/services.sh start)
+eval "$services_env"
 export IDLEGRID_REQUIRE_SERVICES=1
 
 echo "== cargo fmt --check"
