@@ -6,7 +6,9 @@
 use crate::grid::Grid;
 use idlegrid_api::tasks::{JobSpec, TaskLimits};
 use idlegrid_domain::schedule::{JobEntry, order_for};
-use idlegrid_domain::{Capabilities, JobId, Replication, TaskId, TaskState, TenantId, WorkerId};
+use idlegrid_domain::{
+    Capabilities, JobId, JobState, Replication, TaskId, TaskState, TenantId, WorkerId,
+};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::queue::{Item, Stage};
 use idlegrid_storage::records::JobRecord;
@@ -80,6 +82,16 @@ impl Schedule {
         self.write().remove(&job);
     }
 
+    /// The jobs in the table.
+    pub fn jobs(&self) -> Vec<JobId> {
+        self.active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
     /// A dispatching job.
     pub fn get(&self, job: JobId) -> Option<Arc<ActiveJob>> {
         self.active
@@ -122,6 +134,46 @@ impl Schedule {
         }
         Ok(order_for(device, &entries))
     }
+}
+
+/// How often the scheduling table is brought in line with the records.
+const SYNC_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Keeps this coordinator's scheduling table and quarantine list in line with the records
+/// until `shutdown`: when coordinators share the records and queues, jobs another one
+/// partitioned are dispatched here too, jobs another one ended stop being offered, and devices
+/// another one quarantined are refused here.
+pub async fn sync(grid: Arc<Grid>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(SYNC_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !shutdown.is_cancelled() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = sync_once(&grid).await {
+            tracing::warn!(error = %e, "syncing the scheduling table with the records failed");
+        }
+    }
+}
+
+/// One round of [`sync`].
+pub async fn sync_once(grid: &Grid) -> Result<(), StorageError> {
+    let dispatching = grid
+        .store
+        .jobs_in_states(&[JobState::Partitioning, JobState::Running])
+        .await?;
+    let ids: std::collections::HashSet<JobId> = dispatching.iter().map(|j| j.id).collect();
+    for job in &dispatching {
+        grid.schedule.activate(grid, job)?;
+    }
+    for job in grid.schedule.jobs() {
+        if !ids.contains(&job) {
+            grid.schedule.forget(job);
+        }
+    }
+    grid.quarantine(&grid.store.quarantined_workers().await?);
+    Ok(())
 }
 
 /// Runs the stage until `shutdown`.

@@ -64,6 +64,19 @@ impl Grid {
             .contains(&worker)
     }
 
+    /// Devices quarantined, as this coordinator knows.
+    pub fn quarantined_count(&self) -> usize {
+        self.quarantined
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Devices that have asked this coordinator for work since it started.
+    pub fn devices_seen(&self) -> usize {
+        self.devices_lock().len()
+    }
+
     /// Marks devices quarantined.
     pub fn quarantine(&self, workers: &[WorkerId]) {
         self.quarantined

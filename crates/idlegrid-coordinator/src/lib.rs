@@ -23,6 +23,7 @@
 //! - [`recovery`]: rebuilds the queues from the records at start-up.
 //! - [`grid`]: the shared handles (store, queues, blobs, apps, config) every module receives.
 //! - [`stage`]: the loop of the job-level stages, several jobs at once.
+//! - [`ops`]: liveness, readiness and Prometheus metrics.
 //! - [`server`]: the HTTP router, OpenAPI document, and [`server::serve`] with graceful shutdown.
 
 pub mod apps;
@@ -34,6 +35,7 @@ pub mod events;
 pub mod feeder;
 pub mod grid;
 pub mod jobs_api;
+pub mod ops;
 pub mod partitioner;
 pub mod quorum;
 pub mod recovery;

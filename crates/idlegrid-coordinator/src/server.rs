@@ -136,12 +136,16 @@ pub fn router(grid: Arc<Grid>) -> Router {
             idlegrid_api::paths::HEALTH,
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
+        .route("/livez", get(crate::ops::livez))
+        .route("/readyz", get(crate::ops::readyz))
+        .route("/metrics", get(crate::ops::metrics))
         .fallback(|| async {
             crate::error::ApiError::not_found(
                 "no_such_endpoint",
                 "there is no such endpoint; see /openapi.json",
             )
         })
+        .layer(axum::middleware::from_fn(crate::ops::track))
         .with_state(grid)
 }
 
@@ -159,6 +163,7 @@ pub async fn serve(
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(partitioner::run(grid.clone(), stages.clone()));
     tasks.spawn(feeder::run(grid.clone(), stages.clone()));
+    tasks.spawn(feeder::sync(grid.clone(), stages.clone()));
     tasks.spawn(validator::run(grid.clone(), stages.clone()));
     tasks.spawn(assembler::run(grid.clone(), stages.clone()));
     tasks.spawn(tasks_api::reap(grid.clone(), stages.clone()));

@@ -1033,3 +1033,29 @@ async fn a_job_past_its_deadline_expires_and_its_work_blobs_go_with_it() {
     assert_eq!(api_code(refused).1, "invalid_preferences");
     grid.stop().await;
 }
+
+#[tokio::test]
+async fn liveness_readiness_and_prometheus_metrics_are_served() {
+    let grid = TestGrid::start(|_| {}).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{}{path}", grid.url)).send();
+    assert_eq!(get("/livez").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    let job = grid.submit("a\nb\nc\n", 1, 3).await;
+    wait_for(&grid.customer(), job.id, JobState::Running).await;
+    let response = get("/metrics").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for expected in [
+        "idlegrid_stage_queue_depth{stage=\"validate\"}",
+        "idlegrid_tasks{state=\"queued\"} 3",
+        "idlegrid_dispatching_jobs 1",
+        "idlegrid_http_request_duration_seconds_bucket{route=\"/v1/jobs/{id}\",method=\"GET\",status=\"200\"",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    // Once the coordinator is shutting down it is no longer ready.
+    grid.grid.stopping.cancel();
+    assert_eq!(get("/readyz").await.unwrap().status(), 503);
+    grid.stop().await;
+}

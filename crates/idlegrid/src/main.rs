@@ -37,11 +37,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr: readable lines, or one JSON object per line when
+/// `IDLEGRID_LOG_FORMAT=json` (for log collectors). `RUST_LOG` sets the level.
 fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if std::env::var("IDLEGRID_LOG_FORMAT").as_deref() == Ok("json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
 }

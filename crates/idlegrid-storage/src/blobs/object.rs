@@ -55,7 +55,9 @@ impl ObjectBlobStore {
     /// `AWS_*` environment variables.
     pub fn s3(url: &str) -> Result<Self> {
         let bad = |why: &str| StorageError::Backend(format!("blob store URL {url:?}: {why}"));
-        let rest = url.strip_prefix("s3://").ok_or_else(|| bad("must start with s3://"))?;
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| bad("must start with s3://"))?;
         let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
         if bucket.is_empty() {
@@ -523,7 +525,12 @@ mod tests {
         let blobs = ObjectBlobStore::open(&url).unwrap();
         let sha = super::super::sha256_hex(b"hello world");
         let stored = blobs
-            .put_stream("jobs/1/input", body(&[b"hello ", b"world"]), Some(&sha), 100)
+            .put_stream(
+                "jobs/1/input",
+                body(&[b"hello ", b"world"]),
+                Some(&sha),
+                100,
+            )
             .await
             .unwrap();
         assert_eq!((stored.size, stored.sha256.as_str()), (11, sha.as_str()));
@@ -540,7 +547,10 @@ mod tests {
         std::fs::write(&file, &data).unwrap();
         let stored = blobs.put_file("jobs/1/chunks/0", &file).await.unwrap();
         assert_eq!(stored.sha256, super::super::sha256_hex(&data));
-        assert_eq!(blobs.get_bytes("jobs/1/chunks/0", None).await.unwrap(), data);
+        assert_eq!(
+            blobs.get_bytes("jobs/1/chunks/0", None).await.unwrap(),
+            data
+        );
         // Refused uploads leave nothing behind.
         let err = blobs
             .put_stream("jobs/1/bad", body(&[b"data"]), Some(&"0".repeat(64)), 100)
