@@ -31,6 +31,8 @@ pub struct Config {
     /// Invalid results after which a device is quarantined: it gets no more work, and its
     /// results not yet judged are discarded.
     pub quarantine_after_invalid: u64,
+    /// Where records, queues and blobs live (embedded in `data_dir` unless URLs say otherwise).
+    pub backends: idlegrid_storage::Backends,
 }
 
 impl Config {
@@ -47,6 +49,7 @@ impl Config {
             customer_requests_per_sec: 100,
             worker_requests_per_sec: 2000,
             quarantine_after_invalid: 3,
+            backends: Default::default(),
         }
     }
 

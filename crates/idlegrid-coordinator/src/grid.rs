@@ -7,9 +7,9 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::feeder::Schedule;
 use idlegrid_domain::{Capabilities, JobId, JobState, WorkerId};
-use idlegrid_storage::blobs::{BlobStore, ObjectBlobStore};
-use idlegrid_storage::queue::{MemoryQueues, Queues};
-use idlegrid_storage::records::{JobRecord, Principal, SqliteStore, Store};
+use idlegrid_storage::blobs::BlobStore;
+use idlegrid_storage::queue::Queues;
+use idlegrid_storage::records::{JobRecord, Principal, Store};
 use idlegrid_storage::{Result as StorageResult, StorageError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -85,19 +85,13 @@ impl Grid {
             .extend(workers.iter().copied());
     }
 
-    /// Opens the embedded backends in `config.data_dir`, creating the bootstrap credentials on
-    /// first use, and returns the grid with those credentials. Queues start empty: call
-    /// [`crate::recovery::rebuild_queues`] before serving.
-    pub async fn open_embedded(config: Config) -> anyhow::Result<(Arc<Grid>, Credentials)> {
+    /// Opens the backends `config.backends` names (embedded ones in `config.data_dir`),
+    /// creating the bootstrap credentials on first use, and returns the grid with those
+    /// credentials. Embedded queues start empty: [`crate::server::serve`] rebuilds them.
+    pub async fn open(config: Config) -> anyhow::Result<(Arc<Grid>, Credentials)> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let store = SqliteStore::open(&config.data_dir.join("records.db")).await?;
-        let blobs = ObjectBlobStore::local(&config.data_dir.join("blobs"))?;
-        let grid = Grid::new(
-            config,
-            Arc::new(store),
-            Arc::new(MemoryQueues::new()),
-            Arc::new(blobs),
-        );
+        let opened = config.backends.open(&config.data_dir).await?;
+        let grid = Grid::new(config, opened.store, opened.queues, opened.blobs);
         let credentials = grid.bootstrap_credentials().await?;
         Ok((Arc::new(grid), credentials))
     }

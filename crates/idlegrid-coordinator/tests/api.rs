@@ -33,7 +33,7 @@ impl TestGrid {
     async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestGrid {
         let mut config = Config::new(dir.path());
         tweak(&mut config);
-        let (grid, credentials) = Grid::open_embedded(config).await.unwrap();
+        let (grid, credentials) = Grid::open(config).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let stop = CancellationToken::new();

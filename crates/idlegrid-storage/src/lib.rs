@@ -14,6 +14,71 @@ pub mod blobs;
 pub mod queue;
 pub mod records;
 
+use std::path::Path;
+use std::sync::Arc;
+
+/// Where a coordinator keeps its records, queues and blobs: each `None` is the embedded
+/// backend in the data directory, otherwise a URL naming the engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backends {
+    /// Records: `sqlite:///path/records.db` (embedded default: `<data dir>/records.db`).
+    pub store: Option<String>,
+    /// Queues: in-process by default.
+    pub queue: Option<String>,
+    /// Blobs: `s3://bucket[/prefix][?endpoint=URL&region=R]`, `file:///dir` (default:
+    /// `<data dir>/blobs`).
+    pub blobs: Option<String>,
+}
+
+/// The three backends a [`Backends`] names, opened.
+pub struct Opened {
+    /// Records.
+    pub store: Arc<dyn records::Store>,
+    /// Queues.
+    pub queues: Arc<dyn queue::Queues>,
+    /// Blobs.
+    pub blobs: Arc<dyn blobs::BlobStore>,
+}
+
+impl Backends {
+    /// Whether everything is embedded (one coordinator owns the data directory).
+    pub fn is_embedded(&self) -> bool {
+        self.store.is_none() && self.queue.is_none() && self.blobs.is_none()
+    }
+
+    /// Opens (and migrates) the backends; the embedded ones live in `data_dir`.
+    pub async fn open(&self, data_dir: &Path) -> Result<Opened> {
+        let store: Arc<dyn records::Store> = match self.store.as_deref() {
+            None => Arc::new(records::SqliteStore::open(&data_dir.join("records.db")).await?),
+            Some(url) if url.starts_with("sqlite://") => {
+                let path = url.trim_start_matches("sqlite://");
+                Arc::new(records::SqliteStore::open(Path::new(path)).await?)
+            }
+            Some(url) => return Err(unknown("records", url, "sqlite://")),
+        };
+        let queues: Arc<dyn queue::Queues> = match self.queue.as_deref() {
+            None | Some("memory") => Arc::new(queue::MemoryQueues::new()),
+            Some(url) => return Err(unknown("queues", url, "memory")),
+        };
+        let blobs: Arc<dyn blobs::BlobStore> = match self.blobs.as_deref() {
+            None => Arc::new(blobs::ObjectBlobStore::local(&data_dir.join("blobs"))?),
+            Some(url) => Arc::new(blobs::ObjectBlobStore::open(url)?),
+        };
+        Ok(Opened {
+            store,
+            queues,
+            blobs,
+        })
+    }
+}
+
+/// The error for a backend URL of an unknown kind.
+fn unknown(what: &str, url: &str, expected: &str) -> StorageError {
+    StorageError::Backend(format!(
+        "cannot keep {what} in {url:?}: expected a URL starting with {expected}"
+    ))
+}
+
 /// A storage failure. Backends map their own errors into it; callers treat it as "try again
 /// later" (HTTP 503) except where a variant says otherwise.
 #[derive(Debug, thiserror::Error)]

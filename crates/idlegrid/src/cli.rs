@@ -63,6 +63,16 @@ pub struct CoordinatorArgs {
     /// Requests per second one worker may make (bursts of twice that); 0 for no limit.
     #[arg(long, default_value_t = 2000)]
     pub worker_rps: u32,
+    /// Records database, e.g. postgres://user@host/db (default: SQLite in the data directory).
+    #[arg(long, env = "IDLEGRID_STORE", value_name = "URL")]
+    pub store: Option<String>,
+    /// Queue server, e.g. redis://host:6379 (default: in-process).
+    #[arg(long, env = "IDLEGRID_QUEUE", value_name = "URL")]
+    pub queue: Option<String>,
+    /// Blob store, e.g. s3://bucket/prefix?endpoint=http://127.0.0.1:9000 (default: files in
+    /// the data directory).
+    #[arg(long, env = "IDLEGRID_BLOBS", value_name = "URL")]
+    pub blobs: Option<String>,
 }
 
 impl Default for CoordinatorArgs {
@@ -72,6 +82,9 @@ impl Default for CoordinatorArgs {
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
             customer_rps: 100,
             worker_rps: 2000,
+            store: None,
+            queue: None,
+            blobs: None,
         }
     }
 }

@@ -62,7 +62,7 @@ impl LocalGrid {
         workers: usize,
         args: &CoordinatorArgs,
     ) -> anyhow::Result<LocalGrid> {
-        let (grid, credentials) = Grid::open_embedded(serve::config(data_dir, args)).await?;
+        let (grid, credentials) = Grid::open(serve::config(data_dir, args)).await?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;

@@ -14,13 +14,17 @@ pub fn config(data_dir: &Path, args: &CoordinatorArgs) -> Config {
     config.max_upload_bytes = args.max_upload_bytes;
     config.customer_requests_per_sec = args.customer_rps;
     config.worker_requests_per_sec = args.worker_rps;
+    config.backends = idlegrid_storage::Backends {
+        store: args.store.clone(),
+        queue: args.queue.clone(),
+        blobs: args.blobs.clone(),
+    };
     config
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown::on_signal();
-    let (grid, credentials) =
-        Grid::open_embedded(config(&args.data_dir, &args.coordinator)).await?;
+    let (grid, credentials) = Grid::open(config(&args.data_dir, &args.coordinator)).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;

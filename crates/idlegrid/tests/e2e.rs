@@ -47,6 +47,9 @@ fn idlegrid(home: &Path) -> Command {
         "IDLEGRID_WORKER_DIR",
         "IDLEGRID_LISTEN",
         "IDLEGRID_DATA_DIR",
+        "IDLEGRID_STORE",
+        "IDLEGRID_QUEUE",
+        "IDLEGRID_BLOBS",
         "RUST_LOG",
     ] {
         cmd.env_remove(var);
