@@ -31,6 +31,9 @@ pub struct Config {
     /// Invalid results after which a device is quarantined: it gets no more work, and its
     /// results not yet judged are discarded.
     pub quarantine_after_invalid: u64,
+    /// With shared queues, how often to sweep for work whose queue item was lost (work unmoved
+    /// over two sweeps is queued again).
+    pub sweep_interval: Duration,
     /// Where records, queues and blobs live (embedded in `data_dir` unless URLs say otherwise).
     pub backends: idlegrid_storage::Backends,
 }
@@ -49,6 +52,7 @@ impl Config {
             customer_requests_per_sec: 100,
             worker_requests_per_sec: 2000,
             quarantine_after_invalid: 3,
+            sweep_interval: Duration::from_secs(30),
             backends: Default::default(),
         }
     }

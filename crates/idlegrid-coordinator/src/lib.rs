@@ -21,6 +21,8 @@
 //! - [`apps`]: the built-in apps and the app-specific partitioners, validators and assemblers.
 //! - [`retry`]: what happens after a failed attempt, shared by the Tasks API and the validator.
 //! - [`recovery`]: rebuilds the queues from the records at start-up.
+//! - [`sweeper`]: with shared queues, queues again the work whose queue item a dead
+//!   coordinator took with it.
 //! - [`grid`]: the shared handles (store, queues, blobs, apps, config) every module receives.
 //! - [`stage`]: the loop of the job-level stages, several jobs at once.
 //! - [`ops`]: liveness, readiness and Prometheus metrics.
@@ -42,6 +44,7 @@ pub mod recovery;
 pub mod retry;
 pub mod server;
 pub mod stage;
+pub mod sweeper;
 pub mod tasks_api;
 pub mod validator;
 

@@ -149,18 +149,25 @@ pub fn router(grid: Arc<Grid>) -> Router {
         .with_state(grid)
 }
 
-/// Rebuilds the queues from the records, starts the background stages and serves both APIs on
-/// `listener` until `shutdown` is cancelled; then stops accepting requests, lets in-flight ones
-/// finish, and stops the stages.
+/// Rebuilds embedded queues from the records (shared queues are swept for lost work instead,
+/// since other coordinators may be using them), starts the background stages and serves both
+/// APIs on `listener` until `shutdown` is cancelled; then stops accepting requests, lets
+/// in-flight ones finish, and stops the stages.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     grid: Arc<Grid>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let recovered = recovery::rebuild_queues(&grid).await?;
-    tracing::info!(?recovered, "queues rebuilt from the records");
+    let shared_queues = grid.config.backends.queue.is_some();
+    if !shared_queues {
+        let recovered = recovery::rebuild_queues(&grid).await?;
+        tracing::info!(?recovered, "queues rebuilt from the records");
+    }
     let stages = shutdown.child_token();
     let mut tasks = tokio::task::JoinSet::new();
+    if shared_queues {
+        tasks.spawn(crate::sweeper::run(grid.clone(), stages.clone()));
+    }
     tasks.spawn(partitioner::run(grid.clone(), stages.clone()));
     tasks.spawn(feeder::run(grid.clone(), stages.clone()));
     tasks.spawn(feeder::sync(grid.clone(), stages.clone()));

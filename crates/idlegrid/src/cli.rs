@@ -63,6 +63,10 @@ pub struct CoordinatorArgs {
     /// Requests per second one worker may make (bursts of twice that); 0 for no limit.
     #[arg(long, default_value_t = 2000)]
     pub worker_rps: u32,
+    /// With a shared queue server: seconds between sweeps for work a dead coordinator took with
+    /// it (work unmoved over two sweeps is queued again).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sweep_secs: u64,
     /// Records database, e.g. postgres://user@host/db (default: SQLite in the data directory).
     #[arg(long, env = "IDLEGRID_STORE", value_name = "URL")]
     pub store: Option<String>,
@@ -82,6 +86,7 @@ impl Default for CoordinatorArgs {
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
             customer_rps: 100,
             worker_rps: 2000,
+            sweep_secs: 30,
             store: None,
             queue: None,
             blobs: None,

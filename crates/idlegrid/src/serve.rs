@@ -14,6 +14,7 @@ pub fn config(data_dir: &Path, args: &CoordinatorArgs) -> Config {
     config.max_upload_bytes = args.max_upload_bytes;
     config.customer_requests_per_sec = args.customer_rps;
     config.worker_requests_per_sec = args.worker_rps;
+    config.sweep_interval = Duration::from_secs(args.sweep_secs);
     config.backends = idlegrid_storage::Backends {
         store: args.store.clone(),
         queue: args.queue.clone(),

@@ -1,0 +1,216 @@
+//! The clean-up stage for shared queues: finds work whose queue item was lost and queues it
+//! again.
+//!
+//! With a queue server shared by several coordinators, a coordinator that dies holding items it
+//! popped (a result to judge, a job to partition or assemble, tasks to feed) takes them with it;
+//! the records still say the work is unfinished. Every coordinator sweeps: work that sits
+//! unchanged in the records over two sweeps in a row — a result still unjudged, a job still
+//! submitted, partitioning without a new chunk, or assembling, a running job with chunks waiting
+//! for work but none queued or leased — is queued again. Every stage is idempotent, so an item
+//! queued twice (its owner was only slow) costs time, never correctness.
+//!
+//! Embedded (in-process) queues lose nothing while the coordinator lives, and are rebuilt from
+//! the records when it starts ([`crate::recovery`]); the sweeper runs only with shared queues.
+
+use crate::grid::Grid;
+use idlegrid_domain::{JobId, JobState, ResultId};
+use idlegrid_storage::StorageError;
+use idlegrid_storage::queue::{Item, Stage};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What the previous sweep saw.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// Results waiting for a verdict.
+    unjudged: HashSet<ResultId>,
+    /// Jobs in a job-level stage, with their state and chunks created.
+    stages: HashMap<JobId, (JobState, u64)>,
+    /// Running jobs with chunks waiting but nothing queued or leased.
+    idle: HashSet<JobId>,
+}
+
+/// What one sweep queued again.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// Results sent back to the validator.
+    pub results: usize,
+    /// Jobs sent back to the partitioner or the assembler.
+    pub jobs: usize,
+    /// Chunks sent back to the feeder.
+    pub tasks: usize,
+}
+
+/// Sweeps every `config.sweep_interval` until `shutdown`.
+pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(grid.config.sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = Sweep::default();
+    while !shutdown.is_cancelled() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match sweep(&grid, &mut last).await {
+            Ok(swept) if swept != Swept::default() => {
+                tracing::warn!(?swept, "work whose queue item was lost queued again");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "sweeping for lost work failed"),
+        }
+    }
+}
+
+/// One sweep: compares the records with what the previous sweep saw, queues again what did
+/// not move, and remembers what it saw.
+pub async fn sweep(grid: &Grid, last: &mut Sweep) -> Result<Swept, StorageError> {
+    let mut now = Sweep::default();
+    let mut swept = Swept::default();
+
+    let unjudged = grid.store.unvalidated_results().await?;
+    let mut again = Vec::new();
+    for (job, id) in unjudged {
+        if last.unjudged.contains(&id) {
+            again.push(Item { job, id: id.0 });
+        }
+        now.unjudged.insert(id);
+    }
+    swept.results = again.len();
+    grid.queues.push(Stage::Validate, &again).await?;
+
+    let jobs = grid
+        .store
+        .jobs_in_states(&[
+            JobState::Submitted,
+            JobState::Partitioning,
+            JobState::Running,
+            JobState::Assembling,
+        ])
+        .await?;
+    for job in &jobs {
+        let item = Item {
+            job: job.id,
+            id: job.id.0,
+        };
+        let seen = (job.state, job.chunks_created);
+        let unmoved = last.stages.get(&job.id) == Some(&seen);
+        match job.state {
+            JobState::Submitted | JobState::Partitioning => {
+                if unmoved {
+                    grid.queues.push(Stage::Partition, &[item]).await?;
+                    swept.jobs += 1;
+                }
+                now.stages.insert(job.id, seen);
+            }
+            JobState::Assembling => {
+                if unmoved {
+                    grid.queues.push(Stage::Assemble, &[item]).await?;
+                    swept.jobs += 1;
+                }
+                now.stages.insert(job.id, seen);
+            }
+            _ => {}
+        }
+        if job.state.is_dispatching() {
+            let depth = grid.queues.job_depth(job.id).await?;
+            if depth.queued > 0 || depth.leased > 0 {
+                continue;
+            }
+            let waiting = grid.store.pending_tasks(job.id).await?;
+            if waiting.is_empty() {
+                continue;
+            }
+            if last.idle.contains(&job.id) {
+                let items: Vec<Item> = waiting
+                    .iter()
+                    .map(|t| Item {
+                        job: job.id,
+                        id: t.0,
+                    })
+                    .collect();
+                swept.tasks += items.len();
+                grid.queues.push(Stage::Feed, &items).await?;
+            }
+            now.idle.insert(job.id);
+        }
+    }
+    *last = now;
+    Ok(swept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use idlegrid_domain::Replication;
+    use idlegrid_storage::records::{NewJob, NewResult, NewTask, OutputRef};
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn work_left_unmoved_over_two_sweeps_is_queued_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (grid, _) = Grid::open(Config::new(dir.path())).await.unwrap();
+        let store = &grid.store;
+        let tenant = store.ensure_tenant("t").await.unwrap();
+        let job = store
+            .create_job(&NewJob {
+                tenant,
+                app: "python-map".into(),
+                app_version: "1".into(),
+                bundle_sha256: "ab".into(),
+                params: serde_json::json!({}),
+                partition_options: serde_json::json!({}),
+                priority: 0,
+                max_attempts: 3,
+                task_timeout_secs: 60,
+                replication: Replication::NONE,
+                deadline_secs: None,
+            })
+            .await
+            .unwrap();
+        for to in [JobState::Submitted, JobState::Partitioning] {
+            store.transition_job(job.id, to, None).await.unwrap();
+        }
+        let chunk = |index| NewTask {
+            index,
+            input_key: None,
+            offset: index,
+            len: 1,
+            meta: None,
+        };
+        let tasks = store
+            .insert_tasks(job.id, &[chunk(0), chunk(1)], 1)
+            .await
+            .unwrap();
+        store.finish_partition(job.id, 2).await.unwrap();
+        // Chunk 0 was reported, but the coordinator that took its result off the queue died.
+        let owner = store.ensure_owner("o").await.unwrap();
+        let worker = store
+            .register_worker(owner, "w", &Default::default(), [9; 32])
+            .await
+            .unwrap();
+        let result = store
+            .record_results(&[NewResult {
+                task: tasks[0],
+                job: job.id,
+                worker,
+                sha256: "00".into(),
+                size: 1,
+                output: OutputRef::Inline(b"x".to_vec()),
+            }])
+            .await
+            .unwrap()[0]
+            .unwrap();
+        let mut last = Sweep::default();
+        assert_eq!(sweep(&grid, &mut last).await.unwrap(), Swept::default());
+        // Unmoved by the next sweep: the result is judged again and chunk 1 fed again.
+        let swept = sweep(&grid, &mut last).await.unwrap();
+        assert_eq!((swept.results, swept.tasks), (1, 1), "{swept:?}");
+        let wait = Duration::from_millis(10);
+        let judged = grid.queues.pop(Stage::Validate, 10, wait).await.unwrap();
+        assert_eq!(judged[0].id, result.0);
+        let fed = grid.queues.pop(Stage::Feed, 10, wait).await.unwrap();
+        assert_eq!(fed[0].id, tasks[1].0);
+    }
+}
