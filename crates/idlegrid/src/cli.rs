@@ -52,20 +52,20 @@ impl Command {
 #[derive(Debug, Clone, Args)]
 pub struct CoordinatorArgs {
     /// Seconds a lease lasts without a heartbeat.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    #[arg(long, default_value_t = 30, env = "IDLEGRID_LEASE_SECS", value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub lease_secs: u64,
     /// Largest job input accepted, in bytes.
-    #[arg(long, default_value_t = 10 * 1024 * 1024 * 1024)]
+    #[arg(long, default_value_t = 10 * 1024 * 1024 * 1024, env = "IDLEGRID_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: u64,
     /// Requests per second one customer key may make (bursts of twice that); 0 for no limit.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, env = "IDLEGRID_CUSTOMER_RPS")]
     pub customer_rps: u32,
     /// Requests per second one worker may make (bursts of twice that); 0 for no limit.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 2000, env = "IDLEGRID_WORKER_RPS")]
     pub worker_rps: u32,
     /// With a shared queue server: seconds between sweeps for work a dead coordinator took with
     /// it (work unmoved over two sweeps is queued again).
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, default_value_t = 30, env = "IDLEGRID_SWEEP_SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub sweep_secs: u64,
     /// Records database, e.g. postgres://user@host/db (default: SQLite in the data directory).
     #[arg(long, env = "IDLEGRID_STORE", value_name = "URL")]
@@ -104,6 +104,10 @@ pub struct ServeArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub coordinator: CoordinatorArgs,
+    /// A file of settings as `IDLEGRID_*=value` lines (the environment variable of each flag);
+    /// the command line and the environment take precedence.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Print one JSON line (url, api_key, enrollment_token) when ready, for scripts.
     #[arg(long)]
     pub json: bool,

@@ -9,6 +9,7 @@ mod customer;
 mod local;
 mod output;
 mod serve;
+mod settings;
 mod shutdown;
 mod target;
 
@@ -16,6 +17,11 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(e) = settings::load(&args) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let cli = cli::Cli::parse();
     init_logging(cli.command.default_log_level());
     let runtime = match tokio::runtime::Builder::new_multi_thread()

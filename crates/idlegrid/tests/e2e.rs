@@ -50,6 +50,11 @@ fn idlegrid(home: &Path) -> Command {
         "IDLEGRID_STORE",
         "IDLEGRID_QUEUE",
         "IDLEGRID_BLOBS",
+        "IDLEGRID_LEASE_SECS",
+        "IDLEGRID_MAX_UPLOAD_BYTES",
+        "IDLEGRID_CUSTOMER_RPS",
+        "IDLEGRID_WORKER_RPS",
+        "IDLEGRID_SWEEP_SECS",
         "RUST_LOG",
     ] {
         cmd.env_remove(var);
@@ -270,27 +275,80 @@ impl Ready {
     }
 }
 
+/// `serve` arguments for backends shared by the coordinators of one test: a fresh PostgreSQL
+/// database, a Redis key prefix and an S3 prefix on the servers `scripts/services.sh` started
+/// (`IDLEGRID_TEST_POSTGRES`, `_REDIS`, `_S3`). `None` when those are not set.
+fn fresh_shared_backends() -> Option<Vec<String>> {
+    let (Ok(pg), Ok(redis), Ok(s3)) = (
+        std::env::var("IDLEGRID_TEST_POSTGRES"),
+        std::env::var("IDLEGRID_TEST_REDIS"),
+        std::env::var("IDLEGRID_TEST_S3"),
+    ) else {
+        return None;
+    };
+    let name = format!("e2e_{:016x}", rand::random::<u64>());
+    let created = Command::new("psql")
+        .arg(&pg)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql runs");
+    assert!(created.success(), "cannot create database {name} on {pg}");
+    let (server, _) = pg.rsplit_once('/').expect("a database in the URL");
+    let (bucket, query) = s3.split_once('?').unwrap_or((&s3, ""));
+    Some(vec![
+        "--store".into(),
+        format!("{server}/{name}"),
+        "--queue".into(),
+        format!("{}/?prefix={name}:", redis.trim_end_matches('/')),
+        "--blobs".into(),
+        format!("{}/{name}?{query}", bucket.trim_end_matches('/')),
+        "--sweep-secs".into(),
+        "1".into(),
+    ])
+}
+
+/// The backends this run of the suite tests: embedded, or with `IDLEGRID_E2E_BACKENDS=services`
+/// PostgreSQL + Redis + S3 (fresh ones for every cluster).
+fn suite_backends() -> Vec<String> {
+    match std::env::var("IDLEGRID_E2E_BACKENDS").as_deref() {
+        Ok("services") => fresh_shared_backends()
+            .expect("IDLEGRID_E2E_BACKENDS=services needs scripts/services.sh's variables"),
+        _ => Vec::new(),
+    }
+}
+
 /// A coordinator process and worker processes, all in one temporary directory.
 struct Cluster {
     coordinator: Proc,
     workers: Vec<Proc>,
     ready: Ready,
     lease_secs: u64,
+    /// `serve` arguments naming the backends (none: embedded).
+    backends: Vec<String>,
     /// Dropped last, after every process is dead.
     dir: TempDir,
 }
 
 impl Cluster {
-    /// Starts a coordinator with `--lease-secs lease_secs` on a free port.
+    /// Starts a coordinator with `--lease-secs lease_secs` on a free port, on the suite's
+    /// backends.
     fn start(lease_secs: u64) -> Cluster {
+        Self::start_on(lease_secs, suite_backends())
+    }
+
+    /// [`Cluster::start`] on the backends `backends` names.
+    fn start_on(lease_secs: u64, backends: Vec<String>) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("home")).unwrap();
-        let (coordinator, ready) = start_coordinator(dir.path(), "127.0.0.1:0", lease_secs);
+        let extra: Vec<&str> = backends.iter().map(String::as_str).collect();
+        let (coordinator, ready) =
+            start_coordinator_with(dir.path(), "127.0.0.1:0", lease_secs, &extra);
         Cluster {
             coordinator,
             workers: Vec::new(),
             ready,
             lease_secs,
+            backends,
             dir,
         }
     }
@@ -314,9 +372,14 @@ impl Cluster {
 
     /// Starts the worker process `name`, with its state (and so its identity) in `dir/name`.
     fn spawn_worker(&self, name: &str) -> Proc {
+        self.spawn_worker_at(name, &self.ready.url)
+    }
+
+    /// [`Cluster::spawn_worker`] serving the coordinator at `url`.
+    fn spawn_worker_at(&self, name: &str, url: &str) -> Proc {
         let log = self.path().join(format!("{name}.log"));
         let mut cmd = idlegrid(&self.home());
-        cmd.args(["worker", "--coordinator", &self.ready.url])
+        cmd.args(["worker", "--coordinator", url])
             .args(["--token", &self.ready.enrollment_token])
             .args(["--slots", "1", "--name", name])
             .arg("--state-dir")
@@ -350,7 +413,9 @@ impl Cluster {
             "restart_coordinator: the old one is still running"
         );
         let listen = format!("127.0.0.1:{}", self.ready.port());
-        let (coordinator, ready) = start_coordinator(self.path(), &listen, self.lease_secs);
+        let extra: Vec<&str> = self.backends.iter().map(String::as_str).collect();
+        let (coordinator, ready) =
+            start_coordinator_with(self.path(), &listen, self.lease_secs, &extra);
         self.coordinator = coordinator;
         assert_eq!(
             ready,
@@ -470,14 +535,9 @@ async fn wait_job(
     }
 }
 
-/// Starts `idlegrid serve --json` with its data in `dir/coordinator` and its stderr appended to
-/// `dir/coordinator.log`; returns once it printed its ready line. Its stdout is drained by a
-/// thread so the pipe never fills.
-fn start_coordinator(dir: &Path, listen: &str, lease_secs: u64) -> (Proc, Ready) {
-    start_coordinator_with(dir, listen, lease_secs, &[])
-}
-
-/// [`start_coordinator`] with more `serve` arguments.
+/// Starts `idlegrid serve --json` with the `extra` arguments, its data in `dir/coordinator` and
+/// its stderr appended to `dir/coordinator.log`; returns once it printed its ready line. Its
+/// stdout is drained by a thread so the pipe never fills.
 fn start_coordinator_with(
     dir: &Path,
     listen: &str,
@@ -1732,4 +1792,92 @@ async fn chaos_workers_and_coordinator_killed_and_a_forger_and_every_output_exac
     if forger.forged > 0 {
         assert!(rejected >= 1, "forgeries went unnoticed: {figures}");
     }
+}
+
+/// Failover: two coordinators share PostgreSQL, Redis and an S3 bucket, two worker processes
+/// serve each; one coordinator is SIGKILLed mid-job and the video job completes through the
+/// other with exactly the output of a run without faults.
+#[tokio::test]
+async fn a_video_job_survives_one_of_two_coordinators_killed() {
+    let Some(backends) = fresh_shared_backends() else {
+        assert!(
+            std::env::var("IDLEGRID_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "the services' variables are not set: run scripts/services.sh start"
+        );
+        eprintln!("PostgreSQL, Redis and S3 are not configured: failover test skipped");
+        return;
+    };
+    let scratch = tempfile::tempdir().unwrap();
+    let clip = scratch.path().join("clip.mp4");
+    let made = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=640x360:rate=25:duration=10",
+        ])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=10"])
+        .args(["-c:v", "libx264", "-g", "12", "-c:a", "aac", "-shortest"])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(made.success());
+
+    // Without faults, embedded.
+    let reference_sha = {
+        let mut calm = Cluster::start_on(3, Vec::new());
+        calm.add_workers(2);
+        let client = calm.client();
+        let id = run_video_job(&client, &clip).await;
+        let done = calm
+            .wait_job(&client, id, Duration::from_secs(120), "completed", |j| {
+                j.state == JobState::Completed
+            })
+            .await;
+        done.output.expect("output").sha256
+    };
+
+    let mut cluster = Cluster::start_on(3, backends.clone());
+    let other_dir = cluster.path().join("other");
+    std::fs::create_dir_all(other_dir.join("home")).unwrap();
+    let extra: Vec<&str> = backends.iter().map(String::as_str).collect();
+    let (_other, other) = start_coordinator_with(&other_dir, "127.0.0.1:0", 3, &extra);
+    cluster.add_workers(2);
+    for name in ["w-other-0", "w-other-1"] {
+        let worker = cluster.spawn_worker_at(name, &other.url);
+        cluster.workers.push(worker);
+    }
+    let client = cluster.client();
+    let id = run_video_job(&client, &clip).await;
+    let before = cluster
+        .wait_job(
+            &client,
+            id,
+            Duration::from_secs(120),
+            "3 chunks done",
+            |j| j.chunks.done >= 3,
+        )
+        .await;
+    if before.state == JobState::Completed {
+        cluster.fail("the job finished before a coordinator could be killed");
+    }
+    cluster.kill_coordinator();
+    // The customer's key works on the other coordinator: they share the records.
+    let survivor = Client::new(&other.url, &cluster.ready.api_key).unwrap();
+    let job = cluster
+        .wait_job(&survivor, id, Duration::from_secs(180), "completed", |j| {
+            j.state == JobState::Completed
+        })
+        .await;
+    eprintln!(
+        "failover: killed one coordinator at {} of {:?} chunks; {} failed attempts retried",
+        before.chunks.done, job.chunks.total, job.chunks.failed_attempts
+    );
+    assert_eq!(
+        job.output.expect("output").sha256,
+        reference_sha,
+        "the output differs from a run without faults"
+    );
 }

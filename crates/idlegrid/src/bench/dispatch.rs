@@ -31,6 +31,20 @@ pub struct DispatchArgs {
     /// Tasks each worker leases (and reports) per request.
     #[arg(long, default_value_t = 100)]
     pub batch: u32,
+    /// Coordinator processes sharing the backends (more than one needs --store and --queue);
+    /// simulated workers are spread across them.
+    #[arg(long, default_value_t = 1)]
+    pub coordinators: usize,
+    /// Records database for the coordinators, e.g. postgres://user@host/db (default: each
+    /// coordinator's embedded SQLite).
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// Queue server, e.g. redis://host:6379 (default: in-process).
+    #[arg(long, value_name = "URL")]
+    pub queue: Option<String>,
+    /// Blob store, e.g. s3://bucket?endpoint=http://127.0.0.1:9000 (default: local files).
+    #[arg(long, value_name = "URL")]
+    pub blobs: Option<String>,
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
@@ -43,6 +57,10 @@ pub struct DispatchFigures {
     pub tasks: u64,
     /// Simulated workers.
     pub workers: usize,
+    /// Coordinator processes.
+    pub coordinators: usize,
+    /// Backends: `embedded`, or the engines' URL schemes.
+    pub backends: String,
     /// Tasks per lease request.
     pub batch: u32,
     /// Seconds from `run` until every chunk was queued.
@@ -81,7 +99,7 @@ struct Coordinator {
 }
 
 impl Coordinator {
-    fn start() -> anyhow::Result<Coordinator> {
+    fn start(backends: &[String]) -> anyhow::Result<Coordinator> {
         let dir = tempfile::tempdir()?;
         let exe = std::env::current_exe()?;
         let mut child = std::process::Command::new(exe)
@@ -93,6 +111,7 @@ impl Coordinator {
                 "--lease-secs",
                 "120",
             ])
+            .args(backends)
             .arg("--data-dir")
             .arg(dir.path())
             .env("RUST_LOG", "warn")
@@ -153,7 +172,25 @@ pub async fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
         (1..=1000).contains(&args.batch),
         "--batch must be from 1 to 1000"
     );
-    let coordinator = Coordinator::start()?;
+    anyhow::ensure!(
+        args.coordinators >= 1
+            && (args.coordinators == 1 || (args.store.is_some() && args.queue.is_some())),
+        "--coordinators above 1 needs shared records and queues: --store postgres://… --queue redis://…"
+    );
+    let mut backends = Vec::new();
+    for (flag, url) in [
+        ("--store", &args.store),
+        ("--queue", &args.queue),
+        ("--blobs", &args.blobs),
+    ] {
+        if let Some(url) = url {
+            backends.extend([flag.to_string(), url.clone()]);
+        }
+    }
+    let coordinators = (0..args.coordinators)
+        .map(|_| Coordinator::start(&backends))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let coordinator = &coordinators[0];
     let client = Client::new(&coordinator.url, &coordinator.api_key)?;
     let input = "t\n".repeat(args.tasks as usize);
     let job = client
@@ -207,8 +244,10 @@ pub async fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for i in 0..args.workers {
+        // Spread across the coordinators; the first one's key works on all (shared records).
+        let serving = &coordinators[i % coordinators.len()];
         let worker = Client::register(
-            &coordinator.url,
+            &serving.url,
             &coordinator.enrollment_token,
             &RegisterWorker {
                 name: format!("bench-{i}"),
@@ -225,7 +264,7 @@ pub async fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
             },
         )
         .await?;
-        let client = Client::new(&coordinator.url, &worker.token)?;
+        let client = Client::new(&serving.url, &worker.token)?;
         let (done, sha, bar) = (done.clone(), sha.clone(), bar.clone());
         let (total, batch) = (args.tasks, args.batch);
         workers.spawn(async move {
@@ -295,6 +334,8 @@ pub async fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
     let figures = DispatchFigures {
         tasks: args.tasks,
         workers: args.workers,
+        coordinators: args.coordinators,
+        backends: describe_backends(&args),
         batch: args.batch,
         partition_secs,
         dispatch_secs,
@@ -312,8 +353,8 @@ pub async fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&figures)?);
     } else {
         println!(
-            "dispatch benchmark: {} tasks, {} simulated workers, {} tasks per lease",
-            figures.tasks, figures.workers, figures.batch
+            "dispatch benchmark: {} tasks, {} simulated workers, {} tasks per lease, {} coordinator(s) on {}",
+            figures.tasks, figures.workers, figures.batch, figures.coordinators, figures.backends
         );
         println!("  partition + queue:    {:.2} s", figures.partition_secs);
         println!(
@@ -337,6 +378,20 @@ pub async fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The backends in a few words: `embedded`, or the engines' URL schemes.
+fn describe_backends(args: &DispatchArgs) -> String {
+    let schemes: Vec<&str> = [&args.store, &args.queue, &args.blobs]
+        .into_iter()
+        .flatten()
+        .map(|url| url.split("://").next().unwrap_or("?"))
+        .collect();
+    if schemes.is_empty() {
+        "embedded".into()
+    } else {
+        schemes.join(" + ")
+    }
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
