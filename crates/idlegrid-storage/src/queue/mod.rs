@@ -12,7 +12,9 @@
 //! task until a deadline; expired leases are taken back by the coordinator's reaper.
 
 mod memory;
+mod redis;
 
+pub use self::redis::RedisQueues;
 pub use memory::MemoryQueues;
 
 use crate::Result;
