@@ -13,6 +13,8 @@
 
 mod memory;
 mod redis;
+#[cfg(test)]
+mod tests;
 
 pub use self::redis::RedisQueues;
 pub use memory::MemoryQueues;
