@@ -25,6 +25,10 @@
 //! replicas), not Redis Cluster. Times come from the calling coordinator's clock (`now_ms`), not
 //! Redis `TIME`, so deadlines mean the same as in the memory backend and the records; the
 //! coordinators sharing a Redis should keep their clocks in step.
+//!
+//! Coordinators rebuild the queues from the records only when they start, so a Redis that loses
+//! its data (restarted without persistence) leaves queued tasks stranded until they restart: run
+//! it with persistence (`appendonly yes`) where that matters.
 
 use super::{Item, JobDepth, Lease, Queues, Stage};
 use crate::{Result, StorageError, now_ms};
@@ -538,7 +542,7 @@ impl RedisQueues {
     async fn pop_now(&self, stage: Stage, max: usize) -> Result<Option<Vec<Item>>> {
         let key = self.stage_key(stage);
         if max == 0 {
-            // Like the memory backend: nothing to hand out, but no reason to wait either.
+            // As in the memory backend: an empty batch at once if items wait, else wait.
             let len: u64 = ::redis::cmd("LLEN")
                 .arg(&key)
                 .query_async(&mut self.conn())
