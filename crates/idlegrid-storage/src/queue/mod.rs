@@ -12,7 +12,11 @@
 //! task until a deadline; expired leases are taken back by the coordinator's reaper.
 
 mod memory;
+mod redis;
+#[cfg(test)]
+mod tests;
 
+pub use self::redis::RedisQueues;
 pub use memory::MemoryQueues;
 
 use crate::Result;
