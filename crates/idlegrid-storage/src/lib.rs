@@ -23,7 +23,7 @@ use std::sync::Arc;
 pub struct Backends {
     /// Records: `sqlite:///path/records.db` (embedded default: `<data dir>/records.db`).
     pub store: Option<String>,
-    /// Queues: in-process by default.
+    /// Queues: `redis://host:port[/db][?prefix=name:]` (in-process by default).
     pub queue: Option<String>,
     /// Blobs: `s3://bucket[/prefix][?endpoint=URL&region=R]`, `file:///dir` (default:
     /// `<data dir>/blobs`).
@@ -58,7 +58,11 @@ impl Backends {
         };
         let queues: Arc<dyn queue::Queues> = match self.queue.as_deref() {
             None | Some("memory") => Arc::new(queue::MemoryQueues::new()),
-            Some(url) => return Err(unknown("queues", url, "memory")),
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                let (server, prefix) = redis_prefix(url);
+                Arc::new(queue::RedisQueues::connect(&server, &prefix).await?)
+            }
+            Some(url) => return Err(unknown("queues", url, "redis://")),
         };
         let blobs: Arc<dyn blobs::BlobStore> = match self.blobs.as_deref() {
             None => Arc::new(blobs::ObjectBlobStore::local(&data_dir.join("blobs"))?),
@@ -70,6 +74,31 @@ impl Backends {
             blobs,
         })
     }
+}
+
+/// Splits `redis://host:port/db?prefix=name:` into the server's URL and the key prefix
+/// (default `idlegrid:`), so several grids can share one Redis.
+fn redis_prefix(url: &str) -> (String, String) {
+    let Some((server, query)) = url.split_once('?') else {
+        return (
+            url.to_string(),
+            queue::RedisQueues::DEFAULT_PREFIX.to_string(),
+        );
+    };
+    let mut prefix = queue::RedisQueues::DEFAULT_PREFIX.to_string();
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.strip_prefix("prefix=") {
+            Some(p) => prefix = p.to_string(),
+            None => rest.push(pair),
+        }
+    }
+    let server = if rest.is_empty() {
+        server.to_string()
+    } else {
+        format!("{server}?{}", rest.join("&"))
+    };
+    (server, prefix)
 }
 
 /// The error for a backend URL of an unknown kind.
@@ -100,4 +129,36 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 /// Milliseconds since the Unix epoch, the time unit of every record.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_url_may_name_a_key_prefix() {
+        assert_eq!(
+            redis_prefix("redis://h:1/2?prefix=grid-a:"),
+            ("redis://h:1/2".to_string(), "grid-a:".to_string())
+        );
+        assert_eq!(
+            redis_prefix("redis://h:1?protocol=resp3&prefix=b:"),
+            ("redis://h:1?protocol=resp3".to_string(), "b:".to_string())
+        );
+        assert_eq!(redis_prefix("redis://h:1").1, "idlegrid:");
+    }
+
+    #[tokio::test]
+    async fn unknown_backend_urls_are_refused_with_what_was_expected() {
+        let dir = tempfile::tempdir().unwrap();
+        let backends = Backends {
+            queue: Some("amqp://x".into()),
+            ..Backends::default()
+        };
+        let err = backends.open(dir.path()).await.err().unwrap().to_string();
+        assert!(
+            err.contains("amqp://x") && err.contains("redis://"),
+            "{err}"
+        );
+    }
 }
