@@ -32,9 +32,10 @@ use idlegrid_domain::{
     AttemptOutcome, Capabilities, JobId, JobState, Replication, ResultId, TaskId, TaskState,
     TenantId, WorkerId,
 };
-use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::str::FromStr;
 
 /// Records in a PostgreSQL database, shared safely by any number of coordinators.
 #[derive(Debug, Clone)]
@@ -51,9 +52,20 @@ impl PostgresStore {
     /// at most `max_connections` connections, and applies migrations. Coordinators starting
     /// at once are safe: the migrator holds an advisory lock while it works.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(backend)?
+            // Plan every statement for its own arguments. A cached generic plan is made once
+            // per connection, often while the tables are still small, and then keeps
+            // scanning them whole for every batch after they have grown; planning these
+            // statements costs far less than one such scan.
+            .options([("plan_cache_mode", "force_custom_plan")])
+            // No JIT compilation: these are short batch statements, and a plan whose estimate
+            // crosses the JIT thresholds (a correlated sub-select is enough) spends a hundred
+            // milliseconds compiling what runs in one.
+            .options([("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(backend)?;
         sqlx::migrate!("./migrations/postgres")
@@ -998,39 +1010,66 @@ impl Store for PostgresStore {
             .filter(|(_, first)| **first)
             .map(|(r, _)| r)
             .collect();
-        let task: Vec<i64> = batch.iter().map(|r| r.task.0).collect();
-        let worker: Vec<i64> = batch.iter().map(|r| r.worker.0).collect();
-        let sha256: Vec<&str> = batch.iter().map(|r| r.sha256.as_str()).collect();
-        let size: Vec<i64> = batch.iter().map(|r| r.size as i64).collect();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Holding the tasks, this transaction sees every result another coordinator recorded
+        // for them, and no other can record one until it commits: a device gets one live
+        // result per replicated task, and a task reaches `validating` exactly once. The rows
+        // read here are the committed ones, as of the moment each lock was granted.
+        let ids: BTreeSet<i64> = batch.iter().map(|r| r.task.0).collect();
+        let ids: Vec<i64> = ids.into_iter().collect();
+        let open: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+            "SELECT id, job_id, state, replicas FROM tasks WHERE id = ANY($1) \
+             ORDER BY id FOR NO KEY UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        // Only tasks waiting for a result take one.
+        let open: HashMap<i64, (i64, bool)> = open
+            .into_iter()
+            .filter(|(_, _, state, _)| state == TaskState::Pending.as_str())
+            .map(|(id, job, _, replicas)| (id, (job, replicas != 1)))
+            .collect();
+        let batch: Vec<(&NewResult, i64, bool)> = batch
+            .into_iter()
+            .filter_map(|r| {
+                let (job, replicated) = open.get(&r.task.0)?;
+                Some((r, *job, *replicated))
+            })
+            .collect();
+        let task: Vec<i64> = batch.iter().map(|(r, ..)| r.task.0).collect();
+        let job: Vec<i64> = batch.iter().map(|(_, job, _)| *job).collect();
+        let replicated: Vec<bool> = batch.iter().map(|(.., replicated)| *replicated).collect();
+        let worker: Vec<i64> = batch.iter().map(|(r, ..)| r.worker.0).collect();
+        let sha256: Vec<&str> = batch.iter().map(|(r, ..)| r.sha256.as_str()).collect();
+        let size: Vec<i64> = batch.iter().map(|(r, ..)| r.size as i64).collect();
         let (inline, key): (Vec<Option<&[u8]>>, Vec<Option<&str>>) = batch
             .iter()
-            .map(|r| match &r.output {
+            .map(|(r, ..)| match &r.output {
                 OutputRef::Inline(bytes) => (Some(bytes.as_slice()), None),
                 OutputRef::Blob(key) => (None, Some(key.as_str())),
             })
             .unzip();
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // Holding the tasks, this transaction sees every result another coordinator recorded
-        // for them, and no other can record one until it commits: a device gets one live
-        // result per replicated task, and a task reaches `validating` exactly once.
-        lock_tasks(&mut tx, &task.iter().copied().collect()).await?;
         // A replicated task takes one result per device; the common unreplicated task never
         // evaluates that check.
         let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
             "INSERT INTO results (task_id, job_id, worker_id, outcome, sha256, size, \
              inline_output, blob_key, validate_state, created_at) \
-             SELECT t.id, t.job_id, b.worker, 'success', b.sha256, b.size, b.inline, b.key, \
-             'pending', $7 \
-             FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bytea[], \
-                         $6::text[]) WITH ORDINALITY AS b(task, worker, sha256, size, inline, key, ord) \
-             JOIN tasks t ON t.id = b.task \
-             WHERE t.state = 'pending' AND (t.replicas = 1 OR NOT EXISTS ( \
-                 SELECT 1 FROM results o WHERE o.task_id = t.id \
-                 AND o.worker_id = b.worker AND o.outcome = 'success')) \
+             SELECT b.task, b.job, b.worker, 'success', b.sha256, b.size, b.inline, b.key, \
+             'pending', $9 \
+             FROM unnest($1::bigint[], $2::bigint[], $3::bool[], $4::bigint[], $5::text[], \
+                         $6::bigint[], $7::bytea[], $8::text[]) WITH ORDINALITY \
+                  AS b(task, job, replicated, worker, sha256, size, inline, key, ord) \
+             WHERE NOT b.replicated OR NOT EXISTS ( \
+                 SELECT 1 FROM results o WHERE o.task_id = b.task \
+                 AND o.worker_id = b.worker AND o.outcome = 'success') \
              ORDER BY b.ord \
              RETURNING task_id, worker_id, id, job_id",
         )
         .bind(&task)
+        .bind(&job)
+        .bind(&replicated)
         .bind(&worker)
         .bind(&sha256)
         .bind(&size)
