@@ -181,6 +181,7 @@ on_both_backends!(
         racing_reports_give_one_result_per_device_and_replica,
         racing_quorum_decisions_decide_a_task_once,
         racing_batches_in_opposite_orders_do_not_deadlock,
+        racing_partitioners_create_each_chunk_once,
     ],
 );
 
@@ -1015,4 +1016,32 @@ async fn racing_batches_in_opposite_orders_do_not_deadlock(a: &dyn Store, b: &dy
         let failures: u32 = tasks.iter().map(|t| t.failures).sum();
         assert_eq!(record.failed_attempts, u64::from(failures));
     }
+}
+
+/// Two partitioners of one job (a restarted one and the old one, say) inserting overlapping
+/// chunks at once, in opposite orders: each chunk exists once and is counted once.
+async fn racing_partitioners_create_each_chunk_once(a: &dyn Store, b: &dyn Store) {
+    let (job, _) = running_job(a, 0).await;
+    let forward: Vec<NewTask> = (0..200).map(chunk).collect();
+    let backward: Vec<NewTask> = (100..300).rev().map(chunk).collect();
+    let (x, y) = tokio::join!(
+        a.insert_tasks(job.id, &forward, 1),
+        b.insert_tasks(job.id, &backward, 1),
+    );
+    let mut ids: Vec<TaskId> = x.unwrap().into_iter().chain(y.unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 300);
+    assert_eq!(
+        a.pending_tasks(job.id).await.unwrap(),
+        ids_by_index(a, &ids).await
+    );
+    let job = a.job(job.id).await.unwrap().unwrap();
+    assert_eq!(job.chunks_created, 300);
+}
+
+async fn ids_by_index(store: &dyn Store, ids: &[TaskId]) -> Vec<TaskId> {
+    let mut tasks = store.tasks(ids).await.unwrap();
+    tasks.sort_by_key(|t| t.chunk.index);
+    tasks.into_iter().map(|t| t.id).collect()
 }
