@@ -46,9 +46,10 @@ impl PgDatabase {
         let Ok(admin_url) = std::env::var(POSTGRES_VAR) else {
             if std::env::var("IDLEGRID_REQUIRE_SERVICES").as_deref() == Ok("1") {
                 panic!(
-                    "{POSTGRES_VAR} is not set but IDLEGRID_REQUIRE_SERVICES=1: start PostgreSQL \
-                     (as the postgres user: initdb -D DIR -A trust -U postgres; pg_ctl -D DIR \
-                     -o \"-p 55432 -c listen_addresses=127.0.0.1\" start) and set \
+                    "{POSTGRES_VAR} is not set: start the services with \
+                     `eval \"$(scripts/services.sh start)\"`, or start PostgreSQL yourself (as \
+                     the postgres user: initdb -D DIR -A trust -U postgres; pg_ctl -D DIR -o \
+                     \"-p 55432 -c listen_addresses=127.0.0.1\" start) and set \
                      {POSTGRES_VAR}=postgres://postgres@127.0.0.1:55432/postgres"
                 );
             }
