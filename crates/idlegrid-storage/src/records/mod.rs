@@ -5,8 +5,10 @@
 //! (reports, validation) moves thousands of tasks a second: backends do each batch in one
 //! transaction.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::Result;

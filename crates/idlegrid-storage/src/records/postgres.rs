@@ -1,0 +1,1344 @@
+//! The scale-out records backend: one PostgreSQL database shared by several coordinators.
+//!
+//! Every method means exactly what it means on [`super::SqliteStore`]; what differs is how it
+//! stays correct when coordinators call it at once. SQLite gets that for free from its single
+//! writer; here each method is one statement where it can be, and a transaction that locks
+//! the rows it reads before it writes where it cannot:
+//!
+//! - State changes are compare-and-set (`UPDATE ... WHERE state IN ...`): under READ COMMITTED
+//!   a second writer waits for the first, re-checks the condition on the committed row, and
+//!   finds nothing to do.
+//! - Methods that read tasks and then write on what they read (recording results, verdicts,
+//!   quorum decisions) first lock the task rows, then do the rest in later statements, each of
+//!   which sees everything committed before the lock was granted.
+//! - Rows are always locked in one order, so two transactions never wait for each other: tasks
+//!   (by id), then jobs (by id), then workers (by id). Result rows need no lock of their own:
+//!   only a transaction holding their task changes them. Locks are `FOR NO KEY UPDATE`, the
+//!   strength an ordinary `UPDATE` takes; it excludes every other locker and updater but not
+//!   the key-share lock a foreign key check takes, so inserting a result for a locked task
+//!   does not wait.
+//!
+//! Batches travel as arrays (`unnest($1::bigint[], ...)`), so a thousand-row batch costs a
+//! handful of statements, not a thousand round trips.
+
+use super::{
+    AttemptRecord, Decide, FailureCharged, JobRecord, NewFailure, NewJob, NewResult, NewTask,
+    OutputRef, Principal, ReplicaResult, ReplicaState, Replicate, Reputation, ResultRecord, Store,
+    StoredBlob, TaskRecord, Verdict, VerdictsApplied,
+};
+use crate::{Result, StorageError, now_ms};
+use async_trait::async_trait;
+use idlegrid_domain::{
+    AttemptOutcome, Capabilities, JobId, JobState, Replication, ResultId, TaskId, TaskState,
+    TenantId, WorkerId,
+};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Postgres, Row};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::str::FromStr;
+
+/// Records in a PostgreSQL database, shared safely by any number of coordinators.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn backend(e: sqlx::Error) -> StorageError {
+    StorageError::Backend(e.to_string())
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`) with
+    /// at most `max_connections` connections, and applies migrations. Coordinators starting
+    /// at once are safe: the migrator holds an advisory lock while it works.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(backend)?
+            // Plan every statement for its own arguments. A cached generic plan is made once
+            // per connection, often while the tables are still small, and then keeps
+            // scanning them whole for every batch after they have grown; planning these
+            // statements costs far less than one such scan.
+            .options([("plan_cache_mode", "force_custom_plan")])
+            // No JIT compilation: these are short batch statements, and a plan whose estimate
+            // crosses the JIT thresholds (a correlated sub-select is enough) spends a hundred
+            // milliseconds compiling what runs in one.
+            .options([("jit", "off")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            // The URL may hold a password, so it stays out of the message.
+            .map_err(|e| StorageError::Backend(format!("migrating the records database: {e}")))?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Closes the pool, waiting for running statements.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn job_state(name: &str) -> Result<JobState> {
+    JobState::parse(name).ok_or_else(|| StorageError::Corrupt(format!("job state {name:?}")))
+}
+
+fn task_state(name: &str) -> Result<TaskState> {
+    TaskState::parse(name).ok_or_else(|| StorageError::Corrupt(format!("task state {name:?}")))
+}
+
+fn json_column(row: &PgRow, column: &str) -> Result<serde_json::Value> {
+    let text: String = row.try_get(column).map_err(backend)?;
+    serde_json::from_str(&text).map_err(|e| StorageError::Corrupt(format!("{column}: {e}")))
+}
+
+fn optional_json_column(row: &PgRow, column: &str) -> Result<Option<serde_json::Value>> {
+    let text: Option<String> = row.try_get(column).map_err(backend)?;
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StorageError::Corrupt(format!("{column}: {e}")))
+    })
+    .transpose()
+}
+
+fn blob_columns(row: &PgRow, prefix: &str) -> Result<Option<StoredBlob>> {
+    let key: Option<String> = row.try_get(&*format!("{prefix}_key")).map_err(backend)?;
+    let Some(key) = key else { return Ok(None) };
+    let size: i64 = row.try_get(&*format!("{prefix}_size")).map_err(backend)?;
+    let sha256: String = row.try_get(&*format!("{prefix}_sha256")).map_err(backend)?;
+    Ok(Some(StoredBlob {
+        key,
+        size: size as u64,
+        sha256,
+    }))
+}
+
+fn job_from_row(row: &PgRow) -> Result<JobRecord> {
+    let get_i64 = |c: &str| -> Result<i64> { row.try_get(c).map_err(backend) };
+    let get_opt = |c: &str| -> Result<Option<i64>> { row.try_get(c).map_err(backend) };
+    Ok(JobRecord {
+        id: JobId(get_i64("id")?),
+        spec: NewJob {
+            tenant: TenantId(get_i64("tenant_id")?),
+            app: row.try_get("app").map_err(backend)?,
+            app_version: row.try_get("app_version").map_err(backend)?,
+            bundle_sha256: row.try_get("bundle_sha256").map_err(backend)?,
+            params: json_column(row, "params")?,
+            partition_options: json_column(row, "partition_options")?,
+            priority: get_i64("priority")? as i32,
+            max_attempts: get_i64("max_attempts")? as u32,
+            task_timeout_secs: get_i64("task_timeout_secs")? as u64,
+            replication: {
+                let text: Option<String> = row.try_get("replication").map_err(backend)?;
+                text.map(|t| {
+                    serde_json::from_str(&t)
+                        .map_err(|e| StorageError::Corrupt(format!("job replication: {e}")))
+                })
+                .transpose()?
+                .unwrap_or(Replication::NONE)
+            },
+            deadline_secs: get_opt("deadline_secs")?.map(|s| s as u64),
+        },
+        state: job_state(&row.try_get::<String, _>("state").map_err(backend)?)?,
+        error: row.try_get("error").map_err(backend)?,
+        input: blob_columns(row, "input")?,
+        output: blob_columns(row, "output")?,
+        facts: optional_json_column(row, "facts")?,
+        chunks_total: get_opt("chunks_total")?.map(|n| n as u64),
+        chunks_created: get_i64("chunks_created")? as u64,
+        chunks_done: get_i64("chunks_done")? as u64,
+        chunks_failed: get_i64("chunks_failed")? as u64,
+        failed_attempts: get_i64("failed_attempts")? as u64,
+        results_received: get_i64("results_received")? as u64,
+        results_rejected: get_i64("results_rejected")? as u64,
+        created_at: get_i64("created_at")?,
+        submitted_at: get_opt("submitted_at")?,
+        started_at: get_opt("started_at")?,
+        finished_at: get_opt("finished_at")?,
+    })
+}
+
+fn task_from_row(row: &PgRow) -> Result<TaskRecord> {
+    let get_i64 = |c: &str| -> Result<i64> { row.try_get(c).map_err(backend) };
+    Ok(TaskRecord {
+        id: TaskId(get_i64("id")?),
+        job: JobId(get_i64("job_id")?),
+        chunk: NewTask {
+            index: get_i64("idx")? as u64,
+            input_key: row.try_get("input_key").map_err(backend)?,
+            offset: get_i64("input_offset")? as u64,
+            len: get_i64("input_len")? as u64,
+            meta: optional_json_column(row, "meta")?,
+        },
+        state: task_state(&row.try_get::<String, _>("state").map_err(backend)?)?,
+        failures: get_i64("failures")? as u32,
+    })
+}
+
+fn output_from_row(row: &PgRow) -> Result<OutputRef> {
+    let inline: Option<Vec<u8>> = row.try_get("inline_output").map_err(backend)?;
+    let key: Option<String> = row.try_get("blob_key").map_err(backend)?;
+    match (inline, key) {
+        (Some(bytes), _) => Ok(OutputRef::Inline(bytes)),
+        (None, Some(key)) => Ok(OutputRef::Blob(key)),
+        (None, None) => Err(StorageError::Corrupt("result without output".into())),
+    }
+}
+
+fn result_ids(ids: &[ResultId]) -> Vec<i64> {
+    ids.iter().map(|id| id.0).collect()
+}
+
+/// Adds `n` to `key`'s count; the map's order is the id order locks are taken in.
+fn count(map: &mut BTreeMap<i64, i64>, key: i64, n: i64) {
+    *map.entry(key).or_default() += n;
+}
+
+/// Splits a map into parallel arrays for `unnest`.
+fn columns(map: &BTreeMap<i64, i64>) -> (Vec<i64>, Vec<i64>) {
+    map.iter().map(|(k, v)| (*k, *v)).unzip()
+}
+
+type Tx<'a> = sqlx::Transaction<'a, Postgres>;
+
+/// Locks these tasks' rows, in id order, until the transaction ends; returns the jobs of those
+/// that exist. Every later statement of the transaction sees what other transactions committed
+/// to them before the lock was granted, and nobody changes them meanwhile.
+async fn lock_tasks(tx: &mut Tx<'_>, tasks: &BTreeSet<i64>) -> Result<BTreeSet<i64>> {
+    if tasks.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let ids: Vec<i64> = tasks.iter().copied().collect();
+    let jobs: Vec<i64> = sqlx::query_scalar(
+        "SELECT job_id FROM tasks WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(jobs.into_iter().collect())
+}
+
+/// Locks these jobs' rows, in id order, until the transaction ends.
+async fn lock_jobs(tx: &mut Tx<'_>, jobs: &BTreeSet<i64>) -> Result<()> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = jobs.iter().copied().collect();
+    sqlx::query("SELECT id FROM jobs WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+        .bind(&ids)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+/// The tasks of these results (those that exist). A result's task never changes, so this needs
+/// no lock.
+async fn tasks_of_results(tx: &mut Tx<'_>, results: &[i64]) -> Result<Vec<i64>> {
+    if results.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT DISTINCT task_id FROM results WHERE id = ANY($1)")
+        .bind(results)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(backend)
+}
+
+/// Rejects a run of results not yet decided, as if one after another: each task is charged a
+/// failed attempt per rejected result (and waits for work again if it was waiting for a
+/// verdict), each job counts them. Returns what was charged, in the order of `run`, and the
+/// devices whose results were rejected. The caller holds the tasks and jobs.
+async fn reject_run(
+    tx: &mut Tx<'_>,
+    run: &[(ResultId, &str)],
+) -> Result<(Vec<FailureCharged>, Vec<i64>)> {
+    let ids: Vec<i64> = run.iter().map(|(id, _)| id.0).collect();
+    let reasons: Vec<&str> = run.iter().map(|(_, reason)| *reason).collect();
+    // A result listed twice is rejected once, with its first reason: the second rejection
+    // would find it decided.
+    let mut rejected: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+        "WITH v AS (SELECT DISTINCT ON (id) id, reason, ord \
+                    FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS v(id, reason, ord) \
+                    ORDER BY id, ord) \
+         UPDATE results SET validate_state = 'invalid', outcome = 'validate_error', \
+         reason = v.reason FROM v \
+         WHERE results.id = v.id AND results.validate_state IN ('pending', 'passed') \
+         RETURNING v.ord, results.task_id, results.job_id, results.worker_id",
+    )
+    .bind(&ids)
+    .bind(&reasons)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    if rejected.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    rejected.sort_unstable();
+    let (mut per_task, mut per_job) = (BTreeMap::new(), BTreeMap::new());
+    for &(_, task, job, _) in &rejected {
+        count(&mut per_task, task, 1);
+        count(&mut per_job, job, 1);
+    }
+    let (tasks, task_n) = columns(&per_task);
+    let (jobs, job_n) = columns(&per_job);
+    // The job's state is read as this transaction left it (a job whose last chunk was just
+    // accepted is assembling); the counters added in the same statement do not matter to it.
+    let charged: Vec<(i64, i64, String, i64, String)> = sqlx::query_as(
+        "WITH j AS (UPDATE jobs SET failed_attempts = jobs.failed_attempts + c.n, \
+                    results_rejected = jobs.results_rejected + c.n \
+                    FROM unnest($3::bigint[], $4::bigint[]) AS c(id, n) WHERE jobs.id = c.id) \
+         UPDATE tasks SET failures = tasks.failures + c.n, \
+         state = CASE WHEN tasks.state = 'validating' THEN 'pending' ELSE tasks.state END \
+         FROM unnest($1::bigint[], $2::bigint[]) AS c(id, n) WHERE tasks.id = c.id \
+         RETURNING tasks.id, tasks.failures, tasks.state, \
+         (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id), \
+         (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
+    )
+    .bind(&tasks)
+    .bind(&task_n)
+    .bind(&jobs)
+    .bind(&job_n)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let after: HashMap<i64, (i64, String, i64, String)> = charged
+        .into_iter()
+        .map(|(task, failures, state, max, job_state)| (task, (failures, state, max, job_state)))
+        .collect();
+    // Each rejection saw the failures charged by those before it in the run.
+    let mut seen: HashMap<i64, i64> = HashMap::new();
+    let mut out = Vec::with_capacity(rejected.len());
+    let mut workers = Vec::with_capacity(rejected.len());
+    for (_, task, job, worker) in rejected {
+        workers.push(worker);
+        let Some((failures, state, max_attempts, job_state_name)) = after.get(&task) else {
+            continue;
+        };
+        let nth = seen.entry(task).or_default();
+        *nth += 1;
+        out.push(FailureCharged {
+            task: TaskId(task),
+            job: JobId(job),
+            worker: WorkerId(worker),
+            failures: (failures - per_task[&task] + *nth) as u32,
+            max_attempts: *max_attempts as u32,
+            still_pending: task_state(state)? == TaskState::Pending
+                && job_state(job_state_name)?.is_dispatching(),
+        });
+    }
+    Ok((out, workers))
+}
+
+/// Applies a run of rejections gathered so far, if any, and empties it.
+async fn flush_rejections(
+    tx: &mut Tx<'_>,
+    run: &mut Vec<(ResultId, &str)>,
+    applied: &mut VerdictsApplied,
+    reset: &mut Vec<i64>,
+) -> Result<()> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let (charged, workers) = reject_run(tx, run).await?;
+    applied.charged.extend(charged);
+    reset.extend(workers);
+    run.clear();
+    Ok(())
+}
+
+/// Sends a task out for `copies` more results; says what to queue if its job still dispatches.
+async fn add_replicas(tx: &mut Tx<'_>, task: TaskId, copies: u32) -> Result<Option<Replicate>> {
+    let row: Option<(i64, String)> = sqlx::query_as(
+        "UPDATE tasks SET replicas = replicas + $2, \
+         state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
+         WHERE id = $1 AND state IN ('pending', 'validating') \
+         RETURNING job_id, (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
+    )
+    .bind(task.0)
+    .bind(i64::from(copies))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some((job, job_state_name)) = row else {
+        return Ok(None);
+    };
+    if !job_state(&job_state_name)?.is_dispatching() {
+        return Ok(None);
+    }
+    let exclude: Vec<i64> = sqlx::query_scalar(
+        "SELECT worker_id FROM results WHERE task_id = $1 AND outcome = 'success' \
+         AND validate_state IN ('pending', 'passed')",
+    )
+    .bind(task.0)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(Some(Replicate {
+        task,
+        job: JobId(job),
+        copies,
+        exclude: exclude.into_iter().map(WorkerId).collect(),
+    }))
+}
+
+/// Marks a task failed unless it is final already, and counts it on its job; returns the job.
+/// One statement: the task row is locked before the job row, as everywhere.
+const FAIL_TASK: &str = "WITH t AS (UPDATE tasks SET state = 'failed' \
+                         WHERE id = $1 AND state IN ('pending', 'validating') RETURNING job_id), \
+                         j AS (UPDATE jobs SET chunks_failed = chunks_failed + 1 \
+                               FROM t WHERE jobs.id = t.job_id) \
+                         SELECT job_id FROM t";
+
+async fn fail_task_in(tx: &mut Tx<'_>, task: TaskId) -> Result<Option<JobId>> {
+    let job: Option<i64> = sqlx::query_scalar(FAIL_TASK)
+        .bind(task.0)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(job.map(JobId))
+}
+
+/// Applies verdicts with the effects, in the order, that SQLite's one-at-a-time application
+/// has: `Passed`, then `Valid` (tasks done, jobs counting their chunks), then the others in
+/// the order given. Consecutive `Invalid`s are applied as one batch; the device streaks are
+/// written last, to keep the lock order (workers after jobs).
+async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
+    let mut applied = VerdictsApplied::default();
+    if verdicts.is_empty() {
+        return Ok(applied);
+    }
+    let (mut valid, mut passed, mut judged) = (Vec::new(), Vec::new(), Vec::new());
+    let mut tasks = BTreeSet::new();
+    let mut stepwise = false;
+    for verdict in verdicts {
+        match verdict {
+            Verdict::Valid(id) => valid.push(id.0),
+            Verdict::Passed(id) => passed.push(id.0),
+            Verdict::Invalid(id, _) => {
+                judged.push(id.0);
+                stepwise = true;
+            }
+            Verdict::MoreReplicas(task, _) | Verdict::FailTask(task, _) => {
+                tasks.insert(task.0);
+                stepwise = true;
+            }
+        }
+    }
+    judged.extend(&valid);
+    judged.extend(&passed);
+    tasks.extend(tasks_of_results(tx, &judged).await?);
+    let jobs = lock_tasks(tx, &tasks).await?;
+    // Accepting results touches jobs in one statement that locks them in order itself; the
+    // other verdicts touch them one after another, so those lock them all here first.
+    if stepwise {
+        lock_jobs(tx, &jobs).await?;
+    }
+    if !passed.is_empty() {
+        sqlx::query(
+            "UPDATE results SET validate_state = 'passed' \
+             WHERE id = ANY($1) AND validate_state = 'pending'",
+        )
+        .bind(&passed)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    if !valid.is_empty() {
+        // One statement: each task still open takes its first listed result as its output;
+        // the listed results become valid (the task's output) or redundant (agreeing with
+        // it); each job counts its chunks done and is assembling once all are.
+        let assembling: Vec<(i64, String)> = sqlx::query_as(
+            "WITH v AS (SELECT DISTINCT ON (r.task_id) r.id AS rid, r.task_id AS tid \
+                        FROM unnest($1::bigint[]) WITH ORDINALITY AS u(id, ord) \
+                        JOIN results r ON r.id = u.id \
+                        WHERE r.validate_state IN ('pending', 'passed') \
+                        ORDER BY r.task_id, u.ord), \
+             done AS (UPDATE tasks SET state = 'done', canonical_result = v.rid FROM v \
+                      WHERE tasks.id = v.tid AND tasks.state IN ('pending', 'validating') \
+                      RETURNING tasks.id, tasks.job_id, tasks.canonical_result), \
+             judged AS (UPDATE results SET validate_state = CASE \
+                          WHEN COALESCE(done.canonical_result, t.canonical_result) = results.id \
+                          THEN 'valid' ELSE 'redundant' END \
+                        FROM tasks t LEFT JOIN done ON done.id = t.id \
+                        WHERE t.id = results.task_id AND results.id = ANY($1) \
+                        AND results.validate_state IN ('pending', 'passed')), \
+             per_job AS (SELECT job_id, count(*) AS n FROM done GROUP BY job_id) \
+             UPDATE jobs SET chunks_done = jobs.chunks_done + c.n, \
+             state = CASE WHEN jobs.chunks_total IS NOT NULL \
+                          AND jobs.chunks_done + c.n >= jobs.chunks_total \
+                          AND jobs.state IN ('partitioning', 'running') \
+                     THEN 'assembling' ELSE jobs.state END \
+             FROM (SELECT j.id, per_job.n FROM jobs j JOIN per_job ON per_job.job_id = j.id \
+                   ORDER BY j.id FOR NO KEY UPDATE OF j) AS c \
+             WHERE jobs.id = c.id RETURNING jobs.id, jobs.state",
+        )
+        .bind(&valid)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(backend)?;
+        let mut ready: Vec<JobId> = assembling
+            .into_iter()
+            .filter(|(_, state)| state == JobState::Assembling.as_str())
+            .map(|(job, _)| JobId(job))
+            .collect();
+        ready.sort_unstable();
+        applied.ready_to_assemble = ready;
+    }
+    // Rejections before the others, in the order given: a run of them at a time.
+    let mut reset = Vec::new();
+    let mut run: Vec<(ResultId, &str)> = Vec::new();
+    for verdict in verdicts {
+        match verdict {
+            Verdict::Invalid(id, reason) => run.push((*id, reason)),
+            Verdict::Valid(_) | Verdict::Passed(_) => {}
+            Verdict::MoreReplicas(task, copies) => {
+                flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
+                if let Some(more) = add_replicas(tx, *task, *copies).await? {
+                    applied.replicate.push(more);
+                }
+            }
+            Verdict::FailTask(task, reason) => {
+                flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
+                if let Some(job) = fail_task_in(tx, *task).await? {
+                    applied.failed.push((job, *task, reason.clone()));
+                }
+            }
+        }
+    }
+    flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
+    if !valid.is_empty() || !reset.is_empty() {
+        // Every listed valid result lengthens its device's run (as on SQLite, even one found
+        // already decided); a rejection ends it, and rejections come after acceptances.
+        sqlx::query(
+            "UPDATE workers SET valid_streak = CASE WHEN c.reset THEN 0 \
+                                                    ELSE workers.valid_streak + c.n END \
+             FROM (SELECT w.id, s.n, s.reset FROM workers w JOIN \
+                     (SELECT id, sum(n)::bigint AS n, bool_or(reset) AS reset FROM \
+                        (SELECT worker_id AS id, count(*) AS n, false AS reset FROM results \
+                         WHERE id = ANY($1) GROUP BY worker_id \
+                         UNION ALL SELECT unnest($2::bigint[]), 0, true) AS each_one \
+                      GROUP BY id) AS s ON s.id = w.id \
+                   ORDER BY w.id FOR NO KEY UPDATE OF w) AS c \
+             WHERE workers.id = c.id",
+        )
+        .bind(&valid)
+        .bind(&reset)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(applied)
+}
+
+/// Reads the replication state of these tasks. Three statements; callers that need them
+/// consistent read them in a transaction that holds the tasks, or one with a snapshot.
+async fn read_replica_states(
+    conn: &mut sqlx::PgConnection,
+    tasks: &[TaskId],
+) -> Result<Vec<ReplicaState>> {
+    let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
+    let rows: Vec<(i64, i64, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT t.id, t.job_id, t.state, t.replicas, \
+         (SELECT sha256 FROM results WHERE id = t.canonical_result) \
+         FROM tasks t WHERE t.id = ANY($1) ORDER BY t.id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let live: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
+        "SELECT r.task_id, r.id, r.worker_id, r.sha256, r.validate_state, w.valid_streak \
+         FROM results r JOIN workers w ON w.id = r.worker_id \
+         WHERE r.task_id = ANY($1) AND r.outcome = 'success' \
+         AND r.validate_state IN ('pending', 'passed') ORDER BY r.id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let mut by_task: BTreeMap<i64, Vec<ReplicaResult>> = BTreeMap::new();
+    for (task, id, worker, sha256, state, streak) in live {
+        by_task.entry(task).or_default().push(ReplicaResult {
+            id: ResultId(id),
+            worker: WorkerId(worker),
+            sha256,
+            passed: state == "passed",
+            streak: streak.max(0) as u64,
+        });
+    }
+    rows.into_iter()
+        .map(|(id, job, state, wanted, accepted_sha256)| {
+            Ok(ReplicaState {
+                task: TaskId(id),
+                job: JobId(job),
+                state: task_state(&state)?,
+                wanted: wanted.max(1) as u32,
+                accepted_sha256,
+                results: by_task.remove(&id).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ensure_tenant(&self, name: &str) -> Result<TenantId> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO tenants (name, created_at) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
+        )
+        .bind(name)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(TenantId(id))
+    }
+
+    async fn ensure_owner(&self, name: &str) -> Result<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO owners (name, created_at) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
+        )
+        .bind(name)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)
+    }
+
+    async fn add_credential(&self, secret_hash: [u8; 32], principal: Principal) -> Result<()> {
+        let (kind, subject) = match principal {
+            Principal::Tenant(t) => ("api_key", t.0),
+            Principal::Owner(o) => ("enrollment", o),
+            Principal::Worker(w) => ("worker", w.0),
+        };
+        sqlx::query(
+            "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&secret_hash[..])
+        .bind(kind)
+        .bind(subject)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn credential(&self, secret_hash: [u8; 32]) -> Result<Option<Principal>> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT kind, subject FROM credentials WHERE secret_hash = $1")
+                .bind(&secret_hash[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        row.map(|(kind, subject)| match kind.as_str() {
+            "api_key" => Ok(Principal::Tenant(TenantId(subject))),
+            "enrollment" => Ok(Principal::Owner(subject)),
+            "worker" => Ok(Principal::Worker(WorkerId(subject))),
+            other => Err(StorageError::Corrupt(format!("credential kind {other:?}"))),
+        })
+        .transpose()
+    }
+
+    async fn register_worker(
+        &self,
+        owner: i64,
+        name: &str,
+        capabilities: &Capabilities,
+        token_hash: [u8; 32],
+    ) -> Result<WorkerId> {
+        let caps = serde_json::to_string(capabilities)
+            .map_err(|e| StorageError::Backend(e.to_string()))?;
+        // One statement, so the worker and its token exist together or not at all.
+        let id: i64 = sqlx::query_scalar(
+            "WITH w AS (INSERT INTO workers (owner_id, name, capabilities, created_at) \
+                        VALUES ($1, $2, $3, $5) RETURNING id), \
+             c AS (INSERT INTO credentials (secret_hash, kind, subject, created_at) \
+                   SELECT $4, 'worker', id, $5 FROM w) \
+             SELECT id FROM w",
+        )
+        .bind(owner)
+        .bind(name)
+        .bind(caps)
+        .bind(&token_hash[..])
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(WorkerId(id))
+    }
+
+    async fn worker_capabilities(&self, worker: WorkerId) -> Result<Option<Capabilities>> {
+        let caps: Option<String> =
+            sqlx::query_scalar("SELECT capabilities FROM workers WHERE id = $1")
+                .bind(worker.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        caps.map(|c| {
+            serde_json::from_str(&c)
+                .map_err(|e| StorageError::Corrupt(format!("worker capabilities: {e}")))
+        })
+        .transpose()
+    }
+
+    async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>> {
+        let row: Option<(i64, i64, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT \
+             (SELECT count(*) FROM results WHERE worker_id = $1 \
+              AND validate_state IN ('valid', 'redundant')), \
+             (SELECT count(*) FROM results WHERE worker_id = $1 AND validate_state = 'invalid'), \
+             (SELECT count(*) FROM results WHERE worker_id = $1 AND outcome = 'no_reply'), \
+             valid_streak, quarantined_at FROM workers WHERE id = $1",
+        )
+        .bind(worker.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.map(
+            |(valid, invalid, timed_out, streak, quarantined_at_ms)| Reputation {
+                valid: valid as u64,
+                invalid: invalid as u64,
+                timed_out: timed_out as u64,
+                streak: streak as u64,
+                quarantined_at_ms,
+            },
+        ))
+    }
+
+    async fn quarantine_untrusted(
+        &self,
+        workers: &[WorkerId],
+        max_invalid: u64,
+    ) -> Result<Vec<WorkerId>> {
+        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
+        // The candidates are locked in id order first, like every other writer of workers;
+        // a device quarantined meanwhile by another coordinator drops out when its lock is
+        // granted, so each device is reported newly quarantined once.
+        let mut quarantined: Vec<i64> = sqlx::query_scalar(
+            "UPDATE workers SET quarantined_at = $3 \
+             FROM (SELECT id FROM workers WHERE id = ANY($1) AND quarantined_at IS NULL \
+                   ORDER BY id FOR NO KEY UPDATE) AS c \
+             WHERE workers.id = c.id AND workers.quarantined_at IS NULL \
+             AND (SELECT count(*) FROM results WHERE results.worker_id = workers.id \
+                  AND validate_state = 'invalid') >= $2 \
+             RETURNING workers.id",
+        )
+        .bind(&ids)
+        .bind(max_invalid.min(i64::MAX as u64) as i64)
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        quarantined.sort_unstable();
+        Ok(quarantined.into_iter().map(WorkerId).collect())
+    }
+
+    async fn quarantined_workers(&self) -> Result<Vec<WorkerId>> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM workers WHERE quarantined_at IS NOT NULL")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(ids.into_iter().map(WorkerId).collect())
+    }
+
+    async fn pending_results_of(&self, worker: WorkerId) -> Result<Vec<ResultId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM results WHERE worker_id = $1 \
+             AND validate_state IN ('pending', 'passed')",
+        )
+        .bind(worker.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(ids.into_iter().map(ResultId).collect())
+    }
+
+    async fn create_job(&self, job: &NewJob) -> Result<JobRecord> {
+        let row = sqlx::query(
+            "INSERT INTO jobs (tenant_id, app, app_version, bundle_sha256, params, \
+             partition_options, priority, max_attempts, task_timeout_secs, replication, \
+             deadline_secs, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, 'created', $10) RETURNING *",
+        )
+        .bind(job.tenant.0)
+        .bind(&job.app)
+        .bind(&job.app_version)
+        .bind(&job.bundle_sha256)
+        .bind(job.params.to_string())
+        .bind(job.partition_options.to_string())
+        .bind(i64::from(job.priority))
+        .bind(i64::from(job.max_attempts))
+        .bind(job.task_timeout_secs as i64)
+        .bind(now_ms())
+        .bind(
+            job.replication
+                .is_replicated()
+                .then(|| serde_json::to_string(&job.replication).unwrap_or_default()),
+        )
+        .bind(job.deadline_secs.map(|s| s as i64))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        job_from_row(&row)
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<JobRecord>> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn list_jobs(
+        &self,
+        tenant: TenantId,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM jobs WHERE tenant_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(tenant.0)
+        .bind(before.map_or(i64::MAX, |b| b.0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn jobs_past_deadline(&self, now_ms: i64) -> Result<Vec<JobId>> {
+        // numeric, because a huge deadline would overflow bigint (SQLite falls back to floating
+        // point there instead of failing).
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE deadline_secs IS NOT NULL \
+             AND state IN ('submitted', 'partitioning', 'running', 'assembling') \
+             AND submitted_at::numeric + deadline_secs::numeric * 1000 < $1 ORDER BY id",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    async fn jobs_in_states(&self, states: &[JobState]) -> Result<Vec<JobRecord>> {
+        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        let rows = sqlx::query("SELECT * FROM jobs WHERE state = ANY($1) ORDER BY id")
+            .bind(&names)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    async fn set_job_input(&self, id: JobId, input: &StoredBlob) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET input_key = $2, input_size = $3, input_sha256 = $4 \
+             WHERE id = $1 AND state = 'created'",
+        )
+        .bind(id.0)
+        .bind(&input.key)
+        .bind(input.size as i64)
+        .bind(&input.sha256)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn transition_job(
+        &self,
+        id: JobId,
+        to: JobState,
+        error: Option<&str>,
+    ) -> Result<Option<JobRecord>> {
+        // Compare-and-set: a coordinator that loses the race waits for the winner's commit,
+        // finds the state no longer among the sources, and updates nothing.
+        let sources: Vec<&str> = JobState::sources(to).iter().map(|s| s.as_str()).collect();
+        let row = sqlx::query(
+            "UPDATE jobs SET state = $2, error = COALESCE($3, error), \
+             submitted_at = CASE WHEN $2 = 'submitted' THEN $4 ELSE submitted_at END, \
+             started_at = CASE WHEN $2 = 'partitioning' THEN COALESCE(started_at, $4) \
+                               ELSE started_at END, \
+             finished_at = CASE WHEN $5 THEN $4 ELSE finished_at END \
+             WHERE id = $1 AND state = ANY($6) RETURNING *",
+        )
+        .bind(id.0)
+        .bind(to.as_str())
+        .bind(error)
+        .bind(now_ms())
+        .bind(to.is_terminal())
+        .bind(&sources)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    async fn set_job_facts(&self, id: JobId, facts: &serde_json::Value) -> Result<()> {
+        sqlx::query("UPDATE jobs SET facts = $2 WHERE id = $1")
+            .bind(id.0)
+            .bind(facts.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn complete_job(&self, id: JobId, output: &StoredBlob) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'completed', output_key = $2, output_size = $3, \
+             output_sha256 = $4, finished_at = $5 WHERE id = $1 AND state = 'assembling'",
+        )
+        .bind(id.0)
+        .bind(&output.key)
+        .bind(output.size as i64)
+        .bind(&output.sha256)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_tasks(
+        &self,
+        job: JobId,
+        tasks: &[NewTask],
+        replicas: u32,
+    ) -> Result<Vec<TaskId>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let index: Vec<i64> = tasks.iter().map(|t| t.index as i64).collect();
+        let key: Vec<Option<&str>> = tasks.iter().map(|t| t.input_key.as_deref()).collect();
+        let offset: Vec<i64> = tasks.iter().map(|t| t.offset as i64).collect();
+        let len: Vec<i64> = tasks.iter().map(|t| t.len as i64).collect();
+        let meta: Vec<Option<String>> = tasks
+            .iter()
+            .map(|t| t.meta.as_ref().map(|m| m.to_string()))
+            .collect();
+        // One statement. Rows go in index order, so two partitioners inserting overlapping
+        // batches of one job wait for each other in the same order and never deadlock; a
+        // chunk listed twice keeps its first listing. The job counts only the rows inserted.
+        let mut inserted: Vec<(i64, i64)> = sqlx::query_as(
+            "WITH ins AS (INSERT INTO tasks (job_id, idx, state, input_key, input_offset, \
+                          input_len, meta, replicas) \
+                          SELECT $1, b.idx, 'pending', b.key, b.off, b.len, b.meta, $7 \
+                          FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
+                                      $6::text[]) WITH ORDINALITY AS b(idx, key, off, len, meta, ord) \
+                          ORDER BY b.idx, b.ord \
+                          ON CONFLICT (job_id, idx) DO NOTHING RETURNING idx, id), \
+             j AS (UPDATE jobs SET chunks_created = chunks_created + (SELECT count(*) FROM ins) \
+                   WHERE id = $1) \
+             SELECT idx, id FROM ins",
+        )
+        .bind(job.0)
+        .bind(&index)
+        .bind(&key)
+        .bind(&offset)
+        .bind(&len)
+        .bind(&meta)
+        .bind(i64::from(replicas.max(1)))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        inserted.sort_unstable();
+        Ok(inserted.into_iter().map(|(_, id)| TaskId(id)).collect())
+    }
+
+    async fn finish_partition(&self, job: JobId, total: u64) -> Result<Option<JobState>> {
+        let state: Option<String> = sqlx::query_scalar(
+            "UPDATE jobs SET chunks_total = $2, \
+             state = CASE WHEN chunks_done >= $2 THEN 'assembling' ELSE 'running' END \
+             WHERE id = $1 AND state = 'partitioning' RETURNING state",
+        )
+        .bind(job.0)
+        .bind(total as i64)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        state.as_deref().map(job_state).transpose()
+    }
+
+    async fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskRecord>> {
+        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        let rows = sqlx::query("SELECT * FROM tasks WHERE id = ANY($1) ORDER BY id")
+            .bind(&ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn pending_tasks(&self, job: JobId) -> Result<Vec<TaskId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM tasks WHERE job_id = $1 AND state = 'pending' ORDER BY idx",
+        )
+        .bind(job.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(ids.into_iter().map(TaskId).collect())
+    }
+
+    async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One report per task and device: a later duplicate in the batch gets no row.
+        let mut seen = HashSet::new();
+        let first: Vec<bool> = results
+            .iter()
+            .map(|r| seen.insert((r.task.0, r.worker.0)))
+            .collect();
+        let batch: Vec<&NewResult> = results
+            .iter()
+            .zip(&first)
+            .filter(|(_, first)| **first)
+            .map(|(r, _)| r)
+            .collect();
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Holding the tasks, this transaction sees every result another coordinator recorded
+        // for them, and no other can record one until it commits: a device gets one live
+        // result per replicated task, and a task reaches `validating` exactly once. The rows
+        // read here are the committed ones, as of the moment each lock was granted.
+        let ids: BTreeSet<i64> = batch.iter().map(|r| r.task.0).collect();
+        let ids: Vec<i64> = ids.into_iter().collect();
+        let open: Vec<(i64, i64, String, i64)> = sqlx::query_as(
+            "SELECT id, job_id, state, replicas FROM tasks WHERE id = ANY($1) \
+             ORDER BY id FOR NO KEY UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        // Only tasks waiting for a result take one.
+        let open: HashMap<i64, (i64, bool)> = open
+            .into_iter()
+            .filter(|(_, _, state, _)| state == TaskState::Pending.as_str())
+            .map(|(id, job, _, replicas)| (id, (job, replicas != 1)))
+            .collect();
+        let batch: Vec<(&NewResult, i64, bool)> = batch
+            .into_iter()
+            .filter_map(|r| {
+                let (job, replicated) = open.get(&r.task.0)?;
+                Some((r, *job, *replicated))
+            })
+            .collect();
+        let task: Vec<i64> = batch.iter().map(|(r, ..)| r.task.0).collect();
+        let job: Vec<i64> = batch.iter().map(|(_, job, _)| *job).collect();
+        let replicated: Vec<bool> = batch.iter().map(|(.., replicated)| *replicated).collect();
+        let worker: Vec<i64> = batch.iter().map(|(r, ..)| r.worker.0).collect();
+        let sha256: Vec<&str> = batch.iter().map(|(r, ..)| r.sha256.as_str()).collect();
+        let size: Vec<i64> = batch.iter().map(|(r, ..)| r.size as i64).collect();
+        let (inline, key): (Vec<Option<&[u8]>>, Vec<Option<&str>>) = batch
+            .iter()
+            .map(|(r, ..)| match &r.output {
+                OutputRef::Inline(bytes) => (Some(bytes.as_slice()), None),
+                OutputRef::Blob(key) => (None, Some(key.as_str())),
+            })
+            .unzip();
+        // A replicated task takes one result per device; the common unreplicated task never
+        // evaluates that check.
+        let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+            "INSERT INTO results (task_id, job_id, worker_id, outcome, sha256, size, \
+             inline_output, blob_key, validate_state, created_at) \
+             SELECT b.task, b.job, b.worker, 'success', b.sha256, b.size, b.inline, b.key, \
+             'pending', $9 \
+             FROM unnest($1::bigint[], $2::bigint[], $3::bool[], $4::bigint[], $5::text[], \
+                         $6::bigint[], $7::bytea[], $8::text[]) WITH ORDINALITY \
+                  AS b(task, job, replicated, worker, sha256, size, inline, key, ord) \
+             WHERE NOT b.replicated OR NOT EXISTS ( \
+                 SELECT 1 FROM results o WHERE o.task_id = b.task \
+                 AND o.worker_id = b.worker AND o.outcome = 'success') \
+             ORDER BY b.ord \
+             RETURNING task_id, worker_id, id, job_id",
+        )
+        .bind(&task)
+        .bind(&job)
+        .bind(&replicated)
+        .bind(&worker)
+        .bind(&sha256)
+        .bind(&size)
+        .bind(&inline)
+        .bind(&key)
+        .bind(now_ms())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if !rows.is_empty() {
+            let recorded: Vec<i64> = rows.iter().map(|(task, ..)| *task).collect();
+            let mut per_job = BTreeMap::new();
+            for (.., job) in &rows {
+                count(&mut per_job, *job, 1);
+            }
+            let (jobs, n) = columns(&per_job);
+            // A later statement, so the count sees the results just inserted. The jobs are
+            // locked in id order by the sub-select.
+            sqlx::query(
+                "WITH v AS (UPDATE tasks SET state = 'validating' \
+                            WHERE id = ANY($1) AND state = 'pending' \
+                            AND (replicas = 1 OR replicas <= (SELECT count(*) FROM results r \
+                                 WHERE r.task_id = tasks.id AND r.outcome = 'success' \
+                                 AND r.validate_state IN ('pending', 'passed')))) \
+                 UPDATE jobs SET results_received = jobs.results_received + c.n \
+                 FROM (SELECT j.id, u.n FROM jobs j \
+                       JOIN unnest($2::bigint[], $3::bigint[]) AS u(id, n) ON u.id = j.id \
+                       ORDER BY j.id FOR NO KEY UPDATE OF j) AS c \
+                 WHERE jobs.id = c.id",
+            )
+            .bind(&recorded)
+            .bind(&jobs)
+            .bind(&n)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        let by_report: HashMap<(i64, i64), i64> = rows
+            .into_iter()
+            .map(|(task, worker, id, _)| ((task, worker), id))
+            .collect();
+        Ok(results
+            .iter()
+            .zip(first)
+            .map(|(r, first)| {
+                first
+                    .then(|| {
+                        by_report
+                            .get(&(r.task.0, r.worker.0))
+                            .map(|&id| ResultId(id))
+                    })
+                    .flatten()
+            })
+            .collect())
+    }
+
+    async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<FailureCharged>> {
+        if failures.is_empty() {
+            return Ok(Vec::new());
+        }
+        let task: Vec<i64> = failures.iter().map(|f| f.task.0).collect();
+        let job: Vec<i64> = failures.iter().map(|f| f.job.0).collect();
+        let worker: Vec<i64> = failures.iter().map(|f| f.worker.0).collect();
+        let outcome: Vec<&str> = failures.iter().map(|f| f.outcome.as_str()).collect();
+        let reason: Vec<&str> = failures.iter().map(|f| f.reason.as_str()).collect();
+        let (mut per_task, mut per_job) = (BTreeMap::new(), BTreeMap::new());
+        for f in failures {
+            let counts = i64::from(f.outcome.counts_as_failure());
+            count(&mut per_task, f.task.0, counts);
+            if counts > 0 {
+                count(&mut per_job, f.job.0, 1);
+            }
+        }
+        let (tasks, task_n) = columns(&per_task);
+        let (jobs, job_n) = columns(&per_job);
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        lock_tasks(&mut tx, &per_task.keys().copied().collect()).await?;
+        // One statement for the rest: the attempts recorded, each task charged once with its
+        // count, each job once, locked in id order by the sub-select.
+        let rows: Vec<(i64, i64, String, i64, String)> = sqlx::query_as(
+            "WITH ins AS (INSERT INTO results (task_id, job_id, worker_id, outcome, reason, \
+                          created_at) \
+                          SELECT b.task, b.job, b.worker, b.outcome, b.reason, $6 \
+                          FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], \
+                                      $5::text[]) WITH ORDINALITY \
+                               AS b(task, job, worker, outcome, reason, ord) \
+                          ORDER BY b.ord), \
+             j AS (UPDATE jobs SET failed_attempts = jobs.failed_attempts + c.n \
+                   FROM (SELECT jj.id, u.n FROM jobs jj \
+                         JOIN unnest($9::bigint[], $10::bigint[]) AS u(id, n) ON u.id = jj.id \
+                         ORDER BY jj.id FOR NO KEY UPDATE OF jj) AS c \
+                   WHERE jobs.id = c.id) \
+             UPDATE tasks SET failures = tasks.failures + c.n \
+             FROM unnest($7::bigint[], $8::bigint[]) AS c(id, n) WHERE tasks.id = c.id \
+             RETURNING tasks.id, tasks.failures, tasks.state, \
+             (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id), \
+             (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
+        )
+        .bind(&task)
+        .bind(&job)
+        .bind(&worker)
+        .bind(&outcome)
+        .bind(&reason)
+        .bind(now_ms())
+        .bind(&tasks)
+        .bind(&task_n)
+        .bind(&jobs)
+        .bind(&job_n)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let after: HashMap<i64, (i64, String, i64, String)> = rows
+            .into_iter()
+            .map(|(task, failures, state, max, job_state)| {
+                (task, (failures, state, max, job_state))
+            })
+            .collect();
+        // Each failure reports the count as charged up to and including itself, as if the
+        // batch had been recorded one failure at a time.
+        let mut so_far: HashMap<i64, i64> = HashMap::new();
+        let mut charged = Vec::with_capacity(failures.len());
+        for failure in failures {
+            let Some((total, state, max_attempts, job_state_name)) = after.get(&failure.task.0)
+            else {
+                return Err(StorageError::NotFound(format!("task {}", failure.task)));
+            };
+            let charged_here = so_far.entry(failure.task.0).or_default();
+            *charged_here += i64::from(failure.outcome.counts_as_failure());
+            charged.push(FailureCharged {
+                task: failure.task,
+                job: failure.job,
+                worker: failure.worker,
+                failures: (total - per_task[&failure.task.0] + *charged_here) as u32,
+                max_attempts: *max_attempts as u32,
+                still_pending: task_state(state)? == TaskState::Pending
+                    && job_state(job_state_name)?.is_dispatching(),
+            });
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(charged)
+    }
+
+    async fn results_for_validation(&self, ids: &[ResultId]) -> Result<Vec<ResultRecord>> {
+        let rows = sqlx::query(
+            "SELECT r.id AS result_id, r.worker_id, r.sha256, r.size, r.inline_output, \
+             r.blob_key, t.* \
+             FROM results r JOIN tasks t ON t.id = r.task_id \
+             WHERE r.id = ANY($1) AND r.validate_state = 'pending' ORDER BY r.id",
+        )
+        .bind(result_ids(ids))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(ResultRecord {
+                    id: ResultId(row.try_get("result_id").map_err(backend)?),
+                    task: task_from_row(row)?,
+                    worker: WorkerId(row.try_get("worker_id").map_err(backend)?),
+                    sha256: row.try_get("sha256").map_err(backend)?,
+                    size: row.try_get::<i64, _>("size").map_err(backend)? as u64,
+                    output: output_from_row(row)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn unvalidated_results(&self) -> Result<Vec<(JobId, ResultId)>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT job_id, id FROM results WHERE validate_state = 'pending' ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .into_iter()
+            .map(|(job, id)| (JobId(job), ResultId(id)))
+            .collect())
+    }
+
+    async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
+        if verdicts.is_empty() {
+            return Ok(VerdictsApplied::default());
+        }
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let applied = apply_in(&mut tx, verdicts).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(applied)
+    }
+
+    async fn replica_states(&self, tasks: &[TaskId]) -> Result<Vec<ReplicaState>> {
+        // One snapshot for the three reads, so a task and its results agree.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(backend)?;
+        let states = read_replica_states(&mut tx, tasks).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(states)
+    }
+
+    async fn settle_replicas(&self, tasks: &[TaskId], decide: &Decide) -> Result<VerdictsApplied> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // The tasks are held from before the read until the commit: a coordinator deciding
+        // the same task waits here and then decides on what this one wrote, and no result
+        // is recorded for them in between.
+        lock_tasks(&mut tx, &tasks.iter().map(|t| t.0).collect()).await?;
+        let states = read_replica_states(&mut tx, tasks).await?;
+        let verdicts: Vec<Verdict> = states.iter().flat_map(decide).collect();
+        let applied = apply_in(&mut tx, &verdicts).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(applied)
+    }
+
+    async fn fail_task(&self, task: TaskId) -> Result<bool> {
+        let job: Option<i64> = sqlx::query_scalar(FAIL_TASK)
+            .bind(task.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(job.is_some())
+    }
+
+    async fn attempts(&self, task: TaskId) -> Result<Vec<AttemptRecord>> {
+        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
+            "SELECT worker_id, outcome, reason FROM results WHERE task_id = $1 \
+             AND outcome <> 'success' ORDER BY id",
+        )
+        .bind(task.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.into_iter()
+            .map(|(worker, outcome, reason)| {
+                Ok(AttemptRecord {
+                    worker: WorkerId(worker),
+                    outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
+                        StorageError::Corrupt(format!("attempt outcome {outcome:?}"))
+                    })?,
+                    reason: reason.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn accepted_outputs(
+        &self,
+        job: JobId,
+        from_index: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, OutputRef)>> {
+        let rows = sqlx::query(
+            "SELECT t.idx, r.inline_output, r.blob_key FROM tasks t \
+             JOIN results r ON r.id = t.canonical_result \
+             WHERE t.job_id = $1 AND t.idx >= $2 ORDER BY t.idx LIMIT $3",
+        )
+        .bind(job.0)
+        .bind(from_index.min(i64::MAX as u64) as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let idx: i64 = row.try_get("idx").map_err(backend)?;
+                Ok((idx as u64, output_from_row(row)?))
+            })
+            .collect()
+    }
+}

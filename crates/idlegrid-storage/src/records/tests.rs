@@ -1,0 +1,1048 @@
+//! One test suite, two backends: every test here runs against SQLite and against PostgreSQL,
+//! so the backends cannot drift apart in what a method means.
+//!
+//! The PostgreSQL runs need a server: `IDLEGRID_TEST_POSTGRES` holds the URL of one where tests
+//! may create databases (`postgres://user@127.0.0.1:PORT/postgres`); each test gets a database
+//! of its own and drops it afterwards. Without the variable those runs are skipped with a note,
+//! or fail when `IDLEGRID_REQUIRE_SERVICES=1` (CI sets it where the services run).
+//!
+//! Tests taking two stores check what must hold when coordinators call at once: on PostgreSQL
+//! they are two pools on one database, on SQLite one store shared (its single writer is what
+//! keeps it correct there).
+
+use crate::records::{
+    Decide, JobRecord, NewFailure, NewJob, NewResult, NewTask, OutputRef, PostgresStore, Principal,
+    ReplicaState, SqliteStore, Store, StoredBlob, Verdict,
+};
+use futures::future::join_all;
+use idlegrid_domain::{
+    AttemptOutcome, Capabilities, JobId, JobState, Replication, ResultId, TaskId, TaskState,
+    WorkerId,
+};
+use serde_json::json;
+use sqlx::Connection;
+
+const POSTGRES_VAR: &str = "IDLEGRID_TEST_POSTGRES";
+
+async fn sqlite_store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("records.db"))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+/// A fresh PostgreSQL database for one test, dropped when this goes out of scope (also when
+/// the test panics).
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    /// Creates the database, or says why not and returns `None` when no server is configured.
+    async fn create() -> Option<PgDatabase> {
+        let Ok(admin_url) = std::env::var(POSTGRES_VAR) else {
+            if std::env::var("IDLEGRID_REQUIRE_SERVICES").as_deref() == Ok("1") {
+                panic!(
+                    "{POSTGRES_VAR} is not set: start the services with \
+                     `eval \"$(scripts/services.sh start)\"`, or start PostgreSQL yourself (as \
+                     the postgres user: initdb -D DIR -A trust -U postgres; pg_ctl -D DIR -o \
+                     \"-p 55432 -c listen_addresses=127.0.0.1\" start) and set \
+                     {POSTGRES_VAR}=postgres://postgres@127.0.0.1:55432/postgres"
+                );
+            }
+            eprintln!("note: {POSTGRES_VAR} is not set; skipping the PostgreSQL run");
+            return None;
+        };
+        let name = format!("idlegrid_t_{}", hex::encode(rand::random::<[u8; 8]>()));
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {POSTGRES_VAR}: {e}"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.ok();
+        let url = with_database(&admin_url, &name);
+        Some(PgDatabase {
+            admin_url,
+            name,
+            url,
+        })
+    }
+
+    async fn store(&self) -> PostgresStore {
+        PostgresStore::connect(&self.url, 8).await.unwrap()
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Best effort, on a thread of its own: the test's runtime may be gone or blocked here.
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut admin)
+                .await
+                .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("note: could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// The admin URL with its database replaced by `name` (query parameters kept).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+/// Generates, for each test function, a SQLite run and a PostgreSQL run. Functions listed
+/// under `one` take a store; those under `two` take two handles on one database.
+macro_rules! on_both_backends {
+    (one: [$($one:ident),* $(,)?], two: [$($two:ident),* $(,)?] $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $one() {
+                    let (_dir, store) = super::sqlite_store().await;
+                    super::$one(&store).await;
+                    store.close().await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $two() {
+                    let (_dir, store) = super::sqlite_store().await;
+                    super::$two(&store, &store.clone()).await;
+                    store.close().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $one() {
+                    let Some(db) = super::PgDatabase::create().await else { return };
+                    let store = db.store().await;
+                    super::$one(&store).await;
+                    store.close().await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $two() {
+                    let Some(db) = super::PgDatabase::create().await else { return };
+                    let (a, b) = (db.store().await, db.store().await);
+                    super::$two(&a, &b).await;
+                    a.close().await;
+                    b.close().await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    one: [
+        a_job_runs_through_to_assembling,
+        a_replicated_task_takes_one_result_per_device_and_asks_for_more,
+        failures_are_charged_and_transitions_are_compare_and_set,
+        credentials_resolve_to_principals,
+        batches_count_as_if_recorded_one_at_a_time,
+        verdicts_apply_in_the_order_given,
+        devices_are_quarantined_once,
+    ],
+    two: [
+        racing_transitions_have_one_winner,
+        racing_reports_give_one_result_per_device_and_replica,
+        racing_quorum_decisions_decide_a_task_once,
+        racing_batches_in_opposite_orders_do_not_deadlock,
+        racing_partitioners_create_each_chunk_once,
+    ],
+);
+
+fn new_job(tenant: idlegrid_domain::TenantId) -> NewJob {
+    NewJob {
+        tenant,
+        app: "python-map".into(),
+        app_version: "1".into(),
+        bundle_sha256: "ab".into(),
+        params: json!({"k": 1}),
+        partition_options: json!({"lines": 2}),
+        priority: 0,
+        max_attempts: 2,
+        task_timeout_secs: 60,
+        replication: Replication::NONE,
+        deadline_secs: None,
+    }
+}
+
+async fn running_job(store: &dyn Store, chunks: u64) -> (JobRecord, Vec<TaskId>) {
+    let tenant = store.ensure_tenant("acme").await.unwrap();
+    let job = store.create_job(&new_job(tenant)).await.unwrap();
+    let input = StoredBlob {
+        key: "in".into(),
+        size: 10,
+        sha256: "cd".into(),
+    };
+    assert!(store.set_job_input(job.id, &input).await.unwrap());
+    store
+        .set_job_facts(job.id, &json!({"lines": 3}))
+        .await
+        .unwrap();
+    for to in [JobState::Submitted, JobState::Partitioning] {
+        assert!(
+            store
+                .transition_job(job.id, to, None)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    let tasks: Vec<NewTask> = (0..chunks).map(chunk).collect();
+    let ids = store.insert_tasks(job.id, &tasks, 1).await.unwrap();
+    // Re-inserting (a restarted partitioner) creates nothing new.
+    assert!(
+        store
+            .insert_tasks(job.id, &tasks, 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    (store.job(job.id).await.unwrap().unwrap(), ids)
+}
+
+fn chunk(i: u64) -> NewTask {
+    NewTask {
+        index: i,
+        input_key: None,
+        offset: i * 2,
+        len: 2,
+        meta: (i == 1).then(|| json!({"frames": 48})),
+    }
+}
+
+fn result(task: TaskId, job: JobId, bytes: &[u8]) -> NewResult {
+    NewResult {
+        task,
+        job,
+        worker: WorkerId(1),
+        sha256: crate::blobs::sha256_hex(bytes),
+        size: bytes.len() as u64,
+        output: OutputRef::Inline(bytes.to_vec()),
+    }
+}
+
+async fn workers(store: &dyn Store, n: u8) -> Vec<WorkerId> {
+    let owner = store.ensure_owner("o").await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = store
+            .register_worker(owner, &format!("w{i}"), &Capabilities::default(), [i; 32])
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+async fn a_job_runs_through_to_assembling(store: &dyn Store) {
+    let (job, tasks) = running_job(store, 3).await;
+    assert_eq!(job.chunks_created, 3);
+    assert_eq!(job.facts, Some(json!({"lines": 3})));
+    assert_eq!(job.state, JobState::Partitioning);
+    assert_eq!(store.pending_tasks(job.id).await.unwrap(), tasks);
+    let records = store.tasks(&[tasks[2], tasks[0]]).await.unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!((records[0].id, records[0].chunk.offset), (tasks[0], 0));
+    assert_eq!((records[1].chunk.index, records[1].chunk.len), (2, 2));
+    assert_eq!(records[0].chunk.meta, None);
+    let second = store.tasks(&[tasks[1]]).await.unwrap();
+    assert_eq!(second[0].chunk.meta, Some(json!({"frames": 48})));
+
+    let ids = store
+        .record_results(&[
+            result(tasks[0], job.id, b"a"),
+            result(tasks[1], job.id, b"b"),
+            result(tasks[0], job.id, b"again"),
+        ])
+        .await
+        .unwrap();
+    assert!(ids[0].is_some() && ids[1].is_some() && ids[2].is_none());
+    // A second report for a task already validating is not recorded.
+    assert_eq!(
+        store
+            .record_results(&[result(tasks[0], job.id, b"x")])
+            .await
+            .unwrap(),
+        [None]
+    );
+    let pending: Vec<ResultId> = ids.iter().flatten().copied().collect();
+    let records = store.results_for_validation(&pending).await.unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].output, OutputRef::Inline(b"a".to_vec()));
+    assert_eq!(
+        store.unvalidated_results().await.unwrap(),
+        [(job.id, pending[0]), (job.id, pending[1])]
+    );
+    let applied = store
+        .apply_verdicts(&[
+            Verdict::Valid(pending[0]),
+            Verdict::Invalid(pending[1], "bad".into()),
+        ])
+        .await
+        .unwrap();
+    assert!(applied.ready_to_assemble.is_empty());
+    assert_eq!(applied.charged.len(), 1);
+    assert!(applied.charged[0].still_pending);
+    assert_eq!(applied.charged[0].failures, 1);
+
+    // Partitioning ends with one chunk done: the job runs on.
+    assert_eq!(
+        store.finish_partition(job.id, 3).await.unwrap(),
+        Some(JobState::Running)
+    );
+    let ids = store
+        .record_results(&[
+            result(tasks[1], job.id, b"b"),
+            NewResult {
+                output: OutputRef::Blob("results/c".into()),
+                ..result(tasks[2], job.id, b"c")
+            },
+        ])
+        .await
+        .unwrap();
+    let verdicts: Vec<Verdict> = ids.iter().flatten().map(|id| Verdict::Valid(*id)).collect();
+    let applied = store.apply_verdicts(&verdicts).await.unwrap();
+    assert_eq!(applied.ready_to_assemble, [job.id]);
+    let outputs = store.accepted_outputs(job.id, 0, 10).await.unwrap();
+    assert_eq!(
+        outputs,
+        [
+            (0, OutputRef::Inline(b"a".to_vec())),
+            (1, OutputRef::Inline(b"b".to_vec())),
+            (2, OutputRef::Blob("results/c".into())),
+        ]
+    );
+    assert_eq!(store.accepted_outputs(job.id, 1, 1).await.unwrap().len(), 1);
+    let job = store.job(job.id).await.unwrap().unwrap();
+    assert_eq!((job.chunks_done, job.failed_attempts), (3, 1));
+    assert_eq!((job.results_received, job.results_rejected), (4, 1));
+    assert_eq!(store.attempts(tasks[1]).await.unwrap()[0].reason, "bad");
+    let output = StoredBlob {
+        key: "out".into(),
+        size: 3,
+        sha256: "ef".into(),
+    };
+    assert!(store.complete_job(job.id, &output).await.unwrap());
+    assert!(!store.complete_job(job.id, &output).await.unwrap());
+    let job = store.job(job.id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Completed);
+    assert_eq!(job.output, Some(output));
+    assert!(job.finished_at.is_some());
+    assert_eq!(
+        store
+            .jobs_in_states(&[JobState::Completed])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let listed = store.list_jobs(job.spec.tenant, None, 10).await.unwrap();
+    assert_eq!(listed[0].id, job.id);
+    assert!(
+        store
+            .list_jobs(job.spec.tenant, Some(job.id), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn a_replicated_task_takes_one_result_per_device_and_asks_for_more(store: &dyn Store) {
+    let (job, _) = running_job(store, 0).await;
+    let task = store.insert_tasks(job.id, &[chunk(9)], 2).await.unwrap()[0];
+    let [w1, w2] = workers(store, 2).await[..] else {
+        unreachable!()
+    };
+    let by = |worker, bytes: &[u8]| NewResult {
+        worker,
+        ..result(task, job.id, bytes)
+    };
+    // The same device twice (in one batch and later) gives one result.
+    let ids = store
+        .record_results(&[by(w1, b"x"), by(w1, b"x")])
+        .await
+        .unwrap();
+    assert!(ids[0].is_some() && ids[1].is_none());
+    assert!(store.record_results(&[by(w1, b"y")]).await.unwrap()[0].is_none());
+    assert_eq!(
+        store.tasks(&[task]).await.unwrap()[0].state,
+        TaskState::Pending
+    );
+    let second = store.record_results(&[by(w2, b"z")]).await.unwrap()[0].unwrap();
+    let state = &store.replica_states(&[task]).await.unwrap()[0];
+    assert_eq!((state.state, state.wanted), (TaskState::Validating, 2));
+    assert_eq!(state.results.len(), 2);
+    // They disagree: both wait, and one more replica is asked for, kept from both devices.
+    let applied = store
+        .apply_verdicts(&[
+            Verdict::Passed(ids[0].unwrap()),
+            Verdict::Passed(second),
+            Verdict::MoreReplicas(task, 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied.replicate.len(), 1);
+    let mut exclude = applied.replicate[0].exclude.clone();
+    exclude.sort();
+    assert_eq!(exclude, [w1, w2]);
+    let state = &store.replica_states(&[task]).await.unwrap()[0];
+    assert_eq!((state.state, state.wanted), (TaskState::Pending, 3));
+    assert!(state.results.iter().all(|r| r.passed));
+    assert_eq!(
+        store.pending_results_of(w2).await.unwrap(),
+        [second],
+        "a passed result still waits for its replicas"
+    );
+    // The quorum settles it: the odd one out is rejected and its device's run ends.
+    let applied = store
+        .apply_verdicts(&[
+            Verdict::Valid(ids[0].unwrap()),
+            Verdict::Invalid(second, "differs".into()),
+        ])
+        .await
+        .unwrap();
+    assert!(!applied.charged[0].still_pending);
+    assert_eq!(store.reputation(w1).await.unwrap().unwrap().streak, 1);
+    let w2_record = store.reputation(w2).await.unwrap().unwrap();
+    assert_eq!((w2_record.streak, w2_record.invalid), (0, 1));
+    let job = store.job(job.id).await.unwrap().unwrap();
+    assert_eq!((job.results_received, job.results_rejected), (2, 1));
+    assert_eq!(
+        store.replica_states(&[task]).await.unwrap()[0].accepted_sha256,
+        Some(crate::blobs::sha256_hex(b"x"))
+    );
+}
+
+async fn failures_are_charged_and_transitions_are_compare_and_set(store: &dyn Store) {
+    let (job, tasks) = running_job(store, 1).await;
+    let failure = NewFailure {
+        task: tasks[0],
+        job: job.id,
+        worker: WorkerId(3),
+        outcome: AttemptOutcome::NoReply,
+        reason: "lease expired".into(),
+    };
+    let released = NewFailure {
+        outcome: AttemptOutcome::Abandoned,
+        ..failure.clone()
+    };
+    let charged = store.record_failures(&[failure, released]).await.unwrap();
+    assert_eq!(charged[0].failures, 1);
+    assert_eq!(charged[1].failures, 1, "a hand-back is not charged");
+    assert_eq!(charged[0].max_attempts, 2);
+    assert!(charged[0].still_pending);
+    assert_eq!(
+        store.reputation(WorkerId(3)).await.unwrap(),
+        None,
+        "an unregistered device has no record"
+    );
+    assert!(store.fail_task(tasks[0]).await.unwrap());
+    assert!(!store.fail_task(tasks[0]).await.unwrap());
+    let failed = store
+        .transition_job(job.id, JobState::Failed, Some("chunk 0 failed"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.error.as_deref(), Some("chunk 0 failed"));
+    assert_eq!(failed.chunks_failed, 1);
+    assert_eq!(failed.failed_attempts, 1);
+    assert!(failed.finished_at.is_some());
+    assert!(
+        store
+            .transition_job(job.id, JobState::Cancelled, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Charging a task that does not exist fails the batch.
+    let missing = NewFailure {
+        task: TaskId(9999),
+        job: job.id,
+        worker: WorkerId(3),
+        outcome: AttemptOutcome::NoReply,
+        reason: "x".into(),
+    };
+    assert!(store.record_failures(&[missing]).await.is_err());
+    assert_eq!(store.attempts(tasks[0]).await.unwrap().len(), 2);
+}
+
+async fn credentials_resolve_to_principals(store: &dyn Store) {
+    let tenant = store.ensure_tenant("t").await.unwrap();
+    assert_eq!(store.ensure_tenant("t").await.unwrap(), tenant);
+    store
+        .add_credential([1; 32], Principal::Tenant(tenant))
+        .await
+        .unwrap();
+    // A secret authenticates one principal.
+    assert!(
+        store
+            .add_credential([1; 32], Principal::Owner(1))
+            .await
+            .is_err()
+    );
+    let owner = store.ensure_owner("o").await.unwrap();
+    assert_eq!(store.ensure_owner("o").await.unwrap(), owner);
+    store
+        .add_credential([4; 32], Principal::Owner(owner))
+        .await
+        .unwrap();
+    let caps = Capabilities {
+        cores: 2,
+        ..Default::default()
+    };
+    let worker = store
+        .register_worker(owner, "box", &caps, [2; 32])
+        .await
+        .unwrap();
+    // A token already in use registers nobody.
+    assert!(
+        store
+            .register_worker(owner, "twin", &caps, [2; 32])
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        store.credential([1; 32]).await.unwrap(),
+        Some(Principal::Tenant(tenant))
+    );
+    assert_eq!(
+        store.credential([2; 32]).await.unwrap(),
+        Some(Principal::Worker(worker))
+    );
+    assert_eq!(
+        store.credential([4; 32]).await.unwrap(),
+        Some(Principal::Owner(owner))
+    );
+    assert_eq!(store.credential([3; 32]).await.unwrap(), None);
+    assert_eq!(store.worker_capabilities(worker).await.unwrap(), Some(caps));
+    assert_eq!(
+        store
+            .worker_capabilities(WorkerId(worker.0 + 1))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.reputation(worker).await.unwrap(),
+        Some(Default::default())
+    );
+}
+
+/// Batch methods report what one-at-a-time recording would have: a task charged twice in one
+/// batch shows 1 then 2 failures.
+async fn batches_count_as_if_recorded_one_at_a_time(store: &dyn Store) {
+    let (job, tasks) = running_job(store, 2).await;
+    let [w1, w2, w3] = workers(store, 3).await[..] else {
+        unreachable!()
+    };
+    let fail = |task, worker, outcome| NewFailure {
+        task,
+        job: job.id,
+        worker,
+        outcome,
+        reason: "x".into(),
+    };
+    let charged = store
+        .record_failures(&[
+            fail(tasks[0], w1, AttemptOutcome::ClientError),
+            fail(tasks[1], w1, AttemptOutcome::Abandoned),
+            fail(tasks[0], w2, AttemptOutcome::NoReply),
+            fail(tasks[1], w2, AttemptOutcome::NoReply),
+        ])
+        .await
+        .unwrap();
+    let failures: Vec<u32> = charged.iter().map(|c| c.failures).collect();
+    assert_eq!(failures, [1, 0, 2, 1]);
+    assert_eq!(store.reputation(w2).await.unwrap().unwrap().timed_out, 2);
+    // Two rejections of one task's results in one batch (an unreplicated task takes every
+    // device's report that arrives in the same batch).
+    let (job2, more) = {
+        let tenant = store.ensure_tenant("acme").await.unwrap();
+        let job = store.create_job(&new_job(tenant)).await.unwrap();
+        for to in [JobState::Submitted, JobState::Partitioning] {
+            store.transition_job(job.id, to, None).await.unwrap();
+        }
+        let more = store
+            .insert_tasks(job.id, &[chunk(0), chunk(1)], 1)
+            .await
+            .unwrap();
+        (job.id, more)
+    };
+    let by = |task, worker, bytes: &[u8]| NewResult {
+        worker,
+        ..result(task, job2, bytes)
+    };
+    let ids = store
+        .record_results(&[
+            by(more[0], w1, b"a"),
+            by(more[0], w2, b"b"),
+            by(more[1], w3, b"c"),
+        ])
+        .await
+        .unwrap();
+    let ids: Vec<ResultId> = ids.into_iter().map(Option::unwrap).collect();
+    let applied = store
+        .apply_verdicts(&[
+            Verdict::Invalid(ids[1], "first".into()),
+            Verdict::Invalid(ids[2], "other".into()),
+            Verdict::Invalid(ids[0], "second".into()),
+            Verdict::Invalid(ids[1], "again".into()),
+        ])
+        .await
+        .unwrap();
+    let charged: Vec<(TaskId, WorkerId, u32, bool)> = applied
+        .charged
+        .iter()
+        .map(|c| (c.task, c.worker, c.failures, c.still_pending))
+        .collect();
+    assert_eq!(
+        charged,
+        [
+            (more[0], w2, 1, true),
+            (more[1], w3, 1, true),
+            (more[0], w1, 2, true)
+        ]
+    );
+    assert_eq!(store.attempts(more[0]).await.unwrap()[0].reason, "second");
+    let job2 = store.job(job2).await.unwrap().unwrap();
+    assert_eq!((job2.failed_attempts, job2.results_rejected), (3, 3));
+    assert_eq!(job2.results_received, 3);
+}
+
+/// Acceptances first, then rejections, replicas and failed tasks in the order given.
+async fn verdicts_apply_in_the_order_given(store: &dyn Store) {
+    let (job, _) = running_job(store, 0).await;
+    let [w1, w2, w3] = workers(store, 3).await[..] else {
+        unreachable!()
+    };
+    let tasks = store
+        .insert_tasks(job.id, &[chunk(0), chunk(1), chunk(2)], 2)
+        .await
+        .unwrap();
+    let by = |task, worker, bytes: &[u8]| NewResult {
+        worker,
+        ..result(task, job.id, bytes)
+    };
+    let ids: Vec<ResultId> = store
+        .record_results(&[
+            by(tasks[0], w1, b"a"),
+            by(tasks[0], w2, b"b"),
+            by(tasks[1], w1, b"a"),
+            by(tasks[1], w2, b"b"),
+            by(tasks[2], w3, b"c"),
+            by(tasks[2], w2, b"c"),
+        ])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    // Task 0 fails before its result is rejected: nothing waits for work. Task 1's result is
+    // rejected before more replicas are asked for: its device is not kept from it. Task 2 is
+    // accepted; w2 had a valid result but also a rejection, so its run ends.
+    let applied = store
+        .apply_verdicts(&[
+            Verdict::FailTask(tasks[0], "no quorum".into()),
+            Verdict::Invalid(ids[0], "differs".into()),
+            Verdict::Invalid(ids[3], "differs".into()),
+            Verdict::MoreReplicas(tasks[1], 2),
+            Verdict::Valid(ids[4]),
+            Verdict::Valid(ids[5]),
+            Verdict::Passed(ids[2]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(applied.failed, [(job.id, tasks[0], "no quorum".into())]);
+    let charged: Vec<(TaskId, u32, bool)> = applied
+        .charged
+        .iter()
+        .map(|c| (c.task, c.failures, c.still_pending))
+        .collect();
+    assert_eq!(charged, [(tasks[0], 1, false), (tasks[1], 1, true)]);
+    assert_eq!(applied.replicate.len(), 1);
+    assert_eq!(
+        (applied.replicate[0].task, applied.replicate[0].copies),
+        (tasks[1], 2)
+    );
+    assert_eq!(applied.replicate[0].exclude, [w1]);
+    let records = store.tasks(&tasks).await.unwrap();
+    let states: Vec<TaskState> = records.iter().map(|t| t.state).collect();
+    assert_eq!(
+        states,
+        [TaskState::Failed, TaskState::Pending, TaskState::Done]
+    );
+    // Valid verdicts for one task: the first listed is its output, the other agrees.
+    let outputs = store.accepted_outputs(job.id, 0, 10).await.unwrap();
+    assert_eq!(outputs, [(2, OutputRef::Inline(b"c".to_vec()))]);
+    let streaks: Vec<u64> = join_all([w1, w2, w3].map(|w| store.reputation(w)))
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap().streak)
+        .collect();
+    assert_eq!(streaks, [0, 0, 1]);
+    let w2_record = store.reputation(w2).await.unwrap().unwrap();
+    assert_eq!((w2_record.valid, w2_record.invalid), (1, 1));
+    let job = store.job(job.id).await.unwrap().unwrap();
+    assert_eq!((job.chunks_done, job.chunks_failed), (1, 1));
+    assert_eq!(
+        store.replica_states(&[tasks[1]]).await.unwrap()[0].wanted,
+        4
+    );
+}
+
+async fn devices_are_quarantined_once(store: &dyn Store) {
+    let (job, tasks) = running_job(store, 3).await;
+    let [w1, w2] = workers(store, 2).await[..] else {
+        unreachable!()
+    };
+    let by = |task, worker, bytes: &[u8]| NewResult {
+        worker,
+        ..result(task, job.id, bytes)
+    };
+    let ids: Vec<ResultId> = store
+        .record_results(&[
+            by(tasks[0], w1, b"a"),
+            by(tasks[1], w1, b"b"),
+            by(tasks[2], w2, b"c"),
+        ])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    store
+        .apply_verdicts(&[
+            Verdict::Invalid(ids[0], "bad".into()),
+            Verdict::Invalid(ids[1], "bad".into()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.quarantine_untrusted(&[w2, w1], 2).await.unwrap(),
+        [w1]
+    );
+    assert!(
+        store
+            .quarantine_untrusted(&[w1, w2], 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.quarantined_workers().await.unwrap(), [w1]);
+    assert!(
+        store
+            .reputation(w1)
+            .await
+            .unwrap()
+            .unwrap()
+            .quarantined_at_ms
+            .is_some()
+    );
+    assert_eq!(store.pending_results_of(w2).await.unwrap(), [ids[2]]);
+}
+
+/// Two coordinators moving one job at once: exactly one wins each race.
+async fn racing_transitions_have_one_winner(a: &dyn Store, b: &dyn Store) {
+    let tenant = a.ensure_tenant("acme").await.unwrap();
+    let mut jobs = Vec::new();
+    for _ in 0..20 {
+        let job = a.create_job(&new_job(tenant)).await.unwrap();
+        for to in [
+            JobState::Submitted,
+            JobState::Partitioning,
+            JobState::Running,
+            JobState::Assembling,
+        ] {
+            a.transition_job(job.id, to, None).await.unwrap().unwrap();
+        }
+        jobs.push(job.id);
+    }
+    let output = StoredBlob {
+        key: "out".into(),
+        size: 1,
+        sha256: "ab".into(),
+    };
+    let races = jobs.iter().map(|&job| {
+        let output = output.clone();
+        async move {
+            let (failed, cancelled, completed) = tokio::join!(
+                a.transition_job(job, JobState::Failed, Some("expired")),
+                b.transition_job(job, JobState::Cancelled, None),
+                b.complete_job(job, &output),
+            );
+            let winners = [
+                failed.unwrap().is_some(),
+                cancelled.unwrap().is_some(),
+                completed.unwrap(),
+            ];
+            assert_eq!(winners.iter().filter(|w| **w).count(), 1, "{winners:?}");
+            let record = a.job(job).await.unwrap().unwrap();
+            let expected = match winners {
+                [true, _, _] => JobState::Failed,
+                [_, true, _] => JobState::Cancelled,
+                _ => JobState::Completed,
+            };
+            assert_eq!(record.state, expected);
+            assert_eq!(record.error.is_some(), expected == JobState::Failed);
+        }
+    });
+    join_all(races).await;
+}
+
+/// Reports for one replicated task arriving at two coordinators at once: one live result per
+/// device, as many as the task was sent out for, and the task validating once it has them.
+async fn racing_reports_give_one_result_per_device_and_replica(a: &dyn Store, b: &dyn Store) {
+    let (job, _) = running_job(a, 0).await;
+    let ws = workers(a, 3).await;
+    let chunks: Vec<NewTask> = (0..20).map(chunk).collect();
+    let tasks = a.insert_tasks(job.id, &chunks, 2).await.unwrap();
+    let by = |task, worker| NewResult {
+        worker,
+        ..result(task, job.id, b"same")
+    };
+    let ws = &ws;
+    let reports = tasks.iter().map(|&task| async move {
+        // Three devices for two replicas, and the first device twice, over both stores.
+        let batches = [0, 0, 1, 2].map(|w| [by(task, ws[w])]);
+        let ids = tokio::join!(
+            a.record_results(&batches[0]),
+            b.record_results(&batches[1]),
+            b.record_results(&batches[2]),
+            a.record_results(&batches[3]),
+        );
+        let ids = [ids.0, ids.1, ids.2, ids.3].map(|r| r.unwrap()[0]);
+        assert!(ids[..2].iter().flatten().count() <= 1, "one per device");
+        assert_eq!(ids.iter().flatten().count(), 2, "two replicas: {ids:?}");
+        let state = &a.replica_states(&[task]).await.unwrap()[0];
+        assert_eq!(state.state, TaskState::Validating);
+        assert_eq!(state.results.len(), 2);
+    });
+    join_all(reports).await;
+    let job = a.job(job.id).await.unwrap().unwrap();
+    assert_eq!(job.results_received, 40);
+}
+
+/// The quorum rule used by the racing test: two disagreeing results ask for one more replica;
+/// agreeing ones are accepted.
+fn disagree_then_more(state: &ReplicaState) -> Vec<Verdict> {
+    if state.state != TaskState::Validating || state.results.len() < state.wanted as usize {
+        return Vec::new();
+    }
+    let first = &state.results[0].sha256;
+    if state.results.iter().all(|r| &r.sha256 == first) {
+        return state.results.iter().map(|r| Verdict::Valid(r.id)).collect();
+    }
+    state
+        .results
+        .iter()
+        .map(|r| Verdict::Passed(r.id))
+        .chain([Verdict::MoreReplicas(state.task, 1)])
+        .collect()
+}
+
+/// Two coordinators deciding the same tasks at once: each task is decided once, on the state
+/// the other left, so no replica is asked for twice and no acceptance counted twice.
+async fn racing_quorum_decisions_decide_a_task_once(a: &dyn Store, b: &dyn Store) {
+    let (job, _) = running_job(a, 0).await;
+    let [w1, w2] = workers(a, 2).await[..] else {
+        unreachable!()
+    };
+    let chunks: Vec<NewTask> = (0..20).map(chunk).collect();
+    let tasks = a.insert_tasks(job.id, &chunks, 2).await.unwrap();
+    a.finish_partition(job.id, 20).await.unwrap();
+    let mut reports = Vec::new();
+    for (i, &task) in tasks.iter().enumerate() {
+        // Even tasks agree, odd ones disagree.
+        let second: &[u8] = if i % 2 == 0 { b"same" } else { b"other" };
+        reports.push(NewResult {
+            worker: w1,
+            ..result(task, job.id, b"same")
+        });
+        reports.push(NewResult {
+            worker: w2,
+            ..result(task, job.id, second)
+        });
+    }
+    a.record_results(&reports).await.unwrap();
+    let decide: &Decide = &disagree_then_more;
+    let mut reversed = tasks.clone();
+    reversed.reverse();
+    let settles = tasks.iter().map(|&task| async move {
+        let one = [task];
+        let (x, y) = tokio::join!(
+            a.settle_replicas(&one, decide),
+            b.settle_replicas(&one, decide)
+        );
+        x.unwrap().replicate.len() + y.unwrap().replicate.len()
+    });
+    // Batches over every task, in both orders, race the per-task ones.
+    let (per_task, all_a, all_b) = tokio::join!(
+        join_all(settles),
+        a.settle_replicas(&tasks, decide),
+        b.settle_replicas(&reversed, decide),
+    );
+    let replicas_asked = per_task.iter().sum::<usize>()
+        + all_a.unwrap().replicate.len()
+        + all_b.unwrap().replicate.len();
+    assert_eq!(replicas_asked, 10, "once per disagreeing task");
+    let states = a.replica_states(&tasks).await.unwrap();
+    for (i, state) in states.iter().enumerate() {
+        if i % 2 == 0 {
+            assert_eq!((state.state, state.wanted), (TaskState::Done, 2));
+        } else {
+            assert_eq!((state.state, state.wanted), (TaskState::Pending, 3));
+        }
+    }
+    let job = a.job(job.id).await.unwrap().unwrap();
+    assert_eq!(job.chunks_done, 10);
+    // Each device's run grows once per accepted result, however many deciders raced.
+    assert_eq!(a.reputation(w1).await.unwrap().unwrap().streak, 10);
+}
+
+/// Batches touching the same tasks, jobs and devices in opposite orders, from two
+/// coordinators at once, all complete (rows are locked in one order, so none wait for each
+/// other in a cycle).
+async fn racing_batches_in_opposite_orders_do_not_deadlock(a: &dyn Store, b: &dyn Store) {
+    let (job1, tasks1) = running_job(a, 30).await;
+    let (job2, tasks2) = running_job(a, 30).await;
+    let ws = workers(a, 2).await;
+    let mut forward = Vec::new();
+    for i in 0..30 {
+        forward.push(NewResult {
+            worker: ws[i % 2],
+            ..result(tasks1[i], job1.id, b"a")
+        });
+        forward.push(NewResult {
+            worker: ws[(i + 1) % 2],
+            ..result(tasks2[i], job2.id, b"b")
+        });
+    }
+    let backward: Vec<NewResult> = forward
+        .iter()
+        .rev()
+        .map(|r| NewResult {
+            worker: WorkerId(r.worker.0 + 100),
+            ..r.clone()
+        })
+        .collect();
+    for round in 0..3 {
+        let (x, y) = tokio::join!(a.record_results(&forward), b.record_results(&backward));
+        let recorded = x.unwrap().into_iter().chain(y.unwrap()).flatten().count();
+        // The batch that gets a task first records its report; the other finds it validating.
+        assert_eq!(recorded, if round == 0 { 60 } else { 0 });
+    }
+    let pending: Vec<ResultId> = a
+        .unvalidated_results()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    // Opposite orders again, mixing acceptances and rejections over both jobs and devices.
+    let verdicts = |ids: &[ResultId]| -> Vec<Verdict> {
+        ids.iter()
+            .map(|&id| {
+                if id.0 % 3 == 0 {
+                    Verdict::Invalid(id, "bad".into())
+                } else {
+                    Verdict::Valid(id)
+                }
+            })
+            .collect()
+    };
+    let mut reversed = pending.clone();
+    reversed.reverse();
+    let (half_a, half_b) = pending.split_at(pending.len() / 2);
+    let batches = [
+        verdicts(&pending),
+        verdicts(&reversed),
+        verdicts(half_b),
+        verdicts(half_a),
+    ];
+    let (x, y, z, w) = tokio::join!(
+        a.apply_verdicts(&batches[0]),
+        b.apply_verdicts(&batches[1]),
+        a.apply_verdicts(&batches[2]),
+        b.apply_verdicts(&batches[3]),
+    );
+    for applied in [x, y, z, w] {
+        applied.unwrap();
+    }
+    assert!(a.unvalidated_results().await.unwrap().is_empty());
+    for job in [job1.id, job2.id] {
+        let record = a.job(job).await.unwrap().unwrap();
+        let tasks = a
+            .tasks(if job == job1.id { &tasks1 } else { &tasks2 })
+            .await
+            .unwrap();
+        let done = tasks.iter().filter(|t| t.state == TaskState::Done).count();
+        assert_eq!(record.chunks_done, done as u64);
+        let failures: u32 = tasks.iter().map(|t| t.failures).sum();
+        assert_eq!(record.failed_attempts, u64::from(failures));
+    }
+}
+
+/// Two partitioners of one job (a restarted one and the old one, say) inserting overlapping
+/// chunks at once, in opposite orders: each chunk exists once and is counted once.
+async fn racing_partitioners_create_each_chunk_once(a: &dyn Store, b: &dyn Store) {
+    let (job, _) = running_job(a, 0).await;
+    let forward: Vec<NewTask> = (0..200).map(chunk).collect();
+    let backward: Vec<NewTask> = (100..300).rev().map(chunk).collect();
+    let (x, y) = tokio::join!(
+        a.insert_tasks(job.id, &forward, 1),
+        b.insert_tasks(job.id, &backward, 1),
+    );
+    let mut ids: Vec<TaskId> = x.unwrap().into_iter().chain(y.unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 300);
+    assert_eq!(
+        a.pending_tasks(job.id).await.unwrap(),
+        ids_by_index(a, &ids).await
+    );
+    let job = a.job(job.id).await.unwrap().unwrap();
+    assert_eq!(job.chunks_created, 300);
+}
+
+async fn ids_by_index(store: &dyn Store, ids: &[TaskId]) -> Vec<TaskId> {
+    let mut tasks = store.tasks(ids).await.unwrap();
+    tasks.sort_by_key(|t| t.chunk.index);
+    tasks.into_iter().map(|t| t.id).collect()
+}
