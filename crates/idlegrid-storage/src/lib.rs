@@ -21,7 +21,8 @@ use std::sync::Arc;
 /// backend in the data directory, otherwise a URL naming the engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Backends {
-    /// Records: `sqlite:///path/records.db` (embedded default: `<data dir>/records.db`).
+    /// Records: `postgres://user@host/db`, or `sqlite:///path/records.db` (embedded default:
+    /// `<data dir>/records.db`).
     pub store: Option<String>,
     /// Queues: `redis://host:port[/db][?prefix=name:]` (in-process by default).
     pub queue: Option<String>,
@@ -29,6 +30,11 @@ pub struct Backends {
     /// `<data dir>/blobs`).
     pub blobs: Option<String>,
 }
+
+/// Connections each coordinator keeps to PostgreSQL: enough for the report recorder, the
+/// validator and request handlers to overlap, few enough that dozens of coordinators fit a
+/// server's default `max_connections` of 100 (raise it for more).
+const PG_CONNECTIONS: u32 = 8;
 
 /// The three backends a [`Backends`] names, opened.
 pub struct Opened {
@@ -54,7 +60,10 @@ impl Backends {
                 let path = url.trim_start_matches("sqlite://");
                 Arc::new(records::SqliteStore::open(Path::new(path)).await?)
             }
-            Some(url) => return Err(unknown("records", url, "sqlite://")),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Arc::new(records::PostgresStore::connect(url, PG_CONNECTIONS).await?)
+            }
+            Some(url) => return Err(unknown("records", url, "postgres:// or sqlite://")),
         };
         let queues: Arc<dyn queue::Queues> = match self.queue.as_deref() {
             None | Some("memory") => Arc::new(queue::MemoryQueues::new()),
