@@ -41,6 +41,12 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
   # nextest does not run doc tests
   cargo test --workspace --doc --quiet
+  echo "== end-to-end tests again, on PostgreSQL + Redis + S3"
+  IDLEGRID_E2E_BACKENDS=services cargo nextest run -p idlegrid --test e2e --no-fail-fast \
+    -E 'not test(one_of_two_coordinators)'
 else
   cargo test --workspace --no-fail-fast
+  echo "== end-to-end tests again, on PostgreSQL + Redis + S3"
+  IDLEGRID_E2E_BACKENDS=services cargo test -p idlegrid --test e2e --no-fail-fast -- \
+    --skip one_of_two_coordinators
 fi

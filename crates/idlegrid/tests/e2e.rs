@@ -1477,10 +1477,16 @@ async fn a_coordinator_killed_during_an_upload_keeps_nothing_of_it() {
     };
     let blobs = cluster.path().join("coordinator/blobs");
     let deadline = Instant::now() + Duration::from_secs(30);
-    // Kill once bytes are arriving (a staging file exists under the blob store).
+    // Kill once bytes are arriving: a staging file exists under a local blob store; an S3
+    // multipart upload shows nothing until it completes, so there, a moment after it starts.
+    let embedded = cluster.backends.is_empty();
     let job_blobs = blobs.join(format!("jobs/{}", job.id));
-    while files_in(&job_blobs) == 0 && !uploading.is_finished() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(2)).await;
+    if embedded {
+        while files_in(&job_blobs) == 0 && !uploading.is_finished() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    } else {
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
     assert!(
         !uploading.is_finished(),
@@ -1515,7 +1521,9 @@ async fn a_coordinator_killed_during_an_upload_keeps_nothing_of_it() {
         .check_output(&client, &done, &expected_output(&lines))
         .await;
     // Only the input and the output remain in the blob store for the job (no staging files).
-    assert_eq!(files_in(&job_blobs), 2);
+    if embedded {
+        assert_eq!(files_in(&job_blobs), 2);
+    }
 }
 
 /// Regular files under `dir`, recursively (0 if it does not exist).
