@@ -345,24 +345,29 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
         .fetch_all(&mut **tx)
         .await
         .map_err(backend)?;
-        sqlx::query(
+        // Only results judged here lengthen their device's run: one judged twice (two
+        // coordinators) counts once.
+        let judged_by: Vec<i64> = sqlx::query_scalar(
             "UPDATE results SET validate_state = CASE WHEN \
              (SELECT canonical_result FROM tasks WHERE tasks.id = results.task_id) = results.id \
              THEN 'valid' ELSE 'redundant' END \
              WHERE id IN (SELECT value FROM json_each(?1)) \
-             AND validate_state IN ('pending', 'passed')",
+             AND validate_state IN ('pending', 'passed') RETURNING worker_id",
         )
         .bind(&ids)
-        .execute(&mut **tx)
+        .fetch_all(&mut **tx)
         .await
         .map_err(backend)?;
+        let mut per_worker: BTreeMap<i64, i64> = BTreeMap::new();
+        for worker in judged_by {
+            *per_worker.entry(worker).or_default() += 1;
+        }
+        let pairs: Vec<[i64; 2]> = per_worker.into_iter().map(|(w, n)| [w, n]).collect();
         sqlx::query(
-            "UPDATE workers SET valid_streak = valid_streak + c.n \
-             FROM (SELECT worker_id AS w, count(*) AS n FROM results \
-                   WHERE id IN (SELECT value FROM json_each(?1)) GROUP BY worker_id) AS c \
-             WHERE workers.id = c.w",
+            "UPDATE workers SET valid_streak = valid_streak + c.value->>1 \
+             FROM json_each(?1) AS c WHERE workers.id = c.value->>0",
         )
-        .bind(&ids)
+        .bind(serde_json::to_string(&pairs).unwrap_or_default())
         .execute(&mut **tx)
         .await
         .map_err(backend)?;

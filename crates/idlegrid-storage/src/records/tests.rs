@@ -440,6 +440,12 @@ async fn a_replicated_task_takes_one_result_per_device_and_asks_for_more(store: 
         .unwrap();
     assert!(!applied.charged[0].still_pending);
     assert_eq!(store.reputation(w1).await.unwrap().unwrap().streak, 1);
+    // The same verdict again (two coordinators judged it) does not count twice.
+    store
+        .apply_verdicts(&[Verdict::Valid(ids[0].unwrap())])
+        .await
+        .unwrap();
+    assert_eq!(store.reputation(w1).await.unwrap().unwrap().streak, 1);
     let w2_record = store.reputation(w2).await.unwrap().unwrap();
     assert_eq!((w2_record.streak, w2_record.invalid), (0, 1));
     let job = store.job(job.id).await.unwrap().unwrap();
