@@ -30,6 +30,17 @@ fn recorder() -> &'static PrometheusHandle {
         let handle = recorder.handle();
         // Fails only if another recorder was installed first; then this one just stays empty.
         let _ = metrics::set_global_recorder(recorder);
+        // Histogram samples wait in a buffer until they are folded into the buckets: fold them
+        // every few seconds even when nobody scrapes, or the buffer grows without end.
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            });
         handle
     })
 }

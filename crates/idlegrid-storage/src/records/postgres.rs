@@ -1339,10 +1339,15 @@ impl Store for PostgresStore {
         from_index: u64,
         limit: u32,
     ) -> Result<Vec<(u64, OutputRef)>> {
+        // A job's chunk indexes are dense, so a page lies within from_index .. from_index +
+        // limit; bounding it so keeps the plan small whatever the statistics say (lagging a
+        // freshly filled table, they made the planner fetch and sort every remaining chunk for
+        // each page: 126 ms a page at 200,000 chunks).
         let rows = sqlx::query(
             "SELECT t.idx, r.inline_output, r.blob_key FROM tasks t \
              JOIN results r ON r.id = t.canonical_result \
-             WHERE t.job_id = $1 AND t.idx >= $2 ORDER BY t.idx LIMIT $3",
+             WHERE t.job_id = $1 AND t.idx >= $2 AND t.idx < $2 + $3 \
+             ORDER BY t.idx LIMIT $3",
         )
         .bind(job.0)
         .bind(from_index.min(i64::MAX as u64) as i64)
