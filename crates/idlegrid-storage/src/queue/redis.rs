@@ -26,9 +26,10 @@
 //! Redis `TIME`, so deadlines mean the same as in the memory backend and the records; the
 //! coordinators sharing a Redis should keep their clocks in step.
 //!
-//! Coordinators rebuild the queues from the records only when they start, so a Redis that loses
-//! its data (restarted without persistence) leaves queued tasks stranded until they restart: run
-//! it with persistence (`appendonly yes`) where that matters.
+//! A Redis that loses its data (restarted without persistence) loses queued items and leases,
+//! never records: the coordinators' sweepers find the work unmoved and queue it again within
+//! two sweeps (`idlegrid_coordinator::sweeper`). Persistence (`appendonly yes`) only shortens
+//! that pause.
 
 use super::{Item, JobDepth, Lease, Queues, Stage};
 use crate::{Result, StorageError, now_ms};
