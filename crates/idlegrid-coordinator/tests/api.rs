@@ -1059,3 +1059,87 @@ async fn liveness_readiness_and_prometheus_metrics_are_served() {
     assert_eq!(get("/readyz").await.unwrap().status(), 503);
     grid.stop().await;
 }
+
+/// A Redis that loses its data mid-job (restarted without persistence) loses queued tasks and
+/// leases, never records: the sweeper queues the work again and the job completes exactly.
+#[tokio::test]
+async fn a_job_survives_its_redis_losing_every_key() {
+    let Ok(redis) = std::env::var("IDLEGRID_TEST_REDIS") else {
+        assert!(
+            std::env::var("IDLEGRID_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "IDLEGRID_TEST_REDIS is not set: start the services with scripts/services.sh"
+        );
+        eprintln!("IDLEGRID_TEST_REDIS is not set: Redis test skipped");
+        return;
+    };
+    let prefix = format!("api{:016x}:", rand::random::<u64>());
+    let grid = TestGrid::start(|c| {
+        c.backends.queue = Some(format!("{redis}/?prefix={prefix}"));
+        c.sweep_interval = Duration::from_millis(200);
+    })
+    .await;
+    let input: String = (0..20).map(|i| format!("line {i}\n")).collect();
+    let job = grid.submit(&input, 1, 3).await;
+    let worker = grid.worker("w").await;
+    // Half the chunks are done, a few are leased and the rest queued when Redis forgets.
+    for _ in 0..10 {
+        let l = lease(&worker, 1).await.leases.remove(0);
+        let line = format!("line {}\n", l.chunk_index);
+        report_one(
+            &worker,
+            l.lease_id,
+            l.task_id,
+            completed(line.to_uppercase().as_bytes()),
+        )
+        .await;
+    }
+    let _held = lease(&worker, 3).await;
+    let port = redis.rsplit(':').next().unwrap().trim_end_matches('/');
+    let flushed = std::process::Command::new("redis-cli")
+        .args(["-p", port, "--scan", "--pattern", &format!("{prefix}*")])
+        .output()
+        .unwrap();
+    let keys = String::from_utf8_lossy(&flushed.stdout).into_owned();
+    assert!(keys.lines().count() > 1, "no keys under {prefix}: {keys:?}");
+    for key in keys.lines() {
+        let deleted = std::process::Command::new("redis-cli")
+            .args(["-p", port, "DEL", key])
+            .status()
+            .unwrap();
+        assert!(deleted.success());
+    }
+    // The worker carries on: what it held is gone, the rest comes back through the sweeper.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = grid.customer().job(job.id).await.unwrap();
+        if status.state == JobState::Completed {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "stuck: {status:?}");
+        let grant = worker
+            .lease(&LeaseRequest {
+                max_tasks: 5,
+                wait_ms: 200,
+            })
+            .await
+            .unwrap();
+        for l in grant.leases {
+            let line = format!("line {}\n", l.chunk_index);
+            report_one(
+                &worker,
+                l.lease_id,
+                l.task_id,
+                completed(line.to_uppercase().as_bytes()),
+            )
+            .await;
+        }
+    }
+    let done = grid.customer().job(job.id).await.unwrap();
+    let out = grid.dir.path().join("out");
+    grid.customer()
+        .download_output(job.id, &out, &done.output.unwrap().sha256)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(out).unwrap(), input.to_uppercase());
+    grid.stop().await;
+}
