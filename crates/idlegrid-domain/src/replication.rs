@@ -59,19 +59,13 @@ pub struct Replication {
 
 impl Default for Replication {
     fn default() -> Self {
-        Replication {
-            mode: ReplicationMode::None,
-            replicas: 2,
-            quorum: 2,
-            max_replicas: 4,
-            trust_after: 20,
-            spot_check: 0.05,
-        }
+        Replication::NONE
     }
 }
 
 impl Replication {
-    /// No replication.
+    /// No replication (the default); the other numbers are the defaults a customer who
+    /// turns replication on gets.
     pub const NONE: Replication = Replication {
         mode: ReplicationMode::None,
         replicas: 2,

@@ -1307,6 +1307,23 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
     }
 }
 
+/// Makes `dir/clip.mp4`: `seconds` of 640×360 test pattern at 25 fps with a keyframe every
+/// 12 frames, and a sine tone.
+fn test_clip(dir: &Path, seconds: u32) -> PathBuf {
+    let clip = dir.join("clip.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=size=640x360:rate=25:duration={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=frequency=440:duration={seconds}"))
+        .args(["-c:v", "libx264", "-g", "12", "-c:a", "aac", "-shortest"])
+        .arg(&clip)
+        .status()
+        .expect("ffmpeg runs");
+    assert!(made.success());
+    clip
+}
+
 /// Creates, uploads and runs a video-transcode job of `clip` in 1 s chunks.
 async fn run_video_job(client: &Client, clip: &Path) -> JobId {
     let job = client
@@ -1331,22 +1348,7 @@ async fn run_video_job(client: &Client, clip: &Path) -> JobId {
 #[tokio::test]
 async fn a_video_job_survives_the_coordinator_killed_in_each_stage() {
     let scratch = tempfile::tempdir().unwrap();
-    let clip = scratch.path().join("clip.mp4");
-    let made = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=25:duration=12",
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=12"])
-        .args(["-c:v", "libx264", "-g", "12", "-c:a", "aac", "-shortest"])
-        .arg(&clip)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(made.success());
+    let clip = test_clip(scratch.path(), 12);
 
     // Without faults.
     let mut calm = Cluster::start(3);
@@ -1816,22 +1818,7 @@ async fn a_video_job_survives_one_of_two_coordinators_killed() {
         return;
     };
     let scratch = tempfile::tempdir().unwrap();
-    let clip = scratch.path().join("clip.mp4");
-    let made = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=640x360:rate=25:duration=10",
-        ])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=10"])
-        .args(["-c:v", "libx264", "-g", "12", "-c:a", "aac", "-shortest"])
-        .arg(&clip)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(made.success());
+    let clip = test_clip(scratch.path(), 10);
 
     // Without faults, embedded.
     let reference_sha = {
