@@ -27,6 +27,49 @@ pub struct CreateJob {
     /// How the job should be run.
     #[serde(default)]
     pub preferences: Preferences,
+    /// Where to take the input from instead of an upload: the coordinator fetches it when the
+    /// job is run.
+    #[serde(default)]
+    pub input_from: Option<InputSource>,
+    /// A bucket of the customer's the output is also written to when the job completes (it
+    /// stays downloadable here too).
+    #[serde(default)]
+    pub output_to: Option<BucketObject>,
+}
+
+/// Where a job's input comes from when it is not uploaded: exactly one of `url` and `bucket`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputSource {
+    /// An `https://` (or, where the coordinator allows it, `http://`) URL to download.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// An object in an S3-compatible bucket.
+    #[serde(default)]
+    pub bucket: Option<BucketObject>,
+}
+
+/// An object in a customer's S3-compatible bucket. The secret key is kept by the coordinator
+/// and never shown back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BucketObject {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// Server, for buckets outside AWS, e.g. `https://s3.example.com`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Region (default `us-east-1`).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Access key id.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Secret access key: accepted, stored, never returned (job views leave it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<String>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -83,6 +126,12 @@ pub struct Job {
     pub params: serde_json::Value,
     /// How the job is run.
     pub preferences: Preferences,
+    /// Where the input comes from, when it is not uploaded (secret keys left out).
+    #[serde(default)]
+    pub input_from: Option<InputSource>,
+    /// The customer's bucket the output is also written to (secret keys left out).
+    #[serde(default)]
+    pub output_to: Option<BucketObject>,
     /// Chunk counts.
     pub chunks: ChunkCounts,
     /// What the partitioner found out about the input (for a video: container, codec,

@@ -74,6 +74,15 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
         .await
     {
         Ok(output) => {
+            // The customer's copy first: a job is completed only once it exists.
+            if let Some(external) = crate::external::External::of(&job)
+                && let Err(reason) =
+                    crate::external::deliver_output(grid, &external, &output).await?
+            {
+                grid.end_job(job_id, JobState::Failed, Some(&reason))
+                    .await?;
+                return Ok(());
+            }
             if grid.store.complete_job(job_id, &output).await? {
                 grid.stop_dispatching(job_id).await?;
                 grid.discard_work_blobs(job_id).await;

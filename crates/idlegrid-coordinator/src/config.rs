@@ -34,6 +34,9 @@ pub struct Config {
     /// With shared queues, how often to sweep for work whose queue item was lost (work unmoved
     /// over two sweeps is queued again).
     pub sweep_interval: Duration,
+    /// Whether customers' inputs may be fetched from (and outputs written to) private and
+    /// local addresses over plain HTTP; off, only public `https://` sources are reached.
+    pub allow_private_sources: bool,
     /// Where records, queues and blobs live (embedded in `data_dir` unless URLs say otherwise).
     pub backends: idlegrid_storage::Backends,
 }
@@ -53,6 +56,7 @@ impl Config {
             worker_requests_per_sec: 2000,
             quarantine_after_invalid: 3,
             sweep_interval: Duration::from_secs(30),
+            allow_private_sources: false,
             backends: Default::default(),
         }
     }

@@ -164,7 +164,8 @@ pub async fn sync_once(grid: &Grid) -> Result<(), StorageError> {
         .jobs_in_states(&[JobState::Partitioning, JobState::Running])
         .await?;
     let ids: std::collections::HashSet<JobId> = dispatching.iter().map(|j| j.id).collect();
-    for job in &dispatching {
+    // A job without its input yet is still fetching it: its partitioner activates it.
+    for job in dispatching.iter().filter(|j| j.input.is_some()) {
         grid.schedule.activate(grid, job)?;
     }
     for job in grid.schedule.jobs() {

@@ -4,6 +4,7 @@
 
 use crate::auth::Customer;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::external::External;
 use crate::grid::Grid;
 use axum::Json;
 use axum::body::Body;
@@ -59,6 +60,8 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
             replication: job.spec.replication,
             deadline_secs: job.spec.deadline_secs,
         },
+        input_from: External::of(job).and_then(|e| e.input_view()),
+        output_to: External::of(job).and_then(|e| e.output_view()),
         facts: job.facts.clone(),
         chunks: ChunkCounts {
             total: job.chunks_total,
@@ -148,6 +151,13 @@ pub async fn create_job(
     }
     check_preferences(&request.preferences)
         .map_err(|m| ApiError::invalid("invalid_preferences", m))?;
+    let external = External::from_request(
+        request.input_from.as_ref(),
+        request.output_to.as_ref(),
+        grid.config.allow_private_sources,
+    )
+    .await
+    .map_err(|m| ApiError::invalid("invalid_source", m))?;
     let manifest = &app.manifest;
     if request.preferences.replication.is_replicated()
         && !(manifest.deterministic || manifest.customer_script)
@@ -224,6 +234,7 @@ pub async fn create_job(
             task_timeout_secs: request.preferences.task_timeout_secs,
             replication: request.preferences.replication,
             deadline_secs: request.preferences.deadline_secs,
+            external: external.as_ref().map(External::to_value),
         })
         .await?;
     tracing::info!(job = %record.id, app = %record.spec.app, "job created");
@@ -328,6 +339,12 @@ pub async fn upload_input(
     if job.state != JobState::Created {
         return Err(not_editable(job.state));
     }
+    if External::of(&job).is_some_and(|e| e.fetches_input()) {
+        return Err(ApiError::conflict(
+            "input_fetched",
+            format!("job {id} takes its input from `input_from`; it is fetched when the job runs"),
+        ));
+    }
     let stored = store_upload(
         &grid,
         &format!("jobs/{id}/input"),
@@ -357,7 +374,8 @@ pub async fn run_job(
     ApiPath(id): ApiPath<JobId>,
 ) -> ApiResult<(StatusCode, Json<Job>)> {
     let job = own_job(&grid, customer, id).await?;
-    if job.input.is_none() {
+    let fetched = External::of(&job).is_some_and(|e| e.fetches_input());
+    if job.input.is_none() && !fetched {
         return Err(ApiError::conflict(
             "missing_input",
             format!("job {id} has no input yet: upload it with PUT /v1/jobs/{id}/input first"),

@@ -12,6 +12,7 @@
 //!
 //! - [`jobs_api`]: customers create jobs, upload inputs, run, watch (SSE), cancel, download.
 //! - [`partitioner`]: verifies a job's input and splits it into chunks (one task record each).
+//! - [`external`]: inputs fetched from a URL or a customer's bucket, outputs written to one.
 //! - [`feeder`]: moves created tasks into per-job task queues and keeps the scheduling table.
 //! - [`tasks_api`]: workers register, lease, heartbeat, fetch chunks and bundles, report; the
 //!   reaper takes back expired leases.
@@ -34,6 +35,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod external;
 pub mod feeder;
 pub mod grid;
 pub mod jobs_api;

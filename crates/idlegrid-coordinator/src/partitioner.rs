@@ -87,6 +87,27 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
         .await?;
         return Ok(());
     };
+    // An input from a URL or the customer's bucket is fetched first (again, after a crash).
+    let job = match crate::external::External::of(&job) {
+        Some(external) if job.input.is_none() && external.fetches_input() => {
+            match crate::external::fetch_input(grid, &job, &external).await? {
+                Ok(input) => {
+                    grid.store.set_job_input(job_id, &input).await?;
+                    tracing::info!(job = %job_id, bytes = input.size, "input fetched");
+                    match grid.store.job(job_id).await? {
+                        Some(job) => job,
+                        None => return Ok(()),
+                    }
+                }
+                Err(reason) => {
+                    grid.end_job(job_id, JobState::Failed, Some(&reason))
+                        .await?;
+                    return Ok(());
+                }
+            }
+        }
+        _ => job,
+    };
     grid.schedule.activate(grid, &job)?;
     let replicas = job.spec.replication.initial_replicas();
     let (tx, mut rx) = mpsc::channel::<Vec<NewTask>>(2);

@@ -166,6 +166,7 @@ mod tests {
                 task_timeout_secs: 60,
                 replication: Replication::NONE,
                 deadline_secs: None,
+                external: None,
             })
             .await
             .unwrap();

@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use futures::StreamExt;
-use idlegrid_api::jobs::{CreateJob, Job, Preferences};
+use idlegrid_api::jobs::{BucketObject, CreateJob, InputSource, Job, Preferences};
 use idlegrid_api::tasks::{
     Heartbeat, HeartbeatItem, LeaseGrant, LeaseRequest, RegisterWorker, Report, ReportItem,
     ReportOutcome,
@@ -105,6 +105,8 @@ impl TestGrid {
                 chunk_lines: Some(chunk_lines),
                 chunk_seconds: None,
                 preferences,
+                input_from: None,
+                output_to: None,
             })
             .await
             .unwrap();
@@ -311,6 +313,8 @@ async fn bad_requests_get_clear_errors() {
         chunk_lines: None,
         chunk_seconds: None,
         preferences: Preferences::default(),
+        input_from: None,
+        output_to: None,
     };
     let err = customer
         .create_job(&request("ffmpeg-magic", None))
@@ -756,6 +760,8 @@ async fn customer_writes_are_idempotent_under_retries() {
             chunk_lines: Some(1),
             chunk_seconds: None,
             preferences: Preferences::default(),
+            input_from: None,
+            output_to: None,
         })
         .await
         .unwrap();
@@ -1027,6 +1033,8 @@ async fn a_job_past_its_deadline_expires_and_its_work_blobs_go_with_it() {
                 deadline_secs: Some(0),
                 ..Preferences::default()
             },
+            input_from: None,
+            output_to: None,
         })
         .await
         .unwrap_err();
@@ -1141,5 +1149,184 @@ async fn a_job_survives_its_redis_losing_every_key() {
         .await
         .unwrap();
     assert_eq!(std::fs::read_to_string(out).unwrap(), input.to_uppercase());
+    grid.stop().await;
+}
+
+/// Plays a device that upper-cases every chunk it leases, until `job` is completed or failed.
+async fn upper_case_until_done(grid: &TestGrid, worker: &Client, job: JobId) -> Job {
+    let customer = grid.customer();
+    for _ in 0..400 {
+        let status = customer.job(job).await.unwrap();
+        if status.state.is_terminal() {
+            return status;
+        }
+        let grant = worker
+            .lease(&LeaseRequest {
+                max_tasks: 10,
+                wait_ms: 50,
+            })
+            .await
+            .unwrap();
+        for l in grant.leases {
+            let path = grid.dir.path().join(format!("chunk-{}", l.lease_id));
+            worker
+                .download_lease_input(l.lease_id, &path)
+                .await
+                .unwrap();
+            let text = std::fs::read_to_string(&path).unwrap().to_uppercase();
+            report_one(worker, l.lease_id, l.task_id, completed(text.as_bytes())).await;
+        }
+    }
+    panic!("job {job} never ended");
+}
+
+/// Serves `body` to every request on a loopback port, as a customer's web server would.
+async fn serve_file(body: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/input.txt", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+    });
+    url
+}
+
+fn create_from(input_from: InputSource, output_to: Option<BucketObject>) -> CreateJob {
+    CreateJob {
+        app: "python-map".into(),
+        params: serde_json::json!({}),
+        script: Some("print(1)\n".into()),
+        chunk_lines: Some(1),
+        chunk_seconds: None,
+        preferences: Preferences::default(),
+        input_from: Some(input_from),
+        output_to,
+    }
+}
+
+#[tokio::test]
+async fn an_input_comes_from_a_url_and_only_public_https_ones_by_default() {
+    let url = serve_file("alpha\nbeta\ngamma\n").await;
+    let open = TestGrid::start(|c| c.allow_private_sources = true).await;
+    let customer = open.customer();
+    let source = InputSource {
+        url: Some(url.clone()),
+        bucket: None,
+    };
+    let job = customer
+        .create_job(&create_from(source.clone(), None))
+        .await
+        .unwrap();
+    // Nothing to upload: the coordinator fetches it when the job runs.
+    let refused = customer
+        .upload_input_bytes(job.id, "x".to_string().into())
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(refused), (409, "input_fetched".into()));
+    customer.run_job(job.id).await.unwrap();
+    let worker = open.worker("w").await;
+    let done = upper_case_until_done(&open, &worker, job.id).await;
+    assert_eq!(done.state, JobState::Completed, "{done:?}");
+    assert_eq!(done.input_from.unwrap().url.as_deref(), Some(url.as_str()));
+    let out = open.dir.path().join("out");
+    customer
+        .download_output(job.id, &out, &done.output.unwrap().sha256)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out).unwrap(),
+        "ALPHA\nBETA\nGAMMA\n"
+    );
+    open.stop().await;
+
+    // A coordinator with the defaults reaches neither plain HTTP nor local addresses.
+    let strict = TestGrid::start(|_| {}).await;
+    let err = strict
+        .customer()
+        .create_job(&create_from(source, None))
+        .await
+        .unwrap_err();
+    let (status, code) = api_code(err);
+    assert_eq!((status, code.as_str()), (422, "invalid_source"));
+    let local_https = InputSource {
+        url: Some(url.replace("http://", "https://")),
+        bucket: None,
+    };
+    let err = strict
+        .customer()
+        .create_job(&create_from(local_https, None))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("private or local"), "{err}");
+    strict.stop().await;
+}
+
+#[tokio::test]
+async fn an_input_comes_from_the_customers_bucket_and_the_output_goes_back_to_it() {
+    let Ok(s3) = std::env::var("IDLEGRID_TEST_S3") else {
+        assert!(
+            std::env::var("IDLEGRID_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "IDLEGRID_TEST_S3 is not set: start the services with scripts/services.sh"
+        );
+        eprintln!("IDLEGRID_TEST_S3 is not set: customer bucket test skipped");
+        return;
+    };
+    // s3://bucket?endpoint=http://127.0.0.1:PORT, from scripts/services.sh.
+    let (bucket, query) = s3.trim_start_matches("s3://").split_once('?').unwrap();
+    let endpoint = query.trim_start_matches("endpoint=").to_string();
+    let prefix = format!("customer-{:016x}", rand::random::<u64>());
+    let theirs = idlegrid_storage::blobs::ObjectBlobStore::customer_bucket(
+        bucket,
+        Some(&endpoint),
+        None,
+        Some(("customer-key", "customer-secret")),
+    )
+    .unwrap();
+    use idlegrid_storage::blobs::BlobStore;
+    theirs
+        .put_bytes(&format!("{prefix}/in.txt"), "one\ntwo\n".into())
+        .await
+        .unwrap();
+    let object = |key: &str| BucketObject {
+        bucket: bucket.to_string(),
+        key: format!("{prefix}/{key}"),
+        endpoint: Some(endpoint.clone()),
+        region: None,
+        access_key_id: Some("customer-key".into()),
+        secret_access_key: Some("customer-secret".into()),
+    };
+    let grid = TestGrid::start(|c| c.allow_private_sources = true).await;
+    let customer = grid.customer();
+    let source = InputSource {
+        url: None,
+        bucket: Some(object("in.txt")),
+    };
+    let job = customer
+        .create_job(&create_from(source, Some(object("out.txt"))))
+        .await
+        .unwrap();
+    // The secret is kept, never shown back.
+    let shown = serde_json::to_string(&customer.job(job.id).await.unwrap()).unwrap();
+    assert!(
+        shown.contains("customer-key") && !shown.contains("customer-secret"),
+        "{shown}"
+    );
+    customer.run_job(job.id).await.unwrap();
+    let worker = grid.worker("w").await;
+    let done = upper_case_until_done(&grid, &worker, job.id).await;
+    assert_eq!(done.state, JobState::Completed, "{done:?}");
+    let delivered = theirs
+        .get_bytes(&format!("{prefix}/out.txt"), None)
+        .await
+        .unwrap();
+    assert_eq!(delivered, "ONE\nTWO\n");
     grid.stop().await;
 }

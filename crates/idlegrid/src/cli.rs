@@ -67,6 +67,10 @@ pub struct CoordinatorArgs {
     /// it (work unmoved over two sweeps is queued again).
     #[arg(long, default_value_t = 30, env = "IDLEGRID_SWEEP_SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub sweep_secs: u64,
+    /// Let customers' inputs come from (and outputs go to) private or local addresses, over
+    /// plain HTTP too (default: only public https:// sources).
+    #[arg(long, env = "IDLEGRID_ALLOW_PRIVATE_SOURCES")]
+    pub allow_private_sources: bool,
     /// Records database, e.g. postgres://user@host/db (default: SQLite in the data directory).
     #[arg(long, env = "IDLEGRID_STORE", value_name = "URL")]
     pub store: Option<String>,
@@ -87,6 +91,7 @@ impl Default for CoordinatorArgs {
             customer_rps: 100,
             worker_rps: 2000,
             sweep_secs: 30,
+            allow_private_sources: false,
             store: None,
             queue: None,
             blobs: None,

@@ -33,6 +33,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             task_timeout_secs: args.task_timeout,
             ..Preferences::default()
         }),
+        input_from: None,
+        output_to: None,
     };
     let submission = Submission {
         request,
@@ -73,6 +75,8 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         chunk_lines: None,
         chunk_seconds: args.chunk_seconds,
         preferences: args.run_as.preferences(Preferences::default()),
+        input_from: None,
+        output_to: None,
     };
     let submission = Submission {
         request,

@@ -55,6 +55,7 @@ fn idlegrid(home: &Path) -> Command {
         "IDLEGRID_CUSTOMER_RPS",
         "IDLEGRID_WORKER_RPS",
         "IDLEGRID_SWEEP_SECS",
+        "IDLEGRID_ALLOW_PRIVATE_SOURCES",
         "RUST_LOG",
     ] {
         cmd.env_remove(var);
@@ -617,6 +618,8 @@ async fn create_transform_with(
             chunk_lines: Some(chunk_lines),
             chunk_seconds: None,
             preferences,
+            input_from: None,
+            output_to: None,
         })
         .await
 }
@@ -1334,6 +1337,8 @@ async fn run_video_job(client: &Client, clip: &Path) -> JobId {
             chunk_lines: None,
             chunk_seconds: Some(1.0),
             preferences: Default::default(),
+            input_from: None,
+            output_to: None,
         })
         .await
         .unwrap();

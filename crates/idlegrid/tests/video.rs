@@ -347,6 +347,8 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
             chunk_lines: None,
             chunk_seconds: Some(2.0),
             preferences: Default::default(),
+            input_from: None,
+            output_to: None,
         })
         .await
         .unwrap();

@@ -83,6 +83,39 @@ impl ObjectBlobStore {
         Ok(ObjectBlobStore { store, root: None })
     }
 
+    /// A customer's bucket, with the credentials they gave (none: anonymous access). Keys are
+    /// used as given. `endpoint` names a server other than AWS (path-style requests; plain
+    /// HTTP allowed when it says `http://`).
+    pub fn customer_bucket(
+        bucket: &str,
+        endpoint: Option<&str>,
+        region: Option<&str>,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<Self> {
+        let mut builder = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(region.unwrap_or("us-east-1"));
+        if let Some(endpoint) = endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        builder = match credentials {
+            Some((key_id, secret)) => builder
+                .with_access_key_id(key_id)
+                .with_secret_access_key(secret),
+            None => builder.with_skip_signature(true),
+        };
+        let s3 = builder
+            .build()
+            .map_err(|e| StorageError::Backend(format!("bucket {bucket:?}: {e}")))?;
+        Ok(ObjectBlobStore {
+            store: Arc::new(s3),
+            root: None,
+        })
+    }
+
     /// Blobs as files under `dir`, which is created if missing.
     pub fn local(dir: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(dir)

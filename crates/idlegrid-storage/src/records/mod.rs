@@ -54,6 +54,9 @@ pub struct NewJob {
     pub replication: Replication,
     /// Seconds after `run` by which the job must be finished, or it expires.
     pub deadline_secs: Option<u64>,
+    /// Where the input comes from and the output goes outside this grid (JSON owned by the
+    /// coordinator; it may hold a customer's credentials and is never shown back).
+    pub external: Option<serde_json::Value>,
 }
 
 /// A stored blob referenced by a record.
@@ -384,7 +387,9 @@ pub trait Store: Send + Sync + 'static {
     async fn jobs_past_deadline(&self, now_ms: i64) -> Result<Vec<JobId>>;
     /// All jobs in the given states, oldest first.
     async fn jobs_in_states(&self, states: &[JobState]) -> Result<Vec<JobRecord>>;
-    /// Records the job's input; only while the job is `created`. Returns false otherwise.
+    /// Records the job's input: while the job is `created`, or, for a job without one, while
+    /// it is `submitted` or `partitioning` (an input fetched from elsewhere). Returns false
+    /// otherwise.
     async fn set_job_input(&self, id: JobId, input: &StoredBlob) -> Result<bool>;
     /// Moves the job to `to` if the state machine allows it from its current state, recording
     /// `error` for `failed`. Returns the new record, or `None` if the transition was refused.

@@ -140,6 +140,14 @@ fn job_from_row(row: &PgRow) -> Result<JobRecord> {
                 .unwrap_or(Replication::NONE)
             },
             deadline_secs: get_opt("deadline_secs")?.map(|s| s as u64),
+            external: {
+                let text: Option<String> = row.try_get("external").map_err(backend)?;
+                text.map(|t| {
+                    serde_json::from_str(&t)
+                        .map_err(|e| StorageError::Corrupt(format!("job external: {e}")))
+                })
+                .transpose()?
+            },
         },
         state: job_state(&row.try_get::<String, _>("state").map_err(backend)?)?,
         error: row.try_get("error").map_err(backend)?,
@@ -782,8 +790,8 @@ impl Store for PostgresStore {
         let row = sqlx::query(
             "INSERT INTO jobs (tenant_id, app, app_version, bundle_sha256, params, \
              partition_options, priority, max_attempts, task_timeout_secs, replication, \
-             deadline_secs, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, 'created', $10) RETURNING *",
+             deadline_secs, external, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, $13, 'created', $10) RETURNING *",
         )
         .bind(job.tenant.0)
         .bind(&job.app)
@@ -801,6 +809,7 @@ impl Store for PostgresStore {
                 .then(|| serde_json::to_string(&job.replication).unwrap_or_default()),
         )
         .bind(job.deadline_secs.map(|s| s as i64))
+        .bind(job.external.as_ref().map(|e| e.to_string()))
         .fetch_one(&self.pool)
         .await
         .map_err(backend)?;
@@ -862,7 +871,8 @@ impl Store for PostgresStore {
     async fn set_job_input(&self, id: JobId, input: &StoredBlob) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE jobs SET input_key = $2, input_size = $3, input_sha256 = $4 \
-             WHERE id = $1 AND state = 'created'",
+             WHERE id = $1 AND (state = 'created' OR (input_key IS NULL \
+             AND state IN ('submitted', 'partitioning')))",
         )
         .bind(id.0)
         .bind(&input.key)

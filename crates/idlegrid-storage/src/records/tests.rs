@@ -199,6 +199,7 @@ fn new_job(tenant: idlegrid_domain::TenantId) -> NewJob {
         task_timeout_secs: 60,
         replication: Replication::NONE,
         deadline_secs: None,
+        external: None,
     }
 }
 

@@ -201,6 +201,8 @@ pub async fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
             chunk_lines: Some(1),
             chunk_seconds: None,
             preferences: Preferences::default(),
+            input_from: None,
+            output_to: None,
         })
         .await?;
     client

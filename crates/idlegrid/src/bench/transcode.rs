@@ -258,6 +258,8 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
             chunk_lines: None,
             chunk_seconds: Some(args.chunk_seconds),
             preferences: Preferences::default(),
+            input_from: None,
+            output_to: None,
         })
         .await?;
     client.upload_input_file(job.id, &source).await?;
