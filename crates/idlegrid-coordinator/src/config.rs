@@ -37,6 +37,9 @@ pub struct Config {
     /// Whether customers' inputs may be fetched from (and outputs written to) private and
     /// local addresses over plain HTTP; off, only public `https://` sources are reached.
     pub allow_private_sources: bool,
+    /// Base64 key (32 bytes) sealing customers' secrets; coordinators sharing records must
+    /// share it. `None`: embedded coordinators keep one in `data_dir/secrets.key`.
+    pub secrets_key: Option<String>,
     /// Where records, queues and blobs live (embedded in `data_dir` unless URLs say otherwise).
     pub backends: idlegrid_storage::Backends,
 }
@@ -57,6 +60,7 @@ impl Config {
             quarantine_after_invalid: 3,
             sweep_interval: Duration::from_secs(30),
             allow_private_sources: false,
+            secrets_key: None,
             backends: Default::default(),
         }
     }

@@ -14,6 +14,7 @@
 //! `allow_private_sources` (tests, a private deployment) lifts both rules.
 
 use crate::grid::Grid;
+use crate::secrets::SecretBox;
 use futures::TryStreamExt;
 use idlegrid_api::jobs::{BucketObject, InputSource};
 use idlegrid_storage::StorageError;
@@ -36,7 +37,7 @@ pub struct External {
     pub output_bucket: Option<Bucket>,
 }
 
-/// A customer's bucket object with its credentials.
+/// A customer's bucket object with its credentials (the secret key sealed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bucket {
     bucket: String,
@@ -48,7 +49,7 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    fn from_request(object: &BucketObject) -> Result<Bucket, String> {
+    fn from_request(object: &BucketObject, secrets: Option<&SecretBox>) -> Result<Bucket, String> {
         if object.bucket.trim().is_empty() || object.key.trim().is_empty() {
             return Err("a bucket object needs a `bucket` and a `key`".into());
         }
@@ -61,7 +62,17 @@ impl Bucket {
             endpoint: object.endpoint.clone(),
             region: object.region.clone(),
             access_key_id: object.access_key_id.clone(),
-            secret_access_key: object.secret_access_key.clone(),
+            secret_access_key: match &object.secret_access_key {
+                None => None,
+                Some(secret) => Some(
+                    secrets
+                        .ok_or(
+                            "this grid cannot keep secrets: its operator has to give the \
+                             coordinators a secrets key (--secrets-key)",
+                        )?
+                        .seal(secret),
+                ),
+            },
         })
     }
 
@@ -81,16 +92,25 @@ impl Bucket {
         format!("s3://{}/{}", self.bucket, self.key)
     }
 
-    async fn open(&self, allow_private: bool) -> Result<ObjectBlobStore, String> {
+    async fn open(
+        &self,
+        allow_private: bool,
+        secrets: Option<&SecretBox>,
+    ) -> Result<ObjectBlobStore, String> {
         if let Some(endpoint) = &self.endpoint {
             let url = reqwest::Url::parse(endpoint)
                 .map_err(|e| format!("endpoint {endpoint:?} is not a URL: {e}"))?;
             checked_address(&url, allow_private).await?;
         }
-        let credentials = self
-            .access_key_id
-            .as_deref()
-            .zip(self.secret_access_key.as_deref());
+        let secret = match &self.secret_access_key {
+            None => None,
+            Some(sealed) => Some(
+                secrets
+                    .ok_or("this coordinator has no secrets key to open the bucket's key")?
+                    .open(sealed)?,
+            ),
+        };
+        let credentials = self.access_key_id.as_deref().zip(secret.as_deref());
         ObjectBlobStore::customer_bucket(
             &self.bucket,
             self.endpoint.as_deref(),
@@ -107,6 +127,7 @@ impl External {
         input_from: Option<&InputSource>,
         output_to: Option<&BucketObject>,
         allow_private: bool,
+        secrets: Option<&SecretBox>,
     ) -> Result<Option<External>, String> {
         let mut external = External::default();
         if let Some(source) = input_from {
@@ -120,10 +141,10 @@ impl External {
                     external.input_url = Some(url.clone());
                 }
                 (None, Some(object)) => {
-                    let bucket = Bucket::from_request(object)
+                    let bucket = Bucket::from_request(object, secrets)
                         .map_err(|e| format!("input_from.bucket: {e}"))?;
                     bucket
-                        .open(allow_private)
+                        .open(allow_private, secrets)
                         .await
                         .map_err(|e| format!("input_from.bucket: {e}"))?;
                     external.input_bucket = Some(bucket);
@@ -132,9 +153,10 @@ impl External {
             }
         }
         if let Some(object) = output_to {
-            let bucket = Bucket::from_request(object).map_err(|e| format!("output_to: {e}"))?;
+            let bucket =
+                Bucket::from_request(object, secrets).map_err(|e| format!("output_to: {e}"))?;
             bucket
-                .open(allow_private)
+                .open(allow_private, secrets)
                 .await
                 .map_err(|e| format!("output_to: {e}"))?;
             external.output_bucket = Some(bucket);
@@ -252,7 +274,7 @@ pub async fn fetch_input(
                 Err(reason) => return Ok(Err(reason)),
             }
         } else if let Some(bucket) = &external.input_bucket {
-            let store = match bucket.open(allow_private).await {
+            let store = match bucket.open(allow_private, grid.secrets.as_ref()).await {
                 Ok(store) => store,
                 Err(reason) => return Ok(Err(reason)),
             };
@@ -322,7 +344,10 @@ pub async fn deliver_output(
     let Some(bucket) = &external.output_bucket else {
         return Ok(Ok(()));
     };
-    let store = match bucket.open(grid.config.allow_private_sources).await {
+    let store = match bucket
+        .open(grid.config.allow_private_sources, grid.secrets.as_ref())
+        .await
+    {
         Ok(store) => store,
         Err(reason) => return Ok(Err(reason)),
     };
@@ -392,6 +417,7 @@ mod tests {
             }),
             None,
             true,
+            None,
         )
         .await
         .unwrap_err();

@@ -38,6 +38,9 @@ pub struct Grid {
     /// Cancelled when the coordinator starts shutting down, so long-lived requests (event
     /// streams, long-polls) end instead of holding the shutdown up.
     pub stopping: tokio_util::sync::CancellationToken,
+    /// Seals customers' secrets before they are stored; `None` when the grid has no key (shared
+    /// records without `--secrets-key`): jobs with secrets are then refused.
+    pub secrets: Option<crate::secrets::SecretBox>,
     /// Quarantined devices (loaded from the records at start-up, kept by the validator).
     quarantined: std::sync::RwLock<std::collections::HashSet<WorkerId>>,
     /// Capabilities of workers seen since start-up.
@@ -91,7 +94,18 @@ impl Grid {
     pub async fn open(config: Config) -> anyhow::Result<(Arc<Grid>, Credentials)> {
         std::fs::create_dir_all(&config.data_dir)?;
         let opened = config.backends.open(&config.data_dir).await?;
-        let grid = Grid::new(config, opened.store, opened.queues, opened.blobs);
+        let secrets = match (&config.secrets_key, &config.backends.store) {
+            (Some(key), _) => {
+                Some(crate::secrets::SecretBox::from_base64(key).map_err(anyhow::Error::msg)?)
+            }
+            // Embedded: the key lives with the records it protects.
+            (None, None) => Some(crate::secrets::SecretBox::load_or_create(
+                &config.data_dir.join("secrets.key"),
+            )?),
+            (None, Some(_)) => None,
+        };
+        let mut grid = Grid::new(config, opened.store, opened.queues, opened.blobs);
+        grid.secrets = secrets;
         let credentials = grid.bootstrap_credentials().await?;
         Ok((Arc::new(grid), credentials))
     }
@@ -118,6 +132,7 @@ impl Grid {
             auth,
             recorder: Default::default(),
             stopping: Default::default(),
+            secrets: None,
             quarantined: Default::default(),
             devices: Mutex::default(),
         }
@@ -207,7 +222,7 @@ impl Grid {
 }
 
 /// Writes a file only its owner can read.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

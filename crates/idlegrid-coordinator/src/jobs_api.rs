@@ -155,6 +155,7 @@ pub async fn create_job(
         request.input_from.as_ref(),
         request.output_to.as_ref(),
         grid.config.allow_private_sources,
+        grid.secrets.as_ref(),
     )
     .await
     .map_err(|m| ApiError::invalid("invalid_source", m))?;

@@ -21,6 +21,7 @@
 //! - [`assembler`]: merges a job's accepted results into its output.
 //! - [`apps`]: the built-in apps and the app-specific partitioners, validators and assemblers.
 //! - [`retry`]: what happens after a failed attempt, shared by the Tasks API and the validator.
+//! - [`secrets`]: customers' secrets sealed before they are stored.
 //! - [`recovery`]: rebuilds the queues from the records at start-up.
 //! - [`sweeper`]: with shared queues, queues again the work whose queue item a dead
 //!   coordinator took with it.
@@ -44,6 +45,7 @@ pub mod partitioner;
 pub mod quorum;
 pub mod recovery;
 pub mod retry;
+pub mod secrets;
 pub mod server;
 pub mod stage;
 pub mod sweeper;

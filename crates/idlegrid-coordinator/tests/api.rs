@@ -1313,11 +1313,17 @@ async fn an_input_comes_from_the_customers_bucket_and_the_output_goes_back_to_it
         .create_job(&create_from(source, Some(object("out.txt"))))
         .await
         .unwrap();
-    // The secret is kept, never shown back.
+    // The secret is kept, sealed, and never shown back.
     let shown = serde_json::to_string(&customer.job(job.id).await.unwrap()).unwrap();
     assert!(
         shown.contains("customer-key") && !shown.contains("customer-secret"),
         "{shown}"
+    );
+    let stored = grid.grid.store.job(job.id).await.unwrap().unwrap();
+    let stored = stored.spec.external.unwrap().to_string();
+    assert!(
+        stored.contains("sealed1:") && !stored.contains("customer-secret"),
+        "{stored}"
     );
     customer.run_job(job.id).await.unwrap();
     let worker = grid.worker("w").await;
@@ -1328,5 +1334,35 @@ async fn an_input_comes_from_the_customers_bucket_and_the_output_goes_back_to_it
         .await
         .unwrap();
     assert_eq!(delivered, "ONE\nTWO\n");
+    grid.stop().await;
+}
+
+#[tokio::test]
+async fn a_grid_without_a_secrets_key_refuses_to_keep_secrets() {
+    // Records outside the data directory (as when coordinators share them) and no key given.
+    let records = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", records.path().join("records.db").display());
+    let grid = TestGrid::start(|c| {
+        c.backends.store = Some(url);
+        c.allow_private_sources = true;
+    })
+    .await;
+    let source = InputSource {
+        url: None,
+        bucket: Some(BucketObject {
+            bucket: "b".into(),
+            key: "k".into(),
+            endpoint: Some("http://127.0.0.1:9".into()),
+            region: None,
+            access_key_id: Some("id".into()),
+            secret_access_key: Some("secret".into()),
+        }),
+    };
+    let err = grid
+        .customer()
+        .create_job(&create_from(source, None))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("secrets key"), "{err}");
     grid.stop().await;
 }

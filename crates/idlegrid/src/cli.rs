@@ -71,6 +71,16 @@ pub struct CoordinatorArgs {
     /// plain HTTP too (default: only public https:// sources).
     #[arg(long, env = "IDLEGRID_ALLOW_PRIVATE_SOURCES")]
     pub allow_private_sources: bool,
+    /// Key sealing customers' secrets (32 bytes, base64: `head -c32 /dev/urandom | base64`);
+    /// coordinators sharing records must share it (default: embedded coordinators keep one
+    /// in the data directory).
+    #[arg(
+        long,
+        env = "IDLEGRID_SECRETS_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub secrets_key: Option<String>,
     /// Records database, e.g. postgres://user@host/db (default: SQLite in the data directory).
     #[arg(long, env = "IDLEGRID_STORE", value_name = "URL")]
     pub store: Option<String>,
@@ -92,6 +102,7 @@ impl Default for CoordinatorArgs {
             worker_rps: 2000,
             sweep_secs: 30,
             allow_private_sources: false,
+            secrets_key: None,
             store: None,
             queue: None,
             blobs: None,

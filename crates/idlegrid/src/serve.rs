@@ -16,6 +16,7 @@ pub fn config(data_dir: &Path, args: &CoordinatorArgs) -> Config {
     config.worker_requests_per_sec = args.worker_rps;
     config.sweep_interval = Duration::from_secs(args.sweep_secs);
     config.allow_private_sources = args.allow_private_sources;
+    config.secrets_key = args.secrets_key.clone();
     config.backends = idlegrid_storage::Backends {
         store: args.store.clone(),
         queue: args.queue.clone(),

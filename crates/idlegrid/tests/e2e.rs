@@ -56,6 +56,7 @@ fn idlegrid(home: &Path) -> Command {
         "IDLEGRID_WORKER_RPS",
         "IDLEGRID_SWEEP_SECS",
         "IDLEGRID_ALLOW_PRIVATE_SOURCES",
+        "IDLEGRID_SECRETS_KEY",
         "RUST_LOG",
     ] {
         cmd.env_remove(var);
