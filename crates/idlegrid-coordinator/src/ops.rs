@@ -10,7 +10,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use idlegrid_domain::JobId;
+use idlegrid_domain::{JobId, JobState, TaskState};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::queue::Stage;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -98,7 +98,8 @@ pub async fn metrics(State(grid): State<Arc<Grid>>) -> Response {
 }
 
 /// Sets the gauges that describe the grid: stage queue depths, queued and leased tasks of the
-/// dispatching jobs, and known, seen and quarantined devices.
+/// dispatching jobs, jobs by state and unfinished jobs' tasks by state (from the records), and
+/// seen and quarantined devices.
 async fn sample(grid: &Grid) -> Result<(), StorageError> {
     for stage in Stage::ALL {
         let depth = grid.queues.stage_len(stage).await?;
@@ -112,6 +113,21 @@ async fn sample(grid: &Grid) -> Result<(), StorageError> {
         leased += depth.leased;
     }
     metrics::gauge!("idlegrid_dispatching_jobs").set(jobs.len() as f64);
+    let (job_counts, task_counts) = grid.store.counts().await?;
+    for state in JobState::ALL {
+        let n = job_counts
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |c| c.1);
+        metrics::gauge!("idlegrid_jobs", "state" => state.as_str()).set(n as f64);
+    }
+    for state in TaskState::ALL {
+        let n = task_counts
+            .iter()
+            .find(|(s, _)| *s == state)
+            .map_or(0, |c| c.1);
+        metrics::gauge!("idlegrid_job_tasks", "state" => state.as_str()).set(n as f64);
+    }
     metrics::gauge!("idlegrid_tasks", "state" => "queued").set(queued as f64);
     metrics::gauge!("idlegrid_tasks", "state" => "leased").set(leased as f64);
     metrics::gauge!("idlegrid_leases").set(leased as f64);

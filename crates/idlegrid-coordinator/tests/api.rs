@@ -1058,6 +1058,8 @@ async fn liveness_readiness_and_prometheus_metrics_are_served() {
         "idlegrid_stage_queue_depth{stage=\"validate\"}",
         "idlegrid_tasks{state=\"queued\"} 3",
         "idlegrid_dispatching_jobs 1",
+        "idlegrid_jobs{state=\"running\"} 1",
+        "idlegrid_job_tasks{state=\"pending\"} 3",
         "idlegrid_http_request_duration_seconds_bucket{route=\"/v1/jobs/{id}\",method=\"GET\",status=\"200\"",
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");

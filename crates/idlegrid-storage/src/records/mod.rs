@@ -383,6 +383,8 @@ pub trait Store: Send + Sync + 'static {
         before: Option<JobId>,
         limit: u32,
     ) -> Result<Vec<JobRecord>>;
+    /// Jobs by state, and the tasks of unfinished jobs by state (for metrics).
+    async fn counts(&self) -> Result<(Vec<(JobState, u64)>, Vec<(TaskState, u64)>)>;
     /// Unfinished jobs whose deadline passed before `now_ms`.
     async fn jobs_past_deadline(&self, now_ms: i64) -> Result<Vec<JobId>>;
     /// All jobs in the given states, oldest first.

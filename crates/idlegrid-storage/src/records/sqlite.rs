@@ -708,6 +708,31 @@ impl Store for SqliteStore {
         rows.iter().map(job_from_row).collect()
     }
 
+    async fn counts(&self) -> Result<(Vec<(JobState, u64)>, Vec<(TaskState, u64)>)> {
+        let jobs: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")
+                .fetch_all(&self.reader)
+                .await
+                .map_err(backend)?;
+        let tasks: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT t.state, count(*) FROM jobs j JOIN tasks t ON t.job_id = j.id \
+             WHERE j.state IN ('partitioning', 'running', 'assembling') \
+             GROUP BY t.state ORDER BY t.state",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        let jobs = jobs
+            .into_iter()
+            .map(|(state, n)| Ok((job_state(&state)?, n as u64)))
+            .collect::<Result<_>>()?;
+        let tasks = tasks
+            .into_iter()
+            .map(|(state, n)| Ok((task_state(&state)?, n as u64)))
+            .collect::<Result<_>>()?;
+        Ok((jobs, tasks))
+    }
+
     async fn jobs_past_deadline(&self, now_ms: i64) -> Result<Vec<JobId>> {
         let ids: Vec<i64> = sqlx::query_scalar(
             "SELECT id FROM jobs WHERE deadline_secs IS NOT NULL \

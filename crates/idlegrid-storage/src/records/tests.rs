@@ -295,6 +295,13 @@ async fn a_job_runs_through_to_assembling(store: &dyn Store) {
         .await
         .unwrap();
     assert!(ids[0].is_some() && ids[1].is_some() && ids[2].is_none());
+    // Counts for metrics: one partitioning job, its tasks by state.
+    let (jobs, tasks_by_state) = store.counts().await.unwrap();
+    assert_eq!(jobs, [(JobState::Partitioning, 1)]);
+    assert_eq!(
+        tasks_by_state,
+        [(TaskState::Pending, 1), (TaskState::Validating, 2)]
+    );
     // A second report for a task already validating is not recorded.
     assert_eq!(
         store
