@@ -58,6 +58,7 @@ fn idlegrid(home: &Path) -> Command {
         "IDLEGRID_ALLOW_PRIVATE_SOURCES",
         "IDLEGRID_SECRETS_KEY",
         "RUST_LOG",
+        "IDLEGRID_LOG_FORMAT",
     ] {
         cmd.env_remove(var);
     }
@@ -1198,6 +1199,50 @@ async fn stopping_a_local_grid_lets_running_tasks_report_first() {
         .unwrap_or_else(|e| panic!("download: {e}"));
     if let Some(diff) = difference(&std::fs::read(&path).unwrap(), &expected) {
         panic!("{diff}");
+    }
+}
+
+/// With `IDLEGRID_LOG_FORMAT=json` every log line is a JSON object with a level and a message,
+/// for log collectors.
+#[test]
+fn logs_are_json_lines_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serve.log");
+    let mut cmd = idlegrid(dir.path());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--json"])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("IDLEGRID_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log_file(&log));
+    let mut serve = Proc::spawn("serve", cmd, &log);
+    let deadline = Instant::now() + STARTUP;
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains('\n')
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no log line: {}",
+            serve.log_tail(5)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    serve.signal(Signal::SIGTERM);
+    serve.wait_timeout(Duration::from_secs(10));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let json_lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert!(!json_lines.is_empty(), "no JSON log lines in:\n{text}");
+    for line in &json_lines {
+        assert!(
+            line["level"].is_string() && line["fields"]["message"].is_string(),
+            "{line}"
+        );
     }
 }
 
