@@ -6,6 +6,7 @@
 //! transaction.
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 pub use postgres::PostgresStore;

@@ -21,6 +21,7 @@
 //! Batches travel as arrays (`unnest($1::bigint[], ...)`), so a thousand-row batch costs a
 //! handful of statements, not a thousand round trips.
 
+use super::rows::{self, backend, job_state, task_state};
 use super::{
     AttemptRecord, Decide, FailureCharged, JobRecord, NewFailure, NewJob, NewResult, NewTask,
     OutputRef, Principal, ReplicaResult, ReplicaState, Replicate, Reputation, ResultRecord, Store,
@@ -29,10 +30,9 @@ use super::{
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{
-    AttemptOutcome, Capabilities, JobId, JobState, Replication, ResultId, TaskId, TaskState,
-    TenantId, WorkerId,
+    AttemptOutcome, Capabilities, JobId, JobState, ResultId, TaskId, TaskState, TenantId, WorkerId,
 };
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
@@ -41,10 +41,6 @@ use std::str::FromStr;
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-}
-
-fn backend(e: sqlx::Error) -> StorageError {
-    StorageError::Backend(e.to_string())
 }
 
 impl PostgresStore {
@@ -79,119 +75,6 @@ impl PostgresStore {
     /// Closes the pool, waiting for running statements.
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-}
-
-fn job_state(name: &str) -> Result<JobState> {
-    JobState::parse(name).ok_or_else(|| StorageError::Corrupt(format!("job state {name:?}")))
-}
-
-fn task_state(name: &str) -> Result<TaskState> {
-    TaskState::parse(name).ok_or_else(|| StorageError::Corrupt(format!("task state {name:?}")))
-}
-
-fn json_column(row: &PgRow, column: &str) -> Result<serde_json::Value> {
-    let text: String = row.try_get(column).map_err(backend)?;
-    serde_json::from_str(&text).map_err(|e| StorageError::Corrupt(format!("{column}: {e}")))
-}
-
-fn optional_json_column(row: &PgRow, column: &str) -> Result<Option<serde_json::Value>> {
-    let text: Option<String> = row.try_get(column).map_err(backend)?;
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| StorageError::Corrupt(format!("{column}: {e}")))
-    })
-    .transpose()
-}
-
-fn blob_columns(row: &PgRow, prefix: &str) -> Result<Option<StoredBlob>> {
-    let key: Option<String> = row.try_get(&*format!("{prefix}_key")).map_err(backend)?;
-    let Some(key) = key else { return Ok(None) };
-    let size: i64 = row.try_get(&*format!("{prefix}_size")).map_err(backend)?;
-    let sha256: String = row.try_get(&*format!("{prefix}_sha256")).map_err(backend)?;
-    Ok(Some(StoredBlob {
-        key,
-        size: size as u64,
-        sha256,
-    }))
-}
-
-fn job_from_row(row: &PgRow) -> Result<JobRecord> {
-    let get_i64 = |c: &str| -> Result<i64> { row.try_get(c).map_err(backend) };
-    let get_opt = |c: &str| -> Result<Option<i64>> { row.try_get(c).map_err(backend) };
-    Ok(JobRecord {
-        id: JobId(get_i64("id")?),
-        spec: NewJob {
-            tenant: TenantId(get_i64("tenant_id")?),
-            app: row.try_get("app").map_err(backend)?,
-            app_version: row.try_get("app_version").map_err(backend)?,
-            bundle_sha256: row.try_get("bundle_sha256").map_err(backend)?,
-            params: json_column(row, "params")?,
-            partition_options: json_column(row, "partition_options")?,
-            priority: get_i64("priority")? as i32,
-            max_attempts: get_i64("max_attempts")? as u32,
-            task_timeout_secs: get_i64("task_timeout_secs")? as u64,
-            replication: {
-                let text: Option<String> = row.try_get("replication").map_err(backend)?;
-                text.map(|t| {
-                    serde_json::from_str(&t)
-                        .map_err(|e| StorageError::Corrupt(format!("job replication: {e}")))
-                })
-                .transpose()?
-                .unwrap_or(Replication::NONE)
-            },
-            deadline_secs: get_opt("deadline_secs")?.map(|s| s as u64),
-            external: {
-                let text: Option<String> = row.try_get("external").map_err(backend)?;
-                text.map(|t| {
-                    serde_json::from_str(&t)
-                        .map_err(|e| StorageError::Corrupt(format!("job external: {e}")))
-                })
-                .transpose()?
-            },
-        },
-        state: job_state(&row.try_get::<String, _>("state").map_err(backend)?)?,
-        error: row.try_get("error").map_err(backend)?,
-        input: blob_columns(row, "input")?,
-        output: blob_columns(row, "output")?,
-        facts: optional_json_column(row, "facts")?,
-        chunks_total: get_opt("chunks_total")?.map(|n| n as u64),
-        chunks_created: get_i64("chunks_created")? as u64,
-        chunks_done: get_i64("chunks_done")? as u64,
-        chunks_failed: get_i64("chunks_failed")? as u64,
-        failed_attempts: get_i64("failed_attempts")? as u64,
-        results_received: get_i64("results_received")? as u64,
-        results_rejected: get_i64("results_rejected")? as u64,
-        created_at: get_i64("created_at")?,
-        submitted_at: get_opt("submitted_at")?,
-        started_at: get_opt("started_at")?,
-        finished_at: get_opt("finished_at")?,
-    })
-}
-
-fn task_from_row(row: &PgRow) -> Result<TaskRecord> {
-    let get_i64 = |c: &str| -> Result<i64> { row.try_get(c).map_err(backend) };
-    Ok(TaskRecord {
-        id: TaskId(get_i64("id")?),
-        job: JobId(get_i64("job_id")?),
-        chunk: NewTask {
-            index: get_i64("idx")? as u64,
-            input_key: row.try_get("input_key").map_err(backend)?,
-            offset: get_i64("input_offset")? as u64,
-            len: get_i64("input_len")? as u64,
-            meta: optional_json_column(row, "meta")?,
-        },
-        state: task_state(&row.try_get::<String, _>("state").map_err(backend)?)?,
-        failures: get_i64("failures")? as u32,
-    })
-}
-
-fn output_from_row(row: &PgRow) -> Result<OutputRef> {
-    let inline: Option<Vec<u8>> = row.try_get("inline_output").map_err(backend)?;
-    let key: Option<String> = row.try_get("blob_key").map_err(backend)?;
-    match (inline, key) {
-        (Some(bytes), _) => Ok(OutputRef::Inline(bytes)),
-        (None, Some(key)) => Ok(OutputRef::Blob(key)),
-        (None, None) => Err(StorageError::Corrupt("result without output".into())),
     }
 }
 
@@ -813,7 +696,7 @@ impl Store for PostgresStore {
         .fetch_one(&self.pool)
         .await
         .map_err(backend)?;
-        job_from_row(&row)
+        rows::job(&row)
     }
 
     async fn job(&self, id: JobId) -> Result<Option<JobRecord>> {
@@ -822,7 +705,7 @@ impl Store for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        row.as_ref().map(job_from_row).transpose()
+        row.as_ref().map(rows::job).transpose()
     }
 
     async fn list_jobs(
@@ -840,7 +723,7 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter().map(job_from_row).collect()
+        rows.iter().map(rows::job).collect()
     }
 
     async fn counts(&self) -> Result<(Vec<(JobState, u64)>, Vec<(TaskState, u64)>)> {
@@ -890,7 +773,7 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        rows.iter().map(job_from_row).collect()
+        rows.iter().map(rows::job).collect()
     }
 
     async fn set_job_input(&self, id: JobId, input: &StoredBlob) -> Result<bool> {
@@ -935,7 +818,7 @@ impl Store for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(backend)?;
-        row.as_ref().map(job_from_row).transpose()
+        row.as_ref().map(rows::job).transpose()
     }
 
     async fn set_job_facts(&self, id: JobId, facts: &serde_json::Value) -> Result<()> {
@@ -1031,7 +914,7 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(backend)?;
-        rows.iter().map(task_from_row).collect()
+        rows.iter().map(rows::task).collect()
     }
 
     async fn pending_tasks(&self, job: JobId) -> Result<Vec<TaskId>> {
@@ -1279,11 +1162,11 @@ impl Store for PostgresStore {
             .map(|row| {
                 Ok(ResultRecord {
                     id: ResultId(row.try_get("result_id").map_err(backend)?),
-                    task: task_from_row(row)?,
+                    task: rows::task(row)?,
                     worker: WorkerId(row.try_get("worker_id").map_err(backend)?),
                     sha256: row.try_get("sha256").map_err(backend)?,
                     size: row.try_get::<i64, _>("size").map_err(backend)? as u64,
-                    output: output_from_row(row)?,
+                    output: rows::output(row)?,
                 })
             })
             .collect()
@@ -1393,7 +1276,7 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|row| {
                 let idx: i64 = row.try_get("idx").map_err(backend)?;
-                Ok((idx as u64, output_from_row(row)?))
+                Ok((idx as u64, rows::output(row)?))
             })
             .collect()
     }

@@ -7,6 +7,7 @@
 //! Batches are passed to SQLite as one JSON parameter and unpacked with `json_each`, so a
 //! thousand-row batch is one statement, not a thousand round trips to the sqlx worker thread.
 
+use super::rows::{self, backend, job_state, task_state};
 use super::{
     AttemptRecord, Decide, FailureCharged, JobRecord, NewFailure, NewJob, NewResult, NewTask,
     OutputRef, Principal, ReplicaResult, ReplicaState, Replicate, Reputation, ResultRecord, Store,
@@ -15,13 +16,10 @@ use super::{
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{
-    AttemptOutcome, Capabilities, JobId, JobState, Replication, ResultId, TaskId, TaskState,
-    TenantId, WorkerId,
+    AttemptOutcome, Capabilities, JobId, JobState, ResultId, TaskId, TaskState, TenantId, WorkerId,
 };
 use serde_json::json;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -34,10 +32,6 @@ pub struct SqliteStore {
     writer: SqlitePool,
     /// Read-only connections.
     reader: SqlitePool,
-}
-
-fn backend(e: sqlx::Error) -> StorageError {
-    StorageError::Backend(e.to_string())
 }
 
 impl SqliteStore {
@@ -73,125 +67,6 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
-    }
-}
-
-fn job_state(name: &str) -> Result<JobState> {
-    JobState::parse(name).ok_or_else(|| StorageError::Corrupt(format!("job state {name:?}")))
-}
-
-fn task_state(name: &str) -> Result<TaskState> {
-    TaskState::parse(name).ok_or_else(|| StorageError::Corrupt(format!("task state {name:?}")))
-}
-
-fn json_column(row: &SqliteRow, column: &str) -> Result<serde_json::Value> {
-    let text: String = row.try_get(column).map_err(backend)?;
-    serde_json::from_str(&text).map_err(|e| StorageError::Corrupt(format!("{column}: {e}")))
-}
-
-fn blob_columns(row: &SqliteRow, prefix: &str) -> Result<Option<StoredBlob>> {
-    let key: Option<String> = row.try_get(&*format!("{prefix}_key")).map_err(backend)?;
-    let Some(key) = key else { return Ok(None) };
-    let size: i64 = row.try_get(&*format!("{prefix}_size")).map_err(backend)?;
-    let sha256: String = row.try_get(&*format!("{prefix}_sha256")).map_err(backend)?;
-    Ok(Some(StoredBlob {
-        key,
-        size: size as u64,
-        sha256,
-    }))
-}
-
-fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
-    let get_i64 = |c: &str| -> Result<i64> { row.try_get(c).map_err(backend) };
-    let get_opt = |c: &str| -> Result<Option<i64>> { row.try_get(c).map_err(backend) };
-    Ok(JobRecord {
-        id: JobId(get_i64("id")?),
-        spec: NewJob {
-            tenant: TenantId(get_i64("tenant_id")?),
-            app: row.try_get("app").map_err(backend)?,
-            app_version: row.try_get("app_version").map_err(backend)?,
-            bundle_sha256: row.try_get("bundle_sha256").map_err(backend)?,
-            params: json_column(row, "params")?,
-            partition_options: json_column(row, "partition_options")?,
-            priority: get_i64("priority")? as i32,
-            max_attempts: get_i64("max_attempts")? as u32,
-            task_timeout_secs: get_i64("task_timeout_secs")? as u64,
-            replication: {
-                let text: Option<String> = row.try_get("replication").map_err(backend)?;
-                text.map(|t| {
-                    serde_json::from_str(&t)
-                        .map_err(|e| StorageError::Corrupt(format!("job replication: {e}")))
-                })
-                .transpose()?
-                .unwrap_or(Replication::NONE)
-            },
-            deadline_secs: get_opt("deadline_secs")?.map(|s| s as u64),
-            external: {
-                let text: Option<String> = row.try_get("external").map_err(backend)?;
-                text.map(|t| {
-                    serde_json::from_str(&t)
-                        .map_err(|e| StorageError::Corrupt(format!("job external: {e}")))
-                })
-                .transpose()?
-            },
-        },
-        state: job_state(&row.try_get::<String, _>("state").map_err(backend)?)?,
-        error: row.try_get("error").map_err(backend)?,
-        input: blob_columns(row, "input")?,
-        output: blob_columns(row, "output")?,
-        facts: {
-            let text: Option<String> = row.try_get("facts").map_err(backend)?;
-            text.map(|t| {
-                serde_json::from_str(&t)
-                    .map_err(|e| StorageError::Corrupt(format!("job facts: {e}")))
-            })
-            .transpose()?
-        },
-        chunks_total: get_opt("chunks_total")?.map(|n| n as u64),
-        chunks_created: get_i64("chunks_created")? as u64,
-        chunks_done: get_i64("chunks_done")? as u64,
-        chunks_failed: get_i64("chunks_failed")? as u64,
-        failed_attempts: get_i64("failed_attempts")? as u64,
-        results_received: get_i64("results_received")? as u64,
-        results_rejected: get_i64("results_rejected")? as u64,
-        created_at: get_i64("created_at")?,
-        submitted_at: get_opt("submitted_at")?,
-        started_at: get_opt("started_at")?,
-        finished_at: get_opt("finished_at")?,
-    })
-}
-
-fn task_from_row(row: &SqliteRow) -> Result<TaskRecord> {
-    let get_i64 = |c: &str| -> Result<i64> { row.try_get(c).map_err(backend) };
-    Ok(TaskRecord {
-        id: TaskId(get_i64("id")?),
-        job: JobId(get_i64("job_id")?),
-        chunk: NewTask {
-            index: get_i64("idx")? as u64,
-            input_key: row.try_get("input_key").map_err(backend)?,
-            offset: get_i64("input_offset")? as u64,
-            len: get_i64("input_len")? as u64,
-            meta: {
-                let text: Option<String> = row.try_get("meta").map_err(backend)?;
-                text.map(|t| {
-                    serde_json::from_str(&t)
-                        .map_err(|e| StorageError::Corrupt(format!("task meta: {e}")))
-                })
-                .transpose()?
-            },
-        },
-        state: task_state(&row.try_get::<String, _>("state").map_err(backend)?)?,
-        failures: get_i64("failures")? as u32,
-    })
-}
-
-fn output_from_row(row: &SqliteRow) -> Result<OutputRef> {
-    let inline: Option<Vec<u8>> = row.try_get("inline_output").map_err(backend)?;
-    let key: Option<String> = row.try_get("blob_key").map_err(backend)?;
-    match (inline, key) {
-        (Some(bytes), _) => Ok(OutputRef::Inline(bytes)),
-        (None, Some(key)) => Ok(OutputRef::Blob(key)),
-        (None, None) => Err(StorageError::Corrupt("result without output".into())),
     }
 }
 
@@ -678,7 +553,7 @@ impl Store for SqliteStore {
         .fetch_one(&self.writer)
         .await
         .map_err(backend)?;
-        job_from_row(&row)
+        rows::job(&row)
     }
 
     async fn job(&self, id: JobId) -> Result<Option<JobRecord>> {
@@ -687,7 +562,7 @@ impl Store for SqliteStore {
             .fetch_optional(&self.reader)
             .await
             .map_err(backend)?;
-        row.as_ref().map(job_from_row).transpose()
+        row.as_ref().map(rows::job).transpose()
     }
 
     async fn list_jobs(
@@ -705,7 +580,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(backend)?;
-        rows.iter().map(job_from_row).collect()
+        rows.iter().map(rows::job).collect()
     }
 
     async fn counts(&self) -> Result<(Vec<(JobState, u64)>, Vec<(TaskState, u64)>)> {
@@ -755,7 +630,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.writer)
         .await
         .map_err(backend)?;
-        rows.iter().map(job_from_row).collect()
+        rows.iter().map(rows::job).collect()
     }
 
     async fn set_job_input(&self, id: JobId, input: &StoredBlob) -> Result<bool> {
@@ -796,7 +671,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.writer)
         .await
         .map_err(backend)?;
-        row.as_ref().map(job_from_row).transpose()
+        row.as_ref().map(rows::job).transpose()
     }
 
     async fn set_job_facts(&self, id: JobId, facts: &serde_json::Value) -> Result<()> {
@@ -889,7 +764,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.reader)
         .await
         .map_err(backend)?;
-        rows.iter().map(task_from_row).collect()
+        rows.iter().map(rows::task).collect()
     }
 
     async fn pending_tasks(&self, job: JobId) -> Result<Vec<TaskId>> {
@@ -1057,11 +932,11 @@ impl Store for SqliteStore {
             .map(|row| {
                 Ok(ResultRecord {
                     id: ResultId(row.try_get("result_id").map_err(backend)?),
-                    task: task_from_row(row)?,
+                    task: rows::task(row)?,
                     worker: WorkerId(row.try_get("worker_id").map_err(backend)?),
                     sha256: row.try_get("sha256").map_err(backend)?,
                     size: row.try_get::<i64, _>("size").map_err(backend)? as u64,
-                    output: output_from_row(row)?,
+                    output: rows::output(row)?,
                 })
             })
             .collect()
@@ -1151,7 +1026,7 @@ impl Store for SqliteStore {
         rows.iter()
             .map(|row| {
                 let idx: i64 = row.try_get("idx").map_err(backend)?;
-                Ok((idx as u64, output_from_row(row)?))
+                Ok((idx as u64, rows::output(row)?))
             })
             .collect()
     }

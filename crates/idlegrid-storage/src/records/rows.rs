@@ -1,0 +1,152 @@
+//! Turning rows into records, shared by the SQLite and PostgreSQL backends: both tables have
+//! the same columns, so only how a column is read differs ([`Columns`]).
+
+use super::{JobRecord, NewJob, NewTask, OutputRef, StoredBlob, TaskRecord};
+use crate::{Result, StorageError};
+use idlegrid_domain::{JobId, JobState, Replication, TaskId, TaskState, TenantId};
+use sqlx::Row;
+
+/// A storage error from the engine.
+pub(super) fn backend(e: sqlx::Error) -> StorageError {
+    StorageError::Backend(e.to_string())
+}
+
+/// A job state as stored.
+pub(super) fn job_state(name: &str) -> Result<JobState> {
+    JobState::parse(name).ok_or_else(|| StorageError::Corrupt(format!("job state {name:?}")))
+}
+
+/// A task state as stored.
+pub(super) fn task_state(name: &str) -> Result<TaskState> {
+    TaskState::parse(name).ok_or_else(|| StorageError::Corrupt(format!("task state {name:?}")))
+}
+
+/// The column types records are made of, read from one engine's rows.
+pub(super) trait Columns {
+    /// An integer column.
+    fn int(&self, column: &str) -> Result<i64>;
+    /// A nullable integer column.
+    fn int_opt(&self, column: &str) -> Result<Option<i64>>;
+    /// A text column.
+    fn text(&self, column: &str) -> Result<String>;
+    /// A nullable text column.
+    fn text_opt(&self, column: &str) -> Result<Option<String>>;
+    /// A nullable bytes column.
+    fn bytes_opt(&self, column: &str) -> Result<Option<Vec<u8>>>;
+}
+
+macro_rules! columns_for {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn int(&self, column: &str) -> Result<i64> {
+                self.try_get(column).map_err(backend)
+            }
+            fn int_opt(&self, column: &str) -> Result<Option<i64>> {
+                self.try_get(column).map_err(backend)
+            }
+            fn text(&self, column: &str) -> Result<String> {
+                self.try_get(column).map_err(backend)
+            }
+            fn text_opt(&self, column: &str) -> Result<Option<String>> {
+                self.try_get(column).map_err(backend)
+            }
+            fn bytes_opt(&self, column: &str) -> Result<Option<Vec<u8>>> {
+                self.try_get(column).map_err(backend)
+            }
+        }
+    };
+}
+
+columns_for!(sqlx::sqlite::SqliteRow);
+columns_for!(sqlx::postgres::PgRow);
+
+/// A JSON text column.
+fn json(row: &impl Columns, column: &str) -> Result<serde_json::Value> {
+    let text = row.text(column)?;
+    serde_json::from_str(&text).map_err(|e| StorageError::Corrupt(format!("{column}: {e}")))
+}
+
+/// A nullable JSON text column, parsed as `T`.
+fn json_opt<T: serde::de::DeserializeOwned>(row: &impl Columns, column: &str) -> Result<Option<T>> {
+    row.text_opt(column)?
+        .map(|t| {
+            serde_json::from_str(&t).map_err(|e| StorageError::Corrupt(format!("{column}: {e}")))
+        })
+        .transpose()
+}
+
+/// The `<prefix>_key`, `_size` and `_sha256` columns of a stored blob.
+fn blob(row: &impl Columns, prefix: &str) -> Result<Option<StoredBlob>> {
+    let Some(key) = row.text_opt(&format!("{prefix}_key"))? else {
+        return Ok(None);
+    };
+    Ok(Some(StoredBlob {
+        key,
+        size: row.int(&format!("{prefix}_size"))? as u64,
+        sha256: row.text(&format!("{prefix}_sha256"))?,
+    }))
+}
+
+/// A `jobs` row.
+pub(super) fn job(row: &impl Columns) -> Result<JobRecord> {
+    let count = |c: &str| row.int(c).map(|n| n as u64);
+    Ok(JobRecord {
+        id: JobId(row.int("id")?),
+        spec: NewJob {
+            tenant: TenantId(row.int("tenant_id")?),
+            app: row.text("app")?,
+            app_version: row.text("app_version")?,
+            bundle_sha256: row.text("bundle_sha256")?,
+            params: json(row, "params")?,
+            partition_options: json(row, "partition_options")?,
+            priority: row.int("priority")? as i32,
+            max_attempts: row.int("max_attempts")? as u32,
+            task_timeout_secs: count("task_timeout_secs")?,
+            replication: json_opt(row, "replication")?.unwrap_or(Replication::NONE),
+            deadline_secs: row.int_opt("deadline_secs")?.map(|s| s as u64),
+            external: json_opt(row, "external")?,
+        },
+        state: job_state(&row.text("state")?)?,
+        error: row.text_opt("error")?,
+        input: blob(row, "input")?,
+        output: blob(row, "output")?,
+        facts: json_opt(row, "facts")?,
+        chunks_total: row.int_opt("chunks_total")?.map(|n| n as u64),
+        chunks_created: count("chunks_created")?,
+        chunks_done: count("chunks_done")?,
+        chunks_failed: count("chunks_failed")?,
+        failed_attempts: count("failed_attempts")?,
+        results_received: count("results_received")?,
+        results_rejected: count("results_rejected")?,
+        created_at: row.int("created_at")?,
+        submitted_at: row.int_opt("submitted_at")?,
+        started_at: row.int_opt("started_at")?,
+        finished_at: row.int_opt("finished_at")?,
+    })
+}
+
+/// A `tasks` row (or a row with its columns).
+pub(super) fn task(row: &impl Columns) -> Result<TaskRecord> {
+    Ok(TaskRecord {
+        id: TaskId(row.int("id")?),
+        job: JobId(row.int("job_id")?),
+        chunk: NewTask {
+            index: row.int("idx")? as u64,
+            input_key: row.text_opt("input_key")?,
+            offset: row.int("input_offset")? as u64,
+            len: row.int("input_len")? as u64,
+            meta: json_opt(row, "meta")?,
+        },
+        state: task_state(&row.text("state")?)?,
+        failures: row.int("failures")? as u32,
+    })
+}
+
+/// A result's output: inline bytes or a blob key.
+pub(super) fn output(row: &impl Columns) -> Result<OutputRef> {
+    match (row.bytes_opt("inline_output")?, row.text_opt("blob_key")?) {
+        (Some(bytes), _) => Ok(OutputRef::Inline(bytes)),
+        (None, Some(key)) => Ok(OutputRef::Blob(key)),
+        (None, None) => Err(StorageError::Corrupt("result without output".into())),
+    }
+}
