@@ -170,7 +170,10 @@ pub async fn serve(
     }
     tasks.spawn(partitioner::run(grid.clone(), stages.clone()));
     tasks.spawn(feeder::run(grid.clone(), stages.clone()));
-    tasks.spawn(feeder::sync(grid.clone(), stages.clone()));
+    if grid.config.backends.store.is_some() {
+        // Other coordinators may share the records: keep this one's copies of them current.
+        tasks.spawn(feeder::sync(grid.clone(), stages.clone()));
+    }
     tasks.spawn(validator::run(grid.clone(), stages.clone()));
     tasks.spawn(assembler::run(grid.clone(), stages.clone()));
     tasks.spawn(tasks_api::reap(grid.clone(), stages.clone()));
