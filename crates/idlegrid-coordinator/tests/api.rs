@@ -1119,32 +1119,8 @@ async fn a_job_survives_its_redis_losing_every_key() {
         assert!(deleted.success());
     }
     // The worker carries on: what it held is gone, the rest comes back through the sweeper.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = grid.customer().job(job.id).await.unwrap();
-        if status.state == JobState::Completed {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "stuck: {status:?}");
-        let grant = worker
-            .lease(&LeaseRequest {
-                max_tasks: 5,
-                wait_ms: 200,
-            })
-            .await
-            .unwrap();
-        for l in grant.leases {
-            let line = format!("line {}\n", l.chunk_index);
-            report_one(
-                &worker,
-                l.lease_id,
-                l.task_id,
-                completed(line.to_uppercase().as_bytes()),
-            )
-            .await;
-        }
-    }
-    let done = grid.customer().job(job.id).await.unwrap();
+    let done = upper_case_until_done(&grid, &worker, job.id).await;
+    assert_eq!(done.state, JobState::Completed, "{done:?}");
     let out = grid.dir.path().join("out");
     grid.customer()
         .download_output(job.id, &out, &done.output.unwrap().sha256)
