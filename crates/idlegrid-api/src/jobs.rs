@@ -210,3 +210,83 @@ pub struct AppInfo {
     /// SHA-256 of the bundle (for apps without a customer script).
     pub bundle_sha256: Option<String>,
 }
+
+/// Where one chunk of a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkState {
+    /// Waiting for a device.
+    Queued,
+    /// A device is working on it.
+    Running,
+    /// Its result is being checked.
+    Validating,
+    /// Its result was accepted.
+    Done,
+    /// It used up its attempts.
+    Failed,
+}
+
+/// One chunk of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ChunkView {
+    /// Position in the input.
+    pub index: u64,
+    /// Where it is.
+    pub state: ChunkState,
+    /// Failed attempts so far (it was retried when this is above zero and it is not failed).
+    pub failures: u32,
+    /// Fraction done on the device, from its heartbeats, while running.
+    pub progress: Option<f64>,
+}
+
+/// `GET /v1/jobs/{id}/tasks`: a page of the job's chunks, in input order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobChunks {
+    /// The chunks on this page.
+    pub tasks: Vec<ChunkView>,
+    /// Pass as `from` to get the next page; absent on the last page.
+    pub next_from: Option<u64>,
+}
+
+/// One part of an input uploaded in parts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UploadPart {
+    /// Part number, from 0.
+    pub part: u32,
+    /// Bytes.
+    pub size: u64,
+    /// Hex SHA-256, as verified.
+    pub sha256: String,
+}
+
+/// `GET /v1/jobs/{id}/input/parts`: the parts received so far, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UploadParts {
+    /// The parts.
+    pub parts: Vec<UploadPart>,
+}
+
+/// `POST /v1/jobs/{id}/input/complete`: join parts `0..parts` into the job's input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteUpload {
+    /// How many parts the input has.
+    pub parts: u32,
+    /// Hex SHA-256 of the whole input, when the client knows it; checked if given.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// `POST /v1/jobs/{id}/links`: links to the job's output that need no `Authorization`
+/// header, for a browser's download link or video element. They expire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OutputLinks {
+    /// The output file.
+    pub download: String,
+    /// The HLS master playlist, for an HLS output.
+    pub hls: Option<String>,
+    /// When the links stop working.
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: Timestamp,
+}

@@ -1,6 +1,8 @@
 //! Wire types of idlegrid's two HTTP APIs, shared by the coordinator, the worker and the CLI.
 //!
 //! - [`jobs`]: the Jobs API, for customers (authenticated with an API key).
+//! - [`accounts`]: what a secret stands for, and device owners' views of their devices.
+//! - [`grid`]: the grid's statistics over time, for operators.
 //! - [`tasks`]: the Tasks API, for worker devices (authenticated with a worker token).
 //! - [`error`]: the JSON body every failed request carries.
 //! - [`paths`]: URL paths and header names, so client and server cannot drift apart.
@@ -8,7 +10,9 @@
 //! Only this crate decides how things look on the wire; the domain types it reuses
 //! ([`idlegrid_domain`]) are plain data.
 
+pub mod accounts;
 pub mod error;
+pub mod grid;
 pub mod jobs;
 pub mod paths;
 pub mod tasks;

@@ -14,6 +14,32 @@ pub fn job(id: crate::JobId) -> String {
 pub fn job_input(id: crate::JobId) -> String {
     format!("/v1/jobs/{id}/input")
 }
+/// `PUT` one part of the job's input ([`CONTENT_SHA256`] of the part required).
+pub fn job_input_part(id: crate::JobId, part: u32) -> String {
+    format!("/v1/jobs/{id}/input/parts/{part}")
+}
+/// `GET` the parts of the job's input received so far.
+pub fn job_input_parts(id: crate::JobId) -> String {
+    format!("/v1/jobs/{id}/input/parts")
+}
+/// `POST` join the uploaded parts into the job's input.
+pub fn job_input_complete(id: crate::JobId) -> String {
+    format!("/v1/jobs/{id}/input/complete")
+}
+/// `GET` a page of the job's chunks and their states.
+pub fn job_tasks(id: crate::JobId) -> String {
+    format!("/v1/jobs/{id}/tasks")
+}
+/// `POST` links to the job's output that need no credentials.
+pub fn job_links(id: crate::JobId) -> String {
+    format!("/v1/jobs/{id}/links")
+}
+/// `GET` what the request's secret stands for.
+pub const ME: &str = "/v1/me";
+/// `GET` the calling owner's devices.
+pub const OWNER_DEVICES: &str = "/v1/owner/devices";
+/// `GET` the grid's statistics over time (operators).
+pub const GRID_STATS: &str = "/v1/grid/stats";
 /// `POST` start processing.
 pub fn job_run(id: crate::JobId) -> String {
     format!("/v1/jobs/{id}/run")

@@ -5,7 +5,10 @@ use crate::transfer::{body_to_file, file_body, sha256_file_async, transfer_timeo
 use crate::{Client, ClientError, decode, send, send_json};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use idlegrid_api::jobs::{AppInfo, CreateJob, Job, JobList};
+use idlegrid_api::jobs::{
+    AppInfo, CompleteUpload, CreateJob, Job, JobChunks, JobList, OutputLinks, UploadPart,
+    UploadParts,
+};
 use idlegrid_api::{JobId, UploadReceipt, paths};
 use reqwest::{Method, header};
 use std::collections::VecDeque;
@@ -43,6 +46,55 @@ impl Client {
             .header(paths::CONTENT_SHA256, sha256)
             .body(bytes);
         send_json(request).await
+    }
+
+    /// `PUT /v1/jobs/{id}/input/parts/{part}`: one part of an input uploaded in parts.
+    pub async fn upload_part(
+        &self,
+        job: JobId,
+        part: u32,
+        bytes: Bytes,
+    ) -> Result<UploadPart, ClientError> {
+        let sha256 = crate::sha256_bytes(&bytes);
+        let request = self
+            .streaming_request(Method::PUT, &paths::job_input_part(job, part))
+            .timeout(transfer_timeout(bytes.len() as u64))
+            .header(paths::CONTENT_SHA256, sha256)
+            .body(bytes);
+        send_json(request).await
+    }
+
+    /// `GET /v1/jobs/{id}/input/parts`: the parts received so far.
+    pub async fn upload_parts(&self, job: JobId) -> Result<UploadParts, ClientError> {
+        send_json(self.request(Method::GET, &paths::job_input_parts(job))).await
+    }
+
+    /// `POST /v1/jobs/{id}/input/complete`: joins parts `0..parts` into the input.
+    pub async fn complete_upload(
+        &self,
+        job: JobId,
+        request: &CompleteUpload,
+    ) -> Result<UploadReceipt, ClientError> {
+        let call = self
+            .streaming_request(Method::POST, &paths::job_input_complete(job))
+            .json(request);
+        send_json(call).await
+    }
+
+    /// `GET /v1/jobs/{id}/tasks`: a page of the job's chunks from index `from`.
+    pub async fn job_chunks(
+        &self,
+        job: JobId,
+        from: u64,
+        limit: u32,
+    ) -> Result<JobChunks, ClientError> {
+        let path = format!("{}?from={from}&limit={limit}", paths::job_tasks(job));
+        send_json(self.request(Method::GET, &path)).await
+    }
+
+    /// `POST /v1/jobs/{id}/links`: links to the output that need no credentials.
+    pub async fn output_links(&self, job: JobId) -> Result<OutputLinks, ClientError> {
+        send_json(self.request(Method::POST, &paths::job_links(job))).await
     }
 
     /// `POST /v1/jobs/{id}/run`: starts processing an uploaded job.

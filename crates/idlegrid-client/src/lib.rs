@@ -1,7 +1,7 @@
 //! Typed HTTP client for idlegrid's coordinator, used by the worker agent, the CLI and tests.
 //!
 //! - [`Client`]: one authenticated connection pool; the Jobs API methods live in `jobs.rs`, the
-//!   Tasks API methods in `tasks.rs`.
+//!   Tasks API methods in `tasks.rs`, accounts and grid statistics in `accounts.rs`.
 //! - [`ClientError`]: failures, with [`ClientError::is_retryable`] to tell "coordinator away"
 //!   from "request refused".
 //! - [`sha256_file`]: the one place files are hashed, shared with the worker.
@@ -10,6 +10,7 @@
 //! Large bodies (job inputs and outputs, task chunks and results) are streamed to and from disk,
 //! never held in memory whole.
 
+mod accounts;
 mod error;
 mod jobs;
 pub mod sse;

@@ -193,6 +193,7 @@ impl FromRequestParts<Arc<Grid>> for Device {
 
     async fn from_request_parts(parts: &mut Parts, grid: &Arc<Grid>) -> Result<Self, ApiError> {
         let AnyDevice(worker) = AnyDevice::from_request_parts(parts, grid).await?;
+        grid.presence.touch(worker);
         if grid.is_quarantined(worker) {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -201,6 +202,34 @@ impl FromRequestParts<Arc<Grid>> for Device {
             ));
         }
         Ok(Device(worker))
+    }
+}
+
+/// A request authenticated with an operator's key.
+#[derive(Debug, Clone, Copy)]
+pub struct Operator(pub i64);
+
+impl FromRequestParts<Arc<Grid>> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, grid: &Arc<Grid>) -> Result<Self, ApiError> {
+        match principal(parts, grid).await? {
+            Principal::Operator(o) => Ok(Operator(o)),
+            _ => Err(wrong_kind("an operator key")),
+        }
+    }
+}
+
+/// A request authenticated with any known credential: for the endpoint that says what a secret
+/// is (the dashboard's sign-in).
+#[derive(Debug, Clone, Copy)]
+pub struct Anyone(pub Principal);
+
+impl FromRequestParts<Arc<Grid>> for Anyone {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, grid: &Arc<Grid>) -> Result<Self, ApiError> {
+        principal(parts, grid).await.map(Anyone)
     }
 }
 

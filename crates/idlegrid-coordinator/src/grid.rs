@@ -41,6 +41,12 @@ pub struct Grid {
     /// Seals customers' secrets before they are stored; `None` when the grid has no key (shared
     /// records without `--secrets-key`): jobs with secrets are then refused.
     pub secrets: Option<crate::secrets::SecretBox>,
+    /// When devices were last heard from.
+    pub presence: crate::presence::Presence,
+    /// Event counters and the operators' time series.
+    pub stats: crate::stats::Stats,
+    /// Where the files of HLS outputs are in their archives.
+    pub hls_index: crate::links::HlsIndexes,
     /// Quarantined devices (loaded from the records at start-up, kept by the validator).
     quarantined: std::sync::RwLock<std::collections::HashSet<WorkerId>>,
     /// Capabilities of workers seen since start-up.
@@ -54,6 +60,10 @@ pub struct Credentials {
     pub api_key: String,
     /// Enrollment token of the `default` device owner.
     pub enrollment_token: String,
+    /// Key of the `default` operator (the dashboard's grid page). Data directories made
+    /// before operators existed get one on their next start.
+    #[serde(default)]
+    pub operator_key: String,
 }
 
 const CREDENTIALS_FILE: &str = "credentials.json";
@@ -133,6 +143,9 @@ impl Grid {
             recorder: Default::default(),
             stopping: Default::default(),
             secrets: None,
+            presence: Default::default(),
+            stats: Default::default(),
+            hls_index: Default::default(),
             quarantined: Default::default(),
             devices: Mutex::default(),
         }
@@ -141,12 +154,18 @@ impl Grid {
     async fn bootstrap_credentials(&self) -> anyhow::Result<Credentials> {
         let path = self.config.data_dir.join(CREDENTIALS_FILE);
         if let Ok(text) = std::fs::read_to_string(&path) {
-            return serde_json::from_str(&text)
-                .map_err(|e| anyhow::anyhow!("{} is not valid: {e}", path.display()));
+            let mut credentials: Credentials = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not valid: {e}", path.display()))?;
+            if credentials.operator_key.is_empty() {
+                credentials.operator_key = self.add_operator_key().await?;
+                self.save_credentials(&path, &credentials)?;
+            }
+            return Ok(credentials);
         }
         let credentials = Credentials {
             api_key: new_secret("igk_"),
             enrollment_token: new_secret("ige_"),
+            operator_key: self.add_operator_key().await?,
         };
         let tenant = self.store.ensure_tenant("default").await?;
         let owner = self.store.ensure_owner("default").await?;
@@ -159,10 +178,29 @@ impl Grid {
                 Principal::Owner(owner),
             )
             .await?;
-        let tmp = path.with_extension("json.tmp");
-        write_private(&tmp, serde_json::to_string_pretty(&credentials)?.as_bytes())?;
-        std::fs::rename(&tmp, &path)?;
+        self.save_credentials(&path, &credentials)?;
         Ok(credentials)
+    }
+
+    /// Creates a key for the `default` operator and returns it.
+    async fn add_operator_key(&self) -> anyhow::Result<String> {
+        let key = new_secret("igo_");
+        let operator = self.store.ensure_operator("default").await?;
+        self.store
+            .add_credential(hash_secret(&key), Principal::Operator(operator))
+            .await?;
+        Ok(key)
+    }
+
+    fn save_credentials(
+        &self,
+        path: &std::path::Path,
+        credentials: &Credentials,
+    ) -> anyhow::Result<()> {
+        let tmp = path.with_extension("json.tmp");
+        write_private(&tmp, serde_json::to_string_pretty(credentials)?.as_bytes())?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
     }
 
     /// A worker's capabilities (cached).
@@ -202,10 +240,14 @@ impl Grid {
         Ok(ended)
     }
 
-    /// Deletes the blobs that only served a job's processing — its chunks and the workers'
-    /// results — once it has ended. The input and the output stay.
+    /// Deletes the blobs that only served a job's processing — its chunks, the workers'
+    /// results, parts of an upload never joined — once it has ended. The input and the output stay.
     pub async fn discard_work_blobs(&self, job: JobId) {
-        for prefix in [format!("jobs/{job}/chunks"), format!("results/{job}")] {
+        for prefix in [
+            format!("jobs/{job}/chunks"),
+            format!("jobs/{job}/parts"),
+            format!("results/{job}"),
+        ] {
             match self.blobs.delete_prefix(&prefix).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(%job, blobs = n, prefix, "work blobs deleted"),

@@ -13,14 +13,18 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt, TryStreamExt};
-use idlegrid_api::jobs::{AppInfo, BlobInfo, ChunkCounts, CreateJob, Job, JobList, Preferences};
+use idlegrid_api::jobs::{
+    AppInfo, BlobInfo, ChunkCounts, ChunkState, ChunkView, CreateJob, Job, JobChunks, JobList,
+    Preferences,
+};
 use idlegrid_api::paths::CONTENT_SHA256;
-use idlegrid_api::{ErrorBody, JobId, JobState, UploadReceipt};
+use idlegrid_api::{ErrorBody, JobId, JobState, TaskId, TaskState, UploadReceipt};
 use idlegrid_storage::blobs::PutError;
 use idlegrid_storage::queue::{Item, Stage};
 use idlegrid_storage::records::{JobRecord, NewJob, StoredBlob};
 use jiff::Timestamp;
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,7 +89,7 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
 }
 
 /// The caller's job, or 404 — also for another tenant's job, so ids reveal nothing.
-async fn own_job(grid: &Grid, customer: Customer, id: JobId) -> ApiResult<JobRecord> {
+pub(crate) async fn own_job(grid: &Grid, customer: Customer, id: JobId) -> ApiResult<JobRecord> {
     match grid.store.job(id).await? {
         Some(job) if job.spec.tenant == customer.0 => Ok(job),
         _ => Err(ApiError::not_found(
@@ -242,7 +246,7 @@ pub async fn create_job(
     Ok((StatusCode::CREATED, Json(job_view(&grid, &record).await?)))
 }
 
-fn declared_sha256(headers: &HeaderMap) -> ApiResult<String> {
+pub(crate) fn declared_sha256(headers: &HeaderMap) -> ApiResult<String> {
     let value = headers.get(CONTENT_SHA256).ok_or_else(|| {
         ApiError::bad_request(
             "missing_digest",
@@ -331,21 +335,7 @@ pub async fn upload_input(
     body: Body,
 ) -> ApiResult<Json<UploadReceipt>> {
     let job = own_job(&grid, customer, id).await?;
-    let not_editable = |state: JobState| {
-        ApiError::conflict(
-            "job_not_editable",
-            format!("job {id} is {state}; its input can only be uploaded before it is run"),
-        )
-    };
-    if job.state != JobState::Created {
-        return Err(not_editable(job.state));
-    }
-    if External::of(&job).is_some_and(|e| e.fetches_input()) {
-        return Err(ApiError::conflict(
-            "input_fetched",
-            format!("job {id} takes its input from `input_from`; it is fetched when the job runs"),
-        ));
-    }
+    check_input_editable(&job)?;
     let stored = store_upload(
         &grid,
         &format!("jobs/{id}/input"),
@@ -355,8 +345,42 @@ pub async fn upload_input(
         "input",
     )
     .await?;
+    record_input(&grid, customer, id, stored).await
+}
+
+fn not_editable(id: JobId, state: JobState) -> ApiError {
+    ApiError::conflict(
+        "job_not_editable",
+        format!("job {id} is {state}; its input can only be uploaded before it is run"),
+    )
+}
+
+/// Refuses uploads to a job that was run already or takes its input from elsewhere.
+pub(crate) fn check_input_editable(job: &JobRecord) -> ApiResult<()> {
+    if job.state != JobState::Created {
+        return Err(not_editable(job.id, job.state));
+    }
+    if External::of(job).is_some_and(|e| e.fetches_input()) {
+        return Err(ApiError::conflict(
+            "input_fetched",
+            format!(
+                "job {} takes its input from `input_from`; it is fetched when the job runs",
+                job.id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Records a stored upload as the job's input, unless the job was run meanwhile.
+pub(crate) async fn record_input(
+    grid: &Grid,
+    customer: Customer,
+    id: JobId,
+    stored: StoredBlob,
+) -> ApiResult<Json<UploadReceipt>> {
     if !grid.store.set_job_input(id, &stored).await? {
-        return Err(not_editable(own_job(&grid, customer, id).await?.state));
+        return Err(not_editable(id, own_job(grid, customer, id).await?.state));
     }
     grid.events.job_changed(id);
     Ok(Json(UploadReceipt {
@@ -483,6 +507,91 @@ pub async fn cancel_job(
     }
 }
 
+/// Most chunks per page of `GET /v1/jobs/{id}/tasks`.
+const MAX_CHUNK_PAGE: u32 = 5000;
+
+/// Paging of a job's chunks.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ChunkPage {
+    /// First chunk index of the page (default 0).
+    #[serde(default)]
+    from: u64,
+    /// Chunks per page, 1..=5000 (default 1000).
+    #[serde(default)]
+    limit: Option<u32>,
+}
+
+/// A page of the job's chunks in input order, each with its state (queued, running with its
+/// progress, validating, done or failed) and failed attempts.
+#[utoipa::path(get, path = "/v1/jobs/{id}/tasks", tag = "jobs",
+    params(("id" = i64, Path, description = "job id"), ChunkPage), security(("api_key" = [])),
+    responses((status = 200, body = JobChunks), (status = 404, body = ErrorBody)))]
+pub async fn job_chunks(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+    ApiPath(id): ApiPath<JobId>,
+    ApiQuery(page): ApiQuery<ChunkPage>,
+) -> ApiResult<Json<JobChunks>> {
+    let limit = page.limit.unwrap_or(1000);
+    if !(1..=MAX_CHUNK_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be from 1 to {MAX_CHUNK_PAGE}"),
+        ));
+    }
+    let job = own_job(&grid, customer, id).await?;
+    let tasks = grid.store.job_tasks(id, page.from, limit).await?;
+    let running: HashMap<TaskId, f32> = if job.state.is_dispatching() {
+        grid.queues
+            .job_leases(id)
+            .await?
+            .into_iter()
+            .map(|l| (l.task, l.progress))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let next_from = (tasks.len() == limit as usize)
+        .then(|| tasks.last().map(|t| t.chunk.index + 1))
+        .flatten();
+    let tasks = tasks
+        .into_iter()
+        .map(|task| {
+            let progress = running.get(&task.id).map(|&p| f64::from(p));
+            let state = match task.state {
+                TaskState::Pending if progress.is_some() => ChunkState::Running,
+                TaskState::Pending => ChunkState::Queued,
+                TaskState::Validating => ChunkState::Validating,
+                TaskState::Done => ChunkState::Done,
+                TaskState::Failed => ChunkState::Failed,
+            };
+            ChunkView {
+                index: task.chunk.index,
+                state,
+                failures: task.failures,
+                progress,
+            }
+        })
+        .collect();
+    Ok(Json(JobChunks { tasks, next_from }))
+}
+
+/// A job's output, or 409 while the job is not completed.
+pub(crate) fn completed_output(job: &JobRecord) -> ApiResult<&StoredBlob> {
+    job.output
+        .as_ref()
+        .filter(|_| job.state == JobState::Completed)
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "output_not_ready",
+                format!(
+                    "job {} is {}; its output can be downloaded once it is completed",
+                    job.id, job.state
+                ),
+            )
+        })
+}
+
 /// Download a completed job's output.
 #[utoipa::path(get, path = "/v1/jobs/{id}/output", tag = "jobs",
     params(("id" = i64, Path, description = "job id")), security(("api_key" = [])),
@@ -495,15 +604,7 @@ pub async fn download_output(
     ApiPath(id): ApiPath<JobId>,
 ) -> ApiResult<Response> {
     let job = own_job(&grid, customer, id).await?;
-    let Some(output) = job.output.filter(|_| job.state == JobState::Completed) else {
-        return Err(ApiError::conflict(
-            "output_not_ready",
-            format!(
-                "job {id} is {}; its output can be downloaded once it is completed",
-                job.state
-            ),
-        ));
-    };
+    let output = completed_output(&job)?.clone();
     let stream = grid.blobs.get(&output.key, None).await?;
     Ok((
         [

@@ -11,6 +11,9 @@
 //! ```
 //!
 //! - [`jobs_api`]: customers create jobs, upload inputs, run, watch (SSE), cancel, download.
+//! - [`uploads`]: inputs uploaded in parts (resumable).
+//! - [`links`]: signed, expiring links to a job's output for browsers (download, HLS playback).
+//! - [`accounts_api`]: what a secret stands for; device owners' devices.
 //! - [`partitioner`]: verifies a job's input and splits it into chunks (one task record each).
 //! - [`external`]: inputs fetched from a URL or a customer's bucket, outputs written to one.
 //! - [`feeder`]: moves created tasks into per-job task queues and keeps the scheduling table.
@@ -28,8 +31,12 @@
 //! - [`grid`]: the shared handles (store, queues, blobs, apps, config) every module receives.
 //! - [`stage`]: the loop of the job-level stages, several jobs at once.
 //! - [`ops`]: liveness, readiness and Prometheus metrics.
+//! - [`presence`]: when devices were last heard from.
+//! - [`stats`]: the grid's statistics over time, for operators.
+//! - [`web`]: the dashboard's pages (the deck's Computing Platform web UI).
 //! - [`server`]: the HTTP router, OpenAPI document, and [`server::serve`] with graceful shutdown.
 
+pub mod accounts_api;
 pub mod apps;
 pub mod assembler;
 pub mod auth;
@@ -40,17 +47,22 @@ pub mod external;
 pub mod feeder;
 pub mod grid;
 pub mod jobs_api;
+pub mod links;
 pub mod ops;
 pub mod partitioner;
+pub mod presence;
 pub mod quorum;
 pub mod recovery;
 pub mod retry;
 pub mod secrets;
 pub mod server;
 pub mod stage;
+pub mod stats;
 pub mod sweeper;
 pub mod tasks_api;
+pub mod uploads;
 pub mod validator;
+pub mod web;
 
 pub use config::Config;
 pub use grid::{Credentials, Grid};

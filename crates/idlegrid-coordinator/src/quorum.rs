@@ -14,6 +14,8 @@ use idlegrid_domain::{Replication, ResultId, TaskId, TaskState};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::records::{ReplicaResult, ReplicaState, Replicate, Verdict, VerdictsApplied};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A result of a replicated job that passed its app's validator.
 #[derive(Debug, Clone, Copy)]
@@ -40,13 +42,23 @@ pub async fn settle(grid: &Grid, passed: &[Passed]) -> Result<VerdictsApplied, S
             .push(p.result);
     }
     let tasks: Vec<TaskId> = by_task.keys().copied().collect();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counted = accepted.clone();
     let decide = move |state: &ReplicaState| -> Vec<Verdict> {
-        match by_task.get(&state.task) {
+        let verdicts = match by_task.get(&state.task) {
             Some((policy, new)) => task_verdicts(policy, state, new, rand::random()),
             None => Vec::new(),
-        }
+        };
+        let valid = verdicts
+            .iter()
+            .filter(|v| matches!(v, Verdict::Valid(_)))
+            .count();
+        counted.fetch_add(valid, Ordering::Relaxed);
+        verdicts
     };
-    grid.store.settle_replicas(&tasks, &decide).await
+    let applied = grid.store.settle_replicas(&tasks, &decide).await?;
+    grid.stats.accepted(accepted.load(Ordering::Relaxed));
+    Ok(applied)
 }
 
 /// The verdicts for one task; `u` is a uniform sample in `[0, 1)` for the spot check.

@@ -15,6 +15,7 @@ const REASON_CHARS: usize = 600;
 
 /// Acts on failures charged to tasks.
 pub async fn after_failures(grid: &Grid, charged: &[FailureCharged]) -> Result<(), StorageError> {
+    grid.stats.failed(charged.len());
     for c in charged {
         if !c.still_pending {
             continue;
@@ -23,7 +24,8 @@ pub async fn after_failures(grid: &Grid, charged: &[FailureCharged]) -> Result<(
             RetryDecision::Retry => {
                 grid.queues
                     .enqueue_retry(c.job, c.task, c.worker, grid.config.retry_elsewhere)
-                    .await?
+                    .await?;
+                grid.stats.reassigned(1);
             }
             RetryDecision::GiveUp => give_up(grid, c).await?,
         }
@@ -44,6 +46,7 @@ pub async fn requeue(
         grid.queues
             .enqueue_retry(job, task, worker, Duration::ZERO)
             .await?;
+        grid.stats.reassigned(1);
     }
     Ok(())
 }

@@ -11,11 +11,17 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
 use std::path::Path;
 
-/// Seals and opens secrets with one key.
+/// Seals and opens secrets with one key, and signs what the coordinator hands out to be
+/// given back (links) with a key derived from it.
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
+    /// HMAC-SHA256 key: a hash of the secrets key under its own label, so a signature never
+    /// reveals anything usable for sealing.
+    signing_key: [u8; 32],
 }
 
 /// Marks a sealed value (and its format).
@@ -39,7 +45,15 @@ impl SecretBox {
                 bytes.len()
             )
         })?;
-        Ok(SecretBox { cipher })
+        let signing_key = Sha256::new()
+            .chain_update(b"idlegrid signing key\0")
+            .chain_update(&bytes)
+            .finalize()
+            .into();
+        Ok(SecretBox {
+            cipher,
+            signing_key,
+        })
     }
 
     /// The key in `path`, created (random, mode 0600) if missing.
@@ -64,6 +78,22 @@ impl SecretBox {
         let mut out = nonce_bytes.to_vec();
         out.extend(sealed);
         format!("{SEALED}{}", STANDARD.encode(out))
+    }
+
+    /// The HMAC-SHA256 of `message` under the signing key.
+    pub fn sign(&self, message: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.signing_key)
+            .expect("HMAC takes a key of any length");
+        mac.update(message);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// Whether `signature` is the signature of `message` (compared in constant time).
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.signing_key)
+            .expect("HMAC takes a key of any length");
+        mac.update(message);
+        mac.verify_slice(signature).is_ok()
     }
 
     /// A sealed value, opened.

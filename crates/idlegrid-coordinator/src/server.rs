@@ -3,7 +3,10 @@
 //! shutdown token fires, then lets the stages stop.
 
 use crate::grid::Grid;
-use crate::{assembler, feeder, jobs_api, partitioner, recovery, tasks_api, validator};
+use crate::{
+    accounts_api, assembler, feeder, jobs_api, links, partitioner, presence, recovery, stats,
+    tasks_api, uploads, validator, web,
+};
 use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -20,13 +23,18 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
     paths(
         jobs_api::create_job, jobs_api::upload_input, jobs_api::run_job, jobs_api::get_job,
         jobs_api::list_jobs, jobs_api::cancel_job, jobs_api::download_output, jobs_api::job_events,
-        jobs_api::list_apps,
+        jobs_api::list_apps, jobs_api::job_chunks,
+        uploads::upload_part, uploads::list_parts, uploads::complete_upload,
+        links::create_links,
+        accounts_api::me, accounts_api::owner_devices, stats::grid_stats,
         tasks_api::register, tasks_api::lease, tasks_api::heartbeat, tasks_api::report,
         tasks_api::lease_input, tasks_api::lease_output, tasks_api::bundle, tasks_api::me,
     ),
     modifiers(&SecuritySchemes),
     tags((name = "jobs", description = "Jobs API, for customers"),
-         (name = "tasks", description = "Tasks API, for worker devices"))
+         (name = "tasks", description = "Tasks API, for worker devices"),
+         (name = "accounts", description = "What a secret stands for; device owners' devices"),
+         (name = "grid", description = "The grid's statistics, for operators"))
 )]
 pub struct ApiDoc;
 
@@ -35,7 +43,12 @@ struct SecuritySchemes;
 impl utoipa::Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        for name in ["api_key", "enrollment_token", "worker_token"] {
+        for name in [
+            "api_key",
+            "enrollment_token",
+            "worker_token",
+            "operator_key",
+        ] {
             components.add_security_scheme(
                 name,
                 SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
@@ -110,6 +123,27 @@ pub fn router(grid: Arc<Grid>) -> Router {
         .route("/v1/jobs/{id}/cancel", post(jobs_api::cancel_job))
         .route("/v1/jobs/{id}/output", get(jobs_api::download_output))
         .route("/v1/jobs/{id}/events", get(jobs_api::job_events))
+        .route("/v1/jobs/{id}/tasks", get(jobs_api::job_chunks))
+        .route("/v1/jobs/{id}/input/parts", get(uploads::list_parts))
+        .route(
+            "/v1/jobs/{id}/input/parts/{part}",
+            put(uploads::upload_part),
+        )
+        .route(
+            "/v1/jobs/{id}/input/complete",
+            post(uploads::complete_upload),
+        )
+        .route("/v1/jobs/{id}/links", post(links::create_links))
+        .route("/v1/links/{token}/output", get(links::linked_output))
+        .route("/v1/links/{token}/hls/{*path}", get(links::linked_hls_file))
+        .route(idlegrid_api::paths::ME, get(accounts_api::me))
+        .route(
+            idlegrid_api::paths::OWNER_DEVICES,
+            get(accounts_api::owner_devices),
+        )
+        .route(idlegrid_api::paths::GRID_STATS, get(stats::grid_stats))
+        .route("/", get(web::index))
+        .route("/ui/{*path}", get(web::asset))
         .route(idlegrid_api::paths::APPS, get(jobs_api::list_apps))
         .route(
             idlegrid_api::paths::WORKERS_REGISTER,
@@ -178,6 +212,8 @@ pub async fn serve(
     tasks.spawn(assembler::run(grid.clone(), stages.clone()));
     tasks.spawn(tasks_api::reap(grid.clone(), stages.clone()));
     tasks.spawn(tasks_api::recorder::run(grid.clone(), stages.clone()));
+    tasks.spawn(presence::run(grid.clone(), stages.clone()));
+    tasks.spawn(stats::run(grid.clone(), stages.clone()));
     let stopping = grid.stopping.clone();
     let served = axum::serve(listener, router(grid))
         .with_graceful_shutdown(async move {

@@ -207,7 +207,14 @@ async fn apply(
     let mut applied = if verdicts.is_empty() {
         VerdictsApplied::default()
     } else {
-        grid.store.apply_verdicts(verdicts).await?
+        let applied = grid.store.apply_verdicts(verdicts).await?;
+        grid.stats.accepted(
+            verdicts
+                .iter()
+                .filter(|v| matches!(v, Verdict::Valid(_)))
+                .count(),
+        );
+        applied
     };
     if !passed.is_empty() {
         applied.merge(quorum::settle(grid, passed).await?);

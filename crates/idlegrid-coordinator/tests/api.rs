@@ -4,7 +4,10 @@
 
 use base64::Engine;
 use futures::StreamExt;
-use idlegrid_api::jobs::{BucketObject, CreateJob, InputSource, Job, Preferences};
+use idlegrid_api::accounts::{AccountKind, DeviceStatus};
+use idlegrid_api::jobs::{
+    BucketObject, ChunkState, ChunkView, CompleteUpload, CreateJob, InputSource, Job, Preferences,
+};
 use idlegrid_api::tasks::{
     Heartbeat, HeartbeatItem, LeaseGrant, LeaseRequest, RegisterWorker, Report, ReportItem,
     ReportOutcome,
@@ -97,7 +100,19 @@ impl TestGrid {
     /// Creates, uploads and runs a python-map job over `input`, run as `preferences` say.
     async fn submit_with(&self, input: &str, chunk_lines: u64, preferences: Preferences) -> Job {
         let customer = self.customer();
-        let job = customer
+        let job = self.create(chunk_lines, preferences).await;
+        customer
+            .upload_input_bytes(job.id, input.to_string().into())
+            .await
+            .unwrap();
+        customer.run_job(job.id).await.unwrap()
+    }
+}
+
+impl TestGrid {
+    /// Creates a python-map job of `chunk_lines` lines per chunk, waiting for its input.
+    async fn create(&self, chunk_lines: u64, preferences: Preferences) -> Job {
+        self.customer()
             .create_job(&CreateJob {
                 app: "python-map".into(),
                 params: serde_json::json!({"n": 1}),
@@ -109,12 +124,7 @@ impl TestGrid {
                 output_to: None,
             })
             .await
-            .unwrap();
-        customer
-            .upload_input_bytes(job.id, input.to_string().into())
-            .await
-            .unwrap();
-        customer.run_job(job.id).await.unwrap()
+            .unwrap()
     }
 }
 
@@ -1342,5 +1352,277 @@ async fn a_grid_without_a_secrets_key_refuses_to_keep_secrets() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("secrets key"), "{err}");
+    grid.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_say_what_they_stand_for_and_each_view_needs_its_own_kind() {
+    let grid = TestGrid::start(|_| {}).await;
+    let customer = grid.customer();
+    let owner = Client::new(&grid.url, &grid.credentials.enrollment_token).unwrap();
+    let operator = Client::new(&grid.url, &grid.credentials.operator_key).unwrap();
+    let worker = grid.worker("laptop").await;
+    let kinds = [
+        (customer.whoami().await.unwrap(), AccountKind::Customer),
+        (owner.whoami().await.unwrap(), AccountKind::Owner),
+        (operator.whoami().await.unwrap(), AccountKind::Operator),
+        (worker.whoami().await.unwrap(), AccountKind::Worker),
+    ];
+    for (me, kind) in &kinds[..3] {
+        assert_eq!(me.kind, *kind);
+        assert_eq!(me.name.as_deref(), Some("default"));
+    }
+    assert_eq!(kinds[3].0.kind, AccountKind::Worker);
+    assert_eq!(kinds[3].0.name, None);
+    let stranger = Client::new(&grid.url, "igk_not-a-key").unwrap();
+    assert_eq!(
+        api_code(stranger.whoami().await.unwrap_err()),
+        (401, "invalid_credentials".into())
+    );
+    assert_eq!(
+        api_code(customer.grid_stats().await.unwrap_err()),
+        (403, "wrong_credentials".into())
+    );
+    assert_eq!(
+        api_code(customer.owner_devices().await.unwrap_err()),
+        (403, "wrong_credentials".into())
+    );
+    assert_eq!(
+        api_code(operator.owner_devices().await.unwrap_err()),
+        (403, "wrong_credentials".into())
+    );
+
+    // The device is listed for its owner: online while it asks for work, busy while it holds
+    // a task, with what it offers.
+    let job = grid.submit("a\nb\nc\n", 1, 3).await;
+    let grant = lease(&worker, 1).await;
+    assert_eq!(grant.leases.len(), 1);
+    let devices = owner.owner_devices().await.unwrap();
+    assert_eq!(devices.devices.len(), 1);
+    let device = &devices.devices[0];
+    assert_eq!(device.name, "laptop");
+    assert_eq!(device.status, DeviceStatus::Busy);
+    assert_eq!(device.running, 1);
+    assert_eq!(device.capabilities.benchmark, 100.0);
+    assert!(device.last_seen.is_some());
+    assert_eq!(devices.totals.online, 1);
+    let l = &grant.leases[0];
+    let path = grid.dir.path().join("chunk");
+    worker
+        .download_lease_input(l.lease_id, &path)
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap().to_uppercase();
+    report_one(&worker, l.lease_id, l.task_id, completed(text.as_bytes())).await;
+    let done = upper_case_until_done(&grid, &worker, job.id).await;
+    assert_eq!(done.state, JobState::Completed);
+    let devices = owner.owner_devices().await.unwrap();
+    assert_eq!(devices.devices[0].status, DeviceStatus::Online);
+    assert_eq!(devices.devices[0].valid, 3);
+    assert_eq!(devices.totals.valid, 3);
+
+    // The operator's series shows the device and the accepted chunks.
+    let mut seen = None;
+    for _ in 0..40 {
+        let stats = operator.grid_stats().await.unwrap();
+        assert_eq!(stats.interval_secs, 2);
+        if let Some(sample) = stats.samples.iter().find(|s| s.completed_per_sec > 0.0) {
+            seen = Some((sample.clone(), stats.samples.len()));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (sample, _) = seen.expect("a sample counts the accepted chunks");
+    assert_eq!(sample.devices_online, 1);
+    grid.stop().await;
+}
+
+#[tokio::test]
+async fn an_input_uploaded_in_parts_resumes_and_is_joined_in_order() {
+    let grid = TestGrid::start(|_| {}).await;
+    let customer = grid.customer();
+    let job = grid.create(2, Preferences::default()).await;
+    let parts = ["one\ntwo\n", "three\nfour\n", "five\n"];
+    customer
+        .upload_part(job.id, 0, parts[0].into())
+        .await
+        .unwrap();
+    customer
+        .upload_part(job.id, 2, "wrong\n".into())
+        .await
+        .unwrap();
+    // Part 2 sent again with other bytes replaces the first copy.
+    customer
+        .upload_part(job.id, 2, parts[2].into())
+        .await
+        .unwrap();
+    let received = customer.upload_parts(job.id).await.unwrap().parts;
+    let numbers: Vec<u32> = received.iter().map(|p| p.part).collect();
+    assert_eq!(numbers, [0, 2], "part 1 is missing, part 2 is there once");
+    assert_eq!(received[1].sha256, sha256_bytes(parts[2].as_bytes()));
+    let complete = |n, sha256: Option<String>| CompleteUpload { parts: n, sha256 };
+    assert_eq!(
+        api_code(
+            customer
+                .complete_upload(job.id, &complete(3, None))
+                .await
+                .unwrap_err()
+        ),
+        (409, "missing_part".into())
+    );
+    customer
+        .upload_part(job.id, 1, parts[1].into())
+        .await
+        .unwrap();
+    assert_eq!(
+        api_code(
+            customer
+                .complete_upload(job.id, &complete(2, None))
+                .await
+                .unwrap_err()
+        ),
+        (409, "extra_part".into())
+    );
+    let whole = parts.concat();
+    assert_eq!(
+        api_code(
+            customer
+                .complete_upload(job.id, &complete(3, Some("0".repeat(64))))
+                .await
+                .unwrap_err()
+        ),
+        (422, "digest_mismatch".into())
+    );
+    assert_eq!(
+        customer.upload_parts(job.id).await.unwrap().parts.len(),
+        3,
+        "parts kept"
+    );
+    let receipt = customer
+        .complete_upload(job.id, &complete(3, Some(sha256_bytes(whole.as_bytes()))))
+        .await
+        .unwrap();
+    assert_eq!(receipt.size, whole.len() as u64);
+    assert_eq!(receipt.sha256, sha256_bytes(whole.as_bytes()));
+    assert!(
+        customer
+            .upload_parts(job.id)
+            .await
+            .unwrap()
+            .parts
+            .is_empty()
+    );
+    customer.run_job(job.id).await.unwrap();
+    assert_eq!(
+        api_code(
+            customer
+                .upload_part(job.id, 0, "late\n".into())
+                .await
+                .unwrap_err()
+        ),
+        (409, "job_not_editable".into())
+    );
+    let worker = grid.worker("w").await;
+    let done = upper_case_until_done(&grid, &worker, job.id).await;
+    assert_eq!(done.state, JobState::Completed);
+    assert_eq!(done.chunks.total, Some(3));
+    let out = grid.dir.path().join("out");
+    customer
+        .download_output(job.id, &out, &done.output.unwrap().sha256)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), whole.to_uppercase());
+    grid.stop().await;
+}
+
+#[tokio::test]
+async fn chunks_show_their_states_and_links_serve_the_output_without_credentials() {
+    // One device retries its own failed chunk at once.
+    let grid = TestGrid::start(|c| c.retry_elsewhere = Duration::ZERO).await;
+    let customer = grid.customer();
+    let job = grid.submit("a\nb\nc\n", 1, 3).await;
+    let worker = grid.worker("w").await;
+    let grant = lease(&worker, 1).await;
+    let l = &grant.leases[0];
+    worker
+        .heartbeat(&Heartbeat {
+            leases: vec![HeartbeatItem {
+                lease_id: l.lease_id,
+                progress: Some(0.5),
+            }],
+        })
+        .await
+        .unwrap();
+    let chunks = customer.job_chunks(job.id, 0, 10).await.unwrap();
+    assert_eq!(chunks.tasks.len(), 3);
+    assert_eq!(chunks.next_from, None);
+    let running: Vec<&ChunkView> = chunks
+        .tasks
+        .iter()
+        .filter(|c| c.state == ChunkState::Running)
+        .collect();
+    assert_eq!(running.len(), 1, "{chunks:?}");
+    assert_eq!(running[0].progress, Some(0.5));
+    assert_eq!(
+        chunks
+            .tasks
+            .iter()
+            .filter(|c| c.state == ChunkState::Queued)
+            .count(),
+        2
+    );
+    let page = customer.job_chunks(job.id, 1, 1).await.unwrap();
+    assert_eq!(page.tasks.len(), 1);
+    assert_eq!(page.tasks[0].index, 1);
+    assert_eq!(page.next_from, Some(2));
+    assert_eq!(
+        api_code(customer.output_links(job.id).await.unwrap_err()),
+        (409, "output_not_ready".into())
+    );
+    // A failed attempt shows on its chunk.
+    report_one(
+        &worker,
+        l.lease_id,
+        l.task_id,
+        ReportOutcome::Failed {
+            reason: "flaky".into(),
+        },
+    )
+    .await;
+    let done = upper_case_until_done(&grid, &worker, job.id).await;
+    assert_eq!(done.state, JobState::Completed);
+    let chunks = customer.job_chunks(job.id, 0, 10).await.unwrap().tasks;
+    assert!(chunks.iter().all(|c| c.state == ChunkState::Done));
+    assert_eq!(chunks.iter().map(|c| c.failures).sum::<u32>(), 1);
+
+    let links = customer.output_links(job.id).await.unwrap();
+    assert_eq!(links.hls, None, "a python-map output is not HLS");
+    let plain = reqwest::Client::new();
+    let got = plain
+        .get(format!("{}{}", grid.url, links.download))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert!(
+        got.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("attachment")
+    );
+    assert_eq!(got.text().await.unwrap(), "A\nB\nC\n");
+    // Another job's id, or a later expiry, under the same signature is refused.
+    let token = links.download.split('/').nth(3).unwrap().to_string();
+    let mut fields: Vec<String> = token.split('.').map(str::to_string).collect();
+    fields[1] = (fields[1].parse::<i64>().unwrap() + 1).to_string();
+    let forged = fields.join(".");
+    for bad in [forged.as_str(), "1.9999999999.00", "garbage"] {
+        let got = plain
+            .get(format!("{}/v1/links/{bad}/output", grid.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 403, "{bad}");
+    }
     grid.stop().await;
 }

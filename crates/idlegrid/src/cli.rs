@@ -124,7 +124,7 @@ pub struct ServeArgs {
     /// the command line and the environment take precedence.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Print one JSON line (url, api_key, enrollment_token) when ready, for scripts.
+    /// Print one JSON line (url, api_key, enrollment_token, operator_key, dashboard) when ready, for scripts.
     #[arg(long)]
     pub json: bool,
 }

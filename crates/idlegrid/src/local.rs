@@ -142,6 +142,11 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<ExitCode> {
     println!("  data:             {}", data_dir.display());
     println!("  customer API key: {}", grid.credentials.api_key);
     println!("  enrollment token: {}", grid.credentials.enrollment_token);
+    println!("  operator key:     {}", grid.credentials.operator_key);
+    println!(
+        "  dashboard:        {}/  (sign in with any of these secrets)",
+        grid.url
+    );
     println!("other idlegrid commands in this account now use this grid; Ctrl-C stops it");
     shutdown.cancelled().await;
     let _ = std::fs::remove_file(&file);

@@ -39,6 +39,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 "url": url,
                 "api_key": credentials.api_key,
                 "enrollment_token": credentials.enrollment_token,
+                "operator_key": credentials.operator_key,
+                "dashboard": format!("{url}/"),
                 "data_dir": args.data_dir,
             })
         );
@@ -47,6 +49,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("  data:             {}", args.data_dir.display());
         println!("  customer API key: {}", credentials.api_key);
         println!("  enrollment token: {}", credentials.enrollment_token);
+        println!("  operator key:     {}", credentials.operator_key);
+        println!("  dashboard:        {url}/  (sign in with any of these secrets)");
         println!(
             "add a worker:  idlegrid worker --coordinator {url} --token {}",
             credentials.enrollment_token

@@ -289,6 +289,18 @@ impl BlobStore for ObjectBlobStore {
         }
         Ok(keys.len() as u64)
     }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let mut found: Vec<(String, u64)> = self
+            .store
+            .list(Some(&path(prefix)?))
+            .map_ok(|meta| (meta.location.to_string(), meta.size))
+            .try_collect()
+            .await
+            .map_err(storage)?;
+        found.sort();
+        Ok(found)
+    }
 }
 
 /// Hashes `source` and renames it to `target` (atomic: readers see all of it or nothing);
@@ -454,6 +466,15 @@ mod tests {
             .put_bytes("jobs/10/chunks/0", Bytes::from_static(b"c"))
             .await
             .unwrap();
+        assert_eq!(
+            blobs.list("jobs/1/chunks").await.unwrap(),
+            [
+                ("jobs/1/chunks/0".to_string(), 1),
+                ("jobs/1/chunks/1".to_string(), 1)
+            ],
+            "only keys under the prefix, in order, with their sizes"
+        );
+        assert_eq!(blobs.list("nothing/here").await.unwrap(), []);
         assert_eq!(blobs.delete_prefix("jobs/1/chunks").await.unwrap(), 2);
         assert!(
             !dir.path().join("jobs/1/chunks").exists(),
@@ -591,6 +612,11 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, PutError::DigestMismatch { .. }), "{err}");
         assert_eq!(blobs.size("jobs/1/bad").await.unwrap(), None);
+        assert_eq!(
+            blobs.list("jobs/1/chunks").await.unwrap(),
+            [("jobs/1/chunks/0".to_string(), data.len() as u64)],
+            "keys come back without the bucket prefix"
+        );
         assert_eq!(blobs.delete_prefix("jobs/1/chunks").await.unwrap(), 1);
         assert_eq!(blobs.size("jobs/1/input").await.unwrap(), Some(11));
         assert!(matches!(

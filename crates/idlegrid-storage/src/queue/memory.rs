@@ -382,4 +382,26 @@ impl Queues for MemoryQueues {
                 leased_progress: q.leased_progress,
             }))
     }
+
+    async fn job_leases(&self, job: JobId) -> Result<Vec<Lease>> {
+        Ok(self
+            .lock()
+            .leases
+            .values()
+            .filter(|l| l.job == job)
+            .cloned()
+            .collect())
+    }
+
+    async fn leases_held(&self, workers: &[WorkerId]) -> Result<Vec<u64>> {
+        let inner = self.lock();
+        let mut held: HashMap<WorkerId, u64> = HashMap::new();
+        for lease in inner.leases.values() {
+            *held.entry(lease.worker).or_default() += 1;
+        }
+        Ok(workers
+            .iter()
+            .map(|w| held.get(w).copied().unwrap_or(0))
+            .collect())
+    }
 }

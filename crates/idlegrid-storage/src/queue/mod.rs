@@ -159,4 +159,8 @@ pub trait Queues: Send + Sync + 'static {
     async fn drop_job(&self, job: JobId) -> Result<()>;
     /// Depth of a job's task queue.
     async fn job_depth(&self, job: JobId) -> Result<JobDepth>;
+    /// The leases of a job's tasks, in no particular order.
+    async fn job_leases(&self, job: JobId) -> Result<Vec<Lease>>;
+    /// How many leases each of `workers` holds, in the same order.
+    async fn leases_held(&self, workers: &[WorkerId]) -> Result<Vec<u64>>;
 }

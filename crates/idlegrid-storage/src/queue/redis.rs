@@ -962,4 +962,38 @@ impl Queues for RedisQueues {
             leased_progress,
         })
     }
+
+    async fn job_leases(&self, job: JobId) -> Result<Vec<Lease>> {
+        let ids: Vec<String> = ::redis::cmd("SMEMBERS")
+            .arg(self.job_key(job, "leases"))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let recs: Vec<Option<String>> = ::redis::cmd("HMGET")
+            .arg(format!("{}leases", self.prefix))
+            .arg(&ids)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        // A lease that ended between the two reads is simply no longer there.
+        ids.iter()
+            .zip(recs)
+            .filter_map(|(id, rec)| rec.map(|rec| parse_lease(id, &rec)))
+            .collect()
+    }
+
+    async fn leases_held(&self, workers: &[WorkerId]) -> Result<Vec<u64>> {
+        if workers.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = ::redis::pipe();
+        for worker in workers {
+            pipe.cmd("SCARD")
+                .arg(format!("{}worker:{}:leases", self.prefix, worker.0));
+        }
+        pipe.query_async(&mut self.conn()).await.map_err(backend)
+    }
 }

@@ -141,7 +141,30 @@ on_both_backends!(
     dropping_a_job_leaves_other_jobs_alone,
     lease_ids_are_distinct_53_bit_numbers,
     wait_for_tasks_returns_on_enqueue_or_after_the_wait,
+    a_jobs_leases_and_each_workers_count_are_listed,
 );
+
+async fn a_jobs_leases_and_each_workers_count_are_listed(q: &dyn Queues) {
+    let other = JobId(8);
+    q.enqueue_tasks(J, &task_ids([1, 2, 3]), false)
+        .await
+        .unwrap();
+    q.enqueue_tasks(other, &task_ids([9]), false).await.unwrap();
+    let a = q.lease_tasks(J, W1, 2, MINUTE).await.unwrap();
+    let b = q.lease_tasks(other, W2, 1, MINUTE).await.unwrap();
+    q.renew(a[1].id, W1, MINUTE, Some(0.5)).await.unwrap();
+    let mut listed = q.job_leases(J).await.unwrap();
+    listed.sort_by_key(|l| l.task);
+    assert_eq!(tasks_of(&listed), task_ids([1, 2]));
+    assert!(listed.iter().all(|l| l.worker == W1 && l.job == J));
+    assert_eq!(listed[1].progress, 0.5);
+    assert_eq!(q.job_leases(JobId(99)).await.unwrap(), []);
+    assert_eq!(q.leases_held(&[W1, W2, W3]).await.unwrap(), [2, 1, 0]);
+    assert_eq!(q.leases_held(&[]).await.unwrap(), Vec::<u64>::new());
+    q.settle(&[(a[0].id, W1), (b[0].id, W2)]).await.unwrap();
+    assert_eq!(tasks_of(&q.job_leases(J).await.unwrap()), task_ids([2]));
+    assert_eq!(q.leases_held(&[W1, W2]).await.unwrap(), [1, 0]);
+}
 
 async fn stage_queue_is_fifo_and_pop_waits(q: &dyn Queues) {
     let empty = q

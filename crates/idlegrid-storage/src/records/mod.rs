@@ -28,6 +28,25 @@ pub enum Principal {
     Owner(i64),
     /// A registered worker's token.
     Worker(WorkerId),
+    /// An operator's key (watches the whole grid).
+    Operator(i64),
+}
+
+/// A device as its owner sees it in the records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRecord {
+    /// Id.
+    pub id: WorkerId,
+    /// Name it registered with.
+    pub name: String,
+    /// What it offers.
+    pub capabilities: Capabilities,
+    /// When it registered (Unix ms).
+    pub registered_at: i64,
+    /// When a coordinator last heard from it, as far as the records know (Unix ms).
+    pub last_seen_at: Option<i64>,
+    /// Its record of results.
+    pub reputation: Reputation,
 }
 
 /// A new job, as the Jobs API creates it.
@@ -366,6 +385,15 @@ pub trait Store: Send + Sync + 'static {
         workers: &[WorkerId],
         max_invalid: u64,
     ) -> Result<Vec<WorkerId>>;
+    /// The name of the tenant, owner or operator a credential stands for (`None` for workers,
+    /// and for accounts that do not exist).
+    async fn account_name(&self, principal: Principal) -> Result<Option<String>>;
+    /// Creates the operator if missing; returns its id.
+    async fn ensure_operator(&self, name: &str) -> Result<i64>;
+    /// An owner's devices, oldest first.
+    async fn owner_devices(&self, owner: i64) -> Result<Vec<DeviceRecord>>;
+    /// Records when devices were last heard from; a time never moves back.
+    async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()>;
     /// Every quarantined worker.
     async fn quarantined_workers(&self) -> Result<Vec<WorkerId>>;
     /// A worker's results still waiting for a verdict (or for their replicas).
@@ -422,6 +450,8 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_partition(&self, job: JobId, total: u64) -> Result<Option<JobState>>;
     /// The tasks with these ids that exist, in id order.
     async fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskRecord>>;
+    /// A job's tasks with index ≥ `from_index`, in index order, at most `limit`.
+    async fn job_tasks(&self, job: JobId, from_index: u64, limit: u32) -> Result<Vec<TaskRecord>>;
     /// Ids of the job's tasks that wait for a worker, in index order.
     async fn pending_tasks(&self, job: JobId) -> Result<Vec<TaskId>>;
 

@@ -1,9 +1,11 @@
 //! Turning rows into records, shared by the SQLite and PostgreSQL backends: both tables have
 //! the same columns, so only how a column is read differs ([`Columns`]).
 
-use super::{JobRecord, NewJob, NewTask, OutputRef, StoredBlob, TaskRecord};
+use super::{
+    DeviceRecord, JobRecord, NewJob, NewTask, OutputRef, Reputation, StoredBlob, TaskRecord,
+};
 use crate::{Result, StorageError};
-use idlegrid_domain::{JobId, JobState, Replication, TaskId, TaskState, TenantId};
+use idlegrid_domain::{JobId, JobState, Replication, TaskId, TaskState, TenantId, WorkerId};
 use sqlx::Row;
 
 /// A storage error from the engine.
@@ -149,4 +151,24 @@ pub(super) fn output(row: &impl Columns) -> Result<OutputRef> {
         (None, Some(key)) => Ok(OutputRef::Blob(key)),
         (None, None) => Err(StorageError::Corrupt("result without output".into())),
     }
+}
+
+/// A `workers` row with its counts of `valid`, `invalid` and `timed_out` results.
+pub(super) fn device(row: &impl Columns) -> Result<DeviceRecord> {
+    let count = |c: &str| row.int(c).map(|n| n as u64);
+    Ok(DeviceRecord {
+        id: WorkerId(row.int("id")?),
+        name: row.text("name")?,
+        capabilities: serde_json::from_str(&row.text("capabilities")?)
+            .map_err(|e| StorageError::Corrupt(format!("worker capabilities: {e}")))?,
+        registered_at: row.int("created_at")?,
+        last_seen_at: row.int_opt("last_seen_at")?,
+        reputation: Reputation {
+            valid: count("valid")?,
+            invalid: count("invalid")?,
+            timed_out: count("timed_out")?,
+            streak: count("valid_streak")?,
+            quarantined_at_ms: row.int_opt("quarantined_at")?,
+        },
+    })
 }

@@ -9,9 +9,9 @@
 
 use super::rows::{self, backend, job_state, task_state};
 use super::{
-    AttemptRecord, Decide, FailureCharged, JobRecord, NewFailure, NewJob, NewResult, NewTask,
-    OutputRef, Principal, ReplicaResult, ReplicaState, Replicate, Reputation, ResultRecord, Store,
-    StoredBlob, TaskRecord, Verdict, VerdictsApplied,
+    AttemptRecord, Decide, DeviceRecord, FailureCharged, JobRecord, NewFailure, NewJob, NewResult,
+    NewTask, OutputRef, Principal, ReplicaResult, ReplicaState, Replicate, Reputation,
+    ResultRecord, Store, StoredBlob, TaskRecord, Verdict, VerdictsApplied,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
@@ -380,6 +380,7 @@ impl Store for SqliteStore {
             Principal::Tenant(t) => ("api_key", t.0),
             Principal::Owner(o) => ("enrollment", o),
             Principal::Worker(w) => ("worker", w.0),
+            Principal::Operator(o) => ("operator", o),
         };
         sqlx::query(
             "INSERT INTO credentials (secret_hash, kind, subject, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -405,9 +406,72 @@ impl Store for SqliteStore {
             "api_key" => Ok(Principal::Tenant(TenantId(subject))),
             "enrollment" => Ok(Principal::Owner(subject)),
             "worker" => Ok(Principal::Worker(WorkerId(subject))),
+            "operator" => Ok(Principal::Operator(subject)),
             other => Err(StorageError::Corrupt(format!("credential kind {other:?}"))),
         })
         .transpose()
+    }
+
+    async fn account_name(&self, principal: Principal) -> Result<Option<String>> {
+        let (sql, id) = match principal {
+            Principal::Tenant(t) => ("SELECT name FROM tenants WHERE id = ?1", t.0),
+            Principal::Owner(o) => ("SELECT name FROM owners WHERE id = ?1", o),
+            Principal::Operator(o) => ("SELECT name FROM operators WHERE id = ?1", o),
+            Principal::Worker(_) => return Ok(None),
+        };
+        sqlx::query_scalar(sql)
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)
+    }
+
+    async fn ensure_operator(&self, name: &str) -> Result<i64> {
+        sqlx::query_scalar(
+            "INSERT INTO operators (name, created_at) VALUES (?1, ?2) \
+             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
+        )
+        .bind(name)
+        .bind(now_ms())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(backend)
+    }
+
+    async fn owner_devices(&self, owner: i64) -> Result<Vec<DeviceRecord>> {
+        let rows = sqlx::query(
+            "SELECT w.id, w.name, w.capabilities, w.created_at, w.last_seen_at, w.valid_streak, \
+             w.quarantined_at, \
+             (SELECT count(*) FROM results WHERE worker_id = w.id \
+              AND validate_state IN ('valid', 'redundant')) AS valid, \
+             (SELECT count(*) FROM results WHERE worker_id = w.id \
+              AND validate_state = 'invalid') AS invalid, \
+             (SELECT count(*) FROM results WHERE worker_id = w.id \
+              AND outcome = 'no_reply') AS timed_out \
+             FROM workers w WHERE w.owner_id = ?1 ORDER BY w.id",
+        )
+        .bind(owner)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(rows::device).collect()
+    }
+
+    async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<[i64; 2]> = seen.iter().map(|(w, at)| [w.0, *at]).collect();
+        sqlx::query(
+            "UPDATE workers SET last_seen_at = max(coalesce(last_seen_at, 0), s.at) \
+             FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS at \
+                   FROM json_each(?1)) AS s WHERE workers.id = s.id",
+        )
+        .bind(serde_json::to_string(&batch).unwrap_or_default())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 
     async fn register_worker(
@@ -761,6 +825,19 @@ impl Store for SqliteStore {
             "SELECT * FROM tasks WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
         )
         .bind(serde_json::to_string(&ids).unwrap_or_default())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(rows::task).collect()
+    }
+
+    async fn job_tasks(&self, job: JobId, from_index: u64, limit: u32) -> Result<Vec<TaskRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM tasks WHERE job_id = ?1 AND idx >= ?2 ORDER BY idx LIMIT ?3",
+        )
+        .bind(job.0)
+        .bind(from_index as i64)
+        .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await
         .map_err(backend)?;

@@ -176,6 +176,8 @@ on_both_backends!(
         batches_count_as_if_recorded_one_at_a_time,
         verdicts_apply_in_the_order_given,
         devices_are_quarantined_once,
+        accounts_name_themselves_and_owners_see_their_devices,
+        a_jobs_tasks_come_in_index_pages,
     ],
     two: [
         racing_transitions_have_one_winner,
@@ -576,6 +578,96 @@ async fn credentials_resolve_to_principals(store: &dyn Store) {
     assert_eq!(
         store.reputation(worker).await.unwrap(),
         Some(Default::default())
+    );
+}
+
+async fn accounts_name_themselves_and_owners_see_their_devices(store: &dyn Store) {
+    let tenant = store.ensure_tenant("acme").await.unwrap();
+    let operator = store.ensure_operator("ops").await.unwrap();
+    assert_eq!(store.ensure_operator("ops").await.unwrap(), operator);
+    store
+        .add_credential([9; 32], Principal::Operator(operator))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.credential([9; 32]).await.unwrap(),
+        Some(Principal::Operator(operator))
+    );
+    let owner = store.ensure_owner("alice").await.unwrap();
+    let other = store.ensure_owner("bob").await.unwrap();
+    for (principal, name) in [
+        (Principal::Tenant(tenant), Some("acme")),
+        (Principal::Owner(owner), Some("alice")),
+        (Principal::Operator(operator), Some("ops")),
+        (Principal::Operator(operator + 1), None),
+        (Principal::Worker(WorkerId(1)), None),
+    ] {
+        assert_eq!(
+            store.account_name(principal).await.unwrap().as_deref(),
+            name,
+            "{principal:?}"
+        );
+    }
+    let caps = Capabilities {
+        cores: 4,
+        benchmark: 80.0,
+        ..Default::default()
+    };
+    let laptop = store
+        .register_worker(owner, "laptop", &caps, [1; 32])
+        .await
+        .unwrap();
+    let phone = store
+        .register_worker(owner, "phone", &Capabilities::default(), [2; 32])
+        .await
+        .unwrap();
+    store
+        .register_worker(other, "elsewhere", &Capabilities::default(), [3; 32])
+        .await
+        .unwrap();
+    // Times never move back, whatever order batches arrive in.
+    store
+        .touch_workers(&[(laptop, 5_000), (phone, 7_000)])
+        .await
+        .unwrap();
+    store.touch_workers(&[(laptop, 4_000)]).await.unwrap();
+    store.touch_workers(&[]).await.unwrap();
+    let devices = store.owner_devices(owner).await.unwrap();
+    let seen: Vec<(&str, Option<i64>)> = devices
+        .iter()
+        .map(|d| (d.name.as_str(), d.last_seen_at))
+        .collect();
+    assert_eq!(seen, [("laptop", Some(5_000)), ("phone", Some(7_000))]);
+    assert_eq!(devices[0].id, laptop);
+    assert_eq!(devices[0].capabilities, caps);
+    assert_eq!(devices[0].reputation, Default::default());
+    assert!(devices[0].registered_at > 0);
+    assert_eq!(store.owner_devices(other).await.unwrap().len(), 1);
+    assert!(store.owner_devices(other + 1).await.unwrap().is_empty());
+}
+
+async fn a_jobs_tasks_come_in_index_pages(store: &dyn Store) {
+    let (job, ids) = running_job(store, 5).await;
+    let first = store.job_tasks(job.id, 0, 2).await.unwrap();
+    let indexes: Vec<u64> = first.iter().map(|t| t.chunk.index).collect();
+    assert_eq!(indexes, [0, 1]);
+    assert_eq!(first[0].id, ids[0]);
+    assert_eq!(first[1].chunk.meta, Some(json!({"frames": 48})));
+    let rest: Vec<u64> = store
+        .job_tasks(job.id, 2, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.chunk.index)
+        .collect();
+    assert_eq!(rest, [2, 3, 4]);
+    assert!(store.job_tasks(job.id, 5, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .job_tasks(JobId(job.id.0 + 1), 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }
 

@@ -6,6 +6,8 @@
 //! every chunk a worker returns, and joins the parts. Workers only encode (`task.py`).
 
 mod assemble;
+
+pub use assemble::MASTER_PLAYLIST;
 mod params;
 mod partition;
 mod probe;

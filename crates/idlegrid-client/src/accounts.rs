@@ -1,0 +1,25 @@
+//! Calls about accounts and the grid: what a secret stands for, an owner's devices (with an
+//! enrollment token), the grid's statistics (with an operator key).
+
+use crate::{Client, ClientError, send_json};
+use idlegrid_api::accounts::{Me, OwnerDevices};
+use idlegrid_api::grid::GridStats;
+use idlegrid_api::paths;
+use reqwest::Method;
+
+impl Client {
+    /// `GET /v1/me`: what this client's secret stands for.
+    pub async fn whoami(&self) -> Result<Me, ClientError> {
+        send_json(self.request(Method::GET, paths::ME)).await
+    }
+
+    /// `GET /v1/owner/devices`: the owner's devices (enrollment token).
+    pub async fn owner_devices(&self) -> Result<OwnerDevices, ClientError> {
+        send_json(self.request(Method::GET, paths::OWNER_DEVICES)).await
+    }
+
+    /// `GET /v1/grid/stats`: the grid's statistics over time (operator key).
+    pub async fn grid_stats(&self) -> Result<GridStats, ClientError> {
+        send_json(self.request(Method::GET, paths::GRID_STATS)).await
+    }
+}

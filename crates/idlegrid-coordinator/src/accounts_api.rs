@@ -1,0 +1,137 @@
+//! Accounts: what a secret stands for (`GET /v1/me`, the dashboard's sign-in), and a device
+//! owner's devices with their state and record (`GET /v1/owner/devices`).
+
+use crate::auth::{Anyone, Enroller};
+use crate::error::ApiResult;
+use crate::grid::Grid;
+use crate::presence::ONLINE_WITHIN_MS;
+use axum::Json;
+use axum::extract::State;
+use idlegrid_api::accounts::{
+    AccountKind, Device, DeviceStatus, DeviceTotals, Me, OwnerDevices, OwnerInfo,
+};
+use idlegrid_storage::records::{DeviceRecord, Principal};
+use jiff::Timestamp;
+use std::sync::Arc;
+
+/// What the secret in the request stands for.
+#[utoipa::path(get, path = "/v1/me", tag = "accounts",
+    security(("api_key" = []), ("enrollment_token" = []), ("operator_key" = []), ("worker_token" = [])),
+    responses((status = 200, body = Me)))]
+pub async fn me(State(grid): State<Arc<Grid>>, Anyone(principal): Anyone) -> ApiResult<Json<Me>> {
+    let (kind, id) = match principal {
+        Principal::Tenant(t) => (AccountKind::Customer, t.0),
+        Principal::Owner(o) => (AccountKind::Owner, o),
+        Principal::Operator(o) => (AccountKind::Operator, o),
+        Principal::Worker(w) => (AccountKind::Worker, w.0),
+    };
+    let name = grid.store.account_name(principal).await?;
+    Ok(Json(Me { kind, id, name }))
+}
+
+fn timestamp(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// A device's status from when it was last heard from and the tasks it holds.
+fn status(
+    record: &DeviceRecord,
+    last_seen: Option<i64>,
+    running: u64,
+    now_ms: i64,
+) -> DeviceStatus {
+    if record.reputation.quarantined_at_ms.is_some() {
+        DeviceStatus::Quarantined
+    } else if last_seen.is_none_or(|at| now_ms - at > ONLINE_WITHIN_MS) {
+        DeviceStatus::Offline
+    } else if running > 0 {
+        DeviceStatus::Busy
+    } else {
+        DeviceStatus::Online
+    }
+}
+
+/// The calling owner's devices: online, busy or offline, what they offer and their record.
+#[utoipa::path(get, path = "/v1/owner/devices", tag = "accounts",
+    security(("enrollment_token" = [])),
+    responses((status = 200, body = OwnerDevices)))]
+pub async fn owner_devices(
+    State(grid): State<Arc<Grid>>,
+    owner: Enroller,
+) -> ApiResult<Json<OwnerDevices>> {
+    let records = grid.store.owner_devices(owner.0).await?;
+    let ids: Vec<_> = records.iter().map(|r| r.id).collect();
+    let held = grid.queues.leases_held(&ids).await?;
+    let now = idlegrid_storage::now_ms();
+    let mut totals = DeviceTotals::default();
+    let devices: Vec<Device> = records
+        .into_iter()
+        .zip(held)
+        .map(|(record, running)| {
+            // This coordinator's own view is fresher than the records, which are written in
+            // batches; another coordinator's is in the records.
+            let last_seen = record.last_seen_at.max(grid.presence.last_seen(record.id));
+            let status = status(&record, last_seen, running, now);
+            totals.devices += 1;
+            totals.online += u64::from(matches!(status, DeviceStatus::Online | DeviceStatus::Busy));
+            totals.valid += record.reputation.valid;
+            totals.invalid += record.reputation.invalid;
+            totals.timed_out += record.reputation.timed_out;
+            Device {
+                id: record.id,
+                name: record.name,
+                status,
+                last_seen: last_seen.map(timestamp),
+                registered_at: timestamp(record.registered_at),
+                capabilities: record.capabilities,
+                running,
+                valid: record.reputation.valid,
+                invalid: record.reputation.invalid,
+                timed_out: record.reputation.timed_out,
+                streak: record.reputation.streak,
+            }
+        })
+        .collect();
+    let name = grid.store.account_name(Principal::Owner(owner.0)).await?;
+    Ok(Json(OwnerDevices {
+        owner: OwnerInfo { id: owner.0, name },
+        devices,
+        totals,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idlegrid_domain::{Capabilities, WorkerId};
+    use idlegrid_storage::records::Reputation;
+
+    fn record(quarantined: bool) -> DeviceRecord {
+        DeviceRecord {
+            id: WorkerId(1),
+            name: "laptop".into(),
+            capabilities: Capabilities::default(),
+            registered_at: 0,
+            last_seen_at: None,
+            reputation: Reputation {
+                quarantined_at_ms: quarantined.then_some(5),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn status_follows_last_contact_tasks_and_quarantine() {
+        let now = 1_000_000;
+        let fresh = Some(now - 1_000);
+        let stale = Some(now - ONLINE_WITHIN_MS - 1);
+        assert_eq!(status(&record(false), None, 0, now), DeviceStatus::Offline);
+        assert_eq!(status(&record(false), stale, 3, now), DeviceStatus::Offline);
+        assert_eq!(status(&record(false), fresh, 0, now), DeviceStatus::Online);
+        assert_eq!(status(&record(false), fresh, 2, now), DeviceStatus::Busy);
+        assert_eq!(
+            status(&record(true), fresh, 2, now),
+            DeviceStatus::Quarantined
+        );
+    }
+}

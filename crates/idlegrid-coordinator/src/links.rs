@@ -1,0 +1,252 @@
+//! Links to a completed job's output that a browser can follow without an `Authorization`
+//! header: an `<a download>` that streams the file, and a `<video src>` pointed at an HLS
+//! output's master playlist, whose relative segment URLs resolve under the same link.
+//!
+//! A link carries its job and expiry, signed with the grid's signing key (derived from the
+//! secrets key, `secrets.rs`); it grants reading that one job's output until it expires, and
+//! nothing else. The customer asks for links with their API key (`POST /v1/jobs/{id}/links`).
+
+use crate::auth::Customer;
+use crate::error::{ApiError, ApiPath, ApiResult};
+use crate::grid::Grid;
+use crate::jobs_api::{completed_output, own_job};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use idlegrid_api::jobs::OutputLinks;
+use idlegrid_api::{ErrorBody, JobId};
+use idlegrid_storage::blobs::BlobStore;
+use idlegrid_storage::records::JobRecord;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// How long a link works.
+const LINK_SECS: i64 = 6 * 3600;
+
+/// A signed link's token: `<job>.<expiry unix s>.<hex HMAC>`.
+fn token(grid: &Grid, job: JobId, expires: i64) -> ApiResult<String> {
+    let signer = signer(grid)?;
+    let message = format!("link:{}:{expires}", job.0);
+    Ok(format!(
+        "{}.{expires}.{}",
+        job.0,
+        hex::encode(signer.sign(message.as_bytes()))
+    ))
+}
+
+fn signer(grid: &Grid) -> ApiResult<&crate::secrets::SecretBox> {
+    grid.secrets.as_ref().ok_or_else(|| {
+        ApiError::invalid(
+            "no_signing_key",
+            "this coordinator shares its records and was started without --secrets-key, so it cannot sign links; download with the API key instead (GET /v1/jobs/{id}/output)",
+        )
+    })
+}
+
+/// The job a token grants, if it is genuine and unexpired.
+fn check(grid: &Grid, token: &str) -> ApiResult<JobId> {
+    let refused = || {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_link",
+            "this link is not valid or has expired; open the job again to get a fresh one",
+        )
+    };
+    let mut parts = token.splitn(3, '.');
+    let (Some(job), Some(expires), Some(signature)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(refused());
+    };
+    let (Ok(job), Ok(expires), Ok(signature)) = (
+        job.parse::<i64>(),
+        expires.parse::<i64>(),
+        hex::decode(signature),
+    ) else {
+        return Err(refused());
+    };
+    let message = format!("link:{job}:{expires}");
+    if !signer(grid)?.verify(message.as_bytes(), &signature) {
+        return Err(refused());
+    }
+    if jiff::Timestamp::now().as_second() > expires {
+        return Err(refused());
+    }
+    Ok(JobId(job))
+}
+
+fn is_hls(job: &JobRecord) -> bool {
+    job.facts.as_ref().is_some_and(|f| f["hls"].is_object())
+}
+
+/// Links to a completed job's output (and, for HLS, its master playlist) that need no
+/// `Authorization` header, for browsers. They expire after six hours.
+#[utoipa::path(post, path = "/v1/jobs/{id}/links", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")), security(("api_key" = [])),
+    responses((status = 200, body = OutputLinks), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+pub async fn create_links(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+    ApiPath(id): ApiPath<JobId>,
+) -> ApiResult<axum::Json<OutputLinks>> {
+    let job = own_job(&grid, customer, id).await?;
+    completed_output(&job)?;
+    let expires = jiff::Timestamp::now().as_second() + LINK_SECS;
+    let token = token(&grid, id, expires)?;
+    Ok(axum::Json(OutputLinks {
+        download: format!("/v1/links/{token}/output"),
+        hls: is_hls(&job).then(|| {
+            format!(
+                "/v1/links/{token}/hls/{}",
+                crate::apps::video::MASTER_PLAYLIST
+            )
+        }),
+        expires_at: jiff::Timestamp::from_second(expires).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+    }))
+}
+
+async fn linked_job(grid: &Grid, token: &str) -> ApiResult<JobRecord> {
+    let id = check(grid, token)?;
+    grid.store
+        .job(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job_not_found", format!("job {id} no longer exists")))
+}
+
+/// `GET /v1/links/{token}/output`: the output file, as an attachment.
+pub async fn linked_output(
+    State(grid): State<Arc<Grid>>,
+    Path(token): Path<String>,
+) -> ApiResult<Response> {
+    let job = linked_job(&grid, &token).await?;
+    let output = completed_output(&job)?;
+    let extension = match (job.spec.app.as_str(), is_hls(&job)) {
+        (_, true) => ".tar",
+        ("video-transcode", false) => ".mp4",
+        _ => "",
+    };
+    let content_type = match extension {
+        ".mp4" => "video/mp4",
+        ".tar" => "application/x-tar",
+        _ => "application/octet-stream",
+    };
+    let stream = grid.blobs.get(&output.key, None).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::CONTENT_LENGTH, output.size.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"job-{}-output{extension}\"", job.id),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// `GET /v1/links/{token}/hls/{path}`: one file of an HLS output (a playlist or a segment).
+pub async fn linked_hls_file(
+    State(grid): State<Arc<Grid>>,
+    Path((token, path)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let job = linked_job(&grid, &token).await?;
+    let output = completed_output(&job)?;
+    if !is_hls(&job) {
+        return Err(ApiError::not_found(
+            "not_hls",
+            format!("job {} has no HLS output", job.id),
+        ));
+    }
+    let index = grid.hls_index.get(grid.blobs.as_ref(), &output.key).await?;
+    let Some(&(offset, size)) = index.get(path.as_str()) else {
+        return Err(ApiError::not_found(
+            "no_such_file",
+            format!("the HLS output of job {} has no file {path:?}", job.id),
+        ));
+    };
+    let content_type = if path.ends_with(".m3u8") {
+        "application/vnd.apple.mpegurl"
+    } else if path.ends_with(".ts") {
+        "video/mp2t"
+    } else {
+        "application/octet-stream"
+    };
+    let stream = grid
+        .blobs
+        .get(&output.key, Some(offset..offset + size))
+        .await?;
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    Ok(response)
+}
+
+/// Where each file of an HLS output's tar archive is: path → (offset, size).
+type TarIndex = HashMap<String, (u64, u64)>;
+
+/// Indexes of HLS archives read so far, by blob key (outputs never change once stored).
+#[derive(Debug, Default)]
+pub struct HlsIndexes {
+    indexes: Mutex<HashMap<String, Arc<TarIndex>>>,
+}
+
+/// Indexes kept; past that the cache starts afresh.
+const MAX_INDEXES: usize = 64;
+
+impl HlsIndexes {
+    /// The index of the archive at `key`, read (by its headers only) the first time.
+    async fn get(&self, blobs: &dyn BlobStore, key: &str) -> ApiResult<Arc<TarIndex>> {
+        if let Some(index) = self.lock().get(key) {
+            return Ok(index.clone());
+        }
+        let index = Arc::new(read_tar_index(blobs, key).await?);
+        let mut indexes = self.lock();
+        if indexes.len() >= MAX_INDEXES {
+            indexes.clear();
+        }
+        indexes.insert(key.to_string(), index.clone());
+        Ok(index)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TarIndex>>> {
+        self.indexes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Reads a tar archive's headers (one ranged read each, skipping the contents) into an index
+/// of its regular files.
+async fn read_tar_index(blobs: &dyn BlobStore, key: &str) -> ApiResult<TarIndex> {
+    let damaged = |why: &str| {
+        tracing::error!(key, why, "HLS output archive is damaged");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "damaged_output",
+            format!("the stored HLS output is damaged ({why})"),
+        )
+    };
+    let total = blobs
+        .size(key)
+        .await?
+        .ok_or_else(|| damaged("it is missing"))?;
+    let mut index = TarIndex::new();
+    let mut offset = 0u64;
+    while offset + 512 <= total {
+        let block = blobs.get_bytes(key, Some(offset..offset + 512)).await?;
+        if block.iter().all(|&b| b == 0) {
+            break;
+        }
+        let header = tar::Header::from_byte_slice(&block);
+        let size = header.size().map_err(|_| damaged("a header's size"))?;
+        if header.entry_type().is_file() {
+            let path = header.path().map_err(|_| damaged("a header's path"))?;
+            let path = path.to_string_lossy();
+            let path = path.trim_start_matches("./").to_string();
+            index.insert(path, (offset + 512, size));
+        }
+        offset += 512 + size.div_ceil(512) * 512;
+    }
+    Ok(index)
+}

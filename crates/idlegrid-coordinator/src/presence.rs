@@ -1,0 +1,82 @@
+//! Which devices this coordinator has heard from, and when: every lease request, heartbeat
+//! and report counts. Kept in memory on the hot path (a map insert per request) and written to
+//! the records in batches, so owners' device lists and other coordinators see it too without a
+//! records write per request.
+
+use crate::grid::Grid;
+use idlegrid_domain::WorkerId;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A device not heard from for this long is offline. Idle workers long-poll for work at most
+/// 30 s at a time, so a live one is heard from well within it.
+pub const ONLINE_WITHIN_MS: i64 = 90_000;
+
+/// How often what was heard is written to the records.
+const FLUSH_EVERY: Duration = Duration::from_secs(10);
+
+/// When each device was last heard from.
+#[derive(Debug, Default)]
+pub struct Presence {
+    /// Last time heard (Unix ms), by device.
+    seen: Mutex<HashMap<WorkerId, i64>>,
+    /// Heard since the last flush, with the time.
+    unsaved: Mutex<HashMap<WorkerId, i64>>,
+}
+
+impl Presence {
+    /// Notes that `worker` was heard from now.
+    pub fn touch(&self, worker: WorkerId) {
+        let now = idlegrid_storage::now_ms();
+        lock(&self.seen).insert(worker, now);
+        lock(&self.unsaved).insert(worker, now);
+    }
+
+    /// When `worker` was last heard from by this coordinator.
+    pub fn last_seen(&self, worker: WorkerId) -> Option<i64> {
+        lock(&self.seen).get(&worker).copied()
+    }
+
+    /// Devices heard from within [`ONLINE_WITHIN_MS`] of `now_ms`.
+    pub fn online(&self, now_ms: i64) -> Vec<WorkerId> {
+        lock(&self.seen)
+            .iter()
+            .filter(|(_, at)| now_ms - **at <= ONLINE_WITHIN_MS)
+            .map(|(w, _)| *w)
+            .collect()
+    }
+
+    fn take_unsaved(&self) -> Vec<(WorkerId, i64)> {
+        lock(&self.unsaved).drain().collect()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Writes what was heard to the records every few seconds until `shutdown`, and once more then.
+pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stop = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = tick.tick() => false,
+        };
+        flush(&grid).await;
+        if stop {
+            return;
+        }
+    }
+}
+
+async fn flush(grid: &Grid) {
+    let seen = grid.presence.take_unsaved();
+    if let Err(e) = grid.store.touch_workers(&seen).await {
+        // Only freshness is lost: the next request from each device records it again.
+        tracing::warn!(error = %e, devices = seen.len(), "could not record when devices were last seen");
+    }
+}

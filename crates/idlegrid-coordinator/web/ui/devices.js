@@ -1,0 +1,84 @@
+// Device owners: their devices, results totals, and how to add a device.
+
+import { api, session } from './api.js';
+import { alertSlot, announce, badge, counts, h, heading, replace, timeTag, uid } from './dom.js';
+
+export async function devicesView(main, _params, { isCurrent }) {
+  main.append(heading('Devices'));
+  const alerts = alertSlot();
+  const totals = h('div');
+  const body = h('div');
+  const command = `idlegrid worker --coordinator ${location.origin} --token ${session.secret}`;
+  const commandId = uid('command');
+  const copyButton = h('button', { type: 'button', class: 'secondary', 'aria-describedby': commandId }, 'Copy');
+  const copied = h('span', { class: 'muted', 'aria-live': 'polite' });
+  copyButton.addEventListener('click', async () => {
+    try {
+      await navigator.clipboard.writeText(command);
+      copied.textContent = 'Copied.';
+    } catch {
+      const range = document.createRange();
+      range.selectNodeContents(document.getElementById(commandId));
+      getSelection().removeAllRanges();
+      getSelection().addRange(range);
+      copied.textContent = 'Selected: press Ctrl+C (⌘C) to copy.';
+    }
+    announce(copied.textContent);
+  });
+  const add = h('section', { class: 'card', 'aria-labelledby': 'add-h' },
+    h('h2', { id: 'add-h' }, 'Add a device'),
+    h('p', {}, 'On the device, with idlegrid installed, run:'),
+    h('div', { class: 'command' }, h('code', { id: commandId, class: 'command-text' }, command), copyButton),
+    copied,
+    h('p', { class: 'muted small' }, 'Add --slots N to run N tasks at once. The token is your enrollment token: keep it secret.'));
+  main.append(alerts.el, totals, h('section', { class: 'card', 'aria-labelledby': 'list-h' }, h('h2', { id: 'list-h' }, 'Your devices'), body), add);
+
+  let owner = null;
+  async function load() {
+    try {
+      const answer = await api('/v1/owner/devices');
+      if (!isCurrent()) return;
+      alerts.clear();
+      if (!owner) {
+        owner = answer.owner;
+        if (owner.name) main.querySelector('#page-title').textContent = `Devices of ${owner.name}`;
+      }
+      const t = answer.totals || {};
+      replace(totals, h('section', { class: 'card', 'aria-labelledby': 'totals-h' }, h('h2', { id: 'totals-h' }, 'Results'),
+        counts([['Devices', String(t.devices ?? answer.devices.length)],
+          ['Online now', String(t.online ?? answer.devices.filter((d) => d.status === 'online' || d.status === 'busy').length)],
+          ['Valid results', String(t.valid ?? 0)], ['Invalid results', String(t.invalid ?? 0)], ['Timed out', String(t.timed_out ?? 0)]])));
+      replace(body, answer.devices.length ? devicesTable(answer.devices)
+        : h('p', { class: 'muted' }, 'No devices yet: add one with the command below.'));
+    } catch (e) {
+      alerts.show(e, 'The devices could not be loaded');
+    }
+  }
+  await load();
+  const timer = setInterval(load, 5000);
+  return () => clearInterval(timer);
+}
+
+function devicesTable(devices) {
+  const head = ['Device', 'Status', 'Last seen', 'Hardware', 'Slots', 'Running', 'Valid', 'Invalid', 'Timed out', 'Streak'];
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'devices' },
+    h('caption', { class: 'sr-only' }, 'Your devices and their results'),
+    h('thead', {}, h('tr', {}, head.map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', {}, devices.map((d) => {
+      const c = d.capabilities || {};
+      const hardware = [c.cores ? `${c.cores} cores` : null, c.memory_mb ? `${Math.round(c.memory_mb / 1024 * 10) / 10} GiB` : null,
+        [c.os, c.arch].filter(Boolean).join('/') || null, c.python ? `Python ${c.python}` : null, c.ffmpeg ? `ffmpeg ${c.ffmpeg}` : null]
+        .filter(Boolean).join(' · ');
+      return h('tr', { dataset: { device: String(d.id) } },
+        h('th', { scope: 'row' }, d.name || `Device ${d.id}`, h('div', { class: 'muted small' }, 'registered ', timeTag(d.registered_at))),
+        h('td', {}, badge(d.status)),
+        h('td', {}, timeTag(d.last_seen)),
+        h('td', {}, hardware || '—'),
+        h('td', {}, String(c.slots ?? '—')),
+        h('td', {}, String(d.running ?? 0)),
+        h('td', {}, String(d.valid ?? 0)),
+        h('td', {}, String(d.invalid ?? 0)),
+        h('td', {}, String(d.timed_out ?? 0)),
+        h('td', {}, String(d.streak ?? 0)));
+    }))));
+}

@@ -1,0 +1,286 @@
+// One job: state, progress and ETA, facts, chunk grid, errors, output, cancel, webhook deliveries.
+
+import { api, missingEndpoint } from './api.js';
+import { alertSlot, announce, badge, counts, facts, formatBytes, formatDuration, h, heading, replace, timeTag, uid } from './dom.js';
+import { follow } from './sse.js';
+import { chunkGrid } from './chunks.js';
+import { jobProgress, oneTimeSecrets, percent, TERMINAL } from './jobs.js';
+import { outputSection } from './player.js';
+import { webhookSecretNote } from './newjob.js';
+
+export async function jobView(main, [idText], { isCurrent }) {
+  const id = Number(idText);
+  main.append(heading(`Job ${id}`));
+  const alerts = alertSlot();
+  main.append(alerts.el);
+  let job;
+  try {
+    job = await api(`/v1/jobs/${id}`);
+  } catch (e) {
+    alerts.show(e, 'The job could not be loaded');
+    return undefined;
+  }
+  if (!isCurrent()) return undefined;
+
+  // Sections, built once and updated on each event.
+  const progressId = uid('job-progress');
+  const stateLine = h('p', { class: 'state-line' });
+  const progress = h('progress', { id: progressId, max: 1 });
+  const progressText = h('span', { class: 'progress-text' });
+  const eta = h('span', { class: 'eta' });
+  const errorBox = h('div', { class: 'job-error' });
+  const cancelButton = h('button', { type: 'button', class: 'danger', id: 'cancel-job' }, 'Cancel job');
+  const runButton = h('button', { type: 'button', id: 'run-job', hidden: true }, 'Run job');
+  const waiting = h('p', { class: 'notice', hidden: true });
+  const actions = h('div', { class: 'actions left' }, runButton, cancelButton);
+  const summary = h('section', { class: 'card', 'aria-labelledby': 'summary-h' },
+    h('h2', { id: 'summary-h', class: 'sr-only' }, 'Summary'),
+    stateLine,
+    h('div', { class: 'progress-row' }, h('label', { for: progressId }, 'Progress'), progress, progressText, eta),
+    errorBox, waiting, actions);
+  const secretSlot = h('div');
+  const outputSlot = h('div');
+  const factsBody = h('div');
+  const factsCard = h('section', { class: 'card', 'aria-labelledby': 'facts-h' }, h('h2', { id: 'facts-h' }, 'Facts'), factsBody);
+  const countsBody = h('div');
+  const grid = chunkGrid();
+  const tasksAlerts = alertSlot();
+  const chunksCard = h('section', { class: 'card', 'aria-labelledby': 'chunks-h' },
+    h('h2', { id: 'chunks-h' }, 'Chunks'), countsBody, tasksAlerts.el, grid.el);
+  const hooksSlot = h('div');
+  main.append(summary, secretSlot, outputSlot, chunksCard, factsCard, hooksSlot);
+
+  const secret = oneTimeSecrets.get(id);
+  if (secret) {
+    oneTimeSecrets.delete(id);
+    secretSlot.append(webhookSecretNote(secret));
+  }
+
+  // Cancel with a confirmation dialog.
+  const dialog = cancelDialog(id, async () => {
+    cancelButton.disabled = true;
+    try {
+      const cancelled = await api(`/v1/jobs/${id}/cancel`, { method: 'POST' });
+      announce(`Job ${id} is ${cancelled.state}.`);
+      update(cancelled);
+    } catch (e) {
+      alerts.show(e, 'The job could not be cancelled');
+      cancelButton.disabled = false;
+    }
+  }, () => cancelButton.focus());
+  main.append(dialog);
+  cancelButton.addEventListener('click', () => dialog.showModal());
+  runButton.addEventListener('click', async () => {
+    runButton.disabled = true;
+    try {
+      update(await api(`/v1/jobs/${id}/run`, { method: 'POST' }));
+      startFollowing();
+    } catch (e) {
+      alerts.show(e, 'The job could not be run');
+    } finally {
+      runButton.disabled = false;
+    }
+  });
+
+  // Progress rate for the ETA: samples of (time, fraction) over the last minute.
+  const samples = [];
+  let outputShown = false;
+  let lastState = job.state;
+  let tasksTimer = null;
+  let tasksLoading = false;
+  let tasksUnavailable = false;
+  let lastTasks = 0;
+  let hooksLoading = false;
+
+  function etaText(fraction) {
+    const now = performance.now() / 1000;
+    samples.push({ t: now, f: fraction });
+    while (samples.length > 2 && now - samples[0].t > 60) samples.shift();
+    const first = samples[0];
+    const rate = now - first.t >= 2 ? (fraction - first.f) / (now - first.t) : 0;
+    if (rate <= 0) return 'estimating the time left…';
+    return `about ${formatDuration((1 - fraction) / rate)} left`;
+  }
+
+  function update(next) {
+    job = next;
+    const fraction = jobProgress(job);
+    replace(stateLine, badge(job.state), ' ', h('span', {}, job.app), ' ',
+      h('span', { class: 'muted' }, `version ${job.app_version}`));
+    if (fraction === null) {
+      progress.removeAttribute('value');
+      progressText.textContent = 'splitting the input…';
+    } else {
+      progress.value = fraction;
+      progressText.textContent = percent(fraction);
+    }
+    eta.textContent = TERMINAL.has(job.state) || fraction === null || job.state === 'created' ? '' : ` · ${etaText(fraction)}`;
+    if (job.state === 'failed' && job.error) {
+      replace(errorBox, h('div', { class: 'alert', role: 'alert' }, h('strong', {}, 'The job failed: '), h('span', { class: 'job-error-text' }, job.error)));
+    } else {
+      errorBox.replaceChildren();
+    }
+    cancelButton.hidden = TERMINAL.has(job.state);
+    runButton.hidden = !(job.state === 'created' && job.input);
+    waiting.hidden = job.state !== 'created';
+    waiting.textContent = job.input
+      ? 'The input is uploaded; the job waits to be run.'
+      : 'This job waits for its input: pick the same file again on the New job page to finish its upload.';
+    if (job.state !== lastState) {
+      announce(`Job ${job.id} is ${job.state}.`);
+      lastState = job.state;
+    }
+    renderFacts();
+    renderCounts();
+    if (job.state === 'completed' && !outputShown) {
+      outputShown = true;
+      replace(outputSlot, outputSection(job));
+    }
+    loadTasks();
+    loadHooks();
+  }
+
+  function renderCounts() {
+    const c = job.chunks || {};
+    replace(countsBody, counts([
+      ['Chunks', c.total === null || c.total === undefined ? `${c.created} so far` : String(c.total)],
+      ['Done', String(c.done)],
+      ['Queued', String(c.queued)],
+      ['Running', String(c.running)],
+      ['Results', String(c.results ?? '—')],
+      ['Rejected results', String(c.rejected ?? '—')],
+      ['Failed attempts', String(c.failed_attempts)],
+      ['Failed chunks', String(c.failed)],
+    ]));
+  }
+
+  function renderFacts() {
+    const pairs = [
+      ['App', `${job.app} ${job.app_version}`],
+      ['Created', timeTag(job.created_at)],
+      ['Started (run)', timeTag(job.submitted_at)],
+      ['First chunk', timeTag(job.started_at)],
+      ['Finished', timeTag(job.finished_at)],
+      job.input ? ['Input', `${formatBytes(job.input.size)} · SHA-256 ${job.input.sha256}`] : null,
+      job.output ? ['Output', `${formatBytes(job.output.size)} · SHA-256 ${job.output.sha256}`] : null,
+      ['Priority', String(job.preferences ? job.preferences.priority : 0)],
+      job.params && Object.keys(job.params).length ? ['Parameters', h('code', {}, JSON.stringify(job.params))] : null,
+      job.webhook ? ['Webhook', job.webhook.url] : null,
+    ];
+    const content = [facts(pairs)];
+    if (job.facts && typeof job.facts === 'object') {
+      content.push(h('h3', {}, job.app === 'video-transcode' ? 'About the video' : 'About the input'), factsList(job.facts));
+    }
+    replace(factsBody, content);
+  }
+
+  async function loadTasks() {
+    if (tasksUnavailable || tasksLoading) return;
+    const now = performance.now();
+    if (now - lastTasks < 1000 && !TERMINAL.has(job.state)) {
+      if (!tasksTimer) tasksTimer = setTimeout(() => { tasksTimer = null; loadTasks(); }, 1000);
+      return;
+    }
+    tasksLoading = true;
+    lastTasks = now;
+    try {
+      const tasks = [];
+      let from = null;
+      for (let page = 0; page < 200; page += 1) {
+        const answer = await api(`/v1/jobs/${id}/tasks${from === null ? '' : `?from=${from}`}`);
+        tasks.push(...(answer.tasks || []));
+        if (answer.next_from === null || answer.next_from === undefined) break;
+        from = answer.next_from;
+      }
+      grid.render(tasks);
+      tasksAlerts.clear();
+    } catch (e) {
+      if (missingEndpoint(e)) {
+        tasksUnavailable = true;
+        replace(tasksAlerts.el, h('p', { class: 'muted' }, 'This coordinator does not list chunks yet.'));
+      } else {
+        tasksAlerts.show(e, 'The chunks could not be loaded');
+      }
+    } finally {
+      tasksLoading = false;
+    }
+  }
+
+  async function loadHooks() {
+    if (!job.webhook || hooksLoading) return;
+    hooksLoading = true;
+    try {
+      const answer = await api(`/v1/jobs/${id}/webhook/deliveries`);
+      replace(hooksSlot, deliveriesTable(answer.events || []));
+    } catch (e) {
+      replace(hooksSlot, h('section', { class: 'card' }, h('h2', {}, 'Webhook deliveries'), h('div', { class: 'alert', role: 'alert' }, `The deliveries could not be loaded: ${e.message}`)));
+    } finally {
+      hooksLoading = false;
+    }
+  }
+
+  let stop = null;
+  function startFollowing() {
+    if (stop || TERMINAL.has(job.state)) return;
+    stop = follow(`/v1/jobs/${id}/events`, {
+      onEvent: (name, data) => { if (name === 'job' && data && data.id === id) update(data); },
+      onError: (e) => alerts.show(e, 'Live updates stopped'),
+      shouldStop: () => TERMINAL.has(job.state),
+    });
+  }
+  update(job);
+  startFollowing();
+  // Chunks change without the job changing (progress of a running chunk): poll while it runs.
+  const poll = setInterval(() => { if (!TERMINAL.has(job.state)) loadTasks(); }, 3000);
+  return () => { if (stop) stop(); clearInterval(poll); if (tasksTimer) clearTimeout(tasksTimer); };
+}
+
+function factsList(value) {
+  const pairs = Object.entries(value).map(([key, v]) => [key.replace(/_/g, ' '), factValue(v)]);
+  return facts(pairs);
+}
+
+function factValue(v) {
+  if (v === null || v === undefined) return '—';
+  if (Array.isArray(v)) {
+    if (!v.length) return 'none';
+    return h('ul', { class: 'plain' }, v.map((item) => h('li', {}, factValue(item))));
+  }
+  if (typeof v === 'object') return factsList(v);
+  if (typeof v === 'boolean') return v ? 'yes' : 'no';
+  return String(v);
+}
+
+function cancelDialog(id, onConfirm, onClose) {
+  const titleId = uid('cancel');
+  const yes = h('button', { type: 'button', class: 'danger', id: 'confirm-cancel' }, 'Yes, cancel the job');
+  const no = h('button', { type: 'button', class: 'secondary' }, 'No, keep it');
+  const dialog = h('dialog', { 'aria-labelledby': titleId, class: 'confirm' },
+    h('h2', { id: titleId }, `Cancel job ${id}?`),
+    h('p', {}, 'Its chunks stop and its results are thrown away. This cannot be undone.'),
+    h('div', { class: 'actions' }, no, yes));
+  no.addEventListener('click', () => dialog.close());
+  yes.addEventListener('click', () => { dialog.close(); onConfirm(); });
+  dialog.addEventListener('close', onClose);
+  return dialog;
+}
+
+function deliveriesTable(events) {
+  const rows = events.map((e) => {
+    const attempts = e.attempts || [];
+    const last = attempts[attempts.length - 1];
+    return h('tr', {},
+      h('td', {}, String(e.id)),
+      h('td', {}, e.gave_up ? 'gave up' : e.state),
+      h('td', {}, timeTag(e.at)),
+      h('td', {}, timeTag(e.delivered_at)),
+      h('td', {}, String(attempts.length), last ? h('span', { class: 'muted' },
+        ` (last: ${last.status ?? 'no answer'}${last.error ? `, ${last.error}` : ''}${last.duration_ms !== undefined ? `, ${last.duration_ms} ms` : ''})`) : null),
+      h('td', {}, e.next_attempt_at ? timeTag(e.next_attempt_at) : '—'));
+  });
+  return h('section', { class: 'card', 'aria-labelledby': 'hooks-h' },
+    h('h2', { id: 'hooks-h' }, 'Webhook deliveries'),
+    events.length ? h('div', { class: 'table-wrap' }, h('table', {},
+      h('thead', {}, h('tr', {}, ['Event', 'State', 'At', 'Delivered', 'Attempts', 'Next attempt'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, rows))) : h('p', { class: 'muted' }, 'No deliveries yet.'));
+}

@@ -1,0 +1,128 @@
+// Jobs list (live states over server-sent events) and helpers shared with the job page.
+
+import { api } from './api.js';
+import { alertSlot, badge, h, heading, replace, timeTag } from './dom.js';
+import { follow } from './sse.js';
+
+/** Webhook secrets from `POST /v1/jobs` answers, shown once on the job page, then dropped. */
+export const oneTimeSecrets = new Map();
+
+export const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+
+/** The job's progress as a fraction, or null while the number of chunks is unknown. */
+export function jobProgress(job) {
+  if (job.state === 'completed') return 1;
+  const c = job.chunks || {};
+  if (!c.total) return ['created', 'submitted'].includes(job.state) ? 0 : null;
+  return Math.max(0, Math.min(1, ((c.done || 0) + (c.running_progress || 0)) / c.total));
+}
+
+export function percent(fraction) {
+  return fraction === null || fraction === undefined ? '—' : `${Math.floor(fraction * 100)} %`;
+}
+
+/** At most this many jobs of the list are followed over SSE at once (browsers allow six connections per server). */
+const STREAMS = 3;
+const PAGE = 25;
+
+export async function jobsView(main, _params, { isCurrent }) {
+  main.append(heading('Jobs'));
+  const alerts = alertSlot();
+  const body = h('tbody');
+  const table = h('table', { class: 'jobs' },
+    h('caption', { class: 'sr-only' }, 'Your jobs, newest first; states update live'),
+    h('thead', {}, h('tr', {}, ['Job', 'App', 'State', 'Progress', 'Created'].map((t) => h('th', { scope: 'col' }, t)))),
+    body);
+  const empty = h('p', { class: 'muted', hidden: true }, 'No jobs yet. ', h('a', { href: '#/jobs/new' }, 'Create one'), '.');
+  const more = h('button', { type: 'button', class: 'secondary', hidden: true }, 'Older jobs');
+  main.append(h('div', { class: 'actions left' }, h('a', { class: 'button', href: '#/jobs/new' }, 'New job')),
+    alerts.el, h('div', { class: 'table-wrap' }, table), empty, h('div', { class: 'actions left' }, more));
+
+  const rows = new Map(); // id -> { tr, job }
+  const streams = new Map(); // id -> stop
+  let nextBefore = null;
+  let stopped = false;
+
+  function row(job) {
+    const fraction = jobProgress(job);
+    const cells = [
+      h('td', {}, h('a', { href: `#/jobs/${job.id}` }, `Job ${job.id}`)),
+      h('td', {}, job.app),
+      h('td', {}, badge(job.state)),
+      h('td', {}, fraction === null ? '—' : [h('progress', { max: 1, value: fraction, 'aria-label': `Job ${job.id} progress` }), ' ', percent(fraction)]),
+      h('td', {}, timeTag(job.created_at)),
+    ];
+    return cells;
+  }
+
+  function put(job, atEnd = true) {
+    const known = rows.get(job.id);
+    if (known) {
+      replace(known.tr, row(job));
+      known.job = job;
+    } else {
+      const tr = h('tr', { dataset: { job: String(job.id) } }, row(job));
+      rows.set(job.id, { tr, job });
+      if (atEnd) body.append(tr); else body.prepend(tr);
+    }
+    if (TERMINAL.has(job.state) && streams.has(job.id)) {
+      streams.get(job.id)();
+      streams.delete(job.id);
+    }
+  }
+
+  function followActive() {
+    for (const { job } of rows.values()) {
+      if (streams.size >= STREAMS) break;
+      if (TERMINAL.has(job.state) || streams.has(job.id)) continue;
+      const id = job.id;
+      streams.set(id, follow(`/v1/jobs/${id}/events`, {
+        onEvent: (name, data) => { if (name === 'job' && data && data.id === id) put(data); },
+        onError: (e) => alerts.show(e, `Live updates of job ${id} stopped`),
+        shouldStop: () => stopped || TERMINAL.has(rows.get(id).job.state),
+      }));
+    }
+  }
+
+  async function load(before) {
+    const query = new URLSearchParams({ limit: String(PAGE) });
+    if (before !== null && before !== undefined) query.set('before', String(before));
+    const list = await api(`/v1/jobs?${query}`);
+    for (const job of list.jobs) put(job);
+    if (before === null || before === undefined) nextBefore = list.next_before ?? null;
+    else nextBefore = list.next_before ?? null;
+    more.hidden = nextBefore === null;
+    empty.hidden = rows.size > 0;
+    followActive();
+  }
+
+  /** New jobs and jobs not followed over SSE: re-read the first page now and then. */
+  async function refresh() {
+    try {
+      const list = await api(`/v1/jobs?limit=${PAGE}`);
+      for (const job of [...list.jobs].reverse()) put(job, false);
+      empty.hidden = rows.size > 0;
+      followActive();
+      alerts.clear();
+    } catch (e) {
+      alerts.show(e, 'The list could not be refreshed');
+    }
+  }
+
+  more.addEventListener('click', async () => {
+    more.disabled = true;
+    try { await load(nextBefore); } catch (e) { alerts.show(e); } finally { more.disabled = false; }
+  });
+
+  try {
+    await load(null);
+  } catch (e) {
+    alerts.show(e, 'The jobs could not be loaded');
+  }
+  const timer = setInterval(() => { if (isCurrent()) refresh(); }, 5000);
+  return () => {
+    stopped = true;
+    clearInterval(timer);
+    for (const stop of streams.values()) stop();
+  };
+}

@@ -1,0 +1,286 @@
+// New job: pick the app, fill in its settings, create → upload in parts → run → job page.
+
+import { api, ApiError } from './api.js';
+import { alertSlot, announce, field, formatBytes, h, heading, replace, uid } from './dom.js';
+import { forgetUpload, partSize, pendingUpload, rememberUpload, uploadInParts } from './upload.js';
+import { oneTimeSecrets } from './jobs.js';
+
+const PRESETS = ['1080p', '720p', '480p', '360p', 'source'];
+const X264_PRESETS = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow'];
+const SPEEDS = [
+  { value: -50, label: 'Economy', hint: 'runs after other work (priority −50)' },
+  { value: 0, label: 'Standard', hint: 'priority 0' },
+  { value: 50, label: 'Fast', hint: 'runs before other work (priority 50)' },
+];
+const EXAMPLE_SCRIPT = `import os
+name = os.listdir("input")[0]
+with open(os.path.join("input", name)) as src, open("output/result.txt", "w") as out:
+    for line in src:
+        out.write(line.upper())`;
+
+export async function newJobView(main, _params, { navigate, isCurrent }) {
+  main.append(heading('New job'));
+  const loading = h('p', { class: 'muted' }, 'Loading the apps…');
+  main.append(loading);
+  let apps;
+  try {
+    apps = await api('/v1/apps');
+  } catch (e) {
+    loading.remove();
+    main.append(h('div', { class: 'alert', role: 'alert' }, `The apps could not be loaded: ${e.message}`));
+    return;
+  }
+  if (!isCurrent()) return;
+  loading.remove();
+  const form = buildForm(apps, navigate);
+  main.append(form);
+}
+
+function select(options, value) {
+  return h('select', {}, options.map(([v, text]) => h('option', { value: v, selected: v === value }, text)));
+}
+
+function buildForm(apps, navigate) {
+  const alerts = alertSlot();
+  const appSelect = select(apps.map((a) => [a.manifest.name, a.manifest.name]),
+    apps.some((a) => a.manifest.name === 'python-map') ? 'python-map' : apps[0] && apps[0].manifest.name);
+  appSelect.name = 'app';
+
+  // Input.
+  const file = h('input', { type: 'file', name: 'input' });
+  const resumeNote = h('div', { class: 'resume-note', 'aria-live': 'polite' });
+  const inputText = h('textarea', { name: 'input_text', rows: 4, spellcheck: 'false' });
+  const inputTextField = field('Or type the input here', inputText, 'Used when no file is chosen.');
+
+  // python-map.
+  const script = h('textarea', { name: 'script', rows: 8, spellcheck: 'false', class: 'code', placeholder: EXAMPLE_SCRIPT });
+  const scriptFile = h('input', { type: 'file', name: 'script_file', accept: '.py,text/x-python,text/plain' });
+  const example = h('button', { type: 'button', class: 'secondary small', onclick: () => { script.value = EXAMPLE_SCRIPT; script.focus(); } }, 'Use the example script');
+  scriptFile.addEventListener('change', async () => {
+    const picked = scriptFile.files[0];
+    if (picked) {
+      script.value = await picked.text();
+      announce(`Loaded the script from ${picked.name}.`);
+    }
+  });
+  const chunkLines = h('input', { type: 'number', name: 'chunk_lines', min: 1, step: 1, inputmode: 'numeric', placeholder: '1000' });
+  const params = h('textarea', { name: 'params', rows: 3, spellcheck: 'false', class: 'code', value: '{}' });
+  const paramsField = field('Parameters (JSON object)', params, 'Given to the script as JSON in IDLEGRID_PARAMS.');
+  const scriptBox = h('fieldset', { class: 'app-fields' }, h('legend', {}, 'Task script'),
+    field('Task script (Python)', script, 'Reads the one file in input/, writes exactly one file into output/.').wrap,
+    h('div', { class: 'actions left' }, example),
+    field('Or load the script from a file', scriptFile).wrap,
+    field('Lines per chunk', chunkLines, 'Default 1000.').wrap);
+
+  // video-transcode.
+  const preset = select(PRESETS.map((p) => [p, p === 'source' ? 'Source size' : p]), '720p');
+  const crf = h('input', { type: 'number', name: 'crf', min: 0, max: 51, step: 1, inputmode: 'numeric', placeholder: 'default' });
+  const x264 = select([['', 'Default'], ...X264_PRESETS.map((p) => [p, p])], '');
+  const hlsId = uid('hls');
+  const hls = h('input', { type: 'checkbox', name: 'hls', id: hlsId });
+  const chunkSeconds = h('input', { type: 'number', name: 'chunk_seconds', min: 1, step: 'any', inputmode: 'decimal', placeholder: '10' });
+  const videoBox = h('fieldset', { class: 'app-fields' }, h('legend', {}, 'Video'),
+    field('Resolution', preset).wrap,
+    field('Quality (CRF, 0–51, lower is better)', crf, 'Leave empty for the default.').wrap,
+    field('x264 preset (slower is smaller)', x264).wrap,
+    h('div', { class: 'field check' }, hls, h('label', { for: hlsId }, 'Package as HLS (adaptive streaming, several renditions)')),
+    field('Seconds per chunk', chunkSeconds, 'Default 10.').wrap);
+
+  // Preferences.
+  const speedName = uid('speed');
+  const speeds = SPEEDS.map((s) => {
+    const id = uid('speed');
+    return h('div', { class: 'field check' },
+      h('input', { type: 'radio', name: speedName, id, value: String(s.value), checked: s.value === 0 }),
+      h('label', { for: id }, `${s.label} `, h('span', { class: 'muted' }, `— ${s.hint}`)));
+  });
+  const speedBox = h('fieldset', {}, h('legend', {}, 'Speed'), speeds);
+  const webhook = h('input', { type: 'url', name: 'webhook', placeholder: 'https://example.com/hooks/idlegrid', autocomplete: 'url' });
+  const webhookField = field('Webhook URL (optional)', webhook, 'Told about every change of the job’s state.');
+
+  // Progress.
+  const progressId = uid('progress');
+  const progress = h('progress', { id: progressId, max: 1, value: 0 });
+  const progressText = h('span', { class: 'progress-text' });
+  const progressBox = h('div', { class: 'upload-progress', hidden: true },
+    h('label', { for: progressId }, 'Upload'), progress, progressText);
+  const secretBox = h('div');
+
+  const appField = field('App', appSelect, ' ');
+  const appHint = appField.wrap.querySelector('.hint');
+  const submit = h('button', { type: 'submit' }, 'Create and run');
+  const form = h('form', { class: 'card', novalidate: true, id: 'new-job' },
+    appField.wrap,
+    h('fieldset', {}, h('legend', {}, 'Input'), field('Input file', file).wrap, resumeNote, inputTextField.wrap),
+    scriptBox, videoBox, paramsField.wrap, speedBox, webhookField.wrap,
+    alerts.el, progressBox, secretBox, h('div', { class: 'actions' }, submit));
+
+  function currentApp() {
+    return apps.find((a) => a.manifest.name === appSelect.value);
+  }
+  function isVideo() { return appSelect.value === 'video-transcode'; }
+  function sync() {
+    const app = currentApp();
+    const customerScript = app ? app.manifest.customer_script : false;
+    appHint.textContent = app ? app.manifest.description : '';
+    scriptBox.hidden = !customerScript;
+    videoBox.hidden = !isVideo();
+    paramsField.wrap.hidden = isVideo();
+    inputTextField.wrap.hidden = isVideo();
+    file.accept = isVideo() ? 'video/*' : '';
+  }
+  appSelect.addEventListener('change', sync);
+  sync();
+
+  function showResume() {
+    const picked = file.files[0];
+    const pending = pendingUpload(picked);
+    if (!pending) { resumeNote.replaceChildren(); return; }
+    replace(resumeNote, h('p', { class: 'notice' },
+      `${pending.name} was partly uploaded to job ${pending.job}. Submitting resumes that upload; the job keeps the settings it was created with. `,
+      h('button', { type: 'button', class: 'secondary small', onclick: () => { forgetUpload(picked); showResume(); announce('The unfinished upload is forgotten; submitting creates a new job.'); } }, 'Start over instead')));
+  }
+  file.addEventListener('change', showResume);
+
+  function readForm() {
+    const app = currentApp();
+    if (!app) throw new Error('Choose an app.');
+    const picked = file.files[0] || null;
+    const video = isVideo();
+    let input = picked;
+    if (!input && !video && inputText.value !== '') input = new Blob([inputText.value], { type: 'text/plain' });
+    if (!input) throw new FieldError(file, video ? 'Choose the video file to transcode.' : 'Choose an input file or type the input.');
+    const body = { app: app.manifest.name, preferences: {} };
+    const speed = form.querySelector(`input[name="${speedName}"]:checked`);
+    body.preferences.priority = speed ? Number(speed.value) : 0;
+    if (video) {
+      const p = { preset: preset.value };
+      if (crf.value !== '') {
+        const n = Number(crf.value);
+        if (!Number.isInteger(n) || n < 0 || n > 51) throw new FieldError(crf, 'CRF must be a whole number from 0 to 51.');
+        p.crf = n;
+      }
+      if (x264.value) p.x264_preset = x264.value;
+      if (hls.checked) p.hls = true;
+      body.params = p;
+      if (chunkSeconds.value !== '') {
+        const n = Number(chunkSeconds.value);
+        if (!(n > 0)) throw new FieldError(chunkSeconds, 'Seconds per chunk must be a positive number.');
+        body.chunk_seconds = n;
+      }
+    } else {
+      let parsed;
+      try {
+        parsed = JSON.parse(params.value.trim() || '{}');
+      } catch (e) {
+        throw new FieldError(params, `The parameters are not valid JSON: ${e.message}`);
+      }
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+        throw new FieldError(params, 'The parameters must be a JSON object, e.g. {"factor": 2}.');
+      }
+      body.params = parsed;
+    }
+    if (app.manifest.customer_script) {
+      if (!script.value.trim()) throw new FieldError(script, 'Write the task script or load it from a file.');
+      body.script = script.value;
+      if (chunkLines.value !== '') {
+        const n = Number(chunkLines.value);
+        if (!Number.isInteger(n) || n < 1) throw new FieldError(chunkLines, 'Lines per chunk must be a whole number of at least 1.');
+        body.chunk_lines = n;
+      }
+    }
+    const hook = webhook.value.trim();
+    if (hook) {
+      let url;
+      try { url = new URL(hook); } catch { throw new FieldError(webhook, 'The webhook URL is not a valid URL.'); }
+      if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new FieldError(webhook, 'The webhook URL must start with https:// or http://.');
+      body.webhook = { url: hook };
+    }
+    return { body, input, picked };
+  }
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    alerts.clear();
+    for (const el of form.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
+    let request;
+    const picked = file.files[0] || null;
+    try {
+      // Resuming an upload: the job exists with its settings; only the file matters.
+      request = pendingUpload(picked) ? { body: null, input: picked, picked } : readForm();
+    } catch (e) {
+      alerts.show(e);
+      if (e instanceof FieldError) { e.control.setAttribute('aria-invalid', 'true'); e.control.focus(); }
+      return;
+    }
+    submit.disabled = true;
+    let jobId = null;
+    try {
+      const pending = pendingUpload(request.picked);
+      let size = partSize();
+      if (pending) {
+        const existing = await api(`/v1/jobs/${pending.job}`).catch((e) => {
+          if (e instanceof ApiError && e.status === 404) return null;
+          throw e;
+        });
+        if (existing && existing.state === 'created') {
+          jobId = existing.id;
+          size = pending.partSize || size;
+          announce(`Resuming the upload to job ${jobId}.`);
+        } else {
+          forgetUpload(request.picked);
+          request = readForm();
+        }
+      }
+      if (jobId === null) {
+        announce('Creating the job…');
+        const job = await api('/v1/jobs', { method: 'POST', body: request.body });
+        jobId = job.id;
+        if (job.webhook && job.webhook.secret) {
+          oneTimeSecrets.set(job.id, job.webhook.secret);
+          replace(secretBox, webhookSecretNote(job.webhook.secret));
+        }
+        rememberUpload(request.picked, jobId, size);
+      }
+      progressBox.hidden = false;
+      progress.value = 0;
+      announce(`Uploading the input of job ${jobId}…`);
+      let lastAnnounced = -1;
+      const receipt = await uploadInParts(jobId, request.input, {
+        size,
+        onProgress: ({ sent, total, part, parts, skipped }) => {
+          progress.value = total ? sent / total : 1;
+          progressText.textContent = `${formatBytes(sent)} of ${formatBytes(total)} · part ${part + 1} of ${parts}${skipped ? ` (${skipped} already there)` : ''}`;
+          const tenth = Math.floor((total ? sent / total : 1) * 10);
+          if (tenth !== lastAnnounced) { lastAnnounced = tenth; announce(`Upload ${tenth * 10} %`); }
+        },
+      });
+      forgetUpload(request.picked);
+      progressText.textContent = `Uploaded ${formatBytes(receipt.size)} (SHA-256 ${String(receipt.sha256).slice(0, 12)}…)`;
+      announce(`Starting job ${jobId}…`);
+      await api(`/v1/jobs/${jobId}/run`, { method: 'POST' });
+      announce(`Job ${jobId} is running.`);
+      navigate(`#/jobs/${jobId}`);
+    } catch (e) {
+      const resumable = jobId !== null && request.picked && pendingUpload(request.picked);
+      alerts.show(resumable
+        ? `${e.message}. Pick the same file and submit again to resume the upload to job ${jobId}.`
+        : e.message);
+      showResume();
+      announce('The job was not started.');
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  return form;
+}
+
+export function webhookSecretNote(secret) {
+  return h('div', { class: 'notice secret-note' },
+    h('p', {}, h('strong', {}, 'Webhook signing secret: '), h('code', { class: 'secret' }, secret)),
+    h('p', {}, 'Keep it now: it will not be shown again. Use it to check the signature of the webhook’s requests.'));
+}
+
+class FieldError extends Error {
+  constructor(control, message) { super(message); this.control = control; }
+}
