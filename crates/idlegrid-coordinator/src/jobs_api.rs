@@ -236,6 +236,7 @@ pub async fn create_job(
             replication: request.preferences.replication,
             deadline_secs: request.preferences.deadline_secs,
             external: external.as_ref().map(External::to_value),
+            webhook: None,
         })
         .await?;
     tracing::info!(job = %record.id, app = %record.spec.app, "job created");
