@@ -5,7 +5,7 @@ use crate::transfer::{body_to_file, file_body, sha256_file_async, transfer_timeo
 use crate::{Client, ClientError, decode, send, send_json};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use idlegrid_api::jobs::{AppInfo, CreateJob, Job, JobList};
+use idlegrid_api::jobs::{AppInfo, CreateJob, Job, JobList, WebhookDeliveries};
 use idlegrid_api::{JobId, UploadReceipt, paths};
 use reqwest::{Method, header};
 use std::collections::VecDeque;
@@ -67,6 +67,12 @@ impl Client {
             path.push_str(&format!("&before={before}"));
         }
         send_json(self.request(Method::GET, &path)).await
+    }
+
+    /// `GET /v1/jobs/{id}/webhook/deliveries`: the job's state changes and their delivery to
+    /// its webhook, each with its attempts.
+    pub async fn webhook_deliveries(&self, job: JobId) -> Result<WebhookDeliveries, ClientError> {
+        send_json(self.request(Method::GET, &paths::job_webhook_deliveries(job))).await
     }
 
     /// `POST /v1/jobs/{id}/cancel`.

@@ -3,7 +3,7 @@
 //! shutdown token fires, then lets the stages stop.
 
 use crate::grid::Grid;
-use crate::{assembler, feeder, jobs_api, partitioner, recovery, tasks_api, validator};
+use crate::{assembler, feeder, jobs_api, partitioner, recovery, tasks_api, validator, webhooks};
 use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -20,7 +20,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
     paths(
         jobs_api::create_job, jobs_api::upload_input, jobs_api::run_job, jobs_api::get_job,
         jobs_api::list_jobs, jobs_api::cancel_job, jobs_api::download_output, jobs_api::job_events,
-        jobs_api::list_apps,
+        jobs_api::list_apps, jobs_api::webhook_deliveries,
         tasks_api::register, tasks_api::lease, tasks_api::heartbeat, tasks_api::report,
         tasks_api::lease_input, tasks_api::lease_output, tasks_api::bundle, tasks_api::me,
     ),
@@ -110,6 +110,10 @@ pub fn router(grid: Arc<Grid>) -> Router {
         .route("/v1/jobs/{id}/cancel", post(jobs_api::cancel_job))
         .route("/v1/jobs/{id}/output", get(jobs_api::download_output))
         .route("/v1/jobs/{id}/events", get(jobs_api::job_events))
+        .route(
+            "/v1/jobs/{id}/webhook/deliveries",
+            get(jobs_api::webhook_deliveries),
+        )
         .route(idlegrid_api::paths::APPS, get(jobs_api::list_apps))
         .route(
             idlegrid_api::paths::WORKERS_REGISTER,
@@ -178,6 +182,7 @@ pub async fn serve(
     tasks.spawn(assembler::run(grid.clone(), stages.clone()));
     tasks.spawn(tasks_api::reap(grid.clone(), stages.clone()));
     tasks.spawn(tasks_api::recorder::run(grid.clone(), stages.clone()));
+    tasks.spawn(webhooks::run(grid.clone(), stages.clone()));
     let stopping = grid.stopping.clone();
     let served = axum::serve(listener, router(grid))
         .with_graceful_shutdown(async move {
