@@ -35,6 +35,76 @@ pub struct CreateJob {
     /// stays downloadable here too).
     #[serde(default)]
     pub output_to: Option<BucketObject>,
+    /// Where every state change of the job is POSTed, signed (see [`WebhookView`]).
+    #[serde(default)]
+    pub webhook: Option<WebhookSpec>,
+}
+
+/// A webhook to create with a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSpec {
+    /// The `https://` URL (on a public address; `http://` and local ones too where the
+    /// coordinator allows private sources) each state change is POSTed to.
+    pub url: String,
+}
+
+/// A job's webhook. Each state change of the job is POSTed to `url` as JSON (`id`, `type`
+/// (`job.<state>`), `job_id`, `state`, `error`, `at`), with the headers `x-idlegrid-event`,
+/// `x-idlegrid-delivery` (the event id), `x-idlegrid-timestamp` (Unix seconds) and
+/// `x-idlegrid-signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" under the secret>`.
+/// Delivery is at least once (the event id tells repeats apart), in order per job; failed
+/// deliveries are retried with exponential backoff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookView {
+    /// Where the state changes are POSTed.
+    pub url: String,
+    /// The signing secret: only in the answer that creates the job, never again — keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// `GET /v1/jobs/{id}/webhook/deliveries`: the job's events and their delivery, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookDeliveries {
+    /// One per state change of the job.
+    pub events: Vec<WebhookDelivery>,
+}
+
+/// One state change of a job and its delivery to the job's webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookDelivery {
+    /// Event id (the `x-idlegrid-delivery` header and the body's `id`).
+    pub id: i64,
+    /// The state the job entered.
+    pub state: JobState,
+    /// When.
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    /// When the receiver accepted it with a 2xx answer; `null` until then.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub delivered_at: Option<Timestamp>,
+    /// Whether delivery stopped after too many failed attempts.
+    pub gave_up: bool,
+    /// When the next attempt is due; `null` once delivered or given up.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub next_attempt_at: Option<Timestamp>,
+    /// Attempts made, oldest first.
+    pub attempts: Vec<WebhookAttemptView>,
+}
+
+/// One attempt at delivering an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WebhookAttemptView {
+    /// When it was made.
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    /// The receiver's HTTP status; `null` when it gave none (refused, timed out).
+    pub status: Option<u16>,
+    /// Why the attempt failed, in words; `null` when it succeeded.
+    pub error: Option<String>,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
 }
 
 /// Where a job's input comes from when it is not uploaded: exactly one of `url` and `bucket`.
@@ -132,6 +202,9 @@ pub struct Job {
     /// The customer's bucket the output is also written to (secret keys left out).
     #[serde(default)]
     pub output_to: Option<BucketObject>,
+    /// The webhook state changes are POSTed to; its secret only in the creating answer.
+    #[serde(default)]
+    pub webhook: Option<WebhookView>,
     /// Chunk counts.
     pub chunks: ChunkCounts,
     /// What the partitioner found out about the input (for a video: container, codec,

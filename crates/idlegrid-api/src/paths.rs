@@ -56,6 +56,10 @@ pub fn job_output(id: crate::JobId) -> String {
 pub fn job_events(id: crate::JobId) -> String {
     format!("/v1/jobs/{id}/events")
 }
+/// `GET` the job's state changes and their delivery to its webhook.
+pub fn job_webhook_deliveries(id: crate::JobId) -> String {
+    format!("/v1/jobs/{id}/webhook/deliveries")
+}
 /// `GET` the apps this coordinator offers.
 pub const APPS: &str = "/v1/apps";
 

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use idlegrid_api::jobs::{
     AppInfo, CompleteUpload, CreateJob, Job, JobChunks, JobList, OutputLinks, UploadPart,
-    UploadParts,
+    UploadParts, WebhookDeliveries,
 };
 use idlegrid_api::{JobId, UploadReceipt, paths};
 use reqwest::{Method, header};
@@ -119,6 +119,12 @@ impl Client {
             path.push_str(&format!("&before={before}"));
         }
         send_json(self.request(Method::GET, &path)).await
+    }
+
+    /// `GET /v1/jobs/{id}/webhook/deliveries`: the job's state changes and their delivery to
+    /// its webhook, each with its attempts.
+    pub async fn webhook_deliveries(&self, job: JobId) -> Result<WebhookDeliveries, ClientError> {
+        send_json(self.request(Method::GET, &paths::job_webhook_deliveries(job))).await
     }
 
     /// `POST /v1/jobs/{id}/cancel`.

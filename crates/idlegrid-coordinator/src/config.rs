@@ -37,6 +37,9 @@ pub struct Config {
     /// Whether customers' inputs may be fetched from (and outputs written to) private and
     /// local addresses over plain HTTP; off, only public `https://` sources are reached.
     pub allow_private_sources: bool,
+    /// Pause after a webhook delivery's first failed attempt; each further failure doubles it
+    /// (at most 10 minutes).
+    pub webhook_retry_base: Duration,
     /// Base64 key (32 bytes) sealing customers' secrets; coordinators sharing records must
     /// share it. `None`: embedded coordinators keep one in `data_dir/secrets.key`.
     pub secrets_key: Option<String>,
@@ -60,6 +63,7 @@ impl Config {
             quarantine_after_invalid: 3,
             sweep_interval: Duration::from_secs(30),
             allow_private_sources: false,
+            webhook_retry_base: Duration::from_secs(1),
             secrets_key: None,
             backends: Default::default(),
         }

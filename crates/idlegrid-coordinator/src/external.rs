@@ -200,16 +200,23 @@ impl External {
 }
 
 /// The address a URL's host resolves to, if the URL may be fetched: `https` (or `http` when
-/// private sources are allowed) and, unless they are allowed, a public address.
-async fn checked_address(url: &reqwest::Url, allow_private: bool) -> Result<SocketAddr, String> {
+/// private sources are allowed) and, unless they are allowed, a public address. Webhook URLs
+/// are checked with it too.
+pub(crate) async fn checked_address(
+    url: &reqwest::Url,
+    allow_private: bool,
+) -> Result<SocketAddr, String> {
     match url.scheme() {
         "https" => {}
         "http" if allow_private => {}
         other => return Err(format!("{url} uses {other}://; only https:// is fetched")),
     }
+    // An IPv6 literal comes bracketed, which the resolver does not take.
     let host = url
         .host_str()
-        .ok_or_else(|| format!("{url} names no host"))?;
+        .ok_or_else(|| format!("{url} names no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let port = url.port_or_known_default().unwrap_or(443);
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await

@@ -1,11 +1,12 @@
 //! The Jobs API: customers create jobs, upload inputs, run them, follow their progress, cancel
-//! them and download their outputs. Every call is authenticated with the customer's API key, and
-//! a job of another tenant is reported as not found.
+//! them, download their outputs and see their webhook deliveries. Every call is authenticated
+//! with the customer's API key, and a job of another tenant is reported as not found.
 
 use crate::auth::Customer;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::external::External;
 use crate::grid::Grid;
+use crate::webhooks::Webhook;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -15,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt, TryStreamExt};
 use idlegrid_api::jobs::{
     AppInfo, BlobInfo, ChunkCounts, ChunkState, ChunkView, CreateJob, Job, JobChunks, JobList,
-    Preferences,
+    Preferences, WebhookDeliveries,
 };
 use idlegrid_api::paths::CONTENT_SHA256;
 use idlegrid_api::{ErrorBody, JobId, JobState, TaskId, TaskState, UploadReceipt};
@@ -32,7 +33,8 @@ use std::time::Duration;
 /// Most jobs per page of `GET /v1/jobs`.
 const MAX_PAGE: u32 = 500;
 
-fn timestamp(ms: i64) -> Timestamp {
+/// A Unix ms time as the API shows it.
+pub(crate) fn timestamp(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
@@ -66,6 +68,7 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
         },
         input_from: External::of(job).and_then(|e| e.input_view()),
         output_to: External::of(job).and_then(|e| e.output_view()),
+        webhook: Webhook::of(job).map(|w| w.view()),
         facts: job.facts.clone(),
         chunks: ChunkCounts {
             total: job.chunks_total,
@@ -163,6 +166,18 @@ pub async fn create_job(
     )
     .await
     .map_err(|m| ApiError::invalid("invalid_source", m))?;
+    let webhook = match &request.webhook {
+        None => None,
+        Some(spec) => Some(
+            Webhook::create(
+                spec,
+                grid.config.allow_private_sources,
+                grid.secrets.as_ref(),
+            )
+            .await
+            .map_err(|m| ApiError::invalid("invalid_webhook", m))?,
+        ),
+    };
     let manifest = &app.manifest;
     if request.preferences.replication.is_replicated()
         && !(manifest.deterministic || manifest.customer_script)
@@ -240,10 +255,18 @@ pub async fn create_job(
             replication: request.preferences.replication,
             deadline_secs: request.preferences.deadline_secs,
             external: external.as_ref().map(External::to_value),
+            webhook: webhook.as_ref().map(|(w, _)| w.to_value()),
         })
         .await?;
     tracing::info!(job = %record.id, app = %record.spec.app, "job created");
-    Ok((StatusCode::CREATED, Json(job_view(&grid, &record).await?)))
+    let mut view = job_view(&grid, &record).await?;
+    if let (Some(shown), Some((_, secret))) = (view.webhook.as_mut(), webhook) {
+        // Shown this once: the records keep it sealed, and no other answer carries it.
+        shown.secret = Some(secret);
+        // The webhook stage delivers `created` without waiting for its next look.
+        grid.events.job_changed(record.id);
+    }
+    Ok((StatusCode::CREATED, Json(view)))
 }
 
 pub(crate) fn declared_sha256(headers: &HeaderMap) -> ApiResult<String> {
@@ -693,6 +716,29 @@ fn job_event_stream(
             }
         }
     })
+}
+
+/// A job's state changes and their delivery to its webhook, oldest first, each with its
+/// attempts.
+#[utoipa::path(get, path = "/v1/jobs/{id}/webhook/deliveries", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")), security(("api_key" = [])),
+    responses((status = 200, body = WebhookDeliveries), (status = 404, body = ErrorBody)))]
+pub async fn webhook_deliveries(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+    ApiPath(id): ApiPath<JobId>,
+) -> ApiResult<Json<WebhookDeliveries>> {
+    let job = own_job(&grid, customer, id).await?;
+    if Webhook::of(&job).is_none() {
+        return Err(ApiError::not_found(
+            "no_webhook",
+            format!("job {id} has no webhook; name one in `webhook` when creating a job"),
+        ));
+    }
+    let events = grid.store.webhook_events(id).await?;
+    Ok(Json(WebhookDeliveries {
+        events: events.iter().map(crate::webhooks::delivery_view).collect(),
+    }))
 }
 
 /// The apps this coordinator offers.

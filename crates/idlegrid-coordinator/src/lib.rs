@@ -25,6 +25,7 @@
 //! - [`apps`]: the built-in apps and the app-specific partitioners, validators and assemblers.
 //! - [`retry`]: what happens after a failed attempt, shared by the Tasks API and the validator.
 //! - [`secrets`]: customers' secrets sealed before they are stored.
+//! - [`webhooks`]: every state change of a job POSTed, signed, to the job's webhook.
 //! - [`recovery`]: rebuilds the queues from the records at start-up.
 //! - [`sweeper`]: with shared queues, queues again the work whose queue item a dead
 //!   coordinator took with it.
@@ -63,6 +64,7 @@ pub mod tasks_api;
 pub mod uploads;
 pub mod validator;
 pub mod web;
+pub mod webhooks;
 
 pub use config::Config;
 pub use grid::{Credentials, Grid};

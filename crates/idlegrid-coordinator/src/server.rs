@@ -5,7 +5,7 @@
 use crate::grid::Grid;
 use crate::{
     accounts_api, assembler, feeder, jobs_api, links, partitioner, presence, recovery, stats,
-    tasks_api, uploads, validator, web,
+    tasks_api, uploads, validator, web, webhooks,
 };
 use axum::Json;
 use axum::Router;
@@ -19,7 +19,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 /// The OpenAPI document of both APIs.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "idlegrid", description = "Jobs API (customers) and Tasks API (worker devices) of an idlegrid coordinator."),
+    info(title = "idlegrid", description = "Jobs API (customers), Tasks API (worker devices), accounts and grid statistics of an idlegrid coordinator."),
     paths(
         jobs_api::create_job, jobs_api::upload_input, jobs_api::run_job, jobs_api::get_job,
         jobs_api::list_jobs, jobs_api::cancel_job, jobs_api::download_output, jobs_api::job_events,
@@ -27,6 +27,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         uploads::upload_part, uploads::list_parts, uploads::complete_upload,
         links::create_links,
         accounts_api::me, accounts_api::owner_devices, stats::grid_stats,
+        jobs_api::webhook_deliveries,
         tasks_api::register, tasks_api::lease, tasks_api::heartbeat, tasks_api::report,
         tasks_api::lease_input, tasks_api::lease_output, tasks_api::bundle, tasks_api::me,
     ),
@@ -144,6 +145,10 @@ pub fn router(grid: Arc<Grid>) -> Router {
         .route(idlegrid_api::paths::GRID_STATS, get(stats::grid_stats))
         .route("/", get(web::index))
         .route("/ui/{*path}", get(web::asset))
+        .route(
+            "/v1/jobs/{id}/webhook/deliveries",
+            get(jobs_api::webhook_deliveries),
+        )
         .route(idlegrid_api::paths::APPS, get(jobs_api::list_apps))
         .route(
             idlegrid_api::paths::WORKERS_REGISTER,
@@ -214,6 +219,7 @@ pub async fn serve(
     tasks.spawn(tasks_api::recorder::run(grid.clone(), stages.clone()));
     tasks.spawn(presence::run(grid.clone(), stages.clone()));
     tasks.spawn(stats::run(grid.clone(), stages.clone()));
+    tasks.spawn(webhooks::run(grid.clone(), stages.clone()));
     let stopping = grid.stopping.clone();
     let served = axum::serve(listener, router(grid))
         .with_graceful_shutdown(async move {

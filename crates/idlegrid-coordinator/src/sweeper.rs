@@ -167,6 +167,7 @@ mod tests {
                 replication: Replication::NONE,
                 deadline_secs: None,
                 external: None,
+                webhook: None,
             })
             .await
             .unwrap();

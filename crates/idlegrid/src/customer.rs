@@ -35,6 +35,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }),
         input_from: None,
         output_to: None,
+        webhook: None,
     };
     let submission = Submission {
         request,
@@ -77,6 +78,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         preferences: args.run_as.preferences(Preferences::default()),
         input_from: None,
         output_to: None,
+        webhook: None,
     };
     let submission = Submission {
         request,

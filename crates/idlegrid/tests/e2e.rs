@@ -622,6 +622,7 @@ async fn create_transform_with(
             preferences,
             input_from: None,
             output_to: None,
+            webhook: None,
         })
         .await
 }
@@ -1385,6 +1386,7 @@ async fn run_video_job(client: &Client, clip: &Path) -> JobId {
             preferences: Default::default(),
             input_from: None,
             output_to: None,
+            webhook: None,
         })
         .await
         .unwrap();

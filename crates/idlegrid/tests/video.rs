@@ -349,6 +349,7 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
             preferences: Default::default(),
             input_from: None,
             output_to: None,
+            webhook: None,
         })
         .await
         .unwrap();

@@ -1,4 +1,5 @@
-//! The durable records: accounts, jobs, tasks and results.
+//! The durable records: accounts, jobs, tasks and results, and the jobs' state changes with
+//! their webhook deliveries.
 //!
 //! Every method is one atomic step of a coordinator stage; a crash between two calls leaves the
 //! records consistent and the step can be redone. Batch methods exist because the hot path
@@ -77,6 +78,10 @@ pub struct NewJob {
     /// Where the input comes from and the output goes outside this grid (JSON owned by the
     /// coordinator; it may hold a customer's credentials and is never shown back).
     pub external: Option<serde_json::Value>,
+    /// Where the job's state changes are POSTed (JSON owned by the coordinator: the URL and
+    /// the sealed signing secret). Every state change of a job with one is a
+    /// [`WebhookEvent`] to deliver.
+    pub webhook: Option<serde_json::Value>,
 }
 
 /// A stored blob referenced by a record.
@@ -353,6 +358,74 @@ pub struct AttemptRecord {
     pub reason: String,
 }
 
+/// A state change of a job, recorded by the records themselves (a trigger on `jobs`, in the
+/// same transaction as the change), and its delivery to the job's webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEvent {
+    /// Id, increasing with every change of every job; the webhook's delivery id.
+    pub id: i64,
+    /// The job.
+    pub job: JobId,
+    /// The state it entered.
+    pub state: JobState,
+    /// The job's failure reason at that moment.
+    pub error: Option<String>,
+    /// When (Unix ms).
+    pub at_ms: i64,
+    /// Delivery attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due (Unix ms); `None` once delivered or given up.
+    pub next_attempt_at_ms: Option<i64>,
+    /// When the receiver accepted it (Unix ms).
+    pub delivered_at_ms: Option<i64>,
+    /// Whether the delivery was given up after too many failed attempts.
+    pub gave_up: bool,
+}
+
+/// An event claimed for delivery, with the webhook of its job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueWebhook {
+    /// The event.
+    pub event: WebhookEvent,
+    /// The job's webhook as [`NewJob::webhook`] recorded it.
+    pub webhook: serde_json::Value,
+}
+
+/// One attempt at delivering an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookAttempt {
+    /// Its number, from 1.
+    pub attempt: u32,
+    /// When it started (Unix ms).
+    pub at_ms: i64,
+    /// The receiver's HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// What follows an attempt at delivering an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookNext {
+    /// The receiver accepted it: the job's next event may go.
+    Delivered,
+    /// Try again at this time (Unix ms).
+    RetryAt(i64),
+    /// Too many attempts failed: stop trying, and let the job's next event go.
+    GiveUp,
+}
+
+/// An event with its delivery attempts, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookHistory {
+    /// The event.
+    pub event: WebhookEvent,
+    /// Its attempts.
+    pub attempts: Vec<WebhookAttempt>,
+}
+
 /// The records store.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -487,4 +560,28 @@ pub trait Store: Send + Sync + 'static {
         from_index: u64,
         limit: u32,
     ) -> Result<Vec<(u64, OutputRef)>>;
+
+    // --- webhooks ---
+
+    /// Claims up to `limit` events due for delivery at `now_ms` — of each job with a webhook
+    /// only its oldest event neither delivered nor given up, so a job's events go out in
+    /// order — for `claim_ms`: until then no other call (no other coordinator) claims them.
+    /// Oldest due first.
+    async fn claim_webhook_events(
+        &self,
+        now_ms: i64,
+        claim_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueWebhook>>;
+    /// Records an attempt at delivering `event` and what follows it, ending the claim.
+    /// Returns false (and records nothing) if that attempt was recorded already, or the
+    /// event was delivered or given up meanwhile.
+    async fn record_webhook_attempt(
+        &self,
+        event: i64,
+        attempt: &WebhookAttempt,
+        next: WebhookNext,
+    ) -> Result<bool>;
+    /// The events of a job with a webhook, oldest first, with their attempts.
+    async fn webhook_events(&self, job: JobId) -> Result<Vec<WebhookHistory>>;
 }

@@ -23,9 +23,10 @@
 
 use super::rows::{self, backend, job_state, task_state};
 use super::{
-    AttemptRecord, Decide, DeviceRecord, FailureCharged, JobRecord, NewFailure, NewJob, NewResult,
-    NewTask, OutputRef, Principal, ReplicaResult, ReplicaState, Replicate, Reputation,
-    ResultRecord, Store, StoredBlob, TaskRecord, Verdict, VerdictsApplied,
+    AttemptRecord, Decide, DeviceRecord, DueWebhook, FailureCharged, JobRecord, NewFailure, NewJob,
+    NewResult, NewTask, OutputRef, Principal, ReplicaResult, ReplicaState, Replicate, Reputation,
+    ResultRecord, Store, StoredBlob, TaskRecord, Verdict, VerdictsApplied, WebhookAttempt,
+    WebhookHistory, WebhookNext,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
@@ -738,8 +739,9 @@ impl Store for PostgresStore {
         let row = sqlx::query(
             "INSERT INTO jobs (tenant_id, app, app_version, bundle_sha256, params, \
              partition_options, priority, max_attempts, task_timeout_secs, replication, \
-             deadline_secs, external, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, $13, 'created', $10) RETURNING *",
+             deadline_secs, external, webhook, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, $13, $14, 'created', $10) \
+             RETURNING *",
         )
         .bind(job.tenant.0)
         .bind(&job.app)
@@ -758,6 +760,7 @@ impl Store for PostgresStore {
         )
         .bind(job.deadline_secs.map(|s| s as i64))
         .bind(job.external.as_ref().map(|e| e.to_string()))
+        .bind(job.webhook.as_ref().map(|w| w.to_string()))
         .fetch_one(&self.pool)
         .await
         .map_err(backend)?;
@@ -1357,5 +1360,99 @@ impl Store for PostgresStore {
                 Ok((idx as u64, rows::output(row)?))
             })
             .collect()
+    }
+
+    async fn claim_webhook_events(
+        &self,
+        now_ms: i64,
+        claim_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueWebhook>> {
+        // Coordinators claiming at once skip each other's rows instead of waiting for them; a
+        // job's next event stays unclaimable while an older one is undelivered, locked or not.
+        let rows = sqlx::query(
+            "WITH due AS ( \
+                 SELECT e.id FROM job_events e \
+                 WHERE e.has_webhook AND e.delivered_at IS NULL AND NOT e.gave_up \
+                 AND e.next_attempt_at <= $1 \
+                 AND (e.claimed_until IS NULL OR e.claimed_until <= $1) \
+                 AND NOT EXISTS (SELECT 1 FROM job_events o WHERE o.job_id = e.job_id \
+                     AND o.id < e.id AND o.has_webhook AND o.delivered_at IS NULL \
+                     AND NOT o.gave_up) \
+                 ORDER BY e.next_attempt_at, e.id LIMIT $3 \
+                 FOR UPDATE OF e SKIP LOCKED) \
+             UPDATE job_events ev SET claimed_until = $1 + $2 FROM due, jobs j \
+             WHERE ev.id = due.id AND j.id = ev.job_id \
+             RETURNING ev.*, j.webhook AS hook",
+        )
+        .bind(now_ms)
+        .bind(claim_ms)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows::due_webhooks(&rows)
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        event: i64,
+        attempt: &WebhookAttempt,
+        next: WebhookNext,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // The attempt's key makes a second recording of it (a claim that expired while the
+        // first was under way) a no-op.
+        let inserted = sqlx::query(
+            "INSERT INTO webhook_attempts (event_id, attempt, at, status, error, duration_ms) \
+             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM job_events \
+                 WHERE id = $1 AND delivered_at IS NULL AND NOT gave_up) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(event)
+        .bind(i64::from(attempt.attempt))
+        .bind(attempt.at_ms)
+        .bind(attempt.status.map(i64::from))
+        .bind(&attempt.error)
+        .bind(attempt.duration_ms as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if inserted.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let (retry_at, delivered_at, gave_up) = rows::after_attempt(attempt, next);
+        sqlx::query(
+            "UPDATE job_events SET attempts = $2, claimed_until = NULL, next_attempt_at = $3, \
+             delivered_at = $4, gave_up = $5 WHERE id = $1",
+        )
+        .bind(event)
+        .bind(i64::from(attempt.attempt))
+        .bind(retry_at)
+        .bind(delivered_at)
+        .bind(gave_up)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn webhook_events(&self, job: JobId) -> Result<Vec<WebhookHistory>> {
+        let events =
+            sqlx::query("SELECT * FROM job_events WHERE job_id = $1 AND has_webhook ORDER BY id")
+                .bind(job.0)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+        let attempts = sqlx::query(
+            "SELECT a.* FROM webhook_attempts a JOIN job_events e ON e.id = a.event_id \
+             WHERE e.job_id = $1 ORDER BY a.event_id, a.attempt",
+        )
+        .bind(job.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows::webhook_histories(&events, &attempts)
     }
 }

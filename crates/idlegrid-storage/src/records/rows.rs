@@ -2,7 +2,8 @@
 //! the same columns, so only how a column is read differs ([`Columns`]).
 
 use super::{
-    DeviceRecord, JobRecord, NewJob, NewTask, OutputRef, Reputation, StoredBlob, TaskRecord,
+    DeviceRecord, DueWebhook, JobRecord, NewJob, NewTask, OutputRef, Reputation, StoredBlob,
+    TaskRecord, WebhookAttempt, WebhookEvent, WebhookHistory, WebhookNext,
 };
 use crate::{Result, StorageError};
 use idlegrid_domain::{JobId, JobState, Replication, TaskId, TaskState, TenantId, WorkerId};
@@ -35,6 +36,8 @@ pub(super) trait Columns {
     fn text_opt(&self, column: &str) -> Result<Option<String>>;
     /// A nullable bytes column.
     fn bytes_opt(&self, column: &str) -> Result<Option<Vec<u8>>>;
+    /// A boolean column (SQLite: an integer, 0 or 1).
+    fn flag(&self, column: &str) -> Result<bool>;
 }
 
 macro_rules! columns_for {
@@ -53,6 +56,9 @@ macro_rules! columns_for {
                 self.try_get(column).map_err(backend)
             }
             fn bytes_opt(&self, column: &str) -> Result<Option<Vec<u8>>> {
+                self.try_get(column).map_err(backend)
+            }
+            fn flag(&self, column: &str) -> Result<bool> {
                 self.try_get(column).map_err(backend)
             }
         }
@@ -107,6 +113,7 @@ pub(super) fn job(row: &impl Columns) -> Result<JobRecord> {
             replication: json_opt(row, "replication")?.unwrap_or(Replication::NONE),
             deadline_secs: row.int_opt("deadline_secs")?.map(|s| s as u64),
             external: json_opt(row, "external")?,
+            webhook: json_opt(row, "webhook")?,
         },
         state: job_state(&row.text("state")?)?,
         error: row.text_opt("error")?,
@@ -171,4 +178,93 @@ pub(super) fn device(row: &impl Columns) -> Result<DeviceRecord> {
             quarantined_at_ms: row.int_opt("quarantined_at")?,
         },
     })
+}
+/// A `job_events` row.
+pub(super) fn webhook_event(row: &impl Columns) -> Result<WebhookEvent> {
+    Ok(WebhookEvent {
+        id: row.int("id")?,
+        job: JobId(row.int("job_id")?),
+        state: job_state(&row.text("state")?)?,
+        error: row.text_opt("error")?,
+        at_ms: row.int("at")?,
+        attempts: row.int("attempts")? as u32,
+        next_attempt_at_ms: row.int_opt("next_attempt_at")?,
+        delivered_at_ms: row.int_opt("delivered_at")?,
+        gave_up: row.flag("gave_up")?,
+    })
+}
+
+/// A `webhook_attempts` row.
+pub(super) fn webhook_attempt(row: &impl Columns) -> Result<WebhookAttempt> {
+    Ok(WebhookAttempt {
+        attempt: row.int("attempt")? as u32,
+        at_ms: row.int("at")?,
+        status: row.int_opt("status")?.map(|s| s as u16),
+        error: row.text_opt("error")?,
+        duration_ms: row.int("duration_ms")? as u64,
+    })
+}
+
+/// Events with their attempts: `attempts` are `(event id, attempt)` pairs in event order.
+fn histories(
+    events: Vec<WebhookEvent>,
+    attempts: Vec<(i64, WebhookAttempt)>,
+) -> Vec<WebhookHistory> {
+    let mut by_event: std::collections::HashMap<i64, Vec<WebhookAttempt>> = Default::default();
+    for (event, attempt) in attempts {
+        by_event.entry(event).or_default().push(attempt);
+    }
+    events
+        .into_iter()
+        .map(|event| WebhookHistory {
+            attempts: by_event.remove(&event.id).unwrap_or_default(),
+            event,
+        })
+        .collect()
+}
+
+/// Rows of claimed `job_events`, each with its job's webhook as `hook`, oldest due first.
+pub(super) fn due_webhooks(rows: &[impl Columns]) -> Result<Vec<DueWebhook>> {
+    let mut due = rows
+        .iter()
+        .map(|row| {
+            Ok(DueWebhook {
+                event: webhook_event(row)?,
+                webhook: json_opt(row, "hook")?.ok_or_else(|| {
+                    StorageError::Corrupt("event of a job without webhook".into())
+                })?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    due.sort_by_key(|d| (d.event.next_attempt_at_ms, d.event.id));
+    Ok(due)
+}
+
+/// `job_events` rows and `webhook_attempts` rows of one job, as histories.
+pub(super) fn webhook_histories(
+    events: &[impl Columns],
+    attempts: &[impl Columns],
+) -> Result<Vec<WebhookHistory>> {
+    let events = events.iter().map(webhook_event).collect::<Result<_>>()?;
+    let attempts = attempts
+        .iter()
+        .map(|row| Ok((row.int("event_id")?, webhook_attempt(row)?)))
+        .collect::<Result<_>>()?;
+    Ok(histories(events, attempts))
+}
+
+/// The `next_attempt_at`, `delivered_at` and `gave_up` columns after an attempt.
+pub(super) fn after_attempt(
+    attempt: &WebhookAttempt,
+    next: WebhookNext,
+) -> (Option<i64>, Option<i64>, bool) {
+    match next {
+        WebhookNext::Delivered => (
+            None,
+            Some(attempt.at_ms + attempt.duration_ms as i64),
+            false,
+        ),
+        WebhookNext::RetryAt(at) => (Some(at), None, false),
+        WebhookNext::GiveUp => (None, None, true),
+    }
 }

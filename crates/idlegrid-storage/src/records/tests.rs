@@ -12,7 +12,7 @@
 
 use crate::records::{
     Decide, JobRecord, NewFailure, NewJob, NewResult, NewTask, OutputRef, PostgresStore, Principal,
-    ReplicaState, SqliteStore, Store, StoredBlob, Verdict,
+    ReplicaState, SqliteStore, Store, StoredBlob, Verdict, WebhookAttempt, WebhookNext,
 };
 use futures::future::join_all;
 use idlegrid_domain::{
@@ -176,8 +176,7 @@ on_both_backends!(
         batches_count_as_if_recorded_one_at_a_time,
         verdicts_apply_in_the_order_given,
         devices_are_quarantined_once,
-        accounts_name_themselves_and_owners_see_their_devices,
-        a_jobs_tasks_come_in_index_pages,
+        accounts_name_themselves_and_owners_see_their_devices, a_jobs_tasks_come_in_index_pages, webhook_events_record_every_state_change_and_go_out_in_order,
     ],
     two: [
         racing_transitions_have_one_winner,
@@ -185,6 +184,7 @@ on_both_backends!(
         racing_quorum_decisions_decide_a_task_once,
         racing_batches_in_opposite_orders_do_not_deadlock,
         racing_partitioners_create_each_chunk_once,
+        racing_webhook_claims_take_each_event_once,
     ],
 );
 
@@ -202,6 +202,7 @@ fn new_job(tenant: idlegrid_domain::TenantId) -> NewJob {
         replication: Replication::NONE,
         deadline_secs: None,
         external: None,
+        webhook: None,
     }
 }
 
@@ -1151,4 +1152,237 @@ async fn ids_by_index(store: &dyn Store, ids: &[TaskId]) -> Vec<TaskId> {
     let mut tasks = store.tasks(ids).await.unwrap();
     tasks.sort_by_key(|t| t.chunk.index);
     tasks.into_iter().map(|t| t.id).collect()
+}
+
+/// A job with a webhook, created.
+async fn hooked_job(store: &dyn Store) -> JobRecord {
+    let tenant = store.ensure_tenant("acme").await.unwrap();
+    let spec = NewJob {
+        webhook: Some(json!({"url": "https://example.com/hook", "secret": "sealed"})),
+        ..new_job(tenant)
+    };
+    store.create_job(&spec).await.unwrap()
+}
+
+/// An attempt made at `at_ms`.
+fn attempt(attempt: u32, at_ms: i64, status: Option<u16>) -> WebhookAttempt {
+    WebhookAttempt {
+        attempt,
+        at_ms,
+        status,
+        error: status.is_none().then(|| "connection refused".into()),
+        duration_ms: 3,
+    }
+}
+
+async fn webhook_events_record_every_state_change_and_go_out_in_order(store: &dyn Store) {
+    let job = hooked_job(store).await;
+    assert_eq!(
+        job.spec.webhook,
+        Some(json!({"url": "https://example.com/hook", "secret": "sealed"}))
+    );
+    let (plain, _) = running_job(store, 0).await;
+    // Every store method that changes a state leaves an event, with no code of its own.
+    let input = StoredBlob {
+        key: "in".into(),
+        size: 1,
+        sha256: "cd".into(),
+    };
+    assert!(store.set_job_input(job.id, &input).await.unwrap());
+    for to in [JobState::Submitted, JobState::Partitioning] {
+        store
+            .transition_job(job.id, to, None)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Refused transitions change nothing, so they leave no event.
+    assert!(
+        store
+            .transition_job(job.id, JobState::Submitted, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let tasks = store.insert_tasks(job.id, &[chunk(0)], 1).await.unwrap();
+    assert_eq!(
+        store.finish_partition(job.id, 1).await.unwrap(),
+        Some(JobState::Running)
+    );
+    let ids = store
+        .record_results(&[result(tasks[0], job.id, b"a")])
+        .await
+        .unwrap();
+    let applied = store
+        .apply_verdicts(&[Verdict::Valid(ids[0].unwrap())])
+        .await
+        .unwrap();
+    assert_eq!(applied.ready_to_assemble, [job.id]);
+    assert!(store.complete_job(job.id, &input).await.unwrap());
+    let history = store.webhook_events(job.id).await.unwrap();
+    let states: Vec<JobState> = history.iter().map(|h| h.event.state).collect();
+    assert_eq!(
+        states,
+        [
+            JobState::Created,
+            JobState::Submitted,
+            JobState::Partitioning,
+            JobState::Running,
+            JobState::Assembling,
+            JobState::Completed,
+        ]
+    );
+    assert!(
+        history
+            .windows(2)
+            .all(|w| w[0].event.id < w[1].event.id && w[0].event.at_ms <= w[1].event.at_ms)
+    );
+    assert!(
+        history
+            .iter()
+            .all(|h| h.attempts.is_empty() && h.event.next_attempt_at_ms == Some(h.event.at_ms))
+    );
+    // A job without a webhook has nothing to deliver.
+    assert!(store.webhook_events(plain.id).await.unwrap().is_empty());
+
+    // Only the job's oldest event is due; a claimed event is not claimed again.
+    let now = crate::now_ms() + 60_000;
+    let due = store.claim_webhook_events(now, 1_000, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    let created = &due[0].event;
+    assert_eq!(
+        (created.job, created.state, created.attempts),
+        (job.id, JobState::Created, 0)
+    );
+    assert_eq!(due[0].webhook, job.spec.webhook.clone().unwrap());
+    assert!(
+        store
+            .claim_webhook_events(now, 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A failed attempt puts it off until its retry; recording it twice records it once.
+    let failed = attempt(1, now, Some(500));
+    assert!(
+        store
+            .record_webhook_attempt(created.id, &failed, WebhookNext::RetryAt(now + 100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_webhook_attempt(created.id, &failed, WebhookNext::RetryAt(now + 100))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_webhook_events(now + 99, 1_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_webhook_events(now + 100, 1_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (again[0].event.id, again[0].event.attempts),
+        (created.id, 1)
+    );
+    // A claim that ran out (its coordinator died) is taken over.
+    let taken_over = store
+        .claim_webhook_events(now + 1_100, 1_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(taken_over[0].event.id, created.id);
+    assert!(
+        store
+            .record_webhook_attempt(
+                created.id,
+                &attempt(2, now + 1_100, Some(204)),
+                WebhookNext::Delivered
+            )
+            .await
+            .unwrap()
+    );
+    // Delivered, the next event goes; given up, so does the one after it.
+    let submitted = store
+        .claim_webhook_events(now + 1_200, 1_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(submitted[0].event.state, JobState::Submitted);
+    assert!(
+        store
+            .record_webhook_attempt(
+                submitted[0].event.id,
+                &attempt(1, now + 1_200, None),
+                WebhookNext::GiveUp
+            )
+            .await
+            .unwrap()
+    );
+    let partitioning = store
+        .claim_webhook_events(now + 1_300, 1_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(partitioning[0].event.state, JobState::Partitioning);
+    // A delivered event takes no more attempts.
+    assert!(
+        !store
+            .record_webhook_attempt(
+                created.id,
+                &attempt(3, now, Some(200)),
+                WebhookNext::Delivered
+            )
+            .await
+            .unwrap()
+    );
+
+    let history = store.webhook_events(job.id).await.unwrap();
+    let first = &history[0];
+    assert_eq!(first.event.delivered_at_ms, Some(now + 1_103));
+    assert_eq!(
+        (
+            first.event.attempts,
+            first.event.next_attempt_at_ms,
+            first.event.gave_up
+        ),
+        (2, None, false)
+    );
+    assert_eq!(first.attempts, [failed, attempt(2, now + 1_100, Some(204))]);
+    let second = &history[1];
+    assert!(second.event.gave_up && second.event.delivered_at_ms.is_none());
+    assert_eq!(
+        second.attempts[0].error.as_deref(),
+        Some("connection refused")
+    );
+}
+
+/// Two coordinators claiming at once: every due event is claimed by exactly one of them.
+async fn racing_webhook_claims_take_each_event_once(a: &dyn Store, b: &dyn Store) {
+    let mut jobs = Vec::new();
+    for _ in 0..20 {
+        jobs.push(hooked_job(a).await.id);
+    }
+    let now = crate::now_ms() + 60_000;
+    let (x, y) = tokio::join!(
+        a.claim_webhook_events(now, 30_000, 15),
+        b.claim_webhook_events(now, 30_000, 15),
+    );
+    let mut claimed: Vec<JobId> = x
+        .unwrap()
+        .into_iter()
+        .chain(y.unwrap())
+        .map(|d| d.event.job)
+        .collect();
+    claimed.sort();
+    let before = claimed.len();
+    claimed.dedup();
+    assert_eq!(claimed.len(), before, "an event was claimed twice");
+    let rest = a.claim_webhook_events(now, 30_000, 100).await.unwrap();
+    claimed.extend(rest.into_iter().map(|d| d.event.job));
+    claimed.sort();
+    assert_eq!(claimed, jobs);
 }

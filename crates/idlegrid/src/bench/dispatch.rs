@@ -203,6 +203,7 @@ pub async fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
             preferences: Preferences::default(),
             input_from: None,
             output_to: None,
+            webhook: None,
         })
         .await?;
     client

@@ -260,6 +260,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
             preferences: Preferences::default(),
             input_from: None,
             output_to: None,
+            webhook: None,
         })
         .await?;
     client.upload_input_file(job.id, &source).await?;
