@@ -25,6 +25,29 @@ if ! "$SCHEMATHESIS" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; th
   target/pytools/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
+# The dashboard's browser tests: Debian's Chromium, driven by playwright-core from npm (the
+# exact version in crates/idlegrid-coordinator/web/package-lock.json).
+web=crates/idlegrid-coordinator/web
+need_apt=()
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: the browser tests need: ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+lock_sha=$(sha256sum "$web/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$web/node_modules/.installed-lock-sha256" 2>/dev/null)" != "$lock_sha" ]; then
+  echo "== installing the browser tests' npm packages"
+  npm ci --prefix "$web" --no-audit --no-fund --loglevel=error
+  echo "$lock_sha" > "$web/node_modules/.installed-lock-sha256"
+fi
+
 # PostgreSQL, Redis and an S3 server on loopback for the scale-out backends' tests; stopped on
 # exit. The tests fail rather than skip when they cannot reach them.
 trap 'scripts/services.sh stop' EXIT
@@ -50,3 +73,6 @@ else
   IDLEGRID_E2E_BACKENDS=services cargo test -p idlegrid --test e2e --no-fail-fast -- \
     --skip one_of_two_coordinators
 fi
+echo "== dashboard in headless Chromium"
+cargo build -p idlegrid --quiet
+IDLEGRID_BIN="$PWD/target/debug/idlegrid" npm test --prefix "$web"

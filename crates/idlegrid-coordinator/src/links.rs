@@ -250,3 +250,45 @@ async fn read_tar_index(blobs: &dyn BlobStore, key: &str) -> ApiResult<TarIndex>
     }
     Ok(index)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idlegrid_storage::blobs::ObjectBlobStore;
+
+    #[tokio::test]
+    async fn an_archives_files_are_found_by_their_headers_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = ObjectBlobStore::local(dir.path()).unwrap();
+        let mut archive = tar::Builder::new(Vec::new());
+        let files: [(&str, Vec<u8>); 3] = [
+            ("./master.m3u8", b"#EXTM3U\n".to_vec()),
+            ("./720p/index.m3u8", b"#EXTM3U\n#EXT-X-ENDLIST\n".to_vec()),
+            // Longer than one block, and not a multiple of it.
+            (
+                "./720p/segment_00000.ts",
+                (0..1500u32).map(|i| i as u8).collect(),
+            ),
+        ];
+        for (path, bytes) in &files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            archive.append_data(&mut header, path, &bytes[..]).unwrap();
+        }
+        let tar = archive.into_inner().unwrap();
+        blobs.put_bytes("out/hls", tar.into()).await.unwrap();
+        let index = read_tar_index(&blobs, "out/hls").await.unwrap();
+        assert_eq!(index.len(), 3);
+        for (path, bytes) in &files {
+            let (offset, size) = index[path.trim_start_matches("./")];
+            let read = blobs
+                .get_bytes("out/hls", Some(offset..offset + size))
+                .await
+                .unwrap();
+            assert_eq!(&read[..], &bytes[..], "{path}");
+        }
+        assert!(!index.contains_key("../etc/passwd"));
+    }
+}
