@@ -64,6 +64,21 @@ impl SqliteStore {
         Ok(SqliteStore { writer, reader })
     }
 
+    /// Creates the account named `name` in `table` (tenants, owners or operators) if missing;
+    /// returns its id.
+    async fn ensure_account(&self, table: &'static str, name: &str) -> Result<i64> {
+        let sql = format!(
+            "INSERT INTO {table} (name, created_at) VALUES (?1, ?2) \
+             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id"
+        );
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(name)
+            .bind(now_ms())
+            .fetch_one(&self.writer)
+            .await
+            .map_err(backend)
+    }
+
     /// Closes both pools, waiting for running statements.
     pub async fn close(&self) {
         self.reader.close().await;
@@ -352,28 +367,11 @@ async fn read_replica_states(
 #[async_trait]
 impl Store for SqliteStore {
     async fn ensure_tenant(&self, name: &str) -> Result<TenantId> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tenants (name, created_at) VALUES (?1, ?2) \
-             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
-        )
-        .bind(name)
-        .bind(now_ms())
-        .fetch_one(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(TenantId(id))
+        self.ensure_account("tenants", name).await.map(TenantId)
     }
 
     async fn ensure_owner(&self, name: &str) -> Result<i64> {
-        sqlx::query_scalar(
-            "INSERT INTO owners (name, created_at) VALUES (?1, ?2) \
-             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
-        )
-        .bind(name)
-        .bind(now_ms())
-        .fetch_one(&self.writer)
-        .await
-        .map_err(backend)
+        self.ensure_account("owners", name).await
     }
 
     async fn add_credential(&self, secret_hash: [u8; 32], principal: Principal) -> Result<()> {
@@ -428,15 +426,7 @@ impl Store for SqliteStore {
     }
 
     async fn ensure_operator(&self, name: &str) -> Result<i64> {
-        sqlx::query_scalar(
-            "INSERT INTO operators (name, created_at) VALUES (?1, ?2) \
-             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
-        )
-        .bind(name)
-        .bind(now_ms())
-        .fetch_one(&self.writer)
-        .await
-        .map_err(backend)
+        self.ensure_account("operators", name).await
     }
 
     async fn owner_devices(&self, owner: i64) -> Result<Vec<DeviceRecord>> {
