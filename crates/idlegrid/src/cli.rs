@@ -67,7 +67,7 @@ pub struct CoordinatorArgs {
     /// it (work unmoved over two sweeps is queued again).
     #[arg(long, default_value_t = 30, env = "IDLEGRID_SWEEP_SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub sweep_secs: u64,
-    /// Let customers' inputs come from (and outputs go to) private or local addresses, over
+    /// Let customers' inputs come from (and outputs and webhooks go to) private or local
     /// plain HTTP too (default: only public https:// sources).
     #[arg(long, env = "IDLEGRID_ALLOW_PRIVATE_SOURCES")]
     pub allow_private_sources: bool,
@@ -185,7 +185,7 @@ pub struct TargetArgs {
     pub api_key: Option<String>,
 }
 
-/// How a customer's job is run: replication across devices and a deadline.
+/// How a customer's job is run: replication across devices, a deadline, a webhook.
 #[derive(Debug, Clone, Args)]
 pub struct RunAsArgs {
     /// Run every chunk on N devices and accept an output only when --quorum of them give the
@@ -202,6 +202,9 @@ pub struct RunAsArgs {
     /// Fail the job if it has not finished this many seconds after it starts.
     #[arg(long, value_name = "SECS")]
     pub deadline: Option<u64>,
+    /// POST every state change of the job to this URL, signed (the secret is printed once).
+    #[arg(long, value_name = "URL")]
+    pub webhook: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ use crate::local::LocalGrid;
 use crate::{output, shutdown, target};
 use anyhow::Context;
 use futures::StreamExt;
-use idlegrid_api::jobs::{CreateJob, Job, Preferences};
+use idlegrid_api::jobs::{CreateJob, Job, Preferences, WebhookSpec};
 use idlegrid_api::{JobId, JobState, ReplicationMode};
 use idlegrid_client::Client;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -35,7 +35,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }),
         input_from: None,
         output_to: None,
-        webhook: None,
+        webhook: args.run_as.webhook(),
     };
     let submission = Submission {
         request,
@@ -78,7 +78,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         preferences: args.run_as.preferences(Preferences::default()),
         input_from: None,
         output_to: None,
-        webhook: None,
+        webhook: args.run_as.webhook(),
     };
     let submission = Submission {
         request,
@@ -103,6 +103,11 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
 }
 
 impl RunAsArgs {
+    /// The webhook asked for.
+    fn webhook(&self) -> Option<WebhookSpec> {
+        self.webhook.clone().map(|url| WebhookSpec { url })
+    }
+
     /// `base` with the replication and deadline asked for.
     fn preferences(&self, base: Preferences) -> Preferences {
         let mut replication = base.replication;
@@ -190,6 +195,15 @@ impl Submission<'_> {
     ) -> anyhow::Result<ExitCode> {
         let started = Instant::now();
         let job = client.create_job(&self.request).await?;
+        if let Some(webhook) = &job.webhook
+            && let Some(secret) = &webhook.secret
+        {
+            // Shown this once only; on stderr so that --json output stays one document.
+            eprintln!(
+                "job {}: state changes go to {}, signed with {secret} (keep it: it is not shown again)",
+                job.id, webhook.url
+            );
+        }
         let bar = progress_bar(self.json);
         bar.set_message(format!(
             "job {}: uploading {}",

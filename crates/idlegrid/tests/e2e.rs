@@ -963,6 +963,39 @@ fn run_without_a_coordinator_uses_a_throw_away_grid_and_reports_failures() {
     });
 }
 
+/// A webhook receiver on loopback: answers 204 to every request and keeps the bodies.
+fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok() {
+                kept.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into_owned());
+            }
+            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, bodies)
+}
+
 /// `idlegrid local` runs a grid that `run`, `jobs`, `job` and `cancel` find through
 /// `$IDLEGRID_HOME/local.json`; SIGTERM stops it cleanly and removes the file.
 #[test]
@@ -971,8 +1004,13 @@ fn local_grid_serves_the_client_commands_until_sigterm() {
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let log = dir.path().join("local.log");
-    let (mut local, _) = start_local(&home, &log, &["--workers", "2", "--port", "0"]);
+    let (mut local, _) = start_local(
+        &home,
+        &log,
+        &["--workers", "2", "--port", "0", "--allow-private-sources"],
+    );
     let grid_file = home.join("local.json");
+    let (hook_url, hooks) = webhook_receiver();
 
     let client_cmd = |args: &[&str]| {
         let name = args.join("-");
@@ -1000,13 +1038,37 @@ fn local_grid_serves_the_client_commands_until_sigterm() {
         .arg(&input)
         .arg("--output")
         .arg(&output)
-        .args(["--chunk-lines", "50", "--params", r#"{"chunk_lines": 50}"#]);
+        .args(["--chunk-lines", "50", "--params", r#"{"chunk_lines": 50}"#])
+        .args(["--webhook", &hook_url]);
     let run = run_bounded(cmd, dir.path(), "run", Duration::from_secs(60));
     assert!(run.status.success(), "{}", context("run", &run));
     assert!(
         !run.stderr.contains("throw-away"),
         "{}",
         context("run should use the local grid", &run)
+    );
+    assert!(
+        run.stderr.contains("signed with whsec_"),
+        "{}",
+        context("run should show the webhook's secret once", &run)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let delivered = loop {
+        let got = hooks.lock().unwrap().clone();
+        if got.iter().any(|b| b.contains("\"job.completed\"")) || Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let types: Vec<String> = delivered
+        .iter()
+        .filter_map(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+        .map(|v| v["type"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        types.last().map(String::as_str),
+        Some("job.completed"),
+        "the webhook got {types:?}"
     );
     let actual = std::fs::read(&output).expect("run wrote no output");
     if let Some(diff) = difference(&actual, &expected) {
