@@ -68,7 +68,7 @@ pub struct CoordinatorArgs {
     #[arg(long, default_value_t = 30, env = "IDLEGRID_SWEEP_SECS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub sweep_secs: u64,
     /// Let customers' inputs come from (and outputs and webhooks go to) private or local
-    /// plain HTTP too (default: only public https:// sources).
+    /// addresses, over plain HTTP too (default: only public https:// ones).
     #[arg(long, env = "IDLEGRID_ALLOW_PRIVATE_SOURCES")]
     pub allow_private_sources: bool,
     /// Key sealing customers' secrets (32 bytes, base64: `head -c32 /dev/urandom | base64`);
