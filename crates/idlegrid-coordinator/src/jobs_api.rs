@@ -467,6 +467,7 @@ pub async fn get_job(
 
 /// Query of `GET /v1/jobs`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only jobs with ids below this (the previous page's `next_before`).
     pub before: Option<JobId>,
@@ -535,12 +536,12 @@ const MAX_CHUNK_PAGE: u32 = 5000;
 
 /// Paging of a job's chunks.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChunkPage {
     /// First chunk index of the page (default 0).
-    #[serde(default)]
-    from: u64,
+    from: Option<u64>,
     /// Chunks per page, 1..=5000 (default 1000).
-    #[serde(default)]
+    #[param(minimum = 1, maximum = 5000)]
     limit: Option<u32>,
 }
 
@@ -563,7 +564,10 @@ pub async fn job_chunks(
         ));
     }
     let job = own_job(&grid, customer, id).await?;
-    let tasks = grid.store.job_tasks(id, page.from, limit).await?;
+    let tasks = grid
+        .store
+        .job_tasks(id, page.from.unwrap_or(0), limit)
+        .await?;
     let running: HashMap<TaskId, f32> = if job.state.is_dispatching() {
         grid.queues
             .job_leases(id)

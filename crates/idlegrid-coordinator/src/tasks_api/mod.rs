@@ -352,6 +352,7 @@ pub async fn me(
 
 /// Which lease a bundle is fetched for.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BundleQuery {
     /// A lease the worker holds, on a task of a job that runs this bundle.
     pub lease: u64,

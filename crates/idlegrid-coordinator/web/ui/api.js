@@ -67,6 +67,14 @@ export async function api(path, { method = 'GET', body, secret = session.secret,
   return text ? JSON.parse(text) : null;
 }
 
+let openapiDoc = null;
+
+/** The coordinator's OpenAPI document (no sign-in needed), read once per page load. */
+export async function openapi() {
+  if (!openapiDoc) openapiDoc = api('/openapi.json', { auth: false }).catch((e) => { openapiDoc = null; throw e; });
+  return openapiDoc;
+}
+
 /** Whether an error means "this server has no such endpoint yet". */
 export function missingEndpoint(error) {
   return error instanceof ApiError && error.status === 404 && error.code === 'no_such_endpoint';

@@ -269,18 +269,27 @@ function deliveriesTable(events) {
   const rows = events.map((e) => {
     const attempts = e.attempts || [];
     const last = attempts[attempts.length - 1];
-    return h('tr', {},
+    let delivery;
+    if (e.delivered_at) delivery = ['delivered ', timeTag(e.delivered_at)];
+    else if (e.gave_up) delivery = 'gave up after too many failed attempts';
+    else if (e.next_attempt_at) delivery = ['next attempt ', timeTag(e.next_attempt_at)];
+    else delivery = 'waiting';
+    const lastWords = last ? [
+      last.status === null || last.status === undefined ? 'no answer' : `HTTP ${last.status}`,
+      last.error || null,
+      last.duration_ms !== undefined ? `${last.duration_ms} ms` : null,
+    ].filter(Boolean).join(', ') : '';
+    return h('tr', { dataset: { event: String(e.id), delivered: e.delivered_at ? 'yes' : 'no' } },
       h('td', {}, String(e.id)),
-      h('td', {}, e.gave_up ? 'gave up' : e.state),
+      h('td', {}, badge(e.state)),
       h('td', {}, timeTag(e.at)),
-      h('td', {}, timeTag(e.delivered_at)),
-      h('td', {}, String(attempts.length), last ? h('span', { class: 'muted' },
-        ` (last: ${last.status ?? 'no answer'}${last.error ? `, ${last.error}` : ''}${last.duration_ms !== undefined ? `, ${last.duration_ms} ms` : ''})`) : null),
-      h('td', {}, e.next_attempt_at ? timeTag(e.next_attempt_at) : '—'));
+      h('td', { class: e.gave_up ? 'bad' : '' }, delivery),
+      h('td', {}, String(attempts.length), last ? h('span', { class: 'muted' }, ` (last: ${lastWords})`) : null));
   });
   return h('section', { class: 'card', 'aria-labelledby': 'hooks-h' },
     h('h2', { id: 'hooks-h' }, 'Webhook deliveries'),
-    events.length ? h('div', { class: 'table-wrap' }, h('table', {},
-      h('thead', {}, h('tr', {}, ['Event', 'State', 'At', 'Delivered', 'Attempts', 'Next attempt'].map((t) => h('th', { scope: 'col' }, t)))),
+    events.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'deliveries' },
+      h('caption', { class: 'sr-only' }, 'Each state change of the job and its delivery to the webhook'),
+      h('thead', {}, h('tr', {}, ['Event', 'Job became', 'At', 'Delivery', 'Attempts'].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, rows))) : h('p', { class: 'muted' }, 'No deliveries yet.'));
 }

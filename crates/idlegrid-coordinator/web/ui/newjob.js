@@ -1,6 +1,6 @@
 // New job: pick the app, fill in its settings, create → upload in parts → run → job page.
 
-import { api, ApiError } from './api.js';
+import { api, ApiError, openapi } from './api.js';
 import { alertSlot, announce, field, formatBytes, h, heading, replace, uid } from './dom.js';
 import { forgetUpload, partSize, pendingUpload, rememberUpload, uploadInParts } from './upload.js';
 import { oneTimeSecrets } from './jobs.js';
@@ -30,9 +30,13 @@ export async function newJobView(main, _params, { navigate, isCurrent }) {
     main.append(h('div', { class: 'alert', role: 'alert' }, `The apps could not be loaded: ${e.message}`));
     return;
   }
+  // Webhooks are offered where the coordinator takes them (its CreateJob has `webhook`).
+  const doc = await openapi().catch(() => null);
+  const create = doc && doc.components && doc.components.schemas && doc.components.schemas.CreateJob;
+  const webhooks = !create || Boolean(create.properties && create.properties.webhook);
   if (!isCurrent()) return;
   loading.remove();
-  const form = buildForm(apps, navigate);
+  const form = buildForm(apps, navigate, webhooks);
   main.append(form);
 }
 
@@ -40,7 +44,7 @@ function select(options, value) {
   return h('select', {}, options.map(([v, text]) => h('option', { value: v, selected: v === value }, text)));
 }
 
-function buildForm(apps, navigate) {
+function buildForm(apps, navigate, webhooks) {
   const alerts = alertSlot();
   const appSelect = select(apps.map((a) => [a.manifest.name, a.manifest.name]),
     apps.some((a) => a.manifest.name === 'python-map') ? 'python-map' : apps[0] && apps[0].manifest.name);
@@ -97,6 +101,7 @@ function buildForm(apps, navigate) {
   const speedBox = h('fieldset', {}, h('legend', {}, 'Speed'), speeds);
   const webhook = h('input', { type: 'url', name: 'webhook', placeholder: 'https://example.com/hooks/idlegrid', autocomplete: 'url' });
   const webhookField = field('Webhook URL (optional)', webhook, 'Told about every change of the job’s state.');
+  webhookField.wrap.hidden = !webhooks;
 
   // Progress.
   const progressId = uid('progress');

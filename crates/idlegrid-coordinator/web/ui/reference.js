@@ -1,10 +1,9 @@
 // API reference rendered from the coordinator's /openapi.json, resolving `$ref`s.
 
-import { api } from './api.js';
+import { openapi } from './api.js';
 import { alertSlot, h, heading } from './dom.js';
 
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'];
-let cached = null;
 
 export async function referenceView(main, [kind, name]) {
   main.append(heading('API reference'));
@@ -13,7 +12,7 @@ export async function referenceView(main, [kind, name]) {
   main.append(alerts.el, loading);
   let doc;
   try {
-    doc = cached || (cached = await api('/openapi.json', { auth: false }));
+    doc = await openapi();
   } catch (e) {
     loading.remove();
     alerts.show(e, 'The API description could not be loaded');
