@@ -1,0 +1,227 @@
+// Shared by the browser tests: a grid of our own (`idlegrid serve` on a free loopback port plus
+// a worker, in a temp dir) and a fresh headless Chromium.
+
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
+import { chromium } from 'playwright-core';
+
+export const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const BIN = path.resolve(WEB, process.env.IDLEGRID_BIN || '../../../target/debug/idlegrid');
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+const STARTUP_MS = 60_000;
+
+function tail(file, lines = 40) {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+function stopProcess(child, name) {
+  return new Promise((resolve) => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) { resolve(); return; }
+    const timer = setTimeout(() => { try { child.kill('SIGKILL'); } catch { /* gone */ } }, 5000);
+    child.once('exit', () => { clearTimeout(timer); resolve(); });
+    try { child.kill('SIGTERM'); } catch { clearTimeout(timer); resolve(); }
+  });
+}
+
+/**
+ * Starts `idlegrid serve --listen 127.0.0.1:0 --json` in a new temp dir and `workers` workers
+ * (`--slots slots`). Returns { url, apiKey, enrollmentToken, operatorKey, dir, logs(), startWorker(), stop() }.
+ */
+export async function startGrid({ workers = 1, slots = 1, serveArgs = [] } = {}) {
+  if (!fs.existsSync(BIN)) throw new Error(`no idlegrid binary at ${BIN}; set IDLEGRID_BIN`);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idlegrid-web-'));
+  fs.chmodSync(dir, 0o755);
+  // The grid is our own: no IDLEGRID_* settings of the environment (store, queue, listen…) leak in.
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('IDLEGRID_')));
+  Object.assign(env, { IDLEGRID_HOME: path.join(dir, 'home'), RUST_LOG: process.env.RUST_LOG || 'warn' });
+  const serveLog = path.join(dir, 'coordinator.log');
+  const serve = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--json', '--data-dir', path.join(dir, 'data'), ...serveArgs], {
+    env, stdio: ['ignore', 'pipe', fs.openSync(serveLog, 'a')],
+  });
+  const children = [serve];
+  const ready = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the coordinator printed no ready line\n${tail(serveLog)}`)), STARTUP_MS);
+    const lines = createInterface({ input: serve.stdout });
+    let first = true;
+    lines.on('line', (line) => {
+      if (!first) return;
+      first = false;
+      clearTimeout(timer);
+      try { resolve(JSON.parse(line)); } catch (e) { reject(new Error(`ready line ${line} is not JSON: ${e.message}`)); }
+    });
+    serve.once('exit', (code) => { clearTimeout(timer); reject(new Error(`the coordinator exited (${code})\n${tail(serveLog)}`)); });
+  });
+  let credentials = {};
+  try { credentials = JSON.parse(fs.readFileSync(path.join(dir, 'data', 'credentials.json'), 'utf8')); } catch { /* older server */ }
+  const grid = {
+    dir,
+    url: ready.url.replace(/\/$/, ''),
+    apiKey: ready.api_key || credentials.api_key,
+    enrollmentToken: ready.enrollment_token || credentials.enrollment_token,
+    operatorKey: ready.operator_key || credentials.operator_key,
+    workerLogs: [],
+    logs() {
+      return [`--- coordinator ---\n${tail(serveLog)}`, ...grid.workerLogs.map((l, i) => `--- worker ${i} ---\n${tail(l)}`)].join('\n');
+    },
+    startWorker(workerSlots = slots) {
+      const log = path.join(dir, `worker-${grid.workerLogs.length}.log`);
+      grid.workerLogs.push(log);
+      const fd = fs.openSync(log, 'a');
+      const n = grid.workerLogs.length - 1;
+      const worker = spawn(BIN, ['worker', '--coordinator', grid.url, '--token', grid.enrollmentToken, '--slots', String(workerSlots),
+        '--name', `device-${n}`, '--state-dir', path.join(dir, `worker-${n}`), '--drain-secs', '1'], {
+        env, stdio: ['ignore', fd, fd],
+      });
+      children.push(worker);
+      return worker;
+    },
+    async stop() {
+      for (const child of children.slice(1).reverse()) await stopProcess(child);
+      await stopProcess(serve);
+      if (!process.env.KEEP_TMP) fs.rmSync(dir, { recursive: true, force: true });
+      else console.log(`kept ${dir}`);
+    },
+  };
+  for (let i = 0; i < workers; i += 1) grid.startWorker();
+  return grid;
+}
+
+/** A fresh headless Chromium (its own user-data dir). Returns { context, page, errors, close() }. */
+export async function launchBrowser({ viewport = { width: 1200, height: 900 } } = {}) {
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'idlegrid-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    viewport,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--no-first-run', '--disable-quic', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
+  });
+  const errors = [];
+  const watch = (page) => {
+    page.on('pageerror', (e) => errors.push(`page error: ${e.message}`));
+    page.on('console', (m) => { if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) errors.push(`console: ${m.text()}`); });
+  };
+  context.on('page', watch);
+  context.pages().forEach(watch);
+  const page = context.pages()[0] || await context.newPage();
+  return {
+    context,
+    page,
+    errors,
+    async close() {
+      await context.close();
+      fs.rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Calls the grid's API from the test (not through the page). */
+export async function call(grid, secret, apiPath, { method = 'GET', body, headers = {}, raw = false } = {}) {
+  const h = { Authorization: `Bearer ${secret}`, ...headers };
+  let payload = body;
+  if (body !== undefined && !(body instanceof Uint8Array) && typeof body !== 'string') {
+    h['Content-Type'] = 'application/json';
+    payload = JSON.stringify(body);
+  }
+  const response = await fetch(`${grid.url}${apiPath}`, { method, headers: h, body: payload });
+  if (raw) return response;
+  const text = await response.text();
+  const value = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    const error = new Error(`${method} ${apiPath}: ${response.status} ${text}`);
+    error.status = response.status;
+    error.body = value;
+    throw error;
+  }
+  return value;
+}
+
+export function sha256(bytes) {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Creates a python-map job through the API, uploads `input` (one PUT) and runs it. */
+export async function submitPythonJob(grid, { script, input, chunkLines = 10, preferences = {} }) {
+  const job = await call(grid, grid.apiKey, '/v1/jobs', {
+    method: 'POST', body: { app: 'python-map', script, chunk_lines: chunkLines, params: {}, preferences },
+  });
+  const bytes = Buffer.from(input);
+  await call(grid, grid.apiKey, `/v1/jobs/${job.id}/input`, {
+    method: 'PUT', body: bytes, headers: { 'x-content-sha256': sha256(bytes), 'Content-Type': 'application/octet-stream' },
+  });
+  await call(grid, grid.apiKey, `/v1/jobs/${job.id}/run`, { method: 'POST' });
+  return job;
+}
+
+/** Polls `fn` until it returns a truthy value; fails with `message()` after `timeout` ms. */
+export async function waitFor(fn, { timeout = 30_000, interval = 250, message = () => 'timed out' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      const said = typeof message === 'function' ? await Promise.resolve(message(last)).catch((e) => `(${e.message})`) : message;
+      throw new Error(`${said} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, interval));
+  }
+}
+
+/** Signs in on the page with `secret` and waits for the start page of that kind. */
+export async function signIn(page, grid, secret) {
+  await page.goto(`${grid.url}/#/signin`);
+  await page.getByLabel('Secret', { exact: true }).fill(secret);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  // Signed in with this secret, and gone on to the start page (not a leftover of an earlier session).
+  await page.waitForFunction((s) => sessionStorage.getItem('idlegrid.secret') === s && location.hash !== '#/signin'
+    && document.getElementById('sign-out'), secret, { timeout: 15_000 });
+  await page.locator('h1#page-title').waitFor();
+}
+
+/** A python-map script that upper-cases its chunk. */
+export const UPPER_SCRIPT = `import os
+name = os.listdir("input")[0]
+with open(os.path.join("input", name)) as src, open("output/out.txt", "w") as out:
+    for line in src:
+        out.write(line.upper())
+`;
+
+/** Waits until the job page shows a final state; returns it. */
+export async function waitForFinalState(page, grid, jobId, timeout = 180_000) {
+  const badge = page.locator('.state-line .badge');
+  await waitFor(async () => ['completed', 'failed', 'cancelled'].includes(await badge.getAttribute('data-state', { timeout: 1000 })), {
+    timeout,
+    interval: 500,
+    message: () => `job ${jobId} did not finish on the page\n${grid.logs()}`,
+  });
+  return badge.getAttribute('data-state');
+}
+
+/** Waits for the page to go to a job page after submitting the new-job form; returns the job id.
+ * Fails at once with the page's alert if one shows. */
+export async function waitForJobPage(page, timeout = 60_000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const m = page.url().match(/#\/jobs\/(\d+)$/);
+    if (m) return Number(m[1]);
+    const alerts = await page.locator('[role="alert"]').allTextContents().catch(() => []);
+    if (alerts.length) throw new Error(`the page shows an error instead of the job: ${alerts.join(' | ')}`);
+    if (Date.now() > deadline) throw new Error(`no job page after ${timeout} ms; the page says: ${await page.locator('main').textContent()}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
