@@ -6,6 +6,8 @@ pub const CONTENT_SHA256: &str = "x-content-sha256";
 
 /// `POST` create, `GET` list.
 pub const JOBS: &str = "/v1/jobs";
+/// `GET` server-sent events of all the customer's recent jobs.
+pub const JOBS_EVENTS: &str = "/v1/jobs/events";
 /// `GET` one job's status.
 pub fn job(id: crate::JobId) -> String {
     format!("/v1/jobs/{id}")

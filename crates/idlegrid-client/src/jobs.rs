@@ -184,6 +184,18 @@ impl Client {
         Ok(job_stream(response.bytes_stream()))
     }
 
+    /// `GET /v1/jobs/events`: the customer's newest jobs, then each one again when it changes,
+    /// until the coordinator closes the stream. Errors as in [`Client::job_events`].
+    pub async fn jobs_events(
+        &self,
+    ) -> Result<impl Stream<Item = Result<Job, ClientError>> + Send + 'static, ClientError> {
+        let request = self
+            .streaming_request(Method::GET, paths::JOBS_EVENTS)
+            .header(header::ACCEPT, "text/event-stream");
+        let response = send(request).await?;
+        Ok(job_stream(response.bytes_stream()))
+    }
+
     /// `GET /v1/apps`: the apps this coordinator offers.
     pub async fn apps(&self) -> Result<Vec<AppInfo>, ClientError> {
         send_json(self.request(Method::GET, paths::APPS)).await

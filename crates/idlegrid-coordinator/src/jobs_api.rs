@@ -259,6 +259,7 @@ pub async fn create_job(
         })
         .await?;
     tracing::info!(job = %record.id, app = %record.spec.app, "job created");
+    grid.events.job_changed(record.id);
     let mut view = job_view(&grid, &record).await?;
     if let (Some(shown), Some((_, secret))) = (view.webhook.as_mut(), webhook) {
         // Shown this once: the records keep it sealed, and no other answer carries it.
@@ -720,6 +721,134 @@ fn job_event_stream(
             }
         }
     })
+}
+
+/// Jobs a [`jobs_events`] stream watches: the newest this many of the customer's.
+const WATCHED_JOBS: u32 = 100;
+
+/// Server-sent events of all the caller's recent jobs: an `event: job` with a job's status for
+/// each of the newest 100 on connection, then each time one of them changes or a new one is
+/// created (changes are gathered for 200 ms). One stream for a whole jobs list, where a stream
+/// per job would run out of the browser's connections.
+#[utoipa::path(get, path = "/v1/jobs/events", tag = "jobs", security(("api_key" = [])),
+    responses((status = 200, content_type = "text/event-stream", body = Job,
+               description = "a stream of `job` events")))]
+pub async fn jobs_events(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let changes = grid.events.subscribe();
+    let watch = TenantWatch {
+        grid,
+        customer,
+        changes,
+        sent: HashMap::new(),
+        pending: std::collections::VecDeque::new(),
+        rescan: true,
+    };
+    let stream = futures::stream::unfold(watch, |mut w| async move {
+        loop {
+            if let Some(view) = w.pending.pop_front() {
+                let event = Event::default()
+                    .event("job")
+                    .json_data(&view)
+                    .unwrap_or_else(|_| Event::default().comment("unserializable job"));
+                w.sent.insert(view.id, view);
+                return Some((Ok(event), w));
+            }
+            if w.rescan {
+                w.rescan = false;
+                w.look_again().await;
+                continue;
+            }
+            // Wait for a change of one of this customer's jobs; look at all of them again at
+            // least every two seconds (changes made by other coordinators are not announced
+            // here). End the stream when the coordinator shuts down (clients reconnect).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+            let changed = tokio::select! {
+                _ = w.grid.stopping.cancelled() => return None,
+                change = tokio::time::timeout_at(deadline, w.changes.recv()) => change,
+            };
+            match changed {
+                Ok(Ok(id)) => {
+                    // Let changes gather for a moment, then read each changed job once.
+                    tokio::select! {
+                        _ = w.grid.stopping.cancelled() => return None,
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
+                    let mut ids = std::collections::BTreeSet::from([id]);
+                    loop {
+                        match w.changes.try_recv() {
+                            Ok(id) => {
+                                ids.insert(id);
+                            }
+                            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {
+                                w.rescan = true;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    for id in ids {
+                        w.look_at(id).await;
+                    }
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                // Missed announcements, or quiet for a while.
+                _ => w.rescan = true,
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// What a [`jobs_events`] stream has sent, and what it is about to.
+struct TenantWatch {
+    grid: Arc<Grid>,
+    customer: Customer,
+    changes: tokio::sync::broadcast::Receiver<JobId>,
+    /// The last view sent of each job.
+    sent: HashMap<JobId, Job>,
+    /// Views to send, oldest change first.
+    pending: std::collections::VecDeque<Job>,
+    /// Whether to re-read all the watched jobs before waiting again.
+    rescan: bool,
+}
+
+impl TenantWatch {
+    /// Queues `record`'s view if it changed since it was last sent.
+    async fn offer(&mut self, record: &JobRecord) {
+        if let Ok(view) = job_view(&self.grid, record).await
+            && self.sent.get(&view.id) != Some(&view)
+        {
+            self.pending.retain(|p| p.id != view.id);
+            self.pending.push_back(view);
+        }
+    }
+
+    /// Re-reads the customer's newest jobs, oldest first, so a list built from the events
+    /// gets its order right.
+    async fn look_again(&mut self) {
+        let Ok(records) = self
+            .grid
+            .store
+            .list_jobs(self.customer.0, None, WATCHED_JOBS)
+            .await
+        else {
+            return;
+        };
+        for record in records.iter().rev() {
+            self.offer(record).await;
+        }
+    }
+
+    /// Re-reads one job that was announced as changed, if it is this customer's.
+    async fn look_at(&mut self, id: JobId) {
+        if let Ok(Some(record)) = self.grid.store.job(id).await
+            && record.spec.tenant == self.customer.0
+        {
+            self.offer(&record).await;
+        }
+    }
 }
 
 /// A job's state changes and their delivery to its webhook, oldest first, each with its

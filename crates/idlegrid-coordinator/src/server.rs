@@ -23,6 +23,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
     paths(
         jobs_api::create_job, jobs_api::upload_input, jobs_api::run_job, jobs_api::get_job,
         jobs_api::list_jobs, jobs_api::cancel_job, jobs_api::download_output, jobs_api::job_events,
+        jobs_api::jobs_events,
         jobs_api::list_apps, jobs_api::job_chunks,
         uploads::upload_part, uploads::list_parts, uploads::complete_upload,
         links::create_links,
@@ -118,6 +119,7 @@ pub fn router(grid: Arc<Grid>) -> Router {
             idlegrid_api::paths::JOBS,
             post(jobs_api::create_job).get(jobs_api::list_jobs),
         )
+        .route(idlegrid_api::paths::JOBS_EVENTS, get(jobs_api::jobs_events))
         .route("/v1/jobs/{id}", get(jobs_api::get_job))
         .route("/v1/jobs/{id}/input", put(jobs_api::upload_input))
         .route("/v1/jobs/{id}/run", post(jobs_api::run_job))

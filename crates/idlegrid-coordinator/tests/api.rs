@@ -1986,3 +1986,53 @@ async fn webhook_urls_must_be_public_https_unless_private_sources_are_allowed() 
     assert!(message.contains("secrets key"), "{message}");
     keyless.stop().await;
 }
+
+#[tokio::test]
+async fn one_stream_follows_all_of_a_customers_jobs_and_no_one_elses() {
+    let grid = TestGrid::start(|_| {}).await;
+    let customer = grid.customer();
+    let old = grid.submit("a\n", 1, 3).await;
+    let other = grid.grid.store.ensure_tenant("other").await.unwrap();
+    grid.grid
+        .store
+        .add_credential(
+            idlegrid_coordinator::auth::hash_secret("igk_other"),
+            idlegrid_storage::records::Principal::Tenant(other),
+        )
+        .await
+        .unwrap();
+    let stranger = Client::new(&grid.url, "igk_other").unwrap();
+    let mut events = Box::pin(customer.jobs_events().await.unwrap());
+    let first = events.next().await.unwrap().unwrap();
+    assert_eq!(first.id, old.id, "the newest jobs come first, as they are");
+    let mut theirs = Box::pin(stranger.jobs_events().await.unwrap());
+    // A job created after the stream opened shows up, and so do its changes.
+    let new = grid.create(1, Preferences::default()).await;
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let job = events.next().await.unwrap().unwrap();
+            if job.id == new.id {
+                return job;
+            }
+        }
+    })
+    .await
+    .expect("the new job is announced");
+    assert_eq!(seen.state, JobState::Created);
+    customer.cancel_job(old.id).await.unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let job = events.next().await.unwrap().unwrap();
+            if job.id == old.id && job.state == JobState::Cancelled {
+                return job;
+            }
+        }
+    })
+    .await
+    .expect("the cancellation is announced");
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    // The other customer's stream carries none of it.
+    let quiet = tokio::time::timeout(Duration::from_millis(2500), theirs.next()).await;
+    assert!(quiet.is_err(), "another tenant saw {:?}", quiet.ok());
+    grid.stop().await;
+}

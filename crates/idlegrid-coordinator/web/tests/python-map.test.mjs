@@ -145,7 +145,7 @@ test('the jobs list follows a running job live, over server-sent events', async 
     chunkLines: 10,
   });
   const streams = [];
-  page.on('request', (r) => { if (r.url().endsWith(`/v1/jobs/${job.id}/events`)) streams.push(r.url()); });
+  page.on('request', (r) => { if (r.url().endsWith('/v1/jobs/events')) streams.push(r.url()); });
   await signIn(page, grid, grid.apiKey); // lands on the jobs list
   await page.waitForURL(/#\/jobs$/);
   const badge = page.locator(`tr[data-job="${job.id}"] .badge`);
@@ -153,8 +153,15 @@ test('the jobs list follows a running job live, over server-sent events', async 
   const shownFirst = await badge.getAttribute('data-state');
   assert.notEqual(shownFirst, 'completed', `the job is still running when the list shows: ${JSON.stringify(await call(grid, grid.apiKey, `/v1/jobs/${job.id}`))}`);
   await waitFor(async () => (await badge.getAttribute('data-state')) === 'completed', { timeout: 60_000, message: () => grid.logs() });
-  assert.ok(streams.length >= 1, 'the list follows the job\'s event stream');
+  assert.ok(streams.length >= 1, 'the list follows the jobs\' event stream');
   assert.match(await page.locator(`tr[data-job="${job.id}"]`).textContent(), /100 %/);
+  // A job created elsewhere (here: through the API) appears on top without a reload.
+  const later = await call(grid, grid.apiKey, '/v1/jobs', {
+    method: 'POST', body: { app: 'python-map', script: UPPER_SCRIPT, chunk_lines: 10, params: {} },
+  });
+  await page.locator(`tr[data-job="${later.id}"]`).waitFor({ timeout: 10_000 });
+  assert.equal(await page.locator('tbody tr').first().getAttribute('data-job'), String(later.id));
+  assert.equal(streams.length, 1, 'one stream serves the whole list');
   assert.deepEqual(browser.errors, []);
 });
 

@@ -21,8 +21,6 @@ export function percent(fraction) {
   return fraction === null || fraction === undefined ? '—' : `${Math.floor(fraction * 100)} %`;
 }
 
-/** At most this many jobs of the list are followed over SSE at once (browsers allow six connections per server). */
-const STREAMS = 3;
 const PAGE = 25;
 
 export async function jobsView(main, _params, { isCurrent }) {
@@ -39,7 +37,6 @@ export async function jobsView(main, _params, { isCurrent }) {
     alerts.el, h('div', { class: 'table-wrap' }, table), empty, h('div', { class: 'actions left' }, more));
 
   const rows = new Map(); // id -> { tr, job }
-  const streams = new Map(); // id -> stop
   let nextBefore = null;
   let stopped = false;
 
@@ -65,23 +62,6 @@ export async function jobsView(main, _params, { isCurrent }) {
       rows.set(job.id, { tr, job });
       if (atEnd) body.append(tr); else body.prepend(tr);
     }
-    if (TERMINAL.has(job.state) && streams.has(job.id)) {
-      streams.get(job.id)();
-      streams.delete(job.id);
-    }
-  }
-
-  function followActive() {
-    for (const { job } of rows.values()) {
-      if (streams.size >= STREAMS) break;
-      if (TERMINAL.has(job.state) || streams.has(job.id)) continue;
-      const id = job.id;
-      streams.set(id, follow(`/v1/jobs/${id}/events`, {
-        onEvent: (name, data) => { if (name === 'job' && data && data.id === id) put(data); },
-        onError: (e) => alerts.show(e, `Live updates of job ${id} stopped`),
-        shouldStop: () => stopped || TERMINAL.has(rows.get(id).job.state),
-      }));
-    }
   }
 
   async function load(before) {
@@ -93,20 +73,6 @@ export async function jobsView(main, _params, { isCurrent }) {
     else nextBefore = list.next_before ?? null;
     more.hidden = nextBefore === null;
     empty.hidden = rows.size > 0;
-    followActive();
-  }
-
-  /** New jobs and jobs not followed over SSE: re-read the first page now and then. */
-  async function refresh() {
-    try {
-      const list = await api(`/v1/jobs?limit=${PAGE}`);
-      for (const job of [...list.jobs].reverse()) put(job, false);
-      empty.hidden = rows.size > 0;
-      followActive();
-      alerts.clear();
-    } catch (e) {
-      alerts.show(e, 'The list could not be refreshed');
-    }
   }
 
   more.addEventListener('click', async () => {
@@ -119,10 +85,22 @@ export async function jobsView(main, _params, { isCurrent }) {
   } catch (e) {
     alerts.show(e, 'The jobs could not be loaded');
   }
-  const timer = setInterval(() => { if (isCurrent()) refresh(); }, 5000);
+  // One stream for the whole list: the newest jobs, then every change and every new job.
+  const stopStream = follow('/v1/jobs/events', {
+    onEvent: (name, data) => {
+      if (name !== 'job' || !data || !isCurrent()) return;
+      // A listed job is updated in place; one newer than every row is new and goes on top;
+      // older ones not listed yet come with "Older jobs", in their place.
+      const newest = Math.max(-1, ...rows.keys());
+      if (rows.has(data.id)) put(data);
+      else if (data.id > newest) put(data, false);
+      empty.hidden = rows.size > 0;
+    },
+    onError: (e) => alerts.show(e, 'Live updates of the list stopped'),
+    shouldStop: () => stopped,
+  });
   return () => {
     stopped = true;
-    clearInterval(timer);
-    for (const stop of streams.values()) stop();
+    stopStream();
   };
 }
