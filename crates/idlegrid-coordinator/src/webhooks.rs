@@ -47,6 +47,10 @@ const CLAIM: Duration = Duration::from_secs(30);
 const PARALLEL: usize = 32;
 /// Longest wait between two looks for due events, whatever the announcements say.
 const POLL: Duration = Duration::from_secs(1);
+/// Shortest time between two looks for due events prompted by announcements: jobs are
+/// announced as changed at every batch of results, thousands of times a second on a busy
+/// grid, and a look is a records write.
+const MIN_GAP: Duration = Duration::from_millis(250);
 /// Prefix of webhook secrets.
 const SECRET_PREFIX: &str = "whsec_";
 
@@ -168,6 +172,7 @@ pub async fn run(grid: Arc<Grid>, stop: CancellationToken) {
     // The earliest retry this coordinator scheduled and has not looked for yet.
     let mut soonest: Option<i64> = None;
     loop {
+        let looked = tokio::time::Instant::now();
         let room = PARALLEL - running.len();
         if room > 0 {
             let claimed = grid
@@ -199,7 +204,11 @@ pub async fn run(grid: Arc<Grid>, stop: CancellationToken) {
                 }
             }
             _ = changes.recv() => {
-                // One look covers every change announced so far.
+                // One look covers every change announced until it is made.
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep_until(looked + MIN_GAP) => {}
+                }
                 while changes.try_recv().is_ok() {}
             }
             _ = tokio::time::sleep(wait) => {}
