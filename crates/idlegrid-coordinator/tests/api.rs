@@ -111,6 +111,20 @@ impl TestGrid {
 }
 
 impl TestGrid {
+    /// A client of a second customer, `other`.
+    async fn other_customer(&self) -> Client {
+        let other = self.grid.store.ensure_tenant("other").await.unwrap();
+        self.grid
+            .store
+            .add_credential(
+                idlegrid_coordinator::auth::hash_secret("igk_other"),
+                idlegrid_storage::records::Principal::Tenant(other),
+            )
+            .await
+            .unwrap();
+        Client::new(&self.url, "igk_other").unwrap()
+    }
+
     /// Creates a python-map job of `chunk_lines` lines per chunk, waiting for its input.
     async fn create(&self, chunk_lines: u64, preferences: Preferences) -> Job {
         self.customer()
@@ -388,16 +402,7 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(api_code(err), (409, "output_not_ready".into()));
 
     // Another tenant cannot see or touch the job.
-    let other = grid.grid.store.ensure_tenant("other").await.unwrap();
-    grid.grid
-        .store
-        .add_credential(
-            idlegrid_coordinator::auth::hash_secret("igk_other"),
-            idlegrid_storage::records::Principal::Tenant(other),
-        )
-        .await
-        .unwrap();
-    let intruder = Client::new(&grid.url, "igk_other").unwrap();
+    let intruder = grid.other_customer().await;
     assert_eq!(api_code(intruder.job(job.id).await.unwrap_err()).0, 404);
     assert_eq!(
         api_code(intruder.cancel_job(job.id).await.unwrap_err()).0,
@@ -1992,16 +1997,7 @@ async fn one_stream_follows_all_of_a_customers_jobs_and_no_one_elses() {
     let grid = TestGrid::start(|_| {}).await;
     let customer = grid.customer();
     let old = grid.submit("a\n", 1, 3).await;
-    let other = grid.grid.store.ensure_tenant("other").await.unwrap();
-    grid.grid
-        .store
-        .add_credential(
-            idlegrid_coordinator::auth::hash_secret("igk_other"),
-            idlegrid_storage::records::Principal::Tenant(other),
-        )
-        .await
-        .unwrap();
-    let stranger = Client::new(&grid.url, "igk_other").unwrap();
+    let stranger = grid.other_customer().await;
     let mut events = Box::pin(customer.jobs_events().await.unwrap());
     let first = events.next().await.unwrap().unwrap();
     assert_eq!(first.id, old.id, "the newest jobs come first, as they are");
