@@ -7,20 +7,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { launchBrowser, signIn, startGrid, waitFor, waitForFinalState, waitForJobPage } from './helpers.mjs';
+import { closeGrid, openGrid, signIn, waitFor, waitForFinalState, waitForJobPage } from './helpers.mjs';
 
 let grid;
 let browser;
 
-before(async () => {
-  grid = await startGrid({ workers: 1, slots: 2 });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  if (browser) await browser.close();
-  if (grid) await grid.stop();
-});
+before(async () => ({ grid, browser } = await openGrid({ workers: 1, slots: 2 })));
+after(() => closeGrid({ grid, browser }));
 
 /** Controls without an accessible name from a label, aria-label or aria-labelledby. */
 function unlabelled(page) {

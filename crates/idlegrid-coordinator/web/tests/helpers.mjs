@@ -125,6 +125,23 @@ export async function launchBrowser({ viewport = { width: 1200, height: 900 } } 
   };
 }
 
+/** A grid (`startGrid` options) and a browser for one test file. */
+export async function openGrid(options) {
+  const grid = await startGrid(options);
+  try {
+    return { grid, browser: await launchBrowser() };
+  } catch (e) {
+    await grid.stop();
+    throw e;
+  }
+}
+
+/** Stops what `openGrid` started, whichever parts did start. */
+export async function closeGrid({ grid, browser }) {
+  if (browser) await browser.close();
+  if (grid) await grid.stop();
+}
+
 /** Calls the grid's API from the test (not through the page). */
 export async function call(grid, secret, apiPath, { method = 'GET', body, headers = {}, raw = false } = {}) {
   const h = { Authorization: `Bearer ${secret}`, ...headers };

@@ -4,21 +4,16 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { call, launchBrowser, signIn, startGrid, submitPythonJob, UPPER_SCRIPT, waitFor } from './helpers.mjs';
+import { call, closeGrid, openGrid, signIn, submitPythonJob, UPPER_SCRIPT, waitFor } from './helpers.mjs';
 
 let grid;
 let browser;
 
 before(async () => {
-  grid = await startGrid({ workers: 1, slots: 2 });
-  browser = await launchBrowser();
+  ({ grid, browser } = await openGrid({ workers: 1, slots: 2 }));
   await browser.context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: grid.url });
 });
-
-after(async () => {
-  if (browser) await browser.close();
-  if (grid) await grid.stop();
-});
+after(() => closeGrid({ grid, browser }));
 
 test('the owner sees the device online and the command to add one', async () => {
   const { page } = browser;

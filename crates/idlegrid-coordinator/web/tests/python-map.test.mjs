@@ -9,20 +9,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { call, launchBrowser, signIn, startGrid, submitPythonJob, UPPER_SCRIPT, waitFor, waitForFinalState, waitForJobPage } from './helpers.mjs';
+import { call, closeGrid, openGrid, signIn, submitPythonJob, UPPER_SCRIPT, waitFor, waitForFinalState, waitForJobPage } from './helpers.mjs';
 
 let grid;
 let browser;
 
-before(async () => {
-  grid = await startGrid({ workers: 1, slots: 2 });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  if (browser) await browser.close();
-  if (grid) await grid.stop();
-});
+before(async () => ({ grid, browser } = await openGrid({ workers: 1, slots: 2 })));
+after(() => closeGrid({ grid, browser }));
 
 function lines(n, tag) {
   return Array.from({ length: n }, (_, i) => `${tag} line ${i} of ${n}, mixed Case\n`).join('');

@@ -3,20 +3,13 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { call, launchBrowser, startGrid } from './helpers.mjs';
+import { call, closeGrid, openGrid } from './helpers.mjs';
 
 let grid;
 let browser;
 
-before(async () => {
-  grid = await startGrid({ workers: 1 });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  if (browser) await browser.close();
-  if (grid) await grid.stop();
-});
+before(async () => ({ grid, browser } = await openGrid({ workers: 1 })));
+after(() => closeGrid({ grid, browser }));
 
 test('a wrong secret shows the server message; the customer signs in and out', async () => {
   const { page } = browser;

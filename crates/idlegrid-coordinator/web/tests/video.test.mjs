@@ -5,20 +5,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { call, launchBrowser, signIn, startGrid, waitFor, waitForFinalState, waitForJobPage } from './helpers.mjs';
+import { call, closeGrid, openGrid, signIn, waitFor, waitForFinalState, waitForJobPage } from './helpers.mjs';
 
 let grid;
 let browser;
 
-before(async () => {
-  grid = await startGrid({ workers: 1, slots: 2 });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  if (browser) await browser.close();
-  if (grid) await grid.stop();
-});
+before(async () => ({ grid, browser } = await openGrid({ workers: 1, slots: 2 })));
+after(() => closeGrid({ grid, browser }));
 
 test('an HLS video job completes and its output plays in the page', async () => {
   const clip = path.join(grid.dir, 'clip.mp4');

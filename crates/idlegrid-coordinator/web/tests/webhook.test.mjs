@@ -7,7 +7,7 @@ import http from 'node:http';
 import { createHmac } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { call, launchBrowser, signIn, startGrid, UPPER_SCRIPT, waitFor, waitForFinalState, waitForJobPage } from './helpers.mjs';
+import { call, closeGrid, openGrid, signIn, UPPER_SCRIPT, waitFor, waitForFinalState, waitForJobPage } from './helpers.mjs';
 
 let grid;
 let browser;
@@ -15,8 +15,7 @@ let receiver;
 const received = [];
 
 before(async () => {
-  grid = await startGrid({ workers: 1, slots: 2, serveArgs: ['--allow-private-sources'] });
-  browser = await launchBrowser();
+  ({ grid, browser } = await openGrid({ workers: 1, slots: 2, serveArgs: ['--allow-private-sources'] }));
   receiver = http.createServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
@@ -27,8 +26,7 @@ before(async () => {
 
 after(async () => {
   if (receiver) receiver.close();
-  if (browser) await browser.close();
-  if (grid) await grid.stop();
+  await closeGrid({ grid, browser });
 });
 
 test('a webhook job shows its secret once and lists its deliveries', async (t) => {
