@@ -54,6 +54,12 @@ pub struct Requirements {
     /// Memory one task may use, in MiB; also the task's address-space limit on the worker.
     #[serde(default)]
     pub memory_mb: Option<u64>,
+    /// Lowest benchmark score a device must have (see [`crate::pricing::REFERENCE_BENCHMARK`]).
+    #[serde(default)]
+    pub min_benchmark: Option<f64>,
+    /// Scratch disk one task may use, in MiB.
+    #[serde(default)]
+    pub disk_mb: Option<u64>,
 }
 
 /// What a device offers, reported when it registers.
@@ -76,6 +82,25 @@ pub struct Capabilities {
     pub benchmark: f64,
     /// Task slots the device runs at once.
     pub slots: u32,
+    /// What the device's owner allows a task to use.
+    #[serde(default)]
+    pub allows: Allowances,
+}
+
+/// What a device's owner allows one task to take; a device is never offered a task that needs
+/// more. `None` means no limit beyond the device's own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Allowances {
+    /// Memory one task may use, in MiB.
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+    /// Scratch disk one task may use, in MiB.
+    #[serde(default)]
+    pub disk_mb: Option<u64>,
+    /// Longest a task may run, in seconds (a phone may take only short tasks).
+    #[serde(default)]
+    pub task_secs: Option<u64>,
 }
 
 /// Parses the leading `MAJOR.MINOR` of a version string such as `3.11.7` or `Python 3.8`.
@@ -105,12 +130,35 @@ impl Requirements {
         if self.ffmpeg && caps.ffmpeg.is_none() {
             return Err("needs FFmpeg, device has none".into());
         }
-        if let Some(mb) = self.memory_mb
-            && caps.memory_mb < mb
+        if let Some(mb) = self.memory_mb {
+            if caps.memory_mb < mb {
+                return Err(format!(
+                    "needs {mb} MiB of memory, device has {}",
+                    caps.memory_mb
+                ));
+            }
+            if let Some(allowed) = caps.allows.memory_mb
+                && allowed < mb
+            {
+                return Err(format!(
+                    "needs {mb} MiB of memory, the owner allows {allowed}"
+                ));
+            }
+        }
+        if let Some(mb) = self.disk_mb
+            && let Some(allowed) = caps.allows.disk_mb
+            && allowed < mb
         {
             return Err(format!(
-                "needs {mb} MiB of memory, device has {}",
-                caps.memory_mb
+                "needs {mb} MiB of disk, the owner allows {allowed}"
+            ));
+        }
+        if let Some(score) = self.min_benchmark
+            && caps.benchmark < score
+        {
+            return Err(format!(
+                "needs a benchmark of at least {score}, device scored {}",
+                caps.benchmark
             ));
         }
         Ok(())
@@ -131,6 +179,7 @@ mod tests {
             ffmpeg: None,
             benchmark: 100.0,
             slots: 4,
+            allows: Allowances::default(),
         }
     }
 
@@ -176,6 +225,32 @@ mod tests {
             ..Default::default()
         };
         assert!(req.check(&device()).unwrap_err().contains("16384 MiB"));
+    }
+
+    #[test]
+    fn owners_allowances_and_benchmarks_are_checked() {
+        let mut caps = device();
+        caps.allows.memory_mb = Some(512);
+        caps.allows.disk_mb = Some(100);
+        let req = Requirements {
+            memory_mb: Some(1024),
+            ..Default::default()
+        };
+        assert_eq!(
+            req.check(&caps),
+            Err("needs 1024 MiB of memory, the owner allows 512".into())
+        );
+        let req = Requirements {
+            disk_mb: Some(200),
+            ..Default::default()
+        };
+        assert!(req.check(&caps).unwrap_err().contains("owner allows 100"));
+        let req = Requirements {
+            min_benchmark: Some(500.0),
+            ..Default::default()
+        };
+        assert!(req.check(&caps).unwrap_err().contains("at least 500"));
+        assert!(Requirements::default().check(&caps).is_ok());
     }
 
     #[test]

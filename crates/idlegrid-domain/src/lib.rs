@@ -5,7 +5,9 @@
 //! - [`job`]: a customer's job and its state machine; the one place job transitions are decided.
 //! - [`task`]: a chunk of a job, the outcomes of attempts at it, and the retry rule.
 //! - [`app`]: app manifests (what a service needs to run) and worker capabilities.
-//! - [`schedule`]: the scheduling policy that orders jobs for a requesting worker.
+//! - [`schedule`]: the scheduling policy: which jobs a device is offered and in what order,
+//!   which chunks get backup copies, how large chunks are.
+//! - [`pricing`]: speed/price tiers, work and money units, quotes.
 //! - [`replication`]: how many devices run a chunk and when their results are believed.
 //!
 //! Every other crate speaks in these types; only the storage backends translate them to rows and
@@ -14,12 +16,14 @@
 pub mod app;
 pub mod ids;
 pub mod job;
+pub mod pricing;
 pub mod replication;
 pub mod schedule;
 pub mod task;
 
-pub use app::{AppManifest, Capabilities, Requirements};
+pub use app::{Allowances, AppManifest, Capabilities, Requirements};
 pub use ids::{JobId, LeaseId, ResultId, TaskId, TenantId, WorkerId};
 pub use job::{JobState, TransitionError};
+pub use pricing::{Account, Credits, Quote, Rates, Tier};
 pub use replication::{Replication, ReplicationMode};
 pub use task::{AttemptOutcome, RetryDecision, TaskState};

@@ -88,6 +88,16 @@ impl Replication {
         }
     }
 
+    /// Results per chunk a quote covers: one, or every replica the customer asked for (with
+    /// adaptive replication, as if every result were checked). Replicas beyond these, asked
+    /// for when results disagree, are the platform's cost.
+    pub fn billed_copies(&self) -> u32 {
+        match self.mode {
+            ReplicationMode::None => 1,
+            ReplicationMode::Fixed | ReplicationMode::Adaptive => self.replicas,
+        }
+    }
+
     /// Checks the policy's numbers; the message names the field at fault.
     pub fn check(&self) -> Result<(), String> {
         if !self.is_replicated() {

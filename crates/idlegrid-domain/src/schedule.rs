@@ -1,14 +1,48 @@
-//! The scheduling policy: in which order a requesting worker is offered the active jobs.
+//! The scheduling policy: which jobs a device is offered and in what order, which running
+//! chunks get backup copies, and how large a job's chunks are.
 //!
 //! The Feeder keeps one [`JobEntry`] per dispatching job; the Tasks API asks [`order_for`] which
-//! job queues to lease from for a given device. Rules, in order:
-//! 1. a job whose requirements the device does not meet is never offered;
-//! 2. higher priority first;
+//! job queues to lease from for a given device. Matching goes both ways, as HTCondor's ClassAds
+//! do: a job states what its tasks need ([`Requirements`]: runtimes, memory, disk, a minimum
+//! benchmark), a device states what it offers and what its owner allows ([`Capabilities`],
+//! [`crate::Allowances`]), and a device is never offered a job whose chunks it cannot run or
+//! cannot finish well before the lease deadline ([`fits`]). Among the jobs that fit, in order:
+//! 1. higher tier first (`fast`, `standard`, `economy`);
+//! 2. higher customer priority first;
 //! 3. fair share: the tenant with the fewest running tasks first, so one tenant's huge job does
 //!    not starve the others;
 //! 4. then the job with the fewest running tasks, then the oldest job.
+//!
+//! Within a job, the Partitioner queues the chunks with the most work first, so the longest
+//! ones do not start last.
+//!
+//! This module is the whole of the Feeder's decision-making; the coordinator and the grid
+//! simulator (`idlegrid sim`) both call it.
 
-use crate::{Capabilities, JobId, Requirements, TenantId};
+use crate::pricing::{REFERENCE_BENCHMARK, Tier};
+use crate::{Capabilities, JobId, Requirements, TaskId, TenantId, WorkerId};
+
+/// The share of the lease deadline a chunk's expected run time may take on a device. Chunks
+/// are cut to [`CHUNK_MARGIN`] of the deadline on the reference device, so devices down to
+/// about a third of its speed still get them.
+pub const DEADLINE_MARGIN: f64 = 0.8;
+
+/// The share of the lease deadline the reference device may need for a chunk the grid cuts.
+pub const CHUNK_MARGIN: f64 = 0.25;
+
+/// Smallest work per chunk the grid cuts on its own (reference core-milliseconds): below it,
+/// the fixed cost of a task (lease, download, start-up, report) outweighs the work.
+pub const MIN_CHUNK_WORK_MS: i64 = 5_000;
+
+/// How many times sooner a fresh copy must be expected to finish a running chunk for the chunk
+/// to count as a clear straggler, backed up in every tier and even while work is queued (see
+/// [`backups`]).
+pub const STRAGGLER_GAIN: f64 = 4.0;
+
+/// How many times sooner a fresh copy must be expected to finish a running chunk of a job with
+/// nothing queued for it to get a backup on an idle device, in tiers that back up their tail
+/// ([`Tier::backups`]; see [`backups`]).
+pub const TAIL_BACKUP_GAIN: f64 = 1.5;
 
 /// What the policy knows about one dispatching job.
 #[derive(Debug, Clone)]
@@ -17,12 +51,81 @@ pub struct JobEntry {
     pub job: JobId,
     /// Its owner, for fair share.
     pub tenant: TenantId,
-    /// Customer priority; higher runs first.
+    /// Speed/price tier.
+    pub tier: Tier,
+    /// Customer priority within a tier; higher runs first.
     pub priority: i32,
     /// What its tasks need from a device.
     pub requirements: Requirements,
     /// Tasks of this job currently leased.
     pub running: u64,
+    /// Work of its largest chunk, in reference core-milliseconds (0 when unknown).
+    pub chunk_work_ms: i64,
+    /// Seconds a worker has for one chunk (the lease deadline).
+    pub timeout_secs: u64,
+}
+
+/// How fast one slot of `device` is relative to the reference device. A device whose
+/// benchmark failed is taken to be as fast as the reference device.
+pub fn speed(device: &Capabilities) -> f64 {
+    if device.benchmark > 0.0 {
+        device.benchmark / REFERENCE_BENCHMARK
+    } else {
+        1.0
+    }
+}
+
+/// Seconds one slot of `device` is expected to need for `work_ms` of work.
+pub fn run_secs(device: &Capabilities, work_ms: i64) -> f64 {
+    work_ms.max(0) as f64 / 1000.0 / speed(device)
+}
+
+/// Why a device may not be offered a job, before it is put into words (matching runs for
+/// every job at every lease; only [`fits`] needs the words).
+enum Misfit {
+    /// A requirement the device does not meet, named.
+    Requirement(String),
+    /// A chunk would take `expected` seconds, more than the `limit` the deadline leaves.
+    Deadline { expected: f64, limit: f64 },
+    /// A chunk would take `expected` seconds, more than the owner's `allowed`.
+    Allowance { expected: f64, allowed: u64 },
+}
+
+/// The first reason `device` may not be offered `job`, if any.
+fn misfit(device: &Capabilities, job: &JobEntry) -> Option<Misfit> {
+    if let Err(e) = job.requirements.check(device) {
+        return Some(Misfit::Requirement(e));
+    }
+    // Chunks this small go to any device: benchmarks taken on a busy device read low, and a
+    // small chunk's run time is mostly start-up anyway.
+    if job.chunk_work_ms <= MIN_CHUNK_WORK_MS {
+        return None;
+    }
+    let expected = run_secs(device, job.chunk_work_ms);
+    let limit = job.timeout_secs as f64 * DEADLINE_MARGIN;
+    if expected > limit {
+        return Some(Misfit::Deadline { expected, limit });
+    }
+    match device.allows.task_secs {
+        Some(allowed) if expected > allowed as f64 => Some(Misfit::Allowance { expected, allowed }),
+        _ => None,
+    }
+}
+
+/// Whether `device` may be offered `job`'s tasks; the error names why not.
+pub fn fits(device: &Capabilities, job: &JobEntry) -> Result<(), String> {
+    match misfit(device, job) {
+        None => Ok(()),
+        Some(Misfit::Requirement(e)) => Err(e),
+        Some(Misfit::Deadline { expected, limit }) => Err(format!(
+            "a chunk would take about {expected:.0} s on this device, more than {limit:.0} s \
+             (80% of the {} s lease)",
+            job.timeout_secs
+        )),
+        Some(Misfit::Allowance { expected, allowed }) => Err(format!(
+            "a chunk would take about {expected:.0} s, the owner allows tasks of {allowed} s"
+        )),
+    }
 }
 
 /// Job ids in the order the device should be offered them.
@@ -42,10 +145,11 @@ pub fn order_for(device: &Capabilities, jobs: &[JobEntry]) -> Vec<JobId> {
     };
     let mut eligible: Vec<&JobEntry> = jobs
         .iter()
-        .filter(|e| e.requirements.check(device).is_ok())
+        .filter(|e| misfit(device, e).is_none())
         .collect();
-    eligible.sort_by_key(|e| {
+    eligible.sort_by_cached_key(|e| {
         (
+            std::cmp::Reverse(e.tier.rank()),
             std::cmp::Reverse(e.priority),
             running_of(e.tenant),
             e.running,
@@ -53,6 +157,112 @@ pub fn order_for(device: &Capabilities, jobs: &[JobEntry]) -> Vec<JobId> {
         )
     });
     eligible.into_iter().map(|e| e.job).collect()
+}
+
+/// A running chunk of a job, as the straggler rule sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunningTask {
+    /// The chunk.
+    pub task: TaskId,
+    /// The device running it.
+    pub holder: WorkerId,
+    /// Milliseconds since it was leased.
+    pub elapsed_ms: i64,
+    /// Fraction done, from the holder's heartbeats (0 when it reports none).
+    pub progress: f32,
+    /// Milliseconds the holder was expected to need ([`run_secs`]).
+    pub expected_ms: i64,
+    /// Copies of it running now (2 once it has a backup).
+    pub copies: u32,
+}
+
+/// Milliseconds a running chunk still needs, judged from its progress when the holder reports
+/// some, and from its expected time otherwise.
+pub fn remaining_ms(task: &RunningTask) -> i64 {
+    let p = f64::from(task.progress);
+    if p >= 0.05 {
+        (task.elapsed_ms as f64 * (1.0 - p) / p).round() as i64
+    } else {
+        task.expected_ms.max(task.elapsed_ms * 2) - task.elapsed_ms
+    }
+}
+
+/// The running chunks of a job that should get a backup copy, slowest first. `fresh_ms` is
+/// what a new copy is expected to need on the device that would take it, `queued` the job's
+/// tasks still queued, `idle` the idle devices that could take a copy now.
+///
+/// - A **clear straggler**, one a fresh copy would finish at least [`STRAGGLER_GAIN`] times
+///   sooner, gets a backup in every tier, even while the job has work queued: the copy is
+///   queued ahead of the job's other tasks, so the next device that asks takes it. Without
+///   this a straggler (an overloaded or throttled device, 3–10x slower than its benchmark)
+///   holds its slot for the whole of its run while work waits, and a straggler started late
+///   sets the job's end (measured with `idlegrid sim`).
+/// - Once nothing is queued and devices are idle, jobs whose tier backs up its tail
+///   ([`Tier::backups`]) also get backups of chunks a fresh device would finish
+///   [`TAIL_BACKUP_GAIN`] times sooner, at most `idle` of them: idle devices have nothing
+///   better to do.
+///
+/// A chunk gets one backup at most; the first valid result wins and the other copy is
+/// cancelled.
+pub fn backups(
+    tier: Tier,
+    queued: u64,
+    running: &[RunningTask],
+    fresh_ms: i64,
+    idle: usize,
+) -> Vec<TaskId> {
+    let (gain, most) = if queued > 0 {
+        (STRAGGLER_GAIN, running.len())
+    } else if idle == 0 {
+        return Vec::new();
+    } else if tier.backups() {
+        (TAIL_BACKUP_GAIN, idle)
+    } else {
+        (STRAGGLER_GAIN, idle)
+    };
+    let mut slow: Vec<(i64, TaskId)> = running
+        .iter()
+        .filter(|t| t.copies <= 1)
+        .map(|t| (remaining_ms(t), t.task))
+        .filter(|(left, _)| *left as f64 > fresh_ms as f64 * gain)
+        .collect();
+    slow.sort_by_key(|(left, task)| (std::cmp::Reverse(*left), *task));
+    slow.into_iter().take(most).map(|(_, t)| t).collect()
+}
+
+/// What the grid has to run chunks on right now.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Capacity {
+    /// Task slots on online devices.
+    pub slots: u64,
+    /// Their speeds summed, relative to the reference device (reference core-seconds of work
+    /// the grid does per second).
+    pub speed: f64,
+}
+
+/// The work per chunk (reference core-milliseconds) to cut a job of `total_work_ms` into: as
+/// many chunks as the tier wants per slot of the grid's current capacity, no smaller than
+/// [`MIN_CHUNK_WORK_MS`], and small enough for the reference device to finish well within the
+/// lease deadline (`timeout_secs`).
+pub fn chunk_work_ms(total_work_ms: i64, tier: Tier, capacity: Capacity, timeout_secs: u64) -> i64 {
+    let slots = capacity.slots.max(1) as f64;
+    let chunks = (slots * tier.chunks_per_slot()).ceil().max(1.0);
+    let per = (total_work_ms.max(0) as f64 / chunks).ceil() as i64;
+    let most = (timeout_secs as f64 * 1000.0 * CHUNK_MARGIN) as i64;
+    per.max(MIN_CHUNK_WORK_MS).min(most.max(1))
+}
+
+/// Expected seconds until a job of `work_ms` finishes, with `ahead_ms` of work from jobs that
+/// run before it: the grid's whole speed shares the work, but the job can finish no sooner than
+/// its largest chunk on an average device.
+pub fn eta_secs(work_ms: i64, ahead_ms: i64, largest_chunk_ms: i64, capacity: Capacity) -> f64 {
+    if capacity.slots == 0 || capacity.speed <= 0.0 {
+        return f64::INFINITY;
+    }
+    let spread = (ahead_ms.max(0) + work_ms.max(0)) as f64 / 1000.0 / capacity.speed;
+    let per_slot = capacity.speed / capacity.slots as f64;
+    let longest = largest_chunk_ms.max(0) as f64 / 1000.0 / per_slot;
+    spread.max(longest)
 }
 
 #[cfg(test)]
@@ -63,9 +273,12 @@ mod tests {
         JobEntry {
             job: JobId(job),
             tenant: TenantId(tenant),
+            tier: Tier::Standard,
             priority,
             requirements: Requirements::default(),
             running,
+            chunk_work_ms: 10_000,
+            timeout_secs: 600,
         }
     }
 
@@ -74,6 +287,7 @@ mod tests {
             cores: 2,
             memory_mb: 4096,
             python: Some("3.11".into()),
+            benchmark: REFERENCE_BENCHMARK,
             ..Default::default()
         }
     }
@@ -105,5 +319,121 @@ mod tests {
     fn oldest_job_breaks_ties() {
         let jobs = [entry(7, 1, 0, 0), entry(3, 2, 0, 0)];
         assert_eq!(order_for(&device(), &jobs), vec![JobId(3), JobId(7)]);
+    }
+
+    #[test]
+    fn tier_comes_before_priority() {
+        let mut fast = entry(9, 1, -100, 0);
+        fast.tier = Tier::Fast;
+        let mut economy = entry(1, 2, 100, 0);
+        economy.tier = Tier::Economy;
+        let jobs = [economy, entry(5, 3, 0, 0), fast];
+        assert_eq!(
+            order_for(&device(), &jobs),
+            vec![JobId(9), JobId(5), JobId(1)]
+        );
+    }
+
+    #[test]
+    fn a_device_too_slow_for_the_deadline_is_not_offered_the_job() {
+        let mut long = entry(1, 1, 0, 0);
+        long.chunk_work_ms = 400_000; // 400 s on the reference device, lease 600 s (480 s usable)
+        let mut slow = device();
+        slow.benchmark = REFERENCE_BENCHMARK / 2.0;
+        assert!(fits(&device(), &entry(2, 1, 0, 0)).is_ok());
+        assert!(fits(&slow, &long).unwrap_err().contains("about 800 s"));
+        let mut fast = device();
+        fast.benchmark = REFERENCE_BENCHMARK * 2.0;
+        assert!(fits(&fast, &long).is_ok());
+        fast.allows.task_secs = Some(60);
+        assert!(fits(&fast, &long).unwrap_err().contains("owner allows"));
+    }
+
+    fn running(task: i64, elapsed_ms: i64, progress: f32, expected_ms: i64) -> RunningTask {
+        RunningTask {
+            task: TaskId(task),
+            holder: WorkerId(task),
+            elapsed_ms,
+            progress,
+            expected_ms,
+            copies: 1,
+        }
+    }
+
+    #[test]
+    fn backups_go_to_the_slowest_chunks_once_nothing_is_queued() {
+        let tasks = [
+            running(1, 10_000, 0.9, 11_000),  // nearly done
+            running(2, 10_000, 0.1, 11_000),  // 90 s left
+            running(3, 10_000, 0.0, 100_000), // 90 s left by its expected time
+            running(4, 10_000, 0.2, 11_000),  // 40 s left
+        ];
+        assert_eq!(
+            backups(Tier::Standard, 0, &tasks, 10_000, 2),
+            vec![TaskId(2), TaskId(3)]
+        );
+        assert_eq!(backups(Tier::Standard, 0, &tasks, 10_000, 9).len(), 3);
+        assert!(backups(Tier::Standard, 0, &tasks, 10_000, 0).is_empty());
+        // Economy backs up only the chunks a fresh device would finish 4 times sooner.
+        assert!(backups(Tier::Economy, 0, &tasks, 30_000, 2).is_empty());
+        assert_eq!(
+            backups(Tier::Economy, 0, &tasks, 20_000, 9),
+            vec![TaskId(2), TaskId(3)]
+        );
+        let mut backed = tasks.clone();
+        for t in &mut backed {
+            t.copies = 2;
+        }
+        assert!(backups(Tier::Fast, 0, &backed, 10_000, 2).is_empty());
+    }
+
+    #[test]
+    fn clear_stragglers_are_backed_up_while_work_is_queued() {
+        let tasks = [
+            running(1, 10_000, 0.1, 11_000),  // 90 s left: a clear straggler
+            running(2, 10_000, 0.2, 11_000),  // 40 s left: slow, not clearly
+            running(3, 10_000, 0.0, 100_000), // 90 s left by its expected time
+        ];
+        // With work queued only chunks a fresh copy beats 4 times get one, in every tier, and
+        // no idle device is needed: the copy is queued ahead of the job's other tasks.
+        for tier in Tier::ALL {
+            assert_eq!(
+                backups(tier, 5, &tasks, 20_000, 0),
+                vec![TaskId(1), TaskId(3)]
+            );
+        }
+        assert_eq!(backups(Tier::Fast, 0, &tasks, 20_000, 9).len(), 3);
+        assert!(backups(Tier::Fast, 5, &tasks, 30_000, 9).is_empty());
+    }
+
+    #[test]
+    fn chunks_follow_tier_and_capacity() {
+        let grid = Capacity {
+            slots: 100,
+            speed: 100.0,
+        };
+        let hour = 3_600_000;
+        assert_eq!(chunk_work_ms(hour, Tier::Economy, grid, 600), 36_000);
+        assert_eq!(chunk_work_ms(hour, Tier::Fast, grid, 600), 9_000);
+        // Never below the floor, never past the deadline.
+        assert_eq!(
+            chunk_work_ms(1_000, Tier::Fast, grid, 600),
+            MIN_CHUNK_WORK_MS
+        );
+        assert_eq!(chunk_work_ms(100 * hour, Tier::Economy, grid, 600), 150_000);
+        // An empty grid still cuts a job.
+        assert!(chunk_work_ms(hour, Tier::Standard, Capacity::default(), 600) > 0);
+    }
+
+    #[test]
+    fn eta_is_bounded_by_speed_and_the_longest_chunk() {
+        let grid = Capacity {
+            slots: 10,
+            speed: 10.0,
+        };
+        assert_eq!(eta_secs(100_000, 0, 1_000, grid), 10.0);
+        assert_eq!(eta_secs(100_000, 100_000, 1_000, grid), 20.0);
+        assert_eq!(eta_secs(10_000, 0, 10_000, grid), 10.0);
+        assert!(eta_secs(1, 0, 1, Capacity::default()).is_infinite());
     }
 }
