@@ -16,8 +16,8 @@ pub use sqlite::SqliteStore;
 use crate::Result;
 use async_trait::async_trait;
 use idlegrid_domain::{
-    AttemptOutcome, Capabilities, JobId, JobState, Replication, ResultId, TaskId, TaskState,
-    TenantId, WorkerId,
+    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, Replication, ResultId,
+    TaskId, TaskState, TenantId, Tier, WorkerId,
 };
 
 /// What a secret authenticates.
@@ -75,6 +75,10 @@ pub struct NewJob {
     pub replication: Replication,
     /// Seconds after `run` by which the job must be finished, or it expires.
     pub deadline_secs: Option<u64>,
+    /// Speed/price tier.
+    pub tier: Tier,
+    /// The most the customer will pay; a higher quote fails the job before it runs.
+    pub max_price: Option<Credits>,
     /// Where the input comes from and the output goes outside this grid (JSON owned by the
     /// coordinator; it may hold a customer's credentials and is never shown back).
     pub external: Option<serde_json::Value>,
@@ -126,6 +130,10 @@ pub struct JobRecord {
     pub results_received: u64,
     /// Results rejected by the app's validator or for disagreeing with a quorum.
     pub results_rejected: u64,
+    /// Its quote, once held.
+    pub billing: Option<Billing>,
+    /// What its results have been charged so far.
+    pub charged: Credits,
     /// Unix ms timestamps.
     pub created_at: i64,
     /// When `run` was called.
@@ -134,6 +142,55 @@ pub struct JobRecord {
     pub started_at: Option<i64>,
     /// When the job reached a final state.
     pub finished_at: Option<i64>,
+}
+
+/// A job's quote as held from its customer's balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Billing {
+    /// The quote: price, work and rates.
+    pub quote: Quote,
+    /// Work of the largest chunk (reference core-ms).
+    pub largest_chunk_ms: i64,
+}
+
+/// What holding a job's quote did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// The quote is now held from the customer's balance.
+    Held,
+    /// It was held before (a repeated partition).
+    AlreadyHeld,
+    /// The customer's balance is less than the quote; nothing was held.
+    Short {
+        /// The balance.
+        available: Credits,
+    },
+}
+
+/// One row of the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// The transaction's idempotency key, e.g. `result:12` or `hold:3`.
+    pub txn: String,
+    /// The account.
+    pub account: String,
+    /// Signed amount.
+    pub amount: Credits,
+    /// When (Unix ms).
+    pub at: i64,
+}
+
+/// The ledger's totals, for checking that the books balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LedgerAudit {
+    /// Rows in the journal.
+    pub entries: u64,
+    /// Sum of every row (zero when the books balance).
+    pub total: Credits,
+    /// Transactions whose rows do not sum to zero (none when the books balance).
+    pub unbalanced: u64,
+    /// Jobs charged more than their quote (none, ever).
+    pub over_quote: u64,
 }
 
 /// A chunk the partitioner created.
@@ -150,6 +207,9 @@ pub struct NewTask {
     /// Parameters of this chunk for the task script and the app's validator (JSON object),
     /// e.g. a video chunk's kind and frame count.
     pub meta: Option<serde_json::Value>,
+    /// Its work in reference core-milliseconds, as the app's cost model counts it (what its
+    /// validated results are charged and paid for).
+    pub work_ms: i64,
 }
 
 /// A task as recorded.
@@ -584,4 +644,25 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     /// The events of a job with a webhook, oldest first, with their attempts.
     async fn webhook_events(&self, job: JobId) -> Result<Vec<WebhookHistory>>;
+
+    /// Holds `quote` from the job's customer's balance, if the balance covers it, and records
+    /// the quote, rates and largest chunk on the job. Idempotent per job.
+    async fn hold_quote(&self, job: JobId, quote: &Quote, largest_chunk_ms: i64) -> Result<Hold>;
+    /// Posts `amount` from one account to another as transaction `txn`; `false` if `txn` was
+    /// posted before (nothing changes).
+    async fn transfer(
+        &self,
+        txn: &str,
+        from: Account,
+        to: Account,
+        amount: Credits,
+    ) -> Result<bool>;
+    /// The balances of `accounts`, in the same order.
+    async fn balances(&self, accounts: &[Account]) -> Result<Vec<Credits>>;
+    /// The newest `limit` rows of an account, newest first.
+    async fn account_entries(&self, account: Account, limit: u32) -> Result<Vec<LedgerEntry>>;
+    /// What each of `workers`' validated results earned their owners, in the same order.
+    async fn earned_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>>;
+    /// The ledger's totals.
+    async fn audit_ledger(&self) -> Result<LedgerAudit>;
 }

@@ -23,15 +23,16 @@
 
 use super::rows::{self, backend, job_state, task_state};
 use super::{
-    AttemptRecord, Decide, DeviceRecord, DueWebhook, FailureCharged, JobRecord, NewFailure, NewJob,
-    NewResult, NewTask, OutputRef, Principal, ReplicaResult, ReplicaState, Replicate, Reputation,
-    ResultRecord, Store, StoredBlob, TaskRecord, Verdict, VerdictsApplied, WebhookAttempt,
-    WebhookHistory, WebhookNext,
+    AttemptRecord, Decide, DeviceRecord, DueWebhook, FailureCharged, Hold, JobRecord, LedgerAudit,
+    LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef, Principal, ReplicaResult,
+    ReplicaState, Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord, Verdict,
+    VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{
-    AttemptOutcome, Capabilities, JobId, JobState, ResultId, TaskId, TaskState, TenantId, WorkerId,
+    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, TaskId,
+    TaskState, TenantId, WorkerId,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row};
@@ -109,6 +110,27 @@ fn columns(map: &BTreeMap<i64, i64>) -> (Vec<i64>, Vec<i64>) {
 }
 
 type Tx<'a> = sqlx::Transaction<'a, Postgres>;
+
+/// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it was
+/// posted before.
+async fn post_in(tx: &mut Tx<'_>, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
+    debug_assert_eq!(rows.iter().map(|(_, a)| a).sum::<i64>(), 0);
+    let accounts: Vec<&str> = rows.iter().map(|(a, _)| a.as_str()).collect();
+    let amounts: Vec<i64> = rows.iter().map(|(_, v)| *v).collect();
+    let inserted = sqlx::query(
+        "INSERT INTO ledger_entries (txn, account, amount, at) \
+         SELECT $1, a, v, $4 FROM unnest($2::text[], $3::bigint[]) AS r(a, v) \
+         ON CONFLICT (txn, account) DO NOTHING",
+    )
+    .bind(txn)
+    .bind(&accounts)
+    .bind(&amounts)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(inserted.rows_affected() > 0)
+}
 
 /// Locks these tasks' rows, in id order, until the transaction ends; returns the jobs of those
 /// that exist. Every later statement of the transaction sees what other transactions committed
@@ -729,9 +751,9 @@ impl Store for PostgresStore {
         let row = sqlx::query(
             "INSERT INTO jobs (tenant_id, app, app_version, bundle_sha256, params, \
              partition_options, priority, max_attempts, task_timeout_secs, replication, \
-             deadline_secs, external, webhook, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, $13, $14, 'created', $10) \
-             RETURNING *",
+             deadline_secs, external, webhook, tier, max_price, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, $13, $14, $15, $16, 'created', \
+             $10) RETURNING *",
         )
         .bind(job.tenant.0)
         .bind(&job.app)
@@ -751,6 +773,8 @@ impl Store for PostgresStore {
         .bind(job.deadline_secs.map(|s| s as i64))
         .bind(job.external.as_ref().map(|e| e.to_string()))
         .bind(job.webhook.as_ref().map(|w| w.to_string()))
+        .bind(job.tier.as_str())
+        .bind(job.max_price.map(|p| p.0))
         .fetch_one(&self.pool)
         .await
         .map_err(backend)?;
@@ -922,15 +946,17 @@ impl Store for PostgresStore {
             .iter()
             .map(|t| t.meta.as_ref().map(|m| m.to_string()))
             .collect();
+        let work: Vec<i64> = tasks.iter().map(|t| t.work_ms).collect();
         // One statement. Rows go in index order, so two partitioners inserting overlapping
         // batches of one job wait for each other in the same order and never deadlock; a
         // chunk listed twice keeps its first listing. The job counts only the rows inserted.
         let mut inserted: Vec<(i64, i64)> = sqlx::query_as(
             "WITH ins AS (INSERT INTO tasks (job_id, idx, state, input_key, input_offset, \
-                          input_len, meta, replicas) \
-                          SELECT $1, b.idx, 'pending', b.key, b.off, b.len, b.meta, $7 \
+                          input_len, meta, replicas, work_ms) \
+                          SELECT $1, b.idx, 'pending', b.key, b.off, b.len, b.meta, $7, b.work \
                           FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::bigint[], \
-                                      $6::text[]) WITH ORDINALITY AS b(idx, key, off, len, meta, ord) \
+                                      $6::text[], $8::bigint[]) \
+                               WITH ORDINALITY AS b(idx, key, off, len, meta, work, ord) \
                           ORDER BY b.idx, b.ord \
                           ON CONFLICT (job_id, idx) DO NOTHING RETURNING idx, id), \
              j AS (UPDATE jobs SET chunks_created = chunks_created + (SELECT count(*) FROM ins) \
@@ -944,6 +970,7 @@ impl Store for PostgresStore {
         .bind(&len)
         .bind(&meta)
         .bind(i64::from(replicas.max(1)))
+        .bind(&work)
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
@@ -1444,5 +1471,147 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         rows::webhook_histories(&events, &attempts)
+    }
+
+    async fn hold_quote(&self, job: JobId, quote: &Quote, largest_chunk_ms: i64) -> Result<Hold> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let row: Option<(i64, Option<i64>)> =
+            sqlx::query_as("SELECT tenant_id, quote FROM jobs WHERE id = $1 FOR UPDATE")
+                .bind(job.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let Some((tenant, held)) = row else {
+            return Err(StorageError::NotFound(format!("job {job}")));
+        };
+        if held.is_some() {
+            return Ok(Hold::AlreadyHeld);
+        }
+        // The customer's row lock serialises holds of one customer across coordinators, so
+        // two jobs never spend the same balance.
+        sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let customer = Account::Customer(TenantId(tenant)).to_string();
+        let available: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(amount), 0)::bigint FROM ledger_entries WHERE account = $1",
+        )
+        .bind(&customer)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if available < quote.price.0 {
+            return Ok(Hold::Short {
+                available: Credits(available),
+            });
+        }
+        post_in(
+            &mut tx,
+            &format!("hold:{}", job.0),
+            &[
+                (customer, -quote.price.0),
+                (Account::Job(job).to_string(), quote.price.0),
+            ],
+        )
+        .await?;
+        sqlx::query(
+            "UPDATE jobs SET quote = $2, price_per_core_hour = $3, owner_per_core_hour = $4, \
+             work_ms = $5, largest_chunk_ms = $6 WHERE id = $1",
+        )
+        .bind(job.0)
+        .bind(quote.price.0)
+        .bind(quote.rates.price_per_core_hour.0)
+        .bind(quote.rates.owner_per_core_hour.0)
+        .bind(quote.work_ms)
+        .bind(largest_chunk_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Hold::Held)
+    }
+
+    async fn transfer(
+        &self,
+        txn: &str,
+        from: Account,
+        to: Account,
+        amount: Credits,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let posted = post_in(
+            &mut tx,
+            txn,
+            &[(from.to_string(), -amount.0), (to.to_string(), amount.0)],
+        )
+        .await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(posted)
+    }
+
+    async fn balances(&self, accounts: &[Account]) -> Result<Vec<Credits>> {
+        let names: Vec<String> = accounts.iter().map(Account::to_string).collect();
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT account, SUM(amount)::bigint FROM ledger_entries \
+             WHERE account = ANY($1) GROUP BY account",
+        )
+        .bind(&names)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows::sums_in_order(&names, &rows))
+    }
+
+    async fn account_entries(&self, account: Account, limit: u32) -> Result<Vec<LedgerEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM ledger_entries WHERE account = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(account.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(rows::ledger_entry).collect()
+    }
+
+    async fn earned_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>> {
+        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT worker_id, SUM(amount)::bigint FROM ledger_entries \
+             WHERE worker_id = ANY($1) GROUP BY worker_id",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows::sums_in_order(&ids, &rows))
+    }
+
+    async fn audit_ledger(&self) -> Result<LedgerAudit> {
+        let (entries, total): (i64, i64) =
+            sqlx::query_as("SELECT count(*), COALESCE(SUM(amount), 0)::bigint FROM ledger_entries")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend)?;
+        let unbalanced: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT txn FROM ledger_entries GROUP BY txn \
+             HAVING SUM(amount) <> 0) AS t",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        let over_quote: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE charged > COALESCE(quote, 0)")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(LedgerAudit {
+            entries: entries as u64,
+            total: Credits(total),
+            unbalanced: unbalanced as u64,
+            over_quote: over_quote as u64,
+        })
     }
 }

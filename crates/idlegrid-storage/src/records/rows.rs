@@ -2,11 +2,14 @@
 //! the same columns, so only how a column is read differs ([`Columns`]).
 
 use super::{
-    DeviceRecord, DueWebhook, JobRecord, NewJob, NewTask, OutputRef, Reputation, StoredBlob,
-    TaskRecord, WebhookAttempt, WebhookEvent, WebhookHistory, WebhookNext,
+    Billing, DeviceRecord, DueWebhook, JobRecord, NewJob, NewTask, OutputRef, Reputation,
+    StoredBlob, TaskRecord, WebhookAttempt, WebhookEvent, WebhookHistory, WebhookNext,
 };
 use crate::{Result, StorageError};
-use idlegrid_domain::{JobId, JobState, Replication, TaskId, TaskState, TenantId, WorkerId};
+use idlegrid_domain::{
+    Credits, JobId, JobState, Quote, Rates, Replication, TaskId, TaskState, TenantId, Tier,
+    WorkerId,
+};
 use sqlx::Row;
 
 /// A storage error from the engine.
@@ -95,6 +98,31 @@ fn blob(row: &impl Columns, prefix: &str) -> Result<Option<StoredBlob>> {
     }))
 }
 
+/// A job's held quote, from its `jobs` row.
+fn billing(row: &impl Columns) -> Result<Option<Billing>> {
+    let Some(price) = row.int_opt("quote")? else {
+        return Ok(None);
+    };
+    let tier = row.text("tier")?;
+    Ok(Some(Billing {
+        quote: Quote {
+            tier: Tier::parse(&tier)
+                .ok_or_else(|| StorageError::Corrupt(format!("job tier {tier:?}")))?,
+            work_ms: row.int_opt("work_ms")?.unwrap_or_default(),
+            price: Credits(price),
+            rates: Rates {
+                price_per_core_hour: Credits(
+                    row.int_opt("price_per_core_hour")?.unwrap_or_default(),
+                ),
+                owner_per_core_hour: Credits(
+                    row.int_opt("owner_per_core_hour")?.unwrap_or_default(),
+                ),
+            },
+        },
+        largest_chunk_ms: row.int_opt("largest_chunk_ms")?.unwrap_or_default(),
+    }))
+}
+
 /// A `jobs` row.
 pub(super) fn job(row: &impl Columns) -> Result<JobRecord> {
     let count = |c: &str| row.int(c).map(|n| n as u64);
@@ -112,6 +140,12 @@ pub(super) fn job(row: &impl Columns) -> Result<JobRecord> {
             task_timeout_secs: count("task_timeout_secs")?,
             replication: json_opt(row, "replication")?.unwrap_or(Replication::NONE),
             deadline_secs: row.int_opt("deadline_secs")?.map(|s| s as u64),
+            tier: {
+                let tier = row.text("tier")?;
+                Tier::parse(&tier)
+                    .ok_or_else(|| StorageError::Corrupt(format!("job tier {tier:?}")))?
+            },
+            max_price: row.int_opt("max_price")?.map(Credits),
             external: json_opt(row, "external")?,
             webhook: json_opt(row, "webhook")?,
         },
@@ -127,6 +161,8 @@ pub(super) fn job(row: &impl Columns) -> Result<JobRecord> {
         failed_attempts: count("failed_attempts")?,
         results_received: count("results_received")?,
         results_rejected: count("results_rejected")?,
+        billing: billing(row)?,
+        charged: Credits(row.int("charged")?),
         created_at: row.int("created_at")?,
         submitted_at: row.int_opt("submitted_at")?,
         started_at: row.int_opt("started_at")?,
@@ -145,6 +181,7 @@ pub(super) fn task(row: &impl Columns) -> Result<TaskRecord> {
             offset: row.int("input_offset")? as u64,
             len: row.int("input_len")? as u64,
             meta: json_opt(row, "meta")?,
+            work_ms: row.int("work_ms")?,
         },
         state: task_state(&row.text("state")?)?,
         failures: row.int("failures")? as u32,
@@ -267,4 +304,21 @@ pub(super) fn after_attempt(
         WebhookNext::RetryAt(at) => (Some(at), None, false),
         WebhookNext::GiveUp => (None, None, true),
     }
+}
+
+/// A `ledger_entries` row.
+pub(super) fn ledger_entry(row: &impl Columns) -> Result<super::LedgerEntry> {
+    Ok(super::LedgerEntry {
+        txn: row.text("txn")?,
+        account: row.text("account")?,
+        amount: Credits(row.int("amount")?),
+        at: row.int("at")?,
+    })
+}
+
+/// The sums of a `GROUP BY key` query in the order of `keys`; a key with no rows sums to 0.
+pub(super) fn sums_in_order<K: PartialEq>(keys: &[K], rows: &[(K, i64)]) -> Vec<Credits> {
+    keys.iter()
+        .map(|k| Credits(rows.iter().find(|(r, _)| r == k).map_or(0, |(_, v)| *v)))
+        .collect()
 }

@@ -11,13 +11,14 @@
 //! keeps it correct there).
 
 use crate::records::{
-    Decide, JobRecord, NewFailure, NewJob, NewResult, NewTask, OutputRef, PostgresStore, Principal,
-    ReplicaState, SqliteStore, Store, StoredBlob, Verdict, WebhookAttempt, WebhookNext,
+    Decide, Hold, JobRecord, NewFailure, NewJob, NewResult, NewTask, OutputRef, PostgresStore,
+    Principal, ReplicaState, SqliteStore, Store, StoredBlob, Verdict, WebhookAttempt, WebhookNext,
 };
 use futures::future::join_all;
+use idlegrid_domain::pricing::quote;
 use idlegrid_domain::{
-    AttemptOutcome, Capabilities, JobId, JobState, Replication, ResultId, TaskId, TaskState,
-    WorkerId,
+    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Replication, ResultId, TaskId,
+    TaskState, Tier, WorkerId,
 };
 use serde_json::json;
 use sqlx::Connection;
@@ -177,6 +178,7 @@ on_both_backends!(
         verdicts_apply_in_the_order_given,
         devices_are_quarantined_once,
         accounts_name_themselves_and_owners_see_their_devices, a_jobs_tasks_come_in_index_pages, webhook_events_record_every_state_change_and_go_out_in_order,
+        validated_results_are_paid_once_and_the_books_balance,
     ],
     two: [
         racing_transitions_have_one_winner,
@@ -185,6 +187,7 @@ on_both_backends!(
         racing_batches_in_opposite_orders_do_not_deadlock,
         racing_partitioners_create_each_chunk_once,
         racing_webhook_claims_take_each_event_once,
+        racing_holds_never_spend_a_balance_twice,
     ],
 );
 
@@ -201,6 +204,8 @@ fn new_job(tenant: idlegrid_domain::TenantId) -> NewJob {
         task_timeout_secs: 60,
         replication: Replication::NONE,
         deadline_secs: None,
+        tier: idlegrid_domain::Tier::Standard,
+        max_price: None,
         external: None,
         webhook: None,
     }
@@ -248,6 +253,8 @@ fn chunk(i: u64) -> NewTask {
         offset: i * 2,
         len: 2,
         meta: (i == 1).then(|| json!({"frames": 48})),
+        // One reference core-hour: 0.02 credits at the standard tier.
+        work_ms: 3_600_000,
     }
 }
 
@@ -1385,4 +1392,162 @@ async fn racing_webhook_claims_take_each_event_once(a: &dyn Store, b: &dyn Store
     claimed.extend(rest.into_iter().map(|d| d.event.job));
     claimed.sort();
     assert_eq!(claimed, jobs);
+}
+
+async fn validated_results_are_paid_once_and_the_books_balance(store: &dyn Store) {
+    let (job, tasks) = running_job(store, 3).await;
+    let customer = Account::Customer(job.spec.tenant);
+    // Three chunks of one reference core-hour each: 0.06 credits (and 3 µ¢ of rounding).
+    let q = quote(Tier::Standard, 3 * 3_600_000, 3, 1);
+    assert_eq!(q.price, Credits(60_003));
+    assert_eq!(
+        store.hold_quote(job.id, &q, 3_600_000).await.unwrap(),
+        Hold::Short {
+            available: Credits(0)
+        }
+    );
+    assert!(
+        store
+            .transfer(
+                "opening:1",
+                Account::PlatformGrants,
+                customer,
+                Credits(100_000)
+            )
+            .await
+            .unwrap()
+    );
+    // A repeated posting changes nothing.
+    assert!(
+        !store
+            .transfer(
+                "opening:1",
+                Account::PlatformGrants,
+                customer,
+                Credits(100_000)
+            )
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.hold_quote(job.id, &q, 3_600_000).await.unwrap(),
+        Hold::Held
+    );
+    assert_eq!(
+        store.hold_quote(job.id, &q, 3_600_000).await.unwrap(),
+        Hold::AlreadyHeld
+    );
+    assert_eq!(
+        store
+            .balances(&[customer, Account::Job(job.id)])
+            .await
+            .unwrap(),
+        vec![Credits(39_997), Credits(60_003)]
+    );
+    let held = store.job(job.id).await.unwrap().unwrap();
+    assert_eq!(held.billing.unwrap().quote, q);
+    assert_eq!(held.billing.unwrap().largest_chunk_ms, 3_600_000);
+
+    let devices = workers(store, 2).await;
+    let owner = store.ensure_owner("o").await.unwrap();
+    let mut sent = Vec::new();
+    for (i, task) in tasks.iter().enumerate() {
+        let mut r = result(*task, job.id, format!("out{i}").as_bytes());
+        r.worker = devices[i % 2];
+        sent.push(r);
+    }
+    let ids: Vec<ResultId> = store
+        .record_results(&sent)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    // Two results valid, one rejected: only the valid ones are paid.
+    store
+        .apply_verdicts(&[
+            Verdict::Valid(ids[0]),
+            Verdict::Valid(ids[1]),
+            Verdict::Invalid(ids[2], "wrong".into()),
+        ])
+        .await
+        .unwrap();
+    // Judging a result again pays nothing more.
+    store
+        .apply_verdicts(&[Verdict::Valid(ids[0])])
+        .await
+        .unwrap();
+    let job_now = store.job(job.id).await.unwrap().unwrap();
+    assert_eq!(job_now.charged, Credits(40_000));
+    assert_eq!(
+        store
+            .balances(&[
+                Account::Owner(owner),
+                Account::PlatformFee,
+                Account::Job(job.id)
+            ])
+            .await
+            .unwrap(),
+        vec![Credits(28_000), Credits(12_000), Credits(20_003)]
+    );
+    assert_eq!(
+        store.earned_by_workers(&devices).await.unwrap(),
+        vec![Credits(14_000), Credits(14_000)]
+    );
+    let entries = store
+        .account_entries(Account::Owner(owner), 10)
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().all(|e| e.txn.starts_with("result:")));
+    // The job ends: what its hold has left goes back to the customer.
+    assert!(
+        store
+            .transition_job(job.id, JobState::Cancelled, None)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .balances(&[customer, Account::Job(job.id)])
+            .await
+            .unwrap(),
+        vec![Credits(60_000), Credits(0)]
+    );
+    let audit = store.audit_ledger().await.unwrap();
+    assert_eq!(audit.total, Credits(0));
+    assert_eq!((audit.unbalanced, audit.over_quote), (0, 0));
+    assert!(audit.entries >= 10);
+}
+
+async fn racing_holds_never_spend_a_balance_twice(a: &dyn Store, b: &dyn Store) {
+    let tenant = a.ensure_tenant("acme").await.unwrap();
+    let customer = Account::Customer(tenant);
+    a.transfer(
+        "deposit:1",
+        Account::ExternalDeposits,
+        customer,
+        Credits(50_000),
+    )
+    .await
+    .unwrap();
+    let mut jobs = Vec::new();
+    for _ in 0..6 {
+        jobs.push(a.create_job(&new_job(tenant)).await.unwrap().id);
+    }
+    // Each costs 0.02 credits: two fit in the balance, whoever asks.
+    let q = quote(Tier::Standard, 3_600_000, 0, 1);
+    let holds = join_all(jobs.iter().enumerate().map(|(i, job)| {
+        let store = if i % 2 == 0 { a } else { b };
+        store.hold_quote(*job, &q, 1)
+    }))
+    .await;
+    let held = holds.iter().filter(|h| matches!(h, Ok(Hold::Held))).count();
+    assert_eq!(held, 2, "{holds:?}");
+    assert_eq!(
+        a.balances(&[customer]).await.unwrap(),
+        vec![Credits(10_000)]
+    );
+    assert_eq!(a.audit_ledger().await.unwrap().unbalanced, 0);
 }
