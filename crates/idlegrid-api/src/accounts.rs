@@ -71,6 +71,10 @@ pub struct Device {
     pub timed_out: u64,
     /// Its run of consecutive valid results (trust under adaptive replication).
     pub streak: u64,
+    /// What its validated results have earned, in micro-credits.
+    #[serde(default)]
+    #[schema(value_type = i64)]
+    pub earned: idlegrid_domain::Credits,
 }
 
 /// Sums over an owner's devices.
@@ -86,6 +90,10 @@ pub struct DeviceTotals {
     pub invalid: u64,
     /// Tasks never answered for.
     pub timed_out: u64,
+    /// Earnings so far over all devices, in micro-credits.
+    #[serde(default)]
+    #[schema(value_type = i64)]
+    pub earned: idlegrid_domain::Credits,
 }
 
 /// A device owner's account.

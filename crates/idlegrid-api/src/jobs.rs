@@ -18,10 +18,12 @@ pub struct CreateJob {
     /// The customer's Python task script, for apps that run one (python-map).
     #[serde(default)]
     pub script: Option<String>,
-    /// Lines per chunk, for line-partitioned apps (python-map). Default 1000.
+    /// Lines per chunk, for line-partitioned apps (python-map). By default chunks are sized
+    /// from the tier and the grid's capacity.
     #[serde(default)]
     pub chunk_lines: Option<u64>,
-    /// Seconds of media per chunk, for video apps. Default 10.
+    /// Seconds of media per chunk, for video apps. By default chunks are sized from the tier
+    /// and the grid's capacity.
     #[serde(default)]
     pub chunk_seconds: Option<f64>,
     /// How the job should be run.
@@ -164,6 +166,14 @@ pub struct Preferences {
     /// fails as expired, its chunks and partial results deleted. 1..=2592000 (30 days);
     /// `null` (default) for none.
     pub deadline_secs: Option<u64>,
+    /// Speed against price: `economy` (cheapest, runs when the grid has room, large chunks),
+    /// `standard` (default) or `fast` (runs first, small chunks on many devices, backup copies
+    /// of stragglers, twice the standard price).
+    pub tier: idlegrid_domain::Tier,
+    /// The most the job may cost, in micro-credits (1 credit = 1,000,000); a job whose quote
+    /// is higher fails before it runs. `null` (default) for no ceiling.
+    #[schema(value_type = Option<i64>)]
+    pub max_price: Option<idlegrid_domain::Credits>,
 }
 
 impl Default for Preferences {
@@ -174,6 +184,8 @@ impl Default for Preferences {
             task_timeout_secs: 600,
             replication: idlegrid_domain::Replication::NONE,
             deadline_secs: None,
+            tier: idlegrid_domain::Tier::Standard,
+            max_price: None,
         }
     }
 }
@@ -207,6 +219,9 @@ pub struct Job {
     pub webhook: Option<WebhookView>,
     /// Chunk counts.
     pub chunks: ChunkCounts,
+    /// Its price and what it has cost so far, once its quote is held (when it is split).
+    #[serde(default)]
+    pub cost: Option<JobCost>,
     /// What the partitioner found out about the input (for a video: container, codec,
     /// resolution, frame rate, counted frames, audio streams) and notes on how it is handled.
     #[schema(value_type = Option<Object>)]
@@ -227,6 +242,181 @@ pub struct Job {
     /// When the job reached a final state.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
+}
+
+/// A job's price and charges, in micro-credits (1 credit = 1,000,000).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobCost {
+    /// The tier it is priced at.
+    pub tier: idlegrid_domain::Tier,
+    /// The quote: the most it will be charged, held from the balance while it runs.
+    #[schema(value_type = i64)]
+    pub quote: idlegrid_domain::Credits,
+    /// Charged so far for validated results; what is left of the quote goes back to the
+    /// balance when the job ends.
+    #[schema(value_type = i64)]
+    pub charged: idlegrid_domain::Credits,
+    /// Work quoted, in reference core-seconds (every replica counted).
+    pub work_core_seconds: f64,
+    /// Price per reference core-hour of validated work.
+    #[schema(value_type = i64)]
+    pub price_per_core_hour: idlegrid_domain::Credits,
+}
+
+/// `POST /v1/jobs/estimate`: what a job would cost and how long it would take, before it runs.
+/// Describe the job as for `POST /v1/jobs` (`app`, `params`, `chunk_lines`, `chunk_seconds`,
+/// `preferences`) and its input by one of: `job` (a created job whose input is uploaded — the
+/// exact figure `run` will hold), `input_bytes` (python-map), or `video` (video apps).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EstimateRequest {
+    /// App, as for a new job (ignored with `job`).
+    #[serde(default)]
+    pub app: Option<String>,
+    /// App parameters, as for a new job (ignored with `job`).
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    /// Lines per chunk, as for a new job (ignored with `job`).
+    #[serde(default)]
+    pub chunk_lines: Option<u64>,
+    /// Seconds per chunk, as for a new job (ignored with `job`).
+    #[serde(default)]
+    pub chunk_seconds: Option<f64>,
+    /// How the job would run; its `tier` and `max_price` are what is priced (ignored with
+    /// `job`).
+    #[serde(default)]
+    pub preferences: Preferences,
+    /// A job of yours with its input uploaded: priced from the input itself.
+    #[serde(default)]
+    pub job: Option<JobId>,
+    /// Size of a python-map input, in bytes.
+    #[serde(default)]
+    pub input_bytes: Option<u64>,
+    /// A video input, described.
+    #[serde(default)]
+    pub video: Option<VideoDescription>,
+}
+
+/// A video, as far as its price depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VideoDescription {
+    /// Duration in seconds.
+    pub duration_secs: f64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Frames per second.
+    pub fps: f64,
+    /// Whether it has an audio track. Default true.
+    #[serde(default = "yes")]
+    pub audio: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The answer to `POST /v1/jobs/estimate`. Amounts in micro-credits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Estimate {
+    /// The tier asked for, priced.
+    pub quote: TierEstimate,
+    /// Every tier, cheapest first, so the customer can choose.
+    pub tiers: Vec<TierEstimate>,
+    /// The customer's balance now.
+    #[schema(value_type = i64)]
+    pub balance: idlegrid_domain::Credits,
+    /// Whether the balance covers the quote asked for (and its `max_price` does).
+    pub affordable: bool,
+    /// Why not, in words, when it is not affordable, or why it would miss its deadline.
+    pub problem: Option<String>,
+    /// With a `deadline_secs`: whether the tier asked for is expected to finish before it
+    /// (`null` without a deadline, or with no device online).
+    #[serde(default)]
+    pub meets_deadline: Option<bool>,
+    /// Devices online.
+    pub devices_online: u64,
+    /// Their task slots.
+    pub slots: u64,
+    /// Whether the figure comes from the job's own input (`job`) rather than a description;
+    /// only then is it exactly what `run` will hold.
+    pub exact: bool,
+}
+
+/// One tier's price and time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TierEstimate {
+    /// The tier.
+    pub tier: idlegrid_domain::Tier,
+    /// The quote: the most the job will be charged.
+    #[schema(value_type = i64)]
+    pub price: idlegrid_domain::Credits,
+    /// The quote in credits, as text (e.g. `0.004210`).
+    pub price_credits: String,
+    /// Expected seconds from `run` to done with the grid as it is now (`null` when no device
+    /// is online).
+    pub eta_secs: Option<f64>,
+    /// Chunks it would be cut into (at most).
+    pub chunks: u64,
+    /// Work in reference core-seconds (every replica counted).
+    pub work_core_seconds: f64,
+}
+
+/// `GET /v1/balance`: the money side of whoever asks. Amounts in micro-credits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Balance {
+    /// `customer`, `owner` or `operator`.
+    pub kind: String,
+    /// A customer's spendable balance; an owner's earnings; the platform's fees.
+    #[schema(value_type = i64)]
+    pub balance: idlegrid_domain::Credits,
+    /// A customer's credit held for running jobs (0 for others).
+    #[schema(value_type = i64)]
+    pub held: idlegrid_domain::Credits,
+    /// The newest entries of the account, newest first.
+    pub entries: Vec<BalanceEntry>,
+    /// For operators: whether the books balance (every transaction sums to zero).
+    #[serde(default)]
+    pub books_balance: Option<bool>,
+}
+
+/// One entry of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BalanceEntry {
+    /// What it was: `hold:<job>`, `release:<job>`, `result:<id>`, `deposit:<reference>`,
+    /// `opening:<customer>`.
+    pub txn: String,
+    /// Signed amount.
+    #[schema(value_type = i64)]
+    pub amount: idlegrid_domain::Credits,
+    /// When.
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+}
+
+/// `POST /v1/customers/{id}/deposits` (operators): credit paid in by a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Deposit {
+    /// Micro-credits, more than zero.
+    #[schema(value_type = i64)]
+    pub amount: idlegrid_domain::Credits,
+    /// Your reference for the payment; a deposit with a reference already used is not
+    /// posted again.
+    pub reference: String,
+}
+
+/// The answer to a deposit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DepositReceipt {
+    /// Whether it was posted now (`false`: the reference was used before).
+    pub posted: bool,
+    /// The customer's balance after it.
+    #[schema(value_type = i64)]
+    pub balance: idlegrid_domain::Credits,
 }
 
 /// Chunk counts of a job.

@@ -38,6 +38,14 @@ pub fn job_links(id: crate::JobId) -> String {
 }
 /// `GET` what the request's secret stands for.
 pub const ME: &str = "/v1/me";
+/// Price and time of a job before it runs.
+pub const JOBS_ESTIMATE: &str = "/v1/jobs/estimate";
+/// The money side of whoever asks.
+pub const BALANCE: &str = "/v1/balance";
+/// Credit paid in by a customer (operators).
+pub fn customer_deposits(customer: crate::TenantId) -> String {
+    format!("/v1/customers/{customer}/deposits")
+}
 /// `GET` the calling owner's devices.
 pub const OWNER_DEVICES: &str = "/v1/owner/devices";
 /// `GET` the grid's statistics over time (operators).

@@ -225,4 +225,8 @@ pub struct WorkerStatus {
     pub streak: u64,
     /// Whether the device is quarantined (it gets no work).
     pub quarantined: bool,
+    /// What the device's validated results have earned its owner so far, in micro-credits.
+    #[serde(default)]
+    #[schema(value_type = i64)]
+    pub earned: idlegrid_domain::Credits,
 }

@@ -11,6 +11,7 @@
 //! never held in memory whole.
 
 mod accounts;
+mod billing;
 mod error;
 mod jobs;
 pub mod sse;
