@@ -1,10 +1,15 @@
 //! The worker's main loops: leasing into free slots, one heartbeat for all running leases,
-//! reporting outcomes until the coordinator takes them, and the drain on shutdown.
+//! reporting outcomes until the coordinator takes them, and the drain on shutdown; plus the
+//! owner's policy (leasing only while the device may work, handing running tasks back at once
+//! when it may not) and the local control socket.
 
 use crate::backoff::Backoff;
 use crate::bundles::BundleCache;
+use crate::controls::{POLICY_PERIOD, Permission, Sources, SystemSources};
 use crate::identity::{Enrollment, Identity};
-use crate::runner::Progress;
+use crate::ipc;
+use crate::runner::{OwnerLimits, Progress};
+use crate::throttle::Throttle;
 
 use crate::task::{Outcome, Tasks};
 use crate::{WorkerConfig, WorkerSummary, capabilities};
@@ -15,6 +20,7 @@ use idlegrid_api::tasks::{
 use idlegrid_api::{LeaseId, TaskId};
 use idlegrid_client::Client;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -35,6 +41,10 @@ const REPORT_GRACE: Duration = Duration::from_secs(10);
 
 /// A task the heartbeat loop knows about.
 struct Running {
+    /// What it is, for `idlegrid worker status`.
+    lease: Lease,
+    /// When it started.
+    started: Instant,
     progress: Progress,
     /// Fired when the coordinator says the lease is no longer held.
     lost: CancellationToken,
@@ -51,6 +61,14 @@ struct Shared {
     /// Gives up on undelivered reports.
     abandon: CancellationToken,
     summary: Mutex<WorkerSummary>,
+    /// Whether the device may work now; the lease loop waits on it.
+    permission: watch::Sender<Permission>,
+    /// Whether the owner paused the worker (also stored in the state directory).
+    paused: AtomicBool,
+    /// What the owner's conditions are judged on.
+    sources: Box<dyn Sources>,
+    /// The configuration, for the owner's controls and the state directory.
+    config: WorkerConfig,
 }
 
 impl Shared {
@@ -76,6 +94,108 @@ impl Shared {
             running.stop.cancel();
         }
     }
+
+    /// Whether tasks may run now.
+    fn allowed(&self) -> bool {
+        self.permission.borrow().allows()
+    }
+
+    /// Judges the owner's pause and conditions again. When the device stops being allowed to
+    /// work, every running script is killed and its lease handed back (as on a forced
+    /// shutdown); tasks that start meanwhile see the new permission and stop too.
+    fn reevaluate(&self) {
+        let mut now = Permission::Allowed;
+        let changed = self.permission.send_if_modified(|current| {
+            now = if self.paused.load(Ordering::SeqCst) {
+                Permission::Paused
+            } else {
+                match self.config.controls.decide(self.sources.as_ref()) {
+                    Ok(()) => Permission::Allowed,
+                    Err(reason) => Permission::NotAllowed { reason },
+                }
+            };
+            let changed = *current != now;
+            *current = now.clone();
+            changed
+        });
+        if !changed {
+            return;
+        }
+        match &now {
+            Permission::Allowed => tracing::info!("the device may work again; leasing"),
+            Permission::Paused => {
+                tracing::info!(
+                    "paused by the device's owner until `idlegrid worker resume`; handing running tasks back"
+                )
+            }
+            Permission::NotAllowed { reason } => {
+                tracing::info!(%reason, "the device may not work now; handing running tasks back")
+            }
+        }
+        if !now.allows() {
+            for running in self.running().values() {
+                running.stop.cancel();
+            }
+        }
+    }
+}
+
+/// What the control socket sees of the running worker.
+struct Local {
+    shared: Arc<Shared>,
+    identity: watch::Receiver<Identity>,
+}
+
+impl ipc::Worker for Local {
+    fn set_paused(&self, paused: bool) -> std::io::Result<()> {
+        ipc::store_paused(&self.shared.config.state_dir, paused)?;
+        self.shared.paused.store(paused, Ordering::SeqCst);
+        self.shared.reevaluate();
+        Ok(())
+    }
+
+    fn snapshot(&self) -> ipc::Status {
+        let shared = &self.shared;
+        let mut tasks: Vec<ipc::TaskStatus> = shared
+            .running()
+            .values()
+            .map(|running| ipc::TaskStatus {
+                lease_id: running.lease.lease_id,
+                task_id: running.lease.task_id,
+                job_id: running.lease.job_id,
+                chunk_index: running.lease.chunk_index,
+                progress: running.progress.get(),
+                elapsed_secs: running.started.elapsed().as_secs(),
+            })
+            .collect();
+        tasks.sort_by_key(|task| task.lease_id.0);
+        let state = match &*shared.permission.borrow() {
+            Permission::Allowed if tasks.is_empty() => ipc::State::Idle,
+            Permission::Allowed => ipc::State::Working,
+            Permission::Paused => ipc::State::Paused,
+            Permission::NotAllowed { reason } => ipc::State::NotAllowed {
+                reason: reason.clone(),
+            },
+        };
+        let identity = self.identity.borrow();
+        ipc::Status {
+            state,
+            coordinator: identity.client.base().to_string(),
+            worker_id: identity.worker_id,
+            tasks,
+            session: *shared
+                .summary
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+            record: None,
+            record_error: None,
+            controls: shared.config.controls.clone(),
+        }
+    }
+
+    fn client(&self) -> Client {
+        self.identity.borrow().client.clone()
+    }
 }
 
 /// See [`crate::run`].
@@ -84,6 +204,11 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<WorkerSummary> {
     anyhow::ensure!(config.slots >= 1, "slots must be at least 1");
+    config
+        .controls
+        .validate()
+        .map_err(|err| anyhow::anyhow!("invalid worker option: {err}"))?;
+    let slots = config.controls.slots(config.slots);
     let state_dir = &config.state_dir;
     std::fs::create_dir_all(state_dir)
         .with_context(|| format!("cannot create state directory {}", state_dir.display()))?;
@@ -127,7 +252,11 @@ pub(crate) async fn run(
     crate::bundles::remove_leftovers(&bundles_dir)
         .with_context(|| format!("cannot clean {}", bundles_dir.display()))?;
 
-    let detected = capabilities::detect(&config.python, config.slots).await;
+    let mut detected = capabilities::detect(&config.python, slots).await;
+    if let Some(max_cores) = config.controls.max_cores {
+        detected.capabilities.cores = detected.capabilities.cores.min(max_cores);
+    }
+    detected.capabilities.allows = config.controls.allowances();
     let chosen = crate::selftest::choose(
         &detected.python,
         state_dir,
@@ -179,25 +308,59 @@ pub(crate) async fn run(
     };
     tracing::info!(worker_id = %identity.worker_id, coordinator = %identity.client.base(), "worker started");
 
+    let sources: Box<dyn Sources> = Box::new(SystemSources);
+    if config.controls.idle_minutes.is_some() && sources.idle().is_none() {
+        tracing::warn!(
+            "idle_minutes: this device cannot tell when it was last used (no readable /dev/input/event*, /dev/tty* or /dev/pts/*); it counts as idle"
+        );
+    }
+    let controls = config.controls.describe();
+    if !controls.is_empty() {
+        tracing::info!(controls = %controls.join(" "), "owner controls");
+    }
+    let throttle = config.controls.cpu_percent.and_then(Throttle::new);
+    let paused = ipc::is_paused(state_dir);
     let shared = Arc::new(Shared {
         tasks: Tasks {
             python: chosen.python.clone(),
             scratch_root,
             bundles: BundleCache::new(bundles_dir),
             sandbox,
+            controls: config.controls.clone(),
+            owner: OwnerLimits {
+                disk_bytes: config.controls.disk_bytes(),
+                throttle: throttle.clone(),
+            },
         },
         running: Mutex::new(HashMap::new()),
         kill: CancellationToken::new(),
         abandon: CancellationToken::new(),
         summary: Mutex::new(WorkerSummary::default()),
+        permission: watch::Sender::new(Permission::Allowed),
+        paused: AtomicBool::new(paused),
+        sources,
+        config: config.clone(),
     });
+    shared.reevaluate();
     let (identity_tx, identity_rx) = watch::channel(identity);
     let heartbeat_stop = CancellationToken::new();
     let heartbeat = tokio::spawn(heartbeat_loop(
         shared.clone(),
-        identity_rx,
+        identity_rx.clone(),
         heartbeat_stop.clone(),
     ));
+    let policy = tokio::spawn(policy_loop(shared.clone(), heartbeat_stop.clone()));
+    let throttling = throttle.map(|throttle| {
+        let stop = heartbeat_stop.clone();
+        tokio::spawn(async move { throttle.run(stop).await })
+    });
+    let control = ipc::bind(state_dir)?;
+    let _socket = RemoveOnDrop(vec![state_dir.join(ipc::SOCKET_FILE)]);
+    let local = Arc::new(Local {
+        shared: shared.clone(),
+        identity: identity_rx,
+    });
+    let control = tokio::spawn(ipc::serve(control, local, heartbeat_stop.clone()));
 
     let mut tasks = JoinSet::new();
     let leased = lease_loop(
@@ -243,6 +406,11 @@ pub(crate) async fn run(
     }
     heartbeat_stop.cancel();
     let _ = heartbeat.await;
+    let _ = policy.await;
+    let _ = control.await;
+    if let Some(throttling) = throttling {
+        let _ = throttling.await;
+    }
     leased?;
     let summary = *shared
         .summary
@@ -296,14 +464,23 @@ async fn lease_loop(
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let slots = Arc::new(Semaphore::new(config.slots));
+    let slots = Arc::new(Semaphore::new(config.controls.slots(config.slots)));
     let mut backoff = Backoff::new();
+    let mut permission = shared.permission.subscribe();
     loop {
         while tasks.try_join_next().is_some() {}
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            allowed = permission.wait_for(Permission::allows) => { allowed?; }
+        }
         let first = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             permit = slots.clone().acquire_owned() => permit?,
         };
+        // The slot may have come free because the device stopped being allowed to work.
+        if !shared.allowed() {
+            continue;
+        }
         let free = (1 + slots.available_permits()).min(MAX_LEASE_BATCH);
         let client = identity.borrow().client.clone();
         let request = LeaseRequest {
@@ -318,6 +495,14 @@ async fn lease_loop(
         match result {
             Ok(grant) => {
                 backoff.reset();
+                if !shared.allowed() {
+                    drop(first);
+                    for lease in grant.leases {
+                        tracing::info!(lease = %lease.lease_id, "the device may not work now; handing a new lease back");
+                        tasks.spawn(hand_back(shared.clone(), client.clone(), lease));
+                    }
+                    continue;
+                }
                 if grant.leases.is_empty() {
                     drop(first);
                     if let Some(rest) = MIN_EMPTY_POLL.checked_sub(asked.elapsed()) {
@@ -409,11 +594,17 @@ async fn run_task(
     shared.running().insert(
         lease.lease_id,
         Running {
+            lease: lease.clone(),
+            started: Instant::now(),
             progress: progress.clone(),
             lost: lost.clone(),
             stop: stop.clone(),
         },
     );
+    // Stopped at once if the device stopped being allowed to work as the lease came in.
+    if !shared.allowed() {
+        stop.cancel();
+    }
     let started = Instant::now();
     let outcome = match &job {
         Some(job) => {
@@ -561,6 +752,24 @@ enum Kind {
     Released,
 }
 
+/// Judges the owner's pause and conditions every [`POLICY_PERIOD`] until `stop`.
+async fn policy_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        sleep_unless(&stop, POLICY_PERIOD).await;
+        if stop.is_cancelled() {
+            return;
+        }
+        let judged = shared.clone();
+        // The conditions read files (input devices, batteries): off the async threads.
+        if tokio::task::spawn_blocking(move || judged.reevaluate())
+            .await
+            .is_err()
+        {
+            tracing::error!("judging the owner's conditions panicked");
+        }
+    }
+}
+
 /// Heartbeats all running leases every period, and stops the tasks whose leases the
 /// coordinator says are no longer held.
 async fn heartbeat_loop(
@@ -666,7 +875,94 @@ mod tests {
             python: "python3".into(),
             drain_timeout: Duration::from_secs(1),
             weak_sandbox: false,
+            controls: crate::controls::Controls::default(),
         }
+    }
+
+    /// A battery the test plugs in and out.
+    struct Plug(Arc<AtomicBool>);
+
+    impl Sources for Plug {
+        fn local_minute(&self) -> u16 {
+            12 * 60
+        }
+        fn idle(&self) -> Option<Duration> {
+            None
+        }
+        fn battery(&self) -> Option<crate::controls::Battery> {
+            Some(crate::controls::Battery {
+                discharging: !self.0.load(Ordering::SeqCst),
+                percent: Some(80),
+            })
+        }
+    }
+
+    #[test]
+    fn a_device_no_longer_allowed_stops_its_tasks_to_hand_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config(dir.path());
+        config.controls.on_battery = false;
+        let plug = Arc::new(AtomicBool::new(true));
+        let shared = Shared {
+            tasks: Tasks {
+                python: "python3".into(),
+                scratch_root: dir.path().join("scratch"),
+                bundles: BundleCache::new(dir.path().join("bundles")),
+                sandbox: Box::new(crate::sandbox::RlimitSandbox),
+                controls: config.controls.clone(),
+                owner: OwnerLimits::default(),
+            },
+            running: Mutex::new(HashMap::new()),
+            kill: CancellationToken::new(),
+            abandon: CancellationToken::new(),
+            summary: Mutex::new(WorkerSummary::default()),
+            permission: watch::Sender::new(Permission::Allowed),
+            paused: AtomicBool::new(false),
+            sources: Box::new(Plug(plug.clone())),
+            config,
+        };
+        let running = |id: u64| Running {
+            lease: Lease {
+                lease_id: LeaseId(id),
+                task_id: TaskId(i64::try_from(id).unwrap()),
+                job_id: idlegrid_api::JobId(1),
+                chunk_index: 0,
+                input_name: "chunk".into(),
+                input_size: 0,
+                task_params: serde_json::json!({}),
+                expires_in_ms: 30_000,
+            },
+            started: Instant::now(),
+            progress: Progress::default(),
+            lost: CancellationToken::new(),
+            stop: CancellationToken::new(),
+        };
+        let plugged = |on: bool| plug.store(on, Ordering::SeqCst);
+        shared.running().insert(LeaseId(1), running(1));
+        shared.reevaluate();
+        assert!(shared.allowed());
+
+        plugged(false);
+        shared.reevaluate();
+        assert_eq!(
+            *shared.permission.borrow(),
+            Permission::NotAllowed {
+                reason: "the device runs on its battery".into()
+            }
+        );
+        {
+            let running = shared.running();
+            let task = &running[&LeaseId(1)];
+            // Stopped, not lost: the task reports `released`, handing its lease back.
+            assert!(task.stop.is_cancelled() && !task.lost.is_cancelled());
+        }
+
+        plugged(true);
+        shared.reevaluate();
+        assert!(shared.allowed());
+        shared.paused.store(true, Ordering::SeqCst);
+        shared.reevaluate();
+        assert_eq!(*shared.permission.borrow(), Permission::Paused);
     }
 
     #[tokio::test]

@@ -42,6 +42,7 @@ pub async fn detect(python: &Path, slots: usize) -> Detected {
         ffmpeg: ffmpeg.as_deref().and_then(parse_ffmpeg_version),
         benchmark: benchmark.unwrap_or(0.0),
         slots: u32::try_from(slots).unwrap_or(u32::MAX),
+        allows: Default::default(),
     };
     let python = python_executable
         .map(|out| PathBuf::from(out.trim()))

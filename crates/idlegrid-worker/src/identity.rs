@@ -14,14 +14,17 @@ use std::time::Duration;
 /// File name of the credentials inside the state directory.
 pub const CREDENTIALS_FILE: &str = "credentials.json";
 
-/// What `credentials.json` holds. The heartbeat period is kept too because the coordinator
-/// only states it at registration.
+/// What `credentials.json` holds. The heartbeat period and the owner's allowances are kept
+/// too because the coordinator learns and states them only at registration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Credentials {
     coordinator: String,
     worker_id: WorkerId,
     token: String,
     heartbeat_secs: u64,
+    /// The allowances the device registered with (none before owners had controls).
+    #[serde(default)]
+    allows: idlegrid_domain::Allowances,
 }
 
 /// A registered worker, ready to call the Tasks API.
@@ -60,6 +63,14 @@ impl Enrollment<'_> {
             Ok(bytes) => match serde_json::from_slice::<Credentials>(&bytes) {
                 Ok(saved) if saved.coordinator == self.coordinator() => {
                     tracing::info!(worker_id = %saved.worker_id, "reusing saved worker credentials");
+                    if saved.allows != self.capabilities.allows {
+                        tracing::warn!(
+                            registered = ?saved.allows,
+                            now = ?self.capabilities.allows,
+                            "the coordinator matches tasks to the memory, disk and task-time limits this device registered with; the worker applies the new ones, so a task needing more may fail here (to advertise them, remove {} and the device registers anew, under a new id)",
+                            path.display()
+                        );
+                    }
                     return identity(&saved);
                 }
                 Ok(saved) => tracing::info!(
@@ -111,6 +122,7 @@ impl Enrollment<'_> {
             worker_id: registered.worker_id,
             token: registered.token,
             heartbeat_secs: registered.heartbeat_secs,
+            allows: self.capabilities.allows.clone(),
         };
         save(&self.credentials_path(), &credentials)?;
         identity(&credentials)
@@ -155,6 +167,7 @@ mod tests {
             worker_id: WorkerId(5),
             token: "secret".into(),
             heartbeat_secs: 7,
+            allows: idlegrid_domain::Allowances::default(),
         };
         save(&dir.path().join(CREDENTIALS_FILE), &credentials).unwrap();
         let mode = std::fs::metadata(dir.path().join(CREDENTIALS_FILE))

@@ -9,19 +9,26 @@
 //! - [`sandbox`]: the seam where the script's process is confined.
 //! - `bundles`: the on-disk bundle cache; `identity`: registration and saved credentials;
 //!   [`capabilities`]: what the device offers.
+//! - [`controls`]: the device owner's limits and conditions, and the policy deciding whether
+//!   the device may work now; [`throttle`]: the `cpu_percent` duty cycle.
+//! - [`ipc`]: the local control socket behind `idlegrid worker pause | resume | status`.
 //!
 //! Everything the worker keeps lives in [`WorkerConfig::state_dir`]: `credentials.json`,
-//! `bundles/<sha256>/` and `scratch/` (one directory per running task, removed afterwards).
+//! `bundles/<sha256>/`, `scratch/` (one directory per running task, removed afterwards),
+//! `control.sock` (while it runs) and `paused` (while its owner has paused it).
 
 mod agent;
 mod backoff;
 mod bundles;
 pub mod capabilities;
+pub mod controls;
 mod identity;
+pub mod ipc;
 pub mod runner;
 pub mod sandbox;
 pub mod selftest;
 mod task;
+pub mod throttle;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,11 +57,13 @@ pub struct WorkerConfig {
     pub drain_timeout: Duration,
     /// Run tasks even where the task sandbox does not hold (the worker says what leaks).
     pub weak_sandbox: bool,
+    /// What the device's owner allows, and when.
+    pub controls: controls::Controls,
 }
 
 /// What a worker did before it stopped. Counts reports the coordinator accepted; `lost` counts
 /// tasks whose outcome was not recorded (lease lost or expired, report refused or abandoned).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WorkerSummary {
     /// Tasks reported completed.
     pub succeeded: u64,

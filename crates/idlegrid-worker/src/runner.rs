@@ -7,6 +7,7 @@
 //! progress lines and otherwise discarded. Memory use is bounded however much it prints.
 
 use crate::sandbox::Sandbox;
+use crate::throttle::Throttle;
 use idlegrid_api::TaskId;
 use idlegrid_api::tasks::TaskLimits;
 use nix::sys::signal::{Signal, killpg};
@@ -55,6 +56,18 @@ pub struct Script<'a> {
     pub chunk_index: u64,
     /// Limits to enforce.
     pub limits: &'a TaskLimits,
+    /// What the device's owner adds to them.
+    pub owner: &'a OwnerLimits,
+}
+
+/// What the device's owner adds to a task's limits (see [`crate::controls`]).
+#[derive(Debug, Clone, Default)]
+pub struct OwnerLimits {
+    /// Most bytes the script may add to its scratch directory, when that is less than the
+    /// job's [`disk_allowance`].
+    pub disk_bytes: Option<u64>,
+    /// Holds the script to a share of the CPU; its timeout is stretched to match.
+    pub throttle: Option<Throttle>,
 }
 
 /// How the script's process ended.
@@ -68,7 +81,14 @@ pub enum Ended {
     Cancelled,
     /// It was killed for writing more than its share of disk (bytes in its scratch directory
     /// beyond what was there when it started).
-    DiskFull(u64),
+    DiskFull {
+        /// Bytes it had written when it was stopped.
+        used: u64,
+        /// Bytes it was allowed.
+        allowed: u64,
+        /// Whether the allowance was the device owner's (`disk_mb`) rather than the job's.
+        by_owner: bool,
+    },
 }
 
 /// Disk a script may fill in its scratch directory beyond the input it was given: room for
@@ -194,10 +214,20 @@ pub async fn run(
         .map(|err| AbortOnDropHandle::new(tokio::spawn(tail(err))));
 
     let timeout = Duration::from_secs(script.limits.timeout_secs);
+    let timeout = match &script.owner.throttle {
+        Some(throttle) => throttle.stretch(timeout),
+        None => timeout,
+    };
+    let _throttled = script.owner.throttle.as_ref().map(|t| t.enroll(group.0));
     // Files are bounded one by one (RLIMIT_FSIZE), not in number: the directory as a whole is
     // watched, bytes and entries.
     let baseline = disk_usage(script.workdir, u64::MAX);
-    let quota = baseline.saturating_add(disk_allowance(script.limits));
+    let job_allowance = disk_allowance(script.limits);
+    let allowed = script
+        .owner
+        .disk_bytes
+        .map_or(job_allowance, |owner| owner.min(job_allowance));
+    let quota = baseline.saturating_add(allowed);
     let workdir = script.workdir.to_path_buf();
     let over_quota = async move {
         loop {
@@ -215,7 +245,7 @@ pub async fn run(
         status = child.wait() => Ended::Exited(status?),
         () = tokio::time::sleep(timeout) => Ended::TimedOut,
         () = cancel.cancelled() => Ended::Cancelled,
-        used = over_quota => Ended::DiskFull(used),
+        used = over_quota => Ended::DiskFull { used, allowed, by_owner: allowed < job_allowance },
     };
     let elapsed = started.elapsed();
     // Kill stray children of a script that exited, or the whole script on timeout/cancel.
@@ -377,11 +407,22 @@ pub fn judge(
             ));
         }
         Ended::Cancelled => return Err("script was stopped before it finished".into()),
-        Ended::DiskFull(used) => {
+        Ended::DiskFull {
+            used,
+            allowed,
+            by_owner,
+        } => {
+            let whose = if by_owner {
+                format!(
+                    " (the device's owner allows {} MiB per task)",
+                    allowed / (1024 * 1024)
+                )
+            } else {
+                String::new()
+            };
             return Err(with_stderr(
                 format!(
-                    "script wrote more than {} bytes to its scratch directory ({used} and counting) and was killed",
-                    disk_allowance(limits)
+                    "script wrote more than {allowed} bytes to its scratch directory ({used} and counting) and was killed{whose}"
                 ),
                 &finished.stderr_tail,
             ));

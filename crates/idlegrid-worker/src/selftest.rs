@@ -2,7 +2,7 @@
 //! running a probe script in it: the worker says what holds and what does not, and refuses to
 //! run tasks with a sandbox that leaks unless started with `--weak-sandbox`.
 
-use crate::runner::{self, Ended, Progress, Script};
+use crate::runner::{self, Ended, OwnerLimits, Progress, Script};
 use crate::sandbox::{RlimitSandbox, Sandbox};
 use idlegrid_api::TaskId;
 use idlegrid_api::tasks::TaskLimits;
@@ -203,6 +203,7 @@ async fn probe(
         task_id: TaskId(0),
         chunk_index: 0,
         limits: &limits,
+        owner: &OwnerLimits::default(),
     };
     let finished = runner::run(
         &script,

@@ -3,7 +3,8 @@
 
 use crate::backoff::Backoff;
 use crate::bundles::{BundleCache, BundleError};
-use crate::runner::{self, Ended, Output, Progress, Script};
+use crate::controls::Controls;
+use crate::runner::{self, Ended, Output, OwnerLimits, Progress, Script};
 use crate::sandbox::Sandbox;
 use base64::Engine;
 use idlegrid_api::Bundle;
@@ -42,6 +43,10 @@ pub(crate) struct Tasks {
     pub bundles: BundleCache,
     /// How scripts are confined.
     pub sandbox: Box<dyn Sandbox>,
+    /// The device owner's controls, which lower each job's limits.
+    pub controls: Controls,
+    /// What the owner adds to each script's limits.
+    pub owner: OwnerLimits,
 }
 
 impl Tasks {
@@ -133,6 +138,7 @@ impl Run<'_> {
         let entrypoint = copy_app(entrypoint, &scratch.join("app")).map_err(|err| {
             Abort::Failed(format!("the worker cannot copy the app bundle: {err}"))
         })?;
+        let limits = self.tasks.controls.cap(&self.job.limits);
         let script = Script {
             python: &self.tasks.python,
             entrypoint: &entrypoint,
@@ -141,7 +147,8 @@ impl Run<'_> {
             task_params: &lease.task_params,
             task_id: lease.task_id,
             chunk_index: lease.chunk_index,
-            limits: &self.job.limits,
+            limits: &limits,
+            owner: &self.tasks.owner,
         };
         let finished = runner::run(
             &script,
@@ -154,8 +161,7 @@ impl Run<'_> {
         if finished.ended == Ended::Cancelled {
             return Err(Abort::Stopped);
         }
-        let output =
-            runner::judge(&finished, &output_dir, &self.job.limits).map_err(Abort::Failed)?;
+        let output = runner::judge(&finished, &output_dir, &limits).map_err(Abort::Failed)?;
         self.send_output(&output).await
     }
 

@@ -6,7 +6,7 @@
 
 use idlegrid_api::TaskId;
 use idlegrid_api::tasks::TaskLimits;
-use idlegrid_worker::runner::{self, Progress, Script};
+use idlegrid_worker::runner::{self, OwnerLimits, Progress, Script};
 use idlegrid_worker::selftest::{self, Chosen};
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
@@ -72,6 +72,7 @@ impl Device {
             task_id: TaskId(1),
             chunk_index: 0,
             limits,
+            owner: &OwnerLimits::default(),
         };
         let finished = runner::run(
             &script,

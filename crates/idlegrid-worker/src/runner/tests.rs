@@ -27,6 +27,7 @@ fn limits(timeout_secs: u64) -> TaskLimits {
 struct Case {
     dir: tempfile::TempDir,
     limits: TaskLimits,
+    owner: OwnerLimits,
 }
 
 impl Case {
@@ -42,7 +43,11 @@ impl Case {
         std::fs::create_dir(dir.path().join("work/output")).unwrap();
         std::fs::write(dir.path().join("bundle/main.py"), source).unwrap();
         std::fs::write(dir.path().join("work/input/chunk.txt"), "hello\nworld\n").unwrap();
-        Case { dir, limits }
+        Case {
+            dir,
+            limits,
+            owner: OwnerLimits::default(),
+        }
     }
 
     fn work(&self) -> PathBuf {
@@ -62,6 +67,7 @@ impl Case {
             task_id: TaskId(41),
             chunk_index: 3,
             limits: &self.limits,
+            owner: &self.owner,
         };
         run(&script, &RlimitSandbox, progress, cancel)
             .await
@@ -389,4 +395,38 @@ fn long_reasons_keep_the_end_of_stderr() {
     );
     assert!(reason.ends_with("ValueError: bad row (hint)"));
     assert_eq!(compose("head", "", " (hint)"), "head (hint)");
+}
+
+#[tokio::test]
+async fn the_owners_disk_cap_stops_a_script_below_the_jobs_allowance() {
+    // The job would allow 16 MiB (twice its 8 MiB output limit); the owner allows 1.
+    let mut case = Case::with_limits(
+        "import time\n\
+         with open('big.bin', 'wb') as f:\n\
+         \x20   f.write(b'x' * (3 << 20))\n\
+         time.sleep(5)\n",
+        TaskLimits {
+            max_output_bytes: 8 << 20,
+            ..limits(20)
+        },
+    );
+    case.owner.disk_bytes = Some(1 << 20);
+    let (finished, judged) = case.run().await;
+    assert!(
+        matches!(
+            finished.ended,
+            Ended::DiskFull {
+                allowed: 1_048_576,
+                by_owner: true,
+                ..
+            }
+        ),
+        "{:?}",
+        finished.ended
+    );
+    let reason = judged.unwrap_err();
+    assert!(
+        reason.contains("the device's owner allows 1 MiB per task"),
+        "{reason}"
+    );
 }
