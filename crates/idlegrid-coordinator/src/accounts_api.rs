@@ -62,12 +62,19 @@ pub async fn owner_devices(
     let records = grid.store.owner_devices(owner.0).await?;
     let ids: Vec<_> = records.iter().map(|r| r.id).collect();
     let held = grid.queues.leases_held(&ids).await?;
+    let earned = grid.store.earned_by_workers(&ids).await?;
+    // The owner's account, not the sum over devices: it is what the ledger says they have.
+    let total_earned = grid
+        .store
+        .balances(&[idlegrid_domain::Account::Owner(owner.0)])
+        .await?[0];
     let now = idlegrid_storage::now_ms();
     let mut totals = DeviceTotals::default();
     let devices: Vec<Device> = records
         .into_iter()
         .zip(held)
-        .map(|(record, running)| {
+        .zip(earned)
+        .map(|((record, running), earned)| {
             // This coordinator's own view is fresher than the records, which are written in
             // batches; another coordinator's is in the records.
             let last_seen = record.last_seen_at.max(grid.presence.last_seen(record.id));
@@ -89,9 +96,11 @@ pub async fn owner_devices(
                 invalid: record.reputation.invalid,
                 timed_out: record.reputation.timed_out,
                 streak: record.reputation.streak,
+                earned,
             }
         })
         .collect();
+    totals.earned = total_earned;
     let name = grid.store.account_name(Principal::Owner(owner.0)).await?;
     Ok(Json(OwnerDevices {
         owner: OwnerInfo { id: owner.0, name },

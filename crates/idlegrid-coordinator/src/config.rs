@@ -45,6 +45,8 @@ pub struct Config {
     pub secrets_key: Option<String>,
     /// Where records, queues and blobs live (embedded in `data_dir` unless URLs say otherwise).
     pub backends: idlegrid_storage::Backends,
+    /// Credit the bootstrap customer is given once, so a new grid runs jobs at once.
+    pub opening_credit: idlegrid_domain::Credits,
 }
 
 impl Config {
@@ -66,6 +68,7 @@ impl Config {
             webhook_retry_base: Duration::from_secs(1),
             secrets_key: None,
             backends: Default::default(),
+            opening_credit: idlegrid_domain::Credits(100 * idlegrid_domain::pricing::MICROS),
         }
     }
 

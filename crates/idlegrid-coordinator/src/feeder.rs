@@ -25,8 +25,12 @@ const BATCH: usize = 10_000;
 pub struct ActiveJob {
     /// Owner, for fair share.
     pub tenant: TenantId,
+    /// Speed/price tier.
+    pub tier: idlegrid_domain::Tier,
     /// Customer priority.
     pub priority: i32,
+    /// Work of its largest chunk (reference core-ms; 0 when unknown), for the deadline check.
+    pub chunk_work_ms: i64,
     /// What its tasks need from a device.
     pub requirements: idlegrid_domain::Requirements,
     /// What workers are told about the job.
@@ -46,9 +50,14 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// Adds a dispatching job to the table (no-op if present or its app is gone).
+    /// Adds a dispatching job to the table (no-op if present with the same quote, or if its
+    /// app is gone).
     pub fn activate(&self, grid: &Grid, job: &JobRecord) -> Result<(), StorageError> {
-        if self.get(job.id).is_some() {
+        let chunk_work_ms = job.billing.map_or(0, |b| b.largest_chunk_ms);
+        if self
+            .get(job.id)
+            .is_some_and(|active| active.chunk_work_ms == chunk_work_ms)
+        {
             return Ok(());
         }
         let Some(app) = grid.apps.get(&job.spec.app) else {
@@ -56,7 +65,9 @@ impl Schedule {
         };
         let entry = ActiveJob {
             tenant: job.spec.tenant,
+            tier: job.spec.tier,
             priority: job.spec.priority,
+            chunk_work_ms,
             requirements: app.manifest.requirements.clone(),
             spec: JobSpec {
                 job_id: job.id,
@@ -127,9 +138,12 @@ impl Schedule {
             entries.push(JobEntry {
                 job: id,
                 tenant: job.tenant,
+                tier: job.tier,
                 priority: job.priority,
                 requirements: job.requirements.clone(),
                 running: depth.leased,
+                chunk_work_ms: job.chunk_work_ms,
+                timeout_secs: job.spec.limits.timeout_secs,
             });
         }
         Ok(order_for(device, &entries))

@@ -160,6 +160,9 @@ impl Grid {
                 credentials.operator_key = self.add_operator_key().await?;
                 self.save_credentials(&path, &credentials)?;
             }
+            // Grids from before the ledger give their customer the opening credit too.
+            let tenant = self.store.ensure_tenant("default").await?;
+            self.grant_opening_credit(tenant).await?;
             return Ok(credentials);
         }
         let credentials = Credentials {
@@ -168,6 +171,7 @@ impl Grid {
             operator_key: self.add_operator_key().await?,
         };
         let tenant = self.store.ensure_tenant("default").await?;
+        self.grant_opening_credit(tenant).await?;
         let owner = self.store.ensure_owner("default").await?;
         self.store
             .add_credential(hash_secret(&credentials.api_key), Principal::Tenant(tenant))
@@ -180,6 +184,24 @@ impl Grid {
             .await?;
         self.save_credentials(&path, &credentials)?;
         Ok(credentials)
+    }
+
+    /// Gives a customer the configured opening credit, once (repeats post nothing).
+    pub async fn grant_opening_credit(
+        &self,
+        tenant: idlegrid_domain::TenantId,
+    ) -> StorageResult<()> {
+        if self.config.opening_credit.0 > 0 {
+            self.store
+                .transfer(
+                    &format!("opening:{tenant}"),
+                    idlegrid_domain::Account::PlatformGrants,
+                    idlegrid_domain::Account::Customer(tenant),
+                    self.config.opening_credit,
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// Creates a key for the `default` operator and returns it.
@@ -201,6 +223,20 @@ impl Grid {
         write_private(&tmp, serde_json::to_string_pretty(credentials)?.as_bytes())?;
         std::fs::rename(&tmp, path)?;
         Ok(())
+    }
+
+    /// What the devices this coordinator heard from lately offer: their task slots and
+    /// speeds.
+    pub async fn capacity(&self) -> idlegrid_domain::schedule::Capacity {
+        let mut capacity = idlegrid_domain::schedule::Capacity::default();
+        for worker in self.presence.online(idlegrid_storage::now_ms()) {
+            if let Ok(caps) = self.device(worker).await {
+                let slots = u64::from(caps.slots.max(1));
+                capacity.slots += slots;
+                capacity.speed += slots as f64 * idlegrid_domain::schedule::speed(&caps);
+            }
+        }
+        capacity
     }
 
     /// A worker's capabilities (cached).

@@ -45,6 +45,19 @@ fn blob_info(blob: &Option<StoredBlob>) -> Option<BlobInfo> {
     })
 }
 
+/// How a recorded job runs, as customers gave it.
+pub(crate) fn preferences_of(job: &JobRecord) -> Preferences {
+    Preferences {
+        priority: job.spec.priority,
+        max_attempts: job.spec.max_attempts,
+        task_timeout_secs: job.spec.task_timeout_secs,
+        replication: job.spec.replication,
+        deadline_secs: job.spec.deadline_secs,
+        tier: job.spec.tier,
+        max_price: job.spec.max_price,
+    }
+}
+
 /// A job record as customers see it.
 pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
     let depth = if job.state.is_dispatching() {
@@ -59,13 +72,8 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
         state: job.state,
         error: job.error.clone(),
         params: job.spec.params.clone(),
-        preferences: Preferences {
-            priority: job.spec.priority,
-            max_attempts: job.spec.max_attempts,
-            task_timeout_secs: job.spec.task_timeout_secs,
-            replication: job.spec.replication,
-            deadline_secs: job.spec.deadline_secs,
-        },
+        preferences: preferences_of(job),
+        cost: crate::billing::job_cost(job),
         input_from: External::of(job).and_then(|e| e.input_view()),
         output_to: External::of(job).and_then(|e| e.output_view()),
         webhook: Webhook::of(job).map(|w| w.view()),
@@ -102,7 +110,7 @@ pub(crate) async fn own_job(grid: &Grid, customer: Customer, id: JobId) -> ApiRe
     }
 }
 
-fn check_preferences(p: &Preferences) -> Result<(), String> {
+pub(crate) fn check_preferences(p: &Preferences) -> Result<(), String> {
     if !(-100..=100).contains(&p.priority) {
         return Err(format!(
             "priority must be from -100 to 100, got {}",
@@ -126,6 +134,14 @@ fn check_preferences(p: &Preferences) -> Result<(), String> {
     {
         return Err(format!(
             "deadline_secs must be from 1 to 2592000 (30 days), got {secs}"
+        ));
+    }
+    if let Some(price) = p.max_price
+        && price.0 <= 0
+    {
+        return Err(format!(
+            "max_price must be more than 0 micro-credits, got {}",
+            price.0
         ));
     }
     p.replication.check()
@@ -254,6 +270,8 @@ pub async fn create_job(
             task_timeout_secs: request.preferences.task_timeout_secs,
             replication: request.preferences.replication,
             deadline_secs: request.preferences.deadline_secs,
+            tier: request.preferences.tier,
+            max_price: request.preferences.max_price,
             external: external.as_ref().map(External::to_value),
             webhook: webhook.as_ref().map(|(w, _)| w.to_value()),
         })
@@ -429,6 +447,9 @@ pub async fn run_job(
             "missing_input",
             format!("job {id} has no input yet: upload it with PUT /v1/jobs/{id}/input first"),
         ));
+    }
+    if job.state == JobState::Created {
+        crate::billing::check_affordable(&grid, &job).await?;
     }
     let Some(job) = grid
         .store

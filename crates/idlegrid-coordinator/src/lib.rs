@@ -14,6 +14,8 @@
 //! - [`uploads`]: inputs uploaded in parts (resumable).
 //! - [`links`]: signed, expiring links to a job's output for browsers (download, HLS playback).
 //! - [`accounts_api`]: what a secret stands for; device owners' devices.
+//! - [`billing`]: prices before a job runs, balances and earnings, deposits (the books are kept
+//!   by the records: quotes held by the partitioner, results paid by the database).
 //! - [`partitioner`]: verifies a job's input and splits it into chunks (one task record each).
 //! - [`external`]: inputs fetched from a URL or a customer's bucket, outputs written to one.
 //! - [`feeder`]: moves created tasks into per-job task queues and keeps the scheduling table.
@@ -23,6 +25,7 @@
 //! - [`quorum`]: for replicated jobs, accepts a result only when enough devices agree on it.
 //! - [`assembler`]: merges a job's accepted results into its output.
 //! - [`apps`]: the built-in apps and the app-specific partitioners, validators and assemblers.
+//! - [`stragglers`]: backup copies of a job's slowest running chunks once nothing is queued.
 //! - [`retry`]: what happens after a failed attempt, shared by the Tasks API and the validator.
 //! - [`secrets`]: customers' secrets sealed before they are stored.
 //! - [`webhooks`]: every state change of a job POSTed, signed, to the job's webhook.
@@ -41,6 +44,7 @@ pub mod accounts_api;
 pub mod apps;
 pub mod assembler;
 pub mod auth;
+pub mod billing;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -59,6 +63,7 @@ pub mod secrets;
 pub mod server;
 pub mod stage;
 pub mod stats;
+pub mod stragglers;
 pub mod sweeper;
 pub mod tasks_api;
 pub mod uploads;

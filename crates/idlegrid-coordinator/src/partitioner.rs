@@ -2,17 +2,25 @@
 //! their input with the app's partitioner, records one task per chunk and queues the task ids
 //! for the Feeder (the deck's "partitioner queue").
 //!
+//! Before any chunk is recorded, the app's partitioner states the job's **workload** (its work
+//! in reference core-milliseconds, from the app's cost model); the stage prices it for the
+//! job's tier, refuses it above the customer's `max_price`, and holds the quote from the
+//! customer's balance. A job the customer cannot pay for fails here, before any device works on
+//! it. Chunk sizes follow the tier and the grid's capacity ([`Plan`]) unless the customer fixed
+//! them, and the chunks of each batch are queued longest first.
+//!
 //! Restartable: chunks are produced in a fixed order and recorded with their index, and
 //! re-recording an index is a no-op; after a crash the job is partitioned again from the start
 //! and only chunks not yet recorded are queued.
 
 use crate::grid::Grid;
 use async_trait::async_trait;
-use idlegrid_domain::{JobId, JobState};
+use idlegrid_domain::schedule::Capacity;
+use idlegrid_domain::{Credits, JobId, JobState, Tier};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::queue::{Item, Stage};
-use idlegrid_storage::records::{JobRecord, NewTask};
+use idlegrid_storage::records::{Hold, JobRecord, NewTask};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +39,78 @@ pub enum PartitionError {
     Stopped,
 }
 
+/// How a job is to be cut: what the grid has and what the customer chose.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plan {
+    /// The job's tier.
+    pub tier: Tier,
+    /// The grid's capacity when the job is cut.
+    pub capacity: Capacity,
+    /// Seconds a device has for one chunk.
+    pub timeout_secs: u64,
+}
+
+impl Plan {
+    /// The plan for `job` on a grid of `capacity`.
+    pub fn of(job: &JobRecord, capacity: Capacity) -> Plan {
+        Plan {
+            tier: job.spec.tier,
+            capacity,
+            timeout_secs: job.spec.task_timeout_secs,
+        }
+    }
+
+    /// Work per chunk to aim for, for a job of `total_ms`.
+    pub fn chunk_work_ms(&self, total_ms: i64) -> i64 {
+        idlegrid_domain::schedule::chunk_work_ms(
+            total_ms,
+            self.tier,
+            self.capacity,
+            self.timeout_secs,
+        )
+    }
+}
+
+/// What an input is, as far as pricing needs to know.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InputSize {
+    /// So many bytes.
+    Bytes(u64),
+    /// A video.
+    Video {
+        /// Its frames.
+        frames: u64,
+        /// Frames per second.
+        fps: f64,
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// Seconds of audio to encode (0 without audio).
+        audio_secs: f64,
+    },
+}
+
+/// A job's work as an app's cost model counts it (one replica).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Workload {
+    /// Total work, in reference core-milliseconds.
+    pub work_ms: i64,
+    /// Chunks it will be cut into (at most).
+    pub chunks: u64,
+    /// Work of the largest chunk.
+    pub largest_chunk_ms: i64,
+}
+
+/// What a partitioner sends while it splits.
+#[derive(Debug)]
+pub enum Split {
+    /// The job's workload: sent once, before any chunk.
+    Workload(Workload),
+    /// Chunks, in index order.
+    Tasks(Vec<NewTask>),
+}
+
 /// An app-specific partitioner.
 #[async_trait]
 pub trait Partitioner: Send + Sync {
@@ -42,14 +122,75 @@ pub trait Partitioner: Send + Sync {
         options: &serde_json::Value,
     ) -> Result<(), String>;
 
-    /// Verifies the job's input and sends its chunks, in index order, in batches. Returns the
-    /// facts found out about the input, to be recorded on the job.
+    /// The workload of a job with these parameters and options on an input of `size`, cut
+    /// according to `plan` (the same figure [`Partitioner::split`] sends for the input).
+    fn workload(
+        &self,
+        params: &serde_json::Value,
+        options: &serde_json::Value,
+        size: &InputSize,
+        plan: &Plan,
+    ) -> Result<Workload, String>;
+
+    /// What a job's stored input is, for pricing (the input's size unless the app looks
+    /// inside); the error is a reason the customer understands.
+    async fn measure(
+        &self,
+        job: &JobRecord,
+        _blobs: &dyn BlobStore,
+    ) -> Result<InputSize, PartitionError> {
+        job.input
+            .as_ref()
+            .map(|i| InputSize::Bytes(i.size))
+            .ok_or_else(|| PartitionError::Rejected("the job has no input".into()))
+    }
+
+    /// Verifies the job's input, sends its [`Workload`] and then its chunks, in index order,
+    /// in batches, each chunk with its work. Returns the facts found out about the input, to
+    /// be recorded on the job.
     async fn split(
         &self,
         job: &JobRecord,
         blobs: &dyn BlobStore,
-        out: mpsc::Sender<Vec<NewTask>>,
+        plan: &Plan,
+        out: mpsc::Sender<Split>,
     ) -> Result<Option<serde_json::Value>, PartitionError>;
+}
+
+/// Why a job cannot be charged, in words for the customer; `None` when its quote is held.
+async fn hold(
+    grid: &Grid,
+    job: &JobRecord,
+    workload: &Workload,
+) -> Result<Option<String>, StorageError> {
+    let replicas = job.spec.replication.billed_copies();
+    let quote =
+        idlegrid_domain::pricing::quote(job.spec.tier, workload.work_ms, workload.chunks, replicas);
+    if let Some(max) = job.spec.max_price
+        && quote.price > max
+    {
+        return Ok(Some(format!(
+            "the quote for this job is {} credits, above its max_price of {max} credits; \
+             raise max_price or choose a cheaper tier",
+            quote.price
+        )));
+    }
+    match grid
+        .store
+        .hold_quote(job.id, &quote, workload.largest_chunk_ms)
+        .await?
+    {
+        Hold::Held | Hold::AlreadyHeld => Ok(None),
+        Hold::Short { available } => Ok(Some(insufficient(quote.price, available))),
+    }
+}
+
+/// The message for a customer whose balance does not cover a price.
+pub fn insufficient(price: Credits, available: Credits) -> String {
+    format!(
+        "not enough credit: this job costs up to {price} credits and your balance is \
+         {available} credits; add credit, or choose the economy tier"
+    )
 }
 
 /// Jobs worked on at once.
@@ -108,28 +249,72 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
         }
         _ => job,
     };
-    grid.schedule.activate(grid, &job)?;
     let replicas = job.spec.replication.initial_replicas();
-    let (tx, mut rx) = mpsc::channel::<Vec<NewTask>>(2);
-    let split = app.partitioner.split(&job, grid.blobs.as_ref(), tx);
+    let plan = Plan::of(&job, grid.capacity().await);
+    let (tx, mut rx) = mpsc::channel::<Split>(2);
+    let split = app.partitioner.split(&job, grid.blobs.as_ref(), &plan, tx);
     let record = async {
         let mut total = 0u64;
-        while let Some(batch) = rx.recv().await {
+        let mut held = false;
+        while let Some(message) = rx.recv().await {
+            let mut batch = match message {
+                Split::Workload(workload) => {
+                    if let Some(reason) = hold(grid, &job, &workload).await? {
+                        return Ok(Err(reason));
+                    }
+                    held = true;
+                    // Now with its quote: the Feeder knows its largest chunk.
+                    if let Some(record) = grid.store.job(job_id).await? {
+                        grid.schedule.activate(grid, &record)?;
+                    }
+                    continue;
+                }
+                Split::Tasks(batch) if held => batch,
+                Split::Tasks(_) => {
+                    return Err(StorageError::Corrupt(format!(
+                        "partitioner {} sent chunks before the workload",
+                        app.manifest.partitioner
+                    )));
+                }
+            };
             total += batch.len() as u64;
+            batch.sort_by_key(|t| t.index);
             let ids = grid.store.insert_tasks(job_id, &batch, replicas).await?;
-            let items: Vec<Item> = ids
+            let mut items: Vec<(i64, Item)> = ids
                 .iter()
-                .map(|t| Item {
-                    job: job_id,
-                    id: t.0,
+                .enumerate()
+                .map(|(i, t)| {
+                    // Every chunk new (not a repeat after a crash): ids follow the batch.
+                    let work = if ids.len() == batch.len() {
+                        batch[i].work_ms
+                    } else {
+                        0
+                    };
+                    (
+                        work,
+                        Item {
+                            job: job_id,
+                            id: t.0,
+                        },
+                    )
                 })
                 .collect();
+            // Longest first, so the largest chunks do not start last.
+            items.sort_by_key(|(work, item)| (std::cmp::Reverse(*work), item.id));
+            let items: Vec<Item> = items.into_iter().map(|(_, item)| item).collect();
             grid.queues.push(Stage::Feed, &items).await?;
         }
-        Ok::<u64, StorageError>(total)
+        Ok::<Result<u64, String>, StorageError>(Ok(total))
     };
     let (split, total) = tokio::join!(split, record);
-    let total = total?;
+    let total = match total? {
+        Ok(total) => total,
+        Err(reason) => {
+            grid.end_job(job_id, JobState::Failed, Some(&reason))
+                .await?;
+            return Ok(());
+        }
+    };
     match split {
         Ok(Some(facts)) => grid.store.set_job_facts(job_id, &facts).await?,
         Ok(None) => {}

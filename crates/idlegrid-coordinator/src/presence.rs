@@ -14,6 +14,10 @@ use tokio_util::sync::CancellationToken;
 /// 30 s at a time, so a live one is heard from well within it.
 pub const ONLINE_WITHIN_MS: i64 = 90_000;
 
+/// A waiting device not heard from for this long is no longer counted as idle (it long-polls
+/// at most 30 s at a time).
+const IDLE_WITHIN_MS: i64 = 35_000;
+
 /// How often what was heard is written to the records.
 const FLUSH_EVERY: Duration = Duration::from_secs(10);
 
@@ -24,6 +28,8 @@ pub struct Presence {
     seen: Mutex<HashMap<WorkerId, i64>>,
     /// Heard since the last flush, with the time.
     unsaved: Mutex<HashMap<WorkerId, i64>>,
+    /// Devices waiting for work, since when (a lease request found nothing for them).
+    waiting: Mutex<HashMap<WorkerId, i64>>,
 }
 
 impl Presence {
@@ -46,6 +52,26 @@ impl Presence {
             .filter(|(_, at)| now_ms - **at <= ONLINE_WITHIN_MS)
             .map(|(w, _)| *w)
             .collect()
+    }
+
+    /// Notes that `worker` asked for work and found none: it waits.
+    pub fn waiting(&self, worker: WorkerId) {
+        lock(&self.waiting)
+            .entry(worker)
+            .or_insert_with(idlegrid_storage::now_ms);
+    }
+
+    /// Notes that `worker` was given work.
+    pub fn working(&self, worker: WorkerId) {
+        lock(&self.waiting).remove(&worker);
+    }
+
+    /// Devices waiting for work now: they asked within a long-poll's time and got nothing.
+    pub fn idle(&self, now_ms: i64) -> Vec<WorkerId> {
+        let mut waiting = lock(&self.waiting);
+        let seen = lock(&self.seen);
+        waiting.retain(|w, _| seen.get(w).is_some_and(|at| now_ms - at <= IDLE_WITHIN_MS));
+        waiting.keys().copied().collect()
     }
 
     fn take_unsaved(&self) -> Vec<(WorkerId, i64)> {

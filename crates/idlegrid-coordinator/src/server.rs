@@ -4,8 +4,8 @@
 
 use crate::grid::Grid;
 use crate::{
-    accounts_api, assembler, feeder, jobs_api, links, partitioner, presence, recovery, stats,
-    tasks_api, uploads, validator, web, webhooks,
+    accounts_api, assembler, billing, feeder, jobs_api, links, partitioner, presence, recovery,
+    stats, tasks_api, uploads, validator, web, webhooks,
 };
 use axum::Json;
 use axum::Router;
@@ -29,6 +29,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         links::create_links,
         accounts_api::me, accounts_api::owner_devices, stats::grid_stats,
         jobs_api::webhook_deliveries,
+        billing::estimate, billing::balance, billing::deposit,
         tasks_api::register, tasks_api::lease, tasks_api::heartbeat, tasks_api::report,
         tasks_api::lease_input, tasks_api::lease_output, tasks_api::bundle, tasks_api::me,
     ),
@@ -36,6 +37,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
     tags((name = "jobs", description = "Jobs API, for customers"),
          (name = "tasks", description = "Tasks API, for worker devices"),
          (name = "accounts", description = "What a secret stands for; device owners' devices"),
+         (name = "billing", description = "Prices before a job runs, balances, earnings, deposits"),
          (name = "grid", description = "The grid's statistics, for operators"))
 )]
 pub struct ApiDoc;
@@ -120,6 +122,9 @@ pub fn router(grid: Arc<Grid>) -> Router {
             post(jobs_api::create_job).get(jobs_api::list_jobs),
         )
         .route(idlegrid_api::paths::JOBS_EVENTS, get(jobs_api::jobs_events))
+        .route(idlegrid_api::paths::JOBS_ESTIMATE, post(billing::estimate))
+        .route(idlegrid_api::paths::BALANCE, get(billing::balance))
+        .route("/v1/customers/{id}/deposits", post(billing::deposit))
         .route("/v1/jobs/{id}", get(jobs_api::get_job))
         .route("/v1/jobs/{id}/input", put(jobs_api::upload_input))
         .route("/v1/jobs/{id}/run", post(jobs_api::run_job))
@@ -222,6 +227,7 @@ pub async fn serve(
     tasks.spawn(presence::run(grid.clone(), stages.clone()));
     tasks.spawn(stats::run(grid.clone(), stages.clone()));
     tasks.spawn(webhooks::run(grid.clone(), stages.clone()));
+    tasks.spawn(crate::stragglers::run(grid.clone(), stages.clone()));
     let stopping = grid.stopping.clone();
     let served = axum::serve(listener, router(grid))
         .with_graceful_shutdown(async move {

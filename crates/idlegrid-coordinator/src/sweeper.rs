@@ -166,6 +166,8 @@ mod tests {
                 task_timeout_secs: 60,
                 replication: Replication::NONE,
                 deadline_secs: None,
+                tier: idlegrid_domain::Tier::Standard,
+                max_price: None,
                 external: None,
                 webhook: None,
             })
@@ -180,6 +182,7 @@ mod tests {
             offset: index,
             len: 1,
             meta: None,
+            work_ms: 1_000,
         };
         let tasks = store
             .insert_tasks(job.id, &[chunk(0), chunk(1)], 1)

@@ -1,32 +1,92 @@
-//! The `lines` partitioner: cuts a text or record file on line boundaries into chunks of N
-//! lines. Chunks are byte ranges of the uploaded input, so partitioning copies nothing.
+//! The `lines` partitioner: cuts a text or record file on line boundaries into chunks, of N
+//! lines when the customer says, otherwise of about the size the tier and the grid's capacity
+//! call for (ending at the first line end past it). Chunks are byte ranges of the uploaded
+//! input, so partitioning copies nothing.
+//!
+//! Cost model: a customer's script can do anything with a line, so python-map is priced by
+//! volume — [`MS_PER_MIB`] reference core-milliseconds per MiB of input, plus [`MS_PER_CHUNK`]
+//! for each chunk's start-up.
 
-use crate::partitioner::{PartitionError, Partitioner};
+use crate::partitioner::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
 use async_trait::async_trait;
 use futures::StreamExt;
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::records::{JobRecord, NewTask};
 use tokio::sync::mpsc;
 
-/// Lines per chunk when the job does not say.
-pub const DEFAULT_CHUNK_LINES: u64 = 1000;
 /// Most lines per chunk.
 pub const MAX_CHUNK_LINES: u64 = 10_000_000;
+/// Work per MiB of input (reference core-ms).
+pub const MS_PER_MIB: i64 = 1_000;
+/// Work of a chunk's start-up: lease, download, Python starting, report (reference core-ms).
+pub const MS_PER_CHUNK: i64 = 200;
+/// Lines are assumed at least this long on average when only a line count per chunk is known
+/// (to bound a chunk's size before the input is read).
+const ASSUMED_LINE_BYTES: u64 = 64;
 /// Chunks per batch handed to the stage (one records transaction each).
 const BATCH: usize = 4096;
 
 /// The line partitioner.
 pub struct Lines;
 
-fn chunk_lines(options: &serde_json::Value) -> Result<u64, String> {
+/// How chunks end: after so many lines, or at the first line end past so many bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cut {
+    Lines(u64),
+    Bytes(u64),
+}
+
+fn chunk_lines(options: &serde_json::Value) -> Result<Option<u64>, String> {
     match options.get("lines") {
-        None | Some(serde_json::Value::Null) => Ok(DEFAULT_CHUNK_LINES),
+        None | Some(serde_json::Value::Null) => Ok(None),
         Some(v) => match v.as_u64() {
-            Some(n) if (1..=MAX_CHUNK_LINES).contains(&n) => Ok(n),
+            Some(n) if (1..=MAX_CHUNK_LINES).contains(&n) => Ok(Some(n)),
             _ => Err(format!(
                 "chunk_lines must be a whole number from 1 to {MAX_CHUNK_LINES}, got {v}"
             )),
         },
+    }
+}
+
+/// Work of a chunk of `bytes`.
+fn work_of(bytes: u64) -> i64 {
+    MS_PER_CHUNK + (bytes as i128 * i128::from(MS_PER_MIB) / (1 << 20)) as i64
+}
+
+/// How a job's input of `bytes` is cut, with its workload.
+fn plan_cut(
+    options: &serde_json::Value,
+    bytes: u64,
+    plan: &Plan,
+) -> Result<(Cut, Workload), String> {
+    let volume = (bytes as i128 * i128::from(MS_PER_MIB) / (1 << 20)) as i64;
+    match chunk_lines(options)? {
+        Some(lines) => {
+            // Every line is at least one byte: at most this many chunks.
+            let chunks = bytes.div_ceil(lines).max(1);
+            let largest = bytes.min(lines.saturating_mul(ASSUMED_LINE_BYTES));
+            Ok((
+                Cut::Lines(lines),
+                Workload {
+                    work_ms: volume + MS_PER_CHUNK * chunks as i64,
+                    chunks,
+                    largest_chunk_ms: work_of(largest),
+                },
+            ))
+        }
+        None => {
+            let target = plan.chunk_work_ms(volume).max(MS_PER_CHUNK + 1);
+            let chunk_bytes = ((target as i128 * (1 << 20) / i128::from(MS_PER_MIB)) as u64).max(1);
+            let chunks = bytes.div_ceil(chunk_bytes).max(1);
+            Ok((
+                Cut::Bytes(chunk_bytes),
+                Workload {
+                    work_ms: volume + MS_PER_CHUNK * chunks as i64,
+                    chunks,
+                    largest_chunk_ms: work_of(bytes.min(chunk_bytes)),
+                },
+            ))
+        }
     }
 }
 
@@ -40,18 +100,35 @@ impl Partitioner for Lines {
         chunk_lines(options).map(|_| ())
     }
 
+    fn workload(
+        &self,
+        _params: &serde_json::Value,
+        options: &serde_json::Value,
+        size: &InputSize,
+        plan: &Plan,
+    ) -> Result<Workload, String> {
+        match size {
+            InputSize::Bytes(bytes) => plan_cut(options, *bytes, plan).map(|(_, w)| w),
+            InputSize::Video { .. } => Err("python-map takes a text input, not a video".into()),
+        }
+    }
+
     async fn split(
         &self,
         job: &JobRecord,
         blobs: &dyn BlobStore,
-        out: mpsc::Sender<Vec<NewTask>>,
+        plan: &Plan,
+        out: mpsc::Sender<Split>,
     ) -> Result<Option<serde_json::Value>, PartitionError> {
-        let lines_per_chunk =
-            chunk_lines(&job.spec.partition_options).map_err(PartitionError::Rejected)?;
         let input = job
             .input
             .as_ref()
             .ok_or_else(|| PartitionError::Rejected("the job has no input".into()))?;
+        let (cut, workload) = plan_cut(&job.spec.partition_options, input.size, plan)
+            .map_err(PartitionError::Rejected)?;
+        out.send(Split::Workload(workload))
+            .await
+            .map_err(|_| PartitionError::Stopped)?;
         let mut stream = blobs.get(&input.key, None).await?;
         let mut batch = Vec::with_capacity(BATCH);
         let (mut offset, mut chunk_start, mut lines) = (0u64, 0u64, 0u64);
@@ -63,6 +140,7 @@ impl Partitioner for Lines {
                 offset: start,
                 len: end - start,
                 meta: None,
+                work_ms: work_of(end - start),
             });
             index += 1;
         };
@@ -70,15 +148,21 @@ impl Partitioner for Lines {
             let bytes = bytes?;
             for (i, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b'\n') {
                 lines += 1;
-                if lines == lines_per_chunk {
-                    let end = offset + i as u64 + 1;
+                let end = offset + i as u64 + 1;
+                let full = match cut {
+                    Cut::Lines(n) => lines == n,
+                    Cut::Bytes(n) => end - chunk_start >= n,
+                };
+                if full {
                     emit(chunk_start, end, &mut batch);
                     chunk_start = end;
                     lines = 0;
                     // Full batches go at once: one read may hold many thousands of chunks.
                     if batch.len() >= BATCH {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                        out.send(full).await.map_err(|_| PartitionError::Stopped)?;
+                        out.send(Split::Tasks(full))
+                            .await
+                            .map_err(|_| PartitionError::Stopped)?;
                     }
                 }
             }
@@ -94,7 +178,9 @@ impl Partitioner for Lines {
             emit(chunk_start, offset, &mut batch);
         }
         if !batch.is_empty() {
-            out.send(batch).await.map_err(|_| PartitionError::Stopped)?;
+            out.send(Split::Tasks(batch))
+                .await
+                .map_err(|_| PartitionError::Stopped)?;
         }
         Ok(Some(
             serde_json::json!({ "bytes": offset, "chunks": index }),
@@ -109,13 +195,44 @@ mod tests {
 
     #[test]
     fn options_are_checked() {
-        assert_eq!(chunk_lines(&json!({})), Ok(DEFAULT_CHUNK_LINES));
-        assert_eq!(chunk_lines(&json!({"lines": 5})), Ok(5));
+        assert_eq!(chunk_lines(&json!({})), Ok(None));
+        assert_eq!(chunk_lines(&json!({"lines": 5})), Ok(Some(5)));
         assert!(
             chunk_lines(&json!({"lines": 0}))
                 .unwrap_err()
                 .contains("from 1")
         );
         assert!(chunk_lines(&json!({"lines": "x"})).is_err());
+    }
+
+    fn plan(slots: u64) -> Plan {
+        Plan {
+            tier: idlegrid_domain::Tier::Standard,
+            capacity: idlegrid_domain::schedule::Capacity {
+                slots,
+                speed: slots as f64,
+            },
+            timeout_secs: 600,
+        }
+    }
+
+    #[test]
+    fn chunk_size_follows_capacity_unless_fixed() {
+        let mib = 1 << 20;
+        // 100 MiB is 100 s of work: two chunks per slot on 10 slots is 20 chunks of 5 MiB.
+        let (cut, work) = plan_cut(&json!({}), 100 * mib, &plan(10)).unwrap();
+        assert_eq!(cut, Cut::Bytes(5 * mib));
+        assert_eq!(work.chunks, 20);
+        assert_eq!(work.work_ms, 100_000 + 20 * MS_PER_CHUNK);
+        // A grid of 4 slots gets larger chunks; one of 50 would get chunks below the floor
+        // of 5 s of work, so it gets the floor.
+        let (cut, _) = plan_cut(&json!({}), 100 * mib, &plan(4)).unwrap();
+        assert_eq!(cut, Cut::Bytes(12_800 * 1024));
+        let (_, wide) = plan_cut(&json!({}), 100 * mib, &plan(50)).unwrap();
+        assert_eq!(wide.chunks, 20);
+        // Fixed line counts are kept, with a bound on the chunk count.
+        let (cut, work) = plan_cut(&json!({"lines": 10}), 1000, &plan(10)).unwrap();
+        assert_eq!(cut, Cut::Lines(10));
+        assert_eq!(work.chunks, 100);
     }
 }

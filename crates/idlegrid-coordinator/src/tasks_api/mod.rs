@@ -113,10 +113,15 @@ pub async fn lease(
                 break;
             }
         }
-        if !leases.is_empty() {
+        if leases.is_empty() {
+            grid.presence.waiting(device.0);
+        } else {
             return match grant(&grid, &leases).await {
                 Ok(grant) if grant.leases.is_empty() => continue,
-                Ok(grant) => Ok(Json(grant)),
+                Ok(grant) => {
+                    grid.presence.working(device.0);
+                    Ok(Json(grant))
+                }
                 Err(e) => {
                     // Not delivered: give the tasks back rather than let the leases expire
                     // and be charged to the tasks.
@@ -347,6 +352,7 @@ pub async fn me(
         timed_out: reputation.timed_out,
         streak: reputation.streak,
         quarantined: reputation.quarantined_at_ms.is_some(),
+        earned: grid.store.earned_by_workers(&[worker]).await?[0],
     }))
 }
 

@@ -6,6 +6,7 @@
 //! every chunk a worker returns, and joins the parts. Workers only encode (`task.py`).
 
 mod assemble;
+mod cost;
 
 pub use assemble::MASTER_PLAYLIST;
 mod params;

@@ -3,12 +3,13 @@
 //! allow the wanted chunk length, otherwise frame-exactly through a lossless intermediate — and
 //! extracts the first audio stream as one more chunk, encoded once for the whole file.
 
+use super::cost;
 use super::probe::{self, Facts};
 use super::{
     Picks, REF_SAMPLES, VideoParams, every_nth, progress_frames, readable, reference_filter,
     scratch, spread, tool, tool_with_complaints,
 };
-use crate::partitioner::{PartitionError, Partitioner};
+use crate::partitioner::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use idlegrid_storage::blobs::BlobStore;
@@ -17,17 +18,15 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use tokio::sync::mpsc;
 
-/// Seconds per chunk when the job does not say.
-pub const DEFAULT_CHUNK_SECONDS: f64 = 10.0;
-
 /// The video partitioner.
 pub struct VideoPartitioner;
 
-fn chunk_seconds(options: &serde_json::Value) -> Result<f64, String> {
+/// The chunk length the customer fixed, if any.
+fn chunk_seconds(options: &serde_json::Value) -> Result<Option<f64>, String> {
     match options.get("seconds") {
-        None | Some(serde_json::Value::Null) => Ok(DEFAULT_CHUNK_SECONDS),
+        None | Some(serde_json::Value::Null) => Ok(None),
         Some(v) => match v.as_f64() {
-            Some(s) if (1.0..=600.0).contains(&s) => Ok(s),
+            Some(s) if (1.0..=600.0).contains(&s) => Ok(Some(s)),
             _ => Err(format!("chunk_seconds must be from 1 to 600, got {v}")),
         },
     }
@@ -333,6 +332,33 @@ async fn split_video(
     })
 }
 
+/// A probed source as pricing sees it.
+fn source_of(facts: &Facts) -> cost::Source {
+    cost::Source {
+        frames: facts.frames,
+        fps: facts.fps,
+        width: facts.width,
+        height: facts.height,
+        audio_secs: if facts.audio_streams > 0 {
+            facts.audio_duration.unwrap_or(facts.duration)
+        } else {
+            0.0
+        },
+    }
+}
+
+/// A probed source as an [`InputSize`].
+fn size_of(facts: &Facts) -> InputSize {
+    let source = source_of(facts);
+    InputSize::Video {
+        frames: source.frames,
+        fps: source.fps,
+        width: source.width,
+        height: source.height,
+        audio_secs: source.audio_secs,
+    }
+}
+
 #[async_trait]
 impl Partitioner for VideoPartitioner {
     fn check_job(
@@ -344,14 +370,64 @@ impl Partitioner for VideoPartitioner {
         chunk_seconds(options).map(|_| ())
     }
 
+    fn workload(
+        &self,
+        params: &serde_json::Value,
+        options: &serde_json::Value,
+        size: &InputSize,
+        plan: &Plan,
+    ) -> Result<Workload, String> {
+        let params = VideoParams::parse(params)?;
+        let seconds = chunk_seconds(options)?;
+        match *size {
+            InputSize::Video {
+                frames,
+                fps,
+                width,
+                height,
+                audio_secs,
+            } => {
+                let source = cost::Source {
+                    frames,
+                    fps,
+                    width,
+                    height,
+                    audio_secs,
+                };
+                Ok(cost::workload(&params, &source, seconds, plan).1)
+            }
+            InputSize::Bytes(_) => Err(
+                "a video's price needs its frames and size: give the job's id with its input \
+                 uploaded, or the video's duration, size and frame rate"
+                    .into(),
+            ),
+        }
+    }
+
+    async fn measure(
+        &self,
+        job: &JobRecord,
+        blobs: &dyn BlobStore,
+    ) -> Result<InputSize, PartitionError> {
+        let input = job
+            .input
+            .as_ref()
+            .ok_or_else(|| rejected("the job has no input".into()))?;
+        let dir = scratch()?;
+        let source = readable(blobs, &input.key, &dir.path().join("source")).await?;
+        let facts = probe::probe(&source).await.map_err(rejected)?;
+        Ok(size_of(&facts))
+    }
+
     async fn split(
         &self,
         job: &JobRecord,
         blobs: &dyn BlobStore,
-        out: mpsc::Sender<Vec<NewTask>>,
+        plan: &Plan,
+        out: mpsc::Sender<Split>,
     ) -> Result<Option<serde_json::Value>, PartitionError> {
         let params = VideoParams::parse(&job.spec.params).map_err(rejected)?;
-        let target = chunk_seconds(&job.spec.partition_options).map_err(rejected)?;
+        let fixed = chunk_seconds(&job.spec.partition_options).map_err(rejected)?;
         let input = job
             .input
             .as_ref()
@@ -359,6 +435,10 @@ impl Partitioner for VideoPartitioner {
         let dir = scratch()?;
         let source = readable(blobs, &input.key, &dir.path().join("source")).await?;
         let mut facts = probe::probe(&source).await.map_err(rejected)?;
+        let (target, workload) = cost::workload(&params, &source_of(&facts), fixed, plan);
+        out.send(Split::Workload(workload))
+            .await
+            .map_err(|_| PartitionError::Stopped)?;
         let chunks_dir = dir.path().join("chunks");
         std::fs::create_dir_all(&chunks_dir).map_err(|e| {
             PartitionError::Storage(idlegrid_storage::StorageError::Backend(e.to_string()))
@@ -406,6 +486,7 @@ impl Partitioner for VideoPartitioner {
                         input_key: Some(key.clone()),
                         offset: 0,
                         len: stored.size,
+                        work_ms: cost::video_task_ms(chunk.frames, (w, h), &params.encoder.preset),
                         meta: Some(json!({
                             "kind": "video", "frames": chunk.frames, "width": w, "height": h,
                             "scale": (w, h) != source_size,
@@ -414,7 +495,9 @@ impl Partitioner for VideoPartitioner {
                         })),
                     })
                     .collect();
-                out.send(tasks).await.map_err(|_| PartitionError::Stopped)?;
+                out.send(Split::Tasks(tasks))
+                    .await
+                    .map_err(|_| PartitionError::Stopped)?;
             }
             Ok::<_, PartitionError>((chunks, counted))
         };
@@ -474,6 +557,7 @@ impl Partitioner for VideoPartitioner {
                 input_key: Some(key),
                 offset: 0,
                 len: stored.size,
+                work_ms: cost::audio_task_ms(facts.audio_duration.unwrap_or(facts.duration)),
                 meta: Some(json!({
                     "kind": "audio", "duration": facts.audio_duration, "encoder": encoder,
                 })),
@@ -500,7 +584,9 @@ impl Partitioner for VideoPartitioner {
             ));
         }
         if !tasks.is_empty() {
-            out.send(tasks).await.map_err(|_| PartitionError::Stopped)?;
+            out.send(Split::Tasks(tasks))
+                .await
+                .map_err(|_| PartitionError::Stopped)?;
         }
         let mut recorded = serde_json::to_value(&facts).unwrap_or_default();
         recorded["video_chunks"] = json!(chunks);

@@ -1,0 +1,134 @@
+//! Backup copies of stragglers, as MapReduce's backup tasks (which cut job time by a third
+//! where a few machines were slow): a clear straggler is queued once more, ahead of its job's
+//! other tasks, at any time; and when a job has nothing left queued and devices wait for work,
+//! its slowest running chunks are too. Which chunks is the policy's
+//! ([`idlegrid_domain::schedule::backups`]); this stage gathers what it needs and queues the
+//! copies.
+//!
+//! The first valid result wins: the records take one result for a chunk, so the other copy's
+//! report is refused and earns nothing (superseded), and once the chunk is done its other
+//! leases are ended here, which tells that worker, at its next heartbeat, to stop.
+//!
+//! How long a lease has run is what this coordinator has seen of it, from the first sweep
+//! that found it (every [`EVERY`]).
+
+use crate::grid::Grid;
+use idlegrid_domain::schedule::{RunningTask, backups, run_secs};
+use idlegrid_domain::{LeaseId, TaskId, TaskState, WorkerId};
+use idlegrid_storage::StorageError;
+use idlegrid_storage::queue::Lease;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How often running jobs are looked at.
+const EVERY: Duration = Duration::from_secs(2);
+
+/// Runs the stage until `shutdown`.
+pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
+    let mut first_seen = HashMap::new();
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !shutdown.is_cancelled() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = sweep(&grid, &mut first_seen).await {
+            tracing::warn!(error = %e, "looking for stragglers failed");
+        }
+    }
+}
+
+/// One look at every dispatching job: ends the leases of copies that lost, and queues backup
+/// copies of stragglers. Returns the backups queued. `first_seen` remembers when each lease was
+/// first seen, across calls.
+pub async fn sweep(
+    grid: &Grid,
+    first_seen: &mut HashMap<LeaseId, i64>,
+) -> Result<Vec<TaskId>, StorageError> {
+    let now = idlegrid_storage::now_ms();
+    let mut idle = grid.presence.idle(now);
+    let capacity = grid.capacity().await;
+    let mut live = HashSet::new();
+    let mut queued_backups = Vec::new();
+    for job in grid.schedule.jobs() {
+        let Some(active) = grid.schedule.get(job) else {
+            continue;
+        };
+        let leases = grid.queues.job_leases(job).await?;
+        if leases.is_empty() {
+            continue;
+        }
+        let mut by_task: HashMap<TaskId, Vec<&Lease>> = HashMap::new();
+        for lease in &leases {
+            first_seen.entry(lease.id).or_insert(now);
+            live.insert(lease.id);
+            by_task.entry(lease.task).or_default().push(lease);
+        }
+        let ids: Vec<TaskId> = by_task.keys().copied().collect();
+        let tasks = grid.store.tasks(&ids).await?;
+        // A chunk decided while other copies run: those copies lost.
+        let losers: Vec<(LeaseId, WorkerId)> = tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Done)
+            .flat_map(|t| by_task[&t.id].iter().map(|l| (l.id, l.worker)))
+            .collect();
+        if !losers.is_empty() {
+            grid.queues.settle(&losers).await?;
+        }
+        if active.replication.is_replicated() {
+            continue;
+        }
+        let depth = grid.queues.job_depth(job).await?;
+        let mut running = Vec::new();
+        let mut work = Vec::new();
+        for task in tasks.iter().filter(|t| t.state == TaskState::Pending) {
+            let copies = by_task[&task.id].len() as u32;
+            for lease in &by_task[&task.id] {
+                let holder = grid.device(lease.worker).await?;
+                running.push(RunningTask {
+                    task: task.id,
+                    holder: lease.worker,
+                    elapsed_ms: now - first_seen[&lease.id],
+                    progress: lease.progress,
+                    expected_ms: (run_secs(&holder, task.chunk.work_ms) * 1000.0) as i64,
+                    copies,
+                });
+            }
+            work.push(task.chunk.work_ms);
+        }
+        if running.is_empty() {
+            continue;
+        }
+        // What a fresh copy needs, for a chunk of average work: on the fastest waiting device
+        // when some wait, else on an average device of the grid (the next one that asks).
+        let average = work.iter().sum::<i64>() / work.len() as i64;
+        let mut fresh_ms = i64::MAX;
+        for worker in &idle {
+            let caps = grid.device(*worker).await?;
+            fresh_ms = fresh_ms.min((run_secs(&caps, average) * 1000.0) as i64);
+        }
+        if idle.is_empty() {
+            if capacity.slots == 0 {
+                continue;
+            }
+            let speed = capacity.speed / capacity.slots as f64;
+            fresh_ms = (average as f64 / speed.max(1e-6)) as i64;
+        }
+        let picked = backups(active.tier, depth.queued, &running, fresh_ms, idle.len());
+        for task in &picked {
+            let holders: Vec<WorkerId> = by_task[task].iter().map(|l| l.worker).collect();
+            grid.queues
+                .enqueue_replicas(job, *task, 1, &holders, true)
+                .await?;
+            tracing::info!(job = %job, task = %task, "backup copy of a straggler queued");
+        }
+        // Each backup goes to one waiting device.
+        idle.truncate(idle.len().saturating_sub(picked.len()));
+        queued_backups.extend(picked);
+    }
+    first_seen.retain(|id, _| live.contains(id));
+    Ok(queued_backups)
+}
