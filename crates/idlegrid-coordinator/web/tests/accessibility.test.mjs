@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { closeGrid, openGrid, signIn, waitFor, waitForFinalState, waitForJobPage } from './helpers.mjs';
+import { closeGrid, openGrid, signIn, waitFor, waitForFinalState, waitForJobPage, screenshot } from './helpers.mjs';
 
 let grid;
 let browser;
@@ -151,13 +151,19 @@ test('every page is labelled and keyboard-usable; the new-job form works by keyb
   const speed = await tabTo(page, (f) => f.type === 'radio', 'the speed choice');
   assert.ok(speed);
   await page.keyboard.press('ArrowDown'); // Standard → Fast
-  assert.equal(await page.locator('input[type="radio"]:checked').getAttribute('value'), '50');
+  assert.equal(await page.locator('input[type="radio"]:checked').getAttribute('value'), 'fast');
+  // The price and time of every speed are shown before anything runs, the chosen one marked.
+  await page.locator('#estimate tr.chosen[data-tier="fast"]').waitFor({ timeout: 10000 });
+  assert.equal(await page.locator('#estimate tbody tr').count(), 3);
+  assert.match(await page.locator('#estimate tr.chosen .price').textContent(), /^\d+\.\d{6} credits$/);
+  await screenshot(page, 'new-job-estimate');
   await tabTo(page, byText('Create and run'), 'the submit button');
   await page.keyboard.press('Enter');
   const jobId = await waitForJobPage(page);
   assert.equal(await waitForFinalState(page, grid, jobId), 'completed');
   const job = await (await fetch(`${grid.url}/v1/jobs/${jobId}`, { headers: { Authorization: `Bearer ${grid.apiKey}` } })).json();
-  assert.equal(job.preferences.priority, 50, 'the speed chosen by keyboard was sent');
+  assert.equal(job.preferences.tier, 'fast', 'the speed chosen by keyboard was sent');
+  assert.ok(job.cost && job.cost.charged > 0 && job.cost.charged <= job.cost.quote, 'the job was charged within its quote');
   assert.equal(job.chunks.total, 3);
 
   await checkPage(page, '#/jobs', { 'the new-job link': byHref('#/jobs/new'), 'the job link': byHref(`#/jobs/${jobId}`), 'sign out': byText('Sign out') });

@@ -8,11 +8,23 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 export const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const BIN = path.resolve(WEB, process.env.IDLEGRID_BIN || '../../../target/debug/idlegrid');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+/** Where the pages' screenshots are written (test artifacts). */
+export const ARTIFACTS = path.resolve(WEB, process.env.IDLEGRID_ARTIFACTS || '../../../target/browser-artifacts');
+
+/** Writes a full-page screenshot of `page` to ARTIFACTS/<name>.png and returns its path. */
+export async function screenshot(page, name) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const file = path.join(ARTIFACTS, `${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+  assert.ok(fs.statSync(file).size > 1000, `the screenshot ${file} is empty`);
+  return file;
+}
 
 const STARTUP_MS = 60_000;
 

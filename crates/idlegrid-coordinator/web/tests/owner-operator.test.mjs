@@ -4,7 +4,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { call, closeGrid, openGrid, signIn, submitPythonJob, UPPER_SCRIPT, waitFor } from './helpers.mjs';
+import { call, closeGrid, openGrid, signIn, submitPythonJob, UPPER_SCRIPT, waitFor, screenshot } from './helpers.mjs';
 
 let grid;
 let browser;
@@ -32,6 +32,7 @@ test('the owner sees the device online and the command to add one', async () => 
   await page.getByText(/Copied\.|Selected/).first().waitFor();
   const copied = await page.evaluate(() => navigator.clipboard.readText());
   assert.equal(copied, command);
+  await screenshot(page, 'owner-devices');
   assert.deepEqual(browser.errors, []);
 });
 
@@ -60,6 +61,7 @@ test('the operator sees the grid charts with data after a job ran', async () => 
     const caption = await page.locator(`figure[data-chart="${title}"] figcaption`).textContent();
     assert.match(caption, /^Latest/, `${title} caption: ${caption}`);
   }
+  await screenshot(page, 'operator-grid');
   const devices = page.locator('figure[data-chart="Devices"] svg');
   assert.ok(Number(await devices.getAttribute('data-max')) >= 1, 'a device was online');
   const stats = await call(grid, grid.operatorKey, '/v1/grid/stats');
@@ -67,5 +69,16 @@ test('the operator sees the grid charts with data after a job ran', async () => 
   const points = Number(await completed.locator('.series').first().getAttribute('data-points'));
   assert.ok(points >= Math.min(2, stats.samples.length), `drawn points ${points}`);
   await page.close();
+  // The job's validated work earned the device's owner: the owner's page shows it, in credits,
+  // as the API says.
+  const owner = await browser.context.newPage();
+  await signIn(owner, grid, grid.enrollmentToken);
+  await owner.waitForURL(/#\/devices$/);
+  const listed = await call(grid, grid.enrollmentToken, '/v1/owner/devices');
+  assert.ok(listed.totals.earned > 0, `the owner earned: ${JSON.stringify(listed.totals)}`);
+  const shown = `${Math.floor(listed.totals.earned / 1e6)}.${String(listed.totals.earned % 1e6).padStart(6, '0')} credits`;
+  await owner.getByText(shown).first().waitFor({ timeout: 10_000 });
+  await screenshot(owner, 'owner-earnings');
+  await owner.close();
   assert.deepEqual(browser.errors, []);
 });

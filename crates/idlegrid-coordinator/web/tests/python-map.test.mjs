@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { call, closeGrid, openGrid, signIn, submitPythonJob, UPPER_SCRIPT, waitFor, waitForFinalState, waitForJobPage } from './helpers.mjs';
+import { call, closeGrid, openGrid, signIn, submitPythonJob, UPPER_SCRIPT, waitFor, waitForFinalState, waitForJobPage, screenshot } from './helpers.mjs';
 
 let grid;
 let browser;
@@ -73,7 +73,12 @@ test('python-map job from the page: parts, run, all chunks done, download is the
   assert.equal(await page.locator('.chunk-grid li').count(), 4);
   assert.deepEqual(await page.locator('.chunk-grid li').evaluateAll((els) => els.map((e) => e.dataset.index)), ['0', '1', '2', '3']);
   assert.match(await page.locator('.chunk-summary').textContent(), /4 chunks: 4 done/);
+  // What it cost, against its quote, as the API says.
+  assert.ok(job.cost && job.cost.charged > 0, `the job has its cost: ${JSON.stringify(job.cost)}`);
+  const credits = (m) => `${Math.floor(m / 1e6)}.${String(m % 1e6).padStart(6, '0')} credits`;
+  await page.getByText(`${credits(job.cost.charged)} charged of a quote of ${credits(job.cost.quote)}`).waitFor({ timeout: 10_000 });
   assert.equal(await page.locator('progress#' + await page.locator('.progress-row progress').getAttribute('id')).evaluate((p) => p.value), 1);
+  await screenshot(page, 'job-python-map');
   const bytes = await downloadBytes(page);
   assert.equal(bytes.toString('utf8'), input.toUpperCase());
   assert.equal(await page.evaluate(() => localStorage.getItem('idlegrid.uploads')), '{}', 'the finished upload is forgotten');
@@ -146,6 +151,7 @@ test('the jobs list follows a running job live, over server-sent events', async 
   const shownFirst = await badge.getAttribute('data-state');
   assert.notEqual(shownFirst, 'completed', `the job is still running when the list shows: ${JSON.stringify(await call(grid, grid.apiKey, `/v1/jobs/${job.id}`))}`);
   await waitFor(async () => (await badge.getAttribute('data-state')) === 'completed', { timeout: 60_000, message: () => grid.logs() });
+  await screenshot(page, 'jobs-list');
   assert.ok(streams.length >= 1, 'the list follows the jobs\' event stream');
   assert.match(await page.locator(`tr[data-job="${job.id}"]`).textContent(), /100 %/);
   // A job created elsewhere (here: through the API) appears on top without a reload.

@@ -3,7 +3,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { call, closeGrid, openGrid } from './helpers.mjs';
+import { call, closeGrid, openGrid, screenshot } from './helpers.mjs';
 
 let grid;
 let browser;
@@ -31,6 +31,7 @@ test('a wrong secret shows the server message; the customer signs in and out', a
   const alert = page.getByRole('alert');
   await alert.waitFor();
   assert.equal((await alert.textContent()).trim(), serverMessage);
+  await screenshot(page, 'sign-in-refused');
   assert.equal(await page.evaluate(() => sessionStorage.getItem('idlegrid.secret')), null, 'a wrong secret is not kept');
 
   await page.getByLabel('Secret', { exact: true }).fill(grid.apiKey);
@@ -65,6 +66,7 @@ test('the API reference lists /v1/jobs and shows schemas, without signing in', a
     operations += ['get', 'put', 'post', 'delete', 'patch'].filter((m) => item[m]).length;
   }
   assert.equal(await page.locator('article.op').count(), operations);
+  await screenshot(page, 'api-reference');
   // The request body's $ref is resolved: CreateJob's fields are shown inline.
   const bodyFields = await jobsPost.locator('table.fields td:first-child').allTextContents();
   assert.ok(bodyFields.includes('app') && bodyFields.includes('preferences'), `fields: ${bodyFields}`);

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
-import { call, closeGrid, openGrid, signIn, waitFor, waitForFinalState, waitForJobPage } from './helpers.mjs';
+import { call, closeGrid, openGrid, signIn, waitFor, waitForFinalState, waitForJobPage, screenshot } from './helpers.mjs';
 
 let grid;
 let browser;
@@ -51,5 +51,14 @@ test('an HLS video job completes and its output plays in the page', async () => 
   const state = await video.evaluate((v) => ({ readyState: v.readyState, t: v.currentTime, w: v.videoWidth, h: v.videoHeight }));
   assert.ok(state.readyState >= 2);
   assert.ok(state.w > 0 && state.h > 0, `video size ${state.w}x${state.h}`);
+  await screenshot(page, 'job-video-hls');
+  // The output itself, through the page's signed link, checked with ffprobe: H.264 at the
+  // source's size, every frame of the 4 s clip (25 fps).
+  const probed = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-select_streams', 'v:0', '-count_frames',
+    '-show_entries', 'stream=codec_name,width,height,nb_read_frames', '-of', 'json', new URL(src, grid.url).href]).toString());
+  const stream = probed.streams[0];
+  assert.equal(stream.codec_name, 'h264');
+  assert.equal(`${stream.width}x${stream.height}`, '320x240');
+  assert.equal(Number(stream.nb_read_frames), 100);
   assert.deepEqual(browser.errors, []);
 });

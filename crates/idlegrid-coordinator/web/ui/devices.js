@@ -1,7 +1,7 @@
 // Device owners: their devices, results totals, and how to add a device.
 
 import { api, session } from './api.js';
-import { alertSlot, announce, badge, counts, h, heading, replace, timeTag, uid } from './dom.js';
+import { alertSlot, announce, badge, counts, formatCredits, h, heading, replace, timeTag, uid } from './dom.js';
 
 export async function devicesView(main, _params, { isCurrent }) {
   main.append(heading('Devices'));
@@ -47,7 +47,8 @@ export async function devicesView(main, _params, { isCurrent }) {
       replace(totals, h('section', { class: 'card', 'aria-labelledby': 'totals-h' }, h('h2', { id: 'totals-h' }, 'Results'),
         counts([['Devices', String(t.devices ?? answer.devices.length)],
           ['Online now', String(t.online ?? answer.devices.filter((d) => d.status === 'online' || d.status === 'busy').length)],
-          ['Valid results', String(t.valid ?? 0)], ['Invalid results', String(t.invalid ?? 0)], ['Timed out', String(t.timed_out ?? 0)]])));
+          ['Valid results', String(t.valid ?? 0)], ['Invalid results', String(t.invalid ?? 0)], ['Timed out', String(t.timed_out ?? 0)],
+          ['Earned so far', formatCredits(t.earned ?? 0)]])));
       replace(body, answer.devices.length ? devicesTable(answer.devices)
         : h('p', { class: 'muted' }, 'No devices yet: add one with the command below.'));
     } catch (e) {
@@ -60,7 +61,7 @@ export async function devicesView(main, _params, { isCurrent }) {
 }
 
 function devicesTable(devices) {
-  const head = ['Device', 'Status', 'Last seen', 'Hardware', 'Slots', 'Running', 'Valid', 'Invalid', 'Timed out', 'Streak'];
+  const head = ['Device', 'Status', 'Last seen', 'Hardware', 'Slots', 'Running', 'Valid', 'Invalid', 'Timed out', 'Streak', 'Earned'];
   return h('div', { class: 'table-wrap' }, h('table', { class: 'devices' },
     h('caption', { class: 'sr-only' }, 'Your devices and their results'),
     h('thead', {}, h('tr', {}, head.map((t) => h('th', { scope: 'col' }, t)))),
@@ -79,6 +80,7 @@ function devicesTable(devices) {
         h('td', {}, String(d.valid ?? 0)),
         h('td', {}, String(d.invalid ?? 0)),
         h('td', {}, String(d.timed_out ?? 0)),
-        h('td', {}, String(d.streak ?? 0)));
+        h('td', {}, String(d.streak ?? 0)),
+        h('td', {}, formatCredits(d.earned ?? 0)));
     }))));
 }

@@ -73,6 +73,15 @@ export function formatBytes(n) {
   return `${unit === 0 ? value : value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
+/** Micro-credits as credits: "0.004210 credits". */
+export function formatCredits(micros) {
+  if (micros === null || micros === undefined) return '—';
+  const n = Number(micros);
+  const sign = n < 0 ? '−' : '';
+  const abs = Math.abs(n);
+  return `${sign}${Math.floor(abs / 1e6)}.${String(abs % 1e6).padStart(6, '0')} credits`;
+}
+
 export function formatTime(iso) {
   if (!iso) return '—';
   const date = new Date(iso);

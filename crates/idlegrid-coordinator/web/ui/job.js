@@ -1,7 +1,7 @@
 // One job: state, progress and ETA, facts, chunk grid, errors, output, cancel, webhook deliveries.
 
 import { api, missingEndpoint } from './api.js';
-import { alertSlot, announce, badge, counts, facts, formatBytes, formatDuration, h, heading, replace, timeTag, uid } from './dom.js';
+import { formatCredits, alertSlot, announce, badge, counts, facts, formatBytes, formatDuration, h, heading, replace, timeTag, uid } from './dom.js';
 import { follow } from './sse.js';
 import { chunkGrid } from './chunks.js';
 import { jobProgress, oneTimeSecrets, percent, TERMINAL } from './jobs.js';
@@ -163,6 +163,8 @@ export async function jobView(main, [idText], { isCurrent }) {
       ['Finished', timeTag(job.finished_at)],
       job.input ? ['Input', `${formatBytes(job.input.size)} · SHA-256 ${job.input.sha256}`] : null,
       job.output ? ['Output', `${formatBytes(job.output.size)} · SHA-256 ${job.output.sha256}`] : null,
+      ['Tier', job.preferences && job.preferences.tier ? job.preferences.tier : 'standard'],
+      job.cost ? ['Cost', `${formatCredits(job.cost.charged)} charged of a quote of ${formatCredits(job.cost.quote)}`] : ['Cost', 'not priced yet (the quote is held when the input is split)'],
       ['Priority', String(job.preferences ? job.preferences.priority : 0)],
       job.params && Object.keys(job.params).length ? ['Parameters', h('code', {}, JSON.stringify(job.params))] : null,
       job.webhook ? ['Webhook', job.webhook.url] : null,

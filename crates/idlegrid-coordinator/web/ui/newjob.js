@@ -1,16 +1,16 @@
 // New job: pick the app, fill in its settings, create → upload in parts → run → job page.
 
 import { api, ApiError, openapi } from './api.js';
-import { alertSlot, announce, field, formatBytes, h, heading, replace, uid } from './dom.js';
+import { alertSlot, announce, field, formatBytes, formatCredits, formatDuration, h, heading, replace, uid } from './dom.js';
 import { forgetUpload, partSize, pendingUpload, rememberUpload, uploadInParts } from './upload.js';
 import { oneTimeSecrets } from './jobs.js';
 
 const PRESETS = ['1080p', '720p', '480p', '360p', 'source'];
 const X264_PRESETS = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow'];
-const SPEEDS = [
-  { value: -50, label: 'Economy', hint: 'runs after other work (priority −50)' },
-  { value: 0, label: 'Standard', hint: 'priority 0' },
-  { value: 50, label: 'Fast', hint: 'runs before other work (priority 50)' },
+const TIERS = [
+  { value: 'economy', label: 'Economy', hint: 'cheapest: runs when the grid has room, in large chunks' },
+  { value: 'standard', label: 'Standard', hint: 'the default' },
+  { value: 'fast', label: 'Fast', hint: 'runs first, in small chunks on many devices, with backup copies of slow ones' },
 ];
 const EXAMPLE_SCRIPT = `import os
 name = os.listdir("input")[0]
@@ -67,14 +67,14 @@ function buildForm(apps, navigate, webhooks) {
       announce(`Loaded the script from ${picked.name}.`);
     }
   });
-  const chunkLines = h('input', { type: 'number', name: 'chunk_lines', min: 1, step: 1, inputmode: 'numeric', placeholder: '1000' });
+  const chunkLines = h('input', { type: 'number', name: 'chunk_lines', min: 1, step: 1, inputmode: 'numeric', placeholder: 'auto' });
   const params = h('textarea', { name: 'params', rows: 3, spellcheck: 'false', class: 'code', value: '{}' });
   const paramsField = field('Parameters (JSON object)', params, 'Given to the script as JSON in IDLEGRID_PARAMS.');
   const scriptBox = h('fieldset', { class: 'app-fields' }, h('legend', {}, 'Task script'),
     field('Task script (Python)', script, 'Reads the one file in input/, writes exactly one file into output/.').wrap,
     h('div', { class: 'actions left' }, example),
     field('Or load the script from a file', scriptFile).wrap,
-    field('Lines per chunk', chunkLines, 'Default 1000.').wrap);
+    field('Lines per chunk', chunkLines, 'Default: sized from the speed and the grid.').wrap);
 
   // video-transcode.
   const preset = select(PRESETS.map((p) => [p, p === 'source' ? 'Source size' : p]), '720p');
@@ -82,23 +82,25 @@ function buildForm(apps, navigate, webhooks) {
   const x264 = select([['', 'Default'], ...X264_PRESETS.map((p) => [p, p])], '');
   const hlsId = uid('hls');
   const hls = h('input', { type: 'checkbox', name: 'hls', id: hlsId });
-  const chunkSeconds = h('input', { type: 'number', name: 'chunk_seconds', min: 1, step: 'any', inputmode: 'decimal', placeholder: '10' });
+  const chunkSeconds = h('input', { type: 'number', name: 'chunk_seconds', min: 1, step: 'any', inputmode: 'decimal', placeholder: 'auto' });
   const videoBox = h('fieldset', { class: 'app-fields' }, h('legend', {}, 'Video'),
     field('Resolution', preset).wrap,
     field('Quality (CRF, 0–51, lower is better)', crf, 'Leave empty for the default.').wrap,
     field('x264 preset (slower is smaller)', x264).wrap,
     h('div', { class: 'field check' }, hls, h('label', { for: hlsId }, 'Package as HLS (adaptive streaming, several renditions)')),
-    field('Seconds per chunk', chunkSeconds, 'Default 10.').wrap);
+    field('Seconds per chunk', chunkSeconds, 'Default: sized from the speed and the grid.').wrap);
 
-  // Preferences.
+  // Preferences: speed against price, with the price and time of each tier.
   const speedName = uid('speed');
-  const speeds = SPEEDS.map((s) => {
+  const speeds = TIERS.map((s) => {
     const id = uid('speed');
     return h('div', { class: 'field check' },
-      h('input', { type: 'radio', name: speedName, id, value: String(s.value), checked: s.value === 0 }),
+      h('input', { type: 'radio', name: speedName, id, value: s.value, checked: s.value === 'standard' }),
       h('label', { for: id }, `${s.label} `, h('span', { class: 'muted' }, `— ${s.hint}`)));
   });
-  const speedBox = h('fieldset', {}, h('legend', {}, 'Speed'), speeds);
+  const estimateBox = h('div', { class: 'estimate', id: 'estimate', 'aria-live': 'polite' },
+    h('p', { class: 'muted' }, 'Choose the input to see the price and time of each speed.'));
+  const speedBox = h('fieldset', {}, h('legend', {}, 'Speed and price'), speeds, estimateBox);
   const webhook = h('input', { type: 'url', name: 'webhook', placeholder: 'https://example.com/hooks/idlegrid', autocomplete: 'url' });
   const webhookField = field('Webhook URL (optional)', webhook, 'Told about every change of the job’s state.');
   webhookField.wrap.hidden = !webhooks;
@@ -137,6 +139,56 @@ function buildForm(apps, navigate, webhooks) {
   appSelect.addEventListener('change', sync);
   sync();
 
+  function chosenTier() {
+    const speed = form.querySelector(`input[name="${speedName}"]:checked`);
+    return speed ? speed.value : 'standard';
+  }
+
+  /** What the input is, for a price before it is uploaded: its size, or a video's metadata. */
+  async function describeInput() {
+    const picked = file.files[0] || null;
+    if (isVideo()) {
+      if (!picked) return null;
+      const meta = await videoMetadata(picked);
+      if (!meta) return null;
+      // The browser does not tell the frame rate; 30 fps is assumed until the upload is priced.
+      return { video: { duration_secs: meta.duration, width: meta.width, height: meta.height, fps: 30, audio: true } };
+    }
+    if (picked) return { input_bytes: picked.size };
+    if (inputText.value !== '') return { input_bytes: new Blob([inputText.value]).size };
+    return null;
+  }
+
+  let estimateRound = 0;
+  async function refreshEstimate() {
+    const round = ++estimateRound;
+    const app = currentApp();
+    const described = app ? await describeInput().catch(() => null) : null;
+    if (round !== estimateRound) return;
+    if (!described) {
+      replace(estimateBox, h('p', { class: 'muted' }, 'Choose the input to see the price and time of each speed.'));
+      return;
+    }
+    const request = { app: app.manifest.name, preferences: { tier: chosenTier() }, ...described };
+    if (isVideo()) {
+      request.params = { preset: preset.value, ...(x264.value ? { x264_preset: x264.value } : {}), ...(hls.checked ? { hls: true } : {}) };
+      if (chunkSeconds.value !== '' && Number(chunkSeconds.value) > 0) request.chunk_seconds = Number(chunkSeconds.value);
+    } else if (chunkLines.value !== '' && Number(chunkLines.value) >= 1) {
+      request.chunk_lines = Number(chunkLines.value);
+    }
+    try {
+      const estimate = await api('/v1/jobs/estimate', { method: 'POST', body: request });
+      if (round === estimateRound) replace(estimateBox, estimateView(estimate));
+    } catch (e) {
+      if (round === estimateRound) replace(estimateBox, h('p', { class: 'muted' }, `No estimate: ${e.message}`));
+    }
+  }
+  for (const control of [appSelect, file, preset, x264, hls, chunkSeconds, chunkLines]) {
+    control.addEventListener('change', refreshEstimate);
+  }
+  inputText.addEventListener('input', refreshEstimate);
+  for (const radio of form.querySelectorAll(`input[name="${speedName}"]`)) radio.addEventListener('change', refreshEstimate);
+
   function showResume() {
     const picked = file.files[0];
     const pending = pendingUpload(picked);
@@ -156,8 +208,7 @@ function buildForm(apps, navigate, webhooks) {
     if (!input && !video && inputText.value !== '') input = new Blob([inputText.value], { type: 'text/plain' });
     if (!input) throw new FieldError(file, video ? 'Choose the video file to transcode.' : 'Choose an input file or type the input.');
     const body = { app: app.manifest.name, preferences: {} };
-    const speed = form.querySelector(`input[name="${speedName}"]:checked`);
-    body.preferences.priority = speed ? Number(speed.value) : 0;
+    body.preferences.tier = chosenTier();
     if (video) {
       const p = { preset: preset.value };
       if (crf.value !== '') {
@@ -262,7 +313,15 @@ function buildForm(apps, navigate, webhooks) {
       });
       forgetUpload(request.picked);
       progressText.textContent = `Uploaded ${formatBytes(receipt.size)} (SHA-256 ${String(receipt.sha256).slice(0, 12)}…)`;
-      announce(`Starting job ${jobId}…`);
+      // The exact price, from the uploaded input itself, before anything runs.
+      const exact = await api('/v1/jobs/estimate', { method: 'POST', body: { job: jobId } });
+      replace(estimateBox, estimateView(exact));
+      if (!exact.affordable) {
+        alerts.show(`Job ${jobId} was not started: ${exact.problem}`);
+        announce('The job was not started.');
+        return;
+      }
+      announce(`Starting job ${jobId} at up to ${formatCredits(exact.quote.price)}…`);
       await api(`/v1/jobs/${jobId}/run`, { method: 'POST' });
       announce(`Job ${jobId} is running.`);
       navigate(`#/jobs/${jobId}`);
@@ -278,6 +337,38 @@ function buildForm(apps, navigate, webhooks) {
     }
   });
   return form;
+}
+
+/** The price and time of each tier, the chosen one marked, and the balance. */
+export function estimateView(estimate) {
+  const rows = estimate.tiers.map((t) => h('tr', { class: t.tier === estimate.quote.tier ? 'chosen' : '', dataset: { tier: t.tier } },
+    h('th', { scope: 'row' }, t.tier, t.tier === estimate.quote.tier ? h('span', { class: 'sr-only' }, ' (chosen)') : null),
+    h('td', { class: 'price' }, formatCredits(t.price)),
+    h('td', {}, t.eta_secs === null || t.eta_secs === undefined ? 'no device online' : formatDuration(t.eta_secs)),
+    h('td', {}, String(t.chunks))));
+  return h('div', {},
+    h('table', { class: 'estimate-table' },
+      h('caption', {}, estimate.exact ? 'Price of this input (what running it holds)' : 'Estimated price and time'),
+      h('thead', {}, h('tr', {}, ['Speed', 'Up to', 'Done in about', 'Chunks'].map((t) => h('th', { scope: 'col' }, t)))),
+      h('tbody', {}, rows)),
+    h('p', { class: estimate.affordable ? 'muted' : 'alert', role: estimate.affordable ? null : 'alert' },
+      estimate.affordable
+        ? `Your balance: ${formatCredits(estimate.balance)}. You pay only for validated work, never more than the quote.`
+        : estimate.problem));
+}
+
+/** A video file's duration and size, read by the browser (null if it cannot). */
+function videoMetadata(blob) {
+  return new Promise((resolve) => {
+    const video = document.createElement('video');
+    const url = URL.createObjectURL(blob);
+    const done = (value) => { URL.revokeObjectURL(url); resolve(value); };
+    video.preload = 'metadata';
+    video.onloadedmetadata = () => done(Number.isFinite(video.duration) && video.videoWidth
+      ? { duration: video.duration, width: video.videoWidth, height: video.videoHeight } : null);
+    video.onerror = () => done(null);
+    video.src = url;
+  });
 }
 
 export function webhookSecretNote(secret) {
