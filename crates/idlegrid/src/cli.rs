@@ -1,6 +1,6 @@
 //! Command-line arguments, and dispatch to the command modules.
 
-use crate::{bench, customer, local, serve};
+use crate::{bench, customer, local, serve, sim};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,9 +31,16 @@ pub enum Command {
     Job(JobArgs),
     /// Cancel a job.
     Cancel(JobArgs),
+    /// Your balance (customers), earnings (device owners) or fees (operators), with recent
+    /// entries; with a customer key, jobs' holds too.
+    Balance(BalanceArgs),
+    /// Credit a customer's balance with a payment (operator key in --api-key).
+    Deposit(DepositArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Simulate a grid of 10,000 devices in virtual time, driving the real scheduling policy.
+    Sim(sim::SimArgs),
 }
 
 impl Command {
@@ -129,14 +136,19 @@ pub struct ServeArgs {
     pub json: bool,
 }
 
+/// `idlegrid worker [flags]` runs a worker; `idlegrid worker pause | resume | status` controls
+/// the one running on this device.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct WorkerArgs {
+    #[command(subcommand)]
+    pub control: Option<crate::worker_control::ControlCommand>,
     /// Coordinator URL, e.g. http://192.168.1.10:8080.
-    #[arg(long, env = "IDLEGRID_URL")]
-    pub coordinator: String,
+    #[arg(long, env = "IDLEGRID_URL", required = true)]
+    pub coordinator: Option<String>,
     /// The device owner's enrollment token (printed by `idlegrid serve`).
-    #[arg(long, env = "IDLEGRID_TOKEN")]
-    pub token: String,
+    #[arg(long, env = "IDLEGRID_TOKEN", required = true)]
+    pub token: Option<String>,
     /// Where the worker keeps its identity, bundle cache and scratch space.
     #[arg(long, env = "IDLEGRID_WORKER_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -157,6 +169,12 @@ pub struct WorkerArgs {
     /// not mind them reading.
     #[arg(long)]
     pub weak_sandbox: bool,
+    #[command(flatten)]
+    pub controls: crate::worker_control::ControlsArgs,
+    /// A file of settings as `IDLEGRID_*=value` lines (the environment variable of each flag);
+    /// the command line and the environment take precedence.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +223,46 @@ pub struct RunAsArgs {
     /// POST every state change of the job to this URL, signed (the secret is printed once).
     #[arg(long, value_name = "URL")]
     pub webhook: Option<String>,
+    /// Speed against price: economy, standard or fast.
+    #[arg(long, default_value = "standard", value_parser = parse_tier)]
+    pub tier: idlegrid_domain::Tier,
+    /// The most the job may cost, in credits (e.g. 0.5); a higher quote fails it before it runs.
+    #[arg(long, value_name = "CREDITS", value_parser = idlegrid_domain::Credits::parse)]
+    pub max_price: Option<idlegrid_domain::Credits>,
+    /// Upload the input, print the price and time of every tier, and stop without running.
+    #[arg(long)]
+    pub estimate: bool,
+}
+
+fn parse_tier(name: &str) -> Result<idlegrid_domain::Tier, String> {
+    idlegrid_domain::Tier::parse(name)
+        .ok_or_else(|| format!("{name:?} is not a tier: economy, standard or fast"))
+}
+
+#[derive(Debug, Args)]
+pub struct BalanceArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DepositArgs {
+    /// Customer id (`GET /v1/me` with their key shows it).
+    pub customer: i64,
+    /// Credits paid in, e.g. 25.
+    #[arg(value_parser = idlegrid_domain::Credits::parse)]
+    pub amount: idlegrid_domain::Credits,
+    /// Your reference for the payment; a reference already used posts nothing.
+    #[arg(long)]
+    pub reference: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -332,7 +390,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs(args) => customer::jobs(args).await,
         Command::Job(args) => customer::job(args).await,
         Command::Cancel(args) => customer::cancel(args).await,
+        Command::Balance(args) => customer::balance(args).await,
+        Command::Deposit(args) => customer::deposit(args).await,
         Command::Bench(BenchCommand::Dispatch(args)) => bench::dispatch(args).await,
         Command::Bench(BenchCommand::Transcode(args)) => bench::transcode(args).await,
+        Command::Sim(args) => sim::sim(args),
     }
 }

@@ -1,14 +1,15 @@
 //! The customer's commands: `run` (a python-map job from start to downloaded output),
-//! `transcode` (the same for a video), `jobs`, `job` and `cancel`.
+//! `transcode` (the same for a video), `jobs`, `job`, `cancel`, `balance` and `deposit`.
 
 use crate::cli::{
-    CoordinatorArgs, JobArgs, JobsArgs, RunArgs, RunAsArgs, TargetArgs, TranscodeArgs,
+    BalanceArgs, CoordinatorArgs, DepositArgs, JobArgs, JobsArgs, RunArgs, RunAsArgs, TargetArgs,
+    TranscodeArgs,
 };
 use crate::local::LocalGrid;
 use crate::{output, shutdown, target};
 use anyhow::Context;
 use futures::StreamExt;
-use idlegrid_api::jobs::{CreateJob, Job, Preferences, WebhookSpec};
+use idlegrid_api::jobs::{CreateJob, Deposit, EstimateRequest, Job, Preferences, WebhookSpec};
 use idlegrid_api::{JobId, JobState, ReplicationMode};
 use idlegrid_client::Client;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -39,6 +40,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let submission = Submission {
         request,
+        estimate_only: args.run_as.estimate,
         input: &args.input,
         output: &args.output,
         json: args.json,
@@ -82,6 +84,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     };
     let submission = Submission {
         request,
+        estimate_only: args.run_as.estimate,
         input: &args.input,
         output: &output,
         json: args.json,
@@ -125,6 +128,8 @@ impl RunAsArgs {
         Preferences {
             replication,
             deadline_secs: self.deadline.or(base.deadline_secs),
+            tier: self.tier,
+            max_price: self.max_price,
             ..base
         }
     }
@@ -133,6 +138,7 @@ impl RunAsArgs {
 /// A job to create, feed, follow and collect.
 struct Submission<'a> {
     request: CreateJob,
+    estimate_only: bool,
     input: &'a Path,
     output: &'a Path,
     json: bool,
@@ -211,6 +217,31 @@ impl Submission<'_> {
             self.input.display()
         ));
         client.upload_input_file(job.id, self.input).await?;
+        let estimate = client
+            .estimate(&EstimateRequest {
+                app: None,
+                params: serde_json::json!({}),
+                chunk_lines: None,
+                chunk_seconds: None,
+                preferences: Preferences::default(),
+                job: Some(job.id),
+                input_bytes: None,
+                video: None,
+            })
+            .await?;
+        if self.estimate_only {
+            bar.finish_and_clear();
+            client.cancel_job(job.id).await?;
+            if self.json {
+                println!("{}", serde_json::to_string_pretty(&estimate)?);
+            } else {
+                print!("{}", output::estimate_table(&estimate));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !self.json {
+            bar.println(output::quote_line(&estimate));
+        }
         client.run_job(job.id).await?;
         let finished = tokio::select! {
             job = follow(client, job.id, &bar) => job?,
@@ -259,6 +290,9 @@ impl Submission<'_> {
             );
             if finished.preferences.replication.is_replicated() {
                 println!("{}", output::replication_summary(&finished));
+            }
+            if let Some(cost) = &finished.cost {
+                println!("{}", output::cost_line(cost));
             }
             if let Some(facts) = &finished.facts {
                 print!("{}", output::facts_summary(facts));
@@ -377,4 +411,42 @@ fn print_job(job: &Job, json: bool) -> anyhow::Result<()> {
         print!("{}", output::job_details(job));
     }
     Ok(())
+}
+
+pub async fn balance(args: BalanceArgs) -> anyhow::Result<ExitCode> {
+    let client = target::required(&args.target).await?;
+    let balance = client.balance().await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&balance)?);
+    } else {
+        print!("{}", output::balance_details(&balance));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn deposit(args: DepositArgs) -> anyhow::Result<ExitCode> {
+    let client = target::required(&args.target).await?;
+    let receipt = client
+        .deposit(
+            idlegrid_api::TenantId(args.customer),
+            &Deposit {
+                amount: args.amount,
+                reference: args.reference.clone(),
+            },
+        )
+        .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&receipt)?);
+    } else if receipt.posted {
+        println!(
+            "deposited {} credits for customer {}: their balance is {} credits",
+            args.amount, args.customer, receipt.balance
+        );
+    } else {
+        println!(
+            "reference {:?} was used before: nothing posted; customer {}'s balance is {} credits",
+            args.reference, args.customer, receipt.balance
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -87,6 +87,7 @@ impl LocalGrid {
                     // The customer's own scripts on their own machine: where the kernel offers
                     // no sandbox (macOS, Windows), run them anyway.
                     weak_sandbox: !cfg!(target_os = "linux"),
+                    controls: idlegrid_worker::controls::Controls::default(),
                 };
                 tokio::spawn(idlegrid_worker::run(config, stop_workers.child_token()))
             })

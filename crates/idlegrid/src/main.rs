@@ -1,7 +1,7 @@
 //! `idlegrid`: one binary for every role — coordinator (`serve`), worker (`worker`), a whole
-//! grid on one machine (`local`), the customer's commands (`run`, `jobs`, `job`, `cancel`) and
-//! benchmarks (`bench`). This file only parses arguments, sets up logging and maps errors to
-//! exit codes; each command lives in its own module.
+//! grid on one machine (`local`), the customer's commands (`run`, `jobs`, `job`, `cancel`),
+//! benchmarks (`bench`) and the grid simulator (`sim`). This file only parses arguments, sets
+//! up logging and maps errors to exit codes; each command lives in its own module.
 
 mod bench;
 mod cli;
@@ -11,7 +11,9 @@ mod output;
 mod serve;
 mod settings;
 mod shutdown;
+mod sim;
 mod target;
+mod worker_control;
 
 use clap::Parser;
 use std::process::ExitCode;

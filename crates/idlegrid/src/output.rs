@@ -1,6 +1,6 @@
 //! How jobs are shown to people (the `--json` forms print the API's own JSON).
 
-use idlegrid_api::jobs::Job;
+use idlegrid_api::jobs::{Balance, Estimate, Job, JobCost};
 use std::fmt::Write;
 
 /// Chunks done out of total (or created so far while partitioning).
@@ -48,8 +48,108 @@ pub fn job_details(job: &Job) -> String {
     if let Some(at) = job.finished_at {
         let _ = writeln!(s, "  ended:   {at}");
     }
+    if let Some(cost) = &job.cost {
+        let _ = writeln!(s, "  {}", cost_line(cost));
+    }
     if let Some(error) = &job.error {
         let _ = writeln!(s, "  error:   {error}");
+    }
+    s
+}
+
+/// What a job has cost against its quote.
+pub fn cost_line(cost: &JobCost) -> String {
+    format!(
+        "cost:    {} credits charged of a {} quote of {} credits ({:.1} reference core-seconds)",
+        cost.charged,
+        cost.tier.as_str(),
+        cost.quote,
+        cost.work_core_seconds
+    )
+}
+
+fn eta_text(eta: Option<f64>) -> String {
+    match eta {
+        Some(secs) if secs < 120.0 => format!("about {secs:.0} s"),
+        Some(secs) if secs < 7200.0 => format!("about {:.0} min", secs / 60.0),
+        Some(secs) => format!("about {:.1} h", secs / 3600.0),
+        None => "unknown (no device online)".into(),
+    }
+}
+
+/// The price and time of the tier chosen, in one line.
+pub fn quote_line(estimate: &Estimate) -> String {
+    format!(
+        "quote: up to {} credits ({}), done in {}; balance {} credits",
+        estimate.quote.price,
+        estimate.quote.tier.as_str(),
+        eta_text(estimate.quote.eta_secs),
+        estimate.balance
+    )
+}
+
+/// Every tier's price and time.
+pub fn estimate_table(estimate: &Estimate) -> String {
+    let mut s = format!(
+        "{:<9}  {:>14}  {:>7}  {:>12}  {}\n",
+        "tier", "price (credits)", "chunks", "core-seconds", "done in"
+    );
+    for tier in &estimate.tiers {
+        let _ = writeln!(
+            s,
+            "{:<9}  {:>15}  {:>7}  {:>12.1}  {}",
+            tier.tier.as_str(),
+            tier.price.to_string(),
+            tier.chunks,
+            tier.work_core_seconds,
+            eta_text(tier.eta_secs)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "balance: {} credits; {} devices online with {} slots{}",
+        estimate.balance,
+        estimate.devices_online,
+        estimate.slots,
+        if estimate.exact {
+            ""
+        } else {
+            " (estimated from a description of the input)"
+        }
+    );
+    if let Some(problem) = &estimate.problem {
+        let _ = writeln!(s, "cannot run: {problem}");
+    }
+    s
+}
+
+/// A balance with its recent entries.
+pub fn balance_details(balance: &Balance) -> String {
+    let mut s = match balance.kind.as_str() {
+        "customer" => format!(
+            "balance: {} credits available, {} held for running jobs\n",
+            balance.balance, balance.held
+        ),
+        "owner" => format!("earned: {} credits\n", balance.balance),
+        "operator" => format!(
+            "platform fees: {} credits; the books {}\n",
+            balance.balance,
+            if balance.books_balance == Some(true) {
+                "balance"
+            } else {
+                "DO NOT balance"
+            }
+        ),
+        _ => format!("earned by this device: {} credits\n", balance.balance),
+    };
+    for entry in &balance.entries {
+        let _ = writeln!(
+            s,
+            "  {}  {:>16}  {}",
+            entry.at,
+            entry.amount.to_string(),
+            entry.txn
+        );
     }
     s
 }

@@ -1,4 +1,5 @@
-//! `idlegrid serve` (a coordinator) and `idlegrid worker` (a worker agent).
+//! `idlegrid serve` (a coordinator) and `idlegrid worker` (a worker agent, or with a
+//! subcommand, a control command for the one running here: `crate::worker_control`).
 
 use crate::cli::{CoordinatorArgs, ServeArgs, WorkerArgs};
 use crate::shutdown;
@@ -61,15 +62,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
-    let shutdown = shutdown::on_signal();
-    let state_dir = match args.state_dir {
-        Some(dir) => dir,
-        None => crate::local::home()?.join("worker"),
+    if let Some(command) = args.control {
+        return crate::worker_control::control(command).await;
+    }
+    // clap requires both unless a control subcommand is given.
+    let (Some(coordinator), Some(token)) = (args.coordinator, args.token) else {
+        anyhow::bail!("--coordinator and --token are required to run a worker");
     };
+    let shutdown = shutdown::on_signal();
     let config = idlegrid_worker::WorkerConfig {
-        coordinator: args.coordinator.trim_end_matches('/').to_string(),
-        enrollment_token: args.token,
-        state_dir,
+        coordinator: coordinator.trim_end_matches('/').to_string(),
+        enrollment_token: token,
+        state_dir: worker_state_dir(args.state_dir)?,
         name: args.name.unwrap_or_else(default_device_name),
         slots: args
             .slots
@@ -77,10 +81,21 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         python: args.python,
         drain_timeout: Duration::from_secs(args.drain_secs),
         weak_sandbox: args.weak_sandbox,
+        controls: args.controls.controls(),
     };
     let summary = idlegrid_worker::run(config, shutdown).await?;
     tracing::info!(?summary, "worker stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A worker's state directory: `--state-dir`, or `worker` in the idlegrid home directory.
+pub fn worker_state_dir(
+    state_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<std::path::PathBuf> {
+    match state_dir {
+        Some(dir) => Ok(dir),
+        None => Ok(crate::local::home()?.join("worker")),
+    }
 }
 
 /// The machine's host name, for naming a device.

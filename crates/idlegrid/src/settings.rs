@@ -1,4 +1,4 @@
-//! `serve --config FILE`: settings from a file of `IDLEGRID_*=value` lines, the same names as the
+//! `serve --config FILE` and `worker --config FILE`: settings from a file of `IDLEGRID_*=value` lines, the same names as the
 //! flags' environment variables (so one file serves both `--config` and systemd's
 //! `EnvironmentFile=`). The file is read before the command line is parsed and only fills
 //! variables the environment does not set: the command line, then the environment, then the

@@ -57,6 +57,15 @@ fn idlegrid(home: &Path) -> Command {
         "IDLEGRID_SWEEP_SECS",
         "IDLEGRID_ALLOW_PRIVATE_SOURCES",
         "IDLEGRID_SECRETS_KEY",
+        "IDLEGRID_WORKER_MAX_CORES",
+        "IDLEGRID_WORKER_CPU_PERCENT",
+        "IDLEGRID_WORKER_MEMORY_MB",
+        "IDLEGRID_WORKER_DISK_MB",
+        "IDLEGRID_WORKER_MAX_TASK_SECS",
+        "IDLEGRID_WORKER_IDLE_MINUTES",
+        "IDLEGRID_WORKER_ON_BATTERY",
+        "IDLEGRID_WORKER_MIN_BATTERY_PERCENT",
+        "IDLEGRID_WORKER_HOURS",
         "RUST_LOG",
         "IDLEGRID_LOG_FORMAT",
     ] {
@@ -266,6 +275,7 @@ struct Ready {
     url: String,
     api_key: String,
     enrollment_token: String,
+    operator_key: String,
 }
 
 impl Ready {
@@ -588,6 +598,7 @@ fn start_coordinator_with(
         url: field("url"),
         api_key: field("api_key"),
         enrollment_token: field("enrollment_token"),
+        operator_key: field("operator_key"),
     };
     assert!(
         ready.url.starts_with("http://127.0.0.1:"),
@@ -818,6 +829,92 @@ async fn a_worker_killed_mid_task_costs_one_attempt_not_the_job() {
         ));
     }
     cluster.check_output(&client, &job, &expected).await;
+}
+
+/// `idlegrid worker pause` while a worker's script runs: the worker kills it and hands the
+/// lease back at once (its status says so within seconds), and the chunk runs on the other
+/// worker long before the 30 s lease could have expired, giving the exact output. The paused
+/// worker takes nothing until `resume`.
+#[tokio::test]
+async fn a_worker_paused_mid_task_hands_its_lease_back_at_once() {
+    let mut cluster = Cluster::start(30);
+    cluster.add_workers(2);
+    let client = cluster.client();
+    let lines = input_lines(10);
+    let expected = expected_output(&lines);
+    let id = submit_transform(&cluster, &client, join_lines(&lines), 10, 4.0).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let busy = loop {
+        if let Some(i) = cluster.worker_mid_task(Duration::from_secs(3)) {
+            break i;
+        }
+        if Instant::now() >= deadline {
+            cluster.fail("no worker was seen starting the task within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let cluster = cluster;
+    let state_dir = cluster.path().join(&cluster.workers[busy].name);
+    // Each call its own log files (run_bounded appends).
+    let calls = std::cell::Cell::new(0);
+    let control = |args: &[&str]| {
+        calls.set(calls.get() + 1);
+        let mut cmd = idlegrid(&cluster.home());
+        cmd.arg("worker")
+            .args(args)
+            .arg("--state-dir")
+            .arg(&state_dir);
+        let name = format!("control-{}", calls.get());
+        let done = run_bounded(cmd, cluster.path(), &name, Duration::from_secs(20));
+        if !done.status.success() {
+            cluster.fail(&format!(
+                "`idlegrid worker {args:?}` failed: {}",
+                done.describe()
+            ));
+        }
+        done.stdout
+    };
+    let status = || -> serde_json::Value {
+        serde_json::from_str(&control(&["status", "--json"])).expect("status JSON")
+    };
+    control(&["pause"]);
+    let paused_at = Instant::now();
+    let paused = loop {
+        let status = status();
+        if status["session"]["released"] == 1 {
+            break status;
+        }
+        if paused_at.elapsed() > Duration::from_secs(10) {
+            cluster.fail(&format!(
+                "the paused worker did not hand its task back: {status:#}"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(paused["state"], "paused", "{paused:#}");
+    assert_eq!(paused["tasks"], serde_json::json!([]), "{paused:#}");
+    assert_eq!(paused["record"]["valid"], 0, "{paused:#}");
+    assert!(state_dir.join("paused").exists());
+    let text = control(&["status"]);
+    assert!(
+        text.contains("paused by owner") && text.contains("earned:"),
+        "{text}"
+    );
+
+    // Well within the 30 s lease: only a handed-back lease runs elsewhere this soon.
+    let job = cluster
+        .wait_job(&client, id, Duration::from_secs(20), "completed", |j| {
+            j.state == JobState::Completed
+        })
+        .await;
+    cluster.check_output(&client, &job, &expected).await;
+    let after = status();
+    assert_eq!(after["session"]["succeeded"], 0, "{after:#}");
+
+    control(&["resume"]);
+    assert!(!state_dir.join("paused").exists());
+    let resumed = status();
+    assert_eq!(resumed["state"], "idle", "{resumed:#}");
 }
 
 /// The coordinator SIGKILLed mid-job and restarted on the same port and data directory: the
@@ -1606,7 +1703,8 @@ async fn a_coordinator_killed_during_an_upload_keeps_nothing_of_it() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     } else {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // On a quiet machine the whole upload to the S3 server can take under 150 ms.
+        tokio::time::sleep(Duration::from_millis(30)).await;
     }
     assert!(
         !uploading.is_finished(),
@@ -1695,6 +1793,7 @@ async fn forging_device(
                 ffmpeg: None,
                 benchmark: 100.0,
                 slots: 1,
+                allows: Default::default(),
             },
         },
     )
@@ -1918,6 +2017,25 @@ async fn chaos_workers_and_coordinator_killed_and_a_forger_and_every_output_exac
         "extra_executions": executions - chunks,
     });
     println!("chaos figures: {figures}");
+    // The books balance after all of it: every transaction sums to zero, no job was charged
+    // past its quote, and the customer paid exactly what the jobs were charged.
+    let operator = Client::new(&cluster.ready.url, &cluster.ready.operator_key).unwrap();
+    let books = operator.balance().await.unwrap();
+    assert_eq!(books.books_balance, Some(true), "{books:?}");
+    let mut charged = 0;
+    for (id, _) in &jobs {
+        let cost = client
+            .job(*id)
+            .await
+            .unwrap()
+            .cost
+            .expect("a completed job has its cost");
+        assert!(cost.charged <= cost.quote, "job {id}: {cost:?}");
+        charged += cost.charged.0;
+    }
+    let balance = client.balance().await.unwrap();
+    assert_eq!(balance.held.0, 0, "{balance:?}");
+    assert_eq!(balance.balance.0, 100_000_000 - charged, "{balance:?}");
     assert_eq!(coordinator_kills, 2, "{figures}");
     assert!(worker_kills >= 1, "{figures}");
     if forger.forged > 0 {

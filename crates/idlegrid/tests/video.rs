@@ -372,6 +372,7 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
                 ffmpeg: Some("5.1".into()),
                 benchmark: 1.0,
                 slots: 10,
+                allows: Default::default(),
             },
         },
     )

@@ -261,8 +261,9 @@ pub async fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
                     arch: std::env::consts::ARCH.into(),
                     python: Some("3.11".into()),
                     ffmpeg: None,
-                    benchmark: 1.0,
+                    benchmark: idlegrid_domain::pricing::REFERENCE_BENCHMARK,
                     slots: args.batch,
+                    allows: Default::default(),
                 },
             },
         )
