@@ -77,6 +77,8 @@ pub const APPS: &str = "/v1/apps";
 pub const WORKERS_REGISTER: &str = "/v1/workers/register";
 /// `GET` the calling device's own record (reputation, quarantine).
 pub const WORKERS_ME: &str = "/v1/workers/me";
+/// `PUT` what the calling device offers (its owner changed its allowances, its benchmark moved).
+pub const WORKERS_ME_CAPABILITIES: &str = "/v1/workers/me/capabilities";
 /// `POST` lease tasks (long-poll).
 pub const LEASES: &str = "/v1/leases";
 /// `POST` heartbeat held leases.

@@ -117,6 +117,19 @@ impl Client {
         send_json(self.request(Method::GET, paths::WORKERS_ME)).await
     }
 
+    /// `PUT /v1/workers/me/capabilities`: replaces what this device offers.
+    pub async fn update_capabilities(
+        &self,
+        capabilities: &idlegrid_api::Capabilities,
+    ) -> Result<(), ClientError> {
+        send(
+            self.request(Method::PUT, paths::WORKERS_ME_CAPABILITIES)
+                .json(capabilities),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// `GET /v1/bundles/{sha256}?lease=`: an app bundle, for a lease this worker holds,
     /// checked against the hash it was asked by.
     pub async fn bundle(&self, sha256: &str, lease: LeaseId) -> Result<Bundle, ClientError> {

@@ -49,9 +49,12 @@ pub struct Grid {
     pub hls_index: crate::links::HlsIndexes,
     /// Quarantined devices (loaded from the records at start-up, kept by the validator).
     quarantined: std::sync::RwLock<std::collections::HashSet<WorkerId>>,
-    /// Capabilities of workers seen since start-up.
-    devices: Mutex<HashMap<WorkerId, Arc<Capabilities>>>,
+    /// Capabilities of workers seen lately, and when each was read from the records.
+    devices: Mutex<HashMap<WorkerId, (Arc<Capabilities>, std::time::Instant)>>,
 }
+
+/// How long a coordinator trusts its cached copy of a device's capabilities.
+pub const DEVICE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The secrets a fresh coordinator creates for its first customer and device owner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,9 +242,12 @@ impl Grid {
         capacity
     }
 
-    /// A worker's capabilities (cached).
+    /// A worker's capabilities, cached for [`DEVICE_CACHE_TTL`]: a device that reports new
+    /// ones through another coordinator sharing the records is matched by them within that.
     pub async fn device(&self, worker: WorkerId) -> StorageResult<Arc<Capabilities>> {
-        if let Some(caps) = self.devices_lock().get(&worker) {
+        if let Some((caps, read)) = self.devices_lock().get(&worker)
+            && read.elapsed() < DEVICE_CACHE_TTL
+        {
             return Ok(caps.clone());
         }
         let caps = self
@@ -250,11 +256,19 @@ impl Grid {
             .await?
             .ok_or_else(|| StorageError::NotFound(format!("worker {worker}")))?;
         let caps = Arc::new(caps);
-        self.devices_lock().insert(worker, caps.clone());
+        self.devices_lock()
+            .insert(worker, (caps.clone(), std::time::Instant::now()));
         Ok(caps)
     }
 
-    fn devices_lock(&self) -> std::sync::MutexGuard<'_, HashMap<WorkerId, Arc<Capabilities>>> {
+    /// Drops a worker's cached capabilities (it reported new ones).
+    pub fn forget_device(&self, worker: WorkerId) {
+        self.devices_lock().remove(&worker);
+    }
+
+    fn devices_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<WorkerId, (Arc<Capabilities>, std::time::Instant)>> {
         self.devices.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -31,7 +31,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         jobs_api::webhook_deliveries,
         billing::estimate, billing::balance, billing::deposit,
         tasks_api::register, tasks_api::lease, tasks_api::heartbeat, tasks_api::report,
-        tasks_api::lease_input, tasks_api::lease_output, tasks_api::bundle, tasks_api::me,
+        tasks_api::lease_input, tasks_api::lease_output, tasks_api::bundle, tasks_api::me, tasks_api::update_capabilities,
     ),
     modifiers(&SecuritySchemes),
     tags((name = "jobs", description = "Jobs API, for customers"),
@@ -162,6 +162,10 @@ pub fn router(grid: Arc<Grid>) -> Router {
             post(tasks_api::register),
         )
         .route(idlegrid_api::paths::WORKERS_ME, get(tasks_api::me))
+        .route(
+            idlegrid_api::paths::WORKERS_ME_CAPABILITIES,
+            put(tasks_api::update_capabilities),
+        )
         .route(idlegrid_api::paths::LEASES, post(tasks_api::lease))
         .route(
             idlegrid_api::paths::LEASES_HEARTBEAT,

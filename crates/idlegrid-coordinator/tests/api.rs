@@ -2342,3 +2342,66 @@ async fn a_straggler_gets_a_backup_and_the_first_valid_result_wins() {
     assert_eq!(slow.me().await.unwrap().earned.0, 0);
     grid.stop().await;
 }
+
+#[tokio::test]
+async fn a_device_is_matched_by_the_capabilities_it_reports_last() {
+    let grid = TestGrid::start(|_| {}).await;
+    let worker = grid.worker("phone").await;
+    let mut caps = Capabilities {
+        cores: 2,
+        memory_mb: 4096,
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        python: Some("3.11.7".into()),
+        ffmpeg: None,
+        benchmark: 100.0,
+        slots: 2,
+        allows: Default::default(),
+    };
+    // What a device says about itself is checked like any other input.
+    let mut bogus = caps.clone();
+    bogus.slots = 100_000;
+    let (status, code) = api_code(worker.update_capabilities(&bogus).await.unwrap_err());
+    assert_eq!((status, code.as_str()), (422, "invalid_capabilities"));
+    let refused = Client::register(
+        &grid.url,
+        &grid.credentials.enrollment_token,
+        &RegisterWorker {
+            name: "liar".into(),
+            capabilities: Capabilities {
+                benchmark: f64::MAX,
+                ..caps.clone()
+            },
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(api_code(refused).0, 422);
+
+    // The owner now allows a task 256 MiB; python-map tasks may use 1024.
+    caps.allows.memory_mb = Some(256);
+    worker.update_capabilities(&caps).await.unwrap();
+    let job = grid.submit("a\nb\n", 1, 3).await;
+    let customer = grid.customer();
+    for _ in 0..200 {
+        if customer.job(job.id).await.unwrap().chunks.queued == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(customer.job(job.id).await.unwrap().chunks.queued, 2);
+    let none = worker
+        .lease(&LeaseRequest {
+            max_tasks: 1,
+            wait_ms: 300,
+        })
+        .await
+        .unwrap();
+    assert!(none.leases.is_empty(), "{none:?}");
+    caps.allows.memory_mb = None;
+    worker.update_capabilities(&caps).await.unwrap();
+    let grant = lease(&worker, 2).await;
+    assert_eq!(grant.leases.len(), 2, "{grant:?}");
+    assert!(grant.leases.iter().all(|l| l.job_id == job.id));
+    grid.stop().await;
+}

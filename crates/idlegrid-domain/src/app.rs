@@ -110,6 +110,67 @@ fn major_minor(version: &str) -> Option<(u32, u32)> {
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
+/// Most task slots, cores and benchmark score a device may claim; beyond these a report is not
+/// a device but a mistake or an attempt to draw every task (and backup) to itself.
+pub const MAX_SLOTS: u32 = 256;
+/// See [`MAX_SLOTS`].
+pub const MAX_CORES: u32 = 4096;
+/// See [`MAX_SLOTS`]: 1000 × the reference device.
+pub const MAX_BENCHMARK: f64 = 1_000_000.0;
+/// Longest text a device may report for its OS, architecture or runtime versions.
+pub const MAX_CAPABILITY_TEXT: usize = 100;
+
+impl Capabilities {
+    /// Checks what a device reports about itself before the coordinator keeps it; the error
+    /// names the first value out of range.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_CORES).contains(&self.cores) {
+            return Err(format!(
+                "cores must be from 1 to {MAX_CORES}, not {}",
+                self.cores
+            ));
+        }
+        if !(1..=MAX_SLOTS).contains(&self.slots) {
+            return Err(format!(
+                "slots must be from 1 to {MAX_SLOTS}, not {}",
+                self.slots
+            ));
+        }
+        // 0 is a device whose benchmark failed: it counts as the reference device.
+        if !(self.benchmark.is_finite() && (0.0..=MAX_BENCHMARK).contains(&self.benchmark)) {
+            return Err(format!(
+                "benchmark must be from 0 to {MAX_BENCHMARK}, not {}",
+                self.benchmark
+            ));
+        }
+        let texts = [
+            ("os", Some(&self.os)),
+            ("arch", Some(&self.arch)),
+            ("python", self.python.as_ref()),
+            ("ffmpeg", self.ffmpeg.as_ref()),
+        ];
+        for (name, text) in texts {
+            if let Some(text) = text
+                && (text.len() > MAX_CAPABILITY_TEXT || text.chars().any(char::is_control))
+            {
+                return Err(format!(
+                    "{name} must be at most {MAX_CAPABILITY_TEXT} bytes of printable text"
+                ));
+            }
+        }
+        for (name, value) in [
+            ("allows.memory_mb", self.allows.memory_mb),
+            ("allows.disk_mb", self.allows.disk_mb),
+            ("allows.task_secs", self.allows.task_secs),
+        ] {
+            if value == Some(0) {
+                return Err(format!("{name} must be above 0 when given"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Requirements {
     /// Checks a device against these requirements; the error names the first thing missing.
     pub fn check(&self, caps: &Capabilities) -> Result<(), String> {
@@ -258,5 +319,28 @@ mod tests {
         assert_eq!(major_minor("3.11.7"), Some((3, 11)));
         assert_eq!(major_minor("Python 3.8"), Some((3, 8)));
         assert_eq!(major_minor("3"), None);
+    }
+
+    #[test]
+    fn what_a_device_reports_is_checked_for_range() {
+        assert!(device().validate().is_ok());
+        let mut caps = device();
+        caps.slots = 0;
+        assert!(caps.validate().unwrap_err().contains("slots"));
+        let mut caps = device();
+        caps.benchmark = 1e12;
+        assert!(caps.validate().unwrap_err().contains("benchmark"));
+        let mut caps = device();
+        caps.benchmark = -1.0;
+        assert!(caps.validate().unwrap_err().contains("benchmark"));
+        let mut caps = device();
+        caps.os = "x".repeat(500);
+        assert!(caps.validate().unwrap_err().contains("os must be"));
+        let mut caps = device();
+        caps.python = Some("3.11\n".into());
+        assert!(caps.validate().unwrap_err().contains("python must be"));
+        let mut caps = device();
+        caps.allows.task_secs = Some(0);
+        assert!(caps.validate().unwrap_err().contains("allows.task_secs"));
     }
 }

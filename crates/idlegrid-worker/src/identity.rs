@@ -5,7 +5,7 @@ use crate::backoff::Backoff;
 use anyhow::Context;
 use idlegrid_api::tasks::{RegisterWorker, Registered};
 use idlegrid_api::{Capabilities, WorkerId};
-use idlegrid_client::Client;
+use idlegrid_client::{Client, ClientError};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,17 +14,14 @@ use std::time::Duration;
 /// File name of the credentials inside the state directory.
 pub const CREDENTIALS_FILE: &str = "credentials.json";
 
-/// What `credentials.json` holds. The heartbeat period and the owner's allowances are kept
-/// too because the coordinator learns and states them only at registration.
+/// What `credentials.json` holds. The heartbeat period is kept too because the coordinator
+/// states it only at registration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Credentials {
     coordinator: String,
     worker_id: WorkerId,
     token: String,
     heartbeat_secs: u64,
-    /// The allowances the device registered with (none before owners had controls).
-    #[serde(default)]
-    allows: idlegrid_domain::Allowances,
 }
 
 /// A registered worker, ready to call the Tasks API.
@@ -56,23 +53,31 @@ impl Enrollment<'_> {
         self.coordinator.trim_end_matches('/')
     }
 
-    /// Reuses saved credentials for this coordinator, or registers.
+    /// Reuses saved credentials for this coordinator (telling it what the device offers now),
+    /// or registers.
     pub(crate) async fn load_or_register(&self) -> anyhow::Result<Identity> {
+        if let Some(saved) = self.saved()? {
+            tracing::info!(worker_id = %saved.worker_id, "reusing saved worker credentials");
+            let identity = identity(&saved)?;
+            match self.report_capabilities(&identity).await {
+                Ok(()) => return Ok(identity),
+                Err(err) if err.status() == Some(401) => tracing::warn!(
+                    "the coordinator refused the saved worker token ({err}); registering anew"
+                ),
+                Err(err) => {
+                    return Err(err).context("the coordinator refused this device's capabilities");
+                }
+            }
+        }
+        self.register().await
+    }
+
+    /// The saved credentials, if there are any for this coordinator.
+    fn saved(&self) -> anyhow::Result<Option<Credentials>> {
         let path = self.credentials_path();
         match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<Credentials>(&bytes) {
-                Ok(saved) if saved.coordinator == self.coordinator() => {
-                    tracing::info!(worker_id = %saved.worker_id, "reusing saved worker credentials");
-                    if saved.allows != self.capabilities.allows {
-                        tracing::warn!(
-                            registered = ?saved.allows,
-                            now = ?self.capabilities.allows,
-                            "the coordinator matches tasks to the memory, disk and task-time limits this device registered with; the worker applies the new ones, so a task needing more may fail here (to advertise them, remove {} and the device registers anew, under a new id)",
-                            path.display()
-                        );
-                    }
-                    return identity(&saved);
-                }
+                Ok(saved) if saved.coordinator == self.coordinator() => return Ok(Some(saved)),
                 Ok(saved) => tracing::info!(
                     saved = %saved.coordinator,
                     "saved credentials are for another coordinator; registering anew"
@@ -87,7 +92,25 @@ impl Enrollment<'_> {
                 return Err(err).with_context(|| format!("cannot read {}", path.display()));
             }
         }
-        self.register().await
+        Ok(None)
+    }
+
+    /// Tells the coordinator what this device offers now (its owner may have changed the
+    /// allowances since it registered, and the benchmark moves), retrying while the
+    /// coordinator is unreachable.
+    async fn report_capabilities(&self, identity: &Identity) -> Result<(), ClientError> {
+        let mut backoff = Backoff::new();
+        loop {
+            match identity.client.update_capabilities(self.capabilities).await {
+                Ok(()) => return Ok(()),
+                Err(err) if err.is_retryable() => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!("cannot report capabilities yet ({err}); retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                }
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// Registers as a new worker and saves the credentials, retrying while the coordinator is
@@ -122,7 +145,6 @@ impl Enrollment<'_> {
             worker_id: registered.worker_id,
             token: registered.token,
             heartbeat_secs: registered.heartbeat_secs,
-            allows: self.capabilities.allows.clone(),
         };
         save(&self.credentials_path(), &credentials)?;
         identity(&credentials)
@@ -167,7 +189,6 @@ mod tests {
             worker_id: WorkerId(5),
             token: "secret".into(),
             heartbeat_secs: 7,
-            allows: idlegrid_domain::Allowances::default(),
         };
         save(&dir.path().join(CREDENTIALS_FILE), &credentials).unwrap();
         let mode = std::fs::metadata(dir.path().join(CREDENTIALS_FILE))
@@ -183,8 +204,17 @@ mod tests {
             capabilities: &capabilities,
             state_dir: dir.path(),
         };
-        let identity = enrollment.load_or_register().await.unwrap();
+        let saved = enrollment
+            .saved()
+            .unwrap()
+            .expect("credentials for this coordinator");
+        let identity = identity(&saved).unwrap();
         assert_eq!(identity.worker_id, WorkerId(5));
         assert_eq!(identity.heartbeat, Duration::from_secs(7));
+        let elsewhere = Enrollment {
+            coordinator: "http://127.0.0.1:10",
+            ..enrollment
+        };
+        assert!(elsewhere.saved().unwrap().is_none());
     }
 }

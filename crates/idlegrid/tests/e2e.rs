@@ -390,9 +390,15 @@ impl Cluster {
 
     /// [`Cluster::spawn_worker`] serving the coordinator at `url`.
     fn spawn_worker_at(&self, name: &str, url: &str) -> Proc {
+        self.spawn_worker_with(name, url, &[])
+    }
+
+    /// [`Cluster::spawn_worker_at`] with more flags, such as the owner's controls.
+    fn spawn_worker_with(&self, name: &str, url: &str, flags: &[&str]) -> Proc {
         let log = self.path().join(format!("{name}.log"));
         let mut cmd = idlegrid(&self.home());
         cmd.args(["worker", "--coordinator", url])
+            .args(flags)
             .args(["--token", &self.ready.enrollment_token])
             .args(["--slots", "1", "--name", name])
             .arg("--state-dir")
@@ -915,6 +921,62 @@ async fn a_worker_paused_mid_task_hands_its_lease_back_at_once() {
     assert!(!state_dir.join("paused").exists());
     let resumed = status();
     assert_eq!(resumed["state"], "idle", "{resumed:#}");
+}
+
+/// The owner of a device allows a task less memory than a job's tasks need: the coordinator
+/// offers the device none of them. Restarted with the limit lifted, the same device (same id,
+/// from its saved credentials) tells the coordinator, is offered the job and completes it.
+#[tokio::test]
+async fn a_restarted_worker_is_matched_by_its_owners_new_allowances() {
+    let mut cluster = Cluster::start(30);
+    let client = cluster.client();
+    let lines = input_lines(10);
+    let expected = expected_output(&lines);
+    let url = cluster.ready.url.clone();
+    // python-map tasks may use 1024 MiB.
+    let mut limited = cluster.spawn_worker_with("w0", &url, &["--memory-mb", "256"]);
+    let id = submit_transform(&cluster, &client, join_lines(&lines), 5, 0.0).await;
+    let credentials = cluster.path().join("w0").join("credentials.json");
+    let worker_id = |cluster: &Cluster| -> serde_json::Value {
+        let text = std::fs::read_to_string(&credentials)
+            .unwrap_or_else(|e| cluster.fail(&format!("no saved credentials: {e}")));
+        serde_json::from_str::<serde_json::Value>(&text).expect("credentials JSON")["worker_id"]
+            .clone()
+    };
+    // Long enough for several lease polls once the worker is up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !credentials.exists() {
+        if Instant::now() >= deadline {
+            cluster.fail("the limited worker did not register within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let job = client.job(id).await.expect("job");
+    if job.chunks.running != 0 || job.chunks.done != 0 || job.chunks.results != 0 {
+        cluster.fail(&format!(
+            "a device allowing 256 MiB was given a task needing 1024: {job:#?}"
+        ));
+    }
+    let before = worker_id(&cluster);
+    limited.signal(Signal::SIGTERM);
+    if limited.wait_timeout(Duration::from_secs(20)).is_none() {
+        cluster.fail("the limited worker did not stop on SIGTERM within 20 s");
+    }
+    cluster.workers.push(cluster.spawn_worker("w0"));
+    let job = cluster
+        .wait_job(&client, id, Duration::from_secs(60), "completed", |j| {
+            j.state == JobState::Completed
+        })
+        .await;
+    cluster.check_output(&client, &job, &expected).await;
+    assert_eq!(worker_id(&cluster), before, "the device registered anew");
+    let log = std::fs::read_to_string(cluster.path().join("w0.log")).unwrap_or_default();
+    assert!(
+        log.contains("reusing saved worker credentials"),
+        "{}",
+        cluster.diag()
+    );
 }
 
 /// The coordinator SIGKILLed mid-job and restarted on the same port and data directory: the

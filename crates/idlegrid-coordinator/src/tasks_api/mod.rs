@@ -60,6 +60,10 @@ pub async fn register(
             "the device name must be 1 to 200 characters",
         ));
     }
+    request
+        .capabilities
+        .validate()
+        .map_err(|e| ApiError::invalid("invalid_capabilities", e))?;
     let token = new_secret("igw_");
     let worker = grid
         .store
@@ -354,6 +358,37 @@ pub async fn me(
         quarantined: reputation.quarantined_at_ms.is_some(),
         earned: grid.store.earned_by_workers(&[worker]).await?[0],
     }))
+}
+
+/// Replace what the calling device offers: its owner changed the memory, disk or task time it
+/// allows, or its benchmark moved. Sent by the worker each time it starts with saved
+/// credentials; from then on it is matched to tasks by these.
+#[utoipa::path(put, path = "/v1/workers/me/capabilities", tag = "tasks", request_body = idlegrid_api::Capabilities,
+    security(("worker_token" = [])),
+    responses((status = 204, description = "the device's capabilities were replaced"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub async fn update_capabilities(
+    State(grid): State<Arc<Grid>>,
+    AnyDevice(worker): AnyDevice,
+    ApiJson(capabilities): ApiJson<idlegrid_api::Capabilities>,
+) -> ApiResult<StatusCode> {
+    capabilities
+        .validate()
+        .map_err(|e| ApiError::invalid("invalid_capabilities", e))?;
+    if !grid
+        .store
+        .update_worker_capabilities(worker, &capabilities)
+        .await?
+    {
+        return Err(ApiError::not_found(
+            "worker_not_found",
+            format!("there is no worker {worker}"),
+        ));
+    }
+    grid.forget_device(worker);
+    tracing::info!(%worker, cores = capabilities.cores, slots = capabilities.slots, allows = ?capabilities.allows, "worker capabilities updated");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Which lease a bundle is fetched for.

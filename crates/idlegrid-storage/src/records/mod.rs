@@ -507,6 +507,13 @@ pub trait Store: Send + Sync + 'static {
         capabilities: &Capabilities,
         token_hash: [u8; 32],
     ) -> Result<WorkerId>;
+    /// Replaces what a worker offers (its owner changed its allowances, its benchmark moved);
+    /// `false` if there is no such worker.
+    async fn update_worker_capabilities(
+        &self,
+        worker: WorkerId,
+        capabilities: &Capabilities,
+    ) -> Result<bool>;
     /// A worker's capabilities.
     async fn worker_capabilities(&self, worker: WorkerId) -> Result<Option<Capabilities>>;
     /// A worker's record of results, if it exists.

@@ -519,6 +519,22 @@ impl Store for SqliteStore {
         Ok(WorkerId(id))
     }
 
+    async fn update_worker_capabilities(
+        &self,
+        worker: WorkerId,
+        capabilities: &Capabilities,
+    ) -> Result<bool> {
+        let caps = serde_json::to_string(capabilities)
+            .map_err(|e| StorageError::Backend(e.to_string()))?;
+        let done = sqlx::query("UPDATE workers SET capabilities = ?1 WHERE id = ?2")
+            .bind(caps)
+            .bind(worker.0)
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn worker_capabilities(&self, worker: WorkerId) -> Result<Option<Capabilities>> {
         let caps: Option<String> =
             sqlx::query_scalar("SELECT capabilities FROM workers WHERE id = ?1")

@@ -575,13 +575,35 @@ async fn credentials_resolve_to_principals(store: &dyn Store) {
         Some(Principal::Owner(owner))
     );
     assert_eq!(store.credential([3; 32]).await.unwrap(), None);
-    assert_eq!(store.worker_capabilities(worker).await.unwrap(), Some(caps));
+    assert_eq!(
+        store.worker_capabilities(worker).await.unwrap(),
+        Some(caps.clone())
+    );
     assert_eq!(
         store
             .worker_capabilities(WorkerId(worker.0 + 1))
             .await
             .unwrap(),
         None
+    );
+    // The owner changes what the device may take: the record follows.
+    let mut changed = caps.clone();
+    changed.allows.memory_mb = Some(512);
+    assert!(
+        store
+            .update_worker_capabilities(worker, &changed)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.worker_capabilities(worker).await.unwrap(),
+        Some(changed.clone())
+    );
+    assert!(
+        !store
+            .update_worker_capabilities(WorkerId(worker.0 + 1), &changed)
+            .await
+            .unwrap()
     );
     assert_eq!(
         store.reputation(worker).await.unwrap(),
