@@ -43,10 +43,30 @@ pub struct ActiveJob {
     pub replication: Replication,
 }
 
+impl ActiveJob {
+    /// What the policy is told about the job.
+    fn entry(&self, job: JobId, running: u64, fit_share: f64) -> JobEntry {
+        JobEntry {
+            job,
+            tenant: self.tenant,
+            tier: self.tier,
+            priority: self.priority,
+            requirements: self.requirements.clone(),
+            running,
+            chunk_work_ms: self.chunk_work_ms,
+            timeout_secs: self.spec.limits.timeout_secs,
+            fit_share,
+        }
+    }
+}
+
 /// The scheduling table.
 #[derive(Default)]
 pub struct Schedule {
     active: RwLock<HashMap<JobId, Arc<ActiveJob>>>,
+    /// Each job's share of the online devices' speed that its chunks fit
+    /// ([`JobEntry::fit_share`]), as last measured by [`Schedule::measure_fit`].
+    fit_shares: RwLock<HashMap<JobId, f64>>,
 }
 
 impl Schedule {
@@ -135,18 +155,52 @@ impl Schedule {
             if depth.queued == 0 {
                 continue;
             }
-            entries.push(JobEntry {
-                job: id,
-                tenant: job.tenant,
-                tier: job.tier,
-                priority: job.priority,
-                requirements: job.requirements.clone(),
-                running: depth.leased,
-                chunk_work_ms: job.chunk_work_ms,
-                timeout_secs: job.spec.limits.timeout_secs,
-            });
+            entries.push(job.entry(id, depth.leased, self.fit_share(id)));
         }
         Ok(order_for(device, &entries))
+    }
+
+    /// A job's [`JobEntry::fit_share`] as last measured (1 before the first measurement).
+    pub fn fit_share(&self, job: JobId) -> f64 {
+        self.fit_shares
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&job)
+            .copied()
+            .unwrap_or(1.0)
+    }
+
+    /// Measures, for every dispatching job, the share of the online devices' speed its chunks
+    /// fit, so that the devices a job needs take it before work any device can run.
+    pub async fn measure_fit(&self, grid: &Grid) {
+        let mut devices = Vec::new();
+        for worker in grid.presence.online(idlegrid_storage::now_ms()) {
+            if let Ok(caps) = grid.device(worker).await {
+                let speed = f64::from(caps.slots.max(1)) * idlegrid_domain::schedule::speed(&caps);
+                devices.push((caps, speed));
+            }
+        }
+        let total: f64 = devices.iter().map(|(_, speed)| speed).sum();
+        let jobs: Vec<(JobId, Arc<ActiveJob>)> = self
+            .active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, job)| (*id, job.clone()))
+            .collect();
+        let shares: HashMap<JobId, f64> = jobs
+            .iter()
+            .map(|(id, job)| {
+                let entry = job.entry(*id, 0, 1.0);
+                let fit: f64 = devices
+                    .iter()
+                    .filter(|(caps, _)| idlegrid_domain::schedule::fits(caps, &entry).is_ok())
+                    .map(|(_, speed)| speed)
+                    .sum();
+                (*id, if total > 0.0 { fit / total } else { 1.0 })
+            })
+            .collect();
+        *self.fit_shares.write().unwrap_or_else(|e| e.into_inner()) = shares;
     }
 }
 

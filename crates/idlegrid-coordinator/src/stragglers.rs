@@ -35,6 +35,8 @@ pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // The policy's other periodic input, measured on the same beat.
+        grid.schedule.measure_fit(&grid).await;
         if let Err(e) = sweep(&grid, &mut first_seen).await {
             tracing::warn!(error = %e, "looking for stragglers failed");
         }

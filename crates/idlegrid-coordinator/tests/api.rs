@@ -2405,3 +2405,37 @@ async fn a_device_is_matched_by_the_capabilities_it_reports_last() {
     assert!(grant.leases.iter().all(|l| l.job_id == job.id));
     grid.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_knows_the_share_of_the_online_grid_it_fits() {
+    let grid = TestGrid::start(|_| {}).await;
+    let roomy = grid.worker("roomy").await;
+    let tight = grid.worker("tight").await;
+    let caps = Capabilities {
+        cores: 2,
+        memory_mb: 4096,
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        python: Some("3.11.7".into()),
+        ffmpeg: None,
+        benchmark: 100.0,
+        slots: 2,
+        allows: idlegrid_domain::Allowances {
+            memory_mb: Some(256),
+            ..Default::default()
+        },
+    };
+    tight.update_capabilities(&caps).await.unwrap();
+    let job = grid.submit("a\nb\n", 1, 3).await;
+    // Both devices ask for work, so both are online; only `roomy` may take a python-map task.
+    let quick = LeaseRequest {
+        max_tasks: 1,
+        wait_ms: 0,
+    };
+    assert!(tight.lease(&quick).await.unwrap().leases.is_empty());
+    assert_eq!(lease(&roomy, 1).await.leases.len(), 1);
+    grid.grid.schedule.measure_fit(&grid.grid).await;
+    let share = grid.grid.schedule.fit_share(job.id);
+    assert!((share - 0.5).abs() < 1e-9, "{share}");
+    grid.stop().await;
+}

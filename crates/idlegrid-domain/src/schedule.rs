@@ -9,9 +9,11 @@
 //! cannot finish well before the lease deadline ([`fits`]). Among the jobs that fit, in order:
 //! 1. higher tier first (`fast`, `standard`, `economy`);
 //! 2. higher customer priority first;
-//! 3. fair share: the tenant with the fewest running tasks first, so one tenant's huge job does
+//! 3. scarcer first: the job that fits a smaller share of the online grid (in steps of
+//!    [`SCARCITY_STEP`]), so the devices that can run it take it before work any device can run;
+//! 4. fair share: the tenant with the fewest running tasks first, so one tenant's huge job does
 //!    not starve the others;
-//! 4. then the job with the fewest running tasks, then the oldest job.
+//! 5. then the job with the fewest running tasks, then the oldest job.
 //!
 //! Within a job, the Partitioner queues the chunks with the most work first, so the longest
 //! ones do not start last.
@@ -63,6 +65,9 @@ pub struct JobEntry {
     pub chunk_work_ms: i64,
     /// Seconds a worker has for one chunk (the lease deadline).
     pub timeout_secs: u64,
+    /// Share of the online grid's speed on devices this job's chunks fit (see [`fits`]), from 0
+    /// to 1; 1 when every device (or when unknown). See [`order_for`].
+    pub fit_share: f64,
 }
 
 /// How fast one slot of `device` is relative to the reference device. A device whose
@@ -151,6 +156,7 @@ pub fn order_for(device: &Capabilities, jobs: &[JobEntry]) -> Vec<JobId> {
         (
             std::cmp::Reverse(e.tier.rank()),
             std::cmp::Reverse(e.priority),
+            scarcity(e.fit_share),
             running_of(e.tenant),
             e.running,
             e.job,
@@ -158,6 +164,22 @@ pub fn order_for(device: &Capabilities, jobs: &[JobEntry]) -> Vec<JobId> {
     });
     eligible.into_iter().map(|e| e.job).collect()
 }
+
+/// How scarce the devices a job fits are, as a sort key (lower first): its fit share in steps
+/// of [`SCARCITY_STEP`]. Jobs only a few devices can run come first on those devices, so the
+/// work anyone can run is left to the rest instead of the scarce jobs running last, on a few
+/// devices, while the others are idle (measured with `idlegrid sim`).
+fn scarcity(fit_share: f64) -> u32 {
+    let share = if fit_share.is_finite() {
+        fit_share.clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    (share / SCARCITY_STEP).ceil() as u32
+}
+
+/// Fit shares closer than this count as equally scarce (fair share decides between them).
+pub const SCARCITY_STEP: f64 = 0.1;
 
 /// A running chunk of a job, as the straggler rule sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -279,6 +301,7 @@ mod tests {
             running,
             chunk_work_ms: 10_000,
             timeout_secs: 600,
+            fit_share: 1.0,
         }
     }
 
@@ -319,6 +342,30 @@ mod tests {
     fn oldest_job_breaks_ties() {
         let jobs = [entry(7, 1, 0, 0), entry(3, 2, 0, 0)];
         assert_eq!(order_for(&device(), &jobs), vec![JobId(3), JobId(7)]);
+    }
+
+    #[test]
+    fn within_a_tier_the_job_fewer_devices_fit_comes_first() {
+        // Job 2's tenant runs more, but only a third of the grid can run job 2.
+        let mut scarce = entry(2, 1, 0, 50);
+        scarce.fit_share = 0.3;
+        let mut nearly_all = entry(3, 3, 0, 0);
+        nearly_all.fit_share = 0.95;
+        let jobs = [entry(1, 2, 0, 0), scarce, nearly_all];
+        assert_eq!(
+            order_for(&device(), &jobs),
+            vec![JobId(2), JobId(1), JobId(3)]
+        );
+        // A higher tier still comes first, however many devices fit it.
+        let mut fast = entry(4, 2, 0, 0);
+        fast.tier = Tier::Fast;
+        let mut jobs = jobs.to_vec();
+        jobs.push(fast);
+        assert_eq!(order_for(&device(), &jobs)[0], JobId(4));
+        // Shares out of range or unknown count as every device.
+        assert_eq!(scarcity(f64::NAN), scarcity(1.0));
+        assert_eq!(scarcity(7.0), scarcity(1.0));
+        assert_eq!(scarcity(-1.0), 0);
     }
 
     #[test]

@@ -219,6 +219,7 @@ impl Sim {
                 slots += f64::from(d.caps.slots);
                 speed += f64::from(d.caps.slots) * d.speed;
             }
+            spec.entry.fit_share = speed / grid.speed.max(f64::MIN_POSITIVE);
             jobs.push(Job {
                 left: queue.len(),
                 spec,

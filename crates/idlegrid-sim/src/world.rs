@@ -115,6 +115,7 @@ pub(crate) fn jobs(scenario: &Scenario, rng: &mut StdRng, devices: &[DeviceSpec]
                 running: 0,
                 chunk_work_ms: schedule::MIN_CHUNK_WORK_MS,
                 timeout_secs: 600,
+                fit_share: 1.0,
             };
             let mut replicas = 1;
             if scenario.varied {
