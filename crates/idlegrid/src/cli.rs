@@ -377,6 +377,8 @@ pub enum BenchCommand {
     Dispatch(bench::DispatchArgs),
     /// A video through the local grid against one plain ffmpeg process.
     Transcode(bench::TranscodeArgs),
+    /// Resident memory and CPU of a worker process while it has no work.
+    WorkerIdle(bench::IdleArgs),
 }
 
 /// Runs the parsed command.
@@ -394,6 +396,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deposit(args) => customer::deposit(args).await,
         Command::Bench(BenchCommand::Dispatch(args)) => bench::dispatch(args).await,
         Command::Bench(BenchCommand::Transcode(args)) => bench::transcode(args).await,
+        Command::Bench(BenchCommand::WorkerIdle(args)) => bench::worker_idle(args).await,
         Command::Sim(args) => sim::sim(args),
     }
 }

@@ -1513,6 +1513,43 @@ fn bench_dispatch_smoke() {
     );
 }
 
+/// `idlegrid bench worker-idle` runs a real coordinator and worker and reads the worker's
+/// memory and CPU from /proc; a short run prints figures that make sense (the figures
+/// themselves are for `docs/BENCHMARKS.md`, not asserted against the target here).
+#[test]
+fn bench_worker_idle_smoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = idlegrid(dir.path());
+    cmd.args([
+        "bench",
+        "worker-idle",
+        "--secs",
+        "2",
+        "--settle-secs",
+        "1",
+        "--json",
+    ]);
+    let bench = run_bounded(cmd, dir.path(), "bench", Duration::from_secs(120));
+    assert!(bench.status.success(), "{}", bench.describe());
+    let figures: serde_json::Value = serde_json::from_str(&bench.stdout)
+        .unwrap_or_else(|e| panic!("bench printed no JSON ({e}): {}", bench.describe()));
+    let number = |name: &str| {
+        figures[name]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no number {name} in {figures:#}"))
+    };
+    assert_eq!(figures["worker_alive"], true, "{figures:#}");
+    assert!(number("secs") >= 2.0, "{figures:#}");
+    let (now, most, peak) = (
+        number("rss_mib"),
+        number("max_sampled_rss_mib"),
+        number("peak_rss_mib"),
+    );
+    assert!(0.0 < now && now <= most && most <= peak, "{figures:#}");
+    let cpu = number("cpu_percent");
+    assert!((0.0..=100.0).contains(&cpu), "{figures:#}");
+}
+
 /// Schemathesis (from PyPI, installed by `scripts/test.sh` into `target/pytools`) generates
 /// requests from `/openapi.json` for every operation, with a customer key and with a worker
 /// token: no answer may be a 5xx or contradict the document.

@@ -90,16 +90,16 @@ pub struct Latency {
     pub max: f64,
 }
 
-struct Coordinator {
+pub(crate) struct Coordinator {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     api_key: String,
-    enrollment_token: String,
+    pub(crate) enrollment_token: String,
     _dir: tempfile::TempDir,
 }
 
 impl Coordinator {
-    fn start(backends: &[String]) -> anyhow::Result<Coordinator> {
+    pub(crate) fn start(backends: &[String]) -> anyhow::Result<Coordinator> {
         let dir = tempfile::tempdir()?;
         let exe = std::env::current_exe()?;
         let mut child = std::process::Command::new(exe)
