@@ -6,6 +6,7 @@
 //! (reports, validation) moves thousands of tasks a second: backends do each batch in one
 //! transaction.
 
+mod payments;
 mod postgres;
 mod rows;
 mod sqlite;

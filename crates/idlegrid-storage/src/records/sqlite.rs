@@ -7,6 +7,7 @@
 //! Batches are passed to SQLite as one JSON parameter and unpacked with `json_each`, so a
 //! thousand-row batch is one statement, not a thousand round trips to the sqlx worker thread.
 
+use super::payments;
 use super::rows::{self, backend, job_state, task_state};
 use super::{
     AttemptRecord, Decide, DeviceRecord, DueWebhook, FailureCharged, Hold, JobRecord, LedgerAudit,
@@ -230,6 +231,86 @@ async fn post_in(tx: &mut Tx<'_>, txn: &str, rows: &[(String, i64)]) -> Result<b
     Ok(inserted.rows_affected() > 0)
 }
 
+/// Pays the results this verdict batch just accepted (`judged`: id, worker, new state), as
+/// [`rows::payments`] works out: one journal transaction per job and device, and each job's
+/// running charge. Only results that changed state here are passed in, so none is paid twice.
+async fn pay_in(tx: &mut Tx<'_>, judged: &[(i64, i64, String)]) -> Result<()> {
+    let ids: Vec<i64> = judged.iter().map(|(id, _, _)| *id).collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let states: BTreeMap<i64, &str> = judged
+        .iter()
+        .map(|(id, _, state)| (*id, state.as_str()))
+        .collect();
+    let found = sqlx::query(
+        "SELECT r.id, r.worker_id, w.owner_id, r.job_id, t.work_ms, t.replicas, \
+                j.price_per_core_hour, j.owner_per_core_hour, j.quote, j.charged, j.state \
+         FROM json_each(?1) x JOIN results r ON r.id = x.value \
+         JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = r.job_id \
+         JOIN workers w ON w.id = r.worker_id \
+         WHERE j.quote IS NOT NULL ORDER BY r.id",
+    )
+    .bind(serde_json::to_string(&ids).unwrap_or_default())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let mut accepted = Vec::with_capacity(found.len());
+    for row in &found {
+        let int = |i: usize| row.try_get::<i64, _>(i).map_err(backend);
+        let id = int(0)?;
+        let state: String = row.try_get(10).map_err(backend)?;
+        accepted.push(payments::Accepted {
+            result: id,
+            worker: int(1)?,
+            owner: int(2)?,
+            job: int(3)?,
+            work_ms: int(4)?,
+            valid: states.get(&id) == Some(&"valid"),
+            replicas: int(5)?,
+            price_per_core_hour: int(6)?,
+            owner_per_core_hour: int(7)?,
+            quote: int(8)?,
+            charged: int(9)?,
+            job_final: matches!(state.as_str(), "completed" | "failed" | "cancelled"),
+        });
+    }
+    let payments = payments::payments(&accepted);
+    if payments.entries.is_empty() {
+        return Ok(());
+    }
+    let at = now_ms();
+    let entries: Vec<serde_json::Value> = payments
+        .entries
+        .iter()
+        .map(|e| json!([e.txn, e.account, e.amount, e.worker]))
+        .collect();
+    sqlx::query(
+        "INSERT INTO ledger_entries (txn, account, amount, at, worker_id) \
+         SELECT value->>0, value->>1, value->>2, ?2, value->>3 FROM json_each(?1) WHERE true \
+         ON CONFLICT (txn, account) DO NOTHING",
+    )
+    .bind(serde_json::Value::Array(entries).to_string())
+    .bind(at)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let charged: Vec<[i64; 2]> = payments
+        .charged
+        .iter()
+        .map(|(job, amount)| [*job, *amount])
+        .collect();
+    sqlx::query(
+        "UPDATE jobs SET charged = charged + c.value->>1 \
+         FROM json_each(?1) AS c WHERE jobs.id = c.value->>0",
+    )
+    .bind(serde_json::to_string(&charged).unwrap_or_default())
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
 async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
     let mut applied = VerdictsApplied::default();
     let (mut valid, mut passed) = (Vec::new(), Vec::new());
@@ -266,20 +347,21 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
         .map_err(backend)?;
         // Only results judged here lengthen their device's run: one judged twice (two
         // coordinators) counts once.
-        let judged_by: Vec<i64> = sqlx::query_scalar(
+        let judged: Vec<(i64, i64, String)> = sqlx::query_as(
             "UPDATE results SET validate_state = CASE WHEN \
              (SELECT canonical_result FROM tasks WHERE tasks.id = results.task_id) = results.id \
              THEN 'valid' ELSE 'redundant' END \
              WHERE id IN (SELECT value FROM json_each(?1)) \
-             AND validate_state IN ('pending', 'passed') RETURNING worker_id",
+             AND validate_state IN ('pending', 'passed') RETURNING id, worker_id, validate_state",
         )
         .bind(&ids)
         .fetch_all(&mut **tx)
         .await
         .map_err(backend)?;
+        pay_in(tx, &judged).await?;
         let mut per_worker: BTreeMap<i64, i64> = BTreeMap::new();
-        for worker in judged_by {
-            *per_worker.entry(worker).or_default() += 1;
+        for (_, worker, _) in &judged {
+            *per_worker.entry(*worker).or_default() += 1;
         }
         let pairs: Vec<[i64; 2]> = per_worker.into_iter().map(|(w, n)| [w, n]).collect();
         sqlx::query(
