@@ -137,7 +137,7 @@ pub struct ServeArgs {
 }
 
 /// `idlegrid worker [flags]` runs a worker; `idlegrid worker pause | resume | status` controls
-/// the one running on this device.
+/// the one running on this device; `idlegrid worker install | uninstall` makes it a service.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct WorkerArgs {
@@ -153,10 +153,10 @@ pub struct WorkerArgs {
     #[arg(long, env = "IDLEGRID_WORKER_DIR")]
     pub state_dir: Option<PathBuf>,
     /// Tasks to run at once (default: the number of cores).
-    #[arg(long)]
+    #[arg(long, env = "IDLEGRID_WORKER_SLOTS")]
     pub slots: Option<usize>,
     /// Name of this device, for its owner.
-    #[arg(long)]
+    #[arg(long, env = "IDLEGRID_WORKER_NAME")]
     pub name: Option<String>,
     /// Python interpreter for task scripts.
     #[arg(long, default_value = "python3")]

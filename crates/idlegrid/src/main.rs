@@ -14,6 +14,7 @@ mod shutdown;
 mod sim;
 mod target;
 mod worker_control;
+mod worker_install;
 
 use clap::Parser;
 use std::process::ExitCode;

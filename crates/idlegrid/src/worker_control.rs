@@ -66,6 +66,16 @@ fn parse_hours(text: &str) -> Result<Hours, String> {
 }
 
 impl ControlsArgs {
+    /// `--hours` as its setting's text, if given.
+    pub fn hours_text(&self) -> Option<String> {
+        self.hours.as_ref().map(|h| {
+            h.0.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+    }
+
     /// The worker's controls.
     pub fn controls(&self) -> Controls {
         Controls {
@@ -93,6 +103,11 @@ pub enum ControlCommand {
     /// Show what the worker is doing: its state, current tasks, results this session and in
     /// total, earnings, and the controls it runs under.
     Status(StatusArgs),
+    /// Set the worker up as a service that starts at login and boot (a systemd user unit on
+    /// Linux, a launchd agent on macOS), with these settings in a private file.
+    Install(crate::worker_install::InstallArgs),
+    /// Stop the installed worker service and remove its unit and settings file.
+    Uninstall(crate::worker_install::UninstallArgs),
 }
 
 /// Which worker to talk to.
@@ -119,6 +134,8 @@ pub struct StatusArgs {
 /// Runs a control command against the worker of its state directory.
 pub async fn control(command: ControlCommand) -> anyhow::Result<ExitCode> {
     match command {
+        ControlCommand::Install(args) => return crate::worker_install::install(args),
+        ControlCommand::Uninstall(args) => return crate::worker_install::uninstall(args),
         ControlCommand::Pause(args) => {
             let dir = crate::serve::worker_state_dir(args.state_dir)?;
             idlegrid_worker::ipc::pause(&dir).await?;

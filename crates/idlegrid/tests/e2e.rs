@@ -979,6 +979,143 @@ async fn a_restarted_worker_is_matched_by_its_owners_new_allowances() {
     );
 }
 
+/// `idlegrid worker install --no-start` writes a private settings file and a systemd user
+/// unit (checked with `systemd-analyze verify` where it exists); the unit's `ExecStart` line,
+/// run as systemd would run it, is a worker that serves the grid and completes a job; and
+/// `uninstall` removes both files, keeping the device's identity unless `--purge`.
+#[tokio::test]
+async fn an_installed_worker_service_runs_the_worker_and_uninstall_removes_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut cluster = Cluster::start(30);
+    let client = cluster.client();
+    let config_home = cluster.path().join("xdg");
+    let state_dir = cluster.path().join("service-state");
+    let url = cluster.ready.url.clone();
+    let token = cluster.ready.enrollment_token.clone();
+    let (home, dir) = (cluster.home(), cluster.path().to_path_buf());
+    let calls = std::cell::Cell::new(0);
+    let manage = |args: &[&str]| {
+        calls.set(calls.get() + 1);
+        let mut cmd = idlegrid(&home);
+        cmd.arg("worker")
+            .args(args)
+            .env("XDG_CONFIG_HOME", &config_home);
+        let name = format!("manage-{}", calls.get());
+        run_bounded(cmd, &dir, &name, Duration::from_secs(30))
+    };
+    let state_arg = state_dir.to_str().unwrap();
+    let install_args = [
+        "install",
+        "--coordinator",
+        &url,
+        "--token",
+        &token,
+        "--state-dir",
+        state_arg,
+        "--memory-mb",
+        "2048",
+        "--hours",
+        "00:00-24:00",
+        "--name",
+        "service box",
+        "--no-start",
+        "--json",
+    ];
+    let installed = manage(&install_args);
+    assert!(installed.status.success(), "{}", installed.describe());
+    let done: serde_json::Value = serde_json::from_str(&installed.stdout).expect("install JSON");
+    let config = PathBuf::from(done["config"].as_str().unwrap());
+    let unit = PathBuf::from(done["unit"].as_str().unwrap());
+    assert_eq!(config, config_home.join("idlegrid/worker.env"));
+    assert_eq!(
+        unit,
+        config_home.join("systemd/user/idlegrid-worker.service")
+    );
+    assert_eq!(done["started"], false);
+    let settings = std::fs::read_to_string(&config).unwrap();
+    for line in [
+        format!("IDLEGRID_URL={url}"),
+        format!("IDLEGRID_TOKEN={token}"),
+        format!("IDLEGRID_WORKER_DIR={state_arg}"),
+        "IDLEGRID_WORKER_MEMORY_MB=2048".into(),
+        "IDLEGRID_WORKER_HOURS=00:00-24:00".into(),
+        "IDLEGRID_WORKER_NAME=service box".into(),
+    ] {
+        assert!(
+            settings.lines().any(|l| l == line),
+            "no {line:?} in\n{settings}"
+        );
+    }
+    for file in [&config, &unit] {
+        let mode = std::fs::metadata(file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
+    let unit_text = std::fs::read_to_string(&unit).unwrap();
+    if let Ok(out) = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+    {
+        assert!(
+            out.status.success(),
+            "systemd-analyze verify: {}\n{unit_text}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let exec = unit_text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap_or_else(|| panic!("no ExecStart in\n{unit_text}"));
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(words[1..], ["worker", "--config", config.to_str().unwrap()]);
+    assert!(Path::new(words[0]).is_absolute(), "{exec}");
+
+    // What systemd would start: no flags but the settings file, no IDLEGRID_* environment.
+    let log = cluster.path().join("service.log");
+    let mut cmd = Command::new(words[0]);
+    cmd.args(&words[1..])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", cluster.home())
+        .stdout(log_file(&log))
+        .stderr(log_file(&log));
+    cluster.workers.push(Proc::spawn("service", cmd, &log));
+    let lines = input_lines(10);
+    let expected = expected_output(&lines);
+    let id = submit_transform(&cluster, &client, join_lines(&lines), 5, 0.0).await;
+    let job = cluster
+        .wait_job(&client, id, Duration::from_secs(60), "completed", |j| {
+            j.state == JobState::Completed
+        })
+        .await;
+    cluster.check_output(&client, &job, &expected).await;
+    assert!(state_dir.join("credentials.json").exists());
+    let mut service = cluster.workers.pop().unwrap();
+    service.signal(Signal::SIGTERM);
+    assert!(service.wait_timeout(Duration::from_secs(20)).is_some());
+
+    let removed = manage(&["uninstall", "--json"]);
+    // No user service manager runs here, so stopping fails; the files still go.
+    assert!(removed.status.success(), "{}", removed.describe());
+    assert!(!config.exists() && !unit.exists());
+    assert!(
+        state_dir.join("credentials.json").exists(),
+        "the identity is kept"
+    );
+    let again = manage(&["uninstall"]);
+    assert!(!again.status.success());
+    assert!(
+        again.stderr.contains("no installed worker"),
+        "{}",
+        again.describe()
+    );
+
+    assert!(manage(&install_args).status.success());
+    let purged = manage(&["uninstall", "--purge"]);
+    assert!(purged.status.success(), "{}", purged.describe());
+    assert!(!state_dir.exists(), "--purge keeps the state directory");
+}
+
 /// The coordinator SIGKILLed mid-job and restarted on the same port and data directory: the
 /// worker processes ride it out, no validated chunk is lost, and the job completes with the
 /// exact output.
