@@ -1715,7 +1715,11 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
         &ready.enrollment_token,
         &idlegrid_api::tasks::RegisterWorker {
             name: "schemathesis".into(),
-            capabilities: Default::default(),
+            capabilities: idlegrid_api::Capabilities {
+                cores: 1,
+                slots: 1,
+                ..Default::default()
+            },
         },
     )
     .await

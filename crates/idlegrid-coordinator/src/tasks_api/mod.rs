@@ -47,7 +47,8 @@ const MAX_REASON_BYTES: usize = 4096;
 /// Register a device with an owner's enrollment token; returns its worker token.
 #[utoipa::path(post, path = "/v1/workers/register", tag = "tasks", request_body = RegisterWorker,
     security(("enrollment_token" = [])),
-    responses((status = 201, body = Registered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+    responses((status = 201, body = Registered), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 422, description = "a capability is out of range", body = ErrorBody)))]
 pub async fn register(
     State(grid): State<Arc<Grid>>,
     owner: Enroller,
