@@ -20,6 +20,21 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// What the test's devices report: a 2-core Linux box with Python and no FFmpeg.
+fn device_caps() -> Capabilities {
+    Capabilities {
+        cores: 2,
+        memory_mb: 4096,
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        python: Some("3.11.7".into()),
+        ffmpeg: None,
+        benchmark: 100.0,
+        slots: 2,
+        allows: Default::default(),
+    }
+}
+
 struct TestGrid {
     url: String,
     credentials: Credentials,
@@ -72,17 +87,7 @@ impl TestGrid {
             &self.credentials.enrollment_token,
             &RegisterWorker {
                 name: name.into(),
-                capabilities: Capabilities {
-                    cores: 2,
-                    memory_mb: 4096,
-                    os: "linux".into(),
-                    arch: "x86_64".into(),
-                    python: Some("3.11.7".into()),
-                    ffmpeg: None,
-                    benchmark: 100.0,
-                    slots: 2,
-                    allows: Default::default(),
-                },
+                capabilities: device_caps(),
             },
         )
         .await
@@ -2347,17 +2352,7 @@ async fn a_straggler_gets_a_backup_and_the_first_valid_result_wins() {
 async fn a_device_is_matched_by_the_capabilities_it_reports_last() {
     let grid = TestGrid::start(|_| {}).await;
     let worker = grid.worker("phone").await;
-    let mut caps = Capabilities {
-        cores: 2,
-        memory_mb: 4096,
-        os: "linux".into(),
-        arch: "x86_64".into(),
-        python: Some("3.11.7".into()),
-        ffmpeg: None,
-        benchmark: 100.0,
-        slots: 2,
-        allows: Default::default(),
-    };
+    let mut caps = device_caps();
     // What a device says about itself is checked like any other input.
     let mut bogus = caps.clone();
     bogus.slots = 100_000;
@@ -2411,20 +2406,8 @@ async fn a_job_knows_the_share_of_the_online_grid_it_fits() {
     let grid = TestGrid::start(|_| {}).await;
     let roomy = grid.worker("roomy").await;
     let tight = grid.worker("tight").await;
-    let caps = Capabilities {
-        cores: 2,
-        memory_mb: 4096,
-        os: "linux".into(),
-        arch: "x86_64".into(),
-        python: Some("3.11.7".into()),
-        ffmpeg: None,
-        benchmark: 100.0,
-        slots: 2,
-        allows: idlegrid_domain::Allowances {
-            memory_mb: Some(256),
-            ..Default::default()
-        },
-    };
+    let mut caps = device_caps();
+    caps.allows.memory_mb = Some(256);
     tight.update_capabilities(&caps).await.unwrap();
     let job = grid.submit("a\nb\n", 1, 3).await;
     // Both devices ask for work, so both are online; only `roomy` may take a python-map task.
