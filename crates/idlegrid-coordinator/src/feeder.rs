@@ -194,7 +194,7 @@ impl Schedule {
                 let entry = job.entry(*id, 0, 1.0);
                 let fit: f64 = devices
                     .iter()
-                    .filter(|(caps, _)| idlegrid_domain::schedule::fits(caps, &entry).is_ok())
+                    .filter(|(caps, _)| idlegrid_domain::schedule::may_run(caps, &entry))
                     .map(|(_, speed)| speed)
                     .sum();
                 (*id, if total > 0.0 { fit / total } else { 1.0 })

@@ -117,6 +117,12 @@ fn misfit(device: &Capabilities, job: &JobEntry) -> Option<Misfit> {
     }
 }
 
+/// Whether `device` may be offered `job`'s tasks, without putting a reason into words (for
+/// counting the devices a job fits).
+pub fn may_run(device: &Capabilities, job: &JobEntry) -> bool {
+    misfit(device, job).is_none()
+}
+
 /// Whether `device` may be offered `job`'s tasks; the error names why not.
 pub fn fits(device: &Capabilities, job: &JobEntry) -> Result<(), String> {
     match misfit(device, job) {
@@ -148,10 +154,7 @@ pub fn order_for(device: &Capabilities, jobs: &[JobEntry]) -> Vec<JobId> {
             .find(|(t, _)| *t == tenant)
             .map_or(0, |(_, n)| *n)
     };
-    let mut eligible: Vec<&JobEntry> = jobs
-        .iter()
-        .filter(|e| misfit(device, e).is_none())
-        .collect();
+    let mut eligible: Vec<&JobEntry> = jobs.iter().filter(|e| may_run(device, e)).collect();
     eligible.sort_by_cached_key(|e| {
         (
             std::cmp::Reverse(e.tier.rank()),

@@ -214,7 +214,7 @@ impl Sim {
             let (mut slots, mut speed) = (0.0, 0.0);
             for d in device_specs
                 .iter()
-                .filter(|d| schedule::fits(&d.caps, &spec.entry).is_ok())
+                .filter(|d| schedule::may_run(&d.caps, &spec.entry))
             {
                 slots += f64::from(d.caps.slots);
                 speed += f64::from(d.caps.slots) * d.speed;
@@ -547,7 +547,7 @@ impl Sim {
             let device = &self.devices[d as usize];
             if device.online
                 && device.free > 0
-                && schedule::fits(&device.spec.caps, &self.entries[e]).is_ok()
+                && schedule::may_run(&device.spec.caps, &self.entries[e])
             {
                 self.lease(d as usize);
             }
@@ -645,7 +645,7 @@ impl Sim {
                 .copied()
                 .filter(|&d| {
                     let device = &self.devices[d as usize];
-                    device.free > 0 && schedule::fits(&device.spec.caps, &entry).is_ok()
+                    device.free > 0 && schedule::may_run(&device.spec.caps, &entry)
                 })
                 .collect();
             let Some(&fastest) = fitting.first() else {
