@@ -1113,7 +1113,7 @@ async fn an_installed_worker_service_runs_the_worker_and_uninstall_removes_it() 
     assert!(manage(&install_args).status.success());
     let purged = manage(&["uninstall", "--purge"]);
     assert!(purged.status.success(), "{}", purged.describe());
-    assert!(!state_dir.exists(), "--purge keeps the state directory");
+    assert!(!state_dir.exists(), "--purge left the state directory");
 }
 
 /// The coordinator SIGKILLed mid-job and restarted on the same port and data directory: the

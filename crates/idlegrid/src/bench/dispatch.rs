@@ -139,19 +139,9 @@ impl Coordinator {
         })
     }
 
-    /// (current, peak) resident memory in MiB, from /proc.
+    /// (current, peak) resident memory in MiB, from /proc (0 where it cannot be read).
     fn rss_mib(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find(|l| l.starts_with(name))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-                .map_or(0.0, |kb| kb / 1024.0)
-        };
-        (field("VmRSS:"), field("VmHWM:"))
+        super::rss_mib(self.child.id()).unwrap_or((0.0, 0.0))
     }
 }
 

@@ -59,22 +59,6 @@ impl Drop for Worker {
     }
 }
 
-/// (VmRSS, VmHWM) of a process in MiB.
-fn rss_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("cannot read /proc/{pid}/status"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map(|kb| kb / 1024.0)
-            .with_context(|| format!("/proc/{pid}/status has no {name}"))
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
-}
-
 /// User + system CPU time of a process, in clock ticks (fields 14 and 15 of `/proc/PID/stat`).
 fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -161,14 +145,14 @@ pub async fn worker_idle(args: IdleArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut max_sampled: f64 = 0.0;
     for second in 0..args.secs {
-        max_sampled = max_sampled.max(rss_mib(pid)?.0);
+        max_sampled = max_sampled.max(super::rss_mib(pid)?.0);
         tokio::time::sleep(Duration::from_secs(1)).await;
         progress.set_position(second + 1);
     }
     progress.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let cpu_ms = (cpu_ticks(pid)? - start_ticks) as f64 / ticks_per_sec() * 1000.0;
-    let (rss, peak) = rss_mib(pid)?;
+    let (rss, peak) = super::rss_mib(pid)?;
     let figures = IdleFigures {
         secs,
         rss_mib: rss,
