@@ -75,6 +75,12 @@ pub const APPS: &str = "/v1/apps";
 
 /// `POST` register a device (enrollment token) and receive a worker token.
 pub const WORKERS_REGISTER: &str = "/v1/workers/register";
+/// `POST` register a device with an owner's link code (no credentials).
+pub const WORKERS_LINK: &str = "/v1/workers/link";
+/// `POST` a code that links one device to the calling owner.
+pub const OWNER_LINK_CODES: &str = "/v1/owner/link-codes";
+/// The page that turns a browser into a worker.
+pub const CONTRIBUTE: &str = "/contribute";
 /// `GET` the calling device's own record (reputation, quarantine).
 pub const WORKERS_ME: &str = "/v1/workers/me";
 /// `PUT` what the calling device offers (its owner changed its allowances, its benchmark moved).

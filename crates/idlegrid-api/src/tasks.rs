@@ -21,6 +21,30 @@ pub struct RegisterWorker {
     pub capabilities: Capabilities,
 }
 
+/// `POST /v1/workers/link`: register a device with a link code its owner asked for
+/// (`POST /v1/owner/link-codes`), so the owner's enrollment token never reaches the device.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkWorker {
+    /// The code, as shown to the owner (`ABCD-2345`; case, spaces and dashes do not matter).
+    pub code: String,
+    /// Name of the device, for its owner.
+    pub name: String,
+    /// What the device offers.
+    pub capabilities: Capabilities,
+}
+
+/// A code that links one device to the owner who asked for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LinkCode {
+    /// The code to type on the device, e.g. `ABCD-2345`. Works once.
+    pub code: String,
+    /// Seconds until it stops working.
+    pub expires_in_secs: u64,
+    /// Path of the page that turns a browser into a worker with this code filled in.
+    pub contribute_path: String,
+}
+
 /// The new worker's identity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Registered {

@@ -18,6 +18,12 @@ impl Client {
         send_json(self.request(Method::GET, paths::OWNER_DEVICES)).await
     }
 
+    /// `POST /v1/owner/link-codes`: a code that links one device to the owner (enrollment
+    /// token).
+    pub async fn create_link_code(&self) -> Result<idlegrid_api::tasks::LinkCode, ClientError> {
+        send_json(self.request(Method::POST, paths::OWNER_LINK_CODES)).await
+    }
+
     /// `GET /v1/grid/stats`: the grid's statistics over time (operator key).
     pub async fn grid_stats(&self) -> Result<GridStats, ClientError> {
         send_json(self.request(Method::GET, paths::GRID_STATS)).await

@@ -28,6 +28,22 @@ impl Client {
         .await
     }
 
+    /// `POST /v1/workers/link`: registers a device with its owner's link code (no token).
+    pub async fn link(
+        base: &str,
+        request: &idlegrid_api::tasks::LinkWorker,
+    ) -> Result<Registered, ClientError> {
+        let client = Client::new(base, "")?;
+        send_json(
+            client
+                .http
+                .post(format!("{}{}", client.base, paths::WORKERS_LINK))
+                .timeout(CALL_TIMEOUT)
+                .json(request),
+        )
+        .await
+    }
+
     /// `POST /v1/leases`. The coordinator may hold the request for up to `wait_ms` when no
     /// task is ready, so the deadline is that plus the usual allowance.
     pub async fn lease(&self, request: &LeaseRequest) -> Result<LeaseGrant, ClientError> {

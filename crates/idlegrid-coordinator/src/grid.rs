@@ -47,6 +47,8 @@ pub struct Grid {
     pub stats: crate::stats::Stats,
     /// Where the files of HLS outputs are in their archives.
     pub hls_index: crate::links::HlsIndexes,
+    /// Attempts to redeem link codes (limited over all callers: guessing takes forever).
+    pub link_attempts: crate::device_links::LinkLimiter,
     /// Quarantined devices (loaded from the records at start-up, kept by the validator).
     quarantined: std::sync::RwLock<std::collections::HashSet<WorkerId>>,
     /// Capabilities of workers seen lately, and when each was read from the records.
@@ -149,6 +151,7 @@ impl Grid {
             presence: Default::default(),
             stats: Default::default(),
             hls_index: Default::default(),
+            link_attempts: crate::device_links::limiter(),
             quarantined: Default::default(),
             devices: Mutex::default(),
         }

@@ -46,6 +46,7 @@ pub mod assembler;
 pub mod auth;
 pub mod billing;
 pub mod config;
+pub mod device_links;
 pub mod error;
 pub mod events;
 pub mod external;

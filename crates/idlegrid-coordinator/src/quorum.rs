@@ -61,7 +61,18 @@ pub async fn settle(grid: &Grid, passed: &[Passed]) -> Result<VerdictsApplied, S
     Ok(applied)
 }
 
+/// What the quorum rule compares: a result's hash within its kind of runtime. Tools built for
+/// different runtimes give different bytes for the same work (ffmpeg.wasm's x264 is not the
+/// native build), so results of two kinds neither agree nor disagree.
+fn output_key(r: &ReplicaResult) -> String {
+    format!("{}:{}", r.runtime.as_str(), r.sha256)
+}
+
 /// The verdicts for one task; `u` is a uniform sample in `[0, 1)` for the spot check.
+///
+/// A result of another kind of runtime than the accepted output's cannot be judged by its
+/// hash; it passed the app's validator, so it is accepted as an agreeing replica (after the
+/// output, which stays the first listed).
 fn task_verdicts(
     policy: &Replication,
     state: &ReplicaState,
@@ -76,7 +87,9 @@ fn task_verdicts(
             .iter()
             .filter(is_new)
             .map(|r| {
-                if Some(&r.sha256) == state.accepted_sha256.as_ref() {
+                if r.runtime != state.accepted_runtime
+                    || Some(&r.sha256) == state.accepted_sha256.as_ref()
+                {
                     Verdict::Valid(r.id)
                 } else {
                     Verdict::Invalid(
@@ -93,7 +106,8 @@ fn task_verdicts(
                 .iter()
                 .filter(|r| r.passed || new.contains(&r.id))
                 .collect();
-            let hashes: Vec<&str> = passed.iter().map(|r| r.sha256.as_str()).collect();
+            let keys: Vec<String> = passed.iter().map(|r| output_key(r)).collect();
+            let hashes: Vec<&str> = keys.iter().map(String::as_str).collect();
             let lone_trusted = match passed.as_slice() {
                 [only] => !policy.needs_check(only.streak, u),
                 _ => false,
@@ -106,23 +120,28 @@ fn task_verdicts(
                     .map(|r| Verdict::Passed(r.id))
             };
             match decide(policy, state.wanted, &hashes, lone_trusted) {
-                Decision::Accept(sha) => {
-                    let agreeing = passed.iter().filter(|r| r.sha256 == sha).count();
-                    passed
+                Decision::Accept(key) => {
+                    let (agree, other): (Vec<&ReplicaResult>, Vec<&ReplicaResult>) =
+                        passed.iter().copied().partition(|r| output_key(r) == key);
+                    let runtime = agree.first().map(|r| r.runtime);
+                    let agreeing = agree.len();
+                    let other = other.into_iter().map(|r| {
+                        if Some(r.runtime) == runtime {
+                            Verdict::Invalid(
+                                r.id,
+                                format!(
+                                    "its output differs from the one {agreeing} other \
+                                     devices agreed on"
+                                ),
+                            )
+                        } else {
+                            Verdict::Valid(r.id)
+                        }
+                    });
+                    agree
                         .iter()
-                        .map(|r| {
-                            if r.sha256 == sha {
-                                Verdict::Valid(r.id)
-                            } else {
-                                Verdict::Invalid(
-                                    r.id,
-                                    format!(
-                                        "its output differs from the one {agreeing} other \
-                                         devices agreed on"
-                                    ),
-                                )
-                            }
-                        })
+                        .map(|r| Verdict::Valid(r.id))
+                        .chain(other)
                         .collect()
                 }
                 Decision::Wait => keep_waiting().collect(),
@@ -153,7 +172,7 @@ pub async fn queue_replicas(grid: &Grid, replicate: &[Replicate]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use idlegrid_domain::{JobId, ReplicationMode, WorkerId};
+    use idlegrid_domain::{JobId, ReplicationMode, Runtime, WorkerId};
 
     fn result(id: i64, sha: &str, passed: bool, streak: u64) -> ReplicaResult {
         ReplicaResult {
@@ -162,7 +181,13 @@ mod tests {
             sha256: sha.into(),
             passed,
             streak,
+            runtime: Runtime::Native,
         }
+    }
+
+    fn in_browser(mut r: ReplicaResult) -> ReplicaResult {
+        r.runtime = Runtime::Browser;
+        r
     }
 
     fn state(wanted: u32, results: Vec<ReplicaResult>) -> ReplicaState {
@@ -172,6 +197,7 @@ mod tests {
             state: TaskState::Validating,
             wanted,
             accepted_sha256: None,
+            accepted_runtime: Runtime::Native,
             results,
         }
     }
@@ -218,8 +244,8 @@ mod tests {
             v[..],
             [
                 Verdict::Valid(ResultId(1)),
-                Verdict::Invalid(ResultId(2), _),
-                Verdict::Valid(ResultId(3))
+                Verdict::Valid(ResultId(3)),
+                Verdict::Invalid(ResultId(2), _)
             ]
         ));
     }
@@ -230,6 +256,110 @@ mod tests {
         s.state = TaskState::Done;
         s.accepted_sha256 = Some("a".into());
         let v = task_verdicts(&ADAPTIVE, &s, &[ResultId(4), ResultId(5)], 0.5);
+        assert!(matches!(
+            v[..],
+            [
+                Verdict::Valid(ResultId(4)),
+                Verdict::Invalid(ResultId(5), _)
+            ]
+        ));
+    }
+
+    const FIXED_2_OF_3: Replication = Replication {
+        mode: ReplicationMode::Fixed,
+        replicas: 2,
+        quorum: 2,
+        max_replicas: 4,
+        ..Replication::NONE
+    };
+
+    #[test]
+    fn results_of_different_runtimes_are_never_compared_by_hash() {
+        // A native and a browser result, different bytes: no quorum, one more replica, and
+        // neither is called wrong.
+        let s = state(
+            2,
+            vec![
+                result(1, "n", true, 0),
+                in_browser(result(2, "b", false, 0)),
+            ],
+        );
+        let v = task_verdicts(&FIXED_2_OF_3, &s, &[ResultId(2)], 0.5);
+        assert!(
+            matches!(
+                v[..],
+                [Verdict::Passed(ResultId(2)), Verdict::MoreReplicas(_, 1)]
+            ),
+            "{v:?}"
+        );
+        // A second browser result agrees with the first: accepted, the native one kept as an
+        // agreeing replica after the output (which is listed first).
+        let s = state(
+            3,
+            vec![
+                result(1, "n", true, 0),
+                in_browser(result(2, "b", true, 0)),
+                in_browser(result(3, "b", false, 0)),
+            ],
+        );
+        let v = task_verdicts(&FIXED_2_OF_3, &s, &[ResultId(3)], 0.5);
+        assert!(
+            matches!(
+                v[..],
+                [
+                    Verdict::Valid(ResultId(2)),
+                    Verdict::Valid(ResultId(3)),
+                    Verdict::Valid(ResultId(1))
+                ]
+            ),
+            "{v:?}"
+        );
+        // Two browser results with the same bytes as a native one's are still not a quorum
+        // with it: the hash is compared within a runtime.
+        let s = state(
+            2,
+            vec![
+                result(1, "x", true, 0),
+                in_browser(result(2, "x", false, 0)),
+            ],
+        );
+        let v = task_verdicts(&FIXED_2_OF_3, &s, &[ResultId(2)], 0.5);
+        assert!(matches!(
+            v[..],
+            [Verdict::Passed(_), Verdict::MoreReplicas(_, 1)]
+        ));
+    }
+
+    #[test]
+    fn a_wrong_result_is_still_wrong_within_its_runtime() {
+        let s = state(
+            3,
+            vec![
+                in_browser(result(1, "b", true, 0)),
+                in_browser(result(2, "bad", true, 0)),
+                in_browser(result(3, "b", false, 0)),
+            ],
+        );
+        let v = task_verdicts(&FIXED_2_OF_3, &s, &[ResultId(3)], 0.5);
+        assert!(matches!(
+            v[..],
+            [
+                Verdict::Valid(ResultId(1)),
+                Verdict::Valid(ResultId(3)),
+                Verdict::Invalid(ResultId(2), _)
+            ]
+        ));
+        // Late: a browser result after a native output is not compared; a native one is.
+        let mut s = state(
+            2,
+            vec![
+                in_browser(result(4, "b", false, 0)),
+                result(5, "y", false, 0),
+            ],
+        );
+        s.state = TaskState::Done;
+        s.accepted_sha256 = Some("a".into());
+        let v = task_verdicts(&FIXED_2_OF_3, &s, &[ResultId(4), ResultId(5)], 0.5);
         assert!(matches!(
             v[..],
             [

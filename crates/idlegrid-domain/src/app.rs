@@ -85,6 +85,48 @@ pub struct Capabilities {
     /// What the device's owner allows a task to use.
     #[serde(default)]
     pub allows: Allowances,
+    /// What runs the task scripts: the native worker, or a browser tab.
+    #[serde(default)]
+    pub runtime: Runtime,
+    /// Whether the runtime can run multi-threaded WebAssembly (a browser whose page is
+    /// cross-origin isolated); always false for the native worker.
+    #[serde(default)]
+    pub wasm_threads: bool,
+}
+
+/// What kind of runtime a device runs task scripts in. Tools built for different runtimes give
+/// different bytes for the same work (ffmpeg.wasm's x264 is not the native build), so results
+/// are compared by hash only within one kind.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Runtime {
+    /// `idlegrid worker`: CPython and FFmpeg installed on the device, in a sandbox.
+    #[default]
+    Native,
+    /// The `/contribute` page: Pyodide and ffmpeg.wasm in a browser's Web Worker.
+    Browser,
+}
+
+impl Runtime {
+    /// The name used on the wire and in the records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runtime::Native => "native",
+            Runtime::Browser => "browser",
+        }
+    }
+
+    /// The runtime named `name` in the records; unknown or missing names are the native one
+    /// (devices registered before runtimes had kinds).
+    pub fn from_name(name: Option<&str>) -> Runtime {
+        match name {
+            Some("browser") => Runtime::Browser,
+            _ => Runtime::Native,
+        }
+    }
 }
 
 /// What a device's owner allows one task to take; a device is never offered a task that needs
@@ -167,6 +209,9 @@ impl Capabilities {
                 return Err(format!("{name} must be above 0 when given"));
             }
         }
+        if self.wasm_threads && self.runtime == Runtime::Native {
+            return Err("wasm_threads is only for the browser runtime".into());
+        }
         Ok(())
     }
 }
@@ -241,6 +286,7 @@ mod tests {
             benchmark: 100.0,
             slots: 4,
             allows: Allowances::default(),
+            ..Capabilities::default()
         }
     }
 

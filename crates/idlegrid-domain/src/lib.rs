@@ -21,7 +21,7 @@ pub mod replication;
 pub mod schedule;
 pub mod task;
 
-pub use app::{Allowances, AppManifest, Capabilities, Requirements};
+pub use app::{Allowances, AppManifest, Capabilities, Requirements, Runtime};
 pub use ids::{JobId, LeaseId, ResultId, TaskId, TenantId, WorkerId};
 pub use job::{JobState, TransitionError};
 pub use pricing::{Account, Credits, Quote, Rates, Tier};

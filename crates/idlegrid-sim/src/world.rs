@@ -70,6 +70,7 @@ pub(crate) fn devices(scenario: &Scenario, rng: &mut StdRng) -> Vec<DeviceSpec> 
                 benchmark,
                 slots: 2,
                 allows: Allowances::default(),
+                ..Default::default()
             };
             if scenario.varied {
                 caps.slots = rng.random_range(1..=4);

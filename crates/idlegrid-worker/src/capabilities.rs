@@ -43,6 +43,7 @@ pub async fn detect(python: &Path, slots: usize) -> Detected {
         benchmark: benchmark.unwrap_or(0.0),
         slots: u32::try_from(slots).unwrap_or(u32::MAX),
         allows: Default::default(),
+        ..Default::default()
     };
     let python = python_executable
         .map(|out| PathBuf::from(out.trim()))

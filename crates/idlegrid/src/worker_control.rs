@@ -108,6 +108,55 @@ pub enum ControlCommand {
     Install(crate::worker_install::InstallArgs),
     /// Stop the installed worker service and remove its unit and settings file.
     Uninstall(crate::worker_install::UninstallArgs),
+    /// Get a code that links one more device to you without your token on it: open the
+    /// printed /contribute link in the device's browser, or type the code there. Works once,
+    /// for ten minutes.
+    Link(LinkArgs),
+}
+
+/// `idlegrid worker link`.
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    /// Coordinator URL, e.g. http://192.168.1.10:8080.
+    #[arg(long, env = "IDLEGRID_URL")]
+    pub coordinator: String,
+    /// The device owner's enrollment token.
+    #[arg(long, env = "IDLEGRID_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Asks the coordinator for a link code and says how to use it.
+async fn link(args: LinkArgs) -> anyhow::Result<ExitCode> {
+    let client = idlegrid_client::Client::new(&args.coordinator, &args.token)?;
+    let code = client.create_link_code().await?;
+    let url = format!(
+        "{}{}",
+        args.coordinator.trim_end_matches('/'),
+        code.contribute_path
+    );
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "code": code.code,
+                "expires_in_secs": code.expires_in_secs,
+                "url": url,
+            })
+        );
+    } else {
+        println!("link code: {}", code.code);
+        println!("open on the device: {url}");
+        println!(
+            "(or open {}{} and type the code; it works once, for {} minutes)",
+            args.coordinator.trim_end_matches('/'),
+            idlegrid_api::paths::CONTRIBUTE,
+            code.expires_in_secs / 60
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Which worker to talk to.
@@ -136,6 +185,7 @@ pub async fn control(command: ControlCommand) -> anyhow::Result<ExitCode> {
     match command {
         ControlCommand::Install(args) => return crate::worker_install::install(args),
         ControlCommand::Uninstall(args) => return crate::worker_install::uninstall(args),
+        ControlCommand::Link(args) => return link(args).await,
         ControlCommand::Pause(args) => {
             let dir = crate::serve::worker_state_dir(args.state_dir)?;
             idlegrid_worker::ipc::pause(&dir).await?;

@@ -2034,6 +2034,7 @@ async fn forging_device(
                 benchmark: 100.0,
                 slots: 1,
                 allows: Default::default(),
+                ..Default::default()
             },
         },
     )

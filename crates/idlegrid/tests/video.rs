@@ -373,6 +373,7 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
                 benchmark: 1.0,
                 slots: 10,
                 allows: Default::default(),
+                ..Default::default()
             },
         },
     )

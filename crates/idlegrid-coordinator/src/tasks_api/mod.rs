@@ -27,7 +27,7 @@ use idlegrid_api::tasks::{
     ReportStatus,
 };
 use idlegrid_api::{ErrorBody, ErrorDetail, LeaseId, UploadReceipt};
-use idlegrid_domain::{AttemptOutcome, TaskId, TaskState, WorkerId};
+use idlegrid_domain::{AttemptOutcome, Capabilities, TaskId, TaskState, WorkerId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::sha256_hex;
 use idlegrid_storage::queue::Lease;
@@ -54,24 +54,49 @@ pub async fn register(
     owner: Enroller,
     ApiJson(request): ApiJson<RegisterWorker>,
 ) -> ApiResult<(StatusCode, Json<Registered>)> {
-    let name = request.name.trim();
+    let name = check_new_device(&request.name, &request.capabilities)?;
+    let token = new_secret("igw_");
+    let worker = grid
+        .store
+        .register_worker(owner.0, name, &request.capabilities, hash_secret(&token))
+        .await?;
+    Ok(registered(
+        &grid,
+        worker,
+        name,
+        &request.capabilities,
+        token,
+    ))
+}
+
+/// Checks a new device's name and capabilities; returns the trimmed name.
+pub(crate) fn check_new_device<'a>(
+    name: &'a str,
+    capabilities: &Capabilities,
+) -> ApiResult<&'a str> {
+    let name = name.trim();
     if name.is_empty() || name.len() > 200 {
         return Err(ApiError::invalid(
             "invalid_name",
             "the device name must be 1 to 200 characters",
         ));
     }
-    request
-        .capabilities
+    capabilities
         .validate()
         .map_err(|e| ApiError::invalid("invalid_capabilities", e))?;
-    let token = new_secret("igw_");
-    let worker = grid
-        .store
-        .register_worker(owner.0, name, &request.capabilities, hash_secret(&token))
-        .await?;
-    tracing::info!(%worker, name, cores = request.capabilities.cores, python = ?request.capabilities.python, "worker registered");
-    Ok((
+    Ok(name)
+}
+
+/// The answer to a registration.
+pub(crate) fn registered(
+    grid: &Grid,
+    worker: WorkerId,
+    name: &str,
+    capabilities: &Capabilities,
+    token: String,
+) -> (StatusCode, Json<Registered>) {
+    tracing::info!(%worker, name, cores = capabilities.cores, runtime = capabilities.runtime.as_str(), python = ?capabilities.python, "worker registered");
+    (
         StatusCode::CREATED,
         Json(Registered {
             worker_id: worker,
@@ -79,7 +104,7 @@ pub async fn register(
             lease_secs: grid.config.lease_ttl.as_secs(),
             heartbeat_secs: grid.config.heartbeat_secs(),
         }),
-    ))
+    )
 }
 
 /// Lease up to `max_tasks` tasks, waiting up to `wait_ms` for the first.
@@ -377,6 +402,20 @@ pub async fn update_capabilities(
     capabilities
         .validate()
         .map_err(|e| ApiError::invalid("invalid_capabilities", e))?;
+    // Results are compared by hash within one kind of runtime, found from the device: a device
+    // that changed kinds would make its past results look like another kind's.
+    let before = grid.device(worker).await?;
+    if before.runtime != capabilities.runtime {
+        return Err(ApiError::invalid(
+            "runtime_changed",
+            format!(
+                "this device runs tasks in the {} runtime and cannot switch to {}; register \
+                 the other runtime as a device of its own",
+                before.runtime.as_str(),
+                capabilities.runtime.as_str()
+            ),
+        ));
+    }
     if !grid
         .store
         .update_worker_capabilities(worker, &capabilities)

@@ -18,7 +18,7 @@ use crate::Result;
 use async_trait::async_trait;
 use idlegrid_domain::{
     Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, Replication, ResultId,
-    TaskId, TaskState, TenantId, Tier, WorkerId,
+    Runtime, TaskId, TaskState, TenantId, Tier, WorkerId,
 };
 
 /// What a secret authenticates.
@@ -290,7 +290,8 @@ pub struct ResultRecord {
 #[derive(Debug, Clone)]
 pub enum Verdict {
     /// Accept the result as the task's output (or, when the task already has one, as agreeing
-    /// with it). The device's run of valid results grows.
+    /// with it); of several listed for one open task, the first listed becomes its output.
+    /// The device's run of valid results grows.
     Valid(ResultId),
     /// Reject it; the task is charged a failed attempt and the device's run of valid results
     /// ends.
@@ -317,6 +318,8 @@ pub struct ReplicaState {
     pub wanted: u32,
     /// Hash of the accepted result, once there is one.
     pub accepted_sha256: Option<String>,
+    /// The kind of runtime the accepted result came from (native when there is none).
+    pub accepted_runtime: Runtime,
     /// Its live results: reported, not rejected, not yet decided.
     pub results: Vec<ReplicaResult>,
 }
@@ -334,7 +337,17 @@ pub struct ReplicaResult {
     pub passed: bool,
     /// The device's run of consecutive valid results.
     pub streak: u64,
+    /// The kind of runtime the device ran it in (results are compared by hash only within
+    /// one kind).
+    pub runtime: Runtime,
 }
+
+/// A task's row as the backends read replica states: id, job, state, results wanted, the
+/// accepted result's hash and the runtime kind it came from.
+pub(crate) type ReplicaTaskRow = (i64, i64, String, i64, Option<String>, Option<String>);
+/// A live result's row as the backends read replica states: task, id, worker, hash, verdict
+/// state, the device's streak and runtime kind.
+pub(crate) type ReplicaResultRow = (i64, i64, i64, String, String, i64, Option<String>);
 
 /// The quorum rule as [`Store::settle_replicas`] applies it: verdicts for one task's state.
 pub type Decide = dyn Fn(&ReplicaState) -> Vec<Verdict> + Send + Sync;
@@ -508,6 +521,25 @@ pub trait Store: Send + Sync + 'static {
         capabilities: &Capabilities,
         token_hash: [u8; 32],
     ) -> Result<WorkerId>;
+    /// Keeps a code that links a device to `owner` until `expires_at_ms` (only its hash is
+    /// given); codes already past their expiry are dropped on the way.
+    async fn create_link_code(
+        &self,
+        owner: i64,
+        code_hash: [u8; 32],
+        expires_at_ms: i64,
+    ) -> Result<()>;
+    /// Registers a worker for the owner a link code stands for, using the code up in the same
+    /// transaction (a code links one device); `None` when the code is unknown, used or
+    /// expired at `now_ms`.
+    async fn register_linked_worker(
+        &self,
+        code_hash: [u8; 32],
+        now_ms: i64,
+        name: &str,
+        capabilities: &Capabilities,
+        token_hash: [u8; 32],
+    ) -> Result<Option<WorkerId>>;
     /// Replaces what a worker offers (its owner changed its allowances, its benchmark moved);
     /// `false` if there is no such worker.
     async fn update_worker_capabilities(

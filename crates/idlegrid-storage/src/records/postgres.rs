@@ -31,8 +31,8 @@ use super::{
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{
-    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, TaskId,
-    TaskState, TenantId, WorkerId,
+    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, Runtime,
+    TaskId, TaskState, TenantId, WorkerId,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row};
@@ -486,17 +486,20 @@ async fn read_replica_states(
     tasks: &[TaskId],
 ) -> Result<Vec<ReplicaState>> {
     let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
-    let rows: Vec<(i64, i64, String, i64, Option<String>)> = sqlx::query_as(
+    let rows: Vec<super::ReplicaTaskRow> = sqlx::query_as(
         "SELECT t.id, t.job_id, t.state, t.replicas, \
-         (SELECT sha256 FROM results WHERE id = t.canonical_result) \
+         (SELECT sha256 FROM results WHERE id = t.canonical_result), \
+         (SELECT (w.capabilities::jsonb)->>'runtime' FROM results r JOIN workers w ON w.id = r.worker_id \
+          WHERE r.id = t.canonical_result) \
          FROM tasks t WHERE t.id = ANY($1) ORDER BY t.id",
     )
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await
     .map_err(backend)?;
-    let live: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
-        "SELECT r.task_id, r.id, r.worker_id, r.sha256, r.validate_state, w.valid_streak \
+    let live: Vec<super::ReplicaResultRow> = sqlx::query_as(
+        "SELECT r.task_id, r.id, r.worker_id, r.sha256, r.validate_state, w.valid_streak, \
+         (w.capabilities::jsonb)->>'runtime' \
          FROM results r JOIN workers w ON w.id = r.worker_id \
          WHERE r.task_id = ANY($1) AND r.outcome = 'success' \
          AND r.validate_state IN ('pending', 'passed') ORDER BY r.id",
@@ -506,26 +509,30 @@ async fn read_replica_states(
     .await
     .map_err(backend)?;
     let mut by_task: BTreeMap<i64, Vec<ReplicaResult>> = BTreeMap::new();
-    for (task, id, worker, sha256, state, streak) in live {
+    for (task, id, worker, sha256, state, streak, runtime) in live {
         by_task.entry(task).or_default().push(ReplicaResult {
             id: ResultId(id),
             worker: WorkerId(worker),
             sha256,
             passed: state == "passed",
             streak: streak.max(0) as u64,
+            runtime: Runtime::from_name(runtime.as_deref()),
         });
     }
     rows.into_iter()
-        .map(|(id, job, state, wanted, accepted_sha256)| {
-            Ok(ReplicaState {
-                task: TaskId(id),
-                job: JobId(job),
-                state: task_state(&state)?,
-                wanted: wanted.max(1) as u32,
-                accepted_sha256,
-                results: by_task.remove(&id).unwrap_or_default(),
-            })
-        })
+        .map(
+            |(id, job, state, wanted, accepted_sha256, accepted_runtime)| {
+                Ok(ReplicaState {
+                    task: TaskId(id),
+                    job: JobId(job),
+                    state: task_state(&state)?,
+                    wanted: wanted.max(1) as u32,
+                    accepted_sha256,
+                    accepted_runtime: Runtime::from_name(accepted_runtime.as_deref()),
+                    results: by_task.remove(&id).unwrap_or_default(),
+                })
+            },
+        )
         .collect()
 }
 
@@ -658,6 +665,57 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         Ok(WorkerId(id))
+    }
+
+    async fn create_link_code(
+        &self,
+        owner: i64,
+        code_hash: [u8; 32],
+        expires_at_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "WITH gone AS (DELETE FROM link_codes WHERE expires_at <= $4) \
+             INSERT INTO link_codes (code_hash, owner_id, expires_at) VALUES ($1, $2, $3)",
+        )
+        .bind(&code_hash[..])
+        .bind(owner)
+        .bind(expires_at_ms)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn register_linked_worker(
+        &self,
+        code_hash: [u8; 32],
+        now_ms: i64,
+        name: &str,
+        capabilities: &Capabilities,
+        token_hash: [u8; 32],
+    ) -> Result<Option<WorkerId>> {
+        let caps = serde_json::to_string(capabilities)
+            .map_err(|e| StorageError::Backend(e.to_string()))?;
+        // One statement: the code is used up exactly when the worker and its token exist.
+        let id: Option<i64> = sqlx::query_scalar(
+            "WITH l AS (DELETE FROM link_codes WHERE code_hash = $1 AND expires_at > $2 \
+                        RETURNING owner_id), \
+             w AS (INSERT INTO workers (owner_id, name, capabilities, created_at) \
+                   SELECT owner_id, $3, $4, $2 FROM l RETURNING id), \
+             c AS (INSERT INTO credentials (secret_hash, kind, subject, created_at) \
+                   SELECT $5, 'worker', id, $2 FROM w) \
+             SELECT id FROM w",
+        )
+        .bind(&code_hash[..])
+        .bind(now_ms)
+        .bind(name)
+        .bind(caps)
+        .bind(&token_hash[..])
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(id.map(WorkerId))
     }
 
     async fn update_worker_capabilities(

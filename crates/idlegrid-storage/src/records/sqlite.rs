@@ -18,8 +18,8 @@ use super::{
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{
-    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, TaskId,
-    TaskState, TenantId, WorkerId,
+    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, Runtime,
+    TaskId, TaskState, TenantId, WorkerId,
 };
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -311,6 +311,8 @@ async fn pay_in(tx: &mut Tx<'_>, judged: &[(i64, i64, String)]) -> Result<()> {
     Ok(())
 }
 
+/// Applies verdicts in one transaction. A task still open takes the first `Valid` listed for
+/// it as its output (SQLite gives a bare column the row that `MIN(j.key)` picked).
 async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
     let mut applied = VerdictsApplied::default();
     let (mut valid, mut passed) = (Vec::new(), Vec::new());
@@ -335,9 +337,9 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
         let ids = ids_json(&valid);
         let done_jobs: Vec<i64> = sqlx::query_scalar(
             "UPDATE tasks SET state = 'done', canonical_result = v.rid \
-             FROM (SELECT r.id AS rid, r.task_id AS tid FROM json_each(?1) j \
+             FROM (SELECT r.id AS rid, r.task_id AS tid, MIN(j.key) FROM json_each(?1) j \
                    JOIN results r ON r.id = j.value \
-                   WHERE r.validate_state IN ('pending', 'passed')) AS v \
+                   WHERE r.validate_state IN ('pending', 'passed') GROUP BY r.task_id) AS v \
              WHERE tasks.id = v.tid AND tasks.state IN ('pending', 'validating') \
              RETURNING tasks.job_id",
         )
@@ -417,23 +419,59 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
     Ok(applied)
 }
 
+/// Inserts a worker and its token in `tx`.
+async fn insert_worker(
+    tx: &mut Tx<'_>,
+    owner: i64,
+    name: &str,
+    capabilities: &Capabilities,
+    token_hash: [u8; 32],
+) -> Result<WorkerId> {
+    let caps =
+        serde_json::to_string(capabilities).map_err(|e| StorageError::Backend(e.to_string()))?;
+    let now = now_ms();
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO workers (owner_id, name, capabilities, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+    )
+    .bind(owner)
+    .bind(name)
+    .bind(caps)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(backend)?;
+    sqlx::query(
+        "INSERT INTO credentials (secret_hash, kind, subject, created_at) VALUES (?1, 'worker', ?2, ?3)",
+    )
+    .bind(&token_hash[..])
+    .bind(id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(WorkerId(id))
+}
+
 async fn read_replica_states(
     conn: &mut sqlx::SqliteConnection,
     tasks: &[TaskId],
 ) -> Result<Vec<ReplicaState>> {
     let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
     let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-    let rows: Vec<(i64, i64, String, i64, Option<String>)> = sqlx::query_as(
+    let rows: Vec<super::ReplicaTaskRow> = sqlx::query_as(
         "SELECT t.id, t.job_id, t.state, t.replicas, \
-         (SELECT sha256 FROM results WHERE id = t.canonical_result) \
+         (SELECT sha256 FROM results WHERE id = t.canonical_result), \
+         (SELECT json_extract(w.capabilities, '$.runtime') FROM results r JOIN workers w ON w.id = r.worker_id \
+          WHERE r.id = t.canonical_result) \
          FROM tasks t WHERE t.id IN (SELECT value FROM json_each(?1)) ORDER BY t.id",
     )
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await
     .map_err(backend)?;
-    let live: Vec<(i64, i64, i64, String, String, i64)> = sqlx::query_as(
-        "SELECT r.task_id, r.id, r.worker_id, r.sha256, r.validate_state, w.valid_streak \
+    let live: Vec<super::ReplicaResultRow> = sqlx::query_as(
+        "SELECT r.task_id, r.id, r.worker_id, r.sha256, r.validate_state, w.valid_streak, \
+         json_extract(w.capabilities, '$.runtime') \
          FROM results r JOIN workers w ON w.id = r.worker_id \
          WHERE r.task_id IN (SELECT value FROM json_each(?1)) AND r.outcome = 'success' \
          AND r.validate_state IN ('pending', 'passed') ORDER BY r.id",
@@ -443,26 +481,30 @@ async fn read_replica_states(
     .await
     .map_err(backend)?;
     let mut by_task: BTreeMap<i64, Vec<ReplicaResult>> = BTreeMap::new();
-    for (task, id, worker, sha256, state, streak) in live {
+    for (task, id, worker, sha256, state, streak, runtime) in live {
         by_task.entry(task).or_default().push(ReplicaResult {
             id: ResultId(id),
             worker: WorkerId(worker),
             sha256,
             passed: state == "passed",
             streak: streak.max(0) as u64,
+            runtime: Runtime::from_name(runtime.as_deref()),
         });
     }
     rows.into_iter()
-        .map(|(id, job, state, wanted, accepted_sha256)| {
-            Ok(ReplicaState {
-                task: TaskId(id),
-                job: JobId(job),
-                state: task_state(&state)?,
-                wanted: wanted.max(1) as u32,
-                accepted_sha256,
-                results: by_task.remove(&id).unwrap_or_default(),
-            })
-        })
+        .map(
+            |(id, job, state, wanted, accepted_sha256, accepted_runtime)| {
+                Ok(ReplicaState {
+                    task: TaskId(id),
+                    job: JobId(job),
+                    state: task_state(&state)?,
+                    wanted: wanted.max(1) as u32,
+                    accepted_sha256,
+                    accepted_runtime: Runtime::from_name(accepted_runtime.as_deref()),
+                    results: by_task.remove(&id).unwrap_or_default(),
+                })
+            },
+        )
         .collect()
 }
 
@@ -574,31 +616,57 @@ impl Store for SqliteStore {
         capabilities: &Capabilities,
         token_hash: [u8; 32],
     ) -> Result<WorkerId> {
-        let caps = serde_json::to_string(capabilities)
-            .map_err(|e| StorageError::Backend(e.to_string()))?;
         let mut tx = self.writer.begin().await.map_err(backend)?;
-        let now = now_ms();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO workers (owner_id, name, capabilities, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
-        )
-        .bind(owner)
-        .bind(name)
-        .bind(caps)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        sqlx::query(
-            "INSERT INTO credentials (secret_hash, kind, subject, created_at) VALUES (?1, 'worker', ?2, ?3)",
-        )
-        .bind(&token_hash[..])
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let id = insert_worker(&mut tx, owner, name, capabilities, token_hash).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(WorkerId(id))
+        Ok(id)
+    }
+
+    async fn create_link_code(
+        &self,
+        owner: i64,
+        code_hash: [u8; 32],
+        expires_at_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        sqlx::query("DELETE FROM link_codes WHERE expires_at <= ?1")
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("INSERT INTO link_codes (code_hash, owner_id, expires_at) VALUES (?1, ?2, ?3)")
+            .bind(&code_hash[..])
+            .bind(owner)
+            .bind(expires_at_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn register_linked_worker(
+        &self,
+        code_hash: [u8; 32],
+        now_ms: i64,
+        name: &str,
+        capabilities: &Capabilities,
+        token_hash: [u8; 32],
+    ) -> Result<Option<WorkerId>> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let owner: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM link_codes WHERE code_hash = ?1 AND expires_at > ?2 RETURNING owner_id",
+        )
+        .bind(&code_hash[..])
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(owner) = owner else {
+            return Ok(None);
+        };
+        let id = insert_worker(&mut tx, owner, name, capabilities, token_hash).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(id))
     }
 
     async fn update_worker_capabilities(

@@ -179,6 +179,8 @@ on_both_backends!(
         devices_are_quarantined_once,
         accounts_name_themselves_and_owners_see_their_devices, a_jobs_tasks_come_in_index_pages, webhook_events_record_every_state_change_and_go_out_in_order,
         validated_results_are_paid_once_and_the_books_balance,
+        a_link_code_links_one_device_once_before_it_expires,
+        replicas_know_the_runtime_they_ran_in,
     ],
     two: [
         racing_transitions_have_one_winner,
@@ -608,6 +610,101 @@ async fn credentials_resolve_to_principals(store: &dyn Store) {
     assert_eq!(
         store.reputation(worker).await.unwrap(),
         Some(Default::default())
+    );
+}
+
+async fn a_link_code_links_one_device_once_before_it_expires(store: &dyn Store) {
+    let owner = store.ensure_owner("alice").await.unwrap();
+    let now = crate::now_ms();
+    store
+        .create_link_code(owner, [7; 32], now + 60_000)
+        .await
+        .unwrap();
+    store
+        .create_link_code(owner, [8; 32], now - 1)
+        .await
+        .unwrap();
+    let caps = Capabilities {
+        runtime: idlegrid_domain::Runtime::Browser,
+        ..Default::default()
+    };
+    let phone = store
+        .register_linked_worker([7; 32], now, "phone", &caps, [70; 32])
+        .await
+        .unwrap()
+        .expect("a fresh code links a device");
+    assert_eq!(
+        store.credential([70; 32]).await.unwrap(),
+        Some(Principal::Worker(phone))
+    );
+    let devices = store.owner_devices(owner).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0].capabilities, caps);
+    // Used up, expired, unknown: no device, and no token.
+    for code in [[7; 32], [8; 32], [9; 32]] {
+        assert_eq!(
+            store
+                .register_linked_worker(code, now, "again", &caps, [71; 32])
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(store.credential([71; 32]).await.unwrap(), None);
+    assert_eq!(store.owner_devices(owner).await.unwrap().len(), 1);
+}
+
+async fn replicas_know_the_runtime_they_ran_in(store: &dyn Store) {
+    let (job, _) = running_job(store, 0).await;
+    let task = store.insert_tasks(job.id, &[chunk(9)], 2).await.unwrap()[0];
+    let owner = store.ensure_owner("o").await.unwrap();
+    let native = store
+        .register_worker(owner, "desktop", &Capabilities::default(), [40; 32])
+        .await
+        .unwrap();
+    let browser_caps = Capabilities {
+        runtime: idlegrid_domain::Runtime::Browser,
+        ..Default::default()
+    };
+    let browser = store
+        .register_worker(owner, "phone", &browser_caps, [41; 32])
+        .await
+        .unwrap();
+    let by = |worker, bytes: &[u8]| NewResult {
+        worker,
+        ..result(task, job.id, bytes)
+    };
+    let ids = store
+        .record_results(&[by(browser, b"b"), by(native, b"n")])
+        .await
+        .unwrap();
+    let state = &store.replica_states(&[task]).await.unwrap()[0];
+    let runtimes: Vec<_> = state
+        .results
+        .iter()
+        .map(|r| (r.worker, r.runtime))
+        .collect();
+    assert_eq!(
+        runtimes,
+        [
+            (browser, idlegrid_domain::Runtime::Browser),
+            (native, idlegrid_domain::Runtime::Native)
+        ]
+    );
+    // The first `Valid` listed is the output, and its runtime is the accepted one.
+    store
+        .apply_verdicts(&[
+            Verdict::Valid(ids[0].unwrap()),
+            Verdict::Valid(ids[1].unwrap()),
+        ])
+        .await
+        .unwrap();
+    let state = &store.replica_states(&[task]).await.unwrap()[0];
+    assert_eq!(state.state, TaskState::Done);
+    assert_eq!(state.accepted_runtime, idlegrid_domain::Runtime::Browser);
+    assert_eq!(
+        state.accepted_sha256.as_deref(),
+        Some(result(task, job.id, b"b").sha256.as_str())
     );
 }
 

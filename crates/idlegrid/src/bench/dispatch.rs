@@ -254,6 +254,7 @@ pub async fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
                     benchmark: idlegrid_domain::pricing::REFERENCE_BENCHMARK,
                     slots: args.batch,
                     allows: Default::default(),
+                    ..Default::default()
                 },
             },
         )
