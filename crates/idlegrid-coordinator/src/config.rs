@@ -47,6 +47,10 @@ pub struct Config {
     pub backends: idlegrid_storage::Backends,
     /// Credit the bootstrap customer is given once, so a new grid runs jobs at once.
     pub opening_credit: idlegrid_domain::Credits,
+    /// Directory of the browser worker's runtimes (Pyodide, ffmpeg.wasm), served at
+    /// `/runtimes/`; made by `scripts/browser-runtimes.sh`. `None`: the `/contribute` page
+    /// says browsers cannot work for this coordinator.
+    pub browser_runtimes: Option<PathBuf>,
 }
 
 impl Config {
@@ -69,6 +73,7 @@ impl Config {
             secrets_key: None,
             backends: Default::default(),
             opening_credit: idlegrid_domain::Credits(100 * idlegrid_domain::pricing::MICROS),
+            browser_runtimes: None,
         }
     }
 

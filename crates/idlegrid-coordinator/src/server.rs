@@ -4,8 +4,8 @@
 
 use crate::grid::Grid;
 use crate::{
-    accounts_api, assembler, billing, feeder, jobs_api, links, partitioner, presence, recovery,
-    stats, tasks_api, uploads, validator, web, webhooks,
+    accounts_api, assembler, billing, device_links, feeder, jobs_api, links, partitioner, presence,
+    recovery, stats, tasks_api, uploads, validator, web, webhooks,
 };
 use axum::Json;
 use axum::Router;
@@ -32,6 +32,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         billing::estimate, billing::balance, billing::deposit,
         tasks_api::register, tasks_api::lease, tasks_api::heartbeat, tasks_api::report,
         tasks_api::lease_input, tasks_api::lease_output, tasks_api::bundle, tasks_api::me, tasks_api::update_capabilities,
+        device_links::create_link_code, device_links::link_worker,
     ),
     modifiers(&SecuritySchemes),
     tags((name = "jobs", description = "Jobs API, for customers"),
@@ -152,6 +153,11 @@ pub fn router(grid: Arc<Grid>) -> Router {
         .route(idlegrid_api::paths::GRID_STATS, get(stats::grid_stats))
         .route("/", get(web::index))
         .route("/ui/{*path}", get(web::asset))
+        .route(idlegrid_api::paths::CONTRIBUTE, get(web::contribute))
+        .nest_service(
+            "/runtimes",
+            web::runtimes(grid.config.browser_runtimes.clone()),
+        )
         .route(
             "/v1/jobs/{id}/webhook/deliveries",
             get(jobs_api::webhook_deliveries),
@@ -160,6 +166,14 @@ pub fn router(grid: Arc<Grid>) -> Router {
         .route(
             idlegrid_api::paths::WORKERS_REGISTER,
             post(tasks_api::register),
+        )
+        .route(
+            idlegrid_api::paths::WORKERS_LINK,
+            post(device_links::link_worker),
+        )
+        .route(
+            idlegrid_api::paths::OWNER_LINK_CODES,
+            post(device_links::create_link_code),
         )
         .route(idlegrid_api::paths::WORKERS_ME, get(tasks_api::me))
         .route(

@@ -5,6 +5,12 @@
 //!
 //! The pages talk to the coordinator only through the public APIs, with the secret the person
 //! signed in with; this module knows nothing of jobs or devices.
+//!
+//! `/contribute` is the browser worker: a page that leases tasks and runs them in a Web Worker
+//! (`ui/runner.js`) with Pyodide and ffmpeg.wasm, which are served from the directory
+//! `scripts/browser-runtimes.sh` fills from npm (`/runtimes/`). That page and its scripts are
+//! cross-origin isolated (COOP + COEP), so browsers that can run multi-threaded WebAssembly
+//! may, and their policy allows compiling WebAssembly, which the dashboard's does not.
 
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -20,14 +26,76 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; st
      img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; object-src 'none'; \
      frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
+/// The browser worker's policy: the dashboard's, plus compiling WebAssembly (Pyodide,
+/// ffmpeg.wasm) and Web Workers from this origin.
+const CONTRIBUTE_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
+     worker-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; \
+     object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
 /// `GET /`: the dashboard's page.
 pub async fn index() -> Response {
     file("index.html")
 }
 
+/// `GET /contribute`: the browser worker's page.
+pub async fn contribute() -> Response {
+    file("contribute.html")
+}
+
 /// `GET /ui/{path}`: one of the dashboard's files.
 pub async fn asset(Path(path): Path<String>) -> Response {
     file(&path)
+}
+
+/// Whether a UI file belongs to the browser worker (isolated, may compile WebAssembly).
+fn is_contribute(path: &str) -> bool {
+    path.starts_with("contribute") || path == "runner.js"
+}
+
+/// Makes a response part of the cross-origin isolated browser worker.
+fn isolate(headers: &mut axum::http::HeaderMap) {
+    headers.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        "cross-origin-embedder-policy",
+        HeaderValue::from_static("require-corp"),
+    );
+    headers.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+}
+
+/// The service behind `/runtimes/`: the files of `dir` (conditional requests and ranges by
+/// `tower_http`), isolated like the page that loads them, revalidated on each load so a
+/// runtime updated on the server is never mixed with a cached part of the old one; or, without
+/// a directory, a 404 that says how to get one.
+pub fn runtimes(dir: Option<std::path::PathBuf>) -> axum::Router {
+    match dir {
+        Some(dir) => axum::Router::new()
+            .fallback_service(tower_http::services::ServeDir::new(dir))
+            .layer(axum::middleware::map_response(
+                |mut response: Response| async move {
+                    let headers = response.headers_mut();
+                    isolate(headers);
+                    headers.insert(
+                        header::X_CONTENT_TYPE_OPTIONS,
+                        HeaderValue::from_static("nosniff"),
+                    );
+                    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                    response
+                },
+            )),
+        None => axum::Router::new().fallback(|| async {
+            crate::error::ApiError::not_found(
+                "no_browser_runtimes",
+                "this coordinator serves no browser runtimes: run scripts/browser-runtimes.sh \
+                 and start it with --browser-runtimes DIR",
+            )
+        }),
+    }
 }
 
 fn file(path: &str) -> Response {
@@ -44,10 +112,18 @@ fn file(path: &str) -> Response {
     if let Ok(value) = HeaderValue::from_str(&mime) {
         headers.insert(header::CONTENT_TYPE, value);
     }
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
+    if is_contribute(path) {
+        isolate(headers);
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTRIBUTE_POLICY),
+        );
+    } else {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

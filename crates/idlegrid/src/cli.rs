@@ -98,6 +98,11 @@ pub struct CoordinatorArgs {
     /// the data directory).
     #[arg(long, env = "IDLEGRID_BLOBS", value_name = "URL")]
     pub blobs: Option<String>,
+    /// Directory of the browser worker's runtimes (Pyodide, ffmpeg.wasm), made by
+    /// `scripts/browser-runtimes.sh` (default: `browser-runtimes` beside the directory holding
+    /// this binary, e.g. target/browser-runtimes, when it exists).
+    #[arg(long, env = "IDLEGRID_BROWSER_RUNTIMES", value_name = "DIR")]
+    pub browser_runtimes: Option<PathBuf>,
 }
 
 impl Default for CoordinatorArgs {
@@ -113,6 +118,7 @@ impl Default for CoordinatorArgs {
             store: None,
             queue: None,
             blobs: None,
+            browser_runtimes: None,
         }
     }
 }

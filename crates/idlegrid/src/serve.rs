@@ -23,7 +23,20 @@ pub fn config(data_dir: &Path, args: &CoordinatorArgs) -> Config {
         queue: args.queue.clone(),
         blobs: args.blobs.clone(),
     };
+    config.browser_runtimes = args
+        .browser_runtimes
+        .clone()
+        .or_else(default_browser_runtimes);
     config
+}
+
+/// `browser-runtimes` beside the directory of this binary (`target/browser-runtimes` for
+/// `target/debug/idlegrid`, `/opt/idlegrid/browser-runtimes` for `/opt/idlegrid/bin/idlegrid`),
+/// when it holds runtimes.
+fn default_browser_runtimes() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?.parent()?.join("browser-runtimes");
+    dir.join("runtimes.json").is_file().then_some(dir)
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
