@@ -1,11 +1,11 @@
 //! What happens after a failed attempt — a script error, a lost worker, a rejected result:
 //! retry the task at the front of its job's queue, kept for a while from the worker whose
-//! attempt failed so another device tries it, or, once its attempts are spent, fail the task and
+//! attempt failed so another device tries it (not when the worker only handed it back), or, once its attempts are spent, fail the task and
 //! its job with the reasons collected from every attempt.
 
 use crate::grid::Grid;
 use idlegrid_domain::task::{RetryDecision, after_failure};
-use idlegrid_domain::{JobId, JobState, TaskId, WorkerId};
+use idlegrid_domain::{AttemptOutcome, JobId, JobState, TaskId, WorkerId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::records::FailureCharged;
 use std::time::Duration;
@@ -22,8 +22,15 @@ pub async fn after_failures(grid: &Grid, charged: &[FailureCharged]) -> Result<(
         }
         match after_failure(c.failures, c.max_attempts) {
             RetryDecision::Retry => {
+                // A task handed back (its device paused or is shutting down) was not the
+                // device's fault: it may take the task again as soon as it asks.
+                let avoid_for = if c.outcome == AttemptOutcome::Abandoned {
+                    Duration::ZERO
+                } else {
+                    grid.config.retry_elsewhere
+                };
                 grid.queues
-                    .enqueue_retry(c.job, c.task, c.worker, grid.config.retry_elsewhere)
+                    .enqueue_retry(c.job, c.task, c.worker, avoid_for)
                     .await?;
                 grid.stats.reassigned(1);
             }

@@ -41,7 +41,9 @@ fn default_browser_runtimes() -> Option<std::path::PathBuf> {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown::on_signal();
-    let (grid, credentials) = Grid::open(config(&args.data_dir, &args.coordinator)).await?;
+    let config = config(&args.data_dir, &args.coordinator);
+    let runtimes = config.browser_runtimes.clone();
+    let (grid, credentials) = Grid::open(config).await?;
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -55,6 +57,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 "enrollment_token": credentials.enrollment_token,
                 "operator_key": credentials.operator_key,
                 "dashboard": format!("{url}/"),
+                "contribute": runtimes.as_ref().map(|_| format!("{url}/contribute")),
+                "browser_runtimes": runtimes,
                 "data_dir": args.data_dir,
             })
         );
@@ -65,6 +69,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("  enrollment token: {}", credentials.enrollment_token);
         println!("  operator key:     {}", credentials.operator_key);
         println!("  dashboard:        {url}/  (sign in with any of these secrets)");
+        match &runtimes {
+            Some(dir) => println!(
+                "  browsers join at: {url}/contribute  (runtimes from {})",
+                dir.display()
+            ),
+            None => println!(
+                "  browsers cannot join: no browser runtimes (scripts/browser-runtimes.sh)"
+            ),
+        }
         println!(
             "add a worker:  idlegrid worker --coordinator {url} --token {}",
             credentials.enrollment_token

@@ -390,6 +390,8 @@ pub struct FailureCharged {
     pub job: JobId,
     /// The worker whose attempt failed.
     pub worker: WorkerId,
+    /// How the attempt ended.
+    pub outcome: AttemptOutcome,
     /// Failed attempts now on the task.
     pub failures: u32,
     /// The job's attempt budget.

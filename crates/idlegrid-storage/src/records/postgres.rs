@@ -253,6 +253,7 @@ async fn reject_run(
             task: TaskId(task),
             job: JobId(job),
             worker: WorkerId(worker),
+            outcome: AttemptOutcome::ValidateError,
             failures: (failures - per_task[&task] + *nth) as u32,
             max_attempts: *max_attempts as u32,
             still_pending: task_state(state)? == TaskState::Pending
@@ -1309,6 +1310,7 @@ impl Store for PostgresStore {
                 task: failure.task,
                 job: failure.job,
                 worker: failure.worker,
+                outcome: failure.outcome,
                 failures: (total - per_task[&failure.task.0] + *charged_here) as u32,
                 max_attempts: *max_attempts as u32,
                 still_pending: task_state(state)? == TaskState::Pending

@@ -150,6 +150,7 @@ async fn reject(tx: &mut Tx<'_>, id: ResultId, reason: &str) -> Result<Option<Fa
         task: TaskId(task),
         job: JobId(job),
         worker: WorkerId(worker),
+        outcome: AttemptOutcome::ValidateError,
         failures: failures as u32,
         max_attempts: max_attempts as u32,
         still_pending: task_state(&state)? == TaskState::Pending
@@ -1166,6 +1167,7 @@ impl Store for SqliteStore {
                 task: failure.task,
                 job: failure.job,
                 worker: failure.worker,
+                outcome: failure.outcome,
                 failures: failures_now as u32,
                 max_attempts: max_attempts as u32,
                 still_pending: task_state(&state)? == TaskState::Pending
