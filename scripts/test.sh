@@ -47,6 +47,9 @@ if [ "$(cat "$web/node_modules/.installed-lock-sha256" 2>/dev/null)" != "$lock_s
   npm ci --prefix "$web" --no-audit --no-fund --loglevel=error
   echo "$lock_sha" > "$web/node_modules/.installed-lock-sha256"
 fi
+# The browser worker's runtimes (Pyodide, ffmpeg.wasm) from those packages, where the coordinator
+# serves them (target/browser-runtimes, beside target/debug/idlegrid).
+scripts/browser-runtimes.sh
 
 # PostgreSQL, Redis and an S3 server on loopback for the scale-out backends' tests; stopped on
 # exit. The tests fail rather than skip when they cannot reach them.

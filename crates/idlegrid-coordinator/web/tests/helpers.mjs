@@ -254,3 +254,14 @@ export async function waitForJobPage(page, timeout = 60_000) {
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
+
+/** Links `page` to the grid's owner as a browser worker (a link code from the API) and waits
+ * until it asks for work. */
+export async function linkBrowserWorker(page, grid, { timeout = 90_000 } = {}) {
+  const code = await call(grid, grid.enrollmentToken, '/v1/owner/link-codes', { method: 'POST' });
+  await page.goto(`${grid.url}${code.contribute_path}`);
+  await page.getByRole('button', { name: 'Link this browser' }).click({ timeout });
+  await waitFor(async () => /Waiting for work|Working on/.test(await page.locator('#worker-state').textContent({ timeout: 1000 })), {
+    timeout: 30_000, message: () => `the page did not start working\n${grid.logs()}`,
+  });
+}

@@ -30,7 +30,8 @@ export async function devicesView(main, _params, { isCurrent }) {
     h('p', {}, 'On the device, with idlegrid installed, run:'),
     h('div', { class: 'command' }, h('code', { id: commandId, class: 'command-text' }, command), copyButton),
     copied,
-    h('p', { class: 'muted small' }, 'Add --slots N to run N tasks at once. The token is your enrollment token: keep it secret.'));
+    h('p', { class: 'muted small' }, 'Add --slots N to run N tasks at once. The token is your enrollment token: keep it secret.'),
+    browserLink());
   main.append(alerts.el, totals, h('section', { class: 'card', 'aria-labelledby': 'list-h' }, h('h2', { id: 'list-h' }, 'Your devices'), body), add);
 
   let owner = null;
@@ -60,6 +61,31 @@ export async function devicesView(main, _params, { isCurrent }) {
   return () => clearInterval(timer);
 }
 
+/** A phone or any browser joins with a one-time link code: no install, no token on it. */
+function browserLink() {
+  const result = h('div', { id: 'link-code', 'aria-live': 'polite' });
+  const errors = alertSlot();
+  const button = h('button', {
+    type: 'button', class: 'secondary',
+    onclick: async () => {
+      errors.clear();
+      try {
+        const code = await api('/v1/owner/link-codes', { method: 'POST' });
+        const url = `${location.origin}${code.contribute_path}`;
+        replace(result,
+          h('p', {}, 'Open this link in the browser of the device: ', h('a', { href: url, id: 'link-url' }, url)),
+          h('p', {}, 'or open ', h('code', {}, `${location.origin}/contribute`), ' there and type the code ',
+            h('strong', { id: 'link-code-text', class: 'code' }, code.code), '.'),
+          h('p', { class: 'muted small' }, `The code works once, for ${Math.round(code.expires_in_secs / 60)} minutes.`));
+        announce(`Link code ${code.code}`);
+      } catch (e) {
+        errors.show(e, 'No link code');
+      }
+    },
+  }, 'Link a browser');
+  return h('div', {}, h('p', {}, 'Or turn any browser into a worker, a phone too:'), button, errors.el, result);
+}
+
 function devicesTable(devices) {
   const head = ['Device', 'Status', 'Last seen', 'Hardware', 'Slots', 'Running', 'Valid', 'Invalid', 'Timed out', 'Streak', 'Earned'];
   return h('div', { class: 'table-wrap' }, h('table', { class: 'devices' },
@@ -68,7 +94,8 @@ function devicesTable(devices) {
     h('tbody', {}, devices.map((d) => {
       const c = d.capabilities || {};
       const hardware = [c.cores ? `${c.cores} cores` : null, c.memory_mb ? `${Math.round(c.memory_mb / 1024 * 10) / 10} GiB` : null,
-        [c.os, c.arch].filter(Boolean).join('/') || null, c.python ? `Python ${c.python}` : null, c.ffmpeg ? `ffmpeg ${c.ffmpeg}` : null]
+        [c.os, c.arch].filter(Boolean).join('/') || null, c.runtime === 'browser' ? 'in a browser' : null,
+        c.python ? `Python ${c.python}` : null, c.ffmpeg ? `ffmpeg ${c.ffmpeg}` : null]
         .filter(Boolean).join(' · ');
       return h('tr', { dataset: { device: String(d.id) } },
         h('th', { scope: 'row' }, d.name || `Device ${d.id}`, h('div', { class: 'muted small' }, 'registered ', timeTag(d.registered_at))),

@@ -1,0 +1,203 @@
+// The browser worker: a grid with no native worker at all, and the /contribute page in headless
+// Chromium as its only device.
+// 1. The owner asks for a link code in the dashboard; the page links with it and registers as a
+//    browser device (Pyodide's Python, ffmpeg.wasm, a benchmark measured in the page).
+// 2. A python-map job completes on it; the output is the expected bytes.
+// 3. A video-transcode job (video chunks and the audio task) completes on it; the output is
+//    H.264 + AAC with every frame (ffprobe), i.e. it passed the video validator chunk by chunk.
+// 4. Pause hands a running task back at once (its chunk is queued again long before the lease
+//    would expire); Resume finishes the job.
+// 5. A low battery while discharging pauses it, charging lifts that; a hidden tab pauses it.
+// 6. Closing the tab hands the running task back.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { call, closeGrid, openGrid, sha256, signIn, submitPythonJob, UPPER_SCRIPT, waitFor, screenshot } from './helpers.mjs';
+
+let grid;
+let browser;
+let page;
+
+before(async () => ({ grid, browser } = await openGrid({ workers: 0 })));
+after(() => closeGrid({ grid, browser }));
+
+const state = () => page.locator('#worker-state').textContent({ timeout: 2000 });
+
+async function waitForState(pattern, timeout = 60_000) {
+  await waitFor(async () => pattern.test(await state()), {
+    timeout, message: async () => `the page says "${await state().catch(() => '?')}", not ${pattern}\n${grid.logs()}`,
+  });
+}
+
+async function waitForJob(jobId, timeout = 240_000) {
+  return waitFor(async () => {
+    const job = await call(grid, grid.apiKey, `/v1/jobs/${jobId}`);
+    if (job.state === 'failed' || job.state === 'cancelled') throw new Error(`job ${jobId} ${job.state}: ${JSON.stringify(job.error)}`);
+    return job.state === 'completed' && job;
+  }, { timeout, interval: 500, message: async () => `job ${jobId} did not complete; the page says "${await state().catch(() => '?')}"\n${grid.logs()}` });
+}
+
+/** The browser device as its owner sees it. */
+async function browserDevice() {
+  const { devices } = await call(grid, grid.enrollmentToken, '/v1/owner/devices');
+  assert.equal(devices.length, 1, 'the page is the grid\'s only device');
+  return devices[0];
+}
+
+/** A python-map script that takes about `secs` seconds of CPU before writing its output. */
+const slowScript = (secs) => `import os, time
+start = time.time()
+while time.time() - start < ${secs}:
+    pass
+name = os.listdir("input")[0]
+with open(os.path.join("input", name)) as src, open("output/out.txt", "w") as out:
+    out.write(src.read())
+`;
+
+test('the owner links a browser with a code from the dashboard', async () => {
+  const dashboard = await browser.context.newPage();
+  await signIn(dashboard, grid, grid.enrollmentToken);
+  await dashboard.goto(`${grid.url}/#/devices`);
+  await dashboard.getByRole('button', { name: 'Link a browser' }).click();
+  const link = await dashboard.locator('#link-url').getAttribute('href', { timeout: 10_000 });
+  assert.match(link, /\/contribute#code=[0-9A-Z]{4}-[0-9A-Z]{4}$/);
+  await dashboard.close();
+
+  page = browser.page;
+  const started = Date.now();
+  await page.goto(link);
+  await page.getByRole('button', { name: 'Link this browser' }).click({ timeout: 90_000 });
+  await waitForState(/Waiting for work/);
+  console.log(`linked and waiting after ${Date.now() - started} ms (runtimes probed in the page)`);
+  assert.equal(await page.evaluate(() => location.hash), '', 'the code is taken out of the address');
+  const device = await browserDevice();
+  const caps = device.capabilities;
+  assert.equal(caps.runtime, 'browser');
+  assert.equal(caps.arch, 'wasm32');
+  assert.match(caps.python, /^3\.\d+/);
+  assert.ok(caps.ffmpeg, 'ffmpeg.wasm started in the page');
+  assert.ok(caps.benchmark > 0, `benchmark ${caps.benchmark}`);
+  assert.equal(caps.slots, 1);
+  assert.equal(typeof caps.wasm_threads, 'boolean');
+  assert.match(await page.locator('#runtime-facts').textContent(), /Pyodide/);
+  await screenshot(page, 'contribute-waiting');
+});
+
+test('a python-map job completes in the browser', async () => {
+  const input = Array.from({ length: 30 }, (_, i) => `line ${i} of the browser's job\n`).join('');
+  const job = await submitPythonJob(grid, { script: UPPER_SCRIPT, input, chunkLines: 10 });
+  const started = Date.now();
+  await waitForJob(job.id);
+  console.log(`python-map job of 3 chunks done in ${Date.now() - started} ms`);
+  const output = await call(grid, grid.apiKey, `/v1/jobs/${job.id}/output`, { raw: true });
+  assert.equal(output.status, 200);
+  assert.equal(await output.text(), input.toUpperCase());
+  await waitFor(async () => Number(await page.locator('#worker-counts dd').first().textContent()) >= 3, {
+    message: () => 'the page does not count its tasks',
+  });
+  const device = await browserDevice();
+  assert.ok(device.valid >= 3, `valid results ${device.valid}`);
+  assert.ok(device.earned > 0, 'the owner earned for them');
+});
+
+test('a video-transcode job completes in the browser and its output validates', async () => {
+  const clip = path.join(grid.dir, 'clip.mkv');
+  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=25',
+    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '2', '-c:v', 'libx264', '-pix_fmt', 'yuv420p',
+    '-g', '25', '-c:a', 'aac', '-shortest', clip]);
+  const before = (await browserDevice()).valid;
+  const job = await call(grid, grid.apiKey, '/v1/jobs', {
+    method: 'POST', body: { app: 'video-transcode', params: { preset: 'source', x264_preset: 'ultrafast' }, chunk_seconds: 1 },
+  });
+  const bytes = fs.readFileSync(clip);
+  await call(grid, grid.apiKey, `/v1/jobs/${job.id}/input`, {
+    method: 'PUT', body: bytes, headers: { 'x-content-sha256': sha256(bytes), 'Content-Type': 'application/octet-stream' },
+  });
+  await call(grid, grid.apiKey, `/v1/jobs/${job.id}/run`, { method: 'POST' });
+  const started = Date.now();
+  const done = await waitForJob(job.id, 300_000);
+  console.log(`video job of ${done.chunks.total} tasks done in ${Date.now() - started} ms`);
+  assert.ok(done.chunks.total >= 3, `video chunks and the audio task: ${done.chunks.total}`);
+  const out = path.join(grid.dir, 'out.mp4');
+  const response = await call(grid, grid.apiKey, `/v1/jobs/${job.id}/output`, { raw: true });
+  assert.equal(response.status, 200);
+  fs.writeFileSync(out, Buffer.from(await response.arrayBuffer()));
+  const probed = JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-count_frames', '-show_entries',
+    'stream=codec_type,codec_name,width,height,nb_read_frames', '-of', 'json', out]).toString());
+  const video = probed.streams.find((s) => s.codec_type === 'video');
+  const audio = probed.streams.find((s) => s.codec_type === 'audio');
+  assert.equal(video.codec_name, 'h264');
+  assert.equal(`${video.width}x${video.height}`, '160x120');
+  assert.equal(Number(video.nb_read_frames), 50, 'every frame of the 2 s clip');
+  assert.equal(audio.codec_name, 'aac');
+  const device = await browserDevice();
+  assert.equal(device.valid - before, done.chunks.total, 'every task of the job ran in the browser');
+});
+
+/** The job's chunk counts. */
+const chunks = async (jobId) => (await call(grid, grid.apiKey, `/v1/jobs/${jobId}`)).chunks;
+
+test('pausing hands the running task back at once; resuming finishes the job', async () => {
+  const job = await submitPythonJob(grid, { script: slowScript(8), input: 'slow\n', chunkLines: 10 });
+  await waitForState(/Working on chunk 0 of job/);
+  await page.getByRole('button', { name: 'Pause' }).click();
+  await waitForState(/Paused: paused by you/, 5000);
+  // Handed back: queued again at once, not after the 30 s lease.
+  const handedBack = Date.now();
+  await waitFor(async () => { const c = await chunks(job.id); return c.running === 0 && c.queued === 1; }, {
+    timeout: 5000, interval: 100, message: async () => `chunks ${JSON.stringify(await chunks(job.id))}`,
+  });
+  console.log(`paused task queued again after ${Date.now() - handedBack} ms`);
+  assert.equal((await call(grid, grid.apiKey, `/v1/jobs/${job.id}`)).state, 'running');
+  await page.getByRole('button', { name: 'Resume' }).click();
+  await waitForJob(job.id, 120_000);
+});
+
+test('a low battery while discharging pauses the page, and so does a hidden tab', async () => {
+  // The Battery API cannot be driven in headless Chromium: the page gets a battery it can be told about.
+  await page.close({ runBeforeUnload: true });
+  page = await browser.context.newPage();
+  await page.addInitScript(() => {
+    const battery = new EventTarget();
+    battery.level = 0.2;
+    battery.charging = false;
+    window.testBattery = battery;
+    Object.defineProperty(Navigator.prototype, 'getBattery', { value: () => Promise.resolve(battery), configurable: true });
+  });
+  await page.goto(`${grid.url}/contribute`);
+  // Still linked (the same device, from localStorage), and paused by the battery.
+  await waitForState(/Paused: the battery is at 20%, below your 50%, and not charging/, 90_000);
+  await screenshot(page, 'contribute-battery');
+  await page.evaluate(() => { window.testBattery.charging = true; window.testBattery.dispatchEvent(new Event('chargingchange')); });
+  await waitForState(/Waiting for work/, 5000);
+  await page.evaluate(() => {
+    Object.defineProperty(document, 'visibilityState', { value: 'hidden', configurable: true });
+    document.dispatchEvent(new Event('visibilitychange'));
+  });
+  await waitForState(/Paused: this tab is hidden/, 5000);
+  await page.evaluate(() => {
+    Object.defineProperty(document, 'visibilityState', { value: 'visible', configurable: true });
+    document.dispatchEvent(new Event('visibilitychange'));
+  });
+  await waitForState(/Waiting for work/, 5000);
+  assert.equal((await browserDevice()).id, (await call(grid, grid.enrollmentToken, '/v1/owner/devices')).devices[0].id);
+});
+
+test('closing the tab hands the running task back', async () => {
+  const job = await submitPythonJob(grid, { script: slowScript(8), input: 'closing\n', chunkLines: 10 });
+  await waitForState(/Working on chunk 0 of job/);
+  await page.close({ runBeforeUnload: true });
+  const closed = Date.now();
+  await waitFor(async () => { const c = await chunks(job.id); return c.running === 0 && c.queued === 1; }, {
+    timeout: 5000, interval: 100, message: async () => `chunks ${JSON.stringify(await chunks(job.id))}`,
+  });
+  console.log(`task of the closed tab queued again after ${Date.now() - closed} ms`);
+  // Back again: the same device picks the job up and finishes it.
+  page = await browser.context.newPage();
+  await page.goto(`${grid.url}/contribute`);
+  await waitForJob(job.id, 120_000);
+  assert.deepEqual(browser.errors, []);
+});

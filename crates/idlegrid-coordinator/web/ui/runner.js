@@ -1,0 +1,774 @@
+// The browser worker's task runner: runs ONE task's Python script with Pyodide, and ffmpeg.wasm
+// for scripts that call ffmpeg, inside a dedicated module Web Worker, the way `idlegrid worker`
+// runs it natively (crates/idlegrid-worker/src/runner.rs). The page makes a new Worker for every
+// task and terminates it afterwards (also to enforce the timeout), so no task leaves state for
+// the next:
+//
+//   new Worker('/ui/runner.js', { type: 'module' })
+//
+// A worker starts loading Pyodide as soon as it is created (seconds), so the page may create
+// the next task's worker while the current task runs.
+//
+// Its response must carry this policy (Pyodide and ffmpeg.wasm compile WebAssembly; neither
+// evaluates JavaScript from strings, so 'unsafe-eval' is not needed):
+// Content-Security-Policy: default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'
+//
+// The runtimes are loaded from ../runtimes/ next to ../ui/ (scripts/browser-runtimes.sh puts
+// them there): .mjs/.js must be served as text/javascript, .wasm as application/wasm.
+//
+// Messages, page → worker (one per worker):
+//   {type: 'run', files: {<name>: <text>}, entrypoint: 'task.py', inputName: 'chunk.txt',
+//    input: ArrayBuffer (transferred), env: {IDLEGRID_PARAMS, IDLEGRID_TASK, IDLEGRID_TASK_ID,
+//    IDLEGRID_CHUNK_INDEX}, maxOutputBytes: N}
+//   {type: 'probe'}
+// worker → page:
+//   {type: 'progress', fraction}   from the script's `idlegrid:progress <fraction>` stdout lines,
+//                                  at most one every 100 ms, only when the fraction changed
+//   {type: 'done', name, output: ArrayBuffer (transferred), sha256: '<lower hex>'}
+//   {type: 'failed', reason}       at most 4096 bytes: what went wrong, then the stderr tail
+//   {type: 'probed', python: '3.14.2', ffmpeg: '<version>' | null, benchmark: <MB/s>,
+//    ffmpegError?: '<why ffmpeg is null>'}
+// Every message gets exactly one final answer (done, failed or probed).
+//
+// The script runs as `__main__` with cwd /scratch holding input/<inputName> and an empty
+// output/, the bundle in /scratch/app/, and an environment of the page's IDLEGRID_* variables
+// plus HOME, TMPDIR, LANG and PYTHON* as natively. Success is exit status 0 and exactly one
+// regular file in output/, within maxOutputBytes. `subprocess` runs ffmpeg and ffprobe with
+// ffmpeg.wasm's single-threaded core, synchronously in this worker (see FFMPEG below); any other
+// program is missing. Before the script runs, the worker's ways out (network, storage, messages
+// to the page, other workers) are removed from its global scope, so a script can reach nothing
+// but its own files.
+
+const RUNTIMES = new URL('../runtimes/', import.meta.url);
+const SCRATCH = '/scratch';
+const OUTPUT = `${SCRATCH}/output`;
+/** Bytes of stderr kept for a failure reason, and the longest reason (as natively). */
+const STDERR_TAIL_BYTES = 4096;
+const MAX_REASON_BYTES = 4096;
+/** Longest stdout line inspected for progress; longer lines are skipped (as natively). */
+const MAX_STDOUT_LINE = 1024;
+const PROGRESS_PREFIX = 'idlegrid:progress ';
+const PROGRESS_INTERVAL_MS = 100;
+/** The script's environment besides the page's IDLEGRID_* variables: the native worker's,
+ * without PATH (there are no programs to find). Python reads the PYTHON* ones as it starts. */
+const BASE_ENV = {
+  HOME: SCRATCH,
+  TMPDIR: SCRATCH,
+  LANG: 'C.UTF-8',
+  PYTHONDONTWRITEBYTECODE: '1',
+  PYTHONUNBUFFERED: '1',
+};
+
+// Taken now: lockDown removes them from the global scope before the script runs.
+const post = self.postMessage.bind(self);
+const SyncRequest = self.XMLHttpRequest;
+
+const encoder = new TextEncoder();
+const lossy = new TextDecoder();
+const strict = new TextDecoder('utf-8', { fatal: true });
+
+let used = false;
+self.onmessage = async ({ data }) => {
+  const first = !used;
+  used = true;
+  let answer;
+  try {
+    if (!first) answer = failed('this runner has already had its message; make a new Worker for each task');
+    else if (data?.type === 'run') answer = await runTask(data);
+    else if (data?.type === 'probe') answer = await probe();
+    else answer = failed(`unknown message type ${JSON.stringify(data?.type)}`);
+  } catch (err) {
+    answer = failed(`the browser runner failed: ${describe(err)}`);
+  }
+  post(answer.message, answer.transfer || []);
+};
+
+function failed(reason) {
+  return { message: { type: 'failed', reason: truncateBytes(reason, MAX_REASON_BYTES) } };
+}
+
+function describe(err) {
+  // Emscripten's file system errors say only "FS error", if anything; their errno says which.
+  if (typeof err?.errno === 'number') return `file system error (errno ${err.errno})`;
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running a task.
+
+async function runTask(msg) {
+  const problem = checkRun(msg);
+  if (problem) return failed(problem);
+  const stdout = new ProgressScanner();
+  let py;
+  try {
+    py = await python;
+  } catch (err) {
+    return failed(compose(`cannot start the browser's Python (Pyodide): ${describe(err)}`, stderr.render(), ''));
+  }
+  prepareScratch(py.FS, msg);
+  py.setStdout({ write: (bytes) => { stdout.write(bytes); return bytes.length; } });
+  py.setStderr({ write: (bytes) => { stderr.write(bytes); return bytes.length; } });
+  // Standard input is empty, as the native worker's /dev/null.
+  py.setStdin({ read: () => 0 });
+  const tools = new Tools(py.FS, await ffmpegGlue, { stdout: (b) => stdout.write(b), stderr: (b) => stderr.write(b) });
+  const harness = loadHarness(py, tools);
+
+  lockDown();
+  const runScript = harness.get('run_script');
+  const args = [`${SCRATCH}/app/${msg.entrypoint}`, { ...msg.env, ...BASE_ENV }];
+  let status;
+  try {
+    // Where the browser can switch WebAssembly stacks (JSPI), Python code can wait for
+    // JavaScript promises, so asyncio.run works as natively.
+    status = 'Suspending' in WebAssembly ? await runScript.callPromising(...args) : runScript(...args);
+  } catch (err) {
+    // Pyodide itself failed (out of memory, a fatal error): the interpreter is gone.
+    return failed(compose(`the browser's Python crashed: ${describe(err)}`, stderr.render(), ''));
+  }
+  stdout.finish();
+
+  const verdict = judge(py.FS, status, stderr.render(), msg.maxOutputBytes);
+  if (verdict.reason) return failed(verdict.reason);
+  const bytes = py.FS.readFile(`${OUTPUT}/${verdict.name}`);
+  const sha256 = harness.get('sha256')(bytes);
+  return { message: { type: 'done', name: verdict.name, output: bytes.buffer, sha256 }, transfer: [bytes.buffer] };
+}
+
+/** Why a run message cannot be carried out, or null. */
+function checkRun(msg) {
+  const { files, entrypoint, inputName, input, env, maxOutputBytes } = msg;
+  if (typeof files !== 'object' || files === null) return 'the task has no bundle files';
+  for (const [name, text] of Object.entries(files)) {
+    if (!isSafeFileName(name)) return `the bundle's file name ${JSON.stringify(name)} is not a plain file name`;
+    if (typeof text !== 'string') return `the bundle's file ${name} is not text`;
+  }
+  if (!isSafeFileName(entrypoint) || !Object.hasOwn(files, entrypoint)) {
+    return `entrypoint ${JSON.stringify(entrypoint)} is not among the bundle's files`;
+  }
+  if (!isSafeFileName(inputName)) return `the chunk's file name ${JSON.stringify(inputName)} is not a plain file name`;
+  if (!(input instanceof ArrayBuffer)) return 'the chunk is not an ArrayBuffer';
+  if (typeof env !== 'object' || env === null || Object.values(env).some((v) => typeof v !== 'string')) {
+    return 'the environment must map names to strings';
+  }
+  if (!Number.isSafeInteger(maxOutputBytes) || maxOutputBytes < 0) return 'maxOutputBytes must be a whole number of bytes';
+  return null;
+}
+
+/** As Bundle::is_safe_file_name: a plain name that stays inside its directory. */
+function isSafeFileName(name) {
+  return typeof name === 'string' && name !== '' && name !== '.' && name !== '..'
+    && !/[/\\\0]/.test(name) && encoder.encode(name).length <= 128;
+}
+
+function importFfmpegGlue() {
+  return import(new URL('ffmpeg/ffmpeg-core.js', RUNTIMES).href).then((m) => m.default, (err) => err);
+}
+
+/** Loads Pyodide with BASE_ENV (it creates HOME and starts there); what it prints while
+ * starting goes to `stderr`. */
+async function startPython(stderr) {
+  const { loadPyodide } = await import(new URL('pyodide/pyodide.mjs', RUNTIMES).href);
+  const line = (text) => stderr.write(encoder.encode(`${text}\n`));
+  // When its WebAssembly cannot be fetched or compiled (a 404, a wrong MIME type, a CSP without
+  // 'wasm-unsafe-eval'), Pyodide only logs the error with console.warn and never settles.
+  const warn = console.warn;
+  const failure = new Promise((_, reject) => {
+    let failing = false;
+    console.warn = (...args) => {
+      warn.apply(console, args);
+      if (failing) reject(new Error(`its WebAssembly failed to load: ${describe(args[0])}`));
+      failing = args[0] === 'wasm instantiation failed!';
+    };
+  });
+  try {
+    return await Promise.race([
+      // A copy: Pyodide adds to it (PYTHONINSPECT), which the script's environment must not get.
+      loadPyodide({ indexURL: new URL('pyodide/', RUNTIMES).href, env: { ...BASE_ENV }, stdout: line, stderr: line }),
+      failure,
+    ]);
+  } finally {
+    console.warn = warn;
+  }
+}
+
+/** The scratch directory: input/<inputName> (the page's buffer itself, not a copy), an empty
+ * output/, and the bundle in app/. */
+function prepareScratch(FS, msg) {
+  for (const dir of ['input', 'output', 'app']) FS.mkdirTree(`${SCRATCH}/${dir}`);
+  FS.writeFile(`${SCRATCH}/input/${msg.inputName}`, new Uint8Array(msg.input), { canOwn: true });
+  for (const [name, text] of Object.entries(msg.files)) FS.writeFile(`${SCRATCH}/app/${name}`, text);
+}
+
+// What a script could use to reach beyond its own files: the network, the origin's storage,
+// the page and other contexts. The runner took what it needs (post, SyncRequest) beforehand.
+const WAYS_OUT = [
+  'fetch', 'XMLHttpRequest', 'WebSocket', 'WebSocketStream', 'WebTransport', 'EventSource',
+  'indexedDB', 'caches', 'navigator', 'importScripts', 'Worker', 'SharedWorker',
+  'BroadcastChannel', 'Notification', 'postMessage', 'close',
+];
+
+/** Removes WAYS_OUT from the worker's global scope: they live on the prototypes of `self`, so
+ * deleting them there leaves the script (through Pyodide's `js` module) no way back to them. */
+function lockDown() {
+  for (const name of WAYS_OUT) {
+    for (let owner = self; owner; owner = Object.getPrototypeOf(owner)) {
+      if (Object.hasOwn(owner, name)) delete owner[name];
+    }
+    if (name in self) throw new Error(`cannot remove ${name} from the worker's global scope`);
+  }
+}
+
+/** The outcome as natively (runner::judge): exit status 0 and exactly one regular file in
+ * output/ within the size limit; otherwise a reason for the customer. */
+function judge(FS, status, stderrTail, maxOutputBytes) {
+  if (status !== 0) {
+    const hint = stderrTail.includes('MemoryError') ? " (the browser's Python ran out of memory)" : '';
+    return { reason: compose(`script exited with status ${status}`, stderrTail, hint) };
+  }
+  const found = FS.analyzePath(OUTPUT);
+  if (!found.exists || !FS.isDir(found.object.mode)) return { reason: 'cannot read output/: the script removed it' };
+  const names = FS.readdir(OUTPUT).filter((n) => n !== '.' && n !== '..').sort();
+  if (names.length === 0) return { reason: 'script wrote no output (output/ is empty)' };
+  if (names.length > 1) {
+    const list = names.slice(0, 10).join(', ') + (names.length > 10 ? ', …' : '');
+    return { reason: `output/ must hold exactly one file, found ${names.length}: ${list}` };
+  }
+  const [name] = names;
+  const stat = FS.lstat(`${OUTPUT}/${name}`);
+  if (FS.isLink(stat.mode)) return { reason: `output/${name} is a symbolic link; the output must be a regular file` };
+  if (!FS.isFile(stat.mode)) return { reason: `output/${name} is not a regular file (a directory or special file)` };
+  if (stat.size > maxOutputBytes) return { reason: `output is ${stat.size} bytes, over the ${maxOutputBytes}-byte limit` };
+  return { name };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Probing the runtimes.
+
+async function probe() {
+  let py;
+  try {
+    py = await python;
+  } catch (err) {
+    return failed(compose(`cannot start the browser's Python (Pyodide): ${describe(err)}`, stderr.render(), ''));
+  }
+  const tools = new Tools(py.FS, await ffmpegGlue, {});
+  const harness = loadHarness(py, tools);
+  const message = { type: 'probed', python: harness.get('python_version')(), ffmpeg: null, benchmark: harness.get('benchmark')() };
+  // Natively a device without ffmpeg reports none, and gets no tasks needing it.
+  const result = tools.run('ffmpeg', ['-version'], '/', 'pipe', 'pipe');
+  if (result.error || result.code !== 0) {
+    message.ffmpegError = result.error || lossy.decode(result.err).trim() || `ffmpeg -version exited with status ${result.code}`;
+  } else {
+    // As parse_ffmpeg_version: `ffmpeg version 5.1.4 Copyright ...` → `5.1.4`.
+    const words = lossy.decode(result.out).split('\n', 1)[0].trim().split(/\s+/);
+    if (words[0] === 'ffmpeg' && words[1] === 'version' && words[2]) message.ffmpeg = words[2];
+    else message.ffmpegError = `unexpected ffmpeg -version output: ${words.join(' ')}`;
+  }
+  return { message };
+}
+
+// ---------------------------------------------------------------------------------------------
+// FFMPEG: ffmpeg.wasm's single-threaded core runs in this worker, synchronously, when the script
+// starts `ffmpeg` or `ffprobe` through `subprocess`. Like a process, every run gets a new
+// instance of the core (compiled once), so nothing a run leaves in FFmpeg's globals, which
+// ffmpeg.wasm does not fully reset, reaches the next. The instance has a file system of its own:
+// the scratch directory and any other existing file named in the arguments are copied into it
+// at the same paths, and afterwards what the run created or changed in the scratch directory is
+// copied back. Its stdout and stderr go where the script asked: inherited (the task's own,
+// scanned for progress and kept for the failure reason), a pipe handed to the script
+// afterwards, or nowhere. They are text, line by line.
+
+class Tools {
+  /** `createCore` is ffmpeg.wasm's factory, or the Error importing it failed with; `inherit`
+   * holds the task's own stdout and stderr writers. */
+  constructor(pyFS, createCore, inherit) {
+    this.pyFS = pyFS;
+    this.createCore = createCore;
+    this.inherit = inherit;
+    this.module = null;
+  }
+
+  /** Runs `tool` with `args` in `cwd`; `outRoute` is 'inherit', 'pipe' or 'null', `errRoute`
+   * also 'stdout'. Returns {code, out, err} (piped bytes, absent when not piped), or {error}
+   * when ffmpeg.wasm cannot start, which the script sees as a missing program. */
+  run(tool, args, cwd, outRoute, errRoute) {
+    let core;
+    try {
+      core = this.instantiate();
+    } catch (err) {
+      return { error: describe(err) };
+    }
+    const out = new Sink(outRoute, this.inherit.stdout);
+    const err = errRoute === 'stdout' ? out : new Sink(errRoute, this.inherit.stderr);
+    core.setLogger(({ type, message }) => {
+      // ffmpeg.wasm's exit() records the status, then aborts, which Emscripten reports: not news.
+      if (type === 'stderr' && message === 'Aborted()') return;
+      (type === 'stdout' ? out : err).write(encoder.encode(`${message}\n`));
+    });
+    const argv = Array.from(args, String);
+    this.copyIn(core.FS, argv, cwd);
+    const code = runMain(core, tool, argv, err);
+    this.copyOut(core.FS);
+    return { code, out: out.bytes(), err: err === out ? undefined : err.bytes() };
+  }
+
+  /** A new instance of the core. The module is fetched and compiled on first use, synchronously
+   * (a worker may), so the script's call needs no await. */
+  instantiate() {
+    if (typeof this.createCore !== 'function') throw this.createCore;
+    if (!this.module) {
+      const url = new URL('ffmpeg/ffmpeg-core.wasm', RUNTIMES);
+      const request = new SyncRequest();
+      request.open('GET', url, false);
+      request.responseType = 'arraybuffer';
+      request.send();
+      if (request.status !== 200) throw new Error(`GET ${url.pathname}: HTTP ${request.status}`);
+      this.module = new WebAssembly.Module(request.response);
+    }
+    const { module } = this;
+    // With a synchronous instantiateWasm the Emscripten module is ready when the factory
+    // returns; the object passed in becomes the module.
+    let failure = null;
+    const core = {
+      instantiateWasm(imports, receive) {
+        try {
+          const instance = new WebAssembly.Instance(module, imports);
+          receive(instance, module);
+          return instance.exports;
+        } catch (err) {
+          failure = err;
+          throw err;
+        }
+      },
+    };
+    this.createCore(core).catch(() => {});
+    if (failure) throw failure;
+    if (!core.calledRun) throw new Error('ffmpeg.wasm did not start');
+    return core;
+  }
+
+  copyIn(FS, argv, cwd) {
+    FS.mkdirTree(SCRATCH);
+    for (const file of walk(this.pyFS, SCRATCH)) {
+      if (file.dir) FS.mkdirTree(file.path);
+      else this.copyFile(file.path, FS);
+    }
+    for (const arg of argv) {
+      const path = arg.startsWith('/') ? arg : `${cwd}/${arg}`;
+      const found = this.pyFS.analyzePath(path);
+      if (found.exists && !found.path.startsWith(`${SCRATCH}/`) && this.pyFS.isFile(found.object.mode)) {
+        FS.mkdirTree(found.parentPath);
+        this.copyFile(found.path, FS);
+      }
+    }
+    FS.mkdirTree(cwd);
+    FS.chdir(cwd);
+  }
+
+  /** Copies one file into the core's file system, dated 0 so that any write shows (copyOut). */
+  copyFile(path, FS) {
+    FS.writeFile(path, this.pyFS.readFile(path), { canOwn: true });
+    FS.utime(path, 0, 0);
+  }
+
+  copyOut(FS) {
+    for (const file of walk(FS, SCRATCH)) {
+      if (file.dir) this.pyFS.mkdirTree(file.path);
+      else if (+file.stat.mtime !== 0) this.pyFS.writeFile(file.path, FS.readFile(file.path), { canOwn: true });
+    }
+  }
+}
+
+/** Runs the tool's main() in `core`; returns its exit status as natively: what it gave exit()
+ * (which ffmpeg.wasm records in `ret` before it aborts), what main() returned, or -6 (killed by
+ * SIGABRT) when it aborted or trapped without recording one. */
+function runMain(core, tool, argv, err) {
+  // ffmpeg as a script's subprocess has an empty stdin (natively /dev/null): never read it.
+  const all = tool === 'ffmpeg' ? [tool, '-nostdin', ...argv] : [tool, ...argv];
+  const main = tool === 'ffmpeg' ? core._ffmpeg : core._ffprobe;
+  let returned;
+  try {
+    returned = main(all.length, core.stringsToPtr(all));
+  } catch (crash) {
+    if (core.ret === -1) {
+      err.write(encoder.encode(`${tool} (ffmpeg.wasm) crashed: ${describe(crash)}\n`));
+      return -6;
+    }
+  }
+  return core.ret !== -1 ? core.ret : returned;
+}
+
+/** Where one of a tool's output streams goes. */
+class Sink {
+  constructor(route, inherited) {
+    this.route = route;
+    this.inherited = inherited;
+    this.chunks = [];
+  }
+
+  write(bytes) {
+    if (this.route === 'inherit') this.inherited(bytes);
+    else if (this.route === 'pipe') this.chunks.push(bytes);
+  }
+
+  /** What went to the pipe, or undefined (an absent attribute in Python) when not piped. */
+  bytes() {
+    return this.route === 'pipe' ? concat(this.chunks) : undefined;
+  }
+}
+
+/** Every directory and regular file under `root` (if it exists), parents first; symbolic
+ * links and special files are skipped. */
+function* walk(FS, root) {
+  if (!FS.analyzePath(root).exists) return;
+  for (const name of FS.readdir(root)) {
+    if (name === '.' || name === '..') continue;
+    const path = `${root}/${name}`;
+    const stat = FS.lstat(path);
+    if (FS.isDir(stat.mode)) {
+      yield { path, dir: true, stat };
+      yield* walk(FS, path);
+    } else if (FS.isFile(stat.mode)) {
+      yield { path, dir: false, stat };
+    }
+  }
+}
+
+function concat(chunks) {
+  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, at);
+    at += chunk.length;
+  }
+  return all;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The task's stdout (progress) and stderr (its tail), as runner.rs reads them.
+
+/** Finds `idlegrid:progress <fraction>` lines and tells the page. */
+class ProgressScanner {
+  constructor() {
+    this.line = new Uint8Array(MAX_STDOUT_LINE);
+    this.length = 0;
+    this.overlong = false;
+    this.latest = null;
+    this.posted = null;
+    this.postedAt = -Infinity;
+  }
+
+  write(bytes) {
+    for (const byte of bytes) {
+      if (byte === 0x0a) this.endLine();
+      else if (this.overlong) continue;
+      else if (this.length < MAX_STDOUT_LINE) this.line[this.length++] = byte;
+      else {
+        this.overlong = true;
+        this.length = 0;
+      }
+    }
+  }
+
+  endLine() {
+    const fraction = this.overlong ? null : parseProgress(this.line.subarray(0, this.length));
+    this.length = 0;
+    this.overlong = false;
+    if (fraction === null) return;
+    this.latest = fraction;
+    // Rate-limited: a script printing progress in a tight loop must not flood the page.
+    if (performance.now() - this.postedAt >= PROGRESS_INTERVAL_MS) this.report();
+  }
+
+  /** At the end: the last line without a newline, and the latest fraction if not yet sent. */
+  finish() {
+    this.endLine();
+    this.report();
+  }
+
+  report() {
+    if (this.latest === null || this.latest === this.posted) return;
+    post({ type: 'progress', fraction: this.latest });
+    this.posted = this.latest;
+    this.postedAt = performance.now();
+  }
+}
+
+/** The fraction of a progress line, clamped to 0..1, or null for any other line. */
+function parseProgress(bytes) {
+  let text;
+  try {
+    text = strict.decode(bytes).trim();
+  } catch {
+    return null;
+  }
+  if (!text.startsWith(PROGRESS_PREFIX)) return null;
+  const number = text.slice(PROGRESS_PREFIX.length).trim();
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(number)) return null;
+  const fraction = Number(number);
+  return Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : null;
+}
+
+/** Keeps the last STDERR_TAIL_BYTES of stderr (plus one, to know whether any was dropped). */
+class Tail {
+  constructor() {
+    this.kept = new Uint8Array(0);
+  }
+
+  write(bytes) {
+    const keep = STDERR_TAIL_BYTES + 1;
+    const joined = bytes.length >= keep ? bytes : concat([this.kept, bytes]);
+    this.kept = joined.slice(Math.max(0, joined.length - keep));
+  }
+
+  /** As render_tail: trimmed, starting with … when earlier output was dropped. */
+  render() {
+    const truncated = this.kept.length > STDERR_TAIL_BYTES;
+    const bytes = truncated ? this.kept.subarray(this.kept.length - STDERR_TAIL_BYTES) : this.kept;
+    // The cut may split a character; drop its remains rather than show a replacement sign.
+    const text = lossy.decode(bytes).replace(/^\uFFFD+/, '').trim();
+    return truncated ? `…${text}` : text;
+  }
+}
+
+/** As runner.rs compose: `<head>: <stderr tail><hint>` within MAX_REASON_BYTES, the tail
+ * shortened from its start, because its end (the exception) is what the customer needs. */
+function compose(head, stderrTail, hint) {
+  if (!stderrTail) return `${head}${hint}`;
+  const room = MAX_REASON_BYTES - encoder.encode(`${head}: …${hint}`).length;
+  const tail = encoder.encode(stderrTail);
+  if (tail.length <= room) return `${head}: ${stderrTail}${hint}`;
+  let start = tail.length - Math.max(0, room);
+  while (start < tail.length && (tail[start] & 0xc0) === 0x80) start += 1;
+  const kept = lossy.decode(tail.subarray(start)).replace(/^…+/, '');
+  return `${head}: …${kept}${hint}`;
+}
+
+/** `text` cut to at most `max` UTF-8 bytes, on a character boundary. */
+function truncateBytes(text, max) {
+  const bytes = encoder.encode(text);
+  if (bytes.length <= max) return text;
+  let end = max;
+  while (end > 0 && (bytes[end] & 0xc0) === 0x80) end -= 1;
+  return lossy.decode(bytes.subarray(0, end));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Python side, loaded before the script runs (so the script cannot change what it uses).
+
+const HARNESS = String.raw`
+import atexit, errno, hashlib, io, os, platform, runpy, subprocess, sys, time, types
+from pyodide.ffi import to_js
+from _idlegrid import run_tool
+
+_sha256 = hashlib.sha256
+_TOOLS = ("ffmpeg", "ffprobe")
+
+
+def python_version():
+    return platform.python_version()
+
+
+def benchmark():
+    """As the native worker's: MB/s of SHA-256 over a 1 MiB buffer, for about 150 ms."""
+    buffer = bytes([0x5A]) * (1024 * 1024)
+    hasher = _sha256()
+    hashed = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < 0.150:
+        hasher.update(buffer)
+        hashed += len(buffer)
+    hasher.digest()
+    return round(hashed / 1e6 / (time.perf_counter() - started), 1)
+
+
+def sha256(data):
+    """The hex SHA-256 of a JS Uint8Array, read in 1 MiB pieces."""
+    hasher = _sha256()
+    for start in range(0, data.length, 1 << 20):
+        hasher.update(data.subarray(start, start + (1 << 20)).to_bytes())
+    return hasher.hexdigest()
+
+
+def run_script(entry, env):
+    """Runs the entrypoint as python -E -s -B -u would; returns its exit status."""
+    os.environ.clear()
+    os.environ.update(env.to_py())
+    sys.argv = [entry]
+    sys.path[:] = [os.path.dirname(entry)] + [p for p in sys.path if p]
+    sys.dont_write_bytecode = True
+    subprocess.Popen = Popen
+    try:
+        runpy.run_path(entry, run_name="__main__")
+        status = 0
+    except SystemExit as exit:
+        status = _exit_status(exit.code)
+    except BaseException as exc:
+        _print_uncaught(exc, entry)
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    return status
+
+
+def _exit_status(code):
+    # As CPython's handling of SystemExit at the top level.
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _print_uncaught(exc, entry):
+    # The traceback from the script's first frame on, as python task.py prints it (not the
+    # runpy frames above it; none at all for a SyntaxError).
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != entry:
+        tb = tb.tb_next
+    sys.excepthook(type(exc), exc, tb)
+
+
+class Popen:
+    """subprocess.Popen for the programs this worker has, ffmpeg and ffprobe (ffmpeg.wasm); any
+    other is missing. The program runs to its end inside the constructor: what it writes to a
+    pipe is there to read afterwards, so a caller reading proc.stdout line by line sees every
+    line, only not while the program runs. Its standard input is empty."""
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+    _next_pid = 1000
+
+    def __init__(self, args, bufsize=-1, executable=None, stdin=None, stdout=None, stderr=None,
+                 preexec_fn=None, close_fds=True, shell=False, cwd=None, env=None,
+                 universal_newlines=None, startupinfo=None, creationflags=0,
+                 restore_signals=True, start_new_session=False, pass_fds=(), *, user=None,
+                 group=None, extra_groups=None, encoding=None, errors=None, text=None,
+                 umask=-1, pipesize=-1, process_group=None):
+        self.args = args
+        self.stdin = self.stdout = self.stderr = None
+        self.returncode = None
+        if isinstance(args, (str, bytes, os.PathLike)):
+            argv = [os.fsdecode(args)]
+        else:
+            argv = [os.fsdecode(a) for a in args]
+        if shell:
+            argv = ["/bin/sh", "-c", *argv]
+        program = os.fsdecode(executable) if executable is not None else argv[0]
+        if program not in _TOOLS:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        if stdin not in (None, subprocess.DEVNULL):
+            raise OSError(errno.ENOSYS, f"{program} cannot read standard input in the browser")
+        cwd = os.path.abspath(os.fsdecode(cwd)) if cwd is not None else os.getcwd()
+        if not os.path.isdir(cwd):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), cwd)
+        out_route, out_fd = _route(stdout)
+        err_route, err_fd = ("stdout", None) if stderr == subprocess.STDOUT else _route(stderr)
+
+        result = run_tool(program, to_js(argv[1:]), cwd, out_route, err_route)
+        # Absent attributes of the JS result are undefined, which Python sees as missing.
+        if getattr(result, "error", None) is not None:
+            raise FileNotFoundError(errno.ENOENT, f"{program} cannot start in this browser: {result.error}", program)
+        self.pid = Popen._next_pid
+        Popen._next_pid += 1
+        self._status = result.code
+        text_mode = bool(encoding or errors or text or universal_newlines)
+        for target, fd, data, attr in ((stdout, out_fd, getattr(result, "out", None), "stdout"),
+                                        (stderr, err_fd, getattr(result, "err", None), "stderr")):
+            if data is None:
+                continue
+            data = data.to_bytes()
+            if fd is not None:
+                _write_all(fd, data)
+            elif target == subprocess.PIPE:
+                stream = io.BytesIO(data)
+                if text_mode:
+                    stream = io.TextIOWrapper(stream, encoding=encoding, errors=errors)
+                setattr(self, attr, stream)
+
+    def __repr__(self):
+        return f"<{self.__class__.__name__}: returncode: {self.returncode} args: {self.args!r}>"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        for stream in (self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        self.wait()
+
+    def poll(self):
+        if self.returncode is None:
+            self.returncode = self._status
+        return self.returncode
+
+    def wait(self, timeout=None):
+        return self.poll()
+
+    def communicate(self, input=None, timeout=None):
+        out = err = None
+        if self.stdout is not None:
+            out = self.stdout.read()
+            self.stdout.close()
+        if self.stderr is not None:
+            err = self.stderr.read()
+            self.stderr.close()
+        self.wait()
+        return out, err
+
+    def send_signal(self, sig):
+        # The program has already ended; as natively, signalling it then does nothing.
+        self.poll()
+
+    def terminate(self):
+        self.poll()
+
+    def kill(self):
+        self.poll()
+
+
+def _route(target):
+    """Where a stream goes: (route for run_tool, file descriptor to write it to)."""
+    if target is None:
+        return "inherit", None
+    if target == subprocess.PIPE:
+        return "pipe", None
+    if target == subprocess.DEVNULL:
+        return "null", None
+    fd = target if isinstance(target, int) else target.fileno()
+    return "pipe", fd
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+`;
+
+/** Runs HARNESS, over `tools`, in a namespace of its own (not importable by the script);
+ * returns it. */
+function loadHarness(py, tools) {
+  py.registerJsModule('_idlegrid', { run_tool: (...args) => tools.run(...args) });
+  const namespace = py.globals.get('dict')();
+  py.runPython(HARNESS, { globals: namespace });
+  return namespace;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start-up: the runtimes load as soon as the worker starts, before its message comes (so a page
+// that creates the next task's worker ahead of time finds Python ready; loading takes seconds).
+// A failure is reported when the message comes. The ffmpeg.wasm glue (110 KB of JS) is imported
+// now because a script calls ffmpeg synchronously; its 32 MB of WebAssembly is fetched only
+// when a script does.
+
+/** The task's stderr, from Pyodide's start on (kept for the failure reason). */
+const stderr = new Tail();
+const python = startPython(stderr);
+python.catch(() => {});
+const ffmpegGlue = importFfmpegGlue();
