@@ -12,7 +12,7 @@ fn main() {
     if seeds.is_empty() {
         seeds = (1..=5).collect();
     }
-    println!("seed  makespan ÷ lower bound  utilisation  extra work: backups");
+    println!("seed  makespan ÷ lower bound  ÷ requirement bound  utilisation  extra work: backups");
     let mut all = Vec::new();
     for pair in seeds.chunks(2) {
         let reports: Vec<_> = std::thread::scope(|s| {
@@ -35,9 +35,10 @@ fn main() {
         });
         for report in &reports {
             println!(
-                "{:>4}  {:>22.3}  {:>10.1}%  {:>18.1}%",
+                "{:>4}  {:>22.3}  {:>19.3}  {:>10.1}%  {:>18.1}%",
                 report.scenario.seed,
                 report.ratio,
+                report.requirement_ratio,
                 report.utilisation * 100.0,
                 report.backup_extra * 100.0
             );

@@ -120,6 +120,8 @@ struct Device {
     online: bool,
     /// Since when it is online (or was, until it left).
     online_since: i64,
+    /// The spans it was online and has left since, `[from, until)`.
+    was_online: Vec<(i64, i64)>,
     /// Slots not running anything.
     free: u32,
     /// Attempts it runs.
@@ -234,6 +236,7 @@ impl Sim {
             .map(|spec| Device {
                 online: true,
                 online_since: 0,
+                was_online: Vec::new(),
                 free: spec.caps.slots,
                 running: Vec::new(),
                 listed_idle: false,
@@ -576,6 +579,7 @@ impl Sim {
         let device = &mut self.devices[d];
         let slots = f64::from(device.spec.caps.slots);
         self.metrics.available_slot_ms += (self.now - device.online_since) as f64 * slots;
+        device.was_online.push((device.online_since, self.now));
         self.metrics.departures += 1;
         let speed = slots * device.spec.speed;
         self.change_capacity(-speed);
@@ -698,6 +702,55 @@ impl Sim {
             .collect()
     }
 
+    /// A lower bound that also knows what jobs need: the jobs that need the same thing (FFmpeg,
+    /// a Python, a minimum benchmark) can run only on the devices that have it, so they cannot
+    /// all be done before those devices' online capacity covers their work. The largest over
+    /// the groups of jobs with equal requirements. (Owners' allowances and lease deadlines
+    /// narrow the devices further; leaving them out keeps it a bound.)
+    fn requirement_bound_ms(&self) -> f64 {
+        let mut groups: Vec<(&idlegrid_domain::Requirements, f64)> = Vec::new();
+        for task in &self.tasks {
+            let needs = &self.jobs[task.job as usize].spec.entry.requirements;
+            match groups.iter_mut().find(|(r, _)| *r == needs) {
+                Some((_, work)) => *work += task.work_ms as f64,
+                None => groups.push((needs, task.work_ms as f64)),
+            }
+        }
+        groups
+            .iter()
+            .map(|(needs, work)| {
+                // The fitting devices' speed over time: +speed when one comes, -speed when it
+                // goes; those online at the end stay.
+                let mut changes: Vec<(i64, f64)> = Vec::new();
+                for device in self
+                    .devices
+                    .iter()
+                    .filter(|d| needs.check(&d.spec.caps).is_ok())
+                {
+                    let speed = f64::from(device.spec.caps.slots) * device.spec.speed;
+                    for &(from, until) in &device.was_online {
+                        changes.push((from, speed));
+                        changes.push((until, -speed));
+                    }
+                    if device.online {
+                        changes.push((device.online_since, speed));
+                    }
+                }
+                changes.sort_by_key(|c| c.0);
+                let mut timeline: Vec<(i64, f64)> = Vec::new();
+                let mut speed = 0.0;
+                for (at, by) in changes {
+                    speed += by;
+                    match timeline.last_mut() {
+                        Some(last) if last.0 == at => last.1 = speed,
+                        _ => timeline.push((at, speed)),
+                    }
+                }
+                crate::report::work_bound_ms(&timeline, *work)
+            })
+            .fold(0.0, f64::max)
+    }
+
     /// The run's figures.
     fn report(mut self) -> Report {
         let makespan = self.now;
@@ -723,9 +776,11 @@ impl Sim {
             .iter()
             .map(|j| (j.spec.entry.tier, j.done_at))
             .collect();
+        let requirement_bound = self.requirement_bound_ms();
         Report::new(
             self.scenario,
             makespan,
+            requirement_bound,
             &self.capacity,
             required,
             once,

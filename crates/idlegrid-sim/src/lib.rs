@@ -83,6 +83,14 @@ mod tests {
             report.makespan_s,
             report.lower_bound_s
         );
+        // Knowing what jobs need only tightens the bound, and no run beats it either.
+        assert!(report.requirement_bound_s >= report.lower_bound_s);
+        assert!(
+            report.makespan_s >= report.requirement_bound_s,
+            "makespan {} below the requirement bound {}",
+            report.makespan_s,
+            report.requirement_bound_s
+        );
         assert!(report.utilisation > 0.0 && report.utilisation <= 1.0 + 1e-9);
     }
 
