@@ -48,7 +48,7 @@ test('a replicated video job reaches its quorum within one kind of runtime', asy
     return j.state === 'completed' && j;
   }, { timeout: 300_000, interval: 500, message: () => `the replicated job did not complete\n${grid.logs()}` });
   const { devices } = await call(grid, grid.enrollmentToken, '/v1/owner/devices');
-  const summary = devices.map((d) => `${d.name} (${d.capabilities.runtime}): ${d.valid} valid, ${d.invalid} invalid`).join('; ');
+  const summary = devices.map((d) => `${d.name} (${d.capabilities.runtime}, benchmark ${d.capabilities.benchmark}): ${d.valid} valid, ${d.invalid} invalid`).join('; ');
   console.log(`${done.chunks.total} tasks, ${done.chunks.results} results: ${summary}`);
   assert.equal(devices.length, 3, summary);
   for (const d of devices) assert.equal(d.invalid, 0, `no device is called wrong: ${summary}`);

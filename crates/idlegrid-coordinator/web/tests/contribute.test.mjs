@@ -1,7 +1,8 @@
 // The browser worker: a grid with no native worker at all, and the /contribute page in headless
 // Chromium as its only device.
-// 1. The owner asks for a link code in the dashboard; the page links with it and registers as a
-//    browser device (Pyodide's Python, ffmpeg.wasm, a benchmark measured in the page).
+// 1. The owner asks for a link code in the dashboard; the page (on a phone-sized screen, every
+//    control labelled, by keyboard) links with it and registers as a browser device (Pyodide's
+//    Python, ffmpeg.wasm, a benchmark measured in the page).
 // 2. A python-map job completes on it; the output is the expected bytes.
 // 3. A video-transcode job (video chunks and the audio task) completes on it; the output is
 //    H.264 + AAC with every frame (ffprobe), i.e. it passed the video validator chunk by chunk.
@@ -40,6 +41,15 @@ async function waitForJob(jobId, timeout = 240_000) {
   }, { timeout, interval: 500, message: async () => `job ${jobId} did not complete; the page says "${await state().catch(() => '?')}"\n${grid.logs()}` });
 }
 
+/** Controls without an accessible name (a label, aria-label or aria-labelledby). */
+function unlabelled(p) {
+  return p.evaluate(() => [...document.querySelectorAll('input, select, textarea, button')]
+    .filter((el) => el.type !== 'hidden')
+    .filter((el) => !((el.labels && [...el.labels].some((l) => l.textContent.trim())) || el.getAttribute('aria-label')
+      || (el.tagName === 'BUTTON' && el.textContent.trim())))
+    .map((el) => el.outerHTML.slice(0, 120)));
+}
+
 /** The browser device as its owner sees it. */
 async function browserDevice() {
   const { devices } = await call(grid, grid.enrollmentToken, '/v1/owner/devices');
@@ -67,10 +77,21 @@ test('the owner links a browser with a code from the dashboard', async () => {
   await dashboard.close();
 
   page = browser.page;
+  // A phone's screen.
+  await page.setViewportSize({ width: 390, height: 844 });
   const started = Date.now();
   await page.goto(link);
-  await page.getByRole('button', { name: 'Link this browser' }).click({ timeout: 90_000 });
+  const code = page.getByLabel('Link code');
+  await code.waitFor({ timeout: 90_000 });
+  assert.equal(await code.inputValue(), link.split('#code=')[1], 'the code from the link is filled in');
+  assert.deepEqual(await unlabelled(page), [], 'every control has a label');
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no sideways scrolling on a phone');
+  // By keyboard: Enter in the code's field links the browser.
+  await code.focus();
+  await page.keyboard.press('Enter');
   await waitForState(/Waiting for work/);
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth), 'no sideways scrolling when working');
+  await page.setViewportSize({ width: 1200, height: 900 });
   console.log(`linked and waiting after ${Date.now() - started} ms (runtimes probed in the page)`);
   assert.equal(await page.evaluate(() => location.hash), '', 'the code is taken out of the address');
   const device = await browserDevice();

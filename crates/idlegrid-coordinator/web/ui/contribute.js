@@ -192,7 +192,8 @@ function working(device, caps, runtimes, probed) {
       ['Results accepted', s.me ? String(s.me.valid) : '—'],
       ['Earned', s.me ? formatCredits(s.me.earned) : '—'],
     ]));
-    replace(recent, s.recent.map((r) => h('li', {}, `Job ${r.job}, chunk ${r.chunk} (${r.app}): ${r.words}`)));
+    replace(recent, s.recent.length ? s.recent.map((r) => h('li', {}, `Job ${r.job}, chunk ${r.chunk} (${r.app}): ${r.words}`))
+      : h('li', { class: 'muted' }, 'None yet.'));
     replace(problem, s.problem ? alertSlotWith(s.problem) : null);
     pauseButton.textContent = agent.pauses.has('owner') ? 'Resume' : 'Pause';
     pauseButton.setAttribute('aria-pressed', String(agent.pauses.has('owner')));
