@@ -48,16 +48,17 @@ export async function errorFrom(response) {
 }
 
 /**
- * Calls the API. `body` (an object) is sent as JSON. Returns the parsed JSON answer; throws an
+ * Calls the API. `body` (an object) is sent as JSON; `keepalive` lets the request outlive the
+ * page (a tab closing). Returns the parsed JSON answer; throws an
  * ApiError for an error answer, or an Error saying the coordinator cannot be reached.
  */
-export async function api(path, { method = 'GET', body, secret = session.secret, signal, auth = true } = {}) {
+export async function api(path, { method = 'GET', body, secret = session.secret, signal, auth = true, keepalive = false } = {}) {
   const headers = { Accept: 'application/json' };
   if (auth && secret) headers.Authorization = `Bearer ${secret}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let response;
   try {
-    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal, keepalive });
   } catch (e) {
     if (e.name === 'AbortError') throw e;
     throw new Error(`The coordinator could not be reached (${e.message}).`);

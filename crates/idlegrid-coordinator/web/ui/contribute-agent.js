@@ -8,7 +8,7 @@
 // Events (an EventTarget): 'change' whenever `snapshot()` would say something new; 'unlinked'
 // when the coordinator no longer knows this device's token.
 
-import { ApiError, errorFrom } from './api.js';
+import { ApiError, api, errorFrom } from './api.js';
 
 /** Longest wait for a task per lease request; the coordinator holds the request open. */
 const LEASE_WAIT_MS = 20_000;
@@ -19,22 +19,9 @@ const BACKOFF_MS = [1000, 2000, 4000, 8000, 16000, 30000];
 /** Tasks kept in the page's list of recent work. */
 const RECENT = 10;
 
-/** Calls the Tasks API with the device's token; answers JSON (or null for an empty body). */
-async function call(token, path, { method = 'POST', body, signal, keepalive = false } = {}) {
-  const headers = { Authorization: `Bearer ${token}`, Accept: 'application/json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  let response;
-  try {
-    response = await fetch(path, {
-      method, headers, signal, keepalive, body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (e) {
-    if (e.name === 'AbortError') throw e;
-    throw new Error(`the coordinator could not be reached (${e.message})`);
-  }
-  if (!response.ok) throw await errorFrom(response);
-  const text = await response.text();
-  return text ? JSON.parse(text) : null;
+/** Calls the Tasks API with the device's token (POST unless `method` says otherwise). */
+function call(token, path, { method = 'POST', ...options } = {}) {
+  return api(path, { ...options, method, secret: token });
 }
 
 /** Bytes as base64, in slices (String.fromCharCode takes only so many arguments). */

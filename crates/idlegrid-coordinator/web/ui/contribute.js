@@ -19,24 +19,20 @@ function savedDevice() {
   try { return JSON.parse(localStorage.getItem(DEVICE) || 'null'); } catch { return null; }
 }
 
+/** Operating systems as the user agent names them: [pattern, name for people, name for the
+ * scheduler]. The first that matches wins (Android's says Linux too). */
+const SYSTEMS = [
+  [/Android/, 'Android', 'android'], [/iPhone|iPad/, 'iOS', 'ios'], [/Windows/, 'Windows', 'windows'],
+  [/Mac OS X/, 'macOS', 'macos'], [/CrOS/, 'ChromeOS', 'linux'], [/Linux/, 'Linux', 'linux'],
+];
+const system = SYSTEMS.find(([pattern]) => pattern.test(navigator.userAgent)) || [null, 'the web', 'unknown'];
+
 /** "Chrome on Android", for the owner's list of devices. */
 function defaultName() {
   const ua = navigator.userAgent;
   const browser = /Edg\//.test(ua) ? 'Edge' : /Firefox\//.test(ua) ? 'Firefox'
     : /Chrome\//.test(ua) ? 'Chrome' : /Safari\//.test(ua) ? 'Safari' : 'Browser';
-  const os = /Android/.test(ua) ? 'Android' : /iPhone|iPad/.test(ua) ? 'iOS' : /Windows/.test(ua) ? 'Windows'
-    : /Mac OS X/.test(ua) ? 'macOS' : /CrOS/.test(ua) ? 'ChromeOS' : /Linux/.test(ua) ? 'Linux' : 'the web';
-  return `${browser} on ${os}`;
-}
-
-function osName() {
-  const ua = navigator.userAgent;
-  if (/Android/.test(ua)) return 'android';
-  if (/iPhone|iPad/.test(ua)) return 'ios';
-  if (/Windows/.test(ua)) return 'windows';
-  if (/Mac OS X/.test(ua)) return 'macos';
-  if (/Linux|CrOS/.test(ua)) return 'linux';
-  return 'unknown';
+  return `${browser} on ${system[1]}`;
 }
 
 /** What this browser offers, as the Tasks API's capabilities. */
@@ -46,7 +42,7 @@ function capabilities(probe) {
     // Chromium reports memory (rounded, at most 8 GiB) to secure pages; each task runs in a
     // WebAssembly instance of its own that may grow to 4 GiB.
     memory_mb: navigator.deviceMemory ? Math.round(navigator.deviceMemory * 1024) : 2048,
-    os: osName(),
+    os: system[2],
     arch: 'wasm32',
     python: probe.python,
     ffmpeg: probe.ffmpeg || null,
