@@ -42,11 +42,15 @@ pub struct AuthCache {
     workers: Option<(Limiter, u32)>,
 }
 
-fn limiter(per_sec: u32) -> Option<(Limiter, u32)> {
+/// `per_sec` requests a second with bursts of twice that, as every limit here is.
+pub(crate) fn quota(per_sec: std::num::NonZeroU32) -> governor::Quota {
     const TWO: std::num::NonZeroU32 = std::num::NonZeroU32::new(2).unwrap();
+    governor::Quota::per_second(per_sec).allow_burst(per_sec.saturating_mul(TWO))
+}
+
+fn limiter(per_sec: u32) -> Option<(Limiter, u32)> {
     let rate = std::num::NonZeroU32::new(per_sec)?;
-    let quota = governor::Quota::per_second(rate).allow_burst(rate.saturating_mul(TWO));
-    Some((governor::RateLimiter::keyed(quota), per_sec))
+    Some((governor::RateLimiter::keyed(quota(rate)), per_sec))
 }
 
 impl AuthCache {
