@@ -270,14 +270,14 @@ export class Agent extends EventTarget {
   }
 
   async report(c, outcome) {
-    const reply = await call(this.device.token, '/v1/leases/report', {
-      body: { reports: [{ lease_id: c.lease.lease_id, task_id: c.lease.task_id, outcome }] },
-    }).catch((e) => {
+    try {
+      await call(this.device.token, '/v1/leases/report', {
+        body: { reports: [{ lease_id: c.lease.lease_id, task_id: c.lease.task_id, outcome }] },
+      });
+    } catch (e) {
       // 409: the report was refused (the lease had expired or was taken back); nothing to redo.
-      if (e instanceof ApiError && e.status === 409) return null;
-      throw e;
-    });
-    return reply;
+      if (!(e instanceof ApiError && e.status === 409)) throw e;
+    }
   }
 
   async heartbeat(c) {
