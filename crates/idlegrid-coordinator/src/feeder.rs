@@ -45,7 +45,7 @@ pub struct ActiveJob {
 
 impl ActiveJob {
     /// What the policy is told about the job.
-    fn entry(&self, job: JobId, running: u64, fit_share: f64) -> JobEntry {
+    pub(crate) fn entry(&self, job: JobId, running: u64, fit_share: f64) -> JobEntry {
         JobEntry {
             job,
             tenant: self.tenant,

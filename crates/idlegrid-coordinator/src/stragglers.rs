@@ -1,7 +1,9 @@
 //! Backup copies of stragglers, as MapReduce's backup tasks (which cut job time by a third
 //! where a few machines were slow): a clear straggler is queued once more, ahead of its job's
 //! other tasks, at any time; and when a job has nothing left queued and devices wait for work,
-//! its slowest running chunks are too. Which chunks is the policy's
+//! its slowest running chunks are too, each paired with a waiting device that would finish it
+//! clearly sooner, and a chunk whose backup straggles as well may get a third copy. Which
+//! chunks is the policy's
 //! ([`idlegrid_domain::schedule::backups`]); this stage gathers what it needs and queues the
 //! copies.
 //!
@@ -13,7 +15,7 @@
 //! that found it (every [`EVERY`]).
 
 use crate::grid::Grid;
-use idlegrid_domain::schedule::{RunningTask, backups, run_secs};
+use idlegrid_domain::schedule::{RunningTask, backups, may_run, run_secs};
 use idlegrid_domain::{LeaseId, TaskId, TaskState, WorkerId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::queue::Lease;
@@ -27,7 +29,7 @@ const EVERY: Duration = Duration::from_secs(2);
 
 /// Runs the stage until `shutdown`.
 pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
-    let mut first_seen = HashMap::new();
+    let mut state = SweepState::default();
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !shutdown.is_cancelled() {
@@ -37,19 +39,29 @@ pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
         }
         // The policy's other periodic input, measured on the same beat.
         grid.schedule.measure_fit(&grid).await;
-        if let Err(e) = sweep(&grid, &mut first_seen).await {
+        if let Err(e) = sweep(&grid, &mut state).await {
             tracing::warn!(error = %e, "looking for stragglers failed");
         }
     }
 }
 
+/// How long a queued backup copy counts as one of its chunk's copies before a device leases it:
+/// the sweep after the one that queued it must not queue another, but a copy nobody takes
+/// (every waiting device left) does not keep the chunk from a later one.
+const QUEUED_FOR_MS: i64 = 30_000;
+
+/// What the sweep remembers between looks.
+#[derive(Debug, Default)]
+pub struct SweepState {
+    /// When each lease was first seen.
+    first_seen: HashMap<LeaseId, i64>,
+    /// Backup copies queued and when, with the leases their chunk had then.
+    queued: HashMap<TaskId, (i64, u32)>,
+}
+
 /// One look at every dispatching job: ends the leases of copies that lost, and queues backup
-/// copies of stragglers. Returns the backups queued. `first_seen` remembers when each lease was
-/// first seen, across calls.
-pub async fn sweep(
-    grid: &Grid,
-    first_seen: &mut HashMap<LeaseId, i64>,
-) -> Result<Vec<TaskId>, StorageError> {
+/// copies of stragglers. Returns the backups queued.
+pub async fn sweep(grid: &Grid, state: &mut SweepState) -> Result<Vec<TaskId>, StorageError> {
     let now = idlegrid_storage::now_ms();
     let mut idle = grid.presence.idle(now);
     let capacity = grid.capacity().await;
@@ -65,7 +77,7 @@ pub async fn sweep(
         }
         let mut by_task: HashMap<TaskId, Vec<&Lease>> = HashMap::new();
         for lease in &leases {
-            first_seen.entry(lease.id).or_insert(now);
+            state.first_seen.entry(lease.id).or_insert(now);
             live.insert(lease.id);
             by_task.entry(lease.task).or_default().push(lease);
         }
@@ -87,13 +99,19 @@ pub async fn sweep(
         let mut running = Vec::new();
         let mut work = Vec::new();
         for task in tasks.iter().filter(|t| t.state == TaskState::Pending) {
-            let copies = by_task[&task.id].len() as u32;
+            let leased = by_task[&task.id].len() as u32;
+            // A copy queued by an earlier sweep and not leased yet counts as running.
+            let waiting = state
+                .queued
+                .get(&task.id)
+                .is_some_and(|&(at, leases)| now - at < QUEUED_FOR_MS && leased <= leases);
+            let copies = leased + u32::from(waiting);
             for lease in &by_task[&task.id] {
                 let holder = grid.device(lease.worker).await?;
                 running.push(RunningTask {
                     task: task.id,
                     holder: lease.worker,
-                    elapsed_ms: now - first_seen[&lease.id],
+                    elapsed_ms: now - state.first_seen[&lease.id],
                     progress: lease.progress,
                     expected_ms: (run_secs(&holder, task.chunk.work_ms) * 1000.0) as i64,
                     copies,
@@ -104,33 +122,42 @@ pub async fn sweep(
         if running.is_empty() {
             continue;
         }
-        // What a fresh copy needs, for a chunk of average work: on the fastest waiting device
-        // when some wait, else on an average device of the grid (the next one that asks).
+        // What a fresh copy needs, for a chunk of average work: on each waiting device the job
+        // fits, fastest first, and on an average device of the grid (the next one that asks).
         let average = work.iter().sum::<i64>() / work.len() as i64;
-        let mut fresh_ms = i64::MAX;
+        let entry = active.entry(job, 0, 1.0);
+        let mut waiting = Vec::new();
         for worker in &idle {
             let caps = grid.device(*worker).await?;
-            fresh_ms = fresh_ms.min((run_secs(&caps, average) * 1000.0) as i64);
-        }
-        if idle.is_empty() {
-            if capacity.slots == 0 {
-                continue;
+            if may_run(&caps, &entry) {
+                waiting.push(((run_secs(&caps, average) * 1000.0) as i64, *worker));
             }
-            let speed = capacity.speed / capacity.slots as f64;
-            fresh_ms = (average as f64 / speed.max(1e-6)) as i64;
         }
-        let picked = backups(active.tier, depth.queued, &running, fresh_ms, idle.len());
+        waiting.sort_unstable();
+        let next_ms = if capacity.slots == 0 || capacity.speed <= 0.0 {
+            i64::MAX
+        } else {
+            (average as f64 * capacity.slots as f64 / capacity.speed) as i64
+        };
+        let fresh: Vec<i64> = waiting.iter().map(|(ms, _)| *ms).collect();
+        let picked = backups(depth.queued, &running, next_ms, &fresh);
         for task in &picked {
             let holders: Vec<WorkerId> = by_task[task].iter().map(|l| l.worker).collect();
             grid.queues
                 .enqueue_replicas(job, *task, 1, &holders, true)
                 .await?;
-            tracing::info!(job = %job, task = %task, "backup copy of a straggler queued");
+            state.queued.insert(*task, (now, holders.len() as u32));
+            tracing::info!(job = %job, task = %task, copies = holders.len() + 1, "backup copy of a straggler queued");
         }
-        // Each backup goes to one waiting device.
-        idle.truncate(idle.len().saturating_sub(picked.len()));
+        // A waiting device takes one backup: those paired with this job's are spoken for.
+        if depth.queued == 0 {
+            let taken: HashSet<WorkerId> =
+                waiting.iter().take(picked.len()).map(|(_, w)| *w).collect();
+            idle.retain(|w| !taken.contains(w));
+        }
         queued_backups.extend(picked);
     }
-    first_seen.retain(|id, _| live.contains(id));
+    state.first_seen.retain(|id, _| live.contains(id));
+    state.queued.retain(|_, (at, _)| now - *at < QUEUED_FOR_MS);
     Ok(queued_backups)
 }

@@ -2350,6 +2350,62 @@ async fn a_straggler_gets_a_backup_and_the_first_valid_result_wins() {
 }
 
 #[tokio::test]
+async fn a_backup_that_straggles_too_gets_a_third_copy_and_no_more() {
+    let grid = TestGrid::start(|_| {}).await;
+    let customer = grid.customer();
+    let job = grid
+        .submit_with(
+            "only\n",
+            1,
+            Preferences {
+                tier: idlegrid_domain::Tier::Fast,
+                ..Preferences::default()
+            },
+        )
+        .await;
+    let beat = |lease: &idlegrid_api::tasks::Lease| Heartbeat {
+        leases: vec![HeartbeatItem {
+            lease_id: lease.lease_id,
+            progress: Some(0.05),
+        }],
+    };
+    // Every copy reports 5% after its first seconds: each would need minutes more.
+    let mut holders: Vec<(Client, idlegrid_api::tasks::Lease)> = Vec::new();
+    for name in ["slow", "also-slow", "third"] {
+        let worker = grid.worker(name).await;
+        let mut got = Vec::new();
+        for _ in 0..8 {
+            for (holder, held) in &holders {
+                holder.heartbeat(&beat(held)).await.unwrap();
+            }
+            got = lease(&worker, 1).await.leases;
+            if !got.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(got.len(), 1, "{name} was offered no copy of the chunk");
+        if let Some((_, first)) = holders.first() {
+            assert_eq!(got[0].task_id, first.task_id);
+        }
+        holders.push((worker, got.remove(0)));
+    }
+    // Three copies run, all slow: a fourth device is offered nothing, sweep after sweep.
+    let fourth = grid.worker("fourth").await;
+    for _ in 0..3 {
+        for (holder, held) in &holders {
+            holder.heartbeat(&beat(held)).await.unwrap();
+        }
+        let offered = lease(&fourth, 1).await.leases;
+        assert!(offered.is_empty(), "a fourth copy was offered: {offered:?}");
+    }
+    let (third, copy) = &holders[2];
+    let reply = report_one(third, copy.lease_id, copy.task_id, completed(b"X\n")).await;
+    assert!(reply.results[0].accepted);
+    wait_for(&customer, job.id, JobState::Completed).await;
+    grid.stop().await;
+}
+
+#[tokio::test]
 async fn a_device_is_matched_by_the_capabilities_it_reports_last() {
     let grid = TestGrid::start(|_| {}).await;
     let worker = grid.worker("phone").await;

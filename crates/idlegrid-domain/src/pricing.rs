@@ -170,14 +170,6 @@ impl Tier {
             Tier::Fast => 4.0,
         }
     }
-
-    /// Whether the job's tail gets backup copies: once nothing of it is queued, running chunks
-    /// an idle device would finish clearly sooner (`schedule::TAIL_BACKUP_GAIN`) are copied to
-    /// it. Every tier, economy too, gets copies of clear stragglers
-    /// (`schedule::STRAGGLER_GAIN`), even while work is queued.
-    pub fn backups(self) -> bool {
-        !matches!(self, Tier::Economy)
-    }
 }
 
 /// The per-result prices of a job, fixed when its quote is held.

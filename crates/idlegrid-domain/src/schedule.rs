@@ -42,8 +42,7 @@ pub const MIN_CHUNK_WORK_MS: i64 = 5_000;
 pub const STRAGGLER_GAIN: f64 = 4.0;
 
 /// How many times sooner a fresh copy must be expected to finish a running chunk of a job with
-/// nothing queued for it to get a backup on an idle device, in tiers that back up their tail
-/// ([`Tier::backups`]; see [`backups`]).
+/// nothing queued for it to get a backup on an idle device (see [`backups`]).
 pub const TAIL_BACKUP_GAIN: f64 = 1.5;
 
 /// What the policy knows about one dispatching job.
@@ -212,9 +211,17 @@ pub fn remaining_ms(task: &RunningTask) -> i64 {
     }
 }
 
-/// The running chunks of a job that should get a backup copy, slowest first. `fresh_ms` is
-/// what a new copy is expected to need on the device that would take it, `queued` the job's
-/// tasks still queued, `idle` the idle devices that could take a copy now.
+/// Most copies of one chunk that run at once: the first copy and two backups. A second backup
+/// is for the chunk whose first backup straggles too: when thousands of backups start as a
+/// large job's queue runs dry, a few percent of them land on a throttled device, and without a
+/// third copy those set the job's end while the grid idles (measured with `idlegrid sim`).
+pub const MAX_COPIES: u32 = 3;
+
+/// The running chunks of a job that should get a backup copy, slowest first. `running` lists
+/// every leased copy (a chunk with two copies appears twice); a chunk's remaining time is its
+/// best copy's. `fresh_ms` is what a new copy is expected to need on the next device that asks
+/// (used while the job has work queued), `idle` what it is expected to need on each idle slot
+/// that could take a copy now, fastest first; `queued` is the job's tasks still queued.
 ///
 /// - A **clear straggler**, one a fresh copy would finish at least [`STRAGGLER_GAIN`] times
 ///   sooner, gets a backup in every tier, even while the job has work queued: the copy is
@@ -222,37 +229,53 @@ pub fn remaining_ms(task: &RunningTask) -> i64 {
 ///   this a straggler (an overloaded or throttled device, 3–10x slower than its benchmark)
 ///   holds its slot for the whole of its run while work waits, and a straggler started late
 ///   sets the job's end (measured with `idlegrid sim`).
-/// - Once nothing is queued and devices are idle, jobs whose tier backs up its tail
-///   ([`Tier::backups`]) also get backups of chunks a fresh device would finish
-///   [`TAIL_BACKUP_GAIN`] times sooner, at most `idle` of them: idle devices have nothing
-///   better to do.
+/// - Once nothing is queued, the slowest chunks are paired with the fastest idle slots, one
+///   each, and a chunk gets its copy when that slot would finish it [`TAIL_BACKUP_GAIN`] times
+///   sooner, in every tier: idle devices have nothing better to do, but a copy on a device no
+///   faster than the holder only takes a slot (and, holding the chunk's copy count, keeps a
+///   faster device from it later).
 ///
-/// A chunk gets one backup at most; the first valid result wins and the other copy is
-/// cancelled.
-pub fn backups(
-    tier: Tier,
-    queued: u64,
-    running: &[RunningTask],
-    fresh_ms: i64,
-    idle: usize,
-) -> Vec<TaskId> {
-    let (gain, most) = if queued > 0 {
-        (STRAGGLER_GAIN, running.len())
-    } else if idle == 0 {
-        return Vec::new();
-    } else if tier.backups() {
-        (TAIL_BACKUP_GAIN, idle)
+/// A chunk runs on at most [`MAX_COPIES`] devices; the first valid result wins and the other
+/// copies are cancelled.
+pub fn backups(queued: u64, running: &[RunningTask], fresh_ms: i64, idle: &[i64]) -> Vec<TaskId> {
+    let gain = if queued == 0 {
+        TAIL_BACKUP_GAIN
     } else {
-        (STRAGGLER_GAIN, idle)
+        STRAGGLER_GAIN
     };
-    let mut slow: Vec<(i64, TaskId)> = running
-        .iter()
-        .filter(|t| t.copies <= 1)
-        .map(|t| (remaining_ms(t), t.task))
-        .filter(|(left, _)| *left as f64 > fresh_ms as f64 * gain)
+    // Each chunk once: its best copy's remaining time, and how many copies it has.
+    let mut chunks: Vec<(TaskId, i64, u32)> = Vec::new();
+    let mut sorted: Vec<&RunningTask> = running.iter().collect();
+    sorted.sort_by_key(|t| t.task);
+    for t in sorted {
+        let left = remaining_ms(t);
+        match chunks.last_mut() {
+            Some((task, best, copies)) if *task == t.task => {
+                *best = (*best).min(left);
+                *copies = (*copies).max(t.copies);
+            }
+            _ => chunks.push((t.task, left, t.copies)),
+        }
+    }
+    let mut slow: Vec<(i64, TaskId)> = chunks
+        .into_iter()
+        .filter(|(_, _, copies)| *copies < MAX_COPIES)
+        .map(|(task, left, _)| (left, task))
         .collect();
     slow.sort_by_key(|(left, task)| (std::cmp::Reverse(*left), *task));
-    slow.into_iter().take(most).map(|(_, t)| t).collect()
+    let beats = |left: i64, fresh: i64| left as f64 > fresh as f64 * gain;
+    if queued > 0 {
+        return slow
+            .into_iter()
+            .take_while(|(left, _)| beats(*left, fresh_ms))
+            .map(|(_, t)| t)
+            .collect();
+    }
+    slow.into_iter()
+        .zip(idle)
+        .take_while(|((left, _), fresh)| beats(*left, **fresh))
+        .map(|((_, t), _)| t)
+        .collect()
 }
 
 /// What the grid has to run chunks on right now.
@@ -419,22 +442,58 @@ mod tests {
             running(4, 10_000, 0.2, 11_000),  // 40 s left
         ];
         assert_eq!(
-            backups(Tier::Standard, 0, &tasks, 10_000, 2),
+            backups(0, &tasks, 0, &[10_000; 2]),
             vec![TaskId(2), TaskId(3)]
         );
-        assert_eq!(backups(Tier::Standard, 0, &tasks, 10_000, 9).len(), 3);
-        assert!(backups(Tier::Standard, 0, &tasks, 10_000, 0).is_empty());
-        // Economy backs up only the chunks a fresh device would finish 4 times sooner.
-        assert!(backups(Tier::Economy, 0, &tasks, 30_000, 2).is_empty());
+        assert_eq!(backups(0, &tasks, 0, &[10_000; 9]).len(), 3);
+        // No idle slot, no backup of the tail.
+        assert!(backups(0, &tasks, 10_000, &[]).is_empty());
+        // Only chunks an idle slot would finish 1.5 times sooner.
+        assert!(backups(0, &tasks, 0, &[60_000; 9]).is_empty());
+        assert_eq!(backups(0, &tasks, 0, &[20_000; 9]).len(), 3);
+    }
+
+    #[test]
+    fn each_backup_is_judged_against_the_idle_slot_that_would_take_it() {
+        let tasks = [
+            running(1, 10_000, 0.1, 11_000), // 90 s left
+            running(2, 10_000, 0.2, 11_000), // 40 s left
+            running(3, 10_000, 0.5, 11_000), // 10 s left
+        ];
+        // The slowest chunk goes to the fastest slot; the next slot is too slow to beat the
+        // second chunk 1.5 times, so neither it nor any slower one gets a copy.
         assert_eq!(
-            backups(Tier::Economy, 0, &tasks, 20_000, 9),
-            vec![TaskId(2), TaskId(3)]
+            backups(0, &tasks, 0, &[5_000, 30_000, 40_000]),
+            vec![TaskId(1)]
         );
-        let mut backed = tasks.clone();
-        for t in &mut backed {
-            t.copies = 2;
+        assert_eq!(
+            backups(0, &tasks, 0, &[5_000, 20_000, 40_000]),
+            vec![TaskId(1), TaskId(2)]
+        );
+    }
+
+    #[test]
+    fn a_chunk_is_judged_by_its_best_copy_and_runs_on_three_devices_at_most() {
+        let mut first = running(1, 60_000, 0.1, 11_000); // 9 min left
+        first.copies = 2;
+        // Its backup straggles too (4.5 min left): a third device that would take 10 s gets
+        // a copy; a backup that goes well (5 s left) keeps the chunk from one.
+        let mut straggling = running(1, 30_000, 0.1, 11_000);
+        straggling.copies = 2;
+        let mut going_well = running(1, 5_000, 0.5, 10_000);
+        going_well.copies = 2;
+        let fresh = [10_000; 4];
+        assert_eq!(
+            backups(0, &[first.clone(), straggling.clone()], 0, &fresh),
+            vec![TaskId(1)]
+        );
+        assert!(backups(0, &[first.clone(), going_well], 0, &fresh).is_empty());
+        // With three copies running it gets no fourth, however slow they all are.
+        let mut three = vec![first, straggling.clone(), straggling];
+        for t in &mut three {
+            t.copies = MAX_COPIES;
         }
-        assert!(backups(Tier::Fast, 0, &backed, 10_000, 2).is_empty());
+        assert!(backups(0, &three, 0, &fresh).is_empty());
     }
 
     #[test]
@@ -444,16 +503,11 @@ mod tests {
             running(2, 10_000, 0.2, 11_000),  // 40 s left: slow, not clearly
             running(3, 10_000, 0.0, 100_000), // 90 s left by its expected time
         ];
-        // With work queued only chunks a fresh copy beats 4 times get one, in every tier, and
-        // no idle device is needed: the copy is queued ahead of the job's other tasks.
-        for tier in Tier::ALL {
-            assert_eq!(
-                backups(tier, 5, &tasks, 20_000, 0),
-                vec![TaskId(1), TaskId(3)]
-            );
-        }
-        assert_eq!(backups(Tier::Fast, 0, &tasks, 20_000, 9).len(), 3);
-        assert!(backups(Tier::Fast, 5, &tasks, 30_000, 9).is_empty());
+        // With work queued only chunks a fresh copy beats 4 times get one, and no idle device
+        // is needed: the copy is queued ahead of the job's other tasks.
+        assert_eq!(backups(5, &tasks, 20_000, &[]), vec![TaskId(1), TaskId(3)]);
+        assert_eq!(backups(0, &tasks, 0, &[20_000; 9]).len(), 3);
+        assert!(backups(5, &tasks, 30_000, &[1; 9]).is_empty());
     }
 
     #[test]

@@ -637,8 +637,11 @@ impl Sim {
                 let fresh_ms =
                     (entry.chunk_work_ms as f64 / self.jobs[job].fit_speed).round() as i64;
                 let running = self.running_tasks(job);
-                let picks = schedule::backups(entry.tier, queued, &running, fresh_ms, 0);
+                let picks = schedule::backups(queued, &running, fresh_ms, &[]);
                 for TaskId(task) in picks {
+                    if self.tasks[task as usize].backup_queued {
+                        continue;
+                    }
                     self.tasks[task as usize].backup_queued = true;
                     self.jobs[job].queue.push_front(task as u32);
                 }
@@ -652,17 +655,21 @@ impl Sim {
                     device.free > 0 && schedule::may_run(&device.spec.caps, &entry)
                 })
                 .collect();
-            let Some(&fastest) = fitting.first() else {
+            if fitting.is_empty() {
                 continue;
-            };
-            let slots: u32 = fitting.iter().map(|&d| self.devices[d as usize].free).sum();
-            let fresh_ms = (schedule::run_secs(
-                &self.devices[fastest as usize].spec.caps,
-                entry.chunk_work_ms,
-            ) * 1000.0)
-                .round() as i64;
+            }
+            // A fresh copy's time on each idle slot, fastest first.
+            let fresh: Vec<i64> = fitting
+                .iter()
+                .flat_map(|&d| {
+                    let device = &self.devices[d as usize];
+                    let ms = (schedule::run_secs(&device.spec.caps, entry.chunk_work_ms) * 1000.0)
+                        .round() as i64;
+                    std::iter::repeat_n(ms, device.free as usize)
+                })
+                .collect();
             let running = self.running_tasks(job);
-            let picks = schedule::backups(entry.tier, 0, &running, fresh_ms, slots as usize);
+            let picks = schedule::backups(0, &running, 0, &fresh);
             for TaskId(task) in picks {
                 let chunk = self.tasks[task as usize].chunk;
                 let target = fitting.iter().copied().find(|&d| {
