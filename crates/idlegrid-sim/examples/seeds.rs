@@ -1,6 +1,6 @@
 //! The default scenario of `idlegrid sim` (30% churn, backups) over several seeds, two at a
 //! time, one line per seed: `cargo run --release -p idlegrid-sim --example seeds -- 1 2 3`
-//! (seeds 1 to 5 when none are given). Shows whether a policy change holds beyond one draw.
+//! (seeds 1 to 10 when none are given). Shows whether a policy change holds beyond one draw.
 
 use idlegrid_sim::Scenario;
 
@@ -10,7 +10,7 @@ fn main() {
         .map(|a| a.parse().expect("seeds are whole numbers"))
         .collect();
     if seeds.is_empty() {
-        seeds = (1..=5).collect();
+        seeds = (1..=10).collect();
     }
     println!("seed  makespan ÷ lower bound  ÷ requirement bound  utilisation  extra work: backups");
     let mut all = Vec::new();
