@@ -115,6 +115,15 @@ impl TestGrid {
             .unwrap();
         customer.run_job(job.id).await.unwrap()
     }
+
+    /// A running fast-tier job of one chunk, `only`.
+    async fn submit_one_fast_chunk(&self) -> Job {
+        let fast = Preferences {
+            tier: idlegrid_domain::Tier::Fast,
+            ..Preferences::default()
+        };
+        self.submit_with("only\n", 1, fast).await
+    }
 }
 
 impl TestGrid {
@@ -2284,16 +2293,7 @@ async fn validated_work_is_paid_to_the_owner_and_the_books_balance() {
 async fn a_straggler_gets_a_backup_and_the_first_valid_result_wins() {
     let grid = TestGrid::start(|_| {}).await;
     let customer = grid.customer();
-    let job = grid
-        .submit_with(
-            "only\n",
-            1,
-            Preferences {
-                tier: idlegrid_domain::Tier::Fast,
-                ..Preferences::default()
-            },
-        )
-        .await;
+    let job = grid.submit_one_fast_chunk().await;
     let slow = grid.worker("slow").await;
     let fast = grid.worker("fast").await;
     let mut held = Vec::new();
@@ -2353,16 +2353,7 @@ async fn a_straggler_gets_a_backup_and_the_first_valid_result_wins() {
 async fn a_backup_that_straggles_too_gets_a_third_copy_and_no_more() {
     let grid = TestGrid::start(|_| {}).await;
     let customer = grid.customer();
-    let job = grid
-        .submit_with(
-            "only\n",
-            1,
-            Preferences {
-                tier: idlegrid_domain::Tier::Fast,
-                ..Preferences::default()
-            },
-        )
-        .await;
+    let job = grid.submit_one_fast_chunk().await;
     let beat = |lease: &idlegrid_api::tasks::Lease| Heartbeat {
         leases: vec![HeartbeatItem {
             lease_id: lease.lease_id,
