@@ -63,7 +63,11 @@ pub struct SweepState {
 /// copies of stragglers. Returns the backups queued.
 pub async fn sweep(grid: &Grid, state: &mut SweepState) -> Result<Vec<TaskId>, StorageError> {
     let now = idlegrid_storage::now_ms();
-    let mut idle = grid.presence.idle(now);
+    // The waiting devices and what they offer, read once for every job.
+    let mut idle = Vec::new();
+    for worker in grid.presence.idle(now) {
+        idle.push((worker, grid.device(worker).await?));
+    }
     let capacity = grid.capacity().await;
     let mut live = HashSet::new();
     let mut queued_backups = Vec::new();
@@ -127,10 +131,9 @@ pub async fn sweep(grid: &Grid, state: &mut SweepState) -> Result<Vec<TaskId>, S
         let average = work.iter().sum::<i64>() / work.len() as i64;
         let entry = active.entry(job, 0, 1.0);
         let mut waiting = Vec::new();
-        for worker in &idle {
-            let caps = grid.device(*worker).await?;
-            if may_run(&caps, &entry) {
-                waiting.push(((run_secs(&caps, average) * 1000.0) as i64, *worker));
+        for (worker, caps) in &idle {
+            if may_run(caps, &entry) {
+                waiting.push(((run_secs(caps, average) * 1000.0) as i64, *worker));
             }
         }
         waiting.sort_unstable();
@@ -153,7 +156,7 @@ pub async fn sweep(grid: &Grid, state: &mut SweepState) -> Result<Vec<TaskId>, S
         if depth.queued == 0 {
             let taken: HashSet<WorkerId> =
                 waiting.iter().take(picked.len()).map(|(_, w)| *w).collect();
-            idle.retain(|w| !taken.contains(w));
+            idle.retain(|(w, _)| !taken.contains(w));
         }
         queued_backups.extend(picked);
     }
