@@ -315,6 +315,70 @@ async fn a_job_runs_through_every_stage_to_its_output() {
     grid.stop().await;
 }
 
+/// A job the customer's own settings doom is refused when it is created, with the parameter
+/// named, rather than blamed on the devices that run it.
+#[tokio::test]
+async fn parameters_that_cannot_give_acceptable_output_are_refused_at_creation() {
+    let grid = TestGrid::start(|_| {}).await;
+    let customer = grid.customer();
+    let video = |params: serde_json::Value| CreateJob {
+        app: "video-transcode".into(),
+        params,
+        script: None,
+        chunk_lines: None,
+        chunk_seconds: None,
+        preferences: Preferences::default(),
+        input_from: None,
+        output_to: None,
+        webhook: None,
+    };
+    for (params, field) in [
+        (serde_json::json!({"bitrate": "10k"}), "bitrate"),
+        (
+            serde_json::json!({"bitrate": "99999999999999999999M"}),
+            "bitrate",
+        ),
+        (
+            serde_json::json!({"preset": "1080p", "bitrate": "100k"}),
+            "too low for 1080p",
+        ),
+        (
+            serde_json::json!({"audio_bitrate": "100000k"}),
+            "audio_bitrate",
+        ),
+        (serde_json::json!({"audio_bitrate": "1k"}), "audio_bitrate"),
+    ] {
+        let err = customer
+            .create_job(&video(params.clone()))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains(field), "{params}: {err}");
+        assert_eq!(api_code(err), (422, "invalid_params".into()), "{params}");
+    }
+    let mut lines_on_video = video(serde_json::json!({}));
+    lines_on_video.chunk_lines = Some(10);
+    let err = customer.create_job(&lines_on_video).await.unwrap_err();
+    assert!(err.to_string().contains("chunk_lines"), "{err}");
+    assert_eq!(api_code(err), (422, "invalid_params".into()));
+    let seconds_on_lines = CreateJob {
+        app: "python-map".into(),
+        script: Some("pass".into()),
+        chunk_seconds: Some(5.0),
+        ..video(serde_json::json!({}))
+    };
+    let err = customer.create_job(&seconds_on_lines).await.unwrap_err();
+    assert!(err.to_string().contains("chunk_seconds"), "{err}");
+    assert_eq!(api_code(err), (422, "invalid_params".into()));
+    // Sensible settings still pass.
+    customer
+        .create_job(&video(
+            serde_json::json!({"bitrate": "3M", "audio_bitrate": "96k"}),
+        ))
+        .await
+        .unwrap();
+    grid.stop().await;
+}
+
 #[tokio::test]
 async fn bad_requests_get_clear_errors() {
     let grid = TestGrid::start(|c| c.max_upload_bytes = 1000).await;

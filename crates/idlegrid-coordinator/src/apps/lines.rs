@@ -97,6 +97,14 @@ impl Partitioner for Lines {
         _params: &serde_json::Value,
         options: &serde_json::Value,
     ) -> Result<(), String> {
+        if !options
+            .get("seconds")
+            .is_none_or(serde_json::Value::is_null)
+        {
+            return Err(
+                "chunk_seconds is for video apps; a text input is cut by chunk_lines".into(),
+            );
+        }
         chunk_lines(options).map(|_| ())
     }
 

@@ -114,12 +114,70 @@ const SAMPLE_RATES: [u32; 6] = [22050, 24000, 32000, 44100, 48000, 96000];
 /// Largest output frame, in pixels (1920×1080).
 pub const MAX_PIXELS: u64 = 1920 * 1080;
 
-fn rate(name: &str, value: &str) -> Result<String, String> {
-    let digits = value.trim_end_matches(['k', 'K', 'm', 'M']);
-    match digits.parse::<f64>() {
-        Ok(n) if n > 0.0 && digits.len() < value.len() || n >= 1000.0 => Ok(value.to_string()),
-        _ => Err(format!("{name} must look like 800k or 3M, got {value:?}")),
+/// Lowest and highest video bitrate a job may ask for, in bits per second: below the lowest no
+/// picture survives at any size; above the highest is past what H.264's levels allow.
+pub const VIDEO_BITRATE: (u64, u64) = (50_000, 100_000_000);
+/// Lowest video bitrate per pixel and frame (bits): below it x264 gives blocks, not pictures,
+/// and honest encodes would fail the validator's quality floor. Checked when the job is
+/// created (for a resolution it names, at 24 fps) and again when the source's size and frame
+/// rate are known.
+pub const MIN_BITS_PER_PIXEL: f64 = 0.005;
+/// AAC-LC bitrate per audio channel, bits per second: below the lowest the encoder gives
+/// noise; above the highest (or past 6144 bits per channel per 1024-sample frame) it clamps.
+pub const AUDIO_BITRATE_PER_CHANNEL: (u64, u64) = (16_000, 256_000);
+
+/// Bits per second in a rate such as `800k`, `3M`, `2.5M` or `3000000`; `None` unless it is
+/// written so and finite.
+pub fn bits_per_second(value: &str) -> Option<f64> {
+    let value = value.trim();
+    let (digits, scale) = match value.as_bytes().last()? {
+        b'k' | b'K' => (&value[..value.len() - 1], 1e3),
+        b'm' | b'M' => (&value[..value.len() - 1], 1e6),
+        _ => (value, 1.0),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
     }
+    let bits = digits.parse::<f64>().ok()? * scale;
+    bits.is_finite().then_some(bits)
+}
+
+/// The AAC-LC bitrates `channels` at `sample_rate` allow, bits per second.
+fn aac_range(channels: u32, sample_rate: u32) -> (u64, u64) {
+    let (low, high) = AUDIO_BITRATE_PER_CHANNEL;
+    let frame_cap = 6144 * u64::from(sample_rate) / 1024;
+    let channels = u64::from(channels);
+    (low * channels, high.min(frame_cap) * channels)
+}
+
+/// Human form of a bitrate, as customers write it.
+fn human_rate(bits: u64) -> String {
+    if bits >= 1_000_000 && bits.is_multiple_of(100_000) {
+        format!("{}M", bits as f64 / 1e6)
+    } else {
+        format!("{}k", bits.div_ceil(1000))
+    }
+}
+
+/// Checks a rate parameter against `range` (bits per second) and returns it in plain bits per
+/// second, the form FFmpeg is given.
+fn rate(name: &str, value: &str, (low, high): (u64, u64)) -> Result<u64, String> {
+    let bits = bits_per_second(value)
+        .ok_or_else(|| format!("{name} must look like 800k or 3M, got {value:?}"))?;
+    if !(low as f64..=high as f64).contains(&bits) {
+        return Err(format!(
+            "{name} must be from {} to {}, got {value:?}",
+            human_rate(low),
+            human_rate(high)
+        ));
+    }
+    Ok(bits.round() as u64)
+}
+
+/// The lowest video bitrate that gives pictures at `width`×`height` and `fps`.
+pub fn min_video_bitrate(width: u32, height: u32, fps: f64) -> u64 {
+    let floor = f64::from(width) * f64::from(height) * fps * MIN_BITS_PER_PIXEL;
+    (floor.ceil() as u64).max(VIDEO_BITRATE.0)
 }
 
 fn resolution(value: &str) -> Result<Resolution, String> {
@@ -168,7 +226,7 @@ impl VideoParams {
         let bitrate = raw
             .bitrate
             .as_deref()
-            .map(|b| rate("bitrate", b))
+            .map(|b| rate("bitrate", b, VIDEO_BITRATE))
             .transpose()?;
         if bitrate.is_some() && raw.crf.is_some() {
             return Err("give either crf or bitrate, not both".into());
@@ -176,16 +234,41 @@ impl VideoParams {
         if bitrate.is_none() && (raw.maxrate.is_some() || raw.bufsize.is_some()) {
             return Err("maxrate and bufsize go with bitrate".into());
         }
-        let maxrate = match (&bitrate, raw.maxrate.as_deref()) {
-            (Some(_), Some(m)) => Some(rate("maxrate", m)?),
-            (Some(b), None) => Some(b.clone()),
+        let maxrate = match (bitrate, raw.maxrate.as_deref()) {
+            (Some(b), Some(m)) => {
+                let max = rate("maxrate", m, VIDEO_BITRATE)?;
+                if max < b {
+                    return Err(format!(
+                        "maxrate ({m}) must be at least the bitrate ({})",
+                        human_rate(b)
+                    ));
+                }
+                Some(max)
+            }
+            (Some(b), None) => Some(b),
             _ => None,
         };
-        let bufsize = match (&bitrate, raw.bufsize.as_deref()) {
-            (Some(_), Some(s)) => Some(rate("bufsize", s)?),
-            (Some(_), None) => maxrate.clone(),
+        let bufsize = match (bitrate, raw.bufsize.as_deref()) {
+            // A buffer of a tenth of a second to a minute of the peak rate.
+            (Some(_), Some(s)) => Some(rate(
+                "bufsize",
+                s,
+                (VIDEO_BITRATE.0 / 10, 60 * VIDEO_BITRATE.1),
+            )?),
+            (Some(_), None) => maxrate,
             _ => None,
         };
+        if let (Some(b), Resolution::Height(h)) = (bitrate, resolution) {
+            // The smallest frame a height can give (4:3), at a film's frame rate.
+            let floor = min_video_bitrate(h * 4 / 3, h, 24.0);
+            if b < floor {
+                return Err(format!(
+                    "bitrate {} is too low for {h}p: at least {} is needed for a picture",
+                    human_rate(b),
+                    human_rate(floor)
+                ));
+            }
+        }
         let x264_preset = raw.x264_preset.unwrap_or_else(|| "medium".into());
         if !X264_PRESETS.contains(&x264_preset.as_str()) {
             return Err(format!(
@@ -205,11 +288,6 @@ impl VideoParams {
                 "level must be an H.264 level such as 4.1, got {l:?}"
             ));
         }
-        let audio_bitrate = raw
-            .audio_bitrate
-            .as_deref()
-            .map(|b| rate("audio_bitrate", b))
-            .transpose()?;
         let audio_channels = raw.audio_channels.unwrap_or(2);
         if !(1..=8).contains(&audio_channels) {
             return Err(format!(
@@ -222,6 +300,17 @@ impl VideoParams {
                 "audio_sample_rate must be one of {SAMPLE_RATES:?}, got {audio_sample_rate}"
             ));
         }
+        let audio_bitrate = match raw.audio_bitrate.as_deref() {
+            None => 128_000.min(aac_range(audio_channels, audio_sample_rate).1),
+            Some(b) => rate(
+                "audio_bitrate",
+                b,
+                aac_range(audio_channels, audio_sample_rate),
+            )
+            .map_err(|e| {
+                format!("{e} (AAC-LC for {audio_channels} channel(s) at {audio_sample_rate} Hz)")
+            })?,
+        };
         let hls_ladder = match (raw.hls.unwrap_or(false), raw.ladder) {
             (false, None) => None,
             (false, Some(_)) => return Err("ladder goes with \"hls\": true".into()),
@@ -262,18 +351,38 @@ impl VideoParams {
                 } else {
                     None
                 },
-                bitrate,
-                maxrate,
-                bufsize,
+                bitrate: bitrate.map(|b| b.to_string()),
+                maxrate: maxrate.map(|b| b.to_string()),
+                bufsize: bufsize.map(|b| b.to_string()),
                 profile: raw.profile,
                 level: raw.level,
                 threads: 2,
                 keyframe_seconds: hls_ladder.map(|_| HLS_SEGMENT_SECONDS),
-                audio_bitrate: audio_bitrate.unwrap_or_else(|| "128k".into()),
+                audio_bitrate: audio_bitrate.to_string(),
                 audio_channels,
                 audio_sample_rate,
             },
         })
+    }
+
+    /// Checks what depends on the source: a bitrate too low for the output's largest frame at
+    /// the output's frame rate (`fps` is the source's, unless the job sets one).
+    pub fn check_for_source(&self, width: u32, height: u32, fps: f64) -> Result<(), String> {
+        let Some(bits) = self.encoder.bitrate.as_deref().and_then(bits_per_second) else {
+            return Ok(());
+        };
+        let (w, h) = self.target_size(width, height);
+        let fps = self.fps.unwrap_or(fps);
+        let floor = min_video_bitrate(w, h, fps);
+        if (bits as u64) < floor {
+            return Err(format!(
+                "bitrate {} is too low for {w}x{h} at {fps:.3} fps: at least {} is needed for a \
+                 picture; ask for a higher bitrate or a lower resolution",
+                human_rate(bits as u64),
+                human_rate(floor)
+            ));
+        }
+        Ok(())
     }
 
     /// Output frame sizes: one for an MP4, the ladder's (distinct, highest first) for HLS.
@@ -322,14 +431,14 @@ mod tests {
         let p = VideoParams::parse(&json!({})).unwrap();
         assert_eq!(p.resolution, Resolution::Source);
         assert_eq!(p.encoder.crf, Some(23));
-        assert_eq!(p.encoder.audio_bitrate, "128k");
+        assert_eq!(p.encoder.audio_bitrate, "128000");
         let p = VideoParams::parse(&json!({"preset": "720p", "crf": 20})).unwrap();
         assert_eq!(p.resolution, Resolution::Height(720));
         assert_eq!(p.encoder.crf, Some(20));
         let p = VideoParams::parse(&json!({"bitrate": "3M"})).unwrap();
         assert_eq!(
             (p.encoder.crf, p.encoder.maxrate.as_deref()),
-            (None, Some("3M"))
+            (None, Some("3000000"))
         );
     }
 
@@ -345,10 +454,64 @@ mod tests {
             (json!({"audio_sample_rate": 1}), "audio_sample_rate"),
             (json!({"colour": "red"}), "unknown field"),
             (json!({"fps": 500}), "fps"),
+            // Rates the encoder cannot give pictures or sound at.
+            (
+                json!({"bitrate": "10k"}),
+                "bitrate must be from 50k to 100M",
+            ),
+            (
+                json!({"bitrate": "99999999999999999999M"}),
+                "bitrate must be from",
+            ),
+            (json!({"bitrate": "1e9"}), "look like 800k"),
+            (json!({"bitrate": "-3M"}), "look like 800k"),
+            (json!({"bitrate": "3M", "maxrate": "1M"}), "maxrate"),
+            (
+                json!({"preset": "1080p", "bitrate": "100k"}),
+                "too low for 1080p",
+            ),
+            (
+                json!({"audio_bitrate": "100000k"}),
+                "audio_bitrate must be from 32k to 512k",
+            ),
+            (json!({"audio_bitrate": "8k"}), "audio_bitrate"),
+            (
+                json!({"audio_bitrate": "512k", "audio_sample_rate": 22050}),
+                "at 22050 Hz",
+            ),
         ] {
             let err = VideoParams::parse(&params).unwrap_err();
             assert!(err.contains(needle), "{params}: {err}");
         }
+    }
+
+    #[test]
+    fn rates_are_read_as_customers_write_them() {
+        assert_eq!(bits_per_second("800k"), Some(800_000.0));
+        assert_eq!(bits_per_second("2.5M"), Some(2_500_000.0));
+        assert_eq!(bits_per_second("3000000"), Some(3_000_000.0));
+        assert_eq!(bits_per_second("M"), None);
+        assert_eq!(bits_per_second("3G"), None);
+        let p = VideoParams::parse(&json!({"bitrate": "2.5M", "bufsize": "5M"})).unwrap();
+        assert_eq!(p.encoder.bitrate.as_deref(), Some("2500000"));
+        assert_eq!(p.encoder.maxrate.as_deref(), Some("2500000"));
+        assert_eq!(p.encoder.bufsize.as_deref(), Some("5000000"));
+    }
+
+    #[test]
+    fn a_bitrate_too_low_for_the_source_is_named_once_the_source_is_known() {
+        let p = VideoParams::parse(&json!({"bitrate": "200k"})).unwrap();
+        assert!(p.check_for_source(640, 360, 30.0).is_ok());
+        let err = p.check_for_source(1920, 1080, 30.0).unwrap_err();
+        assert!(err.contains("too low for 1920x1080 at 30.000 fps"), "{err}");
+        let small = VideoParams::parse(&json!({"bitrate": "200k", "preset": "360p"})).unwrap();
+        assert!(small.check_for_source(1920, 1080, 30.0).is_ok());
+        assert!(
+            VideoParams::parse(&json!({}))
+                .unwrap()
+                .check_for_source(7680, 4320, 120.0)
+                .is_ok()
+        );
     }
 
     #[test]

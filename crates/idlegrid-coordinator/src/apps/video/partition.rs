@@ -367,6 +367,13 @@ impl Partitioner for VideoPartitioner {
         options: &serde_json::Value,
     ) -> Result<(), String> {
         VideoParams::parse(params)?;
+        if !options.get("lines").is_none_or(serde_json::Value::is_null) {
+            return Err(
+                "chunk_lines is for apps that split text by lines; a video is cut by \
+                 chunk_seconds"
+                    .into(),
+            );
+        }
         chunk_seconds(options).map(|_| ())
     }
 
@@ -387,6 +394,7 @@ impl Partitioner for VideoPartitioner {
                 height,
                 audio_secs,
             } => {
+                params.check_for_source(width, height, fps)?;
                 let source = cost::Source {
                     frames,
                     fps,
@@ -435,6 +443,9 @@ impl Partitioner for VideoPartitioner {
         let dir = scratch()?;
         let source = readable(blobs, &input.key, &dir.path().join("source")).await?;
         let mut facts = probe::probe(&source).await.map_err(rejected)?;
+        params
+            .check_for_source(facts.width, facts.height, facts.fps)
+            .map_err(rejected)?;
         let (target, workload) = cost::workload(&params, &source_of(&facts), fixed, plan);
         out.send(Split::Workload(workload))
             .await
