@@ -30,6 +30,34 @@ pub struct Me {
     pub name: Option<String>,
 }
 
+/// `POST /v1/owners` (operator): a new device owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOwner {
+    /// Unique name, 1 to 200 printable characters.
+    pub name: String,
+    /// The customer account the owner belongs to, if any: its devices become that customer's
+    /// own fleet, and do not count as independent of each other's results.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>)]
+    pub customer: Option<idlegrid_domain::TenantId>,
+}
+
+/// A device owner just created, with its enrollment token (shown this once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CreatedOwner {
+    /// Owner id.
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// The customer account it belongs to, if any.
+    #[schema(value_type = Option<i64>)]
+    pub customer: Option<idlegrid_domain::TenantId>,
+    /// The token its devices register with (`idlegrid worker --token`): keep it, it is not
+    /// shown again.
+    pub enrollment_token: String,
+}
+
 /// Whether a device is working, waiting for work, or gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -159,9 +159,15 @@ pub struct Preferences {
     pub max_attempts: u32,
     /// Wall-clock limit for one chunk on a worker, in seconds. 1..=86400.
     pub task_timeout_secs: u64,
-    /// Whether chunks run on several devices whose results must agree (deterministic apps),
-    /// and how many.
-    pub replication: idlegrid_domain::Replication,
+    /// How results are verified by running chunks on devices of other owners and comparing
+    /// their bytes (deterministic apps). `null` (default): adaptive replication with random
+    /// spot checks where devices of other owners may run the job, none where every device
+    /// that may run it is your own (`placement`). A job's view shows what applies.
+    pub replication: Option<idlegrid_domain::Replication>,
+    /// Which devices may run the job: `any` device on the grid, or only your `own` (devices
+    /// whose owner belongs to your account). `null` (default): `own` when every device owner
+    /// on the grid belongs to your account, otherwise `any`.
+    pub placement: Option<idlegrid_domain::Placement>,
     /// Seconds after `run` by which the job must have finished; a job still unfinished then
     /// fails as expired, its chunks and partial results deleted. 1..=2592000 (30 days);
     /// `null` (default) for none.
@@ -182,7 +188,8 @@ impl Default for Preferences {
             priority: 0,
             max_attempts: 3,
             task_timeout_secs: 600,
-            replication: idlegrid_domain::Replication::NONE,
+            replication: None,
+            placement: None,
             deadline_secs: None,
             tier: idlegrid_domain::Tier::Standard,
             max_price: None,
@@ -206,8 +213,10 @@ pub struct Job {
     /// App parameters as given.
     #[schema(value_type = Object)]
     pub params: serde_json::Value,
-    /// How the job is run.
+    /// How the job is run, with the defaults it got filled in.
     pub preferences: Preferences,
+    /// How its results are verified, and why.
+    pub verification: Verification,
     /// Where the input comes from, when it is not uploaded (secret keys left out).
     #[serde(default)]
     pub input_from: Option<InputSource>,
@@ -242,6 +251,29 @@ pub struct Job {
     /// When the job reached a final state.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
+}
+
+/// How a job's results are verified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Verification {
+    /// `verified` (results are compared across devices of different owners), `private_fleet`
+    /// (not replicated: only the customer's own devices run it) or `unverified` (not
+    /// replicated, as the customer chose, on devices of anyone).
+    pub basis: VerificationBasis,
+    /// In words.
+    pub summary: String,
+}
+
+/// Why a job's results are, or are not, compared across devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationBasis {
+    /// Replicated: devices of different owners must return the same bytes.
+    Verified,
+    /// Not replicated, and only the customer's own devices may run it.
+    PrivateFleet,
+    /// Not replicated, on the open grid: the customer's choice.
+    Unverified,
 }
 
 /// A job's price and charges, in micro-credits (1 credit = 1,000,000).

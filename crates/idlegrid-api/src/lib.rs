@@ -19,7 +19,7 @@ pub mod tasks;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use idlegrid_domain::{
-    AppManifest, AttemptOutcome, Capabilities, JobId, JobState, LeaseId, Replication,
+    AppManifest, AttemptOutcome, Capabilities, JobId, JobState, LeaseId, Placement, Replication,
     ReplicationMode, Requirements, TaskId, TaskState, TenantId, WorkerId,
 };
 

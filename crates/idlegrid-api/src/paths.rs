@@ -48,6 +48,8 @@ pub fn customer_deposits(customer: crate::TenantId) -> String {
 }
 /// `GET` the calling owner's devices.
 pub const OWNER_DEVICES: &str = "/v1/owner/devices";
+/// Device owners (operators create them).
+pub const OWNERS: &str = "/v1/owners";
 /// `GET` the grid's statistics over time (operators).
 pub const GRID_STATS: &str = "/v1/grid/stats";
 /// `POST` start processing.

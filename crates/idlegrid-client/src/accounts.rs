@@ -1,8 +1,8 @@
 //! Calls about accounts and the grid: what a secret stands for, an owner's devices (with an
-//! enrollment token), the grid's statistics (with an operator key).
+//! enrollment token), new owners and the grid's statistics (with an operator key).
 
 use crate::{Client, ClientError, send_json};
-use idlegrid_api::accounts::{Me, OwnerDevices};
+use idlegrid_api::accounts::{CreatedOwner, Me, NewOwner, OwnerDevices};
 use idlegrid_api::grid::GridStats;
 use idlegrid_api::paths;
 use reqwest::Method;
@@ -22,6 +22,11 @@ impl Client {
     /// token).
     pub async fn create_link_code(&self) -> Result<idlegrid_api::tasks::LinkCode, ClientError> {
         send_json(self.request(Method::POST, paths::OWNER_LINK_CODES)).await
+    }
+
+    /// `POST /v1/owners`: a new device owner and its enrollment token (operator key).
+    pub async fn create_owner(&self, owner: &NewOwner) -> Result<CreatedOwner, ClientError> {
+        send_json(self.request(Method::POST, paths::OWNERS).json(owner)).await
     }
 
     /// `GET /v1/grid/stats`: the grid's statistics over time (operator key).

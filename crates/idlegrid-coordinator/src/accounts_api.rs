@@ -1,14 +1,18 @@
-//! Accounts: what a secret stands for (`GET /v1/me`, the dashboard's sign-in), and a device
-//! owner's devices with their state and record (`GET /v1/owner/devices`).
+//! Accounts: what a secret stands for (`GET /v1/me`, the dashboard's sign-in), a device
+//! owner's devices with their state and record (`GET /v1/owner/devices`), and new device
+//! owners made by operators (`POST /v1/owners`).
 
-use crate::auth::{Anyone, Enroller};
-use crate::error::ApiResult;
+use crate::auth::{Anyone, Enroller, Operator, hash_secret, new_secret};
+use crate::error::{ApiError, ApiJson, ApiResult};
 use crate::grid::Grid;
 use crate::presence::ONLINE_WITHIN_MS;
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
+use idlegrid_api::ErrorBody;
 use idlegrid_api::accounts::{
-    AccountKind, Device, DeviceStatus, DeviceTotals, Me, OwnerDevices, OwnerInfo,
+    AccountKind, CreatedOwner, Device, DeviceStatus, DeviceTotals, Me, NewOwner, OwnerDevices,
+    OwnerInfo,
 };
 use idlegrid_storage::records::{DeviceRecord, Principal};
 use jiff::Timestamp;
@@ -27,6 +31,60 @@ pub async fn me(State(grid): State<Arc<Grid>>, Anyone(principal): Anyone) -> Api
     };
     let name = grid.store.account_name(principal).await?;
     Ok(Json(Me { kind, id, name }))
+}
+
+/// Create a device owner, optionally part of a customer's account (its devices are then that
+/// customer's own fleet). The answer holds the owner's enrollment token, shown this once.
+#[utoipa::path(post, path = "/v1/owners", tag = "accounts", request_body = NewOwner,
+    security(("operator_key" = [])),
+    responses((status = 201, body = CreatedOwner), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub async fn create_owner(
+    State(grid): State<Arc<Grid>>,
+    _operator: Operator,
+    ApiJson(request): ApiJson<NewOwner>,
+) -> ApiResult<(StatusCode, Json<CreatedOwner>)> {
+    let name = request.name.trim();
+    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "invalid_name",
+            "an owner's name must be 1 to 200 printable characters",
+        ));
+    }
+    if let Some(customer) = request.customer
+        && grid
+            .store
+            .account_name(Principal::Tenant(customer))
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::invalid(
+            "unknown_customer",
+            format!("there is no customer {customer}"),
+        ));
+    }
+    let token = new_secret("ige_");
+    let Some(id) = grid
+        .store
+        .create_owner(name, request.customer, hash_secret(&token))
+        .await?
+    else {
+        return Err(ApiError::conflict(
+            "owner_exists",
+            format!("there is already an owner named {name:?}"),
+        ));
+    };
+    tracing::info!(owner = id, name, customer = ?request.customer, "device owner created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedOwner {
+            id,
+            name: name.to_string(),
+            customer: request.customer,
+            enrollment_token: token,
+        }),
+    ))
 }
 
 fn timestamp(ms: i64) -> Timestamp {

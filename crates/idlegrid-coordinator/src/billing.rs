@@ -268,6 +268,8 @@ pub async fn estimate(
     app.partitioner
         .check_job(&params, &options)
         .map_err(|m| ApiError::invalid("invalid_params", m))?;
+    let (_, replication) =
+        crate::jobs_api::placement_and_replication(&grid, customer.0, &preferences).await?;
     let capacity = grid.capacity().await;
     let mut tiers = Vec::with_capacity(Tier::ALL.len());
     for tier in Tier::ALL {
@@ -284,7 +286,7 @@ pub async fn estimate(
         tiers.push(tier_estimate(
             tier,
             &workload,
-            &preferences.replication,
+            &replication,
             ahead,
             capacity,
         ));

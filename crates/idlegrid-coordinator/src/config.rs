@@ -29,8 +29,13 @@ pub struct Config {
     /// Workers batch their leases and reports, so even a busy one needs few.
     pub worker_requests_per_sec: u32,
     /// Invalid results after which a device is quarantined: it gets no more work, and its
-    /// results not yet judged are discarded.
+    /// results not yet judged are discarded. A result is invalid only once another party's
+    /// result outweighs it (a quorum that disagrees, or an accepted re-run after the app's
+    /// validator rejected it), so one is a forgery caught, and the default.
     pub quarantine_after_invalid: u64,
+    /// How long a device must have been registered before adaptive replication may trust it,
+    /// however many valid results it has: trust is earned over time as well as results.
+    pub trust_min_age: Duration,
     /// With shared queues, how often to sweep for work whose queue item was lost (work unmoved
     /// over two sweeps is queued again).
     pub sweep_interval: Duration,
@@ -66,7 +71,8 @@ impl Config {
             retry_elsewhere: Duration::from_secs(30),
             customer_requests_per_sec: 100,
             worker_requests_per_sec: 2000,
-            quarantine_after_invalid: 3,
+            quarantine_after_invalid: 1,
+            trust_min_age: Duration::from_secs(3600),
             sweep_interval: Duration::from_secs(30),
             allow_private_sources: false,
             webhook_retry_base: Duration::from_secs(1),

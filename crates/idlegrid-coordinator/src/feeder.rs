@@ -7,11 +7,11 @@ use crate::grid::Grid;
 use idlegrid_api::tasks::{JobSpec, TaskLimits};
 use idlegrid_domain::schedule::{JobEntry, order_for};
 use idlegrid_domain::{
-    Capabilities, JobId, JobState, Replication, TaskId, TaskState, TenantId, WorkerId,
+    JobId, JobState, Placement, Replication, TaskId, TaskState, TenantId, WorkerId,
 };
 use idlegrid_storage::StorageError;
 use idlegrid_storage::queue::{Item, Stage};
-use idlegrid_storage::records::JobRecord;
+use idlegrid_storage::records::{JobRecord, WorkerRecord};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -41,9 +41,17 @@ pub struct ActiveJob {
     pub input_key: Option<String>,
     /// How its chunks are replicated.
     pub replication: Replication,
+    /// Which devices may run its chunks.
+    pub placement: Placement,
 }
 
 impl ActiveJob {
+    /// Whether `device` may run the job's chunks at all: any device, or for a private fleet
+    /// only those whose owner belongs to the job's customer.
+    pub fn admits(&self, device: &WorkerRecord) -> bool {
+        self.placement == Placement::Any || device.owner_tenant == Some(self.tenant)
+    }
+
     /// What the policy is told about the job.
     pub(crate) fn entry(&self, job: JobId, running: u64, fit_share: f64) -> JobEntry {
         JobEntry {
@@ -103,6 +111,7 @@ impl Schedule {
             input_name: app.manifest.input_name.clone(),
             input_key: job.input.as_ref().map(|i| i.key.clone()),
             replication: job.spec.replication,
+            placement: job.spec.placement,
         };
         self.write().insert(job.id, Arc::new(entry));
         Ok(())
@@ -140,7 +149,7 @@ impl Schedule {
     pub async fn order_for(
         &self,
         grid: &Grid,
-        device: &Capabilities,
+        device: &WorkerRecord,
     ) -> Result<Vec<JobId>, StorageError> {
         let jobs: Vec<(JobId, Arc<ActiveJob>)> = self
             .active
@@ -151,13 +160,16 @@ impl Schedule {
             .collect();
         let mut entries = Vec::with_capacity(jobs.len());
         for (id, job) in jobs {
+            if !job.admits(device) {
+                continue;
+            }
             let depth = grid.queues.job_depth(id).await?;
             if depth.queued == 0 {
                 continue;
             }
             entries.push(job.entry(id, depth.leased, self.fit_share(id)));
         }
-        Ok(order_for(device, &entries))
+        Ok(order_for(&device.capabilities, &entries))
     }
 
     /// A job's [`JobEntry::fit_share`] as last measured (1 before the first measurement).
@@ -175,9 +187,10 @@ impl Schedule {
     pub async fn measure_fit(&self, grid: &Grid) {
         let mut devices = Vec::new();
         for worker in grid.presence.online(idlegrid_storage::now_ms()) {
-            if let Ok(caps) = grid.device(worker).await {
-                let speed = f64::from(caps.slots.max(1)) * idlegrid_domain::schedule::speed(&caps);
-                devices.push((caps, speed));
+            if let Ok(device) = grid.device(worker).await {
+                let caps = &device.capabilities;
+                let speed = f64::from(caps.slots.max(1)) * idlegrid_domain::schedule::speed(caps);
+                devices.push((device, speed));
             }
         }
         let total: f64 = devices.iter().map(|(_, speed)| speed).sum();
@@ -194,7 +207,10 @@ impl Schedule {
                 let entry = job.entry(*id, 0, 1.0);
                 let fit: f64 = devices
                     .iter()
-                    .filter(|(caps, _)| idlegrid_domain::schedule::may_run(caps, &entry))
+                    .filter(|(device, _)| {
+                        job.admits(device)
+                            && idlegrid_domain::schedule::may_run(&device.capabilities, &entry)
+                    })
                     .map(|(_, speed)| speed)
                     .sum();
                 (*id, if total > 0.0 { fit / total } else { 1.0 })

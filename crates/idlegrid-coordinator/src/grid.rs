@@ -6,10 +6,10 @@ use crate::auth::{AuthCache, hash_secret, new_secret};
 use crate::config::Config;
 use crate::events::EventBus;
 use crate::feeder::Schedule;
-use idlegrid_domain::{Capabilities, JobId, JobState, WorkerId};
+use idlegrid_domain::{JobId, JobState, WorkerId};
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::queue::Queues;
-use idlegrid_storage::records::{JobRecord, Principal, Store};
+use idlegrid_storage::records::{JobRecord, Principal, Store, WorkerRecord};
 use idlegrid_storage::{Result as StorageResult, StorageError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -51,8 +51,8 @@ pub struct Grid {
     pub link_attempts: crate::device_links::LinkLimiter,
     /// Quarantined devices (loaded from the records at start-up, kept by the validator).
     quarantined: std::sync::RwLock<std::collections::HashSet<WorkerId>>,
-    /// Capabilities of workers seen lately, and when each was read from the records.
-    devices: Mutex<HashMap<WorkerId, (Arc<Capabilities>, std::time::Instant)>>,
+    /// Records of workers seen lately (capabilities, owner), and when each was read.
+    devices: Mutex<HashMap<WorkerId, (Arc<WorkerRecord>, std::time::Instant)>>,
 }
 
 /// How long a coordinator trusts its cached copy of a device's capabilities.
@@ -169,6 +169,7 @@ impl Grid {
             // Grids from before the ledger give their customer the opening credit too.
             let tenant = self.store.ensure_tenant("default").await?;
             self.grant_opening_credit(tenant).await?;
+            self.default_owner_is_the_default_customer(tenant).await?;
             return Ok(credentials);
         }
         let credentials = Credentials {
@@ -178,7 +179,7 @@ impl Grid {
         };
         let tenant = self.store.ensure_tenant("default").await?;
         self.grant_opening_credit(tenant).await?;
-        let owner = self.store.ensure_owner("default").await?;
+        let owner = self.default_owner_is_the_default_customer(tenant).await?;
         self.store
             .add_credential(hash_secret(&credentials.api_key), Principal::Tenant(tenant))
             .await?;
@@ -190,6 +191,17 @@ impl Grid {
             .await?;
         self.save_credentials(&path, &credentials)?;
         Ok(credentials)
+    }
+
+    /// Makes the first device owner part of the first customer's account: a fresh grid is one
+    /// person's, whose devices are their own fleet. Returns the owner.
+    async fn default_owner_is_the_default_customer(
+        &self,
+        tenant: idlegrid_domain::TenantId,
+    ) -> StorageResult<i64> {
+        let owner = self.store.ensure_owner("default").await?;
+        self.store.set_owner_tenant(owner, Some(tenant)).await?;
+        Ok(owner)
     }
 
     /// Gives a customer the configured opening credit, once (repeats post nothing).
@@ -236,32 +248,34 @@ impl Grid {
     pub async fn capacity(&self) -> idlegrid_domain::schedule::Capacity {
         let mut capacity = idlegrid_domain::schedule::Capacity::default();
         for worker in self.presence.online(idlegrid_storage::now_ms()) {
-            if let Ok(caps) = self.device(worker).await {
+            if let Ok(device) = self.device(worker).await {
+                let caps = &device.capabilities;
                 let slots = u64::from(caps.slots.max(1));
                 capacity.slots += slots;
-                capacity.speed += slots as f64 * idlegrid_domain::schedule::speed(&caps);
+                capacity.speed += slots as f64 * idlegrid_domain::schedule::speed(caps);
             }
         }
         capacity
     }
 
-    /// A worker's capabilities, cached for [`DEVICE_CACHE_TTL`]: a device that reports new
-    /// ones through another coordinator sharing the records is matched by them within that.
-    pub async fn device(&self, worker: WorkerId) -> StorageResult<Arc<Capabilities>> {
-        if let Some((caps, read)) = self.devices_lock().get(&worker)
+    /// A worker's record (capabilities, owner), cached for [`DEVICE_CACHE_TTL`]: a device
+    /// that reports new capabilities through another coordinator sharing the records is
+    /// matched by them within that.
+    pub async fn device(&self, worker: WorkerId) -> StorageResult<Arc<WorkerRecord>> {
+        if let Some((device, read)) = self.devices_lock().get(&worker)
             && read.elapsed() < DEVICE_CACHE_TTL
         {
-            return Ok(caps.clone());
+            return Ok(device.clone());
         }
-        let caps = self
+        let device = self
             .store
-            .worker_capabilities(worker)
+            .worker(worker)
             .await?
             .ok_or_else(|| StorageError::NotFound(format!("worker {worker}")))?;
-        let caps = Arc::new(caps);
+        let device = Arc::new(device);
         self.devices_lock()
-            .insert(worker, (caps.clone(), std::time::Instant::now()));
-        Ok(caps)
+            .insert(worker, (device.clone(), std::time::Instant::now()));
+        Ok(device)
     }
 
     /// Drops a worker's cached capabilities (it reported new ones).
@@ -271,7 +285,7 @@ impl Grid {
 
     fn devices_lock(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<WorkerId, (Arc<Capabilities>, std::time::Instant)>> {
+    ) -> std::sync::MutexGuard<'_, HashMap<WorkerId, (Arc<WorkerRecord>, std::time::Instant)>> {
         self.devices.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -16,10 +16,11 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt, TryStreamExt};
 use idlegrid_api::jobs::{
     AppInfo, BlobInfo, ChunkCounts, ChunkState, ChunkView, CreateJob, Job, JobChunks, JobList,
-    Preferences, WebhookDeliveries,
+    Preferences, Verification, VerificationBasis, WebhookDeliveries,
 };
 use idlegrid_api::paths::CONTENT_SHA256;
 use idlegrid_api::{ErrorBody, JobId, JobState, TaskId, TaskState, UploadReceipt};
+use idlegrid_domain::{Placement, Replication, ReplicationMode};
 use idlegrid_storage::blobs::PutError;
 use idlegrid_storage::queue::{Item, Stage};
 use idlegrid_storage::records::{JobRecord, NewJob, StoredBlob};
@@ -45,13 +46,14 @@ fn blob_info(blob: &Option<StoredBlob>) -> Option<BlobInfo> {
     })
 }
 
-/// How a recorded job runs, as customers gave it.
+/// How a recorded job runs, with the defaults it got filled in.
 pub(crate) fn preferences_of(job: &JobRecord) -> Preferences {
     Preferences {
         priority: job.spec.priority,
         max_attempts: job.spec.max_attempts,
         task_timeout_secs: job.spec.task_timeout_secs,
-        replication: job.spec.replication,
+        replication: Some(job.spec.replication),
+        placement: Some(job.spec.placement),
         deadline_secs: job.spec.deadline_secs,
         tier: job.spec.tier,
         max_price: job.spec.max_price,
@@ -73,6 +75,7 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
         error: job.error.clone(),
         params: job.spec.params.clone(),
         preferences: preferences_of(job),
+        verification: verification_of(&job.spec.replication, job.spec.placement),
         cost: crate::billing::job_cost(job),
         input_from: External::of(job).and_then(|e| e.input_view()),
         output_to: External::of(job).and_then(|e| e.output_view()),
@@ -144,7 +147,75 @@ pub(crate) fn check_preferences(p: &Preferences) -> Result<(), String> {
             price.0
         ));
     }
-    p.replication.check()
+    p.replication.as_ref().map_or(Ok(()), |r| r.check())
+}
+
+/// Where a job of `customer`'s may run and how its results are verified: what the customer
+/// chose, or the defaults — only their own devices, unreplicated, when every device owner on
+/// the grid belongs to their account; any device, with adaptive replication, otherwise.
+pub(crate) async fn placement_and_replication(
+    grid: &Grid,
+    customer: idlegrid_domain::TenantId,
+    preferences: &Preferences,
+) -> ApiResult<(Placement, Replication)> {
+    let (mine, others) = grid.store.owner_counts(customer).await?;
+    let placement = match preferences.placement {
+        Some(Placement::Own) if mine == 0 => {
+            return Err(ApiError::invalid(
+                "invalid_preferences",
+                "placement \"own\" runs a job only on devices of your own, and no device \
+                 owner belongs to your account; leave placement out to use the grid",
+            ));
+        }
+        Some(placement) => placement,
+        None if mine > 0 && others == 0 => Placement::Own,
+        None => Placement::Any,
+    };
+    let replication = preferences
+        .replication
+        .unwrap_or_else(|| Replication::default_for(placement));
+    Ok((placement, replication))
+}
+
+/// How a job's results are verified, in the API's words.
+pub(crate) fn verification_of(replication: &Replication, placement: Placement) -> Verification {
+    let suspects = "results the validator finds worse than the settings give are still \
+                    re-run on another device";
+    match (replication.mode, placement) {
+        (ReplicationMode::Adaptive, _) => Verification {
+            basis: VerificationBasis::Verified,
+            summary: format!(
+                "adaptive replication: a result of a device that has not earned trust ({} \
+                 valid results and time on the grid) is re-run on a device of another owner \
+                 and must match it byte for byte; trusted devices are spot-checked at random, \
+                 at least {:.0}% of their results",
+                replication.trust_after,
+                replication.spot_check * 100.0
+            ),
+        },
+        (ReplicationMode::Fixed, _) => Verification {
+            basis: VerificationBasis::Verified,
+            summary: format!(
+                "fixed replication: every chunk runs on {} devices, and {} of different owners \
+                 must return the same bytes",
+                replication.replicas, replication.quorum
+            ),
+        },
+        (ReplicationMode::None, Placement::Own) => Verification {
+            basis: VerificationBasis::PrivateFleet,
+            summary: format!(
+                "not replicated: only devices of your own run it, and the app's validator \
+                 checks every result; {suspects}"
+            ),
+        },
+        (ReplicationMode::None, Placement::Any) => Verification {
+            basis: VerificationBasis::Unverified,
+            summary: format!(
+                "not replicated, as you chose: devices of anyone run it and only the app's \
+                 validator checks their results; {suspects}"
+            ),
+        },
+    }
 }
 
 /// Create a job.
@@ -195,9 +266,9 @@ pub async fn create_job(
         ),
     };
     let manifest = &app.manifest;
-    if request.preferences.replication.is_replicated()
-        && !(manifest.deterministic || manifest.customer_script)
-    {
+    let (placement, replication) =
+        placement_and_replication(&grid, customer.0, &request.preferences).await?;
+    if replication.is_replicated() && !(manifest.deterministic || manifest.customer_script) {
         return Err(ApiError::invalid(
             "invalid_preferences",
             format!(
@@ -268,7 +339,8 @@ pub async fn create_job(
             priority: request.preferences.priority,
             max_attempts: request.preferences.max_attempts,
             task_timeout_secs: request.preferences.task_timeout_secs,
-            replication: request.preferences.replication,
+            replication,
+            placement,
             deadline_secs: request.preferences.deadline_secs,
             tier: request.preferences.tier,
             max_price: request.preferences.max_price,

@@ -1,6 +1,13 @@
-//! Replicated chunks: turns the app validator's acceptances of replicated jobs' results into
-//! quorum verdicts with the rule in [`idlegrid_domain::replication`], and queues the replicas
-//! those verdicts ask for.
+//! Deciding a chunk from all its results: turns the app validator's judgments into verdicts
+//! with the rules in [`idlegrid_domain::replication`], and queues the copies those verdicts
+//! ask for.
+//!
+//! - A result the app's validator **rejected** is disputed, not blamed: the chunk goes to a
+//!   party independent of its results. If an independent party returns the same bytes, the
+//!   job's settings are at fault: the chunk fails with the reason and neither device is
+//!   blamed. If an independent result is accepted instead, the disputed one becomes invalid.
+//! - A result that **passed**, suspect or not, counts towards the quorum (one voice per party:
+//!   an owner on the open grid, a device in a private fleet).
 //!
 //! A task is decided inside one records transaction that holds it ([`Store::settle_replicas`]),
 //! so validators deciding at once — in one coordinator or several — never decide it on stale
@@ -9,44 +16,71 @@
 //! [`Store::settle_replicas`]: idlegrid_storage::records::Store::settle_replicas
 
 use crate::grid::Grid;
-use idlegrid_domain::replication::{Decision, decide};
+use crate::validator::Judgment;
+use idlegrid_domain::replication::{Candidate, Decision, decide};
 use idlegrid_domain::{Replication, ResultId, TaskId, TaskState};
 use idlegrid_storage::StorageError;
-use idlegrid_storage::records::{ReplicaResult, ReplicaState, Replicate, Verdict, VerdictsApplied};
-use std::collections::BTreeMap;
+use idlegrid_storage::records::{
+    ReplicaResult, ReplicaStage, ReplicaState, Replicate, Verdict, VerdictsApplied,
+};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// A result of a replicated job that passed its app's validator.
-#[derive(Debug, Clone, Copy)]
-pub struct Passed {
+/// A result judged by its app's validator that needs deciding with its chunk's other results:
+/// it is replicated, suspect or rejected.
+#[derive(Debug, Clone)]
+pub struct Judged {
     /// The result.
     pub result: ResultId,
     /// Its task.
     pub task: TaskId,
     /// Its job's policy.
     pub policy: Replication,
+    /// Whether the app's tasks run FFmpeg: results are then compared only between devices
+    /// that report the same FFmpeg version.
+    pub uses_ffmpeg: bool,
+    /// What the app's validator made of it.
+    pub judgment: Judgment,
 }
 
-/// Records the verdicts for results that passed their app's validator: accepted by quorum,
-/// rejected for disagreeing with it, or kept waiting for replicas (with more replicas asked
-/// for, or the task failed, when the replicas cannot agree). Each task is decided on its state
-/// as of the decision, in the same transaction.
-pub async fn settle(grid: &Grid, passed: &[Passed]) -> Result<VerdictsApplied, StorageError> {
-    let mut by_task: BTreeMap<TaskId, (Replication, Vec<ResultId>)> = BTreeMap::new();
-    for p in passed {
+/// How a task's results are judged, besides the records: the job's policy and tools.
+#[derive(Debug, Clone, Copy)]
+struct Rules {
+    policy: Replication,
+    uses_ffmpeg: bool,
+    /// Devices registered after this (Unix ms) are too new to be trusted.
+    trusted_before_ms: i64,
+}
+
+/// Records the verdicts for judged results, each task decided on its state as of the decision,
+/// in the same transaction.
+pub async fn settle(grid: &Grid, judged: &[Judged]) -> Result<VerdictsApplied, StorageError> {
+    let trusted_before_ms =
+        idlegrid_storage::now_ms() - grid.config.trust_min_age.as_millis() as i64;
+    let mut by_task: BTreeMap<TaskId, (Rules, HashMap<ResultId, Judgment>)> = BTreeMap::new();
+    for j in judged {
         by_task
-            .entry(p.task)
-            .or_insert_with(|| (p.policy, Vec::new()))
+            .entry(j.task)
+            .or_insert_with(|| {
+                (
+                    Rules {
+                        policy: j.policy,
+                        uses_ffmpeg: j.uses_ffmpeg,
+                        trusted_before_ms,
+                    },
+                    HashMap::new(),
+                )
+            })
             .1
-            .push(p.result);
+            .insert(j.result, j.judgment.clone());
     }
     let tasks: Vec<TaskId> = by_task.keys().copied().collect();
     let accepted = Arc::new(AtomicUsize::new(0));
     let counted = accepted.clone();
     let decide = move |state: &ReplicaState| -> Vec<Verdict> {
         let verdicts = match by_task.get(&state.task) {
-            Some((policy, new)) => task_verdicts(policy, state, new, rand::random()),
+            Some((rules, new)) => task_verdicts(rules, state, new, rand::random()),
             None => Vec::new(),
         };
         let valid = verdicts
@@ -61,94 +95,195 @@ pub async fn settle(grid: &Grid, passed: &[Passed]) -> Result<VerdictsApplied, S
     Ok(applied)
 }
 
-/// What the quorum rule compares: a result's hash within its kind of runtime. Tools built for
-/// different runtimes give different bytes for the same work (ffmpeg.wasm's x264 is not the
-/// native build), so results of two kinds neither agree nor disagree.
-fn output_key(r: &ReplicaResult) -> String {
-    format!("{}:{}", r.runtime.as_str(), r.sha256)
+/// What the quorum rule compares: a result's hash within its kind of runtime, and for apps
+/// that run FFmpeg within its FFmpeg version. Tools built differently give different bytes for
+/// the same work (ffmpeg.wasm's x264 is not the native build), so results of two kinds
+/// neither agree nor disagree.
+fn output_key(r: &ReplicaResult, uses_ffmpeg: bool) -> String {
+    let tools = if uses_ffmpeg {
+        r.ffmpeg.as_deref().unwrap_or("-")
+    } else {
+        ""
+    };
+    format!("{}:{tools}:{}", r.runtime.as_str(), r.sha256)
+}
+
+/// The verdict a result whose app judgment is `judgment` gets while it waits for agreement.
+fn waiting(r: &ReplicaResult, judgment: Option<&Judgment>) -> Option<Verdict> {
+    match judgment {
+        Some(Judgment::Suspect(reason)) => Some(Verdict::Suspect(r.id, reason.clone())),
+        Some(Judgment::Accept) => Some(Verdict::Passed(r.id)),
+        _ => None,
+    }
 }
 
 /// The verdicts for one task; `u` is a uniform sample in `[0, 1)` for the spot check.
-///
-/// A result of another kind of runtime than the accepted output's cannot be judged by its
-/// hash; it passed the app's validator, so it is accepted as an agreeing replica (after the
-/// output, which stays the first listed).
 fn task_verdicts(
-    policy: &Replication,
+    rules: &Rules,
     state: &ReplicaState,
-    new: &[ResultId],
+    new: &HashMap<ResultId, Judgment>,
     u: f64,
 ) -> Vec<Verdict> {
-    let is_new = |r: &&ReplicaResult| new.contains(&r.id);
+    let key = |r: &ReplicaResult| output_key(r, rules.uses_ffmpeg);
+    let party = |r: &ReplicaResult| state.placement.party(r.worker.0, r.owner);
+    let judgment = |r: &ReplicaResult| new.get(&r.id);
+    let rejected = |r: &ReplicaResult| match judgment(r) {
+        Some(Judgment::Reject(reason)) => Some(reason.clone()),
+        _ => None,
+    };
     match state.state {
-        // Late replicas of a decided task: they agree with the accepted output or are wrong.
-        TaskState::Done => state
-            .results
-            .iter()
-            .filter(is_new)
-            .map(|r| {
-                if r.runtime != state.accepted_runtime
-                    || Some(&r.sha256) == state.accepted_sha256.as_ref()
-                {
-                    Verdict::Valid(r.id)
-                } else {
-                    Verdict::Invalid(
-                        r.id,
-                        "its output differs from the one accepted for this chunk".into(),
-                    )
-                }
-            })
-            .collect(),
         TaskState::Failed => Vec::new(),
-        TaskState::Pending | TaskState::Validating => {
-            let passed: Vec<&ReplicaResult> = state
+        // Late results of a decided task: they agree with the accepted output or are wrong;
+        // those of another kind of tools cannot be compared, and are void.
+        TaskState::Done => {
+            let Some(accepted) = &state.accepted else {
+                return Vec::new();
+            };
+            state
                 .results
                 .iter()
-                .filter(|r| r.passed || new.contains(&r.id))
+                .filter(|r| new.contains_key(&r.id))
+                .map(|r| {
+                    if key(r) == key(accepted) {
+                        Verdict::Valid(r.id)
+                    } else if r.runtime != accepted.runtime
+                        || (rules.uses_ffmpeg && r.ffmpeg != accepted.ffmpeg)
+                    {
+                        Verdict::Void(
+                            r.id,
+                            "made with other tools than the accepted output: not compared".into(),
+                        )
+                    } else {
+                        Verdict::Invalid(
+                            r.id,
+                            match rejected(r) {
+                                Some(reason) => format!("result rejected: {reason}"),
+                                None => {
+                                    "its output differs from the one accepted for this chunk".into()
+                                }
+                            },
+                        )
+                    }
+                })
+                .collect()
+        }
+        TaskState::Pending | TaskState::Validating => {
+            let mut verdicts = Vec::new();
+            // Rejections first: disputed until an independent party speaks.
+            let mut disputed: Vec<&ReplicaResult> = state
+                .results
+                .iter()
+                .filter(|r| r.stage == ReplicaStage::Disputed)
                 .collect();
-            let keys: Vec<String> = passed.iter().map(|r| output_key(r)).collect();
-            let hashes: Vec<&str> = keys.iter().map(String::as_str).collect();
-            let lone_trusted = match passed.as_slice() {
-                [only] => !policy.needs_check(only.streak, u),
+            for r in state.results.iter().filter(|r| rejected(r).is_some()) {
+                let reason = rejected(r).unwrap_or_default();
+                if let Some(twin) = disputed
+                    .iter()
+                    .find(|d| key(d) == key(r) && party(d) != party(r))
+                {
+                    // Independent parties returned the same bytes and they were rejected: the
+                    // job asks for what cannot be given. Nobody is blamed.
+                    let why = "the job was at fault: independent devices returned the same output";
+                    verdicts.push(Verdict::Void(r.id, why.into()));
+                    verdicts.push(Verdict::Void(twin.id, why.into()));
+                    verdicts.push(Verdict::FailTask(
+                        state.task,
+                        format!(
+                            "devices of different owners returned the same output for it, and \
+                             it was rejected: {reason}. The job's settings cannot give an \
+                             acceptable output; no device is at fault"
+                        ),
+                    ));
+                    return verdicts;
+                }
+                verdicts.push(Verdict::Disputed(r.id, reason));
+                disputed.push(r);
+            }
+            let candidates: Vec<&ReplicaResult> = state
+                .results
+                .iter()
+                .filter(|r| {
+                    r.stage == ReplicaStage::Passed
+                        || matches!(judgment(r), Some(Judgment::Accept | Judgment::Suspect(_)))
+                })
+                .collect();
+            if candidates.is_empty() {
+                return verdicts;
+            }
+            let suspect =
+                |r: &ReplicaResult| r.suspect || matches!(judgment(r), Some(Judgment::Suspect(_)));
+            let keys: Vec<String> = candidates.iter().map(|r| key(r)).collect();
+            let votes: Vec<Candidate> = candidates
+                .iter()
+                .zip(&keys)
+                .map(|(r, key)| Candidate {
+                    key,
+                    party: party(r),
+                    suspect: suspect(r),
+                })
+                .collect();
+            let lone_trusted = match candidates.as_slice() {
+                [only] => {
+                    only.registered_at_ms <= rules.trusted_before_ms
+                        && !rules.policy.needs_check(only.streak, u)
+                }
                 _ => false,
             };
-            let keep_waiting = || {
-                state
-                    .results
-                    .iter()
-                    .filter(is_new)
-                    .map(|r| Verdict::Passed(r.id))
-            };
-            match decide(policy, state.wanted, &hashes, lone_trusted) {
-                Decision::Accept(key) => {
-                    let (agree, other): (Vec<&ReplicaResult>, Vec<&ReplicaResult>) =
-                        passed.iter().copied().partition(|r| output_key(r) == key);
-                    let runtime = agree.first().map(|r| r.runtime);
-                    let agreeing = agree.len();
-                    let other = other.into_iter().map(|r| {
-                        if Some(r.runtime) == runtime {
+            let keep_waiting = candidates.iter().filter_map(|r| waiting(r, judgment(r)));
+            match decide(&rules.policy, state.wanted, &votes, lone_trusted) {
+                Decision::Accept(accepted_key) => {
+                    let winner = candidates
+                        .iter()
+                        .zip(&keys)
+                        .find(|(_, k)| **k == accepted_key)
+                        .map(|(r, _)| *r);
+                    let agreeing = votes
+                        .iter()
+                        .filter(|v| v.key == accepted_key)
+                        .map(|v| v.party)
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .len();
+                    // Outvoted only by a quorum of two parties or more; a clean lone result
+                    // of an unreplicated job outweighs a suspect one without shaming it.
+                    let outvoted = agreeing >= 2;
+                    let (agree, other): (Vec<_>, Vec<_>) = candidates
+                        .iter()
+                        .zip(&keys)
+                        .partition(|(_, k)| **k == accepted_key);
+                    verdicts.extend(agree.iter().map(|(r, _)| Verdict::Valid(r.id)));
+                    verdicts.extend(other.iter().map(|(r, _)| {
+                        let comparable = winner.is_some_and(|w| {
+                            w.runtime == r.runtime && (!rules.uses_ffmpeg || w.ffmpeg == r.ffmpeg)
+                        });
+                        if comparable && outvoted {
                             Verdict::Invalid(
                                 r.id,
                                 format!(
-                                    "its output differs from the one {agreeing} other \
-                                     devices agreed on"
+                                    "its output differs from the one devices of {agreeing} \
+                                     other parties agreed on"
                                 ),
                             )
+                        } else if comparable {
+                            Verdict::Void(r.id, "outweighed by another device's result".into())
                         } else {
-                            Verdict::Valid(r.id)
+                            Verdict::Void(
+                                r.id,
+                                "made with other tools than the accepted output: not compared"
+                                    .into(),
+                            )
                         }
-                    });
-                    agree
-                        .iter()
-                        .map(|r| Verdict::Valid(r.id))
-                        .chain(other)
-                        .collect()
+                    }));
+                    verdicts
                 }
-                Decision::Wait => keep_waiting().collect(),
-                Decision::More(copies) => keep_waiting()
+                Decision::Wait => verdicts.into_iter().chain(keep_waiting).collect(),
+                Decision::More(copies) => verdicts
+                    .into_iter()
+                    .chain(keep_waiting)
                     .chain([Verdict::MoreReplicas(state.task, copies)])
                     .collect(),
-                Decision::Fail(reason) => keep_waiting()
+                Decision::Fail(reason) => verdicts
+                    .into_iter()
+                    .chain(keep_waiting)
                     .chain([Verdict::FailTask(state.task, reason)])
                     .collect(),
             }
@@ -156,7 +291,8 @@ fn task_verdicts(
     }
 }
 
-/// Queues the replicas that recorded verdicts asked for, before the chunk's other tasks.
+/// Queues the copies that recorded verdicts asked for, before the chunk's other tasks, kept
+/// from the parties that already sent a result for it.
 pub async fn queue_replicas(grid: &Grid, replicate: &[Replicate]) -> Result<(), StorageError> {
     for r in replicate {
         if grid.schedule.get(r.job).is_some() {
@@ -172,21 +308,36 @@ pub async fn queue_replicas(grid: &Grid, replicate: &[Replicate]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use idlegrid_domain::{JobId, ReplicationMode, Runtime, WorkerId};
+    use idlegrid_domain::{JobId, Placement, ReplicationMode, Runtime, WorkerId};
 
-    fn result(id: i64, sha: &str, passed: bool, streak: u64) -> ReplicaResult {
+    /// A result of device `id`, owned by owner `id`, registered long ago.
+    fn result(id: i64, sha: &str, stage: ReplicaStage, streak: u64) -> ReplicaResult {
         ReplicaResult {
             id: ResultId(id),
             worker: WorkerId(id),
+            owner: id,
             sha256: sha.into(),
-            passed,
+            stage,
+            suspect: false,
+            reason: None,
             streak,
+            registered_at_ms: 0,
             runtime: Runtime::Native,
+            ffmpeg: Some("5.1".into()),
         }
+    }
+
+    fn new(id: i64, sha: &str) -> ReplicaResult {
+        result(id, sha, ReplicaStage::Pending, 0)
+    }
+
+    fn passed(id: i64, sha: &str) -> ReplicaResult {
+        result(id, sha, ReplicaStage::Passed, 0)
     }
 
     fn in_browser(mut r: ReplicaResult) -> ReplicaResult {
         r.runtime = Runtime::Browser;
+        r.ffmpeg = None;
         r
     }
 
@@ -196,76 +347,29 @@ mod tests {
             job: JobId(1),
             state: TaskState::Validating,
             wanted,
-            accepted_sha256: None,
-            accepted_runtime: Runtime::Native,
+            placement: Placement::Any,
+            accepted: None,
             results,
         }
     }
 
-    const ADAPTIVE: Replication = Replication {
-        mode: ReplicationMode::Adaptive,
-        ..Replication::NONE
-    };
-
-    #[test]
-    fn a_lone_result_of_a_new_device_asks_for_a_check() {
-        let s = state(1, vec![result(7, "a", false, 0)]);
-        let v = task_verdicts(&ADAPTIVE, &s, &[ResultId(7)], 0.99);
-        assert!(matches!(
-            v[..],
-            [
-                Verdict::Passed(ResultId(7)),
-                Verdict::MoreReplicas(TaskId(1), 1)
-            ]
-        ));
-        // A trusted device's result is accepted alone unless sampled.
-        let s = state(1, vec![result(7, "a", false, 1000)]);
-        let v = task_verdicts(&ADAPTIVE, &s, &[ResultId(7)], 0.99);
-        assert!(matches!(v[..], [Verdict::Valid(ResultId(7))]));
-        let v = task_verdicts(&ADAPTIVE, &s, &[ResultId(7)], 0.0);
-        assert!(matches!(
-            v[..],
-            [Verdict::Passed(_), Verdict::MoreReplicas(_, 1)]
-        ));
+    fn rules(policy: Replication) -> Rules {
+        Rules {
+            policy,
+            uses_ffmpeg: true,
+            trusted_before_ms: 1_000,
+        }
     }
 
-    #[test]
-    fn the_quorum_accepts_agreeing_results_and_rejects_the_odd_one() {
-        let s = state(
-            3,
-            vec![
-                result(1, "a", true, 0),
-                result(2, "b", true, 0),
-                result(3, "a", false, 0),
-            ],
-        );
-        let v = task_verdicts(&ADAPTIVE, &s, &[ResultId(3)], 0.5);
-        assert!(matches!(
-            v[..],
-            [
-                Verdict::Valid(ResultId(1)),
-                Verdict::Valid(ResultId(3)),
-                Verdict::Invalid(ResultId(2), _)
-            ]
-        ));
+    fn accepting(ids: &[i64]) -> HashMap<ResultId, Judgment> {
+        ids.iter()
+            .map(|&i| (ResultId(i), Judgment::Accept))
+            .collect()
     }
 
-    #[test]
-    fn late_replicas_are_compared_with_the_accepted_output() {
-        let mut s = state(2, vec![result(4, "a", false, 0), result(5, "x", false, 0)]);
-        s.state = TaskState::Done;
-        s.accepted_sha256 = Some("a".into());
-        let v = task_verdicts(&ADAPTIVE, &s, &[ResultId(4), ResultId(5)], 0.5);
-        assert!(matches!(
-            v[..],
-            [
-                Verdict::Valid(ResultId(4)),
-                Verdict::Invalid(ResultId(5), _)
-            ]
-        ));
-    }
+    const ADAPTIVE: Replication = Replication::ADAPTIVE;
 
-    const FIXED_2_OF_3: Replication = Replication {
+    const FIXED_2: Replication = Replication {
         mode: ReplicationMode::Fixed,
         replicas: 2,
         quorum: 2,
@@ -274,56 +378,34 @@ mod tests {
     };
 
     #[test]
-    fn results_of_different_runtimes_are_never_compared_by_hash() {
-        // A native and a browser result, different bytes: no quorum, one more replica, and
-        // neither is called wrong.
-        let s = state(
-            2,
-            vec![
-                result(1, "n", true, 0),
-                in_browser(result(2, "b", false, 0)),
-            ],
+    fn a_lone_result_of_a_new_device_asks_for_a_check() {
+        let s = state(1, vec![new(7, "a")]);
+        let v = task_verdicts(&rules(ADAPTIVE), &s, &accepting(&[7]), 0.99);
+        assert!(matches!(
+            v[..],
+            [
+                Verdict::Passed(ResultId(7)),
+                Verdict::MoreReplicas(TaskId(1), 1)
+            ]
+        ));
+        // A trusted device's result is accepted alone unless sampled.
+        let s = state(1, vec![result(7, "a", ReplicaStage::Pending, 1000)]);
+        let v = task_verdicts(&rules(ADAPTIVE), &s, &accepting(&[7]), 0.99);
+        assert!(matches!(v[..], [Verdict::Valid(ResultId(7))]));
+        let v = task_verdicts(&rules(ADAPTIVE), &s, &accepting(&[7]), 0.0);
+        assert!(matches!(
+            v[..],
+            [Verdict::Passed(_), Verdict::MoreReplicas(_, 1)]
+        ));
+        // However long its streak, a device registered too recently is not trusted yet.
+        let mut young = result(7, "a", ReplicaStage::Pending, 1000);
+        young.registered_at_ms = 5_000;
+        let v = task_verdicts(
+            &rules(ADAPTIVE),
+            &state(1, vec![young]),
+            &accepting(&[7]),
+            0.99,
         );
-        let v = task_verdicts(&FIXED_2_OF_3, &s, &[ResultId(2)], 0.5);
-        assert!(
-            matches!(
-                v[..],
-                [Verdict::Passed(ResultId(2)), Verdict::MoreReplicas(_, 1)]
-            ),
-            "{v:?}"
-        );
-        // A second browser result agrees with the first: accepted, the native one kept as an
-        // agreeing replica after the output (which is listed first).
-        let s = state(
-            3,
-            vec![
-                result(1, "n", true, 0),
-                in_browser(result(2, "b", true, 0)),
-                in_browser(result(3, "b", false, 0)),
-            ],
-        );
-        let v = task_verdicts(&FIXED_2_OF_3, &s, &[ResultId(3)], 0.5);
-        assert!(
-            matches!(
-                v[..],
-                [
-                    Verdict::Valid(ResultId(2)),
-                    Verdict::Valid(ResultId(3)),
-                    Verdict::Valid(ResultId(1))
-                ]
-            ),
-            "{v:?}"
-        );
-        // Two browser results with the same bytes as a native one's are still not a quorum
-        // with it: the hash is compared within a runtime.
-        let s = state(
-            2,
-            vec![
-                result(1, "x", true, 0),
-                in_browser(result(2, "x", false, 0)),
-            ],
-        );
-        let v = task_verdicts(&FIXED_2_OF_3, &s, &[ResultId(2)], 0.5);
         assert!(matches!(
             v[..],
             [Verdict::Passed(_), Verdict::MoreReplicas(_, 1)]
@@ -331,16 +413,9 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_result_is_still_wrong_within_its_runtime() {
-        let s = state(
-            3,
-            vec![
-                in_browser(result(1, "b", true, 0)),
-                in_browser(result(2, "bad", true, 0)),
-                in_browser(result(3, "b", false, 0)),
-            ],
-        );
-        let v = task_verdicts(&FIXED_2_OF_3, &s, &[ResultId(3)], 0.5);
+    fn the_quorum_accepts_agreeing_results_and_rejects_the_odd_one() {
+        let s = state(3, vec![passed(1, "a"), passed(2, "b"), new(3, "a")]);
+        let v = task_verdicts(&rules(ADAPTIVE), &s, &accepting(&[3]), 0.5);
         assert!(matches!(
             v[..],
             [
@@ -349,17 +424,126 @@ mod tests {
                 Verdict::Invalid(ResultId(2), _)
             ]
         ));
-        // Late: a browser result after a native output is not compared; a native one is.
-        let mut s = state(
-            2,
-            vec![
-                in_browser(result(4, "b", false, 0)),
-                result(5, "y", false, 0),
-            ],
+    }
+
+    #[test]
+    fn devices_of_one_owner_never_make_a_quorum() {
+        // Two devices of owner 9 agree on forged bytes; an honest owner disagrees.
+        let mut sybil_a = passed(1, "forged");
+        let mut sybil_b = new(2, "forged");
+        sybil_a.owner = 9;
+        sybil_b.owner = 9;
+        let s = state(2, vec![sybil_a.clone(), sybil_b.clone()]);
+        let v = task_verdicts(&rules(FIXED_2), &s, &accepting(&[2]), 0.5);
+        assert!(
+            matches!(v[..], [Verdict::Passed(_), Verdict::MoreReplicas(_, 1)]),
+            "{v:?}"
         );
+        sybil_b.stage = ReplicaStage::Passed;
+        let s = state(3, vec![sybil_a, sybil_b, new(3, "honest")]);
+        let v = task_verdicts(&rules(FIXED_2), &s, &accepting(&[3]), 0.5);
+        assert!(
+            matches!(v.last(), Some(Verdict::MoreReplicas(_, 1))),
+            "{v:?}"
+        );
+        // In a private fleet each device is its own party.
+        let mut own = state(2, vec![passed(1, "x"), new(2, "x")]);
+        own.results[0].owner = 9;
+        own.results[1].owner = 9;
+        own.placement = Placement::Own;
+        let v = task_verdicts(&rules(FIXED_2), &own, &accepting(&[2]), 0.5);
+        assert!(
+            matches!(v[..], [Verdict::Valid(_), Verdict::Valid(_)]),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_rejected_result_is_disputed_until_an_independent_party_speaks() {
+        let none = rules(Replication::NONE);
+        let rejected = |id: i64| HashMap::from([(ResultId(id), Judgment::Reject("blank".into()))]);
+        // First rejection: disputed, not invalid.
+        let s = state(1, vec![new(1, "bad")]);
+        let v = task_verdicts(&none, &s, &rejected(1), 0.5);
+        assert!(matches!(&v[..], [Verdict::Disputed(ResultId(1), why)] if why == "blank"));
+        // Another owner returns the same bytes, also rejected: the job is at fault.
+        let s = state(
+            1,
+            vec![result(1, "bad", ReplicaStage::Disputed, 0), new(2, "bad")],
+        );
+        let v = task_verdicts(&none, &s, &rejected(2), 0.5);
+        assert!(
+            matches!(
+                &v[..],
+                [Verdict::Void(ResultId(2), _), Verdict::Void(ResultId(1), _), Verdict::FailTask(_, why)]
+                    if why.contains("no device is at fault") && why.contains("blank")
+            ),
+            "{v:?}"
+        );
+        // The same device (or owner) repeating itself proves nothing: disputed again.
+        let mut again = new(3, "bad");
+        again.owner = 1;
+        let s = state(1, vec![result(1, "bad", ReplicaStage::Disputed, 0), again]);
+        let v = task_verdicts(&none, &s, &rejected(3), 0.5);
+        assert!(
+            matches!(&v[..], [Verdict::Disputed(ResultId(3), _)]),
+            "{v:?}"
+        );
+        // An independent accepted result settles the dispute (in the records, when the task is
+        // done): here it is simply accepted.
+        let s = state(
+            1,
+            vec![result(1, "bad", ReplicaStage::Disputed, 0), new(2, "good")],
+        );
+        let v = task_verdicts(&none, &s, &accepting(&[2]), 0.5);
+        assert!(matches!(v[..], [Verdict::Valid(ResultId(2))]), "{v:?}");
+    }
+
+    #[test]
+    fn a_suspect_result_needs_another_party_even_unreplicated() {
+        let none = rules(Replication::NONE);
+        let suspect = HashMap::from([(ResultId(1), Judgment::Suspect("blurred".into()))]);
+        let s = state(1, vec![new(1, "small")]);
+        let v = task_verdicts(&none, &s, &suspect, 0.5);
+        assert!(
+            matches!(&v[..], [Verdict::Suspect(ResultId(1), why), Verdict::MoreReplicas(_, 1)] if why == "blurred"),
+            "{v:?}"
+        );
+        // An independent clean result with other bytes wins; the suspect one is void, not
+        // invalid (nothing outvoted it).
+        let mut first = passed(1, "small");
+        first.suspect = true;
+        let s = state(2, vec![first.clone(), new(2, "sharp")]);
+        let v = task_verdicts(&none, &s, &accepting(&[2]), 0.5);
+        assert!(
+            matches!(
+                v[..],
+                [Verdict::Valid(ResultId(2)), Verdict::Void(ResultId(1), _)]
+            ),
+            "{v:?}"
+        );
+        // The same bytes from another party: the suspect result was honest after all.
+        let s = state(2, vec![first, new(2, "small")]);
+        let v = task_verdicts(&none, &s, &accepting(&[2]), 0.5);
+        assert!(
+            matches!(v[..], [Verdict::Valid(_), Verdict::Valid(_)]),
+            "{v:?}"
+        );
+        // A trusted device's suspect result is checked too.
+        let s = state(1, vec![result(1, "small", ReplicaStage::Pending, 1000)]);
+        let v = task_verdicts(&rules(ADAPTIVE), &s, &suspect, 0.99);
+        assert!(
+            matches!(v[..], [Verdict::Suspect(..), Verdict::MoreReplicas(_, 1)]),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn late_replicas_are_compared_with_the_accepted_output() {
+        let mut s = state(2, vec![new(4, "a"), new(5, "x")]);
         s.state = TaskState::Done;
-        s.accepted_sha256 = Some("a".into());
-        let v = task_verdicts(&FIXED_2_OF_3, &s, &[ResultId(4), ResultId(5)], 0.5);
+        s.accepted = Some(result(3, "a", ReplicaStage::Accepted, 0));
+        let v = task_verdicts(&rules(ADAPTIVE), &s, &accepting(&[4, 5]), 0.5);
         assert!(matches!(
             v[..],
             [
@@ -367,5 +551,61 @@ mod tests {
                 Verdict::Invalid(ResultId(5), _)
             ]
         ));
+    }
+
+    #[test]
+    fn results_of_other_tools_are_never_compared_by_hash() {
+        // A native and a browser result, different bytes: no quorum, one more replica, and
+        // neither is called wrong.
+        let s = state(2, vec![passed(1, "n"), in_browser(new(2, "b"))]);
+        let v = task_verdicts(&rules(FIXED_2), &s, &accepting(&[2]), 0.5);
+        assert!(
+            matches!(
+                v[..],
+                [Verdict::Passed(ResultId(2)), Verdict::MoreReplicas(_, 1)]
+            ),
+            "{v:?}"
+        );
+        // A second browser result agrees with the first: accepted; the native one is void
+        // (not compared, not paid).
+        let s = state(
+            3,
+            vec![
+                passed(1, "n"),
+                in_browser(passed(2, "b")),
+                in_browser(new(3, "b")),
+            ],
+        );
+        let v = task_verdicts(&rules(FIXED_2), &s, &accepting(&[3]), 0.5);
+        assert!(
+            matches!(
+                v[..],
+                [
+                    Verdict::Valid(ResultId(2)),
+                    Verdict::Valid(ResultId(3)),
+                    Verdict::Void(ResultId(1), _)
+                ]
+            ),
+            "{v:?}"
+        );
+        // The same bytes from another FFmpeg version are not a quorum either.
+        let mut other = new(2, "x");
+        other.ffmpeg = Some("7.1".into());
+        let s = state(2, vec![passed(1, "x"), other]);
+        let v = task_verdicts(&rules(FIXED_2), &s, &accepting(&[2]), 0.5);
+        assert!(
+            matches!(v[..], [Verdict::Passed(_), Verdict::MoreReplicas(_, 1)]),
+            "{v:?}"
+        );
+        // Unless the app runs no FFmpeg.
+        let python = Rules {
+            uses_ffmpeg: false,
+            ..rules(FIXED_2)
+        };
+        let v = task_verdicts(&python, &s, &accepting(&[2]), 0.5);
+        assert!(
+            matches!(v[..], [Verdict::Valid(_), Verdict::Valid(_)]),
+            "{v:?}"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! What happens after a failed attempt — a script error, a lost worker, a rejected result:
 //! retry the task at the front of its job's queue, kept for a while from the worker whose
-//! attempt failed so another device tries it (not when the worker only handed it back), or, once its attempts are spent, fail the task and
-//! its job with the reasons collected from every attempt.
+//! attempt failed so another device tries it (not when the worker only handed it back; for
+//! good from every device of the parties whose result was rejected, so an independent party
+//! decides), or, once its attempts are spent, fail the task and its job with the reasons
+//! collected from every attempt.
 
 use crate::grid::Grid;
 use idlegrid_domain::task::{RetryDecision, after_failure};
@@ -21,6 +23,16 @@ pub async fn after_failures(grid: &Grid, charged: &[FailureCharged]) -> Result<(
             continue;
         }
         match after_failure(c.failures, c.max_attempts) {
+            // The app's validator rejected the last result: only a party independent of the
+            // chunk's results may try it, to tell a forgery from a job at fault.
+            RetryDecision::Retry if !c.independent_of.is_empty() => {
+                if grid.schedule.get(c.job).is_some() {
+                    grid.queues
+                        .enqueue_replicas(c.job, c.task, 1, &c.independent_of, true)
+                        .await?;
+                    grid.stats.reassigned(1);
+                }
+            }
             RetryDecision::Retry => {
                 // A task handed back (its device paused or is shutting down) was not the
                 // device's fault: it may take the task again as soon as it asks.

@@ -27,7 +27,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         jobs_api::list_apps, jobs_api::job_chunks,
         uploads::upload_part, uploads::list_parts, uploads::complete_upload,
         links::create_links,
-        accounts_api::me, accounts_api::owner_devices, stats::grid_stats,
+        accounts_api::me, accounts_api::owner_devices, accounts_api::create_owner,
+        stats::grid_stats,
         jobs_api::webhook_deliveries,
         billing::estimate, billing::balance, billing::deposit,
         tasks_api::register, tasks_api::lease, tasks_api::heartbeat, tasks_api::report,
@@ -37,7 +38,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
     modifiers(&SecuritySchemes),
     tags((name = "jobs", description = "Jobs API, for customers"),
          (name = "tasks", description = "Tasks API, for worker devices"),
-         (name = "accounts", description = "What a secret stands for; device owners' devices"),
+         (name = "accounts", description = "What a secret stands for; device owners and their devices"),
          (name = "billing", description = "Prices before a job runs, balances, earnings, deposits"),
          (name = "grid", description = "The grid's statistics, for operators"))
 )]
@@ -149,6 +150,10 @@ pub fn router(grid: Arc<Grid>) -> Router {
         .route(
             idlegrid_api::paths::OWNER_DEVICES,
             get(accounts_api::owner_devices),
+        )
+        .route(
+            idlegrid_api::paths::OWNERS,
+            post(accounts_api::create_owner),
         )
         .route(idlegrid_api::paths::GRID_STATS, get(stats::grid_stats))
         .route("/", get(web::index))

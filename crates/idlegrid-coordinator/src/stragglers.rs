@@ -16,7 +16,7 @@
 
 use crate::grid::Grid;
 use idlegrid_domain::schedule::{RunningTask, backups, may_run, run_secs};
-use idlegrid_domain::{LeaseId, TaskId, TaskState, WorkerId};
+use idlegrid_domain::{LeaseId, ReplicationMode, TaskId, TaskState, WorkerId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::queue::Lease;
 use std::collections::{HashMap, HashSet};
@@ -96,13 +96,20 @@ pub async fn sweep(grid: &Grid, state: &mut SweepState) -> Result<Vec<TaskId>, S
         if !losers.is_empty() {
             grid.queues.settle(&losers).await?;
         }
-        if active.replication.is_replicated() {
+        // Fixed replication already runs every chunk on several devices; an adaptive job's
+        // chunk is backed up like an unreplicated one's (the first result is the one judged).
+        if active.replication.mode == ReplicationMode::Fixed {
             continue;
         }
         let depth = grid.queues.job_depth(job).await?;
         let mut running = Vec::new();
         let mut work = Vec::new();
-        for task in tasks.iter().filter(|t| t.state == TaskState::Pending) {
+        // Chunks already sent to more than one device (checks, disputes) are not backed up: a
+        // backup could come from a party that must not take a copy.
+        for task in tasks
+            .iter()
+            .filter(|t| t.state == TaskState::Pending && t.replicas == 1)
+        {
             let leased = by_task[&task.id].len() as u32;
             // A copy queued by an earlier sweep and not leased yet counts as running.
             let waiting = state
@@ -117,7 +124,8 @@ pub async fn sweep(grid: &Grid, state: &mut SweepState) -> Result<Vec<TaskId>, S
                     holder: lease.worker,
                     elapsed_ms: now - state.first_seen[&lease.id],
                     progress: lease.progress,
-                    expected_ms: (run_secs(&holder, task.chunk.work_ms) * 1000.0) as i64,
+                    expected_ms: (run_secs(&holder.capabilities, task.chunk.work_ms) * 1000.0)
+                        as i64,
                     copies,
                 });
             }
@@ -131,9 +139,12 @@ pub async fn sweep(grid: &Grid, state: &mut SweepState) -> Result<Vec<TaskId>, S
         let average = work.iter().sum::<i64>() / work.len() as i64;
         let entry = active.entry(job, 0, 1.0);
         let mut waiting = Vec::new();
-        for (worker, caps) in &idle {
-            if may_run(caps, &entry) {
-                waiting.push(((run_secs(caps, average) * 1000.0) as i64, *worker));
+        for (worker, device) in &idle {
+            if active.admits(device) && may_run(&device.capabilities, &entry) {
+                waiting.push((
+                    (run_secs(&device.capabilities, average) * 1000.0) as i64,
+                    *worker,
+                ));
             }
         }
         waiting.sort_unstable();

@@ -165,6 +165,7 @@ mod tests {
                 max_attempts: 3,
                 task_timeout_secs: 60,
                 replication: Replication::NONE,
+                placement: idlegrid_domain::Placement::Any,
                 deadline_secs: None,
                 tier: idlegrid_domain::Tier::Standard,
                 max_price: None,

@@ -1,7 +1,9 @@
 //! The Validator stage: takes reported results from the `validate` queue, judges each with its
 //! app's validator, records the verdicts, queues jobs whose last chunk was accepted for the
-//! Assembler, and sends rejected chunks back for another attempt. For replicated jobs a result
-//! the app's validator accepts still needs its replicas to agree ([`crate::quorum`]).
+//! Assembler, and sends rejected chunks back for another attempt. A result of a replicated
+//! job, a suspect one, or one the app's validator rejected is decided with its chunk's other
+//! results ([`crate::quorum`]): agreement counts only across independent parties, and a
+//! rejected result blames its device only once an independent party's result is accepted.
 
 use crate::grid::Grid;
 use crate::quorum;
@@ -10,7 +12,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use idlegrid_domain::{AttemptOutcome, JobId, Replication, ResultId, TaskId};
+use idlegrid_domain::{AttemptOutcome, JobId, ResultId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::queue::{Item, Stage};
@@ -23,58 +25,92 @@ use tokio_util::sync::CancellationToken;
 /// Results judged per batch.
 const BATCH: usize = 2000;
 
+/// What an app's validator makes of one result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgment {
+    /// It is what the task asked for.
+    Accept,
+    /// It may be right but looks worse than the job's settings give: it counts only if an
+    /// independent device returns the same bytes.
+    Suspect(String),
+    /// It is not what the task asked for. Its device is blamed only once an independent device
+    /// returns a result that is accepted; if one returns the same bytes, the job is at fault.
+    Reject(String),
+}
+
 /// An app-specific validator.
 #[async_trait]
 pub trait Validator: Send + Sync {
-    /// Judges one result: `Ok(Ok(()))` accepts it, `Ok(Err(reason))` rejects it, `Err` means
-    /// storage failed and the result should be judged again later.
+    /// Judges one result; `Err` means storage failed and the result should be judged again
+    /// later. Whatever it samples to judge is chosen here, after the result arrived, never
+    /// told to the device beforehand.
     async fn validate(
         &self,
         job: &JobRecord,
         result: &ResultRecord,
         blobs: &dyn BlobStore,
-    ) -> Result<Result<(), String>, StorageError>;
+    ) -> Result<Judgment, StorageError>;
 }
 
-/// One result's verdict; `None` when its job is gone.
+/// What became of one result: a verdict to record as it is (an unreplicated job's accepted
+/// result), or a judgment to decide with the chunk's other results.
+enum Outcome {
+    Verdict(Verdict),
+    Decide(quorum::Judged),
+}
+
+/// Judges one result; `None` when its job is gone.
 async fn judge(
     grid: &Grid,
     job: Option<Arc<JobRecord>>,
     result: ResultRecord,
-) -> Result<Option<Verdict>, StorageError> {
+) -> Result<Option<Outcome>, StorageError> {
     let Some(job) = job else { return Ok(None) };
-    let Some(app) = grid.apps.get(&job.spec.app) else {
-        return Ok(Some(Verdict::Invalid(
-            result.id,
-            "the job's app is gone".into(),
-        )));
+    let (judgment, uses_ffmpeg) = match grid.apps.get(&job.spec.app) {
+        None => (Judgment::Reject("the job's app is gone".into()), false),
+        Some(app) => (
+            app.validator
+                .validate(&job, &result, grid.blobs.as_ref())
+                .await?,
+            app.manifest.requirements.ffmpeg,
+        ),
     };
-    Ok(Some(
-        match app
-            .validator
-            .validate(&job, &result, grid.blobs.as_ref())
-            .await?
-        {
-            Ok(()) => Verdict::Valid(result.id),
-            Err(reason) => {
-                tracing::warn!(job = %job.id, task = %result.task.id, worker = %result.worker, %reason, "result rejected");
-                Verdict::Invalid(result.id, format!("result rejected: {reason}"))
-            }
-        },
-    ))
+    let policy = job.spec.replication;
+    match &judgment {
+        Judgment::Accept => {}
+        Judgment::Suspect(reason) => {
+            tracing::info!(job = %job.id, task = %result.task.id, worker = %result.worker, %reason, "result suspect: checked on another device")
+        }
+        Judgment::Reject(reason) => {
+            tracing::warn!(job = %job.id, task = %result.task.id, worker = %result.worker, %reason, "result rejected: the chunk goes to an independent device")
+        }
+    }
+    // The common case needs nothing but its own verdict: an accepted result of a chunk that
+    // is not replicated and never had another result.
+    let alone = !policy.is_replicated()
+        && judgment == Judgment::Accept
+        && result.task.replicas <= 1
+        && result.task.failures == 0;
+    Ok(Some(if alone {
+        Outcome::Verdict(Verdict::Valid(result.id))
+    } else {
+        Outcome::Decide(quorum::Judged {
+            result: result.id,
+            task: result.task.id,
+            policy,
+            uses_ffmpeg,
+            judgment,
+        })
+    }))
 }
 
 /// Results being judged at most at once. Apps whose validation is heavy (FFmpeg) limit their
 /// own concurrency; cheap judgments are never held up behind them.
 const MAX_IN_FLIGHT: usize = BATCH;
 
-/// One judgment: the queue item, its task and replication policy when its job is replicated,
-/// and its verdict or the storage error that stopped it.
-type Judged = (
-    Item,
-    Option<(TaskId, Replication)>,
-    Result<Option<Verdict>, StorageError>,
-);
+/// One judgment: the queue item, and what became of its result or the storage error that
+/// stopped it.
+type Judged = (Item, Result<Option<Outcome>, StorageError>);
 
 /// Runs the stage until `shutdown`. Results are judged as a pipeline: new results start as soon
 /// as they are reported, and verdicts are recorded as they come, those that finish together
@@ -134,13 +170,8 @@ async fn start(
             id: result.id.0,
         };
         let job = jobs.get(&result.task.job).cloned().flatten();
-        let replicated = job
-            .as_ref()
-            .map(|j| j.spec.replication)
-            .filter(|p| p.is_replicated())
-            .map(|p| (result.task.id, p));
         let grid = grid.clone();
-        judging.push(async move { (item, replicated, judge(&grid, job, result).await) }.boxed());
+        judging.push(async move { (item, judge(&grid, job, result).await) }.boxed());
     }
     Ok(())
 }
@@ -163,21 +194,16 @@ fn requeue_later(grid: &Arc<Grid>, items: Vec<Item>) {
 /// of them if recording fails, are queued again.
 async fn record(grid: &Arc<Grid>, done: Vec<Judged>) {
     let mut verdicts = Vec::with_capacity(done.len());
-    let mut passed = Vec::new();
+    let mut decide = Vec::new();
     let mut recorded = Vec::with_capacity(done.len());
     let mut again = Vec::new();
-    for (item, replicated, judged) in done {
+    for (item, judged) in done {
         match judged {
-            Ok(verdict) => {
-                match (verdict, replicated) {
-                    (Some(Verdict::Valid(result)), Some((task, policy))) => {
-                        passed.push(quorum::Passed {
-                            result,
-                            task,
-                            policy,
-                        })
-                    }
-                    (verdict, _) => verdicts.extend(verdict),
+            Ok(outcome) => {
+                match outcome {
+                    Some(Outcome::Verdict(verdict)) => verdicts.push(verdict),
+                    Some(Outcome::Decide(judged)) => decide.push(judged),
+                    None => {}
                 }
                 recorded.push(item);
             }
@@ -188,20 +214,21 @@ async fn record(grid: &Arc<Grid>, done: Vec<Judged>) {
         }
     }
     let changed = recorded.iter().map(|item| item.job).collect();
-    if let Err(e) = apply(grid, &verdicts, &passed, changed).await {
+    if let Err(e) = apply(grid, &verdicts, &decide, changed).await {
         tracing::error!(error = %e, "recording verdicts failed; will judge again");
         again.extend(recorded);
     }
     requeue_later(grid, again);
 }
 
-/// Records verdicts (those of replicated results through the quorum), then acts on them:
-/// jobs whose last chunk was accepted queued for assembly, rejected chunks charged and
-/// retried, replicas queued, chunks whose replicas never agreed failed with their jobs.
+/// Records verdicts (the others decided with their chunks' other results), then acts on
+/// them: jobs whose last chunk was accepted queued for assembly, rejected chunks charged and
+/// retried (on an independent party after a dispute), replicas queued, chunks that cannot be
+/// decided failed with their jobs, devices caught forging quarantined.
 async fn apply(
     grid: &Grid,
     verdicts: &[Verdict],
-    passed: &[quorum::Passed],
+    decide: &[quorum::Judged],
     changed: BTreeSet<JobId>,
 ) -> Result<(), StorageError> {
     let mut applied = if verdicts.is_empty() {
@@ -216,8 +243,8 @@ async fn apply(
         );
         applied
     };
-    if !passed.is_empty() {
-        applied.merge(quorum::settle(grid, passed).await?);
+    if !decide.is_empty() {
+        applied.merge(quorum::settle(grid, decide).await?);
     }
     let assemble: Vec<Item> = applied
         .ready_to_assemble

@@ -25,5 +25,5 @@ pub use app::{Allowances, AppManifest, Capabilities, Requirements, Runtime};
 pub use ids::{JobId, LeaseId, ResultId, TaskId, TenantId, WorkerId};
 pub use job::{JobState, TransitionError};
 pub use pricing::{Account, Credits, Quote, Rates, Tier};
-pub use replication::{Replication, ReplicationMode};
+pub use replication::{Party, Placement, Replication, ReplicationMode};
 pub use task::{AttemptOutcome, RetryDecision, TaskState};

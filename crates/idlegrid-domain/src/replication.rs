@@ -15,9 +15,63 @@
 //!
 //! When the results in hand disagree and no output has its quorum, more replicas are sent, up
 //! to `max_replicas` results per chunk; then the chunk fails with the reason.
+//!
+//! Results agree only across **parties**: on the open grid a party is a device's owner, so one
+//! owner's many devices (Sybils) count once towards a quorum; in a private fleet, where every
+//! device is the customer's own ([`Placement::Own`]), a party is a device. A result the app's
+//! validator found *suspect* (worse than the settings give) is never accepted on its own, in
+//! any mode: it needs a second party to return the same bytes.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Which devices may run a job's chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    /// Any device on the grid, whoever owns it.
+    #[default]
+    Any,
+    /// Only devices whose owner belongs to the job's customer (a private fleet).
+    Own,
+}
+
+impl Placement {
+    /// The name used on the wire and in the records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::Any => "any",
+            Placement::Own => "own",
+        }
+    }
+
+    /// The placement named `name` in the records (`any` for anything else).
+    pub fn from_name(name: &str) -> Placement {
+        match name {
+            "own" => Placement::Own,
+            _ => Placement::Any,
+        }
+    }
+
+    /// Who counts as one voice in a quorum: the device's owner on the open grid, the device
+    /// itself in a private fleet.
+    pub fn party(self, worker: i64, owner: i64) -> Party {
+        match self {
+            Placement::Any => Party::Owner(owner),
+            Placement::Own => Party::Device(worker),
+        }
+    }
+}
+
+/// One voice in a quorum: results from the same party never confirm each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Party {
+    /// Every device of this owner.
+    Owner(i64),
+    /// This device alone.
+    Device(i64),
+}
 
 /// How a job's chunks are replicated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -50,7 +104,7 @@ pub struct Replication {
     /// default 4.
     pub max_replicas: u32,
     /// Adaptive: consecutive valid results after which a device is trusted. 1..=10000,
-    /// default 20.
+    /// default 10 (BOINC's).
     pub trust_after: u32,
     /// Adaptive: fraction of a trusted device's results still checked by another device
     /// (random spot checks). 0..=1, default 0.05.
@@ -71,13 +125,35 @@ impl Replication {
         replicas: 2,
         quorum: 2,
         max_replicas: 4,
-        trust_after: 20,
+        trust_after: 10,
         spot_check: 0.05,
+    };
+
+    /// What a job gets when its customer does not choose: every result checked by adaptive
+    /// replication with spot checks where devices of other owners may run it; none where
+    /// every device that may is the customer's own.
+    pub fn default_for(placement: Placement) -> Replication {
+        match placement {
+            Placement::Own => Replication::NONE,
+            Placement::Any => Replication::ADAPTIVE,
+        }
+    }
+
+    /// Adaptive replication with the default numbers.
+    pub const ADAPTIVE: Replication = Replication {
+        mode: ReplicationMode::Adaptive,
+        ..Replication::NONE
     };
 
     /// Whether results are compared across devices at all.
     pub fn is_replicated(&self) -> bool {
         self.mode != ReplicationMode::None
+    }
+
+    /// Results that must agree to accept one: the policy's quorum, or two for a suspect result
+    /// of a job that is not replicated.
+    fn needed(&self) -> u32 {
+        if self.is_replicated() { self.quorum } else { 2 }
     }
 
     /// Results a new chunk is sent out for.
@@ -166,50 +242,70 @@ pub enum Decision {
     Fail(String),
 }
 
-/// The quorum rule. `wanted` is how many results the chunk was sent out for so far, `passed`
-/// the hashes of its results that passed the app's validator and are not yet decided, and
+/// One result of a chunk, as the quorum rule sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate<'a> {
+    /// What is compared: the output's hash within its kind of runtime.
+    pub key: &'a str,
+    /// Who returned it.
+    pub party: Party,
+    /// Whether the app's validator found it worse than the settings give.
+    pub suspect: bool,
+}
+
+/// The quorum rule. `wanted` is how many results the chunk was sent out for so far,
+/// `candidates` its results that passed the app's validator and are not yet decided, and
 /// `lone_trusted` says, for a chunk sent out once (adaptive), whether its device is trusted
-/// and was not picked for a spot check.
-pub fn decide(policy: &Replication, wanted: u32, passed: &[&str], lone_trusted: bool) -> Decision {
-    if passed.is_empty() {
+/// and was not picked for a spot check. Agreeing results count once per party.
+pub fn decide(
+    policy: &Replication,
+    wanted: u32,
+    candidates: &[Candidate],
+    lone_trusted: bool,
+) -> Decision {
+    if candidates.is_empty() {
         return Decision::Wait;
     }
-    if !policy.is_replicated() {
-        return Decision::Accept(passed[0].to_string());
+    let mut groups: BTreeMap<&str, BTreeSet<Party>> = BTreeMap::new();
+    for c in candidates {
+        groups.entry(c.key).or_default().insert(c.party);
     }
-    if wanted <= 1 && passed.len() == 1 {
-        return if lone_trusted {
-            Decision::Accept(passed[0].to_string())
-        } else {
-            Decision::More(policy.replicas.saturating_sub(1).max(1))
-        };
-    }
-    let mut groups: HashMap<&str, u32> = HashMap::new();
-    for sha in passed {
-        *groups.entry(sha).or_default() += 1;
-    }
-    // The largest group; ties broken by hash so the rule is deterministic.
+    // The group with the most parties; ties broken by hash so the rule is deterministic.
     let (best, agreeing) = groups
         .iter()
-        .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-        .map(|(sha, n)| (*sha, *n))
+        .max_by(|a, b| a.1.len().cmp(&b.1.len()).then(b.0.cmp(a.0)))
+        .map(|(key, parties)| (*key, parties.len() as u32))
         .unwrap_or(("", 0));
-    if agreeing >= policy.quorum {
+    let needed = policy.needed();
+    if agreeing >= needed {
         return Decision::Accept(best.to_string());
     }
-    let in_hand = passed.len() as u32;
+    match policy.mode {
+        // Not replicated: a result that is not suspect stands alone.
+        ReplicationMode::None => {
+            if let Some(clean) = candidates.iter().find(|c| !c.suspect) {
+                return Decision::Accept(clean.key.to_string());
+            }
+        }
+        ReplicationMode::Adaptive
+            if wanted <= 1 && candidates.len() == 1 && lone_trusted && !candidates[0].suspect =>
+        {
+            return Decision::Accept(best.to_string());
+        }
+        _ => {}
+    }
+    let in_hand = candidates.len() as u32;
     if in_hand < wanted {
         return Decision::Wait;
     }
-    let short = policy.quorum - agreeing;
+    let short = needed - agreeing;
     if in_hand + short <= policy.max_replicas {
         Decision::More(short)
     } else {
         Decision::Fail(format!(
             "replicas disagree: {in_hand} results from different devices gave {} different \
-             outputs and none reached the quorum of {} within {} replicas",
+             outputs and none reached the quorum of {needed} within {} replicas",
             groups.len(),
-            policy.quorum,
             policy.max_replicas
         ))
     }
@@ -229,54 +325,159 @@ mod tests {
         }
     }
 
+    /// Results with these hashes, each from an owner of its own.
+    fn from_owners<'a>(keys: &[&'a str]) -> Vec<Candidate<'a>> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, key)| Candidate {
+                key,
+                party: Party::Owner(i as i64),
+                suspect: false,
+            })
+            .collect()
+    }
+
     #[test]
     fn a_quorum_of_equal_hashes_is_accepted() {
         let p = fixed(2, 2, 4);
-        assert_eq!(decide(&p, 2, &["a"], false), Decision::Wait);
+        assert_eq!(decide(&p, 2, &from_owners(&["a"]), false), Decision::Wait);
         assert_eq!(
-            decide(&p, 2, &["a", "a"], false),
+            decide(&p, 2, &from_owners(&["a", "a"]), false),
             Decision::Accept("a".into())
         );
         let p = fixed(3, 2, 5);
         // Two of three agreeing is enough before the third arrives.
         assert_eq!(
-            decide(&p, 3, &["b", "b"], false),
+            decide(&p, 3, &from_owners(&["b", "b"]), false),
             Decision::Accept("b".into())
         );
-        assert_eq!(decide(&p, 3, &["a", "b"], false), Decision::Wait);
         assert_eq!(
-            decide(&p, 3, &["a", "b", "a"], false),
+            decide(&p, 3, &from_owners(&["a", "b"]), false),
+            Decision::Wait
+        );
+        assert_eq!(
+            decide(&p, 3, &from_owners(&["a", "b", "a"]), false),
             Decision::Accept("a".into())
         );
     }
 
     #[test]
+    fn one_owners_devices_are_one_voice() {
+        let p = fixed(2, 2, 4);
+        let sybils = [
+            Candidate {
+                key: "forged",
+                party: Party::Owner(7),
+                suspect: false,
+            },
+            Candidate {
+                key: "forged",
+                party: Party::Owner(7),
+                suspect: false,
+            },
+        ];
+        // Two devices of one owner agreeing are one vote: one more party is needed.
+        assert_eq!(decide(&p, 2, &sybils, false), Decision::More(1));
+        // In a private fleet every device is a party of its own.
+        assert_eq!(Placement::Own.party(3, 7), Party::Device(3));
+        assert_eq!(Placement::Any.party(3, 7), Party::Owner(7));
+    }
+
+    #[test]
     fn disagreement_sends_more_replicas_up_to_the_bound_then_fails() {
         let p = fixed(2, 2, 4);
-        assert_eq!(decide(&p, 2, &["a", "b"], false), Decision::More(1));
-        assert_eq!(decide(&p, 3, &["a", "b", "c"], false), Decision::More(1));
-        let Decision::Fail(reason) = decide(&p, 4, &["a", "b", "c", "d"], false) else {
+        assert_eq!(
+            decide(&p, 2, &from_owners(&["a", "b"]), false),
+            Decision::More(1)
+        );
+        assert_eq!(
+            decide(&p, 3, &from_owners(&["a", "b", "c"]), false),
+            Decision::More(1)
+        );
+        let Decision::Fail(reason) = decide(&p, 4, &from_owners(&["a", "b", "c", "d"]), false)
+        else {
             panic!("four different outputs with at most four replicas must fail");
         };
         assert!(reason.contains("4 different outputs"), "{reason}");
         assert!(reason.contains("quorum of 2"), "{reason}");
         // Three-way quorum: two short after a split.
         let p = fixed(3, 3, 6);
-        assert_eq!(decide(&p, 3, &["a", "a", "b"], false), Decision::More(1));
+        assert_eq!(
+            decide(&p, 3, &from_owners(&["a", "a", "b"]), false),
+            Decision::More(1)
+        );
     }
 
     #[test]
     fn adaptive_checks_lone_results_of_untrusted_devices() {
-        let p = Replication {
-            mode: ReplicationMode::Adaptive,
-            ..Replication::default()
-        };
+        let p = Replication::ADAPTIVE;
         assert_eq!(p.initial_replicas(), 1);
-        assert_eq!(decide(&p, 1, &["a"], false), Decision::More(1));
-        assert_eq!(decide(&p, 1, &["a"], true), Decision::Accept("a".into()));
         assert_eq!(
-            decide(&p, 2, &["a", "a"], false),
+            decide(&p, 1, &from_owners(&["a"]), false),
+            Decision::More(1)
+        );
+        assert_eq!(
+            decide(&p, 1, &from_owners(&["a"]), true),
             Decision::Accept("a".into())
+        );
+        assert_eq!(
+            decide(&p, 2, &from_owners(&["a", "a"]), false),
+            Decision::Accept("a".into())
+        );
+    }
+
+    #[test]
+    fn a_suspect_result_stands_only_with_another_party_behind_it() {
+        let suspect = |key, owner| Candidate {
+            key,
+            party: Party::Owner(owner),
+            suspect: true,
+        };
+        // Unreplicated: a clean result is accepted alone, a suspect one is checked.
+        let none = Replication::NONE;
+        assert_eq!(
+            decide(&none, 1, &from_owners(&["a"]), false),
+            Decision::Accept("a".into())
+        );
+        assert_eq!(
+            decide(&none, 1, &[suspect("a", 1)], false),
+            Decision::More(1)
+        );
+        assert_eq!(
+            decide(&none, 2, &[suspect("a", 1), suspect("a", 2)], false),
+            Decision::Accept("a".into())
+        );
+        // A clean result from another party beside a suspect one wins.
+        let clean = Candidate {
+            key: "b",
+            party: Party::Owner(2),
+            suspect: false,
+        };
+        assert_eq!(
+            decide(&none, 2, &[suspect("a", 1), clean], false),
+            Decision::Accept("b".into())
+        );
+        // Adaptive: a trusted device's suspect result is still checked.
+        assert_eq!(
+            decide(&Replication::ADAPTIVE, 1, &[suspect("a", 1)], true),
+            Decision::More(1)
+        );
+    }
+
+    #[test]
+    fn defaults_verify_the_open_grid_and_trust_a_private_fleet() {
+        assert_eq!(
+            Replication::default_for(Placement::Any).mode,
+            ReplicationMode::Adaptive
+        );
+        assert_eq!(
+            Replication::default_for(Placement::Own).mode,
+            ReplicationMode::None
+        );
+        assert!(Replication::default_for(Placement::Any).check().is_ok());
+        assert_eq!(
+            Placement::from_name(Placement::Own.as_str()),
+            Placement::Own
         );
     }
 

@@ -209,6 +209,14 @@ pub struct TargetArgs {
     pub api_key: Option<String>,
 }
 
+fn parse_placement(value: &str) -> Result<idlegrid_domain::Placement, String> {
+    match value {
+        "any" => Ok(idlegrid_domain::Placement::Any),
+        "own" => Ok(idlegrid_domain::Placement::Own),
+        other => Err(format!("placement must be any or own, not {other:?}")),
+    }
+}
+
 /// How a customer's job is run: replication across devices, a deadline, a webhook.
 #[derive(Debug, Clone, Args)]
 pub struct RunAsArgs {
@@ -223,6 +231,14 @@ pub struct RunAsArgs {
     /// Devices whose outputs must agree, with --replicas or --adaptive (default 2).
     #[arg(long, value_name = "Q")]
     pub quorum: Option<u32>,
+    /// Run every chunk once, checked only by the app's validator, even on devices of other
+    /// owners (by default such jobs use adaptive replication).
+    #[arg(long, conflicts_with_all = ["replicas", "adaptive", "quorum"])]
+    pub unverified: bool,
+    /// Which devices may run the job: any (the whole grid) or own (only devices whose owner
+    /// belongs to your account). Default: own when every owner on the grid is yours.
+    #[arg(long, value_parser = parse_placement)]
+    pub placement: Option<idlegrid_domain::Placement>,
     /// Fail the job if it has not finished this many seconds after it starts.
     #[arg(long, value_name = "SECS")]
     pub deadline: Option<u64>,

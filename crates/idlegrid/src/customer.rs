@@ -10,7 +10,7 @@ use crate::{output, shutdown, target};
 use anyhow::Context;
 use futures::StreamExt;
 use idlegrid_api::jobs::{CreateJob, Deposit, EstimateRequest, Job, Preferences, WebhookSpec};
-use idlegrid_api::{JobId, JobState, ReplicationMode};
+use idlegrid_api::{JobId, JobState, Replication, ReplicationMode};
 use idlegrid_client::Client;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::Path;
@@ -111,22 +111,33 @@ impl RunAsArgs {
         self.webhook.clone().map(|url| WebhookSpec { url })
     }
 
-    /// `base` with the replication and deadline asked for.
+    /// `base` with the replication, placement and deadline asked for. Without a replication
+    /// flag the coordinator's default applies.
     fn preferences(&self, base: Preferences) -> Preferences {
-        let mut replication = base.replication;
-        if let Some(n) = self.replicas {
-            replication.mode = ReplicationMode::Fixed;
-            replication.replicas = n;
-            replication.max_replicas = replication.max_replicas.max(n);
-        }
-        if self.adaptive {
-            replication.mode = ReplicationMode::Adaptive;
-        }
-        if let Some(q) = self.quorum {
-            replication.quorum = q;
-        }
+        let chosen = self.replicas.is_some() || self.adaptive || self.unverified;
+        let replication = if chosen || self.quorum.is_some() {
+            let mut replication = base.replication.unwrap_or(Replication::NONE);
+            if let Some(n) = self.replicas {
+                replication.mode = ReplicationMode::Fixed;
+                replication.replicas = n;
+                replication.max_replicas = replication.max_replicas.max(n);
+            }
+            if self.adaptive || (!chosen && !replication.is_replicated()) {
+                replication.mode = ReplicationMode::Adaptive;
+            }
+            if self.unverified {
+                replication.mode = ReplicationMode::None;
+            }
+            if let Some(q) = self.quorum {
+                replication.quorum = q;
+            }
+            Some(replication)
+        } else {
+            base.replication
+        };
         Preferences {
             replication,
+            placement: self.placement.or(base.placement),
             deadline_secs: self.deadline.or(base.deadline_secs),
             tier: self.tier,
             max_price: self.max_price,
@@ -158,11 +169,9 @@ impl Submission<'_> {
                 let dir =
                     tempfile::tempdir().context("cannot create a directory for the local grid")?;
                 // A replicated chunk needs as many different devices as it has replicas.
-                let replication = &self.request.preferences.replication;
-                let needed = if replication.is_replicated() {
-                    replication.replicas as usize
-                } else {
-                    1
+                let needed = match self.request.preferences.replication {
+                    Some(r) if r.is_replicated() => r.replicas as usize,
+                    _ => 1,
                 };
                 let workers = self.local_workers.unwrap_or_else(|| {
                     std::thread::available_parallelism()
@@ -288,7 +297,7 @@ impl Submission<'_> {
                 self.output.display(),
                 started.elapsed().as_secs_f64()
             );
-            if finished.preferences.replication.is_replicated() {
+            if output::replicated(&finished) {
                 println!("{}", output::replication_summary(&finished));
             }
             if let Some(cost) = &finished.cost {

@@ -27,7 +27,8 @@ pub fn job_details(job: &Job) -> String {
         job.chunks.failed,
         job.chunks.failed_attempts
     );
-    if job.preferences.replication.is_replicated() {
+    let _ = writeln!(s, "  checks:  {}", job.verification.summary);
+    if replicated(job) {
         let _ = writeln!(s, "  {}", replication_summary(job));
     }
     if let Some(input) = &job.input {
@@ -210,13 +211,21 @@ pub fn facts_summary(facts: &serde_json::Value) -> String {
     s
 }
 
+/// Whether a job's results are compared across devices.
+pub fn replicated(job: &Job) -> bool {
+    job.preferences
+        .replication
+        .is_some_and(|r| r.is_replicated())
+}
+
 /// What replication cost and caught: results per chunk and results rejected.
 pub fn replication_summary(job: &Job) -> String {
     let chunks = job.chunks.done.max(1);
     format!(
         "replication ({}): {} results for {} chunks ({:.2} per chunk), {} rejected",
-        serde_json::to_value(job.preferences.replication.mode)
-            .ok()
+        job.preferences
+            .replication
+            .and_then(|r| serde_json::to_value(r.mode).ok())
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),
         job.chunks.results,

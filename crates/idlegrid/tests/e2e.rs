@@ -2134,10 +2134,10 @@ async fn chaos_workers_and_coordinator_killed_and_a_forger_and_every_output_exac
     let client = cluster.client();
     let preferences = Preferences {
         max_attempts: 20,
-        replication: idlegrid_api::Replication {
+        replication: Some(idlegrid_api::Replication {
             mode: idlegrid_api::ReplicationMode::Adaptive,
             ..idlegrid_api::Replication::NONE
-        },
+        }),
         ..Preferences::default()
     };
     let mut jobs = Vec::new();

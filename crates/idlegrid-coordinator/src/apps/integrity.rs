@@ -2,7 +2,7 @@
 //! SHA-256 agree — and within the task output limit. Fit for apps whose outputs have no
 //! structure to check (python-map); content-aware validators come with their apps.
 
-use crate::validator::Validator;
+use crate::validator::{Judgment, Validator};
 use async_trait::async_trait;
 use idlegrid_storage::blobs::{BlobStore, sha256_hex};
 use idlegrid_storage::records::{JobRecord, OutputRef, ResultRecord};
@@ -17,8 +17,8 @@ impl Validator for Integrity {
         _job: &JobRecord,
         result: &ResultRecord,
         blobs: &dyn BlobStore,
-    ) -> idlegrid_storage::Result<Result<(), String>> {
-        Ok(match &result.output {
+    ) -> idlegrid_storage::Result<Judgment> {
+        let verdict = match &result.output {
             OutputRef::Inline(bytes) => {
                 if bytes.len() as u64 != result.size {
                     Err(format!(
@@ -40,6 +40,10 @@ impl Validator for Integrity {
                 )),
                 None => Err("the uploaded output is missing".into()),
             },
+        };
+        Ok(match verdict {
+            Ok(()) => Judgment::Accept,
+            Err(reason) => Judgment::Reject(reason),
         })
     }
 }

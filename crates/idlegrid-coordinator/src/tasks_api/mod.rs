@@ -27,11 +27,11 @@ use idlegrid_api::tasks::{
     ReportStatus,
 };
 use idlegrid_api::{ErrorBody, ErrorDetail, LeaseId, UploadReceipt};
-use idlegrid_domain::{AttemptOutcome, Capabilities, TaskId, TaskState, WorkerId};
+use idlegrid_domain::{AttemptOutcome, Capabilities, Party, TaskId, TaskState, WorkerId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::sha256_hex;
 use idlegrid_storage::queue::Lease;
-use idlegrid_storage::records::{NewFailure, NewResult, OutputRef};
+use idlegrid_storage::records::{NewFailure, NewResult, OutputRef, WorkerRecord};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -129,11 +129,11 @@ pub async fn lease(
             format!("wait_ms must be at most {MAX_WAIT_MS}"),
         ));
     }
-    let caps = grid.device(device.0).await?;
+    let record = grid.device(device.0).await?;
     let deadline = Instant::now() + Duration::from_millis(request.wait_ms);
     loop {
         let mut leases = Vec::new();
-        for job in grid.schedule.order_for(&grid, &caps).await? {
+        for job in grid.schedule.order_for(&grid, &record).await? {
             let got = grid
                 .queues
                 .lease_tasks(job, device.0, max - leases.len(), grid.config.lease_ttl)
@@ -146,7 +146,7 @@ pub async fn lease(
         if leases.is_empty() {
             grid.presence.waiting(device.0);
         } else {
-            return match grant(&grid, &leases).await {
+            return match grant(&grid, &record, &leases).await {
                 Ok(grant) if grant.leases.is_empty() => continue,
                 Ok(grant) => {
                     grid.presence.working(device.0);
@@ -184,9 +184,41 @@ async fn hand_back(grid: &Grid, leases: &[Lease]) {
     }
 }
 
+/// The parties that already sent a result for each of these tasks that were sent out more
+/// than once (replicas, checks, disputes): a copy for them must go to another party.
+async fn parties_of(
+    grid: &Grid,
+    tasks: &HashMap<TaskId, idlegrid_storage::records::TaskRecord>,
+) -> ApiResult<HashMap<TaskId, Vec<Party>>> {
+    let copied: Vec<TaskId> = tasks
+        .values()
+        .filter(|t| t.replicas > 1 || t.failures > 0)
+        .map(|t| t.id)
+        .collect();
+    if copied.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(grid
+        .store
+        .replica_states(&copied)
+        .await?
+        .into_iter()
+        .map(|state| {
+            let parties = state
+                .results
+                .iter()
+                .map(|r| state.placement.party(r.worker.0, r.owner))
+                .collect();
+            (state.task, parties)
+        })
+        .collect())
+}
+
 /// What a worker needs to run the leased tasks. Leases on tasks that no longer wait for work
-/// (a duplicate queue entry after a restart) are dropped on the way.
-async fn grant(grid: &Grid, leases: &[Lease]) -> ApiResult<LeaseGrant> {
+/// (a duplicate queue entry after a restart) are dropped on the way, and so are copies of a
+/// chunk for a party that already sent a result for it (its device registered after the copy
+/// was queued): those go back to the queue, kept from this device.
+async fn grant(grid: &Grid, device: &WorkerRecord, leases: &[Lease]) -> ApiResult<LeaseGrant> {
     let ids: Vec<TaskId> = leases.iter().map(|l| l.task).collect();
     let tasks: HashMap<TaskId, _> = grid
         .store
@@ -195,6 +227,7 @@ async fn grant(grid: &Grid, leases: &[Lease]) -> ApiResult<LeaseGrant> {
         .into_iter()
         .map(|t| (t.id, t))
         .collect();
+    let parties = parties_of(grid, &tasks).await?;
     let mut jobs = BTreeMap::new();
     let mut granted = Vec::with_capacity(leases.len());
     let mut stale = Vec::new();
@@ -206,6 +239,14 @@ async fn grant(grid: &Grid, leases: &[Lease]) -> ApiResult<LeaseGrant> {
         };
         if task.state != TaskState::Pending {
             stale.push((lease.id, lease.worker));
+            continue;
+        }
+        let party = job.placement.party(lease.worker.0, device.owner);
+        if parties.get(&task.id).is_some_and(|p| p.contains(&party)) {
+            grid.queues.settle(&[(lease.id, lease.worker)]).await?;
+            grid.queues
+                .enqueue_replicas(lease.job, lease.task, 1, &[lease.worker], true)
+                .await?;
             continue;
         }
         granted.push(WireLease {
@@ -404,7 +445,7 @@ pub async fn update_capabilities(
         .map_err(|e| ApiError::invalid("invalid_capabilities", e))?;
     // Results are compared by hash within one kind of runtime, found from the device: a device
     // that changed kinds would make its past results look like another kind's.
-    let before = grid.device(worker).await?;
+    let before = &grid.device(worker).await?.capabilities;
     if before.runtime != capabilities.runtime {
         return Err(ApiError::invalid(
             "runtime_changed",

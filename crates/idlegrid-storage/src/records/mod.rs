@@ -17,8 +17,8 @@ pub use sqlite::SqliteStore;
 use crate::Result;
 use async_trait::async_trait;
 use idlegrid_domain::{
-    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, Replication, ResultId,
-    Runtime, TaskId, TaskState, TenantId, Tier, WorkerId,
+    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Placement, Quote, Replication,
+    ResultId, Runtime, TaskId, TaskState, TenantId, Tier, WorkerId,
 };
 
 /// What a secret authenticates.
@@ -51,6 +51,19 @@ pub struct DeviceRecord {
     pub reputation: Reputation,
 }
 
+/// A registered device as the coordinator matches and judges it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerRecord {
+    /// What it offers.
+    pub capabilities: Capabilities,
+    /// Its owner.
+    pub owner: i64,
+    /// The customer account its owner belongs to, if any (its private fleet).
+    pub owner_tenant: Option<TenantId>,
+    /// When it registered (Unix ms).
+    pub registered_at_ms: i64,
+}
+
 /// A new job, as the Jobs API creates it.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -74,6 +87,8 @@ pub struct NewJob {
     pub task_timeout_secs: u64,
     /// How chunks are replicated across devices.
     pub replication: Replication,
+    /// Which devices may run its chunks.
+    pub placement: Placement,
     /// Seconds after `run` by which the job must be finished, or it expires.
     pub deadline_secs: Option<u64>,
     /// Speed/price tier.
@@ -226,6 +241,8 @@ pub struct TaskRecord {
     pub state: TaskState,
     /// Failed attempts so far.
     pub failures: u32,
+    /// Results it was sent out for so far (1 unless replicated, checked or disputed).
+    pub replicas: u32,
 }
 
 /// Where an output is: small ones inline in the record, others in the blob store.
@@ -298,6 +315,17 @@ pub enum Verdict {
     Invalid(ResultId, String),
     /// It passed the app's validator and waits for replicas to agree with it.
     Passed(ResultId),
+    /// It passed the app's validator but looks worse than the job's settings give, for this
+    /// reason: it waits, like a passed result, until another party returns the same bytes.
+    Suspect(ResultId, String),
+    /// The app's validator rejected it, for this reason, but its device is not blamed yet: the
+    /// task is charged a failed attempt and goes to an independent party. If that party's
+    /// result is accepted, this one becomes invalid; if it returns the same bytes, the job is
+    /// at fault.
+    Disputed(ResultId, String),
+    /// Neither right nor wrong, for this reason (the job was at fault, or it came from another
+    /// kind of runtime than the accepted output): not paid, and its device's record unchanged.
+    Void(ResultId, String),
     /// The task needs this many more results (its replicas disagree or need checking); it
     /// waits for work again.
     MoreReplicas(TaskId, u32),
@@ -316,38 +344,56 @@ pub struct ReplicaState {
     pub state: TaskState,
     /// Results it was sent out for so far.
     pub wanted: u32,
-    /// Hash of the accepted result, once there is one.
-    pub accepted_sha256: Option<String>,
-    /// The kind of runtime the accepted result came from (native when there is none).
-    pub accepted_runtime: Runtime,
-    /// Its live results: reported, not rejected, not yet decided.
+    /// Which devices may run its job (who counts as an independent party).
+    pub placement: Placement,
+    /// The accepted result, once there is one.
+    pub accepted: Option<ReplicaResult>,
+    /// Its results not yet decided: reported and waiting for the app's validator, passed and
+    /// waiting for agreement, or disputed.
     pub results: Vec<ReplicaResult>,
 }
 
-/// One live result of a replicated task.
+/// Where an undecided result of a task stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaStage {
+    /// Waiting for the app's validator.
+    Pending,
+    /// Passed the app's validator (suspect or not); waits for agreement.
+    Passed,
+    /// Rejected by the app's validator; waits for an independent party's result.
+    Disputed,
+    /// Decided: the chunk's output (only as [`ReplicaState::accepted`]).
+    Accepted,
+}
+
+/// One result of a task, as the quorum rule needs it.
 #[derive(Debug, Clone)]
 pub struct ReplicaResult {
     /// Id.
     pub id: ResultId,
     /// Who sent it.
     pub worker: WorkerId,
+    /// The device's owner.
+    pub owner: i64,
     /// Hex SHA-256 of the output.
     pub sha256: String,
-    /// Whether it passed the app's validator (otherwise it waits for it).
-    pub passed: bool,
+    /// Where it stands.
+    pub stage: ReplicaStage,
+    /// Whether the app's validator found it worse than the settings give.
+    pub suspect: bool,
+    /// Why the app's validator rejected it or found it suspect.
+    pub reason: Option<String>,
     /// The device's run of consecutive valid results.
     pub streak: u64,
+    /// When the device registered (Unix ms): trust is earned over time as well as results.
+    pub registered_at_ms: i64,
     /// The kind of runtime the device ran it in (results are compared by hash only within
     /// one kind).
     pub runtime: Runtime,
+    /// The FFmpeg version the device reported (encoders of different versions give
+    /// different bytes for the same work).
+    pub ffmpeg: Option<String>,
 }
-
-/// A task's row as the backends read replica states: id, job, state, results wanted, the
-/// accepted result's hash and the runtime kind it came from.
-pub(crate) type ReplicaTaskRow = (i64, i64, String, i64, Option<String>, Option<String>);
-/// A live result's row as the backends read replica states: task, id, worker, hash, verdict
-/// state, the device's streak and runtime kind.
-pub(crate) type ReplicaResultRow = (i64, i64, i64, String, String, i64, Option<String>);
 
 /// The quorum rule as [`Store::settle_replicas`] applies it: verdicts for one task's state.
 pub type Decide = dyn Fn(&ReplicaState) -> Vec<Verdict> + Send + Sync;
@@ -398,6 +444,10 @@ pub struct FailureCharged {
     pub max_attempts: u32,
     /// Whether the task still waits for work (false if it was done, failed, or its job ended).
     pub still_pending: bool,
+    /// Devices that must not take the retry: the parties whose result for the task the app's
+    /// validator rejected, whose retry must come from an independent party. Empty for an
+    /// ordinary retry.
+    pub independent_of: Vec<WorkerId>,
 }
 
 /// What recording verdicts did.
@@ -511,6 +561,14 @@ pub trait Store: Send + Sync + 'static {
     async fn ensure_tenant(&self, name: &str) -> Result<TenantId>;
     /// Creates the device owner if missing; returns its id.
     async fn ensure_owner(&self, name: &str) -> Result<i64>;
+    /// Creates a device owner named `name`, part of `tenant`'s account if given, with the hash
+    /// of its enrollment token; `None` when the name is taken (nothing is created).
+    async fn create_owner(
+        &self,
+        name: &str,
+        tenant: Option<TenantId>,
+        token_hash: [u8; 32],
+    ) -> Result<Option<i64>>;
     /// Stores the hash of a secret that authenticates `principal`.
     async fn add_credential(&self, secret_hash: [u8; 32], principal: Principal) -> Result<()>;
     /// Looks a secret's hash up.
@@ -549,8 +607,14 @@ pub trait Store: Send + Sync + 'static {
         worker: WorkerId,
         capabilities: &Capabilities,
     ) -> Result<bool>;
-    /// A worker's capabilities.
-    async fn worker_capabilities(&self, worker: WorkerId) -> Result<Option<Capabilities>>;
+    /// A worker's capabilities and owner.
+    async fn worker(&self, worker: WorkerId) -> Result<Option<WorkerRecord>>;
+    /// Makes an owner part of a customer's account (its devices become that customer's own
+    /// fleet), or of none.
+    async fn set_owner_tenant(&self, owner: i64, tenant: Option<TenantId>) -> Result<()>;
+    /// How many device owners belong to `tenant`'s account, and how many do not: when none
+    /// but the customer's own exist, every device that may run the customer's jobs is theirs.
+    async fn owner_counts(&self, tenant: TenantId) -> Result<(u64, u64)>;
     /// A worker's record of results, if it exists.
     async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>>;
     /// Quarantines those of `workers` with at least `max_invalid` invalid results; returns the

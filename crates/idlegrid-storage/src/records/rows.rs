@@ -2,15 +2,17 @@
 //! the same columns, so only how a column is read differs ([`Columns`]).
 
 use super::{
-    Billing, DeviceRecord, DueWebhook, JobRecord, NewJob, NewTask, OutputRef, Reputation,
-    StoredBlob, TaskRecord, WebhookAttempt, WebhookEvent, WebhookHistory, WebhookNext,
+    Billing, DeviceRecord, DueWebhook, JobRecord, NewJob, NewTask, OutputRef, ReplicaResult,
+    ReplicaStage, ReplicaState, Reputation, StoredBlob, TaskRecord, WebhookAttempt, WebhookEvent,
+    WebhookHistory, WebhookNext,
 };
 use crate::{Result, StorageError};
 use idlegrid_domain::{
-    Credits, JobId, JobState, Quote, Rates, Replication, TaskId, TaskState, TenantId, Tier,
-    WorkerId,
+    Credits, JobId, JobState, Placement, Quote, Rates, Replication, ResultId, Runtime, TaskId,
+    TaskState, TenantId, Tier, WorkerId,
 };
 use sqlx::Row;
+use std::collections::BTreeMap;
 
 /// A storage error from the engine.
 pub(super) fn backend(e: sqlx::Error) -> StorageError {
@@ -139,6 +141,7 @@ pub(super) fn job(row: &impl Columns) -> Result<JobRecord> {
             max_attempts: row.int("max_attempts")? as u32,
             task_timeout_secs: count("task_timeout_secs")?,
             replication: json_opt(row, "replication")?.unwrap_or(Replication::NONE),
+            placement: Placement::from_name(&row.text("placement")?),
             deadline_secs: row.int_opt("deadline_secs")?.map(|s| s as u64),
             tier: {
                 let tier = row.text("tier")?;
@@ -185,7 +188,78 @@ pub(super) fn task(row: &impl Columns) -> Result<TaskRecord> {
         },
         state: task_state(&row.text("state")?)?,
         failures: row.int("failures")? as u32,
+        replicas: row.int("replicas")?.max(1) as u32,
     })
+}
+
+/// A `workers` row with its owner's `tenant_id`, as a [`WorkerRecord`].
+pub(super) fn worker(row: &impl Columns) -> Result<super::WorkerRecord> {
+    Ok(super::WorkerRecord {
+        capabilities: serde_json::from_str(&row.text("capabilities")?)
+            .map_err(|e| StorageError::Corrupt(format!("worker capabilities: {e}")))?,
+        owner: row.int("owner_id")?,
+        owner_tenant: row.int_opt("tenant_id")?.map(TenantId),
+        registered_at_ms: row.int("created_at")?,
+    })
+}
+
+/// The replication states of tasks from their rows (`id`, `job_id`, `state`, `replicas`,
+/// `placement`, `canonical_result`) and the rows of their undecided and accepted results
+/// (`task_id`, `id`, `worker_id`, `owner_id`, `sha256`, `validate_state`, `suspect`, `reason`,
+/// `valid_streak`, `registered_at`, `runtime`, `ffmpeg`).
+pub(super) fn replica_states(
+    tasks: &[impl Columns],
+    results: &[impl Columns],
+) -> Result<Vec<ReplicaState>> {
+    let mut by_task: BTreeMap<i64, Vec<ReplicaResult>> = BTreeMap::new();
+    for row in results {
+        let stage = match row.text("validate_state")?.as_str() {
+            "pending" => ReplicaStage::Pending,
+            "passed" => ReplicaStage::Passed,
+            "disputed" => ReplicaStage::Disputed,
+            _ => ReplicaStage::Accepted,
+        };
+        by_task
+            .entry(row.int("task_id")?)
+            .or_default()
+            .push(ReplicaResult {
+                id: ResultId(row.int("id")?),
+                worker: WorkerId(row.int("worker_id")?),
+                owner: row.int("owner_id")?,
+                sha256: row.text("sha256")?,
+                stage,
+                suspect: row.flag("suspect")?,
+                reason: row.text_opt("reason")?,
+                streak: row.int("valid_streak")?.max(0) as u64,
+                registered_at_ms: row.int("registered_at")?,
+                runtime: Runtime::from_name(row.text_opt("runtime")?.as_deref()),
+                ffmpeg: row.text_opt("ffmpeg")?,
+            });
+    }
+    tasks
+        .iter()
+        .map(|row| {
+            let id = row.int("id")?;
+            let canonical = row.int_opt("canonical_result")?;
+            let (accepted, results): (Vec<ReplicaResult>, Vec<ReplicaResult>) = by_task
+                .remove(&id)
+                .unwrap_or_default()
+                .into_iter()
+                .partition(|r| Some(r.id.0) == canonical);
+            Ok(ReplicaState {
+                task: TaskId(id),
+                job: JobId(row.int("job_id")?),
+                state: task_state(&row.text("state")?)?,
+                wanted: row.int("replicas")?.max(1) as u32,
+                placement: Placement::from_name(&row.text("placement")?),
+                accepted: accepted.into_iter().next().map(|mut r| {
+                    r.stage = ReplicaStage::Accepted;
+                    r
+                }),
+                results,
+            })
+        })
+        .collect()
 }
 
 /// A result's output: inline bytes or a blob key.

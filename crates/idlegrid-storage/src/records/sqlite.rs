@@ -11,15 +11,15 @@ use super::payments;
 use super::rows::{self, backend, job_state, task_state};
 use super::{
     AttemptRecord, Decide, DeviceRecord, DueWebhook, FailureCharged, Hold, JobRecord, LedgerAudit,
-    LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef, Principal, ReplicaResult,
-    ReplicaState, Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord, Verdict,
-    VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext,
+    LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef, Principal, ReplicaState,
+    Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord, Verdict, VerdictsApplied,
+    WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{
-    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, Runtime,
-    TaskId, TaskState, TenantId, WorkerId,
+    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, TaskId,
+    TaskState, TenantId, WorkerId,
 };
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -155,7 +155,124 @@ async fn reject(tx: &mut Tx<'_>, id: ResultId, reason: &str) -> Result<Option<Fa
         max_attempts: max_attempts as u32,
         still_pending: task_state(&state)? == TaskState::Pending
             && job_state(&job_state_name)?.is_dispatching(),
+        independent_of: Vec::new(),
     }))
+}
+
+/// The devices that may not take a task's next copy: those with an undecided result for it
+/// (reported, passed or disputed) and, on the open grid, every other device of their owners.
+const NOT_INDEPENDENT: &str = "SELECT w.id FROM workers w \
+     WHERE w.id IN (SELECT r.worker_id FROM results r WHERE r.task_id = ?1 \
+                    AND r.sha256 IS NOT NULL \
+                    AND r.validate_state IN ('pending', 'passed', 'disputed')) \
+     OR ((SELECT j.placement FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.id = ?1) = 'any' \
+         AND w.owner_id IN (SELECT v.owner_id FROM results r JOIN workers v ON v.id = r.worker_id \
+                            WHERE r.task_id = ?1 AND r.sha256 IS NOT NULL \
+                            AND r.validate_state IN ('pending', 'passed', 'disputed'))) \
+     ORDER BY w.id LIMIT 4096";
+
+async fn not_independent(tx: &mut Tx<'_>, task: TaskId) -> Result<Vec<WorkerId>> {
+    let ids: Vec<i64> = sqlx::query_scalar(NOT_INDEPENDENT)
+        .bind(task.0)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(ids.into_iter().map(WorkerId).collect())
+}
+
+/// Disputes a result the app's validator rejected: the task is charged a failed attempt and
+/// waits for work again (from a party independent of the results it has); its device is not
+/// blamed yet.
+async fn dispute(tx: &mut Tx<'_>, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
+    let row: Option<(i64, i64, i64)> = sqlx::query_as(
+        "UPDATE results SET validate_state = 'disputed', outcome = 'validate_error', reason = ?2 \
+         WHERE id = ?1 AND validate_state IN ('pending', 'passed') \
+         RETURNING task_id, job_id, worker_id",
+    )
+    .bind(id.0)
+    .bind(reason)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some((task, job, worker)) = row else {
+        return Ok(None);
+    };
+    let row: Option<(i64, String, i64, String)> = sqlx::query_as(
+        "UPDATE tasks SET failures = failures + 1, \
+         state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
+         WHERE id = ?1 RETURNING failures, state, \
+         (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id), \
+         (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
+    )
+    .bind(task)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    sqlx::query(
+        "UPDATE jobs SET failed_attempts = failed_attempts + 1, \
+         results_rejected = results_rejected + 1 WHERE id = ?1",
+    )
+    .bind(job)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let Some((failures, state, max_attempts, job_state_name)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(FailureCharged {
+        task: TaskId(task),
+        job: JobId(job),
+        worker: WorkerId(worker),
+        outcome: AttemptOutcome::ValidateError,
+        failures: failures as u32,
+        max_attempts: max_attempts as u32,
+        still_pending: task_state(&state)? == TaskState::Pending
+            && job_state(&job_state_name)?.is_dispatching(),
+        independent_of: not_independent(tx, TaskId(task)).await?,
+    }))
+}
+
+/// Settles the disputed results of tasks that just took an output: one with the output's bytes
+/// is void (the device was right after all), any other is invalid (an independent party's
+/// result was accepted where the device's was rejected). Returns the devices blamed.
+async fn settle_disputes(tx: &mut Tx<'_>, accepted: &[ResultId]) -> Result<Vec<FailureCharged>> {
+    let blamed: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
+        "UPDATE results SET validate_state = CASE WHEN results.sha256 = \
+             (SELECT o.sha256 FROM results o WHERE o.id = t.canonical_result) \
+             THEN 'void' ELSE 'invalid' END \
+         FROM tasks t WHERE t.id = results.task_id AND t.state = 'done' \
+         AND results.validate_state = 'disputed' \
+         AND results.task_id IN (SELECT r.task_id FROM json_each(?1) j \
+                                 JOIN results r ON r.id = j.value) \
+         RETURNING results.task_id, results.job_id, \
+         CASE WHEN results.validate_state = 'invalid' THEN results.worker_id END",
+    )
+    .bind(ids_json(accepted))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let mut out = Vec::new();
+    for (task, job, worker) in blamed {
+        let Some(worker) = worker else {
+            continue;
+        };
+        sqlx::query("UPDATE workers SET valid_streak = 0 WHERE id = ?1")
+            .bind(worker)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        out.push(FailureCharged {
+            task: TaskId(task),
+            job: JobId(job),
+            worker: WorkerId(worker),
+            outcome: AttemptOutcome::ValidateError,
+            failures: 0,
+            max_attempts: 0,
+            still_pending: false,
+            independent_of: Vec::new(),
+        });
+    }
+    Ok(out)
 }
 
 /// Sends a task out for `copies` more results; says what to queue if its job still dispatches.
@@ -177,19 +294,11 @@ async fn add_replicas(tx: &mut Tx<'_>, task: TaskId, copies: u32) -> Result<Opti
     if !job_state(&job_state_name)?.is_dispatching() {
         return Ok(None);
     }
-    let exclude: Vec<i64> = sqlx::query_scalar(
-        "SELECT worker_id FROM results WHERE task_id = ?1 AND outcome = 'success' \
-         AND validate_state IN ('pending', 'passed')",
-    )
-    .bind(task.0)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(backend)?;
     Ok(Some(Replicate {
         task,
         job: JobId(job),
         copies,
-        exclude: exclude.into_iter().map(WorkerId).collect(),
+        exclude: not_independent(tx, task).await?,
     }))
 }
 
@@ -321,6 +430,17 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
         match verdict {
             Verdict::Valid(id) => valid.push(*id),
             Verdict::Passed(id) => passed.push(*id),
+            Verdict::Suspect(id, reason) => {
+                sqlx::query(
+                    "UPDATE results SET validate_state = 'passed', suspect = 1, reason = ?2 \
+                     WHERE id = ?1 AND validate_state = 'pending'",
+                )
+                .bind(id.0)
+                .bind(reason)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend)?;
+            }
             _ => {}
         }
     }
@@ -396,6 +516,7 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
                 applied.ready_to_assemble.push(JobId(job));
             }
         }
+        applied.charged.extend(settle_disputes(tx, &valid).await?);
     }
     for verdict in verdicts {
         match verdict {
@@ -403,6 +524,22 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
                 if let Some(charged) = reject(tx, *id, reason).await? {
                     applied.charged.push(charged);
                 }
+            }
+            Verdict::Disputed(id, reason) => {
+                if let Some(charged) = dispute(tx, *id, reason).await? {
+                    applied.charged.push(charged);
+                }
+            }
+            Verdict::Void(id, reason) => {
+                sqlx::query(
+                    "UPDATE results SET validate_state = 'void', reason = ?2 \
+                     WHERE id = ?1 AND validate_state IN ('pending', 'passed', 'disputed')",
+                )
+                .bind(id.0)
+                .bind(reason)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend)?;
             }
             Verdict::MoreReplicas(task, copies) => {
                 if let Some(more) = add_replicas(tx, *task, *copies).await? {
@@ -414,7 +551,7 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
                     applied.failed.push((job, *task, reason.clone()));
                 }
             }
-            Verdict::Valid(_) | Verdict::Passed(_) => {}
+            Verdict::Valid(_) | Verdict::Passed(_) | Verdict::Suspect(..) => {}
         }
     }
     Ok(applied)
@@ -459,54 +596,32 @@ async fn read_replica_states(
 ) -> Result<Vec<ReplicaState>> {
     let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
     let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-    let rows: Vec<super::ReplicaTaskRow> = sqlx::query_as(
-        "SELECT t.id, t.job_id, t.state, t.replicas, \
-         (SELECT sha256 FROM results WHERE id = t.canonical_result), \
-         (SELECT json_extract(w.capabilities, '$.runtime') FROM results r JOIN workers w ON w.id = r.worker_id \
-          WHERE r.id = t.canonical_result) \
-         FROM tasks t WHERE t.id IN (SELECT value FROM json_each(?1)) ORDER BY t.id",
+    let task_rows = sqlx::query(
+        "SELECT t.id, t.job_id, t.state, t.replicas, j.placement, t.canonical_result \
+         FROM tasks t JOIN jobs j ON j.id = t.job_id \
+         WHERE t.id IN (SELECT value FROM json_each(?1)) ORDER BY t.id",
     )
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await
     .map_err(backend)?;
-    let live: Vec<super::ReplicaResultRow> = sqlx::query_as(
-        "SELECT r.task_id, r.id, r.worker_id, r.sha256, r.validate_state, w.valid_streak, \
-         json_extract(w.capabilities, '$.runtime') \
+    let result_rows = sqlx::query(
+        "SELECT r.task_id, r.id, r.worker_id, w.owner_id, r.sha256, r.validate_state, r.suspect, \
+         r.reason, w.valid_streak, w.created_at AS registered_at, \
+         json_extract(w.capabilities, '$.runtime') AS runtime, \
+         json_extract(w.capabilities, '$.ffmpeg') AS ffmpeg \
          FROM results r JOIN workers w ON w.id = r.worker_id \
-         WHERE r.task_id IN (SELECT value FROM json_each(?1)) AND r.outcome = 'success' \
-         AND r.validate_state IN ('pending', 'passed') ORDER BY r.id",
+         WHERE r.task_id IN (SELECT value FROM json_each(?1)) AND r.sha256 IS NOT NULL \
+         AND (r.validate_state IN ('pending', 'passed', 'disputed') \
+              OR r.id IN (SELECT canonical_result FROM tasks \
+                          WHERE id IN (SELECT value FROM json_each(?1)))) \
+         ORDER BY r.id",
     )
     .bind(&ids)
     .fetch_all(&mut *conn)
     .await
     .map_err(backend)?;
-    let mut by_task: BTreeMap<i64, Vec<ReplicaResult>> = BTreeMap::new();
-    for (task, id, worker, sha256, state, streak, runtime) in live {
-        by_task.entry(task).or_default().push(ReplicaResult {
-            id: ResultId(id),
-            worker: WorkerId(worker),
-            sha256,
-            passed: state == "passed",
-            streak: streak.max(0) as u64,
-            runtime: Runtime::from_name(runtime.as_deref()),
-        });
-    }
-    rows.into_iter()
-        .map(
-            |(id, job, state, wanted, accepted_sha256, accepted_runtime)| {
-                Ok(ReplicaState {
-                    task: TaskId(id),
-                    job: JobId(job),
-                    state: task_state(&state)?,
-                    wanted: wanted.max(1) as u32,
-                    accepted_sha256,
-                    accepted_runtime: Runtime::from_name(accepted_runtime.as_deref()),
-                    results: by_task.remove(&id).unwrap_or_default(),
-                })
-            },
-        )
-        .collect()
+    rows::replica_states(&task_rows, &result_rows)
 }
 
 #[async_trait]
@@ -517,6 +632,41 @@ impl Store for SqliteStore {
 
     async fn ensure_owner(&self, name: &str) -> Result<i64> {
         self.ensure_account("owners", name).await
+    }
+
+    async fn create_owner(
+        &self,
+        name: &str,
+        tenant: Option<TenantId>,
+        token_hash: [u8; 32],
+    ) -> Result<Option<i64>> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let now = now_ms();
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO owners (name, tenant_id, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO NOTHING RETURNING id",
+        )
+        .bind(name)
+        .bind(tenant.map(|t| t.0))
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
+             VALUES (?1, 'enrollment', ?2, ?3)",
+        )
+        .bind(&token_hash[..])
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(id))
     }
 
     async fn add_credential(&self, secret_hash: [u8; 32], principal: Principal) -> Result<()> {
@@ -686,18 +836,38 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn worker_capabilities(&self, worker: WorkerId) -> Result<Option<Capabilities>> {
-        let caps: Option<String> =
-            sqlx::query_scalar("SELECT capabilities FROM workers WHERE id = ?1")
-                .bind(worker.0)
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(backend)?;
-        caps.map(|c| {
-            serde_json::from_str(&c)
-                .map_err(|e| StorageError::Corrupt(format!("worker capabilities: {e}")))
-        })
-        .transpose()
+    async fn worker(&self, worker: WorkerId) -> Result<Option<WorkerRecord>> {
+        let row = sqlx::query(
+            "SELECT w.capabilities, w.owner_id, w.created_at, o.tenant_id \
+             FROM workers w JOIN owners o ON o.id = w.owner_id WHERE w.id = ?1",
+        )
+        .bind(worker.0)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(rows::worker).transpose()
+    }
+
+    async fn set_owner_tenant(&self, owner: i64, tenant: Option<TenantId>) -> Result<()> {
+        sqlx::query("UPDATE owners SET tenant_id = ?2 WHERE id = ?1")
+            .bind(owner)
+            .bind(tenant.map(|t| t.0))
+            .execute(&self.writer)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn owner_counts(&self, tenant: TenantId) -> Result<(u64, u64)> {
+        let (mine, others): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE tenant_id IS ?1), \
+             count(*) FILTER (WHERE tenant_id IS NOT ?1) FROM owners",
+        )
+        .bind(tenant.0)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok((mine as u64, others as u64))
     }
 
     async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>> {
@@ -772,9 +942,9 @@ impl Store for SqliteStore {
         let row = sqlx::query(
             "INSERT INTO jobs (tenant_id, app, app_version, bundle_sha256, params, partition_options, \
              priority, max_attempts, task_timeout_secs, replication, deadline_secs, external, \
-             webhook, tier, max_price, state, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?12, ?13, ?14, ?15, ?16, 'created', \
-             ?10) RETURNING *",
+             webhook, tier, max_price, placement, state, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+             'created', ?10) RETURNING *",
         )
         .bind(job.tenant.0)
         .bind(&job.app)
@@ -796,6 +966,7 @@ impl Store for SqliteStore {
         .bind(job.webhook.as_ref().map(|w| w.to_string()))
         .bind(job.tier.as_str())
         .bind(job.max_price.map(|p| p.0))
+        .bind(job.placement.as_str())
         .fetch_one(&self.writer)
         .await
         .map_err(backend)?;
@@ -1172,6 +1343,7 @@ impl Store for SqliteStore {
                 max_attempts: max_attempts as u32,
                 still_pending: task_state(&state)? == TaskState::Pending
                     && job_state(&job_state_name)?.is_dispatching(),
+                independent_of: Vec::new(),
             });
         }
         tx.commit().await.map_err(backend)?;

@@ -181,6 +181,7 @@ on_both_backends!(
         validated_results_are_paid_once_and_the_books_balance,
         a_link_code_links_one_device_once_before_it_expires,
         replicas_know_the_runtime_they_ran_in,
+        copies_go_to_independent_parties_and_disputes_settle_when_an_output_is_accepted,
     ],
     two: [
         racing_transitions_have_one_winner,
@@ -205,6 +206,7 @@ fn new_job(tenant: idlegrid_domain::TenantId) -> NewJob {
         max_attempts: 2,
         task_timeout_secs: 60,
         replication: Replication::NONE,
+        placement: idlegrid_domain::Placement::Any,
         deadline_secs: None,
         tier: idlegrid_domain::Tier::Standard,
         max_price: None,
@@ -277,6 +279,25 @@ async fn workers(store: &dyn Store, n: u8) -> Vec<WorkerId> {
     for i in 0..n {
         let id = store
             .register_worker(owner, &format!("w{i}"), &Capabilities::default(), [i; 32])
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+/// `n` devices, each of an owner of its own (`owner-<i>`).
+async fn independent_workers(store: &dyn Store, n: u8) -> Vec<WorkerId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let owner = store.ensure_owner(&format!("owner-{i}")).await.unwrap();
+        let id = store
+            .register_worker(
+                owner,
+                &format!("w{i}"),
+                &Capabilities::default(),
+                [100 + i; 32],
+            )
             .await
             .unwrap();
         ids.push(id);
@@ -407,7 +428,7 @@ async fn a_job_runs_through_to_assembling(store: &dyn Store) {
 async fn a_replicated_task_takes_one_result_per_device_and_asks_for_more(store: &dyn Store) {
     let (job, _) = running_job(store, 0).await;
     let task = store.insert_tasks(job.id, &[chunk(9)], 2).await.unwrap()[0];
-    let [w1, w2] = workers(store, 2).await[..] else {
+    let [w1, w2] = independent_workers(store, 2).await[..] else {
         unreachable!()
     };
     let by = |worker, bytes: &[u8]| NewResult {
@@ -444,7 +465,12 @@ async fn a_replicated_task_takes_one_result_per_device_and_asks_for_more(store: 
     assert_eq!(exclude, [w1, w2]);
     let state = &store.replica_states(&[task]).await.unwrap()[0];
     assert_eq!((state.state, state.wanted), (TaskState::Pending, 3));
-    assert!(state.results.iter().all(|r| r.passed));
+    assert!(
+        state
+            .results
+            .iter()
+            .all(|r| r.stage == crate::records::ReplicaStage::Passed)
+    );
     assert_eq!(
         store.pending_results_of(w2).await.unwrap(),
         [second],
@@ -471,7 +497,10 @@ async fn a_replicated_task_takes_one_result_per_device_and_asks_for_more(store: 
     let job = store.job(job.id).await.unwrap().unwrap();
     assert_eq!((job.results_received, job.results_rejected), (2, 1));
     assert_eq!(
-        store.replica_states(&[task]).await.unwrap()[0].accepted_sha256,
+        store.replica_states(&[task]).await.unwrap()[0]
+            .accepted
+            .as_ref()
+            .map(|a| a.sha256.clone()),
         Some(crate::blobs::sha256_hex(b"x"))
     );
 }
@@ -577,16 +606,17 @@ async fn credentials_resolve_to_principals(store: &dyn Store) {
         Some(Principal::Owner(owner))
     );
     assert_eq!(store.credential([3; 32]).await.unwrap(), None);
+    let record = store.worker(worker).await.unwrap().unwrap();
     assert_eq!(
-        store.worker_capabilities(worker).await.unwrap(),
-        Some(caps.clone())
+        (&record.capabilities, record.owner, record.owner_tenant),
+        (&caps, owner, None)
     );
-    assert_eq!(
+    assert!(
         store
-            .worker_capabilities(WorkerId(worker.0 + 1))
+            .worker(WorkerId(worker.0 + 1))
             .await
-            .unwrap(),
-        None
+            .unwrap()
+            .is_none()
     );
     // The owner changes what the device may take: the record follows.
     let mut changed = caps.clone();
@@ -598,8 +628,8 @@ async fn credentials_resolve_to_principals(store: &dyn Store) {
             .unwrap()
     );
     assert_eq!(
-        store.worker_capabilities(worker).await.unwrap(),
-        Some(changed.clone())
+        store.worker(worker).await.unwrap().unwrap().capabilities,
+        changed
     );
     assert!(
         !store
@@ -701,11 +731,9 @@ async fn replicas_know_the_runtime_they_ran_in(store: &dyn Store) {
         .unwrap();
     let state = &store.replica_states(&[task]).await.unwrap()[0];
     assert_eq!(state.state, TaskState::Done);
-    assert_eq!(state.accepted_runtime, idlegrid_domain::Runtime::Browser);
-    assert_eq!(
-        state.accepted_sha256.as_deref(),
-        Some(result(task, job.id, b"b").sha256.as_str())
-    );
+    let accepted = state.accepted.as_ref().unwrap();
+    assert_eq!(accepted.runtime, idlegrid_domain::Runtime::Browser);
+    assert_eq!(accepted.sha256, result(task, job.id, b"b").sha256);
 }
 
 async fn accounts_name_themselves_and_owners_see_their_devices(store: &dyn Store) {
@@ -879,10 +907,162 @@ async fn batches_count_as_if_recorded_one_at_a_time(store: &dyn Store) {
     assert_eq!(job2.results_received, 3);
 }
 
+/// Who may take a task's next copy depends on who sent its results: on the open grid no device
+/// of their owners, in a private fleet no device that sent one. A rejected result is disputed
+/// (its device not blamed) until an independent result is accepted: then it is invalid, or
+/// void if it had the accepted bytes. A suspect result waits like a passed one.
+async fn copies_go_to_independent_parties_and_disputes_settle_when_an_output_is_accepted(
+    store: &dyn Store,
+) {
+    let (job, _) = running_job(store, 0).await;
+    let alice = store.ensure_owner("alice").await.unwrap();
+    let bob = store.ensure_owner("bob").await.unwrap();
+    let register = |owner, name: &'static str, token: u8| async move {
+        store
+            .register_worker(owner, name, &Capabilities::default(), [token; 32])
+            .await
+            .unwrap()
+    };
+    let (a1, a2, b1) = (
+        register(alice, "a1", 61).await,
+        register(alice, "a2", 62).await,
+        register(bob, "b1", 63).await,
+    );
+    let tasks = store
+        .insert_tasks(job.id, &[chunk(0), chunk(1), chunk(2)], 1)
+        .await
+        .unwrap();
+    let by = |task, worker, bytes: &[u8]| NewResult {
+        worker,
+        ..result(task, job.id, bytes)
+    };
+    // Task 0: a1's result is rejected: disputed, the retry kept from all of alice's devices.
+    let bad = store
+        .record_results(&[by(tasks[0], a1, b"bad")])
+        .await
+        .unwrap()[0]
+        .unwrap();
+    let applied = store
+        .apply_verdicts(&[Verdict::Disputed(bad, "no picture".into())])
+        .await
+        .unwrap();
+    let charged = &applied.charged[0];
+    assert!(charged.still_pending);
+    assert_eq!((charged.task, charged.failures), (tasks[0], 1));
+    let mut kept = charged.independent_of.clone();
+    kept.sort();
+    assert_eq!(kept, [a1, a2], "both of alice's devices, not bob's");
+    let state = &store.replica_states(&[tasks[0]]).await.unwrap()[0];
+    assert_eq!(state.state, TaskState::Pending);
+    assert_eq!(
+        state.results[0].stage,
+        crate::records::ReplicaStage::Disputed
+    );
+    assert_eq!(state.results[0].owner, alice);
+    assert_eq!(state.results[0].reason.as_deref(), Some("no picture"));
+    let before = store.reputation(a1).await.unwrap().unwrap();
+    assert_eq!((before.invalid, before.streak), (0, 0));
+    // Bob's result is accepted: a1's is now invalid and blamed.
+    let good = store
+        .record_results(&[by(tasks[0], b1, b"good")])
+        .await
+        .unwrap()[0]
+        .unwrap();
+    let applied = store.apply_verdicts(&[Verdict::Valid(good)]).await.unwrap();
+    assert_eq!(applied.charged.len(), 1);
+    assert_eq!(
+        (applied.charged[0].worker, applied.charged[0].still_pending),
+        (a1, false)
+    );
+    assert_eq!(store.reputation(a1).await.unwrap().unwrap().invalid, 1);
+    assert_eq!(store.reputation(b1).await.unwrap().unwrap().streak, 1);
+    // Task 1: a disputed result whose bytes turn out to be the accepted ones is void.
+    let first = store
+        .record_results(&[by(tasks[1], a2, b"same")])
+        .await
+        .unwrap()[0]
+        .unwrap();
+    store
+        .apply_verdicts(&[Verdict::Disputed(first, "borderline".into())])
+        .await
+        .unwrap();
+    let again = store
+        .record_results(&[by(tasks[1], b1, b"same")])
+        .await
+        .unwrap()[0]
+        .unwrap();
+    let applied = store
+        .apply_verdicts(&[Verdict::Valid(again)])
+        .await
+        .unwrap();
+    assert!(applied.charged.is_empty(), "{:?}", applied.charged);
+    assert_eq!(store.reputation(a2).await.unwrap().unwrap().invalid, 0);
+    // Task 2: a suspect result waits, and a void one is neither paid nor blamed.
+    let suspect = store
+        .record_results(&[by(tasks[2], b1, b"blurred")])
+        .await
+        .unwrap()[0]
+        .unwrap();
+    store
+        .apply_verdicts(&[
+            Verdict::Suspect(suspect, "little detail".into()),
+            Verdict::MoreReplicas(tasks[2], 1),
+        ])
+        .await
+        .unwrap();
+    let state = &store.replica_states(&[tasks[2]]).await.unwrap()[0];
+    assert!(state.results[0].suspect);
+    assert_eq!(state.results[0].stage, crate::records::ReplicaStage::Passed);
+    store
+        .apply_verdicts(&[Verdict::Void(suspect, "job at fault".into())])
+        .await
+        .unwrap();
+    assert!(
+        store.replica_states(&[tasks[2]]).await.unwrap()[0]
+            .results
+            .is_empty()
+    );
+    let bob_record = store.reputation(b1).await.unwrap().unwrap();
+    assert_eq!((bob_record.invalid, bob_record.streak), (0, 2));
+    // A private fleet's copies are kept only from the device itself.
+    let tenant = store.ensure_tenant("acme").await.unwrap();
+    let own = store
+        .create_job(&NewJob {
+            placement: idlegrid_domain::Placement::Own,
+            ..new_job(tenant)
+        })
+        .await
+        .unwrap();
+    for to in [JobState::Submitted, JobState::Partitioning] {
+        store.transition_job(own.id, to, None).await.unwrap();
+    }
+    let task = store.insert_tasks(own.id, &[chunk(0)], 1).await.unwrap()[0];
+    let id = store
+        .record_results(&[NewResult {
+            worker: a1,
+            ..result(task, own.id, b"x")
+        }])
+        .await
+        .unwrap()[0]
+        .unwrap();
+    let applied = store
+        .apply_verdicts(&[Verdict::Disputed(id, "no".into())])
+        .await
+        .unwrap();
+    assert_eq!(applied.charged[0].independent_of, [a1]);
+    // Owners belong to customers' accounts.
+    let owners = store.owner_counts(tenant).await.unwrap();
+    assert_eq!(owners.0, 0);
+    store.set_owner_tenant(alice, Some(tenant)).await.unwrap();
+    assert_eq!(store.owner_counts(tenant).await.unwrap(), (1, owners.1 - 1));
+    let record = store.worker(a2).await.unwrap().unwrap();
+    assert_eq!((record.owner, record.owner_tenant), (alice, Some(tenant)));
+}
+
 /// Acceptances first, then rejections, replicas and failed tasks in the order given.
 async fn verdicts_apply_in_the_order_given(store: &dyn Store) {
     let (job, _) = running_job(store, 0).await;
-    let [w1, w2, w3] = workers(store, 3).await[..] else {
+    let [w1, w2, w3] = independent_workers(store, 3).await[..] else {
         unreachable!()
     };
     let tasks = store

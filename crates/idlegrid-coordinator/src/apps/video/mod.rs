@@ -12,6 +12,8 @@ pub use assemble::MASTER_PLAYLIST;
 mod params;
 mod partition;
 mod probe;
+pub mod process;
+mod quality;
 mod validate;
 
 pub use assemble::VideoAssembler;
@@ -39,24 +41,16 @@ pub(crate) async fn tool_with_complaints(
     program: &str,
     args: &[&str],
 ) -> Result<(String, String), String> {
-    let output = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| {
-            format!("cannot run {program}: {e} (is FFmpeg installed on the coordinator?)")
-        })?;
-    let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-    if !output.status.success() {
+    let (status, stdout, stderr) = process::run(program, args).await?;
+    let stderr = stderr.trim().to_string();
+    if !status.success() {
         return Err(if stderr.is_empty() {
-            format!("{program} failed ({})", output.status)
+            format!("{program} failed ({status})")
         } else {
             last_lines(&stderr, 3)
         });
     }
-    Ok((String::from_utf8_lossy(&output.stdout).into_owned(), stderr))
+    Ok((String::from_utf8_lossy(&stdout).into_owned(), stderr))
 }
 
 /// The damage FFmpeg reported while reading a file it could still read (a file that ends
@@ -75,52 +69,6 @@ pub(crate) fn damage(complaints: &str) -> Option<String> {
         None => line,
     };
     Some(format!("the video is damaged or truncated: {line}"))
-}
-
-/// Size of the reference thumbnails kept of each source chunk: the validator compares a
-/// worker's frames with them, so it never decodes the source chunk again.
-pub const REF_WIDTH: u32 = 256;
-/// See [`REF_WIDTH`].
-pub const REF_HEIGHT: u32 = 144;
-/// About this many frames of each chunk are kept as references.
-pub const REF_SAMPLES: u64 = 12;
-
-/// Which frames of a decoded stream become reference thumbnails.
-#[derive(Debug, Clone, Copy)]
-pub enum Picks<'a> {
-    /// Every n-th frame, from the first.
-    Every(u64),
-    /// These frames, numbered from 0 in the order the filter sees them.
-    Frames(&'a [u64]),
-}
-
-/// The filter that turns the picked frames of a decoded stream into reference thumbnails,
-/// scaled to [`REF_WIDTH`]×[`REF_HEIGHT`] grey. The partitioner and the validator run the very
-/// same scaling, so an honest result's thumbnails match the source's closely.
-pub fn reference_filter(picks: Picks) -> String {
-    let select = match picks {
-        Picks::Every(step) => format!("not(mod(n\\,{}))", step.max(1)),
-        Picks::Frames([]) => "0".to_string(),
-        Picks::Frames(frames) => frames
-            .iter()
-            .map(|n| format!("eq(n\\,{n})"))
-            .collect::<Vec<_>>()
-            .join("+"),
-    };
-    format!("select='{select}',scale={REF_WIDTH}:{REF_HEIGHT}:flags=bilinear,format=gray")
-}
-
-/// Every `step`-th index below `frames`: the references of a chunk decoded in full.
-pub fn every_nth(frames: u64, step: u64) -> Vec<u64> {
-    (0..frames).step_by(step.max(1) as usize).collect()
-}
-
-/// At most `n` of `items`, spread evenly, the first always included.
-pub fn spread<T: Copy>(items: &[T], n: usize) -> Vec<T> {
-    if items.len() <= n {
-        return items.to_vec();
-    }
-    (0..n).map(|i| items[i * items.len() / n]).collect()
 }
 
 /// The last frame count in FFmpeg's `-progress` output: frames written to the first output.
@@ -221,19 +169,5 @@ mod tests {
             Some("the video is damaged or truncated: File ended prematurely")
         );
         assert!(damage("[h264 @ 0x1] some other complaint").is_none());
-    }
-
-    #[test]
-    fn references_are_picked_by_stride_or_by_list() {
-        assert!(reference_filter(Picks::Every(25)).starts_with("select='not(mod(n\\,25))',"));
-        assert!(
-            reference_filter(Picks::Frames(&[0, 60, 120]))
-                .starts_with("select='eq(n\\,0)+eq(n\\,60)+eq(n\\,120)',scale=256:144")
-        );
-        assert!(reference_filter(Picks::Frames(&[])).starts_with("select='0',"));
-        assert_eq!(every_nth(10, 4), vec![0, 4, 8]);
-        assert_eq!(every_nth(3, 0), vec![0, 1, 2]);
-        assert_eq!(spread(&[1, 2, 3], 5), vec![1, 2, 3]);
-        assert_eq!(spread(&(0..10).collect::<Vec<_>>(), 4), vec![0, 2, 5, 7]);
     }
 }

@@ -5,10 +5,7 @@
 
 use super::cost;
 use super::probe::{self, Facts};
-use super::{
-    Picks, REF_SAMPLES, VideoParams, every_nth, progress_frames, readable, reference_filter,
-    scratch, spread, tool, tool_with_complaints,
-};
+use super::{VideoParams, progress_frames, readable, scratch, tool, tool_with_complaints};
 use crate::partitioner::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
@@ -78,122 +75,46 @@ async fn segment(src: &str, codec: &[&str], seconds: &str, pattern: &str) -> Res
     }
 }
 
-/// One chunk file of the split, with what the validator needs to judge results for it.
+/// One chunk file of the split.
 #[derive(Debug)]
 struct Chunk {
     /// The chunk file.
     path: PathBuf,
     /// Frames that decode from it.
     frames: u64,
-    /// Its reference thumbnails (raw grey frames).
-    refs: PathBuf,
-    /// The index of the frame each reference shows, ascending.
-    ref_frames: Vec<u64>,
 }
 
-/// A chunk's references are its keyframes when it has at least this many; otherwise it is
-/// decoded in full.
-const MIN_KEYFRAME_REFS: usize = 3;
-
-/// Runs FFmpeg over a chunk: every decoded frame goes to a null output (whose count the
-/// progress reports), the picked ones become thumbnails in `refs`. `decode` holds decoder
-/// options. Returns the frames decoded.
-async fn thumbnails(
-    path: &Path,
-    decode: &[&str],
-    picks: Picks<'_>,
-    refs: &Path,
-) -> Result<u64, String> {
-    let graph = format!("[0:v]split[all][s];[s]{}[t]", reference_filter(picks));
+/// Decodes a chunk in full and returns the frames that decode from it.
+async fn decoded_frames(path: PathBuf) -> Result<Chunk, String> {
     let input = path.to_string_lossy();
-    let refs = refs.to_string_lossy();
     // One decoding thread: chunks are decoded side by side, and threads cost CPU.
-    let mut args = vec!["-nostdin", "-v", "error", "-y", "-threads", "1"];
-    args.extend(decode);
-    args.extend([
+    let args = [
+        "-nostdin",
+        "-v",
+        "error",
+        "-threads",
+        "1",
         "-i",
         &input,
-        "-filter_complex",
-        &graph,
         "-map",
-        "[all]",
+        "0:v:0",
         "-f",
         "null",
         "-",
-        "-map",
-        "[t]",
-        "-fps_mode",
-        "passthrough",
-        "-f",
-        "rawvideo",
-        &refs,
         "-progress",
         "pipe:1",
-    ]);
+    ];
     let progress = tool("ffmpeg", &args).await?;
-    progress_frames(&progress).ok_or_else(|| {
-        format!(
-            "FFmpeg did not say how many frames {} holds",
-            path.display()
-        )
-    })
+    let frames = progress_frames(&progress)
+        .ok_or_else(|| format!("FFmpeg did not say how many frames {input} holds"))?;
+    Ok(Chunk { path, frames })
 }
 
-/// Decodes a chunk in full: counts the frames that decode and keeps every `ref_step`-th one
-/// as a reference thumbnail.
-async fn fingerprint(path: PathBuf, ref_step: u64) -> Result<Chunk, String> {
-    let refs = path.with_extension("ref");
-    let frames = thumbnails(&path, &[], Picks::Every(ref_step), &refs).await?;
-    Ok(Chunk {
-        ref_frames: every_nth(frames, ref_step),
-        path,
-        frames,
-        refs,
-    })
-}
-
-/// A self-contained chunk cut at a source keyframe (see [`probe::self_contained`]) holding
-/// `frames` frames: decodes only its keyframes, a small part of the cost of a full decode,
-/// and keeps up to [`REF_SAMPLES`] of them as references. `None` when it has fewer than
-/// [`MIN_KEYFRAME_REFS`] keyframes, or the decoder's keyframes are not the flagged packets.
-async fn fingerprint_keyframes(
-    path: &Path,
-    frames: u64,
-    keyframes: &[u64],
-) -> Result<Option<Chunk>, String> {
-    if keyframes.len() < MIN_KEYFRAME_REFS {
-        return Ok(None);
-    }
-    let ordinals: Vec<u64> = (0..keyframes.len() as u64).collect();
-    let picked = spread(&ordinals, REF_SAMPLES as usize);
-    let refs = path.with_extension("ref");
-    let decoded = thumbnails(
-        path,
-        &["-skip_frame", "nokey"],
-        Picks::Frames(&picked),
-        &refs,
-    )
-    .await?;
-    if decoded != keyframes.len() as u64 {
-        return Ok(None);
-    }
-    Ok(Some(Chunk {
-        path: path.to_path_buf(),
-        frames,
-        refs,
-        ref_frames: picked.iter().map(|&k| keyframes[k as usize]).collect(),
-    }))
-}
-
-/// Fingerprints every chunk in full, as many at once as the machine has cores, and sends
-/// them on in order.
-async fn fingerprint_all(
-    paths: Vec<PathBuf>,
-    ref_step: u64,
-    out: &mpsc::Sender<Chunk>,
-) -> Result<(), String> {
+/// Counts every chunk's frames by decoding it, as many at once as the machine has cores, and
+/// sends them on in order.
+async fn count_all(paths: Vec<PathBuf>, out: &mpsc::Sender<Chunk>) -> Result<(), String> {
     let mut chunks = futures::stream::iter(paths)
-        .map(|path| fingerprint(path, ref_step))
+        .map(decoded_frames)
         .buffered(cores());
     while let Some(chunk) = chunks.next().await {
         out.send(chunk?).await.map_err(|_| STOPPED.to_string())?;
@@ -211,21 +132,19 @@ fn cores() -> usize {
 /// Codecs whose packets hold exactly one frame each in any container FFmpeg demuxes.
 const ONE_FRAME_PER_PACKET: &[&str] = &["h264", "hevc"];
 
-/// Fingerprints chunks cut at source keyframes, without decoding them in full where that is
-/// safe, and sends them on in order. `Ok(false)` — before anything was sent — when a chunk does
-/// not decode on its own frame for frame (open GOPs), or is more than twice the `target`
-/// seconds long (sparse keyframes), and the split must be redone frame-exactly.
+/// Counts the frames of chunks cut at source keyframes and sends them on in order. `Ok(false)`
+/// — before anything was sent — when a chunk does not decode on its own frame for frame (open
+/// GOPs), or is more than twice the `target` seconds long (sparse keyframes), and the split
+/// must be redone frame-exactly.
 ///
-/// A chunk's frames are its packets when its packets show it is self-contained; its
-/// references are then its keyframes, decoded alone. For codecs not known to put one frame in
-/// each packet, the first chunk is decoded in full and must decode to as many frames as it
-/// has packets, or every chunk is decoded in full. Chunks with too few keyframes to sample are
-/// decoded in full too.
-async fn fingerprint_cut(
+/// A chunk's frames are its packets when its packets show it is self-contained, counted
+/// without decoding. For codecs not known to put one frame in each packet, the first chunk is
+/// decoded in full and must decode to as many frames as it has packets, or every chunk is
+/// decoded in full.
+async fn count_cut(
     paths: Vec<PathBuf>,
     facts: &Facts,
     target: f64,
-    ref_step: u64,
     out: &mpsc::Sender<Chunk>,
 ) -> Result<bool, String> {
     let packets: Vec<Vec<probe::Packet>> = futures::stream::iter(paths.clone())
@@ -246,35 +165,30 @@ async fn fingerprint_cut(
     {
         return Ok(false);
     }
-    let mut rest = paths.into_iter().zip(contents).peekable();
+    let mut rest = paths.into_iter().zip(contents);
     if !ONE_FRAME_PER_PACKET.contains(&facts.codec.as_str())
         && let Some((path, (frames, _))) = rest.next()
     {
-        let first = fingerprint(path, ref_step).await?;
+        let first = decoded_frames(path).await?;
         let calibrated = first.frames == frames;
         out.send(first).await.map_err(|_| STOPPED.to_string())?;
         if !calibrated {
             // Packets are not frames here: count every chunk by decoding it.
-            return fingerprint_all(rest.map(|(path, _)| path).collect(), ref_step, out)
+            return count_all(rest.map(|(path, _)| path).collect(), out)
                 .await
                 .map(|()| true);
         }
     }
-    let work = rest.map(|(path, (frames, keys))| async move {
-        match fingerprint_keyframes(&path, frames, &keys).await? {
-            Some(chunk) => Ok::<_, String>(chunk),
-            None => fingerprint(path, ref_step).await,
-        }
-    });
-    let mut chunks = futures::stream::iter(work).buffered(cores());
-    while let Some(chunk) = chunks.next().await {
-        out.send(chunk?).await.map_err(|_| STOPPED.to_string())?;
+    for (path, (frames, _)) in rest {
+        out.send(Chunk { path, frames })
+            .await
+            .map_err(|_| STOPPED.to_string())?;
     }
     Ok(true)
 }
 
 /// Splits the video stream into chunk files in `dir` and sends each on, in order, with the
-/// frames that decode from it as soon as it is fingerprinted; returns how they were made.
+/// frames that decode from it as soon as it is counted; returns how they were made.
 /// Every one of the source's `facts.frames` packets must come out as a decoded frame of some
 /// chunk. A cut at a source keyframe by stream copy is used only if every frame still decodes
 /// from its chunk — with open GOPs or leading B-frames the frames before a cut's keyframe need
@@ -291,15 +205,12 @@ async fn split_video(
     let src = source.to_string_lossy();
     let pattern = dir.join("%05d.mkv");
     let pattern = pattern.to_string_lossy();
-    // About REF_SAMPLES references in a chunk of the target length.
-    let chunk_frames = target * constant_rate.unwrap_or(facts.fps);
-    let ref_step = ((chunk_frames / REF_SAMPLES as f64) as u64).max(1);
     let target_s = format!("{target}");
     // A variable frame rate is made constant at the average by the frame-exact cut below.
     if constant_rate.is_none() {
         segment(&src, &["-c", "copy"], &target_s, &pattern).await?;
         let paths = list_chunks(dir)?;
-        if fingerprint_cut(paths.clone(), facts, target, ref_step, &out).await? {
+        if count_cut(paths.clone(), facts, target, &out).await? {
             return Ok("keyframes");
         }
         for path in &paths {
@@ -307,7 +218,11 @@ async fn split_video(
         }
     }
     let force = format!("expr:gte(t,n_forced*{target})");
-    let rate = format!("fps={:.6}", constant_rate.unwrap_or(facts.fps));
+    let fps = constant_rate.unwrap_or(facts.fps);
+    let rate = format!("fps={fps:.6}");
+    // A keyframe every two seconds too: the validator decodes a source chunk from the keyframe
+    // before the frames it compares, so short GOPs keep that cheap.
+    let gop = ((2.0 * fps).round() as u64).max(1).to_string();
     let mut codec = vec![
         "-c:v",
         "libx264",
@@ -315,6 +230,8 @@ async fn split_video(
         "0",
         "-preset",
         "ultrafast",
+        "-g",
+        &gop,
         "-force_key_frames",
         &force,
     ];
@@ -324,7 +241,13 @@ async fn split_video(
     }
     codec.extend(["-fps_mode", "passthrough"]);
     segment(&src, &codec, &target_s, &pattern).await?;
-    fingerprint_all(list_chunks(dir)?, ref_step, &out).await?;
+    // The intermediate is x264's: one frame per packet, counted without decoding.
+    for path in list_chunks(dir)? {
+        let frames = probe::count_packets(&path).await?;
+        out.send(Chunk { path, frames })
+            .await
+            .map_err(|_| STOPPED.to_string())?;
+    }
     Ok(if constant_rate.is_some() {
         "exact frames (lossless intermediate at a constant frame rate)"
     } else {
@@ -465,7 +388,7 @@ impl Partitioner for VideoPartitioner {
         let sizes = params.output_sizes(facts.width, facts.height);
         let (width, height) = sizes[0];
         let encoder = serde_json::to_value(&params.encoder).unwrap_or_default();
-        // Chunks are stored and their tasks sent as soon as each is split and fingerprinted, so
+        // Chunks are stored and their tasks sent as soon as each is split and counted, so
         // workers start on the first while the rest are being made. Tasks are numbered chunk
         // by chunk: chunk i, rendition r is task i × renditions + r.
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(2);
@@ -487,8 +410,6 @@ impl Partitioner for VideoPartitioner {
                 let key = format!("jobs/{}/chunks/{index:05}.mkv", job.id);
                 // Scratch files are never used again once stored: moved, not copied.
                 let stored = blobs.put_file(&key, &chunk.path).await?;
-                let refs_key = format!("jobs/{}/chunks/{index:05}.ref", job.id);
-                blobs.put_file(&refs_key, &chunk.refs).await?;
                 let tasks = sizes
                     .iter()
                     .enumerate()
@@ -502,7 +423,6 @@ impl Partitioner for VideoPartitioner {
                             "kind": "video", "frames": chunk.frames, "width": w, "height": h,
                             "scale": (w, h) != source_size,
                             "rendition": rendition, "encoder": encoder,
-                            "refs": refs_key, "ref_frames": chunk.ref_frames,
                         })),
                     })
                     .collect();

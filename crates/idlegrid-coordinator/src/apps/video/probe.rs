@@ -249,9 +249,117 @@ pub async fn count_packets(path: &Path) -> Result<u64, String> {
         .map_err(|_| format!("could not count packets (ffprobe said {out:?})"))
 }
 
+/// A video file's first video stream as the validator reads it, without decoding: its format,
+/// and its frames' times in display order with the keyframes among them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameTable {
+    /// Codec name.
+    pub codec: String,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+    /// Pixel format.
+    pub pix_fmt: String,
+    /// Whether frames are shown in another order than they are stored (B-frames).
+    pub reordered: bool,
+    /// Each frame's presentation time in seconds, in display order.
+    pub times: Vec<f64>,
+    /// Display indices of the keyframes, ascending.
+    pub keys: Vec<usize>,
+}
+
+impl FrameTable {
+    /// The last keyframe at or before display index `frame`.
+    pub fn key_before(&self, frame: usize) -> Option<usize> {
+        let at = self.keys.partition_point(|&k| k <= frame);
+        at.checked_sub(1).map(|i| self.keys[i])
+    }
+}
+
+/// Reads a file's [`FrameTable`]; the error says what makes it unreadable as video: no video
+/// stream, a frame without a time, two frames at one time.
+pub async fn frame_table(path: &Path) -> Result<FrameTable, String> {
+    let json = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,pix_fmt,has_b_frames:packet=pts_time,flags",
+            "-of",
+            "json",
+            &path.to_string_lossy(),
+        ],
+    )
+    .await?;
+    parse_frame_table(&json)
+}
+
+fn parse_frame_table(json: &str) -> Result<FrameTable, String> {
+    let info: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("ffprobe gave unreadable output: {e}"))?;
+    let stream = info["streams"].get(0).ok_or("there is no video stream")?;
+    let packets = info["packets"].as_array().cloned().unwrap_or_default();
+    let mut frames = Vec::with_capacity(packets.len());
+    for packet in &packets {
+        let time = seconds(packet.get("pts_time")).ok_or("a frame has no presentation time")?;
+        let key = packet["flags"].as_str().is_some_and(|f| f.contains('K'));
+        frames.push((time, key));
+    }
+    frames.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if frames.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err("two frames are shown at the same time".into());
+    }
+    Ok(FrameTable {
+        codec: stream["codec_name"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string(),
+        width: stream["width"].as_u64().unwrap_or(0) as u32,
+        height: stream["height"].as_u64().unwrap_or(0) as u32,
+        pix_fmt: stream["pix_fmt"].as_str().unwrap_or("unknown").to_string(),
+        reordered: stream["has_b_frames"].as_u64().unwrap_or(0) > 0,
+        keys: frames
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, key))| *key)
+            .map(|(i, _)| i)
+            .collect(),
+        times: frames.into_iter().map(|(time, _)| time).collect(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frame_tables_are_in_display_order() {
+        let json = r#"{"packets": [
+            {"pts_time": "0.000000", "flags": "K__"}, {"pts_time": "0.100000", "flags": "___"},
+            {"pts_time": "0.033000", "flags": "___"}, {"pts_time": "0.067000", "flags": "___"},
+            {"pts_time": "0.133000", "flags": "K__"}],
+            "streams": [{"codec_name": "h264", "width": 64, "height": 48, "pix_fmt": "yuv420p",
+                         "has_b_frames": 2}]}"#;
+        let table = parse_frame_table(json).unwrap();
+        assert_eq!(table.times, [0.0, 0.033, 0.067, 0.1, 0.133]);
+        assert_eq!(table.keys, [0, 4]);
+        assert!(table.reordered);
+        assert_eq!(table.key_before(3), Some(0));
+        assert_eq!(table.key_before(4), Some(4));
+        let untimed = r#"{"packets": [{"flags": "K__"}], "streams": [{"codec_name": "h264"}]}"#;
+        assert!(
+            parse_frame_table(untimed)
+                .unwrap_err()
+                .contains("no presentation time")
+        );
+        let twice = r#"{"packets": [{"pts_time": "1.0", "flags": "K"}, {"pts_time": "1.0", "flags": ""}],
+            "streams": [{"codec_name": "h264"}]}"#;
+        assert!(parse_frame_table(twice).unwrap_err().contains("same time"));
+    }
 
     #[test]
     fn packets_parse() {

@@ -1,29 +1,38 @@
-//! The `video` validator. A video chunk's result must be H.264 in 4:2:0 at the size asked,
-//! decode without error, hold exactly as many frames as the source chunk, and look like it:
-//! sampled frames, reduced to thumbnails exactly as the source chunk's were when it was split,
-//! must each reach [`MIN_PSNR_DB`] against the source's thumbnail of the same frame index. The
-//! source chunk itself is not decoded again. The audio result must be AAC-LC lasting as long as the source audio.
+//! The `video` validator. Nothing a device receives says what will be checked: every choice
+//! below is made from the coordinator's own randomness after the result arrived.
+//!
+//! A video chunk's result must be H.264 in 4:2:0 at the size asked, with exactly as many
+//! frames as the source chunk, each with its own time (read from the container, no decoding).
+//! Then one frame is picked at random, uniformly over the chunk, and both the result and the
+//! source chunk are decoded from the keyframe before it (closed GOPs decode on their own) up
+//! to it; every frame of that window is compared at the result's full resolution
+//! ([`super::quality`]): another picture rejects the result, a worse one than the settings
+//! give makes it suspect. A decoding error in the window rejects it.
+//!
+//! The audio result must be AAC-LC with the channels and sample rate asked, as long as the
+//! source, and carry the source's sound: both are decoded to 8 kHz mono and compared over
+//! eight half-second windows at random times, each by its best normalised correlation within
+//! 40 ms of shift. A silent window of the source must stay quiet.
+//!
+//! What this costs and what it catches, beside replication, is in ARCHITECTURE.md.
 
-use super::{
-    Picks, REF_HEIGHT, REF_WIDTH, every_nth, probe_stream, progress_frames, readable,
-    readable_output, reference_filter, scratch, tool,
-};
-use crate::validator::Validator;
+use super::probe::{FrameTable, frame_table};
+use super::process::{self, Tool};
+use super::quality::{self, Expectation, FrameMeasure, Plane};
+use super::{probe_stream, readable, readable_output, scratch};
+use crate::validator::{Judgment, Validator};
 use async_trait::async_trait;
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::records::{JobRecord, ResultRecord};
+use rand::Rng;
+use std::io::Read;
 use std::path::Path;
-
-/// Lowest PSNR of sampled frames accepted. Honest encodes at any sensible quality score well
-/// above it (CRF 23 on test footage: about 43 dB); another chunk's frames or garbage score far
-/// below.
-pub const MIN_PSNR_DB: f64 = 25.0;
 
 /// The video validator.
 pub struct VideoValidator {
-    /// Chunks checked at once: each check runs FFmpeg for about a second of CPU per 10 s of
-    /// 1080p, so more than the cores would only thrash.
+    /// Results checked at once: each check runs FFmpeg, so more than the cores would only
+    /// thrash.
     slots: tokio::sync::Semaphore,
 }
 
@@ -36,165 +45,477 @@ impl Default for VideoValidator {
     }
 }
 
-/// Checks a video result; `work` is a scratch directory (the inputs may be the blob store's own
-/// files, never written to).
-async fn check_video(
-    result: &Path,
-    refs: &Path,
-    meta: &serde_json::Value,
-    work: &Path,
-) -> Result<(), String> {
-    let stream = probe_stream(
-        result,
-        "v:0",
-        "codec_name,width,height,pix_fmt,nb_read_packets",
-        &["-count_packets"],
-    )
-    .await
-    .map_err(|e| format!("the chunk is not readable video: {e}"))?;
-    if stream["codec_name"] != "h264" {
-        return Err(format!(
-            "the chunk is {} video, not H.264",
-            stream["codec_name"]
-        ));
-    }
-    if stream["pix_fmt"] != "yuv420p" {
-        return Err(format!(
-            "the chunk's pixel format is {}, not yuv420p",
-            stream["pix_fmt"]
-        ));
-    }
-    let (w, h) = (stream["width"].as_u64(), stream["height"].as_u64());
-    if (w, h) != (meta["width"].as_u64(), meta["height"].as_u64()) {
-        return Err(format!(
-            "the chunk is {}x{}, not {}x{}",
-            w.unwrap_or(0),
-            h.unwrap_or(0),
-            meta["width"],
-            meta["height"]
-        ));
-    }
-    let expected = meta["frames"].as_u64().unwrap_or(0);
-    let packets: u64 = stream["nb_read_packets"]
-        .as_str()
-        .and_then(|f| f.parse().ok())
-        .unwrap_or(0);
-    if packets != expected {
-        return Err(format!(
-            "the chunk has {packets} frames, the source chunk {expected}"
-        ));
-    }
-    // One pass decodes every frame of the result (failing on a decoding error), counts them,
-    // and compares the sampled ones with the source chunk's reference thumbnails, taken by
-    // the same filter when the source was split.
-    // The frames the references show; chunks split before references were listed kept every
-    // `ref_step`-th frame.
-    let picks: Vec<u64> = match meta["ref_frames"].as_array() {
-        Some(frames) => frames
-            .iter()
-            .filter_map(serde_json::Value::as_u64)
-            .collect(),
-        None => every_nth(expected, meta["ref_step"].as_u64().unwrap_or(1)),
-    };
-    let stats_path = work.join("psnr.log");
-    let graph = format!(
-        "[0:v]split[all][s];[s]{},setpts=N/TB[a];[1:v]setpts=N/TB[b];[a][b]psnr=stats_file={}[compared]",
-        reference_filter(Picks::Frames(&picks)),
-        stats_path.display()
-    );
-    let size = format!("{REF_WIDTH}x{REF_HEIGHT}");
-    let progress = tool(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-v",
-            "error",
-            "-xerror",
-            // One decoding thread: results are validated side by side, and threads cost CPU.
-            "-threads",
-            "1",
-            "-i",
-            &result.to_string_lossy(),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "gray",
-            "-s",
-            &size,
-            "-i",
-            &refs.to_string_lossy(),
-            "-filter_complex",
-            &graph,
-            "-map",
-            "[all]",
-            "-f",
-            "null",
-            "-",
-            "-map",
-            "[compared]",
-            "-f",
-            "null",
-            "-",
-            "-progress",
-            "pipe:1",
-        ],
-    )
-    .await
-    .map_err(|e| format!("the chunk does not decode cleanly: {e}"))?;
-    let decoded = progress_frames(&progress).unwrap_or(0);
-    if decoded != expected {
-        return Err(format!(
-            "the chunk decodes to {decoded} frames, the source chunk has {expected}"
-        ));
-    }
-    let stats = std::fs::read_to_string(&stats_path).unwrap_or_default();
-    let psnrs: Vec<f64> = stats
-        .lines()
-        .filter_map(|l| {
-            let v = l
-                .split_whitespace()
-                .find_map(|f| f.strip_prefix("psnr_avg:"))?;
-            Some(if v == "inf" { 100.0 } else { v.parse().ok()? })
-        })
-        .collect();
-    let samples = picks.len() as u64;
-    if samples == 0 || psnrs.len() as u64 != samples {
-        return Err(format!(
-            "{} of the chunk's {samples} sampled frames could be compared with the source",
-            psnrs.len()
-        ));
-    }
-    let worst = psnrs.iter().copied().fold(f64::INFINITY, f64::min);
-    if worst < MIN_PSNR_DB {
-        return Err(format!(
-            "the chunk does not match its source: a frame has PSNR {worst:.1} dB (at least {MIN_PSNR_DB} dB expected)"
-        ));
-    }
-    Ok(())
+/// Compared frames whose detail is measured, at most (the picked frame and others spread over
+/// the window); PSNR and repeats are measured on every frame of the window.
+const DETAIL_FRAMES: usize = 8;
+
+/// Frames `from..=to` (display indices) of a chunk, decoded from the keyframe before `from`.
+struct Window {
+    from: usize,
+    to: usize,
 }
 
-async fn check_audio(result: &Path, meta: &serde_json::Value) -> Result<(), String> {
-    let stream = probe_stream(result, "a:0", "codec_name,profile,duration", &[])
-        .await
-        .map_err(|e| format!("the audio does not decode: {e}"))?;
-    if stream["codec_name"] != "aac" || stream["profile"] != "LC" {
+/// FFmpeg arguments that decode `window` of the file `path` (read as `table`) into raw grey
+/// frames on stdout, scaled to `scale` when given. Decoding starts at the window's keyframe:
+/// the time passed to `-ss` is that keyframe's, plus the 3/23 s FFmpeg takes off a seek in a
+/// stream with B-frames, so the demuxer lands on it rather than the keyframe before.
+fn decode_args(
+    path: &Path,
+    table: &FrameTable,
+    window: &Window,
+    scale: Option<(u32, u32)>,
+) -> Vec<String> {
+    let mut args: Vec<String> = ["-nostdin", "-v", "error", "-threads", "1"]
+        .map(String::from)
+        .to_vec();
+    let key = table.key_before(window.from).unwrap_or(0);
+    if key > 0 {
+        let lead = if table.reordered { 3.0 / 23.0 } else { 0.0 };
+        args.extend(["-seek_timestamp", "1", "-noaccurate_seek", "-ss"].map(String::from));
+        args.push(format!("{:.6}", table.times[key] + lead + 0.0005));
+    }
+    args.extend(["-copyts", "-i"].map(String::from));
+    args.push(path.to_string_lossy().into_owned());
+    // Frames are picked by their times (to the container's millisecond), wherever the demuxer
+    // started.
+    let (first, last) = (table.times[window.from], table.times[window.to]);
+    let mut filter = format!(
+        "select='between(t\\,{:.6}\\,{:.6})'",
+        first - 0.0004,
+        last + 0.0004
+    );
+    if let Some((w, h)) = scale {
+        filter.push_str(&format!(",scale={w}:{h}:flags=bicubic"));
+    }
+    filter.push_str(",format=gray");
+    args.extend(["-map", "0:v:0", "-vf"].map(String::from));
+    args.push(filter);
+    args.extend(["-fps_mode", "passthrough", "-frames:v"].map(String::from));
+    args.push((window.to - window.from + 1).to_string());
+    args.extend(["-f", "rawvideo", "-pix_fmt", "gray", "-"].map(String::from));
+    args
+}
+
+/// Reads frames of `size` bytes from a decoder into `frames` until it ends or `limit` frames
+/// came; returns how many came.
+fn read_frames(
+    tool: &mut Tool,
+    size: usize,
+    limit: usize,
+    frames: std::sync::mpsc::SyncSender<Vec<u8>>,
+) -> usize {
+    let Some(mut out) = tool.stdout() else {
+        return 0;
+    };
+    let mut read = 0;
+    while read < limit {
+        let mut frame = vec![0u8; size];
+        if out.read_exact(&mut frame).is_err() || frames.send(frame).is_err() {
+            break;
+        }
+        read += 1;
+    }
+    read
+}
+
+/// Decodes `window` of the result and of the source (scaled to the result's `size` when
+/// `scale`) side by side and measures every frame pair; the error says what went wrong with
+/// the result, or `Err(Err)` when the source could not be decoded (the coordinator's problem).
+async fn compare_window(
+    result: &Path,
+    result_table: &FrameTable,
+    source: &Path,
+    source_table: &FrameTable,
+    window: Window,
+    (width, height): (u32, u32),
+    scale: bool,
+) -> Result<Result<Vec<FrameMeasure>, String>, String> {
+    let count = window.to - window.from + 1;
+    let result_args = decode_args(result, result_table, &window, None);
+    let source_args = decode_args(
+        source,
+        source_table,
+        &window,
+        scale.then_some((width, height)),
+    );
+    let (mut result_tool, _result_guard) = process::start("ffmpeg", &result_args, false)?;
+    let (mut source_tool, _source_guard) = process::start("ffmpeg", &source_args, false)?;
+    let from = window.from as u64;
+    let size = width as usize * height as usize;
+    let detail_every = count.div_ceil(DETAIL_FRAMES).max(1);
+    let measured = tokio::task::spawn_blocking(move || {
+        let (source_tx, source_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let (result_tx, result_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let source_reader = std::thread::spawn(move || {
+            let n = read_frames(&mut source_tool, size, count, source_tx);
+            (n, source_tool.finish())
+        });
+        let result_reader = std::thread::spawn(move || {
+            let n = read_frames(&mut result_tool, size, count, result_tx);
+            (n, result_tool.finish())
+        });
+        let mut measures = Vec::with_capacity(count);
+        let mut before: Option<(Vec<u8>, Vec<u8>)> = None;
+        // Owning both receivers: when either decoder stops, the loop ends and drops them, so
+        // the other decoder's reader stops sending too.
+        for (k, (s, r)) in source_rx.into_iter().zip(result_rx).enumerate() {
+            let plane = |pixels| Plane {
+                width: width as usize,
+                pixels,
+            };
+            // The picked frame is the window's last; detail is measured on it and a spread of
+            // the others.
+            let with_detail = k + 1 == count || (count - 1 - k).is_multiple_of(detail_every);
+            let previous = before.as_ref().map(|(ps, pr)| (plane(ps), plane(pr)));
+            measures.push(quality::measure(
+                from + k as u64,
+                &plane(&s),
+                &plane(&r),
+                previous.as_ref().map(|(ps, pr)| (ps, pr)),
+                with_detail,
+            ));
+            before = Some((s, r));
+        }
+        let source = source_reader.join();
+        let result = result_reader.join();
+        (measures, source, result)
+    })
+    .await
+    .map_err(|e| format!("comparing frames failed: {e}"))?;
+    let (measures, source, result) = measured;
+    let (source_frames, source_status) =
+        source.map_err(|_| "a source decoder panicked".to_string())?;
+    let (result_frames, result_status) =
+        result.map_err(|_| "a result decoder panicked".to_string())?;
+    let source_status = source_status.map_err(|e| format!("waiting for FFmpeg failed: {e}"))?;
+    if source_frames < count || !source_status.success() {
         return Err(format!(
+            "the source chunk decoded to {source_frames} of frames {}..={} ({source_status})",
+            window.from, window.to
+        ));
+    }
+    let result_ok = result_status.is_ok_and(|s| s.success());
+    if result_frames < count || !result_ok || measures.len() < count {
+        return Ok(Err(format!(
+            "frames {}..={} do not decode ({result_frames} of {count} came out)",
+            window.from, window.to
+        )));
+    }
+    Ok(Ok(measures))
+}
+
+/// Checks a video result against its source chunk.
+async fn check_video(
+    result: &Path,
+    source: &Path,
+    meta: &serde_json::Value,
+) -> Result<Judgment, String> {
+    let table = match frame_table(result).await {
+        Ok(table) => table,
+        Err(e) => {
+            return Ok(Judgment::Reject(format!(
+                "the chunk is not readable video: {e}"
+            )));
+        }
+    };
+    if table.codec != "h264" {
+        return Ok(Judgment::Reject(format!(
+            "the chunk is {} video, not H.264",
+            table.codec
+        )));
+    }
+    if table.pix_fmt != "yuv420p" {
+        return Ok(Judgment::Reject(format!(
+            "the chunk's pixel format is {}, not yuv420p",
+            table.pix_fmt
+        )));
+    }
+    let size = (
+        meta["width"].as_u64().unwrap_or(0) as u32,
+        meta["height"].as_u64().unwrap_or(0) as u32,
+    );
+    if (table.width, table.height) != size {
+        return Ok(Judgment::Reject(format!(
+            "the chunk is {}x{}, not {}x{}",
+            table.width, table.height, size.0, size.1
+        )));
+    }
+    let expected = meta["frames"].as_u64().unwrap_or(0) as usize;
+    if table.times.len() != expected {
+        return Ok(Judgment::Reject(format!(
+            "the chunk has {} frames, the source chunk {expected}",
+            table.times.len()
+        )));
+    }
+    if table.keys.first() != Some(&0) {
+        return Ok(Judgment::Reject(
+            "the chunk does not start with a keyframe".into(),
+        ));
+    }
+    let source_table = frame_table(source)
+        .await
+        .map_err(|e| format!("the source chunk cannot be read: {e}"))?;
+    if source_table.times.len() != expected || source_table.keys.first() != Some(&0) {
+        return Err(format!(
+            "the source chunk has {} frames and keyframes at {:?}, not the {expected} frames recorded",
+            source_table.times.len(),
+            &source_table.keys[..source_table.keys.len().min(4)]
+        ));
+    }
+    // The one choice the device cannot know: which frame, from the coordinator's randomness.
+    let picked = rand::rng().random_range(0..expected);
+    let from = table
+        .key_before(picked)
+        .unwrap_or(0)
+        .max(source_table.key_before(picked).unwrap_or(0));
+    let window = Window { from, to: picked };
+    let scale = meta["scale"].as_bool().unwrap_or(true);
+    match compare_window(result, &table, source, &source_table, window, size, scale).await? {
+        Err(reason) => Ok(Judgment::Reject(reason)),
+        Ok(measures) => {
+            let crf = meta["encoder"]["crf"].as_u64().map(|c| c.min(51) as u8);
+            let bitrate = meta["encoder"]["bitrate"].is_string();
+            let expect = Expectation::for_crf(if bitrate { None } else { crf });
+            Ok(match quality::judge(&measures, expect) {
+                quality::Judgment::Good => Judgment::Accept,
+                quality::Judgment::Suspect(why) => Judgment::Suspect(why),
+                quality::Judgment::Bad(why) => Judgment::Reject(why),
+            })
+        }
+    }
+}
+
+/// Sample rate the audio is compared at, Hz.
+const AUDIO_RATE: usize = 8000;
+/// Windows compared, and their length in samples.
+const AUDIO_WINDOWS: usize = 8;
+const AUDIO_WINDOW: usize = AUDIO_RATE / 2;
+/// Largest shift searched between the two signals, in samples (40 ms): decoders and the
+/// encoder's priming may leave them a few milliseconds apart.
+const AUDIO_LAG: usize = AUDIO_RATE / 25;
+/// RMS (of full scale) below which a window is silent.
+const SILENT_RMS: f64 = 0.003;
+/// Lowest best correlation of a window that is the source's sound. AAC-LC at the lowest
+/// bitrate allowed keeps the 0–4 kHz waveform above 0.9 on tones and noise alike; silence, a
+/// tone of another pitch or another sound score near 0.
+const MIN_CORRELATION: f64 = 0.6;
+
+/// Decodes `path`'s first audio stream to 8 kHz mono and keeps the samples of `spans`
+/// (start, length in samples); returns them and how many samples the whole stream had.
+fn decode_spans(tool: &mut Tool, spans: &[(usize, usize)]) -> (Vec<Vec<f32>>, usize) {
+    let mut kept: Vec<Vec<f32>> = spans
+        .iter()
+        .map(|&(_, len)| Vec::with_capacity(len))
+        .collect();
+    let Some(mut out) = tool.stdout() else {
+        return (kept, 0);
+    };
+    let mut position = 0usize;
+    let mut buffer = vec![0u8; 64 * 1024];
+    // An odd byte count leaves half a sample for the next read.
+    let mut carry: Option<u8> = None;
+    let mut take = |lo: u8, hi: u8, position: &mut usize| {
+        let sample = f32::from(i16::from_le_bytes([lo, hi])) / 32768.0;
+        for (span, keep) in spans.iter().zip(kept.iter_mut()) {
+            if (span.0..span.0 + span.1).contains(position) {
+                keep.push(sample);
+            }
+        }
+        *position += 1;
+    };
+    loop {
+        let mut data = match out.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => &buffer[..n],
+        };
+        if let Some(lo) = carry.take()
+            && let Some((&hi, rest)) = data.split_first()
+        {
+            take(lo, hi, &mut position);
+            data = rest;
+        }
+        let pairs = data.chunks_exact(2);
+        carry = pairs.remainder().first().copied();
+        for pair in pairs {
+            take(pair[0], pair[1], &mut position);
+        }
+    }
+    (kept, position)
+}
+
+/// The best normalised correlation of `source` with `result` shifted by up to [`AUDIO_LAG`]
+/// samples (`result` holds [`AUDIO_LAG`] samples more on each side where it can).
+fn best_correlation(source: &[f32], result: &[f32], offset: usize) -> f64 {
+    let energy = |s: &[f32]| s.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>();
+    let source_energy = energy(source);
+    let mut best: f64 = 0.0;
+    for start in 0..=(offset * 2) {
+        let Some(part) = result.get(start..start + source.len()) else {
+            break;
+        };
+        let denominator = (source_energy * energy(part)).sqrt();
+        if denominator > 0.0 {
+            let dot: f64 = source
+                .iter()
+                .zip(part)
+                .map(|(&a, &b)| f64::from(a) * f64::from(b))
+                .sum();
+            best = best.max(dot / denominator);
+        }
+    }
+    best
+}
+
+fn rms(samples: &[f32]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    (samples
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        / samples.len() as f64)
+        .sqrt()
+}
+
+/// FFmpeg arguments decoding a file's first audio stream to 8 kHz mono 16-bit on stdout.
+fn audio_args(path: &Path) -> Vec<String> {
+    let mut args: Vec<String> = ["-nostdin", "-v", "error", "-i"].map(String::from).to_vec();
+    args.push(path.to_string_lossy().into_owned());
+    args.extend(
+        [
+            "-map", "0:a:0", "-ac", "1", "-ar", "8000", "-f", "s16le", "-",
+        ]
+        .map(String::from),
+    );
+    args
+}
+
+/// Compares the sound of `result` with `source` over random windows.
+async fn compare_audio(result: &Path, source: &Path, duration: f64) -> Result<Judgment, String> {
+    let total = (duration * AUDIO_RATE as f64) as usize;
+    if total < AUDIO_WINDOW + 2 * AUDIO_LAG {
+        return Ok(Judgment::Accept);
+    }
+    // Where to listen, from the coordinator's randomness, chosen now.
+    let mut starts: Vec<usize> = {
+        let mut rng = rand::rng();
+        (0..AUDIO_WINDOWS)
+            .map(|_| rng.random_range(AUDIO_LAG..=total - AUDIO_WINDOW - AUDIO_LAG))
+            .collect()
+    };
+    starts.sort_unstable();
+    let source_spans: Vec<(usize, usize)> = starts.iter().map(|&s| (s, AUDIO_WINDOW)).collect();
+    let result_spans: Vec<(usize, usize)> = starts
+        .iter()
+        .map(|&s| (s - AUDIO_LAG, AUDIO_WINDOW + 2 * AUDIO_LAG))
+        .collect();
+    let (mut source_tool, _source_guard) = process::start("ffmpeg", &audio_args(source), false)?;
+    let (mut result_tool, _result_guard) = process::start("ffmpeg", &audio_args(result), false)?;
+    let decoded = tokio::task::spawn_blocking(move || {
+        let source = std::thread::spawn(move || {
+            let kept = decode_spans(&mut source_tool, &source_spans);
+            (kept, source_tool.finish())
+        });
+        let kept = decode_spans(&mut result_tool, &result_spans);
+        let result = (kept, result_tool.finish());
+        (source.join(), result)
+    })
+    .await
+    .map_err(|e| format!("comparing sound failed: {e}"))?;
+    let (source, ((result_windows, result_samples), result_status)) = decoded;
+    let ((source_windows, _), source_status) =
+        source.map_err(|_| "the source audio decoder panicked".to_string())?;
+    if !source_status.is_ok_and(|s| s.success()) {
+        return Err("the source audio could not be decoded".into());
+    }
+    if !result_status.is_ok_and(|s| s.success()) {
+        return Ok(Judgment::Reject("the audio does not decode".into()));
+    }
+    if result_samples < total.saturating_sub(AUDIO_RATE / 10) {
+        return Ok(Judgment::Reject(format!(
+            "the audio decodes to {:.3} s, the source lasts {duration:.3} s",
+            result_samples as f64 / AUDIO_RATE as f64
+        )));
+    }
+    for ((start, source), result) in starts.iter().zip(&source_windows).zip(&result_windows) {
+        let at = *start as f64 / AUDIO_RATE as f64;
+        let (loudness, heard) = (rms(source), rms(result));
+        if loudness < SILENT_RMS {
+            if heard > (4.0 * loudness).max(SILENT_RMS) {
+                return Ok(Judgment::Reject(format!(
+                    "the audio has sound at {at:.2} s where the source is silent"
+                )));
+            }
+            continue;
+        }
+        let correlation = best_correlation(source, result, AUDIO_LAG);
+        if correlation < MIN_CORRELATION {
+            return Ok(Judgment::Reject(format!(
+                "the audio at {at:.2} s is not the source's sound (correlation {correlation:.2}, \
+                 at least {MIN_CORRELATION} expected)"
+            )));
+        }
+    }
+    Ok(Judgment::Accept)
+}
+
+/// Checks an audio result's format, length and sound.
+async fn check_audio(
+    result: &Path,
+    source: &Path,
+    meta: &serde_json::Value,
+) -> Result<Judgment, String> {
+    let stream = match probe_stream(
+        result,
+        "a:0",
+        "codec_name,profile,sample_rate,channels,duration",
+        &[],
+    )
+    .await
+    {
+        Ok(stream) => stream,
+        Err(e) => return Ok(Judgment::Reject(format!("the audio does not decode: {e}"))),
+    };
+    if stream["codec_name"] != "aac" || stream["profile"] != "LC" {
+        return Ok(Judgment::Reject(format!(
             "the audio is {} {}, not AAC-LC",
             stream["codec_name"], stream["profile"]
-        ));
+        )));
+    }
+    let encoder = &meta["encoder"];
+    let rate = stream["sample_rate"]
+        .as_str()
+        .and_then(|r| r.parse::<u64>().ok());
+    if let Some(asked) = encoder["audio_sample_rate"].as_u64()
+        && rate != Some(asked)
+    {
+        return Ok(Judgment::Reject(format!(
+            "the audio is sampled at {} Hz, not {asked} Hz",
+            rate.unwrap_or(0)
+        )));
+    }
+    if let Some(asked) = encoder["audio_channels"].as_u64()
+        && stream["channels"].as_u64() != Some(asked)
+    {
+        return Ok(Judgment::Reject(format!(
+            "the audio has {} channels, not {asked}",
+            stream["channels"]
+        )));
     }
     let duration: f64 = stream["duration"]
         .as_str()
         .and_then(|d| d.parse().ok())
         .unwrap_or(0.0);
-    if let Some(expected) = meta["duration"].as_f64()
-        && (duration - expected).abs() > 0.1
-    {
-        return Err(format!(
+    let Some(expected) = meta["duration"].as_f64() else {
+        return Ok(Judgment::Accept);
+    };
+    if (duration - expected).abs() > 0.1 {
+        return Ok(Judgment::Reject(format!(
             "the audio lasts {duration:.3} s, the source {expected:.3} s"
-        ));
+        )));
     }
-    Ok(())
+    compare_audio(result, source, expected).await
 }
 
 #[async_trait]
@@ -204,25 +525,58 @@ impl Validator for VideoValidator {
         _job: &JobRecord,
         result: &ResultRecord,
         blobs: &dyn BlobStore,
-    ) -> Result<Result<(), String>, StorageError> {
+    ) -> Result<Judgment, StorageError> {
         let _slot =
             self.slots.acquire().await.map_err(|_| {
                 StorageError::Backend("the video validator is shutting down".into())
             })?;
         let meta = result.task.chunk.meta.clone().unwrap_or_default();
+        let Some(source_key) = result.task.chunk.input_key.as_deref() else {
+            return Ok(Judgment::Reject(
+                "the chunk has no source to compare with".into(),
+            ));
+        };
         let dir = scratch()?;
         let output = readable_output(blobs, &result.output, &dir.path().join("result")).await?;
-        let verdict = match meta["kind"].as_str() {
-            Some("video") => {
-                let Some(key) = meta["refs"].as_str() else {
-                    return Ok(Err("the chunk has no references to compare with".into()));
-                };
-                let refs = readable(blobs, key, &dir.path().join("refs.gray")).await?;
-                check_video(&output, &refs, &meta, dir.path()).await
+        let source = readable(blobs, source_key, &dir.path().join("source")).await?;
+        let judged = process::in_stage(process::Stage::Validate, async {
+            match meta["kind"].as_str() {
+                Some("video") => check_video(&output, &source, &meta).await,
+                Some("audio") => check_audio(&output, &source, &meta).await,
+                other => Ok(Judgment::Reject(format!("unknown chunk kind {other:?}"))),
             }
-            Some("audio") => check_audio(&output, &meta).await,
-            other => Err(format!("unknown chunk kind {other:?}")),
+        })
+        .await;
+        // A source that cannot be read is the coordinator's trouble, never the device's.
+        judged.map_err(|e| StorageError::Backend(format!("checking the result: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn correlation_finds_a_shifted_copy_and_not_another_sound() {
+        let tone = |freq: f64, n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| {
+                    (2.0 * std::f64::consts::PI * freq * i as f64 / AUDIO_RATE as f64).sin() as f32
+                        * 0.5
+                })
+                .collect()
         };
-        Ok(verdict)
+        let source = tone(440.0, AUDIO_WINDOW + 2 * AUDIO_LAG);
+        let window = &source[AUDIO_LAG..AUDIO_LAG + AUDIO_WINDOW];
+        // The same sound, shifted by 7 samples.
+        let mut shifted = vec![0.0f32; 7];
+        shifted.extend_from_slice(&source[..source.len() - 7]);
+        assert!(best_correlation(window, &shifted, AUDIO_LAG) > 0.99);
+        // Another pitch, and silence.
+        let other = tone(1000.0, AUDIO_WINDOW + 2 * AUDIO_LAG);
+        assert!(best_correlation(window, &other, AUDIO_LAG) < 0.3);
+        let silence = vec![0.0f32; AUDIO_WINDOW + 2 * AUDIO_LAG];
+        assert_eq!(best_correlation(window, &silence, AUDIO_LAG), 0.0);
+        assert!(rms(&silence) < SILENT_RMS && rms(window) > 0.3);
     }
 }

@@ -1,0 +1,317 @@
+//! How a result's pictures compare with its source's, and what that says about the result.
+//!
+//! The validator decodes a window of frames, chosen at random after the result arrived, from
+//! both the result and the source chunk (scaled to the result's size) and measures each pair
+//! here, on the luma plane at full resolution:
+//!
+//! - **PSNR** against the source. No honest encode at settings a job may have is below
+//!   [`HARD_FLOOR_DB`] (noisy footage at CRF 51 or at the lowest bitrate allowed scores about
+//!   19 dB): a frame below it is another picture (a solid colour, another clip), and the result
+//!   is rejected.
+//! - **Detail**: the result's mean luma gradient over the source's. x264 keeps texture at
+//!   sensible quality (0.8–1.0 at CRF ≤ 26 on smooth, busy and noisy test footage); a picture
+//!   encoded small and scaled back up loses it (0.01–0.25 from 96×54, 0.1–0.6 from half the
+//!   size).
+//! - **Repeats**: a result frame equal to the one before while the source moved is a frame
+//!   copied instead of encoded.
+//!
+//! Below what the job's settings give ([`Expectation`]), a result is *suspect*, not rejected:
+//! the content decides how good an honest encode looks (noise at CRF 30 looks like a scaled-up
+//! picture), so a suspect result is re-run on an independent device and believed only if the
+//! bytes agree. The thresholds were measured on FFmpeg's `testsrc2`, `mandelbrot` and
+//! `testsrc2` with strong temporal noise, encoded with x264 `medium` (see docs/BENCHMARKS.md).
+
+/// Lowest PSNR (dB) of any compared frame before a result is rejected outright.
+pub const HARD_FLOOR_DB: f64 = 15.0;
+/// A source frame whose mean gradient is below this (of 255) is too flat for its detail to
+/// tell anything.
+const MIN_SOURCE_DETAIL: f64 = 2.0;
+/// A result frame this close to the one before (dB) is a repeat...
+const REPEAT_DB: f64 = 55.0;
+/// ...when the source's frames differ more than this (dB).
+const MOVING_DB: f64 = 30.0;
+
+/// The quality an honest result of these settings reaches on any footage: below it a result is
+/// suspect.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Expectation {
+    /// Lowest PSNR (dB) of a compared frame.
+    pub psnr_db: f64,
+    /// Lowest detail ratio of a compared frame (0: not checked).
+    pub detail: f64,
+}
+
+impl Expectation {
+    /// For a constant rate factor `crf`, or `None` for an average bitrate (whose quality the
+    /// footage decides entirely: only gross differences count then).
+    pub fn for_crf(crf: Option<u8>) -> Expectation {
+        let Some(crf) = crf else {
+            return Expectation {
+                psnr_db: HARD_FLOOR_DB,
+                detail: 0.0,
+            };
+        };
+        let above = f64::from(crf.saturating_sub(23));
+        Expectation {
+            psnr_db: (26.0 - 1.2 * above).max(HARD_FLOOR_DB),
+            detail: match crf {
+                0..=26 => 0.7,
+                27..=28 => 0.6,
+                29..=30 => 0.5,
+                _ => 0.0,
+            },
+        }
+    }
+}
+
+/// One luma plane, row after row.
+pub struct Plane<'a> {
+    /// Width in pixels.
+    pub width: usize,
+    /// The pixels.
+    pub pixels: &'a [u8],
+}
+
+/// PSNR of `b` against `a` (same size), over every `step`-th row; 100 for identical planes.
+pub fn psnr(a: &Plane, b: &Plane, step: usize) -> f64 {
+    let mut sum: u64 = 0;
+    let mut count: u64 = 0;
+    for (ra, rb) in a
+        .pixels
+        .chunks_exact(a.width)
+        .zip(b.pixels.chunks_exact(b.width))
+        .step_by(step.max(1))
+    {
+        sum += ra
+            .iter()
+            .zip(rb)
+            .map(|(&x, &y)| {
+                let d = u64::from(x.abs_diff(y));
+                d * d
+            })
+            .sum::<u64>();
+        count += ra.len() as u64;
+    }
+    if sum == 0 || count == 0 {
+        return 100.0;
+    }
+    let mse = sum as f64 / count as f64;
+    10.0 * (255.0 * 255.0 / mse).log10()
+}
+
+/// Mean absolute luma gradient (right and down neighbours), over every other row and column.
+pub fn detail(p: &Plane) -> f64 {
+    let rows: Vec<&[u8]> = p.pixels.chunks_exact(p.width).collect();
+    let mut sum: u64 = 0;
+    let mut count: u64 = 0;
+    for y in (0..rows.len().saturating_sub(1)).step_by(2) {
+        let (row, below) = (rows[y], rows[y + 1]);
+        for x in (0..p.width.saturating_sub(1)).step_by(2) {
+            sum += u64::from(row[x].abs_diff(row[x + 1])) + u64::from(row[x].abs_diff(below[x]));
+            count += 1;
+        }
+    }
+    if count == 0 {
+        0.0
+    } else {
+        sum as f64 / count as f64
+    }
+}
+
+/// What was measured of one compared frame.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FrameMeasure {
+    /// Its index in the chunk.
+    pub index: u64,
+    /// PSNR against the source frame.
+    pub psnr_db: f64,
+    /// Detail ratio, where the source frame has detail enough to tell and it was measured.
+    pub detail: Option<f64>,
+    /// Whether it repeats the frame before while the source moved.
+    pub repeats: bool,
+}
+
+/// Measures result frame `index` against its source frame, with the frames before them (in
+/// the same window) for the repeat check; `with_detail` also measures detail.
+pub fn measure(
+    index: u64,
+    source: &Plane,
+    result: &Plane,
+    before: Option<(&Plane, &Plane)>,
+    with_detail: bool,
+) -> FrameMeasure {
+    let detail = with_detail
+        .then(|| {
+            let s = self::detail(source);
+            (s >= MIN_SOURCE_DETAIL).then(|| self::detail(result) / s)
+        })
+        .flatten();
+    let repeats = before.is_some_and(|(source_before, result_before)| {
+        psnr(result_before, result, 4) >= REPEAT_DB && psnr(source_before, source, 4) < MOVING_DB
+    });
+    FrameMeasure {
+        index,
+        psnr_db: psnr(source, result, 1),
+        detail,
+        repeats,
+    }
+}
+
+/// A result's pictures as the validator sees them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Judgment {
+    /// Like the source as the settings promise.
+    Good,
+    /// Worse than the settings give on any footage tried: believe it only if an independent
+    /// device returns the same bytes.
+    Suspect(String),
+    /// Not the source's pictures.
+    Bad(String),
+}
+
+/// Judges the measured frames of a result against what its settings promise.
+pub fn judge(frames: &[FrameMeasure], expect: Expectation) -> Judgment {
+    if let Some(worst) = frames.iter().min_by(|a, b| a.psnr_db.total_cmp(&b.psnr_db)) {
+        if worst.psnr_db < HARD_FLOOR_DB {
+            return Judgment::Bad(format!(
+                "frame {} is not the source's picture (PSNR {:.1} dB; every honest encode is \
+                 above {HARD_FLOOR_DB} dB)",
+                worst.index, worst.psnr_db
+            ));
+        }
+        if worst.psnr_db < expect.psnr_db {
+            return Judgment::Suspect(format!(
+                "frame {} is further from the source than the settings give (PSNR {:.1} dB, \
+                 expected at least {:.1} dB)",
+                worst.index, worst.psnr_db, expect.psnr_db
+            ));
+        }
+    }
+    if let Some(repeat) = frames.iter().find(|f| f.repeats) {
+        return Judgment::Suspect(format!(
+            "frame {} repeats the frame before it where the source moves",
+            repeat.index
+        ));
+    }
+    if expect.detail > 0.0
+        && let Some((index, ratio)) = frames
+            .iter()
+            .filter_map(|f| Some((f.index, f.detail?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+        && ratio < expect.detail
+    {
+        return Judgment::Suspect(format!(
+            "frame {index} has {:.0}% of the source's detail (at least {:.0}% expected at these \
+             settings): encoded smaller and scaled up?",
+            ratio * 100.0,
+            expect.detail * 100.0
+        ));
+    }
+    Judgment::Good
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plane(width: usize, pixels: &[u8]) -> Plane<'_> {
+        Plane { width, pixels }
+    }
+
+    /// A 64×64 test picture with detail: a diagonal pattern shifted by `phase`.
+    fn pattern(phase: usize) -> Vec<u8> {
+        (0..64 * 64)
+            .map(|i| (((i % 64 + i / 64 + phase) * 37) % 251) as u8)
+            .collect()
+    }
+
+    #[test]
+    fn psnr_and_detail_measure_what_they_say() {
+        let a = pattern(0);
+        let flat = vec![128u8; 64 * 64];
+        assert_eq!(psnr(&plane(64, &a), &plane(64, &a), 1), 100.0);
+        assert!(psnr(&plane(64, &a), &plane(64, &flat), 1) < 12.0);
+        let mut close = a.clone();
+        close[0] ^= 4;
+        assert!(psnr(&plane(64, &a), &plane(64, &close), 1) > 50.0);
+        assert_eq!(detail(&plane(64, &flat)), 0.0);
+        assert!(detail(&plane(64, &a)) > 20.0);
+    }
+
+    #[test]
+    fn expectations_loosen_with_the_rate_factor_and_vanish_for_bitrates() {
+        let crf23 = Expectation::for_crf(Some(23));
+        assert_eq!((crf23.psnr_db, crf23.detail), (26.0, 0.7));
+        assert_eq!(Expectation::for_crf(Some(18)), crf23);
+        let crf30 = Expectation::for_crf(Some(30));
+        assert!(crf30.psnr_db < crf23.psnr_db && crf30.detail == 0.5);
+        assert_eq!(Expectation::for_crf(Some(51)).psnr_db, HARD_FLOOR_DB);
+        assert_eq!(Expectation::for_crf(Some(51)).detail, 0.0);
+        assert_eq!(Expectation::for_crf(None).psnr_db, HARD_FLOOR_DB);
+    }
+
+    fn frame(index: u64, psnr_db: f64, detail: Option<f64>, repeats: bool) -> FrameMeasure {
+        FrameMeasure {
+            index,
+            psnr_db,
+            detail,
+            repeats,
+        }
+    }
+
+    #[test]
+    fn another_picture_is_bad_and_a_worse_one_suspect() {
+        let expect = Expectation::for_crf(Some(23));
+        assert_eq!(
+            judge(&[frame(0, 44.0, Some(0.95), false)], expect),
+            Judgment::Good
+        );
+        let Judgment::Bad(why) = judge(
+            &[
+                frame(3, 44.0, Some(0.95), false),
+                frame(4, 9.8, None, false),
+            ],
+            expect,
+        ) else {
+            panic!("a solid frame must be bad");
+        };
+        assert!(why.contains("frame 4"), "{why}");
+        // Encoded at 96×54 and scaled up: still the source's picture, but blurred.
+        assert!(matches!(
+            judge(&[frame(7, 23.0, Some(0.2), false)], expect),
+            Judgment::Suspect(_)
+        ));
+        // Half the size scaled up: fine PSNR, little detail.
+        let Judgment::Suspect(why) = judge(&[frame(7, 34.0, Some(0.55), false)], expect) else {
+            panic!("lost detail must be suspect");
+        };
+        assert!(why.contains("55%"), "{why}");
+        // A repeated frame.
+        assert!(matches!(
+            judge(&[frame(8, 40.0, Some(0.9), true)], expect),
+            Judgment::Suspect(_)
+        ));
+        // At a bitrate, only another picture counts.
+        assert_eq!(
+            judge(
+                &[frame(9, 19.5, Some(0.03), false)],
+                Expectation::for_crf(None)
+            ),
+            Judgment::Good
+        );
+    }
+
+    #[test]
+    fn repeats_count_only_where_the_source_moves() {
+        let a = pattern(0);
+        let b = pattern(9);
+        let (pa, pb) = (plane(64, &a), plane(64, &b));
+        // Source moves a → b; result shows a twice.
+        let copied = measure(1, &pb, &pa, Some((&pa, &pa)), true);
+        assert!(copied.repeats);
+        // Source still: a repeated result frame is what an encoder gives.
+        let still = measure(1, &pa, &pa, Some((&pa, &pa)), true);
+        assert!(!still.repeats);
+        assert_eq!(still.detail, Some(1.0));
+    }
+}
