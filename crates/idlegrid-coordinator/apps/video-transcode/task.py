@@ -3,7 +3,8 @@
 IDLEGRID_TASK (set by the coordinator's video partitioner) says what to do:
   {"kind": "video", "frames": N, "width": W, "height": H, "encoder": {...}}
       encode input/chunk.mkv's video to H.264 (libx264, closed GOP starting on an IDR frame,
-      fixed thread count, timestamps passed through so every frame is kept) as output/chunk.mkv
+      fixed thread count and no threaded lookahead so the same chunk always gives the same
+      bytes, timestamps passed through so every frame is kept) as output/chunk.mkv
   {"kind": "audio", "encoder": {...}}
       encode input/chunk.mkv's first audio stream to AAC-LC as output/audio.m4a
 Progress is printed as `idlegrid:progress <fraction>` for the worker's heartbeats.
@@ -31,7 +32,9 @@ if task["kind"] == "video":
         "-pix_fmt", "yuv420p",
         "-c:v", "libx264", "-preset", enc["preset"],
         "-threads", str(enc["threads"]),
-        "-x264-params", "stitchable=1",
+        # No threaded lookahead: with it, x264's output depends on how the threads were
+        # scheduled (a busy device gave other bytes), and replicas must agree byte for byte.
+        "-x264-params", "stitchable=1:sync-lookahead=0",
         "-fps_mode", "passthrough",
     ]
     if enc.get("bitrate"):
