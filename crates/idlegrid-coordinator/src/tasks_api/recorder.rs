@@ -128,18 +128,21 @@ pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
 async fn write(grid: &Grid, batch: &Batch) -> Result<(), StorageError> {
     if !batch.results.is_empty() {
         let ids = grid.store.record_results(&batch.results).await?;
-        let items: Vec<Item> = batch
-            .results
-            .iter()
-            .zip(ids)
-            .filter_map(|(r, id)| {
-                id.map(|id| Item {
+        let mut items = Vec::with_capacity(ids.len());
+        let mut refused = Vec::new();
+        for (r, id) in batch.results.iter().zip(ids) {
+            match id {
+                Some(id) => items.push(Item {
                     job: r.job,
                     id: id.0,
-                })
-            })
-            .collect();
+                }),
+                // The chunk stopped waiting for a result (another copy's came first): this
+                // device holds no copy of it any more, and may check it later.
+                None => refused.push((r.job, r.task, r.worker)),
+            }
+        }
         grid.queues.push(Stage::Validate, &items).await?;
+        grid.queues.release_holders(&refused).await?;
     }
     if !batch.failures.is_empty() {
         let charged = grid.store.record_failures(&batch.failures).await?;

@@ -196,6 +196,20 @@ impl Queues for MemoryQueues {
         Ok(())
     }
 
+    async fn release_holders(&self, copies: &[(JobId, TaskId, WorkerId)]) -> Result<()> {
+        let mut inner = self.lock();
+        for (job, task, worker) in copies {
+            if let Some(holders) = inner
+                .jobs
+                .get_mut(job)
+                .and_then(|q| q.holders.get_mut(task))
+            {
+                holders.remove(worker);
+            }
+        }
+        Ok(())
+    }
+
     async fn lease_tasks(
         &self,
         job: JobId,

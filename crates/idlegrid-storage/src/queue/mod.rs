@@ -128,6 +128,9 @@ pub trait Queues: Send + Sync + 'static {
         avoid: WorkerId,
         avoid_for: Duration,
     ) -> Result<()>;
+    /// Lets workers whose copy of a task ended without a result (their report came after the
+    /// task stopped waiting for one) take a copy of it again.
+    async fn release_holders(&self, copies: &[(JobId, TaskId, WorkerId)]) -> Result<()>;
     /// Leases up to `max` tasks of one job to a worker for `ttl`.
     async fn lease_tasks(
         &self,

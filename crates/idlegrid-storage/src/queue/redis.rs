@@ -780,6 +780,23 @@ impl Queues for RedisQueues {
         Ok(())
     }
 
+    async fn release_holders(&self, copies: &[(JobId, TaskId, WorkerId)]) -> Result<()> {
+        if copies.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = ::redis::pipe();
+        for (job, task, worker) in copies {
+            pipe.cmd("SREM")
+                .arg(self.job_key(*job, "holders"))
+                .arg(format!("{}:{}", task.0, worker.0))
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn lease_tasks(
         &self,
         job: JobId,
