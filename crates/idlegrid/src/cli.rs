@@ -78,6 +78,10 @@ pub struct CoordinatorArgs {
     /// addresses, over plain HTTP too (default: only public https:// ones).
     #[arg(long, env = "IDLEGRID_ALLOW_PRIVATE_SOURCES")]
     pub allow_private_sources: bool,
+    /// Seconds a device must have been registered before adaptive replication trusts it,
+    /// however many valid results it has.
+    #[arg(long, default_value_t = 3600, env = "IDLEGRID_TRUST_MIN_AGE_SECS")]
+    pub trust_min_age_secs: u64,
     /// Key sealing customers' secrets (32 bytes, base64: `head -c32 /dev/urandom | base64`);
     /// coordinators sharing records must share it (default: embedded coordinators keep one
     /// in the data directory).
@@ -114,6 +118,7 @@ impl Default for CoordinatorArgs {
             worker_rps: 2000,
             sweep_secs: 30,
             allow_private_sources: false,
+            trust_min_age_secs: 3600,
             secrets_key: None,
             store: None,
             queue: None,

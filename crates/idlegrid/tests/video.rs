@@ -3,39 +3,11 @@
 //! (counted frames, codecs, sizes, durations) and PSNR against the source, frames aligned by
 //! index. Needs `ffmpeg` and `ffprobe` on PATH (scripts/setup.sh installs them).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn sh(program: &str, args: &[&str]) -> Output {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program} (is FFmpeg installed?): {e}"));
-    assert!(
-        output.status.success(),
-        "{program} {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-/// Makes a test clip: `video` and `audio` are lavfi source descriptions, `codec` the encoder
-/// arguments.
-fn clip(dir: &Path, name: &str, video: &str, audio: Option<&str>, codec: &[&str]) -> PathBuf {
-    let path = dir.join(name);
-    let mut args = vec!["-v", "error", "-f", "lavfi", "-i", video];
-    if let Some(audio) = audio {
-        args.extend(["-f", "lavfi", "-i", audio]);
-    }
-    args.extend(codec);
-    if audio.is_some() {
-        args.push("-shortest");
-    }
-    let out = path.to_string_lossy().into_owned();
-    args.push(&out);
-    sh("ffmpeg", &args);
-    path
-}
+use common::{clip, sh};
+use std::path::Path;
+use std::process::Command;
 
 struct Probe {
     video: serde_json::Value,
@@ -294,22 +266,11 @@ fn unusable_inputs_fail_with_a_reason_that_names_the_problem() {
     assert!(stderr.contains("crf must be from 0 to 51"), "{stderr}");
 }
 
-/// A child process killed when the test ends, however it ends.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn tampered_chunks_are_caught_and_the_job_still_completes() {
     use base64::Engine;
     use idlegrid_api::tasks::{LeaseRequest, RegisterWorker, Report, ReportItem, ReportOutcome};
     use idlegrid_client::{Client, sha256_bytes};
-    use std::io::BufRead;
 
     let dir = tempfile::tempdir().unwrap();
     let source = clip(
@@ -319,23 +280,11 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
         None,
         &["-c:v", "libx264", "-g", "25"],
     );
-    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_idlegrid"));
-    serve
-        .args(["serve", "--listen", "127.0.0.1:0", "--json", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(log);
-    let mut coordinator = Child(serve.spawn().unwrap());
-    let mut line = String::new();
-    std::io::BufReader::new(coordinator.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let coordinator = common::Coordinator::start(dir.path(), &[]);
     let (url, key, enroll) = (
-        ready["url"].as_str().unwrap().to_string(),
-        ready["api_key"].as_str().unwrap().to_string(),
-        ready["enrollment_token"].as_str().unwrap().to_string(),
+        coordinator.url.clone(),
+        coordinator.api_key.clone(),
+        coordinator.enrollment_token.clone(),
     );
 
     let customer = Client::new(&url, &key).unwrap();
@@ -467,23 +416,7 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
     assert!(reply.results.iter().all(|r| r.accepted), "{reply:?}");
 
     // An honest worker does the work again.
-    let _worker = Child(
-        Command::new(env!("CARGO_BIN_EXE_idlegrid"))
-            .args([
-                "worker",
-                "--coordinator",
-                &url,
-                "--token",
-                &enroll,
-                "--slots",
-                "2",
-                "--state-dir",
-            ])
-            .arg(dir.path().join("worker"))
-            .stderr(std::fs::File::create(dir.path().join("worker.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let _worker = coordinator.worker(dir.path(), &enroll, "worker", 2);
     let mut status = customer.job(job.id).await.unwrap();
     for _ in 0..600 {
         if status.state.is_terminal() {
@@ -935,28 +868,63 @@ fn a_frame_rate_asked_for_replaces_the_sources() {
 #[test]
 fn the_task_script_is_deterministic() {
     let dir = tempfile::tempdir().unwrap();
-    let chunk = clip(
+    let source = clip(
         dir.path(),
-        "chunk.mkv",
-        "testsrc2=size=320x240:rate=25:duration=2",
+        "source.mkv",
+        "testsrc2=size=320x240:rate=25:duration=4",
         None,
         &["-c:v", "libx264", "-g", "25"],
     );
+    // The first chunk the segment muxer makes of it, as the partitioner cuts.
+    let pattern = dir.path().join("%05d.mkv");
+    sh(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            &source.to_string_lossy(),
+            "-c",
+            "copy",
+            "-f",
+            "segment",
+            "-segment_time",
+            "2",
+            "-reset_timestamps",
+            "1",
+            "-segment_format",
+            "matroska",
+            &pattern.to_string_lossy(),
+        ],
+    );
+    let chunk = dir.path().join("00000.mkv");
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../idlegrid-coordinator/apps/video-transcode/task.py");
-    let task = serde_json::json!({
-        "kind": "video", "frames": 50, "width": 160, "height": 120, "rendition": 0,
-        "encoder": {"preset": "medium", "crf": 23, "bitrate": null, "maxrate": null,
-                    "bufsize": null, "profile": null, "level": null, "threads": 2,
-                    "keyframe_seconds": null, "audio_bitrate": "128k", "audio_channels": 2,
-                    "audio_sample_rate": 48000},
-    });
-    let run = |name: &str| {
-        let scratch = dir.path().join(name);
+    let task = |scale: bool, width: u32, height: u32| {
+        serde_json::json!({
+            "kind": "video", "frames": 50, "width": width, "height": height, "rendition": 0,
+            "scale": scale,
+            "encoder": {"preset": "medium", "crf": 23, "bitrate": null, "maxrate": null,
+                        "bufsize": null, "profile": null, "level": null, "threads": 2,
+                        "keyframe_seconds": null, "audio_bitrate": "128000",
+                        "audio_channels": 2, "audio_sample_rate": 48000},
+        })
+    };
+    // Busy devices: sixteen encodes at once, most of them squeezed onto one core (x264's
+    // threaded lookahead gave other bytes in one of eight such runs).
+    let run = |name: String, task: serde_json::Value, one_core: bool| {
+        let scratch = dir.path().join(&name);
         std::fs::create_dir_all(scratch.join("input")).unwrap();
         std::fs::create_dir_all(scratch.join("output")).unwrap();
         std::fs::copy(&chunk, scratch.join("input/chunk.mkv")).unwrap();
-        let out = Command::new("python3")
+        let mut command = if one_core {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0", "python3"]);
+            c
+        } else {
+            Command::new("python3")
+        };
+        let out = command
             .arg(&script)
             .current_dir(&scratch)
             .env("IDLEGRID_TASK", task.to_string())
@@ -970,9 +938,27 @@ fn the_task_script_is_deterministic() {
         );
         std::fs::read(scratch.join("output/chunk.mkv")).unwrap()
     };
-    let (first, second) = (run("a"), run("b"));
-    assert!(!first.is_empty());
-    assert!(first == second, "two encodes of the same chunk differ");
+    for (kind, task) in [
+        ("same size", task(false, 320, 240)),
+        ("scaled", task(true, 160, 120)),
+    ] {
+        let outputs: Vec<Vec<u8>> = std::thread::scope(|s| {
+            let runs: Vec<_> = (0..16)
+                .map(|i| {
+                    let task = task.clone();
+                    let name = format!("{kind}-{i}");
+                    s.spawn(move || run(name, task, i % 3 != 0))
+                })
+                .collect();
+            runs.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert!(!outputs[0].is_empty());
+        let differing = outputs.iter().filter(|o| **o != outputs[0]).count();
+        assert_eq!(
+            differing, 0,
+            "{kind}: {differing} of 16 encodes of one chunk differ"
+        );
+    }
 }
 
 /// `idlegrid bench transcode` runs end to end on a small clip and reports sane figures (nothing

@@ -1,0 +1,606 @@
+//! Devices that want the pay without the work, against the real coordinator and honest real
+//! workers, with the default settings. On the open grid every device is of an owner of its
+//! own and the job is verified by default (adaptive replication); in a private fleet (every
+//! device the customer's own, nothing replicated) only the validator's checks stand between
+//! a forgery and the output. A cheating device here speaks the Tasks API itself, takes the
+//! chunks first and returns what its strategy makes; the job must still complete with every
+//! chunk honest, the cheater must never be credited, a cheater caught must be quarantined,
+//! and no honest device ever is.
+
+mod common;
+
+use common::{Coordinator, clip, sh};
+use idlegrid_api::jobs::{CreateJob, Job};
+use idlegrid_api::tasks::{Lease, LeaseRequest, RegisterWorker, Report, ReportItem, ReportOutcome};
+use idlegrid_api::{JobState, ReplicationMode};
+use idlegrid_client::{Client, sha256_bytes};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The FFmpeg version this machine's workers report, so a cheater's results are compared
+/// with theirs (a cheater claiming another version would only be left out of every quorum).
+fn ffmpeg_version() -> String {
+    let out = sh("ffmpeg", &["-version"]);
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .to_string()
+}
+
+/// A device whose results are whatever its strategy makes of a chunk.
+struct Cheater {
+    client: Client,
+    dir: PathBuf,
+}
+
+impl Cheater {
+    async fn register(coordinator: &Coordinator, token: &str, dir: &Path) -> Cheater {
+        let registered = Client::register(
+            &coordinator.url,
+            token,
+            &RegisterWorker {
+                name: "cheater".into(),
+                capabilities: idlegrid_api::Capabilities {
+                    cores: 4,
+                    memory_mb: 8192,
+                    os: "linux".into(),
+                    arch: "x86_64".into(),
+                    python: Some("3.11".into()),
+                    ffmpeg: Some(ffmpeg_version()),
+                    benchmark: 1000.0,
+                    slots: 8,
+                    ..Default::default()
+                },
+            },
+        )
+        .await
+        .unwrap();
+        let dir = dir.join("cheater");
+        std::fs::create_dir_all(&dir).unwrap();
+        Cheater {
+            client: Client::new(&coordinator.url, &registered.token).unwrap(),
+            dir,
+        }
+    }
+
+    /// Leases `want` chunks (waiting for the split), and says the job's bundle.
+    async fn take(&self, want: usize) -> (Vec<Lease>, String) {
+        let mut leases = Vec::new();
+        let mut bundle = String::new();
+        for _ in 0..100 {
+            let grant = self
+                .client
+                .lease(&LeaseRequest {
+                    max_tasks: 8,
+                    wait_ms: 200,
+                })
+                .await
+                .unwrap();
+            if let Some(job) = grant.jobs.first() {
+                bundle = job.bundle_sha256.clone();
+            }
+            leases.extend(grant.leases);
+            if leases.len() >= want {
+                break;
+            }
+        }
+        assert!(
+            leases.len() >= want,
+            "the cheater got {} chunks",
+            leases.len()
+        );
+        (leases, bundle)
+    }
+
+    /// The lease's chunk, downloaded.
+    async fn chunk(&self, lease: &Lease) -> PathBuf {
+        let path = self.dir.join(format!("{}.in.mkv", lease.lease_id));
+        self.client
+            .download_lease_input(lease.lease_id, &path)
+            .await
+            .unwrap();
+        path
+    }
+
+    /// Runs the job's own task script on the lease's chunk with `params` for its parameters:
+    /// what an honest device does with the lease's own.
+    async fn run_script(&self, lease: &Lease, bundle: &str, params: &serde_json::Value) -> Vec<u8> {
+        let bundle = self.client.bundle(bundle, lease.lease_id).await.unwrap();
+        let work = self.dir.join(lease.lease_id.to_string());
+        std::fs::create_dir_all(work.join("input")).unwrap();
+        std::fs::create_dir_all(work.join("output")).unwrap();
+        std::fs::rename(
+            self.chunk(lease).await,
+            work.join("input").join("chunk.mkv"),
+        )
+        .unwrap();
+        for (name, text) in &bundle.files {
+            std::fs::write(work.join(name), text).unwrap();
+        }
+        let out = std::process::Command::new("python3")
+            .arg(&bundle.manifest.entrypoint)
+            .current_dir(&work)
+            .env("IDLEGRID_TASK", params.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let output = std::fs::read_dir(work.join("output"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::read(output).unwrap()
+    }
+
+    /// Reports `bytes` as the lease's output; `false` once the device is quarantined.
+    async fn report(&self, lease: &Lease, bytes: &[u8]) -> bool {
+        let path = self.dir.join(format!("{}.out", lease.lease_id));
+        std::fs::write(&path, bytes).unwrap();
+        let sha = sha256_bytes(bytes);
+        if let Err(e) = self
+            .client
+            .upload_lease_output(lease.lease_id, &path, &sha)
+            .await
+        {
+            return e.code() != Some("worker_quarantined");
+        }
+        let reply = self
+            .client
+            .report(&Report {
+                reports: vec![ReportItem {
+                    lease_id: lease.lease_id,
+                    task_id: lease.task_id,
+                    outcome: ReportOutcome::Completed {
+                        sha256: sha,
+                        size: bytes.len() as u64,
+                        inline_base64: None,
+                    },
+                }],
+            })
+            .await;
+        !matches!(reply, Err(e) if e.code() == Some("worker_quarantined"))
+    }
+}
+
+/// FFmpeg's output for `args` (the input and output files included).
+fn ffmpeg(args: &[&str]) {
+    let mut all = vec!["-nostdin", "-v", "error", "-y"];
+    all.extend(args);
+    sh("ffmpeg", &all);
+}
+
+/// An H.264 chunk in Matroska made from `chunk` through `filter` at the lease's size.
+fn encode(lease: &Lease, chunk: &Path, filter: &str, extra: &[&str], out: &Path) -> Vec<u8> {
+    let (w, h) = (&lease.task_params["width"], &lease.task_params["height"]);
+    let scale = format!("{filter}scale={w}:{h}:flags=bicubic");
+    let mut args = vec![
+        "-i",
+        chunk.to_str().unwrap(),
+        "-map",
+        "0:v:0",
+        "-vf",
+        &scale,
+        "-pix_fmt",
+        "yuv420p",
+        "-c:v",
+        "libx264",
+        "-fps_mode",
+        "passthrough",
+    ];
+    args.extend(extra);
+    args.extend(["-f", "matroska", out.to_str().unwrap()]);
+    ffmpeg(&args);
+    std::fs::read(out).unwrap()
+}
+
+/// Whose devices run the job.
+#[derive(Clone, Copy, PartialEq)]
+enum Fleet {
+    /// Every device of an owner of its own: the open grid, verified by replication.
+    Open,
+    /// Every device the customer's own: nothing replicated.
+    Private,
+}
+
+/// A grid with two honest workers and a cheater that has taken the chunks of a video job (a
+/// 4 s 320x240 clip with a tone, 2 s chunks) before them.
+struct Scene {
+    dir: tempfile::TempDir,
+    coordinator: Coordinator,
+    cheater: Cheater,
+    job: Job,
+    source: PathBuf,
+    leases: Vec<Lease>,
+    bundle: String,
+    honest: Vec<common::Child>,
+}
+
+impl Scene {
+    async fn start(params: serde_json::Value) -> Scene {
+        Scene::start_in(Fleet::Open, params).await
+    }
+
+    async fn start_in(fleet: Fleet, params: serde_json::Value) -> Scene {
+        let dir = tempfile::tempdir().unwrap();
+        let source = clip(
+            dir.path(),
+            "source.mp4",
+            "testsrc2=size=320x240:rate=25:duration=4",
+            Some("sine=frequency=440:sample_rate=48000:duration=4"),
+            &["-c:v", "libx264", "-g", "25", "-c:a", "aac"],
+        );
+        let coordinator = Coordinator::start(dir.path(), &["--trust-min-age-secs", "0"]);
+        // On the open grid, owners first: the job is made on a grid of strangers.
+        let (cheater_token, honest_tokens) = match fleet {
+            Fleet::Open => (
+                coordinator.owner("mallory").await,
+                [
+                    coordinator.owner("alice").await,
+                    coordinator.owner("bob").await,
+                ],
+            ),
+            Fleet::Private => {
+                let own = coordinator.enrollment_token.clone();
+                (own.clone(), [own.clone(), own])
+            }
+        };
+        let customer = coordinator.customer();
+        let job = customer
+            .create_job(&CreateJob {
+                app: "video-transcode".into(),
+                params,
+                script: None,
+                chunk_lines: None,
+                chunk_seconds: Some(2.0),
+                preferences: Default::default(),
+                input_from: None,
+                output_to: None,
+                webhook: None,
+            })
+            .await
+            .unwrap();
+        let expected = match fleet {
+            Fleet::Open => ReplicationMode::Adaptive,
+            Fleet::Private => ReplicationMode::None,
+        };
+        assert_eq!(
+            job.preferences.replication.map(|r| r.mode),
+            Some(expected),
+            "{}",
+            job.verification.summary
+        );
+        customer.upload_input_file(job.id, &source).await.unwrap();
+        customer.run_job(job.id).await.unwrap();
+        let cheater = Cheater::register(&coordinator, &cheater_token, dir.path()).await;
+        let (leases, bundle) = cheater.take(3).await;
+        let honest = honest_tokens
+            .iter()
+            .zip(["alice", "bob"])
+            .map(|(token, name)| coordinator.worker(dir.path(), token, name, 1))
+            .collect();
+        Scene {
+            dir,
+            coordinator,
+            cheater,
+            job,
+            source,
+            leases,
+            bundle,
+            honest,
+        }
+    }
+
+    /// The cheater's leases of `kind` (`video` or `audio`), each with its chunk downloaded.
+    async fn chunks(&self, kind: &str) -> Vec<(Lease, PathBuf)> {
+        let mut out = Vec::new();
+        for lease in self.leases.iter().filter(|l| l.task_params["kind"] == kind) {
+            out.push((lease.clone(), self.cheater.chunk(lease).await));
+        }
+        assert!(!out.is_empty(), "the cheater holds no {kind} chunk");
+        out
+    }
+
+    /// Hands back the leases the strategy does not forge, so honest devices run them.
+    async fn hand_back_all_but(&self, kind: &str) {
+        let reports: Vec<ReportItem> = self
+            .leases
+            .iter()
+            .filter(|l| l.task_params["kind"] != kind)
+            .map(|l| ReportItem {
+                lease_id: l.lease_id,
+                task_id: l.task_id,
+                outcome: ReportOutcome::Released,
+            })
+            .collect();
+        if !reports.is_empty() {
+            self.cheater
+                .client
+                .report(&Report { reports })
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Waits for the job to finish, then checks: it completed, its output is the honest one
+    /// (every frame close to the source, the sound the source's), the cheater was caught and
+    /// quarantined, and neither honest device was.
+    async fn assert_caught(self) {
+        self.assert_kept_out(true).await;
+    }
+
+    /// As [`Scene::assert_caught`]; `caught` says whether the cheater must also have been
+    /// caught (in a private fleet a suspect result that another device outweighs is void,
+    /// neither credited nor blamed).
+    async fn assert_kept_out(self, caught: bool) {
+        let customer = self.coordinator.customer();
+        let mut job = customer.job(self.job.id).await.unwrap();
+        for _ in 0..1200 {
+            if job.state.is_terminal() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            job = customer.job(self.job.id).await.unwrap();
+        }
+        if job.state != JobState::Completed {
+            let tail = |name: &str| {
+                let log = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().rev().take(30).collect();
+                format!("{name}, newest first:\n{}", lines.join("\n"))
+            };
+            panic!(
+                "job {:?} ({:?}); chunks {:?}\n{}\n{}\n{}",
+                job.state,
+                job.error,
+                customer.job_chunks(job.id, 0, 100).await.map(|c| c.tasks),
+                tail("serve.log"),
+                tail("alice.log"),
+                tail("bob.log")
+            );
+        }
+        let output = self.dir.path().join("out.mp4");
+        customer
+            .download_output(job.id, &output, &job.output.as_ref().unwrap().sha256)
+            .await
+            .unwrap();
+        let worst = worst_psnr(&output, &self.source);
+        assert!(
+            worst > 30.0,
+            "a forged frame reached the output: PSNR {worst:.1} dB"
+        );
+        let record = self.cheater.client.me().await.unwrap();
+        assert_eq!(record.valid, 0, "a forgery was accepted: {record:?}");
+        assert_eq!(record.earned.0, 0, "a forgery was paid: {record:?}");
+        if caught {
+            assert!(
+                record.invalid >= 1,
+                "the cheater was not caught: {record:?}"
+            );
+            assert!(record.quarantined, "{record:?}");
+        }
+        for name in ["alice", "bob"] {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
+                .unwrap_or_default();
+            assert!(
+                !log.contains("quarantined"),
+                "{name} was quarantined:\n{log}"
+            );
+        }
+        drop(self.honest);
+    }
+}
+
+/// The lowest per-frame PSNR (luma) of `output` against `source`, frames aligned by index.
+fn worst_psnr(output: &Path, source: &Path) -> f64 {
+    let out = sh(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-i",
+            output.to_str().unwrap(),
+            "-i",
+            source.to_str().unwrap(),
+            "-lavfi",
+            "[0:v]settb=1/25,setpts=N[a];[1:v]settb=1/25,setpts=N[b];[a][b]psnr=stats_file=-",
+            "-f",
+            "null",
+            "-",
+        ],
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|f| f.strip_prefix("psnr_y:"))
+                .map(|v| {
+                    if v == "inf" {
+                        100.0
+                    } else {
+                        v.parse().unwrap()
+                    }
+                })
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+#[tokio::test]
+async fn frames_replaced_by_a_solid_colour_are_caught() {
+    let scene = Scene::start(serde_json::json!({})).await;
+    scene.hand_back_all_but("video").await;
+    for (lease, chunk) in scene.chunks("video").await {
+        // The first frame is the source's, every other one flat grey.
+        let out = scene.cheater.dir.join("solid.mkv");
+        let bytes = encode(
+            &lease,
+            &chunk,
+            "drawbox=x=0:y=0:w=iw:h=ih:color=gray:t=fill:enable='gt(n,0)',",
+            &["-preset", "ultrafast"],
+            &out,
+        );
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_caught().await;
+}
+
+#[tokio::test]
+async fn a_tiny_encode_scaled_back_up_is_caught() {
+    let scene = Scene::start(serde_json::json!({})).await;
+    scene.hand_back_all_but("video").await;
+    for (lease, chunk) in scene.chunks("video").await {
+        let small = scene.cheater.dir.join("small.mkv");
+        ffmpeg(&[
+            "-i",
+            chunk.to_str().unwrap(),
+            "-vf",
+            "scale=96:54",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "45",
+            "-fps_mode",
+            "passthrough",
+            small.to_str().unwrap(),
+        ]);
+        let out = scene.cheater.dir.join("upscaled.mkv");
+        let bytes = encode(&lease, &small, "", &["-crf", "23"], &out);
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_caught().await;
+}
+
+#[tokio::test]
+async fn a_lazy_device_with_a_faster_preset_is_caught_by_replication() {
+    let scene = Scene::start(serde_json::json!({"x264_preset": "slow"})).await;
+    scene.hand_back_all_but("video").await;
+    for (lease, _) in scene.chunks("video").await {
+        // Our own task script, told to use the cheapest preset: the pictures look right.
+        let mut params = lease.task_params.clone();
+        params["encoder"]["preset"] = "ultrafast".into();
+        let bytes = scene
+            .cheater
+            .run_script(&lease, &scene.bundle, &params)
+            .await;
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_caught().await;
+}
+
+#[tokio::test]
+async fn frames_copied_instead_of_encoded_are_caught() {
+    let scene = Scene::start(serde_json::json!({})).await;
+    scene.hand_back_all_but("video").await;
+    for (lease, chunk) in scene.chunks("video").await {
+        // Every other frame is the one before it again: half the pictures, same count.
+        let out = scene.cheater.dir.join("repeated.mkv");
+        let bytes = encode(&lease, &chunk, "shuffleframes=0 0,", &["-crf", "23"], &out);
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_caught().await;
+}
+
+/// An AAC file of `audio` (a lavfi source) as long as the source's sound, in the form asked.
+fn fake_audio(dir: &Path, audio: &str) -> Vec<u8> {
+    let out = dir.join("fake.m4a");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        audio,
+        "-t",
+        "4",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+        "-ac",
+        "2",
+        "-ar",
+        "48000",
+        "-f",
+        "mp4",
+        out.to_str().unwrap(),
+    ]);
+    std::fs::read(out).unwrap()
+}
+
+#[tokio::test]
+async fn silence_instead_of_the_sound_is_caught() {
+    let scene = Scene::start(serde_json::json!({})).await;
+    scene.hand_back_all_but("audio").await;
+    for (lease, _) in scene.chunks("audio").await {
+        let bytes = fake_audio(&scene.cheater.dir, "anullsrc=r=48000:cl=stereo");
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_caught().await;
+}
+
+#[tokio::test]
+async fn a_tone_instead_of_the_sound_is_caught() {
+    let scene = Scene::start(serde_json::json!({})).await;
+    scene.hand_back_all_but("audio").await;
+    for (lease, _) in scene.chunks("audio").await {
+        let bytes = fake_audio(&scene.cheater.dir, "sine=frequency=1000:sample_rate=48000");
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_caught().await;
+}
+
+#[tokio::test]
+async fn in_a_private_fleet_solid_frames_are_rejected_without_replication() {
+    let scene = Scene::start_in(Fleet::Private, serde_json::json!({})).await;
+    scene.hand_back_all_but("video").await;
+    for (lease, chunk) in scene.chunks("video").await {
+        let out = scene.cheater.dir.join("solid.mkv");
+        let bytes = encode(
+            &lease,
+            &chunk,
+            "drawbox=x=0:y=0:w=iw:h=ih:color=gray:t=fill:enable='gt(n,0)',",
+            &["-preset", "ultrafast"],
+            &out,
+        );
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_caught().await;
+}
+
+#[tokio::test]
+async fn in_a_private_fleet_an_upscaled_encode_is_re_run_before_it_counts() {
+    let scene = Scene::start_in(Fleet::Private, serde_json::json!({})).await;
+    scene.hand_back_all_but("video").await;
+    for (lease, chunk) in scene.chunks("video").await {
+        let small = scene.cheater.dir.join("small.mkv");
+        ffmpeg(&[
+            "-i",
+            chunk.to_str().unwrap(),
+            "-vf",
+            "scale=96:54",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "45",
+            "-fps_mode",
+            "passthrough",
+            small.to_str().unwrap(),
+        ]);
+        let out = scene.cheater.dir.join("upscaled.mkv");
+        let bytes = encode(&lease, &small, "", &["-crf", "23"], &out);
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_kept_out(false).await;
+}
+
+#[tokio::test]
+async fn in_a_private_fleet_silent_audio_is_rejected_without_replication() {
+    let scene = Scene::start_in(Fleet::Private, serde_json::json!({})).await;
+    scene.hand_back_all_but("audio").await;
+    for (lease, _) in scene.chunks("audio").await {
+        let bytes = fake_audio(&scene.cheater.dir, "anullsrc=r=48000:cl=stereo");
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_caught().await;
+}
