@@ -6,7 +6,9 @@
 //! - `agent`: the lease loop, the heartbeat loop, report delivery and shutdown.
 //! - `task`: one task from bundle to outcome.
 //! - [`runner`]: running a script and judging its `output/`.
-//! - [`sandbox`]: the seam where the script's process is confined.
+//! - [`sandbox`]: the seam where the script's process is confined (with a user and a cgroup
+//!   of each task's own, when the worker runs as root); `supervisor`: the process that ends
+//!   every process of a task with it, also when the worker dies.
 //! - `bundles`: the on-disk bundle cache; `identity`: registration and saved credentials;
 //!   [`capabilities`]: what the device offers.
 //! - [`controls`]: the device owner's limits and conditions, and the policy deciding whether
@@ -27,6 +29,7 @@ pub mod ipc;
 pub mod runner;
 pub mod sandbox;
 pub mod selftest;
+mod supervisor;
 mod task;
 pub mod throttle;
 
