@@ -283,3 +283,40 @@ fn outlived(pid_file: &Path) -> Option<bool> {
     }
     Some(running)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_left_running_is_found_and_killed() {
+        use std::os::unix::process::ExitStatusExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("escapee");
+        assert_eq!(outlived(&pid_file), None);
+        let mut left = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        std::fs::write(&pid_file, left.id().to_string()).unwrap();
+        assert_eq!(outlived(&pid_file), Some(true));
+        assert_eq!(left.wait().unwrap().signal(), Some(9));
+        assert_eq!(outlived(&pid_file), Some(false));
+    }
+
+    /// The supervisor ends the probe's escaping child whatever the sandbox (the weak one
+    /// leaks everything else).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn no_process_outlives_the_probe_under_the_supervisor() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaks = probe(&RlimitSandbox, Path::new("python3"), dir.path(), dir.path())
+            .await
+            .unwrap();
+        assert!(
+            !leaks.iter().any(|leak| leak.contains("outlive")),
+            "{leaks:?}"
+        );
+        assert!(!leaks.is_empty());
+    }
+}

@@ -1,7 +1,8 @@
 //! Hostile task scripts, each its own test, run in the sandbox the worker chooses at start-up
-//! (on this Linux machine: Landlock + seccomp + rlimits, as `nobody` when the tests run as
-//! root). Each attempt must be contained, the task must fail with a reason that says what
-//! happened, and the next task must still run.
+//! (on this Linux machine: Landlock + seccomp + rlimits under a supervisor, and when the tests
+//! run as root, a user and a cgroup of each task's own). Each attempt must be contained, the
+//! task must fail with a reason that says what happened (or, for a process that tries to
+//! outlive its task, be gone with it), and the next task must still run.
 #![cfg(target_os = "linux")]
 
 use idlegrid_api::TaskId;
@@ -112,9 +113,14 @@ impl Device {
             .expect_err("the hostile script must fail");
         eprintln!("contained: {err}");
         assert!(err.contains(reason), "expected {reason:?} in: {err}");
+        self.still_serves().await;
+    }
+
+    /// Checks that an honest task still runs and nothing changed outside the scratch
+    /// directories.
+    async fn still_serves(&self) {
         let honest = "open('output/out.txt', 'w').write('ok')\n";
         assert_eq!(self.run(honest, &limits_default()).await, Ok(2));
-        // Nothing changed outside the scratch directories.
         assert!(
             !self.dir.path().join("pwned").exists(),
             "a file was written outside"
@@ -534,6 +540,7 @@ async fn a_child_escaping_to_its_own_session_ends_with_its_task() {
     let escapee = task.pid("escapee.pid");
     assert_gone(escapee, "the escaped child of a finished task");
     assert_eq!(result, Ok(2));
+    device.still_serves().await;
 }
 
 #[tokio::test]
@@ -567,6 +574,7 @@ async fn a_child_escaping_to_its_own_session_ends_with_its_timed_out_or_cancelle
         "the escaped child of a cancelled task",
     );
     assert_eq!(result, Err("script was stopped before it finished".into()));
+    device.still_serves().await;
 }
 
 #[tokio::test]
@@ -616,6 +624,7 @@ async fn a_fork_bomb_in_one_slot_does_not_starve_the_other() {
             && err.contains("at most 256 processes and threads"),
         "{err}"
     );
+    device.still_serves().await;
 }
 
 #[tokio::test]
@@ -652,4 +661,5 @@ async fn a_memory_balloon_fails_alone_and_its_neighbour_succeeds() {
     let err = ballooned.unwrap_err();
     eprintln!("contained: {err}");
     assert!(err.contains("more than 512 MiB of memory"), "{err}");
+    device.still_serves().await;
 }
