@@ -519,13 +519,22 @@ def escape():\n\
 \x20       time.sleep(0.01)\n\
 escape()\n";
 
-/// Whether the worker runs scripts as users of their own: root only.
-fn own_users() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
+/// Whether the sandbox gives each task a user of its own (when the worker runs as root).
+fn own_users(device: &Device) -> bool {
+    let own = device.chosen.sandbox.separation().own_users;
+    if !own {
         eprintln!("skipped: scripts get users of their own only when the worker runs as root");
     }
-    root
+    own
+}
+
+/// Whether the sandbox gives each task a cgroup of its own (as root, where it can make one).
+fn own_cgroups(device: &Device) -> bool {
+    let own = device.chosen.sandbox.separation().cgroups.is_some();
+    if !own {
+        eprintln!("skipped: tasks get cgroups of their own only where a root worker can make them");
+    }
+    own
 }
 
 #[tokio::test]
@@ -579,10 +588,10 @@ async fn a_child_escaping_to_its_own_session_ends_with_its_timed_out_or_cancelle
 
 #[tokio::test]
 async fn a_fork_bomb_in_one_slot_does_not_starve_the_other() {
-    if !own_users() {
+    let device = Device::new().await;
+    if !own_users(&device) {
         return;
     }
-    let device = Device::new().await;
     // Forks sleepers until the kernel refuses, says so, and waits for the test's word.
     let bomb = device.task(&script(
         "import time\n\
@@ -629,10 +638,10 @@ async fn a_fork_bomb_in_one_slot_does_not_starve_the_other() {
 
 #[tokio::test]
 async fn a_memory_balloon_fails_alone_and_its_neighbour_succeeds() {
-    if !own_users() {
+    let device = Device::new().await;
+    if !own_cgroups(&device) {
         return;
     }
-    let device = Device::new().await;
     // Six children of 300 MiB each: every one is within the per-process limit, together
     // they are over three times the task's 512 MiB.
     let balloon = script(

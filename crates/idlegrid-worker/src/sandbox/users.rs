@@ -179,7 +179,7 @@ fn sweep(uid: u32) -> io::Result<bool> {
         if Instant::now() >= deadline {
             return Ok(false);
         }
-        kill_user(uid)?;
+        kill_as(uid)?;
         std::thread::sleep(SWEEP_ROUND);
     }
 }
@@ -206,7 +206,7 @@ fn runs_processes(uid: u32) -> bool {
 }
 
 /// Sends `SIGKILL` to every process of `uid`, from a child that takes that user for it.
-fn kill_user(uid: u32) -> io::Result<()> {
+fn kill_as(uid: u32) -> io::Result<()> {
     // SAFETY: the child, single-threaded, makes system calls only (the credential dance of
     // `kill_user`, kill) and leaves with _exit; the parent waits for it.
     unsafe {

@@ -389,7 +389,7 @@ fn supervise(plan: &Plan, script: libc::pid_t) -> ! {
 
 /// Reaps every child that has ended, noting the script's status. Returns whether the
 /// supervisor has no child left at all.
-unsafe fn reap(script: libc::pid_t, status: &mut Option<libc::c_int>) -> bool {
+fn reap(script: libc::pid_t, status: &mut Option<libc::c_int>) -> bool {
     loop {
         let mut wstatus = 0;
         // SAFETY: waitpid with a pointer to a local.
@@ -411,23 +411,27 @@ unsafe fn reap(script: libc::pid_t, status: &mut Option<libc::c_int>) -> bool {
 /// passes. Returns whether none is left. Every process of the task descends from the
 /// supervisor, its subreaper, so none is left once it has no child: killing the task's user
 /// too only ends a large tree at once rather than a generation at a time.
-unsafe fn end_all(uid: Option<u32>, script: libc::pid_t, status: &mut Option<libc::c_int>) -> bool {
-    // SAFETY (whole function): system calls on plain values.
-    unsafe {
-        let deadline = Instant::now() + END_DEADLINE;
-        loop {
-            kill_children();
-            if let Some(uid) = uid {
-                kill_user(uid);
-            }
-            if reap(script, status) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            pause();
+fn end_all(uid: Option<u32>, script: libc::pid_t, status: &mut Option<libc::c_int>) -> bool {
+    let deadline = Instant::now() + END_DEADLINE;
+    loop {
+        kill_children();
+        if status.is_none() {
+            // The script's group too, for a kernel without the children file (its id cannot
+            // be another group's while the script is not reaped).
+            // SAFETY: kill on a plain value.
+            unsafe { libc::kill(-script, libc::SIGKILL) };
         }
+        if let Some(uid) = uid {
+            // SAFETY: the supervisor is single-threaded.
+            unsafe { kill_user(uid) };
+        }
+        if reap(script, status) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        pause();
     }
 }
 
@@ -443,7 +447,7 @@ fn pause() {
 
 /// Sends `SIGKILL` to every child of this (single-threaded) process. Orphans of the task are
 /// its children, being its subreaper; their own children come up when they die.
-unsafe fn kill_children() {
+fn kill_children() {
     // SAFETY (whole function): open/read/close/kill on a stack buffer.
     unsafe {
         let fd = libc::open(
@@ -503,7 +507,7 @@ pub(crate) unsafe fn kill_user(uid: u32) {
 }
 
 /// The number after `key` at the start of a line of the cgroup counter file `fd`.
-unsafe fn counter(fd: RawFd, key: &[u8]) -> u64 {
+fn counter(fd: RawFd, key: &[u8]) -> u64 {
     let mut buf = [0u8; 1024];
     // SAFETY: pread into a stack buffer.
     let n = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
@@ -525,7 +529,7 @@ unsafe fn counter(fd: RawFd, key: &[u8]) -> u64 {
 }
 
 /// Removes an emptied cgroup directory, waiting for its last processes to leave it.
-unsafe fn remove_dir(dir: &CString) {
+fn remove_dir(dir: &CString) {
     for _ in 0..REMOVE_ATTEMPTS {
         // SAFETY: rmdir of a C string; nanosleep of a local.
         unsafe {
@@ -543,7 +547,7 @@ unsafe fn remove_dir(dir: &CString) {
     }
 }
 
-unsafe fn write_all(fd: RawFd, mut bytes: &[u8]) {
+fn write_all(fd: RawFd, mut bytes: &[u8]) {
     while !bytes.is_empty() {
         // SAFETY: write from a slice.
         let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
