@@ -16,8 +16,11 @@
 //! - [`ipc`]: the local control socket behind `idlegrid worker pause | resume | status`.
 //!
 //! Everything the worker keeps lives in [`WorkerConfig::state_dir`]: `credentials.json`,
-//! `bundles/<sha256>/`, `scratch/` (one directory per running task, removed afterwards),
-//! `control.sock` (while it runs) and `paused` (while its owner has paused it).
+//! `bundles/<sha256>/`, `scratch/` (one directory per running task, removed afterwards, and
+//! all of them at the next start after a crash), `control.sock` (while it runs) and `paused`
+//! (while its owner has paused it). A worker running as root also holds claims on users for
+//! its tasks in `/run/idlegrid/users` (released when it dies) and makes a cgroup per task
+//! under its own (removed when the task ends).
 
 mod agent;
 mod backoff;

@@ -5,14 +5,17 @@
 //! task's own, so a fork bomb starves no other task and no other program.
 //!
 //! Users come from a reserved range and are claimed with an exclusive `flock` on one lock file
-//! per uid in a root-only directory, held for the worker's lifetime: two workers on one device
-//! never share a user, and the kernel drops a dead worker's claims. A newly claimed user's
-//! leftover processes (of a worker killed together with its supervisors) are killed first.
+//! per uid in a root-only directory, held for the worker's lifetime (and by a task's
+//! supervisor until it has ended that task, should the worker die first): two workers on one
+//! device never share a user, and the kernel drops a dead worker's claims. A newly claimed
+//! user's leftover processes (of a worker killed together with its supervisors) are killed
+//! first.
 
 use nix::libc;
 use nix::unistd::{Gid, Uid};
 use std::fs::File;
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -48,7 +51,7 @@ struct Pool {
 #[derive(Debug)]
 struct Claim {
     uid: u32,
-    _lock: File,
+    lock: File,
 }
 
 /// A user lent to one task; back to the pool when dropped.
@@ -113,7 +116,7 @@ impl SlotUsers {
                 Err(std::fs::TryLockError::WouldBlock) => continue,
                 Err(std::fs::TryLockError::Error(err)) => return Err(err),
             }
-            let claim = Claim { uid, _lock: file };
+            let claim = Claim { uid, lock: file };
             if sweep(uid)? {
                 return Ok(claim);
             }
@@ -139,6 +142,12 @@ impl SlotUser {
     /// Its group's id (the same number).
     pub fn gid(&self) -> Gid {
         Gid::from_raw(self.raw())
+    }
+
+    /// The claim's lock file, which a process holding it open keeps claimed, even after this
+    /// worker died.
+    pub(crate) fn claim_fd(&self) -> Option<RawFd> {
+        self.claim.as_ref().map(|claim| claim.lock.as_raw_fd())
     }
 
     fn raw(&self) -> u32 {

@@ -75,6 +75,9 @@ struct Plan {
     report: RawFd,
     /// The task's own user, whose every process is the task's.
     uid: Option<u32>,
+    /// The claim on that user, which the supervisor holds until it is done with it: no other
+    /// worker may take the user while its processes are being ended.
+    claim: Option<RawFd>,
     /// `cgroup.procs` files the script writes itself into.
     join: Vec<RawFd>,
     /// The cgroup's memory-event and process-event counters.
@@ -100,6 +103,7 @@ pub(crate) fn spawn(
         lifeline: lifeline_read.as_raw_fd(),
         report: report_write.as_raw_fd(),
         uid: user.as_ref().map(|user| user.uid().as_raw()),
+        claim: user.as_ref().and_then(|user| user.claim_fd()),
         join: cgroup.as_ref().map(|c| c.join_fds()).unwrap_or_default(),
         counters: cgroup.as_ref().map(|c| c.counter_fds()),
         cgroup_dirs: cgroup.as_ref().map(|c| c.dir_names()).unwrap_or_default(),
@@ -321,10 +325,13 @@ fn supervise(plan: &Plan, script: libc::pid_t) -> ! {
         ] {
             libc::signal(signal, libc::SIG_IGN);
         }
-        let mut keep = [plan.lifeline, plan.report, -1, -1];
+        let mut keep = [plan.lifeline, plan.report, -1, -1, -1];
         if let Some((memory, processes)) = plan.counters {
             keep[2] = memory;
             keep[3] = processes;
+        }
+        if let Some(claim) = plan.claim {
+            keep[4] = claim;
         }
         keep_only(&mut keep);
         libc::chdir(c"/".as_ptr());
