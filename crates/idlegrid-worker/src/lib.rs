@@ -6,7 +6,9 @@
 //! - `agent`: the lease loop, the heartbeat loop, report delivery and shutdown.
 //! - `task`: one task from bundle to outcome.
 //! - [`runner`]: running a script and judging its `output/`.
-//! - [`sandbox`]: the seam where the script's process is confined.
+//! - [`sandbox`]: the seam where the script's process is confined (with a user and a cgroup
+//!   of each task's own, when the worker runs as root); `supervisor`: the process that ends
+//!   every process of a task with it, also when the worker dies.
 //! - `bundles`: the on-disk bundle cache; `identity`: registration and saved credentials;
 //!   [`capabilities`]: what the device offers.
 //! - [`controls`]: the device owner's limits and conditions, and the policy deciding whether
@@ -14,8 +16,11 @@
 //! - [`ipc`]: the local control socket behind `idlegrid worker pause | resume | status`.
 //!
 //! Everything the worker keeps lives in [`WorkerConfig::state_dir`]: `credentials.json`,
-//! `bundles/<sha256>/`, `scratch/` (one directory per running task, removed afterwards),
-//! `control.sock` (while it runs) and `paused` (while its owner has paused it).
+//! `bundles/<sha256>/`, `scratch/` (one directory per running task, removed afterwards, and
+//! all of them at the next start after a crash), `control.sock` (while it runs) and `paused`
+//! (while its owner has paused it). A worker running as root also holds claims on users for
+//! its tasks in `/run/idlegrid/users` (released when it dies) and makes a cgroup per task
+//! under its own (removed when the task ends).
 
 mod agent;
 mod backoff;
@@ -27,6 +32,7 @@ pub mod ipc;
 pub mod runner;
 pub mod sandbox;
 pub mod selftest;
+mod supervisor;
 mod task;
 pub mod throttle;
 

@@ -1,17 +1,17 @@
 //! Runs one task script under its limits and judges what it left in `output/`.
 //!
 //! The script runs in a prepared scratch directory (`input/<chunk>`, empty `output/`) with an
-//! empty environment apart from the documented variables, in its own process group, which is
-//! killed with `SIGKILL` when the script exits, times out or is cancelled, so no stray child
-//! outlives the task. Its stderr tail becomes the failure reason; its stdout is scanned for
-//! progress lines and otherwise discarded. Memory use is bounded however much it prints.
+//! empty environment apart from the documented variables, under a supervisor
+//! (`crate::supervisor`) that ends every process of the task when the script exits, times out,
+//! is cancelled or fills its disk, and when the worker dies: no process outlives its task.
+//! Its stderr tail becomes the failure reason; its stdout is scanned for progress lines and
+//! otherwise discarded. Memory use is bounded however much it prints.
 
-use crate::sandbox::Sandbox;
+use crate::sandbox::{MAX_PROCESSES, Sandbox};
 use crate::throttle::Throttle;
 use idlegrid_api::TaskId;
 use idlegrid_api::tasks::TaskLimits;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
@@ -33,8 +33,9 @@ pub const MAX_REASON_BYTES: usize = 4096;
 const MAX_STDOUT_LINE: usize = 1024;
 /// Prefix of a stdout line reporting progress, followed by a fraction in 0..=1.
 pub const PROGRESS_PREFIX: &str = "idlegrid:progress ";
-/// How long the pipe readers may take to see end-of-file once the process group is dead; only a
-/// process that escaped the group (`setsid`) can hold the pipes open longer.
+/// How long the pipe readers may take to see end-of-file once every process of the task is
+/// dead; only a process that escaped the supervisor (where there is none) can hold the pipes
+/// open longer.
 const PIPE_DRAIN: Duration = Duration::from_secs(2);
 
 /// A script to run.
@@ -140,6 +141,12 @@ pub struct Finished {
     pub stderr_tail: String,
     /// Wall-clock run time.
     pub elapsed: Duration,
+    /// Processes of the task the kernel killed for using more than its memory together (only
+    /// counted where the task had a cgroup).
+    pub memory_kills: u64,
+    /// Forks refused to the task for having as many processes as it may (only counted where
+    /// the task had a cgroup).
+    pub process_limit_hits: u64,
 }
 
 /// The script's latest reported progress, shared between the runner and the heartbeat loop.
@@ -170,8 +177,8 @@ impl Progress {
     }
 }
 
-/// Runs `script` to the end, to its timeout, or until `cancel` fires; the process group is
-/// dead when this returns. An error means the script could not be started at all.
+/// Runs `script` to the end, to its timeout, or until `cancel` fires; every process of the task
+/// is dead when this returns. An error means the script could not be started at all.
 pub async fn run(
     script: &Script<'_>,
     sandbox: &dyn Sandbox,
@@ -188,29 +195,21 @@ pub async fn run(
         .envs(environment(script))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    sandbox.prepare(&mut command, script.limits, script.workdir)?;
+        .stderr(Stdio::piped());
+    let confinement = sandbox.prepare(script.limits, script.workdir)?;
 
     let started = Instant::now();
-    let mut child = command.spawn().map_err(|err| {
+    let mut task = crate::supervisor::spawn(command, confinement).map_err(|err| {
         io::Error::new(
             err.kind(),
             format!("cannot start {}: {err}", script.python.display()),
         )
     })?;
-    let group = child
-        .id()
-        .and_then(|pid| i32::try_from(pid).ok())
-        .map(|pid| GroupKiller(Pid::from_raw(pid)))
-        .ok_or_else(|| io::Error::other("the script's process vanished as it started"))?;
-    let stdout = child
-        .stdout
-        .take()
+    let stdout = task
+        .stdout()
         .map(|out| AbortOnDropHandle::new(tokio::spawn(scan_progress(out, progress.clone()))));
-    let stderr = child
-        .stderr
-        .take()
+    let stderr = task
+        .stderr()
         .map(|err| AbortOnDropHandle::new(tokio::spawn(tail(err))));
 
     let timeout = Duration::from_secs(script.limits.timeout_secs);
@@ -218,7 +217,11 @@ pub async fn run(
         Some(throttle) => throttle.stretch(timeout),
         None => timeout,
     };
-    let _throttled = script.owner.throttle.as_ref().map(|t| t.enroll(group.0));
+    let throttled = script
+        .owner
+        .throttle
+        .as_ref()
+        .map(|t| t.enroll(task.script_group()));
     // Files are bounded one by one (RLIMIT_FSIZE), not in number: the directory as a whole is
     // watched, bytes and entries.
     let baseline = disk_usage(script.workdir, u64::MAX);
@@ -241,18 +244,17 @@ pub async fn run(
             }
         }
     };
-    let ended = tokio::select! {
-        status = child.wait() => Ended::Exited(status?),
-        () = tokio::time::sleep(timeout) => Ended::TimedOut,
-        () = cancel.cancelled() => Ended::Cancelled,
-        used = over_quota => Ended::DiskFull { used, allowed, by_owner: allowed < job_allowance },
+    let stopped = tokio::select! {
+        () = task.exited() => None,
+        () = tokio::time::sleep(timeout) => Some(Ended::TimedOut),
+        () = cancel.cancelled() => Some(Ended::Cancelled),
+        used = over_quota => Some(Ended::DiskFull { used, allowed, by_owner: allowed < job_allowance }),
     };
     let elapsed = started.elapsed();
-    // Kill stray children of a script that exited, or the whole script on timeout/cancel.
-    group.kill();
-    if !matches!(ended, Ended::Exited(_)) {
-        child.wait().await?;
-    }
+    // Let a throttled script run again first, so a stopped group does not outlast the task.
+    drop(throttled);
+    let report = task.end().await?;
+    let ended = stopped.unwrap_or(Ended::Exited(report.status));
     if let Some(stdout) = stdout {
         let _ = tokio::time::timeout(PIPE_DRAIN, stdout).await;
     }
@@ -267,6 +269,8 @@ pub async fn run(
         ended,
         stderr_tail: render_tail(stderr_tail),
         elapsed,
+        memory_kills: report.memory_kills,
+        process_limit_hits: report.process_limit_hits,
     })
 }
 
@@ -285,22 +289,6 @@ fn environment(script: &Script<'_>) -> Vec<(&'static str, String)> {
         ("PYTHONDONTWRITEBYTECODE", "1".into()),
         ("PYTHONUNBUFFERED", "1".into()),
     ]
-}
-
-/// Kills a process group when dropped, so it dies even if the task future is dropped midway.
-struct GroupKiller(Pid);
-
-impl GroupKiller {
-    fn kill(&self) {
-        // ESRCH (the group is already empty) is the usual, fine outcome.
-        let _ = killpg(self.0, Signal::SIGKILL);
-    }
-}
-
-impl Drop for GroupKiller {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// Reads stdout to its end, recording `idlegrid:progress <fraction>` lines.
@@ -428,6 +416,15 @@ pub fn judge(
             ));
         }
     };
+    if !status.success() && finished.memory_kills > 0 {
+        return Err(with_stderr(
+            format!(
+                "the task used more than {} MiB of memory (all its processes together) and the kernel killed {} of its processes",
+                limits.memory_mb, finished.memory_kills
+            ),
+            &finished.stderr_tail,
+        ));
+    }
     if let Some(signal) = status.signal() {
         return Err(with_stderr(
             describe_signal(signal, limits),
@@ -449,6 +446,12 @@ pub fn judge(
                     " (the task may write at most {} bytes per file)",
                     limits.max_output_bytes
                 )
+            } else if finished.process_limit_hits > 0
+                || finished
+                    .stderr_tail
+                    .contains("Resource temporarily unavailable")
+            {
+                format!(" (the task may run at most {MAX_PROCESSES} processes and threads at once)")
             } else {
                 String::new()
             };

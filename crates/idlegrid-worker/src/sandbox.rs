@@ -1,11 +1,15 @@
 //! Where a task script's process is confined before it starts.
 //!
 //! Task scripts are customers' code on a stranger's device: the device must be protected from
-//! the script. Every sandbox puts the script in its own process group (the runner kills the
-//! group when the script ends, times out or is cancelled) and sets resource limits
-//! ([`RlimitSandbox`]). On Linux, [`LinuxSandbox`] adds, in the child between `fork` and `exec`:
+//! the script, and tasks from each other. Every sandbox sets resource limits
+//! ([`RlimitSandbox`]); the supervisor (`crate::supervisor`) gives the script a process group
+//! of its own and ends every process of the task with it. On Linux, [`LinuxSandbox`] adds, in
+//! the child between `fork` and `exec`:
 //!
-//! - an unprivileged user when the worker runs as root (`nobody` by default);
+//! - when the worker runs as root, a user of the task's own ([`users`]): no other process on
+//!   the device runs as it, so the per-user process limit is the task's, and the supervisor
+//!   can end every process of that user; and, where the worker can create them, a cgroup of
+//!   the task's own ([`cgroups`]) capping the memory and number of all its processes together;
 //! - Landlock: read-only access to what the runtime needs (system libraries, Python, FFmpeg),
 //!   read-write access to the task's scratch directory only, no TCP bind or connect, and no
 //!   signals or abstract Unix sockets reaching outside the sandbox;
@@ -14,12 +18,18 @@
 //!   no namespaces, no kernel keyrings, modules, BPF or `io_uring`; `no_new_privs`.
 //!
 //! What a sandbox really enforces on this kernel is checked at start-up by running a probe
-//! script in it (`crate::selftest`). macOS and Windows get only [`RlimitSandbox`]'s process
-//! group and (on macOS) resource limits: see `docs/SANDBOX.md`.
+//! script in it (`crate::selftest`). macOS and Windows get only [`RlimitSandbox`]'s limits
+//! (on macOS) and a process group: see `docs/SANDBOX.md`.
 
 use idlegrid_api::tasks::TaskLimits;
 use nix::sys::resource::{Resource, setrlimit};
+use std::io;
 use std::path::Path;
+
+#[cfg(target_os = "linux")]
+pub mod cgroups;
+#[cfg(target_os = "linux")]
+pub mod users;
 
 /// CPU seconds a script may use beyond its wall-clock timeout before the kernel stops it; the
 /// wall-clock kill normally comes first, this catches scripts that burn several cores.
@@ -34,16 +44,39 @@ pub trait Sandbox: Send + Sync {
     /// Short name for logs, e.g. `rlimit`.
     fn name(&self) -> &str;
 
-    /// Configures `command`, which will run in `workdir` (the task's scratch directory),
-    /// before it is spawned. It must leave the child in a new process group whose id is the
-    /// child's pid: the runner kills that group when the script ends, times out or is
-    /// cancelled.
-    fn prepare(
-        &self,
-        command: &mut tokio::process::Command,
-        limits: &TaskLimits,
-        workdir: &Path,
-    ) -> std::io::Result<()>;
+    /// What keeps this sandbox's tasks apart from each other, beyond their limits.
+    fn separation(&self) -> Separation {
+        Separation::default()
+    }
+
+    /// Prepares one run of a script in `workdir` (the task's scratch directory) under
+    /// `limits`: what its process does between `fork` and `exec`, and what the task gets of
+    /// its own (a user, a cgroup).
+    fn prepare(&self, limits: &TaskLimits, workdir: &Path) -> io::Result<Confinement>;
+}
+
+/// What keeps a sandbox's tasks apart from each other and from the device's other programs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Separation {
+    /// Each task runs as a user of its own: its process limit is its own, and every process
+    /// of that user is the task's.
+    pub own_users: bool,
+    /// Each task runs in a cgroup of its own (`v1` or `v2`), capping the memory and number of
+    /// all its processes together.
+    pub cgroups: Option<&'static str>,
+}
+
+/// One run of a script, prepared by a [`Sandbox`] for the supervisor.
+pub struct Confinement {
+    /// Runs in the script's process between `fork` and `exec`: system calls only, on values
+    /// prepared beforehand.
+    pub(crate) confine: Box<dyn FnMut() -> io::Result<()> + Send + Sync>,
+    /// The task's own user, back to its pool once every process of the task is gone.
+    #[cfg(target_os = "linux")]
+    pub(crate) user: Option<users::SlotUser>,
+    /// The task's own cgroup, removed by the supervisor.
+    #[cfg(target_os = "linux")]
+    pub(crate) cgroup: Option<cgroups::TaskCgroup>,
 }
 
 /// The resource limits of a task, as (resource, soft, hard).
@@ -73,7 +106,7 @@ fn rlimits(limits: &TaskLimits, processes: Option<u64>) -> Vec<(Resource, u64, u
 /// Sets `limits` in the child. Soft and hard limits are equal (bar CPU, where the soft limit
 /// sends `SIGXCPU` first), so the script cannot raise them. Only system calls on values
 /// computed beforehand: safe between `fork` and `exec`.
-fn apply_rlimits(limits: &[(Resource, u64, u64)]) -> std::io::Result<()> {
+fn apply_rlimits(limits: &[(Resource, u64, u64)]) -> io::Result<()> {
     for &(resource, soft, hard) in limits {
         setrlimit(resource, soft, hard).map_err(errno)?;
     }
@@ -86,14 +119,14 @@ fn apply_rlimits(limits: &[(Resource, u64, u64)]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn errno(e: nix::errno::Errno) -> std::io::Error {
-    std::io::Error::from_raw_os_error(e as i32)
+fn errno(e: nix::errno::Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
 }
 
-/// Own process group plus `setrlimit`: address space (`memory_mb`), CPU time (timeout plus
-/// [`CPU_GRACE_SECS`]), file size (`max_output_bytes` + 1), open files, and no core dumps.
-/// The weak sandbox: what is left where the kernel offers nothing more, or when the worker is
-/// started with `--weak-sandbox`.
+/// `setrlimit`: address space (`memory_mb`), CPU time (timeout plus [`CPU_GRACE_SECS`]), file
+/// size (`max_output_bytes` + 1), open files, and no core dumps. The weak sandbox: what is
+/// left where the kernel offers nothing more, or when the worker is started with
+/// `--weak-sandbox`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RlimitSandbox;
 
@@ -102,21 +135,15 @@ impl Sandbox for RlimitSandbox {
         "rlimit (weak)"
     }
 
-    fn prepare(
-        &self,
-        command: &mut tokio::process::Command,
-        limits: &TaskLimits,
-        _workdir: &Path,
-    ) -> std::io::Result<()> {
-        command.process_group(0);
+    fn prepare(&self, limits: &TaskLimits, _workdir: &Path) -> io::Result<Confinement> {
         let limits = rlimits(limits, None);
-        // SAFETY: the closure runs between fork and exec, where only async-signal-safe calls
-        // are allowed; it makes setrlimit and prctl system calls on values computed
-        // beforehand and builds io::Errors from raw codes, none of which allocates or locks.
-        unsafe {
-            command.pre_exec(move || apply_rlimits(&limits));
-        }
-        Ok(())
+        Ok(Confinement {
+            confine: Box::new(move || apply_rlimits(&limits)),
+            #[cfg(target_os = "linux")]
+            user: None,
+            #[cfg(target_os = "linux")]
+            cgroup: None,
+        })
     }
 }
 
@@ -125,7 +152,9 @@ pub use linux::LinuxSandbox;
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use super::{MAX_PROCESSES, Sandbox, apply_rlimits, errno, rlimits};
+    use super::cgroups::Cgroups;
+    use super::users::SlotUsers;
+    use super::{Confinement, MAX_PROCESSES, Sandbox, Separation, apply_rlimits, errno, rlimits};
     use idlegrid_api::tasks::TaskLimits;
     use landlock::{
         ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset, RulesetAttr,
@@ -137,6 +166,7 @@ mod linux {
         SeccompRule, TargetArch,
     };
     use std::collections::BTreeMap;
+    use std::io;
     use std::path::{Path, PathBuf};
     use std::sync::Arc;
 
@@ -170,13 +200,16 @@ mod linux {
         "/dev/urandom",
     ];
 
-    /// Landlock, seccomp, rlimits, and an unprivileged user when the worker runs as root.
+    /// Landlock, seccomp, rlimits, and when the worker runs as root, a user and (where it can
+    /// make one) a cgroup of each task's own.
     #[derive(Clone)]
     pub struct LinuxSandbox {
         /// Extra read-only paths: the interpreter's installation, where FFmpeg lives.
         read_only: Vec<PathBuf>,
-        /// Who the script runs as, when the worker runs as root.
-        user: Option<(Uid, Gid)>,
+        /// The users tasks run as, when the worker runs as root.
+        users: Option<SlotUsers>,
+        /// Where tasks' cgroups go, when the worker can make them.
+        cgroups: Option<Cgroups>,
         /// The seccomp filters, applied in order (all of them hold).
         filters: Arc<Vec<BpfProgram>>,
     }
@@ -185,25 +218,40 @@ mod linux {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("LinuxSandbox")
                 .field("read_only", &self.read_only)
-                .field("user", &self.user)
+                .field("users", &self.users)
+                .field("cgroups", &self.cgroups)
                 .finish_non_exhaustive()
         }
     }
 
     impl LinuxSandbox {
         /// A sandbox whose scripts may also read `read_only` (the interpreter's prefix,
-        /// FFmpeg's directory), running as `user` when the worker runs as root.
-        pub fn new(read_only: Vec<PathBuf>, user: Option<(Uid, Gid)>) -> Result<Self, String> {
+        /// FFmpeg's directory). As root, scripts run as users of their own, and in cgroups of
+        /// their own where this process can make them (else it says why in the log).
+        pub fn new(read_only: Vec<PathBuf>) -> Result<Self, String> {
+            let (users, cgroups) = if nix::unistd::geteuid().is_root() {
+                let users = SlotUsers::open()
+                    .map_err(|e| format!("scripts cannot get users of their own: {e}"))?;
+                let cgroups = match Cgroups::detect() {
+                    Ok(cgroups) => Some(cgroups),
+                    Err(why) => {
+                        tracing::warn!(
+                            %why,
+                            "tasks get no cgroups of their own: memory is limited per process, not per task"
+                        );
+                        None
+                    }
+                };
+                (Some(users), cgroups)
+            } else {
+                (None, None)
+            };
             Ok(LinuxSandbox {
                 read_only,
-                user,
+                users,
+                cgroups,
                 filters: Arc::new(seccomp_filters()?),
             })
-        }
-
-        /// The user scripts run as.
-        pub fn user(&self) -> Option<(Uid, Gid)> {
-            self.user
         }
 
         fn ruleset(&self, workdir: &Path) -> Result<RulesetCreated, landlock::RulesetError> {
@@ -241,33 +289,41 @@ mod linux {
             "landlock+seccomp"
         }
 
-        fn prepare(
-            &self,
-            command: &mut tokio::process::Command,
-            limits: &TaskLimits,
-            workdir: &Path,
-        ) -> std::io::Result<()> {
-            command.process_group(0);
+        fn separation(&self) -> Separation {
+            Separation {
+                own_users: self.users.is_some(),
+                cgroups: self.cgroups.as_ref().map(Cgroups::version),
+            }
+        }
+
+        fn prepare(&self, limits: &TaskLimits, workdir: &Path) -> io::Result<Confinement> {
+            let user = self.users.as_ref().map(SlotUsers::claim).transpose()?;
             // Process counts are per user. A script with a user of its own gets its share;
             // one running as the worker's user may add its share to what that user already
             // runs (a limit of 256 would stop a desktop user's script from forking at all).
-            let processes = match self.user {
+            let processes = match user {
                 Some(_) => MAX_PROCESSES,
                 None => threads_of_user(nix::unistd::getuid().as_raw()) + MAX_PROCESSES,
             };
-            let limits = rlimits(limits, Some(processes));
-            if let Some((uid, gid)) = self.user {
+            let rlimits = rlimits(limits, Some(processes));
+            let ids = user.as_ref().map(|user| (user.uid(), user.gid()));
+            if let Some((uid, gid)) = ids {
                 chown_tree(workdir, uid, gid)?;
             }
-            let mut ruleset =
-                Some(self.ruleset(workdir).map_err(|e| {
-                    std::io::Error::other(format!("building the Landlock rules: {e}"))
-                })?);
-            let user = self.user;
+            let mut ruleset = Some(
+                self.ruleset(workdir)
+                    .map_err(|e| io::Error::other(format!("building the Landlock rules: {e}")))?,
+            );
+            let cgroup = match (&self.cgroups, &user) {
+                (Some(cgroups), Some(user)) => {
+                    Some(cgroups.create(&format!("idlegrid-{}", user.uid()), limits)?)
+                }
+                _ => None,
+            };
             let filters = self.filters.clone();
-            let confine = move || -> std::io::Result<()> {
-                apply_rlimits(&limits)?;
-                if let Some((uid, gid)) = user {
+            let confine = move || -> io::Result<()> {
+                apply_rlimits(&rlimits)?;
+                if let Some((uid, gid)) = ids {
                     nix::unistd::setgroups(&[]).map_err(errno)?;
                     nix::unistd::setgid(gid).map_err(errno)?;
                     nix::unistd::setuid(uid).map_err(errno)?;
@@ -276,22 +332,23 @@ mod linux {
                     // Also sets no_new_privs.
                     ruleset
                         .restrict_self()
-                        .map_err(|_| std::io::Error::from_raw_os_error(libc_eperm()))?;
+                        .map_err(|_| io::Error::from_raw_os_error(libc_eperm()))?;
                 }
                 for filter in filters.iter() {
                     seccompiler::apply_filter(filter)
-                        .map_err(|_| std::io::Error::from_raw_os_error(libc_eperm()))?;
+                        .map_err(|_| io::Error::from_raw_os_error(libc_eperm()))?;
                 }
                 Ok(())
             };
-            // SAFETY: the closure runs between fork and exec. Everything it needs was built
-            // beforehand (limits, the Landlock ruleset's descriptor, the compiled seccomp
-            // programs); it makes system calls only (setrlimit, prctl, setgroups, setgid,
-            // setuid, landlock_restrict_self, seccomp) and builds io::Errors from raw codes.
-            unsafe {
-                command.pre_exec(confine);
-            }
-            Ok(())
+            // The closure runs between fork and exec. Everything it needs was built above
+            // (limits, the Landlock ruleset's descriptor, the compiled seccomp programs); it
+            // makes system calls only (setrlimit, prctl, setgroups, setgid, setuid,
+            // landlock_restrict_self, seccomp) and builds io::Errors from raw codes.
+            Ok(Confinement {
+                confine: Box::new(confine),
+                user,
+                cgroup,
+            })
         }
     }
 

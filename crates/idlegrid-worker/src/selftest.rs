@@ -1,6 +1,8 @@
 //! Choosing the sandbox at start-up, and checking what it really enforces on this kernel by
-//! running a probe script in it: the worker says what holds and what does not, and refuses to
-//! run tasks with a sandbox that leaks unless started with `--weak-sandbox`.
+//! running a probe script in it — file access, sockets, signals to the worker, and a child
+//! that leaves the script's session to outlive it: the worker says what holds and what does
+//! not, and refuses to run tasks with a sandbox that leaks unless started with
+//! `--weak-sandbox`.
 
 use crate::runner::{self, Ended, OwnerLimits, Progress, Script};
 use crate::sandbox::{RlimitSandbox, Sandbox};
@@ -9,10 +11,11 @@ use idlegrid_api::tasks::TaskLimits;
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
-/// The probe: tries what a hostile script would and prints one line per attempt that
-/// succeeded. It is run with the sandbox's own limits, from a scratch directory like a task's.
+/// The probe: tries what a hostile script would and lists the attempts that succeeded in
+/// `output/leaks.json`; it also leaves the pid of a child that tried to outlive it in
+/// `escapee`. It is run with the sandbox's own limits, from a scratch directory like a task's.
 const PROBE: &str = r#"
-import json, os, socket, sys
+import json, os, socket, sys, time
 leaks = []
 task = json.loads(os.environ["IDLEGRID_TASK"])
 secret = task["secret"]
@@ -36,6 +39,19 @@ try:
     leaks.append("it can signal the worker")
 except OSError:
     pass
+# A child in a session of its own, orphaned at once: it must end with the task.
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        with open("escapee.tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.rename("escapee.tmp", "escapee")
+        time.sleep(30)
+    os._exit(0)
+os.wait()
+deadline = time.time() + 10
+while not os.path.exists("escapee") and time.time() < deadline:
+    time.sleep(0.01)
 with open(os.path.join("output", "leaks.json"), "w") as f:
     json.dump(leaks, f)
 "#;
@@ -111,22 +127,11 @@ async fn candidates(python: &Path) -> Vec<(Box<dyn Sandbox>, String)> {
     let mut all: Vec<(Box<dyn Sandbox>, String)> = Vec::new();
     #[cfg(target_os = "linux")]
     {
-        let user = if nix::unistd::geteuid().is_root() {
-            nix::unistd::User::from_name("nobody")
-                .ok()
-                .flatten()
-                .map(|u| (u.uid, u.gid))
-        } else {
-            None
-        };
         let mut read_only = runtime_dirs(python).await;
         read_only.extend(runtime_dirs(Path::new("/usr/bin/python3")).await);
-        match crate::sandbox::LinuxSandbox::new(read_only, user) {
+        match crate::sandbox::LinuxSandbox::new(read_only) {
             Ok(sandbox) => {
-                let who = match user {
-                    Some((uid, _)) => format!("nobody (uid {uid})"),
-                    None => "the worker's own user".to_string(),
-                };
+                let who = describe(sandbox.separation());
                 all.push((Box::new(sandbox), who));
             }
             Err(err) => tracing::warn!("the Linux sandbox is unavailable: {err}"),
@@ -134,6 +139,23 @@ async fn candidates(python: &Path) -> Vec<(Box<dyn Sandbox>, String)> {
     }
     all.push((Box::new(RlimitSandbox), "the worker's own user".to_string()));
     all
+}
+
+/// Who a sandbox's scripts run as, and in what, for the log.
+#[cfg(target_os = "linux")]
+fn describe(separation: crate::sandbox::Separation) -> String {
+    let who = if separation.own_users {
+        format!(
+            "a user of each task's own (uids from {})",
+            crate::sandbox::users::FIRST_UID
+        )
+    } else {
+        "the worker's own user".to_string()
+    };
+    match separation.cgroups {
+        Some(version) => format!("{who}, in a cgroup {version} of each task's own"),
+        None => who,
+    }
 }
 
 /// Directories outside the system ones that the interpreter and FFmpeg need to read: the
@@ -215,6 +237,7 @@ async fn probe(
     .map_err(|e| e.to_string());
     let _ = std::fs::remove_file(&secret);
     let _ = std::fs::remove_file(state_dir.join("probe-write"));
+    let escaped = outlived(&scratch.path().join("escapee"));
     let finished = finished?;
     match finished.ended {
         Ended::Exited(status) if status.success() => {}
@@ -227,5 +250,73 @@ async fn probe(
     }
     let report = std::fs::read_to_string(scratch.path().join("output").join("leaks.json"))
         .map_err(|e| format!("the probe script left no report: {e}"))?;
-    serde_json::from_str(&report).map_err(|e| format!("the probe script reported {report:?}: {e}"))
+    let mut leaks: Vec<String> = serde_json::from_str(&report)
+        .map_err(|e| format!("the probe script reported {report:?}: {e}"))?;
+    match escaped {
+        Some(true) => leaks.push("a process it starts can outlive its task".into()),
+        Some(false) => {}
+        None => leaks.push("it could not start a process to outlive its task".into()),
+    }
+    Ok(leaks)
+}
+
+/// Whether the process whose pid the probe left in `pid_file` still runs (it is killed, so the
+/// probe leaves nothing behind); `None` when the probe left no pid.
+fn outlived(pid_file: &Path) -> Option<bool> {
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let pid = nix::unistd::Pid::from_raw(pid);
+    let running = if Path::new("/proc/self").exists() {
+        // A zombie runs no code: it only waits for a parent to reap it.
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+        })
+    } else {
+        nix::sys::signal::kill(pid, None).is_ok()
+    };
+    if running {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    Some(running)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_left_running_is_found_and_killed() {
+        use std::os::unix::process::ExitStatusExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("escapee");
+        assert_eq!(outlived(&pid_file), None);
+        let mut left = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        std::fs::write(&pid_file, left.id().to_string()).unwrap();
+        assert_eq!(outlived(&pid_file), Some(true));
+        assert_eq!(left.wait().unwrap().signal(), Some(9));
+        assert_eq!(outlived(&pid_file), Some(false));
+    }
+
+    /// The supervisor ends the probe's escaping child whatever the sandbox (the weak one
+    /// leaks everything else).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn no_process_outlives_the_probe_under_the_supervisor() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaks = probe(&RlimitSandbox, Path::new("python3"), dir.path(), dir.path())
+            .await
+            .unwrap();
+        assert!(
+            !leaks.iter().any(|leak| leak.contains("outlive")),
+            "{leaks:?}"
+        );
+        assert!(!leaks.is_empty());
+    }
 }

@@ -1,7 +1,8 @@
 //! Hostile task scripts, each its own test, run in the sandbox the worker chooses at start-up
-//! (on this Linux machine: Landlock + seccomp + rlimits, as `nobody` when the tests run as
-//! root). Each attempt must be contained, the task must fail with a reason that says what
-//! happened, and the next task must still run.
+//! (on this Linux machine: Landlock + seccomp + rlimits under a supervisor, and when the tests
+//! run as root, a user and a cgroup of each task's own). Each attempt must be contained, the
+//! task must fail with a reason that says what happened (or, for a process that tries to
+//! outlive its task, be gone with it), and the next task must still run.
 #![cfg(target_os = "linux")]
 
 use idlegrid_api::TaskId;
@@ -9,6 +10,7 @@ use idlegrid_api::tasks::TaskLimits;
 use idlegrid_worker::runner::{self, OwnerLimits, Progress, Script};
 use idlegrid_worker::selftest::{self, Chosen};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// A worker's surroundings: a state directory holding a token file and an SSH key beside it,
@@ -49,14 +51,31 @@ impl Device {
     /// Runs `source` as a task script with `limits`; `Ok` is the output's size, `Err` the
     /// failure reason.
     async fn run(&self, source: &str, limits: &TaskLimits) -> Result<u64, String> {
+        let task = self.task(source);
+        self.run_task(&task, limits, &CancellationToken::new())
+            .await
+    }
+
+    /// A task script in a scratch directory of its own, not started yet.
+    fn task(&self, source: &str) -> Task {
         let scratch = tempfile::Builder::new()
             .prefix("lease-")
             .tempdir_in(&self.scratch_root)
             .unwrap();
-        let output = scratch.path().join("output");
-        std::fs::create_dir(&output).unwrap();
-        let entrypoint = scratch.path().join("task.py");
-        std::fs::write(&entrypoint, source).unwrap();
+        std::fs::create_dir(scratch.path().join("output")).unwrap();
+        std::fs::write(scratch.path().join("task.py"), source).unwrap();
+        Task { scratch }
+    }
+
+    /// Runs `task` until it ends or `cancel` fires; `Ok` is the output's size, `Err` the
+    /// failure reason.
+    async fn run_task(
+        &self,
+        task: &Task,
+        limits: &TaskLimits,
+        cancel: &CancellationToken,
+    ) -> Result<u64, String> {
+        let entrypoint = task.path().join("task.py");
         let params = serde_json::json!({
             "state": self.dir.path().join("state"),
             "home": self.dir.path().join("home"),
@@ -66,7 +85,7 @@ impl Device {
         let script = Script {
             python: &self.chosen.python,
             entrypoint: &entrypoint,
-            workdir: scratch.path(),
+            workdir: task.path(),
             params: &params,
             task_params: &params,
             task_id: TaskId(1),
@@ -78,11 +97,11 @@ impl Device {
             &script,
             self.chosen.sandbox.as_ref(),
             &Progress::default(),
-            &CancellationToken::new(),
+            cancel,
         )
         .await
         .map_err(|e| e.to_string())?;
-        runner::judge(&finished, &output, limits).map(|o| o.size)
+        runner::judge(&finished, &task.path().join("output"), limits).map(|o| o.size)
     }
 
     /// Runs `source` and expects it to fail with a reason containing `reason`; then checks
@@ -94,9 +113,14 @@ impl Device {
             .expect_err("the hostile script must fail");
         eprintln!("contained: {err}");
         assert!(err.contains(reason), "expected {reason:?} in: {err}");
+        self.still_serves().await;
+    }
+
+    /// Checks that an honest task still runs and nothing changed outside the scratch
+    /// directories.
+    async fn still_serves(&self) {
         let honest = "open('output/out.txt', 'w').write('ok')\n";
         assert_eq!(self.run(honest, &limits_default()).await, Ok(2));
-        // Nothing changed outside the scratch directories.
         assert!(
             !self.dir.path().join("pwned").exists(),
             "a file was written outside"
@@ -105,6 +129,36 @@ impl Device {
             std::fs::read_to_string(self.dir.path().join("state/credentials.json")).unwrap(),
             r#"{"token":"igw_secret"}"#
         );
+    }
+}
+
+/// A task's scratch directory, removed when dropped.
+struct Task {
+    scratch: tempfile::TempDir,
+}
+
+impl Task {
+    fn path(&self) -> &Path {
+        self.scratch.path()
+    }
+
+    /// Waits until the script created `name` in its scratch directory (at most 20 s).
+    async fn wait_for(&self, name: &str) {
+        let path = self.path().join(name);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !path.exists() {
+            assert!(Instant::now() < deadline, "the script never made {name}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The pid the script wrote to `name`.
+    fn pid(&self, name: &str) -> i32 {
+        std::fs::read_to_string(self.path().join(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 }
 
@@ -426,4 +480,195 @@ async fn an_output_symlink_out_of_the_scratch_directory_is_refused() {
             "is a symbolic link",
         )
         .await;
+}
+
+/// Whether `pid` still runs code (a zombie does not).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+    })
+}
+
+/// Fails the test if `pid` still runs, killing it first so the failure leaves nothing behind.
+fn assert_gone(pid: i32, what: &str) {
+    if running(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        panic!("{what} (pid {pid}) outlived its task");
+    }
+}
+
+/// A child that leaves the script's session and process group and is orphaned at once (a
+/// double fork), writing its pid to `escapee.pid` and living on for a minute.
+const ESCAPE: &str = "import time\n\
+def escape():\n\
+\x20   if os.fork() == 0:\n\
+\x20       os.setsid()\n\
+\x20       if os.fork() == 0:\n\
+\x20           open('escapee.tmp', 'w').write(str(os.getpid()))\n\
+\x20           os.rename('escapee.tmp', 'escapee.pid')\n\
+\x20           end = time.time() + 60\n\
+\x20           while time.time() < end:\n\
+\x20               time.sleep(0.05)\n\
+\x20       os._exit(0)\n\
+\x20   os.wait()\n\
+\x20   while not os.path.exists('escapee.pid'):\n\
+\x20       time.sleep(0.01)\n\
+escape()\n";
+
+/// Whether the sandbox gives each task a user of its own (when the worker runs as root).
+fn own_users(device: &Device) -> bool {
+    let own = device.chosen.sandbox.separation().own_users;
+    if !own {
+        eprintln!("skipped: scripts get users of their own only when the worker runs as root");
+    }
+    own
+}
+
+/// Whether the sandbox gives each task a cgroup of its own (as root, where it can make one).
+fn own_cgroups(device: &Device) -> bool {
+    let own = device.chosen.sandbox.separation().cgroups.is_some();
+    if !own {
+        eprintln!("skipped: tasks get cgroups of their own only where a root worker can make them");
+    }
+    own
+}
+
+#[tokio::test]
+async fn a_child_escaping_to_its_own_session_ends_with_its_task() {
+    let device = Device::new().await;
+    let task = device.task(&script(&format!(
+        "{ESCAPE}open('output/out.txt', 'w').write('ok')\n"
+    )));
+    let result = device
+        .run_task(&task, &limits_default(), &CancellationToken::new())
+        .await;
+    let escapee = task.pid("escapee.pid");
+    assert_gone(escapee, "the escaped child of a finished task");
+    assert_eq!(result, Ok(2));
+    device.still_serves().await;
+}
+
+#[tokio::test]
+async fn a_child_escaping_to_its_own_session_ends_with_its_timed_out_or_cancelled_task() {
+    let device = Device::new().await;
+    let spin = script(&format!("{ESCAPE}while True:\n    time.sleep(1)\n"));
+    let limits = TaskLimits {
+        timeout_secs: 2,
+        ..limits_default()
+    };
+    let task = device.task(&spin);
+    let result = device
+        .run_task(&task, &limits, &CancellationToken::new())
+        .await;
+    assert_gone(
+        task.pid("escapee.pid"),
+        "the escaped child of a timed-out task",
+    );
+    let err = result.unwrap_err();
+    assert!(err.contains("timed out after 2 s"), "{err}");
+
+    let task = device.task(&spin);
+    let cancel = CancellationToken::new();
+    let limits = limits_default();
+    let (result, ()) = tokio::join!(device.run_task(&task, &limits, &cancel), async {
+        task.wait_for("escapee.pid").await;
+        cancel.cancel();
+    });
+    assert_gone(
+        task.pid("escapee.pid"),
+        "the escaped child of a cancelled task",
+    );
+    assert_eq!(result, Err("script was stopped before it finished".into()));
+    device.still_serves().await;
+}
+
+#[tokio::test]
+async fn a_fork_bomb_in_one_slot_does_not_starve_the_other() {
+    let device = Device::new().await;
+    if !own_users(&device) {
+        return;
+    }
+    // Forks sleepers until the kernel refuses, says so, and waits for the test's word.
+    let bomb = device.task(&script(
+        "import time\n\
+         try:\n\
+         \x20   while True:\n\
+         \x20       if os.fork() == 0:\n\
+         \x20           time.sleep(60)\n\
+         \x20           os._exit(0)\n\
+         except OSError:\n\
+         \x20   open('saturated', 'w').close()\n\
+         \x20   end = time.time() + 20\n\
+         \x20   while not os.path.exists('release') and time.time() < end:\n\
+         \x20       time.sleep(0.05)\n\
+         \x20   raise\n",
+    ));
+    let limits = limits_default();
+    let never = CancellationToken::new();
+    let (bombed, honest) = tokio::join!(device.run_task(&bomb, &limits, &never), async {
+        bomb.wait_for("saturated").await;
+        // Like most tasks, the neighbour starts a program of its own.
+        let honest = device
+            .run(
+                &script(
+                    "import subprocess\n\
+                         subprocess.run([sys.executable, '-c', 'pass'], check=True)\n\
+                         open('output/out.txt', 'w').write('ok')\n",
+                ),
+                &limits,
+            )
+            .await;
+        std::fs::write(bomb.path().join("release"), "").unwrap();
+        honest
+    });
+    assert_eq!(honest, Ok(2), "the honest neighbour failed");
+    let err = bombed.unwrap_err();
+    eprintln!("contained: {err}");
+    assert!(
+        err.contains("Resource temporarily unavailable")
+            && err.contains("at most 256 processes and threads"),
+        "{err}"
+    );
+    device.still_serves().await;
+}
+
+#[tokio::test]
+async fn a_memory_balloon_fails_alone_and_its_neighbour_succeeds() {
+    let device = Device::new().await;
+    if !own_cgroups(&device) {
+        return;
+    }
+    // Six children of 300 MiB each: every one is within the per-process limit, together
+    // they are over three times the task's 512 MiB.
+    let balloon = script(
+        "import time\n\
+         kids = []\n\
+         for _ in range(6):\n\
+         \x20   pid = os.fork()\n\
+         \x20   if pid == 0:\n\
+         \x20       x = b'x' * (300 << 20)\n\
+         \x20       time.sleep(2)\n\
+         \x20       os._exit(0)\n\
+         \x20   kids.append(pid)\n\
+         failed = sum(os.waitpid(pid, 0)[1] != 0 for pid in kids)\n\
+         if failed:\n\
+         \x20   sys.exit('%d children died' % failed)\n\
+         open('output/out.txt', 'w').write('ok')\n",
+    );
+    let honest = script(
+        "x = b'y' * (200 << 20)\n\
+         open('output/out.txt', 'w').write('ok')\n",
+    );
+    let limits = limits_default();
+    let (ballooned, honest) =
+        tokio::join!(device.run(&balloon, &limits), device.run(&honest, &limits));
+    assert_eq!(honest, Ok(2), "the honest neighbour failed");
+    let err = ballooned.unwrap_err();
+    eprintln!("contained: {err}");
+    assert!(err.contains("more than 512 MiB of memory"), "{err}");
+    device.still_serves().await;
 }

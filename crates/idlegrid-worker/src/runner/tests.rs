@@ -297,6 +297,8 @@ fn output_over_the_size_limit_is_refused() {
         ended: Ended::Exited(ExitStatus::from_raw(0)),
         stderr_tail: String::new(),
         elapsed: Duration::ZERO,
+        memory_kills: 0,
+        process_limit_hits: 0,
     };
     let small = TaskLimits {
         max_output_bytes: 1000,
@@ -318,10 +320,39 @@ fn signals_are_named() {
         ended: Ended::Exited(ExitStatus::from_raw(9)),
         stderr_tail: String::new(),
         elapsed: Duration::ZERO,
+        memory_kills: 0,
+        process_limit_hits: 0,
     };
     assert_eq!(
         judge(&finished, Path::new("/nonexistent"), &limits(20)).unwrap_err(),
         "script killed by signal 9 (SIGKILL)"
+    );
+}
+
+/// What the task's cgroup counted names the reason of a failure.
+#[test]
+fn memory_kills_and_refused_forks_are_named() {
+    let killed = Finished {
+        ended: Ended::Exited(ExitStatus::from_raw(9)),
+        stderr_tail: String::new(),
+        elapsed: Duration::ZERO,
+        memory_kills: 1,
+        process_limit_hits: 0,
+    };
+    assert_eq!(
+        judge(&killed, Path::new("/nonexistent"), &limits(20)).unwrap_err(),
+        "the task used more than 256 MiB of memory (all its processes together) and the kernel killed 1 of its processes"
+    );
+    let refused = Finished {
+        ended: Ended::Exited(ExitStatus::from_raw(1 << 8)),
+        stderr_tail: "OSError: cannot fork".into(),
+        elapsed: Duration::ZERO,
+        memory_kills: 0,
+        process_limit_hits: 3,
+    };
+    assert_eq!(
+        judge(&refused, Path::new("/nonexistent"), &limits(20)).unwrap_err(),
+        "script exited with status 1: OSError: cannot fork (the task may run at most 256 processes and threads at once)"
     );
 }
 
