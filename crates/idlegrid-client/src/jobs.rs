@@ -257,7 +257,7 @@ mod tests {
     use super::*;
     use idlegrid_api::JobState;
 
-    const JOB: &str = r#"{"id":7,"app":"python-map","app_version":"1","state":"running","error":null,"params":{},"preferences":{"priority":0,"max_attempts":3,"task_timeout_secs":600},"chunks":{"total":4,"created":4,"done":1,"queued":1,"running":2,"running_progress":0.5,"failed":0,"failed_attempts":0},"input":{"size":10,"sha256":"ab"},"output":null,"created_at":"2025-01-01T00:00:00Z","submitted_at":null,"started_at":null,"finished_at":null}"#;
+    const JOB: &str = r#"{"id":7,"app":"python-map","app_version":"1","state":"running","error":null,"params":{},"preferences":{"priority":0,"max_attempts":3,"task_timeout_secs":600},"verification":{"basis":"private_fleet","summary":"own devices"},"chunks":{"total":4,"created":4,"done":1,"queued":1,"running":2,"running_progress":0.5,"failed":0,"failed_attempts":0},"input":{"size":10,"sha256":"ab"},"output":null,"created_at":"2025-01-01T00:00:00Z","submitted_at":null,"started_at":null,"finished_at":null}"#;
 
     #[tokio::test]
     async fn job_events_survive_any_chunking() {

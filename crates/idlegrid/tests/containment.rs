@@ -6,15 +6,15 @@
 //! Every process the test starts is SIGKILLed when dropped, and every process of the task is
 //! killed if the test finds it alive, so a failing test leaves nothing running.
 
+mod common;
+
+use common::Coordinator;
 use idlegrid_api::JobState;
 use idlegrid_api::jobs::{CreateJob, Preferences};
-use idlegrid_client::Client;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The task script: starts a helper (FFmpeg when there is one, as a video task would) and a
@@ -49,94 +49,6 @@ with open(os.path.join("output", "out.txt"), "w") as out:
     out.write("done\n")
 "#;
 
-/// A child process, SIGKILLed (and reaped) when dropped unless it already ended.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn kill_hard(&mut self) -> std::process::ExitStatus {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
-        self.child.wait().expect("wait")
-    }
-
-    fn log(&self) -> String {
-        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.kill_hard();
-        }
-    }
-}
-
-/// The binary, with an environment that cannot reach the user's grid or configuration.
-fn idlegrid(home: &Path, log: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_idlegrid"));
-    for (var, _) in std::env::vars() {
-        if var.starts_with("IDLEGRID_") || var == "RUST_LOG" {
-            cmd.env_remove(var);
-        }
-    }
-    let file = || {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("log file")
-    };
-    cmd.env("IDLEGRID_HOME", home)
-        .stdin(Stdio::null())
-        .stdout(file())
-        .stderr(file());
-    cmd
-}
-
-/// `idlegrid serve` on a free port with `lease_secs`; its ready line's URL, customer key and
-/// enrollment token.
-fn start_coordinator(dir: &Path, lease_secs: u64) -> (Proc, String, String, String) {
-    let log = dir.join("coordinator.log");
-    let mut cmd = idlegrid(&dir.join("home"), &log);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--json"])
-        .args(["--lease-secs", &lease_secs.to_string()])
-        .arg("--data-dir")
-        .arg(dir.join("coordinator"))
-        .stdout(Stdio::piped());
-    let mut child = cmd.spawn().expect("idlegrid serve starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let proc = Proc { child, log };
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("a ready line");
-    let ready: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("ready line {line:?}: {e}\n{}", proc.log()));
-    let field = |name: &str| ready[name].as_str().expect(name).to_string();
-    (
-        proc,
-        field("url"),
-        field("api_key"),
-        field("enrollment_token"),
-    )
-}
-
-fn start_worker(dir: &Path, url: &str, token: &str) -> Proc {
-    let log = dir.join("worker.log");
-    let mut cmd = idlegrid(&dir.join("home"), &log);
-    cmd.args(["worker", "--coordinator", url, "--token", token])
-        .args(["--slots", "1", "--name", "w"])
-        .arg("--state-dir")
-        .arg(dir.join("w"));
-    Proc {
-        child: cmd.spawn().expect("idlegrid worker starts"),
-        log,
-    }
-}
-
 /// Whether `pid` exists at all (a zombie, left for a parent to reap, does).
 fn exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
@@ -159,11 +71,12 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 #[tokio::test]
 async fn a_worker_killed_mid_task_leaves_no_process_and_its_restart_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("home")).unwrap();
-    let (_coordinator, url, api_key, token) = start_coordinator(dir.path(), 3);
-    let mut worker = start_worker(dir.path(), &url, &token);
+    let coordinator = Coordinator::start(dir.path(), &["--lease-secs", "3"]);
+    let token = coordinator.enrollment_token.clone();
+    let log = || std::fs::read_to_string(dir.path().join("w.log")).unwrap_or_default();
+    let mut worker = coordinator.worker(dir.path(), &token, "w", 1);
 
-    let client = Client::new(&url, &api_key).unwrap();
+    let client = coordinator.customer();
     let job = client
         .create_job(&CreateJob {
             app: "python-map".into(),
@@ -201,11 +114,11 @@ async fn a_worker_killed_mid_task_leaves_no_process_and_its_restart_cleans_up() 
         });
         found.is_some()
     });
-    assert!(started, "the task never started\n{}", worker.log());
+    assert!(started, "the task never started\n{}", log());
     let (lease_dir, pids) = found.unwrap();
 
     let status = worker.kill_hard();
-    assert_eq!(status.signal(), Some(9), "{}", worker.log());
+    assert_eq!(status.signal(), Some(9), "{}", log());
     let all_gone = wait_until(Duration::from_secs(10), || pids.iter().all(|&p| !exists(p)));
     if !all_gone {
         for &pid in &pids {
@@ -223,12 +136,12 @@ async fn a_worker_killed_mid_task_leaves_no_process_and_its_restart_cleans_up() 
 
     // Restarted on the same state, the worker clears the dead one's scratch and serves on:
     // the task, its lease expired, runs again there.
-    let worker = start_worker(dir.path(), &url, &token);
+    let _worker = coordinator.worker(dir.path(), &token, "w", 1);
     assert!(
         wait_until(Duration::from_secs(30), || !lease_dir.exists()),
         "the restarted worker left {} behind\n{}",
         lease_dir.display(),
-        worker.log()
+        log()
     );
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
@@ -240,7 +153,7 @@ async fn a_worker_killed_mid_task_leaves_no_process_and_its_restart_cleans_up() 
         assert!(
             !job.state.is_terminal() && Instant::now() < deadline,
             "the job did not complete: {job:#?}\n{}",
-            worker.log()
+            log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

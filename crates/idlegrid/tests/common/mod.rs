@@ -42,11 +42,32 @@ pub fn clip(dir: &Path, name: &str, video: &str, audio: Option<&str>, codec: &[&
 /// A child process, killed and reaped when dropped.
 pub struct Child(pub std::process::Child);
 
+impl Child {
+    /// SIGKILLs it now and returns how it ended.
+    pub fn kill_hard(&mut self) -> std::process::ExitStatus {
+        let _ = self.0.kill();
+        self.0.wait().unwrap()
+    }
+}
+
 impl Drop for Child {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// The `idlegrid` binary with an environment that cannot reach the user's grid or settings:
+/// no `IDLEGRID_*` variables, its home directory `home`.
+pub fn idlegrid(home: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_idlegrid"));
+    for (var, _) in std::env::vars() {
+        if var.starts_with("IDLEGRID_") || var == "RUST_LOG" {
+            command.env_remove(var);
+        }
+    }
+    command.env("IDLEGRID_HOME", home).stdin(Stdio::null());
+    command
 }
 
 /// `idlegrid serve` on a free loopback port, with what it printed when ready.
@@ -68,7 +89,7 @@ impl Coordinator {
     /// with `extra` flags.
     pub fn start(dir: &Path, extra: &[&str]) -> Coordinator {
         let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_idlegrid"));
+        let mut command = idlegrid(&dir.join("home"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--json", "--data-dir"])
             .arg(dir.join("data"))
@@ -115,7 +136,7 @@ impl Coordinator {
     pub fn worker(&self, dir: &Path, token: &str, name: &str, slots: usize) -> Child {
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
         Child(
-            Command::new(env!("CARGO_BIN_EXE_idlegrid"))
+            idlegrid(&dir.join("home"))
                 .args(["worker", "--coordinator", &self.url, "--token", token])
                 .args(["--name", name, "--slots", &slots.to_string(), "--state-dir"])
                 .arg(dir.join(name))
