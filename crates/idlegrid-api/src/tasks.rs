@@ -249,8 +249,15 @@ pub struct WorkerStatus {
     pub streak: u64,
     /// Whether the device is quarantined (it gets no work).
     pub quarantined: bool,
-    /// What the device's validated results have earned its owner so far, in micro-credits.
+    /// What the device's validated results have earned its owner so far, in micro-credits
+    /// (what is still held included, what was forfeited taken off).
     #[serde(default)]
     #[schema(value_type = i64)]
     pub earned: idlegrid_domain::Credits,
+    /// Of that, what is still held: earnings of results accepted without another owner's
+    /// agreement, the owner's once held for the grid's hold period, forfeited if the owner is
+    /// caught forging first.
+    #[serde(default)]
+    #[schema(value_type = i64)]
+    pub held: idlegrid_domain::Credits,
 }

@@ -36,6 +36,9 @@ pub struct Config {
     /// How long a device must have been registered before adaptive replication may trust it,
     /// however many valid results it has: trust is earned over time as well as results.
     pub trust_min_age: Duration,
+    /// How long earnings of results accepted without an independent party's agreement are
+    /// held before they are the owner's; an owner caught forging meanwhile forfeits them.
+    pub earnings_hold: Duration,
     /// With shared queues, how often to sweep for work whose queue item was lost (work unmoved
     /// over two sweeps is queued again).
     pub sweep_interval: Duration,
@@ -73,6 +76,7 @@ impl Config {
             worker_requests_per_sec: 2000,
             quarantine_after_invalid: 1,
             trust_min_age: Duration::from_secs(3600),
+            earnings_hold: Duration::from_secs(24 * 3600),
             sweep_interval: Duration::from_secs(30),
             allow_private_sources: false,
             webhook_retry_base: Duration::from_secs(1),

@@ -15,14 +15,17 @@
 //! - [`links`]: signed, expiring links to a job's output for browsers (download, HLS playback).
 //! - [`accounts_api`]: what a secret stands for; device owners' devices.
 //! - [`billing`]: prices before a job runs, balances and earnings, deposits (the books are kept
-//!   by the records: quotes held by the partitioner, results paid by the database).
+//!   by the records: quotes held by the partitioner, results paid by their verdicts).
 //! - [`partitioner`]: verifies a job's input and splits it into chunks (one task record each).
 //! - [`external`]: inputs fetched from a URL or a customer's bucket, outputs written to one.
 //! - [`feeder`]: moves created tasks into per-job task queues and keeps the scheduling table.
 //! - [`tasks_api`]: workers register, lease, heartbeat, fetch chunks and bundles, report; the
 //!   reaper takes back expired leases.
 //! - [`validator`]: judges each reported result with its app's validator.
-//! - [`quorum`]: for replicated jobs, accepts a result only when enough devices agree on it.
+//! - [`quorum`]: decides a chunk from all its results: agreement across independent parties,
+//!   disputes of rejected results, suspect results checked elsewhere.
+//! - [`escrow`]: moves held earnings (results accepted unverified) to owners once held long
+//!   enough.
 //! - [`assembler`]: merges a job's accepted results into its output.
 //! - [`apps`]: the built-in apps and the app-specific partitioners, validators and assemblers.
 //! - [`stragglers`]: backup copies of a job's slowest running chunks once nothing is queued.
@@ -48,6 +51,7 @@ pub mod billing;
 pub mod config;
 pub mod device_links;
 pub mod error;
+pub mod escrow;
 pub mod events;
 pub mod external;
 pub mod feeder;

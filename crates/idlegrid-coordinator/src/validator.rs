@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use idlegrid_domain::{AttemptOutcome, JobId, ResultId};
+use idlegrid_domain::{AttemptOutcome, JobId, ResultId, WorkerId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::queue::{Item, Stage};
@@ -267,6 +267,26 @@ async fn apply(
     Ok(())
 }
 
+/// A device was caught forging: its owner loses what rests on trust — every device of theirs
+/// is checked again as a new one, their results accepted unverified in jobs still running
+/// are revoked (the chunks run again elsewhere), and what they hold is forfeited.
+async fn distrust_owner_of(grid: &Grid, worker: WorkerId) -> Result<(), StorageError> {
+    let owner = grid.device(worker).await?.owner;
+    let distrusted = grid.store.distrust_owner(owner).await?;
+    tracing::warn!(
+        %worker,
+        owner,
+        reopened = distrusted.reopened.len(),
+        forfeited = distrusted.forfeited.0,
+        "the owner of a device caught forging is distrusted"
+    );
+    quorum::queue_replicas(grid, &distrusted.reopened).await?;
+    for r in &distrusted.reopened {
+        grid.events.job_changed(r.job);
+    }
+    Ok(())
+}
+
 /// Quarantines the devices among those just charged with an invalid result that now have too
 /// many, and discards their results not yet judged (their tasks go to other devices).
 async fn quarantine(
@@ -287,6 +307,9 @@ async fn quarantine(
         return Ok(());
     }
     grid.quarantine(&newly);
+    for &worker in &newly {
+        distrust_owner_of(grid, worker).await?;
+    }
     for worker in newly {
         let pending = grid.store.pending_results_of(worker).await?;
         let revoked = grid.queues.revoke(worker).await?;

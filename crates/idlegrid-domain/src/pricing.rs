@@ -88,12 +88,18 @@ pub enum Account {
     Job(crate::JobId),
     /// A device owner's earnings.
     Owner(i64),
+    /// A device owner's earnings held back while their results are unverified: results
+    /// accepted without an independent party's agreement. They move to [`Account::Owner`]
+    /// once held long enough, and are forfeited if the owner is caught forging first.
+    Held(i64),
     /// The platform's fees.
     PlatformFee,
     /// Credit the platform gave away (opening credit); negative.
     PlatformGrants,
     /// Money paid in from outside; negative.
     ExternalDeposits,
+    /// Held earnings of owners caught forging, kept by the platform.
+    PlatformForfeits,
 }
 
 impl std::fmt::Display for Account {
@@ -102,9 +108,11 @@ impl std::fmt::Display for Account {
             Account::Customer(t) => write!(f, "customer:{}", t.0),
             Account::Job(j) => write!(f, "job:{}", j.0),
             Account::Owner(o) => write!(f, "owner:{o}"),
+            Account::Held(o) => write!(f, "held:{o}"),
             Account::PlatformFee => f.write_str("platform:fee"),
             Account::PlatformGrants => f.write_str("platform:grants"),
             Account::ExternalDeposits => f.write_str("external:deposits"),
+            Account::PlatformForfeits => f.write_str("platform:forfeits"),
         }
     }
 }

@@ -82,6 +82,10 @@ pub struct CoordinatorArgs {
     /// however many valid results it has.
     #[arg(long, default_value_t = 3600, env = "IDLEGRID_TRUST_MIN_AGE_SECS")]
     pub trust_min_age_secs: u64,
+    /// Seconds the earnings of results accepted without another owner's agreement are held
+    /// before they are the device owner's (an owner caught forging meanwhile forfeits them).
+    #[arg(long, default_value_t = 24 * 3600, env = "IDLEGRID_EARNINGS_HOLD_SECS")]
+    pub earnings_hold_secs: u64,
     /// Key sealing customers' secrets (32 bytes, base64: `head -c32 /dev/urandom | base64`);
     /// coordinators sharing records must share it (default: embedded coordinators keep one
     /// in the data directory).
@@ -119,6 +123,7 @@ impl Default for CoordinatorArgs {
             sweep_secs: 30,
             allow_private_sources: false,
             trust_min_age_secs: 3600,
+            earnings_hold_secs: 24 * 3600,
             secrets_key: None,
             store: None,
             queue: None,

@@ -18,6 +18,7 @@ pub fn config(data_dir: &Path, args: &CoordinatorArgs) -> Config {
     config.sweep_interval = Duration::from_secs(args.sweep_secs);
     config.allow_private_sources = args.allow_private_sources;
     config.trust_min_age = Duration::from_secs(args.trust_min_age_secs);
+    config.earnings_hold = Duration::from_secs(args.earnings_hold_secs);
     config.secrets_key = args.secrets_key.clone();
     config.backends = idlegrid_storage::Backends {
         store: args.store.clone(),

@@ -424,6 +424,7 @@ pub async fn me(
         streak: reputation.streak,
         quarantined: reputation.quarantined_at_ms.is_some(),
         earned: grid.store.earned_by_workers(&[worker]).await?[0],
+        held: grid.store.held_by_workers(&[worker]).await?[0],
     }))
 }
 

@@ -411,6 +411,16 @@ pub struct Replicate {
     pub exclude: Vec<WorkerId>,
 }
 
+/// What distrusting an owner did.
+#[derive(Debug, Clone, Default)]
+pub struct Distrusted {
+    /// Chunks reopened because their output was the owner's unverified result: each is to be
+    /// queued again, kept from the owner's devices.
+    pub reopened: Vec<Replicate>,
+    /// Held earnings forfeited.
+    pub forfeited: Credits,
+}
+
 /// A device's record: its results judged valid and invalid, its attempts that went silent,
 /// and whether it is quarantined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -693,6 +703,9 @@ pub trait Store: Send + Sync + 'static {
     async fn job_tasks(&self, job: JobId, from_index: u64, limit: u32) -> Result<Vec<TaskRecord>>;
     /// Ids of the job's tasks that wait for a worker, in index order.
     async fn pending_tasks(&self, job: JobId) -> Result<Vec<TaskId>>;
+    /// How many of the job's tasks wait for work with a result in: one that passed and waits
+    /// for others to agree, or one that was rejected and waits for an independent re-run.
+    async fn tasks_checking(&self, job: JobId) -> Result<u64>;
 
     // --- results (Tasks API, validator, assembler) ---
 
@@ -767,8 +780,21 @@ pub trait Store: Send + Sync + 'static {
     async fn balances(&self, accounts: &[Account]) -> Result<Vec<Credits>>;
     /// The newest `limit` rows of an account, newest first.
     async fn account_entries(&self, account: Account, limit: u32) -> Result<Vec<LedgerEntry>>;
-    /// What each of `workers`' validated results earned their owners, in the same order.
+    /// What each of `workers`' validated results earned their owners, in the same order
+    /// (earnings still held included, forfeits taken off).
     async fn earned_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>>;
+    /// What each of `workers`' earnings are still held, in the same order.
+    async fn held_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>>;
+    /// Moves held earnings credited at or before `cutoff_ms` to their owners' balances (never
+    /// more than is still held: a forfeit may have taken it); returns what moved. Coordinators
+    /// doing it at once move each earning once.
+    async fn mature_held(&self, cutoff_ms: i64) -> Result<Credits>;
+    /// What follows an owner's device being caught forging, in one transaction: every device
+    /// of the owner loses its trust; each result of theirs accepted without an independent
+    /// party's agreement in a job still dispatching is revoked (its payment given back, its
+    /// chunk waiting for work again, kept from the owner's devices); what the owner's devices
+    /// still hold is forfeited.
+    async fn distrust_owner(&self, owner: i64) -> Result<Distrusted>;
     /// The ledger's totals.
     async fn audit_ledger(&self) -> Result<LedgerAudit>;
 }

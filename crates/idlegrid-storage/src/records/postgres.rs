@@ -21,12 +21,13 @@
 //! Batches travel as arrays (`unnest($1::bigint[], ...)`), so a thousand-row batch costs a
 //! handful of statements, not a thousand round trips.
 
+use super::payments;
 use super::rows::{self, backend, job_state, task_state};
 use super::{
-    AttemptRecord, Decide, DeviceRecord, DueWebhook, FailureCharged, Hold, JobRecord, LedgerAudit,
-    LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef, Principal, ReplicaState,
-    Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord, Verdict, VerdictsApplied,
-    WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
+    AttemptRecord, Decide, DeviceRecord, Distrusted, DueWebhook, FailureCharged, Hold, JobRecord,
+    LedgerAudit, LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef, Principal,
+    ReplicaState, Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord, Verdict,
+    VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
@@ -426,6 +427,87 @@ async fn fail_task_in(tx: &mut Tx<'_>, task: TaskId) -> Result<Option<JobId>> {
     Ok(job.map(JobId))
 }
 
+/// Whether another owner's device returned the same bytes as result `r` (of device `w`) and
+/// had them accepted: the result is verified.
+const AGREED: &str = "EXISTS (SELECT 1 FROM results o JOIN workers v ON v.id = o.worker_id \
+     WHERE o.task_id = r.task_id AND o.id <> r.id AND o.sha256 = r.sha256 \
+     AND o.validate_state IN ('valid', 'redundant') AND v.owner_id <> w.owner_id)";
+
+/// Posts `entries` (each transaction's rows summing to zero), and adds `charged` (job, amount)
+/// to the jobs' charged totals. The caller holds the jobs.
+async fn post_entries(
+    tx: &mut Tx<'_>,
+    entries: &[payments::Entry],
+    charged: &BTreeMap<i64, i64>,
+) -> Result<()> {
+    if !entries.is_empty() {
+        let txns: Vec<&str> = entries.iter().map(|e| e.txn.as_str()).collect();
+        let accounts: Vec<&str> = entries.iter().map(|e| e.account.as_str()).collect();
+        let amounts: Vec<i64> = entries.iter().map(|e| e.amount).collect();
+        let workers: Vec<Option<i64>> = entries.iter().map(|e| e.worker).collect();
+        sqlx::query(
+            "INSERT INTO ledger_entries (txn, account, amount, at, worker_id) \
+             SELECT t, a, v, $5, w FROM unnest($1::text[], $2::text[], $3::bigint[], \
+             $4::bigint[]) AS e(t, a, v, w) ON CONFLICT (txn, account) DO NOTHING",
+        )
+        .bind(&txns)
+        .bind(&accounts)
+        .bind(&amounts)
+        .bind(&workers)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    if !charged.is_empty() {
+        let (jobs, amounts) = columns(charged);
+        sqlx::query(
+            "UPDATE jobs SET charged = jobs.charged + c.n \
+             FROM unnest($1::bigint[], $2::bigint[]) AS c(id, n) WHERE jobs.id = c.id",
+        )
+        .bind(&jobs)
+        .bind(&amounts)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Pays the results this call just accepted (`judged`: id, new state), as
+/// [`payments::payments`] works out. The caller holds their jobs.
+async fn pay_in(tx: &mut Tx<'_>, judged: &[(i64, String)]) -> Result<()> {
+    if judged.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = judged.iter().map(|(id, _)| *id).collect();
+    let states: BTreeMap<i64, &str> = judged
+        .iter()
+        .map(|(id, state)| (*id, state.as_str()))
+        .collect();
+    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT r.id, r.worker_id, w.owner_id, r.job_id, t.work_ms, t.replicas, \
+                j.price_per_core_hour, j.owner_per_core_hour, j.quote, j.charged, \
+                j.state AS job_state, (j.placement = 'own' OR {AGREED}) AS verified \
+         FROM results r JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = r.job_id \
+         JOIN workers w ON w.id = r.worker_id \
+         WHERE r.id = ANY($1) AND j.quote IS NOT NULL ORDER BY r.id"
+    )))
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let accepted = found
+        .iter()
+        .map(|row| {
+            let id: i64 = row.try_get("id").map_err(backend)?;
+            rows::accepted(row, states.get(&id) == Some(&"valid"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let paid = payments::payments(&accepted);
+    post_entries(tx, &paid.entries, &paid.charged).await
+}
+
 /// Applies verdicts with the effects, in the order, that SQLite's one-at-a-time application
 /// has: `Passed`, then `Valid` (tasks done, jobs counting their chunks), then the others in
 /// the order given. Consecutive `Invalid`s are applied as one batch; the device streaks are
@@ -457,9 +539,10 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
     judged.extend(&passed);
     tasks.extend(tasks_of_results(tx, &judged).await?);
     let jobs = lock_tasks(tx, &tasks).await?;
-    // Accepting results touches jobs in one statement that locks them in order itself; the
-    // other verdicts touch them one after another, so those lock them all here first.
-    if stepwise {
+    // The jobs are locked here, in id order, before anything else touches them: accepted
+    // results' payments read and write their charged totals, and the other verdicts touch
+    // them one after another.
+    if stepwise || !valid.is_empty() {
         lock_jobs(tx, &jobs).await?;
     }
     if !passed.is_empty() {
@@ -494,7 +577,7 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
         // verdicts are worked out from the tables (which this statement sees as they were
         // before it), not by joining the `done` CTE: a CTE has no index, and the planner's
         // nested loop over it made the statement quadratic in the batch (0.5 s for 2,000).
-        let assembling: Vec<(i64, String)> = sqlx::query_as(
+        let assembling: Vec<(bool, i64, String)> = sqlx::query_as(
             "WITH v AS (SELECT DISTINCT ON (r.task_id) r.id AS rid, r.task_id AS tid \
                         FROM unnest($1::bigint[]) WITH ORDINALITY AS u(id, ord) \
                         JOIN results r ON r.id = u.id \
@@ -514,31 +597,41 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
                               JOIN results r ON r.id = u.id \
                               WHERE r.validate_state IN ('pending', 'passed')) AS x \
                         JOIN tasks t ON t.id = x.task_id \
-                        WHERE results.id = x.id RETURNING results.worker_id), \
+                        WHERE results.id = x.id \
+                        RETURNING results.id, results.worker_id, results.validate_state), \
              streaks AS (UPDATE workers SET valid_streak = workers.valid_streak + c.n \
                          FROM (SELECT w.id, s.n FROM workers w \
                                JOIN (SELECT worker_id, count(*) AS n FROM judged \
                                      GROUP BY worker_id) AS s ON s.worker_id = w.id \
                                ORDER BY w.id FOR NO KEY UPDATE OF w) AS c \
                          WHERE workers.id = c.id), \
-             per_job AS (SELECT job_id, count(*) AS n FROM done GROUP BY job_id) \
-             UPDATE jobs SET chunks_done = jobs.chunks_done + c.n, \
-             state = CASE WHEN jobs.chunks_total IS NOT NULL \
-                          AND jobs.chunks_done + c.n >= jobs.chunks_total \
-                          AND jobs.state IN ('partitioning', 'running') \
-                     THEN 'assembling' ELSE jobs.state END \
-             FROM (SELECT j.id, per_job.n FROM jobs j JOIN per_job ON per_job.job_id = j.id \
-                   ORDER BY j.id FOR NO KEY UPDATE OF j) AS c \
-             WHERE jobs.id = c.id RETURNING jobs.id, jobs.state",
+             per_job AS (SELECT job_id, count(*) AS n FROM done GROUP BY job_id), \
+             counted AS (UPDATE jobs SET chunks_done = jobs.chunks_done + c.n, \
+                state = CASE WHEN jobs.chunks_total IS NOT NULL \
+                             AND jobs.chunks_done + c.n >= jobs.chunks_total \
+                             AND jobs.state IN ('partitioning', 'running') \
+                        THEN 'assembling' ELSE jobs.state END \
+                FROM (SELECT j.id, per_job.n FROM jobs j JOIN per_job ON per_job.job_id = j.id \
+                      ORDER BY j.id FOR NO KEY UPDATE OF j) AS c \
+                WHERE jobs.id = c.id RETURNING jobs.id, jobs.state) \
+             SELECT false, id, state FROM counted \
+             UNION ALL SELECT true, id, validate_state FROM judged",
         )
         .bind(&valid)
         .fetch_all(&mut **tx)
         .await
         .map_err(backend)?;
-        let mut ready: Vec<JobId> = assembling
+        let (judged, counted): (Vec<_>, Vec<_>) =
+            assembling.into_iter().partition(|(result, _, _)| *result);
+        let judged: Vec<(i64, String)> = judged
             .into_iter()
-            .filter(|(_, state)| state == JobState::Assembling.as_str())
-            .map(|(job, _)| JobId(job))
+            .map(|(_, id, state)| (id, state))
+            .collect();
+        pay_in(tx, &judged).await?;
+        let mut ready: Vec<JobId> = counted
+            .into_iter()
+            .filter(|(_, _, state)| state == JobState::Assembling.as_str())
+            .map(|(_, job, _)| JobId(job))
             .collect();
         ready.sort_unstable();
         applied.ready_to_assemble = ready;
@@ -1253,6 +1346,19 @@ impl Store for PostgresStore {
         Ok(ids.into_iter().map(TaskId).collect())
     }
 
+    async fn tasks_checking(&self, job: JobId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT r.task_id) FROM results r JOIN tasks t ON t.id = r.task_id \
+             WHERE r.job_id = $1 AND r.validate_state IN ('passed', 'disputed') \
+             AND t.state = 'pending'",
+        )
+        .bind(job.0)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(n as u64)
+    }
+
     async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>> {
         if results.is_empty() {
             return Ok(Vec::new());
@@ -1816,6 +1922,180 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         Ok(rows::sums_in_order(&ids, &rows))
+    }
+
+    async fn held_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>> {
+        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT worker_id, SUM(amount)::bigint FROM ledger_entries \
+             WHERE worker_id = ANY($1) AND account >= 'held:' AND account < 'held;' \
+             GROUP BY worker_id",
+        )
+        .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(rows::sums_in_order(&ids, &rows))
+    }
+
+    async fn mature_held(&self, cutoff_ms: i64) -> Result<Credits> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // The mark's row lock makes coordinators mature one after another.
+        let last: i64 =
+            sqlx::query_scalar("SELECT last_id FROM ledger_marks WHERE name = 'held' FOR UPDATE")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let upto: Option<i64> =
+            sqlx::query_scalar("SELECT max(id) FROM ledger_entries WHERE id > $1 AND at <= $2")
+                .bind(last)
+                .bind(cutoff_ms)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let Some(upto) = upto else {
+            return Ok(Credits(0));
+        };
+        let credited: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT account, worker_id, SUM(amount)::bigint FROM ledger_entries \
+             WHERE id > $1 AND id <= $2 AND account >= 'held:' AND account < 'held;' \
+             AND amount > 0 AND worker_id IS NOT NULL GROUP BY account, worker_id",
+        )
+        .bind(last)
+        .bind(upto)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut holdings = Vec::with_capacity(credited.len());
+        for (account, worker, amount) in credited {
+            let balance: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(SUM(amount), 0)::bigint FROM ledger_entries \
+                 WHERE worker_id = $1 AND account = $2",
+            )
+            .bind(worker)
+            .bind(&account)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+            holdings.push(payments::Holding {
+                owner: rows::held_owner(&account)?,
+                worker,
+                credited: amount,
+                balance,
+            });
+        }
+        let entries = payments::maturing(upto, &holdings);
+        post_entries(&mut tx, &entries, &BTreeMap::new()).await?;
+        sqlx::query("UPDATE ledger_marks SET last_id = $1 WHERE name = 'held'")
+            .bind(upto)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Credits(payments::credited(&entries)))
+    }
+
+    async fn distrust_owner(&self, owner: i64) -> Result<Distrusted> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let unverified_tasks: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT r.task_id FROM results r JOIN tasks t ON t.canonical_result = r.id \
+             JOIN jobs j ON j.id = r.job_id JOIN workers w ON w.id = r.worker_id \
+             WHERE w.owner_id = $1 AND t.state = 'done' \
+             AND j.state IN ('partitioning', 'running') AND j.placement = 'any' \
+             AND NOT {AGREED}"
+        )))
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        // Tasks, then their jobs, then the workers, in id order, as every other writer.
+        let jobs = lock_tasks(&mut tx, &unverified_tasks.iter().copied().collect()).await?;
+        lock_jobs(&mut tx, &jobs).await?;
+        sqlx::query(
+            "UPDATE workers SET valid_streak = 0 FROM (SELECT id FROM workers \
+             WHERE owner_id = $1 ORDER BY id FOR NO KEY UPDATE) AS w WHERE workers.id = w.id",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        // Read again under the locks: nothing decided meanwhile is revoked.
+        let unverified = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT r.id, r.worker_id, r.job_id, r.task_id, t.work_ms, \
+             j.price_per_core_hour, j.owner_per_core_hour, j.charged \
+             FROM results r JOIN tasks t ON t.canonical_result = r.id \
+             JOIN jobs j ON j.id = r.job_id JOIN workers w ON w.id = r.worker_id \
+             WHERE r.task_id = ANY($2) AND w.owner_id = $1 AND t.state = 'done' \
+             AND j.state IN ('partitioning', 'running') AND j.placement = 'any' \
+             AND NOT {AGREED} ORDER BY r.id"
+        )))
+        .bind(owner)
+        .bind(&unverified_tasks)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let revoked = unverified
+            .iter()
+            .map(|row| rows::revoked(row, owner))
+            .collect::<Result<Vec<_>>>()?;
+        let given_back = payments::reversals(&revoked);
+        post_entries(&mut tx, &given_back.entries, &given_back.charged).await?;
+        let ids: Vec<i64> = revoked.iter().map(|r| r.result).collect();
+        let tasks: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE results SET validate_state = 'revoked', \
+             reason = 'revoked: the device''s owner was caught forging, and no other party \
+             had returned the same output' \
+             WHERE id = ANY($1) RETURNING task_id, job_id",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let task_ids: Vec<i64> = tasks.iter().map(|(t, _)| *t).collect();
+        sqlx::query(
+            "UPDATE tasks SET state = 'pending', canonical_result = NULL WHERE id = ANY($1)",
+        )
+        .bind(&task_ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut per_job: BTreeMap<i64, i64> = BTreeMap::new();
+        for (_, job) in &tasks {
+            count(&mut per_job, *job, 1);
+        }
+        let (job_ids, reopened) = columns(&per_job);
+        sqlx::query(
+            "UPDATE jobs SET chunks_done = jobs.chunks_done - c.n \
+             FROM unnest($1::bigint[], $2::bigint[]) AS c(id, n) WHERE jobs.id = c.id",
+        )
+        .bind(&job_ids)
+        .bind(&reopened)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        // Maturing holds this lock too: what is forfeited is not matured as well.
+        sqlx::query("SELECT last_id FROM ledger_marks WHERE name = 'held' FOR UPDATE")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let held: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT worker_id, SUM(amount)::bigint FROM ledger_entries \
+             WHERE account = $1 AND worker_id IS NOT NULL GROUP BY worker_id ORDER BY worker_id",
+        )
+        .bind(Account::Held(owner).to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let forfeits = payments::forfeits(owner, now_ms(), &held);
+        post_entries(&mut tx, &forfeits, &BTreeMap::new()).await?;
+        let devices: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM workers WHERE owner_id = $1 ORDER BY id LIMIT 4096")
+                .bind(owner)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(payments::distrusted(&tasks, &devices, &forfeits))
     }
 
     async fn audit_ledger(&self) -> Result<LedgerAudit> {

@@ -192,6 +192,53 @@ pub(super) fn task(row: &impl Columns) -> Result<TaskRecord> {
     })
 }
 
+/// A result to pay, from a row of `id`, `worker_id`, `owner_id`, `job_id`, `work_ms`,
+/// `replicas`, `price_per_core_hour`, `owner_per_core_hour`, `quote`, `charged`, `job_state`
+/// and `verified`; `valid` says whether it became the chunk's output.
+pub(super) fn accepted(row: &impl Columns, valid: bool) -> Result<super::payments::Accepted> {
+    Ok(super::payments::Accepted {
+        result: row.int("id")?,
+        worker: row.int("worker_id")?,
+        owner: row.int("owner_id")?,
+        job: row.int("job_id")?,
+        work_ms: row.int("work_ms")?,
+        valid,
+        verified: row.flag("verified")?,
+        replicas: row.int("replicas")?,
+        price_per_core_hour: row.int("price_per_core_hour")?,
+        owner_per_core_hour: row.int("owner_per_core_hour")?,
+        quote: row.int("quote")?,
+        charged: row.int("charged")?,
+        job_final: matches!(
+            job_state(&row.text("job_state")?)?,
+            JobState::Completed | JobState::Failed | JobState::Cancelled
+        ),
+    })
+}
+
+/// The owner of a `held:<owner>` account.
+pub(super) fn held_owner(account: &str) -> Result<i64> {
+    account
+        .strip_prefix("held:")
+        .and_then(|o| o.parse().ok())
+        .ok_or_else(|| StorageError::Corrupt(format!("held account {account:?}")))
+}
+
+/// A result to revoke of `owner`'s (`id`, `worker_id`, `job_id`, `work_ms`,
+/// `price_per_core_hour`, `owner_per_core_hour`, `charged`).
+pub(super) fn revoked(row: &impl Columns, owner: i64) -> Result<super::payments::Revoked> {
+    Ok(super::payments::Revoked {
+        result: row.int("id")?,
+        worker: row.int("worker_id")?,
+        owner,
+        job: row.int("job_id")?,
+        work_ms: row.int("work_ms")?,
+        price_per_core_hour: row.int_opt("price_per_core_hour")?,
+        owner_per_core_hour: row.int_opt("owner_per_core_hour")?,
+        charged: row.int("charged")?,
+    })
+}
+
 /// A `workers` row with its owner's `tenant_id`, as a [`WorkerRecord`].
 pub(super) fn worker(row: &impl Columns) -> Result<super::WorkerRecord> {
     Ok(super::WorkerRecord {

@@ -10,10 +10,10 @@
 use super::payments;
 use super::rows::{self, backend, job_state, task_state};
 use super::{
-    AttemptRecord, Decide, DeviceRecord, DueWebhook, FailureCharged, Hold, JobRecord, LedgerAudit,
-    LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef, Principal, ReplicaState,
-    Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord, Verdict, VerdictsApplied,
-    WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
+    AttemptRecord, Decide, DeviceRecord, Distrusted, DueWebhook, FailureCharged, Hold, JobRecord,
+    LedgerAudit, LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef, Principal,
+    ReplicaState, Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord, Verdict,
+    VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
@@ -341,6 +341,12 @@ async fn post_in(tx: &mut Tx<'_>, txn: &str, rows: &[(String, i64)]) -> Result<b
     Ok(inserted.rows_affected() > 0)
 }
 
+/// Whether another owner's device returned the same bytes as result `r` (of device `w`) and
+/// had them accepted: the result is verified.
+const AGREED: &str = "EXISTS (SELECT 1 FROM results o JOIN workers v ON v.id = o.worker_id \
+     WHERE o.task_id = r.task_id AND o.id <> r.id AND o.sha256 = r.sha256 \
+     AND o.validate_state IN ('valid', 'redundant') AND v.owner_id <> w.owner_id)";
+
 /// Pays the results this verdict batch just accepted (`judged`: id, worker, new state), as
 /// [`rows::payments`] works out: one journal transaction per job and device, and each job's
 /// running charge. Only results that changed state here are passed in, so none is paid twice.
@@ -353,71 +359,64 @@ async fn pay_in(tx: &mut Tx<'_>, judged: &[(i64, i64, String)]) -> Result<()> {
         .iter()
         .map(|(id, _, state)| (*id, state.as_str()))
         .collect();
-    let found = sqlx::query(
+    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT r.id, r.worker_id, w.owner_id, r.job_id, t.work_ms, t.replicas, \
-                j.price_per_core_hour, j.owner_per_core_hour, j.quote, j.charged, j.state \
+                j.price_per_core_hour, j.owner_per_core_hour, j.quote, j.charged, \
+                j.state AS job_state, (j.placement = 'own' OR {AGREED}) AS verified \
          FROM json_each(?1) x JOIN results r ON r.id = x.value \
          JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = r.job_id \
          JOIN workers w ON w.id = r.worker_id \
-         WHERE j.quote IS NOT NULL ORDER BY r.id",
-    )
+         WHERE j.quote IS NOT NULL ORDER BY r.id"
+    )))
     .bind(serde_json::to_string(&ids).unwrap_or_default())
     .fetch_all(&mut **tx)
     .await
     .map_err(backend)?;
-    let mut accepted = Vec::with_capacity(found.len());
-    for row in &found {
-        let int = |i: usize| row.try_get::<i64, _>(i).map_err(backend);
-        let id = int(0)?;
-        let state: String = row.try_get(10).map_err(backend)?;
-        accepted.push(payments::Accepted {
-            result: id,
-            worker: int(1)?,
-            owner: int(2)?,
-            job: int(3)?,
-            work_ms: int(4)?,
-            valid: states.get(&id) == Some(&"valid"),
-            replicas: int(5)?,
-            price_per_core_hour: int(6)?,
-            owner_per_core_hour: int(7)?,
-            quote: int(8)?,
-            charged: int(9)?,
-            job_final: matches!(state.as_str(), "completed" | "failed" | "cancelled"),
-        });
-    }
-    let payments = payments::payments(&accepted);
-    if payments.entries.is_empty() {
-        return Ok(());
-    }
-    let at = now_ms();
-    let entries: Vec<serde_json::Value> = payments
-        .entries
+    let accepted = found
         .iter()
-        .map(|e| json!([e.txn, e.account, e.amount, e.worker]))
-        .collect();
-    sqlx::query(
-        "INSERT INTO ledger_entries (txn, account, amount, at, worker_id) \
-         SELECT value->>0, value->>1, value->>2, ?2, value->>3 FROM json_each(?1) WHERE true \
-         ON CONFLICT (txn, account) DO NOTHING",
-    )
-    .bind(serde_json::Value::Array(entries).to_string())
-    .bind(at)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let charged: Vec<[i64; 2]> = payments
-        .charged
-        .iter()
-        .map(|(job, amount)| [*job, *amount])
-        .collect();
-    sqlx::query(
-        "UPDATE jobs SET charged = charged + c.value->>1 \
-         FROM json_each(?1) AS c WHERE jobs.id = c.value->>0",
-    )
-    .bind(serde_json::to_string(&charged).unwrap_or_default())
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
+        .map(|row| {
+            let id: i64 = row.try_get("id").map_err(backend)?;
+            rows::accepted(row, states.get(&id) == Some(&"valid"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let paid = payments::payments(&accepted);
+    post_entries(tx, &paid.entries, &paid.charged).await
+}
+
+/// Posts `entries` (each transaction's rows summing to zero; a transaction posted before posts
+/// nothing), and adds `charged` (job, amount) to the jobs' charged totals.
+async fn post_entries(
+    tx: &mut Tx<'_>,
+    entries: &[payments::Entry],
+    charged: &BTreeMap<i64, i64>,
+) -> Result<()> {
+    if !entries.is_empty() {
+        let rows: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| json!([e.txn, e.account, e.amount, e.worker]))
+            .collect();
+        sqlx::query(
+            "INSERT INTO ledger_entries (txn, account, amount, at, worker_id) \
+             SELECT value->>0, value->>1, value->>2, ?2, value->>3 FROM json_each(?1) WHERE true \
+             ON CONFLICT (txn, account) DO NOTHING",
+        )
+        .bind(serde_json::Value::Array(rows).to_string())
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
+    if !charged.is_empty() {
+        let charged: Vec<[i64; 2]> = charged.iter().map(|(job, n)| [*job, *n]).collect();
+        sqlx::query(
+            "UPDATE jobs SET charged = charged + c.value->>1 \
+             FROM json_each(?1) AS c WHERE jobs.id = c.value->>0",
+        )
+        .bind(serde_json::to_string(&charged).unwrap_or_default())
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    }
     Ok(())
 }
 
@@ -1209,6 +1208,19 @@ impl Store for SqliteStore {
         Ok(ids.into_iter().map(TaskId).collect())
     }
 
+    async fn tasks_checking(&self, job: JobId) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT r.task_id) FROM results r JOIN tasks t ON t.id = r.task_id \
+             WHERE r.job_id = ?1 AND r.validate_state IN ('passed', 'disputed') \
+             AND t.state = 'pending'",
+        )
+        .bind(job.0)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(n as u64)
+    }
+
     async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>> {
         if results.is_empty() {
             return Ok(Vec::new());
@@ -1660,6 +1672,154 @@ impl Store for SqliteStore {
         .await
         .map_err(backend)?;
         Ok(rows::sums_in_order(&ids, &rows))
+    }
+
+    async fn held_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>> {
+        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT worker_id, SUM(amount) FROM ledger_entries \
+             WHERE worker_id IN (SELECT value FROM json_each(?1)) \
+             AND account >= 'held:' AND account < 'held;' GROUP BY worker_id",
+        )
+        .bind(serde_json::to_string(&ids).unwrap_or_default())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(rows::sums_in_order(&ids, &rows))
+    }
+
+    async fn mature_held(&self, cutoff_ms: i64) -> Result<Credits> {
+        // The single writer serialises maturings: the mark read is the one moved.
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        let last: i64 = sqlx::query_scalar("SELECT last_id FROM ledger_marks WHERE name = 'held'")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let upto: Option<i64> =
+            sqlx::query_scalar("SELECT max(id) FROM ledger_entries WHERE id > ?1 AND at <= ?2")
+                .bind(last)
+                .bind(cutoff_ms)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let Some(upto) = upto else {
+            return Ok(Credits(0));
+        };
+        let credited: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT account, worker_id, SUM(amount) FROM ledger_entries \
+             WHERE id > ?1 AND id <= ?2 AND account >= 'held:' AND account < 'held;' \
+             AND amount > 0 AND worker_id IS NOT NULL GROUP BY account, worker_id",
+        )
+        .bind(last)
+        .bind(upto)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut holdings = Vec::with_capacity(credited.len());
+        for (account, worker, amount) in credited {
+            let balance: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(SUM(amount), 0) FROM ledger_entries \
+                 WHERE worker_id = ?1 AND account = ?2",
+            )
+            .bind(worker)
+            .bind(&account)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+            holdings.push(payments::Holding {
+                owner: rows::held_owner(&account)?,
+                worker,
+                credited: amount,
+                balance,
+            });
+        }
+        let entries = payments::maturing(upto, &holdings);
+        post_entries(&mut tx, &entries, &BTreeMap::new()).await?;
+        sqlx::query("UPDATE ledger_marks SET last_id = ?1 WHERE name = 'held'")
+            .bind(upto)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Credits(payments::credited(&entries)))
+    }
+
+    async fn distrust_owner(&self, owner: i64) -> Result<Distrusted> {
+        let mut tx = self.writer.begin().await.map_err(backend)?;
+        sqlx::query("UPDATE workers SET valid_streak = 0 WHERE owner_id = ?1")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let unverified = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT r.id, r.worker_id, r.job_id, r.task_id, t.work_ms, \
+             j.price_per_core_hour, j.owner_per_core_hour, j.charged \
+             FROM results r JOIN tasks t ON t.canonical_result = r.id \
+             JOIN jobs j ON j.id = r.job_id JOIN workers w ON w.id = r.worker_id \
+             WHERE w.owner_id = ?1 AND t.state = 'done' \
+             AND j.state IN ('partitioning', 'running') AND j.placement = 'any' \
+             AND NOT {AGREED} ORDER BY r.id"
+        )))
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let revoked = unverified
+            .iter()
+            .map(|row| rows::revoked(row, owner))
+            .collect::<Result<Vec<_>>>()?;
+        let given_back = payments::reversals(&revoked);
+        post_entries(&mut tx, &given_back.entries, &given_back.charged).await?;
+        let ids: Vec<i64> = revoked.iter().map(|r| r.result).collect();
+        let tasks: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE results SET validate_state = 'revoked', \
+             reason = 'revoked: the device''s owner was caught forging, and no other party \
+             had returned the same output' \
+             WHERE id IN (SELECT value FROM json_each(?1)) RETURNING task_id, job_id",
+        )
+        .bind(serde_json::to_string(&ids).unwrap_or_default())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let task_ids: Vec<i64> = tasks.iter().map(|(t, _)| *t).collect();
+        sqlx::query(
+            "UPDATE tasks SET state = 'pending', canonical_result = NULL \
+             WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(serde_json::to_string(&task_ids).unwrap_or_default())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut per_job: BTreeMap<i64, i64> = BTreeMap::new();
+        for (_, job) in &tasks {
+            *per_job.entry(*job).or_default() += 1;
+        }
+        for (job, n) in &per_job {
+            sqlx::query("UPDATE jobs SET chunks_done = chunks_done - ?2 WHERE id = ?1")
+                .bind(job)
+                .bind(n)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        let held: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT worker_id, SUM(amount) FROM ledger_entries \
+             WHERE account = ?1 AND worker_id IS NOT NULL GROUP BY worker_id ORDER BY worker_id",
+        )
+        .bind(Account::Held(owner).to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let forfeits = payments::forfeits(owner, now_ms(), &held);
+        post_entries(&mut tx, &forfeits, &BTreeMap::new()).await?;
+        let devices: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM workers WHERE owner_id = ?1 ORDER BY id LIMIT 4096")
+                .bind(owner)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(payments::distrusted(&tasks, &devices, &forfeits))
     }
 
     async fn audit_ledger(&self) -> Result<LedgerAudit> {

@@ -182,6 +182,7 @@ on_both_backends!(
         a_link_code_links_one_device_once_before_it_expires,
         replicas_know_the_runtime_they_ran_in,
         copies_go_to_independent_parties_and_disputes_settle_when_an_output_is_accepted,
+        an_owner_caught_forging_loses_what_was_not_verified,
     ],
     two: [
         racing_transitions_have_one_winner,
@@ -1778,32 +1779,61 @@ async fn validated_results_are_paid_once_and_the_books_balance(store: &dyn Store
         .unwrap();
     let job_now = store.job(job.id).await.unwrap().unwrap();
     assert_eq!(job_now.charged, Credits(40_000));
+    // Accepted alone on the open grid: the owner's earnings are held, not yet theirs.
     assert_eq!(
         store
             .balances(&[
+                Account::Held(owner),
                 Account::Owner(owner),
                 Account::PlatformFee,
                 Account::Job(job.id)
             ])
             .await
             .unwrap(),
-        vec![Credits(28_000), Credits(12_000), Credits(20_003)]
+        vec![
+            Credits(28_000),
+            Credits(0),
+            Credits(12_000),
+            Credits(20_003)
+        ]
     );
     assert_eq!(
         store.earned_by_workers(&devices).await.unwrap(),
         vec![Credits(14_000), Credits(14_000)]
     );
+    assert_eq!(
+        store.held_by_workers(&devices).await.unwrap(),
+        vec![Credits(14_000), Credits(14_000)]
+    );
     let entries = store
-        .account_entries(Account::Owner(owner), 10)
+        .account_entries(Account::Held(owner), 10)
         .await
         .unwrap();
+    // One transaction per job and device of a verdict batch.
     assert_eq!(entries.len(), 2);
-    // Paid per result (PostgreSQL's trigger) or per job and device of a verdict batch (SQLite).
     assert!(
-        entries
-            .iter()
-            .all(|e| e.txn.starts_with("result:") || e.txn.starts_with("pay:")),
+        entries.iter().all(|e| e.txn.starts_with("pay:")),
         "{entries:?}"
+    );
+    // Held long enough, they mature: once, whoever matures them again.
+    assert_eq!(store.mature_held(0).await.unwrap(), Credits(0));
+    let later = crate::now_ms() + 1;
+    assert_eq!(store.mature_held(later).await.unwrap(), Credits(28_000));
+    assert_eq!(store.mature_held(later).await.unwrap(), Credits(0));
+    assert_eq!(
+        store
+            .balances(&[Account::Held(owner), Account::Owner(owner)])
+            .await
+            .unwrap(),
+        vec![Credits(0), Credits(28_000)]
+    );
+    assert_eq!(
+        store.earned_by_workers(&devices).await.unwrap(),
+        vec![Credits(14_000), Credits(14_000)]
+    );
+    assert_eq!(
+        store.held_by_workers(&devices).await.unwrap(),
+        vec![Credits(0), Credits(0)]
     );
     // The job ends: what its hold has left goes back to the customer.
     assert!(
@@ -1824,6 +1854,137 @@ async fn validated_results_are_paid_once_and_the_books_balance(store: &dyn Store
     assert_eq!(audit.total, Credits(0));
     assert_eq!((audit.unbalanced, audit.over_quote), (0, 0));
     assert!(audit.entries >= 10);
+}
+
+/// An owner caught forging: its unverified outputs in running jobs are revoked (their pay
+/// given back, their chunks waiting again), what it still holds is forfeited, and its devices
+/// lose their trust; a result another owner confirmed is kept and stays paid.
+async fn an_owner_caught_forging_loses_what_was_not_verified(store: &dyn Store) {
+    let (job, tasks) = running_job(store, 3).await;
+    let customer = Account::Customer(job.spec.tenant);
+    store
+        .transfer(
+            "opening:2",
+            Account::PlatformGrants,
+            customer,
+            Credits(100_000),
+        )
+        .await
+        .unwrap();
+    let q = quote(Tier::Standard, 3 * 3_600_000, 3, 1);
+    assert_eq!(
+        store.hold_quote(job.id, &q, 3_600_000).await.unwrap(),
+        Hold::Held
+    );
+    let [cheat, honest] = independent_workers(store, 2).await[..] else {
+        unreachable!()
+    };
+    // The cheater has a second device.
+    let cheater = store.worker(cheat).await.unwrap().unwrap().owner;
+    let twin = store
+        .register_worker(cheater, "twin", &Capabilities::default(), [77; 32])
+        .await
+        .unwrap();
+    let by = |task, worker, bytes: &[u8]| NewResult {
+        worker,
+        ..result(task, job.id, bytes)
+    };
+    // Task 0: the cheater's output alone. Task 1: the twin's output, alone. Task 2: the
+    // cheater's output, confirmed by an honest owner (replicated).
+    let ids: Vec<ResultId> = store
+        .record_results(&[
+            by(tasks[0], cheat, b"a"),
+            by(tasks[1], twin, b"b"),
+            by(tasks[2], cheat, b"c"),
+        ])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    store
+        .apply_verdicts(&[
+            Verdict::Valid(ids[0]),
+            Verdict::Valid(ids[1]),
+            Verdict::Passed(ids[2]),
+            Verdict::MoreReplicas(tasks[2], 1),
+        ])
+        .await
+        .unwrap();
+    let confirm = store
+        .record_results(&[by(tasks[2], honest, b"c")])
+        .await
+        .unwrap()[0]
+        .unwrap();
+    store
+        .apply_verdicts(&[Verdict::Valid(ids[2]), Verdict::Valid(confirm)])
+        .await
+        .unwrap();
+    let balances = |accounts: Vec<Account>| async move { store.balances(&accounts).await.unwrap() };
+    // Tasks 0 and 1 earned 14,000 each, held; task 2's 14,000 were paid: it was verified.
+    let before = balances(vec![Account::Held(cheater), Account::Owner(cheater)]).await;
+    assert_eq!(before, vec![Credits(28_000), Credits(14_000)]);
+    assert_eq!(store.job(job.id).await.unwrap().unwrap().chunks_done, 3);
+
+    let distrusted = store.distrust_owner(cheater).await.unwrap();
+    let mut reopened: Vec<TaskId> = distrusted.reopened.iter().map(|r| r.task).collect();
+    reopened.sort();
+    assert_eq!(reopened, [tasks[0], tasks[1]]);
+    let mut kept_from = distrusted.reopened[0].exclude.clone();
+    kept_from.sort();
+    assert_eq!(kept_from, [cheat, twin], "every device of the owner");
+    // Their pay went back to the job; nothing was left held to forfeit.
+    assert_eq!(distrusted.forfeited, Credits(0));
+    assert_eq!(
+        balances(vec![Account::Held(cheater), Account::Owner(cheater)]).await,
+        vec![Credits(0), Credits(14_000)]
+    );
+    let now = store.job(job.id).await.unwrap().unwrap();
+    assert_eq!((now.chunks_done, now.charged), (1, Credits(20_003)));
+    let states: Vec<TaskState> = store
+        .tasks(&tasks)
+        .await
+        .unwrap()
+        .iter()
+        .map(|t| t.state)
+        .collect();
+    assert_eq!(
+        states,
+        [TaskState::Pending, TaskState::Pending, TaskState::Done]
+    );
+    assert_eq!(store.reputation(twin).await.unwrap().unwrap().streak, 0);
+    // Held earnings of a finished job are forfeited instead.
+    store
+        .transition_job(job.id, JobState::Cancelled, None)
+        .await
+        .unwrap();
+    let (job2, tasks2) = running_job(store, 1).await;
+    store.hold_quote(job2.id, &q, 3_600_000).await.unwrap();
+    let id = store
+        .record_results(&[NewResult {
+            worker: twin,
+            ..result(tasks2[0], job2.id, b"z")
+        }])
+        .await
+        .unwrap()[0]
+        .unwrap();
+    store.apply_verdicts(&[Verdict::Valid(id)]).await.unwrap();
+    store
+        .transition_job(job2.id, JobState::Cancelled, None)
+        .await
+        .unwrap();
+    let distrusted = store.distrust_owner(cheater).await.unwrap();
+    assert!(distrusted.reopened.is_empty());
+    assert_eq!(distrusted.forfeited, Credits(14_000));
+    assert_eq!(
+        balances(vec![Account::Held(cheater), Account::PlatformForfeits]).await,
+        vec![Credits(0), Credits(14_000)]
+    );
+    let audit = store.audit_ledger().await.unwrap();
+    assert_eq!(
+        (audit.total, audit.unbalanced, audit.over_quote),
+        (Credits(0), 0, 0)
+    );
 }
 
 async fn racing_holds_never_spend_a_balance_twice(a: &dyn Store, b: &dyn Store) {
