@@ -477,6 +477,10 @@ pub struct ChunkCounts {
     /// Results rejected by the app's validator or for disagreeing with the other replicas.
     #[serde(default)]
     pub rejected: u64,
+    /// Chunks with a result in that wait for another party to confirm or redo it (see
+    /// [`ChunkState::Checking`]); the job's deadline still applies to them.
+    #[serde(default)]
+    pub checking: u64,
 }
 
 /// Size and SHA-256 of a stored input or output.
@@ -516,6 +520,10 @@ pub enum ChunkState {
     Running,
     /// Its result is being checked.
     Validating,
+    /// A result is in, but it counts only once another party confirms it (a replica, a spot
+    /// check, a suspect result) or redoes it (the result was rejected): it waits for a device
+    /// of another owner — in a private fleet, another device. `waiting_for` says which.
+    Checking,
     /// Its result was accepted.
     Done,
     /// It used up its attempts.
@@ -533,6 +541,9 @@ pub struct ChunkView {
     pub failures: u32,
     /// Fraction done on the device, from its heartbeats, while running.
     pub progress: Option<f64>,
+    /// While `checking`: what it waits for, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
 }
 
 /// `GET /v1/jobs/{id}/tasks`: a page of the job's chunks, in input order.

@@ -23,7 +23,7 @@ use idlegrid_api::{ErrorBody, JobId, JobState, TaskId, TaskState, UploadReceipt}
 use idlegrid_domain::{Placement, Replication, ReplicationMode};
 use idlegrid_storage::blobs::PutError;
 use idlegrid_storage::queue::{Item, Stage};
-use idlegrid_storage::records::{JobRecord, NewJob, StoredBlob};
+use idlegrid_storage::records::{JobRecord, NewJob, ReplicaStage, ReplicaState, StoredBlob};
 use jiff::Timestamp;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -62,8 +62,11 @@ pub(crate) fn preferences_of(job: &JobRecord) -> Preferences {
 
 /// A job record as customers see it.
 pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
-    let depth = if job.state.is_dispatching() {
-        grid.queues.job_depth(job.id).await?
+    let (depth, checking) = if job.state.is_dispatching() {
+        (
+            grid.queues.job_depth(job.id).await?,
+            grid.store.tasks_checking(job.id).await?,
+        )
     } else {
         Default::default()
     };
@@ -92,6 +95,7 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
             failed_attempts: job.failed_attempts,
             results: job.results_received,
             rejected: job.results_rejected,
+            checking,
         },
         input: blob_info(&job.input),
         output: blob_info(&job.output),
@@ -675,12 +679,15 @@ pub async fn job_chunks(
     let next_from = (tasks.len() == limit as usize)
         .then(|| tasks.last().map(|t| t.chunk.index + 1))
         .flatten();
+    let waiting = checks_awaited(&grid, &tasks, &running).await?;
     let tasks = tasks
         .into_iter()
         .map(|task| {
             let progress = running.get(&task.id).map(|&p| f64::from(p));
+            let waiting_for = waiting.get(&task.id).cloned();
             let state = match task.state {
                 TaskState::Pending if progress.is_some() => ChunkState::Running,
+                TaskState::Pending if waiting_for.is_some() => ChunkState::Checking,
                 TaskState::Pending => ChunkState::Queued,
                 TaskState::Validating => ChunkState::Validating,
                 TaskState::Done => ChunkState::Done,
@@ -691,10 +698,72 @@ pub async fn job_chunks(
                 state,
                 failures: task.failures,
                 progress,
+                waiting_for,
             }
         })
         .collect();
     Ok(Json(JobChunks { tasks, next_from }))
+}
+
+/// What each queued chunk of `tasks` that has a result in waits for, in words.
+async fn checks_awaited(
+    grid: &Grid,
+    tasks: &[idlegrid_storage::records::TaskRecord],
+    running: &HashMap<TaskId, f32>,
+) -> ApiResult<HashMap<TaskId, String>> {
+    let copied: Vec<TaskId> = tasks
+        .iter()
+        .filter(|t| t.state == TaskState::Pending && !running.contains_key(&t.id))
+        .filter(|t| t.replicas > 1 || t.failures > 0)
+        .map(|t| t.id)
+        .collect();
+    if copied.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let states = grid.store.replica_states(&copied).await?;
+    Ok(states
+        .iter()
+        .filter_map(|state| Some((state.task, waiting_for(state)?)))
+        .collect())
+}
+
+/// What a queued chunk with results in waits for, if it has any.
+fn waiting_for(state: &ReplicaState) -> Option<String> {
+    let another = match state.placement {
+        Placement::Any => "a device of another owner",
+        Placement::Own => "another of your devices",
+    };
+    if let Some(disputed) = state
+        .results
+        .iter()
+        .rev()
+        .find(|r| r.stage == ReplicaStage::Disputed)
+    {
+        return Some(format!(
+            "{another} to run it again: a result was rejected ({})",
+            disputed.reason.as_deref().unwrap_or("no reason given")
+        ));
+    }
+    let passed: Vec<_> = state
+        .results
+        .iter()
+        .filter(|r| r.stage == ReplicaStage::Passed)
+        .collect();
+    if passed.is_empty() {
+        return None;
+    }
+    let parties: std::collections::BTreeSet<_> = passed
+        .iter()
+        .map(|r| state.placement.party(r.worker.0, r.owner))
+        .collect();
+    let why = match passed.iter().find_map(|r| r.reason.as_deref()) {
+        Some(suspect) => format!("a result looks worse than the settings give ({suspect})"),
+        None if parties.len() > 1 => {
+            format!("{} results disagree, so more are needed", passed.len())
+        }
+        None => "its result is checked by replication".to_string(),
+    };
+    Some(format!("{another} to return the same output: {why}"))
 }
 
 /// A job's output, or 409 while the job is not completed.

@@ -403,6 +403,10 @@ pub async fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
     let client = target::required(&args.target).await?;
     let job = client.job(JobId(args.id)).await?;
     print_job(&job, args.json)?;
+    if !args.json && job.chunks.checking > 0 {
+        let chunks = client.job_chunks(job.id, 0, 5000).await?;
+        print!("{}", output::checking_chunks(&chunks.tasks, 10));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

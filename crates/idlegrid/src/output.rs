@@ -28,6 +28,13 @@ pub fn job_details(job: &Job) -> String {
         job.chunks.failed_attempts
     );
     let _ = writeln!(s, "  checks:  {}", job.verification.summary);
+    if job.chunks.checking > 0 {
+        let _ = writeln!(
+            s,
+            "  waiting: {} chunks have a result that waits for another party to confirm or redo it",
+            job.chunks.checking
+        );
+    }
     if replicated(job) {
         let _ = writeln!(s, "  {}", replication_summary(job));
     }
@@ -54,6 +61,24 @@ pub fn job_details(job: &Job) -> String {
     }
     if let Some(error) = &job.error {
         let _ = writeln!(s, "  error:   {error}");
+    }
+    s
+}
+
+/// The chunks that wait for a check, and what each waits for (at most `limit` of them).
+pub fn checking_chunks(chunks: &[idlegrid_api::jobs::ChunkView], limit: usize) -> String {
+    let mut s = String::new();
+    for chunk in chunks
+        .iter()
+        .filter(|c| c.state == idlegrid_api::jobs::ChunkState::Checking)
+        .take(limit)
+    {
+        let _ = writeln!(
+            s,
+            "    chunk {}: waits for {}",
+            chunk.index,
+            chunk.waiting_for.as_deref().unwrap_or("a check")
+        );
     }
     s
 }

@@ -2,7 +2,7 @@
 
 import { h, replace } from './dom.js';
 
-export const CHUNK_STATES = ['queued', 'running', 'validating', 'done', 'failed'];
+export const CHUNK_STATES = ['queued', 'running', 'validating', 'checking', 'done', 'failed'];
 
 export function chunkGrid() {
   const summary = h('p', { class: 'chunk-summary' });
@@ -21,7 +21,8 @@ export function chunkGrid() {
       if (wasRetried) retried += 1;
       const progress = task.state === 'running' && task.progress !== null && task.progress !== undefined
         ? ` ${Math.floor(task.progress * 100)} %` : '';
-      const words = `Chunk ${task.index + 1}: ${task.state}${progress}${wasRetried ? `, retried (${task.failures} failed attempt${task.failures === 1 ? '' : 's'})` : ''}`;
+      const waiting = task.state === 'checking' && task.waiting_for ? `, waiting for ${task.waiting_for}` : '';
+      const words = `Chunk ${task.index + 1}: ${task.state}${progress}${waiting}${wasRetried ? `, retried (${task.failures} failed attempt${task.failures === 1 ? '' : 's'})` : ''}`;
       const li = h('li', {
         class: `chunk state-${task.state}${wasRetried ? ' retried' : ''}`,
         title: words,

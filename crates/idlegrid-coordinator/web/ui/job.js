@@ -147,6 +147,7 @@ export async function jobView(main, [idText], { isCurrent }) {
       ['Done', String(c.done)],
       ['Queued', String(c.queued)],
       ['Running', String(c.running)],
+      ['Waiting for a check', String(c.checking ?? 0)],
       ['Results', String(c.results ?? '—')],
       ['Rejected results', String(c.rejected ?? '—')],
       ['Failed attempts', String(c.failed_attempts)],
