@@ -604,3 +604,122 @@ async fn in_a_private_fleet_silent_audio_is_rejected_without_replication() {
     }
     scene.assert_caught().await;
 }
+
+/// What a device is given for a chunk names its input and the encoding asked, nothing of what
+/// the validator will look at: no reference frames, thumbnails, sample positions or keys.
+#[tokio::test]
+async fn the_lease_says_nothing_of_what_will_be_checked() {
+    let scene = Scene::start(serde_json::json!({})).await;
+    let allowed = [
+        "kind",
+        "frames",
+        "width",
+        "height",
+        "scale",
+        "rendition",
+        "encoder",
+        "duration",
+    ];
+    for lease in &scene.leases {
+        let params = lease.task_params.as_object().unwrap();
+        for key in params.keys() {
+            assert!(
+                allowed.contains(&key.as_str()),
+                "the lease tells {key}: {params:?}"
+            );
+        }
+        let text = lease.task_params.to_string();
+        assert!(!text.contains("ref"), "{text}");
+    }
+    let bundle = scene
+        .cheater
+        .client
+        .bundle(&scene.bundle, scene.leases[0].lease_id)
+        .await
+        .unwrap();
+    let files: Vec<&String> = bundle.files.keys().collect();
+    assert_eq!(files, ["task.py"], "the bundle holds only the task script");
+    scene.hand_back_all_but("none").await;
+}
+
+/// Two devices of different owners return the same bytes for a chunk, and the validator
+/// rejects them: the job, not the devices, is at fault. It fails with the reason, and neither
+/// device is blamed.
+#[tokio::test]
+async fn identical_rejected_results_of_two_owners_fail_the_job_and_blame_nobody() {
+    let scene = Scene::start(serde_json::json!({})).await;
+    // The honest workers would redo the chunk: not here, the second device is another
+    // cheater that returns the same bytes.
+    drop(scene.honest);
+    let second_token = scene.coordinator.owner("trudy").await;
+    let second = Cheater::register(&scene.coordinator, &second_token, scene.dir.path()).await;
+    let solid = |cheater: &Cheater, lease: &Lease| {
+        let out = cheater.dir.join(format!("{}.mkv", lease.lease_id));
+        let (w, h) = (&lease.task_params["width"], &lease.task_params["height"]);
+        let frames = lease.task_params["frames"].to_string();
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("color=c=gray:size={w}x{h}:rate=25"),
+            "-frames:v",
+            &frames,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            "-fflags",
+            "+bitexact",
+            "-flags:v",
+            "+bitexact",
+            "-f",
+            "matroska",
+            out.to_str().unwrap(),
+        ]);
+        std::fs::read(out).unwrap()
+    };
+    let video: Vec<Lease> = scene
+        .leases
+        .iter()
+        .filter(|l| l.task_params["kind"] == "video")
+        .cloned()
+        .collect();
+    let target = video[0].clone();
+    for lease in &video {
+        let bytes = solid(&scene.cheater, lease);
+        scene.cheater.report(lease, &bytes).await;
+    }
+    // The second owner's device gets the chunk again, and returns the same bytes.
+    let (again, _) = second.take(1).await;
+    let same = again
+        .iter()
+        .find(|l| l.task_id == target.task_id)
+        .or_else(|| again.first())
+        .unwrap()
+        .clone();
+    let bytes = solid(&second, &same);
+    second.report(&same, &bytes).await;
+    let customer = scene.coordinator.customer();
+    let mut job = customer.job(scene.job.id).await.unwrap();
+    for _ in 0..600 {
+        if job.state.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        job = customer.job(scene.job.id).await.unwrap();
+    }
+    assert_eq!(job.state, JobState::Failed, "{job:?}");
+    let error = job.error.unwrap_or_default();
+    assert!(error.contains("no device is at fault"), "{error}");
+    assert!(error.contains("not the source's picture"), "{error}");
+    for device in [&scene.cheater, &second] {
+        let record = device.client.me().await.unwrap();
+        assert_eq!(
+            (record.invalid, record.quarantined),
+            (0, false),
+            "{record:?}"
+        );
+    }
+}

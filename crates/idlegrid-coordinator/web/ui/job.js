@@ -165,6 +165,7 @@ export async function jobView(main, [idText], { isCurrent }) {
       job.input ? ['Input', `${formatBytes(job.input.size)} · SHA-256 ${job.input.sha256}`] : null,
       job.output ? ['Output', `${formatBytes(job.output.size)} · SHA-256 ${job.output.sha256}`] : null,
       ['Tier', job.preferences && job.preferences.tier ? job.preferences.tier : 'standard'],
+      job.verification ? ['Checks', job.verification.summary] : null,
       job.cost ? ['Cost', `${formatCredits(job.cost.charged)} charged of a quote of ${formatCredits(job.cost.quote)}`] : ['Cost', 'not priced yet (the quote is held when the input is split)'],
       ['Priority', String(job.preferences ? job.preferences.priority : 0)],
       job.params && Object.keys(job.params).length ? ['Parameters', h('code', {}, JSON.stringify(job.params))] : null,
