@@ -193,7 +193,7 @@ impl Capabilities {
         ];
         for (name, text) in texts {
             if let Some(text) = text
-                && (text.len() > MAX_CAPABILITY_TEXT || text.chars().any(char::is_control))
+                && (text.len() > MAX_CAPABILITY_TEXT || text.chars().any(crate::text::is_hidden))
             {
                 return Err(format!(
                     "{name} must be at most {MAX_CAPABILITY_TEXT} bytes of printable text"

@@ -215,8 +215,10 @@ impl Submission<'_> {
         {
             // Shown this once only; on stderr so that --json output stays one document.
             eprintln!(
-                "job {}: state changes go to {}, signed with {secret} (keep it: it is not shown again)",
-                job.id, webhook.url
+                "job {}: state changes go to {}, signed with {} (keep it: it is not shown again)",
+                job.id,
+                output::shown(&webhook.url),
+                output::shown(secret)
             );
         }
         let bar = progress_bar(self.json);
@@ -273,7 +275,7 @@ impl Submission<'_> {
                 "job {} {}: {}",
                 finished.id,
                 finished.state,
-                finished.error.as_deref().unwrap_or("no reason given")
+                output::shown(finished.error.as_deref().unwrap_or("no reason given"))
             );
             return Ok(ExitCode::FAILURE);
         }

@@ -40,7 +40,8 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The chain may hold a coordinator's message, which may quote a device.
+            eprintln!("error: {}", output::shown(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -1,6 +1,13 @@
-//! How jobs are shown to people (the `--json` forms print the API's own JSON).
+//! How jobs are shown to people (the `--json` forms print the API's own JSON, whose strings
+//! carry control characters escaped).
+//!
+//! Every string the coordinator sends goes through [`shown`] before it reaches the terminal:
+//! a job's error quotes devices' failure reasons, and a device is free to put escape sequences
+//! there (clear the screen, print a fake "completed"). Numbers, enums and timestamps are
+//! parsed values and need no such care.
 
 use idlegrid_api::jobs::{Balance, Estimate, Job, JobCost};
+pub use idlegrid_domain::text::shown;
 use std::fmt::Write;
 
 /// Chunks done out of total (or created so far while partitioning).
@@ -17,7 +24,10 @@ pub fn job_details(job: &Job) -> String {
     let _ = writeln!(
         s,
         "job {}  {}  ({} {})",
-        job.id, job.state, job.app, job.app_version
+        job.id,
+        job.state,
+        shown(&job.app),
+        shown(&job.app_version)
     );
     let _ = writeln!(
         s,
@@ -27,7 +37,7 @@ pub fn job_details(job: &Job) -> String {
         job.chunks.failed,
         job.chunks.failed_attempts
     );
-    let _ = writeln!(s, "  checks:  {}", job.verification.summary);
+    let _ = writeln!(s, "  checks:  {}", shown(&job.verification.summary));
     if replicated(job) {
         let _ = writeln!(s, "  {}", replication_summary(job));
     }
@@ -35,14 +45,16 @@ pub fn job_details(job: &Job) -> String {
         let _ = writeln!(
             s,
             "  input:   {} bytes, sha256 {}",
-            input.size, input.sha256
+            input.size,
+            shown(&input.sha256)
         );
     }
     if let Some(output) = &job.output {
         let _ = writeln!(
             s,
             "  output:  {} bytes, sha256 {}",
-            output.size, output.sha256
+            output.size,
+            shown(&output.sha256)
         );
     }
     let _ = writeln!(s, "  created: {}", job.created_at);
@@ -53,7 +65,7 @@ pub fn job_details(job: &Job) -> String {
         let _ = writeln!(s, "  {}", cost_line(cost));
     }
     if let Some(error) = &job.error {
-        let _ = writeln!(s, "  error:   {error}");
+        let _ = writeln!(s, "  error:   {}", shown(error));
     }
     s
 }
@@ -119,7 +131,7 @@ pub fn estimate_table(estimate: &Estimate) -> String {
         }
     );
     if let Some(problem) = &estimate.problem {
-        let _ = writeln!(s, "cannot run: {problem}");
+        let _ = writeln!(s, "cannot run: {}", shown(problem));
     }
     s
 }
@@ -149,7 +161,7 @@ pub fn balance_details(balance: &Balance) -> String {
             "  {}  {:>16}  {}",
             entry.at,
             entry.amount.to_string(),
-            entry.txn
+            shown(&entry.txn)
         );
     }
     s
@@ -167,7 +179,7 @@ pub fn job_table(jobs: &[Job]) -> String {
             "{:>6}  {:<12}  {:<14}  {:>13}  {}",
             job.id,
             job.state.as_str(),
-            job.app,
+            shown(&job.app),
             chunk_progress(job),
             job.created_at.strftime("%Y-%m-%d %H:%M:%S")
         );
@@ -182,13 +194,13 @@ pub fn facts_summary(facts: &serde_json::Value) -> String {
         let _ = writeln!(
             s,
             "  source:  {} {}x{} {:.3} fps, {frames} frames ({:.2} s), {} audio stream(s), in {}",
-            codec,
+            shown(codec),
             facts["width"],
             facts["height"],
             facts["fps"].as_f64().unwrap_or(0.0),
             facts["duration"].as_f64().unwrap_or(0.0),
             facts["audio_streams"],
-            facts["container"].as_str().unwrap_or("?")
+            shown(facts["container"].as_str().unwrap_or("?"))
         );
         let out = &facts["output"];
         let _ = writeln!(
@@ -202,11 +214,11 @@ pub fn facts_summary(facts: &serde_json::Value) -> String {
                 ""
             },
             facts["video_chunks"],
-            facts["split"].as_str().unwrap_or("?")
+            shown(facts["split"].as_str().unwrap_or("?"))
         );
     }
     for note in facts["notes"].as_array().into_iter().flatten() {
-        let _ = writeln!(s, "  note:    {}", note.as_str().unwrap_or_default());
+        let _ = writeln!(s, "  note:    {}", shown(note.as_str().unwrap_or_default()));
     }
     s
 }

@@ -147,8 +147,8 @@ async fn link(args: LinkArgs) -> anyhow::Result<ExitCode> {
             })
         );
     } else {
-        println!("link code: {}", code.code);
-        println!("open on the device: {url}");
+        println!("link code: {}", crate::output::shown(&code.code));
+        println!("open on the device: {}", crate::output::shown(&url));
         println!(
             "(or open {}{} and type the code; it works once, for {} minutes)",
             args.coordinator.trim_end_matches('/'),

@@ -81,6 +81,16 @@ pub(crate) fn check_new_device<'a>(
             "the device name must be 1 to 200 characters",
         ));
     }
+    // A name is shown to its owner in lists and logs, where escape sequences would act.
+    if let Some(c) = name.chars().find(|&c| idlegrid_domain::text::is_hidden(c)) {
+        return Err(ApiError::invalid(
+            "invalid_name",
+            format!(
+                "the device name holds the control character {}; name it with printable text",
+                idlegrid_domain::text::shown(c.encode_utf8(&mut [0; 4]))
+            ),
+        ));
+    }
     capabilities
         .validate()
         .map_err(|e| ApiError::invalid("invalid_capabilities", e))?;
