@@ -49,6 +49,8 @@ pub struct Grid {
     pub hls_index: crate::links::HlsIndexes,
     /// Attempts to redeem link codes (limited over all callers: guessing takes forever).
     pub link_attempts: crate::device_links::LinkLimiter,
+    /// Leases whose output is being uploaded here.
+    pub output_uploads: crate::tasks_api::OutputUploads,
     /// Quarantined devices (loaded from the records at start-up, kept by the validator).
     quarantined: std::sync::RwLock<std::collections::HashSet<WorkerId>>,
     /// Records of workers seen lately (capabilities, owner), and when each was read.
@@ -152,6 +154,7 @@ impl Grid {
             stats: Default::default(),
             hls_index: Default::default(),
             link_attempts: crate::device_links::limiter(),
+            output_uploads: Default::default(),
             quarantined: Default::default(),
             devices: Mutex::default(),
         }

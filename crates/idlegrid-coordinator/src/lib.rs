@@ -11,7 +11,8 @@
 //! ```
 //!
 //! - [`jobs_api`]: customers create jobs, upload inputs, run, watch (SSE), cancel, download.
-//! - [`uploads`]: inputs uploaded in parts (resumable).
+//! - [`uploads`]: inputs uploaded in parts (resumable), within the input's size limit; parts of
+//!   abandoned uploads deleted.
 //! - [`links`]: signed, expiring links to a job's output for browsers (download, HLS playback).
 //! - [`accounts_api`]: what a secret stands for; device owners' devices.
 //! - [`billing`]: prices before a job runs, balances and earnings, deposits (the books are kept
