@@ -305,7 +305,10 @@ impl Grid {
             self.stop_dispatching(job).await?;
             self.discard_work_blobs(job).await;
             self.events.job_changed(job);
-            tracing::info!(%job, %state, reason = reason.unwrap_or(""), "job ended");
+            // A reason may quote a device (a script's stderr): logged as text, never as
+            // escape sequences or lines of their own.
+            let reason = idlegrid_domain::text::shown(reason.unwrap_or(""));
+            tracing::info!(%job, %state, %reason, "job ended");
         }
         Ok(ended)
     }

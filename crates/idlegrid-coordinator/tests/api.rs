@@ -2665,3 +2665,6 @@ async fn guessing_link_codes_is_slowed_down() {
 
 #[path = "api/limits.rs"]
 mod limits;
+
+#[path = "api/device_text.rs"]
+mod device_text;
