@@ -107,9 +107,11 @@ impl Grid {
 
     /// Opens the backends `config.backends` names (embedded ones in `config.data_dir`),
     /// creating the bootstrap credentials on first use, and returns the grid with those
-    /// credentials. Embedded queues start empty: [`crate::server::serve`] rebuilds them.
+    /// credentials; clears the scratch of coordinators that were killed ([`crate::scratch`]).
+    /// Embedded queues start empty: [`crate::server::serve`] rebuilds them.
     pub async fn open(config: Config) -> anyhow::Result<(Arc<Grid>, Credentials)> {
         std::fs::create_dir_all(&config.data_dir)?;
+        crate::scratch::clear_abandoned();
         let opened = config.backends.open(&config.data_dir).await?;
         let secrets = match (&config.secrets_key, &config.backends.store) {
             (Some(key), _) => {
@@ -309,6 +311,18 @@ impl Grid {
             // escape sequences or lines of their own.
             let reason = idlegrid_domain::text::shown(reason.unwrap_or(""));
             tracing::info!(%job, %state, %reason, "job ended");
+        }
+        Ok(ended)
+    }
+
+    /// Fails a job whose input was refused — not what its app takes, or not fetched — with
+    /// `reason`, and deletes the input: nothing is kept that no job can use. Returns the
+    /// record, or `None` if the job was already final.
+    pub async fn refuse_input(&self, job: JobId, reason: &str) -> StorageResult<Option<JobRecord>> {
+        let ended = self.end_job(job, JobState::Failed, Some(reason)).await?;
+        if let Some(input) = ended.as_ref().and_then(|j| j.input.as_ref()) {
+            self.blobs.delete(&input.key).await?;
+            tracing::info!(%job, "refused input deleted");
         }
         Ok(ended)
     }

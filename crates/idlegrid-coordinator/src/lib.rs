@@ -35,6 +35,7 @@
 //!   coordinator took with it.
 //! - [`grid`]: the shared handles (store, queues, blobs, apps, config) every module receives.
 //! - [`stage`]: the loop of the job-level stages, several jobs at once.
+//! - [`scratch`]: the coordinator's scratch directories, and clearing those of killed ones.
 //! - [`ops`]: liveness, readiness and Prometheus metrics.
 //! - [`presence`]: when devices were last heard from.
 //! - [`stats`]: the grid's statistics over time, for operators.
@@ -61,6 +62,7 @@ pub mod presence;
 pub mod quorum;
 pub mod recovery;
 pub mod retry;
+pub mod scratch;
 pub mod secrets;
 pub mod server;
 pub mod stage;

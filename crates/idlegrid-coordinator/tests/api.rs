@@ -2666,5 +2666,8 @@ async fn guessing_link_codes_is_slowed_down() {
 #[path = "api/limits.rs"]
 mod limits;
 
+#[path = "api/leftovers.rs"]
+mod leftovers;
+
 #[path = "api/device_text.rs"]
 mod device_text;
