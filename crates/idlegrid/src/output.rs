@@ -1,14 +1,33 @@
-//! How jobs are shown to people (the `--json` forms print the API's own JSON, whose strings
-//! carry control characters escaped).
+//! How jobs are shown to people, and the `--json` forms of what the coordinator sends.
 //!
 //! Every string the coordinator sends goes through [`shown`] before it reaches the terminal:
 //! a job's error quotes devices' failure reasons, and a device is free to put escape sequences
 //! there (clear the screen, print a fake "completed"). Numbers, enums and timestamps are
-//! parsed values and need no such care.
+//! parsed values and need no such care. The JSON forms keep the strings as they are, written
+//! with JSON escapes ([`json`]).
 
 use idlegrid_api::jobs::{Balance, Estimate, Job, JobCost};
 pub use idlegrid_domain::text::shown;
 use std::fmt::Write;
+
+/// `value` as pretty JSON in which every character [`shown`] would escape is a `\uXXXX`
+/// escape: serde_json writes DEL, the C1 controls and bidirectional overrides as they are,
+/// and a terminal may act on them.
+pub fn json(value: &impl serde::Serialize) -> serde_json::Result<String> {
+    let text = serde_json::to_string_pretty(value)?;
+    Ok(text
+        .chars()
+        .fold(String::with_capacity(text.len()), |mut out, c| {
+            if idlegrid_domain::text::is_hidden(c) && c != '\n' {
+                // Outside strings JSON has only spaces and line breaks; inside, a control
+                // character below 0x20 is already escaped, so what is left is 0x7f and up.
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            } else {
+                out.push(c);
+            }
+            out
+        }))
+}
 
 /// Chunks done out of total (or created so far while partitioning).
 pub fn chunk_progress(job: &Job) -> String {
@@ -245,4 +264,26 @@ pub fn replication_summary(job: &Job) -> String {
         job.chunks.results as f64 / chunks as f64,
         job.chunks.rejected
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_keeps_strings_and_escapes_what_a_terminal_acts_on() {
+        let value = serde_json::json!({"error": "a\x1b[2J\u{9b}31m\u{202e}b\x7f\n«ok»"});
+        let text = json(&value).unwrap();
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && idlegrid_domain::text::is_hidden(c))
+        );
+        assert!(
+            text.contains(r"a\u001b[2J\u009b31m\u202eb\u007f\n«ok»"),
+            "{text}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, value);
+    }
 }

@@ -141,6 +141,17 @@ async fn a_failure_reason_full_of_escape_sequences_is_printed_as_text() {
     assert!(error_line.ends_with(SHOWN), "{error_line}");
     assert!(printed.lines().all(|l| !l.starts_with("job 1 completed")));
 
+    // `--json` keeps the reason as stored, in JSON escapes only.
+    let json = idlegrid(&dir.path().join("home"))
+        .args(["job", "1", "--json", "--coordinator", &coordinator.url])
+        .args(["--api-key", &coordinator.api_key])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&json.stdout);
+    assert!(!acts_on_a_terminal(&printed), "{printed:?}");
+    let parsed: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert!(parsed["error"].as_str().unwrap().ends_with(ATTACK));
+
     // So does the coordinator's log, each entry on its line.
     coordinator_log_shows_it(&dir.path().join("serve.log"));
 }
