@@ -238,7 +238,7 @@ pub async fn complete_upload(
         .as_deref()
         .map(|s| s.trim().to_ascii_lowercase());
     if let Some(sha) = &expected
-        && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+        && !idlegrid_api::paths::is_sha256_hex(sha)
     {
         return Err(ApiError::invalid(
             "malformed_digest",

@@ -461,8 +461,9 @@ pub async fn lease_input(
 }
 
 /// Upload the output of a held lease before reporting it (outputs over the inline limit). A
-/// lease takes one output, of at most the coordinator's task output limit; sending the same
-/// bytes again is fine, other bytes are refused (409 `output_already_uploaded`).
+/// lease takes one output, of at most the coordinator's task output limit, one upload at a
+/// time (409 `upload_in_progress`); sending the same bytes again is fine, other bytes are
+/// refused (409 `output_already_uploaded`).
 #[utoipa::path(put, path = "/v1/leases/{id}/output", tag = "tasks",
     params(("id" = u64, Path, description = "lease id"),
            ("x-content-sha256" = String, Header, description = "hex SHA-256 of the body")),
@@ -666,7 +667,7 @@ async fn check_report(
         ));
     }
     if let ReportOutcome::Completed { sha256, .. } = &item.outcome
-        && (sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+        && !idlegrid_api::paths::is_sha256_hex(sha256)
     {
         return Err(refuse(
             "malformed_digest",
