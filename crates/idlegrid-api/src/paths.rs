@@ -4,6 +4,12 @@
 /// bytes it received hash differently.
 pub const CONTENT_SHA256: &str = "x-content-sha256";
 
+/// Whether `s` looks like a hex SHA-256 (64 hex digits, either case), as every digest in the
+/// APIs must; anything else must not become part of a URL, a blob key or a cache path.
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// `POST` create, `GET` list.
 pub const JOBS: &str = "/v1/jobs";
 /// `GET` server-sent events of all the customer's recent jobs.

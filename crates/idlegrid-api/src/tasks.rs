@@ -62,7 +62,8 @@ pub struct Registered {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
-    /// Most tasks to lease at once. 1..=1000.
+    /// Most tasks to lease at once. 1..=1000. The device is given no more than leave it
+    /// holding as many leases as it has slots.
     pub max_tasks: u32,
     /// Milliseconds to wait when no task is ready. 0..=30000.
     #[serde(default)]

@@ -19,7 +19,8 @@ mod tasks;
 mod transfer;
 
 pub use error::ClientError;
-pub use transfer::{is_sha256_hex, sha256_bytes, sha256_file};
+pub use idlegrid_api::paths::is_sha256_hex;
+pub use transfer::{sha256_bytes, sha256_file};
 
 use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;

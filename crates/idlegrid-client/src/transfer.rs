@@ -34,12 +34,6 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Whether `s` looks like a hex SHA-256 (64 hex digits); anything else must not become part of
-/// a URL or a cache path.
-pub fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
 /// [`sha256_file`] off the async runtime's threads.
 pub(crate) async fn sha256_file_async(path: &Path) -> io::Result<(String, u64)> {
     let path = path.to_path_buf();
@@ -133,8 +127,8 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(sha256_bytes(b"abc"), hex);
-        assert!(is_sha256_hex(&hex));
-        assert!(!is_sha256_hex("../../etc"));
+        assert!(crate::is_sha256_hex(&hex));
+        assert!(!crate::is_sha256_hex("../../etc"));
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub async fn create_owner(
     ApiJson(request): ApiJson<NewOwner>,
 ) -> ApiResult<(StatusCode, Json<CreatedOwner>)> {
     let name = request.name.trim();
-    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+    if name.is_empty() || name.len() > 200 || name.chars().any(idlegrid_domain::text::is_hidden) {
         return Err(ApiError::invalid(
             "invalid_name",
             "an owner's name must be 1 to 200 printable characters",

@@ -180,9 +180,15 @@ pub async fn estimate(
             let size = match app.partitioner.measure(&job, grid.blobs.as_ref()).await {
                 Ok(size) => size,
                 Err(PartitionError::Rejected(reason)) => {
+                    // Running it would refuse it the same way.
+                    grid.refuse_input(id, &format!("input rejected: {reason}"))
+                        .await?;
                     return Err(ApiError::invalid(
                         "invalid_input",
-                        format!("the input cannot be priced: {reason}"),
+                        format!(
+                            "the input cannot be priced: {reason}; job {id} failed and its \
+                             input was deleted"
+                        ),
                     ));
                 }
                 Err(PartitionError::Storage(e)) => return Err(e.into()),

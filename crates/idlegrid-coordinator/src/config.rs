@@ -15,6 +15,9 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// Largest output one task may return, in bytes.
     pub max_task_output_bytes: u64,
+    /// How long the parts of an input upload are kept without a new part arriving; then the
+    /// upload counts as abandoned and its parts are deleted.
+    pub abandoned_upload_after: Duration,
     /// Largest customer task script, in bytes.
     pub max_script_bytes: usize,
     /// How often the reaper looks for expired leases.
@@ -69,6 +72,7 @@ impl Config {
             lease_ttl: Duration::from_secs(30),
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
             max_task_output_bytes: 512 * 1024 * 1024,
+            abandoned_upload_after: Duration::from_secs(24 * 3600),
             max_script_bytes: 1024 * 1024,
             reap_interval: Duration::from_millis(250),
             retry_elsewhere: Duration::from_secs(30),

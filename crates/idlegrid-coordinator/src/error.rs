@@ -51,11 +51,13 @@ impl ApiError {
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
+        // What failed is the operator's to know (the log says): the details name the
+        // coordinator's files, databases and keys, which are none of the caller's business.
         tracing::error!(error = %e, "storage failure");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "storage_unavailable",
-            format!("the coordinator's storage failed ({e}); retry shortly"),
+            "the coordinator's storage failed; retry shortly",
         )
     }
 }

@@ -49,6 +49,8 @@ pub struct Grid {
     pub hls_index: crate::links::HlsIndexes,
     /// Attempts to redeem link codes (limited over all callers: guessing takes forever).
     pub link_attempts: crate::device_links::LinkLimiter,
+    /// Leases whose output is being uploaded here.
+    pub output_uploads: crate::tasks_api::OutputUploads,
     /// Quarantined devices (loaded from the records at start-up, kept by the validator).
     quarantined: std::sync::RwLock<std::collections::HashSet<WorkerId>>,
     /// Records of workers seen lately (capabilities, owner), and when each was read.
@@ -105,9 +107,11 @@ impl Grid {
 
     /// Opens the backends `config.backends` names (embedded ones in `config.data_dir`),
     /// creating the bootstrap credentials on first use, and returns the grid with those
-    /// credentials. Embedded queues start empty: [`crate::server::serve`] rebuilds them.
+    /// credentials; clears the scratch of coordinators that were killed ([`crate::scratch`]).
+    /// Embedded queues start empty: [`crate::server::serve`] rebuilds them.
     pub async fn open(config: Config) -> anyhow::Result<(Arc<Grid>, Credentials)> {
         std::fs::create_dir_all(&config.data_dir)?;
+        crate::scratch::clear_abandoned();
         let opened = config.backends.open(&config.data_dir).await?;
         let secrets = match (&config.secrets_key, &config.backends.store) {
             (Some(key), _) => {
@@ -152,6 +156,7 @@ impl Grid {
             stats: Default::default(),
             hls_index: Default::default(),
             link_attempts: crate::device_links::limiter(),
+            output_uploads: Default::default(),
             quarantined: Default::default(),
             devices: Mutex::default(),
         }
@@ -302,7 +307,22 @@ impl Grid {
             self.stop_dispatching(job).await?;
             self.discard_work_blobs(job).await;
             self.events.job_changed(job);
-            tracing::info!(%job, %state, reason = reason.unwrap_or(""), "job ended");
+            // A reason may quote a device (a script's stderr): logged as text, never as
+            // escape sequences or lines of their own.
+            let reason = idlegrid_domain::text::shown(reason.unwrap_or(""));
+            tracing::info!(%job, %state, %reason, "job ended");
+        }
+        Ok(ended)
+    }
+
+    /// Fails a job whose input was refused — not what its app takes, or not fetched — with
+    /// `reason`, and deletes the input: nothing is kept that no job can use. Returns the
+    /// record, or `None` if the job was already final.
+    pub async fn refuse_input(&self, job: JobId, reason: &str) -> StorageResult<Option<JobRecord>> {
+        let ended = self.end_job(job, JobState::Failed, Some(reason)).await?;
+        if let Some(input) = ended.as_ref().and_then(|j| j.input.as_ref()) {
+            self.blobs.delete(&input.key).await?;
+            tracing::info!(%job, "refused input deleted");
         }
         Ok(ended)
     }

@@ -376,7 +376,7 @@ pub(crate) fn declared_sha256(headers: &HeaderMap) -> ApiResult<String> {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !idlegrid_api::paths::is_sha256_hex(&text) {
         return Err(ApiError::bad_request(
             "malformed_digest",
             format!("{CONTENT_SHA256} must be 64 hex digits"),

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! - [`jobs_api`]: customers create jobs, upload inputs, run, watch (SSE), cancel, download.
-//! - [`uploads`]: inputs uploaded in parts (resumable).
+//! - [`uploads`]: inputs uploaded in parts (resumable), within the input's size limit; parts of
+//!   abandoned uploads deleted.
 //! - [`links`]: signed, expiring links to a job's output for browsers (download, HLS playback).
 //! - [`accounts_api`]: what a secret stands for; device owners' devices.
 //! - [`billing`]: prices before a job runs, balances and earnings, deposits (the books are kept
@@ -37,6 +38,7 @@
 //!   coordinator took with it.
 //! - [`grid`]: the shared handles (store, queues, blobs, apps, config) every module receives.
 //! - [`stage`]: the loop of the job-level stages, several jobs at once.
+//! - [`scratch`]: the coordinator's scratch directories, and clearing those of killed ones.
 //! - [`ops`]: liveness, readiness and Prometheus metrics.
 //! - [`presence`]: when devices were last heard from.
 //! - [`stats`]: the grid's statistics over time, for operators.
@@ -64,6 +66,7 @@ pub mod presence;
 pub mod quorum;
 pub mod recovery;
 pub mod retry;
+pub mod scratch;
 pub mod secrets;
 pub mod server;
 pub mod stage;

@@ -241,8 +241,7 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
                     }
                 }
                 Err(reason) => {
-                    grid.end_job(job_id, JobState::Failed, Some(&reason))
-                        .await?;
+                    grid.refuse_input(job_id, &reason).await?;
                     return Ok(());
                 }
             }
@@ -319,12 +318,8 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
         Ok(Some(facts)) => grid.store.set_job_facts(job_id, &facts).await?,
         Ok(None) => {}
         Err(PartitionError::Rejected(reason)) => {
-            grid.end_job(
-                job_id,
-                JobState::Failed,
-                Some(&format!("input rejected: {reason}")),
-            )
-            .await?;
+            grid.refuse_input(job_id, &format!("input rejected: {reason}"))
+                .await?;
             return Ok(());
         }
         Err(PartitionError::Storage(e)) => return Err(e),

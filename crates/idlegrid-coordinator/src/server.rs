@@ -252,6 +252,7 @@ pub async fn serve(
     tasks.spawn(webhooks::run(grid.clone(), stages.clone()));
     tasks.spawn(crate::stragglers::run(grid.clone(), stages.clone()));
     tasks.spawn(crate::escrow::run(grid.clone(), stages.clone()));
+    tasks.spawn(uploads::run(grid.clone(), stages.clone()));
     let stopping = grid.stopping.clone();
     let served = axum::serve(listener, router(grid))
         .with_graceful_shutdown(async move {

@@ -3,6 +3,10 @@
 //! and stored as a blob (`jobs/<id>/parts/<n>.<sha256>`); the client asks which parts arrived,
 //! sends the others, then asks for them to be joined. Joining streams the parts in order into
 //! the job's input, hashing the whole as it goes, exactly as a single upload is stored.
+//!
+//! The input's size limit holds for the parts as they arrive: a part is refused once it would
+//! bring the parts stored past it. Parts of an upload nobody finishes are deleted after
+//! `Config::abandoned_upload_after` without a new part ([`run`]).
 
 use crate::auth::Customer;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
@@ -14,9 +18,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use futures::{StreamExt, TryStreamExt};
 use idlegrid_api::jobs::{CompleteUpload, UploadPart, UploadParts};
-use idlegrid_api::{ErrorBody, JobId, UploadReceipt};
+use idlegrid_api::{ErrorBody, JobId, JobState, UploadReceipt};
+use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::PutError;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Largest part.
 pub const MAX_PART_BYTES: u64 = 64 * 1024 * 1024;
@@ -35,14 +42,14 @@ async fn stored_parts(grid: &Grid, job: JobId) -> ApiResult<Vec<(String, UploadP
         .list(&prefix)
         .await?
         .into_iter()
-        .filter_map(|(key, size)| {
-            let name = key.strip_prefix(&prefix)?.strip_prefix('/')?;
+        .filter_map(|listed| {
+            let name = listed.key.strip_prefix(&prefix)?.strip_prefix('/')?;
             let (part, sha256) = name.split_once('.')?;
             Some((
-                key.clone(),
+                listed.key.clone(),
                 UploadPart {
                     part: part.parse().ok()?,
-                    size,
+                    size: listed.size,
                     sha256: sha256.to_string(),
                 },
             ))
@@ -52,8 +59,29 @@ async fn stored_parts(grid: &Grid, job: JobId) -> ApiResult<Vec<(String, UploadP
     Ok(parts)
 }
 
-/// Upload one part of a job's input (`x-content-sha256` of the part required; at most 64 MiB).
-/// Sending a part again replaces it.
+/// Bytes of the stored parts other than part `part`.
+fn others_size(parts: &[(String, UploadPart)], part: u32) -> u64 {
+    parts
+        .iter()
+        .filter(|(_, p)| p.part != part)
+        .map(|(_, p)| p.size)
+        .sum()
+}
+
+/// 413 for a part that would bring the parts stored past the input's limit.
+fn past_the_limit(part: u32, others: u64, limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!(
+            "part {part} would bring the input past its limit of {limit} bytes: the other parts \
+             stored hold {others} bytes; the part was not stored"
+        ),
+    )
+}
+
+/// Upload one part of a job's input (`x-content-sha256` of the part required; at most 64 MiB,
+/// and all the parts together at most the input's limit). Sending a part again replaces it.
 #[utoipa::path(put, path = "/v1/jobs/{id}/input/parts/{part}", tag = "jobs",
     params(("id" = i64, Path, description = "job id"),
            ("part" = u32, Path, description = "part number, from 0"),
@@ -79,10 +107,33 @@ pub async fn upload_part(
     check_input_editable(&job)?;
     let declared = crate::jobs_api::declared_sha256(&headers)?;
     let key = format!("{}/{part:05}.{declared}", parts_prefix(id));
-    let stored = store_upload(&grid, &key, &headers, body, MAX_PART_BYTES, "part").await?;
+    let limit = grid.config.max_upload_bytes;
+    let others = others_size(&stored_parts(&grid, id).await?, part);
+    let room = limit.saturating_sub(others);
+    let stored = store_upload(
+        &grid,
+        &key,
+        &headers,
+        body,
+        room.min(MAX_PART_BYTES),
+        "part",
+    )
+    .await
+    .map_err(|e| match e.status {
+        StatusCode::PAYLOAD_TOO_LARGE if room < MAX_PART_BYTES => {
+            past_the_limit(part, others, limit)
+        }
+        _ => e,
+    })?;
+    let parts = stored_parts(&grid, id).await?;
+    // Parts sent at once were each checked against the others stored before them.
+    let others = others_size(&parts, part);
+    if others.saturating_add(stored.size) > limit {
+        grid.blobs.delete(&key).await?;
+        return Err(past_the_limit(part, others, limit));
+    }
     // An earlier upload of the same part with other bytes is replaced.
-    for (old, _) in stored_parts(&grid, id)
-        .await?
+    for (old, _) in parts
         .into_iter()
         .filter(|(k, p)| p.part == part && *k != key)
     {
@@ -187,7 +238,7 @@ pub async fn complete_upload(
         .as_deref()
         .map(|s| s.trim().to_ascii_lowercase());
     if let Some(sha) = &expected
-        && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+        && !idlegrid_api::paths::is_sha256_hex(sha)
     {
         return Err(ApiError::invalid(
             "malformed_digest",
@@ -226,4 +277,50 @@ pub async fn complete_upload(
     let receipt = record_input(&grid, customer, id, stored).await?;
     grid.blobs.delete_prefix(&parts_prefix(id)).await?;
     Ok(receipt)
+}
+
+/// Deletes the parts of abandoned uploads until `shutdown`, looking every half of
+/// `Config::abandoned_upload_after` (at most every 10 minutes).
+pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
+    let every = (grid.config.abandoned_upload_after / 2)
+        .clamp(Duration::from_millis(100), Duration::from_secs(600));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !shutdown.is_cancelled() {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = forget_abandoned(&grid).await {
+            tracing::warn!(error = %e, "deleting the parts of abandoned uploads failed");
+        }
+    }
+}
+
+/// Deletes the parts of every job still waiting for its input whose newest part is older than
+/// `Config::abandoned_upload_after`; returns the jobs whose parts went.
+pub async fn forget_abandoned(grid: &Grid) -> Result<Vec<JobId>, StorageError> {
+    let after = i64::try_from(grid.config.abandoned_upload_after.as_millis()).unwrap_or(i64::MAX);
+    let before = idlegrid_storage::now_ms().saturating_sub(after);
+    let mut forgotten = Vec::new();
+    for job in grid.store.jobs_in_states(&[JobState::Created]).await? {
+        // No part of a younger job can be old enough.
+        if job.created_at > before {
+            continue;
+        }
+        let prefix = parts_prefix(job.id);
+        let newest = grid
+            .blobs
+            .list(&prefix)
+            .await?
+            .iter()
+            .map(|p| p.modified_ms)
+            .max();
+        if newest.is_some_and(|newest| newest < before) {
+            let parts = grid.blobs.delete_prefix(&prefix).await?;
+            tracing::info!(job = %job.id, parts, "parts of an abandoned upload deleted");
+            forgotten.push(job.id);
+        }
+    }
+    Ok(forgotten)
 }

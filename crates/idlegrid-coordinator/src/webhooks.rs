@@ -151,14 +151,15 @@ pub fn backoff(base: Duration, attempt: u32) -> Duration {
     base.saturating_mul(1u32 << doublings).min(MAX_BACKOFF)
 }
 
-/// The JSON body of an event's delivery.
+/// The JSON body of an event's delivery. The error may quote a device (a script's stderr):
+/// it goes with its control characters escaped, as text a receiver can log or show as it is.
 fn body(event: &WebhookEvent) -> String {
     serde_json::json!({
         "id": event.id,
         "type": format!("job.{}", event.state),
         "job_id": event.job,
         "state": event.state,
-        "error": event.error,
+        "error": event.error.as_deref().map(idlegrid_domain::text::shown),
         "at": timestamp(event.at_ms).to_string(),
     })
     .to_string()

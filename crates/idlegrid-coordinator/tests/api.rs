@@ -21,17 +21,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// What the test's devices report: a 2-core Linux box with Python and no FFmpeg.
+/// What the test's devices report: a 4-core Linux box with Python and no FFmpeg, a task per core.
 fn device_caps() -> Capabilities {
     Capabilities {
-        cores: 2,
+        cores: 4,
         memory_mb: 4096,
         os: "linux".into(),
         arch: "x86_64".into(),
         python: Some("3.11.7".into()),
         ffmpeg: None,
         benchmark: 100.0,
-        slots: 2,
+        slots: 4,
         allows: Default::default(),
         ..Default::default()
     }
@@ -2587,7 +2587,7 @@ async fn estimates_price_every_tier_before_anything_runs() {
     assert!(estimate.affordable, "{estimate:?}");
     assert!(!estimate.exact);
     assert_eq!(estimate.meets_deadline, None);
-    assert_eq!((estimate.devices_online, estimate.slots), (1, 2));
+    assert_eq!((estimate.devices_online, estimate.slots), (1, 4));
     assert!(estimate.quote.eta_secs.is_some_and(|eta| eta > 0.0));
     // 500 MiB cannot be done in a second by one device: the deadline is said to be missed.
     let hurried = customer
@@ -3041,3 +3041,12 @@ async fn guessing_link_codes_is_slowed_down() {
     assert!(limited, "60 guesses at once were all answered");
     grid.stop().await;
 }
+
+#[path = "api/limits.rs"]
+mod limits;
+
+#[path = "api/leftovers.rs"]
+mod leftovers;
+
+#[path = "api/device_text.rs"]
+mod device_text;

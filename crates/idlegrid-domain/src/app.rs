@@ -161,6 +161,14 @@ pub const MAX_CORES: u32 = 4096;
 pub const MAX_BENCHMARK: f64 = 1_000_000.0;
 /// Longest text a device may report for its OS, architecture or runtime versions.
 pub const MAX_CAPABILITY_TEXT: usize = 100;
+/// Most memory a device may report or allow a task, in MiB: 64 TiB, past the largest single
+/// machines. Matching compares a task's need with it, so a device claiming `u64::MAX` would
+/// be offered every task.
+pub const MAX_MEMORY_MB: u64 = 64 * 1024 * 1024;
+/// Most scratch disk an owner may allow one task, in MiB: 1 PiB.
+pub const MAX_DISK_MB: u64 = 1024 * 1024 * 1024;
+/// Longest task time an owner may allow, in seconds: 30 days, the longest a job may run.
+pub const MAX_TASK_SECS: u64 = 30 * 24 * 3600;
 
 impl Capabilities {
     /// Checks what a device reports about itself before the coordinator keeps it; the error
@@ -185,6 +193,13 @@ impl Capabilities {
                 self.benchmark
             ));
         }
+        // 0: a system that does not say (there is no /proc/meminfo on macOS).
+        if self.memory_mb > MAX_MEMORY_MB {
+            return Err(format!(
+                "memory_mb must be from 0 to {MAX_MEMORY_MB} (64 TiB), not {}",
+                self.memory_mb
+            ));
+        }
         let texts = [
             ("os", Some(&self.os)),
             ("arch", Some(&self.arch)),
@@ -193,20 +208,24 @@ impl Capabilities {
         ];
         for (name, text) in texts {
             if let Some(text) = text
-                && (text.len() > MAX_CAPABILITY_TEXT || text.chars().any(char::is_control))
+                && (text.len() > MAX_CAPABILITY_TEXT || text.chars().any(crate::text::is_hidden))
             {
                 return Err(format!(
                     "{name} must be at most {MAX_CAPABILITY_TEXT} bytes of printable text"
                 ));
             }
         }
-        for (name, value) in [
-            ("allows.memory_mb", self.allows.memory_mb),
-            ("allows.disk_mb", self.allows.disk_mb),
-            ("allows.task_secs", self.allows.task_secs),
+        for (name, value, most) in [
+            ("allows.memory_mb", self.allows.memory_mb, MAX_MEMORY_MB),
+            ("allows.disk_mb", self.allows.disk_mb, MAX_DISK_MB),
+            ("allows.task_secs", self.allows.task_secs, MAX_TASK_SECS),
         ] {
-            if value == Some(0) {
-                return Err(format!("{name} must be above 0 when given"));
+            if let Some(value) = value
+                && !(1..=most).contains(&value)
+            {
+                return Err(format!(
+                    "{name} must be from 1 to {most} when given, not {value}"
+                ));
             }
         }
         if self.wasm_threads && self.runtime == Runtime::Native {
@@ -388,5 +407,26 @@ mod tests {
         let mut caps = device();
         caps.allows.task_secs = Some(0);
         assert!(caps.validate().unwrap_err().contains("allows.task_secs"));
+        let mut caps = device();
+        caps.memory_mb = u64::MAX;
+        assert!(
+            caps.validate()
+                .unwrap_err()
+                .starts_with("memory_mb must be")
+        );
+        caps.memory_mb = 0;
+        assert!(caps.validate().is_ok(), "0: the system did not say");
+        for (name, set) in [
+            (
+                "allows.memory_mb",
+                (|c, v| c.allows.memory_mb = v) as fn(&mut Capabilities, _),
+            ),
+            ("allows.disk_mb", |c, v| c.allows.disk_mb = v),
+            ("allows.task_secs", |c, v| c.allows.task_secs = v),
+        ] {
+            let mut caps = device();
+            set(&mut caps, Some(u64::MAX));
+            assert!(caps.validate().unwrap_err().starts_with(name), "{name}");
+        }
     }
 }

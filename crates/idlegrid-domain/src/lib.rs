@@ -9,6 +9,8 @@
 //!   which chunks get backup copies, how large chunks are.
 //! - [`pricing`]: speed/price tiers, work and money units, quotes.
 //! - [`replication`]: how many devices run a chunk and when their results are believed.
+//! - [`text`]: text from elsewhere (a device's failure reason, a server's message) made safe to
+//!   show to a person.
 //!
 //! Every other crate speaks in these types; only the storage backends translate them to rows and
 //! only the API crate gives them a wire schema.
@@ -20,6 +22,7 @@ pub mod pricing;
 pub mod replication;
 pub mod schedule;
 pub mod task;
+pub mod text;
 
 pub use app::{Allowances, AppManifest, Capabilities, Requirements, Runtime};
 pub use ids::{JobId, LeaseId, ResultId, TaskId, TenantId, WorkerId};

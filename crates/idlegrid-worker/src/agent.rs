@@ -639,7 +639,9 @@ async fn run_task(
                     tracing::info!(?elapsed, size, "task succeeded")
                 }
                 ReportOutcome::Failed { reason } => {
-                    tracing::info!(?elapsed, reason = %reason, "task failed")
+                    // The script's stderr is the customer's text: logged as text, on one line.
+                    let reason = idlegrid_domain::text::shown(reason);
+                    tracing::info!(?elapsed, %reason, "task failed")
                 }
                 ReportOutcome::Released => tracing::info!(?elapsed, "task handed back"),
             }

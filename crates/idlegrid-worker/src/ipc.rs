@@ -156,7 +156,10 @@ impl std::fmt::Display for Status {
             (None, error) => writeln!(
                 f,
                 "total:    unknown ({})",
-                error.as_deref().unwrap_or("no answer from the coordinator")
+                // The coordinator's words, shown as text.
+                idlegrid_domain::text::shown(
+                    error.as_deref().unwrap_or("no answer from the coordinator")
+                )
             )?,
         }
         let controls = self.controls.describe();

@@ -64,6 +64,10 @@ pub struct CoordinatorArgs {
     /// Largest job input accepted, in bytes.
     #[arg(long, default_value_t = 10 * 1024 * 1024 * 1024, env = "IDLEGRID_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: u64,
+    /// Seconds the parts of an input upload are kept without a new part arriving; then the
+    /// upload counts as abandoned and its parts are deleted.
+    #[arg(long, default_value_t = 24 * 3600, env = "IDLEGRID_ABANDONED_UPLOAD_SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub abandoned_upload_secs: u64,
     /// Requests per second one customer key may make (bursts of twice that); 0 for no limit.
     #[arg(long, default_value_t = 100, env = "IDLEGRID_CUSTOMER_RPS")]
     pub customer_rps: u32,
@@ -118,6 +122,7 @@ impl Default for CoordinatorArgs {
         CoordinatorArgs {
             lease_secs: 30,
             max_upload_bytes: 10 * 1024 * 1024 * 1024,
+            abandoned_upload_secs: 24 * 3600,
             customer_rps: 100,
             worker_rps: 2000,
             sweep_secs: 30,

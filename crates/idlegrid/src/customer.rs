@@ -215,8 +215,10 @@ impl Submission<'_> {
         {
             // Shown this once only; on stderr so that --json output stays one document.
             eprintln!(
-                "job {}: state changes go to {}, signed with {secret} (keep it: it is not shown again)",
-                job.id, webhook.url
+                "job {}: state changes go to {}, signed with {} (keep it: it is not shown again)",
+                job.id,
+                output::shown(&webhook.url),
+                output::shown(secret)
             );
         }
         let bar = progress_bar(self.json);
@@ -242,7 +244,7 @@ impl Submission<'_> {
             bar.finish_and_clear();
             client.cancel_job(job.id).await?;
             if self.json {
-                println!("{}", serde_json::to_string_pretty(&estimate)?);
+                println!("{}", output::json(&estimate)?);
             } else {
                 print!("{}", output::estimate_table(&estimate));
             }
@@ -267,13 +269,13 @@ impl Submission<'_> {
         bar.finish_and_clear();
         if finished.state != JobState::Completed {
             if self.json {
-                println!("{}", serde_json::to_string_pretty(&finished)?);
+                println!("{}", output::json(&finished)?);
             }
             eprintln!(
                 "job {} {}: {}",
                 finished.id,
                 finished.state,
-                finished.error.as_deref().unwrap_or("no reason given")
+                output::shown(finished.error.as_deref().unwrap_or("no reason given"))
             );
             return Ok(ExitCode::FAILURE);
         }
@@ -287,7 +289,7 @@ impl Submission<'_> {
             .await
             .with_context(|| format!("downloading the output to {}", self.output.display()))?;
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&finished)?);
+            println!("{}", output::json(&finished)?);
         } else {
             println!(
                 "job {} completed: {} chunks, {} failed attempts retried, {bytes} bytes written to {} in {:.1} s",
@@ -390,7 +392,7 @@ pub async fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
     let client = target::required(&args.target).await?;
     let list = client.list_jobs(None, args.limit).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&list)?);
+        println!("{}", output::json(&list)?);
     } else if list.jobs.is_empty() {
         println!("no jobs yet");
     } else {
@@ -419,7 +421,7 @@ pub async fn cancel(args: JobArgs) -> anyhow::Result<ExitCode> {
 
 fn print_job(job: &Job, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(job)?);
+        println!("{}", output::json(job)?);
     } else {
         print!("{}", output::job_details(job));
     }
@@ -430,7 +432,7 @@ pub async fn balance(args: BalanceArgs) -> anyhow::Result<ExitCode> {
     let client = target::required(&args.target).await?;
     let balance = client.balance().await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&balance)?);
+        println!("{}", output::json(&balance)?);
     } else {
         print!("{}", output::balance_details(&balance));
     }
@@ -449,7 +451,7 @@ pub async fn deposit(args: DepositArgs) -> anyhow::Result<ExitCode> {
         )
         .await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&receipt)?);
+        println!("{}", output::json(&receipt)?);
     } else if receipt.posted {
         println!(
             "deposited {} credits for customer {}: their balance is {} credits",

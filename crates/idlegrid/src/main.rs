@@ -40,19 +40,23 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // The chain may hold a coordinator's message, which may quote a device.
+            eprintln!("error: {}", output::shown(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Logs go to stderr: readable lines, or one JSON object per line when
+/// Logs go to stderr: readable lines, coloured only on a terminal (a log file or journal gets
+/// plain text, so what a log line holds is all text), or one JSON object per line when
 /// `IDLEGRID_LOG_FORMAT=json` (for log collectors). `RUST_LOG` sets the level.
 fn init_logging(default_level: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("IDLEGRID_LOG_FORMAT").as_deref() == Ok("json") {
         logs.json().init();

@@ -1,7 +1,33 @@
-//! How jobs are shown to people (the `--json` forms print the API's own JSON).
+//! How jobs are shown to people, and the `--json` forms of what the coordinator sends.
+//!
+//! Every string the coordinator sends goes through [`shown`] before it reaches the terminal:
+//! a job's error quotes devices' failure reasons, and a device is free to put escape sequences
+//! there (clear the screen, print a fake "completed"). Numbers, enums and timestamps are
+//! parsed values and need no such care. The JSON forms keep the strings as they are, written
+//! with JSON escapes ([`json`]).
 
 use idlegrid_api::jobs::{Balance, Estimate, Job, JobCost};
+pub use idlegrid_domain::text::shown;
 use std::fmt::Write;
+
+/// `value` as pretty JSON in which every character [`shown`] would escape is a `\uXXXX`
+/// escape: serde_json writes DEL, the C1 controls and bidirectional overrides as they are,
+/// and a terminal may act on them.
+pub fn json(value: &impl serde::Serialize) -> serde_json::Result<String> {
+    let text = serde_json::to_string_pretty(value)?;
+    Ok(text
+        .chars()
+        .fold(String::with_capacity(text.len()), |mut out, c| {
+            if idlegrid_domain::text::is_hidden(c) && c != '\n' {
+                // Outside strings JSON has only spaces and line breaks; inside, a control
+                // character below 0x20 is already escaped, so what is left is 0x7f and up.
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            } else {
+                out.push(c);
+            }
+            out
+        }))
+}
 
 /// Chunks done out of total (or created so far while partitioning).
 pub fn chunk_progress(job: &Job) -> String {
@@ -17,7 +43,10 @@ pub fn job_details(job: &Job) -> String {
     let _ = writeln!(
         s,
         "job {}  {}  ({} {})",
-        job.id, job.state, job.app, job.app_version
+        job.id,
+        job.state,
+        shown(&job.app),
+        shown(&job.app_version)
     );
     let _ = writeln!(
         s,
@@ -27,7 +56,7 @@ pub fn job_details(job: &Job) -> String {
         job.chunks.failed,
         job.chunks.failed_attempts
     );
-    let _ = writeln!(s, "  checks:  {}", job.verification.summary);
+    let _ = writeln!(s, "  checks:  {}", shown(&job.verification.summary));
     if job.chunks.checking > 0 {
         let _ = writeln!(
             s,
@@ -42,14 +71,16 @@ pub fn job_details(job: &Job) -> String {
         let _ = writeln!(
             s,
             "  input:   {} bytes, sha256 {}",
-            input.size, input.sha256
+            input.size,
+            shown(&input.sha256)
         );
     }
     if let Some(output) = &job.output {
         let _ = writeln!(
             s,
             "  output:  {} bytes, sha256 {}",
-            output.size, output.sha256
+            output.size,
+            shown(&output.sha256)
         );
     }
     let _ = writeln!(s, "  created: {}", job.created_at);
@@ -60,7 +91,7 @@ pub fn job_details(job: &Job) -> String {
         let _ = writeln!(s, "  {}", cost_line(cost));
     }
     if let Some(error) = &job.error {
-        let _ = writeln!(s, "  error:   {error}");
+        let _ = writeln!(s, "  error:   {}", shown(error));
     }
     s
 }
@@ -144,7 +175,7 @@ pub fn estimate_table(estimate: &Estimate) -> String {
         }
     );
     if let Some(problem) = &estimate.problem {
-        let _ = writeln!(s, "cannot run: {problem}");
+        let _ = writeln!(s, "cannot run: {}", shown(problem));
     }
     s
 }
@@ -174,7 +205,7 @@ pub fn balance_details(balance: &Balance) -> String {
             "  {}  {:>16}  {}",
             entry.at,
             entry.amount.to_string(),
-            entry.txn
+            shown(&entry.txn)
         );
     }
     s
@@ -192,7 +223,7 @@ pub fn job_table(jobs: &[Job]) -> String {
             "{:>6}  {:<12}  {:<14}  {:>13}  {}",
             job.id,
             job.state.as_str(),
-            job.app,
+            shown(&job.app),
             chunk_progress(job),
             job.created_at.strftime("%Y-%m-%d %H:%M:%S")
         );
@@ -207,13 +238,13 @@ pub fn facts_summary(facts: &serde_json::Value) -> String {
         let _ = writeln!(
             s,
             "  source:  {} {}x{} {:.3} fps, {frames} frames ({:.2} s), {} audio stream(s), in {}",
-            codec,
+            shown(codec),
             facts["width"],
             facts["height"],
             facts["fps"].as_f64().unwrap_or(0.0),
             facts["duration"].as_f64().unwrap_or(0.0),
             facts["audio_streams"],
-            facts["container"].as_str().unwrap_or("?")
+            shown(facts["container"].as_str().unwrap_or("?"))
         );
         let out = &facts["output"];
         let _ = writeln!(
@@ -227,11 +258,11 @@ pub fn facts_summary(facts: &serde_json::Value) -> String {
                 ""
             },
             facts["video_chunks"],
-            facts["split"].as_str().unwrap_or("?")
+            shown(facts["split"].as_str().unwrap_or("?"))
         );
     }
     for note in facts["notes"].as_array().into_iter().flatten() {
-        let _ = writeln!(s, "  note:    {}", note.as_str().unwrap_or_default());
+        let _ = writeln!(s, "  note:    {}", shown(note.as_str().unwrap_or_default()));
     }
     s
 }
@@ -258,4 +289,26 @@ pub fn replication_summary(job: &Job) -> String {
         job.chunks.results as f64 / chunks as f64,
         job.chunks.rejected
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_keeps_strings_and_escapes_what_a_terminal_acts_on() {
+        let value = serde_json::json!({"error": "a\x1b[2J\u{9b}31m\u{202e}b\x7f\n«ok»"});
+        let text = json(&value).unwrap();
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && idlegrid_domain::text::is_hidden(c))
+        );
+        assert!(
+            text.contains(r"a\u001b[2J\u009b31m\u202eb\u007f\n«ok»"),
+            "{text}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, value);
+    }
 }

@@ -13,6 +13,7 @@ pub fn config(data_dir: &Path, args: &CoordinatorArgs) -> Config {
     let mut config = Config::new(data_dir);
     config.lease_ttl = Duration::from_secs(args.lease_secs);
     config.max_upload_bytes = args.max_upload_bytes;
+    config.abandoned_upload_after = Duration::from_secs(args.abandoned_upload_secs);
     config.customer_requests_per_sec = args.customer_rps;
     config.worker_requests_per_sec = args.worker_rps;
     config.sweep_interval = Duration::from_secs(args.sweep_secs);

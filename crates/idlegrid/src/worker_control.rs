@@ -140,15 +140,15 @@ async fn link(args: LinkArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({
+            crate::output::json(&serde_json::json!({
                 "code": code.code,
                 "expires_in_secs": code.expires_in_secs,
                 "url": url,
-            })
+            }))?
         );
     } else {
-        println!("link code: {}", code.code);
-        println!("open on the device: {url}");
+        println!("link code: {}", crate::output::shown(&code.code));
+        println!("open on the device: {}", crate::output::shown(&url));
         println!(
             "(or open {}{} and type the code; it works once, for {} minutes)",
             args.coordinator.trim_end_matches('/'),
@@ -202,7 +202,7 @@ pub async fn control(command: ControlCommand) -> anyhow::Result<ExitCode> {
             let dir = crate::serve::worker_state_dir(args.target.state_dir)?;
             let status = idlegrid_worker::ipc::status(&dir).await?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                println!("{}", crate::output::json(&status)?);
             } else {
                 println!("{status}");
             }

@@ -204,9 +204,14 @@ pub fn systemd_unit(exe: &Path, config: &Path) -> anyhow::Result<String> {
          [Service]\n\
          Type=simple\n\
          ExecStart={} worker --config {}\n\
-         # SIGTERM lets running tasks finish for up to 30 s, then hands them back.\n\
+         # SIGTERM lets running tasks finish for up to 30 s, then hands them back. It goes to\n\
+         # the worker alone (KillMode=mixed): the worker stops its tasks itself, and what is\n\
+         # left when the time is up is killed.\n\
          KillSignal=SIGTERM\n\
+         KillMode=mixed\n\
          TimeoutStopSec=45\n\
+         # cgroup v2: the worker may make a cgroup per task below its own.\n\
+         Delegate=yes\n\
          Restart=on-failure\n\
          RestartSec=10\n\
          # Work in the background: the owner's own programs come first.\n\
@@ -438,6 +443,8 @@ mod tests {
             systemd_unit(Path::new("/opt/ig/idlegrid"), Path::new("/h/.config/w.env")).unwrap();
         assert!(unit.contains("ExecStart=/opt/ig/idlegrid worker --config /h/.config/w.env\n"));
         assert!(unit.contains("WantedBy=default.target"));
+        // The drain is the worker's: systemd must not SIGTERM every task script at once.
+        assert!(unit.contains("\nKillMode=mixed\n") && unit.contains("\nDelegate=yes\n"));
     }
 
     #[test]

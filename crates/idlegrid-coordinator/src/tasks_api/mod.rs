@@ -11,7 +11,7 @@
 use crate::auth::{AnyDevice, Device, Enroller, hash_secret, new_secret};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::grid::Grid;
-use crate::jobs_api::store_upload;
+use crate::jobs_api::{declared_sha256, store_upload};
 use crate::retry;
 use axum::Json;
 
@@ -81,6 +81,16 @@ pub(crate) fn check_new_device<'a>(
             "the device name must be 1 to 200 characters",
         ));
     }
+    // A name is shown to its owner in lists and logs, where escape sequences would act.
+    if let Some(c) = name.chars().find(|&c| idlegrid_domain::text::is_hidden(c)) {
+        return Err(ApiError::invalid(
+            "invalid_name",
+            format!(
+                "the device name holds the control character {}; name it with printable text",
+                idlegrid_domain::text::shown(c.encode_utf8(&mut [0; 4]))
+            ),
+        ));
+    }
     capabilities
         .validate()
         .map_err(|e| ApiError::invalid("invalid_capabilities", e))?;
@@ -107,7 +117,8 @@ pub(crate) fn registered(
     )
 }
 
-/// Lease up to `max_tasks` tasks, waiting up to `wait_ms` for the first.
+/// Lease up to `max_tasks` tasks, waiting up to `wait_ms` for the first; never more than leave
+/// the device holding as many leases as it has slots (its capabilities' `slots`).
 #[utoipa::path(post, path = "/v1/leases", tag = "tasks", request_body = LeaseRequest,
     security(("worker_token" = [])),
     responses((status = 200, body = LeaseGrant), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
@@ -130,13 +141,24 @@ pub async fn lease(
         ));
     }
     let record = grid.device(device.0).await?;
+    // A device holds no more leases than it has slots, whatever it asks for and through however
+    // many requests at once: the queue counts its leases and takes new ones in one step. A
+    // backup copy of a straggler is a task like any other and takes a free slot: the straggler
+    // stage pairs backups with devices waiting for work, which have one.
+    let slots = record.capabilities.slots as usize;
     let deadline = Instant::now() + Duration::from_millis(request.wait_ms);
     loop {
         let mut leases = Vec::new();
         for job in grid.schedule.order_for(&grid, &record).await? {
             let got = grid
                 .queues
-                .lease_tasks(job, device.0, max - leases.len(), grid.config.lease_ttl)
+                .lease_tasks(
+                    job,
+                    device.0,
+                    max - leases.len(),
+                    slots,
+                    grid.config.lease_ttl,
+                )
                 .await?;
             leases.extend(got);
             if leases.len() == max {
@@ -277,7 +299,8 @@ async fn grant(grid: &Grid, device: &WorkerRecord, leases: &[Lease]) -> ApiResul
 /// Extend held leases; says which are no longer held.
 #[utoipa::path(post, path = "/v1/leases/heartbeat", tag = "tasks", request_body = Heartbeat,
     security(("worker_token" = [])),
-    responses((status = 200, body = HeartbeatReply), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = HeartbeatReply), (status = 400, body = ErrorBody),
+              (status = 422, description = "a progress is not a fraction from 0 to 1", body = ErrorBody)))]
 pub async fn heartbeat(
     State(grid): State<Arc<Grid>>,
     device: Device,
@@ -287,6 +310,20 @@ pub async fn heartbeat(
         return Err(ApiError::bad_request(
             "too_many_leases",
             format!("at most {MAX_BATCH} leases per heartbeat"),
+        ));
+    }
+    if let Some(item) = request
+        .leases
+        .iter()
+        .find(|i| i.progress.is_some_and(|p| !(0.0..=1.0).contains(&p)))
+    {
+        return Err(ApiError::invalid(
+            "invalid_progress",
+            format!(
+                "progress of lease {} must be a fraction from 0 to 1, not {:?}",
+                item.lease_id,
+                item.progress.unwrap_or_default()
+            ),
         ));
     }
     let now = idlegrid_storage::now_ms();
@@ -327,10 +364,63 @@ async fn held(grid: &Grid, device: Device, lease: LeaseId) -> ApiResult<Lease> {
         .ok_or_else(|| lease_not_held(lease))
 }
 
+/// Folder of the uploaded outputs of a task's leases.
+fn results_prefix(lease: &Lease) -> String {
+    format!("results/{}/{}", lease.job, lease.task)
+}
+
 /// Blob key of an uploaded task output; it names the verified SHA-256, so finding the key
 /// proves the content.
 fn result_key(lease: &Lease, sha256: &str) -> String {
-    format!("results/{}/{}/{}-{sha256}", lease.job, lease.task, lease.id)
+    format!("{}/{}-{sha256}", results_prefix(lease), lease.id)
+}
+
+/// Leases whose output is being uploaded to this coordinator right now.
+#[derive(Debug, Default)]
+pub struct OutputUploads(std::sync::Mutex<std::collections::HashSet<LeaseId>>);
+
+/// A lease's place in [`OutputUploads`], given up when the upload ends (or its request is
+/// dropped).
+struct Uploading<'a>(&'a OutputUploads, LeaseId);
+
+impl OutputUploads {
+    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<LeaseId>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lease's place, unless one of its uploads is under way already.
+    fn start(&self, lease: LeaseId) -> Option<Uploading<'_>> {
+        self.set().insert(lease).then_some(Uploading(self, lease))
+    }
+}
+
+impl Drop for Uploading<'_> {
+    fn drop(&mut self) {
+        self.0.set().remove(&self.1);
+    }
+}
+
+/// The keys of a lease's uploaded outputs other than `key`.
+async fn other_outputs(grid: &Grid, lease: &Lease, key: &str) -> ApiResult<Vec<String>> {
+    let mine = format!("{}/{}-", results_prefix(lease), lease.id);
+    Ok(grid
+        .blobs
+        .list(&results_prefix(lease))
+        .await?
+        .into_iter()
+        .map(|listed| listed.key)
+        .filter(|k| k.starts_with(&mine) && k != key)
+        .collect())
+}
+
+fn output_already_uploaded(lease: LeaseId) -> ApiError {
+    ApiError::conflict(
+        "output_already_uploaded",
+        format!(
+            "lease {lease} already has an uploaded output with other bytes; a lease takes one \
+             output: report the one uploaded (sending the same bytes again is fine)"
+        ),
+    )
 }
 
 /// Download the chunk of a held lease.
@@ -370,7 +460,10 @@ pub async fn lease_input(
         .into_response())
 }
 
-/// Upload the output of a held lease before reporting it (outputs over the inline limit).
+/// Upload the output of a held lease before reporting it (outputs over the inline limit). A
+/// lease takes one output, of at most the coordinator's task output limit, one upload at a
+/// time (409 `upload_in_progress`); sending the same bytes again is fine, other bytes are
+/// refused (409 `output_already_uploaded`).
 #[utoipa::path(put, path = "/v1/leases/{id}/output", tag = "tasks",
     params(("id" = u64, Path, description = "lease id"),
            ("x-content-sha256" = String, Header, description = "hex SHA-256 of the body")),
@@ -386,20 +479,32 @@ pub async fn lease_output(
     body: Body,
 ) -> ApiResult<Json<UploadReceipt>> {
     let lease = held(&grid, device, id).await?;
-    let sha = headers
-        .get(idlegrid_api::paths::CONTENT_SHA256)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let key = result_key(&lease, &declared_sha256(&headers)?);
+    // One output per lease, so a lease stores at most `max_task_output_bytes`: one upload at a
+    // time, none once another output is stored, and a second one that raced in through another
+    // coordinator is taken back.
+    let Some(_uploading) = grid.output_uploads.start(id) else {
+        return Err(ApiError::conflict(
+            "upload_in_progress",
+            format!("an output of lease {id} is being uploaded already; wait for its answer"),
+        ));
+    };
+    if !other_outputs(&grid, &lease, &key).await?.is_empty() {
+        return Err(output_already_uploaded(id));
+    }
     let stored = store_upload(
         &grid,
-        &result_key(&lease, &sha),
+        &key,
         &headers,
         body,
         grid.config.max_task_output_bytes,
         "task output",
     )
     .await?;
+    if !other_outputs(&grid, &lease, &key).await?.is_empty() {
+        grid.blobs.delete(&key).await?;
+        return Err(output_already_uploaded(id));
+    }
     Ok(Json(UploadReceipt {
         size: stored.size,
         sha256: stored.sha256,
@@ -535,6 +640,13 @@ fn refuse(code: &str, message: String) -> ErrorDetail {
     }
 }
 
+fn inline_too_large() -> ErrorDetail {
+    refuse(
+        "output_too_large",
+        format!("inline outputs are limited to {MAX_INLINE_OUTPUT} bytes; upload it first"),
+    )
+}
+
 /// Checks one report against its lease, without changing anything.
 async fn check_report(
     grid: &Grid,
@@ -555,7 +667,22 @@ async fn check_report(
             ),
         ));
     }
+    if let ReportOutcome::Completed { sha256, .. } = &item.outcome
+        && !idlegrid_api::paths::is_sha256_hex(sha256)
+    {
+        return Err(refuse(
+            "malformed_digest",
+            "sha256 must be 64 hex digits".into(),
+        ));
+    }
     let checked = match &item.outcome {
+        ReportOutcome::Completed {
+            inline_base64: Some(encoded),
+            ..
+        } if encoded.len() > MAX_INLINE_OUTPUT.div_ceil(3) * 4 => {
+            // Refused before decoding: its base64 is longer than the limit's.
+            return Err(inline_too_large());
+        }
         ReportOutcome::Completed {
             sha256,
             size,
@@ -570,12 +697,7 @@ async fn check_report(
                     )
                 })?;
             if bytes.len() > MAX_INLINE_OUTPUT {
-                return Err(refuse(
-                    "output_too_large",
-                    format!(
-                        "inline outputs are limited to {MAX_INLINE_OUTPUT} bytes; upload it first"
-                    ),
-                ));
+                return Err(inline_too_large());
             }
             if bytes.len() as u64 != *size {
                 return Err(refuse(

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { call, closeGrid, openGrid, signIn, submitPythonJob, UPPER_SCRIPT, waitFor, waitForFinalState, waitForJobPage, screenshot } from './helpers.mjs';
+import { shown as asText } from '../ui/text.js';
 
 let grid;
 let browser;
@@ -129,7 +130,8 @@ test('a failing job shows its error in words', async () => {
   await shown.waitFor();
   const failed = await call(grid, grid.apiKey, `/v1/jobs/${job.id}`);
   assert.ok(failed.error, 'the job has an error');
-  assert.equal(await shown.locator('.job-error-text').textContent(), failed.error);
+  // Shown as text on one line: its line breaks escaped.
+  assert.equal(await shown.locator('.job-error-text').textContent(), asText(failed.error));
   assert.match(await shown.textContent(), /The job failed: .*the input is not what this script expects/s);
   assert.equal(await page.locator('#cancel-job').isVisible(), false, 'no cancel button on a finished job');
   assert.deepEqual(browser.errors, []);

@@ -2,6 +2,7 @@
 
 import { api, session } from './api.js';
 import { alertSlot, announce, badge, counts, formatCredits, h, heading, replace, timeTag, uid } from './dom.js';
+import { shown } from './text.js';
 
 export async function devicesView(main, _params, { isCurrent }) {
   main.append(heading('Devices'));
@@ -42,7 +43,7 @@ export async function devicesView(main, _params, { isCurrent }) {
       alerts.clear();
       if (!owner) {
         owner = answer.owner;
-        if (owner.name) main.querySelector('#page-title').textContent = `Devices of ${owner.name}`;
+        if (owner.name) main.querySelector('#page-title').textContent = shown(`Devices of ${owner.name}`);
       }
       const t = answer.totals || {};
       replace(totals, h('section', { class: 'card', 'aria-labelledby': 'totals-h' }, h('h2', { id: 'totals-h' }, 'Results'),

@@ -1,16 +1,23 @@
 // Small DOM helpers shared by the pages: element building, formatting, alerts, status.
+//
+// Every string becomes text (a text node or `textContent`, never markup), and passes through
+// `shown` on the way: what a device or a server sends — a failure reason, a device's name — is
+// shown with its control characters escaped, whichever page shows it.
+
+import { shown } from './text.js';
 
 /**
  * Builds an element. `attrs` keys: `class`, `text`, `on<event>` (function), `dataset` (object),
- * booleans (set when true), anything else as an attribute. Children may be strings, nodes,
- * arrays or null.
+ * booleans (set when true), anything else as an attribute (`title` and `aria-label` shown as
+ * text). Children may be strings, nodes, arrays or null.
  */
 export function h(tag, attrs = {}, ...children) {
   const svg = SVG_TAGS.has(tag);
   const el = svg ? document.createElementNS('http://www.w3.org/2000/svg', tag) : document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === null || value === undefined || value === false) continue;
-    if (key === 'text') el.textContent = String(value);
+    if (key === 'text') el.textContent = shown(value);
+    else if (key === 'title' || key === 'aria-label') el.setAttribute(key, shown(value));
     else if (key === 'dataset') Object.assign(el.dataset, value);
     else if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value);
     else if (value === true) el.setAttribute(key, '');
@@ -28,7 +35,7 @@ function append(el, children) {
   for (const child of children) {
     if (child === null || child === undefined || child === false) continue;
     if (Array.isArray(child)) append(el, child);
-    else el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    else el.append(child instanceof Node ? child : document.createTextNode(shown(child)));
   }
 }
 
@@ -61,7 +68,7 @@ export function announce(text) {
   if (!region) return;
   region.textContent = '';
   // A fresh text node after clearing makes screen readers repeat an identical message.
-  requestAnimationFrame(() => { region.textContent = text; });
+  requestAnimationFrame(() => { region.textContent = shown(text); });
 }
 
 export function formatBytes(n) {

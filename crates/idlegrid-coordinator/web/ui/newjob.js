@@ -4,6 +4,7 @@ import { api, ApiError, openapi } from './api.js';
 import { alertSlot, announce, field, formatBytes, formatCredits, formatDuration, h, heading, replace, uid } from './dom.js';
 import { forgetUpload, partSize, pendingUpload, rememberUpload, uploadInParts } from './upload.js';
 import { oneTimeSecrets } from './jobs.js';
+import { shown } from './text.js';
 
 const PRESETS = ['1080p', '720p', '480p', '360p', 'source'];
 const X264_PRESETS = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow'];
@@ -129,7 +130,7 @@ function buildForm(apps, navigate, webhooks) {
   function sync() {
     const app = currentApp();
     const customerScript = app ? app.manifest.customer_script : false;
-    appHint.textContent = app ? app.manifest.description : '';
+    appHint.textContent = app ? shown(app.manifest.description) : '';
     scriptBox.hidden = !customerScript;
     videoBox.hidden = !isVideo();
     paramsField.wrap.hidden = isVideo();

@@ -12,7 +12,7 @@ export async function referenceView(main, [kind, name]) {
   main.append(alerts.el, loading);
   let doc;
   try {
-    doc = await openapi();
+    doc = asProse(await openapi());
   } catch (e) {
     loading.remove();
     alerts.show(e, 'The API description could not be loaded');
@@ -146,6 +146,19 @@ function typeOf(doc, schema) {
   else out.push(types.length ? '' : 'any');
   if (nullable) out.push(' or null');
   return h('span', { class: 'type' }, out);
+}
+
+/**
+ * A copy of the document whose descriptions and summaries are prose on one line: doc comments
+ * wrap their lines, and the page shows every string with its line breaks escaped.
+ */
+function asProse(value, key) {
+  if (typeof value === 'string') return key === 'description' || key === 'summary' ? value.replace(/\s+/g, ' ').trim() : value;
+  if (Array.isArray(value)) return value.map((item) => asProse(item));
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, asProse(v, k)]));
+  }
+  return value;
 }
 
 function join(items, sep) {

@@ -81,8 +81,19 @@ pub trait BlobStore: Send + Sync + 'static {
     fn local_path(&self, key: &str) -> Option<std::path::PathBuf>;
     /// Deletes every blob whose key starts with `prefix/`; returns how many.
     async fn delete_prefix(&self, prefix: &str) -> Result<u64>;
-    /// Keys and sizes of every blob whose key starts with `prefix/`, in key order.
-    async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>>;
+    /// Every blob whose key starts with `prefix/`, in key order.
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>>;
+}
+
+/// A blob as [`BlobStore::list`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listed {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was written, Unix ms.
+    pub modified_ms: i64,
 }
 
 /// Lower-case hex SHA-256 of some bytes: the one digest helper of the coordinator side.

@@ -2,7 +2,7 @@
 //! writes multipart uploads to a staging file and renames it into place on completion), or any
 //! S3-compatible bucket when coordinators share one (multipart uploads complete atomically).
 
-use super::{BlobStore, ByteStream, PutError, UploadStream};
+use super::{BlobStore, ByteStream, Listed, PutError, UploadStream};
 use crate::records::StoredBlob;
 use crate::{Result, StorageError};
 use async_trait::async_trait;
@@ -290,11 +290,15 @@ impl BlobStore for ObjectBlobStore {
         Ok(keys.len() as u64)
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
-        let mut found: Vec<(String, u64)> = self
+    async fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        let mut found: Vec<Listed> = self
             .store
             .list(Some(&path(prefix)?))
-            .map_ok(|meta| (meta.location.to_string(), meta.size))
+            .map_ok(|meta| Listed {
+                key: meta.location.to_string(),
+                size: meta.size,
+                modified_ms: meta.last_modified.timestamp_millis(),
+            })
             .try_collect()
             .await
             .map_err(storage)?;
@@ -466,13 +470,21 @@ mod tests {
             .put_bytes("jobs/10/chunks/0", Bytes::from_static(b"c"))
             .await
             .unwrap();
+        let listed = blobs.list("jobs/1/chunks").await.unwrap();
         assert_eq!(
-            blobs.list("jobs/1/chunks").await.unwrap(),
-            [
-                ("jobs/1/chunks/0".to_string(), 1),
-                ("jobs/1/chunks/1".to_string(), 1)
-            ],
+            listed
+                .iter()
+                .map(|l| (l.key.as_str(), l.size))
+                .collect::<Vec<_>>(),
+            [("jobs/1/chunks/0", 1), ("jobs/1/chunks/1", 1)],
             "only keys under the prefix, in order, with their sizes"
+        );
+        let now = crate::now_ms();
+        assert!(
+            listed
+                .iter()
+                .all(|l| (now - 60_000..=now + 1000).contains(&l.modified_ms)),
+            "written just now: {listed:?}"
         );
         assert_eq!(blobs.list("nothing/here").await.unwrap(), []);
         assert_eq!(blobs.delete_prefix("jobs/1/chunks").await.unwrap(), 2);
@@ -612,11 +624,17 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, PutError::DigestMismatch { .. }), "{err}");
         assert_eq!(blobs.size("jobs/1/bad").await.unwrap(), None);
+        let listed = blobs.list("jobs/1/chunks").await.unwrap();
         assert_eq!(
-            blobs.list("jobs/1/chunks").await.unwrap(),
-            [("jobs/1/chunks/0".to_string(), data.len() as u64)],
+            listed
+                .iter()
+                .map(|l| (l.key.as_str(), l.size))
+                .collect::<Vec<_>>(),
+            [("jobs/1/chunks/0", data.len() as u64)],
             "keys come back without the bucket prefix"
         );
+        let now = crate::now_ms();
+        assert!((now - 600_000..=now + 600_000).contains(&listed[0].modified_ms));
         assert_eq!(blobs.delete_prefix("jobs/1/chunks").await.unwrap(), 1);
         assert_eq!(blobs.size("jobs/1/input").await.unwrap(), Some(11));
         assert!(matches!(

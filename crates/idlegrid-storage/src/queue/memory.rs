@@ -40,6 +40,8 @@ struct Inner {
     leases: HashMap<LeaseId, Lease>,
     /// Leases ordered by deadline, for the reaper.
     deadlines: BTreeSet<(i64, LeaseId)>,
+    /// Leases each worker holds (workers holding none are left out).
+    held: HashMap<WorkerId, usize>,
 }
 
 /// The embedded queue backend.
@@ -75,6 +77,12 @@ impl Inner {
     fn remove_lease(&mut self, id: LeaseId) -> Option<Lease> {
         let lease = self.leases.remove(&id)?;
         self.deadlines.remove(&(lease.expires_at_ms, id));
+        if let Some(held) = self.held.get_mut(&lease.worker) {
+            *held -= 1;
+            if *held == 0 {
+                self.held.remove(&lease.worker);
+            }
+        }
         if let Some(q) = self.jobs.get_mut(&lease.job) {
             q.leased = q.leased.saturating_sub(1);
             q.leased_progress = (q.leased_progress - f64::from(lease.progress)).max(0.0);
@@ -215,12 +223,15 @@ impl Queues for MemoryQueues {
         job: JobId,
         worker: WorkerId,
         max: usize,
+        hold_at_most: usize,
         ttl: Duration,
     ) -> Result<Vec<Lease>> {
         let expires_at_ms = now_ms() + ttl.as_millis() as i64;
         let now = now_ms();
         let mut inner = self.lock();
-        let Some(queue) = inner.jobs.get_mut(&job) else {
+        let held = inner.held.get(&worker).copied().unwrap_or(0);
+        let max = max.min(hold_at_most.saturating_sub(held));
+        let Some(queue) = inner.jobs.get_mut(&job).filter(|_| max > 0) else {
             return Ok(Vec::new());
         };
         queue.avoid.retain(|_, (_, until)| *until > now);
@@ -251,6 +262,9 @@ impl Queues for MemoryQueues {
         };
         let n = tasks.len();
         queue.leased += n as u64;
+        if n > 0 {
+            *inner.held.entry(worker).or_default() += n;
+        }
         let mut leases = Vec::with_capacity(n);
         for task in tasks {
             let lease = Lease {
@@ -409,13 +423,9 @@ impl Queues for MemoryQueues {
 
     async fn leases_held(&self, workers: &[WorkerId]) -> Result<Vec<u64>> {
         let inner = self.lock();
-        let mut held: HashMap<WorkerId, u64> = HashMap::new();
-        for lease in inner.leases.values() {
-            *held.entry(lease.worker).or_default() += 1;
-        }
         Ok(workers
             .iter()
-            .map(|w| held.get(w).copied().unwrap_or(0))
+            .map(|w| inner.held.get(w).map_or(0, |&n| n as u64))
             .collect())
     }
 }

@@ -131,12 +131,15 @@ pub trait Queues: Send + Sync + 'static {
     /// Lets workers whose copy of a task ended without a result (their report came after the
     /// task stopped waiting for one) take a copy of it again.
     async fn release_holders(&self, copies: &[(JobId, TaskId, WorkerId)]) -> Result<()>;
-    /// Leases up to `max` tasks of one job to a worker for `ttl`.
+    /// Leases up to `max` tasks of one job to a worker for `ttl`, but only as many as leave it
+    /// holding at most `hold_at_most` leases of any job (its task slots): checked and taken in
+    /// one step, so concurrent requests of one worker cannot add up past it.
     async fn lease_tasks(
         &self,
         job: JobId,
         worker: WorkerId,
         max: usize,
+        hold_at_most: usize,
         ttl: Duration,
     ) -> Result<Vec<Lease>>;
     /// Returns when tasks may have been enqueued, or after `wait`.

@@ -125,18 +125,20 @@ local function remove_leases(gone, release)
 end
 "#;
 
-/// ARGV: prefix, job, worker, now_ms, expires_ms, max, lease id candidates...
+/// ARGV: prefix, job, worker, now_ms, expires_ms, max, hold_at_most, lease id candidates...
 /// Returns lease id, task id, lease id, task id, ...
 const LEASE_TASKS: &str = r#"
 local job, worker, now, expires = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local queue = job_key(job, 'queue')
 local len = redis.call('LLEN', queue)
 if len == 0 then return {} end
-local want = math.min(tonumber(ARGV[6]), len)
+local room = tonumber(ARGV[7]) - redis.call('SCARD', worker_key(worker))
+if room <= 0 then return {} end
+local want = math.min(tonumber(ARGV[6]), len, room)
 -- Pass over candidate ids already in use, so two leases never share an id. Checked before
 -- anything is written: a failed script is not rolled back.
 local ids = {}
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   if #ids == want then break end
   if redis.call('HEXISTS', LEASES, ARGV[i]) == 0 then ids[#ids + 1] = ARGV[i] end
 end
@@ -802,9 +804,10 @@ impl Queues for RedisQueues {
         job: JobId,
         worker: WorkerId,
         max: usize,
+        hold_at_most: usize,
         ttl: Duration,
     ) -> Result<Vec<Lease>> {
-        if max == 0 {
+        if max == 0 || hold_at_most == 0 {
             return Ok(Vec::new());
         }
         let now = now_ms();
@@ -815,7 +818,8 @@ impl Queues for RedisQueues {
             .arg(worker.0)
             .arg(now)
             .arg(expires_at_ms)
-            .arg(max);
+            .arg(max)
+            .arg(hold_at_most);
         let mut candidates = HashSet::with_capacity(max + SPARE_IDS);
         while candidates.len() < max + SPARE_IDS {
             // 53 bits: exact in JSON numbers read by JavaScript clients.

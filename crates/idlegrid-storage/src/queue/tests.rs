@@ -15,6 +15,8 @@ const W2: WorkerId = WorkerId(2);
 const W3: WorkerId = WorkerId(3);
 const J: JobId = JobId(7);
 const MINUTE: Duration = Duration::from_secs(60);
+/// A worker allowed any number of leases.
+const UNBOUNDED: usize = usize::MAX;
 
 fn tasks_of(leases: &[Lease]) -> Vec<TaskId> {
     leases.iter().map(|l| l.task).collect()
@@ -142,7 +144,40 @@ on_both_backends!(
     lease_ids_are_distinct_53_bit_numbers,
     wait_for_tasks_returns_on_enqueue_or_after_the_wait,
     a_jobs_leases_and_each_workers_count_are_listed,
+    a_worker_never_holds_more_leases_than_it_may,
 );
+
+async fn a_worker_never_holds_more_leases_than_it_may(q: &dyn Queues) {
+    let other = JobId(8);
+    q.enqueue_tasks(J, &task_ids([1, 2, 3, 4, 5]), false)
+        .await
+        .unwrap();
+    q.enqueue_tasks(other, &task_ids([9]), false).await.unwrap();
+    let two = q.lease_tasks(J, W1, 3, 2, MINUTE).await.unwrap();
+    assert_eq!(tasks_of(&two), task_ids([1, 2]), "asked for 3, may hold 2");
+    // Leases of every job count.
+    assert!(
+        q.lease_tasks(other, W1, 1, 2, MINUTE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(q.lease_tasks(J, W1, 1, 0, MINUTE).await.unwrap().is_empty());
+    // Another worker is not held back by W1's leases.
+    assert_eq!(q.lease_tasks(J, W2, 1, 1, MINUTE).await.unwrap().len(), 1);
+    assert_eq!(q.leases_held(&[W1, W2]).await.unwrap(), [2, 1]);
+    // A lease ended frees its place, whichever way it ended.
+    q.settle(&[(two[0].id, W1)]).await.unwrap();
+    assert_eq!(
+        tasks_of(&q.lease_tasks(other, W1, 5, 2, MINUTE).await.unwrap()),
+        task_ids([9])
+    );
+    q.drop_job(other).await.unwrap();
+    assert_eq!(q.leases_held(&[W1]).await.unwrap(), [1]);
+    assert_eq!(q.lease_tasks(J, W1, 5, 2, MINUTE).await.unwrap().len(), 1);
+    assert_eq!(q.revoke(W1).await.unwrap().len(), 2);
+    assert_eq!(q.leases_held(&[W1]).await.unwrap(), [0]);
+}
 
 async fn a_jobs_leases_and_each_workers_count_are_listed(q: &dyn Queues) {
     let other = JobId(8);
@@ -150,8 +185,11 @@ async fn a_jobs_leases_and_each_workers_count_are_listed(q: &dyn Queues) {
         .await
         .unwrap();
     q.enqueue_tasks(other, &task_ids([9]), false).await.unwrap();
-    let a = q.lease_tasks(J, W1, 2, MINUTE).await.unwrap();
-    let b = q.lease_tasks(other, W2, 1, MINUTE).await.unwrap();
+    let a = q.lease_tasks(J, W1, 2, UNBOUNDED, MINUTE).await.unwrap();
+    let b = q
+        .lease_tasks(other, W2, 1, UNBOUNDED, MINUTE)
+        .await
+        .unwrap();
     q.renew(a[1].id, W1, MINUTE, Some(0.5)).await.unwrap();
     let mut listed = q.job_leases(J).await.unwrap();
     listed.sort_by_key(|l| l.task);
@@ -206,8 +244,8 @@ async fn leases_are_exclusive_and_settle_once(q: &dyn Queues) {
     q.enqueue_tasks(J, &task_ids([1, 2, 3]), false)
         .await
         .unwrap();
-    let a = q.lease_tasks(J, W1, 2, MINUTE).await.unwrap();
-    let b = q.lease_tasks(J, W2, 5, MINUTE).await.unwrap();
+    let a = q.lease_tasks(J, W1, 2, UNBOUNDED, MINUTE).await.unwrap();
+    let b = q.lease_tasks(J, W2, 5, UNBOUNDED, MINUTE).await.unwrap();
     assert_eq!(tasks_of(&a), task_ids([1, 2]));
     assert_eq!(tasks_of(&b), task_ids([3]));
     assert!(
@@ -241,8 +279,8 @@ async fn settle_answers_each_pair_of_a_batch(q: &dyn Queues) {
     q.enqueue_tasks(J, &task_ids([1, 2, 3]), false)
         .await
         .unwrap();
-    let a = q.lease_tasks(J, W1, 2, MINUTE).await.unwrap();
-    let b = q.lease_tasks(J, W2, 1, MINUTE).await.unwrap();
+    let a = q.lease_tasks(J, W1, 2, UNBOUNDED, MINUTE).await.unwrap();
+    let b = q.lease_tasks(J, W2, 1, UNBOUNDED, MINUTE).await.unwrap();
     let settled = q
         .settle(&[
             (a[0].id, W1),
@@ -264,15 +302,15 @@ async fn settle_answers_each_pair_of_a_batch(q: &dyn Queues) {
 async fn a_retried_task_is_kept_from_the_worker_that_failed_it_for_a_while(q: &dyn Queues) {
     q.enqueue_tasks(J, &task_ids([1, 2]), false).await.unwrap();
     q.enqueue_retry(J, TaskId(9), W1, MINUTE).await.unwrap();
-    let first = q.lease_tasks(J, W1, 1, MINUTE).await.unwrap();
+    let first = q.lease_tasks(J, W1, 1, UNBOUNDED, MINUTE).await.unwrap();
     assert_eq!(first[0].task, TaskId(1), "W1 skips the task it failed");
-    let second = q.lease_tasks(J, W2, 1, MINUTE).await.unwrap();
+    let second = q.lease_tasks(J, W2, 1, UNBOUNDED, MINUTE).await.unwrap();
     assert_eq!(second[0].task, TaskId(9), "another worker gets it first");
     // Once the avoidance runs out, the same worker may take a retry.
     q.enqueue_retry(J, TaskId(8), W1, Duration::ZERO)
         .await
         .unwrap();
-    let third = q.lease_tasks(J, W1, 5, MINUTE).await.unwrap();
+    let third = q.lease_tasks(J, W1, 5, UNBOUNDED, MINUTE).await.unwrap();
     assert_eq!(tasks_of(&third), task_ids([8, 2]));
 }
 
@@ -288,29 +326,47 @@ async fn a_worker_never_gets_two_copies_of_a_replicated_task(q: &dyn Queues) {
     q.enqueue_replicas(J, TaskId(4), 0, &[W1], false)
         .await
         .unwrap();
-    let a = q.lease_tasks(J, W1, 10, MINUTE).await.unwrap();
+    let a = q.lease_tasks(J, W1, 10, UNBOUNDED, MINUTE).await.unwrap();
     assert_eq!(tasks_of(&a), task_ids([1, 2]), "one copy, and not task 3");
-    let b = q.lease_tasks(J, W2, 10, Duration::ZERO).await.unwrap();
+    let b = q
+        .lease_tasks(J, W2, 10, UNBOUNDED, Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(tasks_of(&b), task_ids([1, 3]));
     // W2's attempts are lost: task 1's copy goes back, and W1, which holds the other copy,
     // still may not take it; a third worker may.
     let expired = q.take_expired(now_ms() + 1, 10).await.unwrap();
     assert_eq!(expired.len(), 2);
     q.enqueue_retry(J, TaskId(1), W2, MINUTE).await.unwrap();
-    assert!(q.lease_tasks(J, W1, 10, MINUTE).await.unwrap().is_empty());
-    assert!(q.lease_tasks(J, W2, 10, MINUTE).await.unwrap().is_empty());
-    let c = q.lease_tasks(J, W3, 10, MINUTE).await.unwrap();
+    assert!(
+        q.lease_tasks(J, W1, 10, UNBOUNDED, MINUTE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        q.lease_tasks(J, W2, 10, UNBOUNDED, MINUTE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let c = q.lease_tasks(J, W3, 10, UNBOUNDED, MINUTE).await.unwrap();
     assert_eq!(tasks_of(&c), task_ids([1]));
     // Settling does not free a holder: W1 sent its result and must not get another copy.
     q.settle(&[(a[0].id, W1)]).await.unwrap();
     q.enqueue_replicas(J, TaskId(1), 1, &[], true)
         .await
         .unwrap();
-    assert!(q.lease_tasks(J, W1, 10, MINUTE).await.unwrap().is_empty());
+    assert!(
+        q.lease_tasks(J, W1, 10, UNBOUNDED, MINUTE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(q.job_depth(J).await.unwrap().queued, 1);
     // Unless its result came too late to count: then it holds no copy and may take one.
     q.release_holders(&[(J, TaskId(1), W1)]).await.unwrap();
-    let d = q.lease_tasks(J, W1, 10, MINUTE).await.unwrap();
+    let d = q.lease_tasks(J, W1, 10, UNBOUNDED, MINUTE).await.unwrap();
     assert_eq!(tasks_of(&d), task_ids([1]));
 }
 
@@ -322,9 +378,16 @@ async fn a_revoked_worker_loses_its_leases_and_may_take_a_copy_again(q: &dyn Que
     q.enqueue_tasks(OTHER, &task_ids([5, 6]), false)
         .await
         .unwrap();
-    let mut held = q.lease_tasks(J, W1, 10, MINUTE).await.unwrap();
-    held.extend(q.lease_tasks(OTHER, W1, 1, MINUTE).await.unwrap());
-    let kept = q.lease_tasks(OTHER, W2, 1, MINUTE).await.unwrap();
+    let mut held = q.lease_tasks(J, W1, 10, UNBOUNDED, MINUTE).await.unwrap();
+    held.extend(
+        q.lease_tasks(OTHER, W1, 1, UNBOUNDED, MINUTE)
+            .await
+            .unwrap(),
+    );
+    let kept = q
+        .lease_tasks(OTHER, W2, 1, UNBOUNDED, MINUTE)
+        .await
+        .unwrap();
     q.renew(held[1].id, W1, MINUTE, Some(0.5)).await.unwrap();
     let mut revoked = q.revoke(W1).await.unwrap();
     revoked.sort_by_key(|l| l.task);
@@ -339,17 +402,17 @@ async fn a_revoked_worker_loses_its_leases_and_may_take_a_copy_again(q: &dyn Que
     assert_eq!((other.leased, other.leased_progress), (1, 0.0));
     assert!(q.revoke(W1).await.unwrap().is_empty());
     // Its attempt at task 1 ended, so it may take the copy still queued.
-    let again = q.lease_tasks(J, W1, 10, MINUTE).await.unwrap();
+    let again = q.lease_tasks(J, W1, 10, UNBOUNDED, MINUTE).await.unwrap();
     assert_eq!(tasks_of(&again), task_ids([1]));
 }
 
 async fn expired_leases_are_taken_back_in_deadline_order(q: &dyn Queues) {
     q.enqueue_tasks(J, &task_ids([1, 2]), false).await.unwrap();
     let short = q
-        .lease_tasks(J, W1, 1, Duration::from_millis(0))
+        .lease_tasks(J, W1, 1, UNBOUNDED, Duration::from_millis(0))
         .await
         .unwrap();
-    let long = q.lease_tasks(J, W1, 1, MINUTE).await.unwrap();
+    let long = q.lease_tasks(J, W1, 1, UNBOUNDED, MINUTE).await.unwrap();
     let expired = q.take_expired(now_ms() + 1, 10).await.unwrap();
     assert_eq!(expired, short);
     assert!(q.held(long[0].id, W1).await.unwrap().is_some());
@@ -373,7 +436,7 @@ async fn take_expired_takes_at_most_max(q: &dyn Queues) {
     let mut leased = Vec::new();
     for ttl in [40, 10, 30, 0, 20] {
         leased.extend(
-            q.lease_tasks(J, W1, 1, Duration::from_millis(ttl))
+            q.lease_tasks(J, W1, 1, UNBOUNDED, Duration::from_millis(ttl))
                 .await
                 .unwrap(),
         );
@@ -392,7 +455,7 @@ async fn take_expired_takes_at_most_max(q: &dyn Queues) {
 
 async fn renewal_never_shortens_a_lease_and_ignores_bad_progress(q: &dyn Queues) {
     q.enqueue_tasks(J, &task_ids([1]), false).await.unwrap();
-    let lease = q.lease_tasks(J, W1, 1, MINUTE).await.unwrap()[0];
+    let lease = q.lease_tasks(J, W1, 1, UNBOUNDED, MINUTE).await.unwrap()[0];
     let renewed = q
         .renew(lease.id, W1, Duration::from_secs(1), Some(0.25))
         .await
@@ -422,12 +485,17 @@ async fn renewal_never_shortens_a_lease_and_ignores_bad_progress(q: &dyn Queues)
 async fn retries_go_to_the_front_and_dropped_jobs_vanish(q: &dyn Queues) {
     q.enqueue_tasks(J, &task_ids([1, 2]), false).await.unwrap();
     q.enqueue_tasks(J, &[TaskId(9)], true).await.unwrap();
-    let leases = q.lease_tasks(J, W1, 1, MINUTE).await.unwrap();
+    let leases = q.lease_tasks(J, W1, 1, UNBOUNDED, MINUTE).await.unwrap();
     assert_eq!(leases[0].task, TaskId(9));
     q.drop_job(J).await.unwrap();
     assert!(q.held(leases[0].id, W1).await.unwrap().is_none());
     assert_eq!(q.job_depth(J).await.unwrap(), JobDepth::default());
-    assert!(q.lease_tasks(J, W1, 10, MINUTE).await.unwrap().is_empty());
+    assert!(
+        q.lease_tasks(J, W1, 10, UNBOUNDED, MINUTE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn tasks_put_at_the_front_keep_their_order(q: &dyn Queues) {
@@ -438,9 +506,9 @@ async fn tasks_put_at_the_front_keep_their_order(q: &dyn Queues) {
         .unwrap();
     q.enqueue_tasks(J, &[], true).await.unwrap();
     assert_eq!(q.job_depth(J).await.unwrap().queued, 6);
-    let first = q.lease_tasks(J, W1, 10, MINUTE).await.unwrap();
+    let first = q.lease_tasks(J, W1, 10, UNBOUNDED, MINUTE).await.unwrap();
     assert_eq!(tasks_of(&first), task_ids([5, 8, 9, 1, 2]));
-    let second = q.lease_tasks(J, W2, 10, MINUTE).await.unwrap();
+    let second = q.lease_tasks(J, W2, 10, UNBOUNDED, MINUTE).await.unwrap();
     assert_eq!(tasks_of(&second), task_ids([5]));
 }
 
@@ -449,8 +517,13 @@ async fn every_copy_of_a_replicated_task_is_queued(q: &dyn Queues) {
         .await
         .unwrap();
     assert_eq!(q.job_depth(J).await.unwrap().queued, 2500);
-    assert!(q.lease_tasks(J, W1, 10, MINUTE).await.unwrap().is_empty());
-    let one = q.lease_tasks(J, W2, 10, MINUTE).await.unwrap();
+    assert!(
+        q.lease_tasks(J, W1, 10, UNBOUNDED, MINUTE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let one = q.lease_tasks(J, W2, 10, UNBOUNDED, MINUTE).await.unwrap();
     assert_eq!(tasks_of(&one), task_ids([1]));
     assert_eq!(q.job_depth(J).await.unwrap().queued, 2499);
 }
@@ -461,8 +534,11 @@ async fn dropping_a_job_leaves_other_jobs_alone(q: &dyn Queues) {
     q.enqueue_tasks(OTHER, &task_ids([3, 4]), false)
         .await
         .unwrap();
-    let mine = q.lease_tasks(J, W1, 1, MINUTE).await.unwrap();
-    let theirs = q.lease_tasks(OTHER, W1, 1, MINUTE).await.unwrap();
+    let mine = q.lease_tasks(J, W1, 1, UNBOUNDED, MINUTE).await.unwrap();
+    let theirs = q
+        .lease_tasks(OTHER, W1, 1, UNBOUNDED, MINUTE)
+        .await
+        .unwrap();
     q.drop_job(J).await.unwrap();
     assert!(q.held(mine[0].id, W1).await.unwrap().is_none());
     assert_eq!(q.held(theirs[0].id, W1).await.unwrap(), Some(theirs[0]));
@@ -482,7 +558,10 @@ async fn lease_ids_are_distinct_53_bit_numbers(q: &dyn Queues) {
     q.enqueue_tasks(J, &task_ids(1..=300), false).await.unwrap();
     let mut ids = HashSet::new();
     for worker in [W1, W2, W3] {
-        let leases = q.lease_tasks(J, worker, 100, MINUTE).await.unwrap();
+        let leases = q
+            .lease_tasks(J, worker, 100, UNBOUNDED, MINUTE)
+            .await
+            .unwrap();
         assert_eq!(leases.len(), 100);
         for lease in leases {
             assert!(lease.id.0 < 1 << 53);
@@ -555,7 +634,7 @@ async fn redis_racing_take_expired_never_hands_a_lease_out_twice() {
     for _ in 0..10 {
         for lease in redis
             .queues
-            .lease_tasks(J, W1, 100, Duration::ZERO)
+            .lease_tasks(J, W1, 100, UNBOUNDED, Duration::ZERO)
             .await
             .unwrap()
         {
@@ -604,7 +683,11 @@ async fn redis_racing_settles_let_exactly_one_report_win() {
     queue_tasks(&redis.queues, 500).await;
     let mut pairs = Vec::new();
     for _ in 0..5 {
-        let leases = redis.queues.lease_tasks(J, W1, 100, MINUTE).await.unwrap();
+        let leases = redis
+            .queues
+            .lease_tasks(J, W1, 100, UNBOUNDED, MINUTE)
+            .await
+            .unwrap();
         pairs.extend(leases.iter().map(|l| (l.id, l.worker)));
     }
     let reporters: Vec<_> = [redis.another().await, redis.another().await]
@@ -650,7 +733,10 @@ async fn redis_racing_lease_requests_never_hand_a_task_out_twice() {
             requests.push(tokio::spawn(async move {
                 let mut got = Vec::new();
                 loop {
-                    let leases = q.lease_tasks(J, worker, 100, MINUTE).await.unwrap();
+                    let leases = q
+                        .lease_tasks(J, worker, 100, UNBOUNDED, MINUTE)
+                        .await
+                        .unwrap();
                     if leases.is_empty() {
                         return got;
                     }
@@ -687,7 +773,7 @@ async fn redis_racing_lease_requests_never_hand_a_task_out_twice() {
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 loop {
-                    let leases = q.lease_tasks(R, W1, 100, MINUTE).await.unwrap();
+                    let leases = q.lease_tasks(R, W1, 100, UNBOUNDED, MINUTE).await.unwrap();
                     if leases.is_empty() {
                         return got;
                     }
@@ -710,6 +796,27 @@ async fn redis_racing_lease_requests_never_hand_a_task_out_twice() {
     assert_eq!(redis.queues.job_depth(R).await.unwrap().queued, 400);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_racing_requests_of_one_worker_never_pass_its_slots() {
+    let Some(redis) = TestRedis::start().await else {
+        return;
+    };
+    queue_tasks(&redis.queues, 100).await;
+    let coordinators = [redis.another().await, redis.another().await];
+    let requests: Vec<_> = (0..8)
+        .map(|i| {
+            let q = coordinators[i % 2].clone();
+            tokio::spawn(async move { q.lease_tasks(J, W1, 3, 3, MINUTE).await.unwrap() })
+        })
+        .collect();
+    let mut leased = 0;
+    for request in requests {
+        leased += request.await.unwrap().len();
+    }
+    assert_eq!(leased, 3, "eight requests at once, three slots");
+    assert_eq!(redis.queues.leases_held(&[W1]).await.unwrap(), [3]);
+}
+
 #[tokio::test]
 async fn redis_leaves_no_lease_keys_behind() {
     let Some(redis) = TestRedis::start().await else {
@@ -720,16 +827,19 @@ async fn redis_leaves_no_lease_keys_behind() {
     q.enqueue_replicas(J, TaskId(5), 2, &[W3], false)
         .await
         .unwrap();
-    let a = q.lease_tasks(J, W1, 2, MINUTE).await.unwrap();
-    let mut b = q.lease_tasks(J, W2, 2, Duration::ZERO).await.unwrap();
+    let a = q.lease_tasks(J, W1, 2, UNBOUNDED, MINUTE).await.unwrap();
+    let mut b = q
+        .lease_tasks(J, W2, 2, UNBOUNDED, Duration::ZERO)
+        .await
+        .unwrap();
     // Equal deadlines come back in lease id order.
     b.sort_by_key(|l| l.id);
-    let c = q.lease_tasks(J, W3, 10, MINUTE).await.unwrap();
+    let c = q.lease_tasks(J, W3, 10, UNBOUNDED, MINUTE).await.unwrap();
     q.renew(a[0].id, W1, MINUTE, Some(0.3)).await.unwrap();
     q.settle(&[(a[0].id, W1), (a[1].id, W1)]).await.unwrap();
     assert_eq!(q.take_expired(now_ms() + 1, 10).await.unwrap(), b);
     assert_eq!(q.revoke(W3).await.unwrap(), Vec::<Lease>::new());
-    let d = q.lease_tasks(J, W1, 10, MINUTE).await.unwrap();
+    let d = q.lease_tasks(J, W1, 10, UNBOUNDED, MINUTE).await.unwrap();
     assert_eq!(tasks_of(&d), task_ids([5]));
     assert!(
         c.is_empty(),
@@ -778,7 +888,10 @@ async fn redis_throughput() {
                 loops.push(tokio::spawn(async move {
                     let mut done = 0u64;
                     while started.elapsed() < run_for {
-                        let leases = q.lease_tasks(job, worker, 100, MINUTE).await.unwrap();
+                        let leases = q
+                            .lease_tasks(job, worker, 100, UNBOUNDED, MINUTE)
+                            .await
+                            .unwrap();
                         if job == CHECKED {
                             for lease in &leases {
                                 assert!(q.held(lease.id, worker).await.unwrap().is_some());

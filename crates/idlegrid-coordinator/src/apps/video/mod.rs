@@ -42,7 +42,7 @@ pub(crate) async fn tool_with_complaints(
     args: &[&str],
 ) -> Result<(String, String), String> {
     let (status, stdout, stderr) = process::run(program, args).await?;
-    let stderr = stderr.trim().to_string();
+    let stderr = without_paths(stderr.trim());
     if !status.success() {
         return Err(if stderr.is_empty() {
             format!("{program} failed ({status})")
@@ -51,6 +51,33 @@ pub(crate) async fn tool_with_complaints(
         });
     }
     Ok((String::from_utf8_lossy(&stdout).into_owned(), stderr))
+}
+
+/// A tool's complaint with every file path it quotes cut to the file's name: the paths are
+/// the coordinator's (its blob store, its scratch directories), and the complaint may reach a
+/// customer as the reason their job failed. A path is a run of characters from a `/` that
+/// starts a word up to a space, quote, colon, comma or bracket, holding at least two `/`.
+pub(crate) fn without_paths(text: &str) -> String {
+    let ends = |c: char| c.is_whitespace() || matches!(c, '\'' | '"' | ':' | ',' | ';' | ')' | ']');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('/') {
+        let starts_word = rest[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || matches!(c, '\'' | '"' | '(' | '[' | '=' | ':'));
+        let len = rest[at..].find(ends).unwrap_or(rest.len() - at);
+        let word = &rest[at..at + len];
+        out.push_str(&rest[..at]);
+        if starts_word && word.matches('/').count() >= 2 {
+            out.push_str(word.rsplit('/').next().unwrap_or_default());
+        } else {
+            out.push_str(word);
+        }
+        rest = &rest[at + len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The damage FFmpeg reported while reading a file it could still read (a file that ends
@@ -150,17 +177,31 @@ pub(crate) async fn readable_output(
     }
 }
 
-/// A scratch directory for FFmpeg's files.
+/// A scratch directory for FFmpeg's files (see [`crate::scratch`]).
 pub(crate) fn scratch() -> Result<tempfile::TempDir, StorageError> {
-    tempfile::Builder::new()
-        .prefix("idlegrid-video-")
-        .tempdir()
-        .map_err(|e| StorageError::Backend(format!("creating a scratch directory: {e}")))
+    crate::scratch::dir("video-")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn complaints_name_files_without_the_coordinators_paths() {
+        assert_eq!(
+            without_paths(
+                "/var/lib/idlegrid/blobs/jobs/14/input: Invalid data found when processing input"
+            ),
+            "input: Invalid data found when processing input"
+        );
+        assert_eq!(
+            without_paths(
+                "[concat @ 0x1] Impossible to open '/tmp/idlegrid-coordinator/x/video-y/part3.mp4'; \
+                 file:/a/b/c, 1/2 of 3, a/b/c and /root"
+            ),
+            "[concat @ 0x1] Impossible to open 'part3.mp4'; file:c, 1/2 of 3, a/b/c and /root"
+        );
+    }
 
     #[test]
     fn damage_is_named_without_ffmpeg_internals() {
