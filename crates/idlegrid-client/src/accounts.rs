@@ -29,6 +29,15 @@ impl Client {
         send_json(self.request(Method::POST, paths::OWNERS).json(owner)).await
     }
 
+    /// `GET /metrics`: the coordinator's Prometheus metrics, as text.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let response = crate::send(self.request(Method::GET, "/metrics")).await?;
+        response
+            .text()
+            .await
+            .map_err(|e| ClientError::Decode(format!("reading the metrics: {e}")))
+    }
+
     /// `GET /v1/grid/stats`: the grid's statistics over time (operator key).
     pub async fn grid_stats(&self) -> Result<GridStats, ClientError> {
         send_json(self.request(Method::GET, paths::GRID_STATS)).await

@@ -68,11 +68,12 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
         return Ok(());
     };
     let started = std::time::Instant::now();
-    match app
-        .assembler
-        .assemble(&job, grid, &output_key(job_id))
-        .await
-    {
+    let assembled = crate::tools::in_stage(
+        crate::tools::Stage::Assemble,
+        app.assembler.assemble(&job, grid, &output_key(job_id)),
+    )
+    .await;
+    match assembled {
         Ok(output) => {
             // The customer's copy first: a job is completed only once it exists.
             if let Some(external) = crate::external::External::of(&job)

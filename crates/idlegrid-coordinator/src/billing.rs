@@ -177,7 +177,12 @@ pub async fn estimate(
                     format!("app {:?} is no longer offered", job.spec.app),
                 ));
             };
-            let size = match app.partitioner.measure(&job, grid.blobs.as_ref()).await {
+            let measured = crate::tools::in_stage(
+                crate::tools::Stage::Partition,
+                app.partitioner.measure(&job, grid.blobs.as_ref()),
+            )
+            .await;
+            let size = match measured {
                 Ok(size) => size,
                 Err(PartitionError::Rejected(reason)) => {
                     // Running it would refuse it the same way.

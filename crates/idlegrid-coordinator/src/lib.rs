@@ -36,6 +36,7 @@
 //! - [`recovery`]: rebuilds the queues from the records at start-up.
 //! - [`sweeper`]: with shared queues, queues again the work whose queue item a dead
 //!   coordinator took with it.
+//! - [`tools`]: external tools (FFmpeg's) run by the stages, their CPU counted per stage.
 //! - [`grid`]: the shared handles (store, queues, blobs, apps, config) every module receives.
 //! - [`stage`]: the loop of the job-level stages, several jobs at once.
 //! - [`scratch`]: the coordinator's scratch directories, and clearing those of killed ones.
@@ -74,6 +75,7 @@ pub mod stats;
 pub mod stragglers;
 pub mod sweeper;
 pub mod tasks_api;
+pub mod tools;
 pub mod uploads;
 pub mod validator;
 pub mod web;

@@ -251,7 +251,10 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
     let replicas = job.spec.replication.initial_replicas();
     let plan = Plan::of(&job, grid.capacity().await);
     let (tx, mut rx) = mpsc::channel::<Split>(2);
-    let split = app.partitioner.split(&job, grid.blobs.as_ref(), &plan, tx);
+    let split = crate::tools::in_stage(
+        crate::tools::Stage::Partition,
+        app.partitioner.split(&job, grid.blobs.as_ref(), &plan, tx),
+    );
     let record = async {
         let mut total = 0u64;
         let mut held = false;

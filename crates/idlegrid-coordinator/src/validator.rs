@@ -69,9 +69,11 @@ async fn judge(
     let (judgment, uses_ffmpeg) = match grid.apps.get(&job.spec.app) {
         None => (Judgment::Reject("the job's app is gone".into()), false),
         Some(app) => (
-            app.validator
-                .validate(&job, &result, grid.blobs.as_ref())
-                .await?,
+            crate::tools::in_stage(
+                crate::tools::Stage::Validate,
+                app.validator.validate(&job, &result, grid.blobs.as_ref()),
+            )
+            .await?,
             app.manifest.requirements.ffmpeg,
         ),
     };

@@ -41,6 +41,9 @@ if task["kind"] == "video":
         cmd += ["-b:v", enc["bitrate"], "-maxrate", enc["maxrate"], "-bufsize", enc["bufsize"]]
     else:
         cmd += ["-crf", str(enc["crf"])]
+    if task.get("keyint"):
+        # The coordinator checks a frame by decoding from the keyframe before it.
+        cmd += ["-g", str(int(task["keyint"]))]
     if enc.get("keyframe_seconds"):
         # HLS renditions: keyframes at the same times in every rendition, so segments align.
         cmd += ["-force_key_frames", f"expr:gte(t,n_forced*{enc['keyframe_seconds']})"]

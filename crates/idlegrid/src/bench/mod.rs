@@ -13,6 +13,36 @@ pub use idle::{IdleArgs, worker_idle};
 pub use transcode::{TranscodeArgs, transcode};
 
 use anyhow::Context;
+use std::time::Duration;
+
+/// CPU time (user + system) of this process's children that ended and were waited for.
+pub(crate) fn children_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(Duration::ZERO, |usage| {
+        let time = |t: nix::sys::time::TimeVal| {
+            Duration::from_secs(t.tv_sec().max(0) as u64)
+                + Duration::from_micros(t.tv_usec().max(0) as u64)
+        };
+        time(usage.user_time()) + time(usage.system_time())
+    })
+}
+
+/// The CPU a coordinator's media tools used, per stage (`partition`, `validate`,
+/// `assemble`), read from its `/metrics`.
+pub(crate) async fn media_cpu(
+    client: &idlegrid_client::Client,
+) -> anyhow::Result<std::collections::BTreeMap<String, Duration>> {
+    let text = client.metrics().await?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("idlegrid_media_cpu_microseconds_total{stage=\"")?;
+            let (stage, value) = rest.split_once("\"} ")?;
+            let micros: f64 = value.trim().parse().ok()?;
+            Some((stage.to_string(), Duration::from_micros(micros as u64)))
+        })
+        .collect())
+}
 
 /// (VmRSS, VmHWM) of a process in MiB.
 pub(crate) fn rss_mib(pid: u32) -> anyhow::Result<(f64, f64)> {

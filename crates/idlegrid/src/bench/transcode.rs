@@ -96,6 +96,24 @@ pub struct TranscodeFigures {
     pub frame_exact: bool,
     /// Speed-up model for W remote devices.
     pub model: Vec<Modelled>,
+    /// CPU seconds the devices spent on the job (the local grid's task scripts and their
+    /// FFmpeg).
+    pub device_cpu_secs: f64,
+    /// CPU seconds the coordinator's tools spent splitting, checking and joining.
+    pub coordinator_cpu_secs: CoordinatorCpu,
+    /// Checking results' CPU over the devices' CPU (goal: at most 3% at the default settings).
+    pub validation_share: f64,
+}
+
+/// The coordinator's CPU seconds per stage.
+#[derive(Debug, Serialize, Default)]
+pub struct CoordinatorCpu {
+    /// Probing and splitting the input.
+    pub partition: f64,
+    /// Checking results.
+    pub validate: f64,
+    /// Joining them.
+    pub assemble: f64,
 }
 
 fn ffmpeg(args: &[&str]) -> anyhow::Result<String> {
@@ -130,6 +148,26 @@ fn count_frames(path: &Path) -> anyhow::Result<u64> {
         .trim_end_matches(',')
         .parse()
         .with_context(|| format!("ffprobe could not count frames of {}", path.display()))
+}
+
+/// Frames in two seconds of `path`'s video: the longest GOP the grid's encodes may have, given
+/// to the plain encode too so both make the same kind of stream.
+fn two_second_gop(path: &Path) -> anyhow::Result<u64> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["stream=avg_frame_rate", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .context("cannot run ffprobe")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rate = text
+        .trim()
+        .trim_end_matches(',')
+        .split_once('/')
+        .and_then(|(n, d)| Some(n.parse::<f64>().ok()? / d.parse::<f64>().ok()?))
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .with_context(|| format!("ffprobe found no frame rate in {}", path.display()))?;
+    Ok(((2.0 * rate).round() as u64).max(1))
 }
 
 fn psnr(output: &Path, source: &Path) -> anyhow::Result<f64> {
@@ -199,6 +237,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     };
     let source_frames = count_frames(&source)?;
     let crf = args.crf.to_string();
+    let gop = two_second_gop(&source)?.to_string();
 
     // One plain ffmpeg process, all cores.
     let plain_out = dir.path().join("plain.mp4");
@@ -222,6 +261,8 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         &args.x264_preset,
         "-crf",
         &crf,
+        "-g",
+        &gop,
         "-pix_fmt",
         "yuv420p",
         "-c:a",
@@ -248,6 +289,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     let grid_dir = dir.path().join("grid");
     let grid = LocalGrid::start(&grid_dir, 0, workers, &CoordinatorArgs::default()).await?;
     let client = Client::new(&grid.url, &grid.credentials.api_key)?;
+    let cpu_before = (super::children_cpu(), super::media_cpu(&client).await?);
     let grid_out = dir.path().join("grid.mp4");
     let started = Instant::now();
     let job = client
@@ -298,7 +340,19 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     client.download_output(job.id, &grid_out, &sha).await?;
     let grid_wall = started.elapsed().as_secs_f64();
+    let media = super::media_cpu(&client).await?;
     grid.stop().await?;
+    // Every child of this process that ran for the job has been waited for now: the workers'
+    // task scripts (with their FFmpeg) and the coordinator's tools, which count themselves.
+    let spent = |stage: &str, after: &std::collections::BTreeMap<String, Duration>| {
+        let before = cpu_before.1.get(stage).copied().unwrap_or_default();
+        after
+            .get(stage)
+            .copied()
+            .unwrap_or_default()
+            .saturating_sub(before)
+            .as_secs_f64()
+    };
 
     let encode = |path: &Path, wall: f64| -> anyhow::Result<Encode> {
         Ok(Encode {
@@ -330,7 +384,20 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
             }
         })
         .collect();
+    let coordinator_cpu = CoordinatorCpu {
+        partition: spent("partition", &media),
+        validate: spent("validate", &media),
+        assemble: spent("assemble", &media),
+    };
+    let children = super::children_cpu()
+        .saturating_sub(cpu_before.0)
+        .as_secs_f64();
+    let device_cpu =
+        children - coordinator_cpu.partition - coordinator_cpu.validate - coordinator_cpu.assemble;
     let figures = TranscodeFigures {
+        validation_share: coordinator_cpu.validate / device_cpu.max(1e-9),
+        device_cpu_secs: device_cpu,
+        coordinator_cpu_secs: coordinator_cpu,
         source_frames,
         video_chunks,
         workers,
@@ -372,6 +439,15 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         println!(
             "  split {:.2} s, stitch {:.2} s",
             f.split_secs, f.stitch_secs
+        );
+        let c = &f.coordinator_cpu_secs;
+        println!(
+            "  CPU: devices {:.2} s; coordinator partition {:.2} s, validation {:.2} s ({:.2}% of the devices'), assembly {:.2} s",
+            f.device_cpu_secs,
+            c.partition,
+            c.validate,
+            f.validation_share * 100.0,
+            c.assemble
         );
         println!(
             "  model with W remote devices (plain/W + split + stitch; at most one device per chunk helps):"

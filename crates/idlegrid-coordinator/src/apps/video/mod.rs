@@ -6,13 +6,13 @@
 //! every chunk a worker returns, and joins the parts. Workers only encode (`task.py`).
 
 mod assemble;
+mod container;
 mod cost;
 
 pub use assemble::MASTER_PLAYLIST;
 mod params;
 mod partition;
 mod probe;
-pub mod process;
 mod quality;
 mod validate;
 
@@ -41,7 +41,7 @@ pub(crate) async fn tool_with_complaints(
     program: &str,
     args: &[&str],
 ) -> Result<(String, String), String> {
-    let (status, stdout, stderr) = process::run(program, args).await?;
+    let (status, stdout, stderr) = crate::tools::run(program, args).await?;
     let stderr = without_paths(stderr.trim());
     if !status.success() {
         return Err(if stderr.is_empty() {

@@ -23,9 +23,11 @@
 
 /// Lowest PSNR (dB) of any compared frame before a result is rejected outright.
 pub const HARD_FLOOR_DB: f64 = 15.0;
-/// A source frame whose mean gradient is below this (of 255) is too flat for its detail to
-/// tell anything.
-const MIN_SOURCE_DETAIL: f64 = 2.0;
+/// A source frame whose mean gradient is below this (of the 219 steps from black to white) is
+/// too flat for its detail to tell anything.
+const MIN_SOURCE_DETAIL: f64 = 1.7;
+/// Luma steps from black (16) to white (235): planes are compared as coded, in video range.
+const PEAK: f64 = 219.0;
 /// A result frame this close to the one before (dB) is a repeat...
 const REPEAT_DB: f64 = 55.0;
 /// ...when the source's frames differ more than this (dB).
@@ -64,7 +66,7 @@ impl Expectation {
     }
 }
 
-/// One luma plane, row after row.
+/// One luma plane as coded (video range, black at 16 and white at 235), row after row.
 pub struct Plane<'a> {
     /// Width in pixels.
     pub width: usize,
@@ -72,7 +74,8 @@ pub struct Plane<'a> {
     pub pixels: &'a [u8],
 }
 
-/// PSNR of `b` against `a` (same size), over every `step`-th row; 100 for identical planes.
+/// PSNR of `b` against `a` (same size) over every `step`-th row, against the range from black
+/// to white (what it would be on full-range grey); 100 for identical planes.
 pub fn psnr(a: &Plane, b: &Plane, step: usize) -> f64 {
     let mut sum: u64 = 0;
     let mut count: u64 = 0;
@@ -82,21 +85,23 @@ pub fn psnr(a: &Plane, b: &Plane, step: usize) -> f64 {
         .zip(b.pixels.chunks_exact(b.width))
         .step_by(step.max(1))
     {
-        sum += ra
-            .iter()
-            .zip(rb)
-            .map(|(&x, &y)| {
-                let d = u64::from(x.abs_diff(y));
-                d * d
-            })
-            .sum::<u64>();
+        // Per row in 32 bits (at most 255² × 65535 fits), which the compiler vectorises.
+        sum += u64::from(
+            ra.iter()
+                .zip(rb)
+                .map(|(&x, &y)| {
+                    let d = u32::from(x.abs_diff(y));
+                    d * d
+                })
+                .sum::<u32>(),
+        );
         count += ra.len() as u64;
     }
     if sum == 0 || count == 0 {
         return 100.0;
     }
     let mse = sum as f64 / count as f64;
-    10.0 * (255.0 * 255.0 / mse).log10()
+    10.0 * (PEAK * PEAK / mse).log10()
 }
 
 /// Mean absolute luma gradient (right and down neighbours), over every other row and column.

@@ -16,10 +16,10 @@
 //!
 //! What this costs and what it catches, beside replication, is in ARCHITECTURE.md.
 
-use super::probe::{FrameTable, frame_table};
-use super::process::{self, Tool};
+use super::container::{FrameTable, frame_table};
 use super::quality::{self, Expectation, FrameMeasure, Plane};
 use super::{probe_stream, readable, readable_output, scratch};
+use crate::tools;
 use crate::validator::{Judgment, Validator};
 use async_trait::async_trait;
 use idlegrid_storage::StorageError;
@@ -55,27 +55,26 @@ struct Window {
     to: usize,
 }
 
-/// FFmpeg arguments that decode `window` of the file `path` (read as `table`) into raw grey
-/// frames on stdout, scaled to `scale` when given. Decoding starts at the window's keyframe:
-/// the time passed to `-ss` is that keyframe's, plus the 3/23 s FFmpeg takes off a seek in a
-/// stream with B-frames, so the demuxer lands on it rather than the keyframe before.
-fn decode_args(
+/// One file's part in decoding a window: FFmpeg's options for it as an input, and the filter
+/// that turns its decoded frames into the window's raw luma planes (scaled to `scale` when
+/// given). Decoding starts at the window's keyframe: the time passed to `-ss` is that
+/// keyframe's, plus the 3/23 s FFmpeg takes off a seek in a stream with B-frames, so the
+/// demuxer lands on it rather than the keyframe before.
+fn side_args(
     path: &Path,
     table: &FrameTable,
     window: &Window,
     scale: Option<(u32, u32)>,
-) -> Vec<String> {
-    let mut args: Vec<String> = ["-nostdin", "-v", "error", "-threads", "1"]
-        .map(String::from)
-        .to_vec();
+) -> (Vec<String>, String) {
+    let mut input: Vec<String> = vec!["-threads".into(), "1".into()];
     let key = table.key_before(window.from).unwrap_or(0);
     if key > 0 {
         let lead = if table.reordered { 3.0 / 23.0 } else { 0.0 };
-        args.extend(["-seek_timestamp", "1", "-noaccurate_seek", "-ss"].map(String::from));
-        args.push(format!("{:.6}", table.times[key] + lead + 0.0005));
+        input.extend(["-seek_timestamp", "1", "-noaccurate_seek", "-ss"].map(String::from));
+        input.push(format!("{:.6}", table.times[key] + lead + 0.0005));
     }
-    args.extend(["-copyts", "-i"].map(String::from));
-    args.push(path.to_string_lossy().into_owned());
+    input.push("-i".into());
+    input.push(path.to_string_lossy().into_owned());
     // Frames are picked by their times (to the container's millisecond), wherever the demuxer
     // started.
     let (first, last) = (table.times[window.from], table.times[window.to]);
@@ -87,26 +86,45 @@ fn decode_args(
     if let Some((w, h)) = scale {
         filter.push_str(&format!(",scale={w}:{h}:flags=bicubic"));
     }
-    filter.push_str(",format=gray");
-    args.extend(["-map", "0:v:0", "-vf"].map(String::from));
-    args.push(filter);
-    args.extend(["-fps_mode", "passthrough", "-frames:v"].map(String::from));
-    args.push((window.to - window.from + 1).to_string());
-    args.extend(["-f", "rawvideo", "-pix_fmt", "gray", "-"].map(String::from));
+    // The luma plane as coded (video range): taken out of 4:2:0 frames as it is, which costs
+    // far less than converting to full-range grey (the result is 4:2:0 already; a source in
+    // another format is converted once here).
+    filter.push_str(",format=yuv420p,extractplanes=y");
+    (input, filter)
+}
+
+/// FFmpeg arguments decoding each side's window to its output (`pipe:1`, `pipe:3`), in one
+/// process: starting FFmpeg costs as much CPU as decoding a dozen frames.
+fn decode_args(sides: &[((Vec<String>, String), &str)], count: usize) -> Vec<String> {
+    let mut args: Vec<String> = ["-nostdin", "-v", "error", "-copyts"]
+        .map(String::from)
+        .to_vec();
+    for ((input, _), _) in sides {
+        args.extend(input.iter().cloned());
+    }
+    for (i, ((_, filter), output)) in sides.iter().enumerate() {
+        args.extend([
+            "-map".into(),
+            format!("{i}:v:0"),
+            "-vf".into(),
+            filter.clone(),
+        ]);
+        args.extend(["-fps_mode", "passthrough", "-frames:v"].map(String::from));
+        args.push(count.to_string());
+        args.extend(["-f", "rawvideo", "-pix_fmt", "gray"].map(String::from));
+        args.push(output.to_string());
+    }
     args
 }
 
-/// Reads frames of `size` bytes from a decoder into `frames` until it ends or `limit` frames
-/// came; returns how many came.
+/// Reads frames of `size` bytes from `out` into `frames` until it ends or `limit` frames came;
+/// returns how many came. Dropping `out` on return tells the decoder nobody listens.
 fn read_frames(
-    tool: &mut Tool,
+    mut out: impl Read,
     size: usize,
     limit: usize,
-    frames: std::sync::mpsc::SyncSender<Vec<u8>>,
+    frames: std::sync::mpsc::Sender<Vec<u8>>,
 ) -> usize {
-    let Some(mut out) = tool.stdout() else {
-        return 0;
-    };
     let mut read = 0;
     while read < limit {
         let mut frame = vec![0u8; size];
@@ -116,6 +134,26 @@ fn read_frames(
         read += 1;
     }
     read
+}
+
+/// Whether the source's side of a window decodes on its own: asked only when decoding both
+/// sides at once failed, to tell a result that breaks FFmpeg from a source that does.
+async fn source_decodes(source: (Vec<String>, String), count: usize, size: usize) -> bool {
+    let args = decode_args(&[(source, "pipe:1")], count);
+    let Ok((mut tool, _guard)) = tools::start("ffmpeg", &args, false) else {
+        return false;
+    };
+    tokio::task::spawn_blocking(move || {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let drain = std::thread::spawn(move || rx.into_iter().map(drop).count());
+        let read = tool
+            .stdout()
+            .map_or(0, |out| read_frames(out, size, count, tx));
+        let _ = drain.join();
+        read == count && tool.finish().is_ok_and(|s| s.success())
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// Decodes `window` of the result and of the source (scaled to the result's `size` when
@@ -131,33 +169,38 @@ async fn compare_window(
     scale: bool,
 ) -> Result<Result<Vec<FrameMeasure>, String>, String> {
     let count = window.to - window.from + 1;
-    let result_args = decode_args(result, result_table, &window, None);
-    let source_args = decode_args(
+    let result_side = side_args(result, result_table, &window, None);
+    let source_side = side_args(
         source,
         source_table,
         &window,
         scale.then_some((width, height)),
     );
-    let (mut result_tool, _result_guard) = process::start("ffmpeg", &result_args, false)?;
-    let (mut source_tool, _source_guard) = process::start("ffmpeg", &source_args, false)?;
+    let args = decode_args(
+        &[(result_side, "pipe:1"), (source_side.clone(), "pipe:3")],
+        count,
+    );
+    let (mut tool, _guard, source_out) = tools::start_with_fd3("ffmpeg", &args)?;
+    let result_out = tool.stdout();
     let from = window.from as u64;
     let size = width as usize * height as usize;
     let detail_every = count.div_ceil(DETAIL_FRAMES).max(1);
+    let stage = tools::current_stage();
     let measured = tokio::task::spawn_blocking(move || {
-        let (source_tx, source_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
-        let (result_tx, result_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
-        let source_reader = std::thread::spawn(move || {
-            let n = read_frames(&mut source_tool, size, count, source_tx);
-            (n, source_tool.finish())
-        });
+        // Unbounded: FFmpeg writes both outputs from one thread, so a side it runs ahead on
+        // must not block it. It keeps the sides within a few frames (it serves the output
+        // that is behind); at worst a side holds the window, at most a GOP of frames.
+        let (source_tx, source_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (result_tx, result_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let source_reader =
+            std::thread::spawn(move || read_frames(source_out, size, count, source_tx));
         let result_reader = std::thread::spawn(move || {
-            let n = read_frames(&mut result_tool, size, count, result_tx);
-            (n, result_tool.finish())
+            result_out.map_or(0, |out| read_frames(out, size, count, result_tx))
         });
         let mut measures = Vec::with_capacity(count);
         let mut before: Option<(Vec<u8>, Vec<u8>)> = None;
-        // Owning both receivers: when either decoder stops, the loop ends and drops them, so
-        // the other decoder's reader stops sending too.
+        // Owning both receivers: when either side stops, the loop ends and drops them, so the
+        // other side's reader stops too (and closes its pipe, which ends the decoder).
         for (k, (s, r)) in source_rx.into_iter().zip(result_rx).enumerate() {
             let plane = |pixels| Plane {
                 width: width as usize,
@@ -166,42 +209,41 @@ async fn compare_window(
             // The picked frame is the window's last; detail is measured on it and a spread of
             // the others.
             let with_detail = k + 1 == count || (count - 1 - k).is_multiple_of(detail_every);
-            let previous = before.as_ref().map(|(ps, pr)| (plane(ps), plane(pr)));
-            measures.push(quality::measure(
-                from + k as u64,
-                &plane(&s),
-                &plane(&r),
-                previous.as_ref().map(|(ps, pr)| (ps, pr)),
-                with_detail,
-            ));
+            let measure = || {
+                let previous = before.as_ref().map(|(ps, pr)| (plane(ps), plane(pr)));
+                quality::measure(
+                    from + k as u64,
+                    &plane(&s),
+                    &plane(&r),
+                    previous.as_ref().map(|(ps, pr)| (ps, pr)),
+                    with_detail,
+                )
+            };
+            measures.push(tools::counted(stage, measure));
             before = Some((s, r));
         }
-        let source = source_reader.join();
-        let result = result_reader.join();
-        (measures, source, result)
+        let source = source_reader.join().unwrap_or(0);
+        let result = result_reader.join().unwrap_or(0);
+        (measures, source, result, tool.finish())
     })
     .await
     .map_err(|e| format!("comparing frames failed: {e}"))?;
-    let (measures, source, result) = measured;
-    let (source_frames, source_status) =
-        source.map_err(|_| "a source decoder panicked".to_string())?;
-    let (result_frames, result_status) =
-        result.map_err(|_| "a result decoder panicked".to_string())?;
-    let source_status = source_status.map_err(|e| format!("waiting for FFmpeg failed: {e}"))?;
-    if source_frames < count || !source_status.success() {
+    let (measures, source_frames, result_frames, status) = measured;
+    let succeeded = status.is_ok_and(|s| s.success());
+    if succeeded && source_frames == count && result_frames == count && measures.len() == count {
+        return Ok(Ok(measures));
+    }
+    // Something failed: the source's side alone tells whose fault it was.
+    if !source_decodes(source_side, count, size).await {
         return Err(format!(
-            "the source chunk decoded to {source_frames} of frames {}..={} ({source_status})",
+            "the source chunk does not decode frames {}..={}",
             window.from, window.to
         ));
     }
-    let result_ok = result_status.is_ok_and(|s| s.success());
-    if result_frames < count || !result_ok || measures.len() < count {
-        return Ok(Err(format!(
-            "frames {}..={} do not decode ({result_frames} of {count} came out)",
-            window.from, window.to
-        )));
-    }
-    Ok(Ok(measures))
+    Ok(Err(format!(
+        "frames {}..={} do not decode ({result_frames} of {count} came out)",
+        window.from, window.to
+    )))
 }
 
 /// Checks a video result against its source chunk.
@@ -251,6 +293,16 @@ async fn check_video(
         return Ok(Judgment::Reject(
             "the chunk does not start with a keyframe".into(),
         ));
+    }
+    // Checks decode from the keyframe before the frame they pick: a longer GOP than asked
+    // only makes them dearer.
+    if let Some(keyint) = meta["keyint"].as_u64()
+        && table.longest_gop() as u64 > keyint
+    {
+        return Ok(Judgment::Reject(format!(
+            "the chunk has {} frames between keyframes, at most {keyint} were asked for",
+            table.longest_gop()
+        )));
     }
     let source_table = frame_table(source)
         .await
@@ -302,7 +354,7 @@ const MIN_CORRELATION: f64 = 0.6;
 
 /// Decodes `path`'s first audio stream to 8 kHz mono and keeps the samples of `spans`
 /// (start, length in samples); returns them and how many samples the whole stream had.
-fn decode_spans(tool: &mut Tool, spans: &[(usize, usize)]) -> (Vec<Vec<f32>>, usize) {
+fn decode_spans(tool: &mut tools::Tool, spans: &[(usize, usize)]) -> (Vec<Vec<f32>>, usize) {
     let mut kept: Vec<Vec<f32>> = spans
         .iter()
         .map(|&(_, len)| Vec::with_capacity(len))
@@ -410,8 +462,8 @@ async fn compare_audio(result: &Path, source: &Path, duration: f64) -> Result<Ju
         .iter()
         .map(|&s| (s - AUDIO_LAG, AUDIO_WINDOW + 2 * AUDIO_LAG))
         .collect();
-    let (mut source_tool, _source_guard) = process::start("ffmpeg", &audio_args(source), false)?;
-    let (mut result_tool, _result_guard) = process::start("ffmpeg", &audio_args(result), false)?;
+    let (mut source_tool, _source_guard) = tools::start("ffmpeg", &audio_args(source), false)?;
+    let (mut result_tool, _result_guard) = tools::start("ffmpeg", &audio_args(result), false)?;
     let decoded = tokio::task::spawn_blocking(move || {
         let source = std::thread::spawn(move || {
             let kept = decode_spans(&mut source_tool, &source_spans);
@@ -438,26 +490,29 @@ async fn compare_audio(result: &Path, source: &Path, duration: f64) -> Result<Ju
             result_samples as f64 / AUDIO_RATE as f64
         )));
     }
-    for ((start, source), result) in starts.iter().zip(&source_windows).zip(&result_windows) {
-        let at = *start as f64 / AUDIO_RATE as f64;
-        let (loudness, heard) = (rms(source), rms(result));
-        if loudness < SILENT_RMS {
-            if heard > (4.0 * loudness).max(SILENT_RMS) {
-                return Ok(Judgment::Reject(format!(
-                    "the audio has sound at {at:.2} s where the source is silent"
-                )));
+    let listen = || {
+        for ((start, source), result) in starts.iter().zip(&source_windows).zip(&result_windows) {
+            let at = *start as f64 / AUDIO_RATE as f64;
+            let (loudness, heard) = (rms(source), rms(result));
+            if loudness < SILENT_RMS {
+                if heard > (4.0 * loudness).max(SILENT_RMS) {
+                    return Judgment::Reject(format!(
+                        "the audio has sound at {at:.2} s where the source is silent"
+                    ));
+                }
+                continue;
             }
-            continue;
+            let correlation = best_correlation(source, result, AUDIO_LAG);
+            if correlation < MIN_CORRELATION {
+                return Judgment::Reject(format!(
+                    "the audio at {at:.2} s is not the source's sound (correlation \
+                     {correlation:.2}, at least {MIN_CORRELATION} expected)"
+                ));
+            }
         }
-        let correlation = best_correlation(source, result, AUDIO_LAG);
-        if correlation < MIN_CORRELATION {
-            return Ok(Judgment::Reject(format!(
-                "the audio at {at:.2} s is not the source's sound (correlation {correlation:.2}, \
-                 at least {MIN_CORRELATION} expected)"
-            )));
-        }
-    }
-    Ok(Judgment::Accept)
+        Judgment::Accept
+    };
+    Ok(tools::counted(tools::current_stage(), listen))
 }
 
 /// Checks an audio result's format, length and sound.
@@ -539,13 +594,13 @@ impl Validator for VideoValidator {
         let dir = scratch()?;
         let output = readable_output(blobs, &result.output, &dir.path().join("result")).await?;
         let source = readable(blobs, source_key, &dir.path().join("source")).await?;
-        let judged = process::in_stage(process::Stage::Validate, async {
+        let judged = async {
             match meta["kind"].as_str() {
                 Some("video") => check_video(&output, &source, &meta).await,
                 Some("audio") => check_audio(&output, &source, &meta).await,
                 other => Ok(Judgment::Reject(format!("unknown chunk kind {other:?}"))),
             }
-        })
+        }
         .await;
         // A source that cannot be read is the coordinator's trouble, never the device's.
         judged.map_err(|e| StorageError::Backend(format!("checking the result: {e}")))

@@ -1,7 +1,9 @@
-//! Running FFmpeg's tools on the coordinator: each run is killed if the work that started it is
-//! dropped, and the CPU it used is counted per coordinator stage
-//! (`idlegrid_media_cpu_microseconds_total{stage=...}` on `/metrics`), which is how the cost of
-//! validating video is measured against the devices' cost of encoding it.
+//! Running external tools (FFmpeg's) on the coordinator: each run is killed if the work that
+//! started it is dropped, and the CPU it used is counted against the coordinator stage running
+//! it (`idlegrid_media_cpu_microseconds_total{stage=...}` on `/metrics`), with the
+//! coordinator's own work on what the tools decoded ([`counted`]): that is how the cost of
+//! checking results is measured against the devices' cost of making them. The stages mark
+//! their apps' work with [`in_stage`].
 
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -45,6 +47,27 @@ fn account(stage: Option<Stage>, cpu: Duration) {
         metrics::counter!("idlegrid_media_cpu_microseconds_total", "stage" => stage.name())
             .increment(cpu.as_micros() as u64);
     }
+}
+
+/// Runs `work` on this thread and counts the CPU it took against `stage` (the coordinator's
+/// own measuring of decoded frames, beside the tools' decoding).
+pub(crate) fn counted<T>(stage: Option<Stage>, work: impl FnOnce() -> T) -> T {
+    let thread_cpu = || {
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `now` is valid for writes.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+        Duration::new(
+            now.tv_sec.max(0) as u64,
+            now.tv_nsec.clamp(0, 999_999_999) as u32,
+        )
+    };
+    let before = thread_cpu();
+    let out = work();
+    account(stage, thread_cpu().saturating_sub(before));
+    out
 }
 
 /// The stage of the calling task.
@@ -112,19 +135,58 @@ pub(crate) fn start<A: AsRef<std::ffi::OsStr>>(
     args: &[A],
     stderr: bool,
 ) -> Result<(Tool, Guard), String> {
-    let child = Command::new(program)
-        .args(args)
+    let mut command = Command::new(program);
+    command.args(args).stderr(if stderr {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    spawn(program, command)
+}
+
+/// Starts `program` with `args` and a second output: what it writes to its file descriptor 3
+/// (`pipe:3` for FFmpeg) is read from the returned file. Stderr is discarded.
+pub(crate) fn start_with_fd3<A: AsRef<std::ffi::OsStr>>(
+    program: &str,
+    args: &[A],
+) -> Result<(Tool, Guard, std::fs::File), String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("cannot make a pipe: {e}"))?;
+    let raw = write.as_raw_fd();
+    let mut command = Command::new(program);
+    command.args(args).stderr(Stdio::null());
+    // SAFETY: dup2 and fcntl are async-signal-safe; the copy on descriptor 3 loses
+    // close-on-exec, so the program (and only it: both ends are close-on-exec everywhere else)
+    // keeps it.
+    unsafe {
+        command.pre_exec(move || {
+            // Already on 3 (dup2 would then keep close-on-exec): clear the flag instead.
+            let done = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if done < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let started = spawn(program, command);
+    // The parent keeps only the reading end, so the reader sees the end when the program ends.
+    drop(write);
+    let (tool, guard) = started?;
+    Ok((tool, guard, std::fs::File::from(read)))
+}
+
+fn spawn(program: &str, mut command: Command) -> Result<(Tool, Guard), String> {
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(if stderr {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
         .spawn()
-        .map_err(|e| {
-            format!("cannot run {program}: {e} (is FFmpeg installed on the coordinator?)")
-        })?;
+        .map_err(|e| format!("cannot run {program}: {e} (is it installed on the coordinator?)"))?;
     let reaped = Arc::new(AtomicBool::new(false));
     let guard = Guard {
         pid: child.id(),

@@ -1,0 +1,328 @@
+//! A Matroska file's video track read in-process, without decoding: its format and its frames'
+//! times in display order with the keyframes among them. Chunks and results are Matroska (the
+//! partitioner cuts chunks to it and the task script writes it), and reading them here costs a
+//! few milliseconds where starting FFprobe costs tens: the validator reads two tables for every
+//! result it checks.
+//!
+//! The file is untrusted: the demuxer bounds every size it reads by the file's own, and the
+//! only thing parsed beyond the container is the H.264 sequence parameter set, for the pixel
+//! format.
+
+use matroska_demuxer::{Frame, MatroskaFile, TrackType};
+use std::path::Path;
+
+/// A video file's first video track as the validator reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameTable {
+    /// Codec name (`h264`, or the container's codec id for anything else).
+    pub codec: String,
+    /// Width in pixels, as the container says.
+    pub width: u32,
+    /// Height in pixels, as the container says.
+    pub height: u32,
+    /// Pixel format, as FFmpeg names it (`yuv420p`, `yuv444p10`...), from the H.264 sequence
+    /// parameter set; `unknown` for other codecs.
+    pub pix_fmt: String,
+    /// Whether frames are shown in another order than they are stored (B-frames).
+    pub reordered: bool,
+    /// Each frame's presentation time in seconds, in display order.
+    pub times: Vec<f64>,
+    /// Display indices of the keyframes, ascending.
+    pub keys: Vec<usize>,
+}
+
+impl FrameTable {
+    /// The most frames from a keyframe to the next (or to the end).
+    pub fn longest_gop(&self) -> usize {
+        self.keys
+            .iter()
+            .zip(self.keys.iter().skip(1).chain([&self.times.len()]))
+            .map(|(a, b)| b.saturating_sub(*a))
+            .max()
+            .unwrap_or(self.times.len())
+    }
+
+    /// The last keyframe at or before display index `frame`.
+    pub fn key_before(&self, frame: usize) -> Option<usize> {
+        let at = self.keys.partition_point(|&k| k <= frame);
+        at.checked_sub(1).map(|i| self.keys[i])
+    }
+}
+
+/// Reads a file's [`FrameTable`] on a blocking thread; the error says what makes it unreadable
+/// as video: not Matroska, no video track, two frames at one time.
+pub async fn frame_table(path: &Path) -> Result<FrameTable, String> {
+    let path = path.to_path_buf();
+    let stage = crate::tools::current_stage();
+    tokio::task::spawn_blocking(move || crate::tools::counted(stage, || read(&path)))
+        .await
+        .map_err(|e| format!("reading the file failed: {e}"))?
+}
+
+fn read(path: &Path) -> Result<FrameTable, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    let mut mkv = MatroskaFile::open(std::io::BufReader::with_capacity(1 << 16, file))
+        .map_err(|e| format!("it is not a Matroska file ({e})"))?;
+    let track = mkv
+        .tracks()
+        .iter()
+        .find(|t| t.track_type() == TrackType::Video)
+        .ok_or("there is no video track")?;
+    let number = track.track_number().get();
+    let (width, height) = track.video().map_or((0, 0), |v| {
+        (
+            u32::try_from(v.pixel_width().get()).unwrap_or(u32::MAX),
+            u32::try_from(v.pixel_height().get()).unwrap_or(u32::MAX),
+        )
+    });
+    let (codec, pix_fmt) = match track.codec_id() {
+        "V_MPEG4/ISO/AVC" => (
+            "h264".to_string(),
+            track
+                .codec_private()
+                .and_then(avc_pixel_format)
+                .unwrap_or_else(|| "unknown".into()),
+        ),
+        other => (other.to_string(), "unknown".to_string()),
+    };
+    let scale = mkv.info().timestamp_scale().get() as f64 / 1e9;
+    let mut frames: Vec<(u64, bool)> = Vec::new();
+    let mut frame = Frame::default();
+    let (mut reordered, mut latest) = (false, None);
+    while mkv
+        .next_frame(&mut frame)
+        .map_err(|e| format!("its frames cannot be read ({e})"))?
+    {
+        if frame.track != number {
+            continue;
+        }
+        reordered |= latest.is_some_and(|t| frame.timestamp < t);
+        latest = latest.max(Some(frame.timestamp));
+        frames.push((frame.timestamp, frame.is_keyframe == Some(true)));
+    }
+    frames.sort_by_key(|&(time, _)| time);
+    if frames.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err("two frames are shown at the same time".into());
+    }
+    Ok(FrameTable {
+        codec,
+        width,
+        height,
+        pix_fmt,
+        reordered,
+        keys: frames
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, key))| *key)
+            .map(|(i, _)| i)
+            .collect(),
+        times: frames
+            .into_iter()
+            .map(|(time, _)| time as f64 * scale)
+            .collect(),
+    })
+}
+
+/// The pixel format an H.264 stream decodes to, from the first sequence parameter set of its
+/// `avcC` record (ISO/IEC 14496-15): chroma format and bit depth, named as FFmpeg does.
+fn avc_pixel_format(avcc: &[u8]) -> Option<String> {
+    // version, profile, compatibility, level, length size, then the count of SPS units.
+    if avcc.len() < 8 || avcc[0] != 1 || avcc[5] & 0x1f == 0 {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([avcc[6], avcc[7]]));
+    let nal = avcc.get(8..8 + len)?;
+    // The NAL header must say "sequence parameter set" (type 7).
+    if nal.first()? & 0x1f != 7 {
+        return None;
+    }
+    // The payload without its emulation-prevention bytes (00 00 03 → 00 00).
+    let mut rbsp = Vec::with_capacity(nal.len());
+    let mut zeros = 0;
+    for &b in &nal[1..] {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+        rbsp.push(b);
+    }
+    let mut bits = Bits { data: &rbsp, at: 0 };
+    let profile = bits.take(8)?;
+    bits.take(16)?; // constraint flags, level
+    bits.golomb()?; // seq_parameter_set_id
+    let (chroma, depth) = if matches!(
+        profile,
+        100 | 110 | 122 | 244 | 44 | 83 | 86 | 118 | 128 | 138 | 139 | 134 | 135
+    ) {
+        let chroma = bits.golomb()?;
+        if chroma == 3 {
+            bits.take(1)?; // separate_colour_plane_flag
+        }
+        (chroma, 8 + bits.golomb()?)
+    } else {
+        (1, 8)
+    };
+    let base = match chroma {
+        0 => "gray",
+        1 => "yuv420p",
+        2 => "yuv422p",
+        3 => "yuv444p",
+        _ => return None,
+    };
+    Some(if depth == 8 {
+        base.to_string()
+    } else {
+        format!("{base}{depth}")
+    })
+}
+
+/// A big-endian bit reader over an RBSP.
+struct Bits<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Bits<'_> {
+    fn take(&mut self, n: u32) -> Option<u32> {
+        let mut v = 0u32;
+        for _ in 0..n {
+            let byte = *self.data.get(self.at / 8)?;
+            v = (v << 1) | u32::from((byte >> (7 - self.at % 8)) & 1);
+            self.at += 1;
+        }
+        Some(v)
+    }
+
+    /// An unsigned Exp-Golomb number.
+    fn golomb(&mut self) -> Option<u32> {
+        let mut zeros = 0;
+        while self.take(1)? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return None;
+            }
+        }
+        Some((1u32 << zeros) - 1 + self.take(zeros)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyframes_and_gops_are_counted_in_display_order() {
+        let table = FrameTable {
+            codec: "h264".into(),
+            width: 64,
+            height: 48,
+            pix_fmt: "yuv420p".into(),
+            reordered: true,
+            times: vec![0.0, 0.033, 0.067, 0.1, 0.133],
+            keys: vec![0, 4],
+        };
+        assert_eq!(table.key_before(3), Some(0));
+        assert_eq!(table.key_before(4), Some(4));
+        assert_eq!(table.longest_gop(), 4);
+    }
+
+    /// Encodes 12 frames of 64×48 test video with `codec_args` into a file in `dir`.
+    fn encode(dir: &Path, name: &str, codec_args: &[&str]) -> std::path::PathBuf {
+        let path = dir.join(name);
+        let status = std::process::Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i"])
+            .arg("testsrc2=size=64x48:rate=25:duration=0.48")
+            .args(codec_args)
+            .arg(&path)
+            .status()
+            .expect("ffmpeg runs");
+        assert!(status.success());
+        path
+    }
+
+    #[test]
+    fn a_real_file_reads_as_ffmpeg_wrote_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let h264 = [
+            "-c:v", "libx264", "-g", "5", "-bf", "2", "-pix_fmt", "yuv420p",
+        ];
+        let table = read(&encode(dir.path(), "a.mkv", &h264)).unwrap();
+        assert_eq!(
+            (table.codec.as_str(), table.width, table.height),
+            ("h264", 64, 48)
+        );
+        assert_eq!(table.pix_fmt, "yuv420p");
+        assert!(table.reordered, "B-frames are stored out of display order");
+        assert_eq!(table.times.len(), 12);
+        assert!((table.times[11] - 0.44).abs() < 1e-9, "{:?}", table.times);
+        assert_eq!(table.keys, [0, 5, 10]);
+        assert_eq!(table.longest_gop(), 5);
+
+        let wide = ["-c:v", "libx264", "-pix_fmt", "yuv444p"];
+        let table = read(&encode(dir.path(), "b.mkv", &wide)).unwrap();
+        assert_eq!(table.pix_fmt, "yuv444p");
+        let other = ["-c:v", "mpeg4"];
+        let table = read(&encode(dir.path(), "c.mkv", &other)).unwrap();
+        assert_eq!(table.codec, "V_MPEG4/ISO/ASP");
+        assert!(!table.reordered);
+
+        let mp4 = read(&encode(dir.path(), "d.mp4", &h264)).unwrap_err();
+        assert!(mp4.contains("not a Matroska file"), "{mp4}");
+        let audio_only = dir.path().join("e.mka");
+        let status = std::process::Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "sine=duration=0.2",
+            ])
+            .arg(&audio_only)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert_eq!(read(&audio_only).unwrap_err(), "there is no video track");
+    }
+
+    /// An `avcC` record around one SPS NAL unit.
+    fn avcc(sps: &[u8]) -> Vec<u8> {
+        let mut out = vec![1, 100, 0, 40, 0xff, 0xe1];
+        out.extend((sps.len() as u16).to_be_bytes());
+        out.extend(sps);
+        out
+    }
+
+    #[test]
+    fn the_pixel_format_comes_from_the_sequence_parameter_set() {
+        // High profile (100): sps id 0 (1), chroma 1 (010), luma depth +0 (1), ...
+        assert_eq!(
+            avc_pixel_format(&avcc(&[0x67, 100, 0, 40, 0b1010_1000])).as_deref(),
+            Some("yuv420p")
+        );
+        // High 4:4:4 (244): chroma 3 (00100), separate planes 0, luma depth +2 (011).
+        assert_eq!(
+            avc_pixel_format(&avcc(&[0x67, 244, 0, 40, 0b1001_0000, 0b1100_0000])).as_deref(),
+            Some("yuv444p10")
+        );
+        // Main profile (77): 4:2:0 at 8 bits, nothing more to read.
+        assert_eq!(
+            avc_pixel_format(&avcc(&[0x67, 77, 0, 30, 0x80])).as_deref(),
+            Some("yuv420p")
+        );
+        // Not an SPS, or cut short.
+        assert_eq!(avc_pixel_format(&avcc(&[0x68, 100, 0, 40, 0x80])), None);
+        assert_eq!(avc_pixel_format(&avcc(&[0x67, 100, 0])), None);
+        assert_eq!(avc_pixel_format(&[1, 100]), None);
+    }
+
+    #[test]
+    fn emulation_prevention_bytes_are_skipped() {
+        // profile 100, constraint 0, level 0 → "00 00 03" inside; then sps id 0, chroma 2,
+        // luma depth +0.
+        let sps = [0x67, 100, 0, 0, 3, 0b1011_1000];
+        assert_eq!(avc_pixel_format(&avcc(&sps)).as_deref(), Some("yuv422p"));
+    }
+}
