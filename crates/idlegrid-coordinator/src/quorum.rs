@@ -3,9 +3,12 @@
 //! ask for.
 //!
 //! - A result the app's validator **rejected** is disputed, not blamed: the chunk goes to a
-//!   party independent of its results. If an independent party returns the same bytes, the
-//!   job's settings are at fault: the chunk fails with the reason and neither device is
-//!   blamed. If an independent result is accepted instead, the disputed one becomes invalid.
+//!   party independent of its results. If an independent result is accepted, the disputed
+//!   ones become invalid (and their owners are distrusted). Two parties returning the same
+//!   rejected bytes prove nothing — colluders do that as well as honest devices running a job
+//!   that asks for what cannot be given — so they stay disputed while the chunk goes on to
+//!   other parties; a chunk no party gives an acceptable result for fails when its attempts
+//!   are spent (at least `max_replicas` for disputes), blaming nobody.
 //! - A result that **passed**, suspect or not, counts towards the quorum (one voice per party:
 //!   an owner on the open grid, a device in a private fleet).
 //!
@@ -170,34 +173,9 @@ fn task_verdicts(
         TaskState::Pending | TaskState::Validating => {
             let mut verdicts = Vec::new();
             // Rejections first: disputed until an independent party speaks.
-            let mut disputed: Vec<&ReplicaResult> = state
-                .results
-                .iter()
-                .filter(|r| r.stage == ReplicaStage::Disputed)
-                .collect();
             for r in state.results.iter().filter(|r| rejected(r).is_some()) {
                 let reason = rejected(r).unwrap_or_default();
-                if let Some(twin) = disputed
-                    .iter()
-                    .find(|d| key(d) == key(r) && party(d) != party(r))
-                {
-                    // Independent parties returned the same bytes and they were rejected: the
-                    // job asks for what cannot be given. Nobody is blamed.
-                    let why = "the job was at fault: independent devices returned the same output";
-                    verdicts.push(Verdict::Void(r.id, why.into()));
-                    verdicts.push(Verdict::Void(twin.id, why.into()));
-                    verdicts.push(Verdict::FailTask(
-                        state.task,
-                        format!(
-                            "devices of different owners returned the same output for it, and \
-                             it was rejected: {reason}. The job's settings cannot give an \
-                             acceptable output; no device is at fault"
-                        ),
-                    ));
-                    return verdicts;
-                }
                 verdicts.push(Verdict::Disputed(r.id, reason));
-                disputed.push(r);
             }
             let candidates: Vec<&ReplicaResult> = state
                 .results
@@ -466,18 +444,15 @@ mod tests {
         let s = state(1, vec![new(1, "bad")]);
         let v = task_verdicts(&none, &s, &rejected(1), 0.5);
         assert!(matches!(&v[..], [Verdict::Disputed(ResultId(1), why)] if why == "blank"));
-        // Another owner returns the same bytes, also rejected: the job is at fault.
+        // Another owner returns the same bytes, also rejected: colluders would, so that proves
+        // nothing either. Disputed too; the chunk goes on to other parties.
         let s = state(
             1,
             vec![result(1, "bad", ReplicaStage::Disputed, 0), new(2, "bad")],
         );
         let v = task_verdicts(&none, &s, &rejected(2), 0.5);
         assert!(
-            matches!(
-                &v[..],
-                [Verdict::Void(ResultId(2), _), Verdict::Void(ResultId(1), _), Verdict::FailTask(_, why)]
-                    if why.contains("no device is at fault") && why.contains("blank")
-            ),
+            matches!(&v[..], [Verdict::Disputed(ResultId(2), why)] if why == "blank"),
             "{v:?}"
         );
         // The same device (or owner) repeating itself proves nothing: disputed again.

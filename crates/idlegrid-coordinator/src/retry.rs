@@ -22,7 +22,16 @@ pub async fn after_failures(grid: &Grid, charged: &[FailureCharged]) -> Result<(
         if !c.still_pending {
             continue;
         }
-        match after_failure(c.failures, c.max_attempts) {
+        // A rejected result's device is not blamed until an independent result is accepted:
+        // its failure may be a forger's, so disputes get the replication policy's room for
+        // disagreement too, and a few owners' rejected results cannot spend a chunk's attempts.
+        let budget = match grid.schedule.get(c.job) {
+            Some(job) if !c.independent_of.is_empty() => {
+                c.max_attempts.max(job.replication.max_replicas)
+            }
+            _ => c.max_attempts,
+        };
+        match after_failure(c.failures, budget) {
             // The app's validator rejected the last result: only a party independent of the
             // chunk's results may try it, to tell a forgery from a job at fault.
             RetryDecision::Retry if !c.independent_of.is_empty() => {

@@ -101,7 +101,7 @@ pub struct Replication {
     /// Results with the same hash needed to accept one. 2..=`replicas`, default 2.
     pub quorum: u32,
     /// Most results a chunk may get when they disagree; then it fails. `replicas`..=16,
-    /// default 4.
+    /// default 8.
     pub max_replicas: u32,
     /// Adaptive: consecutive valid results after which a device is trusted. 1..=10000,
     /// default 10 (BOINC's).
@@ -124,7 +124,10 @@ impl Replication {
         mode: ReplicationMode::None,
         replicas: 2,
         quorum: 2,
-        max_replicas: 4,
+        // Room for disagreement: a chunk fails only when eight parties' results never reach
+        // the quorum (and a rejected result's chunk only after eight attempts), so a few
+        // owners returning garbage for every copy of a chunk cannot fail its job.
+        max_replicas: 8,
         trust_after: 10,
         spot_check: 0.05,
     };
@@ -311,6 +314,22 @@ pub fn decide(
     }
 }
 
+/// Valid results in a row after which a device's probation ends (the default `trust_after`).
+pub const PROBATION_RUN: u64 = 10;
+
+/// How many tasks a device may hold now, of its `slots`, given its run of valid results
+/// (`streak`) and how many of its results are in doubt (awaiting another party's agreement or
+/// result). On probation a device may have one result in doubt, and one more for each valid
+/// result of its run: a new identity that forges costs the honest grid one check before it is
+/// caught, not as many as it could run meanwhile, while an honest device is soon at full speed.
+pub fn probation_slots(streak: u64, in_doubt: u64, slots: usize) -> usize {
+    if streak >= PROBATION_RUN {
+        return slots;
+    }
+    let allowed = (1 + streak).saturating_sub(in_doubt);
+    usize::try_from(allowed).unwrap_or(usize::MAX).min(slots)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +498,19 @@ mod tests {
             Placement::from_name(Placement::Own.as_str()),
             Placement::Own
         );
+    }
+
+    #[test]
+    fn probation_allows_one_result_in_doubt_and_one_more_per_valid_result() {
+        // New: one task, none once its result waits for a check.
+        assert_eq!(probation_slots(0, 0, 4), 1);
+        assert_eq!(probation_slots(0, 1, 4), 0);
+        // Three valid in a row: four in doubt at most, never past its slots.
+        assert_eq!(probation_slots(3, 1, 4), 3);
+        assert_eq!(probation_slots(3, 0, 2), 2);
+        assert_eq!(probation_slots(3, 9, 4), 0);
+        // Trusted: its slots, whatever is in doubt.
+        assert_eq!(probation_slots(PROBATION_RUN, 9, 4), 4);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use idlegrid_api::tasks::{
     ReportStatus,
 };
 use idlegrid_api::{ErrorBody, ErrorDetail, LeaseId, UploadReceipt};
+use idlegrid_domain::replication::{PROBATION_RUN, ReplicationMode, probation_slots};
 use idlegrid_domain::{AttemptOutcome, Capabilities, Party, TaskId, TaskState, WorkerId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::sha256_hex;
@@ -118,7 +119,9 @@ pub(crate) fn registered(
 }
 
 /// Lease up to `max_tasks` tasks, waiting up to `wait_ms` for the first; never more than leave
-/// the device holding as many leases as it has slots (its capabilities' `slots`).
+/// the device holding as many leases as it has slots (its capabilities' `slots`), and, until it
+/// is trusted, as many as its probation allows (one result awaiting a check, one more for
+/// each valid result in its run).
 #[utoipa::path(post, path = "/v1/leases", tag = "tasks", request_body = LeaseRequest,
     security(("worker_token" = [])),
     responses((status = 200, body = LeaseGrant), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
@@ -145,21 +148,51 @@ pub async fn lease(
     // many requests at once: the queue counts its leases and takes new ones in one step. A
     // backup copy of a straggler is a task like any other and takes a free slot: the straggler
     // stage pairs backups with devices waiting for work, which have one.
-    let slots = record.capabilities.slots as usize;
     let deadline = Instant::now() + Duration::from_millis(request.wait_ms);
     loop {
+        // On probation (not yet trusted) and for checked work, fewer: `probation_slots`, and
+        // one more for copies that confirm another party's result, so devices on probation
+        // confirm each other's results rather than all wait. Read again on every round, since
+        // another party's result may have confirmed one of the device's meanwhile.
+        let slots = record.capabilities.slots as usize;
+        let probation = if record.streak < PROBATION_RUN {
+            Some(grid.store.in_doubt(device.0).await?)
+        } else {
+            None
+        };
         let mut leases = Vec::new();
         for job in grid.schedule.order_for(&grid, &record).await? {
-            let got = grid
-                .queues
-                .lease_tasks(
-                    job,
-                    device.0,
-                    max - leases.len(),
-                    slots,
-                    grid.config.lease_ttl,
-                )
-                .await?;
+            let checked = grid
+                .schedule
+                .get(job)
+                .is_some_and(|j| j.replication.mode != ReplicationMode::None);
+            let want = max - leases.len();
+            let ttl = grid.config.lease_ttl;
+            let got = match probation {
+                Some((streak, in_doubt)) if checked => {
+                    let any = probation_slots(streak, in_doubt, slots);
+                    let confirming = probation_slots(streak + 1, in_doubt, slots);
+                    let mut got = Vec::new();
+                    if any > 0 {
+                        got = grid
+                            .queues
+                            .lease_tasks(job, device.0, want, any, ttl)
+                            .await?;
+                    }
+                    if got.is_empty() && confirming > 0 {
+                        got = grid
+                            .queues
+                            .lease_replicas(job, device.0, want, confirming, ttl)
+                            .await?;
+                    }
+                    got
+                }
+                _ => {
+                    grid.queues
+                        .lease_tasks(job, device.0, want, slots, ttl)
+                        .await?
+                }
+            };
             leases.extend(got);
             if leases.len() == max {
                 break;

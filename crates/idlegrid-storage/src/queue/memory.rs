@@ -28,6 +28,11 @@ impl JobQueue {
         self.avoid.get(&task).is_some_and(|(w, _)| *w == worker)
             || self.holders.get(&task).is_some_and(|h| h.contains(&worker))
     }
+
+    /// Whether a copy of `task` would confirm another worker's: some worker holds or held one.
+    fn confirms(&self, task: TaskId) -> bool {
+        self.holders.get(&task).is_some_and(|h| !h.is_empty())
+    }
 }
 
 /// Most queued tasks a worker passes over (copies it may not take) in one lease request.
@@ -70,6 +75,74 @@ impl MemoryQueues {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain collections that are still consistent.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Leases queued tasks of `job` (with `replicas_only`, only copies of replicated tasks).
+    fn take(
+        &self,
+        job: JobId,
+        worker: WorkerId,
+        max: usize,
+        hold_at_most: usize,
+        ttl: Duration,
+        replicas_only: bool,
+    ) -> Vec<Lease> {
+        let expires_at_ms = now_ms() + ttl.as_millis() as i64;
+        let now = now_ms();
+        let mut inner = self.lock();
+        let held = inner.held.get(&worker).copied().unwrap_or(0);
+        let max = max.min(hold_at_most.saturating_sub(held));
+        let Some(queue) = inner.jobs.get_mut(&job).filter(|_| max > 0) else {
+            return Vec::new();
+        };
+        queue.avoid.retain(|_, (_, until)| *until > now);
+        let tasks: Vec<TaskId> =
+            if !replicas_only && queue.avoid.is_empty() && queue.holders.is_empty() {
+                let n = max.min(queue.queued.len());
+                queue.queued.drain(..n).collect()
+            } else {
+                let mut taken = Vec::new();
+                let mut skipped = Vec::new();
+                while taken.len() < max && skipped.len() < MAX_SKIPPED {
+                    let Some(task) = queue.queued.pop_front() else {
+                        break;
+                    };
+                    if queue.keeps_from(task, worker) || (replicas_only && !queue.confirms(task)) {
+                        skipped.push(task);
+                    } else {
+                        queue.avoid.remove(&task);
+                        if let Some(holders) = queue.holders.get_mut(&task) {
+                            holders.insert(worker);
+                        }
+                        taken.push(task);
+                    }
+                }
+                for task in skipped.into_iter().rev() {
+                    queue.queued.push_front(task);
+                }
+                taken
+            };
+        let n = tasks.len();
+        queue.leased += n as u64;
+        if n > 0 {
+            *inner.held.entry(worker).or_default() += n;
+        }
+        let mut leases = Vec::with_capacity(n);
+        for task in tasks {
+            let lease = Lease {
+                // 53 bits: exact in JSON numbers read by JavaScript clients.
+                id: LeaseId(rand::random::<u64>() >> 11),
+                task,
+                job,
+                worker,
+                expires_at_ms,
+                progress: 0.0,
+            };
+            inner.deadlines.insert((expires_at_ms, lease.id));
+            inner.leases.insert(lease.id, lease);
+            leases.push(lease);
+        }
+        leases
     }
 }
 
@@ -226,61 +299,18 @@ impl Queues for MemoryQueues {
         hold_at_most: usize,
         ttl: Duration,
     ) -> Result<Vec<Lease>> {
-        let expires_at_ms = now_ms() + ttl.as_millis() as i64;
-        let now = now_ms();
-        let mut inner = self.lock();
-        let held = inner.held.get(&worker).copied().unwrap_or(0);
-        let max = max.min(hold_at_most.saturating_sub(held));
-        let Some(queue) = inner.jobs.get_mut(&job).filter(|_| max > 0) else {
-            return Ok(Vec::new());
-        };
-        queue.avoid.retain(|_, (_, until)| *until > now);
-        let tasks: Vec<TaskId> = if queue.avoid.is_empty() && queue.holders.is_empty() {
-            let n = max.min(queue.queued.len());
-            queue.queued.drain(..n).collect()
-        } else {
-            let mut taken = Vec::new();
-            let mut skipped = Vec::new();
-            while taken.len() < max && skipped.len() < MAX_SKIPPED {
-                let Some(task) = queue.queued.pop_front() else {
-                    break;
-                };
-                if queue.keeps_from(task, worker) {
-                    skipped.push(task);
-                } else {
-                    queue.avoid.remove(&task);
-                    if let Some(holders) = queue.holders.get_mut(&task) {
-                        holders.insert(worker);
-                    }
-                    taken.push(task);
-                }
-            }
-            for task in skipped.into_iter().rev() {
-                queue.queued.push_front(task);
-            }
-            taken
-        };
-        let n = tasks.len();
-        queue.leased += n as u64;
-        if n > 0 {
-            *inner.held.entry(worker).or_default() += n;
-        }
-        let mut leases = Vec::with_capacity(n);
-        for task in tasks {
-            let lease = Lease {
-                // 53 bits: exact in JSON numbers read by JavaScript clients.
-                id: LeaseId(rand::random::<u64>() >> 11),
-                task,
-                job,
-                worker,
-                expires_at_ms,
-                progress: 0.0,
-            };
-            inner.deadlines.insert((expires_at_ms, lease.id));
-            inner.leases.insert(lease.id, lease);
-            leases.push(lease);
-        }
-        Ok(leases)
+        Ok(self.take(job, worker, max, hold_at_most, ttl, false))
+    }
+
+    async fn lease_replicas(
+        &self,
+        job: JobId,
+        worker: WorkerId,
+        max: usize,
+        hold_at_most: usize,
+        ttl: Duration,
+    ) -> Result<Vec<Lease>> {
+        Ok(self.take(job, worker, max, hold_at_most, ttl, true))
     }
 
     async fn wait_for_tasks(&self, wait: Duration) -> Result<()> {

@@ -142,6 +142,18 @@ pub trait Queues: Send + Sync + 'static {
         hold_at_most: usize,
         ttl: Duration,
     ) -> Result<Vec<Lease>>;
+    /// Like [`Queues::lease_tasks`], but takes only copies that confirm another worker's: of
+    /// replicated tasks another worker holds or held a copy of. What a device on probation,
+    /// with as many of its own results in doubt as it may have, can still take, so that
+    /// devices on probation confirm each other's results rather than all wait for one another.
+    async fn lease_replicas(
+        &self,
+        job: JobId,
+        worker: WorkerId,
+        max: usize,
+        hold_at_most: usize,
+        ttl: Duration,
+    ) -> Result<Vec<Lease>>;
     /// Returns when tasks may have been enqueued, or after `wait`.
     async fn wait_for_tasks(&self, wait: Duration) -> Result<()>;
     /// Extends a lease held by `worker`, recording its progress (0..=1) when given; `None` if

@@ -11,6 +11,7 @@
 //! P job:<job>:avoid_until     zset    retried task, scored by the unix ms its avoidance ends
 //! P job:<job>:replicated      set     task ids queued as replicas
 //! P job:<job>:holders         set     "<task>:<worker>": workers that hold or held a copy
+//! P job:<job>:confirming      set     replicated task ids some worker holds or held a copy of
 //! P job:<job>:leases          set     lease ids of the job's leases
 //! P job:<job>:progress        string  sum of the progress of the job's leases
 //! P leases                    hash    lease id -> "<task> <job> <worker> <expires_ms> <progress>"
@@ -125,10 +126,12 @@ local function remove_leases(gone, release)
 end
 "#;
 
-/// ARGV: prefix, job, worker, now_ms, expires_ms, max, hold_at_most, lease id candidates...
+/// ARGV: prefix, job, worker, now_ms, expires_ms, max, hold_at_most, replicas only ("1" or "0"),
+/// lease id candidates...
 /// Returns lease id, task id, lease id, task id, ...
 const LEASE_TASKS: &str = r#"
 local job, worker, now, expires = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local replicas_only = ARGV[8] == '1'
 local queue = job_key(job, 'queue')
 local len = redis.call('LLEN', queue)
 if len == 0 then return {} end
@@ -138,7 +141,7 @@ local want = math.min(tonumber(ARGV[6]), len, room)
 -- Pass over candidate ids already in use, so two leases never share an id. Checked before
 -- anything is written: a failed script is not rolled back.
 local ids = {}
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   if #ids == want then break end
   if redis.call('HEXISTS', LEASES, ARGV[i]) == 0 then ids[#ids + 1] = ARGV[i] end
 end
@@ -148,6 +151,7 @@ local avoid = job_key(job, 'avoid')
 local avoid_until = job_key(job, 'avoid_until')
 local replicated = job_key(job, 'replicated')
 local holders = job_key(job, 'holders')
+local confirming = job_key(job, 'confirming')
 local ended = redis.call('ZRANGEBYSCORE', avoid_until, '-inf', now)
 if #ended > 0 then
   each_slice('HDEL', avoid, ended)
@@ -155,7 +159,8 @@ if #ended > 0 then
 end
 
 local tasks
-if redis.call('EXISTS', avoid) == 0 and redis.call('EXISTS', replicated) == 0 then
+if not replicas_only and redis.call('EXISTS', avoid) == 0
+  and redis.call('EXISTS', replicated) == 0 then
   -- Nothing is kept from anyone: take from the front in one go.
   tasks = redis.call('LPOP', queue, want)
 else
@@ -165,12 +170,14 @@ else
     local task = redis.call('LPOP', queue)
     if not task then break end
     if redis.call('HGET', avoid, task) == worker
-      or redis.call('SISMEMBER', holders, task .. ':' .. worker) == 1 then
+      or redis.call('SISMEMBER', holders, task .. ':' .. worker) == 1
+      or (replicas_only and redis.call('SISMEMBER', confirming, task) == 0) then
       skipped[#skipped + 1] = task
     else
       if redis.call('HDEL', avoid, task) == 1 then redis.call('ZREM', avoid_until, task) end
       if redis.call('SISMEMBER', replicated, task) == 1 then
         redis.call('SADD', holders, task .. ':' .. worker)
+        redis.call('SADD', confirming, task)
       end
       tasks[#tasks + 1] = task
     end
@@ -207,6 +214,7 @@ redis.call('SADD', job_key(job, 'replicated'), task)
 local excluded = {}
 for i = 6, #ARGV do excluded[#excluded + 1] = task .. ':' .. ARGV[i] end
 each_slice('SADD', job_key(job, 'holders'), excluded)
+if #excluded > 0 then redis.call('SADD', job_key(job, 'confirming'), task) end
 local queue = job_key(job, 'queue')
 local cmd = front and 'LPUSH' or 'RPUSH'
 local batch = {}
@@ -325,7 +333,8 @@ for _, id in ipairs(ids) do
 end
 remove_leases(gone, false)
 redis.call('DEL', job_key(job, 'queue'), job_key(job, 'avoid'), job_key(job, 'avoid_until'),
-  job_key(job, 'replicated'), job_key(job, 'holders'), job_key(job, 'leases'),
+  job_key(job, 'replicated'), job_key(job, 'holders'), job_key(job, 'confirming'),
+  job_key(job, 'leases'),
   job_key(job, 'progress'))
 return 0
 "#;
@@ -634,6 +643,55 @@ async fn subscribe(
     Ok(pubsub)
 }
 
+impl RedisQueues {
+    /// Leases queued tasks of `job` (with `replicas_only`, only copies of replicated tasks).
+    async fn take(
+        &self,
+        job: JobId,
+        worker: WorkerId,
+        max: usize,
+        hold_at_most: usize,
+        ttl: Duration,
+        replicas_only: bool,
+    ) -> Result<Vec<Lease>> {
+        if max == 0 || hold_at_most == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let expires_at_ms = now + ttl_ms(ttl);
+        let mut call = self.scripts.lease_tasks.prepare_invoke();
+        call.arg(&self.prefix)
+            .arg(job.0)
+            .arg(worker.0)
+            .arg(now)
+            .arg(expires_at_ms)
+            .arg(max)
+            .arg(hold_at_most)
+            .arg(if replicas_only { "1" } else { "0" });
+        let mut candidates = HashSet::with_capacity(max + SPARE_IDS);
+        while candidates.len() < max + SPARE_IDS {
+            // 53 bits: exact in JSON numbers read by JavaScript clients.
+            candidates.insert(LeaseId(rand::random::<u64>() >> 11));
+        }
+        for id in candidates {
+            call.arg(lease_key(id));
+        }
+        let flat: Vec<String> = call.invoke_async(&mut self.conn()).await.map_err(backend)?;
+        flat.chunks_exact(2)
+            .map(|pair| {
+                Ok(Lease {
+                    id: LeaseId(pair[0].parse().map_err(|_| corrupt("lease id", &pair[0]))?),
+                    task: TaskId(pair[1].parse().map_err(|_| corrupt("task id", &pair[1]))?),
+                    job,
+                    worker,
+                    expires_at_ms,
+                    progress: 0.0,
+                })
+            })
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Queues for RedisQueues {
     async fn push(&self, stage: Stage, items: &[Item]) -> Result<()> {
@@ -807,40 +865,18 @@ impl Queues for RedisQueues {
         hold_at_most: usize,
         ttl: Duration,
     ) -> Result<Vec<Lease>> {
-        if max == 0 || hold_at_most == 0 {
-            return Ok(Vec::new());
-        }
-        let now = now_ms();
-        let expires_at_ms = now + ttl_ms(ttl);
-        let mut call = self.scripts.lease_tasks.prepare_invoke();
-        call.arg(&self.prefix)
-            .arg(job.0)
-            .arg(worker.0)
-            .arg(now)
-            .arg(expires_at_ms)
-            .arg(max)
-            .arg(hold_at_most);
-        let mut candidates = HashSet::with_capacity(max + SPARE_IDS);
-        while candidates.len() < max + SPARE_IDS {
-            // 53 bits: exact in JSON numbers read by JavaScript clients.
-            candidates.insert(LeaseId(rand::random::<u64>() >> 11));
-        }
-        for id in candidates {
-            call.arg(lease_key(id));
-        }
-        let flat: Vec<String> = call.invoke_async(&mut self.conn()).await.map_err(backend)?;
-        flat.chunks_exact(2)
-            .map(|pair| {
-                Ok(Lease {
-                    id: LeaseId(pair[0].parse().map_err(|_| corrupt("lease id", &pair[0]))?),
-                    task: TaskId(pair[1].parse().map_err(|_| corrupt("task id", &pair[1]))?),
-                    job,
-                    worker,
-                    expires_at_ms,
-                    progress: 0.0,
-                })
-            })
-            .collect()
+        self.take(job, worker, max, hold_at_most, ttl, false).await
+    }
+
+    async fn lease_replicas(
+        &self,
+        job: JobId,
+        worker: WorkerId,
+        max: usize,
+        hold_at_most: usize,
+        ttl: Duration,
+    ) -> Result<Vec<Lease>> {
+        self.take(job, worker, max, hold_at_most, ttl, true).await
     }
 
     async fn wait_for_tasks(&self, wait: Duration) -> Result<()> {

@@ -145,7 +145,56 @@ on_both_backends!(
     wait_for_tasks_returns_on_enqueue_or_after_the_wait,
     a_jobs_leases_and_each_workers_count_are_listed,
     a_worker_never_holds_more_leases_than_it_may,
+    lease_replicas_takes_only_copies_that_confirm_another_workers,
 );
+
+async fn lease_replicas_takes_only_copies_that_confirm_another_workers(q: &dyn Queues) {
+    q.enqueue_tasks(J, &task_ids([1, 2]), false).await.unwrap();
+    q.enqueue_replicas(J, TaskId(3), 1, &[W1], false)
+        .await
+        .unwrap();
+    q.enqueue_replicas(J, TaskId(4), 1, &[W2], false)
+        .await
+        .unwrap();
+    // Two copies nobody has held yet: neither confirms anything until one is taken.
+    q.enqueue_replicas(J, TaskId(5), 2, &[], false)
+        .await
+        .unwrap();
+    // W1 sent task 3's result: task 4's copy is the only confirmation it may take; the other
+    // tasks stay queued, in their order.
+    let a = q
+        .lease_replicas(J, W1, 10, UNBOUNDED, MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(tasks_of(&a), task_ids([4]));
+    let b = q.lease_tasks(J, W3, 10, 3, MINUTE).await.unwrap();
+    assert_eq!(tasks_of(&b), task_ids([1, 2, 3]));
+    assert!(
+        q.lease_replicas(J, W3, 10, UNBOUNDED, MINUTE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // W3 takes a copy of task 5 (holding its slots' worth, it gets nothing more); then the
+    // other copy confirms W3's and W2 may take it.
+    let c = q.lease_tasks(J, W3, 10, 4, MINUTE).await.unwrap();
+    assert_eq!(tasks_of(&c), task_ids([5]));
+    assert!(
+        q.lease_tasks(J, W3, 10, 4, MINUTE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // It counts against the worker's slots like any lease.
+    assert!(
+        q.lease_replicas(J, W2, 10, 0, MINUTE)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let d = q.lease_replicas(J, W2, 10, 1, MINUTE).await.unwrap();
+    assert_eq!(tasks_of(&d), task_ids([5]));
+}
 
 async fn a_worker_never_holds_more_leases_than_it_may(q: &dyn Queues) {
     let other = JobId(8);

@@ -62,6 +62,8 @@ pub struct WorkerRecord {
     pub owner_tenant: Option<TenantId>,
     /// When it registered (Unix ms).
     pub registered_at_ms: i64,
+    /// Its run of valid results when read.
+    pub streak: u64,
 }
 
 /// A new job, as the Jobs API creates it.
@@ -319,12 +321,12 @@ pub enum Verdict {
     /// reason: it waits, like a passed result, until another party returns the same bytes.
     Suspect(ResultId, String),
     /// The app's validator rejected it, for this reason, but its device is not blamed yet: the
-    /// task is charged a failed attempt and goes to an independent party. If that party's
-    /// result is accepted, this one becomes invalid; if it returns the same bytes, the job is
-    /// at fault.
+    /// task is charged a failed attempt and goes to an independent party. If a result with
+    /// other bytes is accepted, this one becomes invalid; one with the same bytes makes it
+    /// void. If none ever is, it stays disputed: nobody is blamed.
     Disputed(ResultId, String),
-    /// Neither right nor wrong, for this reason (the job was at fault, or it came from another
-    /// kind of runtime than the accepted output): not paid, and its device's record unchanged.
+    /// Neither right nor wrong, for this reason (outweighed, or it came from another kind of
+    /// runtime than the accepted output): not paid, and its device's record unchanged.
     Void(ResultId, String),
     /// The task needs this many more results (its replicas disagree or need checking); it
     /// waits for work again.
@@ -627,6 +629,10 @@ pub trait Store: Send + Sync + 'static {
     async fn owner_counts(&self, tenant: TenantId) -> Result<(u64, u64)>;
     /// A worker's record of results, if it exists.
     async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>>;
+    /// A worker's run of valid results, and how many of its results await a check (the
+    /// validator, other parties' agreement, or an independent party's result): what its
+    /// probation needs to know.
+    async fn in_doubt(&self, worker: WorkerId) -> Result<(u64, u64)>;
     /// Quarantines those of `workers` with at least `max_invalid` invalid results; returns the
     /// ones newly quarantined.
     async fn quarantine_untrusted(

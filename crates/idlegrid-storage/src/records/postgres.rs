@@ -961,7 +961,7 @@ impl Store for PostgresStore {
 
     async fn worker(&self, worker: WorkerId) -> Result<Option<WorkerRecord>> {
         let row = sqlx::query(
-            "SELECT w.capabilities, w.owner_id, w.created_at, o.tenant_id \
+            "SELECT w.capabilities, w.owner_id, w.created_at, w.valid_streak, o.tenant_id \
              FROM workers w JOIN owners o ON o.id = w.owner_id WHERE w.id = $1",
         )
         .bind(worker.0)
@@ -991,6 +991,20 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         Ok((mine as u64, others as u64))
+    }
+
+    async fn in_doubt(&self, worker: WorkerId) -> Result<(u64, u64)> {
+        let row: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT valid_streak, (SELECT count(*) FROM results WHERE worker_id = $1 \
+             AND validate_state IN ('pending', 'passed', 'disputed')) FROM workers WHERE id = $1",
+        )
+        .bind(worker.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(row.map_or((0, 0), |(streak, doubt)| {
+            (streak.max(0) as u64, doubt.max(0) as u64)
+        }))
     }
 
     async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>> {

@@ -247,6 +247,7 @@ pub(super) fn worker(row: &impl Columns) -> Result<super::WorkerRecord> {
         owner: row.int("owner_id")?,
         owner_tenant: row.int_opt("tenant_id")?.map(TenantId),
         registered_at_ms: row.int("created_at")?,
+        streak: row.int("valid_streak")?.max(0) as u64,
     })
 }
 

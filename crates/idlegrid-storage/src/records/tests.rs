@@ -443,6 +443,9 @@ async fn a_replicated_task_takes_one_result_per_device_and_asks_for_more(store: 
         .unwrap();
     assert!(ids[0].is_some() && ids[1].is_none());
     assert!(store.record_results(&[by(w1, b"y")]).await.unwrap()[0].is_none());
+    // A result awaiting its check is in doubt; the other device has none.
+    assert_eq!(store.in_doubt(w1).await.unwrap(), (0, 1));
+    assert_eq!(store.in_doubt(w2).await.unwrap(), (0, 0));
     assert_eq!(
         store.tasks(&[task]).await.unwrap()[0].state,
         TaskState::Pending
@@ -477,6 +480,11 @@ async fn a_replicated_task_takes_one_result_per_device_and_asks_for_more(store: 
         [second],
         "a passed result still waits for its replicas"
     );
+    assert_eq!(
+        store.in_doubt(w2).await.unwrap(),
+        (0, 1),
+        "passed, not yet agreed"
+    );
     // The quorum settles it: the odd one out is rejected and its device's run ends.
     let applied = store
         .apply_verdicts(&[
@@ -487,6 +495,9 @@ async fn a_replicated_task_takes_one_result_per_device_and_asks_for_more(store: 
         .unwrap();
     assert!(!applied.charged[0].still_pending);
     assert_eq!(store.reputation(w1).await.unwrap().unwrap().streak, 1);
+    // Settled either way, neither result is in doubt; the valid one counts in the run.
+    assert_eq!(store.in_doubt(w1).await.unwrap(), (1, 0));
+    assert_eq!(store.in_doubt(w2).await.unwrap(), (0, 0));
     // The same verdict again (two coordinators judged it) does not count twice.
     store
         .apply_verdicts(&[Verdict::Valid(ids[0].unwrap())])
