@@ -4,11 +4,13 @@
 //!
 //! - A result the app's validator **rejected** is disputed, not blamed: the chunk goes to a
 //!   party independent of its results. If an independent result is accepted, the disputed
-//!   ones become invalid (and their owners are distrusted). Two parties returning the same
-//!   rejected bytes prove nothing — colluders do that as well as honest devices running a job
-//!   that asks for what cannot be given — so they stay disputed while the chunk goes on to
-//!   other parties; a chunk no party gives an acceptable result for fails when its attempts
-//!   are spent (at least `max_replicas` for disputes), blaming nobody.
+//!   ones become invalid (and their owners are distrusted). If an independent party returns
+//!   the same rejected bytes and one of the two has earned trust, the job's settings are at
+//!   fault: the chunk fails with the reason and nobody is blamed. Two untrusted parties
+//!   agreeing prove nothing (new owners are cheap, and colluders agree), so they stay
+//!   disputed while the chunk goes on to other parties; a chunk no party gives an acceptable
+//!   result for fails when its attempts are spent (at least `max_replicas` for disputes),
+//!   blaming nobody.
 //! - A result that **passed**, suspect or not, counts towards the quorum (one voice per party:
 //!   an owner on the open grid, a device in a private fleet).
 //!
@@ -173,9 +175,37 @@ fn task_verdicts(
         TaskState::Pending | TaskState::Validating => {
             let mut verdicts = Vec::new();
             // Rejections first: disputed until an independent party speaks.
+            let trusted = |r: &ReplicaResult| {
+                r.registered_at_ms <= rules.trusted_before_ms
+                    && r.streak >= u64::from(rules.policy.trust_after)
+            };
+            let mut disputed: Vec<&ReplicaResult> = state
+                .results
+                .iter()
+                .filter(|r| r.stage == ReplicaStage::Disputed)
+                .collect();
             for r in state.results.iter().filter(|r| rejected(r).is_some()) {
                 let reason = rejected(r).unwrap_or_default();
+                if let Some(twin) = disputed.iter().find(|d| {
+                    key(d) == key(r) && party(d) != party(r) && (trusted(d) || trusted(r))
+                }) {
+                    // Independent parties, one of them trusted, returned the same bytes and
+                    // they were rejected: the job asks for what cannot be given.
+                    let why = "the job was at fault: independent devices returned the same output";
+                    verdicts.push(Verdict::Void(r.id, why.into()));
+                    verdicts.push(Verdict::Void(twin.id, why.into()));
+                    verdicts.push(Verdict::FailTask(
+                        state.task,
+                        format!(
+                            "devices of different owners returned the same output for it, and \
+                             it was rejected: {reason}. The job's settings cannot give an \
+                             acceptable output; no device is at fault"
+                        ),
+                    ));
+                    return verdicts;
+                }
                 verdicts.push(Verdict::Disputed(r.id, reason));
+                disputed.push(r);
             }
             let candidates: Vec<&ReplicaResult> = state
                 .results
@@ -455,6 +485,25 @@ mod tests {
             matches!(&v[..], [Verdict::Disputed(ResultId(2), why)] if why == "blank"),
             "{v:?}"
         );
+        // If one of them has earned trust, the job is at fault: the chunk fails, nobody blamed.
+        let s = state(
+            1,
+            vec![result(1, "bad", ReplicaStage::Disputed, 10), new(2, "bad")],
+        );
+        let v = task_verdicts(&none, &s, &rejected(2), 0.5);
+        assert!(
+            matches!(
+                &v[..],
+                [Verdict::Void(ResultId(2), _), Verdict::Void(ResultId(1), _), Verdict::FailTask(_, why)]
+                    if why.contains("no device is at fault") && why.contains("blank")
+            ),
+            "{v:?}"
+        );
+        // Not if the trusted one is too new to be trusted.
+        let mut young = rules(Replication::NONE);
+        young.trusted_before_ms = -1;
+        let v = task_verdicts(&young, &s, &rejected(2), 0.5);
+        assert!(matches!(&v[..], [Verdict::Disputed(..)]), "{v:?}");
         // The same device (or owner) repeating itself proves nothing: disputed again.
         let mut again = new(3, "bad");
         again.owner = 1;
