@@ -416,6 +416,8 @@ pub enum BenchCommand {
     Transcode(bench::TranscodeArgs),
     /// Resident memory and CPU of a worker process while it has no work.
     WorkerIdle(bench::IdleArgs),
+    /// Verification against cheating devices, and its cost when most devices are honest.
+    Trust(bench::TrustArgs),
 }
 
 /// Runs the parsed command.
@@ -434,6 +436,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Dispatch(args)) => bench::dispatch(args).await,
         Command::Bench(BenchCommand::Transcode(args)) => bench::transcode(args).await,
         Command::Bench(BenchCommand::WorkerIdle(args)) => bench::worker_idle(args).await,
+        Command::Bench(BenchCommand::Trust(args)) => bench::trust(args).await,
         Command::Sim(args) => sim::sim(args),
     }
 }

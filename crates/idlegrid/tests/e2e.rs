@@ -14,6 +14,7 @@ use idlegrid_api::{JobId, JobState};
 use idlegrid_client::{Client, sha256_bytes};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
@@ -338,6 +339,8 @@ struct Cluster {
     lease_secs: u64,
     /// `serve` arguments naming the backends (none: embedded).
     backends: Vec<String>,
+    /// Enrollment tokens of workers of other owners than the default one, by worker name.
+    owners: HashMap<String, String>,
     /// Dropped last, after every process is dead.
     dir: TempDir,
 }
@@ -362,6 +365,7 @@ impl Cluster {
             ready,
             lease_secs,
             backends,
+            owners: HashMap::new(),
             dir,
         }
     }
@@ -399,7 +403,12 @@ impl Cluster {
         let mut cmd = idlegrid(&self.home());
         cmd.args(["worker", "--coordinator", url])
             .args(flags)
-            .args(["--token", &self.ready.enrollment_token])
+            .args([
+                "--token",
+                self.owners
+                    .get(name)
+                    .unwrap_or(&self.ready.enrollment_token),
+            ])
             .args(["--slots", "1", "--name", name])
             .arg("--state-dir")
             .arg(self.path().join(name))
@@ -1653,6 +1662,38 @@ fn bench_dispatch_smoke() {
 /// `idlegrid bench worker-idle` runs a real coordinator and worker and reads the worker's
 /// memory and CPU from /proc; a short run prints figures that make sense (the figures
 /// themselves are for `docs/BENCHMARKS.md`, not asserted against the target here).
+/// The trust bench at its smallest: both runs complete, and the figures it reports are the
+/// ones the goals are read from.
+#[test]
+fn bench_trust_smoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = idlegrid(dir.path());
+    cmd.args(["bench", "trust", "--honest", "2", "--majority", "2"])
+        .args(["--seconds", "2", "--jobs", "1", "--lines", "4"])
+        .args(["--warm-up", "2", "--json"]);
+    let bench = run_bounded(cmd, dir.path(), "bench", Duration::from_secs(600));
+    assert!(bench.status.success(), "{}", bench.describe());
+    let figures: serde_json::Value = serde_json::from_str(&bench.stdout)
+        .unwrap_or_else(|e| panic!("bench printed no JSON ({e}): {}", bench.describe()));
+    for run in ["attacked", "mostly_honest"] {
+        let f = &figures[run];
+        let number = |name: &str| {
+            f[name]
+                .as_f64()
+                .unwrap_or_else(|| panic!("no {run}.{name} in {figures:#}"))
+        };
+        assert_eq!(number("jobs"), 2.0, "{figures:#}");
+        assert_eq!(number("completed"), 2.0, "{figures:#}");
+        assert_eq!(number("forged_in_outputs"), 0.0, "{figures:#}");
+        assert_eq!(number("honest_quarantined"), 0.0, "{figures:#}");
+        // Every chunk of a job on devices not yet trusted is confirmed by a second result.
+        assert!(number("extra_work") > 0.0, "{figures:#}");
+    }
+    assert_eq!(figures["attacked"]["cheaters"], 6, "{figures:#}");
+    let sent = figures["attacked"]["forged_sent"].as_u64().unwrap_or(0);
+    assert!(sent > 0, "the cheaters sent nothing: {figures:#}");
+}
+
 #[test]
 fn bench_worker_idle_smoke() {
     let dir = tempfile::tempdir().unwrap();
@@ -2009,12 +2050,14 @@ struct Forger {
 }
 
 /// A device played by the test: it does `transform.py`'s work itself (as [`expected_output`]
-/// does) and forges 3 of every 10 results with a wrong digest, which the app's validator cannot
-/// see — only replication can. It rides out coordinator outages and stops when quarantined
-/// or when `stop` is set.
+/// does) and forges 3 of every 10 chunks with a wrong digest, which the app's validator cannot
+/// see — only replication can. Which chunks it forges depends on the chunk alone, so devices
+/// of one owner forge the same chunks the same way and agree. It rides out coordinator outages
+/// and stops when quarantined or when `stop` is set.
 async fn forging_device(
     url: String,
     enrollment: String,
+    name: &str,
     scratch: PathBuf,
     stop: tokio_util::sync::CancellationToken,
 ) -> Forger {
@@ -2025,7 +2068,7 @@ async fn forging_device(
         &url,
         &enrollment,
         &RegisterWorker {
-            name: "forger".into(),
+            name: name.into(),
             capabilities: idlegrid_api::Capabilities {
                 cores: 1,
                 memory_mb: 4096,
@@ -2078,7 +2121,10 @@ async fn forging_device(
             }
             let text = std::fs::read_to_string(&input).unwrap();
             let base = lease.chunk_index * chunk_lines;
-            let forge = matches!(forger.results % 10, 0 | 3 | 6);
+            let forge = matches!(
+                (lease.job_id.0 as u64 * 7 + lease.chunk_index) % 10,
+                0 | 3 | 6
+            );
             let mut output = String::new();
             for (i, line) in text.lines().enumerate() {
                 let digest = if forge {
@@ -2115,11 +2161,13 @@ async fn forging_device(
     forger
 }
 
-/// The chaos test: 4 worker processes and a forging device run 20 adaptively replicated jobs
-/// while workers are SIGKILLed and restarted at random and the coordinator is SIGKILLed and
-/// restarted twice. Every job completes with exactly the output of a fault-free run (the
-/// reference `expected_output`, which the fault-free tests above check the real scripts
-/// against), so no forged result was accepted. `IDLEGRID_CHAOS_SEED` replays a run.
+/// The chaos test, on an open grid: 4 worker processes of 4 owners and two forging devices of
+/// a fifth owner (forging the same chunks the same way, so they agree) run 20 adaptively
+/// replicated jobs while workers are SIGKILLed and restarted at random and the coordinator is
+/// SIGKILLed and restarted twice. Every job completes with exactly the output of a fault-free
+/// run (the reference `expected_output`, which the fault-free tests above check the real
+/// scripts against), so no forged result was accepted: the forgers are one party, and their
+/// agreement counts once. `IDLEGRID_CHAOS_SEED` replays a run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_workers_and_coordinator_killed_and_a_forger_and_every_output_exact() {
     use rand::{Rng, SeedableRng};
@@ -2132,14 +2180,28 @@ async fn chaos_workers_and_coordinator_killed_and_a_forger_and_every_output_exac
         .unwrap_or_else(rand::random);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut cluster = Cluster::start(2);
+    let operator = Client::new(&cluster.ready.url, &cluster.ready.operator_key).unwrap();
+    let owner = async |name: &str| {
+        operator
+            .create_owner(&idlegrid_api::accounts::NewOwner {
+                name: name.into(),
+                customer: None,
+            })
+            .await
+            .unwrap()
+            .enrollment_token
+    };
+    for i in 0..4 {
+        let token = owner(&format!("owner-{i}")).await;
+        cluster.owners.insert(format!("w{i}"), token);
+    }
+    let mallory = owner("mallory").await;
     cluster.add_workers(4);
     let client = cluster.client();
     let preferences = Preferences {
         max_attempts: 20,
-        replication: Some(idlegrid_api::Replication {
-            mode: idlegrid_api::ReplicationMode::Adaptive,
-            ..idlegrid_api::Replication::NONE
-        }),
+        replication: Some(idlegrid_api::Replication::ADAPTIVE),
+        placement: Some(idlegrid_api::Placement::Any),
         ..Preferences::default()
     };
     let mut jobs = Vec::new();
@@ -2160,12 +2222,14 @@ async fn chaos_workers_and_coordinator_killed_and_a_forger_and_every_output_exac
         jobs.push((job.id, expected_output(&lines)));
     }
     let stop = tokio_util::sync::CancellationToken::new();
-    let forger = tokio::spawn(forging_device(
-        cluster.ready.url.clone(),
-        cluster.ready.enrollment_token.clone(),
-        cluster.path().join("forger"),
-        stop.clone(),
-    ));
+    let forgers: Vec<_> = ["forger-a", "forger-b"]
+        .into_iter()
+        .map(|name| {
+            let (url, token) = (cluster.ready.url.clone(), mallory.clone());
+            let (scratch, stop) = (cluster.path().join(name), stop.clone());
+            tokio::spawn(async move { forging_device(url, token, name, scratch, stop).await })
+        })
+        .collect();
 
     let total_chunks = (JOBS * LINES) as u64 / CHUNK_LINES;
     let started = Instant::now();
@@ -2228,7 +2292,13 @@ async fn chaos_workers_and_coordinator_killed_and_a_forger_and_every_output_exac
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     stop.cancel();
-    let forger = forger.await.unwrap();
+    let mut forger = Forger::default();
+    for f in forgers {
+        let f = f.await.unwrap();
+        forger.results += f.results;
+        forger.forged += f.forged;
+        forger.quarantined |= f.quarantined;
+    }
 
     let (mut chunks, mut results, mut rejected, mut failed_attempts) = (0, 0, 0, 0);
     let mut outputs_exact = 0;

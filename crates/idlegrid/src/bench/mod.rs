@@ -3,14 +3,17 @@
 //! - [`dispatch`]: the coordinator's task throughput and lease latency over real HTTP.
 //! - [`worker_idle`]: what an idle worker process costs its device (memory, CPU).
 //! - [`transcode`]: a video through the local grid against one plain FFmpeg process.
+//! - [`trust`]: verification against cheating devices, and its cost on a mostly honest grid.
 
 mod dispatch;
 mod idle;
 mod transcode;
+mod trust;
 
 pub use dispatch::{DispatchArgs, dispatch};
 pub use idle::{IdleArgs, worker_idle};
 pub use transcode::{TranscodeArgs, transcode};
+pub use trust::{TrustArgs, trust};
 
 use anyhow::Context;
 use std::time::Duration;
