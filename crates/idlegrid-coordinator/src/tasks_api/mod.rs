@@ -121,7 +121,8 @@ pub(crate) fn registered(
 /// Lease up to `max_tasks` tasks, waiting up to `wait_ms` for the first; never more than leave
 /// the device holding as many leases as it has slots (its capabilities' `slots`), and, until it
 /// is trusted, as many as its probation allows (one result awaiting a check, one more for
-/// each valid result in its run).
+/// each valid result in its run, one more to confirm another device's result; all its slots
+/// to confirm others' results once its own have waited longer than a lease).
 #[utoipa::path(post, path = "/v1/leases", tag = "tasks", request_body = LeaseRequest,
     security(("worker_token" = [])),
     responses((status = 200, body = LeaseGrant), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
@@ -150,10 +151,13 @@ pub async fn lease(
     // stage pairs backups with devices waiting for work, which have one.
     let deadline = Instant::now() + Duration::from_millis(request.wait_ms);
     loop {
-        // On probation (not yet trusted) and for checked work, fewer: `probation_slots`, and
-        // one more for copies that confirm another party's result, so devices on probation
-        // confirm each other's results rather than all wait. Read again on every round, since
-        // another party's result may have confirmed one of the device's meanwhile.
+        // On probation (not yet trusted) and for checked work, fewer new chunks:
+        // `probation_slots`, and one more for a copy that confirms another device's result.
+        // If its oldest result in doubt has waited longer than a lease, the grid is short of
+        // independent devices (beside cheaters disputing all they touch, devices on probation
+        // could otherwise all wait for each other): then it may confirm others' results with
+        // all its slots, since that is what settles results in doubt. Read again on every
+        // round, since another party's result may have confirmed one of the device's.
         let slots = record.capabilities.slots as usize;
         let probation = if record.streak < PROBATION_RUN {
             Some(grid.store.in_doubt(device.0).await?)
@@ -169,9 +173,16 @@ pub async fn lease(
             let want = max - leases.len();
             let ttl = grid.config.lease_ttl;
             let got = match probation {
-                Some((streak, in_doubt)) if checked => {
-                    let any = probation_slots(streak, in_doubt, slots);
-                    let confirming = probation_slots(streak + 1, in_doubt, slots);
+                Some(doubt) if checked => {
+                    let any = probation_slots(doubt.streak, doubt.count, slots);
+                    let waited = doubt
+                        .oldest_ms
+                        .map(|t| idlegrid_storage::now_ms().saturating_sub(t));
+                    let confirming = if waited.is_some_and(|w| w > ttl.as_millis() as i64) {
+                        slots
+                    } else {
+                        probation_slots(doubt.streak + 1, doubt.count, slots)
+                    };
                     let mut got = Vec::new();
                     if any > 0 {
                         got = grid

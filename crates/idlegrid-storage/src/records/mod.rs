@@ -565,6 +565,17 @@ pub struct WebhookHistory {
 }
 
 /// The records store.
+/// A device's results that await a check, for its probation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InDoubt {
+    /// Its run of consecutive valid results.
+    pub streak: u64,
+    /// Its results awaiting the validator, other parties' agreement or a further result.
+    pub count: u64,
+    /// When the oldest of them was reported (Unix ms).
+    pub oldest_ms: Option<i64>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // --- accounts ---
@@ -629,10 +640,10 @@ pub trait Store: Send + Sync + 'static {
     async fn owner_counts(&self, tenant: TenantId) -> Result<(u64, u64)>;
     /// A worker's record of results, if it exists.
     async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>>;
-    /// A worker's run of valid results, and how many of its results await a check (the
-    /// validator, other parties' agreement, or an independent party's result): what its
-    /// probation needs to know.
-    async fn in_doubt(&self, worker: WorkerId) -> Result<(u64, u64)>;
+    /// A worker's run of valid results and its results that await a check (the validator,
+    /// other parties' agreement, or an independent party's result): what its probation needs
+    /// to know.
+    async fn in_doubt(&self, worker: WorkerId) -> Result<InDoubt>;
     /// Quarantines those of `workers` with at least `max_invalid` invalid results; returns the
     /// ones newly quarantined.
     async fn quarantine_untrusted(

@@ -10,10 +10,10 @@
 use super::payments;
 use super::rows::{self, backend, job_state, task_state};
 use super::{
-    AttemptRecord, Decide, DeviceRecord, Distrusted, DueWebhook, FailureCharged, Hold, JobRecord,
-    LedgerAudit, LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef, Principal,
-    ReplicaState, Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord, Verdict,
-    VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
+    AttemptRecord, Decide, DeviceRecord, Distrusted, DueWebhook, FailureCharged, Hold, InDoubt,
+    JobRecord, LedgerAudit, LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef,
+    Principal, ReplicaState, Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord,
+    Verdict, VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
@@ -869,18 +869,24 @@ impl Store for SqliteStore {
         Ok((mine as u64, others as u64))
     }
 
-    async fn in_doubt(&self, worker: WorkerId) -> Result<(u64, u64)> {
-        let row: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT valid_streak, (SELECT count(*) FROM results WHERE worker_id = ?1 \
-             AND validate_state IN ('pending', 'passed', 'disputed')) FROM workers WHERE id = ?1",
+    async fn in_doubt(&self, worker: WorkerId) -> Result<InDoubt> {
+        let row: Option<(i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT w.valid_streak, count(r.id), min(r.created_at) FROM workers w \
+             LEFT JOIN results r ON r.worker_id = w.id \
+             AND r.validate_state IN ('pending', 'passed', 'disputed') \
+             WHERE w.id = ?1 GROUP BY w.valid_streak",
         )
         .bind(worker.0)
         .fetch_optional(&self.reader)
         .await
         .map_err(backend)?;
-        Ok(row.map_or((0, 0), |(streak, doubt)| {
-            (streak.max(0) as u64, doubt.max(0) as u64)
-        }))
+        Ok(
+            row.map_or_else(InDoubt::default, |(streak, count, oldest_ms)| InDoubt {
+                streak: streak.max(0) as u64,
+                count: count.max(0) as u64,
+                oldest_ms,
+            }),
+        )
     }
 
     async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>> {

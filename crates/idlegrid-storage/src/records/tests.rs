@@ -444,8 +444,10 @@ async fn a_replicated_task_takes_one_result_per_device_and_asks_for_more(store: 
     assert!(ids[0].is_some() && ids[1].is_none());
     assert!(store.record_results(&[by(w1, b"y")]).await.unwrap()[0].is_none());
     // A result awaiting its check is in doubt; the other device has none.
-    assert_eq!(store.in_doubt(w1).await.unwrap(), (0, 1));
-    assert_eq!(store.in_doubt(w2).await.unwrap(), (0, 0));
+    let doubt = store.in_doubt(w1).await.unwrap();
+    assert_eq!((doubt.streak, doubt.count), (0, 1));
+    assert!(doubt.oldest_ms.is_some_and(|t| t > 0), "{doubt:?}");
+    assert_eq!(store.in_doubt(w2).await.unwrap(), Default::default());
     assert_eq!(
         store.tasks(&[task]).await.unwrap()[0].state,
         TaskState::Pending
@@ -481,8 +483,8 @@ async fn a_replicated_task_takes_one_result_per_device_and_asks_for_more(store: 
         "a passed result still waits for its replicas"
     );
     assert_eq!(
-        store.in_doubt(w2).await.unwrap(),
-        (0, 1),
+        store.in_doubt(w2).await.unwrap().count,
+        1,
         "passed, not yet agreed"
     );
     // The quorum settles it: the odd one out is rejected and its device's run ends.
@@ -496,8 +498,9 @@ async fn a_replicated_task_takes_one_result_per_device_and_asks_for_more(store: 
     assert!(!applied.charged[0].still_pending);
     assert_eq!(store.reputation(w1).await.unwrap().unwrap().streak, 1);
     // Settled either way, neither result is in doubt; the valid one counts in the run.
-    assert_eq!(store.in_doubt(w1).await.unwrap(), (1, 0));
-    assert_eq!(store.in_doubt(w2).await.unwrap(), (0, 0));
+    let doubt = store.in_doubt(w1).await.unwrap();
+    assert_eq!((doubt.streak, doubt.count, doubt.oldest_ms), (1, 0, None));
+    assert_eq!(store.in_doubt(w2).await.unwrap(), Default::default());
     // The same verdict again (two coordinators judged it) does not count twice.
     store
         .apply_verdicts(&[Verdict::Valid(ids[0].unwrap())])
