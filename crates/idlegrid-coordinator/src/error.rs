@@ -53,12 +53,35 @@ impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         // What failed is the operator's to know (the log says): the details name the
         // coordinator's files, databases and keys, which are none of the caller's business.
-        tracing::error!(error = %e, "storage failure");
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
-            "the coordinator's storage failed; retry shortly",
-        )
+        match e {
+            // Asked for something that is not (or no longer) stored: retrying will not help.
+            StorageError::NotFound(_) => {
+                tracing::warn!(error = %e, "a stored item was asked for and is not there");
+                ApiError::not_found(
+                    "not_stored",
+                    "what was asked for is not stored (it may have been deleted)",
+                )
+            }
+            // Stored data this coordinator cannot read: a fault for the operator, not a
+            // passing outage.
+            StorageError::Corrupt(_) => {
+                tracing::error!(error = %e, "stored data cannot be read");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "storage_corrupt",
+                    "the coordinator found stored data it cannot read; its operator has been \
+                     told (see the coordinator's log)",
+                )
+            }
+            StorageError::Backend(_) => {
+                tracing::error!(error = %e, "storage failure");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the coordinator's storage failed; retry shortly",
+                )
+            }
+        }
     }
 }
 
@@ -166,5 +189,36 @@ where
                     format!("bad query string: {}", rejection.body_text()),
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_say_whether_retrying_helps_and_name_nothing_internal() {
+        let cases = [
+            (
+                StorageError::NotFound("blobs/jobs/14/input".into()),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                StorageError::Corrupt("jobs row 14 in /var/lib/idlegrid".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+            (
+                StorageError::Backend("connection to 10.0.0.5:5432 refused".into()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+        ];
+        for (error, status) in cases {
+            let api = ApiError::from(error);
+            assert_eq!(api.status, status);
+            let shown = serde_json::to_string(&api.body).unwrap();
+            for secret in ["blobs/", "/var/lib", "10.0.0.5", "row 14"] {
+                assert!(!shown.contains(secret), "{shown}");
+            }
+        }
     }
 }

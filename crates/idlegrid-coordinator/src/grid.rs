@@ -41,6 +41,9 @@ pub struct Grid {
     /// Seals customers' secrets before they are stored; `None` when the grid has no key (shared
     /// records without `--secrets-key`): jobs with secrets are then refused.
     pub secrets: Option<crate::secrets::SecretBox>,
+    /// What the storage engines are (shared queues? shared records?): what start-up and the
+    /// background stages decide from.
+    pub engines: idlegrid_storage::Engines,
     /// When devices were last heard from.
     pub presence: crate::presence::Presence,
     /// Event counters and the operators' time series.
@@ -108,23 +111,25 @@ impl Grid {
     /// Opens the backends `config.backends` names (embedded ones in `config.data_dir`),
     /// creating the bootstrap credentials on first use, and returns the grid with those
     /// credentials; clears the scratch of coordinators that were killed ([`crate::scratch`]).
-    /// Embedded queues start empty: [`crate::server::serve`] rebuilds them.
+    /// In-process queues start empty: [`crate::server::serve`] rebuilds them.
     pub async fn open(config: Config) -> anyhow::Result<(Arc<Grid>, Credentials)> {
         std::fs::create_dir_all(&config.data_dir)?;
         crate::scratch::clear_abandoned();
         let opened = config.backends.open(&config.data_dir).await?;
-        let secrets = match (&config.secrets_key, &config.backends.store) {
+        let secrets = match (&config.secrets_key, opened.engines.shared_records) {
             (Some(key), _) => {
                 Some(crate::secrets::SecretBox::from_base64(key).map_err(anyhow::Error::msg)?)
             }
-            // Embedded: the key lives with the records it protects.
-            (None, None) => Some(crate::secrets::SecretBox::load_or_create(
+            // Records of this coordinator alone: the key lives beside them.
+            (None, false) => Some(crate::secrets::SecretBox::load_or_create(
                 &config.data_dir.join("secrets.key"),
             )?),
-            (None, Some(_)) => None,
+            // Shared records: every coordinator must seal with the same key, given to all.
+            (None, true) => None,
         };
         let mut grid = Grid::new(config, opened.store, opened.queues, opened.blobs);
         grid.secrets = secrets;
+        grid.engines = opened.engines;
         let credentials = grid.bootstrap_credentials().await?;
         Ok((Arc::new(grid), credentials))
     }
@@ -152,6 +157,7 @@ impl Grid {
             recorder: Default::default(),
             stopping: Default::default(),
             secrets: None,
+            engines: Default::default(),
             presence: Default::default(),
             stats: Default::default(),
             hls_index: Default::default(),

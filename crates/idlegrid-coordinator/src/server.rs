@@ -218,7 +218,7 @@ pub fn router(grid: Arc<Grid>) -> Router {
         .with_state(grid)
 }
 
-/// Rebuilds embedded queues from the records (shared queues are swept for lost work instead,
+/// Rebuilds in-process queues from the records (shared queues are swept for lost work instead,
 /// since other coordinators may be using them), starts the background stages and serves both
 /// APIs on `listener` until `shutdown` is cancelled; then stops accepting requests, lets
 /// in-flight ones finish, and stops the stages.
@@ -227,7 +227,9 @@ pub async fn serve(
     grid: Arc<Grid>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let shared_queues = grid.config.backends.queue.is_some();
+    // Decided from what the engines are, not from which URLs were given: in-process queues
+    // (`--queue memory` too) are rebuilt from the records, whatever keeps those.
+    let shared_queues = grid.engines.shared_queues;
     if !shared_queues {
         let recovered = recovery::rebuild_queues(&grid).await?;
         tracing::info!(?recovered, "queues rebuilt from the records");
@@ -239,7 +241,7 @@ pub async fn serve(
     }
     tasks.spawn(partitioner::run(grid.clone(), stages.clone()));
     tasks.spawn(feeder::run(grid.clone(), stages.clone()));
-    if grid.config.backends.store.is_some() {
+    if grid.engines.shared_records {
         // Other coordinators may share the records: keep this one's copies of them current.
         tasks.spawn(feeder::sync(grid.clone(), stages.clone()));
     }

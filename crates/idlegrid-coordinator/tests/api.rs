@@ -1839,11 +1839,60 @@ async fn an_input_comes_from_the_customers_bucket_and_the_output_goes_back_to_it
     grid.stop().await;
 }
 
+/// A fresh database on the PostgreSQL `scripts/services.sh` started (`IDLEGRID_TEST_POSTGRES`);
+/// `None`, with a note, when it is not set (unless the services are required).
+fn fresh_postgres() -> Option<String> {
+    let Ok(pg) = std::env::var("IDLEGRID_TEST_POSTGRES") else {
+        assert!(
+            std::env::var("IDLEGRID_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "IDLEGRID_TEST_POSTGRES is not set: start the services with scripts/services.sh"
+        );
+        eprintln!("IDLEGRID_TEST_POSTGRES is not set: PostgreSQL test skipped");
+        return None;
+    };
+    let name = format!("api_{:016x}", rand::random::<u64>());
+    let created = std::process::Command::new("psql")
+        .arg(&pg)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql runs");
+    assert!(created.success(), "cannot create database {name} on {pg}");
+    let (server, _) = pg.rsplit_once('/').expect("a database in the URL");
+    Some(format!("{server}/{name}"))
+}
+
+/// What a coordinator does at start follows from what its engines are: in-process queues are
+/// rebuilt from the records wherever those are kept, so a coordinator restarted with
+/// `--queue memory` over PostgreSQL records hands out the work it had queued.
+#[tokio::test]
+async fn in_process_queues_over_shared_records_are_rebuilt_at_start() {
+    let Some(url) = fresh_postgres() else { return };
+    let config = |c: &mut Config| {
+        c.backends.store = Some(url.clone());
+        c.backends.queue = Some("memory".into());
+    };
+    let grid = TestGrid::start(config).await;
+    let job = grid.submit("a\nb\n", 1, 3).await;
+    let dir = grid.stop().await;
+    let grid = TestGrid::start_in(dir, config).await;
+    let worker = grid.worker("w").await;
+    let mut chunks = Vec::new();
+    for _ in 0..3 {
+        let grant = lease(&worker, 2).await;
+        chunks.extend(grant.leases.iter().map(|l| (l.job_id, l.chunk_index)));
+        if chunks.len() == 2 {
+            break;
+        }
+    }
+    chunks.sort();
+    assert_eq!(chunks, [(job.id, 0), (job.id, 1)]);
+    grid.stop().await;
+}
+
 #[tokio::test]
 async fn a_grid_without_a_secrets_key_refuses_to_keep_secrets() {
-    // Records outside the data directory (as when coordinators share them) and no key given.
-    let records = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", records.path().join("records.db").display());
+    // Records other coordinators may share, and no key given: nothing to seal secrets with.
+    let Some(url) = fresh_postgres() else { return };
     let grid = TestGrid::start(|c| {
         c.backends.store = Some(url);
         c.allow_private_sources = true;
@@ -2475,12 +2524,9 @@ async fn webhook_urls_must_be_public_https_unless_private_sources_are_allowed() 
     open.stop().await;
 
     // Without a secrets key there is nowhere to keep the signing secret.
-    let records = tempfile::tempdir().unwrap();
+    let Some(url) = fresh_postgres() else { return };
     let keyless = TestGrid::start(|c| {
-        c.backends.store = Some(format!(
-            "sqlite://{}",
-            records.path().join("records.db").display()
-        ));
+        c.backends.store = Some(url);
         c.allow_private_sources = true;
     })
     .await;

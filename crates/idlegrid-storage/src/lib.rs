@@ -44,16 +44,29 @@ pub struct Opened {
     pub queues: Arc<dyn queue::Queues>,
     /// Blobs.
     pub blobs: Arc<dyn blobs::BlobStore>,
+    /// What the engines are, for what depends on it.
+    pub engines: Engines,
+}
+
+/// What the opened engines are: what a coordinator decides from, rather than from which URLs
+/// were given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Engines {
+    /// The queues live outside this process (Redis): they outlive it and other coordinators
+    /// may use them, so lost work is swept for rather than the queues rebuilt. In-process
+    /// queues start empty and are rebuilt from the records at start.
+    pub shared_queues: bool,
+    /// The records live in a server other coordinators may use (PostgreSQL): each keeps its
+    /// copies of them current, and secrets are sealed with a key given to all of them. Records
+    /// in an SQLite file belong to one coordinator.
+    pub shared_records: bool,
 }
 
 impl Backends {
-    /// Whether everything is embedded (one coordinator owns the data directory).
-    pub fn is_embedded(&self) -> bool {
-        self.store.is_none() && self.queue.is_none() && self.blobs.is_none()
-    }
 
     /// Opens (and migrates) the backends; the embedded ones live in `data_dir`.
     pub async fn open(&self, data_dir: &Path) -> Result<Opened> {
+        let mut engines = Engines::default();
         let store: Arc<dyn records::Store> = match self.store.as_deref() {
             None => Arc::new(records::SqliteStore::open(&data_dir.join("records.db")).await?),
             Some(url) if url.starts_with("sqlite://") => {
@@ -61,6 +74,7 @@ impl Backends {
                 Arc::new(records::SqliteStore::open(Path::new(path)).await?)
             }
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                engines.shared_records = true;
                 Arc::new(records::PostgresStore::connect(url, PG_CONNECTIONS).await?)
             }
             Some(url) => return Err(unknown("records", url, "postgres:// or sqlite://")),
@@ -68,6 +82,7 @@ impl Backends {
         let queues: Arc<dyn queue::Queues> = match self.queue.as_deref() {
             None | Some("memory") => Arc::new(queue::MemoryQueues::new()),
             Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+                engines.shared_queues = true;
                 let (server, prefix) = redis_prefix(url);
                 Arc::new(queue::RedisQueues::connect(&server, &prefix).await?)
             }
@@ -81,6 +96,7 @@ impl Backends {
             store,
             queues,
             blobs,
+            engines,
         })
     }
 }

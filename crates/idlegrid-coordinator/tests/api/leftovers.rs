@@ -85,7 +85,7 @@ async fn an_input_refused_when_priced_fails_its_job_and_is_deleted() {
 }
 
 #[tokio::test]
-async fn a_storage_failure_is_answered_without_the_coordinators_paths() {
+async fn a_lost_output_is_answered_as_missing_without_the_coordinators_paths() {
     let grid = TestGrid::start(|_| {}).await;
     let job = grid.submit("a\n", 1, 3).await;
     let worker = grid.worker("w").await;
@@ -104,11 +104,9 @@ async fn a_storage_failure_is_answered_without_the_coordinators_paths() {
         .await
         .unwrap_err();
     let message = err.to_string();
-    assert_eq!(api_code(err), (503, "storage_unavailable".into()));
-    assert!(
-        message.contains("the coordinator's storage failed; retry shortly"),
-        "{message}"
-    );
+    // Not a passing outage: retrying will not bring it back, and the answer says so.
+    assert_eq!(api_code(err), (404, "not_stored".into()));
+    assert!(message.contains("is not stored"), "{message}");
     let dir = grid.dir.path().to_string_lossy();
     assert!(
         !message.contains(dir.as_ref()) && !message.contains("/jobs/"),
