@@ -2,10 +2,10 @@
 //! scheduling table and the event bus; plus opening a coordinator's data directory.
 
 use crate::apps::AppRegistry;
-use crate::auth::{AuthCache, hash_secret, new_secret};
 use crate::config::Config;
 use crate::events::EventBus;
-use crate::feeder::Schedule;
+use crate::http::auth::{AuthCache, hash_secret, new_secret};
+use crate::pipeline::feeder::Schedule;
 use idlegrid_domain::{JobId, JobState, WorkerId};
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::queue::Queues;
@@ -34,7 +34,7 @@ pub struct Grid {
     /// Known secret hashes.
     pub auth: AuthCache,
     /// Group commit of worker reports.
-    pub recorder: crate::tasks_api::recorder::Recorder,
+    pub recorder: crate::pipeline::recorder::Recorder,
     /// Cancelled when the coordinator starts shutting down, so long-lived requests (event
     /// streams, long-polls) end instead of holding the shutdown up.
     pub stopping: tokio_util::sync::CancellationToken,
@@ -49,11 +49,11 @@ pub struct Grid {
     /// Event counters and the operators' time series.
     pub stats: crate::stats::Stats,
     /// Where the files of HLS outputs are in their archives.
-    pub hls_index: crate::links::HlsIndexes,
+    pub hls_index: crate::http::links::HlsIndexes,
     /// Attempts to redeem link codes (limited over all callers: guessing takes forever).
-    pub link_attempts: crate::device_links::LinkLimiter,
+    pub link_attempts: crate::http::device_links::LinkLimiter,
     /// Leases whose output is being uploaded here.
-    pub output_uploads: crate::tasks_api::OutputUploads,
+    pub output_uploads: crate::http::tasks_api::OutputUploads,
     /// Quarantined devices (loaded from the records at start-up, kept by the validator).
     quarantined: std::sync::RwLock<std::collections::HashSet<WorkerId>>,
     /// Records of workers seen lately (capabilities, owner), and when each was read.
@@ -111,7 +111,7 @@ impl Grid {
     /// Opens the backends `config.backends` names (embedded ones in `config.data_dir`),
     /// creating the bootstrap credentials on first use, and returns the grid with those
     /// credentials; clears the scratch of coordinators that were killed ([`crate::scratch`]).
-    /// In-process queues start empty: [`crate::server::serve`] rebuilds them.
+    /// In-process queues start empty: [`crate::serve`] rebuilds them.
     pub async fn open(config: Config) -> anyhow::Result<(Arc<Grid>, Credentials)> {
         std::fs::create_dir_all(&config.data_dir)?;
         crate::scratch::clear_abandoned();
@@ -161,7 +161,7 @@ impl Grid {
             presence: Default::default(),
             stats: Default::default(),
             hls_index: Default::default(),
-            link_attempts: crate::device_links::limiter(),
+            link_attempts: crate::http::device_links::limiter(),
             output_uploads: Default::default(),
             quarantined: Default::default(),
             devices: Mutex::default(),

@@ -4,9 +4,9 @@
 //! sample before. The last 30 minutes are kept in memory; each coordinator reports what it saw,
 //! and a restart starts a new series (long-term history is Prometheus' job, see `/metrics`).
 
-use crate::auth::Operator;
-use crate::error::ApiResult;
 use crate::grid::Grid;
+use crate::http::auth::Operator;
+use crate::http::error::ApiResult;
 use axum::Json;
 use axum::extract::State;
 use idlegrid_api::grid::{GridSample, GridStats, StageDepths};

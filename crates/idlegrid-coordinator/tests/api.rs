@@ -168,7 +168,7 @@ impl TestGrid {
         self.grid
             .store
             .add_credential(
-                idlegrid_coordinator::auth::hash_secret("igk_other"),
+                idlegrid_coordinator::http::auth::hash_secret("igk_other"),
                 idlegrid_storage::records::Principal::Tenant(other),
             )
             .await

@@ -1,8 +1,8 @@
 //! The `concat` assembler: the job's output is its chunks' accepted outputs, concatenated in
 //! input order, streamed into the blob store without holding the whole output in memory.
 
-use crate::assembler::{AssembleError, Assembler};
 use crate::grid::Grid;
+use crate::pipeline::assembler::{AssembleError, Assembler};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;

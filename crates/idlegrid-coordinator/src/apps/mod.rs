@@ -10,9 +10,9 @@ mod integrity;
 mod lines;
 pub mod video;
 
-use crate::assembler::Assembler;
-use crate::partitioner::Partitioner;
-use crate::validator::Validator;
+use crate::pipeline::assembler::Assembler;
+use crate::pipeline::partitioner::Partitioner;
+use crate::pipeline::validator::Validator;
 use bytes::Bytes;
 use idlegrid_api::Bundle;
 use idlegrid_domain::AppManifest;

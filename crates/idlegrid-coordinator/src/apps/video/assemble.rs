@@ -7,8 +7,8 @@
 
 use super::probe::count_packets;
 use super::{probe_stream, readable_output, scratch, tool};
-use crate::assembler::{AssembleError, Assembler};
 use crate::grid::Grid;
+use crate::pipeline::assembler::{AssembleError, Assembler};
 use async_trait::async_trait;
 use idlegrid_storage::records::{JobRecord, OutputRef, StoredBlob};
 use std::fmt::Write;

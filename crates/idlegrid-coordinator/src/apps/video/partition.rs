@@ -6,7 +6,7 @@
 use super::cost;
 use super::probe::{self, Facts};
 use super::{VideoParams, progress_frames, readable, scratch, tool, tool_with_complaints};
-use crate::partitioner::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
+use crate::pipeline::partitioner::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use idlegrid_storage::blobs::BlobStore;

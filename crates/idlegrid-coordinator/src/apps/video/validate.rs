@@ -19,8 +19,8 @@
 use super::container::{FrameTable, frame_table};
 use super::quality::{self, Expectation, FrameMeasure, Plane};
 use super::{probe_stream, readable, readable_output, scratch};
+use crate::pipeline::validator::{Judgment, Validator};
 use crate::tools;
-use crate::validator::{Judgment, Validator};
 use async_trait::async_trait;
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::BlobStore;

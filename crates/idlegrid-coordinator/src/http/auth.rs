@@ -5,8 +5,8 @@
 //! for logging in (no password stretching needed). Looked-up hashes are cached in memory: the
 //! Tasks API authenticates thousands of calls a second.
 
-use crate::error::ApiError;
 use crate::grid::Grid;
+use crate::http::error::ApiError;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;

@@ -44,7 +44,7 @@ pub const PARALLEL_JOBS: usize = 4;
 
 /// Runs the stage until `shutdown`, assembling up to [`PARALLEL_JOBS`] jobs at once.
 pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
-    crate::stage::run_per_job(
+    crate::pipeline::stage::run_per_job(
         grid,
         Stage::Assemble,
         PARALLEL_JOBS,

@@ -1,18 +1,27 @@
-//! The HTTP front: the router of both APIs, the OpenAPI document generated from the handlers,
-//! and [`serve`], which rebuilds the queues, starts the background stages, serves until the
-//! shutdown token fires, then lets the stages stop.
+//! The HTTP front: every handler of the Jobs API (customers), the Tasks API (worker devices),
+//! accounts, billing, links, operations and the dashboard, the router over them and the OpenAPI
+//! document generated from them. Handlers check what they are sent and read or write the
+//! records and queues; the work itself is done by the [`pipeline`](crate::pipeline).
+
+pub mod accounts_api;
+pub mod auth;
+pub mod billing;
+pub mod device_links;
+pub mod error;
+pub mod jobs_api;
+pub mod links;
+pub mod ops;
+pub mod tasks_api;
+pub mod uploads;
+pub mod web;
 
 use crate::grid::Grid;
-use crate::{
-    accounts_api, assembler, billing, device_links, feeder, jobs_api, links, partitioner, presence,
-    recovery, stats, tasks_api, uploads, validator, web, webhooks,
-};
+use crate::stats;
 use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post, put};
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
@@ -205,65 +214,15 @@ pub fn router(grid: Arc<Grid>) -> Router {
             idlegrid_api::paths::HEALTH,
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
-        .route("/livez", get(crate::ops::livez))
-        .route("/readyz", get(crate::ops::readyz))
-        .route("/metrics", get(crate::ops::metrics))
+        .route("/livez", get(crate::http::ops::livez))
+        .route("/readyz", get(crate::http::ops::readyz))
+        .route("/metrics", get(crate::http::ops::metrics))
         .fallback(|| async {
-            crate::error::ApiError::not_found(
+            crate::http::error::ApiError::not_found(
                 "no_such_endpoint",
                 "there is no such endpoint; see /openapi.json",
             )
         })
-        .layer(axum::middleware::from_fn(crate::ops::track))
+        .layer(axum::middleware::from_fn(crate::http::ops::track))
         .with_state(grid)
-}
-
-/// Rebuilds in-process queues from the records (shared queues are swept for lost work instead,
-/// since other coordinators may be using them), starts the background stages and serves both
-/// APIs on `listener` until `shutdown` is cancelled; then stops accepting requests, lets
-/// in-flight ones finish, and stops the stages.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    grid: Arc<Grid>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    // Decided from what the engines are, not from which URLs were given: in-process queues
-    // (`--queue memory` too) are rebuilt from the records, whatever keeps those.
-    let shared_queues = grid.engines.shared_queues;
-    if !shared_queues {
-        let recovered = recovery::rebuild_queues(&grid).await?;
-        tracing::info!(?recovered, "queues rebuilt from the records");
-    }
-    let stages = shutdown.child_token();
-    let mut tasks = tokio::task::JoinSet::new();
-    if shared_queues {
-        tasks.spawn(crate::sweeper::run(grid.clone(), stages.clone()));
-    }
-    tasks.spawn(partitioner::run(grid.clone(), stages.clone()));
-    tasks.spawn(feeder::run(grid.clone(), stages.clone()));
-    if grid.engines.shared_records {
-        // Other coordinators may share the records: keep this one's copies of them current.
-        tasks.spawn(feeder::sync(grid.clone(), stages.clone()));
-    }
-    tasks.spawn(validator::run(grid.clone(), stages.clone()));
-    tasks.spawn(assembler::run(grid.clone(), stages.clone()));
-    tasks.spawn(tasks_api::reap(grid.clone(), stages.clone()));
-    tasks.spawn(tasks_api::recorder::run(grid.clone(), stages.clone()));
-    tasks.spawn(presence::run(grid.clone(), stages.clone()));
-    tasks.spawn(stats::run(grid.clone(), stages.clone()));
-    tasks.spawn(webhooks::run(grid.clone(), stages.clone()));
-    tasks.spawn(crate::stragglers::run(grid.clone(), stages.clone()));
-    tasks.spawn(crate::escrow::run(grid.clone(), stages.clone()));
-    tasks.spawn(uploads::run(grid.clone(), stages.clone()));
-    let stopping = grid.stopping.clone();
-    let served = axum::serve(listener, router(grid))
-        .with_graceful_shutdown(async move {
-            shutdown.cancelled().await;
-            stopping.cancel();
-        })
-        .await;
-    stages.cancel();
-    while tasks.join_next().await.is_some() {}
-    served?;
-    Ok(())
 }

@@ -19,7 +19,7 @@
 
 use crate::external::checked_address;
 use crate::grid::Grid;
-use crate::jobs_api::timestamp;
+use crate::http::jobs_api::timestamp;
 use crate::secrets::SecretBox;
 use hmac::{Hmac, Mac};
 use idlegrid_api::jobs::{WebhookAttemptView, WebhookDelivery, WebhookSpec, WebhookView};
@@ -80,7 +80,7 @@ impl Webhook {
         checked_address(&url, allow_private)
             .await
             .map_err(|e| format!("webhook.url: {e}"))?;
-        let secret = crate::auth::new_secret(SECRET_PREFIX);
+        let secret = crate::http::auth::new_secret(SECRET_PREFIX);
         let webhook = Webhook {
             url: spec.url.clone(),
             secret: secrets.seal(&secret),

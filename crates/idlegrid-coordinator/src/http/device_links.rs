@@ -6,10 +6,10 @@
 //! shared grid redeems it). Guessing is held off by the size of the code space (32⁸ ≈ 10¹²)
 //! and a coordinator-wide limit on attempts.
 
-use crate::auth::{Enroller, hash_secret, new_secret};
-use crate::error::{ApiError, ApiJson, ApiResult};
 use crate::grid::Grid;
-use crate::tasks_api::{check_new_device, registered};
+use crate::http::auth::{Enroller, hash_secret, new_secret};
+use crate::http::error::{ApiError, ApiJson, ApiResult};
+use crate::http::tasks_api::{check_new_device, registered};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -34,7 +34,7 @@ pub type LinkLimiter = governor::DefaultDirectRateLimiter;
 /// The limiter for [`LINK_ATTEMPTS_PER_SEC`] (bursts of twice that).
 pub fn limiter() -> LinkLimiter {
     const RATE: std::num::NonZeroU32 = std::num::NonZeroU32::new(LINK_ATTEMPTS_PER_SEC).unwrap();
-    governor::RateLimiter::direct(crate::auth::quota(RATE))
+    governor::RateLimiter::direct(crate::http::auth::quota(RATE))
 }
 
 /// A fresh code in canonical form (see [`normalize`]).

@@ -2,7 +2,7 @@
 //! owner's held account (see `idlegrid_storage::records::payments`). This stage moves what has
 //! been held for the grid's hold period to the owners' balances, every
 //! [`MATURE_EVERY`]; an owner caught forging before then forfeits it
-//! ([`crate::validator`]'s quarantine). A cheater who is caught after 1/p unverified results
+//! ([`crate::pipeline::validator`]'s quarantine). A cheater who is caught after 1/p unverified results
 //! on average (p, the spot-check rate) thus loses everything it earned unverified within the
 //! hold period, honest results included.
 

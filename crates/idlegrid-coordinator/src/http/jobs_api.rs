@@ -2,11 +2,11 @@
 //! them, download their outputs and see their webhook deliveries. Every call is authenticated
 //! with the customer's API key, and a job of another tenant is reported as not found.
 
-use crate::auth::Customer;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::external::External;
 use crate::grid::Grid;
-use crate::webhooks::Webhook;
+use crate::http::auth::Customer;
+use crate::http::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::pipeline::webhooks::Webhook;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -79,7 +79,7 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
         params: job.spec.params.clone(),
         preferences: preferences_of(job),
         verification: verification_of(&job.spec.replication, job.spec.placement),
-        cost: crate::billing::job_cost(job),
+        cost: crate::http::billing::job_cost(job),
         input_from: External::of(job).and_then(|e| e.input_view()),
         output_to: External::of(job).and_then(|e| e.output_view()),
         webhook: Webhook::of(job).map(|w| w.view()),
@@ -525,7 +525,7 @@ pub async fn run_job(
         ));
     }
     if job.state == JobState::Created {
-        crate::billing::check_affordable(&grid, &job).await?;
+        crate::http::billing::check_affordable(&grid, &job).await?;
     }
     let Some(job) = grid
         .store
@@ -1032,7 +1032,10 @@ pub async fn webhook_deliveries(
     }
     let events = grid.store.webhook_events(id).await?;
     Ok(Json(WebhookDeliveries {
-        events: events.iter().map(crate::webhooks::delivery_view).collect(),
+        events: events
+            .iter()
+            .map(crate::pipeline::webhooks::delivery_view)
+            .collect(),
     }))
 }
 

@@ -198,7 +198,7 @@ pub const PARALLEL_JOBS: usize = 4;
 
 /// Runs the stage until `shutdown`, partitioning up to [`PARALLEL_JOBS`] jobs at once.
 pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
-    crate::stage::run_per_job(
+    crate::pipeline::stage::run_per_job(
         grid,
         Stage::Partition,
         PARALLEL_JOBS,

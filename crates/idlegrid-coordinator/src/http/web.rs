@@ -89,7 +89,7 @@ pub fn runtimes(dir: Option<std::path::PathBuf>) -> axum::Router {
                 },
             )),
         None => axum::Router::new().fallback(|| async {
-            crate::error::ApiError::not_found(
+            crate::http::error::ApiError::not_found(
                 "no_browser_runtimes",
                 "this coordinator serves no browser runtimes: run scripts/browser-runtimes.sh \
                  and start it with --browser-runtimes DIR",
@@ -100,7 +100,7 @@ pub fn runtimes(dir: Option<std::path::PathBuf>) -> axum::Router {
 
 fn file(path: &str) -> Response {
     let Some(found) = Ui::get(path) else {
-        return crate::error::ApiError::not_found(
+        return crate::http::error::ApiError::not_found(
             "no_such_page",
             format!("the dashboard has no file {path:?}"),
         )

@@ -2,9 +2,9 @@
 //! owner's devices with their state and record (`GET /v1/owner/devices`), and new device
 //! owners made by operators (`POST /v1/owners`).
 
-use crate::auth::{Anyone, Enroller, Operator, hash_secret, new_secret};
-use crate::error::{ApiError, ApiJson, ApiResult};
 use crate::grid::Grid;
+use crate::http::auth::{Anyone, Enroller, Operator, hash_secret, new_secret};
+use crate::http::error::{ApiError, ApiJson, ApiResult};
 use crate::presence::ONLINE_WITHIN_MS;
 use axum::Json;
 use axum::extract::State;

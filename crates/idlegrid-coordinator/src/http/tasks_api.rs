@@ -1,21 +1,19 @@
 //! The Tasks API: worker devices register, lease tasks (long-poll, several at once), heartbeat,
-//! fetch chunks and bundles, upload outputs and report outcomes. It also owns disconnection and
-//! failure handling: the reaper takes back leases whose deadline passed and charges the attempt.
+//! fetch chunks and bundles, upload outputs and report outcomes. Leases whose deadline passed
+//! are taken back by the [`reaper`](crate::pipeline::reaper).
 //!
-//! Reports are written through the [`recorder`], which commits the reports of concurrent
-//! requests together.
+//! Reports are written through the [`recorder`](crate::pipeline::recorder), which commits the
+//! reports of concurrent requests together.
 //!
 //! A worker may only touch what it leases: chunk downloads, output uploads, heartbeats and
 //! reports all name a lease, and each is checked against the lease's holder.
 
-use crate::auth::{AnyDevice, Device, Enroller, hash_secret, new_secret};
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use crate::grid::Grid;
-use crate::jobs_api::{declared_sha256, store_upload};
+use crate::http::auth::{AnyDevice, Device, Enroller, hash_secret, new_secret};
+use crate::http::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::http::jobs_api::{declared_sha256, store_upload};
 use crate::retry;
 use axum::Json;
-
-pub mod recorder;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -36,7 +34,6 @@ use idlegrid_storage::records::{NewFailure, NewResult, OutputRef, WorkerRecord};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 /// Most tasks per lease request and reports per report request.
 pub const MAX_BATCH: usize = 1000;
@@ -869,7 +866,7 @@ pub async fn report(
             }
         }
     }
-    let batch = recorder::Batch { results, failures };
+    let batch = crate::pipeline::recorder::Batch { results, failures };
     grid.recorder.record(batch).await?;
     let reply = ReportReply {
         error: statuses.iter().flatten().next().cloned(),
@@ -890,82 +887,4 @@ pub async fn report(
         StatusCode::OK
     };
     Ok((status, Json(reply)).into_response())
-}
-
-/// Takes back expired leases until `shutdown`: each is a `no_reply` attempt charged to its task.
-/// Once a minute it also drops the rate state of idle credentials.
-pub async fn reap(grid: Arc<Grid>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(grid.config.reap_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_forget = Instant::now();
-    let mut last_expiry = Instant::now();
-    while !shutdown.is_cancelled() {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if last_forget.elapsed() >= Duration::from_secs(60) {
-            grid.auth.forget_idle();
-            last_forget = Instant::now();
-        }
-        if let Err(e) = reap_once(&grid).await {
-            tracing::error!(error = %e, "reaping expired leases failed");
-        }
-        // Deadlines are whole seconds: once a second is soon enough.
-        if last_expiry.elapsed() >= Duration::from_secs(1) {
-            last_expiry = Instant::now();
-            if let Err(e) = expire_jobs(&grid).await {
-                tracing::error!(error = %e, "expiring jobs past their deadline failed");
-            }
-        }
-    }
-}
-
-/// Fails the jobs whose deadline passed; their chunks and results are deleted with them.
-pub async fn expire_jobs(grid: &Grid) -> Result<usize, StorageError> {
-    let due = grid
-        .store
-        .jobs_past_deadline(idlegrid_storage::now_ms())
-        .await?;
-    for &job in &due {
-        let deadline = grid
-            .store
-            .job(job)
-            .await?
-            .and_then(|j| j.spec.deadline_secs)
-            .unwrap_or_default();
-        let reason = format!("expired: the job did not finish within its deadline of {deadline} s");
-        grid.end_job(job, idlegrid_domain::JobState::Failed, Some(&reason))
-            .await?;
-    }
-    Ok(due.len())
-}
-
-/// Takes back every lease expired by now.
-pub async fn reap_once(grid: &Grid) -> Result<usize, StorageError> {
-    let expired = grid
-        .queues
-        .take_expired(idlegrid_storage::now_ms(), MAX_BATCH)
-        .await?;
-    if expired.is_empty() {
-        return Ok(0);
-    }
-    let secs = grid.config.lease_ttl.as_secs();
-    let failures: Vec<NewFailure> = expired
-        .iter()
-        .map(|lease| NewFailure {
-            task: lease.task,
-            job: lease.job,
-            worker: lease.worker,
-            outcome: AttemptOutcome::NoReply,
-            reason: format!(
-                "lease expired: worker {} sent no report or heartbeat for {secs} s (disconnected or stopped)",
-                lease.worker
-            ),
-        })
-        .collect();
-    tracing::warn!(count = expired.len(), "leases expired");
-    let charged = grid.store.record_failures(&failures).await?;
-    retry::after_failures(grid, &charged).await?;
-    Ok(expired.len())
 }

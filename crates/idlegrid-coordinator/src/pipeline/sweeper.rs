@@ -10,7 +10,7 @@
 //! queued twice (its owner was only slow) costs time, never correctness.
 //!
 //! Embedded (in-process) queues lose nothing while the coordinator lives, and are rebuilt from
-//! the records when it starts ([`crate::recovery`]); the sweeper runs only with shared queues.
+//! the records when it starts ([`crate::pipeline::recovery`]); the sweeper runs only with shared queues.
 
 use crate::grid::Grid;
 use idlegrid_domain::{JobId, JobState, ResultId};

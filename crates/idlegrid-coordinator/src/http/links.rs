@@ -6,10 +6,10 @@
 //! secrets key, `secrets.rs`); it grants reading that one job's output until it expires, and
 //! nothing else. The customer asks for links with their API key (`POST /v1/jobs/{id}/links`).
 
-use crate::auth::Customer;
-use crate::error::{ApiError, ApiPath, ApiResult};
 use crate::grid::Grid;
-use crate::jobs_api::{completed_output, own_job};
+use crate::http::auth::Customer;
+use crate::http::error::{ApiError, ApiPath, ApiResult};
+use crate::http::jobs_api::{completed_output, own_job};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};

@@ -2,15 +2,15 @@
 //! credit paid in (`POST /v1/customers/{id}/deposits`, operators), and what a job has cost.
 //!
 //! The books themselves are kept by the records: the Partitioner holds a job's quote before any
-//! chunk exists ([`crate::partitioner`]), and the database pays each validated result and
+//! chunk exists ([`crate::pipeline::partitioner`]), and the database pays each validated result and
 //! releases what is left of a hold when its job ends, by triggers in the same transaction as
 //! the verdict or the state change, so no path can accept a result without paying for it.
 
-use crate::auth::{Anyone, Customer, Operator};
-use crate::error::{ApiError, ApiJson, ApiPath, ApiResult};
 use crate::grid::Grid;
-use crate::jobs_api::{check_preferences, own_job, preferences_of, timestamp};
-use crate::partitioner::{InputSize, PartitionError, Plan, Workload, insufficient};
+use crate::http::auth::{Anyone, Customer, Operator};
+use crate::http::error::{ApiError, ApiJson, ApiPath, ApiResult};
+use crate::http::jobs_api::{check_preferences, own_job, preferences_of, timestamp};
+use crate::pipeline::partitioner::{InputSize, PartitionError, Plan, Workload, insufficient};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -280,7 +280,7 @@ pub async fn estimate(
         .check_job(&params, &options)
         .map_err(|m| ApiError::invalid("invalid_params", m))?;
     let (_, replication) =
-        crate::jobs_api::placement_and_replication(&grid, customer.0, &preferences).await?;
+        crate::http::jobs_api::placement_and_replication(&grid, customer.0, &preferences).await?;
     let capacity = grid.capacity().await;
     let mut tiers = Vec::with_capacity(Tier::ALL.len());
     for tier in Tier::ALL {

@@ -2,11 +2,11 @@
 //! app's validator, records the verdicts, queues jobs whose last chunk was accepted for the
 //! Assembler, and sends rejected chunks back for another attempt. A result of a replicated
 //! job, a suspect one, or one the app's validator rejected is decided with its chunk's other
-//! results ([`crate::quorum`]): agreement counts only across independent parties, and a
+//! results ([`crate::pipeline::quorum`]): agreement counts only across independent parties, and a
 //! rejected result blames its device only once an independent party's result is accepted.
 
 use crate::grid::Grid;
-use crate::quorum;
+use crate::pipeline::quorum;
 use crate::retry;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
