@@ -14,15 +14,6 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// idlegrid's home directory: `$IDLEGRID_HOME`, or `~/.idlegrid`.
-pub fn home() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("IDLEGRID_HOME") {
-        return Ok(PathBuf::from(dir));
-    }
-    let home = std::env::var_os("HOME").context("neither IDLEGRID_HOME nor HOME is set")?;
-    Ok(PathBuf::from(home).join(".idlegrid"))
-}
-
 /// Where a running `idlegrid local` says how to reach it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LocalGridFile {
@@ -36,7 +27,7 @@ pub struct LocalGridFile {
 
 /// Path of the local grid file.
 pub fn local_grid_file() -> anyhow::Result<PathBuf> {
-    Ok(home()?.join("local.json"))
+    Ok(crate::paths::home()?.join("local.json"))
 }
 
 /// A coordinator and its workers running in this process.
@@ -123,7 +114,7 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<ExitCode> {
     let shutdown = shutdown::on_signal();
     let data_dir = match args.data_dir {
         Some(dir) => dir,
-        None => home()?.join("local"),
+        None => crate::paths::home()?.join("local"),
     };
     let grid = LocalGrid::start(&data_dir, args.port, args.workers, &args.coordinator).await?;
     let file = local_grid_file()?;

@@ -8,6 +8,7 @@ mod cli;
 mod customer;
 mod local;
 mod output;
+mod paths;
 mod serve;
 mod settings;
 mod shutdown;

@@ -102,7 +102,7 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let config = idlegrid_worker::WorkerConfig {
         coordinator: coordinator.trim_end_matches('/').to_string(),
         enrollment_token: token,
-        state_dir: worker_state_dir(args.state_dir)?,
+        state_dir: crate::paths::worker_state_dir(args.state_dir)?,
         name: args.name.unwrap_or_else(default_device_name),
         slots: args
             .slots
@@ -115,16 +115,6 @@ pub async fn worker(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let summary = idlegrid_worker::run(config, shutdown).await?;
     tracing::info!(?summary, "worker stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// A worker's state directory: `--state-dir`, or `worker` in the idlegrid home directory.
-pub fn worker_state_dir(
-    state_dir: Option<std::path::PathBuf>,
-) -> anyhow::Result<std::path::PathBuf> {
-    match state_dir {
-        Some(dir) => Ok(dir),
-        None => Ok(crate::local::home()?.join("worker")),
-    }
 }
 
 /// The machine's host name, for naming a device.

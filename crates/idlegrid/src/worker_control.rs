@@ -187,19 +187,19 @@ pub async fn control(command: ControlCommand) -> anyhow::Result<ExitCode> {
         ControlCommand::Uninstall(args) => return crate::worker_install::uninstall(args),
         ControlCommand::Link(args) => return link(args).await,
         ControlCommand::Pause(args) => {
-            let dir = crate::serve::worker_state_dir(args.state_dir)?;
+            let dir = crate::paths::worker_state_dir(args.state_dir)?;
             idlegrid_worker::ipc::pause(&dir).await?;
             println!(
                 "paused: the worker handed its tasks back and takes no more until `idlegrid worker resume`"
             );
         }
         ControlCommand::Resume(args) => {
-            let dir = crate::serve::worker_state_dir(args.state_dir)?;
+            let dir = crate::paths::worker_state_dir(args.state_dir)?;
             idlegrid_worker::ipc::resume(&dir).await?;
             println!("resumed: the worker takes tasks again when its controls allow");
         }
         ControlCommand::Status(args) => {
-            let dir = crate::serve::worker_state_dir(args.target.state_dir)?;
+            let dir = crate::paths::worker_state_dir(args.target.state_dir)?;
             let status = idlegrid_worker::ipc::status(&dir).await?;
             if args.json {
                 println!("{}", crate::output::json(&status)?);

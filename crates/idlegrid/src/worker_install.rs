@@ -310,7 +310,7 @@ pub fn install(args: InstallArgs) -> anyhow::Result<ExitCode> {
     let exe = std::env::current_exe()
         .and_then(std::fs::canonicalize)
         .context("cannot tell where this idlegrid program is")?;
-    let state_dir = crate::serve::worker_state_dir(args.state_dir.clone())?;
+    let state_dir = crate::paths::worker_state_dir(args.state_dir.clone())?;
     let state_dir = if state_dir.is_absolute() {
         state_dir
     } else {
