@@ -18,6 +18,7 @@ mod worker_control;
 mod worker_install;
 
 use clap::Parser;
+use cli::{BenchCommand, Cli, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         return ExitCode::FAILURE;
     }
-    let cli = cli::Cli::parse();
+    let cli = Cli::parse();
     init_logging(cli.command.default_log_level());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(cli::dispatch(cli)) {
+    match runtime.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             // The chain may hold a coordinator's message, which may quote a device.
@@ -63,5 +64,26 @@ fn init_logging(default_level: &str) {
         logs.json().init();
     } else {
         logs.init();
+    }
+}
+
+/// Runs the parsed command.
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::serve(args).await,
+        Command::Worker(args) => serve::worker(args).await,
+        Command::Local(args) => local::local(args).await,
+        Command::Run(args) => customer::run(args).await,
+        Command::Transcode(args) => customer::transcode(args).await,
+        Command::Jobs(args) => customer::jobs(args).await,
+        Command::Job(args) => customer::job(args).await,
+        Command::Cancel(args) => customer::cancel(args).await,
+        Command::Balance(args) => customer::balance(args).await,
+        Command::Deposit(args) => customer::deposit(args).await,
+        Command::Bench(BenchCommand::Dispatch(args)) => bench::dispatch(args).await,
+        Command::Bench(BenchCommand::Transcode(args)) => bench::transcode(args).await,
+        Command::Bench(BenchCommand::WorkerIdle(args)) => bench::worker_idle(args).await,
+        Command::Bench(BenchCommand::Trust(args)) => bench::trust(args).await,
+        Command::Sim(args) => sim::sim(args),
     }
 }

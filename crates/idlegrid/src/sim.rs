@@ -1,7 +1,7 @@
 //! `idlegrid sim`: the grid simulator (`idlegrid-sim`) with and without backup copies, with
 //! and without churn, as a table or as JSON.
 
-use clap::Args;
+use crate::cli::bench::SimArgs;
 use idlegrid_sim::{Report, Scenario};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::process::ExitCode;
@@ -9,32 +9,6 @@ use std::time::{Duration, Instant};
 
 /// A run longer than this shows a progress bar.
 const QUIET_FOR: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Args)]
-pub struct SimArgs {
-    /// Devices in the grid.
-    #[arg(long, default_value_t = 10_000)]
-    pub devices: usize,
-    /// Jobs, all submitted at time 0.
-    #[arg(long, default_value_t = 100)]
-    pub jobs: usize,
-    /// Fraction of devices that leave mid-task and come back; a run without churn is shown
-    /// next to it.
-    #[arg(long, default_value_t = 0.3)]
-    pub churn: f64,
-    /// Fraction of attempts that take 3–10 times longer.
-    #[arg(long, default_value_t = 0.02)]
-    pub stragglers: f64,
-    /// Seed of every random draw (the same seed gives the same figures).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Only the runs without backup copies.
-    #[arg(long)]
-    pub no_backups: bool,
-    /// Print the reports as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// Runs the scenarios, two at a time, and prints them.
 pub fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {

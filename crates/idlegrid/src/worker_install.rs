@@ -9,9 +9,8 @@
 //! `uninstall` stops and removes both; the state directory (the device's identity) stays
 //! unless `--purge`.
 
-use crate::worker_control::{ControlsArgs, OnBattery};
+use crate::cli::worker::{InstallArgs, OnBattery, UninstallArgs};
 use anyhow::{Context, bail};
-use clap::Args;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,47 +20,6 @@ use std::process::ExitCode;
 pub const UNIT: &str = "idlegrid-worker.service";
 /// Label of the launchd agent.
 pub const LAUNCHD_LABEL: &str = "dev.idlegrid.worker";
-
-/// `idlegrid worker install`.
-#[derive(Debug, Args)]
-pub struct InstallArgs {
-    /// Coordinator URL, e.g. http://192.168.1.10:8080.
-    #[arg(long, env = "IDLEGRID_URL")]
-    pub coordinator: String,
-    /// The device owner's enrollment token.
-    #[arg(long, env = "IDLEGRID_TOKEN")]
-    pub token: String,
-    /// Where the worker keeps its identity, bundle cache and scratch space (default:
-    /// ~/.idlegrid/worker).
-    #[arg(long, env = "IDLEGRID_WORKER_DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Tasks to run at once (default: the number of cores).
-    #[arg(long, env = "IDLEGRID_WORKER_SLOTS")]
-    pub slots: Option<usize>,
-    /// Name of this device, for its owner (default: the host name).
-    #[arg(long, env = "IDLEGRID_WORKER_NAME")]
-    pub name: Option<String>,
-    #[command(flatten)]
-    pub controls: ControlsArgs,
-    /// Write the files only: do not enable or start the service.
-    #[arg(long)]
-    pub no_start: bool,
-    /// Print what was done as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// `idlegrid worker uninstall`.
-#[derive(Debug, Args)]
-pub struct UninstallArgs {
-    /// Also delete the state directory named in the settings file (the device's identity:
-    /// a later install registers a new device).
-    #[arg(long)]
-    pub purge: bool,
-    /// Print what was done as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// What `install` or `uninstall` did.
 #[derive(Debug, Serialize)]

@@ -6,8 +6,8 @@
 //! whole lifecycle — lease, report the output, validation, assembly — until the job completes.
 //! Simulated workers run no script: the figure is the coordinator's own capacity.
 
+use crate::cli::bench::DispatchArgs;
 use anyhow::Context;
-use clap::Args;
 use idlegrid_api::jobs::{CreateJob, Preferences};
 use idlegrid_api::tasks::{LeaseRequest, RegisterWorker, Report, ReportItem, ReportOutcome};
 use idlegrid_api::{Capabilities, JobState};
@@ -19,36 +19,6 @@ use std::process::{Child, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-#[derive(Debug, Args)]
-pub struct DispatchArgs {
-    /// Tasks (chunks) in the benchmark job.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub tasks: u64,
-    /// Simulated workers, each with its own HTTP connection.
-    #[arg(long, default_value_t = 32)]
-    pub workers: usize,
-    /// Tasks each worker leases (and reports) per request.
-    #[arg(long, default_value_t = 100)]
-    pub batch: u32,
-    /// Coordinator processes sharing the backends (more than one needs --store and --queue);
-    /// simulated workers are spread across them.
-    #[arg(long, default_value_t = 1)]
-    pub coordinators: usize,
-    /// Records database for the coordinators, e.g. postgres://user@host/db (default: each
-    /// coordinator's embedded SQLite).
-    #[arg(long, value_name = "URL")]
-    pub store: Option<String>,
-    /// Queue server, e.g. redis://host:6379 (default: in-process).
-    #[arg(long, value_name = "URL")]
-    pub queue: Option<String>,
-    /// Blob store, e.g. s3://bucket?endpoint=http://127.0.0.1:9000 (default: local files).
-    #[arg(long, value_name = "URL")]
-    pub blobs: Option<String>,
-    /// Print the figures as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// The measured figures.
 #[derive(Debug, Serialize)]

@@ -6,25 +6,12 @@
 //! for `--secs` seconds. The worker long-polls for leases, so an idle one should use next to
 //! no CPU.
 
+use crate::cli::bench::IdleArgs;
 use anyhow::Context;
-use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::process::{Child, ExitCode, Stdio};
 use std::time::{Duration, Instant};
-
-#[derive(Debug, Args)]
-pub struct IdleArgs {
-    /// Seconds to sample the idle worker for.
-    #[arg(long, default_value_t = 60)]
-    pub secs: u64,
-    /// Seconds to let the worker settle after it registered (start-up benchmark, probes).
-    #[arg(long, default_value_t = 5)]
-    pub settle_secs: u64,
-    /// Print the figures as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// The measured figures.
 #[derive(Debug, Serialize)]

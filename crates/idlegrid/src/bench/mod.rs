@@ -10,10 +10,10 @@ mod idle;
 mod transcode;
 mod trust;
 
-pub use dispatch::{DispatchArgs, dispatch};
-pub use idle::{IdleArgs, worker_idle};
-pub use transcode::{TranscodeArgs, transcode};
-pub use trust::{TrustArgs, trust};
+pub use dispatch::dispatch;
+pub use idle::worker_idle;
+pub use transcode::transcode;
+pub use trust::trust;
 
 use anyhow::Context;
 use std::time::Duration;

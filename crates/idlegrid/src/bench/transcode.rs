@@ -4,44 +4,16 @@
 //! model of the speed-up with W remote devices built from the measured phases.
 
 use crate::cli::CoordinatorArgs;
+use crate::cli::bench::TranscodeArgs;
 use crate::local::LocalGrid;
 use anyhow::Context;
-use clap::Args;
 use idlegrid_api::JobState;
 use idlegrid_api::jobs::{CreateJob, Preferences};
 use idlegrid_client::Client;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
-
-#[derive(Debug, Args)]
-pub struct TranscodeArgs {
-    /// Source clip; default: a generated test clip of --seconds at --size, 30 fps, with audio.
-    #[arg(long)]
-    pub input: Option<PathBuf>,
-    /// Length of the generated clip, in seconds.
-    #[arg(long, default_value_t = 60)]
-    pub seconds: u32,
-    /// Size of the generated clip.
-    #[arg(long, default_value = "1920x1080")]
-    pub size: String,
-    /// Constant rate factor for both encodes.
-    #[arg(long, default_value_t = 23)]
-    pub crf: u8,
-    /// x264 preset for both encodes.
-    #[arg(long, default_value = "medium")]
-    pub x264_preset: String,
-    /// Seconds of video per chunk.
-    #[arg(long, default_value_t = 10.0)]
-    pub chunk_seconds: f64,
-    /// Workers of the local grid (default: the number of cores).
-    #[arg(long)]
-    pub workers: Option<usize>,
-    /// Print the figures as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// One encode's figures.
 #[derive(Debug, Serialize)]

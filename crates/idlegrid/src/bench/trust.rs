@@ -17,8 +17,8 @@
 //! (compared by SHA-256, read from the records).
 
 use crate::cli::CoordinatorArgs;
+use crate::cli::bench::TrustArgs;
 use anyhow::Context;
-use clap::Args;
 use idlegrid_api::accounts::NewOwner;
 use idlegrid_api::jobs::{CreateJob, Job, Preferences};
 use idlegrid_api::tasks::{Lease, LeaseRequest, RegisterWorker, Report, ReportItem, ReportOutcome};
@@ -32,32 +32,6 @@ use std::process::{Command, ExitCode};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-
-#[derive(Debug, Args)]
-pub struct TrustArgs {
-    /// Honest devices in the run under attack (the cheaters are six more).
-    #[arg(long, default_value_t = 8)]
-    pub honest: usize,
-    /// Honest devices beside the one lazy device in the mostly honest run.
-    #[arg(long, default_value_t = 9)]
-    pub majority: usize,
-    /// Seconds of each video job's clip (320x240, 25 fps, 1 s chunks, with sound).
-    #[arg(long, default_value_t = 4)]
-    pub seconds: u32,
-    /// Video jobs, and python-map jobs, in each run.
-    #[arg(long, default_value_t = 2)]
-    pub jobs: usize,
-    /// Lines (one chunk each) of each python-map job.
-    #[arg(long, default_value_t = 40)]
-    pub lines: usize,
-    /// Results each device of the mostly honest run returns on small jobs first, to earn
-    /// trust (0: measure them new).
-    #[arg(long, default_value_t = 150)]
-    pub warm_up: usize,
-    /// Print the figures as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// What one run measured.
 #[derive(Debug, Serialize, Default)]

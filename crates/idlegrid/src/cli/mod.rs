@@ -1,9 +1,13 @@
-//! Command-line arguments, and dispatch to the command modules.
+//! Every command-line argument, in one place that depends on no command: each command
+//! module takes its own arguments from here, and `main` dispatches. Arguments of the
+//! measuring commands are in [`bench`], those of the device owner's worker commands in
+//! [`worker`].
 
-use crate::{bench, customer, local, serve, sim};
+pub mod bench;
+pub mod worker;
+
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 /// idlegrid: compute jobs split into chunks and run on many ordinary devices.
 #[derive(Debug, Parser)]
@@ -40,7 +44,7 @@ pub enum Command {
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Simulate a grid of 10,000 devices in virtual time, driving the real scheduling policy.
-    Sim(sim::SimArgs),
+    Sim(bench::SimArgs),
 }
 
 impl Command {
@@ -163,7 +167,7 @@ pub struct ServeArgs {
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct WorkerArgs {
     #[command(subcommand)]
-    pub control: Option<crate::worker_control::ControlCommand>,
+    pub control: Option<worker::ControlCommand>,
     /// Coordinator URL, e.g. http://192.168.1.10:8080.
     #[arg(long, env = "IDLEGRID_URL", required = true)]
     pub coordinator: Option<String>,
@@ -191,7 +195,7 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub weak_sandbox: bool,
     #[command(flatten)]
-    pub controls: crate::worker_control::ControlsArgs,
+    pub controls: worker::ControlsArgs,
     /// A file of settings as `IDLEGRID_*=value` lines (the environment variable of each flag);
     /// the command line and the environment take precedence.
     #[arg(long, value_name = "FILE")]
@@ -418,25 +422,4 @@ pub enum BenchCommand {
     WorkerIdle(bench::IdleArgs),
     /// Verification against cheating devices, and its cost when most devices are honest.
     Trust(bench::TrustArgs),
-}
-
-/// Runs the parsed command.
-pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Serve(args) => serve::serve(args).await,
-        Command::Worker(args) => serve::worker(args).await,
-        Command::Local(args) => local::local(args).await,
-        Command::Run(args) => customer::run(args).await,
-        Command::Transcode(args) => customer::transcode(args).await,
-        Command::Jobs(args) => customer::jobs(args).await,
-        Command::Job(args) => customer::job(args).await,
-        Command::Cancel(args) => customer::cancel(args).await,
-        Command::Balance(args) => customer::balance(args).await,
-        Command::Deposit(args) => customer::deposit(args).await,
-        Command::Bench(BenchCommand::Dispatch(args)) => bench::dispatch(args).await,
-        Command::Bench(BenchCommand::Transcode(args)) => bench::transcode(args).await,
-        Command::Bench(BenchCommand::WorkerIdle(args)) => bench::worker_idle(args).await,
-        Command::Bench(BenchCommand::Trust(args)) => bench::trust(args).await,
-        Command::Sim(args) => sim::sim(args),
-    }
 }
