@@ -54,3 +54,8 @@ impl Bundle {
             && name.len() <= 128
     }
 }
+
+/// A Unix ms time as the APIs show it (the epoch for one out of range).
+pub fn timestamp(ms: i64) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}

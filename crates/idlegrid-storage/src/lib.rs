@@ -63,7 +63,6 @@ pub struct Engines {
 }
 
 impl Backends {
-
     /// Opens (and migrates) the backends; the embedded ones live in `data_dir`.
     pub async fn open(&self, data_dir: &Path) -> Result<Opened> {
         let mut engines = Engines::default();

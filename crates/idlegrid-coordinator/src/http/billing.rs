@@ -8,8 +8,9 @@
 
 use crate::grid::Grid;
 use crate::http::auth::{Anyone, Customer, Operator};
+use crate::http::checks::check_preferences;
 use crate::http::error::{ApiError, ApiJson, ApiPath, ApiResult};
-use crate::http::jobs_api::{check_preferences, own_job, preferences_of, timestamp};
+use crate::http::views::{own_job, preferences_of};
 use crate::pipeline::partitioner::{InputSize, PartitionError, Plan, Workload, insufficient};
 use axum::Json;
 use axum::extract::State;
@@ -18,6 +19,7 @@ use idlegrid_api::jobs::{
     Balance, BalanceEntry, Deposit, DepositReceipt, Estimate, EstimateRequest, JobCost,
     TierEstimate,
 };
+use idlegrid_api::timestamp;
 use idlegrid_api::{ErrorBody, TenantId};
 use idlegrid_domain::pricing::{MICROS, quote};
 use idlegrid_domain::schedule::{Capacity, eta_secs};
@@ -280,7 +282,7 @@ pub async fn estimate(
         .check_job(&params, &options)
         .map_err(|m| ApiError::invalid("invalid_params", m))?;
     let (_, replication) =
-        crate::http::jobs_api::placement_and_replication(&grid, customer.0, &preferences).await?;
+        crate::http::checks::placement_and_replication(&grid, customer.0, &preferences).await?;
     let capacity = grid.capacity().await;
     let mut tiers = Vec::with_capacity(Tier::ALL.len());
     for tier in Tier::ALL {

@@ -13,214 +13,26 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::Stream;
 use idlegrid_api::jobs::{
-    AppInfo, BlobInfo, ChunkCounts, ChunkState, ChunkView, CreateJob, Job, JobChunks, JobList,
-    Preferences, Verification, VerificationBasis, WebhookDeliveries,
+    AppInfo, ChunkState, ChunkView, CreateJob, Job, JobChunks, JobList, WebhookDeliveries,
 };
 use idlegrid_api::paths::CONTENT_SHA256;
 use idlegrid_api::{ErrorBody, JobId, JobState, TaskId, TaskState, UploadReceipt};
-use idlegrid_domain::{Placement, Replication, ReplicationMode};
-use idlegrid_storage::blobs::PutError;
+use idlegrid_domain::Placement;
 use idlegrid_storage::queue::{Item, Stage};
-use idlegrid_storage::records::{JobRecord, NewJob, ReplicaStage, ReplicaState, StoredBlob};
-use jiff::Timestamp;
+use idlegrid_storage::records::{JobRecord, NewJob, ReplicaStage, ReplicaState};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::http::checks::*;
+use crate::http::views::*;
+
 /// Most jobs per page of `GET /v1/jobs`.
 const MAX_PAGE: u32 = 500;
-
-/// A Unix ms time as the API shows it.
-pub(crate) fn timestamp(ms: i64) -> Timestamp {
-    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-fn blob_info(blob: &Option<StoredBlob>) -> Option<BlobInfo> {
-    blob.as_ref().map(|b| BlobInfo {
-        size: b.size,
-        sha256: b.sha256.clone(),
-    })
-}
-
-/// How a recorded job runs, with the defaults it got filled in.
-pub(crate) fn preferences_of(job: &JobRecord) -> Preferences {
-    Preferences {
-        priority: job.spec.priority,
-        max_attempts: job.spec.max_attempts,
-        task_timeout_secs: job.spec.task_timeout_secs,
-        replication: Some(job.spec.replication),
-        placement: Some(job.spec.placement),
-        deadline_secs: job.spec.deadline_secs,
-        tier: job.spec.tier,
-        max_price: job.spec.max_price,
-    }
-}
-
-/// A job record as customers see it.
-pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
-    let (depth, checking) = if job.state.is_dispatching() {
-        (
-            grid.queues.job_depth(job.id).await?,
-            grid.store.tasks_checking(job.id).await?,
-        )
-    } else {
-        Default::default()
-    };
-    Ok(Job {
-        id: job.id,
-        app: job.spec.app.clone(),
-        app_version: job.spec.app_version.clone(),
-        state: job.state,
-        error: job.error.clone(),
-        params: job.spec.params.clone(),
-        preferences: preferences_of(job),
-        verification: verification_of(&job.spec.replication, job.spec.placement),
-        cost: crate::http::billing::job_cost(job),
-        input_from: External::of(job).and_then(|e| e.input_view()),
-        output_to: External::of(job).and_then(|e| e.output_view()),
-        webhook: Webhook::of(job).map(|w| w.view()),
-        facts: job.facts.clone(),
-        chunks: ChunkCounts {
-            total: job.chunks_total,
-            created: job.chunks_created,
-            done: job.chunks_done,
-            queued: depth.queued,
-            running: depth.leased,
-            running_progress: depth.leased_progress,
-            failed: job.chunks_failed,
-            failed_attempts: job.failed_attempts,
-            results: job.results_received,
-            rejected: job.results_rejected,
-            checking,
-        },
-        input: blob_info(&job.input),
-        output: blob_info(&job.output),
-        created_at: timestamp(job.created_at),
-        submitted_at: job.submitted_at.map(timestamp),
-        started_at: job.started_at.map(timestamp),
-        finished_at: job.finished_at.map(timestamp),
-    })
-}
-
-/// The caller's job, or 404 — also for another tenant's job, so ids reveal nothing.
-pub(crate) async fn own_job(grid: &Grid, customer: Customer, id: JobId) -> ApiResult<JobRecord> {
-    match grid.store.job(id).await? {
-        Some(job) if job.spec.tenant == customer.0 => Ok(job),
-        _ => Err(ApiError::not_found(
-            "job_not_found",
-            format!("there is no job {id} in your account"),
-        )),
-    }
-}
-
-pub(crate) fn check_preferences(p: &Preferences) -> Result<(), String> {
-    if !(-100..=100).contains(&p.priority) {
-        return Err(format!(
-            "priority must be from -100 to 100, got {}",
-            p.priority
-        ));
-    }
-    if !(1..=20).contains(&p.max_attempts) {
-        return Err(format!(
-            "max_attempts must be from 1 to 20, got {}",
-            p.max_attempts
-        ));
-    }
-    if !(1..=86_400).contains(&p.task_timeout_secs) {
-        return Err(format!(
-            "task_timeout_secs must be from 1 to 86400, got {}",
-            p.task_timeout_secs
-        ));
-    }
-    if let Some(secs) = p.deadline_secs
-        && !(1..=2_592_000).contains(&secs)
-    {
-        return Err(format!(
-            "deadline_secs must be from 1 to 2592000 (30 days), got {secs}"
-        ));
-    }
-    if let Some(price) = p.max_price
-        && price.0 <= 0
-    {
-        return Err(format!(
-            "max_price must be more than 0 micro-credits, got {}",
-            price.0
-        ));
-    }
-    p.replication.as_ref().map_or(Ok(()), |r| r.check())
-}
-
-/// Where a job of `customer`'s may run and how its results are verified: what the customer
-/// chose, or the defaults — only their own devices, unreplicated, when every device owner on
-/// the grid belongs to their account; any device, with adaptive replication, otherwise.
-pub(crate) async fn placement_and_replication(
-    grid: &Grid,
-    customer: idlegrid_domain::TenantId,
-    preferences: &Preferences,
-) -> ApiResult<(Placement, Replication)> {
-    let (mine, others) = grid.store.owner_counts(customer).await?;
-    let placement = match preferences.placement {
-        Some(Placement::Own) if mine == 0 => {
-            return Err(ApiError::invalid(
-                "invalid_preferences",
-                "placement \"own\" runs a job only on devices of your own, and no device \
-                 owner belongs to your account; leave placement out to use the grid",
-            ));
-        }
-        Some(placement) => placement,
-        None if mine > 0 && others == 0 => Placement::Own,
-        None => Placement::Any,
-    };
-    let replication = preferences
-        .replication
-        .unwrap_or_else(|| Replication::default_for(placement));
-    Ok((placement, replication))
-}
-
-/// How a job's results are verified, in the API's words.
-pub(crate) fn verification_of(replication: &Replication, placement: Placement) -> Verification {
-    let suspects = "results the validator finds worse than the settings give are still \
-                    re-run on another device";
-    match (replication.mode, placement) {
-        (ReplicationMode::Adaptive, _) => Verification {
-            basis: VerificationBasis::Verified,
-            summary: format!(
-                "adaptive replication: a result of a device that has not earned trust ({} \
-                 valid results and time on the grid) is re-run on a device of another owner \
-                 and must match it byte for byte; trusted devices are spot-checked at random, \
-                 at least {:.0}% of their results",
-                replication.trust_after,
-                replication.spot_check * 100.0
-            ),
-        },
-        (ReplicationMode::Fixed, _) => Verification {
-            basis: VerificationBasis::Verified,
-            summary: format!(
-                "fixed replication: every chunk runs on {} devices, and {} of different owners \
-                 must return the same bytes",
-                replication.replicas, replication.quorum
-            ),
-        },
-        (ReplicationMode::None, Placement::Own) => Verification {
-            basis: VerificationBasis::PrivateFleet,
-            summary: format!(
-                "not replicated: only devices of your own run it, and the app's validator \
-                 checks every result; {suspects}"
-            ),
-        },
-        (ReplicationMode::None, Placement::Any) => Verification {
-            basis: VerificationBasis::Unverified,
-            summary: format!(
-                "not replicated, as you chose: devices of anyone run it and only the app's \
-                 validator checks their results; {suspects}"
-            ),
-        },
-    }
-}
 
 /// Create a job.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = CreateJob,
@@ -364,79 +176,6 @@ pub async fn create_job(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-pub(crate) fn declared_sha256(headers: &HeaderMap) -> ApiResult<String> {
-    let value = headers.get(CONTENT_SHA256).ok_or_else(|| {
-        ApiError::bad_request(
-            "missing_digest",
-            format!("send the upload's SHA-256 (hex) in the {CONTENT_SHA256} header"),
-        )
-    })?;
-    let text = value
-        .to_str()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    if !idlegrid_api::paths::is_sha256_hex(&text) {
-        return Err(ApiError::bad_request(
-            "malformed_digest",
-            format!("{CONTENT_SHA256} must be 64 hex digits"),
-        ));
-    }
-    Ok(text)
-}
-
-/// Refuses a body whose declared length is already over `limit`.
-pub fn check_content_length(headers: &HeaderMap, limit: u64, what: &str) -> ApiResult<()> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(n) if n > limit => Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the {what} is {n} bytes; the limit is {limit}"),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// Streams a request body into the blob store, verifying it against the declared SHA-256.
-pub async fn store_upload(
-    grid: &Grid,
-    key: &str,
-    headers: &HeaderMap,
-    body: Body,
-    limit: u64,
-    what: &str,
-) -> ApiResult<StoredBlob> {
-    let sha = declared_sha256(headers)?;
-    check_content_length(headers, limit, what)?;
-    let stream = body
-        .into_data_stream()
-        .map_err(std::io::Error::other)
-        .boxed();
-    grid.blobs
-        .put_stream(key, stream, Some(&sha), limit)
-        .await
-        .map_err(|e| match e {
-            PutError::TooLarge { limit } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the {what} exceeds the limit of {limit} bytes"),
-            ),
-            PutError::DigestMismatch { expected, actual } => ApiError::bad_request(
-                "digest_mismatch",
-                format!("the {what} received hashes to {actual}, not to the declared {expected}; it was not stored"),
-            ),
-            PutError::Interrupted(e) => ApiError::bad_request(
-                "upload_interrupted",
-                format!("the {what} upload broke off: {e}"),
-            ),
-            PutError::Storage(e) => e.into(),
-        })
-}
-
 /// Upload a job's input (streamed; `x-content-sha256` required). Allowed until the job is run.
 #[utoipa::path(put, path = "/v1/jobs/{id}/input", tag = "jobs",
     params(("id" = i64, Path, description = "job id"),
@@ -464,47 +203,6 @@ pub async fn upload_input(
     )
     .await?;
     record_input(&grid, customer, id, stored).await
-}
-
-fn not_editable(id: JobId, state: JobState) -> ApiError {
-    ApiError::conflict(
-        "job_not_editable",
-        format!("job {id} is {state}; its input can only be uploaded before it is run"),
-    )
-}
-
-/// Refuses uploads to a job that was run already or takes its input from elsewhere.
-pub(crate) fn check_input_editable(job: &JobRecord) -> ApiResult<()> {
-    if job.state != JobState::Created {
-        return Err(not_editable(job.id, job.state));
-    }
-    if External::of(job).is_some_and(|e| e.fetches_input()) {
-        return Err(ApiError::conflict(
-            "input_fetched",
-            format!(
-                "job {} takes its input from `input_from`; it is fetched when the job runs",
-                job.id
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Records a stored upload as the job's input, unless the job was run meanwhile.
-pub(crate) async fn record_input(
-    grid: &Grid,
-    customer: Customer,
-    id: JobId,
-    stored: StoredBlob,
-) -> ApiResult<Json<UploadReceipt>> {
-    if !grid.store.set_job_input(id, &stored).await? {
-        return Err(not_editable(id, own_job(grid, customer, id).await?.state));
-    }
-    grid.events.job_changed(id);
-    Ok(Json(UploadReceipt {
-        size: stored.size,
-        sha256: stored.sha256,
-    }))
 }
 
 /// Start processing a job whose input is uploaded.
@@ -764,22 +462,6 @@ fn waiting_for(state: &ReplicaState) -> Option<String> {
         None => "its result is checked by replication".to_string(),
     };
     Some(format!("{another} to return the same output: {why}"))
-}
-
-/// A job's output, or 409 while the job is not completed.
-pub(crate) fn completed_output(job: &JobRecord) -> ApiResult<&StoredBlob> {
-    job.output
-        .as_ref()
-        .filter(|_| job.state == JobState::Completed)
-        .ok_or_else(|| {
-            ApiError::conflict(
-                "output_not_ready",
-                format!(
-                    "job {} is {}; its output can be downloaded once it is completed",
-                    job.id, job.state
-                ),
-            )
-        })
 }
 
 /// Download a completed job's output.

@@ -9,7 +9,7 @@
 use crate::grid::Grid;
 use crate::http::auth::Customer;
 use crate::http::error::{ApiError, ApiPath, ApiResult};
-use crate::http::jobs_api::{completed_output, own_job};
+use crate::http::views::{completed_output, own_job};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};

@@ -6,6 +6,7 @@
 pub mod accounts_api;
 pub mod auth;
 pub mod billing;
+pub mod checks;
 pub mod device_links;
 pub mod error;
 pub mod jobs_api;
@@ -13,6 +14,7 @@ pub mod links;
 pub mod ops;
 pub mod tasks_api;
 pub mod uploads;
+pub mod views;
 pub mod web;
 
 use crate::grid::Grid;

@@ -10,8 +10,8 @@
 
 use crate::grid::Grid;
 use crate::http::auth::{AnyDevice, Device, Enroller, hash_secret, new_secret};
+use crate::http::checks::{declared_sha256, store_upload};
 use crate::http::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
-use crate::http::jobs_api::{declared_sha256, store_upload};
 use crate::retry;
 use axum::Json;
 use axum::body::Body;

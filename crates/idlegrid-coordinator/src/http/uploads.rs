@@ -10,8 +10,9 @@
 
 use crate::grid::Grid;
 use crate::http::auth::Customer;
+use crate::http::checks::{check_input_editable, record_input, store_upload};
 use crate::http::error::{ApiError, ApiJson, ApiPath, ApiResult};
-use crate::http::jobs_api::{check_input_editable, own_job, record_input, store_upload};
+use crate::http::views::own_job;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -105,7 +106,7 @@ pub async fn upload_part(
     }
     let job = own_job(&grid, customer, id).await?;
     check_input_editable(&job)?;
-    let declared = crate::http::jobs_api::declared_sha256(&headers)?;
+    let declared = crate::http::checks::declared_sha256(&headers)?;
     let key = format!("{}/{part:05}.{declared}", parts_prefix(id));
     let limit = grid.config.max_upload_bytes;
     let others = others_size(&stored_parts(&grid, id).await?, part);

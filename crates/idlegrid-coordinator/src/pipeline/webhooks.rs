@@ -19,10 +19,10 @@
 
 use crate::external::checked_address;
 use crate::grid::Grid;
-use crate::http::jobs_api::timestamp;
 use crate::secrets::SecretBox;
 use hmac::{Hmac, Mac};
 use idlegrid_api::jobs::{WebhookAttemptView, WebhookDelivery, WebhookSpec, WebhookView};
+use idlegrid_api::timestamp;
 use idlegrid_storage::now_ms;
 use idlegrid_storage::records::{
     DueWebhook, JobRecord, WebhookAttempt, WebhookEvent, WebhookHistory, WebhookNext,
