@@ -6,10 +6,10 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::http::auth::{AuthCache, hash_secret, new_secret};
 use crate::pipeline::feeder::Schedule;
-use idlegrid_domain::{JobId, JobState, WorkerId};
+use idlegrid_domain::WorkerId;
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::queue::Queues;
-use idlegrid_storage::records::{JobRecord, Principal, Store, WorkerRecord};
+use idlegrid_storage::records::{Principal, Store, WorkerRecord};
 use idlegrid_storage::{Result as StorageResult, StorageError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -298,61 +298,6 @@ impl Grid {
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<WorkerId, (Arc<WorkerRecord>, std::time::Instant)>> {
         self.devices.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Ends a job as `failed` (with `reason`) or `cancelled`: records it, stops dispatching its
-    /// tasks and tells watchers. Returns the record, or `None` if the job was already final.
-    pub async fn end_job(
-        &self,
-        job: JobId,
-        state: JobState,
-        reason: Option<&str>,
-    ) -> StorageResult<Option<JobRecord>> {
-        let ended = self.store.transition_job(job, state, reason).await?;
-        if ended.is_some() {
-            self.stop_dispatching(job).await?;
-            self.discard_work_blobs(job).await;
-            self.events.job_changed(job);
-            // A reason may quote a device (a script's stderr): logged as text, never as
-            // escape sequences or lines of their own.
-            let reason = idlegrid_domain::text::shown(reason.unwrap_or(""));
-            tracing::info!(%job, %state, %reason, "job ended");
-        }
-        Ok(ended)
-    }
-
-    /// Fails a job whose input was refused — not what its app takes, or not fetched — with
-    /// `reason`, and deletes the input: nothing is kept that no job can use. Returns the
-    /// record, or `None` if the job was already final.
-    pub async fn refuse_input(&self, job: JobId, reason: &str) -> StorageResult<Option<JobRecord>> {
-        let ended = self.end_job(job, JobState::Failed, Some(reason)).await?;
-        if let Some(input) = ended.as_ref().and_then(|j| j.input.as_ref()) {
-            self.blobs.delete(&input.key).await?;
-            tracing::info!(%job, "refused input deleted");
-        }
-        Ok(ended)
-    }
-
-    /// Deletes the blobs that only served a job's processing — its chunks, the workers'
-    /// results, parts of an upload never joined — once it has ended. The input and the output stay.
-    pub async fn discard_work_blobs(&self, job: JobId) {
-        for prefix in [
-            format!("jobs/{job}/chunks"),
-            format!("jobs/{job}/parts"),
-            format!("results/{job}"),
-        ] {
-            match self.blobs.delete_prefix(&prefix).await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(%job, blobs = n, prefix, "work blobs deleted"),
-                Err(e) => tracing::warn!(%job, error = %e, prefix, "could not delete work blobs"),
-            }
-        }
-    }
-
-    /// Removes a job's task queue, leases and scheduling entry.
-    pub async fn stop_dispatching(&self, job: JobId) -> StorageResult<()> {
-        self.schedule.forget(job);
-        self.queues.drop_job(job).await
     }
 }
 

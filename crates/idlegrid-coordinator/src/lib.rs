@@ -21,7 +21,7 @@
 //!   between any two steps loses nothing.
 //! - [`apps`]: the built-in apps, each with its partitioner, validator and assembler.
 //! - The core both sides share: [`grid`] (the handles and in-memory state every module
-//!   receives), [`config`], [`retry`] (what follows a failed attempt), [`events`] (job state
+//!   receives), [`config`], [`lifecycle`] (every job and task state change with side effects: a job's end, a refused input, what follows a failed attempt), [`events`] (job state
 //!   changes for streams), [`presence`] (when devices were last heard from), [`stats`] (the grid's
 //!   statistics), [`secrets`] (customers' secrets sealed), [`external`] (inputs from and outputs
 //!   to URLs and buckets), [`tools`] (FFmpeg runs, their CPU counted per stage) and [`scratch`]
@@ -33,9 +33,9 @@ pub mod events;
 pub mod external;
 pub mod grid;
 pub mod http;
+pub mod lifecycle;
 pub mod pipeline;
 pub mod presence;
-pub mod retry;
 pub mod scratch;
 pub mod secrets;
 pub mod stats;

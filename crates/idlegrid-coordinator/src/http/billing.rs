@@ -188,7 +188,7 @@ pub async fn estimate(
                 Ok(size) => size,
                 Err(PartitionError::Rejected(reason)) => {
                     // Running it would refuse it the same way.
-                    grid.refuse_input(id, &format!("input rejected: {reason}"))
+                    crate::lifecycle::refuse_input(&grid, id, &format!("input rejected: {reason}"))
                         .await?;
                     return Err(ApiError::invalid(
                         "invalid_input",

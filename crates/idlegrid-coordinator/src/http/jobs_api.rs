@@ -311,7 +311,7 @@ pub async fn cancel_job(
     ApiPath(id): ApiPath<JobId>,
 ) -> ApiResult<Json<Job>> {
     own_job(&grid, customer, id).await?;
-    match grid.end_job(id, JobState::Cancelled, None).await? {
+    match crate::lifecycle::end_job(&grid, id, JobState::Cancelled, None).await? {
         Some(job) => Ok(Json(job_view(&grid, &job).await?)),
         None => {
             let job = own_job(&grid, customer, id).await?;

@@ -12,7 +12,7 @@ use crate::grid::Grid;
 use crate::http::auth::{AnyDevice, Device, Enroller, hash_secret, new_secret};
 use crate::http::checks::{declared_sha256, store_upload};
 use crate::http::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
-use crate::retry;
+use crate::lifecycle;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -242,7 +242,7 @@ async fn hand_back(grid: &Grid, leases: &[Lease]) {
     let pairs: Vec<(LeaseId, WorkerId)> = leases.iter().map(|l| (l.id, l.worker)).collect();
     if let Ok(settled) = grid.queues.settle(&pairs).await {
         for lease in settled.into_iter().flatten() {
-            let _ = retry::requeue(grid, lease.job, lease.task, lease.worker).await;
+            let _ = lifecycle::requeue(grid, lease.job, lease.task, lease.worker).await;
         }
     }
 }

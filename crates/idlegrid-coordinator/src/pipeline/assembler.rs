@@ -63,8 +63,13 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
         return Ok(());
     }
     let Some(app) = grid.apps.get(&job.spec.app) else {
-        grid.end_job(job_id, JobState::Failed, Some("the job's app is gone"))
-            .await?;
+        crate::lifecycle::end_job(
+            grid,
+            job_id,
+            JobState::Failed,
+            Some("the job's app is gone"),
+        )
+        .await?;
         return Ok(());
     };
     let started = std::time::Instant::now();
@@ -80,20 +85,17 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
                 && let Err(reason) =
                     crate::external::deliver_output(grid, &external, &output).await?
             {
-                grid.end_job(job_id, JobState::Failed, Some(&reason))
-                    .await?;
+                crate::lifecycle::end_job(grid, job_id, JobState::Failed, Some(&reason)).await?;
                 return Ok(());
             }
-            if grid.store.complete_job(job_id, &output).await? {
-                grid.stop_dispatching(job_id).await?;
-                grid.discard_work_blobs(job_id).await;
-                grid.events.job_changed(job_id);
+            if crate::lifecycle::complete_job(grid, job_id, &output).await? {
                 tracing::info!(job = %job_id, bytes = output.size, elapsed_ms = started.elapsed().as_millis() as u64, "job completed");
             }
             Ok(())
         }
         Err(AssembleError::Inconsistent(reason)) => {
-            grid.end_job(
+            crate::lifecycle::end_job(
+                grid,
                 job_id,
                 JobState::Failed,
                 Some(&format!("assembly failed: {reason}")),

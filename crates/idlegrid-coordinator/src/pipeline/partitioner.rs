@@ -220,7 +220,8 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
     };
     grid.events.job_changed(job_id);
     let Some(app) = grid.apps.get(&job.spec.app) else {
-        grid.end_job(
+        crate::lifecycle::end_job(
+            grid,
             job_id,
             JobState::Failed,
             Some(&format!("app {:?} is no longer offered", job.spec.app)),
@@ -241,7 +242,7 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
                     }
                 }
                 Err(reason) => {
-                    grid.refuse_input(job_id, &reason).await?;
+                    crate::lifecycle::refuse_input(grid, job_id, &reason).await?;
                     return Ok(());
                 }
             }
@@ -312,8 +313,7 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
     let total = match total? {
         Ok(total) => total,
         Err(reason) => {
-            grid.end_job(job_id, JobState::Failed, Some(&reason))
-                .await?;
+            crate::lifecycle::end_job(grid, job_id, JobState::Failed, Some(&reason)).await?;
             return Ok(());
         }
     };
@@ -321,7 +321,7 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
         Ok(Some(facts)) => grid.store.set_job_facts(job_id, &facts).await?,
         Ok(None) => {}
         Err(PartitionError::Rejected(reason)) => {
-            grid.refuse_input(job_id, &format!("input rejected: {reason}"))
+            crate::lifecycle::refuse_input(grid, job_id, &format!("input rejected: {reason}"))
                 .await?;
             return Ok(());
         }

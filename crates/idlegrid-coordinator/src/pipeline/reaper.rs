@@ -3,7 +3,7 @@
 
 use crate::grid::Grid;
 use crate::http::tasks_api::MAX_BATCH;
-use crate::retry;
+use crate::lifecycle;
 use idlegrid_domain::AttemptOutcome;
 use idlegrid_storage::StorageError;
 use idlegrid_storage::records::NewFailure;
@@ -54,7 +54,7 @@ pub async fn expire_jobs(grid: &Grid) -> Result<usize, StorageError> {
             .and_then(|j| j.spec.deadline_secs)
             .unwrap_or_default();
         let reason = format!("expired: the job did not finish within its deadline of {deadline} s");
-        grid.end_job(job, idlegrid_domain::JobState::Failed, Some(&reason))
+        crate::lifecycle::end_job(grid, job, idlegrid_domain::JobState::Failed, Some(&reason))
             .await?;
     }
     Ok(due.len())
@@ -85,6 +85,6 @@ pub async fn reap_once(grid: &Grid) -> Result<usize, StorageError> {
         .collect();
     tracing::warn!(count = expired.len(), "leases expired");
     let charged = grid.store.record_failures(&failures).await?;
-    retry::after_failures(grid, &charged).await?;
+    lifecycle::after_failures(grid, &charged).await?;
     Ok(expired.len())
 }

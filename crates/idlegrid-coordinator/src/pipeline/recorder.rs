@@ -5,7 +5,7 @@
 //! its own write.
 
 use crate::grid::Grid;
-use crate::retry;
+use crate::lifecycle;
 use idlegrid_storage::StorageError;
 use idlegrid_storage::queue::{Item, Stage};
 use idlegrid_storage::records::{NewFailure, NewResult};
@@ -114,7 +114,7 @@ pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
                 .map(|r| (r.job, r.task, r.worker))
                 .chain(all.failures.iter().map(|f| (f.job, f.task, f.worker)))
             {
-                let _ = retry::requeue(&grid, job, task, worker).await;
+                let _ = lifecycle::requeue(&grid, job, task, worker).await;
             }
         }
         for waiting in group {
@@ -146,7 +146,7 @@ async fn write(grid: &Grid, batch: &Batch) -> Result<(), StorageError> {
     }
     if !batch.failures.is_empty() {
         let charged = grid.store.record_failures(&batch.failures).await?;
-        retry::after_failures(grid, &charged).await?;
+        lifecycle::after_failures(grid, &charged).await?;
     }
     Ok(())
 }

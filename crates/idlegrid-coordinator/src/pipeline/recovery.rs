@@ -51,7 +51,7 @@ pub async fn rebuild_queues(grid: &Grid) -> Result<Recovered, StorageError> {
         }
         if job.state.is_dispatching() && job.chunks_failed > 0 {
             // A chunk failed but the job was not ended before the crash: end it now.
-            crate::retry::fail_failed_job(grid, job).await?;
+            crate::lifecycle::fail_failed_job(grid, job).await?;
             continue;
         }
         if job.state.is_dispatching() {

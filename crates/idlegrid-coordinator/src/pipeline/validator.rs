@@ -6,8 +6,8 @@
 //! rejected result blames its device only once an independent party's result is accepted.
 
 use crate::grid::Grid;
+use crate::lifecycle;
 use crate::pipeline::quorum;
-use crate::retry;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -254,13 +254,13 @@ async fn apply(
         .map(|&job| Item { job, id: job.0 })
         .collect();
     for job in &applied.ready_to_assemble {
-        grid.stop_dispatching(*job).await?;
+        crate::lifecycle::stop_dispatching(grid, *job).await?;
     }
     grid.queues.push(Stage::Assemble, &assemble).await?;
-    retry::after_failures(grid, &applied.charged).await?;
+    lifecycle::after_failures(grid, &applied.charged).await?;
     quorum::queue_replicas(grid, &applied.replicate).await?;
     for (job, task, reason) in &applied.failed {
-        retry::fail_job(grid, *job, *task, reason).await?;
+        lifecycle::fail_job(grid, *job, *task, reason).await?;
     }
     quarantine(grid, &applied.charged).await?;
     for job in changed {
@@ -327,7 +327,7 @@ async fn quarantine(
             .collect();
         if !verdicts.is_empty() {
             let applied = grid.store.apply_verdicts(&verdicts).await?;
-            retry::after_failures(grid, &applied.charged).await?;
+            lifecycle::after_failures(grid, &applied.charged).await?;
         }
         // Its running tasks go to other devices now rather than when the leases expire.
         let handed_back: Vec<NewFailure> = revoked
@@ -342,7 +342,7 @@ async fn quarantine(
             .collect();
         if !handed_back.is_empty() {
             let charged = grid.store.record_failures(&handed_back).await?;
-            retry::after_failures(grid, &charged).await?;
+            lifecycle::after_failures(grid, &charged).await?;
         }
     }
     Ok(())

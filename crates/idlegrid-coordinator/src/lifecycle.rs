@@ -1,5 +1,7 @@
-//! What happens after a failed attempt — a script error, a lost worker, a rejected result:
-//! retry the task at the front of its job's queue, kept for a while from the worker whose
+//! Every state change of a job and a task that has side effects, and those side effects, in
+//! one place: a job ends (failed, cancelled, completed; its dispatching stops, its work blobs
+//! go, watchers are told), an input is refused, and what happens after a failed attempt — a
+//! script error, a lost worker, a rejected result: retry the task at the front of its job's queue, kept for a while from the worker whose
 //! attempt failed so another device tries it (not when the worker only handed it back; for
 //! good from every device of the parties whose result was rejected, so an independent party
 //! decides), or, once its attempts are spent, fail the task and its job with the reasons
@@ -8,8 +10,10 @@
 use crate::grid::Grid;
 use idlegrid_domain::task::{RetryDecision, after_failure};
 use idlegrid_domain::{AttemptOutcome, JobId, JobState, TaskId, WorkerId};
+use idlegrid_storage::Result as StorageResult;
 use idlegrid_storage::StorageError;
 use idlegrid_storage::records::FailureCharged;
+use idlegrid_storage::records::JobRecord;
 use std::time::Duration;
 
 /// Longest stretch of one attempt's reason quoted in a job's error.
@@ -92,7 +96,8 @@ pub async fn fail_job(
         .await?
         .first()
         .map_or(0, |t| t.chunk.index);
-    grid.end_job(
+    end_job(
+        grid,
         job,
         JobState::Failed,
         Some(&format!("chunk {index} failed: {reason}")),
@@ -112,8 +117,7 @@ pub async fn fail_failed_job(
          {} failed attempts were recorded)",
         job.chunks_failed, job.failed_attempts
     );
-    grid.end_job(job.id, JobState::Failed, Some(&message))
-        .await?;
+    end_job(grid, job.id, JobState::Failed, Some(&message)).await?;
     Ok(())
 }
 
@@ -141,7 +145,85 @@ async fn give_up(grid: &Grid, c: &FailureCharged) -> Result<(), StorageError> {
         c.failures,
         reasons.join(" | ")
     );
-    grid.end_job(c.job, JobState::Failed, Some(&message))
-        .await?;
+    end_job(grid, c.job, JobState::Failed, Some(&message)).await?;
+    Ok(())
+}
+
+/// Ends a job as `failed` (with `reason`) or `cancelled`: records it, stops dispatching its
+/// tasks and tells watchers. Returns the record, or `None` if the job was already final.
+pub async fn end_job(
+    grid: &Grid,
+    job: JobId,
+    state: JobState,
+    reason: Option<&str>,
+) -> StorageResult<Option<JobRecord>> {
+    let ended = grid.store.transition_job(job, state, reason).await?;
+    if ended.is_some() {
+        after_end(grid, job).await?;
+        // A reason may quote a device (a script's stderr): logged as text, never as
+        // escape sequences or lines of their own.
+        let reason = idlegrid_domain::text::shown(reason.unwrap_or(""));
+        tracing::info!(%job, %state, %reason, "job ended");
+    }
+    Ok(ended)
+}
+
+/// Fails a job whose input was refused — not what its app takes, or not fetched — with
+/// `reason`, and deletes the input: nothing is kept that no job can use. Returns the
+/// record, or `None` if the job was already final.
+pub async fn refuse_input(
+    grid: &Grid,
+    job: JobId,
+    reason: &str,
+) -> StorageResult<Option<JobRecord>> {
+    let ended = end_job(grid, job, JobState::Failed, Some(reason)).await?;
+    if let Some(input) = ended.as_ref().and_then(|j| j.input.as_ref()) {
+        grid.blobs.delete(&input.key).await?;
+        tracing::info!(%job, "refused input deleted");
+    }
+    Ok(ended)
+}
+
+/// Deletes the blobs that only served a job's processing — its chunks, the workers'
+/// results, parts of an upload never joined — once it has ended. The input and the output stay.
+pub async fn discard_work_blobs(grid: &Grid, job: JobId) {
+    for prefix in [
+        format!("jobs/{job}/chunks"),
+        format!("jobs/{job}/parts"),
+        format!("results/{job}"),
+    ] {
+        match grid.blobs.delete_prefix(&prefix).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(%job, blobs = n, prefix, "work blobs deleted"),
+            Err(e) => tracing::warn!(%job, error = %e, prefix, "could not delete work blobs"),
+        }
+    }
+}
+
+/// Removes a job's task queue, leases and scheduling entry.
+pub async fn stop_dispatching(grid: &Grid, job: JobId) -> StorageResult<()> {
+    grid.schedule.forget(job);
+    grid.queues.drop_job(job).await
+}
+
+/// Records a job's output and completes it; `false` if it had already ended.
+pub async fn complete_job(
+    grid: &Grid,
+    job: JobId,
+    output: &idlegrid_storage::records::StoredBlob,
+) -> StorageResult<bool> {
+    let completed = grid.store.complete_job(job, output).await?;
+    if completed {
+        after_end(grid, job).await?;
+    }
+    Ok(completed)
+}
+
+/// What follows a job's end, however it ended: its tasks are no longer dispatched, the blobs
+/// that only served its processing go, and watchers are told.
+async fn after_end(grid: &Grid, job: JobId) -> StorageResult<()> {
+    stop_dispatching(grid, job).await?;
+    discard_work_blobs(grid, job).await;
+    grid.events.job_changed(job);
     Ok(())
 }
