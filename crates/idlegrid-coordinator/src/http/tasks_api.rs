@@ -29,7 +29,7 @@ use idlegrid_domain::replication::{PROBATION_RUN, ReplicationMode, probation_slo
 use idlegrid_domain::{AttemptOutcome, Capabilities, Party, TaskId, TaskState, WorkerId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::sha256_hex;
-use idlegrid_storage::queue::Lease;
+use idlegrid_storage::queue::{Copies, Lease};
 use idlegrid_storage::records::{NewFailure, NewResult, OutputRef, WorkerRecord};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -190,7 +190,7 @@ pub async fn lease(
                     if got.is_empty() && confirming > 0 {
                         got = grid
                             .queues
-                            .lease_replicas(job, device.0, want, confirming, ttl)
+                            .lease(job, device.0, want, confirming, ttl, Copies::Confirming)
                             .await?;
                     }
                     got

@@ -2,7 +2,7 @@
 //! wake-ups for waiting consumers. Contents do not survive the process; the coordinator rebuilds
 //! them from the records at start-up.
 
-use super::{Item, JobDepth, Lease, Queues, Stage};
+use super::{Copies, Item, JobDepth, Lease, Queues, Stage};
 use crate::{Result, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{JobId, LeaseId, TaskId, WorkerId};
@@ -77,7 +77,7 @@ impl MemoryQueues {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Leases queued tasks of `job` (with `replicas_only`, only copies of replicated tasks).
+    /// [`Queues::lease`], under the lock.
     fn take(
         &self,
         job: JobId,
@@ -85,8 +85,9 @@ impl MemoryQueues {
         max: usize,
         hold_at_most: usize,
         ttl: Duration,
-        replicas_only: bool,
+        copies: Copies,
     ) -> Vec<Lease> {
+        let replicas_only = copies == Copies::Confirming;
         let expires_at_ms = now_ms() + ttl.as_millis() as i64;
         let now = now_ms();
         let mut inner = self.lock();
@@ -291,26 +292,16 @@ impl Queues for MemoryQueues {
         Ok(())
     }
 
-    async fn lease_tasks(
+    async fn lease(
         &self,
         job: JobId,
         worker: WorkerId,
         max: usize,
         hold_at_most: usize,
         ttl: Duration,
+        copies: Copies,
     ) -> Result<Vec<Lease>> {
-        Ok(self.take(job, worker, max, hold_at_most, ttl, false))
-    }
-
-    async fn lease_replicas(
-        &self,
-        job: JobId,
-        worker: WorkerId,
-        max: usize,
-        hold_at_most: usize,
-        ttl: Duration,
-    ) -> Result<Vec<Lease>> {
-        Ok(self.take(job, worker, max, hold_at_most, ttl, true))
+        Ok(self.take(job, worker, max, hold_at_most, ttl, copies))
     }
 
     async fn wait_for_tasks(&self, wait: Duration) -> Result<()> {

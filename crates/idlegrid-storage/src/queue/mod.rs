@@ -83,6 +83,18 @@ pub struct Lease {
     pub progress: f32,
 }
 
+/// Which of a job's queued copies a lease may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copies {
+    /// Any the worker may take.
+    Any,
+    /// Only copies that confirm another worker's: of replicated tasks another worker holds or
+    /// held a copy of. What a device on probation, with as many of its own results in doubt
+    /// as it may have, can still take, so that devices on probation confirm each other's
+    /// results rather than all wait for one another.
+    Confirming,
+}
+
 /// Queue lengths, for status and metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct JobDepth {
@@ -131,9 +143,20 @@ pub trait Queues: Send + Sync + 'static {
     /// Lets workers whose copy of a task ended without a result (their report came after the
     /// task stopped waiting for one) take a copy of it again.
     async fn release_holders(&self, copies: &[(JobId, TaskId, WorkerId)]) -> Result<()>;
-    /// Leases up to `max` tasks of one job to a worker for `ttl`, but only as many as leave it
-    /// holding at most `hold_at_most` leases of any job (its task slots): checked and taken in
-    /// one step, so concurrent requests of one worker cannot add up past it.
+    /// Leases up to `max` of one job's queued copies of the kind `copies` to a worker for
+    /// `ttl`, but only as many as leave it holding at most `hold_at_most` leases of any job
+    /// (its task slots): checked and taken in one step, so concurrent requests of one worker
+    /// cannot add up past it.
+    async fn lease(
+        &self,
+        job: JobId,
+        worker: WorkerId,
+        max: usize,
+        hold_at_most: usize,
+        ttl: Duration,
+        copies: Copies,
+    ) -> Result<Vec<Lease>>;
+    /// [`Queues::lease`] of any copies the worker may take.
     async fn lease_tasks(
         &self,
         job: JobId,
@@ -141,19 +164,10 @@ pub trait Queues: Send + Sync + 'static {
         max: usize,
         hold_at_most: usize,
         ttl: Duration,
-    ) -> Result<Vec<Lease>>;
-    /// Like [`Queues::lease_tasks`], but takes only copies that confirm another worker's: of
-    /// replicated tasks another worker holds or held a copy of. What a device on probation,
-    /// with as many of its own results in doubt as it may have, can still take, so that
-    /// devices on probation confirm each other's results rather than all wait for one another.
-    async fn lease_replicas(
-        &self,
-        job: JobId,
-        worker: WorkerId,
-        max: usize,
-        hold_at_most: usize,
-        ttl: Duration,
-    ) -> Result<Vec<Lease>>;
+    ) -> Result<Vec<Lease>> {
+        self.lease(job, worker, max, hold_at_most, ttl, Copies::Any)
+            .await
+    }
     /// Returns when tasks may have been enqueued, or after `wait`.
     async fn wait_for_tasks(&self, wait: Duration) -> Result<()>;
     /// Extends a lease held by `worker`, recording its progress (0..=1) when given; `None` if

@@ -32,7 +32,7 @@
 //! two sweeps (`idlegrid_coordinator::sweeper`). Persistence (`appendonly yes`) only shortens
 //! that pause.
 
-use super::{Item, JobDepth, Lease, Queues, Stage};
+use super::{Copies, Item, JobDepth, Lease, Queues, Stage};
 use crate::{Result, StorageError, now_ms};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, RedisError, Script};
@@ -644,7 +644,7 @@ async fn subscribe(
 }
 
 impl RedisQueues {
-    /// Leases queued tasks of `job` (with `replicas_only`, only copies of replicated tasks).
+    /// [`Queues::lease`], in one script.
     async fn take(
         &self,
         job: JobId,
@@ -652,7 +652,7 @@ impl RedisQueues {
         max: usize,
         hold_at_most: usize,
         ttl: Duration,
-        replicas_only: bool,
+        copies: Copies,
     ) -> Result<Vec<Lease>> {
         if max == 0 || hold_at_most == 0 {
             return Ok(Vec::new());
@@ -667,7 +667,11 @@ impl RedisQueues {
             .arg(expires_at_ms)
             .arg(max)
             .arg(hold_at_most)
-            .arg(if replicas_only { "1" } else { "0" });
+            .arg(if copies == Copies::Confirming {
+                "1"
+            } else {
+                "0"
+            });
         let mut candidates = HashSet::with_capacity(max + SPARE_IDS);
         while candidates.len() < max + SPARE_IDS {
             // 53 bits: exact in JSON numbers read by JavaScript clients.
@@ -857,26 +861,16 @@ impl Queues for RedisQueues {
         Ok(())
     }
 
-    async fn lease_tasks(
+    async fn lease(
         &self,
         job: JobId,
         worker: WorkerId,
         max: usize,
         hold_at_most: usize,
         ttl: Duration,
+        copies: Copies,
     ) -> Result<Vec<Lease>> {
-        self.take(job, worker, max, hold_at_most, ttl, false).await
-    }
-
-    async fn lease_replicas(
-        &self,
-        job: JobId,
-        worker: WorkerId,
-        max: usize,
-        hold_at_most: usize,
-        ttl: Duration,
-    ) -> Result<Vec<Lease>> {
-        self.take(job, worker, max, hold_at_most, ttl, true).await
+        self.take(job, worker, max, hold_at_most, ttl, copies).await
     }
 
     async fn wait_for_tasks(&self, wait: Duration) -> Result<()> {

@@ -3,7 +3,7 @@
 //! (`redis://127.0.0.1:56379`), each run under its own key prefix. The Redis-only tests at the
 //! end race two connections on the same keys.
 
-use super::{Item, JobDepth, Lease, MemoryQueues, Queues, RedisQueues, Stage};
+use super::{Copies, Item, JobDepth, Lease, MemoryQueues, Queues, RedisQueues, Stage};
 use crate::now_ms;
 use idlegrid_domain::{JobId, LeaseId, TaskId, WorkerId};
 use std::collections::HashSet;
@@ -145,10 +145,10 @@ on_both_backends!(
     wait_for_tasks_returns_on_enqueue_or_after_the_wait,
     a_jobs_leases_and_each_workers_count_are_listed,
     a_worker_never_holds_more_leases_than_it_may,
-    lease_replicas_takes_only_copies_that_confirm_another_workers,
+    confirming_leases_take_only_copies_that_confirm_another_workers,
 );
 
-async fn lease_replicas_takes_only_copies_that_confirm_another_workers(q: &dyn Queues) {
+async fn confirming_leases_take_only_copies_that_confirm_another_workers(q: &dyn Queues) {
     q.enqueue_tasks(J, &task_ids([1, 2]), false).await.unwrap();
     q.enqueue_replicas(J, TaskId(3), 1, &[W1], false)
         .await
@@ -163,14 +163,14 @@ async fn lease_replicas_takes_only_copies_that_confirm_another_workers(q: &dyn Q
     // W1 sent task 3's result: task 4's copy is the only confirmation it may take; the other
     // tasks stay queued, in their order.
     let a = q
-        .lease_replicas(J, W1, 10, UNBOUNDED, MINUTE)
+        .lease(J, W1, 10, UNBOUNDED, MINUTE, Copies::Confirming)
         .await
         .unwrap();
     assert_eq!(tasks_of(&a), task_ids([4]));
     let b = q.lease_tasks(J, W3, 10, 3, MINUTE).await.unwrap();
     assert_eq!(tasks_of(&b), task_ids([1, 2, 3]));
     assert!(
-        q.lease_replicas(J, W3, 10, UNBOUNDED, MINUTE)
+        q.lease(J, W3, 10, UNBOUNDED, MINUTE, Copies::Confirming)
             .await
             .unwrap()
             .is_empty()
@@ -187,12 +187,15 @@ async fn lease_replicas_takes_only_copies_that_confirm_another_workers(q: &dyn Q
     );
     // It counts against the worker's slots like any lease.
     assert!(
-        q.lease_replicas(J, W2, 10, 0, MINUTE)
+        q.lease(J, W2, 10, 0, MINUTE, Copies::Confirming)
             .await
             .unwrap()
             .is_empty()
     );
-    let d = q.lease_replicas(J, W2, 10, 1, MINUTE).await.unwrap();
+    let d = q
+        .lease(J, W2, 10, 1, MINUTE, Copies::Confirming)
+        .await
+        .unwrap();
     assert_eq!(tasks_of(&d), task_ids([5]));
 }
 
