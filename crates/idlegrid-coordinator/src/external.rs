@@ -273,7 +273,7 @@ pub async fn fetch_input(
 ) -> Result<Result<StoredBlob, String>, StorageError> {
     let allow_private = grid.config.allow_private_sources;
     let limit = grid.config.max_upload_bytes;
-    let key = format!("jobs/{}/input", job.id);
+    let key = crate::blob_keys::input(job.id);
     let (body, from): (idlegrid_storage::blobs::UploadStream, String) =
         if let Some(url) = &external.input_url {
             match open_url(url, allow_private).await {

@@ -16,18 +16,28 @@
 //!   read or write the records and queues.
 //! - [`pipeline`]: the stages (partitioner, feeder, validator with quorum, assembler) and every
 //!   background loop (report recorder, reaper, stragglers, sweeper or queue rebuild, webhooks,
-//!   escrow), started by [`pipeline::start`]. Stages hand work on only through the records
-//!   ([`idlegrid_storage::records`]) and the queues ([`idlegrid_storage::queue`]), so a crash
-//!   between any two steps loses nothing.
-//! - [`apps`]: the built-in apps, each with its partitioner, validator and assembler.
-//! - The core both sides share: [`grid`] (the handles and in-memory state every module
-//!   receives), [`config`], [`lifecycle`] (every job and task state change with side effects: a job's end, a refused input, what follows a failed attempt), [`events`] (job state
-//!   changes for streams), [`presence`] (when devices were last heard from), [`stats`] (the grid's
-//!   statistics), [`secrets`] (customers' secrets sealed), [`external`] (inputs from and outputs
-//!   to URLs and buckets), [`tools`] (FFmpeg runs, their CPU counted per stage) and [`scratch`]
-//!   (scratch directories, and clearing those of killed coordinators).
+//!   escrow, housekeeping), started by [`pipeline::start`]. Stages hand work on only through
+//!   the records ([`idlegrid_storage::records`]) and the queues ([`idlegrid_storage::queue`]),
+//!   so a crash between any two steps loses nothing.
+//! - [`apps`]: the plug-in traits an app implements ([`apps::plugin`]: partitioner, validator,
+//!   assembler) and the built-in apps. Apps see the records and blobs only.
+//! - The core both sides share, from the bottom up: leaf modules that know nothing of the grid —
+//!   [`config`], [`events`] (job state changes for streams), [`blob_keys`] (where every blob
+//!   lives), [`secrets`] (customers' secrets sealed), [`tools`] (FFmpeg runs, their CPU
+//!   counted per stage), [`scratch`] (scratch directories, and clearing those of killed
+//!   coordinators) and [`state`] (what a coordinator keeps in memory: the dispatch table,
+//!   credentials, presence, statistics, the recorder's handle); then [`grid`] (the handles
+//!   and state every stage and handler receives), [`bootstrap`] (opening a data directory),
+//!   [`lifecycle`] (every job and task state change with side effects: a job's end, a refused
+//!   input, what follows a failed attempt) and [`external`] (inputs from and outputs to URLs
+//!   and buckets).
+//!
+//! No module imports one above it: `http` → `pipeline` → `lifecycle`/`external` → `grid` →
+//! `apps` → `state` and the other leaves.
 
 pub mod apps;
+pub mod blob_keys;
+pub mod bootstrap;
 pub mod config;
 pub mod events;
 pub mod external;
@@ -35,14 +45,14 @@ pub mod grid;
 pub mod http;
 pub mod lifecycle;
 pub mod pipeline;
-pub mod presence;
 pub mod scratch;
 pub mod secrets;
-pub mod stats;
+pub mod state;
 pub mod tools;
 
+pub use bootstrap::Credentials;
 pub use config::Config;
-pub use grid::{Credentials, Grid};
+pub use grid::Grid;
 
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;

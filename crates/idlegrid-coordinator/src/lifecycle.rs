@@ -187,11 +187,7 @@ pub async fn refuse_input(
 /// Deletes the blobs that only served a job's processing — its chunks, the workers'
 /// results, parts of an upload never joined — once it has ended. The input and the output stay.
 pub async fn discard_work_blobs(grid: &Grid, job: JobId) {
-    for prefix in [
-        format!("jobs/{job}/chunks"),
-        format!("jobs/{job}/parts"),
-        format!("results/{job}"),
-    ] {
+    for prefix in crate::blob_keys::work_prefixes(job) {
         match grid.blobs.delete_prefix(&prefix).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(%job, blobs = n, prefix, "work blobs deleted"),

@@ -63,7 +63,7 @@ impl SecretBox {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
         }
         let key = STANDARD.encode(rand::random::<[u8; 32]>());
-        crate::grid::write_private(path, key.as_bytes())?;
+        write_private(path, key.as_bytes())?;
         SecretBox::from_base64(&key).map_err(anyhow::Error::msg)
     }
 
@@ -117,6 +117,20 @@ impl SecretBox {
             .map_err(|_| "the stored secret was sealed with another secrets key")?;
         String::from_utf8(plain).map_err(|_| "the stored secret is damaged".into())
     }
+}
+
+/// Writes a file only its owner can read.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 #[cfg(test)]

@@ -2998,7 +2998,9 @@ async fn a_job_knows_the_share_of_the_online_grid_it_fits() {
     };
     assert!(tight.lease(&quick).await.unwrap().leases.is_empty());
     assert_eq!(lease(&roomy, 1).await.leases.len(), 1);
-    grid.grid.schedule.measure_fit(&grid.grid).await;
+    grid.grid
+        .schedule
+        .measure_fit(&grid.grid.online_devices().await);
     let share = grid.grid.schedule.fit_share(job.id);
     assert!((share - 0.5).abs() < 1e-9, "{share}");
     grid.stop().await;

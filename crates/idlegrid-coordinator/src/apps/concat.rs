@@ -1,12 +1,13 @@
 //! The `concat` assembler: the job's output is its chunks' accepted outputs, concatenated in
 //! input order, streamed into the blob store without holding the whole output in memory.
 
-use crate::grid::Grid;
-use crate::pipeline::assembler::{AssembleError, Assembler};
+use crate::apps::plugin::{AssembleError, Assembler};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use idlegrid_storage::records::{JobRecord, OutputRef, StoredBlob};
+use idlegrid_storage::blobs::BlobStore;
+use idlegrid_storage::records::{JobRecord, OutputRef, Store, StoredBlob};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// The concatenating assembler.
@@ -22,14 +23,14 @@ impl Assembler for Concat {
     async fn assemble(
         &self,
         job: &JobRecord,
-        grid: &Grid,
+        store: &Arc<dyn Store>,
+        blobs: &Arc<dyn BlobStore>,
         output_key: &str,
     ) -> Result<StoredBlob, AssembleError> {
         let total = job.chunks_total.unwrap_or(0);
         let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
         let body = tokio_stream_from(rx);
-        let store = grid.store.clone();
-        let blobs = grid.blobs.clone();
+        let (store, consumer_blobs, blobs) = (store.clone(), blobs, blobs.clone());
         let job_id = job.id;
         let produce = async |tx: &mpsc::Sender<Result<Bytes, std::io::Error>>| {
             let mut next = 0u64;
@@ -85,7 +86,7 @@ impl Assembler for Concat {
             }
             produced
         };
-        let consumer = grid.blobs.put_stream(output_key, body, None, u64::MAX);
+        let consumer = consumer_blobs.put_stream(output_key, body, None, u64::MAX);
         let (produced, stored) = tokio::join!(producer, consumer);
         produced?;
         stored.map_err(|e| {

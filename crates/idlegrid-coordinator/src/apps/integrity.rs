@@ -2,7 +2,7 @@
 //! SHA-256 agree — and within the task output limit. Fit for apps whose outputs have no
 //! structure to check (python-map); content-aware validators come with their apps.
 
-use crate::pipeline::validator::{Judgment, Validator};
+use crate::apps::plugin::{Judgment, Validator};
 use async_trait::async_trait;
 use idlegrid_storage::blobs::{BlobStore, sha256_hex};
 use idlegrid_storage::records::{JobRecord, OutputRef, ResultRecord};

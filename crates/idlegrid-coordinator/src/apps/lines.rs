@@ -7,7 +7,7 @@
 //! volume — [`MS_PER_MIB`] reference core-milliseconds per MiB of input, plus [`MS_PER_CHUNK`]
 //! for each chunk's start-up.
 
-use crate::pipeline::partitioner::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
+use crate::apps::plugin::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
 use async_trait::async_trait;
 use futures::StreamExt;
 use idlegrid_storage::blobs::BlobStore;

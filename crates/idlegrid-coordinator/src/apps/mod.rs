@@ -8,14 +8,13 @@
 mod concat;
 mod integrity;
 mod lines;
+pub mod plugin;
 pub mod video;
 
-use crate::pipeline::assembler::Assembler;
-use crate::pipeline::partitioner::Partitioner;
-use crate::pipeline::validator::Validator;
 use bytes::Bytes;
 use idlegrid_api::Bundle;
 use idlegrid_domain::AppManifest;
+use plugin::{Assembler, Partitioner, Validator};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 use crate::grid::Grid;
 use crate::http::auth::{Anyone, Enroller, Operator, hash_secret, new_secret};
 use crate::http::error::{ApiError, ApiJson, ApiResult};
-use crate::presence::ONLINE_WITHIN_MS;
+use crate::state::presence::ONLINE_WITHIN_MS;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

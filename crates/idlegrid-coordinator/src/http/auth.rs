@@ -1,111 +1,16 @@
-//! Authentication: bearer secrets, stored only as SHA-256 hashes, and the extractors that turn a
-//! request's `Authorization` header into a tenant, a device owner or a worker.
-//!
-//! Secrets are 256 random bits, so a plain SHA-256 is enough to make a leaked database useless
-//! for logging in (no password stretching needed). Looked-up hashes are cached in memory: the
-//! Tasks API authenticates thousands of calls a second.
+//! Authentication: the extractors that turn a request's `Authorization: Bearer <secret>` header
+//! into a customer, a device owner, a worker or an operator, through the grid's cache of known
+//! secret hashes and their rate limits ([`crate::state::credentials`]).
 
 use crate::grid::Grid;
 use crate::http::error::ApiError;
+pub use crate::state::credentials::{hash_secret, new_secret};
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use base64::Engine;
 use idlegrid_domain::{TenantId, WorkerId};
 use idlegrid_storage::records::Principal;
-use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-/// A fresh secret: `prefix` + 256 random bits, base64url.
-pub fn new_secret(prefix: &str) -> String {
-    let bytes: [u8; 32] = rand::random();
-    format!(
-        "{prefix}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
-}
-
-/// The stored form of a secret.
-pub fn hash_secret(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
-/// Requests admitted per credential (keyed by the secret's hash).
-type Limiter = governor::DefaultKeyedRateLimiter<[u8; 32]>;
-
-/// Known secret hashes, and how fast each may make requests.
-#[derive(Default)]
-pub struct AuthCache {
-    known: Mutex<HashMap<[u8; 32], Principal>>,
-    customers: Option<(Limiter, u32)>,
-    workers: Option<(Limiter, u32)>,
-}
-
-/// `per_sec` requests a second with bursts of twice that, as every limit here is.
-pub(crate) fn quota(per_sec: std::num::NonZeroU32) -> governor::Quota {
-    const TWO: std::num::NonZeroU32 = std::num::NonZeroU32::new(2).unwrap();
-    governor::Quota::per_second(per_sec).allow_burst(per_sec.saturating_mul(TWO))
-}
-
-fn limiter(per_sec: u32) -> Option<(Limiter, u32)> {
-    let rate = std::num::NonZeroU32::new(per_sec)?;
-    Some((governor::RateLimiter::keyed(quota(rate)), per_sec))
-}
-
-impl AuthCache {
-    /// A cache admitting `customer_per_sec` requests per second per customer key or enrollment
-    /// token and `worker_per_sec` per worker (0: no limit), each with bursts of twice that.
-    pub fn new(customer_per_sec: u32, worker_per_sec: u32) -> Self {
-        AuthCache {
-            known: Mutex::default(),
-            customers: limiter(customer_per_sec),
-            workers: limiter(worker_per_sec),
-        }
-    }
-
-    /// Admits one more request with this credential, or says to slow down.
-    fn admit(&self, hash: &[u8; 32], principal: Principal) -> Result<(), ApiError> {
-        let limit = match principal {
-            Principal::Worker(_) => &self.workers,
-            _ => &self.customers,
-        };
-        let Some((limiter, per_sec)) = limit else {
-            return Ok(());
-        };
-        limiter.check_key(hash).map_err(|_| {
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
-                    "too many requests with this credential: at most {per_sec} a second (bursts of twice that); retry after a second"
-                ),
-            )
-        })
-    }
-
-    /// Forgets the rate state of credentials idle long enough to be back at full burst.
-    pub fn forget_idle(&self) {
-        for (limiter, _) in [&self.customers, &self.workers].into_iter().flatten() {
-            limiter.retain_recent();
-        }
-    }
-
-    fn get(&self, hash: &[u8; 32]) -> Option<Principal> {
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(hash)
-            .copied()
-    }
-
-    fn put(&self, hash: [u8; 32], principal: Principal) {
-        self.known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(hash, principal);
-    }
-}
+use std::sync::Arc;
 
 async fn principal(parts: &Parts, grid: &Grid) -> Result<Principal, ApiError> {
     let header = parts
@@ -146,7 +51,16 @@ async fn principal(parts: &Parts, grid: &Grid) -> Result<Principal, ApiError> {
             principal
         }
     };
-    grid.auth.admit(&hash, principal)?;
+    grid.auth.admit(&hash, principal).map_err(|limited| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many requests with this credential: at most {} a second (bursts of twice that); retry after a second",
+                limited.per_sec
+            ),
+        )
+    })?;
     Ok(principal)
 }
 
@@ -250,20 +164,5 @@ impl FromRequestParts<Arc<Grid>> for AnyDevice {
             Principal::Worker(w) => Ok(AnyDevice(w)),
             _ => Err(wrong_kind("a worker token (register first)")),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_unique_and_hash_stably() {
-        let a = new_secret("igk_");
-        let b = new_secret("igk_");
-        assert_ne!(a, b);
-        assert!(a.starts_with("igk_") && a.len() == 4 + 43);
-        assert_eq!(hash_secret(&a), hash_secret(&a));
-        assert_ne!(hash_secret(&a), hash_secret(&b));
     }
 }

@@ -6,18 +6,18 @@
 //! releases what is left of a hold when its job ends, by triggers in the same transaction as
 //! the verdict or the state change, so no path can accept a result without paying for it.
 
+use crate::apps::plugin::{InputSize, PartitionError, Plan, Workload};
 use crate::grid::Grid;
 use crate::http::auth::{Anyone, Customer, Operator};
 use crate::http::checks::check_preferences;
 use crate::http::error::{ApiError, ApiJson, ApiPath, ApiResult};
 use crate::http::views::{own_job, preferences_of};
-use crate::pipeline::partitioner::{InputSize, PartitionError, Plan, Workload, insufficient};
+use crate::pipeline::partitioner::insufficient;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use idlegrid_api::jobs::{
-    Balance, BalanceEntry, Deposit, DepositReceipt, Estimate, EstimateRequest, JobCost,
-    TierEstimate,
+    Balance, BalanceEntry, Deposit, DepositReceipt, Estimate, EstimateRequest, TierEstimate,
 };
 use idlegrid_api::timestamp;
 use idlegrid_api::{ErrorBody, TenantId};
@@ -33,17 +33,6 @@ const MAX_DEPOSIT: i64 = 1_000_000 * MICROS;
 const ENTRIES_SHOWN: u32 = 50;
 /// Seconds a job spends outside the devices (splitting, checking, joining), added to ETAs.
 const FIXED_SECS: f64 = 5.0;
-
-/// What a job has cost, once its quote is held.
-pub fn job_cost(job: &JobRecord) -> Option<JobCost> {
-    job.billing.map(|b| JobCost {
-        tier: b.quote.tier,
-        quote: b.quote.price,
-        charged: job.charged,
-        work_core_seconds: b.quote.work_ms as f64 / 1000.0,
-        price_per_core_hour: b.quote.rates.price_per_core_hour,
-    })
-}
 
 fn payment_required(message: String) -> ApiError {
     ApiError::new(

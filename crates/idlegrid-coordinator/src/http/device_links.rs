@@ -10,6 +10,7 @@ use crate::grid::Grid;
 use crate::http::auth::{Enroller, hash_secret, new_secret};
 use crate::http::error::{ApiError, ApiJson, ApiResult};
 use crate::http::tasks_api::{check_new_device, registered};
+use crate::state::credentials::LINK_ATTEMPTS_PER_SEC;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,17 +26,6 @@ const CODE_LEN: usize = 8;
 /// Crockford's base32: no I, L, O or U, so a code read aloud or off a small screen is typed
 /// right; [`normalize`] maps the look-alikes back.
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-/// Attempts to redeem a code, per second, over the whole coordinator.
-pub const LINK_ATTEMPTS_PER_SEC: u32 = 10;
-
-/// Attempts to redeem codes, limited across all callers.
-pub type LinkLimiter = governor::DefaultDirectRateLimiter;
-
-/// The limiter for [`LINK_ATTEMPTS_PER_SEC`] (bursts of twice that).
-pub fn limiter() -> LinkLimiter {
-    const RATE: std::num::NonZeroU32 = std::num::NonZeroU32::new(LINK_ATTEMPTS_PER_SEC).unwrap();
-    governor::RateLimiter::direct(crate::http::auth::quota(RATE))
-}
 
 /// A fresh code in canonical form (see [`normalize`]).
 fn new_code() -> String {

@@ -195,7 +195,7 @@ pub async fn upload_input(
     check_input_editable(&job)?;
     let stored = store_upload(
         &grid,
-        &format!("jobs/{id}/input"),
+        &crate::blob_keys::input(id),
         &headers,
         body,
         grid.config.max_upload_bytes,

@@ -10,6 +10,7 @@ use crate::grid::Grid;
 use crate::http::auth::Customer;
 use crate::http::error::{ApiError, ApiPath, ApiResult};
 use crate::http::views::{completed_output, own_job};
+use crate::state::hls_index::TarIndex;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -18,8 +19,7 @@ use idlegrid_api::jobs::OutputLinks;
 use idlegrid_api::{ErrorBody, JobId};
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::records::JobRecord;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// How long a link works.
 const LINK_SECS: i64 = 6 * 3600;
@@ -159,7 +159,12 @@ pub async fn linked_hls_file(
             format!("job {} has no HLS output", job.id),
         ));
     }
-    let index = grid.hls_index.get(grid.blobs.as_ref(), &output.key).await?;
+    let index = grid
+        .hls_index
+        .get(&output.key, || {
+            read_tar_index(grid.blobs.as_ref(), &output.key)
+        })
+        .await?;
     let Some(&(offset, size)) = index.get(path.as_str()) else {
         return Err(ApiError::not_found(
             "no_such_file",
@@ -182,38 +187,6 @@ pub async fn linked_hls_file(
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     Ok(response)
-}
-
-/// Where each file of an HLS output's tar archive is: path → (offset, size).
-type TarIndex = HashMap<String, (u64, u64)>;
-
-/// Indexes of HLS archives read so far, by blob key (outputs never change once stored).
-#[derive(Debug, Default)]
-pub struct HlsIndexes {
-    indexes: Mutex<HashMap<String, Arc<TarIndex>>>,
-}
-
-/// Indexes kept; past that the cache starts afresh.
-const MAX_INDEXES: usize = 64;
-
-impl HlsIndexes {
-    /// The index of the archive at `key`, read (by its headers only) the first time.
-    async fn get(&self, blobs: &dyn BlobStore, key: &str) -> ApiResult<Arc<TarIndex>> {
-        if let Some(index) = self.lock().get(key) {
-            return Ok(index.clone());
-        }
-        let index = Arc::new(read_tar_index(blobs, key).await?);
-        let mut indexes = self.lock();
-        if indexes.len() >= MAX_INDEXES {
-            indexes.clear();
-        }
-        indexes.insert(key.to_string(), index.clone());
-        Ok(index)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<TarIndex>>> {
-        self.indexes.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 /// Reads a tar archive's headers (one ranged read each, skipping the contents) into an index

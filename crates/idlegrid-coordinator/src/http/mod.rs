@@ -18,7 +18,6 @@ pub mod views;
 pub mod web;
 
 use crate::grid::Grid;
-use crate::stats;
 use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -39,7 +38,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         uploads::upload_part, uploads::list_parts, uploads::complete_upload,
         links::create_links,
         accounts_api::me, accounts_api::owner_devices, accounts_api::create_owner,
-        stats::grid_stats,
+        ops::grid_stats,
         jobs_api::webhook_deliveries,
         billing::estimate, billing::balance, billing::deposit,
         tasks_api::register, tasks_api::lease, tasks_api::heartbeat, tasks_api::report,
@@ -166,7 +165,7 @@ pub fn router(grid: Arc<Grid>) -> Router {
             idlegrid_api::paths::OWNERS,
             post(accounts_api::create_owner),
         )
-        .route(idlegrid_api::paths::GRID_STATS, get(stats::grid_stats))
+        .route(idlegrid_api::paths::GRID_STATS, get(ops::grid_stats))
         .route("/", get(web::index))
         .route("/ui/{*path}", get(web::asset))
         .route(idlegrid_api::paths::CONTRIBUTE, get(web::contribute))

@@ -1,15 +1,18 @@
-//! Operations endpoints, unauthenticated and outside the APIs: `/livez` (the process serves
-//! HTTP), `/readyz` (its records and queues answer) and `/metrics` (Prometheus text format).
+//! Operations endpoints: unauthenticated and outside the APIs, `/livez` (the process serves
+//! HTTP), `/readyz` (its records and queues answer) and `/metrics` (Prometheus text format);
+//! for operators, the grid's statistics over the last 30 minutes (`GET /v1/grid/stats`).
 //!
 //! Request counts and latencies are recorded by [`track`] as requests pass; the state of the
 //! grid (queue depths, leases, jobs, devices) is read when `/metrics` is scraped, so an idle
 //! coordinator does no work for its metrics.
 
 use crate::grid::Grid;
+use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use idlegrid_api::grid::GridStats;
 use idlegrid_domain::{JobId, JobState, TaskState};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::queue::Stage;
@@ -135,4 +138,18 @@ async fn sample(grid: &Grid) -> Result<(), StorageError> {
     metrics::gauge!("idlegrid_workers", "state" => "quarantined")
         .set(grid.quarantined_count() as f64);
     Ok(())
+}
+
+/// The grid's statistics over the last 30 minutes, as this coordinator saw them.
+#[utoipa::path(get, path = "/v1/grid/stats", tag = "grid",
+    security(("operator_key" = [])),
+    responses((status = 200, body = GridStats)))]
+pub async fn grid_stats(
+    State(grid): State<Arc<Grid>>,
+    _operator: crate::http::auth::Operator,
+) -> Json<GridStats> {
+    Json(GridStats {
+        interval_secs: crate::state::stats::INTERVAL.as_secs(),
+        samples: grid.stats.samples(),
+    })
 }

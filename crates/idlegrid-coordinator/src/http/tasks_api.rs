@@ -162,7 +162,11 @@ pub async fn lease(
             None
         };
         let mut leases = Vec::new();
-        for job in grid.schedule.order_for(&grid, &record).await? {
+        for job in grid
+            .schedule
+            .order_for(grid.queues.as_ref(), &record)
+            .await?
+        {
             let checked = grid
                 .schedule
                 .get(job)
@@ -407,38 +411,13 @@ async fn held(grid: &Grid, device: Device, lease: LeaseId) -> ApiResult<Lease> {
 
 /// Folder of the uploaded outputs of a task's leases.
 fn results_prefix(lease: &Lease) -> String {
-    format!("results/{}/{}", lease.job, lease.task)
+    crate::blob_keys::task_results(lease.job, lease.task)
 }
 
 /// Blob key of an uploaded task output; it names the verified SHA-256, so finding the key
 /// proves the content.
 fn result_key(lease: &Lease, sha256: &str) -> String {
     format!("{}/{}-{sha256}", results_prefix(lease), lease.id)
-}
-
-/// Leases whose output is being uploaded to this coordinator right now.
-#[derive(Debug, Default)]
-pub struct OutputUploads(std::sync::Mutex<std::collections::HashSet<LeaseId>>);
-
-/// A lease's place in [`OutputUploads`], given up when the upload ends (or its request is
-/// dropped).
-struct Uploading<'a>(&'a OutputUploads, LeaseId);
-
-impl OutputUploads {
-    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<LeaseId>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The lease's place, unless one of its uploads is under way already.
-    fn start(&self, lease: LeaseId) -> Option<Uploading<'_>> {
-        self.set().insert(lease).then_some(Uploading(self, lease))
-    }
-}
-
-impl Drop for Uploading<'_> {
-    fn drop(&mut self) {
-        self.0.set().remove(&self.1);
-    }
 }
 
 /// The keys of a lease's uploaded outputs other than `key`.
@@ -866,7 +845,7 @@ pub async fn report(
             }
         }
     }
-    let batch = crate::pipeline::recorder::Batch { results, failures };
+    let batch = crate::state::recorder::Batch { results, failures };
     grid.recorder.record(batch).await?;
     let reply = ReportReply {
         error: statuses.iter().flatten().next().cloned(),

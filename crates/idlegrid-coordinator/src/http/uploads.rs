@@ -19,25 +19,18 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use futures::{StreamExt, TryStreamExt};
 use idlegrid_api::jobs::{CompleteUpload, UploadPart, UploadParts};
-use idlegrid_api::{ErrorBody, JobId, JobState, UploadReceipt};
-use idlegrid_storage::StorageError;
+use idlegrid_api::{ErrorBody, JobId, UploadReceipt};
 use idlegrid_storage::blobs::PutError;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 /// Largest part.
 pub const MAX_PART_BYTES: u64 = 64 * 1024 * 1024;
 /// Most parts of one input.
 pub const MAX_PARTS: u32 = 10_000;
 
-fn parts_prefix(job: JobId) -> String {
-    format!("jobs/{job}/parts")
-}
-
 /// The parts stored for a job, from their keys, in part order.
 async fn stored_parts(grid: &Grid, job: JobId) -> ApiResult<Vec<(String, UploadPart)>> {
-    let prefix = parts_prefix(job);
+    let prefix = crate::blob_keys::upload_parts(job);
     let mut parts: Vec<(String, UploadPart)> = grid
         .blobs
         .list(&prefix)
@@ -107,7 +100,10 @@ pub async fn upload_part(
     let job = own_job(&grid, customer, id).await?;
     check_input_editable(&job)?;
     let declared = crate::http::checks::declared_sha256(&headers)?;
-    let key = format!("{}/{part:05}.{declared}", parts_prefix(id));
+    let key = format!(
+        "{}/{part:05}.{declared}",
+        crate::blob_keys::upload_parts(id)
+    );
     let limit = grid.config.max_upload_bytes;
     let others = others_size(&stored_parts(&grid, id).await?, part);
     let room = limit.saturating_sub(others);
@@ -257,7 +253,7 @@ pub async fn complete_upload(
         .boxed();
     let stored = grid
         .blobs
-        .put_stream(&format!("jobs/{id}/input"), joined, expected.as_deref(), limit)
+        .put_stream(&crate::blob_keys::input(id), joined, expected.as_deref(), limit)
         .await
         .map_err(|e| match e {
             PutError::DigestMismatch { expected, actual } => ApiError::invalid(
@@ -276,52 +272,8 @@ pub async fn complete_upload(
             PutError::Storage(e) => e.into(),
         })?;
     let receipt = record_input(&grid, customer, id, stored).await?;
-    grid.blobs.delete_prefix(&parts_prefix(id)).await?;
+    grid.blobs
+        .delete_prefix(&crate::blob_keys::upload_parts(id))
+        .await?;
     Ok(receipt)
-}
-
-/// Deletes the parts of abandoned uploads until `shutdown`, looking every half of
-/// `Config::abandoned_upload_after` (at most every 10 minutes).
-pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
-    let every = (grid.config.abandoned_upload_after / 2)
-        .clamp(Duration::from_millis(100), Duration::from_secs(600));
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while !shutdown.is_cancelled() {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if let Err(e) = forget_abandoned(&grid).await {
-            tracing::warn!(error = %e, "deleting the parts of abandoned uploads failed");
-        }
-    }
-}
-
-/// Deletes the parts of every job still waiting for its input whose newest part is older than
-/// `Config::abandoned_upload_after`; returns the jobs whose parts went.
-pub async fn forget_abandoned(grid: &Grid) -> Result<Vec<JobId>, StorageError> {
-    let after = i64::try_from(grid.config.abandoned_upload_after.as_millis()).unwrap_or(i64::MAX);
-    let before = idlegrid_storage::now_ms().saturating_sub(after);
-    let mut forgotten = Vec::new();
-    for job in grid.store.jobs_in_states(&[JobState::Created]).await? {
-        // No part of a younger job can be old enough.
-        if job.created_at > before {
-            continue;
-        }
-        let prefix = parts_prefix(job.id);
-        let newest = grid
-            .blobs
-            .list(&prefix)
-            .await?
-            .iter()
-            .map(|p| p.modified_ms)
-            .max();
-        if newest.is_some_and(|newest| newest < before) {
-            let parts = grid.blobs.delete_prefix(&prefix).await?;
-            tracing::info!(job = %job.id, parts, "parts of an abandoned upload deleted");
-            forgotten.push(job.id);
-        }
-    }
-    Ok(forgotten)
 }

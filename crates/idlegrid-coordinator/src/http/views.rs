@@ -54,7 +54,7 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
         params: job.spec.params.clone(),
         preferences: preferences_of(job),
         verification: verification_of(&job.spec.replication, job.spec.placement),
-        cost: crate::http::billing::job_cost(job),
+        cost: job_cost(job),
         input_from: External::of(job).and_then(|e| e.input_view()),
         output_to: External::of(job).and_then(|e| e.output_view()),
         webhook: Webhook::of(job).map(|w| w.view()),
@@ -147,4 +147,15 @@ pub(crate) fn completed_output(job: &JobRecord) -> ApiResult<&StoredBlob> {
                 ),
             )
         })
+}
+
+/// What a job has cost, once its quote is held.
+pub fn job_cost(job: &JobRecord) -> Option<idlegrid_api::jobs::JobCost> {
+    job.billing.map(|b| idlegrid_api::jobs::JobCost {
+        tier: b.quote.tier,
+        quote: b.quote.price,
+        charged: job.charged,
+        work_core_seconds: b.quote.work_ms as f64 / 1000.0,
+        price_per_core_hour: b.quote.rates.price_per_core_hour,
+    })
 }

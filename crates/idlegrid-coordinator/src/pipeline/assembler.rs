@@ -2,42 +2,13 @@
 //! queue, merges the results with the app's assembler into the job's output blob, and completes
 //! the job. Re-running it after a crash rebuilds the same output from the same records.
 
+use crate::apps::plugin::AssembleError;
 use crate::grid::Grid;
-use async_trait::async_trait;
 use idlegrid_domain::{JobId, JobState};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::queue::Stage;
-use idlegrid_storage::records::{JobRecord, StoredBlob};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-
-/// Why assembly stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum AssembleError {
-    /// The results do not add up to an output; the job fails with this reason.
-    #[error("{0}")]
-    Inconsistent(String),
-    /// Storage failed; assembly is retried later.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
-
-/// An app-specific assembler.
-#[async_trait]
-pub trait Assembler: Send + Sync {
-    /// Builds the job's output under `output_key` from its accepted results.
-    async fn assemble(
-        &self,
-        job: &JobRecord,
-        grid: &Grid,
-        output_key: &str,
-    ) -> Result<StoredBlob, AssembleError>;
-}
-
-/// Blob key of a job's output.
-pub fn output_key(job: JobId) -> String {
-    format!("jobs/{job}/output")
-}
 
 /// Jobs worked on at once.
 pub const PARALLEL_JOBS: usize = 4;
@@ -75,7 +46,12 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
     let started = std::time::Instant::now();
     let assembled = crate::tools::in_stage(
         crate::tools::Stage::Assemble,
-        app.assembler.assemble(&job, grid, &output_key(job_id)),
+        app.assembler.assemble(
+            &job,
+            &grid.store,
+            &grid.blobs,
+            &crate::blob_keys::output(job_id),
+        ),
     )
     .await;
     match assembled {

@@ -7,6 +7,7 @@
 //! hold period, honest results included.
 
 use crate::grid::Grid;
+use crate::pipeline::stage::every;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -16,13 +17,7 @@ pub const MATURE_EVERY: Duration = Duration::from_secs(10);
 
 /// Matures held earnings until `shutdown`.
 pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(MATURE_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    every(MATURE_EVERY, shutdown, || async {
         let cutoff = idlegrid_storage::now_ms() - grid.config.earnings_hold.as_millis() as i64;
         match grid.store.mature_held(cutoff).await {
             Ok(moved) if moved.0 > 0 => {
@@ -31,5 +26,6 @@ pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "maturing held earnings failed; will retry"),
         }
-    }
+    })
+    .await;
 }

@@ -10,6 +10,8 @@
 pub mod assembler;
 pub mod escrow;
 pub mod feeder;
+pub mod housekeeping;
+pub mod mirror;
 pub mod partitioner;
 pub mod quorum;
 pub mod reaper;
@@ -41,7 +43,7 @@ pub async fn start(grid: &Arc<Grid>, stop: &CancellationToken) -> anyhow::Result
     }
     if grid.engines.shared_records {
         // Other coordinators may share the records: keep this one's copies of them current.
-        tasks.spawn(feeder::sync(grid.clone(), stop.clone()));
+        tasks.spawn(mirror::run(grid.clone(), stop.clone()));
     }
     tasks.spawn(partitioner::run(grid.clone(), stop.clone()));
     tasks.spawn(feeder::run(grid.clone(), stop.clone()));
@@ -49,11 +51,12 @@ pub async fn start(grid: &Arc<Grid>, stop: &CancellationToken) -> anyhow::Result
     tasks.spawn(assembler::run(grid.clone(), stop.clone()));
     tasks.spawn(reaper::run(grid.clone(), stop.clone()));
     tasks.spawn(recorder::run(grid.clone(), stop.clone()));
-    tasks.spawn(crate::presence::run(grid.clone(), stop.clone()));
-    tasks.spawn(crate::stats::run(grid.clone(), stop.clone()));
+    tasks.spawn(housekeeping::presence(grid.clone(), stop.clone()));
+    tasks.spawn(housekeeping::stats(grid.clone(), stop.clone()));
+    tasks.spawn(housekeeping::credentials(grid.clone(), stop.clone()));
     tasks.spawn(webhooks::run(grid.clone(), stop.clone()));
     tasks.spawn(stragglers::run(grid.clone(), stop.clone()));
     tasks.spawn(escrow::run(grid.clone(), stop.clone()));
-    tasks.spawn(crate::http::uploads::run(grid.clone(), stop.clone()));
+    tasks.spawn(housekeeping::abandoned_uploads(grid.clone(), stop.clone()));
     Ok(tasks)
 }

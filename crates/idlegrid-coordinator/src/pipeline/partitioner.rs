@@ -13,149 +13,15 @@
 //! re-recording an index is a no-op; after a crash the job is partitioned again from the start
 //! and only chunks not yet recorded are queued.
 
+use crate::apps::plugin::{PartitionError, Plan, Split, Workload};
 use crate::grid::Grid;
-use async_trait::async_trait;
-use idlegrid_domain::schedule::Capacity;
-use idlegrid_domain::{Credits, JobId, JobState, Tier};
+use idlegrid_domain::{Credits, JobId, JobState};
 use idlegrid_storage::StorageError;
-use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::queue::{Item, Stage};
-use idlegrid_storage::records::{Hold, JobRecord, NewTask};
+use idlegrid_storage::records::{Hold, JobRecord};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-/// Why splitting stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum PartitionError {
-    /// The input is not acceptable; the job fails with this reason.
-    #[error("{0}")]
-    Rejected(String),
-    /// Storage failed; partitioning is retried later.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    /// The receiving side went away (shutdown).
-    #[error("partitioning stopped")]
-    Stopped,
-}
-
-/// How a job is to be cut: what the grid has and what the customer chose.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Plan {
-    /// The job's tier.
-    pub tier: Tier,
-    /// The grid's capacity when the job is cut.
-    pub capacity: Capacity,
-    /// Seconds a device has for one chunk.
-    pub timeout_secs: u64,
-}
-
-impl Plan {
-    /// The plan for `job` on a grid of `capacity`.
-    pub fn of(job: &JobRecord, capacity: Capacity) -> Plan {
-        Plan {
-            tier: job.spec.tier,
-            capacity,
-            timeout_secs: job.spec.task_timeout_secs,
-        }
-    }
-
-    /// Work per chunk to aim for, for a job of `total_ms`.
-    pub fn chunk_work_ms(&self, total_ms: i64) -> i64 {
-        idlegrid_domain::schedule::chunk_work_ms(
-            total_ms,
-            self.tier,
-            self.capacity,
-            self.timeout_secs,
-        )
-    }
-}
-
-/// What an input is, as far as pricing needs to know.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum InputSize {
-    /// So many bytes.
-    Bytes(u64),
-    /// A video.
-    Video {
-        /// Its frames.
-        frames: u64,
-        /// Frames per second.
-        fps: f64,
-        /// Width in pixels.
-        width: u32,
-        /// Height in pixels.
-        height: u32,
-        /// Seconds of audio to encode (0 without audio).
-        audio_secs: f64,
-    },
-}
-
-/// A job's work as an app's cost model counts it (one replica).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Workload {
-    /// Total work, in reference core-milliseconds.
-    pub work_ms: i64,
-    /// Chunks it will be cut into (at most).
-    pub chunks: u64,
-    /// Work of the largest chunk.
-    pub largest_chunk_ms: i64,
-}
-
-/// What a partitioner sends while it splits.
-#[derive(Debug)]
-pub enum Split {
-    /// The job's workload: sent once, before any chunk.
-    Workload(Workload),
-    /// Chunks, in index order.
-    Tasks(Vec<NewTask>),
-}
-
-/// An app-specific partitioner.
-#[async_trait]
-pub trait Partitioner: Send + Sync {
-    /// Checks a job's app parameters and partition options when the job is created; the error
-    /// is shown to the customer.
-    fn check_job(
-        &self,
-        params: &serde_json::Value,
-        options: &serde_json::Value,
-    ) -> Result<(), String>;
-
-    /// The workload of a job with these parameters and options on an input of `size`, cut
-    /// according to `plan` (the same figure [`Partitioner::split`] sends for the input).
-    fn workload(
-        &self,
-        params: &serde_json::Value,
-        options: &serde_json::Value,
-        size: &InputSize,
-        plan: &Plan,
-    ) -> Result<Workload, String>;
-
-    /// What a job's stored input is, for pricing (the input's size unless the app looks
-    /// inside); the error is a reason the customer understands.
-    async fn measure(
-        &self,
-        job: &JobRecord,
-        _blobs: &dyn BlobStore,
-    ) -> Result<InputSize, PartitionError> {
-        job.input
-            .as_ref()
-            .map(|i| InputSize::Bytes(i.size))
-            .ok_or_else(|| PartitionError::Rejected("the job has no input".into()))
-    }
-
-    /// Verifies the job's input, sends its [`Workload`] and then its chunks, in index order,
-    /// in batches, each chunk with its work. Returns the facts found out about the input, to
-    /// be recorded on the job.
-    async fn split(
-        &self,
-        job: &JobRecord,
-        blobs: &dyn BlobStore,
-        plan: &Plan,
-        out: mpsc::Sender<Split>,
-    ) -> Result<Option<serde_json::Value>, PartitionError>;
-}
 
 /// Why a job cannot be charged, in words for the customer; `None` when its quote is held.
 async fn hold(
@@ -268,7 +134,7 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
                     held = true;
                     // Now with its quote: the Feeder knows its largest chunk.
                     if let Some(record) = grid.store.job(job_id).await? {
-                        grid.schedule.activate(grid, &record)?;
+                        grid.activate(&record);
                     }
                     continue;
                 }

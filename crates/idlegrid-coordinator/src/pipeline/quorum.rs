@@ -20,8 +20,8 @@
 //!
 //! [`Store::settle_replicas`]: idlegrid_storage::records::Store::settle_replicas
 
+use crate::apps::plugin::Judgment;
 use crate::grid::Grid;
-use crate::pipeline::validator::Judgment;
 use idlegrid_domain::replication::{Candidate, Decision, decide};
 use idlegrid_domain::{Replication, ResultId, TaskId, TaskState};
 use idlegrid_storage::StorageError;

@@ -2,7 +2,6 @@
 //! the attempt to its task, and fails jobs past their deadline.
 
 use crate::grid::Grid;
-use crate::http::tasks_api::MAX_BATCH;
 use crate::lifecycle;
 use idlegrid_domain::AttemptOutcome;
 use idlegrid_storage::StorageError;
@@ -11,21 +10,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// Leases taken back per round.
+const EXPIRED_PER_ROUND: usize = 1000;
+
 /// Takes back expired leases until `shutdown`: each is a `no_reply` attempt charged to its task.
-/// Once a minute it also drops the rate state of idle credentials.
 pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(grid.config.reap_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_forget = Instant::now();
     let mut last_expiry = Instant::now();
     while !shutdown.is_cancelled() {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
-        }
-        if last_forget.elapsed() >= Duration::from_secs(60) {
-            grid.auth.forget_idle();
-            last_forget = Instant::now();
         }
         if let Err(e) = reap_once(&grid).await {
             tracing::error!(error = %e, "reaping expired leases failed");
@@ -64,7 +60,7 @@ pub async fn expire_jobs(grid: &Grid) -> Result<usize, StorageError> {
 pub async fn reap_once(grid: &Grid) -> Result<usize, StorageError> {
     let expired = grid
         .queues
-        .take_expired(idlegrid_storage::now_ms(), MAX_BATCH)
+        .take_expired(idlegrid_storage::now_ms(), EXPIRED_PER_ROUND)
         .await?;
     if expired.is_empty() {
         return Ok(0);

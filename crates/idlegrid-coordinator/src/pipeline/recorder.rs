@@ -1,81 +1,23 @@
 //! Group commit of worker reports. Every report request hands its checked reports to one
-//! recorder task, which writes everything that arrived while its previous write was in flight
+//! recorder task (through the handle in [`crate::state::recorder`]), which writes everything that arrived while its previous write was in flight
 //! as a single batch: one transaction for the results, one for the failures. Under load many
 //! workers' reports share a commit (and its fsync); with one worker nothing waits longer than
 //! its own write.
 
 use crate::grid::Grid;
 use crate::lifecycle;
+use crate::state::recorder::Batch;
 use idlegrid_storage::StorageError;
 use idlegrid_storage::queue::{Item, Stage};
-use idlegrid_storage::records::{NewFailure, NewResult};
-use std::sync::{Arc, Mutex};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// Most results written in one batch.
 const MAX_BATCH: usize = 4096;
 
-/// Checked reports of one request whose leases were already claimed.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// Completed tasks.
-    pub results: Vec<NewResult>,
-    /// Failed attempts, and hand-backs (outcome `abandoned`, not charged); either way the
-    /// task goes back to its queue.
-    pub failures: Vec<NewFailure>,
-}
-
-struct Waiting {
-    batch: Batch,
-    done: oneshot::Sender<Result<(), String>>,
-}
-
-/// The handle report handlers write through.
-pub struct Recorder {
-    tx: mpsc::UnboundedSender<Waiting>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<Waiting>>>,
-}
-
-impl Default for Recorder {
-    fn default() -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        Recorder {
-            tx,
-            rx: Mutex::new(Some(rx)),
-        }
-    }
-}
-
-impl Recorder {
-    /// Records a request's reports; returns once they are committed and queued for validation.
-    pub async fn record(&self, batch: Batch) -> Result<(), StorageError> {
-        if batch.results.is_empty() && batch.failures.is_empty() {
-            return Ok(());
-        }
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Waiting { batch, done })
-            .map_err(|_| StorageError::Backend("the coordinator is shutting down".into()))?;
-        match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StorageError::Backend(e)),
-            Err(_) => Err(StorageError::Backend(
-                "the coordinator is shutting down".into(),
-            )),
-        }
-    }
-}
-
 /// Runs the recorder until `shutdown`, then finishes what is already waiting.
 pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
-    let Some(mut rx) = grid
-        .recorder
-        .rx
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
-    else {
+    let Some(mut rx) = grid.recorder.take_receiver() else {
         tracing::error!("the report recorder is already running");
         return;
     };

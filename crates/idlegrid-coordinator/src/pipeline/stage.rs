@@ -63,3 +63,20 @@ pub async fn run_per_job<F, Fut>(
     running.abort_all();
     while running.join_next().await.is_some() {}
 }
+
+/// Runs `work` at once and then every `period` until `shutdown`; a run that overruns its
+/// period delays the next instead of bunching them.
+pub async fn every<F, Fut>(period: Duration, shutdown: CancellationToken, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => work().await,
+        }
+    }
+}

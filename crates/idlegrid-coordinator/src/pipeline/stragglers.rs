@@ -38,7 +38,7 @@ pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
             _ = tick.tick() => {}
         }
         // The policy's other periodic input, measured on the same beat.
-        grid.schedule.measure_fit(&grid).await;
+        grid.schedule.measure_fit(&grid.online_devices().await);
         if let Err(e) = sweep(&grid, &mut state).await {
             tracing::warn!(error = %e, "looking for stragglers failed");
         }

@@ -5,16 +5,15 @@
 //! results ([`crate::pipeline::quorum`]): agreement counts only across independent parties, and a
 //! rejected result blames its device only once an independent party's result is accepted.
 
+use crate::apps::plugin::Judgment;
 use crate::grid::Grid;
 use crate::lifecycle;
 use crate::pipeline::quorum;
-use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use idlegrid_domain::{AttemptOutcome, JobId, ResultId, WorkerId};
 use idlegrid_storage::StorageError;
-use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::queue::{Item, Stage};
 use idlegrid_storage::records::{JobRecord, NewFailure, ResultRecord, Verdict, VerdictsApplied};
 use std::collections::{BTreeSet, HashMap};
@@ -24,33 +23,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Results judged per batch.
 const BATCH: usize = 2000;
-
-/// What an app's validator makes of one result.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Judgment {
-    /// It is what the task asked for.
-    Accept,
-    /// It may be right but looks worse than the job's settings give: it counts only if an
-    /// independent device returns the same bytes.
-    Suspect(String),
-    /// It is not what the task asked for. Its device is blamed only once an independent device
-    /// returns a result that is accepted; if one returns the same bytes, the job is at fault.
-    Reject(String),
-}
-
-/// An app-specific validator.
-#[async_trait]
-pub trait Validator: Send + Sync {
-    /// Judges one result; `Err` means storage failed and the result should be judged again
-    /// later. Whatever it samples to judge is chosen here, after the result arrived, never
-    /// told to the device beforehand.
-    async fn validate(
-        &self,
-        job: &JobRecord,
-        result: &ResultRecord,
-        blobs: &dyn BlobStore,
-    ) -> Result<Judgment, StorageError>;
-}
 
 /// What became of one result: a verdict to record as it is (an unreplicated job's accepted
 /// result), or a judgment to decide with the chunk's other results.

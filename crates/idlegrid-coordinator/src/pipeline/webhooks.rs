@@ -80,7 +80,7 @@ impl Webhook {
         checked_address(&url, allow_private)
             .await
             .map_err(|e| format!("webhook.url: {e}"))?;
-        let secret = crate::http::auth::new_secret(SECRET_PREFIX);
+        let secret = crate::state::credentials::new_secret(SECRET_PREFIX);
         let webhook = Webhook {
             url: spec.url.clone(),
             secret: secrets.seal(&secret),

@@ -7,12 +7,13 @@
 
 use super::probe::count_packets;
 use super::{probe_stream, readable_output, scratch, tool};
-use crate::grid::Grid;
-use crate::pipeline::assembler::{AssembleError, Assembler};
+use crate::apps::plugin::{AssembleError, Assembler};
 use async_trait::async_trait;
-use idlegrid_storage::records::{JobRecord, OutputRef, StoredBlob};
+use idlegrid_storage::blobs::BlobStore;
+use idlegrid_storage::records::{JobRecord, OutputRef, Store, StoredBlob};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The video assembler.
 pub struct VideoAssembler;
@@ -186,7 +187,8 @@ impl Assembler for VideoAssembler {
     async fn assemble(
         &self,
         job: &JobRecord,
-        grid: &Grid,
+        store: &Arc<dyn Store>,
+        blobs: &Arc<dyn BlobStore>,
         output_key: &str,
     ) -> Result<StoredBlob, AssembleError> {
         let facts = job.facts.clone().unwrap_or_default();
@@ -211,10 +213,8 @@ impl Assembler for VideoAssembler {
         let has_audio = facts["output"]["audio"].as_bool().unwrap_or(false);
         let video_tasks = video_chunks * sizes.len() as u64;
         let total = job.chunks_total.unwrap_or(0);
-        let outputs: Vec<(u64, OutputRef)> = grid
-            .store
-            .accepted_outputs(job.id, 0, total as u32 + 1)
-            .await?;
+        let outputs: Vec<(u64, OutputRef)> =
+            store.accepted_outputs(job.id, 0, total as u32 + 1).await?;
         if outputs.len() as u64 != total || total != video_tasks + u64::from(has_audio) {
             return Err(inconsistent(format!(
                 "{} of {total} chunks have accepted outputs",
@@ -227,10 +227,10 @@ impl Assembler for VideoAssembler {
         for (index, output) in &outputs {
             if *index < video_tasks {
                 let copy = dir.path().join(format!("{index:05}.mkv"));
-                chunk_files.push(readable_output(grid.blobs.as_ref(), output, &copy).await?);
+                chunk_files.push(readable_output(blobs.as_ref(), output, &copy).await?);
             } else {
                 let copy = dir.path().join("audio.m4a");
-                audio = Some(readable_output(grid.blobs.as_ref(), output, &copy).await?);
+                audio = Some(readable_output(blobs.as_ref(), output, &copy).await?);
             }
         }
         // Tasks are numbered chunk by chunk (chunk i, rendition r is i × renditions + r);
@@ -258,6 +258,6 @@ impl Assembler for VideoAssembler {
         } else {
             renditions.swap_remove(0).0
         };
-        Ok(grid.blobs.put_file(output_key, &output).await?)
+        Ok(blobs.put_file(output_key, &output).await?)
     }
 }

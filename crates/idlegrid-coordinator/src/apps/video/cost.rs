@@ -8,7 +8,7 @@
 //! upload); the audio task costs [`MS_PER_AUDIO_SECOND`] per second of audio.
 
 use super::params::VideoParams;
-use crate::pipeline::partitioner::{Plan, Workload};
+use crate::apps::plugin::{Plan, Workload};
 
 /// Work of one 1920×1080 frame at preset `medium` (reference core-ms).
 pub const MS_PER_1080P_FRAME: f64 = 100.0;

@@ -6,7 +6,7 @@
 use super::cost;
 use super::probe::{self, Facts};
 use super::{VideoParams, progress_frames, readable, scratch, tool, tool_with_complaints};
-use crate::pipeline::partitioner::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
+use crate::apps::plugin::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
 use idlegrid_storage::blobs::BlobStore;
@@ -419,7 +419,7 @@ impl Partitioner for VideoPartitioner {
                 let index = chunks;
                 chunks += 1;
                 counted += chunk.frames;
-                let key = format!("jobs/{}/chunks/{index:05}.mkv", job.id);
+                let key = crate::blob_keys::chunk(job.id, &format!("{index:05}.mkv"));
                 // Scratch files are never used again once stored: moved, not copied.
                 let stored = blobs.put_file(&key, &chunk.path).await?;
                 let tasks = sizes
@@ -493,7 +493,7 @@ impl Partitioner for VideoPartitioner {
             )
             .await
             .map_err(|e| rejected(format!("extracting the audio failed: {e}")))?;
-            let key = format!("jobs/{}/chunks/audio.mka", job.id);
+            let key = crate::blob_keys::chunk(job.id, "audio.mka");
             let stored = blobs.put_file(&key, &audio).await?;
             tasks.push(NewTask {
                 index: chunks * sizes.len() as u64,

@@ -19,7 +19,7 @@
 use super::container::{FrameTable, frame_table};
 use super::quality::{self, Expectation, FrameMeasure, Plane};
 use super::{probe_stream, readable, readable_output, scratch};
-use crate::pipeline::validator::{Judgment, Validator};
+use crate::apps::plugin::{Judgment, Validator};
 use crate::tools;
 use async_trait::async_trait;
 use idlegrid_storage::StorageError;

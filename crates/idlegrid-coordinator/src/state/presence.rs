@@ -1,14 +1,11 @@
 //! Which devices this coordinator has heard from, and when: every lease request, heartbeat
 //! and report counts. Kept in memory on the hot path (a map insert per request) and written to
 //! the records in batches, so owners' device lists and other coordinators see it too without a
-//! records write per request.
+//! records write per request (the housekeeping loop writes them).
 
-use crate::grid::Grid;
 use idlegrid_domain::WorkerId;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
+use std::sync::Mutex;
 
 /// A device not heard from for this long is offline. Idle workers long-poll for work at most
 /// 30 s at a time, so a live one is heard from well within it.
@@ -17,9 +14,6 @@ pub const ONLINE_WITHIN_MS: i64 = 90_000;
 /// A waiting device not heard from for this long is no longer counted as idle (it long-polls
 /// at most 30 s at a time).
 const IDLE_WITHIN_MS: i64 = 35_000;
-
-/// How often what was heard is written to the records.
-const FLUSH_EVERY: Duration = Duration::from_secs(10);
 
 /// When each device was last heard from.
 #[derive(Debug, Default)]
@@ -74,35 +68,12 @@ impl Presence {
         waiting.keys().copied().collect()
     }
 
-    fn take_unsaved(&self) -> Vec<(WorkerId, i64)> {
+    /// What was heard since the last call, to be written to the records.
+    pub fn take_unsaved(&self) -> Vec<(WorkerId, i64)> {
         lock(&self.unsaved).drain().collect()
     }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Writes what was heard to the records every few seconds until `shutdown`, and once more then.
-pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(FLUSH_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        let stop = tokio::select! {
-            _ = shutdown.cancelled() => true,
-            _ = tick.tick() => false,
-        };
-        flush(&grid).await;
-        if stop {
-            return;
-        }
-    }
-}
-
-async fn flush(grid: &Grid) {
-    let seen = grid.presence.take_unsaved();
-    if let Err(e) = grid.store.touch_workers(&seen).await {
-        // Only freshness is lost: the next request from each device records it again.
-        tracing::warn!(error = %e, devices = seen.len(), "could not record when devices were last seen");
-    }
 }
