@@ -16,10 +16,9 @@ pub mod partitioner;
 pub mod quorum;
 pub mod reaper;
 pub mod recorder;
-pub mod recovery;
+pub mod requeue;
 pub mod stage;
 pub mod stragglers;
-pub mod sweeper;
 pub mod validator;
 pub mod webhooks;
 
@@ -36,9 +35,9 @@ use tokio_util::sync::CancellationToken;
 pub async fn start(grid: &Arc<Grid>, stop: &CancellationToken) -> anyhow::Result<JoinSet<()>> {
     let mut tasks = JoinSet::new();
     if grid.engines.shared_queues {
-        tasks.spawn(sweeper::run(grid.clone(), stop.clone()));
+        tasks.spawn(requeue::run(grid.clone(), stop.clone()));
     } else {
-        let recovered = recovery::rebuild_queues(grid).await?;
+        let recovered = requeue::rebuild_queues(grid).await?;
         tracing::info!(?recovered, "queues rebuilt from the records");
     }
     if grid.engines.shared_records {

@@ -71,12 +71,26 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,
 {
+    every_with(period, shutdown, (), |()| work()).await;
+}
+
+/// [`every`], handing each run the `state` the run before returned.
+pub async fn every_with<S, F, Fut>(
+    period: Duration,
+    shutdown: CancellationToken,
+    mut state: S,
+    mut work: F,
+) where
+    F: FnMut(S) -> Fut,
+    Fut: Future<Output = S>,
+{
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tick.tick() => work().await,
+            _ = tick.tick() => {}
         }
+        state = work(state).await;
     }
 }

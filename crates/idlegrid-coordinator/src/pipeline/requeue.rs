@@ -1,16 +1,15 @@
-//! The clean-up stage for shared queues: finds work whose queue item was lost and queues it
-//! again.
+//! Lost queue items: work the records say is unfinished but no queue holds, queued again for
+//! the stage that owns it. Every stage is idempotent, so an item queued twice costs time, never
+//! correctness. Two occasions, one rule ([`requeue`]):
 //!
-//! With a queue server shared by several coordinators, a coordinator that dies holding items it
-//! popped (a result to judge, a job to partition or assemble, tasks to feed) takes them with it;
-//! the records still say the work is unfinished. Every coordinator sweeps: work that sits
-//! unchanged in the records over two sweeps in a row — a result still unjudged, a job still
-//! submitted, partitioning without a new chunk, or assembling, a running job with chunks waiting
-//! for work but none queued or leased — is queued again. Every stage is idempotent, so an item
-//! queued twice (its owner was only slow) costs time, never correctness.
-//!
-//! Embedded (in-process) queues lose nothing while the coordinator lives, and are rebuilt from
-//! the records when it starts ([`crate::pipeline::recovery`]); the sweeper runs only with shared queues.
+//! - **At start-up, with in-process queues** (embedded, or `--queue memory`): they start empty,
+//!   so [`rebuild_queues`] queues all unfinished work again.
+//! - **With shared queues** (a queue server several coordinators use): a coordinator that dies
+//!   holding items it popped (a result to judge, a job to partition or assemble, tasks to feed)
+//!   takes them with it. Every coordinator sweeps ([`run`]): work that sits unchanged in the
+//!   records over two sweeps in a row — a result still unjudged, a job still submitted,
+//!   partitioning without a new chunk, or assembling, a running job with chunks waiting for
+//!   work but none queued or leased — is queued again.
 
 use crate::grid::Grid;
 use idlegrid_domain::{JobId, JobState, ResultId};
@@ -20,9 +19,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// What the previous sweep saw.
+/// What the previous pass saw.
 #[derive(Debug, Default)]
 pub struct Sweep {
+    /// Everything counts as seen before (start-up: the queues are empty, all is lost).
+    everything: bool,
     /// Results waiting for a verdict.
     unjudged: HashSet<ResultId>,
     /// Jobs in a job-level stage, with their state and chunks created.
@@ -31,7 +32,21 @@ pub struct Sweep {
     idle: HashSet<JobId>,
 }
 
-/// What one sweep queued again.
+impl Sweep {
+    fn judged_before(&self, id: ResultId) -> bool {
+        self.everything || self.unjudged.contains(&id)
+    }
+
+    fn unmoved(&self, job: JobId, seen: (JobState, u64)) -> bool {
+        self.everything || self.stages.get(&job) == Some(&seen)
+    }
+
+    fn idle_before(&self, job: JobId) -> bool {
+        self.everything || self.idle.contains(&job)
+    }
+}
+
+/// What one pass queued again.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Swept {
     /// Results sent back to the validator.
@@ -42,16 +57,31 @@ pub struct Swept {
     pub tasks: usize,
 }
 
-/// Sweeps every `config.sweep_interval` until `shutdown`.
-pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(grid.config.sweep_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last = Sweep::default();
-    while !shutdown.is_cancelled() {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
+/// Rebuilds in-process queues from the records at start-up: every piece of unfinished work is
+/// queued again, and a job whose chunk failed but that was not ended before the crash is
+/// ended now.
+pub async fn rebuild_queues(grid: &Grid) -> Result<Swept, StorageError> {
+    grid.quarantine(&grid.store.quarantined_workers().await?);
+    for job in grid
+        .store
+        .jobs_in_states(&[JobState::Partitioning, JobState::Running])
+        .await?
+    {
+        if job.chunks_failed > 0 {
+            crate::lifecycle::fail_failed_job(grid, &job).await?;
         }
+    }
+    let everything = Sweep {
+        everything: true,
+        ..Sweep::default()
+    };
+    requeue(grid, &everything).await.map(|(swept, _)| swept)
+}
+
+/// Sweeps shared queues every `config.sweep_interval` until `shutdown`.
+pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
+    let period = grid.config.sweep_interval;
+    crate::pipeline::stage::every_with(period, shutdown, Sweep::default(), |mut last| async {
         match sweep(&grid, &mut last).await {
             Ok(swept) if swept != Swept::default() => {
                 tracing::warn!(?swept, "work whose queue item was lost queued again");
@@ -59,19 +89,28 @@ pub async fn run(grid: Arc<Grid>, shutdown: CancellationToken) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "sweeping for lost work failed"),
         }
-    }
+        last
+    })
+    .await;
 }
 
 /// One sweep: compares the records with what the previous sweep saw, queues again what did
 /// not move, and remembers what it saw.
 pub async fn sweep(grid: &Grid, last: &mut Sweep) -> Result<Swept, StorageError> {
+    let (swept, now) = requeue(grid, last).await?;
+    *last = now;
+    Ok(swept)
+}
+
+/// Queues again the unfinished work that `last` saw already; returns what it queued and what
+/// it saw this time.
+async fn requeue(grid: &Grid, last: &Sweep) -> Result<(Swept, Sweep), StorageError> {
     let mut now = Sweep::default();
     let mut swept = Swept::default();
 
-    let unjudged = grid.store.unvalidated_results().await?;
     let mut again = Vec::new();
-    for (job, id) in unjudged {
-        if last.unjudged.contains(&id) {
+    for (job, id) in grid.store.unvalidated_results().await? {
+        if last.judged_before(id) {
             again.push(Item { job, id: id.0 });
         }
         now.unjudged.insert(id);
@@ -89,28 +128,22 @@ pub async fn sweep(grid: &Grid, last: &mut Sweep) -> Result<Swept, StorageError>
         ])
         .await?;
     for job in &jobs {
-        let item = Item {
-            job: job.id,
-            id: job.id.0,
+        let stage = match job.state {
+            JobState::Submitted | JobState::Partitioning => Some(Stage::Partition),
+            JobState::Assembling => Some(Stage::Assemble),
+            _ => None,
         };
-        let seen = (job.state, job.chunks_created);
-        let unmoved = last.stages.get(&job.id) == Some(&seen);
-        match job.state {
-            JobState::Submitted | JobState::Partitioning => {
-                if unmoved {
-                    grid.queues.push(Stage::Partition, &[item]).await?;
-                    swept.jobs += 1;
-                }
-                now.stages.insert(job.id, seen);
+        if let Some(stage) = stage {
+            let seen = (job.state, job.chunks_created);
+            if last.unmoved(job.id, seen) {
+                let item = Item {
+                    job: job.id,
+                    id: job.id.0,
+                };
+                grid.queues.push(stage, &[item]).await?;
+                swept.jobs += 1;
             }
-            JobState::Assembling => {
-                if unmoved {
-                    grid.queues.push(Stage::Assemble, &[item]).await?;
-                    swept.jobs += 1;
-                }
-                now.stages.insert(job.id, seen);
-            }
-            _ => {}
+            now.stages.insert(job.id, seen);
         }
         if job.state.is_dispatching() {
             let depth = grid.queues.job_depth(job.id).await?;
@@ -121,7 +154,7 @@ pub async fn sweep(grid: &Grid, last: &mut Sweep) -> Result<Swept, StorageError>
             if waiting.is_empty() {
                 continue;
             }
-            if last.idle.contains(&job.id) {
+            if last.idle_before(job.id) {
                 let items: Vec<Item> = waiting
                     .iter()
                     .map(|t| Item {
@@ -135,8 +168,7 @@ pub async fn sweep(grid: &Grid, last: &mut Sweep) -> Result<Swept, StorageError>
             now.idle.insert(job.id);
         }
     }
-    *last = now;
-    Ok(swept)
+    Ok((swept, now))
 }
 
 #[cfg(test)]
