@@ -142,6 +142,16 @@ impl Schedule {
             .cloned()
     }
 
+    /// The jobs in the table with their entries, copied so no lock is held across awaits.
+    fn snapshot(&self) -> Vec<(JobId, Arc<ActiveJob>)> {
+        self.active
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, job)| (*id, job.clone()))
+            .collect()
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<JobId, Arc<ActiveJob>>> {
         self.active.write().unwrap_or_else(|e| e.into_inner())
     }
@@ -152,13 +162,7 @@ impl Schedule {
         queues: &dyn Queues,
         device: &WorkerRecord,
     ) -> Result<Vec<JobId>, StorageError> {
-        let jobs: Vec<(JobId, Arc<ActiveJob>)> = self
-            .active
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(id, job)| (*id, job.clone()))
-            .collect();
+        let jobs = self.snapshot();
         let mut entries = Vec::with_capacity(jobs.len());
         for (id, job) in jobs {
             if !job.admits(device) {
@@ -187,13 +191,7 @@ impl Schedule {
     /// chunks fit, so that the devices a job needs take it before work any device can run.
     pub fn measure_fit(&self, devices: &[OnlineDevice]) {
         let total: f64 = devices.iter().map(|online| online.speed).sum();
-        let jobs: Vec<(JobId, Arc<ActiveJob>)> = self
-            .active
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(id, job)| (*id, job.clone()))
-            .collect();
+        let jobs = self.snapshot();
         let shares: HashMap<JobId, f64> = jobs
             .iter()
             .map(|(id, job)| {

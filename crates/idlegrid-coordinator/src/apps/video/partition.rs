@@ -39,6 +39,22 @@ fn rejected(e: String) -> PartitionError {
     PartitionError::Rejected(e)
 }
 
+/// The job's input, fetched into a fresh scratch directory (kept while the returned directory
+/// lives), with what probing it found.
+async fn probed_input(
+    job: &JobRecord,
+    blobs: &dyn BlobStore,
+) -> Result<(tempfile::TempDir, PathBuf, Facts), PartitionError> {
+    let input = job
+        .input
+        .as_ref()
+        .ok_or_else(|| rejected("the job has no input".into()))?;
+    let dir = scratch()?;
+    let source = readable(blobs, &input.key, &dir.path().join("source")).await?;
+    let facts = probe::probe(&source).await.map_err(rejected)?;
+    Ok((dir, source, facts))
+}
+
 fn list_chunks(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut chunks: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("splitting produced no chunks: {e}"))?
@@ -351,13 +367,7 @@ impl Partitioner for VideoPartitioner {
         job: &JobRecord,
         blobs: &dyn BlobStore,
     ) -> Result<InputSize, PartitionError> {
-        let input = job
-            .input
-            .as_ref()
-            .ok_or_else(|| rejected("the job has no input".into()))?;
-        let dir = scratch()?;
-        let source = readable(blobs, &input.key, &dir.path().join("source")).await?;
-        let facts = probe::probe(&source).await.map_err(rejected)?;
+        let (_dir, _source, facts) = probed_input(job, blobs).await?;
         Ok(size_of(&facts))
     }
 
@@ -370,13 +380,7 @@ impl Partitioner for VideoPartitioner {
     ) -> Result<Option<serde_json::Value>, PartitionError> {
         let params = VideoParams::parse(&job.spec.params).map_err(rejected)?;
         let fixed = chunk_seconds(&job.spec.partition_options).map_err(rejected)?;
-        let input = job
-            .input
-            .as_ref()
-            .ok_or_else(|| rejected("the job has no input".into()))?;
-        let dir = scratch()?;
-        let source = readable(blobs, &input.key, &dir.path().join("source")).await?;
-        let mut facts = probe::probe(&source).await.map_err(rejected)?;
+        let (dir, source, mut facts) = probed_input(job, blobs).await?;
         params
             .check_for_source(facts.width, facts.height, facts.fps)
             .map_err(rejected)?;
