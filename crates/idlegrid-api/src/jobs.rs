@@ -528,6 +528,8 @@ pub enum ChunkState {
     Done,
     /// It used up its attempts.
     Failed,
+    /// Its job ended (cancelled, or failed by another chunk) before it was done.
+    Stopped,
 }
 
 /// One chunk of a job.
@@ -544,6 +546,10 @@ pub struct ChunkView {
     /// While `checking`: what it waits for, in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
+    /// Why its last failed attempt failed (a script's error, a lost device, a rejected
+    /// result), shown while it is retried and once it failed; absent when none failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
 }
 
 /// `GET /v1/jobs/{id}/tasks`: a page of the job's chunks, in input order.

@@ -136,7 +136,11 @@ impl Grid {
             if let Ok(record) = self.device(worker).await {
                 let caps = &record.capabilities;
                 let speed = f64::from(caps.slots.max(1)) * idlegrid_domain::schedule::speed(caps);
-                devices.push(OnlineDevice { record, speed });
+                devices.push(OnlineDevice {
+                    worker,
+                    record,
+                    speed,
+                });
             }
         }
         devices

@@ -8,12 +8,12 @@
 //! collected from every attempt.
 
 use crate::grid::Grid;
-use idlegrid_domain::task::{RetryDecision, after_failure};
+use idlegrid_domain::task::{RetryDecision, after_failure, fails_alike};
 use idlegrid_domain::{AttemptOutcome, JobId, JobState, TaskId, WorkerId};
 use idlegrid_storage::Result as StorageResult;
 use idlegrid_storage::StorageError;
-use idlegrid_storage::records::FailureCharged;
 use idlegrid_storage::records::JobRecord;
+use idlegrid_storage::records::{AttemptRecord, FailureCharged};
 use std::time::Duration;
 
 /// Longest stretch of one attempt's reason quoted in a job's error.
@@ -46,10 +46,20 @@ pub async fn after_failures(grid: &Grid, charged: &[FailureCharged]) -> Result<(
                     grid.stats.reassigned(1);
                 }
             }
+            RetryDecision::Retry
+                if c.outcome == AttemptOutcome::ClientError
+                    && failed_alike_for_two_owners(grid, c.task).await? =>
+            {
+                give_up(grid, c).await?
+            }
             RetryDecision::Retry => {
                 // A task handed back (its device paused or is shutting down) was not the
-                // device's fault: it may take the task again as soon as it asks.
-                let avoid_for = if c.outcome == AttemptOutcome::Abandoned {
+                // device's fault: it may take the task again as soon as it asks. Nor is
+                // keeping it from the device that failed it any use when no other device
+                // online may run it: the retry would only wait.
+                let avoid_for = if c.outcome == AttemptOutcome::Abandoned
+                    || !may_run_elsewhere(grid, c.job, c.worker).await
+                {
                     Duration::ZERO
                 } else {
                     grid.config.retry_elsewhere
@@ -121,6 +131,27 @@ pub async fn fail_failed_job(
     Ok(())
 }
 
+/// Whether the task's script failed with the same error on devices of two owners
+/// ([`fails_alike`]).
+async fn failed_alike_for_two_owners(grid: &Grid, task: TaskId) -> Result<bool, StorageError> {
+    let mut failures = Vec::new();
+    for attempt in grid.store.attempts(task).await? {
+        if attempt.outcome == AttemptOutcome::ClientError {
+            let owner = grid.device(attempt.worker).await?.owner;
+            failures.push((owner, attempt.reason));
+        }
+    }
+    Ok(fails_alike(failures.iter().map(|(o, r)| (*o, r.as_str()))))
+}
+
+/// Whether a device other than `worker`, online now, may run the job's chunks.
+async fn may_run_elsewhere(grid: &Grid, job: JobId, worker: WorkerId) -> bool {
+    let Some(active) = grid.schedule.get(job) else {
+        return false;
+    };
+    active.runs_elsewhere(job, worker, &grid.online_devices().await)
+}
+
 async fn give_up(grid: &Grid, c: &FailureCharged) -> Result<(), StorageError> {
     if !grid.store.fail_task(c.task).await? {
         return Ok(());
@@ -132,21 +163,53 @@ async fn give_up(grid: &Grid, c: &FailureCharged) -> Result<(), StorageError> {
         .await?
         .first()
         .map_or(0, |t| t.chunk.index);
-    let reasons: Vec<String> = attempts
+    end_job(
+        grid,
+        c.job,
+        JobState::Failed,
+        Some(&failure_message(index, &attempts)),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Why a chunk failed, for its job: the last attempt's reason once, and how the attempts
+/// before it ended.
+fn failure_message(index: u64, attempts: &[AttemptRecord]) -> String {
+    let failed: Vec<&AttemptRecord> = attempts
         .iter()
         .filter(|a| a.outcome.counts_as_failure())
-        .map(|a| {
-            let reason: String = a.reason.chars().take(REASON_CHARS).collect();
-            format!("[worker {}, {}] {}", a.worker, a.outcome, reason.trim())
-        })
         .collect();
-    let message = format!(
-        "chunk {index} failed {} times; attempts: {}",
-        c.failures,
-        reasons.join(" | ")
-    );
-    end_job(grid, c.job, JobState::Failed, Some(&message)).await?;
-    Ok(())
+    let Some(last) = failed.last() else {
+        return format!("chunk {index} failed");
+    };
+    let reason: String = last.reason.trim().chars().take(REASON_CHARS).collect();
+    let times = match failed.len() {
+        1 => "once".to_string(),
+        n => format!("{n} times"),
+    };
+    let before = if failed.len() == 1 {
+        String::new()
+    } else if failed
+        .iter()
+        .all(|a| a.outcome == last.outcome && a.reason.trim() == last.reason.trim())
+    {
+        " Every attempt failed the same way.".to_string()
+    } else {
+        let earlier: Vec<String> = failed[..failed.len() - 1]
+            .iter()
+            .map(|a| format!("worker {}: {}", a.worker, a.outcome))
+            .collect();
+        format!(" Earlier attempts: {}.", earlier.join(", "))
+    };
+    format!(
+        "chunk {index} failed {times}; the last attempt (worker {}, {}):\n{reason}\n{}",
+        last.worker,
+        last.outcome,
+        before.trim_start()
+    )
+    .trim_end()
+    .to_string()
 }
 
 /// Ends a job as `failed` (with `reason`) or `cancelled`: records it, stops dispatching its

@@ -129,9 +129,41 @@ pub fn after_failure(failures_so_far: u32, max_failures: u32) -> RetryDecision {
     }
 }
 
+/// Whether a chunk's script failed the same way on devices of two owners: then the error is
+/// the job's (its script or its input), not a device's, and retrying would only repeat it.
+/// `failures` are the chunk's script errors (`ClientError` attempts), each with its device's
+/// owner and the reason reported. One owner's devices never decide it: a device that wants a
+/// chunk to fail could report the same reason from all of them.
+pub fn fails_alike<'a>(failures: impl IntoIterator<Item = (i64, &'a str)>) -> bool {
+    let mut first_owner_by_reason: std::collections::HashMap<&str, i64> = Default::default();
+    for (owner, reason) in failures {
+        let reason = reason.trim();
+        match first_owner_by_reason.get(reason) {
+            Some(&other) if other != owner => return true,
+            Some(_) => {}
+            None => {
+                first_owner_by_reason.insert(reason, owner);
+            }
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_error_from_two_owners_is_the_jobs() {
+        let err = "ZeroDivisionError: division by zero";
+        assert!(fails_alike([(1, err), (2, err)]));
+        assert!(fails_alike([(1, "out of memory"), (1, err), (2, err)]));
+        // One owner's devices, however many, do not decide it.
+        assert!(!fails_alike([(1, err), (1, err), (1, err)]));
+        // Different errors are the devices' business until the budget is spent.
+        assert!(!fails_alike([(1, err), (2, "killed: out of memory")]));
+        assert!(!fails_alike(std::iter::empty()));
+    }
 
     #[test]
     fn retries_until_budget_spent() {

@@ -378,12 +378,34 @@ pub async fn job_chunks(
         .then(|| tasks.last().map(|t| t.chunk.index + 1))
         .flatten();
     let waiting = checks_awaited(&grid, &tasks, &running).await?;
+    let mut last_failures = HashMap::new();
+    for task in tasks
+        .iter()
+        .filter(|t| t.failures > 0 && t.state != TaskState::Done)
+    {
+        let attempts = grid.store.attempts(task.id).await?;
+        if let Some(last) = attempts
+            .iter()
+            .rev()
+            .find(|a| a.outcome.counts_as_failure())
+        {
+            let reason: String = last
+                .reason
+                .trim()
+                .chars()
+                .take(LAST_FAILURE_CHARS)
+                .collect();
+            last_failures.insert(task.id, format!("{}: {reason}", last.outcome));
+        }
+    }
+    let ended = job.state.is_terminal();
     let tasks = tasks
         .into_iter()
         .map(|task| {
             let progress = running.get(&task.id).map(|&p| f64::from(p));
             let waiting_for = waiting.get(&task.id).cloned();
             let state = match task.state {
+                TaskState::Pending | TaskState::Validating if ended => ChunkState::Stopped,
                 TaskState::Pending if progress.is_some() => ChunkState::Running,
                 TaskState::Pending if waiting_for.is_some() => ChunkState::Checking,
                 TaskState::Pending => ChunkState::Queued,
@@ -397,11 +419,15 @@ pub async fn job_chunks(
                 failures: task.failures,
                 progress,
                 waiting_for,
+                last_failure: last_failures.remove(&task.id),
             }
         })
         .collect();
     Ok(Json(JobChunks { tasks, next_from }))
 }
+
+/// Longest stretch of a chunk's last failure shown in its view.
+const LAST_FAILURE_CHARS: usize = 600;
 
 /// What each queued chunk of `tasks` that has a result in waits for, in words.
 async fn checks_awaited(

@@ -104,6 +104,8 @@ pub(crate) fn registered(
     token: String,
 ) -> (StatusCode, Json<Registered>) {
     tracing::info!(%worker, name, cores = capabilities.cores, runtime = capabilities.runtime.as_str(), python = ?capabilities.python, "worker registered");
+    // Registering is being heard from: the device counts as online from now.
+    grid.presence.touch(worker);
     (
         StatusCode::CREATED,
         Json(Registered {

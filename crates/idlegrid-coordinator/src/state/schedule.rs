@@ -6,7 +6,7 @@
 use crate::apps::AppRegistry;
 use idlegrid_api::tasks::{JobSpec, TaskLimits};
 use idlegrid_domain::schedule::{JobEntry, order_for};
-use idlegrid_domain::{JobId, Placement, Replication, TenantId};
+use idlegrid_domain::{JobId, Placement, Replication, TenantId, WorkerId};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::queue::Queues;
 use idlegrid_storage::records::{JobRecord, WorkerRecord};
@@ -16,6 +16,8 @@ use std::sync::{Arc, RwLock};
 /// A device heard from lately, with its speed (task slots times a slot's speed).
 #[derive(Debug, Clone)]
 pub struct OnlineDevice {
+    /// The device.
+    pub worker: WorkerId,
     /// Its record (capabilities, owner).
     pub record: Arc<WorkerRecord>,
     /// Its task slots times a slot's speed, in reference cores.
@@ -52,6 +54,16 @@ impl ActiveJob {
     /// only those whose owner belongs to the job's customer.
     pub fn admits(&self, device: &WorkerRecord) -> bool {
         self.placement == Placement::Any || device.owner_tenant == Some(self.tenant)
+    }
+
+    /// Whether one of `devices` other than `worker` may run the job's chunks.
+    pub fn runs_elsewhere(&self, job: JobId, worker: WorkerId, devices: &[OnlineDevice]) -> bool {
+        let entry = self.entry(job, 0, 1.0);
+        devices.iter().any(|online| {
+            online.worker != worker
+                && self.admits(&online.record)
+                && idlegrid_domain::schedule::may_run(&online.record.capabilities, &entry)
+        })
     }
 
     /// What the policy is told about the job.

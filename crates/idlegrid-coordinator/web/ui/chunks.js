@@ -1,8 +1,9 @@
-// The chunk grid of a job: one square per chunk, coloured by its state, marked when retried.
+// The chunk grid of a job: one square per chunk, coloured by its state, marked when retried;
+// below it, why the chunks that failed an attempt failed last (while they are retried, too).
 
 import { h, replace } from './dom.js';
 
-export const CHUNK_STATES = ['queued', 'running', 'validating', 'checking', 'done', 'failed'];
+export const CHUNK_STATES = ['queued', 'running', 'validating', 'checking', 'done', 'failed', 'stopped'];
 
 export function chunkGrid() {
   const summary = h('p', { class: 'chunk-summary' });
@@ -10,7 +11,8 @@ export function chunkGrid() {
   const legend = h('ul', { class: 'chunk-legend', 'aria-label': 'Legend' },
     CHUNK_STATES.map((s) => h('li', {}, h('span', { class: `chunk state-${s}`, 'aria-hidden': 'true' }), s)),
     h('li', {}, h('span', { class: 'chunk state-done retried', 'aria-hidden': 'true' }), 'retried (a failed attempt before)'));
-  const el = h('div', { class: 'chunks' }, summary, list, legend);
+  const failures = h('div', { class: 'chunk-failures' });
+  const el = h('div', { class: 'chunks' }, summary, list, legend, failures);
 
   function render(tasks) {
     const counts = Object.fromEntries(CHUNK_STATES.map((s) => [s, 0]));
@@ -22,7 +24,8 @@ export function chunkGrid() {
       const progress = task.state === 'running' && task.progress !== null && task.progress !== undefined
         ? ` ${Math.floor(task.progress * 100)} %` : '';
       const waiting = task.state === 'checking' && task.waiting_for ? `, waiting for ${task.waiting_for}` : '';
-      const words = `Chunk ${task.index + 1}: ${task.state}${progress}${waiting}${wasRetried ? `, retried (${task.failures} failed attempt${task.failures === 1 ? '' : 's'})` : ''}`;
+      const retriedWords = wasRetried ? `, retried (${task.failures} failed attempt${task.failures === 1 ? '' : 's'})` : '';
+      const words = `Chunk ${task.index + 1}: ${task.state}${progress}${waiting}${retriedWords}`;
       const li = h('li', {
         class: `chunk state-${task.state}${wasRetried ? ' retried' : ''}`,
         title: words,
@@ -35,6 +38,14 @@ export function chunkGrid() {
       return li;
     });
     replace(list, items);
+    const failed = tasks.filter((task) => task.last_failure);
+    replace(failures, failed.length === 0 ? [] : [
+      h('h3', {}, failed.length === 1 ? 'Why a chunk failed' : `Why ${failed.length} chunks failed`),
+      h('ul', { class: 'failure-list' }, failed.slice(0, 20).map((task) => h('li', {},
+        h('span', {}, `Chunk ${task.index + 1}, ${task.state === 'failed' ? 'failed' : `${task.failures} failed attempt${task.failures === 1 ? '' : 's'} so far`}:`),
+        h('pre', { class: 'failure-reason' }, task.last_failure)))),
+      failed.length > 20 ? h('p', { class: 'muted' }, `…and ${failed.length - 20} more.`) : null,
+    ].filter(Boolean));
     replace(summary, `${tasks.length} chunk${tasks.length === 1 ? '' : 's'}: `,
       CHUNK_STATES.filter((s) => counts[s]).map((s) => `${counts[s]} ${s}`).join(', ') || 'none yet',
       retried ? `; ${retried} retried` : '');

@@ -116,7 +116,7 @@ export async function jobView(main, [idText], { isCurrent }) {
     }
     eta.textContent = TERMINAL.has(job.state) || fraction === null || job.state === 'created' ? '' : ` · ${etaText(fraction)}`;
     if (job.state === 'failed' && job.error) {
-      replace(errorBox, h('div', { class: 'alert', role: 'alert' }, h('strong', {}, 'The job failed: '), h('span', { class: 'job-error-text' }, job.error)));
+      replace(errorBox, h('div', { class: 'alert', role: 'alert' }, h('strong', {}, 'The job failed: '), h('pre', { class: 'job-error-text' }, job.error)));
     } else {
       errorBox.replaceChildren();
     }
