@@ -1,7 +1,10 @@
 //! The scale-out records backend: one PostgreSQL database shared by several coordinators.
 //!
-//! Every method means exactly what it means on [`super::SqliteStore`]; what differs is how it
-//! stays correct when coordinators call it at once. SQLite gets that for free from its single
+//! Every method means exactly what it means on [`super::SqliteStore`], and most are written
+//! once for both engines (`store.rs`, where the row locks below are the `[lock]` words of their
+//! statements). This file holds how PostgreSQL runs them (one pool, lists bound as arrays) and
+//! the methods it does its own way ([`Engine`]): the hot batches, and the transactions that
+//! stay correct when coordinators call them at once. SQLite gets that for free from its single
 //! writer; here each method is one statement where it can be, and a transaction that locks
 //! the rows it reads before it writes where it cannot:
 //!
@@ -23,45 +26,31 @@
 
 use super::payments;
 use super::rows::{self, backend, job_state, task_state};
+use super::sql::{Arg, Engine, SqlStore, queries_for};
 use super::{
-    AttemptRecord, Decide, DeviceRecord, Distrusted, DueWebhook, FailureCharged, Hold, InDoubt,
-    JobRecord, LedgerAudit, LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef,
-    Principal, ReplicaState, Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord,
-    Verdict, VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
+    Decide, Distrusted, DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, OutputRef,
+    ReplicaState, Replicate, Verdict, VerdictsApplied,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{
-    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, TaskId,
-    TaskState, TenantId, WorkerId,
+    Account, AttemptOutcome, JobId, JobState, ResultId, TaskId, TaskState, WorkerId,
 };
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::str::FromStr;
 
 /// Records in a PostgreSQL database, shared safely by any number of coordinators.
+pub type PostgresStore = SqlStore<PostgresEngine>;
+
+/// A PostgreSQL database, through one pool.
 #[derive(Debug, Clone)]
-pub struct PostgresStore {
+pub struct PostgresEngine {
     pool: PgPool,
 }
 
 impl PostgresStore {
-    /// Creates the account named `name` in `table` (tenants, owners or operators) if missing;
-    /// returns its id.
-    async fn ensure_account(&self, table: &'static str, name: &str) -> Result<i64> {
-        let sql = format!(
-            "INSERT INTO {table} (name, created_at) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id"
-        );
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .bind(now_ms())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)
-    }
-
     /// Connects to the database at `url` (`postgres://user:password@host:port/database`) with
     /// at most `max_connections` connections, and applies migrations. Coordinators starting
     /// at once are safe: the migrator holds an advisory lock while it works.
@@ -87,18 +76,36 @@ impl PostgresStore {
             .await
             // The URL may hold a password, so it stays out of the message.
             .map_err(|e| StorageError::Backend(format!("migrating the records database: {e}")))?;
-        Ok(PostgresStore { pool })
+        Ok(SqlStore {
+            engine: PostgresEngine { pool },
+        })
     }
 
     /// Closes the pool, waiting for running statements.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.engine.pool.close().await;
     }
 }
 
-fn result_ids(ids: &[ResultId]) -> Vec<i64> {
-    ids.iter().map(|id| id.0).collect()
+/// A statement with its arguments bound: lists as arrays, for `= ANY`.
+fn statement(
+    sql: &'static str,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'static, Postgres, PgArguments> {
+    args.into_iter()
+        .fold(sqlx::query(sql), |query, arg| match arg {
+            Arg::Int(v) => query.bind(v),
+            Arg::IntOpt(v) => query.bind(v),
+            Arg::Text(v) => query.bind(v),
+            Arg::TextOpt(v) => query.bind(v),
+            Arg::Bytes(v) => query.bind(v),
+            Arg::Flag(v) => query.bind(v),
+            Arg::Ints(v) => query.bind(v),
+            Arg::Texts(v) => query.bind(v),
+        })
 }
+
+queries_for!(PostgresEngine, Postgres, postgres, read: pool, write: pool);
 
 /// Adds `n` to `key`'s count; the map's order is the id order locks are taken in.
 fn count(map: &mut BTreeMap<i64, i64>, key: i64, n: i64) {
@@ -738,112 +745,18 @@ async fn read_replica_states(
 }
 
 #[async_trait]
-impl Store for PostgresStore {
-    async fn ensure_tenant(&self, name: &str) -> Result<TenantId> {
-        self.ensure_account("tenants", name).await.map(TenantId)
+#[async_trait]
+impl Engine for PostgresEngine {
+    async fn post(tx: &mut Self::Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
+        post_in(tx, txn, rows).await
     }
 
-    async fn ensure_owner(&self, name: &str) -> Result<i64> {
-        self.ensure_account("owners", name).await
-    }
-
-    async fn create_owner(
-        &self,
-        name: &str,
-        tenant: Option<TenantId>,
-        token_hash: [u8; 32],
-    ) -> Result<Option<i64>> {
-        // One statement: the owner and its token exist together or not at all.
-        let id: Option<i64> = sqlx::query_scalar(
-            "WITH o AS (INSERT INTO owners (name, tenant_id, created_at) VALUES ($1, $2, $4) \
-                        ON CONFLICT (name) DO NOTHING RETURNING id), \
-             c AS (INSERT INTO credentials (secret_hash, kind, subject, created_at) \
-                   SELECT $3, 'enrollment', id, $4 FROM o) \
-             SELECT id FROM o",
-        )
-        .bind(name)
-        .bind(tenant.map(|t| t.0))
-        .bind(&token_hash[..])
-        .bind(now_ms())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(id)
-    }
-
-    async fn add_credential(&self, secret_hash: [u8; 32], principal: Principal) -> Result<()> {
-        let (kind, subject) = match principal {
-            Principal::Tenant(t) => ("api_key", t.0),
-            Principal::Owner(o) => ("enrollment", o),
-            Principal::Worker(w) => ("worker", w.0),
-            Principal::Operator(o) => ("operator", o),
-        };
-        sqlx::query(
-            "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&secret_hash[..])
-        .bind(kind)
-        .bind(subject)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn credential(&self, secret_hash: [u8; 32]) -> Result<Option<Principal>> {
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT kind, subject FROM credentials WHERE secret_hash = $1")
-                .bind(&secret_hash[..])
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
-        row.map(|(kind, subject)| match kind.as_str() {
-            "api_key" => Ok(Principal::Tenant(TenantId(subject))),
-            "enrollment" => Ok(Principal::Owner(subject)),
-            "worker" => Ok(Principal::Worker(WorkerId(subject))),
-            "operator" => Ok(Principal::Operator(subject)),
-            other => Err(StorageError::Corrupt(format!("credential kind {other:?}"))),
-        })
-        .transpose()
-    }
-
-    async fn account_name(&self, principal: Principal) -> Result<Option<String>> {
-        let (sql, id) = match principal {
-            Principal::Tenant(t) => ("SELECT name FROM tenants WHERE id = $1", t.0),
-            Principal::Owner(o) => ("SELECT name FROM owners WHERE id = $1", o),
-            Principal::Operator(o) => ("SELECT name FROM operators WHERE id = $1", o),
-            Principal::Worker(_) => return Ok(None),
-        };
-        sqlx::query_scalar(sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)
-    }
-
-    async fn ensure_operator(&self, name: &str) -> Result<i64> {
-        self.ensure_account("operators", name).await
-    }
-
-    async fn owner_devices(&self, owner: i64) -> Result<Vec<DeviceRecord>> {
-        let rows = sqlx::query(
-            "SELECT w.id, w.name, w.capabilities, w.created_at, w.last_seen_at, w.valid_streak, \
-             w.quarantined_at, \
-             (SELECT count(*) FROM results WHERE worker_id = w.id \
-              AND validate_state IN ('valid', 'redundant')) AS valid, \
-             (SELECT count(*) FROM results WHERE worker_id = w.id \
-              AND validate_state = 'invalid') AS invalid, \
-             (SELECT count(*) FROM results WHERE worker_id = w.id \
-              AND outcome = 'no_reply') AS timed_out \
-             FROM workers w WHERE w.owner_id = $1 ORDER BY w.id",
-        )
-        .bind(owner)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::device).collect()
+    async fn post_entries(
+        tx: &mut Self::Tx,
+        entries: &[payments::Entry],
+        charged: &BTreeMap<i64, i64>,
+    ) -> Result<()> {
+        post_entries(tx, entries, charged).await
     }
 
     async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()> {
@@ -862,411 +775,6 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         Ok(())
-    }
-
-    async fn register_worker(
-        &self,
-        owner: i64,
-        name: &str,
-        capabilities: &Capabilities,
-        token_hash: [u8; 32],
-    ) -> Result<WorkerId> {
-        let caps = serde_json::to_string(capabilities)
-            .map_err(|e| StorageError::Backend(e.to_string()))?;
-        // One statement, so the worker and its token exist together or not at all.
-        let id: i64 = sqlx::query_scalar(
-            "WITH w AS (INSERT INTO workers (owner_id, name, capabilities, created_at) \
-                        VALUES ($1, $2, $3, $5) RETURNING id), \
-             c AS (INSERT INTO credentials (secret_hash, kind, subject, created_at) \
-                   SELECT $4, 'worker', id, $5 FROM w) \
-             SELECT id FROM w",
-        )
-        .bind(owner)
-        .bind(name)
-        .bind(caps)
-        .bind(&token_hash[..])
-        .bind(now_ms())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(WorkerId(id))
-    }
-
-    async fn create_link_code(
-        &self,
-        owner: i64,
-        code_hash: [u8; 32],
-        expires_at_ms: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "WITH gone AS (DELETE FROM link_codes WHERE expires_at <= $4) \
-             INSERT INTO link_codes (code_hash, owner_id, expires_at) VALUES ($1, $2, $3)",
-        )
-        .bind(&code_hash[..])
-        .bind(owner)
-        .bind(expires_at_ms)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn register_linked_worker(
-        &self,
-        code_hash: [u8; 32],
-        now_ms: i64,
-        name: &str,
-        capabilities: &Capabilities,
-        token_hash: [u8; 32],
-    ) -> Result<Option<WorkerId>> {
-        let caps = serde_json::to_string(capabilities)
-            .map_err(|e| StorageError::Backend(e.to_string()))?;
-        // One statement: the code is used up exactly when the worker and its token exist.
-        let id: Option<i64> = sqlx::query_scalar(
-            "WITH l AS (DELETE FROM link_codes WHERE code_hash = $1 AND expires_at > $2 \
-                        RETURNING owner_id), \
-             w AS (INSERT INTO workers (owner_id, name, capabilities, created_at) \
-                   SELECT owner_id, $3, $4, $2 FROM l RETURNING id), \
-             c AS (INSERT INTO credentials (secret_hash, kind, subject, created_at) \
-                   SELECT $5, 'worker', id, $2 FROM w) \
-             SELECT id FROM w",
-        )
-        .bind(&code_hash[..])
-        .bind(now_ms)
-        .bind(name)
-        .bind(caps)
-        .bind(&token_hash[..])
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(id.map(WorkerId))
-    }
-
-    async fn update_worker_capabilities(
-        &self,
-        worker: WorkerId,
-        capabilities: &Capabilities,
-    ) -> Result<bool> {
-        let caps = serde_json::to_string(capabilities)
-            .map_err(|e| StorageError::Backend(e.to_string()))?;
-        let done = sqlx::query("UPDATE workers SET capabilities = $1 WHERE id = $2")
-            .bind(caps)
-            .bind(worker.0)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn worker(&self, worker: WorkerId) -> Result<Option<WorkerRecord>> {
-        let row = sqlx::query(
-            "SELECT w.capabilities, w.owner_id, w.created_at, w.valid_streak, o.tenant_id \
-             FROM workers w JOIN owners o ON o.id = w.owner_id WHERE w.id = $1",
-        )
-        .bind(worker.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(rows::worker).transpose()
-    }
-
-    async fn set_owner_tenant(&self, owner: i64, tenant: Option<TenantId>) -> Result<()> {
-        sqlx::query("UPDATE owners SET tenant_id = $2 WHERE id = $1")
-            .bind(owner)
-            .bind(tenant.map(|t| t.0))
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn owner_counts(&self, tenant: TenantId) -> Result<(u64, u64)> {
-        let (mine, others): (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE tenant_id IS NOT DISTINCT FROM $1), \
-             count(*) FILTER (WHERE tenant_id IS DISTINCT FROM $1) FROM owners",
-        )
-        .bind(tenant.0)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok((mine as u64, others as u64))
-    }
-
-    async fn in_doubt(&self, worker: WorkerId) -> Result<InDoubt> {
-        let row: Option<(i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT w.valid_streak, count(r.id), min(r.created_at) FROM workers w \
-             LEFT JOIN results r ON r.worker_id = w.id \
-             AND r.validate_state IN ('pending', 'passed', 'disputed') \
-             WHERE w.id = $1 GROUP BY w.valid_streak",
-        )
-        .bind(worker.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(
-            row.map_or_else(InDoubt::default, |(streak, count, oldest_ms)| InDoubt {
-                streak: streak.max(0) as u64,
-                count: count.max(0) as u64,
-                oldest_ms,
-            }),
-        )
-    }
-
-    async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>> {
-        let row: Option<(i64, i64, i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT \
-             (SELECT count(*) FROM results WHERE worker_id = $1 \
-              AND validate_state IN ('valid', 'redundant')), \
-             (SELECT count(*) FROM results WHERE worker_id = $1 AND validate_state = 'invalid'), \
-             (SELECT count(*) FROM results WHERE worker_id = $1 AND outcome = 'no_reply'), \
-             valid_streak, quarantined_at FROM workers WHERE id = $1",
-        )
-        .bind(worker.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(row.map(
-            |(valid, invalid, timed_out, streak, quarantined_at_ms)| Reputation {
-                valid: valid as u64,
-                invalid: invalid as u64,
-                timed_out: timed_out as u64,
-                streak: streak as u64,
-                quarantined_at_ms,
-            },
-        ))
-    }
-
-    async fn quarantine_untrusted(
-        &self,
-        workers: &[WorkerId],
-        max_invalid: u64,
-    ) -> Result<Vec<WorkerId>> {
-        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
-        // The candidates are locked in id order first, like every other writer of workers;
-        // a device quarantined meanwhile by another coordinator drops out when its lock is
-        // granted, so each device is reported newly quarantined once.
-        let mut quarantined: Vec<i64> = sqlx::query_scalar(
-            "UPDATE workers SET quarantined_at = $3 \
-             FROM (SELECT id FROM workers WHERE id = ANY($1) AND quarantined_at IS NULL \
-                   ORDER BY id FOR NO KEY UPDATE) AS c \
-             WHERE workers.id = c.id AND workers.quarantined_at IS NULL \
-             AND (SELECT count(*) FROM results WHERE results.worker_id = workers.id \
-                  AND validate_state = 'invalid') >= $2 \
-             RETURNING workers.id",
-        )
-        .bind(&ids)
-        .bind(max_invalid.min(i64::MAX as u64) as i64)
-        .bind(now_ms())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        quarantined.sort_unstable();
-        Ok(quarantined.into_iter().map(WorkerId).collect())
-    }
-
-    async fn quarantined_workers(&self) -> Result<Vec<WorkerId>> {
-        let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM workers WHERE quarantined_at IS NOT NULL")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
-        Ok(ids.into_iter().map(WorkerId).collect())
-    }
-
-    async fn pending_results_of(&self, worker: WorkerId) -> Result<Vec<ResultId>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM results WHERE worker_id = $1 \
-             AND validate_state IN ('pending', 'passed')",
-        )
-        .bind(worker.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(ids.into_iter().map(ResultId).collect())
-    }
-
-    async fn create_job(&self, job: &NewJob) -> Result<JobRecord> {
-        let row = sqlx::query(
-            "INSERT INTO jobs (tenant_id, app, app_version, bundle_sha256, params, \
-             partition_options, priority, max_attempts, task_timeout_secs, replication, \
-             deadline_secs, external, webhook, tier, max_price, placement, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, $13, $14, $15, $16, $17, \
-             'created', $10) RETURNING *",
-        )
-        .bind(job.tenant.0)
-        .bind(&job.app)
-        .bind(&job.app_version)
-        .bind(&job.bundle_sha256)
-        .bind(job.params.to_string())
-        .bind(job.partition_options.to_string())
-        .bind(i64::from(job.priority))
-        .bind(i64::from(job.max_attempts))
-        .bind(job.task_timeout_secs as i64)
-        .bind(now_ms())
-        .bind(
-            job.replication
-                .is_replicated()
-                .then(|| serde_json::to_string(&job.replication).unwrap_or_default()),
-        )
-        .bind(job.deadline_secs.map(|s| s as i64))
-        .bind(job.external.as_ref().map(|e| e.to_string()))
-        .bind(job.webhook.as_ref().map(|w| w.to_string()))
-        .bind(job.tier.as_str())
-        .bind(job.max_price.map(|p| p.0))
-        .bind(job.placement.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows::job(&row)
-    }
-
-    async fn job(&self, id: JobId) -> Result<Option<JobRecord>> {
-        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(rows::job).transpose()
-    }
-
-    async fn list_jobs(
-        &self,
-        tenant: TenantId,
-        before: Option<JobId>,
-        limit: u32,
-    ) -> Result<Vec<JobRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE tenant_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-        )
-        .bind(tenant.0)
-        .bind(before.map_or(i64::MAX, |b| b.0))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::job).collect()
-    }
-
-    async fn counts(&self) -> Result<(Vec<(JobState, u64)>, Vec<(TaskState, u64)>)> {
-        let jobs: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
-        let tasks: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT t.state, count(*) FROM jobs j JOIN tasks t ON t.job_id = j.id \
-             WHERE j.state IN ('partitioning', 'running', 'assembling') \
-             GROUP BY t.state ORDER BY t.state",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        let jobs = jobs
-            .into_iter()
-            .map(|(state, n)| Ok((job_state(&state)?, n as u64)))
-            .collect::<Result<_>>()?;
-        let tasks = tasks
-            .into_iter()
-            .map(|(state, n)| Ok((task_state(&state)?, n as u64)))
-            .collect::<Result<_>>()?;
-        Ok((jobs, tasks))
-    }
-
-    async fn jobs_past_deadline(&self, now_ms: i64) -> Result<Vec<JobId>> {
-        // numeric, because a huge deadline would overflow bigint (SQLite falls back to floating
-        // point there instead of failing).
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE deadline_secs IS NOT NULL \
-             AND state IN ('submitted', 'partitioning', 'running', 'assembling') \
-             AND submitted_at::numeric + deadline_secs::numeric * 1000 < $1 ORDER BY id",
-        )
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(ids.into_iter().map(JobId).collect())
-    }
-
-    async fn jobs_in_states(&self, states: &[JobState]) -> Result<Vec<JobRecord>> {
-        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-        let rows = sqlx::query("SELECT * FROM jobs WHERE state = ANY($1) ORDER BY id")
-            .bind(&names)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(rows::job).collect()
-    }
-
-    async fn set_job_input(&self, id: JobId, input: &StoredBlob) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET input_key = $2, input_size = $3, input_sha256 = $4 \
-             WHERE id = $1 AND (state = 'created' OR (input_key IS NULL \
-             AND state IN ('submitted', 'partitioning')))",
-        )
-        .bind(id.0)
-        .bind(&input.key)
-        .bind(input.size as i64)
-        .bind(&input.sha256)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn transition_job(
-        &self,
-        id: JobId,
-        to: JobState,
-        error: Option<&str>,
-    ) -> Result<Option<JobRecord>> {
-        // Compare-and-set: a coordinator that loses the race waits for the winner's commit,
-        // finds the state no longer among the sources, and updates nothing.
-        let sources: Vec<&str> = JobState::sources(to).iter().map(|s| s.as_str()).collect();
-        let row = sqlx::query(
-            "UPDATE jobs SET state = $2, error = COALESCE($3, error), \
-             submitted_at = CASE WHEN $2 = 'submitted' THEN $4 ELSE submitted_at END, \
-             started_at = CASE WHEN $2 = 'partitioning' THEN COALESCE(started_at, $4) \
-                               ELSE started_at END, \
-             finished_at = CASE WHEN $5 THEN $4 ELSE finished_at END \
-             WHERE id = $1 AND state = ANY($6) RETURNING *",
-        )
-        .bind(id.0)
-        .bind(to.as_str())
-        .bind(error)
-        .bind(now_ms())
-        .bind(to.is_terminal())
-        .bind(&sources)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(rows::job).transpose()
-    }
-
-    async fn set_job_facts(&self, id: JobId, facts: &serde_json::Value) -> Result<()> {
-        sqlx::query("UPDATE jobs SET facts = $2 WHERE id = $1")
-            .bind(id.0)
-            .bind(facts.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn complete_job(&self, id: JobId, output: &StoredBlob) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'completed', output_key = $2, output_size = $3, \
-             output_sha256 = $4, finished_at = $5 WHERE id = $1 AND state = 'assembling'",
-        )
-        .bind(id.0)
-        .bind(&output.key)
-        .bind(output.size as i64)
-        .bind(&output.sha256)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn insert_tasks(
@@ -1316,67 +824,6 @@ impl Store for PostgresStore {
         .map_err(backend)?;
         inserted.sort_unstable();
         Ok(inserted.into_iter().map(|(_, id)| TaskId(id)).collect())
-    }
-
-    async fn finish_partition(&self, job: JobId, total: u64) -> Result<Option<JobState>> {
-        let state: Option<String> = sqlx::query_scalar(
-            "UPDATE jobs SET chunks_total = $2, \
-             state = CASE WHEN chunks_done >= $2 THEN 'assembling' ELSE 'running' END \
-             WHERE id = $1 AND state = 'partitioning' RETURNING state",
-        )
-        .bind(job.0)
-        .bind(total as i64)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        state.as_deref().map(job_state).transpose()
-    }
-
-    async fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskRecord>> {
-        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
-        let rows = sqlx::query("SELECT * FROM tasks WHERE id = ANY($1) ORDER BY id")
-            .bind(&ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(rows::task).collect()
-    }
-
-    async fn job_tasks(&self, job: JobId, from_index: u64, limit: u32) -> Result<Vec<TaskRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM tasks WHERE job_id = $1 AND idx >= $2 ORDER BY idx LIMIT $3",
-        )
-        .bind(job.0)
-        .bind(from_index as i64)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::task).collect()
-    }
-
-    async fn pending_tasks(&self, job: JobId) -> Result<Vec<TaskId>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM tasks WHERE job_id = $1 AND state = 'pending' ORDER BY idx",
-        )
-        .bind(job.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(ids.into_iter().map(TaskId).collect())
-    }
-
-    async fn tasks_checking(&self, job: JobId) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(DISTINCT r.task_id) FROM results r JOIN tasks t ON t.id = r.task_id \
-             WHERE r.job_id = $1 AND r.validate_state IN ('passed', 'disputed') \
-             AND t.state = 'pending'",
-        )
-        .bind(job.0)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(n as u64)
     }
 
     async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>> {
@@ -1600,44 +1047,6 @@ impl Store for PostgresStore {
         Ok(charged)
     }
 
-    async fn results_for_validation(&self, ids: &[ResultId]) -> Result<Vec<ResultRecord>> {
-        let rows = sqlx::query(
-            "SELECT r.id AS result_id, r.worker_id, r.sha256, r.size, r.inline_output, \
-             r.blob_key, t.* \
-             FROM results r JOIN tasks t ON t.id = r.task_id \
-             WHERE r.id = ANY($1) AND r.validate_state = 'pending' ORDER BY r.id",
-        )
-        .bind(result_ids(ids))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                Ok(ResultRecord {
-                    id: ResultId(row.try_get("result_id").map_err(backend)?),
-                    task: rows::task(row)?,
-                    worker: WorkerId(row.try_get("worker_id").map_err(backend)?),
-                    sha256: row.try_get("sha256").map_err(backend)?,
-                    size: row.try_get::<i64, _>("size").map_err(backend)? as u64,
-                    output: rows::output(row)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn unvalidated_results(&self) -> Result<Vec<(JobId, ResultId)>> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT job_id, id FROM results WHERE validate_state = 'pending' ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|(job, id)| (JobId(job), ResultId(id)))
-            .collect())
-    }
-
     async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
         if verdicts.is_empty() {
             return Ok(VerdictsApplied::default());
@@ -1682,58 +1091,6 @@ impl Store for PostgresStore {
         Ok(job.is_some())
     }
 
-    async fn attempts(&self, task: TaskId) -> Result<Vec<AttemptRecord>> {
-        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT worker_id, outcome, reason FROM results WHERE task_id = $1 \
-             AND outcome <> 'success' ORDER BY id",
-        )
-        .bind(task.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.into_iter()
-            .map(|(worker, outcome, reason)| {
-                Ok(AttemptRecord {
-                    worker: WorkerId(worker),
-                    outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
-                        StorageError::Corrupt(format!("attempt outcome {outcome:?}"))
-                    })?,
-                    reason: reason.unwrap_or_default(),
-                })
-            })
-            .collect()
-    }
-
-    async fn accepted_outputs(
-        &self,
-        job: JobId,
-        from_index: u64,
-        limit: u32,
-    ) -> Result<Vec<(u64, OutputRef)>> {
-        // A job's chunk indexes are dense, so a page lies within from_index .. from_index +
-        // limit; bounding it so keeps the plan small whatever the statistics say (lagging a
-        // freshly filled table, they made the planner fetch and sort every remaining chunk for
-        // each page: 126 ms a page at 200,000 chunks).
-        let rows = sqlx::query(
-            "SELECT t.idx, r.inline_output, r.blob_key FROM tasks t \
-             JOIN results r ON r.id = t.canonical_result \
-             WHERE t.job_id = $1 AND t.idx >= $2 AND t.idx < $2 + $3 \
-             ORDER BY t.idx LIMIT $3",
-        )
-        .bind(job.0)
-        .bind(from_index.min(i64::MAX as u64) as i64)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let idx: i64 = row.try_get("idx").map_err(backend)?;
-                Ok((idx as u64, rows::output(row)?))
-            })
-            .collect()
-    }
-
     async fn claim_webhook_events(
         &self,
         now_ms: i64,
@@ -1764,255 +1121,6 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         rows::due_webhooks(&rows)
-    }
-
-    async fn record_webhook_attempt(
-        &self,
-        event: i64,
-        attempt: &WebhookAttempt,
-        next: WebhookNext,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // The attempt's key makes a second recording of it (a claim that expired while the
-        // first was under way) a no-op.
-        let inserted = sqlx::query(
-            "INSERT INTO webhook_attempts (event_id, attempt, at, status, error, duration_ms) \
-             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM job_events \
-                 WHERE id = $1 AND delivered_at IS NULL AND NOT gave_up) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(event)
-        .bind(i64::from(attempt.attempt))
-        .bind(attempt.at_ms)
-        .bind(attempt.status.map(i64::from))
-        .bind(&attempt.error)
-        .bind(attempt.duration_ms as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if inserted.rows_affected() == 0 {
-            return Ok(false);
-        }
-        let (retry_at, delivered_at, gave_up) = rows::after_attempt(attempt, next);
-        sqlx::query(
-            "UPDATE job_events SET attempts = $2, claimed_until = NULL, next_attempt_at = $3, \
-             delivered_at = $4, gave_up = $5 WHERE id = $1",
-        )
-        .bind(event)
-        .bind(i64::from(attempt.attempt))
-        .bind(retry_at)
-        .bind(delivered_at)
-        .bind(gave_up)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(true)
-    }
-
-    async fn webhook_events(&self, job: JobId) -> Result<Vec<WebhookHistory>> {
-        let events =
-            sqlx::query("SELECT * FROM job_events WHERE job_id = $1 AND has_webhook ORDER BY id")
-                .bind(job.0)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
-        let attempts = sqlx::query(
-            "SELECT a.* FROM webhook_attempts a JOIN job_events e ON e.id = a.event_id \
-             WHERE e.job_id = $1 ORDER BY a.event_id, a.attempt",
-        )
-        .bind(job.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows::webhook_histories(&events, &attempts)
-    }
-
-    async fn hold_quote(&self, job: JobId, quote: &Quote, largest_chunk_ms: i64) -> Result<Hold> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let row: Option<(i64, Option<i64>)> =
-            sqlx::query_as("SELECT tenant_id, quote FROM jobs WHERE id = $1 FOR UPDATE")
-                .bind(job.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        let Some((tenant, held)) = row else {
-            return Err(StorageError::NotFound(format!("job {job}")));
-        };
-        if held.is_some() {
-            return Ok(Hold::AlreadyHeld);
-        }
-        // The customer's row lock serialises holds of one customer across coordinators, so
-        // two jobs never spend the same balance.
-        sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
-            .bind(tenant)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let customer = Account::Customer(TenantId(tenant)).to_string();
-        let available: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount), 0)::bigint FROM ledger_entries WHERE account = $1",
-        )
-        .bind(&customer)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if available < quote.price.0 {
-            return Ok(Hold::Short {
-                available: Credits(available),
-            });
-        }
-        post_in(
-            &mut tx,
-            &format!("hold:{}", job.0),
-            &[
-                (customer, -quote.price.0),
-                (Account::Job(job).to_string(), quote.price.0),
-            ],
-        )
-        .await?;
-        sqlx::query(
-            "UPDATE jobs SET quote = $2, price_per_core_hour = $3, owner_per_core_hour = $4, \
-             work_ms = $5, largest_chunk_ms = $6 WHERE id = $1",
-        )
-        .bind(job.0)
-        .bind(quote.price.0)
-        .bind(quote.rates.price_per_core_hour.0)
-        .bind(quote.rates.owner_per_core_hour.0)
-        .bind(quote.work_ms)
-        .bind(largest_chunk_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Hold::Held)
-    }
-
-    async fn transfer(
-        &self,
-        txn: &str,
-        from: Account,
-        to: Account,
-        amount: Credits,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let posted = post_in(
-            &mut tx,
-            txn,
-            &[(from.to_string(), -amount.0), (to.to_string(), amount.0)],
-        )
-        .await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(posted)
-    }
-
-    async fn balances(&self, accounts: &[Account]) -> Result<Vec<Credits>> {
-        let names: Vec<String> = accounts.iter().map(Account::to_string).collect();
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT account, SUM(amount)::bigint FROM ledger_entries \
-             WHERE account = ANY($1) GROUP BY account",
-        )
-        .bind(&names)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(rows::sums_in_order(&names, &rows))
-    }
-
-    async fn account_entries(&self, account: Account, limit: u32) -> Result<Vec<LedgerEntry>> {
-        let rows = sqlx::query(
-            "SELECT * FROM ledger_entries WHERE account = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(account.to_string())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::ledger_entry).collect()
-    }
-
-    async fn earned_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>> {
-        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT worker_id, SUM(amount)::bigint FROM ledger_entries \
-             WHERE worker_id = ANY($1) GROUP BY worker_id",
-        )
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(rows::sums_in_order(&ids, &rows))
-    }
-
-    async fn held_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>> {
-        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT worker_id, SUM(amount)::bigint FROM ledger_entries \
-             WHERE worker_id = ANY($1) AND account >= 'held:' AND account < 'held;' \
-             GROUP BY worker_id",
-        )
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(rows::sums_in_order(&ids, &rows))
-    }
-
-    async fn mature_held(&self, cutoff_ms: i64) -> Result<Credits> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // The mark's row lock makes coordinators mature one after another.
-        let last: i64 =
-            sqlx::query_scalar("SELECT last_id FROM ledger_marks WHERE name = 'held' FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
-        let upto: Option<i64> =
-            sqlx::query_scalar("SELECT max(id) FROM ledger_entries WHERE id > $1 AND at <= $2")
-                .bind(last)
-                .bind(cutoff_ms)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
-        let Some(upto) = upto else {
-            return Ok(Credits(0));
-        };
-        let credited: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT account, worker_id, SUM(amount)::bigint FROM ledger_entries \
-             WHERE id > $1 AND id <= $2 AND account >= 'held:' AND account < 'held;' \
-             AND amount > 0 AND worker_id IS NOT NULL GROUP BY account, worker_id",
-        )
-        .bind(last)
-        .bind(upto)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let mut holdings = Vec::with_capacity(credited.len());
-        for (account, worker, amount) in credited {
-            let balance: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(SUM(amount), 0)::bigint FROM ledger_entries \
-                 WHERE worker_id = $1 AND account = $2",
-            )
-            .bind(worker)
-            .bind(&account)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-            holdings.push(payments::Holding {
-                owner: rows::held_owner(&account)?,
-                worker,
-                credited: amount,
-                balance,
-            });
-        }
-        let entries = payments::maturing(upto, &holdings);
-        post_entries(&mut tx, &entries, &BTreeMap::new()).await?;
-        sqlx::query("UPDATE ledger_marks SET last_id = $1 WHERE name = 'held'")
-            .bind(upto)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Credits(payments::credited(&entries)))
     }
 
     async fn distrust_owner(&self, owner: i64) -> Result<Distrusted> {
@@ -2116,31 +1224,5 @@ impl Store for PostgresStore {
                 .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(payments::distrusted(&tasks, &devices, &forfeits))
-    }
-
-    async fn audit_ledger(&self) -> Result<LedgerAudit> {
-        let (entries, total): (i64, i64) =
-            sqlx::query_as("SELECT count(*), COALESCE(SUM(amount), 0)::bigint FROM ledger_entries")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(backend)?;
-        let unbalanced: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT txn FROM ledger_entries GROUP BY txn \
-             HAVING SUM(amount) <> 0) AS t",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        let over_quote: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE charged > COALESCE(quote, 0)")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(backend)?;
-        Ok(LedgerAudit {
-            entries: entries as u64,
-            total: Credits(total),
-            unbalanced: unbalanced as u64,
-            over_quote: over_quote as u64,
-        })
     }
 }

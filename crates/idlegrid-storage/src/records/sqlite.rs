@@ -6,31 +6,38 @@
 //! (an fsync costs ~0.15 ms on the reference machine, and batches share one).
 //! Batches are passed to SQLite as one JSON parameter and unpacked with `json_each`, so a
 //! thousand-row batch is one statement, not a thousand round trips to the sqlx worker thread.
+//!
+//! Most methods are written once for both engines (`store.rs`); this file holds how SQLite runs
+//! them (the pools, and lists bound as JSON) and the methods it does its own way ([`Engine`]):
+//! the hot batches and the transactions whose statements differ from PostgreSQL's.
 
 use super::payments;
 use super::rows::{self, backend, job_state, task_state};
+use super::sql::{Arg, Engine, SqlStore, queries_for};
 use super::{
-    AttemptRecord, Decide, DeviceRecord, Distrusted, DueWebhook, FailureCharged, Hold, InDoubt,
-    JobRecord, LedgerAudit, LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef,
-    Principal, ReplicaState, Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord,
-    Verdict, VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
+    Decide, Distrusted, DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, OutputRef,
+    ReplicaState, Replicate, Verdict, VerdictsApplied,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{
-    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, TaskId,
-    TaskState, TenantId, WorkerId,
+    Account, AttemptOutcome, JobId, JobState, ResultId, TaskId, TaskState, WorkerId,
 };
 use serde_json::json;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, SqlitePool};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 /// Records in one SQLite database file.
+pub type SqliteStore = SqlStore<SqliteEngine>;
+
+/// An SQLite database file: a pool of one writing connection and one of readers.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
+pub struct SqliteEngine {
     /// The single writing connection.
     writer: SqlitePool,
     /// Read-only connections.
@@ -63,43 +70,42 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(backend)?;
-        Ok(SqliteStore { writer, reader })
-    }
-
-    /// Creates the account named `name` in `table` (tenants, owners or operators) if missing;
-    /// returns its id.
-    async fn ensure_account(&self, table: &'static str, name: &str) -> Result<i64> {
-        let sql = format!(
-            "INSERT INTO {table} (name, created_at) VALUES (?1, ?2) \
-             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id"
-        );
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .bind(now_ms())
-            .fetch_one(&self.writer)
-            .await
-            .map_err(backend)
+        Ok(SqlStore {
+            engine: SqliteEngine { writer, reader },
+        })
     }
 
     /// Closes both pools, waiting for running statements.
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        self.engine.reader.close().await;
+        self.engine.writer.close().await;
     }
 }
 
-/// JSON array of the names of the states a job may move to `to` from.
-fn sources_json(to: JobState) -> String {
-    let names: Vec<&str> = JobState::sources(to).iter().map(|s| s.as_str()).collect();
-    serde_json::to_string(&names).unwrap_or_default()
+/// A statement with its arguments bound: lists as one JSON array, for `json_each`.
+fn statement(
+    sql: &'static str,
+    args: Vec<Arg>,
+) -> sqlx::query::Query<'static, Sqlite, SqliteArguments> {
+    args.into_iter()
+        .fold(sqlx::query(sql), |query, arg| match arg {
+            Arg::Int(v) => query.bind(v),
+            Arg::IntOpt(v) => query.bind(v),
+            Arg::Text(v) => query.bind(v),
+            Arg::TextOpt(v) => query.bind(v),
+            Arg::Bytes(v) => query.bind(v),
+            Arg::Flag(v) => query.bind(v),
+            Arg::Ints(v) => query.bind(serde_json::to_string(&v).unwrap_or_default()),
+            Arg::Texts(v) => query.bind(serde_json::to_string(&v).unwrap_or_default()),
+        })
 }
+
+queries_for!(SqliteEngine, Sqlite, sqlite, read: reader, write: writer);
 
 fn ids_json(ids: &[ResultId]) -> String {
     let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
     serde_json::to_string(&ids).unwrap_or_default()
 }
-
-const JOB_COLUMNS: &str = "SELECT * FROM jobs";
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
@@ -556,39 +562,6 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
     Ok(applied)
 }
 
-/// Inserts a worker and its token in `tx`.
-async fn insert_worker(
-    tx: &mut Tx<'_>,
-    owner: i64,
-    name: &str,
-    capabilities: &Capabilities,
-    token_hash: [u8; 32],
-) -> Result<WorkerId> {
-    let caps =
-        serde_json::to_string(capabilities).map_err(|e| StorageError::Backend(e.to_string()))?;
-    let now = now_ms();
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO workers (owner_id, name, capabilities, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
-    )
-    .bind(owner)
-    .bind(name)
-    .bind(caps)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(backend)?;
-    sqlx::query(
-        "INSERT INTO credentials (secret_hash, kind, subject, created_at) VALUES (?1, 'worker', ?2, ?3)",
-    )
-    .bind(&token_hash[..])
-    .bind(id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    Ok(WorkerId(id))
-}
-
 async fn read_replica_states(
     conn: &mut sqlx::SqliteConnection,
     tasks: &[TaskId],
@@ -624,122 +597,18 @@ async fn read_replica_states(
 }
 
 #[async_trait]
-impl Store for SqliteStore {
-    async fn ensure_tenant(&self, name: &str) -> Result<TenantId> {
-        self.ensure_account("tenants", name).await.map(TenantId)
+#[async_trait]
+impl Engine for SqliteEngine {
+    async fn post(tx: &mut Self::Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
+        post_in(tx, txn, rows).await
     }
 
-    async fn ensure_owner(&self, name: &str) -> Result<i64> {
-        self.ensure_account("owners", name).await
-    }
-
-    async fn create_owner(
-        &self,
-        name: &str,
-        tenant: Option<TenantId>,
-        token_hash: [u8; 32],
-    ) -> Result<Option<i64>> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let now = now_ms();
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO owners (name, tenant_id, created_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (name) DO NOTHING RETURNING id",
-        )
-        .bind(name)
-        .bind(tenant.map(|t| t.0))
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some(id) = id else {
-            return Ok(None);
-        };
-        sqlx::query(
-            "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
-             VALUES (?1, 'enrollment', ?2, ?3)",
-        )
-        .bind(&token_hash[..])
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Some(id))
-    }
-
-    async fn add_credential(&self, secret_hash: [u8; 32], principal: Principal) -> Result<()> {
-        let (kind, subject) = match principal {
-            Principal::Tenant(t) => ("api_key", t.0),
-            Principal::Owner(o) => ("enrollment", o),
-            Principal::Worker(w) => ("worker", w.0),
-            Principal::Operator(o) => ("operator", o),
-        };
-        sqlx::query(
-            "INSERT INTO credentials (secret_hash, kind, subject, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(&secret_hash[..])
-        .bind(kind)
-        .bind(subject)
-        .bind(now_ms())
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn credential(&self, secret_hash: [u8; 32]) -> Result<Option<Principal>> {
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT kind, subject FROM credentials WHERE secret_hash = ?1")
-                .bind(&secret_hash[..])
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(backend)?;
-        row.map(|(kind, subject)| match kind.as_str() {
-            "api_key" => Ok(Principal::Tenant(TenantId(subject))),
-            "enrollment" => Ok(Principal::Owner(subject)),
-            "worker" => Ok(Principal::Worker(WorkerId(subject))),
-            "operator" => Ok(Principal::Operator(subject)),
-            other => Err(StorageError::Corrupt(format!("credential kind {other:?}"))),
-        })
-        .transpose()
-    }
-
-    async fn account_name(&self, principal: Principal) -> Result<Option<String>> {
-        let (sql, id) = match principal {
-            Principal::Tenant(t) => ("SELECT name FROM tenants WHERE id = ?1", t.0),
-            Principal::Owner(o) => ("SELECT name FROM owners WHERE id = ?1", o),
-            Principal::Operator(o) => ("SELECT name FROM operators WHERE id = ?1", o),
-            Principal::Worker(_) => return Ok(None),
-        };
-        sqlx::query_scalar(sql)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)
-    }
-
-    async fn ensure_operator(&self, name: &str) -> Result<i64> {
-        self.ensure_account("operators", name).await
-    }
-
-    async fn owner_devices(&self, owner: i64) -> Result<Vec<DeviceRecord>> {
-        let rows = sqlx::query(
-            "SELECT w.id, w.name, w.capabilities, w.created_at, w.last_seen_at, w.valid_streak, \
-             w.quarantined_at, \
-             (SELECT count(*) FROM results WHERE worker_id = w.id \
-              AND validate_state IN ('valid', 'redundant')) AS valid, \
-             (SELECT count(*) FROM results WHERE worker_id = w.id \
-              AND validate_state = 'invalid') AS invalid, \
-             (SELECT count(*) FROM results WHERE worker_id = w.id \
-              AND outcome = 'no_reply') AS timed_out \
-             FROM workers w WHERE w.owner_id = ?1 ORDER BY w.id",
-        )
-        .bind(owner)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::device).collect()
+    async fn post_entries(
+        tx: &mut Self::Tx,
+        entries: &[payments::Entry],
+        charged: &BTreeMap<i64, i64>,
+    ) -> Result<()> {
+        post_entries(tx, entries, charged).await
     }
 
     async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()> {
@@ -757,383 +626,6 @@ impl Store for SqliteStore {
         .await
         .map_err(backend)?;
         Ok(())
-    }
-
-    async fn register_worker(
-        &self,
-        owner: i64,
-        name: &str,
-        capabilities: &Capabilities,
-        token_hash: [u8; 32],
-    ) -> Result<WorkerId> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let id = insert_worker(&mut tx, owner, name, capabilities, token_hash).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(id)
-    }
-
-    async fn create_link_code(
-        &self,
-        owner: i64,
-        code_hash: [u8; 32],
-        expires_at_ms: i64,
-    ) -> Result<()> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        sqlx::query("DELETE FROM link_codes WHERE expires_at <= ?1")
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        sqlx::query("INSERT INTO link_codes (code_hash, owner_id, expires_at) VALUES (?1, ?2, ?3)")
-            .bind(&code_hash[..])
-            .bind(owner)
-            .bind(expires_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)
-    }
-
-    async fn register_linked_worker(
-        &self,
-        code_hash: [u8; 32],
-        now_ms: i64,
-        name: &str,
-        capabilities: &Capabilities,
-        token_hash: [u8; 32],
-    ) -> Result<Option<WorkerId>> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let owner: Option<i64> = sqlx::query_scalar(
-            "DELETE FROM link_codes WHERE code_hash = ?1 AND expires_at > ?2 RETURNING owner_id",
-        )
-        .bind(&code_hash[..])
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some(owner) = owner else {
-            return Ok(None);
-        };
-        let id = insert_worker(&mut tx, owner, name, capabilities, token_hash).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Some(id))
-    }
-
-    async fn update_worker_capabilities(
-        &self,
-        worker: WorkerId,
-        capabilities: &Capabilities,
-    ) -> Result<bool> {
-        let caps = serde_json::to_string(capabilities)
-            .map_err(|e| StorageError::Backend(e.to_string()))?;
-        let done = sqlx::query("UPDATE workers SET capabilities = ?1 WHERE id = ?2")
-            .bind(caps)
-            .bind(worker.0)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn worker(&self, worker: WorkerId) -> Result<Option<WorkerRecord>> {
-        let row = sqlx::query(
-            "SELECT w.capabilities, w.owner_id, w.created_at, w.valid_streak, o.tenant_id \
-             FROM workers w JOIN owners o ON o.id = w.owner_id WHERE w.id = ?1",
-        )
-        .bind(worker.0)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(rows::worker).transpose()
-    }
-
-    async fn set_owner_tenant(&self, owner: i64, tenant: Option<TenantId>) -> Result<()> {
-        sqlx::query("UPDATE owners SET tenant_id = ?2 WHERE id = ?1")
-            .bind(owner)
-            .bind(tenant.map(|t| t.0))
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn owner_counts(&self, tenant: TenantId) -> Result<(u64, u64)> {
-        let (mine, others): (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE tenant_id IS ?1), \
-             count(*) FILTER (WHERE tenant_id IS NOT ?1) FROM owners",
-        )
-        .bind(tenant.0)
-        .fetch_one(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok((mine as u64, others as u64))
-    }
-
-    async fn in_doubt(&self, worker: WorkerId) -> Result<InDoubt> {
-        let row: Option<(i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT w.valid_streak, count(r.id), min(r.created_at) FROM workers w \
-             LEFT JOIN results r ON r.worker_id = w.id \
-             AND r.validate_state IN ('pending', 'passed', 'disputed') \
-             WHERE w.id = ?1 GROUP BY w.valid_streak",
-        )
-        .bind(worker.0)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(
-            row.map_or_else(InDoubt::default, |(streak, count, oldest_ms)| InDoubt {
-                streak: streak.max(0) as u64,
-                count: count.max(0) as u64,
-                oldest_ms,
-            }),
-        )
-    }
-
-    async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>> {
-        let row: Option<(i64, i64, i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT \
-             (SELECT count(*) FROM results WHERE worker_id = ?1 \
-              AND validate_state IN ('valid', 'redundant')), \
-             (SELECT count(*) FROM results WHERE worker_id = ?1 AND validate_state = 'invalid'), \
-             (SELECT count(*) FROM results WHERE worker_id = ?1 AND outcome = 'no_reply'), \
-             valid_streak, quarantined_at FROM workers WHERE id = ?1",
-        )
-        .bind(worker.0)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(row.map(
-            |(valid, invalid, timed_out, streak, quarantined_at_ms)| Reputation {
-                valid: valid as u64,
-                invalid: invalid as u64,
-                timed_out: timed_out as u64,
-                streak: streak as u64,
-                quarantined_at_ms,
-            },
-        ))
-    }
-
-    async fn quarantine_untrusted(
-        &self,
-        workers: &[WorkerId],
-        max_invalid: u64,
-    ) -> Result<Vec<WorkerId>> {
-        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
-        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-        let quarantined: Vec<i64> = sqlx::query_scalar(
-            "UPDATE workers SET quarantined_at = ?3 \
-             WHERE id IN (SELECT value FROM json_each(?1)) AND quarantined_at IS NULL \
-             AND (SELECT count(*) FROM results WHERE results.worker_id = workers.id \
-                  AND validate_state = 'invalid') >= ?2 \
-             RETURNING id",
-        )
-        .bind(&ids)
-        .bind(max_invalid as i64)
-        .bind(now_ms())
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(quarantined.into_iter().map(WorkerId).collect())
-    }
-
-    async fn quarantined_workers(&self) -> Result<Vec<WorkerId>> {
-        let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM workers WHERE quarantined_at IS NOT NULL")
-                .fetch_all(&self.reader)
-                .await
-                .map_err(backend)?;
-        Ok(ids.into_iter().map(WorkerId).collect())
-    }
-
-    async fn pending_results_of(&self, worker: WorkerId) -> Result<Vec<ResultId>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM results WHERE worker_id = ?1 \
-             AND validate_state IN ('pending', 'passed')",
-        )
-        .bind(worker.0)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(ids.into_iter().map(ResultId).collect())
-    }
-
-    async fn create_job(&self, job: &NewJob) -> Result<JobRecord> {
-        let row = sqlx::query(
-            "INSERT INTO jobs (tenant_id, app, app_version, bundle_sha256, params, partition_options, \
-             priority, max_attempts, task_timeout_secs, replication, deadline_secs, external, \
-             webhook, tier, max_price, placement, state, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-             'created', ?10) RETURNING *",
-        )
-        .bind(job.tenant.0)
-        .bind(&job.app)
-        .bind(&job.app_version)
-        .bind(&job.bundle_sha256)
-        .bind(job.params.to_string())
-        .bind(job.partition_options.to_string())
-        .bind(job.priority)
-        .bind(job.max_attempts as i64)
-        .bind(job.task_timeout_secs as i64)
-        .bind(now_ms())
-        .bind(
-            job.replication
-                .is_replicated()
-                .then(|| serde_json::to_string(&job.replication).unwrap_or_default()),
-        )
-        .bind(job.deadline_secs.map(|s| s as i64))
-        .bind(job.external.as_ref().map(|e| e.to_string()))
-        .bind(job.webhook.as_ref().map(|w| w.to_string()))
-        .bind(job.tier.as_str())
-        .bind(job.max_price.map(|p| p.0))
-        .bind(job.placement.as_str())
-        .fetch_one(&self.writer)
-        .await
-        .map_err(backend)?;
-        rows::job(&row)
-    }
-
-    async fn job(&self, id: JobId) -> Result<Option<JobRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{JOB_COLUMNS} WHERE id = ?1")))
-            .bind(id.0)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(rows::job).transpose()
-    }
-
-    async fn list_jobs(
-        &self,
-        tenant: TenantId,
-        before: Option<JobId>,
-        limit: u32,
-    ) -> Result<Vec<JobRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{JOB_COLUMNS} WHERE tenant_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
-        )))
-        .bind(tenant.0)
-        .bind(before.map_or(i64::MAX, |b| b.0))
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::job).collect()
-    }
-
-    async fn counts(&self) -> Result<(Vec<(JobState, u64)>, Vec<(TaskState, u64)>)> {
-        let jobs: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")
-                .fetch_all(&self.reader)
-                .await
-                .map_err(backend)?;
-        let tasks: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT t.state, count(*) FROM jobs j JOIN tasks t ON t.job_id = j.id \
-             WHERE j.state IN ('partitioning', 'running', 'assembling') \
-             GROUP BY t.state ORDER BY t.state",
-        )
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        let jobs = jobs
-            .into_iter()
-            .map(|(state, n)| Ok((job_state(&state)?, n as u64)))
-            .collect::<Result<_>>()?;
-        let tasks = tasks
-            .into_iter()
-            .map(|(state, n)| Ok((task_state(&state)?, n as u64)))
-            .collect::<Result<_>>()?;
-        Ok((jobs, tasks))
-    }
-
-    async fn jobs_past_deadline(&self, now_ms: i64) -> Result<Vec<JobId>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE deadline_secs IS NOT NULL \
-             AND state IN ('submitted', 'partitioning', 'running', 'assembling') \
-             AND submitted_at + deadline_secs * 1000 < ?1",
-        )
-        .bind(now_ms)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(ids.into_iter().map(JobId).collect())
-    }
-
-    async fn jobs_in_states(&self, states: &[JobState]) -> Result<Vec<JobRecord>> {
-        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{JOB_COLUMNS} WHERE state IN (SELECT value FROM json_each(?1)) ORDER BY id"
-        )))
-        .bind(serde_json::to_string(&names).unwrap_or_default())
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::job).collect()
-    }
-
-    async fn set_job_input(&self, id: JobId, input: &StoredBlob) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET input_key = ?2, input_size = ?3, input_sha256 = ?4 \
-             WHERE id = ?1 AND (state = 'created' OR (input_key IS NULL \
-             AND state IN ('submitted', 'partitioning')))",
-        )
-        .bind(id.0)
-        .bind(&input.key)
-        .bind(input.size as i64)
-        .bind(&input.sha256)
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn transition_job(
-        &self,
-        id: JobId,
-        to: JobState,
-        error: Option<&str>,
-    ) -> Result<Option<JobRecord>> {
-        let row = sqlx::query(
-            "UPDATE jobs SET state = ?2, error = COALESCE(?3, error), \
-             submitted_at = CASE WHEN ?2 = 'submitted' THEN ?4 ELSE submitted_at END, \
-             started_at = CASE WHEN ?2 = 'partitioning' THEN COALESCE(started_at, ?4) ELSE started_at END, \
-             finished_at = CASE WHEN ?5 THEN ?4 ELSE finished_at END \
-             WHERE id = ?1 AND state IN (SELECT value FROM json_each(?6)) RETURNING *",
-        )
-        .bind(id.0)
-        .bind(to.as_str())
-        .bind(error)
-        .bind(now_ms())
-        .bind(to.is_terminal())
-        .bind(sources_json(to))
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(rows::job).transpose()
-    }
-
-    async fn set_job_facts(&self, id: JobId, facts: &serde_json::Value) -> Result<()> {
-        sqlx::query("UPDATE jobs SET facts = ?2 WHERE id = ?1")
-            .bind(id.0)
-            .bind(facts.to_string())
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn complete_job(&self, id: JobId, output: &StoredBlob) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'completed', output_key = ?2, output_size = ?3, \
-             output_sha256 = ?4, finished_at = ?5 WHERE id = ?1 AND state = 'assembling'",
-        )
-        .bind(id.0)
-        .bind(&output.key)
-        .bind(output.size as i64)
-        .bind(&output.sha256)
-        .bind(now_ms())
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn insert_tasks(
@@ -1176,69 +668,6 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)?;
         inserted.sort_unstable();
         Ok(inserted.into_iter().map(|(_, id)| TaskId(id)).collect())
-    }
-
-    async fn finish_partition(&self, job: JobId, total: u64) -> Result<Option<JobState>> {
-        let state: Option<String> = sqlx::query_scalar(
-            "UPDATE jobs SET chunks_total = ?2, \
-             state = CASE WHEN chunks_done >= ?2 THEN 'assembling' ELSE 'running' END \
-             WHERE id = ?1 AND state = 'partitioning' RETURNING state",
-        )
-        .bind(job.0)
-        .bind(total as i64)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(backend)?;
-        state.as_deref().map(job_state).transpose()
-    }
-
-    async fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskRecord>> {
-        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
-        let rows = sqlx::query(
-            "SELECT * FROM tasks WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
-        )
-        .bind(serde_json::to_string(&ids).unwrap_or_default())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::task).collect()
-    }
-
-    async fn job_tasks(&self, job: JobId, from_index: u64, limit: u32) -> Result<Vec<TaskRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM tasks WHERE job_id = ?1 AND idx >= ?2 ORDER BY idx LIMIT ?3",
-        )
-        .bind(job.0)
-        .bind(from_index as i64)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::task).collect()
-    }
-
-    async fn pending_tasks(&self, job: JobId) -> Result<Vec<TaskId>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM tasks WHERE job_id = ?1 AND state = 'pending' ORDER BY idx",
-        )
-        .bind(job.0)
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(ids.into_iter().map(TaskId).collect())
-    }
-
-    async fn tasks_checking(&self, job: JobId) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(DISTINCT r.task_id) FROM results r JOIN tasks t ON t.id = r.task_id \
-             WHERE r.job_id = ?1 AND r.validate_state IN ('passed', 'disputed') \
-             AND t.state = 'pending'",
-        )
-        .bind(job.0)
-        .fetch_one(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(n as u64)
     }
 
     async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>> {
@@ -1382,44 +811,6 @@ impl Store for SqliteStore {
         Ok(charged)
     }
 
-    async fn results_for_validation(&self, ids: &[ResultId]) -> Result<Vec<ResultRecord>> {
-        let rows = sqlx::query(
-            "SELECT r.id AS result_id, r.worker_id, r.sha256, r.size, r.inline_output, r.blob_key, t.* \
-             FROM results r JOIN tasks t ON t.id = r.task_id \
-             WHERE r.id IN (SELECT value FROM json_each(?1)) AND r.validate_state = 'pending' \
-             ORDER BY r.id",
-        )
-        .bind(ids_json(ids))
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                Ok(ResultRecord {
-                    id: ResultId(row.try_get("result_id").map_err(backend)?),
-                    task: rows::task(row)?,
-                    worker: WorkerId(row.try_get("worker_id").map_err(backend)?),
-                    sha256: row.try_get("sha256").map_err(backend)?,
-                    size: row.try_get::<i64, _>("size").map_err(backend)? as u64,
-                    output: rows::output(row)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn unvalidated_results(&self) -> Result<Vec<(JobId, ResultId)>> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT job_id, id FROM results WHERE validate_state = 'pending' ORDER BY id",
-        )
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|(job, id)| (JobId(job), ResultId(id)))
-            .collect())
-    }
-
     async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
         let mut tx = self.writer.begin().await.map_err(backend)?;
         let applied = apply_in(&mut tx, verdicts).await?;
@@ -1449,53 +840,6 @@ impl Store for SqliteStore {
         Ok(job.is_some())
     }
 
-    async fn attempts(&self, task: TaskId) -> Result<Vec<AttemptRecord>> {
-        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT worker_id, outcome, reason FROM results WHERE task_id = ?1 \
-             AND outcome != 'success' ORDER BY id",
-        )
-        .bind(task.0)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.into_iter()
-            .map(|(worker, outcome, reason)| {
-                Ok(AttemptRecord {
-                    worker: WorkerId(worker),
-                    outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
-                        StorageError::Corrupt(format!("attempt outcome {outcome:?}"))
-                    })?,
-                    reason: reason.unwrap_or_default(),
-                })
-            })
-            .collect()
-    }
-
-    async fn accepted_outputs(
-        &self,
-        job: JobId,
-        from_index: u64,
-        limit: u32,
-    ) -> Result<Vec<(u64, OutputRef)>> {
-        let rows = sqlx::query(
-            "SELECT t.idx, r.inline_output, r.blob_key FROM tasks t \
-             JOIN results r ON r.id = t.canonical_result \
-             WHERE t.job_id = ?1 AND t.idx >= ?2 ORDER BY t.idx LIMIT ?3",
-        )
-        .bind(job.0)
-        .bind(from_index as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let idx: i64 = row.try_get("idx").map_err(backend)?;
-                Ok((idx as u64, rows::output(row)?))
-            })
-            .collect()
-    }
-
     async fn claim_webhook_events(
         &self,
         now_ms: i64,
@@ -1522,246 +866,6 @@ impl Store for SqliteStore {
         .await
         .map_err(backend)?;
         rows::due_webhooks(&rows)
-    }
-
-    async fn record_webhook_attempt(
-        &self,
-        event: i64,
-        attempt: &WebhookAttempt,
-        next: WebhookNext,
-    ) -> Result<bool> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let inserted = sqlx::query(
-            "INSERT INTO webhook_attempts (event_id, attempt, at, status, error, duration_ms) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM job_events \
-                 WHERE id = ?1 AND delivered_at IS NULL AND NOT gave_up) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(event)
-        .bind(i64::from(attempt.attempt))
-        .bind(attempt.at_ms)
-        .bind(attempt.status.map(i64::from))
-        .bind(&attempt.error)
-        .bind(attempt.duration_ms as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if inserted.rows_affected() == 0 {
-            return Ok(false);
-        }
-        let (retry_at, delivered_at, gave_up) = rows::after_attempt(attempt, next);
-        sqlx::query(
-            "UPDATE job_events SET attempts = ?2, claimed_until = NULL, next_attempt_at = ?3, \
-             delivered_at = ?4, gave_up = ?5 WHERE id = ?1",
-        )
-        .bind(event)
-        .bind(i64::from(attempt.attempt))
-        .bind(retry_at)
-        .bind(delivered_at)
-        .bind(gave_up)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(true)
-    }
-
-    async fn webhook_events(&self, job: JobId) -> Result<Vec<WebhookHistory>> {
-        let events =
-            sqlx::query("SELECT * FROM job_events WHERE job_id = ?1 AND has_webhook ORDER BY id")
-                .bind(job.0)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(backend)?;
-        let attempts = sqlx::query(
-            "SELECT a.* FROM webhook_attempts a JOIN job_events e ON e.id = a.event_id \
-             WHERE e.job_id = ?1 ORDER BY a.event_id, a.attempt",
-        )
-        .bind(job.0)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows::webhook_histories(&events, &attempts)
-    }
-
-    async fn hold_quote(&self, job: JobId, quote: &Quote, largest_chunk_ms: i64) -> Result<Hold> {
-        // The single writer serialises holds, so the balance read is the one debited.
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let row: Option<(i64, Option<i64>)> =
-            sqlx::query_as("SELECT tenant_id, quote FROM jobs WHERE id = ?1")
-                .bind(job.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        let Some((tenant, held)) = row else {
-            return Err(StorageError::NotFound(format!("job {job}")));
-        };
-        if held.is_some() {
-            return Ok(Hold::AlreadyHeld);
-        }
-        let customer = Account::Customer(TenantId(tenant)).to_string();
-        let available: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount), 0) FROM ledger_entries WHERE account = ?1",
-        )
-        .bind(&customer)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if available < quote.price.0 {
-            return Ok(Hold::Short {
-                available: Credits(available),
-            });
-        }
-        post_in(
-            &mut tx,
-            &format!("hold:{}", job.0),
-            &[
-                (customer, -quote.price.0),
-                (Account::Job(job).to_string(), quote.price.0),
-            ],
-        )
-        .await?;
-        sqlx::query(
-            "UPDATE jobs SET quote = ?2, price_per_core_hour = ?3, owner_per_core_hour = ?4, \
-             work_ms = ?5, largest_chunk_ms = ?6 WHERE id = ?1",
-        )
-        .bind(job.0)
-        .bind(quote.price.0)
-        .bind(quote.rates.price_per_core_hour.0)
-        .bind(quote.rates.owner_per_core_hour.0)
-        .bind(quote.work_ms)
-        .bind(largest_chunk_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Hold::Held)
-    }
-
-    async fn transfer(
-        &self,
-        txn: &str,
-        from: Account,
-        to: Account,
-        amount: Credits,
-    ) -> Result<bool> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let posted = post_in(
-            &mut tx,
-            txn,
-            &[(from.to_string(), -amount.0), (to.to_string(), amount.0)],
-        )
-        .await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(posted)
-    }
-
-    async fn balances(&self, accounts: &[Account]) -> Result<Vec<Credits>> {
-        let names: Vec<String> = accounts.iter().map(Account::to_string).collect();
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT account, SUM(amount) FROM ledger_entries \
-             WHERE account IN (SELECT value FROM json_each(?1)) GROUP BY account",
-        )
-        .bind(serde_json::to_string(&names).unwrap_or_default())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(rows::sums_in_order(&names, &rows))
-    }
-
-    async fn account_entries(&self, account: Account, limit: u32) -> Result<Vec<LedgerEntry>> {
-        let rows = sqlx::query(
-            "SELECT * FROM ledger_entries WHERE account = ?1 ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(account.to_string())
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::ledger_entry).collect()
-    }
-
-    async fn earned_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>> {
-        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT worker_id, SUM(amount) FROM ledger_entries \
-             WHERE worker_id IN (SELECT value FROM json_each(?1)) GROUP BY worker_id",
-        )
-        .bind(serde_json::to_string(&ids).unwrap_or_default())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(rows::sums_in_order(&ids, &rows))
-    }
-
-    async fn held_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>> {
-        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT worker_id, SUM(amount) FROM ledger_entries \
-             WHERE worker_id IN (SELECT value FROM json_each(?1)) \
-             AND account >= 'held:' AND account < 'held;' GROUP BY worker_id",
-        )
-        .bind(serde_json::to_string(&ids).unwrap_or_default())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(rows::sums_in_order(&ids, &rows))
-    }
-
-    async fn mature_held(&self, cutoff_ms: i64) -> Result<Credits> {
-        // The single writer serialises maturings: the mark read is the one moved.
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let last: i64 = sqlx::query_scalar("SELECT last_id FROM ledger_marks WHERE name = 'held'")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let upto: Option<i64> =
-            sqlx::query_scalar("SELECT max(id) FROM ledger_entries WHERE id > ?1 AND at <= ?2")
-                .bind(last)
-                .bind(cutoff_ms)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
-        let Some(upto) = upto else {
-            return Ok(Credits(0));
-        };
-        let credited: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT account, worker_id, SUM(amount) FROM ledger_entries \
-             WHERE id > ?1 AND id <= ?2 AND account >= 'held:' AND account < 'held;' \
-             AND amount > 0 AND worker_id IS NOT NULL GROUP BY account, worker_id",
-        )
-        .bind(last)
-        .bind(upto)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let mut holdings = Vec::with_capacity(credited.len());
-        for (account, worker, amount) in credited {
-            let balance: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(SUM(amount), 0) FROM ledger_entries \
-                 WHERE worker_id = ?1 AND account = ?2",
-            )
-            .bind(worker)
-            .bind(&account)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-            holdings.push(payments::Holding {
-                owner: rows::held_owner(&account)?,
-                worker,
-                credited: amount,
-                balance,
-            });
-        }
-        let entries = payments::maturing(upto, &holdings);
-        post_entries(&mut tx, &entries, &BTreeMap::new()).await?;
-        sqlx::query("UPDATE ledger_marks SET last_id = ?1 WHERE name = 'held'")
-            .bind(upto)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Credits(payments::credited(&entries)))
     }
 
     async fn distrust_owner(&self, owner: i64) -> Result<Distrusted> {
@@ -1841,35 +945,4 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(backend)?;
         Ok(payments::distrusted(&tasks, &devices, &forfeits))
     }
-
-    async fn audit_ledger(&self) -> Result<LedgerAudit> {
-        let (entries, total): (i64, i64) =
-            sqlx::query_as("SELECT count(*), COALESCE(SUM(amount), 0) FROM ledger_entries")
-                .fetch_one(&self.reader)
-                .await
-                .map_err(backend)?;
-        let unbalanced: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT txn FROM ledger_entries GROUP BY txn \
-             HAVING SUM(amount) <> 0)",
-        )
-        .fetch_one(&self.reader)
-        .await
-        .map_err(backend)?;
-        let over_quote: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE charged > COALESCE(quote, 0)")
-                .fetch_one(&self.reader)
-                .await
-                .map_err(backend)?;
-        Ok(LedgerAudit {
-            entries: entries as u64,
-            total: Credits(total),
-            unbalanced: unbalanced as u64,
-            over_quote: over_quote as u64,
-        })
-    }
 }
-
-// The tests are shared with the PostgreSQL backend: one suite, run against both.
-#[cfg(test)]
-#[path = "tests.rs"]
-mod tests;

@@ -1,0 +1,333 @@
+//! The query layer both records backends share: a statement written once ([`Sql`], with the
+//! few words the engines spell differently given both ways by [`sql!`]), arguments as plain
+//! values ([`Arg`]), and an engine that runs them ([`Queries`]) and returns rows read through
+//! [`Columns`]. [`SqlStore`] is the records store over an engine; the methods whose statements
+//! are the same on both engines are written once on it (in `store.rs`), the others each
+//! engine implements itself ([`Engine`]).
+
+use super::payments;
+use super::rows::Columns;
+use super::{
+    Decide, Distrusted, DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, ReplicaState,
+    ResultId, TaskId, Verdict, VerdictsApplied,
+};
+use crate::Result;
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use idlegrid_domain::WorkerId;
+use std::collections::BTreeMap;
+
+/// One statement, as each engine spells it; placeholders are `$1`, `$2`, … on both.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sql {
+    /// SQLite's spelling.
+    pub(super) sqlite: &'static str,
+    /// PostgreSQL's spelling.
+    pub(super) postgres: &'static str,
+}
+
+/// A [`Sql`] from string literals and the words the engines spell differently:
+///
+/// - `[in N]`: membership in list argument `$N` (an [`Arg::Ints`] or [`Arg::Texts`]): SQLite
+///   unpacks it from JSON with `json_each`, PostgreSQL takes an array (`= ANY`).
+/// - `[lock]`, `[lock_all]`: the row lock a PostgreSQL reader takes before it writes on what
+///   it read (`FOR NO KEY UPDATE`, `FOR UPDATE`); nothing on SQLite, whose single writer
+///   already serialises every write.
+macro_rules! sql {
+    ($($part:tt)+) => {
+        $crate::records::sql::Sql {
+            sqlite: concat!($($crate::records::sql::sql_part!(sqlite $part)),+),
+            postgres: concat!($($crate::records::sql::sql_part!(postgres $part)),+),
+        }
+    };
+}
+
+/// One part of a [`sql!`] statement in one engine's spelling.
+macro_rules! sql_part {
+    ($engine:ident $text:literal) => {
+        $text
+    };
+    (sqlite [in $n:literal]) => {
+        concat!(" IN (SELECT value FROM json_each($", $n, "))")
+    };
+    (postgres [in $n:literal]) => {
+        concat!(" = ANY($", $n, ")")
+    };
+    (sqlite [lock]) => {
+        ""
+    };
+    (postgres [lock]) => {
+        " FOR NO KEY UPDATE"
+    };
+    (sqlite [lock_all]) => {
+        ""
+    };
+    (postgres [lock_all]) => {
+        " FOR UPDATE"
+    };
+}
+
+pub(super) use {sql, sql_part};
+
+/// An argument of a statement.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Arg {
+    /// An integer.
+    Int(i64),
+    /// An integer or NULL.
+    IntOpt(Option<i64>),
+    /// A text.
+    Text(String),
+    /// A text or NULL.
+    TextOpt(Option<String>),
+    /// Bytes.
+    Bytes(Vec<u8>),
+    /// A boolean (SQLite stores 0 or 1).
+    Flag(bool),
+    /// A list of integers, for `[in N]`.
+    Ints(Vec<i64>),
+    /// A list of texts, for `[in N]`.
+    Texts(Vec<String>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Arg::IntOpt(v)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(v.to_string())
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(v)
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Self {
+        Arg::Text(v.clone())
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Self {
+        Arg::TextOpt(v.map(str::to_string))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        Arg::TextOpt(v)
+    }
+}
+impl From<&Option<String>> for Arg {
+    fn from(v: &Option<String>) -> Self {
+        Arg::TextOpt(v.clone())
+    }
+}
+impl From<[u8; 32]> for Arg {
+    fn from(v: [u8; 32]) -> Self {
+        Arg::Bytes(v.to_vec())
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Arg::Flag(v)
+    }
+}
+impl From<Vec<i64>> for Arg {
+    fn from(v: Vec<i64>) -> Self {
+        Arg::Ints(v)
+    }
+}
+impl From<Vec<String>> for Arg {
+    fn from(v: Vec<String>) -> Self {
+        Arg::Texts(v)
+    }
+}
+
+/// The arguments of a statement, in placeholder order.
+macro_rules! args {
+    ($($arg:expr),* $(,)?) => {
+        vec![$($crate::records::sql::Arg::from($arg)),*]
+    };
+}
+pub(super) use args;
+
+/// Where a statement runs: on a reading or the writing connection, or in a transaction.
+/// (PostgreSQL reads and writes through one pool.)
+pub(super) enum On<'a, Tx> {
+    /// A read of committed state.
+    Read,
+    /// A write, or a read that must see the last write (SQLite: its writing connection).
+    Write,
+    /// In a transaction from [`Queries::begin`].
+    Tx(&'a mut Tx),
+}
+
+/// Running statements on one engine.
+pub(super) trait Queries: Send + Sync + 'static {
+    /// The engine's rows.
+    type Row: Columns + Send + Sync;
+    /// A transaction of the engine, begun on its writing connection.
+    type Tx: Send;
+    /// Every row of `sql`.
+    fn all<'a>(
+        &'a self,
+        on: On<'a, Self::Tx>,
+        sql: Sql,
+        args: Vec<Arg>,
+    ) -> BoxFuture<'a, Result<Vec<Self::Row>>>;
+    /// The row of `sql`, if any.
+    fn optional<'a>(
+        &'a self,
+        on: On<'a, Self::Tx>,
+        sql: Sql,
+        args: Vec<Arg>,
+    ) -> BoxFuture<'a, Result<Option<Self::Row>>>;
+    /// Runs `sql`; returns the rows it changed.
+    fn execute<'a>(
+        &'a self,
+        on: On<'a, Self::Tx>,
+        sql: Sql,
+        args: Vec<Arg>,
+    ) -> BoxFuture<'a, Result<u64>>;
+    /// Begins a transaction.
+    fn begin(&self) -> BoxFuture<'_, Result<Self::Tx>>;
+    /// Commits it.
+    fn commit(tx: Self::Tx) -> BoxFuture<'static, Result<()>>;
+}
+
+/// Implements [`Queries`] for an engine with a `statement(sql, args)` function that binds the
+/// arguments its way, on its pools `read` and `write`.
+macro_rules! queries_for {
+    ($engine:ty, $db:ty, $spelling:ident, read: $read:ident, write: $write:ident) => {
+        impl $crate::records::sql::Queries for $engine {
+            type Row = <$db as sqlx::Database>::Row;
+            type Tx = sqlx::Transaction<'static, $db>;
+            fn all<'a>(
+                &'a self,
+                on: $crate::records::sql::On<'a, Self::Tx>,
+                sql: $crate::records::sql::Sql,
+                args: Vec<$crate::records::sql::Arg>,
+            ) -> futures::future::BoxFuture<'a, $crate::Result<Vec<Self::Row>>> {
+                use $crate::records::sql::On;
+                let query = statement(sql.$spelling, args);
+                Box::pin(async move {
+                    match on {
+                        On::Read => query.fetch_all(&self.$read).await,
+                        On::Write => query.fetch_all(&self.$write).await,
+                        On::Tx(tx) => query.fetch_all(&mut **tx).await,
+                    }
+                    .map_err($crate::records::rows::backend)
+                })
+            }
+            fn optional<'a>(
+                &'a self,
+                on: $crate::records::sql::On<'a, Self::Tx>,
+                sql: $crate::records::sql::Sql,
+                args: Vec<$crate::records::sql::Arg>,
+            ) -> futures::future::BoxFuture<'a, $crate::Result<Option<Self::Row>>> {
+                use $crate::records::sql::On;
+                let query = statement(sql.$spelling, args);
+                Box::pin(async move {
+                    match on {
+                        On::Read => query.fetch_optional(&self.$read).await,
+                        On::Write => query.fetch_optional(&self.$write).await,
+                        On::Tx(tx) => query.fetch_optional(&mut **tx).await,
+                    }
+                    .map_err($crate::records::rows::backend)
+                })
+            }
+            fn execute<'a>(
+                &'a self,
+                on: $crate::records::sql::On<'a, Self::Tx>,
+                sql: $crate::records::sql::Sql,
+                args: Vec<$crate::records::sql::Arg>,
+            ) -> futures::future::BoxFuture<'a, $crate::Result<u64>> {
+                use $crate::records::sql::On;
+                let query = statement(sql.$spelling, args);
+                Box::pin(async move {
+                    match on {
+                        On::Read => query.execute(&self.$read).await,
+                        On::Write => query.execute(&self.$write).await,
+                        On::Tx(tx) => query.execute(&mut **tx).await,
+                    }
+                    .map(|done| done.rows_affected())
+                    .map_err($crate::records::rows::backend)
+                })
+            }
+            fn begin(&self) -> futures::future::BoxFuture<'_, $crate::Result<Self::Tx>> {
+                Box::pin(async move {
+                    self.$write
+                        .begin()
+                        .await
+                        .map_err($crate::records::rows::backend)
+                })
+            }
+            fn commit(tx: Self::Tx) -> futures::future::BoxFuture<'static, $crate::Result<()>> {
+                Box::pin(async move { tx.commit().await.map_err($crate::records::rows::backend) })
+            }
+        }
+    };
+}
+pub(super) use queries_for;
+
+/// What an engine does its own way: posting to the ledger (its batches travel differently)
+/// and the [`super::Store`] methods whose statements differ, mostly the hot batches and the
+/// transactions PostgreSQL keeps correct with row locks.
+#[async_trait]
+pub(super) trait Engine: Queries {
+    /// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it
+    /// was posted before.
+    async fn post(tx: &mut Self::Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool>;
+    /// Posts `entries` (each transaction's rows summing to zero; one posted before posts
+    /// nothing), and adds `charged` (job, amount) to the jobs' charged totals.
+    async fn post_entries(
+        tx: &mut Self::Tx,
+        entries: &[payments::Entry],
+        charged: &BTreeMap<i64, i64>,
+    ) -> Result<()>;
+
+    /// [`super::Store::touch_workers`].
+    async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()>;
+    /// [`super::Store::insert_tasks`].
+    async fn insert_tasks(
+        &self,
+        job: idlegrid_domain::JobId,
+        tasks: &[NewTask],
+        replicas: u32,
+    ) -> Result<Vec<TaskId>>;
+    /// [`super::Store::record_results`].
+    async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>>;
+    /// [`super::Store::record_failures`].
+    async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<FailureCharged>>;
+    /// [`super::Store::apply_verdicts`].
+    async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied>;
+    /// [`super::Store::replica_states`].
+    async fn replica_states(&self, tasks: &[TaskId]) -> Result<Vec<ReplicaState>>;
+    /// [`super::Store::settle_replicas`].
+    async fn settle_replicas(&self, tasks: &[TaskId], decide: &Decide) -> Result<VerdictsApplied>;
+    /// [`super::Store::fail_task`].
+    async fn fail_task(&self, task: TaskId) -> Result<bool>;
+    /// [`super::Store::claim_webhook_events`].
+    async fn claim_webhook_events(
+        &self,
+        now_ms: i64,
+        claim_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueWebhook>>;
+    /// [`super::Store::distrust_owner`].
+    async fn distrust_owner(&self, owner: i64) -> Result<Distrusted>;
+}
+
+/// The records store over an engine: [`super::SqliteStore`] or [`super::PostgresStore`].
+#[derive(Debug, Clone)]
+pub struct SqlStore<E> {
+    pub(super) engine: E,
+}

@@ -1,0 +1,1265 @@
+//! The records store, written once for both engines: every [`Store`] method whose statements
+//! are the same on SQLite and PostgreSQL (where a word differs, [`sql!`] spells it both ways),
+//! and the ones that differ handed to the engine ([`Engine`]).
+
+use super::payments;
+use super::rows::{self, Columns, job_state, task_state};
+use super::sql::{Engine, On, SqlStore, args, sql};
+use super::{
+    AttemptRecord, Decide, DeviceRecord, Distrusted, DueWebhook, FailureCharged, Hold, InDoubt,
+    JobRecord, LedgerAudit, LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef,
+    Principal, ReplicaState, Reputation, ResultRecord, Store, StoredBlob, TaskRecord, Verdict,
+    VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
+};
+use crate::{Result, StorageError, now_ms};
+use async_trait::async_trait;
+use idlegrid_domain::{
+    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, TaskId,
+    TaskState, TenantId, WorkerId,
+};
+use std::collections::BTreeMap;
+
+/// Creates the account named in `$table` (tenants, owners or operators) if missing; returns
+/// its id.
+macro_rules! ensure_account {
+    ($store:expr, $table:tt, $name:expr) => {
+        returned_id(
+            &$store.engine,
+            On::Write,
+            sql!(
+                "INSERT INTO "
+                $table
+                " (name, created_at) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id"
+            ),
+            args![$name, now_ms()],
+        )
+    };
+}
+
+/// The `id` a statement that always returns one row returns.
+async fn returned_id<E: Engine>(
+    engine: &E,
+    on: On<'_, E::Tx>,
+    sql: super::sql::Sql,
+    args: Vec<super::sql::Arg>,
+) -> Result<i64> {
+    let row = engine.optional(on, sql, args).await?;
+    let row = row.ok_or_else(|| StorageError::Backend("a statement returned no row".into()))?;
+    row.int("id")
+}
+
+/// The first row of a statement that always returns one.
+async fn first<E: Engine>(
+    engine: &E,
+    on: On<'_, E::Tx>,
+    sql: super::sql::Sql,
+    args: Vec<super::sql::Arg>,
+) -> Result<E::Row> {
+    engine
+        .optional(on, sql, args)
+        .await?
+        .ok_or_else(|| StorageError::Backend("a statement returned no row".into()))
+}
+
+/// Inserts a worker and its token in `tx`.
+async fn insert_worker<E: Engine>(
+    engine: &E,
+    tx: &mut E::Tx,
+    owner: i64,
+    name: &str,
+    capabilities: &Capabilities,
+    token_hash: [u8; 32],
+) -> Result<WorkerId> {
+    let caps =
+        serde_json::to_string(capabilities).map_err(|e| StorageError::Backend(e.to_string()))?;
+    let now = now_ms();
+    let id = returned_id(
+        engine,
+        On::Tx(tx),
+        sql!(
+            "INSERT INTO workers (owner_id, name, capabilities, created_at) \
+                 VALUES ($1, $2, $3, $4) RETURNING id"
+        ),
+        args![owner, name, caps, now],
+    )
+    .await?;
+    engine
+        .execute(
+            On::Tx(tx),
+            sql!(
+                "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
+                 VALUES ($1, 'worker', $2, $3)"
+            ),
+            args![token_hash, id, now],
+        )
+        .await?;
+    Ok(WorkerId(id))
+}
+
+/// The column `column` of every row.
+async fn ints<E: Engine>(
+    engine: &E,
+    on: On<'_, E::Tx>,
+    sql: super::sql::Sql,
+    args: Vec<super::sql::Arg>,
+    column: &str,
+) -> Result<Vec<i64>> {
+    let rows = engine.all(on, sql, args).await?;
+    rows.iter().map(|row| row.int(column)).collect()
+}
+
+/// Sums of `amount` per `key` (an integer column), in the order of `keys`.
+async fn sums<E: Engine>(engine: &E, sql: super::sql::Sql, keys: Vec<i64>) -> Result<Vec<Credits>> {
+    let rows = engine.all(On::Read, sql, args![keys.clone()]).await?;
+    let rows = rows
+        .iter()
+        .map(|row| Ok((row.int("key")?, row.int("amount")?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(rows::sums_in_order(&keys, &rows))
+}
+
+#[async_trait]
+impl<E: Engine> Store for SqlStore<E> {
+    async fn ensure_tenant(&self, name: &str) -> Result<TenantId> {
+        ensure_account!(self, "tenants", name).await.map(TenantId)
+    }
+
+    async fn ensure_owner(&self, name: &str) -> Result<i64> {
+        ensure_account!(self, "owners", name).await
+    }
+
+    async fn create_owner(
+        &self,
+        name: &str,
+        tenant: Option<TenantId>,
+        token_hash: [u8; 32],
+    ) -> Result<Option<i64>> {
+        let mut tx = self.engine.begin().await?;
+        let now = now_ms();
+        let row = self
+            .engine
+            .optional(
+                On::Tx(&mut tx),
+                sql!(
+                    "INSERT INTO owners (name, tenant_id, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO NOTHING RETURNING id"
+                ),
+                args![name, tenant.map(|t| t.0), now],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id = row.int("id")?;
+        self.engine
+            .execute(
+                On::Tx(&mut tx),
+                sql!(
+                    "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
+                     VALUES ($1, 'enrollment', $2, $3)"
+                ),
+                args![token_hash, id, now],
+            )
+            .await?;
+        E::commit(tx).await?;
+        Ok(Some(id))
+    }
+
+    async fn add_credential(&self, secret_hash: [u8; 32], principal: Principal) -> Result<()> {
+        let (kind, subject) = match principal {
+            Principal::Tenant(t) => ("api_key", t.0),
+            Principal::Owner(o) => ("enrollment", o),
+            Principal::Worker(w) => ("worker", w.0),
+            Principal::Operator(o) => ("operator", o),
+        };
+        self.engine
+            .execute(
+                On::Write,
+                sql!(
+                    "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
+                     VALUES ($1, $2, $3, $4)"
+                ),
+                args![secret_hash, kind, subject, now_ms()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn credential(&self, secret_hash: [u8; 32]) -> Result<Option<Principal>> {
+        let row = self
+            .engine
+            .optional(
+                On::Read,
+                sql!("SELECT kind, subject FROM credentials WHERE secret_hash = $1"),
+                args![secret_hash],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let subject = row.int("subject")?;
+        match row.text("kind")?.as_str() {
+            "api_key" => Ok(Some(Principal::Tenant(TenantId(subject)))),
+            "enrollment" => Ok(Some(Principal::Owner(subject))),
+            "worker" => Ok(Some(Principal::Worker(WorkerId(subject)))),
+            "operator" => Ok(Some(Principal::Operator(subject))),
+            other => Err(StorageError::Corrupt(format!("credential kind {other:?}"))),
+        }
+    }
+
+    async fn register_worker(
+        &self,
+        owner: i64,
+        name: &str,
+        capabilities: &Capabilities,
+        token_hash: [u8; 32],
+    ) -> Result<WorkerId> {
+        let mut tx = self.engine.begin().await?;
+        let id =
+            insert_worker(&self.engine, &mut tx, owner, name, capabilities, token_hash).await?;
+        E::commit(tx).await?;
+        Ok(id)
+    }
+
+    async fn create_link_code(
+        &self,
+        owner: i64,
+        code_hash: [u8; 32],
+        expires_at_ms: i64,
+    ) -> Result<()> {
+        let mut tx = self.engine.begin().await?;
+        self.engine
+            .execute(
+                On::Tx(&mut tx),
+                sql!("DELETE FROM link_codes WHERE expires_at <= $1"),
+                args![now_ms()],
+            )
+            .await?;
+        self.engine
+            .execute(
+                On::Tx(&mut tx),
+                sql!(
+                    "INSERT INTO link_codes (code_hash, owner_id, expires_at) VALUES ($1, $2, $3)"
+                ),
+                args![code_hash, owner, expires_at_ms],
+            )
+            .await?;
+        E::commit(tx).await
+    }
+
+    async fn register_linked_worker(
+        &self,
+        code_hash: [u8; 32],
+        now_ms: i64,
+        name: &str,
+        capabilities: &Capabilities,
+        token_hash: [u8; 32],
+    ) -> Result<Option<WorkerId>> {
+        let mut tx = self.engine.begin().await?;
+        // Deleting the code locks it: a second registration with it finds nothing.
+        let owner = self
+            .engine
+            .optional(
+                On::Tx(&mut tx),
+                sql!(
+                    "DELETE FROM link_codes WHERE code_hash = $1 AND expires_at > $2 \
+                     RETURNING owner_id"
+                ),
+                args![code_hash, now_ms],
+            )
+            .await?;
+        let Some(owner) = owner else {
+            return Ok(None);
+        };
+        let owner = owner.int("owner_id")?;
+        let id =
+            insert_worker(&self.engine, &mut tx, owner, name, capabilities, token_hash).await?;
+        E::commit(tx).await?;
+        Ok(Some(id))
+    }
+
+    async fn update_worker_capabilities(
+        &self,
+        worker: WorkerId,
+        capabilities: &Capabilities,
+    ) -> Result<bool> {
+        let caps = serde_json::to_string(capabilities)
+            .map_err(|e| StorageError::Backend(e.to_string()))?;
+        let changed = self
+            .engine
+            .execute(
+                On::Write,
+                sql!("UPDATE workers SET capabilities = $1 WHERE id = $2"),
+                args![caps, worker.0],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn worker(&self, worker: WorkerId) -> Result<Option<WorkerRecord>> {
+        let row = self
+            .engine
+            .optional(
+                On::Read,
+                sql!(
+                    "SELECT w.capabilities, w.owner_id, w.created_at, w.valid_streak, o.tenant_id \
+                     FROM workers w JOIN owners o ON o.id = w.owner_id WHERE w.id = $1"
+                ),
+                args![worker.0],
+            )
+            .await?;
+        row.as_ref().map(rows::worker).transpose()
+    }
+
+    async fn set_owner_tenant(&self, owner: i64, tenant: Option<TenantId>) -> Result<()> {
+        self.engine
+            .execute(
+                On::Write,
+                sql!("UPDATE owners SET tenant_id = $2 WHERE id = $1"),
+                args![owner, tenant.map(|t| t.0)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn owner_counts(&self, tenant: TenantId) -> Result<(u64, u64)> {
+        let row = first(
+            &self.engine,
+            On::Read,
+            sql!(
+                "SELECT count(*) FILTER (WHERE tenant_id IS NOT DISTINCT FROM $1) AS mine, \
+                     count(*) FILTER (WHERE tenant_id IS DISTINCT FROM $1) AS others FROM owners"
+            ),
+            args![tenant.0],
+        )
+        .await?;
+        Ok((row.int("mine")? as u64, row.int("others")? as u64))
+    }
+
+    async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>> {
+        let row = self
+            .engine
+            .optional(
+                On::Read,
+                sql!(
+                    "SELECT \
+                     (SELECT count(*) FROM results WHERE worker_id = $1 \
+                      AND validate_state IN ('valid', 'redundant')) AS valid, \
+                     (SELECT count(*) FROM results WHERE worker_id = $1 \
+                      AND validate_state = 'invalid') AS invalid, \
+                     (SELECT count(*) FROM results WHERE worker_id = $1 \
+                      AND outcome = 'no_reply') AS timed_out, \
+                     valid_streak, quarantined_at FROM workers WHERE id = $1"
+                ),
+                args![worker.0],
+            )
+            .await?;
+        row.map(|row| {
+            Ok(Reputation {
+                valid: row.int("valid")? as u64,
+                invalid: row.int("invalid")? as u64,
+                timed_out: row.int("timed_out")? as u64,
+                streak: row.int("valid_streak")? as u64,
+                quarantined_at_ms: row.int_opt("quarantined_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn in_doubt(&self, worker: WorkerId) -> Result<InDoubt> {
+        let row = self
+            .engine
+            .optional(
+                On::Read,
+                sql!(
+                    "SELECT w.valid_streak, count(r.id) AS n, min(r.created_at) AS oldest \
+                     FROM workers w LEFT JOIN results r ON r.worker_id = w.id \
+                     AND r.validate_state IN ('pending', 'passed', 'disputed') \
+                     WHERE w.id = $1 GROUP BY w.valid_streak"
+                ),
+                args![worker.0],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(InDoubt::default());
+        };
+        Ok(InDoubt {
+            streak: row.int("valid_streak")?.max(0) as u64,
+            count: row.int("n")?.max(0) as u64,
+            oldest_ms: row.int_opt("oldest")?,
+        })
+    }
+
+    async fn quarantine_untrusted(
+        &self,
+        workers: &[WorkerId],
+        max_invalid: u64,
+    ) -> Result<Vec<WorkerId>> {
+        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
+        // The candidates are locked in id order first, like every other writer of workers; a
+        // device quarantined meanwhile by another coordinator drops out when its lock is
+        // granted, so each device is reported newly quarantined once.
+        let mut quarantined = ints(
+            &self.engine,
+            On::Write,
+            sql!(
+                "UPDATE workers SET quarantined_at = $3 \
+                 FROM (SELECT id FROM workers WHERE id" [in 1] " AND quarantined_at IS NULL \
+                       ORDER BY id" [lock] ") AS c \
+                 WHERE workers.id = c.id AND workers.quarantined_at IS NULL \
+                 AND (SELECT count(*) FROM results WHERE results.worker_id = workers.id \
+                      AND validate_state = 'invalid') >= $2 \
+                 RETURNING workers.id"
+            ),
+            args![ids, max_invalid.min(i64::MAX as u64) as i64, now_ms()],
+            "id",
+        )
+        .await?;
+        quarantined.sort_unstable();
+        Ok(quarantined.into_iter().map(WorkerId).collect())
+    }
+
+    async fn account_name(&self, principal: Principal) -> Result<Option<String>> {
+        let (sql, id) = match principal {
+            Principal::Tenant(t) => (sql!("SELECT name FROM tenants WHERE id = $1"), t.0),
+            Principal::Owner(o) => (sql!("SELECT name FROM owners WHERE id = $1"), o),
+            Principal::Operator(o) => (sql!("SELECT name FROM operators WHERE id = $1"), o),
+            Principal::Worker(_) => return Ok(None),
+        };
+        let row = self.engine.optional(On::Read, sql, args![id]).await?;
+        row.map(|row| row.text("name")).transpose()
+    }
+
+    async fn ensure_operator(&self, name: &str) -> Result<i64> {
+        ensure_account!(self, "operators", name).await
+    }
+
+    async fn owner_devices(&self, owner: i64) -> Result<Vec<DeviceRecord>> {
+        let rows = self
+            .engine
+            .all(
+                On::Read,
+                sql!(
+                    "SELECT w.id, w.name, w.capabilities, w.created_at, w.last_seen_at, \
+                     w.valid_streak, w.quarantined_at, \
+                     (SELECT count(*) FROM results WHERE worker_id = w.id \
+                      AND validate_state IN ('valid', 'redundant')) AS valid, \
+                     (SELECT count(*) FROM results WHERE worker_id = w.id \
+                      AND validate_state = 'invalid') AS invalid, \
+                     (SELECT count(*) FROM results WHERE worker_id = w.id \
+                      AND outcome = 'no_reply') AS timed_out \
+                     FROM workers w WHERE w.owner_id = $1 ORDER BY w.id"
+                ),
+                args![owner],
+            )
+            .await?;
+        rows.iter().map(rows::device).collect()
+    }
+
+    async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()> {
+        self.engine.touch_workers(seen).await
+    }
+
+    async fn quarantined_workers(&self) -> Result<Vec<WorkerId>> {
+        let ids = ints(
+            &self.engine,
+            On::Read,
+            sql!("SELECT id FROM workers WHERE quarantined_at IS NOT NULL"),
+            args![],
+            "id",
+        )
+        .await?;
+        Ok(ids.into_iter().map(WorkerId).collect())
+    }
+
+    async fn pending_results_of(&self, worker: WorkerId) -> Result<Vec<ResultId>> {
+        let ids = ints(
+            &self.engine,
+            On::Read,
+            sql!(
+                "SELECT id FROM results WHERE worker_id = $1 \
+                     AND validate_state IN ('pending', 'passed')"
+            ),
+            args![worker.0],
+            "id",
+        )
+        .await?;
+        Ok(ids.into_iter().map(ResultId).collect())
+    }
+
+    async fn create_job(&self, job: &NewJob) -> Result<JobRecord> {
+        let replication = job
+            .replication
+            .is_replicated()
+            .then(|| serde_json::to_string(&job.replication).unwrap_or_default());
+        let row = first(
+            &self.engine,
+            On::Write,
+            sql!(
+                "INSERT INTO jobs (tenant_id, app, app_version, bundle_sha256, params, \
+                     partition_options, priority, max_attempts, task_timeout_secs, replication, \
+                     deadline_secs, external, webhook, tier, max_price, placement, state, \
+                     created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, $13, $14, $15, $16, \
+                     $17, 'created', $10) RETURNING *"
+            ),
+            args![
+                job.tenant.0,
+                &job.app,
+                &job.app_version,
+                &job.bundle_sha256,
+                job.params.to_string(),
+                job.partition_options.to_string(),
+                i64::from(job.priority),
+                i64::from(job.max_attempts),
+                job.task_timeout_secs as i64,
+                now_ms(),
+                replication,
+                job.deadline_secs.map(|s| s as i64),
+                job.external.as_ref().map(|e| e.to_string()),
+                job.webhook.as_ref().map(|w| w.to_string()),
+                job.tier.as_str(),
+                job.max_price.map(|p| p.0),
+                job.placement.as_str(),
+            ],
+        )
+        .await?;
+        rows::job(&row)
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<JobRecord>> {
+        let row = self
+            .engine
+            .optional(
+                On::Read,
+                sql!("SELECT * FROM jobs WHERE id = $1"),
+                args![id.0],
+            )
+            .await?;
+        row.as_ref().map(rows::job).transpose()
+    }
+
+    async fn list_jobs(
+        &self,
+        tenant: TenantId,
+        before: Option<JobId>,
+        limit: u32,
+    ) -> Result<Vec<JobRecord>> {
+        let rows = self
+            .engine
+            .all(
+                On::Read,
+                sql!(
+                    "SELECT * FROM jobs WHERE tenant_id = $1 AND id < $2 \
+                     ORDER BY id DESC LIMIT $3"
+                ),
+                args![tenant.0, before.map_or(i64::MAX, |b| b.0), i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(rows::job).collect()
+    }
+
+    async fn counts(&self) -> Result<(Vec<(JobState, u64)>, Vec<(TaskState, u64)>)> {
+        let jobs = self
+            .engine
+            .all(
+                On::Read,
+                sql!("SELECT state, count(*) AS n FROM jobs GROUP BY state ORDER BY state"),
+                args![],
+            )
+            .await?;
+        let tasks = self
+            .engine
+            .all(
+                On::Read,
+                sql!(
+                    "SELECT t.state, count(*) AS n FROM jobs j JOIN tasks t ON t.job_id = j.id \
+                     WHERE j.state IN ('partitioning', 'running', 'assembling') \
+                     GROUP BY t.state ORDER BY t.state"
+                ),
+                args![],
+            )
+            .await?;
+        let jobs = jobs
+            .iter()
+            .map(|row| Ok((job_state(&row.text("state")?)?, row.int("n")? as u64)))
+            .collect::<Result<_>>()?;
+        let tasks = tasks
+            .iter()
+            .map(|row| Ok((task_state(&row.text("state")?)?, row.int("n")? as u64)))
+            .collect::<Result<_>>()?;
+        Ok((jobs, tasks))
+    }
+
+    async fn jobs_past_deadline(&self, now_ms: i64) -> Result<Vec<JobId>> {
+        // Numeric, because a huge deadline would overflow a 64-bit integer.
+        let ids = ints(
+            &self.engine,
+            On::Read,
+            sql!(
+                "SELECT id FROM jobs WHERE deadline_secs IS NOT NULL \
+                     AND state IN ('submitted', 'partitioning', 'running', 'assembling') \
+                     AND CAST(submitted_at AS NUMERIC) \
+                         + CAST(deadline_secs AS NUMERIC) * 1000 < $1 ORDER BY id"
+            ),
+            args![now_ms],
+            "id",
+        )
+        .await?;
+        Ok(ids.into_iter().map(JobId).collect())
+    }
+
+    async fn jobs_in_states(&self, states: &[JobState]) -> Result<Vec<JobRecord>> {
+        let names: Vec<String> = states.iter().map(|s| s.as_str().to_string()).collect();
+        let rows = self
+            .engine
+            .all(
+                On::Write,
+                sql!("SELECT * FROM jobs WHERE state" [in 1] " ORDER BY id"),
+                args![names],
+            )
+            .await?;
+        rows.iter().map(rows::job).collect()
+    }
+
+    async fn set_job_input(&self, id: JobId, input: &StoredBlob) -> Result<bool> {
+        let changed = self
+            .engine
+            .execute(
+                On::Write,
+                sql!(
+                    "UPDATE jobs SET input_key = $2, input_size = $3, input_sha256 = $4 \
+                     WHERE id = $1 AND (state = 'created' OR (input_key IS NULL \
+                     AND state IN ('submitted', 'partitioning')))"
+                ),
+                args![id.0, &input.key, input.size as i64, &input.sha256],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn transition_job(
+        &self,
+        id: JobId,
+        to: JobState,
+        error: Option<&str>,
+    ) -> Result<Option<JobRecord>> {
+        // Compare-and-set: a coordinator that loses the race waits for the winner's commit,
+        // finds the state no longer among the sources, and updates nothing.
+        let sources: Vec<String> = JobState::sources(to)
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect();
+        let row = self
+            .engine
+            .optional(
+                On::Write,
+                sql!(
+                    "UPDATE jobs SET state = $2, error = COALESCE($3, error), \
+                     submitted_at = CASE WHEN $2 = 'submitted' THEN $4 ELSE submitted_at END, \
+                     started_at = CASE WHEN $2 = 'partitioning' THEN COALESCE(started_at, $4) \
+                                       ELSE started_at END, \
+                     finished_at = CASE WHEN $5 THEN $4 ELSE finished_at END \
+                     WHERE id = $1 AND state" [in 6] " RETURNING *"
+                ),
+                args![
+                    id.0,
+                    to.as_str(),
+                    error,
+                    now_ms(),
+                    to.is_terminal(),
+                    sources
+                ],
+            )
+            .await?;
+        row.as_ref().map(rows::job).transpose()
+    }
+
+    async fn set_job_facts(&self, id: JobId, facts: &serde_json::Value) -> Result<()> {
+        self.engine
+            .execute(
+                On::Write,
+                sql!("UPDATE jobs SET facts = $2 WHERE id = $1"),
+                args![id.0, facts.to_string()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn complete_job(&self, id: JobId, output: &StoredBlob) -> Result<bool> {
+        let changed = self
+            .engine
+            .execute(
+                On::Write,
+                sql!(
+                    "UPDATE jobs SET state = 'completed', output_key = $2, output_size = $3, \
+                     output_sha256 = $4, finished_at = $5 WHERE id = $1 AND state = 'assembling'"
+                ),
+                args![
+                    id.0,
+                    &output.key,
+                    output.size as i64,
+                    &output.sha256,
+                    now_ms()
+                ],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn insert_tasks(
+        &self,
+        job: JobId,
+        tasks: &[NewTask],
+        replicas: u32,
+    ) -> Result<Vec<TaskId>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.engine.insert_tasks(job, tasks, replicas).await
+    }
+
+    async fn finish_partition(&self, job: JobId, total: u64) -> Result<Option<JobState>> {
+        let row = self
+            .engine
+            .optional(
+                On::Write,
+                sql!(
+                    "UPDATE jobs SET chunks_total = $2, \
+                     state = CASE WHEN chunks_done >= $2 THEN 'assembling' ELSE 'running' END \
+                     WHERE id = $1 AND state = 'partitioning' RETURNING state"
+                ),
+                args![job.0, total as i64],
+            )
+            .await?;
+        row.map(|row| job_state(&row.text("state")?)).transpose()
+    }
+
+    async fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskRecord>> {
+        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        let rows = self
+            .engine
+            .all(
+                On::Read,
+                sql!("SELECT * FROM tasks WHERE id" [in 1] " ORDER BY id"),
+                args![ids],
+            )
+            .await?;
+        rows.iter().map(rows::task).collect()
+    }
+
+    async fn job_tasks(&self, job: JobId, from_index: u64, limit: u32) -> Result<Vec<TaskRecord>> {
+        let rows = self
+            .engine
+            .all(
+                On::Read,
+                sql!("SELECT * FROM tasks WHERE job_id = $1 AND idx >= $2 ORDER BY idx LIMIT $3"),
+                args![job.0, from_index as i64, i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(rows::task).collect()
+    }
+
+    async fn pending_tasks(&self, job: JobId) -> Result<Vec<TaskId>> {
+        let ids = ints(
+            &self.engine,
+            On::Write,
+            sql!("SELECT id FROM tasks WHERE job_id = $1 AND state = 'pending' ORDER BY idx"),
+            args![job.0],
+            "id",
+        )
+        .await?;
+        Ok(ids.into_iter().map(TaskId).collect())
+    }
+
+    async fn tasks_checking(&self, job: JobId) -> Result<u64> {
+        let row = first(
+            &self.engine,
+            On::Read,
+            sql!(
+                "SELECT count(DISTINCT r.task_id) AS n FROM results r \
+                     JOIN tasks t ON t.id = r.task_id \
+                     WHERE r.job_id = $1 AND r.validate_state IN ('passed', 'disputed') \
+                     AND t.state = 'pending'"
+            ),
+            args![job.0],
+        )
+        .await?;
+        Ok(row.int("n")? as u64)
+    }
+
+    async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>> {
+        if results.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.engine.record_results(results).await
+    }
+
+    async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<FailureCharged>> {
+        self.engine.record_failures(failures).await
+    }
+
+    async fn results_for_validation(&self, ids: &[ResultId]) -> Result<Vec<ResultRecord>> {
+        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        let rows = self
+            .engine
+            .all(
+                On::Write,
+                sql!(
+                    "SELECT r.id AS result_id, r.worker_id, r.sha256, r.size, r.inline_output, \
+                     r.blob_key, t.* \
+                     FROM results r JOIN tasks t ON t.id = r.task_id \
+                     WHERE r.id" [in 1] " AND r.validate_state = 'pending' ORDER BY r.id"
+                ),
+                args![ids],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ResultRecord {
+                    id: ResultId(row.int("result_id")?),
+                    task: rows::task(row)?,
+                    worker: WorkerId(row.int("worker_id")?),
+                    sha256: row.text("sha256")?,
+                    size: row.int("size")? as u64,
+                    output: rows::output(row)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn unvalidated_results(&self) -> Result<Vec<(JobId, ResultId)>> {
+        let rows = self
+            .engine
+            .all(
+                On::Write,
+                sql!("SELECT job_id, id FROM results WHERE validate_state = 'pending' ORDER BY id"),
+                args![],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((JobId(row.int("job_id")?), ResultId(row.int("id")?))))
+            .collect()
+    }
+
+    async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
+        self.engine.apply_verdicts(verdicts).await
+    }
+
+    async fn replica_states(&self, tasks: &[TaskId]) -> Result<Vec<ReplicaState>> {
+        self.engine.replica_states(tasks).await
+    }
+
+    async fn settle_replicas(&self, tasks: &[TaskId], decide: &Decide) -> Result<VerdictsApplied> {
+        self.engine.settle_replicas(tasks, decide).await
+    }
+
+    async fn fail_task(&self, task: TaskId) -> Result<bool> {
+        self.engine.fail_task(task).await
+    }
+
+    async fn attempts(&self, task: TaskId) -> Result<Vec<AttemptRecord>> {
+        let rows = self
+            .engine
+            .all(
+                On::Read,
+                sql!(
+                    "SELECT worker_id, outcome, reason FROM results WHERE task_id = $1 \
+                     AND outcome <> 'success' ORDER BY id"
+                ),
+                args![task.0],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let outcome = row.text("outcome")?;
+                Ok(AttemptRecord {
+                    worker: WorkerId(row.int("worker_id")?),
+                    outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
+                        StorageError::Corrupt(format!("attempt outcome {outcome:?}"))
+                    })?,
+                    reason: row.text_opt("reason")?.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn accepted_outputs(
+        &self,
+        job: JobId,
+        from_index: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, OutputRef)>> {
+        // A job's chunk indexes are dense, so a page lies within from_index .. from_index +
+        // limit; bounding it so keeps the plan small whatever the statistics say (lagging a
+        // freshly filled table, they made PostgreSQL's planner fetch and sort every remaining
+        // chunk for each page: 126 ms a page at 200,000 chunks).
+        let rows = self
+            .engine
+            .all(
+                On::Read,
+                sql!(
+                    "SELECT t.idx, r.inline_output, r.blob_key FROM tasks t \
+                     JOIN results r ON r.id = t.canonical_result \
+                     WHERE t.job_id = $1 AND t.idx >= $2 AND t.idx < $2 + $3 \
+                     ORDER BY t.idx LIMIT $3"
+                ),
+                args![
+                    job.0,
+                    from_index.min(i64::MAX as u64) as i64,
+                    i64::from(limit)
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.int("idx")? as u64, rows::output(row)?)))
+            .collect()
+    }
+
+    async fn claim_webhook_events(
+        &self,
+        now_ms: i64,
+        claim_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueWebhook>> {
+        self.engine
+            .claim_webhook_events(now_ms, claim_ms, limit)
+            .await
+    }
+
+    async fn record_webhook_attempt(
+        &self,
+        event: i64,
+        attempt: &WebhookAttempt,
+        next: WebhookNext,
+    ) -> Result<bool> {
+        let mut tx = self.engine.begin().await?;
+        // The attempt's key makes a second recording of it (a claim that expired while the
+        // first was under way) a no-op.
+        let inserted = self
+            .engine
+            .execute(
+                On::Tx(&mut tx),
+                sql!(
+                    "INSERT INTO webhook_attempts (event_id, attempt, at, status, error, \
+                     duration_ms) \
+                     SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM job_events \
+                         WHERE id = $1 AND delivered_at IS NULL AND NOT gave_up) \
+                     ON CONFLICT DO NOTHING"
+                ),
+                args![
+                    event,
+                    i64::from(attempt.attempt),
+                    attempt.at_ms,
+                    attempt.status.map(i64::from),
+                    &attempt.error,
+                    attempt.duration_ms as i64
+                ],
+            )
+            .await?;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        let (retry_at, delivered_at, gave_up) = rows::after_attempt(attempt, next);
+        self.engine
+            .execute(
+                On::Tx(&mut tx),
+                sql!(
+                    "UPDATE job_events SET attempts = $2, claimed_until = NULL, \
+                     next_attempt_at = $3, delivered_at = $4, gave_up = $5 WHERE id = $1"
+                ),
+                args![
+                    event,
+                    i64::from(attempt.attempt),
+                    retry_at,
+                    delivered_at,
+                    gave_up
+                ],
+            )
+            .await?;
+        E::commit(tx).await?;
+        Ok(true)
+    }
+
+    async fn webhook_events(&self, job: JobId) -> Result<Vec<WebhookHistory>> {
+        let events = self
+            .engine
+            .all(
+                On::Read,
+                sql!("SELECT * FROM job_events WHERE job_id = $1 AND has_webhook ORDER BY id"),
+                args![job.0],
+            )
+            .await?;
+        let attempts = self
+            .engine
+            .all(
+                On::Read,
+                sql!(
+                    "SELECT a.* FROM webhook_attempts a JOIN job_events e ON e.id = a.event_id \
+                     WHERE e.job_id = $1 ORDER BY a.event_id, a.attempt"
+                ),
+                args![job.0],
+            )
+            .await?;
+        rows::webhook_histories(&events, &attempts)
+    }
+
+    async fn hold_quote(&self, job: JobId, quote: &Quote, largest_chunk_ms: i64) -> Result<Hold> {
+        let mut tx = self.engine.begin().await?;
+        let row = self
+            .engine
+            .optional(
+                On::Tx(&mut tx),
+                sql!("SELECT tenant_id, quote FROM jobs WHERE id = $1"[lock_all]),
+                args![job.0],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Err(StorageError::NotFound(format!("job {job}")));
+        };
+        if row.int_opt("quote")?.is_some() {
+            return Ok(Hold::AlreadyHeld);
+        }
+        let tenant = row.int("tenant_id")?;
+        // The customer's row lock (SQLite: the single writer) serialises holds of one
+        // customer across coordinators, so two jobs never spend the same balance.
+        self.engine
+            .execute(
+                On::Tx(&mut tx),
+                sql!("SELECT id FROM tenants WHERE id = $1"[lock_all]),
+                args![tenant],
+            )
+            .await?;
+        let customer = Account::Customer(TenantId(tenant)).to_string();
+        let available = first(
+            &self.engine,
+            On::Tx(&mut tx),
+            sql!(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount \
+                     FROM ledger_entries WHERE account = $1"
+            ),
+            args![&customer],
+        )
+        .await?
+        .int("amount")?;
+        if available < quote.price.0 {
+            return Ok(Hold::Short {
+                available: Credits(available),
+            });
+        }
+        E::post(
+            &mut tx,
+            &format!("hold:{}", job.0),
+            &[
+                (customer, -quote.price.0),
+                (Account::Job(job).to_string(), quote.price.0),
+            ],
+        )
+        .await?;
+        self.engine
+            .execute(
+                On::Tx(&mut tx),
+                sql!(
+                    "UPDATE jobs SET quote = $2, price_per_core_hour = $3, \
+                     owner_per_core_hour = $4, work_ms = $5, largest_chunk_ms = $6 WHERE id = $1"
+                ),
+                args![
+                    job.0,
+                    quote.price.0,
+                    quote.rates.price_per_core_hour.0,
+                    quote.rates.owner_per_core_hour.0,
+                    quote.work_ms,
+                    largest_chunk_ms
+                ],
+            )
+            .await?;
+        E::commit(tx).await?;
+        Ok(Hold::Held)
+    }
+
+    async fn transfer(
+        &self,
+        txn: &str,
+        from: Account,
+        to: Account,
+        amount: Credits,
+    ) -> Result<bool> {
+        let mut tx = self.engine.begin().await?;
+        let posted = E::post(
+            &mut tx,
+            txn,
+            &[(from.to_string(), -amount.0), (to.to_string(), amount.0)],
+        )
+        .await?;
+        E::commit(tx).await?;
+        Ok(posted)
+    }
+
+    async fn balances(&self, accounts: &[Account]) -> Result<Vec<Credits>> {
+        let names: Vec<String> = accounts.iter().map(Account::to_string).collect();
+        let rows = self
+            .engine
+            .all(
+                On::Read,
+                sql!(
+                    "SELECT account, CAST(SUM(amount) AS BIGINT) AS amount FROM ledger_entries \
+                     WHERE account" [in 1] " GROUP BY account"
+                ),
+                args![names.clone()],
+            )
+            .await?;
+        let rows = rows
+            .iter()
+            .map(|row| Ok((row.text("account")?, row.int("amount")?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(rows::sums_in_order(&names, &rows))
+    }
+
+    async fn account_entries(&self, account: Account, limit: u32) -> Result<Vec<LedgerEntry>> {
+        let rows = self
+            .engine
+            .all(
+                On::Read,
+                sql!("SELECT * FROM ledger_entries WHERE account = $1 ORDER BY id DESC LIMIT $2"),
+                args![account.to_string(), i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(rows::ledger_entry).collect()
+    }
+
+    async fn earned_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>> {
+        sums(
+            &self.engine,
+            sql!(
+                "SELECT worker_id AS key, CAST(SUM(amount) AS BIGINT) AS amount \
+                 FROM ledger_entries WHERE worker_id" [in 1] " GROUP BY worker_id"
+            ),
+            workers.iter().map(|w| w.0).collect(),
+        )
+        .await
+    }
+
+    async fn held_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>> {
+        sums(
+            &self.engine,
+            sql!(
+                "SELECT worker_id AS key, CAST(SUM(amount) AS BIGINT) AS amount \
+                 FROM ledger_entries WHERE worker_id" [in 1] " \
+                 AND account >= 'held:' AND account < 'held;' GROUP BY worker_id"
+            ),
+            workers.iter().map(|w| w.0).collect(),
+        )
+        .await
+    }
+
+    async fn mature_held(&self, cutoff_ms: i64) -> Result<Credits> {
+        let mut tx = self.engine.begin().await?;
+        // The mark's row lock (SQLite: the single writer) makes coordinators mature one after
+        // another.
+        let last = first(
+            &self.engine,
+            On::Tx(&mut tx),
+            sql!("SELECT last_id FROM ledger_marks WHERE name = 'held'"[lock_all]),
+            args![],
+        )
+        .await?
+        .int("last_id")?;
+        let upto = first(
+            &self.engine,
+            On::Tx(&mut tx),
+            sql!("SELECT max(id) AS upto FROM ledger_entries WHERE id > $1 AND at <= $2"),
+            args![last, cutoff_ms],
+        )
+        .await?
+        .int_opt("upto")?;
+        let Some(upto) = upto else {
+            return Ok(Credits(0));
+        };
+        let credited = self
+            .engine
+            .all(
+                On::Tx(&mut tx),
+                sql!(
+                    "SELECT account, worker_id, CAST(SUM(amount) AS BIGINT) AS amount \
+                     FROM ledger_entries \
+                     WHERE id > $1 AND id <= $2 AND account >= 'held:' AND account < 'held;' \
+                     AND amount > 0 AND worker_id IS NOT NULL GROUP BY account, worker_id"
+                ),
+                args![last, upto],
+            )
+            .await?;
+        let mut holdings = Vec::with_capacity(credited.len());
+        for row in &credited {
+            let (account, worker) = (row.text("account")?, row.int("worker_id")?);
+            let balance = first(
+                &self.engine,
+                On::Tx(&mut tx),
+                sql!(
+                    "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount \
+                         FROM ledger_entries WHERE worker_id = $1 AND account = $2"
+                ),
+                args![worker, &account],
+            )
+            .await?
+            .int("amount")?;
+            holdings.push(payments::Holding {
+                owner: rows::held_owner(&account)?,
+                worker,
+                credited: row.int("amount")?,
+                balance,
+            });
+        }
+        let entries = payments::maturing(upto, &holdings);
+        E::post_entries(&mut tx, &entries, &BTreeMap::new()).await?;
+        self.engine
+            .execute(
+                On::Tx(&mut tx),
+                sql!("UPDATE ledger_marks SET last_id = $1 WHERE name = 'held'"),
+                args![upto],
+            )
+            .await?;
+        E::commit(tx).await?;
+        Ok(Credits(payments::credited(&entries)))
+    }
+
+    async fn distrust_owner(&self, owner: i64) -> Result<Distrusted> {
+        self.engine.distrust_owner(owner).await
+    }
+
+    async fn audit_ledger(&self) -> Result<LedgerAudit> {
+        let totals = first(
+            &self.engine,
+            On::Read,
+            sql!(
+                "SELECT count(*) AS n, CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount \
+                     FROM ledger_entries"
+            ),
+            args![],
+        )
+        .await?;
+        let unbalanced = first(
+            &self.engine,
+            On::Read,
+            sql!(
+                "SELECT count(*) AS n FROM (SELECT txn FROM ledger_entries GROUP BY txn \
+                     HAVING SUM(amount) <> 0) AS t"
+            ),
+            args![],
+        )
+        .await?;
+        let over_quote = first(
+            &self.engine,
+            On::Read,
+            sql!("SELECT count(*) AS n FROM jobs WHERE charged > COALESCE(quote, 0)"),
+            args![],
+        )
+        .await?;
+        Ok(LedgerAudit {
+            entries: totals.int("n")? as u64,
+            total: Credits(totals.int("amount")?),
+            unbalanced: unbalanced.int("n")? as u64,
+            over_quote: over_quote.int("n")? as u64,
+        })
+    }
+}
