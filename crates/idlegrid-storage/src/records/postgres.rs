@@ -26,16 +26,14 @@
 
 use super::payments;
 use super::rows::{self, backend, job_state, task_state};
-use super::sql::{Arg, Engine, SqlStore, queries_for};
+use super::sql::{Arg, Engine, SqlStore, agreed, queries_for};
+use super::store;
 use super::{
-    Decide, Distrusted, DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, OutputRef,
-    ReplicaState, Replicate, Verdict, VerdictsApplied,
+    DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, OutputRef, Verdict, VerdictsApplied,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
-use idlegrid_domain::{
-    Account, AttemptOutcome, JobId, JobState, ResultId, TaskId, TaskState, WorkerId,
-};
+use idlegrid_domain::{AttemptOutcome, JobId, JobState, ResultId, TaskId, TaskState, WorkerId};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -117,11 +115,11 @@ fn columns(map: &BTreeMap<i64, i64>) -> (Vec<i64>, Vec<i64>) {
     map.iter().map(|(k, v)| (*k, *v)).unzip()
 }
 
-type Tx<'a> = sqlx::Transaction<'a, Postgres>;
+type Tx = sqlx::Transaction<'static, Postgres>;
 
 /// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it was
 /// posted before.
-async fn post_in(tx: &mut Tx<'_>, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
+async fn post_in(tx: &mut Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
     debug_assert_eq!(rows.iter().map(|(_, a)| a).sum::<i64>(), 0);
     let accounts: Vec<&str> = rows.iter().map(|(a, _)| a.as_str()).collect();
     let amounts: Vec<i64> = rows.iter().map(|(_, v)| *v).collect();
@@ -143,7 +141,7 @@ async fn post_in(tx: &mut Tx<'_>, txn: &str, rows: &[(String, i64)]) -> Result<b
 /// Locks these tasks' rows, in id order, until the transaction ends; returns the jobs of those
 /// that exist. Every later statement of the transaction sees what other transactions committed
 /// to them before the lock was granted, and nobody changes them meanwhile.
-async fn lock_tasks(tx: &mut Tx<'_>, tasks: &BTreeSet<i64>) -> Result<BTreeSet<i64>> {
+async fn lock_tasks(tx: &mut Tx, tasks: &BTreeSet<i64>) -> Result<BTreeSet<i64>> {
     if tasks.is_empty() {
         return Ok(BTreeSet::new());
     }
@@ -159,7 +157,7 @@ async fn lock_tasks(tx: &mut Tx<'_>, tasks: &BTreeSet<i64>) -> Result<BTreeSet<i
 }
 
 /// Locks these jobs' rows, in id order, until the transaction ends.
-async fn lock_jobs(tx: &mut Tx<'_>, jobs: &BTreeSet<i64>) -> Result<()> {
+async fn lock_jobs(tx: &mut Tx, jobs: &BTreeSet<i64>) -> Result<()> {
     if jobs.is_empty() {
         return Ok(());
     }
@@ -174,7 +172,7 @@ async fn lock_jobs(tx: &mut Tx<'_>, jobs: &BTreeSet<i64>) -> Result<()> {
 
 /// The tasks of these results (those that exist). A result's task never changes, so this needs
 /// no lock.
-async fn tasks_of_results(tx: &mut Tx<'_>, results: &[i64]) -> Result<Vec<i64>> {
+async fn tasks_of_results(tx: &mut Tx, results: &[i64]) -> Result<Vec<i64>> {
     if results.is_empty() {
         return Ok(Vec::new());
     }
@@ -190,7 +188,7 @@ async fn tasks_of_results(tx: &mut Tx<'_>, results: &[i64]) -> Result<Vec<i64>> 
 /// verdict), each job counts them. Returns what was charged, in the order of `run`, and the
 /// devices whose results were rejected. The caller holds the tasks and jobs.
 async fn reject_run(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     run: &[(ResultId, &str)],
 ) -> Result<(Vec<FailureCharged>, Vec<i64>)> {
     let ids: Vec<i64> = run.iter().map(|(id, _)| id.0).collect();
@@ -272,31 +270,10 @@ async fn reject_run(
     Ok((out, workers))
 }
 
-/// The devices that may not take a task's next copy: those with an undecided result for it
-/// (reported, passed or disputed) and, on the open grid, every other device of their owners.
-const NOT_INDEPENDENT: &str = "SELECT w.id FROM workers w \
-     WHERE w.id IN (SELECT r.worker_id FROM results r WHERE r.task_id = $1 \
-                    AND r.sha256 IS NOT NULL \
-                    AND r.validate_state IN ('pending', 'passed', 'disputed')) \
-     OR ((SELECT j.placement FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.id = $1) = 'any' \
-         AND w.owner_id IN (SELECT v.owner_id FROM results r JOIN workers v ON v.id = r.worker_id \
-                            WHERE r.task_id = $1 AND r.sha256 IS NOT NULL \
-                            AND r.validate_state IN ('pending', 'passed', 'disputed'))) \
-     ORDER BY w.id LIMIT 4096";
-
-async fn not_independent(tx: &mut Tx<'_>, task: TaskId) -> Result<Vec<WorkerId>> {
-    let ids: Vec<i64> = sqlx::query_scalar(NOT_INDEPENDENT)
-        .bind(task.0)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(ids.into_iter().map(WorkerId).collect())
-}
-
 /// Disputes a result the app's validator rejected: the task is charged a failed attempt and
 /// waits for work again (from a party independent of the results it has); its device is not
 /// blamed yet. The caller holds the task and its job.
-async fn dispute(tx: &mut Tx<'_>, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
+async fn dispute(tx: &mut Tx, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
     let row: Option<(i64, i64, i64)> = sqlx::query_as(
         "UPDATE results SET validate_state = 'disputed', outcome = 'validate_error', reason = $2 \
          WHERE id = $1 AND validate_state IN ('pending', 'passed') \
@@ -334,7 +311,7 @@ async fn dispute(tx: &mut Tx<'_>, id: ResultId, reason: &str) -> Result<Option<F
         max_attempts: max_attempts as u32,
         still_pending: task_state(&state)? == TaskState::Pending
             && job_state(&job_state_name)?.is_dispatching(),
-        independent_of: not_independent(tx, TaskId(task)).await?,
+        independent_of: store::not_independent::<PostgresEngine>(tx, TaskId(task)).await?,
     }))
 }
 
@@ -342,7 +319,7 @@ async fn dispute(tx: &mut Tx<'_>, id: ResultId, reason: &str) -> Result<Option<F
 /// output's bytes is void (the device was right after all), any other is invalid (an
 /// independent party's result was accepted where the device's was rejected). Returns what
 /// was charged; the caller resets the blamed devices' runs.
-async fn settle_disputes(tx: &mut Tx<'_>, tasks: &[i64]) -> Result<Vec<FailureCharged>> {
+async fn settle_disputes(tx: &mut Tx, tasks: &[i64]) -> Result<Vec<FailureCharged>> {
     let blamed: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
         "UPDATE results SET validate_state = CASE WHEN results.sha256 = o.sha256 \
                                                   THEN 'void' ELSE 'invalid' END \
@@ -375,7 +352,7 @@ async fn settle_disputes(tx: &mut Tx<'_>, tasks: &[i64]) -> Result<Vec<FailureCh
 
 /// Applies a run of rejections gathered so far, if any, and empties it.
 async fn flush_rejections(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     run: &mut Vec<(ResultId, &str)>,
     applied: &mut VerdictsApplied,
     reset: &mut Vec<i64>,
@@ -390,33 +367,6 @@ async fn flush_rejections(
     Ok(())
 }
 
-/// Sends a task out for `copies` more results; says what to queue if its job still dispatches.
-async fn add_replicas(tx: &mut Tx<'_>, task: TaskId, copies: u32) -> Result<Option<Replicate>> {
-    let row: Option<(i64, String)> = sqlx::query_as(
-        "UPDATE tasks SET replicas = replicas + $2, \
-         state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
-         WHERE id = $1 AND state IN ('pending', 'validating') \
-         RETURNING job_id, (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
-    )
-    .bind(task.0)
-    .bind(i64::from(copies))
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some((job, job_state_name)) = row else {
-        return Ok(None);
-    };
-    if !job_state(&job_state_name)?.is_dispatching() {
-        return Ok(None);
-    }
-    Ok(Some(Replicate {
-        task,
-        job: JobId(job),
-        copies,
-        exclude: not_independent(tx, task).await?,
-    }))
-}
-
 /// Marks a task failed unless it is final already, and counts it on its job; returns the job.
 /// One statement: the task row is locked before the job row, as everywhere.
 const FAIL_TASK: &str = "WITH t AS (UPDATE tasks SET state = 'failed' \
@@ -425,7 +375,7 @@ const FAIL_TASK: &str = "WITH t AS (UPDATE tasks SET state = 'failed' \
                                FROM t WHERE jobs.id = t.job_id) \
                          SELECT job_id FROM t";
 
-async fn fail_task_in(tx: &mut Tx<'_>, task: TaskId) -> Result<Option<JobId>> {
+async fn fail_task_in(tx: &mut Tx, task: TaskId) -> Result<Option<JobId>> {
     let job: Option<i64> = sqlx::query_scalar(FAIL_TASK)
         .bind(task.0)
         .fetch_optional(&mut **tx)
@@ -434,16 +384,13 @@ async fn fail_task_in(tx: &mut Tx<'_>, task: TaskId) -> Result<Option<JobId>> {
     Ok(job.map(JobId))
 }
 
-/// Whether another owner's device returned the same bytes as result `r` (of device `w`) and
-/// had them accepted: the result is verified.
-const AGREED: &str = "EXISTS (SELECT 1 FROM results o JOIN workers v ON v.id = o.worker_id \
-     WHERE o.task_id = r.task_id AND o.id <> r.id AND o.sha256 = r.sha256 \
-     AND o.validate_state IN ('valid', 'redundant') AND v.owner_id <> w.owner_id)";
+/// [`agreed!`], for the statements built here.
+const AGREED: &str = agreed!();
 
 /// Posts `entries` (each transaction's rows summing to zero), and adds `charged` (job, amount)
 /// to the jobs' charged totals. The caller holds the jobs.
 async fn post_entries(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     entries: &[payments::Entry],
     charged: &BTreeMap<i64, i64>,
 ) -> Result<()> {
@@ -483,7 +430,7 @@ async fn post_entries(
 
 /// Pays the results this call just accepted (`judged`: id, new state), as
 /// [`payments::payments`] works out. The caller holds their jobs.
-async fn pay_in(tx: &mut Tx<'_>, judged: &[(i64, String)]) -> Result<()> {
+async fn pay_in(tx: &mut Tx, judged: &[(i64, String)]) -> Result<()> {
     if judged.is_empty() {
         return Ok(());
     }
@@ -519,7 +466,7 @@ async fn pay_in(tx: &mut Tx<'_>, judged: &[(i64, String)]) -> Result<()> {
 /// has: `Passed`, then `Valid` (tasks done, jobs counting their chunks), then the others in
 /// the order given. Consecutive `Invalid`s are applied as one batch; the device streaks are
 /// written last, to keep the lock order (workers after jobs).
-async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
+async fn apply_in(tx: &mut Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
     let mut applied = VerdictsApplied::default();
     if verdicts.is_empty() {
         return Ok(applied);
@@ -673,7 +620,9 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
             }
             Verdict::MoreReplicas(task, copies) => {
                 flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
-                if let Some(more) = add_replicas(tx, *task, *copies).await? {
+                if let Some(more) =
+                    store::add_replicas::<PostgresEngine>(tx, *task, *copies).await?
+                {
                     applied.replicate.push(more);
                 }
             }
@@ -711,40 +660,6 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
     Ok(applied)
 }
 
-/// Reads the replication state of these tasks. Two statements; callers that need them
-/// consistent read them in a transaction that holds the tasks, or one with a snapshot.
-async fn read_replica_states(
-    conn: &mut sqlx::PgConnection,
-    tasks: &[TaskId],
-) -> Result<Vec<ReplicaState>> {
-    let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
-    let task_rows = sqlx::query(
-        "SELECT t.id, t.job_id, t.state, t.replicas, j.placement, t.canonical_result \
-         FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.id = ANY($1) ORDER BY t.id",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
-    let result_rows = sqlx::query(
-        "SELECT r.task_id, r.id, r.worker_id, w.owner_id, r.sha256, r.validate_state, r.suspect, \
-         r.reason, w.valid_streak, w.created_at AS registered_at, \
-         (w.capabilities::jsonb)->>'runtime' AS runtime, \
-         (w.capabilities::jsonb)->>'ffmpeg' AS ffmpeg \
-         FROM results r JOIN workers w ON w.id = r.worker_id \
-         WHERE r.task_id = ANY($1) AND r.sha256 IS NOT NULL \
-         AND (r.validate_state IN ('pending', 'passed', 'disputed') \
-              OR r.id IN (SELECT canonical_result FROM tasks WHERE id = ANY($1))) \
-         ORDER BY r.id",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
-    rows::replica_states(&task_rows, &result_rows)
-}
-
-#[async_trait]
 #[async_trait]
 impl Engine for PostgresEngine {
     async fn post(tx: &mut Self::Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
@@ -757,6 +672,29 @@ impl Engine for PostgresEngine {
         charged: &BTreeMap<i64, i64>,
     ) -> Result<()> {
         post_entries(tx, entries, charged).await
+    }
+
+    async fn apply_in(tx: &mut Self::Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
+        apply_in(tx, verdicts).await
+    }
+
+    async fn fail_task_in(tx: &mut Self::Tx, task: TaskId) -> Result<Option<JobId>> {
+        fail_task_in(tx, task).await
+    }
+
+    async fn hold_tasks(tx: &mut Self::Tx, tasks: &BTreeSet<i64>, jobs_too: bool) -> Result<()> {
+        let jobs = lock_tasks(tx, tasks).await?;
+        if jobs_too {
+            lock_jobs(tx, &jobs).await?;
+        }
+        Ok(())
+    }
+
+    async fn snapshot(&self) -> Result<Self::Tx> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(backend)
     }
 
     async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()> {
@@ -1047,50 +985,6 @@ impl Engine for PostgresEngine {
         Ok(charged)
     }
 
-    async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
-        if verdicts.is_empty() {
-            return Ok(VerdictsApplied::default());
-        }
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let applied = apply_in(&mut tx, verdicts).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(applied)
-    }
-
-    async fn replica_states(&self, tasks: &[TaskId]) -> Result<Vec<ReplicaState>> {
-        // One snapshot for the three reads, so a task and its results agree.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(backend)?;
-        let states = read_replica_states(&mut tx, tasks).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(states)
-    }
-
-    async fn settle_replicas(&self, tasks: &[TaskId], decide: &Decide) -> Result<VerdictsApplied> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // The tasks are held from before the read until the commit: a coordinator deciding
-        // the same task waits here and then decides on what this one wrote, and no result
-        // is recorded for them in between.
-        lock_tasks(&mut tx, &tasks.iter().map(|t| t.0).collect()).await?;
-        let states = read_replica_states(&mut tx, tasks).await?;
-        let verdicts: Vec<Verdict> = states.iter().flat_map(decide).collect();
-        let applied = apply_in(&mut tx, &verdicts).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(applied)
-    }
-
-    async fn fail_task(&self, task: TaskId) -> Result<bool> {
-        let job: Option<i64> = sqlx::query_scalar(FAIL_TASK)
-            .bind(task.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(job.is_some())
-    }
-
     async fn claim_webhook_events(
         &self,
         now_ms: i64,
@@ -1121,108 +1015,5 @@ impl Engine for PostgresEngine {
         .await
         .map_err(backend)?;
         rows::due_webhooks(&rows)
-    }
-
-    async fn distrust_owner(&self, owner: i64) -> Result<Distrusted> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let unverified_tasks: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT r.task_id FROM results r JOIN tasks t ON t.canonical_result = r.id \
-             JOIN jobs j ON j.id = r.job_id JOIN workers w ON w.id = r.worker_id \
-             WHERE w.owner_id = $1 AND t.state = 'done' \
-             AND j.state IN ('partitioning', 'running') AND j.placement = 'any' \
-             AND NOT {AGREED}"
-        )))
-        .bind(owner)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        // Tasks, then their jobs, then the workers, in id order, as every other writer.
-        let jobs = lock_tasks(&mut tx, &unverified_tasks.iter().copied().collect()).await?;
-        lock_jobs(&mut tx, &jobs).await?;
-        sqlx::query(
-            "UPDATE workers SET valid_streak = 0 FROM (SELECT id FROM workers \
-             WHERE owner_id = $1 ORDER BY id FOR NO KEY UPDATE) AS w WHERE workers.id = w.id",
-        )
-        .bind(owner)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        // Read again under the locks: nothing decided meanwhile is revoked.
-        let unverified = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT r.id, r.worker_id, r.job_id, r.task_id, t.work_ms, \
-             j.price_per_core_hour, j.owner_per_core_hour, j.charged \
-             FROM results r JOIN tasks t ON t.canonical_result = r.id \
-             JOIN jobs j ON j.id = r.job_id JOIN workers w ON w.id = r.worker_id \
-             WHERE r.task_id = ANY($2) AND w.owner_id = $1 AND t.state = 'done' \
-             AND j.state IN ('partitioning', 'running') AND j.placement = 'any' \
-             AND NOT {AGREED} ORDER BY r.id"
-        )))
-        .bind(owner)
-        .bind(&unverified_tasks)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let revoked = unverified
-            .iter()
-            .map(|row| rows::revoked(row, owner))
-            .collect::<Result<Vec<_>>>()?;
-        let given_back = payments::reversals(&revoked);
-        post_entries(&mut tx, &given_back.entries, &given_back.charged).await?;
-        let ids: Vec<i64> = revoked.iter().map(|r| r.result).collect();
-        let tasks: Vec<(i64, i64)> = sqlx::query_as(
-            "UPDATE results SET validate_state = 'revoked', \
-             reason = 'revoked: the device''s owner was caught forging, and no other party \
-             had returned the same output' \
-             WHERE id = ANY($1) RETURNING task_id, job_id",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let task_ids: Vec<i64> = tasks.iter().map(|(t, _)| *t).collect();
-        sqlx::query(
-            "UPDATE tasks SET state = 'pending', canonical_result = NULL WHERE id = ANY($1)",
-        )
-        .bind(&task_ids)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let mut per_job: BTreeMap<i64, i64> = BTreeMap::new();
-        for (_, job) in &tasks {
-            count(&mut per_job, *job, 1);
-        }
-        let (job_ids, reopened) = columns(&per_job);
-        sqlx::query(
-            "UPDATE jobs SET chunks_done = jobs.chunks_done - c.n \
-             FROM unnest($1::bigint[], $2::bigint[]) AS c(id, n) WHERE jobs.id = c.id",
-        )
-        .bind(&job_ids)
-        .bind(&reopened)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        // Maturing holds this lock too: what is forfeited is not matured as well.
-        sqlx::query("SELECT last_id FROM ledger_marks WHERE name = 'held' FOR UPDATE")
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let held: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT worker_id, SUM(amount)::bigint FROM ledger_entries \
-             WHERE account = $1 AND worker_id IS NOT NULL GROUP BY worker_id ORDER BY worker_id",
-        )
-        .bind(Account::Held(owner).to_string())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let forfeits = payments::forfeits(owner, now_ms(), &held);
-        post_entries(&mut tx, &forfeits, &BTreeMap::new()).await?;
-        let devices: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM workers WHERE owner_id = $1 ORDER BY id LIMIT 4096")
-                .bind(owner)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(payments::distrusted(&tasks, &devices, &forfeits))
     }
 }

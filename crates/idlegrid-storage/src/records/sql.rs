@@ -7,15 +7,12 @@
 
 use super::payments;
 use super::rows::Columns;
-use super::{
-    Decide, Distrusted, DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, ReplicaState,
-    ResultId, TaskId, Verdict, VerdictsApplied,
-};
+use super::{DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, Verdict, VerdictsApplied};
 use crate::Result;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use idlegrid_domain::WorkerId;
-use std::collections::BTreeMap;
+use idlegrid_domain::{JobId, ResultId, TaskId, WorkerId};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One statement, as each engine spells it; placeholders are `$1`, `$2`, … on both.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +30,8 @@ pub(super) struct Sql {
 /// - `[lock]`, `[lock_all]`: the row lock a PostgreSQL reader takes before it writes on what
 ///   it read (`FOR NO KEY UPDATE`, `FOR UPDATE`); nothing on SQLite, whose single writer
 ///   already serialises every write.
+/// - `[jsonb]`: what makes a JSON text column's `->>` work: a cast on PostgreSQL.
+/// - `[agreed]`: the same on both, [`agreed!`]: whether result `r` of device `w` is verified.
 macro_rules! sql {
     ($($part:tt)+) => {
         $crate::records::sql::Sql {
@@ -65,9 +64,28 @@ macro_rules! sql_part {
     (postgres [lock_all]) => {
         " FOR UPDATE"
     };
+    (sqlite [jsonb]) => {
+        ""
+    };
+    (postgres [jsonb]) => {
+        "::jsonb"
+    };
+    ($engine:ident [agreed]) => {
+        $crate::records::sql::agreed!()
+    };
 }
 
-pub(super) use {sql, sql_part};
+/// Whether another owner's device returned the same bytes as result `r` (of device `w`) and
+/// had them accepted: the result is verified.
+macro_rules! agreed {
+    () => {
+        "EXISTS (SELECT 1 FROM results o JOIN workers v ON v.id = o.worker_id \
+         WHERE o.task_id = r.task_id AND o.id <> r.id AND o.sha256 = r.sha256 \
+         AND o.validate_state IN ('valid', 'redundant') AND v.owner_id <> w.owner_id)"
+    };
+}
+
+pub(super) use {agreed, sql, sql_part};
 
 /// An argument of a statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,44 +177,34 @@ macro_rules! args {
 }
 pub(super) use args;
 
-/// Where a statement runs: on a reading or the writing connection, or in a transaction.
-/// (PostgreSQL reads and writes through one pool.)
-pub(super) enum On<'a, Tx> {
+/// Where a statement runs: on one of the engine's reading or its writing connection, or in a
+/// transaction of it. (PostgreSQL reads and writes through one pool.)
+pub(super) enum On<'a, E: Queries> {
     /// A read of committed state.
-    Read,
+    Read(&'a E),
     /// A write, or a read that must see the last write (SQLite: its writing connection).
-    Write,
+    Write(&'a E),
     /// In a transaction from [`Queries::begin`].
-    Tx(&'a mut Tx),
+    Tx(&'a mut E::Tx),
 }
 
 /// Running statements on one engine.
-pub(super) trait Queries: Send + Sync + 'static {
+pub(super) trait Queries: Sized + Send + Sync + 'static {
     /// The engine's rows.
     type Row: Columns + Send + Sync;
     /// A transaction of the engine, begun on its writing connection.
     type Tx: Send;
     /// Every row of `sql`.
-    fn all<'a>(
-        &'a self,
-        on: On<'a, Self::Tx>,
-        sql: Sql,
-        args: Vec<Arg>,
-    ) -> BoxFuture<'a, Result<Vec<Self::Row>>>;
+    fn all<'a>(on: On<'a, Self>, sql: Sql, args: Vec<Arg>)
+    -> BoxFuture<'a, Result<Vec<Self::Row>>>;
     /// The row of `sql`, if any.
     fn optional<'a>(
-        &'a self,
-        on: On<'a, Self::Tx>,
+        on: On<'a, Self>,
         sql: Sql,
         args: Vec<Arg>,
     ) -> BoxFuture<'a, Result<Option<Self::Row>>>;
     /// Runs `sql`; returns the rows it changed.
-    fn execute<'a>(
-        &'a self,
-        on: On<'a, Self::Tx>,
-        sql: Sql,
-        args: Vec<Arg>,
-    ) -> BoxFuture<'a, Result<u64>>;
+    fn execute<'a>(on: On<'a, Self>, sql: Sql, args: Vec<Arg>) -> BoxFuture<'a, Result<u64>>;
     /// Begins a transaction.
     fn begin(&self) -> BoxFuture<'_, Result<Self::Tx>>;
     /// Commits it.
@@ -211,8 +219,7 @@ macro_rules! queries_for {
             type Row = <$db as sqlx::Database>::Row;
             type Tx = sqlx::Transaction<'static, $db>;
             fn all<'a>(
-                &'a self,
-                on: $crate::records::sql::On<'a, Self::Tx>,
+                on: $crate::records::sql::On<'a, Self>,
                 sql: $crate::records::sql::Sql,
                 args: Vec<$crate::records::sql::Arg>,
             ) -> futures::future::BoxFuture<'a, $crate::Result<Vec<Self::Row>>> {
@@ -220,16 +227,15 @@ macro_rules! queries_for {
                 let query = statement(sql.$spelling, args);
                 Box::pin(async move {
                     match on {
-                        On::Read => query.fetch_all(&self.$read).await,
-                        On::Write => query.fetch_all(&self.$write).await,
+                        On::Read(engine) => query.fetch_all(&engine.$read).await,
+                        On::Write(engine) => query.fetch_all(&engine.$write).await,
                         On::Tx(tx) => query.fetch_all(&mut **tx).await,
                     }
                     .map_err($crate::records::rows::backend)
                 })
             }
             fn optional<'a>(
-                &'a self,
-                on: $crate::records::sql::On<'a, Self::Tx>,
+                on: $crate::records::sql::On<'a, Self>,
                 sql: $crate::records::sql::Sql,
                 args: Vec<$crate::records::sql::Arg>,
             ) -> futures::future::BoxFuture<'a, $crate::Result<Option<Self::Row>>> {
@@ -237,16 +243,15 @@ macro_rules! queries_for {
                 let query = statement(sql.$spelling, args);
                 Box::pin(async move {
                     match on {
-                        On::Read => query.fetch_optional(&self.$read).await,
-                        On::Write => query.fetch_optional(&self.$write).await,
+                        On::Read(engine) => query.fetch_optional(&engine.$read).await,
+                        On::Write(engine) => query.fetch_optional(&engine.$write).await,
                         On::Tx(tx) => query.fetch_optional(&mut **tx).await,
                     }
                     .map_err($crate::records::rows::backend)
                 })
             }
             fn execute<'a>(
-                &'a self,
-                on: $crate::records::sql::On<'a, Self::Tx>,
+                on: $crate::records::sql::On<'a, Self>,
                 sql: $crate::records::sql::Sql,
                 args: Vec<$crate::records::sql::Arg>,
             ) -> futures::future::BoxFuture<'a, $crate::Result<u64>> {
@@ -254,8 +259,8 @@ macro_rules! queries_for {
                 let query = statement(sql.$spelling, args);
                 Box::pin(async move {
                     match on {
-                        On::Read => query.execute(&self.$read).await,
-                        On::Write => query.execute(&self.$write).await,
+                        On::Read(engine) => query.execute(&engine.$read).await,
+                        On::Write(engine) => query.execute(&engine.$write).await,
                         On::Tx(tx) => query.execute(&mut **tx).await,
                     }
                     .map(|done| done.rows_affected())
@@ -307,14 +312,17 @@ pub(super) trait Engine: Queries {
     async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>>;
     /// [`super::Store::record_failures`].
     async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<FailureCharged>>;
-    /// [`super::Store::apply_verdicts`].
-    async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied>;
-    /// [`super::Store::replica_states`].
-    async fn replica_states(&self, tasks: &[TaskId]) -> Result<Vec<ReplicaState>>;
-    /// [`super::Store::settle_replicas`].
-    async fn settle_replicas(&self, tasks: &[TaskId], decide: &Decide) -> Result<VerdictsApplied>;
-    /// [`super::Store::fail_task`].
-    async fn fail_task(&self, task: TaskId) -> Result<bool>;
+    /// Applies verdicts in `tx` ([`super::Store::apply_verdicts`]).
+    async fn apply_in(tx: &mut Self::Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied>;
+    /// Marks a task failed in `tx` unless it is final already, and counts it on its job;
+    /// returns the job.
+    async fn fail_task_in(tx: &mut Self::Tx, task: TaskId) -> Result<Option<JobId>>;
+    /// Holds these tasks (and then, if `jobs_too`, their jobs) until `tx` ends, so that what
+    /// it reads of them stays true until it commits and nobody else changes them meanwhile.
+    /// (SQLite's single writer holds everything already.)
+    async fn hold_tasks(tx: &mut Self::Tx, tasks: &BTreeSet<i64>, jobs_too: bool) -> Result<()>;
+    /// Begins a transaction whose reads all see one snapshot.
+    async fn snapshot(&self) -> Result<Self::Tx>;
     /// [`super::Store::claim_webhook_events`].
     async fn claim_webhook_events(
         &self,
@@ -322,8 +330,6 @@ pub(super) trait Engine: Queries {
         claim_ms: i64,
         limit: u32,
     ) -> Result<Vec<DueWebhook>>;
-    /// [`super::Store::distrust_owner`].
-    async fn distrust_owner(&self, owner: i64) -> Result<Distrusted>;
 }
 
 /// The records store over an engine: [`super::SqliteStore`] or [`super::PostgresStore`].

@@ -13,22 +13,20 @@
 
 use super::payments;
 use super::rows::{self, backend, job_state, task_state};
-use super::sql::{Arg, Engine, SqlStore, queries_for};
+use super::sql::{Arg, Engine, SqlStore, agreed, queries_for};
+use super::store;
 use super::{
-    Decide, Distrusted, DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, OutputRef,
-    ReplicaState, Replicate, Verdict, VerdictsApplied,
+    DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, OutputRef, Verdict, VerdictsApplied,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
-use idlegrid_domain::{
-    Account, AttemptOutcome, JobId, JobState, ResultId, TaskId, TaskState, WorkerId,
-};
+use idlegrid_domain::{AttemptOutcome, JobId, JobState, ResultId, TaskId, TaskState, WorkerId};
 use serde_json::json;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, SqlitePool};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -107,11 +105,11 @@ fn ids_json(ids: &[ResultId]) -> String {
     serde_json::to_string(&ids).unwrap_or_default()
 }
 
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
+type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
 /// Rejects a result not yet decided: the task is charged a failed attempt (and waits for work
 /// again if it was waiting for this verdict), the device's run of valid results ends.
-async fn reject(tx: &mut Tx<'_>, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
+async fn reject(tx: &mut Tx, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
     let row: Option<(i64, i64, i64)> = sqlx::query_as(
         "UPDATE results SET validate_state = 'invalid', outcome = 'validate_error', reason = ?2 \
          WHERE id = ?1 AND validate_state IN ('pending', 'passed') \
@@ -165,31 +163,10 @@ async fn reject(tx: &mut Tx<'_>, id: ResultId, reason: &str) -> Result<Option<Fa
     }))
 }
 
-/// The devices that may not take a task's next copy: those with an undecided result for it
-/// (reported, passed or disputed) and, on the open grid, every other device of their owners.
-const NOT_INDEPENDENT: &str = "SELECT w.id FROM workers w \
-     WHERE w.id IN (SELECT r.worker_id FROM results r WHERE r.task_id = ?1 \
-                    AND r.sha256 IS NOT NULL \
-                    AND r.validate_state IN ('pending', 'passed', 'disputed')) \
-     OR ((SELECT j.placement FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.id = ?1) = 'any' \
-         AND w.owner_id IN (SELECT v.owner_id FROM results r JOIN workers v ON v.id = r.worker_id \
-                            WHERE r.task_id = ?1 AND r.sha256 IS NOT NULL \
-                            AND r.validate_state IN ('pending', 'passed', 'disputed'))) \
-     ORDER BY w.id LIMIT 4096";
-
-async fn not_independent(tx: &mut Tx<'_>, task: TaskId) -> Result<Vec<WorkerId>> {
-    let ids: Vec<i64> = sqlx::query_scalar(NOT_INDEPENDENT)
-        .bind(task.0)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(ids.into_iter().map(WorkerId).collect())
-}
-
 /// Disputes a result the app's validator rejected: the task is charged a failed attempt and
 /// waits for work again (from a party independent of the results it has); its device is not
 /// blamed yet.
-async fn dispute(tx: &mut Tx<'_>, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
+async fn dispute(tx: &mut Tx, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
     let row: Option<(i64, i64, i64)> = sqlx::query_as(
         "UPDATE results SET validate_state = 'disputed', outcome = 'validate_error', reason = ?2 \
          WHERE id = ?1 AND validate_state IN ('pending', 'passed') \
@@ -234,14 +211,14 @@ async fn dispute(tx: &mut Tx<'_>, id: ResultId, reason: &str) -> Result<Option<F
         max_attempts: max_attempts as u32,
         still_pending: task_state(&state)? == TaskState::Pending
             && job_state(&job_state_name)?.is_dispatching(),
-        independent_of: not_independent(tx, TaskId(task)).await?,
+        independent_of: store::not_independent::<SqliteEngine>(tx, TaskId(task)).await?,
     }))
 }
 
 /// Settles the disputed results of tasks that just took an output: one with the output's bytes
 /// is void (the device was right after all), any other is invalid (an independent party's
 /// result was accepted where the device's was rejected). Returns the devices blamed.
-async fn settle_disputes(tx: &mut Tx<'_>, accepted: &[ResultId]) -> Result<Vec<FailureCharged>> {
+async fn settle_disputes(tx: &mut Tx, accepted: &[ResultId]) -> Result<Vec<FailureCharged>> {
     let blamed: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
         "UPDATE results SET validate_state = CASE WHEN results.sha256 = \
              (SELECT o.sha256 FROM results o WHERE o.id = t.canonical_result) \
@@ -281,35 +258,8 @@ async fn settle_disputes(tx: &mut Tx<'_>, accepted: &[ResultId]) -> Result<Vec<F
     Ok(out)
 }
 
-/// Sends a task out for `copies` more results; says what to queue if its job still dispatches.
-async fn add_replicas(tx: &mut Tx<'_>, task: TaskId, copies: u32) -> Result<Option<Replicate>> {
-    let row: Option<(i64, String)> = sqlx::query_as(
-        "UPDATE tasks SET replicas = replicas + ?2, \
-         state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
-         WHERE id = ?1 AND state IN ('pending', 'validating') \
-         RETURNING job_id, (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
-    )
-    .bind(task.0)
-    .bind(i64::from(copies))
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some((job, job_state_name)) = row else {
-        return Ok(None);
-    };
-    if !job_state(&job_state_name)?.is_dispatching() {
-        return Ok(None);
-    }
-    Ok(Some(Replicate {
-        task,
-        job: JobId(job),
-        copies,
-        exclude: not_independent(tx, task).await?,
-    }))
-}
-
 /// Marks a task failed unless it is final already; returns its job.
-async fn fail_task_in(tx: &mut Tx<'_>, task: TaskId) -> Result<Option<JobId>> {
+async fn fail_task_in(tx: &mut Tx, task: TaskId) -> Result<Option<JobId>> {
     let job: Option<i64> = sqlx::query_scalar(
         "UPDATE tasks SET state = 'failed' WHERE id = ?1 AND state IN ('pending', 'validating') \
          RETURNING job_id",
@@ -330,7 +280,7 @@ async fn fail_task_in(tx: &mut Tx<'_>, task: TaskId) -> Result<Option<JobId>> {
 
 /// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it was
 /// posted before.
-async fn post_in(tx: &mut Tx<'_>, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
+async fn post_in(tx: &mut Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
     debug_assert_eq!(rows.iter().map(|(_, a)| a).sum::<i64>(), 0);
     let rows: Vec<serde_json::Value> = rows.iter().map(|(a, v)| json!([a, v])).collect();
     let inserted = sqlx::query(
@@ -347,16 +297,13 @@ async fn post_in(tx: &mut Tx<'_>, txn: &str, rows: &[(String, i64)]) -> Result<b
     Ok(inserted.rows_affected() > 0)
 }
 
-/// Whether another owner's device returned the same bytes as result `r` (of device `w`) and
-/// had them accepted: the result is verified.
-const AGREED: &str = "EXISTS (SELECT 1 FROM results o JOIN workers v ON v.id = o.worker_id \
-     WHERE o.task_id = r.task_id AND o.id <> r.id AND o.sha256 = r.sha256 \
-     AND o.validate_state IN ('valid', 'redundant') AND v.owner_id <> w.owner_id)";
+/// [`agreed!`], for the statements built here.
+const AGREED: &str = agreed!();
 
 /// Pays the results this verdict batch just accepted (`judged`: id, worker, new state), as
 /// [`rows::payments`] works out: one journal transaction per job and device, and each job's
 /// running charge. Only results that changed state here are passed in, so none is paid twice.
-async fn pay_in(tx: &mut Tx<'_>, judged: &[(i64, i64, String)]) -> Result<()> {
+async fn pay_in(tx: &mut Tx, judged: &[(i64, i64, String)]) -> Result<()> {
     let ids: Vec<i64> = judged.iter().map(|(id, _, _)| *id).collect();
     if ids.is_empty() {
         return Ok(());
@@ -392,7 +339,7 @@ async fn pay_in(tx: &mut Tx<'_>, judged: &[(i64, i64, String)]) -> Result<()> {
 /// Posts `entries` (each transaction's rows summing to zero; a transaction posted before posts
 /// nothing), and adds `charged` (job, amount) to the jobs' charged totals.
 async fn post_entries(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     entries: &[payments::Entry],
     charged: &BTreeMap<i64, i64>,
 ) -> Result<()> {
@@ -428,7 +375,7 @@ async fn post_entries(
 
 /// Applies verdicts in one transaction. A task still open takes the first `Valid` listed for
 /// it as its output (SQLite gives a bare column the row that `MIN(j.key)` picked).
-async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
+async fn apply_in(tx: &mut Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
     let mut applied = VerdictsApplied::default();
     let (mut valid, mut passed) = (Vec::new(), Vec::new());
     for verdict in verdicts {
@@ -547,7 +494,7 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
                 .map_err(backend)?;
             }
             Verdict::MoreReplicas(task, copies) => {
-                if let Some(more) = add_replicas(tx, *task, *copies).await? {
+                if let Some(more) = store::add_replicas::<SqliteEngine>(tx, *task, *copies).await? {
                     applied.replicate.push(more);
                 }
             }
@@ -562,41 +509,6 @@ async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsAppli
     Ok(applied)
 }
 
-async fn read_replica_states(
-    conn: &mut sqlx::SqliteConnection,
-    tasks: &[TaskId],
-) -> Result<Vec<ReplicaState>> {
-    let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
-    let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-    let task_rows = sqlx::query(
-        "SELECT t.id, t.job_id, t.state, t.replicas, j.placement, t.canonical_result \
-         FROM tasks t JOIN jobs j ON j.id = t.job_id \
-         WHERE t.id IN (SELECT value FROM json_each(?1)) ORDER BY t.id",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
-    let result_rows = sqlx::query(
-        "SELECT r.task_id, r.id, r.worker_id, w.owner_id, r.sha256, r.validate_state, r.suspect, \
-         r.reason, w.valid_streak, w.created_at AS registered_at, \
-         json_extract(w.capabilities, '$.runtime') AS runtime, \
-         json_extract(w.capabilities, '$.ffmpeg') AS ffmpeg \
-         FROM results r JOIN workers w ON w.id = r.worker_id \
-         WHERE r.task_id IN (SELECT value FROM json_each(?1)) AND r.sha256 IS NOT NULL \
-         AND (r.validate_state IN ('pending', 'passed', 'disputed') \
-              OR r.id IN (SELECT canonical_result FROM tasks \
-                          WHERE id IN (SELECT value FROM json_each(?1)))) \
-         ORDER BY r.id",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
-    rows::replica_states(&task_rows, &result_rows)
-}
-
-#[async_trait]
 #[async_trait]
 impl Engine for SqliteEngine {
     async fn post(tx: &mut Self::Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
@@ -609,6 +521,24 @@ impl Engine for SqliteEngine {
         charged: &BTreeMap<i64, i64>,
     ) -> Result<()> {
         post_entries(tx, entries, charged).await
+    }
+
+    async fn apply_in(tx: &mut Self::Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
+        apply_in(tx, verdicts).await
+    }
+
+    async fn fail_task_in(tx: &mut Self::Tx, task: TaskId) -> Result<Option<JobId>> {
+        fail_task_in(tx, task).await
+    }
+
+    async fn hold_tasks(_: &mut Self::Tx, _: &BTreeSet<i64>, _: bool) -> Result<()> {
+        // The single writer connection serialises the transaction with every other write.
+        Ok(())
+    }
+
+    async fn snapshot(&self) -> Result<Self::Tx> {
+        // On the writer, like every read that must see the last write.
+        self.writer.begin().await.map_err(backend)
     }
 
     async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()> {
@@ -811,35 +741,6 @@ impl Engine for SqliteEngine {
         Ok(charged)
     }
 
-    async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let applied = apply_in(&mut tx, verdicts).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(applied)
-    }
-
-    async fn replica_states(&self, tasks: &[TaskId]) -> Result<Vec<ReplicaState>> {
-        let mut conn = self.writer.acquire().await.map_err(backend)?;
-        read_replica_states(&mut conn, tasks).await
-    }
-
-    async fn settle_replicas(&self, tasks: &[TaskId], decide: &Decide) -> Result<VerdictsApplied> {
-        // The single writer connection serialises this with every other write.
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let states = read_replica_states(&mut tx, tasks).await?;
-        let verdicts: Vec<Verdict> = states.iter().flat_map(decide).collect();
-        let applied = apply_in(&mut tx, &verdicts).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(applied)
-    }
-
-    async fn fail_task(&self, task: TaskId) -> Result<bool> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let job = fail_task_in(&mut tx, task).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(job.is_some())
-    }
-
     async fn claim_webhook_events(
         &self,
         now_ms: i64,
@@ -866,83 +767,5 @@ impl Engine for SqliteEngine {
         .await
         .map_err(backend)?;
         rows::due_webhooks(&rows)
-    }
-
-    async fn distrust_owner(&self, owner: i64) -> Result<Distrusted> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        sqlx::query("UPDATE workers SET valid_streak = 0 WHERE owner_id = ?1")
-            .bind(owner)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let unverified = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT r.id, r.worker_id, r.job_id, r.task_id, t.work_ms, \
-             j.price_per_core_hour, j.owner_per_core_hour, j.charged \
-             FROM results r JOIN tasks t ON t.canonical_result = r.id \
-             JOIN jobs j ON j.id = r.job_id JOIN workers w ON w.id = r.worker_id \
-             WHERE w.owner_id = ?1 AND t.state = 'done' \
-             AND j.state IN ('partitioning', 'running') AND j.placement = 'any' \
-             AND NOT {AGREED} ORDER BY r.id"
-        )))
-        .bind(owner)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let revoked = unverified
-            .iter()
-            .map(|row| rows::revoked(row, owner))
-            .collect::<Result<Vec<_>>>()?;
-        let given_back = payments::reversals(&revoked);
-        post_entries(&mut tx, &given_back.entries, &given_back.charged).await?;
-        let ids: Vec<i64> = revoked.iter().map(|r| r.result).collect();
-        let tasks: Vec<(i64, i64)> = sqlx::query_as(
-            "UPDATE results SET validate_state = 'revoked', \
-             reason = 'revoked: the device''s owner was caught forging, and no other party \
-             had returned the same output' \
-             WHERE id IN (SELECT value FROM json_each(?1)) RETURNING task_id, job_id",
-        )
-        .bind(serde_json::to_string(&ids).unwrap_or_default())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let task_ids: Vec<i64> = tasks.iter().map(|(t, _)| *t).collect();
-        sqlx::query(
-            "UPDATE tasks SET state = 'pending', canonical_result = NULL \
-             WHERE id IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(serde_json::to_string(&task_ids).unwrap_or_default())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let mut per_job: BTreeMap<i64, i64> = BTreeMap::new();
-        for (_, job) in &tasks {
-            *per_job.entry(*job).or_default() += 1;
-        }
-        for (job, n) in &per_job {
-            sqlx::query("UPDATE jobs SET chunks_done = chunks_done - ?2 WHERE id = ?1")
-                .bind(job)
-                .bind(n)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-        let held: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT worker_id, SUM(amount) FROM ledger_entries \
-             WHERE account = ?1 AND worker_id IS NOT NULL GROUP BY worker_id ORDER BY worker_id",
-        )
-        .bind(Account::Held(owner).to_string())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let forfeits = payments::forfeits(owner, now_ms(), &held);
-        post_entries(&mut tx, &forfeits, &BTreeMap::new()).await?;
-        let devices: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM workers WHERE owner_id = ?1 ORDER BY id LIMIT 4096")
-                .bind(owner)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(payments::distrusted(&tasks, &devices, &forfeits))
     }
 }

@@ -8,8 +8,8 @@ use super::sql::{Engine, On, SqlStore, args, sql};
 use super::{
     AttemptRecord, Decide, DeviceRecord, Distrusted, DueWebhook, FailureCharged, Hold, InDoubt,
     JobRecord, LedgerAudit, LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef,
-    Principal, ReplicaState, Reputation, ResultRecord, Store, StoredBlob, TaskRecord, Verdict,
-    VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
+    Principal, ReplicaState, Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord,
+    Verdict, VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
@@ -24,8 +24,7 @@ use std::collections::BTreeMap;
 macro_rules! ensure_account {
     ($store:expr, $table:tt, $name:expr) => {
         returned_id(
-            &$store.engine,
-            On::Write,
+            On::Write(&$store.engine),
             sql!(
                 "INSERT INTO "
                 $table
@@ -39,32 +38,28 @@ macro_rules! ensure_account {
 
 /// The `id` a statement that always returns one row returns.
 async fn returned_id<E: Engine>(
-    engine: &E,
-    on: On<'_, E::Tx>,
+    on: On<'_, E>,
     sql: super::sql::Sql,
     args: Vec<super::sql::Arg>,
 ) -> Result<i64> {
-    let row = engine.optional(on, sql, args).await?;
+    let row = E::optional(on, sql, args).await?;
     let row = row.ok_or_else(|| StorageError::Backend("a statement returned no row".into()))?;
     row.int("id")
 }
 
 /// The first row of a statement that always returns one.
 async fn first<E: Engine>(
-    engine: &E,
-    on: On<'_, E::Tx>,
+    on: On<'_, E>,
     sql: super::sql::Sql,
     args: Vec<super::sql::Arg>,
 ) -> Result<E::Row> {
-    engine
-        .optional(on, sql, args)
+    E::optional(on, sql, args)
         .await?
         .ok_or_else(|| StorageError::Backend("a statement returned no row".into()))
 }
 
 /// Inserts a worker and its token in `tx`.
 async fn insert_worker<E: Engine>(
-    engine: &E,
     tx: &mut E::Tx,
     owner: i64,
     name: &str,
@@ -75,8 +70,7 @@ async fn insert_worker<E: Engine>(
         serde_json::to_string(capabilities).map_err(|e| StorageError::Backend(e.to_string()))?;
     let now = now_ms();
     let id = returned_id(
-        engine,
-        On::Tx(tx),
+        On::<E>::Tx(tx),
         sql!(
             "INSERT INTO workers (owner_id, name, capabilities, created_at) \
                  VALUES ($1, $2, $3, $4) RETURNING id"
@@ -84,39 +78,132 @@ async fn insert_worker<E: Engine>(
         args![owner, name, caps, now],
     )
     .await?;
-    engine
-        .execute(
-            On::Tx(tx),
-            sql!(
-                "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
+    E::execute(
+        On::Tx(tx),
+        sql!(
+            "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
                  VALUES ($1, 'worker', $2, $3)"
-            ),
-            args![token_hash, id, now],
-        )
-        .await?;
+        ),
+        args![token_hash, id, now],
+    )
+    .await?;
     Ok(WorkerId(id))
 }
 
 /// The column `column` of every row.
 async fn ints<E: Engine>(
-    engine: &E,
-    on: On<'_, E::Tx>,
+    on: On<'_, E>,
     sql: super::sql::Sql,
     args: Vec<super::sql::Arg>,
     column: &str,
 ) -> Result<Vec<i64>> {
-    let rows = engine.all(on, sql, args).await?;
+    let rows = E::all(on, sql, args).await?;
     rows.iter().map(|row| row.int(column)).collect()
 }
 
 /// Sums of `amount` per `key` (an integer column), in the order of `keys`.
 async fn sums<E: Engine>(engine: &E, sql: super::sql::Sql, keys: Vec<i64>) -> Result<Vec<Credits>> {
-    let rows = engine.all(On::Read, sql, args![keys.clone()]).await?;
+    let rows = E::all(On::Read(engine), sql, args![keys.clone()]).await?;
     let rows = rows
         .iter()
         .map(|row| Ok((row.int("key")?, row.int("amount")?)))
         .collect::<Result<Vec<_>>>()?;
     Ok(rows::sums_in_order(&keys, &rows))
+}
+
+/// The devices that may not take a task's next copy: those with an undecided result for it
+/// (reported, passed or disputed) and, on the open grid, every other device of their owners.
+pub(super) async fn not_independent<E: Engine>(
+    tx: &mut E::Tx,
+    task: TaskId,
+) -> Result<Vec<WorkerId>> {
+    let ids = ints(
+        On::<E>::Tx(tx),
+        sql!(
+            "SELECT w.id FROM workers w \
+             WHERE w.id IN (SELECT r.worker_id FROM results r WHERE r.task_id = $1 \
+                            AND r.sha256 IS NOT NULL \
+                            AND r.validate_state IN ('pending', 'passed', 'disputed')) \
+             OR ((SELECT j.placement FROM tasks t JOIN jobs j ON j.id = t.job_id \
+                  WHERE t.id = $1) = 'any' \
+                 AND w.owner_id IN (SELECT v.owner_id FROM results r \
+                                    JOIN workers v ON v.id = r.worker_id \
+                                    WHERE r.task_id = $1 AND r.sha256 IS NOT NULL \
+                                    AND r.validate_state IN ('pending', 'passed', 'disputed'))) \
+             ORDER BY w.id LIMIT 4096"
+        ),
+        args![task.0],
+        "id",
+    )
+    .await?;
+    Ok(ids.into_iter().map(WorkerId).collect())
+}
+
+/// Sends a task out for `copies` more results in `tx`; says what to queue if its job still
+/// dispatches. The caller holds the task.
+pub(super) async fn add_replicas<E: Engine>(
+    tx: &mut E::Tx,
+    task: TaskId,
+    copies: u32,
+) -> Result<Option<Replicate>> {
+    let row = E::optional(
+        On::Tx(&mut *tx),
+        sql!(
+            "UPDATE tasks SET replicas = replicas + $2, \
+             state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
+             WHERE id = $1 AND state IN ('pending', 'validating') \
+             RETURNING job_id, (SELECT state FROM jobs WHERE jobs.id = tasks.job_id) AS job_state"
+        ),
+        args![task.0, i64::from(copies)],
+    )
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    if !job_state(&row.text("job_state")?)?.is_dispatching() {
+        return Ok(None);
+    }
+    Ok(Some(Replicate {
+        task,
+        job: JobId(row.int("job_id")?),
+        copies,
+        exclude: not_independent::<E>(tx, task).await?,
+    }))
+}
+
+/// Reads the replication state of these tasks in `tx`: two statements, so the caller holds
+/// the tasks or reads a snapshot.
+async fn read_replica_states<E: Engine>(
+    tx: &mut E::Tx,
+    tasks: &[TaskId],
+) -> Result<Vec<ReplicaState>> {
+    let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
+    let task_rows = E::all(
+        On::Tx(&mut *tx),
+        sql!(
+            "SELECT t.id, t.job_id, t.state, t.replicas, j.placement, t.canonical_result \
+             FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.id" [in 1] " ORDER BY t.id"
+        ),
+        args![ids.clone()],
+    )
+    .await?;
+    let result_rows = E::all(
+        On::Tx(tx),
+        sql!(
+            "SELECT r.task_id, r.id, r.worker_id, w.owner_id, r.sha256, r.validate_state, \
+             r.suspect, r.reason, w.valid_streak, w.created_at AS registered_at, \
+             (w.capabilities" [jsonb] ") ->> 'runtime' AS runtime, \
+             (w.capabilities" [jsonb] ") ->> 'ffmpeg' AS ffmpeg \
+             FROM results r JOIN workers w ON w.id = r.worker_id \
+             WHERE r.task_id" [in 1] " AND r.sha256 IS NOT NULL \
+             AND (r.validate_state IN ('pending', 'passed', 'disputed') \
+                  OR r.id IN (SELECT canonical_result FROM tasks WHERE id" [in 1] ")) \
+             ORDER BY r.id"
+        ),
+        args![ids],
+    )
+    .await?;
+    rows::replica_states(&task_rows, &result_rows)
 }
 
 #[async_trait]
@@ -137,31 +224,28 @@ impl<E: Engine> Store for SqlStore<E> {
     ) -> Result<Option<i64>> {
         let mut tx = self.engine.begin().await?;
         let now = now_ms();
-        let row = self
-            .engine
-            .optional(
-                On::Tx(&mut tx),
-                sql!(
-                    "INSERT INTO owners (name, tenant_id, created_at) VALUES ($1, $2, $3) \
+        let row = E::optional(
+            On::Tx(&mut tx),
+            sql!(
+                "INSERT INTO owners (name, tenant_id, created_at) VALUES ($1, $2, $3) \
                      ON CONFLICT (name) DO NOTHING RETURNING id"
-                ),
-                args![name, tenant.map(|t| t.0), now],
-            )
-            .await?;
+            ),
+            args![name, tenant.map(|t| t.0), now],
+        )
+        .await?;
         let Some(row) = row else {
             return Ok(None);
         };
         let id = row.int("id")?;
-        self.engine
-            .execute(
-                On::Tx(&mut tx),
-                sql!(
-                    "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
+        E::execute(
+            On::Tx(&mut tx),
+            sql!(
+                "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
                      VALUES ($1, 'enrollment', $2, $3)"
-                ),
-                args![token_hash, id, now],
-            )
-            .await?;
+            ),
+            args![token_hash, id, now],
+        )
+        .await?;
         E::commit(tx).await?;
         Ok(Some(id))
     }
@@ -173,28 +257,25 @@ impl<E: Engine> Store for SqlStore<E> {
             Principal::Worker(w) => ("worker", w.0),
             Principal::Operator(o) => ("operator", o),
         };
-        self.engine
-            .execute(
-                On::Write,
-                sql!(
-                    "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
+        E::execute(
+            On::Write(&self.engine),
+            sql!(
+                "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
                      VALUES ($1, $2, $3, $4)"
-                ),
-                args![secret_hash, kind, subject, now_ms()],
-            )
-            .await?;
+            ),
+            args![secret_hash, kind, subject, now_ms()],
+        )
+        .await?;
         Ok(())
     }
 
     async fn credential(&self, secret_hash: [u8; 32]) -> Result<Option<Principal>> {
-        let row = self
-            .engine
-            .optional(
-                On::Read,
-                sql!("SELECT kind, subject FROM credentials WHERE secret_hash = $1"),
-                args![secret_hash],
-            )
-            .await?;
+        let row = E::optional(
+            On::Read(&self.engine),
+            sql!("SELECT kind, subject FROM credentials WHERE secret_hash = $1"),
+            args![secret_hash],
+        )
+        .await?;
         let Some(row) = row else {
             return Ok(None);
         };
@@ -216,8 +297,7 @@ impl<E: Engine> Store for SqlStore<E> {
         token_hash: [u8; 32],
     ) -> Result<WorkerId> {
         let mut tx = self.engine.begin().await?;
-        let id =
-            insert_worker(&self.engine, &mut tx, owner, name, capabilities, token_hash).await?;
+        let id = insert_worker::<E>(&mut tx, owner, name, capabilities, token_hash).await?;
         E::commit(tx).await?;
         Ok(id)
     }
@@ -229,22 +309,18 @@ impl<E: Engine> Store for SqlStore<E> {
         expires_at_ms: i64,
     ) -> Result<()> {
         let mut tx = self.engine.begin().await?;
-        self.engine
-            .execute(
-                On::Tx(&mut tx),
-                sql!("DELETE FROM link_codes WHERE expires_at <= $1"),
-                args![now_ms()],
-            )
-            .await?;
-        self.engine
-            .execute(
-                On::Tx(&mut tx),
-                sql!(
-                    "INSERT INTO link_codes (code_hash, owner_id, expires_at) VALUES ($1, $2, $3)"
-                ),
-                args![code_hash, owner, expires_at_ms],
-            )
-            .await?;
+        E::execute(
+            On::Tx(&mut tx),
+            sql!("DELETE FROM link_codes WHERE expires_at <= $1"),
+            args![now_ms()],
+        )
+        .await?;
+        E::execute(
+            On::Tx(&mut tx),
+            sql!("INSERT INTO link_codes (code_hash, owner_id, expires_at) VALUES ($1, $2, $3)"),
+            args![code_hash, owner, expires_at_ms],
+        )
+        .await?;
         E::commit(tx).await
     }
 
@@ -258,23 +334,20 @@ impl<E: Engine> Store for SqlStore<E> {
     ) -> Result<Option<WorkerId>> {
         let mut tx = self.engine.begin().await?;
         // Deleting the code locks it: a second registration with it finds nothing.
-        let owner = self
-            .engine
-            .optional(
-                On::Tx(&mut tx),
-                sql!(
-                    "DELETE FROM link_codes WHERE code_hash = $1 AND expires_at > $2 \
+        let owner = E::optional(
+            On::Tx(&mut tx),
+            sql!(
+                "DELETE FROM link_codes WHERE code_hash = $1 AND expires_at > $2 \
                      RETURNING owner_id"
-                ),
-                args![code_hash, now_ms],
-            )
-            .await?;
+            ),
+            args![code_hash, now_ms],
+        )
+        .await?;
         let Some(owner) = owner else {
             return Ok(None);
         };
         let owner = owner.int("owner_id")?;
-        let id =
-            insert_worker(&self.engine, &mut tx, owner, name, capabilities, token_hash).await?;
+        let id = insert_worker::<E>(&mut tx, owner, name, capabilities, token_hash).await?;
         E::commit(tx).await?;
         Ok(Some(id))
     }
@@ -286,47 +359,41 @@ impl<E: Engine> Store for SqlStore<E> {
     ) -> Result<bool> {
         let caps = serde_json::to_string(capabilities)
             .map_err(|e| StorageError::Backend(e.to_string()))?;
-        let changed = self
-            .engine
-            .execute(
-                On::Write,
-                sql!("UPDATE workers SET capabilities = $1 WHERE id = $2"),
-                args![caps, worker.0],
-            )
-            .await?;
+        let changed = E::execute(
+            On::Write(&self.engine),
+            sql!("UPDATE workers SET capabilities = $1 WHERE id = $2"),
+            args![caps, worker.0],
+        )
+        .await?;
         Ok(changed == 1)
     }
 
     async fn worker(&self, worker: WorkerId) -> Result<Option<WorkerRecord>> {
-        let row = self
-            .engine
-            .optional(
-                On::Read,
-                sql!(
-                    "SELECT w.capabilities, w.owner_id, w.created_at, w.valid_streak, o.tenant_id \
+        let row = E::optional(
+            On::Read(&self.engine),
+            sql!(
+                "SELECT w.capabilities, w.owner_id, w.created_at, w.valid_streak, o.tenant_id \
                      FROM workers w JOIN owners o ON o.id = w.owner_id WHERE w.id = $1"
-                ),
-                args![worker.0],
-            )
-            .await?;
+            ),
+            args![worker.0],
+        )
+        .await?;
         row.as_ref().map(rows::worker).transpose()
     }
 
     async fn set_owner_tenant(&self, owner: i64, tenant: Option<TenantId>) -> Result<()> {
-        self.engine
-            .execute(
-                On::Write,
-                sql!("UPDATE owners SET tenant_id = $2 WHERE id = $1"),
-                args![owner, tenant.map(|t| t.0)],
-            )
-            .await?;
+        E::execute(
+            On::Write(&self.engine),
+            sql!("UPDATE owners SET tenant_id = $2 WHERE id = $1"),
+            args![owner, tenant.map(|t| t.0)],
+        )
+        .await?;
         Ok(())
     }
 
     async fn owner_counts(&self, tenant: TenantId) -> Result<(u64, u64)> {
         let row = first(
-            &self.engine,
-            On::Read,
+            On::Read(&self.engine),
             sql!(
                 "SELECT count(*) FILTER (WHERE tenant_id IS NOT DISTINCT FROM $1) AS mine, \
                      count(*) FILTER (WHERE tenant_id IS DISTINCT FROM $1) AS others FROM owners"
@@ -338,12 +405,10 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>> {
-        let row = self
-            .engine
-            .optional(
-                On::Read,
-                sql!(
-                    "SELECT \
+        let row = E::optional(
+            On::Read(&self.engine),
+            sql!(
+                "SELECT \
                      (SELECT count(*) FROM results WHERE worker_id = $1 \
                       AND validate_state IN ('valid', 'redundant')) AS valid, \
                      (SELECT count(*) FROM results WHERE worker_id = $1 \
@@ -351,10 +416,10 @@ impl<E: Engine> Store for SqlStore<E> {
                      (SELECT count(*) FROM results WHERE worker_id = $1 \
                       AND outcome = 'no_reply') AS timed_out, \
                      valid_streak, quarantined_at FROM workers WHERE id = $1"
-                ),
-                args![worker.0],
-            )
-            .await?;
+            ),
+            args![worker.0],
+        )
+        .await?;
         row.map(|row| {
             Ok(Reputation {
                 valid: row.int("valid")? as u64,
@@ -368,19 +433,17 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn in_doubt(&self, worker: WorkerId) -> Result<InDoubt> {
-        let row = self
-            .engine
-            .optional(
-                On::Read,
-                sql!(
-                    "SELECT w.valid_streak, count(r.id) AS n, min(r.created_at) AS oldest \
+        let row = E::optional(
+            On::Read(&self.engine),
+            sql!(
+                "SELECT w.valid_streak, count(r.id) AS n, min(r.created_at) AS oldest \
                      FROM workers w LEFT JOIN results r ON r.worker_id = w.id \
                      AND r.validate_state IN ('pending', 'passed', 'disputed') \
                      WHERE w.id = $1 GROUP BY w.valid_streak"
-                ),
-                args![worker.0],
-            )
-            .await?;
+            ),
+            args![worker.0],
+        )
+        .await?;
         let Some(row) = row else {
             return Ok(InDoubt::default());
         };
@@ -401,8 +464,7 @@ impl<E: Engine> Store for SqlStore<E> {
         // device quarantined meanwhile by another coordinator drops out when its lock is
         // granted, so each device is reported newly quarantined once.
         let mut quarantined = ints(
-            &self.engine,
-            On::Write,
+            On::Write(&self.engine),
             sql!(
                 "UPDATE workers SET quarantined_at = $3 \
                  FROM (SELECT id FROM workers WHERE id" [in 1] " AND quarantined_at IS NULL \
@@ -427,7 +489,7 @@ impl<E: Engine> Store for SqlStore<E> {
             Principal::Operator(o) => (sql!("SELECT name FROM operators WHERE id = $1"), o),
             Principal::Worker(_) => return Ok(None),
         };
-        let row = self.engine.optional(On::Read, sql, args![id]).await?;
+        let row = E::optional(On::Read(&self.engine), sql, args![id]).await?;
         row.map(|row| row.text("name")).transpose()
     }
 
@@ -436,12 +498,10 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn owner_devices(&self, owner: i64) -> Result<Vec<DeviceRecord>> {
-        let rows = self
-            .engine
-            .all(
-                On::Read,
-                sql!(
-                    "SELECT w.id, w.name, w.capabilities, w.created_at, w.last_seen_at, \
+        let rows = E::all(
+            On::Read(&self.engine),
+            sql!(
+                "SELECT w.id, w.name, w.capabilities, w.created_at, w.last_seen_at, \
                      w.valid_streak, w.quarantined_at, \
                      (SELECT count(*) FROM results WHERE worker_id = w.id \
                       AND validate_state IN ('valid', 'redundant')) AS valid, \
@@ -450,10 +510,10 @@ impl<E: Engine> Store for SqlStore<E> {
                      (SELECT count(*) FROM results WHERE worker_id = w.id \
                       AND outcome = 'no_reply') AS timed_out \
                      FROM workers w WHERE w.owner_id = $1 ORDER BY w.id"
-                ),
-                args![owner],
-            )
-            .await?;
+            ),
+            args![owner],
+        )
+        .await?;
         rows.iter().map(rows::device).collect()
     }
 
@@ -463,8 +523,7 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn quarantined_workers(&self) -> Result<Vec<WorkerId>> {
         let ids = ints(
-            &self.engine,
-            On::Read,
+            On::Read(&self.engine),
             sql!("SELECT id FROM workers WHERE quarantined_at IS NOT NULL"),
             args![],
             "id",
@@ -475,8 +534,7 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn pending_results_of(&self, worker: WorkerId) -> Result<Vec<ResultId>> {
         let ids = ints(
-            &self.engine,
-            On::Read,
+            On::Read(&self.engine),
             sql!(
                 "SELECT id FROM results WHERE worker_id = $1 \
                      AND validate_state IN ('pending', 'passed')"
@@ -494,8 +552,7 @@ impl<E: Engine> Store for SqlStore<E> {
             .is_replicated()
             .then(|| serde_json::to_string(&job.replication).unwrap_or_default());
         let row = first(
-            &self.engine,
-            On::Write,
+            On::Write(&self.engine),
             sql!(
                 "INSERT INTO jobs (tenant_id, app, app_version, bundle_sha256, params, \
                      partition_options, priority, max_attempts, task_timeout_secs, replication, \
@@ -529,14 +586,12 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn job(&self, id: JobId) -> Result<Option<JobRecord>> {
-        let row = self
-            .engine
-            .optional(
-                On::Read,
-                sql!("SELECT * FROM jobs WHERE id = $1"),
-                args![id.0],
-            )
-            .await?;
+        let row = E::optional(
+            On::Read(&self.engine),
+            sql!("SELECT * FROM jobs WHERE id = $1"),
+            args![id.0],
+        )
+        .await?;
         row.as_ref().map(rows::job).transpose()
     }
 
@@ -546,41 +601,35 @@ impl<E: Engine> Store for SqlStore<E> {
         before: Option<JobId>,
         limit: u32,
     ) -> Result<Vec<JobRecord>> {
-        let rows = self
-            .engine
-            .all(
-                On::Read,
-                sql!(
-                    "SELECT * FROM jobs WHERE tenant_id = $1 AND id < $2 \
+        let rows = E::all(
+            On::Read(&self.engine),
+            sql!(
+                "SELECT * FROM jobs WHERE tenant_id = $1 AND id < $2 \
                      ORDER BY id DESC LIMIT $3"
-                ),
-                args![tenant.0, before.map_or(i64::MAX, |b| b.0), i64::from(limit)],
-            )
-            .await?;
+            ),
+            args![tenant.0, before.map_or(i64::MAX, |b| b.0), i64::from(limit)],
+        )
+        .await?;
         rows.iter().map(rows::job).collect()
     }
 
     async fn counts(&self) -> Result<(Vec<(JobState, u64)>, Vec<(TaskState, u64)>)> {
-        let jobs = self
-            .engine
-            .all(
-                On::Read,
-                sql!("SELECT state, count(*) AS n FROM jobs GROUP BY state ORDER BY state"),
-                args![],
-            )
-            .await?;
-        let tasks = self
-            .engine
-            .all(
-                On::Read,
-                sql!(
-                    "SELECT t.state, count(*) AS n FROM jobs j JOIN tasks t ON t.job_id = j.id \
+        let jobs = E::all(
+            On::Read(&self.engine),
+            sql!("SELECT state, count(*) AS n FROM jobs GROUP BY state ORDER BY state"),
+            args![],
+        )
+        .await?;
+        let tasks = E::all(
+            On::Read(&self.engine),
+            sql!(
+                "SELECT t.state, count(*) AS n FROM jobs j JOIN tasks t ON t.job_id = j.id \
                      WHERE j.state IN ('partitioning', 'running', 'assembling') \
                      GROUP BY t.state ORDER BY t.state"
-                ),
-                args![],
-            )
-            .await?;
+            ),
+            args![],
+        )
+        .await?;
         let jobs = jobs
             .iter()
             .map(|row| Ok((job_state(&row.text("state")?)?, row.int("n")? as u64)))
@@ -595,8 +644,7 @@ impl<E: Engine> Store for SqlStore<E> {
     async fn jobs_past_deadline(&self, now_ms: i64) -> Result<Vec<JobId>> {
         // Numeric, because a huge deadline would overflow a 64-bit integer.
         let ids = ints(
-            &self.engine,
-            On::Read,
+            On::Read(&self.engine),
             sql!(
                 "SELECT id FROM jobs WHERE deadline_secs IS NOT NULL \
                      AND state IN ('submitted', 'partitioning', 'running', 'assembling') \
@@ -612,30 +660,26 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn jobs_in_states(&self, states: &[JobState]) -> Result<Vec<JobRecord>> {
         let names: Vec<String> = states.iter().map(|s| s.as_str().to_string()).collect();
-        let rows = self
-            .engine
-            .all(
-                On::Write,
-                sql!("SELECT * FROM jobs WHERE state" [in 1] " ORDER BY id"),
-                args![names],
-            )
-            .await?;
+        let rows = E::all(
+            On::Write(&self.engine),
+            sql!("SELECT * FROM jobs WHERE state" [in 1] " ORDER BY id"),
+            args![names],
+        )
+        .await?;
         rows.iter().map(rows::job).collect()
     }
 
     async fn set_job_input(&self, id: JobId, input: &StoredBlob) -> Result<bool> {
-        let changed = self
-            .engine
-            .execute(
-                On::Write,
-                sql!(
-                    "UPDATE jobs SET input_key = $2, input_size = $3, input_sha256 = $4 \
+        let changed = E::execute(
+            On::Write(&self.engine),
+            sql!(
+                "UPDATE jobs SET input_key = $2, input_size = $3, input_sha256 = $4 \
                      WHERE id = $1 AND (state = 'created' OR (input_key IS NULL \
                      AND state IN ('submitted', 'partitioning')))"
-                ),
-                args![id.0, &input.key, input.size as i64, &input.sha256],
-            )
-            .await?;
+            ),
+            args![id.0, &input.key, input.size as i64, &input.sha256],
+        )
+        .await?;
         Ok(changed == 1)
     }
 
@@ -651,60 +695,55 @@ impl<E: Engine> Store for SqlStore<E> {
             .iter()
             .map(|s| s.as_str().to_string())
             .collect();
-        let row = self
-            .engine
-            .optional(
-                On::Write,
-                sql!(
-                    "UPDATE jobs SET state = $2, error = COALESCE($3, error), \
-                     submitted_at = CASE WHEN $2 = 'submitted' THEN $4 ELSE submitted_at END, \
-                     started_at = CASE WHEN $2 = 'partitioning' THEN COALESCE(started_at, $4) \
-                                       ELSE started_at END, \
-                     finished_at = CASE WHEN $5 THEN $4 ELSE finished_at END \
-                     WHERE id = $1 AND state" [in 6] " RETURNING *"
-                ),
-                args![
-                    id.0,
-                    to.as_str(),
-                    error,
-                    now_ms(),
-                    to.is_terminal(),
-                    sources
-                ],
-            )
-            .await?;
+        let row = E::optional(
+            On::Write(&self.engine),
+            sql!(
+                "UPDATE jobs SET state = $2, error = COALESCE($3, error), \
+                 submitted_at = CASE WHEN $2 = 'submitted' THEN $4 ELSE submitted_at END, \
+                 started_at = CASE WHEN $2 = 'partitioning' THEN COALESCE(started_at, $4) \
+                                   ELSE started_at END, \
+                 finished_at = CASE WHEN $5 THEN $4 ELSE finished_at END \
+                 WHERE id = $1 AND state" [in 6] " RETURNING *"
+            ),
+            args![
+                id.0,
+                to.as_str(),
+                error,
+                now_ms(),
+                to.is_terminal(),
+                sources
+            ],
+        )
+        .await?;
         row.as_ref().map(rows::job).transpose()
     }
 
     async fn set_job_facts(&self, id: JobId, facts: &serde_json::Value) -> Result<()> {
-        self.engine
-            .execute(
-                On::Write,
-                sql!("UPDATE jobs SET facts = $2 WHERE id = $1"),
-                args![id.0, facts.to_string()],
-            )
-            .await?;
+        E::execute(
+            On::Write(&self.engine),
+            sql!("UPDATE jobs SET facts = $2 WHERE id = $1"),
+            args![id.0, facts.to_string()],
+        )
+        .await?;
         Ok(())
     }
 
     async fn complete_job(&self, id: JobId, output: &StoredBlob) -> Result<bool> {
-        let changed = self
-            .engine
-            .execute(
-                On::Write,
-                sql!(
-                    "UPDATE jobs SET state = 'completed', output_key = $2, output_size = $3, \
+        let changed = E::execute(
+            On::Write(&self.engine),
+            sql!(
+                "UPDATE jobs SET state = 'completed', output_key = $2, output_size = $3, \
                      output_sha256 = $4, finished_at = $5 WHERE id = $1 AND state = 'assembling'"
-                ),
-                args![
-                    id.0,
-                    &output.key,
-                    output.size as i64,
-                    &output.sha256,
-                    now_ms()
-                ],
-            )
-            .await?;
+            ),
+            args![
+                id.0,
+                &output.key,
+                output.size as i64,
+                &output.sha256,
+                now_ms()
+            ],
+        )
+        .await?;
         Ok(changed == 1)
     }
 
@@ -721,50 +760,43 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn finish_partition(&self, job: JobId, total: u64) -> Result<Option<JobState>> {
-        let row = self
-            .engine
-            .optional(
-                On::Write,
-                sql!(
-                    "UPDATE jobs SET chunks_total = $2, \
+        let row = E::optional(
+            On::Write(&self.engine),
+            sql!(
+                "UPDATE jobs SET chunks_total = $2, \
                      state = CASE WHEN chunks_done >= $2 THEN 'assembling' ELSE 'running' END \
                      WHERE id = $1 AND state = 'partitioning' RETURNING state"
-                ),
-                args![job.0, total as i64],
-            )
-            .await?;
+            ),
+            args![job.0, total as i64],
+        )
+        .await?;
         row.map(|row| job_state(&row.text("state")?)).transpose()
     }
 
     async fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskRecord>> {
         let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
-        let rows = self
-            .engine
-            .all(
-                On::Read,
-                sql!("SELECT * FROM tasks WHERE id" [in 1] " ORDER BY id"),
-                args![ids],
-            )
-            .await?;
+        let rows = E::all(
+            On::Read(&self.engine),
+            sql!("SELECT * FROM tasks WHERE id" [in 1] " ORDER BY id"),
+            args![ids],
+        )
+        .await?;
         rows.iter().map(rows::task).collect()
     }
 
     async fn job_tasks(&self, job: JobId, from_index: u64, limit: u32) -> Result<Vec<TaskRecord>> {
-        let rows = self
-            .engine
-            .all(
-                On::Read,
-                sql!("SELECT * FROM tasks WHERE job_id = $1 AND idx >= $2 ORDER BY idx LIMIT $3"),
-                args![job.0, from_index as i64, i64::from(limit)],
-            )
-            .await?;
+        let rows = E::all(
+            On::Read(&self.engine),
+            sql!("SELECT * FROM tasks WHERE job_id = $1 AND idx >= $2 ORDER BY idx LIMIT $3"),
+            args![job.0, from_index as i64, i64::from(limit)],
+        )
+        .await?;
         rows.iter().map(rows::task).collect()
     }
 
     async fn pending_tasks(&self, job: JobId) -> Result<Vec<TaskId>> {
         let ids = ints(
-            &self.engine,
-            On::Write,
+            On::Write(&self.engine),
             sql!("SELECT id FROM tasks WHERE job_id = $1 AND state = 'pending' ORDER BY idx"),
             args![job.0],
             "id",
@@ -775,8 +807,7 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn tasks_checking(&self, job: JobId) -> Result<u64> {
         let row = first(
-            &self.engine,
-            On::Read,
+            On::Read(&self.engine),
             sql!(
                 "SELECT count(DISTINCT r.task_id) AS n FROM results r \
                      JOIN tasks t ON t.id = r.task_id \
@@ -802,19 +833,17 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn results_for_validation(&self, ids: &[ResultId]) -> Result<Vec<ResultRecord>> {
         let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
-        let rows = self
-            .engine
-            .all(
-                On::Write,
-                sql!(
-                    "SELECT r.id AS result_id, r.worker_id, r.sha256, r.size, r.inline_output, \
-                     r.blob_key, t.* \
-                     FROM results r JOIN tasks t ON t.id = r.task_id \
-                     WHERE r.id" [in 1] " AND r.validate_state = 'pending' ORDER BY r.id"
-                ),
-                args![ids],
-            )
-            .await?;
+        let rows = E::all(
+            On::Write(&self.engine),
+            sql!(
+                "SELECT r.id AS result_id, r.worker_id, r.sha256, r.size, r.inline_output, \
+                 r.blob_key, t.* \
+                 FROM results r JOIN tasks t ON t.id = r.task_id \
+                 WHERE r.id" [in 1] " AND r.validate_state = 'pending' ORDER BY r.id"
+            ),
+            args![ids],
+        )
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(ResultRecord {
@@ -830,47 +859,65 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn unvalidated_results(&self) -> Result<Vec<(JobId, ResultId)>> {
-        let rows = self
-            .engine
-            .all(
-                On::Write,
-                sql!("SELECT job_id, id FROM results WHERE validate_state = 'pending' ORDER BY id"),
-                args![],
-            )
-            .await?;
+        let rows = E::all(
+            On::Write(&self.engine),
+            sql!("SELECT job_id, id FROM results WHERE validate_state = 'pending' ORDER BY id"),
+            args![],
+        )
+        .await?;
         rows.iter()
             .map(|row| Ok((JobId(row.int("job_id")?), ResultId(row.int("id")?))))
             .collect()
     }
 
     async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
-        self.engine.apply_verdicts(verdicts).await
+        if verdicts.is_empty() {
+            return Ok(VerdictsApplied::default());
+        }
+        let mut tx = self.engine.begin().await?;
+        let applied = E::apply_in(&mut tx, verdicts).await?;
+        E::commit(tx).await?;
+        Ok(applied)
     }
 
     async fn replica_states(&self, tasks: &[TaskId]) -> Result<Vec<ReplicaState>> {
-        self.engine.replica_states(tasks).await
+        // One snapshot for both reads, so a task and its results agree.
+        let mut tx = self.engine.snapshot().await?;
+        let states = read_replica_states::<E>(&mut tx, tasks).await?;
+        E::commit(tx).await?;
+        Ok(states)
     }
 
     async fn settle_replicas(&self, tasks: &[TaskId], decide: &Decide) -> Result<VerdictsApplied> {
-        self.engine.settle_replicas(tasks, decide).await
+        let mut tx = self.engine.begin().await?;
+        // The tasks are held from before the read until the commit: a coordinator deciding
+        // the same task waits here and then decides on what this one wrote, and no result
+        // is recorded for them in between.
+        E::hold_tasks(&mut tx, &tasks.iter().map(|t| t.0).collect(), false).await?;
+        let states = read_replica_states::<E>(&mut tx, tasks).await?;
+        let verdicts: Vec<Verdict> = states.iter().flat_map(decide).collect();
+        let applied = E::apply_in(&mut tx, &verdicts).await?;
+        E::commit(tx).await?;
+        Ok(applied)
     }
 
     async fn fail_task(&self, task: TaskId) -> Result<bool> {
-        self.engine.fail_task(task).await
+        let mut tx = self.engine.begin().await?;
+        let job = E::fail_task_in(&mut tx, task).await?;
+        E::commit(tx).await?;
+        Ok(job.is_some())
     }
 
     async fn attempts(&self, task: TaskId) -> Result<Vec<AttemptRecord>> {
-        let rows = self
-            .engine
-            .all(
-                On::Read,
-                sql!(
-                    "SELECT worker_id, outcome, reason FROM results WHERE task_id = $1 \
+        let rows = E::all(
+            On::Read(&self.engine),
+            sql!(
+                "SELECT worker_id, outcome, reason FROM results WHERE task_id = $1 \
                      AND outcome <> 'success' ORDER BY id"
-                ),
-                args![task.0],
-            )
-            .await?;
+            ),
+            args![task.0],
+        )
+        .await?;
         rows.iter()
             .map(|row| {
                 let outcome = row.text("outcome")?;
@@ -895,23 +942,21 @@ impl<E: Engine> Store for SqlStore<E> {
         // limit; bounding it so keeps the plan small whatever the statistics say (lagging a
         // freshly filled table, they made PostgreSQL's planner fetch and sort every remaining
         // chunk for each page: 126 ms a page at 200,000 chunks).
-        let rows = self
-            .engine
-            .all(
-                On::Read,
-                sql!(
-                    "SELECT t.idx, r.inline_output, r.blob_key FROM tasks t \
+        let rows = E::all(
+            On::Read(&self.engine),
+            sql!(
+                "SELECT t.idx, r.inline_output, r.blob_key FROM tasks t \
                      JOIN results r ON r.id = t.canonical_result \
                      WHERE t.job_id = $1 AND t.idx >= $2 AND t.idx < $2 + $3 \
                      ORDER BY t.idx LIMIT $3"
-                ),
-                args![
-                    job.0,
-                    from_index.min(i64::MAX as u64) as i64,
-                    i64::from(limit)
-                ],
-            )
-            .await?;
+            ),
+            args![
+                job.0,
+                from_index.min(i64::MAX as u64) as i64,
+                i64::from(limit)
+            ],
+        )
+        .await?;
         rows.iter()
             .map(|row| Ok((row.int("idx")? as u64, rows::output(row)?)))
             .collect()
@@ -937,84 +982,75 @@ impl<E: Engine> Store for SqlStore<E> {
         let mut tx = self.engine.begin().await?;
         // The attempt's key makes a second recording of it (a claim that expired while the
         // first was under way) a no-op.
-        let inserted = self
-            .engine
-            .execute(
-                On::Tx(&mut tx),
-                sql!(
-                    "INSERT INTO webhook_attempts (event_id, attempt, at, status, error, \
+        let inserted = E::execute(
+            On::Tx(&mut tx),
+            sql!(
+                "INSERT INTO webhook_attempts (event_id, attempt, at, status, error, \
                      duration_ms) \
                      SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM job_events \
                          WHERE id = $1 AND delivered_at IS NULL AND NOT gave_up) \
                      ON CONFLICT DO NOTHING"
-                ),
-                args![
-                    event,
-                    i64::from(attempt.attempt),
-                    attempt.at_ms,
-                    attempt.status.map(i64::from),
-                    &attempt.error,
-                    attempt.duration_ms as i64
-                ],
-            )
-            .await?;
+            ),
+            args![
+                event,
+                i64::from(attempt.attempt),
+                attempt.at_ms,
+                attempt.status.map(i64::from),
+                &attempt.error,
+                attempt.duration_ms as i64
+            ],
+        )
+        .await?;
         if inserted == 0 {
             return Ok(false);
         }
         let (retry_at, delivered_at, gave_up) = rows::after_attempt(attempt, next);
-        self.engine
-            .execute(
-                On::Tx(&mut tx),
-                sql!(
-                    "UPDATE job_events SET attempts = $2, claimed_until = NULL, \
+        E::execute(
+            On::Tx(&mut tx),
+            sql!(
+                "UPDATE job_events SET attempts = $2, claimed_until = NULL, \
                      next_attempt_at = $3, delivered_at = $4, gave_up = $5 WHERE id = $1"
-                ),
-                args![
-                    event,
-                    i64::from(attempt.attempt),
-                    retry_at,
-                    delivered_at,
-                    gave_up
-                ],
-            )
-            .await?;
+            ),
+            args![
+                event,
+                i64::from(attempt.attempt),
+                retry_at,
+                delivered_at,
+                gave_up
+            ],
+        )
+        .await?;
         E::commit(tx).await?;
         Ok(true)
     }
 
     async fn webhook_events(&self, job: JobId) -> Result<Vec<WebhookHistory>> {
-        let events = self
-            .engine
-            .all(
-                On::Read,
-                sql!("SELECT * FROM job_events WHERE job_id = $1 AND has_webhook ORDER BY id"),
-                args![job.0],
-            )
-            .await?;
-        let attempts = self
-            .engine
-            .all(
-                On::Read,
-                sql!(
-                    "SELECT a.* FROM webhook_attempts a JOIN job_events e ON e.id = a.event_id \
+        let events = E::all(
+            On::Read(&self.engine),
+            sql!("SELECT * FROM job_events WHERE job_id = $1 AND has_webhook ORDER BY id"),
+            args![job.0],
+        )
+        .await?;
+        let attempts = E::all(
+            On::Read(&self.engine),
+            sql!(
+                "SELECT a.* FROM webhook_attempts a JOIN job_events e ON e.id = a.event_id \
                      WHERE e.job_id = $1 ORDER BY a.event_id, a.attempt"
-                ),
-                args![job.0],
-            )
-            .await?;
+            ),
+            args![job.0],
+        )
+        .await?;
         rows::webhook_histories(&events, &attempts)
     }
 
     async fn hold_quote(&self, job: JobId, quote: &Quote, largest_chunk_ms: i64) -> Result<Hold> {
         let mut tx = self.engine.begin().await?;
-        let row = self
-            .engine
-            .optional(
-                On::Tx(&mut tx),
-                sql!("SELECT tenant_id, quote FROM jobs WHERE id = $1"[lock_all]),
-                args![job.0],
-            )
-            .await?;
+        let row = E::optional(
+            On::Tx(&mut tx),
+            sql!("SELECT tenant_id, quote FROM jobs WHERE id = $1"[lock_all]),
+            args![job.0],
+        )
+        .await?;
         let Some(row) = row else {
             return Err(StorageError::NotFound(format!("job {job}")));
         };
@@ -1024,17 +1060,15 @@ impl<E: Engine> Store for SqlStore<E> {
         let tenant = row.int("tenant_id")?;
         // The customer's row lock (SQLite: the single writer) serialises holds of one
         // customer across coordinators, so two jobs never spend the same balance.
-        self.engine
-            .execute(
-                On::Tx(&mut tx),
-                sql!("SELECT id FROM tenants WHERE id = $1"[lock_all]),
-                args![tenant],
-            )
-            .await?;
+        E::execute(
+            On::Tx(&mut tx),
+            sql!("SELECT id FROM tenants WHERE id = $1"[lock_all]),
+            args![tenant],
+        )
+        .await?;
         let customer = Account::Customer(TenantId(tenant)).to_string();
         let available = first(
-            &self.engine,
-            On::Tx(&mut tx),
+            On::<E>::Tx(&mut tx),
             sql!(
                 "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount \
                      FROM ledger_entries WHERE account = $1"
@@ -1057,23 +1091,22 @@ impl<E: Engine> Store for SqlStore<E> {
             ],
         )
         .await?;
-        self.engine
-            .execute(
-                On::Tx(&mut tx),
-                sql!(
-                    "UPDATE jobs SET quote = $2, price_per_core_hour = $3, \
+        E::execute(
+            On::Tx(&mut tx),
+            sql!(
+                "UPDATE jobs SET quote = $2, price_per_core_hour = $3, \
                      owner_per_core_hour = $4, work_ms = $5, largest_chunk_ms = $6 WHERE id = $1"
-                ),
-                args![
-                    job.0,
-                    quote.price.0,
-                    quote.rates.price_per_core_hour.0,
-                    quote.rates.owner_per_core_hour.0,
-                    quote.work_ms,
-                    largest_chunk_ms
-                ],
-            )
-            .await?;
+            ),
+            args![
+                job.0,
+                quote.price.0,
+                quote.rates.price_per_core_hour.0,
+                quote.rates.owner_per_core_hour.0,
+                quote.work_ms,
+                largest_chunk_ms
+            ],
+        )
+        .await?;
         E::commit(tx).await?;
         Ok(Hold::Held)
     }
@@ -1098,17 +1131,15 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn balances(&self, accounts: &[Account]) -> Result<Vec<Credits>> {
         let names: Vec<String> = accounts.iter().map(Account::to_string).collect();
-        let rows = self
-            .engine
-            .all(
-                On::Read,
-                sql!(
-                    "SELECT account, CAST(SUM(amount) AS BIGINT) AS amount FROM ledger_entries \
-                     WHERE account" [in 1] " GROUP BY account"
-                ),
-                args![names.clone()],
-            )
-            .await?;
+        let rows = E::all(
+            On::Read(&self.engine),
+            sql!(
+                "SELECT account, CAST(SUM(amount) AS BIGINT) AS amount FROM ledger_entries \
+                 WHERE account" [in 1] " GROUP BY account"
+            ),
+            args![names.clone()],
+        )
+        .await?;
         let rows = rows
             .iter()
             .map(|row| Ok((row.text("account")?, row.int("amount")?)))
@@ -1117,14 +1148,12 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn account_entries(&self, account: Account, limit: u32) -> Result<Vec<LedgerEntry>> {
-        let rows = self
-            .engine
-            .all(
-                On::Read,
-                sql!("SELECT * FROM ledger_entries WHERE account = $1 ORDER BY id DESC LIMIT $2"),
-                args![account.to_string(), i64::from(limit)],
-            )
-            .await?;
+        let rows = E::all(
+            On::Read(&self.engine),
+            sql!("SELECT * FROM ledger_entries WHERE account = $1 ORDER BY id DESC LIMIT $2"),
+            args![account.to_string(), i64::from(limit)],
+        )
+        .await?;
         rows.iter().map(rows::ledger_entry).collect()
     }
 
@@ -1158,16 +1187,14 @@ impl<E: Engine> Store for SqlStore<E> {
         // The mark's row lock (SQLite: the single writer) makes coordinators mature one after
         // another.
         let last = first(
-            &self.engine,
-            On::Tx(&mut tx),
+            On::<E>::Tx(&mut tx),
             sql!("SELECT last_id FROM ledger_marks WHERE name = 'held'"[lock_all]),
             args![],
         )
         .await?
         .int("last_id")?;
         let upto = first(
-            &self.engine,
-            On::Tx(&mut tx),
+            On::<E>::Tx(&mut tx),
             sql!("SELECT max(id) AS upto FROM ledger_entries WHERE id > $1 AND at <= $2"),
             args![last, cutoff_ms],
         )
@@ -1176,25 +1203,22 @@ impl<E: Engine> Store for SqlStore<E> {
         let Some(upto) = upto else {
             return Ok(Credits(0));
         };
-        let credited = self
-            .engine
-            .all(
-                On::Tx(&mut tx),
-                sql!(
-                    "SELECT account, worker_id, CAST(SUM(amount) AS BIGINT) AS amount \
+        let credited = E::all(
+            On::Tx(&mut tx),
+            sql!(
+                "SELECT account, worker_id, CAST(SUM(amount) AS BIGINT) AS amount \
                      FROM ledger_entries \
                      WHERE id > $1 AND id <= $2 AND account >= 'held:' AND account < 'held;' \
                      AND amount > 0 AND worker_id IS NOT NULL GROUP BY account, worker_id"
-                ),
-                args![last, upto],
-            )
-            .await?;
+            ),
+            args![last, upto],
+        )
+        .await?;
         let mut holdings = Vec::with_capacity(credited.len());
         for row in &credited {
             let (account, worker) = (row.text("account")?, row.int("worker_id")?);
             let balance = first(
-                &self.engine,
-                On::Tx(&mut tx),
+                On::<E>::Tx(&mut tx),
                 sql!(
                     "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount \
                          FROM ledger_entries WHERE worker_id = $1 AND account = $2"
@@ -1212,25 +1236,134 @@ impl<E: Engine> Store for SqlStore<E> {
         }
         let entries = payments::maturing(upto, &holdings);
         E::post_entries(&mut tx, &entries, &BTreeMap::new()).await?;
-        self.engine
-            .execute(
-                On::Tx(&mut tx),
-                sql!("UPDATE ledger_marks SET last_id = $1 WHERE name = 'held'"),
-                args![upto],
-            )
-            .await?;
+        E::execute(
+            On::Tx(&mut tx),
+            sql!("UPDATE ledger_marks SET last_id = $1 WHERE name = 'held'"),
+            args![upto],
+        )
+        .await?;
         E::commit(tx).await?;
         Ok(Credits(payments::credited(&entries)))
     }
 
     async fn distrust_owner(&self, owner: i64) -> Result<Distrusted> {
-        self.engine.distrust_owner(owner).await
+        let mut tx = self.engine.begin().await?;
+        let unverified_tasks = ints(
+            On::<E>::Tx(&mut tx),
+            sql!(
+                "SELECT r.task_id FROM results r JOIN tasks t ON t.canonical_result = r.id \
+                 JOIN jobs j ON j.id = r.job_id JOIN workers w ON w.id = r.worker_id \
+                 WHERE w.owner_id = $1 AND t.state = 'done' \
+                 AND j.state IN ('partitioning', 'running') AND j.placement = 'any' \
+                 AND NOT "[agreed]
+            ),
+            args![owner],
+            "task_id",
+        )
+        .await?;
+        // Tasks, then their jobs, then the workers, in id order, as every other writer.
+        E::hold_tasks(&mut tx, &unverified_tasks.iter().copied().collect(), true).await?;
+        E::execute(
+            On::Tx(&mut tx),
+            sql!(
+                "UPDATE workers SET valid_streak = 0 FROM (SELECT id FROM workers \
+                 WHERE owner_id = $1 ORDER BY id" [lock] ") AS w WHERE workers.id = w.id"
+            ),
+            args![owner],
+        )
+        .await?;
+        // Read again under the locks: nothing decided meanwhile is revoked.
+        let unverified = E::all(
+            On::Tx(&mut tx),
+            sql!(
+                "SELECT r.id, r.worker_id, r.job_id, r.task_id, t.work_ms, \
+                 j.price_per_core_hour, j.owner_per_core_hour, j.charged \
+                 FROM results r JOIN tasks t ON t.canonical_result = r.id \
+                 JOIN jobs j ON j.id = r.job_id JOIN workers w ON w.id = r.worker_id \
+                 WHERE r.task_id" [in 2] " AND w.owner_id = $1 AND t.state = 'done' \
+                 AND j.state IN ('partitioning', 'running') AND j.placement = 'any' \
+                 AND NOT " [agreed] " ORDER BY r.id"
+            ),
+            args![owner, unverified_tasks],
+        )
+        .await?;
+        let revoked = unverified
+            .iter()
+            .map(|row| rows::revoked(row, owner))
+            .collect::<Result<Vec<_>>>()?;
+        let given_back = payments::reversals(&revoked);
+        E::post_entries(&mut tx, &given_back.entries, &given_back.charged).await?;
+        let ids: Vec<i64> = revoked.iter().map(|r| r.result).collect();
+        let tasks = E::all(
+            On::Tx(&mut tx),
+            sql!(
+                "UPDATE results SET validate_state = 'revoked', \
+                 reason = 'revoked: the device''s owner was caught forging, and no other party \
+                 had returned the same output' \
+                 WHERE id" [in 1] " RETURNING task_id, job_id"
+            ),
+            args![ids],
+        )
+        .await?
+        .iter()
+        .map(|row| Ok((row.int("task_id")?, row.int("job_id")?)))
+        .collect::<Result<Vec<(i64, i64)>>>()?;
+        let task_ids: Vec<i64> = tasks.iter().map(|(t, _)| *t).collect();
+        E::execute(
+            On::Tx(&mut tx),
+            sql!("UPDATE tasks SET state = 'pending', canonical_result = NULL WHERE id" [in 1]),
+            args![task_ids],
+        )
+        .await?;
+        let mut per_job: BTreeMap<i64, i64> = BTreeMap::new();
+        for (_, job) in &tasks {
+            *per_job.entry(*job).or_default() += 1;
+        }
+        for (job, n) in per_job {
+            E::execute(
+                On::Tx(&mut tx),
+                sql!("UPDATE jobs SET chunks_done = chunks_done - $2 WHERE id = $1"),
+                args![job, n],
+            )
+            .await?;
+        }
+        // Maturing holds this lock too (SQLite: the single writer): what is forfeited is not
+        // matured as well.
+        E::execute(
+            On::Tx(&mut tx),
+            sql!("SELECT last_id FROM ledger_marks WHERE name = 'held'"[lock_all]),
+            args![],
+        )
+        .await?;
+        let held = E::all(
+            On::Tx(&mut tx),
+            sql!(
+                "SELECT worker_id, CAST(SUM(amount) AS BIGINT) AS amount FROM ledger_entries \
+                 WHERE account = $1 AND worker_id IS NOT NULL GROUP BY worker_id \
+                 ORDER BY worker_id"
+            ),
+            args![Account::Held(owner).to_string()],
+        )
+        .await?
+        .iter()
+        .map(|row| Ok((row.int("worker_id")?, row.int("amount")?)))
+        .collect::<Result<Vec<(i64, i64)>>>()?;
+        let forfeits = payments::forfeits(owner, now_ms(), &held);
+        E::post_entries(&mut tx, &forfeits, &BTreeMap::new()).await?;
+        let devices = ints(
+            On::<E>::Tx(&mut tx),
+            sql!("SELECT id FROM workers WHERE owner_id = $1 ORDER BY id LIMIT 4096"),
+            args![owner],
+            "id",
+        )
+        .await?;
+        E::commit(tx).await?;
+        Ok(payments::distrusted(&tasks, &devices, &forfeits))
     }
 
     async fn audit_ledger(&self) -> Result<LedgerAudit> {
         let totals = first(
-            &self.engine,
-            On::Read,
+            On::Read(&self.engine),
             sql!(
                 "SELECT count(*) AS n, CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount \
                      FROM ledger_entries"
@@ -1239,8 +1372,7 @@ impl<E: Engine> Store for SqlStore<E> {
         )
         .await?;
         let unbalanced = first(
-            &self.engine,
-            On::Read,
+            On::Read(&self.engine),
             sql!(
                 "SELECT count(*) AS n FROM (SELECT txn FROM ledger_entries GROUP BY txn \
                      HAVING SUM(amount) <> 0) AS t"
@@ -1249,8 +1381,7 @@ impl<E: Engine> Store for SqlStore<E> {
         )
         .await?;
         let over_quote = first(
-            &self.engine,
-            On::Read,
+            On::Read(&self.engine),
             sql!("SELECT count(*) AS n FROM jobs WHERE charged > COALESCE(quote, 0)"),
             args![],
         )
