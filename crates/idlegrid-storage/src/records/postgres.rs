@@ -26,7 +26,7 @@
 
 use super::payments;
 use super::rows::{self, backend, job_state, task_state};
-use super::sql::{Arg, Engine, SqlStore, agreed, queries_for};
+use super::sql::{Engine, SqlStore, agreed, queries_for};
 use super::store;
 use super::{
     DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, OutputRef, Verdict, VerdictsApplied,
@@ -34,9 +34,9 @@ use super::{
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{AttemptOutcome, JobId, JobState, ResultId, TaskId, TaskState, WorkerId};
-use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Row};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 
 /// Records in a PostgreSQL database, shared safely by any number of coordinators.
@@ -85,25 +85,12 @@ impl PostgresStore {
     }
 }
 
-/// A statement with its arguments bound: lists as arrays, for `= ANY`.
-fn statement(
-    sql: &'static str,
-    args: Vec<Arg>,
-) -> sqlx::query::Query<'static, Postgres, PgArguments> {
-    args.into_iter()
-        .fold(sqlx::query(sql), |query, arg| match arg {
-            Arg::Int(v) => query.bind(v),
-            Arg::IntOpt(v) => query.bind(v),
-            Arg::Text(v) => query.bind(v),
-            Arg::TextOpt(v) => query.bind(v),
-            Arg::Bytes(v) => query.bind(v),
-            Arg::Flag(v) => query.bind(v),
-            Arg::Ints(v) => query.bind(v),
-            Arg::Texts(v) => query.bind(v),
-        })
+/// A list argument as PostgreSQL takes it: an array, for `= ANY`.
+fn array<T>(list: Vec<T>) -> Vec<T> {
+    list
 }
 
-queries_for!(PostgresEngine, Postgres, postgres, read: pool, write: pool);
+queries_for!(PostgresEngine, Postgres, postgres, read: pool, write: pool, list: array);
 
 /// Adds `n` to `key`'s count; the map's order is the id order locks are taken in.
 fn count(map: &mut BTreeMap<i64, i64>, key: i64, n: i64) {
@@ -116,27 +103,6 @@ fn columns(map: &BTreeMap<i64, i64>) -> (Vec<i64>, Vec<i64>) {
 }
 
 type Tx = sqlx::Transaction<'static, Postgres>;
-
-/// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it was
-/// posted before.
-async fn post_in(tx: &mut Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
-    debug_assert_eq!(rows.iter().map(|(_, a)| a).sum::<i64>(), 0);
-    let accounts: Vec<&str> = rows.iter().map(|(a, _)| a.as_str()).collect();
-    let amounts: Vec<i64> = rows.iter().map(|(_, v)| *v).collect();
-    let inserted = sqlx::query(
-        "INSERT INTO ledger_entries (txn, account, amount, at) \
-         SELECT $1, a, v, $4 FROM unnest($2::text[], $3::bigint[]) AS r(a, v) \
-         ON CONFLICT (txn, account) DO NOTHING",
-    )
-    .bind(txn)
-    .bind(&accounts)
-    .bind(&amounts)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    Ok(inserted.rows_affected() > 0)
-}
 
 /// Locks these tasks' rows, in id order, until the transaction ends; returns the jobs of those
 /// that exist. Every later statement of the transaction sees what other transactions committed
@@ -375,58 +341,8 @@ const FAIL_TASK: &str = "WITH t AS (UPDATE tasks SET state = 'failed' \
                                FROM t WHERE jobs.id = t.job_id) \
                          SELECT job_id FROM t";
 
-async fn fail_task_in(tx: &mut Tx, task: TaskId) -> Result<Option<JobId>> {
-    let job: Option<i64> = sqlx::query_scalar(FAIL_TASK)
-        .bind(task.0)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(job.map(JobId))
-}
-
 /// [`agreed!`], for the statements built here.
 const AGREED: &str = agreed!();
-
-/// Posts `entries` (each transaction's rows summing to zero), and adds `charged` (job, amount)
-/// to the jobs' charged totals. The caller holds the jobs.
-async fn post_entries(
-    tx: &mut Tx,
-    entries: &[payments::Entry],
-    charged: &BTreeMap<i64, i64>,
-) -> Result<()> {
-    if !entries.is_empty() {
-        let txns: Vec<&str> = entries.iter().map(|e| e.txn.as_str()).collect();
-        let accounts: Vec<&str> = entries.iter().map(|e| e.account.as_str()).collect();
-        let amounts: Vec<i64> = entries.iter().map(|e| e.amount).collect();
-        let workers: Vec<Option<i64>> = entries.iter().map(|e| e.worker).collect();
-        sqlx::query(
-            "INSERT INTO ledger_entries (txn, account, amount, at, worker_id) \
-             SELECT t, a, v, $5, w FROM unnest($1::text[], $2::text[], $3::bigint[], \
-             $4::bigint[]) AS e(t, a, v, w) ON CONFLICT (txn, account) DO NOTHING",
-        )
-        .bind(&txns)
-        .bind(&accounts)
-        .bind(&amounts)
-        .bind(&workers)
-        .bind(now_ms())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    if !charged.is_empty() {
-        let (jobs, amounts) = columns(charged);
-        sqlx::query(
-            "UPDATE jobs SET charged = jobs.charged + c.n \
-             FROM unnest($1::bigint[], $2::bigint[]) AS c(id, n) WHERE jobs.id = c.id",
-        )
-        .bind(&jobs)
-        .bind(&amounts)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    Ok(())
-}
 
 /// Pays the results this call just accepted (`judged`: id, new state), as
 /// [`payments::payments`] works out. The caller holds their jobs.
@@ -459,158 +375,125 @@ async fn pay_in(tx: &mut Tx, judged: &[(i64, String)]) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let paid = payments::payments(&accepted);
-    post_entries(tx, &paid.entries, &paid.charged).await
+    PostgresEngine::post_entries(tx, &paid.entries, &paid.charged).await
 }
 
-/// Applies verdicts with the effects, in the order, that SQLite's one-at-a-time application
-/// has: `Passed`, then `Valid` (tasks done, jobs counting their chunks), then the others in
-/// the order given. Consecutive `Invalid`s are applied as one batch; the device streaks are
-/// written last, to keep the lock order (workers after jobs).
-async fn apply_in(tx: &mut Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
-    let mut applied = VerdictsApplied::default();
-    if verdicts.is_empty() {
-        return Ok(applied);
-    }
-    let (mut valid, mut passed, mut judged) = (Vec::new(), Vec::new(), Vec::new());
-    let mut tasks = BTreeSet::new();
-    let mut stepwise = false;
-    for verdict in verdicts {
-        match verdict {
-            Verdict::Valid(id) => valid.push(id.0),
-            Verdict::Passed(id) => passed.push(id.0),
-            Verdict::Suspect(id, _) | Verdict::Void(id, _) => judged.push(id.0),
-            Verdict::Invalid(id, _) | Verdict::Disputed(id, _) => {
-                judged.push(id.0);
-                stepwise = true;
-            }
-            Verdict::MoreReplicas(task, _) | Verdict::FailTask(task, _) => {
-                tasks.insert(task.0);
-                stepwise = true;
-            }
-        }
-    }
-    judged.extend(&valid);
-    judged.extend(&passed);
-    tasks.extend(tasks_of_results(tx, &judged).await?);
-    let jobs = lock_tasks(tx, &tasks).await?;
-    // The jobs are locked here, in id order, before anything else touches them: accepted
-    // results' payments read and write their charged totals, and the other verdicts touch
-    // them one after another.
-    if stepwise || !valid.is_empty() {
-        lock_jobs(tx, &jobs).await?;
-    }
-    if !passed.is_empty() {
-        sqlx::query(
-            "UPDATE results SET validate_state = 'passed' \
-             WHERE id = ANY($1) AND validate_state = 'pending'",
+#[async_trait]
+impl Engine for PostgresEngine {
+    /// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it was
+    /// posted before.
+    async fn post(tx: &mut Self::Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
+        debug_assert_eq!(rows.iter().map(|(_, a)| a).sum::<i64>(), 0);
+        let accounts: Vec<&str> = rows.iter().map(|(a, _)| a.as_str()).collect();
+        let amounts: Vec<i64> = rows.iter().map(|(_, v)| *v).collect();
+        let inserted = sqlx::query(
+            "INSERT INTO ledger_entries (txn, account, amount, at) \
+             SELECT $1, a, v, $4 FROM unnest($2::text[], $3::bigint[]) AS r(a, v) \
+             ON CONFLICT (txn, account) DO NOTHING",
         )
-        .bind(&passed)
+        .bind(txn)
+        .bind(&accounts)
+        .bind(&amounts)
+        .bind(now_ms())
         .execute(&mut **tx)
         .await
         .map_err(backend)?;
+        Ok(inserted.rows_affected() > 0)
     }
-    for verdict in verdicts {
-        if let Verdict::Suspect(id, reason) = verdict {
+
+    /// Posts `entries` (each transaction's rows summing to zero), and adds `charged` (job, amount)
+    /// to the jobs' charged totals. The caller holds the jobs.
+    async fn post_entries(
+        tx: &mut Self::Tx,
+        entries: &[payments::Entry],
+        charged: &BTreeMap<i64, i64>,
+    ) -> Result<()> {
+        if !entries.is_empty() {
+            let txns: Vec<&str> = entries.iter().map(|e| e.txn.as_str()).collect();
+            let accounts: Vec<&str> = entries.iter().map(|e| e.account.as_str()).collect();
+            let amounts: Vec<i64> = entries.iter().map(|e| e.amount).collect();
+            let workers: Vec<Option<i64>> = entries.iter().map(|e| e.worker).collect();
             sqlx::query(
-                "UPDATE results SET validate_state = 'passed', suspect = true, reason = $2 \
-                 WHERE id = $1 AND validate_state = 'pending'",
+                "INSERT INTO ledger_entries (txn, account, amount, at, worker_id) \
+                 SELECT t, a, v, $5, w FROM unnest($1::text[], $2::text[], $3::bigint[], \
+                 $4::bigint[]) AS e(t, a, v, w) ON CONFLICT (txn, account) DO NOTHING",
             )
-            .bind(id.0)
-            .bind(reason)
+            .bind(&txns)
+            .bind(&accounts)
+            .bind(&amounts)
+            .bind(&workers)
+            .bind(now_ms())
             .execute(&mut **tx)
             .await
             .map_err(backend)?;
         }
+        if !charged.is_empty() {
+            let (jobs, amounts) = columns(charged);
+            sqlx::query(
+                "UPDATE jobs SET charged = jobs.charged + c.n \
+                 FROM unnest($1::bigint[], $2::bigint[]) AS c(id, n) WHERE jobs.id = c.id",
+            )
+            .bind(&jobs)
+            .bind(&amounts)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        }
+        Ok(())
     }
-    // Devices whose run of valid results ends in this call.
-    let mut reset = Vec::new();
-    if !valid.is_empty() {
-        // One statement: each task still open takes its first listed result as its output;
-        // the listed results become valid (the task's output) or redundant (agreeing with
-        // it); each job counts its chunks done and is assembling once all are. The results'
-        // verdicts are worked out from the tables (which this statement sees as they were
-        // before it), not by joining the `done` CTE: a CTE has no index, and the planner's
-        // nested loop over it made the statement quadratic in the batch (0.5 s for 2,000).
-        let assembling: Vec<(bool, i64, String)> = sqlx::query_as(
-            "WITH v AS (SELECT DISTINCT ON (r.task_id) r.id AS rid, r.task_id AS tid \
-                        FROM unnest($1::bigint[]) WITH ORDINALITY AS u(id, ord) \
-                        JOIN results r ON r.id = u.id \
-                        WHERE r.validate_state IN ('pending', 'passed') \
-                        ORDER BY r.task_id, u.ord), \
-             done AS (UPDATE tasks SET state = 'done', canonical_result = v.rid FROM v \
-                      WHERE tasks.id = v.tid AND tasks.state IN ('pending', 'validating') \
-                      RETURNING tasks.id, tasks.job_id, tasks.canonical_result), \
-             judged AS (UPDATE results SET validate_state = CASE \
-                          WHEN (x.first AND t.state IN ('pending', 'validating')) \
-                               OR t.canonical_result = results.id \
-                          THEN 'valid' ELSE 'redundant' END \
-                        FROM (SELECT r.id, r.task_id, \
-                                     row_number() OVER (PARTITION BY r.task_id ORDER BY u.ord) = 1 \
-                                     AS first \
-                              FROM unnest($1::bigint[]) WITH ORDINALITY AS u(id, ord) \
-                              JOIN results r ON r.id = u.id \
-                              WHERE r.validate_state IN ('pending', 'passed')) AS x \
-                        JOIN tasks t ON t.id = x.task_id \
-                        WHERE results.id = x.id \
-                        RETURNING results.id, results.worker_id, results.validate_state), \
-             streaks AS (UPDATE workers SET valid_streak = workers.valid_streak + c.n \
-                         FROM (SELECT w.id, s.n FROM workers w \
-                               JOIN (SELECT worker_id, count(*) AS n FROM judged \
-                                     GROUP BY worker_id) AS s ON s.worker_id = w.id \
-                               ORDER BY w.id FOR NO KEY UPDATE OF w) AS c \
-                         WHERE workers.id = c.id), \
-             per_job AS (SELECT job_id, count(*) AS n FROM done GROUP BY job_id), \
-             counted AS (UPDATE jobs SET chunks_done = jobs.chunks_done + c.n, \
-                state = CASE WHEN jobs.chunks_total IS NOT NULL \
-                             AND jobs.chunks_done + c.n >= jobs.chunks_total \
-                             AND jobs.state IN ('partitioning', 'running') \
-                        THEN 'assembling' ELSE jobs.state END \
-                FROM (SELECT j.id, per_job.n FROM jobs j JOIN per_job ON per_job.job_id = j.id \
-                      ORDER BY j.id FOR NO KEY UPDATE OF j) AS c \
-                WHERE jobs.id = c.id RETURNING jobs.id, jobs.state) \
-             SELECT false, id, state FROM counted \
-             UNION ALL SELECT true, id, validate_state FROM judged",
-        )
-        .bind(&valid)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
-        let (judged, counted): (Vec<_>, Vec<_>) =
-            assembling.into_iter().partition(|(result, _, _)| *result);
-        let judged: Vec<(i64, String)> = judged
-            .into_iter()
-            .map(|(_, id, state)| (id, state))
-            .collect();
-        pay_in(tx, &judged).await?;
-        let mut ready: Vec<JobId> = counted
-            .into_iter()
-            .filter(|(_, _, state)| state == JobState::Assembling.as_str())
-            .map(|(_, job, _)| JobId(job))
-            .collect();
-        ready.sort_unstable();
-        applied.ready_to_assemble = ready;
-        let accepted_tasks: Vec<i64> = tasks.iter().copied().collect();
-        let blamed = settle_disputes(tx, &accepted_tasks).await?;
-        reset.extend(blamed.iter().map(|c| c.worker.0));
-        applied.charged.extend(blamed);
-    }
-    // Rejections before the others, in the order given: a run of them at a time.
-    let mut run: Vec<(ResultId, &str)> = Vec::new();
-    for verdict in verdicts {
-        match verdict {
-            Verdict::Invalid(id, reason) => run.push((*id, reason)),
-            Verdict::Valid(_) | Verdict::Passed(_) | Verdict::Suspect(..) => {}
-            Verdict::Disputed(id, reason) => {
-                flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
-                if let Some(charged) = dispute(tx, *id, reason).await? {
-                    applied.charged.push(charged);
+
+    /// Applies verdicts with the effects, in the order, that SQLite's one-at-a-time application
+    /// has: `Passed`, then `Valid` (tasks done, jobs counting their chunks), then the others in
+    /// the order given. Consecutive `Invalid`s are applied as one batch; the device streaks are
+    /// written last, to keep the lock order (workers after jobs).
+    async fn apply_in(tx: &mut Self::Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
+        let mut applied = VerdictsApplied::default();
+        if verdicts.is_empty() {
+            return Ok(applied);
+        }
+        let (mut valid, mut passed, mut judged) = (Vec::new(), Vec::new(), Vec::new());
+        let mut tasks = BTreeSet::new();
+        let mut stepwise = false;
+        for verdict in verdicts {
+            match verdict {
+                Verdict::Valid(id) => valid.push(id.0),
+                Verdict::Passed(id) => passed.push(id.0),
+                Verdict::Suspect(id, _) | Verdict::Void(id, _) => judged.push(id.0),
+                Verdict::Invalid(id, _) | Verdict::Disputed(id, _) => {
+                    judged.push(id.0);
+                    stepwise = true;
+                }
+                Verdict::MoreReplicas(task, _) | Verdict::FailTask(task, _) => {
+                    tasks.insert(task.0);
+                    stepwise = true;
                 }
             }
-            Verdict::Void(id, reason) => {
-                flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
+        }
+        judged.extend(&valid);
+        judged.extend(&passed);
+        tasks.extend(tasks_of_results(tx, &judged).await?);
+        let jobs = lock_tasks(tx, &tasks).await?;
+        // The jobs are locked here, in id order, before anything else touches them: accepted
+        // results' payments read and write their charged totals, and the other verdicts touch
+        // them one after another.
+        if stepwise || !valid.is_empty() {
+            lock_jobs(tx, &jobs).await?;
+        }
+        if !passed.is_empty() {
+            sqlx::query(
+                "UPDATE results SET validate_state = 'passed' \
+                 WHERE id = ANY($1) AND validate_state = 'pending'",
+            )
+            .bind(&passed)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        }
+        for verdict in verdicts {
+            if let Verdict::Suspect(id, reason) = verdict {
                 sqlx::query(
-                    "UPDATE results SET validate_state = 'void', reason = $2 \
-                     WHERE id = $1 AND validate_state IN ('pending', 'passed', 'disputed')",
+                    "UPDATE results SET validate_state = 'passed', suspect = true, reason = $2 \
+                     WHERE id = $1 AND validate_state = 'pending'",
                 )
                 .bind(id.0)
                 .bind(reason)
@@ -618,68 +501,152 @@ async fn apply_in(tx: &mut Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied> 
                 .await
                 .map_err(backend)?;
             }
-            Verdict::MoreReplicas(task, copies) => {
-                flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
-                if let Some(more) =
-                    store::add_replicas::<PostgresEngine>(tx, *task, *copies).await?
-                {
-                    applied.replicate.push(more);
+        }
+        // Devices whose run of valid results ends in this call.
+        let mut reset = Vec::new();
+        if !valid.is_empty() {
+            // One statement: each task still open takes its first listed result as its output;
+            // the listed results become valid (the task's output) or redundant (agreeing with
+            // it); each job counts its chunks done and is assembling once all are. The results'
+            // verdicts are worked out from the tables (which this statement sees as they were
+            // before it), not by joining the `done` CTE: a CTE has no index, and the planner's
+            // nested loop over it made the statement quadratic in the batch (0.5 s for 2,000).
+            let assembling: Vec<(bool, i64, String)> = sqlx::query_as(
+                "WITH v AS (SELECT DISTINCT ON (r.task_id) r.id AS rid, r.task_id AS tid \
+                            FROM unnest($1::bigint[]) WITH ORDINALITY AS u(id, ord) \
+                            JOIN results r ON r.id = u.id \
+                            WHERE r.validate_state IN ('pending', 'passed') \
+                            ORDER BY r.task_id, u.ord), \
+                 done AS (UPDATE tasks SET state = 'done', canonical_result = v.rid FROM v \
+                          WHERE tasks.id = v.tid AND tasks.state IN ('pending', 'validating') \
+                          RETURNING tasks.id, tasks.job_id, tasks.canonical_result), \
+                 judged AS (UPDATE results SET validate_state = CASE \
+                              WHEN (x.first AND t.state IN ('pending', 'validating')) \
+                                   OR t.canonical_result = results.id \
+                              THEN 'valid' ELSE 'redundant' END \
+                            FROM (SELECT r.id, r.task_id, \
+                                         row_number() OVER (PARTITION BY r.task_id ORDER BY u.ord) = 1 \
+                                         AS first \
+                                  FROM unnest($1::bigint[]) WITH ORDINALITY AS u(id, ord) \
+                                  JOIN results r ON r.id = u.id \
+                                  WHERE r.validate_state IN ('pending', 'passed')) AS x \
+                            JOIN tasks t ON t.id = x.task_id \
+                            WHERE results.id = x.id \
+                            RETURNING results.id, results.worker_id, results.validate_state), \
+                 streaks AS (UPDATE workers SET valid_streak = workers.valid_streak + c.n \
+                             FROM (SELECT w.id, s.n FROM workers w \
+                                   JOIN (SELECT worker_id, count(*) AS n FROM judged \
+                                         GROUP BY worker_id) AS s ON s.worker_id = w.id \
+                                   ORDER BY w.id FOR NO KEY UPDATE OF w) AS c \
+                             WHERE workers.id = c.id), \
+                 per_job AS (SELECT job_id, count(*) AS n FROM done GROUP BY job_id), \
+                 counted AS (UPDATE jobs SET chunks_done = jobs.chunks_done + c.n, \
+                    state = CASE WHEN jobs.chunks_total IS NOT NULL \
+                                 AND jobs.chunks_done + c.n >= jobs.chunks_total \
+                                 AND jobs.state IN ('partitioning', 'running') \
+                            THEN 'assembling' ELSE jobs.state END \
+                    FROM (SELECT j.id, per_job.n FROM jobs j JOIN per_job ON per_job.job_id = j.id \
+                          ORDER BY j.id FOR NO KEY UPDATE OF j) AS c \
+                    WHERE jobs.id = c.id RETURNING jobs.id, jobs.state) \
+                 SELECT false, id, state FROM counted \
+                 UNION ALL SELECT true, id, validate_state FROM judged",
+            )
+            .bind(&valid)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(backend)?;
+            let (judged, counted): (Vec<_>, Vec<_>) =
+                assembling.into_iter().partition(|(result, _, _)| *result);
+            let judged: Vec<(i64, String)> = judged
+                .into_iter()
+                .map(|(_, id, state)| (id, state))
+                .collect();
+            pay_in(tx, &judged).await?;
+            let mut ready: Vec<JobId> = counted
+                .into_iter()
+                .filter(|(_, _, state)| state == JobState::Assembling.as_str())
+                .map(|(_, job, _)| JobId(job))
+                .collect();
+            ready.sort_unstable();
+            applied.ready_to_assemble = ready;
+            let accepted_tasks: Vec<i64> = tasks.iter().copied().collect();
+            let blamed = settle_disputes(tx, &accepted_tasks).await?;
+            reset.extend(blamed.iter().map(|c| c.worker.0));
+            applied.charged.extend(blamed);
+        }
+        // Rejections before the others, in the order given: a run of them at a time.
+        let mut run: Vec<(ResultId, &str)> = Vec::new();
+        for verdict in verdicts {
+            match verdict {
+                Verdict::Invalid(id, reason) => run.push((*id, reason)),
+                Verdict::Valid(_) | Verdict::Passed(_) | Verdict::Suspect(..) => {}
+                Verdict::Disputed(id, reason) => {
+                    flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
+                    if let Some(charged) = dispute(tx, *id, reason).await? {
+                        applied.charged.push(charged);
+                    }
                 }
-            }
-            Verdict::FailTask(task, reason) => {
-                flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
-                if let Some(job) = fail_task_in(tx, *task).await? {
-                    applied.failed.push((job, *task, reason.clone()));
+                Verdict::Void(id, reason) => {
+                    flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
+                    sqlx::query(
+                        "UPDATE results SET validate_state = 'void', reason = $2 \
+                         WHERE id = $1 AND validate_state IN ('pending', 'passed', 'disputed')",
+                    )
+                    .bind(id.0)
+                    .bind(reason)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(backend)?;
+                }
+                Verdict::MoreReplicas(task, copies) => {
+                    flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
+                    if let Some(more) =
+                        store::add_replicas::<PostgresEngine>(tx, *task, *copies).await?
+                    {
+                        applied.replicate.push(more);
+                    }
+                }
+                Verdict::FailTask(task, reason) => {
+                    flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
+                    if let Some(job) = Self::fail_task_in(tx, *task).await? {
+                        applied.failed.push((job, *task, reason.clone()));
+                    }
                 }
             }
         }
-    }
-    flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
-    if !reset.is_empty() {
-        // A rejection ends its device's run (acceptances, counted above, come first); only
-        // results judged by this call count, so a result judged twice (two coordinators)
-        // counts once.
-        sqlx::query(
-            "UPDATE workers SET valid_streak = CASE WHEN c.reset THEN 0 \
-                                                    ELSE workers.valid_streak + c.n END \
-             FROM (SELECT w.id, s.n, s.reset FROM workers w JOIN \
-                     (SELECT id, sum(n)::bigint AS n, bool_or(reset) AS reset FROM \
-                        (SELECT worker_id AS id, count(*) AS n, false AS reset FROM results \
-                         WHERE id = ANY($1) GROUP BY worker_id \
-                         UNION ALL SELECT unnest($2::bigint[]), 0, true) AS each_one \
-                      GROUP BY id) AS s ON s.id = w.id \
-                   ORDER BY w.id FOR NO KEY UPDATE OF w) AS c \
-             WHERE workers.id = c.id",
-        )
-        .bind(Vec::<i64>::new())
-        .bind(&reset)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    Ok(applied)
-}
-
-#[async_trait]
-impl Engine for PostgresEngine {
-    async fn post(tx: &mut Self::Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
-        post_in(tx, txn, rows).await
-    }
-
-    async fn post_entries(
-        tx: &mut Self::Tx,
-        entries: &[payments::Entry],
-        charged: &BTreeMap<i64, i64>,
-    ) -> Result<()> {
-        post_entries(tx, entries, charged).await
-    }
-
-    async fn apply_in(tx: &mut Self::Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
-        apply_in(tx, verdicts).await
+        flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
+        if !reset.is_empty() {
+            // A rejection ends its device's run (acceptances, counted above, come first); only
+            // results judged by this call count, so a result judged twice (two coordinators)
+            // counts once.
+            sqlx::query(
+                "UPDATE workers SET valid_streak = CASE WHEN c.reset THEN 0 \
+                                                        ELSE workers.valid_streak + c.n END \
+                 FROM (SELECT w.id, s.n, s.reset FROM workers w JOIN \
+                         (SELECT id, sum(n)::bigint AS n, bool_or(reset) AS reset FROM \
+                            (SELECT worker_id AS id, count(*) AS n, false AS reset FROM results \
+                             WHERE id = ANY($1) GROUP BY worker_id \
+                             UNION ALL SELECT unnest($2::bigint[]), 0, true) AS each_one \
+                          GROUP BY id) AS s ON s.id = w.id \
+                       ORDER BY w.id FOR NO KEY UPDATE OF w) AS c \
+                 WHERE workers.id = c.id",
+            )
+            .bind(Vec::<i64>::new())
+            .bind(&reset)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        }
+        Ok(applied)
     }
 
     async fn fail_task_in(tx: &mut Self::Tx, task: TaskId) -> Result<Option<JobId>> {
-        fail_task_in(tx, task).await
+        let job: Option<i64> = sqlx::query_scalar(FAIL_TASK)
+            .bind(task.0)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+        Ok(job.map(JobId))
     }
 
     async fn hold_tasks(tx: &mut Self::Tx, tasks: &BTreeSet<i64>, jobs_too: bool) -> Result<()> {
@@ -698,9 +665,6 @@ impl Engine for PostgresEngine {
     }
 
     async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()> {
-        if seen.is_empty() {
-            return Ok(());
-        }
         let (ids, ats): (Vec<i64>, Vec<i64>) = seen.iter().map(|(w, at)| (w.0, *at)).unzip();
         sqlx::query(
             "UPDATE workers SET last_seen_at = greatest(coalesce(workers.last_seen_at, 0), s.at) \
@@ -720,10 +684,7 @@ impl Engine for PostgresEngine {
         job: JobId,
         tasks: &[NewTask],
         replicas: u32,
-    ) -> Result<Vec<TaskId>> {
-        if tasks.is_empty() {
-            return Ok(Vec::new());
-        }
+    ) -> Result<Vec<(i64, i64)>> {
         let index: Vec<i64> = tasks.iter().map(|t| t.index as i64).collect();
         let key: Vec<Option<&str>> = tasks.iter().map(|t| t.input_key.as_deref()).collect();
         let offset: Vec<i64> = tasks.iter().map(|t| t.offset as i64).collect();
@@ -736,7 +697,7 @@ impl Engine for PostgresEngine {
         // One statement. Rows go in index order, so two partitioners inserting overlapping
         // batches of one job wait for each other in the same order and never deadlock; a
         // chunk listed twice keeps its first listing. The job counts only the rows inserted.
-        let mut inserted: Vec<(i64, i64)> = sqlx::query_as(
+        sqlx::query_as(
             "WITH ins AS (INSERT INTO tasks (job_id, idx, state, input_key, input_offset, \
                           input_len, meta, replicas, work_ms) \
                           SELECT $1, b.idx, 'pending', b.key, b.off, b.len, b.meta, $7, b.work \
@@ -759,27 +720,10 @@ impl Engine for PostgresEngine {
         .bind(&work)
         .fetch_all(&self.pool)
         .await
-        .map_err(backend)?;
-        inserted.sort_unstable();
-        Ok(inserted.into_iter().map(|(_, id)| TaskId(id)).collect())
+        .map_err(backend)
     }
 
-    async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>> {
-        if results.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One report per task and device: a later duplicate in the batch gets no row.
-        let mut seen = HashSet::new();
-        let first: Vec<bool> = results
-            .iter()
-            .map(|r| seen.insert((r.task.0, r.worker.0)))
-            .collect();
-        let batch: Vec<&NewResult> = results
-            .iter()
-            .zip(&first)
-            .filter(|(_, first)| **first)
-            .map(|(r, _)| r)
-            .collect();
+    async fn record_results(&self, batch: &[&NewResult]) -> Result<Vec<(i64, i64, i64)>> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // Holding the tasks, this transaction sees every result another coordinator recorded
         // for them, and no other can record one until it commits: a device gets one live
@@ -802,7 +746,8 @@ impl Engine for PostgresEngine {
             .map(|(id, job, _, replicas)| (id, (job, replicas != 1)))
             .collect();
         let batch: Vec<(&NewResult, i64, bool)> = batch
-            .into_iter()
+            .iter()
+            .copied()
             .filter_map(|r| {
                 let (job, replicated) = open.get(&r.task.0)?;
                 Some((r, *job, *replicated))
@@ -878,29 +823,13 @@ impl Engine for PostgresEngine {
             .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
-        let by_report: HashMap<(i64, i64), i64> = rows
+        Ok(rows
             .into_iter()
-            .map(|(task, worker, id, _)| ((task, worker), id))
-            .collect();
-        Ok(results
-            .iter()
-            .zip(first)
-            .map(|(r, first)| {
-                first
-                    .then(|| {
-                        by_report
-                            .get(&(r.task.0, r.worker.0))
-                            .map(|&id| ResultId(id))
-                    })
-                    .flatten()
-            })
+            .map(|(task, worker, id, _)| (task, worker, id))
             .collect())
     }
 
     async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<FailureCharged>> {
-        if failures.is_empty() {
-            return Ok(Vec::new());
-        }
         let task: Vec<i64> = failures.iter().map(|f| f.task.0).collect();
         let job: Vec<i64> = failures.iter().map(|f| f.job.0).collect();
         let worker: Vec<i64> = failures.iter().map(|f| f.worker.0).collect();

@@ -11,7 +11,7 @@ use super::{DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, Verdict,
 use crate::Result;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use idlegrid_domain::{JobId, ResultId, TaskId, WorkerId};
+use idlegrid_domain::{JobId, TaskId, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One statement, as each engine spells it; placeholders are `$1`, `$2`, … on both.
@@ -211,10 +211,29 @@ pub(super) trait Queries: Sized + Send + Sync + 'static {
     fn commit(tx: Self::Tx) -> BoxFuture<'static, Result<()>>;
 }
 
-/// Implements [`Queries`] for an engine with a `statement(sql, args)` function that binds the
-/// arguments its way, on its pools `read` and `write`.
+/// Implements [`Queries`] for an engine whose spelling of statements is `$spelling`, on its
+/// pools `$read` and `$write`, binding list arguments as `$list` makes them.
 macro_rules! queries_for {
-    ($engine:ty, $db:ty, $spelling:ident, read: $read:ident, write: $write:ident) => {
+    ($engine:ty, $db:ty, $spelling:ident, read: $read:ident, write: $write:ident, list: $list:path) => {
+        /// A statement with its arguments bound.
+        fn statement(
+            sql: &'static str,
+            args: Vec<$crate::records::sql::Arg>,
+        ) -> sqlx::query::Query<'static, $db, <$db as sqlx::Database>::Arguments> {
+            use $crate::records::sql::Arg;
+            args.into_iter()
+                .fold(sqlx::query(sql), |query, arg| match arg {
+                    Arg::Int(v) => query.bind(v),
+                    Arg::IntOpt(v) => query.bind(v),
+                    Arg::Text(v) => query.bind(v),
+                    Arg::TextOpt(v) => query.bind(v),
+                    Arg::Bytes(v) => query.bind(v),
+                    Arg::Flag(v) => query.bind(v),
+                    Arg::Ints(v) => query.bind($list(v)),
+                    Arg::Texts(v) => query.bind($list(v)),
+                })
+        }
+
         impl $crate::records::sql::Queries for $engine {
             type Row = <$db as sqlx::Database>::Row;
             type Tx = sqlx::Transaction<'static, $db>;
@@ -299,18 +318,20 @@ pub(super) trait Engine: Queries {
         charged: &BTreeMap<i64, i64>,
     ) -> Result<()>;
 
-    /// [`super::Store::touch_workers`].
+    /// [`super::Store::touch_workers`], for a batch that is not empty.
     async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()>;
-    /// [`super::Store::insert_tasks`].
+    /// [`super::Store::insert_tasks`] of a batch that is not empty: the `(index, id)` of each
+    /// chunk inserted.
     async fn insert_tasks(
         &self,
-        job: idlegrid_domain::JobId,
+        job: JobId,
         tasks: &[NewTask],
         replicas: u32,
-    ) -> Result<Vec<TaskId>>;
-    /// [`super::Store::record_results`].
-    async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>>;
-    /// [`super::Store::record_failures`].
+    ) -> Result<Vec<(i64, i64)>>;
+    /// [`super::Store::record_results`] of a batch that is not empty and has one report per
+    /// task and device: the `(task, worker, id)` of each result recorded.
+    async fn record_results(&self, batch: &[&NewResult]) -> Result<Vec<(i64, i64, i64)>>;
+    /// [`super::Store::record_failures`], for a batch that is not empty.
     async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<FailureCharged>>;
     /// Applies verdicts in `tx` ([`super::Store::apply_verdicts`]).
     async fn apply_in(tx: &mut Self::Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied>;

@@ -13,7 +13,7 @@
 
 use super::payments;
 use super::rows::{self, backend, job_state, task_state};
-use super::sql::{Arg, Engine, SqlStore, agreed, queries_for};
+use super::sql::{Engine, SqlStore, agreed, queries_for};
 use super::store;
 use super::{
     DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, OutputRef, Verdict, VerdictsApplied,
@@ -22,9 +22,7 @@ use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{AttemptOutcome, JobId, JobState, ResultId, TaskId, TaskState, WorkerId};
 use serde_json::json;
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -80,25 +78,12 @@ impl SqliteStore {
     }
 }
 
-/// A statement with its arguments bound: lists as one JSON array, for `json_each`.
-fn statement(
-    sql: &'static str,
-    args: Vec<Arg>,
-) -> sqlx::query::Query<'static, Sqlite, SqliteArguments> {
-    args.into_iter()
-        .fold(sqlx::query(sql), |query, arg| match arg {
-            Arg::Int(v) => query.bind(v),
-            Arg::IntOpt(v) => query.bind(v),
-            Arg::Text(v) => query.bind(v),
-            Arg::TextOpt(v) => query.bind(v),
-            Arg::Bytes(v) => query.bind(v),
-            Arg::Flag(v) => query.bind(v),
-            Arg::Ints(v) => query.bind(serde_json::to_string(&v).unwrap_or_default()),
-            Arg::Texts(v) => query.bind(serde_json::to_string(&v).unwrap_or_default()),
-        })
+/// A list argument as SQLite takes it: one JSON array, for `json_each`.
+fn json_list<T: serde::Serialize>(list: Vec<T>) -> String {
+    serde_json::to_string(&list).unwrap_or_default()
 }
 
-queries_for!(SqliteEngine, Sqlite, sqlite, read: reader, write: writer);
+queries_for!(SqliteEngine, Sqlite, sqlite, read: reader, write: writer, list: json_list);
 
 fn ids_json(ids: &[ResultId]) -> String {
     let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
@@ -258,45 +243,6 @@ async fn settle_disputes(tx: &mut Tx, accepted: &[ResultId]) -> Result<Vec<Failu
     Ok(out)
 }
 
-/// Marks a task failed unless it is final already; returns its job.
-async fn fail_task_in(tx: &mut Tx, task: TaskId) -> Result<Option<JobId>> {
-    let job: Option<i64> = sqlx::query_scalar(
-        "UPDATE tasks SET state = 'failed' WHERE id = ?1 AND state IN ('pending', 'validating') \
-         RETURNING job_id",
-    )
-    .bind(task.0)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    if let Some(job) = job {
-        sqlx::query("UPDATE jobs SET chunks_failed = chunks_failed + 1 WHERE id = ?1")
-            .bind(job)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-    }
-    Ok(job.map(JobId))
-}
-
-/// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it was
-/// posted before.
-async fn post_in(tx: &mut Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
-    debug_assert_eq!(rows.iter().map(|(_, a)| a).sum::<i64>(), 0);
-    let rows: Vec<serde_json::Value> = rows.iter().map(|(a, v)| json!([a, v])).collect();
-    let inserted = sqlx::query(
-        "INSERT INTO ledger_entries (txn, account, amount, at) \
-         SELECT ?1, value->>0, value->>1, ?3 FROM json_each(?2) WHERE true \
-         ON CONFLICT (txn, account) DO NOTHING",
-    )
-    .bind(txn)
-    .bind(serde_json::Value::Array(rows).to_string())
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    Ok(inserted.rows_affected() > 0)
-}
-
 /// [`agreed!`], for the statements built here.
 const AGREED: &str = agreed!();
 
@@ -333,202 +279,223 @@ async fn pay_in(tx: &mut Tx, judged: &[(i64, i64, String)]) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let paid = payments::payments(&accepted);
-    post_entries(tx, &paid.entries, &paid.charged).await
+    SqliteEngine::post_entries(tx, &paid.entries, &paid.charged).await
 }
 
-/// Posts `entries` (each transaction's rows summing to zero; a transaction posted before posts
-/// nothing), and adds `charged` (job, amount) to the jobs' charged totals.
-async fn post_entries(
-    tx: &mut Tx,
-    entries: &[payments::Entry],
-    charged: &BTreeMap<i64, i64>,
-) -> Result<()> {
-    if !entries.is_empty() {
-        let rows: Vec<serde_json::Value> = entries
-            .iter()
-            .map(|e| json!([e.txn, e.account, e.amount, e.worker]))
-            .collect();
-        sqlx::query(
-            "INSERT INTO ledger_entries (txn, account, amount, at, worker_id) \
-             SELECT value->>0, value->>1, value->>2, ?2, value->>3 FROM json_each(?1) WHERE true \
+#[async_trait]
+impl Engine for SqliteEngine {
+    /// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it was
+    /// posted before.
+    async fn post(tx: &mut Self::Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
+        debug_assert_eq!(rows.iter().map(|(_, a)| a).sum::<i64>(), 0);
+        let rows: Vec<serde_json::Value> = rows.iter().map(|(a, v)| json!([a, v])).collect();
+        let inserted = sqlx::query(
+            "INSERT INTO ledger_entries (txn, account, amount, at) \
+             SELECT ?1, value->>0, value->>1, ?3 FROM json_each(?2) WHERE true \
              ON CONFLICT (txn, account) DO NOTHING",
         )
+        .bind(txn)
         .bind(serde_json::Value::Array(rows).to_string())
         .bind(now_ms())
         .execute(&mut **tx)
         .await
         .map_err(backend)?;
-    }
-    if !charged.is_empty() {
-        let charged: Vec<[i64; 2]> = charged.iter().map(|(job, n)| [*job, *n]).collect();
-        sqlx::query(
-            "UPDATE jobs SET charged = charged + c.value->>1 \
-             FROM json_each(?1) AS c WHERE jobs.id = c.value->>0",
-        )
-        .bind(serde_json::to_string(&charged).unwrap_or_default())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    Ok(())
-}
-
-/// Applies verdicts in one transaction. A task still open takes the first `Valid` listed for
-/// it as its output (SQLite gives a bare column the row that `MIN(j.key)` picked).
-async fn apply_in(tx: &mut Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
-    let mut applied = VerdictsApplied::default();
-    let (mut valid, mut passed) = (Vec::new(), Vec::new());
-    for verdict in verdicts {
-        match verdict {
-            Verdict::Valid(id) => valid.push(*id),
-            Verdict::Passed(id) => passed.push(*id),
-            Verdict::Suspect(id, reason) => {
-                sqlx::query(
-                    "UPDATE results SET validate_state = 'passed', suspect = 1, reason = ?2 \
-                     WHERE id = ?1 AND validate_state = 'pending'",
-                )
-                .bind(id.0)
-                .bind(reason)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend)?;
-            }
-            _ => {}
-        }
-    }
-    if !passed.is_empty() {
-        sqlx::query(
-            "UPDATE results SET validate_state = 'passed' \
-             WHERE id IN (SELECT value FROM json_each(?1)) AND validate_state = 'pending'",
-        )
-        .bind(ids_json(&passed))
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    if !valid.is_empty() {
-        let ids = ids_json(&valid);
-        let done_jobs: Vec<i64> = sqlx::query_scalar(
-            "UPDATE tasks SET state = 'done', canonical_result = v.rid \
-             FROM (SELECT r.id AS rid, r.task_id AS tid, MIN(j.key) FROM json_each(?1) j \
-                   JOIN results r ON r.id = j.value \
-                   WHERE r.validate_state IN ('pending', 'passed') GROUP BY r.task_id) AS v \
-             WHERE tasks.id = v.tid AND tasks.state IN ('pending', 'validating') \
-             RETURNING tasks.job_id",
-        )
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
-        // Only results judged here lengthen their device's run: one judged twice (two
-        // coordinators) counts once.
-        let judged: Vec<(i64, i64, String)> = sqlx::query_as(
-            "UPDATE results SET validate_state = CASE WHEN \
-             (SELECT canonical_result FROM tasks WHERE tasks.id = results.task_id) = results.id \
-             THEN 'valid' ELSE 'redundant' END \
-             WHERE id IN (SELECT value FROM json_each(?1)) \
-             AND validate_state IN ('pending', 'passed') RETURNING id, worker_id, validate_state",
-        )
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
-        pay_in(tx, &judged).await?;
-        let mut per_worker: BTreeMap<i64, i64> = BTreeMap::new();
-        for (_, worker, _) in &judged {
-            *per_worker.entry(*worker).or_default() += 1;
-        }
-        let pairs: Vec<[i64; 2]> = per_worker.into_iter().map(|(w, n)| [w, n]).collect();
-        sqlx::query(
-            "UPDATE workers SET valid_streak = valid_streak + c.value->>1 \
-             FROM json_each(?1) AS c WHERE workers.id = c.value->>0",
-        )
-        .bind(serde_json::to_string(&pairs).unwrap_or_default())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-        let mut per_job: BTreeMap<i64, i64> = BTreeMap::new();
-        for job in done_jobs {
-            *per_job.entry(job).or_default() += 1;
-        }
-        for (job, n) in per_job {
-            let state: Option<String> = sqlx::query_scalar(
-                "UPDATE jobs SET chunks_done = chunks_done + ?2, \
-                 state = CASE WHEN chunks_total IS NOT NULL AND chunks_done + ?2 >= chunks_total \
-                              AND state IN ('partitioning', 'running') \
-                         THEN 'assembling' ELSE state END \
-                 WHERE id = ?1 RETURNING state",
-            )
-            .bind(job)
-            .bind(n)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(backend)?;
-            if state.as_deref() == Some(JobState::Assembling.as_str()) {
-                applied.ready_to_assemble.push(JobId(job));
-            }
-        }
-        applied.charged.extend(settle_disputes(tx, &valid).await?);
-    }
-    for verdict in verdicts {
-        match verdict {
-            Verdict::Invalid(id, reason) => {
-                if let Some(charged) = reject(tx, *id, reason).await? {
-                    applied.charged.push(charged);
-                }
-            }
-            Verdict::Disputed(id, reason) => {
-                if let Some(charged) = dispute(tx, *id, reason).await? {
-                    applied.charged.push(charged);
-                }
-            }
-            Verdict::Void(id, reason) => {
-                sqlx::query(
-                    "UPDATE results SET validate_state = 'void', reason = ?2 \
-                     WHERE id = ?1 AND validate_state IN ('pending', 'passed', 'disputed')",
-                )
-                .bind(id.0)
-                .bind(reason)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend)?;
-            }
-            Verdict::MoreReplicas(task, copies) => {
-                if let Some(more) = store::add_replicas::<SqliteEngine>(tx, *task, *copies).await? {
-                    applied.replicate.push(more);
-                }
-            }
-            Verdict::FailTask(task, reason) => {
-                if let Some(job) = fail_task_in(tx, *task).await? {
-                    applied.failed.push((job, *task, reason.clone()));
-                }
-            }
-            Verdict::Valid(_) | Verdict::Passed(_) | Verdict::Suspect(..) => {}
-        }
-    }
-    Ok(applied)
-}
-
-#[async_trait]
-impl Engine for SqliteEngine {
-    async fn post(tx: &mut Self::Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
-        post_in(tx, txn, rows).await
+        Ok(inserted.rows_affected() > 0)
     }
 
+    /// Posts `entries` (each transaction's rows summing to zero; a transaction posted before posts
+    /// nothing), and adds `charged` (job, amount) to the jobs' charged totals.
     async fn post_entries(
         tx: &mut Self::Tx,
         entries: &[payments::Entry],
         charged: &BTreeMap<i64, i64>,
     ) -> Result<()> {
-        post_entries(tx, entries, charged).await
+        if !entries.is_empty() {
+            let rows: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|e| json!([e.txn, e.account, e.amount, e.worker]))
+                .collect();
+            sqlx::query(
+                "INSERT INTO ledger_entries (txn, account, amount, at, worker_id) \
+                 SELECT value->>0, value->>1, value->>2, ?2, value->>3 FROM json_each(?1) WHERE true \
+                 ON CONFLICT (txn, account) DO NOTHING",
+            )
+            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(now_ms())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        }
+        if !charged.is_empty() {
+            let charged: Vec<[i64; 2]> = charged.iter().map(|(job, n)| [*job, *n]).collect();
+            sqlx::query(
+                "UPDATE jobs SET charged = charged + c.value->>1 \
+                 FROM json_each(?1) AS c WHERE jobs.id = c.value->>0",
+            )
+            .bind(serde_json::to_string(&charged).unwrap_or_default())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        }
+        Ok(())
     }
 
+    /// Applies verdicts in one transaction. A task still open takes the first `Valid` listed for
+    /// it as its output (SQLite gives a bare column the row that `MIN(j.key)` picked).
     async fn apply_in(tx: &mut Self::Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
-        apply_in(tx, verdicts).await
+        let mut applied = VerdictsApplied::default();
+        let (mut valid, mut passed) = (Vec::new(), Vec::new());
+        for verdict in verdicts {
+            match verdict {
+                Verdict::Valid(id) => valid.push(*id),
+                Verdict::Passed(id) => passed.push(*id),
+                Verdict::Suspect(id, reason) => {
+                    sqlx::query(
+                        "UPDATE results SET validate_state = 'passed', suspect = 1, reason = ?2 \
+                         WHERE id = ?1 AND validate_state = 'pending'",
+                    )
+                    .bind(id.0)
+                    .bind(reason)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(backend)?;
+                }
+                _ => {}
+            }
+        }
+        if !passed.is_empty() {
+            sqlx::query(
+                "UPDATE results SET validate_state = 'passed' \
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND validate_state = 'pending'",
+            )
+            .bind(ids_json(&passed))
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        }
+        if !valid.is_empty() {
+            let ids = ids_json(&valid);
+            let done_jobs: Vec<i64> = sqlx::query_scalar(
+                "UPDATE tasks SET state = 'done', canonical_result = v.rid \
+                 FROM (SELECT r.id AS rid, r.task_id AS tid, MIN(j.key) FROM json_each(?1) j \
+                       JOIN results r ON r.id = j.value \
+                       WHERE r.validate_state IN ('pending', 'passed') GROUP BY r.task_id) AS v \
+                 WHERE tasks.id = v.tid AND tasks.state IN ('pending', 'validating') \
+                 RETURNING tasks.job_id",
+            )
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(backend)?;
+            // Only results judged here lengthen their device's run: one judged twice (two
+            // coordinators) counts once.
+            let judged: Vec<(i64, i64, String)> = sqlx::query_as(
+                "UPDATE results SET validate_state = CASE WHEN \
+                 (SELECT canonical_result FROM tasks WHERE tasks.id = results.task_id) = results.id \
+                 THEN 'valid' ELSE 'redundant' END \
+                 WHERE id IN (SELECT value FROM json_each(?1)) \
+                 AND validate_state IN ('pending', 'passed') RETURNING id, worker_id, validate_state",
+            )
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(backend)?;
+            pay_in(tx, &judged).await?;
+            let mut per_worker: BTreeMap<i64, i64> = BTreeMap::new();
+            for (_, worker, _) in &judged {
+                *per_worker.entry(*worker).or_default() += 1;
+            }
+            let pairs: Vec<[i64; 2]> = per_worker.into_iter().map(|(w, n)| [w, n]).collect();
+            sqlx::query(
+                "UPDATE workers SET valid_streak = valid_streak + c.value->>1 \
+                 FROM json_each(?1) AS c WHERE workers.id = c.value->>0",
+            )
+            .bind(serde_json::to_string(&pairs).unwrap_or_default())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+            let mut per_job: BTreeMap<i64, i64> = BTreeMap::new();
+            for job in done_jobs {
+                *per_job.entry(job).or_default() += 1;
+            }
+            for (job, n) in per_job {
+                let state: Option<String> = sqlx::query_scalar(
+                    "UPDATE jobs SET chunks_done = chunks_done + ?2, \
+                     state = CASE WHEN chunks_total IS NOT NULL AND chunks_done + ?2 >= chunks_total \
+                                  AND state IN ('partitioning', 'running') \
+                             THEN 'assembling' ELSE state END \
+                     WHERE id = ?1 RETURNING state",
+                )
+                .bind(job)
+                .bind(n)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(backend)?;
+                if state.as_deref() == Some(JobState::Assembling.as_str()) {
+                    applied.ready_to_assemble.push(JobId(job));
+                }
+            }
+            applied.charged.extend(settle_disputes(tx, &valid).await?);
+        }
+        for verdict in verdicts {
+            match verdict {
+                Verdict::Invalid(id, reason) => {
+                    if let Some(charged) = reject(tx, *id, reason).await? {
+                        applied.charged.push(charged);
+                    }
+                }
+                Verdict::Disputed(id, reason) => {
+                    if let Some(charged) = dispute(tx, *id, reason).await? {
+                        applied.charged.push(charged);
+                    }
+                }
+                Verdict::Void(id, reason) => {
+                    sqlx::query(
+                        "UPDATE results SET validate_state = 'void', reason = ?2 \
+                         WHERE id = ?1 AND validate_state IN ('pending', 'passed', 'disputed')",
+                    )
+                    .bind(id.0)
+                    .bind(reason)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(backend)?;
+                }
+                Verdict::MoreReplicas(task, copies) => {
+                    if let Some(more) =
+                        store::add_replicas::<SqliteEngine>(tx, *task, *copies).await?
+                    {
+                        applied.replicate.push(more);
+                    }
+                }
+                Verdict::FailTask(task, reason) => {
+                    if let Some(job) = Self::fail_task_in(tx, *task).await? {
+                        applied.failed.push((job, *task, reason.clone()));
+                    }
+                }
+                Verdict::Valid(_) | Verdict::Passed(_) | Verdict::Suspect(..) => {}
+            }
+        }
+        Ok(applied)
     }
 
+    /// Marks a task failed unless it is final already; returns its job.
     async fn fail_task_in(tx: &mut Self::Tx, task: TaskId) -> Result<Option<JobId>> {
-        fail_task_in(tx, task).await
+        let job: Option<i64> = sqlx::query_scalar(
+            "UPDATE tasks SET state = 'failed' WHERE id = ?1 AND state IN ('pending', 'validating') \
+             RETURNING job_id",
+        )
+        .bind(task.0)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+        if let Some(job) = job {
+            sqlx::query("UPDATE jobs SET chunks_failed = chunks_failed + 1 WHERE id = ?1")
+                .bind(job)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend)?;
+        }
+        Ok(job.map(JobId))
     }
 
     async fn hold_tasks(_: &mut Self::Tx, _: &BTreeSet<i64>, _: bool) -> Result<()> {
@@ -542,9 +509,6 @@ impl Engine for SqliteEngine {
     }
 
     async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()> {
-        if seen.is_empty() {
-            return Ok(());
-        }
         let batch: Vec<[i64; 2]> = seen.iter().map(|(w, at)| [w.0, *at]).collect();
         sqlx::query(
             "UPDATE workers SET last_seen_at = max(coalesce(last_seen_at, 0), s.at) \
@@ -563,10 +527,7 @@ impl Engine for SqliteEngine {
         job: JobId,
         tasks: &[NewTask],
         replicas: u32,
-    ) -> Result<Vec<TaskId>> {
-        if tasks.is_empty() {
-            return Ok(Vec::new());
-        }
+    ) -> Result<Vec<(i64, i64)>> {
         let batch: Vec<serde_json::Value> = tasks
             .iter()
             .map(|t| {
@@ -575,7 +536,7 @@ impl Engine for SqliteEngine {
             })
             .collect();
         let mut tx = self.writer.begin().await.map_err(backend)?;
-        let mut inserted: Vec<(i64, i64)> = sqlx::query_as(
+        let inserted: Vec<(i64, i64)> = sqlx::query_as(
             "INSERT INTO tasks (job_id, idx, state, input_key, input_offset, input_len, meta, \
              replicas, work_ms) \
              SELECT ?1, value->>0, 'pending', value->>1, value->>2, value->>3, value->>4, ?3, \
@@ -596,25 +557,13 @@ impl Engine for SqliteEngine {
             .await
             .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
-        inserted.sort_unstable();
-        Ok(inserted.into_iter().map(|(_, id)| TaskId(id)).collect())
+        Ok(inserted)
     }
 
-    async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>> {
-        if results.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One report per task and device: a later duplicate in the batch gets no row.
-        let mut seen = std::collections::HashSet::new();
-        let first: Vec<bool> = results
+    async fn record_results(&self, batch: &[&NewResult]) -> Result<Vec<(i64, i64, i64)>> {
+        let batch: Vec<serde_json::Value> = batch
             .iter()
-            .map(|r| seen.insert((r.task.0, r.worker.0)))
-            .collect();
-        let batch: Vec<serde_json::Value> = results
-            .iter()
-            .zip(&first)
-            .filter(|(_, first)| **first)
-            .map(|(r, _)| {
+            .map(|r| {
                 let (inline, key) = match &r.output {
                     OutputRef::Inline(bytes) => (Some(hex::encode(bytes)), None),
                     OutputRef::Blob(key) => (None, Some(key.as_str())),
@@ -666,22 +615,9 @@ impl Engine for SqliteEngine {
                 .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
-        let by_report: std::collections::HashMap<(i64, i64), i64> = rows
+        Ok(rows
             .into_iter()
-            .map(|(task, worker, id, _)| ((task, worker), id))
-            .collect();
-        Ok(results
-            .iter()
-            .zip(first)
-            .map(|(r, first)| {
-                first
-                    .then(|| {
-                        by_report
-                            .get(&(r.task.0, r.worker.0))
-                            .map(|&id| ResultId(id))
-                    })
-                    .flatten()
-            })
+            .map(|(task, worker, id, _)| (task, worker, id))
             .collect())
     }
 

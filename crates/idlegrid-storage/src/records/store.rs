@@ -17,7 +17,7 @@ use idlegrid_domain::{
     Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, TaskId,
     TaskState, TenantId, WorkerId,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Creates the account named in `$table` (tenants, owners or operators) if missing; returns
 /// its id.
@@ -518,6 +518,9 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()> {
+        if seen.is_empty() {
+            return Ok(());
+        }
         self.engine.touch_workers(seen).await
     }
 
@@ -756,7 +759,9 @@ impl<E: Engine> Store for SqlStore<E> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
-        self.engine.insert_tasks(job, tasks, replicas).await
+        let mut inserted = self.engine.insert_tasks(job, tasks, replicas).await?;
+        inserted.sort_unstable();
+        Ok(inserted.into_iter().map(|(_, id)| TaskId(id)).collect())
     }
 
     async fn finish_partition(&self, job: JobId, total: u64) -> Result<Option<JobState>> {
@@ -824,10 +829,39 @@ impl<E: Engine> Store for SqlStore<E> {
         if results.is_empty() {
             return Ok(Vec::new());
         }
-        self.engine.record_results(results).await
+        // One report per task and device: a later duplicate in the batch gets no row.
+        let mut seen = HashSet::new();
+        let first: Vec<bool> = results
+            .iter()
+            .map(|r| seen.insert((r.task.0, r.worker.0)))
+            .collect();
+        let batch: Vec<&NewResult> = results
+            .iter()
+            .zip(&first)
+            .filter(|(_, first)| **first)
+            .map(|(r, _)| r)
+            .collect();
+        let by_report: HashMap<(i64, i64), i64> = self
+            .engine
+            .record_results(&batch)
+            .await?
+            .into_iter()
+            .map(|(task, worker, id)| ((task, worker), id))
+            .collect();
+        Ok(results
+            .iter()
+            .zip(first)
+            .map(|(r, first)| {
+                let id = by_report.get(&(r.task.0, r.worker.0));
+                id.filter(|_| first).map(|&id| ResultId(id))
+            })
+            .collect())
     }
 
     async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<FailureCharged>> {
+        if failures.is_empty() {
+            return Ok(Vec::new());
+        }
         self.engine.record_failures(failures).await
     }
 
