@@ -26,7 +26,7 @@
 
 use super::payments;
 use super::rows::{self, backend, job_state, task_state};
-use super::sql::{Engine, SqlStore, agreed, queries_for};
+use super::sql::{Engine, SqlStore, queries_for};
 use super::store;
 use super::{
     DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, OutputRef, Verdict, VerdictsApplied,
@@ -35,7 +35,7 @@ use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{AttemptOutcome, JobId, JobState, ResultId, TaskId, TaskState, WorkerId};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Row};
+use sqlx::{PgPool, Postgres};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 
@@ -236,51 +236,6 @@ async fn reject_run(
     Ok((out, workers))
 }
 
-/// Disputes a result the app's validator rejected: the task is charged a failed attempt and
-/// waits for work again (from a party independent of the results it has); its device is not
-/// blamed yet. The caller holds the task and its job.
-async fn dispute(tx: &mut Tx, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
-    let row: Option<(i64, i64, i64)> = sqlx::query_as(
-        "UPDATE results SET validate_state = 'disputed', outcome = 'validate_error', reason = $2 \
-         WHERE id = $1 AND validate_state IN ('pending', 'passed') \
-         RETURNING task_id, job_id, worker_id",
-    )
-    .bind(id.0)
-    .bind(reason)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some((task, job, worker)) = row else {
-        return Ok(None);
-    };
-    let (failures, state, max_attempts, job_state_name): (i64, String, i64, String) =
-        sqlx::query_as(
-            "WITH j AS (UPDATE jobs SET failed_attempts = failed_attempts + 1, \
-                        results_rejected = results_rejected + 1 WHERE id = $2 \
-                        RETURNING max_attempts, state) \
-             UPDATE tasks SET failures = failures + 1, \
-             state = CASE WHEN tasks.state = 'validating' THEN 'pending' ELSE tasks.state END \
-             FROM j WHERE tasks.id = $1 \
-             RETURNING tasks.failures, tasks.state, j.max_attempts, j.state",
-        )
-        .bind(task)
-        .bind(job)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(Some(FailureCharged {
-        task: TaskId(task),
-        job: JobId(job),
-        worker: WorkerId(worker),
-        outcome: AttemptOutcome::ValidateError,
-        failures: failures as u32,
-        max_attempts: max_attempts as u32,
-        still_pending: task_state(&state)? == TaskState::Pending
-            && job_state(&job_state_name)?.is_dispatching(),
-        independent_of: store::not_independent::<PostgresEngine>(tx, TaskId(task)).await?,
-    }))
-}
-
 /// Settles the disputed results of these tasks that now have an output: one with the
 /// output's bytes is void (the device was right after all), any other is invalid (an
 /// independent party's result was accepted where the device's was rejected). Returns what
@@ -340,43 +295,6 @@ const FAIL_TASK: &str = "WITH t AS (UPDATE tasks SET state = 'failed' \
                          j AS (UPDATE jobs SET chunks_failed = chunks_failed + 1 \
                                FROM t WHERE jobs.id = t.job_id) \
                          SELECT job_id FROM t";
-
-/// [`agreed!`], for the statements built here.
-const AGREED: &str = agreed!();
-
-/// Pays the results this call just accepted (`judged`: id, new state), as
-/// [`payments::payments`] works out. The caller holds their jobs.
-async fn pay_in(tx: &mut Tx, judged: &[(i64, String)]) -> Result<()> {
-    if judged.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<i64> = judged.iter().map(|(id, _)| *id).collect();
-    let states: BTreeMap<i64, &str> = judged
-        .iter()
-        .map(|(id, state)| (*id, state.as_str()))
-        .collect();
-    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT r.id, r.worker_id, w.owner_id, r.job_id, t.work_ms, t.replicas, \
-                j.price_per_core_hour, j.owner_per_core_hour, j.quote, j.charged, \
-                j.state AS job_state, (j.placement = 'own' OR {AGREED}) AS verified \
-         FROM results r JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = r.job_id \
-         JOIN workers w ON w.id = r.worker_id \
-         WHERE r.id = ANY($1) AND j.quote IS NOT NULL ORDER BY r.id"
-    )))
-    .bind(&ids)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let accepted = found
-        .iter()
-        .map(|row| {
-            let id: i64 = row.try_get("id").map_err(backend)?;
-            rows::accepted(row, states.get(&id) == Some(&"valid"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let paid = payments::payments(&accepted);
-    PostgresEngine::post_entries(tx, &paid.entries, &paid.charged).await
-}
 
 #[async_trait]
 impl Engine for PostgresEngine {
@@ -561,7 +479,7 @@ impl Engine for PostgresEngine {
                 .into_iter()
                 .map(|(_, id, state)| (id, state))
                 .collect();
-            pay_in(tx, &judged).await?;
+            store::pay::<PostgresEngine>(tx, &judged).await?;
             let mut ready: Vec<JobId> = counted
                 .into_iter()
                 .filter(|(_, _, state)| state == JobState::Assembling.as_str())
@@ -582,7 +500,8 @@ impl Engine for PostgresEngine {
                 Verdict::Valid(_) | Verdict::Passed(_) | Verdict::Suspect(..) => {}
                 Verdict::Disputed(id, reason) => {
                     flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
-                    if let Some(charged) = dispute(tx, *id, reason).await? {
+                    if let Some(charged) = store::dispute::<PostgresEngine>(tx, *id, reason).await?
+                    {
                         applied.charged.push(charged);
                     }
                 }

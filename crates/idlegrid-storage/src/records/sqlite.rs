@@ -13,7 +13,7 @@
 
 use super::payments;
 use super::rows::{self, backend, job_state, task_state};
-use super::sql::{Engine, SqlStore, agreed, queries_for};
+use super::sql::{Engine, SqlStore, queries_for};
 use super::store;
 use super::{
     DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, OutputRef, Verdict, VerdictsApplied,
@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use idlegrid_domain::{AttemptOutcome, JobId, JobState, ResultId, TaskId, TaskState, WorkerId};
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, Sqlite, SqlitePool};
+use sqlx::{Sqlite, SqlitePool};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
@@ -92,112 +92,18 @@ fn ids_json(ids: &[ResultId]) -> String {
 
 type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
-/// Rejects a result not yet decided: the task is charged a failed attempt (and waits for work
-/// again if it was waiting for this verdict), the device's run of valid results ends.
+/// Rejects a result not yet decided ([`store::charge_rejection`]); the device's run of valid
+/// results ends.
 async fn reject(tx: &mut Tx, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
-    let row: Option<(i64, i64, i64)> = sqlx::query_as(
-        "UPDATE results SET validate_state = 'invalid', outcome = 'validate_error', reason = ?2 \
-         WHERE id = ?1 AND validate_state IN ('pending', 'passed') \
-         RETURNING task_id, job_id, worker_id",
-    )
-    .bind(id.0)
-    .bind(reason)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some((task, job, worker)) = row else {
-        return Ok(None);
-    };
-    sqlx::query("UPDATE workers SET valid_streak = 0 WHERE id = ?1")
-        .bind(worker)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    let row: Option<(i64, String, i64, String)> = sqlx::query_as(
-        "UPDATE tasks SET failures = failures + 1, \
-         state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
-         WHERE id = ?1 RETURNING failures, state, \
-         (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id), \
-         (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
-    )
-    .bind(task)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    sqlx::query(
-        "UPDATE jobs SET failed_attempts = failed_attempts + 1, \
-         results_rejected = results_rejected + 1 WHERE id = ?1",
-    )
-    .bind(job)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some((failures, state, max_attempts, job_state_name)) = row else {
-        return Ok(None);
-    };
-    Ok(Some(FailureCharged {
-        task: TaskId(task),
-        job: JobId(job),
-        worker: WorkerId(worker),
-        outcome: AttemptOutcome::ValidateError,
-        failures: failures as u32,
-        max_attempts: max_attempts as u32,
-        still_pending: task_state(&state)? == TaskState::Pending
-            && job_state(&job_state_name)?.is_dispatching(),
-        independent_of: Vec::new(),
-    }))
-}
-
-/// Disputes a result the app's validator rejected: the task is charged a failed attempt and
-/// waits for work again (from a party independent of the results it has); its device is not
-/// blamed yet.
-async fn dispute(tx: &mut Tx, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
-    let row: Option<(i64, i64, i64)> = sqlx::query_as(
-        "UPDATE results SET validate_state = 'disputed', outcome = 'validate_error', reason = ?2 \
-         WHERE id = ?1 AND validate_state IN ('pending', 'passed') \
-         RETURNING task_id, job_id, worker_id",
-    )
-    .bind(id.0)
-    .bind(reason)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some((task, job, worker)) = row else {
-        return Ok(None);
-    };
-    let row: Option<(i64, String, i64, String)> = sqlx::query_as(
-        "UPDATE tasks SET failures = failures + 1, \
-         state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
-         WHERE id = ?1 RETURNING failures, state, \
-         (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id), \
-         (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
-    )
-    .bind(task)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    sqlx::query(
-        "UPDATE jobs SET failed_attempts = failed_attempts + 1, \
-         results_rejected = results_rejected + 1 WHERE id = ?1",
-    )
-    .bind(job)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some((failures, state, max_attempts, job_state_name)) = row else {
-        return Ok(None);
-    };
-    Ok(Some(FailureCharged {
-        task: TaskId(task),
-        job: JobId(job),
-        worker: WorkerId(worker),
-        outcome: AttemptOutcome::ValidateError,
-        failures: failures as u32,
-        max_attempts: max_attempts as u32,
-        still_pending: task_state(&state)? == TaskState::Pending
-            && job_state(&job_state_name)?.is_dispatching(),
-        independent_of: store::not_independent::<SqliteEngine>(tx, TaskId(task)).await?,
-    }))
+    let charged = store::charge_rejection::<SqliteEngine>(tx, id, reason, "invalid").await?;
+    if let Some(charged) = &charged {
+        sqlx::query("UPDATE workers SET valid_streak = 0 WHERE id = $1")
+            .bind(charged.worker.0)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(charged)
 }
 
 /// Settles the disputed results of tasks that just took an output: one with the output's bytes
@@ -241,45 +147,6 @@ async fn settle_disputes(tx: &mut Tx, accepted: &[ResultId]) -> Result<Vec<Failu
         });
     }
     Ok(out)
-}
-
-/// [`agreed!`], for the statements built here.
-const AGREED: &str = agreed!();
-
-/// Pays the results this verdict batch just accepted (`judged`: id, worker, new state), as
-/// [`rows::payments`] works out: one journal transaction per job and device, and each job's
-/// running charge. Only results that changed state here are passed in, so none is paid twice.
-async fn pay_in(tx: &mut Tx, judged: &[(i64, i64, String)]) -> Result<()> {
-    let ids: Vec<i64> = judged.iter().map(|(id, _, _)| *id).collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let states: BTreeMap<i64, &str> = judged
-        .iter()
-        .map(|(id, _, state)| (*id, state.as_str()))
-        .collect();
-    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT r.id, r.worker_id, w.owner_id, r.job_id, t.work_ms, t.replicas, \
-                j.price_per_core_hour, j.owner_per_core_hour, j.quote, j.charged, \
-                j.state AS job_state, (j.placement = 'own' OR {AGREED}) AS verified \
-         FROM json_each(?1) x JOIN results r ON r.id = x.value \
-         JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = r.job_id \
-         JOIN workers w ON w.id = r.worker_id \
-         WHERE j.quote IS NOT NULL ORDER BY r.id"
-    )))
-    .bind(serde_json::to_string(&ids).unwrap_or_default())
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let accepted = found
-        .iter()
-        .map(|row| {
-            let id: i64 = row.try_get("id").map_err(backend)?;
-            rows::accepted(row, states.get(&id) == Some(&"valid"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let paid = payments::payments(&accepted);
-    SqliteEngine::post_entries(tx, &paid.entries, &paid.charged).await
 }
 
 #[async_trait]
@@ -400,7 +267,11 @@ impl Engine for SqliteEngine {
             .fetch_all(&mut **tx)
             .await
             .map_err(backend)?;
-            pay_in(tx, &judged).await?;
+            let paid: Vec<(i64, String)> = judged
+                .iter()
+                .map(|(id, _, state)| (*id, state.clone()))
+                .collect();
+            store::pay::<SqliteEngine>(tx, &paid).await?;
             let mut per_worker: BTreeMap<i64, i64> = BTreeMap::new();
             for (_, worker, _) in &judged {
                 *per_worker.entry(*worker).or_default() += 1;
@@ -445,7 +316,7 @@ impl Engine for SqliteEngine {
                     }
                 }
                 Verdict::Disputed(id, reason) => {
-                    if let Some(charged) = dispute(tx, *id, reason).await? {
+                    if let Some(charged) = store::dispute::<SqliteEngine>(tx, *id, reason).await? {
                         applied.charged.push(charged);
                     }
                 }

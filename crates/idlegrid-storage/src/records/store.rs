@@ -171,6 +171,120 @@ pub(super) async fn add_replicas<E: Engine>(
     }))
 }
 
+/// Rejects a result not yet decided, leaving it `state` (`invalid`, or `disputed` until an
+/// independent party's result is accepted): its task is charged a failed attempt (and waits
+/// for work again if it was waiting for this verdict), its job counts the rejection. The
+/// caller holds the task and its job.
+pub(super) async fn charge_rejection<E: Engine>(
+    tx: &mut E::Tx,
+    id: ResultId,
+    reason: &str,
+    state: &str,
+) -> Result<Option<FailureCharged>> {
+    let row = E::optional(
+        On::Tx(&mut *tx),
+        sql!(
+            "UPDATE results SET validate_state = $3, outcome = 'validate_error', reason = $2 \
+             WHERE id = $1 AND validate_state IN ('pending', 'passed') \
+             RETURNING task_id, job_id, worker_id"
+        ),
+        args![id.0, reason, state],
+    )
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let (task, job, worker) = (
+        row.int("task_id")?,
+        row.int("job_id")?,
+        row.int("worker_id")?,
+    );
+    let charged = E::optional(
+        On::Tx(&mut *tx),
+        sql!(
+            "UPDATE tasks SET failures = failures + 1, \
+             state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
+             WHERE id = $1 RETURNING failures, state, \
+             (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id) AS max_attempts, \
+             (SELECT state FROM jobs WHERE jobs.id = tasks.job_id) AS job_state"
+        ),
+        args![task],
+    )
+    .await?;
+    E::execute(
+        On::Tx(tx),
+        sql!(
+            "UPDATE jobs SET failed_attempts = failed_attempts + 1, \
+             results_rejected = results_rejected + 1 WHERE id = $1"
+        ),
+        args![job],
+    )
+    .await?;
+    let Some(charged) = charged else {
+        return Ok(None);
+    };
+    Ok(Some(FailureCharged {
+        task: TaskId(task),
+        job: JobId(job),
+        worker: WorkerId(worker),
+        outcome: AttemptOutcome::ValidateError,
+        failures: charged.int("failures")? as u32,
+        max_attempts: charged.int("max_attempts")? as u32,
+        still_pending: task_state(&charged.text("state")?)? == TaskState::Pending
+            && job_state(&charged.text("job_state")?)?.is_dispatching(),
+        independent_of: Vec::new(),
+    }))
+}
+
+/// Disputes a result the app's validator rejected: the task is charged a failed attempt and
+/// waits for work again (from a party independent of the results it has); its device is not
+/// blamed yet. The caller holds the task and its job.
+pub(super) async fn dispute<E: Engine>(
+    tx: &mut E::Tx,
+    id: ResultId,
+    reason: &str,
+) -> Result<Option<FailureCharged>> {
+    let Some(mut charged) = charge_rejection::<E>(tx, id, reason, "disputed").await? else {
+        return Ok(None);
+    };
+    charged.independent_of = not_independent::<E>(tx, charged.task).await?;
+    Ok(Some(charged))
+}
+
+/// Pays the results a verdict batch just accepted (`judged`: id, new state), as
+/// [`payments::payments`] works out: one journal transaction per job and device, and each
+/// job's running charge. Only results that changed state in the batch are passed in, so none
+/// is paid twice. The caller holds their jobs.
+pub(super) async fn pay<E: Engine>(tx: &mut E::Tx, judged: &[(i64, String)]) -> Result<()> {
+    if judged.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = judged.iter().map(|(id, _)| *id).collect();
+    let states: BTreeMap<i64, &str> = judged
+        .iter()
+        .map(|(id, state)| (*id, state.as_str()))
+        .collect();
+    let found = E::all(
+        On::Tx(&mut *tx),
+        sql!(
+            "SELECT r.id, r.worker_id, w.owner_id, r.job_id, t.work_ms, t.replicas, \
+                    j.price_per_core_hour, j.owner_per_core_hour, j.quote, j.charged, \
+                    j.state AS job_state, (j.placement = 'own' OR " [agreed] ") AS verified \
+             FROM results r JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = r.job_id \
+             JOIN workers w ON w.id = r.worker_id \
+             WHERE r.id" [in 1] " AND j.quote IS NOT NULL ORDER BY r.id"
+        ),
+        args![ids],
+    )
+    .await?;
+    let accepted = found
+        .iter()
+        .map(|row| rows::accepted(row, states.get(&row.int("id")?) == Some(&"valid")))
+        .collect::<Result<Vec<_>>>()?;
+    let paid = payments::payments(&accepted);
+    E::post_entries(tx, &paid.entries, &paid.charged).await
+}
+
 /// Reads the replication state of these tasks in `tx`: two statements, so the caller holds
 /// the tasks or reads a snapshot.
 async fn read_replica_states<E: Engine>(
