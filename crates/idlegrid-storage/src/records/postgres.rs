@@ -298,40 +298,18 @@ const FAIL_TASK: &str = "WITH t AS (UPDATE tasks SET state = 'failed' \
 
 #[async_trait]
 impl Engine for PostgresEngine {
-    /// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it was
-    /// posted before.
-    async fn post(tx: &mut Self::Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
-        debug_assert_eq!(rows.iter().map(|(_, a)| a).sum::<i64>(), 0);
-        let accounts: Vec<&str> = rows.iter().map(|(a, _)| a.as_str()).collect();
-        let amounts: Vec<i64> = rows.iter().map(|(_, v)| *v).collect();
-        let inserted = sqlx::query(
-            "INSERT INTO ledger_entries (txn, account, amount, at) \
-             SELECT $1, a, v, $4 FROM unnest($2::text[], $3::bigint[]) AS r(a, v) \
-             ON CONFLICT (txn, account) DO NOTHING",
-        )
-        .bind(txn)
-        .bind(&accounts)
-        .bind(&amounts)
-        .bind(now_ms())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-        Ok(inserted.rows_affected() > 0)
-    }
-
-    /// Posts `entries` (each transaction's rows summing to zero), and adds `charged` (job, amount)
-    /// to the jobs' charged totals. The caller holds the jobs.
     async fn post_entries(
         tx: &mut Self::Tx,
         entries: &[payments::Entry],
         charged: &BTreeMap<i64, i64>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
+        let mut posted = 0;
         if !entries.is_empty() {
             let txns: Vec<&str> = entries.iter().map(|e| e.txn.as_str()).collect();
             let accounts: Vec<&str> = entries.iter().map(|e| e.account.as_str()).collect();
             let amounts: Vec<i64> = entries.iter().map(|e| e.amount).collect();
             let workers: Vec<Option<i64>> = entries.iter().map(|e| e.worker).collect();
-            sqlx::query(
+            posted = sqlx::query(
                 "INSERT INTO ledger_entries (txn, account, amount, at, worker_id) \
                  SELECT t, a, v, $5, w FROM unnest($1::text[], $2::text[], $3::bigint[], \
                  $4::bigint[]) AS e(t, a, v, w) ON CONFLICT (txn, account) DO NOTHING",
@@ -343,7 +321,8 @@ impl Engine for PostgresEngine {
             .bind(now_ms())
             .execute(&mut **tx)
             .await
-            .map_err(backend)?;
+            .map_err(backend)?
+            .rows_affected();
         }
         if !charged.is_empty() {
             let (jobs, amounts) = columns(charged);
@@ -357,7 +336,7 @@ impl Engine for PostgresEngine {
             .await
             .map_err(backend)?;
         }
-        Ok(())
+        Ok(posted)
     }
 
     /// Applies verdicts with the effects, in the order, that SQLite's one-at-a-time application
@@ -409,15 +388,7 @@ impl Engine for PostgresEngine {
         }
         for verdict in verdicts {
             if let Verdict::Suspect(id, reason) = verdict {
-                sqlx::query(
-                    "UPDATE results SET validate_state = 'passed', suspect = true, reason = $2 \
-                     WHERE id = $1 AND validate_state = 'pending'",
-                )
-                .bind(id.0)
-                .bind(reason)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend)?;
+                store::suspect::<PostgresEngine>(tx, *id, reason).await?;
             }
         }
         // Devices whose run of valid results ends in this call.
@@ -507,15 +478,7 @@ impl Engine for PostgresEngine {
                 }
                 Verdict::Void(id, reason) => {
                     flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
-                    sqlx::query(
-                        "UPDATE results SET validate_state = 'void', reason = $2 \
-                         WHERE id = $1 AND validate_state IN ('pending', 'passed', 'disputed')",
-                    )
-                    .bind(id.0)
-                    .bind(reason)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(backend)?;
+                    store::void::<PostgresEngine>(tx, *id, reason).await?;
                 }
                 Verdict::MoreReplicas(task, copies) => {
                     flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;

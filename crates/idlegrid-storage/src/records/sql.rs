@@ -307,16 +307,14 @@ pub(super) use queries_for;
 /// transactions PostgreSQL keeps correct with row locks.
 #[async_trait]
 pub(super) trait Engine: Queries {
-    /// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it
-    /// was posted before.
-    async fn post(tx: &mut Self::Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool>;
     /// Posts `entries` (each transaction's rows summing to zero; one posted before posts
-    /// nothing), and adds `charged` (job, amount) to the jobs' charged totals.
+    /// nothing), and adds `charged` (job, amount) to the jobs' charged totals. Returns how
+    /// many rows were posted. The caller holds the jobs.
     async fn post_entries(
         tx: &mut Self::Tx,
         entries: &[payments::Entry],
         charged: &BTreeMap<i64, i64>,
-    ) -> Result<()>;
+    ) -> Result<u64>;
 
     /// [`super::Store::touch_workers`], for a batch that is not empty.
     async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()>;

@@ -151,38 +151,18 @@ async fn settle_disputes(tx: &mut Tx, accepted: &[ResultId]) -> Result<Vec<Failu
 
 #[async_trait]
 impl Engine for SqliteEngine {
-    /// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it was
-    /// posted before.
-    async fn post(tx: &mut Self::Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
-        debug_assert_eq!(rows.iter().map(|(_, a)| a).sum::<i64>(), 0);
-        let rows: Vec<serde_json::Value> = rows.iter().map(|(a, v)| json!([a, v])).collect();
-        let inserted = sqlx::query(
-            "INSERT INTO ledger_entries (txn, account, amount, at) \
-             SELECT ?1, value->>0, value->>1, ?3 FROM json_each(?2) WHERE true \
-             ON CONFLICT (txn, account) DO NOTHING",
-        )
-        .bind(txn)
-        .bind(serde_json::Value::Array(rows).to_string())
-        .bind(now_ms())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-        Ok(inserted.rows_affected() > 0)
-    }
-
-    /// Posts `entries` (each transaction's rows summing to zero; a transaction posted before posts
-    /// nothing), and adds `charged` (job, amount) to the jobs' charged totals.
     async fn post_entries(
         tx: &mut Self::Tx,
         entries: &[payments::Entry],
         charged: &BTreeMap<i64, i64>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
+        let mut posted = 0;
         if !entries.is_empty() {
             let rows: Vec<serde_json::Value> = entries
                 .iter()
                 .map(|e| json!([e.txn, e.account, e.amount, e.worker]))
                 .collect();
-            sqlx::query(
+            posted = sqlx::query(
                 "INSERT INTO ledger_entries (txn, account, amount, at, worker_id) \
                  SELECT value->>0, value->>1, value->>2, ?2, value->>3 FROM json_each(?1) WHERE true \
                  ON CONFLICT (txn, account) DO NOTHING",
@@ -191,7 +171,8 @@ impl Engine for SqliteEngine {
             .bind(now_ms())
             .execute(&mut **tx)
             .await
-            .map_err(backend)?;
+            .map_err(backend)?
+            .rows_affected();
         }
         if !charged.is_empty() {
             let charged: Vec<[i64; 2]> = charged.iter().map(|(job, n)| [*job, *n]).collect();
@@ -204,7 +185,7 @@ impl Engine for SqliteEngine {
             .await
             .map_err(backend)?;
         }
-        Ok(())
+        Ok(posted)
     }
 
     /// Applies verdicts in one transaction. A task still open takes the first `Valid` listed for
@@ -217,15 +198,7 @@ impl Engine for SqliteEngine {
                 Verdict::Valid(id) => valid.push(*id),
                 Verdict::Passed(id) => passed.push(*id),
                 Verdict::Suspect(id, reason) => {
-                    sqlx::query(
-                        "UPDATE results SET validate_state = 'passed', suspect = 1, reason = ?2 \
-                         WHERE id = ?1 AND validate_state = 'pending'",
-                    )
-                    .bind(id.0)
-                    .bind(reason)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(backend)?;
+                    store::suspect::<SqliteEngine>(tx, *id, reason).await?;
                 }
                 _ => {}
             }
@@ -321,15 +294,7 @@ impl Engine for SqliteEngine {
                     }
                 }
                 Verdict::Void(id, reason) => {
-                    sqlx::query(
-                        "UPDATE results SET validate_state = 'void', reason = ?2 \
-                         WHERE id = ?1 AND validate_state IN ('pending', 'passed', 'disputed')",
-                    )
-                    .bind(id.0)
-                    .bind(reason)
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(backend)?;
+                    store::void::<SqliteEngine>(tx, *id, reason).await?;
                 }
                 Verdict::MoreReplicas(task, copies) => {
                     if let Some(more) =

@@ -282,7 +282,53 @@ pub(super) async fn pay<E: Engine>(tx: &mut E::Tx, judged: &[(i64, String)]) -> 
         .map(|row| rows::accepted(row, states.get(&row.int("id")?) == Some(&"valid")))
         .collect::<Result<Vec<_>>>()?;
     let paid = payments::payments(&accepted);
-    E::post_entries(tx, &paid.entries, &paid.charged).await
+    E::post_entries(tx, &paid.entries, &paid.charged).await?;
+    Ok(())
+}
+
+/// Marks a result passed by the app's validator but suspect (held for agreement), if it is
+/// still pending.
+pub(super) async fn suspect<E: Engine>(tx: &mut E::Tx, id: ResultId, reason: &str) -> Result<()> {
+    E::execute(
+        On::Tx(tx),
+        sql!(
+            "UPDATE results SET validate_state = 'passed', suspect = true, reason = $2 \
+             WHERE id = $1 AND validate_state = 'pending'"
+        ),
+        args![id.0, reason.to_string()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Voids a result not yet decided: it counts neither way.
+pub(super) async fn void<E: Engine>(tx: &mut E::Tx, id: ResultId, reason: &str) -> Result<()> {
+    E::execute(
+        On::Tx(tx),
+        sql!(
+            "UPDATE results SET validate_state = 'void', reason = $2 \
+             WHERE id = $1 AND validate_state IN ('pending', 'passed', 'disputed')"
+        ),
+        args![id.0, reason.to_string()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it was
+/// posted before.
+async fn post<E: Engine>(tx: &mut E::Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
+    debug_assert_eq!(rows.iter().map(|(_, a)| a).sum::<i64>(), 0);
+    let entries: Vec<payments::Entry> = rows
+        .iter()
+        .map(|(account, amount)| payments::Entry {
+            txn: txn.to_string(),
+            account: account.clone(),
+            amount: *amount,
+            worker: None,
+        })
+        .collect();
+    Ok(E::post_entries(tx, &entries, &BTreeMap::new()).await? > 0)
 }
 
 /// Reads the replication state of these tasks in `tx`: two statements, so the caller holds
@@ -1230,7 +1276,7 @@ impl<E: Engine> Store for SqlStore<E> {
                 available: Credits(available),
             });
         }
-        E::post(
+        post::<E>(
             &mut tx,
             &format!("hold:{}", job.0),
             &[
@@ -1267,7 +1313,7 @@ impl<E: Engine> Store for SqlStore<E> {
         amount: Credits,
     ) -> Result<bool> {
         let mut tx = self.engine.begin().await?;
-        let posted = E::post(
+        let posted = post::<E>(
             &mut tx,
             txn,
             &[(from.to_string(), -amount.0), (to.to_string(), amount.0)],
