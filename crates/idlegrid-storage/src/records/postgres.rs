@@ -26,7 +26,7 @@
 
 use super::payments;
 use super::rows::{self, backend, job_state, task_state};
-use super::sql::{Engine, SqlStore, queries_for};
+use super::sql::{Engine, SqlStore, TaskCharged, queries_for};
 use super::store;
 use super::{
     DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, OutputRef, Verdict, VerdictsApplied,
@@ -711,7 +711,7 @@ impl Engine for PostgresEngine {
             .collect())
     }
 
-    async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<FailureCharged>> {
+    async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<TaskCharged>> {
         let task: Vec<i64> = failures.iter().map(|f| f.task.0).collect();
         let job: Vec<i64> = failures.iter().map(|f| f.job.0).collect();
         let worker: Vec<i64> = failures.iter().map(|f| f.worker.0).collect();
@@ -763,37 +763,14 @@ impl Engine for PostgresEngine {
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        let after: HashMap<i64, (i64, String, i64, String)> = rows
-            .into_iter()
-            .map(|(task, failures, state, max, job_state)| {
-                (task, (failures, state, max, job_state))
-            })
-            .collect();
-        // Each failure reports the count as charged up to and including itself, as if the
-        // batch had been recorded one failure at a time.
-        let mut so_far: HashMap<i64, i64> = HashMap::new();
-        let mut charged = Vec::with_capacity(failures.len());
-        for failure in failures {
-            let Some((total, state, max_attempts, job_state_name)) = after.get(&failure.task.0)
-            else {
-                return Err(StorageError::NotFound(format!("task {}", failure.task)));
-            };
-            let charged_here = so_far.entry(failure.task.0).or_default();
-            *charged_here += i64::from(failure.outcome.counts_as_failure());
-            charged.push(FailureCharged {
-                independent_of: Vec::new(),
-                task: failure.task,
-                job: failure.job,
-                worker: failure.worker,
-                outcome: failure.outcome,
-                failures: (total - per_task[&failure.task.0] + *charged_here) as u32,
-                max_attempts: *max_attempts as u32,
-                still_pending: task_state(state)? == TaskState::Pending
-                    && job_state(job_state_name)?.is_dispatching(),
-            });
+        if let Some(missing) = failures
+            .iter()
+            .find(|f| !rows.iter().any(|(task, ..)| *task == f.task.0))
+        {
+            return Err(StorageError::NotFound(format!("task {}", missing.task)));
         }
         tx.commit().await.map_err(backend)?;
-        Ok(charged)
+        Ok(rows)
     }
 
     async fn claim_webhook_events(

@@ -7,7 +7,7 @@
 
 use super::payments;
 use super::rows::Columns;
-use super::{DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, Verdict, VerdictsApplied};
+use super::{DueWebhook, NewFailure, NewResult, NewTask, Verdict, VerdictsApplied};
 use crate::Result;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
@@ -302,6 +302,10 @@ macro_rules! queries_for {
 }
 pub(super) use queries_for;
 
+/// A task charged failed attempts, as a batch left it: its id, failures, state, its job's
+/// `max_attempts` and the job's state.
+pub(super) type TaskCharged = (i64, i64, String, i64, String);
+
 /// What an engine does its own way: posting to the ledger (its batches travel differently)
 /// and the [`super::Store`] methods whose statements differ, mostly the hot batches and the
 /// transactions PostgreSQL keeps correct with row locks.
@@ -329,8 +333,10 @@ pub(super) trait Engine: Queries {
     /// [`super::Store::record_results`] of a batch that is not empty and has one report per
     /// task and device: the `(task, worker, id)` of each result recorded.
     async fn record_results(&self, batch: &[&NewResult]) -> Result<Vec<(i64, i64, i64)>>;
-    /// [`super::Store::record_failures`], for a batch that is not empty.
-    async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<FailureCharged>>;
+    /// [`super::Store::record_failures`] of a batch that is not empty: each task charged, as
+    /// the batch left it (a task missing is [`crate::StorageError::NotFound`], and nothing is
+    /// recorded).
+    async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<TaskCharged>>;
     /// Applies verdicts in `tx` ([`super::Store::apply_verdicts`]).
     async fn apply_in(tx: &mut Self::Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied>;
     /// Marks a task failed in `tx` unless it is final already, and counts it on its job;

@@ -12,15 +12,15 @@
 //! the hot batches and the transactions whose statements differ from PostgreSQL's.
 
 use super::payments;
-use super::rows::{self, backend, job_state, task_state};
-use super::sql::{Engine, SqlStore, queries_for};
+use super::rows::{self, backend};
+use super::sql::{Engine, SqlStore, TaskCharged, queries_for};
 use super::store;
 use super::{
     DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, OutputRef, Verdict, VerdictsApplied,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
-use idlegrid_domain::{AttemptOutcome, JobId, JobState, ResultId, TaskId, TaskState, WorkerId};
+use idlegrid_domain::{AttemptOutcome, JobId, JobState, ResultId, TaskId, WorkerId};
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
@@ -457,10 +457,10 @@ impl Engine for SqliteEngine {
             .collect())
     }
 
-    async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<FailureCharged>> {
+    async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<TaskCharged>> {
         let mut tx = self.writer.begin().await.map_err(backend)?;
         let now = now_ms();
-        let mut charged = Vec::with_capacity(failures.len());
+        let mut charged: Vec<TaskCharged> = Vec::with_capacity(failures.len());
         for failure in failures {
             sqlx::query(
                 "INSERT INTO results (task_id, job_id, worker_id, outcome, reason, created_at) \
@@ -497,17 +497,13 @@ impl Engine for SqliteEngine {
                     .await
                     .map_err(backend)?;
             }
-            charged.push(FailureCharged {
-                task: failure.task,
-                job: failure.job,
-                worker: failure.worker,
-                outcome: failure.outcome,
-                failures: failures_now as u32,
-                max_attempts: max_attempts as u32,
-                still_pending: task_state(&state)? == TaskState::Pending
-                    && job_state(&job_state_name)?.is_dispatching(),
-                independent_of: Vec::new(),
-            });
+            charged.push((
+                failure.task.0,
+                failures_now,
+                state,
+                max_attempts,
+                job_state_name,
+            ));
         }
         tx.commit().await.map_err(backend)?;
         Ok(charged)

@@ -4,7 +4,7 @@
 
 use super::payments;
 use super::rows::{self, Columns, job_state, task_state};
-use super::sql::{Engine, On, SqlStore, args, sql};
+use super::sql::{Engine, On, SqlStore, TaskCharged, args, sql};
 use super::{
     AttemptRecord, Decide, DeviceRecord, Distrusted, DueWebhook, FailureCharged, Hold, InDoubt,
     JobRecord, LedgerAudit, LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef,
@@ -1022,7 +1022,43 @@ impl<E: Engine> Store for SqlStore<E> {
         if failures.is_empty() {
             return Ok(Vec::new());
         }
-        self.engine.record_failures(failures).await
+        let after: HashMap<i64, TaskCharged> = self
+            .engine
+            .record_failures(failures)
+            .await?
+            .into_iter()
+            .map(|charged| (charged.0, charged))
+            .collect();
+        let mut in_batch: HashMap<i64, i64> = HashMap::new();
+        for f in failures {
+            *in_batch.entry(f.task.0).or_default() += i64::from(f.outcome.counts_as_failure());
+        }
+        // Each failure reports the count as charged up to and including itself, as if the
+        // batch had been recorded one failure at a time.
+        let mut so_far: HashMap<i64, i64> = HashMap::new();
+        failures
+            .iter()
+            .map(|failure| {
+                let Some((_, total, state, max_attempts, job_state_name)) =
+                    after.get(&failure.task.0)
+                else {
+                    return Err(StorageError::NotFound(format!("task {}", failure.task)));
+                };
+                let charged_here = so_far.entry(failure.task.0).or_default();
+                *charged_here += i64::from(failure.outcome.counts_as_failure());
+                Ok(FailureCharged {
+                    task: failure.task,
+                    job: failure.job,
+                    worker: failure.worker,
+                    outcome: failure.outcome,
+                    failures: (total - in_batch[&failure.task.0] + *charged_here) as u32,
+                    max_attempts: *max_attempts as u32,
+                    still_pending: task_state(state)? == TaskState::Pending
+                        && job_state(job_state_name)?.is_dispatching(),
+                    independent_of: Vec::new(),
+                })
+            })
+            .collect()
     }
 
     async fn results_for_validation(&self, ids: &[ResultId]) -> Result<Vec<ResultRecord>> {
