@@ -288,14 +288,6 @@ async fn flush_rejections(
     Ok(())
 }
 
-/// Marks a task failed unless it is final already, and counts it on its job; returns the job.
-/// One statement: the task row is locked before the job row, as everywhere.
-const FAIL_TASK: &str = "WITH t AS (UPDATE tasks SET state = 'failed' \
-                         WHERE id = $1 AND state IN ('pending', 'validating') RETURNING job_id), \
-                         j AS (UPDATE jobs SET chunks_failed = chunks_failed + 1 \
-                               FROM t WHERE jobs.id = t.job_id) \
-                         SELECT job_id FROM t";
-
 #[async_trait]
 impl Engine for PostgresEngine {
     async fn post_entries(
@@ -490,7 +482,7 @@ impl Engine for PostgresEngine {
                 }
                 Verdict::FailTask(task, reason) => {
                     flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
-                    if let Some(job) = Self::fail_task_in(tx, *task).await? {
+                    if let Some(job) = store::fail_task::<PostgresEngine>(tx, *task).await? {
                         applied.failed.push((job, *task, reason.clone()));
                     }
                 }
@@ -520,15 +512,6 @@ impl Engine for PostgresEngine {
             .map_err(backend)?;
         }
         Ok(applied)
-    }
-
-    async fn fail_task_in(tx: &mut Self::Tx, task: TaskId) -> Result<Option<JobId>> {
-        let job: Option<i64> = sqlx::query_scalar(FAIL_TASK)
-            .bind(task.0)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(backend)?;
-        Ok(job.map(JobId))
     }
 
     async fn hold_tasks(tx: &mut Self::Tx, tasks: &BTreeSet<i64>, jobs_too: bool) -> Result<()> {

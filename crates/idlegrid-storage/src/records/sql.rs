@@ -11,7 +11,7 @@ use super::{DueWebhook, NewFailure, NewResult, NewTask, Verdict, VerdictsApplied
 use crate::Result;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
-use idlegrid_domain::{JobId, TaskId, WorkerId};
+use idlegrid_domain::{JobId, WorkerId};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One statement, as each engine spells it; placeholders are `$1`, `$2`, … on both.
@@ -339,9 +339,6 @@ pub(super) trait Engine: Queries {
     async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<TaskCharged>>;
     /// Applies verdicts in `tx` ([`super::Store::apply_verdicts`]).
     async fn apply_in(tx: &mut Self::Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied>;
-    /// Marks a task failed in `tx` unless it is final already, and counts it on its job;
-    /// returns the job.
-    async fn fail_task_in(tx: &mut Self::Tx, task: TaskId) -> Result<Option<JobId>>;
     /// Holds these tasks (and then, if `jobs_too`, their jobs) until `tx` ends, so that what
     /// it reads of them stays true until it commits and nobody else changes them meanwhile.
     /// (SQLite's single writer holds everything already.)

@@ -304,7 +304,7 @@ impl Engine for SqliteEngine {
                     }
                 }
                 Verdict::FailTask(task, reason) => {
-                    if let Some(job) = Self::fail_task_in(tx, *task).await? {
+                    if let Some(job) = store::fail_task::<SqliteEngine>(tx, *task).await? {
                         applied.failed.push((job, *task, reason.clone()));
                     }
                 }
@@ -312,26 +312,6 @@ impl Engine for SqliteEngine {
             }
         }
         Ok(applied)
-    }
-
-    /// Marks a task failed unless it is final already; returns its job.
-    async fn fail_task_in(tx: &mut Self::Tx, task: TaskId) -> Result<Option<JobId>> {
-        let job: Option<i64> = sqlx::query_scalar(
-            "UPDATE tasks SET state = 'failed' WHERE id = ?1 AND state IN ('pending', 'validating') \
-             RETURNING job_id",
-        )
-        .bind(task.0)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?;
-        if let Some(job) = job {
-            sqlx::query("UPDATE jobs SET chunks_failed = chunks_failed + 1 WHERE id = ?1")
-                .bind(job)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend)?;
-        }
-        Ok(job.map(JobId))
     }
 
     async fn hold_tasks(_: &mut Self::Tx, _: &BTreeSet<i64>, _: bool) -> Result<()> {

@@ -331,6 +331,31 @@ async fn post<E: Engine>(tx: &mut E::Tx, txn: &str, rows: &[(String, i64)]) -> R
     Ok(E::post_entries(tx, &entries, &BTreeMap::new()).await? > 0)
 }
 
+/// Marks a task failed in `tx` unless it is final already, and counts it on its job (the task
+/// is locked before the job, as everywhere); returns the job.
+pub(super) async fn fail_task<E: Engine>(tx: &mut E::Tx, task: TaskId) -> Result<Option<JobId>> {
+    let job = E::optional(
+        On::Tx(&mut *tx),
+        sql!(
+            "UPDATE tasks SET state = 'failed' WHERE id = $1 \
+             AND state IN ('pending', 'validating') RETURNING job_id"
+        ),
+        args![task.0],
+    )
+    .await?;
+    let Some(job) = job else {
+        return Ok(None);
+    };
+    let job = job.int("job_id")?;
+    E::execute(
+        On::Tx(tx),
+        sql!("UPDATE jobs SET chunks_failed = chunks_failed + 1 WHERE id = $1"),
+        args![job],
+    )
+    .await?;
+    Ok(Some(JobId(job)))
+}
+
 /// Reads the replication state of these tasks in `tx`: two statements, so the caller holds
 /// the tasks or reads a snapshot.
 async fn read_replica_states<E: Engine>(
@@ -1133,7 +1158,7 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn fail_task(&self, task: TaskId) -> Result<bool> {
         let mut tx = self.engine.begin().await?;
-        let job = E::fail_task_in(&mut tx, task).await?;
+        let job = fail_task::<E>(&mut tx, task).await?;
         E::commit(tx).await?;
         Ok(job.is_some())
     }
