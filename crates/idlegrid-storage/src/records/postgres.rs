@@ -236,41 +236,6 @@ async fn reject_run(
     Ok((out, workers))
 }
 
-/// Settles the disputed results of these tasks that now have an output: one with the
-/// output's bytes is void (the device was right after all), any other is invalid (an
-/// independent party's result was accepted where the device's was rejected). Returns what
-/// was charged; the caller resets the blamed devices' runs.
-async fn settle_disputes(tx: &mut Tx, tasks: &[i64]) -> Result<Vec<FailureCharged>> {
-    let blamed: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
-        "UPDATE results SET validate_state = CASE WHEN results.sha256 = o.sha256 \
-                                                  THEN 'void' ELSE 'invalid' END \
-         FROM tasks t JOIN results o ON o.id = t.canonical_result \
-         WHERE t.id = results.task_id AND t.id = ANY($1) AND t.state = 'done' \
-         AND results.validate_state = 'disputed' \
-         RETURNING results.task_id, results.job_id, \
-         CASE WHEN results.sha256 = o.sha256 THEN NULL ELSE results.worker_id END",
-    )
-    .bind(tasks)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(backend)?;
-    Ok(blamed
-        .into_iter()
-        .filter_map(|(task, job, worker)| {
-            Some(FailureCharged {
-                task: TaskId(task),
-                job: JobId(job),
-                worker: WorkerId(worker?),
-                outcome: AttemptOutcome::ValidateError,
-                failures: 0,
-                max_attempts: 0,
-                still_pending: false,
-                independent_of: Vec::new(),
-            })
-        })
-        .collect())
-}
-
 /// Applies a run of rejections gathered so far, if any, and empties it.
 async fn flush_rejections(
     tx: &mut Tx,
@@ -450,8 +415,8 @@ impl Engine for PostgresEngine {
                 .collect();
             ready.sort_unstable();
             applied.ready_to_assemble = ready;
-            let accepted_tasks: Vec<i64> = tasks.iter().copied().collect();
-            let blamed = settle_disputes(tx, &accepted_tasks).await?;
+            let accepted: Vec<ResultId> = valid.iter().copied().map(ResultId).collect();
+            let blamed = store::settle_disputes::<PostgresEngine>(tx, &accepted).await?;
             reset.extend(blamed.iter().map(|c| c.worker.0));
             applied.charged.extend(blamed);
         }

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
-use idlegrid_domain::{AttemptOutcome, JobId, JobState, ResultId, TaskId, WorkerId};
+use idlegrid_domain::{JobId, JobState, ResultId, WorkerId};
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool};
@@ -104,49 +104,6 @@ async fn reject(tx: &mut Tx, id: ResultId, reason: &str) -> Result<Option<Failur
             .map_err(backend)?;
     }
     Ok(charged)
-}
-
-/// Settles the disputed results of tasks that just took an output: one with the output's bytes
-/// is void (the device was right after all), any other is invalid (an independent party's
-/// result was accepted where the device's was rejected). Returns the devices blamed.
-async fn settle_disputes(tx: &mut Tx, accepted: &[ResultId]) -> Result<Vec<FailureCharged>> {
-    let blamed: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
-        "UPDATE results SET validate_state = CASE WHEN results.sha256 = \
-             (SELECT o.sha256 FROM results o WHERE o.id = t.canonical_result) \
-             THEN 'void' ELSE 'invalid' END \
-         FROM tasks t WHERE t.id = results.task_id AND t.state = 'done' \
-         AND results.validate_state = 'disputed' \
-         AND results.task_id IN (SELECT r.task_id FROM json_each(?1) j \
-                                 JOIN results r ON r.id = j.value) \
-         RETURNING results.task_id, results.job_id, \
-         CASE WHEN results.validate_state = 'invalid' THEN results.worker_id END",
-    )
-    .bind(ids_json(accepted))
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let mut out = Vec::new();
-    for (task, job, worker) in blamed {
-        let Some(worker) = worker else {
-            continue;
-        };
-        sqlx::query("UPDATE workers SET valid_streak = 0 WHERE id = ?1")
-            .bind(worker)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-        out.push(FailureCharged {
-            task: TaskId(task),
-            job: JobId(job),
-            worker: WorkerId(worker),
-            outcome: AttemptOutcome::ValidateError,
-            failures: 0,
-            max_attempts: 0,
-            still_pending: false,
-            independent_of: Vec::new(),
-        });
-    }
-    Ok(out)
 }
 
 #[async_trait]
@@ -279,7 +236,15 @@ impl Engine for SqliteEngine {
                     applied.ready_to_assemble.push(JobId(job));
                 }
             }
-            applied.charged.extend(settle_disputes(tx, &valid).await?);
+            let blamed = store::settle_disputes::<SqliteEngine>(tx, &valid).await?;
+            for charged in &blamed {
+                sqlx::query("UPDATE workers SET valid_streak = 0 WHERE id = $1")
+                    .bind(charged.worker.0)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            applied.charged.extend(blamed);
         }
         for verdict in verdicts {
             match verdict {

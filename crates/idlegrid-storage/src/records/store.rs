@@ -356,6 +356,49 @@ pub(super) async fn fail_task<E: Engine>(tx: &mut E::Tx, task: TaskId) -> Result
     Ok(Some(JobId(job)))
 }
 
+/// Settles the disputed results of the tasks of these accepted results that now have an
+/// output: one with the output's bytes is void (the device was right after all), any other is
+/// invalid (an independent party's result was accepted where the device's was rejected).
+/// Returns what was charged; the caller ends the blamed devices' runs.
+pub(super) async fn settle_disputes<E: Engine>(
+    tx: &mut E::Tx,
+    accepted: &[ResultId],
+) -> Result<Vec<FailureCharged>> {
+    let ids: Vec<i64> = accepted.iter().map(|id| id.0).collect();
+    let settled = E::all(
+        On::Tx(tx),
+        sql!(
+            "UPDATE results SET validate_state = CASE WHEN results.sha256 = \
+                 (SELECT o.sha256 FROM results o WHERE o.id = t.canonical_result) \
+                 THEN 'void' ELSE 'invalid' END \
+             FROM tasks t WHERE t.id = results.task_id AND t.state = 'done' \
+             AND results.validate_state = 'disputed' \
+             AND results.task_id IN (SELECT r.task_id FROM results r WHERE r.id" [in 1] ") \
+             RETURNING results.task_id, results.job_id, \
+             CASE WHEN results.validate_state = 'invalid' THEN results.worker_id END AS blamed"
+        ),
+        args![ids],
+    )
+    .await?;
+    let mut blamed = Vec::new();
+    for row in &settled {
+        let Some(worker) = row.int_opt("blamed")? else {
+            continue;
+        };
+        blamed.push(FailureCharged {
+            task: TaskId(row.int("task_id")?),
+            job: JobId(row.int("job_id")?),
+            worker: WorkerId(worker),
+            outcome: AttemptOutcome::ValidateError,
+            failures: 0,
+            max_attempts: 0,
+            still_pending: false,
+            independent_of: Vec::new(),
+        });
+    }
+    Ok(blamed)
+}
+
 /// Reads the replication state of these tasks in `tx`: two statements, so the caller holds
 /// the tasks or reads a snapshot.
 async fn read_replica_states<E: Engine>(
