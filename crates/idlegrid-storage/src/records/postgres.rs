@@ -3,10 +3,11 @@
 //! Every method means exactly what it means on [`super::SqliteStore`], and most are written
 //! once for both engines (`store.rs`, where the row locks below are the `[lock]` words of their
 //! statements). This file holds how PostgreSQL runs them (one pool, lists bound as arrays) and
-//! the methods it does its own way ([`Engine`]): the hot batches, and the transactions that
-//! stay correct when coordinators call them at once. SQLite gets that for free from its single
-//! writer; here each method is one statement where it can be, and a transaction that locks
-//! the rows it reads before it writes where it cannot:
+//! what it does its own way ([`Engine`]): the batches (ledger postings, chunks, results,
+//! failures, verdicts, devices seen) as arrays with their locks taken in order, holding tasks,
+//! snapshots, and claiming webhook events past each other's locks. What must stay correct when
+//! coordinators call at once (SQLite gets it for free from its single writer) is a
+//! compare-and-set statement, or a transaction that locks the rows it reads before it writes:
 //!
 //! - State changes are compare-and-set (`UPDATE ... WHERE state IN ...`): under READ COMMITTED
 //!   a second writer waits for the first, re-checks the condition on the committed row, and

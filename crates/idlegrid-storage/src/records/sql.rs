@@ -306,9 +306,9 @@ pub(super) use queries_for;
 /// `max_attempts` and the job's state.
 pub(super) type TaskCharged = (i64, i64, String, i64, String);
 
-/// What an engine does its own way: posting to the ledger (its batches travel differently)
-/// and the [`super::Store`] methods whose statements differ, mostly the hot batches and the
-/// transactions PostgreSQL keeps correct with row locks.
+/// What an engine does its own way: its batches (SQLite's travel as JSON, PostgreSQL's as
+/// arrays with their row locks taken in order), holding tasks, a snapshot, and claiming
+/// webhook events.
 #[async_trait]
 pub(super) trait Engine: Queries {
     /// Posts `entries` (each transaction's rows summing to zero; one posted before posts

@@ -8,8 +8,9 @@
 //! thousand-row batch is one statement, not a thousand round trips to the sqlx worker thread.
 //!
 //! Most methods are written once for both engines (`store.rs`); this file holds how SQLite runs
-//! them (the pools, and lists bound as JSON) and the methods it does its own way ([`Engine`]):
-//! the hot batches and the transactions whose statements differ from PostgreSQL's.
+//! them (the pools, and lists bound as JSON) and what it does its own way ([`Engine`]): the
+//! batches (ledger postings, chunks, results, failures, verdicts, devices seen) as JSON, and
+//! claiming webhook events, which the single writer makes atomic.
 
 use super::payments;
 use super::rows::{self, backend};

@@ -1,6 +1,9 @@
 //! The records store, written once for both engines: every [`Store`] method whose statements
 //! are the same on SQLite and PostgreSQL (where a word differs, [`sql!`] spells it both ways),
-//! and the ones that differ handed to the engine ([`Engine`]).
+//! and the ones that differ handed to the engine ([`Engine`]). The steps of a verdict batch
+//! that are the same on both (rejecting, disputing, paying, settling disputes, sending a task
+//! out again, failing it) are here too, for the engines' own verdict code to call inside its
+//! transaction.
 
 use super::payments;
 use super::rows::{self, Columns, job_state, task_state};
