@@ -5,11 +5,20 @@
 //! records consistent and the step can be redone. Batch methods exist because the hot path
 //! (reports, validation) moves thousands of tasks a second: backends do each batch in one
 //! transaction.
+//!
+//! One store serves both engines ([`SqliteStore`], [`PostgresStore`]): `store.rs` writes every
+//! method whose statements are the same on both once, over the query layer in `sql.rs`;
+//! `sqlite.rs` and `postgres.rs` hold only what their engines do differently. Rows are read
+//! into records by `rows.rs`, and the payment rules are worked out by `payments.rs`, for both.
 
 mod payments;
 mod postgres;
 mod rows;
+mod sql;
 mod sqlite;
+mod store;
+#[cfg(test)]
+mod tests;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -1,9 +1,13 @@
 //! The scale-out records backend: one PostgreSQL database shared by several coordinators.
 //!
-//! Every method means exactly what it means on [`super::SqliteStore`]; what differs is how it
-//! stays correct when coordinators call it at once. SQLite gets that for free from its single
-//! writer; here each method is one statement where it can be, and a transaction that locks
-//! the rows it reads before it writes where it cannot:
+//! Every method means exactly what it means on [`super::SqliteStore`], and most are written
+//! once for both engines (`store.rs`, where the row locks below are the `[lock]` words of their
+//! statements). This file holds how PostgreSQL runs them (one pool, lists bound as arrays) and
+//! what it does its own way ([`Engine`]): the batches (ledger postings, chunks, results,
+//! failures, verdicts, devices seen) as arrays with their locks taken in order, holding tasks,
+//! snapshots, and claiming webhook events past each other's locks. What must stay correct when
+//! coordinators call at once (SQLite gets it for free from its single writer) is a
+//! compare-and-set statement, or a transaction that locks the rows it reads before it writes:
 //!
 //! - State changes are compare-and-set (`UPDATE ... WHERE state IN ...`): under READ COMMITTED
 //!   a second writer waits for the first, re-checks the condition on the committed row, and
@@ -23,45 +27,29 @@
 
 use super::payments;
 use super::rows::{self, backend, job_state, task_state};
+use super::sql::{Engine, SqlStore, TaskCharged, queries_for};
+use super::store;
 use super::{
-    AttemptRecord, Decide, DeviceRecord, Distrusted, DueWebhook, FailureCharged, Hold, InDoubt,
-    JobRecord, LedgerAudit, LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef,
-    Principal, ReplicaState, Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord,
-    Verdict, VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
+    DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, OutputRef, Verdict, VerdictsApplied,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
-use idlegrid_domain::{
-    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, TaskId,
-    TaskState, TenantId, WorkerId,
-};
+use idlegrid_domain::{AttemptOutcome, JobId, JobState, ResultId, TaskId, TaskState, WorkerId};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, Row};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use sqlx::{PgPool, Postgres};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 
 /// Records in a PostgreSQL database, shared safely by any number of coordinators.
+pub type PostgresStore = SqlStore<PostgresEngine>;
+
+/// A PostgreSQL database, through one pool.
 #[derive(Debug, Clone)]
-pub struct PostgresStore {
+pub struct PostgresEngine {
     pool: PgPool,
 }
 
 impl PostgresStore {
-    /// Creates the account named `name` in `table` (tenants, owners or operators) if missing;
-    /// returns its id.
-    async fn ensure_account(&self, table: &'static str, name: &str) -> Result<i64> {
-        let sql = format!(
-            "INSERT INTO {table} (name, created_at) VALUES ($1, $2) \
-             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id"
-        );
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .bind(now_ms())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)
-    }
-
     /// Connects to the database at `url` (`postgres://user:password@host:port/database`) with
     /// at most `max_connections` connections, and applies migrations. Coordinators starting
     /// at once are safe: the migrator holds an advisory lock while it works.
@@ -87,18 +75,23 @@ impl PostgresStore {
             .await
             // The URL may hold a password, so it stays out of the message.
             .map_err(|e| StorageError::Backend(format!("migrating the records database: {e}")))?;
-        Ok(PostgresStore { pool })
+        Ok(SqlStore {
+            engine: PostgresEngine { pool },
+        })
     }
 
     /// Closes the pool, waiting for running statements.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.engine.pool.close().await;
     }
 }
 
-fn result_ids(ids: &[ResultId]) -> Vec<i64> {
-    ids.iter().map(|id| id.0).collect()
+/// A list argument as PostgreSQL takes it: an array, for `= ANY`.
+fn array<T>(list: Vec<T>) -> Vec<T> {
+    list
 }
+
+queries_for!(PostgresEngine, Postgres, postgres, read: pool, write: pool, list: array);
 
 /// Adds `n` to `key`'s count; the map's order is the id order locks are taken in.
 fn count(map: &mut BTreeMap<i64, i64>, key: i64, n: i64) {
@@ -110,33 +103,12 @@ fn columns(map: &BTreeMap<i64, i64>) -> (Vec<i64>, Vec<i64>) {
     map.iter().map(|(k, v)| (*k, *v)).unzip()
 }
 
-type Tx<'a> = sqlx::Transaction<'a, Postgres>;
-
-/// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it was
-/// posted before.
-async fn post_in(tx: &mut Tx<'_>, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
-    debug_assert_eq!(rows.iter().map(|(_, a)| a).sum::<i64>(), 0);
-    let accounts: Vec<&str> = rows.iter().map(|(a, _)| a.as_str()).collect();
-    let amounts: Vec<i64> = rows.iter().map(|(_, v)| *v).collect();
-    let inserted = sqlx::query(
-        "INSERT INTO ledger_entries (txn, account, amount, at) \
-         SELECT $1, a, v, $4 FROM unnest($2::text[], $3::bigint[]) AS r(a, v) \
-         ON CONFLICT (txn, account) DO NOTHING",
-    )
-    .bind(txn)
-    .bind(&accounts)
-    .bind(&amounts)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    Ok(inserted.rows_affected() > 0)
-}
+type Tx = sqlx::Transaction<'static, Postgres>;
 
 /// Locks these tasks' rows, in id order, until the transaction ends; returns the jobs of those
 /// that exist. Every later statement of the transaction sees what other transactions committed
 /// to them before the lock was granted, and nobody changes them meanwhile.
-async fn lock_tasks(tx: &mut Tx<'_>, tasks: &BTreeSet<i64>) -> Result<BTreeSet<i64>> {
+async fn lock_tasks(tx: &mut Tx, tasks: &BTreeSet<i64>) -> Result<BTreeSet<i64>> {
     if tasks.is_empty() {
         return Ok(BTreeSet::new());
     }
@@ -152,7 +124,7 @@ async fn lock_tasks(tx: &mut Tx<'_>, tasks: &BTreeSet<i64>) -> Result<BTreeSet<i
 }
 
 /// Locks these jobs' rows, in id order, until the transaction ends.
-async fn lock_jobs(tx: &mut Tx<'_>, jobs: &BTreeSet<i64>) -> Result<()> {
+async fn lock_jobs(tx: &mut Tx, jobs: &BTreeSet<i64>) -> Result<()> {
     if jobs.is_empty() {
         return Ok(());
     }
@@ -167,7 +139,7 @@ async fn lock_jobs(tx: &mut Tx<'_>, jobs: &BTreeSet<i64>) -> Result<()> {
 
 /// The tasks of these results (those that exist). A result's task never changes, so this needs
 /// no lock.
-async fn tasks_of_results(tx: &mut Tx<'_>, results: &[i64]) -> Result<Vec<i64>> {
+async fn tasks_of_results(tx: &mut Tx, results: &[i64]) -> Result<Vec<i64>> {
     if results.is_empty() {
         return Ok(Vec::new());
     }
@@ -183,7 +155,7 @@ async fn tasks_of_results(tx: &mut Tx<'_>, results: &[i64]) -> Result<Vec<i64>> 
 /// verdict), each job counts them. Returns what was charged, in the order of `run`, and the
 /// devices whose results were rejected. The caller holds the tasks and jobs.
 async fn reject_run(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     run: &[(ResultId, &str)],
 ) -> Result<(Vec<FailureCharged>, Vec<i64>)> {
     let ids: Vec<i64> = run.iter().map(|(id, _)| id.0).collect();
@@ -265,110 +237,9 @@ async fn reject_run(
     Ok((out, workers))
 }
 
-/// The devices that may not take a task's next copy: those with an undecided result for it
-/// (reported, passed or disputed) and, on the open grid, every other device of their owners.
-const NOT_INDEPENDENT: &str = "SELECT w.id FROM workers w \
-     WHERE w.id IN (SELECT r.worker_id FROM results r WHERE r.task_id = $1 \
-                    AND r.sha256 IS NOT NULL \
-                    AND r.validate_state IN ('pending', 'passed', 'disputed')) \
-     OR ((SELECT j.placement FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.id = $1) = 'any' \
-         AND w.owner_id IN (SELECT v.owner_id FROM results r JOIN workers v ON v.id = r.worker_id \
-                            WHERE r.task_id = $1 AND r.sha256 IS NOT NULL \
-                            AND r.validate_state IN ('pending', 'passed', 'disputed'))) \
-     ORDER BY w.id LIMIT 4096";
-
-async fn not_independent(tx: &mut Tx<'_>, task: TaskId) -> Result<Vec<WorkerId>> {
-    let ids: Vec<i64> = sqlx::query_scalar(NOT_INDEPENDENT)
-        .bind(task.0)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(ids.into_iter().map(WorkerId).collect())
-}
-
-/// Disputes a result the app's validator rejected: the task is charged a failed attempt and
-/// waits for work again (from a party independent of the results it has); its device is not
-/// blamed yet. The caller holds the task and its job.
-async fn dispute(tx: &mut Tx<'_>, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
-    let row: Option<(i64, i64, i64)> = sqlx::query_as(
-        "UPDATE results SET validate_state = 'disputed', outcome = 'validate_error', reason = $2 \
-         WHERE id = $1 AND validate_state IN ('pending', 'passed') \
-         RETURNING task_id, job_id, worker_id",
-    )
-    .bind(id.0)
-    .bind(reason)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some((task, job, worker)) = row else {
-        return Ok(None);
-    };
-    let (failures, state, max_attempts, job_state_name): (i64, String, i64, String) =
-        sqlx::query_as(
-            "WITH j AS (UPDATE jobs SET failed_attempts = failed_attempts + 1, \
-                        results_rejected = results_rejected + 1 WHERE id = $2 \
-                        RETURNING max_attempts, state) \
-             UPDATE tasks SET failures = failures + 1, \
-             state = CASE WHEN tasks.state = 'validating' THEN 'pending' ELSE tasks.state END \
-             FROM j WHERE tasks.id = $1 \
-             RETURNING tasks.failures, tasks.state, j.max_attempts, j.state",
-        )
-        .bind(task)
-        .bind(job)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(Some(FailureCharged {
-        task: TaskId(task),
-        job: JobId(job),
-        worker: WorkerId(worker),
-        outcome: AttemptOutcome::ValidateError,
-        failures: failures as u32,
-        max_attempts: max_attempts as u32,
-        still_pending: task_state(&state)? == TaskState::Pending
-            && job_state(&job_state_name)?.is_dispatching(),
-        independent_of: not_independent(tx, TaskId(task)).await?,
-    }))
-}
-
-/// Settles the disputed results of these tasks that now have an output: one with the
-/// output's bytes is void (the device was right after all), any other is invalid (an
-/// independent party's result was accepted where the device's was rejected). Returns what
-/// was charged; the caller resets the blamed devices' runs.
-async fn settle_disputes(tx: &mut Tx<'_>, tasks: &[i64]) -> Result<Vec<FailureCharged>> {
-    let blamed: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
-        "UPDATE results SET validate_state = CASE WHEN results.sha256 = o.sha256 \
-                                                  THEN 'void' ELSE 'invalid' END \
-         FROM tasks t JOIN results o ON o.id = t.canonical_result \
-         WHERE t.id = results.task_id AND t.id = ANY($1) AND t.state = 'done' \
-         AND results.validate_state = 'disputed' \
-         RETURNING results.task_id, results.job_id, \
-         CASE WHEN results.sha256 = o.sha256 THEN NULL ELSE results.worker_id END",
-    )
-    .bind(tasks)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(backend)?;
-    Ok(blamed
-        .into_iter()
-        .filter_map(|(task, job, worker)| {
-            Some(FailureCharged {
-                task: TaskId(task),
-                job: JobId(job),
-                worker: WorkerId(worker?),
-                outcome: AttemptOutcome::ValidateError,
-                failures: 0,
-                max_attempts: 0,
-                still_pending: false,
-                independent_of: Vec::new(),
-            })
-        })
-        .collect())
-}
-
 /// Applies a run of rejections gathered so far, if any, and empties it.
 async fn flush_rejections(
-    tx: &mut Tx<'_>,
+    tx: &mut Tx,
     run: &mut Vec<(ResultId, &str)>,
     applied: &mut VerdictsApplied,
     reset: &mut Vec<i64>,
@@ -383,473 +254,248 @@ async fn flush_rejections(
     Ok(())
 }
 
-/// Sends a task out for `copies` more results; says what to queue if its job still dispatches.
-async fn add_replicas(tx: &mut Tx<'_>, task: TaskId, copies: u32) -> Result<Option<Replicate>> {
-    let row: Option<(i64, String)> = sqlx::query_as(
-        "UPDATE tasks SET replicas = replicas + $2, \
-         state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
-         WHERE id = $1 AND state IN ('pending', 'validating') \
-         RETURNING job_id, (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
-    )
-    .bind(task.0)
-    .bind(i64::from(copies))
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some((job, job_state_name)) = row else {
-        return Ok(None);
-    };
-    if !job_state(&job_state_name)?.is_dispatching() {
-        return Ok(None);
-    }
-    Ok(Some(Replicate {
-        task,
-        job: JobId(job),
-        copies,
-        exclude: not_independent(tx, task).await?,
-    }))
-}
-
-/// Marks a task failed unless it is final already, and counts it on its job; returns the job.
-/// One statement: the task row is locked before the job row, as everywhere.
-const FAIL_TASK: &str = "WITH t AS (UPDATE tasks SET state = 'failed' \
-                         WHERE id = $1 AND state IN ('pending', 'validating') RETURNING job_id), \
-                         j AS (UPDATE jobs SET chunks_failed = chunks_failed + 1 \
-                               FROM t WHERE jobs.id = t.job_id) \
-                         SELECT job_id FROM t";
-
-async fn fail_task_in(tx: &mut Tx<'_>, task: TaskId) -> Result<Option<JobId>> {
-    let job: Option<i64> = sqlx::query_scalar(FAIL_TASK)
-        .bind(task.0)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(job.map(JobId))
-}
-
-/// Whether another owner's device returned the same bytes as result `r` (of device `w`) and
-/// had them accepted: the result is verified.
-const AGREED: &str = "EXISTS (SELECT 1 FROM results o JOIN workers v ON v.id = o.worker_id \
-     WHERE o.task_id = r.task_id AND o.id <> r.id AND o.sha256 = r.sha256 \
-     AND o.validate_state IN ('valid', 'redundant') AND v.owner_id <> w.owner_id)";
-
-/// Posts `entries` (each transaction's rows summing to zero), and adds `charged` (job, amount)
-/// to the jobs' charged totals. The caller holds the jobs.
-async fn post_entries(
-    tx: &mut Tx<'_>,
-    entries: &[payments::Entry],
-    charged: &BTreeMap<i64, i64>,
-) -> Result<()> {
-    if !entries.is_empty() {
-        let txns: Vec<&str> = entries.iter().map(|e| e.txn.as_str()).collect();
-        let accounts: Vec<&str> = entries.iter().map(|e| e.account.as_str()).collect();
-        let amounts: Vec<i64> = entries.iter().map(|e| e.amount).collect();
-        let workers: Vec<Option<i64>> = entries.iter().map(|e| e.worker).collect();
-        sqlx::query(
-            "INSERT INTO ledger_entries (txn, account, amount, at, worker_id) \
-             SELECT t, a, v, $5, w FROM unnest($1::text[], $2::text[], $3::bigint[], \
-             $4::bigint[]) AS e(t, a, v, w) ON CONFLICT (txn, account) DO NOTHING",
-        )
-        .bind(&txns)
-        .bind(&accounts)
-        .bind(&amounts)
-        .bind(&workers)
-        .bind(now_ms())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    if !charged.is_empty() {
-        let (jobs, amounts) = columns(charged);
-        sqlx::query(
-            "UPDATE jobs SET charged = jobs.charged + c.n \
-             FROM unnest($1::bigint[], $2::bigint[]) AS c(id, n) WHERE jobs.id = c.id",
-        )
-        .bind(&jobs)
-        .bind(&amounts)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    Ok(())
-}
-
-/// Pays the results this call just accepted (`judged`: id, new state), as
-/// [`payments::payments`] works out. The caller holds their jobs.
-async fn pay_in(tx: &mut Tx<'_>, judged: &[(i64, String)]) -> Result<()> {
-    if judged.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<i64> = judged.iter().map(|(id, _)| *id).collect();
-    let states: BTreeMap<i64, &str> = judged
-        .iter()
-        .map(|(id, state)| (*id, state.as_str()))
-        .collect();
-    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT r.id, r.worker_id, w.owner_id, r.job_id, t.work_ms, t.replicas, \
-                j.price_per_core_hour, j.owner_per_core_hour, j.quote, j.charged, \
-                j.state AS job_state, (j.placement = 'own' OR {AGREED}) AS verified \
-         FROM results r JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = r.job_id \
-         JOIN workers w ON w.id = r.worker_id \
-         WHERE r.id = ANY($1) AND j.quote IS NOT NULL ORDER BY r.id"
-    )))
-    .bind(&ids)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let accepted = found
-        .iter()
-        .map(|row| {
-            let id: i64 = row.try_get("id").map_err(backend)?;
-            rows::accepted(row, states.get(&id) == Some(&"valid"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let paid = payments::payments(&accepted);
-    post_entries(tx, &paid.entries, &paid.charged).await
-}
-
-/// Applies verdicts with the effects, in the order, that SQLite's one-at-a-time application
-/// has: `Passed`, then `Valid` (tasks done, jobs counting their chunks), then the others in
-/// the order given. Consecutive `Invalid`s are applied as one batch; the device streaks are
-/// written last, to keep the lock order (workers after jobs).
-async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
-    let mut applied = VerdictsApplied::default();
-    if verdicts.is_empty() {
-        return Ok(applied);
-    }
-    let (mut valid, mut passed, mut judged) = (Vec::new(), Vec::new(), Vec::new());
-    let mut tasks = BTreeSet::new();
-    let mut stepwise = false;
-    for verdict in verdicts {
-        match verdict {
-            Verdict::Valid(id) => valid.push(id.0),
-            Verdict::Passed(id) => passed.push(id.0),
-            Verdict::Suspect(id, _) | Verdict::Void(id, _) => judged.push(id.0),
-            Verdict::Invalid(id, _) | Verdict::Disputed(id, _) => {
-                judged.push(id.0);
-                stepwise = true;
-            }
-            Verdict::MoreReplicas(task, _) | Verdict::FailTask(task, _) => {
-                tasks.insert(task.0);
-                stepwise = true;
-            }
-        }
-    }
-    judged.extend(&valid);
-    judged.extend(&passed);
-    tasks.extend(tasks_of_results(tx, &judged).await?);
-    let jobs = lock_tasks(tx, &tasks).await?;
-    // The jobs are locked here, in id order, before anything else touches them: accepted
-    // results' payments read and write their charged totals, and the other verdicts touch
-    // them one after another.
-    if stepwise || !valid.is_empty() {
-        lock_jobs(tx, &jobs).await?;
-    }
-    if !passed.is_empty() {
-        sqlx::query(
-            "UPDATE results SET validate_state = 'passed' \
-             WHERE id = ANY($1) AND validate_state = 'pending'",
-        )
-        .bind(&passed)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    for verdict in verdicts {
-        if let Verdict::Suspect(id, reason) = verdict {
-            sqlx::query(
-                "UPDATE results SET validate_state = 'passed', suspect = true, reason = $2 \
-                 WHERE id = $1 AND validate_state = 'pending'",
+#[async_trait]
+impl Engine for PostgresEngine {
+    async fn post_entries(
+        tx: &mut Self::Tx,
+        entries: &[payments::Entry],
+        charged: &BTreeMap<i64, i64>,
+    ) -> Result<u64> {
+        let mut posted = 0;
+        if !entries.is_empty() {
+            let txns: Vec<&str> = entries.iter().map(|e| e.txn.as_str()).collect();
+            let accounts: Vec<&str> = entries.iter().map(|e| e.account.as_str()).collect();
+            let amounts: Vec<i64> = entries.iter().map(|e| e.amount).collect();
+            let workers: Vec<Option<i64>> = entries.iter().map(|e| e.worker).collect();
+            posted = sqlx::query(
+                "INSERT INTO ledger_entries (txn, account, amount, at, worker_id) \
+                 SELECT t, a, v, $5, w FROM unnest($1::text[], $2::text[], $3::bigint[], \
+                 $4::bigint[]) AS e(t, a, v, w) ON CONFLICT (txn, account) DO NOTHING",
             )
-            .bind(id.0)
-            .bind(reason)
+            .bind(&txns)
+            .bind(&accounts)
+            .bind(&amounts)
+            .bind(&workers)
+            .bind(now_ms())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        }
+        if !charged.is_empty() {
+            let (jobs, amounts) = columns(charged);
+            sqlx::query(
+                "UPDATE jobs SET charged = jobs.charged + c.n \
+                 FROM unnest($1::bigint[], $2::bigint[]) AS c(id, n) WHERE jobs.id = c.id",
+            )
+            .bind(&jobs)
+            .bind(&amounts)
             .execute(&mut **tx)
             .await
             .map_err(backend)?;
         }
+        Ok(posted)
     }
-    // Devices whose run of valid results ends in this call.
-    let mut reset = Vec::new();
-    if !valid.is_empty() {
-        // One statement: each task still open takes its first listed result as its output;
-        // the listed results become valid (the task's output) or redundant (agreeing with
-        // it); each job counts its chunks done and is assembling once all are. The results'
-        // verdicts are worked out from the tables (which this statement sees as they were
-        // before it), not by joining the `done` CTE: a CTE has no index, and the planner's
-        // nested loop over it made the statement quadratic in the batch (0.5 s for 2,000).
-        let assembling: Vec<(bool, i64, String)> = sqlx::query_as(
-            "WITH v AS (SELECT DISTINCT ON (r.task_id) r.id AS rid, r.task_id AS tid \
-                        FROM unnest($1::bigint[]) WITH ORDINALITY AS u(id, ord) \
-                        JOIN results r ON r.id = u.id \
-                        WHERE r.validate_state IN ('pending', 'passed') \
-                        ORDER BY r.task_id, u.ord), \
-             done AS (UPDATE tasks SET state = 'done', canonical_result = v.rid FROM v \
-                      WHERE tasks.id = v.tid AND tasks.state IN ('pending', 'validating') \
-                      RETURNING tasks.id, tasks.job_id, tasks.canonical_result), \
-             judged AS (UPDATE results SET validate_state = CASE \
-                          WHEN (x.first AND t.state IN ('pending', 'validating')) \
-                               OR t.canonical_result = results.id \
-                          THEN 'valid' ELSE 'redundant' END \
-                        FROM (SELECT r.id, r.task_id, \
-                                     row_number() OVER (PARTITION BY r.task_id ORDER BY u.ord) = 1 \
-                                     AS first \
-                              FROM unnest($1::bigint[]) WITH ORDINALITY AS u(id, ord) \
-                              JOIN results r ON r.id = u.id \
-                              WHERE r.validate_state IN ('pending', 'passed')) AS x \
-                        JOIN tasks t ON t.id = x.task_id \
-                        WHERE results.id = x.id \
-                        RETURNING results.id, results.worker_id, results.validate_state), \
-             streaks AS (UPDATE workers SET valid_streak = workers.valid_streak + c.n \
-                         FROM (SELECT w.id, s.n FROM workers w \
-                               JOIN (SELECT worker_id, count(*) AS n FROM judged \
-                                     GROUP BY worker_id) AS s ON s.worker_id = w.id \
-                               ORDER BY w.id FOR NO KEY UPDATE OF w) AS c \
-                         WHERE workers.id = c.id), \
-             per_job AS (SELECT job_id, count(*) AS n FROM done GROUP BY job_id), \
-             counted AS (UPDATE jobs SET chunks_done = jobs.chunks_done + c.n, \
-                state = CASE WHEN jobs.chunks_total IS NOT NULL \
-                             AND jobs.chunks_done + c.n >= jobs.chunks_total \
-                             AND jobs.state IN ('partitioning', 'running') \
-                        THEN 'assembling' ELSE jobs.state END \
-                FROM (SELECT j.id, per_job.n FROM jobs j JOIN per_job ON per_job.job_id = j.id \
-                      ORDER BY j.id FOR NO KEY UPDATE OF j) AS c \
-                WHERE jobs.id = c.id RETURNING jobs.id, jobs.state) \
-             SELECT false, id, state FROM counted \
-             UNION ALL SELECT true, id, validate_state FROM judged",
-        )
-        .bind(&valid)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
-        let (judged, counted): (Vec<_>, Vec<_>) =
-            assembling.into_iter().partition(|(result, _, _)| *result);
-        let judged: Vec<(i64, String)> = judged
-            .into_iter()
-            .map(|(_, id, state)| (id, state))
-            .collect();
-        pay_in(tx, &judged).await?;
-        let mut ready: Vec<JobId> = counted
-            .into_iter()
-            .filter(|(_, _, state)| state == JobState::Assembling.as_str())
-            .map(|(_, job, _)| JobId(job))
-            .collect();
-        ready.sort_unstable();
-        applied.ready_to_assemble = ready;
-        let accepted_tasks: Vec<i64> = tasks.iter().copied().collect();
-        let blamed = settle_disputes(tx, &accepted_tasks).await?;
-        reset.extend(blamed.iter().map(|c| c.worker.0));
-        applied.charged.extend(blamed);
-    }
-    // Rejections before the others, in the order given: a run of them at a time.
-    let mut run: Vec<(ResultId, &str)> = Vec::new();
-    for verdict in verdicts {
-        match verdict {
-            Verdict::Invalid(id, reason) => run.push((*id, reason)),
-            Verdict::Valid(_) | Verdict::Passed(_) | Verdict::Suspect(..) => {}
-            Verdict::Disputed(id, reason) => {
-                flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
-                if let Some(charged) = dispute(tx, *id, reason).await? {
-                    applied.charged.push(charged);
+
+    /// Applies verdicts with the effects, in the order, that SQLite's one-at-a-time application
+    /// has: `Passed`, then `Valid` (tasks done, jobs counting their chunks), then the others in
+    /// the order given. Consecutive `Invalid`s are applied as one batch; the device streaks are
+    /// written last, to keep the lock order (workers after jobs).
+    async fn apply_in(tx: &mut Self::Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
+        let mut applied = VerdictsApplied::default();
+        if verdicts.is_empty() {
+            return Ok(applied);
+        }
+        let (mut valid, mut passed, mut judged) = (Vec::new(), Vec::new(), Vec::new());
+        let mut tasks = BTreeSet::new();
+        let mut stepwise = false;
+        for verdict in verdicts {
+            match verdict {
+                Verdict::Valid(id) => valid.push(id.0),
+                Verdict::Passed(id) => passed.push(id.0),
+                Verdict::Suspect(id, _) | Verdict::Void(id, _) => judged.push(id.0),
+                Verdict::Invalid(id, _) | Verdict::Disputed(id, _) => {
+                    judged.push(id.0);
+                    stepwise = true;
                 }
-            }
-            Verdict::Void(id, reason) => {
-                flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
-                sqlx::query(
-                    "UPDATE results SET validate_state = 'void', reason = $2 \
-                     WHERE id = $1 AND validate_state IN ('pending', 'passed', 'disputed')",
-                )
-                .bind(id.0)
-                .bind(reason)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend)?;
-            }
-            Verdict::MoreReplicas(task, copies) => {
-                flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
-                if let Some(more) = add_replicas(tx, *task, *copies).await? {
-                    applied.replicate.push(more);
-                }
-            }
-            Verdict::FailTask(task, reason) => {
-                flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
-                if let Some(job) = fail_task_in(tx, *task).await? {
-                    applied.failed.push((job, *task, reason.clone()));
+                Verdict::MoreReplicas(task, _) | Verdict::FailTask(task, _) => {
+                    tasks.insert(task.0);
+                    stepwise = true;
                 }
             }
         }
+        judged.extend(&valid);
+        judged.extend(&passed);
+        tasks.extend(tasks_of_results(tx, &judged).await?);
+        let jobs = lock_tasks(tx, &tasks).await?;
+        // The jobs are locked here, in id order, before anything else touches them: accepted
+        // results' payments read and write their charged totals, and the other verdicts touch
+        // them one after another.
+        if stepwise || !valid.is_empty() {
+            lock_jobs(tx, &jobs).await?;
+        }
+        if !passed.is_empty() {
+            sqlx::query(
+                "UPDATE results SET validate_state = 'passed' \
+                 WHERE id = ANY($1) AND validate_state = 'pending'",
+            )
+            .bind(&passed)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        }
+        for verdict in verdicts {
+            if let Verdict::Suspect(id, reason) = verdict {
+                store::suspect::<PostgresEngine>(tx, *id, reason).await?;
+            }
+        }
+        // Devices whose run of valid results ends in this call.
+        let mut reset = Vec::new();
+        if !valid.is_empty() {
+            // One statement: each task still open takes its first listed result as its output;
+            // the listed results become valid (the task's output) or redundant (agreeing with
+            // it); each job counts its chunks done and is assembling once all are. The results'
+            // verdicts are worked out from the tables (which this statement sees as they were
+            // before it), not by joining the `done` CTE: a CTE has no index, and the planner's
+            // nested loop over it made the statement quadratic in the batch (0.5 s for 2,000).
+            let assembling: Vec<(bool, i64, String)> = sqlx::query_as(
+                "WITH v AS (SELECT DISTINCT ON (r.task_id) r.id AS rid, r.task_id AS tid \
+                            FROM unnest($1::bigint[]) WITH ORDINALITY AS u(id, ord) \
+                            JOIN results r ON r.id = u.id \
+                            WHERE r.validate_state IN ('pending', 'passed') \
+                            ORDER BY r.task_id, u.ord), \
+                 done AS (UPDATE tasks SET state = 'done', canonical_result = v.rid FROM v \
+                          WHERE tasks.id = v.tid AND tasks.state IN ('pending', 'validating') \
+                          RETURNING tasks.id, tasks.job_id, tasks.canonical_result), \
+                 judged AS (UPDATE results SET validate_state = CASE \
+                              WHEN (x.first AND t.state IN ('pending', 'validating')) \
+                                   OR t.canonical_result = results.id \
+                              THEN 'valid' ELSE 'redundant' END \
+                            FROM (SELECT r.id, r.task_id, \
+                                         row_number() OVER (PARTITION BY r.task_id ORDER BY u.ord) = 1 \
+                                         AS first \
+                                  FROM unnest($1::bigint[]) WITH ORDINALITY AS u(id, ord) \
+                                  JOIN results r ON r.id = u.id \
+                                  WHERE r.validate_state IN ('pending', 'passed')) AS x \
+                            JOIN tasks t ON t.id = x.task_id \
+                            WHERE results.id = x.id \
+                            RETURNING results.id, results.worker_id, results.validate_state), \
+                 streaks AS (UPDATE workers SET valid_streak = workers.valid_streak + c.n \
+                             FROM (SELECT w.id, s.n FROM workers w \
+                                   JOIN (SELECT worker_id, count(*) AS n FROM judged \
+                                         GROUP BY worker_id) AS s ON s.worker_id = w.id \
+                                   ORDER BY w.id FOR NO KEY UPDATE OF w) AS c \
+                             WHERE workers.id = c.id), \
+                 per_job AS (SELECT job_id, count(*) AS n FROM done GROUP BY job_id), \
+                 counted AS (UPDATE jobs SET chunks_done = jobs.chunks_done + c.n, \
+                    state = CASE WHEN jobs.chunks_total IS NOT NULL \
+                                 AND jobs.chunks_done + c.n >= jobs.chunks_total \
+                                 AND jobs.state IN ('partitioning', 'running') \
+                            THEN 'assembling' ELSE jobs.state END \
+                    FROM (SELECT j.id, per_job.n FROM jobs j JOIN per_job ON per_job.job_id = j.id \
+                          ORDER BY j.id FOR NO KEY UPDATE OF j) AS c \
+                    WHERE jobs.id = c.id RETURNING jobs.id, jobs.state) \
+                 SELECT false, id, state FROM counted \
+                 UNION ALL SELECT true, id, validate_state FROM judged",
+            )
+            .bind(&valid)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(backend)?;
+            let (judged, counted): (Vec<_>, Vec<_>) =
+                assembling.into_iter().partition(|(result, _, _)| *result);
+            let judged: Vec<(i64, String)> = judged
+                .into_iter()
+                .map(|(_, id, state)| (id, state))
+                .collect();
+            store::pay::<PostgresEngine>(tx, &judged).await?;
+            let mut ready: Vec<JobId> = counted
+                .into_iter()
+                .filter(|(_, _, state)| state == JobState::Assembling.as_str())
+                .map(|(_, job, _)| JobId(job))
+                .collect();
+            ready.sort_unstable();
+            applied.ready_to_assemble = ready;
+            let accepted: Vec<ResultId> = valid.iter().copied().map(ResultId).collect();
+            let blamed = store::settle_disputes::<PostgresEngine>(tx, &accepted).await?;
+            reset.extend(blamed.iter().map(|c| c.worker.0));
+            applied.charged.extend(blamed);
+        }
+        // Rejections before the others, in the order given: a run of them at a time.
+        let mut run: Vec<(ResultId, &str)> = Vec::new();
+        for verdict in verdicts {
+            match verdict {
+                Verdict::Invalid(id, reason) => run.push((*id, reason)),
+                Verdict::Valid(_) | Verdict::Passed(_) | Verdict::Suspect(..) => {}
+                Verdict::Disputed(id, reason) => {
+                    flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
+                    if let Some(charged) = store::dispute::<PostgresEngine>(tx, *id, reason).await?
+                    {
+                        applied.charged.push(charged);
+                    }
+                }
+                Verdict::Void(id, reason) => {
+                    flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
+                    store::void::<PostgresEngine>(tx, *id, reason).await?;
+                }
+                Verdict::MoreReplicas(task, copies) => {
+                    flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
+                    if let Some(more) =
+                        store::add_replicas::<PostgresEngine>(tx, *task, *copies).await?
+                    {
+                        applied.replicate.push(more);
+                    }
+                }
+                Verdict::FailTask(task, reason) => {
+                    flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
+                    if let Some(job) = store::fail_task::<PostgresEngine>(tx, *task).await? {
+                        applied.failed.push((job, *task, reason.clone()));
+                    }
+                }
+            }
+        }
+        flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
+        if !reset.is_empty() {
+            // A rejection ends its device's run (acceptances, counted above, come first); only
+            // results judged by this call count, so a result judged twice (two coordinators)
+            // counts once.
+            sqlx::query(
+                "UPDATE workers SET valid_streak = CASE WHEN c.reset THEN 0 \
+                                                        ELSE workers.valid_streak + c.n END \
+                 FROM (SELECT w.id, s.n, s.reset FROM workers w JOIN \
+                         (SELECT id, sum(n)::bigint AS n, bool_or(reset) AS reset FROM \
+                            (SELECT worker_id AS id, count(*) AS n, false AS reset FROM results \
+                             WHERE id = ANY($1) GROUP BY worker_id \
+                             UNION ALL SELECT unnest($2::bigint[]), 0, true) AS each_one \
+                          GROUP BY id) AS s ON s.id = w.id \
+                       ORDER BY w.id FOR NO KEY UPDATE OF w) AS c \
+                 WHERE workers.id = c.id",
+            )
+            .bind(Vec::<i64>::new())
+            .bind(&reset)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        }
+        Ok(applied)
     }
-    flush_rejections(tx, &mut run, &mut applied, &mut reset).await?;
-    if !reset.is_empty() {
-        // A rejection ends its device's run (acceptances, counted above, come first); only
-        // results judged by this call count, so a result judged twice (two coordinators)
-        // counts once.
-        sqlx::query(
-            "UPDATE workers SET valid_streak = CASE WHEN c.reset THEN 0 \
-                                                    ELSE workers.valid_streak + c.n END \
-             FROM (SELECT w.id, s.n, s.reset FROM workers w JOIN \
-                     (SELECT id, sum(n)::bigint AS n, bool_or(reset) AS reset FROM \
-                        (SELECT worker_id AS id, count(*) AS n, false AS reset FROM results \
-                         WHERE id = ANY($1) GROUP BY worker_id \
-                         UNION ALL SELECT unnest($2::bigint[]), 0, true) AS each_one \
-                      GROUP BY id) AS s ON s.id = w.id \
-                   ORDER BY w.id FOR NO KEY UPDATE OF w) AS c \
-             WHERE workers.id = c.id",
-        )
-        .bind(Vec::<i64>::new())
-        .bind(&reset)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    Ok(applied)
-}
 
-/// Reads the replication state of these tasks. Two statements; callers that need them
-/// consistent read them in a transaction that holds the tasks, or one with a snapshot.
-async fn read_replica_states(
-    conn: &mut sqlx::PgConnection,
-    tasks: &[TaskId],
-) -> Result<Vec<ReplicaState>> {
-    let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
-    let task_rows = sqlx::query(
-        "SELECT t.id, t.job_id, t.state, t.replicas, j.placement, t.canonical_result \
-         FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.id = ANY($1) ORDER BY t.id",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
-    let result_rows = sqlx::query(
-        "SELECT r.task_id, r.id, r.worker_id, w.owner_id, r.sha256, r.validate_state, r.suspect, \
-         r.reason, w.valid_streak, w.created_at AS registered_at, \
-         (w.capabilities::jsonb)->>'runtime' AS runtime, \
-         (w.capabilities::jsonb)->>'ffmpeg' AS ffmpeg \
-         FROM results r JOIN workers w ON w.id = r.worker_id \
-         WHERE r.task_id = ANY($1) AND r.sha256 IS NOT NULL \
-         AND (r.validate_state IN ('pending', 'passed', 'disputed') \
-              OR r.id IN (SELECT canonical_result FROM tasks WHERE id = ANY($1))) \
-         ORDER BY r.id",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
-    rows::replica_states(&task_rows, &result_rows)
-}
-
-#[async_trait]
-impl Store for PostgresStore {
-    async fn ensure_tenant(&self, name: &str) -> Result<TenantId> {
-        self.ensure_account("tenants", name).await.map(TenantId)
-    }
-
-    async fn ensure_owner(&self, name: &str) -> Result<i64> {
-        self.ensure_account("owners", name).await
-    }
-
-    async fn create_owner(
-        &self,
-        name: &str,
-        tenant: Option<TenantId>,
-        token_hash: [u8; 32],
-    ) -> Result<Option<i64>> {
-        // One statement: the owner and its token exist together or not at all.
-        let id: Option<i64> = sqlx::query_scalar(
-            "WITH o AS (INSERT INTO owners (name, tenant_id, created_at) VALUES ($1, $2, $4) \
-                        ON CONFLICT (name) DO NOTHING RETURNING id), \
-             c AS (INSERT INTO credentials (secret_hash, kind, subject, created_at) \
-                   SELECT $3, 'enrollment', id, $4 FROM o) \
-             SELECT id FROM o",
-        )
-        .bind(name)
-        .bind(tenant.map(|t| t.0))
-        .bind(&token_hash[..])
-        .bind(now_ms())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(id)
-    }
-
-    async fn add_credential(&self, secret_hash: [u8; 32], principal: Principal) -> Result<()> {
-        let (kind, subject) = match principal {
-            Principal::Tenant(t) => ("api_key", t.0),
-            Principal::Owner(o) => ("enrollment", o),
-            Principal::Worker(w) => ("worker", w.0),
-            Principal::Operator(o) => ("operator", o),
-        };
-        sqlx::query(
-            "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(&secret_hash[..])
-        .bind(kind)
-        .bind(subject)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+    async fn hold_tasks(tx: &mut Self::Tx, tasks: &BTreeSet<i64>, jobs_too: bool) -> Result<()> {
+        let jobs = lock_tasks(tx, tasks).await?;
+        if jobs_too {
+            lock_jobs(tx, &jobs).await?;
+        }
         Ok(())
     }
 
-    async fn credential(&self, secret_hash: [u8; 32]) -> Result<Option<Principal>> {
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT kind, subject FROM credentials WHERE secret_hash = $1")
-                .bind(&secret_hash[..])
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend)?;
-        row.map(|(kind, subject)| match kind.as_str() {
-            "api_key" => Ok(Principal::Tenant(TenantId(subject))),
-            "enrollment" => Ok(Principal::Owner(subject)),
-            "worker" => Ok(Principal::Worker(WorkerId(subject))),
-            "operator" => Ok(Principal::Operator(subject)),
-            other => Err(StorageError::Corrupt(format!("credential kind {other:?}"))),
-        })
-        .transpose()
-    }
-
-    async fn account_name(&self, principal: Principal) -> Result<Option<String>> {
-        let (sql, id) = match principal {
-            Principal::Tenant(t) => ("SELECT name FROM tenants WHERE id = $1", t.0),
-            Principal::Owner(o) => ("SELECT name FROM owners WHERE id = $1", o),
-            Principal::Operator(o) => ("SELECT name FROM operators WHERE id = $1", o),
-            Principal::Worker(_) => return Ok(None),
-        };
-        sqlx::query_scalar(sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
+    async fn snapshot(&self) -> Result<Self::Tx> {
+        self.pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
             .map_err(backend)
     }
 
-    async fn ensure_operator(&self, name: &str) -> Result<i64> {
-        self.ensure_account("operators", name).await
-    }
-
-    async fn owner_devices(&self, owner: i64) -> Result<Vec<DeviceRecord>> {
-        let rows = sqlx::query(
-            "SELECT w.id, w.name, w.capabilities, w.created_at, w.last_seen_at, w.valid_streak, \
-             w.quarantined_at, \
-             (SELECT count(*) FROM results WHERE worker_id = w.id \
-              AND validate_state IN ('valid', 'redundant')) AS valid, \
-             (SELECT count(*) FROM results WHERE worker_id = w.id \
-              AND validate_state = 'invalid') AS invalid, \
-             (SELECT count(*) FROM results WHERE worker_id = w.id \
-              AND outcome = 'no_reply') AS timed_out \
-             FROM workers w WHERE w.owner_id = $1 ORDER BY w.id",
-        )
-        .bind(owner)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::device).collect()
-    }
-
     async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()> {
-        if seen.is_empty() {
-            return Ok(());
-        }
         let (ids, ats): (Vec<i64>, Vec<i64>) = seen.iter().map(|(w, at)| (w.0, *at)).unzip();
         sqlx::query(
             "UPDATE workers SET last_seen_at = greatest(coalesce(workers.last_seen_at, 0), s.at) \
@@ -864,420 +510,12 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn register_worker(
-        &self,
-        owner: i64,
-        name: &str,
-        capabilities: &Capabilities,
-        token_hash: [u8; 32],
-    ) -> Result<WorkerId> {
-        let caps = serde_json::to_string(capabilities)
-            .map_err(|e| StorageError::Backend(e.to_string()))?;
-        // One statement, so the worker and its token exist together or not at all.
-        let id: i64 = sqlx::query_scalar(
-            "WITH w AS (INSERT INTO workers (owner_id, name, capabilities, created_at) \
-                        VALUES ($1, $2, $3, $5) RETURNING id), \
-             c AS (INSERT INTO credentials (secret_hash, kind, subject, created_at) \
-                   SELECT $4, 'worker', id, $5 FROM w) \
-             SELECT id FROM w",
-        )
-        .bind(owner)
-        .bind(name)
-        .bind(caps)
-        .bind(&token_hash[..])
-        .bind(now_ms())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(WorkerId(id))
-    }
-
-    async fn create_link_code(
-        &self,
-        owner: i64,
-        code_hash: [u8; 32],
-        expires_at_ms: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "WITH gone AS (DELETE FROM link_codes WHERE expires_at <= $4) \
-             INSERT INTO link_codes (code_hash, owner_id, expires_at) VALUES ($1, $2, $3)",
-        )
-        .bind(&code_hash[..])
-        .bind(owner)
-        .bind(expires_at_ms)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn register_linked_worker(
-        &self,
-        code_hash: [u8; 32],
-        now_ms: i64,
-        name: &str,
-        capabilities: &Capabilities,
-        token_hash: [u8; 32],
-    ) -> Result<Option<WorkerId>> {
-        let caps = serde_json::to_string(capabilities)
-            .map_err(|e| StorageError::Backend(e.to_string()))?;
-        // One statement: the code is used up exactly when the worker and its token exist.
-        let id: Option<i64> = sqlx::query_scalar(
-            "WITH l AS (DELETE FROM link_codes WHERE code_hash = $1 AND expires_at > $2 \
-                        RETURNING owner_id), \
-             w AS (INSERT INTO workers (owner_id, name, capabilities, created_at) \
-                   SELECT owner_id, $3, $4, $2 FROM l RETURNING id), \
-             c AS (INSERT INTO credentials (secret_hash, kind, subject, created_at) \
-                   SELECT $5, 'worker', id, $2 FROM w) \
-             SELECT id FROM w",
-        )
-        .bind(&code_hash[..])
-        .bind(now_ms)
-        .bind(name)
-        .bind(caps)
-        .bind(&token_hash[..])
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(id.map(WorkerId))
-    }
-
-    async fn update_worker_capabilities(
-        &self,
-        worker: WorkerId,
-        capabilities: &Capabilities,
-    ) -> Result<bool> {
-        let caps = serde_json::to_string(capabilities)
-            .map_err(|e| StorageError::Backend(e.to_string()))?;
-        let done = sqlx::query("UPDATE workers SET capabilities = $1 WHERE id = $2")
-            .bind(caps)
-            .bind(worker.0)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn worker(&self, worker: WorkerId) -> Result<Option<WorkerRecord>> {
-        let row = sqlx::query(
-            "SELECT w.capabilities, w.owner_id, w.created_at, w.valid_streak, o.tenant_id \
-             FROM workers w JOIN owners o ON o.id = w.owner_id WHERE w.id = $1",
-        )
-        .bind(worker.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(rows::worker).transpose()
-    }
-
-    async fn set_owner_tenant(&self, owner: i64, tenant: Option<TenantId>) -> Result<()> {
-        sqlx::query("UPDATE owners SET tenant_id = $2 WHERE id = $1")
-            .bind(owner)
-            .bind(tenant.map(|t| t.0))
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn owner_counts(&self, tenant: TenantId) -> Result<(u64, u64)> {
-        let (mine, others): (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE tenant_id IS NOT DISTINCT FROM $1), \
-             count(*) FILTER (WHERE tenant_id IS DISTINCT FROM $1) FROM owners",
-        )
-        .bind(tenant.0)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok((mine as u64, others as u64))
-    }
-
-    async fn in_doubt(&self, worker: WorkerId) -> Result<InDoubt> {
-        let row: Option<(i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT w.valid_streak, count(r.id), min(r.created_at) FROM workers w \
-             LEFT JOIN results r ON r.worker_id = w.id \
-             AND r.validate_state IN ('pending', 'passed', 'disputed') \
-             WHERE w.id = $1 GROUP BY w.valid_streak",
-        )
-        .bind(worker.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(
-            row.map_or_else(InDoubt::default, |(streak, count, oldest_ms)| InDoubt {
-                streak: streak.max(0) as u64,
-                count: count.max(0) as u64,
-                oldest_ms,
-            }),
-        )
-    }
-
-    async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>> {
-        let row: Option<(i64, i64, i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT \
-             (SELECT count(*) FROM results WHERE worker_id = $1 \
-              AND validate_state IN ('valid', 'redundant')), \
-             (SELECT count(*) FROM results WHERE worker_id = $1 AND validate_state = 'invalid'), \
-             (SELECT count(*) FROM results WHERE worker_id = $1 AND outcome = 'no_reply'), \
-             valid_streak, quarantined_at FROM workers WHERE id = $1",
-        )
-        .bind(worker.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(row.map(
-            |(valid, invalid, timed_out, streak, quarantined_at_ms)| Reputation {
-                valid: valid as u64,
-                invalid: invalid as u64,
-                timed_out: timed_out as u64,
-                streak: streak as u64,
-                quarantined_at_ms,
-            },
-        ))
-    }
-
-    async fn quarantine_untrusted(
-        &self,
-        workers: &[WorkerId],
-        max_invalid: u64,
-    ) -> Result<Vec<WorkerId>> {
-        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
-        // The candidates are locked in id order first, like every other writer of workers;
-        // a device quarantined meanwhile by another coordinator drops out when its lock is
-        // granted, so each device is reported newly quarantined once.
-        let mut quarantined: Vec<i64> = sqlx::query_scalar(
-            "UPDATE workers SET quarantined_at = $3 \
-             FROM (SELECT id FROM workers WHERE id = ANY($1) AND quarantined_at IS NULL \
-                   ORDER BY id FOR NO KEY UPDATE) AS c \
-             WHERE workers.id = c.id AND workers.quarantined_at IS NULL \
-             AND (SELECT count(*) FROM results WHERE results.worker_id = workers.id \
-                  AND validate_state = 'invalid') >= $2 \
-             RETURNING workers.id",
-        )
-        .bind(&ids)
-        .bind(max_invalid.min(i64::MAX as u64) as i64)
-        .bind(now_ms())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        quarantined.sort_unstable();
-        Ok(quarantined.into_iter().map(WorkerId).collect())
-    }
-
-    async fn quarantined_workers(&self) -> Result<Vec<WorkerId>> {
-        let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM workers WHERE quarantined_at IS NOT NULL")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
-        Ok(ids.into_iter().map(WorkerId).collect())
-    }
-
-    async fn pending_results_of(&self, worker: WorkerId) -> Result<Vec<ResultId>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM results WHERE worker_id = $1 \
-             AND validate_state IN ('pending', 'passed')",
-        )
-        .bind(worker.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(ids.into_iter().map(ResultId).collect())
-    }
-
-    async fn create_job(&self, job: &NewJob) -> Result<JobRecord> {
-        let row = sqlx::query(
-            "INSERT INTO jobs (tenant_id, app, app_version, bundle_sha256, params, \
-             partition_options, priority, max_attempts, task_timeout_secs, replication, \
-             deadline_secs, external, webhook, tier, max_price, placement, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, $13, $14, $15, $16, $17, \
-             'created', $10) RETURNING *",
-        )
-        .bind(job.tenant.0)
-        .bind(&job.app)
-        .bind(&job.app_version)
-        .bind(&job.bundle_sha256)
-        .bind(job.params.to_string())
-        .bind(job.partition_options.to_string())
-        .bind(i64::from(job.priority))
-        .bind(i64::from(job.max_attempts))
-        .bind(job.task_timeout_secs as i64)
-        .bind(now_ms())
-        .bind(
-            job.replication
-                .is_replicated()
-                .then(|| serde_json::to_string(&job.replication).unwrap_or_default()),
-        )
-        .bind(job.deadline_secs.map(|s| s as i64))
-        .bind(job.external.as_ref().map(|e| e.to_string()))
-        .bind(job.webhook.as_ref().map(|w| w.to_string()))
-        .bind(job.tier.as_str())
-        .bind(job.max_price.map(|p| p.0))
-        .bind(job.placement.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows::job(&row)
-    }
-
-    async fn job(&self, id: JobId) -> Result<Option<JobRecord>> {
-        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(rows::job).transpose()
-    }
-
-    async fn list_jobs(
-        &self,
-        tenant: TenantId,
-        before: Option<JobId>,
-        limit: u32,
-    ) -> Result<Vec<JobRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM jobs WHERE tenant_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-        )
-        .bind(tenant.0)
-        .bind(before.map_or(i64::MAX, |b| b.0))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::job).collect()
-    }
-
-    async fn counts(&self) -> Result<(Vec<(JobState, u64)>, Vec<(TaskState, u64)>)> {
-        let jobs: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
-        let tasks: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT t.state, count(*) FROM jobs j JOIN tasks t ON t.job_id = j.id \
-             WHERE j.state IN ('partitioning', 'running', 'assembling') \
-             GROUP BY t.state ORDER BY t.state",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        let jobs = jobs
-            .into_iter()
-            .map(|(state, n)| Ok((job_state(&state)?, n as u64)))
-            .collect::<Result<_>>()?;
-        let tasks = tasks
-            .into_iter()
-            .map(|(state, n)| Ok((task_state(&state)?, n as u64)))
-            .collect::<Result<_>>()?;
-        Ok((jobs, tasks))
-    }
-
-    async fn jobs_past_deadline(&self, now_ms: i64) -> Result<Vec<JobId>> {
-        // numeric, because a huge deadline would overflow bigint (SQLite falls back to floating
-        // point there instead of failing).
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE deadline_secs IS NOT NULL \
-             AND state IN ('submitted', 'partitioning', 'running', 'assembling') \
-             AND submitted_at::numeric + deadline_secs::numeric * 1000 < $1 ORDER BY id",
-        )
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(ids.into_iter().map(JobId).collect())
-    }
-
-    async fn jobs_in_states(&self, states: &[JobState]) -> Result<Vec<JobRecord>> {
-        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-        let rows = sqlx::query("SELECT * FROM jobs WHERE state = ANY($1) ORDER BY id")
-            .bind(&names)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(rows::job).collect()
-    }
-
-    async fn set_job_input(&self, id: JobId, input: &StoredBlob) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET input_key = $2, input_size = $3, input_sha256 = $4 \
-             WHERE id = $1 AND (state = 'created' OR (input_key IS NULL \
-             AND state IN ('submitted', 'partitioning')))",
-        )
-        .bind(id.0)
-        .bind(&input.key)
-        .bind(input.size as i64)
-        .bind(&input.sha256)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn transition_job(
-        &self,
-        id: JobId,
-        to: JobState,
-        error: Option<&str>,
-    ) -> Result<Option<JobRecord>> {
-        // Compare-and-set: a coordinator that loses the race waits for the winner's commit,
-        // finds the state no longer among the sources, and updates nothing.
-        let sources: Vec<&str> = JobState::sources(to).iter().map(|s| s.as_str()).collect();
-        let row = sqlx::query(
-            "UPDATE jobs SET state = $2, error = COALESCE($3, error), \
-             submitted_at = CASE WHEN $2 = 'submitted' THEN $4 ELSE submitted_at END, \
-             started_at = CASE WHEN $2 = 'partitioning' THEN COALESCE(started_at, $4) \
-                               ELSE started_at END, \
-             finished_at = CASE WHEN $5 THEN $4 ELSE finished_at END \
-             WHERE id = $1 AND state = ANY($6) RETURNING *",
-        )
-        .bind(id.0)
-        .bind(to.as_str())
-        .bind(error)
-        .bind(now_ms())
-        .bind(to.is_terminal())
-        .bind(&sources)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(rows::job).transpose()
-    }
-
-    async fn set_job_facts(&self, id: JobId, facts: &serde_json::Value) -> Result<()> {
-        sqlx::query("UPDATE jobs SET facts = $2 WHERE id = $1")
-            .bind(id.0)
-            .bind(facts.to_string())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn complete_job(&self, id: JobId, output: &StoredBlob) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'completed', output_key = $2, output_size = $3, \
-             output_sha256 = $4, finished_at = $5 WHERE id = $1 AND state = 'assembling'",
-        )
-        .bind(id.0)
-        .bind(&output.key)
-        .bind(output.size as i64)
-        .bind(&output.sha256)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn insert_tasks(
         &self,
         job: JobId,
         tasks: &[NewTask],
         replicas: u32,
-    ) -> Result<Vec<TaskId>> {
-        if tasks.is_empty() {
-            return Ok(Vec::new());
-        }
+    ) -> Result<Vec<(i64, i64)>> {
         let index: Vec<i64> = tasks.iter().map(|t| t.index as i64).collect();
         let key: Vec<Option<&str>> = tasks.iter().map(|t| t.input_key.as_deref()).collect();
         let offset: Vec<i64> = tasks.iter().map(|t| t.offset as i64).collect();
@@ -1290,7 +528,7 @@ impl Store for PostgresStore {
         // One statement. Rows go in index order, so two partitioners inserting overlapping
         // batches of one job wait for each other in the same order and never deadlock; a
         // chunk listed twice keeps its first listing. The job counts only the rows inserted.
-        let mut inserted: Vec<(i64, i64)> = sqlx::query_as(
+        sqlx::query_as(
             "WITH ins AS (INSERT INTO tasks (job_id, idx, state, input_key, input_offset, \
                           input_len, meta, replicas, work_ms) \
                           SELECT $1, b.idx, 'pending', b.key, b.off, b.len, b.meta, $7, b.work \
@@ -1313,88 +551,10 @@ impl Store for PostgresStore {
         .bind(&work)
         .fetch_all(&self.pool)
         .await
-        .map_err(backend)?;
-        inserted.sort_unstable();
-        Ok(inserted.into_iter().map(|(_, id)| TaskId(id)).collect())
+        .map_err(backend)
     }
 
-    async fn finish_partition(&self, job: JobId, total: u64) -> Result<Option<JobState>> {
-        let state: Option<String> = sqlx::query_scalar(
-            "UPDATE jobs SET chunks_total = $2, \
-             state = CASE WHEN chunks_done >= $2 THEN 'assembling' ELSE 'running' END \
-             WHERE id = $1 AND state = 'partitioning' RETURNING state",
-        )
-        .bind(job.0)
-        .bind(total as i64)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        state.as_deref().map(job_state).transpose()
-    }
-
-    async fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskRecord>> {
-        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
-        let rows = sqlx::query("SELECT * FROM tasks WHERE id = ANY($1) ORDER BY id")
-            .bind(&ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(rows::task).collect()
-    }
-
-    async fn job_tasks(&self, job: JobId, from_index: u64, limit: u32) -> Result<Vec<TaskRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM tasks WHERE job_id = $1 AND idx >= $2 ORDER BY idx LIMIT $3",
-        )
-        .bind(job.0)
-        .bind(from_index as i64)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::task).collect()
-    }
-
-    async fn pending_tasks(&self, job: JobId) -> Result<Vec<TaskId>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM tasks WHERE job_id = $1 AND state = 'pending' ORDER BY idx",
-        )
-        .bind(job.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(ids.into_iter().map(TaskId).collect())
-    }
-
-    async fn tasks_checking(&self, job: JobId) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(DISTINCT r.task_id) FROM results r JOIN tasks t ON t.id = r.task_id \
-             WHERE r.job_id = $1 AND r.validate_state IN ('passed', 'disputed') \
-             AND t.state = 'pending'",
-        )
-        .bind(job.0)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(n as u64)
-    }
-
-    async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>> {
-        if results.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One report per task and device: a later duplicate in the batch gets no row.
-        let mut seen = HashSet::new();
-        let first: Vec<bool> = results
-            .iter()
-            .map(|r| seen.insert((r.task.0, r.worker.0)))
-            .collect();
-        let batch: Vec<&NewResult> = results
-            .iter()
-            .zip(&first)
-            .filter(|(_, first)| **first)
-            .map(|(r, _)| r)
-            .collect();
+    async fn record_results(&self, batch: &[&NewResult]) -> Result<Vec<(i64, i64, i64)>> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // Holding the tasks, this transaction sees every result another coordinator recorded
         // for them, and no other can record one until it commits: a device gets one live
@@ -1417,7 +577,8 @@ impl Store for PostgresStore {
             .map(|(id, job, _, replicas)| (id, (job, replicas != 1)))
             .collect();
         let batch: Vec<(&NewResult, i64, bool)> = batch
-            .into_iter()
+            .iter()
+            .copied()
             .filter_map(|r| {
                 let (job, replicated) = open.get(&r.task.0)?;
                 Some((r, *job, *replicated))
@@ -1493,29 +654,13 @@ impl Store for PostgresStore {
             .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
-        let by_report: HashMap<(i64, i64), i64> = rows
+        Ok(rows
             .into_iter()
-            .map(|(task, worker, id, _)| ((task, worker), id))
-            .collect();
-        Ok(results
-            .iter()
-            .zip(first)
-            .map(|(r, first)| {
-                first
-                    .then(|| {
-                        by_report
-                            .get(&(r.task.0, r.worker.0))
-                            .map(|&id| ResultId(id))
-                    })
-                    .flatten()
-            })
+            .map(|(task, worker, id, _)| (task, worker, id))
             .collect())
     }
 
-    async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<FailureCharged>> {
-        if failures.is_empty() {
-            return Ok(Vec::new());
-        }
+    async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<TaskCharged>> {
         let task: Vec<i64> = failures.iter().map(|f| f.task.0).collect();
         let job: Vec<i64> = failures.iter().map(|f| f.job.0).collect();
         let worker: Vec<i64> = failures.iter().map(|f| f.worker.0).collect();
@@ -1567,171 +712,14 @@ impl Store for PostgresStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(backend)?;
-        let after: HashMap<i64, (i64, String, i64, String)> = rows
-            .into_iter()
-            .map(|(task, failures, state, max, job_state)| {
-                (task, (failures, state, max, job_state))
-            })
-            .collect();
-        // Each failure reports the count as charged up to and including itself, as if the
-        // batch had been recorded one failure at a time.
-        let mut so_far: HashMap<i64, i64> = HashMap::new();
-        let mut charged = Vec::with_capacity(failures.len());
-        for failure in failures {
-            let Some((total, state, max_attempts, job_state_name)) = after.get(&failure.task.0)
-            else {
-                return Err(StorageError::NotFound(format!("task {}", failure.task)));
-            };
-            let charged_here = so_far.entry(failure.task.0).or_default();
-            *charged_here += i64::from(failure.outcome.counts_as_failure());
-            charged.push(FailureCharged {
-                independent_of: Vec::new(),
-                task: failure.task,
-                job: failure.job,
-                worker: failure.worker,
-                outcome: failure.outcome,
-                failures: (total - per_task[&failure.task.0] + *charged_here) as u32,
-                max_attempts: *max_attempts as u32,
-                still_pending: task_state(state)? == TaskState::Pending
-                    && job_state(job_state_name)?.is_dispatching(),
-            });
+        if let Some(missing) = failures
+            .iter()
+            .find(|f| !rows.iter().any(|(task, ..)| *task == f.task.0))
+        {
+            return Err(StorageError::NotFound(format!("task {}", missing.task)));
         }
         tx.commit().await.map_err(backend)?;
-        Ok(charged)
-    }
-
-    async fn results_for_validation(&self, ids: &[ResultId]) -> Result<Vec<ResultRecord>> {
-        let rows = sqlx::query(
-            "SELECT r.id AS result_id, r.worker_id, r.sha256, r.size, r.inline_output, \
-             r.blob_key, t.* \
-             FROM results r JOIN tasks t ON t.id = r.task_id \
-             WHERE r.id = ANY($1) AND r.validate_state = 'pending' ORDER BY r.id",
-        )
-        .bind(result_ids(ids))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                Ok(ResultRecord {
-                    id: ResultId(row.try_get("result_id").map_err(backend)?),
-                    task: rows::task(row)?,
-                    worker: WorkerId(row.try_get("worker_id").map_err(backend)?),
-                    sha256: row.try_get("sha256").map_err(backend)?,
-                    size: row.try_get::<i64, _>("size").map_err(backend)? as u64,
-                    output: rows::output(row)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn unvalidated_results(&self) -> Result<Vec<(JobId, ResultId)>> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT job_id, id FROM results WHERE validate_state = 'pending' ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|(job, id)| (JobId(job), ResultId(id)))
-            .collect())
-    }
-
-    async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
-        if verdicts.is_empty() {
-            return Ok(VerdictsApplied::default());
-        }
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let applied = apply_in(&mut tx, verdicts).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(applied)
-    }
-
-    async fn replica_states(&self, tasks: &[TaskId]) -> Result<Vec<ReplicaState>> {
-        // One snapshot for the three reads, so a task and its results agree.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(backend)?;
-        let states = read_replica_states(&mut tx, tasks).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(states)
-    }
-
-    async fn settle_replicas(&self, tasks: &[TaskId], decide: &Decide) -> Result<VerdictsApplied> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // The tasks are held from before the read until the commit: a coordinator deciding
-        // the same task waits here and then decides on what this one wrote, and no result
-        // is recorded for them in between.
-        lock_tasks(&mut tx, &tasks.iter().map(|t| t.0).collect()).await?;
-        let states = read_replica_states(&mut tx, tasks).await?;
-        let verdicts: Vec<Verdict> = states.iter().flat_map(decide).collect();
-        let applied = apply_in(&mut tx, &verdicts).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(applied)
-    }
-
-    async fn fail_task(&self, task: TaskId) -> Result<bool> {
-        let job: Option<i64> = sqlx::query_scalar(FAIL_TASK)
-            .bind(task.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(job.is_some())
-    }
-
-    async fn attempts(&self, task: TaskId) -> Result<Vec<AttemptRecord>> {
-        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT worker_id, outcome, reason FROM results WHERE task_id = $1 \
-             AND outcome <> 'success' ORDER BY id",
-        )
-        .bind(task.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.into_iter()
-            .map(|(worker, outcome, reason)| {
-                Ok(AttemptRecord {
-                    worker: WorkerId(worker),
-                    outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
-                        StorageError::Corrupt(format!("attempt outcome {outcome:?}"))
-                    })?,
-                    reason: reason.unwrap_or_default(),
-                })
-            })
-            .collect()
-    }
-
-    async fn accepted_outputs(
-        &self,
-        job: JobId,
-        from_index: u64,
-        limit: u32,
-    ) -> Result<Vec<(u64, OutputRef)>> {
-        // A job's chunk indexes are dense, so a page lies within from_index .. from_index +
-        // limit; bounding it so keeps the plan small whatever the statistics say (lagging a
-        // freshly filled table, they made the planner fetch and sort every remaining chunk for
-        // each page: 126 ms a page at 200,000 chunks).
-        let rows = sqlx::query(
-            "SELECT t.idx, r.inline_output, r.blob_key FROM tasks t \
-             JOIN results r ON r.id = t.canonical_result \
-             WHERE t.job_id = $1 AND t.idx >= $2 AND t.idx < $2 + $3 \
-             ORDER BY t.idx LIMIT $3",
-        )
-        .bind(job.0)
-        .bind(from_index.min(i64::MAX as u64) as i64)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let idx: i64 = row.try_get("idx").map_err(backend)?;
-                Ok((idx as u64, rows::output(row)?))
-            })
-            .collect()
+        Ok(rows)
     }
 
     async fn claim_webhook_events(
@@ -1764,383 +752,5 @@ impl Store for PostgresStore {
         .await
         .map_err(backend)?;
         rows::due_webhooks(&rows)
-    }
-
-    async fn record_webhook_attempt(
-        &self,
-        event: i64,
-        attempt: &WebhookAttempt,
-        next: WebhookNext,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // The attempt's key makes a second recording of it (a claim that expired while the
-        // first was under way) a no-op.
-        let inserted = sqlx::query(
-            "INSERT INTO webhook_attempts (event_id, attempt, at, status, error, duration_ms) \
-             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM job_events \
-                 WHERE id = $1 AND delivered_at IS NULL AND NOT gave_up) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(event)
-        .bind(i64::from(attempt.attempt))
-        .bind(attempt.at_ms)
-        .bind(attempt.status.map(i64::from))
-        .bind(&attempt.error)
-        .bind(attempt.duration_ms as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if inserted.rows_affected() == 0 {
-            return Ok(false);
-        }
-        let (retry_at, delivered_at, gave_up) = rows::after_attempt(attempt, next);
-        sqlx::query(
-            "UPDATE job_events SET attempts = $2, claimed_until = NULL, next_attempt_at = $3, \
-             delivered_at = $4, gave_up = $5 WHERE id = $1",
-        )
-        .bind(event)
-        .bind(i64::from(attempt.attempt))
-        .bind(retry_at)
-        .bind(delivered_at)
-        .bind(gave_up)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(true)
-    }
-
-    async fn webhook_events(&self, job: JobId) -> Result<Vec<WebhookHistory>> {
-        let events =
-            sqlx::query("SELECT * FROM job_events WHERE job_id = $1 AND has_webhook ORDER BY id")
-                .bind(job.0)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend)?;
-        let attempts = sqlx::query(
-            "SELECT a.* FROM webhook_attempts a JOIN job_events e ON e.id = a.event_id \
-             WHERE e.job_id = $1 ORDER BY a.event_id, a.attempt",
-        )
-        .bind(job.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows::webhook_histories(&events, &attempts)
-    }
-
-    async fn hold_quote(&self, job: JobId, quote: &Quote, largest_chunk_ms: i64) -> Result<Hold> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let row: Option<(i64, Option<i64>)> =
-            sqlx::query_as("SELECT tenant_id, quote FROM jobs WHERE id = $1 FOR UPDATE")
-                .bind(job.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        let Some((tenant, held)) = row else {
-            return Err(StorageError::NotFound(format!("job {job}")));
-        };
-        if held.is_some() {
-            return Ok(Hold::AlreadyHeld);
-        }
-        // The customer's row lock serialises holds of one customer across coordinators, so
-        // two jobs never spend the same balance.
-        sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
-            .bind(tenant)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let customer = Account::Customer(TenantId(tenant)).to_string();
-        let available: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount), 0)::bigint FROM ledger_entries WHERE account = $1",
-        )
-        .bind(&customer)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if available < quote.price.0 {
-            return Ok(Hold::Short {
-                available: Credits(available),
-            });
-        }
-        post_in(
-            &mut tx,
-            &format!("hold:{}", job.0),
-            &[
-                (customer, -quote.price.0),
-                (Account::Job(job).to_string(), quote.price.0),
-            ],
-        )
-        .await?;
-        sqlx::query(
-            "UPDATE jobs SET quote = $2, price_per_core_hour = $3, owner_per_core_hour = $4, \
-             work_ms = $5, largest_chunk_ms = $6 WHERE id = $1",
-        )
-        .bind(job.0)
-        .bind(quote.price.0)
-        .bind(quote.rates.price_per_core_hour.0)
-        .bind(quote.rates.owner_per_core_hour.0)
-        .bind(quote.work_ms)
-        .bind(largest_chunk_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Hold::Held)
-    }
-
-    async fn transfer(
-        &self,
-        txn: &str,
-        from: Account,
-        to: Account,
-        amount: Credits,
-    ) -> Result<bool> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let posted = post_in(
-            &mut tx,
-            txn,
-            &[(from.to_string(), -amount.0), (to.to_string(), amount.0)],
-        )
-        .await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(posted)
-    }
-
-    async fn balances(&self, accounts: &[Account]) -> Result<Vec<Credits>> {
-        let names: Vec<String> = accounts.iter().map(Account::to_string).collect();
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT account, SUM(amount)::bigint FROM ledger_entries \
-             WHERE account = ANY($1) GROUP BY account",
-        )
-        .bind(&names)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(rows::sums_in_order(&names, &rows))
-    }
-
-    async fn account_entries(&self, account: Account, limit: u32) -> Result<Vec<LedgerEntry>> {
-        let rows = sqlx::query(
-            "SELECT * FROM ledger_entries WHERE account = $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(account.to_string())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::ledger_entry).collect()
-    }
-
-    async fn earned_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>> {
-        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT worker_id, SUM(amount)::bigint FROM ledger_entries \
-             WHERE worker_id = ANY($1) GROUP BY worker_id",
-        )
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(rows::sums_in_order(&ids, &rows))
-    }
-
-    async fn held_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>> {
-        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT worker_id, SUM(amount)::bigint FROM ledger_entries \
-             WHERE worker_id = ANY($1) AND account >= 'held:' AND account < 'held;' \
-             GROUP BY worker_id",
-        )
-        .bind(&ids)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(rows::sums_in_order(&ids, &rows))
-    }
-
-    async fn mature_held(&self, cutoff_ms: i64) -> Result<Credits> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // The mark's row lock makes coordinators mature one after another.
-        let last: i64 =
-            sqlx::query_scalar("SELECT last_id FROM ledger_marks WHERE name = 'held' FOR UPDATE")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
-        let upto: Option<i64> =
-            sqlx::query_scalar("SELECT max(id) FROM ledger_entries WHERE id > $1 AND at <= $2")
-                .bind(last)
-                .bind(cutoff_ms)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
-        let Some(upto) = upto else {
-            return Ok(Credits(0));
-        };
-        let credited: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT account, worker_id, SUM(amount)::bigint FROM ledger_entries \
-             WHERE id > $1 AND id <= $2 AND account >= 'held:' AND account < 'held;' \
-             AND amount > 0 AND worker_id IS NOT NULL GROUP BY account, worker_id",
-        )
-        .bind(last)
-        .bind(upto)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let mut holdings = Vec::with_capacity(credited.len());
-        for (account, worker, amount) in credited {
-            let balance: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(SUM(amount), 0)::bigint FROM ledger_entries \
-                 WHERE worker_id = $1 AND account = $2",
-            )
-            .bind(worker)
-            .bind(&account)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-            holdings.push(payments::Holding {
-                owner: rows::held_owner(&account)?,
-                worker,
-                credited: amount,
-                balance,
-            });
-        }
-        let entries = payments::maturing(upto, &holdings);
-        post_entries(&mut tx, &entries, &BTreeMap::new()).await?;
-        sqlx::query("UPDATE ledger_marks SET last_id = $1 WHERE name = 'held'")
-            .bind(upto)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Credits(payments::credited(&entries)))
-    }
-
-    async fn distrust_owner(&self, owner: i64) -> Result<Distrusted> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        let unverified_tasks: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT r.task_id FROM results r JOIN tasks t ON t.canonical_result = r.id \
-             JOIN jobs j ON j.id = r.job_id JOIN workers w ON w.id = r.worker_id \
-             WHERE w.owner_id = $1 AND t.state = 'done' \
-             AND j.state IN ('partitioning', 'running') AND j.placement = 'any' \
-             AND NOT {AGREED}"
-        )))
-        .bind(owner)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        // Tasks, then their jobs, then the workers, in id order, as every other writer.
-        let jobs = lock_tasks(&mut tx, &unverified_tasks.iter().copied().collect()).await?;
-        lock_jobs(&mut tx, &jobs).await?;
-        sqlx::query(
-            "UPDATE workers SET valid_streak = 0 FROM (SELECT id FROM workers \
-             WHERE owner_id = $1 ORDER BY id FOR NO KEY UPDATE) AS w WHERE workers.id = w.id",
-        )
-        .bind(owner)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        // Read again under the locks: nothing decided meanwhile is revoked.
-        let unverified = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT r.id, r.worker_id, r.job_id, r.task_id, t.work_ms, \
-             j.price_per_core_hour, j.owner_per_core_hour, j.charged \
-             FROM results r JOIN tasks t ON t.canonical_result = r.id \
-             JOIN jobs j ON j.id = r.job_id JOIN workers w ON w.id = r.worker_id \
-             WHERE r.task_id = ANY($2) AND w.owner_id = $1 AND t.state = 'done' \
-             AND j.state IN ('partitioning', 'running') AND j.placement = 'any' \
-             AND NOT {AGREED} ORDER BY r.id"
-        )))
-        .bind(owner)
-        .bind(&unverified_tasks)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let revoked = unverified
-            .iter()
-            .map(|row| rows::revoked(row, owner))
-            .collect::<Result<Vec<_>>>()?;
-        let given_back = payments::reversals(&revoked);
-        post_entries(&mut tx, &given_back.entries, &given_back.charged).await?;
-        let ids: Vec<i64> = revoked.iter().map(|r| r.result).collect();
-        let tasks: Vec<(i64, i64)> = sqlx::query_as(
-            "UPDATE results SET validate_state = 'revoked', \
-             reason = 'revoked: the device''s owner was caught forging, and no other party \
-             had returned the same output' \
-             WHERE id = ANY($1) RETURNING task_id, job_id",
-        )
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let task_ids: Vec<i64> = tasks.iter().map(|(t, _)| *t).collect();
-        sqlx::query(
-            "UPDATE tasks SET state = 'pending', canonical_result = NULL WHERE id = ANY($1)",
-        )
-        .bind(&task_ids)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let mut per_job: BTreeMap<i64, i64> = BTreeMap::new();
-        for (_, job) in &tasks {
-            count(&mut per_job, *job, 1);
-        }
-        let (job_ids, reopened) = columns(&per_job);
-        sqlx::query(
-            "UPDATE jobs SET chunks_done = jobs.chunks_done - c.n \
-             FROM unnest($1::bigint[], $2::bigint[]) AS c(id, n) WHERE jobs.id = c.id",
-        )
-        .bind(&job_ids)
-        .bind(&reopened)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        // Maturing holds this lock too: what is forfeited is not matured as well.
-        sqlx::query("SELECT last_id FROM ledger_marks WHERE name = 'held' FOR UPDATE")
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let held: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT worker_id, SUM(amount)::bigint FROM ledger_entries \
-             WHERE account = $1 AND worker_id IS NOT NULL GROUP BY worker_id ORDER BY worker_id",
-        )
-        .bind(Account::Held(owner).to_string())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let forfeits = payments::forfeits(owner, now_ms(), &held);
-        post_entries(&mut tx, &forfeits, &BTreeMap::new()).await?;
-        let devices: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM workers WHERE owner_id = $1 ORDER BY id LIMIT 4096")
-                .bind(owner)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(payments::distrusted(&tasks, &devices, &forfeits))
-    }
-
-    async fn audit_ledger(&self) -> Result<LedgerAudit> {
-        let (entries, total): (i64, i64) =
-            sqlx::query_as("SELECT count(*), COALESCE(SUM(amount), 0)::bigint FROM ledger_entries")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(backend)?;
-        let unbalanced: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT txn FROM ledger_entries GROUP BY txn \
-             HAVING SUM(amount) <> 0) AS t",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        let over_quote: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE charged > COALESCE(quote, 0)")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(backend)?;
-        Ok(LedgerAudit {
-            entries: entries as u64,
-            total: Credits(total),
-            unbalanced: unbalanced as u64,
-            over_quote: over_quote as u64,
-        })
     }
 }

@@ -6,31 +6,35 @@
 //! (an fsync costs ~0.15 ms on the reference machine, and batches share one).
 //! Batches are passed to SQLite as one JSON parameter and unpacked with `json_each`, so a
 //! thousand-row batch is one statement, not a thousand round trips to the sqlx worker thread.
+//!
+//! Most methods are written once for both engines (`store.rs`); this file holds how SQLite runs
+//! them (the pools, and lists bound as JSON) and what it does its own way ([`Engine`]): the
+//! batches (ledger postings, chunks, results, failures, verdicts, devices seen) as JSON, and
+//! claiming webhook events, which the single writer makes atomic.
 
 use super::payments;
-use super::rows::{self, backend, job_state, task_state};
+use super::rows::{self, backend};
+use super::sql::{Engine, SqlStore, TaskCharged, queries_for};
+use super::store;
 use super::{
-    AttemptRecord, Decide, DeviceRecord, Distrusted, DueWebhook, FailureCharged, Hold, InDoubt,
-    JobRecord, LedgerAudit, LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef,
-    Principal, ReplicaState, Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord,
-    Verdict, VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
+    DueWebhook, FailureCharged, NewFailure, NewResult, NewTask, OutputRef, Verdict, VerdictsApplied,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
-use idlegrid_domain::{
-    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, TaskId,
-    TaskState, TenantId, WorkerId,
-};
+use idlegrid_domain::{JobId, JobState, ResultId, WorkerId};
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
-use std::collections::BTreeMap;
+use sqlx::{Sqlite, SqlitePool};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
 /// Records in one SQLite database file.
+pub type SqliteStore = SqlStore<SqliteEngine>;
+
+/// An SQLite database file: a pool of one writing connection and one of readers.
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
+pub struct SqliteEngine {
     /// The single writing connection.
     writer: SqlitePool,
     /// Read-only connections.
@@ -63,689 +67,230 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(backend)?;
-        Ok(SqliteStore { writer, reader })
-    }
-
-    /// Creates the account named `name` in `table` (tenants, owners or operators) if missing;
-    /// returns its id.
-    async fn ensure_account(&self, table: &'static str, name: &str) -> Result<i64> {
-        let sql = format!(
-            "INSERT INTO {table} (name, created_at) VALUES (?1, ?2) \
-             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id"
-        );
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(name)
-            .bind(now_ms())
-            .fetch_one(&self.writer)
-            .await
-            .map_err(backend)
+        Ok(SqlStore {
+            engine: SqliteEngine { writer, reader },
+        })
     }
 
     /// Closes both pools, waiting for running statements.
     pub async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+        self.engine.reader.close().await;
+        self.engine.writer.close().await;
     }
 }
 
-/// JSON array of the names of the states a job may move to `to` from.
-fn sources_json(to: JobState) -> String {
-    let names: Vec<&str> = JobState::sources(to).iter().map(|s| s.as_str()).collect();
-    serde_json::to_string(&names).unwrap_or_default()
+/// A list argument as SQLite takes it: one JSON array, for `json_each`.
+fn json_list<T: serde::Serialize>(list: Vec<T>) -> String {
+    serde_json::to_string(&list).unwrap_or_default()
 }
+
+queries_for!(SqliteEngine, Sqlite, sqlite, read: reader, write: writer, list: json_list);
 
 fn ids_json(ids: &[ResultId]) -> String {
     let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
     serde_json::to_string(&ids).unwrap_or_default()
 }
 
-const JOB_COLUMNS: &str = "SELECT * FROM jobs";
+type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
-type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
-
-/// Rejects a result not yet decided: the task is charged a failed attempt (and waits for work
-/// again if it was waiting for this verdict), the device's run of valid results ends.
-async fn reject(tx: &mut Tx<'_>, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
-    let row: Option<(i64, i64, i64)> = sqlx::query_as(
-        "UPDATE results SET validate_state = 'invalid', outcome = 'validate_error', reason = ?2 \
-         WHERE id = ?1 AND validate_state IN ('pending', 'passed') \
-         RETURNING task_id, job_id, worker_id",
-    )
-    .bind(id.0)
-    .bind(reason)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some((task, job, worker)) = row else {
-        return Ok(None);
-    };
-    sqlx::query("UPDATE workers SET valid_streak = 0 WHERE id = ?1")
-        .bind(worker)
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    let row: Option<(i64, String, i64, String)> = sqlx::query_as(
-        "UPDATE tasks SET failures = failures + 1, \
-         state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
-         WHERE id = ?1 RETURNING failures, state, \
-         (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id), \
-         (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
-    )
-    .bind(task)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    sqlx::query(
-        "UPDATE jobs SET failed_attempts = failed_attempts + 1, \
-         results_rejected = results_rejected + 1 WHERE id = ?1",
-    )
-    .bind(job)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some((failures, state, max_attempts, job_state_name)) = row else {
-        return Ok(None);
-    };
-    Ok(Some(FailureCharged {
-        task: TaskId(task),
-        job: JobId(job),
-        worker: WorkerId(worker),
-        outcome: AttemptOutcome::ValidateError,
-        failures: failures as u32,
-        max_attempts: max_attempts as u32,
-        still_pending: task_state(&state)? == TaskState::Pending
-            && job_state(&job_state_name)?.is_dispatching(),
-        independent_of: Vec::new(),
-    }))
-}
-
-/// The devices that may not take a task's next copy: those with an undecided result for it
-/// (reported, passed or disputed) and, on the open grid, every other device of their owners.
-const NOT_INDEPENDENT: &str = "SELECT w.id FROM workers w \
-     WHERE w.id IN (SELECT r.worker_id FROM results r WHERE r.task_id = ?1 \
-                    AND r.sha256 IS NOT NULL \
-                    AND r.validate_state IN ('pending', 'passed', 'disputed')) \
-     OR ((SELECT j.placement FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE t.id = ?1) = 'any' \
-         AND w.owner_id IN (SELECT v.owner_id FROM results r JOIN workers v ON v.id = r.worker_id \
-                            WHERE r.task_id = ?1 AND r.sha256 IS NOT NULL \
-                            AND r.validate_state IN ('pending', 'passed', 'disputed'))) \
-     ORDER BY w.id LIMIT 4096";
-
-async fn not_independent(tx: &mut Tx<'_>, task: TaskId) -> Result<Vec<WorkerId>> {
-    let ids: Vec<i64> = sqlx::query_scalar(NOT_INDEPENDENT)
-        .bind(task.0)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
-    Ok(ids.into_iter().map(WorkerId).collect())
-}
-
-/// Disputes a result the app's validator rejected: the task is charged a failed attempt and
-/// waits for work again (from a party independent of the results it has); its device is not
-/// blamed yet.
-async fn dispute(tx: &mut Tx<'_>, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
-    let row: Option<(i64, i64, i64)> = sqlx::query_as(
-        "UPDATE results SET validate_state = 'disputed', outcome = 'validate_error', reason = ?2 \
-         WHERE id = ?1 AND validate_state IN ('pending', 'passed') \
-         RETURNING task_id, job_id, worker_id",
-    )
-    .bind(id.0)
-    .bind(reason)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some((task, job, worker)) = row else {
-        return Ok(None);
-    };
-    let row: Option<(i64, String, i64, String)> = sqlx::query_as(
-        "UPDATE tasks SET failures = failures + 1, \
-         state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
-         WHERE id = ?1 RETURNING failures, state, \
-         (SELECT max_attempts FROM jobs WHERE jobs.id = tasks.job_id), \
-         (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
-    )
-    .bind(task)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    sqlx::query(
-        "UPDATE jobs SET failed_attempts = failed_attempts + 1, \
-         results_rejected = results_rejected + 1 WHERE id = ?1",
-    )
-    .bind(job)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some((failures, state, max_attempts, job_state_name)) = row else {
-        return Ok(None);
-    };
-    Ok(Some(FailureCharged {
-        task: TaskId(task),
-        job: JobId(job),
-        worker: WorkerId(worker),
-        outcome: AttemptOutcome::ValidateError,
-        failures: failures as u32,
-        max_attempts: max_attempts as u32,
-        still_pending: task_state(&state)? == TaskState::Pending
-            && job_state(&job_state_name)?.is_dispatching(),
-        independent_of: not_independent(tx, TaskId(task)).await?,
-    }))
-}
-
-/// Settles the disputed results of tasks that just took an output: one with the output's bytes
-/// is void (the device was right after all), any other is invalid (an independent party's
-/// result was accepted where the device's was rejected). Returns the devices blamed.
-async fn settle_disputes(tx: &mut Tx<'_>, accepted: &[ResultId]) -> Result<Vec<FailureCharged>> {
-    let blamed: Vec<(i64, i64, Option<i64>)> = sqlx::query_as(
-        "UPDATE results SET validate_state = CASE WHEN results.sha256 = \
-             (SELECT o.sha256 FROM results o WHERE o.id = t.canonical_result) \
-             THEN 'void' ELSE 'invalid' END \
-         FROM tasks t WHERE t.id = results.task_id AND t.state = 'done' \
-         AND results.validate_state = 'disputed' \
-         AND results.task_id IN (SELECT r.task_id FROM json_each(?1) j \
-                                 JOIN results r ON r.id = j.value) \
-         RETURNING results.task_id, results.job_id, \
-         CASE WHEN results.validate_state = 'invalid' THEN results.worker_id END",
-    )
-    .bind(ids_json(accepted))
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let mut out = Vec::new();
-    for (task, job, worker) in blamed {
-        let Some(worker) = worker else {
-            continue;
-        };
-        sqlx::query("UPDATE workers SET valid_streak = 0 WHERE id = ?1")
-            .bind(worker)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-        out.push(FailureCharged {
-            task: TaskId(task),
-            job: JobId(job),
-            worker: WorkerId(worker),
-            outcome: AttemptOutcome::ValidateError,
-            failures: 0,
-            max_attempts: 0,
-            still_pending: false,
-            independent_of: Vec::new(),
-        });
-    }
-    Ok(out)
-}
-
-/// Sends a task out for `copies` more results; says what to queue if its job still dispatches.
-async fn add_replicas(tx: &mut Tx<'_>, task: TaskId, copies: u32) -> Result<Option<Replicate>> {
-    let row: Option<(i64, String)> = sqlx::query_as(
-        "UPDATE tasks SET replicas = replicas + ?2, \
-         state = CASE WHEN state = 'validating' THEN 'pending' ELSE state END \
-         WHERE id = ?1 AND state IN ('pending', 'validating') \
-         RETURNING job_id, (SELECT state FROM jobs WHERE jobs.id = tasks.job_id)",
-    )
-    .bind(task.0)
-    .bind(i64::from(copies))
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let Some((job, job_state_name)) = row else {
-        return Ok(None);
-    };
-    if !job_state(&job_state_name)?.is_dispatching() {
-        return Ok(None);
-    }
-    Ok(Some(Replicate {
-        task,
-        job: JobId(job),
-        copies,
-        exclude: not_independent(tx, task).await?,
-    }))
-}
-
-/// Marks a task failed unless it is final already; returns its job.
-async fn fail_task_in(tx: &mut Tx<'_>, task: TaskId) -> Result<Option<JobId>> {
-    let job: Option<i64> = sqlx::query_scalar(
-        "UPDATE tasks SET state = 'failed' WHERE id = ?1 AND state IN ('pending', 'validating') \
-         RETURNING job_id",
-    )
-    .bind(task.0)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(backend)?;
-    if let Some(job) = job {
-        sqlx::query("UPDATE jobs SET chunks_failed = chunks_failed + 1 WHERE id = ?1")
-            .bind(job)
+/// Rejects a result not yet decided ([`store::charge_rejection`]); the device's run of valid
+/// results ends.
+async fn reject(tx: &mut Tx, id: ResultId, reason: &str) -> Result<Option<FailureCharged>> {
+    let charged = store::charge_rejection::<SqliteEngine>(tx, id, reason, "invalid").await?;
+    if let Some(charged) = &charged {
+        sqlx::query("UPDATE workers SET valid_streak = 0 WHERE id = $1")
+            .bind(charged.worker.0)
             .execute(&mut **tx)
             .await
             .map_err(backend)?;
     }
-    Ok(job.map(JobId))
-}
-
-/// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it was
-/// posted before.
-async fn post_in(tx: &mut Tx<'_>, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
-    debug_assert_eq!(rows.iter().map(|(_, a)| a).sum::<i64>(), 0);
-    let rows: Vec<serde_json::Value> = rows.iter().map(|(a, v)| json!([a, v])).collect();
-    let inserted = sqlx::query(
-        "INSERT INTO ledger_entries (txn, account, amount, at) \
-         SELECT ?1, value->>0, value->>1, ?3 FROM json_each(?2) WHERE true \
-         ON CONFLICT (txn, account) DO NOTHING",
-    )
-    .bind(txn)
-    .bind(serde_json::Value::Array(rows).to_string())
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    Ok(inserted.rows_affected() > 0)
-}
-
-/// Whether another owner's device returned the same bytes as result `r` (of device `w`) and
-/// had them accepted: the result is verified.
-const AGREED: &str = "EXISTS (SELECT 1 FROM results o JOIN workers v ON v.id = o.worker_id \
-     WHERE o.task_id = r.task_id AND o.id <> r.id AND o.sha256 = r.sha256 \
-     AND o.validate_state IN ('valid', 'redundant') AND v.owner_id <> w.owner_id)";
-
-/// Pays the results this verdict batch just accepted (`judged`: id, worker, new state), as
-/// [`rows::payments`] works out: one journal transaction per job and device, and each job's
-/// running charge. Only results that changed state here are passed in, so none is paid twice.
-async fn pay_in(tx: &mut Tx<'_>, judged: &[(i64, i64, String)]) -> Result<()> {
-    let ids: Vec<i64> = judged.iter().map(|(id, _, _)| *id).collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let states: BTreeMap<i64, &str> = judged
-        .iter()
-        .map(|(id, _, state)| (*id, state.as_str()))
-        .collect();
-    let found = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT r.id, r.worker_id, w.owner_id, r.job_id, t.work_ms, t.replicas, \
-                j.price_per_core_hour, j.owner_per_core_hour, j.quote, j.charged, \
-                j.state AS job_state, (j.placement = 'own' OR {AGREED}) AS verified \
-         FROM json_each(?1) x JOIN results r ON r.id = x.value \
-         JOIN tasks t ON t.id = r.task_id JOIN jobs j ON j.id = r.job_id \
-         JOIN workers w ON w.id = r.worker_id \
-         WHERE j.quote IS NOT NULL ORDER BY r.id"
-    )))
-    .bind(serde_json::to_string(&ids).unwrap_or_default())
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(backend)?;
-    let accepted = found
-        .iter()
-        .map(|row| {
-            let id: i64 = row.try_get("id").map_err(backend)?;
-            rows::accepted(row, states.get(&id) == Some(&"valid"))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let paid = payments::payments(&accepted);
-    post_entries(tx, &paid.entries, &paid.charged).await
-}
-
-/// Posts `entries` (each transaction's rows summing to zero; a transaction posted before posts
-/// nothing), and adds `charged` (job, amount) to the jobs' charged totals.
-async fn post_entries(
-    tx: &mut Tx<'_>,
-    entries: &[payments::Entry],
-    charged: &BTreeMap<i64, i64>,
-) -> Result<()> {
-    if !entries.is_empty() {
-        let rows: Vec<serde_json::Value> = entries
-            .iter()
-            .map(|e| json!([e.txn, e.account, e.amount, e.worker]))
-            .collect();
-        sqlx::query(
-            "INSERT INTO ledger_entries (txn, account, amount, at, worker_id) \
-             SELECT value->>0, value->>1, value->>2, ?2, value->>3 FROM json_each(?1) WHERE true \
-             ON CONFLICT (txn, account) DO NOTHING",
-        )
-        .bind(serde_json::Value::Array(rows).to_string())
-        .bind(now_ms())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    if !charged.is_empty() {
-        let charged: Vec<[i64; 2]> = charged.iter().map(|(job, n)| [*job, *n]).collect();
-        sqlx::query(
-            "UPDATE jobs SET charged = charged + c.value->>1 \
-             FROM json_each(?1) AS c WHERE jobs.id = c.value->>0",
-        )
-        .bind(serde_json::to_string(&charged).unwrap_or_default())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    Ok(())
-}
-
-/// Applies verdicts in one transaction. A task still open takes the first `Valid` listed for
-/// it as its output (SQLite gives a bare column the row that `MIN(j.key)` picked).
-async fn apply_in(tx: &mut Tx<'_>, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
-    let mut applied = VerdictsApplied::default();
-    let (mut valid, mut passed) = (Vec::new(), Vec::new());
-    for verdict in verdicts {
-        match verdict {
-            Verdict::Valid(id) => valid.push(*id),
-            Verdict::Passed(id) => passed.push(*id),
-            Verdict::Suspect(id, reason) => {
-                sqlx::query(
-                    "UPDATE results SET validate_state = 'passed', suspect = 1, reason = ?2 \
-                     WHERE id = ?1 AND validate_state = 'pending'",
-                )
-                .bind(id.0)
-                .bind(reason)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend)?;
-            }
-            _ => {}
-        }
-    }
-    if !passed.is_empty() {
-        sqlx::query(
-            "UPDATE results SET validate_state = 'passed' \
-             WHERE id IN (SELECT value FROM json_each(?1)) AND validate_state = 'pending'",
-        )
-        .bind(ids_json(&passed))
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-    }
-    if !valid.is_empty() {
-        let ids = ids_json(&valid);
-        let done_jobs: Vec<i64> = sqlx::query_scalar(
-            "UPDATE tasks SET state = 'done', canonical_result = v.rid \
-             FROM (SELECT r.id AS rid, r.task_id AS tid, MIN(j.key) FROM json_each(?1) j \
-                   JOIN results r ON r.id = j.value \
-                   WHERE r.validate_state IN ('pending', 'passed') GROUP BY r.task_id) AS v \
-             WHERE tasks.id = v.tid AND tasks.state IN ('pending', 'validating') \
-             RETURNING tasks.job_id",
-        )
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
-        // Only results judged here lengthen their device's run: one judged twice (two
-        // coordinators) counts once.
-        let judged: Vec<(i64, i64, String)> = sqlx::query_as(
-            "UPDATE results SET validate_state = CASE WHEN \
-             (SELECT canonical_result FROM tasks WHERE tasks.id = results.task_id) = results.id \
-             THEN 'valid' ELSE 'redundant' END \
-             WHERE id IN (SELECT value FROM json_each(?1)) \
-             AND validate_state IN ('pending', 'passed') RETURNING id, worker_id, validate_state",
-        )
-        .bind(&ids)
-        .fetch_all(&mut **tx)
-        .await
-        .map_err(backend)?;
-        pay_in(tx, &judged).await?;
-        let mut per_worker: BTreeMap<i64, i64> = BTreeMap::new();
-        for (_, worker, _) in &judged {
-            *per_worker.entry(*worker).or_default() += 1;
-        }
-        let pairs: Vec<[i64; 2]> = per_worker.into_iter().map(|(w, n)| [w, n]).collect();
-        sqlx::query(
-            "UPDATE workers SET valid_streak = valid_streak + c.value->>1 \
-             FROM json_each(?1) AS c WHERE workers.id = c.value->>0",
-        )
-        .bind(serde_json::to_string(&pairs).unwrap_or_default())
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-        let mut per_job: BTreeMap<i64, i64> = BTreeMap::new();
-        for job in done_jobs {
-            *per_job.entry(job).or_default() += 1;
-        }
-        for (job, n) in per_job {
-            let state: Option<String> = sqlx::query_scalar(
-                "UPDATE jobs SET chunks_done = chunks_done + ?2, \
-                 state = CASE WHEN chunks_total IS NOT NULL AND chunks_done + ?2 >= chunks_total \
-                              AND state IN ('partitioning', 'running') \
-                         THEN 'assembling' ELSE state END \
-                 WHERE id = ?1 RETURNING state",
-            )
-            .bind(job)
-            .bind(n)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(backend)?;
-            if state.as_deref() == Some(JobState::Assembling.as_str()) {
-                applied.ready_to_assemble.push(JobId(job));
-            }
-        }
-        applied.charged.extend(settle_disputes(tx, &valid).await?);
-    }
-    for verdict in verdicts {
-        match verdict {
-            Verdict::Invalid(id, reason) => {
-                if let Some(charged) = reject(tx, *id, reason).await? {
-                    applied.charged.push(charged);
-                }
-            }
-            Verdict::Disputed(id, reason) => {
-                if let Some(charged) = dispute(tx, *id, reason).await? {
-                    applied.charged.push(charged);
-                }
-            }
-            Verdict::Void(id, reason) => {
-                sqlx::query(
-                    "UPDATE results SET validate_state = 'void', reason = ?2 \
-                     WHERE id = ?1 AND validate_state IN ('pending', 'passed', 'disputed')",
-                )
-                .bind(id.0)
-                .bind(reason)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend)?;
-            }
-            Verdict::MoreReplicas(task, copies) => {
-                if let Some(more) = add_replicas(tx, *task, *copies).await? {
-                    applied.replicate.push(more);
-                }
-            }
-            Verdict::FailTask(task, reason) => {
-                if let Some(job) = fail_task_in(tx, *task).await? {
-                    applied.failed.push((job, *task, reason.clone()));
-                }
-            }
-            Verdict::Valid(_) | Verdict::Passed(_) | Verdict::Suspect(..) => {}
-        }
-    }
-    Ok(applied)
-}
-
-/// Inserts a worker and its token in `tx`.
-async fn insert_worker(
-    tx: &mut Tx<'_>,
-    owner: i64,
-    name: &str,
-    capabilities: &Capabilities,
-    token_hash: [u8; 32],
-) -> Result<WorkerId> {
-    let caps =
-        serde_json::to_string(capabilities).map_err(|e| StorageError::Backend(e.to_string()))?;
-    let now = now_ms();
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO workers (owner_id, name, capabilities, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
-    )
-    .bind(owner)
-    .bind(name)
-    .bind(caps)
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(backend)?;
-    sqlx::query(
-        "INSERT INTO credentials (secret_hash, kind, subject, created_at) VALUES (?1, 'worker', ?2, ?3)",
-    )
-    .bind(&token_hash[..])
-    .bind(id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map_err(backend)?;
-    Ok(WorkerId(id))
-}
-
-async fn read_replica_states(
-    conn: &mut sqlx::SqliteConnection,
-    tasks: &[TaskId],
-) -> Result<Vec<ReplicaState>> {
-    let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
-    let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-    let task_rows = sqlx::query(
-        "SELECT t.id, t.job_id, t.state, t.replicas, j.placement, t.canonical_result \
-         FROM tasks t JOIN jobs j ON j.id = t.job_id \
-         WHERE t.id IN (SELECT value FROM json_each(?1)) ORDER BY t.id",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
-    let result_rows = sqlx::query(
-        "SELECT r.task_id, r.id, r.worker_id, w.owner_id, r.sha256, r.validate_state, r.suspect, \
-         r.reason, w.valid_streak, w.created_at AS registered_at, \
-         json_extract(w.capabilities, '$.runtime') AS runtime, \
-         json_extract(w.capabilities, '$.ffmpeg') AS ffmpeg \
-         FROM results r JOIN workers w ON w.id = r.worker_id \
-         WHERE r.task_id IN (SELECT value FROM json_each(?1)) AND r.sha256 IS NOT NULL \
-         AND (r.validate_state IN ('pending', 'passed', 'disputed') \
-              OR r.id IN (SELECT canonical_result FROM tasks \
-                          WHERE id IN (SELECT value FROM json_each(?1)))) \
-         ORDER BY r.id",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
-    rows::replica_states(&task_rows, &result_rows)
+    Ok(charged)
 }
 
 #[async_trait]
-impl Store for SqliteStore {
-    async fn ensure_tenant(&self, name: &str) -> Result<TenantId> {
-        self.ensure_account("tenants", name).await.map(TenantId)
+impl Engine for SqliteEngine {
+    async fn post_entries(
+        tx: &mut Self::Tx,
+        entries: &[payments::Entry],
+        charged: &BTreeMap<i64, i64>,
+    ) -> Result<u64> {
+        let mut posted = 0;
+        if !entries.is_empty() {
+            let rows: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|e| json!([e.txn, e.account, e.amount, e.worker]))
+                .collect();
+            posted = sqlx::query(
+                "INSERT INTO ledger_entries (txn, account, amount, at, worker_id) \
+                 SELECT value->>0, value->>1, value->>2, ?2, value->>3 FROM json_each(?1) WHERE true \
+                 ON CONFLICT (txn, account) DO NOTHING",
+            )
+            .bind(serde_json::Value::Array(rows).to_string())
+            .bind(now_ms())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        }
+        if !charged.is_empty() {
+            let charged: Vec<[i64; 2]> = charged.iter().map(|(job, n)| [*job, *n]).collect();
+            sqlx::query(
+                "UPDATE jobs SET charged = charged + c.value->>1 \
+                 FROM json_each(?1) AS c WHERE jobs.id = c.value->>0",
+            )
+            .bind(serde_json::to_string(&charged).unwrap_or_default())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        }
+        Ok(posted)
     }
 
-    async fn ensure_owner(&self, name: &str) -> Result<i64> {
-        self.ensure_account("owners", name).await
+    /// Applies verdicts in one transaction. A task still open takes the first `Valid` listed for
+    /// it as its output (SQLite gives a bare column the row that `MIN(j.key)` picked).
+    async fn apply_in(tx: &mut Self::Tx, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
+        let mut applied = VerdictsApplied::default();
+        let (mut valid, mut passed) = (Vec::new(), Vec::new());
+        for verdict in verdicts {
+            match verdict {
+                Verdict::Valid(id) => valid.push(*id),
+                Verdict::Passed(id) => passed.push(*id),
+                Verdict::Suspect(id, reason) => {
+                    store::suspect::<SqliteEngine>(tx, *id, reason).await?;
+                }
+                _ => {}
+            }
+        }
+        if !passed.is_empty() {
+            sqlx::query(
+                "UPDATE results SET validate_state = 'passed' \
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND validate_state = 'pending'",
+            )
+            .bind(ids_json(&passed))
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        }
+        if !valid.is_empty() {
+            let ids = ids_json(&valid);
+            let done_jobs: Vec<i64> = sqlx::query_scalar(
+                "UPDATE tasks SET state = 'done', canonical_result = v.rid \
+                 FROM (SELECT r.id AS rid, r.task_id AS tid, MIN(j.key) FROM json_each(?1) j \
+                       JOIN results r ON r.id = j.value \
+                       WHERE r.validate_state IN ('pending', 'passed') GROUP BY r.task_id) AS v \
+                 WHERE tasks.id = v.tid AND tasks.state IN ('pending', 'validating') \
+                 RETURNING tasks.job_id",
+            )
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(backend)?;
+            // Only results judged here lengthen their device's run: one judged twice (two
+            // coordinators) counts once.
+            let judged: Vec<(i64, i64, String)> = sqlx::query_as(
+                "UPDATE results SET validate_state = CASE WHEN \
+                 (SELECT canonical_result FROM tasks WHERE tasks.id = results.task_id) = results.id \
+                 THEN 'valid' ELSE 'redundant' END \
+                 WHERE id IN (SELECT value FROM json_each(?1)) \
+                 AND validate_state IN ('pending', 'passed') RETURNING id, worker_id, validate_state",
+            )
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(backend)?;
+            let paid: Vec<(i64, String)> = judged
+                .iter()
+                .map(|(id, _, state)| (*id, state.clone()))
+                .collect();
+            store::pay::<SqliteEngine>(tx, &paid).await?;
+            let mut per_worker: BTreeMap<i64, i64> = BTreeMap::new();
+            for (_, worker, _) in &judged {
+                *per_worker.entry(*worker).or_default() += 1;
+            }
+            let pairs: Vec<[i64; 2]> = per_worker.into_iter().map(|(w, n)| [w, n]).collect();
+            sqlx::query(
+                "UPDATE workers SET valid_streak = valid_streak + c.value->>1 \
+                 FROM json_each(?1) AS c WHERE workers.id = c.value->>0",
+            )
+            .bind(serde_json::to_string(&pairs).unwrap_or_default())
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+            let mut per_job: BTreeMap<i64, i64> = BTreeMap::new();
+            for job in done_jobs {
+                *per_job.entry(job).or_default() += 1;
+            }
+            for (job, n) in per_job {
+                let state: Option<String> = sqlx::query_scalar(
+                    "UPDATE jobs SET chunks_done = chunks_done + ?2, \
+                     state = CASE WHEN chunks_total IS NOT NULL AND chunks_done + ?2 >= chunks_total \
+                                  AND state IN ('partitioning', 'running') \
+                             THEN 'assembling' ELSE state END \
+                     WHERE id = ?1 RETURNING state",
+                )
+                .bind(job)
+                .bind(n)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(backend)?;
+                if state.as_deref() == Some(JobState::Assembling.as_str()) {
+                    applied.ready_to_assemble.push(JobId(job));
+                }
+            }
+            let blamed = store::settle_disputes::<SqliteEngine>(tx, &valid).await?;
+            for charged in &blamed {
+                sqlx::query("UPDATE workers SET valid_streak = 0 WHERE id = $1")
+                    .bind(charged.worker.0)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            applied.charged.extend(blamed);
+        }
+        for verdict in verdicts {
+            match verdict {
+                Verdict::Invalid(id, reason) => {
+                    if let Some(charged) = reject(tx, *id, reason).await? {
+                        applied.charged.push(charged);
+                    }
+                }
+                Verdict::Disputed(id, reason) => {
+                    if let Some(charged) = store::dispute::<SqliteEngine>(tx, *id, reason).await? {
+                        applied.charged.push(charged);
+                    }
+                }
+                Verdict::Void(id, reason) => {
+                    store::void::<SqliteEngine>(tx, *id, reason).await?;
+                }
+                Verdict::MoreReplicas(task, copies) => {
+                    if let Some(more) =
+                        store::add_replicas::<SqliteEngine>(tx, *task, *copies).await?
+                    {
+                        applied.replicate.push(more);
+                    }
+                }
+                Verdict::FailTask(task, reason) => {
+                    if let Some(job) = store::fail_task::<SqliteEngine>(tx, *task).await? {
+                        applied.failed.push((job, *task, reason.clone()));
+                    }
+                }
+                Verdict::Valid(_) | Verdict::Passed(_) | Verdict::Suspect(..) => {}
+            }
+        }
+        Ok(applied)
     }
 
-    async fn create_owner(
-        &self,
-        name: &str,
-        tenant: Option<TenantId>,
-        token_hash: [u8; 32],
-    ) -> Result<Option<i64>> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let now = now_ms();
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO owners (name, tenant_id, created_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (name) DO NOTHING RETURNING id",
-        )
-        .bind(name)
-        .bind(tenant.map(|t| t.0))
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some(id) = id else {
-            return Ok(None);
-        };
-        sqlx::query(
-            "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
-             VALUES (?1, 'enrollment', ?2, ?3)",
-        )
-        .bind(&token_hash[..])
-        .bind(id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Some(id))
-    }
-
-    async fn add_credential(&self, secret_hash: [u8; 32], principal: Principal) -> Result<()> {
-        let (kind, subject) = match principal {
-            Principal::Tenant(t) => ("api_key", t.0),
-            Principal::Owner(o) => ("enrollment", o),
-            Principal::Worker(w) => ("worker", w.0),
-            Principal::Operator(o) => ("operator", o),
-        };
-        sqlx::query(
-            "INSERT INTO credentials (secret_hash, kind, subject, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .bind(&secret_hash[..])
-        .bind(kind)
-        .bind(subject)
-        .bind(now_ms())
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
+    async fn hold_tasks(_: &mut Self::Tx, _: &BTreeSet<i64>, _: bool) -> Result<()> {
+        // The single writer connection serialises the transaction with every other write.
         Ok(())
     }
 
-    async fn credential(&self, secret_hash: [u8; 32]) -> Result<Option<Principal>> {
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT kind, subject FROM credentials WHERE secret_hash = ?1")
-                .bind(&secret_hash[..])
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(backend)?;
-        row.map(|(kind, subject)| match kind.as_str() {
-            "api_key" => Ok(Principal::Tenant(TenantId(subject))),
-            "enrollment" => Ok(Principal::Owner(subject)),
-            "worker" => Ok(Principal::Worker(WorkerId(subject))),
-            "operator" => Ok(Principal::Operator(subject)),
-            other => Err(StorageError::Corrupt(format!("credential kind {other:?}"))),
-        })
-        .transpose()
-    }
-
-    async fn account_name(&self, principal: Principal) -> Result<Option<String>> {
-        let (sql, id) = match principal {
-            Principal::Tenant(t) => ("SELECT name FROM tenants WHERE id = ?1", t.0),
-            Principal::Owner(o) => ("SELECT name FROM owners WHERE id = ?1", o),
-            Principal::Operator(o) => ("SELECT name FROM operators WHERE id = ?1", o),
-            Principal::Worker(_) => return Ok(None),
-        };
-        sqlx::query_scalar(sql)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)
-    }
-
-    async fn ensure_operator(&self, name: &str) -> Result<i64> {
-        self.ensure_account("operators", name).await
-    }
-
-    async fn owner_devices(&self, owner: i64) -> Result<Vec<DeviceRecord>> {
-        let rows = sqlx::query(
-            "SELECT w.id, w.name, w.capabilities, w.created_at, w.last_seen_at, w.valid_streak, \
-             w.quarantined_at, \
-             (SELECT count(*) FROM results WHERE worker_id = w.id \
-              AND validate_state IN ('valid', 'redundant')) AS valid, \
-             (SELECT count(*) FROM results WHERE worker_id = w.id \
-              AND validate_state = 'invalid') AS invalid, \
-             (SELECT count(*) FROM results WHERE worker_id = w.id \
-              AND outcome = 'no_reply') AS timed_out \
-             FROM workers w WHERE w.owner_id = ?1 ORDER BY w.id",
-        )
-        .bind(owner)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::device).collect()
+    async fn snapshot(&self) -> Result<Self::Tx> {
+        // On the writer, like every read that must see the last write.
+        self.writer.begin().await.map_err(backend)
     }
 
     async fn touch_workers(&self, seen: &[(WorkerId, i64)]) -> Result<()> {
-        if seen.is_empty() {
-            return Ok(());
-        }
         let batch: Vec<[i64; 2]> = seen.iter().map(|(w, at)| [w.0, *at]).collect();
         sqlx::query(
             "UPDATE workers SET last_seen_at = max(coalesce(last_seen_at, 0), s.at) \
@@ -759,392 +304,12 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn register_worker(
-        &self,
-        owner: i64,
-        name: &str,
-        capabilities: &Capabilities,
-        token_hash: [u8; 32],
-    ) -> Result<WorkerId> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let id = insert_worker(&mut tx, owner, name, capabilities, token_hash).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(id)
-    }
-
-    async fn create_link_code(
-        &self,
-        owner: i64,
-        code_hash: [u8; 32],
-        expires_at_ms: i64,
-    ) -> Result<()> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        sqlx::query("DELETE FROM link_codes WHERE expires_at <= ?1")
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        sqlx::query("INSERT INTO link_codes (code_hash, owner_id, expires_at) VALUES (?1, ?2, ?3)")
-            .bind(&code_hash[..])
-            .bind(owner)
-            .bind(expires_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)
-    }
-
-    async fn register_linked_worker(
-        &self,
-        code_hash: [u8; 32],
-        now_ms: i64,
-        name: &str,
-        capabilities: &Capabilities,
-        token_hash: [u8; 32],
-    ) -> Result<Option<WorkerId>> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let owner: Option<i64> = sqlx::query_scalar(
-            "DELETE FROM link_codes WHERE code_hash = ?1 AND expires_at > ?2 RETURNING owner_id",
-        )
-        .bind(&code_hash[..])
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some(owner) = owner else {
-            return Ok(None);
-        };
-        let id = insert_worker(&mut tx, owner, name, capabilities, token_hash).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Some(id))
-    }
-
-    async fn update_worker_capabilities(
-        &self,
-        worker: WorkerId,
-        capabilities: &Capabilities,
-    ) -> Result<bool> {
-        let caps = serde_json::to_string(capabilities)
-            .map_err(|e| StorageError::Backend(e.to_string()))?;
-        let done = sqlx::query("UPDATE workers SET capabilities = ?1 WHERE id = ?2")
-            .bind(caps)
-            .bind(worker.0)
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn worker(&self, worker: WorkerId) -> Result<Option<WorkerRecord>> {
-        let row = sqlx::query(
-            "SELECT w.capabilities, w.owner_id, w.created_at, w.valid_streak, o.tenant_id \
-             FROM workers w JOIN owners o ON o.id = w.owner_id WHERE w.id = ?1",
-        )
-        .bind(worker.0)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(rows::worker).transpose()
-    }
-
-    async fn set_owner_tenant(&self, owner: i64, tenant: Option<TenantId>) -> Result<()> {
-        sqlx::query("UPDATE owners SET tenant_id = ?2 WHERE id = ?1")
-            .bind(owner)
-            .bind(tenant.map(|t| t.0))
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn owner_counts(&self, tenant: TenantId) -> Result<(u64, u64)> {
-        let (mine, others): (i64, i64) = sqlx::query_as(
-            "SELECT count(*) FILTER (WHERE tenant_id IS ?1), \
-             count(*) FILTER (WHERE tenant_id IS NOT ?1) FROM owners",
-        )
-        .bind(tenant.0)
-        .fetch_one(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok((mine as u64, others as u64))
-    }
-
-    async fn in_doubt(&self, worker: WorkerId) -> Result<InDoubt> {
-        let row: Option<(i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT w.valid_streak, count(r.id), min(r.created_at) FROM workers w \
-             LEFT JOIN results r ON r.worker_id = w.id \
-             AND r.validate_state IN ('pending', 'passed', 'disputed') \
-             WHERE w.id = ?1 GROUP BY w.valid_streak",
-        )
-        .bind(worker.0)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(
-            row.map_or_else(InDoubt::default, |(streak, count, oldest_ms)| InDoubt {
-                streak: streak.max(0) as u64,
-                count: count.max(0) as u64,
-                oldest_ms,
-            }),
-        )
-    }
-
-    async fn reputation(&self, worker: WorkerId) -> Result<Option<Reputation>> {
-        let row: Option<(i64, i64, i64, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT \
-             (SELECT count(*) FROM results WHERE worker_id = ?1 \
-              AND validate_state IN ('valid', 'redundant')), \
-             (SELECT count(*) FROM results WHERE worker_id = ?1 AND validate_state = 'invalid'), \
-             (SELECT count(*) FROM results WHERE worker_id = ?1 AND outcome = 'no_reply'), \
-             valid_streak, quarantined_at FROM workers WHERE id = ?1",
-        )
-        .bind(worker.0)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(row.map(
-            |(valid, invalid, timed_out, streak, quarantined_at_ms)| Reputation {
-                valid: valid as u64,
-                invalid: invalid as u64,
-                timed_out: timed_out as u64,
-                streak: streak as u64,
-                quarantined_at_ms,
-            },
-        ))
-    }
-
-    async fn quarantine_untrusted(
-        &self,
-        workers: &[WorkerId],
-        max_invalid: u64,
-    ) -> Result<Vec<WorkerId>> {
-        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
-        let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
-        let quarantined: Vec<i64> = sqlx::query_scalar(
-            "UPDATE workers SET quarantined_at = ?3 \
-             WHERE id IN (SELECT value FROM json_each(?1)) AND quarantined_at IS NULL \
-             AND (SELECT count(*) FROM results WHERE results.worker_id = workers.id \
-                  AND validate_state = 'invalid') >= ?2 \
-             RETURNING id",
-        )
-        .bind(&ids)
-        .bind(max_invalid as i64)
-        .bind(now_ms())
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(quarantined.into_iter().map(WorkerId).collect())
-    }
-
-    async fn quarantined_workers(&self) -> Result<Vec<WorkerId>> {
-        let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM workers WHERE quarantined_at IS NOT NULL")
-                .fetch_all(&self.reader)
-                .await
-                .map_err(backend)?;
-        Ok(ids.into_iter().map(WorkerId).collect())
-    }
-
-    async fn pending_results_of(&self, worker: WorkerId) -> Result<Vec<ResultId>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM results WHERE worker_id = ?1 \
-             AND validate_state IN ('pending', 'passed')",
-        )
-        .bind(worker.0)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(ids.into_iter().map(ResultId).collect())
-    }
-
-    async fn create_job(&self, job: &NewJob) -> Result<JobRecord> {
-        let row = sqlx::query(
-            "INSERT INTO jobs (tenant_id, app, app_version, bundle_sha256, params, partition_options, \
-             priority, max_attempts, task_timeout_secs, replication, deadline_secs, external, \
-             webhook, tier, max_price, placement, state, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-             'created', ?10) RETURNING *",
-        )
-        .bind(job.tenant.0)
-        .bind(&job.app)
-        .bind(&job.app_version)
-        .bind(&job.bundle_sha256)
-        .bind(job.params.to_string())
-        .bind(job.partition_options.to_string())
-        .bind(job.priority)
-        .bind(job.max_attempts as i64)
-        .bind(job.task_timeout_secs as i64)
-        .bind(now_ms())
-        .bind(
-            job.replication
-                .is_replicated()
-                .then(|| serde_json::to_string(&job.replication).unwrap_or_default()),
-        )
-        .bind(job.deadline_secs.map(|s| s as i64))
-        .bind(job.external.as_ref().map(|e| e.to_string()))
-        .bind(job.webhook.as_ref().map(|w| w.to_string()))
-        .bind(job.tier.as_str())
-        .bind(job.max_price.map(|p| p.0))
-        .bind(job.placement.as_str())
-        .fetch_one(&self.writer)
-        .await
-        .map_err(backend)?;
-        rows::job(&row)
-    }
-
-    async fn job(&self, id: JobId) -> Result<Option<JobRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{JOB_COLUMNS} WHERE id = ?1")))
-            .bind(id.0)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(rows::job).transpose()
-    }
-
-    async fn list_jobs(
-        &self,
-        tenant: TenantId,
-        before: Option<JobId>,
-        limit: u32,
-    ) -> Result<Vec<JobRecord>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{JOB_COLUMNS} WHERE tenant_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
-        )))
-        .bind(tenant.0)
-        .bind(before.map_or(i64::MAX, |b| b.0))
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::job).collect()
-    }
-
-    async fn counts(&self) -> Result<(Vec<(JobState, u64)>, Vec<(TaskState, u64)>)> {
-        let jobs: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state ORDER BY state")
-                .fetch_all(&self.reader)
-                .await
-                .map_err(backend)?;
-        let tasks: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT t.state, count(*) FROM jobs j JOIN tasks t ON t.job_id = j.id \
-             WHERE j.state IN ('partitioning', 'running', 'assembling') \
-             GROUP BY t.state ORDER BY t.state",
-        )
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        let jobs = jobs
-            .into_iter()
-            .map(|(state, n)| Ok((job_state(&state)?, n as u64)))
-            .collect::<Result<_>>()?;
-        let tasks = tasks
-            .into_iter()
-            .map(|(state, n)| Ok((task_state(&state)?, n as u64)))
-            .collect::<Result<_>>()?;
-        Ok((jobs, tasks))
-    }
-
-    async fn jobs_past_deadline(&self, now_ms: i64) -> Result<Vec<JobId>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE deadline_secs IS NOT NULL \
-             AND state IN ('submitted', 'partitioning', 'running', 'assembling') \
-             AND submitted_at + deadline_secs * 1000 < ?1",
-        )
-        .bind(now_ms)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(ids.into_iter().map(JobId).collect())
-    }
-
-    async fn jobs_in_states(&self, states: &[JobState]) -> Result<Vec<JobRecord>> {
-        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{JOB_COLUMNS} WHERE state IN (SELECT value FROM json_each(?1)) ORDER BY id"
-        )))
-        .bind(serde_json::to_string(&names).unwrap_or_default())
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::job).collect()
-    }
-
-    async fn set_job_input(&self, id: JobId, input: &StoredBlob) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET input_key = ?2, input_size = ?3, input_sha256 = ?4 \
-             WHERE id = ?1 AND (state = 'created' OR (input_key IS NULL \
-             AND state IN ('submitted', 'partitioning')))",
-        )
-        .bind(id.0)
-        .bind(&input.key)
-        .bind(input.size as i64)
-        .bind(&input.sha256)
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn transition_job(
-        &self,
-        id: JobId,
-        to: JobState,
-        error: Option<&str>,
-    ) -> Result<Option<JobRecord>> {
-        let row = sqlx::query(
-            "UPDATE jobs SET state = ?2, error = COALESCE(?3, error), \
-             submitted_at = CASE WHEN ?2 = 'submitted' THEN ?4 ELSE submitted_at END, \
-             started_at = CASE WHEN ?2 = 'partitioning' THEN COALESCE(started_at, ?4) ELSE started_at END, \
-             finished_at = CASE WHEN ?5 THEN ?4 ELSE finished_at END \
-             WHERE id = ?1 AND state IN (SELECT value FROM json_each(?6)) RETURNING *",
-        )
-        .bind(id.0)
-        .bind(to.as_str())
-        .bind(error)
-        .bind(now_ms())
-        .bind(to.is_terminal())
-        .bind(sources_json(to))
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(rows::job).transpose()
-    }
-
-    async fn set_job_facts(&self, id: JobId, facts: &serde_json::Value) -> Result<()> {
-        sqlx::query("UPDATE jobs SET facts = ?2 WHERE id = ?1")
-            .bind(id.0)
-            .bind(facts.to_string())
-            .execute(&self.writer)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn complete_job(&self, id: JobId, output: &StoredBlob) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = 'completed', output_key = ?2, output_size = ?3, \
-             output_sha256 = ?4, finished_at = ?5 WHERE id = ?1 AND state = 'assembling'",
-        )
-        .bind(id.0)
-        .bind(&output.key)
-        .bind(output.size as i64)
-        .bind(&output.sha256)
-        .bind(now_ms())
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn insert_tasks(
         &self,
         job: JobId,
         tasks: &[NewTask],
         replicas: u32,
-    ) -> Result<Vec<TaskId>> {
-        if tasks.is_empty() {
-            return Ok(Vec::new());
-        }
+    ) -> Result<Vec<(i64, i64)>> {
         let batch: Vec<serde_json::Value> = tasks
             .iter()
             .map(|t| {
@@ -1153,7 +318,7 @@ impl Store for SqliteStore {
             })
             .collect();
         let mut tx = self.writer.begin().await.map_err(backend)?;
-        let mut inserted: Vec<(i64, i64)> = sqlx::query_as(
+        let inserted: Vec<(i64, i64)> = sqlx::query_as(
             "INSERT INTO tasks (job_id, idx, state, input_key, input_offset, input_len, meta, \
              replicas, work_ms) \
              SELECT ?1, value->>0, 'pending', value->>1, value->>2, value->>3, value->>4, ?3, \
@@ -1174,88 +339,13 @@ impl Store for SqliteStore {
             .await
             .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
-        inserted.sort_unstable();
-        Ok(inserted.into_iter().map(|(_, id)| TaskId(id)).collect())
+        Ok(inserted)
     }
 
-    async fn finish_partition(&self, job: JobId, total: u64) -> Result<Option<JobState>> {
-        let state: Option<String> = sqlx::query_scalar(
-            "UPDATE jobs SET chunks_total = ?2, \
-             state = CASE WHEN chunks_done >= ?2 THEN 'assembling' ELSE 'running' END \
-             WHERE id = ?1 AND state = 'partitioning' RETURNING state",
-        )
-        .bind(job.0)
-        .bind(total as i64)
-        .fetch_optional(&self.writer)
-        .await
-        .map_err(backend)?;
-        state.as_deref().map(job_state).transpose()
-    }
-
-    async fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskRecord>> {
-        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
-        let rows = sqlx::query(
-            "SELECT * FROM tasks WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
-        )
-        .bind(serde_json::to_string(&ids).unwrap_or_default())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::task).collect()
-    }
-
-    async fn job_tasks(&self, job: JobId, from_index: u64, limit: u32) -> Result<Vec<TaskRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM tasks WHERE job_id = ?1 AND idx >= ?2 ORDER BY idx LIMIT ?3",
-        )
-        .bind(job.0)
-        .bind(from_index as i64)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::task).collect()
-    }
-
-    async fn pending_tasks(&self, job: JobId) -> Result<Vec<TaskId>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM tasks WHERE job_id = ?1 AND state = 'pending' ORDER BY idx",
-        )
-        .bind(job.0)
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(ids.into_iter().map(TaskId).collect())
-    }
-
-    async fn tasks_checking(&self, job: JobId) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT count(DISTINCT r.task_id) FROM results r JOIN tasks t ON t.id = r.task_id \
-             WHERE r.job_id = ?1 AND r.validate_state IN ('passed', 'disputed') \
-             AND t.state = 'pending'",
-        )
-        .bind(job.0)
-        .fetch_one(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(n as u64)
-    }
-
-    async fn record_results(&self, results: &[NewResult]) -> Result<Vec<Option<ResultId>>> {
-        if results.is_empty() {
-            return Ok(Vec::new());
-        }
-        // One report per task and device: a later duplicate in the batch gets no row.
-        let mut seen = std::collections::HashSet::new();
-        let first: Vec<bool> = results
+    async fn record_results(&self, batch: &[&NewResult]) -> Result<Vec<(i64, i64, i64)>> {
+        let batch: Vec<serde_json::Value> = batch
             .iter()
-            .map(|r| seen.insert((r.task.0, r.worker.0)))
-            .collect();
-        let batch: Vec<serde_json::Value> = results
-            .iter()
-            .zip(&first)
-            .filter(|(_, first)| **first)
-            .map(|(r, _)| {
+            .map(|r| {
                 let (inline, key) = match &r.output {
                     OutputRef::Inline(bytes) => (Some(hex::encode(bytes)), None),
                     OutputRef::Blob(key) => (None, Some(key.as_str())),
@@ -1307,29 +397,16 @@ impl Store for SqliteStore {
                 .map_err(backend)?;
         }
         tx.commit().await.map_err(backend)?;
-        let by_report: std::collections::HashMap<(i64, i64), i64> = rows
+        Ok(rows
             .into_iter()
-            .map(|(task, worker, id, _)| ((task, worker), id))
-            .collect();
-        Ok(results
-            .iter()
-            .zip(first)
-            .map(|(r, first)| {
-                first
-                    .then(|| {
-                        by_report
-                            .get(&(r.task.0, r.worker.0))
-                            .map(|&id| ResultId(id))
-                    })
-                    .flatten()
-            })
+            .map(|(task, worker, id, _)| (task, worker, id))
             .collect())
     }
 
-    async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<FailureCharged>> {
+    async fn record_failures(&self, failures: &[NewFailure]) -> Result<Vec<TaskCharged>> {
         let mut tx = self.writer.begin().await.map_err(backend)?;
         let now = now_ms();
-        let mut charged = Vec::with_capacity(failures.len());
+        let mut charged: Vec<TaskCharged> = Vec::with_capacity(failures.len());
         for failure in failures {
             sqlx::query(
                 "INSERT INTO results (task_id, job_id, worker_id, outcome, reason, created_at) \
@@ -1366,134 +443,16 @@ impl Store for SqliteStore {
                     .await
                     .map_err(backend)?;
             }
-            charged.push(FailureCharged {
-                task: failure.task,
-                job: failure.job,
-                worker: failure.worker,
-                outcome: failure.outcome,
-                failures: failures_now as u32,
-                max_attempts: max_attempts as u32,
-                still_pending: task_state(&state)? == TaskState::Pending
-                    && job_state(&job_state_name)?.is_dispatching(),
-                independent_of: Vec::new(),
-            });
+            charged.push((
+                failure.task.0,
+                failures_now,
+                state,
+                max_attempts,
+                job_state_name,
+            ));
         }
         tx.commit().await.map_err(backend)?;
         Ok(charged)
-    }
-
-    async fn results_for_validation(&self, ids: &[ResultId]) -> Result<Vec<ResultRecord>> {
-        let rows = sqlx::query(
-            "SELECT r.id AS result_id, r.worker_id, r.sha256, r.size, r.inline_output, r.blob_key, t.* \
-             FROM results r JOIN tasks t ON t.id = r.task_id \
-             WHERE r.id IN (SELECT value FROM json_each(?1)) AND r.validate_state = 'pending' \
-             ORDER BY r.id",
-        )
-        .bind(ids_json(ids))
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                Ok(ResultRecord {
-                    id: ResultId(row.try_get("result_id").map_err(backend)?),
-                    task: rows::task(row)?,
-                    worker: WorkerId(row.try_get("worker_id").map_err(backend)?),
-                    sha256: row.try_get("sha256").map_err(backend)?,
-                    size: row.try_get::<i64, _>("size").map_err(backend)? as u64,
-                    output: rows::output(row)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn unvalidated_results(&self) -> Result<Vec<(JobId, ResultId)>> {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT job_id, id FROM results WHERE validate_state = 'pending' ORDER BY id",
-        )
-        .fetch_all(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|(job, id)| (JobId(job), ResultId(id)))
-            .collect())
-    }
-
-    async fn apply_verdicts(&self, verdicts: &[Verdict]) -> Result<VerdictsApplied> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let applied = apply_in(&mut tx, verdicts).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(applied)
-    }
-
-    async fn replica_states(&self, tasks: &[TaskId]) -> Result<Vec<ReplicaState>> {
-        let mut conn = self.writer.acquire().await.map_err(backend)?;
-        read_replica_states(&mut conn, tasks).await
-    }
-
-    async fn settle_replicas(&self, tasks: &[TaskId], decide: &Decide) -> Result<VerdictsApplied> {
-        // The single writer connection serialises this with every other write.
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let states = read_replica_states(&mut tx, tasks).await?;
-        let verdicts: Vec<Verdict> = states.iter().flat_map(decide).collect();
-        let applied = apply_in(&mut tx, &verdicts).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(applied)
-    }
-
-    async fn fail_task(&self, task: TaskId) -> Result<bool> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let job = fail_task_in(&mut tx, task).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(job.is_some())
-    }
-
-    async fn attempts(&self, task: TaskId) -> Result<Vec<AttemptRecord>> {
-        let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT worker_id, outcome, reason FROM results WHERE task_id = ?1 \
-             AND outcome != 'success' ORDER BY id",
-        )
-        .bind(task.0)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.into_iter()
-            .map(|(worker, outcome, reason)| {
-                Ok(AttemptRecord {
-                    worker: WorkerId(worker),
-                    outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
-                        StorageError::Corrupt(format!("attempt outcome {outcome:?}"))
-                    })?,
-                    reason: reason.unwrap_or_default(),
-                })
-            })
-            .collect()
-    }
-
-    async fn accepted_outputs(
-        &self,
-        job: JobId,
-        from_index: u64,
-        limit: u32,
-    ) -> Result<Vec<(u64, OutputRef)>> {
-        let rows = sqlx::query(
-            "SELECT t.idx, r.inline_output, r.blob_key FROM tasks t \
-             JOIN results r ON r.id = t.canonical_result \
-             WHERE t.job_id = ?1 AND t.idx >= ?2 ORDER BY t.idx LIMIT ?3",
-        )
-        .bind(job.0)
-        .bind(from_index as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                let idx: i64 = row.try_get("idx").map_err(backend)?;
-                Ok((idx as u64, rows::output(row)?))
-            })
-            .collect()
     }
 
     async fn claim_webhook_events(
@@ -1523,353 +482,4 @@ impl Store for SqliteStore {
         .map_err(backend)?;
         rows::due_webhooks(&rows)
     }
-
-    async fn record_webhook_attempt(
-        &self,
-        event: i64,
-        attempt: &WebhookAttempt,
-        next: WebhookNext,
-    ) -> Result<bool> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let inserted = sqlx::query(
-            "INSERT INTO webhook_attempts (event_id, attempt, at, status, error, duration_ms) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM job_events \
-                 WHERE id = ?1 AND delivered_at IS NULL AND NOT gave_up) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(event)
-        .bind(i64::from(attempt.attempt))
-        .bind(attempt.at_ms)
-        .bind(attempt.status.map(i64::from))
-        .bind(&attempt.error)
-        .bind(attempt.duration_ms as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if inserted.rows_affected() == 0 {
-            return Ok(false);
-        }
-        let (retry_at, delivered_at, gave_up) = rows::after_attempt(attempt, next);
-        sqlx::query(
-            "UPDATE job_events SET attempts = ?2, claimed_until = NULL, next_attempt_at = ?3, \
-             delivered_at = ?4, gave_up = ?5 WHERE id = ?1",
-        )
-        .bind(event)
-        .bind(i64::from(attempt.attempt))
-        .bind(retry_at)
-        .bind(delivered_at)
-        .bind(gave_up)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(true)
-    }
-
-    async fn webhook_events(&self, job: JobId) -> Result<Vec<WebhookHistory>> {
-        let events =
-            sqlx::query("SELECT * FROM job_events WHERE job_id = ?1 AND has_webhook ORDER BY id")
-                .bind(job.0)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(backend)?;
-        let attempts = sqlx::query(
-            "SELECT a.* FROM webhook_attempts a JOIN job_events e ON e.id = a.event_id \
-             WHERE e.job_id = ?1 ORDER BY a.event_id, a.attempt",
-        )
-        .bind(job.0)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows::webhook_histories(&events, &attempts)
-    }
-
-    async fn hold_quote(&self, job: JobId, quote: &Quote, largest_chunk_ms: i64) -> Result<Hold> {
-        // The single writer serialises holds, so the balance read is the one debited.
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let row: Option<(i64, Option<i64>)> =
-            sqlx::query_as("SELECT tenant_id, quote FROM jobs WHERE id = ?1")
-                .bind(job.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        let Some((tenant, held)) = row else {
-            return Err(StorageError::NotFound(format!("job {job}")));
-        };
-        if held.is_some() {
-            return Ok(Hold::AlreadyHeld);
-        }
-        let customer = Account::Customer(TenantId(tenant)).to_string();
-        let available: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount), 0) FROM ledger_entries WHERE account = ?1",
-        )
-        .bind(&customer)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        if available < quote.price.0 {
-            return Ok(Hold::Short {
-                available: Credits(available),
-            });
-        }
-        post_in(
-            &mut tx,
-            &format!("hold:{}", job.0),
-            &[
-                (customer, -quote.price.0),
-                (Account::Job(job).to_string(), quote.price.0),
-            ],
-        )
-        .await?;
-        sqlx::query(
-            "UPDATE jobs SET quote = ?2, price_per_core_hour = ?3, owner_per_core_hour = ?4, \
-             work_ms = ?5, largest_chunk_ms = ?6 WHERE id = ?1",
-        )
-        .bind(job.0)
-        .bind(quote.price.0)
-        .bind(quote.rates.price_per_core_hour.0)
-        .bind(quote.rates.owner_per_core_hour.0)
-        .bind(quote.work_ms)
-        .bind(largest_chunk_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Hold::Held)
-    }
-
-    async fn transfer(
-        &self,
-        txn: &str,
-        from: Account,
-        to: Account,
-        amount: Credits,
-    ) -> Result<bool> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let posted = post_in(
-            &mut tx,
-            txn,
-            &[(from.to_string(), -amount.0), (to.to_string(), amount.0)],
-        )
-        .await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(posted)
-    }
-
-    async fn balances(&self, accounts: &[Account]) -> Result<Vec<Credits>> {
-        let names: Vec<String> = accounts.iter().map(Account::to_string).collect();
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT account, SUM(amount) FROM ledger_entries \
-             WHERE account IN (SELECT value FROM json_each(?1)) GROUP BY account",
-        )
-        .bind(serde_json::to_string(&names).unwrap_or_default())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(rows::sums_in_order(&names, &rows))
-    }
-
-    async fn account_entries(&self, account: Account, limit: u32) -> Result<Vec<LedgerEntry>> {
-        let rows = sqlx::query(
-            "SELECT * FROM ledger_entries WHERE account = ?1 ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(account.to_string())
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::ledger_entry).collect()
-    }
-
-    async fn earned_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>> {
-        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT worker_id, SUM(amount) FROM ledger_entries \
-             WHERE worker_id IN (SELECT value FROM json_each(?1)) GROUP BY worker_id",
-        )
-        .bind(serde_json::to_string(&ids).unwrap_or_default())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(rows::sums_in_order(&ids, &rows))
-    }
-
-    async fn held_by_workers(&self, workers: &[WorkerId]) -> Result<Vec<Credits>> {
-        let ids: Vec<i64> = workers.iter().map(|w| w.0).collect();
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT worker_id, SUM(amount) FROM ledger_entries \
-             WHERE worker_id IN (SELECT value FROM json_each(?1)) \
-             AND account >= 'held:' AND account < 'held;' GROUP BY worker_id",
-        )
-        .bind(serde_json::to_string(&ids).unwrap_or_default())
-        .fetch_all(&self.reader)
-        .await
-        .map_err(backend)?;
-        Ok(rows::sums_in_order(&ids, &rows))
-    }
-
-    async fn mature_held(&self, cutoff_ms: i64) -> Result<Credits> {
-        // The single writer serialises maturings: the mark read is the one moved.
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        let last: i64 = sqlx::query_scalar("SELECT last_id FROM ledger_marks WHERE name = 'held'")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let upto: Option<i64> =
-            sqlx::query_scalar("SELECT max(id) FROM ledger_entries WHERE id > ?1 AND at <= ?2")
-                .bind(last)
-                .bind(cutoff_ms)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(backend)?;
-        let Some(upto) = upto else {
-            return Ok(Credits(0));
-        };
-        let credited: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT account, worker_id, SUM(amount) FROM ledger_entries \
-             WHERE id > ?1 AND id <= ?2 AND account >= 'held:' AND account < 'held;' \
-             AND amount > 0 AND worker_id IS NOT NULL GROUP BY account, worker_id",
-        )
-        .bind(last)
-        .bind(upto)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let mut holdings = Vec::with_capacity(credited.len());
-        for (account, worker, amount) in credited {
-            let balance: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(SUM(amount), 0) FROM ledger_entries \
-                 WHERE worker_id = ?1 AND account = ?2",
-            )
-            .bind(worker)
-            .bind(&account)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(backend)?;
-            holdings.push(payments::Holding {
-                owner: rows::held_owner(&account)?,
-                worker,
-                credited: amount,
-                balance,
-            });
-        }
-        let entries = payments::maturing(upto, &holdings);
-        post_entries(&mut tx, &entries, &BTreeMap::new()).await?;
-        sqlx::query("UPDATE ledger_marks SET last_id = ?1 WHERE name = 'held'")
-            .bind(upto)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(Credits(payments::credited(&entries)))
-    }
-
-    async fn distrust_owner(&self, owner: i64) -> Result<Distrusted> {
-        let mut tx = self.writer.begin().await.map_err(backend)?;
-        sqlx::query("UPDATE workers SET valid_streak = 0 WHERE owner_id = ?1")
-            .bind(owner)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let unverified = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT r.id, r.worker_id, r.job_id, r.task_id, t.work_ms, \
-             j.price_per_core_hour, j.owner_per_core_hour, j.charged \
-             FROM results r JOIN tasks t ON t.canonical_result = r.id \
-             JOIN jobs j ON j.id = r.job_id JOIN workers w ON w.id = r.worker_id \
-             WHERE w.owner_id = ?1 AND t.state = 'done' \
-             AND j.state IN ('partitioning', 'running') AND j.placement = 'any' \
-             AND NOT {AGREED} ORDER BY r.id"
-        )))
-        .bind(owner)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let revoked = unverified
-            .iter()
-            .map(|row| rows::revoked(row, owner))
-            .collect::<Result<Vec<_>>>()?;
-        let given_back = payments::reversals(&revoked);
-        post_entries(&mut tx, &given_back.entries, &given_back.charged).await?;
-        let ids: Vec<i64> = revoked.iter().map(|r| r.result).collect();
-        let tasks: Vec<(i64, i64)> = sqlx::query_as(
-            "UPDATE results SET validate_state = 'revoked', \
-             reason = 'revoked: the device''s owner was caught forging, and no other party \
-             had returned the same output' \
-             WHERE id IN (SELECT value FROM json_each(?1)) RETURNING task_id, job_id",
-        )
-        .bind(serde_json::to_string(&ids).unwrap_or_default())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let task_ids: Vec<i64> = tasks.iter().map(|(t, _)| *t).collect();
-        sqlx::query(
-            "UPDATE tasks SET state = 'pending', canonical_result = NULL \
-             WHERE id IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(serde_json::to_string(&task_ids).unwrap_or_default())
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let mut per_job: BTreeMap<i64, i64> = BTreeMap::new();
-        for (_, job) in &tasks {
-            *per_job.entry(*job).or_default() += 1;
-        }
-        for (job, n) in &per_job {
-            sqlx::query("UPDATE jobs SET chunks_done = chunks_done - ?2 WHERE id = ?1")
-                .bind(job)
-                .bind(n)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-        let held: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT worker_id, SUM(amount) FROM ledger_entries \
-             WHERE account = ?1 AND worker_id IS NOT NULL GROUP BY worker_id ORDER BY worker_id",
-        )
-        .bind(Account::Held(owner).to_string())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let forfeits = payments::forfeits(owner, now_ms(), &held);
-        post_entries(&mut tx, &forfeits, &BTreeMap::new()).await?;
-        let devices: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM workers WHERE owner_id = ?1 ORDER BY id LIMIT 4096")
-                .bind(owner)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        Ok(payments::distrusted(&tasks, &devices, &forfeits))
-    }
-
-    async fn audit_ledger(&self) -> Result<LedgerAudit> {
-        let (entries, total): (i64, i64) =
-            sqlx::query_as("SELECT count(*), COALESCE(SUM(amount), 0) FROM ledger_entries")
-                .fetch_one(&self.reader)
-                .await
-                .map_err(backend)?;
-        let unbalanced: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT txn FROM ledger_entries GROUP BY txn \
-             HAVING SUM(amount) <> 0)",
-        )
-        .fetch_one(&self.reader)
-        .await
-        .map_err(backend)?;
-        let over_quote: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE charged > COALESCE(quote, 0)")
-                .fetch_one(&self.reader)
-                .await
-                .map_err(backend)?;
-        Ok(LedgerAudit {
-            entries: entries as u64,
-            total: Credits(total),
-            unbalanced: unbalanced as u64,
-            over_quote: over_quote as u64,
-        })
-    }
 }
-
-// The tests are shared with the PostgreSQL backend: one suite, run against both.
-#[cfg(test)]
-#[path = "tests.rs"]
-mod tests;
