@@ -15,7 +15,9 @@
 //
 // The runtimes are loaded from ../runtimes/ next to ../ui/ (scripts/browser-runtimes.sh puts
 // them there): .mjs/.js must be served as text/javascript, .wasm as application/wasm. The
-// runner's Python side is runner.py beside this file, fetched as the worker starts.
+// runner's Python side is runner.py beside this file, and the limits and names it shares with
+// the native runner are in runner-rules.json beside it (crates/idlegrid-api/src/runner.rs
+// embeds the same file); both are fetched as the worker starts.
 //
 // Messages, page → worker (one per worker):
 //   {type: 'run', files: {<name>: <text>}, entrypoint: 'task.py', inputName: 'chunk.txt',
@@ -26,14 +28,14 @@
 //   {type: 'progress', fraction}   from the script's `idlegrid:progress <fraction>` stdout lines,
 //                                  at most one every 100 ms, only when the fraction changed
 //   {type: 'done', name, output: ArrayBuffer (transferred), sha256: '<lower hex>'}
-//   {type: 'failed', reason}       at most 4096 bytes: what went wrong, then the stderr tail
+//   {type: 'failed', reason}       at most max_reason_bytes: what went wrong, then the stderr tail
 //   {type: 'probed', python: '3.14.2', ffmpeg: '<version>' | null, benchmark: <MB/s>,
 //    ffmpegError?: '<why ffmpeg is null>'}
 // Every message gets exactly one final answer (done, failed or probed).
 //
 // The script runs as `__main__` with cwd /scratch holding input/<inputName> and an empty
 // output/, the bundle in /scratch/app/, and an environment of the page's IDLEGRID_* variables
-// plus HOME, TMPDIR, LANG and PYTHON* as natively. Success is exit status 0 and exactly one
+// plus HOME, TMPDIR and the rules' script_env (LANG, PYTHON*), as natively. Success is exit status 0 and exactly one
 // regular file in output/, within maxOutputBytes. `subprocess` runs ffmpeg and ffprobe with
 // ffmpeg.wasm's single-threaded core, synchronously in this worker (see FFMPEG below); any other
 // program is missing. Before the script runs, the worker's ways out (network, storage, messages
@@ -43,22 +45,11 @@
 const RUNTIMES = new URL('../runtimes/', import.meta.url);
 const SCRATCH = '/scratch';
 const OUTPUT = `${SCRATCH}/output`;
-/** Bytes of stderr kept for a failure reason, and the longest reason (as natively). */
-const STDERR_TAIL_BYTES = 4096;
-const MAX_REASON_BYTES = 4096;
-/** Longest stdout line inspected for progress; longer lines are skipped (as natively). */
-const MAX_STDOUT_LINE = 1024;
-const PROGRESS_PREFIX = 'idlegrid:progress ';
 const PROGRESS_INTERVAL_MS = 100;
-/** The script's environment besides the page's IDLEGRID_* variables: the native worker's,
- * without PATH (there are no programs to find). Python reads the PYTHON* ones as it starts. */
-const BASE_ENV = {
-  HOME: SCRATCH,
-  TMPDIR: SCRATCH,
-  LANG: 'C.UTF-8',
-  PYTHONDONTWRITEBYTECODE: '1',
-  PYTHONUNBUFFERED: '1',
-};
+/** The rules the native runner keeps too (runner-rules.json: stderr_tail_bytes,
+ * max_reason_bytes, max_stdout_line_bytes, progress_prefix, max_file_name_bytes, script_env,
+ * benchmark_*), set as the worker starts, before Python does. */
+let RULES;
 
 // Taken now: lockDown removes them from the global scope before the script runs.
 const post = self.postMessage.bind(self);
@@ -72,6 +63,12 @@ let used = false;
 self.onmessage = async ({ data }) => {
   const first = !used;
   used = true;
+  try {
+    await rulesLoaded;
+  } catch (err) {
+    post({ type: 'failed', reason: `the browser runner cannot load its rules: ${describe(err)}` });
+    return;
+  }
   let answer;
   try {
     if (!first) answer = failed('this runner has already had its message; make a new Worker for each task');
@@ -85,7 +82,7 @@ self.onmessage = async ({ data }) => {
 };
 
 function failed(reason) {
-  return { message: { type: 'failed', reason: truncateBytes(reason, MAX_REASON_BYTES) } };
+  return { message: { type: 'failed', reason: truncateBytes(reason, RULES.max_reason_bytes) } };
 }
 
 function describe(err) {
@@ -117,7 +114,7 @@ async function runTask(msg) {
 
   lockDown();
   const runScript = harness.get('run_script');
-  const args = [`${SCRATCH}/app/${msg.entrypoint}`, { ...msg.env, ...BASE_ENV }];
+  const args = [`${SCRATCH}/app/${msg.entrypoint}`, { ...msg.env, ...baseEnv() }];
   let status;
   try {
     // Where the browser can switch WebAssembly stacks (JSPI), Python code can wait for
@@ -159,14 +156,20 @@ function checkRun(msg) {
 /** As Bundle::is_safe_file_name: a plain name that stays inside its directory. */
 function isSafeFileName(name) {
   return typeof name === 'string' && name !== '' && name !== '.' && name !== '..'
-    && !/[/\\\0]/.test(name) && encoder.encode(name).length <= 128;
+    && !/[/\\\0]/.test(name) && encoder.encode(name).length <= RULES.max_file_name_bytes;
+}
+
+/** The script's environment besides the page's IDLEGRID_* variables: the native worker's,
+ * without PATH (there are no programs to find). Python reads the PYTHON* ones as it starts. */
+function baseEnv() {
+  return { HOME: SCRATCH, TMPDIR: SCRATCH, ...RULES.script_env };
 }
 
 function importFfmpegGlue() {
   return import(new URL('ffmpeg/ffmpeg-core.js', RUNTIMES).href).then((m) => m.default, (err) => err);
 }
 
-/** Loads Pyodide with BASE_ENV (it creates HOME and starts there); what it prints while
+/** Loads Pyodide with baseEnv() (it creates HOME and starts there); what it prints while
  * starting goes to `stderr`. */
 async function startPython(stderr) {
   const { loadPyodide } = await import(new URL('pyodide/pyodide.mjs', RUNTIMES).href);
@@ -185,7 +188,7 @@ async function startPython(stderr) {
   try {
     return await Promise.race([
       // A copy: Pyodide adds to it (PYTHONINSPECT), which the script's environment must not get.
-      loadPyodide({ indexURL: new URL('pyodide/', RUNTIMES).href, env: { ...BASE_ENV }, stdout: line, stderr: line }),
+      loadPyodide({ indexURL: new URL('pyodide/', RUNTIMES).href, env: baseEnv(), stdout: line, stderr: line }),
       failure,
     ]);
   } finally {
@@ -255,7 +258,7 @@ async function probe() {
   }
   const tools = new Tools(py.FS, await ffmpegGlue, {});
   const harness = await loadHarness(py, tools);
-  const message = { type: 'probed', python: harness.get('python_version')(), ffmpeg: null, benchmark: harness.get('benchmark')() };
+  const message = { type: 'probed', python: harness.get('python_version')(), ffmpeg: null, benchmark: harness.get('benchmark')(RULES.benchmark_buffer_bytes, RULES.benchmark_ms) };
   // Natively a device without ffmpeg reports none, and gets no tasks needing it.
   const result = tools.run('ffmpeg', ['-version'], '/', 'pipe', 'pipe');
   if (result.error || result.code !== 0) {
@@ -452,7 +455,7 @@ function concat(chunks) {
 /** Finds `idlegrid:progress <fraction>` lines and tells the page. */
 class ProgressScanner {
   constructor() {
-    this.line = new Uint8Array(MAX_STDOUT_LINE);
+    this.line = new Uint8Array(RULES.max_stdout_line_bytes);
     this.length = 0;
     this.overlong = false;
     this.latest = null;
@@ -464,7 +467,7 @@ class ProgressScanner {
     for (const byte of bytes) {
       if (byte === 0x0a) this.endLine();
       else if (this.overlong) continue;
-      else if (this.length < MAX_STDOUT_LINE) this.line[this.length++] = byte;
+      else if (this.length < this.line.length) this.line[this.length++] = byte;
       else {
         this.overlong = true;
         this.length = 0;
@@ -504,40 +507,42 @@ function parseProgress(bytes) {
   } catch {
     return null;
   }
-  if (!text.startsWith(PROGRESS_PREFIX)) return null;
-  const number = text.slice(PROGRESS_PREFIX.length).trim();
+  const prefix = RULES.progress_prefix;
+  if (!text.startsWith(prefix)) return null;
+  const number = text.slice(prefix.length).trim();
   if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(number)) return null;
   const fraction = Number(number);
   return Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : null;
 }
 
-/** Keeps the last STDERR_TAIL_BYTES of stderr (plus one, to know whether any was dropped). */
+/** Keeps the last stderr_tail_bytes of stderr (plus one, to know whether any was dropped). */
 class Tail {
   constructor() {
     this.kept = new Uint8Array(0);
   }
 
   write(bytes) {
-    const keep = STDERR_TAIL_BYTES + 1;
+    const keep = RULES.stderr_tail_bytes + 1;
     const joined = bytes.length >= keep ? bytes : concat([this.kept, bytes]);
     this.kept = joined.slice(Math.max(0, joined.length - keep));
   }
 
   /** As render_tail: trimmed, starting with … when earlier output was dropped. */
   render() {
-    const truncated = this.kept.length > STDERR_TAIL_BYTES;
-    const bytes = truncated ? this.kept.subarray(this.kept.length - STDERR_TAIL_BYTES) : this.kept;
+    const max = RULES.stderr_tail_bytes;
+    const truncated = this.kept.length > max;
+    const bytes = truncated ? this.kept.subarray(this.kept.length - max) : this.kept;
     // The cut may split a character; drop its remains rather than show a replacement sign.
     const text = lossy.decode(bytes).replace(/^\uFFFD+/, '').trim();
     return truncated ? `…${text}` : text;
   }
 }
 
-/** As runner.rs compose: `<head>: <stderr tail><hint>` within MAX_REASON_BYTES, the tail
+/** As runner.rs compose: `<head>: <stderr tail><hint>` within max_reason_bytes, the tail
  * shortened from its start, because its end (the exception) is what the customer needs. */
 function compose(head, stderrTail, hint) {
   if (!stderrTail) return `${head}${hint}`;
-  const room = MAX_REASON_BYTES - encoder.encode(`${head}: …${hint}`).length;
+  const room = RULES.max_reason_bytes - encoder.encode(`${head}: …${hint}`).length;
   const tail = encoder.encode(stderrTail);
   if (tail.length <= room) return `${head}: ${stderrTail}${hint}`;
   let start = tail.length - Math.max(0, room);
@@ -584,8 +589,12 @@ async function fetchText(url) {
 // when a script does.
 
 /** The task's stderr, from Pyodide's start on (kept for the failure reason). */
+const rulesLoaded = fetchText(new URL('runner-rules.json', import.meta.url)).then((text) => {
+  RULES = JSON.parse(text);
+});
+rulesLoaded.catch(() => {});
 const stderr = new Tail();
-const python = startPython(stderr);
+const python = rulesLoaded.then(() => startPython(stderr));
 python.catch(() => {});
 const harnessSource = fetchText(new URL('runner.py', import.meta.url));
 harnessSource.catch(() => {});
