@@ -46,6 +46,12 @@ impl Stage {
         Stage::Assemble,
     ];
 
+    /// Its position in [`Stage::ALL`] (which lists the stages in the order they are
+    /// declared), for the backends' per-stage wake-ups.
+    fn slot(self) -> usize {
+        self as usize
+    }
+
     /// Short name for metrics and logs.
     pub fn name(self) -> &'static str {
         match self {
@@ -82,6 +88,20 @@ pub struct Lease {
     /// Fraction of the task done, as last reported in a heartbeat.
     pub progress: f32,
 }
+
+/// A new lease id: random, of 53 bits so that it is exact in JSON numbers read by JavaScript
+/// clients.
+fn new_lease_id() -> LeaseId {
+    LeaseId(rand::random::<u64>() >> 11)
+}
+
+/// A duration in ms, to add to a unix ms time (one too long for that is as good as forever).
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// Most queued tasks a worker passes over (copies it may not take) in one lease request.
+const MAX_SKIPPED: usize = 4096;
 
 /// Which of a job's queued copies a lease may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,7 +32,7 @@
 //! two sweeps (`idlegrid_coordinator::sweeper`). Persistence (`appendonly yes`) only shortens
 //! that pause.
 
-use super::{Copies, Item, JobDepth, Lease, Queues, Stage};
+use super::{Copies, Item, JobDepth, Lease, MAX_SKIPPED, Queues, Stage, duration_ms, new_lease_id};
 use crate::{Result, StorageError, now_ms};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, RedisError, Script};
@@ -56,12 +56,12 @@ const POLL: Duration = Duration::from_millis(200);
 /// Spare lease id candidates sent with each lease request, in case some are taken already.
 const SPARE_IDS: usize = 8;
 
-/// Lua shared by every script: key names, the lease record, and ending leases.
+/// Lua shared by every script (after `MAX_SKIPPED`, from Rust): key names, the lease record,
+/// and ending leases.
 const PRELUDE: &str = r#"
 local P = ARGV[1]
 local LEASES = P .. 'leases'
 local DEADLINES = P .. 'deadlines'
-local MAX_SKIPPED = 4096
 
 local function job_key(job, what) return P .. 'job:' .. job .. ':' .. what end
 local function worker_key(worker) return P .. 'worker:' .. worker .. ':leases' end
@@ -351,7 +351,11 @@ struct Scripts {
 
 impl Scripts {
     fn new() -> Self {
-        let script = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+        let script = |body: &str| {
+            Script::new(&format!(
+                "local MAX_SKIPPED = {MAX_SKIPPED}\n{PRELUDE}{body}"
+            ))
+        };
         Scripts {
             lease_tasks: script(LEASE_TASKS),
             enqueue_replicas: script(ENQUEUE_REPLICAS),
@@ -436,15 +440,6 @@ fn corrupt(what: &str, value: &str) -> StorageError {
     StorageError::Corrupt(format!("redis queue {what}: {value:?}"))
 }
 
-fn stage_slot(stage: Stage) -> usize {
-    match stage {
-        Stage::Partition => 0,
-        Stage::Feed => 1,
-        Stage::Validate => 2,
-        Stage::Assemble => 3,
-    }
-}
-
 /// A lease id as stored: zero-padded so that string order is numeric order.
 fn lease_key(id: LeaseId) -> String {
     format!("{:016}", id.0)
@@ -488,10 +483,6 @@ fn parse_item(raw: &str) -> Result<Item> {
     })
 }
 
-fn ttl_ms(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)
-}
-
 impl RedisQueues {
     /// The key prefix to use when one Redis serves one grid.
     pub const DEFAULT_PREFIX: &'static str = "idlegrid:";
@@ -516,10 +507,7 @@ impl RedisQueues {
         let wake = Arc::new(Wake::default());
         let mut channels = vec![(format!("{prefix}wake:tasks"), None)];
         for stage in Stage::ALL {
-            channels.push((
-                format!("{prefix}wake:{}", stage.name()),
-                Some(stage_slot(stage)),
-            ));
+            channels.push((format!("{prefix}wake:{}", stage.name()), Some(stage.slot())));
         }
         // Subscribed before returning, so that waiters are woken from the first call on.
         let pubsub = subscribe(&client, &channels).await.map_err(backend)?;
@@ -643,59 +631,6 @@ async fn subscribe(
     Ok(pubsub)
 }
 
-impl RedisQueues {
-    /// [`Queues::lease`], in one script.
-    async fn take(
-        &self,
-        job: JobId,
-        worker: WorkerId,
-        max: usize,
-        hold_at_most: usize,
-        ttl: Duration,
-        copies: Copies,
-    ) -> Result<Vec<Lease>> {
-        if max == 0 || hold_at_most == 0 {
-            return Ok(Vec::new());
-        }
-        let now = now_ms();
-        let expires_at_ms = now + ttl_ms(ttl);
-        let mut call = self.scripts.lease_tasks.prepare_invoke();
-        call.arg(&self.prefix)
-            .arg(job.0)
-            .arg(worker.0)
-            .arg(now)
-            .arg(expires_at_ms)
-            .arg(max)
-            .arg(hold_at_most)
-            .arg(if copies == Copies::Confirming {
-                "1"
-            } else {
-                "0"
-            });
-        let mut candidates = HashSet::with_capacity(max + SPARE_IDS);
-        while candidates.len() < max + SPARE_IDS {
-            // 53 bits: exact in JSON numbers read by JavaScript clients.
-            candidates.insert(LeaseId(rand::random::<u64>() >> 11));
-        }
-        for id in candidates {
-            call.arg(lease_key(id));
-        }
-        let flat: Vec<String> = call.invoke_async(&mut self.conn()).await.map_err(backend)?;
-        flat.chunks_exact(2)
-            .map(|pair| {
-                Ok(Lease {
-                    id: LeaseId(pair[0].parse().map_err(|_| corrupt("lease id", &pair[0]))?),
-                    task: TaskId(pair[1].parse().map_err(|_| corrupt("task id", &pair[1]))?),
-                    job,
-                    worker,
-                    expires_at_ms,
-                    progress: 0.0,
-                })
-            })
-            .collect()
-    }
-}
-
 #[async_trait]
 impl Queues for RedisQueues {
     async fn push(&self, stage: Stage, items: &[Item]) -> Result<()> {
@@ -718,12 +653,12 @@ impl Queues for RedisQueues {
             .query_async::<()>(&mut self.conn())
             .await
             .map_err(backend)?;
-        self.wake.stages[stage_slot(stage)].notify_waiters();
+        self.wake.stages[stage.slot()].notify_waiters();
         Ok(())
     }
 
     async fn pop(&self, stage: Stage, max: usize, wait: Duration) -> Result<Vec<Item>> {
-        let notify = &self.wake.stages[stage_slot(stage)];
+        let notify = &self.wake.stages[stage.slot()];
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             // Registered before looking, so a push between the look and the wait still wakes us.
@@ -809,7 +744,7 @@ impl Queues for RedisQueues {
         avoid: WorkerId,
         avoid_for: Duration,
     ) -> Result<()> {
-        let until = now_ms() + ttl_ms(avoid_for);
+        let until = now_ms() + duration_ms(avoid_for);
         // Write-only, so a transaction suffices; the queue entry comes last so that the
         // avoidance is in place before anyone can lease it.
         ::redis::pipe()
@@ -870,7 +805,44 @@ impl Queues for RedisQueues {
         ttl: Duration,
         copies: Copies,
     ) -> Result<Vec<Lease>> {
-        self.take(job, worker, max, hold_at_most, ttl, copies).await
+        if max == 0 || hold_at_most == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let expires_at_ms = now + duration_ms(ttl);
+        let mut call = self.scripts.lease_tasks.prepare_invoke();
+        call.arg(&self.prefix)
+            .arg(job.0)
+            .arg(worker.0)
+            .arg(now)
+            .arg(expires_at_ms)
+            .arg(max)
+            .arg(hold_at_most)
+            .arg(if copies == Copies::Confirming {
+                "1"
+            } else {
+                "0"
+            });
+        let mut candidates = HashSet::with_capacity(max + SPARE_IDS);
+        while candidates.len() < max + SPARE_IDS {
+            candidates.insert(new_lease_id());
+        }
+        for id in candidates {
+            call.arg(lease_key(id));
+        }
+        let flat: Vec<String> = call.invoke_async(&mut self.conn()).await.map_err(backend)?;
+        flat.chunks_exact(2)
+            .map(|pair| {
+                Ok(Lease {
+                    id: LeaseId(pair[0].parse().map_err(|_| corrupt("lease id", &pair[0]))?),
+                    task: TaskId(pair[1].parse().map_err(|_| corrupt("task id", &pair[1]))?),
+                    job,
+                    worker,
+                    expires_at_ms,
+                    progress: 0.0,
+                })
+            })
+            .collect()
     }
 
     async fn wait_for_tasks(&self, wait: Duration) -> Result<()> {
@@ -885,7 +857,7 @@ impl Queues for RedisQueues {
         ttl: Duration,
         progress: Option<f32>,
     ) -> Result<Option<Lease>> {
-        let expires_at_ms = now_ms() + ttl_ms(ttl);
+        let expires_at_ms = now_ms() + duration_ms(ttl);
         // Written as the f64 the memory backend adds up, so sums come out the same.
         let progress = progress
             .filter(|p| p.is_finite())
