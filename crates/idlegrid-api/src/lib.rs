@@ -58,6 +58,11 @@ impl Bundle {
     }
 }
 
+/// The default of an optional JSON-object field: `{}`.
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
 /// A Unix ms time as the APIs show it (the epoch for one out of range).
 pub fn timestamp(ms: i64) -> jiff::Timestamp {
     jiff::Timestamp::from_millisecond(ms).unwrap_or(jiff::Timestamp::UNIX_EPOCH)

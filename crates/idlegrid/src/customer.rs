@@ -24,19 +24,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let params: serde_json::Value = serde_json::from_str(&args.params)
         .context("--params must be a JSON object, e.g. '{\"factor\": 2}'")?;
     let request = CreateJob {
-        app: "python-map".into(),
         params,
         script: Some(script),
         chunk_lines: Some(args.chunk_lines),
-        chunk_seconds: None,
         preferences: args.run_as.preferences(Preferences {
             max_attempts: args.max_attempts,
             task_timeout_secs: args.task_timeout,
             ..Preferences::default()
         }),
-        input_from: None,
-        output_to: None,
         webhook: args.run_as.webhook(),
+        ..CreateJob::new("python-map")
     };
     let submission = Submission {
         request,
@@ -72,15 +69,11 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         (None, _) => scratch.path().join("hls.tar"),
     };
     let request = CreateJob {
-        app: "video-transcode".into(),
         params: serde_json::Value::Object(params),
-        script: None,
-        chunk_lines: None,
         chunk_seconds: args.chunk_seconds,
         preferences: args.run_as.preferences(Preferences::default()),
-        input_from: None,
-        output_to: None,
         webhook: args.run_as.webhook(),
+        ..CreateJob::new("video-transcode")
     };
     let submission = Submission {
         request,
@@ -228,18 +221,7 @@ impl Submission<'_> {
             self.input.display()
         ));
         client.upload_input_file(job.id, self.input).await?;
-        let estimate = client
-            .estimate(&EstimateRequest {
-                app: None,
-                params: serde_json::json!({}),
-                chunk_lines: None,
-                chunk_seconds: None,
-                preferences: Preferences::default(),
-                job: Some(job.id),
-                input_bytes: None,
-                video: None,
-            })
-            .await?;
+        let estimate = client.estimate(&EstimateRequest::for_job(job.id)).await?;
         if self.estimate_only {
             bar.finish_and_clear();
             client.cancel_job(job.id).await?;

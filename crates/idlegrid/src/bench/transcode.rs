@@ -8,7 +8,7 @@ use crate::cli::bench::TranscodeArgs;
 use crate::local::LocalGrid;
 use anyhow::Context;
 use idlegrid_api::JobState;
-use idlegrid_api::jobs::{CreateJob, Preferences};
+use idlegrid_api::jobs::CreateJob;
 use idlegrid_client::Client;
 use serde::Serialize;
 use std::path::Path;
@@ -266,15 +266,9 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let job = client
         .create_job(&CreateJob {
-            app: "video-transcode".into(),
             params: serde_json::json!({"crf": args.crf, "x264_preset": args.x264_preset}),
-            script: None,
-            chunk_lines: None,
             chunk_seconds: Some(args.chunk_seconds),
-            preferences: Preferences::default(),
-            input_from: None,
-            output_to: None,
-            webhook: None,
+            ..CreateJob::new("video-transcode")
         })
         .await?;
     client.upload_input_file(job.id, &source).await?;

@@ -485,12 +485,18 @@ async fn run_task_script(
     Ok(std::fs::read(output)?)
 }
 
+/// The benchmark's jobs' preferences: cheaters' rejected results must not fail a job.
+fn retried() -> Preferences {
+    Preferences {
+        max_attempts: 10,
+        ..Preferences::default()
+    }
+}
+
 /// A python-map job of `lines` one-line chunks: each line's number, squared.
 async fn map_job(customer: &Client, lines: usize) -> anyhow::Result<Job> {
     let job = customer
         .create_job(&CreateJob {
-            app: "python-map".into(),
-            params: serde_json::json!({}),
             script: Some(
                 "import os\n(chunk,) = os.listdir('input')\n\
                  with open(os.path.join('input', chunk)) as f, open('output/out.txt', 'w') as out:\n\
@@ -499,14 +505,8 @@ async fn map_job(customer: &Client, lines: usize) -> anyhow::Result<Job> {
                     .into(),
             ),
             chunk_lines: Some(1),
-            chunk_seconds: None,
-            preferences: Preferences {
-                max_attempts: 10,
-                ..Preferences::default()
-            },
-            input_from: None,
-            output_to: None,
-            webhook: None,
+            preferences: retried(),
+            ..CreateJob::new("python-map")
         })
         .await?;
     let input: String = (0..lines).map(|i| format!("{i}\n")).collect();
@@ -518,18 +518,9 @@ async fn map_job(customer: &Client, lines: usize) -> anyhow::Result<Job> {
 async fn video_job(customer: &Client, clip: &Path) -> anyhow::Result<Job> {
     let job = customer
         .create_job(&CreateJob {
-            app: "video-transcode".into(),
-            params: serde_json::json!({}),
-            script: None,
-            chunk_lines: None,
             chunk_seconds: Some(1.0),
-            preferences: Preferences {
-                max_attempts: 10,
-                ..Preferences::default()
-            },
-            input_from: None,
-            output_to: None,
-            webhook: None,
+            preferences: retried(),
+            ..CreateJob::new("video-transcode")
         })
         .await?;
     customer.upload_input_file(job.id, clip).await?;
