@@ -3,6 +3,7 @@
 //! frame counts, PSNR of each against the source (frames aligned by index) and sizes, and a
 //! model of the speed-up with W remote devices built from the measured phases.
 
+use super::ffmpeg;
 use crate::cli::CoordinatorArgs;
 use crate::cli::bench::TranscodeArgs;
 use crate::local::LocalGrid;
@@ -88,19 +89,6 @@ pub struct CoordinatorCpu {
     pub assemble: f64,
 }
 
-fn ffmpeg(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("ffmpeg")
-        .args(args)
-        .output()
-        .context("cannot run ffmpeg (is FFmpeg installed?)")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "ffmpeg {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
 fn count_frames(path: &Path) -> anyhow::Result<u64> {
     let out = Command::new("ffprobe")
         .args([
@@ -175,35 +163,13 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
             if !args.json {
                 eprintln!("making a {} s {} test clip", args.seconds, args.size);
             }
-            let video = format!(
-                "testsrc2=size={}:rate=30:duration={}",
-                args.size, args.seconds
-            );
-            let audio = format!("sine=frequency=440:duration={}", args.seconds);
-            ffmpeg(&[
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                &video,
-                "-f",
-                "lavfi",
-                "-i",
-                &audio,
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-crf",
-                "12",
-                "-g",
-                "60",
-                "-c:a",
-                "aac",
-                "-shortest",
-                &path.to_string_lossy(),
-            ])?;
+            super::test_clip(
+                &path,
+                &format!("size={}:rate=30", args.size),
+                "",
+                args.seconds,
+                &["-preset", "ultrafast", "-crf", "12", "-g", "60"],
+            )?;
             path
         }
     };

@@ -309,18 +309,9 @@ fn ffmpeg_version() -> Option<String> {
         .map(str::to_string)
 }
 
+/// Runs `ffmpeg -nostdin -v error -y` with `args`.
 fn ffmpeg(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y"])
-        .args(args)
-        .output()
-        .context("cannot run ffmpeg")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
+    super::ffmpeg(&[&["-nostdin", "-v", "error", "-y"], args].concat()).map(drop)
 }
 
 /// What a cheater returns for `lease`.
@@ -690,29 +681,13 @@ async fn run(
 pub async fn trust(args: TrustArgs) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir()?;
     let clip = dir.path().join("clip.mp4");
-    let video = format!("testsrc2=size=320x240:rate=25:duration={}", args.seconds);
-    let audio = format!(
-        "sine=frequency=440:sample_rate=48000:duration={}",
-        args.seconds
-    );
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &video,
-        "-f",
-        "lavfi",
-        "-i",
-        &audio,
-        "-c:v",
-        "libx264",
-        "-g",
-        "25",
-        "-c:a",
-        "aac",
-        "-shortest",
-        &clip.to_string_lossy(),
-    ])?;
+    super::test_clip(
+        &clip,
+        "size=320x240:rate=25",
+        ":sample_rate=48000",
+        args.seconds,
+        &["-g", "25"],
+    )?;
     let say = |what: &str| {
         if !args.json {
             eprintln!("{what}");
