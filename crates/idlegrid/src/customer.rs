@@ -2,7 +2,7 @@
 //! `transcode` (the same for a video), `jobs`, `job`, `cancel`, `balance` and `deposit`.
 
 use crate::cli::{
-    BalanceArgs, CoordinatorArgs, DepositArgs, JobArgs, JobsArgs, RunArgs, RunAsArgs, TargetArgs,
+    BalanceArgs, CoordinatorArgs, DepositArgs, JobArgs, JobsArgs, RunArgs, RunAsArgs, SubmitArgs,
     TranscodeArgs,
 };
 use crate::local::LocalGrid;
@@ -27,22 +27,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         params,
         script: Some(script),
         chunk_lines: Some(args.chunk_lines),
-        preferences: args.run_as.preferences(Preferences {
+        preferences: args.submit.run_as.preferences(Preferences {
             max_attempts: args.max_attempts,
             task_timeout_secs: args.task_timeout,
             ..Preferences::default()
         }),
-        webhook: args.run_as.webhook(),
+        webhook: args.submit.run_as.webhook(),
         ..CreateJob::new("python-map")
     };
     let submission = Submission {
         request,
-        estimate_only: args.run_as.estimate,
         input: &args.input,
         output: &args.output,
-        json: args.json,
-        local_workers: args.local_workers,
-        target: &args.target,
+        how: &args.submit,
     };
     submission.submit().await
 }
@@ -71,18 +68,15 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     let request = CreateJob {
         params: serde_json::Value::Object(params),
         chunk_seconds: args.chunk_seconds,
-        preferences: args.run_as.preferences(Preferences::default()),
-        webhook: args.run_as.webhook(),
+        preferences: args.submit.run_as.preferences(Preferences::default()),
+        webhook: args.submit.run_as.webhook(),
         ..CreateJob::new("video-transcode")
     };
     let submission = Submission {
         request,
-        estimate_only: args.run_as.estimate,
         input: &args.input,
         output: &output,
-        json: args.json,
-        local_workers: args.local_workers,
-        target: &args.target,
+        how: &args.submit,
     };
     let code = submission.submit().await?;
     if let (Some(dir), true) = (&args.hls, code == ExitCode::SUCCESS) {
@@ -91,7 +85,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         tar::Archive::new(archive)
             .unpack(dir)
             .with_context(|| format!("unpacking the HLS output into {}", dir.display()))?;
-        if !args.json {
+        if !args.submit.json {
             println!("HLS written to {}", dir.join("master.m3u8").display());
         }
     }
@@ -142,12 +136,9 @@ impl RunAsArgs {
 /// A job to create, feed, follow and collect.
 struct Submission<'a> {
     request: CreateJob,
-    estimate_only: bool,
     input: &'a Path,
     output: &'a Path,
-    json: bool,
-    local_workers: Option<usize>,
-    target: &'a TargetArgs,
+    how: &'a SubmitArgs,
 }
 
 impl Submission<'_> {
@@ -156,7 +147,7 @@ impl Submission<'_> {
         std::fs::metadata(self.input)
             .with_context(|| format!("cannot read the input {}", self.input.display()))?;
         let interrupt = shutdown::on_signal();
-        let (client, local) = match target::configured(self.target).await? {
+        let (client, local) = match target::configured(&self.how.target).await? {
             Some(client) => (client, None),
             None => {
                 let dir =
@@ -166,7 +157,7 @@ impl Submission<'_> {
                     Some(r) if r.is_replicated() => r.replicas as usize,
                     _ => 1,
                 };
-                let workers = self.local_workers.unwrap_or_else(|| {
+                let workers = self.how.local_workers.unwrap_or_else(|| {
                     std::thread::available_parallelism()
                         .map_or(1, |n| n.get())
                         .max(needed)
@@ -179,7 +170,7 @@ impl Submission<'_> {
                 }
                 let grid =
                     LocalGrid::start(dir.path(), 0, workers, &CoordinatorArgs::default()).await?;
-                if !self.json {
+                if !self.how.json {
                     eprintln!(
                         "no coordinator configured: started a throw-away local grid with {workers} workers"
                     );
@@ -214,7 +205,7 @@ impl Submission<'_> {
                 output::shown(secret)
             );
         }
-        let bar = progress_bar(self.json);
+        let bar = progress_bar(self.how.json);
         bar.set_message(format!(
             "job {}: uploading {}",
             job.id,
@@ -222,17 +213,17 @@ impl Submission<'_> {
         ));
         client.upload_input_file(job.id, self.input).await?;
         let estimate = client.estimate(&EstimateRequest::for_job(job.id)).await?;
-        if self.estimate_only {
+        if self.how.run_as.estimate {
             bar.finish_and_clear();
             client.cancel_job(job.id).await?;
-            if self.json {
+            if self.how.json {
                 println!("{}", output::json(&estimate)?);
             } else {
                 print!("{}", output::estimate_table(&estimate));
             }
             return Ok(ExitCode::SUCCESS);
         }
-        if !self.json {
+        if !self.how.json {
             bar.println(output::quote_line(&estimate));
         }
         client.run_job(job.id).await?;
@@ -250,7 +241,7 @@ impl Submission<'_> {
         };
         bar.finish_and_clear();
         if finished.state != JobState::Completed {
-            if self.json {
+            if self.how.json {
                 println!("{}", output::json(&finished)?);
             }
             eprintln!(
@@ -270,7 +261,7 @@ impl Submission<'_> {
             .download_output(finished.id, self.output, &sha)
             .await
             .with_context(|| format!("downloading the output to {}", self.output.display()))?;
-        if self.json {
+        if self.how.json {
             println!("{}", output::json(&finished)?);
         } else {
             println!(
