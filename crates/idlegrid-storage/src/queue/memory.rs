@@ -2,7 +2,10 @@
 //! wake-ups for waiting consumers. Contents do not survive the process; the coordinator rebuilds
 //! them from the records at start-up.
 
-use super::{Copies, Item, JobDepth, Lease, MAX_SKIPPED, Queues, Stage, duration_ms, new_lease_id};
+use super::{
+    Copies, Item, JobDepth, Lease, MAX_SKIPPED, Queues, Stage, duration_ms, new_lease_id,
+    pop_waiting,
+};
 use crate::{Result, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{JobId, LeaseId, TaskId, WorkerId};
@@ -118,24 +121,13 @@ impl Queues for MemoryQueues {
     }
 
     async fn pop(&self, stage: Stage, max: usize, wait: Duration) -> Result<Vec<Item>> {
-        let notify = &self.stage_ready[stage.slot()];
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut inner = self.lock();
-                let queue = inner.stages.entry(stage).or_default();
-                if !queue.is_empty() {
-                    let n = max.min(queue.len());
-                    return Ok(queue.drain(..n).collect());
-                }
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(Vec::new());
-            }
-        }
+        let look = || {
+            let mut inner = self.lock();
+            let queue = inner.stages.entry(stage).or_default();
+            let n = max.min(queue.len());
+            std::future::ready(Ok((!queue.is_empty()).then(|| queue.drain(..n).collect())))
+        };
+        pop_waiting(&self.stage_ready[stage.slot()], wait, |left| left, look).await
     }
 
     async fn stage_len(&self, stage: Stage) -> Result<u64> {

@@ -32,7 +32,10 @@
 //! two sweeps (`idlegrid_coordinator::sweeper`). Persistence (`appendonly yes`) only shortens
 //! that pause.
 
-use super::{Copies, Item, JobDepth, Lease, MAX_SKIPPED, Queues, Stage, duration_ms, new_lease_id};
+use super::{
+    Copies, Item, JobDepth, Lease, MAX_SKIPPED, Queues, Stage, duration_ms, new_lease_id,
+    pop_waiting,
+};
 use crate::{Result, StorageError, now_ms};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, RedisError, Script};
@@ -659,21 +662,8 @@ impl Queues for RedisQueues {
 
     async fn pop(&self, stage: Stage, max: usize, wait: Duration) -> Result<Vec<Item>> {
         let notify = &self.wake.stages[stage.slot()];
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            // Registered before looking, so a push between the look and the wait still wakes us.
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(items) = self.pop_now(stage, max).await? {
-                return Ok(items);
-            }
-            let now = tokio::time::Instant::now();
-            let until = deadline.min(now + self.wake.nap(deadline.saturating_duration_since(now)));
-            if tokio::time::timeout_at(until, notified).await.is_err() && until >= deadline {
-                return Ok(Vec::new());
-            }
-        }
+        let nap = |left| self.wake.nap(left);
+        pop_waiting(notify, wait, nap, || self.pop_now(stage, max)).await
     }
 
     async fn stage_len(&self, stage: Stage) -> Result<u64> {
