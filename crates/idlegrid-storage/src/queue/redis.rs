@@ -38,7 +38,7 @@ use super::{
 };
 use crate::{Result, StorageError, now_ms};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, RedisError, Script};
+use ::redis::{Client, RedisError, Script, ToRedisArgs};
 use async_trait::async_trait;
 use futures::StreamExt;
 use idlegrid_domain::{JobId, LeaseId, TaskId, WorkerId};
@@ -542,6 +542,32 @@ impl RedisQueues {
     }
 
     /// Takes up to `max` items now, without waiting.
+    /// Adds `values` to the list `key` with `push` (`RPUSH` or `LPUSH`), then wakes the waiters
+    /// on `channel`: every coordinator's through Redis, and this one's (`local`) at once.
+    async fn push_and_wake(
+        &self,
+        push: &str,
+        key: String,
+        values: impl ToRedisArgs + Send,
+        channel: String,
+        local: &Notify,
+    ) -> Result<()> {
+        ::redis::pipe()
+            .cmd(push)
+            .arg(key)
+            .arg(values)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(channel)
+            .arg("")
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        local.notify_waiters();
+        Ok(())
+    }
+
     async fn pop_now(&self, stage: Stage, max: usize) -> Result<Option<Vec<Item>>> {
         let key = self.stage_key(stage);
         if max == 0 {
@@ -644,20 +670,14 @@ impl Queues for RedisQueues {
             .iter()
             .map(|i| format!("{}:{}", i.job.0, i.id))
             .collect();
-        ::redis::pipe()
-            .cmd("RPUSH")
-            .arg(self.stage_key(stage))
-            .arg(raw)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(format!("{}wake:{}", self.prefix, stage.name()))
-            .arg("")
-            .ignore()
-            .query_async::<()>(&mut self.conn())
-            .await
-            .map_err(backend)?;
-        self.wake.stages[stage.slot()].notify_waiters();
-        Ok(())
+        self.push_and_wake(
+            "RPUSH",
+            self.stage_key(stage),
+            raw,
+            format!("{}wake:{}", self.prefix, stage.name()),
+            &self.wake.stages[stage.slot()],
+        )
+        .await
     }
 
     async fn pop(&self, stage: Stage, max: usize, wait: Duration) -> Result<Vec<Item>> {
@@ -684,20 +704,9 @@ impl Queues for RedisQueues {
         } else {
             ("RPUSH", tasks.iter().map(|t| t.0).collect())
         };
-        ::redis::pipe()
-            .cmd(cmd)
-            .arg(self.job_key(job, "queue"))
-            .arg(ids)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(self.tasks_channel())
-            .arg("")
-            .ignore()
-            .query_async::<()>(&mut self.conn())
+        let queue = self.job_key(job, "queue");
+        self.push_and_wake(cmd, queue, ids, self.tasks_channel(), &self.wake.tasks)
             .await
-            .map_err(backend)?;
-        self.wake.tasks.notify_waiters();
-        Ok(())
     }
 
     async fn enqueue_replicas(
