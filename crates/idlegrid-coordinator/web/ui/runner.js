@@ -35,12 +35,12 @@
 //
 // The script runs as `__main__` with cwd /scratch holding input/<inputName> and an empty
 // output/, the bundle in /scratch/app/, and an environment of the page's IDLEGRID_* variables
-// plus HOME, TMPDIR and the rules' script_env (LANG, PYTHON*), as natively. Success is exit status 0 and exactly one
-// regular file in output/, within maxOutputBytes. `subprocess` runs ffmpeg and ffprobe with
-// ffmpeg.wasm's single-threaded core, synchronously in this worker (see FFMPEG below); any other
-// program is missing. Before the script runs, the worker's ways out (network, storage, messages
-// to the page, other workers) are removed from its global scope, so a script can reach nothing
-// but its own files.
+// plus HOME, TMPDIR and the rules' script_env (LANG, PYTHON*), as natively. Success is exit
+// status 0 and exactly one regular file in output/, within maxOutputBytes. `subprocess` runs
+// ffmpeg and ffprobe with ffmpeg.wasm's single-threaded core, synchronously in this worker (see
+// FFMPEG below); any other program is missing. Before the script runs, the worker's ways out
+// (network, storage, messages to the page, other workers) are removed from its global scope,
+// so a script can reach nothing but its own files.
 
 const RUNTIMES = new URL('../runtimes/', import.meta.url);
 const SCRATCH = '/scratch';
