@@ -1,5 +1,6 @@
 //! Jobs API wire types: what customers send and receive.
 
+use crate::empty_object;
 use idlegrid_domain::{JobId, JobState};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,24 @@ pub struct CreateJob {
     /// Where every state change of the job is POSTed, signed (see [`WebhookView`]).
     #[serde(default)]
     pub webhook: Option<WebhookSpec>,
+}
+
+impl CreateJob {
+    /// A job of `app` with nothing else given: what `{"app": app}` means. Set the rest with
+    /// struct update syntax.
+    pub fn new(app: impl Into<String>) -> Self {
+        CreateJob {
+            app: app.into(),
+            params: empty_object(),
+            script: None,
+            chunk_lines: None,
+            chunk_seconds: None,
+            preferences: Preferences::default(),
+            input_from: None,
+            output_to: None,
+            webhook: None,
+        }
+    }
 }
 
 /// A webhook to create with a job.
@@ -142,10 +161,6 @@ pub struct BucketObject {
     /// Secret access key: accepted, stored, never returned (job views leave it out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_access_key: Option<String>,
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(Default::default())
 }
 
 /// How a job should be run.
@@ -328,6 +343,22 @@ pub struct EstimateRequest {
     /// A video input, described.
     #[serde(default)]
     pub video: Option<VideoDescription>,
+}
+
+impl EstimateRequest {
+    /// The estimate of a created job whose input is uploaded.
+    pub fn for_job(job: JobId) -> Self {
+        EstimateRequest {
+            app: None,
+            params: empty_object(),
+            chunk_lines: None,
+            chunk_seconds: None,
+            preferences: Preferences::default(),
+            job: Some(job),
+            input_bytes: None,
+            video: None,
+        }
+    }
 }
 
 /// A video, as far as its price depends on it.

@@ -6,6 +6,7 @@
 //! - [`tasks`]: the Tasks API, for worker devices (authenticated with a worker token).
 //! - [`error`]: the JSON body every failed request carries.
 //! - [`paths`]: URL paths and header names, so client and server cannot drift apart.
+//! - [`runner`]: the rules both runners of task scripts (native and browser) keep.
 //!
 //! Only this crate decides how things look on the wire; the domain types it reuses
 //! ([`idlegrid_domain`]) are plain data.
@@ -15,6 +16,7 @@ pub mod error;
 pub mod grid;
 pub mod jobs;
 pub mod paths;
+pub mod runner;
 pub mod tasks;
 
 pub use error::{ErrorBody, ErrorDetail};
@@ -45,14 +47,20 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// Whether a bundle file name is a plain name that stays inside the bundle directory.
+    /// Whether a bundle file name is a plain name that stays inside the bundle directory, and
+    /// not longer than the runners allow ([`runner::RunnerRules::max_file_name_bytes`]).
     pub fn is_safe_file_name(name: &str) -> bool {
         !name.is_empty()
             && name != "."
             && name != ".."
             && !name.contains(['/', '\\', '\0'])
-            && name.len() <= 128
+            && name.len() <= runner::RULES.max_file_name_bytes
     }
+}
+
+/// The default of an optional JSON-object field: `{}`.
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
 }
 
 /// A Unix ms time as the APIs show it (the epoch for one out of range).

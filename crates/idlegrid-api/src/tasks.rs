@@ -1,12 +1,9 @@
 //! Tasks API wire types: what worker devices send and receive.
 
+use crate::empty_object;
 use idlegrid_domain::{Capabilities, JobId, LeaseId, TaskId, WorkerId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(Default::default())
-}
 
 /// Largest output a worker may send inline in a report instead of uploading it.
 pub const MAX_INLINE_OUTPUT: usize = 64 * 1024;

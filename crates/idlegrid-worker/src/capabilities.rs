@@ -1,14 +1,13 @@
 //! What this device offers, detected once at start-up and sent when the worker registers.
 
 use idlegrid_api::Capabilities;
+use idlegrid_api::runner::RULES;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How long a probe (`python3 --version`, `ffmpeg -version`) may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the benchmark hashes for.
-const BENCHMARK_TIME: Duration = Duration::from_millis(150);
 
 /// Capabilities plus the interpreter to run scripts with.
 #[derive(Debug, Clone)]
@@ -99,13 +98,15 @@ fn mem_total_mb(meminfo: &str) -> Option<u64> {
     Some(kib / 1024)
 }
 
-/// Single-core speed: MB/s of SHA-256 over an in-memory buffer, for about 150 ms.
+/// Single-core speed: MB/s of SHA-256 over an in-memory buffer, for about
+/// `RULES.benchmark_ms` (as the browser's runner measures it).
 fn benchmark() -> f64 {
-    let buffer = vec![0x5au8; 1024 * 1024];
+    let buffer = vec![0x5au8; RULES.benchmark_buffer_bytes];
+    let time = Duration::from_millis(RULES.benchmark_ms);
     let started = Instant::now();
     let mut hashed = 0usize;
     let mut hasher = Sha256::new();
-    while started.elapsed() < BENCHMARK_TIME {
+    while started.elapsed() < time {
         hasher.update(&buffer);
         hashed += buffer.len();
     }

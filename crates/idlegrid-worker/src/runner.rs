@@ -5,11 +5,13 @@
 //! (`crate::supervisor`) that ends every process of the task when the script exits, times out,
 //! is cancelled or fills its disk, and when the worker dies: no process outlives its task.
 //! Its stderr tail becomes the failure reason; its stdout is scanned for progress lines and
-//! otherwise discarded. Memory use is bounded however much it prints.
+//! otherwise discarded. Memory use is bounded however much it prints. The limits and names
+//! this shares with the browser's runner are [`RULES`].
 
 use crate::sandbox::{MAX_PROCESSES, Sandbox};
 use crate::throttle::Throttle;
 use idlegrid_api::TaskId;
+use idlegrid_api::runner::RULES;
 use idlegrid_api::tasks::TaskLimits;
 use nix::sys::signal::Signal;
 use std::io;
@@ -24,15 +26,6 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-/// Bytes of stderr kept for the failure reason.
-pub const STDERR_TAIL_BYTES: usize = 4096;
-/// Longest failure reason; the coordinator cuts longer ones at the end, which would lose the
-/// most useful part of the stderr tail.
-pub const MAX_REASON_BYTES: usize = 4096;
-/// Longest stdout line inspected for progress; longer lines are skipped.
-const MAX_STDOUT_LINE: usize = 1024;
-/// Prefix of a stdout line reporting progress, followed by a fraction in 0..=1.
-pub const PROGRESS_PREFIX: &str = "idlegrid:progress ";
 /// How long the pipe readers may take to see end-of-file once every process of the task is
 /// dead; only a process that escaped the supervisor (where there is none) can hold the pipes
 /// open longer.
@@ -136,7 +129,7 @@ fn disk_usage(dir: &Path, stop_at: u64) -> u64 {
 pub struct Finished {
     /// How it ended.
     pub ended: Ended,
-    /// The last [`STDERR_TAIL_BYTES`] of its stderr, lossily decoded and trimmed; starts with
+    /// The last `RULES.stderr_tail_bytes` of its stderr, lossily decoded and trimmed; starts with
     /// `…` when earlier output was dropped.
     pub stderr_tail: String,
     /// Wall-clock run time.
@@ -277,7 +270,7 @@ pub async fn run(
 /// The script's whole environment. `PATH` is the worker's, so tools such as ffmpeg are found.
 fn environment(script: &Script<'_>) -> Vec<(&'static str, String)> {
     let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
-    vec![
+    let mut env = vec![
         ("IDLEGRID_PARAMS", script.params.to_string()),
         ("IDLEGRID_TASK", script.task_params.to_string()),
         ("IDLEGRID_TASK_ID", script.task_id.to_string()),
@@ -285,16 +278,21 @@ fn environment(script: &Script<'_>) -> Vec<(&'static str, String)> {
         ("PATH", path),
         ("HOME", script.workdir.display().to_string()),
         ("TMPDIR", script.workdir.display().to_string()),
-        ("LANG", "C.UTF-8".into()),
-        ("PYTHONDONTWRITEBYTECODE", "1".into()),
-        ("PYTHONUNBUFFERED", "1".into()),
-    ]
+    ];
+    env.extend(
+        RULES
+            .script_env
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.clone())),
+    );
+    env
 }
 
 /// Reads stdout to its end, recording `idlegrid:progress <fraction>` lines.
 async fn scan_progress(mut out: impl AsyncRead + Unpin, progress: Progress) {
     let mut buf = vec![0u8; 8192];
-    let mut line = Vec::with_capacity(MAX_STDOUT_LINE);
+    let max_line = RULES.max_stdout_line_bytes;
+    let mut line = Vec::with_capacity(max_line);
     let mut overlong = false;
     loop {
         let n = match out.read(&mut buf).await {
@@ -311,7 +309,7 @@ async fn scan_progress(mut out: impl AsyncRead + Unpin, progress: Progress) {
                     overlong = false;
                 }
                 _ if overlong => {}
-                _ if line.len() < MAX_STDOUT_LINE => line.push(byte),
+                _ if line.len() < max_line => line.push(byte),
                 _ => {
                     overlong = true;
                     line.clear();
@@ -326,14 +324,18 @@ async fn scan_progress(mut out: impl AsyncRead + Unpin, progress: Progress) {
 
 fn parse_progress(line: &[u8]) -> Option<f32> {
     let line = std::str::from_utf8(line).ok()?.trim();
-    let fraction: f32 = line.strip_prefix(PROGRESS_PREFIX)?.trim().parse().ok()?;
+    let fraction: f32 = line
+        .strip_prefix(RULES.progress_prefix.as_str())?
+        .trim()
+        .parse()
+        .ok()?;
     fraction.is_finite().then_some(fraction)
 }
 
-/// Reads a pipe to its end, keeping only the last [`STDERR_TAIL_BYTES`] (plus one byte to know
-/// whether anything was dropped).
+/// Reads a pipe to its end, keeping only the last `RULES.stderr_tail_bytes` (plus one byte to
+/// know whether anything was dropped).
 async fn tail(mut pipe: impl AsyncRead + Unpin) -> Vec<u8> {
-    let keep = STDERR_TAIL_BYTES + 1;
+    let keep = RULES.stderr_tail_bytes + 1;
     let mut buf = vec![0u8; 8192];
     let mut kept = Vec::with_capacity(2 * keep);
     loop {
@@ -353,9 +355,10 @@ async fn tail(mut pipe: impl AsyncRead + Unpin) -> Vec<u8> {
 }
 
 fn render_tail(mut bytes: Vec<u8>) -> String {
-    let truncated = bytes.len() > STDERR_TAIL_BYTES;
+    let keep = RULES.stderr_tail_bytes;
+    let truncated = bytes.len() > keep;
     if truncated {
-        bytes.drain(..bytes.len() - STDERR_TAIL_BYTES);
+        bytes.drain(..bytes.len() - keep);
     }
     let text = String::from_utf8_lossy(&bytes);
     // The cut may split a character; drop its remains rather than show a replacement sign.
@@ -469,13 +472,15 @@ fn with_stderr(reason: String, stderr_tail: &str) -> String {
     compose(&reason, stderr_tail, "")
 }
 
-/// `<head>: <stderr tail><hint>`, within [`MAX_REASON_BYTES`]. The stderr tail is shortened
+/// `<head>: <stderr tail><hint>`, within `RULES.max_reason_bytes`. The stderr tail is shortened
 /// from its start, because its end (the exception) is what the customer needs.
 fn compose(head: &str, stderr_tail: &str, hint: &str) -> String {
     if stderr_tail.is_empty() {
         return format!("{head}{hint}");
     }
-    let room = MAX_REASON_BYTES.saturating_sub(head.len() + ": …".len() + hint.len());
+    let room = RULES
+        .max_reason_bytes
+        .saturating_sub(head.len() + ": …".len() + hint.len());
     if stderr_tail.len() <= room {
         return format!("{head}: {stderr_tail}{hint}");
     }

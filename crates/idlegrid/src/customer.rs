@@ -2,7 +2,7 @@
 //! `transcode` (the same for a video), `jobs`, `job`, `cancel`, `balance` and `deposit`.
 
 use crate::cli::{
-    BalanceArgs, CoordinatorArgs, DepositArgs, JobArgs, JobsArgs, RunArgs, RunAsArgs, TargetArgs,
+    BalanceArgs, CoordinatorArgs, DepositArgs, JobArgs, JobsArgs, RunArgs, RunAsArgs, SubmitArgs,
     TranscodeArgs,
 };
 use crate::local::LocalGrid;
@@ -24,28 +24,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let params: serde_json::Value = serde_json::from_str(&args.params)
         .context("--params must be a JSON object, e.g. '{\"factor\": 2}'")?;
     let request = CreateJob {
-        app: "python-map".into(),
         params,
         script: Some(script),
         chunk_lines: Some(args.chunk_lines),
-        chunk_seconds: None,
-        preferences: args.run_as.preferences(Preferences {
+        preferences: args.submit.run_as.preferences(Preferences {
             max_attempts: args.max_attempts,
             task_timeout_secs: args.task_timeout,
             ..Preferences::default()
         }),
-        input_from: None,
-        output_to: None,
-        webhook: args.run_as.webhook(),
+        webhook: args.submit.run_as.webhook(),
+        ..CreateJob::new("python-map")
     };
     let submission = Submission {
         request,
-        estimate_only: args.run_as.estimate,
         input: &args.input,
         output: &args.output,
-        json: args.json,
-        local_workers: args.local_workers,
-        target: &args.target,
+        how: &args.submit,
     };
     submission.submit().await
 }
@@ -72,24 +66,17 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         (None, _) => scratch.path().join("hls.tar"),
     };
     let request = CreateJob {
-        app: "video-transcode".into(),
         params: serde_json::Value::Object(params),
-        script: None,
-        chunk_lines: None,
         chunk_seconds: args.chunk_seconds,
-        preferences: args.run_as.preferences(Preferences::default()),
-        input_from: None,
-        output_to: None,
-        webhook: args.run_as.webhook(),
+        preferences: args.submit.run_as.preferences(Preferences::default()),
+        webhook: args.submit.run_as.webhook(),
+        ..CreateJob::new("video-transcode")
     };
     let submission = Submission {
         request,
-        estimate_only: args.run_as.estimate,
         input: &args.input,
         output: &output,
-        json: args.json,
-        local_workers: args.local_workers,
-        target: &args.target,
+        how: &args.submit,
     };
     let code = submission.submit().await?;
     if let (Some(dir), true) = (&args.hls, code == ExitCode::SUCCESS) {
@@ -98,7 +85,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         tar::Archive::new(archive)
             .unpack(dir)
             .with_context(|| format!("unpacking the HLS output into {}", dir.display()))?;
-        if !args.json {
+        if !args.submit.json {
             println!("HLS written to {}", dir.join("master.m3u8").display());
         }
     }
@@ -149,12 +136,9 @@ impl RunAsArgs {
 /// A job to create, feed, follow and collect.
 struct Submission<'a> {
     request: CreateJob,
-    estimate_only: bool,
     input: &'a Path,
     output: &'a Path,
-    json: bool,
-    local_workers: Option<usize>,
-    target: &'a TargetArgs,
+    how: &'a SubmitArgs,
 }
 
 impl Submission<'_> {
@@ -163,7 +147,7 @@ impl Submission<'_> {
         std::fs::metadata(self.input)
             .with_context(|| format!("cannot read the input {}", self.input.display()))?;
         let interrupt = shutdown::on_signal();
-        let (client, local) = match target::configured(self.target).await? {
+        let (client, local) = match target::configured(&self.how.target).await? {
             Some(client) => (client, None),
             None => {
                 let dir =
@@ -173,7 +157,7 @@ impl Submission<'_> {
                     Some(r) if r.is_replicated() => r.replicas as usize,
                     _ => 1,
                 };
-                let workers = self.local_workers.unwrap_or_else(|| {
+                let workers = self.how.local_workers.unwrap_or_else(|| {
                     std::thread::available_parallelism()
                         .map_or(1, |n| n.get())
                         .max(needed)
@@ -186,7 +170,7 @@ impl Submission<'_> {
                 }
                 let grid =
                     LocalGrid::start(dir.path(), 0, workers, &CoordinatorArgs::default()).await?;
-                if !self.json {
+                if !self.how.json {
                     eprintln!(
                         "no coordinator configured: started a throw-away local grid with {workers} workers"
                     );
@@ -221,36 +205,25 @@ impl Submission<'_> {
                 output::shown(secret)
             );
         }
-        let bar = progress_bar(self.json);
+        let bar = progress_bar(self.how.json);
         bar.set_message(format!(
             "job {}: uploading {}",
             job.id,
             self.input.display()
         ));
         client.upload_input_file(job.id, self.input).await?;
-        let estimate = client
-            .estimate(&EstimateRequest {
-                app: None,
-                params: serde_json::json!({}),
-                chunk_lines: None,
-                chunk_seconds: None,
-                preferences: Preferences::default(),
-                job: Some(job.id),
-                input_bytes: None,
-                video: None,
-            })
-            .await?;
-        if self.estimate_only {
+        let estimate = client.estimate(&EstimateRequest::for_job(job.id)).await?;
+        if self.how.run_as.estimate {
             bar.finish_and_clear();
             client.cancel_job(job.id).await?;
-            if self.json {
+            if self.how.json {
                 println!("{}", output::json(&estimate)?);
             } else {
                 print!("{}", output::estimate_table(&estimate));
             }
             return Ok(ExitCode::SUCCESS);
         }
-        if !self.json {
+        if !self.how.json {
             bar.println(output::quote_line(&estimate));
         }
         client.run_job(job.id).await?;
@@ -268,7 +241,7 @@ impl Submission<'_> {
         };
         bar.finish_and_clear();
         if finished.state != JobState::Completed {
-            if self.json {
+            if self.how.json {
                 println!("{}", output::json(&finished)?);
             }
             eprintln!(
@@ -288,7 +261,7 @@ impl Submission<'_> {
             .download_output(finished.id, self.output, &sha)
             .await
             .with_context(|| format!("downloading the output to {}", self.output.display()))?;
-        if self.json {
+        if self.how.json {
             println!("{}", output::json(&finished)?);
         } else {
             println!(

@@ -7,10 +7,11 @@
 //! signed in with; this module knows nothing of jobs or devices.
 //!
 //! `/contribute` is the browser worker: a page that leases tasks and runs them in a Web Worker
-//! (`ui/runner.js`) with Pyodide and ffmpeg.wasm, which are served from the directory
-//! `scripts/browser-runtimes.sh` fills from npm (`/runtimes/`). That page and its scripts are
-//! cross-origin isolated (COOP + COEP), so browsers that can run multi-threaded WebAssembly
-//! may, and their policy allows compiling WebAssembly, which the dashboard's does not.
+//! (`ui/runner.js`, with `ui/runner.py` and `ui/runner-rules.json`) with Pyodide and
+//! ffmpeg.wasm, which are served from the directory `scripts/browser-runtimes.sh` fills from
+//! npm (`/runtimes/`). That page and its scripts are cross-origin isolated (COOP + COEP), so
+//! browsers that can run multi-threaded WebAssembly may, and their policy allows compiling
+//! WebAssembly, which the dashboard's does not.
 
 use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -49,7 +50,7 @@ pub async fn asset(Path(path): Path<String>) -> Response {
 
 /// Whether a UI file belongs to the browser worker (isolated, may compile WebAssembly).
 fn is_contribute(path: &str) -> bool {
-    path.starts_with("contribute") || path == "runner.js"
+    path.starts_with("contribute") || path.starts_with("runner")
 }
 
 /// Makes a response part of the cross-origin isolated browser worker.

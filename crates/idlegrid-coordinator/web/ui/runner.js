@@ -14,7 +14,10 @@
 // Content-Security-Policy: default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'
 //
 // The runtimes are loaded from ../runtimes/ next to ../ui/ (scripts/browser-runtimes.sh puts
-// them there): .mjs/.js must be served as text/javascript, .wasm as application/wasm.
+// them there): .mjs/.js must be served as text/javascript, .wasm as application/wasm. The
+// runner's Python side is runner.py beside this file, and the limits and names it shares with
+// the native runner are in runner-rules.json beside it (crates/idlegrid-api/src/runner.rs
+// embeds the same file); both are fetched as the worker starts.
 //
 // Messages, page → worker (one per worker):
 //   {type: 'run', files: {<name>: <text>}, entrypoint: 'task.py', inputName: 'chunk.txt',
@@ -25,39 +28,28 @@
 //   {type: 'progress', fraction}   from the script's `idlegrid:progress <fraction>` stdout lines,
 //                                  at most one every 100 ms, only when the fraction changed
 //   {type: 'done', name, output: ArrayBuffer (transferred), sha256: '<lower hex>'}
-//   {type: 'failed', reason}       at most 4096 bytes: what went wrong, then the stderr tail
+//   {type: 'failed', reason}       at most max_reason_bytes: what went wrong, then the stderr tail
 //   {type: 'probed', python: '3.14.2', ffmpeg: '<version>' | null, benchmark: <MB/s>,
 //    ffmpegError?: '<why ffmpeg is null>'}
 // Every message gets exactly one final answer (done, failed or probed).
 //
 // The script runs as `__main__` with cwd /scratch holding input/<inputName> and an empty
 // output/, the bundle in /scratch/app/, and an environment of the page's IDLEGRID_* variables
-// plus HOME, TMPDIR, LANG and PYTHON* as natively. Success is exit status 0 and exactly one
-// regular file in output/, within maxOutputBytes. `subprocess` runs ffmpeg and ffprobe with
-// ffmpeg.wasm's single-threaded core, synchronously in this worker (see FFMPEG below); any other
-// program is missing. Before the script runs, the worker's ways out (network, storage, messages
-// to the page, other workers) are removed from its global scope, so a script can reach nothing
-// but its own files.
+// plus HOME, TMPDIR and the rules' script_env (LANG, PYTHON*), as natively. Success is exit
+// status 0 and exactly one regular file in output/, within maxOutputBytes. `subprocess` runs
+// ffmpeg and ffprobe with ffmpeg.wasm's single-threaded core, synchronously in this worker (see
+// FFMPEG below); any other program is missing. Before the script runs, the worker's ways out
+// (network, storage, messages to the page, other workers) are removed from its global scope,
+// so a script can reach nothing but its own files.
 
 const RUNTIMES = new URL('../runtimes/', import.meta.url);
 const SCRATCH = '/scratch';
 const OUTPUT = `${SCRATCH}/output`;
-/** Bytes of stderr kept for a failure reason, and the longest reason (as natively). */
-const STDERR_TAIL_BYTES = 4096;
-const MAX_REASON_BYTES = 4096;
-/** Longest stdout line inspected for progress; longer lines are skipped (as natively). */
-const MAX_STDOUT_LINE = 1024;
-const PROGRESS_PREFIX = 'idlegrid:progress ';
 const PROGRESS_INTERVAL_MS = 100;
-/** The script's environment besides the page's IDLEGRID_* variables: the native worker's,
- * without PATH (there are no programs to find). Python reads the PYTHON* ones as it starts. */
-const BASE_ENV = {
-  HOME: SCRATCH,
-  TMPDIR: SCRATCH,
-  LANG: 'C.UTF-8',
-  PYTHONDONTWRITEBYTECODE: '1',
-  PYTHONUNBUFFERED: '1',
-};
+/** The rules the native runner keeps too (runner-rules.json: stderr_tail_bytes,
+ * max_reason_bytes, max_stdout_line_bytes, progress_prefix, max_file_name_bytes, script_env,
+ * benchmark_*), set as the worker starts, before Python does. */
+let RULES;
 
 // Taken now: lockDown removes them from the global scope before the script runs.
 const post = self.postMessage.bind(self);
@@ -71,6 +63,12 @@ let used = false;
 self.onmessage = async ({ data }) => {
   const first = !used;
   used = true;
+  try {
+    await rulesLoaded;
+  } catch (err) {
+    post({ type: 'failed', reason: `the browser runner cannot load its rules: ${describe(err)}` });
+    return;
+  }
   let answer;
   try {
     if (!first) answer = failed('this runner has already had its message; make a new Worker for each task');
@@ -84,7 +82,7 @@ self.onmessage = async ({ data }) => {
 };
 
 function failed(reason) {
-  return { message: { type: 'failed', reason: truncateBytes(reason, MAX_REASON_BYTES) } };
+  return { message: { type: 'failed', reason: truncateBytes(reason, RULES.max_reason_bytes) } };
 }
 
 function describe(err) {
@@ -112,11 +110,11 @@ async function runTask(msg) {
   // Standard input is empty, as the native worker's /dev/null.
   py.setStdin({ read: () => 0 });
   const tools = new Tools(py.FS, await ffmpegGlue, { stdout: (b) => stdout.write(b), stderr: (b) => stderr.write(b) });
-  const harness = loadHarness(py, tools);
+  const harness = await loadHarness(py, tools);
 
   lockDown();
   const runScript = harness.get('run_script');
-  const args = [`${SCRATCH}/app/${msg.entrypoint}`, { ...msg.env, ...BASE_ENV }];
+  const args = [`${SCRATCH}/app/${msg.entrypoint}`, { ...msg.env, ...baseEnv() }];
   let status;
   try {
     // Where the browser can switch WebAssembly stacks (JSPI), Python code can wait for
@@ -158,14 +156,20 @@ function checkRun(msg) {
 /** As Bundle::is_safe_file_name: a plain name that stays inside its directory. */
 function isSafeFileName(name) {
   return typeof name === 'string' && name !== '' && name !== '.' && name !== '..'
-    && !/[/\\\0]/.test(name) && encoder.encode(name).length <= 128;
+    && !/[/\\\0]/.test(name) && encoder.encode(name).length <= RULES.max_file_name_bytes;
+}
+
+/** The script's environment besides the page's IDLEGRID_* variables: the native worker's,
+ * without PATH (there are no programs to find). Python reads the PYTHON* ones as it starts. */
+function baseEnv() {
+  return { HOME: SCRATCH, TMPDIR: SCRATCH, ...RULES.script_env };
 }
 
 function importFfmpegGlue() {
   return import(new URL('ffmpeg/ffmpeg-core.js', RUNTIMES).href).then((m) => m.default, (err) => err);
 }
 
-/** Loads Pyodide with BASE_ENV (it creates HOME and starts there); what it prints while
+/** Loads Pyodide with baseEnv() (it creates HOME and starts there); what it prints while
  * starting goes to `stderr`. */
 async function startPython(stderr) {
   const { loadPyodide } = await import(new URL('pyodide/pyodide.mjs', RUNTIMES).href);
@@ -184,7 +188,7 @@ async function startPython(stderr) {
   try {
     return await Promise.race([
       // A copy: Pyodide adds to it (PYTHONINSPECT), which the script's environment must not get.
-      loadPyodide({ indexURL: new URL('pyodide/', RUNTIMES).href, env: { ...BASE_ENV }, stdout: line, stderr: line }),
+      loadPyodide({ indexURL: new URL('pyodide/', RUNTIMES).href, env: baseEnv(), stdout: line, stderr: line }),
       failure,
     ]);
   } finally {
@@ -253,8 +257,8 @@ async function probe() {
     return failed(compose(`cannot start the browser's Python (Pyodide): ${describe(err)}`, stderr.render(), ''));
   }
   const tools = new Tools(py.FS, await ffmpegGlue, {});
-  const harness = loadHarness(py, tools);
-  const message = { type: 'probed', python: harness.get('python_version')(), ffmpeg: null, benchmark: harness.get('benchmark')() };
+  const harness = await loadHarness(py, tools);
+  const message = { type: 'probed', python: harness.get('python_version')(), ffmpeg: null, benchmark: harness.get('benchmark')(RULES.benchmark_buffer_bytes, RULES.benchmark_ms) };
   // Natively a device without ffmpeg reports none, and gets no tasks needing it.
   const result = tools.run('ffmpeg', ['-version'], '/', 'pipe', 'pipe');
   if (result.error || result.code !== 0) {
@@ -451,7 +455,7 @@ function concat(chunks) {
 /** Finds `idlegrid:progress <fraction>` lines and tells the page. */
 class ProgressScanner {
   constructor() {
-    this.line = new Uint8Array(MAX_STDOUT_LINE);
+    this.line = new Uint8Array(RULES.max_stdout_line_bytes);
     this.length = 0;
     this.overlong = false;
     this.latest = null;
@@ -463,7 +467,7 @@ class ProgressScanner {
     for (const byte of bytes) {
       if (byte === 0x0a) this.endLine();
       else if (this.overlong) continue;
-      else if (this.length < MAX_STDOUT_LINE) this.line[this.length++] = byte;
+      else if (this.length < this.line.length) this.line[this.length++] = byte;
       else {
         this.overlong = true;
         this.length = 0;
@@ -503,40 +507,42 @@ function parseProgress(bytes) {
   } catch {
     return null;
   }
-  if (!text.startsWith(PROGRESS_PREFIX)) return null;
-  const number = text.slice(PROGRESS_PREFIX.length).trim();
+  const prefix = RULES.progress_prefix;
+  if (!text.startsWith(prefix)) return null;
+  const number = text.slice(prefix.length).trim();
   if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(number)) return null;
   const fraction = Number(number);
   return Number.isFinite(fraction) ? Math.min(1, Math.max(0, fraction)) : null;
 }
 
-/** Keeps the last STDERR_TAIL_BYTES of stderr (plus one, to know whether any was dropped). */
+/** Keeps the last stderr_tail_bytes of stderr (plus one, to know whether any was dropped). */
 class Tail {
   constructor() {
     this.kept = new Uint8Array(0);
   }
 
   write(bytes) {
-    const keep = STDERR_TAIL_BYTES + 1;
+    const keep = RULES.stderr_tail_bytes + 1;
     const joined = bytes.length >= keep ? bytes : concat([this.kept, bytes]);
     this.kept = joined.slice(Math.max(0, joined.length - keep));
   }
 
   /** As render_tail: trimmed, starting with … when earlier output was dropped. */
   render() {
-    const truncated = this.kept.length > STDERR_TAIL_BYTES;
-    const bytes = truncated ? this.kept.subarray(this.kept.length - STDERR_TAIL_BYTES) : this.kept;
+    const max = RULES.stderr_tail_bytes;
+    const truncated = this.kept.length > max;
+    const bytes = truncated ? this.kept.subarray(this.kept.length - max) : this.kept;
     // The cut may split a character; drop its remains rather than show a replacement sign.
     const text = lossy.decode(bytes).replace(/^\uFFFD+/, '').trim();
     return truncated ? `…${text}` : text;
   }
 }
 
-/** As runner.rs compose: `<head>: <stderr tail><hint>` within MAX_REASON_BYTES, the tail
+/** As runner.rs compose: `<head>: <stderr tail><hint>` within max_reason_bytes, the tail
  * shortened from its start, because its end (the exception) is what the customer needs. */
 function compose(head, stderrTail, hint) {
   if (!stderrTail) return `${head}${hint}`;
-  const room = MAX_REASON_BYTES - encoder.encode(`${head}: …${hint}`).length;
+  const room = RULES.max_reason_bytes - encoder.encode(`${head}: …${hint}`).length;
   const tail = encoder.encode(stderrTail);
   if (tail.length <= room) return `${head}: ${stderrTail}${hint}`;
   let start = tail.length - Math.max(0, room);
@@ -555,220 +561,41 @@ function truncateBytes(text, max) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The Python side, loaded before the script runs (so the script cannot change what it uses).
+// The Python side (runner.py), loaded before the script runs (so the script cannot change what
+// it uses).
 
-const HARNESS = String.raw`
-import atexit, errno, hashlib, io, os, platform, runpy, subprocess, sys, time, types
-from pyodide.ffi import to_js
-from _idlegrid import run_tool
-
-_sha256 = hashlib.sha256
-_TOOLS = ("ffmpeg", "ffprobe")
-
-
-def python_version():
-    return platform.python_version()
-
-
-def benchmark():
-    """As the native worker's: MB/s of SHA-256 over a 1 MiB buffer, for about 150 ms."""
-    buffer = bytes([0x5A]) * (1024 * 1024)
-    hasher = _sha256()
-    hashed = 0
-    started = time.perf_counter()
-    while time.perf_counter() - started < 0.150:
-        hasher.update(buffer)
-        hashed += len(buffer)
-    hasher.digest()
-    return round(hashed / 1e6 / (time.perf_counter() - started), 1)
-
-
-def sha256(data):
-    """The hex SHA-256 of a JS Uint8Array, read in 1 MiB pieces."""
-    hasher = _sha256()
-    for start in range(0, data.length, 1 << 20):
-        hasher.update(data.subarray(start, start + (1 << 20)).to_bytes())
-    return hasher.hexdigest()
-
-
-def run_script(entry, env):
-    """Runs the entrypoint as python -E -s -B -u would; returns its exit status."""
-    os.environ.clear()
-    os.environ.update(env.to_py())
-    sys.argv = [entry]
-    sys.path[:] = [os.path.dirname(entry)] + [p for p in sys.path if p]
-    sys.dont_write_bytecode = True
-    subprocess.Popen = Popen
-    try:
-        runpy.run_path(entry, run_name="__main__")
-        status = 0
-    except SystemExit as exit:
-        status = _exit_status(exit.code)
-    except BaseException as exc:
-        _print_uncaught(exc, entry)
-        status = 1
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    return status
-
-
-def _exit_status(code):
-    # As CPython's handling of SystemExit at the top level.
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    print(code, file=sys.stderr)
-    return 1
-
-
-def _print_uncaught(exc, entry):
-    # The traceback from the script's first frame on, as python task.py prints it (not the
-    # runpy frames above it; none at all for a SyntaxError).
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename != entry:
-        tb = tb.tb_next
-    sys.excepthook(type(exc), exc, tb)
-
-
-class Popen:
-    """subprocess.Popen for the programs this worker has, ffmpeg and ffprobe (ffmpeg.wasm); any
-    other is missing. The program runs to its end inside the constructor: what it writes to a
-    pipe is there to read afterwards, so a caller reading proc.stdout line by line sees every
-    line, only not while the program runs. Its standard input is empty."""
-
-    __class_getitem__ = classmethod(types.GenericAlias)
-    _next_pid = 1000
-
-    def __init__(self, args, bufsize=-1, executable=None, stdin=None, stdout=None, stderr=None,
-                 preexec_fn=None, close_fds=True, shell=False, cwd=None, env=None,
-                 universal_newlines=None, startupinfo=None, creationflags=0,
-                 restore_signals=True, start_new_session=False, pass_fds=(), *, user=None,
-                 group=None, extra_groups=None, encoding=None, errors=None, text=None,
-                 umask=-1, pipesize=-1, process_group=None):
-        self.args = args
-        self.stdin = self.stdout = self.stderr = None
-        self.returncode = None
-        if isinstance(args, (str, bytes, os.PathLike)):
-            argv = [os.fsdecode(args)]
-        else:
-            argv = [os.fsdecode(a) for a in args]
-        if shell:
-            argv = ["/bin/sh", "-c", *argv]
-        program = os.fsdecode(executable) if executable is not None else argv[0]
-        if program not in _TOOLS:
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
-        if stdin not in (None, subprocess.DEVNULL):
-            raise OSError(errno.ENOSYS, f"{program} cannot read standard input in the browser")
-        cwd = os.path.abspath(os.fsdecode(cwd)) if cwd is not None else os.getcwd()
-        if not os.path.isdir(cwd):
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), cwd)
-        out_route, out_fd = _route(stdout)
-        err_route, err_fd = ("stdout", None) if stderr == subprocess.STDOUT else _route(stderr)
-
-        result = run_tool(program, to_js(argv[1:]), cwd, out_route, err_route)
-        # Absent attributes of the JS result are undefined, which Python sees as missing.
-        if getattr(result, "error", None) is not None:
-            raise FileNotFoundError(errno.ENOENT, f"{program} cannot start in this browser: {result.error}", program)
-        self.pid = Popen._next_pid
-        Popen._next_pid += 1
-        self._status = result.code
-        text_mode = bool(encoding or errors or text or universal_newlines)
-        for target, fd, data, attr in ((stdout, out_fd, getattr(result, "out", None), "stdout"),
-                                        (stderr, err_fd, getattr(result, "err", None), "stderr")):
-            if data is None:
-                continue
-            data = data.to_bytes()
-            if fd is not None:
-                _write_all(fd, data)
-            elif target == subprocess.PIPE:
-                stream = io.BytesIO(data)
-                if text_mode:
-                    stream = io.TextIOWrapper(stream, encoding=encoding, errors=errors)
-                setattr(self, attr, stream)
-
-    def __repr__(self):
-        return f"<{self.__class__.__name__}: returncode: {self.returncode} args: {self.args!r}>"
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        for stream in (self.stdout, self.stderr):
-            if stream is not None:
-                stream.close()
-        self.wait()
-
-    def poll(self):
-        if self.returncode is None:
-            self.returncode = self._status
-        return self.returncode
-
-    def wait(self, timeout=None):
-        return self.poll()
-
-    def communicate(self, input=None, timeout=None):
-        out = err = None
-        if self.stdout is not None:
-            out = self.stdout.read()
-            self.stdout.close()
-        if self.stderr is not None:
-            err = self.stderr.read()
-            self.stderr.close()
-        self.wait()
-        return out, err
-
-    def send_signal(self, sig):
-        # The program has already ended; as natively, signalling it then does nothing.
-        self.poll()
-
-    def terminate(self):
-        self.poll()
-
-    def kill(self):
-        self.poll()
-
-
-def _route(target):
-    """Where a stream goes: (route for run_tool, file descriptor to write it to)."""
-    if target is None:
-        return "inherit", None
-    if target == subprocess.PIPE:
-        return "pipe", None
-    if target == subprocess.DEVNULL:
-        return "null", None
-    fd = target if isinstance(target, int) else target.fileno()
-    return "pipe", fd
-
-
-def _write_all(fd, data):
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-`;
-
-/** Runs HARNESS, over `tools`, in a namespace of its own (not importable by the script);
+/** Runs runner.py, over `tools`, in a namespace of its own (not importable by the script);
  * returns it. */
-function loadHarness(py, tools) {
+async function loadHarness(py, tools) {
+  const source = await harnessSource;
   py.registerJsModule('_idlegrid', { run_tool: (...args) => tools.run(...args) });
   const namespace = py.globals.get('dict')();
-  py.runPython(HARNESS, { globals: namespace });
+  py.runPython(source, { globals: namespace });
   return namespace;
 }
 
+/** The text at `url`, fetched now: the script's run takes `fetch` away. */
+async function fetchText(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`GET ${url.pathname}: HTTP ${response.status}`);
+  return response.text();
+}
+
 // ---------------------------------------------------------------------------------------------
-// Start-up: the runtimes load as soon as the worker starts, before its message comes (so a page
+// Start-up: the runtimes and runner.py load as soon as the worker starts, before its message comes (so a page
 // that creates the next task's worker ahead of time finds Python ready; loading takes seconds).
 // A failure is reported when the message comes. The ffmpeg.wasm glue (110 KB of JS) is imported
 // now because a script calls ffmpeg synchronously; its 32 MB of WebAssembly is fetched only
 // when a script does.
 
 /** The task's stderr, from Pyodide's start on (kept for the failure reason). */
+const rulesLoaded = fetchText(new URL('runner-rules.json', import.meta.url)).then((text) => {
+  RULES = JSON.parse(text);
+});
+rulesLoaded.catch(() => {});
 const stderr = new Tail();
-const python = startPython(stderr);
+const python = rulesLoaded.then(() => startPython(stderr));
 python.catch(() => {});
+const harnessSource = fetchText(new URL('runner.py', import.meta.url));
+harnessSource.catch(() => {});
 const ffmpegGlue = importFfmpegGlue();

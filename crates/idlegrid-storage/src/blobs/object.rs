@@ -429,10 +429,8 @@ mod tests {
         futures::stream::iter(parts).boxed()
     }
 
-    #[tokio::test]
-    async fn verified_upload_round_trips_and_ranges_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let blobs = ObjectBlobStore::local(dir.path()).unwrap();
+    /// Streams `hello world` to `jobs/1/input` with its digest, and reads part of it back.
+    async fn stores_hello_world(blobs: &ObjectBlobStore) {
         let sha = super::super::sha256_hex(b"hello world");
         let stored = blobs
             .put_stream(
@@ -448,6 +446,17 @@ mod tests {
             blobs.get_bytes("jobs/1/input", Some(6..11)).await.unwrap(),
             "world"
         );
+    }
+
+    fn keys_and_sizes(listed: &[Listed]) -> Vec<(&str, u64)> {
+        listed.iter().map(|l| (l.key.as_str(), l.size)).collect()
+    }
+
+    #[tokio::test]
+    async fn verified_upload_round_trips_and_ranges_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = ObjectBlobStore::local(dir.path()).unwrap();
+        stores_hello_world(&blobs).await;
         assert_eq!(
             blobs.get_bytes("jobs/1/input", Some(3..3)).await.unwrap(),
             ""
@@ -472,10 +481,7 @@ mod tests {
             .unwrap();
         let listed = blobs.list("jobs/1/chunks").await.unwrap();
         assert_eq!(
-            listed
-                .iter()
-                .map(|l| (l.key.as_str(), l.size))
-                .collect::<Vec<_>>(),
+            keys_and_sizes(&listed),
             [("jobs/1/chunks/0", 1), ("jobs/1/chunks/1", 1)],
             "only keys under the prefix, in order, with their sizes"
         );
@@ -589,21 +595,7 @@ mod tests {
     async fn an_s3_bucket_keeps_the_same_contract() {
         let Some(url) = test_bucket() else { return };
         let blobs = ObjectBlobStore::open(&url).unwrap();
-        let sha = super::super::sha256_hex(b"hello world");
-        let stored = blobs
-            .put_stream(
-                "jobs/1/input",
-                body(&[b"hello ", b"world"]),
-                Some(&sha),
-                100,
-            )
-            .await
-            .unwrap();
-        assert_eq!((stored.size, stored.sha256.as_str()), (11, sha.as_str()));
-        assert_eq!(
-            blobs.get_bytes("jobs/1/input", Some(6..11)).await.unwrap(),
-            "world"
-        );
+        stores_hello_world(&blobs).await;
         assert_eq!(blobs.size("jobs/1/input").await.unwrap(), Some(11));
         assert_eq!(blobs.local_path("jobs/1/input"), None);
         // Larger than one multipart part, streamed from a file.
@@ -626,10 +618,7 @@ mod tests {
         assert_eq!(blobs.size("jobs/1/bad").await.unwrap(), None);
         let listed = blobs.list("jobs/1/chunks").await.unwrap();
         assert_eq!(
-            listed
-                .iter()
-                .map(|l| (l.key.as_str(), l.size))
-                .collect::<Vec<_>>(),
+            keys_and_sizes(&listed),
             [("jobs/1/chunks/0", data.len() as u64)],
             "keys come back without the bucket prefix"
         );

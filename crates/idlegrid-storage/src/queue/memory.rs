@@ -2,7 +2,10 @@
 //! wake-ups for waiting consumers. Contents do not survive the process; the coordinator rebuilds
 //! them from the records at start-up.
 
-use super::{Copies, Item, JobDepth, Lease, Queues, Stage};
+use super::{
+    Copies, Item, JobDepth, Lease, MAX_SKIPPED, Queues, Stage, duration_ms, new_lease_id,
+    pop_waiting,
+};
 use crate::{Result, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::{JobId, LeaseId, TaskId, WorkerId};
@@ -35,9 +38,6 @@ impl JobQueue {
     }
 }
 
-/// Most queued tasks a worker passes over (copies it may not take) in one lease request.
-const MAX_SKIPPED: usize = 4096;
-
 #[derive(Default)]
 struct Inner {
     stages: HashMap<Stage, VecDeque<Item>>,
@@ -57,15 +57,6 @@ pub struct MemoryQueues {
     tasks_ready: Notify,
 }
 
-fn stage_slot(stage: Stage) -> usize {
-    match stage {
-        Stage::Partition => 0,
-        Stage::Feed => 1,
-        Stage::Validate => 2,
-        Stage::Assemble => 3,
-    }
-}
-
 impl MemoryQueues {
     /// Empty queues.
     pub fn new() -> Self {
@@ -75,75 +66,6 @@ impl MemoryQueues {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain collections that are still consistent.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// [`Queues::lease`], under the lock.
-    fn take(
-        &self,
-        job: JobId,
-        worker: WorkerId,
-        max: usize,
-        hold_at_most: usize,
-        ttl: Duration,
-        copies: Copies,
-    ) -> Vec<Lease> {
-        let replicas_only = copies == Copies::Confirming;
-        let expires_at_ms = now_ms() + ttl.as_millis() as i64;
-        let now = now_ms();
-        let mut inner = self.lock();
-        let held = inner.held.get(&worker).copied().unwrap_or(0);
-        let max = max.min(hold_at_most.saturating_sub(held));
-        let Some(queue) = inner.jobs.get_mut(&job).filter(|_| max > 0) else {
-            return Vec::new();
-        };
-        queue.avoid.retain(|_, (_, until)| *until > now);
-        let tasks: Vec<TaskId> =
-            if !replicas_only && queue.avoid.is_empty() && queue.holders.is_empty() {
-                let n = max.min(queue.queued.len());
-                queue.queued.drain(..n).collect()
-            } else {
-                let mut taken = Vec::new();
-                let mut skipped = Vec::new();
-                while taken.len() < max && skipped.len() < MAX_SKIPPED {
-                    let Some(task) = queue.queued.pop_front() else {
-                        break;
-                    };
-                    if queue.keeps_from(task, worker) || (replicas_only && !queue.confirms(task)) {
-                        skipped.push(task);
-                    } else {
-                        queue.avoid.remove(&task);
-                        if let Some(holders) = queue.holders.get_mut(&task) {
-                            holders.insert(worker);
-                        }
-                        taken.push(task);
-                    }
-                }
-                for task in skipped.into_iter().rev() {
-                    queue.queued.push_front(task);
-                }
-                taken
-            };
-        let n = tasks.len();
-        queue.leased += n as u64;
-        if n > 0 {
-            *inner.held.entry(worker).or_default() += n;
-        }
-        let mut leases = Vec::with_capacity(n);
-        for task in tasks {
-            let lease = Lease {
-                // 53 bits: exact in JSON numbers read by JavaScript clients.
-                id: LeaseId(rand::random::<u64>() >> 11),
-                task,
-                job,
-                worker,
-                expires_at_ms,
-                progress: 0.0,
-            };
-            inner.deadlines.insert((expires_at_ms, lease.id));
-            inner.leases.insert(lease.id, lease);
-            leases.push(lease);
-        }
-        leases
     }
 }
 
@@ -163,6 +85,23 @@ impl Inner {
         }
         Some(lease)
     }
+
+    /// Ends the leases `ids` without a result, returning those that were held; their holders
+    /// may take a copy of their tasks again.
+    fn take_back(&mut self, ids: Vec<LeaseId>) -> Vec<Lease> {
+        let taken: Vec<Lease> = ids
+            .into_iter()
+            .filter_map(|id| self.remove_lease(id))
+            .collect();
+        for lease in &taken {
+            if let Some(q) = self.jobs.get_mut(&lease.job)
+                && let Some(holders) = q.holders.get_mut(&lease.task)
+            {
+                holders.remove(&lease.worker);
+            }
+        }
+        taken
+    }
 }
 
 #[async_trait]
@@ -176,30 +115,19 @@ impl Queues for MemoryQueues {
             .entry(stage)
             .or_default()
             .extend(items.iter().copied());
-        self.stage_ready[stage_slot(stage)].notify_waiters();
-        self.stage_ready[stage_slot(stage)].notify_one();
+        self.stage_ready[stage.slot()].notify_waiters();
+        self.stage_ready[stage.slot()].notify_one();
         Ok(())
     }
 
     async fn pop(&self, stage: Stage, max: usize, wait: Duration) -> Result<Vec<Item>> {
-        let notify = &self.stage_ready[stage_slot(stage)];
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            {
-                let mut inner = self.lock();
-                let queue = inner.stages.entry(stage).or_default();
-                if !queue.is_empty() {
-                    let n = max.min(queue.len());
-                    return Ok(queue.drain(..n).collect());
-                }
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(Vec::new());
-            }
-        }
+        let look = || {
+            let mut inner = self.lock();
+            let queue = inner.stages.entry(stage).or_default();
+            let n = max.min(queue.len());
+            std::future::ready(Ok((!queue.is_empty()).then(|| queue.drain(..n).collect())))
+        };
+        pop_waiting(&self.stage_ready[stage.slot()], wait, |left| left, look).await
     }
 
     async fn stage_len(&self, stage: Stage) -> Result<u64> {
@@ -263,7 +191,7 @@ impl Queues for MemoryQueues {
         avoid: WorkerId,
         avoid_for: Duration,
     ) -> Result<()> {
-        let until = now_ms() + avoid_for.as_millis() as i64;
+        let until = now_ms() + duration_ms(avoid_for);
         {
             let mut inner = self.lock();
             let queue = inner.jobs.entry(job).or_default();
@@ -301,7 +229,62 @@ impl Queues for MemoryQueues {
         ttl: Duration,
         copies: Copies,
     ) -> Result<Vec<Lease>> {
-        Ok(self.take(job, worker, max, hold_at_most, ttl, copies))
+        let replicas_only = copies == Copies::Confirming;
+        let now = now_ms();
+        let expires_at_ms = now + duration_ms(ttl);
+        let mut inner = self.lock();
+        let held = inner.held.get(&worker).copied().unwrap_or(0);
+        let max = max.min(hold_at_most.saturating_sub(held));
+        let Some(queue) = inner.jobs.get_mut(&job).filter(|_| max > 0) else {
+            return Ok(Vec::new());
+        };
+        queue.avoid.retain(|_, (_, until)| *until > now);
+        let tasks: Vec<TaskId> =
+            if !replicas_only && queue.avoid.is_empty() && queue.holders.is_empty() {
+                let n = max.min(queue.queued.len());
+                queue.queued.drain(..n).collect()
+            } else {
+                let mut taken = Vec::new();
+                let mut skipped = Vec::new();
+                while taken.len() < max && skipped.len() < MAX_SKIPPED {
+                    let Some(task) = queue.queued.pop_front() else {
+                        break;
+                    };
+                    if queue.keeps_from(task, worker) || (replicas_only && !queue.confirms(task)) {
+                        skipped.push(task);
+                    } else {
+                        queue.avoid.remove(&task);
+                        if let Some(holders) = queue.holders.get_mut(&task) {
+                            holders.insert(worker);
+                        }
+                        taken.push(task);
+                    }
+                }
+                for task in skipped.into_iter().rev() {
+                    queue.queued.push_front(task);
+                }
+                taken
+            };
+        let n = tasks.len();
+        queue.leased += n as u64;
+        if n > 0 {
+            *inner.held.entry(worker).or_default() += n;
+        }
+        let mut leases = Vec::with_capacity(n);
+        for task in tasks {
+            let lease = Lease {
+                id: new_lease_id(),
+                task,
+                job,
+                worker,
+                expires_at_ms,
+                progress: 0.0,
+            };
+            inner.deadlines.insert((expires_at_ms, lease.id));
+            inner.leases.insert(lease.id, lease);
+            leases.push(lease);
+        }
+        Ok(leases)
     }
 
     async fn wait_for_tasks(&self, wait: Duration) -> Result<()> {
@@ -316,7 +299,7 @@ impl Queues for MemoryQueues {
         ttl: Duration,
         progress: Option<f32>,
     ) -> Result<Option<Lease>> {
-        let expires_at_ms = now_ms() + ttl.as_millis() as i64;
+        let expires_at_ms = now_ms() + duration_ms(ttl);
         let mut inner = self.lock();
         let Some(held) = inner.leases.get_mut(&lease).filter(|l| l.worker == worker) else {
             return Ok(None);
@@ -368,19 +351,8 @@ impl Queues for MemoryQueues {
             .take(max)
             .map(|&(_, id)| id)
             .collect();
-        let expired: Vec<Lease> = due
-            .into_iter()
-            .filter_map(|id| inner.remove_lease(id))
-            .collect();
         // A silent holder's copy goes back to the queue through a retry; it may take it again.
-        for lease in &expired {
-            if let Some(q) = inner.jobs.get_mut(&lease.job)
-                && let Some(holders) = q.holders.get_mut(&lease.task)
-            {
-                holders.remove(&lease.worker);
-            }
-        }
-        Ok(expired)
+        Ok(inner.take_back(due))
     }
 
     async fn revoke(&self, worker: WorkerId) -> Result<Vec<Lease>> {
@@ -391,18 +363,7 @@ impl Queues for MemoryQueues {
             .filter(|l| l.worker == worker)
             .map(|l| l.id)
             .collect();
-        let revoked: Vec<Lease> = held
-            .into_iter()
-            .filter_map(|id| inner.remove_lease(id))
-            .collect();
-        for lease in &revoked {
-            if let Some(q) = inner.jobs.get_mut(&lease.job)
-                && let Some(holders) = q.holders.get_mut(&lease.task)
-            {
-                holders.remove(&lease.worker);
-            }
-        }
-        Ok(revoked)
+        Ok(inner.take_back(held))
     }
 
     async fn drop_job(&self, job: JobId) -> Result<()> {

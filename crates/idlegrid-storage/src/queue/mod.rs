@@ -22,7 +22,9 @@ pub use memory::MemoryQueues;
 use crate::Result;
 use async_trait::async_trait;
 use idlegrid_domain::{JobId, LeaseId, TaskId, WorkerId};
+use std::future::Future;
 use std::time::Duration;
+use tokio::sync::Notify;
 
 /// A hand-off queue between two coordinator stages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,6 +47,12 @@ impl Stage {
         Stage::Validate,
         Stage::Assemble,
     ];
+
+    /// Its position in [`Stage::ALL`] (which lists the stages in the order they are
+    /// declared), for the backends' per-stage wake-ups.
+    fn slot(self) -> usize {
+        self as usize
+    }
 
     /// Short name for metrics and logs.
     pub fn name(self) -> &'static str {
@@ -82,6 +90,49 @@ pub struct Lease {
     /// Fraction of the task done, as last reported in a heartbeat.
     pub progress: f32,
 }
+
+/// A new lease id: random, of 53 bits so that it is exact in JSON numbers read by JavaScript
+/// clients.
+fn new_lease_id() -> LeaseId {
+    LeaseId(rand::random::<u64>() >> 11)
+}
+
+/// A duration in ms, to add to a unix ms time (one too long for that is as good as forever).
+fn duration_ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// [`Queues::pop`]'s waiting, for both backends: looks with `look` until it finds items or
+/// `wait` has passed, sleeping in between until `notify` wakes it or `nap` passes (how long it
+/// may sleep at most, given the time left). The wake-up is registered before each look, so a
+/// push between the look and the sleep still wakes it.
+async fn pop_waiting<Found>(
+    notify: &Notify,
+    wait: Duration,
+    nap: impl Fn(Duration) -> Duration,
+    mut look: impl FnMut() -> Found,
+) -> Result<Vec<Item>>
+where
+    Found: Future<Output = Result<Option<Vec<Item>>>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(items) = look().await? {
+            return Ok(items);
+        }
+        let now = tokio::time::Instant::now();
+        let until = deadline.min(now + nap(deadline.saturating_duration_since(now)));
+        if tokio::time::timeout_at(until, notified).await.is_err() && until >= deadline {
+            return Ok(Vec::new());
+        }
+    }
+}
+
+/// Most queued tasks a worker passes over (copies it may not take) in one lease request.
+const MAX_SKIPPED: usize = 4096;
 
 /// Which of a job's queued copies a lease may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

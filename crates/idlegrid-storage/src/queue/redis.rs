@@ -32,10 +32,13 @@
 //! two sweeps (`idlegrid_coordinator::sweeper`). Persistence (`appendonly yes`) only shortens
 //! that pause.
 
-use super::{Copies, Item, JobDepth, Lease, Queues, Stage};
+use super::{
+    Copies, Item, JobDepth, Lease, MAX_SKIPPED, Queues, Stage, duration_ms, new_lease_id,
+    pop_waiting,
+};
 use crate::{Result, StorageError, now_ms};
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, RedisError, Script};
+use ::redis::{Client, RedisError, Script, ToRedisArgs};
 use async_trait::async_trait;
 use futures::StreamExt;
 use idlegrid_domain::{JobId, LeaseId, TaskId, WorkerId};
@@ -56,12 +59,12 @@ const POLL: Duration = Duration::from_millis(200);
 /// Spare lease id candidates sent with each lease request, in case some are taken already.
 const SPARE_IDS: usize = 8;
 
-/// Lua shared by every script: key names, the lease record, and ending leases.
+/// Lua shared by every script (after `MAX_SKIPPED`, from Rust): key names, the lease record,
+/// and ending leases.
 const PRELUDE: &str = r#"
 local P = ARGV[1]
 local LEASES = P .. 'leases'
 local DEADLINES = P .. 'deadlines'
-local MAX_SKIPPED = 4096
 
 local function job_key(job, what) return P .. 'job:' .. job .. ':' .. what end
 local function worker_key(worker) return P .. 'worker:' .. worker .. ':leases' end
@@ -351,7 +354,11 @@ struct Scripts {
 
 impl Scripts {
     fn new() -> Self {
-        let script = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+        let script = |body: &str| {
+            Script::new(&format!(
+                "local MAX_SKIPPED = {MAX_SKIPPED}\n{PRELUDE}{body}"
+            ))
+        };
         Scripts {
             lease_tasks: script(LEASE_TASKS),
             enqueue_replicas: script(ENQUEUE_REPLICAS),
@@ -436,15 +443,6 @@ fn corrupt(what: &str, value: &str) -> StorageError {
     StorageError::Corrupt(format!("redis queue {what}: {value:?}"))
 }
 
-fn stage_slot(stage: Stage) -> usize {
-    match stage {
-        Stage::Partition => 0,
-        Stage::Feed => 1,
-        Stage::Validate => 2,
-        Stage::Assemble => 3,
-    }
-}
-
 /// A lease id as stored: zero-padded so that string order is numeric order.
 fn lease_key(id: LeaseId) -> String {
     format!("{:016}", id.0)
@@ -488,10 +486,6 @@ fn parse_item(raw: &str) -> Result<Item> {
     })
 }
 
-fn ttl_ms(ttl: Duration) -> i64 {
-    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2)
-}
-
 impl RedisQueues {
     /// The key prefix to use when one Redis serves one grid.
     pub const DEFAULT_PREFIX: &'static str = "idlegrid:";
@@ -516,10 +510,7 @@ impl RedisQueues {
         let wake = Arc::new(Wake::default());
         let mut channels = vec![(format!("{prefix}wake:tasks"), None)];
         for stage in Stage::ALL {
-            channels.push((
-                format!("{prefix}wake:{}", stage.name()),
-                Some(stage_slot(stage)),
-            ));
+            channels.push((format!("{prefix}wake:{}", stage.name()), Some(stage.slot())));
         }
         // Subscribed before returning, so that waiters are woken from the first call on.
         let pubsub = subscribe(&client, &channels).await.map_err(backend)?;
@@ -551,6 +542,32 @@ impl RedisQueues {
     }
 
     /// Takes up to `max` items now, without waiting.
+    /// Adds `values` to the list `key` with `push` (`RPUSH` or `LPUSH`), then wakes the waiters
+    /// on `channel`: every coordinator's through Redis, and this one's (`local`) at once.
+    async fn push_and_wake(
+        &self,
+        push: &str,
+        key: String,
+        values: impl ToRedisArgs + Send,
+        channel: String,
+        local: &Notify,
+    ) -> Result<()> {
+        ::redis::pipe()
+            .cmd(push)
+            .arg(key)
+            .arg(values)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(channel)
+            .arg("")
+            .ignore()
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(backend)?;
+        local.notify_waiters();
+        Ok(())
+    }
+
     async fn pop_now(&self, stage: Stage, max: usize) -> Result<Option<Vec<Item>>> {
         let key = self.stage_key(stage);
         if max == 0 {
@@ -643,59 +660,6 @@ async fn subscribe(
     Ok(pubsub)
 }
 
-impl RedisQueues {
-    /// [`Queues::lease`], in one script.
-    async fn take(
-        &self,
-        job: JobId,
-        worker: WorkerId,
-        max: usize,
-        hold_at_most: usize,
-        ttl: Duration,
-        copies: Copies,
-    ) -> Result<Vec<Lease>> {
-        if max == 0 || hold_at_most == 0 {
-            return Ok(Vec::new());
-        }
-        let now = now_ms();
-        let expires_at_ms = now + ttl_ms(ttl);
-        let mut call = self.scripts.lease_tasks.prepare_invoke();
-        call.arg(&self.prefix)
-            .arg(job.0)
-            .arg(worker.0)
-            .arg(now)
-            .arg(expires_at_ms)
-            .arg(max)
-            .arg(hold_at_most)
-            .arg(if copies == Copies::Confirming {
-                "1"
-            } else {
-                "0"
-            });
-        let mut candidates = HashSet::with_capacity(max + SPARE_IDS);
-        while candidates.len() < max + SPARE_IDS {
-            // 53 bits: exact in JSON numbers read by JavaScript clients.
-            candidates.insert(LeaseId(rand::random::<u64>() >> 11));
-        }
-        for id in candidates {
-            call.arg(lease_key(id));
-        }
-        let flat: Vec<String> = call.invoke_async(&mut self.conn()).await.map_err(backend)?;
-        flat.chunks_exact(2)
-            .map(|pair| {
-                Ok(Lease {
-                    id: LeaseId(pair[0].parse().map_err(|_| corrupt("lease id", &pair[0]))?),
-                    task: TaskId(pair[1].parse().map_err(|_| corrupt("task id", &pair[1]))?),
-                    job,
-                    worker,
-                    expires_at_ms,
-                    progress: 0.0,
-                })
-            })
-            .collect()
-    }
-}
-
 #[async_trait]
 impl Queues for RedisQueues {
     async fn push(&self, stage: Stage, items: &[Item]) -> Result<()> {
@@ -706,39 +670,20 @@ impl Queues for RedisQueues {
             .iter()
             .map(|i| format!("{}:{}", i.job.0, i.id))
             .collect();
-        ::redis::pipe()
-            .cmd("RPUSH")
-            .arg(self.stage_key(stage))
-            .arg(raw)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(format!("{}wake:{}", self.prefix, stage.name()))
-            .arg("")
-            .ignore()
-            .query_async::<()>(&mut self.conn())
-            .await
-            .map_err(backend)?;
-        self.wake.stages[stage_slot(stage)].notify_waiters();
-        Ok(())
+        self.push_and_wake(
+            "RPUSH",
+            self.stage_key(stage),
+            raw,
+            format!("{}wake:{}", self.prefix, stage.name()),
+            &self.wake.stages[stage.slot()],
+        )
+        .await
     }
 
     async fn pop(&self, stage: Stage, max: usize, wait: Duration) -> Result<Vec<Item>> {
-        let notify = &self.wake.stages[stage_slot(stage)];
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            // Registered before looking, so a push between the look and the wait still wakes us.
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(items) = self.pop_now(stage, max).await? {
-                return Ok(items);
-            }
-            let now = tokio::time::Instant::now();
-            let until = deadline.min(now + self.wake.nap(deadline.saturating_duration_since(now)));
-            if tokio::time::timeout_at(until, notified).await.is_err() && until >= deadline {
-                return Ok(Vec::new());
-            }
-        }
+        let notify = &self.wake.stages[stage.slot()];
+        let nap = |left| self.wake.nap(left);
+        pop_waiting(notify, wait, nap, || self.pop_now(stage, max)).await
     }
 
     async fn stage_len(&self, stage: Stage) -> Result<u64> {
@@ -759,20 +704,9 @@ impl Queues for RedisQueues {
         } else {
             ("RPUSH", tasks.iter().map(|t| t.0).collect())
         };
-        ::redis::pipe()
-            .cmd(cmd)
-            .arg(self.job_key(job, "queue"))
-            .arg(ids)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(self.tasks_channel())
-            .arg("")
-            .ignore()
-            .query_async::<()>(&mut self.conn())
+        let queue = self.job_key(job, "queue");
+        self.push_and_wake(cmd, queue, ids, self.tasks_channel(), &self.wake.tasks)
             .await
-            .map_err(backend)?;
-        self.wake.tasks.notify_waiters();
-        Ok(())
     }
 
     async fn enqueue_replicas(
@@ -809,7 +743,7 @@ impl Queues for RedisQueues {
         avoid: WorkerId,
         avoid_for: Duration,
     ) -> Result<()> {
-        let until = now_ms() + ttl_ms(avoid_for);
+        let until = now_ms() + duration_ms(avoid_for);
         // Write-only, so a transaction suffices; the queue entry comes last so that the
         // avoidance is in place before anyone can lease it.
         ::redis::pipe()
@@ -870,7 +804,44 @@ impl Queues for RedisQueues {
         ttl: Duration,
         copies: Copies,
     ) -> Result<Vec<Lease>> {
-        self.take(job, worker, max, hold_at_most, ttl, copies).await
+        if max == 0 || hold_at_most == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let expires_at_ms = now + duration_ms(ttl);
+        let mut call = self.scripts.lease_tasks.prepare_invoke();
+        call.arg(&self.prefix)
+            .arg(job.0)
+            .arg(worker.0)
+            .arg(now)
+            .arg(expires_at_ms)
+            .arg(max)
+            .arg(hold_at_most)
+            .arg(if copies == Copies::Confirming {
+                "1"
+            } else {
+                "0"
+            });
+        let mut candidates = HashSet::with_capacity(max + SPARE_IDS);
+        while candidates.len() < max + SPARE_IDS {
+            candidates.insert(new_lease_id());
+        }
+        for id in candidates {
+            call.arg(lease_key(id));
+        }
+        let flat: Vec<String> = call.invoke_async(&mut self.conn()).await.map_err(backend)?;
+        flat.chunks_exact(2)
+            .map(|pair| {
+                Ok(Lease {
+                    id: LeaseId(pair[0].parse().map_err(|_| corrupt("lease id", &pair[0]))?),
+                    task: TaskId(pair[1].parse().map_err(|_| corrupt("task id", &pair[1]))?),
+                    job,
+                    worker,
+                    expires_at_ms,
+                    progress: 0.0,
+                })
+            })
+            .collect()
     }
 
     async fn wait_for_tasks(&self, wait: Duration) -> Result<()> {
@@ -885,7 +856,7 @@ impl Queues for RedisQueues {
         ttl: Duration,
         progress: Option<f32>,
     ) -> Result<Option<Lease>> {
-        let expires_at_ms = now_ms() + ttl_ms(ttl);
+        let expires_at_ms = now_ms() + duration_ms(ttl);
         // Written as the f64 the memory backend adds up, so sums come out the same.
         let progress = progress
             .filter(|p| p.is_finite())

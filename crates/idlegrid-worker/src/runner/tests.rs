@@ -126,7 +126,7 @@ async fn nonzero_exit_reports_the_stderr_tail() {
          sys.exit(3)\n",
     );
     let (finished, judged) = case.run().await;
-    assert!(finished.stderr_tail.len() <= STDERR_TAIL_BYTES + "…".len());
+    assert!(finished.stderr_tail.len() <= RULES.stderr_tail_bytes + "…".len());
     assert!(finished.stderr_tail.starts_with('…'));
     let reason = judged.unwrap_err();
     assert!(
@@ -134,7 +134,7 @@ async fn nonzero_exit_reports_the_stderr_tail() {
         "{reason}"
     );
     assert!(reason.ends_with("bad input on line 7"), "{reason}");
-    assert!(reason.len() <= MAX_REASON_BYTES, "{}", reason.len());
+    assert!(reason.len() <= RULES.max_reason_bytes, "{}", reason.len());
 }
 
 #[tokio::test]
@@ -419,7 +419,7 @@ async fn overlong_stdout_lines_are_skipped() {
 fn long_reasons_keep_the_end_of_stderr() {
     let tail = format!("{}\nValueError: bad row", "é".repeat(3000));
     let reason = compose("script exited with status 1", &tail, " (hint)");
-    assert!(reason.len() <= MAX_REASON_BYTES);
+    assert!(reason.len() <= RULES.max_reason_bytes);
     assert!(
         reason.starts_with("script exited with status 1: …é"),
         "{reason}"

@@ -8,7 +8,7 @@
 
 use crate::cli::bench::DispatchArgs;
 use anyhow::Context;
-use idlegrid_api::jobs::{CreateJob, Preferences};
+use idlegrid_api::jobs::CreateJob;
 use idlegrid_api::tasks::{LeaseRequest, RegisterWorker, Report, ReportItem, ReportOutcome};
 use idlegrid_api::{Capabilities, JobState};
 use idlegrid_client::{Client, sha256_bytes};
@@ -155,15 +155,9 @@ pub async fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
     let input = "t\n".repeat(args.tasks as usize);
     let job = client
         .create_job(&CreateJob {
-            app: "python-map".into(),
-            params: serde_json::json!({}),
             script: Some("# never run: the benchmark's workers are simulated\n".into()),
             chunk_lines: Some(1),
-            chunk_seconds: None,
-            preferences: Preferences::default(),
-            input_from: None,
-            output_to: None,
-            webhook: None,
+            ..CreateJob::new("python-map")
         })
         .await?;
     client

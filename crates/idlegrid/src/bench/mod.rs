@@ -18,6 +18,40 @@ pub use trust::trust;
 use anyhow::Context;
 use std::time::Duration;
 
+/// Runs `ffmpeg` with `args`; returns its log (stderr), or an error holding it.
+pub(crate) fn ffmpeg(args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(args)
+        .output()
+        .context("cannot run ffmpeg (is FFmpeg installed?)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Makes a test clip at `path` with FFmpeg: its `testsrc2` pattern (`video`: the source's
+/// options, e.g. `size=320x240:rate=25`) and a 440 Hz tone (`audio`: more of its options, or
+/// none), both `seconds` long, in H.264 (`x264`: the encoder's options) and AAC.
+pub(crate) fn test_clip(
+    path: &std::path::Path,
+    video: &str,
+    audio: &str,
+    seconds: u32,
+    x264: &[&str],
+) -> anyhow::Result<()> {
+    let video = format!("testsrc2={video}:duration={seconds}");
+    let audio = format!("sine=frequency=440{audio}:duration={seconds}");
+    let path = path.to_string_lossy();
+    let mut args = vec!["-v", "error", "-y", "-f", "lavfi", "-i", &video];
+    args.extend(["-f", "lavfi", "-i", &audio, "-c:v", "libx264"]);
+    args.extend(x264);
+    args.extend(["-c:a", "aac", "-shortest", &path]);
+    ffmpeg(&args).map(drop)
+}
+
 /// CPU time (user + system) of this process's children that ended and were waited for.
 pub(crate) fn children_cpu() -> Duration {
     use nix::sys::resource::{UsageWho, getrusage};

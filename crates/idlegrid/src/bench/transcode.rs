@@ -3,12 +3,13 @@
 //! frame counts, PSNR of each against the source (frames aligned by index) and sizes, and a
 //! model of the speed-up with W remote devices built from the measured phases.
 
+use super::ffmpeg;
 use crate::cli::CoordinatorArgs;
 use crate::cli::bench::TranscodeArgs;
 use crate::local::LocalGrid;
 use anyhow::Context;
 use idlegrid_api::JobState;
-use idlegrid_api::jobs::{CreateJob, Preferences};
+use idlegrid_api::jobs::CreateJob;
 use idlegrid_client::Client;
 use serde::Serialize;
 use std::path::Path;
@@ -88,19 +89,6 @@ pub struct CoordinatorCpu {
     pub assemble: f64,
 }
 
-fn ffmpeg(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("ffmpeg")
-        .args(args)
-        .output()
-        .context("cannot run ffmpeg (is FFmpeg installed?)")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "ffmpeg {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
-}
-
 fn count_frames(path: &Path) -> anyhow::Result<u64> {
     let out = Command::new("ffprobe")
         .args([
@@ -175,35 +163,13 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
             if !args.json {
                 eprintln!("making a {} s {} test clip", args.seconds, args.size);
             }
-            let video = format!(
-                "testsrc2=size={}:rate=30:duration={}",
-                args.size, args.seconds
-            );
-            let audio = format!("sine=frequency=440:duration={}", args.seconds);
-            ffmpeg(&[
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                &video,
-                "-f",
-                "lavfi",
-                "-i",
-                &audio,
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-crf",
-                "12",
-                "-g",
-                "60",
-                "-c:a",
-                "aac",
-                "-shortest",
-                &path.to_string_lossy(),
-            ])?;
+            super::test_clip(
+                &path,
+                &format!("size={}:rate=30", args.size),
+                "",
+                args.seconds,
+                &["-preset", "ultrafast", "-crf", "12", "-g", "60"],
+            )?;
             path
         }
     };
@@ -266,15 +232,9 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let job = client
         .create_job(&CreateJob {
-            app: "video-transcode".into(),
             params: serde_json::json!({"crf": args.crf, "x264_preset": args.x264_preset}),
-            script: None,
-            chunk_lines: None,
             chunk_seconds: Some(args.chunk_seconds),
-            preferences: Preferences::default(),
-            input_from: None,
-            output_to: None,
-            webhook: None,
+            ..CreateJob::new("video-transcode")
         })
         .await?;
     client.upload_input_file(job.id, &source).await?;

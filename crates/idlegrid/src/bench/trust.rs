@@ -309,18 +309,9 @@ fn ffmpeg_version() -> Option<String> {
         .map(str::to_string)
 }
 
+/// Runs `ffmpeg -nostdin -v error -y` with `args`.
 fn ffmpeg(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-y"])
-        .args(args)
-        .output()
-        .context("cannot run ffmpeg")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
+    super::ffmpeg(&[&["-nostdin", "-v", "error", "-y"], args].concat()).map(drop)
 }
 
 /// What a cheater returns for `lease`.
@@ -485,12 +476,18 @@ async fn run_task_script(
     Ok(std::fs::read(output)?)
 }
 
+/// The benchmark's jobs' preferences: cheaters' rejected results must not fail a job.
+fn retried() -> Preferences {
+    Preferences {
+        max_attempts: 10,
+        ..Preferences::default()
+    }
+}
+
 /// A python-map job of `lines` one-line chunks: each line's number, squared.
 async fn map_job(customer: &Client, lines: usize) -> anyhow::Result<Job> {
     let job = customer
         .create_job(&CreateJob {
-            app: "python-map".into(),
-            params: serde_json::json!({}),
             script: Some(
                 "import os\n(chunk,) = os.listdir('input')\n\
                  with open(os.path.join('input', chunk)) as f, open('output/out.txt', 'w') as out:\n\
@@ -499,14 +496,8 @@ async fn map_job(customer: &Client, lines: usize) -> anyhow::Result<Job> {
                     .into(),
             ),
             chunk_lines: Some(1),
-            chunk_seconds: None,
-            preferences: Preferences {
-                max_attempts: 10,
-                ..Preferences::default()
-            },
-            input_from: None,
-            output_to: None,
-            webhook: None,
+            preferences: retried(),
+            ..CreateJob::new("python-map")
         })
         .await?;
     let input: String = (0..lines).map(|i| format!("{i}\n")).collect();
@@ -518,18 +509,9 @@ async fn map_job(customer: &Client, lines: usize) -> anyhow::Result<Job> {
 async fn video_job(customer: &Client, clip: &Path) -> anyhow::Result<Job> {
     let job = customer
         .create_job(&CreateJob {
-            app: "video-transcode".into(),
-            params: serde_json::json!({}),
-            script: None,
-            chunk_lines: None,
             chunk_seconds: Some(1.0),
-            preferences: Preferences {
-                max_attempts: 10,
-                ..Preferences::default()
-            },
-            input_from: None,
-            output_to: None,
-            webhook: None,
+            preferences: retried(),
+            ..CreateJob::new("video-transcode")
         })
         .await?;
     customer.upload_input_file(job.id, clip).await?;
@@ -699,29 +681,13 @@ async fn run(
 pub async fn trust(args: TrustArgs) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir()?;
     let clip = dir.path().join("clip.mp4");
-    let video = format!("testsrc2=size=320x240:rate=25:duration={}", args.seconds);
-    let audio = format!(
-        "sine=frequency=440:sample_rate=48000:duration={}",
-        args.seconds
-    );
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        &video,
-        "-f",
-        "lavfi",
-        "-i",
-        &audio,
-        "-c:v",
-        "libx264",
-        "-g",
-        "25",
-        "-c:a",
-        "aac",
-        "-shortest",
-        &clip.to_string_lossy(),
-    ])?;
+    super::test_clip(
+        &clip,
+        "size=320x240:rate=25",
+        ":sample_rate=48000",
+        args.seconds,
+        &["-g", "25"],
+    )?;
     let say = |what: &str| {
         if !args.json {
             eprintln!("{what}");

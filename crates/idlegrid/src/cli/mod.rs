@@ -329,6 +329,13 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 600)]
     pub task_timeout: u64,
     #[command(flatten)]
+    pub submit: SubmitArgs,
+}
+
+/// How `run` and `transcode` submit their job, and show it.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
     pub run_as: RunAsArgs,
     /// Workers of the throw-away grid started when no coordinator is configured
     /// (default: the number of cores).
@@ -377,16 +384,7 @@ pub struct TranscodeArgs {
     #[arg(long)]
     pub chunk_seconds: Option<f64>,
     #[command(flatten)]
-    pub run_as: RunAsArgs,
-    /// Workers of the throw-away grid started when no coordinator is configured
-    /// (default: the number of cores).
-    #[arg(long)]
-    pub local_workers: Option<usize>,
-    #[command(flatten)]
-    pub target: TargetArgs,
-    /// Print the finished job as JSON instead of a summary.
-    #[arg(long)]
-    pub json: bool,
+    pub submit: SubmitArgs,
 }
 
 #[derive(Debug, Args)]
