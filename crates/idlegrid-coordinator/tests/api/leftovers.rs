@@ -1,7 +1,7 @@
 //! Nothing is left behind: a refused input goes with its failed job, a killed coordinator's
 //! scratch goes at the next start, and no answer names the coordinator's own files.
 
-use super::*;
+use crate::harness::*;
 
 /// A video job over `input`, uploaded.
 async fn video_job(grid: &TestGrid, input: &str) -> Job {

@@ -1,7 +1,7 @@
 //! Every limit on every path: each test is one way around a limit, played as a client that
 //! read the source would play it, with the exact answer and what is stored afterwards.
 
-use super::*;
+use crate::harness::*;
 
 /// The input limit of these grids.
 const LIMIT: u64 = 1024 * 1024;

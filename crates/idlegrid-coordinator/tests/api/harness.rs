@@ -1,0 +1,352 @@
+//! What every test of the APIs shares: a coordinator served in-process on a loopback port
+//! ([`TestGrid`]), its customers and devices, and the steps a device takes.
+
+pub use base64::Engine;
+pub use futures::StreamExt;
+pub use idlegrid_api::accounts::{AccountKind, DeviceStatus};
+pub use idlegrid_api::jobs::{
+    BucketObject, ChunkState, ChunkView, CompleteUpload, CreateJob, Deposit, EstimateRequest,
+    InputSource, Job, Preferences, VideoDescription, WebhookDeliveries, WebhookSpec,
+};
+pub use idlegrid_api::tasks::{
+    Heartbeat, HeartbeatItem, LeaseGrant, LeaseRequest, RegisterWorker, Report, ReportItem,
+    ReportOutcome,
+};
+pub use idlegrid_api::{Capabilities, JobId, JobState};
+pub use idlegrid_client::{Client, ClientError, sha256_bytes};
+pub use idlegrid_coordinator::{Config, Credentials, Grid};
+pub use idlegrid_domain::Account;
+pub use std::sync::Arc;
+pub use std::time::Duration;
+pub use tokio_util::sync::CancellationToken;
+
+/// What the test's devices report: a 4-core Linux box with Python and no FFmpeg, a task per core.
+pub fn device_caps() -> Capabilities {
+    Capabilities {
+        cores: 4,
+        memory_mb: 4096,
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        python: Some("3.11.7".into()),
+        ffmpeg: None,
+        benchmark: 100.0,
+        slots: 4,
+        allows: Default::default(),
+        ..Default::default()
+    }
+}
+
+pub struct TestGrid {
+    pub url: String,
+    pub credentials: Credentials,
+    pub grid: Arc<Grid>,
+    pub stop: CancellationToken,
+    pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestGrid {
+    pub async fn start(tweak: impl FnOnce(&mut Config)) -> TestGrid {
+        Self::start_in(tempfile::tempdir().unwrap(), tweak).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Config)) -> TestGrid {
+        let mut config = Config::new(dir.path());
+        tweak(&mut config);
+        let (grid, credentials) = Grid::open(config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(idlegrid_coordinator::serve(
+            listener,
+            grid.clone(),
+            stop.clone(),
+        ));
+        TestGrid {
+            url,
+            credentials,
+            grid,
+            stop,
+            server,
+            dir,
+        }
+    }
+
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.stop.cancel();
+        self.server.await.unwrap().unwrap();
+        self.dir
+    }
+
+    pub fn customer(&self) -> Client {
+        Client::new(&self.url, &self.credentials.api_key).unwrap()
+    }
+
+    pub async fn worker(&self, name: &str) -> Client {
+        let registered = Client::register(
+            &self.url,
+            &self.credentials.enrollment_token,
+            &RegisterWorker {
+                name: name.into(),
+                capabilities: device_caps(),
+            },
+        )
+        .await
+        .unwrap();
+        Client::new(&self.url, &registered.token).unwrap()
+    }
+
+    /// A new device owner of its own (made with the operator key), and its enrollment token.
+    pub async fn owner(&self, name: &str) -> String {
+        Client::new(&self.url, &self.credentials.operator_key)
+            .unwrap()
+            .create_owner(&idlegrid_api::accounts::NewOwner {
+                name: name.into(),
+                customer: None,
+            })
+            .await
+            .unwrap()
+            .enrollment_token
+    }
+
+    /// A device registered with enrollment token `token`.
+    pub async fn device_with(&self, token: &str, name: &str) -> Client {
+        let registered = Client::register(
+            &self.url,
+            token,
+            &RegisterWorker {
+                name: name.into(),
+                capabilities: device_caps(),
+            },
+        )
+        .await
+        .unwrap();
+        Client::new(&self.url, &registered.token).unwrap()
+    }
+
+    /// A device of an owner of its own, named after it.
+    pub async fn stranger(&self, name: &str) -> Client {
+        let token = self.owner(name).await;
+        self.device_with(&token, name).await
+    }
+
+    /// Creates, uploads and runs a python-map job over `input`.
+    pub async fn submit(&self, input: &str, chunk_lines: u64, max_attempts: u32) -> Job {
+        let preferences = Preferences {
+            max_attempts,
+            ..Preferences::default()
+        };
+        self.submit_with(input, chunk_lines, preferences).await
+    }
+
+    /// Creates, uploads and runs a python-map job over `input`, run as `preferences` say.
+    pub async fn submit_with(
+        &self,
+        input: &str,
+        chunk_lines: u64,
+        preferences: Preferences,
+    ) -> Job {
+        let customer = self.customer();
+        let job = self.create(chunk_lines, preferences).await;
+        customer
+            .upload_input_bytes(job.id, input.to_string().into())
+            .await
+            .unwrap();
+        customer.run_job(job.id).await.unwrap()
+    }
+
+    /// A running fast-tier job of one chunk, `only`.
+    pub async fn submit_one_fast_chunk(&self) -> Job {
+        let fast = Preferences {
+            tier: idlegrid_domain::Tier::Fast,
+            ..Preferences::default()
+        };
+        self.submit_with("only\n", 1, fast).await
+    }
+}
+
+impl TestGrid {
+    /// A client of a second customer, `other`.
+    pub async fn other_customer(&self) -> Client {
+        let other = self.grid.store.ensure_tenant("other").await.unwrap();
+        self.grid
+            .store
+            .add_credential(
+                idlegrid_coordinator::http::auth::hash_secret("igk_other"),
+                idlegrid_storage::records::Principal::Tenant(other),
+            )
+            .await
+            .unwrap();
+        Client::new(&self.url, "igk_other").unwrap()
+    }
+
+    /// Creates a python-map job of `chunk_lines` lines per chunk, waiting for its input.
+    pub async fn create(&self, chunk_lines: u64, preferences: Preferences) -> Job {
+        self.customer()
+            .create_job(&CreateJob {
+                app: "python-map".into(),
+                params: serde_json::json!({"n": 1}),
+                script: Some("print('hi')\n".into()),
+                chunk_lines: Some(chunk_lines),
+                chunk_seconds: None,
+                preferences,
+                input_from: None,
+                output_to: None,
+                webhook: None,
+            })
+            .await
+            .unwrap()
+    }
+}
+
+pub async fn lease(worker: &Client, max: u32) -> LeaseGrant {
+    worker
+        .lease(&LeaseRequest {
+            max_tasks: max,
+            wait_ms: 5000,
+        })
+        .await
+        .unwrap()
+}
+
+/// Reports one lease's outcome; the reply says whether it was taken.
+pub async fn report_one(
+    worker: &Client,
+    lease_id: idlegrid_api::LeaseId,
+    task_id: idlegrid_api::TaskId,
+    outcome: ReportOutcome,
+) -> idlegrid_api::tasks::ReportReply {
+    worker
+        .report(&Report {
+            reports: vec![ReportItem {
+                lease_id,
+                task_id,
+                outcome,
+            }],
+        })
+        .await
+        .unwrap()
+}
+
+pub fn completed(output: &[u8]) -> ReportOutcome {
+    ReportOutcome::Completed {
+        sha256: sha256_bytes(output),
+        size: output.len() as u64,
+        inline_base64: Some(base64::engine::general_purpose::STANDARD.encode(output)),
+    }
+}
+
+pub async fn wait_for(customer: &Client, job: JobId, state: JobState) -> Job {
+    for _ in 0..200 {
+        let status = customer.job(job).await.unwrap();
+        if status.state == state {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "job {job} never became {state}: {:?}",
+        customer.job(job).await.unwrap()
+    );
+}
+
+/// Files (not directories) below `dir`; 0 if it does not exist.
+pub fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+        .sum()
+}
+
+pub fn api_code(e: ClientError) -> (u16, String) {
+    (
+        e.status().unwrap_or(0),
+        e.code().unwrap_or_default().to_string(),
+    )
+}
+
+/// Plays a device that upper-cases every chunk it leases, until `job` is completed or failed.
+pub async fn upper_case_until_done(grid: &TestGrid, worker: &Client, job: JobId) -> Job {
+    let customer = grid.customer();
+    for _ in 0..400 {
+        let status = customer.job(job).await.unwrap();
+        if status.state.is_terminal() {
+            return status;
+        }
+        let grant = worker
+            .lease(&LeaseRequest {
+                max_tasks: 10,
+                wait_ms: 50,
+            })
+            .await
+            .unwrap();
+        for l in grant.leases {
+            let path = grid.dir.path().join(format!("chunk-{}", l.lease_id));
+            worker
+                .download_lease_input(l.lease_id, &path)
+                .await
+                .unwrap();
+            let text = std::fs::read_to_string(&path).unwrap().to_uppercase();
+            report_one(worker, l.lease_id, l.task_id, completed(text.as_bytes())).await;
+        }
+    }
+    panic!("job {job} never ended");
+}
+
+/// Serves `body` to every request on a loopback port, as a customer's web server would.
+pub async fn serve_file(body: &'static str) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/input.txt", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+    });
+    url
+}
+
+pub fn create_from(input_from: InputSource, output_to: Option<BucketObject>) -> CreateJob {
+    CreateJob {
+        app: "python-map".into(),
+        params: serde_json::json!({}),
+        script: Some("print(1)\n".into()),
+        chunk_lines: Some(1),
+        chunk_seconds: None,
+        preferences: Preferences::default(),
+        input_from: Some(input_from),
+        output_to,
+        webhook: None,
+    }
+}
+
+/// A fresh database on the PostgreSQL `scripts/services.sh` started (`IDLEGRID_TEST_POSTGRES`);
+/// `None`, with a note, when it is not set (unless the services are required).
+pub fn fresh_postgres() -> Option<String> {
+    let Ok(pg) = std::env::var("IDLEGRID_TEST_POSTGRES") else {
+        assert!(
+            std::env::var("IDLEGRID_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "IDLEGRID_TEST_POSTGRES is not set: start the services with scripts/services.sh"
+        );
+        eprintln!("IDLEGRID_TEST_POSTGRES is not set: PostgreSQL test skipped");
+        return None;
+    };
+    let name = format!("api_{:016x}", rand::random::<u64>());
+    let created = std::process::Command::new("psql")
+        .arg(&pg)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql runs");
+    assert!(created.success(), "cannot create database {name} on {pg}");
+    let (server, _) = pg.rsplit_once('/').expect("a database in the URL");
+    Some(format!("{server}/{name}"))
+}
