@@ -72,11 +72,11 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 async fn a_worker_killed_mid_task_leaves_no_process_and_its_restart_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(dir.path(), &["--lease-secs", "3"]);
-    let token = coordinator.enrollment_token.clone();
+    let token = coordinator.ready.enrollment_token.clone();
     let log = || std::fs::read_to_string(dir.path().join("w.log")).unwrap_or_default();
     let mut worker = coordinator.worker(dir.path(), &token, "w", 1);
 
-    let client = coordinator.customer();
+    let client = coordinator.ready.customer();
     let job = client
         .create_job(&CreateJob {
             app: "python-map".into(),

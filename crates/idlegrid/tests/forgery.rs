@@ -47,7 +47,7 @@ impl Cheater {
         let dir = dir.join(format!("cheater-{}", &token[..8.min(token.len())]));
         std::fs::create_dir_all(&dir).unwrap();
         let mut cheater = Cheater {
-            url: coordinator.url.clone(),
+            url: coordinator.ready.url.clone(),
             token: token.to_string(),
             devices: Vec::new(),
             holders: Default::default(),
@@ -267,7 +267,7 @@ struct Scene {
     source: PathBuf,
     leases: Vec<Lease>,
     bundle: String,
-    honest: Vec<common::Child>,
+    honest: Vec<common::Proc>,
 }
 
 impl Scene {
@@ -288,18 +288,18 @@ impl Scene {
         // On the open grid, owners first: the job is made on a grid of strangers.
         let (cheater_token, honest_tokens) = match fleet {
             Fleet::Open => (
-                coordinator.owner("mallory").await,
+                coordinator.ready.owner("mallory").await,
                 [
-                    coordinator.owner("alice").await,
-                    coordinator.owner("bob").await,
+                    coordinator.ready.owner("alice").await,
+                    coordinator.ready.owner("bob").await,
                 ],
             ),
             Fleet::Private => {
-                let own = coordinator.enrollment_token.clone();
+                let own = coordinator.ready.enrollment_token.clone();
                 (own.clone(), [own.clone(), own])
             }
         };
-        let customer = coordinator.customer();
+        let customer = coordinator.ready.customer();
         let job = customer
             .create_job(&CreateJob {
                 app: "video-transcode".into(),
@@ -382,7 +382,7 @@ impl Scene {
     /// caught (in a private fleet a suspect result that another device outweighs is void,
     /// neither credited nor blamed).
     async fn assert_kept_out(self, caught: bool) {
-        let customer = self.coordinator.customer();
+        let customer = self.coordinator.ready.customer();
         let mut job = customer.job(self.job.id).await.unwrap();
         for _ in 0..1200 {
             if job.state.is_terminal() {
@@ -703,7 +703,7 @@ async fn identical_forgeries_of_two_owners_are_not_believed() {
     // The honest workers would redo the chunk: not yet, the second device is another
     // cheater, of another owner, that returns the same bytes.
     drop(scene.honest);
-    let second_token = scene.coordinator.owner("trudy").await;
+    let second_token = scene.coordinator.ready.owner("trudy").await;
     let mut second = Cheater::register(&scene.coordinator, &second_token, scene.dir.path()).await;
     let solid = |cheater: &Cheater, lease: &Lease| {
         let out = cheater.dir.join(format!("{}.mkv", lease.lease_id));
@@ -755,7 +755,7 @@ async fn identical_forgeries_of_two_owners_are_not_believed() {
     second.report(&same, &bytes).await;
     // Two owners agreeing on rejected bytes prove nothing (colluders agree): the job goes on,
     // neither device is blamed yet, and the chunk waits for another party.
-    let customer = scene.coordinator.customer();
+    let customer = scene.coordinator.ready.customer();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let job = customer.job(scene.job.id).await.unwrap();
     assert!(!job.state.is_terminal(), "{job:?}");
@@ -763,7 +763,7 @@ async fn identical_forgeries_of_two_owners_are_not_believed() {
     // it; their result is accepted, and both forgers are caught.
     let mut honest = Vec::new();
     for name in ["carol", "dave"] {
-        let token = scene.coordinator.owner(name).await;
+        let token = scene.coordinator.ready.owner(name).await;
         honest.push(scene.coordinator.worker(scene.dir.path(), &token, name, 2));
     }
     let mut job = customer.job(scene.job.id).await.unwrap();

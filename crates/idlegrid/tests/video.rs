@@ -6,6 +6,7 @@
 mod common;
 
 use common::{clip, sh};
+use idlegrid_testkit::files_under;
 use std::path::Path;
 use std::process::Command;
 
@@ -282,9 +283,9 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
     );
     let coordinator = common::Coordinator::start(dir.path(), &[]);
     let (url, key, enroll) = (
-        coordinator.url.clone(),
-        coordinator.api_key.clone(),
-        coordinator.enrollment_token.clone(),
+        coordinator.ready.url.clone(),
+        coordinator.ready.api_key.clone(),
+        coordinator.ready.enrollment_token.clone(),
     );
 
     let customer = Client::new(&url, &key).unwrap();
@@ -470,17 +471,6 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
             "{what} in {path}"
         );
     }
-}
-
-/// Files (not directories) below `dir`; 0 if it does not exist.
-fn files_under(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .map(|e| e.unwrap().path())
-        .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
-        .sum()
 }
 
 /// Transcodes `source` with the given extra arguments and checks the output has every source

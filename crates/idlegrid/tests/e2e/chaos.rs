@@ -141,22 +141,11 @@ async fn chaos_workers_and_coordinator_killed_and_a_forger_and_every_output_exac
         .unwrap_or_else(rand::random);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut cluster = Cluster::start(2);
-    let operator = Client::new(&cluster.ready.url, &cluster.ready.operator_key).unwrap();
-    let owner = async |name: &str| {
-        operator
-            .create_owner(&idlegrid_api::accounts::NewOwner {
-                name: name.into(),
-                customer: None,
-            })
-            .await
-            .unwrap()
-            .enrollment_token
-    };
     for i in 0..4 {
-        let token = owner(&format!("owner-{i}")).await;
+        let token = cluster.ready.owner(&format!("owner-{i}")).await;
         cluster.owners.insert(format!("w{i}"), token);
     }
-    let mallory = owner("mallory").await;
+    let mallory = cluster.ready.owner("mallory").await;
     cluster.add_workers(4);
     let client = cluster.client();
     let preferences = Preferences {

@@ -2,24 +2,19 @@
 //! [`Cluster`] of a coordinator and workers, the transform job's input and exact output, and
 //! bounded waits whose failures show the logs.
 
+pub use crate::common::*;
 pub use futures::StreamExt;
 pub use idlegrid_api::jobs::{CreateJob, Job, JobList, Preferences};
 pub use idlegrid_api::{JobId, JobState};
 pub use idlegrid_client::{Client, sha256_bytes};
-pub use nix::sys::signal::{Signal, kill};
-pub use nix::unistd::Pid;
+pub use nix::sys::signal::Signal;
 pub use std::collections::HashMap;
-pub use std::fs::{File, OpenOptions};
-pub use std::io::{BufRead, BufReader};
+pub use std::io::BufRead;
 pub use std::os::unix::process::ExitStatusExt;
 pub use std::path::{Path, PathBuf};
-pub use std::process::{Child, Command, ExitStatus, Stdio};
-pub use std::sync::mpsc;
+pub use std::process::{Command, Stdio};
 pub use std::time::{Duration, Instant, SystemTime};
 pub use tempfile::TempDir;
-
-/// How long a coordinator may take to print its ready line.
-pub const STARTUP: Duration = Duration::from_secs(30);
 
 /// A fixture script's path.
 pub fn script_path(name: &str) -> PathBuf {
@@ -30,168 +25,6 @@ pub fn script_path(name: &str) -> PathBuf {
 
 pub fn script_text(name: &str) -> String {
     std::fs::read_to_string(script_path(name)).expect("fixture script")
-}
-
-/// The binary, with an environment that cannot reach the user's grid or configuration.
-pub fn idlegrid(home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_idlegrid"));
-    for var in [
-        "IDLEGRID_URL",
-        "IDLEGRID_API_KEY",
-        "IDLEGRID_TOKEN",
-        "IDLEGRID_WORKER_DIR",
-        "IDLEGRID_LISTEN",
-        "IDLEGRID_DATA_DIR",
-        "IDLEGRID_STORE",
-        "IDLEGRID_QUEUE",
-        "IDLEGRID_BLOBS",
-        "IDLEGRID_LEASE_SECS",
-        "IDLEGRID_MAX_UPLOAD_BYTES",
-        "IDLEGRID_CUSTOMER_RPS",
-        "IDLEGRID_WORKER_RPS",
-        "IDLEGRID_SWEEP_SECS",
-        "IDLEGRID_ALLOW_PRIVATE_SOURCES",
-        "IDLEGRID_SECRETS_KEY",
-        "IDLEGRID_WORKER_MAX_CORES",
-        "IDLEGRID_WORKER_CPU_PERCENT",
-        "IDLEGRID_WORKER_MEMORY_MB",
-        "IDLEGRID_WORKER_DISK_MB",
-        "IDLEGRID_WORKER_MAX_TASK_SECS",
-        "IDLEGRID_WORKER_IDLE_MINUTES",
-        "IDLEGRID_WORKER_ON_BATTERY",
-        "IDLEGRID_WORKER_MIN_BATTERY_PERCENT",
-        "IDLEGRID_WORKER_HOURS",
-        "RUST_LOG",
-        "IDLEGRID_LOG_FORMAT",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.env("IDLEGRID_HOME", home).stdin(Stdio::null());
-    cmd
-}
-
-/// A file to append a process's output to (appending, so a restarted process keeps its
-/// predecessor's log).
-pub fn log_file(path: &Path) -> File {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()))
-}
-
-/// The last `lines` lines of a log file.
-pub fn tail(path: &Path, lines: usize) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes);
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// A child process that is SIGKILLed (and reaped) when dropped, unless it already ended.
-pub struct Proc {
-    pub name: String,
-    pub child: Child,
-    /// Where its stderr goes.
-    pub log: PathBuf,
-}
-
-impl Proc {
-    /// Spawns `cmd`, whose stdio the caller has set up; `log` is where its stderr goes.
-    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Proc {
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc {
-            name: name.to_string(),
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    pub fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    pub fn signal(&self, signal: Signal) {
-        kill(self.pid(), signal)
-            .unwrap_or_else(|e| panic!("cannot send {signal} to {}: {e}", self.name));
-    }
-
-    /// Waits for the process to end, at most `timeout`.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// SIGKILLs the process and reaps it.
-    pub fn kill_hard(&mut self) -> ExitStatus {
-        self.signal(Signal::SIGKILL);
-        self.wait_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("{} survived SIGKILL for 10 s", self.name))
-    }
-
-    pub fn log_tail(&self, lines: usize) -> String {
-        tail(&self.log, lines)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(self.pid(), Signal::SIGKILL);
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// What a finished command printed.
-pub struct Finished {
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Finished {
-    pub fn describe(&self) -> String {
-        format!(
-            "status {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status, self.stdout, self.stderr
-        )
-    }
-}
-
-/// Runs a command to its end, at most `timeout` (then it is killed and the test fails). Its
-/// output is kept in `dir/<name>.stdout` and `.stderr`.
-pub fn run_bounded(mut cmd: Command, dir: &Path, name: &str, timeout: Duration) -> Finished {
-    let out = dir.join(format!("{name}.stdout"));
-    let err = dir.join(format!("{name}.stderr"));
-    cmd.stdout(log_file(&out)).stderr(log_file(&err));
-    let mut proc = Proc::spawn(name, cmd, &err);
-    let Some(status) = proc.wait_timeout(timeout) else {
-        panic!(
-            "`{name}` did not finish within {timeout:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            tail(&out, 40),
-            tail(&err, 40)
-        );
-    };
-    Finished {
-        status,
-        stdout: String::from_utf8_lossy(&std::fs::read(&out).unwrap_or_default()).into_owned(),
-        stderr: String::from_utf8_lossy(&std::fs::read(&err).unwrap_or_default()).into_owned(),
-    }
 }
 
 /// The test input: `n` lines with ASCII, accents, other scripts, an emoji, tabs, and a few
@@ -264,48 +97,20 @@ pub fn difference(actual: &[u8], expected: &[u8]) -> Option<String> {
     ))
 }
 
-/// The ready line of `idlegrid serve --json`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ready {
-    pub url: String,
-    pub api_key: String,
-    pub enrollment_token: String,
-    pub operator_key: String,
-}
-
-impl Ready {
-    pub fn port(&self) -> u16 {
-        self.url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {}", self.url))
-    }
-}
-
 /// `serve` arguments for backends shared by the coordinators of one test: a fresh PostgreSQL
 /// database, a Redis key prefix and an S3 prefix on the servers `scripts/services.sh` started
-/// (`IDLEGRID_TEST_POSTGRES`, `_REDIS`, `_S3`). `None` when those are not set.
-pub fn fresh_shared_backends() -> Option<Vec<String>> {
-    let (Ok(pg), Ok(redis), Ok(s3)) = (
-        std::env::var("IDLEGRID_TEST_POSTGRES"),
-        std::env::var("IDLEGRID_TEST_REDIS"),
-        std::env::var("IDLEGRID_TEST_S3"),
-    ) else {
-        return None;
-    };
-    let name = format!("e2e_{:016x}", rand::random::<u64>());
-    let created = Command::new("psql")
-        .arg(&pg)
-        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
-        .status()
-        .expect("psql runs");
-    assert!(created.success(), "cannot create database {name} on {pg}");
-    let (server, _) = pg.rsplit_once('/').expect("a database in the URL");
+/// (`IDLEGRID_TEST_POSTGRES`, `_REDIS`, `_S3`). `None`, with a note that `what` is skipped,
+/// when those are not set (unless the services are required).
+pub fn fresh_shared_backends(what: &str) -> Option<Vec<String>> {
+    let pg = idlegrid_testkit::service("IDLEGRID_TEST_POSTGRES", what)?;
+    let redis = idlegrid_testkit::service("IDLEGRID_TEST_REDIS", what)?;
+    let s3 = idlegrid_testkit::service("IDLEGRID_TEST_S3", what)?;
+    let name = idlegrid_testkit::unique_name("e2e_");
+    let store = idlegrid_testkit::create_database(&pg, &name);
     let (bucket, query) = s3.split_once('?').unwrap_or((&s3, ""));
     Some(vec![
         "--store".into(),
-        format!("{server}/{name}"),
+        store,
         "--queue".into(),
         format!("{}/?prefix={name}:", redis.trim_end_matches('/')),
         "--blobs".into(),
@@ -319,7 +124,7 @@ pub fn fresh_shared_backends() -> Option<Vec<String>> {
 /// PostgreSQL + Redis + S3 (fresh ones for every cluster).
 pub fn suite_backends() -> Vec<String> {
     match std::env::var("IDLEGRID_E2E_BACKENDS").as_deref() {
-        Ok("services") => fresh_shared_backends()
+        Ok("services") => fresh_shared_backends("the suite on the services")
             .expect("IDLEGRID_E2E_BACKENDS=services needs scripts/services.sh's variables"),
         _ => Vec::new(),
     }
@@ -393,22 +198,11 @@ impl Cluster {
 
     /// [`Cluster::spawn_worker_at`] with more flags, such as the owner's controls.
     pub fn spawn_worker_with(&self, name: &str, url: &str, flags: &[&str]) -> Proc {
-        let log = self.path().join(format!("{name}.log"));
-        let mut cmd = idlegrid(&self.home());
-        cmd.args(["worker", "--coordinator", url])
-            .args(flags)
-            .args([
-                "--token",
-                self.owners
-                    .get(name)
-                    .unwrap_or(&self.ready.enrollment_token),
-            ])
-            .args(["--slots", "1", "--name", name])
-            .arg("--state-dir")
-            .arg(self.path().join(name))
-            .stdout(log_file(&log))
-            .stderr(log_file(&log));
-        Proc::spawn(name, cmd, &log)
+        let token = self
+            .owners
+            .get(name)
+            .unwrap_or(&self.ready.enrollment_token);
+        worker(self.path(), url, token, name, 1, flags)
     }
 
     /// The customer's client.
@@ -557,63 +351,24 @@ pub async fn wait_job(
     }
 }
 
-/// Starts `idlegrid serve --json` with the `extra` arguments, its data in `dir/coordinator` and
-/// its stderr appended to `dir/coordinator.log`; returns once it printed its ready line. Its
-/// stdout is drained by a thread so the pipe never fills.
+/// [`serve`] with `--lease-secs lease_secs` and the `extra` arguments, its data in
+/// `dir/coordinator` and its stderr appended to `dir/coordinator.log`.
 pub fn start_coordinator_with(
     dir: &Path,
     listen: &str,
     lease_secs: u64,
     extra: &[&str],
 ) -> (Proc, Ready) {
-    let log = dir.join("coordinator.log");
-    let mut cmd = idlegrid(&dir.join("home"));
-    cmd.args(["serve", "--listen", listen, "--json"])
-        .args(["--lease-secs", &lease_secs.to_string()])
-        .args(extra)
-        .arg("--data-dir")
-        .arg(dir.join("coordinator"))
-        .stdout(Stdio::piped())
-        .stderr(log_file(&log));
-    let mut proc = Proc::spawn("coordinator", cmd, &log);
-    let stdout = proc.child.stdout.take().expect("coordinator stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(line)) = lines.next() {
-            let _ = tx.send(line);
-        }
-        for _ in lines {}
-    });
-    let line = match rx.recv_timeout(STARTUP) {
-        Ok(line) => line,
-        Err(e) => {
-            let status = proc.wait_timeout(Duration::ZERO);
-            panic!(
-                "the coordinator printed no ready line ({e}; exit status {status:?})\n--- log ---\n{}",
-                tail(&log, 60)
-            );
-        }
-    };
-    let value: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("coordinator ready line {line:?} is not JSON: {e}"));
-    let field = |name: &str| {
-        value[name]
-            .as_str()
-            .unwrap_or_else(|| panic!("ready line {line:?} lacks {name}"))
-            .to_string()
-    };
-    let ready = Ready {
-        url: field("url"),
-        api_key: field("api_key"),
-        enrollment_token: field("enrollment_token"),
-        operator_key: field("operator_key"),
-    };
-    assert!(
-        ready.url.starts_with("http://127.0.0.1:"),
-        "unexpected url in {line:?}"
-    );
-    (proc, ready)
+    let lease_secs = lease_secs.to_string();
+    let mut args = vec!["--lease-secs", lease_secs.as_str()];
+    args.extend(extra);
+    serve(
+        dir,
+        listen,
+        &dir.join("coordinator"),
+        &dir.join("coordinator.log"),
+        &args,
+    )
 }
 
 /// Creates a python-map job with `scripts/transform.py`.

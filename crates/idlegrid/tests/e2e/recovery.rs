@@ -65,18 +65,13 @@ async fn a_coordinator_killed_mid_job_and_restarted_finishes_the_job() {
 /// Makes `dir/clip.mp4`: `seconds` of 640×360 test pattern at 25 fps with a keyframe every
 /// 12 frames, and a sine tone.
 fn test_clip(dir: &Path, seconds: u32) -> PathBuf {
-    let clip = dir.join("clip.mp4");
-    let made = Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=size=640x360:rate=25:duration={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:duration={seconds}"))
-        .args(["-c:v", "libx264", "-g", "12", "-c:a", "aac", "-shortest"])
-        .arg(&clip)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(made.success());
-    clip
+    clip(
+        dir,
+        "clip.mp4",
+        &format!("testsrc2=size=640x360:rate=25:duration={seconds}"),
+        Some(&format!("sine=frequency=440:duration={seconds}")),
+        &["-c:v", "libx264", "-g", "12", "-c:a", "aac"],
+    )
 }
 
 /// Creates, uploads and runs a video-transcode job of `clip` in 1 s chunks.
@@ -242,7 +237,10 @@ async fn a_coordinator_killed_during_an_upload_keeps_nothing_of_it() {
     let embedded = cluster.backends.is_empty();
     let job_blobs = blobs.join(format!("jobs/{}", job.id));
     if embedded {
-        while files_in(&job_blobs) == 0 && !uploading.is_finished() && Instant::now() < deadline {
+        while idlegrid_testkit::files_under(&job_blobs) == 0
+            && !uploading.is_finished()
+            && Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     } else {
@@ -283,22 +281,8 @@ async fn a_coordinator_killed_during_an_upload_keeps_nothing_of_it() {
         .await;
     // Only the input and the output remain in the blob store for the job (no staging files).
     if embedded {
-        assert_eq!(files_in(&job_blobs), 2);
+        assert_eq!(idlegrid_testkit::files_under(&job_blobs), 2);
     }
-}
-
-/// Regular files under `dir`, recursively (0 if it does not exist).
-fn files_in(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            let path = e.path();
-            if path.is_dir() { files_in(&path) } else { 1 }
-        })
-        .sum()
 }
 
 /// Failover: two coordinators share PostgreSQL, Redis and an S3 bucket, two worker processes
@@ -306,12 +290,7 @@ fn files_in(dir: &Path) -> usize {
 /// other with exactly the output of a run without faults.
 #[tokio::test]
 async fn a_video_job_survives_one_of_two_coordinators_killed() {
-    let Some(backends) = fresh_shared_backends() else {
-        assert!(
-            std::env::var("IDLEGRID_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "the services' variables are not set: run scripts/services.sh start"
-        );
-        eprintln!("PostgreSQL, Redis and S3 are not configured: failover test skipped");
+    let Some(backends) = fresh_shared_backends("failover test") else {
         return;
     };
     let scratch = tempfile::tempdir().unwrap();
