@@ -72,3 +72,24 @@ pub fn files_under(dir: &Path) -> usize {
         })
         .sum()
 }
+
+/// Registers a device named `name` that reports `capabilities`, with the enrollment token
+/// `token` at the coordinator at `url`; returns the device's client.
+pub async fn register_device(
+    url: &str,
+    token: &str,
+    name: &str,
+    capabilities: idlegrid_api::Capabilities,
+) -> idlegrid_client::Client {
+    let registered = idlegrid_client::Client::register(
+        url,
+        token,
+        &idlegrid_api::tasks::RegisterWorker {
+            name: name.into(),
+            capabilities,
+        },
+    )
+    .await
+    .unwrap();
+    idlegrid_client::Client::new(url, &registered.token).unwrap()
+}

@@ -26,26 +26,23 @@ fn acts_on_a_terminal(text: &str) -> bool {
 
 /// Plays the forging device: takes job `job`'s only chunk and fails it with [`ATTACK`].
 async fn fail_with_the_attack(coordinator: &Coordinator, job: JobId) {
-    let registered = Client::register(
+    let capabilities = idlegrid_api::Capabilities {
+        cores: 1,
+        memory_mb: 4096,
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        python: Some("3.11".into()),
+        benchmark: 100.0,
+        slots: 1,
+        ..Default::default()
+    };
+    let device = idlegrid_testkit::register_device(
         &coordinator.ready.url,
         &coordinator.ready.enrollment_token,
-        &RegisterWorker {
-            name: "forger".into(),
-            capabilities: idlegrid_api::Capabilities {
-                cores: 1,
-                memory_mb: 4096,
-                os: "linux".into(),
-                arch: "x86_64".into(),
-                python: Some("3.11".into()),
-                benchmark: 100.0,
-                slots: 1,
-                ..Default::default()
-            },
-        },
+        "forger",
+        capabilities,
     )
-    .await
-    .unwrap();
-    let device = Client::new(&coordinator.ready.url, &registered.token).unwrap();
+    .await;
     loop {
         let grant = device
             .lease(&LeaseRequest {

@@ -9,9 +9,9 @@
 
 mod common;
 
-use common::{Coordinator, clip, sh};
+use common::{Coordinator, clip, sh, tail};
 use idlegrid_api::jobs::{CreateJob, Job};
-use idlegrid_api::tasks::{Lease, LeaseRequest, RegisterWorker, Report, ReportItem, ReportOutcome};
+use idlegrid_api::tasks::{Lease, LeaseRequest, Report, ReportItem, ReportOutcome};
 use idlegrid_api::{JobState, ReplicationMode};
 use idlegrid_client::{Client, sha256_bytes};
 use std::path::{Path, PathBuf};
@@ -59,28 +59,21 @@ impl Cheater {
     }
 
     async fn add_device(&mut self) -> usize {
-        let registered = Client::register(
-            &self.url,
-            &self.token,
-            &RegisterWorker {
-                name: format!("cheater-{}", self.devices.len()),
-                capabilities: idlegrid_api::Capabilities {
-                    cores: 4,
-                    memory_mb: 8192,
-                    os: "linux".into(),
-                    arch: "x86_64".into(),
-                    python: Some("3.11".into()),
-                    ffmpeg: Some(ffmpeg_version()),
-                    benchmark: 1000.0,
-                    slots: 8,
-                    ..Default::default()
-                },
-            },
-        )
-        .await
-        .unwrap();
-        self.devices
-            .push(Client::new(&self.url, &registered.token).unwrap());
+        let capabilities = idlegrid_api::Capabilities {
+            cores: 4,
+            memory_mb: 8192,
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            python: Some("3.11".into()),
+            ffmpeg: Some(ffmpeg_version()),
+            benchmark: 1000.0,
+            slots: 8,
+            ..Default::default()
+        };
+        let name = format!("cheater-{}", self.devices.len());
+        let device =
+            idlegrid_testkit::register_device(&self.url, &self.token, &name, capabilities).await;
+        self.devices.push(device);
         self.devices.len() - 1
     }
 
@@ -392,11 +385,7 @@ impl Scene {
             job = customer.job(self.job.id).await.unwrap();
         }
         if job.state != JobState::Completed {
-            let tail = |name: &str| {
-                let log = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-                let lines: Vec<&str> = log.lines().rev().take(30).collect();
-                format!("{name}, newest first:\n{}", lines.join("\n"))
-            };
+            let tail = |name: &str| format!("{name}:\n{}", tail(&self.dir.path().join(name), 30));
             panic!(
                 "job {:?} ({:?}); chunks {:?}\n{}\n{}\n{}",
                 job.state,

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{clip, sh};
+use common::{clip, idlegrid, sh};
 use idlegrid_testkit::files_under;
 use std::path::Path;
 use std::process::Command;
@@ -79,16 +79,13 @@ fn psnr(output: &Path, source: &Path, width: u64, height: u64) -> f64 {
 
 /// Runs `idlegrid transcode` with no coordinator configured; returns (success, stdout, stderr).
 fn transcode(dir: &Path, input: &Path, output: &Path, extra: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_idlegrid"))
+    let out = idlegrid(&dir.join("home"))
         .arg("transcode")
         .arg(input)
         .arg("-o")
         .arg(output)
         .args(["--local-workers", "2"])
         .args(extra)
-        .env("IDLEGRID_HOME", dir.join("home"))
-        .env_remove("IDLEGRID_URL")
-        .env_remove("IDLEGRID_API_KEY")
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
@@ -270,7 +267,7 @@ fn unusable_inputs_fail_with_a_reason_that_names_the_problem() {
 #[tokio::test]
 async fn tampered_chunks_are_caught_and_the_job_still_completes() {
     use base64::Engine;
-    use idlegrid_api::tasks::{LeaseRequest, RegisterWorker, Report, ReportItem, ReportOutcome};
+    use idlegrid_api::tasks::{LeaseRequest, Report, ReportItem, ReportOutcome};
     use idlegrid_client::{Client, sha256_bytes};
 
     let dir = tempfile::tempdir().unwrap();
@@ -308,28 +305,19 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
 
     // A lying device takes every chunk first: one comes back a frame short, one is a
     // well-formed encode of other pictures, the rest is garbage.
-    let liar = Client::register(
-        &url,
-        &enroll,
-        &RegisterWorker {
-            name: "liar".into(),
-            capabilities: idlegrid_api::Capabilities {
-                cores: 2,
-                memory_mb: 8192,
-                os: "linux".into(),
-                arch: "x86_64".into(),
-                python: Some("3.11".into()),
-                ffmpeg: Some("5.1".into()),
-                benchmark: 1.0,
-                slots: 10,
-                allows: Default::default(),
-                ..Default::default()
-            },
-        },
-    )
-    .await
-    .unwrap();
-    let liar = Client::new(&url, &liar.token).unwrap();
+    let capabilities = idlegrid_api::Capabilities {
+        cores: 2,
+        memory_mb: 8192,
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        python: Some("3.11".into()),
+        ffmpeg: Some("5.1".into()),
+        benchmark: 1.0,
+        slots: 10,
+        allows: Default::default(),
+        ..Default::default()
+    };
+    let liar = idlegrid_testkit::register_device(&url, &enroll, "liar", capabilities).await;
     let mut leases = Vec::new();
     while leases.len() < 3 {
         leases.extend(
@@ -744,7 +732,7 @@ fn hls_output_is_a_ladder_of_aligned_renditions_with_a_master_playlist() {
         ],
     );
     let hls = dir.path().join("hls");
-    let out = Command::new(env!("CARGO_BIN_EXE_idlegrid"))
+    let out = idlegrid(&dir.path().join("home"))
         .arg("transcode")
         .arg(&source)
         .arg("--hls")
@@ -757,9 +745,6 @@ fn hls_output_is_a_ladder_of_aligned_renditions_with_a_master_playlist() {
             "--local-workers",
             "2",
         ])
-        .env("IDLEGRID_HOME", dir.path().join("home"))
-        .env_remove("IDLEGRID_URL")
-        .env_remove("IDLEGRID_API_KEY")
         .output()
         .unwrap();
     assert!(
@@ -955,7 +940,8 @@ fn the_task_script_is_deterministic() {
 /// here is timed).
 #[test]
 fn bench_transcode_smoke() {
-    let out = Command::new(env!("CARGO_BIN_EXE_idlegrid"))
+    let dir = tempfile::tempdir().unwrap();
+    let out = idlegrid(&dir.path().join("home"))
         .args(["bench", "transcode", "--seconds", "3", "--size", "320x240"])
         .args([
             "--chunk-seconds",
@@ -964,8 +950,6 @@ fn bench_transcode_smoke() {
             "veryfast",
             "--json",
         ])
-        .env_remove("IDLEGRID_URL")
-        .env_remove("IDLEGRID_API_KEY")
         .output()
         .unwrap();
     assert!(

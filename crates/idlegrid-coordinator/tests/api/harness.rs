@@ -16,6 +16,7 @@ pub use idlegrid_api::{Capabilities, JobId, JobState};
 pub use idlegrid_client::{Client, ClientError, sha256_bytes};
 pub use idlegrid_coordinator::{Config, Credentials, Grid};
 pub use idlegrid_domain::Account;
+pub use idlegrid_testkit::{files_under, unique_name};
 pub use std::sync::Arc;
 pub use std::time::Duration;
 pub use tokio_util::sync::CancellationToken;
@@ -83,45 +84,18 @@ impl TestGrid {
     }
 
     pub async fn worker(&self, name: &str) -> Client {
-        let registered = Client::register(
-            &self.url,
-            &self.credentials.enrollment_token,
-            &RegisterWorker {
-                name: name.into(),
-                capabilities: device_caps(),
-            },
-        )
-        .await
-        .unwrap();
-        Client::new(&self.url, &registered.token).unwrap()
+        self.device_with(&self.credentials.enrollment_token, name)
+            .await
     }
 
     /// A new device owner of its own (made with the operator key), and its enrollment token.
     pub async fn owner(&self, name: &str) -> String {
-        Client::new(&self.url, &self.credentials.operator_key)
-            .unwrap()
-            .create_owner(&idlegrid_api::accounts::NewOwner {
-                name: name.into(),
-                customer: None,
-            })
-            .await
-            .unwrap()
-            .enrollment_token
+        idlegrid_testkit::new_owner(&self.url, &self.credentials.operator_key, name).await
     }
 
     /// A device registered with enrollment token `token`.
     pub async fn device_with(&self, token: &str, name: &str) -> Client {
-        let registered = Client::register(
-            &self.url,
-            token,
-            &RegisterWorker {
-                name: name.into(),
-                capabilities: device_caps(),
-            },
-        )
-        .await
-        .unwrap();
-        Client::new(&self.url, &registered.token).unwrap()
+        idlegrid_testkit::register_device(&self.url, token, name, device_caps()).await
     }
 
     /// A device of an owner of its own, named after it.
@@ -250,17 +224,6 @@ pub async fn wait_for(customer: &Client, job: JobId, state: JobState) -> Job {
     );
 }
 
-/// Files (not directories) below `dir`; 0 if it does not exist.
-pub fn files_under(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .map(|e| e.unwrap().path())
-        .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
-        .sum()
-}
-
 pub fn api_code(e: ClientError) -> (u16, String) {
     (
         e.status().unwrap_or(0),
@@ -315,7 +278,8 @@ pub async fn serve_file(body: &'static str) -> String {
     url
 }
 
-pub fn create_from(input_from: InputSource, output_to: Option<BucketObject>) -> CreateJob {
+/// A python-map job of one-line chunks that prints 1.
+pub fn print_one_job() -> CreateJob {
     CreateJob {
         app: "python-map".into(),
         params: serde_json::json!({}),
@@ -323,30 +287,66 @@ pub fn create_from(input_from: InputSource, output_to: Option<BucketObject>) -> 
         chunk_lines: Some(1),
         chunk_seconds: None,
         preferences: Preferences::default(),
+        input_from: None,
+        output_to: None,
+        webhook: None,
+    }
+}
+
+pub fn create_from(input_from: InputSource, output_to: Option<BucketObject>) -> CreateJob {
+    CreateJob {
         input_from: Some(input_from),
         output_to,
-        webhook: None,
+        ..print_one_job()
     }
 }
 
 /// A fresh database on the PostgreSQL `scripts/services.sh` started (`IDLEGRID_TEST_POSTGRES`);
 /// `None`, with a note, when it is not set (unless the services are required).
 pub fn fresh_postgres() -> Option<String> {
-    let Ok(pg) = std::env::var("IDLEGRID_TEST_POSTGRES") else {
-        assert!(
-            std::env::var("IDLEGRID_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "IDLEGRID_TEST_POSTGRES is not set: start the services with scripts/services.sh"
-        );
-        eprintln!("IDLEGRID_TEST_POSTGRES is not set: PostgreSQL test skipped");
-        return None;
-    };
-    let name = format!("api_{:016x}", rand::random::<u64>());
-    let created = std::process::Command::new("psql")
-        .arg(&pg)
-        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
-        .status()
-        .expect("psql runs");
-    assert!(created.success(), "cannot create database {name} on {pg}");
-    let (server, _) = pg.rsplit_once('/').expect("a database in the URL");
-    Some(format!("{server}/{name}"))
+    idlegrid_testkit::fresh_postgres("api_")
+}
+
+/// The customer's own bucket on the S3 server `scripts/services.sh` started
+/// (`IDLEGRID_TEST_S3`, `s3://bucket?endpoint=http://127.0.0.1:PORT`), with the customer's keys.
+pub struct CustomerBucket {
+    /// The bucket, as the test reaches it.
+    pub store: idlegrid_storage::blobs::ObjectBlobStore,
+    /// Its name.
+    pub bucket: String,
+    endpoint: String,
+}
+
+impl CustomerBucket {
+    /// The bucket; `None`, with a note that `what` is skipped, when `IDLEGRID_TEST_S3` is not
+    /// set (unless the services are required).
+    pub fn open(what: &str) -> Option<CustomerBucket> {
+        let s3 = idlegrid_testkit::service("IDLEGRID_TEST_S3", what)?;
+        let (bucket, query) = s3.trim_start_matches("s3://").split_once('?').unwrap();
+        let endpoint = query.trim_start_matches("endpoint=").to_string();
+        let store = idlegrid_storage::blobs::ObjectBlobStore::customer_bucket(
+            bucket,
+            Some(&endpoint),
+            None,
+            Some(("customer-key", "customer-secret")),
+        )
+        .unwrap();
+        Some(CustomerBucket {
+            store,
+            bucket: bucket.to_string(),
+            endpoint,
+        })
+    }
+
+    /// How a job names the object `key` of the bucket, with the customer's keys.
+    pub fn object(&self, key: &str) -> BucketObject {
+        BucketObject {
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            endpoint: Some(self.endpoint.clone()),
+            region: None,
+            access_key_id: Some("customer-key".into()),
+            secret_access_key: Some("customer-secret".into()),
+        }
+    }
 }

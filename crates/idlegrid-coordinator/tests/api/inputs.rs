@@ -62,38 +62,17 @@ async fn an_input_comes_from_a_url_and_only_public_https_ones_by_default() {
 
 #[tokio::test]
 async fn an_input_comes_from_the_customers_bucket_and_the_output_goes_back_to_it() {
-    let Ok(s3) = std::env::var("IDLEGRID_TEST_S3") else {
-        assert!(
-            std::env::var("IDLEGRID_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "IDLEGRID_TEST_S3 is not set: start the services with scripts/services.sh"
-        );
-        eprintln!("IDLEGRID_TEST_S3 is not set: customer bucket test skipped");
+    let Some(theirs) = CustomerBucket::open("customer bucket test") else {
         return;
     };
-    // s3://bucket?endpoint=http://127.0.0.1:PORT, from scripts/services.sh.
-    let (bucket, query) = s3.trim_start_matches("s3://").split_once('?').unwrap();
-    let endpoint = query.trim_start_matches("endpoint=").to_string();
-    let prefix = format!("customer-{:016x}", rand::random::<u64>());
-    let theirs = idlegrid_storage::blobs::ObjectBlobStore::customer_bucket(
-        bucket,
-        Some(&endpoint),
-        None,
-        Some(("customer-key", "customer-secret")),
-    )
-    .unwrap();
+    let prefix = unique_name("customer-");
     use idlegrid_storage::blobs::BlobStore;
     theirs
+        .store
         .put_bytes(&format!("{prefix}/in.txt"), "one\ntwo\n".into())
         .await
         .unwrap();
-    let object = |key: &str| BucketObject {
-        bucket: bucket.to_string(),
-        key: format!("{prefix}/{key}"),
-        endpoint: Some(endpoint.clone()),
-        region: None,
-        access_key_id: Some("customer-key".into()),
-        secret_access_key: Some("customer-secret".into()),
-    };
+    let object = |key: &str| theirs.object(&format!("{prefix}/{key}"));
     let grid = TestGrid::start(|c| c.allow_private_sources = true).await;
     let customer = grid.customer();
     let source = InputSource {
@@ -121,6 +100,7 @@ async fn an_input_comes_from_the_customers_bucket_and_the_output_goes_back_to_it
     let done = upper_case_until_done(&grid, &worker, job.id).await;
     assert_eq!(done.state, JobState::Completed, "{done:?}");
     let delivered = theirs
+        .store
         .get_bytes(&format!("{prefix}/out.txt"), None)
         .await
         .unwrap();

@@ -53,15 +53,10 @@ async fn a_restarted_coordinator_rebuilds_its_queues_from_the_records() {
 /// leases, never records: the sweeper queues the work again and the job completes exactly.
 #[tokio::test]
 async fn a_job_survives_its_redis_losing_every_key() {
-    let Ok(redis) = std::env::var("IDLEGRID_TEST_REDIS") else {
-        assert!(
-            std::env::var("IDLEGRID_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "IDLEGRID_TEST_REDIS is not set: start the services with scripts/services.sh"
-        );
-        eprintln!("IDLEGRID_TEST_REDIS is not set: Redis test skipped");
+    let Some(redis) = idlegrid_testkit::service("IDLEGRID_TEST_REDIS", "Redis test") else {
         return;
     };
-    let prefix = format!("api{:016x}:", rand::random::<u64>());
+    let prefix = format!("{}:", unique_name("api"));
     let grid = TestGrid::start(|c| {
         c.backends.queue = Some(format!("{redis}/?prefix={prefix}"));
         c.sweep_interval = Duration::from_millis(200);

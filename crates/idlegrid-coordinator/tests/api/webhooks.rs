@@ -67,15 +67,8 @@ pub async fn webhook_grid() -> TestGrid {
 
 pub fn hooked_job(url: &str) -> CreateJob {
     CreateJob {
-        app: "python-map".into(),
-        params: serde_json::json!({}),
-        script: Some("print(1)\n".into()),
-        chunk_lines: Some(1),
-        chunk_seconds: None,
-        preferences: Preferences::default(),
-        input_from: None,
-        output_to: None,
         webhook: Some(WebhookSpec { url: url.into() }),
+        ..print_one_job()
     }
 }
 
