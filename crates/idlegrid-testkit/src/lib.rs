@@ -1,7 +1,8 @@
 //! Helpers the test suites of several idlegrid crates share: the PostgreSQL, Redis and S3 that
 //! `scripts/services.sh` starts and fresh places on them, accounts made through the API, and
-//! files counted on disk. A dev-dependency only; helpers of one crate's tests stay with them.
+//! files counted on disk, and the jobs the tests ask for. A dev-dependency only; helpers of one crate's tests stay with them.
 
+use idlegrid_api::jobs::{CreateJob, Preferences};
 use std::path::Path;
 
 /// The value of `var`, one of the variables `scripts/services.sh` prints
@@ -92,4 +93,40 @@ pub async fn register_device(
     .await
     .unwrap();
     idlegrid_client::Client::new(url, &registered.token).unwrap()
+}
+
+/// A python-map job running `script` with `params` over chunks of `chunk_lines` lines (or the
+/// app's default), with the default preferences; its input is to be uploaded.
+pub fn python_map_job(
+    script: &str,
+    chunk_lines: Option<u64>,
+    params: serde_json::Value,
+) -> CreateJob {
+    CreateJob {
+        app: "python-map".into(),
+        params,
+        script: Some(script.into()),
+        chunk_lines,
+        chunk_seconds: None,
+        preferences: Preferences::default(),
+        input_from: None,
+        output_to: None,
+        webhook: None,
+    }
+}
+
+/// A video-transcode job with `params` in chunks of `chunk_seconds` (or the app's default),
+/// with the default preferences; its input is to be uploaded.
+pub fn transcode_job(params: serde_json::Value, chunk_seconds: Option<f64>) -> CreateJob {
+    CreateJob {
+        app: "video-transcode".into(),
+        params,
+        script: None,
+        chunk_lines: None,
+        chunk_seconds,
+        preferences: Preferences::default(),
+        input_from: None,
+        output_to: None,
+        webhook: None,
+    }
 }

@@ -10,7 +10,7 @@
 mod common;
 
 use common::{Coordinator, clip, sh, tail};
-use idlegrid_api::jobs::{CreateJob, Job};
+use idlegrid_api::jobs::Job;
 use idlegrid_api::tasks::{Lease, LeaseRequest, Report, ReportItem, ReportOutcome};
 use idlegrid_api::{JobState, ReplicationMode};
 use idlegrid_client::{Client, sha256_bytes};
@@ -294,17 +294,7 @@ impl Scene {
         };
         let customer = coordinator.ready.customer();
         let job = customer
-            .create_job(&CreateJob {
-                app: "video-transcode".into(),
-                params,
-                script: None,
-                chunk_lines: None,
-                chunk_seconds: Some(2.0),
-                preferences: Default::default(),
-                input_from: None,
-                output_to: None,
-                webhook: None,
-            })
+            .create_job(&idlegrid_testkit::transcode_job(params, Some(2.0)))
             .await
             .unwrap();
         let expected = match fleet {

@@ -287,17 +287,10 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
 
     let customer = Client::new(&url, &key).unwrap();
     let job = customer
-        .create_job(&idlegrid_api::jobs::CreateJob {
-            app: "video-transcode".into(),
-            params: serde_json::json!({"x264_preset": "veryfast"}),
-            script: None,
-            chunk_lines: None,
-            chunk_seconds: Some(2.0),
-            preferences: Default::default(),
-            input_from: None,
-            output_to: None,
-            webhook: None,
-        })
+        .create_job(&idlegrid_testkit::transcode_job(
+            serde_json::json!({"x264_preset": "veryfast"}),
+            Some(2.0),
+        ))
         .await
         .unwrap();
     customer.upload_input_file(job.id, &source).await.unwrap();

@@ -16,7 +16,7 @@ pub use idlegrid_api::{Capabilities, JobId, JobState};
 pub use idlegrid_client::{Client, ClientError, sha256_bytes};
 pub use idlegrid_coordinator::{Config, Credentials, Grid};
 pub use idlegrid_domain::Account;
-pub use idlegrid_testkit::{files_under, unique_name};
+pub use idlegrid_testkit::{files_under, python_map_job, transcode_job, unique_name};
 pub use std::sync::Arc;
 pub use std::time::Duration;
 pub use tokio_util::sync::CancellationToken;
@@ -158,15 +158,12 @@ impl TestGrid {
     pub async fn create(&self, chunk_lines: u64, preferences: Preferences) -> Job {
         self.customer()
             .create_job(&CreateJob {
-                app: "python-map".into(),
-                params: serde_json::json!({"n": 1}),
-                script: Some("print('hi')\n".into()),
-                chunk_lines: Some(chunk_lines),
-                chunk_seconds: None,
                 preferences,
-                input_from: None,
-                output_to: None,
-                webhook: None,
+                ..python_map_job(
+                    "print('hi')\n",
+                    Some(chunk_lines),
+                    serde_json::json!({"n": 1}),
+                )
             })
             .await
             .unwrap()
@@ -280,17 +277,7 @@ pub async fn serve_file(body: &'static str) -> String {
 
 /// A python-map job of one-line chunks that prints 1.
 pub fn print_one_job() -> CreateJob {
-    CreateJob {
-        app: "python-map".into(),
-        params: serde_json::json!({}),
-        script: Some("print(1)\n".into()),
-        chunk_lines: Some(1),
-        chunk_seconds: None,
-        preferences: Preferences::default(),
-        input_from: None,
-        output_to: None,
-        webhook: None,
-    }
+    python_map_job("print(1)\n", Some(1), serde_json::json!({}))
 }
 
 pub fn create_from(input_from: InputSource, output_to: Option<BucketObject>) -> CreateJob {

@@ -95,17 +95,7 @@ async fn a_job_runs_through_every_stage_to_its_output() {
 async fn parameters_that_cannot_give_acceptable_output_are_refused_at_creation() {
     let grid = TestGrid::start(|_| {}).await;
     let customer = grid.customer();
-    let video = |params: serde_json::Value| CreateJob {
-        app: "video-transcode".into(),
-        params,
-        script: None,
-        chunk_lines: None,
-        chunk_seconds: None,
-        preferences: Preferences::default(),
-        input_from: None,
-        output_to: None,
-        webhook: None,
-    };
+    let video = |params: serde_json::Value| transcode_job(params, None);
     for (params, field) in [
         (serde_json::json!({"bitrate": "10k"}), "bitrate"),
         (
@@ -203,17 +193,11 @@ async fn customer_writes_are_idempotent_under_retries() {
     let grid = TestGrid::start(|_| {}).await;
     let customer = grid.customer();
     let job = customer
-        .create_job(&CreateJob {
-            app: "python-map".into(),
-            params: serde_json::json!({}),
-            script: Some("print('hi')\n".into()),
-            chunk_lines: Some(1),
-            chunk_seconds: None,
-            preferences: Preferences::default(),
-            input_from: None,
-            output_to: None,
-            webhook: None,
-        })
+        .create_job(&python_map_job(
+            "print('hi')\n",
+            Some(1),
+            serde_json::json!({}),
+        ))
         .await
         .unwrap();
     // The same upload twice (a retry after a lost reply): the same receipt.
@@ -284,18 +268,11 @@ async fn a_job_past_its_deadline_expires_and_its_work_blobs_go_with_it() {
     let refused = grid
         .customer()
         .create_job(&CreateJob {
-            app: "python-map".into(),
-            params: serde_json::json!({}),
-            script: Some("print(1)\n".into()),
-            chunk_lines: None,
-            chunk_seconds: None,
             preferences: Preferences {
                 deadline_secs: Some(0),
                 ..Preferences::default()
             },
-            input_from: None,
-            output_to: None,
-            webhook: None,
+            ..python_map_job("print(1)\n", None, serde_json::json!({}))
         })
         .await
         .unwrap_err();

@@ -7,17 +7,7 @@ use crate::harness::*;
 async fn video_job(grid: &TestGrid, input: &str) -> Job {
     let customer = grid.customer();
     let job = customer
-        .create_job(&CreateJob {
-            app: "video-transcode".into(),
-            params: serde_json::json!({"preset": "360p"}),
-            script: None,
-            chunk_lines: None,
-            chunk_seconds: None,
-            preferences: Preferences::default(),
-            input_from: None,
-            output_to: None,
-            webhook: None,
-        })
+        .create_job(&transcode_job(serde_json::json!({"preset": "360p"}), None))
         .await
         .unwrap();
     customer

@@ -389,15 +389,12 @@ pub async fn create_transform_with(
 ) -> Result<Job, idlegrid_client::ClientError> {
     client
         .create_job(&CreateJob {
-            app: "python-map".into(),
-            params,
-            script: Some(script_text("transform.py")),
-            chunk_lines: Some(chunk_lines),
-            chunk_seconds: None,
             preferences,
-            input_from: None,
-            output_to: None,
-            webhook: None,
+            ..idlegrid_testkit::python_map_job(
+                &script_text("transform.py"),
+                Some(chunk_lines),
+                params,
+            )
         })
         .await
 }

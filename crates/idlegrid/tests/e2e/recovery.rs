@@ -77,17 +77,10 @@ fn test_clip(dir: &Path, seconds: u32) -> PathBuf {
 /// Creates, uploads and runs a video-transcode job of `clip` in 1 s chunks.
 async fn run_video_job(client: &Client, clip: &Path) -> JobId {
     let job = client
-        .create_job(&idlegrid_api::jobs::CreateJob {
-            app: "video-transcode".into(),
-            params: serde_json::json!({"x264_preset": "veryfast"}),
-            script: None,
-            chunk_lines: None,
-            chunk_seconds: Some(1.0),
-            preferences: Default::default(),
-            input_from: None,
-            output_to: None,
-            webhook: None,
-        })
+        .create_job(&idlegrid_testkit::transcode_job(
+            serde_json::json!({"x264_preset": "veryfast"}),
+            Some(1.0),
+        ))
         .await
         .unwrap();
     client.upload_input_file(job.id, clip).await.unwrap();
