@@ -1,8 +1,10 @@
 //! Helpers the test suites of several idlegrid crates share: the PostgreSQL, Redis and S3 that
 //! `scripts/services.sh` starts and fresh places on them, accounts made through the API, and
-//! files counted on disk, and the jobs the tests ask for. A dev-dependency only; helpers of one crate's tests stay with them.
+//! files counted on disk, and the jobs the tests ask for and the results their devices report. A dev-dependency only; helpers of one crate's tests stay with them.
 
+use base64::Engine;
 use idlegrid_api::jobs::{CreateJob, Preferences};
+use idlegrid_api::tasks::ReportOutcome;
 use std::path::Path;
 
 /// The value of `var`, one of the variables `scripts/services.sh` prints
@@ -128,5 +130,14 @@ pub fn transcode_job(params: serde_json::Value, chunk_seconds: Option<f64>) -> C
         input_from: None,
         output_to: None,
         webhook: None,
+    }
+}
+
+/// A device's report that its task completed with `output`, sent inline.
+pub fn completed(output: &[u8]) -> ReportOutcome {
+    ReportOutcome::Completed {
+        sha256: idlegrid_client::sha256_bytes(output),
+        size: output.len() as u64,
+        inline_base64: Some(base64::engine::general_purpose::STANDARD.encode(output)),
     }
 }

@@ -266,9 +266,8 @@ fn unusable_inputs_fail_with_a_reason_that_names_the_problem() {
 
 #[tokio::test]
 async fn tampered_chunks_are_caught_and_the_job_still_completes() {
-    use base64::Engine;
-    use idlegrid_api::tasks::{LeaseRequest, Report, ReportItem, ReportOutcome};
-    use idlegrid_client::{Client, sha256_bytes};
+    use idlegrid_api::tasks::{LeaseRequest, Report, ReportItem};
+    use idlegrid_client::Client;
 
     let dir = tempfile::tempdir().unwrap();
     let source = clip(
@@ -387,11 +386,7 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
         reports.push(ReportItem {
             lease_id: lease.lease_id,
             task_id: lease.task_id,
-            outcome: ReportOutcome::Completed {
-                sha256: sha256_bytes(&bytes),
-                size: bytes.len() as u64,
-                inline_base64: Some(base64::engine::general_purpose::STANDARD.encode(&bytes)),
-            },
+            outcome: idlegrid_testkit::completed(&bytes),
         });
     }
     let reply = liar.report(&Report { reports }).await.unwrap();

@@ -16,7 +16,7 @@ pub use idlegrid_api::{Capabilities, JobId, JobState};
 pub use idlegrid_client::{Client, ClientError, sha256_bytes};
 pub use idlegrid_coordinator::{Config, Credentials, Grid};
 pub use idlegrid_domain::Account;
-pub use idlegrid_testkit::{files_under, python_map_job, transcode_job, unique_name};
+pub use idlegrid_testkit::{completed, files_under, python_map_job, transcode_job, unique_name};
 pub use std::sync::Arc;
 pub use std::time::Duration;
 pub use tokio_util::sync::CancellationToken;
@@ -197,14 +197,6 @@ pub async fn report_one(
         })
         .await
         .unwrap()
-}
-
-pub fn completed(output: &[u8]) -> ReportOutcome {
-    ReportOutcome::Completed {
-        sha256: sha256_bytes(output),
-        size: output.len() as u64,
-        inline_base64: Some(base64::engine::general_purpose::STANDARD.encode(output)),
-    }
 }
 
 pub async fn wait_for(customer: &Client, job: JobId, state: JobState) -> Job {

@@ -22,31 +22,21 @@ async fn forging_device(
     scratch: PathBuf,
     stop: tokio_util::sync::CancellationToken,
 ) -> Forger {
-    use base64::Engine;
-    use idlegrid_api::tasks::{LeaseRequest, RegisterWorker, Report, ReportItem, ReportOutcome};
+    use idlegrid_api::tasks::{LeaseRequest, Report, ReportItem};
     let mut forger = Forger::default();
-    let registered = Client::register(
-        &url,
-        &enrollment,
-        &RegisterWorker {
-            name: name.into(),
-            capabilities: idlegrid_api::Capabilities {
-                cores: 1,
-                memory_mb: 4096,
-                os: "linux".into(),
-                arch: "x86_64".into(),
-                python: Some("3.11.2".into()),
-                ffmpeg: None,
-                benchmark: 100.0,
-                slots: 1,
-                allows: Default::default(),
-                ..Default::default()
-            },
-        },
-    )
-    .await
-    .expect("the forger registers");
-    let worker = Client::new(&url, &registered.token).unwrap();
+    let capabilities = idlegrid_api::Capabilities {
+        cores: 1,
+        memory_mb: 4096,
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        python: Some("3.11.2".into()),
+        ffmpeg: None,
+        benchmark: 100.0,
+        slots: 1,
+        allows: Default::default(),
+        ..Default::default()
+    };
+    let worker = idlegrid_testkit::register_device(&url, &enrollment, name, capabilities).await;
     std::fs::create_dir_all(&scratch).unwrap();
     while !stop.is_cancelled() {
         let request = LeaseRequest {
@@ -102,13 +92,7 @@ async fn forging_device(
                 reports: vec![ReportItem {
                     lease_id: lease.lease_id,
                     task_id: lease.task_id,
-                    outcome: ReportOutcome::Completed {
-                        sha256: sha256_bytes(output.as_bytes()),
-                        size: output.len() as u64,
-                        inline_base64: Some(
-                            base64::engine::general_purpose::STANDARD.encode(&output),
-                        ),
-                    },
+                    outcome: idlegrid_testkit::completed(output.as_bytes()),
                 }],
             };
             if let Err(e) = worker.report(&report).await
