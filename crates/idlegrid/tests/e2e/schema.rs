@@ -48,7 +48,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
             // Longer than the longest lease long-poll (30 s), which it may well ask for.
             .args(["run", &schema, "--max-examples", "25", "--request-timeout", "45"])
             // The stream of all a customer's jobs never ends by itself (clients keep it open),
-            // so every call would wait out the timeout; its events are tested in api.rs.
+            // so every call would wait out the timeout; its events are tested in the API tests.
             .args(["--exclude-path", idlegrid_api::paths::JOBS_EVENTS])
             .args([
                 "--checks",
