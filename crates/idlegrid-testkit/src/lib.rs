@@ -1,11 +1,13 @@
 //! Helpers the test suites of several idlegrid crates share: the PostgreSQL, Redis and S3 that
 //! `scripts/services.sh` starts and fresh places on them, accounts made through the API, and
-//! files counted on disk, and the jobs the tests ask for and the results their devices report. A dev-dependency only; helpers of one crate's tests stay with them.
+//! files counted on disk, the jobs the tests ask for and the results their devices report,
+//! and waiting for a job to end. A dev-dependency only; helpers of one crate's tests stay with them.
 
 use base64::Engine;
 use idlegrid_api::jobs::{CreateJob, Preferences};
 use idlegrid_api::tasks::ReportOutcome;
 use std::path::Path;
+use std::time::Duration;
 
 /// The value of `var`, one of the variables `scripts/services.sh` prints
 /// (`IDLEGRID_TEST_POSTGRES`, `_REDIS`, `_S3`). When it is not set: `None`, with a note that
@@ -140,4 +142,24 @@ pub fn completed(output: &[u8]) -> ReportOutcome {
         size: output.len() as u64,
         inline_base64: Some(base64::engine::general_purpose::STANDARD.encode(output)),
     }
+}
+
+/// Job `id`'s status once it has ended (completed, failed, cancelled or expired), asked for
+/// every `every`, at most `polls` times after the first; the last status if it has not ended
+/// by then.
+pub async fn job_once_ended(
+    client: &idlegrid_client::Client,
+    id: idlegrid_api::JobId,
+    every: Duration,
+    polls: u32,
+) -> idlegrid_api::jobs::Job {
+    let mut status = client.job(id).await.unwrap();
+    for _ in 0..polls {
+        if status.state.is_terminal() {
+            break;
+        }
+        tokio::time::sleep(every).await;
+        status = client.job(id).await.unwrap();
+    }
+    status
 }

@@ -14,6 +14,7 @@ use idlegrid_api::jobs::Job;
 use idlegrid_api::tasks::{Lease, LeaseRequest, Report, ReportItem, ReportOutcome};
 use idlegrid_api::{JobState, ReplicationMode};
 use idlegrid_client::{Client, sha256_bytes};
+use idlegrid_testkit::job_once_ended;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -366,14 +367,7 @@ impl Scene {
     /// neither credited nor blamed).
     async fn assert_kept_out(self, caught: bool) {
         let customer = self.coordinator.ready.customer();
-        let mut job = customer.job(self.job.id).await.unwrap();
-        for _ in 0..1200 {
-            if job.state.is_terminal() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            job = customer.job(self.job.id).await.unwrap();
-        }
+        let job = job_once_ended(&customer, self.job.id, Duration::from_millis(100), 1200).await;
         if job.state != JobState::Completed {
             let tail = |name: &str| format!("{name}:\n{}", tail(&self.dir.path().join(name), 30));
             panic!(
@@ -745,14 +739,7 @@ async fn identical_forgeries_of_two_owners_are_not_believed() {
         let token = scene.coordinator.ready.owner(name).await;
         honest.push(scene.coordinator.worker(scene.dir.path(), &token, name, 2));
     }
-    let mut job = customer.job(scene.job.id).await.unwrap();
-    for _ in 0..1200 {
-        if job.state.is_terminal() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        job = customer.job(scene.job.id).await.unwrap();
-    }
+    let job = job_once_ended(&customer, scene.job.id, Duration::from_millis(100), 1200).await;
     assert_eq!(job.state, JobState::Completed, "{job:?}");
     for owner in [&scene.cheater, &second] {
         let records = owner.records().await;

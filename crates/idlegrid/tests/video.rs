@@ -394,14 +394,13 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
 
     // An honest worker does the work again.
     let _worker = coordinator.worker(dir.path(), &enroll, "worker", 2);
-    let mut status = customer.job(job.id).await.unwrap();
-    for _ in 0..600 {
-        if status.state.is_terminal() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        status = customer.job(job.id).await.unwrap();
-    }
+    let status = idlegrid_testkit::job_once_ended(
+        &customer,
+        job.id,
+        std::time::Duration::from_millis(100),
+        600,
+    )
+    .await;
     assert_eq!(
         status.state,
         idlegrid_api::JobState::Completed,

@@ -16,7 +16,9 @@ pub use idlegrid_api::{Capabilities, JobId, JobState};
 pub use idlegrid_client::{Client, ClientError, sha256_bytes};
 pub use idlegrid_coordinator::{Config, Credentials, Grid};
 pub use idlegrid_domain::Account;
-pub use idlegrid_testkit::{completed, files_under, python_map_job, transcode_job, unique_name};
+pub use idlegrid_testkit::{
+    completed, files_under, job_once_ended, python_map_job, transcode_job, unique_name,
+};
 pub use std::sync::Arc;
 pub use std::time::Duration;
 pub use tokio_util::sync::CancellationToken;

@@ -120,14 +120,7 @@ async fn run_with_a_forger(
     let customer = grid.customer();
     let mut finished = Vec::new();
     for job in &submitted {
-        let mut status = customer.job(job.id).await.unwrap();
-        for _ in 0..1200 {
-            if status.state.is_terminal() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            status = customer.job(job.id).await.unwrap();
-        }
+        let status = job_once_ended(&customer, job.id, Duration::from_millis(50), 1200).await;
         assert_eq!(status.state, JobState::Completed, "{status:?}");
         let path = grid.dir.path().join(format!("out-{}", job.id));
         let sha = status.output.as_ref().unwrap().sha256.clone();
