@@ -10,7 +10,6 @@ mod common;
 
 use common::Coordinator;
 use idlegrid_api::JobState;
-use idlegrid_api::jobs::{CreateJob, Preferences};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::os::unix::process::ExitStatusExt;
@@ -72,23 +71,17 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 async fn a_worker_killed_mid_task_leaves_no_process_and_its_restart_cleans_up() {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(dir.path(), &["--lease-secs", "3"]);
-    let token = coordinator.enrollment_token.clone();
+    let token = coordinator.ready.enrollment_token.clone();
     let log = || std::fs::read_to_string(dir.path().join("w.log")).unwrap_or_default();
     let mut worker = coordinator.worker(dir.path(), &token, "w", 1);
 
-    let client = coordinator.customer();
+    let client = coordinator.ready.customer();
     let job = client
-        .create_job(&CreateJob {
-            app: "python-map".into(),
-            params: serde_json::json!({"sleep": 3}),
-            script: Some(SCRIPT.into()),
-            chunk_lines: Some(1),
-            chunk_seconds: None,
-            preferences: Preferences::default(),
-            input_from: None,
-            output_to: None,
-            webhook: None,
-        })
+        .create_job(&idlegrid_testkit::python_map_job(
+            SCRIPT,
+            Some(1),
+            serde_json::json!({"sleep": 3}),
+        ))
         .await
         .unwrap();
     client

@@ -26,26 +26,23 @@ fn acts_on_a_terminal(text: &str) -> bool {
 
 /// Plays the forging device: takes job `job`'s only chunk and fails it with [`ATTACK`].
 async fn fail_with_the_attack(coordinator: &Coordinator, job: JobId) {
-    let registered = Client::register(
-        &coordinator.url,
-        &coordinator.enrollment_token,
-        &RegisterWorker {
-            name: "forger".into(),
-            capabilities: idlegrid_api::Capabilities {
-                cores: 1,
-                memory_mb: 4096,
-                os: "linux".into(),
-                arch: "x86_64".into(),
-                python: Some("3.11".into()),
-                benchmark: 100.0,
-                slots: 1,
-                ..Default::default()
-            },
-        },
+    let capabilities = idlegrid_api::Capabilities {
+        cores: 1,
+        memory_mb: 4096,
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        python: Some("3.11".into()),
+        benchmark: 100.0,
+        slots: 1,
+        ..Default::default()
+    };
+    let device = idlegrid_testkit::register_device(
+        &coordinator.ready.url,
+        &coordinator.ready.enrollment_token,
+        "forger",
+        capabilities,
     )
-    .await
-    .unwrap();
-    let device = Client::new(&coordinator.url, &registered.token).unwrap();
+    .await;
     loop {
         let grant = device
             .lease(&LeaseRequest {
@@ -90,14 +87,19 @@ async fn a_failure_reason_full_of_escape_sequences_is_printed_as_text() {
             input.to_str().unwrap(),
         ])
         .args(["--output", dir.path().join("out.txt").to_str().unwrap()])
-        .args(["--max-attempts", "1", "--coordinator", &coordinator.url])
-        .args(["--api-key", &coordinator.api_key])
+        .args([
+            "--max-attempts",
+            "1",
+            "--coordinator",
+            &coordinator.ready.url,
+        ])
+        .args(["--api-key", &coordinator.ready.api_key])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let job = JobId(1);
-    let customer = coordinator.customer();
+    let customer = coordinator.ready.customer();
     while customer.job(job).await.is_err() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -127,8 +129,8 @@ async fn a_failure_reason_full_of_escape_sequences_is_printed_as_text() {
 
     // `idlegrid job` shows it escaped.
     let shown = idlegrid(&dir.path().join("home"))
-        .args(["job", "1", "--coordinator", &coordinator.url])
-        .args(["--api-key", &coordinator.api_key])
+        .args(["job", "1", "--coordinator", &coordinator.ready.url])
+        .args(["--api-key", &coordinator.ready.api_key])
         .output()
         .unwrap();
     assert!(shown.status.success());
@@ -143,8 +145,14 @@ async fn a_failure_reason_full_of_escape_sequences_is_printed_as_text() {
 
     // `--json` keeps the reason as stored, in JSON escapes only.
     let json = idlegrid(&dir.path().join("home"))
-        .args(["job", "1", "--json", "--coordinator", &coordinator.url])
-        .args(["--api-key", &coordinator.api_key])
+        .args([
+            "job",
+            "1",
+            "--json",
+            "--coordinator",
+            &coordinator.ready.url,
+        ])
+        .args(["--api-key", &coordinator.ready.api_key])
         .output()
         .unwrap();
     let printed = String::from_utf8_lossy(&json.stdout);
@@ -179,8 +187,8 @@ async fn a_device_name_full_of_escape_sequences_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let coordinator = Coordinator::start(dir.path(), &[]);
     let err = Client::register(
-        &coordinator.url,
-        &coordinator.enrollment_token,
+        &coordinator.ready.url,
+        &coordinator.ready.enrollment_token,
         &RegisterWorker {
             name: "laptop\x1b[2J\x1b]0;pwned\x07".into(),
             capabilities: idlegrid_api::Capabilities {
@@ -198,6 +206,6 @@ async fn a_device_name_full_of_escape_sequences_is_refused() {
         err.to_string().contains("the control character \\x1b"),
         "{err}"
     );
-    let owner = Client::new(&coordinator.url, &coordinator.enrollment_token).unwrap();
+    let owner = Client::new(&coordinator.ready.url, &coordinator.ready.enrollment_token).unwrap();
     assert!(owner.owner_devices().await.unwrap().devices.is_empty());
 }

@@ -9,11 +9,12 @@
 
 mod common;
 
-use common::{Coordinator, clip, sh};
-use idlegrid_api::jobs::{CreateJob, Job};
-use idlegrid_api::tasks::{Lease, LeaseRequest, RegisterWorker, Report, ReportItem, ReportOutcome};
+use common::{Coordinator, clip, sh, tail};
+use idlegrid_api::jobs::Job;
+use idlegrid_api::tasks::{Lease, LeaseRequest, Report, ReportItem, ReportOutcome};
 use idlegrid_api::{JobState, ReplicationMode};
 use idlegrid_client::{Client, sha256_bytes};
+use idlegrid_testkit::job_once_ended;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ impl Cheater {
         let dir = dir.join(format!("cheater-{}", &token[..8.min(token.len())]));
         std::fs::create_dir_all(&dir).unwrap();
         let mut cheater = Cheater {
-            url: coordinator.url.clone(),
+            url: coordinator.ready.url.clone(),
             token: token.to_string(),
             devices: Vec::new(),
             holders: Default::default(),
@@ -59,28 +60,21 @@ impl Cheater {
     }
 
     async fn add_device(&mut self) -> usize {
-        let registered = Client::register(
-            &self.url,
-            &self.token,
-            &RegisterWorker {
-                name: format!("cheater-{}", self.devices.len()),
-                capabilities: idlegrid_api::Capabilities {
-                    cores: 4,
-                    memory_mb: 8192,
-                    os: "linux".into(),
-                    arch: "x86_64".into(),
-                    python: Some("3.11".into()),
-                    ffmpeg: Some(ffmpeg_version()),
-                    benchmark: 1000.0,
-                    slots: 8,
-                    ..Default::default()
-                },
-            },
-        )
-        .await
-        .unwrap();
-        self.devices
-            .push(Client::new(&self.url, &registered.token).unwrap());
+        let capabilities = idlegrid_api::Capabilities {
+            cores: 4,
+            memory_mb: 8192,
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            python: Some("3.11".into()),
+            ffmpeg: Some(ffmpeg_version()),
+            benchmark: 1000.0,
+            slots: 8,
+            ..Default::default()
+        };
+        let name = format!("cheater-{}", self.devices.len());
+        let device =
+            idlegrid_testkit::register_device(&self.url, &self.token, &name, capabilities).await;
+        self.devices.push(device);
         self.devices.len() - 1
     }
 
@@ -267,7 +261,7 @@ struct Scene {
     source: PathBuf,
     leases: Vec<Lease>,
     bundle: String,
-    honest: Vec<common::Child>,
+    honest: Vec<common::Proc>,
 }
 
 impl Scene {
@@ -288,30 +282,20 @@ impl Scene {
         // On the open grid, owners first: the job is made on a grid of strangers.
         let (cheater_token, honest_tokens) = match fleet {
             Fleet::Open => (
-                coordinator.owner("mallory").await,
+                coordinator.ready.owner("mallory").await,
                 [
-                    coordinator.owner("alice").await,
-                    coordinator.owner("bob").await,
+                    coordinator.ready.owner("alice").await,
+                    coordinator.ready.owner("bob").await,
                 ],
             ),
             Fleet::Private => {
-                let own = coordinator.enrollment_token.clone();
+                let own = coordinator.ready.enrollment_token.clone();
                 (own.clone(), [own.clone(), own])
             }
         };
-        let customer = coordinator.customer();
+        let customer = coordinator.ready.customer();
         let job = customer
-            .create_job(&CreateJob {
-                app: "video-transcode".into(),
-                params,
-                script: None,
-                chunk_lines: None,
-                chunk_seconds: Some(2.0),
-                preferences: Default::default(),
-                input_from: None,
-                output_to: None,
-                webhook: None,
-            })
+            .create_job(&idlegrid_testkit::transcode_job(params, Some(2.0)))
             .await
             .unwrap();
         let expected = match fleet {
@@ -382,21 +366,10 @@ impl Scene {
     /// caught (in a private fleet a suspect result that another device outweighs is void,
     /// neither credited nor blamed).
     async fn assert_kept_out(self, caught: bool) {
-        let customer = self.coordinator.customer();
-        let mut job = customer.job(self.job.id).await.unwrap();
-        for _ in 0..1200 {
-            if job.state.is_terminal() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            job = customer.job(self.job.id).await.unwrap();
-        }
+        let customer = self.coordinator.ready.customer();
+        let job = job_once_ended(&customer, self.job.id, Duration::from_millis(100), 1200).await;
         if job.state != JobState::Completed {
-            let tail = |name: &str| {
-                let log = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-                let lines: Vec<&str> = log.lines().rev().take(30).collect();
-                format!("{name}, newest first:\n{}", lines.join("\n"))
-            };
+            let tail = |name: &str| format!("{name}:\n{}", tail(&self.dir.path().join(name), 30));
             panic!(
                 "job {:?} ({:?}); chunks {:?}\n{}\n{}\n{}",
                 job.state,
@@ -703,7 +676,7 @@ async fn identical_forgeries_of_two_owners_are_not_believed() {
     // The honest workers would redo the chunk: not yet, the second device is another
     // cheater, of another owner, that returns the same bytes.
     drop(scene.honest);
-    let second_token = scene.coordinator.owner("trudy").await;
+    let second_token = scene.coordinator.ready.owner("trudy").await;
     let mut second = Cheater::register(&scene.coordinator, &second_token, scene.dir.path()).await;
     let solid = |cheater: &Cheater, lease: &Lease| {
         let out = cheater.dir.join(format!("{}.mkv", lease.lease_id));
@@ -755,7 +728,7 @@ async fn identical_forgeries_of_two_owners_are_not_believed() {
     second.report(&same, &bytes).await;
     // Two owners agreeing on rejected bytes prove nothing (colluders agree): the job goes on,
     // neither device is blamed yet, and the chunk waits for another party.
-    let customer = scene.coordinator.customer();
+    let customer = scene.coordinator.ready.customer();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let job = customer.job(scene.job.id).await.unwrap();
     assert!(!job.state.is_terminal(), "{job:?}");
@@ -763,17 +736,10 @@ async fn identical_forgeries_of_two_owners_are_not_believed() {
     // it; their result is accepted, and both forgers are caught.
     let mut honest = Vec::new();
     for name in ["carol", "dave"] {
-        let token = scene.coordinator.owner(name).await;
+        let token = scene.coordinator.ready.owner(name).await;
         honest.push(scene.coordinator.worker(scene.dir.path(), &token, name, 2));
     }
-    let mut job = customer.job(scene.job.id).await.unwrap();
-    for _ in 0..1200 {
-        if job.state.is_terminal() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        job = customer.job(scene.job.id).await.unwrap();
-    }
+    let job = job_once_ended(&customer, scene.job.id, Duration::from_millis(100), 1200).await;
     assert_eq!(job.state, JobState::Completed, "{job:?}");
     for owner in [&scene.cheater, &second] {
         let records = owner.records().await;

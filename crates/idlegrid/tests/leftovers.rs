@@ -22,7 +22,7 @@ fn scratch_of(pid: u32) -> PathBuf {
 fn the_scratch_of_a_sigkilled_coordinator_is_removed_when_it_starts_again() {
     let dir = tempfile::tempdir().unwrap();
     let mut killed = Coordinator::start(dir.path(), &[]);
-    let scratch = scratch_of(killed.process.0.id());
+    let scratch = scratch_of(killed.process.child.id());
     // What a transcode was writing when the coordinator was killed.
     let rendition = scratch.join("video-abc123/rendition-720p.ts");
     std::fs::create_dir_all(rendition.parent().unwrap()).unwrap();
@@ -32,7 +32,7 @@ fn the_scratch_of_a_sigkilled_coordinator_is_removed_when_it_starts_again() {
 
     let again = Coordinator::start(dir.path(), &[]);
     assert!(!scratch.exists(), "{} is still there", scratch.display());
-    let own = scratch_of(again.process.0.id());
+    let own = scratch_of(again.process.child.id());
     assert_ne!(own, scratch);
     assert!(own.exists());
 }

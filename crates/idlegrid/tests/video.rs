@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{clip, sh};
+use common::{clip, idlegrid, sh};
+use idlegrid_testkit::files_under;
 use std::path::Path;
 use std::process::Command;
 
@@ -78,16 +79,13 @@ fn psnr(output: &Path, source: &Path, width: u64, height: u64) -> f64 {
 
 /// Runs `idlegrid transcode` with no coordinator configured; returns (success, stdout, stderr).
 fn transcode(dir: &Path, input: &Path, output: &Path, extra: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_idlegrid"))
+    let out = idlegrid(&dir.join("home"))
         .arg("transcode")
         .arg(input)
         .arg("-o")
         .arg(output)
         .args(["--local-workers", "2"])
         .args(extra)
-        .env("IDLEGRID_HOME", dir.join("home"))
-        .env_remove("IDLEGRID_URL")
-        .env_remove("IDLEGRID_API_KEY")
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
@@ -268,9 +266,8 @@ fn unusable_inputs_fail_with_a_reason_that_names_the_problem() {
 
 #[tokio::test]
 async fn tampered_chunks_are_caught_and_the_job_still_completes() {
-    use base64::Engine;
-    use idlegrid_api::tasks::{LeaseRequest, RegisterWorker, Report, ReportItem, ReportOutcome};
-    use idlegrid_client::{Client, sha256_bytes};
+    use idlegrid_api::tasks::{LeaseRequest, Report, ReportItem};
+    use idlegrid_client::Client;
 
     let dir = tempfile::tempdir().unwrap();
     let source = clip(
@@ -282,24 +279,17 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
     );
     let coordinator = common::Coordinator::start(dir.path(), &[]);
     let (url, key, enroll) = (
-        coordinator.url.clone(),
-        coordinator.api_key.clone(),
-        coordinator.enrollment_token.clone(),
+        coordinator.ready.url.clone(),
+        coordinator.ready.api_key.clone(),
+        coordinator.ready.enrollment_token.clone(),
     );
 
     let customer = Client::new(&url, &key).unwrap();
     let job = customer
-        .create_job(&idlegrid_api::jobs::CreateJob {
-            app: "video-transcode".into(),
-            params: serde_json::json!({"x264_preset": "veryfast"}),
-            script: None,
-            chunk_lines: None,
-            chunk_seconds: Some(2.0),
-            preferences: Default::default(),
-            input_from: None,
-            output_to: None,
-            webhook: None,
-        })
+        .create_job(&idlegrid_testkit::transcode_job(
+            serde_json::json!({"x264_preset": "veryfast"}),
+            Some(2.0),
+        ))
         .await
         .unwrap();
     customer.upload_input_file(job.id, &source).await.unwrap();
@@ -307,28 +297,19 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
 
     // A lying device takes every chunk first: one comes back a frame short, one is a
     // well-formed encode of other pictures, the rest is garbage.
-    let liar = Client::register(
-        &url,
-        &enroll,
-        &RegisterWorker {
-            name: "liar".into(),
-            capabilities: idlegrid_api::Capabilities {
-                cores: 2,
-                memory_mb: 8192,
-                os: "linux".into(),
-                arch: "x86_64".into(),
-                python: Some("3.11".into()),
-                ffmpeg: Some("5.1".into()),
-                benchmark: 1.0,
-                slots: 10,
-                allows: Default::default(),
-                ..Default::default()
-            },
-        },
-    )
-    .await
-    .unwrap();
-    let liar = Client::new(&url, &liar.token).unwrap();
+    let capabilities = idlegrid_api::Capabilities {
+        cores: 2,
+        memory_mb: 8192,
+        os: "linux".into(),
+        arch: "x86_64".into(),
+        python: Some("3.11".into()),
+        ffmpeg: Some("5.1".into()),
+        benchmark: 1.0,
+        slots: 10,
+        allows: Default::default(),
+        ..Default::default()
+    };
+    let liar = idlegrid_testkit::register_device(&url, &enroll, "liar", capabilities).await;
     let mut leases = Vec::new();
     while leases.len() < 3 {
         leases.extend(
@@ -405,11 +386,7 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
         reports.push(ReportItem {
             lease_id: lease.lease_id,
             task_id: lease.task_id,
-            outcome: ReportOutcome::Completed {
-                sha256: sha256_bytes(&bytes),
-                size: bytes.len() as u64,
-                inline_base64: Some(base64::engine::general_purpose::STANDARD.encode(&bytes)),
-            },
+            outcome: idlegrid_testkit::completed(&bytes),
         });
     }
     let reply = liar.report(&Report { reports }).await.unwrap();
@@ -417,14 +394,13 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
 
     // An honest worker does the work again.
     let _worker = coordinator.worker(dir.path(), &enroll, "worker", 2);
-    let mut status = customer.job(job.id).await.unwrap();
-    for _ in 0..600 {
-        if status.state.is_terminal() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        status = customer.job(job.id).await.unwrap();
-    }
+    let status = idlegrid_testkit::job_once_ended(
+        &customer,
+        job.id,
+        std::time::Duration::from_millis(100),
+        600,
+    )
+    .await;
     assert_eq!(
         status.state,
         idlegrid_api::JobState::Completed,
@@ -470,17 +446,6 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
             "{what} in {path}"
         );
     }
-}
-
-/// Files (not directories) below `dir`; 0 if it does not exist.
-fn files_under(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .map(|e| e.unwrap().path())
-        .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
-        .sum()
 }
 
 /// Transcodes `source` with the given extra arguments and checks the output has every source
@@ -754,7 +719,7 @@ fn hls_output_is_a_ladder_of_aligned_renditions_with_a_master_playlist() {
         ],
     );
     let hls = dir.path().join("hls");
-    let out = Command::new(env!("CARGO_BIN_EXE_idlegrid"))
+    let out = idlegrid(&dir.path().join("home"))
         .arg("transcode")
         .arg(&source)
         .arg("--hls")
@@ -767,9 +732,6 @@ fn hls_output_is_a_ladder_of_aligned_renditions_with_a_master_playlist() {
             "--local-workers",
             "2",
         ])
-        .env("IDLEGRID_HOME", dir.path().join("home"))
-        .env_remove("IDLEGRID_URL")
-        .env_remove("IDLEGRID_API_KEY")
         .output()
         .unwrap();
     assert!(
@@ -965,7 +927,8 @@ fn the_task_script_is_deterministic() {
 /// here is timed).
 #[test]
 fn bench_transcode_smoke() {
-    let out = Command::new(env!("CARGO_BIN_EXE_idlegrid"))
+    let dir = tempfile::tempdir().unwrap();
+    let out = idlegrid(&dir.path().join("home"))
         .args(["bench", "transcode", "--seconds", "3", "--size", "320x240"])
         .args([
             "--chunk-seconds",
@@ -974,8 +937,6 @@ fn bench_transcode_smoke() {
             "veryfast",
             "--json",
         ])
-        .env_remove("IDLEGRID_URL")
-        .env_remove("IDLEGRID_API_KEY")
         .output()
         .unwrap();
     assert!(

@@ -1,6 +1,7 @@
 //! What devices send is data, never control: kept as given, shown and sent on escaped.
 
-use super::*;
+use crate::harness::*;
+use crate::webhooks::{Receiver, deliveries_when, hooked_job, webhook_grid};
 
 /// A failure reason as a forging device sends it: ESC, CSI, OSC, BEL and line breaks before a
 /// line that would pass for the coordinator's own.

@@ -1,23 +1,13 @@
 //! Nothing is left behind: a refused input goes with its failed job, a killed coordinator's
 //! scratch goes at the next start, and no answer names the coordinator's own files.
 
-use super::*;
+use crate::harness::*;
 
 /// A video job over `input`, uploaded.
 async fn video_job(grid: &TestGrid, input: &str) -> Job {
     let customer = grid.customer();
     let job = customer
-        .create_job(&CreateJob {
-            app: "video-transcode".into(),
-            params: serde_json::json!({"preset": "360p"}),
-            script: None,
-            chunk_lines: None,
-            chunk_seconds: None,
-            preferences: Preferences::default(),
-            input_from: None,
-            output_to: None,
-            webhook: None,
-        })
+        .create_job(&transcode_job(serde_json::json!({"preset": "360p"}), None))
         .await
         .unwrap();
     customer

@@ -1,7 +1,7 @@
 //! Every limit on every path: each test is one way around a limit, played as a client that
 //! read the source would play it, with the exact answer and what is stored afterwards.
 
-use super::*;
+use crate::harness::*;
 
 /// The input limit of these grids.
 const LIMIT: u64 = 1024 * 1024;
@@ -172,26 +172,13 @@ async fn an_input_from_a_url_past_the_limit_fails_its_job_and_is_not_kept() {
 
 #[tokio::test]
 async fn an_input_from_a_bucket_past_the_limit_fails_its_job_and_is_not_kept() {
-    let Ok(s3) = std::env::var("IDLEGRID_TEST_S3") else {
-        assert!(
-            std::env::var("IDLEGRID_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "IDLEGRID_TEST_S3 is not set: start the services with scripts/services.sh"
-        );
-        eprintln!("IDLEGRID_TEST_S3 is not set: bucket limit test skipped");
+    let Some(theirs) = CustomerBucket::open("bucket limit test") else {
         return;
     };
-    let (bucket, query) = s3.trim_start_matches("s3://").split_once('?').unwrap();
-    let endpoint = query.trim_start_matches("endpoint=").to_string();
-    let key = format!("customer-{:016x}/big", rand::random::<u64>());
-    let theirs = idlegrid_storage::blobs::ObjectBlobStore::customer_bucket(
-        bucket,
-        Some(&endpoint),
-        None,
-        Some(("customer-key", "customer-secret")),
-    )
-    .unwrap();
+    let key = format!("{}/big", unique_name("customer-"));
     use idlegrid_storage::blobs::BlobStore;
     theirs
+        .store
         .put_bytes(&key, vec![b'x'; LIMIT as usize + 1].into())
         .await
         .unwrap();
@@ -199,14 +186,7 @@ async fn an_input_from_a_bucket_past_the_limit_fails_its_job_and_is_not_kept() {
     let customer = grid.customer();
     let source = InputSource {
         url: None,
-        bucket: Some(BucketObject {
-            bucket: bucket.to_string(),
-            key: key.clone(),
-            endpoint: Some(endpoint),
-            region: None,
-            access_key_id: Some("customer-key".into()),
-            secret_access_key: Some("customer-secret".into()),
-        }),
+        bucket: Some(theirs.object(&key)),
     };
     let job = customer
         .create_job(&create_from(source, None))
@@ -217,12 +197,15 @@ async fn an_input_from_a_bucket_past_the_limit_fails_its_job_and_is_not_kept() {
     assert_eq!(
         failed.error.as_deref(),
         Some(
-            format!("the input at s3://{bucket}/{key} is larger than the {LIMIT}-byte limit")
-                .as_str()
+            format!(
+                "the input at s3://{}/{key} is larger than the {LIMIT}-byte limit",
+                theirs.bucket
+            )
+            .as_str()
         )
     );
     assert_eq!(blobs_under(&grid, &format!("jobs/{}", job.id)), 0);
-    theirs.delete(&key).await.unwrap();
+    theirs.store.delete(&key).await.unwrap();
     grid.stop().await;
 }
 
