@@ -362,3 +362,108 @@ async fn a_job_knows_the_share_of_the_online_grid_it_fits() {
     assert!((share - 0.5).abs() < 1e-9, "{share}");
     grid.stop().await;
 }
+
+/// Leases `job`'s next chunk on `worker` and reports that its script failed with `reason`.
+async fn fail_once(worker: &Client, job: JobId, reason: &str) {
+    let grant = lease(worker, 1).await;
+    let l = &grant.leases[0];
+    assert_eq!(l.job_id, job);
+    let reply = report_one(
+        worker,
+        l.lease_id,
+        l.task_id,
+        ReportOutcome::Failed {
+            reason: reason.to_string(),
+        },
+    )
+    .await;
+    assert!(reply.results[0].accepted);
+}
+
+#[tokio::test]
+async fn a_script_failing_alike_on_two_owners_devices_fails_its_chunk_at_once() {
+    let grid = TestGrid::start(|_| {}).await;
+    let open = Preferences {
+        max_attempts: 5,
+        placement: Some(idlegrid_domain::Placement::Any),
+        ..Preferences::default()
+    };
+    let job = grid.submit_with("boom\n", 1, open).await;
+    let reason = "script exited with status 1: ZeroDivisionError: division by zero";
+    // One owner's devices failing alike decide nothing: a device could fake them all.
+    for name in ["mine-1", "mine-2"] {
+        fail_once(&grid.worker(name).await, job.id, reason).await;
+    }
+    let running = grid.customer().job(job.id).await.unwrap();
+    assert_eq!(running.state, JobState::Running);
+    let chunks = grid.customer().job_chunks(job.id, 0, 100).await.unwrap();
+    let shown = chunks.tasks[0].last_failure.as_deref().unwrap_or_default();
+    assert!(shown.contains("ZeroDivisionError"), "{shown}");
+    assert_eq!(chunks.tasks[0].failures, 2);
+    // A device of another owner failing the same way: the job's script is at fault, and the
+    // chunk fails now, with two attempts left.
+    fail_once(&grid.stranger("other").await, job.id, reason).await;
+    let failed = wait_for(&grid.customer(), job.id, JobState::Failed).await;
+    let error = failed.error.unwrap();
+    assert!(error.contains("chunk 0 failed 3 times"), "{error}");
+    assert!(
+        error.contains("Every attempt failed the same way"),
+        "{error}"
+    );
+    assert_eq!(error.matches("ZeroDivisionError").count(), 1, "{error}");
+    let chunks = grid.customer().job_chunks(job.id, 0, 100).await.unwrap();
+    assert_eq!(chunks.tasks[0].state, ChunkState::Failed);
+    grid.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_is_not_kept_from_the_only_device_that_may_run_it() {
+    let grid = TestGrid::start(|c| c.retry_elsewhere = Duration::from_secs(600)).await;
+    let job = grid.submit("boom\nfine\n", 1, 3).await;
+    let only = grid.worker("only").await;
+    fail_once(&only, job.id, "script exited with status 1: flaky").await;
+    // No other device is online: keeping the chunk from this one would only make it wait.
+    let grant = only
+        .lease(&LeaseRequest {
+            max_tasks: 2,
+            wait_ms: 2_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(grant.leases.len(), 2, "{grant:?}");
+    // Once another device is online, a failed chunk goes to it first.
+    let _other = grid.worker("other").await;
+    let l = &grant.leases[0];
+    report_one(
+        &only,
+        l.lease_id,
+        l.task_id,
+        ReportOutcome::Failed {
+            reason: "script exited with status 1: flaky".into(),
+        },
+    )
+    .await;
+    let nothing = only
+        .lease(&LeaseRequest {
+            max_tasks: 1,
+            wait_ms: 300,
+        })
+        .await
+        .unwrap();
+    assert!(nothing.leases.is_empty(), "{nothing:?}");
+    grid.stop().await;
+}
+
+#[tokio::test]
+async fn chunks_of_a_cancelled_job_are_stopped_not_queued() {
+    let grid = TestGrid::start(|_| {}).await;
+    let job = grid.submit("a\nb\nc\n", 1, 3).await;
+    grid.customer().cancel_job(job.id).await.unwrap();
+    let chunks = grid.customer().job_chunks(job.id, 0, 100).await.unwrap();
+    assert_eq!(chunks.tasks.len(), 3);
+    assert!(
+        chunks.tasks.iter().all(|c| c.state == ChunkState::Stopped),
+        "{chunks:?}"
+    );
+    grid.stop().await;
+}
