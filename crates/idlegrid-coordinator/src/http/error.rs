@@ -138,59 +138,47 @@ where
     }
 }
 
-/// `Path` whose rejection is an [`ApiError`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ApiPath<T>(pub T);
+/// An extractor of axum's wrapped so that its rejection is an [`ApiError`] with `code` and a
+/// message starting with `what`.
+macro_rules! api_extractor {
+    ($(#[$doc:meta])* $name:ident, $inner:ident, $code:literal, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct $name<T>(pub T);
 
-impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
-where
-    T: serde::de::DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
+        impl<S, T> axum::extract::FromRequestParts<S> for $name<T>
+        where
+            T: serde::de::DeserializeOwned + Send,
+            S: Send + Sync,
+        {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, ApiError> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(value)| ApiPath(value))
-            .map_err(|rejection| {
-                ApiError::bad_request(
-                    "malformed_path",
-                    format!("bad path parameter: {}", rejection.body_text()),
-                )
-            })
-    }
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                state: &S,
+            ) -> Result<Self, ApiError> {
+                axum::extract::$inner::<T>::from_request_parts(parts, state)
+                    .await
+                    .map(|axum::extract::$inner(value)| $name(value))
+                    .map_err(|rejection| {
+                        ApiError::bad_request(
+                            $code,
+                            format!(concat!($what, ": {}"), rejection.body_text()),
+                        )
+                    })
+            }
+        }
+    };
 }
 
-/// `Query` whose rejection is an [`ApiError`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ApiQuery<T>(pub T);
-
-impl<S, T> axum::extract::FromRequestParts<S> for ApiQuery<T>
-where
-    T: serde::de::DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, ApiError> {
-        axum::extract::Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Query(value)| ApiQuery(value))
-            .map_err(|rejection| {
-                ApiError::bad_request(
-                    "malformed_query",
-                    format!("bad query string: {}", rejection.body_text()),
-                )
-            })
-    }
-}
+api_extractor!(
+    /// `Path` whose rejection is an [`ApiError`].
+    ApiPath, Path, "malformed_path", "bad path parameter"
+);
+api_extractor!(
+    /// `Query` whose rejection is an [`ApiError`].
+    ApiQuery, Query, "malformed_query", "bad query string"
+);
 
 #[cfg(test)]
 mod tests {

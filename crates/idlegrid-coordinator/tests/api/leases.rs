@@ -458,6 +458,8 @@ async fn a_retry_is_not_kept_from_the_only_device_that_may_run_it() {
 async fn chunks_of_a_cancelled_job_are_stopped_not_queued() {
     let grid = TestGrid::start(|_| {}).await;
     let job = grid.submit("a\nb\nc\n", 1, 3).await;
+    // Cut into its three chunks first.
+    wait_for(&grid.customer(), job.id, JobState::Running).await;
     grid.customer().cancel_job(job.id).await.unwrap();
     let chunks = grid.customer().job_chunks(job.id, 0, 100).await.unwrap();
     assert_eq!(chunks.tasks.len(), 3);

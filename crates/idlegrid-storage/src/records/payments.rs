@@ -55,6 +55,22 @@ pub(super) struct Payments {
     pub charged: BTreeMap<i64, i64>,
 }
 
+impl Payments {
+    /// Adds transaction `txn`'s rows (account, amount, device), leaving out those of nothing.
+    fn post(&mut self, txn: &str, rows: [(String, i64, Option<i64>); 3]) {
+        for (account, amount, worker) in rows {
+            if amount != 0 {
+                self.entries.push(Entry {
+                    txn: txn.to_string(),
+                    account,
+                    amount,
+                    worker,
+                });
+            }
+        }
+    }
+}
+
 /// Micro-credits for `work_ms` at `per_core_hour`, rounded up.
 pub(super) fn price(per_core_hour: i64, work_ms: i64) -> i64 {
     let exact = i128::from(per_core_hour.max(0)) * i128::from(work_ms.max(0));
@@ -100,21 +116,14 @@ pub(super) fn payments(accepted: &[Accepted]) -> Payments {
         } else {
             Account::Held(owner)
         };
-        let rows = [
-            (Account::Job(JobId(job)).to_string(), -charge, None),
-            (earns.to_string(), earning, Some(worker)),
-            (Account::PlatformFee.to_string(), charge - earning, None),
-        ];
-        for (account, amount, worker) in rows {
-            if amount != 0 {
-                out.entries.push(Entry {
-                    txn: txn.clone(),
-                    account,
-                    amount,
-                    worker,
-                });
-            }
-        }
+        out.post(
+            &txn,
+            [
+                (Account::Job(JobId(job)).to_string(), -charge, None),
+                (earns.to_string(), earning, Some(worker)),
+                (Account::PlatformFee.to_string(), charge - earning, None),
+            ],
+        );
     }
     out.charged.retain(|_, amount| *amount != 0);
     out
@@ -151,20 +160,14 @@ pub(super) fn reversals(revoked: &[Revoked]) -> Payments {
         *charged -= charge;
         let earning = price(owner_rate, r.work_ms);
         let txn = format!("revoked:{}", r.result);
-        for (account, amount, worker) in [
-            (Account::Job(JobId(r.job)).to_string(), charge, None),
-            (Account::Held(r.owner).to_string(), -earning, Some(r.worker)),
-            (Account::PlatformFee.to_string(), earning - charge, None),
-        ] {
-            if amount != 0 {
-                out.entries.push(Entry {
-                    txn: txn.clone(),
-                    account,
-                    amount,
-                    worker,
-                });
-            }
-        }
+        out.post(
+            &txn,
+            [
+                (Account::Job(JobId(r.job)).to_string(), charge, None),
+                (Account::Held(r.owner).to_string(), -earning, Some(r.worker)),
+                (Account::PlatformFee.to_string(), earning - charge, None),
+            ],
+        );
         *out.charged.entry(r.job).or_default() -= charge;
     }
     out.charged.retain(|_, amount| *amount != 0);
