@@ -184,32 +184,26 @@ fn failure_message(index: u64, attempts: &[AttemptRecord]) -> String {
         return format!("chunk {index} failed");
     };
     let reason: String = last.reason.trim().chars().take(REASON_CHARS).collect();
-    let times = match failed.len() {
+    let how = match failed.len() {
         1 => "once".to_string(),
-        n => format!("{n} times"),
-    };
-    let before = if failed.len() == 1 {
-        String::new()
-    } else if failed
-        .iter()
-        .all(|a| a.outcome == last.outcome && a.reason.trim() == last.reason.trim())
-    {
-        " Every attempt failed the same way.".to_string()
-    } else {
-        let earlier: Vec<String> = failed[..failed.len() - 1]
+        n if failed
             .iter()
-            .map(|a| format!("worker {}: {}", a.worker, a.outcome))
-            .collect();
-        format!(" Earlier attempts: {}.", earlier.join(", "))
+            .all(|a| a.outcome == last.outcome && a.reason.trim() == last.reason.trim()) =>
+        {
+            format!("{n} times, every time the same way")
+        }
+        n => {
+            let earlier: Vec<String> = failed[..n - 1]
+                .iter()
+                .map(|a| format!("worker {}: {}", a.worker, a.outcome))
+                .collect();
+            format!("{n} times (earlier attempts: {})", earlier.join(", "))
+        }
     };
     format!(
-        "chunk {index} failed {times}; the last attempt (worker {}, {}):\n{reason}\n{}",
-        last.worker,
-        last.outcome,
-        before.trim_start()
+        "chunk {index} failed {how}; the last attempt (worker {}, {}): {reason}",
+        last.worker, last.outcome
     )
-    .trim_end()
-    .to_string()
 }
 
 /// Ends a job as `failed` (with `reason`) or `cancelled`: records it, stops dispatching its

@@ -125,7 +125,7 @@ async fn a_chunk_failing_too_often_fails_its_job_but_not_the_others() {
     // The last attempt's reason once; the one before by its device and outcome.
     assert!(error.contains("ValueError attempt 1"), "{error}");
     assert!(!error.contains("ValueError attempt 0"), "{error}");
-    assert!(error.contains("Earlier attempts: worker"), "{error}");
+    assert!(error.contains("(earlier attempts: worker"), "{error}");
     assert_eq!(failed.chunks.failed, 1);
 
     let fine = grid.submit("ok\n", 1, 2).await;
@@ -405,9 +405,8 @@ async fn a_script_failing_alike_on_two_owners_devices_fails_its_chunk_at_once() 
     fail_once(&grid.stranger("other").await, job.id, reason).await;
     let failed = wait_for(&grid.customer(), job.id, JobState::Failed).await;
     let error = failed.error.unwrap();
-    assert!(error.contains("chunk 0 failed 3 times"), "{error}");
     assert!(
-        error.contains("Every attempt failed the same way"),
+        error.contains("chunk 0 failed 3 times, every time the same way"),
         "{error}"
     );
     assert_eq!(error.matches("ZeroDivisionError").count(), 1, "{error}");

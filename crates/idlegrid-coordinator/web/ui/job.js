@@ -28,6 +28,7 @@ export async function jobView(main, [idText], { isCurrent }) {
   const progress = h('progress', { id: progressId, max: 1 });
   const progressText = h('span', { class: 'progress-text' });
   const eta = h('span', { class: 'eta' });
+  const progressRow = h('div', { class: 'progress-row' }, h('label', { for: progressId }, 'Progress'), progress, progressText, eta);
   const errorBox = h('div', { class: 'job-error' });
   const cancelButton = h('button', { type: 'button', class: 'danger', id: 'cancel-job' }, 'Cancel job');
   const runButton = h('button', { type: 'button', id: 'run-job', hidden: true }, 'Run job');
@@ -36,8 +37,7 @@ export async function jobView(main, [idText], { isCurrent }) {
   const summary = h('section', { class: 'card', 'aria-labelledby': 'summary-h' },
     h('h2', { id: 'summary-h', class: 'sr-only' }, 'Summary'),
     stateLine,
-    h('div', { class: 'progress-row' }, h('label', { for: progressId }, 'Progress'), progress, progressText, eta),
-    errorBox, waiting, actions);
+    progressRow, errorBox, waiting, actions);
   const secretSlot = h('div');
   const outputSlot = h('div');
   const factsBody = h('div');
@@ -107,9 +107,11 @@ export async function jobView(main, [idText], { isCurrent }) {
     const fraction = jobProgress(job);
     replace(stateLine, badge(job.state), ' ', h('span', {}, job.app), ' ',
       h('span', { class: 'muted' }, `version ${job.app_version}`));
+    // A job that ended before its input was split has no progress to show, only its end.
+    progressRow.hidden = fraction === null && TERMINAL.has(job.state);
     if (fraction === null) {
       progress.removeAttribute('value');
-      progressText.textContent = 'splitting the input…';
+      progressText.textContent = job.state === 'created' ? 'waiting for the input…' : 'splitting the input…';
     } else {
       progress.value = fraction;
       progressText.textContent = percent(fraction);
