@@ -265,10 +265,15 @@ impl Submission<'_> {
             println!("{}", output::json(&finished)?);
         } else {
             println!(
-                "job {} completed: {} chunks, {} failed attempts retried, {bytes} bytes written to {} in {:.1} s",
+                "job {} completed: {}, {} retried, {} written to {} in {:.1} s",
                 finished.id,
-                finished.chunks.done,
-                finished.chunks.failed_attempts,
+                output::counted(finished.chunks.done, "chunk", "chunks"),
+                output::counted(
+                    finished.chunks.failed_attempts,
+                    "failed attempt",
+                    "failed attempts"
+                ),
+                output::counted(bytes, "byte", "bytes"),
                 self.output.display(),
                 started.elapsed().as_secs_f64()
             );

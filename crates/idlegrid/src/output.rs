@@ -164,10 +164,10 @@ pub fn estimate_table(estimate: &Estimate) -> String {
     }
     let _ = writeln!(
         s,
-        "balance: {} credits; {} devices online with {} slots{}",
+        "balance: {} credits; {} online with {}{}",
         estimate.balance,
-        estimate.devices_online,
-        estimate.slots,
+        counted(estimate.devices_online, "device", "devices"),
+        counted(estimate.slots, "slot", "slots"),
         if estimate.exact {
             ""
         } else {
@@ -291,9 +291,22 @@ pub fn replication_summary(job: &Job) -> String {
     )
 }
 
+/// `n` and the noun that goes with it: "1 device", "3 devices".
+pub fn counted(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(counted(1u64, "device", "devices"), "1 device");
+        assert_eq!(counted(0u64, "device", "devices"), "0 devices");
+        assert_eq!(counted(3u32, "slot", "slots"), "3 slots");
+    }
 
     #[test]
     fn json_keeps_strings_and_escapes_what_a_terminal_acts_on() {

@@ -139,13 +139,17 @@ pub(crate) fn completed_output(job: &JobRecord) -> ApiResult<&StoredBlob> {
         .as_ref()
         .filter(|_| job.state == JobState::Completed)
         .ok_or_else(|| {
-            ApiError::conflict(
-                "output_not_ready",
-                format!(
-                    "job {} is {}; its output can be downloaded once it is completed",
-                    job.id, job.state
-                ),
-            )
+            let why = match job.state {
+                JobState::Failed => "failed: it has no output".to_string(),
+                JobState::Cancelled => "was cancelled: it has no output".to_string(),
+                JobState::Created => "is waiting for its input; its output can be downloaded \
+                                      once it is completed"
+                    .to_string(),
+                state => {
+                    format!("is still {state}; its output can be downloaded once it is completed")
+                }
+            };
+            ApiError::conflict("output_not_ready", format!("job {} {why}", job.id))
         })
 }
 

@@ -43,7 +43,7 @@ export async function devicesView(main, _params, { isCurrent }) {
       alerts.clear();
       if (!owner) {
         owner = answer.owner;
-        if (owner.name) main.querySelector('#page-title').textContent = shown(`Devices of ${owner.name}`);
+        if (owner.name) main.querySelector('#page-title').textContent = shown(`Devices of the owner “${owner.name}”`);
       }
       const t = answer.totals || {};
       replace(totals, h('section', { class: 'card', 'aria-labelledby': 'totals-h' }, h('h2', { id: 'totals-h' }, 'Results'),
