@@ -8,6 +8,7 @@
 //! collected from every attempt.
 
 use crate::grid::Grid;
+use crate::state::schedule::OnlineDevice;
 use idlegrid_domain::task::{RetryDecision, after_failure, fails_alike};
 use idlegrid_domain::{AttemptOutcome, JobId, JobState, TaskId, WorkerId};
 use idlegrid_storage::Result as StorageResult;
@@ -22,6 +23,8 @@ const REASON_CHARS: usize = 600;
 /// Acts on failures charged to tasks.
 pub async fn after_failures(grid: &Grid, charged: &[FailureCharged]) -> Result<(), StorageError> {
     grid.stats.failed(charged.len());
+    // The devices online, read once for the batch, when a retry first needs them.
+    let mut online: Option<Vec<OnlineDevice>> = None;
     for c in charged {
         if !c.still_pending {
             continue;
@@ -29,16 +32,26 @@ pub async fn after_failures(grid: &Grid, charged: &[FailureCharged]) -> Result<(
         // A rejected result's device is not blamed until an independent result is accepted:
         // its failure may be a forger's, so disputes get the replication policy's room for
         // disagreement too, and a few owners' rejected results cannot spend a chunk's attempts.
+        let disputed = !c.independent_of.is_empty();
         let budget = match grid.schedule.get(c.job) {
-            Some(job) if !c.independent_of.is_empty() => {
-                c.max_attempts.max(job.replication.max_replicas)
-            }
+            Some(job) if disputed => c.max_attempts.max(job.replication.max_replicas),
             _ => c.max_attempts,
         };
-        match after_failure(c.failures, budget) {
+        // Only a script's error can be the job's own: its attempts say whether devices of two
+        // owners saw the same one.
+        let attempts = if c.outcome == AttemptOutcome::ClientError && !disputed {
+            Some(grid.store.attempts(c.task).await?)
+        } else {
+            None
+        };
+        let alike = match &attempts {
+            Some(attempts) => failed_alike_for_two_owners(grid, attempts).await?,
+            None => false,
+        };
+        match after_failure(c.failures, budget, alike) {
             // The app's validator rejected the last result: only a party independent of the
             // chunk's results may try it, to tell a forgery from a job at fault.
-            RetryDecision::Retry if !c.independent_of.is_empty() => {
+            RetryDecision::Retry if disputed => {
                 if grid.schedule.get(c.job).is_some() {
                     grid.queues
                         .enqueue_replicas(c.job, c.task, 1, &c.independent_of, true)
@@ -46,30 +59,32 @@ pub async fn after_failures(grid: &Grid, charged: &[FailureCharged]) -> Result<(
                     grid.stats.reassigned(1);
                 }
             }
-            RetryDecision::Retry
-                if c.outcome == AttemptOutcome::ClientError
-                    && failed_alike_for_two_owners(grid, c.task).await? =>
-            {
-                give_up(grid, c).await?
-            }
             RetryDecision::Retry => {
                 // A task handed back (its device paused or is shutting down) was not the
                 // device's fault: it may take the task again as soon as it asks. Nor is
                 // keeping it from the device that failed it any use when no other device
                 // online may run it: the retry would only wait.
-                let avoid_for = if c.outcome == AttemptOutcome::Abandoned
-                    || !may_run_elsewhere(grid, c.job, c.worker).await
-                {
-                    Duration::ZERO
-                } else {
+                let elsewhere = match grid.schedule.get(c.job) {
+                    Some(active) if c.outcome != AttemptOutcome::Abandoned => {
+                        if online.is_none() {
+                            online = Some(grid.online_devices().await);
+                        }
+                        let online = online.as_deref().unwrap_or_default();
+                        active.runs_elsewhere(c.job, c.worker, online)
+                    }
+                    _ => false,
+                };
+                let avoid_for = if elsewhere {
                     grid.config.retry_elsewhere
+                } else {
+                    Duration::ZERO
                 };
                 grid.queues
                     .enqueue_retry(c.job, c.task, c.worker, avoid_for)
                     .await?;
                 grid.stats.reassigned(1);
             }
-            RetryDecision::GiveUp => give_up(grid, c).await?,
+            RetryDecision::GiveUp => give_up(grid, c, attempts).await?,
         }
         grid.events.job_changed(c.job);
     }
@@ -132,31 +147,34 @@ pub async fn fail_failed_job(
 }
 
 /// Whether the task's script failed with the same error on devices of two owners
-/// ([`fails_alike`]).
-async fn failed_alike_for_two_owners(grid: &Grid, task: TaskId) -> Result<bool, StorageError> {
+/// ([`fails_alike`]), from its `attempts`.
+async fn failed_alike_for_two_owners(
+    grid: &Grid,
+    attempts: &[AttemptRecord],
+) -> Result<bool, StorageError> {
     let mut failures = Vec::new();
-    for attempt in grid.store.attempts(task).await? {
+    for attempt in attempts {
         if attempt.outcome == AttemptOutcome::ClientError {
             let owner = grid.device(attempt.worker).await?.owner;
-            failures.push((owner, attempt.reason));
+            failures.push((owner, attempt.reason.as_str()));
         }
     }
-    Ok(fails_alike(failures.iter().map(|(o, r)| (*o, r.as_str()))))
+    Ok(fails_alike(failures))
 }
 
-/// Whether a device other than `worker`, online now, may run the job's chunks.
-async fn may_run_elsewhere(grid: &Grid, job: JobId, worker: WorkerId) -> bool {
-    let Some(active) = grid.schedule.get(job) else {
-        return false;
-    };
-    active.runs_elsewhere(job, worker, &grid.online_devices().await)
-}
-
-async fn give_up(grid: &Grid, c: &FailureCharged) -> Result<(), StorageError> {
+/// Fails the task and its job with why (`attempts`, when already read).
+async fn give_up(
+    grid: &Grid,
+    c: &FailureCharged,
+    attempts: Option<Vec<AttemptRecord>>,
+) -> Result<(), StorageError> {
     if !grid.store.fail_task(c.task).await? {
         return Ok(());
     }
-    let attempts = grid.store.attempts(c.task).await?;
+    let attempts = match attempts {
+        Some(attempts) => attempts,
+        None => grid.store.attempts(c.task).await?,
+    };
     let index = grid
         .store
         .tasks(&[c.task])

@@ -120,9 +120,11 @@ pub enum RetryDecision {
     GiveUp,
 }
 
-/// The retry rule: a task may fail `max_failures - 1` times and still be retried.
-pub fn after_failure(failures_so_far: u32, max_failures: u32) -> RetryDecision {
-    if failures_so_far >= max_failures.max(1) {
+/// The retry rule: a task may fail `max_failures - 1` times and still be retried, unless its
+/// script already failed alike on devices of two owners ([`fails_alike`]): then retrying would
+/// only repeat the job's own error.
+pub fn after_failure(failures_so_far: u32, max_failures: u32, failed_alike: bool) -> RetryDecision {
+    if failed_alike || failures_so_far >= max_failures.max(1) {
         RetryDecision::GiveUp
     } else {
         RetryDecision::Retry
@@ -167,10 +169,11 @@ mod tests {
 
     #[test]
     fn retries_until_budget_spent() {
-        assert_eq!(after_failure(1, 3), RetryDecision::Retry);
-        assert_eq!(after_failure(2, 3), RetryDecision::Retry);
-        assert_eq!(after_failure(3, 3), RetryDecision::GiveUp);
-        assert_eq!(after_failure(1, 0), RetryDecision::GiveUp);
+        assert_eq!(after_failure(1, 3, false), RetryDecision::Retry);
+        assert_eq!(after_failure(2, 3, false), RetryDecision::Retry);
+        assert_eq!(after_failure(3, 3, false), RetryDecision::GiveUp);
+        assert_eq!(after_failure(1, 0, false), RetryDecision::GiveUp);
+        assert_eq!(after_failure(1, 3, true), RetryDecision::GiveUp);
     }
 
     #[test]

@@ -56,14 +56,24 @@ impl ActiveJob {
         self.placement == Placement::Any || device.owner_tenant == Some(self.tenant)
     }
 
+    /// The ones of `devices` that may run the job's chunks.
+    pub fn fitting<'a>(
+        &self,
+        job: JobId,
+        devices: &'a [OnlineDevice],
+    ) -> impl Iterator<Item = &'a OnlineDevice> {
+        let entry = self.entry(job, 0, 1.0);
+        let admitted = move |online: &&OnlineDevice| {
+            self.admits(&online.record)
+                && idlegrid_domain::schedule::may_run(&online.record.capabilities, &entry)
+        };
+        devices.iter().filter(admitted)
+    }
+
     /// Whether one of `devices` other than `worker` may run the job's chunks.
     pub fn runs_elsewhere(&self, job: JobId, worker: WorkerId, devices: &[OnlineDevice]) -> bool {
-        let entry = self.entry(job, 0, 1.0);
-        devices.iter().any(|online| {
-            online.worker != worker
-                && self.admits(&online.record)
-                && idlegrid_domain::schedule::may_run(&online.record.capabilities, &entry)
-        })
+        self.fitting(job, devices)
+            .any(|online| online.worker != worker)
     }
 
     /// What the policy is told about the job.
@@ -207,18 +217,7 @@ impl Schedule {
         let shares: HashMap<JobId, f64> = jobs
             .iter()
             .map(|(id, job)| {
-                let entry = job.entry(*id, 0, 1.0);
-                let fit: f64 = devices
-                    .iter()
-                    .filter(|online| {
-                        job.admits(&online.record)
-                            && idlegrid_domain::schedule::may_run(
-                                &online.record.capabilities,
-                                &entry,
-                            )
-                    })
-                    .map(|online| online.speed)
-                    .sum();
+                let fit: f64 = job.fitting(*id, devices).map(|online| online.speed).sum();
                 (*id, if total > 0.0 { fit / total } else { 1.0 })
             })
             .collect();
