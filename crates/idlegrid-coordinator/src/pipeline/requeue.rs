@@ -30,6 +30,8 @@ pub struct Sweep {
     stages: HashMap<JobId, (JobState, u64)>,
     /// Running jobs with chunks waiting but nothing queued or leased.
     idle: HashSet<JobId>,
+    /// Dispatching jobs with a failed chunk.
+    failed: HashSet<JobId>,
 }
 
 impl Sweep {
@@ -44,6 +46,10 @@ impl Sweep {
     fn idle_before(&self, job: JobId) -> bool {
         self.everything || self.idle.contains(&job)
     }
+
+    fn failed_before(&self, job: JobId) -> bool {
+        self.everything || self.failed.contains(&job)
+    }
 }
 
 /// What one pass queued again.
@@ -55,22 +61,14 @@ pub struct Swept {
     pub jobs: usize,
     /// Chunks sent back to the feeder.
     pub tasks: usize,
+    /// Jobs ended because a chunk of theirs had failed.
+    pub ended: usize,
 }
 
 /// Rebuilds in-process queues from the records at start-up: every piece of unfinished work is
-/// queued again, and a job whose chunk failed but that was not ended before the crash is
-/// ended now.
+/// queued again.
 pub async fn rebuild_queues(grid: &Grid) -> Result<Swept, StorageError> {
     grid.quarantine(&grid.store.quarantined_workers().await?);
-    for job in grid
-        .store
-        .jobs_in_states(&[JobState::Partitioning, JobState::Running])
-        .await?
-    {
-        if job.chunks_failed > 0 {
-            crate::lifecycle::fail_failed_job(grid, &job).await?;
-        }
-    }
     let everything = Sweep {
         everything: true,
         ..Sweep::default()
@@ -128,6 +126,17 @@ async fn requeue(grid: &Grid, last: &Sweep) -> Result<(Swept, Sweep), StorageErr
         ])
         .await?;
     for job in &jobs {
+        // A chunk failed but its job was not ended: the coordinator failing it stopped in
+        // between. Ended once it stays so over two passes (at start-up, at once).
+        if job.state.is_dispatching() && job.chunks_failed > 0 {
+            if last.failed_before(job.id) {
+                crate::lifecycle::fail_failed_job(grid, job).await?;
+                swept.ended += 1;
+            } else {
+                now.failed.insert(job.id);
+            }
+            continue;
+        }
         let stage = match job.state {
             JobState::Submitted | JobState::Partitioning => Some(Stage::Partition),
             JobState::Assembling => Some(Stage::Assemble),
@@ -175,15 +184,14 @@ async fn requeue(grid: &Grid, last: &Sweep) -> Result<(Swept, Sweep), StorageErr
 mod tests {
     use super::*;
     use crate::Config;
-    use idlegrid_domain::Replication;
+    use idlegrid_domain::{Replication, TaskId};
     use idlegrid_storage::records::{NewJob, NewResult, NewTask, OutputRef};
     use std::time::Duration;
 
-    #[tokio::test]
-    async fn work_left_unmoved_over_two_sweeps_is_queued_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let (grid, _) = Grid::open(Config::new(dir.path())).await.unwrap();
-        let store = &grid.store;
+    /// A grid with a running python-map job of two chunks; the tasks.
+    async fn running_job(dir: &std::path::Path) -> (Arc<Grid>, JobId, Vec<TaskId>) {
+        let (grid, _) = Grid::open(Config::new(dir)).await.unwrap();
+        let store = grid.store.clone();
         let tenant = store.ensure_tenant("t").await.unwrap();
         let job = store
             .create_job(&NewJob {
@@ -222,6 +230,14 @@ mod tests {
             .await
             .unwrap();
         store.finish_partition(job.id, 2).await.unwrap();
+        (grid, job.id, tasks)
+    }
+
+    #[tokio::test]
+    async fn work_left_unmoved_over_two_sweeps_is_queued_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (grid, job, tasks) = running_job(dir.path()).await;
+        let store = &grid.store;
         // Chunk 0 was reported, but the coordinator that took its result off the queue died.
         let owner = store.ensure_owner("o").await.unwrap();
         let worker = store
@@ -231,7 +247,7 @@ mod tests {
         let result = store
             .record_results(&[NewResult {
                 task: tasks[0],
-                job: job.id,
+                job,
                 worker,
                 sha256: "00".into(),
                 size: 1,
@@ -250,5 +266,30 @@ mod tests {
         assert_eq!(judged[0].id, result.0);
         let fed = grid.queues.pop(Stage::Feed, 10, wait).await.unwrap();
         assert_eq!(fed[0].id, tasks[1].0);
+    }
+
+    #[tokio::test]
+    async fn a_job_left_running_with_a_failed_chunk_is_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let (grid, job, tasks) = running_job(dir.path()).await;
+        // Chunk 0 spent its attempts, but the coordinator failing its job stopped before.
+        assert!(grid.store.fail_task(tasks[0]).await.unwrap());
+        let mut last = Sweep::default();
+        assert_eq!(sweep(&grid, &mut last).await.unwrap(), Swept::default());
+        let still = grid.store.job(job).await.unwrap().unwrap();
+        assert_eq!(still.state, JobState::Running, "one sweep ends nothing");
+        let swept = sweep(&grid, &mut last).await.unwrap();
+        assert_eq!((swept.ended, swept.tasks), (1, 0), "{swept:?}");
+        let ended = grid.store.job(job).await.unwrap().unwrap();
+        assert_eq!(ended.state, JobState::Failed);
+        assert!(ended.error.unwrap().contains("1 of its chunks failed"));
+
+        // At start-up the same is ended at once.
+        let dir = tempfile::tempdir().unwrap();
+        let (grid, job, tasks) = running_job(dir.path()).await;
+        assert!(grid.store.fail_task(tasks[1]).await.unwrap());
+        assert_eq!(rebuild_queues(&grid).await.unwrap().ended, 1);
+        let ended = grid.store.job(job).await.unwrap().unwrap();
+        assert_eq!(ended.state, JobState::Failed);
     }
 }
