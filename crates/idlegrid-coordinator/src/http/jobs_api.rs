@@ -378,24 +378,22 @@ pub async fn job_chunks(
         .then(|| tasks.last().map(|t| t.chunk.index + 1))
         .flatten();
     let waiting = checks_awaited(&grid, &tasks, &running).await?;
-    let mut last_failures = HashMap::new();
-    for task in tasks
+    let failing: Vec<TaskId> = tasks
         .iter()
         .filter(|t| t.failures > 0 && t.state != TaskState::Done)
-    {
-        let attempts = grid.store.attempts(task.id).await?;
-        if let Some(last) = attempts
-            .iter()
-            .rev()
-            .find(|a| a.outcome.counts_as_failure())
-        {
-            let reason: String = last
+        .map(|t| t.id)
+        .collect();
+    // Oldest first: each task's last failure is the one left in the map.
+    let mut last_failures = HashMap::new();
+    for (task, attempt) in grid.store.attempts_of(&failing).await? {
+        if attempt.outcome.counts_as_failure() {
+            let reason: String = attempt
                 .reason
                 .trim()
                 .chars()
                 .take(LAST_FAILURE_CHARS)
                 .collect();
-            last_failures.insert(task.id, format!("{}: {reason}", last.outcome));
+            last_failures.insert(task, format!("{}: {reason}", attempt.outcome));
         }
     }
     let ended = job.state.is_terminal();

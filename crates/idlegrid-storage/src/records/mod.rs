@@ -757,7 +757,16 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a task failed (its attempts are spent). Returns false if it was already final.
     async fn fail_task(&self, task: TaskId) -> Result<bool>;
     /// Failed attempts at a task, oldest first.
-    async fn attempts(&self, task: TaskId) -> Result<Vec<AttemptRecord>>;
+    async fn attempts(&self, task: TaskId) -> Result<Vec<AttemptRecord>> {
+        Ok(self
+            .attempts_of(&[task])
+            .await?
+            .into_iter()
+            .map(|(_, attempt)| attempt)
+            .collect())
+    }
+    /// Failed attempts at these tasks, each with its task, oldest first.
+    async fn attempts_of(&self, tasks: &[TaskId]) -> Result<Vec<(TaskId, AttemptRecord)>>;
     /// Accepted outputs of a job's chunks with index ≥ `from_index`, in index order.
     async fn accepted_outputs(
         &self,

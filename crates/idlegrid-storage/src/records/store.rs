@@ -1209,26 +1209,34 @@ impl<E: Engine> Store for SqlStore<E> {
         Ok(job.is_some())
     }
 
-    async fn attempts(&self, task: TaskId) -> Result<Vec<AttemptRecord>> {
+    async fn attempts_of(&self, tasks: &[TaskId]) -> Result<Vec<(TaskId, AttemptRecord)>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = tasks.iter().map(|t| t.0).collect();
         let rows = E::all(
             On::Read(&self.engine),
             sql!(
-                "SELECT worker_id, outcome, reason FROM results WHERE task_id = $1 \
-                     AND outcome <> 'success' ORDER BY id"
+                "SELECT task_id, worker_id, outcome, reason FROM results WHERE task_id"
+                [in 1] " AND outcome <> 'success' ORDER BY id"
             ),
-            args![task.0],
+            args![ids],
         )
         .await?;
         rows.iter()
             .map(|row| {
                 let outcome = row.text("outcome")?;
-                Ok(AttemptRecord {
-                    worker: WorkerId(row.int("worker_id")?),
-                    outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
-                        StorageError::Corrupt(format!("attempt outcome {outcome:?}"))
-                    })?,
-                    reason: row.text_opt("reason")?.unwrap_or_default(),
-                })
+                let task = TaskId(row.int("task_id")?);
+                Ok((
+                    task,
+                    AttemptRecord {
+                        worker: WorkerId(row.int("worker_id")?),
+                        outcome: AttemptOutcome::parse(&outcome).ok_or_else(|| {
+                            StorageError::Corrupt(format!("attempt outcome {outcome:?}"))
+                        })?,
+                        reason: row.text_opt("reason")?.unwrap_or_default(),
+                    },
+                ))
             })
             .collect()
     }

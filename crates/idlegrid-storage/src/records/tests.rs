@@ -11,8 +11,9 @@
 //! keeps it correct there).
 
 use crate::records::{
-    Decide, Hold, JobRecord, NewFailure, NewJob, NewResult, NewTask, OutputRef, PostgresStore,
-    Principal, ReplicaState, SqliteStore, Store, StoredBlob, Verdict, WebhookAttempt, WebhookNext,
+    AttemptRecord, Decide, Hold, JobRecord, NewFailure, NewJob, NewResult, NewTask, OutputRef,
+    PostgresStore, Principal, ReplicaState, SqliteStore, Store, StoredBlob, Verdict,
+    WebhookAttempt, WebhookNext,
 };
 use futures::future::join_all;
 use idlegrid_domain::pricing::quote;
@@ -571,6 +572,17 @@ async fn failures_are_charged_and_transitions_are_compare_and_set(store: &dyn St
     };
     assert!(store.record_failures(&[missing]).await.is_err());
     assert_eq!(store.attempts(tasks[0]).await.unwrap().len(), 2);
+    // Several tasks' attempts in one read, each with its task, oldest first.
+    let all = store.attempts_of(&tasks).await.unwrap();
+    let of_first: Vec<&AttemptRecord> = all
+        .iter()
+        .filter(|(task, _)| *task == tasks[0])
+        .map(|(_, attempt)| attempt)
+        .collect();
+    let one_by_one = store.attempts(tasks[0]).await.unwrap();
+    assert_eq!(of_first, one_by_one.iter().collect::<Vec<_>>());
+    assert!(all.iter().all(|(task, _)| tasks.contains(task)));
+    assert!(store.attempts_of(&[]).await.unwrap().is_empty());
 }
 
 async fn credentials_resolve_to_principals(store: &dyn Store) {
