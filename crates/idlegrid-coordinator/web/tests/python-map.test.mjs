@@ -133,6 +133,11 @@ test('a failing job shows its error in words', async () => {
   // Shown as text on one line: its line breaks escaped.
   assert.equal(await shown.locator('.job-error-text').textContent(), asText(failed.error));
   assert.match(await shown.textContent(), /The job failed: .*the input is not what this script expects/s);
+  // The chunk's own last failure is listed under the chunks, in words too.
+  const reason = page.locator('.chunk-failures .failure-reason');
+  await reason.first().waitFor();
+  assert.match(await reason.first().textContent(), /client_error: .*the input is not what this script expects/s);
+  assert.match(await page.locator('.chunk-failures').textContent(), /Chunk 1, failed:/);
   assert.equal(await page.locator('#cancel-job').isVisible(), false, 'no cancel button on a finished job');
   assert.deepEqual(browser.errors, []);
 });

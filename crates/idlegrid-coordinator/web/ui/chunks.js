@@ -1,7 +1,7 @@
 // The chunk grid of a job: one square per chunk, coloured by its state, marked when retried;
 // below it, why the chunks that failed an attempt failed last (while they are retried, too).
 
-import { h, replace } from './dom.js';
+import { counted, h, replace } from './dom.js';
 
 export const CHUNK_STATES = ['queued', 'running', 'validating', 'checking', 'done', 'failed', 'stopped'];
 
@@ -24,7 +24,7 @@ export function chunkGrid() {
       const progress = task.state === 'running' && task.progress !== null && task.progress !== undefined
         ? ` ${Math.floor(task.progress * 100)} %` : '';
       const waiting = task.state === 'checking' && task.waiting_for ? `, waiting for ${task.waiting_for}` : '';
-      const retriedWords = wasRetried ? `, retried (${task.failures} failed attempt${task.failures === 1 ? '' : 's'})` : '';
+      const retriedWords = wasRetried ? `, retried (${counted(task.failures, 'failed attempt')})` : '';
       const words = `Chunk ${task.index + 1}: ${task.state}${progress}${waiting}${retriedWords}`;
       const li = h('li', {
         class: `chunk state-${task.state}${wasRetried ? ' retried' : ''}`,
@@ -42,11 +42,11 @@ export function chunkGrid() {
     replace(failures, failed.length === 0 ? [] : [
       h('h3', {}, failed.length === 1 ? 'Why a chunk failed' : `Why ${failed.length} chunks failed`),
       h('ul', { class: 'failure-list' }, failed.slice(0, 20).map((task) => h('li', {},
-        h('span', {}, `Chunk ${task.index + 1}, ${task.state === 'failed' ? 'failed' : `${task.failures} failed attempt${task.failures === 1 ? '' : 's'} so far`}:`),
+        h('span', {}, `Chunk ${task.index + 1}, ${task.state === 'failed' ? 'failed' : `${counted(task.failures, 'failed attempt')} so far`}:`),
         h('pre', { class: 'failure-reason' }, task.last_failure)))),
       failed.length > 20 ? h('p', { class: 'muted' }, `…and ${failed.length - 20} more.`) : null,
     ].filter(Boolean));
-    replace(summary, `${tasks.length} chunk${tasks.length === 1 ? '' : 's'}: `,
+    replace(summary, `${counted(tasks.length, 'chunk')}: `,
       CHUNK_STATES.filter((s) => counts[s]).map((s) => `${counts[s]} ${s}`).join(', ') || 'none yet',
       retried ? `; ${retried} retried` : '');
   }

@@ -142,6 +142,11 @@ export function field(label, control, hint) {
   return { wrap, control };
 }
 
+/** `n` and the noun that goes with it: "1 chunk", "3 chunks". */
+export function counted(n, one, many = `${one}s`) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 /** Numbers shown as tiles: a definition list of [label, value] pairs, one group per tile. */
 export function counts(pairs) {
   return h('dl', { class: 'counts' }, pairs.filter(Boolean).map(([term, value]) =>
