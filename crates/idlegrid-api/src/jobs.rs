@@ -444,6 +444,60 @@ pub struct Balance {
     /// For operators: whether the books balance (every transaction sums to zero).
     #[serde(default)]
     pub books_balance: Option<bool>,
+    /// How this grid shows credits to people.
+    #[serde(default)]
+    pub display: CreditDisplay,
+}
+
+/// How a grid shows credits to people: amounts in the APIs are micro-credits (millionths of a
+/// credit); people read credits, and what a credit is worth in the operator's currency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CreditDisplay {
+    /// The currency's code or symbol, e.g. `USD` or `$` (empty: credits only).
+    pub currency: String,
+    /// What one credit is worth in that currency.
+    pub per_credit: f64,
+}
+
+impl Default for CreditDisplay {
+    fn default() -> Self {
+        CreditDisplay {
+            currency: "USD".into(),
+            per_credit: 1.0,
+        }
+    }
+}
+
+impl CreditDisplay {
+    /// A human amount: `12.5 credits ($12.50)`-like text for micro-credits.
+    pub fn show(&self, micros: i64) -> String {
+        let credits = micros as f64 / 1e6;
+        let plain = if micros % 1_000_000 == 0 {
+            format!("{}", micros / 1_000_000)
+        } else if micros.abs() >= 10_000 {
+            format!("{credits:.2}")
+        } else {
+            format!("{credits:.6}")
+                .trim_end_matches('0')
+                .trim_end_matches('.')
+                .to_string()
+        };
+        let noun = if micros == 1_000_000 {
+            "credit"
+        } else {
+            "credits"
+        };
+        if self.currency.is_empty() {
+            return format!("{plain} {noun}");
+        }
+        let money = credits * self.per_credit;
+        let money = if money != 0.0 && money.abs() < 0.01 {
+            format!("{money:.4}")
+        } else {
+            format!("{money:.2}")
+        };
+        format!("{plain} {noun} ({money} {})", self.currency)
+    }
 }
 
 /// One entry of an account.
@@ -458,6 +512,10 @@ pub struct BalanceEntry {
     /// When.
     #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
+    /// The job it was for (holds and releases), if any.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>)]
+    pub job: Option<idlegrid_domain::JobId>,
 }
 
 /// `POST /v1/customers/{id}/deposits` (operators): credit paid in by a customer.
@@ -632,4 +690,29 @@ pub struct OutputLinks {
     /// When the links stop working.
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::CreditDisplay;
+
+    #[test]
+    fn amounts_read_as_credits_and_money() {
+        let usd = CreditDisplay::default();
+        assert_eq!(usd.show(100_000_000), "100 credits (100.00 USD)");
+        assert_eq!(usd.show(1_000_000), "1 credit (1.00 USD)");
+        assert_eq!(usd.show(420_000), "0.42 credits (0.42 USD)");
+        assert_eq!(usd.show(1_500), "0.0015 credits (0.0015 USD)");
+        assert_eq!(usd.show(-2_500_000), "-2.50 credits (-2.50 USD)");
+        let bare = CreditDisplay {
+            currency: String::new(),
+            per_credit: 1.0,
+        };
+        assert_eq!(bare.show(3_000_000), "3 credits");
+        let eur = CreditDisplay {
+            currency: "EUR".into(),
+            per_credit: 0.05,
+        };
+        assert_eq!(eur.show(10_000_000), "10 credits (0.50 EUR)");
+    }
 }

@@ -1,7 +1,9 @@
 //! Wire types of idlegrid's two HTTP APIs, shared by the coordinator, the worker and the CLI.
 //!
 //! - [`jobs`]: the Jobs API, for customers (authenticated with an API key).
-//! - [`accounts`]: what a secret stands for, and device owners' views of their devices.
+//! - [`accounts`]: what a secret stands for, accounts' secrets, device owners' views of their
+//!   devices, earnings and payouts, sign-up.
+//! - [`admin`]: operators' views: customers, owners, devices, jobs, payouts.
 //! - [`grid`]: the grid's statistics over time, for operators.
 //! - [`tasks`]: the Tasks API, for worker devices (authenticated with a worker token).
 //! - [`error`]: the JSON body every failed request carries.
@@ -12,6 +14,7 @@
 //! ([`idlegrid_domain`]) are plain data.
 
 pub mod accounts;
+pub mod admin;
 pub mod error;
 pub mod grid;
 pub mod jobs;
@@ -21,8 +24,8 @@ pub mod tasks;
 
 pub use error::{ErrorBody, ErrorDetail};
 pub use idlegrid_domain::{
-    AppManifest, AttemptOutcome, Capabilities, JobId, JobState, LeaseId, Placement, Replication,
-    ReplicationMode, Requirements, TaskId, TaskState, TenantId, WorkerId,
+    AppManifest, AttemptOutcome, Capabilities, Credits, JobId, JobState, LeaseId, Placement,
+    Replication, ReplicationMode, Requirements, TaskId, TaskState, TenantId, WorkerId,
 };
 
 /// Receipt of an upload (a job's input or a task's output).

@@ -56,6 +56,50 @@ pub fn customer_deposits(customer: crate::TenantId) -> String {
 pub const OWNER_DEVICES: &str = "/v1/owner/devices";
 /// Device owners (operators create them).
 pub const OWNERS: &str = "/v1/owners";
+/// `PATCH` (rename, pause, resume) or `DELETE` one of the calling owner's devices.
+pub fn owner_device(id: crate::WorkerId) -> String {
+    format!("/v1/owner/devices/{id}")
+}
+/// `GET` the calling owner's earnings.
+pub const OWNER_EARNINGS: &str = "/v1/owner/earnings";
+/// `GET` the calling owner's payouts, `POST` ask for one.
+pub const OWNER_PAYOUTS: &str = "/v1/owner/payouts";
+/// `GET` the calling account's secrets, `POST` make a key.
+pub const SECRETS: &str = "/v1/secrets";
+/// `DELETE` (revoke) one of the calling account's secrets.
+pub fn secret(id: i64) -> String {
+    format!("/v1/secrets/{id}")
+}
+/// `POST` replace one of the calling account's keys by a new one.
+pub fn secret_rotate(id: i64) -> String {
+    format!("/v1/secrets/{id}/rotate")
+}
+/// `POST` a dashboard session for the calling account.
+pub const SESSIONS: &str = "/v1/sessions";
+/// `GET` which sign-ups the grid takes, `POST` sign up.
+pub const SIGNUP: &str = "/v1/signup";
+/// `GET` customers, `POST` create one (operators).
+pub const ADMIN_CUSTOMERS: &str = "/v1/admin/customers";
+/// `PATCH` or `DELETE` a customer (operators).
+pub fn admin_customer(id: crate::TenantId) -> String {
+    format!("/v1/admin/customers/{id}")
+}
+/// `GET` device owners, `POST` create one (operators).
+pub const ADMIN_OWNERS: &str = "/v1/admin/owners";
+/// `PATCH` or `DELETE` an owner (operators).
+pub fn admin_owner(id: i64) -> String {
+    format!("/v1/admin/owners/{id}")
+}
+/// `GET` every device (operators).
+pub const ADMIN_DEVICES: &str = "/v1/admin/devices";
+/// `GET` every job (operators).
+pub const ADMIN_JOBS: &str = "/v1/admin/jobs";
+/// `GET` payouts (operators).
+pub const ADMIN_PAYOUTS: &str = "/v1/admin/payouts";
+/// `POST` settle a payout (operators).
+pub fn admin_payout_settle(id: i64) -> String {
+    format!("/v1/admin/payouts/{id}/settle")
+}
 /// `GET` the grid's statistics over time (operators).
 pub const GRID_STATS: &str = "/v1/grid/stats";
 /// `POST` start processing.

@@ -11,6 +11,8 @@
 //! never held in memory whole.
 
 mod accounts;
+mod admin;
+pub use admin::AccountListing;
 mod billing;
 mod error;
 mod jobs;
@@ -84,6 +86,16 @@ impl Client {
 }
 
 /// Sends a request and turns a non-2xx answer into [`ClientError::Api`].
+/// `path` with `pairs` as its query string, each encoded.
+fn with_query(path: &str, pairs: &[(&str, String)]) -> String {
+    if pairs.is_empty() {
+        return path.to_string();
+    }
+    let mut url = reqwest::Url::parse("http://query.invalid/").expect("a valid base");
+    url.query_pairs_mut().extend_pairs(pairs);
+    format!("{path}?{}", url.query().unwrap_or_default())
+}
+
 async fn send(request: RequestBuilder) -> Result<Response, ClientError> {
     let response = request.send().await?;
     if response.status().is_success() {

@@ -5,7 +5,9 @@
 use crate::config::Config;
 use crate::grid::Grid;
 use crate::secrets::write_private;
-use crate::state::credentials::{hash_secret, new_secret};
+use crate::state::credentials::{
+    API_KEY_PREFIX, ENROLLMENT_PREFIX, FIRST_SECRET, OPERATOR_PREFIX, make_secret,
+};
 use idlegrid_storage::Result as StorageResult;
 use idlegrid_storage::records::Principal;
 use serde::{Deserialize, Serialize};
@@ -68,23 +70,22 @@ impl Grid {
             self.default_owner_is_the_default_customer(tenant).await?;
             return Ok(credentials);
         }
-        let credentials = Credentials {
-            api_key: new_secret("igk_"),
-            enrollment_token: new_secret("ige_"),
-            operator_key: self.add_operator_key().await?,
-        };
         let tenant = self.store.ensure_tenant("default").await?;
         self.grant_opening_credit(tenant).await?;
         let owner = self.default_owner_is_the_default_customer(tenant).await?;
+        let (api_key, stored) = make_secret(API_KEY_PREFIX, FIRST_SECRET, None);
         self.store
-            .add_credential(hash_secret(&credentials.api_key), Principal::Tenant(tenant))
+            .add_secret(Principal::Tenant(tenant), &stored)
             .await?;
+        let (enrollment_token, stored) = make_secret(ENROLLMENT_PREFIX, FIRST_SECRET, None);
         self.store
-            .add_credential(
-                hash_secret(&credentials.enrollment_token),
-                Principal::Owner(owner),
-            )
+            .add_secret(Principal::Owner(owner), &stored)
             .await?;
+        let credentials = Credentials {
+            api_key,
+            enrollment_token,
+            operator_key: self.add_operator_key().await?,
+        };
         self.save_credentials(&path, &credentials)?;
         Ok(credentials)
     }
@@ -120,10 +121,10 @@ impl Grid {
 
     /// Creates a key for the `default` operator and returns it.
     async fn add_operator_key(&self) -> anyhow::Result<String> {
-        let key = new_secret("igo_");
+        let (key, stored) = make_secret(OPERATOR_PREFIX, FIRST_SECRET, None);
         let operator = self.store.ensure_operator("default").await?;
         self.store
-            .add_credential(hash_secret(&key), Principal::Operator(operator))
+            .add_secret(Principal::Operator(operator), &stored)
             .await?;
         Ok(key)
     }

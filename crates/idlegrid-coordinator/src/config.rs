@@ -56,12 +56,26 @@ pub struct Config {
     pub secrets_key: Option<String>,
     /// Where records, queues and blobs live (embedded in `data_dir` unless URLs say otherwise).
     pub backends: idlegrid_storage::Backends,
-    /// Credit the bootstrap customer is given once, so a new grid runs jobs at once.
+    /// Credit each new customer (the bootstrap one, those operators create, those who sign
+    /// up) is given once, so they can run jobs at once.
     pub opening_credit: idlegrid_domain::Credits,
+    /// Which kinds of account people may sign up for themselves.
+    pub signup: SignupOpen,
+    /// How credits are shown to people.
+    pub credit_display: idlegrid_api::jobs::CreditDisplay,
     /// Directory of the browser worker's runtimes (Pyodide, ffmpeg.wasm), served at
     /// `/runtimes/`; made by `scripts/browser-runtimes.sh`. `None`: the `/contribute` page
     /// says browsers cannot work for this coordinator.
     pub browser_runtimes: Option<PathBuf>,
+}
+
+/// Which self-service sign-ups a grid takes (none unless its operator opens them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SignupOpen {
+    /// Customers may sign up.
+    pub customers: bool,
+    /// Device owners may sign up.
+    pub owners: bool,
 }
 
 impl Config {
@@ -88,6 +102,8 @@ impl Config {
             backends: Default::default(),
             opening_credit: idlegrid_domain::Credits(100 * idlegrid_domain::pricing::MICROS),
             browser_runtimes: None,
+            signup: SignupOpen::default(),
+            credit_display: Default::default(),
         }
     }
 

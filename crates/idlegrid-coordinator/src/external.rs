@@ -272,7 +272,10 @@ pub async fn fetch_input(
     external: &External,
 ) -> Result<Result<StoredBlob, String>, StorageError> {
     let allow_private = grid.config.allow_private_sources;
-    let limit = grid.config.max_upload_bytes;
+    let limit = match crate::quotas::input_limit(grid, job.spec.tenant).await? {
+        Ok(limit) => limit,
+        Err(reason) => return Ok(Err(reason)),
+    };
     let key = crate::blob_keys::input(job.id);
     let (body, from): (idlegrid_storage::blobs::UploadStream, String) =
         if let Some(url) = &external.input_url {

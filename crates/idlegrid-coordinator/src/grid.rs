@@ -8,11 +8,11 @@ use crate::config::Config;
 use crate::events::EventBus;
 use crate::state::credentials::{AuthCache, LinkLimiter, link_limiter};
 use crate::state::schedule::{OnlineDevice, Schedule};
-use crate::state::{hls_index, presence, recorder, stats, uploads};
+use crate::state::{hls_index, presence, recorder, signups, stats, uploads};
 use idlegrid_domain::WorkerId;
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::queue::Queues;
-use idlegrid_storage::records::{JobRecord, Store, WorkerRecord};
+use idlegrid_storage::records::{Benched, JobRecord, Store, WorkerRecord};
 use idlegrid_storage::{Result as StorageResult, StorageError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,8 +56,13 @@ pub struct Grid {
     pub link_attempts: LinkLimiter,
     /// Leases whose output is being uploaded here.
     pub output_uploads: uploads::OutputUploads,
+    /// How fast accounts may be signed up for.
+    pub signups: signups::SignupLimits,
     /// Quarantined devices (loaded from the records at start-up, kept by the validator).
     quarantined: std::sync::RwLock<std::collections::HashSet<WorkerId>>,
+    /// Devices kept from work by their owners (paused, removed) or their owners' standing
+    /// (loaded from the records at start-up and by the mirror, kept by the owners' requests).
+    benched: std::sync::RwLock<HashMap<WorkerId, Benched>>,
     /// Records of workers seen lately (capabilities, owner), and when each was read.
     devices: Mutex<HashMap<WorkerId, (Arc<WorkerRecord>, std::time::Instant)>>,
 }
@@ -85,6 +90,29 @@ impl Grid {
     /// Devices that have asked this coordinator for work since it started.
     pub fn devices_seen(&self) -> usize {
         self.devices_lock().len()
+    }
+
+    /// Why a device is kept from work by its owner or its owner's standing, if it is.
+    pub fn benched(&self, worker: WorkerId) -> Option<Benched> {
+        self.benched
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&worker)
+            .copied()
+    }
+
+    /// Replaces the devices kept from work with those the records list.
+    pub fn set_benched(&self, benched: Vec<(WorkerId, Benched)>) {
+        *self.benched.write().unwrap_or_else(|e| e.into_inner()) = benched.into_iter().collect();
+    }
+
+    /// Marks one device kept from work (or no longer: `None`), as a request here just did.
+    pub fn bench(&self, worker: WorkerId, why: Option<Benched>) {
+        let mut benched = self.benched.write().unwrap_or_else(|e| e.into_inner());
+        match why {
+            Some(why) => benched.insert(worker, why),
+            None => benched.remove(&worker),
+        };
     }
 
     /// Marks devices quarantined.
@@ -124,7 +152,9 @@ impl Grid {
             hls_index: Default::default(),
             link_attempts: link_limiter(),
             output_uploads: Default::default(),
+            signups: Default::default(),
             quarantined: Default::default(),
+            benched: Default::default(),
             devices: Mutex::default(),
         }
     }
@@ -133,6 +163,10 @@ impl Grid {
     pub async fn online_devices(&self) -> Vec<OnlineDevice> {
         let mut devices = Vec::new();
         for worker in self.presence.online(idlegrid_storage::now_ms()) {
+            // A device that gets no work is no capacity.
+            if self.benched(worker).is_some() || self.is_quarantined(worker) {
+                continue;
+            }
             if let Ok(record) = self.device(worker).await {
                 let caps = &record.capabilities;
                 let speed = f64::from(caps.slots.max(1)) * idlegrid_domain::schedule::speed(caps);

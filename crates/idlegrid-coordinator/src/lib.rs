@@ -45,6 +45,7 @@ pub mod grid;
 pub mod http;
 pub mod lifecycle;
 pub mod pipeline;
+pub mod quotas;
 pub mod scratch;
 pub mod secrets;
 pub mod state;
@@ -68,7 +69,9 @@ pub async fn serve(
     let stages = shutdown.child_token();
     let mut tasks = pipeline::start(&grid, &stages).await?;
     let stopping = grid.stopping.clone();
-    let served = axum::serve(listener, http::router(grid))
+    // Peers' addresses reach the handlers that limit per address (sign-up).
+    let app = http::router(grid).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.cancelled().await;
             stopping.cancel();

@@ -125,7 +125,7 @@ pub async fn fail_job(
         grid,
         job,
         JobState::Failed,
-        Some(&format!("chunk {index} failed: {reason}")),
+        Some(&format!("chunk {} failed: {reason}", index + 1)),
     )
     .await?;
     Ok(())
@@ -199,7 +199,7 @@ fn failure_message(index: u64, attempts: &[AttemptRecord]) -> String {
         .filter(|a| a.outcome.counts_as_failure())
         .collect();
     let Some(last) = failed.last() else {
-        return format!("chunk {index} failed");
+        return format!("chunk {} failed", index + 1);
     };
     let reason: String = last.reason.trim().chars().take(REASON_CHARS).collect();
     let how = match failed.len() {
@@ -219,8 +219,10 @@ fn failure_message(index: u64, attempts: &[AttemptRecord]) -> String {
         }
     };
     format!(
-        "chunk {index} failed {how}; the last attempt (worker {}, {}): {reason}",
-        last.worker, last.outcome
+        "chunk {} failed {how}; the last attempt (worker {}, {}): {reason}",
+        index + 1,
+        last.worker,
+        last.outcome
     )
 }
 

@@ -100,6 +100,8 @@ pub enum Account {
     ExternalDeposits,
     /// Held earnings of owners caught forging, kept by the platform.
     PlatformForfeits,
+    /// Earnings paid out to owners outside the grid (an operator settled their payout).
+    Payouts,
 }
 
 impl std::fmt::Display for Account {
@@ -113,6 +115,7 @@ impl std::fmt::Display for Account {
             Account::PlatformGrants => f.write_str("platform:grants"),
             Account::ExternalDeposits => f.write_str("external:deposits"),
             Account::PlatformForfeits => f.write_str("platform:forfeits"),
+            Account::Payouts => f.write_str("external:payouts"),
         }
     }
 }

@@ -43,7 +43,8 @@ impl Assembler for Concat {
                 for (index, output) in page {
                     if index != next {
                         return Err(AssembleError::Inconsistent(format!(
-                            "chunk {next} has no accepted output"
+                            "chunk {} has no accepted output",
+                            next + 1
                         )));
                     }
                     match output {
@@ -70,7 +71,8 @@ impl Assembler for Concat {
             }
             if next != total {
                 return Err(AssembleError::Inconsistent(format!(
-                    "chunk {next} of {total} has no accepted output"
+                    "chunk {} of {total} has no accepted output",
+                    next + 1
                 )));
             }
             send_piece(tx, &mut piece).await;

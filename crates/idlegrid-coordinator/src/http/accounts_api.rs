@@ -1,21 +1,25 @@
-//! Accounts: what a secret stands for (`GET /v1/me`, the dashboard's sign-in), a device
-//! owner's devices with their state and record (`GET /v1/owner/devices`), and new device
-//! owners made by operators (`POST /v1/owners`).
+//! Accounts: what a secret stands for (`GET /v1/me`, the dashboard's sign-in); a device
+//! owner's devices with their state and record (`GET /v1/owner/devices`), renamed, paused,
+//! resumed or removed; their earnings history and the payouts they ask for.
 
 use crate::grid::Grid;
-use crate::http::auth::{Anyone, Enroller, Operator, hash_secret, new_secret};
-use crate::http::error::{ApiError, ApiJson, ApiResult};
+use crate::http::auth::{Anyone, Enroller};
+use crate::http::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::http::secrets::checked_name;
 use crate::state::presence::ONLINE_WITHIN_MS;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use idlegrid_api::ErrorBody;
 use idlegrid_api::accounts::{
-    AccountKind, CreatedOwner, Device, DeviceStatus, DeviceTotals, Me, NewOwner, OwnerDevices,
-    OwnerInfo,
+    AccountKind, Device, DeviceChange, DeviceStatus, DeviceTotals, Earning, EarningKind, Earnings,
+    Me, OwnerDevices, OwnerInfo, Payout, PayoutRequest, Payouts,
 };
-use idlegrid_storage::records::{DeviceRecord, Principal};
-use jiff::Timestamp;
+use idlegrid_api::timestamp;
+use idlegrid_domain::{Credits, WorkerId};
+use idlegrid_storage::records::{
+    Benched, DeviceRecord, PayoutAsked, PayoutRecord, PayoutState, Principal,
+};
 use std::sync::Arc;
 
 /// What the secret in the request stands for.
@@ -33,66 +37,8 @@ pub async fn me(State(grid): State<Arc<Grid>>, Anyone(principal): Anyone) -> Api
     Ok(Json(Me { kind, id, name }))
 }
 
-/// Create a device owner, optionally part of a customer's account (its devices are then that
-/// customer's own fleet). The answer holds the owner's enrollment token, shown this once.
-#[utoipa::path(post, path = "/v1/owners", tag = "accounts", request_body = NewOwner,
-    security(("operator_key" = [])),
-    responses((status = 201, body = CreatedOwner), (status = 401, body = ErrorBody),
-              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
-              (status = 422, body = ErrorBody)))]
-pub async fn create_owner(
-    State(grid): State<Arc<Grid>>,
-    _operator: Operator,
-    ApiJson(request): ApiJson<NewOwner>,
-) -> ApiResult<(StatusCode, Json<CreatedOwner>)> {
-    let name = request.name.trim();
-    if name.is_empty() || name.len() > 200 || name.chars().any(idlegrid_domain::text::is_hidden) {
-        return Err(ApiError::invalid(
-            "invalid_name",
-            "an owner's name must be 1 to 200 printable characters",
-        ));
-    }
-    if let Some(customer) = request.customer
-        && grid
-            .store
-            .account_name(Principal::Tenant(customer))
-            .await?
-            .is_none()
-    {
-        return Err(ApiError::invalid(
-            "unknown_customer",
-            format!("there is no customer {customer}"),
-        ));
-    }
-    let token = new_secret("ige_");
-    let Some(id) = grid
-        .store
-        .create_owner(name, request.customer, hash_secret(&token))
-        .await?
-    else {
-        return Err(ApiError::conflict(
-            "owner_exists",
-            format!("there is already an owner named {name:?}"),
-        ));
-    };
-    tracing::info!(owner = id, name, customer = ?request.customer, "device owner created");
-    Ok((
-        StatusCode::CREATED,
-        Json(CreatedOwner {
-            id,
-            name: name.to_string(),
-            customer: request.customer,
-            enrollment_token: token,
-        }),
-    ))
-}
-
-fn timestamp(ms: i64) -> Timestamp {
-    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
 /// A device's status from when it was last heard from and the tasks it holds.
-fn status(
+pub fn status(
     record: &DeviceRecord,
     last_seen: Option<i64>,
     running: u64,
@@ -100,6 +46,8 @@ fn status(
 ) -> DeviceStatus {
     if record.reputation.quarantined_at_ms.is_some() {
         DeviceStatus::Quarantined
+    } else if record.paused {
+        DeviceStatus::Paused
     } else if last_seen.is_none_or(|at| now_ms - at > ONLINE_WITHIN_MS) {
         DeviceStatus::Offline
     } else if running > 0 {
@@ -167,6 +115,207 @@ pub async fn owner_devices(
     }))
 }
 
+/// Rename one of the calling owner's devices, or pause it (it finishes what it holds, then
+/// gets no new work) or resume it.
+#[utoipa::path(patch, path = "/v1/owner/devices/{id}", tag = "accounts", request_body = DeviceChange,
+    params(("id" = i64, Path, description = "Device (worker) id")),
+    security(("enrollment_token" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn change_device(
+    State(grid): State<Arc<Grid>>,
+    owner: Enroller,
+    ApiPath(id): ApiPath<WorkerId>,
+    ApiJson(change): ApiJson<DeviceChange>,
+) -> ApiResult<StatusCode> {
+    let name = change
+        .name
+        .as_deref()
+        .map(|n| checked_name(n, "a device's name"))
+        .transpose()?;
+    if name.is_none() && change.paused.is_none() {
+        return Err(ApiError::invalid(
+            "nothing_to_change",
+            "give a new `name`, or `paused`: true or false",
+        ));
+    }
+    let mut found = true;
+    if let Some(name) = name {
+        found &= grid.store.rename_device(owner.0, id, name).await?;
+    }
+    if let Some(paused) = change.paused {
+        found &= grid.store.set_device_paused(owner.0, id, paused).await?;
+        if found {
+            // Here at once; on the other coordinators with their next look at the records.
+            grid.bench(id, paused.then_some(Benched::Paused));
+        }
+    }
+    if !found {
+        return Err(no_such_device(id));
+    }
+    grid.forget_device(id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn no_such_device(id: WorkerId) -> ApiError {
+    ApiError::not_found("no_such_device", format!("you have no device {id}"))
+}
+
+/// Remove one of the calling owner's devices: its token is revoked (it gets 401 from now on;
+/// what it holds runs elsewhere when its lease ends), and it leaves the list. Its past results
+/// and earnings stay.
+#[utoipa::path(delete, path = "/v1/owner/devices/{id}", tag = "accounts",
+    params(("id" = i64, Path, description = "Device (worker) id")),
+    security(("enrollment_token" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub async fn remove_device(
+    State(grid): State<Arc<Grid>>,
+    owner: Enroller,
+    ApiPath(id): ApiPath<WorkerId>,
+) -> ApiResult<StatusCode> {
+    if !grid.store.remove_device(owner.0, id).await? {
+        return Err(no_such_device(id));
+    }
+    grid.bench(id, Some(Benched::Removed));
+    tracing::info!(owner = owner.0, device = %id, "device removed by its owner");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Entries per page of an owner's earnings.
+const EARNINGS_PAGE: u32 = 100;
+
+/// Paging of an owner's earnings.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EarningsPage {
+    /// Entries with ids below this (the previous page's `next_before`).
+    before: Option<i64>,
+}
+
+fn earning_kind(txn: &str, amount: i64) -> EarningKind {
+    match txn.split(':').next().unwrap_or("") {
+        "pay" | "result" => EarningKind::Earned,
+        "matured" if amount > 0 => EarningKind::Released,
+        "matured" => EarningKind::Other,
+        "revoked" => EarningKind::Revoked,
+        "forfeit" => EarningKind::Forfeited,
+        "payout" => EarningKind::Payout,
+        _ => EarningKind::Other,
+    }
+}
+
+/// The calling owner's money: balance, held earnings, payouts asked for, and the history of
+/// each entry (naming the device, job and chunk a payment came from), newest first.
+#[utoipa::path(get, path = "/v1/owner/earnings", tag = "accounts", params(EarningsPage),
+    security(("enrollment_token" = [])),
+    responses((status = 200, body = Earnings)))]
+pub async fn earnings(
+    State(grid): State<Arc<Grid>>,
+    owner: Enroller,
+    ApiQuery(page): ApiQuery<EarningsPage>,
+) -> ApiResult<Json<Earnings>> {
+    use idlegrid_domain::Account;
+    let sums = grid
+        .store
+        .balances(&[Account::Owner(owner.0), Account::Held(owner.0)])
+        .await?;
+    let requested = grid
+        .store
+        .payouts(Some(owner.0), Some(PayoutState::Requested), 1000)
+        .await?
+        .iter()
+        .map(|p| p.amount.0)
+        .sum::<i64>();
+    let rows = grid
+        .store
+        .earnings(owner.0, page.before, EARNINGS_PAGE + 1)
+        .await?;
+    let more = rows.len() > EARNINGS_PAGE as usize;
+    let entries: Vec<Earning> = rows
+        .into_iter()
+        .take(EARNINGS_PAGE as usize)
+        .map(|row| Earning {
+            id: row.id,
+            kind: earning_kind(&row.txn, row.amount.0),
+            held: row.held,
+            amount: row.amount,
+            at: timestamp(row.at),
+            device: row.device,
+            job: row.job,
+            chunk_index: row.chunk,
+            txn: row.txn,
+        })
+        .collect();
+    Ok(Json(Earnings {
+        balance: sums[0],
+        held: sums[1],
+        requested: Credits(requested),
+        available: Credits((sums[0].0 - requested).max(0)),
+        next_before: more.then(|| entries.last().map(|e| e.id)).flatten(),
+        entries,
+    }))
+}
+
+/// The API's view of a payout.
+pub fn payout_view(record: PayoutRecord) -> Payout {
+    Payout {
+        id: record.id,
+        owner: record.owner,
+        amount: record.amount,
+        state: match record.state {
+            PayoutState::Requested => idlegrid_api::accounts::PayoutState::Requested,
+            PayoutState::Paid => idlegrid_api::accounts::PayoutState::Paid,
+            PayoutState::Refused => idlegrid_api::accounts::PayoutState::Refused,
+        },
+        requested_at: timestamp(record.requested_at),
+        settled_at: record.settled_at.map(timestamp),
+        reference: record.reference,
+        note: record.note,
+    }
+}
+
+/// Ask to be paid out: at most the balance less payouts already asked for. An operator
+/// settles it.
+#[utoipa::path(post, path = "/v1/owner/payouts", tag = "accounts", request_body = PayoutRequest,
+    security(("enrollment_token" = [])),
+    responses((status = 201, body = Payout), (status = 422, body = ErrorBody)))]
+pub async fn request_payout(
+    State(grid): State<Arc<Grid>>,
+    owner: Enroller,
+    ApiJson(request): ApiJson<PayoutRequest>,
+) -> ApiResult<(StatusCode, Json<Payout>)> {
+    match grid.store.request_payout(owner.0, request.amount).await? {
+        PayoutAsked::Asked(record) => {
+            tracing::info!(
+                owner = owner.0,
+                amount = record.amount.0,
+                "payout requested"
+            );
+            Ok((StatusCode::CREATED, Json(payout_view(record))))
+        }
+        PayoutAsked::Exceeds { available } => Err(ApiError::invalid(
+            "payout_exceeds_balance",
+            format!(
+                "a payout must be more than 0 and at most what is available: {} micro-credits (your balance less payouts already asked for)",
+                available.0
+            ),
+        )),
+    }
+}
+
+/// The calling owner's payouts, newest first.
+#[utoipa::path(get, path = "/v1/owner/payouts", tag = "accounts",
+    security(("enrollment_token" = [])),
+    responses((status = 200, body = Payouts)))]
+pub async fn owner_payouts(
+    State(grid): State<Arc<Grid>>,
+    owner: Enroller,
+) -> ApiResult<Json<Payouts>> {
+    let payouts = grid.store.payouts(Some(owner.0), None, 200).await?;
+    Ok(Json(Payouts {
+        payouts: payouts.into_iter().map(payout_view).collect(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +324,7 @@ mod tests {
 
     fn record(quarantined: bool) -> DeviceRecord {
         DeviceRecord {
+            paused: false,
             id: WorkerId(1),
             name: "laptop".into(),
             capabilities: Capabilities::default(),

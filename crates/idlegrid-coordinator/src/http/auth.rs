@@ -1,18 +1,27 @@
 //! Authentication: the extractors that turn a request's `Authorization: Bearer <secret>` header
-//! into a customer, a device owner, a worker or an operator, through the grid's cache of known
-//! secret hashes and their rate limits ([`crate::state::credentials`]).
+//! into a customer, a device owner, a worker or an operator: looked up in the records (workers'
+//! tokens: in the grid's cache, refused when their device is benched), refused for suspended
+//! accounts, and rate-limited per secret and per customer ([`crate::state::credentials`]).
 
 use crate::grid::Grid;
 use crate::http::error::ApiError;
-pub use crate::state::credentials::{hash_secret, new_secret};
+use crate::state::credentials::RateLimited;
+pub use crate::state::credentials::{hash_secret, make_secret, new_secret};
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use idlegrid_domain::{TenantId, WorkerId};
-use idlegrid_storage::records::Principal;
+use idlegrid_storage::records::{Benched, Principal, Standing};
 use std::sync::Arc;
 
 async fn principal(parts: &Parts, grid: &Grid) -> Result<Principal, ApiError> {
+    authenticate(parts, grid)
+        .await
+        .map(|(principal, _)| principal)
+}
+
+/// The principal of the request's secret, and the secret's id (`-1` for a worker's token).
+async fn authenticate(parts: &Parts, grid: &Grid) -> Result<(Principal, i64), ApiError> {
     let header = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
@@ -37,31 +46,78 @@ async fn principal(parts: &Parts, grid: &Grid) -> Result<Principal, ApiError> {
             )
         })?;
     let hash = hash_secret(secret);
-    let principal = match grid.auth.get(&hash) {
-        Some(principal) => principal,
+    let (principal, id) = match grid.auth.worker(&hash) {
+        Some(worker) => (Principal::Worker(worker), -1),
         None => {
-            let principal = grid.store.credential(hash).await?.ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_credentials",
-                    "the secret in the Authorization header is not known to this coordinator",
-                )
-            })?;
-            grid.auth.put(hash, principal);
-            principal
+            let credential = grid
+                .store
+                .credential(hash)
+                .await?
+                .ok_or_else(unknown_secret)?;
+            match credential.standing {
+                Standing::Active => {}
+                Standing::Suspended => return Err(suspended()),
+                Standing::Deleted => return Err(unknown_secret()),
+            }
+            match credential.principal {
+                Principal::Worker(worker) => grid.auth.remember_worker(hash, worker),
+                _ => grid.auth.used(credential.id, idlegrid_storage::now_ms()),
+            }
+            if let (Principal::Tenant(customer), Some(rate)) =
+                (credential.principal, credential.requests_per_sec)
+            {
+                let rate = u32::try_from(rate.max(0)).unwrap_or(u32::MAX);
+                grid.auth
+                    .admit_customer(customer, rate)
+                    .map_err(|limited| rate_limited(limited, "this customer's keys together"))?;
+            }
+            (credential.principal, credential.id)
         }
     };
-    grid.auth.admit(&hash, principal).map_err(|limited| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "too many requests with this credential: at most {} a second (bursts of twice that); retry after a second",
-                limited.per_sec
-            ),
-        )
-    })?;
-    Ok(principal)
+    if let Principal::Worker(worker) = principal {
+        match grid.benched(worker) {
+            Some(Benched::Removed) => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "device_removed",
+                    "this device was removed by its owner; its token is no longer valid",
+                ));
+            }
+            Some(Benched::OwnerSuspended) => return Err(suspended()),
+            Some(Benched::Paused) | None => {}
+        }
+    }
+    grid.auth
+        .admit(&hash, principal)
+        .map_err(|limited| rate_limited(limited, "this credential"))?;
+    Ok((principal, id))
+}
+
+fn unknown_secret() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+        "the secret in the Authorization header is not known to this coordinator (revoked, expired or mistyped)",
+    )
+}
+
+fn suspended() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "account_suspended",
+        "this account is suspended by the grid's operator; ask them to resume it",
+    )
+}
+
+fn rate_limited(limited: RateLimited, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
+            "too many requests with {what}: at most {} a second (bursts of twice that); retry after a second",
+            limited.per_sec
+        ),
+    )
 }
 
 fn wrong_kind(needed: &str) -> ApiError {
@@ -163,6 +219,29 @@ impl FromRequestParts<Arc<Grid>> for AnyDevice {
         match principal(parts, grid).await? {
             Principal::Worker(w) => Ok(AnyDevice(w)),
             _ => Err(wrong_kind("a worker token (register first)")),
+        }
+    }
+}
+
+/// A request authenticated with an account's key or session (not a worker's token), with the
+/// id of the secret it used: for managing the account's own secrets.
+#[derive(Debug, Clone, Copy)]
+pub struct Holder {
+    /// The account.
+    pub principal: Principal,
+    /// The secret the request was made with.
+    pub secret: i64,
+}
+
+impl FromRequestParts<Arc<Grid>> for Holder {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, grid: &Arc<Grid>) -> Result<Self, ApiError> {
+        match authenticate(parts, grid).await? {
+            (Principal::Worker(_), _) => Err(wrong_kind(
+                "a customer's API key, an owner's enrollment token or an operator key",
+            )),
+            (principal, secret) => Ok(Holder { principal, secret }),
         }
     }
 }

@@ -355,6 +355,7 @@ pub async fn balance(
                 held: Credits::default(),
                 entries: Vec::new(),
                 books_balance: None,
+                display: grid.config.credit_display.clone(),
             }));
         }
     };
@@ -397,6 +398,7 @@ pub async fn balance(
         .await?
         .into_iter()
         .map(|e| BalanceEntry {
+            job: job_of_txn(&e.txn),
             txn: e.txn,
             amount: e.amount,
             at: timestamp(e.at),
@@ -408,7 +410,16 @@ pub async fn balance(
         held,
         entries,
         books_balance,
+        display: grid.config.credit_display.clone(),
     }))
+}
+
+/// The job a customer's ledger transaction was for: `hold:<job>` and `release:<job>`.
+fn job_of_txn(txn: &str) -> Option<idlegrid_domain::JobId> {
+    let (kind, rest) = txn.split_once(':')?;
+    matches!(kind, "hold" | "release")
+        .then(|| rest.parse().ok().map(idlegrid_domain::JobId))
+        .flatten()
 }
 
 /// Credit a customer paid in (operators). Posted once per `reference`.

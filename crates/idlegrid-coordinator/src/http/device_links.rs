@@ -116,7 +116,7 @@ pub async fn link_worker(
         )
     })?;
     let name = check_new_device(&request.name, &request.capabilities)?;
-    let token = new_secret("igw_");
+    let token = new_secret(crate::state::credentials::WORKER_PREFIX);
     let worker = grid
         .store
         .register_linked_worker(

@@ -193,16 +193,24 @@ pub async fn upload_input(
 ) -> ApiResult<Json<UploadReceipt>> {
     let job = own_job(&grid, customer, id).await?;
     check_input_editable(&job)?;
+    let limit = crate::quotas::input_limit(&grid, customer.0)
+        .await?
+        .map_err(quota_exceeded)?;
     let stored = store_upload(
         &grid,
         &crate::blob_keys::input(id),
         &headers,
         body,
-        grid.config.max_upload_bytes,
+        limit,
         "input",
     )
     .await?;
     record_input(&grid, customer, id, stored).await
+}
+
+/// A customer's quota stops the request.
+pub fn quota_exceeded(reason: String) -> ApiError {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", reason)
 }
 
 /// Start processing a job whose input is uploaded.
@@ -224,6 +232,9 @@ pub async fn run_job(
     }
     if job.state == JobState::Created {
         crate::http::billing::check_affordable(&grid, &job).await?;
+        crate::quotas::may_run(&grid, customer.0)
+            .await?
+            .map_err(quota_exceeded)?;
     }
     let Some(job) = grid
         .store

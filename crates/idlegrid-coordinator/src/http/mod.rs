@@ -4,6 +4,7 @@
 //! records and queues; the work itself is done by the [`pipeline`](crate::pipeline).
 
 pub mod accounts_api;
+pub mod admin;
 pub mod auth;
 pub mod billing;
 pub mod checks;
@@ -12,6 +13,8 @@ pub mod error;
 pub mod jobs_api;
 pub mod links;
 pub mod ops;
+pub mod secrets;
+pub mod signup;
 pub mod tasks_api;
 pub mod uploads;
 pub mod views;
@@ -21,7 +24,7 @@ use crate::grid::Grid;
 use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use std::sync::Arc;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -37,7 +40,16 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         jobs_api::list_apps, jobs_api::job_chunks,
         uploads::upload_part, uploads::list_parts, uploads::complete_upload,
         links::create_links,
-        accounts_api::me, accounts_api::owner_devices, accounts_api::create_owner,
+        accounts_api::me, accounts_api::owner_devices, accounts_api::change_device,
+        accounts_api::remove_device, accounts_api::earnings, accounts_api::request_payout,
+        accounts_api::owner_payouts,
+        secrets::list_secrets, secrets::create_secret, secrets::revoke_secret,
+        secrets::rotate_secret, secrets::create_session,
+        signup::options, signup::sign_up,
+        admin::list_customers, admin::create_customer, admin::change_customer,
+        admin::delete_customer, admin::list_owners, admin::create_owner, admin::change_owner,
+        admin::delete_owner, admin::list_devices, admin::list_jobs, admin::list_payouts,
+        admin::settle_payout,
         ops::grid_stats,
         jobs_api::webhook_deliveries,
         billing::estimate, billing::balance, billing::deposit,
@@ -48,7 +60,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
     modifiers(&SecuritySchemes),
     tags((name = "jobs", description = "Jobs API, for customers"),
          (name = "tasks", description = "Tasks API, for worker devices"),
-         (name = "accounts", description = "What a secret stands for; device owners and their devices"),
+         (name = "accounts", description = "What a secret stands for; an account's keys and sessions; device owners' devices, earnings and payouts; sign-up"),
+         (name = "operators", description = "Customers, owners, devices, jobs and payouts, for operators"),
          (name = "billing", description = "Prices before a job runs, balances, earnings, deposits"),
          (name = "grid", description = "The grid's statistics, for operators"))
 )]
@@ -83,7 +96,13 @@ impl utoipa::Modify for SecuritySchemes {
             ("503", "the coordinator's storage failed; retry shortly"),
         ];
         for item in openapi.paths.paths.values_mut() {
-            let operations = [&mut item.get, &mut item.put, &mut item.post];
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.delete,
+            ];
             for operation in operations.into_iter().flatten() {
                 let json_body = operation
                     .request_body
@@ -161,10 +180,50 @@ pub fn router(grid: Arc<Grid>) -> Router {
             idlegrid_api::paths::OWNER_DEVICES,
             get(accounts_api::owner_devices),
         )
+        .route(idlegrid_api::paths::OWNERS, post(admin::create_owner))
         .route(
-            idlegrid_api::paths::OWNERS,
-            post(accounts_api::create_owner),
+            "/v1/owner/devices/{id}",
+            patch(accounts_api::change_device).delete(accounts_api::remove_device),
         )
+        .route(
+            idlegrid_api::paths::OWNER_EARNINGS,
+            get(accounts_api::earnings),
+        )
+        .route(
+            idlegrid_api::paths::OWNER_PAYOUTS,
+            get(accounts_api::owner_payouts).post(accounts_api::request_payout),
+        )
+        .route(
+            idlegrid_api::paths::SECRETS,
+            get(secrets::list_secrets).post(secrets::create_secret),
+        )
+        .route("/v1/secrets/{id}", delete(secrets::revoke_secret))
+        .route("/v1/secrets/{id}/rotate", post(secrets::rotate_secret))
+        .route(idlegrid_api::paths::SESSIONS, post(secrets::create_session))
+        .route(
+            idlegrid_api::paths::SIGNUP,
+            get(signup::options).post(signup::sign_up),
+        )
+        .route(
+            idlegrid_api::paths::ADMIN_CUSTOMERS,
+            get(admin::list_customers).post(admin::create_customer),
+        )
+        .route(
+            "/v1/admin/customers/{id}",
+            patch(admin::change_customer).delete(admin::delete_customer),
+        )
+        .route(
+            idlegrid_api::paths::ADMIN_OWNERS,
+            get(admin::list_owners).post(admin::create_owner),
+        )
+        .route(
+            "/v1/admin/owners/{id}",
+            patch(admin::change_owner).delete(admin::delete_owner),
+        )
+        .route(idlegrid_api::paths::ADMIN_DEVICES, get(admin::list_devices))
+        .route(idlegrid_api::paths::ADMIN_JOBS, get(admin::list_jobs))
+        .route(idlegrid_api::paths::ADMIN_PAYOUTS, get(admin::list_payouts))
+        .route("/v1/admin/payouts/{id}/settle", post(admin::settle_payout))
         .route(idlegrid_api::paths::GRID_STATS, get(ops::grid_stats))
         .route("/", get(web::index))
         .route("/ui/{*path}", get(web::asset))

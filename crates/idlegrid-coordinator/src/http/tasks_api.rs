@@ -30,7 +30,7 @@ use idlegrid_domain::{AttemptOutcome, Capabilities, Party, TaskId, TaskState, Wo
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::sha256_hex;
 use idlegrid_storage::queue::{Copies, Lease};
-use idlegrid_storage::records::{NewFailure, NewResult, OutputRef, WorkerRecord};
+use idlegrid_storage::records::{Benched, NewFailure, NewResult, OutputRef, WorkerRecord};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,7 +53,7 @@ pub async fn register(
     ApiJson(request): ApiJson<RegisterWorker>,
 ) -> ApiResult<(StatusCode, Json<Registered>)> {
     let name = check_new_device(&request.name, &request.capabilities)?;
-    let token = new_secret("igw_");
+    let token = new_secret(crate::state::credentials::WORKER_PREFIX);
     let worker = grid
         .store
         .register_worker(owner.0, name, &request.capabilities, hash_secret(&token))
@@ -157,18 +157,28 @@ pub async fn lease(
         // could otherwise all wait for each other): then it may confirm others' results with
         // all its slots, since that is what settles results in doubt. Read again on every
         // round, since another party's result may have confirmed one of the device's.
-        let slots = record.capabilities.slots as usize;
+        // A paused device finishes what it holds and gets nothing new: it waits like a device
+        // on an empty grid, so its agent needs no special case.
+        let paused = grid.benched(device.0) == Some(Benched::Paused);
+        let slots = if paused {
+            0
+        } else {
+            record.capabilities.slots as usize
+        };
         let probation = if record.streak < PROBATION_RUN {
             Some(grid.store.in_doubt(device.0).await?)
         } else {
             None
         };
         let mut leases = Vec::new();
-        for job in grid
-            .schedule
-            .order_for(grid.queues.as_ref(), &record)
-            .await?
-        {
+        let jobs = if paused {
+            Vec::new()
+        } else {
+            grid.schedule
+                .order_for(grid.queues.as_ref(), &record)
+                .await?
+        };
+        for job in jobs {
             let checked = grid
                 .schedule
                 .get(job)
@@ -213,7 +223,9 @@ pub async fn lease(
             }
         }
         if leases.is_empty() {
-            grid.presence.waiting(device.0);
+            if !paused {
+                grid.presence.waiting(device.0);
+            }
         } else {
             return match grant(&grid, &record, &leases).await {
                 Ok(grant) if grant.leases.is_empty() => continue,

@@ -104,7 +104,9 @@ pub async fn upload_part(
         "{}/{part:05}.{declared}",
         crate::blob_keys::upload_parts(id)
     );
-    let limit = grid.config.max_upload_bytes;
+    let limit = crate::quotas::input_limit(&grid, customer.0)
+        .await?
+        .map_err(crate::http::jobs_api::quota_exceeded)?;
     let others = others_size(&stored_parts(&grid, id).await?, part);
     let room = limit.saturating_sub(others);
     let stored = store_upload(
@@ -222,7 +224,9 @@ pub async fn complete_upload(
             ),
         ));
     }
-    let limit = grid.config.max_upload_bytes;
+    let limit = crate::quotas::input_limit(&grid, customer.0)
+        .await?
+        .map_err(crate::http::jobs_api::quota_exceeded)?;
     if total > limit {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -34,13 +34,25 @@ async fn flush_presence(grid: &Grid) {
     }
 }
 
-/// Drops the rate state of credentials idle long enough to be back at full burst, once a
-/// minute until `shutdown`.
+/// Once a minute until `shutdown`, and once more then: writes when secrets were last used, and
+/// drops the rate state of credentials and sign-up addresses idle long enough to be back at
+/// full burst.
 pub async fn credentials(grid: Arc<Grid>, shutdown: CancellationToken) {
     every(FORGET_IDLE_EVERY, shutdown, || async {
-        grid.auth.forget_idle()
+        grid.auth.forget_idle();
+        grid.signups.forget_idle();
+        flush_secrets_used(&grid).await;
     })
     .await;
+    flush_secrets_used(&grid).await;
+}
+
+async fn flush_secrets_used(grid: &Grid) {
+    let used = grid.auth.take_used();
+    if let Err(e) = grid.store.touch_secrets(&used).await {
+        // Only "last used" freshness is lost: the next use records it again.
+        tracing::warn!(error = %e, secrets = used.len(), "could not record when secrets were last used");
+    }
 }
 
 /// Samples the grid every [`crate::state::stats::INTERVAL`] until `shutdown`.

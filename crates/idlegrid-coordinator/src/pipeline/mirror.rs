@@ -41,5 +41,6 @@ pub async fn sync_once(grid: &Grid) -> Result<(), StorageError> {
         }
     }
     grid.quarantine(&grid.store.quarantined_workers().await?);
+    grid.set_benched(grid.store.benched_workers().await?);
     Ok(())
 }

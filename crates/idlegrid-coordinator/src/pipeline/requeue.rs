@@ -69,6 +69,7 @@ pub struct Swept {
 /// queued again.
 pub async fn rebuild_queues(grid: &Grid) -> Result<Swept, StorageError> {
     grid.quarantine(&grid.store.quarantined_workers().await?);
+    grid.set_benched(grid.store.benched_workers().await?);
     let everything = Sweep {
         everything: true,
         ..Sweep::default()

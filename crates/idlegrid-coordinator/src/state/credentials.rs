@@ -1,12 +1,17 @@
-//! Credentials in memory: making and hashing bearer secrets, the cache of known secret hashes,
-//! and how fast each credential (and link-code guessing over all callers) may go.
+//! Credentials in memory: making and hashing bearer secrets, the cache of workers' token
+//! hashes, how fast each credential and each customer (and link-code guessing over all callers)
+//! may go, and when each secret was last used, until it is written.
 //!
 //! Secrets are 256 random bits, so a plain SHA-256 is enough to make a leaked database useless
-//! for logging in (no password stretching needed). Looked-up hashes are cached in memory: the
-//! Tasks API authenticates thousands of calls a second.
+//! for logging in (no password stretching needed). Only workers' tokens are cached: the Tasks
+//! API authenticates thousands of their calls a second, and a device taken off the grid is
+//! refused through the grid's list of benched devices instead. Every other secret is looked up
+//! in the records on each request, so revoking one takes effect at once on every coordinator
+//! sharing them.
 
 use base64::Engine;
-use idlegrid_storage::records::Principal;
+use idlegrid_domain::{TenantId, WorkerId};
+use idlegrid_storage::records::{NewSecret, Principal};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +25,50 @@ pub fn new_secret(prefix: &str) -> String {
     )
 }
 
+/// How each kind of secret starts, so a person (and a secret scanner) can tell them apart.
+pub const API_KEY_PREFIX: &str = "igk_";
+/// A device owner's enrollment token.
+pub const ENROLLMENT_PREFIX: &str = "ige_";
+/// An operator's key.
+pub const OPERATOR_PREFIX: &str = "igo_";
+/// A dashboard session.
+pub const SESSION_PREFIX: &str = "igs_";
+/// A worker's token.
+pub const WORKER_PREFIX: &str = "igw_";
+/// The name of the secret an account is created with.
+pub const FIRST_SECRET: &str = "first key";
+
+/// The prefix of the keys (not sessions) of an account's kind.
+pub fn key_prefix(principal: Principal) -> &'static str {
+    match principal {
+        Principal::Tenant(_) => API_KEY_PREFIX,
+        Principal::Owner(_) => ENROLLMENT_PREFIX,
+        Principal::Operator(_) => OPERATOR_PREFIX,
+        Principal::Worker(_) => WORKER_PREFIX,
+    }
+}
+
+/// Characters of a secret shown in lists after its kind's prefix: enough to tell secrets
+/// apart, far too few to guess the rest.
+const SHOWN_CHARS: usize = 6;
+
+/// A fresh secret with the kind's `prefix`, and what the records keep of it: its hash, its
+/// first characters and `name`; a dashboard session expires at `session_expires_at`.
+pub fn make_secret(
+    prefix: &str,
+    name: &str,
+    session_expires_at: Option<i64>,
+) -> (String, NewSecret) {
+    let secret = new_secret(prefix);
+    let stored = NewSecret {
+        hash: hash_secret(&secret),
+        prefix: secret[..prefix.len() + SHOWN_CHARS].to_string(),
+        name: name.to_string(),
+        session_expires_at,
+    };
+    (secret, stored)
+}
+
 /// The stored form of a secret.
 pub fn hash_secret(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
@@ -28,12 +77,18 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
 /// Requests admitted per credential (keyed by the secret's hash).
 type Limiter = governor::DefaultKeyedRateLimiter<[u8; 32]>;
 
-/// Known secret hashes, and how fast each may make requests.
+/// One customer's own rate over all its keys, and its limiter.
+type AccountLimiter = (u32, governor::DefaultDirectRateLimiter);
+
+/// Workers' token hashes, how fast each credential and customer may make requests, and when
+/// secrets were last used.
 #[derive(Default)]
 pub struct AuthCache {
-    known: Mutex<HashMap<[u8; 32], Principal>>,
+    workers_known: Mutex<HashMap<[u8; 32], WorkerId>>,
     customers: Option<(Limiter, u32)>,
     workers: Option<(Limiter, u32)>,
+    accounts: Mutex<HashMap<TenantId, AccountLimiter>>,
+    used: Mutex<HashMap<i64, i64>>,
 }
 
 /// `per_sec` requests a second with bursts of twice that, as every limit here is.
@@ -52,9 +107,9 @@ impl AuthCache {
     /// token and `worker_per_sec` per worker (0: no limit), each with bursts of twice that.
     pub fn new(customer_per_sec: u32, worker_per_sec: u32) -> Self {
         AuthCache {
-            known: Mutex::default(),
             customers: limiter(customer_per_sec),
             workers: limiter(worker_per_sec),
+            ..AuthCache::default()
         }
     }
 
@@ -79,21 +134,52 @@ impl AuthCache {
         }
     }
 
-    /// The principal of a secret hash looked up before.
-    pub fn get(&self, hash: &[u8; 32]) -> Option<Principal> {
-        self.known
+    /// Admits one more request of a customer an operator gave its own rate (over all its
+    /// keys), or says to slow down.
+    pub fn admit_customer(&self, customer: TenantId, per_sec: u32) -> Result<(), RateLimited> {
+        let Some(rate) = std::num::NonZeroU32::new(per_sec) else {
+            return Err(RateLimited { per_sec });
+        };
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = accounts
+            .entry(customer)
+            .or_insert_with(|| (per_sec, governor::RateLimiter::direct(quota(rate))));
+        if entry.0 != per_sec {
+            *entry = (per_sec, governor::RateLimiter::direct(quota(rate)));
+        }
+        entry.1.check().map_err(|_| RateLimited { per_sec })
+    }
+
+    /// The worker a token hash looked up before stands for.
+    pub fn worker(&self, hash: &[u8; 32]) -> Option<WorkerId> {
+        self.workers_known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(hash)
             .copied()
     }
 
-    /// Remembers the principal of a secret hash.
-    pub fn put(&self, hash: [u8; 32], principal: Principal) {
-        self.known
+    /// Remembers the worker of a token hash.
+    pub fn remember_worker(&self, hash: [u8; 32], worker: WorkerId) {
+        self.workers_known
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(hash, principal);
+            .insert(hash, worker);
+    }
+
+    /// Notes that secret `id` was used at `at_ms`.
+    pub fn used(&self, id: i64, at_ms: i64) {
+        self.used
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, at_ms);
+    }
+
+    /// When secrets were used since the last call.
+    pub fn take_used(&self) -> Vec<(i64, i64)> {
+        std::mem::take(&mut *self.used.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .collect()
     }
 }
 
@@ -119,6 +205,34 @@ pub fn link_limiter() -> LinkLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_made_secret_keeps_its_hash_and_shows_only_its_start() {
+        let (secret, stored) = make_secret("igk_", "laptop", None);
+        assert_eq!(stored.hash, hash_secret(&secret));
+        assert_eq!(stored.prefix.len(), 4 + SHOWN_CHARS);
+        assert!(secret.starts_with(&stored.prefix));
+        assert_eq!(stored.name, "laptop");
+    }
+
+    #[test]
+    fn a_customer_rate_holds_over_all_its_keys_and_follows_changes() {
+        let cache = AuthCache::new(0, 0);
+        let customer = TenantId(7);
+        let admitted = (0..10)
+            .filter(|_| cache.admit_customer(customer, 2).is_ok())
+            .count();
+        assert_eq!(admitted, 4, "2 a second with bursts of twice that");
+        assert!(cache.admit_customer(TenantId(8), 2).is_ok(), "per customer");
+        assert!(
+            cache.admit_customer(customer, 50).is_ok(),
+            "a new rate starts afresh"
+        );
+        assert!(
+            cache.admit_customer(customer, 0).is_err(),
+            "0: no requests at all"
+        );
+    }
 
     #[test]
     fn secrets_are_unique_and_hash_stably() {

@@ -7,5 +7,6 @@ pub mod hls_index;
 pub mod presence;
 pub mod recorder;
 pub mod schedule;
+pub mod signups;
 pub mod stats;
 pub mod uploads;

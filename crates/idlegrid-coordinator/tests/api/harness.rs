@@ -145,12 +145,15 @@ impl TestGrid {
     /// A client of a second customer, `other`.
     pub async fn other_customer(&self) -> Client {
         let other = self.grid.store.ensure_tenant("other").await.unwrap();
+        let secret = idlegrid_storage::records::NewSecret {
+            hash: idlegrid_coordinator::http::auth::hash_secret("igk_other"),
+            prefix: "igk_other".into(),
+            name: "test".into(),
+            session_expires_at: None,
+        };
         self.grid
             .store
-            .add_credential(
-                idlegrid_coordinator::http::auth::hash_secret("igk_other"),
-                idlegrid_storage::records::Principal::Tenant(other),
-            )
+            .add_secret(idlegrid_storage::records::Principal::Tenant(other), &secret)
             .await
             .unwrap();
         Client::new(&self.url, "igk_other").unwrap()

@@ -121,7 +121,7 @@ async fn a_chunk_failing_too_often_fails_its_job_but_not_the_others() {
     }
     let failed = wait_for(&grid.customer(), doomed.id, JobState::Failed).await;
     let error = failed.error.unwrap();
-    assert!(error.contains("chunk 0 failed 2 times"), "{error}");
+    assert!(error.contains("chunk 1 failed 2 times"), "{error}");
     // The last attempt's reason once; the one before by its device and outcome.
     assert!(error.contains("ValueError attempt 1"), "{error}");
     assert!(!error.contains("ValueError attempt 0"), "{error}");
@@ -406,7 +406,7 @@ async fn a_script_failing_alike_on_two_owners_devices_fails_its_chunk_at_once() 
     let failed = wait_for(&grid.customer(), job.id, JobState::Failed).await;
     let error = failed.error.unwrap();
     assert!(
-        error.contains("chunk 0 failed 3 times, every time the same way"),
+        error.contains("chunk 1 failed 3 times, every time the same way"),
         "{error}"
     );
     assert_eq!(error.matches("ZeroDivisionError").count(), 1, "{error}");

@@ -11,6 +11,7 @@
 //! `sqlite.rs` and `postgres.rs` hold only what their engines do differently. Rows are read
 //! into records by `rows.rs`, and the payment rules are worked out by `payments.rs`, for both.
 
+mod accounts;
 mod payments;
 mod postgres;
 mod rows;
@@ -20,6 +21,11 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use accounts::{
+    AccountFilter, AccountKind, AccountRecord, Accounts, Benched, Credential, EarningRecord,
+    NewSecret, PayoutAsked, PayoutRecord, PayoutState, Quotas, Revoked, SecretRecord, Settled,
+    Standing, Usage,
+};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -46,6 +52,8 @@ pub enum Principal {
 /// A device as its owner sees it in the records.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceRecord {
+    /// Whether its owner paused it (it gets no new work).
+    pub paused: bool,
     /// Id.
     pub id: WorkerId,
     /// Name it registered with.
@@ -586,25 +594,13 @@ pub struct InDoubt {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Accounts + Send + Sync + 'static {
     // --- accounts ---
 
     /// Creates the tenant if missing; returns its id.
     async fn ensure_tenant(&self, name: &str) -> Result<TenantId>;
     /// Creates the device owner if missing; returns its id.
     async fn ensure_owner(&self, name: &str) -> Result<i64>;
-    /// Creates a device owner named `name`, part of `tenant`'s account if given, with the hash
-    /// of its enrollment token; `None` when the name is taken (nothing is created).
-    async fn create_owner(
-        &self,
-        name: &str,
-        tenant: Option<TenantId>,
-        token_hash: [u8; 32],
-    ) -> Result<Option<i64>>;
-    /// Stores the hash of a secret that authenticates `principal`.
-    async fn add_credential(&self, secret_hash: [u8; 32], principal: Principal) -> Result<()>;
-    /// Looks a secret's hash up.
-    async fn credential(&self, secret_hash: [u8; 32]) -> Result<Option<Principal>>;
     /// Registers a worker for an owner, with the hash of its token.
     async fn register_worker(
         &self,

@@ -323,6 +323,7 @@ pub(super) fn output(row: &impl Columns) -> Result<OutputRef> {
 pub(super) fn device(row: &impl Columns) -> Result<DeviceRecord> {
     let count = |c: &str| row.int(c).map(|n| n as u64);
     Ok(DeviceRecord {
+        paused: row.int_opt("paused_at")?.is_some(),
         id: WorkerId(row.int("id")?),
         name: row.text("name")?,
         capabilities: serde_json::from_str(&row.text("capabilities")?)

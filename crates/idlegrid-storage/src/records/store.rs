@@ -320,7 +320,11 @@ pub(super) async fn void<E: Engine>(tx: &mut E::Tx, id: ResultId, reason: &str) 
 
 /// Posts transaction `txn` (its rows must sum to zero); `false`, changing nothing, if it was
 /// posted before.
-async fn post<E: Engine>(tx: &mut E::Tx, txn: &str, rows: &[(String, i64)]) -> Result<bool> {
+pub(super) async fn post<E: Engine>(
+    tx: &mut E::Tx,
+    txn: &str,
+    rows: &[(String, i64)],
+) -> Result<bool> {
     debug_assert_eq!(rows.iter().map(|(_, a)| a).sum::<i64>(), 0);
     let entries: Vec<payments::Entry> = rows
         .iter()
@@ -445,79 +449,6 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn ensure_owner(&self, name: &str) -> Result<i64> {
         ensure_account!(self, "owners", name).await
-    }
-
-    async fn create_owner(
-        &self,
-        name: &str,
-        tenant: Option<TenantId>,
-        token_hash: [u8; 32],
-    ) -> Result<Option<i64>> {
-        let mut tx = self.engine.begin().await?;
-        let now = now_ms();
-        let row = E::optional(
-            On::Tx(&mut tx),
-            sql!(
-                "INSERT INTO owners (name, tenant_id, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (name) DO NOTHING RETURNING id"
-            ),
-            args![name, tenant.map(|t| t.0), now],
-        )
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let id = row.int("id")?;
-        E::execute(
-            On::Tx(&mut tx),
-            sql!(
-                "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
-                     VALUES ($1, 'enrollment', $2, $3)"
-            ),
-            args![token_hash, id, now],
-        )
-        .await?;
-        E::commit(tx).await?;
-        Ok(Some(id))
-    }
-
-    async fn add_credential(&self, secret_hash: [u8; 32], principal: Principal) -> Result<()> {
-        let (kind, subject) = match principal {
-            Principal::Tenant(t) => ("api_key", t.0),
-            Principal::Owner(o) => ("enrollment", o),
-            Principal::Worker(w) => ("worker", w.0),
-            Principal::Operator(o) => ("operator", o),
-        };
-        E::execute(
-            On::Write(&self.engine),
-            sql!(
-                "INSERT INTO credentials (secret_hash, kind, subject, created_at) \
-                     VALUES ($1, $2, $3, $4)"
-            ),
-            args![secret_hash, kind, subject, now_ms()],
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn credential(&self, secret_hash: [u8; 32]) -> Result<Option<Principal>> {
-        let row = E::optional(
-            On::Read(&self.engine),
-            sql!("SELECT kind, subject FROM credentials WHERE secret_hash = $1"),
-            args![secret_hash],
-        )
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let subject = row.int("subject")?;
-        match row.text("kind")?.as_str() {
-            "api_key" => Ok(Some(Principal::Tenant(TenantId(subject)))),
-            "enrollment" => Ok(Some(Principal::Owner(subject))),
-            "worker" => Ok(Some(Principal::Worker(WorkerId(subject)))),
-            "operator" => Ok(Some(Principal::Operator(subject))),
-            other => Err(StorageError::Corrupt(format!("credential kind {other:?}"))),
-        }
     }
 
     async fn register_worker(
@@ -733,14 +664,14 @@ impl<E: Engine> Store for SqlStore<E> {
             On::Read(&self.engine),
             sql!(
                 "SELECT w.id, w.name, w.capabilities, w.created_at, w.last_seen_at, \
-                     w.valid_streak, w.quarantined_at, \
+                     w.valid_streak, w.quarantined_at, w.paused_at, \
                      (SELECT count(*) FROM results WHERE worker_id = w.id \
                       AND validate_state IN ('valid', 'redundant')) AS valid, \
                      (SELECT count(*) FROM results WHERE worker_id = w.id \
                       AND validate_state = 'invalid') AS invalid, \
                      (SELECT count(*) FROM results WHERE worker_id = w.id \
                       AND outcome = 'no_reply') AS timed_out \
-                     FROM workers w WHERE w.owner_id = $1 ORDER BY w.id"
+                     FROM workers w WHERE w.owner_id = $1 AND w.removed_at IS NULL ORDER BY w.id"
             ),
             args![owner],
         )

@@ -10,6 +10,7 @@
 //! they are two pools on one database, on SQLite one store shared (its single writer is what
 //! keeps it correct there).
 
+use crate::records::NewSecret;
 use crate::records::{
     AttemptRecord, Decide, Hold, JobRecord, NewFailure, NewJob, NewResult, NewTask, OutputRef,
     PostgresStore, Principal, ReplicaState, SqliteStore, Store, StoredBlob, Verdict,
@@ -23,6 +24,13 @@ use idlegrid_domain::{
 };
 use serde_json::json;
 use sqlx::Connection;
+
+mod accounts;
+use accounts::{
+    owners_bench_devices_and_payouts_never_exceed_the_balance,
+    secrets_are_listed_revoked_and_rotated_and_standing_is_enforced,
+    usage_counts_jobs_submitted_and_bytes_kept,
+};
 
 const POSTGRES_VAR: &str = "IDLEGRID_TEST_POSTGRES";
 
@@ -184,6 +192,9 @@ on_both_backends!(
         replicas_know_the_runtime_they_ran_in,
         copies_go_to_independent_parties_and_disputes_settle_when_an_output_is_accepted,
         an_owner_caught_forging_loses_what_was_not_verified,
+        secrets_are_listed_revoked_and_rotated_and_standing_is_enforced,
+        owners_bench_devices_and_payouts_never_exceed_the_balance,
+        usage_counts_jobs_submitted_and_bytes_kept,
     ],
     two: [
         racing_transitions_have_one_winner,
@@ -585,24 +596,39 @@ async fn failures_are_charged_and_transitions_are_compare_and_set(store: &dyn St
     assert!(store.attempts_of(&[]).await.unwrap().is_empty());
 }
 
+/// A key with hash `hash`.
+fn secret(hash: [u8; 32]) -> NewSecret {
+    NewSecret {
+        hash,
+        prefix: "igk_test".into(),
+        name: "test".into(),
+        session_expires_at: None,
+    }
+}
+
+/// Who a secret's hash authenticates, if anyone.
+async fn principal_of(store: &dyn Store, hash: [u8; 32]) -> Option<Principal> {
+    store.credential(hash).await.unwrap().map(|c| c.principal)
+}
+
 async fn credentials_resolve_to_principals(store: &dyn Store) {
     let tenant = store.ensure_tenant("t").await.unwrap();
     assert_eq!(store.ensure_tenant("t").await.unwrap(), tenant);
     store
-        .add_credential([1; 32], Principal::Tenant(tenant))
+        .add_secret(Principal::Tenant(tenant), &secret([1; 32]))
         .await
         .unwrap();
     // A secret authenticates one principal.
     assert!(
         store
-            .add_credential([1; 32], Principal::Owner(1))
+            .add_secret(Principal::Owner(1), &secret([1; 32]))
             .await
             .is_err()
     );
     let owner = store.ensure_owner("o").await.unwrap();
     assert_eq!(store.ensure_owner("o").await.unwrap(), owner);
     store
-        .add_credential([4; 32], Principal::Owner(owner))
+        .add_secret(Principal::Owner(owner), &secret([4; 32]))
         .await
         .unwrap();
     let caps = Capabilities {
@@ -621,18 +647,18 @@ async fn credentials_resolve_to_principals(store: &dyn Store) {
             .is_err()
     );
     assert_eq!(
-        store.credential([1; 32]).await.unwrap(),
+        principal_of(store, [1; 32]).await,
         Some(Principal::Tenant(tenant))
     );
     assert_eq!(
-        store.credential([2; 32]).await.unwrap(),
+        principal_of(store, [2; 32]).await,
         Some(Principal::Worker(worker))
     );
     assert_eq!(
-        store.credential([4; 32]).await.unwrap(),
+        principal_of(store, [4; 32]).await,
         Some(Principal::Owner(owner))
     );
-    assert_eq!(store.credential([3; 32]).await.unwrap(), None);
+    assert_eq!(principal_of(store, [3; 32]).await, None);
     let record = store.worker(worker).await.unwrap().unwrap();
     assert_eq!(
         (&record.capabilities, record.owner, record.owner_tenant),
@@ -691,7 +717,7 @@ async fn a_link_code_links_one_device_once_before_it_expires(store: &dyn Store) 
         .unwrap()
         .expect("a fresh code links a device");
     assert_eq!(
-        store.credential([70; 32]).await.unwrap(),
+        principal_of(store, [70; 32]).await,
         Some(Principal::Worker(phone))
     );
     let devices = store.owner_devices(owner).await.unwrap();
@@ -707,7 +733,7 @@ async fn a_link_code_links_one_device_once_before_it_expires(store: &dyn Store) 
             None
         );
     }
-    assert_eq!(store.credential([71; 32]).await.unwrap(), None);
+    assert_eq!(principal_of(store, [71; 32]).await, None);
     assert_eq!(store.owner_devices(owner).await.unwrap().len(), 1);
 }
 
@@ -768,11 +794,11 @@ async fn accounts_name_themselves_and_owners_see_their_devices(store: &dyn Store
     let operator = store.ensure_operator("ops").await.unwrap();
     assert_eq!(store.ensure_operator("ops").await.unwrap(), operator);
     store
-        .add_credential([9; 32], Principal::Operator(operator))
+        .add_secret(Principal::Operator(operator), &secret([9; 32]))
         .await
         .unwrap();
     assert_eq!(
-        store.credential([9; 32]).await.unwrap(),
+        principal_of(store, [9; 32]).await,
         Some(Principal::Operator(operator))
     );
     let owner = store.ensure_owner("alice").await.unwrap();

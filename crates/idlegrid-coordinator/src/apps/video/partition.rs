@@ -546,8 +546,9 @@ impl Partitioner for VideoPartitioner {
                 "segment_seconds": super::params::HLS_SEGMENT_SECONDS,
             });
             notes.push(format!(
-                "HLS: {} renditions ({})",
+                "HLS: {} rendition{} ({})",
                 sizes.len(),
+                if sizes.len() == 1 { "" } else { "s" },
                 sizes
                     .iter()
                     .map(|(w, h)| format!("{w}x{h}"))
