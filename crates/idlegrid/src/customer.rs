@@ -146,6 +146,9 @@ impl Submission<'_> {
     async fn submit(self) -> anyhow::Result<ExitCode> {
         std::fs::metadata(self.input)
             .with_context(|| format!("cannot read the input {}", self.input.display()))?;
+        if !self.how.run_as.estimate {
+            check_output_path(self.output)?;
+        }
         let interrupt = shutdown::on_signal();
         let (client, local) = match target::configured(&self.how.target).await? {
             Some(client) => (client, None),
@@ -291,6 +294,34 @@ impl Submission<'_> {
     }
 }
 
+/// Fails before anything is uploaded or run when the output could not be written: a
+/// directory, or a file in a directory that is missing or not writable.
+fn check_output_path(output: &Path) -> anyhow::Result<()> {
+    if output.is_dir() {
+        anyhow::bail!(
+            "the output {} is a directory: name a file to write",
+            output.display()
+        );
+    }
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !parent.is_dir() {
+        anyhow::bail!(
+            "the output's directory {} does not exist: create it first",
+            parent.display()
+        );
+    }
+    tempfile::NamedTempFile::new_in(parent).with_context(|| {
+        format!(
+            "cannot write the output in {}: choose a directory you can write to",
+            parent.display()
+        )
+    })?;
+    Ok(())
+}
+
 fn progress_bar(hidden: bool) -> ProgressBar {
     if hidden {
         return ProgressBar::hidden();
@@ -418,7 +449,7 @@ pub async fn balance(args: BalanceArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn deposit(args: DepositArgs) -> anyhow::Result<ExitCode> {
-    let client = target::required(&args.target).await?;
+    let client = target::account(&args.target, target::Role::Operator).await?;
     let receipt = client
         .deposit(
             idlegrid_api::TenantId(args.customer),
@@ -428,7 +459,7 @@ pub async fn deposit(args: DepositArgs) -> anyhow::Result<ExitCode> {
             },
         )
         .await?;
-    if args.json {
+    if args.target.json {
         println!("{}", output::json(&receipt)?);
     } else if receipt.posted {
         println!(

@@ -21,6 +21,12 @@ pub struct LocalGridFile {
     pub url: String,
     /// Customer API key.
     pub api_key: String,
+    /// The device owner's enrollment token (absent in files of older versions).
+    #[serde(default)]
+    pub enrollment_token: String,
+    /// The operator key (absent in files of older versions).
+    #[serde(default)]
+    pub operator_key: String,
     /// Process id of `idlegrid local`.
     pub pid: u32,
 }
@@ -36,6 +42,8 @@ pub struct LocalGrid {
     pub url: String,
     /// Its credentials.
     pub credentials: Credentials,
+    /// Where browsers' runtimes are served from (`None`: browsers cannot join).
+    pub browser_runtimes: Option<PathBuf>,
     /// Stops the coordinator.
     stop_server: CancellationToken,
     /// Stops the workers.
@@ -53,7 +61,9 @@ impl LocalGrid {
         workers: usize,
         args: &CoordinatorArgs,
     ) -> anyhow::Result<LocalGrid> {
-        let (grid, credentials) = Grid::open(serve::config(data_dir, args)).await?;
+        let config = serve::config(data_dir, args);
+        let browser_runtimes = config.browser_runtimes.clone();
+        let (grid, credentials) = Grid::open(config).await?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
@@ -86,6 +96,7 @@ impl LocalGrid {
         Ok(LocalGrid {
             url,
             credentials,
+            browser_runtimes,
             stop_server,
             stop_workers,
             server,
@@ -124,6 +135,8 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<ExitCode> {
     let record = LocalGridFile {
         url: grid.url.clone(),
         api_key: grid.credentials.api_key.clone(),
+        enrollment_token: grid.credentials.enrollment_token.clone(),
+        operator_key: grid.credentials.operator_key.clone(),
         pid: std::process::id(),
     };
     write_private(&file, &serde_json::to_vec_pretty(&record)?)?;
@@ -139,6 +152,9 @@ pub async fn local(args: LocalArgs) -> anyhow::Result<ExitCode> {
         "  dashboard:        {}/  (sign in with any of these secrets)",
         grid.url
     );
+    if grid.browser_runtimes.is_none() {
+        eprintln!("{}", serve::no_browser_runtimes_warning());
+    }
     println!("other idlegrid commands in this account now use this grid; Ctrl-C stops it");
     shutdown.cancelled().await;
     let _ = std::fs::remove_file(&file);

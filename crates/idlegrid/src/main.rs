@@ -3,6 +3,7 @@
 //! benchmarks (`bench`) and the grid simulator (`sim`). This file only parses arguments, sets
 //! up logging and maps errors to exit codes; each command lives in its own module.
 
+mod accounts;
 mod bench;
 mod cli;
 mod customer;
@@ -80,6 +81,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cancel(args) => customer::cancel(args).await,
         Command::Balance(args) => customer::balance(args).await,
         Command::Deposit(args) => customer::deposit(args).await,
+        Command::Keys(args) => accounts::keys(args).await,
+        Command::Devices(args) => accounts::devices(args).await,
+        Command::Earnings(args) => accounts::earnings(args).await,
+        Command::Payout(args) => accounts::payout(args).await,
+        Command::Admin(args) => accounts::admin(args).await,
         Command::Bench(BenchCommand::Dispatch(args)) => bench::dispatch(args).await,
         Command::Bench(BenchCommand::Transcode(args)) => bench::transcode(args).await,
         Command::Bench(BenchCommand::WorkerIdle(args)) => bench::worker_idle(args).await,

@@ -30,7 +30,18 @@ pub fn config(data_dir: &Path, args: &CoordinatorArgs) -> Config {
         .browser_runtimes
         .clone()
         .or_else(default_browser_runtimes);
+    config.signup = args.signup.unwrap_or_default();
+    config.opening_credit = args.opening_credit;
+    config.credit_display = idlegrid_api::jobs::CreditDisplay {
+        currency: args.credit_currency.trim().to_string(),
+        per_credit: args.credit_value,
+    };
     config
+}
+
+/// What to tell at start-up when browsers cannot join: the runtimes are missing.
+pub fn no_browser_runtimes_warning() -> &'static str {
+    "warning: browsers cannot join this grid: the browser runtimes (Pyodide, ffmpeg.wasm) are missing; run scripts/browser-runtimes.sh or pass --browser-runtimes DIR"
 }
 
 /// `browser-runtimes` beside the directory of this binary (`target/browser-runtimes` for
@@ -77,9 +88,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 "  browsers join at: {url}/contribute  (runtimes from {})",
                 dir.display()
             ),
-            None => println!(
-                "  browsers cannot join: no browser runtimes (scripts/browser-runtimes.sh)"
-            ),
+            None => eprintln!("{}", no_browser_runtimes_warning()),
         }
         println!(
             "add a worker:  idlegrid worker --coordinator {url} --token {}",

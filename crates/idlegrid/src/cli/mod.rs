@@ -3,6 +3,7 @@
 //! measuring commands are in [`bench`], those of the device owner's worker commands in
 //! [`worker`].
 
+pub mod accounts;
 pub mod bench;
 pub mod worker;
 
@@ -38,8 +39,21 @@ pub enum Command {
     /// Your balance (customers), earnings (device owners) or fees (operators), with recent
     /// entries; with a customer key, jobs' holds too.
     Balance(BalanceArgs),
-    /// Credit a customer's balance with a payment (operator key in --api-key).
+    /// Credit a customer's balance with a payment (needs an operator key: --key, or the local
+    /// grid's).
     Deposit(DepositArgs),
+    /// Your account's keys and sessions: list, create, revoke, rotate (any account's secret in
+    /// --key; default: the local grid's customer key).
+    Keys(accounts::KeysArgs),
+    /// Your devices: list, rename, pause, resume, remove (a device owner's enrollment token in
+    /// --key).
+    Devices(accounts::DevicesArgs),
+    /// Your earnings as a device owner, entry by entry (enrollment token in --key).
+    Earnings(accounts::EarningsArgs),
+    /// Ask for your earnings to be paid out (enrollment token in --key).
+    Payout(accounts::PayoutArgs),
+    /// Operators: customers, owners, devices, jobs and payouts (operator key in --key).
+    Admin(accounts::AdminArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -119,6 +133,49 @@ pub struct CoordinatorArgs {
     /// this binary, e.g. target/browser-runtimes, when it exists).
     #[arg(long, env = "IDLEGRID_BROWSER_RUNTIMES", value_name = "DIR")]
     pub browser_runtimes: Option<PathBuf>,
+    /// Let people sign up themselves: `customers`, `owners` or `customers,owners` (default:
+    /// only operators create accounts). Each address may sign up 3 accounts an hour.
+    #[arg(long, env = "IDLEGRID_SIGNUP", value_name = "KINDS", value_parser = parse_signup)]
+    pub signup: Option<idlegrid_coordinator::config::SignupOpen>,
+    /// Credits each new customer starts with, e.g. 100 (0 for none).
+    #[arg(long, default_value = "100", env = "IDLEGRID_OPENING_CREDIT", value_name = "CREDITS",
+        value_parser = idlegrid_domain::Credits::parse)]
+    pub opening_credit: idlegrid_domain::Credits,
+    /// The currency credits are shown in to people, e.g. USD or EUR ("" for credits only).
+    #[arg(
+        long,
+        default_value = "USD",
+        env = "IDLEGRID_CREDIT_CURRENCY",
+        value_name = "CODE"
+    )]
+    pub credit_currency: String,
+    /// What one credit is worth in that currency, e.g. 1 or 0.05.
+    #[arg(long, default_value_t = 1.0, env = "IDLEGRID_CREDIT_VALUE", value_name = "AMOUNT",
+        value_parser = parse_credit_value)]
+    pub credit_value: f64,
+}
+
+fn parse_signup(value: &str) -> Result<idlegrid_coordinator::config::SignupOpen, String> {
+    let mut open = idlegrid_coordinator::config::SignupOpen::default();
+    for kind in value.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        match kind {
+            "customers" => open.customers = true,
+            "owners" => open.owners = true,
+            other => {
+                return Err(format!(
+                    "{other:?} cannot sign up: give customers, owners or customers,owners"
+                ));
+            }
+        }
+    }
+    Ok(open)
+}
+
+fn parse_credit_value(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{value:?} is not a positive amount")),
+    }
 }
 
 impl Default for CoordinatorArgs {
@@ -138,6 +195,10 @@ impl Default for CoordinatorArgs {
             queue: None,
             blobs: None,
             browser_runtimes: None,
+            signup: None,
+            opening_credit: idlegrid_domain::Credits(100 * idlegrid_domain::pricing::MICROS),
+            credit_currency: "USD".into(),
+            credit_value: 1.0,
         }
     }
 }
@@ -300,10 +361,7 @@ pub struct DepositArgs {
     #[arg(long)]
     pub reference: String,
     #[command(flatten)]
-    pub target: TargetArgs,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
+    pub target: accounts::AccountTarget,
 }
 
 #[derive(Debug, Args)]

@@ -432,3 +432,31 @@ fn logs_are_json_lines_on_request() {
         );
     }
 }
+
+/// An output that could not be written stops `run` before anything is uploaded, run or started.
+#[test]
+fn an_unwritable_output_fails_before_any_grid_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a\n").unwrap();
+    let script = script_path("transform.py");
+    for (output, says) in [
+        (dir.path().join("missing/out.txt"), "does not exist"),
+        (dir.path().to_path_buf(), "is a directory"),
+    ] {
+        let run = crate::common::idlegrid(&dir.path().join("home"))
+            .args(["run", script.to_str().unwrap(), "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(&output)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(
+            !stderr.contains("throw-away"),
+            "no grid was started: {stderr}"
+        );
+    }
+}

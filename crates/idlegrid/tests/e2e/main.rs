@@ -15,6 +15,7 @@
 mod common;
 mod harness;
 
+mod accounts;
 mod bench;
 mod chaos;
 mod commands;
