@@ -295,8 +295,7 @@ pub async fn request_payout(
         PayoutAsked::Exceeds { available } => Err(ApiError::invalid(
             "payout_exceeds_balance",
             format!(
-                "a payout must be more than 0 and at most what is available: {} micro-credits (your balance less payouts already asked for)",
-                available.0
+                "a payout must be more than 0 and at most what is available: {available} credits (your balance less payouts already asked for)"
             ),
         )),
     }

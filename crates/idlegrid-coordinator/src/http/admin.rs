@@ -608,8 +608,7 @@ pub async fn settle_payout(
         Settled::Exceeds { balance } => Err(ApiError::conflict(
             "payout_exceeds_balance",
             format!(
-                "payout {id} is more than the owner's balance ({} micro-credits) now; refuse it or wait",
-                balance.0
+                "payout {id} is more than the owner's balance ({balance} credits) now; refuse it or wait"
             ),
         )),
     }
