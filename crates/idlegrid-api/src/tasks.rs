@@ -40,6 +40,10 @@ pub struct LinkCode {
     pub expires_in_secs: u64,
     /// Path of the page that turns a browser into a worker with this code filled in.
     pub contribute_path: String,
+    /// With `?origin=`: that page's whole address as a QR code (an SVG image), to scan with
+    /// the phone to link.
+    #[serde(default)]
+    pub qr_svg: Option<String>,
 }
 
 /// The new worker's identity.

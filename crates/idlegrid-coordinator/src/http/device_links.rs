@@ -8,7 +8,7 @@
 
 use crate::grid::Grid;
 use crate::http::auth::{Enroller, hash_secret, new_secret};
-use crate::http::error::{ApiError, ApiJson, ApiResult};
+use crate::http::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::http::tasks_api::{check_new_device, registered};
 use crate::state::credentials::LINK_ATTEMPTS_PER_SEC;
 use axum::Json;
@@ -62,16 +62,59 @@ fn code_hash(canonical: &str) -> [u8; 32] {
     hash_secret(&format!("link:{canonical}"))
 }
 
+/// Where the dashboard that asks for a link code is served from.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LinkQuery {
+    /// The dashboard's origin, e.g. `https://grid.example:8080`: the answer then holds the
+    /// link page's whole address as a QR code.
+    origin: Option<String>,
+}
+
+/// The link page's address as a QR code, for an `http(s)://host[:port]` origin.
+fn qr_svg(origin: &str, path: &str) -> ApiResult<String> {
+    let url = reqwest::Url::parse(origin).ok().filter(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host_str().is_some()
+            && u.path() == "/"
+            && u.query().is_none()
+            && u.fragment().is_none()
+            && u.username().is_empty()
+            && origin.len() <= 200
+    });
+    let Some(url) = url else {
+        return Err(ApiError::invalid(
+            "invalid_origin",
+            "origin must be like https://host or http://host:port, with nothing after it",
+        ));
+    };
+    let address = format!("{}{path}", url.as_str().trim_end_matches('/'));
+    let code = qrcode::QrCode::new(address.as_bytes())
+        .map_err(|e| ApiError::invalid("invalid_origin", format!("no QR code for it: {e}")))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build())
+}
+
 /// A code that links one device to the calling owner, for ten minutes.
-#[utoipa::path(post, path = "/v1/owner/link-codes", tag = "accounts",
+#[utoipa::path(post, path = "/v1/owner/link-codes", tag = "accounts", params(LinkQuery),
     security(("enrollment_token" = [])),
-    responses((status = 201, body = LinkCode)))]
+    responses((status = 201, body = LinkCode), (status = 422, body = ErrorBody)))]
 pub async fn create_link_code(
     State(grid): State<Arc<Grid>>,
     owner: Enroller,
+    ApiQuery(query): ApiQuery<LinkQuery>,
 ) -> ApiResult<(StatusCode, Json<LinkCode>)> {
     let canonical = new_code();
     let code = shown(&canonical);
+    let contribute_path = format!("{}#code={code}", idlegrid_api::paths::CONTRIBUTE);
+    let qr_svg = query
+        .origin
+        .as_deref()
+        .map(|origin| qr_svg(origin, &contribute_path))
+        .transpose()?;
     let expires = idlegrid_storage::now_ms() + LINK_CODE_TTL.as_millis() as i64;
     grid.store
         .create_link_code(owner.0, code_hash(&canonical), expires)
@@ -80,9 +123,10 @@ pub async fn create_link_code(
     Ok((
         StatusCode::CREATED,
         Json(LinkCode {
-            contribute_path: format!("{}#code={code}", idlegrid_api::paths::CONTRIBUTE),
+            contribute_path,
             code,
             expires_in_secs: LINK_CODE_TTL.as_secs(),
+            qr_svg,
         }),
     ))
 }
@@ -146,6 +190,22 @@ pub async fn link_worker(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_qr_code_is_made_only_for_a_bare_http_origin() {
+        let svg = super::qr_svg("https://grid.example:8443", "/contribute#code=ABCD-2345").unwrap();
+        assert!(svg.starts_with("<?xml") && svg.contains("<svg"));
+        for bad in [
+            "javascript:alert(1)",
+            "ftp://grid.example",
+            "https://grid.example/path",
+            "https://user@grid.example",
+            "https://grid.example/?q=1",
+            "grid.example",
+        ] {
+            assert!(super::qr_svg(bad, "/contribute").is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -599,3 +599,30 @@ async fn a_revoked_key_and_a_suspended_customer_are_refused_at_once_on_every_coo
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_link_code_comes_with_a_qr_code_of_the_link_page_for_a_given_origin() {
+    let grid = TestGrid::start(|_| {}).await;
+    let http = reqwest::Client::new();
+    let ask = |origin: &str| {
+        let mut url = reqwest::Url::parse(&format!("{}/v1/owner/link-codes", grid.url)).unwrap();
+        url.query_pairs_mut().append_pair("origin", origin);
+        http.post(url)
+            .bearer_auth(&grid.credentials.enrollment_token)
+            .send()
+    };
+    let response = ask("http://192.168.1.10:8080").await.unwrap();
+    assert_eq!(response.status(), 201);
+    let code: idlegrid_api::tasks::LinkCode = response.json().await.unwrap();
+    let svg = code.qr_svg.expect("a QR code for the origin");
+    assert!(svg.contains("<svg") && !svg.contains("<script"));
+    let refused = ask("javascript:alert(1)").await.unwrap();
+    assert_eq!(refused.status(), 422);
+    let without = Client::new(&grid.url, &grid.credentials.enrollment_token)
+        .unwrap()
+        .create_link_code()
+        .await
+        .unwrap();
+    assert_eq!(without.qr_svg, None);
+    grid.stop().await;
+}
