@@ -132,6 +132,13 @@ impl Client {
         send_json(self.request(Method::POST, &paths::job_cancel(job))).await
     }
 
+    /// `DELETE /v1/jobs/{id}`: deletes a job that never ran (an estimate, a draft).
+    pub async fn delete_job(&self, job: JobId) -> Result<(), ClientError> {
+        crate::send(self.request(Method::DELETE, &paths::job(job)))
+            .await
+            .map(drop)
+    }
+
     /// `GET /v1/jobs/{id}/output`, streamed into a temporary file next to `path` that replaces
     /// `path` only once its SHA-256 matches `expected_sha256` (from the job's `output`), so a
     /// broken download never leaves a plausible-looking file behind. Returns the size.

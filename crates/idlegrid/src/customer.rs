@@ -218,7 +218,8 @@ impl Submission<'_> {
         let estimate = client.estimate(&EstimateRequest::for_job(job.id)).await?;
         if self.how.run_as.estimate {
             bar.finish_and_clear();
-            client.cancel_job(job.id).await?;
+            // An estimate leaves no job behind.
+            client.delete_job(job.id).await?;
             if self.how.json {
                 println!("{}", output::json(&estimate)?);
             } else {

@@ -208,6 +208,38 @@ pub async fn upload_input(
     record_input(&grid, customer, id, stored).await
 }
 
+/// Delete a job that never ran: still waiting for its input or for `run`, or cancelled before
+/// it ran (an estimate, a draft). Its input goes with it, and it leaves the list. A job that
+/// ran stays, for the books: cancel it instead.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")), security(("api_key" = [])),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn delete_job(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+    ApiPath(id): ApiPath<JobId>,
+) -> ApiResult<StatusCode> {
+    let job = own_job(&grid, customer, id).await?;
+    let Some(deleted) = grid.store.delete_unrun_job(customer.0, id).await? else {
+        return Err(ApiError::conflict(
+            "job_ran",
+            format!(
+                "job {id} is {} and has run: it stays for the books (cancel it if it is still running)",
+                job.state
+            ),
+        ));
+    };
+    if let Some(input) = &deleted.input {
+        grid.blobs.delete(&input.key).await?;
+    }
+    grid.blobs
+        .delete_prefix(&crate::blob_keys::upload_parts(id))
+        .await?;
+    grid.events.job_changed(id);
+    tracing::info!(job = %id, "unrun job deleted by its customer");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// A customer's quota stops the request.
 pub fn quota_exceeded(reason: String) -> ApiError {
     ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", reason)

@@ -412,3 +412,53 @@ async fn one_stream_follows_all_of_a_customers_jobs_and_no_one_elses() {
     assert!(quiet.is_err(), "another tenant saw {:?}", quiet.ok());
     grid.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_that_never_ran_is_deleted_with_its_input_and_one_that_ran_stays() {
+    let grid = TestGrid::start(|_| {}).await;
+    let customer = grid.customer();
+    let draft = grid.create(1, Default::default()).await;
+    customer
+        .upload_input_bytes(draft.id, b"a\nb\n".to_vec().into())
+        .await
+        .unwrap();
+    let input = grid
+        .grid
+        .store
+        .job(draft.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .input
+        .unwrap();
+    // Another customer cannot delete it.
+    let other = grid.other_customer().await;
+    assert_eq!(
+        api_code(other.delete_job(draft.id).await.unwrap_err()).0,
+        404
+    );
+    customer.delete_job(draft.id).await.unwrap();
+    assert_eq!(api_code(customer.job(draft.id).await.unwrap_err()).0, 404);
+    assert!(
+        grid.grid.blobs.get(&input.key, None).await.is_err(),
+        "its input is gone"
+    );
+    let listed = customer.list_jobs(None, 100).await.unwrap();
+    assert!(listed.jobs.iter().all(|j| j.id != draft.id));
+
+    let ran = grid.submit("a\n", 1, 3).await;
+    let refused = customer.delete_job(ran.id).await.unwrap_err();
+    assert_eq!(api_code(refused), (409, "job_ran".into()));
+    customer.cancel_job(ran.id).await.unwrap();
+    let refused = customer.delete_job(ran.id).await.unwrap_err();
+    assert_eq!(
+        api_code(refused),
+        (409, "job_ran".into()),
+        "cancelled after it ran: kept"
+    );
+
+    let cancelled_draft = grid.create(1, Default::default()).await;
+    customer.cancel_job(cancelled_draft.id).await.unwrap();
+    customer.delete_job(cancelled_draft.id).await.unwrap();
+    grid.stop().await;
+}

@@ -674,6 +674,10 @@ pub trait Store: Accounts + Send + Sync + 'static {
 
     /// Creates a job in state `created`.
     async fn create_job(&self, job: &NewJob) -> Result<JobRecord>;
+    /// Deletes a job of `tenant` that never ran — still `created`, or cancelled before it was
+    /// submitted — with its state-change events; returns what it was, `None` (nothing deleted)
+    /// for a job that ran or is not the tenant's.
+    async fn delete_unrun_job(&self, tenant: TenantId, id: JobId) -> Result<Option<JobRecord>>;
     /// One job.
     async fn job(&self, id: JobId) -> Result<Option<JobRecord>>;
     /// A tenant's jobs, newest first, with ids below `before`.

@@ -760,6 +760,46 @@ impl<E: Engine> Store for SqlStore<E> {
         row.as_ref().map(rows::job).transpose()
     }
 
+    async fn delete_unrun_job(&self, tenant: TenantId, id: JobId) -> Result<Option<JobRecord>> {
+        let mut tx = self.engine.begin().await?;
+        let row = E::optional(
+            On::Tx(&mut tx),
+            sql!(
+                "SELECT * FROM jobs WHERE id = $1 AND tenant_id = $2 AND submitted_at IS NULL \
+                 AND state IN ('created', 'cancelled')"[lock_all]
+            ),
+            args![id.0, tenant.0],
+        )
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let job = rows::job(&row)?;
+        E::execute(
+            On::Tx(&mut tx),
+            sql!(
+                "DELETE FROM webhook_attempts WHERE event_id IN \
+                 (SELECT id FROM job_events WHERE job_id = $1)"
+            ),
+            args![id.0],
+        )
+        .await?;
+        E::execute(
+            On::Tx(&mut tx),
+            sql!("DELETE FROM job_events WHERE job_id = $1"),
+            args![id.0],
+        )
+        .await?;
+        E::execute(
+            On::Tx(&mut tx),
+            sql!("DELETE FROM jobs WHERE id = $1"),
+            args![id.0],
+        )
+        .await?;
+        E::commit(tx).await?;
+        Ok(Some(job))
+    }
+
     async fn list_jobs(
         &self,
         tenant: TenantId,

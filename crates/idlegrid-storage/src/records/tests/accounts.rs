@@ -424,4 +424,24 @@ pub(super) async fn usage_counts_jobs_submitted_and_bytes_kept(store: &dyn Store
         .await
         .unwrap();
     assert_eq!(store.usage(tenant).await.unwrap().running_jobs, 0);
+    // Only jobs that never ran are deleted, and only by their own customer.
+    let other = store.ensure_tenant("other").await.unwrap();
+    assert!(
+        store
+            .delete_unrun_job(other, created.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .delete_unrun_job(tenant, submitted.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let deleted = store.delete_unrun_job(tenant, created.id).await.unwrap();
+    assert_eq!(deleted.map(|j| j.id), Some(created.id));
+    assert!(store.job(created.id).await.unwrap().is_none());
+    assert!(store.webhook_events(created.id).await.unwrap().is_empty());
 }
