@@ -12,6 +12,10 @@ use utoipa::ToSchema;
 pub struct CreateJob {
     /// App (service) to run, e.g. `python-map`; `GET /v1/apps` lists them.
     pub app: String,
+    /// What to call the job in lists, 1 to 200 printable characters (the CLI gives the
+    /// input's file name unless told otherwise).
+    #[serde(default)]
+    pub name: Option<String>,
     /// App parameters; the task script receives them as JSON in `IDLEGRID_PARAMS`.
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
@@ -49,6 +53,7 @@ impl CreateJob {
     pub fn new(app: impl Into<String>) -> Self {
         CreateJob {
             app: app.into(),
+            name: None,
             params: empty_object(),
             script: None,
             chunk_lines: None,
@@ -217,6 +222,9 @@ impl Default for Preferences {
 pub struct Job {
     /// Job id.
     pub id: JobId,
+    /// What the customer called it.
+    #[serde(default)]
+    pub name: Option<String>,
     /// App the job runs.
     pub app: String,
     /// Version of the app bundle the job was created with.

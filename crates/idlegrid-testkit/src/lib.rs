@@ -108,6 +108,7 @@ pub fn python_map_job(
 ) -> CreateJob {
     CreateJob {
         app: "python-map".into(),
+        name: None,
         params,
         script: Some(script.into()),
         chunk_lines,
@@ -124,6 +125,7 @@ pub fn python_map_job(
 pub fn transcode_job(params: serde_json::Value, chunk_seconds: Option<f64>) -> CreateJob {
     CreateJob {
         app: "video-transcode".into(),
+        name: None,
         params,
         script: None,
         chunk_lines: None,

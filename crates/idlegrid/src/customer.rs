@@ -143,7 +143,12 @@ struct Submission<'a> {
 
 impl Submission<'_> {
     /// Runs the job on the configured coordinator, or on a throw-away local grid.
-    async fn submit(self) -> anyhow::Result<ExitCode> {
+    async fn submit(mut self) -> anyhow::Result<ExitCode> {
+        self.request.name = self.how.name.clone().or_else(|| {
+            self.input
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        });
         std::fs::metadata(self.input)
             .with_context(|| format!("cannot read the input {}", self.input.display()))?;
         if !self.how.run_as.estimate {

@@ -214,18 +214,19 @@ pub fn balance_details(balance: &Balance) -> String {
 /// Jobs as a table.
 pub fn job_table(jobs: &[Job]) -> String {
     let mut s = format!(
-        "{:>6}  {:<12}  {:<14}  {:>13}  {}\n",
-        "ID", "STATE", "APP", "CHUNKS", "CREATED"
+        "{:>6}  {:<12}  {:<14}  {:>13}  {:<19}  {}\n",
+        "ID", "STATE", "APP", "CHUNKS", "CREATED", "NAME"
     );
     for job in jobs {
         let _ = writeln!(
             s,
-            "{:>6}  {:<12}  {:<14}  {:>13}  {}",
+            "{:>6}  {:<12}  {:<14}  {:>13}  {:<19}  {}",
             job.id,
             job.state.as_str(),
             shown(&job.app),
             chunk_progress(job),
-            job.created_at.strftime("%Y-%m-%d %H:%M:%S")
+            job.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            shown(job.name.as_deref().unwrap_or(""))
         );
     }
     s

@@ -61,6 +61,18 @@ pub async fn create_job(
     }
     check_preferences(&request.preferences)
         .map_err(|m| ApiError::invalid("invalid_preferences", m))?;
+    let name = match request.name.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(name)
+            if name.chars().count() > 200 || name.chars().any(idlegrid_domain::text::is_hidden) =>
+        {
+            return Err(ApiError::invalid(
+                "invalid_name",
+                "a job's name must be at most 200 printable characters",
+            ));
+        }
+        Some(name) => Some(name.to_string()),
+    };
     let external = External::from_request(
         request.input_from.as_ref(),
         request.output_to.as_ref(),
@@ -147,6 +159,7 @@ pub async fn create_job(
         .store
         .create_job(&NewJob {
             tenant: customer.0,
+            name,
             app: app.manifest.name.clone(),
             app_version: app.manifest.version.clone(),
             bundle_sha256,

@@ -47,6 +47,7 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
     };
     Ok(Job {
         id: job.id,
+        name: job.spec.name.clone(),
         app: job.spec.app.clone(),
         app_version: job.spec.app_version.clone(),
         state: job.state,

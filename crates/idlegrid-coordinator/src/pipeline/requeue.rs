@@ -197,6 +197,7 @@ mod tests {
         let job = store
             .create_job(&NewJob {
                 tenant,
+                name: None,
                 app: "python-map".into(),
                 app_version: "1".into(),
                 bundle_sha256: "ab".into(),

@@ -462,3 +462,28 @@ async fn a_job_that_never_ran_is_deleted_with_its_input_and_one_that_ran_stays()
     customer.delete_job(cancelled_draft.id).await.unwrap();
     grid.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_keeps_the_name_it_was_given_and_refuses_hidden_characters() {
+    let grid = TestGrid::start(|_| {}).await;
+    let customer = grid.customer();
+    let named = customer
+        .create_job(&CreateJob {
+            name: Some("  holiday.mov  ".into()),
+            ..python_map_job("print('hi')\n", Some(1), serde_json::json!({}))
+        })
+        .await
+        .unwrap();
+    assert_eq!(named.name.as_deref(), Some("holiday.mov"));
+    let listed = customer.list_jobs(None, 10).await.unwrap();
+    assert_eq!(listed.jobs[0].name.as_deref(), Some("holiday.mov"));
+    let refused = customer
+        .create_job(&CreateJob {
+            name: Some("evil\u{1b}[2J".into()),
+            ..python_map_job("print('hi')\n", Some(1), serde_json::json!({}))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(refused), (422, "invalid_name".into()));
+    grid.stop().await;
+}

@@ -38,6 +38,7 @@ async fn bad_requests_get_clear_errors() {
     let customer = grid.customer();
     let request = |app: &str, script: Option<&str>| CreateJob {
         app: app.into(),
+        name: None,
         params: serde_json::json!({}),
         script: script.map(str::to_string),
         chunk_lines: None,

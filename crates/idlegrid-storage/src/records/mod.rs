@@ -88,6 +88,8 @@ pub struct WorkerRecord {
 pub struct NewJob {
     /// Owner.
     pub tenant: TenantId,
+    /// What people call it.
+    pub name: Option<String>,
     /// App name.
     pub app: String,
     /// App bundle version.

@@ -132,6 +132,7 @@ pub(super) fn job(row: &impl Columns) -> Result<JobRecord> {
         id: JobId(row.int("id")?),
         spec: NewJob {
             tenant: TenantId(row.int("tenant_id")?),
+            name: row.text_opt("name")?,
             app: row.text("app")?,
             app_version: row.text("app_version")?,
             bundle_sha256: row.text("bundle_sha256")?,

@@ -722,9 +722,9 @@ impl<E: Engine> Store for SqlStore<E> {
                 "INSERT INTO jobs (tenant_id, app, app_version, bundle_sha256, params, \
                      partition_options, priority, max_attempts, task_timeout_secs, replication, \
                      deadline_secs, external, webhook, tier, max_price, placement, state, \
-                     created_at) \
+                     created_at, name) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $11, $12, $13, $14, $15, $16, \
-                     $17, 'created', $10) RETURNING *"
+                     $17, 'created', $10, $18) RETURNING *"
             ),
             args![
                 job.tenant.0,
@@ -744,6 +744,7 @@ impl<E: Engine> Store for SqlStore<E> {
                 job.tier.as_str(),
                 job.max_price.map(|p| p.0),
                 job.placement.as_str(),
+                job.name.as_deref(),
             ],
         )
         .await?;

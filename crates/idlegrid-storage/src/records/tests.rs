@@ -210,6 +210,7 @@ on_both_backends!(
 fn new_job(tenant: idlegrid_domain::TenantId) -> NewJob {
     NewJob {
         tenant,
+        name: None,
         app: "python-map".into(),
         app_version: "1".into(),
         bundle_sha256: "ab".into(),

@@ -395,6 +395,9 @@ pub struct RunArgs {
 pub struct SubmitArgs {
     #[command(flatten)]
     pub run_as: RunAsArgs,
+    /// What to call the job in lists (default: the input's file name).
+    #[arg(long)]
+    pub name: Option<String>,
     /// Workers of the throw-away grid started when no coordinator is configured
     /// (default: the number of cores).
     #[arg(long)]

@@ -212,11 +212,14 @@ fn local_grid_serves_the_client_commands_until_sigterm() {
     let list: JobList = serde_json::from_str(&jobs.stdout)
         .unwrap_or_else(|e| panic!("{}", context(&format!("jobs --json: {e}"), &jobs)));
     assert!(
-        list.jobs
-            .iter()
-            .any(|j| j.id == JobId(id) && j.state == JobState::Completed),
+        list.jobs.iter().any(|j| j.id == JobId(id)
+            && j.state == JobState::Completed
+            && j.name.as_deref() == input.file_name().and_then(|n| n.to_str())),
         "{}",
-        context(&format!("jobs should list job {id} as completed"), &jobs)
+        context(
+            &format!("jobs should list job {id} as completed, named after its input"),
+            &jobs
+        )
     );
 
     let id_arg = id.to_string();
