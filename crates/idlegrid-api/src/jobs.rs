@@ -348,6 +348,10 @@ pub struct EstimateRequest {
     /// Size of a python-map input, in bytes.
     #[serde(default)]
     pub input_bytes: Option<u64>,
+    /// Lines of that input, if known (with `input_bytes`): chunks of `chunk_lines` are then
+    /// counted exactly rather than bounded.
+    #[serde(default)]
+    pub input_lines: Option<u64>,
     /// A video input, described.
     #[serde(default)]
     pub video: Option<VideoDescription>,
@@ -364,6 +368,7 @@ impl EstimateRequest {
             preferences: Preferences::default(),
             job: Some(job),
             input_bytes: None,
+            input_lines: None,
             video: None,
         }
     }

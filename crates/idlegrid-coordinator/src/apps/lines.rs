@@ -53,20 +53,32 @@ fn work_of(bytes: u64) -> i64 {
     MS_PER_CHUNK + (bytes as i128 * i128::from(MS_PER_MIB) / (1 << 20)) as i64
 }
 
-/// How a job's input of `bytes` is cut, with its workload.
+/// How a job's input of `bytes` (of `lines` lines, when counted) is cut, with its workload.
 fn plan_cut(
     options: &serde_json::Value,
     bytes: u64,
+    lines: Option<u64>,
     plan: &Plan,
 ) -> Result<(Cut, Workload), String> {
     let volume = (bytes as i128 * i128::from(MS_PER_MIB) / (1 << 20)) as i64;
     match chunk_lines(options)? {
-        Some(lines) => {
-            // Every line is at least one byte: at most this many chunks.
-            let chunks = bytes.div_ceil(lines).max(1);
-            let largest = bytes.min(lines.saturating_mul(ASSUMED_LINE_BYTES));
+        Some(per_chunk) => {
+            let (chunks, largest) = match lines {
+                // Counted: exactly this many chunks; the largest at most the whole input, and
+                // about its share of it.
+                Some(lines) => {
+                    let chunks = lines.div_ceil(per_chunk).max(1);
+                    let share = bytes.div_ceil(chunks);
+                    (chunks, bytes.min(share.saturating_mul(2)))
+                }
+                // Every line is at least one byte: at most this many chunks.
+                None => (
+                    bytes.div_ceil(per_chunk).max(1),
+                    bytes.min(per_chunk.saturating_mul(ASSUMED_LINE_BYTES)),
+                ),
+            };
             Ok((
-                Cut::Lines(lines),
+                Cut::Lines(per_chunk),
                 Workload {
                     work_ms: volume + MS_PER_CHUNK * chunks as i64,
                     chunks,
@@ -88,6 +100,23 @@ fn plan_cut(
             ))
         }
     }
+}
+
+/// The lines of a stored text: its line ends, and a last line without one.
+async fn count_lines(
+    blobs: &dyn BlobStore,
+    key: &str,
+) -> Result<u64, idlegrid_storage::StorageError> {
+    let mut stream = blobs.get(key, None).await?;
+    let (mut lines, mut last) = (0u64, b'\n');
+    while let Some(bytes) = stream.next().await {
+        let bytes = bytes?;
+        lines += bytes.iter().filter(|b| **b == b'\n').count() as u64;
+        if let Some(&b) = bytes.last() {
+            last = b;
+        }
+    }
+    Ok(lines + u64::from(last != b'\n'))
 }
 
 #[async_trait]
@@ -116,9 +145,28 @@ impl Partitioner for Lines {
         plan: &Plan,
     ) -> Result<Workload, String> {
         match size {
-            InputSize::Bytes(bytes) => plan_cut(options, *bytes, plan).map(|(_, w)| w),
+            InputSize::Bytes(bytes) => plan_cut(options, *bytes, None, plan).map(|(_, w)| w),
+            InputSize::Text { bytes, lines } => {
+                plan_cut(options, *bytes, Some(*lines), plan).map(|(_, w)| w)
+            }
             InputSize::Video { .. } => Err("python-map takes a text input, not a video".into()),
         }
+    }
+
+    async fn measure(
+        &self,
+        job: &JobRecord,
+        blobs: &dyn BlobStore,
+    ) -> Result<InputSize, PartitionError> {
+        let input = job
+            .input
+            .as_ref()
+            .ok_or_else(|| PartitionError::Rejected("the job has no input".into()))?;
+        let lines = count_lines(blobs, &input.key).await?;
+        Ok(InputSize::Text {
+            bytes: input.size,
+            lines,
+        })
     }
 
     async fn split(
@@ -132,7 +180,13 @@ impl Partitioner for Lines {
             .input
             .as_ref()
             .ok_or_else(|| PartitionError::Rejected("the job has no input".into()))?;
-        let (cut, workload) = plan_cut(&job.spec.partition_options, input.size, plan)
+        // Chunks of N lines are priced by the lines there are: counted first (one read of the
+        // input, before any chunk exists, so the quote held is the exact one).
+        let lines = match chunk_lines(&job.spec.partition_options) {
+            Ok(Some(_)) => Some(count_lines(blobs, &input.key).await?),
+            _ => None,
+        };
+        let (cut, workload) = plan_cut(&job.spec.partition_options, input.size, lines, plan)
             .map_err(PartitionError::Rejected)?;
         out.send(Split::Workload(workload))
             .await
@@ -228,19 +282,25 @@ mod tests {
     fn chunk_size_follows_capacity_unless_fixed() {
         let mib = 1 << 20;
         // 100 MiB is 100 s of work: two chunks per slot on 10 slots is 20 chunks of 5 MiB.
-        let (cut, work) = plan_cut(&json!({}), 100 * mib, &plan(10)).unwrap();
+        let (cut, work) = plan_cut(&json!({}), 100 * mib, None, &plan(10)).unwrap();
         assert_eq!(cut, Cut::Bytes(5 * mib));
         assert_eq!(work.chunks, 20);
         assert_eq!(work.work_ms, 100_000 + 20 * MS_PER_CHUNK);
         // A grid of 4 slots gets larger chunks; one of 50 would get chunks below the floor
         // of 5 s of work, so it gets the floor.
-        let (cut, _) = plan_cut(&json!({}), 100 * mib, &plan(4)).unwrap();
+        let (cut, _) = plan_cut(&json!({}), 100 * mib, None, &plan(4)).unwrap();
         assert_eq!(cut, Cut::Bytes(12_800 * 1024));
-        let (_, wide) = plan_cut(&json!({}), 100 * mib, &plan(50)).unwrap();
+        let (_, wide) = plan_cut(&json!({}), 100 * mib, None, &plan(50)).unwrap();
         assert_eq!(wide.chunks, 20);
         // Fixed line counts are kept, with a bound on the chunk count.
-        let (cut, work) = plan_cut(&json!({"lines": 10}), 1000, &plan(10)).unwrap();
+        let (cut, work) = plan_cut(&json!({"lines": 10}), 1000, None, &plan(10)).unwrap();
         assert_eq!(cut, Cut::Lines(10));
         assert_eq!(work.chunks, 100);
+        // Counted lines give the exact count: 45 lines of 10 are 5 chunks, whatever the bytes.
+        let (_, counted) = plan_cut(&json!({"lines": 10}), 1000, Some(45), &plan(10)).unwrap();
+        assert_eq!(counted.chunks, 5);
+        assert!(counted.work_ms < work.work_ms);
+        let (_, empty) = plan_cut(&json!({"lines": 10}), 0, Some(0), &plan(10)).unwrap();
+        assert_eq!(empty.chunks, 1);
     }
 }

@@ -64,6 +64,13 @@ impl Plan {
 pub enum InputSize {
     /// So many bytes.
     Bytes(u64),
+    /// A text of so many bytes and lines (counted, or given by the customer).
+    Text {
+        /// Its bytes.
+        bytes: u64,
+        /// Its lines (a last line without a line end counts).
+        lines: u64,
+    },
     /// A video.
     Video {
         /// Its frames.

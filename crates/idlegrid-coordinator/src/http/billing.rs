@@ -217,7 +217,10 @@ pub async fn estimate(
             check_preferences(&request.preferences)
                 .map_err(|m| ApiError::invalid("invalid_preferences", m))?;
             let size = match (request.input_bytes, request.video) {
-                (Some(bytes), None) => InputSize::Bytes(bytes),
+                (Some(bytes), None) => match request.input_lines {
+                    Some(lines) => InputSize::Text { bytes, lines },
+                    None => InputSize::Bytes(bytes),
+                },
                 (None, Some(v)) => {
                     let valid = (0.0..=86_400.0).contains(&v.duration_secs)
                         && v.duration_secs > 0.0

@@ -24,6 +24,7 @@ fn estimate_for(bytes: u64, tier: idlegrid_domain::Tier) -> EstimateRequest {
         },
         job: None,
         input_bytes: Some(bytes),
+        input_lines: None,
         video: None,
     }
 }
@@ -77,6 +78,7 @@ async fn estimates_price_every_tier_before_anything_runs() {
             app: Some("video-transcode".into()),
             params: serde_json::json!({"preset": "720p"}),
             input_bytes: None,
+            input_lines: None,
             video: Some(VideoDescription {
                 duration_secs: 60.0,
                 width: 1920,
@@ -100,6 +102,7 @@ async fn estimates_price_every_tier_before_anything_runs() {
             job: Some(job.id),
             app: None,
             input_bytes: None,
+            input_lines: None,
             ..estimate_for(0, idlegrid_domain::Tier::Standard)
         })
         .await
@@ -112,6 +115,7 @@ async fn estimates_price_every_tier_before_anything_runs() {
     let missing = customer
         .estimate(&EstimateRequest {
             input_bytes: None,
+            input_lines: None,
             ..estimate_for(0, idlegrid_domain::Tier::Standard)
         })
         .await
@@ -241,4 +245,70 @@ async fn validated_work_is_paid_to_the_owner_and_the_books_balance() {
         (0, 0, 0)
     );
     grid.stop().await;
+}
+
+#[tokio::test]
+async fn chunks_of_n_lines_are_priced_by_the_lines_there_are_and_the_hold_is_the_estimate() {
+    let grid = TestGrid::start(|_| {}).await;
+    let customer = grid.customer();
+    // 12 lines without a final line end, 5 lines a chunk: 3 chunks (bounded by bytes it
+    // would be 12 or more).
+    let input = (1..=12)
+        .map(|i| format!("line {i:02}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let job = grid.create(5, Default::default()).await;
+    customer
+        .upload_input_bytes(job.id, input.clone().into_bytes().into())
+        .await
+        .unwrap();
+    let exact = customer
+        .estimate(&EstimateRequest::for_job(job.id))
+        .await
+        .unwrap();
+    assert_eq!(exact.quote.chunks, 3, "{exact:?}");
+    let described = customer
+        .estimate(&EstimateRequest {
+            chunk_lines: Some(5),
+            input_lines: Some(12),
+            ..estimate_for(input.len() as u64, idlegrid_domain::Tier::Standard)
+        })
+        .await
+        .unwrap();
+    assert_eq!(described.quote.chunks, 3);
+    assert_eq!(described.quote.price, exact.quote.price);
+    let bounded = customer
+        .estimate(&EstimateRequest {
+            chunk_lines: Some(5),
+            ..estimate_for(input.len() as u64, idlegrid_domain::Tier::Standard)
+        })
+        .await
+        .unwrap();
+    assert!(
+        bounded.quote.chunks > 3,
+        "without a line count it is a bound"
+    );
+    customer.run_job(job.id).await.unwrap();
+    let held = loop {
+        let status = customer.job(job.id).await.unwrap();
+        if let Some(cost) = status.cost.filter(|c| c.quote.0 > 0) {
+            break cost.quote;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(held, exact.quote.price, "run holds what the estimate said");
+    let split = wait_until_split(&customer, job.id).await;
+    assert_eq!(split, 3);
+    grid.stop().await;
+}
+
+async fn wait_until_split(customer: &idlegrid_client::Client, job: JobId) -> u64 {
+    for _ in 0..400 {
+        let status = customer.job(job).await.unwrap();
+        if let Some(total) = status.chunks.total {
+            return total;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("job {job} was never split");
 }

@@ -60,6 +60,7 @@ async fn an_input_refused_when_priced_fails_its_job_and_is_deleted() {
             preferences: Preferences::default(),
             job: Some(job.id),
             input_bytes: None,
+            input_lines: None,
             video: None,
         })
         .await

@@ -354,7 +354,7 @@ impl Partitioner for VideoPartitioner {
                 };
                 Ok(cost::workload(&params, &source, seconds, plan).1)
             }
-            InputSize::Bytes(_) => Err(
+            InputSize::Bytes(_) | InputSize::Text { .. } => Err(
                 "a video's price needs its frames and size: give the job's id with its input \
                  uploaded, or the video's duration, size and frame rate"
                     .into(),
