@@ -192,8 +192,8 @@ pub struct ReportItem {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ReportOutcome {
-    /// The script succeeded. The output is either inline (base64, at most
-    /// [`MAX_INLINE_OUTPUT`] bytes decoded) or was uploaded first with
+    /// The script succeeded. The output is either inline (base64, at most 64 KiB decoded) or
+    /// was uploaded first with
     /// `PUT /v1/leases/{lease_id}/output`.
     Completed {
         /// Lower-case hex SHA-256 of the output.

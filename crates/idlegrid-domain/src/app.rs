@@ -54,7 +54,7 @@ pub struct Requirements {
     /// Memory one task may use, in MiB; also the task's address-space limit on the worker.
     #[serde(default)]
     pub memory_mb: Option<u64>,
-    /// Lowest benchmark score a device must have (see [`crate::pricing::REFERENCE_BENCHMARK`]).
+    /// Lowest benchmark score a device must have (the reference device scores 1000).
     #[serde(default)]
     pub min_benchmark: Option<f64>,
     /// Scratch disk one task may use, in MiB.

@@ -72,16 +72,27 @@ struct SecuritySchemes;
 impl utoipa::Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        for name in [
-            "api_key",
-            "enrollment_token",
-            "worker_token",
-            "operator_key",
+        for (name, description) in [
+            (
+                "api_key",
+                "A customer's API key (`igk_…`) or dashboard session (`igs_…`): the Jobs API.",
+            ),
+            (
+                "enrollment_token",
+                "A device owner's enrollment token (`ige_…`) or session: registers and manages devices.",
+            ),
+            (
+                "worker_token",
+                "A registered device's token (`igw_…`): the Tasks API.",
+            ),
+            (
+                "operator_key",
+                "An operator's key (`igo_…`) or session: the whole grid's accounts and statistics.",
+            ),
         ] {
-            components.add_security_scheme(
-                name,
-                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-            );
+            let mut scheme = Http::new(HttpAuthScheme::Bearer);
+            scheme.description = Some(description.to_string());
+            components.add_security_scheme(name, SecurityScheme::Http(scheme));
         }
         // Answers every operation can give, whatever its own: a malformed request, a missing
         // or unknown secret, the wrong kind of secret, too many requests, and storage trouble.
