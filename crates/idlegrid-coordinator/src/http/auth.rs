@@ -63,13 +63,13 @@ async fn authenticate(parts: &Parts, grid: &Grid) -> Result<(Principal, i64), Ap
                 Principal::Worker(worker) => grid.auth.remember_worker(hash, worker),
                 _ => grid.auth.used(credential.id, idlegrid_storage::now_ms()),
             }
-            if let (Principal::Tenant(customer), Some(rate)) =
-                (credential.principal, credential.requests_per_sec)
-            {
-                let rate = u32::try_from(rate.max(0)).unwrap_or(u32::MAX);
+            if !matches!(credential.principal, Principal::Worker(_)) {
+                let own_rate = credential
+                    .requests_per_sec
+                    .map(|rate| u32::try_from(rate.max(0)).unwrap_or(u32::MAX));
                 grid.auth
-                    .admit_customer(customer, rate)
-                    .map_err(|limited| rate_limited(limited, "this customer's keys together"))?;
+                    .admit_account(credential.principal, own_rate)
+                    .map_err(|limited| rate_limited(limited, "this account's keys together"))?;
             }
             (credential.principal, credential.id)
         }

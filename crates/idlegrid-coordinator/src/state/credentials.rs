@@ -87,7 +87,8 @@ pub struct AuthCache {
     workers_known: Mutex<HashMap<[u8; 32], WorkerId>>,
     customers: Option<(Limiter, u32)>,
     workers: Option<(Limiter, u32)>,
-    accounts: Mutex<HashMap<TenantId, AccountLimiter>>,
+    accounts: Mutex<HashMap<Principal, AccountLimiter>>,
+    account_per_sec: u32,
     used: Mutex<HashMap<i64, i64>>,
 }
 
@@ -109,6 +110,7 @@ impl AuthCache {
         AuthCache {
             customers: limiter(customer_per_sec),
             workers: limiter(worker_per_sec),
+            account_per_sec: customer_per_sec,
             ..AuthCache::default()
         }
     }
@@ -134,15 +136,25 @@ impl AuthCache {
         }
     }
 
-    /// Admits one more request of a customer an operator gave its own rate (over all its
-    /// keys), or says to slow down.
-    pub fn admit_customer(&self, customer: TenantId, per_sec: u32) -> Result<(), RateLimited> {
+    /// Admits one more request of an account (customer, owner, operator) over all its keys
+    /// and sessions together — so making more keys buys no more requests — at its own rate
+    /// (a customer's quota) or the grid's rate per customer key (0: no limit); or says to
+    /// slow down.
+    pub fn admit_account(
+        &self,
+        account: Principal,
+        own_rate: Option<u32>,
+    ) -> Result<(), RateLimited> {
+        let per_sec = own_rate.unwrap_or(self.account_per_sec);
         let Some(rate) = std::num::NonZeroU32::new(per_sec) else {
-            return Err(RateLimited { per_sec });
+            return match own_rate {
+                Some(_) => Err(RateLimited { per_sec }),
+                None => Ok(()),
+            };
         };
         let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
         let entry = accounts
-            .entry(customer)
+            .entry(account)
             .or_insert_with(|| (per_sec, governor::RateLimiter::direct(quota(rate))));
         if entry.0 != per_sec {
             *entry = (per_sec, governor::RateLimiter::direct(quota(rate)));
@@ -216,22 +228,29 @@ mod tests {
     }
 
     #[test]
-    fn a_customer_rate_holds_over_all_its_keys_and_follows_changes() {
-        let cache = AuthCache::new(0, 0);
-        let customer = TenantId(7);
+    fn an_account_rate_holds_over_all_its_keys_and_follows_changes() {
+        let cache = AuthCache::new(3, 0);
+        let customer = Principal::Tenant(TenantId(7));
         let admitted = (0..10)
-            .filter(|_| cache.admit_customer(customer, 2).is_ok())
+            .filter(|_| cache.admit_account(customer, Some(2)).is_ok())
             .count();
         assert_eq!(admitted, 4, "2 a second with bursts of twice that");
-        assert!(cache.admit_customer(TenantId(8), 2).is_ok(), "per customer");
+        let other = Principal::Tenant(TenantId(8));
+        assert!(cache.admit_account(other, Some(2)).is_ok(), "per customer");
         assert!(
-            cache.admit_customer(customer, 50).is_ok(),
+            cache.admit_account(customer, Some(50)).is_ok(),
             "a new rate starts afresh"
         );
-        assert!(
-            cache.admit_customer(customer, 0).is_err(),
-            "0: no requests at all"
-        );
+        assert!(cache.admit_account(customer, Some(0)).is_err());
+        // Without a quota of its own, an account gets the grid's rate: an owner's many
+        // tokens share it.
+        let owner = Principal::Owner(1);
+        let admitted = (0..20)
+            .filter(|_| cache.admit_account(owner, None).is_ok())
+            .count();
+        assert_eq!(admitted, 6);
+        let unlimited = AuthCache::new(0, 0);
+        assert!((0..1000).all(|_| unlimited.admit_account(owner, None).is_ok()));
     }
 
     #[test]

@@ -626,3 +626,40 @@ async fn a_link_code_comes_with_a_qr_code_of_the_link_page_for_a_given_origin() 
     assert_eq!(without.qr_svg, None);
     grid.stop().await;
 }
+
+#[tokio::test]
+async fn more_keys_buy_no_more_requests() {
+    let grid = TestGrid::start(|c| c.customer_requests_per_sec = 5).await;
+    let me = grid.customer().whoami().await.unwrap();
+    let principal = idlegrid_storage::records::Principal::Tenant(idlegrid_api::TenantId(me.id));
+    let mut clients = Vec::new();
+    for i in 0..5 {
+        let (secret, stored) =
+            idlegrid_coordinator::http::auth::make_secret("igk_", &format!("extra {i}"), None);
+        grid.grid
+            .store
+            .add_secret(principal, &stored)
+            .await
+            .unwrap();
+        clients.push(Client::new(&grid.url, &secret).unwrap());
+    }
+    // Five keys with bursts of ten each would admit fifty; the account admits its own burst.
+    let mut admitted = 0;
+    let mut limited = None;
+    for i in 0..50 {
+        match clients[i % clients.len()].whoami().await {
+            Ok(_) => admitted += 1,
+            Err(e) => {
+                limited = Some(api_code(e));
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        limited,
+        Some((429, "rate_limited".into())),
+        "{admitted} admitted"
+    );
+    assert!(admitted < 20, "{admitted} admitted");
+    grid.stop().await;
+}

@@ -37,7 +37,7 @@ use idlegrid_domain::{
 };
 
 /// What a secret authenticates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Principal {
     /// A customer's API key.
     Tenant(TenantId),

@@ -86,7 +86,8 @@ pub struct CoordinatorArgs {
     /// upload counts as abandoned and its parts are deleted.
     #[arg(long, default_value_t = 24 * 3600, env = "IDLEGRID_ABANDONED_UPLOAD_SECS", value_parser = clap::value_parser!(u64).range(1..))]
     pub abandoned_upload_secs: u64,
-    /// Requests per second one customer key may make (bursts of twice that); 0 for no limit.
+    /// Requests per second one customer key — and one account over all its keys and sessions
+    /// — may make (bursts of twice that); 0 for no limit. A customer's quota replaces it.
     #[arg(long, default_value_t = 100, env = "IDLEGRID_CUSTOMER_RPS")]
     pub customer_rps: u32,
     /// Requests per second one worker may make (bursts of twice that); 0 for no limit.
