@@ -10,7 +10,7 @@
 //! sharing them.
 
 use base64::Engine;
-use idlegrid_domain::{TenantId, WorkerId};
+use idlegrid_domain::WorkerId;
 use idlegrid_storage::records::{NewSecret, Principal};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -217,6 +217,7 @@ pub fn link_limiter() -> LinkLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use idlegrid_domain::TenantId;
 
     #[test]
     fn a_made_secret_keeps_its_hash_and_shows_only_its_start() {
