@@ -557,11 +557,16 @@ pub async fn download_output(
 ) -> ApiResult<Response> {
     let job = own_job(&grid, customer, id).await?;
     let output = completed_output(&job)?.clone();
+    let (file_name, content_type) = crate::http::views::output_file(&job);
     let stream = grid.blobs.get(&output.key, None).await?;
     Ok((
         [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_TYPE, content_type.to_string()),
             (header::CONTENT_LENGTH, output.size.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_name}\""),
+            ),
             (
                 header::HeaderName::from_static(CONTENT_SHA256),
                 output.sha256,

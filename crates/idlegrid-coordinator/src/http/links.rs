@@ -9,7 +9,7 @@
 use crate::grid::Grid;
 use crate::http::auth::Customer;
 use crate::http::error::{ApiError, ApiPath, ApiResult};
-use crate::http::views::{completed_output, own_job};
+use crate::http::views::{completed_output, output_file, own_job};
 use crate::state::hls_index::TarIndex;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -121,16 +121,7 @@ pub async fn linked_output(
 ) -> ApiResult<Response> {
     let job = linked_job(&grid, &token).await?;
     let output = completed_output(&job)?;
-    let extension = match (job.spec.app.as_str(), is_hls(&job)) {
-        (_, true) => ".tar",
-        ("video-transcode", false) => ".mp4",
-        _ => "",
-    };
-    let content_type = match extension {
-        ".mp4" => "video/mp4",
-        ".tar" => "application/x-tar",
-        _ => "application/octet-stream",
-    };
+    let (file_name, content_type) = output_file(&job);
     let stream = grid.blobs.get(&output.key, None).await?;
     Ok((
         [
@@ -138,7 +129,7 @@ pub async fn linked_output(
             (header::CONTENT_LENGTH, output.size.to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"job-{}-output{extension}\"", job.id),
+                format!("attachment; filename=\"{file_name}\""),
             ),
         ],
         Body::from_stream(stream),

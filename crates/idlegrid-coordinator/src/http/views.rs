@@ -164,3 +164,38 @@ pub fn job_cost(job: &JobRecord) -> Option<idlegrid_api::jobs::JobCost> {
         price_per_core_hour: b.quote.rates.price_per_core_hour,
     })
 }
+
+/// What a job's output downloads as: a file name (after the job's name, or its id) with the
+/// extension of what it is, and its content type.
+pub fn output_file(job: &JobRecord) -> (String, &'static str) {
+    let hls = job.facts.as_ref().is_some_and(|f| f["hls"].is_object());
+    let (extension, content_type) = match (job.spec.app.as_str(), hls) {
+        (_, true) => (".tar", "application/x-tar"),
+        ("video-transcode", false) => (".mp4", "video/mp4"),
+        _ => ("", "application/octet-stream"),
+    };
+    // Only plain characters reach the header: a name is the customer's text.
+    let stem: String = job
+        .spec
+        .name
+        .as_deref()
+        .map(|name| {
+            let stem = std::path::Path::new(name)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("");
+            stem.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .take(80)
+                .collect()
+        })
+        .filter(|s: &String| s.chars().any(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or_else(|| format!("job-{}", job.id));
+    (format!("{stem}-output{extension}"), content_type)
+}

@@ -85,3 +85,36 @@ async fn guessing_link_codes_is_slowed_down() {
     assert!(limited, "60 guesses at once were all answered");
     grid.stop().await;
 }
+
+#[tokio::test]
+async fn an_output_downloads_under_the_jobs_name_with_only_plain_characters() {
+    let grid = TestGrid::start(|_| {}).await;
+    let customer = grid.customer();
+    let job = customer
+        .create_job(&CreateJob {
+            name: Some("my \"data\"; rm -rf.txt".into()),
+            ..python_map_job("print('hi')\n", Some(1), serde_json::json!({}))
+        })
+        .await
+        .unwrap();
+    customer
+        .upload_input_bytes(job.id, b"a\n".to_vec().into())
+        .await
+        .unwrap();
+    customer.run_job(job.id).await.unwrap();
+    let worker = grid.worker("w").await;
+    let done = upper_case_until_done(&grid, &worker, job.id).await;
+    assert_eq!(done.state, JobState::Completed);
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/jobs/{}/output", grid.url, job.id))
+        .bearer_auth(&grid.credentials.api_key)
+        .send()
+        .await
+        .unwrap();
+    let disposition = response.headers()["content-disposition"].to_str().unwrap();
+    assert_eq!(
+        disposition,
+        "attachment; filename=\"my__data___rm_-rf-output\""
+    );
+    grid.stop().await;
+}
