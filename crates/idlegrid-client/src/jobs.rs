@@ -132,6 +132,11 @@ impl Client {
         send_json(self.request(Method::POST, &paths::job_cancel(job))).await
     }
 
+    /// `POST /v1/jobs/{id}/clone`: a copy of a job, with its input, waiting for `run`.
+    pub async fn clone_job(&self, job: JobId) -> Result<Job, ClientError> {
+        send_json(self.request(Method::POST, &format!("{}/clone", paths::job(job)))).await
+    }
+
     /// `DELETE /v1/jobs/{id}`: deletes a job that never ran (an estimate, a draft).
     pub async fn delete_job(&self, job: JobId) -> Result<(), ClientError> {
         crate::send(self.request(Method::DELETE, &paths::job(job)))

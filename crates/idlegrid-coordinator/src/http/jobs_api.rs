@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use idlegrid_api::jobs::{
     AppInfo, ChunkState, ChunkView, CreateJob, Job, JobChunks, JobList, WebhookDeliveries,
 };
@@ -251,6 +251,73 @@ pub async fn delete_job(
     grid.events.job_changed(id);
     tracing::info!(job = %id, "unrun job deleted by its customer");
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Copy a job to run it again: a new job with the same app, script, parameters, chunking,
+/// preferences, webhook and name, and a copy of its input (an input fetched from a URL or a
+/// bucket is fetched again). The copy waits for `run`.
+#[utoipa::path(post, path = "/v1/jobs/{id}/clone", tag = "jobs",
+    params(("id" = i64, Path, description = "job id")), security(("api_key" = [])),
+    responses((status = 201, body = Job), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)))]
+pub async fn clone_job(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+    ApiPath(id): ApiPath<JobId>,
+) -> ApiResult<(StatusCode, Json<Job>)> {
+    let job = own_job(&grid, customer, id).await?;
+    let fetched = External::of(&job).is_some_and(|e| e.fetches_input());
+    let input = match (&job.input, fetched) {
+        (_, true) => None,
+        (Some(input), false) if grid.blobs.size(&input.key).await?.is_some() => Some(input),
+        _ => {
+            return Err(ApiError::conflict(
+                "input_gone",
+                format!(
+                    "job {id}'s input is no longer kept (never uploaded, or refused): create a new job with it"
+                ),
+            ));
+        }
+    };
+    let limit = crate::quotas::input_limit(&grid, customer.0)
+        .await?
+        .map_err(quota_exceeded)?;
+    if let Some(input) = input
+        && input.size > limit
+    {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the input is {} bytes; your storage has room for {limit} more",
+                input.size
+            ),
+        ));
+    }
+    let record = grid.store.create_job(&job.spec).await?;
+    if let Some(input) = input {
+        let copy = grid
+            .blobs
+            .get(&input.key, None)
+            .await?
+            .map(|part| part.map_err(std::io::Error::other))
+            .boxed();
+        let stored = grid
+            .blobs
+            .put_stream(
+                &crate::blob_keys::input(record.id),
+                copy,
+                Some(&input.sha256),
+                limit,
+            )
+            .await
+            .map_err(|e| ApiError::from(idlegrid_storage::StorageError::Backend(e.to_string())))?;
+        grid.store.set_job_input(record.id, &stored).await?;
+    }
+    tracing::info!(job = %record.id, from = %id, "job copied");
+    grid.events.job_changed(record.id);
+    let record = own_job(&grid, customer, record.id).await?;
+    Ok((StatusCode::CREATED, Json(job_view(&grid, &record).await?)))
 }
 
 /// A customer's quota stops the request.

@@ -487,3 +487,37 @@ async fn a_job_keeps_the_name_it_was_given_and_refuses_hidden_characters() {
     assert_eq!(api_code(refused), (422, "invalid_name".into()));
     grid.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_is_copied_with_its_input_to_run_again() {
+    let grid = TestGrid::start(|_| {}).await;
+    let customer = grid.customer();
+    let first = grid.submit("a\nb\n", 1, 3).await;
+    let worker = grid.worker("w").await;
+    let done = upper_case_until_done(&grid, &worker, first.id).await;
+    assert_eq!(done.state, JobState::Completed);
+    let copy = customer.clone_job(first.id).await.unwrap();
+    assert_ne!(copy.id, first.id);
+    assert_eq!(copy.state, JobState::Created);
+    assert_eq!(
+        copy.input.as_ref().map(|i| &i.sha256),
+        done.input.as_ref().map(|i| &i.sha256)
+    );
+    customer.run_job(copy.id).await.unwrap();
+    let again = upper_case_until_done(&grid, &worker, copy.id).await;
+    assert_eq!(again.state, JobState::Completed);
+    assert_eq!(
+        again.output.map(|o| o.sha256),
+        done.output.map(|o| o.sha256),
+        "the same input and script give the same output"
+    );
+    let other = grid.other_customer().await;
+    assert_eq!(
+        api_code(other.clone_job(first.id).await.unwrap_err()).0,
+        404
+    );
+    let draft = grid.create(1, Default::default()).await;
+    let refused = customer.clone_job(draft.id).await.unwrap_err();
+    assert_eq!(api_code(refused), (409, "input_gone".into()));
+    grid.stop().await;
+}
