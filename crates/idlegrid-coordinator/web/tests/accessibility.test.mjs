@@ -7,45 +7,13 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { closeGrid, openGrid, signIn, waitFor, waitForFinalState, waitForJobPage, screenshot } from './helpers.mjs';
+import { closeGrid, focused, openGrid, signIn, tabTo, unlabelledControls, waitFor, waitForFinalState, waitForJobPage, screenshot } from './helpers.mjs';
 
 let grid;
 let browser;
 
 before(async () => ({ grid, browser } = await openGrid({ workers: 1, slots: 2 })));
 after(() => closeGrid({ grid, browser }));
-
-/** Controls without an accessible name from a label, aria-label or aria-labelledby. */
-function unlabelled(page) {
-  return page.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
-    .filter((el) => el.type !== 'hidden')
-    .filter((el) => {
-      const fromLabels = [...(el.labels || [])].map((l) => l.textContent.trim()).join('');
-      const fromAria = (el.getAttribute('aria-label') || '').trim();
-      const fromIds = (el.getAttribute('aria-labelledby') || '').split(/\s+/).filter(Boolean)
-        .map((id) => (document.getElementById(id) || { textContent: '' }).textContent.trim()).join('');
-      return !(fromLabels || fromAria || fromIds);
-    })
-    .map((el) => el.outerHTML.slice(0, 120)));
-}
-
-/** A short description of the focused element. */
-function focused(page) {
-  return page.evaluate(() => {
-    const el = document.activeElement;
-    if (!el || el === document.body) return null;
-    const style = getComputedStyle(el);
-    return {
-      tag: el.tagName.toLowerCase(),
-      id: el.id,
-      name: el.getAttribute('name'),
-      type: el.getAttribute('type'),
-      href: el.getAttribute('href'),
-      text: (el.textContent || '').trim().slice(0, 40),
-      visible: el.matches(':focus-visible') && style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0,
-    };
-  });
-}
 
 /** Presses Tab up to `max` times, returning what got focus. */
 async function tabThrough(page, max = 40) {
@@ -58,16 +26,6 @@ async function tabThrough(page, max = 40) {
   return seen;
 }
 
-/** Presses Tab until `match(focused)`; fails after `max` presses. */
-async function tabTo(page, match, what, max = 40) {
-  for (let i = 0; i < max; i += 1) {
-    await page.keyboard.press('Tab');
-    const f = await focused(page);
-    if (f && match(f)) return f;
-  }
-  throw new Error(`Tab never reached ${what}`);
-}
-
 /** The checks every page gets: labels, heading focus, skip link, Tab reaching `expected`. */
 async function checkPage(page, hash, expected) {
   // Arrive by navigating within the app (a link or the address bar's hash).
@@ -78,7 +36,7 @@ async function checkPage(page, hash, expected) {
   await page.waitForLoadState('networkidle').catch(() => {});
   await page.waitForTimeout(300);
   assert.equal(await page.evaluate(() => document.activeElement.id), 'page-title', `${hash}: focus on the heading`);
-  assert.deepEqual(await unlabelled(page), [], `${hash}: unlabelled controls`);
+  assert.deepEqual(await unlabelledControls(page), [], `${hash}: unlabelled controls`);
   // After a fresh load the skip link is the first stop, and it moves focus to the heading.
   await page.reload();
   await page.locator('h1#page-title').waitFor();
@@ -176,7 +134,9 @@ test('every page is labelled and keyboard-usable; the new-job form works by keyb
   });
   assert.equal(await page.locator('input[name="webhook"]').isVisible(), webhooks, 'the webhook field shows where the server takes webhooks');
   await checkPage(page, `#/jobs/${jobId}`, { 'the download link': (f) => f.id === 'download' });
-  for (const hash of ['#/jobs', '#/jobs/new', `#/jobs/${jobId}`, '#/api']) {
+  await checkPage(page, '#/billing', { 'the job\'s charge': byHref(`#/jobs/${jobId}`) });
+  await checkPage(page, '#/keys', { 'the new key\'s name': byName('key-name'), 'the make button': byText('Make an API key') });
+  for (const hash of ['#/jobs', '#/jobs/new', `#/jobs/${jobId}`, '#/billing', '#/keys', '#/api']) {
     await page.setViewportSize({ width: 375, height: 740 });
     await noSidewaysScroll(page, hash);
   }
@@ -186,15 +146,21 @@ test('every page is labelled and keyboard-usable; the new-job form works by keyb
   const owner = await browser.context.newPage();
   await signIn(owner, grid, grid.enrollmentToken);
   await checkPage(owner, '#/devices', { 'the copy button': byText('Copy'), 'sign out': byText('Sign out') });
+  await checkPage(owner, '#/earnings', { 'the payout amount': byName('amount'), 'the payout button': byText('Request payout') });
   await owner.setViewportSize({ width: 375, height: 740 });
   await noSidewaysScroll(owner, '#/devices');
+  await noSidewaysScroll(owner, '#/earnings');
   await owner.close();
   if (grid.operatorKey) {
     const operator = await browser.context.newPage();
     await signIn(operator, grid, grid.operatorKey);
     await checkPage(operator, '#/grid', { 'the grid link': byHref('#/grid'), 'sign out': byText('Sign out') });
+    await checkPage(operator, '#/admin/customers', { 'the name filter': byName('name'), 'the create button': byText('Create customer') });
+    await checkPage(operator, '#/admin/payouts', { 'the state filter': byName('state') });
     await operator.setViewportSize({ width: 375, height: 740 });
-    await noSidewaysScroll(operator, '#/grid');
+    for (const hash of ['#/grid', '#/admin/customers', '#/admin/owners', '#/admin/devices', '#/admin/jobs', '#/admin/payouts']) {
+      await noSidewaysScroll(operator, hash);
+    }
     await operator.close();
   } else {
     assert.fail('no operator key: the grid page could not be checked');

@@ -10,6 +10,8 @@
 //    would expire); Resume finishes the job.
 // 5. A low battery while discharging pauses it, charging lifts that; a hidden tab pauses it.
 // 6. Closing the tab hands the running task back.
+// Also: a running task's progress shows as a labelled bar with its percent (at 390 and 1366 px,
+// no sideways scrolling), and its chunk is numbered from 1, as the job page numbers it.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -128,6 +130,61 @@ test('a python-map job completes in the browser', async () => {
   assert.ok(device.earned > 0, 'the owner earned for them');
 });
 
+/** A python-map script that reports its progress in `steps` steps of about a second of CPU each. */
+const progressScript = (steps) => `import os, time
+for step in range(1, ${steps} + 1):
+    start = time.time()
+    while time.time() - start < 1:
+        pass
+    print(f"idlegrid:progress {step / (${steps} + 1)}", flush=True)
+name = os.listdir("input")[0]
+with open(os.path.join("input", name)) as src, open("output/out.txt", "w") as out:
+    out.write(src.read())
+`;
+
+/** Whether the page scrolls sideways at its viewport's width. */
+const sideways = (p) => p.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+
+test('the running task shows its progress as a bar, and chunks are numbered from 1 as on the job page', async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  const job = await submitPythonJob(grid, { script: progressScript(5), input: 'first\nsecond\n', chunkLines: 1 });
+  const bar = page.getByRole('progressbar', { name: 'Task progress' });
+  // The bar of the first chunk, with a value from the script's progress lines and its percent beside it.
+  await waitFor(async () => (await bar.isVisible()) && (await bar.evaluate((p) => p.position)) > 0, {
+    timeout: 60_000, message: async () => `no progress bar; the page says "${await state().catch(() => '?')}"`,
+  });
+  assert.match(await state(), new RegExp(`^Working on job ${job.id}, chunk [12] \\(python-map\\)\\.$`), 'the state names the chunk from 1, and no percent (it is a live region)');
+  const value = await bar.evaluate((p) => p.value);
+  assert.ok(value > 0 && value < 1, `progress ${value}`);
+  const words = await page.locator('#task-progress-text').textContent();
+  assert.match(words, /^\d+ %$/);
+  assert.ok(Math.abs(Number.parseInt(words, 10) - value * 100) <= 20, `${words} for a bar at ${value}`);
+  assert.equal(await sideways(page), false, 'no sideways scrolling at 390 px while working');
+  assert.ok(await page.evaluate(() => document.documentElement.scrollWidth <= 390));
+  await screenshot(page, 'contribute-working-phone');
+  await page.setViewportSize({ width: 1366, height: 900 });
+  assert.ok(await bar.isVisible());
+  assert.equal(await sideways(page), false, 'no sideways scrolling at 1366 px while working');
+  await screenshot(page, 'contribute-working', { docs: 'wide' });
+  await waitForJob(job.id, 120_000);
+  await waitFor(async () => !(await bar.isVisible()), { message: () => 'the bar stays after the work' });
+
+  // The two chunks as this page numbered them (its leases' chunk_index 0 and 1)…
+  const recent = await page.locator('#recent li').allTextContents();
+  const named = recent.filter((r) => r.startsWith(`Job ${job.id}, `)).map((r) => r.match(/chunk (\d+)/)[1]).sort();
+  assert.deepEqual(named, ['1', '2'], `recent tasks: ${JSON.stringify(recent)}`);
+  // …are the job page's chunks 1 and 2 of 2.
+  const dashboard = await browser.context.newPage();
+  await signIn(dashboard, grid, grid.apiKey);
+  await dashboard.goto(`${grid.url}/#/jobs/${job.id}`);
+  const squares = dashboard.locator('.chunk-grid li');
+  await waitFor(async () => (await squares.count()) === 2, { message: () => 'no chunk grid' });
+  assert.deepEqual(await squares.evaluateAll((els) => els.map((e) => e.title)), ['Chunk 1 of 2: done', 'Chunk 2 of 2: done']);
+  await dashboard.close();
+  await page.setViewportSize({ width: 1200, height: 900 });
+  assert.deepEqual(browser.errors, []);
+});
+
 test('a video-transcode job completes in the browser and its output validates', async () => {
   const clip = path.join(grid.dir, 'clip.mkv');
   execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=160x120:rate=25',
@@ -167,7 +224,7 @@ const chunks = async (jobId) => (await call(grid, grid.apiKey, `/v1/jobs/${jobId
 
 test('pausing hands the running task back at once; resuming finishes the job', async () => {
   const job = await submitPythonJob(grid, { script: slowScript(8), input: 'slow\n', chunkLines: 10 });
-  await waitForState(/Working on chunk 0 of job/);
+  await waitForState(/Working on job \d+, chunk 1 \(python-map\)/);
   await page.getByRole('button', { name: 'Pause' }).click();
   await waitForState(/Paused: paused by you/, 5000);
   // Handed back: queued again at once, not after the 30 s lease.
@@ -214,7 +271,7 @@ test('a low battery while discharging pauses the page, and so does a hidden tab'
 
 test('closing the tab hands the running task back', async () => {
   const job = await submitPythonJob(grid, { script: slowScript(8), input: 'closing\n', chunkLines: 10 });
-  await waitForState(/Working on chunk 0 of job/);
+  await waitForState(/Working on job \d+, chunk 1 \(python-map\)/);
   await page.close({ runBeforeUnload: true });
   const closed = Date.now();
   await waitFor(async () => { const c = await chunks(job.id); return c.running === 0 && c.queued === 1; }, {

@@ -16,14 +16,49 @@ export const BIN = path.resolve(WEB, process.env.IDLEGRID_BIN || '../../../targe
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 /** Where the pages' screenshots are written (test artifacts). */
 export const ARTIFACTS = path.resolve(WEB, process.env.IDLEGRID_ARTIFACTS || '../../../target/browser-artifacts');
+/**
+ * Where the documentation's screenshots of the main pages go: the directory IDLEGRID_SCREENSHOTS
+ * names (scripts/screenshots.sh sets it to docs/screenshots). Unset, none are written.
+ */
+export const SCREENSHOTS = process.env.IDLEGRID_SCREENSHOTS ? path.resolve(process.env.IDLEGRID_SCREENSHOTS) : null;
 
-/** Writes a full-page screenshot of `page` to ARTIFACTS/<name>.png and returns its path. */
-export async function screenshot(page, name) {
+/** The two screen sizes the pages are tested and shown at: a laptop's and a phone's. */
+export const WIDE = { width: 1366, height: 900 };
+export const PHONE = { width: 390, height: 844 };
+
+/**
+ * Writes a full-page screenshot of `page` to ARTIFACTS/<name>.png and returns its path. `docs`
+ * (`'wide'` or `'phone'`): a main page, also shown in the documentation — laid out for a screen
+ * of that size, it is written to SCREENSHOTS/<name>.png too, when SCREENSHOTS is set.
+ */
+export async function screenshot(page, name, { docs = null } = {}) {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const file = path.join(ARTIFACTS, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
   assert.ok(fs.statSync(file).size > 1000, `the screenshot ${file} is empty`);
+  if (docs && SCREENSHOTS) await docsScreenshot(page, name, docs === 'phone' ? PHONE : WIDE);
   return file;
+}
+
+async function docsScreenshot(page, name, viewport) {
+  const before = page.viewportSize();
+  const resize = !before || before.width !== viewport.width || before.height !== viewport.height;
+  const settle = () => page.evaluate(() => new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve))));
+  if (resize) {
+    await page.setViewportSize(viewport);
+    await settle();
+  }
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  // The whole page, from its top, cut at two and a half screens: a long list shows its start.
+  const height = Math.min(await page.evaluate(() => document.documentElement.scrollHeight), Math.round(viewport.height * 2.5));
+  await page.screenshot({
+    path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true, clip: { x: 0, y: 0, width: viewport.width, height },
+    caret: 'hide', animations: 'disabled',
+  });
+  if (resize && before) {
+    await page.setViewportSize(before);
+    await settle();
+  }
 }
 
 const STARTUP_MS = 60_000;
@@ -137,11 +172,11 @@ export async function launchBrowser({ viewport = { width: 1200, height: 900 } } 
   };
 }
 
-/** A grid (`startGrid` options) and a browser for one test file. */
-export async function openGrid(options) {
+/** A grid (`startGrid` options, and the browser's `viewport`) and a browser for one test file. */
+export async function openGrid({ viewport, ...options } = {}) {
   const grid = await startGrid(options);
   try {
-    return { grid, browser: await launchBrowser() };
+    return { grid, browser: await launchBrowser(viewport ? { viewport } : undefined) };
   } catch (e) {
     await grid.stop();
     throw e;
@@ -192,6 +227,20 @@ export async function submitPythonJob(grid, { script, input, chunkLines = 10, pr
   return job;
 }
 
+/**
+ * Micro-credits as the pages show them on a grid of 1 credit = 1 USD, worked out apart from
+ * the page's code: every digit of the credits there is (at least two), and the dollars to the
+ * cent, or below a cent to two significant digits.
+ */
+export function expectedMoney(micros) {
+  const sign = micros < 0 ? '−' : '';
+  const abs = Math.abs(micros);
+  const fraction = String(abs % 1_000_000).padStart(6, '0').replace(/0+$/, '').padEnd(2, '0');
+  const credits = `${Math.floor(abs / 1_000_000)}.${fraction}`;
+  const usd = abs >= 10_000 || abs === 0 ? (abs / 1e6).toFixed(2) : String(Number((abs / 1e6).toPrecision(2)));
+  return `${sign}${credits} credits (${sign}${usd} USD)`;
+}
+
 /** Polls `fn` until it returns a truthy value; fails with `message()` after `timeout` ms. */
 export async function waitFor(fn, { timeout = 30_000, interval = 250, message = () => 'timed out' } = {}) {
   const deadline = Date.now() + timeout;
@@ -211,15 +260,74 @@ export async function waitFor(fn, { timeout = 30_000, interval = 250, message = 
   }
 }
 
-/** Signs in on the page with `secret` and waits for the start page of that kind. */
+/**
+ * Signs in on the page with `secret` and waits for the start page of that kind. Returns the
+ * dashboard session the page made from it (and keeps, instead of the secret).
+ */
 export async function signIn(page, grid, secret) {
   await page.goto(`${grid.url}/#/signin`);
+  const earlier = await page.evaluate(() => sessionStorage.getItem('idlegrid.secret'));
   await page.getByLabel('Secret', { exact: true }).fill(secret);
   await page.getByRole('button', { name: 'Sign in' }).click();
-  // Signed in with this secret, and gone on to the start page (not a leftover of an earlier session).
-  await page.waitForFunction((s) => sessionStorage.getItem('idlegrid.secret') === s && location.hash !== '#/signin'
-    && document.getElementById('sign-out'), secret, { timeout: 15_000 });
+  // Signed in with a new session, and gone on to the start page (not a leftover of an earlier one).
+  await page.waitForFunction((old) => {
+    const kept = sessionStorage.getItem('idlegrid.secret') || '';
+    return kept.startsWith('igs_') && kept !== old && location.hash !== '#/signin' && document.getElementById('sign-out');
+  }, earlier, { timeout: 15_000 });
   await page.locator('h1#page-title').waitFor();
+  return page.evaluate(() => sessionStorage.getItem('idlegrid.secret'));
+}
+
+/** A short description of the focused element (for keyboard tests). */
+export function focused(page) {
+  return page.evaluate(() => {
+    const el = document.activeElement;
+    if (!el || el === document.body) return null;
+    const style = getComputedStyle(el);
+    return {
+      tag: el.tagName.toLowerCase(),
+      id: el.id,
+      name: el.getAttribute('name'),
+      type: el.getAttribute('type'),
+      href: el.getAttribute('href'),
+      label: el.getAttribute('aria-label'),
+      text: (el.textContent || '').trim().slice(0, 40),
+      visible: el.matches(':focus-visible') && style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0,
+    };
+  });
+}
+
+/** Presses Tab (Shift+Tab with `back`) until `match(focused)`; fails after `max` presses. */
+export async function tabTo(page, match, what, { max = 60, back = false } = {}) {
+  for (let i = 0; i < max; i += 1) {
+    await page.keyboard.press(back ? 'Shift+Tab' : 'Tab');
+    const f = await focused(page);
+    if (f && match(f)) {
+      assert.ok(f.visible, `the focus on ${what} is visible`);
+      return f;
+    }
+  }
+  throw new Error(`Tab never reached ${what}`);
+}
+
+/** Controls without an accessible name from a label, aria-label or aria-labelledby. */
+export function unlabelledControls(page) {
+  return page.evaluate(() => [...document.querySelectorAll('input, select, textarea')]
+    .filter((el) => el.type !== 'hidden')
+    .filter((el) => {
+      const fromLabels = [...(el.labels || [])].map((l) => l.textContent.trim()).join('');
+      const fromAria = (el.getAttribute('aria-label') || '').trim();
+      const fromIds = (el.getAttribute('aria-labelledby') || '').split(/\s+/).filter(Boolean)
+        .map((id) => (document.getElementById(id) || { textContent: '' }).textContent.trim()).join('');
+      return !(fromLabels || fromAria || fromIds);
+    })
+    .map((el) => el.outerHTML.slice(0, 120)));
+}
+
+/** Fails when the page scrolls sideways (wider than its viewport). */
+export async function assertNoSidewaysScroll(page, what) {
+  const { scroll, width } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, width: window.innerWidth }));
+  assert.ok(scroll <= width, `${what}: ${scroll}px wide in a ${width}px viewport`);
 }
 
 /** A python-map script that upper-cases its chunk. */

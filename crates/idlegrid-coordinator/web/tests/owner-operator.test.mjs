@@ -1,10 +1,10 @@
 // 6. The device owner signs in with the enrollment token: the worker is listed online or busy,
-//    and the add-a-device command shown (and copied) holds the token.
+//    and the add-a-device command, with a token made for it, is shown and copied.
 // 7. The operator signs in with the operator key: after a job ran, the charts have data.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { call, closeGrid, openGrid, signIn, submitPythonJob, UPPER_SCRIPT, waitFor, screenshot } from './helpers.mjs';
+import { call, closeGrid, expectedMoney, openGrid, signIn, submitPythonJob, UPPER_SCRIPT, waitFor, screenshot } from './helpers.mjs';
 
 let grid;
 let browser;
@@ -26,8 +26,17 @@ test('the owner sees the device online and the command to add one', async () => 
   });
   const listed = await call(grid, grid.enrollmentToken, '/v1/owner/devices');
   assert.equal(await page.locator('table.devices tbody tr').count(), listed.devices.length);
+  // The page keeps a session, not the enrollment token: the command gets a token made for it.
+  assert.match(await page.locator('.command-text').textContent(), /--token <enrollment token>$/);
+  await page.getByRole('button', { name: 'Make a token for this command' }).click();
+  await page.getByText('Keep it now:').waitFor();
   const command = (await page.locator('.command-text').textContent()).trim();
-  assert.equal(command, `idlegrid worker --coordinator ${grid.url} --token ${grid.enrollmentToken}`);
+  const token = command.match(/^idlegrid worker --coordinator (\S+) --token (ige_\S+)$/);
+  assert.ok(token, command);
+  assert.equal(token[1], grid.url);
+  assert.equal((await call(grid, token[2], '/v1/me')).kind, 'owner', 'the token in the command is the owner\'s');
+  const { secrets } = await call(grid, grid.enrollmentToken, '/v1/secrets');
+  assert.ok(secrets.some((s) => s.kind === 'key' && s.name.startsWith('worker command') && token[2].startsWith(s.prefix)), 'it is listed among the keys');
   await page.getByRole('button', { name: 'Copy' }).click();
   await page.getByText(/Copied\.|Selected/).first().waitFor();
   const copied = await page.evaluate(() => navigator.clipboard.readText());
@@ -69,15 +78,17 @@ test('the operator sees the grid charts with data after a job ran', async () => 
   const points = Number(await completed.locator('.series').first().getAttribute('data-points'));
   assert.ok(points >= Math.min(2, stats.samples.length), `drawn points ${points}`);
   await page.close();
-  // The job's validated work earned the device's owner: the owner's page shows it, in credits,
-  // as the API says.
+  // The job's validated work earned the device's owner: the owner's page shows it, in credits
+  // (and dollars), as the API says.
   const owner = await browser.context.newPage();
   await signIn(owner, grid, grid.enrollmentToken);
   await owner.waitForURL(/#\/devices$/);
   const listed = await call(grid, grid.enrollmentToken, '/v1/owner/devices');
   assert.ok(listed.totals.earned > 0, `the owner earned: ${JSON.stringify(listed.totals)}`);
-  const shown = `${Math.floor(listed.totals.earned / 1e6)}.${String(listed.totals.earned % 1e6).padStart(6, '0')} credits`;
-  await owner.getByText(shown).first().waitFor({ timeout: 10_000 });
+  const earned = owner.locator('.count', { has: owner.locator('dt', { hasText: 'Earned so far' }) }).locator('dd');
+  await waitFor(async () => (await earned.textContent({ timeout: 1000 })) === expectedMoney(listed.totals.earned), {
+    timeout: 10_000, message: async () => `shown: ${await earned.textContent()}, earned: ${listed.totals.earned}`,
+  });
   await screenshot(owner, 'owner-earnings');
   await owner.close();
   assert.deepEqual(browser.errors, []);

@@ -137,7 +137,7 @@ test('a failing job shows its error in words', async () => {
   const reason = page.locator('.chunk-failures .failure-reason');
   await reason.first().waitFor();
   assert.match(await reason.first().textContent(), /client_error: .*the input is not what this script expects/s);
-  assert.match(await page.locator('.chunk-failures').textContent(), /Chunk 1, failed:/);
+  assert.match(await page.locator('.chunk-failures').textContent(), /Chunk 1 of 1, failed:/);
   assert.equal(await page.locator('#cancel-job').isVisible(), false, 'no cancel button on a finished job');
   assert.deepEqual(browser.errors, []);
 });

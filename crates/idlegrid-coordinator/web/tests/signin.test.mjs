@@ -1,4 +1,5 @@
-// 1. Sign-in: a wrong secret shows the server's own error; the customer signs in and out.
+// 1. Sign-in: a wrong secret shows the server's own error; the customer signs in (the tab
+//    keeps a dashboard session, not the key) and out (the session is revoked).
 // 8. API reference: reachable without signing in, lists /v1/jobs and shows a schema.
 
 import { test, before, after } from 'node:test';
@@ -11,7 +12,7 @@ let browser;
 before(async () => ({ grid, browser } = await openGrid({ workers: 1 })));
 after(() => closeGrid({ grid, browser }));
 
-test('a wrong secret shows the server message; the customer signs in and out', async () => {
+test('a wrong secret shows the server message; the customer signs in to a session and out', async () => {
   const { page } = browser;
   const wrong = 'definitely-not-a-secret';
   // What the server itself says about this secret.
@@ -39,7 +40,15 @@ test('a wrong secret shows the server message; the customer signs in and out', a
   await page.waitForURL(/#\/jobs$/);
   await page.locator('#sign-out').waitFor();
   assert.match(await page.locator('#who').textContent(), /customer/);
-  assert.equal(await page.evaluate(() => sessionStorage.getItem('idlegrid.secret')), grid.apiKey);
+  // The tab keeps a session made from the key, never the key.
+  const kept = await page.evaluate(() => sessionStorage.getItem('idlegrid.secret'));
+  assert.match(kept, /^igs_/);
+  assert.equal(await page.evaluate((key) => Object.values(sessionStorage).some((v) => v.includes(key)), grid.apiKey), false);
+  const { secrets } = await call(grid, grid.apiKey, '/v1/secrets');
+  const made = secrets.find((s) => s.kind === 'session' && kept.startsWith(s.prefix));
+  assert.ok(made, `the session is listed: ${JSON.stringify(secrets)}`);
+  assert.match(made.name, /^dashboard \(Chrome on Linux\)$/);
+  assert.ok(made.expires_at, 'a session expires');
   const nav = await page.locator('#nav').textContent();
   assert.match(nav, /Jobs/);
   assert.match(nav, /New job/);
@@ -50,6 +59,9 @@ test('a wrong secret shows the server message; the customer signs in and out', a
   await page.locator('#sign-out').click();
   await page.waitForURL(/#\/signin$/);
   assert.equal(await page.evaluate(() => sessionStorage.getItem('idlegrid.secret')), null);
+  // Signing out revoked the session on the coordinator.
+  assert.equal((await call(grid, kept, '/v1/me', { raw: true })).status, 401);
+  assert.match(await page.locator('#signed-out-reason').textContent(), /^Signed out\.$/);
   assert.deepEqual(browser.errors, []);
 });
 
@@ -57,26 +69,28 @@ test('the API reference lists /v1/jobs and shows schemas, without signing in', a
   const { page } = browser;
   const doc = await (await fetch(`${grid.url}/openapi.json`)).json();
   await page.goto(`${grid.url}/#/api`);
-  const jobsPost = page.locator('article.op[data-path="/v1/jobs"][data-method="post"]');
+  const jobsPost = page.locator('details.op[data-path="/v1/jobs"][data-method="post"]');
   await jobsPost.waitFor();
   assert.match(await jobsPost.locator('h3').textContent(), /POST\s+\/v1\/jobs/);
+  // Endpoints are closed until opened.
+  await jobsPost.locator('summary').click();
   // Every operation of the document is shown.
   let operations = 0;
   for (const item of Object.values(doc.paths)) {
     operations += ['get', 'put', 'post', 'delete', 'patch'].filter((m) => item[m]).length;
   }
-  assert.equal(await page.locator('article.op').count(), operations);
+  assert.equal(await page.locator('details.op').count(), operations);
   await screenshot(page, 'api-reference');
   // The request body's $ref is resolved: CreateJob's fields are shown inline.
   const bodyFields = await jobsPost.locator('table.fields td:first-child').allTextContents();
   assert.ok(bodyFields.includes('app') && bodyFields.includes('preferences'), `fields: ${bodyFields}`);
   // The schema list has CreateJob with the description of its `app` field.
-  const schema = page.locator('section.schema[data-schema="CreateJob"]');
+  const schema = page.locator('details.schema[data-schema="CreateJob"]');
   const appRow = schema.locator('table.fields tr', { hasText: /^app/ }).first();
   const description = doc.components.schemas.CreateJob.properties.app.description;
   assert.ok(description, 'the document describes CreateJob.app');
   assert.ok((await appRow.textContent()).includes(description.slice(0, 20)));
-  assert.equal(await page.locator('section.schema').count(), Object.keys(doc.components.schemas).length);
+  assert.equal(await page.locator('details.schema').count(), Object.keys(doc.components.schemas).length);
   // A schema link moves focus to that schema.
   await jobsPost.locator('a.ref', { hasText: 'CreateJob' }).first().click();
   await page.waitForURL(/#\/api\/schemas\/CreateJob$/);

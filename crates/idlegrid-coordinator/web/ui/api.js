@@ -1,7 +1,8 @@
-// The coordinator's JSON API, with the secret the person signed in with.
+// The coordinator's JSON API, with the dashboard session the person signed in to.
 
 const SECRET = 'idlegrid.secret';
 const ME = 'idlegrid.me';
+const SESSION_ID = 'idlegrid.session';
 
 /** An error answer of the API: `{"error": {"code", "message"}}` with its HTTP status. */
 export class ApiError extends Error {
@@ -13,20 +14,51 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * The tab's sign-in: the session's secret (never the key it was made with), who it is, and the
+ * session's id (to revoke it on signing out). Kept in sessionStorage: it ends with the tab.
+ */
 export const session = {
   get secret() { return sessionStorage.getItem(SECRET); },
   get me() {
     try { return JSON.parse(sessionStorage.getItem(ME) || 'null'); } catch { return null; }
   },
-  save(secret, me) {
+  get id() { return sessionStorage.getItem(SESSION_ID); },
+  save(secret, me, id = null) {
     sessionStorage.setItem(SECRET, secret);
     sessionStorage.setItem(ME, JSON.stringify(me));
+    if (id === null) sessionStorage.removeItem(SESSION_ID);
+    else sessionStorage.setItem(SESSION_ID, String(id));
   },
   clear() {
     sessionStorage.removeItem(SECRET);
     sessionStorage.removeItem(ME);
+    sessionStorage.removeItem(SESSION_ID);
   },
 };
+
+/**
+ * Forgets the tab's sign-in and tells the page (the `idlegrid:signed-out` event, which the
+ * router answers by going to the sign-in page and showing `reason` there). `ended`: the
+ * session ended under the person (not their choice), so signing in again comes back here.
+ */
+export function signedOut(reason, { ended = false } = {}) {
+  session.clear();
+  window.dispatchEvent(new CustomEvent('idlegrid:signed-out', { detail: { reason, ended } }));
+}
+
+/**
+ * Signs the tab out when `error`, the answer to a request made with `secret`, says the tab's
+ * session is over (revoked on the Keys page or elsewhere, expired, or its account deleted), so
+ * the sign-in page says why instead of every later request failing. The API's calls and the
+ * event streams pass their error answers here.
+ */
+export function checkSession(error, secret) {
+  if (!(error instanceof ApiError) || error.status !== 401 || !secret || secret !== session.secret) return;
+  signedOut(error.code === 'invalid_credentials'
+    ? 'Your session has ended: it was revoked, it expired, or its account was deleted. Sign in again.'
+    : `Your session has ended (${error.message}). Sign in again.`, { ended: true });
+}
 
 /** Reads an error body into an ApiError (any body: the server's message if there is one). */
 export async function errorFrom(response) {
@@ -63,7 +95,11 @@ export async function api(path, { method = 'GET', body, secret = session.secret,
     if (e.name === 'AbortError') throw e;
     throw new Error(`The coordinator could not be reached (${e.message}).`);
   }
-  if (!response.ok) throw await errorFrom(response);
+  if (!response.ok) {
+    const error = await errorFrom(response);
+    if (auth) checkSession(error, secret);
+    throw error;
+  }
   const text = await response.text();
   return text ? JSON.parse(text) : null;
 }

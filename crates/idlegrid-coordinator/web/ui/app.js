@@ -1,30 +1,55 @@
-// The dashboard: sign-in, navigation between the pages (hash routes), focus handling.
+// The dashboard: navigation between the pages (hash routes), who may see which, focus
+// handling, and what happens when the tab is signed out.
 
-import { api, ApiError, missingEndpoint, session } from './api.js';
-import { alertSlot, announce, field, h, heading, replace } from './dom.js';
+import { session } from './api.js';
+import { announce, h, heading, replace } from './dom.js';
 import { jobsView } from './jobs.js';
 import { jobView } from './job.js';
 import { newJobView } from './newjob.js';
+import { billingView } from './billing.js';
 import { devicesView } from './devices.js';
+import { earningsView } from './earnings.js';
+import { keysView } from './keys.js';
 import { gridView } from './grid.js';
+import { customersView } from './admin-customers.js';
+import { ownersView } from './admin-owners.js';
+import { gridDevicesView } from './admin-devices.js';
+import { gridJobsView } from './admin-jobs.js';
+import { payoutsView } from './admin-payouts.js';
 import { referenceView } from './reference.js';
+import { signinView, signOut } from './signin.js';
+import { signupView } from './signup.js';
+
+const ACCOUNTS = ['customer', 'owner', 'operator'];
+/** An operator's page, with its filters after a `?`: `#/admin/devices?owner=3`. */
+const admin = (name) => new RegExp(`^#\\/admin\\/${name}(?:\\?(.*))?$`);
 
 /** Pages: pattern, view, title, who may see it (null: anyone, signed in or not). */
 const ROUTES = [
   { path: /^#\/signin$/, view: signinView, title: 'Sign in', kinds: null },
+  { path: /^#\/signup$/, view: signupView, title: 'Sign up', kinds: null },
   { path: /^#\/jobs$/, view: jobsView, title: 'Jobs', kinds: ['customer'] },
   { path: /^#\/jobs\/new$/, view: newJobView, title: 'New job', kinds: ['customer'] },
   { path: /^#\/jobs\/(\d+)$/, view: jobView, title: 'Job', kinds: ['customer'] },
+  { path: /^#\/billing$/, view: billingView, title: 'Billing', kinds: ['customer'] },
   { path: /^#\/devices$/, view: devicesView, title: 'Devices', kinds: ['owner'] },
+  { path: /^#\/earnings$/, view: earningsView, title: 'Earnings', kinds: ['owner'] },
+  { path: /^#\/keys$/, view: keysView, title: 'Keys', kinds: ACCOUNTS },
   { path: /^#\/grid$/, view: gridView, title: 'Grid', kinds: ['operator'] },
+  { path: admin('customers'), view: customersView, title: 'Customers', kinds: ['operator'] },
+  { path: admin('owners'), view: ownersView, title: 'Owners', kinds: ['operator'] },
+  { path: admin('devices'), view: gridDevicesView, title: 'Devices', kinds: ['operator'] },
+  { path: admin('jobs'), view: gridJobsView, title: 'Jobs', kinds: ['operator'] },
+  { path: admin('payouts'), view: payoutsView, title: 'Payouts', kinds: ['operator'] },
   { path: /^#\/api(?:\/(schemas|tags)\/([A-Za-z0-9_.%-]+))?$/, view: referenceView, title: 'API reference', kinds: null },
 ];
 
-/** The nav links for each kind of credential. */
+/** The nav links for each kind of account. */
 const NAV = {
-  customer: [['#/jobs', 'Jobs'], ['#/jobs/new', 'New job']],
-  owner: [['#/devices', 'Devices']],
-  operator: [['#/grid', 'Grid']],
+  customer: [['#/jobs', 'Jobs'], ['#/jobs/new', 'New job'], ['#/billing', 'Billing'], ['#/keys', 'Keys']],
+  owner: [['#/devices', 'Devices'], ['#/earnings', 'Earnings'], ['#/keys', 'Keys']],
+  operator: [['#/grid', 'Grid'], ['#/admin/customers', 'Customers'], ['#/admin/owners', 'Owners'], ['#/admin/devices', 'Devices'],
+    ['#/admin/jobs', 'Jobs'], ['#/admin/payouts', 'Payouts'], ['#/keys', 'Keys']],
   worker: [],
 };
 
@@ -35,6 +60,8 @@ function home(me) {
 
 let cleanup = null;
 let renderId = 0;
+/** Why the tab was just signed out: said once, on the sign-in page that follows. */
+let signedOutNotice = null;
 
 async function route() {
   const hash = location.hash || '#/';
@@ -69,7 +96,9 @@ async function route() {
     finish(r.title);
     return;
   }
-  const result = r.view(main, m.slice(1), { me, navigate, isCurrent: () => id === renderId });
+  const notice = signedOutNotice;
+  signedOutNotice = null;
+  const result = r.view(main, m.slice(1), { me, navigate, home, notice, isCurrent: () => id === renderId });
   finish(r.title);
   try {
     const stop = await result;
@@ -106,8 +135,9 @@ export function navigate(hash) {
 
 function renderNav(hash) {
   const me = session.me;
+  const page = hash.split('?')[0];
   const links = [...(me ? NAV[me.kind] || [] : []), ['#/api', 'API reference']];
-  const current = links.filter(([href]) => hash === href || hash.startsWith(`${href}/`))
+  const current = links.filter(([href]) => page === href || page.startsWith(`${href}/`))
     .sort((a, b) => b[0].length - a[0].length)[0];
   replace(document.getElementById('nav'), h('ul', {}, links.map(([href, text]) => h('li', {},
     h('a', { href, 'aria-current': current && current[0] === href ? 'page' : null }, text)))));
@@ -123,62 +153,16 @@ function renderNav(hash) {
   }
 }
 
-function signOut() {
-  session.clear();
-  announce('Signed out.');
+// Signed out — by the button, by revoking this session, or because the session ended under
+// the page: the sign-in page says why; after an ended session, signing in again comes back.
+window.addEventListener('idlegrid:signed-out', (event) => {
+  const { reason, ended } = event.detail;
+  const hash = location.hash;
+  if (ended && hash !== '#/signin' && hash !== '#/signup') sessionStorage.setItem('idlegrid.after', hash);
+  signedOutNotice = reason;
+  announce(reason);
   navigate('#/signin');
-}
-
-/** Finds out what a secret is: `GET /v1/me`, or, on a server without it, whether it is a customer key. */
-async function whoIs(secret) {
-  try {
-    return await api('/v1/me', { secret });
-  } catch (e) {
-    if (!missingEndpoint(e)) throw e;
-  }
-  await api('/v1/apps', { secret });
-  return { kind: 'customer', id: null, name: null };
-}
-
-function signinView(main, _params, { me }) {
-  const alerts = alertSlot();
-  const secret = h('input', { type: 'password', name: 'secret', autocomplete: 'current-password', required: true, spellcheck: 'false' });
-  const { wrap } = field('Secret', secret, 'Your API key (customers), enrollment token (device owners) or operator key.');
-  const show = h('input', { type: 'checkbox', id: 'show-secret', onchange: () => { secret.type = show.checked ? 'text' : 'password'; } });
-  const submit = h('button', { type: 'submit' }, 'Sign in');
-  const form = h('form', { class: 'card narrow', novalidate: true }, wrap,
-    h('div', { class: 'field check' }, show, h('label', { for: 'show-secret' }, 'Show the secret')),
-    alerts.el, h('div', { class: 'actions' }, submit));
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    alerts.clear();
-    const value = secret.value.trim();
-    if (!value) {
-      alerts.show('Enter your secret.');
-      secret.focus();
-      return;
-    }
-    submit.disabled = true;
-    announce('Signing in…');
-    try {
-      const who = await whoIs(value);
-      session.save(value, who);
-      announce(`Signed in as ${who.name ? `${who.name} (${who.kind})` : who.kind}.`);
-      const after = sessionStorage.getItem('idlegrid.after');
-      sessionStorage.removeItem('idlegrid.after');
-      navigate(after && after !== '#/signin' ? after : home(who));
-    } catch (e) {
-      alerts.show(e instanceof ApiError ? e.message : e);
-      announce('Sign-in failed.');
-      secret.focus();
-    } finally {
-      submit.disabled = false;
-    }
-  });
-  main.append(heading('Sign in'));
-  if (me) main.append(h('p', { class: 'notice' }, `You are signed in as ${me.name ? `${me.name} (${me.kind})` : me.kind}. Signing in again replaces that.`));
-  main.append(form, h('p', { class: 'muted' }, 'The API reference needs no sign-in: ', h('a', { href: '#/api' }, 'read it here'), '.'));
-}
+});
 
 document.getElementById('skip-link').addEventListener('click', (event) => {
   event.preventDefault();

@@ -1,7 +1,7 @@
 // The chunk grid of a job: one square per chunk, coloured by its state, marked when retried;
 // below it, why the chunks that failed an attempt failed last (while they are retried, too).
 
-import { counted, h, replace } from './dom.js';
+import { chunkNumber, counted, h, replace } from './dom.js';
 
 export const CHUNK_STATES = ['queued', 'running', 'validating', 'checking', 'done', 'failed', 'stopped'];
 
@@ -14,7 +14,8 @@ export function chunkGrid() {
   const failures = h('div', { class: 'chunk-failures' });
   const el = h('div', { class: 'chunks' }, summary, list, legend, failures);
 
-  function render(tasks) {
+  /** `total`: the job's number of chunks, or null while its input is still being split. */
+  function render(tasks, total) {
     const counts = Object.fromEntries(CHUNK_STATES.map((s) => [s, 0]));
     let retried = 0;
     const items = tasks.map((task) => {
@@ -25,7 +26,7 @@ export function chunkGrid() {
         ? ` ${Math.floor(task.progress * 100)} %` : '';
       const waiting = task.state === 'checking' && task.waiting_for ? `, waiting for ${task.waiting_for}` : '';
       const retriedWords = wasRetried ? `, retried (${counted(task.failures, 'failed attempt')})` : '';
-      const words = `Chunk ${task.index + 1}: ${task.state}${progress}${waiting}${retriedWords}`;
+      const words = `Chunk ${chunkNumber(task.index, total)}: ${task.state}${progress}${waiting}${retriedWords}`;
       const li = h('li', {
         class: `chunk state-${task.state}${wasRetried ? ' retried' : ''}`,
         title: words,
@@ -42,7 +43,7 @@ export function chunkGrid() {
     replace(failures, failed.length === 0 ? [] : [
       h('h3', {}, failed.length === 1 ? 'Why a chunk failed' : `Why ${failed.length} chunks failed`),
       h('ul', { class: 'failure-list' }, failed.slice(0, 20).map((task) => h('li', {},
-        h('span', {}, `Chunk ${task.index + 1}, ${task.state === 'failed' ? 'failed' : `${counted(task.failures, 'failed attempt')} so far`}:`),
+        h('span', {}, `Chunk ${chunkNumber(task.index, total)}, ${task.state === 'failed' ? 'failed' : `${counted(task.failures, 'failed attempt')} so far`}:`),
         h('pre', { class: 'failure-reason' }, task.last_failure)))),
       failed.length > 20 ? h('p', { class: 'muted' }, `…and ${failed.length - 20} more.`) : null,
     ].filter(Boolean));

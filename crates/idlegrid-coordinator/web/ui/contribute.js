@@ -6,7 +6,9 @@
 
 import { ApiError, api } from './api.js';
 import { Agent, runInWorker } from './contribute-agent.js';
-import { alertSlot, announce, counts, field, formatCredits, h, replace } from './dom.js';
+import { alertSlot, announce, chunkNumber, counts, field, formatCredits, h, replace, uid } from './dom.js';
+import { percent } from './jobs.js';
+import { browserName, system } from './platform.js';
 
 const DEVICE = 'idlegrid.contribute.device';
 const THRESHOLD = 'idlegrid.contribute.batteryThreshold';
@@ -17,22 +19,6 @@ const main = document.getElementById('main');
 
 function savedDevice() {
   try { return JSON.parse(localStorage.getItem(DEVICE) || 'null'); } catch { return null; }
-}
-
-/** Operating systems as the user agent names them: [pattern, name for people, name for the
- * scheduler]. The first that matches wins (Android's says Linux too). */
-const SYSTEMS = [
-  [/Android/, 'Android', 'android'], [/iPhone|iPad/, 'iOS', 'ios'], [/Windows/, 'Windows', 'windows'],
-  [/Mac OS X/, 'macOS', 'macos'], [/CrOS/, 'ChromeOS', 'linux'], [/Linux/, 'Linux', 'linux'],
-];
-const system = SYSTEMS.find(([pattern]) => pattern.test(navigator.userAgent)) || [null, 'the web', 'unknown'];
-
-/** "Chrome on Android", for the owner's list of devices. */
-function defaultName() {
-  const ua = navigator.userAgent;
-  const browser = /Edg\//.test(ua) ? 'Edge' : /Firefox\//.test(ua) ? 'Firefox'
-    : /Chrome\//.test(ua) ? 'Chrome' : /Safari\//.test(ua) ? 'Safari' : 'Browser';
-  return `${browser} on ${system[1]}`;
 }
 
 /** What this browser offers, as the Tasks API's capabilities. */
@@ -113,7 +99,7 @@ function linkForm(caps, runtimes, probed, notice) {
   const fromLink = new URLSearchParams(location.hash.slice(1)).get('code') || '';
   const code = field('Link code', h('input', { type: 'text', autocomplete: 'one-time-code', value: fromLink, placeholder: 'ABCD-2345', required: true }),
     'Ask for one in the dashboard (Devices) or with `idlegrid worker link`; it works once, for ten minutes.');
-  const name = field('Device name', h('input', { type: 'text', value: defaultName(), required: true, maxlength: 200 }));
+  const name = field('Device name', h('input', { type: 'text', value: browserName(), required: true, maxlength: 200 }));
   const token = field('Owner token', h('input', { type: 'password', autocomplete: 'off' }),
     'The enrollment token of your account; it is used once and not kept in this browser.');
   const errors = alertSlot();
@@ -161,10 +147,29 @@ function runtimeFacts(runtimes, probed, caps) {
     `; benchmark ${probed.benchmark} MB/s; ${caps.wasm_threads ? 'multi-threaded WebAssembly available' : 'single-threaded WebAssembly'}.`);
 }
 
+/**
+ * A task in words: "job 12, chunk 3 (python-map)". The lease says which chunk (`chunk_index`,
+ * from 0) but not how many the job has, so no "of N" here.
+ */
+function taskName({ job, chunk, app }) {
+  return `job ${job}, chunk ${chunkNumber(chunk)} (${app})`;
+}
+
+function capitalized(text) {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
 /** The page of a linked browser: the agent running, its state, and the owner's controls. */
 function working(device, caps, runtimes, probed) {
   const agent = new Agent(device);
   const state = h('p', { class: 'lead', id: 'worker-state', role: 'status', 'aria-live': 'polite' });
+  // The running task's progress: a bar with its percent beside it, outside the live region (a
+  // screen reader hears the task start and end, not every percent; the bar is read on demand).
+  const progressId = uid('task-progress');
+  const progress = h('progress', { id: progressId, max: 1 });
+  const progressText = h('span', { class: 'progress-text', id: 'task-progress-text' });
+  const progressRow = h('div', { class: 'progress-row', id: 'task-progress-row', hidden: true },
+    h('label', { for: progressId }, 'Task progress'), progress, progressText);
   const tiles = h('div', { id: 'worker-counts' });
   const recent = h('ol', { id: 'recent', class: 'recent' });
   const problem = h('div', { id: 'worker-problem' });
@@ -177,18 +182,27 @@ function working(device, caps, runtimes, probed) {
 
   const render = () => {
     const s = agent.snapshot();
-    if (s.paused.length) replace(state, `Paused: ${s.paused.join('; ')}.`);
-    else if (s.working) {
-      const pct = s.working.progress === null ? '' : ` — ${Math.round(s.working.progress * 100)}%`;
-      replace(state, `Working on chunk ${s.working.chunk} of job ${s.working.job} (${s.working.app})${pct}.`);
-    } else replace(state, 'Waiting for work.');
+    let words = 'Waiting for work.';
+    if (s.paused.length) words = `Paused: ${s.paused.join('; ')}.`;
+    else if (s.working) words = `Working on ${taskName(s.working)}.`;
+    // Only a new sentence goes to the live region: progress alone does not repeat it.
+    if (state.textContent !== words) replace(state, words);
+    progressRow.hidden = !s.working || s.paused.length > 0;
+    if (s.working && s.working.progress !== null) {
+      progress.value = s.working.progress;
+      progressText.textContent = percent(s.working.progress);
+    } else {
+      // Started, no progress reported yet: an indeterminate bar.
+      progress.removeAttribute('value');
+      progressText.textContent = 'starting…';
+    }
     replace(tiles, counts([
       ['Tasks done here', String(s.done)],
       ['Tasks failed here', String(s.failed)],
       ['Results accepted', s.me ? String(s.me.valid) : '—'],
       ['Earned', s.me ? formatCredits(s.me.earned) : '—'],
     ]));
-    replace(recent, s.recent.length ? s.recent.map((r) => h('li', {}, `Job ${r.job}, chunk ${r.chunk} (${r.app}): ${r.words}`))
+    replace(recent, s.recent.length ? s.recent.map((r) => h('li', {}, `${capitalized(taskName(r))}: ${r.words}`))
       : h('li', { class: 'muted' }, 'None yet.'));
     replace(problem, s.problem ? alertSlotWith(s.problem) : null);
     pauseButton.textContent = agent.pauses.has('owner') ? 'Resume' : 'Pause';
@@ -253,7 +267,7 @@ function working(device, caps, runtimes, probed) {
   }, 'Unlink this browser');
 
   show(
-    state, problem, tiles,
+    state, progressRow, problem, tiles,
     h('div', { class: 'actions' }, pauseButton, unlink),
     h('h2', {}, 'Recent tasks'), recent,
     h('h2', {}, 'When this device works'),

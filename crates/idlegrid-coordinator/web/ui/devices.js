@@ -1,7 +1,11 @@
-// Device owners: their devices, results totals, and how to add a device.
+// Device owners: their devices (rename, pause or resume, remove), results totals, and how to
+// add a device.
 
-import { api, session } from './api.js';
-import { alertSlot, announce, badge, counts, formatCredits, h, heading, replace, timeTag, uid } from './dom.js';
+import { api } from './api.js';
+import { alertSlot, announce, badge, counts, h, heading, redraw, replace, timeTag } from './dom.js';
+import { FieldError, confirmDialog, formDialog } from './dialog.js';
+import { copyButton } from './copy.js';
+import { creditDisplay, moneyText, moneyTile } from './money.js';
 import { shown } from './text.js';
 
 export async function devicesView(main, _params, { isCurrent }) {
@@ -9,36 +13,12 @@ export async function devicesView(main, _params, { isCurrent }) {
   const alerts = alertSlot();
   const totals = h('div');
   const body = h('div');
-  const command = `idlegrid worker --coordinator ${location.origin} --token ${session.secret}`;
-  const commandId = uid('command');
-  const copyButton = h('button', { type: 'button', class: 'secondary', 'aria-describedby': commandId }, 'Copy');
-  const copied = h('span', { class: 'muted', 'aria-live': 'polite' });
-  copyButton.addEventListener('click', async () => {
-    try {
-      await navigator.clipboard.writeText(command);
-      copied.textContent = 'Copied.';
-    } catch {
-      const range = document.createRange();
-      range.selectNodeContents(document.getElementById(commandId));
-      getSelection().removeAllRanges();
-      getSelection().addRange(range);
-      copied.textContent = 'Selected: press Ctrl+C (⌘C) to copy.';
-    }
-    announce(copied.textContent);
-  });
-  const add = h('section', { class: 'card', 'aria-labelledby': 'add-h' },
-    h('h2', { id: 'add-h' }, 'Add a device'),
-    h('p', {}, 'On the device, with idlegrid installed, run:'),
-    h('div', { class: 'command' }, h('code', { id: commandId, class: 'command-text' }, command), copyButton),
-    copied,
-    h('p', { class: 'muted small' }, 'Add --slots N to run N tasks at once. The token is your enrollment token: keep it secret.'),
-    browserLink());
-  main.append(alerts.el, totals, h('section', { class: 'card', 'aria-labelledby': 'list-h' }, h('h2', { id: 'list-h' }, 'Your devices'), body), add);
+  main.append(alerts.el, totals, h('section', { class: 'card', 'aria-labelledby': 'list-h' }, h('h2', { id: 'list-h' }, 'Your devices'), body), addDevice());
 
   let owner = null;
   async function load() {
     try {
-      const answer = await api('/v1/owner/devices');
+      const [answer, display] = await Promise.all([api('/v1/owner/devices'), creditDisplay()]);
       if (!isCurrent()) return;
       alerts.clear();
       if (!owner) {
@@ -50,8 +30,9 @@ export async function devicesView(main, _params, { isCurrent }) {
         counts([['Devices', String(t.devices ?? answer.devices.length)],
           ['Online now', String(t.online ?? answer.devices.filter((d) => d.status === 'online' || d.status === 'busy').length)],
           ['Valid results', String(t.valid ?? 0)], ['Invalid results', String(t.invalid ?? 0)], ['Timed out', String(t.timed_out ?? 0)],
-          ['Earned so far', formatCredits(t.earned ?? 0)]])));
-      replace(body, answer.devices.length ? devicesTable(answer.devices)
+          ['Earned so far', moneyTile(t.earned ?? 0, display)]]),
+        h('p', { class: 'small' }, h('a', { href: '#/earnings' }, 'Earnings and payouts'))));
+      redraw(body, answer.devices.length ? devicesTable(answer.devices, display, { load, alerts })
         : h('p', { class: 'muted' }, 'No devices yet: add one with the command below.'));
     } catch (e) {
       alerts.show(e, 'The devices could not be loaded');
@@ -60,6 +41,45 @@ export async function devicesView(main, _params, { isCurrent }) {
   await load();
   const timer = setInterval(load, 5000);
   return () => clearInterval(timer);
+}
+
+/**
+ * How to add a device: the worker command, with an enrollment token made for it on request
+ * (the dashboard keeps a session, not the token it was signed in with), or a browser linked
+ * with a one-time code.
+ */
+function addDevice() {
+  const command = h('code', { class: 'command-text' }, `idlegrid worker --coordinator ${location.origin} --token <enrollment token>`);
+  const { button: copy, said } = copyButton(command);
+  const made = h('div', { 'aria-live': 'polite' });
+  const errors = alertSlot();
+  const make = h('button', { type: 'button', class: 'secondary', id: 'make-device-token' }, 'Make a token for this command');
+  make.addEventListener('click', async () => {
+    errors.clear();
+    make.disabled = true;
+    try {
+      const name = `worker command, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+      const token = await api('/v1/secrets', { method: 'POST', body: { name } });
+      command.textContent = `idlegrid worker --coordinator ${location.origin} --token ${token.secret}`;
+      replace(made, h('p', { class: 'notice' }, h('strong', {}, 'Keep it now: '),
+        `the token in the command is shown only this once. It is the enrollment token “${token.name}” on the `,
+        h('a', { href: '#/keys' }, 'Keys'), ' page, where you can revoke it.'));
+      announce('Made an enrollment token: the command holds it.');
+      copy.focus();
+    } catch (e) {
+      errors.show(e, 'No token');
+    } finally {
+      make.disabled = false;
+    }
+  });
+  return h('section', { class: 'card', 'aria-labelledby': 'add-h' },
+    h('h2', { id: 'add-h' }, 'Add a device'),
+    h('p', {}, 'On the device, with idlegrid installed, run this with one of your enrollment tokens:'),
+    h('div', { class: 'command' }, command, copy),
+    said,
+    h('div', { class: 'actions left' }, make), errors.el, made,
+    h('p', { class: 'muted small' }, 'Add --slots N to run N tasks at once. An enrollment token lets whoever holds it add devices to your account: keep it secret.'),
+    browserLink());
 }
 
 /** A phone or any browser joins with a one-time link code: no install, no token on it. */
@@ -87,28 +107,86 @@ function browserLink() {
   return h('div', {}, h('p', {}, 'Or turn any browser into a worker, a phone too:'), button, errors.el, result);
 }
 
-function devicesTable(devices) {
-  const head = ['Device', 'Status', 'Last seen', 'Hardware', 'Slots', 'Running', 'Valid', 'Invalid', 'Timed out', 'Streak', 'Earned'];
-  return h('div', { class: 'table-wrap' }, h('table', { class: 'devices' },
+/** What a device runs on, in a few words. */
+function hardwareText(c) {
+  return [c.cores ? `${c.cores} cores` : null, c.memory_mb ? `${Math.round(c.memory_mb / 1024 * 10) / 10} GiB` : null,
+    [c.os, c.arch].filter(Boolean).join('/') || null, c.runtime === 'browser' ? 'in a browser' : null,
+    c.python ? `Python ${c.python}` : null, c.ffmpeg ? `ffmpeg ${c.ffmpeg}` : null]
+    .filter(Boolean).join(' · ');
+}
+
+/** The buttons of a device: rename, pause or resume, remove; `load()` draws the list again. */
+function deviceActions(d, { load, alerts }) {
+  const label = d.name || `Device ${d.id}`;
+  const paused = d.status === 'paused';
+  const change = async (body, said) => {
+    alerts.clear();
+    try {
+      await api(`/v1/owner/devices/${d.id}`, { method: 'PATCH', body });
+      announce(said);
+      await load();
+    } catch (e) {
+      alerts.show(e, `${label} was not changed`);
+    }
+  };
+  const rename = h('button', { type: 'button', class: 'secondary small', dataset: { key: `rename-${d.id}` }, 'aria-label': `Rename ${label}` }, 'Rename');
+  rename.addEventListener('click', () => formDialog({
+    title: `Rename ${label}`,
+    fields: [{ name: 'name', label: 'New name', value: d.name, hint: '1 to 100 characters.', required: true }],
+    submit: 'Rename',
+    onSubmit: async ({ name }) => {
+      if (!name.trim()) throw new FieldError('name', 'Give the device a name.');
+      await api(`/v1/owner/devices/${d.id}`, { method: 'PATCH', body: { name: name.trim() } });
+      announce(`Renamed ${label} to ${name.trim()}.`);
+      await load();
+    },
+  }));
+  const pause = h('button', {
+    type: 'button', class: 'secondary small', dataset: { key: `pause-${d.id}` }, 'aria-label': `${paused ? 'Resume' : 'Pause'} ${label}`,
+    onclick: () => change({ paused: !paused }, paused ? `${label} is resumed: it gets work again.`
+      : `${label} is paused: it finishes what it holds, then gets no new work until resumed.`),
+  }, paused ? 'Resume' : 'Pause');
+  const remove = h('button', { type: 'button', class: 'danger small', dataset: { key: `remove-${d.id}` }, 'aria-label': `Remove ${label}` }, 'Remove');
+  remove.addEventListener('click', async () => {
+    const ok = await confirmDialog({
+      title: `Remove ${label}?`,
+      text: ['Its token stops working at once: it gets no more work, and comes back only by registering again with an enrollment token. Its results and earnings stay.'],
+      yes: 'Remove device',
+    });
+    if (!ok) return;
+    alerts.clear();
+    try {
+      await api(`/v1/owner/devices/${d.id}`, { method: 'DELETE' });
+      announce(`${label} is removed.`);
+      await load();
+    } catch (e) {
+      alerts.show(e, `${label} was not removed`);
+    }
+  });
+  return h('div', { class: 'row-actions' }, rename, pause, remove);
+}
+
+/** A device's results in a few words: "150 valid · 0 invalid · 0 timed out · streak 150". */
+function resultsText(d) {
+  return `${d.valid ?? 0} valid · ${d.invalid ?? 0} invalid · ${d.timed_out ?? 0} timed out · streak ${d.streak ?? 0}`;
+}
+
+function devicesTable(devices, display, actions) {
+  const head = ['Device', 'Status', 'Last seen', 'Hardware', 'Running', 'Results', 'Earned', 'Actions'];
+  const cell = (i, ...content) => h('td', { 'data-label': head[i] }, ...content);
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'devices stack' },
     h('caption', { class: 'sr-only' }, 'Your devices and their results'),
     h('thead', {}, h('tr', {}, head.map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', {}, devices.map((d) => {
       const c = d.capabilities || {};
-      const hardware = [c.cores ? `${c.cores} cores` : null, c.memory_mb ? `${Math.round(c.memory_mb / 1024 * 10) / 10} GiB` : null,
-        [c.os, c.arch].filter(Boolean).join('/') || null, c.runtime === 'browser' ? 'in a browser' : null,
-        c.python ? `Python ${c.python}` : null, c.ffmpeg ? `ffmpeg ${c.ffmpeg}` : null]
-        .filter(Boolean).join(' · ');
-      return h('tr', { dataset: { device: String(d.id) } },
-        h('th', { scope: 'row' }, d.name || `Device ${d.id}`, h('div', { class: 'muted small' }, 'registered ', timeTag(d.registered_at))),
-        h('td', {}, badge(d.status)),
-        h('td', {}, timeTag(d.last_seen)),
-        h('td', {}, hardware || '—'),
-        h('td', {}, String(c.slots ?? '—')),
-        h('td', {}, String(d.running ?? 0)),
-        h('td', {}, String(d.valid ?? 0)),
-        h('td', {}, String(d.invalid ?? 0)),
-        h('td', {}, String(d.timed_out ?? 0)),
-        h('td', {}, String(d.streak ?? 0)),
-        h('td', {}, formatCredits(d.earned ?? 0)));
+      return h('tr', { dataset: { device: String(d.id), status: d.status } },
+        h('th', { scope: 'row', 'data-label': head[0] }, d.name || `Device ${d.id}`, h('div', { class: 'muted small' }, 'registered ', timeTag(d.registered_at))),
+        cell(1, badge(d.status)),
+        cell(2, timeTag(d.last_seen)),
+        cell(3, hardwareText(c) || '—'),
+        cell(4, `${d.running ?? 0} of ${c.slots ?? '—'} slots`),
+        cell(5, resultsText(d)),
+        cell(6, moneyText(d.earned ?? 0, display)),
+        cell(7, deviceActions(d, actions)));
     }))));
 }

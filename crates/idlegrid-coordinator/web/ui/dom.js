@@ -39,10 +39,38 @@ function append(el, children) {
   }
 }
 
+/**
+ * Text of several lines for a <pre>: each line shown as text (through `shown`, like every
+ * string here), the line breaks between them kept. Only for text whose line breaks are the
+ * page's own (a JSON it formatted, a command it wrote), never for a device's.
+ */
+export function lines(text) {
+  return String(text).split('\n').flatMap((line, i) => (i ? [document.createTextNode('\n'), line] : [line]));
+}
+
 /** Replaces the children of `el`. */
 export function replace(el, ...children) {
   el.replaceChildren();
   append(el, children);
+  return el;
+}
+
+/**
+ * Replaces the children of `el` keeping keyboard focus: when a control inside had focus, the
+ * control of the new children with the same `data-key` gets it, or, when it is gone with its
+ * row (revoked, removed), the heading of the section holding the list. A list drawn again
+ * (refreshed, or changed by one of its own buttons) does not throw a keyboard user back to the
+ * top of the page.
+ */
+export function redraw(el, ...children) {
+  const active = document.activeElement;
+  const key = active && el.contains(active) ? active.dataset.key : null;
+  replace(el, ...children);
+  if (!key) return el;
+  const again = el.querySelector(`[data-key="${CSS.escape(key)}"]`);
+  const heading = again ? null : el.closest('section')?.querySelector('h2');
+  if (heading && !heading.hasAttribute('tabindex')) heading.setAttribute('tabindex', '-1');
+  (again || heading)?.focus();
   return el;
 }
 
@@ -80,13 +108,18 @@ export function formatBytes(n) {
   return `${unit === 0 ? value : value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
-/** Micro-credits as credits: "0.004210 credits". */
-export function formatCredits(micros) {
+/**
+ * Micro-credits as credits: "0.004210 credits", every digit. `short` drops the trailing zeros
+ * past the cents ("0.42 credits", "0.00001 credits") for a list, still exact: nothing is rounded.
+ */
+export function formatCredits(micros, { short = false } = {}) {
   if (micros === null || micros === undefined) return '—';
   const n = Number(micros);
   const sign = n < 0 ? '−' : '';
   const abs = Math.abs(n);
-  return `${sign}${Math.floor(abs / 1e6)}.${String(abs % 1e6).padStart(6, '0')} credits`;
+  let fraction = String(abs % 1e6).padStart(6, '0');
+  if (short) fraction = fraction.replace(/0+$/, '').padEnd(2, '0');
+  return `${sign}${Math.floor(abs / 1e6)}.${fraction} credits`;
 }
 
 export function formatTime(iso) {
@@ -140,6 +173,16 @@ export function field(label, control, hint) {
   if (hintEl) control.setAttribute('aria-describedby', hintEl.id);
   const wrap = h('div', { class: 'field' }, h('label', { for: control.id }, label), control, hintEl);
   return { wrap, control };
+}
+
+/**
+ * A chunk's number as people count it, from 1, with the job's total when known: "3 of 10".
+ * The API's chunk `index` (and a lease's `chunk_index`) counts from 0; every page numbers
+ * chunks through this, so a chunk has one number wherever it is shown.
+ */
+export function chunkNumber(index, total) {
+  const n = Number(index) + 1;
+  return total === null || total === undefined ? String(n) : `${n} of ${total}`;
 }
 
 /** `n` and the noun that goes with it: "1 chunk", "3 chunks". */

@@ -4,7 +4,9 @@ import { api, missingEndpoint } from './api.js';
 import { formatCredits, alertSlot, announce, badge, counts, facts, formatBytes, formatDuration, h, heading, replace, timeTag, uid } from './dom.js';
 import { follow } from './sse.js';
 import { chunkGrid } from './chunks.js';
-import { jobProgress, oneTimeSecrets, percent, TERMINAL } from './jobs.js';
+import { durationText, jobProgress, oneTimeSecrets, percent, TERMINAL } from './jobs.js';
+import { videoSummary } from './video-facts.js';
+import { confirmDialog } from './dialog.js';
 import { outputSection } from './player.js';
 import { webhookSecretNote } from './newjob.js';
 
@@ -41,7 +43,11 @@ export async function jobView(main, [idText], { isCurrent }) {
   const secretSlot = h('div');
   const outputSlot = h('div');
   const factsBody = h('div');
-  const factsCard = h('section', { class: 'card', 'aria-labelledby': 'facts-h' }, h('h2', { id: 'facts-h' }, 'Facts'), factsBody);
+  // What the partitioner found: drawn again only when it changes, so an open toggle in it stays
+  // open (and keeps focus) while the job's events come in.
+  const aboutBody = h('div');
+  let aboutDrawn = null;
+  const factsCard = h('section', { class: 'card', 'aria-labelledby': 'facts-h' }, h('h2', { id: 'facts-h' }, 'Facts'), factsBody, aboutBody);
   const countsBody = h('div');
   const grid = chunkGrid();
   const tasksAlerts = alertSlot();
@@ -56,8 +62,14 @@ export async function jobView(main, [idText], { isCurrent }) {
     secretSlot.append(webhookSecretNote(secret));
   }
 
-  // Cancel with a confirmation dialog.
-  const dialog = cancelDialog(id, async () => {
+  // Cancel after a confirmation.
+  cancelButton.addEventListener('click', async () => {
+    const ok = await confirmDialog({
+      title: `Cancel job ${id}?`,
+      text: 'Its chunks stop and its results are thrown away. This cannot be undone.',
+      yes: 'Yes, cancel the job', no: 'No, keep it', yesId: 'confirm-cancel',
+    });
+    if (!ok) return;
     cancelButton.disabled = true;
     try {
       const cancelled = await api(`/v1/jobs/${id}/cancel`, { method: 'POST' });
@@ -67,9 +79,7 @@ export async function jobView(main, [idText], { isCurrent }) {
       alerts.show(e, 'The job could not be cancelled');
       cancelButton.disabled = false;
     }
-  }, () => cancelButton.focus());
-  main.append(dialog);
-  cancelButton.addEventListener('click', () => dialog.showModal());
+  });
   runButton.addEventListener('click', async () => {
     runButton.disabled = true;
     try {
@@ -164,6 +174,7 @@ export async function jobView(main, [idText], { isCurrent }) {
       ['Started (run)', timeTag(job.submitted_at)],
       ['First chunk', timeTag(job.started_at)],
       ['Finished', timeTag(job.finished_at)],
+      TERMINAL.has(job.state) ? ['Ran for', durationText(job)] : null,
       job.input ? ['Input', `${formatBytes(job.input.size)} · SHA-256 ${job.input.sha256}`] : null,
       job.output ? ['Output', `${formatBytes(job.output.size)} · SHA-256 ${job.output.sha256}`] : null,
       ['Tier', job.preferences && job.preferences.tier ? job.preferences.tier : 'standard'],
@@ -173,11 +184,13 @@ export async function jobView(main, [idText], { isCurrent }) {
       job.params && Object.keys(job.params).length ? ['Parameters', h('code', {}, JSON.stringify(job.params))] : null,
       job.webhook ? ['Webhook', job.webhook.url] : null,
     ];
-    const content = [facts(pairs)];
-    if (job.facts && typeof job.facts === 'object') {
-      content.push(h('h3', {}, job.app === 'video-transcode' ? 'About the video' : 'About the input'), factsList(job.facts));
-    }
-    replace(factsBody, content);
+    replace(factsBody, facts(pairs));
+    const about = JSON.stringify([job.facts, job.output]);
+    if (about === aboutDrawn) return;
+    aboutDrawn = about;
+    if (!job.facts || typeof job.facts !== 'object') aboutBody.replaceChildren();
+    else if (job.app === 'video-transcode') replace(aboutBody, h('h3', {}, 'About the video'), videoSummary(job));
+    else replace(aboutBody, h('h3', {}, 'About the input'), factsList(job.facts));
   }
 
   async function loadTasks() {
@@ -198,7 +211,7 @@ export async function jobView(main, [idText], { isCurrent }) {
         if (answer.next_from === null || answer.next_from === undefined) break;
         from = answer.next_from;
       }
-      grid.render(tasks);
+      grid.render(tasks, job.chunks ? job.chunks.total : null);
       tasksAlerts.clear();
     } catch (e) {
       if (missingEndpoint(e)) {
@@ -255,20 +268,6 @@ function factValue(v) {
   if (typeof v === 'object') return factsList(v);
   if (typeof v === 'boolean') return v ? 'yes' : 'no';
   return String(v);
-}
-
-function cancelDialog(id, onConfirm, onClose) {
-  const titleId = uid('cancel');
-  const yes = h('button', { type: 'button', class: 'danger', id: 'confirm-cancel' }, 'Yes, cancel the job');
-  const no = h('button', { type: 'button', class: 'secondary' }, 'No, keep it');
-  const dialog = h('dialog', { 'aria-labelledby': titleId, class: 'confirm' },
-    h('h2', { id: titleId }, `Cancel job ${id}?`),
-    h('p', {}, 'Its chunks stop and its results are thrown away. This cannot be undone.'),
-    h('div', { class: 'actions' }, no, yes));
-  no.addEventListener('click', () => dialog.close());
-  yes.addEventListener('click', () => { dialog.close(); onConfirm(); });
-  dialog.addEventListener('close', onClose);
-  return dialog;
 }
 
 function deliveriesTable(events) {

@@ -1,7 +1,7 @@
 // Jobs list (live states over server-sent events) and helpers shared with the job page.
 
 import { api } from './api.js';
-import { alertSlot, badge, h, heading, replace, timeTag } from './dom.js';
+import { alertSlot, badge, formatCredits, formatDuration, h, heading, replace, timeTag } from './dom.js';
 import { follow } from './sse.js';
 
 /** Webhook secrets from `POST /v1/jobs` answers, shown once on the job page, then dropped. */
@@ -17,11 +17,39 @@ export function jobProgress(job) {
   return Math.max(0, Math.min(1, ((c.done || 0) + (c.running_progress || 0)) / c.total));
 }
 
+/**
+ * How long the job has run, in seconds: from `run` (its input complete) to its end, or to now
+ * while it runs; null when it never ran. The time spent waiting for the input is not counted.
+ */
+function jobDuration(job, now = Date.now()) {
+  const start = Date.parse(job.submitted_at);
+  if (Number.isNaN(start)) return null;
+  const end = job.finished_at ? Date.parse(job.finished_at) : TERMINAL.has(job.state) ? NaN : now;
+  return Number.isNaN(end) ? null : Math.max(0, end - start) / 1000;
+}
+
+/** The job's duration in words, "so far" while it runs. */
+export function durationText(job) {
+  const seconds = jobDuration(job);
+  if (seconds === null) return '—';
+  return TERMINAL.has(job.state) ? formatDuration(seconds) : `${formatDuration(seconds)} so far`;
+}
+
+/** What the job was charged, in credits; "so far" while it runs. */
+function costText(job) {
+  if (!job.cost) return '—';
+  const charged = formatCredits(job.cost.charged, { short: true });
+  return TERMINAL.has(job.state) ? charged : `${charged} so far`;
+}
+
 export function percent(fraction) {
   return fraction === null || fraction === undefined ? '—' : `${Math.floor(fraction * 100)} %`;
 }
 
 const PAGE = 25;
+
+/** The list's columns: heading and the class of its cells (phones hide `app` and `created`). */
+const COLUMNS = [['Job'], ['App', 'app'], ['State'], ['Progress'], ['Duration', 'duration'], ['Cost', 'cost'], ['Created', 'created']];
 
 export async function jobsView(main, _params, { isCurrent }) {
   main.append(heading('Jobs'));
@@ -29,7 +57,7 @@ export async function jobsView(main, _params, { isCurrent }) {
   const body = h('tbody');
   const table = h('table', { class: 'jobs' },
     h('caption', { class: 'sr-only' }, 'Your jobs, newest first; states update live'),
-    h('thead', {}, h('tr', {}, ['Job', 'App', 'State', 'Progress', 'Created'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', {}, h('tr', {}, COLUMNS.map(([t, cls]) => h('th', { scope: 'col', class: cls }, t)))),
     body);
   const empty = h('p', { class: 'muted', hidden: true }, 'No jobs yet. ', h('a', { href: '#/jobs/new' }, 'Create one'), '.');
   const more = h('button', { type: 'button', class: 'secondary', hidden: true }, 'Older jobs');
@@ -44,10 +72,12 @@ export async function jobsView(main, _params, { isCurrent }) {
     const fraction = jobProgress(job);
     const cells = [
       h('td', {}, h('a', { href: `#/jobs/${job.id}` }, `Job ${job.id}`)),
-      h('td', {}, job.app),
+      h('td', { class: 'app' }, job.app),
       h('td', {}, badge(job.state)),
       h('td', {}, fraction === null ? '—' : [h('progress', { max: 1, value: fraction, 'aria-label': `Job ${job.id} progress` }), ' ', percent(fraction)]),
-      h('td', {}, timeTag(job.created_at)),
+      h('td', { class: 'duration' }, durationText(job)),
+      h('td', { class: 'cost' }, costText(job)),
+      h('td', { class: 'created' }, timeTag(job.created_at)),
     ];
     return cells;
   }
@@ -99,8 +129,15 @@ export async function jobsView(main, _params, { isCurrent }) {
     onError: (e) => alerts.show(e, 'Live updates of the list stopped'),
     shouldStop: () => stopped,
   });
+  // A running job's duration goes on between its events.
+  const ticker = setInterval(() => {
+    for (const { tr, job } of rows.values()) {
+      if (!TERMINAL.has(job.state)) tr.querySelector('td.duration').textContent = durationText(job);
+    }
+  }, 1000);
   return () => {
     stopped = true;
     stopStream();
+    clearInterval(ticker);
   };
 }

@@ -146,6 +146,23 @@ function buildForm(apps, navigate, webhooks) {
   }
 
   /** What the input is, for a price before it is uploaded: its size, or a video's metadata. */
+  /** Largest chosen file whose lines are counted for the estimate. */
+  const COUNT_LINES_UP_TO = 64 * 1024 * 1024;
+
+  /** Lines of a text stream: its line ends, and a last line without one. */
+  async function countLines(stream) {
+    const reader = stream.getReader();
+    let lines = 0;
+    let last = 10;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      for (const byte of value) if (byte === 10) lines += 1;
+      if (value.length) last = value[value.length - 1];
+    }
+    return lines + (last === 10 ? 0 : 1);
+  }
+
   async function describeInput() {
     const picked = file.files[0] || null;
     if (isVideo()) {
@@ -155,8 +172,16 @@ function buildForm(apps, navigate, webhooks) {
       // The browser does not tell the frame rate; 30 fps is assumed until the upload is priced.
       return { video: { duration_secs: meta.duration, width: meta.width, height: meta.height, fps: 30, audio: true } };
     }
-    if (picked) return { input_bytes: picked.size };
-    if (inputText.value !== '') return { input_bytes: new Blob([inputText.value]).size };
+    // With the lines counted, chunks of N lines are priced exactly (not bounded by bytes).
+    // Files too large to read in a moment are priced by their bytes alone (a bound).
+    if (picked) {
+      const input_lines = picked.size <= COUNT_LINES_UP_TO ? await countLines(picked.stream()) : undefined;
+      return { input_bytes: picked.size, input_lines };
+    }
+    if (inputText.value !== '') {
+      const blob = new Blob([inputText.value]);
+      return { input_bytes: blob.size, input_lines: await countLines(blob.stream()) };
+    }
     return null;
   }
 

@@ -1,6 +1,6 @@
 // Server-sent events read with fetch (EventSource cannot send an Authorization header).
 
-import { errorFrom, session } from './api.js';
+import { checkSession, errorFrom, session } from './api.js';
 
 /**
  * Follows `path`'s event stream, calling `onEvent(name, data)` for each event (`data` parsed
@@ -16,13 +16,15 @@ export function follow(path, { onEvent, onError, shouldStop = () => false, retry
   (async () => {
     while (!stopped) {
       try {
+        const secret = session.secret;
         const response = await fetch(path, {
-          headers: { Accept: 'text/event-stream', Authorization: `Bearer ${session.secret}` },
+          headers: { Accept: 'text/event-stream', Authorization: `Bearer ${secret}` },
           signal: controller.signal,
           cache: 'no-store',
         });
         if (!response.ok) {
           const error = await errorFrom(response);
+          checkSession(error, secret);
           if (onError) onError(error);
           return;
         }
