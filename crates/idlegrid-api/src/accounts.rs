@@ -266,7 +266,7 @@ pub struct Earning {
 }
 
 /// `GET /v1/owner/earnings`: an owner's money and its history, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Earnings {
     /// Earnings on the balance (payouts come from it).
     #[schema(value_type = i64)]
@@ -284,6 +284,9 @@ pub struct Earnings {
     pub entries: Vec<Earning>,
     /// Pass as `?before=` for the next page, if there is one.
     pub next_before: Option<i64>,
+    /// How this grid shows credits to people.
+    #[serde(default)]
+    pub display: crate::jobs::CreditDisplay,
 }
 
 /// `POST /v1/owner/payouts`: ask to be paid out.

@@ -516,7 +516,7 @@ impl CreditDisplay {
 /// One entry of an account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BalanceEntry {
-    /// What it was: `hold:<job>`, `release:<job>`, `result:<id>`, `deposit:<reference>`,
+    /// What it was: `hold:<job>`, `release:<job>`, `pay:<id>`, `deposit:<customer>:<reference>`,
     /// `opening:<customer>`.
     pub txn: String,
     /// Signed amount.

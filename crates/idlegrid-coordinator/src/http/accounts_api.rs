@@ -252,6 +252,7 @@ pub async fn earnings(
         available: Credits((sums[0].0 - requested).max(0)),
         next_before: more.then(|| entries.last().map(|e| e.id)).flatten(),
         entries,
+        display: grid.config.credit_display.clone(),
     }))
 }
 

@@ -17,11 +17,15 @@ use std::sync::Arc;
 async fn principal(parts: &Parts, grid: &Grid) -> Result<Principal, ApiError> {
     authenticate(parts, grid)
         .await
-        .map(|(principal, _)| principal)
+        .map(|(principal, _, _)| principal)
 }
 
-/// The principal of the request's secret, and the secret's id (`-1` for a worker's token).
-async fn authenticate(parts: &Parts, grid: &Grid) -> Result<(Principal, i64), ApiError> {
+/// The principal of the request's secret, the secret's id (`-1` for a worker's token) and,
+/// for a session, its key's.
+async fn authenticate(
+    parts: &Parts,
+    grid: &Grid,
+) -> Result<(Principal, i64, Option<i64>), ApiError> {
     let header = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)
@@ -46,8 +50,8 @@ async fn authenticate(parts: &Parts, grid: &Grid) -> Result<(Principal, i64), Ap
             )
         })?;
     let hash = hash_secret(secret);
-    let (principal, id) = match grid.auth.worker(&hash) {
-        Some(worker) => (Principal::Worker(worker), -1),
+    let (principal, id, parent) = match grid.auth.worker(&hash) {
+        Some(worker) => (Principal::Worker(worker), -1, None),
         None => {
             let credential = grid
                 .store
@@ -71,7 +75,7 @@ async fn authenticate(parts: &Parts, grid: &Grid) -> Result<(Principal, i64), Ap
                     .admit_account(credential.principal, own_rate)
                     .map_err(|limited| rate_limited(limited, "this account's keys together"))?;
             }
-            (credential.principal, credential.id)
+            (credential.principal, credential.id, credential.parent)
         }
     };
     if let Principal::Worker(worker) = principal {
@@ -90,7 +94,7 @@ async fn authenticate(parts: &Parts, grid: &Grid) -> Result<(Principal, i64), Ap
     grid.auth
         .admit(&hash, principal)
         .map_err(|limited| rate_limited(limited, "this credential"))?;
-    Ok((principal, id))
+    Ok((principal, id, parent))
 }
 
 fn unknown_secret() -> ApiError {
@@ -231,6 +235,8 @@ pub struct Holder {
     pub principal: Principal,
     /// The secret the request was made with.
     pub secret: i64,
+    /// The key behind it: the secret itself, or a session's key.
+    pub key: i64,
 }
 
 impl FromRequestParts<Arc<Grid>> for Holder {
@@ -238,10 +244,14 @@ impl FromRequestParts<Arc<Grid>> for Holder {
 
     async fn from_request_parts(parts: &mut Parts, grid: &Arc<Grid>) -> Result<Self, ApiError> {
         match authenticate(parts, grid).await? {
-            (Principal::Worker(_), _) => Err(wrong_kind(
+            (Principal::Worker(_), _, _) => Err(wrong_kind(
                 "a customer's API key, an owner's enrollment token or an operator key",
             )),
-            (principal, secret) => Ok(Holder { principal, secret }),
+            (principal, secret, parent) => Ok(Holder {
+                principal,
+                secret,
+                key: parent.unwrap_or(secret),
+            }),
         }
     }
 }

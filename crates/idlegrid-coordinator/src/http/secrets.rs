@@ -93,7 +93,11 @@ async fn make(
     } else {
         (key_prefix(holder.principal), None)
     };
-    let (secret, stored) = make_secret(prefix, name, expires);
+    let (secret, mut stored) = make_secret(prefix, name, expires);
+    if session {
+        // Ends with the key it was made from (a session made in a session: that key too).
+        stored.parent = Some(holder.key);
+    }
     let id = grid.store.add_secret(holder.principal, &stored).await?;
     let record = SecretRecord {
         id,
@@ -135,7 +139,8 @@ pub async fn create_secret(
 }
 
 /// Trade the request's secret for a dashboard session that expires in seven days: the
-/// dashboard keeps the session, never the key. Signing out revokes it.
+/// dashboard keeps the session, never the key. Signing out revokes it; revoking or rotating
+/// the key it was made from ends it too.
 #[utoipa::path(post, path = "/v1/sessions", tag = "accounts", request_body = NewSecret,
     security(("api_key" = []), ("enrollment_token" = []), ("operator_key" = [])),
     responses((status = 201, body = CreatedSecret), (status = 409, body = ErrorBody),

@@ -65,6 +65,7 @@ pub fn make_secret(
         prefix: secret[..prefix.len() + SHOWN_CHARS].to_string(),
         name: name.to_string(),
         session_expires_at,
+        parent: None,
     };
     (secret, stored)
 }

@@ -17,6 +17,15 @@ fn operator(grid: &TestGrid) -> Client {
 
 /// A new customer made by the operator, and a client with its key.
 async fn new_customer(grid: &TestGrid, name: &str) -> (idlegrid_api::TenantId, Client) {
+    let (id, client, _) = new_customer_with_key(grid, name).await;
+    (id, client)
+}
+
+/// A new customer made by the operator, a client with its key, and the key.
+async fn new_customer_with_key(
+    grid: &TestGrid,
+    name: &str,
+) -> (idlegrid_api::TenantId, Client, String) {
     let created = operator(grid)
         .create_customer(&NewCustomer {
             name: name.into(),
@@ -25,7 +34,7 @@ async fn new_customer(grid: &TestGrid, name: &str) -> (idlegrid_api::TenantId, C
         .await
         .unwrap();
     let client = Client::new(&grid.url, &created.api_key).unwrap();
-    (created.customer.id, client)
+    (created.customer.id, client, created.api_key)
 }
 
 #[tokio::test]
@@ -661,5 +670,54 @@ async fn more_keys_buy_no_more_requests() {
         "{admitted} admitted"
     );
     assert!(admitted < 20, "{admitted} admitted");
+    grid.stop().await;
+}
+
+#[tokio::test]
+async fn revoking_or_rotating_a_key_ends_the_sessions_made_from_it() {
+    let grid = TestGrid::start(|_| {}).await;
+    let (_, first, first_key) = new_customer_with_key(&grid, "sessions").await;
+    let key = first.create_secret("laptop").await.unwrap();
+    let session_of = |secret: String| {
+        let url = grid.url.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .post(format!("{url}/v1/sessions"))
+                .bearer_auth(&secret)
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+            let made: idlegrid_api::accounts::CreatedSecret = response.json().await.unwrap();
+            made.secret
+        }
+    };
+    // A session, and a session made in that session: both hang on the key.
+    let session = session_of(key.secret.clone()).await;
+    let nested = session_of(session.clone()).await;
+    let other = session_of(first_key).await;
+    for s in [&session, &nested, &other] {
+        Client::new(&grid.url, s).unwrap().whoami().await.unwrap();
+    }
+    first.revoke_secret(key.info.id).await.unwrap();
+    for s in [&session, &nested] {
+        let refused = Client::new(&grid.url, s)
+            .unwrap()
+            .whoami()
+            .await
+            .unwrap_err();
+        assert_eq!(
+            api_code(refused).0,
+            401,
+            "a revoked key's sessions end with it"
+        );
+    }
+    let survivor = Client::new(&grid.url, &other).unwrap();
+    survivor.whoami().await.unwrap();
+    // Rotating the key behind a session ends it too.
+    let own = first.secrets().await.unwrap().secrets[0].id;
+    first.rotate_secret(own).await.unwrap();
+    assert_eq!(api_code(survivor.whoami().await.unwrap_err()).0, 401);
     grid.stop().await;
 }

@@ -150,6 +150,7 @@ impl TestGrid {
             prefix: "igk_other".into(),
             name: "test".into(),
             session_expires_at: None,
+            parent: None,
         };
         self.grid
             .store

@@ -99,6 +99,8 @@ pub struct NewSecret {
     pub name: String,
     /// A dashboard session's expiry (Unix ms); `None` for keys, which do not expire.
     pub session_expires_at: Option<i64>,
+    /// A session's key: revoking or rotating it ends the session too.
+    pub parent: Option<i64>,
 }
 
 /// A stored secret as its account sees it in a list.
@@ -123,6 +125,8 @@ pub struct SecretRecord {
 pub struct Credential {
     /// The secret's id.
     pub id: i64,
+    /// A session's key (`None` for keys).
+    pub parent: Option<i64>,
     /// Who it authenticates.
     pub principal: Principal,
     /// Whether that account may act (workers: their owner's).
@@ -446,7 +450,8 @@ async fn insert_secret<E: Engine>(
         On::Tx(tx),
         sql!(
             "INSERT INTO credentials (secret_hash, kind, subject, created_at, name, prefix, \
-             session, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id"
+             session, expires_at, parent_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             RETURNING id"
         ),
         args![
             secret.hash,
@@ -456,7 +461,8 @@ async fn insert_secret<E: Engine>(
             secret.name.as_str(),
             secret.prefix.as_str(),
             secret.session_expires_at.is_some(),
-            secret.session_expires_at
+            secret.session_expires_at,
+            secret.parent
         ],
     )
     .await?
@@ -720,7 +726,7 @@ impl<E: Engine> Accounts for SqlStore<E> {
         let row = E::optional(
             On::Read(&self.engine),
             sql!(
-                "SELECT c.id, c.kind, c.subject, c.expires_at, \
+                "SELECT c.id, c.kind, c.subject, c.expires_at, c.parent_id, \
                  COALESCE(t.suspended_at, o.suspended_at, wo.suspended_at) AS suspended_at, \
                  COALESCE(t.deleted_at, o.deleted_at, wo.deleted_at) AS deleted_at, \
                  t.requests_per_sec \
@@ -750,6 +756,7 @@ impl<E: Engine> Accounts for SqlStore<E> {
         };
         Ok(Some(Credential {
             id: row.int("id")?,
+            parent: row.int_opt("parent_id")?,
             principal,
             standing: standing_of(row.int_opt("suspended_at")?, row.int_opt("deleted_at")?),
             requests_per_sec: row.int_opt("requests_per_sec")?,
@@ -799,9 +806,10 @@ impl<E: Engine> Accounts for SqlStore<E> {
             Some(false) if keys <= 1 => return Ok(Revoked::LastKey),
             Some(_) => {}
         }
+        // A key's sessions go with it.
         E::execute(
             On::Tx(&mut tx),
-            sql!("DELETE FROM credentials WHERE id = $1"),
+            sql!("DELETE FROM credentials WHERE id = $1 OR parent_id = $1"),
             args![id],
         )
         .await?;
@@ -829,6 +837,12 @@ impl<E: Engine> Accounts for SqlStore<E> {
         let Some(row) = row else {
             return Ok(None);
         };
+        E::execute(
+            On::Tx(&mut tx),
+            sql!("DELETE FROM credentials WHERE parent_id = $1"),
+            args![id],
+        )
+        .await?;
         let named = NewSecret {
             name: row.text("name")?,
             ..new.clone()

@@ -604,6 +604,7 @@ fn secret(hash: [u8; 32]) -> NewSecret {
         prefix: "igk_test".into(),
         name: "test".into(),
         session_expires_at: None,
+        parent: None,
     }
 }
 

@@ -106,7 +106,30 @@ pub(super) async fn secrets_are_listed_revoked_and_rotated_and_standing_is_enfor
         store.revoke_secret(customer, session).await.unwrap(),
         Revoked::Revoked
     );
+    // A session made from a key ends with it.
+    let child = NewSecret {
+        session_expires_at: Some(crate::now_ms() + 60_000),
+        parent: Some(rotated),
+        ..secret([8; 32])
+    };
+    store.add_secret(customer, &child).await.unwrap();
+    assert_eq!(
+        store.credential([8; 32]).await.unwrap().unwrap().parent,
+        Some(rotated)
+    );
+    let spare = store.add_secret(customer, &secret([9; 32])).await.unwrap();
+    assert_eq!(
+        store.revoke_secret(customer, rotated).await.unwrap(),
+        Revoked::Revoked
+    );
+    assert_eq!(
+        principal_of(store, [8; 32]).await,
+        None,
+        "the session went with its key"
+    );
+    let rotated = spare;
     store.touch_secrets(&[(rotated, 9_000)]).await.unwrap();
+
     store.touch_secrets(&[(rotated, 8_000)]).await.unwrap();
     let listed = store.secrets(customer).await.unwrap();
     assert_eq!(listed[0].last_used_at, Some(9_000), "never moves back");
@@ -118,7 +141,7 @@ pub(super) async fn secrets_are_listed_revoked_and_rotated_and_standing_is_enfor
         requests_per_sec: Some(5),
     };
     assert!(store.set_quotas(TenantId(acme), &quotas).await.unwrap());
-    let credential = store.credential([5; 32]).await.unwrap().unwrap();
+    let credential = store.credential([9; 32]).await.unwrap().unwrap();
     assert_eq!(credential.requests_per_sec, Some(5));
     assert!(
         store
@@ -126,7 +149,7 @@ pub(super) async fn secrets_are_listed_revoked_and_rotated_and_standing_is_enfor
             .await
             .unwrap()
     );
-    let credential = store.credential([5; 32]).await.unwrap().unwrap();
+    let credential = store.credential([9; 32]).await.unwrap().unwrap();
     assert_eq!(credential.standing, Standing::Suspended);
     let suspended = AccountFilter {
         standing: Some(Standing::Suspended),
@@ -186,7 +209,7 @@ pub(super) async fn secrets_are_listed_revoked_and_rotated_and_standing_is_enfor
             .await
             .unwrap()
     );
-    assert_eq!(principal_of(store, [5; 32]).await, None);
+    assert_eq!(principal_of(store, [9; 32]).await, None);
     let all = AccountFilter {
         limit: 10,
         ..Default::default()
