@@ -78,6 +78,12 @@ test('the owner links a browser with a code from the dashboard', async () => {
   await dashboard.getByRole('button', { name: 'Link a browser' }).click();
   const link = await dashboard.locator('#link-url').getAttribute('href', { timeout: 10_000 });
   assert.match(link, /\/contribute#code=[0-9A-Z]{4}-[0-9A-Z]{4}$/);
+  // Beside it, the link as a QR code: an image that loaded, drawn from the coordinator's SVG.
+  const qr = dashboard.locator('#link-qr');
+  await qr.waitFor();
+  assert.match(await qr.getAttribute('alt'), /QR code of the link .*\/contribute#code=/);
+  const drawn = await qr.evaluate((img) => img.complete && img.naturalWidth >= 100);
+  assert.ok(drawn, 'the QR code image is drawn');
   await dashboard.close();
 
   page = browser.page;

@@ -247,3 +247,15 @@ test('cancel from the job page, after a confirmation', async () => {
   await waitFor(async () => /cancelled/.test(await page.locator('#status').textContent()), { timeout: 5000, message: 'the status region says cancelled' });
   assert.deepEqual(browser.errors, []);
 });
+
+test('the new-job estimate counts the chosen file\'s lines: chunks of N lines are exact', async () => {
+  const page = browser.page;
+  await signIn(page, grid, grid.apiKey);
+  await page.goto(`${grid.url}/#/jobs/new`);
+  const file = path.join(grid.dir, 'estimate-lines.txt');
+  // 12 long lines: bounded by bytes alone they would be hundreds of chunks of 5 lines.
+  fs.writeFileSync(file, Array.from({ length: 12 }, (_, i) => `${'x'.repeat(60)} ${i}`).join('\n'));
+  await fillPythonForm(page, { file, chunkLines: 5 });
+  const chosen = page.locator('#estimate tr.chosen td').last();
+  await waitFor(async () => (await chosen.textContent().catch(() => '')) === '3', { timeout: 10_000, message: () => 'the estimate shows 3 chunks' }).catch(async (e) => { throw new Error(`${e.message}: ${await page.locator('#estimate').textContent()}`); });
+});

@@ -85,16 +85,23 @@ function addDevice() {
 /** A phone or any browser joins with a one-time link code: no install, no token on it. */
 function browserLink() {
   const result = h('div', { id: 'link-code', 'aria-live': 'polite' });
+  let qrUrl = null;
   const errors = alertSlot();
   const button = h('button', {
     type: 'button', class: 'secondary',
     onclick: async () => {
       errors.clear();
       try {
-        const code = await api('/v1/owner/link-codes', { method: 'POST' });
+        const origin = encodeURIComponent(location.origin);
+        const code = await api(`/v1/owner/link-codes?origin=${origin}`, { method: 'POST' });
         const url = `${location.origin}${code.contribute_path}`;
+        // The coordinator draws the QR code (an SVG); it is shown as an image from a blob
+        // URL, never as markup in the page.
+        if (qrUrl) URL.revokeObjectURL(qrUrl);
+        qrUrl = code.qr_svg ? URL.createObjectURL(new Blob([code.qr_svg], { type: 'image/svg+xml' })) : null;
         replace(result,
-          h('p', {}, 'Open this link in the browser of the device: ', h('a', { href: url, id: 'link-url' }, url)),
+          qrUrl ? h('img', { src: qrUrl, id: 'link-qr', class: 'qr', width: 200, height: 200, alt: `QR code of the link ${url}` }) : null,
+          h('p', {}, 'Scan the code with the phone, or open this link in the browser of the device: ', h('a', { href: url, id: 'link-url' }, url)),
           h('p', {}, 'or open ', h('code', {}, `${location.origin}/contribute`), ' there and type the code ',
             h('strong', { id: 'link-code-text', class: 'code' }, code.code), '.'),
           h('p', { class: 'muted small' }, `The code works once, for ${Math.round(code.expires_in_secs / 60)} minutes.`));

@@ -213,6 +213,8 @@ function buildForm(apps, navigate, webhooks) {
     control.addEventListener('change', refreshEstimate);
   }
   inputText.addEventListener('input', refreshEstimate);
+  // Numbers being typed re-price as they change, not only when the field is left.
+  for (const control of [chunkSeconds, chunkLines]) control.addEventListener('input', refreshEstimate);
   for (const radio of form.querySelectorAll(`input[name="${speedName}"]`)) radio.addEventListener('change', refreshEstimate);
 
   function showResume() {
