@@ -260,7 +260,7 @@ pub async fn run(
     };
     Ok(Finished {
         ended,
-        stderr_tail: render_tail(stderr_tail),
+        stderr_tail: hide_places(render_tail(stderr_tail), script.workdir, script.entrypoint),
         elapsed,
         memory_kills: report.memory_kills,
         process_limit_hits: report.process_limit_hits,
@@ -330,6 +330,27 @@ fn parse_progress(line: &[u8]) -> Option<f32> {
         .parse()
         .ok()?;
     fraction.is_finite().then_some(fraction)
+}
+
+/// A script's stderr as others read it: where the task directory and the app's files are on
+/// this device (which names its user and how it is laid out) written as `.` and `app`, so a
+/// traceback names `app/main.py` and `./input/chunk.txt`.
+fn hide_places(text: String, workdir: &Path, entrypoint: &Path) -> String {
+    let mut text = text;
+    let places = [(Some(workdir), "."), (entrypoint.parent(), "app")];
+    for (place, label) in places {
+        let Some(place) = place else { continue };
+        let canonical = std::fs::canonicalize(place).ok();
+        for dir in [Some(place.to_path_buf()), canonical].into_iter().flatten() {
+            let dir = dir.to_string_lossy().trim_end_matches('/').to_string();
+            if dir.len() > 1 {
+                text = text
+                    .replace(&format!("{dir}/"), &format!("{label}/"))
+                    .replace(&dir, label);
+            }
+        }
+    }
+    text
 }
 
 /// Reads a pipe to its end, keeping only the last `RULES.stderr_tail_bytes` (plus one byte to

@@ -461,3 +461,16 @@ async fn the_owners_disk_cap_stops_a_script_below_the_jobs_allowance() {
         "{reason}"
     );
 }
+
+#[tokio::test]
+async fn a_failure_names_no_place_on_the_device() {
+    let case = Case::new("import os\nopen(os.path.join(os.getcwd(), 'input', 'missing.txt'))\n");
+    let (finished, _) = case.run().await;
+    let tail = &finished.stderr_tail;
+    assert!(tail.contains("FileNotFoundError"), "{tail}");
+    assert!(tail.contains("app/main.py"), "{tail}");
+    assert!(tail.contains("./input/missing.txt"), "{tail}");
+    let root = case.dir.path().to_string_lossy().to_string();
+    assert!(!tail.contains(&root), "{tail}");
+    assert!(!tail.contains("/tmp"), "{tail}");
+}
