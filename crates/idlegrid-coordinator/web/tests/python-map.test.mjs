@@ -83,6 +83,20 @@ test('python-map job from the page: parts, run, all chunks done, download is the
   const bytes = await downloadBytes(page);
   assert.equal(bytes.toString('utf8'), input.toUpperCase());
   assert.equal(await page.evaluate(() => localStorage.getItem('idlegrid.uploads')), '{}', 'the finished upload is forgotten');
+  // Named after its file, on its page and in the list.
+  assert.equal(job.name, 'alpha.txt');
+  assert.equal(await page.locator('#page-title').textContent(), `Job ${jobId}: alpha.txt`);
+  // Run again: a copy with the same input, run at once, on its own page.
+  await page.getByRole('button', { name: 'Run again' }).click();
+  await page.waitForURL((url) => url.hash.startsWith('#/jobs/') && url.hash !== `#/jobs/${jobId}`);
+  const againId = Number(new URL(page.url()).hash.split('/').pop());
+  await page.getByRole('heading', { name: `Job ${againId}: alpha.txt` }).waitFor();
+  assert.equal(await waitForFinalState(page, grid, againId), 'completed');
+  const again = await call(grid, grid.apiKey, `/v1/jobs/${againId}`);
+  assert.equal(again.output.sha256, job.output.sha256, 'the same input gives the same output');
+  await page.goto(`${grid.url}/#/jobs`);
+  await page.locator(`a[href="#/jobs/${againId}"]`).waitFor();
+  assert.equal(await page.locator('.job-name').first().textContent(), 'alpha.txt');
   assert.deepEqual(browser.errors, []);
 });
 

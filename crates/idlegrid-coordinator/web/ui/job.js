@@ -12,7 +12,8 @@ import { webhookSecretNote } from './newjob.js';
 
 export async function jobView(main, [idText], { isCurrent }) {
   const id = Number(idText);
-  main.append(heading(`Job ${id}`));
+  const title = heading(`Job ${id}`);
+  main.append(title);
   const alerts = alertSlot();
   main.append(alerts.el);
   let job;
@@ -23,6 +24,8 @@ export async function jobView(main, [idText], { isCurrent }) {
     return undefined;
   }
   if (!isCurrent()) return undefined;
+  // The name the customer gave (or the input's file name), as text.
+  if (job.name) title.textContent = `Job ${id}: ${job.name}`;
 
   // Sections, built once and updated on each event.
   const progressId = uid('job-progress');
@@ -34,8 +37,9 @@ export async function jobView(main, [idText], { isCurrent }) {
   const errorBox = h('div', { class: 'job-error' });
   const cancelButton = h('button', { type: 'button', class: 'danger', id: 'cancel-job' }, 'Cancel job');
   const runButton = h('button', { type: 'button', id: 'run-job', hidden: true }, 'Run job');
+  const againButton = h('button', { type: 'button', class: 'secondary', id: 'run-again', hidden: true }, 'Run again');
   const waiting = h('p', { class: 'notice', hidden: true });
-  const actions = h('div', { class: 'actions left' }, runButton, cancelButton);
+  const actions = h('div', { class: 'actions left' }, runButton, againButton, cancelButton);
   const summary = h('section', { class: 'card', 'aria-labelledby': 'summary-h' },
     h('h2', { id: 'summary-h', class: 'sr-only' }, 'Summary'),
     stateLine,
@@ -92,6 +96,20 @@ export async function jobView(main, [idText], { isCurrent }) {
     }
   });
 
+  // Run again: a copy of the job with its input, run at once, shown on its own page.
+  againButton.addEventListener('click', async () => {
+    againButton.disabled = true;
+    try {
+      const copy = await api(`/v1/jobs/${id}/clone`, { method: 'POST' });
+      await api(`/v1/jobs/${copy.id}/run`, { method: 'POST' });
+      announce(`Job ${copy.id} runs job ${id} again.`);
+      location.hash = `#/jobs/${copy.id}`;
+    } catch (e) {
+      alerts.show(e, 'The job could not be run again');
+      againButton.disabled = false;
+    }
+  });
+
   // Progress rate for the ETA: samples of (time, fraction) over the last minute.
   const samples = [];
   let outputShown = false;
@@ -133,6 +151,7 @@ export async function jobView(main, [idText], { isCurrent }) {
       errorBox.replaceChildren();
     }
     cancelButton.hidden = TERMINAL.has(job.state);
+    againButton.hidden = !TERMINAL.has(job.state);
     runButton.hidden = !(job.state === 'created' && job.input);
     waiting.hidden = job.state !== 'created';
     waiting.textContent = job.input

@@ -71,7 +71,8 @@ export async function jobsView(main, _params, { isCurrent }) {
   function row(job) {
     const fraction = jobProgress(job);
     const cells = [
-      h('td', {}, h('a', { href: `#/jobs/${job.id}` }, `Job ${job.id}`)),
+      h('td', {}, h('a', { href: `#/jobs/${job.id}` }, `Job ${job.id}`),
+        job.name ? h('span', { class: 'job-name' }, job.name) : null),
       h('td', { class: 'app' }, job.app),
       h('td', {}, badge(job.state)),
       h('td', {}, fraction === null ? '—' : [h('progress', { max: 1, value: fraction, 'aria-label': `Job ${job.id} progress` }), ' ', percent(fraction)]),

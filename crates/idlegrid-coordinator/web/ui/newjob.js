@@ -236,6 +236,8 @@ function buildForm(apps, navigate, webhooks) {
     if (!input && !video && inputText.value !== '') input = new Blob([inputText.value], { type: 'text/plain' });
     if (!input) throw new FieldError(file, video ? 'Choose the video file to transcode.' : 'Choose an input file or type the input.');
     const body = { app: app.manifest.name, preferences: {} };
+    // Named after the file, as the CLI names its jobs (typed input: no name).
+    if (picked) body.name = picked.name.slice(0, 200);
     body.preferences.tier = chosenTier();
     if (video) {
       const p = { preset: preset.value };
