@@ -317,6 +317,9 @@ pub struct Payout {
     pub id: i64,
     /// The owner.
     pub owner: i64,
+    /// The owner's name.
+    #[serde(default)]
+    pub owner_name: String,
     /// Micro-credits.
     #[schema(value_type = i64)]
     pub amount: Credits,

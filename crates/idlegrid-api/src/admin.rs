@@ -83,6 +83,9 @@ pub struct Owner {
 pub struct Customers {
     /// Newest first.
     pub customers: Vec<Customer>,
+    /// Pass as `?before=` for the next page, if there is one.
+    #[serde(default)]
+    pub next_before: Option<i64>,
 }
 
 /// `GET /v1/admin/owners`.
@@ -90,6 +93,9 @@ pub struct Customers {
 pub struct Owners {
     /// Newest first.
     pub owners: Vec<Owner>,
+    /// Pass as `?before=` for the next page, if there is one.
+    #[serde(default)]
+    pub next_before: Option<i64>,
 }
 
 /// `POST /v1/admin/customers`: a new customer.
@@ -162,6 +168,12 @@ pub struct GridJob {
     /// Its customer.
     #[schema(value_type = i64)]
     pub customer: TenantId,
+    /// The customer's name.
+    #[serde(default)]
+    pub customer_name: String,
+    /// What the customer called it.
+    #[serde(default)]
+    pub name: Option<String>,
     /// The app.
     pub app: String,
     /// Its state.
@@ -182,6 +194,9 @@ pub struct GridJob {
 pub struct GridJobs {
     /// Newest first.
     pub jobs: Vec<GridJob>,
+    /// Pass as `?before=` for the next page, if there is one.
+    #[serde(default)]
+    pub next_before: Option<JobId>,
 }
 
 /// `POST /v1/admin/payouts/{id}/settle`: pay or refuse a payout.

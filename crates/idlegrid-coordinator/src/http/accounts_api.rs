@@ -261,6 +261,7 @@ pub fn payout_view(record: PayoutRecord) -> Payout {
     Payout {
         id: record.id,
         owner: record.owner,
+        owner_name: record.owner_name,
         amount: record.amount,
         state: match record.state {
             PayoutState::Requested => idlegrid_api::accounts::PayoutState::Requested,

@@ -136,14 +136,27 @@ pub struct AccountQuery {
 }
 
 impl AccountQuery {
-    fn filter(self) -> AccountFilter {
-        AccountFilter {
+    /// The filter, asking for one row more than the page holds (to tell whether another
+    /// page follows), and the page's size.
+    fn filter(self) -> (AccountFilter, usize) {
+        let limit = self.limit.unwrap_or(MAX_LIST).clamp(1, MAX_LIST);
+        let filter = AccountFilter {
             standing: self.state.map(standing_of),
             name: self.name,
             before: self.before,
-            limit: self.limit.unwrap_or(MAX_LIST).clamp(1, MAX_LIST),
-        }
+            limit: limit + 1,
+        };
+        (filter, limit as usize)
     }
+}
+
+/// A page of `rows` (one more than `limit` fetched when another page follows) and the
+/// `before` of the next page.
+fn page<T>(mut rows: Vec<T>, limit: usize, id: impl Fn(&T) -> i64) -> (Vec<T>, Option<i64>) {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next = if more { rows.last().map(id) } else { None };
+    (rows, next)
 }
 
 /// Customers, newest first.
@@ -155,15 +168,17 @@ pub async fn list_customers(
     _operator: Operator,
     ApiQuery(query): ApiQuery<AccountQuery>,
 ) -> ApiResult<Json<Customers>> {
-    let records = grid
-        .store
-        .accounts(AccountKind::Customer, &query.filter())
-        .await?;
+    let (filter, limit) = query.filter();
+    let records = grid.store.accounts(AccountKind::Customer, &filter).await?;
+    let (records, next_before) = page(records, limit, |r| r.id);
     let mut customers = Vec::with_capacity(records.len());
     for record in records {
         customers.push(customer_view(&grid, record).await?);
     }
-    Ok(Json(Customers { customers }))
+    Ok(Json(Customers {
+        customers,
+        next_before,
+    }))
 }
 
 /// Create a customer with the grid's opening credit and its first API key (shown this once).
@@ -257,15 +272,17 @@ pub async fn list_owners(
     _operator: Operator,
     ApiQuery(query): ApiQuery<AccountQuery>,
 ) -> ApiResult<Json<Owners>> {
-    let records = grid
-        .store
-        .accounts(AccountKind::Owner, &query.filter())
-        .await?;
+    let (filter, limit) = query.filter();
+    let records = grid.store.accounts(AccountKind::Owner, &filter).await?;
+    let (records, next_before) = page(records, limit, |r| r.id);
     let mut owners = Vec::with_capacity(records.len());
     for record in records {
         owners.push(owner_view(&grid, record).await?);
     }
-    Ok(Json(Owners { owners }))
+    Ok(Json(Owners {
+        owners,
+        next_before,
+    }))
 }
 
 /// Create a device owner, optionally part of a customer's account (its devices are then that
@@ -398,9 +415,9 @@ pub async fn delete_customer(
             .store
             .grid_jobs(Some(TenantId(id)), None, before, MAX_LIST)
             .await?;
-        let Some(last) = jobs.last() else { break };
+        let Some((last, _)) = jobs.last() else { break };
         before = Some(last.id);
-        for job in jobs.iter().filter(|j| !j.state.is_terminal()) {
+        for (job, _) in jobs.iter().filter(|(j, _)| !j.state.is_terminal()) {
             crate::lifecycle::end_job(&grid, job.id, JobState::Cancelled, None).await?;
         }
     }
@@ -503,21 +520,25 @@ pub async fn list_jobs(
     _operator: Operator,
     ApiQuery(query): ApiQuery<JobQuery>,
 ) -> ApiResult<Json<GridJobs>> {
+    let limit = query.limit.unwrap_or(MAX_LIST).clamp(1, MAX_LIST);
     let jobs = grid
         .store
         .grid_jobs(
             query.customer.map(TenantId),
             query.state,
             query.before,
-            query.limit.unwrap_or(MAX_LIST).clamp(1, MAX_LIST),
+            limit + 1,
         )
         .await?;
+    let (jobs, next_before) = page(jobs, limit as usize, |(j, _)| j.id.0);
     Ok(Json(GridJobs {
         jobs: jobs
             .into_iter()
-            .map(|job| GridJob {
+            .map(|(job, customer_name)| GridJob {
                 id: job.id,
                 customer: job.spec.tenant,
+                customer_name,
+                name: job.spec.name,
                 app: job.spec.app,
                 state: job.state,
                 created_at: timestamp(job.created_at),
@@ -526,6 +547,7 @@ pub async fn list_jobs(
                 error: job.error,
             })
             .collect(),
+        next_before: next_before.map(JobId),
     }))
 }
 

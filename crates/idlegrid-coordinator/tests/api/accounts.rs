@@ -566,6 +566,47 @@ async fn operators_list_devices_and_jobs_with_filters() {
         .unwrap()
         .jobs;
     assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [job.id]);
+    assert_eq!(jobs[0].customer_name, "default");
+    // Lists come in pages, each saying where the next begins.
+    for name in ["a", "b", "c"] {
+        new_customer(&grid, name).await;
+    }
+    let page = |before: Option<i64>| {
+        let mut url = reqwest::Url::parse(&format!("{}/v1/admin/customers", grid.url)).unwrap();
+        url.query_pairs_mut().append_pair("limit", "2");
+        if let Some(before) = before {
+            url.query_pairs_mut()
+                .append_pair("before", &before.to_string());
+        }
+        let key = grid.credentials.operator_key.clone();
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .json::<idlegrid_api::admin::Customers>()
+                .await
+                .unwrap()
+        }
+    };
+    let first = page(None).await;
+    assert_eq!(first.customers.len(), 2);
+    let second = page(first.next_before).await;
+    assert_eq!(
+        second.customers.len(),
+        2,
+        "4 customers in all: default, a, b, c"
+    );
+    assert_eq!(second.next_before, None);
+    let names: Vec<_> = first
+        .customers
+        .iter()
+        .chain(&second.customers)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["c", "b", "a", "default"]);
     let none = op
         .grid_jobs(None, Some(JobState::Completed))
         .await

@@ -195,6 +195,8 @@ pub struct PayoutRecord {
     pub id: i64,
     /// The owner.
     pub owner: i64,
+    /// The owner's name.
+    pub owner_name: String,
     /// Amount.
     pub amount: Credits,
     /// Where it stands.
@@ -327,14 +329,14 @@ pub trait Accounts: Send + Sync + 'static {
     async fn benched_workers(&self) -> Result<Vec<(WorkerId, Benched)>>;
 
     /// Jobs of every customer (or one's), in one state or all, newest first, ids below
-    /// `before`.
+    /// `before`, each with its customer's name.
     async fn grid_jobs(
         &self,
         customer: Option<TenantId>,
         state: Option<JobState>,
         before: Option<JobId>,
         limit: u32,
-    ) -> Result<Vec<JobRecord>>;
+    ) -> Result<Vec<(JobRecord, String)>>;
     /// Devices of every owner (or one's) not removed, oldest first, with their owner's id and
     /// name.
     async fn grid_devices(
@@ -430,6 +432,7 @@ fn payout_row(row: &impl Columns) -> Result<PayoutRecord> {
     Ok(PayoutRecord {
         id: row.int("id")?,
         owner: row.int("owner_id")?,
+        owner_name: row.text("owner_name")?,
         amount: Credits(row.int("amount")?),
         state: PayoutState::parse(&row.text("state")?)?,
         requested_at: row.int("requested_at")?,
@@ -474,7 +477,10 @@ async fn insert_secret<E: Engine>(
 async fn payout_in<E: Engine>(tx: &mut E::Tx, id: i64) -> Result<Option<PayoutRecord>> {
     E::optional(
         On::Tx(tx),
-        sql!("SELECT * FROM payouts WHERE id = $1"[lock_all]),
+        sql!(
+            "SELECT p.*, o.name AS owner_name FROM payouts p JOIN owners o \
+             ON o.id = p.owner_id WHERE p.id = $1"[lock_all]
+        ),
         args![id],
     )
     .await?
@@ -955,12 +961,13 @@ impl<E: Engine> Accounts for SqlStore<E> {
         state: Option<JobState>,
         before: Option<JobId>,
         limit: u32,
-    ) -> Result<Vec<JobRecord>> {
+    ) -> Result<Vec<(JobRecord, String)>> {
         let rows = E::all(
             On::Read(&self.engine),
             sql!(
-                "SELECT * FROM jobs WHERE ($1 < 0 OR tenant_id = $1) AND ($2 = '' OR state = $2) \
-                 AND id < $3 ORDER BY id DESC LIMIT $4"
+                "SELECT j.*, t.name AS customer_name FROM jobs j JOIN tenants t \
+                 ON t.id = j.tenant_id WHERE ($1 < 0 OR j.tenant_id = $1) \
+                 AND ($2 = '' OR j.state = $2) AND j.id < $3 ORDER BY j.id DESC LIMIT $4"
             ),
             args![
                 customer.map_or(-1, |c| c.0),
@@ -970,7 +977,9 @@ impl<E: Engine> Accounts for SqlStore<E> {
             ],
         )
         .await?;
-        rows.iter().map(rows::job).collect()
+        rows.iter()
+            .map(|row| Ok((rows::job(row)?, row.text("customer_name")?)))
+            .collect()
     }
 
     async fn grid_devices(
@@ -1077,13 +1086,15 @@ impl<E: Engine> Accounts for SqlStore<E> {
             On::Tx(&mut tx),
             sql!(
                 "INSERT INTO payouts (owner_id, amount, state, requested_at) \
-                 VALUES ($1, $2, 'requested', $3) RETURNING *"
+                 VALUES ($1, $2, 'requested', $3) RETURNING id"
             ),
             args![owner, amount.0, now_ms()],
         )
         .await?
         .ok_or_else(|| StorageError::Backend("an insert returned no row".into()))?;
-        let record = payout_row(&row)?;
+        let record = payout_in::<E>(&mut tx, row.int("id")?)
+            .await?
+            .ok_or_else(|| StorageError::Backend("a payout just made is gone".into()))?;
         E::commit(tx).await?;
         Ok(PayoutAsked::Asked(record))
     }
@@ -1097,8 +1108,9 @@ impl<E: Engine> Accounts for SqlStore<E> {
         let rows = E::all(
             On::Read(&self.engine),
             sql!(
-                "SELECT * FROM payouts WHERE ($1 < 0 OR owner_id = $1) \
-                 AND ($2 = '' OR state = $2) ORDER BY id DESC LIMIT $3"
+                "SELECT p.*, o.name AS owner_name FROM payouts p JOIN owners o ON o.id = p.owner_id \
+                 WHERE ($1 < 0 OR p.owner_id = $1) AND ($2 = '' OR p.state = $2) \
+                 ORDER BY p.id DESC LIMIT $3"
             ),
             args![
                 owner.unwrap_or(-1),
@@ -1146,17 +1158,18 @@ impl<E: Engine> Accounts for SqlStore<E> {
         } else {
             PayoutState::Refused
         };
-        let row = E::optional(
+        E::execute(
             On::Tx(&mut tx),
             sql!(
                 "UPDATE payouts SET state = $2, settled_at = $3, reference = $4, note = $5 \
-                 WHERE id = $1 RETURNING *"
+                 WHERE id = $1"
             ),
             args![id, state.as_str(), now_ms(), reference, note],
         )
-        .await?
-        .ok_or_else(|| StorageError::Backend("an update returned no row".into()))?;
-        let settled = payout_row(&row)?;
+        .await?;
+        let settled = payout_in::<E>(&mut tx, id)
+            .await?
+            .ok_or_else(|| StorageError::Backend("a payout being settled is gone".into()))?;
         E::commit(tx).await?;
         Ok(Settled::Done(settled))
     }

@@ -332,8 +332,12 @@ pub(super) async fn owners_bench_devices_and_payouts_never_exceed_the_balance(st
         panic!("a requested payout settles");
     };
     assert_eq!(
-        (paid.state, paid.reference.as_deref()),
-        (PayoutState::Paid, Some("wire 7"))
+        (
+            paid.state,
+            paid.reference.as_deref(),
+            paid.owner_name.as_str()
+        ),
+        (PayoutState::Paid, Some("wire 7"), "alice")
     );
     assert!(matches!(
         store
@@ -434,12 +438,14 @@ pub(super) async fn usage_counts_jobs_submitted_and_bytes_kept(store: &dyn Store
         .await
         .unwrap();
     assert_eq!(
-        jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
-        [submitted.id]
+        jobs.iter()
+            .map(|(j, n)| (j.id, n.as_str()))
+            .collect::<Vec<_>>(),
+        [(submitted.id, "busy")]
     );
     let all = store.grid_jobs(None, None, None, 10).await.unwrap();
     assert_eq!(
-        all.iter().map(|j| j.id).collect::<Vec<_>>(),
+        all.iter().map(|(j, _)| j.id).collect::<Vec<_>>(),
         [submitted.id, created.id]
     );
     store
