@@ -33,17 +33,7 @@ const MAX_LIST: u32 = 500;
 
 /// A name an operator gives an account: 1 to 200 printable characters, trimmed.
 pub fn account_name(name: &str) -> ApiResult<&str> {
-    let name = name.trim();
-    if name.is_empty()
-        || name.chars().count() > 200
-        || name.chars().any(idlegrid_domain::text::is_hidden)
-    {
-        return Err(ApiError::invalid(
-            "invalid_name",
-            "an account's name must be 1 to 200 printable characters",
-        ));
-    }
-    Ok(name)
+    crate::http::checks::given_text(name, 200, "an account's name", "invalid_name")
 }
 
 fn state_of(standing: Standing) -> AccountState {
@@ -594,22 +584,14 @@ pub async fn settle_payout(
     ApiPath(id): ApiPath<i64>,
     ApiJson(request): ApiJson<Settlement>,
 ) -> ApiResult<Json<idlegrid_api::accounts::Payout>> {
-    let text = |t: &Option<String>, what: &str| -> ApiResult<Option<String>> {
-        match t.as_deref().map(str::trim) {
-            None | Some("") => Ok(None),
-            Some(t)
-                if t.chars().count() > 200 || t.chars().any(idlegrid_domain::text::is_hidden) =>
-            {
-                Err(ApiError::invalid(
-                    "invalid_text",
-                    format!("{what} must be at most 200 printable characters"),
-                ))
-            }
-            Some(t) => Ok(Some(t.to_string())),
-        }
-    };
-    let reference = text(&request.reference, "a reference")?;
-    let note = text(&request.note, "a note")?;
+    use crate::http::checks::optional_text;
+    let reference = optional_text(
+        request.reference.as_deref(),
+        200,
+        "a reference",
+        "invalid_text",
+    )?;
+    let note = optional_text(request.note.as_deref(), 200, "a note", "invalid_text")?;
     match grid
         .store
         .settle_payout(id, request.paid, reference.as_deref(), note.as_deref())

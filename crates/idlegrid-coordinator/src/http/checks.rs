@@ -196,3 +196,38 @@ pub(crate) async fn record_input(
         sha256: stored.sha256,
     }))
 }
+
+/// Text a person gives that others see (a name, a reference, a note): trimmed, 1 to `max`
+/// printable characters — no control or direction-changing characters — or refused with
+/// `code`, naming `what`.
+pub(crate) fn given_text<'a>(
+    text: &'a str,
+    max: usize,
+    what: &str,
+    code: &str,
+) -> ApiResult<&'a str> {
+    let text = text.trim();
+    if text.is_empty()
+        || text.chars().count() > max
+        || text.chars().any(idlegrid_domain::text::is_hidden)
+    {
+        return Err(ApiError::invalid(
+            code,
+            format!("{what} must be 1 to {max} printable characters"),
+        ));
+    }
+    Ok(text)
+}
+
+/// Optional [`given_text`]: absent or blank is `None`.
+pub(crate) fn optional_text(
+    text: Option<&str>,
+    max: usize,
+    what: &str,
+    code: &str,
+) -> ApiResult<Option<String>> {
+    match text.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(text) => given_text(text, max, what, code).map(|t| Some(t.to_string())),
+    }
+}

@@ -61,18 +61,12 @@ pub async fn create_job(
     }
     check_preferences(&request.preferences)
         .map_err(|m| ApiError::invalid("invalid_preferences", m))?;
-    let name = match request.name.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(name)
-            if name.chars().count() > 200 || name.chars().any(idlegrid_domain::text::is_hidden) =>
-        {
-            return Err(ApiError::invalid(
-                "invalid_name",
-                "a job's name must be at most 200 printable characters",
-            ));
-        }
-        Some(name) => Some(name.to_string()),
-    };
+    let name = crate::http::checks::optional_text(
+        request.name.as_deref(),
+        200,
+        "a job's name",
+        "invalid_name",
+    )?;
     let external = External::from_request(
         request.input_from.as_ref(),
         request.output_to.as_ref(),

@@ -9,7 +9,7 @@
 use crate::grid::Grid;
 use crate::http::auth::Customer;
 use crate::http::error::{ApiError, ApiPath, ApiResult};
-use crate::http::views::{completed_output, output_file, own_job};
+use crate::http::views::{completed_output, is_hls, output_file, own_job};
 use crate::state::hls_index::TarIndex;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -73,10 +73,6 @@ fn check(grid: &Grid, token: &str) -> ApiResult<JobId> {
         return Err(refused());
     }
     Ok(JobId(job))
-}
-
-fn is_hls(job: &JobRecord) -> bool {
-    job.facts.as_ref().is_some_and(|f| f["hls"].is_object())
 }
 
 /// Links to a completed job's output (and, for HLS, its master playlist) that need no

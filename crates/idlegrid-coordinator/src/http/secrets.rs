@@ -26,17 +26,7 @@ pub const MAX_SECRETS: usize = 50;
 
 /// A name people give a secret or a device: 1 to 100 printable characters, trimmed.
 pub fn checked_name<'a>(name: &'a str, what: &str) -> ApiResult<&'a str> {
-    let name = name.trim();
-    if name.is_empty()
-        || name.chars().count() > 100
-        || name.chars().any(idlegrid_domain::text::is_hidden)
-    {
-        return Err(ApiError::invalid(
-            "invalid_name",
-            format!("{what} must be 1 to 100 printable characters"),
-        ));
-    }
-    Ok(name)
+    crate::http::checks::given_text(name, 100, what, "invalid_name")
 }
 
 fn info(record: SecretRecord, current: i64) -> SecretInfo {

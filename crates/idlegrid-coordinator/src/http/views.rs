@@ -165,11 +165,15 @@ pub fn job_cost(job: &JobRecord) -> Option<idlegrid_api::jobs::JobCost> {
     })
 }
 
+/// Whether a job's output is an HLS archive.
+pub fn is_hls(job: &JobRecord) -> bool {
+    job.facts.as_ref().is_some_and(|f| f["hls"].is_object())
+}
+
 /// What a job's output downloads as: a file name (after the job's name, or its id) with the
 /// extension of what it is, and its content type.
 pub fn output_file(job: &JobRecord) -> (String, &'static str) {
-    let hls = job.facts.as_ref().is_some_and(|f| f["hls"].is_object());
-    let (extension, content_type) = match (job.spec.app.as_str(), hls) {
+    let (extension, content_type) = match (job.spec.app.as_str(), is_hls(job)) {
         (_, true) => (".tar", "application/x-tar"),
         ("video-transcode", false) => (".mp4", "video/mp4"),
         _ => ("", "application/octet-stream"),
