@@ -218,13 +218,7 @@ pub async fn earnings(
         .store
         .balances(&[Account::Owner(owner.0), Account::Held(owner.0)])
         .await?;
-    let requested = grid
-        .store
-        .payouts(Some(owner.0), Some(PayoutState::Requested), 1000)
-        .await?
-        .iter()
-        .map(|p| p.amount.0)
-        .sum::<i64>();
+    let requested = grid.store.payouts_requested(owner.0).await?;
     let rows = grid
         .store
         .earnings(owner.0, page.before, EARNINGS_PAGE + 1)
@@ -248,8 +242,8 @@ pub async fn earnings(
     Ok(Json(Earnings {
         balance: sums[0],
         held: sums[1],
-        requested: Credits(requested),
-        available: Credits((sums[0].0 - requested).max(0)),
+        requested,
+        available: Credits((sums[0].0 - requested.0).max(0)),
         next_before: more.then(|| entries.last().map(|e| e.id)).flatten(),
         entries,
         display: grid.config.credit_display.clone(),

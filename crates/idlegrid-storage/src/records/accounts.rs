@@ -353,6 +353,8 @@ pub trait Accounts: Send + Sync + 'static {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<EarningRecord>>;
+    /// What an owner's payouts still requested add up to.
+    async fn payouts_requested(&self, owner: i64) -> Result<Credits>;
     /// Asks for `amount` to be paid out, if the owner's balance less payouts still requested
     /// covers it.
     async fn request_payout(&self, owner: i64, amount: Credits) -> Result<PayoutAsked>;
@@ -486,6 +488,20 @@ async fn payout_in<E: Engine>(tx: &mut E::Tx, id: i64) -> Result<Option<PayoutRe
     .await?
     .map(|row| payout_row(&row))
     .transpose()
+}
+
+/// What an owner's payouts still requested add up to.
+async fn requested_payouts<E: Engine>(on: On<'_, E>, owner: i64) -> Result<i64> {
+    let row = E::optional(
+        on,
+        sql!(
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount FROM payouts \
+             WHERE owner_id = $1 AND state = 'requested'"
+        ),
+        args![owner],
+    )
+    .await?;
+    row.map_or(Ok(0), |r| r.int("amount"))
 }
 
 /// An owner's balance in `tx`, its row locked first so payouts of one owner settle in turn.
@@ -1063,19 +1079,16 @@ impl<E: Engine> Accounts for SqlStore<E> {
             .collect()
     }
 
+    async fn payouts_requested(&self, owner: i64) -> Result<Credits> {
+        requested_payouts::<E>(On::Read(&self.engine), owner)
+            .await
+            .map(Credits)
+    }
+
     async fn request_payout(&self, owner: i64, amount: Credits) -> Result<PayoutAsked> {
         let mut tx = self.engine.begin().await?;
         let balance = locked_owner_balance::<E>(&mut tx, owner).await?;
-        let row = E::optional(
-            On::Tx(&mut tx),
-            sql!(
-                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS amount FROM payouts \
-                 WHERE owner_id = $1 AND state = 'requested'"
-            ),
-            args![owner],
-        )
-        .await?;
-        let asked = row.map_or(Ok(0), |r| r.int("amount"))?;
+        let asked = requested_payouts::<E>(On::Tx(&mut tx), owner).await?;
         let available = (balance - asked).max(0);
         if amount.0 <= 0 || amount.0 > available {
             return Ok(PayoutAsked::Exceeds {

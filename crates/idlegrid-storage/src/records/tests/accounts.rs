@@ -324,6 +324,8 @@ pub(super) async fn owners_bench_devices_and_payouts_never_exceed_the_balance(st
     let PayoutAsked::Asked(second) = store.request_payout(alice, Credits(4)).await.unwrap() else {
         panic!("4 more may be asked for");
     };
+    assert_eq!(store.payouts_requested(alice).await.unwrap(), Credits(10));
+    assert_eq!(store.payouts_requested(bob).await.unwrap(), Credits(0));
     let Settled::Done(paid) = store
         .settle_payout(first.id, true, Some("wire 7"), None)
         .await
