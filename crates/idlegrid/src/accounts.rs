@@ -173,9 +173,13 @@ pub async fn earnings(args: EarningsArgs) -> anyhow::Result<ExitCode> {
     let client = target::account(&args.target, Role::Owner).await?;
     let earnings = client.earnings(None).await?;
     print(args.target.json, &earnings, || {
+        let show = |c: idlegrid_domain::Credits| earnings.display.show(c.0);
         let mut s = format!(
-            "balance {} credits; held until verified {}; payouts asked for {}; available {}\n",
-            earnings.balance, earnings.held, earnings.requested, earnings.available
+            "balance {}; held until verified {}; payouts asked for {}; available {}\n",
+            show(earnings.balance),
+            show(earnings.held),
+            show(earnings.requested),
+            show(earnings.available)
         );
         for e in &earnings.entries {
             let what = serde_json::to_value(e.kind).unwrap_or_default();

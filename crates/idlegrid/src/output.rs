@@ -182,22 +182,24 @@ pub fn estimate_table(estimate: &Estimate) -> String {
 
 /// A balance with its recent entries.
 pub fn balance_details(balance: &Balance) -> String {
+    let show = |c: idlegrid_domain::Credits| balance.display.show(c.0);
     let mut s = match balance.kind.as_str() {
         "customer" => format!(
-            "balance: {} credits available, {} held for running jobs\n",
-            balance.balance, balance.held
+            "balance: {} available, {} held for running jobs\n",
+            show(balance.balance),
+            show(balance.held)
         ),
-        "owner" => format!("earned: {} credits\n", balance.balance),
+        "owner" => format!("earned: {}\n", show(balance.balance)),
         "operator" => format!(
-            "platform fees: {} credits; the books {}\n",
-            balance.balance,
+            "platform fees: {}; the books {}\n",
+            show(balance.balance),
             if balance.books_balance == Some(true) {
                 "balance"
             } else {
                 "DO NOT balance"
             }
         ),
-        _ => format!("earned by this device: {} credits\n", balance.balance),
+        _ => format!("earned by this device: {}\n", show(balance.balance)),
     };
     for entry in &balance.entries {
         let _ = writeln!(
