@@ -51,6 +51,10 @@ pub struct Requirements {
     /// Whether FFmpeg must be installed.
     #[serde(default)]
     pub ffmpeg: bool,
+    /// FFmpeg encoders the tasks use (`libx265`, `libopus`...): a device is offered the job
+    /// only if it has every one. Set per job by its app from the job's parameters.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encoders: Vec<String>,
     /// Memory one task may use, in MiB; also the task's address-space limit on the worker.
     #[serde(default)]
     pub memory_mb: Option<u64>,
@@ -78,6 +82,10 @@ pub struct Capabilities {
     pub python: Option<String>,
     /// FFmpeg version, if installed.
     pub ffmpeg: Option<String>,
+    /// FFmpeg encoders the device has, by FFmpeg's names; empty from a device that does not
+    /// say (it is taken to have [`BASELINE_ENCODERS`] when it has FFmpeg).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub encoders: Vec<String>,
     /// Single-core speed score from the worker's start-up benchmark (higher is faster).
     pub benchmark: f64,
     /// Task slots the device runs at once.
@@ -159,6 +167,36 @@ pub const MAX_SLOTS: u32 = 256;
 pub const MAX_CORES: u32 = 4096;
 /// See [`MAX_SLOTS`]: 1000 × the reference device.
 pub const MAX_BENCHMARK: f64 = 1_000_000.0;
+/// Encoders every device with FFmpeg is taken to have when it does not list them (workers
+/// from before encoders were listed, and what every FFmpeg build the grid runs on carries).
+pub const BASELINE_ENCODERS: [&str; 2] = ["libx264", "aac"];
+/// The encoders the grid's apps ask for, which a worker looks for in its FFmpeg and lists.
+pub const GRID_ENCODERS: [&str; 7] = [
+    "libx264",
+    "libx265",
+    "libsvtav1",
+    "libvpx-vp9",
+    "libaom-av1",
+    "aac",
+    "libopus",
+];
+/// Most encoders a device may list, and the longest name of one.
+pub const MAX_ENCODERS: usize = 64;
+/// See [`MAX_ENCODERS`].
+pub const MAX_ENCODER_NAME: usize = 32;
+/// Encoders whose output is the same bytes only among devices of one instruction set, with
+/// that instruction set: results are compared by hash, and a device whose honest bytes differ
+/// from an accepted result's would be blamed, so devices elsewhere are not offered them. x265's
+/// AVX2 kernels round differently from its SSE4 ones (the task script pins it to SSE4, which
+/// every x86-64 device since 2008 has); SVT-AV1 gave the same bytes with its SSE4.1 and AVX2
+/// kernels, but neither it, libvpx nor libopus was compared on ARM. x264 is bit-exact on every
+/// platform by its own design.
+pub const ENCODERS_PINNED_TO_ARCH: [(&str, &str); 4] = [
+    ("libx265", "x86_64"),
+    ("libsvtav1", "x86_64"),
+    ("libvpx-vp9", "x86_64"),
+    ("libopus", "x86_64"),
+];
 /// Longest text a device may report for its OS, architecture or runtime versions.
 pub const MAX_CAPABILITY_TEXT: usize = 100;
 /// Most memory a device may report or allow a task, in MiB: 64 TiB, past the largest single
@@ -228,10 +266,36 @@ impl Capabilities {
                 ));
             }
         }
+        if self.encoders.len() > MAX_ENCODERS
+            || self.encoders.iter().any(|name| {
+                name.is_empty()
+                    || name.len() > MAX_ENCODER_NAME
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            })
+        {
+            return Err(format!(
+                "encoders must be at most {MAX_ENCODERS} FFmpeg encoder names (letters, digits, \
+                 '_' and '-', at most {MAX_ENCODER_NAME} bytes each)"
+            ));
+        }
         if self.wasm_threads && self.runtime == Runtime::Native {
             return Err("wasm_threads is only for the browser runtime".into());
         }
         Ok(())
+    }
+}
+
+impl Capabilities {
+    /// Whether the device has FFmpeg's `encoder`.
+    pub fn has_encoder(&self, encoder: &str) -> bool {
+        self.ffmpeg.is_some()
+            && if self.encoders.is_empty() {
+                BASELINE_ENCODERS.contains(&encoder)
+            } else {
+                self.encoders.iter().any(|e| e == encoder)
+            }
     }
 }
 
@@ -252,8 +316,24 @@ impl Requirements {
                 None => return Err(format!("needs Python {wanted}, device has none")),
             }
         }
-        if self.ffmpeg && caps.ffmpeg.is_none() {
+        if (self.ffmpeg || !self.encoders.is_empty()) && caps.ffmpeg.is_none() {
             return Err("needs FFmpeg, device has none".into());
+        }
+        for encoder in &self.encoders {
+            if !caps.has_encoder(encoder) {
+                return Err(format!("needs FFmpeg's {encoder} encoder, device has none"));
+            }
+            if let Some((_, arch)) = ENCODERS_PINNED_TO_ARCH
+                .iter()
+                .find(|(name, _)| name == encoder)
+                && caps.arch != *arch
+            {
+                return Err(format!(
+                    "needs an {arch} device for {encoder} (its output differs by instruction \
+                     set), device is {}",
+                    caps.arch
+                ));
+            }
         }
         if let Some(mb) = self.memory_mb {
             if caps.memory_mb < mb {
@@ -351,6 +431,44 @@ mod tests {
             ..Default::default()
         };
         assert!(req.check(&device()).unwrap_err().contains("16384 MiB"));
+    }
+
+    #[test]
+    fn encoders_are_matched_by_name_and_pinned_ones_by_instruction_set() {
+        let mut caps = device();
+        caps.ffmpeg = Some("5.1".into());
+        let needs = |names: &[&str]| Requirements {
+            encoders: names.iter().map(|n| n.to_string()).collect(),
+            ..Default::default()
+        };
+        // A device that lists nothing has the baseline only.
+        assert!(needs(&["libx264", "aac"]).check(&caps).is_ok());
+        assert_eq!(
+            needs(&["libsvtav1"]).check(&caps),
+            Err("needs FFmpeg's libsvtav1 encoder, device has none".into())
+        );
+        caps.encoders = vec!["libsvtav1".into(), "libx265".into(), "libopus".into()];
+        assert!(needs(&["libsvtav1", "libopus"]).check(&caps).is_ok());
+        assert!(
+            needs(&["libx264"]).check(&caps).is_err(),
+            "listed: no baseline"
+        );
+        assert!(needs(&["libx265"]).check(&caps).is_ok());
+        caps.arch = "aarch64".into();
+        assert!(
+            needs(&["libx265"])
+                .check(&caps)
+                .unwrap_err()
+                .contains("x86_64 device")
+        );
+        caps.ffmpeg = None;
+        assert!(needs(&["libsvtav1"]).check(&caps).is_err());
+        // What a device lists is bounded.
+        let mut caps = device();
+        caps.encoders = vec!["lib x264".into()];
+        assert!(caps.validate().unwrap_err().contains("encoders"));
+        caps.encoders = vec!["a".into(); MAX_ENCODERS + 1];
+        assert!(caps.validate().unwrap_err().contains("encoders"));
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub mod schedule;
 pub mod task;
 pub mod text;
 
-pub use app::{Allowances, AppManifest, Capabilities, Requirements, Runtime};
+pub use app::{
+    Allowances, AppManifest, BASELINE_ENCODERS, Capabilities, GRID_ENCODERS, Requirements, Runtime,
+};
 pub use ids::{JobId, LeaseId, ResultId, TaskId, TenantId, WorkerId};
 pub use job::{JobState, TransitionError};
 pub use pricing::{Account, Credits, Quote, Rates, Tier};

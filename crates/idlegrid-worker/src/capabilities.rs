@@ -22,10 +22,11 @@ pub struct Detected {
 /// Probes the device. Missing Python or FFmpeg is reported as `None`, not an error: the
 /// coordinator then sends no tasks that need them.
 pub async fn detect(python: &Path, slots: usize) -> Detected {
-    let (python_version, python_executable, ffmpeg, benchmark) = tokio::join!(
+    let (python_version, python_executable, ffmpeg, encoders, benchmark) = tokio::join!(
         probe(python, &["--version"]),
         probe(python, &["-c", "import sys; print(sys.executable)"]),
         probe(Path::new("ffmpeg"), &["-version"]),
+        probe(Path::new("ffmpeg"), &["-hide_banner", "-encoders"]),
         tokio::task::spawn_blocking(benchmark),
     );
     let capabilities = Capabilities {
@@ -39,6 +40,7 @@ pub async fn detect(python: &Path, slots: usize) -> Detected {
         arch: std::env::consts::ARCH.to_string(),
         python: python_version.as_deref().and_then(parse_python_version),
         ffmpeg: ffmpeg.as_deref().and_then(parse_ffmpeg_version),
+        encoders: encoders.as_deref().map(grid_encoders).unwrap_or_default(),
         benchmark: benchmark.unwrap_or(0.0),
         slots: u32::try_from(slots).unwrap_or(u32::MAX),
         allows: Default::default(),
@@ -91,6 +93,25 @@ fn parse_ffmpeg_version(text: &str) -> Option<String> {
     }
 }
 
+/// The encoders the grid asks for ([`idlegrid_domain::GRID_ENCODERS`]) among those
+/// `ffmpeg -encoders` lists (` V....D libx265   libx265 H.265 / HEVC (codec hevc)`).
+fn grid_encoders(text: &str) -> Vec<String> {
+    let listed: Vec<&str> = text
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let flags = words.next()?;
+            (flags.len() == 6 && flags.starts_with(['V', 'A'])).then_some(())?;
+            words.next()
+        })
+        .collect();
+    idlegrid_domain::GRID_ENCODERS
+        .iter()
+        .filter(|name| listed.contains(name))
+        .map(|name| name.to_string())
+        .collect()
+}
+
 /// `MemTotal:       16318112 kB` → 15935.
 fn mem_total_mb(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
@@ -134,6 +155,14 @@ mod tests {
             Some("6.1.1-3ubuntu5")
         );
         assert_eq!(parse_ffmpeg_version("bash: ffmpeg: not found"), None);
+        assert_eq!(
+            grid_encoders(
+                "Encoders:\n V..... = Video\n ------\n V....D libx264   libx264 H.264\n \
+                 V....D libx265   libx265 H.265\n V..... h264_vaapi  H.264 (VAAPI)\n \
+                 A..... aac       AAC\n A..X.. opus  Opus\n"
+            ),
+            ["libx264", "libx265", "aac"]
+        );
         assert_eq!(
             mem_total_mb("MemTotal:       16318112 kB\nMemFree: 1 kB\n"),
             Some(15935)

@@ -56,6 +56,33 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     set("crf", args.crf.map(Into::into));
     set("bitrate", args.bitrate.map(Into::into));
     set("x264_preset", args.x264_preset.map(Into::into));
+    set("video_codec", args.codec.map(Into::into));
+    set("speed", args.speed.map(Into::into));
+    // The container: as asked, else the output file's kind when it names one.
+    let container = args.container.or_else(|| {
+        let extension = args
+            .output
+            .as_ref()?
+            .extension()?
+            .to_str()?
+            .to_ascii_lowercase();
+        ["mp4", "mov", "mkv", "webm"]
+            .contains(&extension.as_str())
+            .then_some(extension)
+    });
+    set("container", container.map(Into::into));
+    set("audio_codec", args.audio_codec.map(Into::into));
+    set(
+        "audio_tracks",
+        args.audio_tracks.map(|tracks| match tracks.as_str() {
+            "all" | "first" => tracks.into(),
+            languages => languages
+                .split(',')
+                .map(|l| serde_json::Value::from(l.trim()))
+                .collect(),
+        }),
+    );
+    set("subtitles", args.no_subtitles.then_some(false.into()));
     set("audio_bitrate", args.audio_bitrate.map(Into::into));
     set("fps", args.fps.map(Into::into));
     set("hls", args.hls.as_ref().map(|_| true.into()));

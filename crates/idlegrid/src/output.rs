@@ -250,18 +250,36 @@ pub fn facts_summary(facts: &serde_json::Value) -> String {
             shown(facts["container"].as_str().unwrap_or("?"))
         );
         let out = &facts["output"];
+        let tracks = out["audio_tracks"]
+            .as_array()
+            .map_or(usize::from(out["audio"].as_bool() == Some(true)), Vec::len);
+        let audio = match (tracks, out["audio_codec"].as_str().unwrap_or("aac")) {
+            (0, _) => String::new(),
+            (1, "copy") => " + its audio copied".to_string(),
+            (n, "copy") => format!(" + its {n} audio tracks copied"),
+            (1, codec) => format!(" + {}", shown(codec)),
+            (n, codec) => format!(" + {n} {} tracks", shown(codec)),
+        };
+        let subtitles = match out["subtitles"].as_array().map_or(0, Vec::len) {
+            0 => String::new(),
+            n => format!(" + {n} subtitle track(s)"),
+        };
+        let how = if out["video_copy"] == true {
+            "the video copied as it is".to_string()
+        } else {
+            format!(
+                "{} video chunks split at {}",
+                facts["video_chunks"],
+                shown(facts["split"].as_str().unwrap_or("?"))
+            )
+        };
         let _ = writeln!(
             s,
-            "  output:  h264 {}x{}{}, {frames} frames verified; {} video chunks split at {}",
+            "  output:  {} {}x{}{audio}{subtitles} in {}, {frames} frames verified; {how}",
+            shown(out["codec"].as_str().unwrap_or("h264")),
             out["width"],
             out["height"],
-            if out["audio"].as_bool() == Some(true) {
-                " + aac"
-            } else {
-                ""
-            },
-            facts["video_chunks"],
-            shown(facts["split"].as_str().unwrap_or("?"))
+            shown(out["container"].as_str().unwrap_or("mp4")),
         );
     }
     for note in facts["notes"].as_array().into_iter().flatten() {

@@ -547,15 +547,24 @@ fn webm_vp9_opus_shorter_than_one_chunk() {
     assert_eq!(out.audio.unwrap()["codec_name"], "aac");
 }
 
-#[test]
-fn several_audio_tracks_keep_the_first_and_say_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("two-tracks.mkv");
+/// A 3 s 320×240 clip with two audio tracks (English at 440 Hz, French at 880 Hz) and English
+/// text subtitles, its video starting `video_start` seconds after its sound, in Matroska.
+fn rich_source(dir: &Path, video_start: f64) -> std::path::PathBuf {
+    let subtitles = dir.join("subtitles.srt");
+    std::fs::write(
+        &subtitles,
+        "1\n00:00:00,500 --> 00:00:01,500\nHello\n\n2\n00:00:02,000 --> 00:00:02,800\nWorld\n",
+    )
+    .unwrap();
+    let source = dir.join("rich.mkv");
+    let start = video_start.to_string();
     sh(
         "ffmpeg",
         &[
             "-v",
             "error",
+            "-itsoffset",
+            &start,
             "-f",
             "lavfi",
             "-i",
@@ -563,30 +572,270 @@ fn several_audio_tracks_keep_the_first_and_say_so() {
             "-f",
             "lavfi",
             "-i",
-            "sine=frequency=440:duration=3",
+            "sine=frequency=440:duration=3.5",
             "-f",
             "lavfi",
             "-i",
-            "sine=frequency=880:duration=3",
+            "sine=frequency=880:duration=3.5",
+            "-i",
+            &subtitles.to_string_lossy(),
             "-map",
             "0",
             "-map",
             "1",
             "-map",
             "2",
+            "-map",
+            "3",
             "-c:v",
             "libx264",
+            "-g",
+            "30",
+            "-fps_mode",
+            "passthrough",
             "-c:a",
             "aac",
+            "-c:s",
+            "srt",
+            "-metadata:s:a:0",
+            "language=eng",
+            "-metadata:s:a:1",
+            "language=fra",
+            "-metadata:s:s:0",
+            "language=eng",
             &source.to_string_lossy(),
         ],
     );
-    let (stdout, out) = transcode_checked(dir.path(), &source, &[], 33.0);
+    source
+}
+
+/// Every stream of `path`: codec, kind, language, start, pixel format, counted frames.
+fn streams(path: &Path) -> Vec<serde_json::Value> {
+    let out = sh(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,codec_name,pix_fmt,start_time,nb_read_frames:stream_tags=language",
+            "-of",
+            "json",
+            &path.to_string_lossy(),
+        ],
+    );
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    info["streams"].as_array().unwrap().clone()
+}
+
+/// How long after the first audio stream `path`'s video starts, as the container says (an
+/// AAC track's start counts its encoder's priming, up to one AAC frame).
+fn video_after_audio(path: &Path) -> f64 {
+    let streams = streams(path);
+    let start = |kind: &str| {
+        let stream = streams.iter().find(|s| s["codec_type"] == kind).unwrap();
+        stream["start_time"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    start("video") - start("audio")
+}
+
+/// Checks a transcode of [`rich_source`] `source`: the codecs asked, every frame, both audio
+/// tracks with their languages, the subtitles in the container's own format, and sound and
+/// picture still starting where they did (within one frame).
+fn check_rich(output: &Path, source: &Path, video: &str, audio: &str, subtitles: &str) {
+    let streams = streams(output);
+    let of = |kind: &str| -> Vec<&serde_json::Value> {
+        streams.iter().filter(|s| s["codec_type"] == kind).collect()
+    };
+    let (v, a, s) = (of("video"), of("audio"), of("subtitle"));
+    assert_eq!(v.len(), 1, "{streams:?}");
+    assert_eq!(v[0]["codec_name"], video, "{streams:?}");
+    assert_eq!(v[0]["pix_fmt"], "yuv420p");
+    assert_eq!(frames(v[0]), 90, "every source frame");
+    let languages: Vec<&str> = a
+        .iter()
+        .map(|t| t["tags"]["language"].as_str().unwrap())
+        .collect();
+    assert_eq!(languages, ["eng", "fra"], "{streams:?}");
+    assert!(a.iter().all(|t| t["codec_name"] == audio), "{streams:?}");
+    assert_eq!(s.len(), 1, "{streams:?}");
+    assert_eq!(
+        (
+            s[0]["codec_name"].as_str(),
+            s[0]["tags"]["language"].as_str()
+        ),
+        (Some(subtitles), Some("eng"))
+    );
+    let (apart, was) = (video_after_audio(output), video_after_audio(source));
     assert!(
-        stdout.contains("2 audio streams: only the first is kept"),
+        (apart - was).abs() <= 1.0 / 30.0,
+        "the video starts {apart:.3} s after the sound, {was:.3} s in the source"
+    );
+}
+
+#[test]
+fn hevc_in_mp4_with_every_audio_track_and_subtitles_in_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = rich_source(dir.path(), 0.5);
+    let output = dir.path().join("out.mp4");
+    let (ok, stdout, stderr) = transcode(
+        dir.path(),
+        &source,
+        &output,
+        &["--codec", "hevc", "--chunk-seconds", "1"],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("hevc 320x240 + 2 aac tracks + 1 subtitle track(s) in mp4"),
         "{stdout}"
     );
-    assert!(out.audio.is_some());
+    check_rich(&output, &source, "hevc", "aac", "mov_text");
+    assert!(video_after_audio(&output) > 0.45, "the late start is kept");
+    let tag = sh(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "stream=codec_tag_string",
+            "-of",
+            "csv=p=0",
+            &output.to_string_lossy(),
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&tag.stdout).trim(),
+        "hvc1",
+        "Apple's players need hvc1"
+    );
+    assert!(psnr(&output, &source, 320, 240) > 33.0);
+}
+
+#[test]
+fn av1_in_webm_with_opus_and_webvtt() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = rich_source(dir.path(), 1.5);
+    // The container from the output's name; Opus is WebM's audio.
+    let output = dir.path().join("out.webm");
+    let (ok, stdout, stderr) = transcode(
+        dir.path(),
+        &source,
+        &output,
+        &["--codec", "av1", "--chunk-seconds", "1"],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("av1 320x240 + 2 opus tracks"), "{stdout}");
+    check_rich(&output, &source, "av1", "opus", "webvtt");
+    assert!(video_after_audio(&output) > 1.45, "the late start is kept");
+    assert!(psnr(&output, &source, 320, 240) > 33.0);
+}
+
+#[test]
+fn vp9_in_mkv_and_h264_in_mov_with_chosen_tracks() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = rich_source(dir.path(), 0.0);
+    let output = dir.path().join("out.mkv");
+    let (ok, _, stderr) = transcode(
+        dir.path(),
+        &source,
+        &output,
+        &["--codec", "vp9", "--speed", "6"],
+    );
+    assert!(ok, "{stderr}");
+    check_rich(&output, &source, "vp9", "aac", "subrip");
+    assert!(psnr(&output, &source, 320, 240) > 33.0);
+    // Only the French track, no subtitles, in a QuickTime file.
+    let output = dir.path().join("out.mov");
+    let (ok, stdout, stderr) = transcode(
+        dir.path(),
+        &source,
+        &output,
+        &[
+            "--audio-tracks",
+            "fra",
+            "--no-subtitles",
+            "--audio-codec",
+            "aac",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("1 of the input's 2 audio tracks kept"),
+        "{stdout}"
+    );
+    let streams = streams(&output);
+    let kinds: Vec<&str> = streams
+        .iter()
+        .map(|s| s["codec_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["video", "audio"], "{streams:?}");
+    assert_eq!(streams[1]["tags"]["language"], "fra");
+    // A language the source does not have is the customer's mistake, named.
+    let (ok, _, stderr) = transcode(
+        dir.path(),
+        &source,
+        &dir.path().join("none.mp4"),
+        &["--audio-tracks", "deu"],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("the input's are: eng, fra"), "{stderr}");
+    // A codec the container cannot carry, refused before anything is uploaded.
+    let (ok, _, stderr) = transcode(dir.path(), &source, &dir.path().join("x.webm"), &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("a webm file cannot carry h264 video"),
+        "{stderr}"
+    );
+}
+
+/// Transmuxing: the video and sound are carried over untouched (the same packets), into
+/// another container, with every frame checked and no device's work.
+#[test]
+fn transmuxing_copies_every_packet_into_another_container() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = rich_source(dir.path(), 0.5);
+    let output = dir.path().join("out.mp4");
+    let (ok, stdout, stderr) = transcode(
+        dir.path(),
+        &source,
+        &output,
+        &["--codec", "copy", "--audio-codec", "copy"],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("0 chunks"), "no device's work: {stdout}");
+    assert!(stdout.contains("the video copied as it is"), "{stdout}");
+    check_rich(&output, &source, "h264", "aac", "mov_text");
+    // The same coded packets, byte for byte.
+    let hashes = |path: &Path, stream: &str| {
+        let out = sh(
+            "ffmpeg",
+            &[
+                "-v",
+                "error",
+                "-i",
+                &path.to_string_lossy(),
+                "-map",
+                stream,
+                "-c",
+                "copy",
+                "-f",
+                "streamhash",
+                "-hash",
+                "sha256",
+                "-",
+            ],
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for stream in ["0:v:0", "0:a:0", "0:a:1"] {
+        assert_eq!(hashes(&output, stream), hashes(&source, stream), "{stream}");
+    }
 }
 
 #[test]
@@ -862,14 +1111,15 @@ fn the_task_script_is_deterministic() {
     let chunk = dir.path().join("00000.mkv");
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../idlegrid-coordinator/apps/video-transcode/task.py");
-    let task = |scale: bool, width: u32, height: u32| {
+    let task = |scale: bool, width: u32, height: u32, codec: &str, preset: &str, crf: u8| {
         serde_json::json!({
             "kind": "video", "frames": 50, "width": width, "height": height, "rendition": 0,
-            "scale": scale,
-            "encoder": {"preset": "medium", "crf": 23, "bitrate": null, "maxrate": null,
-                        "bufsize": null, "profile": null, "level": null, "threads": 2,
-                        "keyframe_seconds": null, "audio_bitrate": "128000",
-                        "audio_channels": 2, "audio_sample_rate": 48000},
+            "scale": scale, "keyint": 50,
+            "encoder": {"codec": codec, "preset": preset, "crf": crf, "bitrate": null,
+                        "maxrate": null, "bufsize": null, "profile": null, "level": null,
+                        "threads": 2, "keyframe_seconds": null, "audio_codec": "aac",
+                        "audio_bitrate": "128000", "audio_channels": 2,
+                        "audio_sample_rate": 48000},
         })
     };
     // Busy devices: sixteen encodes at once, most of them squeezed onto one core (x264's
@@ -900,12 +1150,16 @@ fn the_task_script_is_deterministic() {
         );
         std::fs::read(scratch.join("output/chunk.mkv")).unwrap()
     };
-    for (kind, task) in [
-        ("same size", task(false, 320, 240)),
-        ("scaled", task(true, 160, 120)),
+    for (kind, task, runs) in [
+        ("same size", task(false, 320, 240, "h264", "medium", 23), 16),
+        ("scaled", task(true, 160, 120, "h264", "medium", 23), 16),
+        // The other encoders, fewer times each (they are slower).
+        ("hevc", task(false, 320, 240, "hevc", "fast", 25), 6),
+        ("av1", task(false, 320, 240, "av1", "10", 35), 6),
+        ("vp9", task(false, 320, 240, "vp9", "6", 35), 6),
     ] {
         let outputs: Vec<Vec<u8>> = std::thread::scope(|s| {
-            let runs: Vec<_> = (0..16)
+            let runs: Vec<_> = (0..runs)
                 .map(|i| {
                     let task = task.clone();
                     let name = format!("{kind}-{i}");
@@ -918,7 +1172,7 @@ fn the_task_script_is_deterministic() {
         let differing = outputs.iter().filter(|o| **o != outputs[0]).count();
         assert_eq!(
             differing, 0,
-            "{kind}: {differing} of 16 encodes of one chunk differ"
+            "{kind}: {differing} of {runs} encodes of one chunk differ"
         );
     }
 }

@@ -2,11 +2,12 @@
 
 IDLEGRID_TASK (set by the coordinator's video partitioner) says what to do:
   {"kind": "video", "frames": N, "width": W, "height": H, "encoder": {...}}
-      encode input/chunk.mkv's video to H.264 (libx264, closed GOP starting on an IDR frame,
-      fixed thread count and no threaded lookahead so the same chunk always gives the same
-      bytes, timestamps passed through so every frame is kept) as output/chunk.mkv
+      encode input/chunk.mkv's video with the encoder's codec — H.264 (libx264), HEVC
+      (libx265), AV1 (SVT-AV1) or VP9 (libvpx) — in closed GOPs starting on a keyframe, with
+      a fixed thread count and settings that make the same chunk always give the same bytes,
+      timestamps passed through so every frame is kept, as output/chunk.mkv
   {"kind": "audio", "encoder": {...}}
-      encode input/chunk.mkv's first audio stream to AAC-LC as output/audio.m4a
+      encode input/chunk.mkv's audio stream to AAC-LC or Opus as output/audio.m4a
 Progress is printed as `idlegrid:progress <fraction>` for the worker's heartbeats.
 """
 import json
@@ -18,6 +19,41 @@ task = json.loads(os.environ["IDLEGRID_TASK"])
 enc = task["encoder"]
 source = os.path.join("input", "chunk.mkv")
 
+def video_codec_args(enc, threads):
+    """The encoder's options for the codec asked: each pinned so that replicas agree."""
+    codec = enc.get("codec", "h264")
+    rate = []
+    if enc.get("bitrate"):
+        rate = ["-b:v", enc["bitrate"]]
+        if codec != "av1":
+            rate += ["-maxrate", enc["maxrate"], "-bufsize", enc["bufsize"]]
+    if codec == "h264":
+        return [
+            "-c:v", "libx264", "-preset", enc["preset"], "-threads", threads,
+            # No threaded lookahead: with it, x264's output depends on how the threads were
+            # scheduled (a busy device gave other bytes), and replicas must agree byte for byte.
+            "-x264-params", "stitchable=1:sync-lookahead=0",
+        ] + (rate or ["-crf", str(enc["crf"])])
+    if codec == "hevc":
+        # Closed GOPs (the checks decode from a keyframe); SSE4 kernels only, since x265's
+        # AVX2 ones round differently and devices would disagree; a fixed thread pool.
+        params = f"log-level=error:open-gop=0:asm=sse4:pools={threads}:frame-threads={threads}"
+        return [
+            "-c:v", "libx265", "-preset", enc["preset"], "-x265-params", params,
+        ] + (rate or ["-crf", str(enc["crf"])])
+    if codec == "av1":
+        # SVT-AV1's default key frames close their GOPs; lp fixes its threads.
+        return [
+            "-c:v", "libsvtav1", "-preset", enc["preset"], "-svtav1-params", f"lp={threads}",
+        ] + (rate or ["-crf", str(enc["crf"])])
+    if codec == "vp9":
+        return [
+            "-c:v", "libvpx-vp9", "-deadline", "good", "-cpu-used", enc["preset"],
+            "-row-mt", "1", "-threads", threads,
+        ] + (rate or ["-crf", str(enc["crf"]), "-b:v", "0"])
+    sys.exit(f"unknown video codec {codec!r}")
+
+
 if task["kind"] == "video":
     out = os.path.join("output", "chunk.mkv")
     cmd = [
@@ -28,19 +64,8 @@ if task["kind"] == "video":
     ]
     if task.get("scale", True):
         cmd += ["-vf", f"scale={task['width']}:{task['height']}:flags=bicubic"]
-    cmd += [
-        "-pix_fmt", "yuv420p",
-        "-c:v", "libx264", "-preset", enc["preset"],
-        "-threads", str(enc["threads"]),
-        # No threaded lookahead: with it, x264's output depends on how the threads were
-        # scheduled (a busy device gave other bytes), and replicas must agree byte for byte.
-        "-x264-params", "stitchable=1:sync-lookahead=0",
-        "-fps_mode", "passthrough",
-    ]
-    if enc.get("bitrate"):
-        cmd += ["-b:v", enc["bitrate"], "-maxrate", enc["maxrate"], "-bufsize", enc["bufsize"]]
-    else:
-        cmd += ["-crf", str(enc["crf"])]
+    cmd += ["-pix_fmt", "yuv420p"] + video_codec_args(enc, str(enc["threads"]))
+    cmd += ["-fps_mode", "passthrough"]
     if task.get("keyint"):
         # The coordinator checks a frame by decoding from the keyframe before it.
         cmd += ["-g", str(int(task["keyint"]))]
@@ -56,10 +81,14 @@ if task["kind"] == "video":
     frames = max(1, int(task["frames"]))
 elif task["kind"] == "audio":
     out = os.path.join("output", "audio.m4a")
+    if enc.get("audio_codec", "aac") == "opus":
+        codec = ["-c:a", "libopus"]
+    else:
+        codec = ["-c:a", "aac", "-profile:a", "aac_low"]
     cmd = [
         "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-progress", "pipe:1",
         "-i", source, "-map", "0:a:0", "-vn", "-sn", "-dn",
-        "-c:a", "aac", "-profile:a", "aac_low",
+    ] + codec + [
         "-b:a", enc["audio_bitrate"], "-ac", str(enc["audio_channels"]),
         "-ar", str(enc["audio_sample_rate"]),
         "-fflags", "+bitexact", "-flags:a", "+bitexact", "-f", "mp4", out,
@@ -68,7 +97,9 @@ elif task["kind"] == "audio":
 else:
     sys.exit(f"unknown task kind {task['kind']!r}")
 
-proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+# SVT-AV1 prints its settings on stderr unless told to report errors only.
+env = dict(os.environ, SVT_LOG="1")
+proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
 for line in proc.stdout:
     if frames and line.startswith("frame="):
         done = int(line.split("=", 1)[1].strip() or 0)

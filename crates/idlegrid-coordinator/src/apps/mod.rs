@@ -55,6 +55,12 @@ impl App {
         (bytes, sha)
     }
 
+    /// What a job of this app with `params` needs from a device.
+    pub fn requirements(&self, params: &serde_json::Value) -> idlegrid_domain::Requirements {
+        self.partitioner
+            .requirements(params, &self.manifest.requirements)
+    }
+
     /// Memory one task may use, in MiB.
     pub fn task_memory_mb(&self) -> u64 {
         self.manifest.requirements.memory_mb.unwrap_or(1024)

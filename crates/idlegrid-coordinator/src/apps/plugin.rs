@@ -5,8 +5,8 @@
 //! stage-side.
 
 use async_trait::async_trait;
-use idlegrid_domain::Tier;
 use idlegrid_domain::schedule::Capacity;
+use idlegrid_domain::{Requirements, Tier};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::records::{JobRecord, NewTask, ResultRecord, Store, StoredBlob};
@@ -116,6 +116,12 @@ pub trait Partitioner: Send + Sync {
         params: &serde_json::Value,
         options: &serde_json::Value,
     ) -> Result<(), String>;
+
+    /// What a job with these (checked) parameters needs from a device beyond the manifest's
+    /// `base` requirements (video: the encoders its settings use).
+    fn requirements(&self, _params: &serde_json::Value, base: &Requirements) -> Requirements {
+        base.clone()
+    }
 
     /// The workload of a job with these parameters and options on an input of `size`, cut
     /// according to `plan` (the same figure [`Partitioner::split`] sends for the input).

@@ -173,9 +173,16 @@ pub fn is_hls(job: &JobRecord) -> bool {
 /// What a job's output downloads as: a file name (after the job's name, or its id) with the
 /// extension of what it is, and its content type.
 pub fn output_file(job: &JobRecord) -> (String, &'static str) {
-    let (extension, content_type) = match (job.spec.app.as_str(), is_hls(job)) {
-        (_, true) => (".tar", "application/x-tar"),
-        ("video-transcode", false) => (".mp4", "video/mp4"),
+    let container = job
+        .facts
+        .as_ref()
+        .and_then(|f| f["output"]["container"].as_str());
+    let (extension, content_type) = match (job.spec.app.as_str(), is_hls(job), container) {
+        (_, true, _) => (".tar", "application/x-tar"),
+        ("video-transcode", false, Some("mov")) => (".mov", "video/quicktime"),
+        ("video-transcode", false, Some("mkv")) => (".mkv", "video/x-matroska"),
+        ("video-transcode", false, Some("webm")) => (".webm", "video/webm"),
+        ("video-transcode", false, _) => (".mp4", "video/mp4"),
         _ => ("", "application/octet-stream"),
     };
     // Only plain characters reach the header: a name is the customer's text.

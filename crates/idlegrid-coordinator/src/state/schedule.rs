@@ -120,7 +120,7 @@ impl Schedule {
             tier: job.spec.tier,
             priority: job.spec.priority,
             chunk_work_ms,
-            requirements: app.manifest.requirements.clone(),
+            requirements: app.requirements(&job.spec.params),
             spec: JobSpec {
                 job_id: job.id,
                 app: job.spec.app.clone(),

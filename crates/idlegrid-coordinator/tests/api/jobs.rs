@@ -111,6 +111,23 @@ async fn parameters_that_cannot_give_acceptable_output_are_refused_at_creation()
             "audio_bitrate",
         ),
         (serde_json::json!({"audio_bitrate": "1k"}), "audio_bitrate"),
+        // Codecs a container cannot carry, and settings of another codec.
+        (
+            serde_json::json!({"video_codec": "h264", "container": "webm"}),
+            "a webm file cannot carry h264 video",
+        ),
+        (
+            serde_json::json!({"container": "mov", "audio_codec": "opus"}),
+            "a mov file cannot carry opus audio",
+        ),
+        (
+            serde_json::json!({"video_codec": "av1", "x264_preset": "slow"}),
+            "x264_preset is for h264",
+        ),
+        (
+            serde_json::json!({"video_codec": "copy", "crf": 20}),
+            "video_codec copy",
+        ),
     ] {
         let err = customer
             .create_job(&video(params.clone()))

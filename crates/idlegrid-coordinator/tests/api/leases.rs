@@ -468,3 +468,82 @@ async fn chunks_of_a_cancelled_job_are_stopped_not_queued() {
     );
     grid.stop().await;
 }
+
+/// A video job's chunks go only to devices whose FFmpeg has the encoders its settings use; a
+/// device that lists none has the baseline (x264, AAC); x265's output differs by instruction
+/// set (and the other encoders were compared only there), so only x86-64 devices get them.
+#[tokio::test]
+async fn video_chunks_go_only_where_their_encoders_are() {
+    let grid = TestGrid::start(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mkv");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i"])
+        .arg("testsrc2=size=128x96:rate=10:duration=1")
+        .args(["-c:v", "libx264", "-g", "10"])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let customer = grid.customer();
+    let mut jobs = Vec::new();
+    for params in [
+        serde_json::json!({"video_codec": "av1", "container": "webm"}),
+        serde_json::json!({"video_codec": "hevc"}),
+    ] {
+        let job = customer
+            .create_job(&transcode_job(params, None))
+            .await
+            .unwrap();
+        customer
+            .upload_input_bytes(job.id, std::fs::read(&clip).unwrap().into())
+            .await
+            .unwrap();
+        customer.run_job(job.id).await.unwrap();
+        wait_for(&customer, job.id, JobState::Running).await;
+        jobs.push(job.id);
+    }
+    let device = |encoders: &[&str], arch: &str| Capabilities {
+        ffmpeg: Some("5.1".into()),
+        encoders: encoders.iter().map(|e| e.to_string()).collect(),
+        arch: arch.into(),
+        ..device_caps()
+    };
+    let leased = |worker: Client| async move {
+        worker
+            .lease(&LeaseRequest {
+                max_tasks: 8,
+                wait_ms: 300,
+            })
+            .await
+            .unwrap()
+            .leases
+            .into_iter()
+            .map(|l| l.job_id)
+            .collect::<Vec<_>>()
+    };
+    let token = &grid.credentials.enrollment_token;
+    let register = |name: &'static str, caps: Capabilities| {
+        idlegrid_testkit::register_device(&grid.url, token, name, caps)
+    };
+    // The baseline, and an ARM device with every encoder: neither job fits.
+    let baseline = register("baseline", device(&[], "x86_64")).await;
+    assert_eq!(leased(baseline).await, []);
+    let arm = register("arm", device(&["libx265", "aac"], "aarch64")).await;
+    assert_eq!(leased(arm).await, []);
+    // An x86-64 device with x265 and AAC gets the HEVC job's chunks only.
+    let hevc = register("hevc", device(&["libx264", "libx265", "aac"], "x86_64")).await;
+    let got = leased(hevc).await;
+    assert!(
+        !got.is_empty() && got.iter().all(|j| *j == jobs[1]),
+        "{got:?}"
+    );
+    // SVT-AV1 and Opus on x86-64: the AV1 job's.
+    let av1 = register("av1", device(&["libsvtav1", "libopus"], "x86_64")).await;
+    let got = leased(av1).await;
+    assert!(
+        !got.is_empty() && got.iter().all(|j| *j == jobs[0]),
+        "{got:?}"
+    );
+    grid.stop().await;
+}

@@ -32,6 +32,9 @@ function capabilities(probe) {
     arch: 'wasm32',
     python: probe.python,
     ffmpeg: probe.ffmpeg || null,
+    // What the ffmpeg.wasm core carries of the encoders the grid asks for (its x265 and
+    // libvpx are there too, but give other bytes than native builds and are far too slow).
+    encoders: probe.ffmpeg ? ['libx264', 'aac'] : [],
     benchmark: probe.benchmark,
     // One task at a time: the page shares the device with its owner.
     slots: 1,

@@ -5,7 +5,10 @@ import { api, errorFrom, missingEndpoint, session } from './api.js';
 import { alertSlot, h, replace, timeTag } from './dom.js';
 
 function outputName(job, hls) {
-  if (job.app === 'video-transcode') return `job-${job.id}${hls ? '-hls.tar' : '.mp4'}`;
+  if (job.app === 'video-transcode') {
+    const container = (job.params && job.params.container) || 'mp4';
+    return `job-${job.id}${hls ? '-hls.tar' : `.${container}`}`;
+  }
   return `job-${job.id}-output.txt`;
 }
 

@@ -22,6 +22,8 @@ use std::time::Duration;
 pub(crate) fn ffmpeg(args: &[&str]) -> anyhow::Result<String> {
     let out = std::process::Command::new("ffmpeg")
         .args(args)
+        // SVT-AV1 prints its settings unless told to report errors only.
+        .env("SVT_LOG", "1")
         .output()
         .context("cannot run ffmpeg (is FFmpeg installed?)")?;
     anyhow::ensure!(

@@ -32,6 +32,8 @@ pub struct Encode {
 /// Modelled grid time with W devices.
 #[derive(Debug, Serialize)]
 pub struct Modelled {
+    /// Speed-up over W: how much of the devices' time is used (1 is perfect).
+    pub efficiency: f64,
     /// Devices.
     pub devices: u32,
     /// plain / W + split + stitch, seconds.
@@ -69,6 +71,15 @@ pub struct TranscodeFigures {
     pub frame_exact: bool,
     /// Speed-up model for W remote devices.
     pub model: Vec<Modelled>,
+    /// The same model for a 10-minute source of this kind: the plain encode, the split and the
+    /// stitch scaled by length (the serial parts grow with the source), chunks of this length.
+    pub model_10_minutes: Vec<Modelled>,
+    /// The codec both encodes used, with its rate factor and speed preset.
+    pub codec: String,
+    /// Coordinator CPU seconds (partition, validation, assembly) per minute of output.
+    pub coordinator_cpu_per_minute: f64,
+    /// The coordinator's serial seconds (split + stitch) per minute of output.
+    pub serial_secs_per_minute: f64,
     /// CPU seconds the devices spent on the job (the local grid's task scripts and their
     /// FFmpeg).
     pub device_cpu_secs: f64,
@@ -174,8 +185,51 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let source_frames = count_frames(&source)?;
-    let crf = args.crf.to_string();
+    // The grid's own defaults for the codec, when not given.
+    let mut params = serde_json::json!({"video_codec": args.codec});
+    if let Some(crf) = args.crf {
+        params["crf"] = crf.into();
+    }
+    if let Some(speed) = &args.speed {
+        params["speed"] = speed.as_str().into();
+    }
+    let (crf, speed) = match args.codec.as_str() {
+        "hevc" => (25, "medium"),
+        "av1" => (35, "8"),
+        "vp9" => (35, "4"),
+        _ => (23, "medium"),
+    };
+    let crf = args.crf.unwrap_or(crf).to_string();
+    let speed = args.speed.clone().unwrap_or_else(|| speed.to_string());
     let gop = two_second_gop(&source)?.to_string();
+    let codec_args: Vec<&str> = match args.codec.as_str() {
+        "hevc" => vec![
+            "-c:v",
+            "libx265",
+            "-preset",
+            &speed,
+            "-crf",
+            &crf,
+            "-x265-params",
+            "log-level=error:open-gop=0",
+        ],
+        "av1" => vec!["-c:v", "libsvtav1", "-preset", &speed, "-crf", &crf],
+        "vp9" => vec![
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "good",
+            "-cpu-used",
+            &speed,
+            "-row-mt",
+            "1",
+            "-crf",
+            &crf,
+            "-b:v",
+            "0",
+        ],
+        _ => vec!["-c:v", "libx264", "-preset", &speed, "-crf", &crf],
+    };
 
     // One plain ffmpeg process, all cores.
     let plain_out = dir.path().join("plain.mp4");
@@ -183,22 +237,21 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("encoding with one ffmpeg process");
     }
     let started = Instant::now();
-    ffmpeg(&[
+    let source_arg = source.to_string_lossy();
+    let mut plain_args = vec![
         "-nostdin",
         "-v",
         "error",
         "-i",
-        &source.to_string_lossy(),
+        &source_arg,
         "-map",
         "0:v:0",
         "-map",
         "0:a:0?",
-        "-c:v",
-        "libx264",
-        "-preset",
-        &args.x264_preset,
-        "-crf",
-        &crf,
+    ];
+    plain_args.extend(&codec_args);
+    let plain_out_arg = plain_out.to_string_lossy();
+    plain_args.extend([
         "-g",
         &gop,
         "-pix_fmt",
@@ -213,8 +266,9 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         "48000",
         "-movflags",
         "+faststart",
-        &plain_out.to_string_lossy(),
-    ])?;
+        &plain_out_arg,
+    ]);
+    ffmpeg(&plain_args)?;
     let plain_wall = started.elapsed().as_secs_f64();
 
     // The local grid.
@@ -232,7 +286,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let job = client
         .create_job(&CreateJob {
-            params: serde_json::json!({"crf": args.crf, "x264_preset": args.x264_preset}),
+            params,
             chunk_seconds: Some(args.chunk_seconds),
             ..CreateJob::new("video-transcode")
         })
@@ -303,19 +357,31 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .and_then(|f| f["video_chunks"].as_u64())
         .unwrap_or(1);
-    let model = [1u32, 2, 4, 8, 16, 32, 64]
-        .into_iter()
-        .map(|w| {
-            let ideal = plain_wall / f64::from(w) + split + stitch;
-            let bound = plain_wall / f64::from(w).min(video_chunks as f64) + split + stitch;
-            Modelled {
-                devices: w,
-                ideal_secs: ideal,
-                chunk_bound_secs: bound,
-                speedup: plain_wall / bound,
-            }
-        })
-        .collect();
+    let model_of = |plain: f64, split: f64, stitch: f64, chunks: f64| {
+        [1u32, 2, 4, 8, 16, 32, 64, 128]
+            .into_iter()
+            .map(|w| {
+                let ideal = plain / f64::from(w) + split + stitch;
+                let bound = plain / f64::from(w).min(chunks) + split + stitch;
+                Modelled {
+                    devices: w,
+                    ideal_secs: ideal,
+                    chunk_bound_secs: bound,
+                    speedup: plain / bound,
+                    efficiency: plain / bound / f64::from(w),
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let model = model_of(plain_wall, split, stitch, video_chunks as f64);
+    let source_secs = source_frames as f64 / 30.0;
+    let scale = 600.0 / source_secs.max(1e-9);
+    let model_10_minutes = model_of(
+        plain_wall * scale,
+        split * scale,
+        stitch * scale,
+        (video_chunks as f64 * scale).ceil(),
+    );
     let coordinator_cpu = CoordinatorCpu {
         partition: spent("partition", &media),
         validate: spent("validate", &media),
@@ -326,7 +392,15 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         .as_secs_f64();
     let device_cpu =
         children - coordinator_cpu.partition - coordinator_cpu.validate - coordinator_cpu.assemble;
+    let minutes = source_secs / 60.0;
     let figures = TranscodeFigures {
+        codec: format!("{} crf {crf} speed {speed}", args.codec),
+        coordinator_cpu_per_minute: (coordinator_cpu.partition
+            + coordinator_cpu.validate
+            + coordinator_cpu.assemble)
+            / minutes.max(1e-9),
+        serial_secs_per_minute: (split + stitch) / minutes.max(1e-9),
+        model_10_minutes,
         validation_share: coordinator_cpu.validate / device_cpu.max(1e-9),
         device_cpu_secs: device_cpu,
         coordinator_cpu_secs: coordinator_cpu,
@@ -348,8 +422,8 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     } else {
         let f = &figures;
         println!(
-            "transcode benchmark: {} frames, {} video chunks, {} local workers",
-            f.source_frames, f.video_chunks, f.workers
+            "transcode benchmark ({}): {} frames, {} video chunks, {} local workers",
+            f.codec, f.source_frames, f.video_chunks, f.workers
         );
         println!(
             "  {:<8} {:>9} {:>12} {:>8} {:>10}",
@@ -388,6 +462,21 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
             println!(
                 "    W={:<3} ideal {:>7.2} s   chunk-bound {:>7.2} s   speed-up {:>5.2}x",
                 m.devices, m.ideal_secs, m.chunk_bound_secs, m.speedup
+            );
+        }
+        println!(
+            "  coordinator per minute of output: {:.2} CPU s, {:.2} serial s; a 10-minute source \
+             of this kind:",
+            f.coordinator_cpu_per_minute, f.serial_secs_per_minute
+        );
+        for m in f
+            .model_10_minutes
+            .iter()
+            .filter(|m| [8, 32, 128].contains(&m.devices))
+        {
+            println!(
+                "    W={:<3} {:>8.1} s   speed-up {:>6.2}x   parallel efficiency {:.2}",
+                m.devices, m.chunk_bound_secs, m.speedup, m.efficiency
             );
         }
     }

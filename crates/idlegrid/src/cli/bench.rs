@@ -44,12 +44,15 @@ pub struct TranscodeArgs {
     /// Size of the generated clip.
     #[arg(long, default_value = "1920x1080")]
     pub size: String,
-    /// Constant rate factor for both encodes.
-    #[arg(long, default_value_t = 23)]
-    pub crf: u8,
-    /// x264 preset for both encodes.
-    #[arg(long, default_value = "medium")]
-    pub x264_preset: String,
+    /// Video codec of both encodes: h264, hevc, av1 or vp9.
+    #[arg(long, default_value = "h264", value_parser = ["h264", "hevc", "av1", "vp9"])]
+    pub codec: String,
+    /// Constant rate factor for both encodes (default: the codec's, as the grid's).
+    #[arg(long)]
+    pub crf: Option<u8>,
+    /// The codec's speed preset for both encodes (default: the codec's, as the grid's).
+    #[arg(long, alias = "x264-preset")]
+    pub speed: Option<String>,
     /// Seconds of video per chunk.
     #[arg(long, default_value_t = 10.0)]
     pub chunk_seconds: f64,

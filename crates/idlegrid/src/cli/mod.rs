@@ -414,7 +414,8 @@ pub struct SubmitArgs {
 pub struct TranscodeArgs {
     /// The video to transcode (MP4, MKV, MOV, WebM, ...).
     pub input: PathBuf,
-    /// Where to write the MP4.
+    /// Where to write the video; its extension (.mp4, .mov, .mkv, .webm) picks the container
+    /// unless --container does.
     #[arg(short, long, required_unless_present = "hls")]
     pub output: Option<PathBuf>,
     /// Write HLS into this directory instead: a rendition ladder (every standard height up to
@@ -427,16 +428,37 @@ pub struct TranscodeArgs {
     /// Output size as WxH (fitted, aspect kept), instead of --preset.
     #[arg(long, conflicts_with = "preset")]
     pub resolution: Option<String>,
-    /// Constant rate factor, 0-51 (default 23; lower is better and bigger).
+    /// Video codec: h264 (x264), hevc (x265), av1 (SVT-AV1), vp9 (libvpx), or copy to carry
+    /// the video over as it is (default h264).
+    #[arg(long, value_parser = ["h264", "hevc", "av1", "vp9", "copy"])]
+    pub codec: Option<String>,
+    /// Container: mp4, mov, mkv or webm (default: the output's extension, else mp4).
+    #[arg(long, value_parser = ["mp4", "mov", "mkv", "webm"])]
+    pub container: Option<String>,
+    /// Constant rate factor: 0-51 for h264 and hevc, 0-63 for av1 and vp9 (defaults 23, 25, 35,
+    /// 35; lower is better and bigger).
     #[arg(long)]
     pub crf: Option<u8>,
+    /// The codec's speed preset: x264's and x265's names (ultrafast … veryslow), SVT-AV1's 0-13,
+    /// libvpx's cpu-used 0-8 (defaults medium, 8, 4; slower is smaller at the same quality).
+    #[arg(long)]
+    pub speed: Option<String>,
+    /// Audio codec: aac, opus or copy (default aac; opus in webm).
+    #[arg(long, value_parser = ["aac", "opus", "copy"])]
+    pub audio_codec: Option<String>,
+    /// Audio tracks kept: all, first, or languages such as eng,fra (default all).
+    #[arg(long)]
+    pub audio_tracks: Option<String>,
+    /// Leave the source's subtitles out (by default they are carried where the container can).
+    #[arg(long)]
+    pub no_subtitles: bool,
     /// Average video bitrate such as 3M, instead of --crf.
     #[arg(long, conflicts_with = "crf")]
     pub bitrate: Option<String>,
-    /// x264 preset: ultrafast … veryslow (default medium).
-    #[arg(long)]
+    /// x264 preset: ultrafast … veryslow (default medium); --speed says it for every codec.
+    #[arg(long, conflicts_with = "speed")]
     pub x264_preset: Option<String>,
-    /// AAC bitrate such as 128k.
+    /// Audio bitrate such as 128k.
     #[arg(long)]
     pub audio_bitrate: Option<String>,
     /// Output frame rate (default: the source's; a variable rate becomes its average).

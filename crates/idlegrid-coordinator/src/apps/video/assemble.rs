@@ -1,12 +1,16 @@
 //! The `video` assembler: joins each rendition's encoded chunks in order with the concat demuxer
-//! (stream copy), muxes the audio encoded once for the whole file into a `+faststart` MP4, and
-//! checks it before the job may complete: every source frame is there, and the audio lasts as
-//! long as the source's within two AAC frames (the encoder's priming and padding). For an HLS
+//! (stream copy) — or takes the source's video as it is, when transmuxing — muxes the audio
+//! tracks (encoded once each for the whole file, or copied) and the subtitles into the container
+//! asked (`+faststart` for MP4 and MOV), and checks it before the job may complete: every
+//! source frame is there, and every audio track lasts as long as the source's within two AAC
+//! frames (the encoder's priming and padding) or 0.1 s (Opus, copies). For an HLS
 //! job each rendition's MP4 is then cut into segments at its aligned keyframes, and the output
 //! is a tar archive of the renditions' playlists and segments with a master playlist.
 
+use super::params::Container;
+use super::partition::{AUDIO_COPY, SUBTITLES};
 use super::probe::count_packets;
-use super::{probe_stream, readable_output, scratch, tool};
+use super::{probe_stream, readable, readable_output, scratch, tool};
 use crate::apps::plugin::{AssembleError, Assembler};
 use async_trait::async_trait;
 use idlegrid_storage::blobs::BlobStore;
@@ -25,48 +29,171 @@ fn inconsistent(e: impl std::fmt::Display) -> AssembleError {
     AssembleError::Inconsistent(e.to_string())
 }
 
-/// Joins chunk files and the audio into `out` and checks the result against the facts.
-async fn join(
-    chunks: &[PathBuf],
-    audio: Option<&Path>,
+/// Where the output's video comes from.
+enum Video<'a> {
+    /// Encoded chunks, joined in order by stream copy.
+    Chunks(&'a [PathBuf]),
+    /// The source, whose video is copied as it is (transmuxing).
+    Copy(&'a Path),
+}
+
+/// The output's other streams.
+struct Streams<'a> {
+    /// Encoded audio tracks, one per file, in order.
+    audio: &'a [PathBuf],
+    /// Audio tracks carried over as they are, all in one file.
+    audio_copy: Option<&'a Path>,
+    /// Subtitle tracks carried over, all in one file.
+    subtitles: Option<&'a Path>,
+}
+
+/// FFmpeg arguments muxing `video` and `streams` into `out` as `container`. Nothing of the
+/// devices' files but their coded streams reaches the output: their tags are dropped, and the
+/// languages are set from the source's (checked when probed).
+fn mux_args(
+    video: &Video,
+    list_path: &Path,
+    streams: &Streams,
     facts: &serde_json::Value,
-    dir: &Path,
+    container: Container,
     out: &Path,
-) -> Result<(), AssembleError> {
-    let list: String = chunks
-        .iter()
-        // The concat demuxer's quoting: a quote inside becomes '\''.
-        .map(|c| {
-            format!(
-                "file '{}'\n",
-                c.display().to_string().replace('\'', "'\\''")
-            )
-        })
-        .collect();
-    let list_path = dir.join(format!(
-        "{}.txt",
-        out.file_stem().unwrap_or_default().to_string_lossy()
-    ));
-    std::fs::write(&list_path, list)
-        .map_err(|e| inconsistent(format!("writing the chunk list: {e}")))?;
-    let mut args: Vec<String> = [
-        "-nostdin", "-v", "error", "-f", "concat", "-safe", "0", "-i",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.push(list_path.to_string_lossy().into_owned());
-    if let Some(audio) = audio {
-        args.extend(["-i".into(), audio.to_string_lossy().into_owned()]);
-        args.extend(["-map", "0:v:0", "-map", "1:a:0"].map(String::from));
+) -> Vec<String> {
+    let mut args: Vec<String> = ["-nostdin", "-v", "error"].map(String::from).to_vec();
+    let output = &facts["output"];
+    // Where each input starts in the output (jobs split before offsets were kept: all at 0).
+    let offset = |value: &serde_json::Value| value.as_f64().filter(|o| o.is_finite());
+    let input = |args: &mut Vec<String>, offset: Option<f64>, file: &Path| {
+        if let Some(o) = offset.filter(|o| *o != 0.0) {
+            args.extend(["-itsoffset".into(), format!("{o:.6}")]);
+        }
+        args.extend(["-i".into(), file.to_string_lossy().into_owned()]);
+    };
+    match video {
+        Video::Chunks(_) => {
+            args.extend(["-f", "concat", "-safe", "0"].map(String::from));
+            input(&mut args, offset(&output["video_offset"]), list_path);
+        }
+        Video::Copy(source) => input(&mut args, offset(&output["source_offset"]), source),
     }
-    args.extend(["-c", "copy"].map(String::from));
+    let mut maps = vec!["0:v:0".to_string()];
+    let mut next = 1;
+    for (k, file) in streams.audio.iter().enumerate() {
+        input(
+            &mut args,
+            offset(&output["audio_tracks"][k]["offset"]),
+            file,
+        );
+        maps.push(format!("{next}:a:0"));
+        next += 1;
+    }
+    if let Some(file) = streams.audio_copy {
+        input(&mut args, offset(&output["copies_offset"]), file);
+        maps.push(format!("{next}:a"));
+        next += 1;
+    }
+    if let Some(file) = streams.subtitles {
+        input(&mut args, offset(&output["copies_offset"]), file);
+        maps.push(format!("{next}:s"));
+    }
+    for map in maps {
+        args.extend(["-map".into(), map]);
+    }
+    args.extend(["-c", "copy", "-map_metadata", "-1", "-map_metadata:s", "-1"].map(String::from));
+    if streams.subtitles.is_some() {
+        args.extend(["-c:s".into(), container.subtitle_codec().into()]);
+    }
+    let languages = |kind: &str| {
+        facts["output"][kind]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| t["language"].as_str().unwrap_or("und").to_string())
+            .collect::<Vec<_>>()
+    };
+    for (kind, spec) in [("audio_tracks", "a"), ("subtitles", "s")] {
+        for (k, language) in languages(kind).iter().enumerate() {
+            args.push(format!("-metadata:s:{spec}:{k}"));
+            args.push(format!("language={language}"));
+        }
+    }
     let rotation = facts["rotation"].as_i64().unwrap_or(0);
     if rotation != 0 {
         args.push("-metadata:s:v:0".into());
         args.push(format!("rotate={}", rotation.rem_euclid(360)));
     }
-    args.extend(["-movflags", "+faststart", "-f", "mp4"].map(String::from));
+    if matches!(container, Container::Mp4 | Container::Mov) {
+        if facts["output"]["codec"] == "hevc" {
+            // The tag Apple's players ask for.
+            args.extend(["-tag:v", "hvc1"].map(String::from));
+        }
+        args.extend(["-movflags", "+faststart"].map(String::from));
+    }
+    args.extend(["-f".into(), container.muxer().into()]);
     args.push(out.to_string_lossy().into_owned());
+    args
+}
+
+/// When a file's `k`th audio stream ends, in seconds: its last packet's time and length (read
+/// without decoding, the same way in every container).
+async fn audio_end(path: &Path, k: usize) -> Result<f64, String> {
+    let out = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            &format!("a:{k}"),
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+            &path.to_string_lossy(),
+        ],
+    )
+    .await?;
+    out.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(',');
+            let pts: f64 = fields.next()?.trim().parse().ok()?;
+            let duration: f64 = fields.next()?.trim().parse().unwrap_or(0.0);
+            Some(pts + duration)
+        })
+        .fold(None, |end: Option<f64>, t| {
+            Some(end.map_or(t, |e| e.max(t)))
+        })
+        .ok_or_else(|| format!("audio track {} has no packets", k + 1))
+}
+
+/// Joins the video and the other streams into `out` and checks the result against the facts:
+/// every source frame, and every audio track as long as the source's.
+async fn join(
+    video: Video<'_>,
+    streams: &Streams<'_>,
+    facts: &serde_json::Value,
+    container: Container,
+    dir: &Path,
+    out: &Path,
+) -> Result<(), AssembleError> {
+    let list_path = dir.join(format!(
+        "{}.txt",
+        out.file_stem().unwrap_or_default().to_string_lossy()
+    ));
+    if let Video::Chunks(chunks) = &video {
+        let list: String = chunks
+            .iter()
+            // The concat demuxer's quoting: a quote inside becomes '\''.
+            .map(|c| {
+                format!(
+                    "file '{}'\n",
+                    c.display().to_string().replace('\'', "'\\''")
+                )
+            })
+            .collect();
+        std::fs::write(&list_path, list)
+            .map_err(|e| inconsistent(format!("writing the chunk list: {e}")))?;
+    }
+    let args = mux_args(&video, &list_path, streams, facts, container, out);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     tool("ffmpeg", &args)
         .await
@@ -79,23 +206,26 @@ async fn join(
             "the joined video has {frames} frames, the source {expected}"
         )));
     }
-    if audio.is_some() {
-        let stream = probe_stream(out, "a:0", "duration,sample_rate", &[])
-            .await
-            .map_err(inconsistent)?;
-        let duration: f64 = stream["duration"]
-            .as_str()
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0.0);
-        let rate: f64 = stream["sample_rate"]
-            .as_str()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(48_000.0);
-        let source = facts["audio_duration"].as_f64().unwrap_or(duration);
-        let tolerance = 2.0 * 1024.0 / rate;
-        if (duration - source).abs() > tolerance {
+    let tracks = facts["output"]["audio_tracks"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let aac = facts["output"]["audio_codec"]
+        .as_str()
+        .is_none_or(|c| c == "aac");
+    for (k, track) in tracks.iter().enumerate() {
+        let end = audio_end(out, k).await.map_err(inconsistent)?;
+        let source = track["duration"]
+            .as_f64()
+            .or(facts["audio_duration"].as_f64())
+            .map_or(end, |d| d + track["offset"].as_f64().unwrap_or(0.0));
+        // AAC: two frames of priming and padding; Opus and copies: its 20 ms frames and the
+        // containers' rounding.
+        let tolerance = if aac { 2.0 * 1024.0 / 44_100.0 } else { 0.1 };
+        if (end - source).abs() > tolerance {
             return Err(inconsistent(format!(
-                "the output's audio lasts {duration:.3} s, the source's {source:.3} s"
+                "the output's audio track {} lasts {end:.3} s, the source's {source:.3} s",
+                k + 1
             )));
         }
     }
@@ -210,12 +340,20 @@ impl Assembler for VideoAssembler {
                 facts["output"]["height"].as_u64().unwrap_or(0),
             )],
         };
-        let has_audio = facts["output"]["audio"].as_bool().unwrap_or(false);
+        let audio_tracks = facts["output"]["audio_tracks"]
+            .as_array()
+            .map(Vec::len)
+            // Jobs split before tracks were listed kept the first, when there was one.
+            .unwrap_or(usize::from(
+                facts["output"]["audio"].as_bool().unwrap_or(false),
+            )) as u64;
+        let audio_copy = facts["output"]["audio_codec"] == "copy";
+        let audio_tasks = if audio_copy { 0 } else { audio_tracks };
         let video_tasks = video_chunks * sizes.len() as u64;
         let total = job.chunks_total.unwrap_or(0);
         let outputs: Vec<(u64, OutputRef)> =
             store.accepted_outputs(job.id, 0, total as u32 + 1).await?;
-        if outputs.len() as u64 != total || total != video_tasks + u64::from(has_audio) {
+        if outputs.len() as u64 != total || total != video_tasks + audio_tasks {
             return Err(inconsistent(format!(
                 "{} of {total} chunks have accepted outputs",
                 outputs.len()
@@ -223,15 +361,67 @@ impl Assembler for VideoAssembler {
         }
         let dir = scratch()?;
         let mut chunk_files = Vec::with_capacity(video_tasks as usize);
-        let mut audio = None;
+        let mut audio = Vec::new();
         for (index, output) in &outputs {
             if *index < video_tasks {
                 let copy = dir.path().join(format!("{index:05}.mkv"));
                 chunk_files.push(readable_output(blobs.as_ref(), output, &copy).await?);
             } else {
-                let copy = dir.path().join("audio.m4a");
-                audio = Some(readable_output(blobs.as_ref(), output, &copy).await?);
+                let copy = dir
+                    .path()
+                    .join(format!("audio-{}.m4a", index - video_tasks));
+                audio.push(readable_output(blobs.as_ref(), output, &copy).await?);
             }
+        }
+        let scratch_dir = dir.path();
+        let work_file = |name: &'static str| async move {
+            let copy = scratch_dir.join(name);
+            readable(
+                blobs.as_ref(),
+                &crate::blob_keys::chunk(job.id, name),
+                &copy,
+            )
+            .await
+        };
+        let audio_copy_file = if audio_copy && audio_tracks > 0 {
+            Some(work_file(AUDIO_COPY).await?)
+        } else {
+            None
+        };
+        let subtitles = facts["output"]["subtitles"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty());
+        let subtitles_file = if subtitles {
+            Some(work_file(SUBTITLES).await?)
+        } else {
+            None
+        };
+        let streams = Streams {
+            audio: &audio,
+            audio_copy: audio_copy_file.as_deref(),
+            subtitles: subtitles_file.as_deref(),
+        };
+        let container = facts["output"]["container"]
+            .as_str()
+            .and_then(Container::from_name)
+            .unwrap_or(Container::Mp4);
+        if facts["output"]["video_copy"] == true {
+            let input = job
+                .input
+                .as_ref()
+                .ok_or_else(|| inconsistent("the job's input is gone"))?;
+            let source = readable(blobs.as_ref(), &input.key, &dir.path().join("source")).await?;
+            let out = dir.path().join("output");
+            join(
+                Video::Copy(&source),
+                &streams,
+                &facts,
+                container,
+                dir.path(),
+                &out,
+            )
+            .await?;
+            return Ok(blobs.put_file(output_key, &out).await?);
         }
         // Tasks are numbered chunk by chunk (chunk i, rendition r is i × renditions + r);
         // jobs split before that numbered them rendition by rendition.
@@ -248,13 +438,23 @@ impl Assembler for VideoAssembler {
                     chunk_files[index].clone()
                 })
                 .collect();
-            let out = dir.path().join(format!("rendition-{rendition}.mp4"));
-            join(&chunks, audio.as_deref(), &facts, dir.path(), &out).await?;
+            let out = dir
+                .path()
+                .join(format!("rendition-{rendition}.{}", container.name()));
+            join(
+                Video::Chunks(&chunks),
+                &streams,
+                &facts,
+                container,
+                dir.path(),
+                &out,
+            )
+            .await?;
             let (w, h) = sizes[rendition];
             renditions.push((out, w, h));
         }
         let output = if facts["hls"].is_object() {
-            package_hls(&renditions, audio.is_some(), &facts, dir.path()).await?
+            package_hls(&renditions, !audio.is_empty(), &facts, dir.path()).await?
         } else {
             renditions.swap_remove(0).0
         };

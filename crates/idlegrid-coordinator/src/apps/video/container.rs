@@ -5,8 +5,8 @@
 //! result it checks.
 //!
 //! The file is untrusted: the demuxer bounds every size it reads by the file's own, and the
-//! only thing parsed beyond the container is the H.264 sequence parameter set, for the pixel
-//! format.
+//! only things parsed beyond the container are what says the pixel format: the H.264 sequence
+//! parameter set, the HEVC and AV1 configuration records, and a VP9 frame's profile bits.
 
 use matroska_demuxer::{Frame, MatroskaFile, TrackType};
 use std::path::Path;
@@ -14,14 +14,16 @@ use std::path::Path;
 /// A video file's first video track as the validator reads it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameTable {
-    /// Codec name (`h264`, or the container's codec id for anything else).
+    /// Codec name (`h264`, `hevc`, `av1`, `vp9`, or the container's codec id for anything
+    /// else).
     pub codec: String,
     /// Width in pixels, as the container says.
     pub width: u32,
     /// Height in pixels, as the container says.
     pub height: u32,
     /// Pixel format, as FFmpeg names it (`yuv420p`, `yuv444p10`...), from the H.264 sequence
-    /// parameter set; `unknown` for other codecs.
+    /// parameter set, the HEVC and AV1 configuration records or a VP9 frame; `unknown` for
+    /// other codecs.
     pub pix_fmt: String,
     /// Whether frames are shown in another order than they are stored (B-frames).
     pub reordered: bool,
@@ -75,16 +77,15 @@ fn read(path: &Path) -> Result<FrameTable, String> {
             u32::try_from(v.pixel_height().get()).unwrap_or(u32::MAX),
         )
     });
-    let (codec, pix_fmt) = match track.codec_id() {
-        "V_MPEG4/ISO/AVC" => (
-            "h264".to_string(),
-            track
-                .codec_private()
-                .and_then(avc_pixel_format)
-                .unwrap_or_else(|| "unknown".into()),
-        ),
-        other => (other.to_string(), "unknown".to_string()),
+    let private = track.codec_private();
+    let (codec, mut pix_fmt) = match track.codec_id() {
+        "V_MPEG4/ISO/AVC" => ("h264", private.and_then(avc_pixel_format)),
+        "V_MPEGH/ISO/HEVC" => ("hevc", private.and_then(hevc_pixel_format)),
+        "V_AV1" => ("av1", private.and_then(av1_pixel_format)),
+        "V_VP9" => ("vp9", None),
+        other => (other, None),
     };
+    let codec = codec.to_string();
     let scale = mkv.info().timestamp_scale().get() as f64 / 1e9;
     let mut frames: Vec<(u64, bool)> = Vec::new();
     let mut frame = Frame::default();
@@ -95,6 +96,9 @@ fn read(path: &Path) -> Result<FrameTable, String> {
     {
         if frame.track != number {
             continue;
+        }
+        if frames.is_empty() && codec == "vp9" {
+            pix_fmt = vp9_pixel_format(&frame.data);
         }
         reordered |= latest.is_some_and(|t| frame.timestamp < t);
         latest = latest.max(Some(frame.timestamp));
@@ -108,7 +112,7 @@ fn read(path: &Path) -> Result<FrameTable, String> {
         codec,
         width,
         height,
-        pix_fmt,
+        pix_fmt: pix_fmt.unwrap_or_else(|| "unknown".into()),
         reordered,
         keys: frames
             .iter()
@@ -163,6 +167,12 @@ fn avc_pixel_format(avcc: &[u8]) -> Option<String> {
     } else {
         (1, 8)
     };
+    pixel_format(chroma, depth)
+}
+
+/// FFmpeg's name of a pixel format from its chroma format (0 grey, 1 4:2:0, 2 4:2:2,
+/// 3 4:4:4) and bit depth.
+fn pixel_format(chroma: u32, depth: u32) -> Option<String> {
     let base = match chroma {
         0 => "gray",
         1 => "yuv420p",
@@ -174,6 +184,50 @@ fn avc_pixel_format(avcc: &[u8]) -> Option<String> {
         base.to_string()
     } else {
         format!("{base}{depth}")
+    })
+}
+
+/// The pixel format of an HEVC stream, from its `hvcC` record (ISO/IEC 14496-15): the chroma
+/// format in byte 16 and the luma bit depth in byte 17.
+fn hevc_pixel_format(hvcc: &[u8]) -> Option<String> {
+    if hvcc.len() < 23 || hvcc[0] != 1 {
+        return None;
+    }
+    pixel_format(u32::from(hvcc[16] & 3), 8 + u32::from(hvcc[17] & 7))
+}
+
+/// The pixel format of an AV1 stream, from its `av1C` record: bit depth, monochrome and chroma
+/// subsampling in byte 2.
+fn av1_pixel_format(av1c: &[u8]) -> Option<String> {
+    if av1c.len() < 4 || av1c[0] != 0x81 {
+        return None;
+    }
+    let flags = av1c[2];
+    let depth = match (flags & 0x40 != 0, flags & 0x20 != 0) {
+        (false, _) => 8,
+        (true, false) => 10,
+        (true, true) => 12,
+    };
+    let chroma = match (flags & 0x10 != 0, flags & 0x08 != 0, flags & 0x04 != 0) {
+        (true, _, _) => 0,
+        (false, true, true) => 1,
+        (false, true, false) => 2,
+        (false, false, _) => 3,
+    };
+    pixel_format(chroma, depth)
+}
+
+/// The pixel format of a VP9 stream from its first frame's profile: profile 0 is 8-bit
+/// 4:2:0; the others (4:2:2 and 4:4:4, or 10 and 12 bits) are named by profile only.
+fn vp9_pixel_format(frame: &[u8]) -> Option<String> {
+    let first = *frame.first()?;
+    if first >> 6 != 0b10 {
+        return None;
+    }
+    let profile = ((first >> 4) & 1) << 1 | ((first >> 5) & 1);
+    Some(match profile {
+        0 => "yuv420p".to_string(),
+        other => format!("vp9 profile {other}"),
     })
 }
 
@@ -262,6 +316,81 @@ mod tests {
         let wide = ["-c:v", "libx264", "-pix_fmt", "yuv444p"];
         let table = read(&encode(dir.path(), "b.mkv", &wide)).unwrap();
         assert_eq!(table.pix_fmt, "yuv444p");
+        for (name, args, codec) in [
+            (
+                "h.mkv",
+                &["-c:v", "libx265", "-x265-params", "log-level=error"][..],
+                "hevc",
+            ),
+            // SVT-AV1 takes nothing smaller than 64×64.
+            (
+                "av1.mkv",
+                &["-c:v", "libsvtav1", "-vf", "scale=64:64"][..],
+                "av1",
+            ),
+            (
+                "v.mkv",
+                &["-c:v", "libvpx-vp9", "-cpu-used", "8"][..],
+                "vp9",
+            ),
+        ] {
+            let mut args = args.to_vec();
+            args.extend(["-pix_fmt", "yuv420p"]);
+            let table = read(&encode(dir.path(), name, &args)).unwrap();
+            assert_eq!(
+                (table.codec.as_str(), table.pix_fmt.as_str()),
+                (codec, "yuv420p")
+            );
+            assert_eq!(table.times.len(), 12, "{codec}");
+            assert_eq!(table.keys.first(), Some(&0), "{codec}");
+        }
+        for (name, args, codec, format) in [
+            (
+                "h10.mkv",
+                &[
+                    "-c:v",
+                    "libx265",
+                    "-x265-params",
+                    "log-level=error",
+                    "-pix_fmt",
+                    "yuv420p10le",
+                ][..],
+                "hevc",
+                "yuv420p10",
+            ),
+            (
+                "a10.mkv",
+                &[
+                    "-c:v",
+                    "libsvtav1",
+                    "-vf",
+                    "scale=64:64",
+                    "-pix_fmt",
+                    "yuv420p10le",
+                ][..],
+                "av1",
+                "yuv420p10",
+            ),
+            (
+                "v444.mkv",
+                &[
+                    "-c:v",
+                    "libvpx-vp9",
+                    "-cpu-used",
+                    "8",
+                    "-pix_fmt",
+                    "yuv444p",
+                ][..],
+                "vp9",
+                "vp9 profile 1",
+            ),
+        ] {
+            let table = read(&encode(dir.path(), name, args)).unwrap();
+            assert_eq!(
+                (table.codec.as_str(), table.pix_fmt.as_str()),
+                (codec, format)
+            );
+        }
         let other = ["-c:v", "mpeg4"];
         let table = read(&encode(dir.path(), "c.mkv", &other)).unwrap();
         assert_eq!(table.codec, "V_MPEG4/ISO/ASP");

@@ -3,11 +3,14 @@
 //! into when the customer does not fix it.
 //!
 //! One 1080p frame encoded with x264's `medium` preset is [`MS_PER_1080P_FRAME`] of work on
-//! the reference device; other sizes scale with their pixels and other presets by x264's
-//! relative speed. Each task adds [`MS_PER_TASK`] for its start-up (download, FFmpeg starting,
+//! the reference device; other sizes scale with their pixels, other presets by x264's relative
+//! speed, and other codecs by their encoders' speed against x264's (measured on two cores of
+//! this project's machines with the task script's settings: x265 `medium` pinned to SSE4 2.2×,
+//! SVT-AV1 preset 8 2.3× and preset 6 4.8×, libvpx-vp9 `cpu-used` 4 1.7×; the other presets
+//! are interpolated from those and the encoders' documented steps). Each task adds [`MS_PER_TASK`] for its start-up (download, FFmpeg starting,
 //! upload); the audio task costs [`MS_PER_AUDIO_SECOND`] per second of audio.
 
-use super::params::VideoParams;
+use super::params::{AudioCodec, VideoCodec, VideoParams};
 use crate::apps::plugin::{Plan, Workload};
 
 /// Work of one 1920×1080 frame at preset `medium` (reference core-ms).
@@ -35,16 +38,45 @@ fn preset_factor(preset: &str) -> f64 {
     }
 }
 
-/// Work of one output frame of `width`×`height` at `preset`.
-fn frame_ms(width: u32, height: u32, preset: &str) -> f64 {
+/// An encoder's time per frame at `preset`, relative to x264's `medium`.
+fn codec_factor(codec: VideoCodec, preset: &str) -> f64 {
+    match codec {
+        VideoCodec::H264 => preset_factor(preset),
+        VideoCodec::Hevc => 2.2 * preset_factor(preset),
+        VideoCodec::Av1 => {
+            const SVT: [f64; 14] = [
+                140.0, 70.0, 35.0, 18.0, 10.0, 7.0, 4.8, 3.3, 2.3, 1.4, 0.8, 0.6, 0.4, 0.3,
+            ];
+            preset
+                .parse::<usize>()
+                .ok()
+                .and_then(|p| SVT.get(p))
+                .copied()
+                .unwrap_or(2.3)
+        }
+        VideoCodec::Vp9 => {
+            const VPX: [f64; 9] = [12.0, 7.0, 4.0, 2.5, 1.7, 1.3, 1.0, 0.8, 0.6];
+            preset
+                .parse::<usize>()
+                .ok()
+                .and_then(|p| VPX.get(p))
+                .copied()
+                .unwrap_or(1.7)
+        }
+        VideoCodec::Copy => 0.0,
+    }
+}
+
+/// Work of one output frame of `width`×`height` with the job's encoder.
+fn frame_ms(width: u32, height: u32, params: &VideoParams) -> f64 {
     f64::from(width) * f64::from(height) / (1920.0 * 1080.0)
         * MS_PER_1080P_FRAME
-        * preset_factor(preset)
+        * codec_factor(params.video_codec, &params.encoder.preset)
 }
 
 /// Work of encoding `frames` frames into one rendition.
-pub fn video_task_ms(frames: u64, (width, height): (u32, u32), preset: &str) -> i64 {
-    MS_PER_TASK + (frames as f64 * frame_ms(width, height, preset)).ceil() as i64
+pub fn video_task_ms(frames: u64, (width, height): (u32, u32), params: &VideoParams) -> i64 {
+    MS_PER_TASK + (frames as f64 * frame_ms(width, height, params)).ceil() as i64
 }
 
 /// Work of encoding `seconds` of audio.
@@ -77,9 +109,12 @@ pub fn workload(
     seconds: Option<f64>,
     plan: &Plan,
 ) -> (f64, Workload) {
-    let sizes = params.output_sizes(source.width, source.height);
-    let preset = params.encoder.preset.as_str();
-    let per_frame: f64 = sizes.iter().map(|&(w, h)| frame_ms(w, h, preset)).sum();
+    let sizes = if params.video_codec == VideoCodec::Copy {
+        Vec::new()
+    } else {
+        params.output_sizes(source.width, source.height)
+    };
+    let per_frame: f64 = sizes.iter().map(|&(w, h)| frame_ms(w, h, params)).sum();
     let source_fps = if source.fps > 0.0 { source.fps } else { 30.0 };
     let duration = source.frames as f64 / source_fps;
     // A frame rate asked for changes how many frames are encoded.
@@ -90,7 +125,7 @@ pub fn workload(
         // The heaviest rendition's task is what must fit the plan's work per chunk.
         let heaviest = sizes
             .iter()
-            .map(|&(w, h)| frame_ms(w, h, preset))
+            .map(|&(w, h)| frame_ms(w, h, params))
             .fold(0.0, f64::max)
             * fps;
         let target = plan.chunk_work_ms(video_ms) as f64;
@@ -98,11 +133,12 @@ pub fn workload(
     });
     let chunks = (duration / seconds).ceil().max(1.0) as u64 + 1;
     let tasks = chunks * sizes.len() as u64;
-    let audio = (source.audio_secs > 0.0).then(|| audio_task_ms(source.audio_secs));
+    let audio = (source.audio_secs > 0.0 && params.audio_codec != AudioCodec::Copy)
+        .then(|| audio_task_ms(source.audio_secs));
     let largest_frames = (2.0 * seconds * fps).ceil() as u64;
     let largest = sizes
         .iter()
-        .map(|&size| video_task_ms(largest_frames.min(frames), size, preset))
+        .map(|&size| video_task_ms(largest_frames.min(frames), size, params))
         .max()
         .unwrap_or(0)
         .max(audio.unwrap_or(0));
@@ -156,7 +192,7 @@ mod tests {
         );
         assert_eq!(
             work.largest_chunk_ms,
-            video_task_ms(600, (1920, 1080), "medium")
+            video_task_ms(600, (1920, 1080), &params)
         );
     }
 
@@ -171,5 +207,23 @@ mod tests {
         let (_, fast_work) = workload(&params, &minute_1080p(), Some(10.0), &plan(4));
         let (_, slow_work) = workload(&slow, &minute_1080p(), Some(10.0), &plan(4));
         assert!(slow_work.work_ms > 4 * fast_work.work_ms);
+    }
+
+    #[test]
+    fn codecs_cost_what_their_encoders_take_and_copies_cost_no_encoding() {
+        let work = |params: serde_json::Value| {
+            let params = VideoParams::parse(&params).unwrap();
+            workload(&params, &minute_1080p(), Some(10.0), &plan(4)).1
+        };
+        let h264 = work(json!({}));
+        let av1 = work(json!({"video_codec": "av1", "container": "mkv"}));
+        let av1_slow = work(json!({"video_codec": "av1", "speed": 4, "container": "mkv"}));
+        let hevc = work(json!({"video_codec": "hevc"}));
+        assert!(av1.work_ms > 2 * h264.work_ms && av1_slow.work_ms > 4 * av1.work_ms);
+        assert!(hevc.work_ms > 2 * h264.work_ms);
+        let copy = work(json!({"video_codec": "copy"}));
+        assert_eq!((copy.chunks, copy.work_ms), (1, audio_task_ms(60.0)));
+        let transmux = work(json!({"video_codec": "copy", "audio_codec": "copy"}));
+        assert_eq!((transmux.chunks, transmux.work_ms), (0, 0));
     }
 }

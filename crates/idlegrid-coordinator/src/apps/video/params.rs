@@ -4,14 +4,258 @@
 //! ```json
 //! {"preset": "720p", "crf": 23, "fps": 25, "x264_preset": "medium", "profile": "high", "level": "4.1",
 //!  "bitrate": "3M", "maxrate": "4M", "bufsize": "8M",
+//!  "video_codec": "h264", "speed": "medium", "container": "mp4",
+//!  "audio_codec": "aac", "audio_tracks": "all", "subtitles": true,
 //!  "audio_bitrate": "128k", "audio_channels": 2, "audio_sample_rate": 48000}
 //! ```
+//! `video_codec` is `h264` (x264), `hevc` (x265), `av1` (SVT-AV1), `vp9` (libvpx) or `copy`
+//! (the video is carried over as it is: transmuxing). `speed` is the codec's own preset: x264's
+//! and x265's names, SVT-AV1's 0 (slowest) to 13, libvpx's `cpu-used` 0 to 8. `container` is
+//! `mp4`, `mov`, `mkv` or `webm`, with the codecs each can carry ([`check_combination`]).
+//! `audio_codec` is `aac`, `opus` or `copy`; `audio_tracks` is `all`, `first` or a list of
+//! languages (`["eng", "fra"]`).
 //! `preset` (or `resolution`) is one of `1080p`, `720p`, `480p`, `360p`, `source` or `WxH`;
 //! outputs are never upscaled and never larger than 1920×1080's pixel count.
 //! `"hls": true` asks for HLS instead of one MP4: a rendition ladder (`"ladder": ["720p",
 //! "480p"]`, by default every standard height up to the output's) with a master playlist.
 
 use serde::{Deserialize, Serialize};
+
+/// Video codecs the grid encodes to, and `Copy` (the source's video carried over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// H.264 with x264.
+    H264,
+    /// HEVC with x265.
+    Hevc,
+    /// AV1 with SVT-AV1.
+    Av1,
+    /// VP9 with libvpx.
+    Vp9,
+    /// No encoding: the source's video stream is copied (transmuxing).
+    Copy,
+}
+
+impl VideoCodec {
+    /// The name customers use and the task script and the records see.
+    pub fn name(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => "h264",
+            VideoCodec::Hevc => "hevc",
+            VideoCodec::Av1 => "av1",
+            VideoCodec::Vp9 => "vp9",
+            VideoCodec::Copy => "copy",
+        }
+    }
+
+    /// FFmpeg's encoder for it.
+    pub fn encoder(self) -> Option<&'static str> {
+        match self {
+            VideoCodec::H264 => Some("libx264"),
+            VideoCodec::Hevc => Some("libx265"),
+            VideoCodec::Av1 => Some("libsvtav1"),
+            VideoCodec::Vp9 => Some("libvpx-vp9"),
+            VideoCodec::Copy => None,
+        }
+    }
+
+    /// The constant rate factors the encoder takes, and its default (about the same quality
+    /// as x264's 23 on ordinary footage).
+    fn crf_range(self) -> (u8, u8, u8) {
+        match self {
+            VideoCodec::H264 | VideoCodec::Copy => (0, 51, 23),
+            VideoCodec::Hevc => (0, 51, 25),
+            VideoCodec::Av1 => (1, 63, 35),
+            VideoCodec::Vp9 => (0, 63, 35),
+        }
+    }
+
+    /// The speed presets the encoder takes, slowest last for names, and its default.
+    fn speeds(self) -> (&'static [&'static str], &'static str) {
+        const SVT: [&str; 14] = [
+            "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13",
+        ];
+        const VPX: [&str; 9] = ["0", "1", "2", "3", "4", "5", "6", "7", "8"];
+        match self {
+            VideoCodec::H264 | VideoCodec::Hevc | VideoCodec::Copy => (&X264_PRESETS, "medium"),
+            VideoCodec::Av1 => (&SVT, "8"),
+            VideoCodec::Vp9 => (&VPX, "4"),
+        }
+    }
+}
+
+/// Output containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    /// MPEG-4 Part 14, with `+faststart`.
+    Mp4,
+    /// QuickTime.
+    Mov,
+    /// Matroska.
+    Mkv,
+    /// WebM (Matroska for VP9/AV1 with Opus).
+    Webm,
+}
+
+impl Container {
+    /// The name customers use, and the output's file extension.
+    pub fn name(self) -> &'static str {
+        match self {
+            Container::Mp4 => "mp4",
+            Container::Mov => "mov",
+            Container::Mkv => "mkv",
+            Container::Webm => "webm",
+        }
+    }
+
+    /// FFmpeg's muxer for it.
+    pub fn muxer(self) -> &'static str {
+        match self {
+            Container::Mp4 => "mp4",
+            Container::Mov => "mov",
+            Container::Mkv => "matroska",
+            Container::Webm => "webm",
+        }
+    }
+
+    /// The container named `name` (as in the records' facts).
+    pub fn from_name(name: &str) -> Option<Container> {
+        [
+            Container::Mp4,
+            Container::Mov,
+            Container::Mkv,
+            Container::Webm,
+        ]
+        .into_iter()
+        .find(|c| c.name() == name)
+    }
+
+    /// Whether it carries video coded with `codec` (FFmpeg's codec name, the source's when
+    /// copying).
+    pub fn carries_video(self, codec: &str) -> bool {
+        match self {
+            Container::Mkv => true,
+            Container::Webm => matches!(codec, "vp9" | "av1" | "vp8"),
+            Container::Mp4 => matches!(codec, "h264" | "hevc" | "av1" | "vp9" | "mpeg4"),
+            Container::Mov => matches!(codec, "h264" | "hevc" | "mpeg4" | "prores" | "mjpeg"),
+        }
+    }
+
+    /// Whether it carries audio coded with `codec` (FFmpeg's codec name).
+    pub fn carries_audio(self, codec: &str) -> bool {
+        match self {
+            Container::Mkv => true,
+            Container::Webm => matches!(codec, "opus" | "vorbis"),
+            Container::Mp4 => matches!(codec, "aac" | "opus" | "mp3" | "ac3" | "eac3" | "alac"),
+            Container::Mov => {
+                matches!(codec, "aac" | "mp3" | "ac3" | "alac") || codec.starts_with("pcm_")
+            }
+        }
+    }
+
+    /// The subtitle format text subtitles are carried in, or `None` where it has none.
+    pub fn subtitle_codec(self) -> &'static str {
+        match self {
+            Container::Mp4 | Container::Mov => "mov_text",
+            Container::Mkv => "copy",
+            Container::Webm => "webvtt",
+        }
+    }
+}
+
+/// Audio codecs of the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioCodec {
+    /// AAC-LC with FFmpeg's encoder.
+    Aac,
+    /// Opus with libopus.
+    Opus,
+    /// The source's audio carried over as it is.
+    Copy,
+}
+
+impl AudioCodec {
+    /// The name customers use, and FFmpeg's codec name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AudioCodec::Aac => "aac",
+            AudioCodec::Opus => "opus",
+            AudioCodec::Copy => "copy",
+        }
+    }
+
+    /// FFmpeg's encoder for it.
+    pub fn encoder(self) -> Option<&'static str> {
+        match self {
+            AudioCodec::Aac => Some("aac"),
+            AudioCodec::Opus => Some("libopus"),
+            AudioCodec::Copy => None,
+        }
+    }
+}
+
+/// Which of the source's audio tracks the output keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioTracks {
+    /// Every one, in order.
+    All,
+    /// The first only.
+    First,
+    /// Those in these languages (ISO 639-2 codes as the source tags them), in source order.
+    Languages(Vec<String>),
+}
+
+impl AudioTracks {
+    /// Whether the track tagged `language` (or untagged) at `position` is kept.
+    pub fn keeps(&self, position: usize, language: Option<&str>) -> bool {
+        match self {
+            AudioTracks::All => true,
+            AudioTracks::First => position == 0,
+            AudioTracks::Languages(wanted) => {
+                language.is_some_and(|l| wanted.iter().any(|w| w.eq_ignore_ascii_case(l)))
+            }
+        }
+    }
+}
+
+/// Checks that `container` carries the codecs asked; the error names the valid choices.
+pub fn check_combination(
+    video: VideoCodec,
+    audio: AudioCodec,
+    container: Container,
+) -> Result<(), String> {
+    if video != VideoCodec::Copy && !container.carries_video(video.name()) {
+        let fitting: Vec<&str> = [
+            VideoCodec::H264,
+            VideoCodec::Hevc,
+            VideoCodec::Av1,
+            VideoCodec::Vp9,
+        ]
+        .iter()
+        .filter(|c| container.carries_video(c.name()))
+        .map(|c| c.name())
+        .collect();
+        return Err(format!(
+            "a {} file cannot carry {} video: choose {} (or another container)",
+            container.name(),
+            video.name(),
+            fitting.join(", ")
+        ));
+    }
+    if audio != AudioCodec::Copy && !container.carries_audio(audio.name()) {
+        return Err(format!(
+            "a {} file cannot carry {} audio: choose {}",
+            container.name(),
+            audio.name(),
+            if container.carries_audio("aac") {
+                "aac"
+            } else {
+                "opus"
+            }
+        ));
+    }
+    Ok(())
+}
 
 /// What the customer asked for, checked.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +268,16 @@ pub struct VideoParams {
     pub hls_ladder: Option<Vec<u32>>,
     /// Output frame rate; `None` keeps the source's.
     pub fps: Option<f64>,
+    /// The video codec.
+    pub video_codec: VideoCodec,
+    /// The output container (MP4 for HLS renditions).
+    pub container: Container,
+    /// The audio codec.
+    pub audio_codec: AudioCodec,
+    /// The audio tracks kept.
+    pub audio_tracks: AudioTracks,
+    /// Whether the source's subtitles are carried over (where the container takes them).
+    pub subtitles: bool,
 }
 
 /// Heights of the default HLS ladder.
@@ -45,7 +299,11 @@ pub enum Resolution {
 /// Encoder settings the task script applies, sent to it in each chunk's parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Encoder {
-    /// x264 preset.
+    /// Video codec (`h264`, `hevc`, `av1`, `vp9`); missing in tasks made before there was a
+    /// choice, which were H.264.
+    #[serde(default = "h264")]
+    pub codec: String,
+    /// The codec's speed preset (x264's and x265's names, SVT-AV1's and libvpx's numbers).
     pub preset: String,
     /// Constant rate factor, when not encoding to a bitrate.
     pub crf: Option<u8>,
@@ -64,7 +322,10 @@ pub struct Encoder {
     /// Force a keyframe every this many seconds of each chunk (HLS renditions, so segments
     /// line up across the ladder).
     pub keyframe_seconds: Option<f64>,
-    /// AAC bitrate, e.g. `128k`.
+    /// Audio codec (`aac`, `opus`); missing in tasks made before there was a choice (AAC).
+    #[serde(default = "aac")]
+    pub audio_codec: String,
+    /// Audio bitrate, in bits per second.
     pub audio_bitrate: String,
     /// Audio channels.
     pub audio_channels: u32,
@@ -72,9 +333,23 @@ pub struct Encoder {
     pub audio_sample_rate: u32,
 }
 
+fn h264() -> String {
+    "h264".into()
+}
+
+fn aac() -> String {
+    "aac".into()
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
+    video_codec: Option<String>,
+    container: Option<String>,
+    speed: Option<serde_json::Value>,
+    audio_codec: Option<String>,
+    audio_tracks: Option<serde_json::Value>,
+    subtitles: Option<bool>,
     preset: Option<String>,
     resolution: Option<String>,
     crf: Option<u8>,
@@ -150,6 +425,53 @@ fn aac_range(channels: u32, sample_rate: u32) -> (u64, u64) {
     (low * channels, high.min(frame_cap) * channels)
 }
 
+/// Opus bitrates per channel, bits per second: libopus takes 6k to 256k a channel.
+pub const OPUS_BITRATE_PER_CHANNEL: (u64, u64) = (6_000, 256_000);
+/// Sample rates Opus encodes at (it decodes to 48 kHz whatever it was given).
+const OPUS_SAMPLE_RATES: [u32; 5] = [8000, 12000, 16000, 24000, 48000];
+
+/// A codec's name from the parameter `name`, one of `choices`.
+fn choice<T: Copy>(name: &str, value: &str, choices: &[(&str, T)]) -> Result<T, String> {
+    choices
+        .iter()
+        .find(|(n, _)| *n == value)
+        .map(|(_, c)| *c)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            format!("{name} must be one of {}, got {value:?}", names.join(", "))
+        })
+}
+
+/// The audio tracks asked for: `all`, `first` or a list of 2- or 3-letter language codes.
+fn audio_tracks(value: Option<&serde_json::Value>) -> Result<AudioTracks, String> {
+    let wrong = || {
+        "audio_tracks must be \"all\", \"first\" or a list of language codes such as \
+         [\"eng\", \"fra\"]"
+            .to_string()
+    };
+    match value {
+        None => Ok(AudioTracks::All),
+        Some(serde_json::Value::String(s)) if s == "all" => Ok(AudioTracks::All),
+        Some(serde_json::Value::String(s)) if s == "first" => Ok(AudioTracks::First),
+        Some(serde_json::Value::Array(list)) if !list.is_empty() && list.len() <= 32 => {
+            let mut languages = Vec::new();
+            for item in list {
+                match item.as_str() {
+                    Some(l)
+                        if (2..=3).contains(&l.len())
+                            && l.bytes().all(|b| b.is_ascii_alphabetic()) =>
+                    {
+                        languages.push(l.to_ascii_lowercase());
+                    }
+                    _ => return Err(wrong()),
+                }
+            }
+            Ok(AudioTracks::Languages(languages))
+        }
+        Some(_) => Err(wrong()),
+    }
+}
+
 /// Human form of a bitrate, as customers write it.
 fn human_rate(bits: u64) -> String {
     if bits >= 1_000_000 && bits.is_multiple_of(100_000) {
@@ -218,10 +540,96 @@ impl VideoParams {
                 .or(raw.resolution.as_deref())
                 .unwrap_or("source"),
         )?;
+        let video_codec = choice(
+            "video_codec",
+            raw.video_codec.as_deref().unwrap_or("h264"),
+            &[
+                ("h264", VideoCodec::H264),
+                ("hevc", VideoCodec::Hevc),
+                ("av1", VideoCodec::Av1),
+                ("vp9", VideoCodec::Vp9),
+                ("copy", VideoCodec::Copy),
+            ],
+        )?;
+        let hls = raw.hls.unwrap_or(false);
+        if hls && raw.container.is_some() {
+            return Err(
+                "container does not go with \"hls\": true (HLS is a tar of playlists and \
+                 segments)"
+                    .into(),
+            );
+        }
+        if hls && video_codec != VideoCodec::H264 {
+            return Err(format!(
+                "HLS ladders are H.264 for now; {} video goes to mp4, mkv{}",
+                video_codec.name(),
+                if Container::Webm.carries_video(video_codec.name()) {
+                    " or webm"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let container = choice(
+            "container",
+            raw.container.as_deref().unwrap_or("mp4"),
+            &[
+                ("mp4", Container::Mp4),
+                ("mov", Container::Mov),
+                ("mkv", Container::Mkv),
+                ("webm", Container::Webm),
+            ],
+        )?;
+        let audio_codec = choice(
+            "audio_codec",
+            raw.audio_codec.as_deref().unwrap_or(
+                // The codec the container takes when none is named.
+                if container == Container::Webm {
+                    "opus"
+                } else {
+                    "aac"
+                },
+            ),
+            &[
+                ("aac", AudioCodec::Aac),
+                ("opus", AudioCodec::Opus),
+                ("copy", AudioCodec::Copy),
+            ],
+        )?;
+        check_combination(video_codec, audio_codec, container)?;
+        let audio_tracks = audio_tracks(raw.audio_tracks.as_ref())?;
+        if video_codec == VideoCodec::Copy {
+            let set: Vec<&str> = [
+                ("preset", raw.preset.is_some()),
+                ("resolution", raw.resolution.is_some()),
+                ("crf", raw.crf.is_some()),
+                ("bitrate", raw.bitrate.is_some()),
+                ("speed", raw.speed.is_some()),
+                ("x264_preset", raw.x264_preset.is_some()),
+                ("profile", raw.profile.is_some()),
+                ("level", raw.level.is_some()),
+                ("fps", raw.fps.is_some()),
+                ("hls", hls),
+            ]
+            .iter()
+            .filter(|(_, given)| *given)
+            .map(|(name, _)| *name)
+            .collect();
+            if !set.is_empty() {
+                return Err(format!(
+                    "video_codec copy carries the video over as it is: {} cannot apply",
+                    set.join(", ")
+                ));
+            }
+        }
+        let (crf_low, crf_high, crf_default) = video_codec.crf_range();
         if let Some(crf) = raw.crf
-            && crf > 51
+            && !(crf_low..=crf_high).contains(&crf)
         {
-            return Err(format!("crf must be from 0 to 51, got {crf}"));
+            return Err(format!(
+                "crf must be from {crf_low} to {crf_high} for {}, got {crf}",
+                video_codec.name()
+            ));
         }
         let bitrate = raw
             .bitrate
@@ -269,11 +677,35 @@ impl VideoParams {
                 ));
             }
         }
-        let x264_preset = raw.x264_preset.unwrap_or_else(|| "medium".into());
-        if !X264_PRESETS.contains(&x264_preset.as_str()) {
+        if raw.x264_preset.is_some() && video_codec != VideoCodec::H264 {
             return Err(format!(
-                "x264_preset must be one of {}, got {x264_preset:?}",
-                X264_PRESETS.join(", ")
+                "x264_preset is for h264; give {} its speed as speed",
+                video_codec.name()
+            ));
+        }
+        if raw.x264_preset.is_some() && raw.speed.is_some() {
+            return Err("give either speed or x264_preset, not both".into());
+        }
+        let (speeds, default_speed) = video_codec.speeds();
+        let (speed_name, speed) = match (&raw.x264_preset, &raw.speed) {
+            (Some(p), _) => ("x264_preset", p.clone()),
+            (None, Some(serde_json::Value::String(s))) => ("speed", s.clone()),
+            (None, Some(serde_json::Value::Number(n))) => ("speed", n.to_string()),
+            (None, Some(other)) => ("speed", other.to_string()),
+            (None, None) => ("speed", default_speed.to_string()),
+        };
+        if !speeds.contains(&speed.as_str()) {
+            return Err(format!(
+                "{speed_name} for {} must be one of {}, got {speed:?}",
+                video_codec.name(),
+                speeds.join(", ")
+            ));
+        }
+        let x264_preset = speed;
+        if video_codec != VideoCodec::H264 && (raw.profile.is_some() || raw.level.is_some()) {
+            return Err(format!(
+                "profile and level are H.264's; {} uses the encoder's own",
+                video_codec.name()
             ));
         }
         if let Some(p) = &raw.profile
@@ -295,23 +727,49 @@ impl VideoParams {
             ));
         }
         let audio_sample_rate = raw.audio_sample_rate.unwrap_or(48_000);
-        if !SAMPLE_RATES.contains(&audio_sample_rate) {
+        let rates: &[u32] = if audio_codec == AudioCodec::Opus {
+            &OPUS_SAMPLE_RATES
+        } else {
+            &SAMPLE_RATES
+        };
+        if !rates.contains(&audio_sample_rate) {
             return Err(format!(
-                "audio_sample_rate must be one of {SAMPLE_RATES:?}, got {audio_sample_rate}"
+                "audio_sample_rate must be one of {rates:?}{}, got {audio_sample_rate}",
+                if audio_codec == AudioCodec::Opus {
+                    " for opus"
+                } else {
+                    ""
+                }
             ));
         }
+        if audio_codec == AudioCodec::Copy
+            && (raw.audio_bitrate.is_some()
+                || raw.audio_channels.is_some()
+                || raw.audio_sample_rate.is_some())
+        {
+            return Err(
+                "audio_codec copy carries the sound over as it is: audio_bitrate, \
+                 audio_channels and audio_sample_rate cannot apply"
+                    .into(),
+            );
+        }
+        let (audio_range, audio_format) = match audio_codec {
+            AudioCodec::Opus => {
+                let (low, high) = OPUS_BITRATE_PER_CHANNEL;
+                let channels = u64::from(audio_channels);
+                ((low * channels, high * channels), "Opus")
+            }
+            _ => (aac_range(audio_channels, audio_sample_rate), "AAC-LC"),
+        };
         let audio_bitrate = match raw.audio_bitrate.as_deref() {
-            None => 128_000.min(aac_range(audio_channels, audio_sample_rate).1),
-            Some(b) => rate(
-                "audio_bitrate",
-                b,
-                aac_range(audio_channels, audio_sample_rate),
-            )
-            .map_err(|e| {
-                format!("{e} (AAC-LC for {audio_channels} channel(s) at {audio_sample_rate} Hz)")
+            None => 128_000.min(audio_range.1),
+            Some(b) => rate("audio_bitrate", b, audio_range).map_err(|e| {
+                format!(
+                    "{e} ({audio_format} for {audio_channels} channel(s) at {audio_sample_rate} Hz)"
+                )
             })?,
         };
-        let hls_ladder = match (raw.hls.unwrap_or(false), raw.ladder) {
+        let hls_ladder = match (hls, raw.ladder) {
             (false, None) => None,
             (false, Some(_)) => return Err("ladder goes with \"hls\": true".into()),
             (true, None) => Some(LADDER.to_vec()),
@@ -344,10 +802,16 @@ impl VideoParams {
             fps: raw.fps,
             hls_ladder: hls_ladder.clone(),
             resolution,
+            video_codec,
+            container,
+            audio_codec,
+            audio_tracks,
+            subtitles: raw.subtitles.unwrap_or(true),
             encoder: Encoder {
+                codec: video_codec.name().into(),
                 preset: x264_preset,
                 crf: if bitrate.is_none() {
-                    Some(raw.crf.unwrap_or(23))
+                    Some(raw.crf.unwrap_or(crf_default))
                 } else {
                     None
                 },
@@ -358,6 +822,7 @@ impl VideoParams {
                 level: raw.level,
                 threads: 2,
                 keyframe_seconds: hls_ladder.map(|_| HLS_SEGMENT_SECONDS),
+                audio_codec: audio_codec.name().into(),
                 audio_bitrate: audio_bitrate.to_string(),
                 audio_channels,
                 audio_sample_rate,
@@ -365,9 +830,27 @@ impl VideoParams {
         })
     }
 
+    /// FFmpeg encoders the job's tasks use: a device is offered its chunks only with all.
+    pub fn encoders(&self) -> Vec<String> {
+        [self.video_codec.encoder(), self.audio_codec.encoder()]
+            .into_iter()
+            .flatten()
+            .map(String::from)
+            .collect()
+    }
+
     /// Checks what depends on the source: a bitrate too low for the output's largest frame at
     /// the output's frame rate (`fps` is the source's, unless the job sets one).
     pub fn check_for_source(&self, width: u32, height: u32, fps: f64) -> Result<(), String> {
+        if self.video_codec == VideoCodec::Av1 {
+            let (w, h) = self.target_size(width, height);
+            if w < 64 || h < 64 {
+                return Err(format!(
+                    "SVT-AV1 encodes frames of at least 64x64; this output would be {w}x{h}: \
+                     choose a larger resolution or another codec"
+                ));
+            }
+        }
         let Some(bits) = self.encoder.bitrate.as_deref().and_then(bits_per_second) else {
             return Ok(());
         };
@@ -481,6 +964,118 @@ mod tests {
             ),
         ] {
             let err = VideoParams::parse(&params).unwrap_err();
+            assert!(err.contains(needle), "{params}: {err}");
+        }
+    }
+
+    #[test]
+    fn codecs_and_containers_go_together_or_are_named() {
+        let p = |v: serde_json::Value| VideoParams::parse(&v);
+        let ok = p(json!({"video_codec": "av1", "container": "webm"})).unwrap();
+        assert_eq!(
+            ok.audio_codec,
+            AudioCodec::Opus,
+            "webm takes opus unless told"
+        );
+        assert_eq!(
+            (ok.encoder.crf, ok.encoder.preset.as_str()),
+            (Some(35), "8")
+        );
+        assert_eq!(ok.encoders(), ["libsvtav1", "libopus"]);
+        let hevc = p(json!({"video_codec": "hevc", "speed": "slow", "container": "mov"})).unwrap();
+        assert_eq!(hevc.encoders(), ["libx265", "aac"]);
+        assert_eq!(hevc.encoder.codec, "hevc");
+        let vp9 = p(json!({"video_codec": "vp9", "speed": 2, "crf": 40})).unwrap();
+        assert_eq!(
+            (vp9.encoder.preset.as_str(), vp9.encoder.crf),
+            ("2", Some(40))
+        );
+        assert_eq!(vp9.container, Container::Mp4);
+        let copy =
+            p(json!({"video_codec": "copy", "container": "mkv", "audio_codec": "copy"})).unwrap();
+        assert!(copy.encoders().is_empty());
+        assert_eq!(
+            p(json!({"audio_tracks": ["eng", "FRA"]}))
+                .unwrap()
+                .audio_tracks,
+            AudioTracks::Languages(vec!["eng".into(), "fra".into()])
+        );
+        for (params, needle) in [
+            (
+                json!({"video_codec": "h264", "container": "webm"}),
+                "a webm file cannot carry h264 video: choose av1, vp9",
+            ),
+            (
+                json!({"video_codec": "av1", "container": "mov"}),
+                "a mov file cannot carry av1",
+            ),
+            (
+                json!({"container": "webm", "video_codec": "vp9", "audio_codec": "aac"}),
+                "cannot carry aac audio: choose opus",
+            ),
+            (
+                json!({"container": "mov", "audio_codec": "opus"}),
+                "a mov file cannot carry opus",
+            ),
+            (
+                json!({"video_codec": "theora"}),
+                "video_codec must be one of",
+            ),
+            (json!({"container": "avi"}), "container must be one of"),
+            (
+                json!({"video_codec": "av1", "crf": 0}),
+                "crf must be from 1 to 63 for av1",
+            ),
+            (
+                json!({"video_codec": "hevc", "crf": 52}),
+                "from 0 to 51 for hevc",
+            ),
+            (
+                json!({"video_codec": "av1", "speed": "medium"}),
+                "speed for av1 must be one of 0, 1",
+            ),
+            (json!({"video_codec": "vp9", "speed": 9}), "speed for vp9"),
+            (
+                json!({"video_codec": "hevc", "x264_preset": "fast"}),
+                "x264_preset is for h264",
+            ),
+            (
+                json!({"speed": "fast", "x264_preset": "fast"}),
+                "either speed or x264_preset",
+            ),
+            (
+                json!({"video_codec": "av1", "profile": "high"}),
+                "profile and level are H.264's",
+            ),
+            (
+                json!({"video_codec": "hevc", "hls": true}),
+                "HLS ladders are H.264",
+            ),
+            (
+                json!({"hls": true, "container": "mkv"}),
+                "container does not go with",
+            ),
+            (
+                json!({"video_codec": "copy", "preset": "720p", "crf": 20}),
+                "preset, crf cannot apply",
+            ),
+            (
+                json!({"audio_codec": "copy", "audio_bitrate": "96k"}),
+                "audio_codec copy",
+            ),
+            (
+                json!({"audio_codec": "opus", "audio_sample_rate": 44100}),
+                "for opus",
+            ),
+            (
+                json!({"audio_codec": "opus", "audio_bitrate": "4k"}),
+                "Opus for 2 channel(s)",
+            ),
+            (json!({"audio_tracks": "some"}), "audio_tracks must be"),
+            (json!({"audio_tracks": ["english"]}), "audio_tracks must be"),
+            (json!({"audio_tracks": []}), "audio_tracks must be"),
+        ] {
+            let err = p(params.clone()).unwrap_err();
             assert!(err.contains(needle), "{params}: {err}");
         }
     }

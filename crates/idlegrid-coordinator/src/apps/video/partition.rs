@@ -4,11 +4,13 @@
 //! extracts the first audio stream as one more chunk, encoded once for the whole file.
 
 use super::cost;
+use super::params::{AudioCodec, Container, VideoCodec};
 use super::probe::{self, Facts};
 use super::{VideoParams, progress_frames, readable, scratch, tool, tool_with_complaints};
 use crate::apps::plugin::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
+use idlegrid_domain::Requirements;
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::records::{JobRecord, NewTask};
 use serde_json::json;
@@ -289,11 +291,12 @@ fn source_of(facts: &Facts) -> cost::Source {
         fps: facts.fps,
         width: facts.width,
         height: facts.height,
-        audio_secs: if facts.audio_streams > 0 {
-            facts.audio_duration.unwrap_or(facts.duration)
-        } else {
-            0.0
-        },
+        // Every track is priced: which are kept is known once the split reads their tags.
+        audio_secs: facts
+            .audio
+            .iter()
+            .map(|t| t.duration.unwrap_or(facts.duration))
+            .sum(),
     }
 }
 
@@ -325,6 +328,14 @@ impl Partitioner for VideoPartitioner {
             );
         }
         chunk_seconds(options).map(|_| ())
+    }
+
+    fn requirements(&self, params: &serde_json::Value, base: &Requirements) -> Requirements {
+        let mut needs = base.clone();
+        if let Ok(params) = VideoParams::parse(params) {
+            needs.encoders = params.encoders();
+        }
+        needs
     }
 
     fn workload(
@@ -384,6 +395,27 @@ impl Partitioner for VideoPartitioner {
         params
             .check_for_source(facts.width, facts.height, facts.fps)
             .map_err(rejected)?;
+        let copy = params.video_codec == VideoCodec::Copy;
+        if copy && !params.container.carries_video(&facts.codec) {
+            return Err(rejected(format!(
+                "the source's video is {}, which a {} file cannot carry: encode it \
+                 (video_codec) or choose mkv",
+                facts.codec,
+                params.container.name()
+            )));
+        }
+        let mut notes = Vec::new();
+        let audio = kept_audio(&params, &facts, &mut notes).map_err(rejected)?;
+        let offsets = Offsets::of(&facts, &audio).map_err(rejected)?;
+        if facts.frames > 0 && facts.duration / facts.frames as f64 > 10.0 {
+            notes.push(format!(
+                "the video's {} frames span {:.1} hours: each is shown for {:.0} s on average \
+                 (a slideshow, or damaged timestamps)",
+                facts.frames,
+                facts.duration / 3600.0,
+                facts.duration / facts.frames as f64
+            ));
+        }
         let (target, workload) = cost::workload(&params, &source_of(&facts), fixed, plan);
         out.send(Split::Workload(workload))
             .await
@@ -396,127 +428,133 @@ impl Partitioner for VideoPartitioner {
         // replaces the source's.
         let constant_rate = match params.fps {
             Some(fps) if (fps - facts.fps).abs() > 0.001 => Some(fps),
-            _ if facts.variable_frame_rate => Some(facts.fps),
+            _ if facts.variable_frame_rate && !copy => Some(facts.fps),
             _ => None,
         };
-        // One MP4, or the renditions of an HLS ladder: every rendition encodes every chunk.
-        let sizes = params.output_sizes(facts.width, facts.height);
-        let (width, height) = sizes[0];
-        let encoder = serde_json::to_value(&params.encoder).unwrap_or_default();
-        // Chunks are stored and their tasks sent as soon as each is split and counted, so
-        // workers start on the first while the rest are being made. Tasks are numbered chunk
-        // by chunk: chunk i, rendition r is task i × renditions + r.
-        let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(2);
-        let splitting = split_video(
-            &source,
-            &chunks_dir,
-            &facts,
-            target,
-            constant_rate,
-            chunk_tx,
-        );
-        let source_size = (facts.width, facts.height);
-        let keyint = max_keyframe_interval(constant_rate.unwrap_or(facts.fps));
-        let dispatching = async {
-            let (mut chunks, mut counted) = (0u64, 0u64);
-            while let Some(chunk) = chunk_rx.recv().await {
-                let index = chunks;
-                chunks += 1;
-                counted += chunk.frames;
-                let key = crate::blob_keys::chunk(job.id, &format!("{index:05}.mkv"));
-                // Scratch files are never used again once stored: moved, not copied.
-                let stored = blobs.put_file(&key, &chunk.path).await?;
-                let tasks = sizes
-                    .iter()
-                    .enumerate()
-                    .map(|(rendition, &(w, h))| NewTask {
-                        index: index * sizes.len() as u64 + rendition as u64,
-                        input_key: Some(key.clone()),
-                        offset: 0,
-                        len: stored.size,
-                        work_ms: cost::video_task_ms(chunk.frames, (w, h), &params.encoder.preset),
-                        meta: Some(json!({
-                            "kind": "video", "frames": chunk.frames, "width": w, "height": h,
-                            "scale": (w, h) != source_size, "keyint": keyint,
-                            "rendition": rendition, "encoder": encoder,
-                        })),
-                    })
-                    .collect();
-                out.send(Split::Tasks(tasks))
-                    .await
-                    .map_err(|_| PartitionError::Stopped)?;
-            }
-            Ok::<_, PartitionError>((chunks, counted))
+        // One file, or the renditions of an HLS ladder: every rendition encodes every chunk.
+        let sizes = if copy {
+            Vec::new()
+        } else {
+            params.output_sizes(facts.width, facts.height)
         };
-        let (split, dispatched) = tokio::join!(splitting, dispatching);
-        let (chunks, counted) = dispatched?;
-        let split = split.map_err(|e| rejected(format!("splitting the video failed: {e}")))?;
-        let mut notes = Vec::new();
-        let mut tasks = Vec::new();
-        if let Some(rate) = constant_rate {
-            notes.push(if facts.variable_frame_rate && params.fps.is_none() {
-                format!(
-                    "variable frame rate: made constant at the average, {rate:.3} fps ({counted} frames from the source's {})",
+        let (width, height) = sizes
+            .first()
+            .copied()
+            .unwrap_or((facts.width, facts.height));
+        let encoder = serde_json::to_value(&params.encoder).unwrap_or_default();
+        let mut split = "nothing: the video is copied as it is";
+        let mut chunks = 0u64;
+        if !copy {
+            // Chunks are stored and their tasks sent as soon as each is split and counted, so
+            // workers start on the first while the rest are being made. Tasks are numbered
+            // chunk by chunk: chunk i, rendition r is task i × renditions + r.
+            let (chunk_tx, mut chunk_rx) = mpsc::channel::<Chunk>(2);
+            let splitting = split_video(
+                &source,
+                &chunks_dir,
+                &facts,
+                target,
+                constant_rate,
+                chunk_tx,
+            );
+            let source_size = (facts.width, facts.height);
+            let keyint = max_keyframe_interval(constant_rate.unwrap_or(facts.fps));
+            let dispatching = async {
+                let (mut chunks, mut counted) = (0u64, 0u64);
+                while let Some(chunk) = chunk_rx.recv().await {
+                    let index = chunks;
+                    chunks += 1;
+                    counted += chunk.frames;
+                    let key = crate::blob_keys::chunk(job.id, &format!("{index:05}.mkv"));
+                    // Scratch files are never used again once stored: moved, not copied.
+                    let stored = blobs.put_file(&key, &chunk.path).await?;
+                    let tasks = sizes
+                        .iter()
+                        .enumerate()
+                        .map(|(rendition, &(w, h))| NewTask {
+                            index: index * sizes.len() as u64 + rendition as u64,
+                            input_key: Some(key.clone()),
+                            offset: 0,
+                            len: stored.size,
+                            work_ms: cost::video_task_ms(chunk.frames, (w, h), &params),
+                            meta: Some(json!({
+                                "kind": "video", "frames": chunk.frames, "width": w, "height": h,
+                                "scale": (w, h) != source_size, "keyint": keyint,
+                                "rendition": rendition, "encoder": encoder,
+                            })),
+                        })
+                        .collect();
+                    out.send(Split::Tasks(tasks))
+                        .await
+                        .map_err(|_| PartitionError::Stopped)?;
+                }
+                Ok::<_, PartitionError>((chunks, counted))
+            };
+            let (made, dispatched) = tokio::join!(splitting, dispatching);
+            let counted;
+            (chunks, counted) = dispatched?;
+            split = made.map_err(|e| rejected(format!("splitting the video failed: {e}")))?;
+            if let Some(rate) = constant_rate {
+                notes.push(if facts.variable_frame_rate && params.fps.is_none() {
+                    format!(
+                        "variable frame rate: made constant at the average, {rate:.3} fps ({counted} frames from the source's {})",
+                        facts.frames
+                    )
+                } else {
+                    format!(
+                        "frame rate converted from {:.3} to {rate:.3} fps ({counted} frames from the source's {})",
+                        facts.fps, facts.frames
+                    )
+                });
+                facts.frames = counted;
+                facts.fps = rate;
+            } else if counted != facts.frames {
+                return Err(rejected(format!(
+                    "the video is damaged or truncated: {counted} of its {} frames decode",
                     facts.frames
-                )
-            } else {
-                format!(
-                    "frame rate converted from {:.3} to {rate:.3} fps ({counted} frames from the source's {})",
-                    facts.fps, facts.frames
-                )
-            });
-            facts.frames = counted;
-            facts.fps = rate;
-        } else if counted != facts.frames {
-            return Err(rejected(format!(
-                "the video is damaged or truncated: {counted} of its {} frames decode",
-                facts.frames
-            )));
+                )));
+            }
         }
-        if facts.audio_streams > 0 {
-            let audio = dir.path().join("audio.mka");
-            tool(
-                "ffmpeg",
-                &[
-                    "-nostdin",
-                    "-v",
-                    "error",
-                    "-i",
-                    &source.to_string_lossy(),
-                    "-map",
-                    "0:a:0",
-                    "-vn",
-                    "-sn",
-                    "-dn",
-                    "-c",
-                    "copy",
-                    "-f",
-                    "matroska",
-                    &audio.to_string_lossy(),
-                ],
-            )
-            .await
-            .map_err(|e| rejected(format!("extracting the audio failed: {e}")))?;
-            let key = crate::blob_keys::chunk(job.id, "audio.mka");
-            let stored = blobs.put_file(&key, &audio).await?;
-            tasks.push(NewTask {
-                index: chunks * sizes.len() as u64,
-                input_key: Some(key),
-                offset: 0,
-                len: stored.size,
-                work_ms: cost::audio_task_ms(facts.audio_duration.unwrap_or(facts.duration)),
-                meta: Some(json!({
-                    "kind": "audio", "duration": facts.audio_duration, "encoder": encoder,
-                })),
-            });
-            if facts.audio_streams > 1 {
-                notes.push(format!(
-                    "the input has {} audio streams: only the first is kept",
-                    facts.audio_streams
-                ));
+        let video_tasks = chunks * sizes.len() as u64;
+        let source_path = source.to_string_lossy().into_owned();
+        let mut tasks = Vec::new();
+        if params.audio_codec == AudioCodec::Copy {
+            if !audio.is_empty() {
+                // Carried over by the assembler as they are: no device's work.
+                let path = dir.path().join(AUDIO_COPY);
+                extract(&source_path, &audio, "a", &path).await?;
+                blobs
+                    .put_file(&crate::blob_keys::chunk(job.id, AUDIO_COPY), &path)
+                    .await?;
             }
         } else {
-            notes.push("the input has no audio: neither has the output".to_string());
+            for (k, track) in audio.iter().enumerate() {
+                // One task per track, each its own file: the script encodes `0:a:0`.
+                let name = format!("audio-{k}.mka");
+                let path = dir.path().join(&name);
+                extract(&source_path, std::slice::from_ref(track), "a", &path).await?;
+                let key = crate::blob_keys::chunk(job.id, &name);
+                let stored = blobs.put_file(&key, &path).await?;
+                let duration = track.duration.unwrap_or(facts.duration);
+                tasks.push(NewTask {
+                    index: video_tasks + k as u64,
+                    input_key: Some(key),
+                    offset: 0,
+                    len: stored.size,
+                    work_ms: cost::audio_task_ms(duration),
+                    meta: Some(json!({
+                        "kind": "audio", "duration": duration, "track": k, "encoder": encoder,
+                    })),
+                });
+            }
+        }
+        let subtitles = kept_subtitles(&params, &facts, &mut notes);
+        if !subtitles.is_empty() {
+            let path = dir.path().join(SUBTITLES);
+            extract(&source_path, &subtitles, "s", &path).await?;
+            blobs
+                .put_file(&crate::blob_keys::chunk(job.id, SUBTITLES), &path)
+                .await?;
         }
         if facts.rotation != 0 {
             notes.push(format!(
@@ -539,7 +577,24 @@ impl Partitioner for VideoPartitioner {
         recorded["video_chunks"] = json!(chunks);
         recorded["task_order"] = json!("chunk-major");
         recorded["split"] = json!(split);
-        recorded["output"] = json!({"width": width, "height": height, "codec": "h264", "audio": facts.audio_streams > 0});
+        recorded["output"] = json!({
+            "width": width, "height": height,
+            "codec": if copy { facts.codec.as_str() } else { params.video_codec.name() },
+            "video_copy": copy,
+            "container": if params.hls_ladder.is_some() { "hls" } else { params.container.name() },
+            "audio": !audio.is_empty(),
+            "audio_codec": params.audio_codec.name(),
+            "audio_tracks": audio.iter().map(|t| json!({
+                "source": t.position, "language": t.language, "duration": t.duration,
+                "offset": t.start - offsets.origin,
+            })).collect::<Vec<_>>(),
+            "video_offset": offsets.video,
+            "copies_offset": -offsets.origin,
+            "source_offset": facts.file_start - offsets.origin,
+            "subtitles": subtitles.iter().map(|t| json!({
+                "source": t.position, "language": t.language, "codec": t.codec,
+            })).collect::<Vec<_>>(),
+        });
         if params.hls_ladder.is_some() {
             recorded["hls"] = json!({
                 "renditions": sizes.iter().map(|(w, h)| json!({"width": w, "height": h})).collect::<Vec<_>>(),
@@ -559,6 +614,176 @@ impl Partitioner for VideoPartitioner {
         recorded["notes"] = json!(notes);
         Ok(Some(recorded))
     }
+}
+
+/// Where each stream starts in the output, in seconds: the source's streams keep their places
+/// relative to each other (a video that starts 1.5 s after its sound still does), and the
+/// earliest starts at 0. Encoded chunks and tracks start at 0; copies keep the source's clock.
+struct Offsets {
+    /// The earliest start of the streams kept, on the source's clock.
+    origin: f64,
+    /// The video's start in the output.
+    video: f64,
+}
+
+/// Farthest apart the streams kept may start, in seconds: past it the timestamps are damaged.
+const MAX_OFFSET: f64 = 600.0;
+
+impl Offsets {
+    fn of(facts: &Facts, audio: &[probe::Track]) -> Result<Offsets, String> {
+        let origin = audio
+            .iter()
+            .map(|t| t.start)
+            .chain([facts.start])
+            .filter(|s| s.is_finite())
+            .fold(f64::INFINITY, f64::min);
+        let origin = if origin.is_finite() { origin } else { 0.0 };
+        let video = facts.start - origin;
+        for (what, offset) in audio
+            .iter()
+            .map(|t| (format!("audio track {}", t.position + 1), t.start - origin))
+            .chain([("the video".to_string(), video)])
+        {
+            if !(0.0..=MAX_OFFSET).contains(&offset) {
+                return Err(format!(
+                    "{what} starts {offset:.1} s after the earliest stream: the timestamps are \
+                     damaged (at most {MAX_OFFSET:.0} s apart are taken)"
+                ));
+            }
+        }
+        Ok(Offsets { origin, video })
+    }
+}
+
+/// Name of the blob holding the audio tracks carried over as they are (`audio_codec: copy`).
+pub const AUDIO_COPY: &str = "audio-copy.mka";
+/// Name of the blob holding the subtitle tracks carried over.
+pub const SUBTITLES: &str = "subtitles.mkv";
+
+/// The source's audio tracks the output keeps, by the job's choice; notes what is left out.
+/// Refused: languages asked for that no track has, or tracks copied into a container that
+/// cannot carry their codec.
+fn kept_audio(
+    params: &VideoParams,
+    facts: &Facts,
+    notes: &mut Vec<String>,
+) -> Result<Vec<probe::Track>, String> {
+    let mut kept: Vec<probe::Track> = facts
+        .audio
+        .iter()
+        .filter(|t| params.audio_tracks.keeps(t.position, t.language.as_deref()))
+        .cloned()
+        .collect();
+    if facts.audio.is_empty() {
+        notes.push("the input has no audio: neither has the output".to_string());
+        return Ok(kept);
+    }
+    if kept.is_empty() {
+        let languages: Vec<&str> = facts
+            .audio
+            .iter()
+            .map(|t| t.language.as_deref().unwrap_or("untagged"))
+            .collect();
+        return Err(format!(
+            "no audio track is in the languages asked for; the input's are: {}",
+            languages.join(", ")
+        ));
+    }
+    if params.hls_ladder.is_some() && kept.len() > 1 {
+        notes.push(format!(
+            "HLS keeps one audio track: the first of the {} asked for",
+            kept.len()
+        ));
+        kept.truncate(1);
+    }
+    if params.audio_codec == AudioCodec::Copy {
+        let container = if params.hls_ladder.is_some() {
+            Container::Mp4
+        } else {
+            params.container
+        };
+        if let Some(track) = kept.iter().find(|t| !container.carries_audio(&t.codec)) {
+            return Err(format!(
+                "audio track {} is {}, which a {} file cannot carry: encode it (audio_codec \
+                 aac or opus) or choose mkv",
+                track.position + 1,
+                track.codec,
+                container.name()
+            ));
+        }
+    }
+    if kept.len() < facts.audio.len() {
+        notes.push(format!(
+            "{} of the input's {} audio tracks kept",
+            kept.len(),
+            facts.audio.len()
+        ));
+    }
+    Ok(kept)
+}
+
+/// The source's subtitle tracks the output carries: every one in Matroska, text ones elsewhere
+/// (pictures cannot become mov_text or WebVTT), none in HLS for now; notes what is left out.
+fn kept_subtitles(
+    params: &VideoParams,
+    facts: &Facts,
+    notes: &mut Vec<String>,
+) -> Vec<probe::Track> {
+    if facts.subtitles.is_empty() {
+        return Vec::new();
+    }
+    if !params.subtitles {
+        notes.push("subtitles left out, as asked".into());
+        return Vec::new();
+    }
+    if params.hls_ladder.is_some() {
+        notes.push(format!(
+            "the input's {} subtitle track(s) are not carried into HLS",
+            facts.subtitles.len()
+        ));
+        return Vec::new();
+    }
+    let kept: Vec<probe::Track> = facts
+        .subtitles
+        .iter()
+        .filter(|t| params.container == Container::Mkv || t.is_text())
+        .cloned()
+        .collect();
+    if kept.len() < facts.subtitles.len() {
+        notes.push(format!(
+            "{} picture subtitle track(s) left out: a {} file carries text subtitles only (mkv \
+             carries both)",
+            facts.subtitles.len() - kept.len(),
+            params.container.name()
+        ));
+    }
+    kept
+}
+
+/// Copies `tracks` of kind `kind` (`a`, `s`) of the source, as they are, into a Matroska file.
+async fn extract(
+    source: &str,
+    tracks: &[probe::Track],
+    kind: &str,
+    out: &Path,
+) -> Result<(), PartitionError> {
+    let mut args: Vec<String> = ["-nostdin", "-v", "error", "-i", source]
+        .map(String::from)
+        .to_vec();
+    for track in tracks {
+        args.push("-map".into());
+        args.push(format!("0:{kind}:{}", track.position));
+    }
+    args.extend(["-c", "copy", "-f", "matroska"].map(String::from));
+    args.push(out.to_string_lossy().into_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    tool("ffmpeg", &args).await.map_err(|e| {
+        rejected(format!(
+            "extracting the {} failed: {e}",
+            if kind == "a" { "audio" } else { "subtitles" }
+        ))
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -26,12 +26,70 @@ pub struct Facts {
     pub frames: u64,
     /// Duration of the video stream, in seconds.
     pub duration: f64,
+    /// When the video stream starts, in seconds on the file's clock (its first frame's time).
+    pub start: f64,
+    /// When the file starts (its earliest stream), in seconds: FFmpeg reads a file's streams
+    /// from there.
+    pub file_start: f64,
     /// Number of audio streams.
     pub audio_streams: usize,
     /// Duration of the first audio stream, in seconds.
     pub audio_duration: Option<f64>,
     /// Whether the frame rate is variable.
     pub variable_frame_rate: bool,
+    /// The audio streams, in order.
+    pub audio: Vec<Track>,
+    /// The subtitle streams, in order.
+    pub subtitles: Vec<Track>,
+}
+
+/// One audio or subtitle stream of a source.
+#[derive(Debug, Clone, Serialize)]
+pub struct Track {
+    /// Its position among the source's streams of its kind (`0:a:N`, `0:s:N`).
+    pub position: usize,
+    /// Codec, as FFmpeg names it.
+    pub codec: String,
+    /// ISO 639-2 language tag, when the source has one.
+    pub language: Option<String>,
+    /// Duration in seconds, when the container says.
+    pub duration: Option<f64>,
+    /// When it starts, in seconds on the file's clock.
+    pub start: f64,
+    /// Channels (audio).
+    pub channels: Option<u64>,
+}
+
+impl Track {
+    fn of(position: usize, stream: &serde_json::Value) -> Track {
+        let language = stream["tags"]["language"]
+            .as_str()
+            // What reaches the output's tags and the customer's page: letters only.
+            .filter(|l| (2..=3).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_alphabetic()))
+            .filter(|l| *l != "und")
+            .map(str::to_ascii_lowercase);
+        Track {
+            position,
+            codec: stream["codec_name"]
+                .as_str()
+                .filter(|c| c.len() <= 32)
+                .unwrap_or("unknown")
+                .to_string(),
+            language,
+            duration: seconds(stream.get("duration"))
+                .or_else(|| stream["tags"]["DURATION"].as_str().and_then(clock_seconds)),
+            start: seconds(stream.get("start_time")).unwrap_or(0.0),
+            channels: stream["channels"].as_u64(),
+        }
+    }
+
+    /// Whether it is text (carried as mov_text or WebVTT), not pictures (PGS, DVD).
+    pub fn is_text(&self) -> bool {
+        matches!(
+            self.codec.as_str(),
+            "subrip" | "srt" | "ass" | "ssa" | "webvtt" | "mov_text" | "text"
+        )
+    }
 }
 
 fn ratio(value: Option<&serde_json::Value>) -> Option<f64> {
@@ -41,7 +99,21 @@ fn ratio(value: Option<&serde_json::Value>) -> Option<f64> {
 }
 
 fn seconds(value: Option<&serde_json::Value>) -> Option<f64> {
-    value?.as_str()?.parse().ok()
+    value?
+        .as_str()?
+        .parse()
+        .ok()
+        .filter(|s: &f64| s.is_finite())
+}
+
+/// `00:00:03.500000000` (how Matroska tags a track's duration) in seconds.
+fn clock_seconds(text: &str) -> Option<f64> {
+    let mut parts = text.trim().splitn(3, ':');
+    let hours: f64 = parts.next()?.parse().ok()?;
+    let minutes: f64 = parts.next()?.parse().ok()?;
+    let secs: f64 = parts.next()?.parse().ok()?;
+    let total = hours * 3600.0 + minutes * 60.0 + secs;
+    (total.is_finite() && total >= 0.0).then_some(total)
 }
 
 /// Probes a source; the error is a reason a customer understands.
@@ -124,6 +196,16 @@ pub async fn probe(path: &Path) -> Result<Facts, String> {
     let duration = seconds(video.get("duration"))
         .or_else(|| seconds(info["format"].get("duration")))
         .unwrap_or(if fps > 0.0 { frames as f64 / fps } else { 0.0 });
+    let audio_tracks: Vec<Track> = audio
+        .iter()
+        .enumerate()
+        .map(|(i, s)| Track::of(i, s))
+        .map(|mut t| {
+            // A container that does not say lasts as long as the video.
+            t.duration = t.duration.or(Some(duration));
+            t
+        })
+        .collect();
     Ok(Facts {
         container: info["format"]["format_name"]
             .as_str()
@@ -139,12 +221,18 @@ pub async fn probe(path: &Path) -> Result<Facts, String> {
         fps,
         frames,
         duration,
+        start: seconds(video.get("start_time")).unwrap_or(0.0),
+        file_start: seconds(info["format"].get("start_time")).unwrap_or(0.0),
         audio_streams: audio.len(),
-        audio_duration: audio
-            .first()
-            .and_then(|a| seconds(a.get("duration")))
-            .or_else(|| audio.first().map(|_| duration)),
+        audio_duration: audio_tracks.first().and_then(|t| t.duration),
         variable_frame_rate: matches!((avg, real), (Some(a), Some(r)) if (a - r).abs() > 0.01 * r),
+        audio: audio_tracks,
+        subtitles: streams
+            .iter()
+            .filter(|s| s["codec_type"] == "subtitle")
+            .enumerate()
+            .map(|(i, s)| Track::of(i, s))
+            .collect(),
     })
 }
 
@@ -252,6 +340,14 @@ pub async fn count_packets(path: &Path) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matroska_track_durations_are_read_from_their_tags() {
+        assert_eq!(clock_seconds("00:00:03.500000000"), Some(3.5));
+        assert_eq!(clock_seconds("01:02:03.25"), Some(3723.25));
+        assert_eq!(clock_seconds("3.5"), None);
+        assert_eq!(clock_seconds("aa:00:01"), None);
+    }
 
     #[test]
     fn packets_parse() {

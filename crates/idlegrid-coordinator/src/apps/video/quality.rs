@@ -66,6 +66,43 @@ impl Expectation {
     }
 }
 
+/// The x264 rate factor that gives about the quality `crf` gives with `codec`'s encoder, on
+/// the footage the thresholds were measured on (the lowest PSNR of a frame over `testsrc2`,
+/// `mandelbrot` and noisy `testsrc2`, see docs/BENCHMARKS.md): x265's scale is x264's; SVT-AV1's
+/// and libvpx's 0–63 scales meet x264's at 25 ↔ 18, 35 ↔ 23, 45 ↔ 30 (VP9: 28) and 55 ↔ 33.
+/// Rounded towards the worse quality, so an honest encode is never expected to do better.
+pub fn x264_equivalent(codec: &str, crf: u8) -> u8 {
+    let points: &[(f64, f64)] = match codec {
+        "av1" => &[
+            (0.0, 5.0),
+            (25.0, 18.0),
+            (35.0, 23.0),
+            (45.0, 30.0),
+            (55.0, 33.0),
+            (63.0, 36.0),
+        ],
+        "vp9" => &[
+            (0.0, 5.0),
+            (25.0, 18.0),
+            (35.0, 23.0),
+            (45.0, 28.0),
+            (55.0, 33.0),
+            (63.0, 36.0),
+        ],
+        _ => return crf,
+    };
+    let c = f64::from(crf);
+    let equivalent =
+        points
+            .windows(2)
+            .find(|w| c <= w[1].0)
+            .map_or(points[points.len() - 1].1, |w| {
+                let ((c0, e0), (c1, e1)) = (w[0], w[1]);
+                e0 + (c - c0) * (e1 - e0) / (c1 - c0)
+            });
+    equivalent.ceil().clamp(0.0, 51.0) as u8
+}
+
 /// One luma plane as coded (video range, black at 16 and white at 235), row after row.
 pub struct Plane<'a> {
     /// Width in pixels.
@@ -218,6 +255,17 @@ pub fn judge(frames: &[FrameMeasure], expect: Expectation) -> Judgment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_codecs_rate_factors_map_to_x264_ones() {
+        assert_eq!(x264_equivalent("h264", 23), 23);
+        assert_eq!(x264_equivalent("hevc", 28), 28);
+        assert_eq!(x264_equivalent("av1", 35), 23);
+        assert_eq!(x264_equivalent("av1", 40), 27);
+        assert_eq!(x264_equivalent("vp9", 45), 28);
+        assert_eq!(x264_equivalent("vp9", 63), 36);
+        assert_eq!(x264_equivalent("av1", 1), 6);
+    }
 
     fn plane(width: usize, pixels: &[u8]) -> Plane<'_> {
         Plane { width, pixels }

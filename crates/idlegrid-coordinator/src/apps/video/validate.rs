@@ -1,7 +1,8 @@
 //! The `video` validator. Nothing a device receives says what will be checked: every choice
 //! below is made from the coordinator's own randomness after the result arrived.
 //!
-//! A video chunk's result must be H.264 in 4:2:0 at the size asked, with exactly as many
+//! A video chunk's result must be the codec asked (H.264, HEVC, AV1, VP9) in 8-bit 4:2:0 at
+//! the size asked, with exactly as many
 //! frames as the source chunk, each with its own time (read from the container, no decoding).
 //! Then one frame is picked at random, uniformly over the chunk, and both the result and the
 //! source chunk are decoded from the keyframe before it (closed GOPs decode on their own) up
@@ -9,7 +10,8 @@
 //! ([`super::quality`]): another picture rejects the result, a worse one than the settings
 //! give makes it suspect. A decoding error in the window rejects it.
 //!
-//! The audio result must be AAC-LC with the channels and sample rate asked, as long as the
+//! The audio result must be AAC-LC (or Opus) with the channels and sample rate asked, as long
+//! as the
 //! source, and carry the source's sound: both are decoded to 8 kHz mono and compared over
 //! eight half-second windows at random times, each by its best normalised correlation within
 //! 40 ms of shift. A silent window of the source must stay quiet.
@@ -260,9 +262,11 @@ async fn check_video(
             )));
         }
     };
-    if table.codec != "h264" {
+    // Tasks made before codecs could be chosen were H.264.
+    let codec = meta["encoder"]["codec"].as_str().unwrap_or("h264");
+    if table.codec != codec {
         return Ok(Judgment::Reject(format!(
-            "the chunk is {} video, not H.264",
+            "the chunk is {} video, not {codec}",
             table.codec
         )));
     }
@@ -327,6 +331,7 @@ async fn check_video(
         Ok(measures) => {
             let crf = meta["encoder"]["crf"].as_u64().map(|c| c.min(51) as u8);
             let bitrate = meta["encoder"]["bitrate"].is_string();
+            let crf = crf.map(|c| quality::x264_equivalent(codec, c));
             let expect = Expectation::for_crf(if bitrate { None } else { crf });
             Ok(match quality::judge(&measures, expect) {
                 quality::Judgment::Good => Judgment::Accept,
@@ -532,17 +537,32 @@ async fn check_audio(
         Ok(stream) => stream,
         Err(e) => return Ok(Judgment::Reject(format!("the audio does not decode: {e}"))),
     };
-    if stream["codec_name"] != "aac" || stream["profile"] != "LC" {
+    let encoder = &meta["encoder"];
+    // Tasks made before codecs could be chosen were AAC.
+    let opus = encoder["audio_codec"] == "opus";
+    let format_ok = if opus {
+        stream["codec_name"] == "opus"
+    } else {
+        stream["codec_name"] == "aac" && stream["profile"] == "LC"
+    };
+    if !format_ok {
         return Ok(Judgment::Reject(format!(
-            "the audio is {} {}, not AAC-LC",
-            stream["codec_name"], stream["profile"]
+            "the audio is {} {}, not {}",
+            stream["codec_name"],
+            stream["profile"],
+            if opus { "Opus" } else { "AAC-LC" }
         )));
     }
-    let encoder = &meta["encoder"];
     let rate = stream["sample_rate"]
         .as_str()
         .and_then(|r| r.parse::<u64>().ok());
-    if let Some(asked) = encoder["audio_sample_rate"].as_u64()
+    // Opus always decodes at 48 kHz, whatever rate it was encoded from.
+    let asked_rate = if opus {
+        Some(48_000)
+    } else {
+        encoder["audio_sample_rate"].as_u64()
+    };
+    if let Some(asked) = asked_rate
         && rate != Some(asked)
     {
         return Ok(Judgment::Reject(format!(
