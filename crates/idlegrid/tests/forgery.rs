@@ -644,6 +644,13 @@ async fn the_lease_says_nothing_of_what_will_be_checked() {
         // The longest GOP asked: an encoder setting, bounding what a check decodes, not where.
         "keyint",
         "duration",
+        // Which of the source's audio tracks the task encodes: its input.
+        "track",
+        // Which frames of a chunk cut from the keyframe before them are its own: the work.
+        "from",
+        "to",
+        // That the encoder keeps the source's clock: an encoder setting.
+        "variable_rate",
     ];
     for lease in &scene.leases {
         let params = lease.task_params.as_object().unwrap();

@@ -1,11 +1,14 @@
 """video-transcode task script: encodes one chunk with FFmpeg on the worker.
 
 IDLEGRID_TASK (set by the coordinator's video partitioner) says what to do:
-  {"kind": "video", "frames": N, "width": W, "height": H, "encoder": {...}}
+  {"kind": "video", "frames": N, "width": W, "height": H, "encoder": {...},
+   "from": T0, "to": T1}
       encode input/chunk.mkv's video with the encoder's codec — H.264 (libx264), HEVC
       (libx265), AV1 (SVT-AV1) or VP9 (libvpx) — in closed GOPs starting on a keyframe, with
       a fixed thread count and settings that make the same chunk always give the same bytes,
-      timestamps passed through so every frame is kept, as output/chunk.mkv
+      timestamps passed through so every frame is kept, as output/chunk.mkv; with "from",
+      the chunk starts at the keyframe before its frames and may end after them: only the
+      frames shown from T0 to before T1 (or the end) are encoded
   {"kind": "audio", "encoder": {...}}
       encode input/chunk.mkv's audio stream to AAC-LC or Opus as output/audio.m4a
 Progress is printed as `idlegrid:progress <fraction>` for the worker's heartbeats.
@@ -56,16 +59,32 @@ def video_codec_args(enc, threads):
 
 if task["kind"] == "video":
     out = os.path.join("output", "chunk.mkv")
+    span = task.get("from")
     cmd = [
         "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-progress", "pipe:1",
         # One decoding thread: decoding is cheap next to encoding, and threads cost CPU.
         "-threads", "1",
-        "-i", source, "-map", "0:v:0", "-an", "-sn", "-dn",
     ]
+    filters = []
+    if span is not None:
+        # The frames are picked by their times on the source's clock (to its millisecond),
+        # and the kept ones start at 0.
+        cmd += ["-copyts"]
+        keep = f"gte(t,{float(span) - 0.0005:.6f})"
+        if task.get("to") is not None:
+            keep += f"*lt(t,{float(task['to']) - 0.0005:.6f})"
+        filters += [f"select='{keep}'", "setpts=PTS-STARTPTS"]
+    cmd += ["-i", source, "-map", "0:v:0", "-an", "-sn", "-dn"]
     if task.get("scale", True):
-        cmd += ["-vf", f"scale={task['width']}:{task['height']}:flags=bicubic"]
+        filters.append(f"scale={task['width']}:{task['height']}:flags=bicubic")
+    if filters:
+        cmd += ["-vf", ",".join(filters)]
     cmd += ["-pix_fmt", "yuv420p"] + video_codec_args(enc, str(enc["threads"]))
     cmd += ["-fps_mode", "passthrough"]
+    if task.get("variable_rate"):
+        # Frames at their own times: the encoder's clock is the source's, not 1/average rate,
+        # which would round two frames onto one time.
+        cmd += ["-enc_time_base:v", "-1"]
     if task.get("keyint"):
         # The coordinator checks a frame by decoding from the keyframe before it.
         cmd += ["-g", str(int(task["keyint"]))]

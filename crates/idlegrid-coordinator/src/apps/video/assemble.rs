@@ -180,14 +180,27 @@ async fn join(
         out.file_stem().unwrap_or_default().to_string_lossy()
     ));
     if let Video::Chunks(chunks) = &video {
+        // Each chunk lasts until the next one starts on the source's clock, when the split
+        // said where they start (a variable frame rate's pauses at the cuts stay); otherwise
+        // the concat demuxer places each after the last frame of the one before.
+        let starts: Vec<f64> = facts["chunk_starts"]
+            .as_array()
+            .map(|s| s.iter().filter_map(serde_json::Value::as_f64).collect())
+            .unwrap_or_default();
+        let placed = starts.len() == chunks.len();
         let list: String = chunks
             .iter()
+            .enumerate()
             // The concat demuxer's quoting: a quote inside becomes '\''.
-            .map(|c| {
-                format!(
+            .map(|(i, c)| {
+                let mut entry = format!(
                     "file '{}'\n",
                     c.display().to_string().replace('\'', "'\\''")
-                )
+                );
+                if placed && let Some(next) = starts.get(i + 1) {
+                    entry.push_str(&format!("duration {:.6}\n", next - starts[i]));
+                }
+                entry
             })
             .collect();
         std::fs::write(&list_path, list)
@@ -219,9 +232,15 @@ async fn join(
             .as_f64()
             .or(facts["audio_duration"].as_f64())
             .map_or(end, |d| d + track["offset"].as_f64().unwrap_or(0.0));
-        // AAC: two frames of priming and padding; Opus and copies: its 20 ms frames and the
-        // containers' rounding.
-        let tolerance = if aac { 2.0 * 1024.0 / 44_100.0 } else { 0.1 };
+        // AAC in MP4 and MOV: two frames of priming and padding (their edit lists hide the
+        // rest); elsewhere the priming is on the timeline, and Opus and copies have their own
+        // frames and the containers' rounding.
+        let edit_lists = matches!(container, Container::Mp4 | Container::Mov);
+        let tolerance = if aac && edit_lists {
+            2.0 * 1024.0 / 44_100.0
+        } else {
+            0.1
+        };
         if (end - source).abs() > tolerance {
             return Err(inconsistent(format!(
                 "the output's audio track {} lasts {end:.3} s, the source's {source:.3} s",

@@ -54,14 +54,30 @@ impl FrameTable {
 /// Reads a file's [`FrameTable`] on a blocking thread; the error says what makes it unreadable
 /// as video: not Matroska, no video track, two frames at one time.
 pub async fn frame_table(path: &Path) -> Result<FrameTable, String> {
+    table_of(path, false).await
+}
+
+/// A source chunk's [`FrameTable`]: a chunk cut from the keyframe before its frames may begin
+/// with undecodable leading frames FFmpeg gave one time twice; the later of two frames at one
+/// time is left out (the caller checks its own frames are all there).
+pub async fn source_frame_table(path: &Path) -> Result<FrameTable, String> {
+    table_of(path, true).await
+}
+
+async fn table_of(path: &Path, lenient: bool) -> Result<FrameTable, String> {
     let path = path.to_path_buf();
     let stage = crate::tools::current_stage();
-    tokio::task::spawn_blocking(move || crate::tools::counted(stage, || read(&path)))
+    tokio::task::spawn_blocking(move || crate::tools::counted(stage, || read_table(&path, lenient)))
         .await
         .map_err(|e| format!("reading the file failed: {e}"))?
 }
 
+#[cfg(test)]
 fn read(path: &Path) -> Result<FrameTable, String> {
+    read_table(path, false)
+}
+
+fn read_table(path: &Path, lenient: bool) -> Result<FrameTable, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
     let mut mkv = MatroskaFile::open(std::io::BufReader::with_capacity(1 << 16, file))
         .map_err(|e| format!("it is not a Matroska file ({e})"))?;
@@ -105,6 +121,9 @@ fn read(path: &Path) -> Result<FrameTable, String> {
         frames.push((frame.timestamp, frame.is_keyframe == Some(true)));
     }
     frames.sort_by_key(|&(time, _)| time);
+    if lenient {
+        frames.dedup_by_key(|&mut (time, _)| time);
+    }
     if frames.windows(2).any(|w| w[0].0 == w[1].0) {
         return Err("two frames are shown at the same time".into());
     }

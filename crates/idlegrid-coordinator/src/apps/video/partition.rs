@@ -70,7 +70,13 @@ fn list_chunks(dir: &Path) -> Result<Vec<PathBuf>, String> {
 /// Writes the source's first video stream, passed through `codec`, as Matroska chunk files
 /// named by `pattern`, cut by the segment muxer every `seconds` (at the first keyframe after
 /// each multiple). A source that ends early or breaks off is refused as damaged.
-async fn segment(src: &str, codec: &[&str], seconds: &str, pattern: &str) -> Result<(), String> {
+async fn segment(
+    src: &str,
+    codec: &[&str],
+    seconds: &str,
+    pattern: &str,
+    list: &str,
+) -> Result<(), String> {
     let mut args = vec![
         "-nostdin", "-v", "error", "-i", src, "-map", "0:v:0", "-an", "-sn", "-dn",
     ];
@@ -84,6 +90,10 @@ async fn segment(src: &str, codec: &[&str], seconds: &str, pattern: &str) -> Res
         "1",
         "-segment_format",
         "matroska",
+        "-segment_list",
+        list,
+        "-segment_list_type",
+        "csv",
         pattern,
     ]);
     let (_, complaints) = tool_with_complaints("ffmpeg", &args).await?;
@@ -100,6 +110,22 @@ struct Chunk {
     path: PathBuf,
     /// Frames that decode from it.
     frames: u64,
+    /// For a chunk that holds more than its frames (it starts at the keyframe before them and
+    /// ends past them): its frames' times on the source's clock, from the first to before the
+    /// next chunk's first (`None`: to the end). The device decodes the file and keeps those.
+    span: Option<(f64, Option<f64>)>,
+    /// When its first frame is shown, on the source's clock (its place in the output: the
+    /// chunks' encodes start at 0).
+    start: Option<f64>,
+}
+
+/// Each segment's start time from the segment muxer's CSV list (`name,start,end`), in order.
+fn segment_starts(list: &Path) -> Vec<f64> {
+    std::fs::read_to_string(list)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split(',').nth(1)?.trim().parse::<f64>().ok())
+        .collect()
 }
 
 /// Decodes a chunk in full and returns the frames that decode from it.
@@ -125,7 +151,12 @@ async fn decoded_frames(path: PathBuf) -> Result<Chunk, String> {
     let progress = tool("ffmpeg", &args).await?;
     let frames = progress_frames(&progress)
         .ok_or_else(|| format!("FFmpeg did not say how many frames {input} holds"))?;
-    Ok(Chunk { path, frames })
+    Ok(Chunk {
+        path,
+        frames,
+        span: None,
+        start: None,
+    })
 }
 
 /// Counts every chunk's frames by decoding it, as many at once as the machine has cores, and
@@ -163,8 +194,14 @@ async fn count_cut(
     paths: Vec<PathBuf>,
     facts: &Facts,
     target: f64,
+    starts: Vec<f64>,
     out: &mpsc::Sender<Chunk>,
 ) -> Result<bool, String> {
+    let starts: Vec<Option<f64>> = if starts.len() == paths.len() {
+        starts.into_iter().map(Some).collect()
+    } else {
+        vec![None; paths.len()]
+    };
     let packets: Vec<Vec<probe::Packet>> = futures::stream::iter(paths.clone())
         .map(|path| async move { probe::packets(&path).await })
         .buffered(cores())
@@ -183,35 +220,180 @@ async fn count_cut(
     {
         return Ok(false);
     }
-    let mut rest = paths.into_iter().zip(contents);
+    let mut rest = paths.into_iter().zip(contents).zip(starts);
     if !ONE_FRAME_PER_PACKET.contains(&facts.codec.as_str())
-        && let Some((path, (frames, _))) = rest.next()
+        && let Some(((path, (frames, _)), start)) = rest.next()
     {
-        let first = decoded_frames(path).await?;
+        let first = Chunk {
+            start,
+            ..decoded_frames(path).await?
+        };
         let calibrated = first.frames == frames;
         out.send(first).await.map_err(|_| STOPPED.to_string())?;
         if !calibrated {
-            // Packets are not frames here: count every chunk by decoding it.
-            return count_all(rest.map(|(path, _)| path).collect(), out)
+            // Packets are not frames here: count every chunk by decoding it (placed by the
+            // joined chunks' own lengths).
+            return count_all(rest.map(|((path, _), _)| path).collect(), out)
                 .await
                 .map(|()| true);
         }
     }
-    for (path, (frames, _)) in rest {
-        out.send(Chunk { path, frames })
-            .await
-            .map_err(|_| STOPPED.to_string())?;
+    for ((path, (frames, _)), start) in rest {
+        out.send(Chunk {
+            path,
+            frames,
+            span: None,
+            start,
+        })
+        .await
+        .map_err(|_| STOPPED.to_string())?;
     }
     Ok(true)
+}
+
+/// Codecs whose packets are one shown frame each in every container (VP9's superframes and
+/// AV1's temporal units hold hidden frames with one shown frame).
+const ONE_SHOWN_FRAME_PER_PACKET: &[&str] = &["h264", "hevc", "vp9", "av1"];
+
+/// How far past its last frame's time a chunk's cut goes, at first and at most, in seconds:
+/// the frames just before the next keyframe may be stored after it (open GOPs), and the cut
+/// must hold them.
+const CUT_PAST: [f64; 2] = [0.5, 5.0];
+
+/// How far before the time asked FFmpeg seeks in a stream with B-frames, in seconds.
+const SEEK_LEAD: f64 = 3.0 / 23.0;
+
+/// The chunks of a source with `times` (its frames' presentation times, ascending) and
+/// keyframes at `keys` (ascending times): index ranges of about `target` seconds, ending at a
+/// keyframe when one comes within half a chunk more, else at any frame.
+fn spans(times: &[f64], keys: &[f64], target: f64) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut start = 0;
+    while start < times.len() {
+        let goal = times[start] + target;
+        let at_key = keys
+            .iter()
+            .find(|&&k| k >= goal - 1e-6)
+            .filter(|&&k| k <= goal + target / 2.0)
+            .map(|&k| times.partition_point(|&t| t < k - 1e-6));
+        let end = at_key
+            .unwrap_or_else(|| times.partition_point(|&t| t < goal - 1e-6))
+            .max(start + 1)
+            .min(times.len());
+        spans.push((start, end));
+        start = end;
+    }
+    spans
+}
+
+/// Splits a source whose keyframes do not cut it into chunks that decode on their own (open
+/// GOPs, leading B-frames, keyframes too far apart) with stream copies only: each chunk holds
+/// its frames from the keyframe before the first to past the last, and its device decodes it
+/// and keeps its frames by their times. `Ok(false)` (nothing sent) when the source's packets
+/// cannot say where its frames are: a codec whose packets are not one shown frame each, a
+/// packet without a time.
+async fn split_decoding_from_keyframes(
+    source: &Path,
+    dir: &Path,
+    facts: &Facts,
+    target: f64,
+    out: &mpsc::Sender<Chunk>,
+) -> Result<bool, String> {
+    if !ONE_SHOWN_FRAME_PER_PACKET.contains(&facts.codec.as_str()) {
+        return Ok(false);
+    }
+    let packets = probe::packets(source).await?;
+    let Some(mut times) = packets.iter().map(|p| p.pts).collect::<Option<Vec<f64>>>() else {
+        return Ok(false);
+    };
+    let mut keys: Vec<f64> = packets
+        .iter()
+        .filter(|p| p.key)
+        .filter_map(|p| p.pts)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    keys.sort_by(f64::total_cmp);
+    if times.windows(2).any(|w| w[1] - w[0] < 0.001) || keys.first() != times.first() {
+        // Two frames within the Matroska millisecond, or frames shown before the first
+        // keyframe: their times cannot name them.
+        return Ok(false);
+    }
+    let src = source.to_string_lossy().into_owned();
+    let plan: Vec<(usize, usize)> = spans(&times, &keys, target);
+    let cuts = plan.into_iter().enumerate().map(|(i, (a, b))| {
+        let (lo, hi) = (times[a], times.get(b).copied());
+        let at = keys.partition_point(|&k| k <= lo + 1e-6) - 1;
+        let key = keys[at];
+        // FFmpeg seeks 3/23 s before the time asked in a stream with B-frames, which would
+        // land on the keyframe before: ask past it, unless the next keyframe is that close.
+        let seek = match keys.get(at + 1) {
+            Some(&next) if next <= key + SEEK_LEAD + 0.002 => key,
+            _ => key + SEEK_LEAD + 0.0005,
+        };
+        let path = dir.join(format!("{i:05}.mkv"));
+        let src = src.clone();
+        async move {
+            for past in CUT_PAST {
+                cut(&src, seek, hi.map(|h| h + past), &path).await?;
+                // The cut must hold every frame of the span (and starts on the keyframe).
+                let held = probe::packets(&path).await?;
+                let inside = held
+                    .iter()
+                    .filter_map(|p| p.pts)
+                    .filter(|&t| t >= lo - 0.0005 && hi.is_none_or(|h| t < h - 0.0005))
+                    .count();
+                if inside == b - a && held.first().is_some_and(|p| p.key) {
+                    return Ok(Some(Chunk {
+                        path,
+                        frames: (b - a) as u64,
+                        span: Some((lo, hi)),
+                        start: Some(lo),
+                    }));
+                }
+            }
+            Ok::<_, String>(None)
+        }
+    });
+    let mut cuts = futures::stream::iter(cuts).buffered(cores());
+    let mut sent = false;
+    while let Some(chunk) = cuts.next().await {
+        match chunk? {
+            Some(chunk) => {
+                out.send(chunk).await.map_err(|_| STOPPED.to_string())?;
+                sent = true;
+            }
+            None if !sent => return Ok(false),
+            None => return Err("a chunk's frames could not be cut from the source".into()),
+        }
+    }
+    Ok(true)
+}
+
+/// Copies the source's video from the keyframe FFmpeg seeks to for `seek` to `to` (or the end)
+/// into `out`, keeping the source's timestamps.
+async fn cut(src: &str, seek: f64, to: Option<f64>, out: &Path) -> Result<(), String> {
+    let from = format!("{seek:.6}");
+    let mut args = vec!["-nostdin", "-v", "error", "-copyts", "-ss", &from];
+    let to = to.map(|t| format!("{t:.6}"));
+    if let Some(to) = &to {
+        args.extend(["-to", to]);
+    }
+    let out = out.to_string_lossy();
+    args.extend([
+        "-i", src, "-map", "0:v:0", "-an", "-sn", "-dn", "-c", "copy", "-f", "matroska", &out,
+    ]);
+    tool("ffmpeg", &args).await.map(|_| ())
 }
 
 /// Splits the video stream into chunk files in `dir` and sends each on, in order, with the
 /// frames that decode from it as soon as it is counted; returns how they were made.
 /// Every one of the source's `facts.frames` packets must come out as a decoded frame of some
-/// chunk. A cut at a source keyframe by stream copy is used only if every frame still decodes
-/// from its chunk — with open GOPs or leading B-frames the frames before a cut's keyframe need
-/// the previous chunk, and the cut is redone frame-exactly through a lossless all-keyframe
-/// intermediate.
+/// chunk, and the coordinator's work is stream copies and probes. A cut at a source keyframe
+/// by stream copy is used as it is if every frame decodes from its chunk; with open GOPs,
+/// leading B-frames or keyframes too far apart, each chunk is cut from the keyframe before its
+/// frames to past them and its device keeps its frames by their times. Only a frame rate
+/// asked for (or a codec whose packets are not frames) takes a lossless intermediate of the
+/// whole video, made here.
 async fn split_video(
     source: &Path,
     dir: &Path,
@@ -224,15 +406,26 @@ async fn split_video(
     let pattern = dir.join("%05d.mkv");
     let pattern = pattern.to_string_lossy();
     let target_s = format!("{target}");
-    // A variable frame rate is made constant at the average by the frame-exact cut below.
+    // A frame rate asked for is made by the lossless cut below.
     if constant_rate.is_none() {
-        segment(&src, &["-c", "copy"], &target_s, &pattern).await?;
+        let list = dir.join("segments.csv");
+        segment(
+            &src,
+            &["-c", "copy"],
+            &target_s,
+            &pattern,
+            &list.to_string_lossy(),
+        )
+        .await?;
         let paths = list_chunks(dir)?;
-        if count_cut(paths.clone(), facts, target, &out).await? {
+        if count_cut(paths.clone(), facts, target, segment_starts(&list), &out).await? {
             return Ok("keyframes");
         }
         for path in &paths {
             std::fs::remove_file(path).map_err(|e| e.to_string())?;
+        }
+        if split_decoding_from_keyframes(source, dir, facts, target, &out).await? {
+            return Ok("frames, each device decoding from the keyframe before its chunk");
         }
     }
     let force = format!("expr:gte(t,n_forced*{target})");
@@ -258,13 +451,19 @@ async fn split_video(
         codec.extend(["-vf", &rate]);
     }
     codec.extend(["-fps_mode", "passthrough"]);
-    segment(&src, &codec, &target_s, &pattern).await?;
+    let list = dir.join("segments.csv").to_string_lossy().into_owned();
+    segment(&src, &codec, &target_s, &pattern, &list).await?;
     // The intermediate is x264's: one frame per packet, counted without decoding.
     for path in list_chunks(dir)? {
         let frames = probe::count_packets(&path).await?;
-        out.send(Chunk { path, frames })
-            .await
-            .map_err(|_| STOPPED.to_string())?;
+        out.send(Chunk {
+            path,
+            frames,
+            span: None,
+            start: None,
+        })
+        .await
+        .map_err(|_| STOPPED.to_string())?;
     }
     Ok(if constant_rate.is_some() {
         "exact frames (lossless intermediate at a constant frame rate)"
@@ -405,6 +604,12 @@ impl Partitioner for VideoPartitioner {
             )));
         }
         let mut notes = Vec::new();
+        if facts.variable_frame_rate && params.fps.is_none() {
+            notes.push(format!(
+                "variable frame rate (about {:.3} fps on average): every frame kept at its time",
+                facts.fps
+            ));
+        }
         let audio = kept_audio(&params, &facts, &mut notes).map_err(rejected)?;
         let offsets = Offsets::of(&facts, &audio).map_err(rejected)?;
         if facts.frames > 0 && facts.duration / facts.frames as f64 > 10.0 {
@@ -424,11 +629,10 @@ impl Partitioner for VideoPartitioner {
         std::fs::create_dir_all(&chunks_dir).map_err(|e| {
             PartitionError::Storage(idlegrid_storage::StorageError::Backend(e.to_string()))
         })?;
-        // A variable frame rate is made constant at the average; a frame rate asked for
-        // replaces the source's.
+        // A variable frame rate is kept as it is; a frame rate asked for replaces the
+        // source's.
         let constant_rate = match params.fps {
             Some(fps) if (fps - facts.fps).abs() > 0.001 => Some(fps),
-            _ if facts.variable_frame_rate && !copy => Some(facts.fps),
             _ => None,
         };
         // One file, or the renditions of an HLS ladder: every rendition encodes every chunk.
@@ -443,6 +647,7 @@ impl Partitioner for VideoPartitioner {
             .unwrap_or((facts.width, facts.height));
         let encoder = serde_json::to_value(&params.encoder).unwrap_or_default();
         let mut split = "nothing: the video is copied as it is";
+        let mut chunk_starts: Option<Vec<f64>> = None;
         let mut chunks = 0u64;
         if !copy {
             // Chunks are stored and their tasks sent as soon as each is split and counted, so
@@ -459,9 +664,12 @@ impl Partitioner for VideoPartitioner {
             );
             let source_size = (facts.width, facts.height);
             let keyint = max_keyframe_interval(constant_rate.unwrap_or(facts.fps));
+            let variable_rate = facts.variable_frame_rate && constant_rate.is_none();
             let dispatching = async {
                 let (mut chunks, mut counted) = (0u64, 0u64);
+                let mut starts = Vec::new();
                 while let Some(chunk) = chunk_rx.recv().await {
+                    starts.push(chunk.start);
                     let index = chunks;
                     chunks += 1;
                     counted += chunk.frames;
@@ -477,35 +685,42 @@ impl Partitioner for VideoPartitioner {
                             offset: 0,
                             len: stored.size,
                             work_ms: cost::video_task_ms(chunk.frames, (w, h), &params),
-                            meta: Some(json!({
-                                "kind": "video", "frames": chunk.frames, "width": w, "height": h,
-                                "scale": (w, h) != source_size, "keyint": keyint,
-                                "rendition": rendition, "encoder": encoder,
-                            })),
+                            meta: Some({
+                                let mut meta = json!({
+                                    "kind": "video", "frames": chunk.frames, "width": w,
+                                    "height": h, "scale": (w, h) != source_size,
+                                    "keyint": keyint, "rendition": rendition,
+                                    "encoder": encoder,
+                                });
+                                if let Some((from, to)) = chunk.span {
+                                    meta["from"] = json!(from);
+                                    meta["to"] = json!(to);
+                                }
+                                if variable_rate {
+                                    meta["variable_rate"] = json!(true);
+                                }
+                                meta
+                            }),
                         })
                         .collect();
                     out.send(Split::Tasks(tasks))
                         .await
                         .map_err(|_| PartitionError::Stopped)?;
                 }
-                Ok::<_, PartitionError>((chunks, counted))
+                Ok::<_, PartitionError>((chunks, counted, starts))
             };
             let (made, dispatched) = tokio::join!(splitting, dispatching);
-            let counted;
-            (chunks, counted) = dispatched?;
+            let (counted, starts);
+            (chunks, counted, starts) = dispatched?;
+            // Where each chunk goes in the output, when every one says: the joined chunks are
+            // placed there, so pauses between frames at chunk boundaries stay.
+            chunk_starts = starts.into_iter().collect::<Option<Vec<f64>>>();
             split = made.map_err(|e| rejected(format!("splitting the video failed: {e}")))?;
             if let Some(rate) = constant_rate {
-                notes.push(if facts.variable_frame_rate && params.fps.is_none() {
-                    format!(
-                        "variable frame rate: made constant at the average, {rate:.3} fps ({counted} frames from the source's {})",
-                        facts.frames
-                    )
-                } else {
-                    format!(
-                        "frame rate converted from {:.3} to {rate:.3} fps ({counted} frames from the source's {})",
-                        facts.fps, facts.frames
-                    )
-                });
+                notes.push(format!(
+                    "frame rate converted from {:.3} to {rate:.3} fps ({counted} frames from the source's {})",
+                    facts.fps, facts.frames
+                ));
                 facts.frames = counted;
                 facts.fps = rate;
             } else if counted != facts.frames {
@@ -575,6 +790,9 @@ impl Partitioner for VideoPartitioner {
         }
         let mut recorded = serde_json::to_value(&facts).unwrap_or_default();
         recorded["video_chunks"] = json!(chunks);
+        if let Some(starts) = &chunk_starts {
+            recorded["chunk_starts"] = json!(starts);
+        }
         recorded["task_order"] = json!("chunk-major");
         recorded["split"] = json!(split);
         recorded["output"] = json!({
@@ -789,6 +1007,22 @@ async fn extract(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_end_at_keyframes_when_near_and_at_any_frame_otherwise() {
+        let times: Vec<f64> = (0..100).map(|i| f64::from(i) / 10.0).collect();
+        // Keyframes every 3 s: chunks of 2 s end at the keyframe at 3 s (within a chunk and a
+        // half), then 5 s is past 6 + 1 = … at 6 s.
+        let keys = [0.0, 3.0, 6.0, 9.0];
+        assert_eq!(
+            spans(&times, &keys, 2.0),
+            [(0, 30), (30, 60), (60, 90), (90, 100)]
+        );
+        // A single keyframe: cut anywhere, every frame in exactly one chunk.
+        let one = spans(&times, &[0.0], 3.0);
+        assert_eq!(one, [(0, 30), (30, 60), (60, 90), (90, 100)]);
+        assert_eq!(spans(&times[..1], &[0.0], 3.0), [(0, 1)]);
+    }
 
     #[test]
     fn chunks_longer_than_twice_the_target_are_too_long() {

@@ -18,7 +18,7 @@
 //!
 //! What this costs and what it catches, beside replication, is in ARCHITECTURE.md.
 
-use super::container::{FrameTable, frame_table};
+use super::container::{FrameTable, frame_table, source_frame_table};
 use super::quality::{self, Expectation, FrameMeasure, Plane};
 use super::{probe_stream, readable, readable_output, scratch};
 use crate::apps::plugin::{Judgment, Validator};
@@ -159,23 +159,30 @@ async fn source_decodes(source: (Vec<String>, String), count: usize, size: usize
 }
 
 /// Decodes `window` of the result and of the source (scaled to the result's `size` when
-/// `scale`) side by side and measures every frame pair; the error says what went wrong with
-/// the result, or `Err(Err)` when the source could not be decoded (the coordinator's problem).
+/// `scale`; its frames `skip` further on, past those its chunk holds before its own) side by
+/// side and measures every frame pair; the error says what went wrong with the result, or
+/// `Err(Err)` when the source could not be decoded (the coordinator's problem).
+#[allow(clippy::too_many_arguments)]
 async fn compare_window(
     result: &Path,
     result_table: &FrameTable,
     source: &Path,
     source_table: &FrameTable,
     window: Window,
+    skip: usize,
     (width, height): (u32, u32),
     scale: bool,
 ) -> Result<Result<Vec<FrameMeasure>, String>, String> {
     let count = window.to - window.from + 1;
     let result_side = side_args(result, result_table, &window, None);
+    let source_window = Window {
+        from: window.from + skip,
+        to: window.to + skip,
+    };
     let source_side = side_args(
         source,
         source_table,
-        &window,
+        &source_window,
         scale.then_some((width, height)),
     );
     let args = decode_args(
@@ -308,25 +315,53 @@ async fn check_video(
             table.longest_gop()
         )));
     }
-    let source_table = frame_table(source)
-        .await
-        .map_err(|e| format!("the source chunk cannot be read: {e}"))?;
-    if source_table.times.len() != expected || source_table.keys.first() != Some(&0) {
+    let source_table = if meta["from"].is_number() {
+        source_frame_table(source).await
+    } else {
+        frame_table(source).await
+    };
+    let source_table = source_table.map_err(|e| format!("the source chunk cannot be read: {e}"))?;
+    // A chunk cut from the keyframe before its frames holds others around them: its own are
+    // those shown from `from` to before `to` (to the millisecond the file keeps).
+    let skip = meta["from"].as_f64().map_or(0, |from| {
+        source_table.times.partition_point(|&t| t < from - 0.0005)
+    });
+    let own = match meta["to"].as_f64() {
+        Some(to) => source_table.times.partition_point(|&t| t < to - 0.0005),
+        None => source_table.times.len(),
+    }
+    .saturating_sub(skip);
+    // Its own frames decode from a keyframe of the chunk (undecodable leading frames of an
+    // open GOP before it are not its own).
+    if own != expected || source_table.key_before(skip).is_none() {
         return Err(format!(
-            "the source chunk has {} frames and keyframes at {:?}, not the {expected} frames recorded",
-            source_table.times.len(),
+            "the source chunk has {own} frames of its own and keyframes at {:?}, not the \
+             {expected} frames recorded",
             &source_table.keys[..source_table.keys.len().min(4)]
         ));
     }
     // The one choice the device cannot know: which frame, from the coordinator's randomness.
     let picked = rand::rng().random_range(0..expected);
-    let from = table
-        .key_before(picked)
-        .unwrap_or(0)
-        .max(source_table.key_before(picked).unwrap_or(0));
+    let from = table.key_before(picked).unwrap_or(0).max(
+        source_table
+            .key_before(skip + picked)
+            .unwrap_or(0)
+            .saturating_sub(skip),
+    );
     let window = Window { from, to: picked };
     let scale = meta["scale"].as_bool().unwrap_or(true);
-    match compare_window(result, &table, source, &source_table, window, size, scale).await? {
+    match compare_window(
+        result,
+        &table,
+        source,
+        &source_table,
+        window,
+        skip,
+        size,
+        scale,
+    )
+    .await?
+    {
         Err(reason) => Ok(Judgment::Reject(reason)),
         Ok(measures) => {
             let crf = meta["encoder"]["crf"].as_u64().map(|c| c.min(51) as u8);
