@@ -3,13 +3,18 @@
 // The job page sums up a video for people (source, output, the HLS ladder, the output's size),
 // the raw facts behind a toggle that opens by keyboard; the jobs list shows each job's duration
 // (ticking while it runs) and cost in credits; at 1366 and 390 px, without sideways scrolling.
+// The new-job form's codec, container, speed, sound and subtitle fields: combinations the
+// coordinator refuses are refused on the page with a message saying what to change, only what
+// differs from the defaults is sent; the output's codec, container, tracks and subtitles are
+// shown as text. The last test (AV1 in WebM, created from the form) needs a coordinator that
+// knows those parameters.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import fs from 'node:fs';
-import { call, closeGrid, openGrid, sha256, signIn, submitPythonJob, waitFor, waitForFinalState, waitForJobPage, screenshot } from './helpers.mjs';
+import { assertNoSidewaysScroll, call, closeGrid, openGrid, sha256, signIn, submitPythonJob, unlabelledControls, waitFor, waitForFinalState, waitForJobPage, screenshot } from './helpers.mjs';
 import { formatBytes, formatCredits, formatDuration } from '../ui/dom.js';
 
 let grid;
@@ -29,10 +34,13 @@ test('an HLS video job completes and its output plays in the page', async () => 
   await page.getByLabel('App', { exact: true }).selectOption('video-transcode');
   await page.getByLabel('Input file').setInputFiles(clip);
   await page.getByLabel('Resolution').selectOption('source');
-  await page.getByLabel('x264 preset (slower is smaller)').selectOption('ultrafast');
+  await page.getByLabel('Encoder speed (slower is smaller)').selectOption('ultrafast');
   await page.getByLabel('Package as HLS (adaptive streaming, several renditions)').check();
   await page.getByLabel('Seconds per chunk').fill('2');
+  const created = page.waitForRequest((r) => r.method() === 'POST' && new URL(r.url()).pathname === '/v1/jobs');
   await page.getByRole('button', { name: 'Create and run' }).click();
+  // H.264's speed goes as x264_preset, as before there was a choice of codec; nothing else new.
+  assert.deepEqual((await created).postDataJSON().params, { preset: 'source', x264_preset: 'ultrafast', hls: true });
   const jobId = await waitForJobPage(page);
   assert.equal(await waitForFinalState(page, grid, jobId, 300_000), 'completed', grid.logs());
   const job = await call(grid, grid.apiKey, `/v1/jobs/${jobId}`);
@@ -152,6 +160,241 @@ test('the job page sums up the video; the jobs list shows duration and cost', as
   const box = await row.locator('td.cost').boundingBox();
   assert.ok(box && box.x + box.width <= 390, `the cost is on the phone's screen: ${JSON.stringify(box)}`);
   await screenshot(page, 'jobs-list-phone');
+  await page.close();
+  assert.deepEqual(browser.errors, []);
+});
+
+/** The new-job form with the video app chosen and `file` as its input, in a page of its own. */
+async function videoForm(file) {
+  const page = await browser.context.newPage();
+  await signIn(page, grid, grid.apiKey);
+  await page.goto(`${grid.url}/#/jobs/new`);
+  await page.getByLabel('App', { exact: true }).selectOption('video-transcode');
+  await page.getByLabel('Input file').setInputFiles(file);
+  return page;
+}
+
+const isCreate = (r) => r.method() === 'POST' && new URL(r.url()).pathname === '/v1/jobs';
+
+test('the new-job form refuses codecs a container cannot carry, saying what to change, and sends only what differs from the defaults', async () => {
+  const clip = path.join(grid.dir, 'form.mp4');
+  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25',
+    '-t', '1', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', clip]);
+  const page = await videoForm(clip);
+  // No job is created here: what the form would send is caught and answered by the test.
+  const sent = [];
+  await page.route((url) => url.pathname === '/v1/jobs', (route) => {
+    if (route.request().method() !== 'POST') return route.continue();
+    sent.push(route.request().postDataJSON());
+    return route.fulfill({ status: 422, contentType: 'application/json', body: JSON.stringify({ error: { code: 'caught', message: 'caught by the test' } }) });
+  });
+  const submit = page.getByRole('button', { name: 'Create and run' });
+  const alert = page.locator('form [role="alert"]');
+  const note = page.locator('.combo-note');
+  const codec = page.getByLabel('Video codec');
+  const container = page.getByLabel('Container');
+  const audio = page.getByLabel('Audio codec');
+  assert.equal(await note.isVisible(), false, 'no note while the choices go together');
+
+  // H.264 in WebM: said at once beside the fields, and refused on submit with the codec to change.
+  await container.selectOption('webm');
+  const webm = 'A WebM file cannot carry H.264 video: choose AV1 or VP9 as the video codec, or another container.';
+  await waitFor(async () => (await note.textContent()) === webm, { timeout: 5000, message: async () => `the note says: ${await note.textContent()}` });
+  assert.equal(await note.isVisible(), true);
+  await submit.click();
+  await alert.waitFor();
+  assert.equal(await alert.textContent(), webm);
+  assert.equal(await codec.getAttribute('aria-invalid'), 'true');
+  assert.equal(await codec.evaluate((el) => el === document.activeElement), true, 'the video codec is focused, to be changed');
+  await screenshot(page, 'new-job-video-webm-refused');
+  // Fixed by choosing VP9: the note goes.
+  await codec.selectOption('vp9');
+  await waitFor(async () => !(await note.isVisible()), { timeout: 5000, message: 'the note stays once VP9 is chosen' });
+  // HLS is H.264 only.
+  await page.getByLabel('Package as HLS (adaptive streaming, several renditions)').check();
+  await submit.click();
+  await waitFor(async () => /^HLS packaging is H\.264 only: choose H\.264 as the video codec, or turn HLS off/.test(await alert.textContent()), {
+    timeout: 5000, message: async () => `the alert says: ${await alert.textContent()}`,
+  });
+  await page.getByLabel('Package as HLS (adaptive streaming, several renditions)').uncheck();
+  // AAC in WebM: the audio codec to change, and what to choose instead.
+  await audio.selectOption('aac');
+  await submit.click();
+  await waitFor(async () => (await alert.textContent()) === 'A WebM file cannot carry AAC audio: choose Opus (or Default) as the audio codec.', {
+    timeout: 5000, message: async () => `the alert says: ${await alert.textContent()}`,
+  });
+  assert.equal(await audio.getAttribute('aria-invalid'), 'true');
+  await audio.selectOption('');
+  assert.equal(await audio.locator('option').first().textContent(), 'Default (Opus)', 'WebM\'s default sound is Opus');
+  // The CRF range is the codec's.
+  const crf = page.locator('input[name="crf"]');
+  assert.equal(await page.locator(`label[for="${await crf.getAttribute('id')}"]`).textContent(), 'Quality (CRF, 0–63 for VP9, lower is better)');
+  await crf.fill('64');
+  await submit.click();
+  await waitFor(async () => (await alert.textContent()) === 'CRF for VP9 must be a whole number from 0 to 63.', {
+    timeout: 5000, message: async () => `the alert says: ${await alert.textContent()}`,
+  });
+  // Languages must be codes.
+  await crf.fill('40');
+  await page.getByLabel('Audio tracks').selectOption('languages');
+  await page.getByLabel('Audio languages').fill('english');
+  await submit.click();
+  await waitFor(async () => /^“english” is not a language code/.test(await alert.textContent()), {
+    timeout: 5000, message: async () => `the alert says: ${await alert.textContent()}`,
+  });
+  assert.deepEqual(sent, [], 'nothing refused was sent');
+
+  // Sent: VP9 in WebM at speed 2, with the French and English tracks and no subtitles.
+  await page.getByLabel('Audio languages').fill('FRA, eng');
+  const speed = page.getByLabel('Encoder speed (slower is smaller)');
+  assert.deepEqual(await speed.locator('option').evaluateAll((os) => os.map((o) => o.value)), ['', '0', '1', '2', '3', '4', '5', '6', '7', '8']);
+  await speed.selectOption('2');
+  await page.getByLabel('Keep subtitles').uncheck();
+  await submit.click();
+  await waitFor(() => sent.length === 1, { timeout: 5000, message: 'the form sent nothing' });
+  assert.deepEqual(sent[0].params, {
+    preset: '720p', video_codec: 'vp9', container: 'webm', crf: 40, speed: '2', audio_tracks: ['fra', 'eng'], subtitles: false,
+  });
+
+  // Copy: the encoding fields are off and not sent; nor is what is left at its default.
+  await codec.selectOption('copy');
+  for (const label of ['Resolution', 'Encoder speed (slower is smaller)', 'Package as HLS (adaptive streaming, several renditions)']) {
+    assert.equal(await page.getByLabel(label).isDisabled(), true, `${label} is off when copying`);
+  }
+  assert.equal(await crf.isDisabled(), true);
+  assert.equal(await page.locator('.copy-note').isVisible(), true);
+  await container.selectOption('mkv');
+  await audio.selectOption('copy');
+  await page.getByLabel('Audio tracks').selectOption('first');
+  await submit.click();
+  await waitFor(() => sent.length === 2, { timeout: 5000, message: 'the form sent nothing' });
+  assert.deepEqual(sent[1].params, { video_codec: 'copy', container: 'mkv', audio_codec: 'copy', audio_tracks: 'first', subtitles: false });
+
+  // Back to H.264 in MP4 with every default: what was sent before there was a choice.
+  await codec.selectOption('h264');
+  await container.selectOption('mp4');
+  await audio.selectOption('');
+  await page.getByLabel('Audio tracks').selectOption('all');
+  await page.getByLabel('Keep subtitles').check();
+  await crf.fill('');
+  assert.equal(await speed.inputValue(), '', 'H.264 starts at its default speed');
+  assert.equal(await speed.locator('option').first().textContent(), 'Default (medium)');
+  await submit.click();
+  await waitFor(() => sent.length === 3, { timeout: 5000, message: 'the form sent nothing' });
+  assert.deepEqual(sent[2].params, { preset: '720p' });
+
+  // Every field labelled, the form readable on a phone.
+  assert.deepEqual(await unlabelledControls(page), []);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await container.selectOption('webm');
+  await assertNoSidewaysScroll(page, 'the new-job form at 390 px');
+  await screenshot(page, 'new-job-video-phone');
+  await page.close();
+  assert.deepEqual(browser.errors, []);
+});
+
+test('the job page shows the output\'s codec, container, audio tracks and subtitles as text', async () => {
+  const page = await browser.context.newPage();
+  await signIn(page, grid, grid.apiKey);
+  const drawn = await page.evaluate(async () => {
+    const { videoSummary } = await import('/ui/video-facts.js');
+    const sneaky = '<img src=x onerror="window.injected=1">';
+    const job = {
+      output: null,
+      facts: {
+        codec: 'h264', width: 640, height: 360, fps: 25, duration: 4, audio_streams: 2, audio_duration: 4,
+        audio: [{ position: 0, language: 'eng' }, { position: 1, language: null }],
+        subtitles: [{ position: 0, language: 'fra', codec: 'subrip' }],
+        output: {
+          width: 640, height: 360, codec: 'hevc', video_copy: true, container: 'mkv', audio: true, audio_codec: 'copy',
+          audio_tracks: [{ source: 1, language: null, duration: 4, offset: 0.5 }, { source: 0, language: sneaky, duration: null, offset: 0 }],
+          subtitles: [{ source: 0, language: 'fra', codec: sneaky }],
+        },
+      },
+    };
+    const el = videoSummary(job);
+    document.body.append(el);
+    const text = el.textContent.replace(/\s+/g, ' ');
+    const elements = [...el.querySelectorAll('*')].map((e) => e.tagName.toLowerCase());
+    // A job recorded before these facts: none of their rows.
+    const old = videoSummary({ output: null, facts: { codec: 'h264', width: 640, height: 360, output: { width: 640, height: 360, codec: 'h264', audio: true } } });
+    return { text, elements, injected: window.injected || null, old: old.textContent };
+  });
+  assert.equal(drawn.injected, null);
+  assert.ok(!drawn.elements.includes('img'), `no element from the facts: ${drawn.elements}`);
+  assert.match(drawn.text, /Audio ?2 audio streams, 4\.0 s \(eng, no tag\)/);
+  assert.match(drawn.text, /Subtitles ?1 track \(fra\)/);
+  assert.match(drawn.text, /Output ?Video ?H\.265 \(HEVC\), copied as it is, 640×360, with audio/);
+  assert.match(drawn.text, /Container ?Matroska \(MKV\)/);
+  assert.ok(drawn.text.includes('Audio2 tracks, copied as they are'), drawn.text);
+  assert.ok(drawn.text.includes('no language tag · source track 2 · 4.0 s · starts at 0.500 s'), drawn.text);
+  assert.ok(drawn.text.includes('<img src=x onerror="window.injected=1"> · source track 1'), drawn.text);
+  assert.ok(drawn.text.includes('Subtitles1 trackfra · source track 1 · <img src=x onerror="window.injected=1">'), drawn.text);
+  assert.doesNotMatch(drawn.old, /Container|Subtitles|copied/);
+  assert.match(drawn.old, /VideoH\.264, 640×360, with audio/);
+  await page.close();
+  assert.deepEqual(browser.errors, []);
+});
+
+// Needs a coordinator that knows video_codec, container, speed, audio_tracks (a build of
+// apps/video/params.rs with them): an older one refuses the job it is sent.
+test('AV1 in WebM from the new-job form: the parameters sent and recorded, and the job page says what the output is', async () => {
+  // Two sound tracks (English, French) and English subtitles, in Matroska.
+  const srt = path.join(grid.dir, 'subs.srt');
+  fs.writeFileSync(srt, '1\n00:00:00,000 --> 00:00:01,500\nHello\n\n');
+  const clip = path.join(grid.dir, 'languages.mkv');
+  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25',
+    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-f', 'lavfi', '-i', 'sine=frequency=660:sample_rate=48000', '-i', srt,
+    '-map', '0:v', '-map', '1:a', '-map', '2:a', '-map', '3:s', '-t', '2', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p',
+    '-g', '25', '-c:a', 'aac', '-c:s', 'srt', '-metadata:s:a:0', 'language=eng', '-metadata:s:a:1', 'language=fra',
+    '-metadata:s:s:0', 'language=eng', clip]);
+  const page = await videoForm(clip);
+  await page.getByLabel('Video codec').selectOption('av1');
+  await page.getByLabel('Container').selectOption('webm');
+  // The speed choices are SVT-AV1's.
+  const speed = page.getByLabel('Encoder speed (slower is smaller)');
+  assert.deepEqual(await speed.locator('option').evaluateAll((os) => os.map((o) => o.value)),
+    ['', ...Array.from({ length: 14 }, (_, i) => String(i))]);
+  assert.equal(await speed.locator('option').first().textContent(), 'Default (8)');
+  await speed.selectOption('12');
+  await page.getByLabel('Audio tracks').selectOption('languages');
+  await page.getByLabel('Audio languages').fill('fra');
+  const request = page.waitForRequest(isCreate);
+  await page.getByRole('button', { name: 'Create and run' }).click();
+  const { params } = (await request).postDataJSON();
+  assert.equal(params.video_codec, 'av1');
+  assert.equal(params.container, 'webm');
+  assert.equal('x264_preset' in params, false, JSON.stringify(params));
+  assert.deepEqual(params, { preset: '720p', video_codec: 'av1', container: 'webm', speed: '12', audio_tracks: ['fra'] });
+
+  // The coordinator takes them as sent; once split, the job records what the output will be.
+  const jobId = await waitForJobPage(page);
+  const job = await call(grid, grid.apiKey, `/v1/jobs/${jobId}`);
+  assert.deepEqual(job.params, params);
+  const split = await waitFor(async () => {
+    const j = await call(grid, grid.apiKey, `/v1/jobs/${jobId}`);
+    if (j.state === 'failed') throw new Error(`job failed: ${j.error}`);
+    return j.facts && j.facts.output && j;
+  }, { timeout: 120_000, interval: 500, message: () => `the job was not split\n${grid.logs()}` });
+  const out = split.facts.output;
+  assert.equal(out.codec, 'av1');
+  assert.equal(out.container, 'webm');
+  assert.equal(out.video_copy, false);
+  assert.equal(out.audio_codec, 'opus');
+  assert.deepEqual(out.audio_tracks.map((t) => [t.source, t.language]), [[1, 'fra']]);
+  assert.deepEqual(out.subtitles.map((t) => [t.source, t.language]), [[0, 'eng']]);
+  const summary = page.locator('.video-facts');
+  await waitFor(async () => /WebM/.test(await summary.textContent({ timeout: 1000 })), {
+    timeout: 30_000, message: async () => `the page says: ${await page.locator('main').textContent()}`,
+  });
+  const text = (await summary.textContent()).replace(/\s+/g, ' ');
+  assert.match(text, /Output ?Video ?AV1, 320×240, with audio/);
+  assert.match(text, /Container ?WebM/);
+  assert.match(text, /Audio ?1 track, Opus ?fra · source track 2/);
+  assert.match(text, /Subtitles ?1 track ?eng · source track 1 · SubRip \(SRT\)/);
+  await screenshot(page, 'job-video-av1-webm');
+  // Not run to its end here: cancelled, so the worker is free.
+  await call(grid, grid.apiKey, `/v1/jobs/${jobId}/cancel`, { method: 'POST' }).catch(() => {});
   await page.close();
   assert.deepEqual(browser.errors, []);
 });

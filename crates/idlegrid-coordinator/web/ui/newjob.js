@@ -8,6 +8,35 @@ import { shown } from './text.js';
 
 const PRESETS = ['1080p', '720p', '480p', '360p', 'source'];
 const X264_PRESETS = ['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow'];
+const numbers = (last) => Array.from({ length: last + 1 }, (_, i) => String(i));
+/**
+ * The video codecs, as the coordinator checks them (`apps/video/params.rs`): the CRF range and
+ * default, and the encoder's speed presets (fastest first for names, slowest first for numbers)
+ * and default. `copy` encodes nothing.
+ */
+const VIDEO_CODECS = {
+  h264: { label: 'H.264 (plays everywhere)', name: 'H.264', crf: [0, 51, 23], speeds: X264_PRESETS, speed: 'medium' },
+  hevc: { label: 'H.265 / HEVC (smaller, slower)', name: 'H.265', crf: [0, 51, 25], speeds: X264_PRESETS, speed: 'medium' },
+  av1: { label: 'AV1 (smallest, slowest)', name: 'AV1', crf: [1, 63, 35], speeds: numbers(13), speed: '8' },
+  vp9: { label: 'VP9 (for WebM)', name: 'VP9', crf: [0, 63, 35], speeds: numbers(8), speed: '4' },
+  copy: { label: 'Copy: keep the video as it is', name: 'copied video', crf: null, speeds: [], speed: null },
+};
+/** The containers and the codecs each carries (the coordinator's `check_combination`). */
+const CONTAINERS = {
+  mp4: { label: 'MP4', name: 'an MP4', video: ['h264', 'hevc', 'av1', 'vp9'], audio: ['aac', 'opus'],
+    hint: 'Plays almost everywhere: H.264, H.265, AV1 or VP9 video, AAC or Opus sound.' },
+  mov: { label: 'MOV (QuickTime)', name: 'a MOV', video: ['h264', 'hevc'], audio: ['aac'],
+    hint: 'For Apple tools and editors: H.264 or H.265 video, AAC sound.' },
+  mkv: { label: 'MKV (Matroska)', name: 'an MKV', video: ['h264', 'hevc', 'av1', 'vp9'], audio: ['aac', 'opus'],
+    hint: 'Carries every codec here, and every kind of subtitle.' },
+  webm: { label: 'WebM', name: 'a WebM', video: ['av1', 'vp9'], audio: ['opus'],
+    hint: 'For the web: AV1 or VP9 video, Opus sound.' },
+};
+const AUDIO_CODECS = { aac: 'AAC', opus: 'Opus', copy: 'Copy: keep the sound as it is' };
+/** Audio codec of a container when none is chosen. */
+const defaultAudio = (container) => (container === 'webm' ? 'opus' : 'aac');
+/** Names in a list for a sentence: "AV1 or VP9", "H.264, H.265, AV1 or VP9". */
+const either = (names) => (names.length < 2 ? names.join('') : `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}`);
 const TIERS = [
   { value: 'economy', label: 'Economy', hint: 'cheapest: runs when the grid has room, in large chunks' },
   { value: 'standard', label: 'Standard', hint: 'the default' },
@@ -78,18 +107,56 @@ function buildForm(apps, navigate, webhooks) {
     field('Lines per chunk', chunkLines, 'Default: sized from the speed and the grid.').wrap);
 
   // video-transcode.
+  const videoCodec = select(Object.entries(VIDEO_CODECS).map(([v, c]) => [v, c.label]), 'h264');
+  videoCodec.name = 'video_codec';
+  const container = select(Object.entries(CONTAINERS).map(([v, c]) => [v, c.label]), 'mp4');
+  container.name = 'container';
+  const containerField = field('Container', container, CONTAINERS.mp4.hint);
+  // A choice of codecs the container cannot carry, said as soon as it is made.
+  const comboNote = h('p', { class: 'notice combo-note', 'aria-live': 'polite', hidden: true });
+  const copyNote = h('p', { class: 'notice copy-note', hidden: true },
+    'Copy carries the source’s video over as it is, only the container changes: resolution, quality, speed and HLS do not apply. '
+    + 'The container must be able to carry the source’s codec (MKV carries every one).');
   const preset = select(PRESETS.map((p) => [p, p === 'source' ? 'Source size' : p]), '720p');
+  preset.name = 'preset';
   const crf = h('input', { type: 'number', name: 'crf', min: 0, max: 51, step: 1, inputmode: 'numeric', placeholder: 'default' });
-  const x264 = select([['', 'Default'], ...X264_PRESETS.map((p) => [p, p])], '');
+  const crfField = field('Quality (CRF, 0–51, lower is better)', crf, 'Leave empty for the default (23).');
+  const crfLabel = crfField.wrap.querySelector('label');
+  const crfHint = crfField.wrap.querySelector('.hint');
+  const encoderSpeed = h('select', { name: 'speed' });
+  const speedField = field('Encoder speed (slower is smaller)', encoderSpeed, ' ');
+  const speedHint = speedField.wrap.querySelector('.hint');
   const hlsId = uid('hls');
-  const hls = h('input', { type: 'checkbox', name: 'hls', id: hlsId });
+  const hls = h('input', { type: 'checkbox', name: 'hls', id: hlsId, 'aria-describedby': `${hlsId}-hint` });
   const chunkSeconds = h('input', { type: 'number', name: 'chunk_seconds', min: 1, step: 'any', inputmode: 'decimal', placeholder: 'auto' });
   const videoBox = h('fieldset', { class: 'app-fields' }, h('legend', {}, 'Video'),
+    field('Video codec', videoCodec).wrap,
+    containerField.wrap,
+    comboNote, copyNote,
     field('Resolution', preset).wrap,
-    field('Quality (CRF, 0–51, lower is better)', crf, 'Leave empty for the default.').wrap,
-    field('x264 preset (slower is smaller)', x264).wrap,
+    crfField.wrap,
+    speedField.wrap,
     h('div', { class: 'field check' }, hls, h('label', { for: hlsId }, 'Package as HLS (adaptive streaming, several renditions)')),
+    h('p', { class: 'hint field-after', id: `${hlsId}-hint` }, 'H.264 only, in MP4 segments: leave the container at MP4.'),
     field('Seconds per chunk', chunkSeconds, 'Default: sized from the speed and the grid.').wrap);
+
+  // Sound and subtitles of a video.
+  const audioCodec = select([['', 'Default (AAC)'], ...Object.entries(AUDIO_CODECS)], '');
+  audioCodec.name = 'audio_codec';
+  const audioTracks = select([['all', 'All tracks'], ['first', 'The first track only'], ['languages', 'The tracks in these languages…']], 'all');
+  audioTracks.name = 'audio_tracks';
+  const languages = h('input', { type: 'text', name: 'audio_languages', autocomplete: 'off', spellcheck: 'false', placeholder: 'eng, fra' });
+  const languagesField = field('Audio languages', languages, 'Language codes of 2 or 3 letters, as the source tags its tracks, separated by commas: eng, fra.');
+  languagesField.wrap.hidden = true;
+  const subtitlesId = uid('subtitles');
+  const subtitles = h('input', { type: 'checkbox', name: 'subtitles', id: subtitlesId, checked: true, 'aria-describedby': `${subtitlesId}-hint` });
+  const audioBox = h('fieldset', { class: 'app-fields' }, h('legend', {}, 'Sound and subtitles'),
+    field('Audio codec', audioCodec, 'Copy keeps the source’s sound as it is, if the container can carry it.').wrap,
+    field('Audio tracks', audioTracks).wrap,
+    languagesField.wrap,
+    h('div', { class: 'field check' }, subtitles, h('label', { for: subtitlesId }, 'Keep subtitles')),
+    h('p', { class: 'hint field-after', id: `${subtitlesId}-hint` },
+      'Text subtitles are carried over (MKV keeps picture subtitles too); HLS has none for now.'));
 
   // Preferences: speed against price, with the price and time of each tier.
   const speedName = uid('speed');
@@ -120,7 +187,7 @@ function buildForm(apps, navigate, webhooks) {
   const form = h('form', { class: 'card', novalidate: true, id: 'new-job' },
     appField.wrap,
     h('fieldset', {}, h('legend', {}, 'Input'), field('Input file', file).wrap, resumeNote, inputTextField.wrap),
-    scriptBox, videoBox, paramsField.wrap, speedBox, webhookField.wrap,
+    scriptBox, videoBox, audioBox, paramsField.wrap, speedBox, webhookField.wrap,
     alerts.el, progressBox, secretBox, h('div', { class: 'actions' }, submit));
 
   function currentApp() {
@@ -133,12 +200,123 @@ function buildForm(apps, navigate, webhooks) {
     appHint.textContent = app ? shown(app.manifest.description) : '';
     scriptBox.hidden = !customerScript;
     videoBox.hidden = !isVideo();
+    audioBox.hidden = !isVideo();
     paramsField.wrap.hidden = isVideo();
     inputTextField.wrap.hidden = isVideo();
     file.accept = isVideo() ? 'video/*' : '';
   }
   appSelect.addEventListener('change', sync);
   sync();
+
+  /** The video fields that follow the codec and the container: ranges, speeds, defaults. */
+  function syncVideo() {
+    const codec = VIDEO_CODECS[videoCodec.value];
+    const copy = videoCodec.value === 'copy';
+    for (const control of [preset, crf, encoderSpeed, hls]) control.disabled = copy;
+    copyNote.hidden = !copy;
+    if (codec.crf) {
+      const [low, high, usual] = codec.crf;
+      crf.min = String(low);
+      crf.max = String(high);
+      crfLabel.textContent = `Quality (CRF, ${low}–${high} for ${codec.name}, lower is better)`;
+      crfHint.textContent = `Leave empty for the default (${usual}).`;
+    }
+    // The speed choices are the codec's; one chosen that the codec also has stays chosen.
+    if (encoderSpeed.dataset.codec !== videoCodec.value) {
+      const kept = encoderSpeed.value;
+      const options = codec.speeds.map((v, i) => {
+        let text = v;
+        if (/^\d+$/.test(v) && i === 0) text = `${v} (slowest, smallest)`;
+        else if (/^\d+$/.test(v) && i === codec.speeds.length - 1) text = `${v} (fastest)`;
+        return h('option', { value: v }, text);
+      });
+      replace(encoderSpeed, h('option', { value: '' }, codec.speed ? `Default (${codec.speed})` : 'Default'), options);
+      encoderSpeed.value = codec.speeds.includes(kept) ? kept : '';
+      encoderSpeed.dataset.codec = videoCodec.value;
+      speedHint.textContent = videoCodec.value === 'av1' ? 'SVT-AV1’s presets: 0 is the slowest, 13 the fastest.'
+        : videoCodec.value === 'vp9' ? 'libvpx’s cpu-used: 0 is the slowest, 8 the fastest.'
+          : copy ? 'Nothing is encoded.' : `${videoCodec.value === 'hevc' ? 'x265' : 'x264'}’s presets, fastest first.`;
+    }
+    const box = CONTAINERS[container.value];
+    containerField.wrap.querySelector('.hint').textContent = box.hint;
+    audioCodec.options[0].textContent = `Default (${AUDIO_CODECS[defaultAudio(container.value)]})`;
+    languagesField.wrap.hidden = audioTracks.value !== 'languages';
+    const problem = combinationProblem();
+    comboNote.hidden = !problem;
+    comboNote.textContent = problem ? problem.message : '';
+  }
+  for (const control of [videoCodec, container, audioCodec, audioTracks, hls]) control.addEventListener('change', syncVideo);
+  syncVideo();
+
+  /**
+   * Codecs and options that do not go together (as the coordinator refuses them), as
+   * { control, message } saying what to change; null when they do.
+   */
+  function combinationProblem() {
+    const codec = videoCodec.value;
+    const box = CONTAINERS[container.value];
+    if (codec !== 'copy' && hls.checked) {
+      if (codec !== 'h264') {
+        return { control: hls, message: `HLS packaging is H.264 only: choose H.264 as the video codec, or turn HLS off for ${VIDEO_CODECS[codec].name} in one file.` };
+      }
+      if (container.value !== 'mp4') {
+        return { control: container, message: 'HLS output is playlists and MP4 segments in one archive: leave the container at MP4, or turn HLS off.' };
+      }
+    }
+    if (codec !== 'copy' && !box.video.includes(codec)) {
+      return { control: videoCodec, message: `${box.name.replace(/^a/, 'A')} file cannot carry ${VIDEO_CODECS[codec].name} video: choose ${either(box.video.map((c) => VIDEO_CODECS[c].name))} as the video codec, or another container.` };
+    }
+    const sound = audioCodec.value || defaultAudio(container.value);
+    if (sound !== 'copy' && !box.audio.includes(sound)) {
+      return { control: audioCodec, message: `${box.name.replace(/^a/, 'A')} file cannot carry ${AUDIO_CODECS[sound]} audio: choose ${either(box.audio.map((c) => AUDIO_CODECS[c]))} (or Default) as the audio codec.` };
+    }
+    return null;
+  }
+
+  /**
+   * The video app's parameters from the fields, checked as the coordinator checks them; only
+   * what differs from its defaults is sent (the resolution always, as before). Throws a
+   * FieldError naming the field to change.
+   */
+  function videoParams() {
+    const problem = combinationProblem();
+    if (problem) throw new FieldError(problem.control, problem.message);
+    const codecName = videoCodec.value;
+    const codec = VIDEO_CODECS[codecName];
+    const p = {};
+    if (codecName !== 'copy') {
+      p.preset = preset.value;
+      if (codecName !== 'h264') p.video_codec = codecName;
+    } else {
+      p.video_codec = 'copy';
+    }
+    if (container.value !== 'mp4') p.container = container.value;
+    if (codecName !== 'copy') {
+      if (crf.value !== '') {
+        const [low, high] = codec.crf;
+        const n = Number(crf.value);
+        if (!Number.isInteger(n) || n < low || n > high) {
+          throw new FieldError(crf, `CRF for ${codec.name} must be a whole number from ${low} to ${high}.`);
+        }
+        p.crf = n;
+      }
+      // H.264's speed as x264_preset, as before there was a choice of codec; the others' as speed.
+      if (encoderSpeed.value) p[codecName === 'h264' ? 'x264_preset' : 'speed'] = encoderSpeed.value;
+      if (hls.checked) p.hls = true;
+    }
+    if (audioCodec.value && audioCodec.value !== defaultAudio(container.value)) p.audio_codec = audioCodec.value;
+    if (audioTracks.value === 'first') p.audio_tracks = 'first';
+    if (audioTracks.value === 'languages') {
+      const codes = languages.value.split(/[\s,;]+/).filter(Boolean);
+      const wrong = codes.find((c) => !/^[A-Za-z]{2,3}$/.test(c));
+      if (!codes.length) throw new FieldError(languages, 'Write the languages of the audio tracks to keep, e.g. eng, fra, or keep all tracks.');
+      if (wrong) throw new FieldError(languages, `“${wrong}” is not a language code: write codes of 2 or 3 letters, e.g. eng, fra.`);
+      if (codes.length > 32) throw new FieldError(languages, 'Name at most 32 languages.');
+      p.audio_tracks = [...new Set(codes.map((c) => c.toLowerCase()))];
+    }
+    if (!subtitles.checked) p.subtitles = false;
+    return p;
+  }
 
   function chosenTier() {
     const speed = form.querySelector(`input[name="${speedName}"]:checked`);
@@ -197,7 +375,13 @@ function buildForm(apps, navigate, webhooks) {
     }
     const request = { app: app.manifest.name, preferences: { tier: chosenTier() }, ...described };
     if (isVideo()) {
-      request.params = { preset: preset.value, ...(x264.value ? { x264_preset: x264.value } : {}), ...(hls.checked ? { hls: true } : {}) };
+      try {
+        request.params = videoParams();
+      } catch {
+        // What to change is said beside the fields (and on submit).
+        replace(estimateBox, h('p', { class: 'muted' }, 'No estimate until the video settings above are fixed.'));
+        return;
+      }
       if (chunkSeconds.value !== '' && Number(chunkSeconds.value) > 0) request.chunk_seconds = Number(chunkSeconds.value);
     } else if (chunkLines.value !== '' && Number(chunkLines.value) >= 1) {
       request.chunk_lines = Number(chunkLines.value);
@@ -209,7 +393,7 @@ function buildForm(apps, navigate, webhooks) {
       if (round === estimateRound) replace(estimateBox, h('p', { class: 'muted' }, `No estimate: ${e.message}`));
     }
   }
-  for (const control of [appSelect, file, preset, x264, hls, chunkSeconds, chunkLines]) {
+  for (const control of [appSelect, file, videoCodec, container, preset, crf, encoderSpeed, hls, audioCodec, audioTracks, languages, subtitles, chunkSeconds, chunkLines]) {
     control.addEventListener('change', refreshEstimate);
   }
   inputText.addEventListener('input', refreshEstimate);
@@ -240,15 +424,7 @@ function buildForm(apps, navigate, webhooks) {
     if (picked) body.name = picked.name.slice(0, 200);
     body.preferences.tier = chosenTier();
     if (video) {
-      const p = { preset: preset.value };
-      if (crf.value !== '') {
-        const n = Number(crf.value);
-        if (!Number.isInteger(n) || n < 0 || n > 51) throw new FieldError(crf, 'CRF must be a whole number from 0 to 51.');
-        p.crf = n;
-      }
-      if (x264.value) p.x264_preset = x264.value;
-      if (hls.checked) p.hls = true;
-      body.params = p;
+      body.params = videoParams();
       if (chunkSeconds.value !== '') {
         const n = Number(chunkSeconds.value);
         if (!(n > 0)) throw new FieldError(chunkSeconds, 'Seconds per chunk must be a positive number.');

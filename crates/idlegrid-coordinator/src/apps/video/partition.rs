@@ -807,7 +807,8 @@ impl Partitioner for VideoPartitioner {
                 "offset": t.start - offsets.origin,
             })).collect::<Vec<_>>(),
             "video_offset": offsets.video,
-            "copies_offset": -offsets.origin,
+            // Never -0 (what the records show people).
+            "copies_offset": 0.0 - offsets.origin,
             "source_offset": facts.file_start - offsets.origin,
             "subtitles": subtitles.iter().map(|t| json!({
                 "source": t.position, "language": t.language, "codec": t.codec,
