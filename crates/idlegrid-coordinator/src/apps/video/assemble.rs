@@ -424,30 +424,12 @@ impl Assembler for VideoAssembler {
             .as_str()
             .and_then(Container::from_name)
             .unwrap_or(Container::Mp4);
-        if facts["output"]["video_copy"] == true {
-            let input = job
-                .input
-                .as_ref()
-                .ok_or_else(|| inconsistent("the job's input is gone"))?;
-            let source = readable(blobs.as_ref(), &input.key, &dir.path().join("source")).await?;
-            let out = dir.path().join("output");
-            join(
-                Video::Copy(&source),
-                &streams,
-                &facts,
-                container,
-                dir.path(),
-                &out,
-            )
-            .await?;
-            return Ok(blobs.put_file(output_key, &out).await?);
-        }
+        // Each rendition's video: its chunks in order, or (transmuxing) the source's own.
         // Tasks are numbered chunk by chunk (chunk i, rendition r is i × renditions + r);
         // jobs split before that numbered them rendition by rendition.
         let chunk_major = facts["task_order"] == "chunk-major";
-        let mut renditions = Vec::with_capacity(sizes.len());
-        for rendition in 0..sizes.len() {
-            let chunks: Vec<PathBuf> = (0..video_chunks as usize)
+        let chunks_of = |rendition: usize| -> Vec<PathBuf> {
+            (0..video_chunks as usize)
                 .map(|i| {
                     let index = if chunk_major {
                         i * sizes.len() + rendition
@@ -456,20 +438,28 @@ impl Assembler for VideoAssembler {
                     };
                     chunk_files[index].clone()
                 })
-                .collect();
+                .collect()
+        };
+        let source = if facts["output"]["video_copy"] == true {
+            let input = job
+                .input
+                .as_ref()
+                .ok_or_else(|| inconsistent("the job's input is gone"))?;
+            Some(readable(blobs.as_ref(), &input.key, &dir.path().join("source")).await?)
+        } else {
+            None
+        };
+        let mut renditions = Vec::with_capacity(sizes.len());
+        for (rendition, &(w, h)) in sizes.iter().enumerate() {
+            let chunks = chunks_of(rendition);
+            let video = match &source {
+                Some(source) => Video::Copy(source),
+                None => Video::Chunks(&chunks),
+            };
             let out = dir
                 .path()
                 .join(format!("rendition-{rendition}.{}", container.name()));
-            join(
-                Video::Chunks(&chunks),
-                &streams,
-                &facts,
-                container,
-                dir.path(),
-                &out,
-            )
-            .await?;
-            let (w, h) = sizes[rendition];
+            join(video, &streams, &facts, container, dir.path(), &out).await?;
             renditions.push((out, w, h));
         }
         let output = if facts["hls"].is_object() {

@@ -153,7 +153,8 @@ impl Container {
         }
     }
 
-    /// The subtitle format text subtitles are carried in, or `None` where it has none.
+    /// FFmpeg's codec for the subtitles it carries: text ones as mov_text or WebVTT, every
+    /// kind as it is in Matroska.
     pub fn subtitle_codec(self) -> &'static str {
         match self {
             Container::Mp4 | Container::Mov => "mov_text",
@@ -701,7 +702,6 @@ impl VideoParams {
                 speeds.join(", ")
             ));
         }
-        let x264_preset = speed;
         if video_codec != VideoCodec::H264 && (raw.profile.is_some() || raw.level.is_some()) {
             return Err(format!(
                 "profile and level are H.264's; {} uses the encoder's own",
@@ -809,7 +809,7 @@ impl VideoParams {
             subtitles: raw.subtitles.unwrap_or(true),
             encoder: Encoder {
                 codec: video_codec.name().into(),
-                preset: x264_preset,
+                preset: speed,
                 crf: if bitrate.is_none() {
                     Some(raw.crf.unwrap_or(crf_default))
                 } else {

@@ -178,8 +178,9 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Codecs whose packets hold exactly one frame each in any container FFmpeg demuxes.
-const ONE_FRAME_PER_PACKET: &[&str] = &["h264", "hevc"];
+/// Codecs whose packets are one shown frame each in every container FFmpeg demuxes (VP9's
+/// superframes and AV1's temporal units hold hidden frames with their one shown frame).
+const ONE_FRAME_PER_PACKET: &[&str] = &["h264", "hevc", "vp9", "av1"];
 
 /// Counts the frames of chunks cut at source keyframes and sends them on in order. `Ok(false)`
 /// — before anything was sent — when a chunk does not decode on its own frame for frame (open
@@ -251,10 +252,6 @@ async fn count_cut(
     Ok(true)
 }
 
-/// Codecs whose packets are one shown frame each in every container (VP9's superframes and
-/// AV1's temporal units hold hidden frames with one shown frame).
-const ONE_SHOWN_FRAME_PER_PACKET: &[&str] = &["h264", "hevc", "vp9", "av1"];
-
 /// How far past its last frame's time a chunk's cut goes, at first and at most, in seconds:
 /// the frames just before the next keyframe may be stored after it (open GOPs), and the cut
 /// must hold them.
@@ -299,7 +296,7 @@ async fn split_decoding_from_keyframes(
     target: f64,
     out: &mpsc::Sender<Chunk>,
 ) -> Result<bool, String> {
-    if !ONE_SHOWN_FRAME_PER_PACKET.contains(&facts.codec.as_str()) {
+    if !ONE_FRAME_PER_PACKET.contains(&facts.codec.as_str()) {
         return Ok(false);
     }
     let packets = probe::packets(source).await?;
