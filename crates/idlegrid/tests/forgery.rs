@@ -69,6 +69,8 @@ impl Cheater {
             ffmpeg: Some(ffmpeg_version()),
             benchmark: 1000.0,
             slots: 8,
+            // It claims every encoder, to be offered any job.
+            encoders: idlegrid_domain::GRID_ENCODERS.map(String::from).to_vec(),
             ..Default::default()
         };
         let name = format!("cheater-{}", self.devices.len());
@@ -623,6 +625,35 @@ async fn in_a_private_fleet_silent_audio_is_rejected_without_replication() {
     scene.hand_back_all_but("audio").await;
     for (lease, _) in scene.chunks("audio").await {
         let bytes = fake_audio(&scene.cheater.dir, "anullsrc=r=48000:cl=stereo");
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_caught().await;
+}
+
+/// A cheaper codec than the one asked (x264 `ultrafast` for AV1), of the right picture, size
+/// and frames: rejected by the validator alone, with nothing replicated.
+#[tokio::test]
+async fn in_a_private_fleet_a_cheaper_codec_than_asked_is_rejected() {
+    let params = serde_json::json!({"video_codec": "av1", "container": "mkv"});
+    let scene = Scene::start_in(Fleet::Private, params).await;
+    scene.hand_back_all_but("video").await;
+    for (lease, chunk) in scene.chunks("video").await {
+        let out = scene.cheater.dir.join("h264.mkv");
+        let bytes = encode(&lease, &chunk, "", &["-preset", "ultrafast"], &out);
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_caught().await;
+}
+
+/// The sound of the source in AAC where Opus was asked: rejected by the validator alone.
+#[tokio::test]
+async fn in_a_private_fleet_aac_where_opus_was_asked_is_rejected() {
+    let params = serde_json::json!({"audio_codec": "opus"});
+    let scene = Scene::start_in(Fleet::Private, params).await;
+    scene.hand_back_all_but("audio").await;
+    for (lease, _) in scene.chunks("audio").await {
+        let source = scene.source.to_str().unwrap().to_string();
+        let bytes = fake_audio(&scene.cheater.dir, &format!("amovie={source}"));
         scene.cheater.report(&lease, &bytes).await;
     }
     scene.assert_caught().await;
