@@ -836,6 +836,43 @@ fn transmuxing_copies_every_packet_into_another_container() {
     for stream in ["0:v:0", "0:a:0", "0:a:1"] {
         assert_eq!(hashes(&output, stream), hashes(&source, stream), "{stream}");
     }
+    // A source whose every stream starts a second in: the copies keep their places too.
+    let late = dir.path().join("late.mkv");
+    sh(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x240:rate=30:duration=3",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=3",
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "aac",
+            "-output_ts_offset",
+            "1",
+            &late.to_string_lossy(),
+        ],
+    );
+    let output = dir.path().join("late-out.mkv");
+    let (ok, _, stderr) = transcode(
+        dir.path(),
+        &late,
+        &output,
+        &["--codec", "copy", "--audio-codec", "copy"],
+    );
+    assert!(ok, "{stderr}");
+    let (apart, was) = (video_after_audio(&output), video_after_audio(&late));
+    assert!(
+        (apart - was).abs() < 0.002,
+        "{apart:.3} s apart, {was:.3} s in the source"
+    );
 }
 
 #[test]

@@ -87,12 +87,12 @@ fn mux_args(
         next += 1;
     }
     if let Some(file) = streams.audio_copy {
-        input(&mut args, offset(&output["copies_offset"]), file);
+        input(&mut args, offset(&output["source_offset"]), file);
         maps.push(format!("{next}:a"));
         next += 1;
     }
     if let Some(file) = streams.subtitles {
-        input(&mut args, offset(&output["copies_offset"]), file);
+        input(&mut args, offset(&output["source_offset"]), file);
         maps.push(format!("{next}:s"));
     }
     for map in maps {

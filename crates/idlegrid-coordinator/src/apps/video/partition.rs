@@ -804,8 +804,7 @@ impl Partitioner for VideoPartitioner {
                 "offset": t.start - offsets.origin,
             })).collect::<Vec<_>>(),
             "video_offset": offsets.video,
-            // Never -0 (what the records show people).
-            "copies_offset": 0.0 - offsets.origin,
+            // The source, and the tracks copied out of it here, are read from the file's start.
             "source_offset": facts.file_start - offsets.origin,
             "subtitles": subtitles.iter().map(|t| json!({
                 "source": t.position, "language": t.language, "codec": t.codec,
@@ -834,7 +833,8 @@ impl Partitioner for VideoPartitioner {
 
 /// Where each stream starts in the output, in seconds: the source's streams keep their places
 /// relative to each other (a video that starts 1.5 s after its sound still does), and the
-/// earliest starts at 0. Encoded chunks and tracks start at 0; copies keep the source's clock.
+/// earliest starts at 0. Encoded chunks and tracks start at 0; the source, and the tracks
+/// copied out of it, start where FFmpeg reads the file from (its earliest stream, kept or not).
 struct Offsets {
     /// The earliest start of the streams kept, on the source's clock.
     origin: f64,

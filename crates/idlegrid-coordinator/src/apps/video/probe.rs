@@ -62,6 +62,7 @@ pub struct Track {
 
 impl Track {
     fn of(position: usize, stream: &serde_json::Value) -> Track {
+        let start = seconds(stream.get("start_time")).unwrap_or(0.0);
         let language = stream["tags"]["language"]
             .as_str()
             // What reaches the output's tags and the customer's page: letters only.
@@ -76,9 +77,14 @@ impl Track {
                 .unwrap_or("unknown")
                 .to_string(),
             language,
-            duration: seconds(stream.get("duration"))
-                .or_else(|| stream["tags"]["DURATION"].as_str().and_then(clock_seconds)),
-            start: seconds(stream.get("start_time")).unwrap_or(0.0),
+            duration: seconds(stream.get("duration")).or_else(|| {
+                // Matroska's tag is when the track ends on the file's clock, not how long.
+                let end = stream["tags"]["DURATION"]
+                    .as_str()
+                    .and_then(clock_seconds)?;
+                Some((end - start).max(0.0))
+            }),
+            start,
             channels: stream["channels"].as_u64(),
         }
     }
