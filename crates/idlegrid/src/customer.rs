@@ -54,6 +54,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     set("preset", args.preset.map(Into::into));
     set("resolution", args.resolution.map(Into::into));
     set("crf", args.crf.map(Into::into));
+    set("target_quality", args.target_quality.map(Into::into));
     set("bitrate", args.bitrate.map(Into::into));
     set("x264_preset", args.x264_preset.map(Into::into));
     set("video_codec", args.codec.map(Into::into));

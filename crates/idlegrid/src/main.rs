@@ -89,6 +89,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Dispatch(args)) => bench::dispatch(args).await,
         Command::Bench(BenchCommand::Transcode(args)) => bench::transcode(args).await,
         Command::Bench(BenchCommand::WorkerIdle(args)) => bench::worker_idle(args).await,
+        Command::Bench(BenchCommand::TargetQuality(args)) => bench::target_quality(args).await,
         Command::Bench(BenchCommand::Trust(args)) => bench::trust(args).await,
         Command::Sim(args) => sim::sim(args),
     }

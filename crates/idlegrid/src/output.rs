@@ -282,6 +282,26 @@ pub fn facts_summary(facts: &serde_json::Value) -> String {
             shown(out["container"].as_str().unwrap_or("mp4")),
         );
     }
+    let quality = &facts["quality"];
+    if let (Some(metric), Some(chunks)) = (quality["metric"].as_str(), quality["chunks"].as_array())
+    {
+        let values: Vec<f64> = chunks.iter().filter_map(|c| c["value"].as_f64()).collect();
+        let (low, high) = values
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &v| {
+                (l.min(v), h.max(v))
+            });
+        let _ = writeln!(
+            s,
+            "  quality: {} target {}: {} of {} chunks within {} dB (from {low:.3} to {high:.3}, \
+             as their devices measured)",
+            shown(metric),
+            quality["target"],
+            quality["within"],
+            chunks.len(),
+            quality["tolerance_db"],
+        );
+    }
     for note in facts["notes"].as_array().into_iter().flatten() {
         let _ = writeln!(s, "  note:    {}", shown(note.as_str().unwrap_or_default()));
     }

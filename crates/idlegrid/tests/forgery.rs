@@ -659,6 +659,53 @@ async fn in_a_private_fleet_aac_where_opus_was_asked_is_rejected() {
     scene.assert_caught().await;
 }
 
+/// A quality search skipped: one cheap encode at a high rate factor, named as if the search
+/// had found a low one and reached the target. The PSNR it reports is far above the frames
+/// the validator compares (rejected outright when they are enough of the chunk to rule it
+/// out, else re-run on an independent device, whose bytes differ): it never counts.
+#[tokio::test]
+async fn in_a_private_fleet_an_overstated_quality_never_counts() {
+    let params = serde_json::json!({"target_quality": "psnr:45"});
+    let scene = Scene::start_in(Fleet::Private, params).await;
+    scene.hand_back_all_but("video").await;
+    for (lease, chunk) in scene.chunks("video").await {
+        let out = scene.cheater.dir.join("claimed.mkv");
+        let title = "title=idlegrid crf=20 psnr=45.000000";
+        let bytes = encode(
+            &lease,
+            &chunk,
+            "",
+            &["-crf", "35", "-metadata:s:v:0", title],
+            &out,
+        );
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_kept_out(false).await;
+}
+
+/// The same skipped search, honest about its one encode's rate factor and modest about its
+/// quality: far below the target with lower rate factors left untried, so it counts only if
+/// an independent device makes the same bytes, which the search's do not.
+#[tokio::test]
+async fn in_a_private_fleet_a_search_cut_short_is_re_run_before_it_counts() {
+    let params = serde_json::json!({"target_quality": "psnr:45"});
+    let scene = Scene::start_in(Fleet::Private, params).await;
+    scene.hand_back_all_but("video").await;
+    for (lease, chunk) in scene.chunks("video").await {
+        let out = scene.cheater.dir.join("one-encode.mkv");
+        let title = "title=idlegrid crf=45 psnr=20.000000";
+        let bytes = encode(
+            &lease,
+            &chunk,
+            "",
+            &["-crf", "45", "-metadata:s:v:0", title],
+            &out,
+        );
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_kept_out(false).await;
+}
+
 /// What a device is given for a chunk names its input and the encoding asked, nothing of what
 /// the validator will look at: no reference frames, thumbnails, sample positions or keys.
 #[tokio::test]

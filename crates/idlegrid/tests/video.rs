@@ -1266,3 +1266,105 @@ fn bench_transcode_smoke() {
     assert!(efficiency > 0.0 && efficiency <= 1.0, "{figures}");
     assert!(figures["coordinator_cpu_per_minute"].as_f64().unwrap() > 0.0);
 }
+
+/// Luma PSNR of each chunk of `output` against `source` (same size, frames aligned by index;
+/// chunk k starts at frame `starts[k]`), each from its frames' mean squared error as FFmpeg's
+/// `psnr` filter sums frames up.
+fn chunk_psnrs(output: &Path, source: &Path, starts: &[usize]) -> Vec<f64> {
+    let out = sh(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-i",
+            &output.to_string_lossy(),
+            "-i",
+            &source.to_string_lossy(),
+            "-lavfi",
+            "[0:v]settb=1,setpts=N[a];[1:v]format=yuv420p,settb=1,setpts=N[b];[a][b]psnr=stats_file=-",
+            "-f",
+            "null",
+            "-",
+        ],
+    );
+    let mse: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|f| f.strip_prefix("mse_y:"))
+                .map(|v| v.parse().unwrap())
+        })
+        .collect();
+    starts
+        .iter()
+        .zip(starts.iter().skip(1).chain([&mse.len()]))
+        .map(|(&from, &to)| {
+            let c = &mse[from..to];
+            let mean = c.iter().sum::<f64>() / c.len() as f64;
+            10.0 * (255.0f64 * 255.0 / mean).log10()
+        })
+        .collect()
+}
+
+/// A quality target: each chunk finds its own rate factor (a clean half and a noisy half need
+/// different ones), lands within half a dB of the target, and the quality the job reports for
+/// each chunk is what the output's frames measure. The source has B-frames and is cut at its
+/// keyframes: every frame keeps its time (the segment muxer's list is two frames off there).
+#[test]
+fn a_psnr_target_is_reached_chunk_by_chunk_and_reported_truthfully() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "source.mkv",
+        "testsrc2=size=320x240:rate=25:duration=4,noise=alls=24:allf=t:enable='gte(t,2)'",
+        None,
+        &["-c:v", "libx264", "-crf", "10", "-g", "25"],
+    );
+    let output = dir.path().join("out.mkv");
+    let (ok, stdout, stderr) = transcode(
+        dir.path(),
+        &source,
+        &output,
+        &[
+            "--target-quality",
+            "psnr:38",
+            "--chunk-seconds",
+            "1",
+            "--json",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let (times, source_times) = (frame_times(&output), frame_times(&source));
+    assert_eq!(times.len(), source_times.len());
+    for (i, (t, s)) in times.iter().zip(&source_times).enumerate() {
+        assert!(
+            (t - s).abs() < 0.002,
+            "frame {i} is at {t} s, in the source at {s} s"
+        );
+    }
+    let job: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let report = &job["facts"]["quality"];
+    assert_eq!(report["metric"], "psnr", "{report}");
+    let chunks = report["chunks"].as_array().unwrap();
+    let listed = job["facts"]["chunk_starts"].as_array().unwrap();
+    let first = listed[0].as_f64().unwrap();
+    let starts: Vec<usize> = listed[..chunks.len()]
+        .iter()
+        .map(|t| ((t.as_f64().unwrap() - first) * 25.0).round() as usize)
+        .collect();
+    assert!(chunks.len() >= 3, "{report}");
+    let measured = chunk_psnrs(&output, &source, &starts);
+    for (chunk, truth) in chunks.iter().zip(&measured) {
+        let value = chunk["value"].as_f64().unwrap();
+        assert!(
+            (value - truth).abs() < 0.01,
+            "chunk reports {value} dB, its frames measure {truth} dB: {report}"
+        );
+        assert!((value - 38.0).abs() <= 0.5, "{report}");
+    }
+    assert_eq!(report["within"], chunks.len(), "{report}");
+    let crf = |k: usize| chunks[k]["crf"].as_u64().unwrap();
+    assert!(
+        crf(0) > crf(chunks.len() - 1) + 5,
+        "the noisy half needs a much lower rate factor than the clean one: {report}"
+    );
+}

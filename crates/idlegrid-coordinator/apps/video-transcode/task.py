@@ -8,19 +8,26 @@ IDLEGRID_TASK (set by the coordinator's video partitioner) says what to do:
       a fixed thread count and settings that make the same chunk always give the same bytes,
       timestamps passed through so every frame is kept, as output/chunk.mkv; with "from",
       the chunk starts at the keyframe before its frames and may end after them: only the
-      frames shown from T0 to before T1 (or the end) are encoded
+      frames shown from T0 to before T1 (or the end) are encoded. With the encoder's
+      "target" ({"metric": "psnr"|"ssim", "value", "crf_low", "crf_high", "max_encodes",
+      "stop_within_db", "slope_db"}), the rate factor is searched: encode, measure against
+      the frames encoded, try the rate factor that should get nearer, and keep the encode
+      nearest the target, its rate factor and quality written in the video track's name
   {"kind": "audio", "encoder": {...}}
       encode input/chunk.mkv's audio stream to AAC-LC or Opus as output/audio.m4a
 Progress is printed as `idlegrid:progress <fraction>` for the worker's heartbeats.
 """
 import json
+import math
 import os
+import re
 import subprocess
 import sys
 
 task = json.loads(os.environ["IDLEGRID_TASK"])
 enc = task["encoder"]
 source = os.path.join("input", "chunk.mkv")
+frames = None
 
 def video_codec_args(enc, threads):
     """The encoder's options for the codec asked: each pinned so that replicas agree."""
@@ -57,29 +64,17 @@ def video_codec_args(enc, threads):
     sys.exit(f"unknown video codec {codec!r}")
 
 
-if task["kind"] == "video":
-    out = os.path.join("output", "chunk.mkv")
-    span = task.get("from")
+def video_command(crf, out):
+    """FFmpeg's command encoding the chunk's video to `out` (at rate factor `crf`, when given)."""
     cmd = [
         "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-progress", "pipe:1",
         # One decoding thread: decoding is cheap next to encoding, and threads cost CPU.
         "-threads", "1",
-    ]
-    filters = []
-    if span is not None:
-        # The frames are picked by their times on the source's clock (to its millisecond),
-        # and the kept ones start at 0.
-        cmd += ["-copyts"]
-        keep = f"gte(t,{float(span) - 0.0005:.6f})"
-        if task.get("to") is not None:
-            keep += f"*lt(t,{float(task['to']) - 0.0005:.6f})"
-        filters += [f"select='{keep}'", "setpts=PTS-STARTPTS"]
-    cmd += ["-i", source, "-map", "0:v:0", "-an", "-sn", "-dn"]
-    if task.get("scale", True):
-        filters.append(f"scale={task['width']}:{task['height']}:flags=bicubic")
-    if filters:
-        cmd += ["-vf", ",".join(filters)]
-    cmd += ["-pix_fmt", "yuv420p"] + video_codec_args(enc, str(enc["threads"]))
+    ] + copyts + ["-i", source, "-map", "0:v:0", "-an", "-sn", "-dn"]
+    if source_filters:
+        cmd += ["-vf", ",".join(source_filters)]
+    settings = dict(enc, crf=crf) if crf is not None else enc
+    cmd += ["-pix_fmt", "yuv420p"] + video_codec_args(settings, str(enc["threads"]))
     cmd += ["-fps_mode", "passthrough"]
     if task.get("variable_rate"):
         # Frames at their own times: the encoder's clock is the source's, not 1/average rate,
@@ -97,8 +92,137 @@ if task["kind"] == "video":
         cmd += ["-level:v", enc["level"]]
     # bitexact: no random segment id or version string, so equal encodes are equal bytes.
     cmd += ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "matroska", out]
+    return cmd
+
+
+def run(cmd, done_before=0.0, share=1.0):
+    """Runs FFmpeg, reporting its progress as the part `share` of the task after `done_before`."""
+    # SVT-AV1 prints its settings on stderr unless told to report errors only.
+    env = dict(os.environ, SVT_LOG="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if frames and line.startswith("frame="):
+            done = min(int(line.split("=", 1)[1].strip() or 0) / frames, 1.0)
+            print(f"idlegrid:progress {done_before + share * done:.3f}", flush=True)
+    status = proc.wait()
+    if status != 0:
+        sys.exit(status)
+
+
+def ssim_db(ssim):
+    return -10.0 * math.log10(max(1.0 - ssim, 1e-10))
+
+
+def measure(candidate, metric):
+    """The candidate's quality against the frames it was made from, as FFmpeg's filter sums
+    it up: luma PSNR (dB) of all frames together, or their mean luma SSIM."""
+    # Both sides numbered frame by frame, so the filter pairs them whatever their clocks.
+    number = "format=yuv420p,settb=1,setpts=N"
+    graph = (
+        f"[0:v]{','.join(source_filters + [number])}[ref];"
+        f"[1:v]{number}[enc];[enc][ref]{metric}"
+    )
+    cmd = [
+        "ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-v", "info", "-threads", "1",
+    ] + copyts + ["-i", source, "-i", candidate, "-filter_complex", graph, "-f", "null", "-"]
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"measuring {metric} failed: {proc.stderr.strip()[-500:]}")
+    pattern = r"PSNR y:(inf|[0-9.]+)" if metric == "psnr" else r"SSIM Y:([0-9.]+)"
+    found = re.search(pattern, proc.stderr)
+    if not found:
+        sys.exit(f"FFmpeg's {metric} filter reported nothing: {proc.stderr.strip()[-500:]}")
+    return 100.0 if found.group(1) == "inf" else float(found.group(1))
+
+
+def next_crf(tried, goal_db, target):
+    """The next rate factor to try, or None when the search cannot get nearer: between the
+    nearest rate factors above and below the goal (by their line), else one slope's guess
+    beyond the nearest tried one, within the allowed range."""
+    above = [c for c, (db, _) in tried.items() if db >= goal_db]
+    below = [c for c, (db, _) in tried.items() if db < goal_db]
+    if above and below:
+        a, b = max(above), min(below)
+        if b - a <= 1:
+            return None
+        (da, _), (dbb, _) = tried[a], tried[b]
+        guess = a + (da - goal_db) * (b - a) / max(da - dbb, 1e-9)
+        return min(max(int(math.floor(guess + 0.5)), a + 1), b - 1)
+    slope = target["slope_db"]
+    if len(tried) >= 2:
+        (c1, (d1, _)), (c2, (d2, _)) = sorted(tried.items())[:2]
+        measured = (d1 - d2) / (c2 - c1)
+        if measured > 0.05:
+            slope = min(measured, 3.0)
+    if above:
+        c = max(above)
+        step = max(1, int(math.floor((tried[c][0] - goal_db) / slope + 0.5)))
+        nxt = min(c + step, target["crf_high"])
+    else:
+        c = min(below)
+        step = max(1, int(math.floor((goal_db - tried[c][0]) / slope + 0.5)))
+        nxt = max(c - step, target["crf_low"])
+    return None if nxt in tried else nxt
+
+
+if task["kind"] == "video":
+    out = os.path.join("output", "chunk.mkv")
     frames = max(1, int(task["frames"]))
-elif task["kind"] == "audio":
+    copyts, source_filters = [], []
+    span = task.get("from")
+    if span is not None:
+        # The frames are picked by their times on the source's clock (to its millisecond),
+        # and the kept ones start at 0.
+        copyts = ["-copyts"]
+        keep = f"gte(t,{float(span) - 0.0005:.6f})"
+        if task.get("to") is not None:
+            keep += f"*lt(t,{float(task['to']) - 0.0005:.6f})"
+        source_filters += [f"select='{keep}'", "setpts=PTS-STARTPTS"]
+    if task.get("scale", True):
+        source_filters.append(f"scale={task['width']}:{task['height']}:flags=bicubic")
+    target = enc.get("target")
+    if not target:
+        run(video_command(None, out))
+        sys.exit(0)
+    # Quality target: encode, measure, and try the rate factor that should get nearer, at most
+    # max_encodes times; keep the encode nearest the target (the better one on a tie).
+    metric = target["metric"]
+    to_db = (lambda q: q) if metric == "psnr" else ssim_db
+    goal_db = to_db(float(target["value"]))
+    crf = min(max(int(enc["crf"]), target["crf_low"]), target["crf_high"])
+    tried = {}
+    share = 1.0 / target["max_encodes"]
+    nearest = lambda c: (abs(tried[c][0] - goal_db), -tried[c][0])
+    best = None
+    for step in range(target["max_encodes"]):
+        run(video_command(crf, f"candidate-{crf}.mkv"), step * share, share)
+        value = measure(f"candidate-{crf}.mkv", metric)
+        tried[crf] = (to_db(value), value)
+        print(f"rate factor {crf}: {metric} {value:.4f}", flush=True)
+        # Only the nearest encode so far is kept: the task's disk is twice its output.
+        if best is None or nearest(crf) < nearest(best):
+            if best is not None:
+                os.remove(f"candidate-{best}.mkv")
+            best = crf
+        else:
+            os.remove(f"candidate-{crf}.mkv")
+        if abs(tried[crf][0] - goal_db) <= target["stop_within_db"]:
+            break
+        crf = next_crf(tried, goal_db, target)
+        if crf is None:
+            break
+    # The choice travels with the chunk, in its video track's name (the coordinator reports
+    # it and checks it); the same choice gives the same bytes on every device.
+    title = f"idlegrid crf={best} {metric}={tried[best][1]:.6f}"
+    run([
+        "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-i", f"candidate-{best}.mkv",
+        "-map", "0", "-c", "copy", "-metadata:s:v:0", f"title={title}",
+        "-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "matroska", out,
+    ])
+    os.remove(f"candidate-{best}.mkv")
+    print("idlegrid:progress 1.000", flush=True)
+    sys.exit(0)
+if task["kind"] == "audio":
     out = os.path.join("output", "audio.m4a")
     if enc.get("audio_codec", "aac") == "opus":
         codec = ["-c:a", "libopus"]
@@ -116,11 +240,4 @@ elif task["kind"] == "audio":
 else:
     sys.exit(f"unknown task kind {task['kind']!r}")
 
-# SVT-AV1 prints its settings on stderr unless told to report errors only.
-env = dict(os.environ, SVT_LOG="1")
-proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
-for line in proc.stdout:
-    if frames and line.startswith("frame="):
-        done = int(line.split("=", 1)[1].strip() or 0)
-        print(f"idlegrid:progress {min(done / frames, 1.0):.3f}", flush=True)
-sys.exit(proc.wait())
+run(cmd)

@@ -3,15 +3,18 @@
 //! - [`dispatch`]: the coordinator's task throughput and lease latency over real HTTP.
 //! - [`worker_idle`]: what an idle worker process costs its device (memory, CPU).
 //! - [`transcode`]: a video through the local grid against one plain FFmpeg process.
+//! - [`target_quality`]: quality targets reached chunk by chunk, measured from the output.
 //! - [`trust`]: verification against cheating devices, and its cost on a mostly honest grid.
 
 mod dispatch;
 mod idle;
+mod quality;
 mod transcode;
 mod trust;
 
 pub use dispatch::dispatch;
 pub use idle::worker_idle;
+pub use quality::target_quality;
 pub use transcode::transcode;
 pub use trust::trust;
 

@@ -165,6 +165,61 @@ fn psnr(output: &Path, source: &Path) -> anyhow::Result<f64> {
     })
 }
 
+/// The grid's default rate factor for `codec`.
+fn default_crf(codec: &str) -> u64 {
+    match codec {
+        "hevc" => 25,
+        "av1" | "vp9" => 35,
+        _ => 23,
+    }
+}
+
+/// One plain ffmpeg process's encoder options for `codec` at `crf` and `speed` (default: the
+/// grid's), as close to the task script's as a single process allows; and the speed used.
+pub(crate) fn plain_codec_args(
+    codec: &str,
+    speed: Option<&str>,
+    crf: u64,
+) -> (Vec<String>, String) {
+    let speed = speed
+        .unwrap_or(match codec {
+            "av1" => "8",
+            "vp9" => "4",
+            _ => "medium",
+        })
+        .to_string();
+    let crf = crf.to_string();
+    let args: Vec<&str> = match codec {
+        "hevc" => vec![
+            "-c:v",
+            "libx265",
+            "-preset",
+            &speed,
+            "-crf",
+            &crf,
+            "-x265-params",
+            "log-level=error:open-gop=0",
+        ],
+        "av1" => vec!["-c:v", "libsvtav1", "-preset", &speed, "-crf", &crf],
+        "vp9" => vec![
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "good",
+            "-cpu-used",
+            &speed,
+            "-row-mt",
+            "1",
+            "-crf",
+            &crf,
+            "-b:v",
+            "0",
+        ],
+        _ => vec!["-c:v", "libx264", "-preset", &speed, "-crf", &crf],
+    };
+    (args.into_iter().map(String::from).collect(), speed)
+}
+
 pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir()?;
     let source = match &args.input {
@@ -193,43 +248,10 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     if let Some(speed) = &args.speed {
         params["speed"] = speed.as_str().into();
     }
-    let (crf, speed) = match args.codec.as_str() {
-        "hevc" => (25, "medium"),
-        "av1" => (35, "8"),
-        "vp9" => (35, "4"),
-        _ => (23, "medium"),
-    };
-    let crf = args.crf.unwrap_or(crf).to_string();
-    let speed = args.speed.clone().unwrap_or_else(|| speed.to_string());
+    let crf = args.crf.map_or(default_crf(&args.codec), u64::from);
+    let (codec_args, speed) = plain_codec_args(&args.codec, args.speed.as_deref(), crf);
+    let codec_args: Vec<&str> = codec_args.iter().map(String::as_str).collect();
     let gop = two_second_gop(&source)?.to_string();
-    let codec_args: Vec<&str> = match args.codec.as_str() {
-        "hevc" => vec![
-            "-c:v",
-            "libx265",
-            "-preset",
-            &speed,
-            "-crf",
-            &crf,
-            "-x265-params",
-            "log-level=error:open-gop=0",
-        ],
-        "av1" => vec!["-c:v", "libsvtav1", "-preset", &speed, "-crf", &crf],
-        "vp9" => vec![
-            "-c:v",
-            "libvpx-vp9",
-            "-deadline",
-            "good",
-            "-cpu-used",
-            &speed,
-            "-row-mt",
-            "1",
-            "-crf",
-            &crf,
-            "-b:v",
-            "0",
-        ],
-        _ => vec!["-c:v", "libx264", "-preset", &speed, "-crf", &crf],
-    };
 
     // One plain ffmpeg process, all cores.
     let plain_out = dir.path().join("plain.mp4");

@@ -65,6 +65,34 @@ pub struct TranscodeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct QualityArgs {
+    /// The quality target, as `idlegrid transcode --target-quality` takes it (PSNR only here).
+    #[arg(long, default_value = "psnr:40")]
+    pub target: String,
+    /// Length of the generated clip (its content changes every 3 s), in seconds.
+    #[arg(long, default_value_t = 48)]
+    pub seconds: u32,
+    /// Size of the generated clip.
+    #[arg(long, default_value = "1280x720")]
+    pub size: String,
+    /// Video codec: h264, hevc, av1 or vp9.
+    #[arg(long, default_value = "h264", value_parser = ["h264", "hevc", "av1", "vp9"])]
+    pub codec: String,
+    /// The codec's speed preset (default: the grid's).
+    #[arg(long)]
+    pub speed: Option<String>,
+    /// Seconds of video per chunk.
+    #[arg(long, default_value_t = 2.0)]
+    pub chunk_seconds: f64,
+    /// Workers of the local grid (default: the number of cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct IdleArgs {
     /// Seconds to sample the idle worker for.
     #[arg(long, default_value_t = 60)]

@@ -439,6 +439,10 @@ pub struct TranscodeArgs {
     /// 35; lower is better and bigger).
     #[arg(long)]
     pub crf: Option<u8>,
+    /// Quality each chunk is encoded to, searching its rate factor (at most 4 encodes a chunk):
+    /// psnr:DB (luma PSNR, e.g. psnr:40) or ssim:VALUE (e.g. ssim:0.97); instead of --crf.
+    #[arg(long, conflicts_with_all = ["crf", "bitrate"])]
+    pub target_quality: Option<String>,
     /// The codec's speed preset: x264's and x265's names (ultrafast … veryslow), SVT-AV1's 0-13,
     /// libvpx's cpu-used 0-8 (defaults medium, 8, 4; slower is smaller at the same quality).
     #[arg(long)]
@@ -502,6 +506,8 @@ pub enum BenchCommand {
     Transcode(bench::TranscodeArgs),
     /// Resident memory and CPU of a worker process while it has no work.
     WorkerIdle(bench::IdleArgs),
+    /// A quality target reached chunk by chunk, measured from the output.
+    TargetQuality(bench::QualityArgs),
     /// Verification against cheating devices, and its cost when most devices are honest.
     Trust(bench::TrustArgs),
 }

@@ -331,6 +331,70 @@ async fn package_hls(
     Ok(tar_path)
 }
 
+/// How near its target (dB; SSIM as decibels) a chunk counts as having reached it, in the
+/// job's report: the goal is 95% of chunks within it.
+pub const REPORTED_TOLERANCE_DB: f64 = 0.5;
+
+/// The job's quality report: each video task's rate factor and quality, as its device
+/// measured and wrote them in the chunk (the validator checked the PSNR it reports against
+/// the frames it compared; replicas agree byte for byte), and how many are within
+/// [`REPORTED_TOLERANCE_DB`] of the target.
+fn quality_report(
+    target: &serde_json::Map<String, serde_json::Value>,
+    chunk_files: &[PathBuf],
+    renditions: usize,
+    chunk_major: bool,
+) -> serde_json::Value {
+    let metric = target.get("metric").and_then(|m| m.as_str()).unwrap_or("");
+    let goal = target.get("value").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let to_db = |v: f64| {
+        if metric == "ssim" {
+            super::params::ssim_db(v)
+        } else {
+            v
+        }
+    };
+    let chunks_per_rendition = chunk_files.len() / renditions.max(1);
+    let mut within = 0;
+    let chunks: Vec<serde_json::Value> = chunk_files
+        .iter()
+        .enumerate()
+        .map(|(task, file)| {
+            let (chunk, rendition) = if chunk_major {
+                (task / renditions.max(1), task % renditions.max(1))
+            } else {
+                (
+                    task % chunks_per_rendition.max(1),
+                    task / chunks_per_rendition.max(1),
+                )
+            };
+            let claim = super::validate::search_claim(
+                super::container::video_track_name(file).as_deref(),
+                &serde_json::Value::Object(target.clone()),
+            )
+            .ok();
+            if let Some(c) = &claim
+                && (to_db(c.value) - to_db(goal)).abs() <= REPORTED_TOLERANCE_DB
+            {
+                within += 1;
+            }
+            serde_json::json!({
+                "chunk": chunk,
+                "rendition": rendition,
+                "crf": claim.as_ref().map(|c| c.crf),
+                "value": claim.as_ref().map(|c| c.value),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "metric": metric,
+        "target": goal,
+        "tolerance_db": REPORTED_TOLERANCE_DB,
+        "within": within,
+        "chunks": chunks,
+    })
+}
+
 #[async_trait]
 impl Assembler for VideoAssembler {
     async fn assemble(
@@ -449,6 +513,12 @@ impl Assembler for VideoAssembler {
         } else {
             None
         };
+        if let Some(target) = facts["output"]["target_quality"].as_object() {
+            let report = quality_report(target, &chunk_files, sizes.len(), chunk_major);
+            let mut facts = facts.clone();
+            facts["quality"] = report;
+            store.set_job_facts(job.id, &facts).await?;
+        }
         let mut renditions = Vec::with_capacity(sizes.len());
         for (rendition, &(w, h)) in sizes.iter().enumerate() {
             let chunks = chunks_of(rendition);

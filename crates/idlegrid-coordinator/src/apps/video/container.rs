@@ -31,6 +31,8 @@ pub struct FrameTable {
     pub times: Vec<f64>,
     /// Display indices of the keyframes, ascending.
     pub keys: Vec<usize>,
+    /// The video track's name, when it has one.
+    pub name: Option<String>,
 }
 
 impl FrameTable {
@@ -49,6 +51,18 @@ impl FrameTable {
         let at = self.keys.partition_point(|&k| k <= frame);
         at.checked_sub(1).map(|i| self.keys[i])
     }
+}
+
+/// The name of `path`'s video track (its header only is read), `None` when it has none or the
+/// file is not Matroska.
+pub fn video_track_name(path: &Path) -> Option<String> {
+    let file = std::fs::File::open(path).ok()?;
+    let mkv = MatroskaFile::open(std::io::BufReader::new(file)).ok()?;
+    mkv.tracks()
+        .iter()
+        .find(|t| t.track_type() == TrackType::Video)?
+        .name()
+        .map(String::from)
 }
 
 /// Reads a file's [`FrameTable`] on a blocking thread; the error says what makes it unreadable
@@ -87,6 +101,7 @@ fn read_table(path: &Path, lenient: bool) -> Result<FrameTable, String> {
         .find(|t| t.track_type() == TrackType::Video)
         .ok_or("there is no video track")?;
     let number = track.track_number().get();
+    let name = track.name().map(String::from);
     let (width, height) = track.video().map_or((0, 0), |v| {
         (
             u32::try_from(v.pixel_width().get()).unwrap_or(u32::MAX),
@@ -133,6 +148,7 @@ fn read_table(path: &Path, lenient: bool) -> Result<FrameTable, String> {
         height,
         pix_fmt: pix_fmt.unwrap_or_else(|| "unknown".into()),
         reordered,
+        name,
         keys: frames
             .iter()
             .enumerate()
@@ -294,6 +310,7 @@ mod tests {
             reordered: true,
             times: vec![0.0, 0.033, 0.067, 0.1, 0.133],
             keys: vec![0, 4],
+            name: None,
         };
         assert_eq!(table.key_before(3), Some(0));
         assert_eq!(table.key_before(4), Some(4));

@@ -67,11 +67,21 @@ fn codec_factor(codec: VideoCodec, preset: &str) -> f64 {
     }
 }
 
+/// Encodes (each with its measurement) a chunk with a quality target takes on average: the
+/// search stops at the first within a quarter dB, and takes at most four.
+pub const TARGET_SEARCH_FACTOR: f64 = 2.5;
+
 /// Work of one output frame of `width`×`height` with the job's encoder.
 fn frame_ms(width: u32, height: u32, params: &VideoParams) -> f64 {
+    let search = if params.encoder.target.is_some() {
+        TARGET_SEARCH_FACTOR
+    } else {
+        1.0
+    };
     f64::from(width) * f64::from(height) / (1920.0 * 1080.0)
         * MS_PER_1080P_FRAME
         * codec_factor(params.video_codec, &params.encoder.preset)
+        * search
 }
 
 /// Work of encoding `frames` frames into one rendition.

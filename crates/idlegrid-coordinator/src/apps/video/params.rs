@@ -16,6 +16,8 @@
 //! languages (`["eng", "fra"]`).
 //! `preset` (or `resolution`) is one of `1080p`, `720p`, `480p`, `360p`, `source` or `WxH`;
 //! outputs are never upscaled and never larger than 1920×1080's pixel count.
+//! `"target_quality": {"metric": "psnr", "value": 40}` (or `"psnr:40"`, `"ssim:0.97"`) has each
+//! chunk search for the rate factor reaching that quality ([`QualityTarget`]) instead of `crf`.
 //! `"hls": true` asks for HLS instead of one MP4: a rendition ladder (`"ladder": ["720p",
 //! "480p"]`, by default every standard height up to the output's) with a master playlist.
 
@@ -306,8 +308,12 @@ pub struct Encoder {
     pub codec: String,
     /// The codec's speed preset (x264's and x265's names, SVT-AV1's and libvpx's numbers).
     pub preset: String,
-    /// Constant rate factor, when not encoding to a bitrate.
+    /// Constant rate factor, when not encoding to a bitrate (with `target`, where its search
+    /// starts).
     pub crf: Option<u8>,
+    /// A quality each chunk's rate factor is searched to reach, instead of `crf` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<QualityTarget>,
     /// Average bitrate, e.g. `3M`.
     pub bitrate: Option<String>,
     /// Peak bitrate with `bitrate`.
@@ -338,6 +344,104 @@ fn h264() -> String {
     "h264".into()
 }
 
+/// A quality a chunk's encode is searched to reach: the task encodes at a rate factor,
+/// measures the chunk against its source, and tries another rate factor until the measure is
+/// within [`TARGET_TOLERANCE`] of the target or [`TARGET_MAX_ENCODES`] encodes are spent,
+/// keeping the encode nearest the target. Every step is deterministic, so replicas of a chunk
+/// make the same choice and the same bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QualityTarget {
+    /// `psnr`: the luma PSNR in dB (peak 255) of the chunk's frames together (from their mean
+    /// squared error), as FFmpeg's `psnr` filter gives it; `ssim`: the mean luma SSIM of its
+    /// frames, as FFmpeg's `ssim` filter gives it.
+    pub metric: String,
+    /// The target: dB for `psnr`, 0–1 for `ssim`.
+    pub value: f64,
+    /// Lowest rate factor the search may use (best quality).
+    pub crf_low: u8,
+    /// Highest rate factor the search may use.
+    pub crf_high: u8,
+    /// Encodes a chunk may take at most.
+    pub max_encodes: u8,
+    /// The search stops at an encode this near the target (dB; SSIM as decibels).
+    pub stop_within_db: f64,
+    /// The search's first guess at how much the measure drops per rate factor step, in dB
+    /// (SSIM is searched as `-10·log10(1 − SSIM)`).
+    pub slope_db: f64,
+}
+
+/// How near the target (dB; SSIM as `-10·log10(1 − SSIM)`) a chunk's search stops.
+pub const TARGET_TOLERANCE: f64 = 0.25;
+/// Encodes a chunk's search takes at most.
+pub const TARGET_MAX_ENCODES: u8 = 4;
+/// PSNR targets a job may ask for, dB: below 25 no picture is worth keeping, above 55 an
+/// encoder spends nearly lossless rates.
+pub const PSNR_TARGETS: (f64, f64) = (25.0, 55.0);
+/// SSIM targets a job may ask for.
+pub const SSIM_TARGETS: (f64, f64) = (0.8, 0.995);
+
+/// SSIM as decibels, the scale the search and the tolerance use for it.
+pub fn ssim_db(ssim: f64) -> f64 {
+    -10.0 * (1.0 - ssim).max(1e-10).log10()
+}
+
+/// The quality target from `target_quality`: `{"metric": "psnr", "value": 40}` or the short
+/// form `"psnr:40"` (`"ssim:0.97"`).
+fn quality_target(value: &serde_json::Value, codec: VideoCodec) -> Result<QualityTarget, String> {
+    let wrong = || {
+        "target_quality must be {\"metric\": \"psnr\" or \"ssim\", \"value\": N} or \
+         \"psnr:40\" / \"ssim:0.97\""
+            .to_string()
+    };
+    let (metric, target) = match value {
+        serde_json::Value::String(s) => {
+            let (m, v) = s.split_once(':').ok_or_else(wrong)?;
+            (
+                m.trim().to_string(),
+                v.trim().parse::<f64>().map_err(|_| wrong())?,
+            )
+        }
+        serde_json::Value::Object(map) => {
+            if map.keys().any(|k| k != "metric" && k != "value") || map.len() != 2 {
+                return Err(wrong());
+            }
+            (
+                map["metric"].as_str().ok_or_else(wrong)?.to_string(),
+                map["value"].as_f64().ok_or_else(wrong)?,
+            )
+        }
+        _ => return Err(wrong()),
+    };
+    let (low, high, unit) = match metric.as_str() {
+        "psnr" => (PSNR_TARGETS.0, PSNR_TARGETS.1, " dB"),
+        "ssim" => (SSIM_TARGETS.0, SSIM_TARGETS.1, ""),
+        other => {
+            return Err(format!(
+                "target_quality's metric must be psnr or ssim, got {other:?} (VMAF needs an \
+                 FFmpeg built with libvmaf, which this grid's devices do not have)"
+            ));
+        }
+    };
+    if !(low..=high).contains(&target) {
+        return Err(format!(
+            "a {metric} target must be from {low}{unit} to {high}{unit}, got {target}"
+        ));
+    }
+    let (crf_low, crf_high, slope_db) = match codec {
+        VideoCodec::Av1 | VideoCodec::Vp9 => (10, 60, 0.25),
+        _ => (10, 45, 0.45),
+    };
+    Ok(QualityTarget {
+        metric,
+        value: target,
+        crf_low,
+        crf_high,
+        max_encodes: TARGET_MAX_ENCODES,
+        stop_within_db: TARGET_TOLERANCE,
+        slope_db,
+    })
+}
+
 fn aac() -> String {
     "aac".into()
 }
@@ -366,6 +470,7 @@ struct Raw {
     hls: Option<bool>,
     ladder: Option<Vec<String>>,
     fps: Option<f64>,
+    target_quality: Option<serde_json::Value>,
 }
 
 const X264_PRESETS: [&str; 10] = [
@@ -610,6 +715,7 @@ impl VideoParams {
                 ("profile", raw.profile.is_some()),
                 ("level", raw.level.is_some()),
                 ("fps", raw.fps.is_some()),
+                ("target_quality", raw.target_quality.is_some()),
                 ("hls", hls),
             ]
             .iter()
@@ -640,6 +746,17 @@ impl VideoParams {
         if bitrate.is_some() && raw.crf.is_some() {
             return Err("give either crf or bitrate, not both".into());
         }
+        let target = match &raw.target_quality {
+            None => None,
+            Some(_) if raw.crf.is_some() || bitrate.is_some() => {
+                return Err(
+                    "target_quality picks each chunk's rate factor: give it without crf or \
+                     bitrate"
+                        .into(),
+                );
+            }
+            Some(value) => Some(quality_target(value, video_codec)?),
+        };
         if bitrate.is_none() && (raw.maxrate.is_some() || raw.bufsize.is_some()) {
             return Err("maxrate and bufsize go with bitrate".into());
         }
@@ -815,6 +932,7 @@ impl VideoParams {
                 } else {
                     None
                 },
+                target,
                 bitrate: bitrate.map(|b| b.to_string()),
                 maxrate: maxrate.map(|b| b.to_string()),
                 bufsize: bufsize.map(|b| b.to_string()),
@@ -1152,5 +1270,51 @@ mod tests {
                 .output_sizes(640, 360),
             [(640, 360)]
         );
+    }
+
+    #[test]
+    fn quality_targets_are_read_in_either_form_and_checked() {
+        let p = |v| VideoParams::parse(&v);
+        let long = p(json!({"target_quality": {"metric": "psnr", "value": 40}})).unwrap();
+        let short = p(json!({"target_quality": "psnr:40"})).unwrap();
+        assert_eq!(long.encoder.target, short.encoder.target);
+        let target = long.encoder.target.unwrap();
+        assert_eq!((target.metric.as_str(), target.value), ("psnr", 40.0));
+        assert_eq!((target.crf_low, target.crf_high), (10, 45));
+        assert_eq!(
+            long.encoder.crf,
+            Some(23),
+            "the search starts at the default"
+        );
+        let av1 = p(json!({"video_codec": "av1", "target_quality": "ssim:0.97"})).unwrap();
+        let target = av1.encoder.target.unwrap();
+        assert_eq!((target.crf_low, target.crf_high), (10, 60));
+        assert!((ssim_db(0.97) - 15.2288).abs() < 1e-3);
+        for (params, needle) in [
+            (
+                json!({"target_quality": "psnr:40", "crf": 20}),
+                "without crf or bitrate",
+            ),
+            (
+                json!({"target_quality": "psnr:40", "bitrate": "2M"}),
+                "without crf or bitrate",
+            ),
+            (json!({"target_quality": "vmaf:95"}), "libvmaf"),
+            (json!({"target_quality": "psnr:70"}), "from 25 dB to 55 dB"),
+            (json!({"target_quality": "ssim:1.5"}), "from 0.8 to 0.995"),
+            (json!({"target_quality": "psnr"}), "target_quality must be"),
+            (
+                json!({"target_quality": {"metric": "psnr", "value": 40, "x": 1}}),
+                "target_quality must be",
+            ),
+            (json!({"target_quality": 40}), "target_quality must be"),
+            (
+                json!({"video_codec": "copy", "target_quality": "psnr:40"}),
+                "target_quality cannot apply",
+            ),
+        ] {
+            let err = p(params.clone()).unwrap_err();
+            assert!(err.contains(needle), "{params}: {err}");
+        }
     }
 }

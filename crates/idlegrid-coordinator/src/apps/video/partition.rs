@@ -195,14 +195,9 @@ async fn count_cut(
     paths: Vec<PathBuf>,
     facts: &Facts,
     target: f64,
-    starts: Vec<f64>,
+    listed: Vec<f64>,
     out: &mpsc::Sender<Chunk>,
 ) -> Result<bool, String> {
-    let starts: Vec<Option<f64>> = if starts.len() == paths.len() {
-        starts.into_iter().map(Some).collect()
-    } else {
-        vec![None; paths.len()]
-    };
     let packets: Vec<Vec<probe::Packet>> = futures::stream::iter(paths.clone())
         .map(|path| async move { probe::packets(&path).await })
         .buffered(cores())
@@ -221,6 +216,20 @@ async fn count_cut(
     {
         return Ok(false);
     }
+    // Each chunk starts where the segment muxer's list says plus its first packet's time (a
+    // self-contained chunk shows nothing before it): the muxer takes the listed time off each
+    // chunk's timestamps, and the listed times alone are not on one clock (the first chunk's
+    // is 0 where its frames start after the shift that keeps B-frames' decoding times from
+    // going negative, and the later ones include that shift: two frames off at every cut).
+    let starts: Vec<Option<f64>> = if listed.len() == packets.len() {
+        listed
+            .iter()
+            .zip(&packets)
+            .map(|(at, p)| Some(at + p.first()?.pts?))
+            .collect()
+    } else {
+        vec![None; packets.len()]
+    };
     let mut rest = paths.into_iter().zip(contents).zip(starts);
     if !ONE_FRAME_PER_PACKET.contains(&facts.codec.as_str())
         && let Some(((path, (frames, _)), start)) = rest.next()
@@ -810,6 +819,9 @@ impl Partitioner for VideoPartitioner {
                 "source": t.position, "language": t.language, "codec": t.codec,
             })).collect::<Vec<_>>(),
         });
+        if let Some(target) = &params.encoder.target {
+            recorded["output"]["target_quality"] = json!(target);
+        }
         if params.hls_ladder.is_some() {
             recorded["hls"] = json!({
                 "renditions": sizes.iter().map(|(w, h)| json!({"width": w, "height": h})).collect::<Vec<_>>(),

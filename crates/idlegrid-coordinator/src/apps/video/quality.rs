@@ -160,6 +160,30 @@ pub fn detail(p: &Plane) -> f64 {
     }
 }
 
+/// FFmpeg's `psnr` filter's peak: its luma PSNR is against 255, not the video range's 219.
+const FFMPEG_PEAK: f64 = 255.0;
+
+/// The PSNR of `frames` together as FFmpeg's `psnr` filter sums frames up (from their mean
+/// squared error, against a peak of 255): what a quality target's `psnr` measures.
+pub fn pooled_psnr(frames: &[FrameMeasure]) -> f64 {
+    if frames.is_empty() {
+        return 100.0;
+    }
+    let mse = frames
+        .iter()
+        .map(|f| PEAK * PEAK / 10f64.powf(f.psnr_db / 10.0))
+        .sum::<f64>()
+        / frames.len() as f64;
+    10.0 * (FFMPEG_PEAK * FFMPEG_PEAK / mse.max(1e-12)).log10()
+}
+
+/// The highest PSNR (as [`pooled_psnr`]) a chunk of `total` frames can have when `frames` of
+/// it measure as they do: were its other frames perfect, their errors would still count.
+pub fn psnr_ceiling(frames: &[FrameMeasure], total: usize) -> f64 {
+    let share = frames.len().max(1) as f64 / total.max(1) as f64;
+    pooled_psnr(frames) - 10.0 * share.min(1.0).log10()
+}
+
 /// What was measured of one compared frame.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FrameMeasure {

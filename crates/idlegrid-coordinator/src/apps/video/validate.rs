@@ -255,6 +255,123 @@ async fn compare_window(
     )))
 }
 
+/// What a chunk encoded to a quality target says of its search, in its video track's name
+/// (`idlegrid crf=24 psnr=40.123456`, written by the task script).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchClaim {
+    /// The rate factor chosen.
+    pub crf: u8,
+    /// The metric (`psnr`, `ssim`).
+    pub metric: String,
+    /// The quality the device measured for the chunk.
+    pub value: f64,
+}
+
+/// The claim in `name`, checked against the job's `target` (its encoder's `target`): the
+/// metric asked, a rate factor the search may use and a value the metric can take.
+pub fn search_claim(name: Option<&str>, target: &serde_json::Value) -> Result<SearchClaim, String> {
+    let name = name.ok_or("the chunk does not say which rate factor its quality search chose")?;
+    let wrong = || format!("the chunk's track name {name:?} is not its quality search's result");
+    let mut words = name.split(' ');
+    if words.next() != Some("idlegrid") {
+        return Err(wrong());
+    }
+    let crf = words
+        .next()
+        .and_then(|w| w.strip_prefix("crf="))
+        .and_then(|c| c.parse::<u8>().ok())
+        .ok_or_else(wrong)?;
+    let (metric, value) = words
+        .next()
+        .and_then(|w| w.split_once('='))
+        .and_then(|(m, v)| Some((m.to_string(), v.parse::<f64>().ok()?)))
+        .ok_or_else(wrong)?;
+    if words.next().is_some() {
+        return Err(wrong());
+    }
+    let asked = target["metric"].as_str().unwrap_or("");
+    if metric != asked {
+        return Err(format!(
+            "the chunk reports {metric}, the job's target is {asked}"
+        ));
+    }
+    let (low, high) = (
+        target["crf_low"].as_u64().unwrap_or(0),
+        target["crf_high"].as_u64().unwrap_or(0),
+    );
+    if !(low..=high).contains(&u64::from(crf)) {
+        return Err(format!(
+            "the chunk reports rate factor {crf}; the search may use {low} to {high}"
+        ));
+    }
+    let range = if metric == "psnr" {
+        0.0..=100.0
+    } else {
+        0.0..=1.0
+    };
+    if !value.is_finite() || !range.contains(&value) {
+        return Err(format!(
+            "the chunk reports {metric} {value}, which it cannot be"
+        ));
+    }
+    Ok(SearchClaim { crf, metric, value })
+}
+
+/// How far (dB) a chunk's reported PSNR may be above what its checked frames allow: the
+/// device and the validator measure the same frames, up to the printed digits.
+const CLAIM_SLACK_DB: f64 = 0.05;
+/// How far (dB) below its target a chunk's checked frames may hold it before it is suspect,
+/// when its search could still have gone to a lower rate factor.
+const TARGET_SHORTFALL_DB: f64 = 2.0;
+/// How far (dB) a chunk's reported PSNR may be above that of the frames checked before it is
+/// suspect: a chunk's PSNR is its frames' mean error, so a window of frames much worse than
+/// the rest says the report is high; an honest chunk's worse part (a noisy half is about 3 dB
+/// under a clean-and-noisy chunk's figure) costs a re-run at worst.
+const CLAIM_ABOVE_WINDOW_DB: f64 = 3.0;
+
+/// Judges the quality a chunk reports from its measured frames (`measured` of its `total`):
+/// a PSNR it cannot have is a false report; one well below the target, while the search had
+/// room, is a search cut short.
+fn judge_claim(
+    claim: &SearchClaim,
+    target: &serde_json::Value,
+    measured: &[FrameMeasure],
+    total: usize,
+) -> Option<Judgment> {
+    if claim.metric != "psnr" {
+        return None;
+    }
+    let ceiling = quality::psnr_ceiling(measured, total);
+    if claim.value > ceiling + CLAIM_SLACK_DB {
+        return Some(Judgment::Reject(format!(
+            "the chunk reports PSNR {:.2} dB; frames {}..={} alone hold it to {ceiling:.2} dB",
+            claim.value,
+            measured.first().map_or(0, |f| f.index),
+            measured.last().map_or(0, |f| f.index),
+        )));
+    }
+    let window = quality::pooled_psnr(measured);
+    if claim.value > window + CLAIM_ABOVE_WINDOW_DB {
+        return Some(Judgment::Suspect(format!(
+            "the chunk reports PSNR {:.2} dB; frames {}..={} measure {window:.2} dB",
+            claim.value,
+            measured.first().map_or(0, |f| f.index),
+            measured.last().map_or(0, |f| f.index),
+        )));
+    }
+    let goal = target["value"].as_f64().unwrap_or(0.0);
+    let low = target["crf_low"].as_u64().unwrap_or(0);
+    if ceiling < goal - TARGET_SHORTFALL_DB && u64::from(claim.crf) > low {
+        return Some(Judgment::Suspect(format!(
+            "frames {}..={} hold the chunk to {ceiling:.2} dB, under its {goal} dB target, \
+             though rate factors down to {low} were left to try",
+            measured.first().map_or(0, |f| f.index),
+            measured.last().map_or(0, |f| f.index),
+        )));
+    }
+    None
+}
+
 /// Checks a video result against its source chunk.
 async fn check_video(
     result: &Path,
@@ -315,6 +432,15 @@ async fn check_video(
             table.longest_gop()
         )));
     }
+    let target = &meta["encoder"]["target"];
+    let claim = if target.is_object() {
+        match search_claim(table.name.as_deref(), target) {
+            Ok(claim) => Some(claim),
+            Err(why) => return Ok(Judgment::Reject(why)),
+        }
+    } else {
+        None
+    };
     let source_table = if meta["from"].is_number() {
         source_frame_table(source).await
     } else {
@@ -364,11 +490,23 @@ async fn check_video(
     {
         Err(reason) => Ok(Judgment::Reject(reason)),
         Ok(measures) => {
-            let crf = meta["encoder"]["crf"].as_u64().map(|c| c.min(51) as u8);
+            // A quality search's own choice sets what its frames must reach.
+            let crf = match &claim {
+                Some(claim) => Some(claim.crf),
+                None => meta["encoder"]["crf"].as_u64().map(|c| c.min(63) as u8),
+            };
             let bitrate = meta["encoder"]["bitrate"].is_string();
             let crf = crf.map(|c| quality::x264_equivalent(codec, c));
             let expect = Expectation::for_crf(if bitrate { None } else { crf });
-            Ok(match quality::judge(&measures, expect) {
+            let judged = quality::judge(&measures, expect);
+            if !matches!(judged, quality::Judgment::Bad(_))
+                && let Some(verdict) = claim
+                    .as_ref()
+                    .and_then(|c| judge_claim(c, target, &measures, expected))
+            {
+                return Ok(verdict);
+            }
+            Ok(match judged {
                 quality::Judgment::Good => Judgment::Accept,
                 quality::Judgment::Suspect(why) => Judgment::Suspect(why),
                 quality::Judgment::Bad(why) => Judgment::Reject(why),
@@ -665,6 +803,82 @@ impl Validator for VideoValidator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn target() -> serde_json::Value {
+        serde_json::json!({"metric": "psnr", "value": 40.0, "crf_low": 10, "crf_high": 45})
+    }
+
+    #[test]
+    fn a_quality_search_claim_is_read_strictly() {
+        let claim = search_claim(Some("idlegrid crf=24 psnr=40.123456"), &target()).unwrap();
+        assert_eq!(
+            (claim.crf, claim.metric.as_str(), claim.value),
+            (24, "psnr", 40.123456)
+        );
+        for (name, needle) in [
+            (None, "does not say"),
+            (Some("crf=24 psnr=40"), "is not its quality search's result"),
+            (
+                Some("idlegrid crf=24 psnr=40 extra"),
+                "is not its quality search's result",
+            ),
+            (
+                Some("idlegrid crf=x psnr=40"),
+                "is not its quality search's result",
+            ),
+            (Some("idlegrid crf=24 ssim=0.9"), "the job's target is psnr"),
+            (Some("idlegrid crf=5 psnr=40"), "may use 10 to 45"),
+            (Some("idlegrid crf=46 psnr=40"), "may use 10 to 45"),
+            (Some("idlegrid crf=24 psnr=NaN"), "cannot be"),
+            (Some("idlegrid crf=24 psnr=400"), "cannot be"),
+        ] {
+            let err = search_claim(name, &target()).unwrap_err();
+            assert!(err.contains(needle), "{name:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_claimed_psnr_the_checked_frames_rule_out_is_rejected() {
+        // Ten frames at 36 dB (219 peak) of a 20-frame chunk: the chunk is at most 3.01 dB
+        // above their pooled 37.32 dB (255 peak), however good the others are.
+        let frames: Vec<FrameMeasure> = (0..10)
+            .map(|index| FrameMeasure {
+                index,
+                psnr_db: 36.0,
+                detail: None,
+                repeats: false,
+            })
+            .collect();
+        let pooled = quality::pooled_psnr(&frames);
+        assert!((pooled - (36.0 + 20.0 * (255.0f64 / 219.0).log10())).abs() < 1e-9);
+        let ceiling = quality::psnr_ceiling(&frames, 20);
+        assert!((ceiling - pooled - 3.0103).abs() < 1e-3);
+        let claim = |crf, value| SearchClaim {
+            crf,
+            metric: "psnr".into(),
+            value,
+        };
+        assert_eq!(
+            judge_claim(&claim(24, pooled + 2.9), &target(), &frames, 20),
+            None
+        );
+        // Above the frames checked by more than 3 dB: believed only if a re-run agrees.
+        assert!(matches!(
+            judge_claim(&claim(24, ceiling - 0.01), &target(), &frames, 20),
+            Some(Judgment::Suspect(_))
+        ));
+        assert!(matches!(
+            judge_claim(&claim(24, ceiling + 0.2), &target(), &frames, 20),
+            Some(Judgment::Reject(_))
+        ));
+        // The whole chunk measured at 37.3 dB against a 40 dB target, with lower rate
+        // factors left: a search cut short; at the lowest, the best the device could do.
+        assert!(matches!(
+            judge_claim(&claim(30, 30.0), &target(), &frames, 10),
+            Some(Judgment::Suspect(_))
+        ));
+        assert_eq!(judge_claim(&claim(10, 30.0), &target(), &frames, 10), None);
+    }
 
     #[test]
     fn correlation_finds_a_shifted_copy_and_not_another_sound() {
