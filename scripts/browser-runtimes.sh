@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Puts the browser worker's runtimes (Pyodide, ffmpeg.wasm's single-threaded core) where the
-# coordinator serves them at /runtimes/: only the files a browser loads, plus runtimes.json
-# naming their versions. Idempotent; does nothing when everything is already in place.
+# Puts the browser worker's runtimes (Pyodide, ffmpeg.wasm's single- and multi-threaded cores)
+# where the coordinator serves them at /runtimes/: only the files a browser loads, each runtime
+# in a directory named by its version, plus runtimes.json naming the versions and directories.
+# Idempotent; does nothing when everything is already in place.
 # Usage: scripts/browser-runtimes.sh [DEST]   (default: target/browser-runtimes)
 set -euo pipefail
 
@@ -23,10 +24,19 @@ if [ "$(cat "$web/node_modules/.installed-lock-sha256" 2>/dev/null)" != "$lock_s
 fi
 
 pyodide="$web/node_modules/pyodide"
-ffmpeg="$web/node_modules/@ffmpeg/core/dist/esm"
+ffmpeg="$web/node_modules/@ffmpeg/core"
+ffmpeg_mt="$web/node_modules/@ffmpeg/core-mt"
+version() { node -p 'require(process.argv[1]).version' "$1/package.json"; }
+
+# Each runtime goes in a directory named by its version, so a file's address names its exact
+# contents: the coordinator lets browsers keep them without asking again (immutable), and a
+# new version is new addresses, never mixed with a cached part of the old one.
+pyodide_dir="pyodide-$(version "$pyodide")"
+ffmpeg_dir="ffmpeg-core-$(version "$ffmpeg")"
+ffmpeg_mt_dir="ffmpeg-core-mt-$(version "$ffmpeg_mt")"
 
 # Copies the named files of $1 into $2, each only if it differs (through a temporary name, so
-# a server never serves half a file), and removes anything else there (an older version's).
+# a server never serves half a file), and removes anything else there.
 sync_files() {
   local from=$1 to=$2 name
   shift 2
@@ -45,19 +55,37 @@ sync_files() {
 
 # Pyodide 314 runs only as an ES module: its loader, the Emscripten module, the interpreter,
 # the standard library and the lock file it reads at start-up.
-sync_files "$pyodide" "$dest/pyodide" \
+sync_files "$pyodide" "$dest/$pyodide_dir" \
   pyodide.mjs pyodide.asm.mjs pyodide.asm.wasm python_stdlib.zip pyodide-lock.json
-# The ES-module build, which finds its .wasm next to itself (import.meta.url).
-sync_files "$ffmpeg" "$dest/ffmpeg" ffmpeg-core.js ffmpeg-core.wasm
+# ffmpeg.wasm's ES-module build, which finds its .wasm next to itself (import.meta.url).
+sync_files "$ffmpeg/dist/esm" "$dest/$ffmpeg_dir" ffmpeg-core.js ffmpeg-core.wasm
+# Its multi-threaded core, for pages that are cross-origin isolated: the same, plus the script
+# each of its threads (a Web Worker) starts from.
+sync_files "$ffmpeg_mt/dist/esm" "$dest/$ffmpeg_mt_dir" ffmpeg-core.js ffmpeg-core.wasm ffmpeg-core.worker.js
 
-# Versions for the page and the coordinator: the packages' own, and the CPython inside Pyodide.
+# Versions for the page and the coordinator (the packages' own, and the CPython inside
+# Pyodide), and where each runtime is, for the runner.
 node -e '
-const [pyodide, ffmpeg] = process.argv.slice(1).map((dir) => require(`${dir}/package.json`));
+const [pyodide, ffmpeg, ffmpegMt] = process.argv.slice(1, 4).map((dir) => require(`${dir}/package.json`));
 const lock = require(`${process.argv[1]}/pyodide-lock.json`);
-console.log(JSON.stringify({ pyodide: pyodide.version, ffmpeg_core: ffmpeg.version, python: lock.info.python }));
-' "$pyodide" "$web/node_modules/@ffmpeg/core" > "$dest/.runtimes.json.tmp"
+const [pyodideDir, ffmpegDir, ffmpegMtDir] = process.argv.slice(4).map((dir) => `${dir}/`);
+console.log(JSON.stringify({
+  pyodide: pyodide.version, ffmpeg_core: ffmpeg.version, ffmpeg_core_mt: ffmpegMt.version, python: lock.info.python,
+  dirs: { pyodide: pyodideDir, ffmpeg: ffmpegDir, ffmpeg_mt: ffmpegMtDir },
+}));
+' "$pyodide" "$ffmpeg" "$ffmpeg_mt" "$pyodide_dir" "$ffmpeg_dir" "$ffmpeg_mt_dir" > "$dest/.runtimes.json.tmp"
 if cmp -s "$dest/.runtimes.json.tmp" "$dest/runtimes.json"; then
   rm -f "$dest/.runtimes.json.tmp"
 else
   mv -f "$dest/.runtimes.json.tmp" "$dest/runtimes.json"
 fi
+
+# Then what the new runtimes.json no longer names: older versions, and the unversioned
+# directories of earlier layouts.
+for name in "$dest"/* "$dest"/.[!.]*; do
+  [ -e "$name" ] || continue
+  case "$(basename "$name")" in
+    runtimes.json | "$pyodide_dir" | "$ffmpeg_dir" | "$ffmpeg_mt_dir") ;;
+    *) rm -rf "$name" ;;
+  esac
+done

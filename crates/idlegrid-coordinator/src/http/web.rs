@@ -70,22 +70,35 @@ fn isolate(headers: &mut axum::http::HeaderMap) {
 }
 
 /// The service behind `/runtimes/`: the files of `dir` (conditional requests and ranges by
-/// `tower_http`), isolated like the page that loads them, revalidated on each load so a
-/// runtime updated on the server is never mixed with a cached part of the old one; or, without
-/// a directory, a 404 that says how to get one.
+/// `tower_http`), isolated like the page that loads them. `scripts/browser-runtimes.sh` puts
+/// each runtime in a directory named by its version, so what is in one never changes: browsers
+/// keep those files for a year without asking again (a returning page loads its 46 MB of
+/// WebAssembly from its cache, and each ffmpeg.wasm run's 64 thread scripts without a round
+/// trip). Anything else, `runtimes.json` (which names the directories) above all, is
+/// revalidated on each load. Without a directory, a 404 that says how to get one.
 pub fn runtimes(dir: Option<std::path::PathBuf>) -> axum::Router {
     match dir {
         Some(dir) => axum::Router::new()
             .fallback_service(tower_http::services::ServeDir::new(dir))
-            .layer(axum::middleware::map_response(
-                |mut response: Response| async move {
+            .layer(axum::middleware::from_fn(
+                |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                    let versioned = in_versioned_dir(request.uri().path());
+                    let mut response = next.run(request).await;
+                    let keep = versioned && response.status().is_success();
                     let headers = response.headers_mut();
                     isolate(headers);
                     headers.insert(
                         header::X_CONTENT_TYPE_OPTIONS,
                         HeaderValue::from_static("nosniff"),
                     );
-                    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                    headers.insert(
+                        header::CACHE_CONTROL,
+                        HeaderValue::from_static(if keep {
+                            "public, max-age=31536000, immutable"
+                        } else {
+                            "no-cache"
+                        }),
+                    );
                     response
                 },
             )),
@@ -97,6 +110,21 @@ pub fn runtimes(dir: Option<std::path::PathBuf>) -> axum::Router {
             )
         }),
     }
+}
+
+/// Whether `path` (under `/runtimes`) is a file in a directory named by a version, as
+/// `scripts/browser-runtimes.sh` names them: `/pyodide-314.0.8/pyodide.mjs` is,
+/// `/runtimes.json` and `/ffmpeg/ffmpeg-core.js` (an earlier, unversioned layout) are not.
+fn in_versioned_dir(path: &str) -> bool {
+    let Some((dir, file)) = path.trim_start_matches('/').split_once('/') else {
+        return false;
+    };
+    let version = dir.rsplit_once('-').map_or("", |(_, v)| v);
+    !file.is_empty()
+        && version.contains('.')
+        && version
+            .split('.')
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn file(path: &str) -> Response {
@@ -132,4 +160,29 @@ fn file(path: &str) -> Response {
     // The pages change with the binary; revalidating each load keeps them in step with the API.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_versioned_dir;
+
+    #[test]
+    fn only_files_in_versioned_directories_are_kept() {
+        for path in [
+            "/pyodide-314.0.8/pyodide.mjs",
+            "/ffmpeg-core-mt-0.12.10/ffmpeg-core.worker.js",
+        ] {
+            assert!(in_versioned_dir(path), "{path}");
+        }
+        for path in [
+            "/runtimes.json",
+            "/ffmpeg/ffmpeg-core.js",
+            "/pyodide-314.0.8/",
+            "/pyodide-latest/pyodide.mjs",
+            "/pyodide-3..1/pyodide.mjs",
+            "/pyodide-314/pyodide.mjs",
+        ] {
+            assert!(!in_versioned_dir(path), "{path}");
+        }
+    }
 }

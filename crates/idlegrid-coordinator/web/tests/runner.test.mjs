@@ -4,8 +4,8 @@
 // (c) a failing script's traceback; (d) two output files; (e) the real video-transcode
 // task.py on a real chunk, decoded by the native ffprobe; (f) its audio kind; (g) an output over
 // the limit; (h) what a script can reach of the worker's global scope; (i) a runtime that
-// fails to load; (j) ffprobe and ffmpeg run several times, through subprocess's helpers;
-// (k) ffmpeg's own error in the reason of a task it fails; (l) the script's environment;
+// fails to load, and (i2) threads of ffmpeg.wasm that cannot start; (j) ffprobe and ffmpeg run
+// several times, through subprocess's helpers; (k) ffmpeg's own error in the reason of a task it fails; (l) the script's environment;
 // (m) sys.exit with a message.
 
 import { test, before, after } from 'node:test';
@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { launchBrowser, sha256, UPPER_SCRIPT, WEB } from './helpers.mjs';
-import { ensureRuntimes, RUNTIMES, startStaticServer } from './static-server.mjs';
+import { ensureRuntimes, run, runInWorker, RUNTIMES, startStaticServer } from './static-server.mjs';
 
 const VIDEO_TASK = fs.readFileSync(path.join(WEB, '..', 'apps', 'video-transcode', 'task.py'), 'utf8');
 
@@ -32,11 +32,27 @@ before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idlegrid-runner-'));
   // The runner as served beside runtimes whose Pyodide lacks its WebAssembly.
   const broken = path.join(dir, 'broken-runtimes');
-  fs.mkdirSync(path.join(broken, 'pyodide'), { recursive: true });
-  for (const name of fs.readdirSync(path.join(RUNTIMES, 'pyodide')).filter((n) => n !== 'pyodide.asm.wasm')) {
-    fs.symlinkSync(path.join(RUNTIMES, 'pyodide', name), path.join(broken, 'pyodide', name));
+  const pyodide = runtimes.dirs.pyodide;
+  fs.mkdirSync(path.join(broken, pyodide), { recursive: true });
+  fs.symlinkSync(path.join(RUNTIMES, 'runtimes.json'), path.join(broken, 'runtimes.json'));
+  for (const name of fs.readdirSync(path.join(RUNTIMES, pyodide)).filter((n) => n !== 'pyodide.asm.wasm')) {
+    fs.symlinkSync(path.join(RUNTIMES, pyodide, name), path.join(broken, pyodide, name));
   }
-  server = await startStaticServer({ mounts: { '/broken/ui/': path.join(WEB, 'ui'), '/broken/runtimes/': broken } });
+  // And beside runtimes whose threaded ffmpeg.wasm lacks the script its threads start from.
+  const threadless = path.join(dir, 'threadless-runtimes');
+  fs.mkdirSync(path.join(threadless, runtimes.dirs.ffmpeg_mt), { recursive: true });
+  for (const name of ['runtimes.json', runtimes.dirs.pyodide, runtimes.dirs.ffmpeg].map((n) => n.replace(/\/$/, ''))) {
+    fs.symlinkSync(path.join(RUNTIMES, name), path.join(threadless, name));
+  }
+  for (const name of fs.readdirSync(path.join(RUNTIMES, runtimes.dirs.ffmpeg_mt)).filter((n) => n !== 'ffmpeg-core.worker.js')) {
+    fs.symlinkSync(path.join(RUNTIMES, runtimes.dirs.ffmpeg_mt, name), path.join(threadless, runtimes.dirs.ffmpeg_mt, name));
+  }
+  server = await startStaticServer({
+    mounts: {
+      '/broken/ui/': path.join(WEB, 'ui'), '/broken/runtimes/': broken,
+      '/threadless/ui/': path.join(WEB, 'ui'), '/threadless/runtimes/': threadless,
+    },
+  });
   browser = await launchBrowser();
   await browser.page.goto(`${server.url}/`);
 });
@@ -47,44 +63,9 @@ after(async () => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** Posts `message` (with `input` bytes as its transferred ArrayBuffer) to a new runner Worker
- * and collects what it answers up to its final message. Returns { progress, final, output, ms }. */
-async function inWorker(message, input, { script = '/ui/runner.js' } = {}) {
-  const started = Date.now();
-  const answer = await browser.page.evaluate(async ({ message, input, script, timeout }) => {
-    if (input !== null) message.input = Uint8Array.from(atob(input), (c) => c.charCodeAt(0)).buffer;
-    const worker = new Worker(script, { type: 'module' });
-    const progress = [];
-    const final = await new Promise((resolve) => {
-      setTimeout(() => resolve({ type: 'no answer', after: timeout }), timeout);
-      worker.onerror = (e) => resolve({ type: 'worker error', message: e.message });
-      worker.onmessage = ({ data }) => (data.type === 'progress' ? progress.push(data.fraction) : resolve(data));
-      worker.postMessage(message, message.input ? [message.input] : []);
-    });
-    worker.terminate();
-    let output = null;
-    if (final.output instanceof ArrayBuffer) {
-      const bytes = new Uint8Array(final.output);
-      let binary = '';
-      for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-      output = btoa(binary);
-      final.output = `${bytes.length} bytes`;
-    }
-    return { progress, final, output };
-  }, { message, input: input === undefined ? null : Buffer.from(input).toString('base64'), script, timeout: CASE_TIMEOUT_MS });
-  return { ...answer, output: answer.output === null ? null : Buffer.from(answer.output, 'base64'), ms: Date.now() - started };
-}
-
-/** A run message for `script` as the bundle's task.py. */
-function run(script, { inputName = 'chunk.txt', task = {}, maxOutputBytes = 1 << 20 } = {}) {
-  return {
-    type: 'run',
-    files: { 'task.py': script },
-    entrypoint: 'task.py',
-    inputName,
-    env: { IDLEGRID_PARAMS: '{}', IDLEGRID_TASK: JSON.stringify(task), IDLEGRID_TASK_ID: '12', IDLEGRID_CHUNK_INDEX: '0' },
-    maxOutputBytes,
-  };
+/** Runs `message` in a new runner Worker of the test's page (runInWorker). */
+function inWorker(message, input, { script = '/ui/runner.js' } = {}) {
+  return runInWorker(browser.page, message, input, { script, timeout: CASE_TIMEOUT_MS });
 }
 
 function took(name, ms) {
@@ -95,10 +76,14 @@ function ffprobe(file, args) {
   return JSON.parse(execFileSync('ffprobe', ['-v', 'error', '-of', 'json', ...args, file], { encoding: 'utf8' }));
 }
 
-test('runtimes.json names the installed versions', () => {
+test('runtimes.json names the installed versions, and each runtime\'s directory by its version', () => {
   assert.match(runtimes.pyodide, /^\d+\.\d+\.\d+$/);
   assert.equal(runtimes.ffmpeg_core, '0.12.10');
+  assert.equal(runtimes.ffmpeg_core_mt, runtimes.ffmpeg_core, 'both ffmpeg.wasm cores from one release');
   assert.match(runtimes.python, /^3\.\d+\.\d+$/);
+  assert.deepEqual(runtimes.dirs, {
+    pyodide: `pyodide-${runtimes.pyodide}/`, ffmpeg: `ffmpeg-core-${runtimes.ffmpeg_core}/`, ffmpeg_mt: `ffmpeg-core-mt-${runtimes.ffmpeg_core_mt}/`,
+  });
 });
 
 test('(a) probe: the Python inside Pyodide, ffmpeg.wasm\'s version and a benchmark', async () => {
@@ -107,8 +92,10 @@ test('(a) probe: the Python inside Pyodide, ffmpeg.wasm\'s version and a benchma
   assert.equal(final.type, 'probed', JSON.stringify(final));
   assert.equal(final.python, runtimes.python);
   assert.match(final.ffmpeg, /^\d+\.\d+/, JSON.stringify(final));
+  // The page is cross-origin isolated and Chromium can suspend WebAssembly: the threaded core.
+  assert.equal(final.ffmpegThreads, true, JSON.stringify(final));
   assert.ok(final.benchmark > 0, `benchmark ${final.benchmark}`);
-  console.log(`probe: python ${final.python}, ffmpeg ${final.ffmpeg}, benchmark ${final.benchmark} MB/s`);
+  console.log(`probe: python ${final.python}, ffmpeg ${final.ffmpeg} (threaded core), benchmark ${final.benchmark} MB/s`);
 });
 
 test('(b) a python-map script: the expected bytes, their SHA-256, and its progress', async () => {
@@ -210,6 +197,14 @@ test('(i) a runtime that fails to load: failed, naming it and why', async () => 
   took('broken runtime', ms);
   assert.equal(final.type, 'failed', JSON.stringify(final));
   assert.match(final.reason, /^cannot start the browser's Python \(Pyodide\): Error: its WebAssembly failed to load: /);
+});
+
+test('(i2) threads of ffmpeg.wasm that cannot start: the probe says so, and the page goes on without ffmpeg', async () => {
+  const { final, ms } = await inWorker({ type: 'probe' }, undefined, { script: '/threadless/ui/runner.js' });
+  took('threads that cannot start', ms);
+  assert.equal(final.type, 'probed', JSON.stringify(final));
+  assert.equal(final.ffmpeg, null);
+  assert.match(final.ffmpegError, /^Error: a thread of ffmpeg\.wasm failed to start: /);
 });
 
 test('(j) ffprobe and ffmpeg run several times in one task, through run, check_call and check_output', async () => {

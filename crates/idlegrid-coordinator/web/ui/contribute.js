@@ -31,7 +31,10 @@ function capabilities(probe) {
     os: system[2],
     arch: 'wasm32',
     python: probe.python,
-    ffmpeg: probe.ffmpeg || null,
+    // Results are compared by hash only among devices with the same FFmpeg. The multi-threaded
+    // core runs x264 with the threads the task asks for and the single-threaded one with one,
+    // which gives other bytes, so the two are named apart (both say the same version).
+    ffmpeg: probe.ffmpeg ? `${probe.ffmpeg}${probe.ffmpegThreads ? ' (ffmpeg.wasm, threads)' : ''}` : null,
     // What the ffmpeg.wasm core carries of the encoders the grid asks for (its x265 and
     // libvpx are there too, but give other bytes than native builds and are far too slow).
     encoders: probe.ffmpeg ? ['libx264', 'aac'] : [],
@@ -146,7 +149,9 @@ function linkForm(caps, runtimes, probed, notice) {
 function runtimeFacts(runtimes, probed, caps) {
   return h('p', { class: 'hint', id: 'runtime-facts' },
     `Runs Python ${probed.python} (Pyodide ${runtimes.pyodide})`,
-    probed.ffmpeg ? ` and FFmpeg (ffmpeg.wasm ${runtimes.ffmpeg_core})` : '; FFmpeg did not start here, so no video tasks',
+    probed.ffmpeg
+      ? ` and FFmpeg (ffmpeg.wasm ${probed.ffmpegThreads ? `${runtimes.ffmpeg_core_mt}, multi-threaded` : runtimes.ffmpeg_core})`
+      : '; FFmpeg did not start here, so no video tasks',
     `; benchmark ${probed.benchmark} MB/s; ${caps.wasm_threads ? 'multi-threaded WebAssembly available' : 'single-threaded WebAssembly'}.`);
 }
 

@@ -14,7 +14,8 @@
 // Content-Security-Policy: default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'
 //
 // The runtimes are loaded from ../runtimes/ next to ../ui/ (scripts/browser-runtimes.sh puts
-// them there): .mjs/.js must be served as text/javascript, .wasm as application/wasm. The
+// them there), each from the directory ../runtimes/runtimes.json names for it (`dirs`, named by
+// its version): .mjs/.js must be served as text/javascript, .wasm as application/wasm. The
 // runner's Python side is runner.py beside this file, and the limits and names it shares with
 // the native runner are in runner-rules.json beside it (crates/idlegrid-api/src/runner.rs
 // embeds the same file); both are fetched as the worker starts.
@@ -30,6 +31,7 @@
 //   {type: 'done', name, output: ArrayBuffer (transferred), sha256: '<lower hex>'}
 //   {type: 'failed', reason}       at most max_reason_bytes: what went wrong, then the stderr tail
 //   {type: 'probed', python: '3.14.2', ffmpeg: '<version>' | null, benchmark: <MB/s>,
+//    ffmpegThreads: <whether ffmpeg runs with the multi-threaded core>,
 //    ffmpegError?: '<why ffmpeg is null>'}
 // Every message gets exactly one final answer (done, failed or probed).
 //
@@ -37,10 +39,11 @@
 // output/, the bundle in /scratch/app/, and an environment of the page's IDLEGRID_* variables
 // plus HOME, TMPDIR and the rules' script_env (LANG, PYTHON*), as natively. Success is exit
 // status 0 and exactly one regular file in output/, within maxOutputBytes. `subprocess` runs
-// ffmpeg and ffprobe with ffmpeg.wasm's single-threaded core, synchronously in this worker (see
-// FFMPEG below); any other program is missing. Before the script runs, the worker's ways out
-// (network, storage, messages to the page, other workers) are removed from its global scope,
-// so a script can reach nothing but its own files.
+// ffmpeg and ffprobe with ffmpeg.wasm in this worker, its multi-threaded core where the page is
+// cross-origin isolated and the browser can suspend WebAssembly (JSPI), else its single-threaded
+// one (see FFMPEG below); any other program is missing. Before the script runs, the worker's
+// ways out (network, storage, messages to the page, other workers) are removed from its global
+// scope, so a script can reach nothing but its own files.
 
 const RUNTIMES = new URL('../runtimes/', import.meta.url);
 const SCRATCH = '/scratch';
@@ -54,6 +57,18 @@ let RULES;
 // Taken now: lockDown removes them from the global scope before the script runs.
 const post = self.postMessage.bind(self);
 const SyncRequest = self.XMLHttpRequest;
+const fetchNow = self.fetch.bind(self);
+const WorkerNow = self.Worker;
+const CORES = Math.max(1, navigator.hardwareConcurrency || 1);
+
+/** Whether a script can wait for a promise while it seems to block (JSPI: WebAssembly stack
+ * switching, which Pyodide's run_sync uses). */
+const SUSPENDS = 'Suspending' in WebAssembly;
+/** Whether ffmpeg runs with ffmpeg.wasm's multi-threaded core: its threads share memory, which
+ * browsers allow only where the page is cross-origin isolated, and each run's threads (Web
+ * Workers) must have started before the run blocks this worker, which a script's synchronous
+ * call can wait for only when it can suspend. Elsewhere the single-threaded core runs it. */
+const THREADED = self.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function' && SUSPENDS;
 
 const encoder = new TextEncoder();
 const lossy = new TextDecoder();
@@ -165,14 +180,20 @@ function baseEnv() {
   return { HOME: SCRATCH, TMPDIR: SCRATCH, ...RULES.script_env };
 }
 
+/** ffmpeg.wasm's glue, the core's factory: {factory, dir} (`dir` its directory), or the Error
+ * importing it failed with. */
 function importFfmpegGlue() {
-  return import(new URL('ffmpeg/ffmpeg-core.js', RUNTIMES).href).then((m) => m.default, (err) => err);
+  return runtimeDirs.then(async ({ ffmpeg }) => {
+    const glue = await import(new URL('ffmpeg-core.js', ffmpeg).href);
+    return { factory: glue.default, dir: ffmpeg };
+  }).catch((err) => err);
 }
 
 /** Loads Pyodide with baseEnv() (it creates HOME and starts there); what it prints while
  * starting goes to `stderr`. */
 async function startPython(stderr) {
-  const { loadPyodide } = await import(new URL('pyodide/pyodide.mjs', RUNTIMES).href);
+  const dir = (await runtimeDirs).pyodide;
+  const { loadPyodide } = await import(new URL('pyodide.mjs', dir).href);
   const line = (text) => stderr.write(encoder.encode(`${text}\n`));
   // When its WebAssembly cannot be fetched or compiled (a 404, a wrong MIME type, a CSP without
   // 'wasm-unsafe-eval'), Pyodide only logs the error with console.warn and never settles.
@@ -188,7 +209,7 @@ async function startPython(stderr) {
   try {
     return await Promise.race([
       // A copy: Pyodide adds to it (PYTHONINSPECT), which the script's environment must not get.
-      loadPyodide({ indexURL: new URL('pyodide/', RUNTIMES).href, env: baseEnv(), stdout: line, stderr: line }),
+      loadPyodide({ indexURL: dir.href, env: baseEnv(), stdout: line, stderr: line }),
       failure,
     ]);
   } finally {
@@ -205,7 +226,8 @@ function prepareScratch(FS, msg) {
 }
 
 // What a script could use to reach beyond its own files: the network, the origin's storage,
-// the page and other contexts. The runner took what it needs (post, SyncRequest) beforehand.
+// the page and other contexts. The runner took what it needs (post, SyncRequest, fetchNow,
+// WorkerNow) beforehand.
 const WAYS_OUT = [
   'fetch', 'XMLHttpRequest', 'WebSocket', 'WebSocketStream', 'WebTransport', 'EventSource',
   'indexedDB', 'caches', 'navigator', 'importScripts', 'Worker', 'SharedWorker',
@@ -258,9 +280,12 @@ async function probe() {
   }
   const tools = new Tools(py.FS, await ffmpegGlue, {});
   const harness = await loadHarness(py, tools);
-  const message = { type: 'probed', python: harness.get('python_version')(), ffmpeg: null, benchmark: harness.get('benchmark')(RULES.benchmark_buffer_bytes, RULES.benchmark_ms) };
+  const message = {
+    type: 'probed', python: harness.get('python_version')(), ffmpeg: null, ffmpegThreads: THREADED,
+    benchmark: harness.get('benchmark')(RULES.benchmark_buffer_bytes, RULES.benchmark_ms),
+  };
   // Natively a device without ffmpeg reports none, and gets no tasks needing it.
-  const result = tools.run('ffmpeg', ['-version'], '/', 'pipe', 'pipe');
+  const result = await tools.run('ffmpeg', ['-version'], '/', 'pipe', 'pipe');
   if (result.error || result.code !== 0) {
     message.ffmpegError = result.error || lossy.decode(result.err).trim() || `ffmpeg -version exited with status ${result.code}`;
   } else {
@@ -273,36 +298,68 @@ async function probe() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// FFMPEG: ffmpeg.wasm's single-threaded core runs in this worker, synchronously, when the script
-// starts `ffmpeg` or `ffprobe` through `subprocess`. Like a process, every run gets a new
-// instance of the core (compiled once), so nothing a run leaves in FFmpeg's globals, which
-// ffmpeg.wasm does not fully reset, reaches the next. The instance has a file system of its own:
-// the scratch directory and any other existing file named in the arguments are copied into it
-// at the same paths, and afterwards what the run created or changed in the scratch directory is
-// copied back. Its stdout and stderr go where the script asked: inherited (the task's own,
-// scanned for progress and kept for the failure reason), a pipe handed to the script
-// afterwards, or nowhere. They are text, line by line.
+// FFMPEG: ffmpeg.wasm runs in this worker when the script starts `ffmpeg` or `ffprobe` through
+// `subprocess`. Like a process, every run gets a new instance of the core (compiled once), so
+// nothing a run leaves in FFmpeg's globals, which ffmpeg.wasm does not fully reset, reaches the
+// next. The instance has a file system of its own: the scratch directory and any other existing
+// file named in the arguments are copied into it at the same paths, and afterwards what the run
+// created or changed in the scratch directory is copied back. Its stdout and stderr go where the
+// script asked: inherited (the task's own, scanned for progress and kept for the failure
+// reason), a pipe handed to the script afterwards, or nowhere. They are text, line by line.
+//
+// The program itself runs synchronously in this worker. Where the script can suspend (JSPI),
+// what comes before it is awaited: the core is compiled with streaming compilation, which the
+// browser keeps compiled in its cache for the next page, and with the multi-threaded core
+// (THREADED) the new instance's threads are started. Its threads are a pool of Web Workers the
+// core starts as it is created (32 of them, each loading the core's script and module); a thread
+// the program creates takes one, which must have started already because this worker blocks
+// while the program runs and a Worker cannot start before its creator returns to its event loop.
+// runner.py waits for such a run with run_sync. Without JSPI the single-threaded core is fetched
+// and compiled synchronously, the first time a script runs ffmpeg.
+
+/** What ffmpeg.wasm's threaded core is told of the device's cores (it sizes FFmpeg's automatic
+ * thread pools by them): the device's count, at most 8, so a run's threads never outnumber the
+ * 32 Workers the core starts with. Which encoder threads a task uses is in its own arguments
+ * (-threads), so this does not change its bytes. */
+const THREAD_CORES = Math.min(CORES, 8);
 
 class Tools {
-  /** `createCore` is ffmpeg.wasm's factory, or the Error importing it failed with; `inherit`
-   * holds the task's own stdout and stderr writers. */
-  constructor(pyFS, createCore, inherit) {
+  /** `glue` is what importFfmpegGlue gave; `inherit` holds the task's own stdout and stderr
+   * writers. */
+  constructor(pyFS, glue, inherit) {
     this.pyFS = pyFS;
-    this.createCore = createCore;
+    this.createCore = glue instanceof Error ? glue : glue.factory;
+    this.dir = glue instanceof Error ? null : glue.dir;
     this.inherit = inherit;
     this.module = null;
   }
 
   /** Runs `tool` with `args` in `cwd`; `outRoute` is 'inherit', 'pipe' or 'null', `errRoute`
    * also 'stdout'. Returns {code, out, err} (piped bytes, absent when not piped), or {error}
-   * when ffmpeg.wasm cannot start, which the script sees as a missing program. */
+   * when ffmpeg.wasm cannot start, which the script sees as a missing program; where the script
+   * can suspend, a promise of that. */
   run(tool, args, cwd, outRoute, errRoute) {
+    const argv = Array.from(args, String);
+    const runIn = (core) => {
+      try {
+        return this.runIn(core, tool, argv, cwd, outRoute, errRoute);
+      } finally {
+        // A process's threads end with it.
+        if (THREADED) core.PThread.terminateAllThreads();
+      }
+    };
+    const cannot = (err) => ({ error: describe(err) });
+    if (SUSPENDS) return this.instantiateAsync().then(runIn, cannot);
     let core;
     try {
       core = this.instantiate();
     } catch (err) {
-      return { error: describe(err) };
+      return cannot(err);
     }
+    return runIn(core);
+  }
+
+  runIn(core, tool, argv, cwd, outRoute, errRoute) {
     const out = new Sink(outRoute, this.inherit.stdout);
     const err = errRoute === 'stdout' ? out : new Sink(errRoute, this.inherit.stderr);
     core.setLogger(({ type, message }) => {
@@ -310,19 +367,18 @@ class Tools {
       if (type === 'stderr' && message === 'Aborted()') return;
       (type === 'stdout' ? out : err).write(encoder.encode(`${message}\n`));
     });
-    const argv = Array.from(args, String);
     this.copyIn(core.FS, argv, cwd);
     const code = runMain(core, tool, argv, err);
     this.copyOut(core.FS);
     return { code, out: out.bytes(), err: err === out ? undefined : err.bytes() };
   }
 
-  /** A new instance of the core. The module is fetched and compiled on first use, synchronously
-   * (a worker may), so the script's call needs no await. */
+  /** A new instance of the single-threaded core, synchronously: the module is fetched and
+   * compiled on first use (a worker may block), so the script's call needs no await. */
   instantiate() {
     if (typeof this.createCore !== 'function') throw this.createCore;
     if (!this.module) {
-      const url = new URL('ffmpeg/ffmpeg-core.wasm', RUNTIMES);
+      const url = new URL('ffmpeg-core.wasm', this.dir);
       const request = new SyncRequest();
       request.open('GET', url, false);
       request.responseType = 'arraybuffer';
@@ -330,13 +386,69 @@ class Tools {
       if (request.status !== 200) throw new Error(`GET ${url.pathname}: HTTP ${request.status}`);
       this.module = new WebAssembly.Module(request.response);
     }
-    const { module } = this;
-    // With a synchronous instantiateWasm the Emscripten module is ready when the factory
-    // returns; the object passed in becomes the module.
+    const { core, failed } = this.newCore(this.module);
+    this.createCore(core).catch(() => {});
+    failed();
+    if (!core.calledRun) throw new Error('ffmpeg.wasm did not start');
+    return core;
+  }
+
+  /** A new instance of the core, ready to run: the module compiled once by streaming (kept
+   * compiled by the browser's cache), and for the threaded core its thread pool started. */
+  async instantiateAsync() {
+    if (typeof this.createCore !== 'function') throw this.createCore;
+    if (!this.module) {
+      this.module = compileStreaming(new URL('ffmpeg-core.wasm', this.dir));
+      // A failure is not kept: the next run tries again.
+      this.module.catch(() => { this.module = null; });
+    }
+    const module = await this.module;
+    const { core, failed } = this.newCore(module);
+    if (!THREADED) {
+      this.createCore(core).catch(() => {});
+      failed();
+      if (!core.calledRun) throw new Error('ffmpeg.wasm did not start');
+      return core;
+    }
+    // The core starts its thread pool's Workers as it is created, with the global Worker, which
+    // the script's lockDown took away: it is lent back for that call only (the script is not
+    // running meanwhile; it waits for this).
+    const lent = !('Worker' in self);
+    if (lent) self.Worker = WorkerNow;
+    let ready;
+    try {
+      ready = this.createCore(core);
+    } finally {
+      if (lent) delete self.Worker;
+    }
+    failed();
+    // The core is ready when every Worker has loaded it; one that cannot (its script missing)
+    // would leave it waiting for ever, so its error ends the wait (in place of the core's own
+    // handler, which throws it at this worker's top level, where it would end the task).
+    const failedThread = new Promise((_, reject) => {
+      for (const worker of core.PThread.unusedWorkers) {
+        worker.onerror = (event) => {
+          event.preventDefault();
+          reject(new Error(`a thread of ffmpeg.wasm failed to start: ${event.message || 'its Worker did not load'}`));
+        };
+      }
+    });
+    await Promise.race([ready, failedThread]).catch((err) => {
+      core.PThread.terminateAllThreads();
+      throw err;
+    });
+    return core;
+  }
+
+  /** An Emscripten module object for `module`, instantiated synchronously when the factory is
+   * called (the object becomes the module), and `failed()`, which throws what instantiating it
+   * threw. */
+  newCore(module) {
     let failure = null;
     const core = {
       instantiateWasm(imports, receive) {
         try {
+          if (THREADED) pinCores(imports);
           const instance = new WebAssembly.Instance(module, imports);
           receive(instance, module);
           return instance.exports;
@@ -346,10 +458,7 @@ class Tools {
         }
       },
     };
-    this.createCore(core).catch(() => {});
-    if (failure) throw failure;
-    if (!core.calledRun) throw new Error('ffmpeg.wasm did not start');
-    return core;
+    return { core, failed: () => { if (failure) throw failure; } };
   }
 
   copyIn(FS, argv, cwd) {
@@ -380,6 +489,26 @@ class Tools {
     for (const file of walk(FS, SCRATCH)) {
       if (file.dir) this.pyFS.mkdirTree(file.path);
       else if (+file.stat.mtime !== 0) this.pyFS.writeFile(file.path, FS.readFile(file.path), { canOwn: true });
+    }
+  }
+}
+
+/** `url`'s module, compiled as it downloads: V8 caches the compiled code of modules compiled
+ * this way beside the file in the browser's cache (not of those compiled from bytes), so a
+ * returning page need not compile all of it again. */
+async function compileStreaming(url) {
+  const response = await fetchNow(url);
+  if (!response.ok) throw new Error(`GET ${url.pathname}: HTTP ${response.status}`);
+  return WebAssembly.compileStreaming(response);
+}
+
+/** Answers the threaded core's question of how many cores there are with THREAD_CORES: its
+ * own answer would read `navigator`, which lockDown removes. The import is found by its
+ * function's name, since the glue's import names are minified. */
+function pinCores(imports) {
+  for (const table of Object.values(imports)) {
+    for (const [name, value] of Object.entries(table)) {
+      if (typeof value === 'function' && value.name === '_emscripten_num_logical_cores') table[name] = () => THREAD_CORES;
     }
   }
 }
@@ -584,15 +713,24 @@ async function fetchText(url) {
 // ---------------------------------------------------------------------------------------------
 // Start-up: the runtimes and runner.py load as soon as the worker starts, before its message comes (so a page
 // that creates the next task's worker ahead of time finds Python ready; loading takes seconds).
-// A failure is reported when the message comes. The ffmpeg.wasm glue (110 KB of JS) is imported
-// now because a script calls ffmpeg synchronously; its 32 MB of WebAssembly is fetched only
-// when a script does.
+// A failure is reported when the message comes. The ffmpeg.wasm glue (110-130 KB of JS) is
+// imported now because a script calls ffmpeg synchronously; its 32 MB of WebAssembly is fetched
+// only when a script does.
 
 /** The task's stderr, from Pyodide's start on (kept for the failure reason). */
 const rulesLoaded = fetchText(new URL('runner-rules.json', import.meta.url)).then((text) => {
   RULES = JSON.parse(text);
 });
 rulesLoaded.catch(() => {});
+/** Where each runtime is: runtimes.json's directories (named by their versions) under RUNTIMES. */
+const runtimeDirs = fetchText(new URL('runtimes.json', RUNTIMES)).then((text) => {
+  const { dirs } = JSON.parse(text);
+  if (!dirs?.pyodide || !dirs.ffmpeg || !dirs.ffmpeg_mt) {
+    throw new Error('runtimes.json names no runtime directories: run scripts/browser-runtimes.sh again');
+  }
+  return { pyodide: new URL(dirs.pyodide, RUNTIMES), ffmpeg: new URL(THREADED ? dirs.ffmpeg_mt : dirs.ffmpeg, RUNTIMES) };
+});
+runtimeDirs.catch(() => {});
 const stderr = new Tail();
 const python = rulesLoaded.then(() => startPython(stderr));
 python.catch(() => {});

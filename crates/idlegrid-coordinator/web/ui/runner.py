@@ -7,8 +7,8 @@ subprocess.Popen with the programs the browser has (ffmpeg.wasm, through runner.
 `_idlegrid.run_tool`).
 """
 
-import atexit, errno, hashlib, io, os, platform, runpy, subprocess, sys, time, types
-from pyodide.ffi import to_js
+import atexit, errno, hashlib, inspect, io, os, platform, runpy, subprocess, sys, time, types
+from pyodide.ffi import run_sync, to_js
 from _idlegrid import run_tool
 
 _sha256 = hashlib.sha256
@@ -121,6 +121,10 @@ class Popen:
         err_route, err_fd = ("stdout", None) if stderr == subprocess.STDOUT else _route(stderr)
 
         result = run_tool(program, to_js(argv[1:]), cwd, out_route, err_route)
+        if inspect.isawaitable(result):
+            # Where the browser can suspend WebAssembly, ffmpeg.wasm is made ready (compiled,
+            # its threads started) before it runs: Python waits here as for a process.
+            result = run_sync(result)
         # Absent attributes of the JS result are undefined, which Python sees as missing.
         if getattr(result, "error", None) is not None:
             raise FileNotFoundError(errno.ENOENT, f"{program} cannot start in this browser: {result.error}", program)
