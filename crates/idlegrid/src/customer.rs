@@ -85,6 +85,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     );
     set("subtitles", args.no_subtitles.then_some(false.into()));
     set("audio_bitrate", args.audio_bitrate.map(Into::into));
+    set("loudness", args.loudness.map(Into::into));
     set("fps", args.fps.map(Into::into));
     set("hls", args.hls.as_ref().map(|_| true.into()));
     // HLS arrives as a tar archive of playlists and segments, unpacked into the directory.

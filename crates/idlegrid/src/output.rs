@@ -260,6 +260,10 @@ pub fn facts_summary(facts: &serde_json::Value) -> String {
             (1, codec) => format!(" + {}", shown(codec)),
             (n, codec) => format!(" + {n} {} tracks", shown(codec)),
         };
+        let audio = match out["loudness"].as_f64() {
+            Some(lufs) if !audio.is_empty() => format!("{audio} at {lufs} LUFS"),
+            _ => audio,
+        };
         let subtitles = match out["subtitles"].as_array().map_or(0, Vec::len) {
             0 => String::new(),
             n => format!(" + {n} subtitle track(s)"),

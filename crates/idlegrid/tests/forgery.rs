@@ -659,6 +659,21 @@ async fn in_a_private_fleet_aac_where_opus_was_asked_is_rejected() {
     scene.assert_caught().await;
 }
 
+/// The source's sound where it was to be normalised to -30 LUFS: the right codec, length and
+/// waveform, but not the loudness asked; rejected by the validator alone.
+#[tokio::test]
+async fn in_a_private_fleet_sound_left_at_its_loudness_is_rejected() {
+    let params = serde_json::json!({"loudness": -30});
+    let scene = Scene::start_in(Fleet::Private, params).await;
+    scene.hand_back_all_but("audio").await;
+    for (lease, _) in scene.chunks("audio").await {
+        let source = scene.source.to_str().unwrap().to_string();
+        let bytes = fake_audio(&scene.cheater.dir, &format!("amovie={source}"));
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_caught().await;
+}
+
 /// A quality search skipped: one cheap encode at a high rate factor, named as if the search
 /// had found a low one and reached the target. The PSNR it reports is far above the frames
 /// the validator compares (rejected outright when they are enough of the chunk to rule it

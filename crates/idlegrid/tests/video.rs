@@ -1368,3 +1368,60 @@ fn a_psnr_target_is_reached_chunk_by_chunk_and_reported_truthfully() {
         "the noisy half needs a much lower rate factor than the clean one: {report}"
     );
 }
+
+/// Integrated loudness (LUFS) of `path`'s first audio stream.
+fn loudness(path: &Path) -> f64 {
+    let out = sh(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-i",
+            &path.to_string_lossy(),
+            "-map",
+            "0:a:0",
+            "-af",
+            "ebur128=framelog=verbose",
+            "-f",
+            "null",
+            "-",
+        ],
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    let (_, summary) = log.rsplit_once("Integrated loudness:").unwrap();
+    summary.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Loudness normalisation: a quiet track (about -32 LUFS) comes out at the -16 LUFS asked, as
+/// the source's sound; impossible asks are refused before anything runs.
+#[test]
+fn audio_is_normalised_to_the_loudness_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "quiet.mkv",
+        "testsrc2=size=160x120:rate=25:duration=4",
+        Some("sine=frequency=440:duration=4,volume=0.05"),
+        &["-c:v", "libx264", "-g", "25", "-c:a", "aac"],
+    );
+    let before = loudness(&source);
+    assert!(before < -28.0, "the source is at {before} LUFS");
+    let output = dir.path().join("loud.mp4");
+    let (ok, stdout, stderr) = transcode(dir.path(), &source, &output, &["--loudness", "-16"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("at -16 LUFS"), "{stdout}");
+    let after = loudness(&output);
+    assert!((after + 16.0).abs() <= 1.0, "the output is at {after} LUFS");
+    for (extra, needle) in [
+        (
+            &["--loudness", "-50"][..],
+            "loudness must be from -36 to -8 LUFS",
+        ),
+        (
+            &["--loudness", "-16", "--audio-codec", "copy"][..],
+            "cannot go with audio_codec copy",
+        ),
+    ] {
+        let (ok, _, stderr) = transcode(dir.path(), &source, &dir.path().join("no.mp4"), extra);
+        assert!(!ok && stderr.contains(needle), "{extra:?}: {stderr}");
+    }
+}

@@ -14,7 +14,8 @@ IDLEGRID_TASK (set by the coordinator's video partitioner) says what to do:
       the frames encoded, try the rate factor that should get nearer, and keep the encode
       nearest the target, its rate factor and quality written in the video track's name
   {"kind": "audio", "encoder": {...}}
-      encode input/chunk.mkv's audio stream to AAC-LC or Opus as output/audio.m4a
+      encode input/chunk.mkv's audio stream to AAC-LC or Opus as output/audio.m4a; with the
+      encoder's "loudness" (LUFS), normalised to it first (EBU R128, two passes)
 Progress is printed as `idlegrid:progress <fraction>` for the worker's heartbeats.
 """
 import json
@@ -228,10 +229,31 @@ if task["kind"] == "audio":
         codec = ["-c:a", "libopus"]
     else:
         codec = ["-c:a", "aac", "-profile:a", "aac_low"]
+    filters = []
+    if enc.get("loudness") is not None:
+        # EBU R128 in two passes: measure the track, then bring it to the target with one gain
+        # (FFmpeg's loudnorm falls back to its dynamic mode where that gain would push the
+        # true peak past the limit). LRA 20 (its widest) keeps the track's own dynamics.
+        level = f"I={float(enc['loudness'])}:TP={float(enc['loudness_true_peak'])}:LRA=20"
+        proc = subprocess.run(
+            ["ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-v", "info", "-i", source,
+             "-map", "0:a:0", "-af", f"loudnorm={level}:print_format=json", "-f", "null", "-"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        found = re.search(r"\{[^{}]*\"input_i\"[^{}]*\}", proc.stderr)
+        if proc.returncode != 0 or not found:
+            sys.exit(f"measuring the loudness failed: {proc.stderr.strip()[-500:]}")
+        m = json.loads(found.group(0))
+        print(f"loudness measured: {m['input_i']} LUFS, true peak {m['input_tp']} dBTP", flush=True)
+        filters = ["-af", (
+            f"loudnorm={level}:measured_I={m['input_i']}:measured_TP={m['input_tp']}"
+            f":measured_LRA={m['input_lra']}:measured_thresh={m['input_thresh']}"
+            f":offset={m['target_offset']}:linear=true"
+        )]
     cmd = [
         "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-progress", "pipe:1",
         "-i", source, "-map", "0:a:0", "-vn", "-sn", "-dn",
-    ] + codec + [
+    ] + filters + codec + [
         "-b:a", enc["audio_bitrate"], "-ac", str(enc["audio_channels"]),
         "-ar", str(enc["audio_sample_rate"]),
         "-fflags", "+bitexact", "-flags:a", "+bitexact", "-f", "mp4", out,

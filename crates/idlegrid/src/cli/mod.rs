@@ -453,6 +453,10 @@ pub struct TranscodeArgs {
     /// Audio tracks kept: all, first, or languages such as eng,fra (default all).
     #[arg(long)]
     pub audio_tracks: Option<String>,
+    /// Normalise every audio track to this integrated loudness, in LUFS (EBU R128, two passes):
+    /// -23 for broadcast, -14 to -16 for streaming.
+    #[arg(long, allow_negative_numbers = true)]
+    pub loudness: Option<f64>,
     /// Leave the source's subtitles out (by default they are carried where the container can).
     #[arg(long)]
     pub no_subtitles: bool,

@@ -90,8 +90,11 @@ pub fn video_task_ms(frames: u64, (width, height): (u32, u32), params: &VideoPar
 }
 
 /// Work of encoding `seconds` of audio.
-pub fn audio_task_ms(seconds: f64) -> i64 {
-    MS_PER_TASK + (seconds.max(0.0) * MS_PER_AUDIO_SECOND).ceil() as i64
+/// Work of encoding `seconds` of one audio track; twice that when it is normalised (a pass to
+/// measure its loudness, then the encode).
+pub fn audio_task_ms(seconds: f64, normalised: bool) -> i64 {
+    let passes = if normalised { 2.0 } else { 1.0 };
+    MS_PER_TASK + (seconds.max(0.0) * MS_PER_AUDIO_SECOND * passes).ceil() as i64
 }
 
 /// A source, as pricing sees it.
@@ -144,7 +147,7 @@ pub fn workload(
     let chunks = (duration / seconds).ceil().max(1.0) as u64 + 1;
     let tasks = chunks * sizes.len() as u64;
     let audio = (source.audio_secs > 0.0 && params.audio_codec != AudioCodec::Copy)
-        .then(|| audio_task_ms(source.audio_secs));
+        .then(|| audio_task_ms(source.audio_secs, params.encoder.loudness.is_some()));
     let largest_frames = (2.0 * seconds * fps).ceil() as u64;
     let largest = sizes
         .iter()
@@ -198,7 +201,7 @@ mod tests {
         assert_eq!(work.chunks, 7 + 1);
         assert_eq!(
             work.work_ms,
-            180_000 + 7 * MS_PER_TASK + audio_task_ms(60.0)
+            180_000 + 7 * MS_PER_TASK + audio_task_ms(60.0, false)
         );
         assert_eq!(
             work.largest_chunk_ms,
@@ -232,7 +235,7 @@ mod tests {
         assert!(av1.work_ms > 2 * h264.work_ms && av1_slow.work_ms > 4 * av1.work_ms);
         assert!(hevc.work_ms > 2 * h264.work_ms);
         let copy = work(json!({"video_codec": "copy"}));
-        assert_eq!((copy.chunks, copy.work_ms), (1, audio_task_ms(60.0)));
+        assert_eq!((copy.chunks, copy.work_ms), (1, audio_task_ms(60.0, false)));
         let transmux = work(json!({"video_codec": "copy", "audio_codec": "copy"}));
         assert_eq!((transmux.chunks, transmux.work_ms), (0, 0));
     }

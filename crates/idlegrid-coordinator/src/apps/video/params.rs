@@ -18,6 +18,7 @@
 //! outputs are never upscaled and never larger than 1920×1080's pixel count.
 //! `"target_quality": {"metric": "psnr", "value": 40}` (or `"psnr:40"`, `"ssim:0.97"`) has each
 //! chunk search for the rate factor reaching that quality ([`QualityTarget`]) instead of `crf`.
+//! `"loudness": -23` normalises every audio track to that integrated loudness (EBU R128, LUFS).
 //! `"hls": true` asks for HLS instead of one MP4: a rendition ladder (`"ladder": ["720p",
 //! "480p"]`, by default every standard height up to the output's) with a master playlist.
 
@@ -338,7 +339,20 @@ pub struct Encoder {
     pub audio_channels: u32,
     /// Audio sample rate.
     pub audio_sample_rate: u32,
+    /// Integrated loudness every audio track is normalised to (EBU R128, LUFS), in two passes
+    /// in its task: measured, then brought there with one gain where the true peak allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness: Option<f64>,
+    /// With `loudness`, the highest true peak (dBTP) the track may reach.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loudness_true_peak: Option<f64>,
 }
+
+/// Loudness targets a job may ask for, LUFS: EBU R128's broadcast level is -23, streaming
+/// services use -14 to -16.
+pub const LOUDNESS_TARGETS: (f64, f64) = (-36.0, -8.0);
+/// The highest true peak a normalised track may reach, dBTP (EBU R128's limit).
+pub const LOUDNESS_TRUE_PEAK: f64 = -1.0;
 
 fn h264() -> String {
     "h264".into()
@@ -471,6 +485,7 @@ struct Raw {
     ladder: Option<Vec<String>>,
     fps: Option<f64>,
     target_quality: Option<serde_json::Value>,
+    loudness: Option<f64>,
 }
 
 const X264_PRESETS: [&str; 10] = [
@@ -870,6 +885,22 @@ impl VideoParams {
                     .into(),
             );
         }
+        if let Some(lufs) = raw.loudness {
+            if audio_codec == AudioCodec::Copy {
+                return Err(
+                    "loudness normalisation re-encodes the sound: it cannot go with audio_codec \
+                     copy"
+                        .into(),
+                );
+            }
+            let (low, high) = LOUDNESS_TARGETS;
+            if !(low..=high).contains(&lufs) {
+                return Err(format!(
+                    "loudness must be from {low} to {high} LUFS (EBU R128 broadcast: -23, \
+                     streaming: -14 to -16), got {lufs}"
+                ));
+            }
+        }
         let (audio_range, audio_format) = match audio_codec {
             AudioCodec::Opus => {
                 let (low, high) = OPUS_BITRATE_PER_CHANNEL;
@@ -944,6 +975,8 @@ impl VideoParams {
                 audio_bitrate: audio_bitrate.to_string(),
                 audio_channels,
                 audio_sample_rate,
+                loudness: raw.loudness,
+                loudness_true_peak: raw.loudness.map(|_| LOUDNESS_TRUE_PEAK),
             },
         })
     }
@@ -1312,6 +1345,29 @@ mod tests {
                 json!({"video_codec": "copy", "target_quality": "psnr:40"}),
                 "target_quality cannot apply",
             ),
+        ] {
+            let err = p(params.clone()).unwrap_err();
+            assert!(err.contains(needle), "{params}: {err}");
+        }
+    }
+
+    #[test]
+    fn loudness_is_a_target_in_lufs_with_re_encoded_sound() {
+        let p = |v| VideoParams::parse(&v);
+        let ok = p(json!({"loudness": -23})).unwrap();
+        assert_eq!(
+            (ok.encoder.loudness, ok.encoder.loudness_true_peak),
+            (Some(-23.0), Some(LOUDNESS_TRUE_PEAK))
+        );
+        assert_eq!(p(json!({})).unwrap().encoder.loudness, None);
+        for (params, needle) in [
+            (json!({"loudness": -40}), "from -36 to -8 LUFS"),
+            (json!({"loudness": 0}), "from -36 to -8 LUFS"),
+            (
+                json!({"loudness": -16, "audio_codec": "copy"}),
+                "audio_codec copy",
+            ),
+            (json!({"loudness": "loud"}), "video parameters"),
         ] {
             let err = p(params.clone()).unwrap_err();
             assert!(err.contains(needle), "{params}: {err}");

@@ -762,7 +762,7 @@ impl Partitioner for VideoPartitioner {
                     input_key: Some(key),
                     offset: 0,
                     len: stored.size,
-                    work_ms: cost::audio_task_ms(duration),
+                    work_ms: cost::audio_task_ms(duration, params.encoder.loudness.is_some()),
                     meta: Some(json!({
                         "kind": "audio", "duration": duration, "track": k, "encoder": encoder,
                     })),
@@ -821,6 +821,11 @@ impl Partitioner for VideoPartitioner {
         });
         if let Some(target) = &params.encoder.target {
             recorded["output"]["target_quality"] = json!(target);
+        }
+        if let Some(lufs) = params.encoder.loudness
+            && !audio.is_empty()
+        {
+            recorded["output"]["loudness"] = json!(lufs);
         }
         if params.hls_ladder.is_some() {
             recorded["hls"] = json!({

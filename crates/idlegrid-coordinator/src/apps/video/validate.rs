@@ -621,8 +621,57 @@ fn audio_args(path: &Path) -> Vec<String> {
     args
 }
 
-/// Compares the sound of `result` with `source` over random windows.
-async fn compare_audio(result: &Path, source: &Path, duration: f64) -> Result<Judgment, String> {
+/// Integrated loudness of `path`'s first audio stream (EBU R128, LUFS), as FFmpeg's `ebur128`
+/// filter measures it (its per-frame log at the verbose level, which is not shown); `None` for
+/// silence (below its gate).
+async fn integrated_loudness(path: &Path) -> Result<Option<f64>, String> {
+    let file = path.to_string_lossy();
+    let args = [
+        "-nostdin",
+        "-hide_banner",
+        "-nostats",
+        "-v",
+        "info",
+        "-i",
+        &file,
+        "-map",
+        "0:a:0",
+        "-af",
+        "ebur128=framelog=verbose",
+        "-f",
+        "null",
+        "-",
+    ];
+    let (_, log) = super::tool_with_complaints("ffmpeg", &args).await?;
+    let summary = log
+        .rsplit_once("Integrated loudness:")
+        .map(|(_, rest)| rest)
+        .ok_or("FFmpeg's ebur128 filter printed no summary")?;
+    let value = summary
+        .split_whitespace()
+        .skip_while(|w| *w != "I:")
+        .nth(1)
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or("FFmpeg's ebur128 summary has no integrated loudness")?;
+    Ok((value > SILENCE_LUFS).then_some(value))
+}
+
+/// Below this (LUFS) a track is silence as far as its loudness goes.
+const SILENCE_LUFS: f64 = -60.0;
+/// How far (LU) a normalised track may be from the loudness asked: FFmpeg's two passes land
+/// within a tenth, its dynamic mode (where one gain would clip) within about one.
+const LOUDNESS_SUSPECT_LU: f64 = 1.0;
+/// Beyond this (LU), the track was not normalised as asked.
+const LOUDNESS_WRONG_LU: f64 = 3.0;
+
+/// Compares the sound of `result` with `source` over random windows; `gain` is how much
+/// louder the result is meant to be (loudness normalisation), which silent windows may be too.
+async fn compare_audio(
+    result: &Path,
+    source: &Path,
+    duration: f64,
+    gain: f64,
+) -> Result<Judgment, String> {
     let total = (duration * AUDIO_RATE as f64) as usize;
     if total < AUDIO_WINDOW + 2 * AUDIO_LAG {
         return Ok(Judgment::Accept);
@@ -673,7 +722,7 @@ async fn compare_audio(result: &Path, source: &Path, duration: f64) -> Result<Ju
             let at = *start as f64 / AUDIO_RATE as f64;
             let (loudness, heard) = (rms(source), rms(result));
             if loudness < SILENT_RMS {
-                if heard > (4.0 * loudness).max(SILENT_RMS) {
+                if heard > (4.0 * loudness * gain).max(SILENT_RMS * gain.max(1.0)) {
                     return Judgment::Reject(format!(
                         "the audio has sound at {at:.2} s where the source is silent"
                     ));
@@ -763,7 +812,37 @@ async fn check_audio(
             "the audio lasts {duration:.3} s, the source {expected:.3} s"
         )));
     }
-    compare_audio(result, source, expected).await
+    let mut gain = 1.0;
+    if let Some(asked) = encoder["loudness"].as_f64() {
+        let heard = match integrated_loudness(result).await {
+            Ok(heard) => heard,
+            // Whose fault: the source measured the same way tells.
+            Err(e) => {
+                integrated_loudness(source).await?;
+                return Ok(Judgment::Reject(format!(
+                    "the audio's loudness cannot be measured: {e}"
+                )));
+            }
+        };
+        // Silence stays silence: the windows below tell whether it should be.
+        if let Some(heard) = heard {
+            let off = (heard - asked).abs();
+            if off > LOUDNESS_WRONG_LU {
+                return Ok(Judgment::Reject(format!(
+                    "the audio is at {heard:.1} LUFS, {asked} LUFS was asked"
+                )));
+            }
+            if off > LOUDNESS_SUSPECT_LU {
+                return Ok(Judgment::Suspect(format!(
+                    "the audio is at {heard:.1} LUFS, {off:.1} LU from the {asked} LUFS asked"
+                )));
+            }
+            if let Some(original) = integrated_loudness(source).await? {
+                gain = 10f64.powf((heard - original) / 20.0);
+            }
+        }
+    }
+    compare_audio(result, source, expected, gain).await
 }
 
 #[async_trait]
