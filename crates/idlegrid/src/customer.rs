@@ -53,6 +53,8 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     };
     set("preset", args.preset.map(Into::into));
     set("resolution", args.resolution.map(Into::into));
+    set("aspect", args.aspect.map(Into::into));
+    set("fit", args.fit.map(Into::into));
     set("crf", args.crf.map(Into::into));
     set("target_quality", args.target_quality.map(Into::into));
     set("bitrate", args.bitrate.map(Into::into));

@@ -264,6 +264,9 @@ struct Scene {
     leases: Vec<Lease>,
     bundle: String,
     honest: Vec<common::Proc>,
+    /// FFmpeg filters making the output's frames from the source's, when the job frames the
+    /// picture (the crop asked); compared through them.
+    shape: Option<String>,
 }
 
 impl Scene {
@@ -272,6 +275,9 @@ impl Scene {
     }
 
     async fn start_in(fleet: Fleet, params: serde_json::Value) -> Scene {
+        // The source is 320x240: a 16:9 crop keeps its middle 320x180.
+        let params_shape = (params["aspect"] == "16:9" && params["fit"] == "crop")
+            .then(|| "crop=320:180:0:30".to_string());
         let dir = tempfile::tempdir().unwrap();
         let source = clip(
             dir.path(),
@@ -328,6 +334,7 @@ impl Scene {
             leases,
             bundle,
             honest,
+            shape: params_shape,
         }
     }
 
@@ -387,7 +394,7 @@ impl Scene {
             .download_output(job.id, &output, &job.output.as_ref().unwrap().sha256)
             .await
             .unwrap();
-        let worst = worst_psnr(&output, &self.source);
+        let worst = worst_psnr(&output, &self.source, self.shape.as_deref());
         assert!(
             worst > 30.0,
             "a forged frame reached the output: PSNR {worst:.1} dB"
@@ -420,8 +427,13 @@ impl Scene {
     }
 }
 
-/// The lowest per-frame PSNR (luma) of `output` against `source`, frames aligned by index.
-fn worst_psnr(output: &Path, source: &Path) -> f64 {
+/// The lowest per-frame PSNR (luma) of `output` against `source` (through `shape` when given),
+/// frames aligned by index.
+fn worst_psnr(output: &Path, source: &Path, shape: Option<&str>) -> f64 {
+    let graph = format!(
+        "[0:v]settb=1/25,setpts=N[a];[1:v]{}settb=1/25,setpts=N[b];[a][b]psnr=stats_file=-",
+        shape.map(|s| format!("{s},")).unwrap_or_default()
+    );
     let out = sh(
         "ffmpeg",
         &[
@@ -431,7 +443,7 @@ fn worst_psnr(output: &Path, source: &Path) -> f64 {
             "-i",
             source.to_str().unwrap(),
             "-lavfi",
-            "[0:v]settb=1/25,setpts=N[a];[1:v]settb=1/25,setpts=N[b];[a][b]psnr=stats_file=-",
+            &graph,
             "-f",
             "null",
             "-",
@@ -674,6 +686,21 @@ async fn in_a_private_fleet_sound_left_at_its_loudness_is_rejected() {
     scene.assert_caught().await;
 }
 
+/// The whole picture squeezed into a 16:9 frame where a centred crop was asked (cheaper than
+/// nothing, but not the work): the validator compares with the source cropped as asked.
+#[tokio::test]
+async fn in_a_private_fleet_a_squeezed_picture_where_a_crop_was_asked_never_counts() {
+    let params = serde_json::json!({"aspect": "16:9", "fit": "crop"});
+    let scene = Scene::start_in(Fleet::Private, params).await;
+    scene.hand_back_all_but("video").await;
+    for (lease, chunk) in scene.chunks("video").await {
+        let out = scene.cheater.dir.join("squeezed.mkv");
+        let bytes = encode(&lease, &chunk, "", &["-crf", "18"], &out);
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_kept_out(false).await;
+}
+
 /// A quality search skipped: one cheap encode at a high rate factor, named as if the search
 /// had found a low one and reached the target. The PSNR it reports is far above the frames
 /// the validator compares (rejected outright when they are enough of the chunk to rule it
@@ -739,6 +766,8 @@ async fn the_lease_says_nothing_of_what_will_be_checked() {
         "duration",
         // Which of the source's audio tracks the task encodes: its input.
         "track",
+        // How the picture is framed to an aspect ratio (crop or pad around the scale): the work.
+        "geometry",
         // Which frames of a chunk cut from the keyframe before them are its own: the work.
         "from",
         "to",

@@ -1425,3 +1425,68 @@ fn audio_is_normalised_to_the_loudness_asked() {
         assert!(!ok && stderr.contains(needle), "{extra:?}: {stderr}");
     }
 }
+
+/// Average luma PSNR of `output` against `source` made into the output's frames by `shape`
+/// (FFmpeg filters), frames aligned by index.
+fn psnr_through(output: &Path, source: &Path, shape: &str) -> f64 {
+    let graph = format!(
+        "[0:v]settb=1,setpts=N[a];[1:v]{shape},format=yuv420p,settb=1,setpts=N[b];[a][b]psnr"
+    );
+    let out = sh(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-i",
+            &output.to_string_lossy(),
+            "-i",
+            &source.to_string_lossy(),
+            "-lavfi",
+            &graph,
+            "-f",
+            "null",
+            "-",
+        ],
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    let y = log
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("y:"))
+        .unwrap_or_else(|| panic!("no PSNR in {log}"));
+    y.parse().unwrap_or(100.0)
+}
+
+/// An aspect ratio: cropped (centred, part of the picture cut) or padded (black bars), every
+/// frame there and the picture the source's through the same crop or padding.
+#[test]
+fn pictures_are_cropped_or_padded_to_an_aspect_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "four-three.mkv",
+        "testsrc2=size=320x240:rate=25:duration=2",
+        None,
+        &["-c:v", "libx264", "-g", "25"],
+    );
+    for (fit, size, shape) in [
+        ("crop", (320, 180), "crop=320:180:0:30"),
+        ("pad", (426, 240), "pad=426:240:52:0:black"),
+    ] {
+        let output = dir.path().join(format!("{fit}.mp4"));
+        let (ok, _, stderr) = transcode(
+            dir.path(),
+            &source,
+            &output,
+            &["--aspect", "16:9", "--fit", fit, "--chunk-seconds", "1"],
+        );
+        assert!(ok, "{fit}: {stderr}");
+        let out = probe(&output);
+        assert_eq!(
+            (out.video["width"].as_u64(), out.video["height"].as_u64()),
+            (Some(size.0), Some(size.1)),
+            "{fit}"
+        );
+        assert_eq!(frames(&out.video), 50, "{fit}");
+        let quality = psnr_through(&output, &source, shape);
+        assert!(quality > 35.0, "{fit}: PSNR {quality} dB through {shape}");
+    }
+}

@@ -2,7 +2,7 @@
 
 IDLEGRID_TASK (set by the coordinator's video partitioner) says what to do:
   {"kind": "video", "frames": N, "width": W, "height": H, "encoder": {...},
-   "from": T0, "to": T1}
+   "from": T0, "to": T1, "geometry": "crop=...,scale=..."}
       encode input/chunk.mkv's video with the encoder's codec — H.264 (libx264), HEVC
       (libx265), AV1 (SVT-AV1) or VP9 (libvpx) — in closed GOPs starting on a keyframe, with
       a fixed thread count and settings that make the same chunk always give the same bytes,
@@ -179,7 +179,10 @@ if task["kind"] == "video":
         if task.get("to") is not None:
             keep += f"*lt(t,{float(task['to']) - 0.0005:.6f})"
         source_filters += [f"select='{keep}'", "setpts=PTS-STARTPTS"]
-    if task.get("scale", True):
+    if task.get("geometry"):
+        # Framed to an aspect ratio: the coordinator's crop or padding around the scale.
+        source_filters.append(task["geometry"])
+    elif task.get("scale", True):
         source_filters.append(f"scale={task['width']}:{task['height']}:flags=bicubic")
     target = enc.get("target")
     if not target:

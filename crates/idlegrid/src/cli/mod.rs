@@ -428,6 +428,14 @@ pub struct TranscodeArgs {
     /// Output size as WxH (fitted, aspect kept), instead of --preset.
     #[arg(long, conflicts_with = "preset")]
     pub resolution: Option<String>,
+    /// Aspect ratio of the output picture as shown, W:H such as 16:9, 1:1 or 9:16; --fit says
+    /// how the source reaches it.
+    #[arg(long)]
+    pub aspect: Option<String>,
+    /// With --aspect: crop (cut to it, centred) or pad (black bars, all of the picture kept;
+    /// the default).
+    #[arg(long, requires = "aspect", value_parser = ["crop", "pad"])]
+    pub fit: Option<String>,
     /// Video codec: h264 (x264), hevc (x265), av1 (SVT-AV1), vp9 (libvpx), or copy to carry
     /// the video over as it is (default h264).
     #[arg(long, value_parser = ["h264", "hevc", "av1", "vp9", "copy"])]

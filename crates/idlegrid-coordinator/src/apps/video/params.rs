@@ -282,6 +282,46 @@ pub struct VideoParams {
     pub audio_tracks: AudioTracks,
     /// Whether the source's subtitles are carried over (where the container takes them).
     pub subtitles: bool,
+    /// An aspect ratio the picture is cropped or padded to, before it is scaled.
+    pub framing: Option<Framing>,
+    /// Whether the source is shown turned a quarter (its rotation metadata): an aspect ratio
+    /// is the picture's as shown, so its coded frames take the inverse. Set once the source is
+    /// probed.
+    pub quarter_turn: bool,
+}
+
+/// How the picture reaches an aspect ratio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fit {
+    /// Cut to it, centred: part of the picture is lost.
+    Crop,
+    /// Black bars added, centred: all of the picture is kept.
+    Pad,
+}
+
+/// An aspect ratio the output is made to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    /// Width and height of the ratio as shown, e.g. 16 and 9.
+    pub aspect: (u32, u32),
+    /// Cropped or padded.
+    pub fit: Fit,
+}
+
+/// The frame a source of `width`×`height` becomes before scaling (the crop, or the padded
+/// canvas), both sides even: the ratio `aspect` (of coded frames) or as close as even sides
+/// allow.
+fn framed_size((width, height): (u32, u32), (a, b): (u32, u32), fit: Fit) -> (u32, u32) {
+    let even = |x: f64| ((x / 2.0).round() as u32 * 2).max(2);
+    let (w, h) = (f64::from(width), f64::from(height));
+    let ratio = f64::from(a) / f64::from(b);
+    let wider = w / h > ratio;
+    match (fit, wider) {
+        (Fit::Crop, true) => (even(h * ratio).min(width & !1), height & !1),
+        (Fit::Crop, false) => (width & !1, even(w / ratio).min(height & !1)),
+        (Fit::Pad, true) => (width & !1, even(w / ratio).max(height & !1)),
+        (Fit::Pad, false) => (even(h * ratio).max(width & !1), height & !1),
+    }
 }
 
 /// Heights of the default HLS ladder.
@@ -486,6 +526,8 @@ struct Raw {
     fps: Option<f64>,
     target_quality: Option<serde_json::Value>,
     loudness: Option<f64>,
+    aspect: Option<String>,
+    fit: Option<String>,
 }
 
 const X264_PRESETS: [&str; 10] = [
@@ -731,6 +773,7 @@ impl VideoParams {
                 ("level", raw.level.is_some()),
                 ("fps", raw.fps.is_some()),
                 ("target_quality", raw.target_quality.is_some()),
+                ("aspect", raw.aspect.is_some()),
                 ("hls", hls),
             ]
             .iter()
@@ -946,7 +989,37 @@ impl VideoParams {
         {
             return Err(format!("fps must be from 1 to 120, got {fps}"));
         }
+        let framing = match (raw.aspect.as_deref(), raw.fit.as_deref()) {
+            (None, None) => None,
+            (None, Some(_)) => return Err("fit goes with aspect".into()),
+            (Some(aspect), fit) => {
+                let wrong = || {
+                    format!(
+                        "aspect must be W:H such as 16:9, 1:1 or 9:16 (each 1 to 100, at most 4 \
+                         times wider or taller), got {aspect:?}"
+                    )
+                };
+                let (a, b) = aspect
+                    .split_once(':')
+                    .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+                    .ok_or_else(wrong)?;
+                if !(1..=100).contains(&a) || !(1..=100).contains(&b) || a > 4 * b || b > 4 * a {
+                    return Err(wrong());
+                }
+                let fit = choice(
+                    "fit",
+                    fit.unwrap_or("pad"),
+                    &[("crop", Fit::Crop), ("pad", Fit::Pad)],
+                )?;
+                Some(Framing {
+                    aspect: (a, b),
+                    fit,
+                })
+            }
+        };
         Ok(VideoParams {
+            framing,
+            quarter_turn: false,
             fps: raw.fps,
             hls_ladder: hls_ladder.clone(),
             resolution,
@@ -1019,6 +1092,49 @@ impl VideoParams {
         Ok(())
     }
 
+    /// The frame a source of `width`×`height` (coded) becomes before scaling: itself, or cropped
+    /// or padded to the aspect ratio asked.
+    pub fn framed(&self, width: u32, height: u32) -> (u32, u32) {
+        match self.framing {
+            None => (width, height),
+            Some(Framing {
+                aspect: (a, b),
+                fit,
+            }) => {
+                let aspect = if self.quarter_turn { (b, a) } else { (a, b) };
+                framed_size((width, height), aspect, fit)
+            }
+        }
+    }
+
+    /// FFmpeg's filters making an output frame of `out` from a source frame of `width`×
+    /// `height`, when the picture is framed to an aspect ratio (the crop then the scale, or the
+    /// scale then the padding, centred on even pixels); `None` when it is only scaled. The task
+    /// script encodes what they make and the validator compares with what they make.
+    pub fn geometry(&self, (width, height): (u32, u32), (w, h): (u32, u32)) -> Option<String> {
+        let framing = self.framing?;
+        let (fw, fh) = self.framed(width, height);
+        let half_even = |x: u32| x / 4 * 2;
+        Some(match framing.fit {
+            Fit::Crop => format!(
+                "crop={fw}:{fh}:{}:{},scale={w}:{h}:flags=bicubic",
+                half_even(width - fw),
+                half_even(height - fh)
+            ),
+            Fit::Pad => {
+                // The picture's share of the canvas, at the output's scale.
+                let even = |x: f64| ((x / 2.0).round() as u32 * 2).max(2);
+                let iw = even(f64::from(width) * f64::from(w) / f64::from(fw)).min(w);
+                let ih = even(f64::from(height) * f64::from(h) / f64::from(fh)).min(h);
+                format!(
+                    "scale={iw}:{ih}:flags=bicubic,pad={w}:{h}:{}:{}:black",
+                    half_even(w - iw),
+                    half_even(h - ih)
+                )
+            }
+        })
+    }
+
     /// Output frame sizes: one for an MP4, the ladder's (distinct, highest first) for HLS.
     pub fn output_sizes(&self, width: u32, height: u32) -> Vec<(u32, u32)> {
         let top = self.target_size(width, height);
@@ -1043,6 +1159,7 @@ impl VideoParams {
     /// The output frame size for a source of `width`×`height` (as displayed): never upscaled,
     /// at most 1080p's pixel count, aspect ratio kept, both sides even (H.264 4:2:0).
     pub fn target_size(&self, width: u32, height: u32) -> (u32, u32) {
+        let (width, height) = self.framed(width, height);
         let (w, h) = (f64::from(width), f64::from(height));
         let mut scale: f64 = match self.resolution {
             Resolution::Source => 1.0,
@@ -1370,6 +1487,54 @@ mod tests {
             (json!({"loudness": "loud"}), "video parameters"),
         ] {
             let err = p(params.clone()).unwrap_err();
+            assert!(err.contains(needle), "{params}: {err}");
+        }
+    }
+
+    #[test]
+    fn pictures_are_cropped_or_padded_to_an_aspect_ratio() {
+        let p = |v| VideoParams::parse(&v).unwrap();
+        // 4:3 to 16:9, at the source's size: a crop keeps the width, a pad the height.
+        let crop = p(json!({"aspect": "16:9", "fit": "crop"}));
+        assert_eq!(crop.target_size(320, 240), (320, 180));
+        assert_eq!(
+            crop.geometry((320, 240), (320, 180)).unwrap(),
+            "crop=320:180:0:30,scale=320:180:flags=bicubic"
+        );
+        let pad = p(json!({"aspect": "16:9"}));
+        assert_eq!(pad.target_size(320, 240), (426, 240));
+        assert_eq!(
+            pad.geometry((320, 240), (426, 240)).unwrap(),
+            "scale=320:240:flags=bicubic,pad=426:240:52:0:black"
+        );
+        // A ladder's smaller rung: the same framing, scaled.
+        let rung = p(json!({"aspect": "1:1", "fit": "crop", "preset": "360p"}));
+        assert_eq!(rung.target_size(1920, 1080), (360, 360));
+        assert_eq!(
+            rung.geometry((1920, 1080), (360, 360)).unwrap(),
+            "crop=1080:1080:420:0,scale=360:360:flags=bicubic"
+        );
+        // A phone's portrait video is stored landscape and turned a quarter when shown: 9:16
+        // as shown is 16:9 of its coded frames.
+        let mut portrait = p(json!({"aspect": "9:16", "fit": "crop"}));
+        portrait.quarter_turn = true;
+        assert_eq!(portrait.target_size(1280, 960), (1280, 720));
+        assert_eq!(p(json!({})).geometry((320, 240), (320, 240)), None);
+        for (params, needle) in [
+            (json!({"aspect": "16/9"}), "aspect must be W:H"),
+            (json!({"aspect": "0:9"}), "aspect must be W:H"),
+            (json!({"aspect": "9:50"}), "aspect must be W:H"),
+            (
+                json!({"aspect": "16:9", "fit": "stretch"}),
+                "fit must be one of crop, pad",
+            ),
+            (json!({"fit": "crop"}), "fit goes with aspect"),
+            (
+                json!({"video_codec": "copy", "aspect": "1:1"}),
+                "aspect cannot apply",
+            ),
+        ] {
+            let err = VideoParams::parse(&params).unwrap_err();
             assert!(err.contains(needle), "{params}: {err}");
         }
     }

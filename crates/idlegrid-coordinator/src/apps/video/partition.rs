@@ -594,9 +594,10 @@ impl Partitioner for VideoPartitioner {
         plan: &Plan,
         out: mpsc::Sender<Split>,
     ) -> Result<Option<serde_json::Value>, PartitionError> {
-        let params = VideoParams::parse(&job.spec.params).map_err(rejected)?;
+        let mut params = VideoParams::parse(&job.spec.params).map_err(rejected)?;
         let fixed = chunk_seconds(&job.spec.partition_options).map_err(rejected)?;
         let (dir, source, mut facts) = probed_input(job, blobs).await?;
+        params.quarter_turn = facts.rotation.rem_euclid(180) == 90;
         params
             .check_for_source(facts.width, facts.height, facts.fps)
             .map_err(rejected)?;
@@ -698,6 +699,10 @@ impl Partitioner for VideoPartitioner {
                                     "keyint": keyint, "rendition": rendition,
                                     "encoder": encoder,
                                 });
+                                if let Some(geometry) = params.geometry(source_size, (w, h)) {
+                                    meta["geometry"] = json!(geometry);
+                                    meta["scale"] = json!(true);
+                                }
                                 if let Some((from, to)) = chunk.span {
                                     meta["from"] = json!(from);
                                     meta["to"] = json!(to);

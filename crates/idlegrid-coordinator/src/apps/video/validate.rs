@@ -58,15 +58,15 @@ struct Window {
 }
 
 /// One file's part in decoding a window: FFmpeg's options for it as an input, and the filter
-/// that turns its decoded frames into the window's raw luma planes (scaled to `scale` when
-/// given). Decoding starts at the window's keyframe: the time passed to `-ss` is that
+/// that turns its decoded frames into the window's raw luma planes (through `shape`, the
+/// filters that made the result's frames from the source's, when given). Decoding starts at the window's keyframe: the time passed to `-ss` is that
 /// keyframe's, plus the 3/23 s FFmpeg takes off a seek in a stream with B-frames, so the
 /// demuxer lands on it rather than the keyframe before.
 fn side_args(
     path: &Path,
     table: &FrameTable,
     window: &Window,
-    scale: Option<(u32, u32)>,
+    shape: Option<&str>,
 ) -> (Vec<String>, String) {
     let mut input: Vec<String> = vec!["-threads".into(), "1".into()];
     let key = table.key_before(window.from).unwrap_or(0);
@@ -85,8 +85,9 @@ fn side_args(
         first - 0.0004,
         last + 0.0004
     );
-    if let Some((w, h)) = scale {
-        filter.push_str(&format!(",scale={w}:{h}:flags=bicubic"));
+    if let Some(shape) = shape {
+        filter.push(',');
+        filter.push_str(shape);
     }
     // The luma plane as coded (video range): taken out of 4:2:0 frames as it is, which costs
     // far less than converting to full-range grey (the result is 4:2:0 already; a source in
@@ -158,8 +159,8 @@ async fn source_decodes(source: (Vec<String>, String), count: usize, size: usize
     .unwrap_or(false)
 }
 
-/// Decodes `window` of the result and of the source (scaled to the result's `size` when
-/// `scale`; its frames `skip` further on, past those its chunk holds before its own) side by
+/// Decodes `window` of the result and of the source (made into the result's `size` by `shape`
+/// when given; its frames `skip` further on, past those its chunk holds before its own) side by
 /// side and measures every frame pair; the error says what went wrong with the result, or
 /// `Err(Err)` when the source could not be decoded (the coordinator's problem).
 #[allow(clippy::too_many_arguments)]
@@ -171,7 +172,7 @@ async fn compare_window(
     window: Window,
     skip: usize,
     (width, height): (u32, u32),
-    scale: bool,
+    shape: Option<&str>,
 ) -> Result<Result<Vec<FrameMeasure>, String>, String> {
     let count = window.to - window.from + 1;
     let result_side = side_args(result, result_table, &window, None);
@@ -179,12 +180,7 @@ async fn compare_window(
         from: window.from + skip,
         to: window.to + skip,
     };
-    let source_side = side_args(
-        source,
-        source_table,
-        &source_window,
-        scale.then_some((width, height)),
-    );
+    let source_side = side_args(source, source_table, &source_window, shape);
     let args = decode_args(
         &[(result_side, "pipe:1"), (source_side.clone(), "pipe:3")],
         count,
@@ -475,7 +471,15 @@ async fn check_video(
             .saturating_sub(skip),
     );
     let window = Window { from, to: picked };
-    let scale = meta["scale"].as_bool().unwrap_or(true);
+    // How the task made its frames from the source's: framed to an aspect ratio (the filters
+    // the coordinator gave it), or scaled to the size asked.
+    let shape = match meta["geometry"].as_str() {
+        Some(geometry) => Some(geometry.to_string()),
+        None => meta["scale"]
+            .as_bool()
+            .unwrap_or(true)
+            .then(|| format!("scale={}:{}:flags=bicubic", size.0, size.1)),
+    };
     match compare_window(
         result,
         &table,
@@ -484,7 +488,7 @@ async fn check_video(
         window,
         skip,
         size,
-        scale,
+        shape.as_deref(),
     )
     .await?
     {
