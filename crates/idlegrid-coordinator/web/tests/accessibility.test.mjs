@@ -109,7 +109,8 @@ test('every page is labelled and keyboard-usable; the new-job form works by keyb
   const speed = await tabTo(page, (f) => f.type === 'radio', 'the speed choice');
   assert.ok(speed);
   await page.keyboard.press('ArrowDown'); // Standard → Fast
-  assert.equal(await page.locator('input[type="radio"]:checked').getAttribute('value'), 'fast');
+  // (The speed's radios: the video fields, hidden for this app, have radios of their own.)
+  assert.equal(await page.getByRole('group', { name: 'Speed and price' }).locator('input[type="radio"]:checked').getAttribute('value'), 'fast');
   // The price and time of every speed are shown before anything runs, the chosen one marked.
   await page.locator('#estimate tr.chosen[data-tier="fast"]').waitFor({ timeout: 10000 });
   assert.equal(await page.locator('#estimate tbody tr').count(), 3);

@@ -143,15 +143,16 @@ export async function startGrid({ workers = 1, slots = 1, serveArgs = [] } = {})
   return grid;
 }
 
-/** A fresh headless Chromium (its own user-data dir). Returns { context, page, errors, close() }. */
-export async function launchBrowser({ viewport = { width: 1200, height: 900 } } = {}) {
+/** A fresh headless Chromium (its own user-data dir), with `args` added to its command line.
+ * Returns { context, page, errors, close() }. */
+export async function launchBrowser({ viewport = { width: 1200, height: 900 }, args = [] } = {}) {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'idlegrid-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     viewport,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--no-first-run', '--disable-quic', '--disable-sync', '--autoplay-policy=no-user-gesture-required'],
+      '--no-first-run', '--disable-quic', '--disable-sync', '--autoplay-policy=no-user-gesture-required', ...args],
   });
   const errors = [];
   const watch = (page) => {
@@ -172,11 +173,12 @@ export async function launchBrowser({ viewport = { width: 1200, height: 900 } } 
   };
 }
 
-/** A grid (`startGrid` options, and the browser's `viewport`) and a browser for one test file. */
-export async function openGrid({ viewport, ...options } = {}) {
+/** A grid (`startGrid` options, and the browser's `viewport` and command line `browserArgs`)
+ * and a browser for one test file. */
+export async function openGrid({ viewport, browserArgs = [], ...options } = {}) {
   const grid = await startGrid(options);
   try {
-    return { grid, browser: await launchBrowser(viewport ? { viewport } : undefined) };
+    return { grid, browser: await launchBrowser({ ...(viewport ? { viewport } : {}), args: browserArgs }) };
   } catch (e) {
     await grid.stop();
     throw e;

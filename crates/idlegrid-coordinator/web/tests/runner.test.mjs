@@ -4,7 +4,8 @@
 // (c) a failing script's traceback; (d) two output files; (e) the real video-transcode
 // task.py on a real chunk, decoded by the native ffprobe; (f) its audio kind; (g) an output over
 // the limit; (h) what a script can reach of the worker's global scope; (i) a runtime that
-// fails to load, and (i2) threads of ffmpeg.wasm that cannot start; (j) ffprobe and ffmpeg run
+// fails to load, and (i2) threads of ffmpeg.wasm that cannot start (the single-threaded core
+// instead; tests/ffmpeg-fallback.test.mjs has the rest of it); (j) ffprobe and ffmpeg run
 // several times, through subprocess's helpers; (k) ffmpeg's own error in the reason of a task it fails; (l) the script's environment;
 // (m) sys.exit with a message.
 
@@ -199,12 +200,14 @@ test('(i) a runtime that fails to load: failed, naming it and why', async () => 
   assert.match(final.reason, /^cannot start the browser's Python \(Pyodide\): Error: its WebAssembly failed to load: /);
 });
 
-test('(i2) threads of ffmpeg.wasm that cannot start: the probe says so, and the page goes on without ffmpeg', async () => {
+test('(i2) threads of ffmpeg.wasm that cannot start: the probe says so, and falls back to the single-threaded core', async () => {
   const { final, ms } = await inWorker({ type: 'probe' }, undefined, { script: '/threadless/ui/runner.js' });
   took('threads that cannot start', ms);
   assert.equal(final.type, 'probed', JSON.stringify(final));
-  assert.equal(final.ffmpeg, null);
-  assert.match(final.ffmpegError, /^Error: a thread of ffmpeg\.wasm failed to start: /);
+  assert.match(final.ffmpeg, /^\d+\.\d+/, JSON.stringify(final));
+  assert.equal(final.ffmpegThreads, false);
+  assert.equal(final.ffmpegError, undefined);
+  assert.match(final.ffmpegThreadsError, /^Error: a thread of ffmpeg\.wasm failed to start: /);
 });
 
 test('(j) ffprobe and ffmpeg run several times in one task, through run, check_call and check_output', async () => {

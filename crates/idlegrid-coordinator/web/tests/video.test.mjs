@@ -8,6 +8,11 @@
 // differs from the defaults is sent; the output's codec, container, tracks and subtitles are
 // shown as text. The last test (AV1 in WebM, created from the form) needs a coordinator that
 // knows those parameters.
+// Quality targets: the form's Quality choice sends a rate factor or a target (PSNR or SSIM,
+// within the coordinator's ranges), never both (which the coordinator refuses with a 422 whose
+// message the form would show); a target job on a noisy clip completes and the job page sums up
+// what each chunk's device measured, in a table that scrolls in its own box (as text, several
+// renditions, unread reports, hundreds of chunks at 390 px).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -332,6 +337,178 @@ test('the job page shows the output\'s codec, container, audio tracks and subtit
   assert.ok(drawn.text.includes('Subtitles1 trackfra · source track 1 · <img src=x onerror="window.injected=1">'), drawn.text);
   assert.doesNotMatch(drawn.old, /Container|Subtitles|copied/);
   assert.match(drawn.old, /VideoH\.264, 640×360, with audio/);
+  await page.close();
+  assert.deepEqual(browser.errors, []);
+});
+
+test('a quality target from the new-job form: only its fields are sent, and the job page shows each chunk\'s quality', async () => {
+  // Noise, so that the quality moves with the rate factor as a real picture's does.
+  const clip = path.join(grid.dir, 'noisy.mp4');
+  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25,noise=alls=25:allf=t',
+    '-t', '2', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', '-g', '25', clip]);
+  const page = await videoForm(clip);
+  const created = [];
+  page.on('request', (r) => { if (isCreate(r)) created.push(r); });
+  const submit = page.getByRole('button', { name: 'Create and run' });
+  const alert = page.locator('form [role="alert"]');
+  const saysAlert = async (text) => waitFor(async () => (await alert.textContent({ timeout: 1000 })) === text, {
+    timeout: 5000, message: async () => `the alert says: ${await alert.textContent().catch(() => '(none)')}, not ${text}`,
+  });
+  await page.getByLabel('Resolution').selectOption('source');
+  await page.getByLabel('Encoder speed (slower is smaller)').selectOption('ultrafast');
+  await page.getByLabel('Seconds per chunk').fill('1');
+  // A rate factor typed first is not sent once a target is chosen.
+  const crf = page.locator('input[name="crf"]');
+  await crf.fill('20');
+  const quality = page.getByRole('group', { name: 'Quality', exact: true });
+  assert.equal(await quality.getByLabel('Rate factor (CRF)').isChecked(), true, 'a rate factor, as before, unless chosen otherwise');
+  await quality.getByLabel('Quality target (PSNR or SSIM)').check();
+  assert.equal(await crf.isVisible(), false, 'the rate factor is hidden with a target');
+  const metric = quality.getByLabel('Quality metric');
+  const value = page.locator('input[name="target_value"]');
+  const label = page.locator('label[for="' + await value.getAttribute('id') + '"]');
+  assert.deepEqual(await metric.locator('option').evaluateAll((os) => os.map((o) => [o.value, o.textContent])), [['psnr', 'PSNR'], ['ssim', 'SSIM']]);
+  assert.equal(await label.textContent(), 'Target PSNR (25–55 dB, higher is better)');
+  assert.deepEqual([await value.getAttribute('min'), await value.getAttribute('max')], ['25', '55']);
+  assert.equal(await page.locator(`#${await value.getAttribute('aria-describedby')}`).textContent(),
+    'Each chunk searches its rate factor, up to 4 encodes; charged as 2.5 encodes.');
+  await metric.selectOption('ssim');
+  assert.equal(await label.textContent(), 'Target SSIM (0.8–0.995, higher is better)');
+  assert.deepEqual([await value.getAttribute('min'), await value.getAttribute('max')], ['0.8', '0.995']);
+  // Outside the coordinator's ranges, or missing: refused on the page, the field to change focused.
+  await value.fill('0.999');
+  await submit.click();
+  await saysAlert('An SSIM target must be from 0.8 to 0.995.');
+  assert.equal(await value.getAttribute('aria-invalid'), 'true');
+  assert.equal(await value.evaluate((el) => el === document.activeElement), true);
+  await metric.selectOption('psnr');
+  await value.fill('56');
+  await submit.click();
+  await saysAlert('A PSNR target must be from 25 to 55 dB.');
+  await value.fill('');
+  await submit.click();
+  await saysAlert('Write the PSNR target, from 25 to 55 dB, or choose a rate factor instead.');
+  assert.equal(created.length, 0, 'nothing refused was sent');
+  await value.fill('40');
+  assert.deepEqual(await unlabelledControls(page), []);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await assertNoSidewaysScroll(page, 'the new-job form with a quality target at 390 px');
+  await screenshot(page, 'new-job-video-target-phone');
+  await page.setViewportSize({ width: 1366, height: 900 });
+  await screenshot(page, 'new-job-video-target');
+
+  const request = page.waitForRequest(isCreate);
+  await submit.click();
+  const body = (await request).postDataJSON();
+  assert.deepEqual(body.params, { preset: 'source', x264_preset: 'ultrafast', target_quality: { metric: 'psnr', value: 40 } });
+  assert.equal(body.chunk_seconds, 1);
+  const jobId = await waitForJobPage(page);
+  assert.equal(await waitForFinalState(page, grid, jobId, 300_000), 'completed', grid.logs());
+  const job = await call(grid, grid.apiKey, `/v1/jobs/${jobId}`);
+  assert.deepEqual(job.params, body.params);
+  const q = job.facts.quality;
+  assert.ok(q && q.chunks.length >= 2, JSON.stringify(job.facts));
+  assert.ok(q.chunks.every((c) => Number.isInteger(c.crf) && Number.isFinite(c.value)), JSON.stringify(q));
+  // What the page says, worked out here from the facts.
+  const values = q.chunks.map((c) => c.value);
+  const expected = `PSNR target 40 dB: ${q.within} of ${q.chunks.length} chunks within 0.5 dB, `
+    + `from ${Math.min(...values).toFixed(2)} to ${Math.max(...values).toFixed(2)} dB, as the devices measured them.`;
+  const summary = page.locator('.video-facts .quality-summary');
+  await waitFor(async () => (await summary.textContent({ timeout: 1000 })) === expected, {
+    timeout: 10_000, message: async () => `the page says ${await summary.textContent().catch(() => '(nothing)')}, not ${expected}`,
+  });
+  const table = page.locator('.video-facts .quality-chunks table');
+  assert.deepEqual(await table.locator('thead th').allTextContents(), ['Chunk', 'Rate factor', 'PSNR']);
+  const rows = await table.locator('tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((td) => td.textContent)));
+  assert.deepEqual(rows, q.chunks.map((c) => [String(c.chunk + 1), String(c.crf), `${c.value.toFixed(2)} dB`]));
+  await screenshot(page, 'job-video-target');
+  await page.setViewportSize({ width: 390, height: 844 });
+  await assertNoSidewaysScroll(page, 'the job page with quality facts at 390 px');
+  await screenshot(page, 'job-video-target-phone');
+
+  // A rate factor with a target is refused by the coordinator, saying why ...
+  const refused = await call(grid, grid.apiKey, '/v1/jobs', {
+    method: 'POST', body: { app: 'video-transcode', params: { crf: 20, target_quality: { metric: 'psnr', value: 40 } } },
+  }).catch((e) => e);
+  assert.equal(refused.status, 422, String(refused));
+  assert.equal(refused.body.error.code, 'invalid_params');
+  assert.match(refused.body.error.message, /target_quality picks each chunk's rate factor: give it without crf or bitrate/);
+  // ... which the form never sends (above: the crf typed was left out); were it sent, the form
+  // would show the coordinator's own words: its request, given a crf on the way, answered by the
+  // coordinator.
+  const again = await videoForm(clip);
+  await again.route((url) => url.pathname === '/v1/jobs', (route) => {
+    if (route.request().method() !== 'POST') return route.continue();
+    const sent = route.request().postDataJSON();
+    return route.continue({ postData: JSON.stringify({ ...sent, params: { ...sent.params, crf: 20 } }) });
+  });
+  await again.getByLabel('Quality target (PSNR or SSIM)').check();
+  await again.locator('input[name="target_value"]').fill('40');
+  await again.getByRole('button', { name: 'Create and run' }).click();
+  const shownAlert = again.locator('form [role="alert"]');
+  await shownAlert.waitFor();
+  assert.equal(await shownAlert.textContent(), refused.body.error.message);
+  await again.close();
+  await page.close();
+  assert.deepEqual(browser.errors, []);
+});
+
+test('the job page\'s quality table: renditions, unread reports, SSIM, as text, hundreds of chunks in a box that scrolls', async () => {
+  const page = await browser.context.newPage();
+  await page.setViewportSize({ width: 390, height: 844 });
+  await signIn(page, grid, grid.apiKey);
+  const drawn = await page.evaluate(async () => {
+    const { videoSummary } = await import('/ui/video-facts.js');
+    const sneaky = '<img src=x onerror="window.injected=1">';
+    const base = { codec: 'h264', width: 640, height: 360, output: { width: 640, height: 360, codec: 'h264', audio: false } };
+    const draw = (quality, extra = {}) => {
+      const el = videoSummary({ output: null, facts: { ...base, ...extra, quality } });
+      document.querySelector('main').append(el);
+      const box = el.querySelector('.quality-chunks');
+      return {
+        summary: el.querySelector('.quality-summary').textContent,
+        head: box ? [...box.querySelectorAll('thead th')].map((th) => th.textContent) : null,
+        rows: box ? [...box.querySelectorAll('tbody tr')].slice(0, 4).map((tr) => [...tr.cells].map((td) => td.textContent)) : null,
+        count: box ? box.querySelectorAll('tbody tr').length : 0,
+        box: box && { scrollHeight: box.scrollHeight, clientHeight: box.clientHeight, focusable: box.tabIndex === 0, label: box.getAttribute('aria-label') },
+        images: el.querySelectorAll('img').length,
+      };
+    };
+    const ladder = draw({
+      metric: 'ssim', target: 0.97, tolerance_db: 0.5, within: 2,
+      chunks: [
+        { chunk: 0, rendition: 0, crf: 30, value: 0.97123 },
+        { chunk: 0, rendition: 1, crf: 28, value: 0.96523 },
+        { chunk: 1, rendition: 0, crf: null, value: null },
+        { chunk: 1, rendition: 1, crf: 27, value: 0.9688 },
+      ],
+    }, { hls: { renditions: [{ width: 640, height: 360 }, { width: 426, height: 240 }], segment_seconds: 6 } });
+    const long = draw({
+      metric: 'psnr', target: 40, tolerance_db: 0.5, within: 300,
+      chunks: Array.from({ length: 300 }, (_, i) => ({ chunk: i, rendition: 0, crf: 20 + (i % 7), value: 39.6 + (i % 5) / 10 })),
+    });
+    const odd = draw({ metric: sneaky, target: 3, tolerance_db: 0.5, within: 0, chunks: [{ chunk: 0, rendition: 0, crf: 22, value: 2.5 }] });
+    return { ladder, long, odd, injected: window.injected || null, scroll: document.documentElement.scrollWidth, width: window.innerWidth };
+  });
+  assert.equal(drawn.ladder.summary, 'SSIM target 0.97: 2 of 4 chunk encodes within 0.5 dB (SSIM in decibels), from 0.9652 to 0.9712, '
+    + 'as the devices measured them (the report of 1 chunk could not be read).');
+  assert.deepEqual(drawn.ladder.head, ['Chunk', 'Rendition', 'Rate factor', 'SSIM']);
+  assert.deepEqual(drawn.ladder.rows, [
+    ['1', '1 (640×360)', '30', '0.9712'], ['1', '2 (426×240)', '28', '0.9652'], ['2', '1 (640×360)', 'not read', 'not read'], ['2', '2 (426×240)', '27', '0.9688'],
+  ]);
+  assert.equal(drawn.long.summary, 'PSNR target 40 dB: 300 of 300 chunks within 0.5 dB, from 39.60 to 40.00 dB, as the devices measured them.');
+  assert.deepEqual(drawn.long.head, ['Chunk', 'Rate factor', 'PSNR']);
+  assert.deepEqual(drawn.long.rows[1], ['2', '21', '39.70 dB']);
+  assert.equal(drawn.long.count, 300);
+  assert.ok(drawn.long.box.scrollHeight > drawn.long.box.clientHeight && drawn.long.box.clientHeight <= 18 * 16 + 2, JSON.stringify(drawn.long.box));
+  assert.equal(drawn.long.box.focusable, true, 'the box scrolls by keyboard');
+  assert.equal(drawn.long.box.label, 'PSNR of each chunk');
+  // A metric the page does not know is shown as the text it is.
+  assert.ok(drawn.odd.summary.startsWith('<img src=x onerror="window.injected=1"> target 3: 0 of 1 chunk within 0.5 dB, from 2.500 to 2.500, as'), drawn.odd.summary);
+  assert.equal(drawn.injected, null);
+  assert.equal(drawn.odd.images + drawn.ladder.images, 0);
+  assert.ok(drawn.scroll <= drawn.width, `no sideways scrolling at 390 px: ${drawn.scroll}`);
+  await screenshot(page, 'job-video-quality-table-phone');
   await page.close();
   assert.deepEqual(browser.errors, []);
 });

@@ -60,10 +60,12 @@ export function runInWorker(message, transfer = [], onProgress = () => {}) {
 }
 
 export class Agent extends EventTarget {
-  /** `device`: {workerId, token, heartbeatSecs}. */
-  constructor(device) {
+  /** `device`: {workerId, token, heartbeatSecs}; `ffmpegThreads`: the probe's, the core every
+   * run must use (the one the device's capabilities name). */
+  constructor(device, { ffmpegThreads } = {}) {
     super();
     this.device = device;
+    this.ffmpegThreads = ffmpegThreads;
     this.pauses = new Map(); // reason key → words, e.g. 'owner' → 'paused by you'
     this.current = null; // {lease, job, progress, started, run, heartbeat}
     this.done = 0;
@@ -246,6 +248,8 @@ export class Agent extends EventTarget {
         IDLEGRID_CHUNK_INDEX: String(lease.chunk_index),
       },
       maxOutputBytes: job.limits.max_output_bytes,
+      // The core the probe chose, so the bytes are those of the FFmpeg the capabilities name.
+      ffmpegThreads: this.ffmpegThreads,
     };
     c.run = runInWorker(message, [input], (fraction) => { c.progress = fraction; this.changed(); });
     const timeout = setTimeout(() => c.run.stop('timeout'), job.limits.timeout_secs * 1000);

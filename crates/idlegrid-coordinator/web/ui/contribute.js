@@ -152,6 +152,9 @@ function runtimeFacts(runtimes, probed, caps) {
     probed.ffmpeg
       ? ` and FFmpeg (ffmpeg.wasm ${probed.ffmpegThreads ? `${runtimes.ffmpeg_core_mt}, multi-threaded` : runtimes.ffmpeg_core})`
       : '; FFmpeg did not start here, so no video tasks',
+    // Said, so that an owner wondering why video runs slowly here knows.
+    probed.ffmpeg && probed.ffmpegThreadsError
+      ? `; its multi-threaded build could not start here (${probed.ffmpegThreadsError}), so the single-threaded one runs` : null,
     `; benchmark ${probed.benchmark} MB/s; ${caps.wasm_threads ? 'multi-threaded WebAssembly available' : 'single-threaded WebAssembly'}.`);
 }
 
@@ -169,7 +172,7 @@ function capitalized(text) {
 
 /** The page of a linked browser: the agent running, its state, and the owner's controls. */
 function working(device, caps, runtimes, probed) {
-  const agent = new Agent(device);
+  const agent = new Agent(device, { ffmpegThreads: Boolean(probed.ffmpegThreads) });
   const state = h('p', { class: 'lead', id: 'worker-state', role: 'status', 'aria-live': 'polite' });
   // The running task's progress: a bar with its percent beside it, outside the live region (a
   // screen reader hears the task start and end, not every percent; the bar is read on demand).

@@ -32,6 +32,14 @@ const CONTAINERS = {
   webm: { label: 'WebM', name: 'a WebM', video: ['av1', 'vp9'], audio: ['opus'],
     hint: 'For the web: AV1 or VP9 video, Opus sound.' },
 };
+/**
+ * The qualities a job may ask each chunk to reach instead of one rate factor (the coordinator's
+ * PSNR_TARGETS and SSIM_TARGETS, apps/video/params.rs): `range` is what it accepts.
+ */
+const QUALITY_METRICS = {
+  psnr: { name: 'PSNR', article: 'A', range: [25, 55], unit: ' dB', example: '40' },
+  ssim: { name: 'SSIM', article: 'An', range: [0.8, 0.995], unit: '', example: '0.97' },
+};
 const AUDIO_CODECS = { aac: 'AAC', opus: 'Opus', copy: 'Copy: keep the sound as it is' };
 /** Audio codec of a container when none is chosen. */
 const defaultAudio = (container) => (container === 'webm' ? 'opus' : 'aac');
@@ -123,6 +131,23 @@ function buildForm(apps, navigate, webhooks) {
   const crfField = field('Quality (CRF, 0–51, lower is better)', crf, 'Leave empty for the default (23).');
   const crfLabel = crfField.wrap.querySelector('label');
   const crfHint = crfField.wrap.querySelector('.hint');
+  // The quality: one rate factor for every chunk, or a quality each chunk's device searches the
+  // rate factor for. Only the chosen way's fields are sent: the coordinator refuses both at once.
+  const qualityName = uid('quality');
+  const qualityModes = [['crf', 'Rate factor (CRF)'], ['target', 'Quality target (PSNR or SSIM)']].map(([value, text]) => {
+    const id = uid('quality');
+    return h('div', { class: 'field check' },
+      h('input', { type: 'radio', name: qualityName, id, value, checked: value === 'crf' }), h('label', { for: id }, text));
+  });
+  const qualityMode = () => (qualityBox.querySelector(`input[name="${qualityName}"]:checked`) || { value: 'crf' }).value;
+  const metric = select(Object.entries(QUALITY_METRICS).map(([v, m]) => [v, m.name]), 'psnr');
+  metric.name = 'target_metric';
+  const targetValue = h('input', { type: 'number', name: 'target_value', step: 'any', inputmode: 'decimal' });
+  const targetField = field('Target', targetValue, 'Each chunk searches its rate factor, up to 4 encodes; charged as 2.5 encodes.');
+  const targetLabel = targetField.wrap.querySelector('label');
+  const targetBox = h('div', { class: 'quality-target' }, field('Quality metric', metric).wrap, targetField.wrap);
+  const qualityBox = h('fieldset', { class: 'quality' }, h('legend', {}, 'Quality'),
+    h('div', { class: 'choices' }, qualityModes), crfField.wrap, targetBox);
   const encoderSpeed = h('select', { name: 'speed' });
   const speedField = field('Encoder speed (slower is smaller)', encoderSpeed, ' ');
   const speedHint = speedField.wrap.querySelector('.hint');
@@ -134,7 +159,7 @@ function buildForm(apps, navigate, webhooks) {
     containerField.wrap,
     comboNote, copyNote,
     field('Resolution', preset).wrap,
-    crfField.wrap,
+    qualityBox,
     speedField.wrap,
     h('div', { class: 'field check' }, hls, h('label', { for: hlsId }, 'Package as HLS (adaptive streaming, several renditions)')),
     h('p', { class: 'hint field-after', id: `${hlsId}-hint` }, 'H.264 only, in MP4 segments: leave the container at MP4.'),
@@ -212,7 +237,9 @@ function buildForm(apps, navigate, webhooks) {
   function syncVideo() {
     const codec = VIDEO_CODECS[videoCodec.value];
     const copy = videoCodec.value === 'copy';
-    for (const control of [preset, crf, encoderSpeed, hls]) control.disabled = copy;
+    for (const control of [preset, crf, encoderSpeed, hls, metric, targetValue, ...qualityBox.querySelectorAll('input[type="radio"]')]) {
+      control.disabled = copy;
+    }
     copyNote.hidden = !copy;
     if (codec.crf) {
       const [low, high, usual] = codec.crf;
@@ -221,6 +248,14 @@ function buildForm(apps, navigate, webhooks) {
       crfLabel.textContent = `Quality (CRF, ${low}–${high} for ${codec.name}, lower is better)`;
       crfHint.textContent = `Leave empty for the default (${usual}).`;
     }
+    const target = qualityMode() === 'target';
+    crfField.wrap.hidden = target;
+    targetBox.hidden = !target;
+    const m = QUALITY_METRICS[metric.value];
+    targetValue.min = String(m.range[0]);
+    targetValue.max = String(m.range[1]);
+    targetValue.placeholder = `e.g. ${m.example}`;
+    targetLabel.textContent = `Target ${m.name} (${m.range[0]}–${m.range[1]}${m.unit}, higher is better)`;
     // The speed choices are the codec's; one chosen that the codec also has stays chosen.
     if (encoderSpeed.dataset.codec !== videoCodec.value) {
       const kept = encoderSpeed.value;
@@ -245,7 +280,9 @@ function buildForm(apps, navigate, webhooks) {
     comboNote.hidden = !problem;
     comboNote.textContent = problem ? problem.message : '';
   }
-  for (const control of [videoCodec, container, audioCodec, audioTracks, hls]) control.addEventListener('change', syncVideo);
+  for (const control of [videoCodec, container, audioCodec, audioTracks, hls, metric, ...qualityBox.querySelectorAll('input[type="radio"]')]) {
+    control.addEventListener('change', syncVideo);
+  }
   syncVideo();
 
   /**
@@ -292,7 +329,9 @@ function buildForm(apps, navigate, webhooks) {
     }
     if (container.value !== 'mp4') p.container = container.value;
     if (codecName !== 'copy') {
-      if (crf.value !== '') {
+      if (qualityMode() === 'target') {
+        p.target_quality = qualityTarget();
+      } else if (crf.value !== '') {
         const [low, high] = codec.crf;
         const n = Number(crf.value);
         if (!Number.isInteger(n) || n < low || n > high) {
@@ -316,6 +355,19 @@ function buildForm(apps, navigate, webhooks) {
     }
     if (!subtitles.checked) p.subtitles = false;
     return p;
+  }
+
+  /** The quality target from its fields, checked as the coordinator checks it. */
+  function qualityTarget() {
+    const m = QUALITY_METRICS[metric.value];
+    const [low, high] = m.range;
+    // A number field holds '' for text that is no number, as for nothing typed.
+    if (targetValue.value === '') {
+      throw new FieldError(targetValue, `Write the ${m.name} target, from ${low} to ${high}${m.unit}, or choose a rate factor instead.`);
+    }
+    const n = Number(targetValue.value);
+    if (!Number.isFinite(n) || n < low || n > high) throw new FieldError(targetValue, `${m.article} ${m.name} target must be from ${low} to ${high}${m.unit}.`);
+    return { metric: metric.value, value: n };
   }
 
   function chosenTier() {
@@ -393,7 +445,8 @@ function buildForm(apps, navigate, webhooks) {
       if (round === estimateRound) replace(estimateBox, h('p', { class: 'muted' }, `No estimate: ${e.message}`));
     }
   }
-  for (const control of [appSelect, file, videoCodec, container, preset, crf, encoderSpeed, hls, audioCodec, audioTracks, languages, subtitles, chunkSeconds, chunkLines]) {
+  for (const control of [appSelect, file, videoCodec, container, preset, crf, metric, targetValue, encoderSpeed, hls, audioCodec, audioTracks,
+    languages, subtitles, chunkSeconds, chunkLines, ...qualityBox.querySelectorAll('input[type="radio"]')]) {
     control.addEventListener('change', refreshEstimate);
   }
   inputText.addEventListener('input', refreshEstimate);

@@ -23,7 +23,7 @@
 // Messages, page → worker (one per worker):
 //   {type: 'run', files: {<name>: <text>}, entrypoint: 'task.py', inputName: 'chunk.txt',
 //    input: ArrayBuffer (transferred), env: {IDLEGRID_PARAMS, IDLEGRID_TASK, IDLEGRID_TASK_ID,
-//    IDLEGRID_CHUNK_INDEX}, maxOutputBytes: N}
+//    IDLEGRID_CHUNK_INDEX}, maxOutputBytes: N, ffmpegThreads?: <the probe's ffmpegThreads>}
 //   {type: 'probe'}
 // worker → page:
 //   {type: 'progress', fraction}   from the script's `idlegrid:progress <fraction>` stdout lines,
@@ -32,18 +32,26 @@
 //   {type: 'failed', reason}       at most max_reason_bytes: what went wrong, then the stderr tail
 //   {type: 'probed', python: '3.14.2', ffmpeg: '<version>' | null, benchmark: <MB/s>,
 //    ffmpegThreads: <whether ffmpeg runs with the multi-threaded core>,
+//    ffmpegThreadsError?: '<why the multi-threaded core did not start, so the other one runs>',
 //    ffmpegError?: '<why ffmpeg is null>'}
 // Every message gets exactly one final answer (done, failed or probed).
+//
+// Which core runs is settled by the probe, once per page: the multi-threaded one where the page
+// allows it (THREADED) and it starts, else the single-threaded one; the page reports that core
+// in its capabilities and hands the probe's ffmpegThreads to every run, which uses that core and
+// no other (a run whose core cannot start fails rather than switch, since the two cores give
+// different bytes and replicas are compared by the core's name). A run without ffmpegThreads
+// takes THREADED.
 //
 // The script runs as `__main__` with cwd /scratch holding input/<inputName> and an empty
 // output/, the bundle in /scratch/app/, and an environment of the page's IDLEGRID_* variables
 // plus HOME, TMPDIR and the rules' script_env (LANG, PYTHON*), as natively. Success is exit
 // status 0 and exactly one regular file in output/, within maxOutputBytes. `subprocess` runs
 // ffmpeg and ffprobe with ffmpeg.wasm in this worker, its multi-threaded core where the page is
-// cross-origin isolated and the browser can suspend WebAssembly (JSPI), else its single-threaded
-// one (see FFMPEG below); any other program is missing. Before the script runs, the worker's
-// ways out (network, storage, messages to the page, other workers) are removed from its global
-// scope, so a script can reach nothing but its own files.
+// cross-origin isolated and the browser can suspend WebAssembly (JSPI) and the core started in
+// the probe, else its single-threaded one (see FFMPEG below); any other program is missing.
+// Before the script runs, the worker's ways out (network, storage, messages to the page, other
+// workers) are removed from its global scope, so a script can reach nothing but its own files.
 
 const RUNTIMES = new URL('../runtimes/', import.meta.url);
 const SCRATCH = '/scratch';
@@ -64,10 +72,12 @@ const CORES = Math.max(1, navigator.hardwareConcurrency || 1);
 /** Whether a script can wait for a promise while it seems to block (JSPI: WebAssembly stack
  * switching, which Pyodide's run_sync uses). */
 const SUSPENDS = 'Suspending' in WebAssembly;
-/** Whether ffmpeg runs with ffmpeg.wasm's multi-threaded core: its threads share memory, which
+/** Whether ffmpeg can run with ffmpeg.wasm's multi-threaded core: its threads share memory, which
  * browsers allow only where the page is cross-origin isolated, and each run's threads (Web
  * Workers) must have started before the run blocks this worker, which a script's synchronous
- * call can wait for only when it can suspend. Elsewhere the single-threaded core runs it. */
+ * call can wait for only when it can suspend. Elsewhere the single-threaded core runs it, and
+ * also where the threaded core cannot start (its 1 GiB of shared memory or its 32 Workers
+ * refused), which the probe finds out. */
 const THREADED = self.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function' && SUSPENDS;
 
 const encoder = new TextEncoder();
@@ -124,7 +134,8 @@ async function runTask(msg) {
   py.setStderr({ write: (bytes) => { stderr.write(bytes); return bytes.length; } });
   // Standard input is empty, as the native worker's /dev/null.
   py.setStdin({ read: () => 0 });
-  const tools = new Tools(py.FS, await ffmpegGlue, { stdout: (b) => stdout.write(b), stderr: (b) => stderr.write(b) });
+  const threaded = msg.ffmpegThreads ?? THREADED;
+  const tools = new Tools(py.FS, await ffmpegGlue(threaded), threaded, { stdout: (b) => stdout.write(b), stderr: (b) => stderr.write(b) });
   const harness = await loadHarness(py, tools);
 
   lockDown();
@@ -150,7 +161,7 @@ async function runTask(msg) {
 
 /** Why a run message cannot be carried out, or null. */
 function checkRun(msg) {
-  const { files, entrypoint, inputName, input, env, maxOutputBytes } = msg;
+  const { files, entrypoint, inputName, input, env, maxOutputBytes, ffmpegThreads } = msg;
   if (typeof files !== 'object' || files === null) return 'the task has no bundle files';
   for (const [name, text] of Object.entries(files)) {
     if (!isSafeFileName(name)) return `the bundle's file name ${JSON.stringify(name)} is not a plain file name`;
@@ -165,6 +176,10 @@ function checkRun(msg) {
     return 'the environment must map names to strings';
   }
   if (!Number.isSafeInteger(maxOutputBytes) || maxOutputBytes < 0) return 'maxOutputBytes must be a whole number of bytes';
+  if (ffmpegThreads !== undefined && typeof ffmpegThreads !== 'boolean') return 'ffmpegThreads must be true or false';
+  // The page asks for the core its probe found, which is never the threaded one on a page that
+  // cannot run it; asked for anyway, the run fails rather than give the other core's bytes.
+  if (ffmpegThreads && !THREADED) return 'the multi-threaded ffmpeg.wasm was asked for, but this page cannot run it (not cross-origin isolated, or no JSPI)';
   return null;
 }
 
@@ -180,14 +195,18 @@ function baseEnv() {
   return { HOME: SCRATCH, TMPDIR: SCRATCH, ...RULES.script_env };
 }
 
-/** ffmpeg.wasm's glue, the core's factory: {factory, dir} (`dir` its directory), or the Error
- * importing it failed with. */
-function importFfmpegGlue() {
-  return runtimeDirs.then(async ({ ffmpeg }) => {
-    const glue = await import(new URL('ffmpeg-core.js', ffmpeg).href);
-    return { factory: glue.default, dir: ffmpeg };
+/** The glue of ffmpeg.wasm's threaded core (`threaded`) or single-threaded one, the core's
+ * factory: a promise of {factory, dir} (`dir` its directory), or of the Error importing it
+ * failed with. Each is imported once, when first asked for. */
+function ffmpegGlue(threaded) {
+  const kind = threaded ? 'ffmpeg_mt' : 'ffmpeg';
+  glues[kind] ??= runtimeDirs.then(async (dirs) => {
+    const glue = await import(new URL('ffmpeg-core.js', dirs[kind]).href);
+    return { factory: glue.default, dir: dirs[kind] };
   }).catch((err) => err);
+  return glues[kind];
 }
+const glues = {};
 
 /** Loads Pyodide with baseEnv() (it creates HOME and starts there); what it prints while
  * starting goes to `stderr`. */
@@ -278,23 +297,38 @@ async function probe() {
   } catch (err) {
     return failed(compose(`cannot start the browser's Python (Pyodide): ${describe(err)}`, stderr.render(), ''));
   }
-  const tools = new Tools(py.FS, await ffmpegGlue, {});
-  const harness = await loadHarness(py, tools);
+  // The probe runs no script: its Python needs no tools.
+  const harness = await loadHarness(py, null);
   const message = {
     type: 'probed', python: harness.get('python_version')(), ffmpeg: null, ffmpegThreads: THREADED,
     benchmark: harness.get('benchmark')(RULES.benchmark_buffer_bytes, RULES.benchmark_ms),
   };
+  let found = await ffmpegVersion(py.FS, THREADED);
+  // A device where the threaded core cannot start (its 1 GiB of shared memory refused, too
+  // many Workers) still runs the single-threaded one, and says so: its runs then use that one.
+  if (THREADED && found.error) {
+    message.ffmpegThreadsError = found.error;
+    message.ffmpegThreads = false;
+    found = await ffmpegVersion(py.FS, false);
+  }
   // Natively a device without ffmpeg reports none, and gets no tasks needing it.
+  if (found.error) message.ffmpegError = found.error;
+  else message.ffmpeg = found.version;
+  return { message };
+}
+
+/** `ffmpeg -version` with the threaded core (`threaded`) or the single-threaded one, started as
+ * a task's run starts it: {version} or {error}. */
+async function ffmpegVersion(pyFS, threaded) {
+  const tools = new Tools(pyFS, await ffmpegGlue(threaded), threaded, {});
   const result = await tools.run('ffmpeg', ['-version'], '/', 'pipe', 'pipe');
   if (result.error || result.code !== 0) {
-    message.ffmpegError = result.error || lossy.decode(result.err).trim() || `ffmpeg -version exited with status ${result.code}`;
-  } else {
-    // As parse_ffmpeg_version: `ffmpeg version 5.1.4 Copyright ...` → `5.1.4`.
-    const words = lossy.decode(result.out).split('\n', 1)[0].trim().split(/\s+/);
-    if (words[0] === 'ffmpeg' && words[1] === 'version' && words[2]) message.ffmpeg = words[2];
-    else message.ffmpegError = `unexpected ffmpeg -version output: ${words.join(' ')}`;
+    return { error: result.error || lossy.decode(result.err).trim() || `ffmpeg -version exited with status ${result.code}` };
   }
-  return { message };
+  // As parse_ffmpeg_version: `ffmpeg version 5.1.4 Copyright ...` → `5.1.4`.
+  const words = lossy.decode(result.out).split('\n', 1)[0].trim().split(/\s+/);
+  if (words[0] === 'ffmpeg' && words[1] === 'version' && words[2]) return { version: words[2] };
+  return { error: `unexpected ffmpeg -version output: ${words.join(' ')}` };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,6 +350,12 @@ async function probe() {
 // while the program runs and a Worker cannot start before its creator returns to its event loop.
 // runner.py waits for such a run with run_sync. Without JSPI the single-threaded core is fetched
 // and compiled synchronously, the first time a script runs ffmpeg.
+//
+// Starting the threaded core can fail where the page allows it: its instance reserves 1 GiB of
+// shared memory up front and starts 32 Workers, which a phone or a browser short of memory may
+// refuse. The probe starts it as a run does; if that fails, it starts the single-threaded core
+// instead and says so (ffmpegThreads false, ffmpegThreadsError why), and the page's runs then
+// ask for that core (the run message's ffmpegThreads).
 
 /** What ffmpeg.wasm's threaded core is told of the device's cores (it sizes FFmpeg's automatic
  * thread pools by them): the device's count, at most 8, so a run's threads never outnumber the
@@ -324,12 +364,13 @@ async function probe() {
 const THREAD_CORES = Math.min(CORES, 8);
 
 class Tools {
-  /** `glue` is what importFfmpegGlue gave; `inherit` holds the task's own stdout and stderr
-   * writers. */
-  constructor(pyFS, glue, inherit) {
+  /** `glue` is what ffmpegGlue(threaded) gave, `threaded` whether it is the threaded core's;
+   * `inherit` holds the task's own stdout and stderr writers. */
+  constructor(pyFS, glue, threaded, inherit) {
     this.pyFS = pyFS;
     this.createCore = glue instanceof Error ? glue : glue.factory;
     this.dir = glue instanceof Error ? null : glue.dir;
+    this.threaded = threaded;
     this.inherit = inherit;
     this.module = null;
   }
@@ -345,7 +386,7 @@ class Tools {
         return this.runIn(core, tool, argv, cwd, outRoute, errRoute);
       } finally {
         // A process's threads end with it.
-        if (THREADED) core.PThread.terminateAllThreads();
+        if (this.threaded) core.PThread.terminateAllThreads();
       }
     };
     const cannot = (err) => ({ error: describe(err) });
@@ -404,7 +445,7 @@ class Tools {
     }
     const module = await this.module;
     const { core, failed } = this.newCore(module);
-    if (!THREADED) {
+    if (!this.threaded) {
       this.createCore(core).catch(() => {});
       failed();
       if (!core.calledRun) throw new Error('ffmpeg.wasm did not start');
@@ -415,28 +456,34 @@ class Tools {
     // running meanwhile; it waits for this).
     const lent = !('Worker' in self);
     if (lent) self.Worker = WorkerNow;
-    let ready;
     try {
-      ready = this.createCore(core);
-    } finally {
-      if (lent) delete self.Worker;
-    }
-    failed();
-    // The core is ready when every Worker has loaded it; one that cannot (its script missing)
-    // would leave it waiting for ever, so its error ends the wait (in place of the core's own
-    // handler, which throws it at this worker's top level, where it would end the task).
-    const failedThread = new Promise((_, reject) => {
-      for (const worker of core.PThread.unusedWorkers) {
-        worker.onerror = (event) => {
-          event.preventDefault();
-          reject(new Error(`a thread of ffmpeg.wasm failed to start: ${event.message || 'its Worker did not load'}`));
-        };
+      let ready;
+      try {
+        ready = this.createCore(core);
+      } finally {
+        if (lent) delete self.Worker;
       }
-    });
-    await Promise.race([ready, failedThread]).catch((err) => {
-      core.PThread.terminateAllThreads();
+      // Its failure is awaited below, unless a thread's comes first.
+      ready.catch(() => {});
+      failed();
+      // The core is ready when every Worker has loaded it; one that cannot (its script missing)
+      // would leave it waiting for ever, so its error ends the wait (in place of the core's own
+      // handler, which throws it at this worker's top level, where it would end the task).
+      const failedThread = new Promise((_, reject) => {
+        for (const worker of core.PThread?.unusedWorkers ?? []) {
+          worker.onerror = (event) => {
+            event.preventDefault();
+            reject(new Error(`a thread of ffmpeg.wasm failed to start: ${event.message || 'its Worker did not load'}`));
+          };
+        }
+      });
+      await Promise.race([ready, failedThread]);
+    } catch (err) {
+      // Whatever of the thread pool did start goes, so that a failed start (its shared memory
+      // refused, say) holds none of the device's memory while the single-threaded core runs.
+      core.PThread?.terminateAllThreads();
       throw err;
-    });
+    }
     return core;
   }
 
@@ -445,10 +492,11 @@ class Tools {
    * threw. */
   newCore(module) {
     let failure = null;
+    const { threaded } = this;
     const core = {
       instantiateWasm(imports, receive) {
         try {
-          if (THREADED) pinCores(imports);
+          if (threaded) pinCores(imports);
           const instance = new WebAssembly.Instance(module, imports);
           receive(instance, module);
           return instance.exports;
@@ -713,9 +761,10 @@ async function fetchText(url) {
 // ---------------------------------------------------------------------------------------------
 // Start-up: the runtimes and runner.py load as soon as the worker starts, before its message comes (so a page
 // that creates the next task's worker ahead of time finds Python ready; loading takes seconds).
-// A failure is reported when the message comes. The ffmpeg.wasm glue (110-130 KB of JS) is
-// imported now because a script calls ffmpeg synchronously; its 32 MB of WebAssembly is fetched
-// only when a script does.
+// A failure is reported when the message comes. The glue of the ffmpeg.wasm core this page
+// usually runs (110-130 KB of JS) is imported now, the other one when a message asks for it,
+// both before the script runs because a script calls ffmpeg synchronously; the core's 32 MB of
+// WebAssembly is fetched only when a script does.
 
 /** The task's stderr, from Pyodide's start on (kept for the failure reason). */
 const rulesLoaded = fetchText(new URL('runner-rules.json', import.meta.url)).then((text) => {
@@ -728,7 +777,7 @@ const runtimeDirs = fetchText(new URL('runtimes.json', RUNTIMES)).then((text) =>
   if (!dirs?.pyodide || !dirs.ffmpeg || !dirs.ffmpeg_mt) {
     throw new Error('runtimes.json names no runtime directories: run scripts/browser-runtimes.sh again');
   }
-  return { pyodide: new URL(dirs.pyodide, RUNTIMES), ffmpeg: new URL(THREADED ? dirs.ffmpeg_mt : dirs.ffmpeg, RUNTIMES) };
+  return { pyodide: new URL(dirs.pyodide, RUNTIMES), ffmpeg: new URL(dirs.ffmpeg, RUNTIMES), ffmpeg_mt: new URL(dirs.ffmpeg_mt, RUNTIMES) };
 });
 runtimeDirs.catch(() => {});
 const stderr = new Tail();
@@ -736,4 +785,5 @@ const python = rulesLoaded.then(() => startPython(stderr));
 python.catch(() => {});
 const harnessSource = fetchText(new URL('runner.py', import.meta.url));
 harnessSource.catch(() => {});
-const ffmpegGlue = importFfmpegGlue();
+// The glue of the core this page runs unless its probe found otherwise.
+ffmpegGlue(THREADED);

@@ -2,9 +2,11 @@
 // and what the output is (codec, or the source's video copied; container; size; the audio
 // tracks and subtitles it keeps; the renditions of an HLS ladder; its bytes), from the facts
 // the partitioner recorded on the job (`facts` of `GET /v1/jobs/{id}`), with the raw JSON
-// behind a toggle for whoever wants every field. Everything from the facts is shown as text.
+// behind a toggle for whoever wants every field; and for a job with a quality target, the rate
+// factor and quality each chunk's device reported (`facts.quality`, once the job is assembled).
+// Everything from the facts is shown as text.
 
-import { counted, facts, formatBytes, formatDuration, h, lines } from './dom.js';
+import { chunkNumber, counted, facts, formatBytes, formatDuration, h, lines } from './dom.js';
 
 /** Codec names as people know them; any other is shown as FFprobe names it. */
 const CODECS = {
@@ -124,6 +126,64 @@ function outputPairs(f, job) {
   ];
 }
 
+/** The quality metrics a target can use: the digits and unit a value of each is written with
+ * (a hundredth of a dB, a ten-thousandth of SSIM: finer than what the search aims at). */
+const METRICS = {
+  psnr: { name: 'PSNR', digits: 2, unit: ' dB' },
+  ssim: { name: 'SSIM', digits: 4, unit: '' },
+};
+
+const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** A number without trailing zeros: 40, 40.5, 0.97. */
+const plain = (v) => String(Number(v.toFixed(4)));
+
+/**
+ * A quality target's outcome: a sentence (how many chunks came within the tolerance, and the
+ * range of what their devices measured), then each chunk's rate factor and quality in a table
+ * that scrolls inside its own box, so that hundreds of chunks leave the page as it is. The
+ * rendition column is there only when the job has several.
+ */
+function qualityReport(q, f) {
+  const metric = METRICS[q.metric] || { name: String(q.metric ?? '?'), digits: 3, unit: '' };
+  const number = (v) => v.toFixed(metric.digits);
+  const rows = (Array.isArray(q.chunks) ? q.chunks : []).filter(isObject);
+  const values = rows.map((c) => c.value).filter(isNumber);
+  const unread = rows.length - values.length;
+  const renditions = new Set(rows.map((c) => c.rendition)).size > 1;
+  const noun = `${renditions ? 'chunk encode' : 'chunk'}${rows.length === 1 ? '' : 's'}`;
+  const target = isNumber(q.target) ? `${plain(q.target)}${metric.unit}` : '?';
+  const parts = [`${metric.name} target ${target}`];
+  if (isNumber(q.within) && isNumber(q.tolerance_db)) {
+    parts.push(`: ${q.within} of ${rows.length} ${noun} within ${plain(q.tolerance_db)} dB${q.metric === 'ssim' ? ' (SSIM in decibels)' : ''}`);
+  }
+  if (values.length) {
+    const [low, high] = [Math.min(...values), Math.max(...values)];
+    parts.push(`, from ${number(low)} to ${number(high)}${metric.unit}`);
+    parts.push(', as the devices measured them');
+  }
+  if (unread) parts.push(` (${unread === 1 ? 'the report of 1 chunk' : `the reports of ${unread} chunks`} could not be read)`);
+  const sizes = f.hls && Array.isArray(f.hls.renditions) ? f.hls.renditions : [];
+  const renditionName = (r) => {
+    const size = isNumber(r) && sizes[r] && isNumber(sizes[r].width) && isNumber(sizes[r].height) ? ` (${sizes[r].width}×${sizes[r].height})` : '';
+    return isNumber(r) ? `${r + 1}${size}` : '—';
+  };
+  const cell = (v, format) => (isNumber(v) ? format(v) : 'not read');
+  return [
+    h('p', { class: 'quality-summary' }, `${parts.join('')}.`),
+    rows.length ? h('div', { class: 'table-wrap quality-chunks', tabindex: '0', role: 'region', 'aria-label': `${metric.name} of each chunk` },
+      h('table', {},
+        h('caption', { class: 'sr-only' }, `The rate factor and ${metric.name} of each chunk, as its device measured them`),
+        h('thead', {}, h('tr', {}, ['Chunk', renditions ? 'Rendition' : null, 'Rate factor', metric.name].filter(Boolean)
+          .map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, rows.map((c) => h('tr', {},
+          h('td', {}, isNumber(c.chunk) ? chunkNumber(c.chunk) : '—'),
+          renditions ? h('td', {}, renditionName(c.rendition)) : null,
+          h('td', {}, cell(c.crf, plain)),
+          h('td', {}, cell(c.value, (v) => `${number(v)}${metric.unit}`))))))) : null,
+  ];
+}
+
 /** The summary of a video-transcode job's facts, then its notes, then the raw JSON (closed). */
 export function videoSummary(job) {
   const f = job.facts;
@@ -131,6 +191,7 @@ export function videoSummary(job) {
   return h('div', { class: 'video-facts' },
     h('h4', {}, 'Source'), facts(sourcePairs(f)),
     h('h4', {}, 'Output'), facts(outputPairs(f, job)),
+    isObject(f.quality) ? [h('h4', {}, 'Quality'), qualityReport(f.quality, f)] : null,
     notes.length ? [h('h4', {}, 'Notes'), h('ul', { class: 'plain' }, notes.map((n) => h('li', {}, String(n))))] : null,
     rawFacts(f));
 }
