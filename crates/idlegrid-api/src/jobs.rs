@@ -698,8 +698,12 @@ pub struct CompleteUpload {
 pub struct OutputLinks {
     /// The output file.
     pub download: String,
-    /// The HLS master playlist, for an HLS output.
+    /// The HLS master playlist, for a streaming output.
     pub hls: Option<String>,
+    /// The DASH manifest, for a streaming output packaged as CMAF (every one made since DASH
+    /// was added; older ones have HLS alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dash: Option<String>,
     /// When the links stop working.
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,

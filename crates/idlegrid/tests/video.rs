@@ -1037,31 +1037,63 @@ fn hls_output_is_a_ladder_of_aligned_renditions_with_a_master_playlist() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let master = std::fs::read_to_string(hls.join("master.m3u8")).unwrap();
-    // The default ladder up to the source's 720p; nothing is upscaled.
+    check_streaming(&hls, &source, &["1280x720", "852x480", "640x360"], "avc1");
+}
+
+/// Counted video frames of `path` (a file or a playlist) as FFmpeg reads it, per video stream.
+fn counted_video_frames(path: &Path) -> Vec<u64> {
+    let out = sh(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-count_packets",
+            "-show_entries",
+            "stream=index,nb_read_packets",
+            "-of",
+            "csv=p=0",
+            &path.to_string_lossy(),
+        ],
+    );
+    // By stream index: a program lists its streams again.
+    let streams: std::collections::BTreeMap<u64, u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (index, count) = l.trim().trim_end_matches(',').split_once(',')?;
+            Some((index.parse().ok()?, count.parse().ok()?))
+        })
+        .collect();
+    streams.into_values().collect()
+}
+
+/// A streaming output in `dir`: CMAF segments described by a DASH manifest and HLS playlists,
+/// the `sizes` ladder in both (highest first), every rendition with every source frame, the
+/// video playlists cut at the same times, `codec` (e.g. `avc1`) named in the master playlist.
+fn check_streaming(dir: &Path, source: &Path, sizes: &[&str], codec: &str) {
+    let master = std::fs::read_to_string(dir.join("master.m3u8")).unwrap();
+    for size in sizes {
+        assert!(master.contains(&format!("RESOLUTION={size}")), "{master}");
+    }
+    assert!(
+        master.contains(codec) && master.contains("mp4a.40.2"),
+        "{master}"
+    );
     let playlists: Vec<&str> = master
         .lines()
-        .filter(|l| l.ends_with("index.m3u8"))
+        .filter(|l| !l.starts_with('#') && l.ends_with(".m3u8"))
         .collect();
-    assert_eq!(
-        playlists,
-        [
-            "1280x720/index.m3u8",
-            "852x480/index.m3u8",
-            "640x360/index.m3u8"
-        ],
-        "{master}"
-    );
-    assert!(
-        master.contains("RESOLUTION=852x480") && master.contains("mp4a.40.2"),
-        "{master}"
-    );
-    let source_frames = frames(&probe(&source).video);
+    assert_eq!(playlists.len(), sizes.len(), "{master}");
+    let source_frames = frames(&probe(source).video);
     let mut segment_times = Vec::new();
     for playlist in playlists {
-        let path = hls.join(playlist);
+        let path = dir.join(playlist);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("#EXT-X-ENDLIST"), "{text}");
+        assert!(
+            text.contains("#EXT-X-ENDLIST") && text.contains("#EXT-X-MAP"),
+            "{text}"
+        );
         let durations: Vec<String> = text
             .lines()
             .filter_map(|l| l.strip_prefix("#EXTINF:"))
@@ -1069,37 +1101,94 @@ fn hls_output_is_a_ladder_of_aligned_renditions_with_a_master_playlist() {
             .collect();
         assert!(durations.len() >= 2, "{text}");
         segment_times.push(durations);
-        let packets = sh(
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-select_streams",
-                "v:0",
-                "-count_packets",
-                "-show_entries",
-                "stream=nb_read_packets",
-                "-of",
-                "csv=p=0",
-                &path.to_string_lossy(),
-            ],
+        assert_eq!(
+            counted_video_frames(&path),
+            [source_frames],
+            "{playlist} has every frame"
         );
-        let text = String::from_utf8_lossy(&packets.stdout);
-        let counted: u64 = text
-            .lines()
-            .next()
-            .unwrap()
-            .trim()
-            .trim_end_matches(',')
-            .parse()
-            .unwrap();
-        assert_eq!(counted, source_frames, "{playlist} has every frame");
     }
     // Aligned: every rendition is cut at the same times, so players can switch between them.
     assert!(
         segment_times.windows(2).all(|w| w[0] == w[1]),
         "{segment_times:?}"
     );
+    // The DASH manifest describes the same segment files (counted through the playlists
+    // above): FFmpeg finds every rendition in it at its size.
+    let manifest = dir.join("manifest.mpd");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains("type=\"static\""), "{text}");
+    assert!(
+        text.contains("initialization=\"init-$RepresentationID$.m4s\""),
+        "{text}"
+    );
+    let out = sh(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "stream=index,width,height",
+            "-of",
+            "csv=p=0",
+            &manifest.to_string_lossy(),
+        ],
+    );
+    // By stream index: a program lists its streams again.
+    let found: std::collections::BTreeMap<u64, String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (index, size) = l.trim().trim_end_matches(',').split_once(',')?;
+            Some((index.parse().ok()?, size.replace(',', "x")))
+        })
+        .collect();
+    assert_eq!(found.into_values().collect::<Vec<_>>(), sizes, "{text}");
+}
+
+/// A ladder of another codec: CMAF carries HEVC as well as H.264.
+#[test]
+fn an_hevc_ladder_is_packaged_for_dash_and_hls() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "source.mp4",
+        "testsrc2=size=854x480:rate=25:duration=7",
+        Some("sine=frequency=440:duration=7"),
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let hls = dir.path().join("stream");
+    let out = idlegrid(&dir.path().join("home"))
+        .arg("transcode")
+        .arg(&source)
+        .arg("--hls")
+        .arg(&hls)
+        .args([
+            "--codec",
+            "hevc",
+            "--speed",
+            "ultrafast",
+            "--chunk-seconds",
+            "2",
+        ])
+        .args(["--local-workers", "2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_streaming(&hls, &source, &["854x480", "640x360"], "hvc1");
 }
 
 #[test]

@@ -98,6 +98,17 @@ pub async fn create_links(
                 crate::apps::video::MASTER_PLAYLIST
             )
         }),
+        // Streaming outputs packaged as CMAF have a DASH manifest beside the HLS playlists.
+        dash: (job
+            .facts
+            .as_ref()
+            .is_some_and(|f| f["hls"]["packaging"] == "cmaf"))
+        .then(|| {
+            format!(
+                "/v1/links/{token}/hls/{}",
+                crate::apps::video::DASH_MANIFEST
+            )
+        }),
         expires_at: jiff::Timestamp::from_second(expires).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
     }))
 }
@@ -133,7 +144,8 @@ pub async fn linked_output(
         .into_response())
 }
 
-/// `GET /v1/links/{token}/hls/{path}`: one file of an HLS output (a playlist or a segment).
+/// `GET /v1/links/{token}/hls/{path}`: one file of a streaming output (the DASH manifest, an
+/// HLS playlist or a segment; older outputs' MPEG-TS segments too).
 pub async fn linked_hls_file(
     State(grid): State<Arc<Grid>>,
     Path((token, path)): Path<(String, String)>,
@@ -160,6 +172,10 @@ pub async fn linked_hls_file(
     };
     let content_type = if path.ends_with(".m3u8") {
         "application/vnd.apple.mpegurl"
+    } else if path.ends_with(".mpd") {
+        "application/dash+xml"
+    } else if path.ends_with(".m4s") {
+        "video/iso.segment"
     } else if path.ends_with(".ts") {
         "video/mp2t"
     } else {

@@ -3,14 +3,14 @@
 //! tracks (encoded once each for the whole file, or copied) and the subtitles into the container
 //! asked (`+faststart` for MP4 and MOV), and checks it before the job may complete: every
 //! source frame is there, and every audio track lasts as long as the source's within two AAC
-//! frames (the encoder's priming and padding) or 0.1 s (Opus, copies). For an HLS
-//! job each rendition's MP4 is then cut into segments at its aligned keyframes, and the output
-//! is a tar archive of the renditions' playlists and segments with a master playlist.
+//! frames (the encoder's priming and padding) or 0.1 s (Opus, copies). For a streaming job
+//! (`"hls": true`) the renditions' MP4s are then packaged as CMAF: fragmented-MP4 segments at
+//! their aligned keyframes, described by a DASH manifest and by HLS playlists alike, in a tar.
 
 use super::params::Container;
 use super::partition::{AUDIO_COPY, SUBTITLES};
 use super::probe::count_packets;
-use super::{probe_stream, readable, readable_output, scratch, tool};
+use super::{readable, readable_output, scratch, tool};
 use crate::apps::plugin::{AssembleError, Assembler};
 use async_trait::async_trait;
 use idlegrid_storage::blobs::BlobStore;
@@ -22,8 +22,10 @@ use std::sync::Arc;
 /// The video assembler.
 pub struct VideoAssembler;
 
-/// Name of the master playlist in an HLS output.
+/// Name of the HLS master playlist in a streaming output.
 pub const MASTER_PLAYLIST: &str = "master.m3u8";
+/// Name of the DASH manifest in a streaming output.
+pub const DASH_MANIFEST: &str = "manifest.mpd";
 
 fn inconsistent(e: impl std::fmt::Display) -> AssembleError {
     AssembleError::Inconsistent(e.to_string())
@@ -251,82 +253,75 @@ async fn join(
     Ok(())
 }
 
-/// The RFC 6381 codec string of an H.264 + AAC-LC rendition, from FFprobe's profile and level.
-async fn codecs(mp4: &Path, with_audio: bool) -> Result<String, AssembleError> {
-    let stream = probe_stream(mp4, "v:0", "profile,level", &[])
-        .await
-        .map_err(inconsistent)?;
-    let profile = match stream["profile"].as_str().unwrap_or("High") {
-        "Constrained Baseline" => "42E0",
-        "Baseline" => "4200",
-        "Main" => "4D40",
-        _ => "6400",
-    };
-    let level = stream["level"].as_u64().unwrap_or(40);
-    let video = format!("avc1.{profile}{level:02X}");
-    Ok(if with_audio {
-        format!("{video},mp4a.40.2")
-    } else {
-        video
-    })
-}
-
-/// Cuts each rendition into HLS segments and writes the master playlist; returns the tar.
-async fn package_hls(
+/// Packages the renditions for streaming as CMAF: fragmented-MP4 segments cut at the
+/// renditions' aligned keyframes (every rendition's at the same times), described both by a
+/// DASH manifest ([`DASH_MANIFEST`]) and by HLS playlists ([`MASTER_PLAYLIST`] and one per
+/// stream): one set of files for both. The video renditions form one adaptation set, each
+/// audio track (from the first rendition, which carries them all) its own, with its language.
+/// Returns the tar of it all.
+async fn package_streaming(
     renditions: &[(PathBuf, u64, u64)],
-    with_audio: bool,
+    audio_tracks: usize,
     facts: &serde_json::Value,
     dir: &Path,
 ) -> Result<PathBuf, AssembleError> {
-    let hls = dir.join("hls");
+    let out = dir.join("stream");
+    std::fs::create_dir_all(&out).map_err(inconsistent)?;
     let segment = facts["hls"]["segment_seconds"]
         .as_f64()
         .unwrap_or(6.0)
         .to_string();
-    let duration = facts["duration"].as_f64().unwrap_or(1.0).max(0.001);
-    let mut master = String::from("#EXTM3U\n#EXT-X-VERSION:3\n");
-    for (mp4, width, height) in renditions {
-        let name = format!("{width}x{height}");
-        let rendition_dir = hls.join(&name);
-        std::fs::create_dir_all(&rendition_dir).map_err(inconsistent)?;
-        let segments = rendition_dir.join("segment_%05d.ts");
-        let playlist = rendition_dir.join("index.m3u8");
-        tool(
-            "ffmpeg",
-            &[
-                "-nostdin",
-                "-v",
-                "error",
-                "-i",
-                &mp4.to_string_lossy(),
-                "-c",
-                "copy",
-                "-f",
-                "hls",
-                "-hls_time",
-                &segment,
-                "-hls_playlist_type",
-                "vod",
-                "-hls_segment_filename",
-                &segments.to_string_lossy(),
-                &playlist.to_string_lossy(),
-            ],
-        )
-        .await
-        .map_err(|e| inconsistent(format!("cutting HLS segments failed: {e}")))?;
-        let bytes = std::fs::metadata(mp4).map_err(inconsistent)?.len();
-        let bandwidth = (bytes as f64 * 8.0 / duration * 1.2) as u64;
-        let _ = writeln!(
-            master,
-            "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},RESOLUTION={width}x{height},CODECS=\"{}\"\n{name}/index.m3u8",
-            codecs(mp4, with_audio).await?
-        );
+    let mut args: Vec<String> = ["-nostdin", "-v", "error"].map(String::from).to_vec();
+    for (mp4, _, _) in renditions {
+        args.extend(["-i".into(), mp4.to_string_lossy().into_owned()]);
     }
-    std::fs::write(hls.join(MASTER_PLAYLIST), master).map_err(inconsistent)?;
-    let tar_path = dir.join("hls.tar");
+    for i in 0..renditions.len() {
+        args.extend(["-map".into(), format!("{i}:v:0")]);
+    }
+    for a in 0..audio_tracks {
+        args.extend(["-map".into(), format!("0:a:{a}")]);
+    }
+    let mut sets = "id=0,streams=v".to_string();
+    for a in 0..audio_tracks {
+        let _ = write!(sets, " id={},streams={}", a + 1, renditions.len() + a);
+    }
+    let manifest = out.join(DASH_MANIFEST);
+    args.extend(
+        [
+            "-c",
+            "copy",
+            "-f",
+            "dash",
+            "-dash_segment_type",
+            "mp4",
+            "-seg_duration",
+            &segment,
+            "-use_template",
+            "1",
+            "-use_timeline",
+            "1",
+            "-hls_playlist",
+            "1",
+            "-hls_master_name",
+            MASTER_PLAYLIST,
+            "-adaptation_sets",
+            &sets,
+            "-init_seg_name",
+            "init-$RepresentationID$.m4s",
+            "-media_seg_name",
+            "segment-$RepresentationID$-$Number%05d$.m4s",
+        ]
+        .map(String::from),
+    );
+    args.push(manifest.to_string_lossy().into_owned());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    tool("ffmpeg", &args)
+        .await
+        .map_err(|e| inconsistent(format!("packaging the renditions failed: {e}")))?;
+    let tar_path = dir.join("stream.tar");
     let file = std::fs::File::create(&tar_path).map_err(inconsistent)?;
     let mut archive = tar::Builder::new(file);
-    archive.append_dir_all(".", &hls).map_err(inconsistent)?;
+    archive.append_dir_all(".", &out).map_err(inconsistent)?;
     archive.finish().map_err(inconsistent)?;
     Ok(tar_path)
 }
@@ -533,7 +528,7 @@ impl Assembler for VideoAssembler {
             renditions.push((out, w, h));
         }
         let output = if facts["hls"].is_object() {
-            package_hls(&renditions, !audio.is_empty(), &facts, dir.path()).await?
+            package_streaming(&renditions, audio_tracks as usize, &facts, dir.path()).await?
         } else {
             renditions.swap_remove(0).0
         };

@@ -9,7 +9,7 @@ mod assemble;
 mod container;
 mod cost;
 
-pub use assemble::MASTER_PLAYLIST;
+pub use assemble::{DASH_MANIFEST, MASTER_PLAYLIST};
 mod params;
 mod partition;
 mod probe;

@@ -722,17 +722,6 @@ impl VideoParams {
                     .into(),
             );
         }
-        if hls && video_codec != VideoCodec::H264 {
-            return Err(format!(
-                "HLS ladders are H.264 for now; {} video goes to mp4, mkv{}",
-                video_codec.name(),
-                if Container::Webm.carries_video(video_codec.name()) {
-                    " or webm"
-                } else {
-                    ""
-                }
-            ));
-        }
         let container = choice(
             "container",
             raw.container.as_deref().unwrap_or("mp4"),
@@ -1253,6 +1242,13 @@ mod tests {
         let hevc = p(json!({"video_codec": "hevc", "speed": "slow", "container": "mov"})).unwrap();
         assert_eq!(hevc.encoders(), ["libx265", "aac"]);
         assert_eq!(hevc.encoder.codec, "hevc");
+        // CMAF carries every codec the grid encodes: a ladder of any of them.
+        for codec in ["hevc", "av1", "vp9"] {
+            assert!(
+                p(json!({"video_codec": codec, "hls": true})).is_ok(),
+                "{codec}"
+            );
+        }
         let vp9 = p(json!({"video_codec": "vp9", "speed": 2, "crf": 40})).unwrap();
         assert_eq!(
             (vp9.encoder.preset.as_str(), vp9.encoder.crf),
@@ -1316,8 +1312,8 @@ mod tests {
                 "profile and level are H.264's",
             ),
             (
-                json!({"video_codec": "hevc", "hls": true}),
-                "HLS ladders are H.264",
+                json!({"video_codec": "copy", "hls": true}),
+                "hls cannot apply",
             ),
             (
                 json!({"hls": true, "container": "mkv"}),

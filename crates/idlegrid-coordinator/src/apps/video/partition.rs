@@ -836,9 +836,11 @@ impl Partitioner for VideoPartitioner {
             recorded["hls"] = json!({
                 "renditions": sizes.iter().map(|(w, h)| json!({"width": w, "height": h})).collect::<Vec<_>>(),
                 "segment_seconds": super::params::HLS_SEGMENT_SECONDS,
+                // Fragmented-MP4 segments shared by a DASH manifest and the HLS playlists.
+                "packaging": "cmaf",
             });
             notes.push(format!(
-                "HLS: {} rendition{} ({})",
+                "HLS and DASH (CMAF): {} rendition{} ({})",
                 sizes.len(),
                 if sizes.len() == 1 { "" } else { "s" },
                 sizes
