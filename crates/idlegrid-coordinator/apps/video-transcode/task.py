@@ -136,34 +136,36 @@ def measure(candidate, metric):
     return 100.0 if found.group(1) == "inf" else float(found.group(1))
 
 
-def next_crf(tried, goal_db, target):
-    """The next rate factor to try, or None when the search cannot get nearer: between the
-    nearest rate factors above and below the goal (by their line), else one slope's guess
-    beyond the nearest tried one, within the allowed range."""
-    above = [c for c, (db, _) in tried.items() if db >= goal_db]
-    below = [c for c, (db, _) in tried.items() if db < goal_db]
-    if above and below:
-        a, b = max(above), min(below)
-        if b - a <= 1:
-            return None
-        (da, _), (dbb, _) = tried[a], tried[b]
-        guess = a + (da - goal_db) * (b - a) / max(da - dbb, 1e-9)
-        return min(max(int(math.floor(guess + 0.5)), a + 1), b - 1)
-    slope = target["slope_db"]
-    if len(tried) >= 2:
-        (c1, (d1, _)), (c2, (d2, _)) = sorted(tried.items())[:2]
-        measured = (d1 - d2) / (c2 - c1)
-        if measured > 0.05:
+def next_step(tried, goal_db, target, low, high):
+    """The next rate factor to try, in steps of the target's crf_step (tried maps steps to
+    (dB, value)), or None when the search cannot get nearer. The guess follows the line
+    through the two tries nearest the goal (the measure bends with the rate factor, so near
+    points say more than far ones), or the target's slope after one try; it stays strictly
+    between the nearest tries above and below the goal, and within the allowed range."""
+    above = [k for k, (db, _) in tried.items() if db >= goal_db]
+    below = [k for k, (db, _) in tried.items() if db < goal_db]
+    lo, hi = (max(above) + 1 if above else low), (min(below) - 1 if below else high)
+    if lo > hi:
+        return None
+    nearest = sorted(tried, key=lambda k: (abs(tried[k][0] - goal_db), k))
+    k1 = nearest[0]
+    slope = target["slope_db"] * target["crf_step"]
+    if len(nearest) >= 2:
+        k2 = nearest[1]
+        measured = (tried[k1][0] - tried[k2][0]) / (k2 - k1)
+        if measured > 0.01:
             slope = min(measured, 3.0)
-    if above:
-        c = max(above)
-        step = max(1, int(math.floor((tried[c][0] - goal_db) / slope + 0.5)))
-        nxt = min(c + step, target["crf_high"])
-    else:
-        c = min(below)
-        step = max(1, int(math.floor((goal_db - tried[c][0]) / slope + 0.5)))
-        nxt = max(c - step, target["crf_low"])
-    return None if nxt in tried else nxt
+    guess = k1 + (tried[k1][0] - goal_db) / slope
+    nxt = min(max(int(math.floor(guess + 0.5)), lo), hi)
+    if nxt in tried:
+        return None
+    return nxt
+
+
+def crf_text(k, step):
+    """Rate factor `k` steps up, as the encoder takes it: a whole number when it is one."""
+    crf = k * step
+    return str(int(round(crf))) if abs(crf - round(crf)) < 1e-9 else f"{crf:g}"
 
 
 if task["kind"] == "video":
@@ -193,37 +195,42 @@ if task["kind"] == "video":
     metric = target["metric"]
     to_db = (lambda q: q) if metric == "psnr" else ssim_db
     goal_db = to_db(float(target["value"]))
-    crf = min(max(int(enc["crf"]), target["crf_low"]), target["crf_high"])
+    # The search counts in steps of crf_step (a quarter for x264 and x265).
+    step = float(target["crf_step"])
+    low = int(math.ceil(target["crf_low"] / step - 1e-9))
+    high = int(math.floor(target["crf_high"] / step + 1e-9))
+    k = min(max(int(math.floor(float(enc["crf"]) / step + 0.5)), low), high)
     tried = {}
     share = 1.0 / target["max_encodes"]
     nearest = lambda c: (abs(tried[c][0] - goal_db), -tried[c][0])
+    name = lambda c: f"candidate-{c}.mkv"
     best = None
-    for step in range(target["max_encodes"]):
-        run(video_command(crf, f"candidate-{crf}.mkv"), step * share, share)
-        value = measure(f"candidate-{crf}.mkv", metric)
-        tried[crf] = (to_db(value), value)
-        print(f"rate factor {crf}: {metric} {value:.4f}", flush=True)
+    for attempt in range(target["max_encodes"]):
+        run(video_command(crf_text(k, step), name(k)), attempt * share, share)
+        value = measure(name(k), metric)
+        tried[k] = (to_db(value), value)
+        print(f"rate factor {crf_text(k, step)}: {metric} {value:.4f}", flush=True)
         # Only the nearest encode so far is kept: the task's disk is twice its output.
-        if best is None or nearest(crf) < nearest(best):
+        if best is None or nearest(k) < nearest(best):
             if best is not None:
-                os.remove(f"candidate-{best}.mkv")
-            best = crf
+                os.remove(name(best))
+            best = k
         else:
-            os.remove(f"candidate-{crf}.mkv")
-        if abs(tried[crf][0] - goal_db) <= target["stop_within_db"]:
+            os.remove(name(k))
+        if abs(tried[k][0] - goal_db) <= target["stop_within_db"]:
             break
-        crf = next_crf(tried, goal_db, target)
-        if crf is None:
+        k = next_step(tried, goal_db, target, low, high)
+        if k is None:
             break
     # The choice travels with the chunk, in its video track's name (the coordinator reports
     # it and checks it); the same choice gives the same bytes on every device.
-    title = f"idlegrid crf={best} {metric}={tried[best][1]:.6f}"
+    title = f"idlegrid crf={crf_text(best, step)} {metric}={tried[best][1]:.6f}"
     run([
-        "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-i", f"candidate-{best}.mkv",
+        "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-i", name(best),
         "-map", "0", "-c", "copy", "-metadata:s:v:0", f"title={title}",
         "-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "matroska", out,
     ])
-    os.remove(f"candidate-{best}.mkv")
+    os.remove(name(best))
     print("idlegrid:progress 1.000", flush=True)
     sys.exit(0)
 if task["kind"] == "audio":

@@ -253,6 +253,86 @@ async fn join(
     Ok(())
 }
 
+/// Adds the subtitle tracks of `rendition` (its MP4 carries them as `mov_text`) to a streaming
+/// output in `out`: each as one WebVTT file, listed in the HLS master playlist (a subtitles
+/// group every variant names, one single-segment playlist per track) and in the DASH manifest
+/// (a text adaptation set per track), with its language.
+async fn add_subtitles(
+    rendition: &Path,
+    languages: &[String],
+    facts: &serde_json::Value,
+    out: &Path,
+) -> Result<(), AssembleError> {
+    let duration = facts["duration"].as_f64().unwrap_or(1.0).max(0.001);
+    let master_path = out.join(MASTER_PLAYLIST);
+    let manifest_path = out.join(DASH_MANIFEST);
+    let mut master = std::fs::read_to_string(&master_path).map_err(inconsistent)?;
+    let mut manifest = std::fs::read_to_string(&manifest_path).map_err(inconsistent)?;
+    let mut media = String::new();
+    let mut sets = String::new();
+    for (k, language) in languages.iter().enumerate() {
+        let vtt = format!("subtitles-{k}.vtt");
+        tool(
+            "ffmpeg",
+            &[
+                "-nostdin",
+                "-v",
+                "error",
+                "-i",
+                &rendition.to_string_lossy(),
+                "-map",
+                &format!("0:s:{k}"),
+                "-c:s",
+                "webvtt",
+                "-f",
+                "webvtt",
+                &out.join(&vtt).to_string_lossy(),
+            ],
+        )
+        .await
+        .map_err(|e| inconsistent(format!("writing subtitle track {k} as WebVTT failed: {e}")))?;
+        let playlist = format!("subtitles-{k}.m3u8");
+        std::fs::write(
+            out.join(&playlist),
+            format!(
+                "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:{}\n#EXT-X-PLAYLIST-TYPE:VOD\n\
+                 #EXTINF:{duration:.3},\n{vtt}\n#EXT-X-ENDLIST\n",
+                duration.ceil() as u64
+            ),
+        )
+        .map_err(inconsistent)?;
+        let _ = writeln!(
+            media,
+            "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"{language}-{k}\",\
+             LANGUAGE=\"{language}\",DEFAULT=NO,AUTOSELECT=YES,URI=\"{playlist}\""
+        );
+        let _ = write!(
+            sets,
+            "\t\t<AdaptationSet contentType=\"text\" mimeType=\"text/vtt\" lang=\"{language}\">\n\
+             \t\t\t<Representation id=\"subtitles-{k}\" bandwidth=\"256\">\n\
+             \t\t\t\t<BaseURL>{vtt}</BaseURL>\n\
+             \t\t\t</Representation>\n\
+             \t\t</AdaptationSet>\n"
+        );
+    }
+    // Every variant names the group; the group's entries go before the first variant.
+    master = master.replace(
+        "#EXT-X-STREAM-INF:",
+        "#EXT-X-STREAM-INF:SUBTITLES=\"subs\",",
+    );
+    let at = master
+        .find("#EXT-X-STREAM-INF:")
+        .ok_or_else(|| inconsistent("the HLS master playlist lists no variant"))?;
+    master.insert_str(at, &media);
+    let end = manifest
+        .rfind("</Period>")
+        .ok_or_else(|| inconsistent("the DASH manifest has no period"))?;
+    manifest.insert_str(end, &sets);
+    std::fs::write(&master_path, master).map_err(inconsistent)?;
+    std::fs::write(&manifest_path, manifest).map_err(inconsistent)?;
+    Ok(())
+}
+
 /// Packages the renditions for streaming as CMAF: fragmented-MP4 segments cut at the
 /// renditions' aligned keyframes (every rendition's at the same times), described both by a
 /// DASH manifest ([`DASH_MANIFEST`]) and by HLS playlists ([`MASTER_PLAYLIST`] and one per
@@ -318,6 +398,51 @@ async fn package_streaming(
     tool("ffmpeg", &args)
         .await
         .map_err(|e| inconsistent(format!("packaging the renditions failed: {e}")))?;
+    // Letters only (the partitioner's probe keeps no others): they go into playlists.
+    let languages = |kind: &str| -> Vec<String> {
+        facts["output"][kind]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                let language = t["language"].as_str().unwrap_or("und");
+                if language.bytes().all(|b| b.is_ascii_alphabetic()) && !language.is_empty() {
+                    language.to_string()
+                } else {
+                    "und".into()
+                }
+            })
+            .collect()
+    };
+    // FFmpeg's HLS master names audio renditions audio_1, audio_2...: their languages, as the
+    // DASH manifest has them.
+    let master_path = out.join(MASTER_PLAYLIST);
+    let master = std::fs::read_to_string(&master_path).map_err(inconsistent)?;
+    let mut audio = languages("audio_tracks").into_iter();
+    let named: Vec<String> = master
+        .lines()
+        .map(|line| match line.strip_prefix("#EXT-X-MEDIA:TYPE=AUDIO,") {
+            Some(rest) => {
+                let language = audio.next().unwrap_or_else(|| "und".into());
+                let rest = rest
+                    .split(',')
+                    .filter(|attribute| !attribute.starts_with("NAME="))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                format!(
+                    "#EXT-X-MEDIA:TYPE=AUDIO,NAME=\"{language}\",LANGUAGE=\"{language}\",{rest}"
+                )
+            }
+            None => line.to_string(),
+        })
+        .collect();
+    std::fs::write(&master_path, named.join("\n") + "\n").map_err(inconsistent)?;
+    let languages = languages("subtitles");
+    if let Some((first, _, _)) = renditions.first()
+        && !languages.is_empty()
+    {
+        add_subtitles(first, &languages, facts, &out).await?;
+    }
     let tar_path = dir.join("stream.tar");
     let file = std::fs::File::create(&tar_path).map_err(inconsistent)?;
     let mut archive = tar::Builder::new(file);

@@ -415,6 +415,10 @@ pub struct QualityTarget {
     pub crf_low: u8,
     /// Highest rate factor the search may use.
     pub crf_high: u8,
+    /// The steps the search's rate factors take: a quarter for x264 and x265, which take
+    /// fractional rate factors (one whole step is up to a dB on noisy footage), one for
+    /// SVT-AV1 and libvpx, which do not.
+    pub crf_step: f64,
     /// Encodes a chunk may take at most.
     pub max_encodes: u8,
     /// The search stops at an encode this near the target (dB; SSIM as decibels).
@@ -481,15 +485,16 @@ fn quality_target(value: &serde_json::Value, codec: VideoCodec) -> Result<Qualit
             "a {metric} target must be from {low}{unit} to {high}{unit}, got {target}"
         ));
     }
-    let (crf_low, crf_high, slope_db) = match codec {
-        VideoCodec::Av1 | VideoCodec::Vp9 => (10, 60, 0.25),
-        _ => (10, 45, 0.45),
+    let (crf_low, crf_high, crf_step, slope_db) = match codec {
+        VideoCodec::Av1 | VideoCodec::Vp9 => (10, 60, 1.0, 0.25),
+        _ => (10, 45, 0.25, 0.45),
     };
     Ok(QualityTarget {
         metric,
         value: target,
         crf_low,
         crf_high,
+        crf_step,
         max_encodes: TARGET_MAX_ENCODES,
         stop_within_db: TARGET_TOLERANCE,
         slope_db,

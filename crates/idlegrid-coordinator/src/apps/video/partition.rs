@@ -908,7 +908,7 @@ fn kept_audio(
     facts: &Facts,
     notes: &mut Vec<String>,
 ) -> Result<Vec<probe::Track>, String> {
-    let mut kept: Vec<probe::Track> = facts
+    let kept: Vec<probe::Track> = facts
         .audio
         .iter()
         .filter(|t| params.audio_tracks.keeps(t.position, t.language.as_deref()))
@@ -928,13 +928,6 @@ fn kept_audio(
             "no audio track is in the languages asked for; the input's are: {}",
             languages.join(", ")
         ));
-    }
-    if params.hls_ladder.is_some() && kept.len() > 1 {
-        notes.push(format!(
-            "HLS keeps one audio track: the first of the {} asked for",
-            kept.len()
-        ));
-        kept.truncate(1);
     }
     if params.audio_codec == AudioCodec::Copy {
         let container = if params.hls_ladder.is_some() {
@@ -976,13 +969,8 @@ fn kept_subtitles(
         notes.push("subtitles left out, as asked".into());
         return Vec::new();
     }
-    if params.hls_ladder.is_some() {
-        notes.push(format!(
-            "the input's {} subtitle track(s) are not carried into HLS",
-            facts.subtitles.len()
-        ));
-        return Vec::new();
-    }
+    // A streaming ladder's renditions are MP4 (its text tracks become WebVTT files beside the
+    // segments).
     let kept: Vec<probe::Track> = facts
         .subtitles
         .iter()

@@ -256,7 +256,7 @@ async fn compare_window(
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchClaim {
     /// The rate factor chosen.
-    pub crf: u8,
+    pub crf: f64,
     /// The metric (`psnr`, `ssim`).
     pub metric: String,
     /// The quality the device measured for the chunk.
@@ -275,7 +275,8 @@ pub fn search_claim(name: Option<&str>, target: &serde_json::Value) -> Result<Se
     let crf = words
         .next()
         .and_then(|w| w.strip_prefix("crf="))
-        .and_then(|c| c.parse::<u8>().ok())
+        .and_then(|c| c.parse::<f64>().ok())
+        .filter(|c| c.is_finite())
         .ok_or_else(wrong)?;
     let (metric, value) = words
         .next()
@@ -292,12 +293,14 @@ pub fn search_claim(name: Option<&str>, target: &serde_json::Value) -> Result<Se
         ));
     }
     let (low, high) = (
-        target["crf_low"].as_u64().unwrap_or(0),
-        target["crf_high"].as_u64().unwrap_or(0),
+        target["crf_low"].as_f64().unwrap_or(0.0),
+        target["crf_high"].as_f64().unwrap_or(0.0),
     );
-    if !(low..=high).contains(&u64::from(crf)) {
+    let step = target["crf_step"].as_f64().unwrap_or(1.0).max(0.01);
+    if !(low..=high).contains(&crf) || ((crf / step).round() * step - crf).abs() > 1e-6 {
         return Err(format!(
-            "the chunk reports rate factor {crf}; the search may use {low} to {high}"
+            "the chunk reports rate factor {crf}; the search may use {low} to {high} in steps \
+             of {step}"
         ));
     }
     let range = if metric == "psnr" {
@@ -356,8 +359,8 @@ fn judge_claim(
         )));
     }
     let goal = target["value"].as_f64().unwrap_or(0.0);
-    let low = target["crf_low"].as_u64().unwrap_or(0);
-    if ceiling < goal - TARGET_SHORTFALL_DB && u64::from(claim.crf) > low {
+    let low = target["crf_low"].as_f64().unwrap_or(0.0);
+    if ceiling < goal - TARGET_SHORTFALL_DB && claim.crf > low {
         return Some(Judgment::Suspect(format!(
             "frames {}..={} hold the chunk to {ceiling:.2} dB, under its {goal} dB target, \
              though rate factors down to {low} were left to try",
@@ -496,7 +499,8 @@ async fn check_video(
         Ok(measures) => {
             // A quality search's own choice sets what its frames must reach.
             let crf = match &claim {
-                Some(claim) => Some(claim.crf),
+                // Rounded up: the worse quality of the two whole rate factors around it.
+                Some(claim) => Some(claim.crf.ceil().clamp(0.0, 63.0) as u8),
                 None => meta["encoder"]["crf"].as_u64().map(|c| c.min(63) as u8),
             };
             let bitrate = meta["encoder"]["bitrate"].is_string();
@@ -888,7 +892,7 @@ mod tests {
     use super::*;
 
     fn target() -> serde_json::Value {
-        serde_json::json!({"metric": "psnr", "value": 40.0, "crf_low": 10, "crf_high": 45})
+        serde_json::json!({"metric": "psnr", "value": 40.0, "crf_low": 10, "crf_high": 45, "crf_step": 0.25})
     }
 
     #[test]
@@ -896,8 +900,10 @@ mod tests {
         let claim = search_claim(Some("idlegrid crf=24 psnr=40.123456"), &target()).unwrap();
         assert_eq!(
             (claim.crf, claim.metric.as_str(), claim.value),
-            (24, "psnr", 40.123456)
+            (24.0, "psnr", 40.123456)
         );
+        let quarter = search_claim(Some("idlegrid crf=23.75 psnr=40"), &target()).unwrap();
+        assert_eq!(quarter.crf, 23.75);
         for (name, needle) in [
             (None, "does not say"),
             (Some("crf=24 psnr=40"), "is not its quality search's result"),
@@ -912,6 +918,11 @@ mod tests {
             (Some("idlegrid crf=24 ssim=0.9"), "the job's target is psnr"),
             (Some("idlegrid crf=5 psnr=40"), "may use 10 to 45"),
             (Some("idlegrid crf=46 psnr=40"), "may use 10 to 45"),
+            (Some("idlegrid crf=23.3 psnr=40"), "in steps of 0.25"),
+            (
+                Some("idlegrid crf=inf psnr=40"),
+                "is not its quality search's result",
+            ),
             (Some("idlegrid crf=24 psnr=NaN"), "cannot be"),
             (Some("idlegrid crf=24 psnr=400"), "cannot be"),
         ] {
@@ -942,25 +953,28 @@ mod tests {
             value,
         };
         assert_eq!(
-            judge_claim(&claim(24, pooled + 2.9), &target(), &frames, 20),
+            judge_claim(&claim(24.0, pooled + 2.9), &target(), &frames, 20),
             None
         );
         // Above the frames checked by more than 3 dB: believed only if a re-run agrees.
         assert!(matches!(
-            judge_claim(&claim(24, ceiling - 0.01), &target(), &frames, 20),
+            judge_claim(&claim(24.0, ceiling - 0.01), &target(), &frames, 20),
             Some(Judgment::Suspect(_))
         ));
         assert!(matches!(
-            judge_claim(&claim(24, ceiling + 0.2), &target(), &frames, 20),
+            judge_claim(&claim(24.0, ceiling + 0.2), &target(), &frames, 20),
             Some(Judgment::Reject(_))
         ));
         // The whole chunk measured at 37.3 dB against a 40 dB target, with lower rate
         // factors left: a search cut short; at the lowest, the best the device could do.
         assert!(matches!(
-            judge_claim(&claim(30, 30.0), &target(), &frames, 10),
+            judge_claim(&claim(30.0, 30.0), &target(), &frames, 10),
             Some(Judgment::Suspect(_))
         ));
-        assert_eq!(judge_claim(&claim(10, 30.0), &target(), &frames, 10), None);
+        assert_eq!(
+            judge_claim(&claim(10.0, 30.0), &target(), &frames, 10),
+            None
+        );
     }
 
     #[test]
