@@ -67,9 +67,11 @@ fn codec_factor(codec: VideoCodec, preset: &str) -> f64 {
     }
 }
 
-/// Encodes (each with its measurement) a chunk with a quality target takes on average: the
-/// search stops at the first within a quarter dB, and takes at most four.
-pub const TARGET_SEARCH_FACTOR: f64 = 2.5;
+/// What a chunk with a quality target costs against one encode: its search encodes and
+/// measures up to four times, stopping within a quarter dB. `idlegrid bench target-quality`
+/// measured the devices' CPU at 5–6 times one plain ffmpeg encode of the whole clip (three to
+/// four tries a chunk, each measured, and the grid's per-task start-ups); charged at 4.
+pub const TARGET_SEARCH_FACTOR: f64 = 4.0;
 
 /// Work of one output frame of `width`×`height` with the job's encoder.
 fn frame_ms(width: u32, height: u32, params: &VideoParams) -> f64 {
