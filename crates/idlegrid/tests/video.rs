@@ -1354,6 +1354,10 @@ fn bench_transcode_smoke() {
     let efficiency = w32["efficiency"].as_f64().unwrap();
     assert!(efficiency > 0.0 && efficiency <= 1.0, "{figures}");
     assert!(figures["coordinator_cpu_per_minute"].as_f64().unwrap() > 0.0);
+    // The split measured at two lengths: a fixed part and a part per second of source.
+    let fixed = figures["split_fixed_secs"].as_f64().unwrap();
+    let per_second = figures["split_secs_per_source_second"].as_f64().unwrap();
+    assert!(fixed >= 0.0 && per_second >= 0.0 && fixed + per_second > 0.0, "{figures}");
 }
 
 /// Luma PSNR of each chunk of `output` against `source` (same size, frames aligned by index;

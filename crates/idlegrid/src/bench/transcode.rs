@@ -71,9 +71,16 @@ pub struct TranscodeFigures {
     pub frame_exact: bool,
     /// Speed-up model for W remote devices.
     pub model: Vec<Modelled>,
-    /// The same model for a 10-minute source of this kind: the plain encode, the split and the
-    /// stitch scaled by length (the serial parts grow with the source), chunks of this length.
+    /// The model for a 10-minute source of this kind, with the split and the encodes
+    /// overlapping as they do (each chunk is sent as soon as it is cut): the plain encode and
+    /// the stitch scaled by length, the split its fixed part plus its part per second of
+    /// source, chunks of this length.
     pub model_10_minutes: Vec<Modelled>,
+    /// The split's fixed seconds (probe, start-up), from splitting this source and a quarter
+    /// of it.
+    pub split_fixed_secs: f64,
+    /// The split's seconds per second of source.
+    pub split_secs_per_source_second: f64,
     /// The codec both encodes used, with its rate factor and speed preset.
     pub codec: String,
     /// Coordinator CPU seconds (partition, validation, assembly) per minute of output.
@@ -163,6 +170,69 @@ fn psnr(output: &Path, source: &Path) -> anyhow::Result<f64> {
     } else {
         average.parse()?
     })
+}
+
+/// Seconds a job of `source` (same settings) spends being split on the grid of `client`,
+/// from `run` until it leaves `partitioning`; the job is cancelled then.
+async fn split_time(client: &Client, source: &Path, args: &TranscodeArgs) -> anyhow::Result<f64> {
+    let mut params = serde_json::json!({"video_codec": args.codec});
+    if let Some(crf) = args.crf {
+        params["crf"] = crf.into();
+    }
+    let job = client
+        .create_job(&CreateJob {
+            params,
+            chunk_seconds: Some(args.chunk_seconds),
+            ..CreateJob::new("video-transcode")
+        })
+        .await?;
+    client.upload_input_file(job.id, source).await?;
+    let started = Instant::now();
+    client.run_job(job.id).await?;
+    loop {
+        let status = client.job(job.id).await?;
+        if !matches!(status.state, JobState::Submitted | JobState::Partitioning) {
+            let secs = started.elapsed().as_secs_f64();
+            if !status.state.is_terminal() {
+                client.cancel_job(job.id).await?;
+            }
+            return Ok(secs);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Time to encode with `W` devices when chunks are sent as they are cut: `chunks` chunks of
+/// `plain / chunks` seconds of one device's work each, the first ready after `split_fixed`
+/// plus one chunk's share of `split_rest`, the next one share later; then the stitch. The
+/// encode ends when the last chunk cut has been encoded or when the devices have worked
+/// through every chunk, whichever is later.
+fn pipelined(
+    plain: f64,
+    split_fixed: f64,
+    split_rest: f64,
+    stitch: f64,
+    chunks: f64,
+) -> Vec<Modelled> {
+    let chunks = chunks.max(1.0);
+    let per_chunk = plain / chunks;
+    let cut = split_rest / chunks;
+    [1u32, 2, 4, 8, 16, 32, 64, 128]
+        .into_iter()
+        .map(|w| {
+            let rounds = (chunks / f64::from(w)).ceil();
+            let encode =
+                (split_fixed + split_rest + per_chunk).max(split_fixed + cut + rounds * per_chunk);
+            let total = encode + stitch;
+            Modelled {
+                devices: w,
+                ideal_secs: plain / f64::from(w) + split_fixed + cut + stitch,
+                chunk_bound_secs: total,
+                speedup: plain / total,
+                efficiency: plain / total / f64::from(w),
+            }
+        })
+        .collect()
 }
 
 /// The grid's default rate factor for `codec`.
@@ -349,6 +419,27 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     client.download_output(job.id, &grid_out, &sha).await?;
     let grid_wall = started.elapsed().as_secs_f64();
     let media = super::media_cpu(&client).await?;
+    // The split again on a quarter of the source (cut by stream copy), to tell its fixed cost
+    // from its cost per second of source: the job is cancelled once it is split.
+    let quarter = dir.path().join("quarter.mkv");
+    let quarter_secs = f64::from(args.seconds.max(4)) / 4.0;
+    let short_split = if args.input.is_none() {
+        ffmpeg(&[
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            &source.to_string_lossy(),
+            "-t",
+            &quarter_secs.to_string(),
+            "-c",
+            "copy",
+            &quarter.to_string_lossy(),
+        ])?;
+        Some(split_time(&client, &quarter, &args).await?)
+    } else {
+        None
+    };
     grid.stop().await?;
     // Every child of this process that ran for the job has been waited for now: the workers'
     // task scripts (with their FFmpeg) and the coordinator's tools, which count themselves.
@@ -398,9 +489,19 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     let model = model_of(plain_wall, split, stitch, video_chunks as f64);
     let source_secs = source_frames as f64 / 30.0;
     let scale = 600.0 / source_secs.max(1e-9);
-    let model_10_minutes = model_of(
+    // The split's fixed part and its part per second of source, from the two lengths (or, for
+    // a given input, all of it per second: the safe side).
+    let (split_fixed, split_per_second) = match short_split {
+        Some(short) => {
+            let per_second = ((split - short) / (source_secs - quarter_secs).max(1e-9)).max(0.0);
+            ((split - per_second * source_secs).max(0.0), per_second)
+        }
+        None => (0.0, split / source_secs.max(1e-9)),
+    };
+    let model_10_minutes = pipelined(
         plain_wall * scale,
-        split * scale,
+        split_fixed,
+        split_per_second * 600.0,
         stitch * scale,
         (video_chunks as f64 * scale).ceil(),
     );
@@ -423,6 +524,8 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
             / minutes.max(1e-9),
         serial_secs_per_minute: (split + stitch) / minutes.max(1e-9),
         model_10_minutes,
+        split_fixed_secs: split_fixed,
+        split_secs_per_source_second: split_per_second,
         validation_share: coordinator_cpu.validate / device_cpu.max(1e-9),
         device_cpu_secs: device_cpu,
         coordinator_cpu_secs: coordinator_cpu,
@@ -487,8 +590,13 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
             );
         }
         println!(
+            "  split: {:.2} s fixed + {:.4} s per second of source (this source and a quarter \
+             of it)",
+            f.split_fixed_secs, f.split_secs_per_source_second
+        );
+        println!(
             "  coordinator per minute of output: {:.2} CPU s, {:.2} serial s; a 10-minute source \
-             of this kind:",
+             of this kind (chunks sent as they are cut):",
             f.coordinator_cpu_per_minute, f.serial_secs_per_minute
         );
         for m in f
