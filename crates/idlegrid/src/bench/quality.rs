@@ -1,8 +1,8 @@
 //! `idlegrid bench target-quality`: a clip whose content changes every few seconds (clean,
 //! noisy, very noisy, blurred) through the local grid with a quality target, measured from the
 //! output itself: each chunk's luma PSNR against the source (not what the devices report), how
-//! many are within half a dB of the target, how PSNR moves from frame to frame at the chunks'
-//! boundaries against inside them, and the same clip encoded by one ffmpeg process at one rate
+//! many are within half a dB of the target, how far frames at the chunks' boundaries fall
+//! below their chunk's level against frames inside them, and the same clip encoded by one ffmpeg process at one rate
 //! factor (the chunks' median) for the spread a single rate factor gives, its size and the CPU
 //! one encode costs against the search's.
 
@@ -52,14 +52,14 @@ pub struct QualityFigures {
     pub share_within: f64,
     /// Largest difference between a chunk's reported and measured PSNR, dB.
     pub reported_error_db: f64,
-    /// Mean PSNR of the frames either side of a chunk boundary, and of the others, dB.
+    /// Mean shortfall of a chunk's first and last frames below their chunk's level (the mean
+    /// of its frames' PSNR), dB: the dip at the boundaries.
     pub boundary_mean_db: f64,
-    /// Mean PSNR of the frames inside chunks, dB.
+    /// The same for the frames inside chunks, dB.
     pub inside_mean_db: f64,
-    /// Largest fall of PSNR from one frame to the next across a boundary, beyond the
-    /// one-rate-factor encode's fall there, dB.
+    /// Largest shortfall of a boundary frame below its chunk's level, dB.
     pub boundary_worst_drop_db: f64,
-    /// The same inside chunks, dB.
+    /// Largest shortfall of a frame inside a chunk below its chunk's level, dB.
     pub inside_worst_drop_db: f64,
     /// The one-rate-factor encode's rate factor (the chunks' median).
     pub fixed_crf: u64,
@@ -291,32 +291,31 @@ pub async fn target_quality(args: QualityArgs) -> anyhow::Result<ExitCode> {
         .and_then(|v| v.parse().ok())
         .context("the benchmark measures PSNR targets: give --target psnr:DB")?;
     let frame_db: Vec<f64> = mse.iter().map(|&m| db(m)).collect();
-    let boundary: Vec<usize> = starts[1..].iter().flat_map(|&s| [s - 1, s]).collect();
+    // Each frame's shortfall below its own chunk's level (the mean of its frames' PSNR): the
+    // content's changes from chunk to chunk are out of it, a frame worse than its neighbours
+    // is in it. Boundary frames are each chunk's first and last (not the video's own ends).
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .copied()
+        .chain([frame_db.len()])
+        .collect();
     let (mut at_boundary, mut inside) = (Vec::new(), Vec::new());
-    for (i, &v) in frame_db.iter().enumerate() {
-        if boundary.contains(&i) {
-            at_boundary.push(v);
-        } else {
-            inside.push(v);
+    for (&from, &to) in starts.iter().zip(&ends) {
+        let frames = &frame_db[from..to];
+        let level = frames.iter().sum::<f64>() / frames.len().max(1) as f64;
+        for (i, &v) in frames.iter().enumerate() {
+            let at_cut = (i == 0 && from > 0) || (i + 1 == frames.len() && to < frame_db.len());
+            if at_cut {
+                at_boundary.push(level - v);
+            } else {
+                inside.push(level - v);
+            }
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    // A fall in PSNR from one frame to the next, beyond the one-rate-factor encode's at the
-    // same frames: the content's own changes (a scene turning noisy) are in both, what the
-    // chunks' own rate factors add is not.
-    let fixed_db: Vec<f64> = fixed_mse.iter().map(|&m| db(m)).collect();
-    let drop_at = |i: usize| {
-        (frame_db[i - 1] - frame_db[i])
-            - (fixed_db.get(i - 1).unwrap_or(&0.0) - fixed_db.get(i).unwrap_or(&0.0))
-    };
-    let boundary_worst = starts[1..]
-        .iter()
-        .map(|&s| drop_at(s))
-        .fold(f64::NEG_INFINITY, f64::max);
-    let inside_worst = (1..frame_db.len())
-        .filter(|i| !starts.contains(i))
-        .map(drop_at)
-        .fold(f64::NEG_INFINITY, f64::max);
+    let worst = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (boundary_worst, inside_worst) = (worst(&at_boundary), worst(&inside));
     let chunks: Vec<ChunkFigures> = reported
         .iter()
         .zip(&measured)
@@ -396,7 +395,7 @@ pub async fn target_quality(args: QualityArgs) -> anyhow::Result<ExitCode> {
         f.fixed_range_db.1
     );
     println!(
-        "  frames at boundaries {:.2} dB on average, inside chunks {:.2} dB; worst fall from one frame to the next beyond one rate factor's: {:.2} dB across a boundary, {:.2} dB inside",
+        "  below their chunk's level: frames at boundaries {:.2} dB on average, inside chunks {:.2} dB; at worst {:.2} dB at a boundary, {:.2} dB inside",
         f.boundary_mean_db, f.inside_mean_db, f.boundary_worst_drop_db, f.inside_worst_drop_db
     );
     println!(
