@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Puts the browser worker's runtimes (Pyodide, ffmpeg.wasm's single- and multi-threaded cores)
+# and the dashboard's DASH player (dash.js, for streaming outputs in browsers without HLS)
 # where the coordinator serves them at /runtimes/: only the files a browser loads, each runtime
 # in a directory named by its version, plus runtimes.json naming the versions and directories.
 # Idempotent; does nothing when everything is already in place.
@@ -11,7 +12,7 @@ web="$root/crates/idlegrid-coordinator/web"
 dest=${1:-"$root/target/browser-runtimes"}
 
 if ! command -v npm >/dev/null 2>&1; then
-  echo "browser-runtimes: npm is missing: install Node.js 18 or newer with npm (Debian/Ubuntu: apt-get install nodejs npm)" >&2
+  echo "browser-runtimes: npm is missing: install Node.js 20 or newer with npm (Debian/Ubuntu: apt-get install nodejs npm)" >&2
   exit 1
 fi
 
@@ -26,6 +27,7 @@ fi
 pyodide="$web/node_modules/pyodide"
 ffmpeg="$web/node_modules/@ffmpeg/core"
 ffmpeg_mt="$web/node_modules/@ffmpeg/core-mt"
+dashjs="$web/node_modules/dashjs"
 version() { node -p 'require(process.argv[1]).version' "$1/package.json"; }
 
 # Each runtime goes in a directory named by its version, so a file's address names its exact
@@ -34,6 +36,7 @@ version() { node -p 'require(process.argv[1]).version' "$1/package.json"; }
 pyodide_dir="pyodide-$(version "$pyodide")"
 ffmpeg_dir="ffmpeg-core-$(version "$ffmpeg")"
 ffmpeg_mt_dir="ffmpeg-core-mt-$(version "$ffmpeg_mt")"
+dashjs_dir="dashjs-$(version "$dashjs")"
 
 # Copies the named files of $1 into $2, each only if it differs (through a temporary name, so
 # a server never serves half a file), and removes anything else there.
@@ -62,18 +65,24 @@ sync_files "$ffmpeg/dist/esm" "$dest/$ffmpeg_dir" ffmpeg-core.js ffmpeg-core.was
 # Its multi-threaded core, for pages that are cross-origin isolated: the same, plus the script
 # each of its threads (a Web Worker) starts from.
 sync_files "$ffmpeg_mt/dist/esm" "$dest/$ffmpeg_mt_dir" ffmpeg-core.js ffmpeg-core.wasm ffmpeg-core.worker.js
+# dash.js's player as one ES module with its dependencies built in (without the DRM, reporting
+# and Smooth Streaming parts, which the dashboard does not use), imported by the job page only
+# for a streaming output; with the licence notices its first line points to, as it is handed
+# on to every browser that loads it.
+sync_files "$dashjs/dist/modern/esm" "$dest/$dashjs_dir" dash.mediaplayer.min.js dash.mediaplayer.min.js.LICENSE.txt
 
 # Versions for the page and the coordinator (the packages' own, and the CPython inside
-# Pyodide), and where each runtime is, for the runner.
+# Pyodide), and where each runtime is, for the runner and the job page.
 node -e '
-const [pyodide, ffmpeg, ffmpegMt] = process.argv.slice(1, 4).map((dir) => require(`${dir}/package.json`));
+const [pyodide, ffmpeg, ffmpegMt, dashjs] = process.argv.slice(1, 5).map((dir) => require(`${dir}/package.json`));
 const lock = require(`${process.argv[1]}/pyodide-lock.json`);
-const [pyodideDir, ffmpegDir, ffmpegMtDir] = process.argv.slice(4).map((dir) => `${dir}/`);
+const [pyodideDir, ffmpegDir, ffmpegMtDir, dashjsDir] = process.argv.slice(5).map((dir) => `${dir}/`);
 console.log(JSON.stringify({
   pyodide: pyodide.version, ffmpeg_core: ffmpeg.version, ffmpeg_core_mt: ffmpegMt.version, python: lock.info.python,
-  dirs: { pyodide: pyodideDir, ffmpeg: ffmpegDir, ffmpeg_mt: ffmpegMtDir },
+  dashjs: dashjs.version,
+  dirs: { pyodide: pyodideDir, ffmpeg: ffmpegDir, ffmpeg_mt: ffmpegMtDir, dashjs: dashjsDir },
 }));
-' "$pyodide" "$ffmpeg" "$ffmpeg_mt" "$pyodide_dir" "$ffmpeg_dir" "$ffmpeg_mt_dir" > "$dest/.runtimes.json.tmp"
+' "$pyodide" "$ffmpeg" "$ffmpeg_mt" "$dashjs" "$pyodide_dir" "$ffmpeg_dir" "$ffmpeg_mt_dir" "$dashjs_dir" > "$dest/.runtimes.json.tmp"
 if cmp -s "$dest/.runtimes.json.tmp" "$dest/runtimes.json"; then
   rm -f "$dest/.runtimes.json.tmp"
 else
@@ -85,7 +94,7 @@ fi
 for name in "$dest"/* "$dest"/.[!.]*; do
   [ -e "$name" ] || continue
   case "$(basename "$name")" in
-    runtimes.json | "$pyodide_dir" | "$ffmpeg_dir" | "$ffmpeg_mt_dir") ;;
+    runtimes.json | "$pyodide_dir" | "$ffmpeg_dir" | "$ffmpeg_mt_dir" | "$dashjs_dir") ;;
     *) rm -rf "$name" ;;
   esac
 done

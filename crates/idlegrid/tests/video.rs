@@ -1357,7 +1357,10 @@ fn bench_transcode_smoke() {
     // The split measured at two lengths: a fixed part and a part per second of source.
     let fixed = figures["split_fixed_secs"].as_f64().unwrap();
     let per_second = figures["split_secs_per_source_second"].as_f64().unwrap();
-    assert!(fixed >= 0.0 && per_second >= 0.0 && fixed + per_second > 0.0, "{figures}");
+    assert!(
+        fixed >= 0.0 && per_second >= 0.0 && fixed + per_second > 0.0,
+        "{figures}"
+    );
 }
 
 /// Luma PSNR of each chunk of `output` against `source` (same size, frames aligned by index;
@@ -1657,5 +1660,59 @@ fn subtitles_reach_dash_and_hls_as_webvtt() {
     assert!(
         manifest.contains("contentType=\"audio\"") && manifest.contains("lang=\"fra\""),
         "{manifest}"
+    );
+}
+
+/// An MP4's own text subtitles (mov_text, which Matroska cannot hold) come through: their text
+/// is carried as SubRip on the coordinator and written back as mov_text.
+#[test]
+fn an_mp4s_own_text_subtitles_come_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let srt = dir.path().join("s.srt");
+    std::fs::write(&srt, "1\n00:00:00,500 --> 00:00:01,500\nHello\n").unwrap();
+    let source = dir.path().join("subtitled.mp4");
+    sh(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=160x120:rate=25:duration=2",
+            "-i",
+            &srt.to_string_lossy(),
+            "-map",
+            "0",
+            "-map",
+            "1",
+            "-c:v",
+            "libx264",
+            "-c:s",
+            "mov_text",
+            &source.to_string_lossy(),
+        ],
+    );
+    let output = dir.path().join("out.mp4");
+    let (ok, _, stderr) = transcode(dir.path(), &source, &output, &["--chunk-seconds", "1"]);
+    assert!(ok, "{stderr}");
+    let text = sh(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            &output.to_string_lossy(),
+            "-map",
+            "0:s:0",
+            "-f",
+            "srt",
+            "-",
+        ],
+    );
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("00:00:00,500 --> 00:00:01,500\nHello"),
+        "{text}"
     );
 }

@@ -38,6 +38,15 @@ async fn judge(
     result: ResultRecord,
 ) -> Result<Option<Outcome>, StorageError> {
     let Some(job) = job else { return Ok(None) };
+    // A job that failed or was cancelled has lost its work blobs: its late results are not
+    // judged (nothing could be, and retrying would go on for ever).
+    if matches!(
+        job.state,
+        idlegrid_domain::JobState::Failed | idlegrid_domain::JobState::Cancelled
+    ) {
+        tracing::info!(job = %job.id, result = %result.id.0, "result of an ended job left unjudged");
+        return Ok(None);
+    }
     let (judgment, uses_ffmpeg) = match grid.apps.get(&job.spec.app) {
         None => (Judgment::Reject("the job's app is gone".into()), false),
         Some(app) => (

@@ -82,9 +82,13 @@ test('runtimes.json names the installed versions, and each runtime\'s directory 
   assert.equal(runtimes.ffmpeg_core, '0.12.10');
   assert.equal(runtimes.ffmpeg_core_mt, runtimes.ffmpeg_core, 'both ffmpeg.wasm cores from one release');
   assert.match(runtimes.python, /^3\.\d+\.\d+$/);
+  // dash.js, the job page's DASH player, at the version package.json pins.
+  assert.equal(runtimes.dashjs, JSON.parse(fs.readFileSync(path.join(WEB, 'package.json'), 'utf8')).dependencies.dashjs);
   assert.deepEqual(runtimes.dirs, {
     pyodide: `pyodide-${runtimes.pyodide}/`, ffmpeg: `ffmpeg-core-${runtimes.ffmpeg_core}/`, ffmpeg_mt: `ffmpeg-core-mt-${runtimes.ffmpeg_core_mt}/`,
+    dashjs: `dashjs-${runtimes.dashjs}/`,
   });
+  assert.ok(fs.statSync(path.join(RUNTIMES, runtimes.dirs.dashjs, 'dash.mediaplayer.min.js')).size > 100_000);
 });
 
 test('(a) probe: the Python inside Pyodide, ffmpeg.wasm\'s version and a benchmark', async () => {

@@ -33,7 +33,8 @@ const HEADERS = {
 const ROOTS = { '/ui/': path.join(WEB, 'ui'), '/runtimes/': RUNTIMES };
 
 /** Runs scripts/browser-runtimes.sh unless the runtimes are already in place (in the layout
- * of today's script: runtimes.json naming each runtime's directory, each of them there). */
+ * of today's script: runtimes.json naming each runtime's directory, dash.js's too, each of
+ * them there). */
 export function ensureRuntimes() {
   const read = () => {
     try {
@@ -43,8 +44,8 @@ export function ensureRuntimes() {
     }
   };
   const current = read();
-  const dirs = Object.values(current?.dirs ?? {});
-  if (dirs.length < 3 || !dirs.every((dir) => fs.existsSync(path.join(RUNTIMES, dir)))) {
+  const dirs = ['pyodide', 'ffmpeg', 'ffmpeg_mt', 'dashjs'].map((name) => current?.dirs?.[name]);
+  if (!dirs.every((dir) => dir && fs.existsSync(path.join(RUNTIMES, dir)))) {
     execFileSync(path.join(REPO, 'scripts', 'browser-runtimes.sh'), { stdio: 'inherit' });
     return read();
   }

@@ -1,5 +1,13 @@
-// 4. A video-transcode job with HLS on a short generated clip: completes, and the <video>
-//    element plays the HLS output (readyState ≥ 2, currentTime advances).
+// 4. A video-transcode job with a streaming ladder on a short generated clip, made from the
+//    form: completes, and the <video> element plays its HLS playlist with Chromium's own HLS
+//    player (readyState ≥ 2, currentTime advances), without loading dash.js.
+// Streaming outputs elsewhere: a browser without an HLS player of its own (Chromium with its
+// canPlayType answering so, as Firefox does) plays a two-rendition ladder through dash.js,
+// imported from /runtimes/ for that page only, under the dashboard's CSP; without the runtimes
+// served, or for an output without a DASH manifest, the page says so and links to the
+// playlist and the manifest; the DASH player's errors are shown as text. The form sends a
+// streaming ladder in any codec (HEVC here, as the coordinator takes it) and refuses one with
+// Copy or outside MP4, as the coordinator does.
 // The job page sums up a video for people (source, output, the HLS ladder, the output's size),
 // the raw facts behind a toggle that opens by keyboard; the jobs list shows each job's duration
 // (ticking while it runs) and cost in credits; at 1366 and 390 px, without sideways scrolling.
@@ -20,27 +28,38 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import fs from 'node:fs';
 import { assertNoSidewaysScroll, call, closeGrid, openGrid, sha256, signIn, submitPythonJob, unlabelledControls, waitFor, waitForFinalState, waitForJobPage, screenshot } from './helpers.mjs';
+import { ensureRuntimes } from './static-server.mjs';
 import { formatBytes, formatCredits, formatDuration } from '../ui/dom.js';
 
 let grid;
 let browser;
+/** runtimes.json of the runtimes the coordinator serves (dash.js among them). */
+let runtimes;
 
-before(async () => ({ grid, browser } = await openGrid({ workers: 1, slots: 2 })));
+before(async () => {
+  // In place before the coordinator starts, which serves them only if they are there then.
+  runtimes = ensureRuntimes();
+  ({ grid, browser } = await openGrid({ workers: 1, slots: 2 }));
+  // The ladder job the later tests look at runs beside the first test's job (two slots).
+  ladderJob().catch(() => {});
+});
 after(() => closeGrid({ grid, browser }));
 
-test('an HLS video job completes and its output plays in the page', async () => {
+test('a streaming video job made from the form completes and plays with the browser\'s own HLS player', async () => {
   const clip = path.join(grid.dir, 'clip.mp4');
   execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25',
     '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '4', '-c:v', 'libx264', '-pix_fmt', 'yuv420p',
     '-g', '25', '-c:a', 'aac', '-shortest', clip]);
   const { page } = browser;
+  const runtimeRequests = [];
+  page.on('request', (r) => { if (new URL(r.url()).pathname.startsWith('/runtimes/')) runtimeRequests.push(r.url()); });
   await signIn(page, grid, grid.apiKey);
   await page.goto(`${grid.url}/#/jobs/new`);
   await page.getByLabel('App', { exact: true }).selectOption('video-transcode');
   await page.getByLabel('Input file').setInputFiles(clip);
   await page.getByLabel('Resolution').selectOption('source');
   await page.getByLabel('Encoder speed (slower is smaller)').selectOption('ultrafast');
-  await page.getByLabel('Package as HLS (adaptive streaming, several renditions)').check();
+  await page.getByLabel('Streaming ladder (HLS + DASH)').check();
   await page.getByLabel('Seconds per chunk').fill('2');
   const created = page.waitForRequest((r) => r.method() === 'POST' && new URL(r.url()).pathname === '/v1/jobs');
   await page.getByRole('button', { name: 'Create and run' }).click();
@@ -60,7 +79,11 @@ test('an HLS video job completes and its output plays in the page', async () => 
   await video.waitFor({ timeout: 20_000 });
   const src = await video.getAttribute('src');
   assert.match(src, /master\.m3u8$/);
+  // This Chromium plays HLS itself (its built-in player), so the page gives it the playlist.
   assert.notEqual(await page.evaluate(() => document.createElement('video').canPlayType('application/vnd.apple.mpegurl')), '');
+  assert.equal(await video.getAttribute('data-playback'), 'hls');
+  assert.equal(await page.locator('#hls-link').getAttribute('href'), src);
+  assert.match(await page.locator('#dash-link').getAttribute('href'), /^\/v1\/links\/[^/]+\/hls\/manifest\.mpd$/);
   await video.evaluate((v) => { v.muted = true; return v.play(); });
   await waitFor(() => video.evaluate((v) => v.readyState >= 2 && v.currentTime > 0.5), {
     timeout: 30_000,
@@ -78,34 +101,49 @@ test('an HLS video job completes and its output plays in the page', async () => 
   assert.equal(stream.codec_name, 'h264');
   assert.equal(`${stream.width}x${stream.height}`, '320x240');
   assert.equal(Number(stream.nb_read_frames), 100);
+  assert.deepEqual(runtimeRequests, [], 'no runtime (dash.js) is loaded where the browser plays HLS itself');
   assert.deepEqual(browser.errors, []);
 });
 
 /** Whether the page scrolls sideways at its viewport's width. */
 const sideways = (p) => p.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
 
+let ladder = null;
+/**
+ * A completed two-rendition streaming job (480p and 360p of a 3 s 854x480 clip with sound, two
+ * chunks), made through the API once for the tests that look at one.
+ */
+function ladderJob() {
+  ladder ||= (async () => {
+    const clip = path.join(grid.dir, 'ladder.mp4');
+    execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=854x480:rate=25',
+      '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '3', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p',
+      '-g', '25', '-c:a', 'aac', '-shortest', clip]);
+    const created = await call(grid, grid.apiKey, '/v1/jobs', {
+      method: 'POST',
+      body: { app: 'video-transcode', params: { preset: 'source', x264_preset: 'ultrafast', hls: true, ladder: ['480p', '360p'] }, chunk_seconds: 2 },
+    });
+    const bytes = fs.readFileSync(clip);
+    await call(grid, grid.apiKey, `/v1/jobs/${created.id}/input`, {
+      method: 'PUT', body: bytes, headers: { 'x-content-sha256': sha256(bytes), 'Content-Type': 'application/octet-stream' },
+    });
+    await call(grid, grid.apiKey, `/v1/jobs/${created.id}/run`, { method: 'POST' });
+    // Waits for any end (waitFor takes a throw for "not yet"), so a failed job fails at once.
+    const job = await waitFor(async () => {
+      const j = await call(grid, grid.apiKey, `/v1/jobs/${created.id}`);
+      return ['completed', 'failed', 'cancelled'].includes(j.state) && j;
+    }, { timeout: 300_000, interval: 500, message: () => `the ladder job did not finish\n${grid.logs()}` });
+    assert.equal(job.state, 'completed', `the ladder job: ${job.error}\n${grid.logs()}`);
+    return job;
+  })();
+  return ladder;
+}
+
 test('the job page sums up the video; the jobs list shows duration and cost', async () => {
   assert.equal(formatCredits(420_000, { short: true }), '0.42 credits');
   assert.equal(formatCredits(10, { short: true }), '0.00001 credits');
   assert.equal(formatCredits(12_000_000, { short: true }), '12.00 credits');
-  const clip = path.join(grid.dir, 'ladder.mp4');
-  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=854x480:rate=25',
-    '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '3', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p',
-    '-g', '25', '-c:a', 'aac', '-shortest', clip]);
-  const created = await call(grid, grid.apiKey, '/v1/jobs', {
-    method: 'POST',
-    body: { app: 'video-transcode', params: { preset: 'source', x264_preset: 'ultrafast', hls: true, ladder: ['480p', '360p'] }, chunk_seconds: 2 },
-  });
-  const bytes = fs.readFileSync(clip);
-  await call(grid, grid.apiKey, `/v1/jobs/${created.id}/input`, {
-    method: 'PUT', body: bytes, headers: { 'x-content-sha256': sha256(bytes), 'Content-Type': 'application/octet-stream' },
-  });
-  await call(grid, grid.apiKey, `/v1/jobs/${created.id}/run`, { method: 'POST' });
-  const job = await waitFor(async () => {
-    const j = await call(grid, grid.apiKey, `/v1/jobs/${created.id}`);
-    if (j.state === 'failed') throw new Error(`job failed: ${j.error}`);
-    return j.state === 'completed' && j;
-  }, { timeout: 300_000, interval: 500, message: () => `the ladder job did not complete\n${grid.logs()}` });
+  const job = await ladderJob();
   const { renditions } = job.facts.hls;
   assert.equal(renditions.length, 2, JSON.stringify(job.facts));
 
@@ -120,7 +158,8 @@ test('the job page sums up the video; the jobs list shows duration and cost', as
   assert.match(text, /Duration ?3\.0 s \(75 frames\)/);
   assert.match(text, /Audio ?1 audio stream, 3\.0 s/);
   assert.match(text, /Output ?Video ?H\.264, 854×480, with audio/);
-  assert.ok(text.includes(`HLS ladder2 renditions: ${renditions.map((r) => `${r.width}×${r.height}`).join(', ')}; 6.0 s segments`), text);
+  assert.ok(text.includes('ContainerCMAF: HLS playlists and a DASH manifest over the same segments, in a tar'), text);
+  assert.ok(text.includes(`Streaming ladder2 renditions: ${renditions.map((r) => `${r.width}×${r.height}`).join(', ')}; 6.0 s segments`), text);
   assert.ok(text.includes(`Size${formatBytes(job.output.size)}`), text);
   assert.match(formatBytes(job.output.size), /^\d+(\.\d)? (KiB|MiB)$/);
   // The raw facts: closed, opened by keyboard, the JSON the API gave.
@@ -165,6 +204,161 @@ test('the job page sums up the video; the jobs list shows duration and cost', as
   const box = await row.locator('td.cost').boundingBox();
   assert.ok(box && box.x + box.width <= 390, `the cost is on the phone's screen: ${JSON.stringify(box)}`);
   await screenshot(page, 'jobs-list-phone');
+  await page.close();
+  assert.deepEqual(browser.errors, []);
+});
+
+/**
+ * Makes `page`'s browser one without an HLS player of its own, as Firefox (and Chromium before
+ * its built-in one): its canPlayType says no to HLS playlists, so the job page plays streaming
+ * outputs through dash.js.
+ */
+const withoutNativeHls = (page) => page.addInitScript(() => {
+  const canPlayType = HTMLMediaElement.prototype.canPlayType;
+  HTMLMediaElement.prototype.canPlayType = function canPlayWithoutHls(type) {
+    return /mpegurl/i.test(type) ? '' : canPlayType.call(this, type);
+  };
+});
+
+/**
+ * Resolves in the page when `video` has at least `want`'s readyState, more than its
+ * currentTime, a picture size (`size`) and a media source (`blob`), checked at once and on
+ * each of `events`; rejects on a media error, or after `ms` with what the element was doing.
+ */
+function videoWhen(video, want, events, ms = 30_000) {
+  return video.evaluate((v, { want, events, ms }) => new Promise((resolve, reject) => {
+    const state = () => ({ readyState: v.readyState, currentTime: v.currentTime, paused: v.paused, networkState: v.networkState, w: v.videoWidth, h: v.videoHeight, src: v.src.slice(0, 5) });
+    const ready = () => v.readyState >= (want.readyState ?? 0) && v.currentTime > (want.currentTime ?? -1)
+      && (!want.size || v.videoWidth > 0) && (!want.blob || v.src.startsWith('blob:'));
+    const done = (fn, value) => {
+      clearTimeout(timer);
+      for (const name of events) v.removeEventListener(name, check);
+      v.removeEventListener('error', failed);
+      fn(value);
+    };
+    const check = () => { if (ready()) done(resolve, state()); };
+    const failed = () => done(reject, new Error(`media error: ${v.error && (v.error.message || v.error.code)}`));
+    const timer = setTimeout(() => done(reject, new Error(`not ready after ${ms} ms: ${JSON.stringify(state())}`)), ms);
+    for (const name of events) v.addEventListener(name, check);
+    v.addEventListener('error', failed);
+    check();
+  }), { want, events, ms });
+}
+
+test('a browser without HLS of its own plays the ladder through dash.js, loaded from /runtimes/ for that page only', async () => {
+  assert.ok(runtimes.dirs.dashjs, JSON.stringify(runtimes));
+  const job = await ladderJob();
+  const page = await browser.context.newPage();
+  await withoutNativeHls(page);
+  const responses = [];
+  page.on('response', (r) => responses.push({ path: new URL(r.url()).pathname, status: r.status(), headers: r.headers() }));
+  await signIn(page, grid, grid.apiKey);
+  assert.equal(responses.filter((r) => r.path.startsWith('/runtimes/')).length, 0, 'dash.js is not loaded by the other pages');
+  await page.goto(`${grid.url}/#/jobs/${job.id}`);
+  const video = page.locator('video#player');
+  await video.waitFor();
+  assert.equal(await video.getAttribute('data-playback'), 'dash');
+
+  // Both links, the manifest served as DASH.
+  const hlsHref = await page.locator('#hls-link').getAttribute('href');
+  const dashHref = await page.locator('#dash-link').getAttribute('href');
+  assert.match(hlsHref, /^\/v1\/links\/[^/]+\/hls\/master\.m3u8$/);
+  assert.match(dashHref, /^\/v1\/links\/[^/]+\/hls\/manifest\.mpd$/);
+  assert.equal(await page.locator('#hls-link').textContent(), 'master.m3u8');
+  assert.equal(await page.locator('#dash-link').textContent(), 'manifest.mpd');
+  const mpd = await fetch(new URL(dashHref, grid.url));
+  assert.equal(mpd.status, 200);
+  assert.match(mpd.headers.get('content-type'), /^application\/dash\+xml/);
+  assert.match(await mpd.text(), /<MPD[\s>]/);
+
+  // dash.js attaches a media source (a blob: URL, which the page's CSP allows as media) ...
+  await videoWhen(video, { readyState: 1, blob: true }, ['loadedmetadata', 'durationchange', 'canplay']);
+  // ... and the video plays: frames decoded, the clock going on.
+  await video.evaluate((v) => { v.muted = true; return v.play(); });
+  const state = await videoWhen(video, { readyState: 2, currentTime: 0.5, size: true }, ['timeupdate', 'playing', 'resize']);
+  // One of the renditions (the 360p one's width as shown: its pixels are a shade wide, to keep
+  // the source's 427:240 exactly, so 641 rather than 640).
+  const rendition = job.facts.hls.renditions.find((r) => r.height === state.h);
+  assert.ok(rendition && Math.abs(rendition.width - state.w) <= 1, `a rendition's size: ${JSON.stringify(state)}`);
+  assert.equal(await page.locator(`section[aria-labelledby="output-${job.id}"] .alert`).count(), 0, 'no player error shown');
+
+  // dash.js came from the versioned runtime directory (kept for a year), and played the DASH
+  // manifest's segments, not the HLS playlists.
+  const player = responses.find((r) => r.path === `/runtimes/${runtimes.dirs.dashjs}dash.mediaplayer.min.js`);
+  assert.ok(player, `dash.js loaded: ${JSON.stringify(responses.map((r) => r.path))}`);
+  assert.equal(player.status, 200);
+  assert.match(player.headers['content-type'], /javascript/);
+  assert.equal(player.headers['cache-control'], 'public, max-age=31536000, immutable');
+  const streamed = responses.filter((r) => r.path.includes('/hls/')).map((r) => r.path.split('/').pop());
+  assert.ok(streamed.includes('manifest.mpd') && !streamed.includes('master.m3u8'), JSON.stringify(streamed));
+  assert.ok(streamed.some((name) => /^init-\d+\.m4s$/.test(name)) && streamed.some((name) => /^segment-\d+-\d+\.m4s$/.test(name)), JSON.stringify(streamed));
+  await screenshot(page, 'job-video-dash');
+  // Leaving the page stops the player (no error from it afterwards).
+  await page.goto(`${grid.url}/#/jobs`);
+  await page.locator('h1#page-title').waitFor();
+  await page.close();
+  assert.deepEqual(browser.errors, []);
+});
+
+test('without dash.js served, or for an output without a DASH manifest, the page says so and links to the playlists; player errors show as text', async () => {
+  const job = await ladderJob();
+  const page = await browser.context.newPage();
+  await withoutNativeHls(page);
+  await signIn(page, grid, grid.apiKey);
+  const output = page.locator(`section[aria-labelledby="output-${job.id}"]`);
+  const video = page.locator('video#player');
+
+  // A coordinator started without --browser-runtimes answers /runtimes/ with this 404.
+  await page.route((url) => url.pathname.startsWith('/runtimes/'), (route) => route.fulfill({
+    status: 404, contentType: 'application/json',
+    body: JSON.stringify({ error: { code: 'no_browser_runtimes', message: 'this coordinator serves no browser runtimes: run scripts/browser-runtimes.sh and start it with --browser-runtimes DIR' } }),
+  }));
+  await page.goto(`${grid.url}/#/jobs/${job.id}`);
+  const notice = output.locator('.player-notice .notice');
+  await notice.waitFor();
+  assert.equal(await notice.textContent(), 'This browser cannot play HLS itself, and this coordinator does not serve the DASH player '
+    + '(its operator can install it with scripts/browser-runtimes.sh). Play manifest.mpd or master.m3u8 (links below) with a player that can, or download the archive.');
+  assert.equal(await video.isVisible(), false, 'no player that cannot play');
+  assert.match(await page.locator('#hls-link').getAttribute('href'), /master\.m3u8$/);
+  assert.match(await page.locator('#dash-link').getAttribute('href'), /manifest\.mpd$/);
+  assert.equal(await output.locator('.alert').count(), 0, 'a notice, not an error');
+  await screenshot(page, 'job-video-no-dash-player');
+  await page.unroute((url) => url.pathname.startsWith('/runtimes/'));
+
+  // An output packaged before DASH manifests: its links have none.
+  await page.route((url) => url.pathname === `/v1/jobs/${job.id}/links`, async (route) => {
+    const response = await route.fetch();
+    const links = await response.json();
+    delete links.dash;
+    return route.fulfill({ response, json: links });
+  });
+  await page.goto(`${grid.url}/#/jobs`);
+  await page.goto(`${grid.url}/#/jobs/${job.id}`);
+  await notice.waitFor();
+  assert.equal(await notice.textContent(), 'This browser cannot play HLS itself, and this output has no DASH manifest (it was packaged before they were made). '
+    + 'Play master.m3u8 (link below) with a player that can, or download the archive.');
+  assert.equal(await page.locator('#dash-link').count(), 0);
+  assert.match(await page.locator('#hls-link').getAttribute('href'), /master\.m3u8$/);
+  await page.unrouteAll();
+
+  // A manifest the player cannot read: its error, as text (not markup).
+  await page.route((url) => url.pathname.endsWith('/manifest.mpd'), (route) => route.fulfill({
+    status: 200, contentType: 'application/dash+xml', body: '<img src=x onerror="window.injected=1">',
+  }));
+  const errorsBefore = browser.errors.length;
+  await page.goto(`${grid.url}/#/jobs`);
+  await page.goto(`${grid.url}/#/jobs/${job.id}`);
+  const alert = output.locator('.alert');
+  await alert.waitFor({ timeout: 30_000 });
+  const said = await alert.textContent();
+  assert.match(said, /^The video could not be played \(DASH player error \d+: .+\)\.$/);
+  assert.doesNotMatch(said, /\/v1\/links\//, 'the signed link is not spelled out');
+  assert.equal(await page.evaluate(() => window.injected || null), null);
+  assert.equal(await output.locator('.alert img').count(), 0);
+  await screenshot(page, 'job-video-dash-error');
+  // dash.js also logs that error to the console: expected here, and only here.
+  const logged = browser.errors.splice(errorsBefore);
+  assert.ok(logged.every((e) => /dash|manifest|MPD/i.test(e)), JSON.stringify(logged));
   await page.close();
   assert.deepEqual(browser.errors, []);
 });
@@ -215,13 +409,15 @@ test('the new-job form refuses codecs a container cannot carry, saying what to c
   // Fixed by choosing VP9: the note goes.
   await codec.selectOption('vp9');
   await waitFor(async () => !(await note.isVisible()), { timeout: 5000, message: 'the note stays once VP9 is chosen' });
-  // HLS is H.264 only.
-  await page.getByLabel('Package as HLS (adaptive streaming, several renditions)').check();
+  // A streaming ladder goes with VP9, but not in WebM: the container to change.
+  await page.getByLabel('Streaming ladder (HLS + DASH)').check();
   await submit.click();
-  await waitFor(async () => /^HLS packaging is H\.264 only: choose H\.264 as the video codec, or turn HLS off/.test(await alert.textContent()), {
+  await waitFor(async () => (await alert.textContent()) === 'A streaming ladder is MP4 segments with HLS playlists and a DASH manifest, in one archive: '
+    + 'leave the container at MP4, or turn the streaming ladder off.', {
     timeout: 5000, message: async () => `the alert says: ${await alert.textContent()}`,
   });
-  await page.getByLabel('Package as HLS (adaptive streaming, several renditions)').uncheck();
+  assert.equal(await container.getAttribute('aria-invalid'), 'true');
+  await page.getByLabel('Streaming ladder (HLS + DASH)').uncheck();
   // AAC in WebM: the audio codec to change, and what to choose instead.
   await audio.selectOption('aac');
   await submit.click();
@@ -263,9 +459,11 @@ test('the new-job form refuses codecs a container cannot carry, saying what to c
 
   // Copy: the encoding fields are off and not sent; nor is what is left at its default.
   await codec.selectOption('copy');
-  for (const label of ['Resolution', 'Encoder speed (slower is smaller)', 'Package as HLS (adaptive streaming, several renditions)']) {
+  for (const label of ['Resolution', 'Encoder speed (slower is smaller)']) {
     assert.equal(await page.getByLabel(label).isDisabled(), true, `${label} is off when copying`);
   }
+  // The streaming ladder stays open, so that one checked can be turned off (it is refused with Copy).
+  assert.equal(await page.getByLabel('Streaming ladder (HLS + DASH)').isDisabled(), false);
   assert.equal(await crf.isDisabled(), true);
   assert.equal(await page.locator('.copy-note').isVisible(), true);
   await container.selectOption('mkv');
@@ -294,6 +492,81 @@ test('the new-job form refuses codecs a container cannot carry, saying what to c
   await container.selectOption('webm');
   await assertNoSidewaysScroll(page, 'the new-job form at 390 px');
   await screenshot(page, 'new-job-video-phone');
+  await page.close();
+  assert.deepEqual(browser.errors, []);
+});
+
+test('the new-job form sends a streaming ladder in any codec (HEVC here) and refuses one with Copy or outside MP4, as the coordinator does', async () => {
+  const clip = path.join(grid.dir, 'stream-form.mp4');
+  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25',
+    '-t', '1', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', clip]);
+  const page = await videoForm(clip);
+  // What the form would send is caught and answered here: no job runs.
+  const sent = [];
+  await page.route((url) => url.pathname === '/v1/jobs', (route) => {
+    if (route.request().method() !== 'POST') return route.continue();
+    sent.push(route.request().postDataJSON());
+    return route.fulfill({ status: 422, contentType: 'application/json', body: JSON.stringify({ error: { code: 'caught', message: 'caught by the test' } }) });
+  });
+  const submit = page.getByRole('button', { name: 'Create and run' });
+  const alert = page.locator('form [role="alert"]');
+  const note = page.locator('.combo-note');
+  const ladderBox = page.getByLabel('Streaming ladder (HLS + DASH)');
+  const codec = page.getByLabel('Video codec');
+  const saysAlert = (text) => waitFor(async () => (await alert.textContent({ timeout: 1000 })) === text, {
+    timeout: 5000, message: async () => `the alert says: ${await alert.textContent().catch(() => '(none)')}, not ${text}`,
+  });
+  // The hint says what the option is now: any codec, both kinds of playlist.
+  const hint = page.locator(`#${await ladderBox.getAttribute('aria-describedby')}`);
+  assert.match(await hint.textContent(), /in any codec, as MP4 segments with HLS playlists and a DASH manifest/);
+  assert.doesNotMatch(await hint.textContent(), /H\.264 only/);
+
+  // HEVC with a streaming ladder: no note, sent as it is.
+  await codec.selectOption('hevc');
+  await ladderBox.check();
+  assert.equal(await note.isVisible(), false, 'HEVC and a streaming ladder go together');
+  await submit.click();
+  await waitFor(() => sent.length === 1, { timeout: 5000, message: 'the form sent nothing' });
+  assert.deepEqual(sent[0].params, { preset: '720p', video_codec: 'hevc', hls: true });
+  // ... which the coordinator takes (the job is made, and left unrun without its input).
+  const taken = await call(grid, grid.apiKey, '/v1/jobs', { method: 'POST', body: { app: 'video-transcode', params: sent[0].params } });
+  assert.deepEqual(taken.params, sent[0].params);
+  await call(grid, grid.apiKey, `/v1/jobs/${taken.id}/cancel`, { method: 'POST' });
+
+  // Copy with a streaming ladder: said at once, refused on submit, the checkbox to change focused.
+  const copyMessage = 'A streaming ladder encodes the video again at several sizes, which Copy does not: '
+    + 'turn the streaming ladder off, or choose a video codec to encode with.';
+  await codec.selectOption('copy');
+  await waitFor(async () => (await note.textContent()) === copyMessage, { timeout: 5000, message: async () => `the note says: ${await note.textContent()}` });
+  await submit.click();
+  await saysAlert(copyMessage);
+  assert.equal(await ladderBox.getAttribute('aria-invalid'), 'true');
+  assert.equal(await ladderBox.evaluate((el) => el === document.activeElement), true, 'the streaming ladder is focused, to be turned off');
+  await screenshot(page, 'new-job-video-stream-copy-refused');
+  // As the coordinator would have refused it.
+  const refused = await call(grid, grid.apiKey, '/v1/jobs', {
+    method: 'POST', body: { app: 'video-transcode', params: { video_codec: 'copy', hls: true } },
+  }).catch((e) => e);
+  assert.equal(refused.status, 422, String(refused));
+  assert.match(refused.body.error.message, /hls cannot apply/);
+  // Outside MP4 too (MKV carries HEVC, but a streaming ladder is MP4 segments).
+  await codec.selectOption('hevc');
+  await page.getByLabel('Container').selectOption('mkv');
+  await submit.click();
+  await saysAlert('A streaming ladder is MP4 segments with HLS playlists and a DASH manifest, in one archive: leave the container at MP4, or turn the streaming ladder off.');
+  const mkv = await call(grid, grid.apiKey, '/v1/jobs', {
+    method: 'POST', body: { app: 'video-transcode', params: { video_codec: 'hevc', hls: true, container: 'mkv' } },
+  }).catch((e) => e);
+  assert.equal(mkv.status, 422, String(mkv));
+  assert.equal(sent.length, 1, 'nothing refused was sent');
+  // Turned off, the copy goes: nothing of the ladder is sent.
+  await page.getByLabel('Container').selectOption('mp4');
+  await codec.selectOption('copy');
+  await ladderBox.uncheck();
+  await waitFor(async () => !(await note.isVisible()), { timeout: 5000, message: 'the note stays once the ladder is off' });
+  await submit.click();
+  await waitFor(() => sent.length === 2, { timeout: 5000, message: 'the form sent nothing' });
+  assert.deepEqual(sent[1].params, { video_codec: 'copy' });
   await page.close();
   assert.deepEqual(browser.errors, []);
 });
@@ -371,7 +644,7 @@ test('a quality target from the new-job form: only its fields are sent, and the 
   assert.equal(await label.textContent(), 'Target PSNR (25–55 dB, higher is better)');
   assert.deepEqual([await value.getAttribute('min'), await value.getAttribute('max')], ['25', '55']);
   assert.equal(await page.locator(`#${await value.getAttribute('aria-describedby')}`).textContent(),
-    'Each chunk searches its rate factor, up to 4 encodes; charged as 2.5 encodes.');
+    'Each chunk searches its rate factor, up to 4 encodes; charged as 4 encodes.');
   await metric.selectOption('ssim');
   assert.equal(await label.textContent(), 'Target SSIM (0.8–0.995, higher is better)');
   assert.deepEqual([await value.getAttribute('min'), await value.getAttribute('max')], ['0.8', '0.995']);

@@ -112,7 +112,8 @@ export async function jobView(main, [idText], { isCurrent }) {
 
   // Progress rate for the ETA: samples of (time, fraction) over the last minute.
   const samples = [];
-  let outputShown = false;
+  /** The output section, once the job has completed ({ el, stop }). */
+  let output = null;
   let lastState = job.state;
   let tasksTimer = null;
   let tasksLoading = false;
@@ -163,9 +164,9 @@ export async function jobView(main, [idText], { isCurrent }) {
     }
     renderFacts();
     renderCounts();
-    if (job.state === 'completed' && !outputShown) {
-      outputShown = true;
-      replace(outputSlot, outputSection(job));
+    if (job.state === 'completed' && !output) {
+      output = outputSection(job);
+      replace(outputSlot, output.el);
     }
     loadTasks();
     loadHooks();
@@ -270,7 +271,12 @@ export async function jobView(main, [idText], { isCurrent }) {
   startFollowing();
   // Chunks change without the job changing (progress of a running chunk): poll while it runs.
   const poll = setInterval(() => { if (!TERMINAL.has(job.state)) loadTasks(); }, 3000);
-  return () => { if (stop) stop(); clearInterval(poll); if (tasksTimer) clearTimeout(tasksTimer); };
+  return () => {
+    if (stop) stop();
+    clearInterval(poll);
+    if (tasksTimer) clearTimeout(tasksTimer);
+    if (output) output.stop();
+  };
 }
 
 function factsList(value) {

@@ -123,7 +123,7 @@ function buildForm(apps, navigate, webhooks) {
   // A choice of codecs the container cannot carry, said as soon as it is made.
   const comboNote = h('p', { class: 'notice combo-note', 'aria-live': 'polite', hidden: true });
   const copyNote = h('p', { class: 'notice copy-note', hidden: true },
-    'Copy carries the source’s video over as it is, only the container changes: resolution, quality, speed and HLS do not apply. '
+    'Copy carries the source’s video over as it is, only the container changes: resolution, quality and speed do not apply, and there is no streaming ladder. '
     + 'The container must be able to carry the source’s codec (MKV carries every one).');
   const preset = select(PRESETS.map((p) => [p, p === 'source' ? 'Source size' : p]), '720p');
   preset.name = 'preset';
@@ -143,7 +143,7 @@ function buildForm(apps, navigate, webhooks) {
   const metric = select(Object.entries(QUALITY_METRICS).map(([v, m]) => [v, m.name]), 'psnr');
   metric.name = 'target_metric';
   const targetValue = h('input', { type: 'number', name: 'target_value', step: 'any', inputmode: 'decimal' });
-  const targetField = field('Target', targetValue, 'Each chunk searches its rate factor, up to 4 encodes; charged as 2.5 encodes.');
+  const targetField = field('Target', targetValue, 'Each chunk searches its rate factor, up to 4 encodes; charged as 4 encodes.');
   const targetLabel = targetField.wrap.querySelector('label');
   const targetBox = h('div', { class: 'quality-target' }, field('Quality metric', metric).wrap, targetField.wrap);
   const qualityBox = h('fieldset', { class: 'quality' }, h('legend', {}, 'Quality'),
@@ -161,8 +161,10 @@ function buildForm(apps, navigate, webhooks) {
     field('Resolution', preset).wrap,
     qualityBox,
     speedField.wrap,
-    h('div', { class: 'field check' }, hls, h('label', { for: hlsId }, 'Package as HLS (adaptive streaming, several renditions)')),
-    h('p', { class: 'hint field-after', id: `${hlsId}-hint` }, 'H.264 only, in MP4 segments: leave the container at MP4.'),
+    h('div', { class: 'field check' }, hls, h('label', { for: hlsId }, 'Streaming ladder (HLS + DASH)')),
+    h('p', { class: 'hint field-after', id: `${hlsId}-hint` },
+      'Several renditions up to the resolution, in any codec, as MP4 segments with HLS playlists and a DASH manifest, in one archive: '
+      + 'leave the container at MP4. H.264 plays in nearly every browser; HEVC, AV1 and VP9 only where the browser decodes them.'),
     field('Seconds per chunk', chunkSeconds, 'Default: sized from the speed and the grid.').wrap);
 
   // Sound and subtitles of a video.
@@ -181,7 +183,7 @@ function buildForm(apps, navigate, webhooks) {
     languagesField.wrap,
     h('div', { class: 'field check' }, subtitles, h('label', { for: subtitlesId }, 'Keep subtitles')),
     h('p', { class: 'hint field-after', id: `${subtitlesId}-hint` },
-      'Text subtitles are carried over (MKV keeps picture subtitles too); HLS has none for now.'));
+      'Text subtitles are carried over (MKV keeps picture subtitles too; a streaming ladder has them as WebVTT).'));
 
   // Preferences: speed against price, with the price and time of each tier.
   const speedName = uid('speed');
@@ -237,7 +239,9 @@ function buildForm(apps, navigate, webhooks) {
   function syncVideo() {
     const codec = VIDEO_CODECS[videoCodec.value];
     const copy = videoCodec.value === 'copy';
-    for (const control of [preset, crf, encoderSpeed, hls, metric, targetValue, ...qualityBox.querySelectorAll('input[type="radio"]')]) {
+    // The streaming ladder stays open with Copy: checked, it is refused with a message saying
+    // why (copied video cannot be made into renditions) rather than dropped unsaid.
+    for (const control of [preset, crf, encoderSpeed, metric, targetValue, ...qualityBox.querySelectorAll('input[type="radio"]')]) {
       control.disabled = copy;
     }
     copyNote.hidden = !copy;
@@ -292,12 +296,12 @@ function buildForm(apps, navigate, webhooks) {
   function combinationProblem() {
     const codec = videoCodec.value;
     const box = CONTAINERS[container.value];
-    if (codec !== 'copy' && hls.checked) {
-      if (codec !== 'h264') {
-        return { control: hls, message: `HLS packaging is H.264 only: choose H.264 as the video codec, or turn HLS off for ${VIDEO_CODECS[codec].name} in one file.` };
+    if (hls.checked) {
+      if (codec === 'copy') {
+        return { control: hls, message: 'A streaming ladder encodes the video again at several sizes, which Copy does not: turn the streaming ladder off, or choose a video codec to encode with.' };
       }
       if (container.value !== 'mp4') {
-        return { control: container, message: 'HLS output is playlists and MP4 segments in one archive: leave the container at MP4, or turn HLS off.' };
+        return { control: container, message: 'A streaming ladder is MP4 segments with HLS playlists and a DASH manifest, in one archive: leave the container at MP4, or turn the streaming ladder off.' };
       }
     }
     if (codec !== 'copy' && !box.video.includes(codec)) {

@@ -1,8 +1,132 @@
 // Output of a completed job: signed links (no Authorization header needed) for a download
 // link and for the <video> element.
+//
+// A streaming output (`"hls": true`) is CMAF: one set of fragmented-MP4 segments described by
+// HLS playlists and by a DASH manifest. Browsers that play HLS themselves (Safari, iOS, and
+// Chromium since its built-in HLS player) are given the playlist, with nothing to load; others
+// (Firefox, older Chromium) play the DASH manifest through dash.js, which feeds the segments
+// to the <video> element with Media Source Extensions. dash.js is one of the coordinator's
+// browser runtimes (scripts/browser-runtimes.sh, served at /runtimes/ from a directory named
+// by its version): the page imports it only when it has such an output to play, so no other
+// page pays for its 750 KB. Under the dashboard's Content-Security-Policy this needs nothing
+// new: the module is this origin's script, the manifest and segments are this origin's
+// requests, and the media source reaches the <video> element as a blob: URL (media-src blob:).
 
-import { api, errorFrom, missingEndpoint, session } from './api.js';
+import { api, ApiError, errorFrom, missingEndpoint, session } from './api.js';
 import { alertSlot, h, replace, timeTag } from './dom.js';
+
+/** A runtimes directory as scripts/browser-runtimes.sh names them (`dashjs-5.2.1/`): nothing
+ * else is imported, whatever runtimes.json says. */
+const RUNTIME_DIR = /^[A-Za-z0-9._-]+\/$/;
+
+/** Why the DASH player cannot be had from this coordinator (an Error with this name). */
+const NOT_SERVED = 'DashPlayerNotServed';
+
+let dashModule = null;
+
+/**
+ * dash.js's module, imported once per page load from the directory runtimes.json names. Fails
+ * with an Error named NOT_SERVED when the coordinator serves no runtimes, or older ones
+ * without dash.js; a failure is not kept, so renewing the links tries again.
+ */
+function loadDash() {
+  if (!dashModule) {
+    dashModule = (async () => {
+      let runtimes;
+      try {
+        runtimes = await api('/runtimes/runtimes.json', { auth: false });
+      } catch (e) {
+        if (e instanceof ApiError && e.status === 404) throw Object.assign(new Error(e.message), { name: NOT_SERVED });
+        throw e;
+      }
+      const dir = runtimes && runtimes.dirs && runtimes.dirs.dashjs;
+      if (typeof dir !== 'string' || !RUNTIME_DIR.test(dir)) {
+        throw Object.assign(new Error('the runtimes this coordinator serves do not include dash.js'), { name: NOT_SERVED });
+      }
+      return import(`/runtimes/${dir}dash.mediaplayer.min.js`);
+    })();
+    dashModule.catch(() => { dashModule = null; });
+  }
+  return dashModule;
+}
+
+/** A dash.js error event as a sentence's end: its code and message, as text (the signed
+ * link's path in it shortened to the file's name: the token says nothing to a person). */
+function dashErrorText(event) {
+  const error = event && event.error;
+  if (!error) return 'the DASH player stopped';
+  const message = typeof error.message === 'string' && error.message
+    ? error.message.replace(/\S*\/v1\/links\/[^/\s]+\/hls\//g, '') : null;
+  return `DASH player error ${error.code ?? '?'}${message ? `: ${message}` : ''}`;
+}
+
+/**
+ * The player of a streaming output: the <video> element (native HLS or dash.js), a notice where
+ * this browser cannot play it here, its errors as text, and links to the HLS playlist and the
+ * DASH manifest. Returns { nodes, stop() }; stop() ends dash.js's downloads when the page goes.
+ */
+function streamingPlayer(job, links) {
+  const video = h('video', { controls: true, preload: 'metadata', playsinline: true, id: 'player', 'aria-label': `Output of job ${job.id}` });
+  const notice = h('div', { class: 'player-notice' });
+  const problem = alertSlot();
+  const status = h('p', { class: 'muted small player-status', role: 'status', hidden: true });
+  const say = (text) => {
+    status.textContent = text;
+    status.hidden = !text;
+  };
+  let player = null;
+  let stopped = false;
+  video.addEventListener('error', () => problem.show(`The video could not be played${video.error ? ` (${video.error.message || `error ${video.error.code}`})` : ''}.`));
+
+  const playlistLinks = h('p', { class: 'muted small stream-links' },
+    links.hls ? ['HLS playlist: ', h('a', { href: links.hls, id: 'hls-link' }, 'master.m3u8')] : null,
+    links.hls && links.dash ? ' · ' : null,
+    links.dash ? ['DASH manifest: ', h('a', { href: links.dash, id: 'dash-link' }, 'manifest.mpd')] : null);
+  const cannotPlay = (why) => {
+    video.hidden = true;
+    say('');
+    replace(notice, h('p', { class: 'notice' }, why, ' Play ',
+      links.dash ? 'manifest.mpd or master.m3u8 (links below)' : 'master.m3u8 (link below)',
+      ' with a player that can, or download the archive.'));
+  };
+
+  if (links.hls && video.canPlayType('application/vnd.apple.mpegurl')) {
+    // The browser's own HLS player: nothing to load.
+    video.src = links.hls;
+    video.dataset.playback = 'hls';
+  } else if (!links.dash) {
+    // Packaged before streaming outputs had a DASH manifest: HLS is all there is.
+    cannotPlay('This browser cannot play HLS itself, and this output has no DASH manifest (it was packaged before they were made).');
+  } else if (!(window.MediaSource || window.ManagedMediaSource)) {
+    cannotPlay('This browser plays neither HLS nor DASH (it has no Media Source Extensions).');
+  } else {
+    video.dataset.playback = 'dash';
+    say('Loading the DASH player…');
+    loadDash().then((dashjs) => {
+      if (stopped) return;
+      say('');
+      player = dashjs.MediaPlayer().create();
+      player.on(dashjs.MediaPlayer.events.ERROR, (event) => problem.show(`The video could not be played (${dashErrorText(event)}).`));
+      player.initialize(video, links.dash, false);
+    }).catch((e) => {
+      if (stopped) return;
+      if (e.name === NOT_SERVED) {
+        cannotPlay('This browser cannot play HLS itself, and this coordinator does not serve the DASH player (its operator can install it with scripts/browser-runtimes.sh).');
+      } else {
+        say('');
+        problem.show(`The DASH player could not be loaded (${e.message}).`);
+      }
+    });
+  }
+  return {
+    nodes: [video, status, notice, problem.el, playlistLinks],
+    stop() {
+      stopped = true;
+      if (player) player.destroy();
+      player = null;
+    },
+  };
+}
 
 function outputName(job, hls) {
   if (job.app === 'video-transcode') {
@@ -12,7 +136,10 @@ function outputName(job, hls) {
   return `job-${job.id}-output.txt`;
 }
 
-/** The output section of a completed job: download link, and a player for video output. */
+/**
+ * The output section of a completed job: download link, and a player for video output.
+ * Returns { el, stop() }: stop() when the page goes, so a streaming player stops downloading.
+ */
 export function outputSection(job) {
   const alerts = alertSlot();
   const body = h('div', { class: 'output-body' }, h('p', { class: 'muted' }, 'Preparing the links…'));
@@ -21,8 +148,16 @@ export function outputSection(job) {
   const isVideo = job.app === 'video-transcode';
   const isHls = Boolean(job.params && job.params.hls);
 
+  /** The streaming player shown, stopped when the links are renewed or the page goes. */
+  let stream = null;
+  const stopStream = () => {
+    if (stream) stream.stop();
+    stream = null;
+  };
+
   async function load() {
     alerts.clear();
+    stopStream();
     let links;
     try {
       links = await api(`/v1/jobs/${job.id}/links`, { method: 'POST' });
@@ -39,18 +174,14 @@ export function outputSection(job) {
       ' ', job.output ? h('span', { class: 'muted' }, `(${job.output.size.toLocaleString()} bytes)`) : null));
     parts.push(h('p', { class: 'muted small' }, 'Links valid until ', timeTag(links.expires_at), '. ',
       h('button', { type: 'button', class: 'linkish', onclick: load }, 'Renew the links')));
-    if (isVideo) {
-      const src = isHls ? links.hls : links.download;
-      if (src) {
-        const video = h('video', { controls: true, preload: 'metadata', playsinline: true, src, id: 'player', 'aria-label': `Output of job ${job.id}` });
-        const canPlay = isHls ? video.canPlayType('application/vnd.apple.mpegurl') : 'maybe';
-        parts.push(video);
-        if (!canPlay) parts.push(h('p', { class: 'notice' }, 'This browser cannot play HLS itself; download the archive and play master.m3u8 with a player that can.'));
-        const problem = alertSlot();
-        video.addEventListener('error', () => problem.show(`The video could not be played${video.error ? ` (${video.error.message || `error ${video.error.code}`})` : ''}.`));
-        parts.push(problem.el);
-        if (isHls) parts.push(h('p', { class: 'muted small' }, 'HLS playlist: ', h('a', { href: links.hls }, 'master.m3u8')));
-      }
+    if (isVideo && isHls && (links.hls || links.dash)) {
+      stream = streamingPlayer(job, links);
+      parts.push(...stream.nodes);
+    } else if (isVideo && links.download) {
+      const video = h('video', { controls: true, preload: 'metadata', playsinline: true, src: links.download, id: 'player', 'aria-label': `Output of job ${job.id}` });
+      const problem = alertSlot();
+      video.addEventListener('error', () => problem.show(`The video could not be played${video.error ? ` (${video.error.message || `error ${video.error.code}`})` : ''}.`));
+      parts.push(video, problem.el);
     }
     replace(body, parts);
   }
@@ -75,5 +206,5 @@ export function outputSection(job) {
   }
 
   load();
-  return el;
+  return { el, stop: stopStream };
 }

@@ -22,6 +22,13 @@ const CONTAINERS = {
   mp4: 'MP4', mov: 'QuickTime (MOV)', mkv: 'Matroska (MKV)', webm: 'WebM', hls: 'HLS (playlists and segments, in a tar)',
 };
 
+/** The output's container; a streaming output packaged as CMAF (since DASH manifests came
+ * with the HLS playlists) says it has both. */
+function containerName(container, f) {
+  if (container === 'hls' && f.hls && f.hls.packaging === 'cmaf') return 'CMAF: HLS playlists and a DASH manifest over the same segments, in a tar';
+  return CONTAINERS[container] || String(container);
+}
+
 function codecName(codec) {
   return CODECS[codec] || String(codec);
 }
@@ -116,10 +123,10 @@ function outputPairs(f, job) {
   const renditions = f.hls && Array.isArray(f.hls.renditions) ? f.hls.renditions : null;
   return [
     video ? ['Video', video] : null,
-    o.container ? ['Container', CONTAINERS[o.container] || String(o.container)] : null,
+    o.container ? ['Container', containerName(o.container, f)] : null,
     Array.isArray(o.audio_tracks) ? ['Audio', audioTracks(o)] : null,
     Array.isArray(o.subtitles) ? ['Subtitles', subtitleTracks(o.subtitles)] : null,
-    renditions ? ['HLS ladder', `${counted(renditions.length, 'rendition')}: ${renditions.map((r) => size(r.width, r.height)).join(', ')}`
+    renditions ? ['Streaming ladder', `${counted(renditions.length, 'rendition')}: ${renditions.map((r) => size(r.width, r.height)).join(', ')}`
       + (isNumber(f.hls.segment_seconds) ? `; ${length(f.hls.segment_seconds)} segments` : '')] : null,
     isNumber(f.video_chunks) ? ['Split into', `${counted(f.video_chunks, 'video chunk')}${f.split ? ` at ${f.split}` : ''}`] : null,
     ['Size', job.output ? formatBytes(job.output.size) : 'known when the job completes'],

@@ -72,15 +72,19 @@ pub struct TranscodeFigures {
     /// Speed-up model for W remote devices.
     pub model: Vec<Modelled>,
     /// The model for a 10-minute source of this kind, with the split and the encodes
-    /// overlapping as they do (each chunk is sent as soon as it is cut): the plain encode and
-    /// the stitch scaled by length, the split its fixed part plus its part per second of
-    /// source, chunks of this length.
+    /// overlapping as they do (each chunk is sent as soon as it is cut): the plain encode
+    /// scaled by length, the split and the join their fixed parts plus their parts per second
+    /// of source, chunks of this length.
     pub model_10_minutes: Vec<Modelled>,
     /// The split's fixed seconds (probe, start-up), from splitting this source and a quarter
     /// of it.
     pub split_fixed_secs: f64,
     /// The split's seconds per second of source.
     pub split_secs_per_source_second: f64,
+    /// The join's fixed seconds, from joining this source and a quarter of it.
+    pub stitch_fixed_secs: f64,
+    /// The join's seconds per second of source.
+    pub stitch_secs_per_source_second: f64,
     /// The codec both encodes used, with its rate factor and speed preset.
     pub codec: String,
     /// Coordinator CPU seconds (partition, validation, assembly) per minute of output.
@@ -172,9 +176,13 @@ fn psnr(output: &Path, source: &Path) -> anyhow::Result<f64> {
     })
 }
 
-/// Seconds a job of `source` (same settings) spends being split on the grid of `client`,
-/// from `run` until it leaves `partitioning`; the job is cancelled then.
-async fn split_time(client: &Client, source: &Path, args: &TranscodeArgs) -> anyhow::Result<f64> {
+/// Seconds a job of `source` (same settings) spends being split on the grid of `client`
+/// (from `run` until it leaves `partitioning`) and being joined (`assembling`).
+async fn split_and_stitch(
+    client: &Client,
+    source: &Path,
+    args: &TranscodeArgs,
+) -> anyhow::Result<(f64, f64)> {
     let mut params = serde_json::json!({"video_codec": args.codec});
     if let Some(crf) = args.crf {
         params["crf"] = crf.into();
@@ -189,14 +197,27 @@ async fn split_time(client: &Client, source: &Path, args: &TranscodeArgs) -> any
     client.upload_input_file(job.id, source).await?;
     let started = Instant::now();
     client.run_job(job.id).await?;
+    let (mut split, mut stitch_start) = (None, None);
     loop {
         let status = client.job(job.id).await?;
-        if !matches!(status.state, JobState::Submitted | JobState::Partitioning) {
-            let secs = started.elapsed().as_secs_f64();
-            if !status.state.is_terminal() {
-                client.cancel_job(job.id).await?;
-            }
-            return Ok(secs);
+        if split.is_none() && !matches!(status.state, JobState::Submitted | JobState::Partitioning)
+        {
+            split = Some(started.elapsed().as_secs_f64());
+        }
+        if stitch_start.is_none()
+            && matches!(status.state, JobState::Assembling | JobState::Completed)
+        {
+            stitch_start = Some(started.elapsed().as_secs_f64());
+        }
+        if status.state.is_terminal() {
+            anyhow::ensure!(
+                status.state == JobState::Completed,
+                "the short grid job {}: {:?}",
+                status.state,
+                status.error
+            );
+            let end = started.elapsed().as_secs_f64();
+            return Ok((split.unwrap_or(end), end - stitch_start.unwrap_or(end)));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -419,8 +440,8 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     client.download_output(job.id, &grid_out, &sha).await?;
     let grid_wall = started.elapsed().as_secs_f64();
     let media = super::media_cpu(&client).await?;
-    // The split again on a quarter of the source (cut by stream copy), to tell its fixed cost
-    // from its cost per second of source: the job is cancelled once it is split.
+    // A quarter of the source (cut by stream copy) through the grid too, to tell the split's
+    // and the join's fixed costs from their costs per second of source.
     let quarter = dir.path().join("quarter.mkv");
     let quarter_secs = f64::from(args.seconds.max(4)) / 4.0;
     let short_split = if args.input.is_none() {
@@ -436,7 +457,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
             "copy",
             &quarter.to_string_lossy(),
         ])?;
-        Some(split_time(&client, &quarter, &args).await?)
+        Some(split_and_stitch(&client, &quarter, &args).await?)
     } else {
         None
     };
@@ -491,18 +512,22 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     let scale = 600.0 / source_secs.max(1e-9);
     // The split's fixed part and its part per second of source, from the two lengths (or, for
     // a given input, all of it per second: the safe side).
-    let (split_fixed, split_per_second) = match short_split {
+    // Fixed part and part per second of source from the two lengths (or, for a given input,
+    // all of it per second: the safe side).
+    let fit = |long: f64, short: Option<f64>| match short {
         Some(short) => {
-            let per_second = ((split - short) / (source_secs - quarter_secs).max(1e-9)).max(0.0);
-            ((split - per_second * source_secs).max(0.0), per_second)
+            let per_second = ((long - short) / (source_secs - quarter_secs).max(1e-9)).max(0.0);
+            ((long - per_second * source_secs).max(0.0), per_second)
         }
-        None => (0.0, split / source_secs.max(1e-9)),
+        None => (0.0, long / source_secs.max(1e-9)),
     };
+    let (split_fixed, split_per_second) = fit(split, short_split.map(|s| s.0));
+    let (stitch_fixed, stitch_per_second) = fit(stitch, short_split.map(|s| s.1));
     let model_10_minutes = pipelined(
         plain_wall * scale,
         split_fixed,
         split_per_second * 600.0,
-        stitch * scale,
+        stitch_fixed + stitch_per_second * 600.0,
         (video_chunks as f64 * scale).ceil(),
     );
     let coordinator_cpu = CoordinatorCpu {
@@ -526,6 +551,8 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         model_10_minutes,
         split_fixed_secs: split_fixed,
         split_secs_per_source_second: split_per_second,
+        stitch_fixed_secs: stitch_fixed,
+        stitch_secs_per_source_second: stitch_per_second,
         validation_share: coordinator_cpu.validate / device_cpu.max(1e-9),
         device_cpu_secs: device_cpu,
         coordinator_cpu_secs: coordinator_cpu,
@@ -590,9 +617,12 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
             );
         }
         println!(
-            "  split: {:.2} s fixed + {:.4} s per second of source (this source and a quarter \
-             of it)",
-            f.split_fixed_secs, f.split_secs_per_source_second
+            "  split {:.2} s + {:.4} s per second of source, join {:.2} s + {:.4} s per second \
+             (this source and a quarter of it)",
+            f.split_fixed_secs,
+            f.split_secs_per_source_second,
+            f.stitch_fixed_secs,
+            f.stitch_secs_per_source_second
         );
         println!(
             "  coordinator per minute of output: {:.2} CPU s, {:.2} serial s; a 10-minute source \

@@ -1002,7 +1002,15 @@ async fn extract(
         args.push("-map".into());
         args.push(format!("0:{kind}:{}", track.position));
     }
-    args.extend(["-c", "copy", "-f", "matroska"].map(String::from));
+    args.extend(["-c", "copy"].map(String::from));
+    for (i, track) in tracks.iter().enumerate() {
+        // MP4's and QuickTime's text tracks have no place in Matroska: their text is kept as
+        // SubRip (their styling is lost), which every output container takes.
+        if kind == "s" && matches!(track.codec.as_str(), "mov_text" | "tx3g") {
+            args.extend([format!("-c:s:{i}"), "srt".into()]);
+        }
+    }
+    args.extend(["-f", "matroska"].map(String::from));
     args.push(out.to_string_lossy().into_owned());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     tool("ffmpeg", &args).await.map_err(|e| {
