@@ -701,50 +701,53 @@ async fn in_a_private_fleet_a_squeezed_picture_where_a_crop_was_asked_never_coun
     scene.assert_kept_out(false).await;
 }
 
-/// A quality search skipped: one cheap encode at a high rate factor, named as if the search
-/// had found a low one and reached the target. The PSNR it reports is far above the frames
-/// the validator compares (rejected outright when they are enough of the chunk to rule it
-/// out, else re-run on an independent device, whose bytes differ): it never counts.
-#[tokio::test]
-async fn in_a_private_fleet_an_overstated_quality_never_counts() {
-    let params = serde_json::json!({"target_quality": "psnr:45"});
-    let scene = Scene::start_in(Fleet::Private, params).await;
-    scene.hand_back_all_but("video").await;
-    for (lease, chunk) in scene.chunks("video").await {
-        let out = scene.cheater.dir.join("claimed.mkv");
-        let title = "title=idlegrid crf=20 psnr=45.000000";
-        let bytes = encode(
-            &lease,
-            &chunk,
-            "",
-            &["-crf", "35", "-metadata:s:v:0", title],
-            &out,
-        );
-        scene.cheater.report(&lease, &bytes).await;
-    }
-    scene.assert_kept_out(false).await;
-}
-
-/// The same skipped search, honest about its one encode's rate factor and modest about its
-/// quality: far below the target with lower rate factors left untried, so it counts only if
-/// an independent device makes the same bytes, which the search's do not.
-#[tokio::test]
-async fn in_a_private_fleet_a_search_cut_short_is_re_run_before_it_counts() {
+/// A private fleet's video job with a 45 dB PSNR target whose chunks the cheater takes and
+/// answers with one encode at `crf` (no search), its track named `claim` as the task script
+/// names it.
+async fn one_encode_for_a_target(crf: &str, claim: &str) -> Scene {
     let params = serde_json::json!({"target_quality": "psnr:45"});
     let scene = Scene::start_in(Fleet::Private, params).await;
     scene.hand_back_all_but("video").await;
     for (lease, chunk) in scene.chunks("video").await {
         let out = scene.cheater.dir.join("one-encode.mkv");
-        let title = "title=idlegrid crf=45 psnr=20.000000";
+        let title = format!("title=idlegrid {claim}");
         let bytes = encode(
             &lease,
             &chunk,
             "",
-            &["-crf", "45", "-metadata:s:v:0", title],
+            &["-crf", crf, "-metadata:s:v:0", &title],
             &out,
         );
         scene.cheater.report(&lease, &bytes).await;
     }
+    scene
+}
+
+/// A quality search skipped, named as if it had found a low rate factor and reached the
+/// target. The PSNR it reports is far above the frames the validator compares (rejected
+/// outright when they are enough of the chunk to rule it out, else re-run on an independent
+/// device, whose bytes differ): it never counts.
+#[tokio::test]
+async fn in_a_private_fleet_an_overstated_quality_never_counts() {
+    let scene = one_encode_for_a_target("35", "crf=20 psnr=45.000000").await;
+    scene.assert_kept_out(false).await;
+}
+
+/// The same skipped search, honest about its one encode's rate factor and modest about its
+/// quality: far below the target, so it counts only if an independent device makes the same
+/// bytes, which the search's do not.
+#[tokio::test]
+async fn in_a_private_fleet_a_search_cut_short_is_re_run_before_it_counts() {
+    let scene = one_encode_for_a_target("45", "crf=45 psnr=20.000000").await;
+    scene.assert_kept_out(false).await;
+}
+
+/// The skipped search's other excuse: naming the lowest rate factor allowed, as if even that
+/// fell short of the target, over a cheap encode at a high one. A shortfall is held for a
+/// re-run whatever rate factor the chunk names.
+#[tokio::test]
+async fn in_a_private_fleet_a_cheap_encode_claiming_the_lowest_rate_factor_never_counts() {
+    let scene = one_encode_for_a_target("45", "crf=10 psnr=20.000000").await;
     scene.assert_kept_out(false).await;
 }
 

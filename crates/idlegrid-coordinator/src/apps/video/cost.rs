@@ -69,8 +69,8 @@ fn codec_factor(codec: VideoCodec, preset: &str) -> f64 {
 
 /// What a chunk with a quality target costs against one encode: its search encodes and
 /// measures up to four times, stopping within a quarter dB. `idlegrid bench target-quality`
-/// measured the devices' CPU at 5–6 times one plain ffmpeg encode of the whole clip (three to
-/// four tries a chunk, each measured, and the grid's per-task start-ups); charged at 4.
+/// measured the devices' CPU for the whole job at 4.6–6 times one plain ffmpeg encode of the
+/// clip (every try, its measurement and the grid's per-task start-ups); charged at 4.
 pub const TARGET_SEARCH_FACTOR: f64 = 4.0;
 
 /// Work of one output frame of `width`×`height` with the job's encoder.
