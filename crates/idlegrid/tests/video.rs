@@ -42,11 +42,29 @@ fn frames(stream: &serde_json::Value) -> u64 {
     stream["nb_read_frames"].as_str().unwrap().parse().unwrap()
 }
 
-/// Average PSNR of `output` against `source` scaled to the output's size, frames aligned by
-/// index, both as coded (rotation metadata is checked separately).
+/// Average PSNR (all planes) of `output` against `source` scaled to the output's size, frames
+/// aligned by index, both as coded (rotation metadata is checked separately).
 fn psnr(output: &Path, source: &Path, width: u64, height: u64) -> f64 {
+    psnr_field(
+        output,
+        source,
+        &format!("scale={width}:{height}:flags=bicubic"),
+        "average:",
+    )
+}
+
+/// Average luma PSNR of `output` against `source` made into the output's frames by `shape`
+/// (FFmpeg filters), frames aligned by index.
+fn psnr_through(output: &Path, source: &Path, shape: &str) -> f64 {
+    psnr_field(output, source, shape, "y:")
+}
+
+/// The figure `field` (`y:`, `average:`) of FFmpeg's PSNR of `output` against `source` made
+/// into the output's frames by `shape`, frames aligned by index, both as coded; 100 for
+/// identical pictures.
+fn psnr_field(output: &Path, source: &Path, shape: &str, field: &str) -> f64 {
     let graph = format!(
-        "[0:v]settb=1/30,setpts=N[a];[1:v]scale={width}:{height}:flags=bicubic,format=yuv420p,settb=1/30,setpts=N[b];[a][b]psnr"
+        "[0:v]settb=1/30,setpts=N[a];[1:v]{shape},format=yuv420p,settb=1/30,setpts=N[b];[a][b]psnr"
     );
     let out = sh(
         "ffmpeg",
@@ -66,14 +84,14 @@ fn psnr(output: &Path, source: &Path, width: u64, height: u64) -> f64 {
         ],
     );
     let log = String::from_utf8_lossy(&out.stderr);
-    let average = log
+    let value = log
         .split_whitespace()
-        .find_map(|w| w.strip_prefix("average:"))
+        .find_map(|w| w.strip_prefix(field))
         .unwrap_or_else(|| panic!("no PSNR in {log}"));
-    if average == "inf" {
+    if value == "inf" {
         100.0
     } else {
-        average.parse().unwrap()
+        value.parse().unwrap()
     }
 }
 
@@ -1520,35 +1538,6 @@ fn audio_is_normalised_to_the_loudness_asked() {
         let (ok, _, stderr) = transcode(dir.path(), &source, &dir.path().join("no.mp4"), extra);
         assert!(!ok && stderr.contains(needle), "{extra:?}: {stderr}");
     }
-}
-
-/// Average luma PSNR of `output` against `source` made into the output's frames by `shape`
-/// (FFmpeg filters), frames aligned by index.
-fn psnr_through(output: &Path, source: &Path, shape: &str) -> f64 {
-    let graph = format!(
-        "[0:v]settb=1,setpts=N[a];[1:v]{shape},format=yuv420p,settb=1,setpts=N[b];[a][b]psnr"
-    );
-    let out = sh(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-i",
-            &output.to_string_lossy(),
-            "-i",
-            &source.to_string_lossy(),
-            "-lavfi",
-            &graph,
-            "-f",
-            "null",
-            "-",
-        ],
-    );
-    let log = String::from_utf8_lossy(&out.stderr);
-    let y = log
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("y:"))
-        .unwrap_or_else(|| panic!("no PSNR in {log}"));
-    y.parse().unwrap_or(100.0)
 }
 
 /// An aspect ratio: cropped (centred, part of the picture cut) or padded (black bars), every

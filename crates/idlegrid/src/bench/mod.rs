@@ -21,6 +21,65 @@ pub use trust::trust;
 use anyhow::Context;
 use std::time::Duration;
 
+/// A grid job run to its end by [`run_video_job`].
+pub(crate) struct FinishedJob {
+    /// The job as it completed.
+    pub job: idlegrid_api::jobs::Job,
+    /// Seconds from `run` until it left `partitioning`.
+    pub split_secs: f64,
+    /// Seconds it spent `assembling`.
+    pub stitch_secs: f64,
+}
+
+/// Runs a video-transcode job of `source` with `params` in chunks of `chunk_seconds` on the
+/// grid of `client` to its end (an error unless it completed), timing its split and join.
+pub(crate) async fn run_video_job(
+    client: &idlegrid_client::Client,
+    source: &std::path::Path,
+    params: serde_json::Value,
+    chunk_seconds: f64,
+) -> anyhow::Result<FinishedJob> {
+    use idlegrid_api::JobState;
+    let job = client
+        .create_job(&idlegrid_api::jobs::CreateJob {
+            params,
+            chunk_seconds: Some(chunk_seconds),
+            ..idlegrid_api::jobs::CreateJob::new("video-transcode")
+        })
+        .await?;
+    client.upload_input_file(job.id, source).await?;
+    let started = std::time::Instant::now();
+    client.run_job(job.id).await?;
+    let (mut split, mut stitch_start) = (None, None);
+    loop {
+        let status = client.job(job.id).await?;
+        let now = started.elapsed().as_secs_f64();
+        if split.is_none() && !matches!(status.state, JobState::Submitted | JobState::Partitioning)
+        {
+            split = Some(now);
+        }
+        if stitch_start.is_none()
+            && matches!(status.state, JobState::Assembling | JobState::Completed)
+        {
+            stitch_start = Some(now);
+        }
+        if status.state.is_terminal() {
+            anyhow::ensure!(
+                status.state == JobState::Completed,
+                "the grid job {}: {:?}",
+                status.state,
+                status.error
+            );
+            return Ok(FinishedJob {
+                split_secs: split.unwrap_or(now),
+                stitch_secs: now - stitch_start.unwrap_or(now),
+                job: status,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Runs `ffmpeg` with `args`; returns its log (stderr), or an error holding it.
 pub(crate) fn ffmpeg(args: &[&str]) -> anyhow::Result<String> {
     let out = std::process::Command::new("ffmpeg")

@@ -11,13 +11,11 @@ use crate::cli::CoordinatorArgs;
 use crate::cli::bench::QualityArgs;
 use crate::local::LocalGrid;
 use anyhow::Context;
-use idlegrid_api::JobState;
-use idlegrid_api::jobs::CreateJob;
 use idlegrid_client::Client;
 use serde::Serialize;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// How near the target a chunk counts as reaching it (the goal: 95% of chunks).
 const WITHIN_DB: f64 = 0.5;
@@ -189,35 +187,16 @@ pub async fn target_quality(args: QualityArgs) -> anyhow::Result<ExitCode> {
         params["speed"] = speed.as_str().into();
     }
     let started = Instant::now();
-    let job = client
-        .create_job(&CreateJob {
-            params,
-            chunk_seconds: Some(args.chunk_seconds),
-            ..CreateJob::new("video-transcode")
-        })
-        .await?;
-    client.upload_input_file(job.id, &source).await?;
-    client.run_job(job.id).await?;
-    let finished = loop {
-        let status = client.job(job.id).await?;
-        if status.state.is_terminal() {
-            break status;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    anyhow::ensure!(
-        finished.state == JobState::Completed,
-        "the grid job {}: {:?}",
-        finished.state,
-        finished.error
-    );
+    let finished = super::run_video_job(&client, &source, params, args.chunk_seconds)
+        .await?
+        .job;
     let grid_out = dir.path().join("grid.mkv");
     let sha = finished
         .output
         .as_ref()
         .map(|o| o.sha256.clone())
         .unwrap_or_default();
-    client.download_output(job.id, &grid_out, &sha).await?;
+    client.download_output(finished.id, &grid_out, &sha).await?;
     let grid_wall = started.elapsed().as_secs_f64();
     let media = super::media_cpu(&client).await?;
     grid.stop().await?;

@@ -8,8 +8,6 @@ use crate::cli::CoordinatorArgs;
 use crate::cli::bench::TranscodeArgs;
 use crate::local::LocalGrid;
 use anyhow::Context;
-use idlegrid_api::JobState;
-use idlegrid_api::jobs::CreateJob;
 use idlegrid_client::Client;
 use serde::Serialize;
 use std::path::Path;
@@ -174,53 +172,6 @@ fn psnr(output: &Path, source: &Path) -> anyhow::Result<f64> {
     } else {
         average.parse()?
     })
-}
-
-/// Seconds a job of `source` (same settings) spends being split on the grid of `client`
-/// (from `run` until it leaves `partitioning`) and being joined (`assembling`).
-async fn split_and_stitch(
-    client: &Client,
-    source: &Path,
-    args: &TranscodeArgs,
-) -> anyhow::Result<(f64, f64)> {
-    let mut params = serde_json::json!({"video_codec": args.codec});
-    if let Some(crf) = args.crf {
-        params["crf"] = crf.into();
-    }
-    let job = client
-        .create_job(&CreateJob {
-            params,
-            chunk_seconds: Some(args.chunk_seconds),
-            ..CreateJob::new("video-transcode")
-        })
-        .await?;
-    client.upload_input_file(job.id, source).await?;
-    let started = Instant::now();
-    client.run_job(job.id).await?;
-    let (mut split, mut stitch_start) = (None, None);
-    loop {
-        let status = client.job(job.id).await?;
-        if split.is_none() && !matches!(status.state, JobState::Submitted | JobState::Partitioning)
-        {
-            split = Some(started.elapsed().as_secs_f64());
-        }
-        if stitch_start.is_none()
-            && matches!(status.state, JobState::Assembling | JobState::Completed)
-        {
-            stitch_start = Some(started.elapsed().as_secs_f64());
-        }
-        if status.state.is_terminal() {
-            anyhow::ensure!(
-                status.state == JobState::Completed,
-                "the short grid job {}: {:?}",
-                status.state,
-                status.error
-            );
-            let end = started.elapsed().as_secs_f64();
-            return Ok((split.unwrap_or(end), end - stitch_start.unwrap_or(end)));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Time to encode with `W` devices when chunks are sent as they are cut: `chunks` chunks of
@@ -397,47 +348,17 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     let cpu_before = (super::children_cpu(), super::media_cpu(&client).await?);
     let grid_out = dir.path().join("grid.mp4");
     let started = Instant::now();
-    let job = client
-        .create_job(&CreateJob {
-            params,
-            chunk_seconds: Some(args.chunk_seconds),
-            ..CreateJob::new("video-transcode")
-        })
-        .await?;
-    client.upload_input_file(job.id, &source).await?;
-    let submitted = Instant::now();
-    client.run_job(job.id).await?;
-    let (mut split_done, mut stitch_start) = (None, None);
-    let finished = loop {
-        let status = client.job(job.id).await?;
-        if split_done.is_none()
-            && !matches!(status.state, JobState::Submitted | JobState::Partitioning)
-        {
-            split_done = Some(submitted.elapsed());
-        }
-        if stitch_start.is_none()
-            && matches!(status.state, JobState::Assembling | JobState::Completed)
-        {
-            stitch_start = Some(submitted.elapsed());
-        }
-        if status.state.is_terminal() {
-            break status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let stitch_end = submitted.elapsed();
-    anyhow::ensure!(
-        finished.state == JobState::Completed,
-        "the grid job {}: {:?}",
-        finished.state,
-        finished.error
-    );
+    let super::FinishedJob {
+        job: finished,
+        split_secs: split,
+        stitch_secs: stitch,
+    } = super::run_video_job(&client, &source, params.clone(), args.chunk_seconds).await?;
     let sha = finished
         .output
         .as_ref()
         .map(|o| o.sha256.clone())
         .unwrap_or_default();
-    client.download_output(job.id, &grid_out, &sha).await?;
+    client.download_output(finished.id, &grid_out, &sha).await?;
     let grid_wall = started.elapsed().as_secs_f64();
     let media = super::media_cpu(&client).await?;
     // A quarter of the source (cut by stream copy) through the grid too, to tell the split's
@@ -457,7 +378,9 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
             "copy",
             &quarter.to_string_lossy(),
         ])?;
-        Some(split_and_stitch(&client, &quarter, &args).await?)
+        let short =
+            super::run_video_job(&client, &quarter, params.clone(), args.chunk_seconds).await?;
+        Some((short.split_secs, short.stitch_secs))
     } else {
         None
     };
@@ -484,8 +407,6 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     };
     let grid_figures = encode(&grid_out, grid_wall)?;
     let plain = encode(&plain_out, plain_wall)?;
-    let split = split_done.unwrap_or_default().as_secs_f64();
-    let stitch = (stitch_end - stitch_start.unwrap_or(stitch_end)).as_secs_f64();
     let video_chunks = finished
         .facts
         .as_ref()
