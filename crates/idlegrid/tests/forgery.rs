@@ -701,11 +701,11 @@ async fn in_a_private_fleet_a_squeezed_picture_where_a_crop_was_asked_never_coun
     scene.assert_kept_out(false).await;
 }
 
-/// A private fleet's video job with a 45 dB PSNR target whose chunks the cheater takes and
+/// A private fleet's video job with quality target `target` whose chunks the cheater takes and
 /// answers with one encode at `crf` (no search), its track named `claim` as the task script
 /// names it.
-async fn one_encode_for_a_target(crf: &str, claim: &str) -> Scene {
-    let params = serde_json::json!({"target_quality": "psnr:45"});
+async fn one_encode_for_a_target(target: &str, crf: &str, claim: &str) -> Scene {
+    let params = serde_json::json!({ "target_quality": target });
     let scene = Scene::start_in(Fleet::Private, params).await;
     scene.hand_back_all_but("video").await;
     for (lease, chunk) in scene.chunks("video").await {
@@ -729,7 +729,7 @@ async fn one_encode_for_a_target(crf: &str, claim: &str) -> Scene {
 /// device, whose bytes differ): it never counts.
 #[tokio::test]
 async fn in_a_private_fleet_an_overstated_quality_never_counts() {
-    let scene = one_encode_for_a_target("35", "crf=20 psnr=45.000000").await;
+    let scene = one_encode_for_a_target("psnr:45", "35", "crf=20 psnr=45.000000").await;
     scene.assert_kept_out(false).await;
 }
 
@@ -738,7 +738,7 @@ async fn in_a_private_fleet_an_overstated_quality_never_counts() {
 /// bytes, which the search's do not.
 #[tokio::test]
 async fn in_a_private_fleet_a_search_cut_short_is_re_run_before_it_counts() {
-    let scene = one_encode_for_a_target("45", "crf=45 psnr=20.000000").await;
+    let scene = one_encode_for_a_target("psnr:45", "45", "crf=45 psnr=20.000000").await;
     scene.assert_kept_out(false).await;
 }
 
@@ -747,7 +747,16 @@ async fn in_a_private_fleet_a_search_cut_short_is_re_run_before_it_counts() {
 /// re-run whatever rate factor the chunk names.
 #[tokio::test]
 async fn in_a_private_fleet_a_cheap_encode_claiming_the_lowest_rate_factor_never_counts() {
-    let scene = one_encode_for_a_target("45", "crf=10 psnr=20.000000").await;
+    let scene = one_encode_for_a_target("psnr:45", "45", "crf=10 psnr=20.000000").await;
+    scene.assert_kept_out(false).await;
+}
+
+/// The same with an SSIM target, whose reports nothing bounds: a cheap encode claiming the
+/// lowest rate factor and the target's SSIM is held for a re-run by the SSIM of the frames
+/// the validator compares.
+#[tokio::test]
+async fn in_a_private_fleet_a_cheap_encode_for_an_ssim_target_never_counts() {
+    let scene = one_encode_for_a_target("ssim:0.99", "45", "crf=10 ssim=0.990000").await;
     scene.assert_kept_out(false).await;
 }
 

@@ -195,16 +195,56 @@ pub struct FrameMeasure {
     pub detail: Option<f64>,
     /// Whether it repeats the frame before while the source moved.
     pub repeats: bool,
+    /// SSIM against the source frame, where it was measured.
+    pub ssim: Option<f64>,
+}
+
+/// SSIM of `b` against `a` (same size, luma as coded), as FFmpeg's `ssim` filter computes it
+/// for 8-bit planes: over 8×8 windows every 4 pixels, from the windows' sums, averaged.
+pub fn ssim(a: &Plane, b: &Plane) -> f64 {
+    const C1: f64 = 0.01 * 0.01 * 255.0 * 255.0 * 64.0 * 64.0;
+    const C2: f64 = 0.03 * 0.03 * 255.0 * 255.0 * 64.0 * 63.0;
+    let width = a.width;
+    let height = a.pixels.len() / width.max(1);
+    let (mut total, mut count) = (0.0, 0u64);
+    for y in (0..height.saturating_sub(7)).step_by(4) {
+        for x in (0..width.saturating_sub(7)).step_by(4) {
+            let (mut s1, mut s2, mut ss, mut s12) = (0u64, 0u64, 0u64, 0u64);
+            for row in y..y + 8 {
+                let at = row * width + x;
+                for (&p, &q) in a.pixels[at..at + 8].iter().zip(&b.pixels[at..at + 8]) {
+                    let (p, q) = (u64::from(p), u64::from(q));
+                    s1 += p;
+                    s2 += q;
+                    ss += p * p + q * q;
+                    s12 += p * q;
+                }
+            }
+            let (s1, s2, ss, s12) = (s1 as f64, s2 as f64, ss as f64, s12 as f64);
+            let vars = ss * 64.0 - s1 * s1 - s2 * s2;
+            let covar = s12 * 64.0 - s1 * s2;
+            total += (2.0 * s1 * s2 + C1) * (2.0 * covar + C2)
+                / ((s1 * s1 + s2 * s2 + C1) * (vars + C2));
+            count += 1;
+        }
+    }
+    if count == 0 {
+        1.0
+    } else {
+        total / count as f64
+    }
 }
 
 /// Measures result frame `index` against its source frame, with the frames before them (in
-/// the same window) for the repeat check; `with_detail` also measures detail.
+/// the same window) for the repeat check; `with_detail` also measures detail, `with_ssim`
+/// SSIM.
 pub fn measure(
     index: u64,
     source: &Plane,
     result: &Plane,
     before: Option<(&Plane, &Plane)>,
     with_detail: bool,
+    with_ssim: bool,
 ) -> FrameMeasure {
     let detail = with_detail
         .then(|| {
@@ -220,6 +260,7 @@ pub fn measure(
         psnr_db: psnr(source, result, 1),
         detail,
         repeats,
+        ssim: with_ssim.then(|| ssim(source, result)),
     }
 }
 
@@ -333,6 +374,7 @@ mod tests {
             psnr_db,
             detail,
             repeats,
+            ssim: None,
         }
     }
 
@@ -384,11 +426,73 @@ mod tests {
         let b = pattern(9);
         let (pa, pb) = (plane(64, &a), plane(64, &b));
         // Source moves a → b; result shows a twice.
-        let copied = measure(1, &pb, &pa, Some((&pa, &pa)), true);
+        let copied = measure(1, &pb, &pa, Some((&pa, &pa)), true, false);
         assert!(copied.repeats);
         // Source still: a repeated result frame is what an encoder gives.
-        let still = measure(1, &pa, &pa, Some((&pa, &pa)), true);
+        let still = measure(1, &pa, &pa, Some((&pa, &pa)), true, false);
         assert!(!still.repeats);
         assert_eq!(still.detail, Some(1.0));
+    }
+
+    /// One 320×240 frame's luma as FFmpeg makes it from `filter`, and FFmpeg's SSIM (Y) of the
+    /// noisy frame against the clean one.
+    fn ffmpeg_planes() -> (Vec<u8>, Vec<u8>, f64) {
+        let dir = tempfile::tempdir().unwrap();
+        let plane = |extra: &str, name: &str| {
+            let path = dir.path().join(name);
+            let status = std::process::Command::new("ffmpeg")
+                .args(["-v", "error", "-f", "lavfi", "-i"])
+                .arg(format!(
+                    "testsrc2=size=320x240:rate=1,format=yuv420p{extra}"
+                ))
+                .args(["-frames:v", "1", "-vf", "extractplanes=y", "-f", "rawvideo"])
+                .arg(&path)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            std::fs::read(&path).unwrap()
+        };
+        let (clean, noisy) = (plane("", "clean"), plane(",noise=alls=20", "noisy"));
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "info", "-f", "lavfi", "-i"])
+            .arg("testsrc2=size=320x240:rate=1,format=yuv420p,noise=alls=20")
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=1,format=yuv420p",
+            ])
+            .args([
+                "-frames:v",
+                "1",
+                "-lavfi",
+                "[0:v][1:v]ssim",
+                "-f",
+                "null",
+                "-",
+            ])
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        let y = log
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("Y:"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        (clean, noisy, y)
+    }
+
+    #[test]
+    fn ssim_is_ffmpegs() {
+        let (clean, noisy, expected) = ffmpeg_planes();
+        let plane = |pixels| Plane { width: 320, pixels };
+        assert_eq!(ssim(&plane(&clean), &plane(&clean)), 1.0);
+        let ours = ssim(&plane(&clean), &plane(&noisy));
+        assert!(ours < 0.95, "{ours}");
+        assert!(
+            (ours - expected).abs() < 0.0005,
+            "ours {ours}, FFmpeg's {expected}"
+        );
     }
 }

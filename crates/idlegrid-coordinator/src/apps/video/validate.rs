@@ -19,6 +19,7 @@
 //! What this costs and what it catches, beside replication, is in ARCHITECTURE.md.
 
 use super::container::{FrameTable, frame_table, source_frame_table};
+use super::params::ssim_db;
 use super::quality::{self, Expectation, FrameMeasure, Plane};
 use super::{probe_stream, readable, readable_output, scratch};
 use crate::apps::plugin::{Judgment, Validator};
@@ -173,6 +174,7 @@ async fn compare_window(
     skip: usize,
     (width, height): (u32, u32),
     shape: Option<&str>,
+    with_ssim: bool,
 ) -> Result<Result<Vec<FrameMeasure>, String>, String> {
     let count = window.to - window.from + 1;
     let result_side = side_args(result, result_table, &window, None);
@@ -222,6 +224,8 @@ async fn compare_window(
                     &plane(&r),
                     previous.as_ref().map(|(ps, pr)| (ps, pr)),
                     with_detail,
+                    // An SSIM report is checked on the frames whose detail is measured.
+                    with_detail && with_ssim,
                 )
             };
             measures.push(tools::counted(stage, measure));
@@ -328,8 +332,8 @@ const TARGET_SHORTFALL_DB: f64 = 2.0;
 const CLAIM_ABOVE_WINDOW_DB: f64 = 3.0;
 
 /// Judges the quality a chunk reports from its measured frames (`measured` of its `total`):
-/// a PSNR it cannot have is a false report; one well above the frames checked, or a chunk
-/// well below its target, is believed only if a re-run agrees. The rate factor a claim names
+/// a PSNR it cannot have is a false report; a report (PSNR or SSIM) well above the frames
+/// checked, or a chunk well below its target, is believed only if a re-run agrees. The rate factor a claim names
 /// does not excuse a shortfall: "the lowest was not enough" is what a device that skipped the
 /// search and encoded cheaply would say too, and an honest one loses only a re-run.
 fn judge_claim(
@@ -338,14 +342,32 @@ fn judge_claim(
     measured: &[FrameMeasure],
     total: usize,
 ) -> Option<Judgment> {
-    if claim.metric != "psnr" {
-        return None;
-    }
     let frames = format!(
         "frames {}..={}",
         measured.first().map_or(0, |f| f.index),
         measured.last().map_or(0, |f| f.index)
     );
+    let goal = target["value"].as_f64().unwrap_or(0.0);
+    if claim.metric == "ssim" {
+        // A mean of its frames' SSIM bounds nothing of the chunk's from a few frames, so an
+        // SSIM report is only held for a re-run: far above the frames checked, or those far
+        // under the target (both in SSIM's decibels).
+        let measured: Vec<f64> = measured.iter().filter_map(|f| f.ssim).collect();
+        if measured.is_empty() {
+            return None;
+        }
+        let window = ssim_db(measured.iter().sum::<f64>() / measured.len() as f64);
+        if ssim_db(claim.value) > window + CLAIM_ABOVE_WINDOW_DB
+            || window < ssim_db(goal) - TARGET_SHORTFALL_DB
+        {
+            return Some(Judgment::Suspect(format!(
+                "the chunk reports SSIM {:.4} against a {goal} target; {frames} measure {:.4}",
+                claim.value,
+                1.0 - 10f64.powf(-window / 10.0)
+            )));
+        }
+        return None;
+    }
     let ceiling = quality::psnr_ceiling(measured, total);
     if claim.value > ceiling + CLAIM_SLACK_DB {
         return Some(Judgment::Reject(format!(
@@ -360,7 +382,6 @@ fn judge_claim(
             claim.value
         )));
     }
-    let goal = target["value"].as_f64().unwrap_or(0.0);
     if ceiling < goal - TARGET_SHORTFALL_DB {
         return Some(Judgment::Suspect(format!(
             "{frames} hold the chunk to {ceiling:.2} dB, under its {goal} dB target"
@@ -490,6 +511,7 @@ async fn check_video(
         skip,
         size,
         shape.as_deref(),
+        claim.as_ref().is_some_and(|c| c.metric == "ssim"),
     )
     .await?
     {
@@ -939,6 +961,7 @@ mod tests {
                 psnr_db: 36.0,
                 detail: None,
                 repeats: false,
+                ssim: None,
             })
             .collect();
         let pooled = quality::pooled_psnr(&frames);
@@ -971,6 +994,35 @@ mod tests {
                 Some(Judgment::Suspect(_))
             ));
         }
+        // SSIM: frames at 0.95 (13 dB) against a 0.99 (20 dB) target are held, whatever the
+        // report says; frames at 0.99 with a report of 0.99 pass; a report of 0.999 (30 dB)
+        // over them is held.
+        let ssim_target = serde_json::json!({"metric": "ssim", "value": 0.99, "crf_low": 10,
+            "crf_high": 45, "crf_step": 0.25});
+        let at = |ssim| -> Vec<FrameMeasure> {
+            frames
+                .iter()
+                .map(|f| FrameMeasure {
+                    ssim: Some(ssim),
+                    ..*f
+                })
+                .collect()
+        };
+        let said = |value| SearchClaim {
+            crf: 10.0,
+            metric: "ssim".into(),
+            value,
+        };
+        assert!(matches!(
+            judge_claim(&said(0.99), &ssim_target, &at(0.95), 20),
+            Some(Judgment::Suspect(_))
+        ));
+        assert_eq!(judge_claim(&said(0.99), &ssim_target, &at(0.99), 20), None);
+        assert!(matches!(
+            judge_claim(&said(0.999), &ssim_target, &at(0.99), 20),
+            Some(Judgment::Suspect(_))
+        ));
+        assert_eq!(judge_claim(&said(0.99), &ssim_target, &frames, 20), None);
     }
 
     #[test]
