@@ -704,6 +704,16 @@ pub struct OutputLinks {
     /// was added; older ones have HLS alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dash: Option<String>,
+    /// The video alone, for an output archive of a video and its stills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video: Option<String>,
+    /// The poster (JPEG), when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poster: Option<String>,
+    /// The thumbnails' WebVTT index (cues pointing into sprite sheets beside it), when
+    /// thumbnails were asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnails: Option<String>,
     /// When the links stop working.
     #[schema(value_type = String, format = DateTime)]
     pub expires_at: Timestamp,

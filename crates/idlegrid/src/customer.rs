@@ -90,11 +90,23 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     set("loudness", args.loudness.map(Into::into));
     set("fps", args.fps.map(Into::into));
     set("hls", args.hls.as_ref().map(|_| true.into()));
-    // HLS arrives as a tar archive of playlists and segments, unpacked into the directory.
+    set(
+        "thumbnails",
+        args.thumbnails.map(|every| {
+            let mut t = serde_json::json!({ "every": every });
+            if let Some(width) = args.thumbnail_width {
+                t["width"] = width.into();
+            }
+            t
+        }),
+    );
+    set("poster", args.poster.map(Into::into));
+    let stills = args.thumbnails.is_some() || args.poster.is_some();
+    // HLS, and a video with stills, arrive as a tar archive, unpacked where they belong.
     let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
     let output = match (&args.output, &args.hls) {
-        (Some(path), _) => path.clone(),
-        (None, _) => scratch.path().join("hls.tar"),
+        (Some(path), _) if !stills => path.clone(),
+        _ => scratch.path().join("output.tar"),
     };
     let request = CreateJob {
         params: serde_json::Value::Object(params),
@@ -110,14 +122,38 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         how: &args.submit,
     };
     let code = submission.submit().await?;
-    if let (Some(dir), true) = (&args.hls, code == ExitCode::SUCCESS) {
+    if code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
+    let unpack = |dir: &Path| -> anyhow::Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let archive = std::fs::File::open(&output).context("opening the HLS archive")?;
+        let archive = std::fs::File::open(&output).context("opening the output archive")?;
         tar::Archive::new(archive)
             .unpack(dir)
-            .with_context(|| format!("unpacking the HLS output into {}", dir.display()))?;
+            .with_context(|| format!("unpacking the output into {}", dir.display()))
+    };
+    if let Some(dir) = &args.hls {
+        unpack(dir)?;
         if !args.submit.json {
             println!("HLS written to {}", dir.join("master.m3u8").display());
+        }
+    } else if let (Some(path), true) = (&args.output, stills) {
+        // The video where it was asked; its stills in a folder named after it.
+        let folder = if path.extension().is_some() {
+            path.with_extension("")
+        } else {
+            path.with_extension("stills")
+        };
+        unpack(&folder)?;
+        let video = std::fs::read_dir(&folder)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.file_stem().is_some_and(|s| s == "video") && p.is_file())
+            .context("the output archive holds no video")?;
+        std::fs::rename(&video, path)
+            .with_context(|| format!("moving the video to {}", path.display()))?;
+        if !args.submit.json {
+            println!("stills written to {}", folder.display());
         }
     }
     Ok(code)

@@ -267,6 +267,8 @@ struct Scene {
     /// FFmpeg filters making the output's frames from the source's, when the job frames the
     /// picture (the crop asked); compared through them.
     shape: Option<String>,
+    /// Seconds between thumbnails, when the job asks for them (its output is then an archive).
+    stills_every: Option<f64>,
 }
 
 impl Scene {
@@ -278,6 +280,7 @@ impl Scene {
         // The source is 320x240: a 16:9 crop keeps its middle 320x180.
         let params_shape = (params["aspect"] == "16:9" && params["fit"] == "crop")
             .then(|| "crop=320:180:0:30".to_string());
+        let stills_every = params["thumbnails"]["every"].as_f64();
         let dir = tempfile::tempdir().unwrap();
         let source = clip(
             dir.path(),
@@ -335,6 +338,7 @@ impl Scene {
             bundle,
             honest,
             shape: params_shape,
+            stills_every,
         }
     }
 
@@ -389,11 +393,35 @@ impl Scene {
                 tail("bob.log")
             );
         }
-        let output = self.dir.path().join("out.mp4");
+        let mut output = self.dir.path().join("out.mp4");
         customer
             .download_output(job.id, &output, &job.output.as_ref().unwrap().sha256)
             .await
             .unwrap();
+        if let Some(every) = self.stills_every {
+            // An archive of the video and its thumbnails: every thumbnail is its frame's.
+            let folder = self.dir.path().join("out");
+            tar::Archive::new(std::fs::File::open(&output).unwrap())
+                .unpack(&folder)
+                .unwrap();
+            let thumbnails = folder.join("thumbnails");
+            let mut k = 0;
+            while thumbnails.join(format!("thumbnail-{k:05}.jpg")).exists() {
+                let frame = (k as f64 * every * 25.0).round() as u64;
+                let psnr = thumbnail_psnr(
+                    &thumbnails.join(format!("thumbnail-{k:05}.jpg")),
+                    &self.source,
+                    frame,
+                );
+                assert!(
+                    psnr > 30.0,
+                    "a forged thumbnail {k} reached the output: {psnr:.1} dB"
+                );
+                k += 1;
+            }
+            assert_eq!(k, (4.0 / every).ceil() as u64, "thumbnails are missing");
+            output = folder.join("video.mp4");
+        }
         let worst = worst_psnr(&output, &self.source, self.shape.as_deref());
         assert!(
             worst > 30.0,
@@ -429,6 +457,44 @@ impl Scene {
 
 /// The lowest per-frame PSNR (luma) of `output` against `source` (through `shape` when given),
 /// frames aligned by index.
+/// Luma PSNR of the 80×60 thumbnail `jpeg` against frame `frame` of `source`.
+fn thumbnail_psnr(jpeg: &Path, source: &Path, frame: u64) -> f64 {
+    let graph = format!(
+        "[0:v]format=yuv420p,extractplanes=y[a];\
+         [1:v]select='eq(n\\,{frame})',scale=80:60:flags=bicubic,format=yuv420p,\
+         extractplanes=y[b];[a][b]psnr"
+    );
+    let out = sh(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-f",
+            "jpeg_pipe",
+            "-i",
+            &jpeg.to_string_lossy(),
+            "-i",
+            &source.to_string_lossy(),
+            "-lavfi",
+            &graph,
+            "-frames:v",
+            "1",
+            "-f",
+            "null",
+            "-",
+        ],
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    let value = log
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("average:"))
+        .unwrap_or_else(|| panic!("no PSNR for {}: {log}", jpeg.display()));
+    if value == "inf" {
+        100.0
+    } else {
+        value.parse().unwrap()
+    }
+}
+
 fn worst_psnr(output: &Path, source: &Path, shape: Option<&str>) -> f64 {
     let graph = format!(
         "[0:v]settb=1/25,setpts=N[a];[1:v]{}settb=1/25,setpts=N[b];[a][b]psnr=stats_file=-",
@@ -760,6 +826,78 @@ async fn in_a_private_fleet_a_cheap_encode_for_an_ssim_target_never_counts() {
     scene.assert_kept_out(false).await;
 }
 
+/// A private fleet's job with thumbnails every second (two in each 2 s chunk) whose video
+/// chunks the cheater encodes honestly, attaching the stills `still` makes (`None`: none at
+/// all) instead of picturing the frames asked.
+async fn stills_forged(still: Option<fn(&serde_json::Value) -> String>) -> Scene {
+    let params = serde_json::json!({ "thumbnails": { "every": 1, "width": 80 } });
+    let scene = Scene::start_in(Fleet::Private, params).await;
+    scene.hand_back_all_but("video").await;
+    for (lease, chunk) in scene.chunks("video").await {
+        let folder = scene.cheater.dir.join(format!("stills-{}", lease.lease_id));
+        std::fs::create_dir_all(&folder).unwrap();
+        let mut extra: Vec<String> = Vec::new();
+        let asked = lease.task_params["stills"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(!asked.is_empty(), "every chunk pictures a frame: {asked:?}");
+        if let Some(make) = still {
+            for (i, s) in asked.iter().enumerate() {
+                let path = folder.join(s["name"].as_str().unwrap());
+                let size = format!("{}x{}", s["width"], s["height"]);
+                ffmpeg(&[
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    &make(s).replace("SIZE", &size),
+                    "-frames:v",
+                    "1",
+                    "-f",
+                    "image2",
+                    "-update",
+                    "1",
+                    path.to_str().unwrap(),
+                ]);
+                extra.extend([
+                    "-attach".into(),
+                    path.to_string_lossy().into_owned(),
+                    format!("-metadata:s:t:{i}"),
+                    "mimetype=application/octet-stream".into(),
+                ]);
+            }
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let out = scene.cheater.dir.join(format!("{}.mkv", lease.lease_id));
+        let bytes = encode(&lease, &chunk, "", &extra, &out);
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene
+}
+
+/// Thumbnails of one grey: the video is honest, the pictures are not, and they never reach
+/// the output.
+#[tokio::test]
+async fn in_a_private_fleet_grey_thumbnails_never_count() {
+    let scene = stills_forged(Some(|_| "color=c=gray:size=SIZE".to_string())).await;
+    scene.assert_kept_out(false).await;
+}
+
+/// Thumbnails of a test picture rather than of the frames asked (the cheapest picture that is
+/// not blank).
+#[tokio::test]
+async fn in_a_private_fleet_thumbnails_of_another_picture_never_count() {
+    let scene = stills_forged(Some(|_| "testsrc=size=SIZE".to_string())).await;
+    scene.assert_kept_out(false).await;
+}
+
+/// The stills' work skipped: an honest video without them.
+#[tokio::test]
+async fn in_a_private_fleet_a_chunk_without_its_thumbnails_never_counts() {
+    let scene = stills_forged(None).await;
+    scene.assert_kept_out(false).await;
+}
+
 /// What a device is given for a chunk names its input and the encoding asked, nothing of what
 /// the validator will look at: no reference frames, thumbnails, sample positions or keys.
 #[tokio::test]
@@ -785,6 +923,10 @@ async fn the_lease_says_nothing_of_what_will_be_checked() {
         "to",
         // That the encoder keeps the source's clock: an encoder setting.
         "variable_rate",
+        // The frames to picture as stills, and the turn that makes them upright: the work
+        // (every one listed is checked).
+        "stills",
+        "upright",
     ];
     for lease in &scene.leases {
         let params = lease.task_params.as_object().unwrap();

@@ -1197,6 +1197,8 @@ fn an_hevc_ladder_is_packaged_for_dash_and_hls() {
             "ultrafast",
             "--chunk-seconds",
             "2",
+            "--poster",
+            "1.5",
         ])
         .args(["--local-workers", "2"])
         .output()
@@ -1207,6 +1209,115 @@ fn an_hevc_ladder_is_packaged_for_dash_and_hls() {
         String::from_utf8_lossy(&out.stderr)
     );
     check_streaming(&hls, &source, &["854x480", "640x360"], "hvc1");
+    // A streaming output's stills sit beside its playlists, made from the top rendition.
+    // 1.5 s at 25 fps: frame 37.5, rounded up.
+    let poster = still_psnr(&hls.join("poster.jpg"), &source, 38, "null");
+    assert!(poster > 30.0, "the poster is not frame 38: {poster:.1} dB");
+}
+
+/// Luma PSNR of the still `jpeg` against frame `frame` (by number) of `source` made into it by
+/// `shape`; panics unless the still is a JPEG of the size `shape` makes.
+fn still_psnr(jpeg: &Path, source: &Path, frame: u64, shape: &str) -> f64 {
+    tile_psnr(jpeg, "null", source, frame, shape)
+}
+
+/// As [`still_psnr`], of the part of `jpeg` that `part` (a filter) cuts out.
+fn tile_psnr(jpeg: &Path, part: &str, source: &Path, frame: u64, shape: &str) -> f64 {
+    let graph = format!(
+        "[0:v]{part},format=yuv420p,extractplanes=y[a];\
+         [1:v]select='eq(n\\,{frame})',{shape},format=yuv420p,extractplanes=y[b];[a][b]psnr"
+    );
+    let out = sh(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-f",
+            "jpeg_pipe",
+            "-i",
+            &jpeg.to_string_lossy(),
+            "-i",
+            &source.to_string_lossy(),
+            "-lavfi",
+            &graph,
+            "-frames:v",
+            "1",
+            "-f",
+            "null",
+            "-",
+        ],
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    let value = log
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("average:"))
+        .unwrap_or_else(|| panic!("no PSNR for {}: {log}", jpeg.display()));
+    if value == "inf" {
+        100.0
+    } else {
+        value.parse().unwrap()
+    }
+}
+
+/// Thumbnails every 2 s and a poster: each pictures its own frame of the source (chunks of
+/// 2 s with B-frames, so the stills fall inside chunks, at their first frames and in the
+/// last, shorter chunk), the sprite sheet holds them in order and the index times them by the
+/// output's frames; the video itself is as without them.
+#[test]
+fn thumbnails_and_a_poster_picture_their_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "source.mp4",
+        "testsrc2=size=320x240:rate=30:duration=7",
+        Some("sine=frequency=440:duration=7"),
+        &["-c:v", "libx264", "-g", "30", "-bf", "2", "-c:a", "aac"],
+    );
+    let (stdout, _) = transcode_checked(
+        dir.path(),
+        &source,
+        &[
+            "--chunk-seconds",
+            "2",
+            "--thumbnails",
+            "2",
+            "--thumbnail-width",
+            "96",
+            "--poster",
+            "3.5",
+        ],
+        33.0,
+    );
+    assert!(stdout.contains("stills written to"), "{stdout}");
+    let stills = dir.path().join("out");
+    let poster = still_psnr(&stills.join("poster.jpg"), &source, 105, "null");
+    assert!(poster > 30.0, "the poster is not frame 105: {poster:.1} dB");
+    let thumbs = stills.join("thumbnails");
+    for k in 0..4u64 {
+        let file = thumbs.join(format!("thumbnail-{k:05}.jpg"));
+        let right = still_psnr(&file, &source, k * 60, "scale=96:72:flags=bicubic");
+        assert!(right > 30.0, "thumbnail {k}: {right:.1} dB");
+    }
+    assert!(!thumbs.join("thumbnail-00004.jpg").exists());
+    let index = std::fs::read_to_string(thumbs.join("thumbnails.vtt")).unwrap();
+    let cues: Vec<&str> = index.lines().filter(|l| l.contains("-->")).collect();
+    assert_eq!(
+        cues,
+        [
+            "00:00:00.000 --> 00:00:02.000",
+            "00:00:02.000 --> 00:00:04.000",
+            "00:00:04.000 --> 00:00:06.000",
+            "00:00:06.000 --> 00:00:07.000",
+        ],
+        "{index}"
+    );
+    assert!(index.contains("sprite-001.jpg#xywh=288,0,96,72"), "{index}");
+    // The sprite sheet: the thumbnails side by side, in order.
+    let sheet = thumbs.join("sprite-001.jpg");
+    for k in 0..4u64 {
+        let crop = format!("crop=96:72:{}:0", k * 96);
+        let tile = tile_psnr(&sheet, &crop, &source, k * 60, "scale=96:72:flags=bicubic");
+        assert!(tile > 28.0, "tile {k} of the sprite sheet: {tile:.1} dB");
+    }
 }
 
 #[test]

@@ -12,7 +12,10 @@ IDLEGRID_TASK (set by the coordinator's video partitioner) says what to do:
       "target" ({"metric": "psnr"|"ssim", "value", "crf_low", "crf_high", "max_encodes",
       "stop_within_db", "slope_db"}), the rate factor is searched: encode, measure against
       the frames encoded, try the rate factor that should get nearer, and keep the encode
-      nearest the target, its rate factor and quality written in the video track's name
+      nearest the target, its rate factor and quality written in the video track's name.
+      With "stills" ([{"frame": K, "name", "width", "height"}], and "upright": a filter turning
+      the picture upright), each still is the K-th of the task's own frames, made like the
+      encoded ones and scaled to its size, as a JPEG attached to output/chunk.mkv
   {"kind": "audio", "encoder": {...}}
       encode input/chunk.mkv's audio stream to AAC-LC or Opus as output/audio.m4a; with the
       encoder's "loudness" (LUFS), normalised to it first (EBU R128, two passes)
@@ -65,7 +68,37 @@ def video_codec_args(enc, threads):
     sys.exit(f"unknown video codec {codec!r}")
 
 
-def video_command(crf, out):
+def make_stills(stills):
+    """Writes each still as a JPEG named as asked (in the working directory), from the frames
+    the encode is made of; returns FFmpeg's options attaching them to a Matroska output."""
+    base = source_filters + ([task["upright"]] if task.get("upright") else [])
+    count = len(stills)
+    graph = "[0:v]" + ",".join(base + [f"split={count}"])
+    graph += "".join(f"[s{i}]" for i in range(count))
+    for i, still in enumerate(stills):
+        graph += (
+            f";[s{i}]select='eq(n\\,{int(still['frame'])})',"
+            f"scale={int(still['width'])}:{int(still['height'])}:flags=bicubic[o{i}]"
+        )
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-threads", "1"] + copyts
+    cmd += ["-i", source, "-filter_complex", graph]
+    attach = []
+    for i, still in enumerate(stills):
+        cmd += [
+            "-map", f"[o{i}]", "-frames:v", "1", "-fps_mode", "passthrough",
+            "-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p",
+            "-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "image2", "-update", "1",
+            still["name"],
+        ]
+        # Not typed as an image, which FFmpeg would read back as another video stream.
+        attach += [
+            "-attach", still["name"], f"-metadata:s:t:{i}", "mimetype=application/octet-stream",
+        ]
+    run(cmd)
+    return attach
+
+
+def video_command(crf, out, attach=()):
     """FFmpeg's command encoding the chunk's video to `out` (at rate factor `crf`, when given)."""
     cmd = [
         "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-progress", "pipe:1",
@@ -91,6 +124,7 @@ def video_command(crf, out):
         cmd += ["-profile:v", enc["profile"]]
     if enc.get("level"):
         cmd += ["-level:v", enc["level"]]
+    cmd += list(attach)
     # bitexact: no random segment id or version string, so equal encodes are equal bytes.
     cmd += ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "matroska", out]
     return cmd
@@ -186,9 +220,10 @@ if task["kind"] == "video":
         source_filters.append(task["geometry"])
     elif task.get("scale", True):
         source_filters.append(f"scale={task['width']}:{task['height']}:flags=bicubic")
+    attach = make_stills(task["stills"]) if task.get("stills") else []
     target = enc.get("target")
     if not target:
-        run(video_command(None, out))
+        run(video_command(None, out, attach))
         sys.exit(0)
     # Quality target: encode, measure, and try the rate factor that should get nearer, at most
     # max_encodes times; keep the encode nearest the target (the better one on a tie).
@@ -228,6 +263,7 @@ if task["kind"] == "video":
     run([
         "ffmpeg", "-nostdin", "-hide_banner", "-v", "error", "-i", name(best),
         "-map", "0", "-c", "copy", "-metadata:s:v:0", f"title={title}",
+    ] + attach + [
         "-fflags", "+bitexact", "-flags:v", "+bitexact", "-f", "matroska", out,
     ])
     os.remove(name(best))

@@ -9,7 +9,7 @@
 use crate::grid::Grid;
 use crate::http::auth::Customer;
 use crate::http::error::{ApiError, ApiPath, ApiResult};
-use crate::http::views::{completed_output, is_hls, output_file, own_job};
+use crate::http::views::{completed_output, is_archive, is_hls, output_file, own_job};
 use crate::state::hls_index::TarIndex;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -90,6 +90,10 @@ pub async fn create_links(
     completed_output(&job)?;
     let expires = jiff::Timestamp::now().as_second() + LINK_SECS;
     let token = token(&grid, id, expires)?;
+    let stills = job
+        .facts
+        .as_ref()
+        .map_or(serde_json::Value::Null, |f| f["stills"].clone());
     Ok(axum::Json(OutputLinks {
         download: format!("/v1/links/{token}/output"),
         hls: is_hls(&job).then(|| {
@@ -109,8 +113,29 @@ pub async fn create_links(
                 crate::apps::video::DASH_MANIFEST
             )
         }),
+        video: archived_video(&job).map(|name| format!("/v1/links/{token}/hls/{name}")),
+        poster: stills["poster"]
+            .is_object()
+            .then(|| format!("/v1/links/{token}/hls/{}", crate::apps::video::POSTER)),
+        thumbnails: stills["thumbnails"].is_object().then(|| {
+            format!(
+                "/v1/links/{token}/hls/{}/{}",
+                crate::apps::video::THUMBNAILS,
+                crate::apps::video::THUMBNAIL_INDEX
+            )
+        }),
         expires_at: jiff::Timestamp::from_second(expires).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
     }))
+}
+
+/// The video's name in an output archive of one video and its stills.
+fn archived_video(job: &JobRecord) -> Option<String> {
+    let facts = job.facts.as_ref()?;
+    if is_hls(job) || facts["output"]["archive"] != true {
+        return None;
+    }
+    let container = facts["output"]["container"].as_str().unwrap_or("mp4");
+    Some(format!("{}.{container}", crate::apps::video::VIDEO_STEM))
 }
 
 async fn linked_job(grid: &Grid, token: &str) -> ApiResult<JobRecord> {
@@ -144,18 +169,20 @@ pub async fn linked_output(
         .into_response())
 }
 
-/// `GET /v1/links/{token}/hls/{path}`: one file of a streaming output (the DASH manifest, an
-/// HLS playlist or a segment; older outputs' MPEG-TS segments too).
+/// `GET /v1/links/{token}/hls/{path}`: one file of an output archive: of a streaming output
+/// (the DASH manifest, an HLS playlist or a segment; older outputs' MPEG-TS segments too), or
+/// of a video with its stills (the video, the poster, thumbnails, sprite sheets and their
+/// index).
 pub async fn linked_hls_file(
     State(grid): State<Arc<Grid>>,
     Path((token, path)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let job = linked_job(&grid, &token).await?;
     let output = completed_output(&job)?;
-    if !is_hls(&job) {
+    if !is_archive(&job) {
         return Err(ApiError::not_found(
             "not_hls",
-            format!("job {} has no HLS output", job.id),
+            format!("job {} has no HLS output or stills", job.id),
         ));
     }
     let index = grid
@@ -167,7 +194,7 @@ pub async fn linked_hls_file(
     let Some(&(offset, size)) = index.get(path.as_str()) else {
         return Err(ApiError::not_found(
             "no_such_file",
-            format!("the HLS output of job {} has no file {path:?}", job.id),
+            format!("the output of job {} has no file {path:?}", job.id),
         ));
     };
     let content_type = if path.ends_with(".m3u8") {
@@ -178,6 +205,18 @@ pub async fn linked_hls_file(
         "video/iso.segment"
     } else if path.ends_with(".ts") {
         "video/mp2t"
+    } else if path.ends_with(".jpg") {
+        "image/jpeg"
+    } else if path.ends_with(".vtt") {
+        "text/vtt; charset=utf-8"
+    } else if path.ends_with(".mp4") {
+        "video/mp4"
+    } else if path.ends_with(".mov") {
+        "video/quicktime"
+    } else if path.ends_with(".mkv") {
+        "video/x-matroska"
+    } else if path.ends_with(".webm") {
+        "video/webm"
     } else {
         "application/octet-stream"
     };

@@ -170,6 +170,16 @@ pub fn is_hls(job: &JobRecord) -> bool {
     job.facts.as_ref().is_some_and(|f| f["hls"].is_object())
 }
 
+/// Whether a job's output is an archive of files (a streaming output, or a video with its
+/// stills), whose files links serve one by one.
+pub fn is_archive(job: &JobRecord) -> bool {
+    is_hls(job)
+        || job
+            .facts
+            .as_ref()
+            .is_some_and(|f| f["output"]["archive"] == true)
+}
+
 /// What a job's output downloads as: a file name (after the job's name, or its id) with the
 /// extension of what it is, and its content type.
 pub fn output_file(job: &JobRecord) -> (String, &'static str) {
@@ -177,7 +187,7 @@ pub fn output_file(job: &JobRecord) -> (String, &'static str) {
         .facts
         .as_ref()
         .and_then(|f| f["output"]["container"].as_str());
-    let (extension, content_type) = match (job.spec.app.as_str(), is_hls(job), container) {
+    let (extension, content_type) = match (job.spec.app.as_str(), is_archive(job), container) {
         (_, true, _) => (".tar", "application/x-tar"),
         ("video-transcode", false, Some("mov")) => (".mov", "video/quicktime"),
         ("video-transcode", false, Some("mkv")) => (".mkv", "video/x-matroska"),

@@ -480,6 +480,18 @@ pub struct TranscodeArgs {
     /// Output frame rate (default: the source's; a variable rate becomes its average).
     #[arg(long)]
     pub fps: Option<f64>,
+    /// A thumbnail every so many seconds (1-3600), with sprite sheets and a WebVTT index for
+    /// scrubbing: written into a folder named after the output (out.mp4: out/thumbnails/), or
+    /// into the --hls directory.
+    #[arg(long)]
+    pub thumbnails: Option<f64>,
+    /// Thumbnail width in pixels, even, 32-640 (default 160; the height keeps the shape).
+    #[arg(long, requires = "thumbnails")]
+    pub thumbnail_width: Option<u32>,
+    /// A full-size poster of the frame at this time (seconds): poster.jpg beside the
+    /// thumbnails.
+    #[arg(long)]
+    pub poster: Option<f64>,
     /// Seconds of video per chunk (default 10).
     #[arg(long)]
     pub chunk_seconds: Option<f64>,

@@ -26,6 +26,23 @@ pub struct VideoAssembler;
 pub const MASTER_PLAYLIST: &str = "master.m3u8";
 /// Name of the DASH manifest in a streaming output.
 pub const DASH_MANIFEST: &str = "manifest.mpd";
+/// Name (before its container's extension) of the video in an output archive with stills.
+pub const VIDEO_STEM: &str = "video";
+
+/// Writes the stills of the first rendition's `chunks` into `folder`, timed by `video`'s frames.
+async fn add_stills(
+    chunks: &[PathBuf],
+    facts: &serde_json::Value,
+    video: &Path,
+    folder: &Path,
+) -> Result<(), AssembleError> {
+    let times = frame_times(video).await?;
+    let fps = facts["fps"].as_f64().filter(|f| *f > 0.0).unwrap_or(25.0);
+    let end = times.last().map_or(0.0, |t| t + 1.0 / fps);
+    super::stills::package(chunks, facts, &times, end, folder)
+        .await
+        .map_err(|e| inconsistent(format!("packaging the stills failed: {e}")))
+}
 
 fn inconsistent(e: impl std::fmt::Display) -> AssembleError {
     AssembleError::Inconsistent(e.to_string())
@@ -338,7 +355,7 @@ async fn add_subtitles(
 /// DASH manifest ([`DASH_MANIFEST`]) and by HLS playlists ([`MASTER_PLAYLIST`] and one per
 /// stream): one set of files for both. The video renditions form one adaptation set, each
 /// audio track (from the first rendition, which carries them all) its own, with its language.
-/// Returns the tar of it all.
+/// Returns the folder holding it all.
 async fn package_streaming(
     renditions: &[(PathBuf, u64, u64)],
     audio_tracks: usize,
@@ -443,12 +460,45 @@ async fn package_streaming(
     {
         add_subtitles(first, &languages, facts, &out).await?;
     }
-    let tar_path = dir.join("stream.tar");
+    Ok(out)
+}
+
+/// A tar archive of the folder `folder`, written beside it.
+fn archive(folder: &Path) -> Result<PathBuf, AssembleError> {
+    let tar_path = folder.with_extension("tar");
     let file = std::fs::File::create(&tar_path).map_err(inconsistent)?;
     let mut archive = tar::Builder::new(file);
-    archive.append_dir_all(".", &out).map_err(inconsistent)?;
+    archive.append_dir_all(".", folder).map_err(inconsistent)?;
     archive.finish().map_err(inconsistent)?;
     Ok(tar_path)
+}
+
+/// Each frame's presentation time in a video file's first video stream, ascending (read from
+/// its packets, without decoding).
+async fn frame_times(path: &Path) -> Result<Vec<f64>, AssembleError> {
+    let file = path.to_string_lossy();
+    let out = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time",
+            "-of",
+            "csv=p=0",
+            &file,
+        ],
+    )
+    .await
+    .map_err(|e| inconsistent(format!("reading the output's frame times failed: {e}")))?;
+    let mut times: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
+        .collect();
+    times.sort_by(f64::total_cmp);
+    Ok(times)
 }
 
 /// How near its target (dB; SSIM as decibels) a chunk counts as having reached it, in the
@@ -652,8 +702,22 @@ impl Assembler for VideoAssembler {
             join(video, &streams, &facts, container, dir.path(), &out).await?;
             renditions.push((out, w, h));
         }
+        let stills = facts["stills"].is_object();
         let output = if facts["hls"].is_object() {
-            package_streaming(&renditions, audio_tracks as usize, &facts, dir.path()).await?
+            let folder =
+                package_streaming(&renditions, audio_tracks as usize, &facts, dir.path()).await?;
+            if stills {
+                add_stills(&chunks_of(0), &facts, &renditions[0].0, &folder).await?;
+            }
+            archive(&folder)?
+        } else if stills {
+            // The video and its stills, in one archive.
+            let folder = dir.path().join("output");
+            std::fs::create_dir_all(&folder).map_err(inconsistent)?;
+            let video = folder.join(format!("{VIDEO_STEM}.{}", container.name()));
+            std::fs::rename(&renditions[0].0, &video).map_err(inconsistent)?;
+            add_stills(&chunks_of(0), &facts, &video, &folder).await?;
+            archive(&folder)?
         } else {
             renditions.swap_remove(0).0
         };

@@ -296,6 +296,168 @@ impl Bits<'_> {
     }
 }
 
+/// A file attached to a Matroska file (where a video chunk carries its stills).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// Its name, as the file says.
+    pub name: String,
+    /// Its media type, as the file says.
+    pub mime: String,
+    /// Its bytes.
+    pub data: Vec<u8>,
+}
+
+/// Most attachments read from one file, and most bytes each: a chunk carries a few stills.
+pub const MAX_ATTACHMENTS: usize = 64;
+pub const MAX_ATTACHMENT_BYTES: u64 = 2 << 20;
+
+/// Matroska element ids (with their length markers, as EBML writes them).
+const SEGMENT: u32 = 0x1853_8067;
+const ATTACHMENTS: u32 = 0x1941_A469;
+const ATTACHED_FILE: u32 = 0x61A7;
+const FILE_NAME: u32 = 0x466E;
+const FILE_MIME: u32 = 0x4660;
+const FILE_DATA: u32 = 0x465C;
+
+/// Reads an EBML variable-length integer: an element id (`keep_marker`) or a size. `None` at
+/// the end of the input; a size of all ones (unknown) is `u64::MAX`.
+fn vint(r: &mut impl std::io::Read, keep_marker: bool) -> Result<Option<u64>, String> {
+    let mut first = [0u8; 1];
+    match r.read(&mut first) {
+        Ok(0) => return Ok(None),
+        Ok(_) => {}
+        Err(e) => return Err(format!("reading it failed: {e}")),
+    }
+    let len = first[0].leading_zeros() as usize + 1;
+    if len > 8 || (keep_marker && len > 4) {
+        return Err("it holds a malformed element".into());
+    }
+    // The bits after the length marker (none left when it is the first byte's last).
+    let low = (0xFFu32 >> len) as u8;
+    let mut value = u64::from(if keep_marker {
+        first[0]
+    } else {
+        first[0] & low
+    });
+    let mut all_ones = first[0] & low == low;
+    let mut rest = [0u8; 8];
+    r.read_exact(&mut rest[..len - 1])
+        .map_err(|_| "it ends inside an element".to_string())?;
+    for &b in &rest[..len - 1] {
+        all_ones &= b == 0xFF;
+        value = (value << 8) | u64::from(b);
+    }
+    Ok(Some(if !keep_marker && all_ones {
+        u64::MAX
+    } else {
+        value
+    }))
+}
+
+/// The files attached to a Matroska file, in their order. The file is untrusted: at most
+/// [`MAX_ATTACHMENTS`] of at most [`MAX_ATTACHMENT_BYTES`] each, every size bounded by the
+/// file's own; the segment's other elements are skipped by their sizes (a segment whose
+/// clusters have no size is read up to them).
+pub fn attachments(path: &Path) -> Result<Vec<Attachment>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    let total = file
+        .metadata()
+        .map_err(|e| format!("cannot read it: {e}"))?
+        .len();
+    let mut r = std::io::BufReader::new(file);
+    let mut found = Vec::new();
+    let skip = |r: &mut std::io::BufReader<std::fs::File>, size: u64| -> Result<(), String> {
+        let at = r.stream_position().map_err(|e| e.to_string())?;
+        if size > total.saturating_sub(at) {
+            return Err("an element runs past the end of the file".into());
+        }
+        r.seek(SeekFrom::Current(size as i64))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    };
+    // The top level: the EBML header, then the segment.
+    while let Some(id) = vint(&mut r, true)? {
+        let size = vint(&mut r, false)?.ok_or("it ends inside an element")?;
+        if id as u32 != SEGMENT {
+            if size == u64::MAX {
+                return Err("an element outside the segment has no size".into());
+            }
+            skip(&mut r, size)?;
+            continue;
+        }
+        let end = match size {
+            u64::MAX => total,
+            size => r.stream_position().map_err(|e| e.to_string())? + size,
+        };
+        while r.stream_position().map_err(|e| e.to_string())? < end.min(total) {
+            let Some(id) = vint(&mut r, true)? else { break };
+            let size = vint(&mut r, false)?.ok_or("it ends inside an element")?;
+            if size == u64::MAX {
+                // A cluster written live: what follows cannot be skipped to.
+                break;
+            }
+            if id as u32 != ATTACHMENTS {
+                skip(&mut r, size)?;
+                continue;
+            }
+            let list_end = r.stream_position().map_err(|e| e.to_string())? + size;
+            while r.stream_position().map_err(|e| e.to_string())? < list_end {
+                let id = vint(&mut r, true)?.ok_or("it ends inside its attachments")?;
+                let size = vint(&mut r, false)?.ok_or("it ends inside its attachments")?;
+                if id as u32 != ATTACHED_FILE {
+                    skip(&mut r, size)?;
+                    continue;
+                }
+                if found.len() == MAX_ATTACHMENTS {
+                    return Err(format!("it has more than {MAX_ATTACHMENTS} attachments"));
+                }
+                if size > MAX_ATTACHMENT_BYTES + 4096 || size == u64::MAX {
+                    return Err("one of its attachments is too large".into());
+                }
+                let mut body = vec![0u8; size as usize];
+                r.read_exact(&mut body)
+                    .map_err(|_| "it ends inside an attachment".to_string())?;
+                found.push(attached_file(&body)?);
+            }
+        }
+        break;
+    }
+    Ok(found)
+}
+
+/// One `AttachedFile` element's name, type and bytes.
+fn attached_file(mut body: &[u8]) -> Result<Attachment, String> {
+    let mut file = Attachment {
+        name: String::new(),
+        mime: String::new(),
+        data: Vec::new(),
+    };
+    while !body.is_empty() {
+        let id = vint(&mut body, true)?.ok_or("an attachment ends early")?;
+        let size = vint(&mut body, false)?.ok_or("an attachment ends early")?;
+        if size > body.len() as u64 {
+            return Err("an attachment's element runs past it".into());
+        }
+        let (value, rest) = body.split_at(size as usize);
+        let text =
+            || String::from_utf8(value.to_vec()).map_err(|_| "an attachment's name is not text");
+        match id as u32 {
+            FILE_NAME => file.name = text()?,
+            FILE_MIME => file.mime = text()?,
+            FILE_DATA => {
+                if size > MAX_ATTACHMENT_BYTES {
+                    return Err("one of its attachments is too large".into());
+                }
+                file.data = value.to_vec();
+            }
+            _ => {}
+        }
+        body = rest;
+    }
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,6 +491,54 @@ mod tests {
             .expect("ffmpeg runs");
         assert!(status.success());
         path
+    }
+
+    #[test]
+    fn attachments_read_as_ffmpeg_wrote_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.jpg"), b"\xff\xd8\xffpicture").unwrap();
+        std::fs::write(dir.path().join("b.bin"), vec![7u8; 70_000]).unwrap();
+        let (a, b) = (dir.path().join("a.jpg"), dir.path().join("b.bin"));
+        let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+        let with = encode(
+            dir.path(),
+            "with.mkv",
+            &[
+                "-c:v",
+                "libx264",
+                "-attach",
+                a,
+                "-metadata:s:t:0",
+                "mimetype=application/octet-stream",
+                "-attach",
+                b,
+                "-metadata:s:t:1",
+                "mimetype=application/x-test",
+            ],
+        );
+        let found = attachments(&with).unwrap();
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            (found[0].name.as_str(), found[0].mime.as_str()),
+            ("a.jpg", "application/octet-stream")
+        );
+        assert_eq!(found[0].data, b"\xff\xd8\xffpicture");
+        assert_eq!(
+            (found[1].name.as_str(), found[1].data.len()),
+            ("b.bin", 70_000)
+        );
+        let without = encode(dir.path(), "without.mkv", &["-c:v", "libx264"]);
+        assert!(attachments(&without).unwrap().is_empty());
+        // Cut short inside the attachments, or not Matroska at all: refused, never a panic.
+        let bytes = std::fs::read(&with).unwrap();
+        let at = bytes
+            .windows(4)
+            .position(|w| w == [0x19, 0x41, 0xA4, 0x69])
+            .unwrap();
+        std::fs::write(dir.path().join("cut.mkv"), &bytes[..at + 40]).unwrap();
+        assert!(attachments(&dir.path().join("cut.mkv")).is_err());
+        std::fs::write(dir.path().join("junk"), [0xFFu8; 64]).unwrap();
+        assert!(attachments(&dir.path().join("junk")).is_err());
     }
 
     #[test]

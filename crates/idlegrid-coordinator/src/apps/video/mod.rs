@@ -9,11 +9,13 @@ mod assemble;
 mod container;
 mod cost;
 
-pub use assemble::{DASH_MANIFEST, MASTER_PLAYLIST};
+pub use assemble::{DASH_MANIFEST, MASTER_PLAYLIST, VIDEO_STEM};
+pub use stills::{INDEX as THUMBNAIL_INDEX, POSTER, THUMBNAILS};
 mod params;
 mod partition;
 mod probe;
 mod quality;
+mod stills;
 mod validate;
 
 pub use assemble::VideoAssembler;

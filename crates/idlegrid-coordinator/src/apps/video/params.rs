@@ -19,6 +19,9 @@
 //! `"target_quality": {"metric": "psnr", "value": 40}` (or `"psnr:40"`, `"ssim:0.97"`) has each
 //! chunk search for the rate factor reaching that quality ([`QualityTarget`]) instead of `crf`.
 //! `"loudness": -23` normalises every audio track to that integrated loudness (EBU R128, LUFS).
+//! `"thumbnails": {"every": 10, "width": 160}` adds a thumbnail every 10 s of the output (and a
+//! sprite sheet with a WebVTT index for scrubbing); `"poster": 5` a full-size picture of the
+//! frame at 5 s ([`Stills`]). With either, the output is an archive of the video and them.
 //! `"hls": true` asks for HLS instead of one MP4: a rendition ladder (`"ladder": ["720p",
 //! "480p"]`, by default every standard height up to the output's) with a master playlist.
 
@@ -288,6 +291,8 @@ pub struct VideoParams {
     /// is the picture's as shown, so its coded frames take the inverse. Set once the source is
     /// probed.
     pub quarter_turn: bool,
+    /// Thumbnails and a poster made beside the video.
+    pub stills: Stills,
 }
 
 /// How the picture reaches an aspect ratio.
@@ -533,6 +538,65 @@ struct Raw {
     loudness: Option<f64>,
     aspect: Option<String>,
     fit: Option<String>,
+    thumbnails: Option<RawThumbnails>,
+    poster: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThumbnails {
+    every: f64,
+    width: Option<u32>,
+}
+
+/// Pictures made from the output's frames beside the video, by the devices that encode them
+/// (each chunk's task makes those of its frames) and checked like the video.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Stills {
+    /// A thumbnail every so many seconds, so wide.
+    pub thumbnails: Option<Thumbnails>,
+    /// The time of the frame shown as the poster, in seconds of the output.
+    pub poster: Option<f64>,
+}
+
+/// Thumbnails for scrubbing: one every `every` seconds, `width` pixels wide (the height keeps
+/// the picture's shape).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thumbnails {
+    pub every: f64,
+    pub width: u32,
+}
+
+/// Shortest and longest thumbnail interval (seconds), and narrowest and widest thumbnail.
+pub const THUMBNAIL_EVERY: (f64, f64) = (1.0, 3600.0);
+pub const THUMBNAIL_WIDTH: (u32, u32) = (32, 640);
+/// Thumbnail width when none is given.
+pub const DEFAULT_THUMBNAIL_WIDTH: u32 = 160;
+
+impl Stills {
+    /// Whether any still is asked for.
+    pub fn any(&self) -> bool {
+        self.thumbnails.is_some() || self.poster.is_some()
+    }
+}
+
+/// The size of a still `width` wide of a picture shown at `shown` (width, height): the height
+/// keeps its shape, both sides even.
+pub fn still_size(width: u32, (w, h): (u32, u32)) -> (u32, u32) {
+    let height = (f64::from(width) * f64::from(h) / f64::from(w.max(1)) / 2.0).round() as u32 * 2;
+    (width, height.max(2))
+}
+
+/// FFmpeg's filter turning a coded frame upright for a still, from the source's display
+/// rotation as FFprobe gives it (degrees; -90 is shown turned clockwise): the video keeps its
+/// rotation as metadata, a picture has none.
+pub fn upright(rotation: i32) -> Option<&'static str> {
+    match (-rotation).rem_euclid(360) {
+        90 => Some("transpose=clock"),
+        180 => Some("hflip,vflip"),
+        270 => Some("transpose=cclock"),
+        _ => None,
+    }
 }
 
 const X264_PRESETS: [&str; 10] = [
@@ -768,6 +832,8 @@ impl VideoParams {
                 ("fps", raw.fps.is_some()),
                 ("target_quality", raw.target_quality.is_some()),
                 ("aspect", raw.aspect.is_some()),
+                ("thumbnails", raw.thumbnails.is_some()),
+                ("poster", raw.poster.is_some()),
                 ("hls", hls),
             ]
             .iter()
@@ -1011,7 +1077,38 @@ impl VideoParams {
                 })
             }
         };
+        let thumbnails = match raw.thumbnails {
+            None => None,
+            Some(RawThumbnails { every, width }) => {
+                let (low, high) = THUMBNAIL_EVERY;
+                if !(low..=high).contains(&every) {
+                    return Err(format!(
+                        "thumbnails' every must be from {low} to {high} seconds, got {every}"
+                    ));
+                }
+                let width = width.unwrap_or(DEFAULT_THUMBNAIL_WIDTH);
+                let (narrow, wide) = THUMBNAIL_WIDTH;
+                if !(narrow..=wide).contains(&width) || width % 2 == 1 {
+                    return Err(format!(
+                        "thumbnails' width must be an even number of pixels from {narrow} to \
+                         {wide}, got {width}"
+                    ));
+                }
+                Some(Thumbnails { every, width })
+            }
+        };
+        if let Some(at) = raw.poster
+            && !(at >= 0.0 && at.is_finite())
+        {
+            return Err(format!(
+                "poster is the time of its frame in seconds (0 or more), got {at}"
+            ));
+        }
         Ok(VideoParams {
+            stills: Stills {
+                thumbnails,
+                poster: raw.poster,
+            },
             framing,
             quarter_turn: false,
             fps: raw.fps,
@@ -1170,6 +1267,57 @@ impl VideoParams {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn thumbnails_and_posters_are_checked() {
+        let p = |v: serde_json::Value| VideoParams::parse(&v);
+        let ok = p(json!({"thumbnails": {"every": 10}, "poster": 2.5})).unwrap();
+        assert_eq!(
+            ok.stills,
+            Stills {
+                thumbnails: Some(Thumbnails {
+                    every: 10.0,
+                    width: DEFAULT_THUMBNAIL_WIDTH
+                }),
+                poster: Some(2.5)
+            }
+        );
+        assert!(!p(json!({})).unwrap().stills.any());
+        for (params, says) in [
+            (
+                json!({"thumbnails": {"every": 0.5}}),
+                "from 1 to 3600 seconds",
+            ),
+            (
+                json!({"thumbnails": {"every": 10, "width": 161}}),
+                "even number",
+            ),
+            (
+                json!({"thumbnails": {"every": 10, "width": 2000}}),
+                "from 32 to 640",
+            ),
+            (
+                json!({"thumbnails": {"every": 10, "height": 90}}),
+                "video parameters",
+            ),
+            (json!({"thumbnails": 10}), "video parameters"),
+            (json!({"poster": -1}), "0 or more"),
+            (
+                json!({"video_codec": "copy", "poster": 1}),
+                "poster cannot apply",
+            ),
+        ] {
+            let err = p(params.clone()).unwrap_err();
+            assert!(err.contains(says), "{params}: {err}");
+        }
+        assert_eq!(still_size(160, (1280, 720)), (160, 90));
+        assert_eq!(still_size(160, (720, 1280)), (160, 284));
+        assert_eq!(still_size(32, (1920, 20)), (32, 2));
+        assert_eq!(upright(-90), Some("transpose=clock"));
+        assert_eq!(upright(90), Some("transpose=cclock"));
+        assert_eq!(upright(180), Some("hflip,vflip"));
+        assert_eq!(upright(0), None);
+    }
 
     #[test]
     fn defaults_and_presets() {

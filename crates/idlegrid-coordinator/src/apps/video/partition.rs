@@ -6,6 +6,7 @@
 use super::cost;
 use super::params::{AudioCodec, Container, VideoCodec};
 use super::probe::{self, Facts};
+use super::stills;
 use super::{VideoParams, progress_frames, readable, scratch, tool, tool_with_complaints};
 use crate::apps::plugin::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
 use async_trait::async_trait;
@@ -653,6 +654,21 @@ impl Partitioner for VideoPartitioner {
             .copied()
             .unwrap_or((facts.width, facts.height));
         let encoder = serde_json::to_value(&params.encoder).unwrap_or_default();
+        // Stills are pictured by the first rendition's tasks, each of its own frames.
+        let expected_frames = match constant_rate {
+            None => facts.frames,
+            Some(rate) => ((facts.duration * rate).floor() as u64).saturating_sub(1),
+        };
+        let stills = stills::Plan::new(
+            &params.stills,
+            constant_rate.unwrap_or(facts.fps),
+            facts.duration,
+            expected_frames,
+            (width, height),
+            facts.rotation,
+        )
+        .map_err(rejected)?;
+        let stills = &stills;
         let mut split = "nothing: the video is copied as it is";
         let mut chunk_starts: Option<Vec<f64>> = None;
         let mut chunks = 0u64;
@@ -679,6 +695,7 @@ impl Partitioner for VideoPartitioner {
                     starts.push(chunk.start);
                     let index = chunks;
                     chunks += 1;
+                    let first = counted;
                     counted += chunk.frames;
                     let key = crate::blob_keys::chunk(job.id, &format!("{index:05}.mkv"));
                     // Scratch files are never used again once stored: moved, not copied.
@@ -709,6 +726,15 @@ impl Partitioner for VideoPartitioner {
                                 }
                                 if variable_rate {
                                     meta["variable_rate"] = json!(true);
+                                }
+                                if let Some(plan) = stills.as_ref().filter(|_| rendition == 0) {
+                                    let own = plan.for_chunk(first, chunk.frames);
+                                    if !own.is_empty() {
+                                        meta["stills"] = json!(own);
+                                        if let Some(turn) = plan.upright {
+                                            meta["upright"] = json!(turn);
+                                        }
+                                    }
                                 }
                                 meta
                             }),
@@ -824,6 +850,11 @@ impl Partitioner for VideoPartitioner {
                 "source": t.position, "language": t.language, "codec": t.codec,
             })).collect::<Vec<_>>(),
         });
+        if let Some(plan) = stills {
+            recorded["stills"] = plan.facts(facts.frames);
+            // The video and its stills, in one archive.
+            recorded["output"]["archive"] = json!(true);
+        }
         if let Some(target) = &params.encoder.target {
             recorded["output"]["target_quality"] = json!(target);
         }

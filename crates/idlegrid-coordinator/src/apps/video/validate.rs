@@ -53,9 +53,9 @@ impl Default for VideoValidator {
 const DETAIL_FRAMES: usize = 8;
 
 /// Frames `from..=to` (display indices) of a chunk, decoded from the keyframe before `from`.
-struct Window {
-    from: usize,
-    to: usize,
+pub(super) struct Window {
+    pub from: usize,
+    pub to: usize,
 }
 
 /// One file's part in decoding a window: FFmpeg's options for it as an input, and the filter
@@ -63,7 +63,7 @@ struct Window {
 /// filters that made the result's frames from the source's, when given). Decoding starts at the window's keyframe: the time passed to `-ss` is that
 /// keyframe's, plus the 3/23 s FFmpeg takes off a seek in a stream with B-frames, so the
 /// demuxer lands on it rather than the keyframe before.
-fn side_args(
+pub(super) fn side_args(
     path: &Path,
     table: &FrameTable,
     window: &Window,
@@ -99,7 +99,7 @@ fn side_args(
 
 /// FFmpeg arguments decoding each side's window to its output (`pipe:1`, `pipe:3`), in one
 /// process: starting FFmpeg costs as much CPU as decoding a dozen frames.
-fn decode_args(sides: &[((Vec<String>, String), &str)], count: usize) -> Vec<String> {
+pub(super) fn decode_args(sides: &[((Vec<String>, String), &str)], count: usize) -> Vec<String> {
     let mut args: Vec<String> = ["-nostdin", "-v", "error", "-copyts"]
         .map(String::from)
         .to_vec();
@@ -502,6 +502,12 @@ async fn check_video(
             .unwrap_or(true)
             .then(|| format!("scale={}:{}:flags=bicubic", size.0, size.1)),
     };
+    // The stills it carries picture their frames (and it carries no others).
+    if let Some(reason) =
+        super::stills::check(result, source, &source_table, skip, meta, shape.as_deref()).await?
+    {
+        return Ok(Judgment::Reject(reason));
+    }
     match compare_window(
         result,
         &table,
