@@ -39,7 +39,8 @@ pub struct CreateJob {
     #[serde(default)]
     pub input_from: Option<InputSource>,
     /// A bucket of the customer's the output is also written to when the job completes (it
-    /// stays downloadable here too).
+    /// stays downloadable here too). An output that is an archive of files (a streaming
+    /// output, a video with its stills) is written as a folder: each file under `key/`.
     #[serde(default)]
     pub output_to: Option<BucketObject>,
     /// Where every state change of the job is POSTed, signed (see [`WebhookView`]).

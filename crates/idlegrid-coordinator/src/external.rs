@@ -344,12 +344,16 @@ async fn open_url(
     ))
 }
 
-/// Writes a completed job's output to the customer's bucket. `Ok(Err(reason))` when the
-/// customer's bucket refused it.
+/// Writes a completed job's output to the customer's bucket: the file at the key given, or, for
+/// an output that is an archive of files (`archive`: a streaming output, a video with its
+/// stills), each of its files under the key as a folder (`KEY/master.m3u8`,
+/// `KEY/thumbnails/sprite-001.jpg`...). `Ok(Err(reason))` when the customer's bucket refused
+/// it.
 pub async fn deliver_output(
     grid: &Grid,
     external: &External,
     output: &StoredBlob,
+    archive: bool,
 ) -> Result<Result<(), String>, StorageError> {
     let Some(bucket) = &external.output_bucket else {
         return Ok(Ok(()));
@@ -361,6 +365,21 @@ pub async fn deliver_output(
         Ok(store) => store,
         Err(reason) => return Ok(Err(reason)),
     };
+    if archive {
+        let dir = crate::scratch::dir("deliver-")?;
+        let tar = crate::apps::video::readable(
+            grid.blobs.as_ref(),
+            &output.key,
+            &dir.path().join("output.tar"),
+        )
+        .await?;
+        return Ok(
+            put_archive(&store, &bucket.key, &tar, &dir.path().join("files"))
+                .await
+                .map(drop)
+                .map_err(|e| format!("cannot write the output to {}: {e}", bucket.describe())),
+        );
+    }
     let body = grid.blobs.get(&output.key, None).await?;
     let body: idlegrid_storage::blobs::UploadStream = Box::pin(body.map_err(std::io::Error::other));
     match store
@@ -378,9 +397,93 @@ pub async fn deliver_output(
     }
 }
 
+/// Unpacks the tar archive `tar` (the coordinator's own) into `scratch` and stores each of
+/// its files in `store` under `folder/`; returns the keys written, in order.
+pub async fn put_archive(
+    store: &dyn BlobStore,
+    folder: &str,
+    tar: &std::path::Path,
+    scratch: &std::path::Path,
+) -> Result<Vec<String>, String> {
+    let (tar, into) = (tar.to_path_buf(), scratch.to_path_buf());
+    let files = tokio::task::spawn_blocking(move || -> Result<Vec<String>, String> {
+        std::fs::create_dir_all(&into).map_err(|e| e.to_string())?;
+        let file = std::fs::File::open(&tar).map_err(|e| e.to_string())?;
+        let mut archive = tar::Archive::new(file);
+        let mut names = Vec::new();
+        for entry in archive.entries().map_err(|e| e.to_string())? {
+            let mut entry = entry.map_err(|e| e.to_string())?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let name = entry.path().map_err(|e| e.to_string())?;
+            let name = name.to_string_lossy().trim_start_matches("./").to_string();
+            if !entry.unpack_in(&into).map_err(|e| e.to_string())? {
+                return Err(format!("the archive names a file outside it: {name}"));
+            }
+            names.push(name);
+        }
+        Ok(names)
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let folder = folder.trim_end_matches('/');
+    let mut keys = Vec::with_capacity(files.len());
+    for name in files {
+        let key = format!("{folder}/{name}");
+        store
+            .put_file(&key, &scratch.join(&name))
+            .await
+            .map_err(|e| e.to_string())?;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_archive_is_delivered_as_a_folder_of_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("made");
+        std::fs::create_dir_all(folder.join("thumbnails")).unwrap();
+        std::fs::write(folder.join("master.m3u8"), "#EXTM3U\n").unwrap();
+        std::fs::write(folder.join("thumbnails/sprite-001.jpg"), [0xFF, 0xD8]).unwrap();
+        let tar_path = dir.path().join("out.tar");
+        let mut builder = tar::Builder::new(std::fs::File::create(&tar_path).unwrap());
+        builder.append_dir_all(".", &folder).unwrap();
+        builder.finish().unwrap();
+        drop(builder);
+        let store = ObjectBlobStore::local(&dir.path().join("bucket")).unwrap();
+        let scratch = dir.path().join("scratch");
+        let mut keys = put_archive(&store, "films/one/", &tar_path, &scratch)
+            .await
+            .unwrap();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "films/one/master.m3u8",
+                "films/one/thumbnails/sprite-001.jpg"
+            ]
+        );
+        assert_eq!(
+            store
+                .get_bytes("films/one/master.m3u8", None)
+                .await
+                .unwrap(),
+            "#EXTM3U\n".as_bytes()
+        );
+        assert_eq!(
+            store
+                .get_bytes("films/one/thumbnails/sprite-001.jpg", None)
+                .await
+                .unwrap(),
+            [0xFF, 0xD8].as_slice()
+        );
+    }
 
     #[test]
     fn only_public_addresses_are_public() {

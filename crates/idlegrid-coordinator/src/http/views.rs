@@ -173,11 +173,9 @@ pub fn is_hls(job: &JobRecord) -> bool {
 /// Whether a job's output is an archive of files (a streaming output, or a video with its
 /// stills), whose files links serve one by one.
 pub fn is_archive(job: &JobRecord) -> bool {
-    is_hls(job)
-        || job
-            .facts
-            .as_ref()
-            .is_some_and(|f| f["output"]["archive"] == true)
+    job.facts
+        .as_ref()
+        .is_some_and(crate::apps::video::output_is_archive)
 }
 
 /// What a job's output downloads as: a file name (after the job's name, or its id) with the

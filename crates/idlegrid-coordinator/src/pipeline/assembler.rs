@@ -58,8 +58,15 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
         Ok(output) => {
             // The customer's copy first: a job is completed only once it exists.
             if let Some(external) = crate::external::External::of(&job)
-                && let Err(reason) =
-                    crate::external::deliver_output(grid, &external, &output).await?
+                && let Err(reason) = crate::external::deliver_output(
+                    grid,
+                    &external,
+                    &output,
+                    job.facts
+                        .as_ref()
+                        .is_some_and(crate::apps::video::output_is_archive),
+                )
+                .await?
             {
                 crate::lifecycle::end_job(grid, job_id, JobState::Failed, Some(&reason)).await?;
                 return Ok(());

@@ -30,6 +30,12 @@ use idlegrid_storage::records::OutputRef;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
 
+/// Whether a job's output (by its facts) is an archive of files rather than one video: a
+/// streaming output, or a video with its stills.
+pub fn output_is_archive(facts: &serde_json::Value) -> bool {
+    facts["hls"].is_object() || facts["output"]["archive"] == true
+}
+
 /// Runs an FFmpeg tool and returns its stdout; the error carries the program's stderr.
 pub(crate) async fn tool(program: &str, args: &[&str]) -> Result<String, String> {
     tool_with_complaints(program, args)
