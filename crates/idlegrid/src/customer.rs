@@ -101,6 +101,24 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         }),
     );
     set("poster", args.poster.map(Into::into));
+    if let Some(path) = &args.watermark {
+        use base64::Engine;
+        let image = std::fs::read(path)
+            .with_context(|| format!("cannot read the watermark {}", path.display()))?;
+        let mut watermark = serde_json::json!({
+            "image": base64::engine::general_purpose::STANDARD.encode(image),
+        });
+        if let Some(position) = &args.watermark_position {
+            watermark["position"] = position.as_str().into();
+        }
+        if let Some(width) = args.watermark_width {
+            watermark["width"] = width.into();
+        }
+        if let Some(opacity) = args.watermark_opacity {
+            watermark["opacity"] = opacity.into();
+        }
+        params.insert("watermark".into(), watermark);
+    }
     let stills = args.thumbnails.is_some() || args.poster.is_some();
     // HLS, and a video with stills, arrive as a tar archive, unpacked where they belong.
     let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;

@@ -75,7 +75,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker(args) => serve::worker(args).await,
         Command::Local(args) => local::local(args).await,
         Command::Run(args) => customer::run(args).await,
-        Command::Transcode(args) => customer::transcode(args).await,
+        Command::Transcode(args) => customer::transcode(*args).await,
         Command::Jobs(args) => customer::jobs(args).await,
         Command::Job(args) => customer::job(args).await,
         Command::Cancel(args) => customer::cancel(args).await,

@@ -282,6 +282,24 @@ impl Scene {
             .then(|| "crop=320:180:0:30".to_string());
         let stills_every = params["thumbnails"]["every"].as_f64();
         let dir = tempfile::tempdir().unwrap();
+        // A watermark (40x20, at 0.3 of the width: 96x48, bottom right, 10 pixels in) is
+        // compared through its overlay.
+        let params_shape = match params["watermark"]["image"].as_str() {
+            Some(image) => {
+                use base64::Engine;
+                let logo = dir.path().join("logo.png");
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(image)
+                    .unwrap();
+                std::fs::write(&logo, bytes).unwrap();
+                Some(format!(
+                    "scale=320:240:flags=bicubic[main];movie='{}',scale=96:48:flags=bicubic,\
+                     format=rgba[mark];[main][mark]overlay=214:182",
+                    logo.display()
+                ))
+            }
+            None => params_shape,
+        };
         let source = clip(
             dir.path(),
             "source.mp4",
@@ -898,6 +916,36 @@ async fn in_a_private_fleet_a_chunk_without_its_thumbnails_never_counts() {
     scene.assert_kept_out(false).await;
 }
 
+/// A watermark left out: the cheater encodes the source's picture as it is, without the logo
+/// the customer asked for over it (96x48 of 320x240, opaque).
+#[tokio::test]
+async fn in_a_private_fleet_a_watermark_left_out_never_counts() {
+    use base64::Engine;
+    let made = tempfile::tempdir().unwrap();
+    let logo = made.path().join("logo.png");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:size=40x20",
+        "-frames:v",
+        "1",
+        logo.to_str().unwrap(),
+    ]);
+    let image = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&logo).unwrap());
+    let params = serde_json::json!({
+        "watermark": { "image": image, "width": 0.3, "opacity": 1 },
+    });
+    let scene = Scene::start_in(Fleet::Private, params).await;
+    scene.hand_back_all_but("video").await;
+    for (lease, chunk) in scene.chunks("video").await {
+        let out = scene.cheater.dir.join(format!("{}.mkv", lease.lease_id));
+        let bytes = encode(&lease, &chunk, "", &[], &out);
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_kept_out(false).await;
+}
+
 /// What a device is given for a chunk names its input and the encoding asked, nothing of what
 /// the validator will look at: no reference frames, thumbnails, sample positions or keys.
 #[tokio::test]
@@ -927,6 +975,8 @@ async fn the_lease_says_nothing_of_what_will_be_checked() {
         // (every one listed is checked).
         "stills",
         "upright",
+        // The picture laid over the frames (the customer's): the work.
+        "watermark",
     ];
     for lease in &scene.leases {
         let params = lease.task_params.as_object().unwrap();

@@ -1816,3 +1816,76 @@ fn an_mp4s_own_text_subtitles_come_through() {
         "{text}"
     );
 }
+
+/// A watermark laid over every frame where it was asked, at its share of the width: the
+/// output matches the source through the same overlay, and not without it.
+#[test]
+fn a_watermark_is_laid_over_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "source.mp4",
+        "testsrc2=size=320x240:rate=25:duration=4",
+        None,
+        &["-c:v", "libx264", "-g", "25"],
+    );
+    let logo = dir.path().join("logo.png");
+    sh(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:size=40x20",
+            "-frames:v",
+            "1",
+            &logo.to_string_lossy(),
+        ],
+    );
+    let output = dir.path().join("out.mp4");
+    let (ok, _, stderr) = transcode(
+        dir.path(),
+        &source,
+        &output,
+        &[
+            "--chunk-seconds",
+            "2",
+            "--watermark",
+            &logo.to_string_lossy(),
+            "--watermark-position",
+            "top-right",
+            "--watermark-width",
+            "0.25",
+            "--watermark-opacity",
+            "1",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    // 80x40 (a quarter of the width, the logo's shape), 10 pixels (3% of the width) from the
+    // top and right edges.
+    let overlay = format!(
+        "scale=320:240:flags=bicubic[main];movie='{}',scale=80:40:flags=bicubic,format=rgba[mark];\
+         [main][mark]overlay=230:10",
+        logo.display()
+    );
+    let with = psnr_through(&output, &source, &overlay);
+    let without = psnr_through(&output, &source, "scale=320:240:flags=bicubic");
+    assert!(
+        with > 35.0,
+        "not the source under the watermark: {with:.1} dB"
+    );
+    assert!(
+        without < with - 8.0,
+        "no watermark: {without:.1} dB without it, {with:.1} with"
+    );
+    // Refused before anything runs: not a PNG.
+    let (ok, _, stderr) = transcode(
+        dir.path(),
+        &source,
+        &dir.path().join("bad.mp4"),
+        &["--watermark", &source.to_string_lossy()],
+    );
+    assert!(!ok && stderr.contains("must be a PNG"), "{stderr}");
+}

@@ -16,11 +16,14 @@ IDLEGRID_TASK (set by the coordinator's video partitioner) says what to do:
       With "stills" ([{"frame": K, "name", "width", "height"}], and "upright": a filter turning
       the picture upright), each still is the K-th of the task's own frames, made like the
       encoded ones and scaled to its size, as a JPEG attached to output/chunk.mkv
+      With "watermark" (a PNG in base64), the picture is written as watermark.png, which the
+      coordinator's "geometry" filters lay over the frames.
   {"kind": "audio", "encoder": {...}}
       encode input/chunk.mkv's audio stream to AAC-LC or Opus as output/audio.m4a; with the
       encoder's "loudness" (LUFS), normalised to it first (EBU R128, two passes)
 Progress is printed as `idlegrid:progress <fraction>` for the worker's heartbeats.
 """
+import base64
 import json
 import math
 import os
@@ -204,6 +207,10 @@ def crf_text(k, step):
 
 if task["kind"] == "video":
     out = os.path.join("output", "chunk.mkv")
+    if task.get("watermark"):
+        # The picture the coordinator's filters lay over the frames ("movie=watermark.png").
+        with open("watermark.png", "wb") as f:
+            f.write(base64.b64decode(task["watermark"]))
     frames = max(1, int(task["frames"]))
     copyts, source_filters = [], []
     span = task.get("from")

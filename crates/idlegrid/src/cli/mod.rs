@@ -29,7 +29,7 @@ pub enum Command {
     /// Run a Python script over every chunk of lines of a file (the python-map app).
     Run(RunArgs),
     /// Transcode a video to H.264 + AAC (MP4), split across the grid, frame-exact and verified.
-    Transcode(TranscodeArgs),
+    Transcode(Box<TranscodeArgs>),
     /// List your jobs.
     Jobs(JobsArgs),
     /// Show one job.
@@ -492,6 +492,19 @@ pub struct TranscodeArgs {
     /// thumbnails.
     #[arg(long)]
     pub poster: Option<f64>,
+    /// A PNG (at most 32 KiB) laid over every frame, such as a logo.
+    #[arg(long)]
+    pub watermark: Option<PathBuf>,
+    /// Where the watermark goes: top-left, top-right, bottom-left, bottom-right (the default)
+    /// or center.
+    #[arg(long, requires = "watermark", value_parser = ["top-left", "top-right", "bottom-left", "bottom-right", "center"])]
+    pub watermark_position: Option<String>,
+    /// The watermark's width as a share of the video's, 0.02-0.5 (default 0.15).
+    #[arg(long, requires = "watermark")]
+    pub watermark_width: Option<f64>,
+    /// The watermark's opacity, 0.05-1 (default 0.8).
+    #[arg(long, requires = "watermark")]
+    pub watermark_opacity: Option<f64>,
     /// Seconds of video per chunk (default 10).
     #[arg(long)]
     pub chunk_seconds: Option<f64>,

@@ -296,6 +296,46 @@ impl Bits<'_> {
     }
 }
 
+/// A Matroska file's first video track's packets in the order they are stored (decode
+/// order), each with its presentation time and keyframe flag, read in-process on a blocking
+/// thread: the partitioner reads every chunk it cuts, and FFprobe would cost tens of
+/// milliseconds each.
+pub async fn packets(path: &Path) -> Result<Vec<super::probe::Packet>, String> {
+    let path = path.to_path_buf();
+    let stage = crate::tools::current_stage();
+    tokio::task::spawn_blocking(move || crate::tools::counted(stage, || read_packets(&path)))
+        .await
+        .map_err(|e| format!("reading the file failed: {e}"))?
+}
+
+fn read_packets(path: &Path) -> Result<Vec<super::probe::Packet>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    let mut mkv = MatroskaFile::open(std::io::BufReader::with_capacity(1 << 16, file))
+        .map_err(|e| format!("it is not a Matroska file ({e})"))?;
+    let number = mkv
+        .tracks()
+        .iter()
+        .find(|t| t.track_type() == TrackType::Video)
+        .ok_or("there is no video track")?
+        .track_number()
+        .get();
+    let scale = mkv.info().timestamp_scale().get() as f64 / 1e9;
+    let mut packets = Vec::new();
+    let mut frame = Frame::default();
+    while mkv
+        .next_frame(&mut frame)
+        .map_err(|e| format!("its frames cannot be read ({e})"))?
+    {
+        if frame.track == number {
+            packets.push(super::probe::Packet {
+                pts: Some(frame.timestamp as f64 * scale),
+                key: frame.is_keyframe == Some(true),
+            });
+        }
+    }
+    Ok(packets)
+}
+
 /// A file attached to a Matroska file (where a video chunk carries its stills).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
@@ -491,6 +531,25 @@ mod tests {
             .expect("ffmpeg runs");
         assert!(status.success());
         path
+    }
+
+    #[tokio::test]
+    async fn packets_read_as_ffprobe_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let h264 = ["-c:v", "libx264", "-g", "5", "-bf", "2"];
+        let path = encode(dir.path(), "p.mkv", &h264);
+        let ours = packets(&path).await.unwrap();
+        let theirs = crate::apps::video::probe::packets(&path).await.unwrap();
+        assert_eq!(ours.len(), 12);
+        assert_eq!(ours.len(), theirs.len());
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert_eq!(a.key, b.key);
+            assert!(
+                (a.pts.unwrap() - b.pts.unwrap()).abs() < 1e-9,
+                "{a:?} {b:?}"
+            );
+        }
+        assert!(packets(&dir.path().join("missing.mkv")).await.is_err());
     }
 
     #[test]

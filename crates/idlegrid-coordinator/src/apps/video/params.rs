@@ -293,6 +293,8 @@ pub struct VideoParams {
     pub quarter_turn: bool,
     /// Thumbnails and a poster made beside the video.
     pub stills: Stills,
+    /// A picture laid over every frame.
+    pub watermark: Option<Watermark>,
 }
 
 /// How the picture reaches an aspect ratio.
@@ -506,6 +508,52 @@ fn quality_target(value: &serde_json::Value, codec: VideoCodec) -> Result<Qualit
     })
 }
 
+/// The watermark asked for, checked: a PNG of at most [`MAX_WATERMARK_BYTES`] in base64, and
+/// its placement within bounds.
+fn watermark(raw: RawWatermark) -> Result<Watermark, String> {
+    use base64::Engine;
+    let image = base64::engine::general_purpose::STANDARD
+        .decode(raw.image.trim())
+        .map_err(|e| format!("watermark's image must be a PNG in base64: {e}"))?;
+    if !image.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return Err("watermark's image must be a PNG (in base64)".into());
+    }
+    if image.len() > MAX_WATERMARK_BYTES {
+        return Err(format!(
+            "watermark's image is {} bytes; at most {MAX_WATERMARK_BYTES} are taken (it goes \
+             with every chunk)",
+            image.len()
+        ));
+    }
+    let share = |name: &str, value: Option<f64>, default: f64, (low, high): (f64, f64)| {
+        let value = value.unwrap_or(default);
+        if (low..=high).contains(&value) {
+            Ok(value)
+        } else {
+            Err(format!(
+                "watermark's {name} must be from {low} to {high}, got {value}"
+            ))
+        }
+    };
+    Ok(Watermark {
+        image,
+        position: choice(
+            "watermark's position",
+            raw.position.as_deref().unwrap_or("bottom-right"),
+            &[
+                ("top-left", Position::TopLeft),
+                ("top-right", Position::TopRight),
+                ("bottom-left", Position::BottomLeft),
+                ("bottom-right", Position::BottomRight),
+                ("center", Position::Center),
+            ],
+        )?,
+        width: share("width", raw.width, 0.15, (0.02, 0.5))?,
+        margin: share("margin", raw.margin, 0.03, (0.0, 0.2))?,
+        opacity: share("opacity", raw.opacity, 0.8, (0.05, 1.0))?,
+    })
+}
+
 fn aac() -> String {
     "aac".into()
 }
@@ -540,6 +588,79 @@ struct Raw {
     fit: Option<String>,
     thumbnails: Option<RawThumbnails>,
     poster: Option<f64>,
+    watermark: Option<RawWatermark>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWatermark {
+    image: String,
+    position: Option<String>,
+    width: Option<f64>,
+    margin: Option<f64>,
+    opacity: Option<f64>,
+}
+
+/// A picture laid over every frame (a logo): a PNG, where it goes and how large, as shares of
+/// the output's width so every rendition of a ladder shows it alike.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watermark {
+    /// The PNG's bytes.
+    pub image: Vec<u8>,
+    /// Where it goes.
+    pub position: Position,
+    /// Its width, as a share of the output's width.
+    pub width: f64,
+    /// Its distance from the edges, as a share of the output's width.
+    pub margin: f64,
+    /// 1 for opaque.
+    pub opacity: f64,
+}
+
+/// Where a watermark goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    TopLeft,
+    TopRight,
+    BottomLeft,
+    BottomRight,
+    Center,
+}
+
+/// Largest watermark image, in bytes: it travels with every task.
+pub const MAX_WATERMARK_BYTES: usize = 32 * 1024;
+/// The watermark's file name where a task (and the validator) reads it.
+pub const WATERMARK_FILE: &str = "watermark.png";
+
+impl Watermark {
+    /// FFmpeg's filters laying the watermark, whose image is `image` (width, height) pixels,
+    /// over a frame of `(w, h)`, after the filters before them (labelled `[main]`): scaled to
+    /// its share of the width (within the frame, both sides even), at its position.
+    pub fn filter(&self, image: (u32, u32), (w, h): (u32, u32)) -> String {
+        let even = |x: f64| ((x / 2.0).round() as u32 * 2).max(2);
+        let (iw, ih) = (f64::from(image.0.max(1)), f64::from(image.1.max(1)));
+        let mut ow = even(f64::from(w) * self.width).min(w & !1);
+        let mut oh = even(f64::from(ow) * ih / iw);
+        if oh > (h & !1) {
+            oh = h & !1;
+            ow = even(f64::from(oh) * iw / ih).min(w & !1);
+        }
+        let m = (f64::from(w) * self.margin).round() as u32;
+        let (left, right) = (m.min(w - ow), w.saturating_sub(ow + m));
+        let (top, bottom) = (m.min(h - oh), h.saturating_sub(oh + m));
+        let (x, y) = match self.position {
+            Position::TopLeft => (left, top),
+            Position::TopRight => (right, top),
+            Position::BottomLeft => (left, bottom),
+            Position::BottomRight => (right, bottom),
+            Position::Center => ((w - ow) / 2, (h - oh) / 2),
+        };
+        format!(
+            "[main];movie={WATERMARK_FILE},scale={ow}:{oh}:flags=bicubic,format=rgba,\
+             colorchannelmixer=aa={:.3}[mark];[main][mark]overlay={x}:{y}",
+            self.opacity
+        )
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -834,6 +955,7 @@ impl VideoParams {
                 ("aspect", raw.aspect.is_some()),
                 ("thumbnails", raw.thumbnails.is_some()),
                 ("poster", raw.poster.is_some()),
+                ("watermark", raw.watermark.is_some()),
                 ("hls", hls),
             ]
             .iter()
@@ -1104,7 +1226,9 @@ impl VideoParams {
                 "poster is the time of its frame in seconds (0 or more), got {at}"
             ));
         }
+        let watermark = raw.watermark.map(watermark).transpose()?;
         Ok(VideoParams {
+            watermark,
             stills: Stills {
                 thumbnails,
                 poster: raw.poster,
@@ -1198,6 +1322,25 @@ impl VideoParams {
         }
     }
 
+    /// [`VideoParams::geometry`], then the watermark laid over the frame, when one is asked for
+    /// (its image `mark` pixels): the frame is scaled to `out` first even when it is that size.
+    pub fn shape(
+        &self,
+        source: (u32, u32),
+        out: (u32, u32),
+        mark: Option<(u32, u32)>,
+    ) -> Option<String> {
+        let framed = self.geometry(source, out);
+        match (&self.watermark, mark) {
+            (Some(watermark), Some(image)) => Some(format!(
+                "{}{}",
+                framed.unwrap_or_else(|| format!("scale={}:{}:flags=bicubic", out.0, out.1)),
+                watermark.filter(image, out)
+            )),
+            _ => framed,
+        }
+    }
+
     /// FFmpeg's filters making an output frame of `out` from a source frame of `width`×
     /// `height`, when the picture is framed to an aspect ratio (the crop then the scale, or the
     /// scale then the padding, centred on even pixels); `None` when it is only scaled. The task
@@ -1267,6 +1410,88 @@ impl VideoParams {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn watermarks_are_checked_and_placed() {
+        use base64::Engine;
+        let p = |v: serde_json::Value| VideoParams::parse(&v);
+        let png = |bytes: &[u8]| {
+            let mut image = b"\x89PNG\r\n\x1a\n".to_vec();
+            image.extend(bytes);
+            base64::engine::general_purpose::STANDARD.encode(image)
+        };
+        let ok = p(
+            json!({"watermark": {"image": png(b"x"), "position": "top-right",
+                                        "width": 0.25, "opacity": 1}}),
+        )
+        .unwrap();
+        let mark = ok.watermark.clone().unwrap();
+        assert_eq!(
+            (mark.position, mark.width, mark.margin),
+            (Position::TopRight, 0.25, 0.03)
+        );
+        // 80x40 from a 40x20 picture on 320x240, 10 pixels in from the top and right.
+        assert_eq!(
+            ok.shape((320, 240), (320, 240), Some((40, 20))).unwrap(),
+            "scale=320:240:flags=bicubic[main];movie=watermark.png,scale=80:40:flags=bicubic,\
+             format=rgba,colorchannelmixer=aa=1.000[mark];[main][mark]overlay=230:10"
+        );
+        // A tall picture is kept within the frame; centred.
+        let tall = p(
+            json!({"watermark": {"image": png(b"x"), "position": "center",
+                                          "width": 0.5}}),
+        )
+        .unwrap();
+        let shape = tall.shape((640, 360), (640, 360), Some((10, 100))).unwrap();
+        assert!(shape.ends_with("scale=36:360:flags=bicubic,format=rgba,colorchannelmixer=aa=0.800[mark];[main][mark]overlay=302:0"), "{shape}");
+        // Framed pictures are framed first.
+        let framed = p(json!({"aspect": "16:9", "fit": "crop",
+                              "watermark": {"image": png(b"x")}}))
+        .unwrap();
+        assert!(
+            framed
+                .shape((320, 240), (320, 180), Some((40, 20)))
+                .unwrap()
+                .starts_with("crop=320:180:0:30,scale=320:180:flags=bicubic[main];")
+        );
+        assert_eq!(
+            p(json!({})).unwrap().shape((320, 240), (320, 240), None),
+            None
+        );
+        for (params, says) in [
+            (
+                json!({"watermark": {"image": "not base64!"}}),
+                "PNG in base64",
+            ),
+            (
+                json!({"watermark": {"image": base64::engine::general_purpose::STANDARD.encode(b"GIF89a")}}),
+                "must be a PNG",
+            ),
+            (
+                json!({"watermark": {"image": png(&vec![0u8; MAX_WATERMARK_BYTES])}}),
+                "at most 32768",
+            ),
+            (
+                json!({"watermark": {"image": png(b"x"), "width": 0.9}}),
+                "width must be from 0.02 to 0.5",
+            ),
+            (
+                json!({"watermark": {"image": png(b"x"), "opacity": 0}}),
+                "opacity must be from",
+            ),
+            (
+                json!({"watermark": {"image": png(b"x"), "position": "left"}}),
+                "position",
+            ),
+            (
+                json!({"video_codec": "copy", "watermark": {"image": png(b"x")}}),
+                "watermark cannot apply",
+            ),
+        ] {
+            let err = p(params.clone()).unwrap_err();
+            assert!(err.contains(says), "{params}: {err}");
+        }
+    }
 
     #[test]
     fn thumbnails_and_posters_are_checked() {

@@ -3,13 +3,15 @@
 //! allow the wanted chunk length, otherwise frame-exactly through a lossless intermediate — and
 //! extracts the first audio stream as one more chunk, encoded once for the whole file.
 
+use super::container;
 use super::cost;
-use super::params::{AudioCodec, Container, VideoCodec};
+use super::params::{AudioCodec, Container, VideoCodec, WATERMARK_FILE};
 use super::probe::{self, Facts};
 use super::stills;
 use super::{VideoParams, progress_frames, readable, scratch, tool, tool_with_complaints};
 use crate::apps::plugin::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
 use async_trait::async_trait;
+use base64::Engine;
 use futures::{StreamExt, TryStreamExt};
 use idlegrid_domain::Requirements;
 use idlegrid_storage::blobs::BlobStore;
@@ -101,6 +103,42 @@ async fn segment(
     match super::damage(&complaints) {
         Some(problem) => Err(problem),
         None => Ok(()),
+    }
+}
+
+/// The size of the PNG `image`, written to `path` and read by FFprobe; the error says it is
+/// not a picture FFmpeg reads.
+async fn image_size(path: &Path, image: &[u8]) -> Result<(u32, u32), String> {
+    tokio::fs::write(path, image)
+        .await
+        .map_err(|e| format!("writing the watermark failed: {e}"))?;
+    let file = path.to_string_lossy();
+    let size = tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-f",
+            "png_pipe",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+            &file,
+        ],
+    )
+    .await
+    .ok()
+    .and_then(|out| {
+        let (w, h) = out.trim().split_once(',')?;
+        Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?))
+    });
+    match size {
+        Some((w, h)) if (1..=4096).contains(&w) && (1..=4096).contains(&h) => Ok((w, h)),
+        _ => Err(
+            "the watermark is not a PNG picture FFmpeg can read (at most 4096 pixels a side)"
+                .into(),
+        ),
     }
 }
 
@@ -200,7 +238,7 @@ async fn count_cut(
     out: &mpsc::Sender<Chunk>,
 ) -> Result<bool, String> {
     let packets: Vec<Vec<probe::Packet>> = futures::stream::iter(paths.clone())
-        .map(|path| async move { probe::packets(&path).await })
+        .map(|path| async move { container::packets(&path).await })
         .buffered(cores())
         .try_collect()
         .await?;
@@ -343,7 +381,7 @@ async fn split_decoding_from_keyframes(
             for past in CUT_PAST {
                 cut(&src, seek, hi.map(|h| h + past), &path).await?;
                 // The cut must hold every frame of the span (and starts on the keyframe).
-                let held = probe::packets(&path).await?;
+                let held = container::packets(&path).await?;
                 let inside = held
                     .iter()
                     .filter_map(|p| p.pts)
@@ -669,6 +707,15 @@ impl Partitioner for VideoPartitioner {
         )
         .map_err(rejected)?;
         let stills = &stills;
+        // The watermark's size, read by FFmpeg as the task and the validator will read it.
+        let mark = match &params.watermark {
+            None => None,
+            Some(watermark) => Some(
+                image_size(&dir.path().join(WATERMARK_FILE), &watermark.image)
+                    .await
+                    .map_err(rejected)?,
+            ),
+        };
         let mut split = "nothing: the video is copied as it is";
         let mut chunk_starts: Option<Vec<f64>> = None;
         let mut chunks = 0u64;
@@ -716,7 +763,7 @@ impl Partitioner for VideoPartitioner {
                                     "keyint": keyint, "rendition": rendition,
                                     "encoder": encoder,
                                 });
-                                if let Some(geometry) = params.geometry(source_size, (w, h)) {
+                                if let Some(geometry) = params.shape(source_size, (w, h), mark) {
                                     meta["geometry"] = json!(geometry);
                                     meta["scale"] = json!(true);
                                 }
@@ -726,6 +773,12 @@ impl Partitioner for VideoPartitioner {
                                 }
                                 if variable_rate {
                                     meta["variable_rate"] = json!(true);
+                                }
+                                if let (Some(watermark), Some(_)) = (&params.watermark, mark) {
+                                    meta["watermark"] = json!(
+                                        base64::engine::general_purpose::STANDARD
+                                            .encode(&watermark.image)
+                                    );
                                 }
                                 if let Some(plan) = stills.as_ref().filter(|_| rendition == 0) {
                                     let own = plan.for_chunk(first, chunk.frames);

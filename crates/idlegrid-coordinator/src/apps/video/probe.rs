@@ -301,9 +301,11 @@ pub fn self_contained(packets: &[Packet]) -> Option<(u64, Vec<u64>)> {
     }
     let start = first.pts?;
     let mut times = Vec::with_capacity(packets.len());
-    for p in packets {
+    for (i, p) in packets.iter().enumerate() {
         let pts = p.pts?;
-        if pts < start {
+        // Shown before the keyframe, or with it: a reader that cannot say "before the
+        // start" (a negative time read as 0) gives the start.
+        if pts < start || (i > 0 && pts <= start) {
             return None;
         }
         times.push(pts);
@@ -387,6 +389,9 @@ mod tests {
         // Open GOP: B-frames after the first keyframe are shown before it.
         let open = [p(2.0, true), p(0.0, false), p(1.0, false), p(5.0, false)];
         assert_eq!(self_contained(&open), None);
+        // The same leading pictures read where negative times are read as the start (0).
+        let clamped = [p(0.0, true), p(0.0, false), p(0.0, false), p(0.1, false)];
+        assert_eq!(self_contained(&clamped), None);
         // Not starting on a keyframe, no times, or nothing at all.
         assert_eq!(self_contained(&[p(0.0, false), p(1.0, true)]), None);
         let untimed = [

@@ -19,7 +19,7 @@
 //! What this costs and what it catches, beside replication, is in ARCHITECTURE.md.
 
 use super::container::{FrameTable, frame_table, source_frame_table};
-use super::params::ssim_db;
+use super::params::{WATERMARK_FILE, ssim_db};
 use super::quality::{self, Expectation, FrameMeasure, Plane};
 use super::{probe_stream, readable, readable_output, scratch};
 use crate::apps::plugin::{Judgment, Validator};
@@ -549,6 +549,34 @@ async fn check_video(
     }
 }
 
+/// Writes a task's watermark (its meta's `watermark`, base64) into `dir` and points the task's
+/// filters at it there: the task reads it from its own working directory.
+fn watermark_here(meta: &mut serde_json::Value, dir: &Path) -> Result<(), String> {
+    use base64::Engine;
+    let Some(image) = meta["watermark"].as_str() else {
+        return Ok(());
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(image)
+        .map_err(|e| format!("the task's watermark is not base64: {e}"))?;
+    let path = dir.join(WATERMARK_FILE);
+    std::fs::write(&path, bytes).map_err(|e| format!("writing the watermark failed: {e}"))?;
+    let path = path.to_string_lossy();
+    if path.contains(['\'', '\\', ';', ',', '[', ']']) {
+        return Err(format!(
+            "the scratch path {path} cannot be named in a filter"
+        ));
+    }
+    if let Some(geometry) = meta["geometry"].as_str() {
+        let here = geometry.replace(
+            &format!("movie={WATERMARK_FILE},"),
+            &format!("movie='{path}',"),
+        );
+        meta["geometry"] = serde_json::json!(here);
+    }
+    Ok(())
+}
+
 /// Sample rate the audio is compared at, Hz.
 const AUDIO_RATE: usize = 8000;
 /// Windows compared, and their length in samples.
@@ -898,6 +926,10 @@ impl Validator for VideoValidator {
             ));
         };
         let dir = scratch()?;
+        let mut meta = meta;
+        if let Err(why) = watermark_here(&mut meta, dir.path()) {
+            return Err(StorageError::Backend(format!("checking the result: {why}")));
+        }
         let output = readable_output(blobs, &result.output, &dir.path().join("result")).await?;
         let source = readable(blobs, source_key, &dir.path().join("source")).await?;
         let judged = async {
