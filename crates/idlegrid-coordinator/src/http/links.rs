@@ -13,7 +13,7 @@ use crate::http::views::{completed_output, is_archive, is_hls, output_file, own_
 use crate::state::hls_index::TarIndex;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use idlegrid_api::jobs::OutputLinks;
 use idlegrid_api::{ErrorBody, JobId};
@@ -146,27 +146,113 @@ async fn linked_job(grid: &Grid, token: &str) -> ApiResult<JobRecord> {
         .ok_or_else(|| ApiError::not_found("job_not_found", format!("job {id} no longer exists")))
 }
 
-/// `GET /v1/links/{token}/output`: the output file, as an attachment.
+/// `GET /v1/links/{token}/output`: the output file, as an attachment (byte ranges served, so
+/// a player can seek in it and a download can resume).
 pub async fn linked_output(
     State(grid): State<Arc<Grid>>,
     Path(token): Path<String>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let job = linked_job(&grid, &token).await?;
     let output = completed_output(&job)?;
     let (file_name, content_type) = output_file(&job);
-    let stream = grid.blobs.get(&output.key, None).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type.to_string()),
-            (header::CONTENT_LENGTH, output.size.to_string()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{file_name}\""),
-            ),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    let mut response = ranged(&grid, &output.key, 0, output.size, &headers, content_type).await?;
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
+}
+
+/// The bytes `offset..offset + size` of the blob at `key` as a response of `content_type`:
+/// whole (200), or the one range a `Range: bytes=` header asks for (206 with its
+/// `Content-Range`; 416 when it lies outside). Ranges are always offered.
+async fn ranged(
+    grid: &Grid,
+    key: &str,
+    offset: u64,
+    size: u64,
+    headers: &HeaderMap,
+    content_type: &'static str,
+) -> ApiResult<Response> {
+    let asked = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| byte_range(v, size));
+    let (status, from, to) = match asked {
+        None | Some(Err(RangeAsk::Ignored)) => (StatusCode::OK, 0, size),
+        Some(Ok((from, to))) => (StatusCode::PARTIAL_CONTENT, from, to),
+        Some(Err(RangeAsk::Unsatisfiable)) => {
+            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return Ok(response);
+        }
+    };
+    let stream = grid
+        .blobs
+        .get(key, Some(offset + from..offset + to))
+        .await?;
+    let mut response = Body::from_stream(stream).into_response();
+    *response.status_mut() = status;
+    let out = response.headers_mut();
+    out.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    out.insert(header::CONTENT_LENGTH, HeaderValue::from(to - from));
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(value) = HeaderValue::from_str(&format!("bytes {from}-{}/{size}", to - 1))
+    {
+        out.insert(header::CONTENT_RANGE, value);
+    }
+    Ok(response)
+}
+
+/// Why a `Range` header is not served as a range.
+#[derive(Debug, PartialEq)]
+enum RangeAsk {
+    /// Not one byte range this server reads (several ranges, other units): the whole file.
+    Ignored,
+    /// A byte range wholly past the end.
+    Unsatisfiable,
+}
+
+/// The half-open byte range `Range: bytes=A-B`, `bytes=A-` or `bytes=-N` asks for in a file of
+/// `size` bytes (B past the end is cut to it).
+fn byte_range(value: &str, size: u64) -> Result<(u64, u64), RangeAsk> {
+    let spec = value
+        .trim()
+        .strip_prefix("bytes=")
+        .ok_or(RangeAsk::Ignored)?;
+    if spec.contains(',') {
+        return Err(RangeAsk::Ignored);
+    }
+    let (a, b) = spec.trim().split_once('-').ok_or(RangeAsk::Ignored)?;
+    let number = |s: &str| s.trim().parse::<u64>().map_err(|_| RangeAsk::Ignored);
+    let (from, to) = match (a.trim().is_empty(), b.trim().is_empty()) {
+        (true, true) => return Err(RangeAsk::Ignored),
+        // The last N bytes.
+        (true, false) => {
+            let n = number(b)?;
+            if n == 0 {
+                return Err(RangeAsk::Unsatisfiable);
+            }
+            (size.saturating_sub(n), size)
+        }
+        (false, true) => (number(a)?, size),
+        (false, false) => {
+            let (from, last) = (number(a)?, number(b)?);
+            if last < from {
+                return Err(RangeAsk::Ignored);
+            }
+            (from, last.saturating_add(1).min(size))
+        }
+    };
+    if from >= size {
+        return Err(RangeAsk::Unsatisfiable);
+    }
+    Ok((from, to))
 }
 
 /// `GET /v1/links/{token}/hls/{path}`: one file of an output archive: of a streaming output
@@ -176,6 +262,7 @@ pub async fn linked_output(
 pub async fn linked_hls_file(
     State(grid): State<Arc<Grid>>,
     Path((token, path)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let job = linked_job(&grid, &token).await?;
     let output = completed_output(&job)?;
@@ -220,15 +307,7 @@ pub async fn linked_hls_file(
     } else {
         "application/octet-stream"
     };
-    let stream = grid
-        .blobs
-        .get(&output.key, Some(offset..offset + size))
-        .await?;
-    let mut response = Body::from_stream(stream).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
-    Ok(response)
+    ranged(&grid, &output.key, offset, size, &headers, content_type).await
 }
 
 /// Reads a tar archive's headers (one ranged read each, skipping the contents) into an index
@@ -269,6 +348,30 @@ async fn read_tar_index(blobs: &dyn BlobStore, key: &str) -> ApiResult<TarIndex>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_ranges_are_read_as_browsers_send_them() {
+        assert_eq!(byte_range("bytes=0-", 100), Ok((0, 100)));
+        assert_eq!(byte_range("bytes=10-19", 100), Ok((10, 20)));
+        assert_eq!(byte_range("bytes=90-500", 100), Ok((90, 100)));
+        assert_eq!(byte_range("bytes=-30", 100), Ok((70, 100)));
+        assert_eq!(byte_range("bytes=-300", 100), Ok((0, 100)));
+        assert_eq!(byte_range("bytes=100-", 100), Err(RangeAsk::Unsatisfiable));
+        assert_eq!(byte_range("bytes=-0", 100), Err(RangeAsk::Unsatisfiable));
+        for ignored in [
+            "items=0-1",
+            "bytes=0-1,5-6",
+            "bytes=5-1",
+            "bytes=a-b",
+            "bytes=-",
+        ] {
+            assert_eq!(
+                byte_range(ignored, 100),
+                Err(RangeAsk::Ignored),
+                "{ignored}"
+            );
+        }
+    }
     use idlegrid_storage::blobs::ObjectBlobStore;
 
     #[tokio::test]

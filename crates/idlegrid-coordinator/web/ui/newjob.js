@@ -40,6 +40,13 @@ const QUALITY_METRICS = {
   psnr: { name: 'PSNR', article: 'A', range: [25, 55], unit: ' dB', example: '40' },
   ssim: { name: 'SSIM', article: 'An', range: [0.8, 0.995], unit: '', example: '0.97' },
 };
+/**
+ * The stills a job may ask for beside the video (the coordinator's THUMBNAIL_EVERY,
+ * THUMBNAIL_WIDTH and DEFAULT_THUMBNAIL_WIDTH, apps/video/params.rs): a thumbnail every so many
+ * seconds, so wide, and a poster at a time of the video.
+ */
+const THUMBNAIL_EVERY = [1, 3600];
+const THUMBNAIL_WIDTH = [32, 640, 160];
 const AUDIO_CODECS = { aac: 'AAC', opus: 'Opus', copy: 'Copy: keep the sound as it is' };
 /** Audio codec of a container when none is chosen. */
 const defaultAudio = (container) => (container === 'webm' ? 'opus' : 'aac');
@@ -90,6 +97,15 @@ function buildForm(apps, navigate, webhooks) {
 
   // Input.
   const file = h('input', { type: 'file', name: 'input' });
+  // The chosen video's length as the browser reads it (null until read, or unreadable): a
+  // poster past its end is refused here, not once the job is run and its input split.
+  let sourceDuration = null;
+  file.addEventListener('change', async () => {
+    sourceDuration = null;
+    const picked = file.files[0];
+    const meta = picked ? await videoMetadata(picked) : null;
+    if (meta && file.files[0] === picked) sourceDuration = meta.duration;
+  });
   const resumeNote = h('div', { class: 'resume-note', 'aria-live': 'polite' });
   const inputText = h('textarea', { name: 'input_text', rows: 4, spellcheck: 'false' });
   const inputTextField = field('Or type the input here', inputText, 'Used when no file is chosen.');
@@ -123,7 +139,7 @@ function buildForm(apps, navigate, webhooks) {
   // A choice of codecs the container cannot carry, said as soon as it is made.
   const comboNote = h('p', { class: 'notice combo-note', 'aria-live': 'polite', hidden: true });
   const copyNote = h('p', { class: 'notice copy-note', hidden: true },
-    'Copy carries the source’s video over as it is, only the container changes: resolution, quality and speed do not apply, and there is no streaming ladder. '
+    'Copy carries the source’s video over as it is, only the container changes: resolution, quality and speed do not apply, and there is no streaming ladder, thumbnails or poster. '
     + 'The container must be able to carry the source’s codec (MKV carries every one).');
   const preset = select(PRESETS.map((p) => [p, p === 'source' ? 'Source size' : p]), '720p');
   preset.name = 'preset';
@@ -154,6 +170,19 @@ function buildForm(apps, navigate, webhooks) {
   const hlsId = uid('hls');
   const hls = h('input', { type: 'checkbox', name: 'hls', id: hlsId, 'aria-describedby': `${hlsId}-hint` });
   const chunkSeconds = h('input', { type: 'number', name: 'chunk_seconds', min: 1, step: 'any', inputmode: 'decimal', placeholder: 'auto' });
+  // Stills: pictures of the output's frames, made by the devices that encode them, so not
+  // with Copy, which encodes nothing (the coordinator refuses them with it).
+  const [everyLow, everyHigh] = THUMBNAIL_EVERY;
+  const [narrowest, widest, usualWidth] = THUMBNAIL_WIDTH;
+  const thumbnailsEvery = h('input', { type: 'number', name: 'thumbnails_every', min: everyLow, max: everyHigh, step: 'any', inputmode: 'decimal', placeholder: 'none' });
+  const thumbnailWidth = h('input', { type: 'number', name: 'thumbnail_width', min: narrowest, max: widest, step: 2, inputmode: 'numeric', placeholder: String(usualWidth) });
+  const poster = h('input', { type: 'number', name: 'poster', min: 0, step: 'any', inputmode: 'decimal', placeholder: 'none' });
+  const stillsBox = h('fieldset', { class: 'stills' }, h('legend', {}, 'Thumbnails and poster'),
+    h('div', { class: 'stills-fields' },
+      field('Thumbnails every (seconds)', thumbnailsEvery, `From ${everyLow} to ${everyHigh}; empty for none. Tiled into sprite sheets with a WebVTT index, for scrubbing.`).wrap,
+      field('Thumbnail width (pixels)', thumbnailWidth, `An even number from ${narrowest} to ${widest}; the height keeps the picture’s shape. Empty for ${usualWidth}.`).wrap,
+      field('Poster at (seconds)', poster, 'The frame at this time of the video, full size; empty for none.').wrap),
+    h('p', { class: 'hint stills-note' }, 'With thumbnails or a poster the output is a .tar archive of the video and its pictures.'));
   const videoBox = h('fieldset', { class: 'app-fields' }, h('legend', {}, 'Video'),
     field('Video codec', videoCodec).wrap,
     containerField.wrap,
@@ -165,6 +194,7 @@ function buildForm(apps, navigate, webhooks) {
     h('p', { class: 'hint field-after', id: `${hlsId}-hint` },
       'Several renditions up to the resolution, in any codec, as MP4 segments with HLS playlists and a DASH manifest, in one archive: '
       + 'leave the container at MP4. H.264 plays in nearly every browser; HEVC, AV1 and VP9 only where the browser decodes them.'),
+    stillsBox,
     field('Seconds per chunk', chunkSeconds, 'Default: sized from the speed and the grid.').wrap);
 
   // Sound and subtitles of a video.
@@ -241,7 +271,8 @@ function buildForm(apps, navigate, webhooks) {
     const copy = videoCodec.value === 'copy';
     // The streaming ladder stays open with Copy: checked, it is refused with a message saying
     // why (copied video cannot be made into renditions) rather than dropped unsaid.
-    for (const control of [preset, crf, encoderSpeed, metric, targetValue, ...qualityBox.querySelectorAll('input[type="radio"]')]) {
+    for (const control of [preset, crf, encoderSpeed, metric, targetValue, thumbnailsEvery, thumbnailWidth, poster,
+      ...qualityBox.querySelectorAll('input[type="radio"]')]) {
       control.disabled = copy;
     }
     copyNote.hidden = !copy;
@@ -346,6 +377,7 @@ function buildForm(apps, navigate, webhooks) {
       // H.264's speed as x264_preset, as before there was a choice of codec; the others' as speed.
       if (encoderSpeed.value) p[codecName === 'h264' ? 'x264_preset' : 'speed'] = encoderSpeed.value;
       if (hls.checked) p.hls = true;
+      Object.assign(p, stillsParams());
     }
     if (audioCodec.value && audioCodec.value !== defaultAudio(container.value)) p.audio_codec = audioCodec.value;
     if (audioTracks.value === 'first') p.audio_tracks = 'first';
@@ -358,6 +390,44 @@ function buildForm(apps, navigate, webhooks) {
       p.audio_tracks = [...new Set(codes.map((c) => c.toLowerCase()))];
     }
     if (!subtitles.checked) p.subtitles = false;
+    return p;
+  }
+
+  /**
+   * The thumbnails and poster asked for, as parameters checked as the coordinator checks them
+   * (and the poster against the video's length, when the browser could read it): {} for none.
+   */
+  function stillsParams() {
+    const p = {};
+    const number = (control, what) => {
+      // A number field holds '' for text that is no number, as for nothing typed.
+      if (control.validity.badInput) throw new FieldError(control, `${what} must be a number.`);
+      return control.value === '' ? null : Number(control.value);
+    };
+    const every = number(thumbnailsEvery, 'The thumbnails’ interval');
+    const width = number(thumbnailWidth, 'The thumbnails’ width');
+    if (every !== null) {
+      if (!Number.isFinite(every) || every < everyLow || every > everyHigh) {
+        throw new FieldError(thumbnailsEvery, `Thumbnails can be taken every ${everyLow} to ${everyHigh} seconds.`);
+      }
+      p.thumbnails = { every };
+      if (width !== null) {
+        if (!Number.isInteger(width) || width % 2 !== 0 || width < narrowest || width > widest) {
+          throw new FieldError(thumbnailWidth, `The thumbnails’ width must be an even number of pixels from ${narrowest} to ${widest}.`);
+        }
+        p.thumbnails.width = width;
+      }
+    } else if (width !== null) {
+      throw new FieldError(thumbnailsEvery, 'Write how often to take a thumbnail, or leave their width empty.');
+    }
+    const at = number(poster, 'The poster’s time');
+    if (at !== null) {
+      if (!Number.isFinite(at) || at < 0) throw new FieldError(poster, 'The poster’s time is in seconds from the start: 0 or more.');
+      if (sourceDuration !== null && at > sourceDuration) {
+        throw new FieldError(poster, `The poster’s time is past the end of the video (${sourceDuration.toFixed(1)} s).`);
+      }
+      p.poster = at;
+    }
     return p;
   }
 
@@ -450,7 +520,7 @@ function buildForm(apps, navigate, webhooks) {
     }
   }
   for (const control of [appSelect, file, videoCodec, container, preset, crf, metric, targetValue, encoderSpeed, hls, audioCodec, audioTracks,
-    languages, subtitles, chunkSeconds, chunkLines, ...qualityBox.querySelectorAll('input[type="radio"]')]) {
+    languages, subtitles, chunkSeconds, chunkLines, thumbnailsEvery, thumbnailWidth, poster, ...qualityBox.querySelectorAll('input[type="radio"]')]) {
     control.addEventListener('change', refreshEstimate);
   }
   inputText.addEventListener('input', refreshEstimate);

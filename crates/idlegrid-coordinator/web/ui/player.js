@@ -1,6 +1,10 @@
 // Output of a completed job: signed links (no Authorization header needed) for a download
 // link and for the <video> element.
 //
+// A video with stills (thumbnails, a poster) is an archive (.tar) of the video and its pictures:
+// the download is the archive, the player plays the video inside it (served alone by its own
+// link), and the stills are shown beside it (stills.js).
+//
 // A streaming output (`"hls": true`) is CMAF: one set of fragmented-MP4 segments described by
 // HLS playlists and by a DASH manifest. Browsers that play HLS themselves (Safari, iOS, and
 // Chromium since its built-in HLS player) are given the playlist, with nothing to load; others
@@ -14,6 +18,7 @@
 
 import { api, ApiError, errorFrom, missingEndpoint, session } from './api.js';
 import { alertSlot, h, replace, timeTag } from './dom.js';
+import { stillsView } from './stills.js';
 
 /** A runtimes directory as scripts/browser-runtimes.sh names them (`dashjs-5.2.1/`): nothing
  * else is imported, whatever runtimes.json says. */
@@ -63,10 +68,11 @@ function dashErrorText(event) {
 /**
  * The player of a streaming output: the <video> element (native HLS or dash.js), a notice where
  * this browser cannot play it here, its errors as text, and links to the HLS playlist and the
- * DASH manifest. Returns { nodes, stop() }; stop() ends dash.js's downloads when the page goes.
+ * DASH manifest. Returns { video, nodes, stop() }; stop() ends dash.js's downloads when the page
+ * goes.
  */
 function streamingPlayer(job, links) {
-  const video = h('video', { controls: true, preload: 'metadata', playsinline: true, id: 'player', 'aria-label': `Output of job ${job.id}` });
+  const video = h('video', { controls: true, preload: 'metadata', playsinline: true, id: 'player', poster: links.poster, 'aria-label': `Output of job ${job.id}` });
   const notice = h('div', { class: 'player-notice' });
   const problem = alertSlot();
   const status = h('p', { class: 'muted small player-status', role: 'status', hidden: true });
@@ -119,6 +125,7 @@ function streamingPlayer(job, links) {
     });
   }
   return {
+    video,
     nodes: [video, status, notice, problem.el, playlistLinks],
     stop() {
       stopped = true;
@@ -128,16 +135,40 @@ function streamingPlayer(job, links) {
   };
 }
 
+/** Whether a job's output is an archive (.tar): a streaming output, or a video with its stills. */
+function isArchive(job) {
+  const output = job.facts && job.facts.output;
+  return Boolean(job.params && job.params.hls) || Boolean(output && output.archive === true);
+}
+
 function outputName(job, hls) {
   if (job.app === 'video-transcode') {
     const container = (job.params && job.params.container) || 'mp4';
-    return `job-${job.id}${hls ? '-hls.tar' : `.${container}`}`;
+    if (hls) return `job-${job.id}-hls.tar`;
+    return `job-${job.id}.${isArchive(job) ? 'tar' : container}`;
   }
   return `job-${job.id}-output.txt`;
 }
 
+/** What an archive holds, for the words beside its download: "the video, thumbnails and poster". */
+function archiveContents(job, hls) {
+  const stills = (job.facts && job.facts.stills) || {};
+  const parts = [hls ? 'the playlists and segments' : 'the video', stills.thumbnails ? 'thumbnails' : null, stills.poster ? 'poster' : null]
+    .filter(Boolean);
+  return parts.length < 2 ? parts[0] : `${parts.slice(0, -1).join(', ')} and ${parts[parts.length - 1]}`;
+}
+
+/** The <video> element of a video that is one file (not streamed), playing `src`. */
+function filePlayer(job, src, poster) {
+  const video = h('video', { controls: true, preload: 'metadata', playsinline: true, src, poster, id: 'player', 'aria-label': `Output of job ${job.id}` });
+  const problem = alertSlot();
+  video.addEventListener('error', () => problem.show(`The video could not be played${video.error ? ` (${video.error.message || `error ${video.error.code}`})` : ''}.`));
+  return { video, nodes: [video, problem.el], stop() {} };
+}
+
 /**
- * The output section of a completed job: download link, and a player for video output.
+ * The output section of a completed job: download link, and for video output a player and the
+ * stills.
  * Returns { el, stop() }: stop() when the page goes, so a streaming player stops downloading.
  */
 export function outputSection(job) {
@@ -147,17 +178,18 @@ export function outputSection(job) {
     h('h2', { id: `output-${job.id}` }, 'Output'), alerts.el, body);
   const isVideo = job.app === 'video-transcode';
   const isHls = Boolean(job.params && job.params.hls);
+  const archive = isArchive(job);
 
-  /** The streaming player shown, stopped when the links are renewed or the page goes. */
-  let stream = null;
-  const stopStream = () => {
-    if (stream) stream.stop();
-    stream = null;
+  /** The player and the stills shown, stopped when the links are renewed or the page goes. */
+  let showing = [];
+  const stopShowing = () => {
+    for (const part of showing) part.stop();
+    showing = [];
   };
 
   async function load() {
     alerts.clear();
-    stopStream();
+    stopShowing();
     let links;
     try {
       links = await api(`/v1/jobs/${job.id}/links`, { method: 'POST' });
@@ -169,20 +201,25 @@ export function outputSection(job) {
       return;
     }
     const parts = [];
+    const size = job.output ? `${job.output.size.toLocaleString()} bytes` : null;
     parts.push(h('p', {},
-      h('a', { class: 'button', id: 'download', href: links.download, download: outputName(job, isHls) }, 'Download the output'),
-      ' ', job.output ? h('span', { class: 'muted' }, `(${job.output.size.toLocaleString()} bytes)`) : null));
+      h('a', { class: 'button', id: 'download', href: links.download, download: outputName(job, isHls) },
+        archive ? 'Download the archive (.tar)' : 'Download the output'),
+      ' ', archive ? h('span', { class: 'muted' }, `(${[size, archiveContents(job, isHls)].filter(Boolean).join(': ')})`)
+        : size ? h('span', { class: 'muted' }, `(${size})`) : null));
     parts.push(h('p', { class: 'muted small' }, 'Links valid until ', timeTag(links.expires_at), '. ',
       h('button', { type: 'button', class: 'linkish', onclick: load }, 'Renew the links')));
+    let player = null;
     if (isVideo && isHls && (links.hls || links.dash)) {
-      stream = streamingPlayer(job, links);
-      parts.push(...stream.nodes);
-    } else if (isVideo && links.download) {
-      const video = h('video', { controls: true, preload: 'metadata', playsinline: true, src: links.download, id: 'player', 'aria-label': `Output of job ${job.id}` });
-      const problem = alertSlot();
-      video.addEventListener('error', () => problem.show(`The video could not be played${video.error ? ` (${video.error.message || `error ${video.error.code}`})` : ''}.`));
-      parts.push(video, problem.el);
+      player = streamingPlayer(job, links);
+    } else if (isVideo && !isHls) {
+      // An archive is no video to play: its video has a link of its own.
+      const src = archive ? links.video : links.download;
+      if (src) player = filePlayer(job, src, links.poster);
     }
+    if (player) showing.push(player);
+    if (isVideo && (links.poster || links.thumbnails)) showing.push(stillsView(job, links, player ? player.video : null));
+    for (const part of showing) parts.push(...part.nodes);
     replace(body, parts);
   }
 
@@ -195,7 +232,7 @@ export function outputSection(job) {
         if (!response.ok) throw await errorFrom(response);
         const url = URL.createObjectURL(await response.blob());
         const parts = [h('p', {}, h('a', { class: 'button', id: 'download', href: url, download: outputName(job, isHls) }, 'Save the output'))];
-        if (isVideo && !isHls) parts.push(h('video', { controls: true, src: url, id: 'player' }));
+        if (isVideo && !archive) parts.push(h('video', { controls: true, src: url, id: 'player' }));
         replace(body, parts);
       } catch (e) {
         alerts.show(e, 'The output could not be downloaded');
@@ -206,5 +243,5 @@ export function outputSection(job) {
   }
 
   load();
-  return { el, stop: stopStream };
+  return { el, stop: stopShowing };
 }

@@ -3,7 +3,8 @@
 // tracks and subtitles it keeps; the renditions of an HLS ladder; its bytes), from the facts
 // the partitioner recorded on the job (`facts` of `GET /v1/jobs/{id}`), with the raw JSON
 // behind a toggle for whoever wants every field; and for a job with a quality target, the rate
-// factor and quality each chunk's device reported (`facts.quality`, once the job is assembled).
+// factor and quality each chunk's device reported (`facts.quality`, once the job is assembled);
+// and the stills asked for (`facts.stills`: thumbnails, a poster), which make the output an archive.
 // Everything from the facts is shown as text.
 
 import { chunkNumber, counted, facts, formatBytes, formatDuration, h, lines } from './dom.js';
@@ -26,7 +27,8 @@ const CONTAINERS = {
  * with the HLS playlists) says it has both. */
 function containerName(container, f) {
   if (container === 'hls' && f.hls && f.hls.packaging === 'cmaf') return 'CMAF: HLS playlists and a DASH manifest over the same segments, in a tar';
-  return CONTAINERS[container] || String(container);
+  const name = CONTAINERS[container] || String(container);
+  return f.output && f.output.archive === true && container !== 'hls' ? `${name}, in a tar with its stills` : name;
 }
 
 function codecName(codec) {
@@ -114,6 +116,28 @@ function subtitleTracks(all) {
   ];
 }
 
+/** Thumbnails a sprite sheet holds at most (10 × 10, as the coordinator tiles them). */
+const SPRITE_TILES = 100;
+
+/** The stills' facts as [term, value] pairs: the thumbnails (with the sprite sheets they are
+ * tiled into) and the poster (the time asked for, and its frame counted from 1). */
+function stillsPairs(f, job) {
+  const stills = isObject(f.stills) ? f.stills : {};
+  const t = isObject(stills.thumbnails) ? stills.thumbnails : null;
+  const p = isObject(stills.poster) ? stills.poster : null;
+  const thumbnails = t && [
+    isNumber(t.count) ? `${counted(t.count, 'thumbnail')}${t.count > 0 ? ` in ${counted(Math.ceil(t.count / SPRITE_TILES), 'sprite sheet')}` : ''}` : 'thumbnails',
+    isNumber(t.every) ? `one every ${Number(t.every.toFixed(3))} s` : null,
+    isNumber(t.width) && isNumber(t.height) ? size(t.width, t.height) : null,
+  ].filter(Boolean).join(', ');
+  const poster = p && [
+    isNumber(p.width) && isNumber(p.height) ? size(p.width, p.height) : null,
+    job.params && isNumber(job.params.poster) ? `the frame at ${Number(job.params.poster.toFixed(3))} s` : null,
+    isNumber(p.frame) ? `frame ${p.frame + 1} of the output` : null,
+  ].filter(Boolean).join(', ');
+  return [thumbnails ? ['Thumbnails', thumbnails] : null, poster ? ['Poster', poster] : null];
+}
+
 /** The output's facts as [term, value] pairs. */
 function outputPairs(f, job) {
   const o = f.output && typeof f.output === 'object' ? f.output : {};
@@ -128,6 +152,7 @@ function outputPairs(f, job) {
     Array.isArray(o.subtitles) ? ['Subtitles', subtitleTracks(o.subtitles)] : null,
     renditions ? ['Streaming ladder', `${counted(renditions.length, 'rendition')}: ${renditions.map((r) => size(r.width, r.height)).join(', ')}`
       + (isNumber(f.hls.segment_seconds) ? `; ${length(f.hls.segment_seconds)} segments` : '')] : null,
+    ...stillsPairs(f, job),
     isNumber(f.video_chunks) ? ['Split into', `${counted(f.video_chunks, 'video chunk')}${f.split ? ` at ${f.split}` : ''}`] : null,
     ['Size', job.output ? formatBytes(job.output.size) : 'known when the job completes'],
   ];
