@@ -1417,8 +1417,40 @@ fn the_task_script_is_deterministic() {
         );
         std::fs::read(scratch.join("output/chunk.mkv")).unwrap()
     };
+    // Stills attached to the chunk (a thumbnail and a poster), with a watermark laid over.
+    let mut stills = task(true, 160, 120, "h264", "medium", 23);
+    stills["stills"] = serde_json::json!([
+        {"frame": 3, "name": "thumbnail-00000.jpg", "width": 80, "height": 60},
+        {"frame": 40, "name": "poster.jpg", "width": 160, "height": 120},
+    ]);
+    {
+        use base64::Engine;
+        let logo = dir.path().join("logo.png");
+        sh(
+            "ffmpeg",
+            &[
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=red:size=16x8",
+                "-frames:v",
+                "1",
+                &logo.to_string_lossy(),
+            ],
+        );
+        stills["watermark"] = base64::engine::general_purpose::STANDARD
+            .encode(std::fs::read(&logo).unwrap())
+            .into();
+        stills["geometry"] = "scale=160:120:flags=bicubic[main];movie=watermark.png,\
+                              scale=24:12:flags=bicubic,format=rgba,colorchannelmixer=aa=0.800\
+                              [mark];[main][mark]overlay=131:5"
+            .into();
+    }
     for (kind, task, runs) in [
         ("same size", task(false, 320, 240, "h264", "medium", 23), 16),
+        ("stills and a watermark", stills, 8),
         ("scaled", task(true, 160, 120, "h264", "medium", 23), 16),
         // The other encoders, fewer times each (they are slower).
         ("hevc", task(false, 320, 240, "hevc", "fast", 25), 6),
