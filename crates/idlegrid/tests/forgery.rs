@@ -282,8 +282,8 @@ impl Scene {
             .then(|| "crop=320:180:0:30".to_string());
         let stills_every = params["thumbnails"]["every"].as_f64();
         let dir = tempfile::tempdir().unwrap();
-        // A watermark (40x20, at 0.3 of the width: 96x48, bottom right, 10 pixels in) is
-        // compared through its overlay.
+        // A watermark (a 40x20 picture at its share of the width, bottom right, 10 pixels in)
+        // is compared through its overlay.
         let params_shape = match params["watermark"]["image"].as_str() {
             Some(image) => {
                 use base64::Engine;
@@ -292,10 +292,15 @@ impl Scene {
                     .decode(image)
                     .unwrap();
                 std::fs::write(&logo, bytes).unwrap();
+                let share = params["watermark"]["width"].as_f64().unwrap();
+                let width = (320.0 * share / 2.0).round() as u32 * 2;
+                let height = width / 2;
                 Some(format!(
-                    "scale=320:240:flags=bicubic[main];movie='{}',scale=96:48:flags=bicubic,\
-                     format=rgba[mark];[main][mark]overlay=214:182",
-                    logo.display()
+                    "scale=320:240:flags=bicubic[main];movie='{}',scale={width}:{height}:\
+                     flags=bicubic,format=rgba[mark];[main][mark]overlay={}:{}",
+                    logo.display(),
+                    320 - width - 10,
+                    240 - height - 10
                 ))
             }
             None => params_shape,
@@ -920,6 +925,19 @@ async fn in_a_private_fleet_a_chunk_without_its_thumbnails_never_counts() {
 /// the customer asked for over it (96x48 of 320x240, opaque).
 #[tokio::test]
 async fn in_a_private_fleet_a_watermark_left_out_never_counts() {
+    watermark_left_out(0.3).await;
+}
+
+/// The same with a small logo (16x8 of 320x240): too little of the frame for its PSNR to
+/// tell, so the watermark's own area is compared.
+#[tokio::test]
+async fn in_a_private_fleet_a_small_watermark_left_out_never_counts() {
+    watermark_left_out(0.05).await;
+}
+
+/// A private fleet's job with an opaque red watermark `share` of the width wide whose video
+/// chunks the cheater encodes without it.
+async fn watermark_left_out(share: f64) {
     use base64::Engine;
     let made = tempfile::tempdir().unwrap();
     let logo = made.path().join("logo.png");
@@ -934,7 +952,7 @@ async fn in_a_private_fleet_a_watermark_left_out_never_counts() {
     ]);
     let image = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&logo).unwrap());
     let params = serde_json::json!({
-        "watermark": { "image": image, "width": 0.3, "opacity": 1 },
+        "watermark": { "image": image, "width": share, "opacity": 1 },
     });
     let scene = Scene::start_in(Fleet::Private, params).await;
     scene.hand_back_all_but("video").await;

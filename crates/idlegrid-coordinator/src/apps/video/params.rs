@@ -636,7 +636,18 @@ impl Watermark {
     /// FFmpeg's filters laying the watermark, whose image is `image` (width, height) pixels,
     /// over a frame of `(w, h)`, after the filters before them (labelled `[main]`): scaled to
     /// its share of the width (within the frame, both sides even), at its position.
-    pub fn filter(&self, image: (u32, u32), (w, h): (u32, u32)) -> String {
+    pub fn filter(&self, image: (u32, u32), out: (u32, u32)) -> String {
+        let (x, y, ow, oh) = self.place(image, out);
+        format!(
+            "[main];movie={WATERMARK_FILE},scale={ow}:{oh}:flags=bicubic,format=rgba,\
+             colorchannelmixer=aa={:.3}[mark];[main][mark]overlay={x}:{y}",
+            self.opacity
+        )
+    }
+
+    /// Where the watermark, whose image is `image` pixels, lies in a frame of `(w, h)`: x, y,
+    /// width and height.
+    pub fn place(&self, image: (u32, u32), (w, h): (u32, u32)) -> (u32, u32, u32, u32) {
         let even = |x: f64| ((x / 2.0).round() as u32 * 2).max(2);
         let (iw, ih) = (f64::from(image.0.max(1)), f64::from(image.1.max(1)));
         let mut ow = even(f64::from(w) * self.width).min(w & !1);
@@ -655,11 +666,7 @@ impl Watermark {
             Position::BottomRight => (right, bottom),
             Position::Center => ((w - ow) / 2, (h - oh) / 2),
         };
-        format!(
-            "[main];movie={WATERMARK_FILE},scale={ow}:{oh}:flags=bicubic,format=rgba,\
-             colorchannelmixer=aa={:.3}[mark];[main][mark]overlay={x}:{y}",
-            self.opacity
-        )
+        (x, y, ow, oh)
     }
 }
 

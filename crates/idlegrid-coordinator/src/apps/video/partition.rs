@@ -774,11 +774,14 @@ impl Partitioner for VideoPartitioner {
                                 if variable_rate {
                                     meta["variable_rate"] = json!(true);
                                 }
-                                if let (Some(watermark), Some(_)) = (&params.watermark, mark) {
+                                if let (Some(watermark), Some(image)) = (&params.watermark, mark) {
                                     meta["watermark"] = json!(
                                         base64::engine::general_purpose::STANDARD
                                             .encode(&watermark.image)
                                     );
+                                    // Where it goes: the work (its area is compared).
+                                    let (x, y, ow, oh) = watermark.place(image, (w, h));
+                                    meta["mark"] = json!([x, y, ow, oh]);
                                 }
                                 if let Some(plan) = stills.as_ref().filter(|_| rendition == 0) {
                                     let own = plan.for_chunk(first, chunk.frames);

@@ -197,7 +197,51 @@ pub struct FrameMeasure {
     pub repeats: bool,
     /// SSIM against the source frame, where it was measured.
     pub ssim: Option<f64>,
+    /// PSNR of the watermark's area against the source frame's under the watermark, where
+    /// one is laid over.
+    pub mark_psnr: Option<f64>,
 }
+
+/// Where a watermark lies in a frame: x, y, width and height in pixels.
+pub type Area = (usize, usize, usize, usize);
+
+/// PSNR of `b` against `a` over `area` only (clipped to the frame).
+pub fn area_psnr(a: &Plane, b: &Plane, (x, y, w, h): Area) -> f64 {
+    let width = a.width;
+    let rows = a.pixels.len() / width.max(1);
+    let (x, y) = (x.min(width), y.min(rows));
+    let (w, h) = (w.min(width - x), h.min(rows - y));
+    let cut = |p: &Plane| -> Vec<u8> {
+        (y..y + h)
+            .flat_map(|row| {
+                p.pixels[row * width + x..row * width + x + w]
+                    .iter()
+                    .copied()
+            })
+            .collect()
+    };
+    if w == 0 || h == 0 {
+        return 100.0;
+    }
+    let (ca, cb) = (cut(a), cut(b));
+    psnr(
+        &Plane {
+            width: w,
+            pixels: &ca,
+        },
+        &Plane {
+            width: w,
+            pixels: &cb,
+        },
+        1,
+    )
+}
+
+/// Lowest PSNR of a watermark's area before its chunk is held for a re-run (at rate factors
+/// up to 23; lower with the quality the settings promise): honest encodes of a small opaque
+/// logo at x264's rate factor 40 stay above it, rate factor 51 gives 15-19 dB; the area of a
+/// frame left without an opaque logo scores about 10 dB.
+pub const MARK_FLOOR_DB: f64 = 22.0;
 
 /// SSIM of `b` against `a` (same size, luma as coded), as FFmpeg's `ssim` filter computes it
 /// for 8-bit planes: over 8×8 windows every 4 pixels, from the windows' sums, averaged.
@@ -245,6 +289,7 @@ pub fn measure(
     before: Option<(&Plane, &Plane)>,
     with_detail: bool,
     with_ssim: bool,
+    mark: Option<Area>,
 ) -> FrameMeasure {
     let detail = with_detail
         .then(|| {
@@ -261,6 +306,7 @@ pub fn measure(
         detail,
         repeats,
         ssim: with_ssim.then(|| ssim(source, result)),
+        mark_psnr: mark.map(|area| area_psnr(source, result, area)),
     }
 }
 
@@ -293,6 +339,24 @@ pub fn judge(frames: &[FrameMeasure], expect: Expectation) -> Judgment {
                 worst.index, worst.psnr_db, expect.psnr_db
             ));
         }
+    }
+    // Below what the settings promise of any frame, less a margin for the logo's sharp
+    // edges: a low-quality encode blurs them as much as it blurs everything.
+    let mark_floor = MARK_FLOOR_DB.min(expect.psnr_db - 4.0);
+    if let Some(worst) = frames
+        .iter()
+        .filter(|f| f.mark_psnr.is_some_and(|db| db < mark_floor))
+        .min_by(|a, b| {
+            let db = |f: &FrameMeasure| f.mark_psnr.unwrap_or_default();
+            db(a).total_cmp(&db(b))
+        })
+    {
+        return Judgment::Suspect(format!(
+            "frame {}'s watermark area is not the source's under the watermark asked (PSNR \
+             {:.1} dB there, at least {mark_floor:.1} dB expected)",
+            worst.index,
+            worst.mark_psnr.unwrap_or_default()
+        ));
     }
     if let Some(repeat) = frames.iter().find(|f| f.repeats) {
         return Judgment::Suspect(format!(
@@ -330,6 +394,40 @@ mod tests {
         assert_eq!(x264_equivalent("vp9", 45), 28);
         assert_eq!(x264_equivalent("vp9", 63), 36);
         assert_eq!(x264_equivalent("av1", 1), 6);
+    }
+
+    #[test]
+    fn a_watermark_area_left_out_is_suspect_at_good_settings() {
+        // 32x32 frames; the source has a white 2x2 mark at (4, 2), the result none: the
+        // frame as a whole is still near the source (28 dB).
+        let mut source = vec![100u8; 32 * 32];
+        for (x, y) in [(4, 2), (5, 2), (4, 3), (5, 3)] {
+            source[y * 32 + x] = 255;
+        }
+        let result = vec![100u8; 32 * 32];
+        let (s, r) = (plane(32, &source), plane(32, &result));
+        assert!(psnr(&s, &r, 1) > 26.0);
+        assert!(area_psnr(&s, &r, (4, 2, 2, 2)) < 5.0);
+        assert_eq!(area_psnr(&s, &r, (0, 0, 2, 2)), 100.0);
+        assert_eq!(
+            area_psnr(&s, &r, (31, 31, 5, 5)),
+            100.0,
+            "clipped to the frame"
+        );
+        let measured = measure(0, &s, &r, None, false, false, Some((4, 2, 2, 2)));
+        assert!(
+            matches!(judge(&[measured], Expectation::for_crf(Some(23))), Judgment::Suspect(ref why) if why.contains("watermark")),
+            "{measured:?}"
+        );
+        // At the lowest quality allowed the floor is the settings' own.
+        let blurred = FrameMeasure {
+            mark_psnr: Some(15.0),
+            ..frame(0, 40.0, None, false)
+        };
+        assert_eq!(
+            judge(&[blurred], Expectation::for_crf(Some(51))),
+            Judgment::Good
+        );
     }
 
     fn plane(width: usize, pixels: &[u8]) -> Plane<'_> {
@@ -375,6 +473,7 @@ mod tests {
             detail,
             repeats,
             ssim: None,
+            mark_psnr: None,
         }
     }
 
@@ -426,10 +525,10 @@ mod tests {
         let b = pattern(9);
         let (pa, pb) = (plane(64, &a), plane(64, &b));
         // Source moves a → b; result shows a twice.
-        let copied = measure(1, &pb, &pa, Some((&pa, &pa)), true, false);
+        let copied = measure(1, &pb, &pa, Some((&pa, &pa)), true, false, None);
         assert!(copied.repeats);
         // Source still: a repeated result frame is what an encoder gives.
-        let still = measure(1, &pa, &pa, Some((&pa, &pa)), true, false);
+        let still = measure(1, &pa, &pa, Some((&pa, &pa)), true, false, None);
         assert!(!still.repeats);
         assert_eq!(still.detail, Some(1.0));
     }

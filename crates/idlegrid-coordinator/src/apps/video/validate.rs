@@ -175,6 +175,7 @@ async fn compare_window(
     (width, height): (u32, u32),
     shape: Option<&str>,
     with_ssim: bool,
+    mark: Option<quality::Area>,
 ) -> Result<Result<Vec<FrameMeasure>, String>, String> {
     let count = window.to - window.from + 1;
     let result_side = side_args(result, result_table, &window, None);
@@ -226,6 +227,7 @@ async fn compare_window(
                     with_detail,
                     // An SSIM report is checked on the frames whose detail is measured.
                     with_detail && with_ssim,
+                    mark,
                 )
             };
             measures.push(tools::counted(stage, measure));
@@ -518,6 +520,7 @@ async fn check_video(
         size,
         shape.as_deref(),
         claim.as_ref().is_some_and(|c| c.metric == "ssim"),
+        watermark_area(meta),
     )
     .await?
     {
@@ -546,6 +549,19 @@ async fn check_video(
                 quality::Judgment::Bad(why) => Judgment::Reject(why),
             })
         }
+    }
+}
+
+/// Where the task's watermark lies in its frames (its meta's `mark`: x, y, width, height).
+fn watermark_area(meta: &serde_json::Value) -> Option<quality::Area> {
+    let area: Vec<usize> = meta["mark"]
+        .as_array()?
+        .iter()
+        .map(|v| v.as_u64().map(|n| n as usize))
+        .collect::<Option<_>>()?;
+    match area[..] {
+        [x, y, w, h] => Some((x, y, w, h)),
+        _ => None,
     }
 }
 
@@ -1000,6 +1016,7 @@ mod tests {
                 detail: None,
                 repeats: false,
                 ssim: None,
+                mark_psnr: None,
             })
             .collect();
         let pooled = quality::pooled_psnr(&frames);
