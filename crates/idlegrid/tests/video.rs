@@ -1787,6 +1787,28 @@ fn subtitles_reach_dash_and_hls_as_webvtt() {
             && manifest.contains("<BaseURL>subtitles-0.vtt</BaseURL>"),
         "{manifest}"
     );
+    // Every set its own id (players name a text track by it), the text one a subtitle.
+    let mut ids: Vec<&str> = manifest
+        .split("<AdaptationSet id=\"")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap()])
+        .collect();
+    assert_eq!(
+        ids.len(),
+        manifest.matches("<AdaptationSet").count(),
+        "{manifest}"
+    );
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        manifest.matches("<AdaptationSet").count(),
+        "{manifest}"
+    );
+    assert!(
+        manifest.contains("<Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"subtitle\"/>"),
+        "{manifest}"
+    );
     // Both audio tracks with their languages (FFmpeg's DASH reader does not take side-loaded
     // WebVTT, so the manifest is read as text here; dash.js plays it in the dashboard).
     assert!(

@@ -375,3 +375,40 @@ export async function linkBrowserWorker(page, grid, { timeout = 90_000 } = {}) {
     timeout: 30_000, message: () => `the page did not start working\n${grid.logs()}`,
   });
 }
+
+/**
+ * Makes `page`'s browser one without an HLS player of its own, as Firefox (and Chromium before
+ * its built-in one): its canPlayType says no to HLS playlists, so the job page plays streaming
+ * outputs through dash.js.
+ */
+export const withoutNativeHls = (page) => page.addInitScript(() => {
+  const canPlayType = HTMLMediaElement.prototype.canPlayType;
+  HTMLMediaElement.prototype.canPlayType = function canPlayWithoutHls(type) {
+    return /mpegurl/i.test(type) ? '' : canPlayType.call(this, type);
+  };
+});
+
+/**
+ * Resolves in the page when `video` has at least `want`'s readyState, more than its
+ * currentTime, a picture size (`size`) and a media source (`blob`), checked at once and on
+ * each of `events`; rejects on a media error, or after `ms` with what the element was doing.
+ */
+export function videoWhen(video, want, events, ms = 30_000) {
+  return video.evaluate((v, { want, events, ms }) => new Promise((resolve, reject) => {
+    const state = () => ({ readyState: v.readyState, currentTime: v.currentTime, paused: v.paused, networkState: v.networkState, w: v.videoWidth, h: v.videoHeight, src: v.src.slice(0, 5) });
+    const ready = () => v.readyState >= (want.readyState ?? 0) && v.currentTime > (want.currentTime ?? -1)
+      && (!want.size || v.videoWidth > 0) && (!want.blob || v.src.startsWith('blob:'));
+    const done = (fn, value) => {
+      clearTimeout(timer);
+      for (const name of events) v.removeEventListener(name, check);
+      v.removeEventListener('error', failed);
+      fn(value);
+    };
+    const check = () => { if (ready()) done(resolve, state()); };
+    const failed = () => done(reject, new Error(`media error: ${v.error && (v.error.message || v.error.code)}`));
+    const timer = setTimeout(() => done(reject, new Error(`not ready after ${ms} ms: ${JSON.stringify(state())}`)), ms);
+    for (const name of events) v.addEventListener(name, check);
+    v.addEventListener('error', failed);
+    check();
+  }), { want, events, ms });
+}

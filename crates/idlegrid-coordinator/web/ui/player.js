@@ -113,6 +113,16 @@ function streamingPlayer(job, links) {
       say('');
       player = dashjs.MediaPlayer().create();
       player.on(dashjs.MediaPlayer.events.ERROR, (event) => problem.show(`The video could not be played (${dashErrorText(event)}).`));
+      // Subtitles (side-loaded WebVTT) are offered, not shown: off until chosen in the
+      // player's captions menu, as the HLS master playlist has them (DEFAULT=NO). dash.js
+      // would show the first; its tracks are hidden instead — not disabled, so dash.js keeps
+      // their cues in them and a track chosen shows its cue at once, not at dash.js's next
+      // cue-window update (it fills only tracks that are not disabled).
+      player.on(dashjs.MediaPlayer.events.TEXT_TRACKS_ADDED, () => {
+        for (const track of video.textTracks) {
+          if (track.mode === 'showing') track.mode = 'hidden';
+        }
+      });
       player.initialize(video, links.dash, false);
     }).catch((e) => {
       if (stopped) return;

@@ -287,6 +287,9 @@ async fn add_subtitles(
     let mut manifest = std::fs::read_to_string(&manifest_path).map_err(inconsistent)?;
     let mut media = String::new();
     let mut sets = String::new();
+    // Each set its own numeric id after FFmpeg's (video 0, audio 1...): dash.js names a text
+    // track by its set's id ("null" without one).
+    let first_id = manifest.matches("<AdaptationSet").count();
     for (k, language) in languages.iter().enumerate() {
         let vtt = format!("subtitles-{k}.vtt");
         tool(
@@ -323,13 +326,19 @@ async fn add_subtitles(
             "#EXT-X-MEDIA:TYPE=SUBTITLES,GROUP-ID=\"subs\",NAME=\"{language}-{k}\",\
              LANGUAGE=\"{language}\",DEFAULT=NO,AUTOSELECT=YES,URI=\"{playlist}\""
         );
+        // Subtitles (not captions, which players assume without a role), labelled with
+        // their language.
         let _ = write!(
             sets,
-            "\t\t<AdaptationSet contentType=\"text\" mimeType=\"text/vtt\" lang=\"{language}\">\n\
+            "\t\t<AdaptationSet id=\"{}\" contentType=\"text\" mimeType=\"text/vtt\" \
+             lang=\"{language}\">\n\
+             \t\t\t<Label>{language}</Label>\n\
+             \t\t\t<Role schemeIdUri=\"urn:mpeg:dash:role:2011\" value=\"subtitle\"/>\n\
              \t\t\t<Representation id=\"subtitles-{k}\" bandwidth=\"256\">\n\
              \t\t\t\t<BaseURL>{vtt}</BaseURL>\n\
              \t\t\t</Representation>\n\
-             \t\t</AdaptationSet>\n"
+             \t\t</AdaptationSet>\n",
+            first_id + k
         );
     }
     // Every variant names the group; the group's entries go before the first variant.
@@ -344,7 +353,9 @@ async fn add_subtitles(
     let end = manifest
         .rfind("</Period>")
         .ok_or_else(|| inconsistent("the DASH manifest has no period"))?;
-    manifest.insert_str(end, &sets);
+    // At the start of the period's closing line, so the sets keep the manifest's indentation.
+    let line = manifest[..end].rfind('\n').map_or(end, |at| at + 1);
+    manifest.insert_str(line, &sets);
     std::fs::write(&master_path, master).map_err(inconsistent)?;
     std::fs::write(&manifest_path, manifest).map_err(inconsistent)?;
     Ok(())
