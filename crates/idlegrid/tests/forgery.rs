@@ -849,10 +849,20 @@ async fn in_a_private_fleet_a_cheap_encode_for_an_ssim_target_never_counts() {
     scene.assert_kept_out(false).await;
 }
 
+/// FFmpeg's arguments reading the lavfi source `graph`.
+fn lavfi(graph: &str) -> Vec<String> {
+    ["-f", "lavfi", "-i", graph].map(String::from).to_vec()
+}
+
+/// A still's size as FFmpeg writes it: `WxH`.
+fn size(still: &serde_json::Value) -> String {
+    format!("{}x{}", still["width"], still["height"])
+}
+
 /// A private fleet's job with thumbnails every second (two in each 2 s chunk) whose video
 /// chunks the cheater encodes honestly, attaching the stills `still` makes (`None`: none at
 /// all) instead of picturing the frames asked.
-async fn stills_forged(still: Option<fn(&serde_json::Value) -> String>) -> Scene {
+async fn stills_forged(still: Option<fn(&serde_json::Value, &Path) -> Vec<String>>) -> Scene {
     let params = serde_json::json!({ "thumbnails": { "every": 1, "width": 80 } });
     let scene = Scene::start_in(Fleet::Private, params).await;
     scene.hand_back_all_but("video").await;
@@ -868,20 +878,10 @@ async fn stills_forged(still: Option<fn(&serde_json::Value) -> String>) -> Scene
         if let Some(make) = still {
             for (i, s) in asked.iter().enumerate() {
                 let path = folder.join(s["name"].as_str().unwrap());
-                let size = format!("{}x{}", s["width"], s["height"]);
-                ffmpeg(&[
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    &make(s).replace("SIZE", &size),
-                    "-frames:v",
-                    "1",
-                    "-f",
-                    "image2",
-                    "-update",
-                    "1",
-                    path.to_str().unwrap(),
-                ]);
+                let mut args = make(s, &chunk);
+                args.extend(["-frames:v", "1", "-f", "image2", "-update", "1"].map(String::from));
+                args.push(path.to_string_lossy().into_owned());
+                ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
                 extra.extend([
                     "-attach".into(),
                     path.to_string_lossy().into_owned(),
@@ -902,7 +902,10 @@ async fn stills_forged(still: Option<fn(&serde_json::Value) -> String>) -> Scene
 /// the output.
 #[tokio::test]
 async fn in_a_private_fleet_grey_thumbnails_never_count() {
-    let scene = stills_forged(Some(|_| "color=c=gray:size=SIZE".to_string())).await;
+    let scene = stills_forged(Some(|s, _| {
+        lavfi(&format!("color=c=gray:size={}", size(s)))
+    }))
+    .await;
     scene.assert_kept_out(false).await;
 }
 
@@ -910,7 +913,7 @@ async fn in_a_private_fleet_grey_thumbnails_never_count() {
 /// not blank).
 #[tokio::test]
 async fn in_a_private_fleet_thumbnails_of_another_picture_never_count() {
-    let scene = stills_forged(Some(|_| "testsrc=size=SIZE".to_string())).await;
+    let scene = stills_forged(Some(|s, _| lavfi(&format!("testsrc=size={}", size(s))))).await;
     scene.assert_kept_out(false).await;
 }
 
@@ -961,6 +964,47 @@ async fn watermark_left_out(share: f64) {
         let bytes = encode(&lease, &chunk, "", &[], &out);
         scene.cheater.report(&lease, &bytes).await;
     }
+    scene.assert_kept_out(false).await;
+}
+
+/// Something drawn over a corner of every frame (a 24x12 box, an advertisement's size): the
+/// frames as a whole stay close to the source's, the patch does not.
+#[tokio::test]
+async fn in_a_private_fleet_a_patch_drawn_over_the_frames_never_counts() {
+    let scene = Scene::start_in(Fleet::Private, serde_json::json!({})).await;
+    scene.hand_back_all_but("video").await;
+    for (lease, chunk) in scene.chunks("video").await {
+        let out = scene.cheater.dir.join(format!("{}.mkv", lease.lease_id));
+        let patch = "drawbox=x=40:y=40:w=24:h=12:color=white:t=fill,";
+        let bytes = encode(&lease, &chunk, patch, &[], &out);
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_kept_out(false).await;
+}
+
+/// A thumbnail of the frame asked with a box drawn at its corner (caught as a picture under
+/// the stills' 30 dB: a patch small enough to pass that is a few pixels of a thumbnail).
+#[tokio::test]
+async fn in_a_private_fleet_a_thumbnail_with_a_patch_never_counts() {
+    // The frame asked, as the task pictures it, with a 12x8 box drawn at its corner.
+    let scene = stills_forged(Some(|s, chunk| {
+        let filter = format!(
+            "select='eq(n\\,{})',scale={}:{}:flags=bicubic,\
+             drawbox=x=4:y=4:w=12:h=8:color=white:t=fill",
+            s["frame"], s["width"], s["height"]
+        );
+        [
+            "-i",
+            chunk.to_str().unwrap(),
+            "-vf",
+            &filter,
+            "-fps_mode",
+            "passthrough",
+        ]
+        .map(String::from)
+        .to_vec()
+    }))
+    .await;
     scene.assert_kept_out(false).await;
 }
 

@@ -200,6 +200,54 @@ pub struct FrameMeasure {
     /// PSNR of the watermark's area against the source frame's under the watermark, where
     /// one is laid over.
     pub mark_psnr: Option<f64>,
+    /// PSNR of its worst 16×16 block against the source's.
+    pub worst_block_db: f64,
+}
+
+/// Side of the blocks whose worst is measured, in pixels.
+pub const BLOCK: usize = 16;
+
+/// PSNR of the worst `block`×`block` square of `b` against `a` (same size; whole squares only).
+pub fn worst_block_psnr(a: &Plane, b: &Plane, block: usize) -> f64 {
+    let width = a.width;
+    let rows = a.pixels.len() / width.max(1);
+    let mut worst: u64 = 0;
+    for by in (0..rows.saturating_sub(block - 1)).step_by(block) {
+        for bx in (0..width.saturating_sub(block - 1)).step_by(block) {
+            let mut sum: u64 = 0;
+            for row in by..by + block {
+                let at = row * width + bx;
+                sum += u64::from(
+                    a.pixels[at..at + block]
+                        .iter()
+                        .zip(&b.pixels[at..at + block])
+                        .map(|(&x, &y)| {
+                            let d = u32::from(x.abs_diff(y));
+                            d * d
+                        })
+                        .sum::<u32>(),
+                );
+            }
+            worst = worst.max(sum);
+        }
+    }
+    if worst == 0 {
+        return 100.0;
+    }
+    let mse = worst as f64 / (block * block) as f64;
+    10.0 * (PEAK * PEAK / mse).log10()
+}
+
+/// Whether a picture whose PSNR is `frame_db` has a block (`block_db`) too far from the
+/// source's for an encoder: something drawn over part of it. Honest x264 encodes of 720p test
+/// footage keep their worst 16×16 block 17–19 dB under the frame (42.2 → 25.2 at rate factor
+/// 23, 29.5 → 12.5 at 51); a 24×12 white box drawn over it leaves the frame at 38.1 dB and its
+/// worst block at 5.5 (at 320x240 the same box leaves the frame at 29.7). A block under 12 dB
+/// and 15 dB under its frame is asked for, so sharp text on a flat picture (a perfect frame,
+/// one block at 25 dB) is not taken for a patch; at the lowest quality allowed an honest block
+/// may come near (12.5 dB at rate factor 51): a re-run settles it.
+pub fn drawn_over(frame_db: f64, block_db: f64) -> bool {
+    block_db < 12.0 && block_db < frame_db - 15.0
 }
 
 /// Where a watermark lies in a frame: x, y, width and height in pixels.
@@ -307,6 +355,7 @@ pub fn measure(
         repeats,
         ssim: with_ssim.then(|| ssim(source, result)),
         mark_psnr: mark.map(|area| area_psnr(source, result, area)),
+        worst_block_db: worst_block_psnr(source, result, BLOCK),
     }
 }
 
@@ -358,6 +407,16 @@ pub fn judge(frames: &[FrameMeasure], expect: Expectation) -> Judgment {
             worst.mark_psnr.unwrap_or_default()
         ));
     }
+    if let Some(patched) = frames
+        .iter()
+        .find(|f| drawn_over(f.psnr_db, f.worst_block_db))
+    {
+        return Judgment::Suspect(format!(
+            "frame {} has a patch unlike the source's picture (its worst {BLOCK}x{BLOCK} block \
+             at {:.1} dB, the frame at {:.1} dB): drawn over?",
+            patched.index, patched.worst_block_db, patched.psnr_db
+        ));
+    }
     if let Some(repeat) = frames.iter().find(|f| f.repeats) {
         return Judgment::Suspect(format!(
             "frame {} repeats the frame before it where the source moves",
@@ -394,6 +453,45 @@ mod tests {
         assert_eq!(x264_equivalent("vp9", 45), 28);
         assert_eq!(x264_equivalent("vp9", 63), 36);
         assert_eq!(x264_equivalent("av1", 1), 6);
+    }
+
+    #[test]
+    fn a_patch_drawn_over_a_good_frame_is_suspect() {
+        // 320x240 frames with detail; the result differs by one level everywhere, then a white
+        // 6x6 patch drawn over it.
+        let side = 320;
+        let source: Vec<u8> = (0..side * 240).map(|i| ((i * 7) % 200) as u8).collect();
+        let mut result: Vec<u8> = source.iter().map(|&v| v + 1).collect();
+        let look = |result: &[u8]| {
+            measure(
+                0,
+                &plane(side, &source),
+                &plane(side, result),
+                None,
+                false,
+                false,
+                None,
+            )
+        };
+        let honest = look(&result);
+        assert!(
+            !drawn_over(honest.psnr_db, honest.worst_block_db),
+            "{honest:?}"
+        );
+        for y in 18..24 {
+            for x in 18..24 {
+                result[y * side + x] = 255;
+            }
+        }
+        let patched = look(&result);
+        assert!(patched.psnr_db > 26.0, "{patched:?}");
+        assert!(
+            matches!(judge(&[patched], Expectation::for_crf(Some(23))), Judgment::Suspect(ref why) if why.contains("drawn over")),
+            "{patched:?}"
+        );
+        // Honest encodes as measured: rate factor 23 and 51.
+        assert!(!drawn_over(42.2, 25.2) && !drawn_over(29.5, 12.5) && drawn_over(38.1, 5.5));
+        assert!(!drawn_over(50.0, 25.0), "sharp text on a flat picture");
     }
 
     #[test]
@@ -474,6 +572,7 @@ mod tests {
             repeats,
             ssim: None,
             mark_psnr: None,
+            worst_block_db: 100.0,
         }
     }
 

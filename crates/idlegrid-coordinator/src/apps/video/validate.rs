@@ -1017,6 +1017,7 @@ mod tests {
                 repeats: false,
                 ssim: None,
                 mark_psnr: None,
+                worst_block_db: 100.0,
             })
             .collect();
         let pooled = quality::pooled_psnr(&frames);
