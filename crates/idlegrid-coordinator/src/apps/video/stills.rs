@@ -237,6 +237,9 @@ pub async fn check(
             extra.name
         )));
     }
+    if asked.is_empty() {
+        return Ok(None);
+    }
     let dir = super::scratch().map_err(|e| e.to_string())?;
     for still in &asked {
         let mut copies = found.iter().filter(|a| a.name == still.name);
