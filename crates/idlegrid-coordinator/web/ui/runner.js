@@ -196,17 +196,32 @@ function baseEnv() {
 }
 
 /** The glue of ffmpeg.wasm's threaded core (`threaded`) or single-threaded one, the core's
- * factory: a promise of {factory, dir} (`dir` its directory), or of the Error importing it
- * failed with. Each is imported once, when first asked for. */
+ * factory: a promise of {factory, dir, stackRestore} (`dir` its directory, `stackRestore` the
+ * name of the core's export that sets its stack pointer, read from the glue's text: see
+ * FFMPEG_STACK_BYTES), or of the Error importing it failed with. Each is imported once, when
+ * first asked for. */
 function ffmpegGlue(threaded) {
   const kind = threaded ? 'ffmpeg_mt' : 'ffmpeg';
   glues[kind] ??= runtimeDirs.then(async (dirs) => {
-    const glue = await import(new URL('ffmpeg-core.js', dirs[kind]).href);
-    return { factory: glue.default, dir: dirs[kind] };
+    const url = new URL('ffmpeg-core.js', dirs[kind]);
+    const text = fetchNow(url).then((r) => {
+      if (!r.ok) throw new Error(`GET ${url.pathname}: HTTP ${r.status}`);
+      return r.text();
+    });
+    const [glue, source] = await Promise.all([import(url.href), text]);
+    return { factory: glue.default, dir: dirs[kind], stackRestore: stackRestoreExport(source, url) };
   }).catch((err) => err);
   return glues[kind];
 }
 const glues = {};
+
+/** The name of the core's stackRestore export in its glue's text (minified: the glue calls it
+ * as `Module["asm"]["Ea"]`, or in later Emscriptens `wasmExports["Ea"]`). */
+function stackRestoreExport(source, url) {
+  const found = source.match(/\bstack_?[Rr]estore\s*=\s*(?:function\s*\(\)\s*\{\s*return\s*\(\s*[\w$]+\s*=\s*)?(?:Module\s*\[\s*["']asm["']\s*\]|wasmExports)\s*\[\s*["']([\w$]+)["']\s*\]/);
+  if (!found) throw new Error(`${url.pathname} names no stackRestore export: FFmpeg cannot be given a stack of its own`);
+  return found[1];
+}
 
 /** Loads Pyodide with baseEnv() (it creates HOME and starts there); what it prints while
  * starting goes to `stderr`. */
@@ -335,7 +350,8 @@ async function ffmpegVersion(pyFS, threaded) {
 // FFMPEG: ffmpeg.wasm runs in this worker when the script starts `ffmpeg` or `ffprobe` through
 // `subprocess`. Like a process, every run gets a new instance of the core (compiled once), so
 // nothing a run leaves in FFmpeg's globals, which ffmpeg.wasm does not fully reset, reaches the
-// next. The instance has a file system of its own: the scratch directory and any other existing
+// next; the instance runs on a stack of FFMPEG_STACK_BYTES, since the core's own is too small.
+// The instance has a file system of its own: the scratch directory and any other existing
 // file named in the arguments are copied into it at the same paths, and afterwards what the run
 // created or changed in the scratch directory is copied back. Its stdout and stderr go where the
 // script asked: inherited (the task's own, scanned for progress and kept for the failure
@@ -357,6 +373,18 @@ async function ffmpegVersion(pyFS, threaded) {
 // instead and says so (ffmpegThreads false, ffmpegThreadsError why), and the page's runs then
 // ask for that core (the run message's ffmpegThreads).
 
+/** The stack FFmpeg's main thread runs on, in bytes: as a native process's on Linux, where the
+ * native worker's ffmpeg runs. ffmpeg.wasm's cores are built with Emscripten's default of 64 KiB,
+ * which FFmpeg outgrows: in the single-threaded core, where everything runs on that one stack,
+ * its MJPEG encoder with optimal Huffman tables (FFmpeg's default, which the video app's stills
+ * use) reaches 95 KB down, and past the stack's end it overwrote the core's static data, so the
+ * run crashed ("memory access out of bounds", "table index is out of bounds") or hung, depending
+ * on the picture. (The threaded core's main thread reached 44 KB in the same runs.) Each
+ * instance is given this much of its heap as its stack before it runs (giveStack), through the
+ * core's stackRestore export, whose minified name the glue's text says (stackRestoreExport). Where
+ * the stack lies changes no byte FFmpeg makes. */
+const FFMPEG_STACK_BYTES = 8 << 20;
+
 /** What ffmpeg.wasm's threaded core is told of the device's cores (it sizes FFmpeg's automatic
  * thread pools by them): the device's count, at most 8, so a run's threads never outnumber the
  * 32 Workers the core starts with. Which encoder threads a task uses is in its own arguments
@@ -370,6 +398,7 @@ class Tools {
     this.pyFS = pyFS;
     this.createCore = glue instanceof Error ? glue : glue.factory;
     this.dir = glue instanceof Error ? null : glue.dir;
+    this.stackRestore = glue instanceof Error ? null : glue.stackRestore;
     this.threaded = threaded;
     this.inherit = inherit;
     this.module = null;
@@ -427,10 +456,11 @@ class Tools {
       if (request.status !== 200) throw new Error(`GET ${url.pathname}: HTTP ${request.status}`);
       this.module = new WebAssembly.Module(request.response);
     }
-    const { core, failed } = this.newCore(this.module);
+    const { core, failed, exports } = this.newCore(this.module);
     this.createCore(core).catch(() => {});
     failed();
     if (!core.calledRun) throw new Error('ffmpeg.wasm did not start');
+    this.giveStack(core, exports());
     return core;
   }
 
@@ -444,11 +474,12 @@ class Tools {
       this.module.catch(() => { this.module = null; });
     }
     const module = await this.module;
-    const { core, failed } = this.newCore(module);
+    const { core, failed, exports } = this.newCore(module);
     if (!this.threaded) {
       this.createCore(core).catch(() => {});
       failed();
       if (!core.calledRun) throw new Error('ffmpeg.wasm did not start');
+      this.giveStack(core, exports());
       return core;
     }
     // The core starts its thread pool's Workers as it is created, with the global Worker, which
@@ -478,6 +509,7 @@ class Tools {
         }
       });
       await Promise.race([ready, failedThread]);
+      this.giveStack(core, exports());
     } catch (err) {
       // Whatever of the thread pool did start goes, so that a failed start (its shared memory
       // refused, say) holds none of the device's memory while the single-threaded core runs.
@@ -487,17 +519,33 @@ class Tools {
     return core;
   }
 
+  /** Moves the stack of `core` (its instance's `exports`), ready and not yet running, to
+   * FFMPEG_STACK_BYTES of its heap. */
+  giveStack(core, exports) {
+    const restore = exports?.[this.stackRestore];
+    // stackRestore(sp): one parameter (a WebAssembly function's length is its parameter count).
+    if (typeof restore !== 'function' || restore.length !== 1) {
+      throw new Error(`ffmpeg.wasm has no stackRestore export named ${JSON.stringify(this.stackRestore)}`);
+    }
+    const base = core._malloc(FFMPEG_STACK_BYTES);
+    if (!base) throw new Error(`ffmpeg.wasm cannot allocate a stack of ${FFMPEG_STACK_BYTES} bytes`);
+    // The stack grows down from its top, 16-byte aligned as the ABI wants.
+    restore(Math.floor((base + FFMPEG_STACK_BYTES) / 16) * 16);
+  }
+
   /** An Emscripten module object for `module`, instantiated synchronously when the factory is
-   * called (the object becomes the module), and `failed()`, which throws what instantiating it
-   * threw. */
+   * called (the object becomes the module), `failed()`, which throws what instantiating it
+   * threw, and `exports()`, the instance's exports once it is made. */
   newCore(module) {
     let failure = null;
+    let exports = null;
     const { threaded } = this;
     const core = {
       instantiateWasm(imports, receive) {
         try {
           if (threaded) pinCores(imports);
           const instance = new WebAssembly.Instance(module, imports);
+          ({ exports } = instance);
           receive(instance, module);
           return instance.exports;
         } catch (err) {
@@ -506,7 +554,7 @@ class Tools {
         }
       },
     };
-    return { core, failed: () => { if (failure) throw failure; } };
+    return { core, failed: () => { if (failure) throw failure; }, exports: () => exports };
   }
 
   copyIn(FS, argv, cwd) {
