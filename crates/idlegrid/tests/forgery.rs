@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Coordinator, clip, sh, tail};
+use common::{Coordinator, clip, sh, tail, tile_psnr};
 use idlegrid_api::jobs::Job;
 use idlegrid_api::tasks::{Lease, LeaseRequest, Report, ReportItem, ReportOutcome};
 use idlegrid_api::{JobState, ReplicationMode};
@@ -431,10 +431,12 @@ impl Scene {
             let mut k = 0;
             while thumbnails.join(format!("thumbnail-{k:05}.jpg")).exists() {
                 let frame = (k as f64 * every * 25.0).round() as u64;
-                let psnr = thumbnail_psnr(
+                let psnr = tile_psnr(
                     &thumbnails.join(format!("thumbnail-{k:05}.jpg")),
+                    "null",
                     &self.source,
                     frame,
+                    "scale=80:60:flags=bicubic",
                 );
                 assert!(
                     psnr > 30.0,
@@ -480,44 +482,6 @@ impl Scene {
 
 /// The lowest per-frame PSNR (luma) of `output` against `source` (through `shape` when given),
 /// frames aligned by index.
-/// Luma PSNR of the 80×60 thumbnail `jpeg` against frame `frame` of `source`.
-fn thumbnail_psnr(jpeg: &Path, source: &Path, frame: u64) -> f64 {
-    let graph = format!(
-        "[0:v]format=yuv420p,extractplanes=y[a];\
-         [1:v]select='eq(n\\,{frame})',scale=80:60:flags=bicubic,format=yuv420p,\
-         extractplanes=y[b];[a][b]psnr"
-    );
-    let out = sh(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-f",
-            "jpeg_pipe",
-            "-i",
-            &jpeg.to_string_lossy(),
-            "-i",
-            &source.to_string_lossy(),
-            "-lavfi",
-            &graph,
-            "-frames:v",
-            "1",
-            "-f",
-            "null",
-            "-",
-        ],
-    );
-    let log = String::from_utf8_lossy(&out.stderr);
-    let value = log
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("average:"))
-        .unwrap_or_else(|| panic!("no PSNR for {}: {log}", jpeg.display()));
-    if value == "inf" {
-        100.0
-    } else {
-        value.parse().unwrap()
-    }
-}
-
 fn worst_psnr(output: &Path, source: &Path, shape: Option<&str>) -> f64 {
     let graph = format!(
         "[0:v]settb=1/25,setpts=N[a];[1:v]{}settb=1/25,setpts=N[b];[a][b]psnr=stats_file=-",

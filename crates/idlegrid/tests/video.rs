@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{clip, idlegrid, sh};
+use common::{clip, idlegrid, sh, tile_psnr};
 use idlegrid_testkit::files_under;
 use std::path::Path;
 use std::process::Command;
@@ -1219,43 +1219,6 @@ fn an_hevc_ladder_is_packaged_for_dash_and_hls() {
 /// `shape`; panics unless the still is a JPEG of the size `shape` makes.
 fn still_psnr(jpeg: &Path, source: &Path, frame: u64, shape: &str) -> f64 {
     tile_psnr(jpeg, "null", source, frame, shape)
-}
-
-/// As [`still_psnr`], of the part of `jpeg` that `part` (a filter) cuts out.
-fn tile_psnr(jpeg: &Path, part: &str, source: &Path, frame: u64, shape: &str) -> f64 {
-    let graph = format!(
-        "[0:v]{part},format=yuv420p,extractplanes=y[a];\
-         [1:v]select='eq(n\\,{frame})',{shape},format=yuv420p,extractplanes=y[b];[a][b]psnr"
-    );
-    let out = sh(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-f",
-            "jpeg_pipe",
-            "-i",
-            &jpeg.to_string_lossy(),
-            "-i",
-            &source.to_string_lossy(),
-            "-lavfi",
-            &graph,
-            "-frames:v",
-            "1",
-            "-f",
-            "null",
-            "-",
-        ],
-    );
-    let log = String::from_utf8_lossy(&out.stderr);
-    let value = log
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("average:"))
-        .unwrap_or_else(|| panic!("no PSNR for {}: {log}", jpeg.display()));
-    if value == "inf" {
-        100.0
-    } else {
-        value.parse().unwrap()
-    }
 }
 
 /// Thumbnails every 2 s and a poster: each pictures its own frame of the source (chunks of

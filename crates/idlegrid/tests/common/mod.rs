@@ -324,3 +324,41 @@ impl Coordinator {
         worker(dir, &self.ready.url, token, name, slots, &[])
     }
 }
+
+/// Luma PSNR of the part of the JPEG `jpeg` that `part` (a filter; `null` for all of it) cuts
+/// out, against frame `frame` (by number) of `source` made into it by `shape`.
+pub fn tile_psnr(jpeg: &Path, part: &str, source: &Path, frame: u64, shape: &str) -> f64 {
+    let graph = format!(
+        "[0:v]{part},format=yuv420p,extractplanes=y[a];\
+         [1:v]select='eq(n\\,{frame})',{shape},format=yuv420p,extractplanes=y[b];[a][b]psnr"
+    );
+    let out = sh(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-f",
+            "jpeg_pipe",
+            "-i",
+            &jpeg.to_string_lossy(),
+            "-i",
+            &source.to_string_lossy(),
+            "-lavfi",
+            &graph,
+            "-frames:v",
+            "1",
+            "-f",
+            "null",
+            "-",
+        ],
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    let value = log
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("average:"))
+        .unwrap_or_else(|| panic!("no PSNR for {}: {log}", jpeg.display()));
+    if value == "inf" {
+        100.0
+    } else {
+        value.parse().unwrap()
+    }
+}

@@ -487,27 +487,10 @@ fn archive(folder: &Path) -> Result<PathBuf, AssembleError> {
 /// Each frame's presentation time in a video file's first video stream, ascending (read from
 /// its packets, without decoding).
 async fn frame_times(path: &Path) -> Result<Vec<f64>, AssembleError> {
-    let file = path.to_string_lossy();
-    let out = tool(
-        "ffprobe",
-        &[
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts_time",
-            "-of",
-            "csv=p=0",
-            &file,
-        ],
-    )
-    .await
-    .map_err(|e| inconsistent(format!("reading the output's frame times failed: {e}")))?;
-    let mut times: Vec<f64> = out
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect();
+    let packets = super::probe::packets(path)
+        .await
+        .map_err(|e| inconsistent(format!("reading the output's frame times failed: {e}")))?;
+    let mut times: Vec<f64> = packets.iter().filter_map(|p| p.pts).collect();
     times.sort_by(f64::total_cmp);
     Ok(times)
 }

@@ -287,8 +287,8 @@ pub fn area_psnr(a: &Plane, b: &Plane, (x, y, w, h): Area) -> f64 {
 
 /// Lowest PSNR of a watermark's area before its chunk is held for a re-run (at rate factors
 /// up to 23; lower with the quality the settings promise): honest encodes of a small opaque
-/// logo at x264's rate factor 40 stay above it, rate factor 51 gives 15-19 dB; the area of a
-/// frame left without an opaque logo scores about 10 dB.
+/// logo at x264's rate factor 40 stay above it, rate factor 51 gives 15-19 dB; an opaque logo
+/// left out is far under it (the forgery tests).
 pub const MARK_FLOOR_DB: f64 = 22.0;
 
 /// SSIM of `b` against `a` (same size, luma as coded), as FFmpeg's `ssim` filter computes it
