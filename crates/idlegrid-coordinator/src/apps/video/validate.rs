@@ -52,6 +52,9 @@ impl Default for VideoValidator {
 /// the window); PSNR and repeats are measured on every frame of the window.
 const DETAIL_FRAMES: usize = 8;
 
+/// Fewest frames a window compares (where the chunk has them).
+const MIN_WINDOW: usize = 8;
+
 /// Frames `from..=to` (display indices) of a chunk, decoded from the keyframe before `from`.
 pub(super) struct Window {
     pub from: usize,
@@ -214,8 +217,8 @@ async fn compare_window(
                 width: width as usize,
                 pixels,
             };
-            // The picked frame is the window's last; detail is measured on it and a spread of
-            // the others.
+            // Detail is measured on the window's last frame (the picked one, or past it in a
+            // short window) and a spread of the others.
             let with_detail = k + 1 == count || (count - 1 - k).is_multiple_of(detail_every);
             let measure = || {
                 let previous = before.as_ref().map(|(ps, pr)| (plane(ps), plane(pr)));
@@ -494,7 +497,11 @@ async fn check_video(
             .unwrap_or(0)
             .saturating_sub(skip),
     );
-    let window = Window { from, to: picked };
+    // At least MIN_WINDOW frames are compared: a frame picked on (or just after) a keyframe
+    // would otherwise be checked alone, and a chunk whose only true frame is its first passed
+    // one time in as many frames as it has.
+    let to = picked.max((from + MIN_WINDOW - 1).min(expected - 1));
+    let window = Window { from, to };
     // How the task made its frames from the source's: framed to an aspect ratio (the filters
     // the coordinator gave it), or scaled to the size asked.
     let shape = match meta["geometry"].as_str() {
