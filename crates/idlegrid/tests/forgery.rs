@@ -305,6 +305,12 @@ impl Scene {
             }
             None => params_shape,
         };
+        // Half the source's 25 fps: the output's frames are its even ones.
+        let params_shape = if params["fps"] == 12.5 {
+            Some("select='not(mod(n\\,2))'".to_string())
+        } else {
+            params_shape
+        };
         let source = clip(
             dir.path(),
             "source.mp4",
@@ -926,6 +932,21 @@ async fn watermark_left_out(share: f64) {
     for (lease, chunk) in scene.chunks("video").await {
         let out = scene.cheater.dir.join(format!("{}.mkv", lease.lease_id));
         let bytes = encode(&lease, &chunk, "", &[], &out);
+        scene.cheater.report(&lease, &bytes).await;
+    }
+    scene.assert_kept_out(false).await;
+}
+
+/// A frame rate asked for, left unconverted: the chunk's own frames one for one, cut to the
+/// count asked (each of which should picture every other source frame).
+#[tokio::test]
+async fn in_a_private_fleet_frames_not_made_at_the_rate_asked_never_count() {
+    let scene = Scene::start_in(Fleet::Private, serde_json::json!({"fps": 12.5})).await;
+    scene.hand_back_all_but("video").await;
+    for (lease, chunk) in scene.chunks("video").await {
+        let out = scene.cheater.dir.join(format!("{}.mkv", lease.lease_id));
+        let count = lease.task_params["frames"].to_string();
+        let bytes = encode(&lease, &chunk, "", &["-frames:v", &count], &out);
         scene.cheater.report(&lease, &bytes).await;
     }
     scene.assert_kept_out(false).await;

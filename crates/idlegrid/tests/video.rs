@@ -1283,6 +1283,44 @@ fn thumbnails_and_a_poster_picture_their_frames() {
     }
 }
 
+/// Luma PSNR of frame `k` of `output` against frame `m` of `source` (both by number, at the
+/// output's size).
+fn frame_psnr(output: &Path, k: u64, source: &Path, m: u64) -> f64 {
+    let graph = format!(
+        "[0:v]select='eq(n\\,{k})',setpts=0,format=yuv420p,extractplanes=y[a];\
+         [1:v]select='eq(n\\,{m})',setpts=0,format=yuv420p,extractplanes=y[b];[a][b]psnr"
+    );
+    let out = sh(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-i",
+            &output.to_string_lossy(),
+            "-i",
+            &source.to_string_lossy(),
+            "-lavfi",
+            &graph,
+            "-frames:v",
+            "1",
+            "-f",
+            "null",
+            "-",
+        ],
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    let value = log
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("average:"))
+        .unwrap_or_else(|| panic!("no PSNR for frame {k}: {log}"));
+    if value == "inf" {
+        100.0
+    } else {
+        value.parse().unwrap()
+    }
+}
+
+/// Half the frame rate keeps every other frame, made on the devices (no intermediate of the
+/// whole video on the coordinator), and the poster asked for pictures its time at the new rate.
 #[test]
 fn a_frame_rate_asked_for_replaces_the_sources() {
     let dir = tempfile::tempdir().unwrap();
@@ -1294,14 +1332,97 @@ fn a_frame_rate_asked_for_replaces_the_sources() {
         &["-c:v", "libx264", "-g", "30"],
     );
     let output = dir.path().join("out.mp4");
-    let (ok, stdout, stderr) = transcode(dir.path(), &source, &output, &["--fps", "15"]);
+    let (ok, stdout, stderr) = transcode(
+        dir.path(),
+        &source,
+        &output,
+        &["--fps", "15", "--poster", "1", "--chunk-seconds", "1"],
+    );
     assert!(ok, "transcode failed: {stderr}");
     assert!(
         stdout.contains("frame rate converted from 30.000 to 15.000 fps"),
         "{stdout}"
     );
+    assert!(!stdout.contains("intermediate"), "{stdout}");
     let out = probe(&output);
     assert_eq!(frames(&out.video), 60, "4 s at 15 fps");
+    let even = psnr_through(&output, &source, "select='not(mod(n\\,2))'");
+    let odd = psnr_through(&output, &source, "select='mod(n\\,2)'");
+    assert!(
+        even > 35.0 && odd < even - 8.0,
+        "even {even:.1} dB, odd {odd:.1} dB"
+    );
+    // The poster at 1 s: output frame 15, the source's frame 30.
+    let poster = dir.path().join("out").join("poster.jpg");
+    let right = still_psnr(&poster, &source, 30, "null");
+    let next = still_psnr(&poster, &source, 31, "null");
+    assert!(
+        right > 35.0 && next < right - 5.0,
+        "{right:.1} dB, next {next:.1} dB"
+    );
+}
+
+/// A variable frame rate made constant: each output frame pictures the source frame shown at
+/// its time (a pause is held), chunk by chunk on the devices, and sound and picture stay
+/// together.
+#[test]
+fn a_variable_frame_rate_is_made_constant_on_the_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    // 90 frames at 30 fps with a 0.7 s pause after frame 45 and 0.4 s after frame 60, open
+    // GOPs: frame n is shown at n/30 s, plus 0.7 from frame 45 and 0.4 more from frame 60.
+    let source = clip(
+        dir.path(),
+        "vfr.mp4",
+        "testsrc2=size=320x240:rate=30:duration=3",
+        Some("sine=frequency=440:duration=4.1"),
+        &[
+            "-vf",
+            "setpts='(N/30+0.7*gte(N,45)+0.4*gte(N,60))/TB'",
+            "-fps_mode",
+            "vfr",
+            "-c:v",
+            "libx264",
+            "-x264-params",
+            "open-gop=1:keyint=20",
+            "-c:a",
+            "aac",
+        ],
+    );
+    let output = dir.path().join("out.mp4");
+    let (ok, stdout, stderr) = transcode(
+        dir.path(),
+        &source,
+        &output,
+        &["--fps", "25", "--chunk-seconds", "1"],
+    );
+    assert!(ok, "transcode failed: {stderr}");
+    assert!(!stdout.contains("intermediate"), "{stdout}");
+    let shown = |n: u64| {
+        n as f64 / 30.0 + if n >= 45 { 0.7 } else { 0.0 } + if n >= 60 { 0.4 } else { 0.0 }
+    };
+    // The last frame at 4.067 s, held for a frame's length at the average rate.
+    let count = frames(&probe(&output).video);
+    assert!((102..=104).contains(&count), "{count} frames");
+    // Output frames at 0.4 s, in the first pause (2.0 s), after it, and in the second.
+    for k in [10u64, 50, 58, 80, 95] {
+        let at = k as f64 / 25.0;
+        let m = (0..90).rev().find(|&n| shown(n) <= at + 0.0005).unwrap();
+        let right = frame_psnr(&output, k, &source, m);
+        assert!(
+            right > 33.0,
+            "output frame {k} ({at} s) against source frame {m}: {right:.1} dB"
+        );
+        let other = if m + 1 < 90 { m + 1 } else { m - 1 };
+        let wrong = frame_psnr(&output, k, &source, other);
+        assert!(
+            wrong < right - 5.0,
+            "frame {k}: {right:.1} dB, frame {other} {wrong:.1} dB"
+        );
+    }
+    assert!(
+        (video_after_audio(&output) - video_after_audio(&source)).abs() <= 1.0 / 25.0,
+        "sound and picture stay together"
+    );
 }
 
 /// The task script, run by hand twice on the same chunk with the same parameters, writes the

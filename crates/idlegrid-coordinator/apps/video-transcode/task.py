@@ -8,7 +8,8 @@ IDLEGRID_TASK (set by the coordinator's video partitioner) says what to do:
       a fixed thread count and settings that make the same chunk always give the same bytes,
       timestamps passed through so every frame is kept, as output/chunk.mkv; with "from",
       the chunk starts at the keyframe before its frames and may end after them: only the
-      frames shown from T0 to before T1 (or the end) are encoded. With the encoder's
+      frames shown from T0 to before T1 (or the end) are encoded; with "retime" (filters),
+      they are first made into the task's frames at a new frame rate. With the encoder's
       "target" ({"metric": "psnr"|"ssim", "value", "crf_low", "crf_high", "max_encodes",
       "stop_within_db", "slope_db"}), the rate factor is searched: encode, measure against
       the frames encoded, try the rate factor that should get nearer, and keep the encode
@@ -221,7 +222,9 @@ if task["kind"] == "video":
         keep = f"gte(t,{float(span) - 0.0005:.6f})"
         if task.get("to") is not None:
             keep += f"*lt(t,{float(task['to']) - 0.0005:.6f})"
-        source_filters += [f"select='{keep}'", "setpts=PTS-STARTPTS"]
+        # With "retime", the coordinator's filters make the task's frames at a new rate from
+        # the kept ones (each output frame the latest source frame shown by its time).
+        source_filters += [f"select='{keep}'", task.get("retime") or "setpts=PTS-STARTPTS"]
     if task.get("geometry"):
         # Framed to an aspect ratio: the coordinator's crop or padding around the scale.
         source_filters.append(task["geometry"])

@@ -15,6 +15,7 @@ mod params;
 mod partition;
 mod probe;
 mod quality;
+mod retime;
 mod stills;
 mod validate;
 

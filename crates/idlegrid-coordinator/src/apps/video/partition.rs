@@ -7,6 +7,7 @@ use super::container;
 use super::cost;
 use super::params::{AudioCodec, Container, VideoCodec, WATERMARK_FILE};
 use super::probe::{self, Facts};
+use super::retime::Retime;
 use super::stills;
 use super::{VideoParams, progress_frames, readable, scratch, tool, tool_with_complaints};
 use crate::apps::plugin::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
@@ -156,6 +157,8 @@ struct Chunk {
     /// When its first frame is shown, on the source's clock (its place in the output: the
     /// chunks' encodes start at 0).
     start: Option<f64>,
+    /// The frame rate its device makes its `frames` at, from its frames of `span`.
+    retime: Option<Retime>,
 }
 
 /// Each segment's start time from the segment muxer's CSV list (`name,start,end`), in order.
@@ -195,6 +198,7 @@ async fn decoded_frames(path: PathBuf) -> Result<Chunk, String> {
         frames,
         span: None,
         start: None,
+        retime: None,
     })
 }
 
@@ -293,6 +297,7 @@ async fn count_cut(
             frames,
             span: None,
             start,
+            retime: None,
         })
         .await
         .map_err(|_| STOPPED.to_string())?;
@@ -331,40 +336,64 @@ fn spans(times: &[f64], keys: &[f64], target: f64) -> Vec<(usize, usize)> {
     spans
 }
 
+/// The source's frames as its packets tell them: every presentation time and the keyframes',
+/// ascending, in seconds.
+struct Frames {
+    times: Vec<f64>,
+    keys: Vec<f64>,
+}
+
+impl Frames {
+    /// The source's frames, or `None` when its packets cannot say where its frames are: a
+    /// codec whose packets are not one shown frame each, a packet without a time, two frames
+    /// within the Matroska millisecond, frames shown before the first keyframe.
+    async fn read(source: &Path, facts: &Facts) -> Result<Option<Frames>, String> {
+        if !ONE_FRAME_PER_PACKET.contains(&facts.codec.as_str()) {
+            return Ok(None);
+        }
+        let packets = probe::packets(source).await?;
+        let Some(mut times) = packets.iter().map(|p| p.pts).collect::<Option<Vec<f64>>>() else {
+            return Ok(None);
+        };
+        let mut keys: Vec<f64> = packets
+            .iter()
+            .filter(|p| p.key)
+            .filter_map(|p| p.pts)
+            .collect();
+        times.sort_by(f64::total_cmp);
+        keys.sort_by(f64::total_cmp);
+        if times.windows(2).any(|w| w[1] - w[0] < 0.001) || keys.first() != times.first() {
+            return Ok(None);
+        }
+        Ok(Some(Frames { times, keys }))
+    }
+
+    /// When the last frame ends: a frame's length at the source's average rate after it.
+    fn end(&self, fps: f64) -> f64 {
+        let last = self.times.last().copied().unwrap_or(0.0);
+        last + if fps > 0.0 { 1.0 / fps } else { 0.04 }
+    }
+}
+
 /// Splits a source whose keyframes do not cut it into chunks that decode on their own (open
-/// GOPs, leading B-frames, keyframes too far apart) with stream copies only: each chunk holds
-/// its frames from the keyframe before the first to past the last, and its device decodes it
-/// and keeps its frames by their times. `Ok(false)` (nothing sent) when the source's packets
-/// cannot say where its frames are: a codec whose packets are not one shown frame each, a
-/// packet without a time.
+/// GOPs, leading B-frames, keyframes too far apart), or whose frame rate is to change, with
+/// stream copies only: each chunk holds its frames from the keyframe before the first to past
+/// the last, and its device decodes it and keeps its frames by their times — and with
+/// `retime`, makes the output frames of its slots from them. `Ok(false)` (nothing sent) when
+/// a chunk's frames cannot be cut.
 async fn split_decoding_from_keyframes(
     source: &Path,
     dir: &Path,
     facts: &Facts,
     target: f64,
+    frames: &Frames,
+    retime: Option<Retime>,
     out: &mpsc::Sender<Chunk>,
 ) -> Result<bool, String> {
-    if !ONE_FRAME_PER_PACKET.contains(&facts.codec.as_str()) {
-        return Ok(false);
-    }
-    let packets = probe::packets(source).await?;
-    let Some(mut times) = packets.iter().map(|p| p.pts).collect::<Option<Vec<f64>>>() else {
-        return Ok(false);
-    };
-    let mut keys: Vec<f64> = packets
-        .iter()
-        .filter(|p| p.key)
-        .filter_map(|p| p.pts)
-        .collect();
-    times.sort_by(f64::total_cmp);
-    keys.sort_by(f64::total_cmp);
-    if times.windows(2).any(|w| w[1] - w[0] < 0.001) || keys.first() != times.first() {
-        // Two frames within the Matroska millisecond, or frames shown before the first
-        // keyframe: their times cannot name them.
-        return Ok(false);
-    }
+    let (times, keys) = (&frames.times, &frames.keys);
+    let end = frames.end(facts.fps);
     let src = source.to_string_lossy().into_owned();
-    let plan: Vec<(usize, usize)> = spans(&times, &keys, target);
+    let plan: Vec<(usize, usize)> = spans(times, keys, target);
     let cuts = plan.into_iter().enumerate().map(|(i, (a, b))| {
         let (lo, hi) = (times[a], times.get(b).copied());
         let at = keys.partition_point(|&k| k <= lo + 1e-6) - 1;
@@ -377,7 +406,17 @@ async fn split_decoding_from_keyframes(
         };
         let path = dir.join(format!("{i:05}.mkv"));
         let src = src.clone();
+        // A new frame rate: the output frames of the chunk's slots (the chunk's device keeps
+        // them at the rate's own times, from 0).
+        let (made, start) = match retime {
+            Some(rate) => (rate.slots(lo, hi.unwrap_or(end)), None),
+            None => ((b - a) as u64, Some(lo)),
+        };
         async move {
+            if made == 0 {
+                // Its frames fall between two slots of a lower rate: it makes none.
+                return Ok(Some(None));
+            }
             for past in CUT_PAST {
                 cut(&src, seek, hi.map(|h| h + past), &path).await?;
                 // The cut must hold every frame of the span (and starts on the keyframe).
@@ -388,12 +427,13 @@ async fn split_decoding_from_keyframes(
                     .filter(|&t| t >= lo - 0.0005 && hi.is_none_or(|h| t < h - 0.0005))
                     .count();
                 if inside == b - a && held.first().is_some_and(|p| p.key) {
-                    return Ok(Some(Chunk {
+                    return Ok(Some(Some(Chunk {
                         path,
-                        frames: (b - a) as u64,
+                        frames: made,
                         span: Some((lo, hi)),
-                        start: Some(lo),
-                    }));
+                        start,
+                        retime,
+                    })));
                 }
             }
             Ok::<_, String>(None)
@@ -403,10 +443,11 @@ async fn split_decoding_from_keyframes(
     let mut sent = false;
     while let Some(chunk) = cuts.next().await {
         match chunk? {
-            Some(chunk) => {
+            Some(Some(chunk)) => {
                 out.send(chunk).await.map_err(|_| STOPPED.to_string())?;
                 sent = true;
             }
+            Some(None) => {}
             None if !sent => return Ok(false),
             None => return Err("a chunk's frames could not be cut from the source".into()),
         }
@@ -436,23 +477,32 @@ async fn cut(src: &str, seek: f64, to: Option<f64>, out: &Path) -> Result<(), St
 /// chunk, and the coordinator's work is stream copies and probes. A cut at a source keyframe
 /// by stream copy is used as it is if every frame decodes from its chunk; with open GOPs,
 /// leading B-frames or keyframes too far apart, each chunk is cut from the keyframe before its
-/// frames to past them and its device keeps its frames by their times. Only a frame rate
-/// asked for (or a codec whose packets are not frames) takes a lossless intermediate of the
-/// whole video, made here.
+/// frames to past them and its device keeps its frames by their times. A frame rate asked for
+/// is made the same way, each device making its chunk's slots. Only a codec whose packets are
+/// not frames takes a lossless intermediate of the whole video, made here.
 async fn split_video(
     source: &Path,
     dir: &Path,
     facts: &Facts,
     target: f64,
-    constant_rate: Option<f64>,
+    (retime, frames): (Option<Retime>, Option<&Frames>),
     out: mpsc::Sender<Chunk>,
 ) -> Result<&'static str, String> {
     let src = source.to_string_lossy();
     let pattern = dir.join("%05d.mkv");
     let pattern = pattern.to_string_lossy();
     let target_s = format!("{target}");
-    // A frame rate asked for is made by the lossless cut below.
-    if constant_rate.is_none() {
+    if let Some(rate) = retime {
+        if let Some(frames) = frames
+            && split_decoding_from_keyframes(source, dir, facts, target, frames, Some(rate), &out)
+                .await?
+        {
+            return Ok(
+                "frames, each device decoding from the keyframe before its chunk and \
+                       making its slots at the new rate",
+            );
+        }
+    } else {
         let list = dir.join("segments.csv");
         segment(
             &src,
@@ -469,10 +519,14 @@ async fn split_video(
         for path in &paths {
             std::fs::remove_file(path).map_err(|e| e.to_string())?;
         }
-        if split_decoding_from_keyframes(source, dir, facts, target, &out).await? {
+        if let Some(frames) = Frames::read(source, facts).await?
+            && split_decoding_from_keyframes(source, dir, facts, target, &frames, None, &out)
+                .await?
+        {
             return Ok("frames, each device decoding from the keyframe before its chunk");
         }
     }
+    let constant_rate = retime.map(|r| r.fps());
     let force = format!("expr:gte(t,n_forced*{target})");
     let fps = constant_rate.unwrap_or(facts.fps);
     let rate = format!("fps={fps:.6}");
@@ -506,6 +560,7 @@ async fn split_video(
             frames,
             span: None,
             start: None,
+            retime: None,
         })
         .await
         .map_err(|_| STOPPED.to_string())?;
@@ -677,9 +732,15 @@ impl Partitioner for VideoPartitioner {
         })?;
         // A variable frame rate is kept as it is; a frame rate asked for replaces the
         // source's.
-        let constant_rate = match params.fps {
-            Some(fps) if (fps - facts.fps).abs() > 0.001 => Some(fps),
+        let retime = match params.fps {
+            Some(fps) if (fps - facts.fps).abs() > 0.001 && !copy => Some(Retime::new(fps)),
             _ => None,
+        };
+        let constant_rate = retime.map(|r| r.fps());
+        // A new rate's frames are the slots from the first frame's to the last one's end.
+        let source_frames = match retime {
+            Some(_) => Frames::read(&source, &facts).await.map_err(rejected)?,
+            None => None,
         };
         // One file, or the renditions of an HLS ladder: every rendition encodes every chunk.
         let sizes = if copy {
@@ -693,9 +754,11 @@ impl Partitioner for VideoPartitioner {
             .unwrap_or((facts.width, facts.height));
         let encoder = serde_json::to_value(&params.encoder).unwrap_or_default();
         // Stills are pictured by the first rendition's tasks, each of its own frames.
-        let expected_frames = match constant_rate {
-            None => facts.frames,
-            Some(rate) => ((facts.duration * rate).floor() as u64).saturating_sub(1),
+        let expected_frames = match (retime, &source_frames) {
+            (None, _) => facts.frames,
+            (Some(rate), Some(frames)) => rate.slots(frames.times[0], frames.end(facts.fps)),
+            // Through the intermediate (about its frames).
+            (Some(rate), None) => ((facts.duration * rate.fps()).floor() as u64).saturating_sub(1),
         };
         let stills = stills::Plan::new(
             &params.stills,
@@ -729,7 +792,7 @@ impl Partitioner for VideoPartitioner {
                 &chunks_dir,
                 &facts,
                 target,
-                constant_rate,
+                (retime, source_frames.as_ref()),
                 chunk_tx,
             );
             let source_size = (facts.width, facts.height);
@@ -770,6 +833,12 @@ impl Partitioner for VideoPartitioner {
                                 if let Some((from, to)) = chunk.span {
                                     meta["from"] = json!(from);
                                     meta["to"] = json!(to);
+                                }
+                                if let Some(rate) = chunk.retime {
+                                    // The filters making its frames at the new rate, and the
+                                    // rate its frames are checked by.
+                                    meta["retime"] = json!(rate.filters(chunk.frames));
+                                    meta["rate"] = json!(rate.text());
                                 }
                                 if variable_rate {
                                     meta["variable_rate"] = json!(true);

@@ -204,14 +204,14 @@ fn jpeg_size(data: &[u8]) -> Option<(u32, u32)> {
 }
 
 /// Checks the stills a video result carries against the source chunk: `Ok(Some(reason))`
-/// rejects the result, `Err` is the coordinator's trouble. `own` is the source chunk's first
-/// frame of the task's own (its `skip`), `shape` the filters that made the result's frames
+/// rejects the result, `Err` is the coordinator's trouble. `pictured` is the source chunk's
+/// frame each of the task's frames pictures, `shape` the filters that made the result's frames
 /// from the source's.
 pub async fn check(
     result: &Path,
     source: &Path,
     source_table: &FrameTable,
-    own: usize,
+    pictured: &[usize],
     meta: &serde_json::Value,
     shape: Option<&str>,
 ) -> Result<Option<String>, String> {
@@ -254,7 +254,7 @@ pub async fn check(
             still,
             source,
             source_table,
-            own,
+            pictured,
             meta,
             shape,
             dir.path(),
@@ -274,7 +274,7 @@ async fn check_one(
     still: &Still,
     source: &Path,
     source_table: &FrameTable,
-    own: usize,
+    pictured: &[usize],
     meta: &serde_json::Value,
     shape: Option<&str>,
     dir: &Path,
@@ -293,12 +293,15 @@ async fn check_one(
         }
         Some(_) => {}
     }
-    let frame = own + still.frame as usize;
-    if frame >= source_table.times.len() {
+    let Some(&frame) = pictured
+        .get(still.frame as usize)
+        .filter(|&&f| f < source_table.times.len())
+    else {
         return Err(format!(
-            "the source chunk has no frame {frame} for {name:?}"
+            "the source chunk has no frame for {name:?} (the task's frame {})",
+            still.frame
         ));
-    }
+    };
     let jpeg = dir.join("still.jpg");
     std::fs::write(&jpeg, &file.data).map_err(|e| format!("writing a still: {e}"))?;
     let mut filters: Vec<String> = shape.map(String::from).into_iter().collect();
@@ -327,13 +330,10 @@ async fn check_one(
         // The previous still's.
         let _ = std::fs::remove_file(old);
     }
-    let args = decode_args(
-        &[
-            (source_side.clone(), &want.to_string_lossy()),
-            (still_side, &got.to_string_lossy()),
-        ],
-        1,
-    );
+    let args = decode_args(&[
+        (source_side.clone(), &want.to_string_lossy(), 1),
+        (still_side, &got.to_string_lossy(), 1),
+    ]);
     let size = still.width as usize * still.height as usize;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let both = tool("ffmpeg", &args).await;
@@ -341,7 +341,7 @@ async fn check_one(
     let (want, got) = (read(&want), read(&got));
     if both.is_err() || want.len() != size || got.len() != size {
         // Whose fault: the source's side alone says.
-        let alone = decode_args(&[(source_side, "pipe:1")], 1);
+        let alone = decode_args(&[(source_side, "pipe:1", 1)]);
         let alone: Vec<&str> = alone.iter().map(String::as_str).collect();
         return match crate::tools::run("ffmpeg", &alone).await {
             Ok((status, out, _)) if status.success() && out.len() == size => Ok(Some(format!(

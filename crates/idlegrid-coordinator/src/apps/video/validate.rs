@@ -21,6 +21,7 @@
 use super::container::{FrameTable, frame_table, source_frame_table};
 use super::params::{WATERMARK_FILE, ssim_db};
 use super::quality::{self, Expectation, FrameMeasure, Plane};
+use super::retime::Retime;
 use super::{probe_stream, readable, readable_output, scratch};
 use crate::apps::plugin::{Judgment, Validator};
 use crate::tools;
@@ -100,16 +101,20 @@ pub(super) fn side_args(
     (input, filter)
 }
 
-/// FFmpeg arguments decoding each side's window to its output (`pipe:1`, `pipe:3`), in one
-/// process: starting FFmpeg costs as much CPU as decoding a dozen frames.
-pub(super) fn decode_args(sides: &[((Vec<String>, String), &str)], count: usize) -> Vec<String> {
+/// One file's part in decoding a window: its input options and its filter ([`side_args`]).
+pub(super) type Side = (Vec<String>, String);
+
+/// FFmpeg arguments decoding each side's window to its output (`pipe:1`, `pipe:3`), as many
+/// frames as its count, in one process: starting FFmpeg costs as much CPU as decoding a dozen
+/// frames.
+pub(super) fn decode_args(sides: &[(Side, &str, usize)]) -> Vec<String> {
     let mut args: Vec<String> = ["-nostdin", "-v", "error", "-copyts"]
         .map(String::from)
         .to_vec();
-    for ((input, _), _) in sides {
+    for ((input, _), _, _) in sides {
         args.extend(input.iter().cloned());
     }
-    for (i, ((_, filter), output)) in sides.iter().enumerate() {
+    for (i, ((_, filter), output, count)) in sides.iter().enumerate() {
         args.extend([
             "-map".into(),
             format!("{i}:v:0"),
@@ -146,7 +151,7 @@ fn read_frames(
 /// Whether the source's side of a window decodes on its own: asked only when decoding both
 /// sides at once failed, to tell a result that breaks FFmpeg from a source that does.
 async fn source_decodes(source: (Vec<String>, String), count: usize, size: usize) -> bool {
-    let args = decode_args(&[(source, "pipe:1")], count);
+    let args = decode_args(&[(source, "pipe:1", count)]);
     let Ok((mut tool, _guard)) = tools::start("ffmpeg", &args, false) else {
         return false;
     };
@@ -163,18 +168,18 @@ async fn source_decodes(source: (Vec<String>, String), count: usize, size: usize
     .unwrap_or(false)
 }
 
-/// Decodes `window` of the result and of the source (made into the result's `size` by `shape`
-/// when given; its frames `skip` further on, past those its chunk holds before its own) side by
-/// side and measures every frame pair; the error says what went wrong with the result, or
-/// `Err(Err)` when the source could not be decoded (the coordinator's problem).
+/// Decodes `window` of the result and the source frames it pictures (`pictured`: the source
+/// chunk's index of each window frame's, ascending; made into the result's `size` by `shape`
+/// when given) side by side and measures every frame pair; the error says what went wrong with
+/// the result, or `Err(Err)` when the source could not be decoded (the coordinator's problem).
 #[allow(clippy::too_many_arguments)]
 async fn compare_window(
     result: &Path,
     result_table: &FrameTable,
     source: &Path,
     source_table: &FrameTable,
+    pictured: &[usize],
     window: Window,
-    skip: usize,
     (width, height): (u32, u32),
     shape: Option<&str>,
     with_ssim: bool,
@@ -182,15 +187,27 @@ async fn compare_window(
 ) -> Result<Result<Vec<FrameMeasure>, String>, String> {
     let count = window.to - window.from + 1;
     let result_side = side_args(result, result_table, &window, None);
+    let (first, last) = match pictured {
+        [first, .., last] => (*first, *last),
+        [only] => (*only, *only),
+        [] => return Err("no source frame for the window".into()),
+    };
+    if pictured.len() != count || pictured.windows(2).any(|w| w[1] < w[0]) {
+        return Err("the window's source frames are out of order".into());
+    }
+    // Each result frame's source frame, counted from the first decoded.
+    let offsets: Vec<usize> = pictured.iter().map(|m| m - first).collect();
+    let source_count = last - first + 1;
     let source_window = Window {
-        from: window.from + skip,
-        to: window.to + skip,
+        from: first,
+        to: last,
     };
     let source_side = side_args(source, source_table, &source_window, shape);
-    let args = decode_args(
-        &[(result_side, "pipe:1"), (source_side.clone(), "pipe:3")],
-        count,
-    );
+    // The source side decodes the frames pictured, and those between (a lower rate's).
+    let args = decode_args(&[
+        (result_side, "pipe:1", count),
+        (source_side.clone(), "pipe:3", source_count),
+    ]);
     let (mut tool, _guard, source_out) = tools::start_with_fd3("ffmpeg", &args)?;
     let result_out = tool.stdout();
     let from = window.from as u64;
@@ -204,7 +221,7 @@ async fn compare_window(
         let (source_tx, source_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let (result_tx, result_rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let source_reader =
-            std::thread::spawn(move || read_frames(source_out, size, count, source_tx));
+            std::thread::spawn(move || read_frames(source_out, size, source_count, source_tx));
         let result_reader = std::thread::spawn(move || {
             result_out.map_or(0, |out| read_frames(out, size, count, result_tx))
         });
@@ -212,7 +229,23 @@ async fn compare_window(
         let mut before: Option<(Vec<u8>, Vec<u8>)> = None;
         // Owning both receivers: when either side stops, the loop ends and drops them, so the
         // other side's reader stops too (and closes its pipe, which ends the decoder).
-        for (k, (s, r)) in source_rx.into_iter().zip(result_rx).enumerate() {
+        let mut sources = source_rx.into_iter().enumerate();
+        let mut current: Option<(usize, Vec<u8>)> = None;
+        for (k, r) in result_rx.into_iter().enumerate() {
+            // The source frame it pictures: the same as the one before, or one further on.
+            while current.as_ref().is_none_or(|(at, _)| *at < offsets[k]) {
+                match sources.next() {
+                    Some(next) => current = Some(next),
+                    None => break,
+                }
+            }
+            let Some(s) = current
+                .as_ref()
+                .filter(|(at, _)| *at == offsets[k])
+                .map(|(_, s)| s)
+            else {
+                break;
+            };
             let plane = |pixels| Plane {
                 width: width as usize,
                 pixels,
@@ -224,7 +257,7 @@ async fn compare_window(
                 let previous = before.as_ref().map(|(ps, pr)| (plane(ps), plane(pr)));
                 quality::measure(
                     from + k as u64,
-                    &plane(&s),
+                    &plane(s),
                     &plane(&r),
                     previous.as_ref().map(|(ps, pr)| (ps, pr)),
                     with_detail,
@@ -234,8 +267,9 @@ async fn compare_window(
                 )
             };
             measures.push(tools::counted(stage, measure));
-            before = Some((s, r));
+            before = Some((s.clone(), r));
         }
+        drop(sources);
         let source = source_reader.join().unwrap_or(0);
         let result = result_reader.join().unwrap_or(0);
         (measures, source, result, tool.finish())
@@ -244,11 +278,15 @@ async fn compare_window(
     .map_err(|e| format!("comparing frames failed: {e}"))?;
     let (measures, source_frames, result_frames, status) = measured;
     let succeeded = status.is_ok_and(|s| s.success());
-    if succeeded && source_frames == count && result_frames == count && measures.len() == count {
+    if succeeded
+        && source_frames == source_count
+        && result_frames == count
+        && measures.len() == count
+    {
         return Ok(Ok(measures));
     }
     // Something failed: the source's side alone tells whose fault it was.
-    if !source_decodes(source_side, count, size).await {
+    if !source_decodes(source_side, source_count, size).await {
         return Err(format!(
             "the source chunk does not decode frames {}..={}",
             window.from, window.to
@@ -480,23 +518,41 @@ async fn check_video(
         None => source_table.times.len(),
     }
     .saturating_sub(skip);
+    // The source frame each of the result's frames pictures: its own frames one for one, or
+    // at a new frame rate, the latest shown by each frame's time.
+    let rate = meta["rate"].as_str().and_then(Retime::parse);
+    let own_times = &source_table.times[skip.min(source_table.times.len())..][..own];
+    let made = match (rate, meta["to"].as_f64()) {
+        (None, _) => own as u64,
+        (Some(rate), Some(to)) if own > 0 => rate.slots(own_times[0], to),
+        // The last chunk's slots run to the video's end, which only the split knew.
+        (Some(_), _) => expected as u64,
+    };
     // Its own frames decode from a keyframe of the chunk (undecodable leading frames of an
     // open GOP before it are not its own).
-    if own != expected || source_table.key_before(skip).is_none() {
+    if own == 0 || made != expected as u64 || source_table.key_before(skip).is_none() {
         return Err(format!(
-            "the source chunk has {own} frames of its own and keyframes at {:?}, not the \
-             {expected} frames recorded",
+            "the source chunk has {own} frames of its own (making {made}) and keyframes at \
+             {:?}, not the {expected} frames recorded",
             &source_table.keys[..source_table.keys.len().min(4)]
         ));
     }
+    let pictured: Vec<usize> = match rate {
+        Some(rate) => rate.pictured(own_times, expected),
+        None => (0..expected).collect(),
+    }
+    .into_iter()
+    .map(|m| m + skip)
+    .collect();
     // The one choice the device cannot know: which frame, from the coordinator's randomness.
     let picked = rand::rng().random_range(0..expected);
-    let from = table.key_before(picked).unwrap_or(0).max(
-        source_table
-            .key_before(skip + picked)
-            .unwrap_or(0)
-            .saturating_sub(skip),
-    );
+    // The window starts at a keyframe of the result, or later where the source's keyframe
+    // before the picked frame's is later (neither side decodes much it does not compare).
+    let source_key = source_table.key_before(pictured[picked]).unwrap_or(0);
+    let from = table
+        .key_before(picked)
+        .unwrap_or(0)
+        .max(pictured.partition_point(|&m| m < source_key).min(picked));
     // At least MIN_WINDOW frames are compared: a frame picked on (or just after) a keyframe
     // would otherwise be checked alone, and a chunk whose only true frame is its first passed
     // one time in as many frames as it has.
@@ -512,8 +568,15 @@ async fn check_video(
             .then(|| format!("scale={}:{}:flags=bicubic", size.0, size.1)),
     };
     // The stills it carries picture their frames (and it carries no others).
-    if let Some(reason) =
-        super::stills::check(result, source, &source_table, skip, meta, shape.as_deref()).await?
+    if let Some(reason) = super::stills::check(
+        result,
+        source,
+        &source_table,
+        &pictured,
+        meta,
+        shape.as_deref(),
+    )
+    .await?
     {
         return Ok(Judgment::Reject(reason));
     }
@@ -522,8 +585,8 @@ async fn check_video(
         &table,
         source,
         &source_table,
+        &pictured[from..=to],
         window,
-        skip,
         size,
         shape.as_deref(),
         claim.as_ref().is_some_and(|c| c.metric == "ssim"),
