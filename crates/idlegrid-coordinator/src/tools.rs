@@ -223,6 +223,27 @@ pub(crate) async fn run(
     program: &str,
     args: &[&str],
 ) -> Result<(ExitStatus, Vec<u8>, String), String> {
+    run_reading(program, args, None).await
+}
+
+/// Runs `program` to its end, sending each line of its stdout on `lines` as soon as its end is
+/// written (or the output ends); returns how it ended and its stderr. When `lines` is
+/// closed, the rest of its output is read and dropped: the program is not stopped by it.
+pub(crate) async fn run_with_lines(
+    program: &str,
+    args: &[&str],
+    lines: tokio::sync::mpsc::UnboundedSender<String>,
+) -> Result<(ExitStatus, String), String> {
+    run_reading(program, args, Some(lines))
+        .await
+        .map(|(status, _, errors)| (status, errors))
+}
+
+async fn run_reading(
+    program: &str,
+    args: &[&str],
+    lines: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+) -> Result<(ExitStatus, Vec<u8>, String), String> {
     let (mut tool, _guard) = start(program, args, true)?;
     let stdout = tool.stdout();
     let stderr = tool.child.stderr.take();
@@ -237,9 +258,25 @@ pub(crate) async fn run(
             text
         });
         let mut out = Vec::new();
-        let read = match stdout {
-            Some(mut stdout) => stdout.read_to_end(&mut out).map(|_| ()),
-            None => Ok(()),
+        let read = match (stdout, lines) {
+            (Some(mut stdout), None) => stdout.read_to_end(&mut out).map(|_| ()),
+            (Some(stdout), Some(lines)) => {
+                use std::io::BufRead;
+                let mut reader = std::io::BufReader::new(stdout);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    match reader.read_line(&mut line) {
+                        Ok(0) => break Ok(()),
+                        // A line cut off by the end is sent too: the program ended there.
+                        Ok(_) => {
+                            let _ = lines.send(line.trim_end_matches(['\n', '\r']).to_string());
+                        }
+                        Err(e) => break Err(e),
+                    }
+                }
+            }
+            (None, _) => Ok(()),
         };
         let errors = errors.join().unwrap_or_default();
         (read, tool.finish(), out, errors)

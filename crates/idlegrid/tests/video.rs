@@ -971,6 +971,49 @@ fn frame_times(path: &Path) -> Vec<f64> {
     times.iter().map(|t| t - first).collect()
 }
 
+/// Keyframes every second for 4 s and then none for 5 s (B-frames throughout): the first
+/// chunks go out cut at keyframes as the muxer closes them, the rest is cut from the keyframe
+/// before each chunk's frames, and every frame keeps its time across the switch.
+#[test]
+fn keyframes_that_stop_partway_switch_the_rest_to_frame_cuts() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = clip(
+        dir.path(),
+        "source.mp4",
+        "testsrc2=size=320x240:rate=30:duration=9",
+        None,
+        &[
+            "-c:v",
+            "libx264",
+            "-g",
+            "1000",
+            "-sc_threshold",
+            "0",
+            "-bf",
+            "3",
+            "-force_key_frames",
+            "expr:lt(t,4)*gte(t,n_forced)",
+        ],
+    );
+    let output = dir.path().join("out.mp4");
+    let (ok, stdout, stderr) = transcode(dir.path(), &source, &output, &["--chunk-seconds", "1"]);
+    assert!(ok, "transcode failed: {stderr}");
+    assert!(stdout.contains("270 frames verified"), "{stdout}");
+    assert!(
+        stdout.contains("split at keyframes, then frames, each device decoding"),
+        "{stdout}"
+    );
+    assert!(psnr(&output, &source, 320, 240) > 35.0);
+    let (before, after) = (frame_times(&source), frame_times(&output));
+    assert_eq!(before.len(), after.len());
+    let worst = before
+        .iter()
+        .zip(&after)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 0.002, "a frame moved by {worst:.4} s");
+}
+
 /// A variable frame rate (a pause mid-chunk and one at a chunk boundary, and open GOPs so the
 /// chunks are decoded from the keyframe before them) keeps every frame at its own time: no
 /// frame is dropped or repeated, nothing is made constant on the coordinator.

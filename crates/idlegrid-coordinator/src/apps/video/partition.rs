@@ -71,16 +71,17 @@ fn list_chunks(dir: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(chunks)
 }
 
-/// Writes the source's first video stream, passed through `codec`, as Matroska chunk files
-/// named by `pattern`, cut by the segment muxer every `seconds` (at the first keyframe after
-/// each multiple). A source that ends early or breaks off is refused as damaged.
-async fn segment(
-    src: &str,
-    codec: &[&str],
-    seconds: &str,
-    pattern: &str,
-    list: &str,
-) -> Result<(), String> {
+/// FFmpeg's arguments writing the source's first video stream, passed through `codec`, as
+/// Matroska chunk files named by `pattern`, cut by the segment muxer every `seconds` (at the
+/// first keyframe after each multiple), listed in `list` (`name,start,end` lines, each written
+/// as its chunk ends).
+fn segment_args<'a>(
+    src: &'a str,
+    codec: &[&'a str],
+    seconds: &'a str,
+    pattern: &'a str,
+    list: &'a str,
+) -> Vec<&'a str> {
     let mut args = vec![
         "-nostdin", "-v", "error", "-i", src, "-map", "0:v:0", "-an", "-sn", "-dn",
     ];
@@ -100,6 +101,19 @@ async fn segment(
         "csv",
         pattern,
     ]);
+    args
+}
+
+/// Runs the segment muxer ([`segment_args`]) to its end. A source that ends early or breaks
+/// off is refused as damaged.
+async fn segment(
+    src: &str,
+    codec: &[&str],
+    seconds: &str,
+    pattern: &str,
+    list: &str,
+) -> Result<(), String> {
+    let args = segment_args(src, codec, seconds, pattern, list);
     let (_, complaints) = tool_with_complaints("ffmpeg", &args).await?;
     match super::damage(&complaints) {
         Some(problem) => Err(problem),
@@ -305,6 +319,112 @@ async fn count_cut(
     Ok(true)
 }
 
+/// Where cutting at keyframes as the segment muxer goes stopped.
+#[derive(Debug, PartialEq)]
+enum KeyframeCut {
+    /// Every frame went out in chunks cut at keyframes.
+    Whole,
+    /// The chunk after the first `frames` frames does not decode on its own (or is too long):
+    /// the rest is to be cut otherwise. `first` is where the first chunk sent is placed
+    /// (`None`: none was sent).
+    From { frames: u64, first: Option<f64> },
+}
+
+/// Cuts the source (a codec whose packets are one frame each) at keyframes by stream copy and
+/// sends each chunk on as soon as the segment muxer has closed it and its packets show it is
+/// self-contained and at most twice the `target` length, so devices start on the first chunks
+/// while the muxer copies the rest. At the first chunk that is not, the muxer is left to
+/// finish alone and the rest is reported for cutting otherwise.
+async fn cut_at_keyframes_as_they_close(
+    source: &Path,
+    dir: &Path,
+    facts: &Facts,
+    target: f64,
+    out: &mpsc::Sender<Chunk>,
+) -> Result<KeyframeCut, String> {
+    let src = source.to_string_lossy();
+    let pattern = dir.join("%05d.mkv");
+    let pattern = pattern.to_string_lossy();
+    let target_s = format!("{target}");
+    let args = segment_args(&src, &["-c", "copy"], &target_s, &pattern, "pipe:1");
+    let (lines_tx, mut lines) = mpsc::unbounded_channel::<String>();
+    let muxing = crate::tools::run_with_lines("ffmpeg", &args, lines_tx);
+    let counting = async {
+        let (mut sent, mut first) = (0u64, None);
+        // A chunk is listed when it ends, before its file is closed: it is taken when the
+        // next one is listed, or when the muxer has ended.
+        let mut listed: Option<(PathBuf, f64)> = None;
+        loop {
+            let next = match lines.recv().await {
+                None => None,
+                Some(line) => {
+                    let mut fields = line.split(',');
+                    let name = fields.next().unwrap_or_default().trim();
+                    let at = fields.next().and_then(|at| at.trim().parse::<f64>().ok());
+                    // Only a chunk file of the muxer's own naming, in its directory.
+                    match at {
+                        Some(at)
+                            if name.strip_suffix(".mkv").is_some_and(|n| {
+                                !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                            }) =>
+                        {
+                            Some((dir.join(name), at))
+                        }
+                        _ => return Err(format!("the segment muxer listed {line:?}")),
+                    }
+                }
+            };
+            let ended = next.is_none();
+            if let Some((path, at)) = std::mem::replace(&mut listed, next) {
+                let packets = container::packets(&path).await?;
+                let whole = probe::self_contained(&packets)
+                    .filter(|(frames, _)| !too_long(*frames, facts.fps, target));
+                let Some((frames, _)) = whole else {
+                    // Closing the list stops nothing: the muxer copies on (cheap) and ends.
+                    drop(lines);
+                    return Ok::<_, String>(KeyframeCut::From {
+                        frames: sent,
+                        first,
+                    });
+                };
+                // Placed where the list says plus its first packet's time (see `count_cut`).
+                let start = packets.first().and_then(|p| p.pts).map(|t| at + t);
+                if sent == 0 {
+                    first = start;
+                }
+                out.send(Chunk {
+                    path,
+                    frames,
+                    span: None,
+                    start,
+                    retime: None,
+                })
+                .await
+                .map_err(|_| STOPPED.to_string())?;
+                sent += frames;
+            }
+            if ended {
+                return Ok(KeyframeCut::Whole);
+            }
+        }
+    };
+    let (muxed, counted) = tokio::join!(muxing, counting);
+    let cut = counted?;
+    let (status, complaints) = muxed?;
+    if cut == KeyframeCut::Whole {
+        if !status.success() {
+            return Err(super::last_lines(
+                &super::without_paths(complaints.trim()),
+                3,
+            ));
+        }
+        if let Some(problem) = super::damage(&super::without_paths(complaints.trim())) {
+            return Err(problem);
+        }
+    }
+    Ok(cut)
+}
+
 /// How far past its last frame's time a chunk's cut goes, at first and at most, in seconds:
 /// the frames just before the next keyframe may be stored after it (open GOPs), and the cut
 /// must hold them.
@@ -381,19 +501,25 @@ impl Frames {
 /// the last, and its device decodes it and keeps its frames by their times — and with
 /// `retime`, makes the output frames of its slots from them. `Ok(false)` (nothing sent) when
 /// a chunk's frames cannot be cut.
+#[allow(clippy::too_many_arguments)]
 async fn split_decoding_from_keyframes(
     source: &Path,
     dir: &Path,
     facts: &Facts,
     target: f64,
-    frames: &Frames,
+    (frames, from, shift): (&Frames, usize, f64),
     retime: Option<Retime>,
     out: &mpsc::Sender<Chunk>,
 ) -> Result<bool, String> {
     let (times, keys) = (&frames.times, &frames.keys);
     let end = frames.end(facts.fps);
     let src = source.to_string_lossy().into_owned();
-    let plan: Vec<(usize, usize)> = spans(times, keys, target);
+    // The frames from `from` on (those before went out in chunks cut at keyframes, placed on
+    // a clock `shift` ahead of the source's).
+    let plan: Vec<(usize, usize)> = spans(&times[from.min(times.len())..], keys, target)
+        .into_iter()
+        .map(|(a, b)| (a + from, b + from))
+        .collect();
     let cuts = plan.into_iter().enumerate().map(|(i, (a, b))| {
         let (lo, hi) = (times[a], times.get(b).copied());
         let at = keys.partition_point(|&k| k <= lo + 1e-6) - 1;
@@ -404,13 +530,13 @@ async fn split_decoding_from_keyframes(
             Some(&next) if next <= key + SEEK_LEAD + 0.002 => key,
             _ => key + SEEK_LEAD + 0.0005,
         };
-        let path = dir.join(format!("{i:05}.mkv"));
+        let path = dir.join(format!("span-{i:05}.mkv"));
         let src = src.clone();
         // A new frame rate: the output frames of the chunk's slots (the chunk's device keeps
         // them at the rate's own times, from 0).
         let (made, start) = match retime {
             Some(rate) => (rate.slots(lo, hi.unwrap_or(end)), None),
-            None => ((b - a) as u64, Some(lo)),
+            None => ((b - a) as u64, Some(lo + shift)),
         };
         async move {
             if made == 0 {
@@ -494,12 +620,65 @@ async fn split_video(
     let target_s = format!("{target}");
     if let Some(rate) = retime {
         if let Some(frames) = frames
-            && split_decoding_from_keyframes(source, dir, facts, target, frames, Some(rate), &out)
-                .await?
+            && split_decoding_from_keyframes(
+                source,
+                dir,
+                facts,
+                target,
+                (frames, 0, 0.0),
+                Some(rate),
+                &out,
+            )
+            .await?
         {
             return Ok(
                 "frames, each device decoding from the keyframe before its chunk and \
                        making its slots at the new rate",
+            );
+        }
+    } else if ONE_FRAME_PER_PACKET.contains(&facts.codec.as_str()) {
+        // Chunks go out as the muxer closes them; where one does not decode on its own, the
+        // rest of the source is cut from the keyframe before each chunk.
+        let (sent, first) =
+            match cut_at_keyframes_as_they_close(source, dir, facts, target, &out).await? {
+                KeyframeCut::Whole => return Ok("keyframes"),
+                KeyframeCut::From { frames, first } => (frames as usize, first),
+            };
+        let frames = Frames::read(source, facts).await?;
+        if let Some(frames) = &frames {
+            if sent >= frames.times.len() {
+                return Err(format!(
+                    "the video's chunks held {sent} frames where its packets say {}",
+                    frames.times.len()
+                ));
+            }
+            // The chunks sent are placed on the muxer's clock (ahead of the source's by the
+            // shift that keeps B-frames' decoding times from going negative): the rest too.
+            let shift = first.map_or(0.0, |at| at - frames.times[0]);
+            if split_decoding_from_keyframes(
+                source,
+                dir,
+                facts,
+                target,
+                (frames, sent, shift),
+                None,
+                &out,
+            )
+            .await?
+            {
+                return Ok(if sent == 0 {
+                    "frames, each device decoding from the keyframe before its chunk"
+                } else {
+                    "keyframes, then frames, each device decoding from the keyframe before its \
+                     chunk"
+                });
+            }
+        }
+        if sent > 0 {
+            return Err(
+                "the video's keyframes cut its first chunks, but the rest cannot be cut by its \
+                 frames' times"
+                    .into(),
             );
         }
     } else {
@@ -513,18 +692,13 @@ async fn split_video(
         )
         .await?;
         let paths = list_chunks(dir)?;
-        if count_cut(paths.clone(), facts, target, segment_starts(&list), &out).await? {
+        if count_cut(paths, facts, target, segment_starts(&list), &out).await? {
             return Ok("keyframes");
         }
-        for path in &paths {
-            std::fs::remove_file(path).map_err(|e| e.to_string())?;
-        }
-        if let Some(frames) = Frames::read(source, facts).await?
-            && split_decoding_from_keyframes(source, dir, facts, target, &frames, None, &out)
-                .await?
-        {
-            return Ok("frames, each device decoding from the keyframe before its chunk");
-        }
+    }
+    // Whatever the tries above left is not the intermediate's.
+    for path in list_chunks(dir)? {
+        std::fs::remove_file(path).map_err(|e| e.to_string())?;
     }
     let constant_rate = retime.map(|r| r.fps());
     let force = format!("expr:gte(t,n_forced*{target})");
