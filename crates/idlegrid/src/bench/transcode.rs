@@ -63,6 +63,14 @@ pub struct TranscodeFigures {
     pub size_delta: f64,
     /// Seconds from `run` until the job left `partitioning` (probe + split + chunk upload).
     pub split_secs: f64,
+    /// Seconds from `run` until the first chunk was out for devices.
+    pub first_chunk_secs: f64,
+    /// The first chunk's wait: its fixed seconds and its seconds per second of source, from
+    /// this source and a quarter of it (a split that copies the whole source before sending
+    /// anything makes it grow with the source).
+    pub first_chunk_fixed_secs: f64,
+    /// See `first_chunk_fixed_secs`.
+    pub first_chunk_secs_per_source_second: f64,
     /// Seconds the job spent `assembling` (join, mux, final checks).
     pub stitch_secs: f64,
     /// Whether both outputs have every source frame.
@@ -175,30 +183,30 @@ fn psnr(output: &Path, source: &Path) -> anyhow::Result<f64> {
 }
 
 /// Time to encode with `W` devices when chunks are sent as they are cut: `chunks` chunks of
-/// `plain / chunks` seconds of one device's work each, the first ready after `split_fixed`
-/// plus one chunk's share of `split_rest`, the next one share later; then the stitch. The
-/// encode ends when the last chunk cut has been encoded or when the devices have worked
-/// through every chunk, whichever is later.
+/// `plain / chunks` seconds of one device's work each, the first out after `first` seconds
+/// (measured), the split ending after `split_fixed + split_rest`; then the stitch. The encode
+/// ends when the last chunk cut has been encoded or when the devices have worked through every
+/// chunk from the first one's arrival, whichever is later.
 fn pipelined(
     plain: f64,
-    split_fixed: f64,
-    split_rest: f64,
+    (split_fixed, split_rest): (f64, f64),
+    first: f64,
     stitch: f64,
     chunks: f64,
 ) -> Vec<Modelled> {
     let chunks = chunks.max(1.0);
     let per_chunk = plain / chunks;
-    let cut = split_rest / chunks;
+    // The first chunk cannot be out before the split's fixed part and its own cut.
+    let first = first.max(split_fixed + split_rest / chunks);
     [1u32, 2, 4, 8, 16, 32, 64, 128]
         .into_iter()
         .map(|w| {
             let rounds = (chunks / f64::from(w)).ceil();
-            let encode =
-                (split_fixed + split_rest + per_chunk).max(split_fixed + cut + rounds * per_chunk);
+            let encode = (split_fixed + split_rest + per_chunk).max(first + rounds * per_chunk);
             let total = encode + stitch;
             Modelled {
                 devices: w,
-                ideal_secs: plain / f64::from(w) + split_fixed + cut + stitch,
+                ideal_secs: plain / f64::from(w) + first + stitch,
                 chunk_bound_secs: total,
                 speedup: plain / total,
                 efficiency: plain / total / f64::from(w),
@@ -352,6 +360,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         job: finished,
         split_secs: split,
         stitch_secs: stitch,
+        first_chunk_secs: first_chunk,
     } = super::run_video_job(&client, &source, params.clone(), args.chunk_seconds).await?;
     let sha = finished
         .output
@@ -380,7 +389,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         ])?;
         let short =
             super::run_video_job(&client, &quarter, params.clone(), args.chunk_seconds).await?;
-        Some((short.split_secs, short.stitch_secs))
+        Some((short.split_secs, short.stitch_secs, short.first_chunk_secs))
     } else {
         None
     };
@@ -444,10 +453,11 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
     };
     let (split_fixed, split_per_second) = fit(split, short_split.map(|s| s.0));
     let (stitch_fixed, stitch_per_second) = fit(stitch, short_split.map(|s| s.1));
+    let (first_fixed, first_per_second) = fit(first_chunk, short_split.map(|s| s.2));
     let model_10_minutes = pipelined(
         plain_wall * scale,
-        split_fixed,
-        split_per_second * 600.0,
+        (split_fixed, split_per_second * 600.0),
+        first_fixed + first_per_second * 600.0,
         stitch_fixed + stitch_per_second * 600.0,
         (video_chunks as f64 * scale).ceil(),
     );
@@ -488,6 +498,9 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         plain,
         split_secs: split,
         stitch_secs: stitch,
+        first_chunk_secs: first_chunk,
+        first_chunk_fixed_secs: first_fixed,
+        first_chunk_secs_per_source_second: first_per_second,
         model,
     };
     if args.json {
@@ -516,8 +529,8 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
             f.frame_exact
         );
         println!(
-            "  split {:.2} s, stitch {:.2} s",
-            f.split_secs, f.stitch_secs
+            "  split {:.2} s (the first chunk out after {:.2} s), stitch {:.2} s",
+            f.split_secs, f.first_chunk_secs, f.stitch_secs
         );
         let c = &f.coordinator_cpu_secs;
         println!(
