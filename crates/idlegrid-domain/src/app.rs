@@ -40,6 +40,15 @@ pub struct AppManifest {
     pub requirements: Requirements,
 }
 
+/// How app versions (`MAJOR.MINOR.PATCH`) order: part by part, as numbers (1.10.0 comes after
+/// 1.9.0); a part that is not a number counts as 0.
+pub fn version_key(version: &str) -> Vec<u64> {
+    version
+        .split('.')
+        .map(|part| part.parse().unwrap_or(0))
+        .collect()
+}
+
 /// What a task needs from a device.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

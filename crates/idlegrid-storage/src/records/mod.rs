@@ -83,6 +83,40 @@ pub struct WorkerRecord {
     pub streak: u64,
 }
 
+/// One version of an app an account published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppVersion {
+    /// The app's name (its first publisher's for ever).
+    pub name: String,
+    /// The version (`MAJOR.MINOR.PATCH`).
+    pub version: String,
+    /// The account that published the app.
+    pub tenant: TenantId,
+    /// Whether every account may see and run it (an operator's choice).
+    pub public: bool,
+    /// Its manifest, as JSON.
+    pub manifest: String,
+    /// SHA-256 of its bundle (the blob store holds it as `bundles/<sha>`).
+    pub bundle_sha256: String,
+    /// The bundle's size in bytes.
+    pub bundle_bytes: u64,
+    /// When this version was published (Unix ms).
+    pub created_ms: i64,
+}
+
+/// What publishing an app version came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Published {
+    /// The version is new and kept.
+    Created,
+    /// The version was there already, as it is here (publishing is repeatable).
+    Same,
+    /// The version was there already with another bundle: versions never change.
+    Exists,
+    /// Another account publishes apps by that name.
+    NameTaken,
+}
+
 /// A new job, as the Jobs API creates it.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -597,6 +631,19 @@ pub struct InDoubt {
 
 #[async_trait]
 pub trait Store: Accounts + Send + Sync + 'static {
+    // --- published apps ---
+
+    /// Publishes a version of an app (its `tenant`, `public` and `created_ms` as given are
+    /// used for a name not yet taken; a taken one keeps its own).
+    async fn publish_app(&self, app: &AppVersion) -> Result<Published>;
+    /// The versions of app `name`, oldest first (none for an unknown name).
+    async fn app_versions(&self, name: &str) -> Result<Vec<AppVersion>>;
+    /// The latest version of each app `tenant` may run (its own and the public ones), by name;
+    /// every app's with `tenant` `None`.
+    async fn latest_apps(&self, tenant: Option<TenantId>) -> Result<Vec<AppVersion>>;
+    /// Makes app `name` public or private again; `false` for an unknown name.
+    async fn set_app_public(&self, name: &str, public: bool) -> Result<bool>;
+
     // --- accounts ---
 
     /// Creates the tenant if missing; returns its id.

@@ -9,13 +9,15 @@ use super::payments;
 use super::rows::{self, Columns, job_state, task_state};
 use super::sql::{Engine, On, SqlStore, TaskCharged, args, sql};
 use super::{
-    AttemptRecord, Decide, DeviceRecord, Distrusted, DueWebhook, FailureCharged, Hold, InDoubt,
-    JobRecord, LedgerAudit, LedgerEntry, NewFailure, NewJob, NewResult, NewTask, OutputRef,
-    Principal, ReplicaState, Replicate, Reputation, ResultRecord, Store, StoredBlob, TaskRecord,
-    Verdict, VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext, WorkerRecord,
+    AppVersion, AttemptRecord, Decide, DeviceRecord, Distrusted, DueWebhook, FailureCharged, Hold,
+    InDoubt, JobRecord, LedgerAudit, LedgerEntry, NewFailure, NewJob, NewResult, NewTask,
+    OutputRef, Principal, Published, ReplicaState, Replicate, Reputation, ResultRecord, Store,
+    StoredBlob, TaskRecord, Verdict, VerdictsApplied, WebhookAttempt, WebhookHistory, WebhookNext,
+    WorkerRecord,
 };
 use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
+use idlegrid_domain::app::version_key;
 use idlegrid_domain::{
     Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, TaskId,
     TaskState, TenantId, WorkerId,
@@ -441,8 +443,131 @@ async fn read_replica_states<E: Engine>(
     rows::replica_states(&task_rows, &result_rows)
 }
 
+/// An [`AppVersion`] from a row of `app_versions` joined with its `app_names` row.
+fn app_version(row: &impl Columns) -> Result<AppVersion> {
+    Ok(AppVersion {
+        name: row.text("name")?,
+        version: row.text("version")?,
+        tenant: TenantId(row.int("tenant_id")?),
+        public: row.flag("public")?,
+        manifest: row.text("manifest")?,
+        bundle_sha256: row.text("bundle_sha256")?,
+        bundle_bytes: row.int("bundle_bytes")?.max(0) as u64,
+        created_ms: row.int("created_at")?,
+    })
+}
+
 #[async_trait]
 impl<E: Engine> Store for SqlStore<E> {
+    async fn publish_app(&self, app: &AppVersion) -> Result<Published> {
+        let mut tx = self.engine.begin().await?;
+        E::execute(
+            On::Tx(&mut tx),
+            sql!(
+                "INSERT INTO app_names (name, tenant_id, public, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING"
+            ),
+            args![&app.name, app.tenant.0, app.public, app.created_ms],
+        )
+        .await?;
+        let owner = E::optional(
+            On::Tx(&mut tx),
+            sql!("SELECT tenant_id FROM app_names WHERE name = $1"[lock]),
+            args![&app.name],
+        )
+        .await?
+        .map(|row| row.int("tenant_id"))
+        .transpose()?;
+        if owner != Some(app.tenant.0) {
+            return Ok(Published::NameTaken);
+        }
+        let inserted = E::execute(
+            On::Tx(&mut tx),
+            sql!(
+                "INSERT INTO app_versions (name, version, manifest, bundle_sha256, \
+                 bundle_bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (name, version) DO NOTHING"
+            ),
+            args![
+                &app.name,
+                &app.version,
+                &app.manifest,
+                &app.bundle_sha256,
+                i64::try_from(app.bundle_bytes).unwrap_or(i64::MAX),
+                app.created_ms
+            ],
+        )
+        .await?;
+        if inserted == 1 {
+            E::commit(tx).await?;
+            return Ok(Published::Created);
+        }
+        let kept = E::optional(
+            On::Tx(&mut tx),
+            sql!("SELECT bundle_sha256 FROM app_versions WHERE name = $1 AND version = $2"),
+            args![&app.name, &app.version],
+        )
+        .await?
+        .map(|row| row.text("bundle_sha256"))
+        .transpose()?;
+        Ok(if kept.as_deref() == Some(app.bundle_sha256.as_str()) {
+            Published::Same
+        } else {
+            Published::Exists
+        })
+    }
+
+    async fn app_versions(&self, name: &str) -> Result<Vec<AppVersion>> {
+        let rows = E::all(
+            On::Read(&self.engine),
+            sql!(
+                "SELECT v.name, v.version, n.tenant_id, n.public, v.manifest, v.bundle_sha256, \
+                 v.bundle_bytes, v.created_at FROM app_versions v JOIN app_names n \
+                 ON n.name = v.name WHERE v.name = $1 ORDER BY v.created_at, v.version"
+            ),
+            args![name],
+        )
+        .await?;
+        rows.iter().map(app_version).collect()
+    }
+
+    async fn latest_apps(&self, tenant: Option<TenantId>) -> Result<Vec<AppVersion>> {
+        let rows = E::all(
+            On::Read(&self.engine),
+            sql!(
+                "SELECT v.name, v.version, n.tenant_id, n.public, v.manifest, v.bundle_sha256, \
+                 v.bundle_bytes, v.created_at FROM app_versions v JOIN app_names n \
+                 ON n.name = v.name WHERE $1 < 0 OR n.tenant_id = $1 OR n.public \
+                 ORDER BY v.name"
+            ),
+            args![tenant.map_or(-1, |t| t.0)],
+        )
+        .await?;
+        let mut latest: Vec<AppVersion> = Vec::new();
+        for row in &rows {
+            let app = app_version(row)?;
+            match latest.last_mut() {
+                Some(last) if last.name == app.name => {
+                    if version_key(&app.version) > version_key(&last.version) {
+                        *last = app;
+                    }
+                }
+                _ => latest.push(app),
+            }
+        }
+        Ok(latest)
+    }
+
+    async fn set_app_public(&self, name: &str, public: bool) -> Result<bool> {
+        let changed = E::execute(
+            On::Write(&self.engine),
+            sql!("UPDATE app_names SET public = $2 WHERE name = $1"),
+            args![name, public],
+        )
+        .await?;
+        Ok(changed == 1)
+    }
+
     async fn ensure_tenant(&self, name: &str) -> Result<TenantId> {
         ensure_account!(self, "tenants", name).await.map(TenantId)
     }

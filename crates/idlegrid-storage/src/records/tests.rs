@@ -12,9 +12,9 @@
 
 use crate::records::NewSecret;
 use crate::records::{
-    AttemptRecord, Decide, Hold, JobRecord, NewFailure, NewJob, NewResult, NewTask, OutputRef,
-    PostgresStore, Principal, ReplicaState, SqliteStore, Store, StoredBlob, Verdict,
-    WebhookAttempt, WebhookNext,
+    AppVersion, AttemptRecord, Decide, Hold, JobRecord, NewFailure, NewJob, NewResult, NewTask,
+    OutputRef, PostgresStore, Principal, Published, ReplicaState, SqliteStore, Store, StoredBlob,
+    Verdict, WebhookAttempt, WebhookNext,
 };
 use futures::future::join_all;
 use idlegrid_domain::pricing::quote;
@@ -195,8 +195,10 @@ on_both_backends!(
         secrets_are_listed_revoked_and_rotated_and_standing_is_enforced,
         owners_bench_devices_and_payouts_never_exceed_the_balance,
         usage_counts_jobs_submitted_and_bytes_kept,
+        published_app_versions_are_kept_as_published_and_names_belong_to_one_account,
     ],
     two: [
+        racing_publishers_of_one_name_leave_it_one_account,
         racing_transitions_have_one_winner,
         racing_reports_give_one_result_per_device_and_replica,
         racing_quorum_decisions_decide_a_task_once,
@@ -206,6 +208,127 @@ on_both_backends!(
         racing_holds_never_spend_a_balance_twice,
     ],
 );
+
+fn app_version(
+    tenant: idlegrid_domain::TenantId,
+    name: &str,
+    version: &str,
+    sha: &str,
+) -> AppVersion {
+    AppVersion {
+        name: name.into(),
+        version: version.into(),
+        tenant,
+        public: false,
+        manifest: format!("{{\"name\":\"{name}\",\"version\":\"{version}\"}}"),
+        bundle_sha256: sha.into(),
+        bundle_bytes: 100,
+        created_ms: 1_000,
+    }
+}
+
+async fn published_app_versions_are_kept_as_published_and_names_belong_to_one_account(
+    store: &dyn Store,
+) {
+    let alice = store.ensure_tenant("alice").await.unwrap();
+    let bob = store.ensure_tenant("bob").await.unwrap();
+    let first = app_version(alice, "shout", "1.0.0", "aa");
+    assert_eq!(store.publish_app(&first).await.unwrap(), Published::Created);
+    // The same again is fine; other bytes under that version are not; a later version is.
+    assert_eq!(store.publish_app(&first).await.unwrap(), Published::Same);
+    let changed = app_version(alice, "shout", "1.0.0", "bb");
+    assert_eq!(
+        store.publish_app(&changed).await.unwrap(),
+        Published::Exists
+    );
+    let later = AppVersion {
+        created_ms: 2_000,
+        ..app_version(alice, "shout", "1.10.0", "cc")
+    };
+    let between = AppVersion {
+        created_ms: 3_000,
+        ..app_version(alice, "shout", "1.9.0", "dd")
+    };
+    for version in [&later, &between] {
+        assert_eq!(
+            store.publish_app(version).await.unwrap(),
+            Published::Created
+        );
+    }
+    // The name is alice's: bob can publish no version of it.
+    let squatter = app_version(bob, "shout", "2.0.0", "ee");
+    assert_eq!(
+        store.publish_app(&squatter).await.unwrap(),
+        Published::NameTaken
+    );
+    let versions = store.app_versions("shout").await.unwrap();
+    let listed: Vec<(&str, &str)> = versions
+        .iter()
+        .map(|v| (v.version.as_str(), v.bundle_sha256.as_str()))
+        .collect();
+    assert_eq!(listed, [("1.0.0", "aa"), ("1.10.0", "cc"), ("1.9.0", "dd")]);
+    assert!(versions.iter().all(|v| v.tenant == alice && !v.public));
+    assert!(store.app_versions("nope").await.unwrap().is_empty());
+    // Each account sees its own apps' latest versions (by number, not by when), and the
+    // public ones.
+    assert_eq!(
+        store
+            .publish_app(&app_version(bob, "count", "0.1.0", "ff"))
+            .await
+            .unwrap(),
+        Published::Created
+    );
+    let names = |apps: Vec<AppVersion>| -> Vec<(String, String)> {
+        apps.into_iter().map(|a| (a.name, a.version)).collect()
+    };
+    let of = |t| async move { names(store.latest_apps(t).await.unwrap()) };
+    assert_eq!(of(Some(alice)).await, [("shout".into(), "1.10.0".into())]);
+    assert_eq!(of(Some(bob)).await, [("count".into(), "0.1.0".into())]);
+    assert_eq!(of(None).await.len(), 2);
+    assert!(store.set_app_public("shout", true).await.unwrap());
+    assert!(!store.set_app_public("nope", true).await.unwrap());
+    assert_eq!(
+        of(Some(bob)).await,
+        [
+            ("count".into(), "0.1.0".into()),
+            ("shout".into(), "1.10.0".into())
+        ]
+    );
+    assert!(
+        store
+            .app_versions("shout")
+            .await
+            .unwrap()
+            .iter()
+            .all(|v| v.public)
+    );
+}
+
+async fn racing_publishers_of_one_name_leave_it_one_account(a: &dyn Store, b: &dyn Store) {
+    let tenants = [
+        a.ensure_tenant("alice").await.unwrap(),
+        a.ensure_tenant("bob").await.unwrap(),
+    ];
+    let results = join_all((0..8).map(|i| {
+        let store = if i % 2 == 0 { a } else { b };
+        let app = app_version(tenants[i % 2], "race", "1.0.0", &format!("{i}"));
+        async move { store.publish_app(&app).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(
+        results.iter().filter(|r| **r == Published::Created).count(),
+        1,
+        "{results:?}"
+    );
+    let versions = a.app_versions("race").await.unwrap();
+    assert_eq!(versions.len(), 1);
+    let winner = versions[0].tenant;
+    for (i, result) in results.iter().enumerate() {
+        if tenants[i % 2] != winner {
+            assert_eq!(*result, Published::NameTaken);
+        }
+    }
+}
 
 fn new_job(tenant: idlegrid_domain::TenantId) -> NewJob {
     NewJob {
