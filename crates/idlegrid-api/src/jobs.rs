@@ -1,7 +1,7 @@
 //! Jobs API wire types: what customers send and receive.
 
 use crate::empty_object;
-use idlegrid_domain::{JobId, JobState};
+use idlegrid_domain::{JobId, JobState, TenantId};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -604,13 +604,32 @@ pub struct JobList {
     pub next_before: Option<JobId>,
 }
 
-/// An app the coordinator offers.
+/// An app the coordinator offers: built in, or a version an account published.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AppInfo {
     /// Manifest of the app's bundle.
     pub manifest: idlegrid_domain::AppManifest,
     /// SHA-256 of the bundle (for apps without a customer script).
     pub bundle_sha256: Option<String>,
+    /// The account that published it; absent for an app built into the grid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publisher: Option<TenantId>,
+    /// Whether every account may run it (built-in apps, and published ones an operator made
+    /// public); otherwise only its publisher's.
+    #[serde(default = "yes")]
+    pub public: bool,
+    /// When this version was published; absent for a built-in app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub published_at: Option<Timestamp>,
+}
+
+/// An operator's change to a published app (`POST /v1/admin/apps/{name}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeApp {
+    /// Whether every account may see and run it.
+    pub public: bool,
 }
 
 /// Where one chunk of a job is.

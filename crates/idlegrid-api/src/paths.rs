@@ -122,8 +122,17 @@ pub fn job_events(id: crate::JobId) -> String {
 pub fn job_webhook_deliveries(id: crate::JobId) -> String {
     format!("/v1/jobs/{id}/webhook/deliveries")
 }
-/// `GET` the apps this coordinator offers.
+/// `GET` the apps this coordinator offers (built in, and published ones the account may run);
+/// `POST` an app's bundle to publish a version of it.
 pub const APPS: &str = "/v1/apps";
+/// `GET`: the versions of a published app.
+pub fn app_versions(name: &str) -> String {
+    format!("/v1/apps/{name}/versions")
+}
+/// `POST` (operators): makes a published app public or private.
+pub fn admin_app(name: &str) -> String {
+    format!("/v1/admin/apps/{name}")
+}
 
 /// `POST` register a device (enrollment token) and receive a worker token.
 pub const WORKERS_REGISTER: &str = "/v1/workers/register";

@@ -6,10 +6,10 @@ use crate::{Client, ClientError, decode, send, send_json};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use idlegrid_api::jobs::{
-    AppInfo, CompleteUpload, CreateJob, Job, JobChunks, JobList, OutputLinks, UploadPart,
-    UploadParts, WebhookDeliveries,
+    AppInfo, ChangeApp, CompleteUpload, CreateJob, Job, JobChunks, JobList, OutputLinks,
+    UploadPart, UploadParts, WebhookDeliveries,
 };
-use idlegrid_api::{JobId, UploadReceipt, paths};
+use idlegrid_api::{Bundle, JobId, UploadReceipt, paths};
 use reqwest::{Method, header};
 use std::collections::VecDeque;
 use std::path::Path;
@@ -208,10 +208,47 @@ impl Client {
         Ok(job_stream(response.bytes_stream()))
     }
 
-    /// `GET /v1/apps`: the apps this coordinator offers.
+    /// `GET /v1/apps`: the apps this account may run (built in, its own published ones and
+    /// the public ones, each at its latest version).
     pub async fn apps(&self) -> Result<Vec<AppInfo>, ClientError> {
         send_json(self.request(Method::GET, paths::APPS)).await
     }
+
+    /// `POST /v1/apps`: publishes a version of an app; `true` with it when it is new, `false`
+    /// when it was published already as it is.
+    pub async fn publish_app(&self, bundle: &Bundle) -> Result<(AppInfo, bool), ClientError> {
+        let response = send(self.request(Method::POST, paths::APPS).json(bundle)).await?;
+        let created = response.status() == reqwest::StatusCode::CREATED;
+        let bytes = response.bytes().await?;
+        Ok((decode(paths::APPS, &bytes)?, created))
+    }
+
+    /// `GET /v1/apps/{name}/versions`: a published app's versions, oldest first.
+    pub async fn app_versions(&self, name: &str) -> Result<Vec<AppInfo>, ClientError> {
+        send_json(self.request(Method::GET, &paths::app_versions(&path_segment(name)))).await
+    }
+
+    /// `POST /v1/admin/apps/{name}` (operators): makes a published app public or private.
+    pub async fn change_app(&self, name: &str, change: &ChangeApp) -> Result<(), ClientError> {
+        send(
+            self.request(Method::POST, &paths::admin_app(&path_segment(name)))
+                .json(change),
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// `text` as one URL path segment: every byte but letters, digits, `-`, `_` and `~`
+/// percent-encoded (dots too, so `..` stays a name), so a name typed by a person cannot reach
+/// another path.
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Turns an event-stream body into the `job` events it carries; other event types are skipped

@@ -191,10 +191,22 @@ impl Grid {
         capacity
     }
 
-    /// Adds a dispatching job to the dispatch table (see [`Schedule::activate`]).
-    pub fn activate(&self, job: &JobRecord) {
+    /// Adds a dispatching job to the dispatch table (see [`Schedule::activate`]), its app
+    /// read first when it is a published one this coordinator has not met.
+    pub async fn activate(&self, job: &JobRecord) {
+        if let Err(e) = self.app_of(job).await {
+            tracing::warn!(job = %job.id, error = %e, "reading the job's app failed");
+        }
         self.schedule
             .activate(job, &self.apps, self.config.max_task_output_bytes);
+    }
+
+    /// The app `job` runs: built in, or the published version it names (read from the
+    /// records the first time); `None` when it is neither.
+    pub async fn app_of(&self, job: &JobRecord) -> StorageResult<Option<Arc<crate::apps::App>>> {
+        self.apps
+            .load(&*self.store, &job.spec.app, &job.spec.app_version)
+            .await
     }
 
     /// A worker's record (capabilities, owner), cached for [`DEVICE_CACHE_TTL`]: a device

@@ -1,21 +1,25 @@
 //! The apps (services) this coordinator offers, and the app-specific parts the coordinator runs
 //! for them: partitioners, validators and assemblers, chosen by the names in each manifest.
 //!
-//! An app is a versioned bundle — manifest plus Python task script — kept in the repository under
-//! `crates/idlegrid-coordinator/apps/<name>/`. For apps whose customers bring their own script
-//! (python-map), each job gets a bundle of its own: the app's manifest plus that script.
+//! An app is a versioned bundle — manifest plus Python task script. The built-in ones are kept in
+//! the repository under `crates/idlegrid-coordinator/apps/<name>/`; for apps whose customers
+//! bring their own script (python-map), each job gets a bundle of its own: the app's manifest
+//! plus that script. Customers and partners publish apps of their own ([`published`]).
 
 mod concat;
 mod integrity;
 mod lines;
 pub mod plugin;
+pub mod published;
 pub mod video;
 
 use bytes::Bytes;
 use idlegrid_api::Bundle;
 use idlegrid_domain::AppManifest;
+use idlegrid_storage::StorageError;
+use idlegrid_storage::records::{AppVersion, Store};
 use plugin::{Assembler, Partitioner, Validator};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Name of the task script file inside a bundle built from a customer's script.
@@ -67,9 +71,12 @@ impl App {
     }
 }
 
-/// The apps on offer, by name.
+/// The apps on offer: the built-in ones by name, and the published versions met so far.
 pub struct AppRegistry {
     apps: BTreeMap<String, Arc<App>>,
+    /// Published app versions read from the records, by name and version (a version never
+    /// changes, so what is cached stays true).
+    published: std::sync::RwLock<HashMap<(String, String), Arc<App>>>,
 }
 
 fn manifest(json: &str) -> AppManifest {
@@ -107,12 +114,61 @@ impl AppRegistry {
             .into_iter()
             .map(|app| (app.manifest.name.clone(), Arc::new(app)))
             .collect();
-        AppRegistry { apps }
+        AppRegistry {
+            apps,
+            published: Default::default(),
+        }
     }
 
-    /// An app by name.
+    /// A built-in app by name.
     pub fn get(&self, name: &str) -> Option<Arc<App>> {
         self.apps.get(name).cloned()
+    }
+
+    /// The app a job of `name` at `version` runs, as far as this registry has met it: built in
+    /// by name, or a published version read before ([`AppRegistry::load`]).
+    pub fn of_job(&self, name: &str, version: &str) -> Option<Arc<App>> {
+        self.get(name).or_else(|| {
+            self.published
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(name.to_string(), version.to_string()))
+                .cloned()
+        })
+    }
+
+    /// The app a job of `name` at `version` runs, reading a published version from the
+    /// records the first time; `None` for an app neither built in nor published.
+    pub async fn load(
+        &self,
+        store: &dyn Store,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<Arc<App>>, StorageError> {
+        if let Some(app) = self.of_job(name, version) {
+            return Ok(Some(app));
+        }
+        let Some(record) = store
+            .app_versions(name)
+            .await?
+            .into_iter()
+            .find(|v| v.version == version)
+        else {
+            return Ok(None);
+        };
+        Ok(self.remember(&record))
+    }
+
+    /// Keeps the app a published version's record describes; `None` when its manifest does
+    /// not read (it was checked when published).
+    pub fn remember(&self, record: &AppVersion) -> Option<Arc<App>> {
+        let manifest: AppManifest = serde_json::from_str(&record.manifest).ok()?;
+        let app = Arc::new(published::app_of(manifest)?);
+        self.published
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((record.name.clone(), record.version.clone()), app.clone());
+        Some(app)
     }
 
     /// All apps, by name.

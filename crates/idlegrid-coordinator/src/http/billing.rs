@@ -50,7 +50,7 @@ async fn balance_of(grid: &Grid, account: Account) -> ApiResult<Credits> {
 /// prices it, otherwise an empty balance. The Partitioner holds the exact quote later.
 pub async fn check_affordable(grid: &Grid, job: &JobRecord) -> ApiResult<()> {
     let available = balance_of(grid, Account::Customer(job.spec.tenant)).await?;
-    let Some(app) = grid.apps.get(&job.spec.app) else {
+    let Some(app) = grid.app_of(job).await? else {
         return Ok(());
     };
     // Cut as the Partitioner will cut it: on the grid as it is now.
@@ -162,7 +162,7 @@ pub async fn estimate(
                     format!("job {id} has no input yet: upload it, then ask for its estimate"),
                 ));
             }
-            let Some(app) = grid.apps.get(&job.spec.app) else {
+            let Some(app) = grid.app_of(&job).await? else {
                 return Err(ApiError::invalid(
                     "unknown_app",
                     format!("app {:?} is no longer offered", job.spec.app),
@@ -264,12 +264,9 @@ pub async fn estimate(
             )
         }
     };
-    let app = grid.apps.get(&app_name).ok_or_else(|| {
-        ApiError::invalid(
-            "unknown_app",
-            format!("there is no app {app_name:?}; GET /v1/apps lists them"),
-        )
-    })?;
+    let app = crate::http::apps_api::resolve_app(&grid, customer.0, &app_name)
+        .await?
+        .app;
     app.partitioner
         .check_job(&params, &options)
         .map_err(|m| ApiError::invalid("invalid_params", m))?;

@@ -15,7 +15,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use idlegrid_api::jobs::{
-    AppInfo, ChunkState, ChunkView, CreateJob, Job, JobChunks, JobList, WebhookDeliveries,
+    ChunkState, ChunkView, CreateJob, Job, JobChunks, JobList, WebhookDeliveries,
 };
 use idlegrid_api::paths::CONTENT_SHA256;
 use idlegrid_api::{ErrorBody, JobId, JobState, TaskId, TaskState, UploadReceipt};
@@ -43,16 +43,8 @@ pub async fn create_job(
     customer: Customer,
     ApiJson(request): ApiJson<CreateJob>,
 ) -> ApiResult<(StatusCode, Json<Job>)> {
-    let app = grid.apps.get(&request.app).ok_or_else(|| {
-        ApiError::invalid(
-            "unknown_app",
-            format!(
-                "there is no app {:?}; this coordinator offers: {}",
-                request.app,
-                grid.apps.names()
-            ),
-        )
-    })?;
+    let crate::http::apps_api::Resolved { app, published } =
+        crate::http::apps_api::resolve_app(&grid, customer.0, &request.app).await?;
     if !request.params.is_object() {
         return Err(ApiError::invalid(
             "invalid_params",
@@ -144,11 +136,19 @@ pub async fn create_job(
         }
         (None, false) => None,
     };
-    let (bundle, bundle_sha256) = app.bundle(script);
-    let bundle_key = format!("bundles/{bundle_sha256}");
-    if grid.blobs.size(&bundle_key).await?.is_none() {
-        grid.blobs.put_bytes(&bundle_key, bundle).await?;
-    }
+    // A published app's bundle is kept already; a built-in app's is made here (with the
+    // customer's script, for apps that take one).
+    let bundle_sha256 = match &published {
+        Some(version) => version.bundle_sha256.clone(),
+        None => {
+            let (bundle, sha) = app.bundle(script);
+            let key = format!("bundles/{sha}");
+            if grid.blobs.size(&key).await?.is_none() {
+                grid.blobs.put_bytes(&key, bundle).await?;
+            }
+            sha
+        }
+    };
     let record = grid
         .store
         .create_job(&NewJob {
@@ -865,19 +865,4 @@ pub async fn webhook_deliveries(
             .map(crate::pipeline::webhooks::delivery_view)
             .collect(),
     }))
-}
-
-/// The apps this coordinator offers.
-#[utoipa::path(get, path = "/v1/apps", tag = "jobs", security(("api_key" = [])),
-    responses((status = 200, body = Vec<AppInfo>)))]
-pub async fn list_apps(State(grid): State<Arc<Grid>>, _customer: Customer) -> Json<Vec<AppInfo>> {
-    Json(
-        grid.apps
-            .all()
-            .map(|app| AppInfo {
-                manifest: app.manifest.clone(),
-                bundle_sha256: (!app.manifest.customer_script).then(|| app.bundle(None).1),
-            })
-            .collect(),
-    )
 }

@@ -5,6 +5,7 @@
 
 pub mod accounts_api;
 pub mod admin;
+pub mod apps_api;
 pub mod auth;
 pub mod billing;
 pub mod checks;
@@ -37,7 +38,8 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         jobs_api::create_job, jobs_api::upload_input, jobs_api::run_job, jobs_api::get_job,
         jobs_api::list_jobs, jobs_api::cancel_job, jobs_api::delete_job, jobs_api::clone_job, jobs_api::download_output, jobs_api::job_events,
         jobs_api::jobs_events,
-        jobs_api::list_apps, jobs_api::job_chunks,
+        jobs_api::job_chunks,
+        apps_api::list_apps, apps_api::publish_app, apps_api::app_versions, apps_api::change_app,
         uploads::upload_part, uploads::list_parts, uploads::complete_upload,
         links::create_links,
         accounts_api::me, accounts_api::owner_devices, accounts_api::change_device,
@@ -59,6 +61,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
     ),
     modifiers(&SecuritySchemes),
     tags((name = "jobs", description = "Jobs API, for customers"),
+         (name = "apps", description = "Apps to run: built in, and those customers and partners publish"),
          (name = "tasks", description = "Tasks API, for worker devices"),
          (name = "accounts", description = "What a secret stands for; an account's keys and sessions; device owners' devices, earnings and payouts; sign-up"),
          (name = "operators", description = "Customers, owners, devices, jobs and payouts, for operators"),
@@ -251,7 +254,14 @@ pub fn router(grid: Arc<Grid>) -> Router {
             "/v1/jobs/{id}/webhook/deliveries",
             get(jobs_api::webhook_deliveries),
         )
-        .route(idlegrid_api::paths::APPS, get(jobs_api::list_apps))
+        .route(
+            idlegrid_api::paths::APPS,
+            get(apps_api::list_apps)
+                .post(apps_api::publish_app)
+                .layer(DefaultBodyLimit::max(apps_api::PUBLISH_BODY_LIMIT)),
+        )
+        .route("/v1/apps/{name}/versions", get(apps_api::app_versions))
+        .route("/v1/admin/apps/{name}", post(apps_api::change_app))
         .route(
             idlegrid_api::paths::WORKERS_REGISTER,
             post(tasks_api::register),

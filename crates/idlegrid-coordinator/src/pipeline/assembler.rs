@@ -33,7 +33,7 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
     if job.state != JobState::Assembling {
         return Ok(());
     }
-    let Some(app) = grid.apps.get(&job.spec.app) else {
+    let Some(app) = grid.app_of(&job).await? else {
         crate::lifecycle::end_job(
             grid,
             job_id,

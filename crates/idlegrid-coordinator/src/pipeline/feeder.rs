@@ -48,7 +48,7 @@ pub async fn feed(grid: &Grid, items: &[Item]) -> Result<(), StorageError> {
         if grid.schedule.get(job).is_none() {
             match grid.store.job(job).await? {
                 Some(record) if record.state.is_dispatching() => {
-                    grid.activate(&record);
+                    grid.activate(&record).await;
                 }
                 // Ended or unknown: its tasks are not dispatched.
                 _ => continue,

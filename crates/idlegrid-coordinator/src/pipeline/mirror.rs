@@ -33,7 +33,7 @@ pub async fn sync_once(grid: &Grid) -> Result<(), StorageError> {
     let ids: std::collections::HashSet<JobId> = dispatching.iter().map(|j| j.id).collect();
     // A job without its input yet is still fetching it: its partitioner activates it.
     for job in dispatching.iter().filter(|j| j.input.is_some()) {
-        grid.activate(job);
+        grid.activate(job).await;
     }
     for job in grid.schedule.jobs() {
         if !ids.contains(&job) {

@@ -85,7 +85,7 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
         return Ok(());
     };
     grid.events.job_changed(job_id);
-    let Some(app) = grid.apps.get(&job.spec.app) else {
+    let Some(app) = grid.app_of(&job).await? else {
         crate::lifecycle::end_job(
             grid,
             job_id,
@@ -134,7 +134,7 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
                     held = true;
                     // Now with its quote: the Feeder knows its largest chunk.
                     if let Some(record) = grid.store.job(job_id).await? {
-                        grid.activate(&record);
+                        grid.activate(&record).await;
                     }
                     continue;
                 }

@@ -47,7 +47,7 @@ async fn judge(
         tracing::info!(job = %job.id, result = %result.id.0, "result of an ended job left unjudged");
         return Ok(None);
     }
-    let (judgment, uses_ffmpeg) = match grid.apps.get(&job.spec.app) {
+    let (judgment, uses_ffmpeg) = match grid.app_of(&job).await? {
         None => (Judgment::Reject("the job's app is gone".into()), false),
         Some(app) => (
             crate::tools::in_stage(

@@ -112,7 +112,7 @@ impl Schedule {
         {
             return;
         }
-        let Some(app) = apps.get(&job.spec.app) else {
+        let Some(app) = apps.of_job(&job.spec.app, &job.spec.app_version) else {
             return;
         };
         let entry = ActiveJob {

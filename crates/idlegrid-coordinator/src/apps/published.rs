@@ -1,0 +1,279 @@
+//! Apps that customers and partners publish: a bundle (manifest plus task script and the files
+//! it imports) checked here, kept in the blob store by its hash and recorded as an immutable
+//! version of its name, which belongs to the account that published it first. A job names
+//! `app` or `app@version`; workers fetch its bundle like any other, so a new app needs no
+//! worker update.
+//!
+//! A published app's fan-out, validation and fan-in are built-in steps named in its manifest
+//! ([`STEPS`]): its only code is its task script, which runs in the workers' sandbox like a
+//! customer's python-map script. (Apps of our own, such as video-transcode, name steps of
+//! their own that no published app may name.)
+
+use super::plugin::{Assembler, Partitioner, Validator};
+use super::{App, AppRegistry, concat, integrity, lines};
+use idlegrid_api::Bundle;
+use idlegrid_domain::AppManifest;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Largest bundle published, in bytes (its JSON as served to workers).
+pub const MAX_BUNDLE_BYTES: usize = 4 << 20;
+/// Most files in a bundle.
+pub const MAX_FILES: usize = 64;
+/// Most memory a published app's task may ask for, in MiB.
+pub const MAX_MEMORY_MB: u64 = 4096;
+
+/// The built-in steps a published app may name: (partitioners, validators, assemblers).
+pub const STEPS: ([&str; 1], [&str; 1], [&str; 1]) = (["lines"], ["integrity"], ["concat"]);
+
+/// Whether `name` is an app name: 2 to 40 of lower-case letters, digits and inner hyphens,
+/// starting with a letter.
+fn is_app_name(name: &str) -> bool {
+    (2..=40).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && !name.contains("--")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Whether `version` is `MAJOR.MINOR.PATCH`, each a number without leading zeros.
+pub fn is_version(version: &str) -> bool {
+    let parts: Vec<&str> = version.split('.').collect();
+    parts.len() == 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.len() <= 9
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+        })
+}
+
+pub use idlegrid_domain::app::version_key;
+
+/// Splits what a job asks for (`name` or `name@version`).
+pub fn split_reference(app: &str) -> (&str, Option<&str>) {
+    match app.split_once('@') {
+        Some((name, version)) => (name, Some(version)),
+        None => (app, None),
+    }
+}
+
+/// Checks a bundle someone publishes; the error names what is wrong, for the publisher.
+pub fn check_bundle(bundle: &Bundle, bytes: usize, builtin: &AppRegistry) -> Result<(), String> {
+    let m = &bundle.manifest;
+    if bytes > MAX_BUNDLE_BYTES {
+        return Err(format!(
+            "the bundle is {bytes} bytes; the limit is {MAX_BUNDLE_BYTES}"
+        ));
+    }
+    if !is_app_name(&m.name) {
+        return Err(format!(
+            "the app's name {:?} must be 2 to 40 lower-case letters, digits and single inner \
+             hyphens, starting with a letter",
+            m.name
+        ));
+    }
+    if builtin.get(&m.name).is_some() {
+        return Err(format!(
+            "{:?} is the name of an app built into the grid",
+            m.name
+        ));
+    }
+    if !is_version(&m.version) {
+        return Err(format!(
+            "the version {:?} must be MAJOR.MINOR.PATCH (numbers, e.g. 1.0.0)",
+            m.version
+        ));
+    }
+    if m.description.trim().is_empty() || m.description.chars().count() > 500 {
+        return Err("the description must say in at most 500 characters what the app does".into());
+    }
+    if bundle.files.len() > MAX_FILES {
+        return Err(format!(
+            "the bundle has {} files; the limit is {MAX_FILES}",
+            bundle.files.len()
+        ));
+    }
+    if let Some(bad) = bundle.files.keys().find(|f| !Bundle::is_safe_file_name(f)) {
+        return Err(format!(
+            "the bundle's file name {bad:?} must be a plain file name (no directories)"
+        ));
+    }
+    if !m.entrypoint.ends_with(".py") || !bundle.files.contains_key(&m.entrypoint) {
+        return Err(format!(
+            "the entrypoint {:?} must be a Python file of the bundle (its files: {})",
+            m.entrypoint,
+            bundle.files.keys().cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if !Bundle::is_safe_file_name(&m.input_name) {
+        return Err(format!(
+            "input_name {:?} must be a plain file name",
+            m.input_name
+        ));
+    }
+    let (partitioners, validators, assemblers) = STEPS;
+    for (kind, named, offered) in [
+        ("partitioner", &m.partitioner, &partitioners[..]),
+        ("validator", &m.validator, &validators[..]),
+        ("assembler", &m.assembler, &assemblers[..]),
+    ] {
+        if !offered.contains(&named.as_str()) {
+            return Err(format!(
+                "the {kind} {named:?} is not one a published app may use: {}",
+                offered.join(", ")
+            ));
+        }
+    }
+    if m.customer_script {
+        return Err(
+            "customer_script must be false: a published app's task script is its own".into(),
+        );
+    }
+    let needs = &m.requirements;
+    if needs
+        .memory_mb
+        .is_some_and(|mb| !(64..=MAX_MEMORY_MB).contains(&mb))
+    {
+        return Err(format!(
+            "requirements.memory_mb must be from 64 to {MAX_MEMORY_MB}"
+        ));
+    }
+    if !needs.encoders.is_empty() {
+        return Err("requirements.encoders is set per job by video apps, not by a manifest".into());
+    }
+    Ok(())
+}
+
+/// The app a published manifest describes: its built-in steps, by name (checked when it was
+/// published; `None` for a manifest naming others).
+pub fn app_of(manifest: AppManifest) -> Option<App> {
+    let partitioner: Arc<dyn Partitioner> = match manifest.partitioner.as_str() {
+        "lines" => Arc::new(lines::Lines),
+        _ => return None,
+    };
+    let validator: Arc<dyn Validator> = match manifest.validator.as_str() {
+        "integrity" => Arc::new(integrity::Integrity),
+        _ => return None,
+    };
+    let assembler: Arc<dyn Assembler> = match manifest.assembler.as_str() {
+        "concat" => Arc::new(concat::Concat),
+        _ => return None,
+    };
+    Some(App {
+        manifest,
+        // Its files are in its bundle, which the blob store keeps by hash.
+        files: BTreeMap::new(),
+        partitioner,
+        validator,
+        assembler,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle() -> Bundle {
+        Bundle {
+            manifest: AppManifest {
+                name: "shout".into(),
+                version: "1.0.0".into(),
+                description: "Upper-cases every line.".into(),
+                entrypoint: "task.py".into(),
+                input_name: "chunk.txt".into(),
+                partitioner: "lines".into(),
+                validator: "integrity".into(),
+                assembler: "concat".into(),
+                customer_script: false,
+                deterministic: true,
+                requirements: Default::default(),
+            },
+            files: BTreeMap::from([("task.py".to_string(), "print(1)".to_string())]),
+        }
+    }
+
+    #[test]
+    fn a_good_bundle_passes_and_each_fault_is_named() {
+        let builtin = AppRegistry::builtin();
+        assert_eq!(check_bundle(&bundle(), 100, &builtin), Ok(()));
+        type Fault = Box<dyn Fn(&mut Bundle)>;
+        let faults: Vec<(Fault, &str)> = vec![
+            (Box::new(|b| b.manifest.name = "Shout".into()), "lower-case"),
+            (Box::new(|b| b.manifest.name = "a".into()), "2 to 40"),
+            (Box::new(|b| b.manifest.name = "x-".into()), "hyphens"),
+            (
+                Box::new(|b| b.manifest.name = "video-transcode".into()),
+                "built into",
+            ),
+            (
+                Box::new(|b| b.manifest.version = "1.0".into()),
+                "MAJOR.MINOR.PATCH",
+            ),
+            (
+                Box::new(|b| b.manifest.version = "1.01.0".into()),
+                "MAJOR.MINOR.PATCH",
+            ),
+            (
+                Box::new(|b| b.manifest.description = " ".into()),
+                "description",
+            ),
+            (
+                Box::new(|b| b.manifest.entrypoint = "main.py".into()),
+                "entrypoint",
+            ),
+            (
+                Box::new(|b| b.manifest.partitioner = "video".into()),
+                "partitioner",
+            ),
+            (
+                Box::new(|b| b.manifest.validator = "video".into()),
+                "validator",
+            ),
+            (
+                Box::new(|b| b.manifest.assembler = "video".into()),
+                "assembler",
+            ),
+            (
+                Box::new(|b| b.manifest.customer_script = true),
+                "customer_script",
+            ),
+            (
+                Box::new(|b| b.manifest.input_name = "../x".into()),
+                "input_name",
+            ),
+            (
+                Box::new(|b| b.manifest.requirements.memory_mb = Some(1 << 20)),
+                "memory_mb",
+            ),
+            (
+                Box::new(|b| {
+                    b.files.insert("../escape.py".into(), String::new());
+                }),
+                "plain file name",
+            ),
+        ];
+        for (fault, named) in faults {
+            let mut bad = bundle();
+            fault(&mut bad);
+            let why = check_bundle(&bad, 100, &builtin).unwrap_err();
+            assert!(why.contains(named), "{named}: {why}");
+        }
+        let why = check_bundle(&bundle(), MAX_BUNDLE_BYTES + 1, &builtin).unwrap_err();
+        assert!(why.contains("limit"), "{why}");
+    }
+
+    #[test]
+    fn references_and_versions_read() {
+        assert_eq!(split_reference("shout"), ("shout", None));
+        assert_eq!(split_reference("shout@1.2.3"), ("shout", Some("1.2.3")));
+        assert!(is_version("10.0.3"));
+        assert!(!is_version("1.0.0-beta"));
+        assert!(app_of(bundle().manifest).is_some());
+        let mut other = bundle().manifest;
+        other.partitioner = "video".into();
+        assert!(app_of(other).is_none());
+    }
+}
