@@ -40,6 +40,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         input: &args.input,
         output: &args.output,
         how: &args.submit,
+        app: None,
     };
     submission.submit().await
 }
@@ -138,6 +139,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         input: &args.input,
         output: &output,
         how: &args.submit,
+        app: None,
     };
     let code = submission.submit().await?;
     if code != ExitCode::SUCCESS {
@@ -179,13 +181,13 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
 
 impl RunAsArgs {
     /// The webhook asked for.
-    fn webhook(&self) -> Option<WebhookSpec> {
+    pub(crate) fn webhook(&self) -> Option<WebhookSpec> {
         self.webhook.clone().map(|url| WebhookSpec { url })
     }
 
     /// `base` with the replication, placement and deadline asked for. Without a replication
     /// flag the coordinator's default applies.
-    fn preferences(&self, base: Preferences) -> Preferences {
+    pub(crate) fn preferences(&self, base: Preferences) -> Preferences {
         let chosen = self.replicas.is_some() || self.adaptive || self.unverified;
         let replication = if chosen || self.quorum.is_some() {
             let mut replication = base.replication.unwrap_or(Replication::NONE);
@@ -219,16 +221,19 @@ impl RunAsArgs {
 }
 
 /// A job to create, feed, follow and collect.
-struct Submission<'a> {
-    request: CreateJob,
-    input: &'a Path,
-    output: &'a Path,
-    how: &'a SubmitArgs,
+pub(crate) struct Submission<'a> {
+    pub request: CreateJob,
+    pub input: &'a Path,
+    pub output: &'a Path,
+    pub how: &'a SubmitArgs,
+    /// An app to publish to a throw-away local grid and run there (`app test`), whatever
+    /// coordinator is configured.
+    pub app: Option<idlegrid_api::Bundle>,
 }
 
 impl Submission<'_> {
     /// Runs the job on the configured coordinator, or on a throw-away local grid.
-    async fn submit(mut self) -> anyhow::Result<ExitCode> {
+    pub async fn submit(mut self) -> anyhow::Result<ExitCode> {
         self.request.name = self.how.name.clone().or_else(|| {
             self.input
                 .file_name()
@@ -240,7 +245,11 @@ impl Submission<'_> {
             check_output_path(self.output)?;
         }
         let interrupt = shutdown::on_signal();
-        let (client, local) = match target::configured(&self.how.target).await? {
+        let configured = match self.app {
+            Some(_) => None,
+            None => target::configured(&self.how.target).await?,
+        };
+        let (client, local) = match configured {
             Some(client) => (client, None),
             None => {
                 let dir =
@@ -272,7 +281,13 @@ impl Submission<'_> {
                 (client, Some((grid, dir)))
             }
         };
-        let outcome = self.run_job(&client, &interrupt, local.is_some()).await;
+        let outcome = match &self.app {
+            Some(bundle) => match client.publish_app(bundle).await {
+                Ok(_) => self.run_job(&client, &interrupt, local.is_some()).await,
+                Err(e) => Err(anyhow::Error::new(e).context("the app was refused")),
+            },
+            None => self.run_job(&client, &interrupt, local.is_some()).await,
+        };
         if let Some((grid, _dir)) = local {
             grid.stop().await?;
         }

@@ -4,6 +4,7 @@
 //! up logging and maps errors to exit codes; each command lives in its own module.
 
 mod accounts;
+mod apps;
 mod bench;
 mod cli;
 mod customer;
@@ -76,6 +77,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Local(args) => local::local(args).await,
         Command::Run(args) => customer::run(args).await,
         Command::Transcode(args) => customer::transcode(*args).await,
+        Command::App(command) => apps::app(command).await,
         Command::Jobs(args) => customer::jobs(args).await,
         Command::Job(args) => customer::job(args).await,
         Command::Cancel(args) => customer::cancel(args).await,

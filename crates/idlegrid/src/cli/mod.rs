@@ -30,6 +30,10 @@ pub enum Command {
     Run(RunArgs),
     /// Transcode a video to H.264 + AAC (MP4), split across the grid, frame-exact and verified.
     Transcode(Box<TranscodeArgs>),
+    /// Apps: publish your own (push), list them, see their versions, run one, or try one out
+    /// on a throw-away local grid (test).
+    #[command(subcommand)]
+    App(AppCommand),
     /// List your jobs.
     Jobs(JobsArgs),
     /// Show one job.
@@ -510,6 +514,95 @@ pub struct TranscodeArgs {
     pub chunk_seconds: Option<f64>,
     #[command(flatten)]
     pub submit: SubmitArgs,
+}
+
+/// `idlegrid app ...`.
+#[derive(Debug, Subcommand)]
+pub enum AppCommand {
+    /// Publish the app in a folder (its manifest.json and the files beside it) as a version of
+    /// its own: versions never change, so each push of new contents needs a new version.
+    Push(AppPushArgs),
+    /// The apps you may run: built in, yours, and the public ones (each at its latest version).
+    List(AppListArgs),
+    /// An app's versions, oldest first.
+    Versions(AppNameArgs),
+    /// Run an app (NAME or NAME@VERSION) on an input file and write its output.
+    Run(AppRunArgs),
+    /// Try the app in a folder on an input: published to a throw-away local grid and run
+    /// there; nothing is published anywhere else.
+    Test(AppTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AppPushArgs {
+    /// The app's folder: manifest.json, the task script it names, and the files it imports.
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print the published version as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AppListArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AppNameArgs {
+    /// The app's name.
+    pub name: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What an app's job runs on, and how.
+#[derive(Debug, Args)]
+pub struct AppInputArgs {
+    /// Input file.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the output.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// The app's parameters, as a JSON object (its task script gets them in IDLEGRID_PARAMS).
+    #[arg(long, default_value = "{}")]
+    pub params: String,
+    /// Lines per chunk, for apps that cut their input by lines (default: the grid's choice).
+    #[arg(long)]
+    pub chunk_lines: Option<u64>,
+    /// Failed attempts a chunk may have before the job fails.
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Wall-clock limit per chunk, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub task_timeout: u64,
+    #[command(flatten)]
+    pub submit: SubmitArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AppRunArgs {
+    /// The app: NAME (its latest version) or NAME@VERSION.
+    pub app: String,
+    #[command(flatten)]
+    pub input: AppInputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AppTestArgs {
+    /// The app's folder, as for `app push`.
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub input: AppInputArgs,
 }
 
 #[derive(Debug, Args)]
