@@ -38,6 +38,11 @@ pub struct AppManifest {
     /// What a device needs to run this app's tasks.
     #[serde(default)]
     pub requirements: Requirements,
+    /// A JSON Schema that a job's `params` must satisfy (published apps). The coordinator's
+    /// alone: the bundle served to devices leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub parameters: Option<serde_json::Value>,
 }
 
 /// How app versions (`MAJOR.MINOR.PATCH`) order: part by part, as numbers (1.10.0 comes after

@@ -156,6 +156,7 @@ mod tests {
                 customer_script: false,
                 deterministic: false,
                 requirements: Default::default(),
+                parameters: None,
             },
             files: files
                 .iter()

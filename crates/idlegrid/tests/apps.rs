@@ -272,6 +272,10 @@ async fn bad_bundles_and_references_are_refused_with_the_reason() {
         (|b| b.manifest.name = "python-map".into(), "built into"),
         (|b| b.manifest.version = "one".into(), "MAJOR.MINOR.PATCH"),
         (|b| b.manifest.name = "../../etc".into(), "lower-case"),
+        (
+            |b| b.manifest.parameters = Some(serde_json::json!({"type": "text"})),
+            "parameters",
+        ),
     ] {
         let e = refused(edit).await;
         assert_eq!(e.status(), Some(422), "{reason}: {e}");
@@ -315,6 +319,17 @@ async fn bad_bundles_and_references_are_refused_with_the_reason() {
         let e = client.create_job(&CreateJob::new(app)).await.unwrap_err();
         assert_eq!(e.code(), Some(code), "{app}: {e}");
     }
+    // Parameters that do not fit the app's schema, named at their place.
+    let mut job = CreateJob::new("line-stats");
+    job.params = serde_json::json!({"lower": "yes"});
+    let e = client.create_job(&job).await.unwrap_err();
+    assert_eq!(e.code(), Some("invalid_params"), "{e}");
+    assert!(e.to_string().contains("params/lower"), "{e}");
+    job.params = serde_json::json!({"upper": true});
+    let e = client.create_job(&job).await.unwrap_err();
+    assert!(e.to_string().contains("upper"), "{e}");
+    job.params = serde_json::json!({"lower": true});
+    client.create_job(&job).await.unwrap();
     // Nothing else was kept: the one good bundle.
     let versions = client.app_versions("line-stats").await.unwrap();
     assert_eq!(versions.len(), 1);

@@ -22,6 +22,10 @@ pub const MAX_BUNDLE_BYTES: usize = 4 << 20;
 pub const MAX_FILES: usize = 64;
 /// Most memory a published app's task may ask for, in MiB.
 pub const MAX_MEMORY_MB: u64 = 4096;
+/// Largest parameters schema, in bytes of JSON.
+pub const MAX_SCHEMA_BYTES: usize = 64 << 10;
+/// Most schema violations a refused job's error names.
+const MAX_VIOLATIONS: usize = 3;
 
 /// The built-in steps a published app may name: (partitioners, validators, assemblers).
 pub const STEPS: ([&str; 1], [&str; 1], [&str; 1]) = (["lines"], ["integrity"], ["concat"]);
@@ -144,7 +148,58 @@ pub fn check_bundle(bundle: &Bundle, bytes: usize, builtin: &AppRegistry) -> Res
     if !needs.encoders.is_empty() {
         return Err("requirements.encoders is set per job by video apps, not by a manifest".into());
     }
+    if let Some(schema) = &m.parameters {
+        let size = serde_json::to_vec(schema).map_or(usize::MAX, |b| b.len());
+        if !schema.is_object() || size > MAX_SCHEMA_BYTES {
+            return Err(format!(
+                "parameters must be a JSON Schema object of at most {MAX_SCHEMA_BYTES} bytes"
+            ));
+        }
+        // Only references inside the schema resolve: this build of the validator fetches
+        // nothing, so a schema cannot make the coordinator reach another host.
+        jsonschema::validator_for(schema)
+            .map_err(|e| format!("parameters is not a JSON Schema the grid can use: {e}"))?;
+    }
     Ok(())
+}
+
+/// Checks a job's `params` against its app's parameters schema, when it has one; the error
+/// names the first few violations, each at its place in `params`.
+pub fn check_params(manifest: &AppManifest, params: &serde_json::Value) -> Result<(), String> {
+    let Some(schema) = &manifest.parameters else {
+        return Ok(());
+    };
+    let validator = jsonschema::validator_for(schema).map_err(|e| {
+        format!(
+            "app {}'s parameters schema does not load: {e}",
+            manifest.name
+        )
+    })?;
+    let violations: Vec<String> = validator
+        .iter_errors(params)
+        .take(MAX_VIOLATIONS)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            format!("params{at}: {e}")
+        })
+        .collect();
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the parameters do not fit app {}: {}",
+            manifest.name,
+            violations.join("; ")
+        ))
+    }
+}
+
+/// The bundle devices are served for a published one: the manifest without what only the
+/// coordinator uses (the parameters schema), so devices of any version read it.
+pub fn served(bundle: &Bundle) -> Bundle {
+    let mut served = bundle.clone();
+    served.manifest.parameters = None;
+    served
 }
 
 /// The app a published manifest describes: its built-in steps, by name (checked when it was
@@ -190,6 +245,11 @@ mod tests {
                 customer_script: false,
                 deterministic: true,
                 requirements: Default::default(),
+                parameters: Some(serde_json::json!({
+                    "type": "object",
+                    "properties": {"lower": {"type": "boolean"}},
+                    "additionalProperties": false,
+                })),
             },
             files: BTreeMap::from([("task.py".to_string(), "print(1)".to_string())]),
         }
@@ -263,6 +323,35 @@ mod tests {
         }
         let why = check_bundle(&bundle(), MAX_BUNDLE_BYTES + 1, &builtin).unwrap_err();
         assert!(why.contains("limit"), "{why}");
+        for schema in [
+            serde_json::json!({"type": 12}),
+            serde_json::json!([1]),
+            serde_json::json!({"$ref": "https://example.com/schema.json"}),
+        ] {
+            let mut bad = bundle();
+            bad.manifest.parameters = Some(schema.clone());
+            let why = check_bundle(&bad, 100, &builtin).unwrap_err();
+            assert!(why.contains("parameters"), "{schema}: {why}");
+        }
+    }
+
+    #[test]
+    fn parameters_are_checked_against_the_schema_at_their_place() {
+        let manifest = bundle().manifest;
+        assert_eq!(
+            check_params(&manifest, &serde_json::json!({"lower": true})),
+            Ok(())
+        );
+        assert_eq!(check_params(&manifest, &serde_json::json!({})), Ok(()));
+        let why = check_params(&manifest, &serde_json::json!({"lower": "yes"})).unwrap_err();
+        assert!(
+            why.contains("params/lower") && why.contains("boolean"),
+            "{why}"
+        );
+        let why = check_params(&manifest, &serde_json::json!({"colour": 1})).unwrap_err();
+        assert!(why.contains("colour"), "{why}");
+        // What devices get has no schema.
+        assert!(served(&bundle()).manifest.parameters.is_none());
     }
 
     #[test]

@@ -148,8 +148,9 @@ pub async fn publish_app(
     customer: Customer,
     ApiJson(bundle): ApiJson<Bundle>,
 ) -> ApiResult<(StatusCode, Json<AppInfo>)> {
-    // Kept as workers are served it: the hash is of these bytes.
-    let bytes = serde_json::to_vec(&bundle).map_err(|e| {
+    // Kept as workers are served it (without the coordinator's parameters schema): the hash
+    // is of these bytes.
+    let bytes = serde_json::to_vec(&published::served(&bundle)).map_err(|e| {
         ApiError::invalid(
             "invalid_bundle",
             format!("the bundle does not serialize: {e}"),

@@ -269,6 +269,7 @@ pub async fn estimate(
         .app;
     app.partitioner
         .check_job(&params, &options)
+        .and_then(|()| crate::apps::published::check_params(&app.manifest, &params))
         .map_err(|m| ApiError::invalid("invalid_params", m))?;
     let (_, replication) =
         crate::http::checks::placement_and_replication(&grid, customer.0, &preferences).await?;

@@ -97,6 +97,7 @@ pub async fn create_job(
     });
     app.partitioner
         .check_job(&request.params, &partition_options)
+        .and_then(|()| crate::apps::published::check_params(&app.manifest, &request.params))
         .map_err(|m| ApiError::invalid("invalid_params", m))?;
     let script = match (&request.script, app.manifest.customer_script) {
         (Some(script), true) if script.trim().is_empty() => {
