@@ -7,9 +7,16 @@
 //! jobs/<job>/chunks/…         chunks the partitioner cut (an app names them)
 //! jobs/<job>/output           the assembled output
 //! results/<job>/<task>/…      outputs uploaded by devices
+//! bundles/<sha256>            app bundles as devices are served them, by their hash (kept:
+//!                             published versions and jobs' bundles are named by it)
 //! ```
 
 use idlegrid_domain::{JobId, TaskId};
+
+/// An app bundle, by the SHA-256 of its bytes as served.
+pub fn bundle(sha256: &str) -> String {
+    format!("bundles/{sha256}")
+}
 
 /// The job's input.
 pub fn input(job: JobId) -> String {

@@ -169,7 +169,7 @@ pub async fn publish_app(
     published::check_bundle(&bundle, bytes.len(), &grid.apps)
         .map_err(|m| ApiError::invalid("invalid_bundle", m))?;
     let sha = idlegrid_storage::blobs::sha256_hex(&bytes);
-    let key = format!("bundles/{sha}");
+    let key = crate::blob_keys::bundle(&sha);
     let size = bytes.len() as u64;
     if grid.blobs.size(&key).await?.is_none() {
         grid.blobs.put_bytes(&key, bytes.into()).await?;

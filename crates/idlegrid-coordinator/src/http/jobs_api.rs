@@ -143,7 +143,7 @@ pub async fn create_job(
         Some(version) => version.bundle_sha256.clone(),
         None => {
             let (bundle, sha) = app.bundle(script);
-            let key = format!("bundles/{sha}");
+            let key = crate::blob_keys::bundle(&sha);
             if grid.blobs.size(&key).await?.is_none() {
                 grid.blobs.put_bytes(&key, bundle).await?;
             }

@@ -652,7 +652,11 @@ pub async fn bundle(
     if !runs_it {
         return Err(not_found());
     }
-    let bytes = match grid.blobs.get_bytes(&format!("bundles/{sha}"), None).await {
+    let bytes = match grid
+        .blobs
+        .get_bytes(&crate::blob_keys::bundle(&sha), None)
+        .await
+    {
         Ok(bytes) => bytes,
         Err(StorageError::NotFound(_)) => return Err(not_found()),
         Err(e) => return Err(e.into()),
