@@ -334,3 +334,33 @@ async fn bad_bundles_and_references_are_refused_with_the_reason() {
     let versions = client.app_versions("line-stats").await.unwrap();
     assert_eq!(versions.len(), 1);
 }
+
+/// A CSV app cut by the `csv` step: every chunk starts with the input's header, so its script
+/// finds columns by name in any chunk (tried with `app test` on a throw-away local grid).
+#[test]
+fn every_chunk_of_a_csv_input_starts_with_its_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("id,apples,pears,plums\n");
+    let mut expected = String::new();
+    for i in 0..50 {
+        let (a, p, u) = (i * 3 % 17, i * 7 % 11, i % 5);
+        csv.push_str(&format!("row{i},{a},{p},{u}\n"));
+        expected.push_str(&format!("row{i},{}\n", a + u));
+    }
+    let input = dir.path().join("fruit.csv");
+    std::fs::write(&input, &csv).unwrap();
+    let output = dir.path().join("totals.csv");
+    let mut cmd = idlegrid(&dir.path().join("home"));
+    cmd.args(["app", "test", &example("csv-totals").to_string_lossy()])
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&output)
+        .args(["--chunk-lines", "7", "--local-workers", "2"])
+        .args(["--params", r#"{"columns": ["apples", "plums"]}"#]);
+    let finished = run_bounded(cmd, dir.path(), "csv", Duration::from_secs(120));
+    assert!(finished.status.success(), "{}", finished.describe());
+    // 50 rows in chunks of 7: 8 chunks, each of which had to find the columns by name.
+    assert!(finished.stdout.contains("8 chunks"), "{}", finished.stdout);
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), expected);
+}

@@ -26,8 +26,51 @@ const ASSUMED_LINE_BYTES: u64 = 64;
 /// Chunks per batch handed to the stage (one records transaction each).
 const BATCH: usize = 4096;
 
-/// The line partitioner.
-pub struct Lines;
+/// The line partitioner; with `header`, the `csv` one: the input's first line is its header,
+/// given to every chunk before its lines.
+pub struct Lines {
+    /// Whether the first line is a header that every chunk starts with.
+    pub header: bool,
+}
+
+/// Longest header line, in bytes.
+pub const MAX_HEADER_BYTES: u64 = 64 << 10;
+/// Largest chunk a headed input is cut into (each is stored with its header), in bytes.
+pub const MAX_HEADED_CHUNK_BYTES: u64 = 256 << 20;
+
+/// Stores each of `tasks`' byte ranges of `input` with `header` before it as a chunk of its
+/// own (named by its index), and points the task at it.
+async fn with_header(
+    blobs: &dyn BlobStore,
+    job: &JobRecord,
+    input: &str,
+    header: &bytes::Bytes,
+    tasks: Vec<NewTask>,
+) -> Result<Vec<NewTask>, PartitionError> {
+    let mut headed = Vec::with_capacity(tasks.len());
+    for mut task in tasks {
+        if task.len > MAX_HEADED_CHUNK_BYTES {
+            return Err(PartitionError::Rejected(format!(
+                "a chunk of this input would be {} bytes, over the {MAX_HEADED_CHUNK_BYTES} a \
+                 chunk with a header may have: choose fewer lines a chunk",
+                task.len
+            )));
+        }
+        let lines = blobs
+            .get_bytes(input, Some(task.offset..task.offset + task.len))
+            .await?;
+        let mut chunk = Vec::with_capacity(header.len() + lines.len());
+        chunk.extend_from_slice(header);
+        chunk.extend_from_slice(&lines);
+        let key = crate::blob_keys::chunk(job.id, &format!("{:06}.csv", task.index));
+        let stored = blobs.put_bytes(&key, chunk.into()).await?;
+        task.input_key = Some(key);
+        task.offset = 0;
+        task.len = stored.size;
+        headed.push(task);
+    }
+    Ok(headed)
+}
 
 /// How chunks end: after so many lines, or at the first line end past so many bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,9 +234,24 @@ impl Partitioner for Lines {
         out.send(Split::Workload(workload))
             .await
             .map_err(|_| PartitionError::Stopped)?;
+        // A headed input's first line is its header: kept to start every chunk, and no chunk's.
+        let header = if self.header {
+            let head = blobs
+                .get_bytes(&input.key, Some(0..input.size.min(MAX_HEADER_BYTES)))
+                .await?;
+            let end = head.iter().position(|&b| b == b'\n').ok_or_else(|| {
+                PartitionError::Rejected(format!(
+                    "the input's first line, its header, must end within {MAX_HEADER_BYTES} bytes"
+                ))
+            })?;
+            Some(head.slice(..end + 1))
+        } else {
+            None
+        };
+        let header_len = header.as_ref().map_or(0, |h| h.len() as u64);
         let mut stream = blobs.get(&input.key, None).await?;
         let mut batch = Vec::with_capacity(BATCH);
-        let (mut offset, mut chunk_start, mut lines) = (0u64, 0u64, 0u64);
+        let (mut offset, mut chunk_start, mut lines) = (0u64, header_len, 0u64);
         let mut index = 0u64;
         let mut emit = |start: u64, end: u64, batch: &mut Vec<NewTask>| {
             batch.push(NewTask {
@@ -209,8 +267,11 @@ impl Partitioner for Lines {
         while let Some(bytes) = stream.next().await {
             let bytes = bytes?;
             for (i, _) in bytes.iter().enumerate().filter(|(_, b)| **b == b'\n') {
-                lines += 1;
                 let end = offset + i as u64 + 1;
+                if end <= header_len {
+                    continue;
+                }
+                lines += 1;
                 let full = match cut {
                     Cut::Lines(n) => lines == n,
                     Cut::Bytes(n) => end - chunk_start >= n,
@@ -221,7 +282,10 @@ impl Partitioner for Lines {
                     lines = 0;
                     // Full batches go at once: one read may hold many thousands of chunks.
                     if batch.len() >= BATCH {
-                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        let mut full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        if let Some(header) = &header {
+                            full = with_header(blobs, job, &input.key, header, full).await?;
+                        }
                         out.send(Split::Tasks(full))
                             .await
                             .map_err(|_| PartitionError::Stopped)?;
@@ -238,6 +302,9 @@ impl Partitioner for Lines {
         }
         if chunk_start < offset {
             emit(chunk_start, offset, &mut batch);
+        }
+        if let Some(header) = &header {
+            batch = with_header(blobs, job, &input.key, header, batch).await?;
         }
         if !batch.is_empty() {
             out.send(Split::Tasks(batch))

@@ -90,7 +90,7 @@ impl AppRegistry {
         let python_map = App {
             manifest: manifest(include_str!("../../apps/python-map/manifest.json")),
             files: BTreeMap::new(),
-            partitioner: Arc::new(lines::Lines),
+            partitioner: Arc::new(lines::Lines { header: false }),
             validator: Arc::new(integrity::Integrity),
             assembler: Arc::new(concat::Concat),
         };

@@ -28,7 +28,7 @@ pub const MAX_SCHEMA_BYTES: usize = 64 << 10;
 const MAX_VIOLATIONS: usize = 3;
 
 /// The built-in steps a published app may name: (partitioners, validators, assemblers).
-pub const STEPS: ([&str; 1], [&str; 1], [&str; 1]) = (["lines"], ["integrity"], ["concat"]);
+pub const STEPS: ([&str; 2], [&str; 1], [&str; 1]) = (["lines", "csv"], ["integrity"], ["concat"]);
 
 /// Whether `name` is an app name: 2 to 40 of lower-case letters, digits and inner hyphens,
 /// starting with a letter.
@@ -206,7 +206,8 @@ pub fn served(bundle: &Bundle) -> Bundle {
 /// published; `None` for a manifest naming others).
 pub fn app_of(manifest: AppManifest) -> Option<App> {
     let partitioner: Arc<dyn Partitioner> = match manifest.partitioner.as_str() {
-        "lines" => Arc::new(lines::Lines),
+        "lines" => Arc::new(lines::Lines { header: false }),
+        "csv" => Arc::new(lines::Lines { header: true }),
         _ => return None,
     };
     let validator: Arc<dyn Validator> = match manifest.validator.as_str() {
