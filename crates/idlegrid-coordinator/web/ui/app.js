@@ -6,6 +6,7 @@ import { announce, h, heading, replace } from './dom.js';
 import { jobsView } from './jobs.js';
 import { jobView } from './job.js';
 import { newJobView } from './newjob.js';
+import { appsView, appVersionsView } from './apps.js';
 import { billingView } from './billing.js';
 import { devicesView } from './devices.js';
 import { earningsView } from './earnings.js';
@@ -29,8 +30,11 @@ const ROUTES = [
   { path: /^#\/signin$/, view: signinView, title: 'Sign in', kinds: null },
   { path: /^#\/signup$/, view: signupView, title: 'Sign up', kinds: null },
   { path: /^#\/jobs$/, view: jobsView, title: 'Jobs', kinds: ['customer'] },
-  { path: /^#\/jobs\/new$/, view: newJobView, title: 'New job', kinds: ['customer'] },
+  // The new-job form, with an app chosen beforehand when a page links to it: `#/jobs/new?app=line-stats@1.1.0`.
+  { path: /^#\/jobs\/new(?:\?(.*))?$/, view: newJobView, title: 'New job', kinds: ['customer'] },
   { path: /^#\/jobs\/(\d+)$/, view: jobView, title: 'Job', kinds: ['customer'] },
+  { path: /^#\/apps$/, view: appsView, title: 'Apps', kinds: ['customer'] },
+  { path: /^#\/apps\/([^/?#]+)$/, view: appVersionsView, title: 'App', kinds: ['customer'] },
   { path: /^#\/billing$/, view: billingView, title: 'Billing', kinds: ['customer'] },
   { path: /^#\/devices$/, view: devicesView, title: 'Devices', kinds: ['owner'] },
   { path: /^#\/earnings$/, view: earningsView, title: 'Earnings', kinds: ['owner'] },
@@ -46,7 +50,7 @@ const ROUTES = [
 
 /** The nav links for each kind of account. */
 const NAV = {
-  customer: [['#/jobs', 'Jobs'], ['#/jobs/new', 'New job'], ['#/billing', 'Billing'], ['#/keys', 'Keys']],
+  customer: [['#/jobs', 'Jobs'], ['#/jobs/new', 'New job'], ['#/apps', 'Apps'], ['#/billing', 'Billing'], ['#/keys', 'Keys']],
   owner: [['#/devices', 'Devices'], ['#/earnings', 'Earnings'], ['#/keys', 'Keys']],
   operator: [['#/grid', 'Grid'], ['#/admin/customers', 'Customers'], ['#/admin/owners', 'Owners'], ['#/admin/devices', 'Devices'],
     ['#/admin/jobs', 'Jobs'], ['#/admin/payouts', 'Payouts'], ['#/keys', 'Keys']],

@@ -1,7 +1,12 @@
 // New job: pick the app, fill in its settings, create → upload in parts → run → job page.
+//
+// The apps are those `/v1/apps` lists: built in (python-map with the customer's script,
+// video-transcode with its video settings) and the latest version of each published app the
+// account may run, which brings its own script and takes parameters and lines per chunk.
 
 import { api, ApiError, openapi } from './api.js';
-import { alertSlot, announce, field, formatBytes, formatCredits, formatDuration, h, heading, replace, uid } from './dom.js';
+import { alertSlot, announce, field, formatBytes, formatCredits, formatDuration, formatTime, h, heading, replace, uid } from './dom.js';
+import { appReference, isPublished, publisherText } from './apps.js';
 import { forgetUpload, partSize, pendingUpload, rememberUpload, uploadInParts } from './upload.js';
 import { oneTimeSecrets } from './jobs.js';
 import { shown } from './text.js';
@@ -63,13 +68,19 @@ with open(os.path.join("input", name)) as src, open("output/result.txt", "w") as
     for line in src:
         out.write(line.upper())`;
 
-export async function newJobView(main, _params, { navigate, isCurrent }) {
+export async function newJobView(main, [query], { me, navigate, isCurrent }) {
   main.append(heading('New job'));
   const loading = h('p', { class: 'muted' }, 'Loading the apps…');
   main.append(loading);
+  // The app a page chose beforehand (the Apps page's "New job"): `name`, or `name@version`.
+  const wanted = new URLSearchParams(query || '').get('app');
   let apps;
   try {
     apps = await api('/v1/apps');
+    // A version older than the latest is not listed: it is looked up among the app's versions.
+    const older = wanted && wanted.includes('@') && !apps.some((a) => appReference(a) === wanted)
+      ? await olderVersion(wanted) : null;
+    if (older) apps = [...apps, older];
   } catch (e) {
     loading.remove();
     main.append(h('div', { class: 'alert', role: 'alert' }, `The apps could not be loaded: ${e.message}`));
@@ -81,18 +92,38 @@ export async function newJobView(main, _params, { navigate, isCurrent }) {
   const webhooks = !create || Boolean(create.properties && create.properties.webhook);
   if (!isCurrent()) return;
   loading.remove();
-  const form = buildForm(apps, navigate, webhooks);
+  const chosen = wanted ? apps.find((a) => appReference(a) === wanted || (!wanted.includes('@') && a.manifest.name === wanted)) : null;
+  if (wanted && !chosen) main.append(h('p', { class: 'notice unknown-app' }, `There is no app “${wanted}” you may run: choose one below.`));
+  const form = buildForm(apps, navigate, webhooks, { me, chosen });
   main.append(form);
+}
+
+/** The published version `reference` (`name@version`) names, or null when there is none. */
+async function olderVersion(reference) {
+  const at = reference.lastIndexOf('@');
+  const [name, version] = [reference.slice(0, at), reference.slice(at + 1)];
+  const versions = await api(`/v1/apps/${encodeURIComponent(name)}/versions`).catch((e) => {
+    if (e instanceof ApiError && e.status === 404) return [];
+    throw e;
+  });
+  return versions.find((v) => isPublished(v) && v.manifest.version === version) || null;
+}
+
+/** An app as the choice shows it: its name, version and who it comes from. */
+function appLabel(app, me) {
+  return `${app.manifest.name} ${app.manifest.version} (${publisherText(app, me)})`;
 }
 
 function select(options, value) {
   return h('select', {}, options.map(([v, text]) => h('option', { value: v, selected: v === value }, text)));
 }
 
-function buildForm(apps, navigate, webhooks) {
+function buildForm(apps, navigate, webhooks, { me, chosen }) {
   const alerts = alertSlot();
-  const appSelect = select(apps.map((a) => [a.manifest.name, a.manifest.name]),
-    apps.some((a) => a.manifest.name === 'python-map') ? 'python-map' : apps[0] && apps[0].manifest.name);
+  // Each app by what a job names it by: a built-in one by its name, a published one as
+  // `name@version`, the version shown here.
+  const first = chosen || apps.find((a) => a.manifest.name === 'python-map') || apps[0];
+  const appSelect = select(apps.map((a) => [appReference(a), appLabel(a, me)]), first && appReference(first));
   appSelect.name = 'app';
 
   // Input.
@@ -122,13 +153,20 @@ function buildForm(apps, navigate, webhooks) {
     }
   });
   const chunkLines = h('input', { type: 'number', name: 'chunk_lines', min: 1, step: 1, inputmode: 'numeric', placeholder: 'auto' });
+  const chunkLinesField = field('Lines per chunk', chunkLines, 'Default: sized from the speed and the grid.');
   const params = h('textarea', { name: 'params', rows: 3, spellcheck: 'false', class: 'code', value: '{}' });
   const paramsField = field('Parameters (JSON object)', params, 'Given to the script as JSON in IDLEGRID_PARAMS.');
+  const paramsHint = paramsField.wrap.querySelector('.hint');
   const scriptBox = h('fieldset', { class: 'app-fields' }, h('legend', {}, 'Task script'),
     field('Task script (Python)', script, 'Reads the one file in input/, writes exactly one file into output/.').wrap,
     h('div', { class: 'actions left' }, example),
     field('Or load the script from a file', scriptFile).wrap,
-    field('Lines per chunk', chunkLines, 'Default: sized from the speed and the grid.').wrap);
+    chunkLinesField.wrap);
+
+  // A published app: its own script runs on each chunk of lines; what it is, and the lines
+  // per chunk (the one field moves here from the script's box while such an app is chosen).
+  const publishedAbout = h('p', { class: 'published-about' });
+  const publishedBox = h('fieldset', { class: 'app-fields published-app' }, h('legend', {}, 'Published app'), publishedAbout);
 
   // video-transcode.
   const videoCodec = select(Object.entries(VIDEO_CODECS).map(([v, c]) => [v, c.label]), 'h264');
@@ -240,22 +278,40 @@ function buildForm(apps, navigate, webhooks) {
 
   const appField = field('App', appSelect, ' ');
   const appHint = appField.wrap.querySelector('.hint');
+  // The app's description: a published one's is its publisher's words, shown as text that wraps.
+  appHint.classList.add('app-description');
   const submit = h('button', { type: 'submit' }, 'Create and run');
   const form = h('form', { class: 'card', novalidate: true, id: 'new-job' },
     appField.wrap,
     h('fieldset', {}, h('legend', {}, 'Input'), field('Input file', file).wrap, resumeNote, inputTextField.wrap),
-    scriptBox, videoBox, audioBox, paramsField.wrap, speedBox, webhookField.wrap,
+    scriptBox, publishedBox, videoBox, audioBox, paramsField.wrap, speedBox, webhookField.wrap,
     alerts.el, progressBox, secretBox, h('div', { class: 'actions' }, submit));
 
   function currentApp() {
-    return apps.find((a) => a.manifest.name === appSelect.value);
+    return apps.find((a) => appReference(a) === appSelect.value);
   }
   function isVideo() { return appSelect.value === 'video-transcode'; }
   function sync() {
     const app = currentApp();
     const customerScript = app ? app.manifest.customer_script : false;
+    const published = Boolean(app && isPublished(app));
     appHint.textContent = app ? shown(app.manifest.description) : '';
     scriptBox.hidden = !customerScript;
+    publishedBox.hidden = !published;
+    if (published) {
+      const { name, version } = app.manifest;
+      replace(publishedAbout, `${name} ${version}, ${publisherText(app, me)}`,
+        app.published_at ? `, published ${formatTime(app.published_at)}` : '',
+        '. It brings its own task script, run on each chunk of the input’s lines; the output is the chunks’ outputs joined in order. ',
+        h('a', { href: `#/apps/${encodeURIComponent(name)}` }, 'Its versions'), '.');
+    }
+    // Lines per chunk: in the script's box for python-map, in the app's box for a published app
+    // (and only for an app cut by lines: nothing else would send them).
+    if (cutByLines(app)) (customerScript ? scriptBox : publishedBox).append(chunkLinesField.wrap);
+    chunkLinesField.wrap.hidden = !cutByLines(app);
+    paramsHint.textContent = published
+      ? 'Given to the app’s script as JSON in IDLEGRID_PARAMS: its description says which it takes.'
+      : 'Given to the script as JSON in IDLEGRID_PARAMS.';
     videoBox.hidden = !isVideo();
     audioBox.hidden = !isVideo();
     paramsField.wrap.hidden = isVideo();
@@ -499,7 +555,7 @@ function buildForm(apps, navigate, webhooks) {
       replace(estimateBox, h('p', { class: 'muted' }, 'Choose the input to see the price and time of each speed.'));
       return;
     }
-    const request = { app: app.manifest.name, preferences: { tier: chosenTier() }, ...described };
+    const request = { app: appReference(app), preferences: { tier: chosenTier() }, ...described };
     if (isVideo()) {
       try {
         request.params = videoParams();
@@ -509,7 +565,7 @@ function buildForm(apps, navigate, webhooks) {
         return;
       }
       if (chunkSeconds.value !== '' && Number(chunkSeconds.value) > 0) request.chunk_seconds = Number(chunkSeconds.value);
-    } else if (chunkLines.value !== '' && Number(chunkLines.value) >= 1) {
+    } else if (cutByLines(app) && chunkLines.value !== '' && Number(chunkLines.value) >= 1) {
       request.chunk_lines = Number(chunkLines.value);
     }
     try {
@@ -546,7 +602,7 @@ function buildForm(apps, navigate, webhooks) {
     let input = picked;
     if (!input && !video && inputText.value !== '') input = new Blob([inputText.value], { type: 'text/plain' });
     if (!input) throw new FieldError(file, video ? 'Choose the video file to transcode.' : 'Choose an input file or type the input.');
-    const body = { app: app.manifest.name, preferences: {} };
+    const body = { app: appReference(app), preferences: {} };
     // Named after the file, as the CLI names its jobs (typed input: no name).
     if (picked) body.name = picked.name.slice(0, 200);
     body.preferences.tier = chosenTier();
@@ -569,14 +625,16 @@ function buildForm(apps, navigate, webhooks) {
       }
       body.params = parsed;
     }
+    // The script only for the app that runs the customer's (python-map): a published app
+    // brings its own, and the coordinator refuses one sent to it.
     if (app.manifest.customer_script) {
       if (!script.value.trim()) throw new FieldError(script, 'Write the task script or load it from a file.');
       body.script = script.value;
-      if (chunkLines.value !== '') {
-        const n = Number(chunkLines.value);
-        if (!Number.isInteger(n) || n < 1) throw new FieldError(chunkLines, 'Lines per chunk must be a whole number of at least 1.');
-        body.chunk_lines = n;
-      }
+    }
+    if (cutByLines(app) && chunkLines.value !== '') {
+      const n = Number(chunkLines.value);
+      if (!Number.isInteger(n) || n < 1) throw new FieldError(chunkLines, 'Lines per chunk must be a whole number of at least 1.');
+      body.chunk_lines = n;
     }
     const hook = webhook.value.trim();
     if (hook) {
@@ -670,6 +728,14 @@ function buildForm(apps, navigate, webhooks) {
     }
   });
   return form;
+}
+
+/**
+ * Whether the app's input is cut by lines, so that a job of it may say how many per chunk:
+ * python-map's, and a published app's that cuts by lines (all of them, for now).
+ */
+function cutByLines(app) {
+  return Boolean(app && app.manifest.partitioner === 'lines' && (app.manifest.customer_script || isPublished(app)));
 }
 
 /** The price and time of each tier, the chosen one marked, and the balance. */

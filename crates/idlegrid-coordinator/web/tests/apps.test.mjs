@@ -1,0 +1,284 @@
+// Published apps on the dashboard. Apps are published through the API: the example line-stats
+// (examples/apps/line-stats, read from the repository) at 1.0.0 and 1.1.0, and a hostile one
+// whose description is markup and a very long word.
+// 1. The Apps page lists the built-in and published apps (latest version, publisher, date,
+//    description), a manifest's words as text: no element and no dialog from them, and a long
+//    word wraps; at 360 px, without sideways scrolling.
+// 2. An app's versions, newest first, each with its description and bundle and a "New job"
+//    that opens the form with that version chosen, an older one too; an unknown app says so.
+// 3. The new-job form, opened from the Apps page: each app's choice says its version and who
+//    published it; a published app gets parameters and lines per chunk, never the script; the
+//    job is sent as `line-stats@1.1.0`, runs on a native worker, and its output is what the app
+//    computes for each line (worked out here). python-map keeps its script and fields.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  WEB, assertNoSidewaysScroll, call, closeGrid, openGrid, screenshot, signIn, unlabelledControls, waitFor, waitForFinalState, waitForJobPage,
+} from './helpers.mjs';
+
+const EXAMPLE = path.resolve(WEB, '../../../examples/apps/line-stats');
+const NARROW = { width: 360, height: 740 };
+const WIDE = { width: 1366, height: 900 };
+const LONG_WORD = 'Pneumonoultramicroscopicsilicovolcanoconiosis'.repeat(6);
+const HOSTILE_DESCRIPTION = `<img src=x onerror=alert(1)> ${LONG_WORD}`;
+const NEWER_DESCRIPTION = 'For each line of a text: its number of words, its number of characters and its longest word, tab-separated. Takes {"lower": true}.';
+
+let grid;
+let browser;
+/** What `POST /v1/apps` answered, by `name@version`. */
+const published = {};
+/** Every dialog a page opened (an `alert` from a manifest would be one). */
+const dialogs = [];
+
+/** The example app's bundle, as `idlegrid app push` sends it, with `changes` to its manifest. */
+function exampleBundle(changes = {}) {
+  const manifest = JSON.parse(fs.readFileSync(path.join(EXAMPLE, 'manifest.json'), 'utf8'));
+  const files = Object.fromEntries(fs.readdirSync(EXAMPLE).filter((f) => f !== 'manifest.json')
+    .map((f) => [f, fs.readFileSync(path.join(EXAMPLE, f), 'utf8')]));
+  return { manifest: { ...manifest, ...changes }, files };
+}
+
+/** Publishes `bundle`; returns the HTTP status, and keeps the answer. */
+async function publish(bundle) {
+  const response = await call(grid, grid.apiKey, '/v1/apps', { method: 'POST', body: bundle, raw: true });
+  const body = await response.json();
+  assert.ok(response.ok, `publishing ${bundle.manifest.name} ${bundle.manifest.version}: ${response.status} ${JSON.stringify(body)}`);
+  published[`${body.manifest.name}@${body.manifest.version}`] = body;
+  return response.status;
+}
+
+before(async () => {
+  ({ grid, browser } = await openGrid({ workers: 1, slots: 2, viewport: WIDE }));
+  browser.context.on('page', (p) => p.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); }));
+  browser.page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); });
+  assert.equal(await publish(exampleBundle()), 201);
+  assert.equal(await publish(exampleBundle()), 200, 'the same version again, as it is, is fine');
+  assert.equal(await publish(exampleBundle({ version: '1.1.0', description: NEWER_DESCRIPTION })), 201);
+  assert.equal(await publish({
+    manifest: { ...exampleBundle().manifest, name: 'hostile-notes', version: '0.1.0', description: HOSTILE_DESCRIPTION },
+    files: { 'task.py': 'import shutil, os\nshutil.copy(os.path.join("input", os.listdir("input")[0]), "output/out.txt")\n' },
+  }), 201);
+});
+after(() => closeGrid({ grid, browser }));
+
+/** What line-stats writes for one line: words, characters (code points, as Python counts them), longest word. */
+function describeLine(line, lower) {
+  const words = line.split(/\s+/).filter(Boolean);
+  let longest = words.reduce((best, w) => ([...w].length > [...best].length ? w : best), '');
+  if (lower) longest = longest.toLowerCase();
+  return `${words.length}\t${[...line].length}\t${longest}`;
+}
+
+/** How many images the page's main part has: none of these pages shows one, so any is made of a manifest's markup. */
+function images(page) {
+  return page.locator('main img').count();
+}
+
+test('the Apps page lists built-in and published apps, a manifest\'s words as text, at 1366 and 360 px', async () => {
+  const { page } = browser;
+  await signIn(page, grid, grid.apiKey);
+  await page.locator('#nav a[href="#/apps"]').click();
+  await page.waitForURL(/#\/apps$/);
+  assert.equal(await page.locator('#page-title').textContent(), 'Apps');
+  assert.equal(await page.title(), 'Apps · idlegrid');
+  assert.equal(await page.locator('#nav a[aria-current="page"]').textContent(), 'Apps');
+  const items = page.locator('li.app');
+  const listed = await call(grid, grid.apiKey, '/v1/apps');
+  await waitFor(async () => (await items.count()) === listed.length, { timeout: 10_000, message: async () => `${await items.count()} apps listed` });
+  // One of each app, the latest version of a published one.
+  assert.deepEqual(await items.evaluateAll((els) => els.map((el) => el.dataset.app)),
+    listed.map((a) => a.manifest.name));
+  assert.deepEqual([...listed.map((a) => a.manifest.name)].sort(), ['hostile-notes', 'line-stats', 'python-map', 'video-transcode']);
+
+  const item = (name) => page.locator(`li.app[data-app="${name}"]`);
+  const stats = item('line-stats');
+  assert.equal(await stats.locator('h2').textContent(), 'line-stats');
+  assert.equal(await stats.locator('.app-version').textContent(), '1.1.0');
+  assert.equal(await stats.locator('.app-publisher').textContent(), 'yours');
+  assert.equal(await stats.locator('.app-published time').getAttribute('datetime'), published['line-stats@1.1.0'].published_at);
+  assert.equal(await stats.locator('.app-description').textContent(), NEWER_DESCRIPTION);
+  assert.equal(await stats.getByRole('link', { name: 'New job with line-stats' }).getAttribute('href'), '#/jobs/new?app=line-stats%401.1.0');
+  assert.equal(await stats.getByRole('link', { name: 'Versions of line-stats' }).getAttribute('href'), '#/apps/line-stats');
+  const python = item('python-map');
+  assert.equal(await python.locator('.app-version').textContent(), '1.0.0');
+  assert.equal(await python.locator('.app-publisher').textContent(), 'built in');
+  assert.equal(await python.locator('.app-published').count(), 0, 'a built-in app has no publishing date');
+  assert.equal(await python.getByRole('link', { name: 'New job with python-map' }).getAttribute('href'), '#/jobs/new?app=python-map');
+  assert.equal(await item('video-transcode').locator('.app-publisher').textContent(), 'built in');
+
+  // The hostile description is text: no image made of it, no dialog, and its long word wraps.
+  const hostile = item('hostile-notes').locator('.app-description');
+  assert.equal(await hostile.textContent(), HOSTILE_DESCRIPTION);
+  assert.equal(await images(page), 0);
+  // How to publish one, in words: nothing links out of the dashboard.
+  assert.match(await page.locator('.publish-how').textContent(), /run idlegrid app push DIR\./);
+  assert.deepEqual(await page.locator('main a').evaluateAll((as) => as.map((a) => a.getAttribute('href')).filter((href) => !href.startsWith('#/'))), []);
+  assert.deepEqual(await unlabelledControls(page), []);
+  await assertNoSidewaysScroll(page, 'the Apps page at 1366 px');
+  await screenshot(page, 'apps');
+
+  await page.setViewportSize(NARROW);
+  await assertNoSidewaysScroll(page, 'the Apps page at 360 px');
+  const box = await hostile.evaluate((el) => ({ scroll: el.scrollWidth, client: el.clientWidth, lines: Math.round(el.getBoundingClientRect().height / parseFloat(getComputedStyle(el).lineHeight)) }));
+  assert.ok(box.scroll <= box.client, `the long word stays in its card: ${JSON.stringify(box)}`);
+  assert.ok(box.lines >= 5, `the long word wraps over several lines: ${JSON.stringify(box)}`);
+  await screenshot(page, 'apps-phone');
+  await page.setViewportSize(WIDE);
+  assert.deepEqual(dialogs, []);
+  assert.deepEqual(browser.errors, []);
+});
+
+test('an app\'s versions, newest first, each opening the new-job form with that version chosen', async () => {
+  const { page } = browser;
+  await signIn(page, grid, grid.apiKey);
+  await page.goto(`${grid.url}/#/apps`);
+  await page.getByRole('link', { name: 'Versions of line-stats' }).click();
+  await page.waitForURL(/#\/apps\/line-stats$/);
+  assert.equal(await page.locator('#page-title').textContent(), 'App line-stats');
+  assert.equal(await page.locator('#nav a[aria-current="page"]').textContent(), 'Apps');
+  const rows = page.locator('table.app-versions tbody tr');
+  await rows.first().waitFor({ timeout: 10_000 });
+  const versions = await call(grid, grid.apiKey, '/v1/apps/line-stats/versions');
+  assert.deepEqual(versions.map((v) => v.manifest.version), ['1.0.0', '1.1.0'], 'the API lists them oldest first');
+  assert.deepEqual(await rows.evaluateAll((trs) => trs.map((tr) => tr.dataset.version)), ['1.1.0', '1.0.0'], 'the page, newest first');
+  const row = (version) => page.locator(`table.app-versions tr[data-version="${version}"]`);
+  assert.equal(await row('1.1.0').locator('th').textContent(), '1.1.0 (latest)');
+  assert.equal(await row('1.0.0').locator('th').textContent(), '1.0.0');
+  for (const v of versions) {
+    const r = row(v.manifest.version);
+    assert.equal(await r.locator('.app-description').textContent(), v.manifest.description);
+    assert.equal(await r.locator('time').getAttribute('datetime'), v.published_at);
+    assert.equal(await r.locator('code').textContent(), `${v.bundle_sha256.slice(0, 12)}…`);
+    assert.equal(await r.getByRole('link', { name: `New job with line-stats ${v.manifest.version}` }).getAttribute('href'),
+      `#/jobs/new?app=line-stats%40${v.manifest.version}`);
+  }
+  assert.equal(await page.locator('main .app-description').first().textContent(), NEWER_DESCRIPTION, 'the latest version\'s description on top');
+  await screenshot(page, 'app-versions');
+  await page.setViewportSize(NARROW);
+  await assertNoSidewaysScroll(page, 'the versions of line-stats at 360 px');
+  await screenshot(page, 'app-versions-phone');
+  await page.setViewportSize(WIDE);
+
+  // An older version's "New job": the form has it chosen, though /v1/apps lists the latest only.
+  await row('1.0.0').getByRole('link', { name: 'New job with line-stats 1.0.0' }).click();
+  await page.waitForURL(/#\/jobs\/new\?app=line-stats%401\.0\.0$/);
+  const app = page.getByLabel('App', { exact: true });
+  await waitFor(async () => (await app.inputValue().catch(() => '')) === 'line-stats@1.0.0', { timeout: 10_000, message: 'line-stats 1.0.0 is chosen' });
+  assert.equal(await app.locator('option:checked').textContent(), 'line-stats 1.0.0 (yours)');
+  assert.equal(await page.locator('.app-description').textContent(), versions[0].manifest.description);
+
+  // The hostile app's versions: its description as text, wrapped at 360 px.
+  await page.goto(`${grid.url}/#/apps/hostile-notes`);
+  await page.locator('table.app-versions tbody tr').first().waitFor({ timeout: 10_000 });
+  assert.equal(await page.locator('table.app-versions .app-description').textContent(), HOSTILE_DESCRIPTION);
+  assert.equal(await images(page), 0);
+  await page.setViewportSize(NARROW);
+  await assertNoSidewaysScroll(page, 'the versions of the hostile app at 360 px');
+  await page.setViewportSize(WIDE);
+
+  // An app there is none of (or one of another account's, kept private): said in words.
+  await page.goto(`${grid.url}/#/apps/no-such-app`);
+  const alert = page.locator('main [role="alert"]');
+  await alert.waitFor({ timeout: 10_000 });
+  assert.match(await alert.textContent(), /^The app’s versions could not be loaded: there is no app "no-such-app" you may see$/);
+
+  // The form opened for a built-in app names it without a version; for an unknown one, says so.
+  await page.goto(`${grid.url}/#/jobs/new?app=video-transcode`);
+  await waitFor(async () => (await app.inputValue().catch(() => '')) === 'video-transcode', { timeout: 10_000, message: 'video-transcode is chosen' });
+  assert.equal(await page.getByLabel('Video codec').isVisible(), true);
+  await page.goto(`${grid.url}/#/jobs/new?app=no-such-app`);
+  await page.locator('main .unknown-app').waitFor({ timeout: 10_000 });
+  assert.equal(await page.locator('main .unknown-app').textContent(), 'There is no app “no-such-app” you may run: choose one below.');
+  assert.equal(await app.inputValue(), 'python-map', 'the usual choice instead');
+  assert.deepEqual(dialogs, []);
+  assert.deepEqual(browser.errors, []);
+});
+
+test('the new-job form runs line-stats from the Apps page on a worker; the output is what the app computes', async () => {
+  const { page } = browser;
+  await signIn(page, grid, grid.apiKey);
+  await page.goto(`${grid.url}/#/apps`);
+  await page.getByRole('link', { name: 'New job with line-stats' }).click();
+  await page.waitForURL(/#\/jobs\/new\?app=line-stats%401\.1\.0$/);
+  const app = page.getByLabel('App', { exact: true });
+  await waitFor(async () => (await app.inputValue().catch(() => '')) === 'line-stats@1.1.0', { timeout: 10_000, message: 'line-stats 1.1.0 is chosen' });
+  assert.equal(await page.locator('#nav a[aria-current="page"]').textContent(), 'New job');
+
+  // Each choice says the app's version and who published it; a published one is named with its version.
+  const listed = await call(grid, grid.apiKey, '/v1/apps');
+  const who = (a) => (a.publisher === undefined ? 'built in' : 'yours');
+  assert.deepEqual(await app.locator('option').evaluateAll((os) => os.map((o) => [o.value, o.textContent])),
+    listed.map((a) => [a.publisher === undefined ? a.manifest.name : `${a.manifest.name}@${a.manifest.version}`,
+      `${a.manifest.name} ${a.manifest.version} (${who(a)})`]));
+
+  // A published app: its description, what it is, parameters and lines per chunk; no script.
+  const script = page.getByLabel('Task script (Python)');
+  const chunkLines = page.getByLabel('Lines per chunk');
+  const params = page.getByLabel('Parameters (JSON object)');
+  const about = page.getByRole('group', { name: 'Published app' });
+  assert.equal(await page.locator('.app-description').textContent(), NEWER_DESCRIPTION);
+  assert.equal(await script.isVisible(), false);
+  assert.equal(await about.isVisible(), true);
+  assert.match(await about.locator('.published-about').textContent(),
+    /^line-stats 1\.1\.0, yours, published .+\. It brings its own task script, run on each chunk of the input’s lines; the output is the chunks’ outputs joined in order\. Its versions\.$/);
+  assert.equal(await about.getByRole('link', { name: 'Its versions' }).getAttribute('href'), '#/apps/line-stats');
+  assert.equal(await about.locator('input[name="chunk_lines"]').count(), 1, 'lines per chunk are the app\'s');
+  assert.equal(await params.isVisible(), true);
+  // python-map keeps its script, with lines per chunk in the script's box; and back again.
+  await app.selectOption('python-map');
+  assert.equal(await script.isVisible(), true);
+  assert.equal(await about.isVisible(), false);
+  assert.equal(await page.getByRole('group', { name: 'Task script' }).locator('input[name="chunk_lines"]').count(), 1);
+  await script.fill('this script is python-map\'s, never line-stats\'s\n');
+  await app.selectOption('line-stats@1.1.0');
+  assert.equal(await script.isVisible(), false);
+  assert.equal(await chunkLines.isVisible(), true);
+
+  // The hostile app's description, as text, wraps in the form at 360 px.
+  await app.selectOption('hostile-notes@0.1.0');
+  assert.equal(await page.locator('.app-description').textContent(), HOSTILE_DESCRIPTION);
+  assert.equal(await images(page), 0);
+  await page.setViewportSize(NARROW);
+  await assertNoSidewaysScroll(page, 'the new-job form with the hostile app at 360 px');
+  await app.selectOption('line-stats@1.1.0');
+  await assertNoSidewaysScroll(page, 'the new-job form with line-stats at 360 px');
+  await screenshot(page, 'new-job-published-app-phone');
+  await page.setViewportSize(WIDE);
+
+  // A small text, typed: lines of words, an empty one, letters outside ASCII, a tab.
+  const lines = ['The quick brown fox', '', '  Résumé   naïve  café  ', 'Supercalifragilistic expialidocious words',
+    'tabs\there and  there', 'ONE'];
+  const input = `${lines.join('\n')}\n`;
+  await page.getByLabel('Or type the input here').fill(input);
+  await chunkLines.fill('2');
+  await params.fill('{"lower": true}');
+  // Priced as the job will be cut: 6 lines, 2 a chunk.
+  const chosen = page.locator('#estimate tr.chosen td').last();
+  await waitFor(async () => (await chosen.textContent({ timeout: 1000 })) === '3', {
+    timeout: 10_000, message: async () => `the estimate: ${await page.locator('#estimate').textContent()}`,
+  });
+  assert.deepEqual(await unlabelledControls(page), []);
+  await screenshot(page, 'new-job-published-app');
+
+  const request = page.waitForRequest((r) => r.method() === 'POST' && new URL(r.url()).pathname === '/v1/jobs');
+  await page.getByRole('button', { name: 'Create and run' }).click();
+  const body = (await request).postDataJSON();
+  assert.deepEqual(body, { app: 'line-stats@1.1.0', preferences: { tier: 'standard' }, params: { lower: true }, chunk_lines: 2 }, 'no script');
+  const jobId = await waitForJobPage(page);
+  assert.equal(await waitForFinalState(page, grid, jobId), 'completed', grid.logs());
+  const job = await call(grid, grid.apiKey, `/v1/jobs/${jobId}`);
+  assert.equal(job.app, 'line-stats');
+  assert.equal(job.app_version, '1.1.0');
+  assert.equal(job.chunks.total, 3);
+  const output = await call(grid, grid.apiKey, `/v1/jobs/${jobId}/output`, { raw: true });
+  assert.equal(output.status, 200);
+  const expected = lines.map((line) => `${describeLine(line, true)}\n`).join('');
+  assert.equal(await output.text(), expected);
+  // Worked out apart from the app, the figures are those of these lines.
+  assert.equal(expected.split('\n')[2], '3\t24\trésumé');
+  assert.deepEqual(dialogs, []);
+  assert.deepEqual(browser.errors, []);
+});
