@@ -129,6 +129,8 @@ pub const APPS: &str = "/v1/apps";
 pub fn app_versions(name: &str) -> String {
     format!("/v1/apps/{name}/versions")
 }
+/// `GET` (operators): every published app at its latest version.
+pub const ADMIN_APPS: &str = "/v1/admin/apps";
 /// `POST` (operators): makes a published app public or private.
 pub fn admin_app(name: &str) -> String {
     format!("/v1/admin/apps/{name}")

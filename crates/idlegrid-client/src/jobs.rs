@@ -228,6 +228,11 @@ impl Client {
         send_json(self.request(Method::GET, &paths::app_versions(&path_segment(name)))).await
     }
 
+    /// `GET /v1/admin/apps` (operators): every published app at its latest version.
+    pub async fn published_apps(&self) -> Result<Vec<AppInfo>, ClientError> {
+        send_json(self.request(Method::GET, paths::ADMIN_APPS)).await
+    }
+
     /// `POST /v1/admin/apps/{name}` (operators): makes a published app public or private.
     pub async fn change_app(&self, name: &str, change: &ChangeApp) -> Result<(), ClientError> {
         send(

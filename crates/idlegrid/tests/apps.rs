@@ -225,6 +225,13 @@ async fn an_app_published_from_its_folder_runs_on_workers_started_before_it() {
     };
     let taken = bob.publish_app(&bundle).await.unwrap_err();
     assert_eq!(taken.code(), Some("name_taken"), "{taken}");
+    // Operators see every published app, public or not, to choose.
+    let all = operator.published_apps().await.unwrap();
+    assert!(
+        all.iter()
+            .any(|a| a.manifest.name == "line-stats" && !a.public)
+    );
+    assert_eq!(bob.published_apps().await.unwrap_err().status(), Some(403));
     operator
         .change_app("line-stats", &ChangeApp { public: true })
         .await

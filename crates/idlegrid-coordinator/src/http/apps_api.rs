@@ -259,6 +259,25 @@ pub async fn app_versions(
     Ok(Json(versions.iter().filter_map(info).collect()))
 }
 
+/// Operators: every published app, at its latest version, public or not (to choose those to
+/// make public).
+#[utoipa::path(get, path = "/v1/admin/apps", tag = "operators",
+    security(("operator_key" = [])),
+    responses((status = 200, body = Vec<AppInfo>)))]
+pub async fn list_published_apps(
+    State(grid): State<Arc<Grid>>,
+    _operator: Operator,
+) -> ApiResult<Json<Vec<AppInfo>>> {
+    Ok(Json(
+        grid.store
+            .latest_apps(None)
+            .await?
+            .iter()
+            .filter_map(info)
+            .collect(),
+    ))
+}
+
 /// Operators: makes a published app public (every account may see and run it) or private
 /// again (its publisher's only).
 #[utoipa::path(post, path = "/v1/admin/apps/{name}", tag = "operators", request_body = ChangeApp,

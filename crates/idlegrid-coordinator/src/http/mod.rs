@@ -40,6 +40,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         jobs_api::jobs_events,
         jobs_api::job_chunks,
         apps_api::list_apps, apps_api::publish_app, apps_api::app_versions, apps_api::change_app,
+        apps_api::list_published_apps,
         uploads::upload_part, uploads::list_parts, uploads::complete_upload,
         links::create_links,
         accounts_api::me, accounts_api::owner_devices, accounts_api::change_device,
@@ -261,6 +262,10 @@ pub fn router(grid: Arc<Grid>) -> Router {
                 .layer(DefaultBodyLimit::max(apps_api::PUBLISH_BODY_LIMIT)),
         )
         .route("/v1/apps/{name}/versions", get(apps_api::app_versions))
+        .route(
+            idlegrid_api::paths::ADMIN_APPS,
+            get(apps_api::list_published_apps),
+        )
         .route("/v1/admin/apps/{name}", post(apps_api::change_app))
         .route(
             idlegrid_api::paths::WORKERS_REGISTER,
