@@ -167,6 +167,7 @@ async fn run(args: AppRunArgs) -> anyhow::Result<ExitCode> {
         output: &args.input.output,
         how: &args.input.submit,
         app: None,
+        shown: None,
     };
     submission.submit().await
 }
@@ -180,6 +181,7 @@ async fn test(args: AppTestArgs) -> anyhow::Result<ExitCode> {
         output: &args.input.output,
         how: &args.input.submit,
         app: Some(bundle),
+        shown: None,
     };
     submission.submit().await
 }

@@ -41,6 +41,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         output: &args.output,
         how: &args.submit,
         app: None,
+        shown: None,
     };
     submission.submit().await
 }
@@ -140,6 +141,8 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         output: &output,
         how: &args.submit,
         app: None,
+        // An archive is downloaded to scratch and unpacked where it was asked.
+        shown: args.hls.as_deref().or(args.output.as_deref()),
     };
     let code = submission.submit().await?;
     if code != ExitCode::SUCCESS {
@@ -229,6 +232,9 @@ pub(crate) struct Submission<'a> {
     /// An app to publish to a throw-away local grid and run there (`app test`), whatever
     /// coordinator is configured.
     pub app: Option<idlegrid_api::Bundle>,
+    /// Where the output ends up, when `output` is only where it is downloaded to (an archive
+    /// unpacked afterwards): named in the summary instead.
+    pub shown: Option<&'a Path>,
 }
 
 impl Submission<'_> {
@@ -383,7 +389,7 @@ impl Submission<'_> {
                     "failed attempts"
                 ),
                 output::counted(bytes, "byte", "bytes"),
-                self.output.display(),
+                self.shown.unwrap_or(self.output).display(),
                 started.elapsed().as_secs_f64()
             );
             if output::replicated(&finished) {

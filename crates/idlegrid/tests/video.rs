@@ -1387,6 +1387,11 @@ fn a_frame_rate_asked_for_replaces_the_sources() {
         "{stdout}"
     );
     assert!(!stdout.contains("intermediate"), "{stdout}");
+    // The summary names where the video went, not the archive it came in.
+    assert!(
+        stdout.contains(&format!("written to {}", output.display())),
+        "{stdout}"
+    );
     let out = probe(&output);
     assert_eq!(frames(&out.video), 60, "4 s at 15 fps");
     let even = psnr_through(&output, &source, "select='not(mod(n\\,2))'");
