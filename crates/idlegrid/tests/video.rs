@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{clip, idlegrid, sh, tile_psnr};
+use common::{clip, idlegrid, psnr_figure, sh, tile_psnr};
 use idlegrid_testkit::files_under;
 use std::path::Path;
 use std::process::Command;
@@ -46,7 +46,7 @@ fn frames(stream: &serde_json::Value) -> u64 {
 /// aligned by index, both as coded (rotation metadata is checked separately).
 fn psnr(output: &Path, source: &Path, width: u64, height: u64) -> f64 {
     psnr_field(
-        output,
+        (output, "null"),
         source,
         &format!("scale={width}:{height}:flags=bicubic"),
         "average:",
@@ -56,15 +56,16 @@ fn psnr(output: &Path, source: &Path, width: u64, height: u64) -> f64 {
 /// Average luma PSNR of `output` against `source` made into the output's frames by `shape`
 /// (FFmpeg filters), frames aligned by index.
 fn psnr_through(output: &Path, source: &Path, shape: &str) -> f64 {
-    psnr_field(output, source, shape, "y:")
+    psnr_field((output, "null"), source, shape, "y:")
 }
 
-/// The figure `field` (`y:`, `average:`) of FFmpeg's PSNR of `output` against `source` made
-/// into the output's frames by `shape`, frames aligned by index, both as coded; 100 for
-/// identical pictures.
-fn psnr_field(output: &Path, source: &Path, shape: &str, field: &str) -> f64 {
+/// The figure `field` (`y:`, `average:`) of FFmpeg's PSNR of `output`'s frames picked by
+/// `picked` (a filter; `null` for all) against `source` made into them by `shape`, frames
+/// aligned by index, both as coded; 100 for identical pictures.
+fn psnr_field((output, picked): (&Path, &str), source: &Path, shape: &str, field: &str) -> f64 {
     let graph = format!(
-        "[0:v]settb=1/30,setpts=N[a];[1:v]{shape},format=yuv420p,settb=1/30,setpts=N[b];[a][b]psnr"
+        "[0:v]{picked},settb=1/30,setpts=N[a];\
+         [1:v]{shape},format=yuv420p,settb=1/30,setpts=N[b];[a][b]psnr"
     );
     let out = sh(
         "ffmpeg",
@@ -83,16 +84,7 @@ fn psnr_field(output: &Path, source: &Path, shape: &str, field: &str) -> f64 {
             "-",
         ],
     );
-    let log = String::from_utf8_lossy(&out.stderr);
-    let value = log
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix(field))
-        .unwrap_or_else(|| panic!("no PSNR in {log}"));
-    if value == "inf" {
-        100.0
-    } else {
-        value.parse().unwrap()
-    }
+    psnr_figure(&String::from_utf8_lossy(&out.stderr), field)
 }
 
 /// Runs `idlegrid transcode` with no coordinator configured; returns (success, stdout, stderr).
@@ -1014,15 +1006,12 @@ fn keyframes_that_stop_partway_switch_the_rest_to_frame_cuts() {
     assert!(worst < 0.002, "a frame moved by {worst:.4} s");
 }
 
-/// A variable frame rate (a pause mid-chunk and one at a chunk boundary, and open GOPs so the
-/// chunks are decoded from the keyframe before them) keeps every frame at its own time: no
-/// frame is dropped or repeated, nothing is made constant on the coordinator.
-#[test]
-fn a_variable_frame_rate_keeps_every_frame_at_its_time() {
-    let dir = tempfile::tempdir().unwrap();
-    // 90 frames at 30 fps with a 0.7 s pause after frame 45 and 0.4 s after frame 60.
-    let source = clip(
-        dir.path(),
+/// 90 frames at 30 fps with a 0.7 s pause after frame 45 and 0.4 s after frame 60 (frame n is
+/// shown at n/30 s, plus 0.7 from frame 45 and 0.4 more from frame 60), open GOPs, and 4.1 s
+/// of sound.
+fn vfr_clip(dir: &Path) -> std::path::PathBuf {
+    clip(
+        dir,
         "vfr.mp4",
         "testsrc2=size=320x240:rate=30:duration=3",
         Some("sine=frequency=440:duration=4.1"),
@@ -1038,7 +1027,16 @@ fn a_variable_frame_rate_keeps_every_frame_at_its_time() {
             "-c:a",
             "aac",
         ],
-    );
+    )
+}
+
+/// A variable frame rate (a pause mid-chunk and one at a chunk boundary, and open GOPs so the
+/// chunks are decoded from the keyframe before them) keeps every frame at its own time: no
+/// frame is dropped or repeated, nothing is made constant on the coordinator.
+#[test]
+fn a_variable_frame_rate_keeps_every_frame_at_its_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = vfr_clip(dir.path());
     let output = dir.path().join("out.mp4");
     let (ok, stdout, stderr) = transcode(dir.path(), &source, &output, &["--chunk-seconds", "1"]);
     assert!(ok, "transcode failed: {stderr}");
@@ -1329,37 +1327,12 @@ fn thumbnails_and_a_poster_picture_their_frames() {
 /// Luma PSNR of frame `k` of `output` against frame `m` of `source` (both by number, at the
 /// output's size).
 fn frame_psnr(output: &Path, k: u64, source: &Path, m: u64) -> f64 {
-    let graph = format!(
-        "[0:v]select='eq(n\\,{k})',setpts=0,format=yuv420p,extractplanes=y[a];\
-         [1:v]select='eq(n\\,{m})',setpts=0,format=yuv420p,extractplanes=y[b];[a][b]psnr"
-    );
-    let out = sh(
-        "ffmpeg",
-        &[
-            "-nostdin",
-            "-i",
-            &output.to_string_lossy(),
-            "-i",
-            &source.to_string_lossy(),
-            "-lavfi",
-            &graph,
-            "-frames:v",
-            "1",
-            "-f",
-            "null",
-            "-",
-        ],
-    );
-    let log = String::from_utf8_lossy(&out.stderr);
-    let value = log
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("average:"))
-        .unwrap_or_else(|| panic!("no PSNR for frame {k}: {log}"));
-    if value == "inf" {
-        100.0
-    } else {
-        value.parse().unwrap()
-    }
+    psnr_field(
+        (output, &format!("select='eq(n\\,{k})'")),
+        source,
+        &format!("select='eq(n\\,{m})'"),
+        "y:",
+    )
 }
 
 /// Half the frame rate keeps every other frame, made on the devices (no intermediate of the
@@ -1416,26 +1389,7 @@ fn a_frame_rate_asked_for_replaces_the_sources() {
 #[test]
 fn a_variable_frame_rate_is_made_constant_on_the_devices() {
     let dir = tempfile::tempdir().unwrap();
-    // 90 frames at 30 fps with a 0.7 s pause after frame 45 and 0.4 s after frame 60, open
-    // GOPs: frame n is shown at n/30 s, plus 0.7 from frame 45 and 0.4 more from frame 60.
-    let source = clip(
-        dir.path(),
-        "vfr.mp4",
-        "testsrc2=size=320x240:rate=30:duration=3",
-        Some("sine=frequency=440:duration=4.1"),
-        &[
-            "-vf",
-            "setpts='(N/30+0.7*gte(N,45)+0.4*gte(N,60))/TB'",
-            "-fps_mode",
-            "vfr",
-            "-c:v",
-            "libx264",
-            "-x264-params",
-            "open-gop=1:keyint=20",
-            "-c:a",
-            "aac",
-        ],
-    );
+    let source = vfr_clip(dir.path());
     let output = dir.path().join("out.mp4");
     let (ok, stdout, stderr) = transcode(
         dir.path(),

@@ -351,11 +351,16 @@ pub fn tile_psnr(jpeg: &Path, part: &str, source: &Path, frame: u64, shape: &str
             "-",
         ],
     );
-    let log = String::from_utf8_lossy(&out.stderr);
+    psnr_figure(&String::from_utf8_lossy(&out.stderr), "average:")
+}
+
+/// The figure `field` (`y:`, `average:`) of the PSNR summary in an FFmpeg log; 100 for
+/// identical pictures.
+pub fn psnr_figure(log: &str, field: &str) -> f64 {
     let value = log
         .split_whitespace()
-        .find_map(|w| w.strip_prefix("average:"))
-        .unwrap_or_else(|| panic!("no PSNR for {}: {log}", jpeg.display()));
+        .find_map(|w| w.strip_prefix(field))
+        .unwrap_or_else(|| panic!("no PSNR in {log}"));
     if value == "inf" {
         100.0
     } else {

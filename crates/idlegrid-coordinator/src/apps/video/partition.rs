@@ -175,6 +175,19 @@ struct Chunk {
     retime: Option<Retime>,
 }
 
+impl Chunk {
+    /// A chunk that decodes to its `frames` on its own, placed at `start` when known.
+    fn cut(path: PathBuf, frames: u64, start: Option<f64>) -> Chunk {
+        Chunk {
+            path,
+            frames,
+            span: None,
+            start,
+            retime: None,
+        }
+    }
+}
+
 /// Each segment's start time from the segment muxer's CSV list (`name,start,end`), in order.
 fn segment_starts(list: &Path) -> Vec<f64> {
     std::fs::read_to_string(list)
@@ -207,13 +220,7 @@ async fn decoded_frames(path: PathBuf) -> Result<Chunk, String> {
     let progress = tool("ffmpeg", &args).await?;
     let frames = progress_frames(&progress)
         .ok_or_else(|| format!("FFmpeg did not say how many frames {input} holds"))?;
-    Ok(Chunk {
-        path,
-        frames,
-        span: None,
-        start: None,
-        retime: None,
-    })
+    Ok(Chunk::cut(path, frames, None))
 }
 
 /// Counts every chunk's frames by decoding it, as many at once as the machine has cores, and
@@ -239,15 +246,15 @@ fn cores() -> usize {
 /// superframes and AV1's temporal units hold hidden frames with their one shown frame).
 const ONE_FRAME_PER_PACKET: &[&str] = &["h264", "hevc", "vp9", "av1"];
 
-/// Counts the frames of chunks cut at source keyframes and sends them on in order. `Ok(false)`
-/// — before anything was sent — when a chunk does not decode on its own frame for frame (open
-/// GOPs), or is more than twice the `target` seconds long (sparse keyframes), and the split
-/// must be redone frame-exactly.
+/// Counts the frames of chunks cut at source keyframes of a codec not known to put one frame
+/// in each packet (those go out as they are cut: `cut_at_keyframes_as_they_close`), and sends
+/// them on in order. `Ok(false)` — before anything was sent — when a chunk does not decode on
+/// its own frame for frame (open GOPs), or is more than twice the `target` seconds long
+/// (sparse keyframes), and the split must be redone frame-exactly.
 ///
-/// A chunk's frames are its packets when its packets show it is self-contained, counted
-/// without decoding. For codecs not known to put one frame in each packet, the first chunk is
-/// decoded in full and must decode to as many frames as it has packets, or every chunk is
-/// decoded in full.
+/// The first chunk is decoded in full and must decode to as many frames as it has packets;
+/// then each chunk's frames are its packets, counted without decoding. Otherwise every chunk
+/// is decoded in full.
 async fn count_cut(
     paths: Vec<PathBuf>,
     facts: &Facts,
@@ -273,24 +280,18 @@ async fn count_cut(
     {
         return Ok(false);
     }
-    // Each chunk starts where the segment muxer's list says plus its first packet's time (a
-    // self-contained chunk shows nothing before it): the muxer takes the listed time off each
-    // chunk's timestamps, and the listed times alone are not on one clock (the first chunk's
-    // is 0 where its frames start after the shift that keeps B-frames' decoding times from
-    // going negative, and the later ones include that shift: two frames off at every cut).
     let starts: Vec<Option<f64>> = if listed.len() == packets.len() {
         listed
             .iter()
             .zip(&packets)
-            .map(|(at, p)| Some(at + p.first()?.pts?))
+            .map(|(&at, p)| placed(at, p))
             .collect()
     } else {
         vec![None; packets.len()]
     };
+    // Packets may not be frames in this codec: the first chunk is decoded to see.
     let mut rest = paths.into_iter().zip(contents).zip(starts);
-    if !ONE_FRAME_PER_PACKET.contains(&facts.codec.as_str())
-        && let Some(((path, (frames, _)), start)) = rest.next()
-    {
+    if let Some(((path, (frames, _)), start)) = rest.next() {
         let first = Chunk {
             start,
             ..decoded_frames(path).await?
@@ -306,17 +307,20 @@ async fn count_cut(
         }
     }
     for ((path, (frames, _)), start) in rest {
-        out.send(Chunk {
-            path,
-            frames,
-            span: None,
-            start,
-            retime: None,
-        })
-        .await
-        .map_err(|_| STOPPED.to_string())?;
+        out.send(Chunk::cut(path, frames, start))
+            .await
+            .map_err(|_| STOPPED.to_string())?;
     }
     Ok(true)
+}
+
+/// Where a chunk the segment muxer listed at `at` starts: there plus its first packet's time
+/// (a self-contained chunk shows nothing before it). The muxer takes the listed time off each
+/// chunk's timestamps, and the listed times alone are not on one clock (the first chunk's is 0
+/// where its frames start after the shift that keeps B-frames' decoding times from going
+/// negative, and the later ones include that shift: two frames off at every cut).
+fn placed(at: f64, packets: &[probe::Packet]) -> Option<f64> {
+    Some(at + packets.first()?.pts?)
 }
 
 /// Where cutting at keyframes as the segment muxer goes stopped.
@@ -387,20 +391,13 @@ async fn cut_at_keyframes_as_they_close(
                         first,
                     });
                 };
-                // Placed where the list says plus its first packet's time (see `count_cut`).
-                let start = packets.first().and_then(|p| p.pts).map(|t| at + t);
+                let start = placed(at, &packets);
                 if sent == 0 {
                     first = start;
                 }
-                out.send(Chunk {
-                    path,
-                    frames,
-                    span: None,
-                    start,
-                    retime: None,
-                })
-                .await
-                .map_err(|_| STOPPED.to_string())?;
+                out.send(Chunk::cut(path, frames, start))
+                    .await
+                    .map_err(|_| STOPPED.to_string())?;
                 sent += frames;
             }
             if ended {
@@ -729,15 +726,9 @@ async fn split_video(
     // The intermediate is x264's: one frame per packet, counted without decoding.
     for path in list_chunks(dir)? {
         let frames = probe::count_packets(&path).await?;
-        out.send(Chunk {
-            path,
-            frames,
-            span: None,
-            start: None,
-            retime: None,
-        })
-        .await
-        .map_err(|_| STOPPED.to_string())?;
+        out.send(Chunk::cut(path, frames, None))
+            .await
+            .map_err(|_| STOPPED.to_string())?;
     }
     Ok(if constant_rate.is_some() {
         "exact frames (lossless intermediate at a constant frame rate)"
