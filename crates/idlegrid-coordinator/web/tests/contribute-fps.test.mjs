@@ -17,10 +17,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { call, closeGrid, launchBrowser, linkBrowserWorker, openGrid, sha256, waitFor } from './helpers.mjs';
-
-/** 768 MiB: under the threaded core's 1 GiB, plenty for the single-threaded core and Pyodide. */
-const SHORT_OF_MEMORY = ['--js-flags=--wasm-max-mem-pages=12288'];
+import { call, chunkReport, closeGrid, launchBrowser, linkBrowserWorker, openGrid, recentTasks, sha256, SHORT_OF_MEMORY, waitFor } from './helpers.mjs';
 
 const WIDTH = 320;
 const HEIGHT = 240;
@@ -30,15 +27,6 @@ let browser;
 
 before(async () => ({ grid, browser } = await openGrid({ workers: 0 })));
 after(() => closeGrid({ grid, browser }));
-
-/** The job's chunks and why any failed, for a failure's message. */
-async function chunkReport(jobId) {
-  const { tasks } = await call(grid, grid.apiKey, `/v1/jobs/${jobId}/tasks`).catch((e) => ({ tasks: [{ error: e.message }] }));
-  return tasks.map((t) => JSON.stringify(t)).join('\n');
-}
-
-/** What `page` says of its recent tasks (their failure reasons among them). */
-const recentTasks = (page) => page.locator('#recent li').allTextContents().catch((e) => [`(${e.message})`]);
 
 /**
  * A 4 s 320x240 clip at `rate` frames a second, a keyframe every second, made once. It has no
@@ -116,14 +104,14 @@ async function runFpsJob(page, source, fps) {
     return ['completed', 'failed', 'cancelled'].includes(j.state) && j;
   }, {
     timeout: 120_000, interval: 500,
-    message: async () => `job ${job.id} did not end\nchunks:\n${await chunkReport(job.id)}\n`
+    message: async () => `job ${job.id} did not end\nchunks:\n${await chunkReport(grid, job.id)}\n`
       + `the page's recent tasks: ${JSON.stringify(await recentTasks(page))}\n${grid.logs()}`,
   });
   // A result the validator does not take (frames not those of their slots) is held for another
   // device to run again, and there is none: the job does not end, and the chunks' report and
   // the coordinator's log say why.
   assert.equal(done.state, 'completed', `job ${job.id} ${done.state}: ${JSON.stringify(done.error)}\nchunks:\n`
-    + `${await chunkReport(job.id)}\nthe page's recent tasks: ${JSON.stringify(await recentTasks(page))}\n${grid.logs()}`);
+    + `${await chunkReport(grid, job.id)}\nthe page's recent tasks: ${JSON.stringify(await recentTasks(page))}\n${grid.logs()}`);
   const finished = Date.now();
 
   // Every task ran in this browser, and none failed an attempt there.

@@ -18,25 +18,13 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { call, closeGrid, launchBrowser, linkBrowserWorker, openGrid, sha256, waitFor } from './helpers.mjs';
-
-/** 768 MiB: under the threaded core's 1 GiB, plenty for the single-threaded core and Pyodide. */
-const SHORT_OF_MEMORY = ['--js-flags=--wasm-max-mem-pages=12288'];
+import { call, chunkReport, closeGrid, launchBrowser, linkBrowserWorker, openGrid, recentTasks, sha256, SHORT_OF_MEMORY, waitFor } from './helpers.mjs';
 
 let grid;
 let browser;
 
 before(async () => ({ grid, browser } = await openGrid({ workers: 0 })));
 after(() => closeGrid({ grid, browser }));
-
-/** The job's chunks and why any failed, for a failure's message. */
-async function chunkReport(jobId) {
-  const { tasks } = await call(grid, grid.apiKey, `/v1/jobs/${jobId}/tasks`).catch((e) => ({ tasks: [{ error: e.message }] }));
-  return tasks.map((t) => JSON.stringify(t)).join('\n');
-}
-
-/** What `page` says of its recent tasks (their failure reasons among them). */
-const recentTasks = (page) => page.locator('#recent li').allTextContents().catch((e) => [`(${e.message})`]);
 
 /** The names of the regular files in a ustar archive, in order. */
 function tarNames(bytes) {
@@ -100,11 +88,11 @@ async function runStillsJob(page) {
     return ['completed', 'failed', 'cancelled'].includes(j.state) && j;
   }, {
     timeout: 120_000, interval: 500,
-    message: async () => `job ${job.id} did not end\nchunks:\n${await chunkReport(job.id)}\n`
+    message: async () => `job ${job.id} did not end\nchunks:\n${await chunkReport(grid, job.id)}\n`
       + `the page's recent tasks: ${JSON.stringify(await recentTasks(page))}\n${grid.logs()}`,
   });
   assert.equal(done.state, 'completed', `job ${job.id} ${done.state}: ${JSON.stringify(done.error)}\nchunks:\n`
-    + `${await chunkReport(job.id)}\nthe page's recent tasks: ${JSON.stringify(await recentTasks(page))}`);
+    + `${await chunkReport(grid, job.id)}\nthe page's recent tasks: ${JSON.stringify(await recentTasks(page))}`);
   const finished = Date.now();
 
   // Every task ran in this browser, and none failed an attempt there.

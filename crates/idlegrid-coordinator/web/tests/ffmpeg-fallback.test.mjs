@@ -17,12 +17,10 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { call, closeGrid, linkBrowserWorker, openGrid, sha256, waitFor, WEB } from './helpers.mjs';
+import { call, closeGrid, linkBrowserWorker, openGrid, sha256, SHORT_OF_MEMORY, waitFor, WEB } from './helpers.mjs';
 import { ensureRuntimes, run, runInWorker, startStaticServer } from './static-server.mjs';
 
 const VIDEO_TASK = fs.readFileSync(path.join(WEB, '..', 'apps', 'video-transcode', 'task.py'), 'utf8');
-/** 768 MiB: under the threaded core's 1 GiB, plenty for the single-threaded core and Pyodide. */
-const SHORT_OF_MEMORY = ['--js-flags=--wasm-max-mem-pages=12288'];
 const CASE_TIMEOUT_MS = 120_000;
 
 let grid;

@@ -412,3 +412,18 @@ export function videoWhen(video, want, events, ms = 30_000) {
     check();
   }), { want, events, ms });
 }
+
+/**
+ * Chromium's WebAssembly memory held at 768 MiB: under the 1 GiB ffmpeg.wasm's threaded core
+ * reserves, so pages fall back to its single-threaded core; plenty for that core and Pyodide.
+ */
+export const SHORT_OF_MEMORY = ['--js-flags=--wasm-max-mem-pages=12288'];
+
+/** A job's chunks and why any failed, for a failure's message. */
+export async function chunkReport(grid, jobId) {
+  const { tasks } = await call(grid, grid.apiKey, `/v1/jobs/${jobId}/tasks`).catch((e) => ({ tasks: [{ error: e.message }] }));
+  return tasks.map((t) => JSON.stringify(t)).join('\n');
+}
+
+/** What a /contribute `page` says of its recent tasks (their failure reasons among them). */
+export const recentTasks = (page) => page.locator('#recent li').allTextContents().catch((e) => [`(${e.message})`]);
