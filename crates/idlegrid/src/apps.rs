@@ -8,7 +8,7 @@ use crate::customer::Submission;
 use crate::output::{self, shown};
 use crate::target;
 use anyhow::Context;
-use idlegrid_api::jobs::{AppInfo, CreateJob, Preferences};
+use idlegrid_api::jobs::{AppInfo, CreateJob};
 use idlegrid_api::{AppManifest, Bundle};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -145,18 +145,9 @@ async fn versions(args: AppNameArgs) -> anyhow::Result<ExitCode> {
 
 /// The job `input` asks for, of app `app` (a name, or `name@version`).
 fn job_request(app: &str, input: &AppInputArgs) -> anyhow::Result<CreateJob> {
-    let params: serde_json::Value = serde_json::from_str(&input.params)
-        .context("--params must be a JSON object, e.g. '{\"factor\": 2}'")?;
     Ok(CreateJob {
-        params,
         chunk_lines: input.chunk_lines,
-        preferences: input.submit.run_as.preferences(Preferences {
-            max_attempts: input.max_attempts,
-            task_timeout_secs: input.task_timeout,
-            ..Preferences::default()
-        }),
-        webhook: input.submit.run_as.webhook(),
-        ..CreateJob::new(app)
+        ..crate::customer::script_job(app, &input.script_job, &input.submit)?
     })
 }
 

@@ -2,8 +2,8 @@
 //! `transcode` (the same for a video), `jobs`, `job`, `cancel`, `balance` and `deposit`.
 
 use crate::cli::{
-    BalanceArgs, CoordinatorArgs, DepositArgs, JobArgs, JobsArgs, RunArgs, RunAsArgs, SubmitArgs,
-    TranscodeArgs,
+    BalanceArgs, CoordinatorArgs, DepositArgs, JobArgs, JobsArgs, RunArgs, RunAsArgs,
+    ScriptJobArgs, SubmitArgs, TranscodeArgs,
 };
 use crate::local::LocalGrid;
 use crate::{output, shutdown, target};
@@ -21,19 +21,10 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let script = std::fs::read_to_string(&args.script)
         .with_context(|| format!("cannot read the script {}", args.script.display()))?;
-    let params: serde_json::Value = serde_json::from_str(&args.params)
-        .context("--params must be a JSON object, e.g. '{\"factor\": 2}'")?;
     let request = CreateJob {
-        params,
         script: Some(script),
         chunk_lines: Some(args.chunk_lines),
-        preferences: args.submit.run_as.preferences(Preferences {
-            max_attempts: args.max_attempts,
-            task_timeout_secs: args.task_timeout,
-            ..Preferences::default()
-        }),
-        webhook: args.submit.run_as.webhook(),
-        ..CreateJob::new("python-map")
+        ..script_job("python-map", &args.script_job, &args.submit)?
     };
     let submission = Submission {
         request,
@@ -44,6 +35,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         shown: None,
     };
     submission.submit().await
+}
+
+/// A job of `app` running its task script per chunk, as `args` and `submit` ask (its input,
+/// script and chunk size still to give).
+pub(crate) fn script_job(
+    app: &str,
+    args: &ScriptJobArgs,
+    submit: &SubmitArgs,
+) -> anyhow::Result<CreateJob> {
+    let params: serde_json::Value = serde_json::from_str(&args.params)
+        .context("--params must be a JSON object, e.g. '{\"factor\": 2}'")?;
+    Ok(CreateJob {
+        params,
+        preferences: submit.run_as.preferences(Preferences {
+            max_attempts: args.max_attempts,
+            task_timeout_secs: args.task_timeout,
+            ..Preferences::default()
+        }),
+        webhook: submit.run_as.webhook(),
+        ..CreateJob::new(app)
+    })
 }
 
 pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {

@@ -382,6 +382,15 @@ pub struct RunArgs {
     /// Lines per chunk.
     #[arg(long, default_value_t = 1000)]
     pub chunk_lines: u64,
+    #[command(flatten)]
+    pub script_job: ScriptJobArgs,
+    #[command(flatten)]
+    pub submit: SubmitArgs,
+}
+
+/// What a job running a task script per chunk takes besides its input (`run`, `app run`).
+#[derive(Debug, Args)]
+pub struct ScriptJobArgs {
     /// Parameters for the script, as a JSON object (given to it in IDLEGRID_PARAMS).
     #[arg(long, default_value = "{}")]
     pub params: String,
@@ -391,8 +400,6 @@ pub struct RunArgs {
     /// Wall-clock limit per chunk, in seconds.
     #[arg(long, default_value_t = 600)]
     pub task_timeout: u64,
-    #[command(flatten)]
-    pub submit: SubmitArgs,
 }
 
 /// How `run` and `transcode` submit their job, and show it.
@@ -573,18 +580,11 @@ pub struct AppInputArgs {
     /// Where to write the output.
     #[arg(long)]
     pub output: PathBuf,
-    /// The app's parameters, as a JSON object (its task script gets them in IDLEGRID_PARAMS).
-    #[arg(long, default_value = "{}")]
-    pub params: String,
     /// Lines per chunk, for apps that cut their input by lines (default: the grid's choice).
     #[arg(long)]
     pub chunk_lines: Option<u64>,
-    /// Failed attempts a chunk may have before the job fails.
-    #[arg(long, default_value_t = 3)]
-    pub max_attempts: u32,
-    /// Wall-clock limit per chunk, in seconds.
-    #[arg(long, default_value_t = 600)]
-    pub task_timeout: u64,
+    #[command(flatten)]
+    pub script_job: ScriptJobArgs,
     #[command(flatten)]
     pub submit: SubmitArgs,
 }
