@@ -314,6 +314,33 @@ impl Capabilities {
 }
 
 impl Requirements {
+    /// Whether some device could meet these (a manifest's, checked when it is published): a
+    /// Python version of the `MAJOR.MINOR` form, a benchmark and a disk no device is refused
+    /// for claiming.
+    pub fn satisfiable(&self) -> Result<(), String> {
+        if let Some(python) = &self.python
+            && major_minor(python).is_none()
+        {
+            return Err(format!(
+                "requirements.python {python:?} must be MAJOR.MINOR"
+            ));
+        }
+        if self
+            .min_benchmark
+            .is_some_and(|b| !(b.is_finite() && (0.0..=MAX_BENCHMARK).contains(&b)))
+        {
+            return Err(format!(
+                "requirements.min_benchmark must be from 0 to {MAX_BENCHMARK}"
+            ));
+        }
+        if self.disk_mb.is_some_and(|mb| mb > MAX_DISK_MB) {
+            return Err(format!(
+                "requirements.disk_mb must be at most {MAX_DISK_MB}"
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks a device against these requirements; the error names the first thing missing.
     pub fn check(&self, caps: &Capabilities) -> Result<(), String> {
         if let Some(wanted) = &self.python {

@@ -148,6 +148,8 @@ pub fn check_bundle(bundle: &Bundle, bytes: usize, builtin: &AppRegistry) -> Res
     if !needs.encoders.is_empty() {
         return Err("requirements.encoders is set per job by video apps, not by a manifest".into());
     }
+    // Requirements no device meets would leave every job of the app waiting.
+    needs.satisfiable()?;
     if let Some(schema) = &m.parameters {
         let size = serde_json::to_vec(schema).map_or(usize::MAX, |b| b.len());
         if !schema.is_object() || size > MAX_SCHEMA_BYTES {
@@ -308,6 +310,14 @@ mod tests {
             (
                 Box::new(|b| b.manifest.requirements.memory_mb = Some(1 << 20)),
                 "memory_mb",
+            ),
+            (
+                Box::new(|b| b.manifest.requirements.python = Some("latest".into())),
+                "python",
+            ),
+            (
+                Box::new(|b| b.manifest.requirements.min_benchmark = Some(1e12)),
+                "min_benchmark",
             ),
             (
                 Box::new(|b| {
