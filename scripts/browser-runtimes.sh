@@ -16,11 +16,23 @@ if ! command -v npm >/dev/null 2>&1; then
   exit 1
 fi
 
-# The same stamp as scripts/test.sh: node_modules is current when it was installed from this lock.
+# node_modules is current when it was installed from this lock.
 lock_sha=$(sha256sum "$web/package-lock.json" | cut -d' ' -f1)
 if [ "$(cat "$web/node_modules/.installed-lock-sha256" 2>/dev/null)" != "$lock_sha" ]; then
   echo "browser-runtimes: installing the npm packages" >&2
-  npm ci --prefix "$web" --no-audit --no-fund --loglevel=error
+  # A registry that fails for a moment (or an npm being upgraded as the machine starts) gets two
+  # more tries; a lasting failure stops here with npm's own message.
+  for try in 1 2 3; do
+    if npm ci --prefix "$web" --no-audit --no-fund --loglevel=error; then
+      break
+    fi
+    if [ "$try" = 3 ]; then
+      echo "browser-runtimes: npm ci failed three times: see npm's log named above" >&2
+      exit 1
+    fi
+    echo "browser-runtimes: npm ci failed; trying again in $((try * 5)) s" >&2
+    sleep $((try * 5))
+  done
   echo "$lock_sha" > "$web/node_modules/.installed-lock-sha256"
 fi
 

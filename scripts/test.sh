@@ -41,14 +41,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     exit 1
   fi
 fi
-lock_sha=$(sha256sum "$web/package-lock.json" | cut -d' ' -f1)
-if [ "$(cat "$web/node_modules/.installed-lock-sha256" 2>/dev/null)" != "$lock_sha" ]; then
-  echo "== installing the browser tests' npm packages"
-  npm ci --prefix "$web" --no-audit --no-fund --loglevel=error
-  echo "$lock_sha" > "$web/node_modules/.installed-lock-sha256"
-fi
-# The browser worker's runtimes (Pyodide, ffmpeg.wasm) from those packages, where the coordinator
-# serves them (target/browser-runtimes, beside target/debug/idlegrid).
+# The npm packages (playwright-core, and the browser worker's runtimes: Pyodide, ffmpeg.wasm),
+# with the runtimes put where the coordinator serves them (target/browser-runtimes, beside
+# target/debug/idlegrid).
 scripts/browser-runtimes.sh
 
 # PostgreSQL, Redis and an S3 server on loopback for the scale-out backends' tests; stopped on
