@@ -18,8 +18,8 @@ async fn video_job(grid: &TestGrid, input: &str) -> Job {
 }
 
 /// What a refused input's job must look like: failed with the reason, no path of ours in
-/// it, and the input gone.
-fn assert_refused(grid: &TestGrid, job: &Job) {
+/// it, and the input gone (it is deleted just after the job is marked failed).
+async fn assert_refused(grid: &TestGrid, job: &Job) {
     assert_eq!(job.state, JobState::Failed);
     let error = job.error.as_deref().unwrap();
     assert!(
@@ -32,6 +32,12 @@ fn assert_refused(grid: &TestGrid, job: &Job) {
         "{error}"
     );
     let input = grid.dir.path().join(format!("blobs/jobs/{}/input", job.id));
+    for _ in 0..100 {
+        if !input.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(!input.exists(), "the refused input is deleted");
 }
 
@@ -42,7 +48,7 @@ async fn an_input_refused_when_the_job_runs_fails_it_and_is_deleted() {
     let customer = grid.customer();
     customer.run_job(job.id).await.unwrap();
     let failed = wait_for(&customer, job.id, JobState::Failed).await;
-    assert_refused(&grid, &failed);
+    assert_refused(&grid, &failed).await;
     grid.stop().await;
 }
 
@@ -57,6 +63,7 @@ async fn an_input_refused_when_priced_fails_its_job_and_is_deleted() {
             params: serde_json::json!({}),
             chunk_lines: None,
             chunk_seconds: None,
+            chunk_items: None,
             preferences: Preferences::default(),
             job: Some(job.id),
             input_bytes: None,
@@ -71,7 +78,7 @@ async fn an_input_refused_when_priced_fails_its_job_and_is_deleted() {
         message.contains(&format!("job {} failed and its input was deleted", job.id)),
         "{message}"
     );
-    assert_refused(&grid, &customer.job(job.id).await.unwrap());
+    assert_refused(&grid, &customer.job(job.id).await.unwrap()).await;
     grid.stop().await;
 }
 
