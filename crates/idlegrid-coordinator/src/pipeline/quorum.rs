@@ -186,8 +186,12 @@ fn task_verdicts(
                 .collect();
             for r in state.results.iter().filter(|r| rejected(r).is_some()) {
                 let reason = rejected(r).unwrap_or_default();
+                // In a private fleet every device is the customer's own: no stranger is there
+                // to collude with, so two devices agreeing is enough, trusted or not (else a job
+                // whose every output is rejected would wait for ever for a third).
+                let own = state.placement == idlegrid_domain::Placement::Own;
                 if let Some(twin) = disputed.iter().find(|d| {
-                    key(d) == key(r) && party(d) != party(r) && (trusted(d) || trusted(r))
+                    key(d) == key(r) && party(d) != party(r) && (own || trusted(d) || trusted(r))
                 }) {
                     // Independent parties, one of them trusted, returned the same bytes and
                     // they were rejected: the job asks for what cannot be given.
@@ -504,6 +508,14 @@ mod tests {
         young.trusted_before_ms = -1;
         let v = task_verdicts(&young, &s, &rejected(2), 0.5);
         assert!(matches!(&v[..], [Verdict::Disputed(..)]), "{v:?}");
+        // In a private fleet, two of the customer's own devices agreeing is enough.
+        let mut fleet = state(
+            1,
+            vec![result(1, "bad", ReplicaStage::Disputed, 0), new(2, "bad")],
+        );
+        fleet.placement = Placement::Own;
+        let v = task_verdicts(&young, &fleet, &rejected(2), 0.5);
+        assert!(matches!(&v[..], [.., Verdict::FailTask(..)]), "{v:?}");
         // The same device (or owner) repeating itself proves nothing: disputed again.
         let mut again = new(3, "bad");
         again.owner = 1;
