@@ -31,6 +31,11 @@ pub struct CreateJob {
     /// and the grid's capacity.
     #[serde(default)]
     pub chunk_seconds: Option<f64>,
+    /// Items per chunk, for apps cut into items: the files of an archive (the `files`
+    /// partitioner) or the parameter sets of a sweep (`sweep`). By default chunks are sized from
+    /// the tier and the grid's capacity.
+    #[serde(default)]
+    pub chunk_items: Option<u64>,
     /// How the job should be run.
     #[serde(default)]
     pub preferences: Preferences,
@@ -59,6 +64,7 @@ impl CreateJob {
             script: None,
             chunk_lines: None,
             chunk_seconds: None,
+            chunk_items: None,
             preferences: Preferences::default(),
             input_from: None,
             output_to: None,
@@ -321,8 +327,9 @@ pub struct JobCost {
 
 /// `POST /v1/jobs/estimate`: what a job would cost and how long it would take, before it runs.
 /// Describe the job as for `POST /v1/jobs` (`app`, `params`, `chunk_lines`, `chunk_seconds`,
-/// `preferences`) and its input by one of: `job` (a created job whose input is uploaded — the
-/// exact figure `run` will hold), `input_bytes` (python-map), or `video` (video apps).
+/// `chunk_items`, `preferences`) and its input by one of: `job` (a created job whose input is
+/// uploaded — the exact figure `run` will hold), `input_bytes` (python-map), or `video` (video
+/// apps).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EstimateRequest {
@@ -339,6 +346,9 @@ pub struct EstimateRequest {
     /// Seconds per chunk, as for a new job (ignored with `job`).
     #[serde(default)]
     pub chunk_seconds: Option<f64>,
+    /// Items per chunk, as for a new job (ignored with `job`).
+    #[serde(default)]
+    pub chunk_items: Option<u64>,
     /// How the job would run; its `tier` and `max_price` are what is priced (ignored with
     /// `job`).
     #[serde(default)]
@@ -366,6 +376,7 @@ impl EstimateRequest {
             params: empty_object(),
             chunk_lines: None,
             chunk_seconds: None,
+            chunk_items: None,
             preferences: Preferences::default(),
             job: Some(job),
             input_bytes: None,

@@ -38,6 +38,11 @@ pub struct AppManifest {
     /// What a device needs to run this app's tasks.
     #[serde(default)]
     pub requirements: Requirements,
+    /// The replication a job of this app gets on the open grid when its customer does not
+    /// choose one (apps whose results only agreement can check, such as a Monte Carlo sweep,
+    /// ask for fixed replication); by default the grid's own choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<crate::replication::Replication>,
     /// A JSON Schema that a job's `params` must satisfy (published apps). The coordinator's
     /// alone: the bundle served to devices leaves it out.
     #[serde(default, skip_serializing_if = "Option::is_none")]

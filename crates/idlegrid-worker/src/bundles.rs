@@ -156,6 +156,7 @@ mod tests {
                 customer_script: false,
                 deterministic: false,
                 requirements: Default::default(),
+                replication: None,
                 parameters: None,
             },
             files: files

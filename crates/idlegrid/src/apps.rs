@@ -147,6 +147,7 @@ async fn versions(args: AppNameArgs) -> anyhow::Result<ExitCode> {
 fn job_request(app: &str, input: &AppInputArgs) -> anyhow::Result<CreateJob> {
     Ok(CreateJob {
         chunk_lines: input.chunk_lines,
+        chunk_items: input.chunk_items,
         ..crate::customer::script_job(app, &input.script_job, &input.submit)?
     })
 }

@@ -371,3 +371,467 @@ fn every_chunk_of_a_csv_input_starts_with_its_header() {
     assert!(finished.stdout.contains("8 chunks"), "{}", finished.stdout);
     assert_eq!(std::fs::read_to_string(&output).unwrap(), expected);
 }
+
+/// Word counts as word-count's script makes them, computed here apart from it: runs of ASCII
+/// letters, digits and apostrophes, lower-cased, apostrophes trimmed from the ends.
+fn word_counts(docs: &[(&str, String)]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for (_, text) in docs {
+        let lower = text.to_lowercase();
+        for word in lower.split(|c: char| !(c.is_ascii_alphanumeric() || c == '\'')) {
+            let word = word.trim_matches('\'');
+            if !word.is_empty() {
+                *counts.entry(word.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// `idlegrid app test DIR` on a throw-away local grid with `args`.
+fn app_test(dir: &Path, name: &str, app: &Path, args: &[&str]) -> common::Finished {
+    let mut cmd = idlegrid(&dir.join("home"));
+    cmd.args(["app", "test", &app.to_string_lossy()])
+        .args(args)
+        .args(["--local-workers", "2"]);
+    run_bounded(cmd, dir, name, Duration::from_secs(180))
+}
+
+/// The word-count example: the `files` fan-out cuts a tar or a zip of documents into tars of a
+/// few, every chunk counts its words and the `sum` fan-in adds the counts up; an archive that
+/// names a file outside itself fails its job with the reason.
+#[test]
+fn the_documents_of_an_archive_are_counted_and_the_counts_added_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut docs: Vec<(&str, String)> = vec![
+        (
+            "a/intro.txt",
+            "The quick brown fox. THE LAZY dog's day!".into(),
+        ),
+        (
+            "a/b/deep.md",
+            "don't stop: 'quoted' words, and 42 numbers\n".into(),
+        ),
+        ("empty.txt", String::new()),
+    ];
+    for (i, name) in ["n1.txt", "n2.txt", "n3.txt", "n4.txt"]
+        .into_iter()
+        .enumerate()
+    {
+        docs.push((name, format!("line {i} of the note\n").repeat(i + 1)));
+    }
+    let tar_path = dir.path().join("docs.tar");
+    let mut tar = tar::Builder::new(std::fs::File::create(&tar_path).unwrap());
+    tar.append_dir("a", dir.path()).unwrap();
+    for (name, text) in &docs {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        tar.append_data(&mut header, name, text.as_bytes()).unwrap();
+    }
+    tar.into_inner().unwrap();
+    let expected = word_counts(&docs);
+    let counted = |name: &str, input: &Path| {
+        let output = dir.path().join(format!("{name}.json"));
+        let finished = app_test(
+            dir.path(),
+            name,
+            &example("word-count"),
+            &[
+                "--input",
+                &input.to_string_lossy(),
+                "--output",
+                &output.to_string_lossy(),
+                "--chunk-items",
+                "2",
+            ],
+        );
+        assert!(finished.status.success(), "{}", finished.describe());
+        // 7 files, 2 a chunk.
+        assert!(finished.stdout.contains("4 chunks"), "{}", finished.stdout);
+        let counts: BTreeMap<String, u64> =
+            serde_json::from_slice(&std::fs::read(output).unwrap()).unwrap();
+        counts
+    };
+    assert_eq!(counted("tar", &tar_path), expected);
+    assert_eq!(expected["the"], 2 + (1..=4).sum::<u64>());
+
+    // The same documents as a zip.
+    let zip_path = dir.path().join("docs.zip");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, tarfile, zipfile\n\
+             with tarfile.open(sys.argv[1]) as t, zipfile.ZipFile(sys.argv[2], 'w', \
+             zipfile.ZIP_DEFLATED) as z:\n    \
+             [z.writestr(m.name, t.extractfile(m).read()) for m in t if m.isfile()]",
+        ])
+        .arg(&tar_path)
+        .arg(&zip_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(counted("zip", &zip_path), expected);
+
+    // A zip that names a file outside itself never reaches a device.
+    let evil = dir.path().join("evil.zip");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile\n\
+             with zipfile.ZipFile(sys.argv[1], 'w') as z:\n    \
+             z.writestr('ok.txt', 'fine'); z.writestr('../../.bashrc', 'rm -rf ~')",
+        ])
+        .arg(&evil)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let output = dir.path().join("evil.json");
+    let finished = app_test(
+        dir.path(),
+        "evil",
+        &example("word-count"),
+        &[
+            "--input",
+            &evil.to_string_lossy(),
+            "--output",
+            &output.to_string_lossy(),
+        ],
+    );
+    assert!(!finished.status.success(), "{}", finished.describe());
+    assert!(
+        finished.stderr.contains("../../.bashrc") && finished.stderr.contains(".. parts"),
+        "{}",
+        finished.stderr
+    );
+    assert!(!output.exists());
+}
+
+/// A test app of `files` with `script` for its task script, validated by `validator` and
+/// merged by `assembler`.
+fn test_app(
+    dir: &Path,
+    name: &str,
+    partitioner: &str,
+    validator: &str,
+    assembler: &str,
+    script: &str,
+) -> PathBuf {
+    let app = dir.join(name);
+    std::fs::create_dir_all(&app).unwrap();
+    let manifest = serde_json::json!({
+        "name": name,
+        "version": "1.0.0",
+        "description": "A test app.",
+        "entrypoint": "task.py",
+        "input_name": "input.bin",
+        "partitioner": partitioner,
+        "validator": validator,
+        "assembler": assembler,
+        "deterministic": true,
+    });
+    std::fs::write(app.join("manifest.json"), manifest.to_string()).unwrap();
+    std::fs::write(app.join("task.py"), script).unwrap();
+    app
+}
+
+/// The `archive` fan-in gathers every chunk's files into one tar, in order; the `bytes`
+/// fan-out cuts any file into ranges that cover it once; the `jsonl` validator refuses an
+/// output that is not JSON lines.
+#[test]
+fn archives_of_outputs_byte_ranges_and_json_lines_fit_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let shout = test_app(
+        dir.path(),
+        "shout-files",
+        "files",
+        "tar",
+        "archive",
+        "import os, tarfile, io\n\
+         with tarfile.open('input/input.bin') as src, tarfile.open('output/out.tar', 'w') as dst:\n    \
+             for m in src:\n        \
+                 data = src.extractfile(m).read().upper()\n        \
+                 info = tarfile.TarInfo(m.name + '.up')\n        \
+                 info.size = len(data)\n        \
+                 dst.addfile(info, io.BytesIO(data))\n",
+    );
+    let input = dir.path().join("in.tar");
+    let mut tar = tar::Builder::new(std::fs::File::create(&input).unwrap());
+    let names: Vec<String> = (0..5).map(|i| format!("dir/file{i}.txt")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let text = format!("file {i} says hello\n");
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_cksum();
+        tar.append_data(&mut header, name, text.as_bytes()).unwrap();
+    }
+    tar.into_inner().unwrap();
+    let output = dir.path().join("out.tar");
+    let finished = app_test(
+        dir.path(),
+        "shout",
+        &shout,
+        &[
+            "--input",
+            &input.to_string_lossy(),
+            "--output",
+            &output.to_string_lossy(),
+            "--chunk-items",
+            "2",
+        ],
+    );
+    assert!(finished.status.success(), "{}", finished.describe());
+    let mut merged = tar::Archive::new(std::fs::File::open(&output).unwrap());
+    let got: Vec<(String, String)> = merged
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+            (e.path().unwrap().to_string_lossy().into_owned(), text)
+        })
+        .collect();
+    let want: Vec<(String, String)> = (0..5)
+        .map(|i| {
+            (
+                format!("dir/file{i}.txt.up"),
+                format!("FILE {i} SAYS HELLO\n"),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+
+    // Byte ranges: each chunk says where it is and what it holds, as a JSON line.
+    let ranges = test_app(
+        dir.path(),
+        "byte-sums",
+        "bytes",
+        "jsonl",
+        "concat",
+        "import json, os\n\
+         data = open('input/input.bin', 'rb').read()\n\
+         line = {'chunk': int(os.environ['IDLEGRID_CHUNK_INDEX']), 'bytes': len(data), 'sum': sum(data)}\n\
+         open('output/sums.jsonl', 'w').write(json.dumps(line) + '\\n')\n",
+    );
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let input = dir.path().join("blob.bin");
+    std::fs::write(&input, &blob).unwrap();
+    let output = dir.path().join("sums.jsonl");
+    let finished = app_test(
+        dir.path(),
+        "ranges",
+        &ranges,
+        &[
+            "--input",
+            &input.to_string_lossy(),
+            "--output",
+            &output.to_string_lossy(),
+        ],
+    );
+    assert!(finished.status.success(), "{}", finished.describe());
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty());
+    let chunks: Vec<u64> = lines.iter().map(|l| l["chunk"].as_u64().unwrap()).collect();
+    assert_eq!(chunks, (0..lines.len() as u64).collect::<Vec<_>>());
+    let bytes: u64 = lines.iter().map(|l| l["bytes"].as_u64().unwrap()).sum();
+    let sum: u64 = lines.iter().map(|l| l["sum"].as_u64().unwrap()).sum();
+    assert_eq!(bytes, blob.len() as u64);
+    assert_eq!(sum, blob.iter().map(|&b| u64::from(b)).sum::<u64>());
+
+    // An output that is not JSON lines is refused as it arrives, with the reason.
+    let broken = test_app(
+        dir.path(),
+        "not-jsonl",
+        "bytes",
+        "jsonl",
+        "concat",
+        "open('output/out.jsonl', 'w').write('{\"ok\": 1}\\nnot json\\n')\n",
+    );
+    let finished = app_test(
+        dir.path(),
+        "broken",
+        &broken,
+        &[
+            "--input",
+            &input.to_string_lossy(),
+            "--output",
+            &dir.path().join("broken.jsonl").to_string_lossy(),
+            "--max-attempts",
+            "1",
+        ],
+    );
+    assert!(!finished.status.success(), "{}", finished.describe());
+    assert!(
+        finished
+            .stderr
+            .contains("line 2 of the output is not one JSON value"),
+        "{}",
+        finished.stderr
+    );
+}
+
+/// What monte-carlo-pi's script writes for one item, by running it (python3) on that item alone.
+fn pi_estimate(dir: &Path, seed: u64, samples: u64) -> f64 {
+    let work = dir.join(format!("pi-{seed}-{samples}"));
+    std::fs::create_dir_all(work.join("input")).unwrap();
+    std::fs::create_dir_all(work.join("output")).unwrap();
+    let item = serde_json::json!({"index": 0, "seed": seed, "params": {"samples": samples}});
+    std::fs::write(work.join("input/items.jsonl"), format!("{item}\n")).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(example("monte-carlo-pi").join("task.py"))
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(work.join("output/pi.json")).unwrap()).unwrap();
+    written["pi"][samples.to_string()].as_f64().unwrap()
+}
+
+/// The Monte Carlo example: a parameter sweep (two sample counts × six seeds) whose app asks for
+/// replication, so every estimate is run by two owners' devices; a device that reports a
+/// plausible estimate without doing the work never counts, and the `stats` fan-in reduces the
+/// estimates to exactly the mean and spread of the honest ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicated_sweep_is_reduced_to_the_statistics_of_honest_estimates() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(dir.path(), &[]);
+    let ready = &coordinator.ready;
+    let alice = Cli {
+        dir: dir.path(),
+        url: ready.url.clone(),
+        key: ready.api_key.clone(),
+    };
+    let push = alice.app(
+        "push",
+        &["push", &example("monte-carlo-pi").to_string_lossy()],
+    );
+    assert!(push.status.success(), "{}", push.describe());
+    // The devices' owners are others than the customer: the open grid, where the app's own
+    // replication is the default.
+    let cheat_token = ready.owner("mallory").await;
+    let mut tokens = Vec::new();
+    for owner in ["alice-dev", "bob-dev"] {
+        tokens.push(ready.owner(owner).await);
+    }
+    let client = ready.customer();
+    let sweep = serde_json::json!({"grid": {"samples": [300, 2000]}, "seeds": 6});
+    let job = client
+        .create_job(&CreateJob::new("monte-carlo-pi"))
+        .await
+        .unwrap();
+    client
+        .upload_input_bytes(job.id, sweep.to_string().into())
+        .await
+        .unwrap();
+    let job = client.run_job(job.id).await.unwrap();
+    // Nobody asked: the app's own default, every item on two owners' devices.
+    assert_eq!(
+        job.preferences.replication.map(|r| r.mode),
+        Some(idlegrid_domain::ReplicationMode::Fixed),
+        "{job:?}"
+    );
+
+    // A device that wants the pay without the work: it reports pi = 3.0 for whatever it gets.
+    let cheater = idlegrid_testkit::register_device(
+        &ready.url,
+        &cheat_token,
+        "lazy",
+        idlegrid_api::Capabilities {
+            cores: 4,
+            memory_mb: 8192,
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            python: Some("3.11".into()),
+            benchmark: 1000.0,
+            slots: 4,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut forged = 0;
+    for _ in 0..50 {
+        let grant = cheater
+            .lease(&idlegrid_api::tasks::LeaseRequest {
+                max_tasks: 4,
+                wait_ms: 200,
+            })
+            .await
+            .unwrap();
+        for lease in &grant.leases {
+            let input = dir.path().join(format!("lease-{}", lease.lease_id));
+            cheater
+                .download_lease_input(lease.lease_id, &input)
+                .await
+                .unwrap();
+            let item: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&input).unwrap()).unwrap();
+            let samples = item["params"]["samples"].as_u64().unwrap();
+            let fake = serde_json::json!({"pi": {samples.to_string(): 3.0}}).to_string();
+            cheater
+                .report(&idlegrid_api::tasks::Report {
+                    reports: vec![idlegrid_api::tasks::ReportItem {
+                        lease_id: lease.lease_id,
+                        task_id: lease.task_id,
+                        outcome: idlegrid_testkit::completed(fake.as_bytes()),
+                    }],
+                })
+                .await
+                .unwrap();
+            forged += 1;
+        }
+        if forged > 0 {
+            break;
+        }
+    }
+    assert!(forged > 0, "the cheater got no chunk");
+
+    // Two honest owners' workers.
+    let mut honest = Vec::new();
+    for (token, name) in tokens.iter().zip(["w-alice", "w-bob"]) {
+        honest.push(coordinator.worker(dir.path(), token, name, 2));
+    }
+    let ended =
+        idlegrid_testkit::job_once_ended(&client, job.id, Duration::from_millis(250), 600).await;
+    assert_eq!(ended.state, idlegrid_api::JobState::Completed, "{ended:?}");
+    let out = dir.path().join("pi.json");
+    let sha = ended.output.as_ref().map(|o| o.sha256.clone()).unwrap();
+    client.download_output(job.id, &out, &sha).await.unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+
+    for samples in [300u64, 2000] {
+        let honest: Vec<f64> = (0..6)
+            .map(|seed| pi_estimate(dir.path(), seed, samples))
+            .collect();
+        assert!(honest.iter().all(|&x| x != 3.0));
+        let n = honest.len() as f64;
+        let mean = honest.iter().sum::<f64>() / n;
+        let var = honest.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        let half = 2.571 * var.sqrt() / n.sqrt();
+        let got = &stats["pi"][samples.to_string()];
+        assert_eq!(got["n"], 6, "{stats}");
+        let close = |a: &serde_json::Value, b: f64| (a.as_f64().unwrap() - b).abs() < 1e-12;
+        assert!(close(&got["mean"], mean), "{got} vs {mean}");
+        assert!(close(&got["stddev"], var.sqrt()), "{got}");
+        assert!(close(&got["ci95"][0], mean - half), "{got}");
+        assert!(close(&got["ci95"][1], mean + half), "{got}");
+    }
+}

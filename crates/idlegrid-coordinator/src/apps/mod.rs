@@ -6,21 +6,23 @@
 //! bring their own script (python-map), each job gets a bundle of its own: the app's manifest
 //! plus that script. Customers and partners publish apps of their own ([`published`]).
 
-mod concat;
-mod integrity;
-mod lines;
 pub mod plugin;
 pub mod published;
+pub mod steps;
 pub mod video;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use idlegrid_api::Bundle;
 use idlegrid_domain::AppManifest;
 use idlegrid_storage::StorageError;
-use idlegrid_storage::records::{AppVersion, Store};
+use idlegrid_storage::blobs::BlobStore;
+use idlegrid_storage::records::{AppVersion, OutputRef, Store};
 use plugin::{Assembler, Partitioner, Validator};
 use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 
 /// Name of the task script file inside a bundle built from a customer's script.
 pub const CUSTOMER_SCRIPT_FILE: &str = "task.py";
@@ -79,6 +81,49 @@ pub struct AppRegistry {
     published: std::sync::RwLock<HashMap<(String, String), Arc<App>>>,
 }
 
+/// A local file holding the blob: the blob's own file when the store keeps local files (read
+/// in place, never written), else a copy made at `copy`.
+pub(crate) async fn readable(
+    blobs: &dyn BlobStore,
+    key: &str,
+    copy: &Path,
+) -> Result<PathBuf, StorageError> {
+    if let Some(file) = blobs.local_path(key) {
+        return Ok(file);
+    }
+    let mut stream = blobs.get(key, None).await?;
+    let mut file = tokio::fs::File::create(copy)
+        .await
+        .map_err(|e| StorageError::Backend(format!("creating {}: {e}", copy.display())))?;
+    while let Some(bytes) = stream.next().await {
+        file.write_all(&bytes?)
+            .await
+            .map_err(|e| StorageError::Backend(format!("writing {}: {e}", copy.display())))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| StorageError::Backend(format!("writing {}: {e}", copy.display())))?;
+    Ok(copy.to_path_buf())
+}
+
+/// A local file holding a result's output (see [`readable`]); inline outputs are written to
+/// `copy`.
+pub(crate) async fn readable_output(
+    blobs: &dyn BlobStore,
+    output: &OutputRef,
+    copy: &Path,
+) -> Result<PathBuf, StorageError> {
+    match output {
+        OutputRef::Inline(bytes) => {
+            tokio::fs::write(copy, bytes)
+                .await
+                .map_err(|e| StorageError::Backend(format!("writing {}: {e}", copy.display())))?;
+            Ok(copy.to_path_buf())
+        }
+        OutputRef::Blob(key) => readable(blobs, key, copy).await,
+    }
+}
+
 fn manifest(json: &str) -> AppManifest {
     // The built-in manifests are part of the binary and checked by the tests below.
     serde_json::from_str(json).unwrap_or_else(|e| panic!("built-in app manifest is invalid: {e}"))
@@ -90,9 +135,9 @@ impl AppRegistry {
         let python_map = App {
             manifest: manifest(include_str!("../../apps/python-map/manifest.json")),
             files: BTreeMap::new(),
-            partitioner: Arc::new(lines::Lines { header: false }),
-            validator: Arc::new(integrity::Integrity),
-            assembler: Arc::new(concat::Concat),
+            partitioner: Arc::new(steps::lines::Lines { header: false }),
+            validator: Arc::new(steps::integrity::Integrity),
+            assembler: Arc::new(steps::concat::Concat),
         };
         let files = |entries: &[(&str, &str)]| {
             entries

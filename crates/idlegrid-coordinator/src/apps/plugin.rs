@@ -59,6 +59,36 @@ impl Plan {
     }
 }
 
+/// The partition options a job records (`partition_options`) from what its customer chose:
+/// lines, seconds or items per chunk; each partitioner reads the one it uses and refuses the
+/// others.
+pub fn partition_options(
+    lines: Option<u64>,
+    seconds: Option<f64>,
+    items: Option<u64>,
+) -> serde_json::Value {
+    serde_json::json!({ "lines": lines, "seconds": seconds, "items": items })
+}
+
+/// Refuses the options of `options` (named by their request fields) other than `allowed`, for
+/// the app named `what`.
+pub fn refuse_other_options(
+    options: &serde_json::Value,
+    allowed: &[&str],
+    what: &str,
+) -> Result<(), String> {
+    for (key, field) in [
+        ("lines", "chunk_lines"),
+        ("seconds", "chunk_seconds"),
+        ("items", "chunk_items"),
+    ] {
+        if !allowed.contains(&key) && !options.get(key).is_none_or(serde_json::Value::is_null) {
+            return Err(format!("{field} does not apply to {what}"));
+        }
+    }
+    Ok(())
+}
+
 /// What an input is, as far as pricing needs to know.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum InputSize {
@@ -70,6 +100,13 @@ pub enum InputSize {
         bytes: u64,
         /// Its lines (a last line without a line end counts).
         lines: u64,
+    },
+    /// A collection of items (the files of an archive, the parameter sets of a sweep).
+    Items {
+        /// Bytes of all the items together (uncompressed).
+        bytes: u64,
+        /// How many items.
+        items: u64,
     },
     /// A video.
     Video {

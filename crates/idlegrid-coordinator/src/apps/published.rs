@@ -5,16 +5,14 @@
 //! worker update.
 //!
 //! A published app's fan-out, validation and fan-in are built-in steps named in its manifest
-//! ([`STEPS`]): its only code is its task script, which runs in the workers' sandbox like a
+//! ([`steps`]): its only code is its task script, which runs in the workers' sandbox like a
 //! customer's python-map script. (Apps of our own, such as video-transcode, name steps of
 //! their own that no published app may name.)
 
-use super::plugin::{Assembler, Partitioner, Validator};
-use super::{App, AppRegistry, concat, integrity, lines};
+use super::{App, AppRegistry, steps};
 use idlegrid_api::Bundle;
 use idlegrid_domain::AppManifest;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Largest bundle published, in bytes (its JSON as served to workers).
 pub const MAX_BUNDLE_BYTES: usize = 4 << 20;
@@ -26,9 +24,6 @@ pub const MAX_MEMORY_MB: u64 = 4096;
 pub const MAX_SCHEMA_BYTES: usize = 64 << 10;
 /// Most schema violations a refused job's error names.
 const MAX_VIOLATIONS: usize = 3;
-
-/// The built-in steps a published app may name: (partitioners, validators, assemblers).
-pub const STEPS: ([&str; 2], [&str; 1], [&str; 1]) = (["lines", "csv"], ["integrity"], ["concat"]);
 
 /// Whether `name` is an app name: 2 to 40 of lower-case letters, digits and inner hyphens,
 /// starting with a letter.
@@ -118,18 +113,63 @@ pub fn check_bundle(bundle: &Bundle, bytes: usize, builtin: &AppRegistry) -> Res
             m.input_name
         ));
     }
-    let (partitioners, validators, assemblers) = STEPS;
-    for (kind, named, offered) in [
-        ("partitioner", &m.partitioner, &partitioners[..]),
-        ("validator", &m.validator, &validators[..]),
-        ("assembler", &m.assembler, &assemblers[..]),
-    ] {
-        if !offered.contains(&named.as_str()) {
-            return Err(format!(
-                "the {kind} {named:?} is not one a published app may use: {}",
-                offered.join(", ")
-            ));
+    let find = |kind: &str, named: &str, offered: String, found: bool| {
+        if found {
+            Ok(())
+        } else {
+            Err(format!(
+                "the {kind} {named:?} is not one a published app may use: {offered}"
+            ))
         }
+    };
+    let partitioner = steps::PARTITIONERS.iter().find(|s| s.name == m.partitioner);
+    find(
+        "partitioner",
+        &m.partitioner,
+        steps::names(steps::PARTITIONERS, |s| s.name),
+        partitioner.is_some(),
+    )?;
+    let validator = steps::VALIDATORS.iter().find(|s| s.name == m.validator);
+    find(
+        "validator",
+        &m.validator,
+        steps::names(steps::VALIDATORS, |s| s.name),
+        validator.is_some(),
+    )?;
+    let assembler = steps::ASSEMBLERS.iter().find(|s| s.name == m.assembler);
+    find(
+        "assembler",
+        &m.assembler,
+        steps::names(steps::ASSEMBLERS, |s| s.name),
+        assembler.is_some(),
+    )?;
+    if let (Some(validator), Some(assembler)) = (validator, assembler)
+        && !steps::fits(validator, assembler)
+    {
+        let fitting: Vec<&str> = steps::VALIDATORS
+            .iter()
+            .filter(|v| steps::fits(v, assembler))
+            .map(|v| v.name)
+            .collect();
+        return Err(format!(
+            "the assembler {:?} reads inside every output, so the validator must check that \
+             each output is what it reads: use {}",
+            assembler.name,
+            fitting.join(" or ")
+        ));
+    }
+    if let Some(replication) = &m.replication {
+        if !replication.is_replicated() {
+            return Err("replication, when given, must replicate (mode fixed or adaptive)".into());
+        }
+        if !m.deterministic {
+            return Err(
+                "replication compares results by hash: an app that asks for it must be \
+                 deterministic"
+                    .into(),
+            );
+        }
+        replication.check()?;
     }
     if m.customer_script {
         return Err(
@@ -197,29 +237,21 @@ pub fn check_params(manifest: &AppManifest, params: &serde_json::Value) -> Resul
 }
 
 /// The bundle devices are served for a published one: the manifest without what only the
-/// coordinator uses (the parameters schema), so devices of any version read it.
+/// coordinator uses (the parameters schema, the default replication), so devices of any version
+/// read it.
 pub fn served(bundle: &Bundle) -> Bundle {
     let mut served = bundle.clone();
     served.manifest.parameters = None;
+    served.manifest.replication = None;
     served
 }
 
 /// The app a published manifest describes: its built-in steps, by name (checked when it was
 /// published; `None` for a manifest naming others).
 pub fn app_of(manifest: AppManifest) -> Option<App> {
-    let partitioner: Arc<dyn Partitioner> = match manifest.partitioner.as_str() {
-        "lines" => Arc::new(lines::Lines { header: false }),
-        "csv" => Arc::new(lines::Lines { header: true }),
-        _ => return None,
-    };
-    let validator: Arc<dyn Validator> = match manifest.validator.as_str() {
-        "integrity" => Arc::new(integrity::Integrity),
-        _ => return None,
-    };
-    let assembler: Arc<dyn Assembler> = match manifest.assembler.as_str() {
-        "concat" => Arc::new(concat::Concat),
-        _ => return None,
-    };
+    let partitioner = steps::partitioner(&manifest.partitioner)?;
+    let validator = steps::validator(&manifest.validator)?;
+    let assembler = steps::assembler(&manifest.assembler)?;
     Some(App {
         manifest,
         // Its files are in its bundle, which the blob store keeps by hash.
@@ -248,6 +280,7 @@ mod tests {
                 customer_script: false,
                 deterministic: true,
                 requirements: Default::default(),
+                replication: None,
                 parameters: Some(serde_json::json!({
                     "type": "object",
                     "properties": {"lower": {"type": "boolean"}},
@@ -298,6 +331,41 @@ mod tests {
             (
                 Box::new(|b| b.manifest.assembler = "video".into()),
                 "assembler",
+            ),
+            (
+                Box::new(|b| b.manifest.assembler = "sum".into()),
+                "use numbers",
+            ),
+            (
+                Box::new(|b| {
+                    b.manifest.validator = "tar".into();
+                    b.manifest.assembler = "sum".into();
+                }),
+                "use numbers",
+            ),
+            (
+                Box::new(|b| b.manifest.replication = Some(Default::default())),
+                "must replicate",
+            ),
+            (
+                Box::new(|b| {
+                    b.manifest.replication = Some(idlegrid_domain::Replication {
+                        mode: idlegrid_domain::ReplicationMode::Fixed,
+                        ..Default::default()
+                    });
+                    b.manifest.deterministic = false;
+                }),
+                "deterministic",
+            ),
+            (
+                Box::new(|b| {
+                    b.manifest.replication = Some(idlegrid_domain::Replication {
+                        mode: idlegrid_domain::ReplicationMode::Fixed,
+                        quorum: 5,
+                        ..Default::default()
+                    })
+                }),
+                "quorum",
             ),
             (
                 Box::new(|b| b.manifest.customer_script = true),

@@ -250,10 +250,11 @@ pub async fn estimate(
                     ));
                 }
             };
-            let options = serde_json::json!({
-                "lines": request.chunk_lines,
-                "seconds": request.chunk_seconds,
-            });
+            let options = crate::apps::plugin::partition_options(
+                request.chunk_lines,
+                request.chunk_seconds,
+                request.chunk_items,
+            );
             (
                 app,
                 request.params,
@@ -271,8 +272,13 @@ pub async fn estimate(
         .check_job(&params, &options)
         .and_then(|()| crate::apps::published::check_params(&app.manifest, &params))
         .map_err(|m| ApiError::invalid("invalid_params", m))?;
-    let (_, replication) =
-        crate::http::checks::placement_and_replication(&grid, customer.0, &preferences).await?;
+    let (_, replication) = crate::http::checks::placement_and_replication(
+        &grid,
+        customer.0,
+        &preferences,
+        &app.manifest,
+    )
+    .await?;
     let capacity = grid.capacity().await;
     let mut tiers = Vec::with_capacity(Tier::ALL.len());
     for tier in Tier::ALL {

@@ -58,11 +58,13 @@ pub(crate) fn check_preferences(p: &Preferences) -> Result<(), String> {
 
 /// Where a job of `customer`'s may run and how its results are verified: what the customer
 /// chose, or the defaults — only their own devices, unreplicated, when every device owner on
-/// the grid belongs to their account; any device, with adaptive replication, otherwise.
+/// the grid belongs to their account; any device, with the app's replication or else adaptive
+/// replication, otherwise.
 pub(crate) async fn placement_and_replication(
     grid: &Grid,
     customer: idlegrid_domain::TenantId,
     preferences: &Preferences,
+    app: &idlegrid_domain::AppManifest,
 ) -> ApiResult<(Placement, Replication)> {
     let (mine, others) = grid.store.owner_counts(customer).await?;
     let placement = match preferences.placement {
@@ -77,9 +79,12 @@ pub(crate) async fn placement_and_replication(
         None if mine > 0 && others == 0 => Placement::Own,
         None => Placement::Any,
     };
-    let replication = preferences
-        .replication
-        .unwrap_or_else(|| Replication::default_for(placement));
+    let replication = preferences.replication.unwrap_or_else(|| match placement {
+        Placement::Any => app
+            .replication
+            .unwrap_or_else(|| Replication::default_for(placement)),
+        Placement::Own => Replication::default_for(placement),
+    });
     Ok((placement, replication))
 }
 

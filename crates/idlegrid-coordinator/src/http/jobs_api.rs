@@ -81,7 +81,7 @@ pub async fn create_job(
     };
     let manifest = &app.manifest;
     let (placement, replication) =
-        placement_and_replication(&grid, customer.0, &request.preferences).await?;
+        placement_and_replication(&grid, customer.0, &request.preferences, manifest).await?;
     if replication.is_replicated() && !(manifest.deterministic || manifest.customer_script) {
         return Err(ApiError::invalid(
             "invalid_preferences",
@@ -91,10 +91,11 @@ pub async fn create_job(
             ),
         ));
     }
-    let partition_options = serde_json::json!({
-        "lines": request.chunk_lines,
-        "seconds": request.chunk_seconds,
-    });
+    let partition_options = crate::apps::plugin::partition_options(
+        request.chunk_lines,
+        request.chunk_seconds,
+        request.chunk_items,
+    );
     app.partitioner
         .check_job(&request.params, &partition_options)
         .and_then(|()| crate::apps::published::check_params(&app.manifest, &request.params))

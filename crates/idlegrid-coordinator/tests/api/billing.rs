@@ -18,6 +18,7 @@ fn estimate_for(bytes: u64, tier: idlegrid_domain::Tier) -> EstimateRequest {
         params: serde_json::json!({}),
         chunk_lines: None,
         chunk_seconds: None,
+        chunk_items: None,
         preferences: Preferences {
             tier,
             ..Preferences::default()

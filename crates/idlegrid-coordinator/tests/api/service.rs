@@ -43,6 +43,7 @@ async fn bad_requests_get_clear_errors() {
         script: script.map(str::to_string),
         chunk_lines: None,
         chunk_seconds: None,
+        chunk_items: None,
         preferences: Preferences::default(),
         input_from: None,
         output_to: None,

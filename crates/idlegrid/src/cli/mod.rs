@@ -583,6 +583,10 @@ pub struct AppInputArgs {
     /// Lines per chunk, for apps that cut their input by lines (default: the grid's choice).
     #[arg(long)]
     pub chunk_lines: Option<u64>,
+    /// Items per chunk, for apps that cut their input into items: the files of an archive
+    /// (default: the grid's choice) or the parameter sets of a sweep (default: one a chunk).
+    #[arg(long)]
+    pub chunk_items: Option<u64>,
     #[command(flatten)]
     pub script_job: ScriptJobArgs,
     #[command(flatten)]

@@ -24,12 +24,8 @@ pub use params::{Encoder, VideoParams};
 pub use partition::VideoPartitioner;
 pub use validate::VideoValidator;
 
-use futures::StreamExt;
 use idlegrid_storage::StorageError;
-use idlegrid_storage::blobs::BlobStore;
-use idlegrid_storage::records::OutputRef;
-use std::path::{Path, PathBuf};
-use tokio::io::AsyncWriteExt;
+use std::path::Path;
 
 /// Whether a job's output (by its facts) is an archive of files rather than one video: a
 /// streaming output, or a video with its stills.
@@ -143,48 +139,7 @@ pub(crate) fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("; ")
 }
 
-/// A local file holding the blob: the blob's own file when the store keeps local files (read
-/// in place, never written), else a copy made at `copy`.
-pub(crate) async fn readable(
-    blobs: &dyn BlobStore,
-    key: &str,
-    copy: &Path,
-) -> Result<PathBuf, StorageError> {
-    if let Some(file) = blobs.local_path(key) {
-        return Ok(file);
-    }
-    let mut stream = blobs.get(key, None).await?;
-    let mut file = tokio::fs::File::create(copy)
-        .await
-        .map_err(|e| StorageError::Backend(format!("creating {}: {e}", copy.display())))?;
-    while let Some(bytes) = stream.next().await {
-        file.write_all(&bytes?)
-            .await
-            .map_err(|e| StorageError::Backend(format!("writing {}: {e}", copy.display())))?;
-    }
-    file.flush()
-        .await
-        .map_err(|e| StorageError::Backend(format!("writing {}: {e}", copy.display())))?;
-    Ok(copy.to_path_buf())
-}
-
-/// A local file holding a result's output (see [`readable`]); inline outputs are written to
-/// `copy`.
-pub(crate) async fn readable_output(
-    blobs: &dyn BlobStore,
-    output: &OutputRef,
-    copy: &Path,
-) -> Result<PathBuf, StorageError> {
-    match output {
-        OutputRef::Inline(bytes) => {
-            tokio::fs::write(copy, bytes)
-                .await
-                .map_err(|e| StorageError::Backend(format!("writing {}: {e}", copy.display())))?;
-            Ok(copy.to_path_buf())
-        }
-        OutputRef::Blob(key) => readable(blobs, key, copy).await,
-    }
-}
+pub(crate) use super::{readable, readable_output};
 
 /// A scratch directory for FFmpeg's files (see [`crate::scratch`]).
 pub(crate) fn scratch() -> Result<tempfile::TempDir, StorageError> {

@@ -10,7 +10,9 @@ use super::probe::{self, Facts};
 use super::retime::Retime;
 use super::stills;
 use super::{VideoParams, progress_frames, readable, scratch, tool, tool_with_complaints};
-use crate::apps::plugin::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
+use crate::apps::plugin::{
+    InputSize, PartitionError, Partitioner, Plan, Split, Workload, refuse_other_options,
+};
 use async_trait::async_trait;
 use base64::Engine;
 use futures::{StreamExt, TryStreamExt};
@@ -784,13 +786,7 @@ impl Partitioner for VideoPartitioner {
         options: &serde_json::Value,
     ) -> Result<(), String> {
         VideoParams::parse(params)?;
-        if !options.get("lines").is_none_or(serde_json::Value::is_null) {
-            return Err(
-                "chunk_lines is for apps that split text by lines; a video is cut by \
-                 chunk_seconds"
-                    .into(),
-            );
-        }
+        refuse_other_options(options, &["seconds"], "a video: it is cut by chunk_seconds")?;
         chunk_seconds(options).map(|_| ())
     }
 
@@ -829,7 +825,7 @@ impl Partitioner for VideoPartitioner {
                 };
                 Ok(cost::workload(&params, &source, seconds, plan).1)
             }
-            InputSize::Bytes(_) | InputSize::Text { .. } => Err(
+            InputSize::Bytes(_) | InputSize::Text { .. } | InputSize::Items { .. } => Err(
                 "a video's price needs its frames and size: give the job's id with its input \
                  uploaded, or the video's duration, size and frame rate"
                     .into(),

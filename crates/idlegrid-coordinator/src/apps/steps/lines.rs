@@ -7,7 +7,9 @@
 //! volume — [`MS_PER_MIB`] reference core-milliseconds per MiB of input, plus [`MS_PER_CHUNK`]
 //! for each chunk's start-up.
 
-use crate::apps::plugin::{InputSize, PartitionError, Partitioner, Plan, Split, Workload};
+use crate::apps::plugin::{
+    InputSize, PartitionError, Partitioner, Plan, Split, Workload, refuse_other_options,
+};
 use async_trait::async_trait;
 use futures::StreamExt;
 use idlegrid_storage::blobs::BlobStore;
@@ -24,7 +26,7 @@ pub const MS_PER_CHUNK: i64 = 200;
 /// (to bound a chunk's size before the input is read).
 const ASSUMED_LINE_BYTES: u64 = 64;
 /// Chunks per batch handed to the stage (one records transaction each).
-const BATCH: usize = 4096;
+pub(super) const BATCH: usize = 4096;
 
 /// The line partitioner; with `header`, the `csv` one: the input's first line is its header,
 /// given to every chunk before its lines.
@@ -74,7 +76,7 @@ async fn with_header(
 
 /// How chunks end: after so many lines, or at the first line end past so many bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cut {
+pub(super) enum Cut {
     Lines(u64),
     Bytes(u64),
 }
@@ -92,12 +94,12 @@ fn chunk_lines(options: &serde_json::Value) -> Result<Option<u64>, String> {
 }
 
 /// Work of a chunk of `bytes`.
-fn work_of(bytes: u64) -> i64 {
+pub(super) fn work_of(bytes: u64) -> i64 {
     MS_PER_CHUNK + (bytes as i128 * i128::from(MS_PER_MIB) / (1 << 20)) as i64
 }
 
 /// How a job's input of `bytes` (of `lines` lines, when counted) is cut, with its workload.
-fn plan_cut(
+pub(super) fn plan_cut(
     options: &serde_json::Value,
     bytes: u64,
     lines: Option<u64>,
@@ -169,14 +171,7 @@ impl Partitioner for Lines {
         _params: &serde_json::Value,
         options: &serde_json::Value,
     ) -> Result<(), String> {
-        if !options
-            .get("seconds")
-            .is_none_or(serde_json::Value::is_null)
-        {
-            return Err(
-                "chunk_seconds is for video apps; a text input is cut by chunk_lines".into(),
-            );
-        }
+        refuse_other_options(options, &["lines"], "a text: it is cut by chunk_lines")?;
         chunk_lines(options).map(|_| ())
     }
 
@@ -192,6 +187,7 @@ impl Partitioner for Lines {
             InputSize::Text { bytes, lines } => {
                 plan_cut(options, *bytes, Some(*lines), plan).map(|(_, w)| w)
             }
+            InputSize::Items { .. } => Err("this app takes a text input".into()),
             InputSize::Video { .. } => Err("python-map takes a text input, not a video".into()),
         }
     }
