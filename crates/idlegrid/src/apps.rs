@@ -2,7 +2,8 @@
 //! running one, and trying one out on a throw-away local grid.
 
 use crate::cli::{
-    AppCommand, AppInputArgs, AppListArgs, AppNameArgs, AppPushArgs, AppRunArgs, AppTestArgs,
+    AppCommand, AppInputArgs, AppListArgs, AppNameArgs, AppNewArgs, AppPushArgs, AppRunArgs,
+    AppTemplate, AppTestArgs,
 };
 use crate::customer::Submission;
 use crate::output::{self, shown};
@@ -21,7 +22,9 @@ pub const MANIFEST: &str = "manifest.json";
 /// Runs an `app` subcommand.
 pub async fn app(command: AppCommand) -> anyhow::Result<ExitCode> {
     match command {
+        AppCommand::New(args) => new(args),
         AppCommand::Push(args) => push(args).await,
+        AppCommand::Show(args) => show(args).await,
         AppCommand::List(args) => list(args).await,
         AppCommand::Versions(args) => versions(args).await,
         AppCommand::Run(args) => run(args).await,
@@ -85,6 +88,133 @@ fn app_table(apps: &[AppInfo]) -> String {
         );
     }
     s
+}
+
+/// A template's files: (name, contents); the manifest's name is `NAME`.
+fn template_files(template: AppTemplate) -> [(&'static str, &'static str); 2] {
+    match template {
+        AppTemplate::Map => [
+            (
+                MANIFEST,
+                include_str!("../templates/apps/map/manifest.json"),
+            ),
+            ("task.py", include_str!("../templates/apps/map/task.py")),
+        ],
+        AppTemplate::Sweep => [
+            (
+                MANIFEST,
+                include_str!("../templates/apps/sweep/manifest.json"),
+            ),
+            ("task.py", include_str!("../templates/apps/sweep/task.py")),
+        ],
+        AppTemplate::Files => [
+            (
+                MANIFEST,
+                include_str!("../templates/apps/files/manifest.json"),
+            ),
+            ("task.py", include_str!("../templates/apps/files/task.py")),
+        ],
+    }
+}
+
+/// How to try an app of `template` named `dir`.
+fn try_it(template: AppTemplate, dir: &str) -> String {
+    match template {
+        AppTemplate::Map => format!(
+            "  idlegrid app test {dir} --input notes.txt --output out.txt --params '{{\"prefix\": \"> \"}}'"
+        ),
+        AppTemplate::Sweep => format!(
+            "  echo '{{\"grid\": {{\"mu\": [0, 1]}}, \"seeds\": 8}}' > sweep.json\n  \
+             idlegrid app test {dir} --input sweep.json --output stats.json"
+        ),
+        AppTemplate::Files => format!(
+            "  tar cf docs.tar some-folder/\n  \
+             idlegrid app test {dir} --input docs.tar --output notes.tar --chunk-items 10"
+        ),
+    }
+}
+
+fn new(args: AppNewArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        idlegrid_coordinator::apps::published::is_app_name(&args.name),
+        "{:?} is not an app name: use 2 to 40 lower-case letters, digits and single inner \
+         hyphens, starting with a letter",
+        args.name
+    );
+    let dir = args.dir.unwrap_or_else(|| args.name.clone().into());
+    std::fs::create_dir(&dir).with_context(|| {
+        format!(
+            "cannot make the folder {} (it must not exist yet)",
+            dir.display()
+        )
+    })?;
+    for (file, text) in template_files(args.template) {
+        let text = if file == MANIFEST {
+            text.replace("\"NAME\"", &serde_json::to_string(&args.name)?)
+        } else {
+            text.to_string()
+        };
+        std::fs::write(dir.join(file), text)
+            .with_context(|| format!("cannot write {}", dir.join(file).display()))?;
+    }
+    // What was written must be an app the grid takes.
+    read_bundle(&dir)?;
+    println!(
+        "{} made in {}: edit manifest.json and task.py, then try it:\n{}",
+        args.name,
+        dir.display(),
+        try_it(args.template, &dir.display().to_string())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(args: AppNameArgs) -> anyhow::Result<ExitCode> {
+    let client = target::required(&args.target).await?;
+    let versions = client.app_versions(&args.name).await?;
+    let latest = versions
+        .last()
+        .ok_or_else(|| anyhow::anyhow!("app {} has no versions", args.name))?;
+    if args.json {
+        println!("{}", output::json(latest)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let m = &latest.manifest;
+    let mut s = format!(
+        "{} {} ({})\n{}\n\nsteps: {} -> {} -> {}\n",
+        shown(&m.name),
+        shown(&m.version),
+        publisher(latest),
+        shown(&m.description),
+        shown(&m.partitioner),
+        shown(&m.validator),
+        shown(&m.assembler),
+    );
+    let needs = &m.requirements;
+    let _ = writeln!(
+        s,
+        "needs: Python {}, {} MiB a task{}",
+        needs.python.as_deref().map_or("3", |v| v),
+        needs.memory_mb.unwrap_or(1024),
+        if needs.ffmpeg { ", FFmpeg" } else { "" }
+    );
+    let _ = writeln!(
+        s,
+        "checked: {}",
+        match &m.replication {
+            Some(r) if r.is_replicated() => format!(
+                "replicated by default ({} devices, {} must agree)",
+                r.replicas, r.quorum
+            ),
+            _ if m.deterministic => "deterministic: the grid may replicate it".to_string(),
+            _ => "by its validator only".to_string(),
+        }
+    );
+    if let Some(schema) = &m.parameters {
+        let _ = writeln!(s, "parameters:\n{}", serde_json::to_string_pretty(schema)?);
+    }
+    let _ = writeln!(s, "versions: {}", versions.len());
+    print!("{s}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn push(args: AppPushArgs) -> anyhow::Result<ExitCode> {

@@ -181,6 +181,14 @@ async fn an_app_published_from_its_folder_runs_on_workers_started_before_it() {
         names.contains(&("video-transcode", "1.3.0"))
             || names.iter().any(|n| n.0 == "video-transcode")
     );
+    let show = alice.app("show", &["show", "line-stats"]);
+    assert!(show.status.success(), "{}", show.describe());
+    assert!(
+        show.stdout.contains("line-stats 1.1.0")
+            && show.stdout.contains("lines -> integrity -> concat"),
+        "{}",
+        show.stdout
+    );
     let versions = alice.app("versions", &["versions", "line-stats", "--json"]);
     let versions: Vec<serde_json::Value> = serde_json::from_str(&versions.stdout).unwrap();
     let versions: Vec<&str> = versions
@@ -834,4 +842,98 @@ async fn a_replicated_sweep_is_reduced_to_the_statistics_of_honest_estimates() {
         assert!(close(&got["ci95"][0], mean - half), "{got}");
         assert!(close(&got["ci95"][1], mean + half), "{got}");
     }
+}
+
+/// `app new` makes a folder from each template that `app test` runs as it is: a map over lines,
+/// a replicated sweep reduced to statistics, and a files app gathering its outputs in one tar.
+#[test]
+fn every_template_makes_an_app_that_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let new = |name: &str, template: &str| {
+        let mut cmd = idlegrid(&dir.path().join("home"));
+        cmd.current_dir(dir.path())
+            .args(["app", "new", name, "--template", template]);
+        let made = run_bounded(cmd, dir.path(), name, Duration::from_secs(30));
+        assert!(made.status.success(), "{}", made.describe());
+        assert!(made.stdout.contains("idlegrid app test"), "{}", made.stdout);
+        dir.path().join(name)
+    };
+    let run = |app: &Path, input: &Path, args: &[&str]| {
+        let output = dir.path().join(format!(
+            "{}.out",
+            app.file_name().unwrap().to_string_lossy()
+        ));
+        let mut all = vec![
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        let finished = app_test(dir.path(), "template", app, &all);
+        assert!(finished.status.success(), "{}", finished.describe());
+        std::fs::read(output).unwrap()
+    };
+
+    let map = new("shouty", "map");
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "one\ntwo\nthree\n").unwrap();
+    assert_eq!(
+        run(
+            &map,
+            &text,
+            &["--chunk-lines", "2", "--params", r#"{"prefix": "> "}"#]
+        ),
+        b"> ONE\n> TWO\n> THREE\n"
+    );
+
+    let sweep = new("draws", "sweep");
+    let spec = dir.path().join("sweep.json");
+    std::fs::write(&spec, r#"{"grid": {"mu": [0, 5]}, "seeds": 3}"#).unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_slice(&run(&sweep, &spec, &["--params", r#"{"draws": 50}"#])).unwrap();
+    for (key, mu) in [("mu=0.0", 0.0), ("mu=5.0", 5.0)] {
+        let got = &stats["mean"][key];
+        assert_eq!(got["n"], 3, "{stats}");
+        assert!((got["mean"].as_f64().unwrap() - mu).abs() < 1.0, "{stats}");
+    }
+
+    let files = new("hashes", "files");
+    let archive = dir.path().join("docs.tar");
+    let mut tar = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+    for (name, text) in [("a.txt", "alpha"), ("sub/b.txt", "beta")] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(text.len() as u64);
+        header.set_cksum();
+        tar.append_data(&mut header, name, text.as_bytes()).unwrap();
+    }
+    tar.into_inner().unwrap();
+    let notes = run(&files, &archive, &["--chunk-items", "1"]);
+    let mut notes = tar::Archive::new(notes.as_slice());
+    let names: Vec<String> = notes
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["a.txt.sha256", "sub/b.txt.sha256"]);
+
+    // A bad name or a folder already there is refused with the reason.
+    let mut cmd = idlegrid(&dir.path().join("home"));
+    cmd.current_dir(dir.path()).args(["app", "new", "Bad_Name"]);
+    let refused = run_bounded(cmd, dir.path(), "bad", Duration::from_secs(30));
+    assert!(!refused.status.success());
+    assert!(
+        refused.stderr.contains("not an app name"),
+        "{}",
+        refused.stderr
+    );
+    let mut cmd = idlegrid(&dir.path().join("home"));
+    cmd.current_dir(dir.path()).args(["app", "new", "shouty"]);
+    let refused = run_bounded(cmd, dir.path(), "again", Duration::from_secs(30));
+    assert!(!refused.status.success());
+    assert!(
+        refused.stderr.contains("must not exist yet"),
+        "{}",
+        refused.stderr
+    );
 }

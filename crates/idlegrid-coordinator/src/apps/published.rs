@@ -27,7 +27,7 @@ const MAX_VIOLATIONS: usize = 3;
 
 /// Whether `name` is an app name: 2 to 40 of lower-case letters, digits and inner hyphens,
 /// starting with a letter.
-fn is_app_name(name: &str) -> bool {
+pub fn is_app_name(name: &str) -> bool {
     (2..=40).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && !name.ends_with('-')

@@ -526,11 +526,15 @@ pub struct TranscodeArgs {
 /// `idlegrid app ...`.
 #[derive(Debug, Subcommand)]
 pub enum AppCommand {
+    /// Start an app in a new folder from a template: manifest.json and a task script to edit.
+    New(AppNewArgs),
     /// Publish the app in a folder (its manifest.json and the files beside it) as a version of
     /// its own: versions never change, so each push of new contents needs a new version.
     Push(AppPushArgs),
     /// The apps you may run: built in, yours, and the public ones (each at its latest version).
     List(AppListArgs),
+    /// What an app is: its latest version's description, steps, requirements and parameters.
+    Show(AppNameArgs),
     /// An app's versions, oldest first.
     Versions(AppNameArgs),
     /// Run an app (NAME or NAME@VERSION) on an input file and write its output.
@@ -538,6 +542,29 @@ pub enum AppCommand {
     /// Try the app in a folder on an input: published to a throw-away local grid and run
     /// there; nothing is published anywhere else.
     Test(AppTestArgs),
+}
+
+/// What an app made by `app new` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppTemplate {
+    /// A text cut by lines, a script per chunk, the outputs joined in order.
+    Map,
+    /// A parameter sweep with seeds, replicated, reduced to means and confidence intervals.
+    Sweep,
+    /// The files of a zip or tar archive, an output file per input file, gathered in one tar.
+    Files,
+}
+
+#[derive(Debug, Args)]
+pub struct AppNewArgs {
+    /// The app's name: 2 to 40 lower-case letters, digits and inner hyphens.
+    pub name: String,
+    /// What kind of app.
+    #[arg(long, value_enum, default_value_t = AppTemplate::Map)]
+    pub template: AppTemplate,
+    /// The folder to make (default: ./NAME); it must not exist yet.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
