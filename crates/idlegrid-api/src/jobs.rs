@@ -774,3 +774,87 @@ mod display_tests {
         assert_eq!(eur.show(10_000_000), "10 credits (0.50 EUR)");
     }
 }
+
+/// How much a log line says, from the least: a task script sets it by starting a line with
+/// `DEBUG`, `INFO`, `WARNING` (or `WARN`), `ERROR` or `CRITICAL` followed by `:` or a space (as
+/// Python's `logging` writes by default); other lines are `info`, and the lines of a traceback
+/// are `error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    /// Details.
+    Debug,
+    /// What happened.
+    Info,
+    /// Something to look at.
+    Warning,
+    /// Something failed.
+    Error,
+}
+
+impl LogLevel {
+    /// The level `name` names (`debug`, `info`, `warning`, `error`).
+    pub fn parse(name: &str) -> Option<LogLevel> {
+        match name {
+            "debug" => Some(LogLevel::Debug),
+            "info" => Some(LogLevel::Info),
+            "warning" => Some(LogLevel::Warning),
+            "error" => Some(LogLevel::Error),
+            _ => None,
+        }
+    }
+
+    /// Its name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// One line of a log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    /// How much it says.
+    pub level: LogLevel,
+    /// The line, as written (text, never markup).
+    pub text: String,
+}
+
+/// One log of a job: a task's (what its script wrote to stderr on one device) or a step's
+/// (what the grid's partitioner or assembler said of the job).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LogEntry {
+    /// Its id, for paging (`after`).
+    pub id: String,
+    /// When it was written.
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    /// `partition`, `task` or `assemble`.
+    pub step: String,
+    /// The chunk (from 0), for a task's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<u64>,
+    /// The device that ran it, for a task's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<i64>)]
+    pub device: Option<idlegrid_domain::WorkerId>,
+    /// How the task ended: `completed` or `failed` (a task's log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// Its lines at or above the level asked for.
+    pub lines: Vec<LogLine>,
+}
+
+/// `GET /v1/jobs/{id}/logs`: a page of the job's logs, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JobLogs {
+    /// The logs with lines at the level asked for.
+    pub logs: Vec<LogEntry>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}

@@ -118,6 +118,10 @@ pub fn job_output(id: crate::JobId) -> String {
 pub fn job_events(id: crate::JobId) -> String {
     format!("/v1/jobs/{id}/events")
 }
+/// `GET` a page of the job's logs.
+pub fn job_logs(id: crate::JobId) -> String {
+    format!("/v1/jobs/{id}/logs")
+}
 /// `GET` the job's state changes and their delivery to its webhook.
 pub fn job_webhook_deliveries(id: crate::JobId) -> String {
     format!("/v1/jobs/{id}/webhook/deliveries")

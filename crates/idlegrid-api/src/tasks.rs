@@ -186,6 +186,10 @@ pub struct ReportItem {
     pub task_id: TaskId,
     /// What happened.
     pub outcome: ReportOutcome,
+    /// The task's log: the end of its script's stderr (at most 16 KiB), kept for the job's
+    /// customer and shown to them as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<String>,
 }
 
 /// What happened to a leased task.

@@ -92,6 +92,44 @@ impl Client {
         send_json(self.request(Method::GET, &path)).await
     }
 
+    /// `GET /v1/jobs/{id}/logs`: a page of the job's logs after the one named `after`, with their
+    /// lines at or above `level`.
+    pub async fn job_logs(
+        &self,
+        job: JobId,
+        after: Option<&str>,
+        level: idlegrid_api::jobs::LogLevel,
+    ) -> Result<idlegrid_api::jobs::JobLogs, ClientError> {
+        let mut path = format!(
+            "{}?level={}&limit=200",
+            paths::job_logs(job),
+            level.as_str()
+        );
+        if let Some(after) = after {
+            path.push_str("&after=");
+            path.push_str(after);
+        }
+        send_json(self.request(Method::GET, &path)).await
+    }
+
+    /// Every log of the job, page after page, with their lines at or above `level`.
+    pub async fn all_job_logs(
+        &self,
+        job: JobId,
+        level: idlegrid_api::jobs::LogLevel,
+    ) -> Result<Vec<idlegrid_api::jobs::LogEntry>, ClientError> {
+        let mut logs = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.job_logs(job, after.as_deref(), level).await?;
+            logs.extend(page.logs);
+            match page.next_after {
+                Some(next) => after = Some(next),
+                None => return Ok(logs),
+            }
+        }
+    }
+
     /// `POST /v1/jobs/{id}/links`: links to the output that need no credentials.
     pub async fn output_links(&self, job: JobId) -> Result<OutputLinks, ClientError> {
         send_json(self.request(Method::POST, &paths::job_links(job))).await

@@ -7,6 +7,7 @@
 //! jobs/<job>/chunks/…         chunks the partitioner cut (an app names them)
 //! jobs/<job>/output           the assembled output
 //! results/<job>/<task>/…      outputs uploaded by devices
+//! logs/<job>/<µs>-<name>       the job's logs: tasks' stderr, the grid's steps (kept)
 //! bundles/<sha256>            app bundles as devices are served them, by their hash (kept:
 //!                             published versions and jobs' bundles are named by it)
 //! ```
@@ -51,6 +52,11 @@ pub fn results(job: JobId) -> String {
 /// Where devices' outputs for one task of the job are kept.
 pub fn task_results(job: JobId, task: TaskId) -> String {
     format!("{}/{task}", results(job))
+}
+
+/// Where the job's logs are kept.
+pub fn logs(job: JobId) -> String {
+    format!("logs/{job}")
 }
 
 /// The prefixes of every blob that only served a job's processing (not its input or output).

@@ -44,6 +44,7 @@ pub mod external;
 pub mod grid;
 pub mod http;
 pub mod lifecycle;
+pub mod logs;
 pub mod pipeline;
 pub mod quotas;
 pub mod scratch;

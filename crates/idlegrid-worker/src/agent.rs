@@ -616,20 +616,20 @@ async fn run_task(
         }
         None => {
             tracing::error!("the coordinator sent no job details for this lease; handing it back");
-            Outcome::Report(ReportOutcome::Released)
+            Outcome::Report(ReportOutcome::Released, None)
         }
     };
     let elapsed = started.elapsed();
-    let report = match outcome {
-        Outcome::Report(report) => Some(report),
+    let (report, log) = match outcome {
+        Outcome::Report(report, log) => (Some(report), log),
         Outcome::Stopped if lost.is_cancelled() => {
             tracing::info!(?elapsed, "task stopped: the lease is no longer held");
-            None
+            (None, None)
         }
-        Outcome::Stopped => Some(ReportOutcome::Released),
+        Outcome::Stopped => (Some(ReportOutcome::Released), None),
         Outcome::Lost(why) => {
             tracing::info!(?elapsed, "task abandoned: the lease is gone ({why})");
-            None
+            (None, None)
         }
     };
     match report {
@@ -648,9 +648,9 @@ async fn run_task(
             deliver(
                 &shared,
                 &client,
-                lease.lease_id,
-                lease.task_id,
+                (lease.lease_id, lease.task_id),
                 report,
+                log,
                 &lost,
             )
             .await;
@@ -667,9 +667,9 @@ async fn hand_back(shared: Arc<Shared>, client: Client, lease: Lease) {
     deliver(
         &shared,
         &client,
-        lease.lease_id,
-        lease.task_id,
+        (lease.lease_id, lease.task_id),
         ReportOutcome::Released,
+        None,
         &never,
     )
     .await;
@@ -680,9 +680,9 @@ async fn hand_back(shared: Arc<Shared>, client: Client, lease: Lease) {
 async fn deliver(
     shared: &Shared,
     client: &Client,
-    lease_id: LeaseId,
-    task_id: TaskId,
+    (lease_id, task_id): (LeaseId, TaskId),
     outcome: ReportOutcome,
+    log: Option<String>,
     lost: &CancellationToken,
 ) {
     let kind = match outcome {
@@ -695,6 +695,7 @@ async fn deliver(
             lease_id,
             task_id,
             outcome,
+            log,
         }],
     };
     let mut backoff = Backoff::new();

@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 /// How a task ended, as far as the worker is concerned.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    /// Report this.
-    Report(ReportOutcome),
+    /// Report this, with the script's log (the end of its stderr) when it ran.
+    Report(ReportOutcome, Option<String>),
     /// The stop token fired (lease lost, or forced shutdown); the caller knows which.
     Stopped,
     /// The coordinator refused a lease-scoped call: the lease is no longer this worker's.
@@ -66,10 +66,17 @@ impl Tasks {
             job,
             progress,
             stop,
+            log: Default::default(),
         };
-        match run.execute().await {
-            Ok(outcome) => Outcome::Report(outcome),
-            Err(Abort::Failed(reason)) => Outcome::Report(ReportOutcome::Failed { reason }),
+        let ended = run.execute().await;
+        let log = run
+            .log
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .filter(|log| !log.is_empty());
+        match ended {
+            Ok(outcome) => Outcome::Report(outcome, log),
+            Err(Abort::Failed(reason)) => Outcome::Report(ReportOutcome::Failed { reason }, log),
             Err(Abort::Stopped) => Outcome::Stopped,
             Err(Abort::Lost(why)) => Outcome::Lost(why),
         }
@@ -84,6 +91,8 @@ struct Run<'a> {
     job: &'a JobSpec,
     progress: &'a Progress,
     stop: &'a CancellationToken,
+    /// The script's stderr tail, once it ran.
+    log: std::sync::Mutex<Option<String>>,
 }
 
 impl Run<'_> {
@@ -161,6 +170,7 @@ impl Run<'_> {
         if finished.ended == Ended::Cancelled {
             return Err(Abort::Stopped);
         }
+        *self.log.lock().unwrap_or_else(|e| e.into_inner()) = Some(finished.stderr_tail.clone());
         let output = runner::judge(&finished, &output_dir, &limits).map_err(Abort::Failed)?;
         self.send_output(&output).await
     }

@@ -290,6 +290,7 @@ async fn run(args: AppRunArgs) -> anyhow::Result<ExitCode> {
         how: &args.input.submit,
         app: None,
         shown: None,
+        logs: None,
     };
     submission.submit().await
 }
@@ -304,6 +305,7 @@ async fn test(args: AppTestArgs) -> anyhow::Result<ExitCode> {
         how: &args.input.submit,
         app: Some(bundle),
         shown: None,
+        logs: Some(args.logs.level()),
     };
     submission.submit().await
 }

@@ -2,7 +2,7 @@
 //! `transcode` (the same for a video), `jobs`, `job`, `cancel`, `balance` and `deposit`.
 
 use crate::cli::{
-    BalanceArgs, CoordinatorArgs, DepositArgs, JobArgs, JobsArgs, RunArgs, RunAsArgs,
+    BalanceArgs, CoordinatorArgs, DepositArgs, JobArgs, JobsArgs, LogsArgs, RunArgs, RunAsArgs,
     ScriptJobArgs, SubmitArgs, TranscodeArgs,
 };
 use crate::local::LocalGrid;
@@ -33,6 +33,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         how: &args.submit,
         app: None,
         shown: None,
+        logs: None,
     };
     submission.submit().await
 }
@@ -155,6 +156,7 @@ pub async fn transcode(args: TranscodeArgs) -> anyhow::Result<ExitCode> {
         app: None,
         // An archive is downloaded to scratch and unpacked where it was asked.
         shown: args.hls.as_deref().or(args.output.as_deref()),
+        logs: None,
     };
     let code = submission.submit().await?;
     if code != ExitCode::SUCCESS {
@@ -247,6 +249,8 @@ pub(crate) struct Submission<'a> {
     /// Where the output ends up, when `output` is only where it is downloaded to (an archive
     /// unpacked afterwards): named in the summary instead.
     pub shown: Option<&'a Path>,
+    /// Print the job's logs at this level or above on stderr once it ended (`app test`).
+    pub logs: Option<idlegrid_api::jobs::LogLevel>,
 }
 
 impl Submission<'_> {
@@ -367,6 +371,12 @@ impl Submission<'_> {
             }
         };
         bar.finish_and_clear();
+        if let Some(level) = self.logs {
+            match client.all_job_logs(finished.id, level).await {
+                Ok(logs) => eprint!("{}", output::logs(&logs)),
+                Err(e) => eprintln!("the job's logs could not be read: {e}"),
+            }
+        }
         if finished.state != JobState::Completed {
             if self.how.json {
                 println!("{}", output::json(&finished)?);
@@ -541,6 +551,19 @@ pub async fn job(args: JobArgs) -> anyhow::Result<ExitCode> {
     if !args.json && job.chunks.checking > 0 {
         let chunks = client.job_chunks(job.id, 0, 5000).await?;
         print!("{}", output::checking_chunks(&chunks.tasks, 10));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let client = target::required(&args.target).await?;
+    let logs = client
+        .all_job_logs(JobId(args.id), args.level.level())
+        .await?;
+    if args.json {
+        println!("{}", output::json(&logs)?);
+    } else {
+        print!("{}", output::logs(&logs));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -80,6 +80,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::App(command) => apps::app(command).await,
         Command::Jobs(args) => customer::jobs(args).await,
         Command::Job(args) => customer::job(args).await,
+        Command::Logs(args) => customer::logs(args).await,
         Command::Cancel(args) => customer::cancel(args).await,
         Command::Balance(args) => customer::balance(args).await,
         Command::Deposit(args) => customer::deposit(args).await,

@@ -342,6 +342,36 @@ pub fn counted(n: impl Into<u64>, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// A job's logs, a header per log and its lines under it, every text through [`shown`].
+pub fn logs(logs: &[idlegrid_api::jobs::LogEntry]) -> String {
+    use std::fmt::Write;
+    if logs.is_empty() {
+        return "no logs at this level\n".to_string();
+    }
+    let mut s = String::new();
+    for log in logs {
+        let mut head = format!(
+            "== {} {}",
+            log.at.strftime("%Y-%m-%d %H:%M:%S"),
+            shown(&log.step)
+        );
+        if let Some(chunk) = log.chunk {
+            let _ = write!(head, " chunk {}", chunk + 1);
+        }
+        if let Some(device) = log.device {
+            let _ = write!(head, " on device {device}");
+        }
+        if let Some(outcome) = &log.outcome {
+            let _ = write!(head, " ({})", shown(outcome));
+        }
+        let _ = writeln!(s, "{head}");
+        for line in &log.lines {
+            let _ = writeln!(s, "{:<7} {}", line.level.as_str(), shown(&line.text));
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

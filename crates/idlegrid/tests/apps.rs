@@ -800,6 +800,7 @@ async fn a_replicated_sweep_is_reduced_to_the_statistics_of_honest_estimates() {
                         lease_id: lease.lease_id,
                         task_id: lease.task_id,
                         outcome: idlegrid_testkit::completed(fake.as_bytes()),
+                        log: None,
                     }],
                 })
                 .await
@@ -936,4 +937,131 @@ fn every_template_makes_an_app_that_runs() {
         "{}",
         refused.stderr
     );
+}
+
+/// A task's stderr reaches its customer as the task's log, with the chunk and the device, its
+/// lines filtered by level; the grid's own steps log too; `app test` shows the logs; and what a
+/// device wrote is shown as text, never as terminal control.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_and_steps_log_and_customers_read_the_logs_by_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let chatty = test_app(
+        dir.path(),
+        "chatty",
+        "lines",
+        "integrity",
+        "concat",
+        "import os, sys\n\
+         lines = open('input/input.bin').read().splitlines()\n\
+         print(f'INFO: {len(lines)} lines', file=sys.stderr)\n\
+         for line in lines:\n    \
+             if 'x' in line:\n        \
+                 print(f'WARNING: odd line {line!r}', file=sys.stderr)\n    \
+             if 'boom' in line:\n        \
+                 print('\\x1b[2Jcleared?', file=sys.stderr)\n\
+         open('output/out.txt', 'w').write(str(len(lines)) + '\\n')\n",
+    );
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a\nb\nx1\nc\nboom\nd\n").unwrap();
+
+    // `app test` shows every step's log once the job ended.
+    let output = dir.path().join("out.txt");
+    let args = [
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--chunk-lines",
+        "2",
+    ];
+    let finished = app_test(dir.path(), "chatty", &chatty, &args);
+    assert!(finished.status.success(), "{}", finished.describe());
+    for said in [
+        "partition",
+        "cut into 3 chunks",
+        "INFO: 2 lines",
+        "WARNING: odd line 'x1'",
+        "assemble",
+    ] {
+        assert!(
+            finished.stderr.contains(said),
+            "{said}: {}",
+            finished.stderr
+        );
+    }
+    // The escape a device sent is shown, not obeyed.
+    assert!(!finished.stderr.contains('\u{1b}'), "{}", finished.stderr);
+    let mut warnings_only = args.to_vec();
+    warnings_only.extend(["--logs", "warning"]);
+    let finished = app_test(dir.path(), "chatty-warnings", &chatty, &warnings_only);
+    assert!(
+        finished.stderr.contains("WARNING: odd line"),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        !finished.stderr.contains("INFO: 2 lines"),
+        "{}",
+        finished.stderr
+    );
+
+    // Against a coordinator: `idlegrid logs` and the API.
+    let coordinator = Coordinator::start(dir.path(), &[]);
+    let ready = &coordinator.ready;
+    let _worker = coordinator.worker(dir.path(), &ready.enrollment_token, "w1", 2);
+    let alice = Cli {
+        dir: dir.path(),
+        url: ready.url.clone(),
+        key: ready.api_key.clone(),
+    };
+    assert!(
+        alice
+            .app("push", &["push", chatty.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let mut run_args = vec!["run", "chatty", "--json"];
+    run_args.extend(args);
+    let run = alice.app("run", &run_args);
+    assert!(run.status.success(), "{}", run.describe());
+    let job: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let id = job["id"].as_i64().unwrap();
+    let mut cmd = idlegrid(&dir.path().join("home"));
+    cmd.args(["logs", &id.to_string(), "--level", "warning", "--json"])
+        .args(["--coordinator", &ready.url, "--api-key", &ready.api_key]);
+    let logs = run_bounded(cmd, dir.path(), "logs", Duration::from_secs(60));
+    assert!(logs.status.success(), "{}", logs.describe());
+    let logs: Vec<serde_json::Value> = serde_json::from_str(&logs.stdout).unwrap();
+    // Only the chunk with the odd line has a warning: chunk 1 (from 0), lines x1 and c.
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    assert_eq!(logs[0]["step"], "task");
+    assert_eq!(logs[0]["chunk"], 1);
+    assert_eq!(logs[0]["outcome"], "completed");
+    assert!(logs[0]["device"].as_i64().is_some());
+    assert_eq!(logs[0]["lines"][0]["level"], "warning");
+    assert_eq!(logs[0]["lines"][0]["text"], "WARNING: odd line 'x1'");
+    // Every level: three tasks' logs and the two steps'.
+    let client = ready.customer();
+    let all = client
+        .all_job_logs(idlegrid_api::JobId(id), idlegrid_api::jobs::LogLevel::Debug)
+        .await
+        .unwrap();
+    let steps: Vec<&str> = all.iter().map(|l| l.step.as_str()).collect();
+    assert_eq!(
+        steps.iter().filter(|s| **s == "task").count(),
+        3,
+        "{steps:?}"
+    );
+    assert_eq!(steps.first(), Some(&"partition"), "{steps:?}");
+    assert_eq!(steps.last(), Some(&"assemble"), "{steps:?}");
+    // A job that is not the customer's has no logs to read.
+    let refused = client
+        .job_logs(
+            idlegrid_api::JobId(id + 1000),
+            None,
+            idlegrid_api::jobs::LogLevel::Info,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status(), Some(404), "{refused}");
 }

@@ -60,6 +60,7 @@ async fn fail_with_the_attack(coordinator: &Coordinator, job: JobId) {
                         outcome: ReportOutcome::Failed {
                             reason: ATTACK.into(),
                         },
+                        log: None,
                     }],
                 })
                 .await

@@ -206,6 +206,7 @@ impl Cheater {
                         size: bytes.len() as u64,
                         inline_base64: None,
                     },
+                    log: None,
                 }],
             })
             .await;
@@ -388,6 +389,7 @@ impl Scene {
                 lease_id: lease.lease_id,
                 task_id: lease.task_id,
                 outcome: ReportOutcome::Released,
+                log: None,
             }];
             self.cheater
                 .client(lease)
@@ -1163,6 +1165,7 @@ async fn a_new_device_holds_one_result_in_doubt_at_a_time() {
                 lease_id: second.lease_id,
                 task_id: second.task_id,
                 outcome: ReportOutcome::Released,
+                log: None,
             }],
         })
         .await

@@ -397,6 +397,7 @@ async fn tampered_chunks_are_caught_and_the_job_still_completes() {
             lease_id: lease.lease_id,
             task_id: lease.task_id,
             outcome: idlegrid_testkit::completed(&bytes),
+            log: None,
         });
     }
     let reply = liar.report(&Report { reports }).await.unwrap();

@@ -15,7 +15,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use idlegrid_api::jobs::{
-    ChunkState, ChunkView, CreateJob, Job, JobChunks, JobList, WebhookDeliveries,
+    ChunkState, ChunkView, CreateJob, Job, JobChunks, JobList, JobLogs, LogLevel, WebhookDeliveries,
 };
 use idlegrid_api::paths::CONTENT_SHA256;
 use idlegrid_api::{ErrorBody, JobId, JobState, TaskId, TaskState, UploadReceipt};
@@ -444,6 +444,64 @@ pub async fn cancel_job(
             ))
         }
     }
+}
+
+/// Paging and filtering of a job's logs.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogPage {
+    /// The `id` of the last log of the page before (from its `next_after`).
+    after: Option<String>,
+    /// Logs per page, 1..=200 (default 100).
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<usize>,
+    /// The least level of the lines shown: `debug`, `info` (default), `warning` or `error`.
+    level: Option<String>,
+}
+
+/// The job's logs, oldest first: what each task's script wrote to stderr on its device (the
+/// end of it, with the chunk and the device), and what the grid's partition and assemble
+/// steps said of the job; each line with its level, filtered by `level`.
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs",
+    params(("id" = i64, Path, description = "job id"), LogPage), security(("api_key" = [])),
+    responses((status = 200, body = JobLogs), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub async fn job_logs(
+    State(grid): State<Arc<Grid>>,
+    customer: Customer,
+    ApiPath(id): ApiPath<JobId>,
+    ApiQuery(page): ApiQuery<LogPage>,
+) -> ApiResult<Json<JobLogs>> {
+    let limit = page.limit.unwrap_or(100);
+    if !(1..=crate::logs::MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit must be from 1 to {}", crate::logs::MAX_PAGE),
+        ));
+    }
+    let level = match page.level.as_deref() {
+        None => LogLevel::Info,
+        Some(name) => LogLevel::parse(name).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_level",
+                "level must be debug, info, warning or error",
+            )
+        })?,
+    };
+    if page
+        .after
+        .as_deref()
+        .is_some_and(|a| a.len() > 100 || a.contains('/'))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_after",
+            "after must be the id of a log of this job",
+        ));
+    }
+    own_job(&grid, customer, id).await?;
+    Ok(Json(
+        crate::logs::page(&grid, id, page.after.as_deref(), limit, level).await?,
+    ))
 }
 
 /// Most chunks per page of `GET /v1/jobs/{id}/tasks`.

@@ -36,7 +36,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
     info(title = "idlegrid", description = "Jobs API (customers), Tasks API (worker devices), accounts and grid statistics of an idlegrid coordinator."),
     paths(
         jobs_api::create_job, jobs_api::upload_input, jobs_api::run_job, jobs_api::get_job,
-        jobs_api::list_jobs, jobs_api::cancel_job, jobs_api::delete_job, jobs_api::clone_job, jobs_api::download_output, jobs_api::job_events,
+        jobs_api::list_jobs, jobs_api::cancel_job, jobs_api::delete_job, jobs_api::clone_job, jobs_api::download_output, jobs_api::job_events, jobs_api::job_logs,
         jobs_api::jobs_events,
         jobs_api::job_chunks,
         apps_api::list_apps, apps_api::publish_app, apps_api::app_versions, apps_api::change_app,
@@ -181,6 +181,7 @@ pub fn router(grid: Arc<Grid>) -> Router {
         .route("/v1/jobs/{id}/clone", post(jobs_api::clone_job))
         .route("/v1/jobs/{id}/output", get(jobs_api::download_output))
         .route("/v1/jobs/{id}/events", get(jobs_api::job_events))
+        .route("/v1/jobs/{id}/logs", get(jobs_api::job_logs))
         .route("/v1/jobs/{id}/tasks", get(jobs_api::job_chunks))
         .route("/v1/jobs/{id}/input/parts", get(uploads::list_parts))
         .route(

@@ -831,10 +831,21 @@ pub async fn report(
     let settled = grid.queues.settle(&pairs).await?;
     let mut results = Vec::new();
     let mut failures = Vec::new();
+    let mut logs = Vec::new();
     for ((i, (lease, outcome)), won) in checked.into_iter().zip(settled) {
         if won.is_none() {
             statuses[i] = Some(lease_not_held(lease.id).body.error);
             continue;
+        }
+        if let Some(log) = &request.reports[i].log {
+            let ended = match outcome {
+                Checked::Result(..) => Some("completed"),
+                Checked::Failure(_) => Some("failed"),
+                Checked::Released => None,
+            };
+            if let Some(ended) = ended {
+                logs.push(((lease.job, lease.task, lease.id), ended, log));
+            }
         }
         match outcome {
             Checked::Result(output, sha256, size) => results.push(NewResult {
@@ -865,6 +876,12 @@ pub async fn report(
     }
     let batch = crate::state::recorder::Batch { results, failures };
     grid.recorder.record(batch).await?;
+    // The results are recorded: a log that cannot be kept is only lost, never a refusal.
+    for (lease, ended, log) in logs {
+        if let Err(e) = crate::logs::task(&grid, lease, device.0, ended, log).await {
+            tracing::warn!(job = %lease.0, error = %e, "could not keep a task's log");
+        }
+    }
     let reply = ReportReply {
         error: statuses.iter().flatten().next().cloned(),
         results: request

@@ -71,12 +71,25 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
                 crate::lifecycle::end_job(grid, job_id, JobState::Failed, Some(&reason)).await?;
                 return Ok(());
             }
+            crate::logs::step(
+                grid,
+                job_id,
+                "assemble",
+                &format!(
+                    "INFO: {} outputs joined by {} into {} bytes",
+                    job.chunks_total.unwrap_or(0),
+                    app.manifest.assembler,
+                    output.size
+                ),
+            )
+            .await;
             if crate::lifecycle::complete_job(grid, job_id, &output).await? {
                 tracing::info!(job = %job_id, bytes = output.size, elapsed_ms = started.elapsed().as_millis() as u64, "job completed");
             }
             Ok(())
         }
         Err(AssembleError::Inconsistent(reason)) => {
+            crate::logs::step(grid, job_id, "assemble", &format!("ERROR: {reason}")).await;
             crate::lifecycle::end_job(
                 grid,
                 job_id,

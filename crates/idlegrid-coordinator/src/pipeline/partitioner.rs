@@ -179,10 +179,20 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
     let total = match total? {
         Ok(total) => total,
         Err(reason) => {
+            crate::logs::step(grid, job_id, "partition", &format!("ERROR: {reason}")).await;
             crate::lifecycle::end_job(grid, job_id, JobState::Failed, Some(&reason)).await?;
             return Ok(());
         }
     };
+    let said = match &split {
+        Ok(Some(facts)) => format!("INFO: cut into {total} chunks: {facts}"),
+        Ok(None) => format!("INFO: cut into {total} chunks"),
+        Err(PartitionError::Rejected(reason)) => format!("ERROR: input rejected: {reason}"),
+        Err(_) => String::new(),
+    };
+    if !said.is_empty() {
+        crate::logs::step(grid, job_id, "partition", &said).await;
+    }
     match split {
         Ok(Some(facts)) => grid.store.set_job_facts(job_id, &facts).await?,
         Ok(None) => {}

@@ -199,6 +199,7 @@ pub async fn report_one(
                 lease_id,
                 task_id,
                 outcome,
+                log: None,
             }],
         })
         .await

@@ -65,6 +65,7 @@ async fn a_job_runs_through_every_stage_to_its_output() {
             lease_id: l.lease_id,
             task_id: l.task_id,
             outcome,
+            log: None,
         });
     }
     let reply = worker.report(&Report { reports }).await.unwrap();

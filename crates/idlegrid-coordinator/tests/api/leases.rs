@@ -17,6 +17,7 @@ async fn workers_may_only_report_on_leases_they_hold() {
             lease_id,
             task_id,
             outcome,
+            log: None,
         }],
     };
     let reply = other

@@ -25,6 +25,7 @@ async fn a_restarted_coordinator_rebuilds_its_queues_from_the_records() {
             lease_id: l.lease_id,
             task_id: l.task_id,
             outcome: completed(format!("{}\n", l.chunk_index).as_bytes()),
+            log: None,
         })
         .collect();
     worker.report(&Report { reports }).await.unwrap();

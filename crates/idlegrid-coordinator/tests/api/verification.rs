@@ -63,6 +63,7 @@ async fn device_forging(
                         lease_id: l.lease_id,
                         task_id: l.task_id,
                         outcome: completed(output.as_bytes()),
+                        log: None,
                     }],
                 })
                 .await

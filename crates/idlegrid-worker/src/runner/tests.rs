@@ -121,7 +121,7 @@ async fn success_with_one_output_file() {
 async fn nonzero_exit_reports_the_stderr_tail() {
     let case = Case::new(
         "import sys\n\
-         sys.stderr.write('x' * 10000 + '\\n')\n\
+         sys.stderr.write('x' * 40000 + '\\n')\n\
          sys.stderr.write('bad input on line 7\\n')\n\
          sys.exit(3)\n",
     );

@@ -252,6 +252,7 @@ pub async fn dispatch(args: DispatchArgs) -> anyhow::Result<ExitCode> {
                             size: output.len() as u64,
                             inline_base64: Some(encoded.clone()),
                         },
+                        log: None,
                     })
                     .collect();
                 let reply = client.report(&Report { reports }).await?;

@@ -289,6 +289,7 @@ async fn cheat(
                             size: bytes.len() as u64,
                             inline_base64: None,
                         },
+                        log: None,
                     }],
                 })
                 .await;

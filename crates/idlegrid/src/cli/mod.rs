@@ -38,6 +38,9 @@ pub enum Command {
     Jobs(JobsArgs),
     /// Show one job.
     Job(JobArgs),
+    /// A job's logs: what each task's script wrote to stderr on its device, and what the
+    /// grid's steps said of the job.
+    Logs(LogsArgs),
     /// Cancel a job.
     Cancel(JobArgs),
     /// Your balance (customers), earnings (device owners) or fees (operators), with recent
@@ -632,6 +635,10 @@ pub struct AppRunArgs {
 pub struct AppTestArgs {
     /// The app's folder, as for `app push`.
     pub dir: PathBuf,
+    /// The least level of the job's log lines shown once it ended (each task's stderr, and
+    /// what the grid's steps said).
+    #[arg(long, value_enum, default_value_t = LevelArg::Info)]
+    pub logs: LevelArg,
     #[command(flatten)]
     pub input: AppInputArgs,
 }
@@ -641,6 +648,42 @@ pub struct JobsArgs {
     /// Most jobs to list.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The least level of the log lines shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LevelArg {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+impl LevelArg {
+    /// As the API names it.
+    pub fn level(self) -> idlegrid_api::jobs::LogLevel {
+        use idlegrid_api::jobs::LogLevel;
+        match self {
+            LevelArg::Debug => LogLevel::Debug,
+            LevelArg::Info => LogLevel::Info,
+            LevelArg::Warning => LogLevel::Warning,
+            LevelArg::Error => LogLevel::Error,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Job id.
+    pub id: i64,
+    /// The least level of the lines shown.
+    #[arg(long, value_enum, default_value_t = LevelArg::Info)]
+    pub level: LevelArg,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Print JSON.

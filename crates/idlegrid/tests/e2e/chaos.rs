@@ -93,6 +93,7 @@ async fn forging_device(
                     lease_id: lease.lease_id,
                     task_id: lease.task_id,
                     outcome: idlegrid_testkit::completed(output.as_bytes()),
+                    log: None,
                 }],
             };
             if let Err(e) = worker.report(&report).await
