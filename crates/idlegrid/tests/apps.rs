@@ -899,6 +899,28 @@ fn every_template_makes_an_app_that_runs() {
         assert!((got["mean"].as_f64().unwrap() - mu).abs() < 1.0, "{stats}");
     }
 
+    // A sweep past the limit fails its job before any task runs, with the reason.
+    let huge = dir.path().join("huge.json");
+    std::fs::write(&huge, r#"{"grid": {"mu": [1, 2, 3]}, "seeds": 40000}"#).unwrap();
+    let out = dir.path().join("huge.out");
+    let refused = app_test(
+        dir.path(),
+        "huge",
+        &sweep,
+        &[
+            "--input",
+            huge.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        refused.stderr.contains("120000 items") && refused.stderr.contains("the limit is 100000"),
+        "{}",
+        refused.stderr
+    );
+
     let files = new("hashes", "files");
     let archive = dir.path().join("docs.tar");
     let mut tar = tar::Builder::new(std::fs::File::create(&archive).unwrap());

@@ -218,4 +218,51 @@ mod tests {
         let deep = format!("{}1{}", r#"{"a":"#.repeat(17), "}".repeat(17));
         assert!(numbers(deep.as_bytes()).unwrap_err().contains("deep"));
     }
+
+    /// A tar whose entries are written as given, names unchecked (as a hostile device's).
+    fn tar_of(entries: &[(&[u8], tar::EntryType)]) -> tempfile::NamedTempFile {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, kind) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.as_old_mut().name[..name.len()].copy_from_slice(name);
+            header.set_size(1);
+            header.set_entry_type(*kind);
+            if *kind == tar::EntryType::Symlink {
+                header.set_size(0);
+                header.set_link_name("/etc/shadow").unwrap();
+            }
+            header.set_cksum();
+            let data: &[u8] = if *kind == tar::EntryType::Symlink {
+                b""
+            } else {
+                b"x"
+            };
+            tar.append(&header, data).unwrap();
+        }
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), tar.into_inner().unwrap()).unwrap();
+        file
+    }
+
+    #[test]
+    fn a_tar_output_holds_only_plain_files_with_plain_names() {
+        let regular = tar::EntryType::Regular;
+        let good = tar_of(&[(b"a.txt", regular), (b"d/b.txt", regular)]);
+        assert_eq!(tar_files(good.path()).unwrap(), ["a.txt", "d/b.txt"]);
+        for (entries, says) in [
+            (vec![(&b"../../x"[..], regular)], ".. parts"),
+            (vec![(&b"/abs"[..], regular)], "relative path"),
+            (
+                vec![(&b"l"[..], tar::EntryType::Symlink)],
+                "not a plain file",
+            ),
+            (vec![(&b"a"[..], regular), (&b"a"[..], regular)], "twice"),
+        ] {
+            let err = tar_files(tar_of(&entries).path()).unwrap_err();
+            assert!(err.contains(says), "{says}: {err}");
+        }
+        let junk = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(junk.path(), [7u8; 700]).unwrap();
+        assert!(tar_files(junk.path()).unwrap_err().contains("not a tar"));
+    }
 }
