@@ -10,6 +10,11 @@
 //    published it; a published app gets parameters and lines per chunk, never the script; the
 //    job is sent as `line-stats@1.1.0`, runs on a native worker, and its output is what the app
 //    computes for each line (worked out here). python-map keeps its script and fields.
+// 4. An app cut into the files of an archive (the `files` fan-out, published in that test):
+//    the form asks for files per chunk, not lines (a sweep's app for parameter sets per chunk,
+//    a byte ranges' app for neither), refuses a value that is no whole number, says its price
+//    comes with the upload, and runs a tar of 3 files, one a chunk; the `sum` fan-in adds up
+//    the chunks' counts of their files.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -70,6 +75,33 @@ function describeLine(line, lower) {
   let longest = words.reduce((best, w) => ([...w].length > [...best].length ? w : best), '');
   if (lower) longest = longest.toLowerCase();
   return `${words.length}\t${[...line].length}\t${longest}`;
+}
+
+/**
+ * A ustar archive of `files` ({ name: text }), written here rather than by a tool: regular
+ * files, fixed owner, mode and time.
+ */
+function tarOf(files) {
+  const blocks = [];
+  for (const [name, text] of Object.entries(files)) {
+    const data = Buffer.from(text);
+    const header = Buffer.alloc(512);
+    const put = (offset, value) => header.write(value, offset, 'ascii');
+    put(0, name);
+    put(100, '0000644\0');
+    put(108, '0000000\0');
+    put(116, '0000000\0');
+    put(124, `${data.length.toString(8).padStart(11, '0')}\0`);
+    put(136, '00000000000\0');
+    put(148, '        ');
+    put(156, '0');
+    put(257, 'ustar\0');
+    put(263, '00');
+    const sum = header.reduce((a, b) => a + b, 0);
+    put(148, `${sum.toString(8).padStart(6, '0')}\0 `);
+    blocks.push(header, data, Buffer.alloc((512 - (data.length % 512)) % 512));
+  }
+  return Buffer.concat([...blocks, Buffer.alloc(1024)]);
 }
 
 /** How many images the page's main part has: none of these pages shows one, so any is made of a manifest's markup. */
@@ -279,6 +311,116 @@ test('the new-job form runs line-stats from the Apps page on a worker; the outpu
   assert.equal(await output.text(), expected);
   // Worked out apart from the app, the figures are those of these lines.
   assert.equal(expected.split('\n')[2], '3\t24\trésumé');
+  assert.deepEqual(dialogs, []);
+  assert.deepEqual(browser.errors, []);
+});
+
+test('an app cut into an archive\'s files: files per chunk in the form, checked, sent and run', async () => {
+  const { page } = browser;
+  const manifest = (name, description, steps) => ({
+    name, version: '1.0.0', description, entrypoint: 'task.py', input_name: 'docs.tar', deterministic: true,
+    requirements: { python: '3.8', memory_mb: 128 }, parameters: { type: 'object', properties: {}, additionalProperties: false }, ...steps,
+  });
+  // A sweep's and a byte ranges' app, only to be chosen in the form.
+  const copy = { 'task.py': 'import shutil, os\nshutil.copy(os.path.join("input", os.listdir("input")[0]), "output/out")\n' };
+  assert.equal(await publish({ manifest: manifest('seed-sweep', 'One task per seed.', { partitioner: 'sweep', validator: 'numbers', assembler: 'stats' }), files: copy }), 201);
+  assert.equal(await publish({ manifest: manifest('byte-copy', 'Copies byte ranges.', { partitioner: 'bytes', validator: 'integrity', assembler: 'concat' }), files: copy }), 201);
+  // Counts the files of its chunk's tar; the grid's `sum` adds up the counts.
+  assert.equal(await publish({
+    manifest: manifest('file-count', 'Counts the files of a tar or zip archive.', { partitioner: 'files', validator: 'numbers', assembler: 'sum' }),
+    files: {
+      'task.py': 'import json, tarfile\n'
+        + 'with tarfile.open("input/docs.tar") as docs:\n'
+        + '    n = len([m for m in docs if m.isfile()])\n'
+        + 'with open("output/n.json", "w") as out:\n'
+        + '    json.dump({"files": n}, out)\n',
+    },
+  }), 201);
+  await signIn(page, grid, grid.apiKey);
+  await page.goto(`${grid.url}/#/jobs/new`);
+  const app = page.getByLabel('App', { exact: true });
+  await app.locator('option[value="file-count@1.0.0"]').waitFor({ state: 'attached', timeout: 10_000 });
+  await app.selectOption('file-count@1.0.0');
+
+  // Files per chunk, in the app's box, with its default said; no lines per chunk, no typed input.
+  const about = page.getByRole('group', { name: 'Published app' });
+  const chunkItems = page.getByLabel('Files per chunk');
+  assert.equal(await chunkItems.isVisible(), true);
+  assert.equal(await about.locator('input[name="chunk_items"]').count(), 1);
+  assert.match(await page.locator(`#${await chunkItems.getAttribute('id')}-hint`).textContent(), /^Default: sized from the speed and the grid\./);
+  assert.equal(await page.getByLabel('Lines per chunk').isVisible(), false);
+  assert.equal(await page.getByLabel('Parameter sets per chunk').count(), 0);
+  assert.equal(await page.getByLabel('Or type the input here').isVisible(), false, 'an archive is not typed');
+  assert.match(await about.locator('.published-about').textContent(),
+    /^file-count 1\.0\.0, yours, published .+\. It brings its own task script, run on each chunk of the files of the input archive \(zip, tar or tar\.gz\), each chunk a tar of them; the output is one JSON object, the chunks’ numbers added up key by key\. Its versions\.$/);
+  // Priced once the input is uploaded: said as such, not as an error.
+  const estimate = page.locator('#estimate');
+  await estimate.locator('.upload-priced').waitFor({ timeout: 10_000 });
+  assert.match(await estimate.textContent(), /^This app’s input is priced by its files, counted once it is uploaded/);
+
+  // A sweep's app asks for parameter sets per chunk (its input may be typed); a byte ranges' app
+  // for neither lines nor items.
+  await app.selectOption('seed-sweep@1.0.0');
+  const sets = page.getByLabel('Parameter sets per chunk');
+  assert.equal(await sets.isVisible(), true);
+  assert.equal(await page.locator(`#${await sets.getAttribute('id')}-hint`).textContent(), 'Default: one parameter set per chunk.');
+  assert.equal(await page.getByLabel('Lines per chunk').isVisible(), false);
+  assert.equal(await page.getByLabel('Or type the input here').isVisible(), true);
+  await waitFor(async () => /priced by its parameter sets/.test(await estimate.textContent()), { timeout: 5000, message: async () => `the estimate: ${await estimate.textContent()}` });
+  await app.selectOption('byte-copy@1.0.0');
+  assert.equal(await page.locator('input[name="chunk_items"]').isVisible(), false);
+  assert.equal(await page.locator('input[name="chunk_lines"]').isVisible(), false);
+  await app.selectOption('file-count@1.0.0');
+  assert.equal(await chunkItems.isVisible(), true);
+
+  // Three files, one a chunk.
+  const tar = tarOf({ 'a.txt': 'one\n', 'notes/b.txt': 'two words\n', 'c.md': '# three\n' });
+  await page.getByLabel('Input file').setInputFiles({ name: 'docs.tar', mimeType: 'application/x-tar', buffer: tar });
+  const posts = [];
+  const listener = (r) => { if (r.method() === 'POST' && new URL(r.url()).pathname === '/v1/jobs') posts.push(r.url()); };
+  page.on('request', listener);
+  const submit = page.getByRole('button', { name: 'Create and run' });
+  const alert = page.locator('form [role="alert"]');
+  for (const value of ['1.5', '0']) {
+    await chunkItems.fill(value);
+    await submit.click();
+    await waitFor(async () => (await alert.textContent({ timeout: 1000 })) === 'Files per chunk must be a whole number of at least 1.', {
+      timeout: 5000, message: async () => `the alert for ${value} says: ${await alert.textContent().catch(() => '(none)')}`,
+    });
+    assert.equal(await chunkItems.getAttribute('aria-invalid'), 'true');
+    assert.equal(await chunkItems.evaluate((el) => el === document.activeElement), true, 'the field to fix is focused');
+    assert.equal(await estimate.textContent(), 'No estimate: Files per chunk must be a whole number of at least 1.');
+  }
+  assert.deepEqual(posts, [], 'nothing is sent while files per chunk is wrong');
+
+  // A whole number is sent with the estimate (which prices the archive once uploaded) and the job.
+  const priced = page.waitForResponse((r) => new URL(r.url()).pathname === '/v1/jobs/estimate' && r.request().postDataJSON().chunk_items === 1);
+  await chunkItems.fill('1');
+  const estimated = await priced;
+  assert.equal(estimated.status(), 422);
+  assert.equal((await estimated.json()).error.code, 'invalid_input');
+  await estimate.locator('.upload-priced').waitFor({ timeout: 5000 });
+  assert.equal(await estimate.locator('[role="alert"]').count(), 0);
+  assert.deepEqual(await unlabelledControls(page), []);
+  await page.setViewportSize(NARROW);
+  await assertNoSidewaysScroll(page, 'the new-job form with an app cut into files at 360 px');
+  await screenshot(page, 'new-job-files-app-phone');
+  await page.setViewportSize(WIDE);
+  await screenshot(page, 'new-job-files-app');
+
+  const request = page.waitForRequest((r) => r.method() === 'POST' && new URL(r.url()).pathname === '/v1/jobs');
+  await submit.click();
+  assert.deepEqual((await request).postDataJSON(),
+    { app: 'file-count@1.0.0', name: 'docs.tar', preferences: { tier: 'standard' }, params: {}, chunk_items: 1 });
+  const jobId = await waitForJobPage(page);
+  page.off('request', listener);
+  assert.equal(posts.length, 1);
+  assert.equal(await waitForFinalState(page, grid, jobId), 'completed', grid.logs());
+  const job = await call(grid, grid.apiKey, `/v1/jobs/${jobId}`);
+  assert.equal(job.chunks.total, 3, 'one chunk a file');
+  const output = await call(grid, grid.apiKey, `/v1/jobs/${jobId}/output`, { raw: true });
+  assert.equal(output.status, 200);
+  assert.deepEqual(JSON.parse(await output.text()), { files: 3 });
   assert.deepEqual(dialogs, []);
   assert.deepEqual(browser.errors, []);
 });

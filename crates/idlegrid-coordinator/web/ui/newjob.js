@@ -2,7 +2,9 @@
 //
 // The apps are those `/v1/apps` lists: built in (python-map with the customer's script,
 // video-transcode with its video settings) and the latest version of each published app the
-// account may run, which brings its own script and takes parameters and lines per chunk.
+// account may run, which brings its own script and takes parameters and, as its fan-out cuts
+// the input, lines per chunk (a text or a CSV), files per chunk (an archive) or parameter sets
+// per chunk (a sweep).
 
 import { api, ApiError, openapi } from './api.js';
 import { alertSlot, announce, field, formatBytes, formatCredits, formatDuration, formatTime, h, heading, replace, uid } from './dom.js';
@@ -62,6 +64,38 @@ const TIERS = [
   { value: 'standard', label: 'Standard', hint: 'the default' },
   { value: 'fast', label: 'Fast', hint: 'runs first, in small chunks on many devices, with backup copies of slow ones' },
 ];
+/**
+ * The fan-outs that cut a published app's input into items, and a chunk's number of them
+ * (`chunk_items`) as the form asks for it: what an item is, and what a chunk holds unless said.
+ * Such an input is priced by its items, counted only once it is uploaded.
+ */
+const ITEM_CHUNKS = {
+  files: { label: 'Files per chunk', items: 'its files',
+    hint: 'Default: sized from the speed and the grid. Each chunk is a tar of that many of the archive’s files.' },
+  sweep: { label: 'Parameter sets per chunk', items: 'its parameter sets',
+    hint: 'Default: one parameter set per chunk.' },
+};
+/** What a published app's fan-out runs its script on, by the manifest's `partitioner`. */
+const FAN_OUTS = {
+  lines: 'run on each chunk of the input’s lines',
+  csv: 'run on each chunk of the CSV input’s lines, each chunk starting with the header line',
+  bytes: 'run on each byte range of the input, sized by the grid',
+  files: 'run on each chunk of the files of the input archive (zip, tar or tar.gz), each chunk a tar of them',
+  sweep: 'run on each chunk of the parameter sets of the sweep the input describes in JSON',
+};
+/** What a published app's fan-in makes of the chunks' outputs, by the manifest's `assembler`. */
+const FAN_INS = {
+  concat: 'the output is the chunks’ outputs joined in order',
+  archive: 'the output is one tar archive of the chunks’ output files, in order',
+  sum: 'the output is one JSON object, the chunks’ numbers added up key by key',
+  stats: 'the output is one JSON object: for each key, the count, mean, standard deviation and 95% confidence interval of the chunks’ numbers',
+};
+/** What the input of a published app is, by its fan-out, where that is not a text. */
+const INPUT_HINTS = {
+  bytes: 'Any file: it is cut into byte ranges.',
+  files: 'A zip, tar or tar.gz archive: its files are shared out among the chunks.',
+  sweep: 'A JSON description of the sweep, e.g. {"seeds": 64}, {"grid": {"samples": [1000, 10000]}, "seeds": 8} or {"sets": [{…}, {…}]}.',
+};
 const EXAMPLE_SCRIPT = `import os
 name = os.listdir("input")[0]
 with open(os.path.join("input", name)) as src, open("output/result.txt", "w") as out:
@@ -137,6 +171,8 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
     const meta = picked ? await videoMetadata(picked) : null;
     if (meta && file.files[0] === picked) sourceDuration = meta.duration;
   });
+  const fileField = field('Input file', file, ' ');
+  const inputHint = fileField.wrap.querySelector('.hint');
   const resumeNote = h('div', { class: 'resume-note', 'aria-live': 'polite' });
   const inputText = h('textarea', { name: 'input_text', rows: 4, spellcheck: 'false' });
   const inputTextField = field('Or type the input here', inputText, 'Used when no file is chosen.');
@@ -154,6 +190,11 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
   });
   const chunkLines = h('input', { type: 'number', name: 'chunk_lines', min: 1, step: 1, inputmode: 'numeric', placeholder: 'auto' });
   const chunkLinesField = field('Lines per chunk', chunkLines, 'Default: sized from the speed and the grid.');
+  // Files or parameter sets per chunk: one field, named for the chosen app's fan-out.
+  const chunkItems = h('input', { type: 'number', name: 'chunk_items', min: 1, step: 1, inputmode: 'numeric', placeholder: 'auto' });
+  const chunkItemsField = field(ITEM_CHUNKS.files.label, chunkItems, ITEM_CHUNKS.files.hint);
+  const chunkItemsLabel = chunkItemsField.wrap.querySelector('label');
+  const chunkItemsHint = chunkItemsField.wrap.querySelector('.hint');
   const params = h('textarea', { name: 'params', rows: 3, spellcheck: 'false', class: 'code', value: '{}' });
   const paramsField = field('Parameters (JSON object)', params, 'Given to the script as JSON in IDLEGRID_PARAMS.');
   const paramsHint = paramsField.wrap.querySelector('.hint');
@@ -163,10 +204,12 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
     field('Or load the script from a file', scriptFile).wrap,
     chunkLinesField.wrap);
 
-  // A published app: its own script runs on each chunk of lines; what it is, and the lines
-  // per chunk (the one field moves here from the script's box while such an app is chosen).
+  // A published app: its own script runs on each chunk of its input; what it is, and the lines
+  // per chunk (the one field moves here from the script's box while such an app is chosen) or
+  // the files or parameter sets per chunk.
   const publishedAbout = h('p', { class: 'published-about' });
-  const publishedBox = h('fieldset', { class: 'app-fields published-app' }, h('legend', {}, 'Published app'), publishedAbout);
+  const publishedBox = h('fieldset', { class: 'app-fields published-app' }, h('legend', {}, 'Published app'), publishedAbout,
+    chunkItemsField.wrap);
 
   // video-transcode.
   const videoCodec = select(Object.entries(VIDEO_CODECS).map(([v, c]) => [v, c.label]), 'h264');
@@ -283,7 +326,7 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
   const submit = h('button', { type: 'submit' }, 'Create and run');
   const form = h('form', { class: 'card', novalidate: true, id: 'new-job' },
     appField.wrap,
-    h('fieldset', {}, h('legend', {}, 'Input'), field('Input file', file).wrap, resumeNote, inputTextField.wrap),
+    h('fieldset', {}, h('legend', {}, 'Input'), fileField.wrap, resumeNote, inputTextField.wrap),
     scriptBox, publishedBox, videoBox, audioBox, paramsField.wrap, speedBox, webhookField.wrap,
     alerts.el, progressBox, secretBox, h('div', { class: 'actions' }, submit));
 
@@ -291,32 +334,55 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
     return apps.find((a) => appReference(a) === appSelect.value);
   }
   function isVideo() { return appSelect.value === 'video-transcode'; }
+  /** Whether the input may be typed: a text, not a video or an archive. */
+  function typedInput() {
+    const app = currentApp();
+    return !isVideo() && !(app && isPublished(app) && app.manifest.partitioner === 'files');
+  }
   function sync() {
     const app = currentApp();
     const customerScript = app ? app.manifest.customer_script : false;
     const published = Boolean(app && isPublished(app));
+    // A published app's fan-out says what its input is and how a job may cut it.
+    const partitioner = published ? app.manifest.partitioner : null;
     appHint.textContent = app ? shown(app.manifest.description) : '';
     scriptBox.hidden = !customerScript;
     publishedBox.hidden = !published;
     if (published) {
-      const { name, version } = app.manifest;
+      const { name, version, assembler } = app.manifest;
+      const fanOut = Object.hasOwn(FAN_OUTS, partitioner) ? FAN_OUTS[partitioner] : 'run on each chunk of the input';
+      const fanIn = Object.hasOwn(FAN_INS, assembler) ? FAN_INS[assembler] : 'the output is made of the chunks’ outputs';
       replace(publishedAbout, `${name} ${version}, ${publisherText(app, me)}`,
         app.published_at ? `, published ${formatTime(app.published_at)}` : '',
-        '. It brings its own task script, run on each chunk of the input’s lines; the output is the chunks’ outputs joined in order. ',
+        `. It brings its own task script, ${fanOut}; ${fanIn}. `,
         h('a', { href: `#/apps/${encodeURIComponent(name)}` }, 'Its versions'), '.');
     }
     // Lines per chunk: in the script's box for python-map, in the app's box for a published app
     // (and only for an app cut by lines: nothing else would send them).
     if (cutByLines(app)) (customerScript ? scriptBox : publishedBox).append(chunkLinesField.wrap);
     chunkLinesField.wrap.hidden = !cutByLines(app);
+    // Files or parameter sets per chunk, for an app cut into them; an app cut into byte ranges
+    // has neither (the grid sizes them).
+    const items = itemChunks(app);
+    chunkItemsField.wrap.hidden = !items;
+    if (items) {
+      chunkItemsLabel.textContent = items.label;
+      chunkItemsHint.textContent = items.hint;
+    }
+    // What the input is, where the fan-out says; an archive cannot be typed.
+    const inputAbout = Object.hasOwn(INPUT_HINTS, partitioner) ? INPUT_HINTS[partitioner] : '';
+    inputHint.textContent = inputAbout;
+    inputHint.hidden = !inputAbout;
     paramsHint.textContent = published
       ? 'Given to the app’s script as JSON in IDLEGRID_PARAMS: its description says which it takes.'
       : 'Given to the script as JSON in IDLEGRID_PARAMS.';
     videoBox.hidden = !isVideo();
     audioBox.hidden = !isVideo();
     paramsField.wrap.hidden = isVideo();
-    inputTextField.wrap.hidden = isVideo();
-    file.accept = isVideo() ? 'video/*' : '';
+    inputTextField.wrap.hidden = !typedInput();
+    file.accept = isVideo() ? 'video/*'
+      : partitioner === 'files' ? '.zip,.tar,.tgz,.tar.gz,application/zip,application/x-tar,application/gzip'
+        : partitioner === 'sweep' ? '.json,application/json' : '';
   }
   appSelect.addEventListener('change', sync);
   sync();
@@ -532,15 +598,18 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
       // The browser does not tell the frame rate; 30 fps is assumed until the upload is priced.
       return { video: { duration_secs: meta.duration, width: meta.width, height: meta.height, fps: 30, audio: true } };
     }
+    // An input cut into items (files, parameter sets) has no lines worth counting: it is priced
+    // by its items once uploaded.
+    const lines = !itemChunks(currentApp());
     // With the lines counted, chunks of N lines are priced exactly (not bounded by bytes).
     // Files too large to read in a moment are priced by their bytes alone (a bound).
     if (picked) {
-      const input_lines = picked.size <= COUNT_LINES_UP_TO ? await countLines(picked.stream()) : undefined;
+      const input_lines = lines && picked.size <= COUNT_LINES_UP_TO ? await countLines(picked.stream()) : undefined;
       return { input_bytes: picked.size, input_lines };
     }
-    if (inputText.value !== '') {
+    if (typedInput() && inputText.value !== '') {
       const blob = new Blob([inputText.value]);
-      return { input_bytes: blob.size, input_lines: await countLines(blob.stream()) };
+      return { input_bytes: blob.size, input_lines: lines ? await countLines(blob.stream()) : undefined };
     }
     return null;
   }
@@ -552,7 +621,9 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
     const described = app ? await describeInput().catch(() => null) : null;
     if (round !== estimateRound) return;
     if (!described) {
-      replace(estimateBox, h('p', { class: 'muted' }, 'Choose the input to see the price and time of each speed.'));
+      // An archive or a sweep is priced once uploaded, whatever is chosen here.
+      const items = itemChunks(app);
+      replace(estimateBox, items ? uploadPricedNote(items) : h('p', { class: 'muted' }, 'Choose the input to see the price and time of each speed.'));
       return;
     }
     const request = { app: appReference(app), preferences: { tier: chosenTier() }, ...described };
@@ -565,24 +636,59 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
         return;
       }
       if (chunkSeconds.value !== '' && Number(chunkSeconds.value) > 0) request.chunk_seconds = Number(chunkSeconds.value);
-    } else if (cutByLines(app) && chunkLines.value !== '' && Number(chunkLines.value) >= 1) {
-      request.chunk_lines = Number(chunkLines.value);
+    } else {
+      try {
+        Object.assign(request, chunkOptions(app));
+      } catch (e) {
+        // Not the price of another cut: what to change instead.
+        replace(estimateBox, h('p', { class: 'muted' }, `No estimate: ${e.message}`));
+        return;
+      }
     }
     try {
       const estimate = await api('/v1/jobs/estimate', { method: 'POST', body: request });
       if (round === estimateRound) replace(estimateBox, estimateView(estimate));
     } catch (e) {
-      if (round === estimateRound) replace(estimateBox, h('p', { class: 'muted' }, `No estimate: ${e.message}`));
+      if (round !== estimateRound) return;
+      // An archive or a sweep is priced by its items, counted from the input itself: not a
+      // fault, only a price that comes with the upload.
+      const items = itemChunks(app);
+      if (items && e instanceof ApiError && e.status === 422 && e.code === 'invalid_input') {
+        replace(estimateBox, uploadPricedNote(items));
+      } else {
+        replace(estimateBox, h('p', { class: 'muted' }, `No estimate: ${e.message}`));
+      }
     }
   }
+
+  /**
+   * The chunk option of the chosen app from its field, checked: `chunk_lines` for an app cut by
+   * lines, `chunk_items` for one cut into files or parameter sets; {} when left empty. Throws a
+   * FieldError naming the field for anything but a whole number of at least 1.
+   */
+  function chunkOptions(app) {
+    const items = itemChunks(app);
+    const [control, key, label] = cutByLines(app) ? [chunkLines, 'chunk_lines', 'Lines per chunk']
+      : items ? [chunkItems, 'chunk_items', items.label] : [null];
+    if (!control) return {};
+    // A number field holds '' for text that is no number, as for nothing typed.
+    if (control.value === '' && !control.validity.badInput) return {};
+    const n = Number(control.value);
+    if (control.validity.badInput || !Number.isInteger(n) || n < 1) {
+      throw new FieldError(control, `${label} must be a whole number of at least 1.`);
+    }
+    return { [key]: n };
+  }
   for (const control of [appSelect, file, videoCodec, container, preset, crf, metric, targetValue, encoderSpeed, hls, audioCodec, audioTracks,
-    languages, subtitles, chunkSeconds, chunkLines, thumbnailsEvery, thumbnailWidth, poster, ...qualityBox.querySelectorAll('input[type="radio"]')]) {
+    languages, subtitles, chunkSeconds, chunkLines, chunkItems, thumbnailsEvery, thumbnailWidth, poster, ...qualityBox.querySelectorAll('input[type="radio"]')]) {
     control.addEventListener('change', refreshEstimate);
   }
   inputText.addEventListener('input', refreshEstimate);
   // Numbers being typed re-price as they change, not only when the field is left.
-  for (const control of [chunkSeconds, chunkLines]) control.addEventListener('input', refreshEstimate);
+  for (const control of [chunkSeconds, chunkLines, chunkItems]) control.addEventListener('input', refreshEstimate);
   for (const radio of form.querySelectorAll(`input[name="${speedName}"]`)) radio.addEventListener('change', refreshEstimate);
+  // What the estimate says before anything is chosen depends on the app chosen at first.
+  refreshEstimate();
 
   function showResume() {
     const picked = file.files[0];
@@ -600,8 +706,11 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
     const picked = file.files[0] || null;
     const video = isVideo();
     let input = picked;
-    if (!input && !video && inputText.value !== '') input = new Blob([inputText.value], { type: 'text/plain' });
-    if (!input) throw new FieldError(file, video ? 'Choose the video file to transcode.' : 'Choose an input file or type the input.');
+    if (!input && typedInput() && inputText.value !== '') input = new Blob([inputText.value], { type: 'text/plain' });
+    if (!input) {
+      throw new FieldError(file, video ? 'Choose the video file to transcode.'
+        : typedInput() ? 'Choose an input file or type the input.' : 'Choose the archive (zip, tar or tar.gz) whose files to process.');
+    }
     const body = { app: appReference(app), preferences: {} };
     // Named after the file, as the CLI names its jobs (typed input: no name).
     if (picked) body.name = picked.name.slice(0, 200);
@@ -631,11 +740,7 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
       if (!script.value.trim()) throw new FieldError(script, 'Write the task script or load it from a file.');
       body.script = script.value;
     }
-    if (cutByLines(app) && chunkLines.value !== '') {
-      const n = Number(chunkLines.value);
-      if (!Number.isInteger(n) || n < 1) throw new FieldError(chunkLines, 'Lines per chunk must be a whole number of at least 1.');
-      body.chunk_lines = n;
-    }
+    Object.assign(body, chunkOptions(app));
     const hook = webhook.value.trim();
     if (hook) {
       let url;
@@ -732,10 +837,28 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
 
 /**
  * Whether the app's input is cut by lines, so that a job of it may say how many per chunk:
- * python-map's, and a published app's that cuts by lines (all of them, for now).
+ * python-map's, and a published app's that cuts a text or a CSV file by lines.
  */
 function cutByLines(app) {
-  return Boolean(app && app.manifest.partitioner === 'lines' && (app.manifest.customer_script || isPublished(app)));
+  if (!app) return false;
+  const { partitioner, customer_script: customerScript } = app.manifest;
+  return (partitioner === 'lines' && Boolean(customerScript)) || (isPublished(app) && (partitioner === 'lines' || partitioner === 'csv'));
+}
+
+/**
+ * How a job of the app says its items per chunk (ITEM_CHUNKS): a published app's whose input
+ * is cut into files or parameter sets; null for any other.
+ */
+function itemChunks(app) {
+  if (!app || !isPublished(app) || !Object.hasOwn(ITEM_CHUNKS, app.manifest.partitioner)) return null;
+  return ITEM_CHUNKS[app.manifest.partitioner];
+}
+
+/** What the estimate says of an input priced by its items before it is uploaded. */
+function uploadPricedNote(items) {
+  return h('p', { class: 'muted upload-priced' },
+    `This app’s input is priced by ${items.items}, counted once it is uploaded: “Create and run” uploads it, `
+    + 'works out the exact price of the chosen speed and starts the job only if your balance covers it.');
 }
 
 /** The price and time of each tier, the chosen one marked, and the balance. */
