@@ -47,6 +47,10 @@ pub struct Bundle {
     pub manifest: AppManifest,
     /// File name (plain name, no directories) to content.
     pub files: std::collections::BTreeMap<String, String>,
+    /// Python packages the app brings: wheel file name to the wheel's bytes in base64. A worker
+    /// installs, of each package, the wheel built for it, beside the app's files.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub wheels: std::collections::BTreeMap<String, String>,
 }
 
 impl Bundle {

@@ -83,6 +83,11 @@ pub struct Requirements {
     /// Scratch disk one task may use, in MiB.
     #[serde(default)]
     pub disk_mb: Option<u64>,
+    /// Where the Python packages the app brings run (`os/arch/python`, `*` for any; see
+    /// [`crate::wheel`]): a device is offered the job only on one of them. Set by the
+    /// coordinator from the bundle's wheels, never by a manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
 }
 
 /// What a device offers, reported when it registers.
@@ -410,6 +415,22 @@ impl Requirements {
             return Err(format!(
                 "needs a benchmark of at least {score}, device scored {}",
                 caps.benchmark
+            ));
+        }
+        if !self.platforms.is_empty()
+            && !self
+                .platforms
+                .iter()
+                .filter_map(|p| crate::wheel::Platform::parse(p))
+                .any(|p| p.fits(caps))
+        {
+            return Err(format!(
+                "needs a native device of {} for the app's packages, device is {}/{}/{} ({})",
+                self.platforms.join(" or "),
+                caps.os,
+                caps.arch,
+                caps.python.as_deref().unwrap_or("no Python"),
+                caps.runtime.as_str()
             ));
         }
         Ok(())

@@ -23,6 +23,7 @@ pub mod replication;
 pub mod schedule;
 pub mod task;
 pub mod text;
+pub mod wheel;
 
 pub use app::{
     Allowances, AppManifest, BASELINE_ENCODERS, Capabilities, GRID_ENCODERS, Requirements, Runtime,

@@ -46,6 +46,33 @@ pub fn shown(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `name` (from an archive: a customer's, a device's output, a wheel) as a plain relative path
+/// of `/`-separated parts, none empty, `.` or `..`, without control characters or backslashes,
+/// 1 to `most` bytes (a leading `./` dropped); the error names it as `what`.
+pub fn relative_path(name: &[u8], what: &str, most: usize) -> Result<String, String> {
+    let shown = String::from_utf8_lossy(name);
+    let text = std::str::from_utf8(name).map_err(|_| format!("{what} {shown:?} is not UTF-8"))?;
+    let text = text.strip_prefix("./").unwrap_or(text);
+    if text.is_empty() || text.len() > most {
+        return Err(format!("{what} {shown:?} must be 1 to {most} bytes"));
+    }
+    if text.starts_with('/') || text.contains('\\') || text.chars().any(char::is_control) {
+        return Err(format!(
+            "{what} {shown:?} must be a relative path with / between its parts and no control \
+             characters"
+        ));
+    }
+    if text
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return Err(format!(
+            "{what} {shown:?} must not have empty, . or .. parts"
+        ));
+    }
+    Ok(text.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

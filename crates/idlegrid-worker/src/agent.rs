@@ -324,7 +324,7 @@ pub(crate) async fn run(
         tasks: Tasks {
             python: chosen.python.clone(),
             scratch_root,
-            bundles: BundleCache::new(bundles_dir),
+            bundles: BundleCache::new(bundles_dir, caps.clone()),
             sandbox,
             controls: config.controls.clone(),
             owner: OwnerLimits {
@@ -910,7 +910,7 @@ mod tests {
             tasks: Tasks {
                 python: "python3".into(),
                 scratch_root: dir.path().join("scratch"),
-                bundles: BundleCache::new(dir.path().join("bundles")),
+                bundles: BundleCache::new(dir.path().join("bundles"), Default::default()),
                 sandbox: Box::new(crate::sandbox::RlimitSandbox),
                 controls: config.controls.clone(),
                 owner: OwnerLimits::default(),

@@ -1,10 +1,13 @@
 //! The on-disk cache of app bundles, keyed by their SHA-256.
 //!
-//! `bundles/<sha>/manifest.json` holds the manifest and `bundles/<sha>/app/` the app's files.
-//! A bundle is written to a temporary directory and renamed into place, so a crash never
-//! leaves a half-written bundle that a later task would run.
+//! `bundles/<sha>/manifest.json` holds the manifest and `bundles/<sha>/app/` the app's files,
+//! with the Python packages it brings unpacked beside them (of each, the wheel built for this
+//! device), so its script imports them as its own modules, offline. A bundle is written to a
+//! temporary directory and renamed into place, so a crash never leaves a half-written bundle
+//! that a later task would run. Tasks run from a copy of `app/`: none can change the cache.
 
-use idlegrid_api::{AppManifest, Bundle};
+use base64::Engine;
+use idlegrid_api::{AppManifest, Bundle, Capabilities};
 use idlegrid_client::{Client, ClientError};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -30,18 +33,26 @@ pub(crate) enum BundleError {
     Io(#[from] io::Error),
 }
 
+/// Most bytes the wheels of one bundle unpack to.
+const MAX_UNPACKED_BYTES: u64 = 1 << 30;
+/// Most files they unpack to.
+const MAX_UNPACKED_FILES: usize = 100_000;
+
 /// Bundle cache under one directory.
 #[derive(Debug)]
 pub(crate) struct BundleCache {
     root: PathBuf,
+    /// This device, to pick the wheels built for it.
+    device: Capabilities,
     /// One fetch at a time, so tasks of the same new job do not download the bundle together.
     fetching: tokio::sync::Mutex<()>,
 }
 
 impl BundleCache {
-    pub(crate) fn new(root: PathBuf) -> Self {
+    pub(crate) fn new(root: PathBuf, device: Capabilities) -> Self {
         BundleCache {
             root,
+            device,
             fetching: tokio::sync::Mutex::new(()),
         }
     }
@@ -66,9 +77,10 @@ impl BundleCache {
         }
         let bundle = client.bundle(&sha256, lease).await?;
         check(&bundle)?;
+        let wheels = pick_wheels(&bundle, &self.device)?;
         let root = self.root.clone();
         let target = dir.clone();
-        tokio::task::spawn_blocking(move || install(&root, &target, &bundle))
+        tokio::task::spawn_blocking(move || install(&root, &target, &bundle, &wheels))
             .await
             .map_err(io::Error::other)??;
         open(dir).await
@@ -91,7 +103,102 @@ fn check(bundle: &Bundle) -> Result<(), BundleError> {
     Ok(())
 }
 
-fn install(root: &Path, target: &Path, bundle: &Bundle) -> io::Result<()> {
+/// Of the bundle's wheels, the bytes of the one of each package built for `device`.
+fn pick_wheels(
+    bundle: &Bundle,
+    device: &Capabilities,
+) -> Result<Vec<(String, Vec<u8>)>, BundleError> {
+    if bundle.wheels.is_empty() {
+        return Ok(Vec::new());
+    }
+    let chosen = idlegrid_domain::wheel::pick(bundle.wheels.keys().map(String::as_str), device)
+        .ok_or_else(|| {
+            BundleError::Invalid(format!(
+                "it has no wheel of every package for this device ({}/{}/{})",
+                device.os,
+                device.arch,
+                device.python.as_deref().unwrap_or("no Python")
+            ))
+        })?;
+    chosen
+        .into_iter()
+        .map(|name| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(&bundle.wheels[name])
+                .map_err(|_| BundleError::Invalid(format!("wheel {name:?} is not base64")))?;
+            Ok((name.to_string(), bytes))
+        })
+        .collect()
+}
+
+/// Where a wheel's entry goes in the app's directory: its path, or that under a
+/// `.data/purelib/` or `.data/platlib/` folder; `None` for the other `.data` parts (scripts,
+/// headers), which a task has no use for.
+fn wheel_entry(name: &str) -> Option<&str> {
+    let Some((top, rest)) = name.split_once('/') else {
+        return Some(name);
+    };
+    if !top.ends_with(".data") {
+        return Some(name);
+    }
+    rest.strip_prefix("purelib/")
+        .or_else(|| rest.strip_prefix("platlib/"))
+}
+
+/// Unpacks a wheel into `app`, refusing names that leave it or overwrite the app's own files.
+fn unpack_wheel(
+    name: &str,
+    bytes: &[u8],
+    app: &Path,
+    own: &Bundle,
+    budget: &mut (u64, usize),
+) -> io::Result<()> {
+    let invalid =
+        |why: String| io::Error::new(io::ErrorKind::InvalidData, format!("wheel {name:?}: {why}"));
+    let mut zip =
+        zip::ZipArchive::new(io::Cursor::new(bytes)).map_err(|e| invalid(e.to_string()))?;
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(|e| invalid(e.to_string()))?;
+        if entry.is_dir() {
+            continue;
+        }
+        if entry.is_symlink() {
+            return Err(invalid("it holds a link".into()));
+        }
+        let path = idlegrid_domain::text::relative_path(entry.name_raw(), "a file name", 1024)
+            .map_err(invalid)?;
+        let Some(path) = wheel_entry(&path) else {
+            continue;
+        };
+        let top = path.split('/').next().unwrap_or(path);
+        if own.files.contains_key(top) {
+            return Err(invalid(format!("it would overwrite the app's {top:?}")));
+        }
+        budget.0 = budget.0.saturating_add(entry.size());
+        budget.1 += 1;
+        if budget.0 > MAX_UNPACKED_BYTES || budget.1 > MAX_UNPACKED_FILES {
+            return Err(invalid("the app's wheels unpack to too much".into()));
+        }
+        let target = app.join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut file = std::fs::File::create(&target)?;
+        let size = entry.size();
+        let copied = io::copy(&mut io::Read::take(&mut entry, size + 1), &mut file)?;
+        if copied != size {
+            return Err(invalid(format!("{path:?} is not the size it declares")));
+        }
+    }
+    Ok(())
+}
+
+fn install(
+    root: &Path,
+    target: &Path,
+    bundle: &Bundle,
+    wheels: &[(String, Vec<u8>)],
+) -> io::Result<()> {
     let temp = tempfile::Builder::new().prefix(".tmp-").tempdir_in(root)?;
     let manifest = serde_json::to_vec_pretty(&bundle.manifest).map_err(io::Error::other)?;
     std::fs::write(temp.path().join("manifest.json"), manifest)?;
@@ -99,6 +206,10 @@ fn install(root: &Path, target: &Path, bundle: &Bundle) -> io::Result<()> {
     std::fs::create_dir(&app)?;
     for (name, content) in &bundle.files {
         std::fs::write(app.join(name), content)?;
+    }
+    let mut budget = (0u64, 0usize);
+    for (name, bytes) in wheels {
+        unpack_wheel(name, bytes, &app, bundle, &mut budget)?;
     }
     match std::fs::rename(temp.path(), target) {
         Ok(()) => {
@@ -163,6 +274,7 @@ mod tests {
                 .iter()
                 .map(|(n, c)| (n.to_string(), c.to_string()))
                 .collect(),
+            wheels: Default::default(),
         }
     }
 
@@ -182,9 +294,21 @@ mod tests {
     async fn installed_bundles_open_from_disk() {
         let root = tempfile::tempdir().unwrap();
         let target = root.path().join("ab");
-        install(root.path(), &target, &bundle(&[("main.py", "print(1)")])).unwrap();
+        install(
+            root.path(),
+            &target,
+            &bundle(&[("main.py", "print(1)")]),
+            &[],
+        )
+        .unwrap();
         // A second install of the same bundle (another process) is not an error.
-        install(root.path(), &target, &bundle(&[("main.py", "print(1)")])).unwrap();
+        install(
+            root.path(),
+            &target,
+            &bundle(&[("main.py", "print(1)")]),
+            &[],
+        )
+        .unwrap();
         let cached = open(target.clone()).await.unwrap();
         assert_eq!(cached.entrypoint, target.join("app/main.py"));
         assert_eq!(
@@ -198,5 +322,85 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["ab"]);
+    }
+
+    /// A wheel holding `files`.
+    fn wheel(files: &[(&str, &str)]) -> String {
+        let mut zip = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        for (name, text) in files {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            io::Write::write_all(&mut zip, text.as_bytes()).unwrap();
+        }
+        base64::engine::general_purpose::STANDARD.encode(zip.finish().unwrap().into_inner())
+    }
+
+    fn linux_x86() -> Capabilities {
+        Capabilities {
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            python: Some("3.11.4".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_wheel_built_for_the_device_is_unpacked_beside_the_app() {
+        let mut b = bundle(&[("main.py", "import fast")]);
+        b.wheels.insert(
+            "fast-1.0-cp311-cp311-manylinux2014_x86_64.whl".into(),
+            wheel(&[
+                ("fast/__init__.py", "X86 = 1"),
+                ("fast-1.0.data/purelib/extra.py", "E = 1"),
+                ("fast-1.0.data/scripts/run", "#!/bin/sh"),
+            ]),
+        );
+        b.wheels.insert(
+            "fast-1.0-cp311-cp311-manylinux2014_aarch64.whl".into(),
+            wheel(&[("fast/__init__.py", "ARM = 1")]),
+        );
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("b");
+        let chosen = pick_wheels(&b, &linux_x86()).unwrap();
+        assert_eq!(chosen.len(), 1);
+        install(root.path(), &target, &b, &chosen).unwrap();
+        let app = target.join("app");
+        assert_eq!(
+            std::fs::read_to_string(app.join("fast/__init__.py")).unwrap(),
+            "X86 = 1"
+        );
+        assert!(app.join("extra.py").is_file());
+        assert!(!app.join("run").exists());
+        // No wheel for this device: refused, not run without its packages.
+        let mut arm_only = b.clone();
+        arm_only
+            .wheels
+            .remove("fast-1.0-cp311-cp311-manylinux2014_x86_64.whl");
+        let err = pick_wheels(&arm_only, &linux_x86()).unwrap_err();
+        assert!(err.to_string().contains("linux/x86_64/3.11.4"), "{err}");
+    }
+
+    #[test]
+    fn a_wheel_cannot_write_outside_the_app_or_over_its_files() {
+        let root = tempfile::tempdir().unwrap();
+        for (files, says) in [
+            (vec![("../../escape.py", "x")], ".. parts"),
+            (
+                vec![("main.py", "print('mine')")],
+                "overwrite the app's \"main.py\"",
+            ),
+        ] {
+            let mut b = bundle(&[("main.py", "print(1)")]);
+            b.wheels
+                .insert("evil-1.0-py3-none-any.whl".into(), wheel(&files));
+            let chosen = pick_wheels(&b, &linux_x86()).unwrap();
+            let target = root.path().join(format!("b{}", says.len()));
+            let err = install(root.path(), &target, &b, &chosen)
+                .err()
+                .unwrap_or_else(|| panic!("{says}: installed"));
+            assert!(err.to_string().contains(says), "{says}: {err}");
+            assert!(!target.exists());
+            assert!(!root.path().parent().unwrap().join("escape.py").exists());
+        }
     }
 }

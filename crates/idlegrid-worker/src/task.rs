@@ -288,12 +288,22 @@ fn copy_app(entrypoint: &Path, app: &Path) -> std::io::Result<PathBuf> {
     let source = entrypoint
         .parent()
         .ok_or_else(|| std::io::Error::other("the entrypoint has no directory"))?;
-    std::fs::create_dir(app)?;
-    for entry in std::fs::read_dir(source)? {
+    copy_tree(source, app)?;
+    Ok(app.join(entrypoint.file_name().unwrap_or_default()))
+}
+
+/// Copies the files and folders under `from` (the app's files and the packages unpacked beside
+/// them) to a new `to`; links are not followed (the cache holds none).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir(to)?;
+    for entry in std::fs::read_dir(from)? {
         let entry = entry?;
-        if entry.file_type()?.is_file() {
-            std::fs::copy(entry.path(), app.join(entry.file_name()))?;
+        let kind = entry.file_type()?;
+        if kind.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        } else if kind.is_dir() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
         }
     }
-    Ok(app.join(entrypoint.file_name().unwrap_or_default()))
+    Ok(())
 }

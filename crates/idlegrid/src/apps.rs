@@ -3,7 +3,7 @@
 
 use crate::cli::{
     AppCommand, AppInputArgs, AppListArgs, AppNameArgs, AppNewArgs, AppPushArgs, AppRunArgs,
-    AppTemplate, AppTestArgs,
+    AppTemplate, AppTestArgs, WheelArgs,
 };
 use crate::customer::Submission;
 use crate::output::{self, shown};
@@ -33,8 +33,10 @@ pub async fn app(command: AppCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// The bundle an app's folder makes: its manifest and every other file beside it (hidden
-/// files left out), as text. Folders inside it are refused: a bundle is flat.
-pub fn read_bundle(dir: &Path) -> anyhow::Result<Bundle> {
+/// files left out), as text; with `wheels`, the Python packages it brings: the `.whl` files of
+/// its `wheels/` folder, and those pip downloads for its `requirements.txt`. Other folders
+/// inside it are refused: an app's files are flat.
+pub fn read_bundle(dir: &Path, wheels: Option<&WheelArgs>) -> anyhow::Result<Bundle> {
     let manifest_path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&manifest_path)
         .with_context(|| format!("cannot read {}", manifest_path.display()))?;
@@ -46,13 +48,14 @@ pub fn read_bundle(dir: &Path) -> anyhow::Result<Bundle> {
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name == MANIFEST || name.starts_with('.') {
+        if name == MANIFEST || name == REQUIREMENTS || name == WHEELS || name.starts_with('.') {
             continue;
         }
         let path = entry.path();
         anyhow::ensure!(
             entry.file_type()?.is_file(),
-            "{} is not a plain file: an app's folder holds its files side by side",
+            "{} is not a plain file: an app's folder holds its files side by side (and its \
+             wheels in {WHEELS}/)",
             path.display()
         );
         let content = std::fs::read(&path)?;
@@ -60,7 +63,104 @@ pub fn read_bundle(dir: &Path) -> anyhow::Result<Bundle> {
             .map_err(|_| anyhow::anyhow!("{} is not UTF-8 text", path.display()))?;
         files.insert(name, content);
     }
-    Ok(Bundle { manifest, files })
+    let wheels = match wheels {
+        Some(how) => wheels_of(dir, how)?,
+        None => BTreeMap::new(),
+    };
+    Ok(Bundle {
+        manifest,
+        files,
+        wheels,
+    })
+}
+
+/// The requirements file of an app's folder.
+const REQUIREMENTS: &str = "requirements.txt";
+/// The folder of wheels an app brings as they are.
+const WHEELS: &str = "wheels";
+
+/// The wheels an app's folder brings, by file name, in base64.
+fn wheels_of(dir: &Path, how: &WheelArgs) -> anyhow::Result<BTreeMap<String, String>> {
+    use base64::Engine;
+    let mut found: Vec<std::path::PathBuf> = Vec::new();
+    let folder = dir.join(WHEELS);
+    if folder.is_dir() {
+        for entry in std::fs::read_dir(&folder)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "whl") {
+                found.push(path);
+            }
+        }
+    }
+    let downloaded = tempfile::tempdir()?;
+    let requirements = dir.join(REQUIREMENTS);
+    if requirements.is_file() {
+        let platforms: Vec<Option<&String>> = if how.platforms.is_empty() {
+            vec![None]
+        } else {
+            how.platforms.iter().map(Some).collect()
+        };
+        for platform in platforms {
+            let mut pip = std::process::Command::new("python3");
+            pip.args([
+                "-m",
+                "pip",
+                "download",
+                "--disable-pip-version-check",
+                "--quiet",
+            ])
+            .args(["--only-binary", ":all:", "--dest"])
+            .arg(downloaded.path())
+            .arg("-r")
+            .arg(&requirements);
+            if let Some(platform) = platform {
+                pip.args(["--platform", platform, "--implementation", "cp"]);
+            }
+            if let Some(version) = &how.python_version {
+                pip.args(["--python-version", version]);
+            }
+            if let Some(links) = &how.find_links {
+                pip.arg("--find-links").arg(links);
+            }
+            if how.no_index {
+                pip.arg("--no-index");
+            }
+            let out = pip
+                .output()
+                .context("cannot run python3 -m pip to download the app's requirements")?;
+            anyhow::ensure!(
+                out.status.success(),
+                "pip could not download the wheels of {}{}: {}",
+                requirements.display(),
+                platform.map(|p| format!(" for {p}")).unwrap_or_default(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        for entry in std::fs::read_dir(downloaded.path())? {
+            let path = entry?.path();
+            anyhow::ensure!(
+                path.extension().is_some_and(|e| e == "whl"),
+                "pip downloaded {}, which is not a wheel: the app's packages must come as wheels",
+                path.display()
+            );
+            found.push(path);
+        }
+    }
+    let mut wheels = BTreeMap::new();
+    for path in found {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        idlegrid_domain::wheel::parse(&name).map_err(|e| anyhow::anyhow!(e))?;
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        wheels.insert(
+            name,
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+        );
+    }
+    Ok(wheels)
 }
 
 fn publisher(app: &AppInfo) -> String {
@@ -158,7 +258,7 @@ fn new(args: AppNewArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot write {}", dir.join(file).display()))?;
     }
     // What was written must be an app the grid takes.
-    read_bundle(&dir)?;
+    read_bundle(&dir, None)?;
     println!(
         "{} made in {}: edit manifest.json and task.py, then try it:\n{}",
         args.name,
@@ -218,7 +318,7 @@ async fn show(args: AppNameArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn push(args: AppPushArgs) -> anyhow::Result<ExitCode> {
-    let bundle = read_bundle(&args.dir)?;
+    let bundle = read_bundle(&args.dir, Some(&args.wheels))?;
     let client = target::required(&args.target).await?;
     let (app, created) = client.publish_app(&bundle).await?;
     if args.json {
@@ -296,7 +396,7 @@ async fn run(args: AppRunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn test(args: AppTestArgs) -> anyhow::Result<ExitCode> {
-    let bundle = read_bundle(&args.dir)?;
+    let bundle = read_bundle(&args.dir, Some(&args.wheels))?;
     let reference = format!("{}@{}", bundle.manifest.name, bundle.manifest.version);
     let submission = Submission {
         request: job_request(&reference, &args.input)?,

@@ -230,6 +230,7 @@ async fn an_app_published_from_its_folder_runs_on_workers_started_before_it() {
             .unwrap()
         },
         files: BTreeMap::from([("task.py".to_string(), "print(1)".to_string())]),
+        wheels: Default::default(),
     };
     let taken = bob.publish_app(&bundle).await.unwrap_err();
     assert_eq!(taken.code(), Some("name_taken"), "{taken}");
@@ -269,6 +270,7 @@ async fn bad_bundles_and_references_are_refused_with_the_reason() {
             ("task.py".to_string(), "print(1)".to_string()),
             ("stats.py".to_string(), String::new()),
         ]),
+        wheels: Default::default(),
     };
     let refused = |edit: fn(&mut Bundle)| {
         let mut bundle = good.clone();
@@ -1086,4 +1088,144 @@ async fn tasks_and_steps_log_and_customers_read_the_logs_by_level() {
         .await
         .unwrap_err();
     assert_eq!(refused.status(), Some(404), "{refused}");
+}
+
+/// Writes a wheel named `file` into `dir` whose package `module` is `body`.
+fn make_wheel(dir: &Path, file: &str, module: &str, body: &str) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(file);
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile\n\
+             path, mod, body = sys.argv[1:4]\n\
+             with zipfile.ZipFile(path, 'w') as z:\n    \
+                 z.writestr(f'{mod}/__init__.py', body)\n    \
+                 z.writestr(f'{mod}-1.0.dist-info/METADATA', f'Metadata-Version: 2.1\\nName: {mod}\\nVersion: 1.0\\n')\n    \
+                 z.writestr(f'{mod}-1.0.dist-info/WHEEL', 'Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n')\n    \
+                 z.writestr(f'{mod}-1.0.dist-info/RECORD', '')\n",
+        ])
+        .arg(&path)
+        .args([module, body])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// An app brings its Python packages: `app push` and `app test` take the wheels pip downloads
+/// for its requirements.txt (here from a folder, offline) and those in its wheels/ folder; a
+/// worker installs the one built for it beside the app's files; the grid offers a job only to
+/// devices its wheels run on, and refuses a wheel that would overwrite the app's own files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_brings_its_python_packages_as_wheels() {
+    let dir = tempfile::tempdir().unwrap();
+    let links = dir.path().join("links");
+    make_wheel(
+        &links,
+        "tinymath-1.0-py3-none-any.whl",
+        "tinymath",
+        "def triple(x):\n    return 3 * x\n",
+    );
+    let app = test_app(
+        dir.path(),
+        "tripler",
+        "lines",
+        "integrity",
+        "concat",
+        "import tinymath\n\
+         out = open('output/out.txt', 'w')\n\
+         for line in open('input/input.bin'):\n    \
+             out.write(f'{tinymath.triple(int(line))}\\n')\n",
+    );
+    std::fs::write(app.join("requirements.txt"), "tinymath==1.0\n").unwrap();
+    let input = dir.path().join("nums.txt");
+    std::fs::write(&input, "1\n2\n3\n4\n5\n").unwrap();
+    let output = dir.path().join("tripled.txt");
+    let finished = app_test(
+        dir.path(),
+        "tripler",
+        &app,
+        &[
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--chunk-lines",
+            "2",
+            "--find-links",
+            links.to_str().unwrap(),
+            "--no-index",
+        ],
+    );
+    assert!(finished.status.success(), "{}", finished.describe());
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap(),
+        "3\n6\n9\n12\n15\n"
+    );
+
+    // Against a coordinator: a package only built for another machine makes its jobs wait for
+    // such devices; the platforms are the grid's to find, from the wheels.
+    let coordinator = Coordinator::start(dir.path(), &[]);
+    let ready = &coordinator.ready;
+    let alice = Cli {
+        dir: dir.path(),
+        url: ready.url.clone(),
+        key: ready.api_key.clone(),
+    };
+    let arm = test_app(
+        dir.path(),
+        "arm-only",
+        "lines",
+        "integrity",
+        "concat",
+        "import fastmath\nopen('output/o.txt', 'w').write('x')\n",
+    );
+    make_wheel(
+        &arm.join("wheels"),
+        "fastmath-1.0-cp311-cp311-manylinux2014_aarch64.whl",
+        "fastmath",
+        "",
+    );
+    let push = alice.app("push-arm", &["push", arm.to_str().unwrap(), "--json"]);
+    assert!(push.status.success(), "{}", push.describe());
+    let pushed: serde_json::Value = serde_json::from_str(&push.stdout).unwrap();
+    assert_eq!(
+        pushed["manifest"]["requirements"]["platforms"],
+        serde_json::json!(["linux/aarch64/3.11"]),
+        "{pushed}"
+    );
+    // A wheel that would replace the app's own script is refused.
+    let evil = test_app(
+        dir.path(),
+        "evil-wheel",
+        "lines",
+        "integrity",
+        "concat",
+        "print('mine')\n",
+    );
+    let wheel_dir = evil.join("wheels");
+    std::fs::create_dir_all(&wheel_dir).unwrap();
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile\n\
+             with zipfile.ZipFile(sys.argv[1], 'w') as z:\n    \
+                 z.writestr('task.py', 'print(\"hijacked\")')\n",
+        ])
+        .arg(wheel_dir.join("evil-1.0-py3-none-any.whl"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let refused = alice.app("push-evil", &["push", evil.to_str().unwrap()]);
+    assert!(!refused.status.success(), "{}", refused.describe());
+    assert!(
+        refused.stderr.contains("\"task.py\", a file of the app"),
+        "{}",
+        refused.stderr
+    );
 }

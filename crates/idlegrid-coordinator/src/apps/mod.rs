@@ -54,7 +54,11 @@ impl App {
             }
             None => self.files.clone(),
         };
-        let bundle = Bundle { manifest, files };
+        let bundle = Bundle {
+            manifest,
+            files,
+            wheels: Default::default(),
+        };
         // Serializing plain data (strings, maps) cannot fail.
         let bytes = Bytes::from(serde_json::to_vec(&bundle).unwrap_or_default());
         let sha = idlegrid_storage::blobs::sha256_hex(&bytes);

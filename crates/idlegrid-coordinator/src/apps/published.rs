@@ -18,6 +18,14 @@ use std::collections::BTreeMap;
 pub const MAX_BUNDLE_BYTES: usize = 4 << 20;
 /// Most files in a bundle.
 pub const MAX_FILES: usize = 64;
+/// Most wheels (Python packages) a bundle may bring.
+pub const MAX_WHEELS: usize = 100;
+/// Most bytes its wheels may hold together.
+pub const MAX_WHEEL_BYTES: usize = 48 << 20;
+/// Largest bundle with its wheels, as served (base64 makes a wheel a third larger).
+pub const MAX_BUNDLE_WITH_WHEELS: usize = 72 << 20;
+/// Most bytes a bundle's wheels may unpack to.
+pub const MAX_UNPACKED_WHEEL_BYTES: u64 = 1 << 30;
 /// Most memory a published app's task may ask for, in MiB.
 pub const MAX_MEMORY_MB: u64 = 4096;
 /// Largest parameters schema, in bytes of JSON.
@@ -185,6 +193,12 @@ pub fn check_bundle(bundle: &Bundle, bytes: usize, builtin: &AppRegistry) -> Res
             "requirements.memory_mb must be from 64 to {MAX_MEMORY_MB}"
         ));
     }
+    if !needs.platforms.is_empty() {
+        return Err(
+            "requirements.platforms is found by the grid from the bundle's wheels, not given"
+                .into(),
+        );
+    }
     if !needs.encoders.is_empty() {
         return Err("requirements.encoders is set per job by video apps, not by a manifest".into());
     }
@@ -203,6 +217,68 @@ pub fn check_bundle(bundle: &Bundle, bytes: usize, builtin: &AppRegistry) -> Res
             .map_err(|e| format!("parameters is not a JSON Schema the grid can use: {e}"))?;
     }
     Ok(())
+}
+
+/// Checks the wheels a bundle brings and says where a job of it may run: the platforms
+/// (`os/arch/python`) on which every package has a wheel; none without wheels. Each wheel must
+/// be a zip whose files have plain relative names, none the name of one of the app's files,
+/// within the size limits.
+pub fn check_wheels(bundle: &Bundle) -> Result<Vec<String>, String> {
+    use base64::Engine;
+    if bundle.wheels.is_empty() {
+        return Ok(Vec::new());
+    }
+    if bundle.wheels.len() > MAX_WHEELS {
+        return Err(format!(
+            "the bundle brings {} wheels; the limit is {MAX_WHEELS}",
+            bundle.wheels.len()
+        ));
+    }
+    let (mut total, mut unpacked) = (0usize, 0u64);
+    for (name, encoded) in &bundle.wheels {
+        if !Bundle::is_safe_file_name(name) {
+            return Err(format!("the wheel name {name:?} must be a plain file name"));
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .map_err(|_| format!("the wheel {name:?} is not base64"))?;
+        total += bytes.len();
+        if total > MAX_WHEEL_BYTES {
+            return Err(format!(
+                "the bundle's wheels hold more than {MAX_WHEEL_BYTES} bytes"
+            ));
+        }
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+            .map_err(|e| format!("the wheel {name:?} is not a zip: {e}"))?;
+        for i in 0..zip.len() {
+            let entry = zip
+                .by_index_raw(i)
+                .map_err(|e| format!("the wheel {name:?} is damaged: {e}"))?;
+            if entry.is_dir() {
+                continue;
+            }
+            let path = idlegrid_domain::text::relative_path(
+                entry.name_raw(),
+                &format!("in the wheel {name:?}, the file name"),
+                1024,
+            )?;
+            let top = path.split('/').next().unwrap_or(&path);
+            if bundle.files.contains_key(top) {
+                return Err(format!(
+                    "the wheel {name:?} holds {top:?}, a file of the app: rename the app's file"
+                ));
+            }
+            unpacked = unpacked.saturating_add(entry.size());
+        }
+        if unpacked > MAX_UNPACKED_WHEEL_BYTES {
+            return Err(format!(
+                "the bundle's wheels unpack to more than {MAX_UNPACKED_WHEEL_BYTES} bytes"
+            ));
+        }
+    }
+    let platforms =
+        idlegrid_domain::wheel::common_platforms(bundle.wheels.keys().map(String::as_str))?;
+    Ok(platforms.iter().map(|p| p.text()).collect())
 }
 
 /// Checks a job's `params` against its app's parameters schema, when it has one; the error
@@ -237,12 +313,13 @@ pub fn check_params(manifest: &AppManifest, params: &serde_json::Value) -> Resul
 }
 
 /// The bundle devices are served for a published one: the manifest without what only the
-/// coordinator uses (the parameters schema, the default replication), so devices of any version
-/// read it.
+/// coordinator uses (the parameters schema, the default replication, the platforms found from
+/// its wheels), so devices of any version read it.
 pub fn served(bundle: &Bundle) -> Bundle {
     let mut served = bundle.clone();
     served.manifest.parameters = None;
     served.manifest.replication = None;
+    served.manifest.requirements.platforms = Vec::new();
     served
 }
 
@@ -288,6 +365,7 @@ mod tests {
                 })),
             },
             files: BTreeMap::from([("task.py".to_string(), "print(1)".to_string())]),
+            wheels: Default::default(),
         }
     }
 

@@ -16,7 +16,7 @@ use idlegrid_storage::records::{AppVersion, Published};
 use std::sync::Arc;
 
 /// Largest body of `POST /v1/apps`: a bundle at its limit, with room for JSON's escapes.
-pub const PUBLISH_BODY_LIMIT: usize = 2 * MAX_BUNDLE_BYTES;
+pub const PUBLISH_BODY_LIMIT: usize = 2 * published::MAX_BUNDLE_WITH_WHEELS;
 
 /// An app a job names, resolved for the account that runs it.
 pub struct Resolved {
@@ -150,24 +150,49 @@ pub async fn publish_app(
 ) -> ApiResult<(StatusCode, Json<AppInfo>)> {
     // Kept as workers are served it (without the coordinator's parameters schema): the hash
     // is of these bytes.
-    let bytes = serde_json::to_vec(&published::served(&bundle)).map_err(|e| {
-        ApiError::invalid(
-            "invalid_bundle",
-            format!("the bundle does not serialize: {e}"),
-        )
-    })?;
-    if bytes.len() > MAX_BUNDLE_BYTES {
-        return Err(ApiError::new(
+    let serialized = |bundle: &Bundle| {
+        serde_json::to_vec(&published::served(bundle)).map_err(|e| {
+            ApiError::invalid(
+                "invalid_bundle",
+                format!("the bundle does not serialize: {e}"),
+            )
+        })
+    };
+    let bytes = serialized(&bundle)?;
+    let text_bytes = if bundle.wheels.is_empty() {
+        bytes.len()
+    } else {
+        serialized(&Bundle {
+            wheels: Default::default(),
+            ..bundle.clone()
+        })?
+        .len()
+    };
+    let too_large = |what: &str, bytes: usize, limit: usize| {
+        ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "bundle_too_large",
-            format!(
-                "the bundle is {} bytes; the limit is {MAX_BUNDLE_BYTES}",
-                bytes.len()
-            ),
+            format!("the {what} is {bytes} bytes; the limit is {limit}"),
+        )
+    };
+    if text_bytes > MAX_BUNDLE_BYTES {
+        return Err(too_large("bundle", text_bytes, MAX_BUNDLE_BYTES));
+    }
+    if bytes.len() > published::MAX_BUNDLE_WITH_WHEELS {
+        return Err(too_large(
+            "bundle with its wheels",
+            bytes.len(),
+            published::MAX_BUNDLE_WITH_WHEELS,
         ));
     }
-    published::check_bundle(&bundle, bytes.len(), &grid.apps)
+    published::check_bundle(&bundle, text_bytes, &grid.apps)
         .map_err(|m| ApiError::invalid("invalid_bundle", m))?;
+    let platforms =
+        published::check_wheels(&bundle).map_err(|m| ApiError::invalid("invalid_bundle", m))?;
+    // Jobs of it run only where its packages do: the platforms are part of its requirements
+    // as recorded (not as served).
+    let mut bundle = bundle;
+    bundle.manifest.requirements.platforms = platforms;
     let sha = idlegrid_storage::blobs::sha256_hex(&bytes);
     let key = crate::blob_keys::bundle(&sha);
     let size = bytes.len() as u64;

@@ -570,10 +570,32 @@ pub struct AppNewArgs {
     pub dir: Option<PathBuf>,
 }
 
+/// Where the Python packages an app brings come from: its `wheels/` folder, and wheels pip
+/// downloads for its `requirements.txt`.
+#[derive(Debug, Args)]
+pub struct WheelArgs {
+    /// Download the requirements' wheels for this pip platform tag (e.g. manylinux2014_x86_64,
+    /// manylinux2014_aarch64); repeat for several. Default: this machine's.
+    #[arg(long = "platform")]
+    pub platforms: Vec<String>,
+    /// The Python version (MAJOR.MINOR) the wheels are for, with --platform. Default: this
+    /// machine's.
+    #[arg(long)]
+    pub python_version: Option<String>,
+    /// Look for the requirements' wheels in this folder too (pip's --find-links).
+    #[arg(long)]
+    pub find_links: Option<PathBuf>,
+    /// Only from --find-links, never from the package index (pip's --no-index).
+    #[arg(long)]
+    pub no_index: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct AppPushArgs {
     /// The app's folder: manifest.json, the task script it names, and the files it imports.
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub wheels: WheelArgs,
     #[command(flatten)]
     pub target: TargetArgs,
     /// Print the published version as JSON.
@@ -635,6 +657,8 @@ pub struct AppRunArgs {
 pub struct AppTestArgs {
     /// The app's folder, as for `app push`.
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub wheels: WheelArgs,
     /// The least level of the job's log lines shown once it ended (each task's stderr, and
     /// what the grid's steps said).
     #[arg(long, value_enum, default_value_t = LevelArg::Info)]

@@ -79,33 +79,10 @@ pub struct Entry {
     pub size: u64,
 }
 
-/// `name` as kept in a chunk: a plain relative path of `/`-separated parts, none empty, `.` or
-/// `..`, without control characters; the error names the problem.
+/// `name` as kept in a chunk: a plain relative path (see
+/// [`idlegrid_domain::text::relative_path`]); the error names the problem.
 pub fn clean_name(name: &[u8]) -> Result<String, String> {
-    let shown = String::from_utf8_lossy(name);
-    let text = std::str::from_utf8(name)
-        .map_err(|_| format!("the archive's file name {shown:?} is not UTF-8"))?;
-    let text = text.strip_prefix("./").unwrap_or(text);
-    if text.is_empty() || text.len() > MAX_NAME_BYTES {
-        return Err(format!(
-            "the archive's file name {shown:?} must be 1 to {MAX_NAME_BYTES} bytes"
-        ));
-    }
-    if text.starts_with('/') || text.contains('\\') || text.chars().any(char::is_control) {
-        return Err(format!(
-            "the archive's file name {shown:?} must be a relative path with / between its parts \
-             and no control characters"
-        ));
-    }
-    if text
-        .split('/')
-        .any(|part| part.is_empty() || part == "." || part == "..")
-    {
-        return Err(format!(
-            "the archive's file name {shown:?} must not have empty, . or .. parts"
-        ));
-    }
-    Ok(text.to_string())
+    idlegrid_domain::text::relative_path(name, "the archive's file name", MAX_NAME_BYTES)
 }
 
 /// Calls `each` for every file of the archive at `path`, in its order, with a reader of the
