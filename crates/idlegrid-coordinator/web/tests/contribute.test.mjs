@@ -3,7 +3,8 @@
 // 1. The owner asks for a link code in the dashboard; the page (on a phone-sized screen, every
 //    control labelled, by keyboard) links with it and registers as a browser device (Pyodide's
 //    Python, ffmpeg.wasm, a benchmark measured in the page).
-// 2. A python-map job completes on it; the output is the expected bytes.
+// 2. A python-map job completes on it; the output is the expected bytes, and what its script
+//    wrote to stderr is in the job's logs (the page sends it with its reports).
 // 3. A video-transcode job (video chunks and the audio task) completes on it; the output is
 //    H.264 + AAC with every frame (ffprobe), i.e. it passed the video validator chunk by chunk.
 // 4. Pause hands a running task back at once (its chunk is queued again long before the lease
@@ -119,9 +120,10 @@ test('the owner links a browser with a code from the dashboard', async () => {
   await screenshot(page, 'contribute-waiting');
 });
 
-test('a python-map job completes in the browser', async () => {
+test('a python-map job completes in the browser, and its tasks\' stderr reaches the job\'s logs', async () => {
   const input = Array.from({ length: 30 }, (_, i) => `line ${i} of the browser's job\n`).join('');
-  const job = await submitPythonJob(grid, { script: UPPER_SCRIPT, input, chunkLines: 10 });
+  const script = `import os, sys\nprint("WARNING: chunk " + os.environ["IDLEGRID_CHUNK_INDEX"] + " said this in the browser", file=sys.stderr)\n${UPPER_SCRIPT}`;
+  const job = await submitPythonJob(grid, { script, input, chunkLines: 10 });
   const started = Date.now();
   await waitForJob(job.id);
   console.log(`python-map job of 3 chunks done in ${Date.now() - started} ms`);
@@ -134,6 +136,19 @@ test('a python-map job completes in the browser', async () => {
   const device = await browserDevice();
   assert.ok(device.valid >= 3, `valid results ${device.valid}`);
   assert.ok(device.earned > 0, 'the owner earned for them');
+  // Each task's stderr line, in a task log of its chunk, from this device, as its customer sees it
+  // (kept just after the report is answered: waited for).
+  const taskLogs = () => call(grid, grid.apiKey, `/v1/jobs/${job.id}/logs?level=warning`)
+    .then(({ logs }) => logs.filter((l) => l.step === 'task'));
+  const logs = await waitFor(async () => { const l = await taskLogs(); return l.length === 3 && l; }, {
+    timeout: 10_000, message: async () => `task logs ${JSON.stringify(await taskLogs())}`,
+  });
+  assert.deepEqual(logs.map((l) => l.chunk).sort(), [0, 1, 2]);
+  for (const log of logs) {
+    assert.equal(log.device, linkedId);
+    assert.equal(log.outcome, 'completed');
+    assert.deepEqual(log.lines, [{ level: 'warning', text: `WARNING: chunk ${log.chunk} said this in the browser` }]);
+  }
 });
 
 /** A python-map script that reports its progress in `steps` steps of about a second of CPU each. */

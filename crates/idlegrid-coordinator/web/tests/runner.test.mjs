@@ -7,7 +7,8 @@
 // fails to load, and (i2) threads of ffmpeg.wasm that cannot start (the single-threaded core
 // instead; tests/ffmpeg-fallback.test.mjs has the rest of it); (j) ffprobe and ffmpeg run
 // several times, through subprocess's helpers; (k) ffmpeg's own error in the reason of a task it fails; (l) the script's environment;
-// (m) sys.exit with a message.
+// (m) sys.exit with a message; (n) the task's log (its stderr tail, whole) with done and failed
+// answers, and none for a script that wrote nothing to stderr.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -113,6 +114,7 @@ test('(b) a python-map script: the expected bytes, their SHA-256, and its progre
   assert.equal(output.toString(), input.toUpperCase());
   assert.equal(final.sha256, sha256(output));
   assert.equal(progress.at(-1), 1);
+  assert.equal(final.log, undefined, 'nothing on stderr: no log');
 });
 
 test('(c) a failing script: its status and the traceback\'s tail', async () => {
@@ -124,6 +126,8 @@ test('(c) a failing script: its status and the traceback\'s tail', async () => {
   assert.match(final.reason, /File "\/scratch\/app\/task\.py", line 4, in check/);
   assert.match(final.reason, /ValueError: no good: 'the first line\\n'$/);
   assert.doesNotMatch(final.reason, /runpy/, 'the traceback starts at the script');
+  // The task's log is the same tail (here short enough to be whole in the reason too).
+  assert.equal(final.reason, `script exited with status 1: ${final.log}`);
 });
 
 test('(d) a script writing two files fails naming both', async () => {
@@ -275,6 +279,27 @@ test('(m) sys.exit with a message: status 1 and the message', async () => {
   took('sys.exit', ms);
   assert.equal(final.type, 'failed');
   assert.equal(final.reason, 'script exited with status 1: the chunk is empty');
+});
+
+test('(n) the task\'s log: its stderr tail, whole (not cut to the reason\'s length), done or failed', async () => {
+  const done = await inWorker(run(`import sys\nprint("INFO: starting", file=sys.stderr)\nprint("WARNING: odd line", file=sys.stderr)\n${UPPER_SCRIPT}`), 'a\n');
+  took('log of a done task', done.ms);
+  assert.equal(done.final.type, 'done', JSON.stringify(done.final));
+  assert.equal(done.final.log, 'INFO: starting\nWARNING: odd line');
+  // 400 lines of 100 bytes, then a traceback: the reason keeps its end within max_reason_bytes,
+  // the log the last stderr_tail_bytes, from a dropped start (…).
+  const rules = JSON.parse(fs.readFileSync(path.join(WEB, 'ui', 'runner-rules.json'), 'utf8'));
+  const script = 'import sys\nfor i in range(400):\n    print(f"INFO: line {i:04} " + "x" * 84, file=sys.stderr)\nraise ValueError("at the end")\n';
+  const failed = await inWorker(run(script), 'a\n');
+  took('log of a failed task', failed.ms);
+  assert.equal(failed.final.type, 'failed', JSON.stringify(failed.final));
+  const { reason, log } = failed.final;
+  assert.ok(Buffer.byteLength(reason) <= rules.max_reason_bytes, `reason of ${Buffer.byteLength(reason)} bytes`);
+  assert.ok(log.startsWith('…'), 'earlier output was dropped');
+  assert.ok(Buffer.byteLength(log.slice(1)) <= rules.stderr_tail_bytes, `log of ${Buffer.byteLength(log)} bytes`);
+  assert.ok(Buffer.byteLength(log) > rules.stderr_tail_bytes - 200, `log of ${Buffer.byteLength(log)} bytes: the whole tail`);
+  assert.match(log, /INFO: line 0399 x{84}\nTraceback \(most recent call last\):\n[\s\S]*ValueError: at the end$/);
+  assert.ok(log.endsWith(reason.slice(reason.indexOf('…') + 1)), 'the reason\'s tail is the log\'s end');
 });
 
 test('the browser logged no errors (no CSP violations)', () => {

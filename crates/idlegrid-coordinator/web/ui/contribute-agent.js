@@ -1,9 +1,10 @@
 // The browser worker's agent: what `idlegrid worker` does natively (crates/idlegrid-worker/src/
 // agent.rs), over the same Tasks API — lease one task, fetch its bundle and chunk, run it in a
 // fresh Web Worker (runner.js: Pyodide, ffmpeg.wasm), heartbeat while it runs, upload or inline
-// the output, report — and politely: it stops taking work while any pause reason holds (the tab
-// is hidden, the battery is low, the owner pressed Pause) and hands a running task back at once
-// when one appears, or when the tab closes.
+// the output, report (with the task's log: the end of its script's stderr) — and politely: it
+// stops taking work while any pause reason holds (the tab is hidden, the battery is low, the
+// owner pressed Pause) and hands a running task back at once when one appears, or when the tab
+// closes.
 //
 // Events (an EventTarget): 'change' whenever `snapshot()` would say something new; 'unlinked'
 // when the coordinator no longer knows this device's token.
@@ -195,7 +196,7 @@ export class Agent extends EventTarget {
 
   /** Runs one leased task to its report. */
   async work(job, lease) {
-    const c = { job, lease, progress: null, started: performance.now(), run: null, handedBack: false, lost: false };
+    const c = { job, lease, progress: null, started: performance.now(), run: null, handedBack: false, lost: false, log: null };
     this.current = c;
     this.changed();
     c.heartbeat = setInterval(() => this.heartbeat(c), Math.max(1, this.device.heartbeatSecs) * 1000);
@@ -223,7 +224,8 @@ export class Agent extends EventTarget {
     this.recent = [{ job: c.lease.job_id, chunk: c.lease.chunk_index, app: c.job.app, words }, ...this.recent].slice(0, RECENT);
   }
 
-  /** Fetches what the task needs, runs it, and turns the runner's answer into a report outcome. */
+  /** Fetches what the task needs, runs it, and turns the runner's answer into a report outcome
+   * (and keeps the task's log, the end of its script's stderr, in `c.log` for the report). */
   async execute(c) {
     const { job, lease } = c;
     const token = this.device.token;
@@ -255,6 +257,7 @@ export class Agent extends EventTarget {
     const timeout = setTimeout(() => c.run.stop('timeout'), job.limits.timeout_secs * 1000);
     const answer = await c.run.answer;
     clearTimeout(timeout);
+    if (typeof answer.log === 'string' && answer.log) c.log = answer.log;
     if (answer.type === 'stopped') {
       if (answer.reason === 'timeout') return { type: 'failed', reason: `the script ran past its ${job.limits.timeout_secs} s timeout and was stopped` };
       return { type: 'released' };
@@ -273,11 +276,12 @@ export class Agent extends EventTarget {
     return { type: 'completed', sha256: answer.sha256, size: bytes.length };
   }
 
+  /** Reports `outcome`; one of a task that ran (completed or failed) goes with its log, if any. */
   async report(c, outcome) {
+    const item = { lease_id: c.lease.lease_id, task_id: c.lease.task_id, outcome };
+    if (c.log && outcome.type !== 'released') item.log = c.log;
     try {
-      await call(this.device.token, '/v1/leases/report', {
-        body: { reports: [{ lease_id: c.lease.lease_id, task_id: c.lease.task_id, outcome }] },
-      });
+      await call(this.device.token, '/v1/leases/report', { body: { reports: [item] } });
     } catch (e) {
       // 409: the report was refused (the lease had expired or was taken back); nothing to redo.
       if (!(e instanceof ApiError && e.status === 409)) throw e;

@@ -1,4 +1,5 @@
-// One job: state, progress and ETA, facts, chunk grid, errors, output, cancel, webhook deliveries.
+// One job: state, progress and ETA, facts, chunk grid, errors, output, cancel, logs, webhook
+// deliveries.
 
 import { api, missingEndpoint } from './api.js';
 import { formatCredits, alertSlot, announce, badge, counts, facts, formatBytes, formatDuration, h, heading, replace, timeTag, uid } from './dom.js';
@@ -9,6 +10,7 @@ import { videoSummary } from './video-facts.js';
 import { confirmDialog } from './dialog.js';
 import { outputSection } from './player.js';
 import { webhookSecretNote } from './newjob.js';
+import { logsSection } from './joblogs.js';
 
 export async function jobView(main, [idText], { isCurrent }) {
   const id = Number(idText);
@@ -57,8 +59,10 @@ export async function jobView(main, [idText], { isCurrent }) {
   const tasksAlerts = alertSlot();
   const chunksCard = h('section', { class: 'card', 'aria-labelledby': 'chunks-h' },
     h('h2', { id: 'chunks-h' }, 'Chunks'), countsBody, tasksAlerts.el, grid.el);
+  // Loaded when opened, not on every event (joblogs.js).
+  const logs = logsSection(id, { total: () => (job.chunks ? job.chunks.total : null) });
   const hooksSlot = h('div');
-  main.append(summary, secretSlot, outputSlot, chunksCard, factsCard, hooksSlot);
+  main.append(summary, secretSlot, outputSlot, chunksCard, logs.el, factsCard, hooksSlot);
 
   const secret = oneTimeSecrets.get(id);
   if (secret) {
@@ -161,6 +165,7 @@ export async function jobView(main, [idText], { isCurrent }) {
     if (job.state !== lastState) {
       announce(`Job ${job.id} is ${job.state}.`);
       lastState = job.state;
+      logs.jobChanged();
     }
     renderFacts();
     renderCounts();

@@ -28,8 +28,11 @@
 // worker → page:
 //   {type: 'progress', fraction}   from the script's `idlegrid:progress <fraction>` stdout lines,
 //                                  at most one every 100 ms, only when the fraction changed
-//   {type: 'done', name, output: ArrayBuffer (transferred), sha256: '<lower hex>'}
-//   {type: 'failed', reason}       at most max_reason_bytes: what went wrong, then the stderr tail
+//   {type: 'done', name, output: ArrayBuffer (transferred), sha256: '<lower hex>', log?}
+//   {type: 'failed', reason, log?} `reason` at most max_reason_bytes: what went wrong, then the
+//                                  stderr tail; `log` the task's log for its report, as natively:
+//                                  that tail whole (at most stderr_tail_bytes, `…` first when
+//                                  earlier output was dropped), absent when empty
 //   {type: 'probed', python: '3.14.2', ffmpeg: '<version>' | null, benchmark: <MB/s>,
 //    ffmpegThreads: <whether ffmpeg runs with the multi-threaded core>,
 //    ffmpegThreadsError?: '<why the multi-threaded core did not start, so the other one runs>',
@@ -110,6 +113,14 @@ function failed(reason) {
   return { message: { type: 'failed', reason: truncateBytes(reason, RULES.max_reason_bytes) } };
 }
 
+/** `answer` with the task's log: the stderr tail, whole (the reason has only as much of it as
+ * fits in max_reason_bytes), unless it is empty. */
+function withLog(answer) {
+  const log = stderr.render();
+  if (log) answer.message.log = log;
+  return answer;
+}
+
 function describe(err) {
   // Emscripten's file system errors say only "FS error", if anything; their errno says which.
   if (typeof err?.errno === 'number') return `file system error (errno ${err.errno})`;
@@ -127,7 +138,7 @@ async function runTask(msg) {
   try {
     py = await python;
   } catch (err) {
-    return failed(compose(`cannot start the browser's Python (Pyodide): ${describe(err)}`, stderr.render(), ''));
+    return withLog(failed(compose(`cannot start the browser's Python (Pyodide): ${describe(err)}`, stderr.render(), '')));
   }
   prepareScratch(py.FS, msg);
   py.setStdout({ write: (bytes) => { stdout.write(bytes); return bytes.length; } });
@@ -148,15 +159,15 @@ async function runTask(msg) {
     status = 'Suspending' in WebAssembly ? await runScript.callPromising(...args) : runScript(...args);
   } catch (err) {
     // Pyodide itself failed (out of memory, a fatal error): the interpreter is gone.
-    return failed(compose(`the browser's Python crashed: ${describe(err)}`, stderr.render(), ''));
+    return withLog(failed(compose(`the browser's Python crashed: ${describe(err)}`, stderr.render(), '')));
   }
   stdout.finish();
 
   const verdict = judge(py.FS, status, stderr.render(), msg.maxOutputBytes);
-  if (verdict.reason) return failed(verdict.reason);
+  if (verdict.reason) return withLog(failed(verdict.reason));
   const bytes = py.FS.readFile(`${OUTPUT}/${verdict.name}`);
   const sha256 = harness.get('sha256')(bytes);
-  return { message: { type: 'done', name: verdict.name, output: bytes.buffer, sha256 }, transfer: [bytes.buffer] };
+  return withLog({ message: { type: 'done', name: verdict.name, output: bytes.buffer, sha256 }, transfer: [bytes.buffer] });
 }
 
 /** Why a run message cannot be carried out, or null. */
@@ -814,7 +825,6 @@ async function fetchText(url) {
 // both before the script runs because a script calls ffmpeg synchronously; the core's 32 MB of
 // WebAssembly is fetched only when a script does.
 
-/** The task's stderr, from Pyodide's start on (kept for the failure reason). */
 const rulesLoaded = fetchText(new URL('runner-rules.json', import.meta.url)).then((text) => {
   RULES = JSON.parse(text);
 });
@@ -828,6 +838,7 @@ const runtimeDirs = fetchText(new URL('runtimes.json', RUNTIMES)).then((text) =>
   return { pyodide: new URL(dirs.pyodide, RUNTIMES), ffmpeg: new URL(dirs.ffmpeg, RUNTIMES), ffmpeg_mt: new URL(dirs.ffmpeg_mt, RUNTIMES) };
 });
 runtimeDirs.catch(() => {});
+/** The task's stderr, from Pyodide's start on (kept for the failure reason and the task's log). */
 const stderr = new Tail();
 const python = rulesLoaded.then(() => startPython(stderr));
 python.catch(() => {});
