@@ -619,7 +619,19 @@ fn archives_of_outputs_byte_ranges_and_json_lines_fit_together() {
             )
         })
         .collect();
-    assert_eq!(got, want);
+    // The files in order, then the index of them: chunk, size and SHA-256 of each.
+    let (index, files) = got.split_last().unwrap();
+    assert_eq!(files, want.as_slice());
+    assert_eq!(index.0, "index.json");
+    let index: Vec<serde_json::Value> = serde_json::from_str(&index.1).unwrap();
+    assert_eq!(index.len(), 5);
+    assert_eq!(index[4]["name"], "dir/file4.txt.up");
+    assert_eq!(index[4]["chunk"], 2);
+    assert_eq!(index[4]["bytes"], want[4].1.len());
+    assert_eq!(
+        index[4]["sha256"],
+        idlegrid_client::sha256_bytes(want[4].1.as_bytes())
+    );
 
     // Byte ranges: each chunk says where it is and what it holds, as a JSON line.
     let ranges = test_app(
@@ -940,7 +952,7 @@ fn every_template_makes_an_app_that_runs() {
         .unwrap()
         .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(names, ["a.txt.sha256", "sub/b.txt.sha256"]);
+    assert_eq!(names, ["a.txt.sha256", "sub/b.txt.sha256", "index.json"]);
 
     // A bad name or a folder already there is refused with the reason.
     let mut cmd = idlegrid(&dir.path().join("home"));
@@ -1228,4 +1240,118 @@ async fn an_app_brings_its_python_packages_as_wheels() {
         "{}",
         refused.stderr
     );
+}
+
+/// The thumbnails example: a zip of photos cut into tars of a few, a thumbnail of each made by
+/// Pillow (downloaded from the package index by `app test` for requirements.txt, bundled, and
+/// installed by the workers), every thumbnail checked by the `images` validator and gathered
+/// in one tar with an index. The size of each thumbnail is checked here with FFmpeg.
+#[test]
+fn photos_are_made_into_thumbnails_with_a_bundled_pillow() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(photos.join("trip")).unwrap();
+    let shots = [
+        ("trip/beach.jpg", "640x480"),
+        ("trip/hill.png", "300x200"),
+        ("cat.jpg", "200x400"),
+        ("tiny.png", "40x30"),
+        ("notes.txt", ""),
+    ];
+    for (name, size) in shots {
+        let path = photos.join(name);
+        if size.is_empty() {
+            std::fs::write(&path, "not a photo").unwrap();
+            continue;
+        }
+        common::sh(
+            "ffmpeg",
+            &[
+                "-nostdin",
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("testsrc=size={size}"),
+                "-frames:v",
+                "1",
+                path.to_str().unwrap(),
+            ],
+        );
+    }
+    let zip = dir.path().join("photos.zip");
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os, sys, zipfile\n\
+             root, path = sys.argv[1:3]\n\
+             with zipfile.ZipFile(path, 'w') as z:\n    \
+                 for d, _, files in sorted(os.walk(root)):\n        \
+                     for f in sorted(files):\n            \
+                         full = os.path.join(d, f)\n            \
+                         z.write(full, os.path.relpath(full, root))\n",
+        ])
+        .arg(&photos)
+        .arg(&zip)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let output = dir.path().join("thumbs.tar");
+    let finished = app_test(
+        dir.path(),
+        "thumbnails",
+        &example("thumbnails"),
+        &[
+            "--input",
+            zip.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+            "--chunk-items",
+            "2",
+            "--params",
+            r#"{"max_side": 64}"#,
+        ],
+    );
+    assert!(finished.status.success(), "{}", finished.describe());
+    let unpacked = dir.path().join("unpacked");
+    tar::Archive::new(std::fs::File::open(&output).unwrap())
+        .unpack(&unpacked)
+        .unwrap();
+    // Proportions kept, the longest side 64 (or the photo's own, when smaller).
+    for (name, want) in [
+        ("trip/beach.jpg", "64x48"),
+        ("trip/hill.png", "64x43"),
+        ("cat.jpg", "32x64"),
+        ("tiny.png", "40x30"),
+    ] {
+        let thumb = unpacked.join(format!("thumbs/{name}.jpg"));
+        let probed = common::sh(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-show_entries",
+                "stream=width,height",
+                "-of",
+                "csv=p=0:s=x",
+                thumb.to_str().unwrap(),
+            ],
+        );
+        let size = String::from_utf8_lossy(&probed.stdout).trim().to_string();
+        assert_eq!(size, want, "{name}");
+    }
+    // Each chunk's index, and the archive's own.
+    let chunk_index = std::fs::read_to_string(unpacked.join("index/000000.jsonl")).unwrap();
+    assert!(
+        chunk_index.contains("\"source_size\": [200, 400]"),
+        "{chunk_index}"
+    );
+    let index: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(unpacked.join("index.json")).unwrap()).unwrap();
+    assert_eq!(index.len(), 4 + 3, "{index:?}");
 }

@@ -1,8 +1,10 @@
 //! The `archive` assembler: the job's output is one tar archive holding the files of every
 //! chunk's output (each a tar, checked by the `tar` validator), in input order, streamed into
-//! the blob store as it is written. Headers are written afresh (fixed owner, mode and time), so
-//! the same outputs always make the same archive. Two chunks' outputs holding the same name fail
-//! the job, naming it: which one the customer wants is not the grid's to guess.
+//! the blob store as it is written, and last an [`INDEX`] listing every file with its chunk,
+//! size and SHA-256. Headers are written afresh (fixed owner, mode and time), so the same
+//! outputs always make the same archive. Two chunks' outputs holding the same name (or one
+//! named as the index) fail the job, naming it: which one the customer wants is not the grid's
+//! to guess.
 
 use super::Outputs;
 use super::files::clean_name;
@@ -21,6 +23,33 @@ use tokio::sync::mpsc;
 
 /// The archiving assembler.
 pub struct Archive;
+
+/// The name of the index the archive ends with.
+pub const INDEX: &str = "index.json";
+
+/// One file in the index.
+#[derive(serde::Serialize)]
+struct Indexed {
+    name: String,
+    chunk: u64,
+    bytes: u64,
+    sha256: String,
+}
+
+/// A reader that hashes what is read through it.
+struct Hashing<R> {
+    inner: R,
+    hash: sha2::Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
 
 /// What the writer says when the outputs did not all arrive.
 const ABANDONED: &str = "the outputs did not all arrive";
@@ -70,6 +99,7 @@ fn write_archive(
 ) -> Result<(), String> {
     let mut tar = tar::Builder::new(upload);
     let mut first_in: HashMap<String, u64> = HashMap::new();
+    let mut index: Vec<Indexed> = Vec::new();
     let failed = |e: std::io::Error| format!("cannot write the archive: {e}");
     while let Some(local) = outputs.blocking_recv() {
         let file = std::fs::File::open(&local.path).map_err(failed)?;
@@ -86,6 +116,12 @@ fn write_archive(
                 continue;
             }
             let name = clean_name(&entry.path_bytes())?;
+            if name == INDEX {
+                return Err(format!(
+                    "chunk {}'s output holds {INDEX:?}, the name of the archive's own index",
+                    local.index + 1
+                ));
+            }
             if let Some(first) = first_in.insert(name.clone(), local.index) {
                 return Err(format!(
                     "the outputs of chunks {} and {} both hold {name:?}",
@@ -101,8 +137,18 @@ fn write_archive(
             header.set_gid(0);
             header.set_entry_type(tar::EntryType::Regular);
             let size = entry.size();
-            tar.append_data(&mut header, &name, (&mut entry).take(size))
+            let mut hashing = Hashing {
+                inner: (&mut entry).take(size),
+                hash: Default::default(),
+            };
+            tar.append_data(&mut header, &name, &mut hashing)
                 .map_err(failed)?;
+            index.push(Indexed {
+                name,
+                chunk: local.index,
+                bytes: size,
+                sha256: hex::encode(sha2::Digest::finalize(hashing.hash)),
+            });
         }
         if local.copy {
             let _ = std::fs::remove_file(&local.path);
@@ -111,6 +157,17 @@ fn write_archive(
     if abandoned.load(Ordering::SeqCst) {
         return Err(ABANDONED.into());
     }
+    let mut listed = serde_json::to_vec_pretty(&index).map_err(|e| e.to_string())?;
+    listed.push(b'\n');
+    let mut header = tar::Header::new_ustar();
+    header.set_size(listed.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut header, INDEX, listed.as_slice())
+        .map_err(failed)?;
     tar.into_inner()
         .and_then(|mut upload| upload.flush())
         .map_err(failed)

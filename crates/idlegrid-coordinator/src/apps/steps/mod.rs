@@ -11,6 +11,7 @@ pub mod archive;
 pub mod bytes;
 pub mod concat;
 pub mod files;
+pub mod images;
 pub mod integrity;
 pub mod lines;
 pub mod reduce;
@@ -112,6 +113,13 @@ pub const VALIDATORS: &[ValidatorStep] = &[
         about: "the output is a JSON object of numbers (nested objects allowed)",
         shape: Shape::Numbers,
         make: || Arc::new(shape::Shaped(Shape::Numbers)),
+    },
+    ValidatorStep {
+        name: "images",
+        about: "the output is a tar (as for `tar`) whose JPEG and PNG pictures are pictures, at \
+                most the job's `max_side` on each side; some decoded whole",
+        shape: Shape::Tar,
+        make: || Arc::new(images::Images),
     },
     ValidatorStep {
         name: "tar",
