@@ -26,7 +26,7 @@ pub struct Quotas {
     /// Jobs submitted and not yet ended, at once.
     #[serde(default)]
     pub max_running_jobs: Option<u64>,
-    /// Bytes of inputs and outputs kept.
+    /// Bytes kept: inputs, outputs and published app bundles.
     #[serde(default)]
     pub max_stored_bytes: Option<u64>,
     /// Requests a second over all its keys (bursts of twice that).
@@ -52,7 +52,7 @@ pub struct Customer {
     pub balance: Credits,
     /// Jobs submitted and not yet ended.
     pub running_jobs: u64,
-    /// Bytes of inputs and outputs kept.
+    /// Bytes kept: inputs, outputs and published app bundles.
     pub stored_bytes: u64,
     /// Its quotas.
     pub quotas: Quotas,

@@ -347,6 +347,26 @@ async fn bad_bundles_and_references_are_refused_with_the_reason() {
     assert!(e.to_string().contains("upper"), "{e}");
     job.params = serde_json::json!({"lower": true});
     client.create_job(&job).await.unwrap();
+    // A version is kept for ever: it counts against its publisher's storage quota.
+    let operator =
+        idlegrid_client::Client::new(&coordinator.ready.url, &coordinator.ready.operator_key)
+            .unwrap();
+    let small = operator
+        .create_customer(&NewCustomer {
+            name: "small".into(),
+            quotas: idlegrid_api::admin::Quotas {
+                max_stored_bytes: Some(100),
+                ..Default::default()
+            },
+        })
+        .await
+        .unwrap();
+    let small = idlegrid_client::Client::new(&coordinator.ready.url, &small.api_key).unwrap();
+    let mut roomy = good.clone();
+    roomy.manifest.name = "roomy".into();
+    let e = small.publish_app(&roomy).await.unwrap_err();
+    assert_eq!(e.code(), Some("quota_exceeded"), "{e}");
+    assert!(e.to_string().contains("storage quota"), "{e}");
     // Nothing else was kept: the one good bundle.
     let versions = client.app_versions("line-stats").await.unwrap();
     assert_eq!(versions.len(), 1);

@@ -187,6 +187,25 @@ pub async fn publish_app(
     }
     published::check_bundle(&bundle, text_bytes, &grid.apps)
         .map_err(|m| ApiError::invalid("invalid_bundle", m))?;
+    // A published version is kept for ever: it counts against the storage quota (a version
+    // published already, as it is, takes no more room).
+    let room = crate::quotas::room(&grid, customer.0)
+        .await?
+        .map_err(crate::http::jobs_api::quota_exceeded)?
+        .unwrap_or(u64::MAX);
+    let published_already = grid
+        .store
+        .app_versions(&bundle.manifest.name)
+        .await?
+        .iter()
+        .any(|v| v.version == bundle.manifest.version);
+    if bytes.len() as u64 > room && !published_already {
+        return Err(crate::http::jobs_api::quota_exceeded(format!(
+            "the bundle is {} bytes and your storage quota has room for {room}: ask the grid's \
+             operator for more",
+            bytes.len()
+        )));
+    }
     let platforms =
         published::check_wheels(&bundle).map_err(|m| ApiError::invalid("invalid_bundle", m))?;
     // Jobs of it run only where its packages do: the platforms are part of its requirements

@@ -50,7 +50,7 @@ pub enum Standing {
 pub struct Quotas {
     /// Jobs queued or running at once.
     pub max_running_jobs: Option<i64>,
-    /// Bytes of inputs and outputs kept for the customer.
+    /// Bytes kept for the customer: inputs, outputs and published app bundles.
     pub max_stored_bytes: Option<i64>,
     /// Requests a second over all the customer's keys.
     pub requests_per_sec: Option<i64>,
@@ -266,7 +266,7 @@ pub struct Usage {
     /// Jobs submitted and not yet ended (`submitted`, `partitioning`, `running`,
     /// `assembling`).
     pub running_jobs: u64,
-    /// Bytes of inputs and outputs kept.
+    /// Bytes of jobs' inputs and outputs kept, and of the app bundles the customer published.
     pub stored_bytes: u64,
 }
 
@@ -723,7 +723,10 @@ impl<E: Engine> Accounts for SqlStore<E> {
                  ('submitted', 'partitioning', 'running', 'assembling') \
                  THEN 1 ELSE 0 END), 0) AS BIGINT) AS running, \
                  CAST(COALESCE(SUM(COALESCE(input_size, 0) + COALESCE(output_size, 0)), 0) \
-                 AS BIGINT) AS stored FROM jobs WHERE tenant_id = $1"
+                 AS BIGINT) AS stored, \
+                 CAST(COALESCE((SELECT SUM(v.bundle_bytes) FROM app_versions v \
+                 JOIN app_names n ON n.name = v.name WHERE n.tenant_id = $1), 0) AS BIGINT) \
+                 AS bundles FROM jobs WHERE tenant_id = $1"
             ),
             args![customer.0],
         )
@@ -733,7 +736,7 @@ impl<E: Engine> Accounts for SqlStore<E> {
         };
         Ok(Usage {
             running_jobs: row.int("running")?.max(0) as u64,
-            stored_bytes: row.int("stored")?.max(0) as u64,
+            stored_bytes: (row.int("stored")?.max(0) + row.int("bundles")?.max(0)) as u64,
         })
     }
 

@@ -267,6 +267,9 @@ async fn published_app_versions_are_kept_as_published_and_names_belong_to_one_ac
         .map(|v| (v.version.as_str(), v.bundle_sha256.as_str()))
         .collect();
     assert_eq!(listed, [("1.0.0", "aa"), ("1.10.0", "cc"), ("1.9.0", "dd")]);
+    // Published versions are kept for ever: their bundles count as their publisher's bytes.
+    assert_eq!(store.usage(alice).await.unwrap().stored_bytes, 300);
+    assert_eq!(store.usage(bob).await.unwrap().stored_bytes, 0);
     assert!(versions.iter().all(|v| v.tenant == alice && !v.public));
     assert!(store.app_versions("nope").await.unwrap().is_empty());
     // Each account sees its own apps' latest versions (by number, not by when), and the

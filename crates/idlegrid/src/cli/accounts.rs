@@ -187,7 +187,7 @@ pub enum AccountCommand {
         /// Jobs submitted and not yet ended at once.
         #[arg(long)]
         jobs: Option<u64>,
-        /// Bytes of inputs and outputs kept.
+        /// Bytes kept: inputs, outputs and published app bundles.
         #[arg(long)]
         bytes: Option<u64>,
         /// Requests a second over all the customer's keys.
