@@ -167,7 +167,7 @@ fn check_numbers(
 }
 
 /// The names of the files of the tar at `path`, checked: plain files with plain relative names,
-/// each once, at most [`MAX_FILES`].
+/// each once, none the `archive` fan-in's own index, at most [`MAX_FILES`].
 pub fn tar_files(path: &Path) -> Result<Vec<String>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read the output: {e}"))?;
     let mut tar = tar::Archive::new(std::io::BufReader::new(file));
@@ -188,6 +188,11 @@ pub fn tar_files(path: &Path) -> Result<Vec<String>, String> {
         }
         if !seen.insert(name.clone()) {
             return Err(format!("the output holds {name:?} twice"));
+        }
+        if name == super::archive::INDEX {
+            return Err(format!(
+                "the output holds {name:?}, the name of the joined archive's own index"
+            ));
         }
         if names.len() as u64 >= MAX_FILES {
             return Err(format!("the output holds more than {MAX_FILES} files"));
@@ -257,6 +262,7 @@ mod tests {
                 "not a plain file",
             ),
             (vec![(&b"a"[..], regular), (&b"a"[..], regular)], "twice"),
+            (vec![(&b"index.json"[..], regular)], "own index"),
         ] {
             let err = tar_files(tar_of(&entries).path()).unwrap_err();
             assert!(err.contains(says), "{says}: {err}");
