@@ -7,7 +7,8 @@
 // 2. An app's versions, newest first, each with its description and bundle and a "New job"
 //    that opens the form with that version chosen, an older one too; an unknown app says so.
 // 3. The new-job form, opened from the Apps page: each app's choice says its version and who
-//    published it; a published app gets parameters and lines per chunk, never the script; the
+//    published it; a published app gets its parameters' fields (a checkbox for line-stats'
+//    `lower`; app-params.test.mjs tests them) and lines per chunk, never the script; the
 //    job is sent as `line-stats@1.1.0`, runs on a native worker, and its output is what the app
 //    computes for each line (worked out here). python-map keeps its script and fields.
 // 4. An app cut into the files of an archive (the `files` fan-out, published in that test):
@@ -250,6 +251,7 @@ test('the new-job form runs line-stats from the Apps page on a worker; the outpu
   const script = page.getByLabel('Task script (Python)');
   const chunkLines = page.getByLabel('Lines per chunk');
   const params = page.getByLabel('Parameters (JSON object)');
+  const lower = page.getByRole('group', { name: 'Parameters' }).getByLabel('lower', { exact: true });
   const about = page.getByRole('group', { name: 'Published app' });
   assert.equal(await page.locator('.app-description').textContent(), NEWER_DESCRIPTION);
   assert.equal(await script.isVisible(), false);
@@ -258,7 +260,9 @@ test('the new-job form runs line-stats from the Apps page on a worker; the outpu
     /^line-stats 1\.1\.0, yours, published .+\. It brings its own task script, run on each chunk of the input’s lines; the output is the chunks’ outputs joined in order\. Its versions\.$/);
   assert.equal(await about.getByRole('link', { name: 'Its versions' }).getAttribute('href'), '#/apps/line-stats');
   assert.equal(await about.locator('input[name="chunk_lines"]').count(), 1, 'lines per chunk are the app\'s');
-  assert.equal(await params.isVisible(), true);
+  // Its parameters by their fields, the JSON textarea behind "Edit as JSON".
+  assert.equal(await lower.isVisible(), true);
+  assert.equal(await params.isVisible(), false);
   // python-map keeps its script, with lines per chunk in the script's box; and back again.
   await app.selectOption('python-map');
   assert.equal(await script.isVisible(), true);
@@ -286,7 +290,7 @@ test('the new-job form runs line-stats from the Apps page on a worker; the outpu
   const input = `${lines.join('\n')}\n`;
   await page.getByLabel('Or type the input here').fill(input);
   await chunkLines.fill('2');
-  await params.fill('{"lower": true}');
+  await lower.check();
   // Priced as the job will be cut: 6 lines, 2 a chunk.
   const chosen = page.locator('#estimate tr.chosen td').last();
   await waitFor(async () => (await chosen.textContent({ timeout: 1000 })) === '3', {

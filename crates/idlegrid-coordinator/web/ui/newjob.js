@@ -4,13 +4,15 @@
 // video-transcode with its video settings) and the latest version of each published app the
 // account may run, which brings its own script and takes parameters and, as its fan-out cuts
 // the input, lines per chunk (a text or a CSV), files per chunk (an archive) or parameter sets
-// per chunk (a sweep).
+// per chunk (a sweep). A published app's parameters are asked for by fields made from the JSON
+// Schema its manifest gives (paramform.js), or written as JSON where fields cannot say them.
 
 import { api, ApiError, openapi } from './api.js';
 import { alertSlot, announce, field, formatBytes, formatCredits, formatDuration, formatTime, h, heading, replace, uid } from './dom.js';
 import { appReference, isPublished, publisherText } from './apps.js';
 import { forgetUpload, partSize, pendingUpload, rememberUpload, uploadInParts } from './upload.js';
 import { oneTimeSecrets } from './jobs.js';
+import { FieldError, paramFields, planParams } from './paramform.js';
 import { shown } from './text.js';
 
 const PRESETS = ['1080p', '720p', '480p', '360p', 'source'];
@@ -198,6 +200,16 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
   const params = h('textarea', { name: 'params', rows: 3, spellcheck: 'false', class: 'code', value: '{}' });
   const paramsField = field('Parameters (JSON object)', params, 'Given to the script as JSON in IDLEGRID_PARAMS.');
   const paramsHint = paramsField.wrap.querySelector('.hint');
+  // A published app's parameters: a box of their own, with a field for each where its schema
+  // allows (the JSON textarea moves in beside them, shown instead when asked for), else the
+  // textarea alone. Each app keeps what was written for it while another is chosen.
+  const paramsToggle = h('button', { type: 'button', class: 'secondary small params-toggle' }, 'Edit as JSON');
+  const paramsToggleRow = h('div', { class: 'actions left' }, paramsToggle);
+  const paramsFieldsSlot = h('div', { class: 'param-fields-slot' });
+  const paramsBox = h('fieldset', { class: 'app-fields app-params' }, h('legend', {}, 'Parameters'), paramsToggleRow, paramsFieldsSlot);
+  /** Per app (by reference): { fields (null: JSON only), mode ('fields' or 'json'), text }. */
+  const paramStates = new Map();
+  let shownParams = null;
   const scriptBox = h('fieldset', { class: 'app-fields' }, h('legend', {}, 'Task script'),
     field('Task script (Python)', script, 'Reads the one file in input/, writes exactly one file into output/.').wrap,
     h('div', { class: 'actions left' }, example),
@@ -327,7 +339,7 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
   const form = h('form', { class: 'card', novalidate: true, id: 'new-job' },
     appField.wrap,
     h('fieldset', {}, h('legend', {}, 'Input'), fileField.wrap, resumeNote, inputTextField.wrap),
-    scriptBox, publishedBox, videoBox, audioBox, paramsField.wrap, speedBox, webhookField.wrap,
+    scriptBox, publishedBox, videoBox, audioBox, paramsField.wrap, paramsBox, speedBox, webhookField.wrap,
     alerts.el, progressBox, secretBox, h('div', { class: 'actions' }, submit));
 
   function currentApp() {
@@ -378,13 +390,80 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
       : 'Given to the script as JSON in IDLEGRID_PARAMS.';
     videoBox.hidden = !isVideo();
     audioBox.hidden = !isVideo();
-    paramsField.wrap.hidden = isVideo();
+    // What was written for the app left is kept for it; the chosen one's comes back.
+    if (shownParams) shownParams.text = params.value;
+    shownParams = app && !isVideo() ? paramState(app) : null;
+    if (shownParams) params.value = shownParams.text;
+    // The textarea: in the parameters' box for a published app, on its own for python-map.
+    if (published) paramsBox.append(paramsField.wrap);
+    else paramsBox.before(paramsField.wrap);
+    showParams();
     inputTextField.wrap.hidden = !typedInput();
     file.accept = isVideo() ? 'video/*'
       : partitioner === 'files' ? '.zip,.tar,.tgz,.tar.gz,application/zip,application/x-tar,application/gzip'
         : partitioner === 'sweep' ? '.json,application/json' : '';
   }
   appSelect.addEventListener('change', sync);
+
+  /** The parameters' state of `app`, made the first time it is chosen. */
+  function paramState(app) {
+    const key = appReference(app);
+    if (!paramStates.has(key)) {
+      const specs = isPublished(app) ? planParams(app.manifest.parameters) : null;
+      const fields = specs ? paramFields(specs) : null;
+      paramStates.set(key, { fields, mode: fields ? 'fields' : 'json', text: '{}' });
+    }
+    return paramStates.get(key);
+  }
+  /** Whether the chosen app's parameters are asked for by their fields (not as JSON). */
+  function fieldsShown() {
+    return Boolean(shownParams && shownParams.fields && shownParams.mode === 'fields');
+  }
+  /** Shows the chosen app's parameters: its fields, or the textarea; the toggle between them. */
+  function showParams() {
+    const state = shownParams;
+    const published = Boolean(state && isPublished(currentApp()));
+    paramsBox.hidden = !published;
+    paramsToggleRow.hidden = !(state && state.fields);
+    if (state && state.fields) replace(paramsFieldsSlot, state.fields.el);
+    else paramsFieldsSlot.replaceChildren();
+    paramsFieldsSlot.hidden = !fieldsShown();
+    paramsField.wrap.hidden = !state || fieldsShown();
+    paramsToggle.textContent = fieldsShown() ? 'Edit as JSON' : 'Use the fields';
+  }
+  // "Edit as JSON": the textarea, holding what the fields hold; and back to the fields, which
+  // take what the JSON says if they can hold it (else it stays JSON, and why is said).
+  paramsToggle.addEventListener('click', () => {
+    const state = shownParams;
+    if (!state || !state.fields) return;
+    alerts.clear();
+    params.removeAttribute('aria-invalid');
+    for (const control of state.fields.controls) control.removeAttribute('aria-invalid');
+    if (state.mode === 'fields') {
+      const text = JSON.stringify(state.fields.peek(), null, 2);
+      params.value = text;
+      params.rows = Math.min(12, Math.max(3, text.split('\n').length));
+      state.mode = 'json';
+      announce('The parameters are shown as JSON.');
+    } else {
+      let problem;
+      try {
+        problem = state.fields.fill(jsonParams());
+      } catch (e) {
+        problem = e.message;
+      }
+      if (problem) {
+        alerts.show(`The parameters cannot go back into the fields: ${problem} Change the JSON, or keep it: it is sent as it is.`);
+        params.setAttribute('aria-invalid', 'true');
+        params.focus();
+        return;
+      }
+      state.mode = 'fields';
+      announce('The parameters are shown in their fields.');
+    }
+    showParams();
+    refreshEstimate();
+  });
   sync();
 
   /** The video fields that follow the codec and the container: ranges, speeds, defaults. */
@@ -639,6 +718,7 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
     } else {
       try {
         Object.assign(request, chunkOptions(app));
+        request.params = appParams();
       } catch (e) {
         // Not the price of another cut: what to change instead.
         replace(estimateBox, h('p', { class: 'muted' }, `No estimate: ${e.message}`));
@@ -684,6 +764,9 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
     control.addEventListener('change', refreshEstimate);
   }
   inputText.addEventListener('input', refreshEstimate);
+  // The parameters are priced as they change, as the job will be sent.
+  params.addEventListener('input', refreshEstimate);
+  for (const type of ['input', 'change']) paramsFieldsSlot.addEventListener(type, refreshEstimate);
   // Numbers being typed re-price as they change, not only when the field is left.
   for (const control of [chunkSeconds, chunkLines, chunkItems]) control.addEventListener('input', refreshEstimate);
   for (const radio of form.querySelectorAll(`input[name="${speedName}"]`)) radio.addEventListener('change', refreshEstimate);
@@ -699,6 +782,27 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
       h('button', { type: 'button', class: 'secondary small', onclick: () => { forgetUpload(picked); showResume(); announce('The unfinished upload is forgotten; submitting creates a new job.'); } }, 'Start over instead')));
   }
   file.addEventListener('change', showResume);
+
+  /** The parameters the textarea holds, as a JSON object (a FieldError on it if not one). */
+  function jsonParams() {
+    let parsed;
+    try {
+      parsed = JSON.parse(params.value.trim() || '{}');
+    } catch (e) {
+      throw new FieldError(params, `The parameters are not valid JSON: ${e.message}`);
+    }
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+      throw new FieldError(params, 'The parameters must be a JSON object, e.g. {"factor": 2}.');
+    }
+    return parsed;
+  }
+  /**
+   * The parameters of the chosen app (not the video app: its own fields), from its fields,
+   * checked, or from the textarea: the same for the estimate as for the job.
+   */
+  function appParams() {
+    return fieldsShown() ? shownParams.fields.read() : jsonParams();
+  }
 
   function readForm() {
     const app = currentApp();
@@ -723,16 +827,7 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
         body.chunk_seconds = n;
       }
     } else {
-      let parsed;
-      try {
-        parsed = JSON.parse(params.value.trim() || '{}');
-      } catch (e) {
-        throw new FieldError(params, `The parameters are not valid JSON: ${e.message}`);
-      }
-      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-        throw new FieldError(params, 'The parameters must be a JSON object, e.g. {"factor": 2}.');
-      }
-      body.params = parsed;
+      body.params = appParams();
     }
     // The script only for the app that runs the customer's (python-map): a published app
     // brings its own, and the coordinator refuses one sent to it.
@@ -826,12 +921,34 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
       alerts.show(resumable
         ? `${e.message}. Pick the same file and submit again to resume the upload to job ${jobId}.`
         : e.message);
+      if (jobId === null && e instanceof ApiError && e.code === 'invalid_params') markRefusedParams(e.message);
       showResume();
       announce('The job was not started.');
     } finally {
       submit.disabled = false;
     }
   });
+  /**
+   * Marks what the coordinator refused the parameters for (its message names each place in
+   * `params`, a JSON pointer: `params/max_side: 5 is less than the minimum of 16`, or a missing
+   * property by its name), and focuses the first: the field, or the textarea.
+   */
+  function markRefusedParams(message) {
+    if (isVideo()) return;
+    let marked = [];
+    if (fieldsShown()) {
+      const { fields } = shownParams;
+      marked = fields.controls.filter((control) => {
+        const name = control.dataset.param;
+        const at = `params/${name.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+        return message.includes(`${at}:`) || message.includes(`${at}/`) || message.includes(`${JSON.stringify(name)} is a required property`);
+      });
+    } else if (!paramsField.wrap.hidden) {
+      marked = [params];
+    }
+    for (const control of marked) control.setAttribute('aria-invalid', 'true');
+    if (marked.length) marked[0].focus();
+  }
   return form;
 }
 
@@ -897,8 +1014,4 @@ export function webhookSecretNote(secret) {
   return h('div', { class: 'notice secret-note' },
     h('p', {}, h('strong', {}, 'Webhook signing secret: '), h('code', { class: 'secret' }, secret)),
     h('p', {}, 'Keep it now: it will not be shown again. Use it to check the signature of the webhook’s requests.'));
-}
-
-class FieldError extends Error {
-  constructor(control, message) { super(message); this.control = control; }
 }
