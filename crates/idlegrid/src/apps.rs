@@ -297,6 +297,18 @@ async fn show(args: AppNameArgs) -> anyhow::Result<ExitCode> {
         needs.memory_mb.unwrap_or(1024),
         if needs.ffmpeg { ", FFmpeg" } else { "" }
     );
+    if !needs.platforms.is_empty() {
+        let platforms: Vec<String> = needs
+            .platforms
+            .iter()
+            .map(|p| shown(p).into_owned())
+            .collect();
+        let _ = writeln!(
+            s,
+            "its packages run on: {} (native workers)",
+            platforms.join(", ")
+        );
+    }
     let _ = writeln!(
         s,
         "checked: {}",

@@ -1231,6 +1231,13 @@ async fn an_app_brings_its_python_packages_as_wheels() {
         serde_json::json!(["linux/aarch64/3.11"]),
         "{pushed}"
     );
+    let show = alice.app("show-arm", &["show", "arm-only"]);
+    assert!(
+        show.stdout
+            .contains("its packages run on: linux/aarch64/3.11"),
+        "{}",
+        show.describe()
+    );
     // A wheel that would replace the app's own script is refused.
     let evil = test_app(
         dir.path(),
