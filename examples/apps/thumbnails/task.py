@@ -5,8 +5,8 @@ it in an index for the chunk, index/<chunk>.jsonl.
 
 Pillow comes with the app (requirements.txt: `idlegrid app push` bundles its wheels, and each
 worker installs the one built for it). The grid's `images` validator decodes the thumbnails
-and checks their size; its `archive` fan-in gathers every chunk's files in one tar with an
-index of them.
+and checks their size; its `zip` fan-in gathers every chunk's files in one zip with an index
+of them.
 """
 import io
 import json

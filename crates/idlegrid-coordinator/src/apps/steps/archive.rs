@@ -1,4 +1,4 @@
-//! The `archive` assembler: the job's output is one tar archive holding the files of every
+//! The `archive` and `zip` assemblers: the job's output is one tar (or zip) holding the files of every
 //! chunk's output (each a tar, checked by the `tar` validator), in input order, streamed into
 //! the blob store as it is written, and last an [`INDEX`] listing every file with its chunk,
 //! size and SHA-256. Headers are written afresh (fixed owner, mode and time), so the same
@@ -21,8 +21,73 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 
-/// The archiving assembler.
-pub struct Archive;
+/// The archiving assembler: a tar (`archive`) or a zip (`zip`) of the outputs' files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Archive {
+    /// A tar.
+    Tar,
+    /// A zip: files already compressed (pictures, archives) stored, others deflated.
+    Zip,
+}
+
+/// Where the joined files go: a tar or a zip, written as a stream.
+enum Sink {
+    Tar(tar::Builder<Upload>),
+    Zip(Box<zip::ZipWriter<zip::write::StreamWriter<Upload>>>),
+}
+
+impl Sink {
+    fn new(format: Archive, upload: Upload) -> Sink {
+        match format {
+            Archive::Tar => Sink::Tar(tar::Builder::new(upload)),
+            Archive::Zip => Sink::Zip(Box::new(zip::ZipWriter::new_stream(upload))),
+        }
+    }
+
+    /// Adds a file of `size` bytes read from `data`, with fixed owner, mode and time.
+    fn add(&mut self, name: &str, size: u64, data: &mut dyn Read) -> std::io::Result<()> {
+        match self {
+            Sink::Tar(tar) => {
+                let mut header = tar::Header::new_ustar();
+                header.set_size(size);
+                header.set_mode(0o644);
+                header.set_mtime(0);
+                header.set_uid(0);
+                header.set_gid(0);
+                header.set_entry_type(tar::EntryType::Regular);
+                tar.append_data(&mut header, name, data)
+            }
+            Sink::Zip(zip) => {
+                let packed = [
+                    ".jpg", ".jpeg", ".png", ".gif", ".webp", ".zip", ".gz", ".mp4", ".mkv",
+                ]
+                .iter()
+                .any(|e| name.to_ascii_lowercase().ends_with(e));
+                let method = if packed {
+                    zip::CompressionMethod::Stored
+                } else {
+                    zip::CompressionMethod::Deflated
+                };
+                let options = zip::write::SimpleFileOptions::default()
+                    .compression_method(method)
+                    .unix_permissions(0o644)
+                    .large_file(size >= u64::from(u32::MAX));
+                zip.start_file(name, options)
+                    .map_err(std::io::Error::other)?;
+                std::io::copy(data, zip.as_mut())?;
+                Ok(())
+            }
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        let mut upload = match self {
+            Sink::Tar(tar) => tar.into_inner()?,
+            Sink::Zip(zip) => zip.finish().map_err(std::io::Error::other)?.into_inner(),
+        };
+        upload.flush()
+    }
+}
 
 /// The name of the index the archive ends with.
 pub const INDEX: &str = "index.json";
@@ -93,11 +158,12 @@ struct Local {
 /// Stops at the end of the outputs without finishing the archive when `abandoned` is set by
 /// then (the outputs did not all arrive).
 fn write_archive(
+    format: Archive,
     mut outputs: mpsc::Receiver<Local>,
     upload: Upload,
     abandoned: &AtomicBool,
 ) -> Result<(), String> {
-    let mut tar = tar::Builder::new(upload);
+    let mut sink = Sink::new(format, upload);
     let mut first_in: HashMap<String, u64> = HashMap::new();
     let mut index: Vec<Indexed> = Vec::new();
     let failed = |e: std::io::Error| format!("cannot write the archive: {e}");
@@ -129,20 +195,12 @@ fn write_archive(
                     local.index + 1
                 ));
             }
-            let mut header = tar::Header::new_ustar();
-            header.set_size(entry.size());
-            header.set_mode(0o644);
-            header.set_mtime(0);
-            header.set_uid(0);
-            header.set_gid(0);
-            header.set_entry_type(tar::EntryType::Regular);
             let size = entry.size();
             let mut hashing = Hashing {
                 inner: (&mut entry).take(size),
                 hash: Default::default(),
             };
-            tar.append_data(&mut header, &name, &mut hashing)
-                .map_err(failed)?;
+            sink.add(&name, size, &mut hashing).map_err(failed)?;
             index.push(Indexed {
                 name,
                 chunk: local.index,
@@ -159,18 +217,9 @@ fn write_archive(
     }
     let mut listed = serde_json::to_vec_pretty(&index).map_err(|e| e.to_string())?;
     listed.push(b'\n');
-    let mut header = tar::Header::new_ustar();
-    header.set_size(listed.len() as u64);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    tar.append_data(&mut header, INDEX, listed.as_slice())
+    sink.add(INDEX, listed.len() as u64, &mut listed.as_slice())
         .map_err(failed)?;
-    tar.into_inner()
-        .and_then(|mut upload| upload.flush())
-        .map_err(failed)
+    sink.finish().map_err(failed)
 }
 
 #[async_trait]
@@ -187,6 +236,7 @@ impl Assembler for Archive {
         let body = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed();
         let (local_tx, local_rx) = mpsc::channel::<Local>(2);
         let abandoned = Arc::new(AtomicBool::new(false));
+        let format = *self;
         let writer = {
             let tx = tx.clone();
             let abandoned = abandoned.clone();
@@ -195,7 +245,7 @@ impl Assembler for Archive {
                     tx: tx.clone(),
                     piece: Vec::with_capacity(PIECE),
                 };
-                let written = write_archive(local_rx, upload, &abandoned);
+                let written = write_archive(format, local_rx, upload, &abandoned);
                 if written.is_err() {
                     // Make the blob store refuse the partial output instead of storing it.
                     let _ = tx.blocking_send(Err(std::io::Error::other("assembly stopped")));

@@ -141,7 +141,14 @@ pub const ASSEMBLERS: &[AssemblerStep] = &[
         name: "archive",
         about: "one tar archive of every output's files, in input order",
         needs: Shape::Tar,
-        make: || Arc::new(archive::Archive),
+        make: || Arc::new(archive::Archive::Tar),
+    },
+    AssemblerStep {
+        name: "zip",
+        about: "one zip holding every output's files, in input order (pictures and archives \
+                stored, the rest deflated)",
+        needs: Shape::Tar,
+        make: || Arc::new(archive::Archive::Zip),
     },
     AssemblerStep {
         name: "sum",
