@@ -10,7 +10,8 @@ use std::sync::LazyLock;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunnerRules {
-    /// Bytes of the script's stderr kept for a failure reason.
+    /// Bytes of the script's stderr kept (its end): the task's log, sent with its report, and
+    /// what a failure reason is made from.
     pub stderr_tail_bytes: usize,
     /// Longest failure reason a runner reports. The stderr tail in it is shortened from its
     /// start; the coordinator cuts longer reasons at their end, which would lose the most
@@ -47,7 +48,8 @@ mod tests {
     fn the_rules_file_holds_every_rule() {
         let rules = &*RULES;
         assert_eq!(rules.progress_prefix, "idlegrid:progress ");
-        assert!(rules.stderr_tail_bytes > 0 && rules.stderr_tail_bytes <= rules.max_reason_bytes);
+        // The log keeps at least what a failure reason shows of stderr.
+        assert!(rules.max_reason_bytes > 0 && rules.stderr_tail_bytes >= rules.max_reason_bytes);
         assert!(rules.max_stdout_line_bytes > rules.progress_prefix.len());
         assert!(rules.script_env.keys().all(|k| !k.starts_with("IDLEGRID_")));
     }
