@@ -89,6 +89,25 @@ pub fn refuse_other_options(
     Ok(())
 }
 
+/// A chunk option that counts something (`lines`, `items`), named `field` in requests: `None`
+/// when not given, else a whole number from 1 to `most`.
+pub fn count_option(
+    options: &serde_json::Value,
+    key: &str,
+    field: &str,
+    most: u64,
+) -> Result<Option<u64>, String> {
+    match options.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=most).contains(&n) => Ok(Some(n)),
+            _ => Err(format!(
+                "{field} must be a whole number from 1 to {most}, got {v}"
+            )),
+        },
+    }
+}
+
 /// What an input is, as far as pricing needs to know.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum InputSize {

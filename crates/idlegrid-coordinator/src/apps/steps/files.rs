@@ -18,7 +18,8 @@
 
 use super::lines::{MS_PER_CHUNK, work_of};
 use crate::apps::plugin::{
-    InputSize, PartitionError, Partitioner, Plan, Split, Workload, refuse_other_options,
+    InputSize, PartitionError, Partitioner, Plan, Split, Workload, count_option,
+    refuse_other_options,
 };
 use async_trait::async_trait;
 use idlegrid_storage::blobs::BlobStore;
@@ -241,15 +242,7 @@ fn workload(sizes: &[u64], per_chunk: Option<u64>, plan: &Plan) -> Workload {
 
 /// Files per chunk the customer chose, if any.
 fn chunk_items(options: &serde_json::Value) -> Result<Option<u64>, String> {
-    match options.get("items") {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) if (1..=MAX_FILES).contains(&n) => Ok(Some(n)),
-            _ => Err(format!(
-                "chunk_items must be a whole number from 1 to {MAX_FILES}, got {v}"
-            )),
-        },
-    }
+    count_option(options, "items", "chunk_items", MAX_FILES)
 }
 
 /// Writes the archive's files as chunk tars in `dir`, `groups` files each, sending each chunk's

@@ -8,7 +8,8 @@
 //! for each chunk's start-up.
 
 use crate::apps::plugin::{
-    InputSize, PartitionError, Partitioner, Plan, Split, Workload, refuse_other_options,
+    InputSize, PartitionError, Partitioner, Plan, Split, Workload, count_option,
+    refuse_other_options,
 };
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -82,15 +83,7 @@ pub(super) enum Cut {
 }
 
 fn chunk_lines(options: &serde_json::Value) -> Result<Option<u64>, String> {
-    match options.get("lines") {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) if (1..=MAX_CHUNK_LINES).contains(&n) => Ok(Some(n)),
-            _ => Err(format!(
-                "chunk_lines must be a whole number from 1 to {MAX_CHUNK_LINES}, got {v}"
-            )),
-        },
-    }
+    count_option(options, "lines", "chunk_lines", MAX_CHUNK_LINES)
 }
 
 /// Work of a chunk of `bytes`.

@@ -22,7 +22,8 @@
 
 use super::lines::MS_PER_CHUNK;
 use crate::apps::plugin::{
-    InputSize, PartitionError, Partitioner, Plan, Split, Workload, refuse_other_options,
+    InputSize, PartitionError, Partitioner, Plan, Split, Workload, count_option,
+    refuse_other_options,
 };
 use async_trait::async_trait;
 use idlegrid_storage::blobs::BlobStore;
@@ -159,15 +160,7 @@ fn product(grid: &Map<String, Value>) -> Result<Vec<Map<String, Value>>, String>
 
 /// Items per chunk the customer chose, if any.
 pub fn chunk_items(options: &Value) -> Result<Option<u64>, String> {
-    match options.get("items") {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) if (1..=MAX_ITEMS).contains(&n) => Ok(Some(n)),
-            _ => Err(format!(
-                "chunk_items must be a whole number from 1 to {MAX_ITEMS}, got {v}"
-            )),
-        },
-    }
+    count_option(options, "items", "chunk_items", MAX_ITEMS)
 }
 
 fn workload(items: u64, per_chunk: u64) -> Workload {
