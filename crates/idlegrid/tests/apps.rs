@@ -1391,3 +1391,77 @@ fn photos_are_made_into_thumbnails_with_a_bundled_pillow() {
         serde_json::from_slice(&std::fs::read(unpacked.join("index.json")).unwrap()).unwrap();
     assert_eq!(index.len(), 4 + 3, "{index:?}");
 }
+
+/// The `images` validator in the pipeline: outputs whose pictures are larger than the job
+/// asks, or whose headers front bytes that do not decode, never count (two devices returning
+/// the same such output fail the job with the reason).
+#[test]
+fn pictures_too_large_or_that_do_not_decode_never_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = test_app(
+        dir.path(),
+        "fake-thumbs",
+        "files",
+        "images",
+        "archive",
+        "import io, json, os, struct, tarfile, zlib\n\
+         mode = json.loads(os.environ['IDLEGRID_PARAMS'])['mode']\n\
+         def chunk(t, d):\n    \
+             return struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d))\n\
+         def png(w, h, body):\n    \
+             head = chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 0))\n    \
+             return b'\\x89PNG\\r\\n\\x1a\\n' + head + chunk(b'IDAT', body) + chunk(b'IEND', b'')\n\
+         w, h = (200, 100) if mode == 'big' else (32, 16)\n\
+         raw = b''.join(b'\\x00' + b'\\x80\\x80\\x80' * w for _ in range(h))\n\
+         body = zlib.compress(raw) if mode != 'garbage' else bytes(range(64))\n\
+         with tarfile.open('input/input.bin') as src, tarfile.open('output/o.tar', 'w') as out:\n    \
+             for m in src:\n        \
+                 data = png(w, h, body)\n        \
+                 info = tarfile.TarInfo(m.name + '.png')\n        \
+                 info.size = len(data)\n        \
+                 out.addfile(info, io.BytesIO(data))\n",
+    );
+    let input = dir.path().join("in.tar");
+    let mut tar = tar::Builder::new(std::fs::File::create(&input).unwrap());
+    for name in ["a", "b"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(1);
+        header.set_cksum();
+        tar.append_data(&mut header, name, &b"x"[..]).unwrap();
+    }
+    tar.into_inner().unwrap();
+    let run = |mode: &str| {
+        let output = dir.path().join(format!("{mode}.tar"));
+        app_test(
+            dir.path(),
+            mode,
+            &app,
+            &[
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                output.to_str().unwrap(),
+                "--max-attempts",
+                "1",
+                "--params",
+                &format!(r#"{{"mode": "{mode}", "max_side": 64}}"#),
+            ],
+        )
+    };
+    let fine = run("fine");
+    assert!(fine.status.success(), "{}", fine.describe());
+    let big = run("big");
+    assert!(!big.status.success(), "{}", big.describe());
+    assert!(
+        big.stderr.contains("is 200×100, over the 64 pixels"),
+        "{}",
+        big.stderr
+    );
+    let garbage = run("garbage");
+    assert!(!garbage.status.success(), "{}", garbage.describe());
+    assert!(
+        garbage.stderr.contains("does not decode"),
+        "{}",
+        garbage.stderr
+    );
+}
