@@ -6,13 +6,13 @@
 //! decoded, so a tar of headers with garbage behind them is caught with a probability that
 //! grows with the garbage.
 
-use super::Shape;
-use super::shape::Shaped;
+use super::integrity::Integrity;
+use super::shape::tar_files;
 use crate::apps::plugin::{Judgment, Validator};
 use async_trait::async_trait;
 use idlegrid_storage::blobs::BlobStore;
 use idlegrid_storage::records::{JobRecord, ResultRecord};
-use rand::seq::IndexedRandom;
+use rand::Rng;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -69,7 +69,7 @@ fn is_picture(name: &str) -> bool {
 }
 
 /// Checks every picture's header in the tar at `tar` against `max_side`, and writes `DECODED`
-/// of them, picked at random, to `dir` for decoding; their names and paths.
+/// of them, picked uniformly at random, to `dir` for decoding; their names and paths.
 fn check_headers(
     tar: &Path,
     max_side: Option<u64>,
@@ -78,7 +78,11 @@ fn check_headers(
     let file = std::fs::File::open(tar).map_err(|e| format!("cannot read the output: {e}"))?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let broken = |e: std::io::Error| format!("the output is not a tar archive: {e}");
-    let mut pictures = Vec::new();
+    // The pictures to decode: a uniform sample of DECODED, kept as they are met (reservoir
+    // sampling), so no more than DECODED pictures are held at once.
+    let mut rng = rand::rng();
+    let mut picked: Vec<(String, Vec<u8>)> = Vec::with_capacity(DECODED);
+    let mut seen = 0usize;
     for entry in archive.entries().map_err(broken)? {
         let mut entry = entry.map_err(broken)?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -106,13 +110,18 @@ fn check_headers(
                  job asks for"
             ));
         }
-        pictures.push((name, bytes));
+        seen += 1;
+        if picked.len() < DECODED {
+            picked.push((name, bytes));
+        } else {
+            let slot = rng.random_range(0..seen);
+            if slot < DECODED {
+                picked[slot] = (name, bytes);
+            }
+        }
     }
-    let picked: Vec<&(String, Vec<u8>)> = pictures
-        .choose_multiple(&mut rand::rng(), DECODED)
-        .collect();
     let mut written = Vec::with_capacity(picked.len());
-    for (i, (name, bytes)) in picked.into_iter().enumerate() {
+    for (i, (name, bytes)) in picked.iter().enumerate() {
         let ext = if name.to_ascii_lowercase().ends_with(".png") {
             "png"
         } else {
@@ -133,18 +142,22 @@ impl Validator for Images {
         result: &ResultRecord,
         blobs: &dyn BlobStore,
     ) -> idlegrid_storage::Result<Judgment> {
-        let shaped = Shaped(Shape::Tar).validate(job, result, blobs).await?;
-        if shaped != Judgment::Accept {
-            return Ok(shaped);
+        let whole = Integrity.validate(job, result, blobs).await?;
+        if whole != Judgment::Accept {
+            return Ok(whole);
         }
+        // One copy of the output, read for the tar's shape and then for its pictures.
         let dir = crate::scratch::dir("images")?;
         let tar =
             crate::apps::readable_output(blobs, &result.output, &dir.path().join("out")).await?;
         let max_side = job.spec.params.get("max_side").and_then(|v| v.as_u64());
         let scratch = dir.path().to_path_buf();
-        let picked = tokio::task::spawn_blocking(move || check_headers(&tar, max_side, &scratch))
-            .await
-            .unwrap_or_else(|_| Err("the check stopped".into()));
+        let picked = tokio::task::spawn_blocking(move || {
+            tar_files(&tar)?;
+            check_headers(&tar, max_side, &scratch)
+        })
+        .await
+        .unwrap_or_else(|_| Err("the check stopped".into()));
         let picked = match picked {
             Ok(picked) => picked,
             Err(reason) => return Ok(Judgment::Reject(reason)),
