@@ -162,9 +162,11 @@ pub async fn publish_app(
     let text_bytes = if bundle.wheels.is_empty() {
         bytes.len()
     } else {
+        // Without its wheels (not cloned: they may be tens of MiB).
         serialized(&Bundle {
+            manifest: bundle.manifest.clone(),
+            files: bundle.files.clone(),
             wheels: Default::default(),
-            ..bundle.clone()
         })?
         .len()
     };
