@@ -183,25 +183,28 @@ fn render(tree: &BTreeMap<String, Node>, how: Reduce) -> Value {
     )
 }
 
-/// The output `outputs` (JSON objects of numbers, in order) reduce to.
-pub fn reduce<'a>(
-    how: Reduce,
-    outputs: impl IntoIterator<Item = (u64, &'a [u8])>,
-) -> Result<Vec<u8>, String> {
-    let mut tree = BTreeMap::new();
-    let mut keys = 0usize;
-    for (index, bytes) in outputs {
-        let object = numbers(bytes).map_err(|e| format!("chunk {}: {e}", index + 1))?;
-        fold(&mut tree, object, "", &mut keys)?;
-    }
-    finish(&tree, how)
+/// The outputs folded so far, in input order.
+#[derive(Default)]
+struct Folded {
+    tree: BTreeMap<String, Node>,
+    /// Numbers the tree holds.
+    keys: usize,
 }
 
-fn finish(tree: &BTreeMap<String, Node>, how: Reduce) -> Result<Vec<u8>, String> {
-    let mut out = serde_json::to_vec_pretty(&render(tree, how))
-        .map_err(|e| format!("the result does not serialize: {e}"))?;
-    out.push(b'\n');
-    Ok(out)
+impl Folded {
+    /// Folds in chunk `index`'s output (a JSON object of numbers).
+    fn add(&mut self, index: u64, bytes: &[u8]) -> Result<(), String> {
+        let object = numbers(bytes).map_err(|e| format!("chunk {}: {e}", index + 1))?;
+        fold(&mut self.tree, object, "", &mut self.keys)
+    }
+
+    /// The job's output.
+    fn finish(&self, how: Reduce) -> Result<Vec<u8>, String> {
+        let mut out = serde_json::to_vec_pretty(&render(&self.tree, how))
+            .map_err(|e| format!("the result does not serialize: {e}"))?;
+        out.push(b'\n');
+        Ok(out)
+    }
 }
 
 #[async_trait]
@@ -213,8 +216,7 @@ impl Assembler for Reduce {
         blobs: &Arc<dyn BlobStore>,
         output_key: &str,
     ) -> Result<StoredBlob, AssembleError> {
-        let mut tree = BTreeMap::new();
-        let mut keys = 0usize;
+        let mut folded = Folded::default();
         let mut outputs = Outputs::of(job, store.as_ref());
         while let Some((index, output)) = outputs.next().await? {
             let bytes = match output {
@@ -229,11 +231,11 @@ impl Assembler for Reduce {
                     blobs.get_bytes(&key, None).await?
                 }
             };
-            let object = numbers(&bytes)
-                .map_err(|e| AssembleError::Inconsistent(format!("chunk {}: {e}", index + 1)))?;
-            fold(&mut tree, object, "", &mut keys).map_err(AssembleError::Inconsistent)?;
+            folded
+                .add(index, &bytes)
+                .map_err(AssembleError::Inconsistent)?;
         }
-        let out = finish(&tree, *self).map_err(AssembleError::Inconsistent)?;
+        let out = folded.finish(*self).map_err(AssembleError::Inconsistent)?;
         Ok(blobs.put_bytes(output_key, out.into()).await?)
     }
 }
@@ -243,14 +245,11 @@ mod tests {
     use super::*;
 
     fn run(how: Reduce, outputs: &[&str]) -> Result<Value, String> {
-        let bytes = reduce(
-            how,
-            outputs
-                .iter()
-                .enumerate()
-                .map(|(i, o)| (i as u64, o.as_bytes())),
-        )?;
-        Ok(serde_json::from_slice(&bytes).unwrap())
+        let mut folded = Folded::default();
+        for (i, output) in outputs.iter().enumerate() {
+            folded.add(i as u64, output.as_bytes())?;
+        }
+        Ok(serde_json::from_slice(&folded.finish(how)?).unwrap())
     }
 
     #[test]
