@@ -3,7 +3,8 @@
 //! file to hash or scan in pieces). Chunks are ranges of the uploaded input, so partitioning
 //! copies nothing. Priced by volume like `lines`.
 
-use super::lines::{BATCH, Cut, plan_cut, work_of};
+use super::lines::{Cut, plan_cut, work_of};
+use super::send_in_batches;
 use crate::apps::plugin::{
     InputSize, PartitionError, Partitioner, Plan, Split, Workload, refuse_other_options,
 };
@@ -75,10 +76,9 @@ impl Partitioner for ByteRanges {
         out.send(Split::Workload(workload))
             .await
             .map_err(|_| PartitionError::Stopped)?;
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut chunks = 0u64;
-        for (index, (start, end)) in ranges(input.size, every).enumerate() {
-            batch.push(NewTask {
+        let tasks = ranges(input.size, every)
+            .enumerate()
+            .map(|(index, (start, end))| NewTask {
                 index: index as u64,
                 input_key: None,
                 offset: start,
@@ -86,19 +86,7 @@ impl Partitioner for ByteRanges {
                 meta: None,
                 work_ms: work_of(end - start),
             });
-            chunks += 1;
-            if batch.len() >= BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                out.send(Split::Tasks(full))
-                    .await
-                    .map_err(|_| PartitionError::Stopped)?;
-            }
-        }
-        if !batch.is_empty() {
-            out.send(Split::Tasks(batch))
-                .await
-                .map_err(|_| PartitionError::Stopped)?;
-        }
+        let chunks = send_in_batches(&out, tasks).await?;
         Ok(Some(
             serde_json::json!({ "bytes": input.size, "chunks": chunks }),
         ))

@@ -7,6 +7,7 @@
 //! volume — [`MS_PER_MIB`] reference core-milliseconds per MiB of input, plus [`MS_PER_CHUNK`]
 //! for each chunk's start-up.
 
+use super::BATCH;
 use crate::apps::plugin::{
     InputSize, PartitionError, Partitioner, Plan, Split, Workload, count_option,
     refuse_other_options,
@@ -26,8 +27,6 @@ pub const MS_PER_CHUNK: i64 = 200;
 /// Lines are assumed at least this long on average when only a line count per chunk is known
 /// (to bound a chunk's size before the input is read).
 const ASSUMED_LINE_BYTES: u64 = 64;
-/// Chunks per batch handed to the stage (one records transaction each).
-pub(super) const BATCH: usize = 4096;
 
 /// The line partitioner; with `header`, the `csv` one: the input's first line is its header,
 /// given to every chunk before its lines.

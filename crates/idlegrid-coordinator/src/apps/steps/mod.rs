@@ -199,6 +199,26 @@ pub fn names<T>(steps: &[T], name: fn(&T) -> &'static str) -> String {
     steps.iter().map(name).collect::<Vec<_>>().join(", ")
 }
 
+/// Chunks per batch handed to the stage (one records transaction each).
+pub(super) const BATCH: usize = 4096;
+
+/// Sends `tasks` to the stage in batches of [`BATCH`]; how many were sent.
+pub(super) async fn send_in_batches(
+    out: &tokio::sync::mpsc::Sender<super::plugin::Split>,
+    tasks: impl Iterator<Item = idlegrid_storage::records::NewTask>,
+) -> Result<u64, super::plugin::PartitionError> {
+    let mut sent = 0u64;
+    let mut tasks = tasks.peekable();
+    while tasks.peek().is_some() {
+        let batch: Vec<_> = tasks.by_ref().take(BATCH).collect();
+        sent += batch.len() as u64;
+        out.send(super::plugin::Split::Tasks(batch))
+            .await
+            .map_err(|_| super::plugin::PartitionError::Stopped)?;
+    }
+    Ok(sent)
+}
+
 /// Chunk outputs read from the records per query.
 const PAGE: u32 = 1000;
 

@@ -21,6 +21,7 @@
 //! [`MS_PER_ITEM`] reference core-milliseconds, plus the chunk's start-up.
 
 use super::lines::MS_PER_CHUNK;
+use super::send_in_batches;
 use crate::apps::plugin::{
     InputSize, PartitionError, Partitioner, Plan, Split, Workload, count_option,
     refuse_other_options,
@@ -37,8 +38,6 @@ pub const MAX_ITEMS: u64 = 100_000;
 pub const MAX_INPUT_BYTES: u64 = 1 << 20;
 /// Work of one item (reference core-ms).
 pub const MS_PER_ITEM: i64 = 1_000;
-/// Chunks per batch handed to the stage.
-const BATCH: usize = 4096;
 
 /// The sweep partitioner.
 pub struct Sweep;
@@ -253,11 +252,11 @@ impl Partitioner for Sweep {
         }
         let key = crate::blob_keys::chunk(job.id, "items.jsonl");
         blobs.put_bytes(&key, lines.into()).await?;
-        let mut batch = Vec::with_capacity(BATCH);
         let mut start = 0u64;
+        let mut tasks = Vec::with_capacity(ends.len().div_ceil(per_chunk as usize));
         for (index, group) in ends.chunks(per_chunk as usize).enumerate() {
             let end = *group.last().unwrap_or(&start);
-            batch.push(NewTask {
+            tasks.push(NewTask {
                 index: index as u64,
                 input_key: Some(key.clone()),
                 offset: start,
@@ -266,21 +265,11 @@ impl Partitioner for Sweep {
                 work_ms: group.len() as i64 * MS_PER_ITEM + MS_PER_CHUNK,
             });
             start = end;
-            if batch.len() >= BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                out.send(Split::Tasks(full))
-                    .await
-                    .map_err(|_| PartitionError::Stopped)?;
-            }
         }
-        if !batch.is_empty() {
-            out.send(Split::Tasks(batch))
-                .await
-                .map_err(|_| PartitionError::Stopped)?;
-        }
+        let chunks = send_in_batches(&out, tasks.into_iter()).await?;
         Ok(Some(serde_json::json!({
             "items": items.len(),
-            "chunks": items.len().div_ceil(per_chunk as usize),
+            "chunks": chunks,
         })))
     }
 }
