@@ -127,6 +127,10 @@ pub struct Lease {
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub task_params: serde_json::Value,
+    /// The bundle's file to run instead of its entrypoint: a step of the app that runs as a
+    /// task (its `reduce.py`, given every accepted output as a tar in `input/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
     /// Milliseconds until the lease expires unless a heartbeat extends it.
     pub expires_in_ms: u64,
 }

@@ -115,17 +115,12 @@ pub async fn fail_job(
     task: TaskId,
     reason: &str,
 ) -> Result<(), StorageError> {
-    let index = grid
-        .store
-        .tasks(&[task])
-        .await?
-        .first()
-        .map_or(0, |t| t.chunk.index);
+    let what = task_name(grid, task).await?;
     end_job(
         grid,
         job,
         JobState::Failed,
-        Some(&format!("chunk {} failed: {reason}", index + 1)),
+        Some(&format!("{what} failed: {reason}")),
     )
     .await?;
     Ok(())
@@ -175,31 +170,34 @@ async fn give_up(
         Some(attempts) => attempts,
         None => grid.store.attempts(c.task).await?,
     };
-    let index = grid
-        .store
-        .tasks(&[c.task])
-        .await?
-        .first()
-        .map_or(0, |t| t.chunk.index);
+    let what = task_name(grid, c.task).await?;
     end_job(
         grid,
         c.job,
         JobState::Failed,
-        Some(&failure_message(index, &attempts)),
+        Some(&failure_message(&what, &attempts)),
     )
     .await?;
     Ok(())
 }
 
-/// Why a chunk failed, for its job: the last attempt's reason once, and how the attempts
-/// before it ended.
-fn failure_message(index: u64, attempts: &[AttemptRecord]) -> String {
+/// What a task is, for its customer: `chunk N`, or the app's step it runs.
+async fn task_name(grid: &Grid, task: TaskId) -> Result<String, StorageError> {
+    Ok(grid.store.tasks(&[task]).await?.first().map_or_else(
+        || "a chunk".to_string(),
+        |t| crate::apps::steps::script::task_name(t.chunk.index, t.chunk.meta.as_ref()),
+    ))
+}
+
+/// Why a task (`what`: a chunk, or a step) failed, for its job: the last attempt's reason
+/// once, and how the attempts before it ended.
+fn failure_message(what: &str, attempts: &[AttemptRecord]) -> String {
     let failed: Vec<&AttemptRecord> = attempts
         .iter()
         .filter(|a| a.outcome.counts_as_failure())
         .collect();
     let Some(last) = failed.last() else {
-        return format!("chunk {} failed", index + 1);
+        return format!("{what} failed");
     };
     let reason: String = last.reason.trim().chars().take(REASON_CHARS).collect();
     let how = match failed.len() {
@@ -219,10 +217,8 @@ fn failure_message(index: u64, attempts: &[AttemptRecord]) -> String {
         }
     };
     format!(
-        "chunk {} failed {how}; the last attempt (worker {}, {}): {reason}",
-        index + 1,
-        last.worker,
-        last.outcome
+        "{what} failed {how}; the last attempt (worker {}, {}): {reason}",
+        last.worker, last.outcome
     )
 }
 

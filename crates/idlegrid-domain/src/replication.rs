@@ -142,6 +142,22 @@ impl Replication {
         }
     }
 
+    /// What a task of an app's own step (its reduce script) gets, in a job of `policy` placed
+    /// at `placement`: nothing built in can judge what a step returns, so on the open grid it
+    /// needs the same bytes from two parties, whatever the job's own policy (a fixed policy
+    /// asking for more keeps its numbers). In a private fleet the customer's own devices run
+    /// it under the job's policy.
+    pub fn for_step(policy: Replication, placement: Placement) -> Replication {
+        match placement {
+            Placement::Own => policy,
+            Placement::Any if policy.mode == ReplicationMode::Fixed => policy,
+            Placement::Any => Replication {
+                mode: ReplicationMode::Fixed,
+                ..Replication::NONE
+            },
+        }
+    }
+
     /// Adaptive replication with the default numbers.
     pub const ADAPTIVE: Replication = Replication {
         mode: ReplicationMode::Adaptive,
@@ -354,6 +370,25 @@ mod tests {
                 suspect: false,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_step_needs_two_parties_on_the_open_grid_whatever_the_jobs_policy() {
+        for policy in [Replication::NONE, Replication::ADAPTIVE] {
+            let step = Replication::for_step(policy, Placement::Any);
+            assert_eq!(step.mode, ReplicationMode::Fixed);
+            assert_eq!((step.replicas, step.quorum), (2, 2));
+            assert_eq!(step.initial_replicas(), 2);
+            assert!(step.check().is_ok());
+        }
+        // A fixed policy asking for more keeps it.
+        let more = fixed(3, 3, 8);
+        assert_eq!(Replication::for_step(more, Placement::Any), more);
+        // The customer's own fleet runs it as the job says.
+        assert_eq!(
+            Replication::for_step(Replication::NONE, Placement::Own),
+            Replication::NONE
+        );
     }
 
     #[test]

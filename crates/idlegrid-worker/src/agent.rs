@@ -933,6 +933,7 @@ mod tests {
                 input_name: "chunk".into(),
                 input_size: 0,
                 task_params: serde_json::json!({}),
+                script: None,
                 expires_in_ms: 30_000,
             },
             started: Instant::now(),

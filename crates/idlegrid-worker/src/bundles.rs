@@ -19,6 +19,23 @@ pub(crate) struct CachedBundle {
     pub entrypoint: PathBuf,
 }
 
+impl CachedBundle {
+    /// The file a lease runs: its `script` (a step of the app, such as its reduce), a Python
+    /// file of the bundle, or else the entrypoint.
+    pub fn script(&self, script: Option<&str>) -> Result<PathBuf, String> {
+        let Some(name) = script else {
+            return Ok(self.entrypoint.clone());
+        };
+        let path = self.entrypoint.with_file_name(name);
+        if !Bundle::is_safe_file_name(name) || !name.ends_with(".py") || !path.is_file() {
+            return Err(format!(
+                "the lease's script {name:?} is not a Python file of the app's bundle"
+            ));
+        }
+        Ok(path)
+    }
+}
+
 /// Why a bundle is not available.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BundleError {

@@ -175,8 +175,8 @@ impl Run<'_> {
         self.send_output(&output).await
     }
 
-    /// The entrypoint of the job's bundle, fetched if needed; retries while the coordinator is
-    /// away.
+    /// The file the lease runs from the job's bundle (its entrypoint, or a step's script),
+    /// fetched if needed; retries while the coordinator is away.
     async fn bundle(&self) -> Result<PathBuf, Abort> {
         let sha256 = &self.job.bundle_sha256;
         let mut backoff = Backoff::new();
@@ -186,7 +186,11 @@ impl Run<'_> {
                 result = self.tasks.bundles.get(self.client, sha256, self.lease.lease_id) => result,
             };
             match result {
-                Ok(bundle) => return Ok(bundle.entrypoint),
+                Ok(bundle) => {
+                    return bundle
+                        .script(self.lease.script.as_deref())
+                        .map_err(Abort::Failed);
+                }
                 Err(BundleError::Fetch(err)) if err.is_retryable() => {
                     let delay = backoff.next_delay();
                     tracing::warn!(bundle = %sha256, "cannot fetch bundle ({err}); retrying in {delay:?}");

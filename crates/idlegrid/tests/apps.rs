@@ -444,8 +444,9 @@ fn app_test(dir: &Path, name: &str, app: &Path, args: &[&str]) -> common::Finish
 }
 
 /// The word-count example: the `files` fan-out cuts a tar or a zip of documents into tars of a
-/// few, every chunk counts its words and the `sum` fan-in adds the counts up; an archive that
-/// names a file outside itself fails its job with the reason.
+/// few, every chunk counts its words and the app's own reduce step (`reduce.py`, one more task
+/// run on a device) adds the counts up; an archive that names a file outside itself fails its
+/// job with the reason.
 #[test]
 fn the_documents_of_an_archive_are_counted_and_the_counts_added_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -489,10 +490,20 @@ fn the_documents_of_an_archive_are_counted_and_the_counts_added_up() {
             ],
         );
         assert!(finished.status.success(), "{}", finished.describe());
-        // 7 files, 2 a chunk.
-        assert!(finished.stdout.contains("4 chunks"), "{}", finished.stdout);
-        let counts: BTreeMap<String, u64> =
+        // 7 files, 2 a chunk, and the reduce task.
+        assert!(finished.stdout.contains("5 chunks"), "{}", finished.stdout);
+        // The reduce step's own log line, from the device that ran it.
+        assert!(
+            finished.stderr.contains("4 chunks, ") && finished.stderr.contains("distinct words"),
+            "{}",
+            finished.describe()
+        );
+        let reduced: serde_json::Value =
             serde_json::from_slice(&std::fs::read(output).unwrap()).unwrap();
+        let counts: BTreeMap<String, u64> =
+            serde_json::from_value(reduced["counts"].clone()).unwrap();
+        assert_eq!(reduced["words"], counts.values().sum::<u64>());
+        assert_eq!(reduced["distinct"], counts.len());
         counts
     };
     assert_eq!(counted("tar", &tar_path), expected);
@@ -1461,4 +1472,210 @@ fn pictures_too_large_or_that_do_not_decode_never_count() {
         "{}",
         garbage.stderr
     );
+}
+
+/// An app's own reduce step is a stranger's code run as a task: one that writes outside its
+/// output, crashes or never ends fails its job with the reason, and nothing it tried to write
+/// elsewhere exists. The chunks before it ran and were accepted as usual.
+#[test]
+fn a_reduce_step_that_misbehaves_fails_its_job_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("lines.txt");
+    std::fs::write(&input, "one\ntwo\nthree\nfour\n").unwrap();
+    let escaped = dir.path().join("escaped-by-reduce");
+    let cases = [
+        (
+            "escape",
+            format!(
+                "import os\nopen({:?}, 'w').write('out')\nopen('output/x', 'w').write('x')\n",
+                escaped.to_string_lossy()
+            ),
+            "PermissionError",
+        ),
+        (
+            "parent",
+            "open('../escaped', 'w').write('out')\n".to_string(),
+            "Error",
+        ),
+        (
+            "crash",
+            "import sys\nsys.exit('the reduce gave up')\n".to_string(),
+            "the reduce gave up",
+        ),
+        (
+            "forever",
+            "while True:\n    pass\n".to_string(),
+            "timed out",
+        ),
+    ];
+    for (name, reduce, reason) in cases {
+        let app = test_app(
+            dir.path(),
+            &format!("reduce-{name}"),
+            "lines",
+            "integrity",
+            "reduce.py",
+            "import shutil\nshutil.copy('input/input.bin', 'output/out')\n",
+        );
+        std::fs::write(app.join("reduce.py"), reduce).unwrap();
+        let output = dir.path().join(format!("{name}.out"));
+        let finished = app_test(
+            dir.path(),
+            name,
+            &app,
+            &[
+                "--input",
+                &input.to_string_lossy(),
+                "--output",
+                &output.to_string_lossy(),
+                "--chunk-lines",
+                "2",
+                "--max-attempts",
+                "1",
+                "--task-timeout",
+                "3",
+            ],
+        );
+        assert!(
+            !finished.status.success(),
+            "{name}: {}",
+            finished.describe()
+        );
+        assert!(
+            finished
+                .stderr
+                .contains("the reduce step (reduce.py) failed")
+                && finished.stderr.contains(reason),
+            "{name}: {}",
+            finished.describe()
+        );
+        assert!(!output.exists(), "{name}");
+    }
+    assert!(!escaped.exists());
+    assert!(!dir.path().join("escaped").exists());
+}
+
+/// On the open grid an app's reduce runs on two owners' devices whose outputs must agree: a
+/// device that does its chunks honestly but forges the reduce (the one task that decides the
+/// whole output) gets nothing accepted for it, and the job's output is the honest reduce.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_reduce_never_becomes_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = Coordinator::start(dir.path(), &[]);
+    let ready = &coordinator.ready;
+    let alice = Cli {
+        dir: dir.path(),
+        url: ready.url.clone(),
+        key: ready.api_key.clone(),
+    };
+    let push = alice.app("push", &["push", &example("word-count").to_string_lossy()]);
+    assert!(push.status.success(), "{}", push.describe());
+    let cheat_token = ready.owner("mallory").await;
+    let honest_tokens = [ready.owner("ann").await, ready.owner("ben").await];
+    let docs: Vec<(&str, String)> = (0..6)
+        .map(|i| {
+            (
+                ["d0", "d1", "d2", "d3", "d4", "d5"][i],
+                format!("word{i} shared ").repeat(i + 1),
+            )
+        })
+        .collect();
+    let tar_path = dir.path().join("docs.tar");
+    write_tar(&tar_path, docs.iter().map(|(n, t)| (*n, t.as_bytes())));
+    let expected = word_counts(&docs);
+    let client = ready.customer();
+    let mut create = CreateJob::new("word-count");
+    create.chunk_items = Some(2);
+    let job = client.create_job(&create).await.unwrap();
+    client
+        .upload_input_bytes(job.id, std::fs::read(&tar_path).unwrap().into())
+        .await
+        .unwrap();
+    client.run_job(job.id).await.unwrap();
+
+    // Mallory's device counts its chunks honestly (with the app's own script) and forges the
+    // reduce; one honest owner's worker runs beside it.
+    let cheater = idlegrid_testkit::register_device(
+        &ready.url,
+        &cheat_token,
+        "sly",
+        idlegrid_api::Capabilities {
+            cores: 4,
+            memory_mb: 8192,
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            python: Some("3.11".into()),
+            benchmark: 1000.0,
+            slots: 4,
+            ..Default::default()
+        },
+    )
+    .await;
+    let ann = coordinator.worker(dir.path(), &honest_tokens[0], "w-ann", 2);
+    let mut forged = false;
+    let started = std::time::Instant::now();
+    while !forged {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the cheater never got the reduce"
+        );
+        let grant = cheater
+            .lease(&idlegrid_api::tasks::LeaseRequest {
+                max_tasks: 4,
+                wait_ms: 500,
+            })
+            .await
+            .unwrap();
+        for lease in &grant.leases {
+            let work = dir.path().join(format!("lease-{}", lease.lease_id));
+            std::fs::create_dir_all(work.join("input")).unwrap();
+            std::fs::create_dir_all(work.join("output")).unwrap();
+            let output = if lease.script.as_deref() == Some("reduce.py") {
+                assert_eq!(lease.input_name, "outputs.tar");
+                forged = true;
+                serde_json::json!({"words": 1, "distinct": 1, "counts": {"forged": 1}})
+                    .to_string()
+                    .into_bytes()
+            } else {
+                cheater
+                    .download_lease_input(lease.lease_id, &work.join("input/docs.tar"))
+                    .await
+                    .unwrap();
+                let out = std::process::Command::new("python3")
+                    .arg(example("word-count").join("task.py"))
+                    .current_dir(&work)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                std::fs::read(work.join("output/counts.json")).unwrap()
+            };
+            cheater
+                .report(&idlegrid_api::tasks::Report {
+                    reports: vec![idlegrid_api::tasks::ReportItem {
+                        lease_id: lease.lease_id,
+                        task_id: lease.task_id,
+                        outcome: idlegrid_testkit::completed(&output),
+                        log: None,
+                    }],
+                })
+                .await
+                .unwrap();
+        }
+    }
+    // Ann's reduce disagrees with Mallory's: a third owner decides.
+    let ben = coordinator.worker(dir.path(), &honest_tokens[1], "w-ben", 2);
+    let ended =
+        idlegrid_testkit::job_once_ended(&client, job.id, Duration::from_millis(250), 600).await;
+    assert_eq!(ended.state, idlegrid_api::JobState::Completed, "{ended:?}");
+    let out = dir.path().join("counts.json");
+    let sha = ended.output.as_ref().map(|o| o.sha256.clone()).unwrap();
+    client.download_output(job.id, &out, &sha).await.unwrap();
+    let reduced: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let counts: BTreeMap<String, u64> = serde_json::from_value(reduced["counts"].clone()).unwrap();
+    assert_eq!(counts, expected);
+    drop((ann, ben));
 }

@@ -2,8 +2,8 @@
 cuts the customer's zip or tar). Counts the words of all of them: a word is a run of ASCII
 letters, digits and apostrophes, lower-cased, with apostrophes trimmed from its ends.
 
-The output is one JSON object, {"word": count}, which the grid's `sum` fan-in adds up over
-every chunk into the counts of the whole archive.
+The output is one JSON object, {"word": count}; the app's reduce step (reduce.py) adds them
+up over every chunk into the counts of the whole archive.
 """
 import json
 import os

@@ -71,6 +71,16 @@ impl App {
             .requirements(params, &self.manifest.requirements)
     }
 
+    /// A job's whole workload from what its partitioner counts: an app whose reduce is its
+    /// own script runs it as one more task, billed like the largest chunk.
+    pub fn with_steps(&self, mut workload: plugin::Workload) -> plugin::Workload {
+        if self.assembler.step().is_some() {
+            workload.work_ms += workload.largest_chunk_ms;
+            workload.chunks += 1;
+        }
+        workload
+    }
+
     /// Memory one task may use, in MiB.
     pub fn task_memory_mb(&self) -> u64 {
         self.manifest.requirements.memory_mb.unwrap_or(1024)

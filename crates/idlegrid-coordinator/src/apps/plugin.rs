@@ -255,6 +255,14 @@ pub enum AssembleError {
 /// An app-specific assembler.
 #[async_trait]
 pub trait Assembler: Send + Sync {
+    /// The bundle's script this fan-in runs as one more task on devices once every chunk has
+    /// an accepted output (an app's own `reduce.py`, [`super::steps::script`]); `None` for a
+    /// fan-in the coordinator runs. The Assembler stage opens that task, and calls
+    /// [`Assembler::assemble`] once it has an accepted output.
+    fn step(&self) -> Option<&str> {
+        None
+    }
+
     /// Builds the job's output under `output_key` from its accepted results (read from
     /// `store`, their outputs from `blobs`).
     async fn assemble(

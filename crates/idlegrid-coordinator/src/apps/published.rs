@@ -9,10 +9,12 @@
 //! customer's python-map script. (Apps of our own, such as video-transcode, name steps of
 //! their own that no published app may name.)
 
+use super::plugin::Assembler;
 use super::{App, AppRegistry, steps};
 use idlegrid_api::Bundle;
 use idlegrid_domain::AppManifest;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Largest bundle published, in bytes (its JSON as served to workers).
 pub const MAX_BUNDLE_BYTES: usize = 4 << 20;
@@ -144,13 +146,35 @@ pub fn check_bundle(bundle: &Bundle, bytes: usize, builtin: &AppRegistry) -> Res
         steps::names(steps::VALIDATORS, |s| s.name),
         validator.is_some(),
     )?;
+    let reduce = steps::script::is_script(&m.assembler);
     let assembler = steps::ASSEMBLERS.iter().find(|s| s.name == m.assembler);
-    find(
-        "assembler",
-        &m.assembler,
-        steps::names(steps::ASSEMBLERS, |s| s.name),
-        assembler.is_some(),
-    )?;
+    if reduce {
+        if !bundle.files.contains_key(&m.assembler) || !Bundle::is_safe_file_name(&m.assembler) {
+            return Err(format!(
+                "the assembler {:?} names a reduce script, but the bundle has no such file \
+                 (its files: {})",
+                m.assembler,
+                bundle.files.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if !m.deterministic {
+            return Err(
+                "a reduce script runs on two parties' devices whose outputs must agree byte \
+                 for byte: an app with one must be deterministic"
+                    .into(),
+            );
+        }
+    } else {
+        find(
+            "assembler",
+            &m.assembler,
+            format!(
+                "{}, or a Python file of the bundle (a reduce script)",
+                steps::names(steps::ASSEMBLERS, |s| s.name)
+            ),
+            assembler.is_some(),
+        )?;
+    }
     if let (Some(validator), Some(assembler)) = (validator, assembler)
         && !steps::fits(validator, assembler)
     {
@@ -328,7 +352,13 @@ pub fn served(bundle: &Bundle) -> Bundle {
 pub fn app_of(manifest: AppManifest) -> Option<App> {
     let partitioner = steps::partitioner(&manifest.partitioner)?;
     let validator = steps::validator(&manifest.validator)?;
-    let assembler = steps::assembler(&manifest.assembler)?;
+    let assembler: Arc<dyn Assembler> = if steps::script::is_script(&manifest.assembler) {
+        Arc::new(steps::script::ReduceScript {
+            script: manifest.assembler.clone(),
+        })
+    } else {
+        steps::assembler(&manifest.assembler)?
+    };
     Some(App {
         manifest,
         // Its files are in its bundle, which the blob store keeps by hash.
@@ -471,6 +501,18 @@ mod tests {
                 }),
                 "plain file name",
             ),
+            (
+                Box::new(|b| b.manifest.assembler = "reduce.py".into()),
+                "no such file",
+            ),
+            (
+                Box::new(|b| {
+                    b.manifest.assembler = "reduce.py".into();
+                    b.files.insert("reduce.py".into(), String::new());
+                    b.manifest.deterministic = false;
+                }),
+                "deterministic",
+            ),
         ];
         for (fault, named) in faults {
             let mut bad = bundle();
@@ -478,6 +520,13 @@ mod tests {
             let why = check_bundle(&bad, 100, &builtin).unwrap_err();
             assert!(why.contains(named), "{named}: {why}");
         }
+        // A reduce script of the bundle is a fan-in, whatever the validator.
+        let mut reduces = bundle();
+        reduces.manifest.assembler = "reduce.py".into();
+        reduces.files.insert("reduce.py".into(), String::new());
+        assert_eq!(check_bundle(&reduces, 100, &builtin), Ok(()));
+        let app = app_of(reduces.manifest).unwrap();
+        assert_eq!(app.assembler.step(), Some("reduce.py"));
         let why = check_bundle(&bundle(), MAX_BUNDLE_BYTES + 1, &builtin).unwrap_err();
         assert!(why.contains("limit"), "{why}");
         for schema in [

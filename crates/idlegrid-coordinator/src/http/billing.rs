@@ -64,6 +64,7 @@ pub async fn check_affordable(grid: &Grid, job: &JobRecord) -> ApiResult<()> {
                 &plan,
             )
             .ok()
+            .map(|w| app.with_steps(w))
     });
     match priced {
         Some(workload) => {
@@ -290,6 +291,7 @@ pub async fn estimate(
         let workload = app
             .partitioner
             .workload(&params, &options, &size, &plan)
+            .map(|w| app.with_steps(w))
             .map_err(|m| ApiError::invalid("invalid_input", m))?;
         let ahead = work_ahead(&grid, tier).await?;
         tiers.push(tier_estimate(

@@ -6,7 +6,8 @@ use crate::apps::plugin::AssembleError;
 use crate::grid::Grid;
 use idlegrid_domain::{JobId, JobState};
 use idlegrid_storage::StorageError;
-use idlegrid_storage::queue::Stage;
+use idlegrid_storage::queue::{Item, Stage};
+use idlegrid_storage::records::{JobRecord, NewTask};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +44,17 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
         .await?;
         return Ok(());
     };
+    if let Some(script) = app.assembler.step() {
+        match open_reduce(grid, &job, script).await? {
+            Step::Done => {}
+            Step::Opened => return Ok(()),
+            Step::Refused(reason) => {
+                crate::logs::step(grid, job_id, "assemble", &format!("ERROR: {reason}")).await;
+                crate::lifecycle::end_job(grid, job_id, JobState::Failed, Some(&reason)).await?;
+                return Ok(());
+            }
+        }
+    }
     let started = std::time::Instant::now();
     let assembled = crate::tools::in_stage(
         crate::tools::Stage::Assemble,
@@ -101,4 +113,91 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
         }
         Err(AssembleError::Storage(e)) => Err(e),
     }
+}
+
+/// Where an app's reduce step stands.
+enum Step {
+    /// Its task has an accepted output: the job can be assembled.
+    Done,
+    /// Its task was just opened (or opened again after a crash): devices run it.
+    Opened,
+    /// It cannot run; the job fails with this reason.
+    Refused(String),
+}
+
+/// Opens the reduce task of a job whose app reduces with its own `script`, unless the job's
+/// last task is that task already (then every task, the reduce's too, has an accepted
+/// output). The task is recorded at the index after the last chunk, its input a tar of the
+/// chunks' outputs; then the job runs again with one more task and the step's replication
+/// ([`idlegrid_domain::Replication::for_step`]). Safe to repeat after a crash: the input is
+/// the same bytes, recording the task again is a no-op, and opening checks the job's state.
+async fn open_reduce(grid: &Grid, job: &JobRecord, script: &str) -> Result<Step, StorageError> {
+    use crate::apps::steps::script;
+    let chunks = job.chunks_total.unwrap_or(0);
+    if let Some(last) = chunks.checked_sub(1) {
+        let tasks = grid.store.job_tasks(job.id, last, 1).await?;
+        if tasks
+            .first()
+            .is_some_and(|t| t.chunk.index == last && script::is_step(t.chunk.meta.as_ref()))
+        {
+            return Ok(Step::Done);
+        }
+    }
+    let key = crate::blob_keys::chunk(job.id, script::REDUCE_INPUT);
+    let input = match script::outputs_tar(
+        job,
+        chunks,
+        grid.store.as_ref(),
+        grid.blobs.as_ref(),
+        &key,
+    )
+    .await
+    {
+        Ok(input) => input,
+        Err(AssembleError::Inconsistent(reason)) => return Ok(Step::Refused(reason)),
+        Err(AssembleError::Storage(e)) => return Err(e),
+    };
+    let task = NewTask {
+        index: chunks,
+        input_key: Some(input.key.clone()),
+        offset: 0,
+        len: input.size,
+        meta: Some(script::reduce_meta(script, chunks)),
+        // A step is billed as a task: its quote counted it as one more chunk of the largest.
+        work_ms: job.billing.map_or(0, |b| b.largest_chunk_ms),
+    };
+    let policy = idlegrid_domain::Replication::for_step(job.spec.replication, job.spec.placement);
+    grid.store
+        .insert_tasks(
+            job.id,
+            std::slice::from_ref(&task),
+            policy.initial_replicas(),
+        )
+        .await?;
+    let Some(reopened) = grid.store.open_step(job.id, chunks + 1, &policy).await? else {
+        // Cancelled or ended meanwhile.
+        return Ok(Step::Opened);
+    };
+    let ids: Vec<i64> = grid
+        .store
+        .job_tasks(job.id, chunks, 1)
+        .await?
+        .into_iter()
+        .map(|t| t.id.0)
+        .collect();
+    grid.activate(&reopened).await;
+    let items: Vec<Item> = ids.into_iter().map(|id| Item { job: job.id, id }).collect();
+    grid.queues.push(Stage::Feed, &items).await?;
+    grid.events.job_changed(job.id);
+    crate::logs::step(
+        grid,
+        job.id,
+        "reduce",
+        &format!(
+            "INFO: {chunks} outputs ({} bytes) handed to {script} as one more task",
+            input.size
+        ),
+    )
+    .await;
+    Ok(Step::Opened)
 }

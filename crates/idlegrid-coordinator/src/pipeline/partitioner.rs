@@ -128,6 +128,7 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
         while let Some(message) = rx.recv().await {
             let mut batch = match message {
                 Split::Workload(workload) => {
+                    let workload = app.with_steps(workload);
                     if let Some(reason) = hold(grid, &job, &workload).await? {
                         return Ok(Err(reason));
                     }

@@ -5,7 +5,7 @@
 //! results ([`crate::pipeline::quorum`]): agreement counts only across independent parties, and a
 //! rejected result blames its device only once an independent party's result is accepted.
 
-use crate::apps::plugin::Judgment;
+use crate::apps::plugin::{Judgment, Validator};
 use crate::grid::Grid;
 use crate::lifecycle;
 use crate::pipeline::quorum;
@@ -49,6 +49,14 @@ async fn judge(
     }
     let (judgment, uses_ffmpeg) = match grid.app_of(&job).await? {
         None => (Judgment::Reject("the job's app is gone".into()), false),
+        // A step's output is the app's own business: it arrived whole, and counts when
+        // parties agree on it (the job runs under the step's replication now).
+        Some(_) if crate::apps::steps::script::is_step(result.task.chunk.meta.as_ref()) => (
+            crate::apps::steps::integrity::Integrity
+                .validate(&job, &result, grid.blobs.as_ref())
+                .await?,
+            false,
+        ),
         Some(app) => (
             crate::tools::in_stage(
                 crate::tools::Stage::Validate,

@@ -106,10 +106,9 @@ impl Schedule {
     /// app is gone).
     pub fn activate(&self, job: &JobRecord, apps: &AppRegistry, max_output_bytes: u64) {
         let chunk_work_ms = job.billing.map_or(0, |b| b.largest_chunk_ms);
-        if self
-            .get(job.id)
-            .is_some_and(|active| active.chunk_work_ms == chunk_work_ms)
-        {
+        if self.get(job.id).is_some_and(|active| {
+            active.chunk_work_ms == chunk_work_ms && active.replication == job.spec.replication
+        }) {
             return;
         }
         let Some(app) = apps.of_job(&job.spec.app, &job.spec.app_version) else {

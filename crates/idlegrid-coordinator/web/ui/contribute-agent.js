@@ -240,7 +240,9 @@ export class Agent extends EventTarget {
     const message = {
       type: 'run',
       files: bundle.files,
-      entrypoint: bundle.manifest.entrypoint,
+      // A step of the app (its reduce) runs another of the bundle's files; the runner
+      // refuses a name that is not one of them.
+      entrypoint: lease.script ?? bundle.manifest.entrypoint,
       inputName: lease.input_name,
       input,
       env: {

@@ -772,6 +772,15 @@ pub trait Store: Accounts + Send + Sync + 'static {
     /// Records that partitioning finished with `total` chunks: the job becomes `running`, or
     /// `assembling` if every chunk is already done. Returns the new state.
     async fn finish_partition(&self, job: JobId, total: u64) -> Result<Option<JobState>>;
+    /// Opens a step's task (recorded before) on a job whose chunks are all done: the job, while
+    /// `assembling`, becomes `running` again with `total` tasks and the step's `replication`.
+    /// Returns the job as it now is; `None` when it was not assembling.
+    async fn open_step(
+        &self,
+        job: JobId,
+        total: u64,
+        replication: &Replication,
+    ) -> Result<Option<JobRecord>>;
     /// The tasks with these ids that exist, in id order.
     async fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskRecord>>;
     /// A job's tasks with index ≥ `from_index`, in index order, at most `limit`.

@@ -19,8 +19,8 @@ use crate::{Result, StorageError, now_ms};
 use async_trait::async_trait;
 use idlegrid_domain::app::version_key;
 use idlegrid_domain::{
-    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, ResultId, TaskId,
-    TaskState, TenantId, WorkerId,
+    Account, AttemptOutcome, Capabilities, Credits, JobId, JobState, Quote, Replication, ResultId,
+    TaskId, TaskState, TenantId, WorkerId,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -1104,6 +1104,27 @@ impl<E: Engine> Store for SqlStore<E> {
         )
         .await?;
         row.map(|row| job_state(&row.text("state")?)).transpose()
+    }
+
+    async fn open_step(
+        &self,
+        job: JobId,
+        total: u64,
+        replication: &Replication,
+    ) -> Result<Option<JobRecord>> {
+        let replication = replication
+            .is_replicated()
+            .then(|| serde_json::to_string(replication).unwrap_or_default());
+        let row = E::optional(
+            On::Write(&self.engine),
+            sql!(
+                "UPDATE jobs SET chunks_total = $2, replication = $3, state = 'running' \
+                     WHERE id = $1 AND state = 'assembling' AND chunks_done < $2 RETURNING *"
+            ),
+            args![job.0, total as i64, replication],
+        )
+        .await?;
+        row.as_ref().map(rows::job).transpose()
     }
 
     async fn tasks(&self, ids: &[TaskId]) -> Result<Vec<TaskRecord>> {

@@ -535,6 +535,28 @@ async fn a_job_runs_through_to_assembling(store: &dyn Store) {
     assert_eq!((job.chunks_done, job.failed_attempts), (3, 1));
     assert_eq!((job.results_received, job.results_rejected), (4, 1));
     assert_eq!(store.attempts(tasks[1]).await.unwrap()[0].reason, "bad");
+    // An app's step (its reduce) opens one more task: the job runs again with its replication.
+    let step = Replication {
+        mode: idlegrid_domain::ReplicationMode::Fixed,
+        ..Replication::NONE
+    };
+    let reduce = store.insert_tasks(job.id, &[chunk(3)], 2).await.unwrap();
+    let opened = store.open_step(job.id, 4, &step).await.unwrap().unwrap();
+    assert_eq!(opened.state, JobState::Running);
+    assert_eq!((opened.chunks_total, opened.chunks_done), (Some(4), 3));
+    assert_eq!(opened.spec.replication, step);
+    // Only from assembling, and only with more tasks than are done.
+    assert!(store.open_step(job.id, 4, &step).await.unwrap().is_none());
+    let ids = store
+        .record_results(&[result(reduce[0], job.id, b"r")])
+        .await
+        .unwrap();
+    let applied = store
+        .apply_verdicts(&[Verdict::Valid(ids[0].unwrap())])
+        .await
+        .unwrap();
+    assert_eq!(applied.ready_to_assemble, [job.id]);
+    assert!(store.open_step(job.id, 4, &step).await.unwrap().is_none());
     let output = StoredBlob {
         key: "out".into(),
         size: 3,

@@ -15,6 +15,7 @@ pub mod images;
 pub mod integrity;
 pub mod lines;
 pub mod reduce;
+pub mod script;
 pub mod shape;
 pub mod sweep;
 
