@@ -668,8 +668,12 @@ pub enum ChunkState {
 /// One chunk of a job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChunkView {
-    /// Position in the input.
+    /// Position in the input (a step's task is numbered apart, from 2^40).
     pub index: u64,
+    /// For a task that runs a step of the app's own instead of a chunk: `partition` or
+    /// `reduce`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
     /// Where it is.
     pub state: ChunkState,
     /// Failed attempts so far (it was retried when this is above zero and it is not failed).

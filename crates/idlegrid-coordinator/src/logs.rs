@@ -168,12 +168,17 @@ pub async fn page(
         }
     }
     let tasks: Vec<TaskId> = stored.iter().filter_map(|(_, l)| l.task).collect();
-    let chunks: HashMap<TaskId, u64> = grid
+    // A chunk's task by its index; a step's task by the step it runs.
+    let chunks: HashMap<TaskId, (Option<u64>, Option<String>)> = grid
         .store
         .tasks(&tasks)
         .await?
         .into_iter()
-        .map(|t| (t.id, t.chunk.index))
+        .map(|t| {
+            let step = crate::apps::steps::script::step_of(t.chunk.meta.as_ref());
+            let index = step.is_none().then_some(t.chunk.index);
+            (t.id, (index, step.map(str::to_string)))
+        })
         .collect();
     let logs = stored
         .into_iter()
@@ -182,8 +187,12 @@ pub async fn page(
             (!lines.is_empty()).then(|| LogEntry {
                 id,
                 at: jiff::Timestamp::from_millisecond(log.at_ms).unwrap_or_default(),
-                step: log.step,
-                chunk: log.task.and_then(|t| chunks.get(&t).copied()),
+                chunk: log.task.and_then(|t| chunks.get(&t)).and_then(|c| c.0),
+                step: log
+                    .task
+                    .and_then(|t| chunks.get(&t))
+                    .and_then(|c| c.1.clone())
+                    .unwrap_or(log.step),
                 device: log.device,
                 outcome: log.outcome,
                 lines,

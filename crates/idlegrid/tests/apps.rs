@@ -1679,3 +1679,152 @@ async fn a_forged_reduce_never_becomes_the_output() {
     assert_eq!(counts, expected);
     drop((ann, ben));
 }
+
+/// The chapters example: its own partition step (`partition.py`, a task on a device) cuts a
+/// book at its chapter headings, each chapter is a chunk, and the `concat` fan-in joins the
+/// chapters' JSON lines in order. The figures are known from how the book is written here.
+#[test]
+fn a_partition_script_cuts_a_book_into_its_chapters() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut book = String::from("A Test Book\nby Nobody.\n\n");
+    for i in 1..=3 {
+        book.push_str(&format!("CHAPTER {i}\n{}\n", "alpha beta. ".repeat(i)));
+    }
+    let input = dir.path().join("book.txt");
+    std::fs::write(&input, &book).unwrap();
+    let output = dir.path().join("chapters.jsonl");
+    let finished = app_test(
+        dir.path(),
+        "chapters",
+        &example("chapters"),
+        &[
+            "--input",
+            &input.to_string_lossy(),
+            "--output",
+            &output.to_string_lossy(),
+        ],
+    );
+    assert!(finished.status.success(), "{}", finished.describe());
+    // The partition step's own log line, from the device that ran it, and the grid's.
+    assert!(
+        finished.stderr.contains("INFO: 4 chapters")
+            && finished
+                .stderr
+                .contains("partition.py cut the input into 4 chunks"),
+        "{}",
+        finished.describe()
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut expected = vec![serde_json::json!({
+        "chapter": "0001.txt", "title": "A Test Book", "words": 5, "sentences": 1,
+        "longest": "Nobody",
+    })];
+    for i in 1..=3u64 {
+        expected.push(serde_json::json!({
+            "chapter": format!("{:04}.txt", i + 1), "title": format!("CHAPTER {i}"),
+            "words": 2 + 2 * i, "sentences": i, "longest": "CHAPTER",
+        }));
+    }
+    assert_eq!(lines, expected);
+}
+
+/// An app's own partition step is a stranger's code run as a task, and its output is read by
+/// the coordinator: one that crashes or never ends, or whose output is no archive, names a
+/// chunk outside itself, holds a link or cuts more chunks than allowed, fails its job with the
+/// reason before any chunk runs.
+#[test]
+fn a_partition_step_that_misbehaves_fails_its_job_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, "some input\n").unwrap();
+    let tar_of = |body: &str| {
+        format!(
+            "import io, tarfile\n\
+             out = tarfile.open('output/chunks.tar', 'w')\n\
+             def add(name, data=b'', kind=tarfile.REGTYPE, link=''):\n    \
+             info = tarfile.TarInfo(name); info.size = len(data); info.type = kind\n    \
+             info.linkname = link; out.addfile(info, io.BytesIO(data))\n\
+             {body}\nout.close()\n"
+        )
+    };
+    let cases = [
+        (
+            "crash",
+            "import sys\nsys.exit('cannot cut this')\n".to_string(),
+            "the partition step (partition.py) failed",
+            "cannot cut this",
+        ),
+        (
+            "forever",
+            "while True:\n    pass\n".to_string(),
+            "the partition step (partition.py) failed",
+            "timed out",
+        ),
+        (
+            "not-archive",
+            "open('output/chunks', 'w').write('hello')\n".to_string(),
+            "the partition step's output",
+            "must be an archive",
+        ),
+        (
+            "outside",
+            tar_of("add('ok', b'x'); add('../evil', b'y')"),
+            "the partition step's output",
+            "../evil",
+        ),
+        (
+            "link",
+            tar_of("add('ok', b'x'); add('ln', kind=tarfile.SYMTYPE, link='/etc/passwd')"),
+            "the partition step's output",
+            "not a plain file",
+        ),
+        (
+            "too-many",
+            tar_of("for i in range(10001): add(f'{i:05}')"),
+            "cut the input into 10001 chunks",
+            "the most is 10000",
+        ),
+    ];
+    for (name, partition, first, second) in cases {
+        let app = test_app(
+            dir.path(),
+            &format!("cut-{name}"),
+            "partition.py",
+            "integrity",
+            "concat",
+            "import shutil\nshutil.copy('input/input.bin', 'output/out')\n",
+        );
+        std::fs::write(app.join("partition.py"), partition).unwrap();
+        let output = dir.path().join(format!("{name}.out"));
+        let finished = app_test(
+            dir.path(),
+            name,
+            &app,
+            &[
+                "--input",
+                &input.to_string_lossy(),
+                "--output",
+                &output.to_string_lossy(),
+                "--max-attempts",
+                "1",
+                "--task-timeout",
+                "3",
+            ],
+        );
+        assert!(
+            !finished.status.success(),
+            "{name}: {}",
+            finished.describe()
+        );
+        assert!(
+            finished.stderr.contains(first) && finished.stderr.contains(second),
+            "{name}: {}",
+            finished.describe()
+        );
+        assert!(!output.exists(), "{name}");
+    }
+}

@@ -71,10 +71,11 @@ impl App {
             .requirements(params, &self.manifest.requirements)
     }
 
-    /// A job's whole workload from what its partitioner counts: an app whose reduce is its
-    /// own script runs it as one more task, billed like the largest chunk.
+    /// A job's whole workload from what its partitioner counts: each step of the app that is
+    /// its own script (partition, reduce) runs as one more task, billed like the largest chunk.
     pub fn with_steps(&self, mut workload: plugin::Workload) -> plugin::Workload {
-        if self.assembler.step().is_some() {
+        let steps = [self.partitioner.step(), self.assembler.step()];
+        for _ in steps.iter().flatten() {
             workload.work_ms += workload.largest_chunk_ms;
             workload.chunks += 1;
         }

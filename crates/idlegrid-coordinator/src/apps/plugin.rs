@@ -165,6 +165,14 @@ pub enum Split {
 /// An app-specific partitioner.
 #[async_trait]
 pub trait Partitioner: Send + Sync {
+    /// The bundle's script this fan-out runs as the job's first task on devices (an app's own
+    /// `partition.py`, [`super::steps::script`]); `None` for a fan-out the coordinator runs.
+    /// The Partitioner stage opens that task instead of calling [`Partitioner::split`], and the
+    /// Assembler stage cuts the chunks from its accepted output.
+    fn step(&self) -> Option<&str> {
+        None
+    }
+
     /// Checks a job's app parameters and partition options when the job is created; the error
     /// is shown to the customer.
     fn check_job(

@@ -9,7 +9,7 @@
 //! customer's python-map script. (Apps of our own, such as video-transcode, name steps of
 //! their own that no published app may name.)
 
-use super::plugin::Assembler;
+use super::plugin::{Assembler, Partitioner};
 use super::{App, AppRegistry, steps};
 use idlegrid_api::Bundle;
 use idlegrid_domain::AppManifest;
@@ -132,13 +132,37 @@ pub fn check_bundle(bundle: &Bundle, bytes: usize, builtin: &AppRegistry) -> Res
             ))
         }
     };
-    let partitioner = steps::PARTITIONERS.iter().find(|s| s.name == m.partitioner);
-    find(
-        "partitioner",
-        &m.partitioner,
-        steps::names(steps::PARTITIONERS, |s| s.name),
-        partitioner.is_some(),
-    )?;
+    // A step that is a script of the bundle runs as a task whose replicas must agree.
+    let script_step = |kind: &str, name: &str| {
+        if !bundle.files.contains_key(name) || !Bundle::is_safe_file_name(name) {
+            return Err(format!(
+                "the {kind} {name:?} names a script, but the bundle has no such file (its \
+                 files: {})",
+                bundle.files.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if !m.deterministic {
+            return Err(format!(
+                "the {kind} script {name} runs on two parties' devices whose outputs must \
+                 agree byte for byte: an app with one must be deterministic"
+            ));
+        }
+        Ok(())
+    };
+    if steps::script::is_script(&m.partitioner) {
+        script_step("partitioner", &m.partitioner)?;
+    } else {
+        let partitioner = steps::PARTITIONERS.iter().find(|s| s.name == m.partitioner);
+        find(
+            "partitioner",
+            &m.partitioner,
+            format!(
+                "{}, or a Python file of the bundle (a partition script)",
+                steps::names(steps::PARTITIONERS, |s| s.name)
+            ),
+            partitioner.is_some(),
+        )?;
+    }
     let validator = steps::VALIDATORS.iter().find(|s| s.name == m.validator);
     find(
         "validator",
@@ -149,21 +173,7 @@ pub fn check_bundle(bundle: &Bundle, bytes: usize, builtin: &AppRegistry) -> Res
     let reduce = steps::script::is_script(&m.assembler);
     let assembler = steps::ASSEMBLERS.iter().find(|s| s.name == m.assembler);
     if reduce {
-        if !bundle.files.contains_key(&m.assembler) || !Bundle::is_safe_file_name(&m.assembler) {
-            return Err(format!(
-                "the assembler {:?} names a reduce script, but the bundle has no such file \
-                 (its files: {})",
-                m.assembler,
-                bundle.files.keys().cloned().collect::<Vec<_>>().join(", ")
-            ));
-        }
-        if !m.deterministic {
-            return Err(
-                "a reduce script runs on two parties' devices whose outputs must agree byte \
-                 for byte: an app with one must be deterministic"
-                    .into(),
-            );
-        }
+        script_step("assembler", &m.assembler)?;
     } else {
         find(
             "assembler",
@@ -350,7 +360,13 @@ pub fn served(bundle: &Bundle) -> Bundle {
 /// The app a published manifest describes: its built-in steps, by name (checked when it was
 /// published; `None` for a manifest naming others).
 pub fn app_of(manifest: AppManifest) -> Option<App> {
-    let partitioner = steps::partitioner(&manifest.partitioner)?;
+    let partitioner: Arc<dyn Partitioner> = if steps::script::is_script(&manifest.partitioner) {
+        Arc::new(steps::script::PartitionScript {
+            script: manifest.partitioner.clone(),
+        })
+    } else {
+        steps::partitioner(&manifest.partitioner)?
+    };
     let validator = steps::validator(&manifest.validator)?;
     let assembler: Arc<dyn Assembler> = if steps::script::is_script(&manifest.assembler) {
         Arc::new(steps::script::ReduceScript {
@@ -506,6 +522,10 @@ mod tests {
                 "no such file",
             ),
             (
+                Box::new(|b| b.manifest.partitioner = "cut.py".into()),
+                "no such file",
+            ),
+            (
                 Box::new(|b| {
                     b.manifest.assembler = "reduce.py".into();
                     b.files.insert("reduce.py".into(), String::new());
@@ -525,8 +545,12 @@ mod tests {
         reduces.manifest.assembler = "reduce.py".into();
         reduces.files.insert("reduce.py".into(), String::new());
         assert_eq!(check_bundle(&reduces, 100, &builtin), Ok(()));
+        reduces.manifest.partitioner = "cut.py".into();
+        reduces.files.insert("cut.py".into(), String::new());
+        assert_eq!(check_bundle(&reduces, 100, &builtin), Ok(()));
         let app = app_of(reduces.manifest).unwrap();
         assert_eq!(app.assembler.step(), Some("reduce.py"));
+        assert_eq!(app.partitioner.step(), Some("cut.py"));
         let why = check_bundle(&bundle(), MAX_BUNDLE_BYTES + 1, &builtin).unwrap_err();
         assert!(why.contains("limit"), "{why}");
         for schema in [

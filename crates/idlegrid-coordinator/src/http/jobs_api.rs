@@ -590,6 +590,8 @@ pub async fn job_chunks(
             };
             ChunkView {
                 index: task.chunk.index,
+                step: crate::apps::steps::script::step_of(task.chunk.meta.as_ref())
+                    .map(str::to_string),
                 state,
                 failures: task.failures,
                 progress,

@@ -330,17 +330,15 @@ async fn grant(grid: &Grid, device: &WorkerRecord, leases: &[Lease]) -> ApiResul
                 .await?;
             continue;
         }
-        // A step of the app (its reduce) runs its own script on the outputs.
+        // A step of the app (its partition or reduce) runs its own script.
         let script = crate::apps::steps::script::script_of(task.chunk.meta.as_ref());
         granted.push(WireLease {
             lease_id: lease.id,
             task_id: lease.task,
             job_id: lease.job,
             chunk_index: task.chunk.index,
-            input_name: match script {
-                Some(_) => crate::apps::steps::script::REDUCE_INPUT.to_string(),
-                None => job.input_name.clone(),
-            },
+            input_name: crate::apps::steps::script::input_name(task.chunk.meta.as_ref())
+                .map_or_else(|| job.input_name.clone(), str::to_string),
             script: script.map(str::to_string),
             input_size: task.chunk.len,
             task_params: task

@@ -44,12 +44,22 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
         .await?;
         return Ok(());
     };
-    if let Some(script) = app.assembler.step() {
-        match open_reduce(grid, &job, script).await? {
+    // An app's own steps: its partition task done, the chunks it cut; the chunks done, its
+    // reduce task.
+    for (step, script) in [
+        ("partition", app.partitioner.step()),
+        ("reduce", app.assembler.step()),
+    ] {
+        let Some(script) = script else { continue };
+        let at = match step {
+            "partition" => cut_chunks(grid, &job, script).await?,
+            _ => open_reduce(grid, &job, script).await?,
+        };
+        match at {
             Step::Done => {}
             Step::Opened => return Ok(()),
             Step::Refused(reason) => {
-                crate::logs::step(grid, job_id, "assemble", &format!("ERROR: {reason}")).await;
+                crate::logs::step(grid, job_id, step, &format!("ERROR: {reason}")).await;
                 crate::lifecycle::end_job(grid, job_id, JobState::Failed, Some(&reason)).await?;
                 return Ok(());
             }
@@ -83,18 +93,18 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
                 crate::lifecycle::end_job(grid, job_id, JobState::Failed, Some(&reason)).await?;
                 return Ok(());
             }
-            crate::logs::step(
-                grid,
-                job_id,
-                "assemble",
-                &format!(
-                    "INFO: {} outputs joined by {} into {} bytes",
-                    job.chunks_total.unwrap_or(0),
-                    app.manifest.assembler,
+            let chunks = crate::apps::steps::script::chunk_count(&job, grid.store.as_ref()).await?;
+            let said = match app.assembler.step() {
+                Some(script) => format!(
+                    "INFO: {chunks} outputs reduced by {script} into {} bytes",
                     output.size
                 ),
-            )
-            .await;
+                None => format!(
+                    "INFO: {chunks} outputs joined by {} into {} bytes",
+                    app.manifest.assembler, output.size
+                ),
+            };
+            crate::logs::step(grid, job_id, "assemble", &said).await;
             if crate::lifecycle::complete_job(grid, job_id, &output).await? {
                 tracing::info!(job = %job_id, bytes = output.size, elapsed_ms = started.elapsed().as_millis() as u64, "job completed");
             }
@@ -115,50 +125,130 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
     }
 }
 
-/// Where an app's reduce step stands.
+/// Where a step of an app's own stands, as its job reaches the Assembler stage.
 enum Step {
-    /// Its task has an accepted output: the job can be assembled.
+    /// Nothing to open: the job can go on.
     Done,
-    /// Its task was just opened (or opened again after a crash): devices run it.
+    /// Tasks were just opened (or opened again after a crash): devices run them.
     Opened,
-    /// It cannot run; the job fails with this reason.
+    /// It cannot go on; the job fails with this reason.
     Refused(String),
 }
 
-/// Opens the reduce task of a job whose app reduces with its own `script`, unless the job's
-/// last task is that task already (then every task, the reduce's too, has an accepted
-/// output). The task is recorded at the index after the last chunk, its input a tar of the
-/// chunks' outputs; then the job runs again with one more task and the step's replication
-/// ([`idlegrid_domain::Replication::for_step`]). Safe to repeat after a crash: the input is
-/// the same bytes, recording the task again is a no-op, and opening checks the job's state.
+/// Records `tasks` of the job (again, after a crash: a no-op) and opens them: the job runs with
+/// `total` tasks under `policy`, and the tasks go to the Feeder.
+async fn open(
+    grid: &Grid,
+    job: JobId,
+    tasks: &[NewTask],
+    total: u64,
+    policy: &idlegrid_domain::Replication,
+) -> Result<bool, StorageError> {
+    for batch in tasks.chunks(crate::apps::steps::BATCH) {
+        grid.store
+            .insert_tasks(job, batch, policy.initial_replicas())
+            .await?;
+    }
+    let Some(reopened) = grid.store.open_step(job, total, policy).await? else {
+        // Cancelled or ended meanwhile.
+        return Ok(false);
+    };
+    grid.activate(&reopened).await;
+    let mut items = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        // Ids in index order, whether recorded now or before the crash.
+        items.push(task.index);
+    }
+    let mut ids = Vec::with_capacity(items.len());
+    let mut from = items.first().copied().unwrap_or(0);
+    while ids.len() < items.len() {
+        let page = grid.store.job_tasks(job, from, 1000).await?;
+        let Some(last) = page.last().map(|t| t.chunk.index) else {
+            break;
+        };
+        ids.extend(
+            page.iter()
+                .filter(|t| items.binary_search(&t.chunk.index).is_ok())
+                .map(|t| Item { job, id: t.id.0 }),
+        );
+        from = last + 1;
+    }
+    grid.queues.push(Stage::Feed, &ids).await?;
+    grid.events.job_changed(job);
+    Ok(true)
+}
+
+/// Cuts the chunks of a job whose app partitions with its own `script` from the partition
+/// task's accepted output, unless they are cut already (then every one has an accepted
+/// output), and opens them under the job's own replication (kept in its facts while the
+/// partition task ran under the step's).
+async fn cut_chunks(grid: &Grid, job: &JobRecord, script: &str) -> Result<Step, StorageError> {
+    use crate::apps::steps::script;
+    if grid
+        .store
+        .job_tasks(job.id, 0, 1)
+        .await?
+        .first()
+        .is_some_and(|t| t.chunk.index < script::STEP_BASE)
+    {
+        return Ok(Step::Done);
+    }
+    let output = match grid
+        .store
+        .accepted_outputs(job.id, script::PARTITION_INDEX, 1)
+        .await?
+        .pop()
+    {
+        Some((index, output)) if index == script::PARTITION_INDEX => output,
+        _ => {
+            return Ok(Step::Refused(
+                "the partition step has no accepted output".into(),
+            ));
+        }
+    };
+    let tasks = match script::cut(job, &output, grid.blobs.as_ref()).await? {
+        Ok(tasks) => tasks,
+        Err(reason) => return Ok(Step::Refused(reason)),
+    };
+    let policy = script::job_replication(job);
+    let total = job.chunks_total.unwrap_or(0) + tasks.len() as u64;
+    if open(grid, job.id, &tasks, total, &policy).await? {
+        crate::logs::step(
+            grid,
+            job.id,
+            "partition",
+            &format!("INFO: {script} cut the input into {} chunks", tasks.len()),
+        )
+        .await;
+    }
+    Ok(Step::Opened)
+}
+
+/// Opens the reduce task of a job whose app reduces with its own `script`, unless it exists
+/// already (then it has an accepted output, as every task of the job has). Its input is a tar
+/// of the chunks' outputs; the job runs again with one more task and the step's replication
+/// ([`idlegrid_domain::Replication::for_step`]). Safe to repeat after a crash: the input is the
+/// same bytes, recording the task again is a no-op, and opening checks the job's state.
 async fn open_reduce(grid: &Grid, job: &JobRecord, script: &str) -> Result<Step, StorageError> {
     use crate::apps::steps::script;
-    let chunks = job.chunks_total.unwrap_or(0);
-    if let Some(last) = chunks.checked_sub(1) {
-        let tasks = grid.store.job_tasks(job.id, last, 1).await?;
-        if tasks
-            .first()
-            .is_some_and(|t| t.chunk.index == last && script::is_step(t.chunk.meta.as_ref()))
-        {
-            return Ok(Step::Done);
-        }
+    if grid
+        .store
+        .job_tasks(job.id, script::REDUCE_INDEX, 1)
+        .await?
+        .first()
+        .is_some_and(|t| t.chunk.index == script::REDUCE_INDEX)
+    {
+        return Ok(Step::Done);
     }
     let key = crate::blob_keys::chunk(job.id, script::REDUCE_INPUT);
-    let input = match script::outputs_tar(
-        job,
-        chunks,
-        grid.store.as_ref(),
-        grid.blobs.as_ref(),
-        &key,
-    )
-    .await
-    {
-        Ok(input) => input,
-        Err(AssembleError::Inconsistent(reason)) => return Ok(Step::Refused(reason)),
-        Err(AssembleError::Storage(e)) => return Err(e),
-    };
+    let (input, chunks) =
+        match script::outputs_tar(job, grid.store.as_ref(), grid.blobs.as_ref(), &key).await {
+            Ok(made) => made,
+            Err(AssembleError::Inconsistent(reason)) => return Ok(Step::Refused(reason)),
+            Err(AssembleError::Storage(e)) => return Err(e),
+        };
     let task = NewTask {
-        index: chunks,
+        index: script::REDUCE_INDEX,
         input_key: Some(input.key.clone()),
         offset: 0,
         len: input.size,
@@ -167,37 +257,18 @@ async fn open_reduce(grid: &Grid, job: &JobRecord, script: &str) -> Result<Step,
         work_ms: job.billing.map_or(0, |b| b.largest_chunk_ms),
     };
     let policy = idlegrid_domain::Replication::for_step(job.spec.replication, job.spec.placement);
-    grid.store
-        .insert_tasks(
+    let total = job.chunks_total.unwrap_or(0) + 1;
+    if open(grid, job.id, std::slice::from_ref(&task), total, &policy).await? {
+        crate::logs::step(
+            grid,
             job.id,
-            std::slice::from_ref(&task),
-            policy.initial_replicas(),
+            "reduce",
+            &format!(
+                "INFO: {chunks} outputs ({} bytes) handed to {script} as one more task",
+                input.size
+            ),
         )
-        .await?;
-    let Some(reopened) = grid.store.open_step(job.id, chunks + 1, &policy).await? else {
-        // Cancelled or ended meanwhile.
-        return Ok(Step::Opened);
-    };
-    let ids: Vec<i64> = grid
-        .store
-        .job_tasks(job.id, chunks, 1)
-        .await?
-        .into_iter()
-        .map(|t| t.id.0)
-        .collect();
-    grid.activate(&reopened).await;
-    let items: Vec<Item> = ids.into_iter().map(|id| Item { job: job.id, id }).collect();
-    grid.queues.push(Stage::Feed, &items).await?;
-    grid.events.job_changed(job.id);
-    crate::logs::step(
-        grid,
-        job.id,
-        "reduce",
-        &format!(
-            "INFO: {chunks} outputs ({} bytes) handed to {script} as one more task",
-            input.size
-        ),
-    )
-    .await;
+        .await;
+    }
     Ok(Step::Opened)
 }

@@ -18,7 +18,7 @@ use crate::grid::Grid;
 use idlegrid_domain::{Credits, JobId, JobState};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::queue::{Item, Stage};
-use idlegrid_storage::records::{Hold, JobRecord};
+use idlegrid_storage::records::{Hold, JobRecord, NewTask};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -115,8 +115,11 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
         }
         _ => job,
     };
-    let replicas = job.spec.replication.initial_replicas();
     let plan = Plan::of(&job, grid.capacity().await);
+    if let Some(script) = app.partitioner.step() {
+        return open_partition(grid, &job, &app, &plan, script).await;
+    }
+    let replicas = job.spec.replication.initial_replicas();
     let (tx, mut rx) = mpsc::channel::<Split>(2);
     let split = crate::tools::in_stage(
         crate::tools::Stage::Partition,
@@ -219,5 +222,92 @@ pub async fn partition_job(grid: &Grid, job_id: JobId) -> Result<(), StorageErro
     }
     grid.events.job_changed(job_id);
     tracing::info!(job = %job_id, chunks = total, "job partitioned");
+    Ok(())
+}
+
+/// Opens the partition task of a job whose app cuts its input with its own `script`: the
+/// quote, priced from the input's bytes ([`crate::apps::steps::script::PartitionScript`]), is
+/// held; the task (the whole input, run by the script) is recorded, and the job runs it under
+/// the step's replication, its own kept in its facts until the chunks are cut (by the
+/// Assembler stage, from the task's accepted output). Safe to repeat after a crash.
+async fn open_partition(
+    grid: &Grid,
+    job: &JobRecord,
+    app: &crate::apps::App,
+    plan: &Plan,
+    script: &str,
+) -> Result<(), StorageError> {
+    use crate::apps::steps::script as steps;
+    let Some(input) = &job.input else {
+        crate::lifecycle::refuse_input(grid, job.id, "input rejected: the job has no input")
+            .await?;
+        return Ok(());
+    };
+    let size = crate::apps::plugin::InputSize::Bytes(input.size);
+    let workload =
+        match app
+            .partitioner
+            .workload(&job.spec.params, &job.spec.partition_options, &size, plan)
+        {
+            Ok(workload) => app.with_steps(workload),
+            Err(reason) => {
+                crate::lifecycle::refuse_input(grid, job.id, &format!("input rejected: {reason}"))
+                    .await?;
+                return Ok(());
+            }
+        };
+    if let Some(reason) = hold(grid, job, &workload).await? {
+        crate::logs::step(grid, job.id, "partition", &format!("ERROR: {reason}")).await;
+        crate::lifecycle::end_job(grid, job.id, JobState::Failed, Some(&reason)).await?;
+        return Ok(());
+    }
+    // Facts first: they keep the job's own replication before the step's replaces it.
+    if job.facts.is_none() {
+        grid.store
+            .set_job_facts(job.id, &steps::partition_facts(job, script))
+            .await?;
+    }
+    let policy = idlegrid_domain::Replication::for_step(job.spec.replication, job.spec.placement);
+    let task = NewTask {
+        index: steps::PARTITION_INDEX,
+        input_key: None,
+        offset: 0,
+        len: input.size,
+        meta: Some(steps::partition_meta(script)),
+        work_ms: workload.largest_chunk_ms,
+    };
+    grid.store
+        .insert_tasks(
+            job.id,
+            std::slice::from_ref(&task),
+            policy.initial_replicas(),
+        )
+        .await?;
+    let Some(opened) = grid.store.open_step(job.id, 1, &policy).await? else {
+        return Ok(());
+    };
+    grid.activate(&opened).await;
+    let ids: Vec<Item> = grid
+        .store
+        .job_tasks(job.id, steps::PARTITION_INDEX, 1)
+        .await?
+        .into_iter()
+        .map(|t| Item {
+            job: job.id,
+            id: t.id.0,
+        })
+        .collect();
+    grid.queues.push(Stage::Feed, &ids).await?;
+    grid.events.job_changed(job.id);
+    crate::logs::step(
+        grid,
+        job.id,
+        "partition",
+        &format!(
+            "INFO: the input ({} bytes) handed to {script} as a task",
+            input.size
+        ),
+    )
+    .await;
     Ok(())
 }

@@ -14,6 +14,14 @@ export function chunkGrid() {
   const failures = h('div', { class: 'chunk-failures' });
   const el = h('div', { class: 'chunks' }, summary, list, legend, failures);
 
+  /** A chunk by its number; a task that runs a step of the app's own (its partition or
+   * reduce script) by the step. */
+  function taskName(task, total) {
+    if (task.step === 'partition') return 'Partition step';
+    if (task.step === 'reduce') return 'Reduce step';
+    return `Chunk ${chunkNumber(task.index, total)}`;
+  }
+
   /** `total`: the job's number of chunks, or null while its input is still being split. */
   function render(tasks, total) {
     const counts = Object.fromEntries(CHUNK_STATES.map((s) => [s, 0]));
@@ -26,7 +34,7 @@ export function chunkGrid() {
         ? ` ${Math.floor(task.progress * 100)} %` : '';
       const waiting = task.state === 'checking' && task.waiting_for ? `, waiting for ${task.waiting_for}` : '';
       const retriedWords = wasRetried ? `, retried (${counted(task.failures, 'failed attempt')})` : '';
-      const words = `Chunk ${chunkNumber(task.index, total)}: ${task.state}${progress}${waiting}${retriedWords}`;
+      const words = `${taskName(task, total)}: ${task.state}${progress}${waiting}${retriedWords}`;
       const li = h('li', {
         class: `chunk state-${task.state}${wasRetried ? ' retried' : ''}`,
         title: words,
@@ -43,7 +51,7 @@ export function chunkGrid() {
     replace(failures, failed.length === 0 ? [] : [
       h('h3', {}, failed.length === 1 ? 'Why a chunk failed' : `Why ${failed.length} chunks failed`),
       h('ul', { class: 'failure-list' }, failed.slice(0, 20).map((task) => h('li', {},
-        h('span', {}, `Chunk ${chunkNumber(task.index, total)}, ${task.state === 'failed' ? 'failed' : `${counted(task.failures, 'failed attempt')} so far`}:`),
+        h('span', {}, `${taskName(task, total)}, ${task.state === 'failed' ? 'failed' : `${counted(task.failures, 'failed attempt')} so far`}:`),
         h('pre', { class: 'failure-reason' }, task.last_failure)))),
       failed.length > 20 ? h('p', { class: 'muted' }, `…and ${failed.length - 20} more.`) : null,
     ].filter(Boolean));

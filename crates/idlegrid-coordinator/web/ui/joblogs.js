@@ -23,7 +23,7 @@ const PAGE = 50;
  * level are left out of a page, which may leave it empty though more follow). */
 const EMPTY_PAGES = 10;
 
-const STEPS = { partition: 'Partition', task: 'Task', assemble: 'Assemble' };
+const STEPS = { partition: 'Partition', task: 'Task', reduce: 'Reduce', assemble: 'Assemble' };
 
 /**
  * The Logs section of job `id`; `total()` says the job's number of chunks (or null while its

@@ -772,9 +772,10 @@ pub trait Store: Accounts + Send + Sync + 'static {
     /// Records that partitioning finished with `total` chunks: the job becomes `running`, or
     /// `assembling` if every chunk is already done. Returns the new state.
     async fn finish_partition(&self, job: JobId, total: u64) -> Result<Option<JobState>>;
-    /// Opens a step's task (recorded before) on a job whose chunks are all done: the job, while
-    /// `assembling`, becomes `running` again with `total` tasks and the step's `replication`.
-    /// Returns the job as it now is; `None` when it was not assembling.
+    /// Opens tasks recorded before on a job being partitioned or whose tasks are all done (an
+    /// app's own step, or the chunks its partition step cut): the job, while `partitioning`
+    /// or `assembling`, becomes `running` with `total` tasks and `replication`. Returns the
+    /// job as it now is; `None` when it was in neither state or has `total` tasks done.
     async fn open_step(
         &self,
         job: JobId,

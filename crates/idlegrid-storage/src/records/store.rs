@@ -1119,7 +1119,8 @@ impl<E: Engine> Store for SqlStore<E> {
             On::Write(&self.engine),
             sql!(
                 "UPDATE jobs SET chunks_total = $2, replication = $3, state = 'running' \
-                     WHERE id = $1 AND state = 'assembling' AND chunks_done < $2 RETURNING *"
+                     WHERE id = $1 AND state IN ('partitioning', 'assembling') AND chunks_done < $2 \
+                     RETURNING *"
             ),
             args![job.0, total as i64, replication],
         )

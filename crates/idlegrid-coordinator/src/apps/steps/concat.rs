@@ -1,6 +1,7 @@
 //! The `concat` assembler: the job's output is its chunks' accepted outputs, concatenated in
 //! input order, streamed into the blob store without holding the whole output in memory.
 
+use super::Outputs;
 use crate::apps::plugin::{AssembleError, Assembler};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,8 +14,6 @@ use tokio::sync::mpsc;
 /// The concatenating assembler.
 pub struct Concat;
 
-/// Chunk outputs read from the records per query.
-const PAGE: u32 = 1000;
 /// Small outputs are gathered into pieces of about this size before they are written.
 const PIECE: usize = 1024 * 1024;
 
@@ -27,56 +26,34 @@ impl Assembler for Concat {
         blobs: &Arc<dyn BlobStore>,
         output_key: &str,
     ) -> Result<StoredBlob, AssembleError> {
-        let total = job.chunks_total.unwrap_or(0);
         let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(16);
         let body = tokio_stream_from(rx);
-        let (store, consumer_blobs, blobs) = (store.clone(), blobs, blobs.clone());
-        let job_id = job.id;
         let produce = async |tx: &mpsc::Sender<Result<Bytes, std::io::Error>>| {
-            let mut next = 0u64;
+            let mut outputs = Outputs::of(job, store.as_ref());
             let mut piece: Vec<u8> = Vec::with_capacity(PIECE);
-            while next < total {
-                let page = store.accepted_outputs(job_id, next, PAGE).await?;
-                if page.is_empty() {
-                    break;
-                }
-                for (index, output) in page {
-                    if index != next {
-                        return Err(AssembleError::Inconsistent(format!(
-                            "chunk {} has no accepted output",
-                            next + 1
-                        )));
+            while let Some((_, output)) = outputs.next().await? {
+                match output {
+                    OutputRef::Inline(bytes) => {
+                        piece.extend_from_slice(&bytes);
+                        if piece.len() >= PIECE && !send_piece(tx, &mut piece).await {
+                            return Ok(());
+                        }
                     }
-                    match output {
-                        OutputRef::Inline(bytes) => {
-                            piece.extend_from_slice(&bytes);
-                            if piece.len() >= PIECE && !send_piece(tx, &mut piece).await {
+                    OutputRef::Blob(key) => {
+                        if !send_piece(tx, &mut piece).await {
+                            return Ok(());
+                        }
+                        let mut stream = blobs.get(&key, None).await?;
+                        while let Some(part) = stream.next().await {
+                            if tx.send(Ok(part?)).await.is_err() {
                                 return Ok(());
                             }
                         }
-                        OutputRef::Blob(key) => {
-                            if !send_piece(tx, &mut piece).await {
-                                return Ok(());
-                            }
-                            let mut stream = blobs.get(&key, None).await?;
-                            while let Some(part) = stream.next().await {
-                                if tx.send(Ok(part?)).await.is_err() {
-                                    return Ok(());
-                                }
-                            }
-                        }
                     }
-                    next += 1;
                 }
-            }
-            if next != total {
-                return Err(AssembleError::Inconsistent(format!(
-                    "chunk {} of {total} has no accepted output",
-                    next + 1
-                )));
             }
             send_piece(tx, &mut piece).await;
-            Ok(())
+            Ok::<(), AssembleError>(())
         };
         let producer = async move {
             let produced = produce(&tx).await;
@@ -88,7 +65,7 @@ impl Assembler for Concat {
             }
             produced
         };
-        let consumer = consumer_blobs.put_stream(output_key, body, None, u64::MAX);
+        let consumer = blobs.put_stream(output_key, body, None, u64::MAX);
         let (produced, stored) = tokio::join!(producer, consumer);
         produced?;
         stored.map_err(|e| {

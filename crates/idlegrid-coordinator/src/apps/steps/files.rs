@@ -89,7 +89,7 @@ pub fn clean_name(name: &[u8]) -> Result<String, String> {
 /// Calls `each` for every file of the archive at `path`, in its order, with a reader of the
 /// file's bytes (which may be longer than declared: the caller limits it). Directories are
 /// skipped; links and devices are refused.
-fn walk(
+pub(crate) fn walk(
     path: &Path,
     kind: Kind,
     mut each: impl FnMut(Entry, &mut dyn Read) -> Result<(), String>,

@@ -201,7 +201,7 @@ pub fn names<T>(steps: &[T], name: fn(&T) -> &'static str) -> String {
 }
 
 /// Chunks per batch handed to the stage (one records transaction each).
-pub(super) const BATCH: usize = 4096;
+pub(crate) const BATCH: usize = 4096;
 
 /// Sends `tasks` to the stage in batches of [`BATCH`]; how many were sent.
 pub(super) async fn send_in_batches(
@@ -229,6 +229,8 @@ pub(crate) struct Outputs<'a> {
     store: &'a dyn idlegrid_storage::records::Store,
     page: std::collections::VecDeque<(u64, idlegrid_storage::records::OutputRef)>,
     next: u64,
+    /// The job's chunks (its tasks but the steps'), once counted.
+    total: Option<u64>,
 }
 
 impl<'a> Outputs<'a> {
@@ -242,6 +244,7 @@ impl<'a> Outputs<'a> {
             store,
             page: Default::default(),
             next: 0,
+            total: None,
         }
     }
 
@@ -250,7 +253,12 @@ impl<'a> Outputs<'a> {
     pub async fn next(
         &mut self,
     ) -> Result<Option<(u64, idlegrid_storage::records::OutputRef)>, AssembleError> {
-        let total = self.job.chunks_total.unwrap_or(0);
+        let total = match self.total {
+            Some(total) => total,
+            None => *self
+                .total
+                .insert(script::chunk_count(self.job, self.store).await?),
+        };
         if self.next >= total {
             return Ok(None);
         }
