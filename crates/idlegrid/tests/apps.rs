@@ -1788,6 +1788,17 @@ fn a_partition_step_that_misbehaves_fails_its_job_with_the_reason() {
             "cut the input into 10001 chunks",
             "the most is 10000",
         ),
+        (
+            // 80 MiB of zeros, a few hundred kilobytes zipped: refused from the sizes the
+            // archive declares, before anything is unpacked.
+            "flood",
+            "import zipfile\n\
+             with zipfile.ZipFile('output/chunks.zip', 'w', zipfile.ZIP_DEFLATED) as z:\n    \
+             z.writestr('big', bytes(80 << 20))\n"
+                .to_string(),
+            "the partition step's chunks hold 83886080 bytes",
+            "twice the input's bytes",
+        ),
     ];
     for (name, partition, first, second) in cases {
         let app = test_app(

@@ -42,6 +42,9 @@ pub const PARTITION_INDEX: u64 = STEP_BASE;
 pub const REDUCE_INDEX: u64 = STEP_BASE + 1;
 /// Most chunks a partition script may cut an input into.
 pub const MAX_PARTITION_CHUNKS: u64 = 10_000;
+/// Bytes a partition script's chunks may hold beyond twice the input's: it cuts (and may
+/// repeat some context in every chunk), it does not make the coordinator store a flood.
+pub const PARTITION_SLACK_BYTES: u64 = 64 << 20;
 /// The reduce task's input file name in the task's `input/` directory.
 pub const REDUCE_INPUT: &str = "outputs.tar";
 /// Most bytes of outputs a reduce step reads: a job whose outputs are larger needs a built-in
@@ -283,7 +286,8 @@ impl Partitioner for PartitionScript {
 /// archive, in its order, is a chunk (a blob of its own), with its name in the chunk's
 /// parameters. The archive is read with the `files` fan-out's rules (plain relative names
 /// once each, no links, sizes bounded before anything is unpacked) and may hold from 1 to
-/// [`MAX_PARTITION_CHUNKS`] files; the error says what is wrong with it.
+/// [`MAX_PARTITION_CHUNKS`] files, of at most twice the input's bytes and
+/// [`PARTITION_SLACK_BYTES`]; the error says what is wrong with it.
 pub async fn cut(
     job: &JobRecord,
     output: &OutputRef,
@@ -293,9 +297,23 @@ pub async fn cut(
     let copy = dir.path().join("partition-output");
     let local = crate::apps::readable_output(blobs, output, &copy).await?;
     let target = dir.path().to_path_buf();
+    let most = job
+        .input
+        .as_ref()
+        .map_or(0, |i| i.size)
+        .saturating_mul(2)
+        .saturating_add(PARTITION_SLACK_BYTES);
     let written = tokio::task::spawn_blocking(move || -> Result<Vec<(String, u64)>, String> {
         let (kind, entries) =
             super::files::list(&local).map_err(|e| format!("the partition step's output: {e}"))?;
+        let bytes: u64 = entries.iter().map(|e| e.size).sum();
+        if bytes > most {
+            return Err(format!(
+                "the partition step's chunks hold {bytes} bytes; the most is twice the input's \
+                 bytes and {} MiB more ({most})",
+                PARTITION_SLACK_BYTES >> 20
+            ));
+        }
         if entries.is_empty() {
             return Err("the partition step's output holds no chunk".into());
         }
