@@ -4,7 +4,7 @@
 
 use crate::apps::plugin::AssembleError;
 use crate::grid::Grid;
-use idlegrid_domain::{JobId, JobState};
+use idlegrid_domain::{JobId, JobState, TaskState};
 use idlegrid_storage::StorageError;
 use idlegrid_storage::queue::{Item, Stage};
 use idlegrid_storage::records::{JobRecord, NewTask};
@@ -179,18 +179,14 @@ async fn open(
 }
 
 /// Cuts the chunks of a job whose app partitions with its own `script` from the partition
-/// task's accepted output, unless they are cut already (then every one has an accepted
-/// output), and opens them under the job's own replication (kept in its facts while the
+/// task's accepted output, unless they are cut and opened already (then every one has an
+/// accepted output), and opens them under the job's own replication (kept in its facts while the
 /// partition task ran under the step's).
 async fn cut_chunks(grid: &Grid, job: &JobRecord, script: &str) -> Result<Step, StorageError> {
     use crate::apps::steps::script;
-    if grid
-        .store
-        .job_tasks(job.id, 0, 1)
-        .await?
-        .first()
-        .is_some_and(|t| t.chunk.index < script::STEP_BASE)
-    {
+    // Cut and opened: the job counts them. (Cut but not opened, after a crash: cut again, the
+    // same chunks, and open them.)
+    if script::chunk_count(job, grid.store.as_ref()).await? > 0 {
         return Ok(Step::Done);
     }
     let output = match grid
@@ -224,19 +220,20 @@ async fn cut_chunks(grid: &Grid, job: &JobRecord, script: &str) -> Result<Step, 
     Ok(Step::Opened)
 }
 
-/// Opens the reduce task of a job whose app reduces with its own `script`, unless it exists
-/// already (then it has an accepted output, as every task of the job has). Its input is a tar
+/// Opens the reduce task of a job whose app reduces with its own `script`, unless it has an
+/// accepted output already. Its input is a tar
 /// of the chunks' outputs; the job runs again with one more task and the step's replication
 /// ([`idlegrid_domain::Replication::for_step`]). Safe to repeat after a crash: the input is the
 /// same bytes, recording the task again is a no-op, and opening checks the job's state.
 async fn open_reduce(grid: &Grid, job: &JobRecord, script: &str) -> Result<Step, StorageError> {
     use crate::apps::steps::script;
+    // Done once accepted. (Recorded but not opened, after a crash: opened again.)
     if grid
         .store
         .job_tasks(job.id, script::REDUCE_INDEX, 1)
         .await?
         .first()
-        .is_some_and(|t| t.chunk.index == script::REDUCE_INDEX)
+        .is_some_and(|t| t.chunk.index == script::REDUCE_INDEX && t.state == TaskState::Done)
     {
         return Ok(Step::Done);
     }
