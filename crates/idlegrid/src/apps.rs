@@ -289,6 +289,21 @@ async fn show(args: AppNameArgs) -> anyhow::Result<ExitCode> {
         shown(&m.validator),
         shown(&m.assembler),
     );
+    let own: Vec<&str> = [m.partitioner.as_str(), m.assembler.as_str()]
+        .into_iter()
+        .filter(|step| step.ends_with(".py"))
+        .collect();
+    if !own.is_empty() {
+        let _ = writeln!(
+            s,
+            "its own steps: {} (each one more task on devices; on the open grid two owners' \
+             devices must agree)",
+            own.iter()
+                .map(|o| shown(o).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let needs = &m.requirements;
     let _ = writeln!(
         s,

@@ -1570,6 +1570,13 @@ async fn a_forged_reduce_never_becomes_the_output() {
     };
     let push = alice.app("push", &["push", &example("word-count").to_string_lossy()]);
     assert!(push.status.success(), "{}", push.describe());
+    let show = alice.app("show", &["show", "word-count"]);
+    assert!(
+        show.stdout.contains("steps: files -> numbers -> reduce.py")
+            && show.stdout.contains("its own steps: reduce.py"),
+        "{}",
+        show.describe()
+    );
     let cheat_token = ready.owner("mallory").await;
     let honest_tokens = [ready.owner("ann").await, ready.owner("ben").await];
     let docs: Vec<(&str, String)> = (0..6)
