@@ -84,7 +84,7 @@ export class Agent extends EventTarget {
     const c = this.current;
     return {
       paused: [...this.pauses.values()],
-      working: c ? { job: c.lease.job_id, chunk: c.lease.chunk_index, app: c.job.app, progress: c.progress } : null,
+      working: c ? { job: c.lease.job_id, chunk: c.lease.chunk_index, step: stepOf(c.lease), app: c.job.app, progress: c.progress } : null,
       done: this.done,
       failed: this.failed,
       recent: this.recent,
@@ -221,7 +221,7 @@ export class Agent extends EventTarget {
   }
 
   remember(c, words) {
-    this.recent = [{ job: c.lease.job_id, chunk: c.lease.chunk_index, app: c.job.app, words }, ...this.recent].slice(0, RECENT);
+    this.recent = [{ job: c.lease.job_id, chunk: c.lease.chunk_index, step: stepOf(c.lease), app: c.job.app, words }, ...this.recent].slice(0, RECENT);
   }
 
   /** Fetches what the task needs, runs it, and turns the runner's answer into a report outcome
@@ -305,4 +305,11 @@ export class Agent extends EventTarget {
       this.trouble(e);
     }
   }
+}
+
+/** The step of the app's own a lease runs (`partition` or `reduce`, as its parameters say),
+ * or null for a chunk. */
+function stepOf(lease) {
+  const step = lease.task_params && lease.task_params.step;
+  return step === 'partition' || step === 'reduce' ? step : null;
 }

@@ -159,11 +159,12 @@ function runtimeFacts(runtimes, probed, caps) {
 }
 
 /**
- * A task in words: "job 12, chunk 3 (python-map)". The lease says which chunk (`chunk_index`,
- * from 0) but not how many the job has, so no "of N" here.
+ * A task in words: "job 12, chunk 3 (python-map)", or "job 12, reduce step (word-count)" for a
+ * step of the app's own. The lease says which chunk (`chunk_index`, from 0) but not how many
+ * the job has, so no "of N" here.
  */
-function taskName({ job, chunk, app }) {
-  return `job ${job}, chunk ${chunkNumber(chunk)} (${app})`;
+function taskName({ job, chunk, step, app }) {
+  return step ? `job ${job}, ${step} step (${app})` : `job ${job}, chunk ${chunkNumber(chunk)} (${app})`;
 }
 
 function capitalized(text) {
