@@ -1846,3 +1846,44 @@ fn a_partition_step_that_misbehaves_fails_its_job_with_the_reason() {
         assert!(!output.exists(), "{name}");
     }
 }
+
+/// `app test` of an app whose every output is rejected, each a little different (a script
+/// that writes something new and wrong every time), ends with the validator's reason instead
+/// of waiting for ever for a third device: in the customer's own fleet two of its devices
+/// rejected are the app's fault.
+#[test]
+fn an_app_whose_outputs_are_all_rejected_fails_its_test_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = test_app(
+        dir.path(),
+        "garbage",
+        "lines",
+        "jsonl",
+        "concat",
+        "import random\nopen('output/out', 'w').write('not json %f\\n' % random.random())\n",
+    );
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a\nb\n").unwrap();
+    let output = dir.path().join("out.jsonl");
+    let finished = app_test(
+        dir.path(),
+        "garbage",
+        &app,
+        &[
+            "--input",
+            &input.to_string_lossy(),
+            "--output",
+            &output.to_string_lossy(),
+        ],
+    );
+    assert!(!finished.status.success(), "{}", finished.describe());
+    assert!(
+        finished
+            .stderr
+            .contains("two of your own devices' outputs for it were rejected")
+            && finished.stderr.contains("not one JSON value"),
+        "{}",
+        finished.describe()
+    );
+    assert!(!output.exists());
+}

@@ -187,24 +187,35 @@ fn task_verdicts(
             for r in state.results.iter().filter(|r| rejected(r).is_some()) {
                 let reason = rejected(r).unwrap_or_default();
                 // In a private fleet every device is the customer's own: no stranger is there
-                // to collude with, so two devices agreeing is enough, trusted or not (else a job
-                // whose every output is rejected would wait for ever for a third).
+                // to forge or to collude with, so two of its devices' outputs rejected are the
+                // app's or the job's fault, whatever their bytes (else a job whose every
+                // output is rejected, each a little different, would wait for ever for a
+                // third device).
                 let own = state.placement == idlegrid_domain::Placement::Own;
                 if let Some(twin) = disputed.iter().find(|d| {
-                    key(d) == key(r) && party(d) != party(r) && (own || trusted(d) || trusted(r))
+                    party(d) != party(r)
+                        && (own || (key(d) == key(r) && (trusted(d) || trusted(r))))
                 }) {
                     // Independent parties, one of them trusted, returned the same bytes and
                     // they were rejected: the job asks for what cannot be given.
-                    let why = "the job was at fault: independent devices returned the same output";
+                    let why = "the job was at fault: independent devices' outputs were rejected";
                     verdicts.push(Verdict::Void(r.id, why.into()));
                     verdicts.push(Verdict::Void(twin.id, why.into()));
                     verdicts.push(Verdict::FailTask(
                         state.task,
-                        format!(
-                            "devices of different owners returned the same output for it, and \
-                             it was rejected: {reason}. The job's settings cannot give an \
-                             acceptable output; no device is at fault"
-                        ),
+                        if own {
+                            format!(
+                                "two of your own devices' outputs for it were rejected: \
+                                 {reason}. The app or the job's settings cannot give an \
+                                 acceptable output; no device is at fault"
+                            )
+                        } else {
+                            format!(
+                                "devices of different owners returned the same output for it, \
+                                 and it was rejected: {reason}. The job's settings cannot give \
+                                 an acceptable output; no device is at fault"
+                            )
+                        },
                     ));
                     return verdicts;
                 }
@@ -516,6 +527,22 @@ mod tests {
         fleet.placement = Placement::Own;
         let v = task_verdicts(&young, &fleet, &rejected(2), 0.5);
         assert!(matches!(&v[..], [.., Verdict::FailTask(..)]), "{v:?}");
+        // ... and so are two of them whose outputs differ, each rejected (a script that writes
+        // something a little different every time, all of it wrong).
+        let mut differing = state(
+            1,
+            vec![result(1, "bad", ReplicaStage::Disputed, 0), new(2, "worse")],
+        );
+        differing.placement = Placement::Own;
+        let v = task_verdicts(&young, &differing, &rejected(2), 0.5);
+        assert!(
+            matches!(&v[..], [.., Verdict::FailTask(_, why)] if why.contains("your own devices")),
+            "{v:?}"
+        );
+        // On the open grid, differing rejected outputs prove nothing: disputed.
+        differing.placement = Placement::Any;
+        let v = task_verdicts(&none, &differing, &rejected(2), 0.5);
+        assert!(matches!(&v[..], [Verdict::Disputed(..)]), "{v:?}");
         // The same device (or owner) repeating itself proves nothing: disputed again.
         let mut again = new(3, "bad");
         again.owner = 1;
