@@ -1474,6 +1474,46 @@ fn pictures_too_large_or_that_do_not_decode_never_count() {
     );
 }
 
+/// `app test` of a test app cut and joined by `steps` (its partitioner and assembler), one of
+/// them a script of its own whose text is `script`; every task copies its chunk, has 3 s and
+/// one attempt. The outcome, and where the output would be.
+fn test_step(
+    dir: &Path,
+    name: &str,
+    steps: (&str, &str),
+    script: &str,
+    input: &Path,
+    args: &[&str],
+) -> (common::Finished, PathBuf) {
+    let app = test_app(
+        dir,
+        &format!("step-{name}"),
+        steps.0,
+        "integrity",
+        steps.1,
+        "import shutil\nshutil.copy('input/input.bin', 'output/out')\n",
+    );
+    let file = [steps.0, steps.1]
+        .into_iter()
+        .find(|s| s.ends_with(".py"))
+        .unwrap();
+    std::fs::write(app.join(file), script).unwrap();
+    let output = dir.join(format!("{name}.out"));
+    let mut all = vec![
+        "--input".to_string(),
+        input.to_string_lossy().into_owned(),
+        "--output".to_string(),
+        output.to_string_lossy().into_owned(),
+        "--max-attempts".to_string(),
+        "1".to_string(),
+        "--task-timeout".to_string(),
+        "3".to_string(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    (app_test(dir, name, &app, &all), output)
+}
+
 /// An app's own reduce step is a stranger's code run as a task: one that writes outside its
 /// output, crashes or never ends fails its job with the reason, and nothing it tried to write
 /// elsewhere exists. The chunks before it ran and were accepted as usual.
@@ -1509,32 +1549,13 @@ fn a_reduce_step_that_misbehaves_fails_its_job_with_the_reason() {
         ),
     ];
     for (name, reduce, reason) in cases {
-        let app = test_app(
-            dir.path(),
-            &format!("reduce-{name}"),
-            "lines",
-            "integrity",
-            "reduce.py",
-            "import shutil\nshutil.copy('input/input.bin', 'output/out')\n",
-        );
-        std::fs::write(app.join("reduce.py"), reduce).unwrap();
-        let output = dir.path().join(format!("{name}.out"));
-        let finished = app_test(
+        let (finished, output) = test_step(
             dir.path(),
             name,
-            &app,
-            &[
-                "--input",
-                &input.to_string_lossy(),
-                "--output",
-                &output.to_string_lossy(),
-                "--chunk-lines",
-                "2",
-                "--max-attempts",
-                "1",
-                "--task-timeout",
-                "3",
-            ],
+            ("lines", "reduce.py"),
+            &reduce,
+            &input,
+            &["--chunk-lines", "2"],
         );
         assert!(
             !finished.status.success(),
@@ -1808,30 +1829,13 @@ fn a_partition_step_that_misbehaves_fails_its_job_with_the_reason() {
         ),
     ];
     for (name, partition, first, second) in cases {
-        let app = test_app(
-            dir.path(),
-            &format!("cut-{name}"),
-            "partition.py",
-            "integrity",
-            "concat",
-            "import shutil\nshutil.copy('input/input.bin', 'output/out')\n",
-        );
-        std::fs::write(app.join("partition.py"), partition).unwrap();
-        let output = dir.path().join(format!("{name}.out"));
-        let finished = app_test(
+        let (finished, output) = test_step(
             dir.path(),
             name,
-            &app,
-            &[
-                "--input",
-                &input.to_string_lossy(),
-                "--output",
-                &output.to_string_lossy(),
-                "--max-attempts",
-                "1",
-                "--task-timeout",
-                "3",
-            ],
+            ("partition.py", "concat"),
+            &partition,
+            &input,
+            &[],
         );
         assert!(
             !finished.status.success(),
