@@ -568,8 +568,13 @@ pub struct DepositReceipt {
 /// Chunk counts of a job.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChunkCounts {
-    /// Chunks the input was split into; `null` until the partitioner has finished.
+    /// Chunks the input was split into; `null` until the partitioner has finished. With the
+    /// app's own steps, their tasks count too (see `steps`).
     pub total: Option<u64>,
+    /// Of `total`, the tasks that run a step of the app's own (its partition or reduce script)
+    /// rather than a chunk of the input.
+    #[serde(default)]
+    pub steps: u64,
     /// Chunks created so far.
     pub created: u64,
     /// Chunks with a validated result.

@@ -402,9 +402,17 @@ impl Submission<'_> {
             println!("{}", output::json(&finished)?);
         } else {
             println!(
-                "job {} completed: {}, {} retried, {} written to {} in {:.1} s",
+                "job {} completed: {}{}, {} retried, {} written to {} in {:.1} s",
                 finished.id,
-                output::counted(finished.chunks.done, "chunk", "chunks"),
+                output::counted(
+                    finished.chunks.done.saturating_sub(finished.chunks.steps),
+                    "chunk",
+                    "chunks"
+                ),
+                match finished.chunks.steps {
+                    0 => String::new(),
+                    n => format!(" and {}", output::counted(n, "step", "steps")),
+                },
                 output::counted(
                     finished.chunks.failed_attempts,
                     "failed attempt",

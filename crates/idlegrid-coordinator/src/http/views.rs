@@ -45,6 +45,14 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
     } else {
         Default::default()
     };
+    // An app with steps of its own counts their tasks among the job's.
+    let steps = match grid.app_of(job).await? {
+        Some(app) if app.partitioner.step().is_some() || app.assembler.step().is_some() => {
+            let chunks = crate::apps::steps::script::chunk_count(job, grid.store.as_ref()).await?;
+            job.chunks_total.unwrap_or(0) - chunks
+        }
+        _ => 0,
+    };
     Ok(Job {
         id: job.id,
         name: job.spec.name.clone(),
@@ -62,6 +70,7 @@ pub async fn job_view(grid: &Grid, job: &JobRecord) -> ApiResult<Job> {
         facts: job.facts.clone(),
         chunks: ChunkCounts {
             total: job.chunks_total,
+            steps,
             created: job.chunks_created,
             done: job.chunks_done,
             queued: depth.queued,

@@ -55,7 +55,8 @@ export function chunkGrid() {
         h('pre', { class: 'failure-reason' }, task.last_failure)))),
       failed.length > 20 ? h('p', { class: 'muted' }, `…and ${failed.length - 20} more.`) : null,
     ].filter(Boolean));
-    replace(summary, `${counted(tasks.length, 'chunk')}: `,
+    const steps = tasks.filter((task) => task.step).length;
+    replace(summary, `${counted(tasks.length - steps, 'chunk')}${steps ? ` and ${counted(steps, 'step')}` : ''}: `,
       CHUNK_STATES.filter((s) => counts[s]).map((s) => `${counts[s]} ${s}`).join(', ') || 'none yet',
       retried ? `; ${retried} retried` : '');
   }

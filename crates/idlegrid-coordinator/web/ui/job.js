@@ -60,7 +60,7 @@ export async function jobView(main, [idText], { isCurrent }) {
   const chunksCard = h('section', { class: 'card', 'aria-labelledby': 'chunks-h' },
     h('h2', { id: 'chunks-h' }, 'Chunks'), countsBody, tasksAlerts.el, grid.el);
   // Loaded when opened, not on every event (joblogs.js).
-  const logs = logsSection(id, { total: () => (job.chunks ? job.chunks.total : null) });
+  const logs = logsSection(id, { total: () => chunkTotal(job) });
   const hooksSlot = h('div');
   main.append(summary, secretSlot, outputSlot, chunksCard, logs.el, factsCard, hooksSlot);
 
@@ -180,7 +180,8 @@ export async function jobView(main, [idText], { isCurrent }) {
   function renderCounts() {
     const c = job.chunks || {};
     replace(countsBody, counts([
-      ['Chunks', c.total === null || c.total === undefined ? `${c.created} so far` : String(c.total)],
+      ['Chunks', c.total === null || c.total === undefined ? `${c.created} so far` : String(chunkTotal(job))],
+      ...(c.steps ? [['Steps of the app’s own', String(c.steps)]] : []),
       ['Done', String(c.done)],
       ['Queued', String(c.queued)],
       ['Running', String(c.running)],
@@ -236,7 +237,7 @@ export async function jobView(main, [idText], { isCurrent }) {
         if (answer.next_from === null || answer.next_from === undefined) break;
         from = answer.next_from;
       }
-      grid.render(tasks, job.chunks ? job.chunks.total : null);
+      grid.render(tasks, chunkTotal(job));
       tasksAlerts.clear();
     } catch (e) {
       if (missingEndpoint(e)) {
@@ -327,4 +328,12 @@ function deliveriesTable(events) {
       h('caption', { class: 'sr-only' }, 'Each state change of the job and its delivery to the webhook'),
       h('thead', {}, h('tr', {}, ['Event', 'Job became', 'At', 'Delivery', 'Attempts'].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, rows))) : h('p', { class: 'muted' }, 'No deliveries yet.'));
+}
+
+/** How many chunks the job's input was cut into (its tasks less those of the app's own steps),
+ * or null while it is being cut. */
+function chunkTotal(job) {
+  const c = job.chunks;
+  if (!c || c.total === null || c.total === undefined) return null;
+  return c.total - (c.steps || 0);
 }

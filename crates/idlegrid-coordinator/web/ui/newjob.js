@@ -89,6 +89,7 @@ const FAN_OUTS = {
 const FAN_INS = {
   concat: 'the output is the chunks’ outputs joined in order',
   archive: 'the output is one tar archive of the chunks’ output files, in order',
+  zip: 'the output is one zip archive of the chunks’ output files, in order',
   sum: 'the output is one JSON object, the chunks’ numbers added up key by key',
   stats: 'the output is one JSON object: for each key, the count, mean, standard deviation and 95% confidence interval of the chunks’ numbers',
 };
@@ -362,8 +363,13 @@ function buildForm(apps, navigate, webhooks, { me, chosen }) {
     publishedBox.hidden = !published;
     if (published) {
       const { name, version, assembler } = app.manifest;
-      const fanOut = Object.hasOwn(FAN_OUTS, partitioner) ? FAN_OUTS[partitioner] : 'run on each chunk of the input';
-      const fanIn = Object.hasOwn(FAN_INS, assembler) ? FAN_INS[assembler] : 'the output is made of the chunks’ outputs';
+      // A step that is the app's own script runs as a task on devices too.
+      const fanOut = Object.hasOwn(FAN_OUTS, partitioner) ? FAN_OUTS[partitioner]
+        : partitioner.endsWith('.py') ? `run on each chunk its own partition script (${partitioner}, run on a device first) cuts the input into`
+          : 'run on each chunk of the input';
+      const fanIn = Object.hasOwn(FAN_INS, assembler) ? FAN_INS[assembler]
+        : assembler.endsWith('.py') ? `the output is what its own reduce script (${assembler}, run on a device last) makes of the chunks’ outputs`
+          : 'the output is made of the chunks’ outputs';
       replace(publishedAbout, `${name} ${version}, ${publisherText(app, me)}`,
         app.published_at ? `, published ${formatTime(app.published_at)}` : '',
         `. It brings its own task script, ${fanOut}; ${fanIn}. `,
