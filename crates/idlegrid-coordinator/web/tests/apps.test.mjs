@@ -19,13 +19,10 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import {
-  WEB, assertNoSidewaysScroll, call, closeGrid, openGrid, screenshot, signIn, unlabelledControls, waitFor, waitForFinalState, waitForJobPage,
+  assertNoSidewaysScroll, call, closeGrid, exampleBundle, openGrid, screenshot, signIn, unlabelledControls, waitFor, waitForFinalState, waitForJobPage,
 } from './helpers.mjs';
 
-const EXAMPLE = path.resolve(WEB, '../../../examples/apps/line-stats');
 const NARROW = { width: 360, height: 740 };
 const WIDE = { width: 1366, height: 900 };
 const LONG_WORD = 'Pneumonoultramicroscopicsilicovolcanoconiosis'.repeat(6);
@@ -39,13 +36,6 @@ const published = {};
 /** Every dialog a page opened (an `alert` from a manifest would be one). */
 const dialogs = [];
 
-/** The example app's bundle, as `idlegrid app push` sends it, with `changes` to its manifest. */
-function exampleBundle(changes = {}) {
-  const manifest = JSON.parse(fs.readFileSync(path.join(EXAMPLE, 'manifest.json'), 'utf8'));
-  const files = Object.fromEntries(fs.readdirSync(EXAMPLE).filter((f) => f !== 'manifest.json')
-    .map((f) => [f, fs.readFileSync(path.join(EXAMPLE, f), 'utf8')]));
-  return { manifest: { ...manifest, ...changes }, files };
-}
 
 /** Publishes `bundle`; returns the HTTP status, and keeps the answer. */
 async function publish(bundle) {
@@ -60,11 +50,11 @@ before(async () => {
   ({ grid, browser } = await openGrid({ workers: 1, slots: 2, viewport: WIDE }));
   browser.context.on('page', (p) => p.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); }));
   browser.page.on('dialog', (d) => { dialogs.push(d.message()); d.dismiss().catch(() => {}); });
-  assert.equal(await publish(exampleBundle()), 201);
-  assert.equal(await publish(exampleBundle()), 200, 'the same version again, as it is, is fine');
-  assert.equal(await publish(exampleBundle({ version: '1.1.0', description: NEWER_DESCRIPTION })), 201);
+  assert.equal(await publish(exampleBundle('line-stats')), 201);
+  assert.equal(await publish(exampleBundle('line-stats')), 200, 'the same version again, as it is, is fine');
+  assert.equal(await publish(exampleBundle('line-stats', { version: '1.1.0', description: NEWER_DESCRIPTION })), 201);
   assert.equal(await publish({
-    manifest: { ...exampleBundle().manifest, name: 'hostile-notes', version: '0.1.0', description: HOSTILE_DESCRIPTION },
+    manifest: { ...exampleBundle('line-stats').manifest, name: 'hostile-notes', version: '0.1.0', description: HOSTILE_DESCRIPTION },
     files: { 'task.py': 'import shutil, os\nshutil.copy(os.path.join("input", os.listdir("input")[0]), "output/out.txt")\n' },
   }), 201);
 });

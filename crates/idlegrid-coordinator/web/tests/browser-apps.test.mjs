@@ -34,11 +34,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
-import { WEB, call, chunkReport, closeGrid, linkBrowserWorker, openGrid, recentTasks, sha256, signIn, waitFor } from './helpers.mjs';
-
-const EXAMPLES = path.resolve(WEB, '../../../examples/apps');
+import { call, chunkReport, closeGrid, exampleBundle, linkBrowserWorker, openGrid, recentTasks, sha256, signIn, waitFor } from './helpers.mjs';
 
 let grid;
 let browser;
@@ -46,15 +42,6 @@ let browser;
 let device;
 /** The word-count job the first test ran: its id and its number of distinct words. */
 let wordCount;
-
-/** An example app's bundle, as `idlegrid app push` sends it. */
-function exampleBundle(name) {
-  const dir = path.join(EXAMPLES, name);
-  const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
-  const files = Object.fromEntries(fs.readdirSync(dir).filter((f) => f !== 'manifest.json')
-    .map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]));
-  return { manifest, files };
-}
 
 /** The grid's devices: the browser alone, no native worker. */
 async function devices() {

@@ -12,6 +12,18 @@ import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 export const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/**
+ * The bundle of the example app `name` (examples/apps/<name>), as `idlegrid app push` sends it:
+ * its manifest, with `changes` made to it, and every other file of its folder.
+ */
+export function exampleBundle(name, changes = {}) {
+  const dir = path.resolve(WEB, '../../../examples/apps', name);
+  const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'manifest.json'), 'utf8'));
+  const files = Object.fromEntries(fs.readdirSync(dir).filter((f) => f !== 'manifest.json')
+    .map((f) => [f, fs.readFileSync(path.join(dir, f), 'utf8')]));
+  return { manifest: { ...manifest, ...changes }, files };
+}
 export const BIN = path.resolve(WEB, process.env.IDLEGRID_BIN || '../../../target/debug/idlegrid');
 export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 /** Where the pages' screenshots are written (test artifacts). */
