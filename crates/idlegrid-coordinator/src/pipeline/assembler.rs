@@ -221,21 +221,28 @@ async fn cut_chunks(grid: &Grid, job: &JobRecord, script: &str) -> Result<Step, 
 }
 
 /// Opens the reduce task of a job whose app reduces with its own `script`, unless it has an
-/// accepted output already. Its input is a tar
-/// of the chunks' outputs; the job runs again with one more task and the step's replication
-/// ([`idlegrid_domain::Replication::for_step`]). Safe to repeat after a crash: the input is the
-/// same bytes, recording the task again is a no-op, and opening checks the job's state.
+/// accepted output already. Its input is a tar of the chunks' outputs; the job runs again with
+/// one more task and the step's replication ([`idlegrid_domain::Replication::for_step`]). Safe to repeat after a crash: a task recorded
+/// but not opened is opened as it was, and opening checks the job's state.
 async fn open_reduce(grid: &Grid, job: &JobRecord, script: &str) -> Result<Step, StorageError> {
     use crate::apps::steps::script;
-    // Done once accepted. (Recorded but not opened, after a crash: opened again.)
-    if grid
+    let policy = idlegrid_domain::Replication::for_step(job.spec.replication, job.spec.placement);
+    let total = job.chunks_total.unwrap_or(0) + 1;
+    match grid
         .store
         .job_tasks(job.id, script::REDUCE_INDEX, 1)
         .await?
-        .first()
-        .is_some_and(|t| t.chunk.index == script::REDUCE_INDEX && t.state == TaskState::Done)
+        .into_iter()
+        .find(|t| t.chunk.index == script::REDUCE_INDEX)
     {
-        return Ok(Step::Done);
+        Some(t) if t.state == TaskState::Done => return Ok(Step::Done),
+        // Recorded but not opened (a crash between the two): opened as it was recorded, its
+        // input as it was written.
+        Some(t) => {
+            open(grid, job.id, std::slice::from_ref(&t.chunk), total, &policy).await?;
+            return Ok(Step::Opened);
+        }
+        None => {}
     }
     let key = crate::blob_keys::chunk(job.id, script::REDUCE_INPUT);
     let (input, chunks) =
@@ -253,8 +260,6 @@ async fn open_reduce(grid: &Grid, job: &JobRecord, script: &str) -> Result<Step,
         // A step is billed as a task: its quote counted it as one more chunk of the largest.
         work_ms: job.billing.map_or(0, |b| b.largest_chunk_ms),
     };
-    let policy = idlegrid_domain::Replication::for_step(job.spec.replication, job.spec.placement);
-    let total = job.chunks_total.unwrap_or(0) + 1;
     if open(grid, job.id, std::slice::from_ref(&task), total, &policy).await? {
         crate::logs::step(
             grid,

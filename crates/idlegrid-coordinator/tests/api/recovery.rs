@@ -132,3 +132,110 @@ async fn in_process_queues_over_shared_records_are_rebuilt_at_start() {
     assert_eq!(chunks, [(job.id, 0), (job.id, 1)]);
     grid.stop().await;
 }
+
+/// A coordinator that stopped after recording an app's reduce task but before opening it (the
+/// job still assembling, its tasks not counting the reduce): once restarted, it opens that task
+/// as it was recorded, its input the tar written then, and the job completes with the reduce's
+/// output. (Building the input again from a count that took the recorded task for an opened one
+/// would have left a chunk out and no longer matched the recorded size.)
+#[tokio::test]
+async fn a_reduce_recorded_but_not_opened_is_opened_after_a_restart() {
+    let grid = TestGrid::start(|_| {}).await;
+    let customer = grid.customer();
+    let manifest: idlegrid_api::AppManifest = serde_json::from_value(serde_json::json!({
+        "name": "joined", "version": "1.0.0", "description": "Lines joined by a reduce.",
+        "entrypoint": "task.py", "input_name": "in.txt", "partitioner": "lines",
+        "validator": "integrity", "assembler": "reduce.py", "deterministic": true,
+    }))
+    .unwrap();
+    let bundle = idlegrid_api::Bundle {
+        manifest,
+        files: [("task.py", "pass\n"), ("reduce.py", "pass\n")]
+            .into_iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect(),
+        wheels: Default::default(),
+    };
+    customer.publish_app(&bundle).await.unwrap();
+    let mut create = idlegrid_api::jobs::CreateJob::new("joined");
+    create.chunk_lines = Some(1);
+    let job = customer.create_job(&create).await.unwrap();
+    customer
+        .upload_input_bytes(job.id, "a\nb\n".to_string().into())
+        .await
+        .unwrap();
+    customer.run_job(job.id).await.unwrap();
+    // The device does the chunks (upper-cased) and waits for the reduce's lease.
+    let worker = grid.worker("w").await;
+    let mut reduce = None;
+    while reduce.is_none() {
+        for l in lease(&worker, 4).await.leases {
+            if l.script.is_some() {
+                reduce = Some(l);
+                continue;
+            }
+            let text = if l.chunk_index == 0 { "A\n" } else { "B\n" };
+            report_one(&worker, l.lease_id, l.task_id, completed(text.as_bytes())).await;
+        }
+    }
+    let reduce = reduce.unwrap();
+    assert_eq!(reduce.script.as_deref(), Some("reduce.py"));
+    let recorded_size = reduce.input_size;
+    let dir = grid.stop().await;
+
+    // As if the coordinator had stopped between recording the task and opening it.
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys\n\
+             db = sqlite3.connect(sys.argv[1])\n\
+             db.execute(\"UPDATE jobs SET state = 'assembling', chunks_total = 2\")\n\
+             db.commit()\n",
+        )
+        .arg(dir.path().join("records.db"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let grid = TestGrid::start_in(dir, |_| {}).await;
+    let worker = grid.worker("w2").await;
+    let reduce = loop {
+        if let Some(l) = lease(&worker, 4).await.leases.into_iter().next() {
+            break l;
+        }
+    };
+    assert_eq!(reduce.script.as_deref(), Some("reduce.py"));
+    assert_eq!(reduce.input_size, recorded_size);
+    let input = grid.dir.path().join("outputs.tar");
+    worker
+        .download_lease_input(reduce.lease_id, &input)
+        .await
+        .unwrap();
+    // Both chunks' outputs are in it, by index.
+    let tar = std::fs::read(&input).unwrap();
+    assert_eq!(&tar[..6], b"000000");
+    assert_eq!(&tar[512..514], b"A\n");
+    assert_eq!(&tar[1024..1030], b"000001");
+    assert_eq!(&tar[1536..1538], b"B\n");
+    report_one(
+        &worker,
+        reduce.lease_id,
+        reduce.task_id,
+        completed(b"A B\n"),
+    )
+    .await;
+    let done = wait_for(&grid.customer(), job.id, JobState::Completed).await;
+    assert_eq!(done.chunks.total, Some(3));
+    assert_eq!(done.chunks.steps, 1);
+    let out = grid.dir.path().join("out");
+    grid.customer()
+        .download_output(job.id, &out, &done.output.unwrap().sha256)
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(out).unwrap(), "A B\n");
+    grid.stop().await;
+}
