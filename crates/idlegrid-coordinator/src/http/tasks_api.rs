@@ -312,6 +312,7 @@ async fn grant(grid: &Grid, device: &WorkerRecord, leases: &[Lease]) -> ApiResul
     let mut jobs = BTreeMap::new();
     let mut granted = Vec::with_capacity(leases.len());
     let mut stale = Vec::new();
+    let mut never_ran = Vec::new();
     let now = idlegrid_storage::now_ms();
     for lease in leases {
         let (Some(task), Some(job)) = (tasks.get(&lease.task), grid.schedule.get(lease.job)) else {
@@ -320,6 +321,9 @@ async fn grant(grid: &Grid, device: &WorkerRecord, leases: &[Lease]) -> ApiResul
         };
         if task.state != TaskState::Pending {
             stale.push((lease.id, lease.worker));
+            // It never ran here: the device may take a later copy of the chunk (a check of the
+            // result that made this one stale), else a grid of two owners waits for ever.
+            never_ran.push((lease.job, lease.task, lease.worker));
             continue;
         }
         let party = job.placement.party(lease.worker.0, device.owner);
@@ -352,6 +356,7 @@ async fn grant(grid: &Grid, device: &WorkerRecord, leases: &[Lease]) -> ApiResul
     }
     if !stale.is_empty() {
         grid.queues.settle(&stale).await?;
+        grid.queues.release_holders(&never_ran).await?;
     }
     Ok(LeaseGrant {
         jobs: jobs.into_values().collect(),
