@@ -44,25 +44,13 @@ pub async fn assemble_job(grid: &Grid, job_id: JobId) -> Result<(), StorageError
         .await?;
         return Ok(());
     };
-    // An app's own steps: its partition task done, the chunks it cut; the chunks done, its
-    // reduce task.
-    for (step, script) in [
-        ("partition", app.partitioner.step()),
-        ("reduce", app.assembler.step()),
-    ] {
-        let Some(script) = script else { continue };
-        let at = match step {
-            "partition" => cut_chunks(grid, &job, script).await?,
-            _ => open_reduce(grid, &job, script).await?,
-        };
-        match at {
-            Step::Done => {}
-            Step::Opened => return Ok(()),
-            Step::Refused(reason) => {
-                crate::logs::step(grid, job_id, step, &format!("ERROR: {reason}")).await;
-                crate::lifecycle::end_job(grid, job_id, JobState::Failed, Some(&reason)).await?;
-                return Ok(());
-            }
+    match own_steps(grid, &job, &app).await? {
+        (_, Step::Done) => {}
+        (_, Step::Opened) => return Ok(()),
+        (step, Step::Refused(reason)) => {
+            crate::logs::step(grid, job_id, step, &format!("ERROR: {reason}")).await;
+            crate::lifecycle::end_job(grid, job_id, JobState::Failed, Some(&reason)).await?;
+            return Ok(());
         }
     }
     let started = std::time::Instant::now();
@@ -133,6 +121,25 @@ enum Step {
     Opened,
     /// It cannot go on; the job fails with this reason.
     Refused(String),
+}
+
+/// Where the app's own steps stand, with the step's name: its partition task done, the chunks
+/// it cut are opened; the chunks done, its reduce task. `Done` when there is nothing to open.
+async fn own_steps(
+    grid: &Grid,
+    job: &JobRecord,
+    app: &crate::apps::App,
+) -> Result<(&'static str, Step), StorageError> {
+    if let Some(script) = app.partitioner.step() {
+        let at = cut_chunks(grid, job, script).await?;
+        if !matches!(at, Step::Done) {
+            return Ok(("partition", at));
+        }
+    }
+    match app.assembler.step() {
+        Some(script) => Ok(("reduce", open_reduce(grid, job, script).await?)),
+        None => Ok(("", Step::Done)),
+    }
 }
 
 /// Records `tasks` of the job (again, after a crash: a no-op) and opens them: the job runs with

@@ -58,7 +58,7 @@ pub fn is_script(name: &str) -> bool {
 
 /// Whether a task's parameters make it a step's task, not a chunk.
 pub fn is_step(meta: Option<&serde_json::Value>) -> bool {
-    meta.and_then(|m| m.get(STEP)).is_some()
+    step_of(meta).is_some()
 }
 
 /// Which step a task runs (from its parameters): `partition` or `reduce`; `None` for a chunk.
@@ -107,11 +107,8 @@ pub async fn chunk_count(job: &JobRecord, store: &dyn Store) -> Result<u64, Stor
 
 /// The script a step's task runs (from its parameters); `None` for a chunk.
 pub fn script_of(meta: Option<&serde_json::Value>) -> Option<&str> {
-    if !is_step(meta) {
-        return None;
-    }
-    meta.and_then(|m| m.get("script"))
-        .and_then(serde_json::Value::as_str)
+    step_of(meta)?;
+    meta?.get("script")?.as_str()
 }
 
 /// What a task is, for its customer: `chunk N` (counted from 1), or the step it runs
